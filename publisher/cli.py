@@ -1,0 +1,142 @@
+"""The command line: load settings, build the app, call one service, report. Nothing more."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from . import __version__
+from .app import App
+from .config import DEFAULT_PATH, load_settings
+from .errors import ConfigError, PublisherError
+from .model import BuildReport
+
+out = Console()
+err = Console(stderr=True)
+
+EXIT_PROBLEMS = 1  # a source failed, or --strict found a bad item
+EXIT_CONFIG = 2  # the configuration is invalid
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--config", "config_path", type=click.Path(path_type=Path), default=DEFAULT_PATH,
+    envvar="PUBLISHER_CONFIG", show_default=True, help="The TOML configuration file.",
+)  # fmt: skip
+@click.option("-v", "--verbose", is_flag=True, help="Log every item, not just problems.")
+@click.version_option(__version__, prog_name="publisher")
+@click.pass_context
+def main(ctx: click.Context, config_path: Path, verbose: bool) -> None:
+    """Feeds (RSS, Atom, JSON Feed) and email digests for a news site."""
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(message)s",
+        handlers=[RichHandler(console=err, show_time=False, show_path=False, markup=False)],
+    )
+    ctx.obj = config_path
+
+
+def _app(ctx: click.Context) -> App:
+    try:
+        return App(load_settings(ctx.obj))
+    except ConfigError as exc:
+        err.print(str(exc), markup=False, highlight=False)
+        sys.exit(EXIT_CONFIG)
+
+
+@contextmanager
+def _progress(label: str) -> Iterator[Callable[[str], None]]:
+    """A live count of items read; silent when stderr is not a terminal."""
+    if not err.is_terminal:
+        yield lambda _key: None
+        return
+    columns = (SpinnerColumn(), TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=err, transient=True) as progress:
+        task = progress.add_task(label, total=None)
+        yield lambda _key: progress.advance(task)
+
+
+def _summary(title: str, report: BuildReport, seconds: float, feeds: bool) -> None:
+    table = Table(title=title, title_justify="left", show_header=True)
+    for column in ("new", "changed", "unchanged", "skipped", "withdrawn"):
+        table.add_column(column, justify="right")
+    if feeds:
+        table.add_column("feeds written", justify="right")
+        table.add_column("feeds unchanged", justify="right")
+    table.add_column("seconds", justify="right")
+    row = [report.new, report.changed, report.unchanged, report.skipped, report.withdrawn]
+    if feeds:
+        row += [report.feeds_written, report.feeds_unchanged]
+    table.add_row(*(str(v) for v in row), f"{seconds:.2f}")
+    out.print(table)
+    for path in report.written_paths:
+        out.print(f"  wrote {path}", markup=False, highlight=False)
+    for source in report.failed_sources:
+        err.print(f"[bold red]source failed[/]: {escape(source)}", highlight=False)
+    if report.failed_sources:
+        err.print("The feeds keep the last good articles of the failed source(s).")
+
+
+def _run(ctx: click.Context, title: str, strict: bool, action: Callable[[App, BuildReport, Callable[[str], None]], None], feeds: bool) -> None:
+    app = _app(ctx)
+    report = BuildReport()
+    started = time.perf_counter()
+    try:
+        with _progress("reading") as tick:
+            action(app, report, tick)
+    except PublisherError as exc:
+        err.print(f"[bold red]error[/]: {escape(str(exc))}", highlight=False)
+        sys.exit(EXIT_PROBLEMS)
+    finally:
+        app.close()
+    _summary(title, report, time.perf_counter() - started, feeds)
+    if report.failed_sources or (strict and report.problems):
+        sys.exit(EXIT_PROBLEMS)
+
+
+STRICT = click.option("--strict", is_flag=True, help="Any unreadable item is an error (for CI).")
+
+
+@main.command()
+@STRICT
+@click.pass_context
+def check(ctx: click.Context, strict: bool) -> None:
+    """Validate the configuration and read every source, writing nothing."""
+    app = _app(ctx)
+    started = time.perf_counter()
+    with _progress("checking") as tick:
+        report = app.check(tick)
+    app.close()
+    for problem in report.problems:
+        err.print(f"[yellow]skipped[/] {escape(problem)}", highlight=False)
+    _summary("check", report, time.perf_counter() - started, feeds=False)
+    out.print("configuration OK" if not report.failed_sources else "configuration OK, but a source failed")
+    if report.failed_sources or (strict and report.problems):
+        sys.exit(EXIT_PROBLEMS)
+
+
+@main.command()
+@STRICT
+@click.pass_context
+def ingest(ctx: click.Context, strict: bool) -> None:
+    """Read the sources into the store (new, changed and withdrawn articles)."""
+    _run(ctx, "ingest", strict, lambda app, report, tick: app.ingest(report, strict, tick), feeds=False)
+
+
+@main.command()
+@STRICT
+@click.pass_context
+def build(ctx: click.Context, strict: bool) -> None:
+    """Ingest, then write every feed, index.html and feeds.opml whose bytes changed."""
+    _run(ctx, "build", strict, lambda app, report, tick: app.build(report, strict, tick), feeds=True)

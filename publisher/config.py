@@ -1,0 +1,200 @@
+"""The only reader of TOML and the environment. Validates once and reports every problem at once."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .errors import ConfigError
+from .text import CONVERSIONS
+
+DEFAULT_PATH = Path("config/publisher.toml")
+_SLUG = r"^[a-z0-9]+(?:-[a-z0-9]+)*$"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SiteConfig(_Section):
+    title: str = Field(min_length=1)
+    url: str
+    language: str = "zh-CN"
+    timezone: str = "Asia/Shanghai"
+    description: str = ""
+    author: str = ""
+
+
+class OutputConfig(_Section):
+    dir: str = "public"
+    base_url: str = ""  # where `dir` is served; empty: the site's URL
+
+
+class StoreConfig(_Section):
+    url: str = "sqlite:///var/publisher.db"
+
+
+class TextConfig(_Section):
+    convert: Literal[CONVERSIONS] = "none"  # type: ignore[valid-type]
+    summary_length: int = Field(default=120, ge=10, le=2000)
+    remove_glosses: bool = True
+
+
+class FeedsConfig(_Section):
+    max_items: int = Field(default=50, ge=1, le=1000)
+
+
+class CategoryConfig(_Section):
+    name: str = Field(min_length=1)
+    slug: str | None = Field(default=None, pattern=_SLUG)
+    description: str = ""
+
+
+class FilesSourceConfig(_Section):
+    type: Literal["files"]
+    path: str
+    name: str = ""
+    default_category: str | None = None
+    url_template: str | None = None
+
+    @property
+    def source_name(self) -> str:
+        """The name that keys this source's articles in the store; stable across runs."""
+        return self.name or f"files:{self.path}"
+
+
+SourceConfig = Annotated[FilesSourceConfig, Field(discriminator="type")]
+SOURCE_TYPES = ("files",)
+
+
+class Settings(_Section):
+    site: SiteConfig
+    output: OutputConfig = OutputConfig()
+    store: StoreConfig = StoreConfig()
+    text: TextConfig = TextConfig()
+    feeds: FeedsConfig = FeedsConfig()
+    categories: list[CategoryConfig] = Field(min_length=1)
+    sources: list[SourceConfig] = Field(min_length=1)
+
+
+def load_settings(path: Path) -> Settings:
+    """Read and validate `path`; raise ConfigError listing every problem with its key path."""
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(str(path), [("(file)", "not found", _MISSING_FILE_FIX)]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(str(path), [("(file)", f"cannot read: {exc}", "")]) from exc
+    except tomllib.TOMLDecodeError as exc:
+        fix = "fix the TOML syntax there (strings need quotes; tables are [name])"
+        raise ConfigError(str(path), [("(file)", str(exc), fix)]) from exc
+    return validate(raw, str(path))
+
+
+_MISSING_FILE_FIX = (
+    "pass --config FILE, or copy config/publisher.toml from the project (docs/configuration.md)"
+)
+
+
+def validate(raw: dict[str, Any], origin: str = "<config>") -> Settings:
+    """Validate a parsed TOML mapping into Settings, collecting all problems."""
+    problems: list[tuple[str, str, str]] = []
+    settings: Settings | None = None
+    try:
+        settings = Settings.model_validate(raw)
+    except ValidationError as exc:
+        problems.extend(_explain(error) for error in exc.errors())
+    if settings is not None:
+        problems.extend(_check_meaning(settings))
+    if problems:
+        raise ConfigError(origin, problems)
+    assert settings is not None
+    return settings
+
+
+def _key_path(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part in SOURCE_TYPES and out.startswith("sources["):
+            continue  # pydantic's discriminator step, not a key the user wrote
+        else:
+            out += f".{part}" if out else str(part)
+    return out or "(top level)"
+
+
+def _explain(error: Any) -> tuple[str, str, str]:
+    key = _key_path(tuple(error["loc"]))
+    kind = error["type"]
+    ctx = error.get("ctx", {})
+    if kind == "extra_forbidden":
+        return key, "unknown key", "remove it or fix its spelling (docs/configuration.md lists every key)"
+    if kind == "missing":
+        return key, "required key is missing", f"add `{key.rsplit('.', 1)[-1]} = ...`"
+    if kind == "union_tag_invalid":
+        return (
+            f"{key}.type",
+            f"unknown source type {ctx.get('tag')!r}",
+            f"use one of: {', '.join(SOURCE_TYPES)}",
+        )
+    if kind == "union_tag_not_found":
+        return f"{key}.type", "missing", f"add `type = \"files\"` (one of: {', '.join(SOURCE_TYPES)})"
+    if kind == "literal_error":
+        return key, f"{error['input']!r} is not allowed", f"use one of: {ctx.get('expected')}"
+    if kind == "string_pattern_mismatch" and key.endswith("slug"):
+        return key, f"{error['input']!r} is not a slug", "use lowercase ASCII letters, digits and -"
+    if kind == "too_short" and key in ("categories", "sources"):
+        return key, "at least one is needed", f"add a [[{key}]] table"
+    return key, error["msg"], ""
+
+
+def _check_meaning(settings: Settings) -> list[tuple[str, str, str]]:
+    """Checks pydantic's types cannot express: zones, URLs, uniqueness, references."""
+    problems: list[tuple[str, str, str]] = []
+    site = settings.site
+    try:
+        ZoneInfo(site.timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        problems.append(
+            ("site.timezone", f"unknown time zone {site.timezone!r}", "use an IANA name such as \"Asia/Shanghai\"")
+        )
+    parts = urlsplit(site.url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        problems.append(("site.url", f"{site.url!r} is not an absolute http(s) URL", "write it like \"https://www.example.org\""))
+    if not re.fullmatch(r"[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*", site.language):
+        problems.append(("site.language", f"{site.language!r} is not a language tag", "use a tag such as \"zh-CN\" or \"en\""))
+    base = urlsplit(settings.output.base_url)
+    if settings.output.base_url and (base.scheme not in ("http", "https") or not base.hostname):
+        problems.append(("output.base_url", f"{settings.output.base_url!r} is not an absolute http(s) URL", "write it like \"https://www.example.org/feeds\", or leave it out"))
+    if not re.match(r"^[a-z][a-z0-9+]*://", settings.store.url):
+        problems.append(("store.url", f"{settings.store.url!r} is not a database URL", "use \"sqlite:///var/publisher.db\" or another SQLAlchemy URL"))
+
+    names: dict[str, int] = {}
+    slugs: dict[str, int] = {}
+    for i, category in enumerate(settings.categories):
+        if category.name in names:
+            problems.append((f"categories[{i}].name", f"{category.name!r} is already categories[{names[category.name]}]", "give each category one entry"))
+        names.setdefault(category.name, i)
+        if category.slug:
+            if category.slug in slugs:
+                problems.append((f"categories[{i}].slug", f"{category.slug!r} is already used by categories[{slugs[category.slug]}]", "choose another slug"))
+            slugs.setdefault(category.slug, i)
+
+    known = set(names) | set(slugs)
+    seen_sources: dict[str, int] = {}
+    for i, source in enumerate(settings.sources):
+        if source.default_category and source.default_category not in known:
+            problems.append((f"sources[{i}].default_category", f"{source.default_category!r} is not a configured category", "use the name or slug of one of the [[categories]]"))
+        if source.source_name in seen_sources:
+            problems.append((f"sources[{i}].name", f"{source.source_name!r} is already sources[{seen_sources[source.source_name]}]", "give each source its own `name`"))
+        seen_sources.setdefault(source.source_name, i)
+        if source.url_template and "{path}" not in source.url_template and "{stem}" not in source.url_template:
+            problems.append((f"sources[{i}].url_template", "has neither {path} nor {stem}", "write it like \"https://www.example.org/news/{path}.html\""))
+    return problems

@@ -1,0 +1,46 @@
+"""One exception tree; every error carries a hint that tells the user what to do."""
+
+from __future__ import annotations
+
+
+class PublisherError(Exception):
+    """Base error: `message` says what went wrong, `hint` says how to fix it."""
+
+    def __init__(self, message: str, hint: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return f"{self.message}\n  hint: {self.hint}" if self.hint else self.message
+
+
+class ConfigError(PublisherError):
+    """The configuration is invalid; `problems` lists every (key path, message, fix)."""
+
+    def __init__(self, path: str, problems: list[tuple[str, str, str]]) -> None:
+        self.path = path
+        self.problems = problems
+        lines = [f"{path}: {len(problems)} problem(s) in the configuration"]
+        for key, message, fix in problems:
+            lines.append(f"  {key}: {message}" + (f"\n      fix: {fix}" if fix else ""))
+        super().__init__("\n".join(lines))
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class ContentError(PublisherError):
+    """One content item (a file, a page) cannot be read; the rest still goes through."""
+
+    def __init__(self, location: str, message: str, hint: str = "") -> None:
+        super().__init__(f"{location}: {message}", hint)
+        self.location = location
+
+
+class SourceError(PublisherError):
+    """A whole source failed (folder missing, server down); its last good articles stay."""
+
+
+class StoreError(PublisherError):
+    """The store cannot be opened or written."""

@@ -1,0 +1,193 @@
+"""Feeds: pure renderers (spec, site, articles -> bytes) and write_feeds() at the edge."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from feedgen.feed import FeedGenerator  # import feedgen.feed first: feedgen.util alone breaks
+
+from . import __version__
+from .model import Article, Category, FeedFormat, FeedSpec, Site
+
+GENERATOR = "publisher"
+GENERATOR_URI = "https://github.com/publisher-feeds/publisher"
+# An empty feed still needs an `updated`; a fixed instant keeps its bytes stable.
+EMPTY_FEED_UPDATED = datetime(2000, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class FeedLinks:
+    """Where the output folder is served, and the site pages feeds point back to."""
+
+    base_url: str  # the URL of the output folder, no trailing slash
+
+    def of(self, path: str) -> str:
+        return f"{self.base_url}/{path}"
+
+
+def feed_specs(categories: Sequence[Category]) -> list[FeedSpec]:
+    """Every feed file: the whole site, then each category; each in every format."""
+    scopes: list[Category | None] = [None, *categories]
+    return [FeedSpec(fmt, scope) for scope in scopes for fmt in FeedFormat]
+
+
+def feed_title(spec: FeedSpec, site: Site) -> str:
+    return f"{spec.category.name} - {site.title}" if spec.category else site.title
+
+
+def render_feed(
+    spec: FeedSpec,
+    site: Site,
+    links: FeedLinks,
+    articles: Sequence[Article],
+    names: dict[str, str],
+) -> bytes:
+    """The bytes of one feed. Same inputs, same bytes: no clock is read here.
+
+    `articles` come newest first; `names` maps category slugs to display names.
+    """
+    if spec.format is FeedFormat.JSON:
+        return _json_feed(spec, site, links, articles, names)
+    return _xml_feed(spec, site, links, articles, names)
+
+
+def _updated(articles: Sequence[Article]) -> datetime:
+    return max((a.updated for a in articles), default=EMPTY_FEED_UPDATED)
+
+
+def _description(spec: FeedSpec, site: Site) -> str:
+    if spec.category:
+        return spec.category.description or f"{site.title}: {spec.category.name}"
+    return site.description or site.title
+
+
+def _xml_feed(spec: FeedSpec, site: Site, links: FeedLinks, articles: Sequence[Article], names: dict[str, str]) -> bytes:
+    zone = ZoneInfo(site.timezone)
+    fg = FeedGenerator()
+    fg.load_extension("dc", atom=False, rss=True)
+    self_url = links.of(spec.path)
+    fg.id(self_url)
+    fg.title(feed_title(spec, site))
+    fg.description(_description(spec, site))
+    if spec.format is FeedFormat.ATOM:
+        fg.subtitle(_description(spec, site))
+    fg.link(href=site.url + "/", rel="alternate", type="text/html")
+    fg.link(href=self_url, rel="self", type=spec.format.media_type)
+    fg.language(site.language)
+    fg.author(name=site.author or site.title)
+    fg.generator(GENERATOR, version=__version__, uri=GENERATOR_URI)
+    updated = _updated(articles).astimezone(zone)
+    fg.updated(updated)
+    fg.lastBuildDate(updated)
+    fg.ttl(60)
+    for article in articles:
+        fe = fg.add_entry(order="append")  # feedgen prepends by default, reversing our order
+        fe.id(article.guid)
+        fe.title(article.title)
+        if article.url:
+            fe.link(href=article.url, rel="alternate")
+        fe.published(article.published.astimezone(zone))
+        fe.updated(article.updated.astimezone(zone))
+        fe.summary(article.summary or article.title)
+        fe.content(article.content_html or "<p></p>", type="html")
+        if article.author:
+            if spec.format is FeedFormat.ATOM:
+                fe.author(name=article.author)
+            else:
+                fe.dc.dc_creator(article.author)
+        for slug in article.categories:
+            fe.category(term=slug, label=names.get(slug, slug), scheme=links.of(f"{slug}/"))
+    if spec.format is FeedFormat.ATOM:
+        return fg.atom_str(pretty=True, encoding="UTF-8", xml_declaration=True)  # type: ignore[no-any-return]
+    return fg.rss_str(pretty=True, encoding="UTF-8", xml_declaration=True)  # type: ignore[no-any-return]
+
+
+def _json_feed(spec: FeedSpec, site: Site, links: FeedLinks, articles: Sequence[Article], names: dict[str, str]) -> bytes:
+    """JSON Feed 1.1 (https://www.jsonfeed.org/version/1.1/), written directly."""
+    zone = ZoneInfo(site.timezone)
+    items = []
+    for a in articles:
+        item: dict[str, object] = {"id": a.guid}
+        if a.url:
+            item["url"] = a.url
+        item["title"] = a.title
+        item["content_html"] = a.content_html
+        item["summary"] = a.summary
+        if a.image:
+            item["image"] = a.image
+        item["date_published"] = a.published.astimezone(zone).isoformat()
+        item["date_modified"] = a.updated.astimezone(zone).isoformat()
+        if a.author:
+            item["authors"] = [{"name": a.author}]
+        tags = [names.get(s, s) for s in a.categories] + [t for t in a.tags if t not in names.values()]
+        if tags:
+            item["tags"] = list(dict.fromkeys(tags))
+        items.append(item)
+    feed = {
+        "version": "https://jsonfeed.org/version/1.1",
+        "title": feed_title(spec, site),
+        "home_page_url": site.url + "/",
+        "feed_url": links.of(spec.path),
+        "description": _description(spec, site),
+        "language": site.language,
+        "authors": [{"name": site.author or site.title}],
+        "items": items,
+    }
+    return (json.dumps(feed, ensure_ascii=False, indent=2) + "\n").encode("utf-8")
+
+
+# --- the edge: writing files -------------------------------------------------------------------
+
+
+def write_if_changed(path: Path, data: bytes) -> bool:
+    """Write `data` to `path` via a temp file and rename, only when the bytes differ.
+
+    Unchanged files keep their mtime, so ETag and Last-Modified stay stable for readers.
+    """
+    try:
+        if path.stat().st_size == len(data) and path.read_bytes() == data:
+            return False
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return True
+
+
+ArticlesFor = Callable[[Category | None], Sequence[Article]]
+
+
+def write_feeds(
+    out_dir: Path,
+    site: Site,
+    links: FeedLinks,
+    categories: Sequence[Category],
+    articles_for: ArticlesFor,
+) -> tuple[list[str], list[str]]:
+    """Render every feed and write those whose bytes changed; returns (written, unchanged) paths."""
+    names = {c.slug: c.name for c in categories}
+    written: list[str] = []
+    unchanged: list[str] = []
+    scopes: list[Category | None] = [None, *categories]
+    for scope in scopes:
+        articles = articles_for(scope)  # one query serves all three formats
+        for fmt in FeedFormat:
+            spec = FeedSpec(fmt, scope)
+            data = render_feed(spec, site, links, articles, names)
+            (written if write_if_changed(out_dir / spec.path, data) else unchanged).append(spec.path)
+    return written, unchanged

@@ -1,0 +1,137 @@
+"""The domain: frozen dataclasses and enums. No I/O here."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Category:
+    """A configured category; `slug` is the stored, never-regenerated URL part."""
+
+    name: str
+    slug: str
+    description: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class SourceItem:
+    """What a source read, before normalising. Dates are timezone-aware; HTML is raw."""
+
+    source: str  # the source's configured name
+    key: str  # stable key inside the source (relative path, remote id)
+    title: str
+    content_html: str
+    published: datetime
+    categories: tuple[str, ...] = ()  # names or slugs as written; empty: the source's default
+    location: str = ""  # file path or URL, for messages
+    url: str | None = None
+    author: str | None = None
+    summary: str | None = None
+    image: str | None = None
+    tags: tuple[str, ...] = ()
+    updated: datetime | None = None
+    explicit_id: str | None = None  # front matter `id`: identity that survives renames
+    fingerprint: str | None = None  # cheap change marker (mtime+size) to skip re-reading
+    folder: str | None = None  # the containing folder's name: a category hint
+    default_category: str | None = None  # the source's fallback category
+
+
+@dataclass(frozen=True, slots=True)
+class Unchanged:
+    """A source's word that the item under `key` is as it was (same fingerprint)."""
+
+    key: str
+
+
+@dataclass(frozen=True, slots=True)
+class ItemProblem:
+    """An item a source could not read; it is skipped and the rest goes on."""
+
+    key: str
+    location: str
+    reason: str
+    hint: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.location}: {self.reason}" + (f" ({self.hint})" if self.hint else "")
+
+
+@dataclass(frozen=True, slots=True)
+class Article:
+    """A normalised article as the store keeps it and the feeds show it."""
+
+    source: str
+    key: str
+    guid: str
+    title: str
+    content_html: str
+    summary: str
+    published: datetime  # UTC
+    updated: datetime  # UTC; the content's last change as we saw it
+    categories: tuple[str, ...]  # category slugs
+    content_hash: str
+    url: str | None = None
+    author: str | None = None
+    image: str | None = None
+    tags: tuple[str, ...] = ()
+
+
+class FeedFormat(enum.Enum):
+    RSS = "rss.xml"
+    ATOM = "atom.xml"
+    JSON = "feed.json"
+
+    @property
+    def media_type(self) -> str:
+        return _MEDIA_TYPES[self]
+
+
+_MEDIA_TYPES = {
+    FeedFormat.RSS: "application/rss+xml",
+    FeedFormat.ATOM: "application/atom+xml",
+    FeedFormat.JSON: "application/feed+json",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Site:
+    """What every feed needs to know about the site."""
+
+    title: str
+    url: str  # no trailing slash
+    language: str
+    timezone: str
+    description: str
+    author: str
+
+
+@dataclass(frozen=True, slots=True)
+class FeedSpec:
+    """One feed file: the whole site (category None) or one category, in one format."""
+
+    format: FeedFormat
+    category: Category | None = None
+
+    @property
+    def path(self) -> str:
+        """Path under the output folder, POSIX style."""
+        return f"{self.category.slug}/{self.format.value}" if self.category else self.format.value
+
+
+@dataclass(slots=True)
+class BuildReport:
+    """Counts for the closing summary table; mutable while a build runs."""
+
+    new: int = 0
+    changed: int = 0
+    unchanged: int = 0
+    skipped: int = 0
+    withdrawn: int = 0
+    feeds_written: int = 0
+    feeds_unchanged: int = 0
+    problems: list[str] = field(default_factory=list)
+    failed_sources: list[str] = field(default_factory=list)
+    written_paths: list[str] = field(default_factory=list)

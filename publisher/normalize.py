@@ -1,0 +1,159 @@
+"""Pure: SourceItem -> Article. The one place where metadata is merged and text is cleaned."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from urllib.parse import urljoin, urlsplit
+
+from .model import Article, Category, SourceItem
+from .text import (
+    convert_html,
+    convert_script,
+    html_to_text,
+    one_line,
+    remove_pinyin_glosses,
+    sanitize_html,
+    summarize,
+    xml_safe,
+)
+
+
+class NormalizeError(ValueError):
+    """The item cannot become an article; `hint` says what to change in it."""
+
+    def __init__(self, reason: str, hint: str = "") -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.hint = hint
+
+
+@dataclass(frozen=True, slots=True)
+class TextRules:
+    """The [text] settings, as normalising needs them."""
+
+    convert: str = "none"
+    summary_length: int = 120
+    remove_glosses: bool = True
+
+
+class CategoryIndex:
+    """Finds a configured category by its name or its slug."""
+
+    def __init__(self, categories: Sequence[Category]) -> None:
+        self.categories = tuple(categories)
+        self._by_key = {c.name: c for c in categories} | {c.slug: c for c in categories}
+
+    def find(self, name_or_slug: str) -> Category | None:
+        return self._by_key.get(name_or_slug.strip())
+
+    def names(self) -> str:
+        return ", ".join(c.name for c in self.categories)
+
+
+def normalize(item: SourceItem, index: CategoryIndex, rules: TextRules, site_url: str) -> Article:
+    """Clean every field of `item` and resolve its categories; raise NormalizeError if unusable."""
+
+    def clean(text: str) -> str:
+        text = remove_pinyin_glosses(text) if rules.remove_glosses else text
+        return convert_script(text, rules.convert)
+
+    title = one_line(clean(item.title))
+    if not title:
+        raise NormalizeError("the title is empty", "give the article a title")
+    url = _absolute_url(item.url, site_url)
+    html = item.content_html
+    if rules.remove_glosses:
+        html = remove_pinyin_glosses(html)
+    content = sanitize_html(convert_html(html, rules.convert), base_url=url or site_url + "/")
+    if item.summary:
+        summary = one_line(clean(item.summary))
+    else:
+        summary = summarize(html_to_text(content), rules.summary_length)
+    published = item.published.astimezone(UTC)
+    updated = item.updated.astimezone(UTC) if item.updated else published
+    categories = resolve_categories(item, index)
+    author = one_line(clean(item.author)) if item.author else None
+    image = _absolute_url(item.image, url or site_url + "/") if item.image else None
+    tags = tuple(dict.fromkeys(t for t in (one_line(clean(t)) for t in item.tags) if t))
+    article = Article(
+        source=item.source,
+        key=item.key,
+        guid="",
+        title=title,
+        content_html=content,
+        summary=summary,
+        published=published,
+        updated=max(updated, published),
+        categories=categories,
+        content_hash="",
+        url=url,
+        author=author or None,
+        image=image,
+        tags=tags,
+    )
+    return _with_hash(article, explicit_updated=item.updated is not None)
+
+
+def resolve_categories(item: SourceItem, index: CategoryIndex) -> tuple[str, ...]:
+    """Front matter categories (all must exist), else the folder, else the source default."""
+    if item.categories:
+        slugs = []
+        for name in item.categories:
+            category = index.find(name)
+            if category is None:
+                raise NormalizeError(
+                    f"unknown category {name!r}",
+                    f"use a name or slug from [[categories]]: {index.names()}",
+                )
+            slugs.append(category.slug)
+        return tuple(dict.fromkeys(slugs))
+    for candidate in (item.folder, item.default_category):
+        category = index.find(candidate) if candidate else None
+        if category is not None:
+            return (category.slug,)
+    raise NormalizeError(
+        "no category",
+        "set `category:` in the front matter, put the file in a folder named after a "
+        "category, or set `default_category` on the source",
+    )
+
+
+def _absolute_url(url: str | None, base: str) -> str | None:
+    if not url:
+        return None
+    joined = urljoin(base.rstrip("/") + "/", xml_safe(url).strip())
+    return joined if urlsplit(joined).scheme in ("http", "https") else None
+
+
+def _with_hash(article: Article, explicit_updated: bool) -> Article:
+    """The content hash covers everything a reader sees, so any visible edit counts as a change."""
+    from dataclasses import replace
+
+    visible = [
+        article.title, article.content_html, article.summary, article.url, article.author,
+        article.image, list(article.tags), list(article.categories),
+        article.published.isoformat(),
+        article.updated.isoformat() if explicit_updated else None,
+    ]  # fmt: skip
+    digest = hashlib.sha256(json.dumps(visible, ensure_ascii=False).encode()).hexdigest()
+    return replace(article, content_hash=digest)
+
+
+_TAG_SAFE = re.compile(r"[A-Za-z0-9._~/:@!$&'()*+,;=-]+")
+
+
+def make_guid(site_url: str, published: datetime, source: str, key: str, explicit_id: str | None) -> str:
+    """A tag: URI (RFC 4151) fixed at first ingest: it survives URL and title changes.
+
+    The same article in two category feeds has one id, as readers expect.
+    """
+    host = (urlsplit(site_url).hostname or "localhost").lower()
+    specific = f"id/{explicit_id}" if explicit_id else f"{source}/{key}"
+    if not _TAG_SAFE.fullmatch(specific):
+        specific = ("id/" if explicit_id else "a/") + hashlib.sha1(specific.encode()).hexdigest()[:20]
+    return f"tag:{host},{published.astimezone(UTC):%Y-%m-%d}:{specific}"

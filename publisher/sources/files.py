@@ -1,0 +1,329 @@
+"""The `files` source: Markdown and HTML with YAML front matter, and text pages saved from the site."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator, Mapping
+from datetime import date, datetime, time
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+from zoneinfo import ZoneInfo
+
+import yaml
+from markdown_it import MarkdownIt
+
+from ..errors import SourceError
+from ..model import ItemProblem, SourceItem, Unchanged
+from ..text import text_to_html
+from . import Fetched
+
+SUFFIXES = {".md": "markdown", ".markdown": "markdown", ".html": "html", ".htm": "html", ".txt": "text"}
+FRONT_MATTER_KEYS = (
+    "title", "date", "category", "categories", "id", "author", "summary", "url", "image", "tags",
+    "updated", "draft",
+)  # fmt: skip
+
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_markdown = MarkdownIt("commonmark", {"html": True}).enable(["table", "strikethrough"])
+
+
+class Problem(Exception):
+    """One file cannot be read; carries what to tell the user."""
+
+    def __init__(self, reason: str, hint: str = "") -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.hint = hint
+
+
+class FilesSource:
+    """Reads a folder tree; a file's key is its path relative to the root, with / separators."""
+
+    complete = True
+
+    def __init__(
+        self,
+        name: str,
+        root: Path,
+        timezone: str,
+        default_category: str | None = None,
+        url_template: str | None = None,
+    ) -> None:
+        self.name = name
+        self.root = root
+        self.zone = ZoneInfo(timezone)
+        self.default_category = default_category
+        self.url_template = url_template
+
+    def fetch(self, fingerprints: Mapping[str, str]) -> Iterator[Fetched]:
+        if not self.root.is_dir():
+            raise SourceError(
+                f"source {self.name!r}: folder {self.root} does not exist",
+                "create it or fix `path` in [[sources]]",
+            )
+        for path, stat in self._walk():
+            key = path.relative_to(self.root).as_posix()
+            fingerprint = f"{stat.st_mtime_ns}:{stat.st_size}"
+            if fingerprints.get(key) == fingerprint:
+                yield Unchanged(key)
+                continue
+            try:
+                item = self.read(path, key)
+            except Problem as problem:
+                yield ItemProblem(key, str(path), problem.reason, problem.hint)
+                continue
+            if item is not None:
+                yield _with_fingerprint(item, fingerprint)
+
+    def _walk(self) -> Iterator[tuple[Path, os.stat_result]]:
+        """Every content file under the root in a stable order; hidden files and folders skipped."""
+        stack = [self.root]
+        while stack:
+            folder = stack.pop()
+            try:
+                entries = sorted(os.scandir(folder), key=lambda e: e.name)
+            except OSError as exc:
+                raise SourceError(f"source {self.name!r}: cannot list {folder}: {exc}") from exc
+            for entry in reversed(entries):
+                if entry.name.startswith((".", "_")):
+                    continue
+                if entry.is_dir():
+                    stack.append(Path(entry.path))
+            for entry in entries:
+                if entry.name.startswith((".", "_")) or not entry.is_file():
+                    continue
+                if os.path.splitext(entry.name)[1].lower() in SUFFIXES:
+                    yield Path(entry.path), entry.stat()
+
+    def read(self, path: Path, key: str) -> SourceItem | None:
+        """Parse one file; None for a draft. Raises Problem for a file that cannot be used."""
+        text = _decode(path.read_bytes())
+        kind = SUFFIXES[path.suffix.lower()]
+        if kind == "text":
+            return self._text_page(text, path, key)
+        meta, body, body_line = _split_front_matter(text)
+        if meta.get("draft") is True:
+            return None
+        title = meta.get("title")
+        if not isinstance(title, str) or not title.strip():
+            raise Problem("front matter has no `title`", "add `title: ...` between the --- lines")
+        if "date" not in meta:
+            raise Problem("front matter has no `date`", "add `date: 2024-05-01 09:30`")
+        published = self._date(meta["date"], "date")
+        updated = self._date(meta["updated"], "updated") if meta.get("updated") else None
+        html = _markdown.render(body) if kind == "markdown" else body
+        return SourceItem(
+            source=self.name,
+            key=key,
+            title=title,
+            content_html=html,
+            published=published,
+            updated=updated,
+            categories=_categories(meta),
+            location=str(path),
+            url=_text_field(meta, "url") or self._url(key),
+            author=_text_field(meta, "author"),
+            summary=_text_field(meta, "summary"),
+            image=_text_field(meta, "image"),
+            tags=_string_list(meta.get("tags"), "tags"),
+            explicit_id=_text_field(meta, "id"),
+            folder=_folder(key),
+            default_category=self.default_category,
+        )
+
+    def _text_page(self, text: str, path: Path, key: str) -> SourceItem:
+        page = parse_text_page(text)
+        if page.date is None:
+            raise Problem(
+                "text page has no meta line with 日期",
+                "pages need a line like `来源:高新院 日期:2023-12-04 点击:次` under the title",
+            )
+        return SourceItem(
+            source=self.name,
+            key=key,
+            title=page.title,
+            content_html=text_to_html("\n".join(page.paragraphs)),
+            published=self._date(page.date, "日期"),
+            location=str(path),
+            url=self._url(key),
+            author=page.origin,
+            folder=_folder(key),
+            default_category=self.default_category,
+        )
+
+    def _date(self, value: Any, field: str) -> datetime:
+        parsed = parse_date(value, self.zone)
+        if parsed is None:
+            raise Problem(
+                f"`{field}` {value!r} is not a date",
+                "write it like 2024-05-01, 2024-05-01 09:30 or 2024-05-01T09:30:00+08:00",
+            )
+        return parsed
+
+    def _url(self, key: str) -> str | None:
+        if not self.url_template:
+            return None
+        stem_path = key.rsplit(".", 1)[0]
+        return self.url_template.format(
+            path=quote(stem_path, safe="/"), stem=quote(stem_path.rsplit("/", 1)[-1], safe="")
+        )
+
+
+def _with_fingerprint(item: SourceItem, fingerprint: str) -> SourceItem:
+    from dataclasses import replace
+
+    return replace(item, fingerprint=fingerprint)
+
+
+def _decode(data: bytes) -> str:
+    """UTF-8 (with or without BOM), else GB18030, which covers GBK and GB2312."""
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        pass
+    try:
+        return data.decode("gb18030")
+    except UnicodeDecodeError:
+        raise Problem(
+            "neither UTF-8 nor GB18030 text", "save the file as UTF-8"
+        ) from None
+
+
+def _split_front_matter(text: str) -> tuple[dict[str, Any], str, int]:
+    """YAML between two --- lines at the top; returns (meta, body, body's first line number)."""
+    lines = text.split("\n")
+    if not lines or lines[0].strip() != "---":
+        raise Problem("no front matter", "start the file with a --- line, the YAML keys, and ---")
+    for end in range(1, len(lines)):
+        if lines[end].strip() in ("---", "..."):
+            break
+    else:
+        raise Problem("front matter is not closed", "end the YAML block with a --- line")
+    try:
+        meta = yaml.load("\n".join(lines[1:end]), Loader=_Loader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 2}: " if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise Problem(
+            f"front matter {where}{problem}", "quote values that contain ': ' or start with [ { * &"
+        ) from None
+    if meta is None:
+        meta = {}
+    if not isinstance(meta, dict):
+        raise Problem("front matter is not a set of `key: value` lines")
+    return meta, "\n".join(lines[end + 1 :]), end + 2
+
+
+def _text_field(meta: dict[str, Any], key: str) -> str | None:
+    value = meta.get(key)
+    if value is None:
+        return None
+    if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+        return str(value).strip() or None
+    raise Problem(f"`{key}` must be text, not {type(value).__name__}")
+
+
+def _string_list(value: Any, key: str) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, (str, int)):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, (str, int)) for v in value):
+        raise Problem(f"`{key}` must be a name or a list of names", f"write `{key}: [a, b]`")
+    return tuple(str(v).strip() for v in value if str(v).strip())
+
+
+def _categories(meta: dict[str, Any]) -> tuple[str, ...]:
+    return _string_list(meta.get("categories"), "categories") + _string_list(
+        meta.get("category"), "category"
+    )
+
+
+def _folder(key: str) -> str | None:
+    parts = key.split("/")
+    return parts[-2] if len(parts) > 1 else None
+
+
+# --- dates -------------------------------------------------------------------------------------
+
+_DATE = re.compile(
+    r"^\s*(\d{4})\s*[-/.年]\s*(\d{1,2})\s*[-/.月]\s*(\d{1,2})\s*日?"
+    r"(?:[T\s]+(\d{1,2})[:：](\d{2})(?:[:：](\d{2})(?:\.\d+)?)?)?"
+    r"\s*(Z|[+-]\d{2}:?\d{2})?\s*$"
+)
+
+
+def parse_date(value: Any, zone: ZoneInfo) -> datetime | None:
+    """A front matter or page date as an aware datetime; a time without zone is in `zone`."""
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=zone)
+    if isinstance(value, date):
+        return datetime.combine(value, time(0, 0), tzinfo=zone)
+    if not isinstance(value, str):
+        return None
+    match = _DATE.match(value)
+    if not match:
+        return None
+    year, month, day, hour, minute, second, offset = match.groups()
+    try:
+        naive = datetime(int(year), int(month), int(day), int(hour or 0), int(minute or 0), int(second or 0))
+    except ValueError:
+        return None
+    if offset is None:
+        return naive.replace(tzinfo=zone)
+    iso = offset if offset != "Z" else "+00:00"
+    if ":" not in iso:
+        iso = f"{iso[:3]}:{iso[3:]}"
+    return datetime.fromisoformat(naive.isoformat() + iso)
+
+
+# --- text pages --------------------------------------------------------------------------------
+
+_META = re.compile(r"(来源|來源|日期|点击|點擊)\s*[:：]")
+_ORIGIN = re.compile(r"(?:来源|來源)\s*[:：]\s*(.*?)\s*(?=(?:日期|点击|點擊)\s*[:：]|$)")
+_META_DATE = re.compile(r"日期\s*[:：]\s*(\S+(?:\s+\d{1,2}[:：]\d{2}(?:[:：]\d{2})?)?)")
+_RELATED = re.compile(r"^\s*(相关文章推荐|相關文章推薦|相关阅读|相關閱讀)\s*[:：]?")
+
+
+class TextPage:
+    """The parts of a page saved as text: navigation and the related block are dropped."""
+
+    def __init__(self, title: str, origin: str | None, date: str | None, paragraphs: list[str]):
+        self.title = title
+        self.origin = origin
+        self.date = date
+        self.paragraphs = paragraphs
+
+
+def parse_text_page(text: str) -> TextPage:
+    """Navigation lines (`- `), the title, the meta line, paragraphs, then 相关文章推荐."""
+    lines = [line.strip() for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n")]
+    i = 0
+    while i < len(lines) and (not lines[i] or lines[i].startswith("- ") or lines[i] == "-"):
+        i += 1
+    if i >= len(lines):
+        raise Problem("text page is empty", "")
+    title = lines[i]
+    i += 1
+    while i < len(lines) and not lines[i]:
+        i += 1
+    origin = date = None
+    if i < len(lines) and _META.search(lines[i]):
+        meta = lines[i]
+        found_origin = _ORIGIN.search(meta)
+        origin = found_origin.group(1) or None if found_origin else None
+        found_date = _META_DATE.search(meta)
+        date = found_date.group(1) if found_date else None
+        i += 1
+    paragraphs: list[str] = []
+    for line in lines[i:]:
+        if _RELATED.match(line):
+            break
+        if line:
+            paragraphs.append(line)
+    if not paragraphs:
+        raise Problem("text page has a title but no body", "")
+    return TextPage(title, origin, date, paragraphs)

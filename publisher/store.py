@@ -1,0 +1,334 @@
+"""The store: SQLAlchemy 2 Core tables and the queries services need. Returns model objects."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    and_,
+    create_engine,
+    delete,
+    event,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.exc import ArgumentError, OperationalError
+
+from .errors import StoreError
+from .model import Article, Category
+
+metadata = MetaData()
+
+categories_table = Table(
+    "categories",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(200), nullable=False, unique=True),
+    Column("slug", String(100), nullable=False, unique=True),
+    Column("first_seen", DateTime, nullable=False),
+)
+
+articles_table = Table(
+    "articles",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("source", String(200), nullable=False),
+    Column("key", String(1000), nullable=False),
+    Column("explicit_id", String(500)),
+    Column("guid", String(600), nullable=False, unique=True),
+    Column("title", Text, nullable=False),
+    Column("url", Text),
+    Column("author", Text),
+    Column("summary", Text, nullable=False),
+    Column("content_html", Text, nullable=False),
+    Column("image", Text),
+    Column("tags", Text, nullable=False, default="[]"),
+    Column("published", DateTime, nullable=False),
+    Column("updated", DateTime, nullable=False),
+    Column("content_hash", String(64), nullable=False),
+    Column("fingerprint", String(100)),
+    Column("first_seen", DateTime, nullable=False),
+    Column("withdrawn", Boolean, nullable=False, default=False),
+    UniqueConstraint("source", "key", name="uq_articles_source_key"),
+    Index("ix_articles_published", "published"),
+)
+
+# One row per article and category while the article is live; `published` is copied here so
+# that "the newest N of a category" is one index range scan.
+article_categories_table = Table(
+    "article_categories",
+    metadata,
+    Column("article_id", Integer, ForeignKey("articles.id", ondelete="CASCADE"), primary_key=True),
+    Column("category_slug", String(100), primary_key=True),
+    Column("published", DateTime, nullable=False),
+    Index("ix_article_categories_feed", "category_slug", "published"),
+)
+
+meta_table = Table(
+    "meta",
+    metadata,
+    Column("key", String(100), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Known:
+    """What the store remembers of one source item, to decide new / changed / unchanged."""
+
+    id: int
+    fingerprint: str | None
+    content_hash: str
+    guid: str
+    updated: datetime
+    withdrawn: bool
+
+
+def _naive_utc(moment: datetime) -> datetime:
+    return moment.astimezone(UTC).replace(tzinfo=None)
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+class Store:
+    """All persistence. One instance per process; connections are short-lived."""
+
+    def __init__(self, url: str) -> None:
+        try:
+            parsed = make_url(url)
+        except ArgumentError as exc:
+            raise StoreError(f"store.url {url!r} is not a database URL", str(exc)) from exc
+        if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        self.engine: Engine = create_engine(parsed)
+        if parsed.get_backend_name() == "sqlite":
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        try:
+            metadata.create_all(self.engine)
+        except OperationalError as exc:
+            raise StoreError(f"cannot open the store at {url}: {exc.orig}", "check [store] url") from exc
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # --- categories --------------------------------------------------------------------------
+
+    def sync_categories(self, wanted: Sequence[tuple[str, str | None, str]], slugify: Callable[[str], str], now: datetime) -> list[Category]:
+        """Categories in config order, each with its slug: a configured slug wins, else the one
+        stored at first sight, else a new pinyin slug (made unique with -2, -3 ...)."""
+        with self.engine.begin() as conn:
+            rows = conn.execute(select(categories_table.c.name, categories_table.c.slug)).all()
+            by_name = {r.name: r.slug for r in rows}
+            taken = {r.slug: r.name for r in rows}
+            result = []
+            for name, configured, description in wanted:
+                slug = configured or by_name.get(name)
+                if slug is None:
+                    base = slugify(name) or "category"
+                    slug, n = base, 1
+                    while slug in taken and taken[slug] != name:
+                        n += 1
+                        slug = f"{base}-{n}"
+                if taken.get(slug) not in (None, name):
+                    # A configured slug that another (since renamed) category held: hand it over.
+                    conn.execute(delete(categories_table).where(categories_table.c.slug == slug))
+                if name not in by_name:
+                    conn.execute(insert(categories_table).values(name=name, slug=slug, first_seen=_naive_utc(now)))
+                elif by_name[name] != slug:
+                    conn.execute(update(categories_table).where(categories_table.c.name == name).values(slug=slug))
+                    conn.execute(
+                        update(article_categories_table)
+                        .where(article_categories_table.c.category_slug == by_name[name])
+                        .values(category_slug=slug)
+                    )
+                by_name[name] = slug
+                taken[slug] = name
+                result.append(Category(name=name, slug=slug, description=description))
+            return result
+
+    # --- ingest ------------------------------------------------------------------------------
+
+    def known(self, source: str) -> dict[str, Known]:
+        """Everything remembered of a source's items, by key."""
+        a = articles_table.c
+        query = select(a.key, a.id, a.fingerprint, a.content_hash, a.guid, a.updated, a.withdrawn).where(a.source == source)
+        with self.engine.connect() as conn:
+            return {
+                r.key: Known(r.id, r.fingerprint, r.content_hash, r.guid, _aware(r.updated), r.withdrawn)
+                for r in conn.execute(query)
+            }
+
+    def find_explicit(self, source: str, explicit_id: str) -> tuple[int, str] | None:
+        """(row id, key) of the article that carries front matter id `explicit_id`."""
+        a = articles_table.c
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(a.id, a.key).where(and_(a.source == source, a.explicit_id == explicit_id))
+            ).first()
+        return (row.id, row.key) if row else None
+
+    def guid_taken(self, guid: str) -> bool:
+        with self.engine.connect() as conn:
+            return conn.execute(select(articles_table.c.id).where(articles_table.c.guid == guid)).first() is not None
+
+    def writer(self) -> "StoreWriter":
+        """A transaction for one source's ingest; commit on success, roll back on error."""
+        return StoreWriter(self.engine)
+
+    # --- feeds -------------------------------------------------------------------------------
+
+    def latest(self, category_slug: str | None, limit: int) -> list[Article]:
+        """The newest live articles, of one category or of the whole site, newest first."""
+        a = articles_table
+        if category_slug is None:
+            query = select(a).where(a.c.withdrawn.is_(False))
+        else:
+            ac = article_categories_table
+            query = select(a).join(ac, ac.c.article_id == a.c.id).where(ac.c.category_slug == category_slug)
+        query = query.order_by(a.c.published.desc(), a.c.id.desc()).limit(limit)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).all()
+            ids = [r.id for r in rows]
+            cats: dict[int, list[str]] = {i: [] for i in ids}
+            if ids:
+                ac = article_categories_table
+                for r in conn.execute(
+                    select(ac.c.article_id, ac.c.category_slug).where(ac.c.article_id.in_(ids)).order_by(ac.c.article_id, ac.c.category_slug)
+                ):
+                    cats[r.article_id].append(r.category_slug)
+        return [_article(r, tuple(cats[r.id])) for r in rows]
+
+    def counts(self) -> dict[str | None, int]:
+        """Live articles per category slug (None: the whole site)."""
+        from sqlalchemy import func
+
+        ac = article_categories_table
+        with self.engine.connect() as conn:
+            per = dict(conn.execute(select(ac.c.category_slug, func.count()).group_by(ac.c.category_slug)).tuples().all())
+            total = conn.execute(select(func.count()).select_from(articles_table).where(articles_table.c.withdrawn.is_(False))).scalar_one()
+        return {None: total, **per}
+
+
+class StoreWriter:
+    """Writes of one ingest pass, in one transaction."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.conn: Connection | None = None
+
+    def __enter__(self) -> "StoreWriter":
+        self.conn = self.engine.connect()
+        self.conn.begin()
+        return self
+
+    def __exit__(self, kind: object, *rest: object) -> None:
+        assert self.conn is not None
+        try:
+            if kind is None:
+                self.conn.commit()
+            else:
+                self.conn.rollback()
+        finally:
+            self.conn.close()
+
+    def insert(self, article: Article, explicit_id: str | None, fingerprint: str | None, now: datetime) -> None:
+        assert self.conn is not None
+        values = _row(article) | {
+            "source": article.source, "key": article.key, "guid": article.guid,
+            "explicit_id": explicit_id, "fingerprint": fingerprint,
+            "first_seen": _naive_utc(now), "withdrawn": False,
+        }  # fmt: skip
+        new_id = self.conn.execute(insert(articles_table).values(**values)).inserted_primary_key[0]
+        self._link(new_id, article)
+
+    def replace(self, row_id: int, article: Article, explicit_id: str | None, fingerprint: str | None) -> None:
+        """New content for a known article: guid and first_seen stay."""
+        assert self.conn is not None
+        values = _row(article) | {"key": article.key, "explicit_id": explicit_id, "fingerprint": fingerprint, "withdrawn": False}
+        self.conn.execute(update(articles_table).where(articles_table.c.id == row_id).values(**values))
+        self.conn.execute(delete(article_categories_table).where(article_categories_table.c.article_id == row_id))
+        self._link(row_id, article)
+
+    def set_fingerprint(self, row_id: int, fingerprint: str | None) -> None:
+        assert self.conn is not None
+        self.conn.execute(update(articles_table).where(articles_table.c.id == row_id).values(fingerprint=fingerprint))
+
+    def withdraw(self, row_ids: Iterable[int]) -> None:
+        """Articles whose item is gone from the source leave the feeds but stay in the store."""
+        assert self.conn is not None
+        ids = list(row_ids)
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            self.conn.execute(update(articles_table).where(articles_table.c.id.in_(chunk)).values(withdrawn=True, fingerprint=None))
+            self.conn.execute(delete(article_categories_table).where(article_categories_table.c.article_id.in_(chunk)))
+
+    def _link(self, row_id: int, article: Article) -> None:
+        assert self.conn is not None
+        if article.categories:
+            self.conn.execute(
+                insert(article_categories_table),
+                [{"article_id": row_id, "category_slug": s, "published": _naive_utc(article.published)} for s in article.categories],
+            )
+
+
+def _row(article: Article) -> dict[str, object]:
+    return {
+        "title": article.title,
+        "url": article.url,
+        "author": article.author,
+        "summary": article.summary,
+        "content_html": article.content_html,
+        "image": article.image,
+        "tags": json.dumps(list(article.tags), ensure_ascii=False),
+        "published": _naive_utc(article.published),
+        "updated": _naive_utc(article.updated),
+        "content_hash": article.content_hash,
+    }
+
+
+def _article(row: object, categories: tuple[str, ...]) -> Article:
+    r = row  # a Row; attribute access by column name
+    return Article(
+        source=r.source,  # type: ignore[attr-defined]
+        key=r.key,  # type: ignore[attr-defined]
+        guid=r.guid,  # type: ignore[attr-defined]
+        title=r.title,  # type: ignore[attr-defined]
+        content_html=r.content_html,  # type: ignore[attr-defined]
+        summary=r.summary,  # type: ignore[attr-defined]
+        published=_aware(r.published),  # type: ignore[attr-defined]
+        updated=_aware(r.updated),  # type: ignore[attr-defined]
+        categories=categories,
+        content_hash=r.content_hash,  # type: ignore[attr-defined]
+        url=r.url,  # type: ignore[attr-defined]
+        author=r.author,  # type: ignore[attr-defined]
+        image=r.image,  # type: ignore[attr-defined]
+        tags=tuple(json.loads(r.tags)),  # type: ignore[attr-defined]
+    )
+
+
+def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:
+    cursor = dbapi_connection.cursor()  # type: ignore[attr-defined]
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+

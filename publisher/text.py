@@ -1,0 +1,249 @@
+"""CJK text handling, as pure functions: pinyin glosses, OpenCC, XML safety, HTML, summaries, slugs."""
+
+from __future__ import annotations
+
+import html
+import re
+import unicodedata
+from functools import lru_cache
+from urllib.parse import urljoin, urlsplit
+
+import nh3
+import regex
+
+# --- XML safety --------------------------------------------------------------------------------
+
+# Everything outside the XML 1.0 Char production; this also catches lone surrogates.
+_XML_INVALID = re.compile("[^\u0009\u000a\u000d\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def xml_safe(text: str) -> str:
+    """Drop characters XML 1.0 forbids (C0 controls but tab/CR/LF, lone surrogates, U+FFFE/F)."""
+    return _XML_INVALID.sub("", text)
+
+
+def one_line(text: str) -> str:
+    """A title or name: XML-safe, one line, runs of whitespace collapsed, NFC."""
+    return " ".join(unicodedata.normalize("NFC", xml_safe(text)).split())
+
+
+# --- flattened ruby pinyin ---------------------------------------------------------------------
+
+_HAN = r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f]"
+_SYLLABLE = r"[a-zA-ZüÜāáǎàēéěèīíǐìōóǒòūúǔùǖǘǚǜńňǹḿ]{1,7}"
+# One to four Han characters, then their readings in ASCII or full-width parentheses.
+_GLOSS = re.compile(
+    rf"((?:{_HAN}){{1,4}})[(（]\s*({_SYLLABLE}(?:[ \-']{_SYLLABLE}){{0,3}})\s*[)）]"
+)
+_TONE_MARKS = str.maketrans(
+    "āáǎàēéěèīíǐìōóǒòūúǔùǖǘǚǜüńňǹḿ", "aaaaeeeeiiiioooouuuuvvvvvnnnm"
+)
+
+
+def _plain(syllable: str) -> str:
+    return syllable.lower().translate(_TONE_MARKS)
+
+
+@lru_cache(maxsize=8192)
+def _readings(char: str) -> frozenset[str]:
+    """Every reading of one Han character, with tone marks and without."""
+    from pypinyin import Style, pinyin  # imported late: loading its dictionaries costs ~0.2 s
+
+    marked = {p.lower() for p in pinyin(char, style=Style.TONE, heteronym=True)[0]}
+    return frozenset(marked | {_plain(p) for p in marked})
+
+
+def _is_reading(chars: str, gloss: str) -> bool:
+    syllables = [s for s in re.split(r"[ \-']", gloss) if s]
+    if len(syllables) > len(chars):
+        return False
+    tail = chars[len(chars) - len(syllables):]
+    for char, syllable in zip(tail, syllables):
+        s = syllable.lower().replace("u:", "ü")
+        if s not in _readings(char) and _plain(s) not in _readings(char):
+            return False
+    return True
+
+
+def remove_pinyin_glosses(text: str) -> str:
+    """Remove pinyin a converter flattened after the characters it reads: 高新區(qū) -> 高新區.
+
+    Only a gloss that is a real reading of the characters before it goes; 人工智能(AI),
+    (2023年) and GDP(国内生产总值) stay.
+    """
+    if "(" not in text and "（" not in text:
+        return text
+
+    def replace(match: re.Match[str]) -> str:
+        chars, gloss = match.group(1), match.group(2)
+        return chars if _is_reading(chars, gloss) else match.group(0)
+
+    return _GLOSS.sub(replace, text)
+
+
+# --- OpenCC ------------------------------------------------------------------------------------
+
+CONVERSIONS = (
+    "none", "t2s", "s2t", "tw2s", "s2tw", "tw2sp", "s2twp", "hk2s", "s2hk", "t2tw", "t2hk",
+)  # fmt: skip
+# Attribute values that hold URLs are not converted: a Traditional path must keep working.
+_URL_ATTR = re.compile(r"""((?:href|src)\s*=\s*(?:"[^"]*"|'[^']*'|[^\s>]+))""", re.IGNORECASE)
+
+
+@lru_cache(maxsize=None)
+def _converter(mode: str) -> object:
+    import opencc
+
+    return opencc.OpenCC(mode)
+
+
+def convert_script(text: str, mode: str) -> str:
+    """Convert between Traditional and Simplified with OpenCC (`mode` as in CONVERSIONS)."""
+    if mode == "none" or not text:
+        return text
+    converter = _converter(mode)
+    return converter.convert(text)  # type: ignore[attr-defined, no-any-return]
+
+
+def convert_html(fragment: str, mode: str) -> str:
+    """OpenCC over an HTML fragment, leaving href and src values as they are."""
+    if mode == "none" or not fragment:
+        return fragment
+    parts = _URL_ATTR.split(fragment)
+    return "".join(p if i % 2 else convert_script(p, mode) for i, p in enumerate(parts))
+
+
+# --- HTML --------------------------------------------------------------------------------------
+
+_TAGS = set(nh3.ALLOWED_TAGS) | {"figure", "figcaption", "picture", "source"}
+_ATTRIBUTES = {k: set(v) for k, v in nh3.ALLOWED_ATTRIBUTES.items()}
+_ATTRIBUTES.setdefault("a", set()).update({"title"})
+_ATTRIBUTES.setdefault("img", set()).update({"title"})
+_ATTRIBUTES["source"] = {"srcset", "media", "type"}
+_URL_ATTRS = {"href", "src", "cite"}
+_LAZY_SRC = re.compile(
+    r"""<img\b([^>]*?)\sdata-(?:original|src)\s*=\s*("[^"]*"|'[^']*')""", re.IGNORECASE
+)
+_SRC_ATTR = re.compile(r"""\ssrc\s*=\s*("[^"]*"|'[^']*'|[^\s>]+)""", re.IGNORECASE)
+
+
+def _absolute(base: str | None, value: str) -> str | None:
+    value = value.strip()
+    if not base or not value or value.startswith("#"):
+        return value
+    joined = urljoin(base, value)
+    return joined if urlsplit(joined).scheme in ("http", "https", "mailto", "tel") else None
+
+
+def _lazy_images(fragment: str) -> str:
+    """Lazy-loading pages keep the real image in data-src; promote it to src."""
+
+    def promote(match: re.Match[str]) -> str:
+        before = _SRC_ATTR.sub("", match.group(1))
+        return f"<img{before} src={match.group(2)}"
+
+    return _LAZY_SRC.sub(promote, fragment)
+
+
+def sanitize_html(fragment: str, base_url: str | None = None) -> str:
+    """Allow-list HTML (nh3): no script, no event handlers, no javascript: URLs.
+
+    Relative links and images become absolute against `base_url`, since feed readers and
+    mail clients resolve them against nothing useful.
+    """
+
+    def attribute_filter(tag: str, attr: str, value: str) -> str | None:
+        if attr in _URL_ATTRS:
+            return _absolute(base_url, value)
+        if attr == "srcset":
+            return ", ".join(
+                filter(None, (_srcset_part(base_url, part) for part in value.split(",")))
+            )
+        return value
+
+    return nh3.clean(
+        xml_safe(_lazy_images(fragment)),
+        tags=_TAGS,
+        attributes=_ATTRIBUTES,
+        clean_content_tags={"script", "style", "template", "noscript"},
+        attribute_filter=attribute_filter,
+        link_rel=None,
+        url_schemes={"http", "https", "mailto", "tel"},
+    ).strip()
+
+
+def _srcset_part(base: str | None, part: str) -> str | None:
+    bits = part.split()
+    if not bits:
+        return None
+    url = _absolute(base, bits[0])
+    return " ".join([url, *bits[1:]]) if url else None
+
+
+_BLOCK_END = re.compile(
+    r"</(?:p|div|li|h[1-6]|tr|blockquote|pre|table|ul|ol|figure)>|<br\s*/?>", re.IGNORECASE
+)
+_TAG = re.compile(r"<[^>]*>")
+
+
+def html_to_text(fragment: str) -> str:
+    """Readable plain text of sanitised HTML: tags gone, entities decoded, whitespace collapsed."""
+    text = _TAG.sub("", _BLOCK_END.sub(" ", fragment))
+    return " ".join(unicodedata.normalize("NFC", html.unescape(text)).split())
+
+
+def text_to_html(text: str) -> str:
+    """Paragraphs of plain text as HTML, one <p> per non-empty line."""
+    lines = (line.strip() for line in text.splitlines())
+    return "".join(f"<p>{html.escape(line, quote=False)}</p>" for line in lines if line)
+
+
+# --- summaries ---------------------------------------------------------------------------------
+
+_GRAPHEME = regex.compile(r"\X")
+_BREAK_AFTER = "。！？；!?;…」』”）)"
+_SOFT_BREAK = "，、,：: "
+
+
+def summarize(text: str, limit: int, ellipsis: str = "…") -> str:
+    """Cut plain text to at most `limit` graphemes (a CJK character, an emoji with its modifiers).
+
+    Prefers ending at sentence punctuation in the last quarter, never splits a Latin word,
+    and adds `ellipsis` only when something was cut.
+    """
+    clusters = _GRAPHEME.findall(text[: limit * 8 + 64])
+    if len(clusters) <= limit and len(text) <= limit * 8 + 64:
+        return text
+    kept = clusters[: max(limit - len(ellipsis), 1)]
+    window = max(1, len(kept) // 4)
+    for marks in (_BREAK_AFTER, _SOFT_BREAK):
+        for i in range(len(kept) - 1, len(kept) - 1 - window, -1):
+            if kept[i] in marks:
+                kept = kept[: i + 1]
+                break
+        else:
+            continue
+        break
+    cut = "".join(kept).rstrip(_SOFT_BREAK)
+    following = clusters[len(kept)] if len(kept) < len(clusters) else ""
+    word = re.search(r"[A-Za-z0-9]+$", cut)
+    if word and word.start() > 0 and re.match(r"[A-Za-z0-9]", following):
+        cut = cut[: word.start()].rstrip()
+    # A cut after a full sentence reads as finished; anything else gets the ellipsis.
+    return cut if cut.endswith(("。", "！", "？", "!", "?", "…")) else cut + ellipsis
+
+
+# --- slugs -------------------------------------------------------------------------------------
+
+
+def slugify(name: str, max_length: int = 60) -> str:
+    """ASCII slug of a name, Chinese through its pinyin: 政策解读 -> zheng-ce-jie-du."""
+    from pypinyin import Style, lazy_pinyin
+
+    name = unicodedata.normalize("NFKC", name)
+    name = name.replace("+", " plus ").replace("#", " sharp ").replace("&", " and ")
+    parts = lazy_pinyin(name, style=Style.NORMAL, errors="default", v_to_u=False)
+    joined = "-".join(p.strip() for p in parts if p.strip())
+    ascii_only = unicodedata.normalize("NFKD", joined).encode("ascii", "ignore").decode()
+    slug = re.sub(r"[^a-z0-9]+", "-", ascii_only.lower()).strip("-")
+    return slug[:max_length].rstrip("-")
