@@ -22,8 +22,8 @@ from .config import DEFAULT_PATH, load_settings
 from .errors import ConfigError, PublisherError
 from .model import BuildReport
 
-out = Console()
-err = Console(stderr=True)
+out = Console(soft_wrap=True)  # no hard wrapping: paths in logs must stay whole
+err = Console(stderr=True, soft_wrap=True)
 
 EXIT_PROBLEMS = 1  # a source failed, or --strict found a bad item
 EXIT_CONFIG = 2  # the configuration is invalid
@@ -39,11 +39,14 @@ EXIT_CONFIG = 2  # the configuration is invalid
 @click.pass_context
 def main(ctx: click.Context, config_path: Path, verbose: bool) -> None:
     """Feeds (RSS, Atom, JSON Feed) and email digests for a news site."""
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING,
-        format="%(message)s",
-        handlers=[RichHandler(console=err, show_time=False, show_path=False, markup=False)],
-    )
+    handler: logging.Handler
+    if err.is_terminal:
+        handler = RichHandler(console=err, show_time=False, show_path=False, markup=False)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+    else:  # cron and CI logs: one plain line per message
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, handlers=[handler], force=True)
     ctx.obj = config_path
 
 
@@ -67,21 +70,25 @@ def _progress(label: str) -> Iterator[Callable[[str], None]]:
         yield lambda _key: progress.advance(task)
 
 
-def _summary(title: str, report: BuildReport, seconds: float, feeds: bool) -> None:
-    table = Table(title=title, title_justify="left", show_header=True)
-    for column in ("new", "changed", "unchanged", "skipped", "withdrawn"):
-        table.add_column(column, justify="right")
+def _summary(title: str, report: BuildReport, seconds: float, feeds: bool, verbose: bool = False) -> None:
+    table = Table(title=f"publisher {title}", title_justify="left", show_header=False, box=None, padding=(0, 2))
+    table.add_column("what")
+    table.add_column("count", justify="right")
+    rows = [
+        ("new articles", report.new),
+        ("changed", report.changed),
+        ("unchanged", report.unchanged),
+        ("skipped (see warnings)", report.skipped),
+        ("withdrawn (gone from source)", report.withdrawn),
+    ]
     if feeds:
-        table.add_column("feeds written", justify="right")
-        table.add_column("feeds unchanged", justify="right")
-    table.add_column("seconds", justify="right")
-    row = [report.new, report.changed, report.unchanged, report.skipped, report.withdrawn]
-    if feeds:
-        row += [report.feeds_written, report.feeds_unchanged]
-    table.add_row(*(str(v) for v in row), f"{seconds:.2f}")
+        rows += [("files written", report.feeds_written), ("files unchanged", report.feeds_unchanged)]
+    for label, value in rows:
+        table.add_row(label, str(value))
+    table.add_row("seconds", f"{seconds:.2f}")
     out.print(table)
-    for path in report.written_paths:
-        out.print(f"  wrote {path}", markup=False, highlight=False)
+    if report.written_paths and (verbose or len(report.written_paths) <= 12):
+        out.print("written: " + " ".join(report.written_paths), markup=False, highlight=False)
     for source in report.failed_sources:
         err.print(f"[bold red]source failed[/]: {escape(source)}", highlight=False)
     if report.failed_sources:
@@ -114,14 +121,15 @@ STRICT = click.option("--strict", is_flag=True, help="Any unreadable item is an 
 def check(ctx: click.Context, strict: bool) -> None:
     """Validate the configuration and read every source, writing nothing."""
     app = _app(ctx)
-    started = time.perf_counter()
     with _progress("checking") as tick:
         report = app.check(tick)
     app.close()
     for problem in report.problems:
         err.print(f"[yellow]skipped[/] {escape(problem)}", highlight=False)
-    _summary("check", report, time.perf_counter() - started, feeds=False)
-    out.print("configuration OK" if not report.failed_sources else "configuration OK, but a source failed")
+    for source in report.failed_sources:
+        err.print(f"[bold red]source failed[/]: {escape(source)}", highlight=False)
+    out.print(f"configuration OK; {report.unchanged} item(s) readable, {report.skipped} skipped, "
+              f"{len(report.failed_sources)} source(s) failed", highlight=False)
     if report.failed_sources or (strict and report.problems):
         sys.exit(EXIT_PROBLEMS)
 

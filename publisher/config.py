@@ -65,8 +65,9 @@ class FilesSourceConfig(_Section):
 
     @property
     def source_name(self) -> str:
-        """The name that keys this source's articles in the store; stable across runs."""
-        return self.name or f"files:{self.path}"
+        """The name that keys this source's articles (and their guids): stable across runs and
+        machines, so by default the folder's own name, never its absolute path."""
+        return self.name or Path(self.path).name or "files"
 
 
 SourceConfig = Annotated[FilesSourceConfig, Field(discriminator="type")]

@@ -1,0 +1,232 @@
+"""Builds end to end: what readers see, what is rewritten, what stays."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from datetime import timedelta
+
+import pytest
+
+from conftest import Site, touch_later
+from feedcheck import assert_json_feed, assert_matches_atom_schema, assert_valid_feed, atom_schema, parse_with_feedparser, parse_xml
+
+SITE_FILES = {"rss.xml", "atom.xml", "feed.json"}
+
+HOSTILE_TITLE = "标题\x00\x08控制字符]]>😀👨‍👩‍👧" + "长" * 300
+HOSTILE_BODY = (
+    "<p>正文\x1b\x0b含控制字符 ]]> 和 <![CDATA[ x ]]> 以及 emoji 🇨🇳😀</p>"
+    "<script>alert('x')</script><p onmouseover=\"x()\">第二段&nbsp;&amp;</p>"
+    '<a href="javascript:alert(1)">链接</a>\ud800'
+)
+
+
+def hostile_site(site: Site) -> None:
+    """Control characters arrive through text pages and HTML bodies (YAML itself refuses them)."""
+    site.add("tech/hostile.txt", f"- 导航\n{HOSTILE_TITLE}\n来源:高新院\x07 日期:2026-05-06\n正文\x00第一段]]>\n")
+    site.add(
+        "tech/hostile.html",
+        '---\ntitle: "标题\\x01二]]>"\ndate: 2026-05-07 14:00\n'
+        'author: "作者\\x01"\nsummary: "摘要]]>\\x02"\ntags: ["<b>标签</b>", "x\\x1fy"]\n---\n'
+        + HOSTILE_BODY.replace("\ud800", "\ufffe"),
+    )
+
+
+def all_feeds(site: Site) -> list[str]:
+    return sorted(p.relative_to(site.out).as_posix() for p in site.out.rglob("*") if p.suffix in (".xml", ".json"))
+
+
+def test_hostile_article_still_gives_valid_feeds(site: Site) -> None:
+    hostile_site(site)
+    report = site.build()
+    assert report.new == 2 and report.skipped == 0
+    for path in all_feeds(site):
+        assert_valid_feed(site.out / path)
+    parsed = parse_with_feedparser(site.feed("tech/atom.xml"))
+    long = parsed.entries[1]
+    assert long.title.startswith("标题控制字符]]>😀👨‍👩‍👧长") and len(long.title) > 300
+    assert long.content[0].value == "<p>正文第一段]]&gt;</p>"
+    entry = parsed.entries[0]
+    assert entry.title == "标题二]]>" and entry.author == "作者" and entry.summary == "摘要]]>"
+    content = entry.content[0].value
+    assert "script" not in content and "onmouseover" not in content and "javascript" not in content
+    assert "]]&gt;" in content and "🇨🇳😀" in content and "第二段" in content
+
+
+def test_hostile_atom_matches_rfc4287_schema(site: Site) -> None:
+    schema = atom_schema()
+    if schema is None:
+        pytest.skip("../shared/atom.rnc is not in this checkout (set ATOM_RNC to use another copy)")
+    hostile_site(site)
+    site.article("policy/plain.md", "普通文章")
+    site.build()
+    for path in all_feeds(site):
+        if path.endswith("atom.xml"):
+            assert_matches_atom_schema(site.feed(path), schema)
+
+
+def test_newest_first_and_max_items(make_site) -> None:  # type: ignore[no-untyped-def]
+    site = make_site(max_items=3)
+    for day in (3, 1, 5, 2, 4):
+        site.article(f"tech/{day}.md", f"第{day}天", date=f"2026-05-0{day} 09:00")
+    site.build()
+    titles = [e.title for e in parse_with_feedparser(site.feed("tech/rss.xml")).entries]
+    assert titles == ["第5天", "第4天", "第3天"]
+    json_titles = [i["title"] for i in json.loads(site.feed("tech/feed.json"))["items"]]
+    assert json_titles == titles
+
+
+def test_feed_metadata_readers_use(site: Site) -> None:
+    site.article("tech/a.md", "一篇", author="研究部")
+    site.build()
+    atom = parse_xml(site.feed("tech/atom.xml"))
+    ns = {"a": "http://www.w3.org/2005/Atom"}
+    assert atom.get("{http://www.w3.org/XML/1998/namespace}lang") == "zh-CN"
+    assert atom.find("a:link[@rel='self']", ns).get("href") == "https://www.example.org/tech/atom.xml"
+    assert atom.find("a:updated", ns).text == "2026-05-06T14:00:00+08:00"
+    entry = atom.find("a:entry", ns)
+    assert entry.find("a:content", ns).get("type") == "html"
+    assert entry.find("a:summary", ns) is not None
+    assert entry.find("a:author/a:name", ns).text == "研究部"
+    assert entry.find("a:category", ns).get("term") == "tech"
+    assert entry.find("a:category", ns).get("label") == "科技创新"
+    rss = parse_xml(site.feed("tech/rss.xml"))
+    channel = rss.find("channel")
+    assert channel.find("language").text == "zh-CN"
+    assert channel.find("{http://www.w3.org/2005/Atom}link").get("href") == "https://www.example.org/tech/rss.xml"
+    item = channel.find("item")
+    assert item.find("guid").get("isPermaLink") == "false"
+    assert item.find("{http://purl.org/rss/1.0/modules/content/}encoded") is not None
+    assert item.find("{http://purl.org/dc/elements/1.1/}creator").text == "研究部"
+    assert item.find("category").text == "科技创新"
+    feed = assert_json_feed(site.feed("tech/feed.json"))
+    assert feed["feed_url"] == "https://www.example.org/tech/feed.json" and feed["language"] == "zh-CN"
+
+
+def test_second_build_rewrites_no_file_and_output_is_byte_identical(make_site) -> None:  # type: ignore[no-untyped-def]
+    first = make_site()
+    for i in range(5):
+        first.article(f"tech/{i}.md", f"文章{i}", date=f"2026-05-0{i + 1} 09:00")
+    first.build()
+    before = first.mtimes()
+    report = first.build()
+    assert report.feeds_written == 0 and report.unchanged == 5
+    assert first.mtimes() == before
+    # Another store built from the same content, at another time, gives the same bytes.
+    second = make_site()
+    shutil.copytree(first.content, second.content, dirs_exist_ok=True)
+    second.clock_now += timedelta(days=3)
+    second.build()
+    for path in all_feeds(first):
+        assert first.feed(path) == second.feed(path), path
+    assert first.feed("index.html") == second.feed("index.html")
+
+
+def test_adding_one_article_rewrites_only_its_category_and_the_site(site: Site) -> None:
+    site.article("tech/a.md", "科技一")
+    site.article("policy/b.md", "政策一")
+    site.build()
+    before = site.mtimes()
+    site.article("tech/c.md", "科技二", date="2026-06-01 10:00")
+    report = site.build()
+    after = site.mtimes()
+    changed = {p for p in after if after[p] != before.get(p)}
+    assert changed == SITE_FILES | {f"tech/{n}" for n in SITE_FILES}
+    assert report.new == 1 and report.feeds_written == 6
+
+
+def test_editing_an_article_keeps_its_guid_and_moves_updated(site: Site) -> None:
+    path = site.article("tech/a.md", "原标题")
+    site.build()
+    before = parse_with_feedparser(site.feed("tech/atom.xml")).entries[0]
+    site.clock_now += timedelta(days=1)
+    path.write_text(path.read_text(encoding="utf-8").replace("原标题", "新标题"), encoding="utf-8")
+    touch_later(path)
+    report = site.build()
+    after = parse_with_feedparser(site.feed("tech/atom.xml")).entries[0]
+    assert report.changed == 1
+    assert after.id == before.id and after.title == "新标题"
+    assert after.updated != before.updated and after.published == before.published
+    assert after.updated_parsed > before.updated_parsed
+
+
+def test_touching_a_file_without_changing_it_changes_nothing(site: Site) -> None:
+    path = site.article("tech/a.md", "标题")
+    site.build()
+    before = site.mtimes()
+    touch_later(path)
+    report = site.build()
+    assert report.changed == 0 and report.unchanged == 1 and site.mtimes() == before
+
+
+def test_renamed_file_with_an_id_keeps_its_guid(site: Site) -> None:
+    path = site.article("tech/old-name.md", "有编号的文章", id="news-7")
+    site.build()
+    guid = parse_with_feedparser(site.feed("tech/rss.xml")).entries[0].id
+    path.rename(site.content / "tech" / "new-name.md")
+    report = site.build()
+    entries = parse_with_feedparser(site.feed("tech/rss.xml")).entries
+    assert [e.id for e in entries] == [guid]
+    assert report.new == 0 and report.withdrawn == 0
+
+
+def test_duplicate_ids_are_reported(site: Site) -> None:
+    site.article("tech/a.md", "甲", id="same")
+    site.article("tech/b.md", "乙", id="same")
+    report = site.build()
+    assert report.new == 1 and report.skipped == 1 and "also used by" in report.problems[0]
+
+
+def test_deleted_file_leaves_the_feeds(site: Site) -> None:
+    site.article("tech/a.md", "留下")
+    gone = site.article("tech/b.md", "删除")
+    site.build()
+    gone.unlink()
+    report = site.build()
+    rss = site.feed("tech/rss.xml").decode()
+    assert report.withdrawn == 1 and "删除" not in rss and "留下" in rss
+
+
+def test_a_failed_source_keeps_the_last_good_feeds(site: Site) -> None:
+    site.article("tech/a.md", "好的")
+    site.build()
+    before = {p: site.feed(p) for p in all_feeds(site)}
+    shutil.rmtree(site.content)
+    result = site.cli("build")
+    assert result.exit_code == 1
+    assert "does not exist" in result.output
+    assert {p: site.feed(p) for p in all_feeds(site)} == before
+    site.content.mkdir()  # present but empty: suspicious, so nothing is withdrawn either
+    result = site.cli("build")
+    assert result.exit_code == 1 and "has no items now" in result.output
+    assert {p: site.feed(p) for p in all_feeds(site)} == before
+
+
+def test_slugs_are_fixed_in_the_store_at_first_sight(site: Site) -> None:
+    site.article("高新院新闻/a.md", "文章")
+    site.build()
+    app = site.app()
+    try:
+        wanted = [("高新院新闻", None, ""), ("新栏目", None, "")]
+        categories = app.store.sync_categories(wanted, lambda name: "changed-by-a-new-pypinyin", site.clock_now)
+    finally:
+        app.close()
+    assert categories[0].slug == "gao-xin-yuan-xin-wen"  # stored, not regenerated
+    assert categories[1].slug == "changed-by-a-new-pypinyin"
+
+
+def test_index_and_opml_list_every_feed(site: Site) -> None:
+    site.build()
+    html = site.feed("index.html").decode()
+    for slug in ("gao-xin-yuan-xin-wen", "policy", "tech"):
+        for name, kind in (("rss.xml", "application/rss+xml"), ("atom.xml", "application/atom+xml"), ("feed.json", "application/feed+json")):
+            assert f'<link rel="alternate" type="{kind}"' in html
+            assert f"https://www.example.org/{slug}/{name}" in html
+    opml = parse_xml(site.feed("feeds.opml"))
+    urls = [o.get("xmlUrl") for o in opml.iter("outline") if o.get("xmlUrl")]
+    assert urls == [
+        "https://www.example.org/rss.xml",
+        "https://www.example.org/gao-xin-yuan-xin-wen/rss.xml",
+        "https://www.example.org/policy/rss.xml",
+        "https://www.example.org/tech/rss.xml",
+    ]

@@ -1,0 +1,151 @@
+"""Configuration: the issue's minimal file works; every problem is reported at once with its key."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from publisher.cli import main
+from publisher.config import load_settings
+from publisher.errors import ConfigError
+
+MINIMAL = """\
+[site]
+title = "高新院"
+url = "https://www.example.org"
+language = "zh-CN"
+timezone = "Asia/Shanghai"
+[output]
+dir = "public"
+[store]
+url = "sqlite:///var/publisher.db"
+[text]
+convert = "t2s"            # none | t2s | s2t | tw2s | s2tw (OpenCC)
+[[categories]]
+name = "高新院新闻"          # slug optional: pinyin of the name by default
+[[categories]]
+name = "政策解读"
+slug = "policy"
+[[sources]]
+type = "files"
+path = "content"
+"""
+
+
+def test_minimal_config_from_the_issue_builds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "publisher.toml").write_text(MINIMAL, encoding="utf-8")
+    (tmp_path / "content" / "高新院新闻").mkdir(parents=True)
+    (tmp_path / "content" / "高新院新闻" / "a.md").write_text(
+        "---\ntitle: 高新區(qū)新聞\ndate: 2026-03-04 09:30\n---\n正文\n", encoding="utf-8"
+    )
+    result = CliRunner().invoke(main, ["build"])  # the default --config path
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "var" / "publisher.db").is_file()
+    rss = (tmp_path / "public" / "gao-xin-yuan-xin-wen" / "rss.xml").read_text(encoding="utf-8")
+    assert "<title>高新区新闻</title>" in rss  # gloss gone, then Traditional -> Simplified
+    assert (tmp_path / "public" / "policy" / "atom.xml").is_file()
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "p.toml"
+    path.write_text(textwrap.dedent(text), encoding="utf-8")
+    return path
+
+
+def test_every_problem_is_reported_with_its_key_path(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+        [site]
+        title = "高新院"
+        url = "www.example.org"
+        timezone = "Asia/Beijing"
+        langauge = "zh-CN"
+        [text]
+        convert = "simplify"
+        summary_length = 3
+        [feeds]
+        max_items = 0
+        [[categories]]
+        name = "政策解读"
+        slug = "Policy Slug"
+        [[categories]]
+        name = "政策解读"
+        [[sources]]
+        type = "ftp"
+        [[sources]]
+        type = "files"
+        """,
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path)
+    keys = {key for key, _message, _fix in caught.value.problems}
+    assert {
+        "site.langauge",
+        "text.convert",
+        "text.summary_length",
+        "feeds.max_items",
+        "categories[0].slug",
+        "sources[0].type",
+        "sources[1].path",
+    } <= keys
+    text = str(caught.value)
+    assert str(path) in text
+    assert "unknown key" in text and "unknown source type 'ftp'" in text and "fix:" in text
+
+
+def test_meaning_checks_after_types_pass(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+        [site]
+        title = "高新院"
+        url = "www.example.org"
+        timezone = "Asia/Beijing"
+        [[categories]]
+        name = "政策解读"
+        slug = "policy"
+        [[categories]]
+        name = "政策解读"
+        slug = "policy"
+        [[sources]]
+        type = "files"
+        path = "content"
+        default_category = "不存在"
+        """,
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path)
+    keys = [key for key, _m, _f in caught.value.problems]
+    assert keys == [
+        "site.timezone",
+        "site.url",
+        "categories[1].name",
+        "categories[1].slug",
+        "sources[0].default_category",
+    ]
+
+
+def test_toml_syntax_error_names_line(tmp_path: Path) -> None:
+    path = write(tmp_path, '[site]\ntitle = "x"\nurl = https://x\n')
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path)
+    assert "line 3" in str(caught.value)
+
+
+def test_cli_exits_2_on_bad_config(tmp_path: Path) -> None:
+    path = write(tmp_path, "[site]\ntitle = 1\n")
+    result = CliRunner().invoke(main, ["--config", str(path), "check"])
+    assert result.exit_code == 2
+    assert "site.url" in result.output and "categories" in result.output
+
+
+def test_missing_config_file(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["--config", str(tmp_path / "none.toml"), "build"])
+    assert result.exit_code == 2
+    assert "not found" in result.output

@@ -1,0 +1,147 @@
+"""text.py: pinyin glosses, OpenCC, XML safety, sanitising, summaries, slugs."""
+
+from __future__ import annotations
+
+import pytest
+
+from publisher.text import (
+    convert_html,
+    convert_script,
+    html_to_text,
+    remove_pinyin_glosses,
+    sanitize_html,
+    slugify,
+    summarize,
+    xml_safe,
+)
+
+
+@pytest.mark.parametrize(
+    ("before", "after"),
+    [
+        ("高新區(qū)新聞", "高新區新聞"),
+        ("院長(zhǎng)", "院長"),
+        ("重(zhòng)點項目", "重點項目"),
+        ("銀行(háng)業", "銀行業"),
+        ("學（xué）習", "學習"),  # full-width parentheses
+        ("中国(zhong guo)人", "中国人"),  # toneless, two syllables for two characters
+        ("長(zhang3)", "長(zhang3)"),  # tone numbers are not a reading we accept
+        ("高新區(qū)與院長(zhǎng)會面", "高新區與院長會面"),
+    ],
+)
+def test_glosses_that_are_readings_go(before: str, after: str) -> None:
+    assert remove_pinyin_glosses(before) == after
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "人工智能(AI)",
+        "(2023年)",
+        "GDP(国内生产总值)",
+        "附件(見附件)",
+        "数据(data)平台",
+        "高新区(gao)",  # a pinyin-looking word that is not the reading of 区
+        "行(xíng)不行(bù)",  # 行 is read xíng; 行(bù) is not a reading
+        "Python(派森)",
+        "(qū)",  # no character before it
+    ],
+)
+def test_parentheses_that_are_not_glosses_stay(text: str) -> None:
+    expected = text.replace("行(xíng)", "行") if "xíng" in text else text
+    assert remove_pinyin_glosses(text) == expected
+
+
+def test_conversion_modes() -> None:
+    assert convert_script("高新區新聞 院長", "t2s") == "高新区新闻 院长"
+    assert convert_script("高新区新闻", "s2t") == "高新區新聞"
+    assert convert_script("高新區新聞", "none") == "高新區新聞"
+    assert convert_script("軟體", "tw2s") == "软体"
+
+
+def test_html_conversion_keeps_urls() -> None:
+    html = '<a href="/新聞/長.html">新聞</a><img src="/圖片.jpg" alt="圖片">'
+    assert convert_html(html, "t2s") == '<a href="/新聞/長.html">新闻</a><img src="/圖片.jpg" alt="图片">'
+
+
+def test_xml_safe_drops_only_forbidden_characters() -> None:
+    assert xml_safe("a\x00b\x08c\x0bd\x1be\ufffef\ud800g\th\ni\rj") == "abcdefg\th\ni\rj"
+    assert xml_safe("中文😀\x7f") == "中文😀\x7f"
+
+
+BASE = "https://www.example.org/news/2024/a.html"
+
+
+def test_sanitize_removes_scripts_handlers_and_javascript_urls() -> None:
+    dirty = (
+        '<p onclick="steal()" style="color:red">正文<script>alert(1)</script></p>'
+        '<a href="javascript:alert(1)">坏</a><a href="JaVaScRiPt:alert(1)">坏2</a>'
+        '<iframe src="https://evil.example"></iframe><img src="x.jpg" onerror="alert(1)">'
+        "<style>p{}</style>"
+    )
+    clean = sanitize_html(dirty, BASE)
+    for bad in ("script", "onclick", "onerror", "javascript", "iframe", "style", "alert"):
+        assert bad not in clean.lower()
+    assert "正文" in clean
+    assert '<img src="https://www.example.org/news/2024/x.jpg">' in clean
+
+
+def test_sanitize_makes_links_and_images_absolute() -> None:
+    html = (
+        '<a href="../b.html">上一篇</a><a href="/files/r.pdf">下载</a><a href="#top">顶部</a>'
+        '<a href="mailto:x@example.org">信</a><img src="images/s.jpg" alt="图">'
+        '<img data-src="/lazy.jpg" src="data:image/gif;base64,R0lGOD">'
+    )
+    clean = sanitize_html(html, BASE)
+    assert 'href="https://www.example.org/news/b.html"' in clean
+    assert 'href="https://www.example.org/files/r.pdf"' in clean
+    assert 'href="#top"' in clean
+    assert 'href="mailto:x@example.org"' in clean
+    assert 'src="https://www.example.org/news/2024/images/s.jpg"' in clean
+    assert 'src="https://www.example.org/lazy.jpg"' in clean
+
+
+def test_html_to_text() -> None:
+    html = "<p>AT&amp;T 与 <b>中国移动</b>&nbsp;合作</p><p>第二段</p>"
+    assert html_to_text(html) == "AT&T 与 中国移动 合作 第二段"
+
+
+def test_summary_counts_graphemes_not_words() -> None:
+    text = "家庭👨‍👩‍👧‍👦出游指南🇨🇳：今年国庆假期，全国各地迎来出游高峰，很多家庭选择自驾出行。"
+    short = summarize(text, 20)
+    assert short.endswith("…")
+    assert "👨‍👩‍👧‍👦" in short  # the family emoji kept whole
+    assert "\u200d" != short[-2]
+    import regex
+
+    assert len(regex.findall(r"\X", short)) <= 20
+
+
+def test_summary_prefers_sentence_end_and_keeps_short_text() -> None:
+    assert summarize("短文。", 20) == "短文。"
+    text = "第一句话在这里结束。" + "第二句话很长很长" * 5
+    assert summarize(text, 12) == "第一句话在这里结束。"
+
+
+def test_summary_never_splits_a_latin_word() -> None:
+    text = "高新院发布报告 Innovation" + "x" * 50
+    cut = summarize(text, 12)
+    assert cut == "高新院发布报告…"
+
+
+@pytest.mark.parametrize(
+    ("name", "slug"),
+    [
+        ("政策解读", "zheng-ce-jie-du"),
+        ("高新院新闻", "gao-xin-yuan-xin-wen"),
+        ("高新区新闻", "gao-xin-qu-xin-wen"),
+        ("区域经济研究", "qu-yu-jing-ji-yan-jiu"),
+        ("行业洞见", "hang-ye-dong-jian"),
+        ("一带一路新闻", "yi-dai-yi-lu-xin-wen"),
+        ("智慧城市news", "zhi-hui-cheng-shi-news"),
+        ("Ｃ＋＋", "c-plus-plus"),
+        ("AI 人工智能", "ai-ren-gong-zhi-neng"),
+    ],
+)
+def test_slugs(name: str, slug: str) -> None:
+    assert slugify(name) == slug
