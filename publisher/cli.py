@@ -95,7 +95,13 @@ def _summary(title: str, report: BuildReport, seconds: float, feeds: bool, verbo
         err.print("The feeds keep the last good articles of the failed source(s).")
 
 
-def _run(ctx: click.Context, title: str, strict: bool, action: Callable[[App, BuildReport, Callable[[str], None]], None], feeds: bool) -> None:
+def _run(
+    ctx: click.Context,
+    title: str,
+    strict: bool,
+    action: Callable[[App, BuildReport, Callable[[str], None]], None],
+    feeds: bool,
+) -> None:
     app = _app(ctx)
     report = BuildReport()
     started = time.perf_counter()
@@ -128,8 +134,11 @@ def check(ctx: click.Context, strict: bool) -> None:
         err.print(f"[yellow]skipped[/] {escape(problem)}", highlight=False)
     for source in report.failed_sources:
         err.print(f"[bold red]source failed[/]: {escape(source)}", highlight=False)
-    out.print(f"configuration OK; {report.unchanged} item(s) readable, {report.skipped} skipped, "
-              f"{len(report.failed_sources)} source(s) failed", highlight=False)
+    out.print(
+        f"configuration OK; {report.unchanged} item(s) readable, {report.skipped} skipped, "
+        f"{len(report.failed_sources)} source(s) failed",
+        highlight=False,
+    )
     if report.failed_sources or (strict and report.problems):
         sys.exit(EXIT_PROBLEMS)
 

@@ -98,9 +98,7 @@ def load_settings(path: Path) -> Settings:
     return validate(raw, str(path))
 
 
-_MISSING_FILE_FIX = (
-    "pass --config FILE, or copy config/publisher.toml from the project (docs/configuration.md)"
-)
+_MISSING_FILE_FIX = "pass --config FILE, or copy config/publisher.toml from the project (docs/configuration.md)"
 
 
 def validate(raw: dict[str, Any], origin: str = "<config>") -> Settings:
@@ -146,7 +144,7 @@ def _explain(error: Any) -> tuple[str, str, str]:
             f"use one of: {', '.join(SOURCE_TYPES)}",
         )
     if kind == "union_tag_not_found":
-        return f"{key}.type", "missing", f"add `type = \"files\"` (one of: {', '.join(SOURCE_TYPES)})"
+        return f"{key}.type", "missing", f'add `type = "files"` (one of: {", ".join(SOURCE_TYPES)})'
     if kind == "literal_error":
         return key, f"{error['input']!r} is not allowed", f"use one of: {ctx.get('expected')}"
     if kind == "string_pattern_mismatch" and key.endswith("slug"):
@@ -164,38 +162,84 @@ def _check_meaning(settings: Settings) -> list[tuple[str, str, str]]:
         ZoneInfo(site.timezone)
     except (ZoneInfoNotFoundError, ValueError):
         problems.append(
-            ("site.timezone", f"unknown time zone {site.timezone!r}", "use an IANA name such as \"Asia/Shanghai\"")
+            ("site.timezone", f"unknown time zone {site.timezone!r}", 'use an IANA name such as "Asia/Shanghai"')
         )
     parts = urlsplit(site.url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        problems.append(("site.url", f"{site.url!r} is not an absolute http(s) URL", "write it like \"https://www.example.org\""))
+        problems.append(
+            ("site.url", f"{site.url!r} is not an absolute http(s) URL", 'write it like "https://www.example.org"')
+        )
     if not re.fullmatch(r"[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*", site.language):
-        problems.append(("site.language", f"{site.language!r} is not a language tag", "use a tag such as \"zh-CN\" or \"en\""))
+        problems.append(
+            ("site.language", f"{site.language!r} is not a language tag", 'use a tag such as "zh-CN" or "en"')
+        )
     base = urlsplit(settings.output.base_url)
     if settings.output.base_url and (base.scheme not in ("http", "https") or not base.hostname):
-        problems.append(("output.base_url", f"{settings.output.base_url!r} is not an absolute http(s) URL", "write it like \"https://www.example.org/feeds\", or leave it out"))
+        problems.append(
+            (
+                "output.base_url",
+                f"{settings.output.base_url!r} is not an absolute http(s) URL",
+                'write it like "https://www.example.org/feeds", or leave it out',
+            )
+        )
     if not re.match(r"^[a-z][a-z0-9+]*://", settings.store.url):
-        problems.append(("store.url", f"{settings.store.url!r} is not a database URL", "use \"sqlite:///var/publisher.db\" or another SQLAlchemy URL"))
+        problems.append(
+            (
+                "store.url",
+                f"{settings.store.url!r} is not a database URL",
+                'use "sqlite:///var/publisher.db" or another SQLAlchemy URL',
+            )
+        )
 
     names: dict[str, int] = {}
     slugs: dict[str, int] = {}
     for i, category in enumerate(settings.categories):
         if category.name in names:
-            problems.append((f"categories[{i}].name", f"{category.name!r} is already categories[{names[category.name]}]", "give each category one entry"))
+            problems.append(
+                (
+                    f"categories[{i}].name",
+                    f"{category.name!r} is already categories[{names[category.name]}]",
+                    "give each category one entry",
+                )
+            )
         names.setdefault(category.name, i)
         if category.slug:
             if category.slug in slugs:
-                problems.append((f"categories[{i}].slug", f"{category.slug!r} is already used by categories[{slugs[category.slug]}]", "choose another slug"))
+                problems.append(
+                    (
+                        f"categories[{i}].slug",
+                        f"{category.slug!r} is already used by categories[{slugs[category.slug]}]",
+                        "choose another slug",
+                    )
+                )
             slugs.setdefault(category.slug, i)
 
     known = set(names) | set(slugs)
     seen_sources: dict[str, int] = {}
     for i, source in enumerate(settings.sources):
         if source.default_category and source.default_category not in known:
-            problems.append((f"sources[{i}].default_category", f"{source.default_category!r} is not a configured category", "use the name or slug of one of the [[categories]]"))
+            problems.append(
+                (
+                    f"sources[{i}].default_category",
+                    f"{source.default_category!r} is not a configured category",
+                    "use the name or slug of one of the [[categories]]",
+                )
+            )
         if source.source_name in seen_sources:
-            problems.append((f"sources[{i}].name", f"{source.source_name!r} is already sources[{seen_sources[source.source_name]}]", "give each source its own `name`"))
+            problems.append(
+                (
+                    f"sources[{i}].name",
+                    f"{source.source_name!r} is already sources[{seen_sources[source.source_name]}]",
+                    "give each source its own `name`",
+                )
+            )
         seen_sources.setdefault(source.source_name, i)
         if source.url_template and "{path}" not in source.url_template and "{stem}" not in source.url_template:
-            problems.append((f"sources[{i}].url_template", "has neither {path} nor {stem}", "write it like \"https://www.example.org/news/{path}.html\""))
+            problems.append(
+                (
+                    f"sources[{i}].url_template",
+                    "has neither {path} nor {stem}",
+                    'write it like "https://www.example.org/news/{path}.html"',
+                )
+            )
     return problems

@@ -68,7 +68,9 @@ def _description(spec: FeedSpec, site: Site) -> str:
     return site.description or site.title
 
 
-def _xml_feed(spec: FeedSpec, site: Site, links: FeedLinks, articles: Sequence[Article], names: dict[str, str]) -> bytes:
+def _xml_feed(
+    spec: FeedSpec, site: Site, links: FeedLinks, articles: Sequence[Article], names: dict[str, str]
+) -> bytes:
     zone = ZoneInfo(site.timezone)
     fg = FeedGenerator()
     fg.load_extension("dc", atom=False, rss=True)
@@ -109,7 +111,9 @@ def _xml_feed(spec: FeedSpec, site: Site, links: FeedLinks, articles: Sequence[A
     return fg.rss_str(pretty=True, encoding="UTF-8", xml_declaration=True)  # type: ignore[no-any-return]
 
 
-def _json_feed(spec: FeedSpec, site: Site, links: FeedLinks, articles: Sequence[Article], names: dict[str, str]) -> bytes:
+def _json_feed(
+    spec: FeedSpec, site: Site, links: FeedLinks, articles: Sequence[Article], names: dict[str, str]
+) -> bytes:
     """JSON Feed 1.1 (https://www.jsonfeed.org/version/1.1/), written directly."""
     zone = ZoneInfo(site.timezone)
     items = []

@@ -88,7 +88,14 @@ class _SourcePass:
         if item.explicit_id:
             other = self.explicit_ids.setdefault(item.explicit_id, item.key)
             if other != item.key:
-                self._problem(ItemProblem(item.key, item.location, f"id {item.explicit_id!r} is also used by {other}", "give each article its own `id`"))
+                self._problem(
+                    ItemProblem(
+                        item.key,
+                        item.location,
+                        f"id {item.explicit_id!r} is also used by {other}",
+                        "give each article its own `id`",
+                    )
+                )
                 return
         known = self.known.get(item.key)
         if known is None:
@@ -109,10 +116,15 @@ class _SourcePass:
                 return
         guid = make_guid(self.context.site_url, article.published, item.source, item.key, item.explicit_id)
         if guid in self.new_guids or self.store.guid_taken(guid):
-            self._problem(ItemProblem(item.key, item.location, f"its feed id {guid} is already taken", "give the article its own `id`"))
+            self._problem(
+                ItemProblem(
+                    item.key, item.location, f"its feed id {guid} is already taken", "give the article its own `id`"
+                )
+            )
             return
         self.new_guids.add(guid)
         writer.insert(replace(article, guid=guid), item.explicit_id, item.fingerprint, self.context.clock())
+        log.info("new %s", item.location or item.key)
         self.report.new += 1
 
     def _changed(self, writer: StoreWriter, known: Known, item: SourceItem, article: Article) -> None:
@@ -123,12 +135,20 @@ class _SourcePass:
         else:
             updated = max(self.context.clock(), article.published)
         writer.replace(known.id, replace(article, guid=known.guid, updated=updated), item.explicit_id, item.fingerprint)
+        log.info("changed %s", item.location or item.key)
         self.report.changed += 1
 
     def _finish_moves(self, writer: StoreWriter) -> None:
-        for row_id, old_key, item, article in self.moved:
+        for _row_id, old_key, item, article in self.moved:
             if old_key in self.seen:
-                self._problem(ItemProblem(item.key, item.location, f"id {item.explicit_id!r} is also used by {old_key}", "give each article its own `id`"))
+                self._problem(
+                    ItemProblem(
+                        item.key,
+                        item.location,
+                        f"id {item.explicit_id!r} is also used by {old_key}",
+                        "give each article its own `id`",
+                    )
+                )
                 continue
             old = self.known[old_key]
             self._changed(writer, old, item, article)
@@ -145,5 +165,6 @@ class _SourcePass:
             )
         gone = [self.known[key].id for key in live if key not in self.seen]
         if gone:
+            log.info("withdrawn (gone from %s): %s", self.source.name, ", ".join(k for k in live if k not in self.seen))
             writer.withdraw(gone)
             self.report.withdrawn += len(gone)

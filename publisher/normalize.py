@@ -59,6 +59,7 @@ def normalize(item: SourceItem, index: CategoryIndex, rules: TextRules, site_url
     """Clean every field of `item` and resolve its categories; raise NormalizeError if unusable."""
 
     def clean(text: str) -> str:
+        text = xml_safe(text)  # first: OpenCC cannot even encode a lone surrogate
         text = remove_pinyin_glosses(text) if rules.remove_glosses else text
         return convert_script(text, rules.convert)
 
@@ -66,7 +67,7 @@ def normalize(item: SourceItem, index: CategoryIndex, rules: TextRules, site_url
     if not title:
         raise NormalizeError("the title is empty", "give the article a title")
     url = _absolute_url(item.url, site_url)
-    html = item.content_html
+    html = xml_safe(item.content_html)
     if rules.remove_glosses:
         html = remove_pinyin_glosses(html)
     content = sanitize_html(convert_html(html, rules.convert), base_url=url or site_url + "/")

@@ -20,7 +20,10 @@ LABELS = {FeedFormat.RSS: "RSS", FeedFormat.ATOM: "Atom", FeedFormat.JSON: "JSON
 TEXTS = {
     "zh": {
         "heading": "订阅源",
-        "lead": "把链接复制到 Feedly、Inoreader、NetNewsWire、Thunderbird 等阅读器即可订阅；每个栏目都有 RSS、Atom 和 JSON Feed 三种格式。",
+        "lead": (
+            "把链接复制到 Feedly、Inoreader、NetNewsWire、Thunderbird 等阅读器即可订阅；"
+            "每个栏目都有 RSS、Atom 和 JSON Feed 三种格式。"
+        ),
         "scope": "栏目",
         "formats": "订阅链接",
         "site": "全站",
@@ -28,7 +31,10 @@ TEXTS = {
     },
     "en": {
         "heading": "Feeds",
-        "lead": "Paste a link into Feedly, Inoreader, NetNewsWire, Thunderbird or any feed reader. Every section has RSS, Atom and JSON Feed.",
+        "lead": (
+            "Paste a link into Feedly, Inoreader, NetNewsWire, Thunderbird or any feed reader. "
+            "Every section has RSS, Atom and JSON Feed."
+        ),
         "scope": "Section",
         "formats": "Feeds",
         "site": "Everything",
@@ -72,9 +78,11 @@ def render_index(site: Site, links: FeedLinks, categories: Sequence[Category], t
     t = texts_for(site.language)
     rows = [{"name": t["site"], "description": site.description, "feeds": _links(site, links, None)}]
     rows += [{"name": c.name, "description": c.description, "feeds": _links(site, links, c)} for c in categories]
-    feeds = [feed for row in rows for feed in row["feeds"]]  # type: ignore[attr-defined]
-    html = _environment(templates).get_template("index.html.j2").render(
-        site=site, t=t, rows=rows, feeds=feeds, opml_url=links.of("feeds.opml")
+    feeds = [feed for row in rows for feed in row["feeds"]]
+    html = (
+        _environment(templates)
+        .get_template("index.html.j2")
+        .render(site=site, t=t, rows=rows, feeds=feeds, opml_url=links.of("feeds.opml"))
     )
     return html.encode("utf-8")
 

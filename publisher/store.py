@@ -132,7 +132,9 @@ class Store:
 
     # --- categories --------------------------------------------------------------------------
 
-    def sync_categories(self, wanted: Sequence[tuple[str, str | None, str]], slugify: Callable[[str], str], now: datetime) -> list[Category]:
+    def sync_categories(
+        self, wanted: Sequence[tuple[str, str | None, str]], slugify: Callable[[str], str], now: datetime
+    ) -> list[Category]:
         """Categories in config order, each with its slug: a configured slug wins, else the one
         stored at first sight, else a new pinyin slug (made unique with -2, -3 ...)."""
         with self.engine.begin() as conn:
@@ -170,7 +172,9 @@ class Store:
     def known(self, source: str) -> dict[str, Known]:
         """Everything remembered of a source's items, by key."""
         a = articles_table.c
-        query = select(a.key, a.id, a.fingerprint, a.content_hash, a.guid, a.updated, a.withdrawn).where(a.source == source)
+        query = select(a.key, a.id, a.fingerprint, a.content_hash, a.guid, a.updated, a.withdrawn).where(
+            a.source == source
+        )
         with self.engine.connect() as conn:
             return {
                 r.key: Known(r.id, r.fingerprint, r.content_hash, r.guid, _aware(r.updated), r.withdrawn)
@@ -190,7 +194,7 @@ class Store:
         with self.engine.connect() as conn:
             return conn.execute(select(articles_table.c.id).where(articles_table.c.guid == guid)).first() is not None
 
-    def writer(self) -> "StoreWriter":
+    def writer(self) -> StoreWriter:
         """A transaction for one source's ingest; commit on success, roll back on error."""
         return StoreWriter(self.engine)
 
@@ -212,7 +216,9 @@ class Store:
             if ids:
                 ac = article_categories_table
                 for r in conn.execute(
-                    select(ac.c.article_id, ac.c.category_slug).where(ac.c.article_id.in_(ids)).order_by(ac.c.article_id, ac.c.category_slug)
+                    select(ac.c.article_id, ac.c.category_slug)
+                    .where(ac.c.article_id.in_(ids))
+                    .order_by(ac.c.article_id, ac.c.category_slug)
                 ):
                     cats[r.article_id].append(r.category_slug)
         return [_article(r, tuple(cats[r.id])) for r in rows]
@@ -223,8 +229,12 @@ class Store:
 
         ac = article_categories_table
         with self.engine.connect() as conn:
-            per = dict(conn.execute(select(ac.c.category_slug, func.count()).group_by(ac.c.category_slug)).tuples().all())
-            total = conn.execute(select(func.count()).select_from(articles_table).where(articles_table.c.withdrawn.is_(False))).scalar_one()
+            per: dict[str | None, int] = dict(
+                conn.execute(select(ac.c.category_slug, func.count()).group_by(ac.c.category_slug)).tuples().all()
+            )
+            total = conn.execute(
+                select(func.count()).select_from(articles_table).where(articles_table.c.withdrawn.is_(False))
+            ).scalar_one()
         return {None: total, **per}
 
 
@@ -235,7 +245,7 @@ class StoreWriter:
         self.engine = engine
         self.conn: Connection | None = None
 
-    def __enter__(self) -> "StoreWriter":
+    def __enter__(self) -> StoreWriter:
         self.conn = self.engine.connect()
         self.conn.begin()
         return self
@@ -257,13 +267,20 @@ class StoreWriter:
             "explicit_id": explicit_id, "fingerprint": fingerprint,
             "first_seen": _naive_utc(now), "withdrawn": False,
         }  # fmt: skip
-        new_id = self.conn.execute(insert(articles_table).values(**values)).inserted_primary_key[0]
+        key = self.conn.execute(insert(articles_table).values(**values)).inserted_primary_key
+        assert key is not None
+        new_id = key[0]
         self._link(new_id, article)
 
     def replace(self, row_id: int, article: Article, explicit_id: str | None, fingerprint: str | None) -> None:
         """New content for a known article: guid and first_seen stay."""
         assert self.conn is not None
-        values = _row(article) | {"key": article.key, "explicit_id": explicit_id, "fingerprint": fingerprint, "withdrawn": False}
+        values = _row(article) | {
+            "key": article.key,
+            "explicit_id": explicit_id,
+            "fingerprint": fingerprint,
+            "withdrawn": False,
+        }
         self.conn.execute(update(articles_table).where(articles_table.c.id == row_id).values(**values))
         self.conn.execute(delete(article_categories_table).where(article_categories_table.c.article_id == row_id))
         self._link(row_id, article)
@@ -278,7 +295,9 @@ class StoreWriter:
         ids = list(row_ids)
         for start in range(0, len(ids), 500):
             chunk = ids[start : start + 500]
-            self.conn.execute(update(articles_table).where(articles_table.c.id.in_(chunk)).values(withdrawn=True, fingerprint=None))
+            self.conn.execute(
+                update(articles_table).where(articles_table.c.id.in_(chunk)).values(withdrawn=True, fingerprint=None)
+            )
             self.conn.execute(delete(article_categories_table).where(article_categories_table.c.article_id.in_(chunk)))
 
     def _link(self, row_id: int, article: Article) -> None:
@@ -286,7 +305,10 @@ class StoreWriter:
         if article.categories:
             self.conn.execute(
                 insert(article_categories_table),
-                [{"article_id": row_id, "category_slug": s, "published": _naive_utc(article.published)} for s in article.categories],
+                [
+                    {"article_id": row_id, "category_slug": s, "published": _naive_utc(article.published)}
+                    for s in article.categories
+                ],
             )
 
 
@@ -331,4 +353,3 @@ def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
-

@@ -5,7 +5,7 @@ from __future__ import annotations
 import html
 import re
 import unicodedata
-from functools import lru_cache
+from functools import cache, lru_cache
 from urllib.parse import urljoin, urlsplit
 
 import nh3
@@ -32,12 +32,8 @@ def one_line(text: str) -> str:
 _HAN = r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f]"
 _SYLLABLE = r"[a-zA-ZüÜāáǎàēéěèīíǐìōóǒòūúǔùǖǘǚǜńňǹḿ]{1,7}"
 # One to four Han characters, then their readings in ASCII or full-width parentheses.
-_GLOSS = re.compile(
-    rf"((?:{_HAN}){{1,4}})[(（]\s*({_SYLLABLE}(?:[ \-']{_SYLLABLE}){{0,3}})\s*[)）]"
-)
-_TONE_MARKS = str.maketrans(
-    "āáǎàēéěèīíǐìōóǒòūúǔùǖǘǚǜüńňǹḿ", "aaaaeeeeiiiioooouuuuvvvvvnnnm"
-)
+_GLOSS = re.compile(rf"((?:{_HAN}){{1,4}})[(（]\s*({_SYLLABLE}(?:[ \-']{_SYLLABLE}){{0,3}})\s*[)）]")
+_TONE_MARKS = str.maketrans("āáǎàēéěèīíǐìōóǒòūúǔùǖǘǚǜüńňǹḿ", "aaaaeeeeiiiioooouuuuvvvvvnnnm")
 
 
 def _plain(syllable: str) -> str:
@@ -57,8 +53,8 @@ def _is_reading(chars: str, gloss: str) -> bool:
     syllables = [s for s in re.split(r"[ \-']", gloss) if s]
     if len(syllables) > len(chars):
         return False
-    tail = chars[len(chars) - len(syllables):]
-    for char, syllable in zip(tail, syllables):
+    tail = chars[len(chars) - len(syllables) :]
+    for char, syllable in zip(tail, syllables, strict=True):
         s = syllable.lower().replace("u:", "ü")
         if s not in _readings(char) and _plain(s) not in _readings(char):
             return False
@@ -90,7 +86,7 @@ CONVERSIONS = (
 _URL_ATTR = re.compile(r"""((?:href|src)\s*=\s*(?:"[^"]*"|'[^']*'|[^\s>]+))""", re.IGNORECASE)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _converter(mode: str) -> object:
     import opencc
 
@@ -121,9 +117,7 @@ _ATTRIBUTES.setdefault("a", set()).update({"title"})
 _ATTRIBUTES.setdefault("img", set()).update({"title"})
 _ATTRIBUTES["source"] = {"srcset", "media", "type"}
 _URL_ATTRS = {"href", "src", "cite"}
-_LAZY_SRC = re.compile(
-    r"""<img\b([^>]*?)\sdata-(?:original|src)\s*=\s*("[^"]*"|'[^']*')""", re.IGNORECASE
-)
+_LAZY_SRC = re.compile(r"""<img\b([^>]*?)\sdata-(?:original|src)\s*=\s*("[^"]*"|'[^']*')""", re.IGNORECASE)
 _SRC_ATTR = re.compile(r"""\ssrc\s*=\s*("[^"]*"|'[^']*'|[^\s>]+)""", re.IGNORECASE)
 
 
@@ -156,9 +150,7 @@ def sanitize_html(fragment: str, base_url: str | None = None) -> str:
         if attr in _URL_ATTRS:
             return _absolute(base_url, value)
         if attr == "srcset":
-            return ", ".join(
-                filter(None, (_srcset_part(base_url, part) for part in value.split(",")))
-            )
+            return ", ".join(filter(None, (_srcset_part(base_url, part) for part in value.split(","))))
         return value
 
     return nh3.clean(
@@ -180,9 +172,7 @@ def _srcset_part(base: str | None, part: str) -> str | None:
     return " ".join([url, *bits[1:]]) if url else None
 
 
-_BLOCK_END = re.compile(
-    r"</(?:p|div|li|h[1-6]|tr|blockquote|pre|table|ul|ol|figure)>|<br\s*/?>", re.IGNORECASE
-)
+_BLOCK_END = re.compile(r"</(?:p|div|li|h[1-6]|tr|blockquote|pre|table|ul|ol|figure)>|<br\s*/?>", re.IGNORECASE)
 _TAG = re.compile(r"<[^>]*>")
 
 

@@ -70,8 +70,13 @@ class Site:
         path.write_bytes(textwrap.dedent(text).lstrip("\n").encode(encoding))
         return path
 
-    def article(self, relative: str, title: str, date: str = "2026-05-06 14:00", body: str = "正文。", **meta: str) -> Path:
-        lines = [f"title: {title!r}" if ":" in title or title[:1] in "[{*&!|>'\"%@`" else f"title: {title}", f"date: {date}"]
+    def article(
+        self, relative: str, title: str, date: str = "2026-05-06 14:00", body: str = "正文。", **meta: str
+    ) -> Path:
+        lines = [
+            f"title: {title!r}" if ":" in title or title[:1] in "[{*&!|>'\"%@`" else f"title: {title}",
+            f"date: {date}",
+        ]
         lines += [f"{k}: {v}" for k, v in meta.items()]
         return self.add(relative, "---\n" + "\n".join(lines) + "\n---\n" + body + "\n")
 

@@ -9,7 +9,14 @@ from datetime import timedelta
 import pytest
 
 from conftest import Site, touch_later
-from feedcheck import assert_json_feed, assert_matches_atom_schema, assert_valid_feed, atom_schema, parse_with_feedparser, parse_xml
+from feedcheck import (
+    assert_json_feed,
+    assert_matches_atom_schema,
+    assert_valid_feed,
+    atom_schema,
+    parse_with_feedparser,
+    parse_xml,
+)
 
 SITE_FILES = {"rss.xml", "atom.xml", "feed.json"}
 
@@ -219,7 +226,11 @@ def test_index_and_opml_list_every_feed(site: Site) -> None:
     site.build()
     html = site.feed("index.html").decode()
     for slug in ("gao-xin-yuan-xin-wen", "policy", "tech"):
-        for name, kind in (("rss.xml", "application/rss+xml"), ("atom.xml", "application/atom+xml"), ("feed.json", "application/feed+json")):
+        for name, kind in (
+            ("rss.xml", "application/rss+xml"),
+            ("atom.xml", "application/atom+xml"),
+            ("feed.json", "application/feed+json"),
+        ):
             assert f'<link rel="alternate" type="{kind}"' in html
             assert f"https://www.example.org/{slug}/{name}" in html
     opml = parse_xml(site.feed("feeds.opml"))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -43,7 +43,12 @@ def test_text_page_parts() -> None:
 
 def test_traditional_text_page_with_full_width_colons() -> None:
     page = parse_text_page("高新區(qū)新聞\n來源：高新院  日期：2026-02-18  點擊:次\n正文。\n相關文章推薦:\n- 甲\n")
-    assert (page.title, page.origin, page.date, page.paragraphs) == ("高新區(qū)新聞", "高新院", "2026-02-18", ["正文。"])
+    assert (page.title, page.origin, page.date, page.paragraphs) == (
+        "高新區(qū)新聞",
+        "高新院",
+        "2026-02-18",
+        ["正文。"],
+    )
 
 
 def test_text_page_navigation_meta_and_related_never_reach_the_feed(site: Site) -> None:
@@ -156,7 +161,7 @@ def test_drafts_hidden_files_and_other_suffixes_are_ignored(site: Site) -> None:
         ("2026-05-06 14:00", datetime(2026, 5, 6, 14, 0, tzinfo=SHANGHAI)),
         ("2026/5/6 14:00:30", datetime(2026, 5, 6, 14, 0, 30, tzinfo=SHANGHAI)),
         ("2026年5月6日", datetime(2026, 5, 6, tzinfo=SHANGHAI)),
-        ("2026-05-06T06:00:00Z", datetime(2026, 5, 6, 6, tzinfo=timezone.utc)),
+        ("2026-05-06T06:00:00Z", datetime(2026, 5, 6, 6, tzinfo=UTC)),
         ("2026-05-06T14:00:00+0900", datetime(2026, 5, 6, 14, tzinfo=timezone(timedelta(hours=9)))),
         ("2026-02-30", None),
         ("soon", None),

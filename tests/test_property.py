@@ -18,7 +18,26 @@ from publisher.normalize import CategoryIndex, NormalizeError, TextRules, make_g
 ANY_CHAR = st.characters(min_codepoint=0, max_codepoint=0x10FFFF, exclude_categories=())
 ANY_TEXT = st.text(ANY_CHAR, max_size=80)
 HTMLISH = st.lists(
-    st.one_of(ANY_TEXT, st.sampled_from(["<p>", "</p>", "<script>", "]]>", "<![CDATA[", "&", "&amp;", "<a href='", "javascript:", "'>", "<img src=x onerror=y>", "<!--", "-->"])),
+    st.one_of(
+        ANY_TEXT,
+        st.sampled_from(
+            [
+                "<p>",
+                "</p>",
+                "<script>",
+                "]]>",
+                "<![CDATA[",
+                "&",
+                "&amp;",
+                "<a href='",
+                "javascript:",
+                "'>",
+                "<img src=x onerror=y>",
+                "<!--",
+                "-->",
+            ]
+        ),
+    ),
     max_size=12,
 ).map("".join)
 
@@ -30,7 +49,9 @@ LINKS = FeedLinks("https://www.example.org")
 @st.composite
 def items(draw: st.DrawFn) -> SourceItem:
     zone = draw(st.sampled_from([UTC, ZoneInfo("Asia/Shanghai"), ZoneInfo("America/New_York")]))
-    published = draw(st.datetimes(min_value=datetime(1990, 1, 1), max_value=datetime(2030, 12, 31), timezones=st.just(zone)))
+    published = draw(
+        st.datetimes(min_value=datetime(1990, 1, 1), max_value=datetime(2030, 12, 31), timezones=st.just(zone))
+    )
     return SourceItem(
         source=draw(st.sampled_from(["content", "新闻"])),
         key=draw(ANY_TEXT.filter(bool)),

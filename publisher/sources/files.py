@@ -186,9 +186,7 @@ def _decode(data: bytes) -> str:
     try:
         return data.decode("gb18030")
     except UnicodeDecodeError:
-        raise Problem(
-            "neither UTF-8 nor GB18030 text", "save the file as UTF-8"
-        ) from None
+        raise Problem("neither UTF-8 nor GB18030 text", "save the file as UTF-8") from None
 
 
 def _split_front_matter(text: str) -> tuple[dict[str, Any], str, int]:
@@ -237,9 +235,7 @@ def _string_list(value: Any, key: str) -> tuple[str, ...]:
 
 
 def _categories(meta: dict[str, Any]) -> tuple[str, ...]:
-    return _string_list(meta.get("categories"), "categories") + _string_list(
-        meta.get("category"), "category"
-    )
+    return _string_list(meta.get("categories"), "categories") + _string_list(meta.get("category"), "category")
 
 
 def _folder(key: str) -> str | None:

@@ -1,0 +1,79 @@
+"""The README and docs stay true: every command, option and config key is documented."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+
+import click
+from pydantic import BaseModel
+
+from conftest import ROOT
+from publisher.cli import main
+from publisher.config import FilesSourceConfig, Settings
+
+README = (ROOT / "README.md").read_text(encoding="utf-8")
+CONFIG_DOC = (ROOT / "docs" / "configuration.md").read_text(encoding="utf-8")
+
+
+def config_keys(model: type[BaseModel], prefix: str = "") -> set[str]:
+    keys = set()
+    for name, field in model.model_fields.items():
+        annotation = field.annotation
+        args = getattr(annotation, "__args__", ())
+        inner = args[0] if args else annotation
+        if isinstance(inner, type) and issubclass(inner, BaseModel):
+            suffix = "[]" if args else ""
+            keys |= config_keys(inner, f"{prefix}{name}{suffix}.")
+        else:
+            keys.add(f"{prefix}{name}")
+    return keys
+
+
+def test_readme_starts_with_the_two_commands() -> None:
+    first_block = re.search(r"```sh\n(.*?)```", README, re.S)
+    assert first_block is not None
+    commands = [line.split("#")[0].strip() for line in first_block.group(1).splitlines()]
+    assert commands == ["make run", "make test"]
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+    assert re.search(r"^run:", makefile, re.M) and re.search(r"^test:", makefile, re.M)
+    assert "make test" in (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+
+
+def test_every_command_and_option_is_in_the_readme() -> None:
+    assert isinstance(main, click.Group)
+    for option in main.params:
+        for flag in option.opts:
+            assert f"`{flag}" in README or f"/`{flag}`" in README, flag
+    for name, command in main.commands.items():
+        assert f"`publisher {name}`" in README, name
+        for param in command.params:
+            for flag in param.opts:
+                if flag not in ("--help", "-h"):
+                    assert f"`{flag}`" in README, f"{name} {flag}"
+
+
+def test_every_config_key_is_documented() -> None:
+    keys = config_keys(Settings) | {f"sources[].{k}" for k in FilesSourceConfig.model_fields}
+    keys -= {"sources"}
+    missing = sorted(k for k in keys if f"`{k}`" not in CONFIG_DOC)
+    assert not missing, f"undocumented config keys: {missing}"
+
+
+def test_every_documented_key_exists() -> None:
+    documented = set(re.findall(r"^\| `([a-z_\[\].]+)` \|", CONFIG_DOC, re.M))
+    keys = config_keys(Settings) | {f"sources[].{k}" for k in FilesSourceConfig.model_fields}
+    assert documented <= keys, sorted(documented - keys)
+
+
+def test_demo_config_sets_only_real_keys() -> None:
+    raw = tomllib.loads((ROOT / "config" / "publisher.toml").read_text(encoding="utf-8"))
+    from publisher.config import validate
+
+    validate(raw)  # raises on any unknown or invalid key
+
+
+def test_docs_links_resolve() -> None:
+    for doc in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        for target in re.findall(r"\]\(([^)#]+\.md)\)", doc.read_text(encoding="utf-8")):
+            assert (doc.parent / target).is_file(), f"{doc.name} links to missing {target}"

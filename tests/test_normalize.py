@@ -1,0 +1,67 @@
+"""normalize: one place where an item becomes an article."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from publisher.model import Category, SourceItem
+from publisher.normalize import CategoryIndex, NormalizeError, TextRules, make_guid, normalize
+
+INDEX = CategoryIndex([Category("科技创新", "tech"), Category("政策解读", "policy")])
+WHEN = datetime(2026, 5, 6, 6, 0, tzinfo=UTC)
+
+
+def item(**changes: object) -> SourceItem:
+    base: dict[str, object] = {
+        "source": "content", "key": "tech/a.md", "title": "标题", "content_html": "<p>正文</p>",
+        "published": WHEN, "folder": "tech",
+    }  # fmt: skip
+    return SourceItem(**(base | changes))  # type: ignore[arg-type]
+
+
+def test_lone_surrogates_do_not_reach_opencc() -> None:
+    # Found by the property test: OpenCC raised UnicodeEncodeError on '\ud800'.
+    article = normalize(
+        item(title="高新區\ud800", content_html="<p>\ud800正文</p>"), INDEX, TextRules("t2s"), "https://x.org"
+    )
+    assert article.title == "高新区" and article.content_html == "<p>正文</p>"
+
+
+def test_unknown_category_names_the_known_ones() -> None:
+    with pytest.raises(NormalizeError) as caught:
+        normalize(item(categories=("体育",)), INDEX, TextRules(), "https://x.org")
+    assert caught.value.reason == "unknown category '体育'" and "科技创新, 政策解读" in caught.value.hint
+
+
+def test_categories_by_name_or_slug_once_each() -> None:
+    article = normalize(item(categories=("政策解读", "tech", "policy")), INDEX, TextRules(), "https://x.org")
+    assert article.categories == ("policy", "tech")
+
+
+def test_content_hash_follows_what_readers_see() -> None:
+    a = normalize(item(), INDEX, TextRules(), "https://x.org")
+    assert (
+        normalize(item(fingerprint="other", location="/elsewhere"), INDEX, TextRules(), "https://x.org").content_hash
+        == a.content_hash
+    )
+    assert normalize(item(title="新标题"), INDEX, TextRules(), "https://x.org").content_hash != a.content_hash
+
+
+@pytest.mark.parametrize(
+    ("key", "explicit", "expected"),
+    [
+        ("tech/a.md", None, "tag:www.example.org,2026-05-06:content/tech/a.md"),
+        ("tech/a.md", "news-1", "tag:www.example.org,2026-05-06:id/news-1"),
+        ("科技/文章.md", None, "tag:www.example.org,2026-05-06:a/"),
+        ("a b.md", None, "tag:www.example.org,2026-05-06:a/"),
+    ],
+)
+def test_guids_are_valid_tag_uris(key: str, explicit: str | None, expected: str) -> None:
+    import re
+
+    guid = make_guid("https://WWW.example.org/news", WHEN, "content", key, explicit)
+    assert guid.startswith(expected)
+    # The W3C Feed Validator's own pattern for tag: URIs.
+    assert re.match(r"^tag:[a-z0-9\.\-]+?,\d{4}(-\d{2}(-\d{2})?)?:[0-9a-zA-Z;/\?:@&=+$\.\-_!~*'\(\)%,]*$", guid)
