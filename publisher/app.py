@@ -8,11 +8,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from .config import FilesSourceConfig, Settings
-from .feeds import FeedLinks, write_feeds, write_if_changed
+from .feeds import FeedLinks
 from .ingest import Clock, IngestContext, Tick, ingest
-from .model import BuildReport, Category, ItemProblem, Site, SourceItem, Unchanged
+from .model import BuildReport, Category, Deferred, ItemProblem, Site, SourceItem, Unchanged
 from .normalize import CategoryIndex, NormalizeError, TextRules, normalize
-from .pages import render_index, render_opml
 from .sources import Source
 from .sources.files import FilesSource
 from .store import Store
@@ -95,7 +94,7 @@ class App:
 
     # --- services ----------------------------------------------------------------------------
 
-    def check(self, tick: Tick = lambda _k: None) -> BuildReport:
+    def check(self, tick: Tick = lambda _n: None) -> BuildReport:
         """Read every item of every source as ingest would, writing nothing."""
         report = BuildReport()
         t = self.settings.text
@@ -105,8 +104,13 @@ class App:
 
         for source in self.sources:
             try:
-                for result in source.fetch({}):
-                    tick(result.key)
+                for fetched in source.fetch({}):
+                    if isinstance(fetched, Unchanged):  # pragma: no cover - no fingerprints given
+                        continue
+                    tick(1)
+                    result = fetched.read() if isinstance(fetched, Deferred) else fetched
+                    if result is None:  # a draft
+                        continue
                     if isinstance(result, ItemProblem):
                         report.skipped += 1
                         report.problems.append(str(result))
@@ -117,34 +121,67 @@ class App:
                         except NormalizeError as exc:
                             report.skipped += 1
                             report.problems.append(str(ItemProblem(result.key, result.location, exc.reason, exc.hint)))
-                    elif isinstance(result, Unchanged):  # pragma: no cover - no fingerprints given
-                        report.unchanged += 1
             except SourceError as exc:
                 report.failed_sources.append(str(exc))
         return report
 
-    def ingest(self, report: BuildReport, strict: bool = False, tick: Tick = lambda _k: None) -> None:
+    def ingest(self, report: BuildReport, strict: bool = False, tick: Tick = lambda _n: None) -> None:
         ingest(self.store, self.sources, self.context(strict), report, tick)
 
+    def render_signature(self) -> str:
+        """Everything besides articles that shapes the output; when it changes, all is rewritten."""
+        import hashlib
+        import json
+
+        from . import __version__
+
+        shape = {
+            "version": __version__,
+            "site": self.site.__repr__(),
+            "links": self.links.base_url,
+            "max_items": self.settings.feeds.max_items,
+            "categories": [(c.name, c.slug, c.description) for c in self.categories],
+        }
+        return hashlib.sha256(json.dumps(shape, ensure_ascii=False, sort_keys=True).encode()).hexdigest()
+
     def write_output(self, report: BuildReport) -> None:
-        """Every feed, index.html and feeds.opml; only changed bytes reach the disk."""
-        limit = self.settings.feeds.max_items
+        """Feeds whose articles changed (or whose files are missing), and index.html and
+        feeds.opml when the site's shape changed; only changed bytes reach the disk."""
+        from .feeds import write_feeds, write_if_changed
+        from .model import FeedFormat
+        from .pages import render_index, render_opml
+        from .store import SITE_SCOPE
+
+        store, out = self.store, self.out_dir
         categories = self.categories
+        signature = self.render_signature()
+        reshaped = store.get_meta("render_signature") != signature
+        dirty = store.dirty_scopes()
 
-        def articles_for(category: Category | None) -> list:  # type: ignore[type-arg]
-            return self.store.latest(category.slug if category else None, limit)
+        def needed(scope: Category | None) -> bool:
+            prefix = out / scope.slug if scope else out
+            missing = any(not (prefix / fmt.value).is_file() for fmt in FeedFormat)
+            return reshaped or missing or (scope.slug if scope else SITE_SCOPE) in dirty
 
-        written, unchanged = write_feeds(self.out_dir, self.site, self.links, categories, articles_for)
+        scopes: list[Category | None] = [s for s in [None, *categories] if needed(s)]
+        limit = self.settings.feeds.max_items
+        written, unchanged = write_feeds(
+            out, self.site, self.links, categories, lambda c: store.latest(c.slug if c else None, limit), scopes
+        )
         pages: list[tuple[str, Callable[[], bytes]]] = [
             ("index.html", lambda: render_index(self.site, self.links, categories)),
             ("feeds.opml", lambda: render_opml(self.site, self.links, categories)),
         ]
         for name, render in pages:
-            (written if write_if_changed(self.out_dir / name, render()) else unchanged).append(name)
+            if reshaped or not (out / name).is_file():
+                (written if write_if_changed(out / name, render()) else unchanged).append(name)
+        store.clear_dirty(dirty)
+        if reshaped:
+            store.set_meta("render_signature", signature)
         report.feeds_written += len(written)
-        report.feeds_unchanged += len(unchanged)
+        report.feeds_unchanged += (len(categories) + 1) * len(FeedFormat) + len(pages) - len(written)
         report.written_paths = written
 
-    def build(self, report: BuildReport, strict: bool = False, tick: Tick = lambda _k: None) -> None:
+    def build(self, report: BuildReport, strict: bool = False, tick: Tick = lambda _n: None) -> None:
         self.ingest(report, strict, tick)
         self.write_output(report)

@@ -59,15 +59,15 @@ def _app(ctx: click.Context) -> App:
 
 
 @contextmanager
-def _progress(label: str) -> Iterator[Callable[[str], None]]:
+def _progress(label: str) -> Iterator[Callable[[int], None]]:
     """A live count of items read; silent when stderr is not a terminal."""
     if not err.is_terminal:
-        yield lambda _key: None
+        yield lambda _n: None
         return
     columns = (SpinnerColumn(), TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=err, transient=True) as progress:
         task = progress.add_task(label, total=None)
-        yield lambda _key: progress.advance(task)
+        yield lambda n: progress.advance(task, n)
 
 
 def _summary(title: str, report: BuildReport, seconds: float, feeds: bool, verbose: bool = False) -> None:
@@ -99,7 +99,7 @@ def _run(
     ctx: click.Context,
     title: str,
     strict: bool,
-    action: Callable[[App, BuildReport, Callable[[str], None]], None],
+    action: Callable[[App, BuildReport, Callable[[int], None]], None],
     feeds: bool,
 ) -> None:
     app = _app(ctx)

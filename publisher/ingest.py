@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 
 from .errors import ContentError, SourceError
-from .model import Article, BuildReport, ItemProblem, SourceItem, Unchanged
-from .normalize import CategoryIndex, NormalizeError, TextRules, make_guid, normalize
-from .sources import Source
+from .model import Article, BuildReport, Deferred, ItemProblem, SourceItem, Unchanged
+from .normalize import CategoryIndex, NormalizeError, TextRules, make_guid
+from .parallel import CHUNK, Normalized, Prepared, prepare_in_order
+from .sources import Fetched, Source
 from .store import Known, Store, StoreWriter
 
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
-Tick = Callable[[str], None]
+Tick = Callable[[int], None]  # advance a progress display by this many items
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,7 +35,7 @@ def ingest(
     sources: Sequence[Source],
     context: IngestContext,
     report: BuildReport,
-    tick: Tick = lambda _key: None,
+    tick: Tick = lambda _n: None,
 ) -> None:
     """Ingest every source; a failed source is reported and its stored articles stay as they were."""
     for source in sources:
@@ -51,26 +53,62 @@ class _SourcePass:
 
     def __init__(self, store: Store, source: Source, context: IngestContext, report: BuildReport, tick: Tick) -> None:
         self.store, self.source, self.context, self.report, self.tick = store, source, context, report, tick
-        self.known: dict[str, Known] = store.known(source.name)
+        self.states = store.item_states(source.name)  # key -> (row id, fingerprint, withdrawn)
+        self.known: dict[str, Known] = {}  # details, fetched only for items that were read
         self.seen: set[str] = set()
         self.explicit_ids: dict[str, str] = {}
-        self.new_guids: set[str] = set()
+        self.guids = _GuidCheck(store)
         self.moved: list[tuple[int, str, SourceItem, Article]] = []
 
     def run(self) -> None:
-        fingerprints = {k: v.fingerprint for k, v in self.known.items() if v.fingerprint and not v.withdrawn}
+        fingerprints = {key: fp for key, (_id, fp, withdrawn) in self.states.items() if fp and not withdrawn}
         with self.store.writer() as writer:
-            for result in self.source.fetch(fingerprints):
-                self.seen.add(result.key)
-                self.tick(result.key)
-                if isinstance(result, Unchanged):
-                    self.report.unchanged += 1
-                elif isinstance(result, ItemProblem):
-                    self._problem(result)
-                else:
-                    self._item(writer, result)
+            for batch, prepared in self._prepared(self.source.fetch(fingerprints)):
+                self._fetch_known(r.key for r in batch if isinstance(r, (Deferred, SourceItem)))
+                results = iter(prepared)
+                for result in batch:
+                    if isinstance(result, Unchanged):
+                        self.seen.update(result.keys)
+                        self.report.unchanged += len(result.keys)
+                        self.tick(len(result.keys))
+                        continue
+                    self.seen.add(result.key)
+                    self.tick(1)
+                    outcome = result if isinstance(result, ItemProblem) else next(results)
+                    if isinstance(outcome, ItemProblem):
+                        self._problem(outcome)
+                    elif outcome is not None:  # None: a draft
+                        self._item(writer, *outcome)
             self._finish_moves(writer)
             self._withdraw_missing(writer)
+
+    def _prepared(self, fetched: Iterator[Fetched]) -> Iterator[tuple[list[Fetched], list[Prepared]]]:
+        """The fetched results in order, in batches, with their items read and normalized
+        (on every core when there are many)."""
+        batches: deque[list[Fetched]] = deque()
+
+        def chunks() -> Iterator[list[Deferred | SourceItem]]:
+            batch: list[Fetched] = []
+            work: list[Deferred | SourceItem] = []
+            for result in fetched:
+                batch.append(result)
+                if isinstance(result, (Deferred, SourceItem)):
+                    work.append(result)
+                if len(work) >= CHUNK or len(batch) >= 16 * CHUNK:
+                    batches.append(batch)
+                    yield work
+                    batch, work = [], []
+            batches.append(batch)
+            yield work
+
+        c = self.context
+        for prepared in prepare_in_order(chunks(), c.index, c.rules, c.site_url):
+            yield batches.popleft(), prepared
+
+    def _fetch_known(self, keys: Iterable[str]) -> None:
+        missing = [key for key in keys if key in self.states and key not in self.known]
+        if missing:
+            self.known.update(self.store.known(self.source.name, missing))
 
     def _problem(self, problem: ItemProblem) -> None:
         if self.context.strict:
@@ -79,11 +117,9 @@ class _SourcePass:
         self.report.skipped += 1
         self.report.problems.append(str(problem))
 
-    def _item(self, writer: StoreWriter, item: SourceItem) -> None:
-        try:
-            article = normalize(item, self.context.index, self.context.rules, self.context.site_url)
-        except NormalizeError as exc:
-            self._problem(ItemProblem(item.key, item.location or item.key, exc.reason, exc.hint))
+    def _item(self, writer: StoreWriter, item: SourceItem, article: Normalized) -> None:
+        if isinstance(article, NormalizeError):
+            self._problem(ItemProblem(item.key, item.location or item.key, article.reason, article.hint))
             return
         if item.explicit_id:
             other = self.explicit_ids.setdefault(item.explicit_id, item.key)
@@ -115,14 +151,14 @@ class _SourcePass:
                 self.moved.append((found[0], found[1], item, article))
                 return
         guid = make_guid(self.context.site_url, article.published, item.source, item.key, item.explicit_id)
-        if guid in self.new_guids or self.store.guid_taken(guid):
+        if self.guids.taken(guid):
             self._problem(
                 ItemProblem(
                     item.key, item.location, f"its feed id {guid} is already taken", "give the article its own `id`"
                 )
             )
             return
-        self.new_guids.add(guid)
+        self.guids.add(guid)
         writer.insert(replace(article, guid=guid), item.explicit_id, item.fingerprint, self.context.clock())
         log.info("new %s", item.location or item.key)
         self.report.new += 1
@@ -150,21 +186,47 @@ class _SourcePass:
                     )
                 )
                 continue
-            old = self.known[old_key]
-            self._changed(writer, old, item, article)
-            self.known.pop(old_key)
+            self._fetch_known([old_key])
+            self._changed(writer, self.known.pop(old_key), item, article)
+            self.states.pop(old_key)
 
     def _withdraw_missing(self, writer: StoreWriter) -> None:
         if not self.source.complete:
             return
-        live = [key for key, k in self.known.items() if not k.withdrawn]
+        live = [key for key, (_id, _fp, withdrawn) in self.states.items() if not withdrawn]
         if live and not self.seen:
             raise SourceError(
                 f"source {self.source.name!r} has no items now but had {len(live)}",
                 "if the folder really is empty on purpose, remove the source from the config",
             )
-        gone = [self.known[key].id for key in live if key not in self.seen]
+        gone = [self.states[key][0] for key in live if key not in self.seen]
         if gone:
             log.info("withdrawn (gone from %s): %s", self.source.name, ", ".join(k for k in live if k not in self.seen))
             writer.withdraw(gone)
             self.report.withdrawn += len(gone)
+
+
+class _GuidCheck:
+    """Is a new guid free? A few look-ups one by one (an incremental build), the whole set once
+    many new articles arrive (a cold build)."""
+
+    LOOKUPS = 64
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.everything: set[str] | None = None
+        self.new: set[str] = set()
+        self.lookups = 0
+
+    def taken(self, guid: str) -> bool:
+        if guid in self.new:
+            return True
+        if self.everything is None:
+            self.lookups += 1
+            if self.lookups <= self.LOOKUPS:
+                return self.store.guid_exists(guid)
+            self.everything = self.store.guids()
+        return guid in self.everything
+
+    def add(self, guid: str) -> None:
+        self.new.add(guid)

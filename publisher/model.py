@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -23,8 +24,9 @@ class SourceItem:
     source: str  # the source's configured name
     key: str  # stable key inside the source (relative path, remote id)
     title: str
-    content_html: str
+    content: str  # HTML, or Markdown when `markdown` is set; rendered and cleaned by normalize
     published: datetime
+    markdown: bool = False
     categories: tuple[str, ...] = ()  # names or slugs as written; empty: the source's default
     location: str = ""  # file path or URL, for messages
     url: str | None = None
@@ -41,9 +43,19 @@ class SourceItem:
 
 @dataclass(frozen=True, slots=True)
 class Unchanged:
-    """A source's word that the item under `key` is as it was (same fingerprint)."""
+    """A source's word that the items under `keys` are as they were (same fingerprints).
+    One object for many keys: an unchanged build of 100,000 files should cost next to nothing."""
+
+    keys: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Deferred:
+    """An item a source will read on request: `read` may run in another process, so it and
+    everything it refers to must pickle. It returns the item, a problem, or None (a draft)."""
 
     key: str
+    read: Callable[[], SourceItem | ItemProblem | None]
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from .text import (
     html_to_text,
     one_line,
     remove_pinyin_glosses,
+    render_markdown,
     sanitize_html,
     summarize,
     xml_safe,
@@ -66,22 +66,27 @@ def normalize(item: SourceItem, index: CategoryIndex, rules: TextRules, site_url
     title = one_line(clean(item.title))
     if not title:
         raise NormalizeError("the title is empty", "give the article a title")
+    categories = resolve_categories(item, index)
     url = _absolute_url(item.url, site_url)
-    html = xml_safe(item.content_html)
+    body = xml_safe(item.content)  # before Markdown too: the Rust renderer refuses lone surrogates
+    html = render_markdown(body) if item.markdown else body
     if rules.remove_glosses:
         html = remove_pinyin_glosses(html)
-    content = sanitize_html(convert_html(html, rules.convert), base_url=url or site_url + "/")
+    content = convert_html(sanitize_html(html, base_url=url or site_url + "/"), rules.convert)
     if item.summary:
         summary = one_line(clean(item.summary))
     else:
-        summary = summarize(html_to_text(content), rules.summary_length)
+        summary = summarize(_leading_text(content, rules.summary_length), rules.summary_length)
     published = item.published.astimezone(UTC)
-    updated = item.updated.astimezone(UTC) if item.updated else published
-    categories = resolve_categories(item, index)
+    updated = max(item.updated.astimezone(UTC), published) if item.updated else published
     author = one_line(clean(item.author)) if item.author else None
     image = _absolute_url(item.image, url or site_url + "/") if item.image else None
     tags = tuple(dict.fromkeys(t for t in (one_line(clean(t)) for t in item.tags) if t))
-    article = Article(
+    visible = (
+        title, content, summary, url or "", author or "", image or "", "\x1e".join(tags), "\x1e".join(categories),
+        published.isoformat(), updated.isoformat() if item.updated else "",
+    )  # fmt: skip
+    return Article(
         source=item.source,
         key=item.key,
         guid="",
@@ -89,15 +94,32 @@ def normalize(item: SourceItem, index: CategoryIndex, rules: TextRules, site_url
         content_html=content,
         summary=summary,
         published=published,
-        updated=max(updated, published),
+        updated=updated,
         categories=categories,
-        content_hash="",
+        content_hash=content_hash(visible),
         url=url,
         author=author or None,
         image=image,
         tags=tags,
     )
-    return _with_hash(article, explicit_updated=item.updated is not None)
+
+
+def content_hash(visible: tuple[str, ...]) -> str:
+    """SHA-256 of everything a reader sees, so any visible edit counts as a change. Fields are
+    joined with U+001F, which cleaning removes from every one of them, so the join is unambiguous."""
+    return hashlib.sha256("\x1f".join(visible).encode("utf-8")).hexdigest()
+
+
+def _leading_text(content: str, limit: int) -> str:
+    """Plain text of the start of `content`: enough for a summary without converting the whole
+    article. The HTML is cut after a tag, so no tag or entity is split."""
+    head = content[: limit * 16]
+    if len(head) < len(content):
+        head = head[: head.rfind(">") + 1]
+        text = html_to_text(head)
+        if len(text) > limit * 2:
+            return text
+    return html_to_text(content)
 
 
 def resolve_categories(item: SourceItem, index: CategoryIndex) -> tuple[str, ...]:
@@ -131,20 +153,6 @@ def _absolute_url(url: str | None, base: str) -> str | None:
     return joined if urlsplit(joined).scheme in ("http", "https") else None
 
 
-def _with_hash(article: Article, explicit_updated: bool) -> Article:
-    """The content hash covers everything a reader sees, so any visible edit counts as a change."""
-    from dataclasses import replace
-
-    visible = [
-        article.title, article.content_html, article.summary, article.url, article.author,
-        article.image, list(article.tags), list(article.categories),
-        article.published.isoformat(),
-        article.updated.isoformat() if explicit_updated else None,
-    ]  # fmt: skip
-    digest = hashlib.sha256(json.dumps(visible, ensure_ascii=False).encode()).hexdigest()
-    return replace(article, content_hash=digest)
-
-
 _TAG_SAFE = re.compile(r"[A-Za-z0-9._~/:@!$&'()*+,;=-]+")
 
 
@@ -156,5 +164,6 @@ def make_guid(site_url: str, published: datetime, source: str, key: str, explici
     host = (urlsplit(site_url).hostname or "localhost").lower()
     specific = f"id/{explicit_id}" if explicit_id else f"{source}/{key}"
     if not _TAG_SAFE.fullmatch(specific):
-        specific = ("id/" if explicit_id else "a/") + hashlib.sha1(specific.encode()).hexdigest()[:20]
+        digest = hashlib.sha1(specific.encode("utf-8", "surrogatepass")).hexdigest()[:20]
+        specific = ("id/" if explicit_id else "a/") + digest
     return f"tag:{host},{published.astimezone(UTC):%Y-%m-%d}:{specific}"

@@ -8,11 +8,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 from xml.etree import ElementTree as ET
 
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
-
 from .feeds import FeedLinks, feed_title
+
+if TYPE_CHECKING:
+    from jinja2 import Environment
 from .model import Category, FeedFormat, FeedSpec, Site
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
@@ -56,6 +58,8 @@ def texts_for(language: str) -> dict[str, str]:
 
 
 def _environment(templates: Path) -> Environment:
+    from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+
     return Environment(
         loader=FileSystemLoader(templates),
         autoescape=select_autoescape(enabled_extensions=("html.j2", "html"), default=True),

@@ -26,6 +26,7 @@ from sqlalchemy import (
     event,
     insert,
     select,
+    text,
     update,
 )
 from sqlalchemy.engine import Connection, Engine, make_url
@@ -49,25 +50,28 @@ articles_table = Table(
     "articles",
     metadata,
     Column("id", Integer, primary_key=True),
+    # Small bookkeeping columns first, the article's text last.
     Column("source", String(200), nullable=False),
     Column("key", String(1000), nullable=False),
+    Column("fingerprint", String(100)),
+    Column("withdrawn", Boolean, nullable=False, default=False),
     Column("explicit_id", String(500)),
     Column("guid", String(600), nullable=False, unique=True),
+    Column("content_hash", String(64), nullable=False),
+    Column("published", DateTime, nullable=False),
+    Column("updated", DateTime, nullable=False),
+    Column("first_seen", DateTime, nullable=False),
     Column("title", Text, nullable=False),
     Column("url", Text),
     Column("author", Text),
-    Column("summary", Text, nullable=False),
-    Column("content_html", Text, nullable=False),
     Column("image", Text),
     Column("tags", Text, nullable=False, default="[]"),
-    Column("published", DateTime, nullable=False),
-    Column("updated", DateTime, nullable=False),
-    Column("content_hash", String(64), nullable=False),
-    Column("fingerprint", String(100)),
-    Column("first_seen", DateTime, nullable=False),
-    Column("withdrawn", Boolean, nullable=False, default=False),
+    Column("summary", Text, nullable=False),
+    Column("content_html", Text, nullable=False),
     UniqueConstraint("source", "key", name="uq_articles_source_key"),
     Index("ix_articles_published", "published"),
+    # Covers item_states(): an unchanged build reads this index, never the articles' text.
+    Index("ix_articles_state", "source", "key", "fingerprint", "withdrawn"),
 )
 
 # One row per article and category while the article is live; `published` is copied here so
@@ -80,6 +84,17 @@ article_categories_table = Table(
     Column("published", DateTime, nullable=False),
     Index("ix_article_categories_feed", "category_slug", "published"),
 )
+
+# Feeds whose articles changed since they were last written: "" is the whole site, else a
+# category slug. Marked in the ingest transaction, cleared once the feeds are written, so a
+# crash between the two never leaves a feed stale.
+dirty_table = Table(
+    "dirty_feeds",
+    metadata,
+    Column("scope", String(100), primary_key=True),
+)
+
+SITE_SCOPE = ""
 
 meta_table = Table(
     "meta",
@@ -169,17 +184,27 @@ class Store:
 
     # --- ingest ------------------------------------------------------------------------------
 
-    def known(self, source: str) -> dict[str, Known]:
-        """Everything remembered of a source's items, by key."""
-        a = articles_table.c
-        query = select(a.key, a.id, a.fingerprint, a.content_hash, a.guid, a.updated, a.withdrawn).where(
-            a.source == source
-        )
+    def item_states(self, source: str) -> dict[str, tuple[int, str | None, bool]]:
+        """key -> (row id, fingerprint, withdrawn) of every item of a source: the lean map an
+        unchanged build needs (100,000 rows in about 0.1 s, without per-row type conversion)."""
+        query = text("SELECT key, id, fingerprint, withdrawn FROM articles WHERE source = :source")
         with self.engine.connect() as conn:
-            return {
-                r.key: Known(r.id, r.fingerprint, r.content_hash, r.guid, _aware(r.updated), r.withdrawn)
-                for r in conn.execute(query)
-            }
+            rows = conn.execute(query, {"source": source}).all()
+        return {key: (row_id, fingerprint, bool(withdrawn)) for key, row_id, fingerprint, withdrawn in rows}
+
+    def known(self, source: str, keys: Iterable[str]) -> dict[str, Known]:
+        """What is remembered of these items, to decide new / changed / unchanged."""
+        a = articles_table.c
+        wanted = list(keys)
+        out: dict[str, Known] = {}
+        with self.engine.connect() as conn:
+            for start in range(0, len(wanted), 500):
+                query = select(a.key, a.id, a.fingerprint, a.content_hash, a.guid, a.updated, a.withdrawn).where(
+                    a.source == source, a.key.in_(wanted[start : start + 500])
+                )
+                for r in conn.execute(query).all():
+                    out[r.key] = Known(r.id, r.fingerprint, r.content_hash, r.guid, _aware(r.updated), r.withdrawn)
+        return out
 
     def find_explicit(self, source: str, explicit_id: str) -> tuple[int, str] | None:
         """(row id, key) of the article that carries front matter id `explicit_id`."""
@@ -190,9 +215,33 @@ class Store:
             ).first()
         return (row.id, row.key) if row else None
 
-    def guid_taken(self, guid: str) -> bool:
+    def guids(self) -> set[str]:
+        """Every guid in the store: new ones must not collide with any of them."""
+        with self.engine.connect() as conn:
+            return set(conn.execute(select(articles_table.c.guid)).scalars().all())
+
+    def guid_exists(self, guid: str) -> bool:
         with self.engine.connect() as conn:
             return conn.execute(select(articles_table.c.id).where(articles_table.c.guid == guid)).first() is not None
+
+    def dirty_scopes(self) -> set[str]:
+        with self.engine.connect() as conn:
+            return set(conn.execute(select(dirty_table.c.scope)).scalars())
+
+    def clear_dirty(self, scopes: Iterable[str]) -> None:
+        scopes = list(scopes)
+        if scopes:
+            with self.engine.begin() as conn:
+                conn.execute(delete(dirty_table).where(dirty_table.c.scope.in_(scopes)))
+
+    def get_meta(self, key: str) -> str | None:
+        with self.engine.connect() as conn:
+            return conn.execute(select(meta_table.c.value).where(meta_table.c.key == key)).scalar_one_or_none()
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(delete(meta_table).where(meta_table.c.key == key))
+            conn.execute(insert(meta_table).values(key=key, value=value))
 
     def writer(self) -> StoreWriter:
         """A transaction for one source's ingest; commit on success, roll back on error."""
@@ -223,27 +272,17 @@ class Store:
                     cats[r.article_id].append(r.category_slug)
         return [_article(r, tuple(cats[r.id])) for r in rows]
 
-    def counts(self) -> dict[str | None, int]:
-        """Live articles per category slug (None: the whole site)."""
-        from sqlalchemy import func
-
-        ac = article_categories_table
-        with self.engine.connect() as conn:
-            per: dict[str | None, int] = dict(
-                conn.execute(select(ac.c.category_slug, func.count()).group_by(ac.c.category_slug)).tuples().all()
-            )
-            total = conn.execute(
-                select(func.count()).select_from(articles_table).where(articles_table.c.withdrawn.is_(False))
-            ).scalar_one()
-        return {None: total, **per}
-
 
 class StoreWriter:
-    """Writes of one ingest pass, in one transaction."""
+    """Writes of one ingest pass, in one transaction; new articles are inserted in batches."""
+
+    BATCH = 500
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.conn: Connection | None = None
+        self._pending: list[tuple[dict[str, object], Article]] = []
+        self._dirty: set[str] = set()
 
     def __enter__(self) -> StoreWriter:
         self.conn = self.engine.connect()
@@ -254,6 +293,8 @@ class StoreWriter:
         assert self.conn is not None
         try:
             if kind is None:
+                self.flush()
+                self._mark_dirty()
                 self.conn.commit()
             else:
                 self.conn.rollback()
@@ -261,16 +302,37 @@ class StoreWriter:
             self.conn.close()
 
     def insert(self, article: Article, explicit_id: str | None, fingerprint: str | None, now: datetime) -> None:
-        assert self.conn is not None
         values = _row(article) | {
             "source": article.source, "key": article.key, "guid": article.guid,
             "explicit_id": explicit_id, "fingerprint": fingerprint,
             "first_seen": _naive_utc(now), "withdrawn": False,
         }  # fmt: skip
-        key = self.conn.execute(insert(articles_table).values(**values)).inserted_primary_key
-        assert key is not None
-        new_id = key[0]
-        self._link(new_id, article)
+        self._pending.append((values, article))
+        self._dirty.update((*article.categories, SITE_SCOPE))
+        if len(self._pending) >= self.BATCH:
+            self.flush()
+
+    def flush(self) -> None:
+        """Insert the pending articles (one statement for all) and their category links."""
+        assert self.conn is not None
+        if not self._pending:
+            return
+        # executemany without RETURNING, then one query for the new ids: SQLite would run an
+        # ordered RETURNING insert one row at a time (10x slower at 10,000 articles).
+        self.conn.execute(insert(articles_table), [values for values, _ in self._pending])
+        a = articles_table.c
+        source = self._pending[0][1].source
+        keys = [article.key for _values, article in self._pending]
+        rows = self.conn.execute(select(a.key, a.id).where(a.source == source, a.key.in_(keys)))
+        ids = {key: row_id for key, row_id in rows}
+        links = [
+            {"article_id": ids[article.key], "category_slug": slug, "published": _naive_utc(article.published)}
+            for _values, article in self._pending
+            for slug in article.categories
+        ]
+        if links:
+            self.conn.execute(insert(article_categories_table), links)
+        self._pending.clear()
 
     def replace(self, row_id: int, article: Article, explicit_id: str | None, fingerprint: str | None) -> None:
         """New content for a known article: guid and first_seen stay."""
@@ -282,8 +344,9 @@ class StoreWriter:
             "withdrawn": False,
         }
         self.conn.execute(update(articles_table).where(articles_table.c.id == row_id).values(**values))
-        self.conn.execute(delete(article_categories_table).where(article_categories_table.c.article_id == row_id))
+        self._unlink([row_id])
         self._link(row_id, article)
+        self._dirty.update((*article.categories, SITE_SCOPE))
 
     def set_fingerprint(self, row_id: int, fingerprint: str | None) -> None:
         assert self.conn is not None
@@ -298,7 +361,25 @@ class StoreWriter:
             self.conn.execute(
                 update(articles_table).where(articles_table.c.id.in_(chunk)).values(withdrawn=True, fingerprint=None)
             )
-            self.conn.execute(delete(article_categories_table).where(article_categories_table.c.article_id.in_(chunk)))
+            self._unlink(chunk)
+        self._dirty.add(SITE_SCOPE)
+
+    def _unlink(self, row_ids: list[int]) -> None:
+        """Remove category links, marking the categories they were in as dirty."""
+        assert self.conn is not None
+        ac = article_categories_table.c
+        self._dirty.update(self.conn.execute(select(ac.category_slug).where(ac.article_id.in_(row_ids))).scalars())
+        self.conn.execute(delete(article_categories_table).where(ac.article_id.in_(row_ids)))
+
+    def _mark_dirty(self) -> None:
+        assert self.conn is not None
+        if not self._dirty:
+            return
+        wanted = self._dirty
+        present = set(self.conn.execute(select(dirty_table.c.scope)).scalars())
+        missing = sorted(wanted - present)
+        if missing:
+            self.conn.execute(insert(dirty_table), [{"scope": scope} for scope in missing])
 
     def _link(self, row_id: int, article: Article) -> None:
         assert self.conn is not None

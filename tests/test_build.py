@@ -241,3 +241,65 @@ def test_index_and_opml_list_every_feed(site: Site) -> None:
         "https://www.example.org/policy/rss.xml",
         "https://www.example.org/tech/rss.xml",
     ]
+
+
+def test_feeds_changed_by_ingest_alone_are_written_by_the_next_build(site: Site) -> None:
+    site.article("tech/a.md", "第一篇")
+    site.build()
+    site.article("tech/b.md", "第二篇", date="2026-06-01 10:00")
+    assert site.cli("ingest").exit_code == 0  # the store changes; the feeds are not written yet
+    assert "第二篇" not in site.feed("tech/rss.xml").decode()
+    report = site.build()
+    assert report.new == 0 and report.feeds_written == 6
+    assert "第二篇" in site.feed("tech/rss.xml").decode()
+
+
+def test_a_deleted_output_file_is_written_again(site: Site) -> None:
+    site.article("tech/a.md", "文章")
+    site.build()
+    (site.out / "tech" / "atom.xml").unlink()
+    (site.out / "index.html").unlink()
+    report = site.build()
+    assert sorted(report.written_paths) == ["index.html", "tech/atom.xml"]
+
+
+def test_changing_the_site_config_rewrites_every_feed(site: Site) -> None:
+    site.article("tech/a.md", "文章")
+    site.build()
+    site.config.write_text(
+        site.config.read_text(encoding="utf-8").replace('title = "高新院"', 'title = "新名字"'), encoding="utf-8"
+    )
+    report = site.build()
+    assert report.feeds_written == 14 and "新名字" in site.feed("tech/atom.xml").decode()
+
+
+def test_moving_an_article_to_another_category_rewrites_both(site: Site) -> None:
+    path = site.article("tech/a.md", "要移动的文章", category="tech")
+    site.article("policy/b.md", "政策")
+    site.build()
+    path.write_text(path.read_text(encoding="utf-8").replace("category: tech", "category: policy"), encoding="utf-8")
+    touch_later(path)
+    report = site.build()
+    assert {p.split("/")[0] for p in report.written_paths} == {"tech", "policy", "rss.xml", "atom.xml", "feed.json"}
+    assert "要移动的文章" not in site.feed("tech/rss.xml").decode()
+    assert "要移动的文章" in site.feed("policy/rss.xml").decode()
+
+
+def test_parallel_ingest_gives_the_same_store_and_feeds_as_serial(make_site, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Past 64 changed items, worker processes read and normalize; results keep their order."""
+    from publisher import parallel
+
+    sites = []
+    for workers in (1, 2):
+        monkeypatch.setattr(parallel, "workers", lambda n=workers: n)
+        site = make_site(max_items=500)
+        for i in range(150):
+            day = 1 + i % 28
+            site.article(f"{['tech', 'policy'][i % 2]}/{i:03d}.md", f"文章{i}", date=f"2026-05-{day:02d} 09:00")
+        site.add("tech/broken.md", "---\ntitle: x\n")
+        report = site.build()
+        assert (report.new, report.skipped) == (150, 1)
+        sites.append(site)
+    serial, parallel_site = sites
+    for path in all_feeds(serial):
+        assert serial.feed(path) == parallel_site.feed(path), path

@@ -176,3 +176,33 @@ def test_missing_folder_is_a_source_error(tmp_path: Path) -> None:
 
     with pytest.raises(SourceError, match="does not exist"):
         list(FilesSource("s", tmp_path / "nope", "Asia/Shanghai").fetch({}))
+
+
+@pytest.mark.parametrize(
+    "front",
+    [
+        "title: 普通标题\ndate: 2026-05-06 14:00\ncategory: tech\nid: 42\nauthor: 研究部",
+        'title: "引号: 标题"\ndate: 2026-05-06 14:00\ntags: [甲, 乙]',
+        "title: 标题 # 注释\ndate: 2026-05-06T14:00:00+08:00\ndraft: false",
+        "title: 标题\ndate: 2026-05-06\nupdated: 2026-05-07 09:30:15\nurl: https://x.org/a?b=1",
+    ],
+)
+def test_plain_front_matter_means_what_yaml_means(front: str) -> None:
+    """The fast path for `key: text` lines agrees with YAML on every value we use."""
+    import yaml
+
+    from publisher.sources.files import _plain_front_matter, _split_front_matter
+
+    meta, body, _line = _split_front_matter(f"---\n{front}\n---\n正文\n")
+    expected = yaml.safe_load(front)
+    assert body == "正文\n" and meta.keys() == expected.keys()
+    zone = ZoneInfo("Asia/Shanghai")
+    for key, value in meta.items():
+        if key in ("date", "updated"):
+            assert parse_date(value, zone) == parse_date(expected[key], zone)
+        else:
+            assert str(value) == str(expected[key]) or value == expected[key]
+    fast = _plain_front_matter(front.split("\n"))
+    assert (fast is not None) == (
+        front.startswith("title: 普通") or front.startswith("title: 标题\ndate: 2026-05-06\n")
+    )

@@ -15,7 +15,7 @@ WHEN = datetime(2026, 5, 6, 6, 0, tzinfo=UTC)
 
 def item(**changes: object) -> SourceItem:
     base: dict[str, object] = {
-        "source": "content", "key": "tech/a.md", "title": "标题", "content_html": "<p>正文</p>",
+        "source": "content", "key": "tech/a.md", "title": "标题", "content": "<p>正文</p>",
         "published": WHEN, "folder": "tech",
     }  # fmt: skip
     return SourceItem(**(base | changes))  # type: ignore[arg-type]
@@ -24,7 +24,7 @@ def item(**changes: object) -> SourceItem:
 def test_lone_surrogates_do_not_reach_opencc() -> None:
     # Found by the property test: OpenCC raised UnicodeEncodeError on '\ud800'.
     article = normalize(
-        item(title="高新區\ud800", content_html="<p>\ud800正文</p>"), INDEX, TextRules("t2s"), "https://x.org"
+        item(title="高新區\ud800", content="<p>\ud800正文</p>"), INDEX, TextRules("t2s"), "https://x.org"
     )
     assert article.title == "高新区" and article.content_html == "<p>正文</p>"
 
@@ -65,3 +65,16 @@ def test_guids_are_valid_tag_uris(key: str, explicit: str | None, expected: str)
     assert guid.startswith(expected)
     # The W3C Feed Validator's own pattern for tag: URIs.
     assert re.match(r"^tag:[a-z0-9\.\-]+?,\d{4}(-\d{2}(-\d{2})?)?:[0-9a-zA-Z;/\?:@&=+$\.\-_!~*'\(\)%,]*$", guid)
+
+
+def test_guid_of_a_key_with_undecodable_bytes() -> None:
+    # Found by the property test: a file name with bytes that are not UTF-8 reaches us as
+    # lone surrogates (surrogateescape); the guid must still be made.
+    guid = make_guid("https://www.example.org", WHEN, "content", "tech/\udcff.md", None)
+    assert guid.startswith("tag:www.example.org,2026-05-06:a/") and guid.isascii()
+
+
+def test_lone_surrogates_do_not_reach_the_markdown_renderer() -> None:
+    # Found by the property test: markdown-it-pyrs (Rust) refuses to encode '\ud800'.
+    article = normalize(item(content="# 标题\ud800\n\n正文", markdown=True), INDEX, TextRules(), "https://x.org")
+    assert article.content_html == "<h1>标题</h1>\n<p>正文</p>"

@@ -59,9 +59,13 @@ def test_conversion_modes() -> None:
     assert convert_script("軟體", "tw2s") == "软体"
 
 
-def test_html_conversion_keeps_urls() -> None:
+def test_conversion_after_sanitising_keeps_urls_working() -> None:
     html = '<a href="/新聞/長.html">新聞</a><img src="/圖片.jpg" alt="圖片">'
-    assert convert_html(html, "t2s") == '<a href="/新聞/長.html">新闻</a><img src="/圖片.jpg" alt="图片">'
+    out = convert_html(sanitize_html(html, "https://x.org/"), "t2s")
+    assert out == (
+        '<a href="https://x.org/%E6%96%B0%E8%81%9E/%E9%95%B7.html">新闻</a>'
+        '<img src="https://x.org/%E5%9C%96%E7%89%87.jpg" alt="图片">'
+    )
 
 
 def test_xml_safe_drops_only_forbidden_characters() -> None:

@@ -5,17 +5,18 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Protocol
 
-from ..model import ItemProblem, SourceItem, Unchanged
+from ..model import Deferred, ItemProblem, SourceItem, Unchanged
 
-Fetched = SourceItem | Unchanged | ItemProblem
+Fetched = SourceItem | Deferred | Unchanged | ItemProblem
 
 
 class Source(Protocol):
     """What ingest needs from a source.
 
-    `fetch` yields one result per item it knows: the item, `Unchanged` when its fingerprint
-    equals the one in `fingerprints` (key -> fingerprint from the last ingest), or an
-    `ItemProblem`. `complete` says whether the scan saw every item, so that items missing
+    `fetch` yields a result for every item it knows: the item (or a `Deferred` read of it,
+    which ingest may run on another core), `Unchanged` (for many keys at once) when their
+    fingerprints equal those in `fingerprints` (key -> fingerprint from the last ingest), or
+    an `ItemProblem`. `complete` says whether the scan saw every item, so that items missing
     from it may be withdrawn. A source that cannot be read at all raises SourceError.
     """
 
