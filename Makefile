@@ -18,6 +18,7 @@ $(VENV)/.bench: $(VENV)/.installed
 
 run: $(VENV)/.installed
 	$(VENV)/bin/publisher --config $(CONFIG) build
+	@echo "Feeds are in public/: open public/index.html in a browser, or point a reader at public/rss.xml."
 
 test: $(VENV)/.installed
 	$(PY) -m pytest -q

@@ -303,3 +303,32 @@ def test_parallel_ingest_gives_the_same_store_and_feeds_as_serial(make_site, mon
     serial, parallel_site = sites
     for path in all_feeds(serial):
         assert serial.feed(path) == parallel_site.feed(path), path
+
+
+def test_a_file_that_breaks_keeps_its_last_good_version(site: Site) -> None:
+    path = site.article("tech/a.md", "好的版本")
+    site.build()
+    before = site.feed("tech/rss.xml")
+    path.write_text("---\ntitle: 坏了\n", encoding="utf-8")  # front matter never closed
+    touch_later(path)
+    report = site.build()
+    assert report.skipped == 1 and report.withdrawn == 0
+    assert site.feed("tech/rss.xml") == before
+    again = site.build()  # still broken: still a warning, still the good version
+    assert again.skipped == 1 and site.feed("tech/rss.xml") == before
+
+
+def test_check_reads_everything_and_writes_nothing(site: Site) -> None:
+    site.article("tech/a.md", "好")
+    site.add("tech/b.md", "---\ntitle: 坏\n")
+    result = site.cli("check")
+    assert result.exit_code == 0
+    assert "1 item(s) readable, 1 skipped" in result.output and "b.md" in result.output
+    assert not site.out.exists() and not site.db.exists()
+    assert site.cli("check", "--strict").exit_code == 1
+
+
+def test_verbose_build_logs_each_article(site: Site) -> None:
+    site.article("tech/a.md", "一篇")
+    result = site.cli("-v", "build")
+    assert result.exit_code == 0 and "new " in result.output and "a.md" in result.output
