@@ -6,15 +6,20 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .config import FilesSourceConfig, Settings
+from .errors import SourceError
 from .feeds import FeedLinks
 from .ingest import Clock, IngestContext, Tick, ingest
-from .model import BuildReport, Category, Deferred, ItemProblem, Site, SourceItem, Unchanged
-from .normalize import CategoryIndex, NormalizeError, TextRules, normalize
+from .model import BuildReport, Category, ItemProblem, Site, Unchanged
+from .normalize import CategoryIndex, NormalizeError, TextRules
 from .sources import Source
 from .sources.files import FilesSource
 from .store import Store
+
+if TYPE_CHECKING:
+    from .parallel import Prepared
 from .text import slugify
 
 
@@ -95,32 +100,33 @@ class App:
     # --- services ----------------------------------------------------------------------------
 
     def check(self, tick: Tick = lambda _n: None) -> BuildReport:
-        """Read every item of every source as ingest would, writing nothing."""
+        """Read and normalize every item of every source as ingest would, writing nothing;
+        `checked` counts the good items."""
+        from .parallel import prepare_all
+
         report = BuildReport()
         t = self.settings.text
         configured = [Category(c.name, c.slug or slugify(c.name), c.description) for c in self.settings.categories]
         index, rules = CategoryIndex(configured), TextRules(t.convert, t.summary_length, t.remove_glosses)
-        from .errors import SourceError
-
         for source in self.sources:
             try:
                 for fetched in source.fetch({}):
-                    if isinstance(fetched, Unchanged):  # pragma: no cover - no fingerprints given
+                    if isinstance(fetched, Unchanged):  # pragma: no cover - no fingerprints were given
                         continue
                     tick(1)
-                    result = fetched.read() if isinstance(fetched, Deferred) else fetched
-                    if result is None:  # a draft
-                        continue
-                    if isinstance(result, ItemProblem):
+                    if isinstance(fetched, ItemProblem):
+                        outcome: Prepared = fetched
+                    else:
+                        [outcome] = prepare_all([fetched], index, rules, self.site.url)
+                    if isinstance(outcome, tuple):
+                        item, article = outcome
+                        if isinstance(article, NormalizeError):
+                            outcome = ItemProblem(item.key, item.location, article.reason, article.hint)
+                    if isinstance(outcome, ItemProblem):
                         report.skipped += 1
-                        report.problems.append(str(result))
-                    elif isinstance(result, SourceItem):
-                        try:
-                            normalize(result, index, rules, self.site.url)
-                            report.unchanged += 1
-                        except NormalizeError as exc:
-                            report.skipped += 1
-                            report.problems.append(str(ItemProblem(result.key, result.location, exc.reason, exc.hint)))
+                        report.problems.append(str(outcome))
+                    elif outcome is not None:
+                        report.checked += 1
             except SourceError as exc:
                 report.failed_sources.append(str(exc))
         return report

@@ -135,7 +135,7 @@ def check(ctx: click.Context, strict: bool) -> None:
     for source in report.failed_sources:
         err.print(f"[bold red]source failed[/]: {escape(source)}", highlight=False)
     out.print(
-        f"configuration OK; {report.unchanged} item(s) readable, {report.skipped} skipped, "
+        f"configuration OK; {report.checked} item(s) readable, {report.skipped} skipped, "
         f"{len(report.failed_sources)} source(s) failed",
         highlight=False,
     )

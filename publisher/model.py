@@ -138,6 +138,7 @@ class BuildReport:
     """Counts for the closing summary table; mutable while a build runs."""
 
     new: int = 0
+    checked: int = 0  # `publisher check`: items that read and normalize cleanly
     changed: int = 0
     unchanged: int = 0
     skipped: int = 0
