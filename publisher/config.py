@@ -164,58 +164,28 @@ def _check_meaning(settings: Settings) -> list[tuple[str, str, str]]:
         problems.append(
             ("site.timezone", f"unknown time zone {site.timezone!r}", 'use an IANA name such as "Asia/Shanghai"')
         )
-    parts = urlsplit(site.url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        problems.append(
-            ("site.url", f"{site.url!r} is not an absolute http(s) URL", 'write it like "https://www.example.org"')
-        )
+    problems += _http_url("site.url", site.url, "https://www.example.org")
+    if settings.output.base_url:
+        problems += _http_url("output.base_url", settings.output.base_url, "https://www.example.org/feeds")
     if not re.fullmatch(r"[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*", site.language):
         problems.append(
             ("site.language", f"{site.language!r} is not a language tag", 'use a tag such as "zh-CN" or "en"')
         )
-    base = urlsplit(settings.output.base_url)
-    if settings.output.base_url and (base.scheme not in ("http", "https") or not base.hostname):
-        problems.append(
-            (
-                "output.base_url",
-                f"{settings.output.base_url!r} is not an absolute http(s) URL",
-                'write it like "https://www.example.org/feeds", or leave it out',
-            )
-        )
     if not re.match(r"^[a-z][a-z0-9+]*://", settings.store.url):
-        problems.append(
-            (
-                "store.url",
-                f"{settings.store.url!r} is not a database URL",
-                'use "sqlite:///var/publisher.db" or another SQLAlchemy URL',
-            )
-        )
+        url = settings.store.url
+        fix = 'use "sqlite:///var/publisher.db" or another SQLAlchemy URL'
+        problems.append(("store.url", f"{url!r} is not a database URL", fix))
 
-    names: dict[str, int] = {}
-    slugs: dict[str, int] = {}
-    for i, category in enumerate(settings.categories):
-        if category.name in names:
-            problems.append(
-                (
-                    f"categories[{i}].name",
-                    f"{category.name!r} is already categories[{names[category.name]}]",
-                    "give each category one entry",
-                )
-            )
-        names.setdefault(category.name, i)
-        if category.slug:
-            if category.slug in slugs:
-                problems.append(
-                    (
-                        f"categories[{i}].slug",
-                        f"{category.slug!r} is already used by categories[{slugs[category.slug]}]",
-                        "choose another slug",
-                    )
-                )
-            slugs.setdefault(category.slug, i)
-
-    known = set(names) | set(slugs)
-    seen_sources: dict[str, int] = {}
+    # Names and slugs share one namespace: front matter may use either.
+    categories = settings.categories
+    labels = [(f"categories[{i}].name", c.name) for i, c in enumerate(categories)]
+    labels += [(f"categories[{i}].slug", c.slug) for i, c in enumerate(categories) if c.slug and c.slug != c.name]
+    problems += _unique(labels, "give each category its own name and slug")
+    problems += _unique(
+        [(f"sources[{i}].name", source.source_name) for i, source in enumerate(settings.sources)],
+        "give each source its own `name`",
+    )
+    known = {value for _key, value in labels}
     for i, source in enumerate(settings.sources):
         if source.default_category and source.default_category not in known:
             problems.append(
@@ -225,21 +195,27 @@ def _check_meaning(settings: Settings) -> list[tuple[str, str, str]]:
                     "use the name or slug of one of the [[categories]]",
                 )
             )
-        if source.source_name in seen_sources:
-            problems.append(
-                (
-                    f"sources[{i}].name",
-                    f"{source.source_name!r} is already sources[{seen_sources[source.source_name]}]",
-                    "give each source its own `name`",
-                )
-            )
-        seen_sources.setdefault(source.source_name, i)
-        if source.url_template and "{path}" not in source.url_template and "{stem}" not in source.url_template:
-            problems.append(
-                (
-                    f"sources[{i}].url_template",
-                    "has neither {path} nor {stem}",
-                    'write it like "https://www.example.org/news/{path}.html"',
-                )
-            )
+        template = source.url_template
+        if template and "{path}" not in template and "{stem}" not in template:
+            fix = 'write it like "https://www.example.org/news/{path}.html"'
+            problems.append((f"sources[{i}].url_template", "has neither {path} nor {stem}", fix))
+    return problems
+
+
+def _http_url(key: str, value: str, example: str) -> list[tuple[str, str, str]]:
+    parts = urlsplit(value)
+    if parts.scheme in ("http", "https") and parts.hostname:
+        return []
+    return [(key, f"{value!r} is not an absolute http(s) URL", f'write it like "{example}"')]
+
+
+def _unique(entries: list[tuple[str, str]], fix: str) -> list[tuple[str, str, str]]:
+    """A problem for every value that an earlier entry already has."""
+    first: dict[str, str] = {}
+    problems = []
+    for key, value in entries:
+        if value in first:
+            problems.append((key, f"{value!r} is already {first[value]}", fix))
+        else:
+            first[value] = key
     return problems

@@ -149,3 +149,27 @@ def test_missing_config_file(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["--config", str(tmp_path / "none.toml"), "build"])
     assert result.exit_code == 2
     assert "not found" in result.output
+
+
+def test_a_slug_may_not_be_another_categorys_name(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+        [site]
+        title = "t"
+        url = "https://x.org"
+        [[categories]]
+        name = "tech"
+        [[categories]]
+        name = "科技创新"
+        slug = "tech"
+        [[sources]]
+        type = "files"
+        path = "c"
+        """,
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path)
+    assert caught.value.problems == [
+        ("categories[1].slug", "'tech' is already categories[0].name", "give each category its own name and slug")
+    ]
