@@ -159,7 +159,7 @@ class _SourcePass:
             )
             return
         self.guids.add(guid)
-        writer.insert(replace(article, guid=guid), item.explicit_id, item.fingerprint, self.context.clock())
+        writer.insert(article, guid, item.explicit_id, item.fingerprint, self.context.clock())
         log.info("new %s", item.location or item.key)
         self.report.new += 1
 

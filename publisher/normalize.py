@@ -68,8 +68,9 @@ def normalize(item: SourceItem, index: CategoryIndex, rules: TextRules, site_url
         raise NormalizeError("the title is empty", "give the article a title")
     categories = resolve_categories(item, index)
     url = _absolute_url(item.url, site_url)
-    body = xml_safe(item.content)  # before Markdown too: the Rust renderer refuses lone surrogates
-    html = render_markdown(body) if item.markdown else body
+    # xml_safe before Markdown: the Rust renderer refuses lone surrogates (sanitize_html
+    # makes HTML XML-safe itself)
+    html = render_markdown(xml_safe(item.content)) if item.markdown else item.content
     if rules.remove_glosses:
         html = remove_pinyin_glosses(html)
     content = convert_html(sanitize_html(html, base_url=url or site_url + "/"), rules.convert)

@@ -15,14 +15,13 @@ import threading
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
-from dataclasses import replace
 
 from .model import Article, Deferred, ItemProblem, SourceItem
 from .normalize import CategoryIndex, NormalizeError, TextRules, normalize
 
 Normalized = Article | NormalizeError
-# Per input: the problem reading it, None for a draft, or the item (its content dropped: the
-# article carries the cleaned one) with its article or the reason it has none.
+# Per input: the problem reading it, None for a draft, or the item with its article or the
+# reason it has none.
 Prepared = ItemProblem | None | tuple[SourceItem, Normalized]
 
 CHUNK = 32  # items per task: large enough to amortise pickling, small enough to balance
@@ -50,7 +49,7 @@ def prepare_all(
             article: Normalized = normalize(item, index, rules, site_url)
         except NormalizeError as exc:
             article = exc
-        out.append((replace(item, content=""), article))
+        out.append((item, article))
     return out
 
 
@@ -69,6 +68,10 @@ def _context() -> multiprocessing.context.BaseContext:
 
 
 def workers() -> int:
+    """Worker processes: one per core (at most 8), or PUBLISHER_WORKERS (1 turns the pool off)."""
+    configured = os.environ.get("PUBLISHER_WORKERS", "")
+    if configured.isdigit() and int(configured) > 0:
+        return int(configured)
     return max(1, min(os.cpu_count() or 1, 8))
 
 

@@ -26,7 +26,6 @@ from sqlalchemy import (
     event,
     insert,
     select,
-    text,
     update,
 )
 from sqlalchemy.engine import Connection, Engine, make_url
@@ -186,10 +185,18 @@ class Store:
 
     def item_states(self, source: str) -> dict[str, tuple[int, str | None, bool]]:
         """key -> (row id, fingerprint, withdrawn) of every item of a source: the lean map an
-        unchanged build needs (100,000 rows in about 0.1 s, without per-row type conversion)."""
-        query = text("SELECT key, id, fingerprint, withdrawn FROM articles WHERE source = :source")
+        unchanged build needs. Read from a covering index through the driver's own cursor:
+        100,000 rows in about 0.1 s, a third of what result processing would add."""
+        placeholder = {"qmark": "?", "numeric": ":1", "named": ":source"}.get(self.engine.dialect.paramstyle, "%s")
+        sql = f"SELECT key, id, fingerprint, withdrawn FROM articles WHERE source = {placeholder}"
+        params: object = {"source": source} if placeholder == ":source" else (source,)
         with self.engine.connect() as conn:
-            rows = conn.execute(query, {"source": source}).all()
+            cursor = conn.connection.cursor()
+            try:
+                cursor.execute(sql, params)
+                rows = cursor.fetchall()
+            finally:
+                cursor.close()
         return {key: (row_id, fingerprint, bool(withdrawn)) for key, row_id, fingerprint, withdrawn in rows}
 
     def known(self, source: str, keys: Iterable[str]) -> dict[str, Known]:
@@ -301,9 +308,12 @@ class StoreWriter:
         finally:
             self.conn.close()
 
-    def insert(self, article: Article, explicit_id: str | None, fingerprint: str | None, now: datetime) -> None:
+    def insert(
+        self, article: Article, guid: str, explicit_id: str | None, fingerprint: str | None, now: datetime
+    ) -> None:
+        """A new article under `guid` (the article's own guid field is not read)."""
         values = _row(article) | {
-            "source": article.source, "key": article.key, "guid": article.guid,
+            "source": article.source, "key": article.key, "guid": guid,
             "explicit_id": explicit_id, "fingerprint": fingerprint,
             "first_seen": _naive_utc(now), "withdrawn": False,
         }  # fmt: skip

@@ -25,8 +25,8 @@ def xml_safe(text: str) -> str:
 
 
 def one_line(text: str) -> str:
-    """A title or name: XML-safe, one line, runs of whitespace collapsed, NFC."""
-    return " ".join(unicodedata.normalize("NFC", xml_safe(text)).split())
+    """A title or name on one line: runs of whitespace collapsed, NFC. Give it XML-safe text."""
+    return " ".join(unicodedata.normalize("NFC", text).split())
 
 
 # --- flattened ruby pinyin ---------------------------------------------------------------------
@@ -141,7 +141,7 @@ def _lazy_images(fragment: str) -> str:
         before = _SRC_ATTR.sub("", match.group(1))
         return f"<img{before} src={match.group(2)}"
 
-    return _LAZY_SRC.sub(promote, fragment)
+    return _LAZY_SRC.sub(promote, fragment) if "data-" in fragment else fragment
 
 
 _base_url: ContextVar[str | None] = ContextVar("base_url", default=None)
@@ -223,6 +223,11 @@ def text_to_html(text: str) -> str:
 # --- summaries ---------------------------------------------------------------------------------
 
 
+# Anything outside printable ASCII, CJK punctuation, CJK ideographs and full-width forms; text
+# without such characters needs no grapheme segmentation (the common case, checked with re).
+_PLAIN_CJK = re.compile(r"[^\x20-\x7e\u3000-\u3029\u3030-\u303f\u4e00-\u9fff\uff01-\uff60]")
+
+
 @cache
 def _grapheme_patterns() -> tuple[Any, Any]:
     """(one grapheme cluster, a code point that joins a neighbour into one cluster: marks,
@@ -246,11 +251,14 @@ def summarize(text: str, limit: int, ellipsis: str = "…") -> str:
     Prefers ending at sentence punctuation in the last quarter, never splits a Latin word,
     and adds `ellipsis` only when something was cut.
     """
-    grapheme, clustering = _grapheme_patterns()
-    if clustering.search(text, 0, limit * 2 + 2) is None:
-        clusters = list(text[: limit + 1])  # every code point is its own grapheme here
+    if _PLAIN_CJK.search(text, 0, limit + 1) is None:
+        clusters = list(text[: limit + 1])  # ASCII and common CJK only: one grapheme each
     else:
-        clusters = [m.group() for m in islice(grapheme.finditer(text), limit + 1)]
+        grapheme, clustering = _grapheme_patterns()
+        if clustering.search(text, 0, limit * 2 + 2) is None:
+            clusters = list(text[: limit + 1])  # no joining code point: one grapheme each
+        else:
+            clusters = [m.group() for m in islice(grapheme.finditer(text), limit + 1)]
     if len(clusters) <= limit:
         return text
     kept = clusters[: max(limit - len(ellipsis), 1)]

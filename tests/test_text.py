@@ -149,3 +149,18 @@ def test_summary_never_splits_a_latin_word() -> None:
 )
 def test_slugs(name: str, slug: str) -> None:
     assert slugify(name) == slug
+
+
+@pytest.mark.parametrize(
+    "unit",
+    ["漢\u302a", "e\u0301", "ｶﾞ", "🇨🇳", "👍🏽", "각"],  # a CJK tone mark, a combining accent, half-width kana
+)
+def test_summary_never_splits_a_grapheme(unit: str) -> None:
+    import regex
+
+    text = "开头" + unit * 40
+    cut = summarize(text, 11)
+    assert cut.endswith("…")
+    body = cut[:-1]
+    assert regex.findall(r"\X", body)[-1] in (unit, "头"), body
+    assert len(regex.findall(r"\X", cut)) <= 11

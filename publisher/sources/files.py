@@ -63,16 +63,16 @@ class FilesSource:
             )
         unchanged: list[str] = []
         for path, key, stat in self._walk():
-            if not _is_utf8(key):
-                shown = path.encode("utf-8", "backslashreplace").decode()
-                yield ItemProblem(key, shown, "the file name is not valid UTF-8", "rename the file")
-            elif fingerprints.get(key) == f"{stat.st_mtime_ns}:{stat.st_size}":
+            fingerprint = f"{stat.st_mtime_ns}:{stat.st_size}"
+            if fingerprints.get(key) == fingerprint:
                 unchanged.append(key)
                 if len(unchanged) == 1000:
                     yield Unchanged(tuple(unchanged))
                     unchanged.clear()
+            elif not _is_utf8(key):
+                shown = path.encode("utf-8", "backslashreplace").decode()
+                yield ItemProblem(key, shown, "the file name is not valid UTF-8", "rename the file")
             else:
-                fingerprint = f"{stat.st_mtime_ns}:{stat.st_size}"
                 yield Deferred(key, partial(self.read_or_problem, path, key, fingerprint))
         if unchanged:
             yield Unchanged(tuple(unchanged))
@@ -101,12 +101,11 @@ class FilesSource:
             folders = []
             for entry in entries:
                 name = entry.name
-                if name.startswith((".", "_")):
-                    continue
-                if entry.is_dir():
+                if name.endswith(_SUFFIX_TUPLE) or name.lower().endswith(_SUFFIX_TUPLE):
+                    if name[0] not in "._" and entry.is_file():
+                        yield entry.path, prefix + name, entry.stat()
+                elif name[0] not in "._" and entry.is_dir():
                     folders.append((entry.path, f"{prefix}{name}/"))
-                elif name.lower().endswith(_SUFFIX_TUPLE) and entry.is_file():
-                    yield entry.path, prefix + name, entry.stat()
             stack.extend(reversed(folders))
 
     def read(self, path: str | Path, key: str, fingerprint: str | None = None) -> SourceItem | None:
