@@ -53,26 +53,31 @@ class _SourcePass:
 
     def __init__(self, store: Store, source: Source, context: IngestContext, report: BuildReport, tick: Tick) -> None:
         self.store, self.source, self.context, self.report, self.tick = store, source, context, report, tick
-        self.states = store.item_states(source.name)  # key -> (row id, fingerprint, withdrawn)
+        self.live = store.fingerprints(source.name)  # key -> fingerprint of every live item
+        self.any_rows = bool(self.live) or store.has_items(source.name)
         self.known: dict[str, Known] = {}  # details, fetched only for items that were read
         self.seen: set[str] = set()
+        self.seen_live = 0  # how many seen keys are live: all of them means nothing was deleted
+        self.moved_from: set[str] = set()
         self.explicit_ids: dict[str, str] = {}
         self.guids = _GuidCheck(store)
         self.moved: list[tuple[int, str, SourceItem, Article]] = []
 
     def run(self) -> None:
-        fingerprints = {key: fp for key, (_id, fp, withdrawn) in self.states.items() if fp and not withdrawn}
+        fingerprints = {key: fp for key, fp in self.live.items() if fp}
         with self.store.writer() as writer:
             for batch, prepared in self._prepared(self.source.fetch(fingerprints)):
                 self._fetch_known(r.key for r in batch if isinstance(r, (Deferred, SourceItem)))
                 results = iter(prepared)
                 for result in batch:
-                    if isinstance(result, Unchanged):
+                    if isinstance(result, Unchanged):  # matched live fingerprints: all live
                         self.seen.update(result.keys)
+                        self.seen_live += len(result.keys)
                         self.report.unchanged += len(result.keys)
                         self.tick(len(result.keys))
                         continue
                     self.seen.add(result.key)
+                    self.seen_live += result.key in self.live
                     self.tick(1)
                     outcome = result if isinstance(result, ItemProblem) else next(results)
                     if isinstance(outcome, ItemProblem):
@@ -106,7 +111,9 @@ class _SourcePass:
             yield batches.popleft(), prepared
 
     def _fetch_known(self, keys: Iterable[str]) -> None:
-        missing = [key for key in keys if key in self.states and key not in self.known]
+        if not self.any_rows:  # a first ingest: nothing to look up
+            return
+        missing = [key for key in keys if key not in self.known]
         if missing:
             self.known.update(self.store.known(self.source.name, missing))
 
@@ -188,20 +195,23 @@ class _SourcePass:
                 continue
             self._fetch_known([old_key])
             self._changed(writer, self.known.pop(old_key), item, article)
-            self.states.pop(old_key)
+            self.moved_from.add(old_key)
 
     def _withdraw_missing(self, writer: StoreWriter) -> None:
         if not self.source.complete:
             return
-        live = [key for key, (_id, _fp, withdrawn) in self.states.items() if not withdrawn]
-        if live and not self.seen:
+        if self.live and not self.seen:
             raise SourceError(
-                f"source {self.source.name!r} has no items now but had {len(live)}",
+                f"source {self.source.name!r} has no items now but had {len(self.live)}",
                 "if the folder really is empty on purpose, remove the source from the config",
             )
-        gone = [self.states[key][0] for key in live if key not in self.seen]
+        if self.seen_live == len(self.live):
+            return  # every live item was seen: nothing to withdraw, and no need to load their ids
+        live_ids = self.store.live_ids(self.source.name)
+        missing = [key for key in live_ids if key not in self.seen and key not in self.moved_from]
+        gone = [live_ids[key] for key in missing]
         if gone:
-            log.info("withdrawn (gone from %s): %s", self.source.name, ", ".join(k for k in live if k not in self.seen))
+            log.info("withdrawn (gone from %s): %s", self.source.name, ", ".join(missing))
             writer.withdraw(gone)
             self.report.withdrawn += len(gone)
 

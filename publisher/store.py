@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import (
     Boolean,
@@ -69,7 +70,8 @@ articles_table = Table(
     Column("content_html", Text, nullable=False),
     UniqueConstraint("source", "key", name="uq_articles_source_key"),
     Index("ix_articles_published", "published"),
-    # Covers item_states(): an unchanged build reads this index, never the articles' text.
+    # Covers fingerprints() and live_ids(): an unchanged build reads this index, never the
+    # articles' text.
     Index("ix_articles_state", "source", "key", "fingerprint", "withdrawn"),
 )
 
@@ -184,21 +186,34 @@ class Store:
 
     # --- ingest ------------------------------------------------------------------------------
 
-    def item_states(self, source: str) -> dict[str, tuple[int, str | None, bool]]:
-        """key -> (row id, fingerprint, withdrawn) of every item of a source: the lean map an
-        unchanged build needs. Read from a covering index through the driver's own cursor:
-        100,000 rows in about 0.1 s, a third of what result processing would add."""
+    def _raw_rows(self, sql: str, source: str) -> list[Any]:
+        """Rows straight from the driver's cursor for `sql` with one `:source` parameter: the
+        lean queries of an unchanged build (100,000 rows in a few hundredths of a second,
+        without SQLAlchemy's per-row result processing)."""
         placeholder = {"qmark": "?", "numeric": ":1", "named": ":source"}.get(self.engine.dialect.paramstyle, "%s")
-        sql = f"SELECT key, id, fingerprint, withdrawn FROM articles WHERE source = {placeholder}"
-        params: object = {"source": source} if placeholder == ":source" else (source,)
+        params: Sequence[Any] | Mapping[str, Any] = {"source": source} if placeholder == ":source" else (source,)
         with self.engine.connect() as conn:
             cursor = conn.connection.cursor()
             try:
-                cursor.execute(sql, params)
-                rows = cursor.fetchall()
+                cursor.execute(sql.replace(":source", placeholder), params)
+                return list(cursor.fetchall())
             finally:
                 cursor.close()
-        return {key: (row_id, fingerprint, bool(withdrawn)) for key, row_id, fingerprint, withdrawn in rows}
+
+    def fingerprints(self, source: str) -> dict[str, str | None]:
+        """key -> fingerprint of every live item of a source (read from a covering index)."""
+        rows = self._raw_rows("SELECT key, fingerprint FROM articles WHERE source = :source AND NOT withdrawn", source)
+        return dict(rows)
+
+    def live_ids(self, source: str) -> dict[str, int]:
+        """key -> row id of every live item of a source."""
+        return dict(self._raw_rows("SELECT key, id FROM articles WHERE source = :source AND NOT withdrawn", source))
+
+    def has_items(self, source: str) -> bool:
+        """Whether the store knows any item of this source, live or withdrawn."""
+        with self.engine.connect() as conn:
+            query = select(articles_table.c.id).where(articles_table.c.source == source).limit(1)
+            return conn.execute(query).first() is not None
 
     def known(self, source: str, keys: Iterable[str]) -> dict[str, Known]:
         """What is remembered of these items, to decide new / changed / unchanged."""

@@ -332,3 +332,17 @@ def test_verbose_build_logs_each_article(site: Site) -> None:
     site.article("tech/a.md", "一篇")
     result = site.cli("-v", "build")
     assert result.exit_code == 0 and "new " in result.output and "a.md" in result.output
+
+
+def test_a_rename_and_a_deletion_in_one_build(site: Site) -> None:
+    moved = site.article("tech/old.md", "改名的文章", id="keep-me")
+    gone = site.article("tech/gone.md", "删掉的文章")
+    site.article("tech/stays.md", "不变的文章")
+    site.build()
+    guid = {e.title: e.id for e in parse_with_feedparser(site.feed("tech/rss.xml")).entries}["改名的文章"]
+    moved.rename(site.content / "tech" / "new.md")
+    gone.unlink()
+    report = site.build()
+    entries = {e.title: e.id for e in parse_with_feedparser(site.feed("tech/rss.xml")).entries}
+    assert report.withdrawn == 1 and report.new == 0
+    assert entries == {"改名的文章": guid, "不变的文章": entries["不变的文章"]}
