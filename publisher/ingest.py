@@ -39,9 +39,12 @@ def ingest(
 ) -> None:
     """Ingest every source; a failed source is reported and its stored articles stay as they were."""
     for source in sources:
+        counts = (report.new, report.changed, report.unchanged, report.withdrawn)
         try:
             _SourcePass(store, source, context, report, tick).run()
         except SourceError as exc:
+            # The pass was rolled back: its counts must not claim otherwise.
+            report.new, report.changed, report.unchanged, report.withdrawn = counts
             if context.strict:
                 raise
             log.warning("%s", exc)
