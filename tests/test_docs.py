@@ -77,3 +77,14 @@ def test_docs_links_resolve() -> None:
     for doc in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
         for target in re.findall(r"\]\(([^)#]+\.md)\)", doc.read_text(encoding="utf-8")):
             assert (doc.parent / target).is_file(), f"{doc.name} links to missing {target}"
+
+
+def test_every_environment_variable_is_documented() -> None:
+    used = {
+        name
+        for path in (ROOT / "publisher").rglob("*.py")
+        for name in re.findall(r"PUBLISHER_[A-Z_]+", path.read_text())
+    }
+    assert {"PUBLISHER_CONFIG", "PUBLISHER_WORKERS"} <= used
+    for name in used:
+        assert f"`{name}`" in CONFIG_DOC, name
