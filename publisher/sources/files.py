@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from datetime import date, datetime, time
 from functools import partial
 from operator import attrgetter
@@ -62,18 +63,22 @@ class FilesSource:
                 "create it or fix `path` in [[sources]]",
             )
         unchanged: list[str] = []
-        for path, key, stat in self._walk():
-            fingerprint = f"{stat.st_mtime_ns}:{stat.st_size}"
-            if fingerprints.get(key) == fingerprint:
-                unchanged.append(key)
-                if len(unchanged) == 1000:
-                    yield Unchanged(tuple(unchanged))
-                    unchanged.clear()
-            elif not _is_utf8(key):
-                shown = path.encode("utf-8", "backslashreplace").decode()
-                yield ItemProblem(key, shown, "the file name is not valid UTF-8", "rename the file")
-            else:
-                yield Deferred(key, partial(self.read_or_problem, path, key, fingerprint))
+        for folder, prefix, files in self._walk():
+            for name, stat in files:
+                key = prefix + name
+                fingerprint = f"{stat.st_mtime_ns}:{stat.st_size}"
+                if fingerprints.get(key) == fingerprint:
+                    unchanged.append(key)
+                    continue
+                path = os.path.join(folder, name)
+                if not _is_utf8(key):
+                    shown = path.encode("utf-8", "backslashreplace").decode()
+                    yield ItemProblem(key, shown, "the file name is not valid UTF-8", "rename the file")
+                else:
+                    yield Deferred(key, partial(self.read_or_problem, path, key, fingerprint))
+            if len(unchanged) >= 1000:
+                yield Unchanged(tuple(unchanged))
+                unchanged.clear()
         if unchanged:
             yield Unchanged(tuple(unchanged))
 
@@ -86,26 +91,30 @@ class FilesSource:
         except OSError as exc:
             return ItemProblem(key, path, f"cannot read: {exc.strerror or exc}", "check its permissions")
 
-    def _walk(self) -> Iterator[tuple[str, str, os.stat_result]]:
-        """(path, key, stat) of every content file under the root, in a stable order; hidden
-        files and folders skipped. Plain strings and one stat per file: at 100,000 files every
-        microsecond here is a tenth of a second of every build."""
+    def _walk(self) -> Iterator[tuple[str, str, list[tuple[str, os.stat_result]]]]:
+        """(folder, key prefix, [(name, stat)]) for every folder under the root, each folder's
+        content files in name order, folders depth first in name order; hidden files and
+        folders skipped. One tuple per folder, plain strings, and (on POSIX) stat() through an
+        open directory (an fstatat, no path resolution): at 100,000 files every microsecond
+        spent per file here is a tenth of a second of every build."""
         stack = [(str(self.root), "")]
         while stack:
             folder, prefix = stack.pop()
             try:
-                with os.scandir(folder) as listing:
-                    entries = sorted(listing, key=_name)
+                with _listing(folder) as entries:
+                    files = [
+                        (e.name, e.stat())
+                        for e in entries
+                        if e.name.lower().endswith(_SUFFIX_TUPLE) and e.name[0] not in "._" and e.is_file()
+                    ]
+                    folders = [
+                        (os.path.join(folder, e.name), f"{prefix}{e.name}/")
+                        for e in entries
+                        if e.name[0] not in "._" and not e.name.lower().endswith(_SUFFIX_TUPLE) and e.is_dir()
+                    ]
             except OSError as exc:
                 raise SourceError(f"source {self.name!r}: cannot list {folder}: {exc}") from exc
-            folders = []
-            for entry in entries:
-                name = entry.name
-                if name.endswith(_SUFFIX_TUPLE) or name.lower().endswith(_SUFFIX_TUPLE):
-                    if name[0] not in "._" and entry.is_file():
-                        yield entry.path, prefix + name, entry.stat()
-                elif name[0] not in "._" and entry.is_dir():
-                    folders.append((entry.path, f"{prefix}{name}/"))
+            yield folder, prefix, files
             stack.extend(reversed(folders))
 
     def read(self, path: str | Path, key: str, fingerprint: str | None = None) -> SourceItem | None:
@@ -115,7 +124,7 @@ class FilesSource:
         kind = SUFFIXES[os.path.splitext(path)[1].lower()]
         if kind == "text":
             return self._text_page(text, path, key, fingerprint)
-        meta, body, body_line = _split_front_matter(text)
+        meta, body = _split_front_matter(text)
         if meta.get("draft") is True:
             return None
         title = meta.get("title")
@@ -185,6 +194,22 @@ class FilesSource:
         )
 
 
+@contextmanager
+def _listing(folder: str) -> Iterator[list[os.DirEntry[str]]]:
+    """A folder's entries sorted by name, listed through an open directory where the platform
+    can (the entries' stat() then works relative to it, so it must happen inside)."""
+    if os.scandir not in os.supports_fd:
+        with os.scandir(folder) as listing:
+            yield sorted(listing, key=_name)
+        return
+    fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        with os.scandir(fd) as listing:
+            yield sorted(listing, key=_name)
+    finally:
+        os.close(fd)
+
+
 def _is_utf8(name: str) -> bool:
     if name.isascii():
         return True
@@ -207,23 +232,30 @@ def _decode(data: bytes) -> str:
         raise Problem("neither UTF-8 nor GB18030 text", "save the file as UTF-8") from None
 
 
-def _split_front_matter(text: str) -> tuple[dict[str, Any], str, int]:
-    """YAML between two --- lines at the top; returns (meta, body, body's first line number)."""
-    lines = text.split("\n")
-    if not lines or lines[0].strip() != "---":
+_OPENING = re.compile(r"---[ \t]*\r?\n")
+_CLOSING = re.compile(r"^(?:---|\.\.\.)[ \t]*\r?$\n?", re.MULTILINE)
+
+
+def _split_front_matter(text: str) -> tuple[dict[str, Any], str]:
+    """YAML between two --- lines at the top; returns (meta, body). Found with two regex
+    searches, so the body is never split into lines."""
+    opening = _OPENING.match(text)
+    if opening is None:
         raise Problem("no front matter", "start the file with a --- line, the YAML keys, and ---")
-    for end in range(1, len(lines)):
-        if lines[end].strip() in ("---", "..."):
-            break
-    else:
+    closing = _CLOSING.search(text, opening.end())
+    if closing is None:
         raise Problem("front matter is not closed", "end the YAML block with a --- line")
-    simple = _plain_front_matter(lines[1:end])
+    block, body = text[opening.end() : closing.start()], text[closing.end() :]
+    lines = block.replace("\r\n", "\n").split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    simple = _plain_front_matter(lines)
     if simple is not None:
-        return simple, "\n".join(lines[end + 1 :]), end + 2
+        return simple, body
     import yaml  # only for front matter the plain fast path declines
 
     try:
-        meta = yaml.load("\n".join(lines[1:end]), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+        meta = yaml.load(block, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 2}: " if mark is not None else ""
@@ -235,7 +267,7 @@ def _split_front_matter(text: str) -> tuple[dict[str, Any], str, int]:
         meta = {}
     if not isinstance(meta, dict):
         raise Problem("front matter is not a set of `key: value` lines")
-    return meta, "\n".join(lines[end + 1 :]), end + 2
+    return meta, body
 
 
 _PLAIN_LINE = re.compile(r"([A-Za-z_][A-Za-z0-9_-]*):[ \t]+([^\s\"'\[\]{}&*!|>%@`#,?:~-][^\t]*?)[ \t]*")
