@@ -193,7 +193,7 @@ def test_plain_front_matter_means_what_yaml_means(front: str) -> None:
 
     from publisher.sources.files import _plain_front_matter, _split_front_matter
 
-    meta, body, _line = _split_front_matter(f"---\n{front}\n---\n正文\n")
+    meta, body = _split_front_matter(f"---\n{front}\n---\n正文\n")
     expected = yaml.safe_load(front)
     assert body == "正文\n" and meta.keys() == expected.keys()
     zone = ZoneInfo("Asia/Shanghai")
@@ -206,3 +206,11 @@ def test_plain_front_matter_means_what_yaml_means(front: str) -> None:
     assert (fast is not None) == (
         front.startswith("title: 普通") or front.startswith("title: 标题\ndate: 2026-05-06\n")
     )
+
+
+def test_front_matter_with_windows_line_ends_and_yaml_end_marker(site: Site) -> None:
+    site.add("tech/crlf.md", "---\r\ntitle: 换行符\r\ndate: 2026-05-06 14:00\r\n---\r\n正文\r\n")
+    site.add("tech/dots.md", "---\ntitle: 三个点\ndate: 2026-05-07\n...\n正文\n")
+    report = site.build()
+    rss = site.feed("tech/rss.xml").decode()
+    assert report.new == 2 and "<title>换行符</title>" in rss and "<title>三个点</title>" in rss
