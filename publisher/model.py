@@ -148,3 +148,27 @@ class BuildReport:
     problems: list[str] = field(default_factory=list)
     failed_sources: list[str] = field(default_factory=list)
     written_paths: list[str] = field(default_factory=list)
+
+
+class SubscriberStatus(enum.Enum):
+    PENDING = "pending"  # signed up, not yet confirmed (double opt-in)
+    CONFIRMED = "confirmed"
+    UNSUBSCRIBED = "unsubscribed"
+    BOUNCED = "bounced"
+
+    @property
+    def receives_mail(self) -> bool:
+        return self is SubscriberStatus.CONFIRMED
+
+
+@dataclass(frozen=True, slots=True)
+class Subscriber:
+    """A mailing-list reader. `categories` holds slugs; empty means every category."""
+
+    email: str
+    name: str
+    categories: tuple[str, ...]
+    status: SubscriberStatus
+    status_at: datetime  # UTC: when the status was reached
+    status_via: str  # how: "import", "cli", "web", "unsubscribe link", ...
+    created_at: datetime  # UTC

@@ -33,7 +33,7 @@ from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 
 from .errors import StoreError
-from .model import Article, Category
+from .model import Article, Category, Subscriber, SubscriberStatus
 
 metadata = MetaData()
 
@@ -97,6 +97,20 @@ dirty_table = Table(
 )
 
 SITE_SCOPE = ""
+
+subscribers_table = Table(
+    "subscribers",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("email", String(320), nullable=False),  # as normalised by email-validator
+    Column("email_key", String(320), nullable=False, unique=True),  # lower-cased: one row per address
+    Column("name", String(200), nullable=False, default=""),
+    Column("categories", Text, nullable=False, default="[]"),  # JSON list of slugs; [] = all
+    Column("status", String(20), nullable=False),
+    Column("status_at", DateTime, nullable=False),
+    Column("status_via", String(100), nullable=False),
+    Column("created_at", DateTime, nullable=False),
+)
 
 meta_table = Table(
     "meta",
@@ -265,6 +279,44 @@ class Store:
         with self.engine.begin() as conn:
             conn.execute(delete(meta_table).where(meta_table.c.key == key))
             conn.execute(insert(meta_table).values(key=key, value=value))
+
+    # --- subscribers -------------------------------------------------------------------------
+
+    def subscriber(self, email_key: str) -> Subscriber | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(subscribers_table).where(subscribers_table.c.email_key == email_key)).first()
+        return _subscriber(row) if row else None
+
+    def subscribers(self, status: SubscriberStatus | None = None) -> list[Subscriber]:
+        """Subscribers in sign-up order, all of them or those with one status."""
+        query = select(subscribers_table).order_by(subscribers_table.c.id)
+        if status is not None:
+            query = query.where(subscribers_table.c.status == status.value)
+        with self.engine.connect() as conn:
+            return [_subscriber(row) for row in conn.execute(query).all()]
+
+    def save_subscribers(self, subscribers: Iterable[Subscriber]) -> None:
+        """Insert or update each subscriber (by address), all in one transaction."""
+        s = subscribers_table
+        with self.engine.begin() as conn:
+            for sub in subscribers:
+                values = {
+                    "email": sub.email,
+                    "name": sub.name,
+                    "categories": json.dumps(list(sub.categories), ensure_ascii=False),
+                    "status": sub.status.value,
+                    "status_at": _naive_utc(sub.status_at),
+                    "status_via": sub.status_via,
+                }
+                key = sub.email.lower()
+                done = conn.execute(update(s).where(s.c.email_key == key).values(**values)).rowcount
+                if not done:
+                    conn.execute(insert(s).values(email_key=key, created_at=_naive_utc(sub.created_at), **values))
+
+    def delete_subscriber(self, email_key: str) -> bool:
+        with self.engine.begin() as conn:
+            deleted = conn.execute(delete(subscribers_table).where(subscribers_table.c.email_key == email_key))
+            return bool(deleted.rowcount)
 
     def writer(self) -> StoreWriter:
         """A transaction for one source's ingest; commit on success, roll back on error."""
@@ -457,6 +509,18 @@ def _article(row: object, categories: tuple[str, ...]) -> Article:
         author=r.author,  # type: ignore[attr-defined]
         image=r.image,  # type: ignore[attr-defined]
         tags=tuple(json.loads(r.tags)),  # type: ignore[attr-defined]
+    )
+
+
+def _subscriber(row: Any) -> Subscriber:
+    return Subscriber(
+        email=row.email,
+        name=row.name,
+        categories=tuple(json.loads(row.categories)),
+        status=SubscriberStatus(row.status),
+        status_at=_aware(row.status_at),
+        status_via=row.status_via,
+        created_at=_aware(row.created_at),
     )
 
 

@@ -1,0 +1,188 @@
+"""Subscribers: add, import from CSV, remove, export. The web pages of a later step use the same."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from pathlib import Path
+from typing import TextIO
+
+from .errors import PublisherError
+from .model import Subscriber, SubscriberStatus
+from .normalize import CategoryIndex
+from .store import Store
+
+CSV_COLUMNS = ("email", "name", "categories")
+EXPORT_COLUMNS = ("email", "name", "categories", "status", "status_at", "status_via", "created_at")
+_STOPPED = (SubscriberStatus.UNSUBSCRIBED, SubscriberStatus.BOUNCED)
+
+
+class SubscriberError(PublisherError):
+    """A subscriber cannot be added or changed as asked."""
+
+
+def normalize_email(raw: str) -> str:
+    """The address as email-validator normalises it (domain lower-cased, IDN handled); no DNS."""
+    from email_validator import EmailNotValidError, validate_email
+
+    try:
+        return validate_email(raw.strip(), check_deliverability=False).normalized
+    except EmailNotValidError as exc:
+        raise ValueError(f"{raw.strip()!r} is not an e-mail address: {exc}") from None
+
+
+def parse_categories(text: str, index: CategoryIndex) -> tuple[str, ...]:
+    """`名称;slug;…` (names or slugs, `;` or `；` between them) as slugs; empty means all."""
+    slugs = []
+    for part in text.replace("；", ";").split(";"):
+        if not part.strip():
+            continue
+        category = index.find(part)
+        if category is None:
+            raise ValueError(f"unknown category {part.strip()!r} (known: {index.names()})")
+        slugs.append(category.slug)
+    return tuple(dict.fromkeys(slugs))
+
+
+@dataclass
+class ImportReport:
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    kept_stopped: int = 0  # unsubscribed or bounced: an import never signs them up again
+    problems: list[str] = field(default_factory=list)
+
+
+def merge(existing: Subscriber | None, wanted: Subscriber) -> Subscriber | None:
+    """What to store when `wanted` arrives for an address; None when nothing may change.
+
+    An unsubscribed or bounced reader is never signed up again by the operator; a pending one
+    becomes confirmed when the import vouches for them; nobody is downgraded to pending.
+    """
+    if existing is None:
+        return wanted
+    if existing.status in _STOPPED:
+        return None
+    status = existing.status
+    if wanted.status is SubscriberStatus.CONFIRMED and status is SubscriberStatus.PENDING:
+        status = SubscriberStatus.CONFIRMED
+    changed = replace(existing, name=wanted.name or existing.name, categories=wanted.categories, status=status)
+    if status is not existing.status:
+        changed = replace(changed, status_at=wanted.status_at, status_via=wanted.status_via)
+    return changed
+
+
+def import_csv(store: Store, path: Path, index: CategoryIndex, status: SubscriberStatus, now: datetime) -> ImportReport:
+    """Import `email,name,categories` rows. Bad rows are reported by line number and skipped;
+    the good ones are written together in one transaction, so nothing is half-written."""
+    report = ImportReport()
+    seen: dict[str, int] = {}
+    to_save: list[Subscriber] = []
+    for line, row in read_rows(path):
+        try:
+            email = normalize_email(row.get("email") or "")
+            categories = parse_categories(row.get("categories") or "", index)
+        except ValueError as exc:
+            report.problems.append(f"{path}:{line}: {exc}")
+            continue
+        key = email.lower()
+        if key in seen:
+            report.problems.append(f"{path}:{line}: {email} is already on line {seen[key]}")
+            continue
+        seen[key] = line
+        wanted = Subscriber(email, (row.get("name") or "").strip(), categories, status, now, "import", now)
+        existing = store.subscriber(key)
+        merged = merge(existing, wanted)
+        if merged is None:
+            report.kept_stopped += 1
+        elif existing is None:
+            report.added += 1
+            to_save.append(merged)
+        elif merged == existing:
+            report.unchanged += 1
+        else:
+            report.updated += 1
+            to_save.append(merged)
+    store.save_subscribers(to_save)
+    return report
+
+
+def read_rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
+    """(line number, row) of a CSV file with a header row; UTF-8 (Excel's BOM too) or GB18030,
+    which is what Excel on a Chinese Windows saves."""
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        try:
+            text = data.decode("gb18030")
+        except UnicodeDecodeError:
+            raise SubscriberError(f"{path}: neither UTF-8 nor GB18030 text", "save the file as UTF-8 CSV") from None
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    header = [h.strip().lower() for h in reader.fieldnames or []]
+    if "email" not in header:
+        raise SubscriberError(
+            f"{path}: the first line must name the columns, with at least `email`",
+            f"write the header `{','.join(CSV_COLUMNS)}`",
+        )
+    reader.fieldnames = header
+    for row in reader:
+        yield reader.line_num, {k: (v or "") for k, v in row.items() if isinstance(k, str)}
+
+
+def add(
+    store: Store, email: str, name: str, categories: tuple[str, ...], status: SubscriberStatus, now: datetime
+) -> tuple[Subscriber, bool]:
+    """Add or update one subscriber from the command line; returns (subscriber, was it new).
+    ValueError for an invalid address; SubscriberError when they may not be signed up."""
+    address = normalize_email(email)
+    existing = store.subscriber(address.lower())
+    merged = merge(existing, Subscriber(address, name.strip(), categories, status, now, "cli", now))
+    if merged is None:
+        assert existing is not None
+        raise SubscriberError(
+            f"{address} is {existing.status.value} (since {existing.status_at:%Y-%m-%d}, via {existing.status_via})",
+            "only they can sign up again, on the subscribe page; `subscribers remove --erase` forgets them",
+        )
+    store.save_subscribers([merged])
+    return merged, existing is None
+
+
+def remove(store: Store, email: str, now: datetime, erase: bool = False) -> Subscriber | None:
+    """Unsubscribe (kept, so no import signs them up again), or erase every trace of them."""
+    key = email.strip().lower()
+    existing = store.subscriber(key)
+    if existing is None:
+        return None
+    if erase:
+        store.delete_subscriber(key)
+    elif existing.status is not SubscriberStatus.UNSUBSCRIBED:
+        store.save_subscribers(
+            [replace(existing, status=SubscriberStatus.UNSUBSCRIBED, status_at=now, status_via="cli")]
+        )
+    return existing
+
+
+def export_csv(subscribers: Iterable[Subscriber], index: CategoryIndex, out: TextIO) -> int:
+    """Every subscriber as CSV (categories by name), in a shape `import` reads back."""
+    names = {c.slug: c.name for c in index.categories}
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(EXPORT_COLUMNS)
+    count = 0
+    for s in subscribers:
+        writer.writerow(
+            [
+                s.email,
+                s.name,
+                ";".join(names.get(slug, slug) for slug in s.categories),
+                s.status.value,
+                s.status_at.isoformat(),
+                s.status_via,
+                s.created_at.isoformat(),
+            ]
+        )
+        count += 1
+    return count

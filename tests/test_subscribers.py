@@ -1,0 +1,120 @@
+"""Subscribers: CSV import with line-numbered problems, add, list, remove, export."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+import pytest
+
+from conftest import Site
+
+CSV = """\
+email,name,categories
+Zhang.San@Example.ORG,张三,高新院新闻;policy
+li@qq.com,李四,
+not-an-address,王五,
+wang@163.com,王六,体育
+zhang.san@example.org,重复,
+zhao@outlook.com,,科技创新；政策解读
+"""
+
+
+def write_csv(site: Site, text: str = CSV, encoding: str = "utf-8") -> Path:
+    path = site.root / "subscribers.csv"
+    path.write_bytes(text.encode(encoding))
+    return path
+
+
+def listing(site: Site) -> dict[str, list[str]]:
+    result = site.cli("subscribers", "export")
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(io.StringIO(result.output)))
+    return {r["email"]: [r["name"], r["categories"], r["status"], r["status_via"]] for r in rows}
+
+
+def test_import_reports_bad_rows_by_line_and_imports_the_good_ones(site: Site) -> None:
+    path = write_csv(site)
+    result = site.cli("subscribers", "import", str(path))
+    assert result.exit_code == 1  # some rows were rejected
+    assert f"{path}:4: 'not-an-address' is not an e-mail address" in result.output
+    assert f"{path}:5: unknown category '体育'" in result.output
+    assert f"{path}:6: zhang.san@example.org is already on line 2" in result.output
+    assert "added 3, updated 0, unchanged 0, kept unsubscribed or bounced 0, rejected 3" in result.output
+    assert listing(site) == {
+        "Zhang.San@example.org": ["张三", "高新院新闻;政策解读", "confirmed", "import"],
+        "li@qq.com": ["李四", "", "confirmed", "import"],
+        "zhao@outlook.com": ["", "科技创新;政策解读", "confirmed", "import"],
+    }
+
+
+def test_importing_the_same_file_again_changes_nothing(site: Site) -> None:
+    path = write_csv(site)
+    site.cli("subscribers", "import", str(path))
+    result = site.cli("subscribers", "import", str(path))
+    assert "added 0, updated 0, unchanged 3" in result.output
+
+
+def test_pending_import_and_excel_files_in_gb18030(site: Site) -> None:
+    path = write_csv(site, "email,name,categories\r\nchen@qq.com,陈七,科技创新\r\n", encoding="gb18030")
+    result = site.cli("subscribers", "import", "--pending", str(path))
+    assert result.exit_code == 0, result.output
+    assert listing(site) == {"chen@qq.com": ["陈七", "科技创新", "pending", "import"]}
+    write_csv(site, "\ufeffemail,name\nchen@qq.com,陈七\n")  # UTF-8 with Excel's BOM, confirmed now
+    site.cli("subscribers", "import", str(path))
+    assert listing(site)["chen@qq.com"][2] == "confirmed"
+
+
+def test_an_unsubscribed_reader_is_never_signed_up_again_by_an_import(site: Site) -> None:
+    path = write_csv(site, "email,name,categories\nli@qq.com,李四,\n")
+    site.cli("subscribers", "import", str(path))
+    assert site.cli("subscribers", "remove", "LI@qq.com").exit_code == 0
+    result = site.cli("subscribers", "import", str(path))
+    assert "kept unsubscribed or bounced 1" in result.output
+    assert listing(site)["li@qq.com"][2:] == ["unsubscribed", "cli"]
+    refused = site.cli("subscribers", "add", "li@qq.com")
+    assert refused.exit_code == 1 and "is unsubscribed" in refused.output
+
+
+def test_a_file_without_an_email_column_is_refused_whole(site: Site) -> None:
+    path = write_csv(site, "mail,name\nli@qq.com,李四\n")
+    result = site.cli("subscribers", "import", str(path))
+    assert result.exit_code == 1 and "at least `email`" in result.output
+    assert listing(site) == {}
+
+
+def test_add_list_and_erase(site: Site) -> None:
+    added = site.cli(
+        "subscribers", "add", "zhou@example.cn", "--name", "周八", "--category", "tech", "--category", "政策解读"
+    )
+    assert added.exit_code == 0 and "added zhou@example.cn (confirmed)" in added.output
+    updated = site.cli("subscribers", "add", "zhou@example.cn", "--category", "高新院新闻")
+    assert "updated zhou@example.cn" in updated.output
+    shown = site.cli("subscribers", "list")
+    assert "zhou@example.cn" in shown.output and "周八" in shown.output and "高新院新闻" in shown.output
+    assert site.cli("subscribers", "add", "bad@", "--name", "x").exit_code == 2
+    assert site.cli("subscribers", "add", "x@example.cn", "--category", "体育").exit_code == 2
+    assert site.cli("subscribers", "remove", "--erase", "zhou@example.cn").exit_code == 0
+    assert listing(site) == {}
+    assert site.cli("subscribers", "remove", "nobody@example.cn").exit_code == 1
+
+
+def test_export_reads_back_as_an_import(site: Site, tmp_path: Path) -> None:
+    write = write_csv(site)
+    site.cli("subscribers", "import", str(write))
+    exported = tmp_path / "out.csv"
+    assert site.cli("subscribers", "export", str(exported)).exit_code == 0
+    fresh = Site(tmp_path / "other")
+    result = fresh.cli("subscribers", "import", str(exported))
+    assert result.exit_code == 0, result.output
+    assert "added 3" in result.output
+
+
+@pytest.mark.parametrize("status", ["pending", "confirmed", "unsubscribed", "bounced"])
+def test_list_filters_by_status(site: Site, status: str) -> None:
+    site.cli("subscribers", "add", "a@example.cn", "--pending")
+    site.cli("subscribers", "add", "b@example.cn")
+    result = site.cli("subscribers", "list", "--status", status)
+    expected = {"pending": 1, "confirmed": 1}.get(status, 0)
+    assert f"{expected} subscriber(s)" in result.output
