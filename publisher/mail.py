@@ -57,6 +57,14 @@ def _word(data: bytes) -> str:
 class MailPolicy(EmailPolicy):
     """policy.SMTP (CRLF, 78 columns) with its own folding for non-ASCII Subject and names."""
 
+    def header_store_parse(self, name: str, value: Any) -> tuple[str, Any]:
+        # Keep a Subject we will encode as the plain text it is: the header factory would decode
+        # anything in it that looks like an encoded-word.
+        if name.lower() in _UNSTRUCTURED and isinstance(value, str) and self._ours(name, value):
+            _no_line_breaks(value)
+            return name, value
+        return super().header_store_parse(name, value)
+
     def fold(self, name: str, value: Any) -> str:
         return "".join(self._our_fold(name, value)) if self._ours(name, value) else super().fold(name, value)
 
@@ -68,11 +76,15 @@ class MailPolicy(EmailPolicy):
     @staticmethod
     def _ours(name: str, value: Any) -> bool:
         lowered = name.lower()
+        text = str(value)
+        # ASCII that looks like an encoded-word ("=?...?=") must be encoded too, or a reader
+        # would decode it.
+        needs_encoding = not text.isascii() or "=?" in text
         if lowered in _UNSTRUCTURED:
-            return not str(value).isascii()
-        if lowered in _MAILBOX:  # non-ASCII names on ASCII addresses (SMTPUTF8 ones stay Python's)
+            return needs_encoding
+        if lowered in _MAILBOX:  # names on ASCII addresses (SMTPUTF8 addresses stay Python's)
             addresses = getattr(value, "addresses", ())
-            return not str(value).isascii() and all(a.addr_spec.isascii() for a in addresses)
+            return needs_encoding and all(a.addr_spec.isascii() for a in addresses)
         return False
 
     def _our_fold(self, name: str, value: Any) -> Iterator[str]:

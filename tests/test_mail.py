@@ -53,6 +53,13 @@ def test_sixty_character_chinese_subject() -> None:
     assert parsed["To"].addresses[0].addr_spec == "zhang.san@example.com"
 
 
+@pytest.mark.parametrize("subject", ["=??Q??=", "About =?utf-8?b?5Lit?= in titles", "a =?x?q?y?= b"])
+def test_ascii_that_looks_encoded_stays_literal(subject: str) -> None:
+    raw = build_message(envelope(subject=subject), "t", "<p>t</p>").as_bytes()
+    check_wire(raw)
+    assert message_from_bytes(raw, policy=policy.default)["Subject"] == subject
+
+
 def test_structure_and_list_headers() -> None:
     msg = build_message(envelope(), "纯文本", "<p>HTML</p>")
     parsed = message_from_bytes(msg.as_bytes(), policy=policy.default)
