@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import tempfile
@@ -28,12 +29,6 @@ class FeedLinks:
 
     def of(self, path: str) -> str:
         return f"{self.base_url}/{path}"
-
-
-def feed_specs(categories: Sequence[Category]) -> list[FeedSpec]:
-    """Every feed file: the whole site, then each category; each in every format."""
-    scopes: list[Category | None] = [None, *categories]
-    return [FeedSpec(fmt, scope) for scope in scopes for fmt in FeedFormat]
 
 
 def feed_title(spec: FeedSpec, site: Site) -> str:
@@ -80,8 +75,9 @@ def _xml_feed(
     fg.description(_description(spec, site))
     if spec.format is FeedFormat.ATOM:
         fg.subtitle(_description(spec, site))
-    fg.link(href=site.url + "/", rel="alternate", type="text/html")
+    # self first: feedgen's RSS <link> is the last link added, and it must be the site
     fg.link(href=self_url, rel="self", type=spec.format.media_type)
+    fg.link(href=site.url + "/", rel="alternate", type="text/html")
     fg.language(site.language)
     fg.author(name=site.author or site.title)
     fg.generator(GENERATOR, version=__version__, uri=GENERATOR_URI)
@@ -97,7 +93,10 @@ def _xml_feed(
             fe.link(href=article.url, rel="alternate")
         fe.published(article.published.astimezone(zone))
         fe.updated(article.updated.astimezone(zone))
-        fe.summary(article.summary or article.title)
+        summary = article.summary or article.title
+        # RSS readers read <description> as HTML; the summary is plain text, so escape it there
+        # (Atom's <summary> is typed text already).
+        fe.summary(html.escape(summary, quote=False) if spec.format is FeedFormat.RSS else summary)
         fe.content(article.content_html or "<p></p>", type="html")
         if article.author:
             if spec.format is FeedFormat.ATOM:
@@ -130,7 +129,7 @@ def _json_feed(
         item["date_modified"] = a.updated.astimezone(zone).isoformat()
         if a.author:
             item["authors"] = [{"name": a.author}]
-        tags = [names.get(s, s) for s in a.categories] + [t for t in a.tags if t not in names.values()]
+        tags = [names.get(s, s) for s in a.categories] + list(a.tags)
         if tags:
             item["tags"] = list(dict.fromkeys(tags))
         items.append(item)

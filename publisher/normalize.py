@@ -7,11 +7,11 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urlsplit
 
 from .model import Article, Category, SourceItem
 from .text import (
-    convert_html,
+    absolute_url,
     convert_script,
     html_to_text,
     one_line,
@@ -73,7 +73,8 @@ def normalize(item: SourceItem, index: CategoryIndex, rules: TextRules, site_url
     html = render_markdown(xml_safe(item.content)) if item.markdown else item.content
     if rules.remove_glosses:
         html = remove_pinyin_glosses(html)
-    content = convert_html(sanitize_html(html, base_url=url or site_url + "/"), rules.convert)
+    # OpenCC runs on sanitised HTML, where every URL is ASCII, so it can never change a link
+    content = convert_script(sanitize_html(html, base_url=url or site_url + "/"), rules.convert)
     if item.summary:
         summary = one_line(clean(item.summary))
     else:
@@ -148,10 +149,11 @@ def resolve_categories(item: SourceItem, index: CategoryIndex) -> tuple[str, ...
 
 
 def _absolute_url(url: str | None, base: str) -> str | None:
+    """An article's own link or image: absolute http(s), percent-encoded, else None."""
     if not url:
         return None
-    joined = urljoin(base.rstrip("/") + "/", xml_safe(url).strip())
-    return joined if urlsplit(joined).scheme in ("http", "https") else None
+    joined = absolute_url(xml_safe(url), base.rstrip("/") + "/")
+    return joined if joined and urlsplit(joined).scheme in ("http", "https") else None
 
 
 _TAG_SAFE = re.compile(r"[A-Za-z0-9._~/:@!$&'()*+,;=-]+")

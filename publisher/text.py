@@ -101,12 +101,6 @@ def convert_script(text: str, mode: str) -> str:
     return converter.convert(text)  # type: ignore[attr-defined, no-any-return]
 
 
-def convert_html(fragment: str, mode: str) -> str:
-    """OpenCC over sanitised HTML. sanitize_html leaves every URL ASCII, so only text and
-    attributes such as `alt` change; run it after sanitising, never before."""
-    return convert_script(fragment, mode)
-
-
 # --- HTML --------------------------------------------------------------------------------------
 
 _TAGS = set(nh3.ALLOWED_TAGS) | {"figure", "figcaption", "picture", "source"}
@@ -125,13 +119,23 @@ def _absolute(base: str | None, value: str) -> str | None:
     value = value.strip()
     if not value.isascii():
         value = quote(value, safe=_URI_SAFE)
-    if not base or not value or value.startswith("#"):
+    if not value or value.startswith("#"):
         return value
-    joined = urljoin(base, value)
-    return joined if urlsplit(joined).scheme in ("http", "https", "mailto", "tel") else None
+    joined = urljoin(base, value) if base else value
+    scheme = urlsplit(joined).scheme
+    if not scheme and not base:
+        return joined  # relative, and nothing to resolve it against
+    return joined if scheme in _SCHEMES else None
 
 
 _URI_SAFE = ":/?#[]@!$&'()*+,;=%~"
+_SCHEMES = ("http", "https", "mailto", "tel")
+
+
+def absolute_url(value: str, base: str | None) -> str | None:
+    """A link as feeds and mail need it: absolute against `base`, non-ASCII percent-encoded,
+    None unless http(s), mailto or tel."""
+    return _absolute(base, value)
 
 
 def _lazy_images(fragment: str) -> str:

@@ -346,3 +346,18 @@ def test_a_rename_and_a_deletion_in_one_build(site: Site) -> None:
     entries = {e.title: e.id for e in parse_with_feedparser(site.feed("tech/rss.xml")).entries}
     assert report.withdrawn == 1 and report.new == 0
     assert entries == {"改名的文章": guid, "不变的文章": entries["不变的文章"]}
+
+
+def test_rss_channel_link_is_the_site_and_summaries_are_text(site: Site) -> None:
+    site.article(
+        "tech/code.md", "代码示例", summary='"用 <img src=x onerror=alert(1)> 要小心"', url="新闻/代码.html", tags="[政策解读, 标签]"
+    )
+    site.build()
+    channel = parse_xml(site.feed("tech/rss.xml")).find("channel")
+    assert channel.find("link").text == "https://www.example.org/"
+    entry = parse_with_feedparser(site.feed("tech/rss.xml")).entries[0]
+    assert entry.summary == "用 &lt;img src=x onerror=alert(1)&gt; 要小心"  # shown as text, not an image
+    assert entry.link == "https://www.example.org/%E6%96%B0%E9%97%BB/%E4%BB%A3%E7%A0%81.html"
+    item = json.loads(site.feed("tech/feed.json"))["items"][0]
+    assert item["summary"] == "用 <img src=x onerror=alert(1)> 要小心"  # JSON Feed summaries are plain text
+    assert item["tags"] == ["科技创新", "政策解读", "标签"]  # an own tag named like another category stays

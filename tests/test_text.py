@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 from publisher.text import (
-    convert_html,
     convert_script,
     html_to_text,
     remove_pinyin_glosses,
@@ -61,7 +60,7 @@ def test_conversion_modes() -> None:
 
 def test_conversion_after_sanitising_keeps_urls_working() -> None:
     html = '<a href="/新聞/長.html">新聞</a><img src="/圖片.jpg" alt="圖片">'
-    out = convert_html(sanitize_html(html, "https://x.org/"), "t2s")
+    out = convert_script(sanitize_html(html, "https://x.org/"), "t2s")
     assert out == (
         '<a href="https://x.org/%E6%96%B0%E8%81%9E/%E9%95%B7.html">新闻</a>'
         '<img src="https://x.org/%E5%9C%96%E7%89%87.jpg" alt="图片">'
@@ -164,3 +163,9 @@ def test_summary_never_splits_a_grapheme(unit: str) -> None:
     body = cut[:-1]
     assert regex.findall(r"\X", body)[-1] in (unit, "头"), body
     assert len(regex.findall(r"\X", cut)) <= 11
+
+
+def test_srcset_and_links_without_a_base_still_refuse_bad_schemes() -> None:
+    html = '<picture><source srcset="javascript:alert(1) 1x, /ok.jpg 2x"></picture><a href="/rel">r</a>'
+    clean = sanitize_html(html, None)
+    assert "javascript" not in clean and "/ok.jpg 2x" in clean and 'href="/rel"' in clean
