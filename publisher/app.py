@@ -91,7 +91,25 @@ class App:
             site_url=self.site.url,
             clock=self.clock,
             strict=strict,
+            signatures={s.source_name: self.reading_signature(s) for s in self.settings.sources},
         )
+
+    def reading_signature(self, source: FilesSourceConfig) -> str:
+        """Everything besides a file's bytes that shapes its article. When it changes (a new
+        [text] rule, site URL, category, source setting or version), every file is read again."""
+        import hashlib
+        import json
+
+        from . import __version__
+
+        shape = {
+            "version": __version__,
+            "text": self.settings.text.model_dump(),
+            "site": [self.site.url, self.site.timezone],
+            "categories": [(c.name, c.slug) for c in self.categories],
+            "source": source.model_dump(),
+        }
+        return hashlib.sha256(json.dumps(shape, ensure_ascii=False, sort_keys=True).encode()).hexdigest()
 
     def close(self) -> None:
         if self._store is not None:

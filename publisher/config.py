@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import string
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -195,11 +196,20 @@ def _check_meaning(settings: Settings) -> list[tuple[str, str, str]]:
                     "use the name or slug of one of the [[categories]]",
                 )
             )
-        template = source.url_template
-        if template and "{path}" not in template and "{stem}" not in template:
-            fix = 'write it like "https://www.example.org/news/{path}.html"'
-            problems.append((f"sources[{i}].url_template", "has neither {path} nor {stem}", fix))
+        if source.url_template:
+            problems += _url_template(f"sources[{i}].url_template", source.url_template)
     return problems
+
+
+def _url_template(key: str, template: str) -> list[tuple[str, str, str]]:
+    fix = 'write it like "https://www.example.org/news/{path}.html" ({path} and {stem} only)'
+    try:
+        fields = {name for _text, name, _spec, _conv in string.Formatter().parse(template) if name is not None}
+    except ValueError as exc:
+        return [(key, f"is not a template: {exc}", fix)]
+    if not fields & {"path", "stem"} or fields - {"path", "stem"}:
+        return [(key, f"uses {sorted(fields) or 'no placeholder'}", fix)]
+    return []
 
 
 def _http_url(key: str, value: str, example: str) -> list[tuple[str, str, str]]:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from .errors import ContentError, SourceError
@@ -28,6 +28,8 @@ class IngestContext:
     site_url: str
     clock: Clock
     strict: bool = False
+    # source name -> hash of the settings that shape its articles; a change re-reads everything
+    signatures: Mapping[str, str] = field(default_factory=dict)
 
 
 def ingest(
@@ -67,7 +69,12 @@ class _SourcePass:
         self.moved: list[tuple[int, str, SourceItem, Article]] = []
 
     def run(self) -> None:
-        fingerprints = {key: fp for key, fp in self.live.items() if fp}
+        signature = self.context.signatures.get(self.source.name, "")
+        signature_key = f"reading-signature:{self.source.name}"
+        reread = self.store.get_meta(signature_key) != signature
+        # After a settings change every file is read again; the content hash then tells which
+        # articles really changed.
+        fingerprints = {} if reread else {key: fp for key, fp in self.live.items() if fp}
         with self.store.writer() as writer:
             for batch, prepared in self._prepared(self.source.fetch(fingerprints)):
                 self._fetch_known(r.key for r in batch if isinstance(r, (Deferred, SourceItem)))
@@ -85,10 +92,15 @@ class _SourcePass:
                     outcome = result if isinstance(result, ItemProblem) else next(results)
                     if isinstance(outcome, ItemProblem):
                         self._problem(outcome)
-                    elif outcome is not None:  # None: a draft
+                    elif outcome is None:  # a draft: as if the file were not there
+                        self.seen.discard(result.key)
+                        self.seen_live -= result.key in self.live
+                    else:
                         self._item(writer, *outcome)
             self._finish_moves(writer)
             self._withdraw_missing(writer)
+        if reread:
+            self.store.set_meta(signature_key, signature)
 
     def _prepared(self, fetched: Iterator[Fetched]) -> Iterator[tuple[list[Fetched], list[Prepared]]]:
         """The fetched results in order, in batches, with their items read and normalized
@@ -146,7 +158,9 @@ class _SourcePass:
         known = self.known.get(item.key)
         if known is None:
             self._new(writer, item, article)
-        elif known.content_hash == article.content_hash and not known.withdrawn:
+        elif (
+            known.content_hash == article.content_hash and not known.withdrawn and known.explicit_id == item.explicit_id
+        ):
             if known.fingerprint != item.fingerprint:
                 writer.set_fingerprint(known.id, item.fingerprint)
             self.report.unchanged += 1

@@ -130,6 +130,7 @@ class Known:
     guid: str
     updated: datetime
     withdrawn: bool
+    explicit_id: str | None
 
 
 def _naive_utc(moment: datetime) -> datetime:
@@ -236,11 +237,13 @@ class Store:
         out: dict[str, Known] = {}
         with self.engine.connect() as conn:
             for start in range(0, len(wanted), 500):
-                query = select(a.key, a.id, a.fingerprint, a.content_hash, a.guid, a.updated, a.withdrawn).where(
-                    a.source == source, a.key.in_(wanted[start : start + 500])
-                )
+                query = select(
+                    a.key, a.id, a.fingerprint, a.content_hash, a.guid, a.updated, a.withdrawn, a.explicit_id
+                ).where(a.source == source, a.key.in_(wanted[start : start + 500]))
                 for r in conn.execute(query).all():
-                    out[r.key] = Known(r.id, r.fingerprint, r.content_hash, r.guid, _aware(r.updated), r.withdrawn)
+                    out[r.key] = Known(
+                        r.id, r.fingerprint, r.content_hash, r.guid, _aware(r.updated), r.withdrawn, r.explicit_id
+                    )
         return out
 
     def find_explicit(self, source: str, explicit_id: str) -> tuple[int, str] | None:

@@ -350,7 +350,11 @@ def test_a_rename_and_a_deletion_in_one_build(site: Site) -> None:
 
 def test_rss_channel_link_is_the_site_and_summaries_are_text(site: Site) -> None:
     site.article(
-        "tech/code.md", "代码示例", summary='"用 <img src=x onerror=alert(1)> 要小心"', url="新闻/代码.html", tags="[政策解读, 标签]"
+        "tech/code.md",
+        "代码示例",
+        summary='"用 <img src=x onerror=alert(1)> 要小心"',
+        url="新闻/代码.html",
+        tags="[政策解读, 标签]",
     )
     site.build()
     channel = parse_xml(site.feed("tech/rss.xml")).find("channel")
@@ -361,3 +365,49 @@ def test_rss_channel_link_is_the_site_and_summaries_are_text(site: Site) -> None
     item = json.loads(site.feed("tech/feed.json"))["items"][0]
     assert item["summary"] == "用 <img src=x onerror=alert(1)> 要小心"  # JSON Feed summaries are plain text
     assert item["tags"] == ["科技创新", "政策解读", "标签"]  # an own tag named like another category stays
+
+
+def test_a_settings_change_reaches_articles_already_stored(site: Site) -> None:
+    site.write_config()
+    site.config.write_text(
+        site.config.read_text(encoding="utf-8").replace('convert = "t2s"', 'convert = "none"'), encoding="utf-8"
+    )
+    site.article("tech/trad.md", "高新區新聞")
+    site.build()
+    assert "高新區新聞" in site.feed("tech/rss.xml").decode()
+    site.write_config()  # back to t2s: the unchanged file must be read again
+    report = site.build()
+    assert report.changed == 1 and "高新区新闻" in site.feed("tech/rss.xml").decode()
+    assert site.build().changed == 0  # and only once
+
+
+def test_turning_an_article_into_a_draft_withdraws_it(site: Site) -> None:
+    path = site.article("tech/a.md", "先发布后撤回")
+    site.article("tech/b.md", "留下的")
+    site.build()
+    path.write_text(path.read_text(encoding="utf-8").replace("date:", "draft: true\ndate:"), encoding="utf-8")
+    touch_later(path)
+    report = site.build()
+    assert report.withdrawn == 1 and "先发布后撤回" not in site.feed("tech/rss.xml").decode()
+
+
+def test_odd_files_are_skipped_not_fatal(site: Site) -> None:
+    site.article("tech/good.md", "好文章")
+    site.add("tech/offset.md", "---\ntitle: 时区\ndate: 2024-05-01T09:30:00+24:00\n---\n正文\n")
+    site.add("tech/month.md", '---\ntitle: "引号标题"\ndate: 2024-13-01\n---\n正文\n')
+    (site.content / "tech" / "loop").symlink_to(site.content)  # a link back up must not loop
+    report = site.build()
+    assert (report.new, report.skipped, report.failed_sources) == (1, 2, [])
+
+
+def test_adding_an_id_then_renaming_keeps_the_guid(site: Site) -> None:
+    path = site.article("tech/a.md", "后来加编号")
+    site.build()
+    guid = parse_with_feedparser(site.feed("tech/rss.xml")).entries[0].id
+    path.write_text(path.read_text(encoding="utf-8").replace("date:", "id: later-id\ndate:"), encoding="utf-8")
+    touch_later(path)
+    site.build()
+    path.rename(site.content / "tech" / "renamed.md")
+    report = site.build()
+    assert [e.id for e in parse_with_feedparser(site.feed("tech/rss.xml")).entries] == [guid]
+    assert report.withdrawn == 0

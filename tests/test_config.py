@@ -173,3 +173,24 @@ def test_a_slug_may_not_be_another_categorys_name(tmp_path: Path) -> None:
     assert caught.value.problems == [
         ("categories[1].slug", "'tech' is already categories[0].name", "give each category its own name and slug")
     ]
+
+
+@pytest.mark.parametrize("template", ["https://x.org/{year}/{stem}.html", "https://x.org/{path", "https://x.org/fixed"])
+def test_url_template_placeholders_are_checked(tmp_path: Path, template: str) -> None:
+    path = write(
+        tmp_path,
+        f"""
+        [site]
+        title = "t"
+        url = "https://x.org"
+        [[categories]]
+        name = "a"
+        [[sources]]
+        type = "files"
+        path = "c"
+        url_template = "{template}"
+        """,
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path)
+    assert [key for key, _m, _f in caught.value.problems] == ["sources[0].url_template"]

@@ -90,6 +90,8 @@ class FilesSource:
             return ItemProblem(key, path, problem.reason, problem.hint)
         except OSError as exc:
             return ItemProblem(key, path, f"cannot read: {exc.strerror or exc}", "check its permissions")
+        except (ValueError, KeyError, TypeError, IndexError) as exc:  # a file odd in a way not foreseen
+            return ItemProblem(key, path, f"cannot be read: {exc!r}", "check the file; report it if it looks fine")
 
     def _walk(self) -> Iterator[tuple[str, str, list[tuple[str, os.stat_result]]]]:
         """(folder, key prefix, [(name, stat)]) for every folder under the root, each folder's
@@ -110,7 +112,9 @@ class FilesSource:
                     folders = [
                         (os.path.join(folder, e.name), f"{prefix}{e.name}/")
                         for e in entries
-                        if e.name[0] not in "._" and not e.name.lower().endswith(_SUFFIX_TUPLE) and e.is_dir()
+                        if e.name[0] not in "._"
+                        and not e.name.lower().endswith(_SUFFIX_TUPLE)
+                        and e.is_dir(follow_symlinks=False)  # a link to a parent would loop
                     ]
             except OSError as exc:
                 raise SourceError(f"source {self.name!r}: cannot list {folder}: {exc}") from exc
@@ -227,7 +231,7 @@ def _decode(data: bytes) -> str:
     except UnicodeDecodeError:
         pass
     try:
-        return data.decode("gb18030")
+        return data.decode("gb18030").removeprefix("\ufeff")
     except UnicodeDecodeError:
         raise Problem("neither UTF-8 nor GB18030 text", "save the file as UTF-8") from None
 
@@ -256,6 +260,8 @@ def _split_front_matter(text: str) -> tuple[dict[str, Any], str]:
 
     try:
         meta = yaml.load(block, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    except ValueError as exc:  # YAML's own date parsing: `date: 2024-13-01`
+        raise Problem(f"front matter: {exc}", "write a real date, like 2024-05-01 09:30") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 2}: " if mark is not None else ""
@@ -273,6 +279,13 @@ def _split_front_matter(text: str) -> tuple[dict[str, Any], str]:
 _PLAIN_LINE = re.compile(r"([A-Za-z_][A-Za-z0-9_-]*):[ \t]+([^\s\"'\[\]{}&*!|>%@`#,?:~-][^\t]*?)[ \t]*")
 
 
+# YAML 1.1 booleans and nulls, and anything that starts like a number (ints, octal, floats,
+# sexagesimal): values the fast path leaves to YAML so both agree on their meaning.
+_YAML_TYPED = re.compile(
+    r"(?i:y|n|yes|no|true|false|on|off|null|~)|[-+]?(?:\.?[0-9][0-9_:.]*(?:e[-+]?[0-9]+)?|\.inf|\.nan)"
+)
+
+
 def _plain_front_matter(lines: list[str]) -> dict[str, Any] | None:
     """The common case, `key: text` lines only, without running YAML (8x faster for 10k files).
 
@@ -286,9 +299,9 @@ def _plain_front_matter(lines: list[str]) -> dict[str, Any] | None:
         if match is None or ": " in match.group(2) or " #" in match.group(2):
             return None
         key, value = match.groups()
-        if key in meta:
-            return None
-        meta[key] = True if key == "draft" and value == "true" else value
+        if key in meta or _YAML_TYPED.fullmatch(value):
+            return None  # a duplicate, or a value YAML reads as a bool, null or number
+        meta[key] = value
     return meta
 
 
@@ -350,7 +363,10 @@ def parse_date(value: Any, zone: ZoneInfo) -> datetime | None:
     iso = offset if offset != "Z" else "+00:00"
     if ":" not in iso:
         iso = f"{iso[:3]}:{iso[3:]}"
-    return datetime.fromisoformat(naive.isoformat() + iso)
+    try:
+        return datetime.fromisoformat(naive.isoformat() + iso)
+    except ValueError:  # an offset past ±24:00
+        return None
 
 
 # --- text pages --------------------------------------------------------------------------------
