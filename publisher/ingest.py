@@ -67,6 +67,7 @@ class _SourcePass:
         self.explicit_ids: dict[str, str] = {}
         self.guids = _GuidCheck(store)
         self.moved: list[tuple[int, str, SourceItem, Article]] = []
+        self.id_lost: list[tuple[Known, SourceItem, Article]] = []
 
     def run(self) -> None:
         signature = self.context.signatures.get(self.source.name, "")
@@ -146,18 +147,15 @@ class _SourcePass:
         if item.explicit_id:
             other = self.explicit_ids.setdefault(item.explicit_id, item.key)
             if other != item.key:
-                self._problem(
-                    ItemProblem(
-                        item.key,
-                        item.location,
-                        f"id {item.explicit_id!r} is also used by {other}",
-                        "give each article its own `id`",
-                    )
-                )
+                self._problem(self._duplicate_id(item, other))
                 return
         known = self.known.get(item.key)
         if known is None:
             self._new(writer, item, article)
+        elif known.explicit_id and known.explicit_id != item.explicit_id:
+            # The file at this path no longer carries the stored article's id: decided once
+            # the whole folder is seen (that id may have moved to another file with its article).
+            self.id_lost.append((known, item, article))
         elif (
             known.content_hash == article.content_hash and not known.withdrawn and known.explicit_id == item.explicit_id
         ):
@@ -199,20 +197,28 @@ class _SourcePass:
         self.report.changed += 1
 
     def _finish_moves(self, writer: StoreWriter) -> None:
+        """Renames (an id found under a new path), then paths whose id went elsewhere."""
+        lost_at = {item.key for _known, item, _article in self.id_lost}
         for _row_id, old_key, item, article in self.moved:
-            if old_key in self.seen:
-                self._problem(
-                    ItemProblem(
-                        item.key,
-                        item.location,
-                        f"id {item.explicit_id!r} is also used by {old_key}",
-                        "give each article its own `id`",
-                    )
-                )
+            if old_key in self.seen and old_key not in lost_at:
+                self._problem(self._duplicate_id(item, old_key))
                 continue
             self._fetch_known([old_key])
             self._changed(writer, self.known.pop(old_key), item, article)
             self.moved_from.add(old_key)
+        for known, item, article in self.id_lost:
+            if item.key in self.moved_from:
+                self._new(writer, item, article)  # a new article where the moved one was
+            else:
+                self._changed(writer, known, item, article)  # the same article, its id edited
+
+    def _duplicate_id(self, item: SourceItem, other: str) -> ItemProblem:
+        return ItemProblem(
+            item.key,
+            item.location,
+            f"id {item.explicit_id!r} is also used by {other}",
+            "give each article its own `id`",
+        )
 
     def _withdraw_missing(self, writer: StoreWriter) -> None:
         if not self.source.complete:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 from xml.etree import ElementTree as ET
@@ -57,7 +58,9 @@ def texts_for(language: str) -> dict[str, str]:
     return TEXTS["en"] if language.lower().startswith("en") else TEXTS["zh"]
 
 
+@cache
 def _environment(templates: Path) -> Environment:
+    """One environment per templates folder: templates compile once per process."""
     from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
     return Environment(

@@ -168,36 +168,50 @@ class Store:
         self, wanted: Sequence[tuple[str, str | None, str]], slugify: Callable[[str], str], now: datetime
     ) -> list[Category]:
         """Categories in config order, each with its slug: a configured slug wins, else the one
-        stored at first sight, else a new pinyin slug (made unique with -2, -3 ...)."""
+        stored at first sight, else a new pinyin slug (made unique with -2, -3 ...).
+
+        Slugs change in two steps (through temporary ones), so swapping two configured slugs
+        swaps the categories instead of merging them; a category no longer configured that
+        holds a wanted slug moves aside to `<slug>~<id>` with its articles."""
+        c, ac = categories_table, article_categories_table
         with self.engine.begin() as conn:
-            rows = conn.execute(select(categories_table.c.name, categories_table.c.slug)).all()
-            by_name = {r.name: r.slug for r in rows}
-            taken = {r.slug: r.name for r in rows}
-            result = []
-            for name, configured, description in wanted:
-                slug = configured or by_name.get(name)
+            rows = conn.execute(select(c.c.id, c.c.name, c.c.slug)).all()
+            stored = {r.name: (r.id, r.slug) for r in rows}
+            names = {name for name, _slug, _d in wanted}
+            desired = {name: slug for name, slug, _d in wanted if slug}
+            used = set(desired.values()) | {r.slug for r in rows if r.name not in names}
+            for name, _configured, _d in wanted:
+                if name in desired:
+                    continue
+                slug = stored[name][1] if name in stored and stored[name][1] not in used else None
                 if slug is None:
                     base = slugify(name) or "category"
                     slug, n = base, 1
-                    while slug in taken and taken[slug] != name:
+                    while slug in used:
                         n += 1
                         slug = f"{base}-{n}"
-                if taken.get(slug) not in (None, name):
-                    # A configured slug that another (since renamed) category held: hand it over.
-                    conn.execute(delete(categories_table).where(categories_table.c.slug == slug))
-                if name not in by_name:
-                    conn.execute(insert(categories_table).values(name=name, slug=slug, first_seen=_naive_utc(now)))
-                elif by_name[name] != slug:
-                    conn.execute(update(categories_table).where(categories_table.c.name == name).values(slug=slug))
-                    conn.execute(
-                        update(article_categories_table)
-                        .where(article_categories_table.c.category_slug == by_name[name])
-                        .values(category_slug=slug)
-                    )
-                by_name[name] = slug
-                taken[slug] = name
-                result.append(Category(name=name, slug=slug, description=description))
-            return result
+                desired[name] = slug
+                used.add(slug)
+
+            def move(row_id: int, old: str, new: str) -> None:
+                conn.execute(update(c).where(c.c.id == row_id).values(slug=new))
+                conn.execute(update(ac).where(ac.c.category_slug == old).values(category_slug=new))
+
+            wanted_slugs = set(desired.values())
+            for r in rows:  # unconfigured categories step aside from wanted slugs
+                if r.name not in names and r.slug in wanted_slugs:
+                    move(r.id, r.slug, f"{r.slug}~{r.id}")
+            changing = [
+                (stored[n][0], stored[n][1], desired[n]) for n in names if n in stored and stored[n][1] != desired[n]
+            ]
+            for row_id, old, _new in changing:
+                move(row_id, old, f"~{row_id}")
+            for row_id, _old, new in changing:
+                move(row_id, f"~{row_id}", new)
+            for name, _slug, _d in wanted:
+                if name not in stored:
+                    conn.execute(insert(c).values(name=name, slug=desired[name], first_seen=_naive_utc(now)))
+            return [Category(name=name, slug=desired[name], description=d) for name, _s, d in wanted]
 
     # --- ingest ------------------------------------------------------------------------------
 

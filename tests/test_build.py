@@ -411,3 +411,42 @@ def test_adding_an_id_then_renaming_keeps_the_guid(site: Site) -> None:
     report = site.build()
     assert [e.id for e in parse_with_feedparser(site.feed("tech/rss.xml")).entries] == [guid]
     assert report.withdrawn == 0
+
+
+def test_swapping_two_configured_slugs_swaps_the_categories(site: Site) -> None:
+    site.article("tech/a.md", "科技文章")
+    site.article("policy/b.md", "政策文章")
+    site.build()
+    text = site.config.read_text(encoding="utf-8")
+    site.config.write_text(
+        text.replace('slug = "policy"', 'slug = "TMP"')
+        .replace('slug = "tech"', 'slug = "policy"')
+        .replace('slug = "TMP"', 'slug = "tech"'),
+        encoding="utf-8",
+    )
+    site.build()
+    assert "科技文章" in site.feed("policy/rss.xml").decode() and "政策文章" not in site.feed("policy/rss.xml").decode()
+    assert "政策文章" in site.feed("tech/rss.xml").decode() and "科技文章" not in site.feed("tech/rss.xml").decode()
+
+
+def test_a_renamed_article_and_a_new_one_at_its_old_path(site: Site) -> None:
+    """Rename a.md (id X) to b.md and write a new post at a.md: X keeps its guid, a.md is new."""
+    old = site.article("tech/a.md", "有编号的旧文", id="x-1", date="2026-05-01 09:00")
+    site.build()
+    guid = parse_with_feedparser(site.feed("tech/rss.xml")).entries[0].id
+    old.rename(site.content / "tech" / "b.md")
+    site.article("tech/a.md", "同一路径的新文", date="2026-05-02 09:00")
+    report = site.build()
+    entries = {e.title: e.id for e in parse_with_feedparser(site.feed("tech/rss.xml")).entries}
+    assert (report.new, report.skipped, report.withdrawn) == (1, 0, 0)
+    assert entries["有编号的旧文"] == guid and entries["同一路径的新文"] != guid
+
+
+def test_removing_an_id_keeps_the_article(site: Site) -> None:
+    path = site.article("tech/a.md", "去掉编号", id="gone-id")
+    site.build()
+    guid = parse_with_feedparser(site.feed("tech/rss.xml")).entries[0].id
+    path.write_text(path.read_text(encoding="utf-8").replace("id: gone-id\n", ""), encoding="utf-8")
+    touch_later(path)
+    report = site.build()
+    assert report.changed == 1 and [e.id for e in parse_with_feedparser(site.feed("tech/rss.xml")).entries] == [guid]
