@@ -1,0 +1,36 @@
+"""Transports deliver one message at a time; the send engine decides what to retry.
+
+Contract (one method that matters, like httpx's transports): `send(message)` returns `Sent`
+once the receiving system has taken responsibility for the message, or raises TransportError.
+`TransportError.retryable` says whether trying later can help (4xx, timeouts, a dropped
+connection); `uncertain` says the message may have been delivered although no answer came,
+so a retry could duplicate it. `close()` ends a batch (one SMTP connection, say).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from email.message import EmailMessage
+from typing import Protocol
+
+from ..errors import PublisherError
+
+
+@dataclass(frozen=True, slots=True)
+class Sent:
+    """The receiver took the message; `provider_id` is its own id for it, where it gives one."""
+
+    provider_id: str | None = None
+
+
+class TransportError(PublisherError):
+    def __init__(self, message: str, hint: str = "", *, retryable: bool, uncertain: bool = False) -> None:
+        super().__init__(message, hint)
+        self.retryable = retryable
+        self.uncertain = uncertain
+
+
+class Transport(Protocol):
+    def send(self, message: EmailMessage) -> Sent: ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,49 @@
+"""The outbox transport: every message as an .eml file in a folder (the demo, dry runs, tests)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from email.message import EmailMessage
+from pathlib import Path
+
+from ..mail import POLICY
+from . import Sent
+
+
+class OutboxTransport:
+    """Writes `<n>-<hash of Message-ID>.eml`; the file name is the provider id."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.count = 0
+
+    def send(self, message: EmailMessage) -> Sent:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        data = message.as_bytes(policy=POLICY)
+        digest = hashlib.sha256(str(message["Message-ID"] or data[:200]).encode()).hexdigest()[:16]
+        self.count += 1
+        name = f"{self.count:06d}-{digest}.eml"
+        fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=".", suffix=".tmp")
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, self.folder / name)
+        return Sent(provider_id=name)
+
+    def close(self) -> None:
+        pass
+
+
+class MemoryTransport:
+    """Keeps messages in a list: the double the package ships for tests of code that sends."""
+
+    def __init__(self) -> None:
+        self.sent: list[EmailMessage] = []
+
+    def send(self, message: EmailMessage) -> Sent:
+        self.sent.append(message)
+        return Sent(provider_id=str(message["Message-ID"]))
+
+    def close(self) -> None:
+        pass

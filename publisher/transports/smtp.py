@@ -1,0 +1,132 @@
+"""SMTP: one verified TLS connection per batch, reconnect after a drop, replies mapped to errors."""
+
+from __future__ import annotations
+
+import smtplib
+import ssl
+from email.message import EmailMessage
+from typing import Literal
+
+from . import Sent, TransportError
+
+Security = Literal["starttls", "tls", "none"]
+
+
+class SmtpTransport:
+    """Submission over SMTP.
+
+    `security`: "starttls" (port 587), "tls" (implicit TLS, port 465) or "none" (a local relay
+    only). Certificates are verified by default (Python's smtplib does not verify without a
+    context); `ssl_context` replaces the default, e.g. to trust a private CA.
+    """
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        security: Security = "starttls",
+        username: str | None = None,
+        password: str | None = None,
+        timeout: float = 30.0,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        if password is not None and not password.isascii():
+            # smtplib encodes AUTH as ASCII (cpython #73936): fail at start-up, not mid-batch
+            raise TransportError(
+                "the SMTP password has non-ASCII characters, which Python's smtplib cannot send",
+                "use an ASCII password (or an app password) for the mail account",
+                retryable=False,
+            )
+        self.host, self.port, self.security = host, port, security
+        self.username, self.password, self.timeout = username, password, timeout
+        self.context = ssl_context or ssl.create_default_context()
+        self._connection: smtplib.SMTP | None = None
+
+    def send(self, message: EmailMessage) -> Sent:
+        try:
+            connection = self._connect()
+            try:
+                connection.send_message(message)
+            except smtplib.SMTPServerDisconnected:
+                # The server dropped an idle connection: one fresh connection, one more try.
+                self._drop()
+                self._connect().send_message(message)
+        except smtplib.SMTPRecipientsRefused as exc:
+            code, reply = next(iter(exc.recipients.values()))
+            raise self._reply_error("recipient refused", code, reply) from exc
+        except smtplib.SMTPAuthenticationError as exc:
+            self._drop()
+            raise TransportError(
+                f"{self.host}:{self.port} refused the login: {exc.smtp_code} {_text(exc.smtp_error)}",
+                "check the username and the password's environment variable",
+                retryable=False,
+            ) from exc
+        except smtplib.SMTPResponseException as exc:
+            self._drop()
+            raise self._reply_error("message refused", exc.smtp_code, exc.smtp_error) from exc
+        except smtplib.SMTPServerDisconnected as exc:
+            self._drop()
+            raise TransportError(
+                f"{self.host}:{self.port} closed the connection: {exc}", retryable=True, uncertain=True
+            ) from exc
+        except ssl.SSLCertVerificationError as exc:
+            self._drop()
+            raise TransportError(
+                f"{self.host}:{self.port}: the server's TLS certificate did not verify: {exc.verify_message}",
+                "fix the server's certificate, or trust its CA; verification is never turned off",
+                retryable=False,
+            ) from exc
+        except smtplib.SMTPNotSupportedError as exc:
+            self._drop()
+            raise TransportError(
+                f"{self.host}:{self.port} does not offer {exc}",
+                'check [mail.smtp] security ("starttls", "tls" or "none") and the port',
+                retryable=False,
+            ) from exc
+        except (TimeoutError, ConnectionError, OSError) as exc:
+            self._drop()
+            raise TransportError(f"{self.host}:{self.port}: {exc}", retryable=True, uncertain=True) from exc
+        return Sent(provider_id=str(message["Message-ID"]) if message["Message-ID"] else None)
+
+    def close(self) -> None:
+        if self._connection is not None:
+            try:
+                self._connection.quit()
+            except (smtplib.SMTPException, OSError):
+                self._connection.close()
+            self._connection = None
+
+    def _connect(self) -> smtplib.SMTP:
+        if self._connection is not None:
+            return self._connection
+        connection: smtplib.SMTP
+        if self.security == "tls":
+            connection = smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout, context=self.context)
+        else:
+            connection = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
+        try:
+            connection.ehlo()
+            if self.security == "starttls":
+                connection.starttls(context=self.context)  # keyword: positional means certfile in 3.11
+                connection.ehlo()
+            if self.username:
+                connection.login(self.username, self.password or "")
+        except BaseException:
+            connection.close()
+            raise
+        self._connection = connection
+        return connection
+
+    def _drop(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+    def _reply_error(self, what: str, code: int, reply: bytes | str) -> TransportError:
+        retryable = 400 <= code < 500
+        hint = "the server asks to try later" if retryable else "permanent: the server will not take it"
+        return TransportError(f"{self.host}:{self.port} {what}: {code} {_text(reply)}", hint, retryable=retryable)
+
+
+def _text(reply: bytes | str) -> str:
+    return reply.decode("utf-8", "replace") if isinstance(reply, bytes) else reply
