@@ -82,8 +82,18 @@ def prepare_in_order(
     pool: ProcessPoolExecutor | None = None
     window: deque[Future[list[Prepared]]] = deque()
     try:
-        for n, chunk in enumerate(chunks):
-            if n < SERIAL_CHUNKS or workers() == 1:
+        n = 0
+        for chunk in chunks:
+            if not chunk:  # nothing to read here (only unchanged files): no reason for a pool
+                done: Future[list[Prepared]] = Future()
+                done.set_result([])
+                if window:
+                    window.append(done)  # keep the order behind queued work
+                else:
+                    yield []
+                continue
+            n += 1
+            if n <= SERIAL_CHUNKS or workers() == 1:
                 while window:  # keep order: never overtake queued work
                     yield window.popleft().result()
                 yield prepare_all(chunk, index, rules, site_url)
