@@ -119,6 +119,11 @@ def _run(
         sys.exit(EXIT_PROBLEMS)
 
 
+def _print_problems(problems: list[str]) -> None:
+    for problem in problems:
+        err.print(f"[yellow]skipped[/] {escape(problem)}", highlight=False)
+
+
 STRICT = click.option("--strict", is_flag=True, help="Any unreadable item is an error (for CI).")
 
 
@@ -131,8 +136,7 @@ def check(ctx: click.Context, strict: bool) -> None:
     with _progress("checking") as tick:
         report = app.check(tick)
     app.close()
-    for problem in report.problems:
-        err.print(f"[yellow]skipped[/] {escape(problem)}", highlight=False)
+    _print_problems(report.problems)
     for source in report.failed_sources:
         err.print(f"[bold red]source failed[/]: {escape(source)}", highlight=False)
     out.print(
@@ -192,8 +196,7 @@ def subscribers_import(ctx: click.Context, file: Path, pending: bool) -> None:
         sys.exit(EXIT_PROBLEMS)
     finally:
         app.close()
-    for problem in report.problems:
-        err.print(f"[yellow]skipped[/] {escape(problem)}", highlight=False)
+    _print_problems(report.problems)
     out.print(
         f"added {report.added}, updated {report.updated}, unchanged {report.unchanged}, "
         f"kept unsubscribed or bounced {report.kept_stopped}, rejected {len(report.problems)}",

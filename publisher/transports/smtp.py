@@ -51,42 +51,40 @@ class SmtpTransport:
                 # The server dropped an idle connection: one fresh connection, one more try.
                 self._drop()
                 self._connect().send_message(message)
-        except smtplib.SMTPRecipientsRefused as exc:
+        except smtplib.SMTPRecipientsRefused as exc:  # the connection stays good for the next one
             code, reply = next(iter(exc.recipients.values()))
             raise self._reply_error("recipient refused", code, reply) from exc
-        except smtplib.SMTPAuthenticationError as exc:
+        except (smtplib.SMTPException, OSError) as exc:
             self._drop()
-            raise TransportError(
-                f"{self.host}:{self.port} refused the login: {exc.smtp_code} {_text(exc.smtp_error)}",
+            raise self._translate(exc) from exc
+        return Sent(provider_id=str(message["Message-ID"]) if message["Message-ID"] else None)
+
+    def _translate(self, exc: Exception) -> TransportError:
+        """smtplib's and the socket's exceptions as what the send engine needs to know."""
+        where = f"{self.host}:{self.port}"
+        if isinstance(exc, smtplib.SMTPAuthenticationError):
+            return TransportError(
+                f"{where} refused the login: {exc.smtp_code} {_text(exc.smtp_error)}",
                 "check the username and the password's environment variable",
                 retryable=False,
-            ) from exc
-        except smtplib.SMTPResponseException as exc:
-            self._drop()
-            raise self._reply_error("message refused", exc.smtp_code, exc.smtp_error) from exc
-        except smtplib.SMTPServerDisconnected as exc:
-            self._drop()
-            raise TransportError(
-                f"{self.host}:{self.port} closed the connection: {exc}", retryable=True, uncertain=True
-            ) from exc
-        except ssl.SSLCertVerificationError as exc:
-            self._drop()
-            raise TransportError(
-                f"{self.host}:{self.port}: the server's TLS certificate did not verify: {exc.verify_message}",
+            )
+        if isinstance(exc, smtplib.SMTPResponseException):
+            return self._reply_error("message refused", exc.smtp_code, exc.smtp_error)
+        if isinstance(exc, smtplib.SMTPServerDisconnected):
+            return TransportError(f"{where} closed the connection: {exc}", retryable=True, uncertain=True)
+        if isinstance(exc, ssl.SSLCertVerificationError):
+            return TransportError(
+                f"{where}: the server's TLS certificate did not verify: {exc.verify_message}",
                 "fix the server's certificate, or trust its CA; verification is never turned off",
                 retryable=False,
-            ) from exc
-        except smtplib.SMTPNotSupportedError as exc:
-            self._drop()
-            raise TransportError(
-                f"{self.host}:{self.port} does not offer {exc}",
+            )
+        if isinstance(exc, smtplib.SMTPNotSupportedError):
+            return TransportError(
+                f"{where} does not offer {exc}",
                 'check [mail.smtp] security ("starttls", "tls" or "none") and the port',
                 retryable=False,
-            ) from exc
-        except (TimeoutError, ConnectionError, OSError) as exc:
-            self._drop()
-            raise TransportError(f"{self.host}:{self.port}: {exc}", retryable=True, uncertain=True) from exc
-        return Sent(provider_id=str(message["Message-ID"]) if message["Message-ID"] else None)
+            )
+        return TransportError(f"{where}: {exc}", retryable=True, uncertain=True)  # timeouts, resets
 
     def close(self) -> None:
         if self._connection is not None:
