@@ -1,0 +1,190 @@
+"""HTTP mail APIs against a local HTTP server that checks each provider's documented request."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from datetime import UTC, datetime
+from email import message_from_bytes, policy
+from email.headerregistry import Address
+from typing import Any
+
+import pytest
+from pytest_httpserver import HTTPServer
+from werkzeug import Request, Response
+
+from publisher.mail import Envelope, build_message
+from publisher.transports import TransportError
+from publisher.transports.http_api import HttpApiTransport
+
+SUBJECT = "【高新院周报】第48期：政策解读与产业研究"
+KEY = "key-123"
+
+
+def message() -> Any:
+    envelope = Envelope(
+        sender=Address("高新院新闻中心", addr_spec="news@example.org"),
+        to=Address("张三", addr_spec="zhang@example.com"),
+        subject=SUBJECT,
+        date=datetime(2026, 11, 30, tzinfo=UTC),
+        message_id_domain="www.example.org",
+        list_id="高新院周报 <digest.www.example.org>",
+        unsubscribe_url="https://www.example.org/unsubscribe/t",
+        reply_to=Address("编辑部", addr_spec="editor@example.org"),
+        message_id="<digest-1.sub-2@www.example.org>",
+    )
+    return build_message(envelope, "纯文本正文", "<p>HTML 正文</p>")
+
+
+def check_mailgun(request: Request) -> None:
+    assert request.path == "/v3/mg.example.org/messages.mime"
+    assert request.headers["Authorization"] == "Basic " + base64.b64encode(f"api:{KEY}".encode()).decode()
+    assert request.form["to"] == "zhang@example.com"
+    mime = message_from_bytes(request.files["message"].read(), policy=policy.default)
+    assert mime["Subject"] == SUBJECT and mime["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+
+
+def check_sendgrid(request: Request) -> None:
+    assert request.path == "/v3/mail/send" and request.headers["Authorization"] == f"Bearer {KEY}"
+    body = request.get_json()
+    assert body["personalizations"] == [{"to": [{"email": "zhang@example.com", "name": "张三"}]}]
+    assert body["from"] == {"email": "news@example.org", "name": "高新院新闻中心"}
+    assert body["reply_to"] == {"email": "editor@example.org", "name": "编辑部"}
+    assert body["subject"] == SUBJECT
+    assert [c["type"] for c in body["content"]] == ["text/plain", "text/html"]
+    assert body["headers"]["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+
+
+def check_postmark(request: Request) -> None:
+    assert request.path == "/email" and request.headers["X-Postmark-Server-Token"] == KEY
+    body = request.get_json()
+    assert body["From"] == '"高新院新闻中心" <news@example.org>' and body["To"] == '"张三" <zhang@example.com>'
+    assert body["Subject"] == SUBJECT and body["TextBody"].startswith("纯文本正文") and "HTML" in body["HtmlBody"]
+    assert {"Name": "List-Unsubscribe-Post", "Value": "List-Unsubscribe=One-Click"} in body["Headers"]
+    assert body["MessageStream"] == "broadcast"
+
+
+def check_resend(request: Request) -> None:
+    assert request.path == "/emails" and request.headers["Authorization"] == f"Bearer {KEY}"
+    assert request.headers["Idempotency-Key"] == "<digest-1.sub-2@www.example.org>"
+    body = request.get_json()
+    assert body["to"] == ["zhang@example.com"] and body["subject"] == SUBJECT
+    assert body["from"] == '"高新院新闻中心" <news@example.org>'
+    assert body["headers"]["List-Unsubscribe"] == "<https://www.example.org/unsubscribe/t>"
+
+
+PROVIDERS: dict[str, tuple[Any, Any, dict[str, str]]] = {
+    # name: (request check, successful answer, options)
+    "mailgun": (
+        check_mailgun,
+        Response(json.dumps({"id": "<mg-1@mg>", "message": "Queued"})),
+        {"domain": "mg.example.org"},
+    ),
+    "sendgrid": (check_sendgrid, Response("", status=202, headers={"X-Message-Id": "sg-1"}), {}),
+    "postmark": (check_postmark, Response(json.dumps({"MessageID": "pm-1", "ErrorCode": 0})), {}),
+    "resend": (check_resend, Response(json.dumps({"id": "rs-1"})), {}),
+}
+IDS = {"mailgun": "<mg-1@mg>", "sendgrid": "sg-1", "postmark": "pm-1", "resend": "rs-1"}
+
+
+class Script:
+    """Answers each request with the next scripted response, checking every request."""
+
+    def __init__(self, check: Any, answers: list[Any]) -> None:
+        self.check, self.answers, self.seen = check, list(answers), 0
+        self.failures: list[str] = []
+
+    def __call__(self, request: Request) -> Response:
+        try:
+            self.check(request)
+        except AssertionError as exc:  # reported by the test, not lost in the server's log
+            self.failures.append(repr(exc))
+            return Response(f"request check failed: {exc!r}", status=418)
+        self.seen += 1
+        answer = self.answers.pop(0)
+        return answer if isinstance(answer, Response) else answer()
+
+
+def transport(httpserver: HTTPServer, name: str, waits: list[float], **extra: Any) -> HttpApiTransport:
+    options = PROVIDERS[name][2]
+    return HttpApiTransport(name, KEY, base_url=httpserver.url_for(""), options=options, sleep=waits.append, **extra)
+
+
+@pytest.mark.parametrize("name", PROVIDERS)
+def test_200_sends_the_documented_request(httpserver: HTTPServer, name: str) -> None:
+    check, ok, _ = PROVIDERS[name]
+    script = Script(check, [ok])
+    httpserver.expect_request("", method="POST").respond_with_handler(script)
+    sent = transport(httpserver, name, []).send(message())
+    assert sent.provider_id == IDS[name] and script.seen == 1
+
+
+@pytest.mark.parametrize("name", PROVIDERS)
+def test_400_is_permanent(httpserver: HTTPServer, name: str) -> None:
+    check, _ok, _ = PROVIDERS[name]
+    httpserver.expect_request("", method="POST").respond_with_handler(
+        Script(check, [Response('{"message": "bad address"}', status=400)])
+    )
+    with pytest.raises(TransportError) as caught:
+        transport(httpserver, name, []).send(message())
+    assert not caught.value.retryable and "HTTP 400" in str(caught.value) and "bad address" in str(caught.value)
+
+
+@pytest.mark.parametrize("name", PROVIDERS)
+def test_429_waits_retry_after_then_sends(httpserver: HTTPServer, name: str) -> None:
+    check, ok, _ = PROVIDERS[name]
+    script = Script(check, [Response("slow down", status=429, headers={"Retry-After": "7"}), ok])
+    httpserver.expect_request("", method="POST").respond_with_handler(script)
+    waits: list[float] = []
+    assert transport(httpserver, name, waits).send(message()).provider_id == IDS[name]
+    assert waits == [7.0] and script.seen == 2
+
+
+def test_retry_after_is_capped(httpserver: HTTPServer) -> None:
+    check, ok, _ = PROVIDERS["resend"]
+    httpserver.expect_request("", method="POST").respond_with_handler(
+        Script(check, [Response("", status=429, headers={"Retry-After": "3600"}), ok])
+    )
+    waits: list[float] = []
+    transport(httpserver, "resend", waits, retry_after_cap=30).send(message())
+    assert waits == [30.0]
+
+
+@pytest.mark.parametrize("name", PROVIDERS)
+def test_500_is_retried_with_backoff_then_gives_up_as_retryable(httpserver: HTTPServer, name: str) -> None:
+    check, _ok, _ = PROVIDERS[name]
+    script = Script(check, [Response("oops", status=500)] * 3)
+    httpserver.expect_request("", method="POST").respond_with_handler(script)
+    waits: list[float] = []
+    with pytest.raises(TransportError) as caught:
+        transport(httpserver, name, waits, attempts=3).send(message())
+    assert caught.value.retryable and script.seen == 3 and waits == [0.5, 1.0]
+    assert caught.value.uncertain is (name != "resend")  # only Resend dedupes a retried request
+
+
+@pytest.mark.parametrize("name", PROVIDERS)
+def test_a_timeout_is_retried_and_then_retryable(name: str) -> None:
+    check, ok, _ = PROVIDERS[name]
+
+    def slow() -> Response:
+        time.sleep(1.0)  # far past the 0.2 s timeout
+        return Response("late", status=200)
+
+    server = HTTPServer(threaded=True)  # a slow answer must not hold up the retry
+    server.start()
+    try:
+        script = Script(check, [slow, ok])
+        server.expect_request("", method="POST").respond_with_handler(script)
+        waits: list[float] = []
+        assert transport(server, name, waits, timeout=0.2).send(message()).provider_id == IDS[name]
+        assert waits == [0.5]
+        server.clear()
+        server.expect_request("", method="POST").respond_with_handler(Script(check, [slow, slow]))
+        with pytest.raises(TransportError) as caught:
+            transport(server, name, [], timeout=0.2, attempts=2).send(message())
+        assert caught.value.retryable and "no answer" in str(caught.value)
+        assert caught.value.uncertain is (name != "resend")
+    finally:
+        server.clear()
+        server.stop()
