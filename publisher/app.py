@@ -20,6 +20,7 @@ from .store import Store
 
 if TYPE_CHECKING:
     from .parallel import Prepared
+    from .transports import Transport
 from .text import slugify
 
 
@@ -110,6 +111,28 @@ class App:
             "source": source.model_dump(),
         }
         return hashlib.sha256(json.dumps(shape, ensure_ascii=False, sort_keys=True).encode()).hexdigest()
+
+    def transport(self) -> Transport:
+        """The configured transport; its secret is read from the environment now."""
+        from .config import secret
+        from .transports.http_api import HttpApiTransport
+        from .transports.outbox import OutboxTransport
+        from .transports.smtp import SmtpTransport
+
+        mail = self.settings.mail
+        if mail.transport == "outbox":
+            return OutboxTransport(Path(mail.outbox.dir))
+        if mail.transport == "smtp":
+            smtp = mail.smtp
+            assert smtp is not None  # validated
+            password = secret(smtp.password_env, "mail.smtp.password_env") if smtp.password_env else None
+            return SmtpTransport(
+                smtp.host, smtp.port, smtp.security, smtp.username or None, password, timeout=smtp.timeout
+            )
+        api = getattr(mail, mail.transport)
+        key = secret(api.api_key_env, f"mail.{mail.transport}.api_key_env")
+        options = {"domain": api.domain, "message_stream": api.message_stream}
+        return HttpApiTransport(mail.transport, key, base_url=api.base_url or None, options=options)
 
     def close(self) -> None:
         if self._store is not None:

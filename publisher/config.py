@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import string
 import tomllib
@@ -75,6 +76,44 @@ SourceConfig = Annotated[FilesSourceConfig, Field(discriminator="type")]
 SOURCE_TYPES = ("files",)
 
 
+_ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
+
+
+class SmtpConfig(_Section):
+    host: str = Field(min_length=1)
+    port: int = Field(default=587, ge=1, le=65535)
+    security: Literal["starttls", "tls", "none"] = "starttls"
+    username: str = ""
+    password_env: str = Field(default="", pattern=r"^(|[A-Za-z_][A-Za-z0-9_]*)$")
+    timeout: float = Field(default=30.0, gt=0, le=600)
+
+
+class ApiConfig(_Section):
+    """One HTTP mail API: the key comes from the environment variable named here."""
+
+    api_key_env: str = Field(pattern=_ENV_NAME)
+    base_url: str = ""  # empty: the provider's documented default (e.g. EU: https://api.eu.mailgun.net)
+    domain: str = ""  # Mailgun's sending domain
+    message_stream: str = "broadcast"  # Postmark's stream for list mail
+
+
+class OutboxConfig(_Section):
+    dir: str = "var/outbox"
+
+
+TRANSPORTS = ("outbox", "smtp", "mailgun", "sendgrid", "postmark", "resend")
+
+
+class MailConfig(_Section):
+    transport: Literal[TRANSPORTS] = "outbox"  # type: ignore[valid-type]
+    smtp: SmtpConfig | None = None
+    mailgun: ApiConfig | None = None
+    sendgrid: ApiConfig | None = None
+    postmark: ApiConfig | None = None
+    resend: ApiConfig | None = None
+    outbox: OutboxConfig = OutboxConfig()
+
+
 class Settings(_Section):
     site: SiteConfig
     output: OutputConfig = OutputConfig()
@@ -83,6 +122,7 @@ class Settings(_Section):
     feeds: FeedsConfig = FeedsConfig()
     categories: list[CategoryConfig] = Field(min_length=1)
     sources: list[SourceConfig] = Field(min_length=1)
+    mail: MailConfig = MailConfig()
 
 
 def load_settings(path: Path) -> Settings:
@@ -186,6 +226,18 @@ def _check_meaning(settings: Settings) -> list[tuple[str, str, str]]:
         [(f"sources[{i}].name", source.source_name) for i, source in enumerate(settings.sources)],
         "give each source its own `name`",
     )
+    mail = settings.mail
+    if mail.transport != "outbox" and getattr(mail, mail.transport) is None:
+        problems.append(
+            (f"mail.{mail.transport}", "missing", f"add a [mail.{mail.transport}] table (docs/configuration.md)")
+        )
+    if mail.mailgun is not None and not mail.mailgun.domain:
+        problems.append(("mail.mailgun.domain", "missing", 'add `domain = "mg.example.org"`, your sending domain'))
+    for provider in ("mailgun", "sendgrid", "postmark", "resend"):
+        api = getattr(mail, provider)
+        if api is not None and api.base_url:
+            problems += _http_url(f"mail.{provider}.base_url", api.base_url, "https://api.eu.mailgun.net")
+
     known = {value for _key, value in labels}
     for i, source in enumerate(settings.sources):
         if source.default_category and source.default_category not in known:
@@ -229,3 +281,18 @@ def _unique(entries: list[tuple[str, str]], fix: str) -> list[tuple[str, str, st
         else:
             first[value] = key
     return problems
+
+
+def secret(env_name: str, key_path: str) -> str:
+    """A secret from the environment variable that the config names at `key_path`.
+
+    Read when the part that needs it starts, not at load time, so commands that send no mail
+    run without mail secrets.
+    """
+    value = os.environ.get(env_name, "")
+    if not value:
+        raise ConfigError(
+            "(environment)",
+            [(key_path, f"the environment variable {env_name} is not set", f"export {env_name}=... before starting")],
+        )
+    return value

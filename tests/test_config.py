@@ -194,3 +194,68 @@ def test_url_template_placeholders_are_checked(tmp_path: Path, template: str) ->
     with pytest.raises(ConfigError) as caught:
         load_settings(path)
     assert [key for key, _m, _f in caught.value.problems] == ["sources[0].url_template"]
+
+
+MAIL_BASE = """
+[site]
+title = "t"
+url = "https://x.org"
+[[categories]]
+name = "a"
+[[sources]]
+type = "files"
+path = "c"
+"""
+
+
+def test_mail_defaults_to_the_outbox(tmp_path: Path) -> None:
+    from publisher.app import App
+    from publisher.transports.outbox import OutboxTransport
+
+    app = App(load_settings(write(tmp_path, MAIL_BASE)))
+    assert isinstance(app.transport(), OutboxTransport)
+
+
+def test_mail_tables_are_checked(tmp_path: Path) -> None:
+    path = write(tmp_path, MAIL_BASE + '[mail]\ntransport = "mailgun"\n[mail.sendgrid]\napi_key_env = "bad-name"\n')
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path)
+    assert [key for key, _m, _f in caught.value.problems] == ["mail.sendgrid.api_key_env"]  # not a variable name
+    path = write(tmp_path, MAIL_BASE + '[mail]\ntransport = "mailgun"\n')
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path)
+    assert [key for key, _m, _f in caught.value.problems] == ["mail.mailgun"]
+    path = write(tmp_path, MAIL_BASE + '[mail]\ntransport = "pigeon"\n')
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path)
+    assert caught.value.problems[0][0] == "mail.transport"
+    path = write(tmp_path, MAIL_BASE + '[mail]\ntransport = "mailgun"\n[mail.mailgun]\napi_key_env = "MG_KEY"\n')
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path)
+    assert [key for key, _m, _f in caught.value.problems] == ["mail.mailgun.domain"]
+
+
+def test_secrets_come_only_from_the_named_environment_variable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from publisher.app import App
+    from publisher.transports.http_api import HttpApiTransport
+    from publisher.transports.smtp import SmtpTransport
+
+    text = MAIL_BASE + (
+        '[mail]\ntransport = "smtp"\n[mail.smtp]\nhost = "smtp.example.org"\nusername = "digest"\n'
+        'password_env = "PUBLISHER_TEST_SMTP_PASSWORD"\n'
+        '[mail.resend]\napi_key_env = "PUBLISHER_TEST_RESEND_KEY"\nbase_url = "https://api.example.net"\n'
+    )
+    app = App(load_settings(write(tmp_path, text)))
+    monkeypatch.delenv("PUBLISHER_TEST_SMTP_PASSWORD", raising=False)
+    with pytest.raises(ConfigError) as caught:
+        app.transport()
+    assert "PUBLISHER_TEST_SMTP_PASSWORD is not set" in str(caught.value) and "mail.smtp.password_env" in str(
+        caught.value
+    )
+    monkeypatch.setenv("PUBLISHER_TEST_SMTP_PASSWORD", "s3cret")
+    smtp = app.transport()
+    assert isinstance(smtp, SmtpTransport) and smtp.password == "s3cret" and smtp.security == "starttls"
+    resend = App(load_settings(write(tmp_path, text.replace('transport = "smtp"', 'transport = "resend"'))))
+    monkeypatch.setenv("PUBLISHER_TEST_RESEND_KEY", "re_123")
+    api = resend.transport()
+    assert isinstance(api, HttpApiTransport) and api.api_key == "re_123" and api.base_url == "https://api.example.net"

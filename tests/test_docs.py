@@ -20,10 +20,10 @@ def config_keys(model: type[BaseModel], prefix: str = "") -> set[str]:
     keys = set()
     for name, field in model.model_fields.items():
         annotation = field.annotation
-        args = getattr(annotation, "__args__", ())
+        args = [a for a in getattr(annotation, "__args__", ()) if a is not type(None)]
         inner = args[0] if args else annotation
         if isinstance(inner, type) and issubclass(inner, BaseModel):
-            suffix = "[]" if args else ""
+            suffix = "[]" if getattr(annotation, "__origin__", None) is list else ""
             keys |= config_keys(inner, f"{prefix}{name}{suffix}.")
         else:
             keys.add(f"{prefix}{name}")
