@@ -131,8 +131,13 @@ STRICT = click.option("--strict", is_flag=True, help="Any unreadable item is an 
 @STRICT
 @click.pass_context
 def check(ctx: click.Context, strict: bool) -> None:
-    """Validate the configuration and read every source, writing nothing."""
+    """Validate the configuration, the mail settings' secrets, and read every source, writing nothing."""
     app = _app(ctx)
+    try:
+        app.transport().close()  # the secrets it names are in the environment
+    except ConfigError as exc:
+        err.print(str(exc), markup=False, highlight=False)
+        sys.exit(EXIT_CONFIG)
     with _progress("checking") as tick:
         report = app.check(tick)
     app.close()

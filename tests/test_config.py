@@ -259,3 +259,15 @@ def test_secrets_come_only_from_the_named_environment_variable(tmp_path: Path, m
     monkeypatch.setenv("PUBLISHER_TEST_RESEND_KEY", "re_123")
     api = resend.transport()
     assert isinstance(api, HttpApiTransport) and api.api_key == "re_123" and api.base_url == "https://api.example.net"
+
+
+def test_check_reports_a_missing_mail_secret(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "c").mkdir()
+    text = MAIL_BASE.replace('path = "c"', f'path = "{tmp_path / "c"}"')
+    text += '[mail]\ntransport = "postmark"\n[mail.postmark]\napi_key_env = "PUBLISHER_TEST_POSTMARK"\n'
+    monkeypatch.delenv("PUBLISHER_TEST_POSTMARK", raising=False)
+    result = CliRunner().invoke(main, ["--config", str(write(tmp_path, text)), "check"])
+    assert result.exit_code == 2 and "PUBLISHER_TEST_POSTMARK is not set" in result.output
+    monkeypatch.setenv("PUBLISHER_TEST_POSTMARK", "pm-token")
+    result = CliRunner().invoke(main, ["--config", str(write(tmp_path, text)), "check"])
+    assert result.exit_code == 0, result.output
