@@ -341,6 +341,19 @@ class Store:
 
     # --- feeds -------------------------------------------------------------------------------
 
+    def articles_between(self, start: datetime, end: datetime, by: str) -> list[Article]:
+        """Live articles first ingested (`by="ingested"`) or published (`"published"`) in
+        (start, end], newest first: a digest window's candidates."""
+        a = articles_table
+        column = a.c.first_seen if by == "ingested" else a.c.published
+        query = (
+            select(a)
+            .where(a.c.withdrawn.is_(False), column > _naive_utc(start), column <= _naive_utc(end))
+            .order_by(a.c.published.desc(), a.c.id.desc())
+        )
+        with self.engine.connect() as conn:
+            return self._with_categories(conn, conn.execute(query).all())
+
     def latest(self, category_slug: str | None, limit: int) -> list[Article]:
         """The newest live articles, of one category or of the whole site, newest first."""
         a, ac = articles_table, article_categories_table
@@ -357,17 +370,21 @@ class Store:
             )
         query = query.limit(limit)
         with self.engine.connect() as conn:
-            rows = conn.execute(query).all()
-            ids = [r.id for r in rows]
-            cats: dict[int, list[str]] = {i: [] for i in ids}
-            if ids:
-                ac = article_categories_table
-                for r in conn.execute(
-                    select(ac.c.article_id, ac.c.category_slug)
-                    .where(ac.c.article_id.in_(ids))
-                    .order_by(ac.c.article_id, ac.c.category_slug)
-                ):
-                    cats[r.article_id].append(r.category_slug)
+            return self._with_categories(conn, conn.execute(query).all())
+
+    @staticmethod
+    def _with_categories(conn: Connection, rows: Sequence[Any]) -> list[Article]:
+        ids = [r.id for r in rows]
+        cats: dict[int, list[str]] = {i: [] for i in ids}
+        ac = article_categories_table
+        for start in range(0, len(ids), 500):
+            query = (
+                select(ac.c.article_id, ac.c.category_slug)
+                .where(ac.c.article_id.in_(ids[start : start + 500]))
+                .order_by(ac.c.article_id, ac.c.category_slug)
+            )
+            for r in conn.execute(query):
+                cats[r.article_id].append(r.category_slug)
         return [_article(r, tuple(cats[r.id])) for r in rows]
 
 

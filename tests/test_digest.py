@@ -1,0 +1,83 @@
+"""Digest content: windows that put every article in exactly one digest, and each subscriber's sections."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+
+from conftest import Site
+from publisher.digest import FIRST_DIGEST_DAYS, explicit_window, scheduled_window, sections_for
+from publisher.model import Article, Category, Subscriber, SubscriberStatus
+
+CATS = [Category("高新院新闻", "news"), Category("政策解读", "policy"), Category("科技创新", "tech")]
+NOW = datetime(2026, 11, 30, 0, 0, tzinfo=UTC)
+
+
+def article(n: int, categories: tuple[str, ...], days_ago: int = 0) -> Article:
+    when = NOW - timedelta(days=days_ago, minutes=n)
+    return Article("s", f"k{n}", f"g{n}", f"标题{n}", "<p>x</p>", "摘要", when, when, categories, "h")
+
+
+def reader(*categories: str) -> Subscriber:
+    return Subscriber("r@example.com", "读者", categories, SubscriberStatus.CONFIRMED, NOW, "cli", NOW)
+
+
+def test_an_article_in_two_chosen_categories_appears_once() -> None:
+    both = article(1, ("policy", "tech"))
+    sections = sections_for(reader("policy", "tech"), [both, article(2, ("tech",))], CATS, 10)
+    assert [(s.category.slug, [a.guid for a in s.articles]) for s in sections] == [
+        ("policy", ["g1"]),
+        ("tech", ["g2"]),
+    ]
+
+
+def test_no_category_chosen_means_all_and_order_is_the_configs() -> None:
+    arts = [article(1, ("tech",)), article(2, ("news",)), article(3, ("policy",))]
+    assert [s.category.slug for s in sections_for(reader(), arts, CATS, 10)] == ["news", "policy", "tech"]
+
+
+def test_max_per_category_keeps_the_newest() -> None:
+    arts = [article(n, ("tech",), days_ago=n) for n in range(5)]
+    [section] = sections_for(reader("tech"), arts, CATS, 2)
+    assert [a.guid for a in section.articles] == ["g0", "g1"]
+
+
+def test_nothing_new_for_the_reader_gives_no_sections() -> None:
+    assert sections_for(reader("news"), [article(1, ("tech",))], CATS, 10) == []
+
+
+def test_scheduled_windows_chain_and_the_first_takes_seven_days() -> None:
+    first = scheduled_window(None, NOW)
+    assert first.end - first.start == timedelta(days=FIRST_DIGEST_DAYS) and first.by == "ingested"
+    second = scheduled_window(first.end, NOW + timedelta(days=7))
+    assert second.start == first.end and second.key != first.key
+    assert scheduled_window(None, NOW).key == first.key  # the same run, the same key
+
+
+def test_explicit_windows_include_both_days_in_the_site_zone() -> None:
+    window = explicit_window(date(2026, 11, 1), date(2026, 11, 7), "Asia/Shanghai")
+    assert window.key == "window:2026-11-01..2026-11-07" and window.by == "published"
+    assert window.start < datetime(2026, 10, 31, 16, 0, tzinfo=UTC) <= window.end  # Nov 1 00:00 in Shanghai
+    assert datetime(2026, 11, 7, 15, 59, 59, tzinfo=UTC) <= window.end < datetime(2026, 11, 7, 16, 0, tzinfo=UTC)
+    with pytest.raises(ValueError):
+        explicit_window(date(2026, 11, 7), date(2026, 11, 1), "Asia/Shanghai")
+
+
+def test_a_backdated_article_goes_into_the_next_scheduled_digest_once(site: Site) -> None:
+    """Picked by when it was ingested, not by its (old) publication date."""
+    site.clock_now = NOW - timedelta(days=3)
+    site.article("tech/old.md", "补发的旧文", date="2025-01-01 09:00")
+    site.build()
+    app = site.app()
+    try:
+        week1 = scheduled_window(None, NOW)
+        week2 = scheduled_window(week1.end, NOW + timedelta(days=7))
+        picked1 = app.store.articles_between(week1.start, week1.end, week1.by)
+        picked2 = app.store.articles_between(week2.start, week2.end, week2.by)
+        by_date = explicit_window(date(2026, 11, 1), date(2026, 11, 30), "Asia/Shanghai")
+        picked3 = app.store.articles_between(by_date.start, by_date.end, by_date.by)
+    finally:
+        app.close()
+    assert [a.title for a in picked1] == ["补发的旧文"] and picked2 == [] and picked3 == []
+    assert picked1[0].categories == ("tech",)
