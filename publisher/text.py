@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import logging
 import re
 import unicodedata
 from contextvars import ContextVar
@@ -12,6 +13,8 @@ from typing import Any
 from urllib.parse import quote, urljoin, urlsplit
 
 import nh3
+
+log = logging.getLogger(__name__)
 
 # --- XML safety --------------------------------------------------------------------------------
 
@@ -199,13 +202,29 @@ def _markdown() -> Any:
     return MarkdownIt("commonmark").enable_many(["table", "strikethrough"])
 
 
+@cache
+def _markdown_reference() -> Any:
+    from markdown_it import MarkdownIt
+
+    return MarkdownIt("commonmark", {"html": True}).enable(["table", "strikethrough"])
+
+
 def render_markdown(text: str) -> str:
     """CommonMark with tables and strikethrough; raw HTML passes through, to be sanitised.
 
-    markdown-it-pyrs (markdown-it in Rust): about 12x faster than markdown-it-py here, and
-    unlike cmarkgfm it does not leak memory per document (cmarkgfm issue #53: 27 KB each).
+    markdown-it-pyrs (markdown-it in Rust) is about 12x faster than markdown-it-py here, and
+    unlike cmarkgfm it does not leak memory per document (cmarkgfm issue #53: 27 KB each). But
+    its markdown-it 0.6 panics on some input (as little as "[`", found by the property test),
+    and a Rust panic reaches Python as a BaseException: such a document is rendered by
+    markdown-it-py, the same rules in Python, instead.
     """
-    return _markdown().render(text)  # type: ignore[no-any-return]
+    try:
+        return _markdown().render(text)  # type: ignore[no-any-return]
+    except (KeyboardInterrupt, SystemExit, GeneratorExit):
+        raise
+    except BaseException:  # pyo3's PanicException derives from BaseException
+        log.warning("markdown-it-pyrs failed on a document; rendering it with markdown-it-py")
+        return _markdown_reference().render(text)  # type: ignore[no-any-return]
 
 
 _BLOCK_END = re.compile(r"</(?:p|div|li|h[1-6]|tr|blockquote|pre|table|ul|ol|figure)>|<br\s*/?>", re.IGNORECASE)

@@ -78,3 +78,10 @@ def test_lone_surrogates_do_not_reach_the_markdown_renderer() -> None:
     # Found by the property test: markdown-it-pyrs (Rust) refuses to encode '\ud800'.
     article = normalize(item(content="# 标题\ud800\n\n正文", markdown=True), INDEX, TextRules(), "https://x.org")
     assert article.content_html == "<h1>标题</h1>\n<p>正文</p>"
+
+
+@pytest.mark.parametrize("body", ["[`", "正文 [链接`代码", "a\n\n[`x`]("])
+def test_markdown_the_rust_renderer_panics_on_still_renders(body: str) -> None:
+    # Found by the property test: markdown-it-pyrs panics on "[`" (a BaseException in Python).
+    article = normalize(item(content=body, markdown=True), INDEX, TextRules(), "https://x.org")
+    assert article.content_html.startswith("<p>") and "[" in article.content_html
