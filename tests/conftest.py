@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
+from hypothesis import settings
 
 from publisher.app import App
 from publisher.cli import main
@@ -17,6 +18,12 @@ from publisher.config import load_settings
 from publisher.model import BuildReport
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# CI runs the property tests on fixed examples, so a landing never hangs on a lucky draw;
+# `make test` elsewhere draws new ones each time, to keep finding bugs (two were found so).
+settings.register_profile("ci", derandomize=True, print_blob=True)
+settings.register_profile("dev", print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 
 CONFIG = """\
 [site]
