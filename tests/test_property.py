@@ -96,3 +96,49 @@ def test_any_unicode_gives_valid_feeds(raw: list[SourceItem], convert: str) -> N
             assert_matches_atom_schema(atom, schema)
         feed = assert_json_feed(render_feed(FeedSpec(FeedFormat.JSON, scope), SITE, LINKS, articles, names))
         assert len(feed["items"]) == len(articles)
+
+
+FRONT_BITS = st.sampled_from(
+    [
+        "---\n", "title: 标题\n", "date: 2026-05-06 14:00\n", "date: 2026-13-45\n", "category: tech\n",
+        "categories: [tech, x]\n", "id: 0123\n", "draft: yes\n", "updated: 2026-05-07\n", "tags: [a\n",
+        ": :\n", "title: \"x\n", "...\n", "\ufeff", "\r\n", "- 导航\n", "来源:高新院 日期:2026-04-12 点击:次\n",
+        "相关文章推荐:\n", "[`", "<script>", "\x00",
+    ]
+)  # fmt: skip
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    suffix=st.sampled_from([".md", ".html", ".txt"]),
+    pieces=st.lists(st.one_of(FRONT_BITS, st.text(max_size=20)), max_size=12),
+    raw=st.binary(max_size=40),
+    encoding=st.sampled_from(["utf-8", "gb18030", "raw"]),
+)
+def test_any_file_is_read_or_reported_never_crashes(suffix: str, pieces: list[str], raw: bytes, encoding: str) -> None:
+    """Whatever a file holds, reading gives an item, a draft (None) or a problem; never an exception."""
+    import tempfile
+    from pathlib import Path
+
+    from publisher.model import ItemProblem
+    from publisher.sources.files import FilesSource
+
+    text = "".join(pieces)
+    data = (
+        raw
+        if encoding == "raw"
+        else text.encode(encoding, errors="surrogatepass" if encoding == "utf-8" else "replace")
+    )
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "tech" / f"a{suffix}"
+        path.parent.mkdir()
+        path.write_bytes(data)
+        result = FilesSource("content", Path(folder), "Asia/Shanghai").read_or_problem(
+            str(path), f"tech/a{suffix}", "1:1"
+        )
+    assert result is None or isinstance(result, (SourceItem, ItemProblem))
+    if isinstance(result, SourceItem):
+        try:
+            normalize(result, CategoryIndex([CATEGORY]), TextRules(convert="t2s"), SITE.url)
+        except NormalizeError:
+            pass
