@@ -112,6 +112,36 @@ subscribers_table = Table(
     Column("created_at", DateTime, nullable=False),
 )
 
+# The delivery ledger: one digest per window key, one delivery per digest and subscriber.
+digests_table = Table(
+    "digests",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("key", String(100), nullable=False, unique=True),  # a second run of a window creates nothing
+    Column("window_start", DateTime, nullable=False),
+    Column("window_end", DateTime, nullable=False),
+    Column("status", String(20), nullable=False),  # sending | done | paused
+    Column("created_at", DateTime, nullable=False),
+)
+
+deliveries_table = Table(
+    "deliveries",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("digest_id", Integer, ForeignKey("digests.id", ondelete="CASCADE"), nullable=False),
+    Column("email_key", String(320), nullable=False),
+    Column("message_id", String(300), nullable=False),  # the same on every attempt
+    # pending | sending (the transport was called, no answer recorded) | sent | failed | skipped
+    # | uncertain (sent after a crash mid-send: the first try may have gone out as well)
+    Column("status", String(20), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("last_error", Text),
+    Column("provider_id", String(300)),
+    Column("updated_at", DateTime, nullable=False),
+    UniqueConstraint("digest_id", "email_key", name="uq_deliveries_digest_subscriber"),
+    Index("ix_deliveries_status", "digest_id", "status"),
+)
+
 meta_table = Table(
     "meta",
     metadata,
@@ -296,6 +326,69 @@ class Store:
         with self.engine.begin() as conn:
             conn.execute(delete(meta_table).where(meta_table.c.key == key))
             conn.execute(insert(meta_table).values(key=key, value=value))
+
+    # --- the delivery ledger -------------------------------------------------------------------
+
+    def open_digest(self, key: str, start: datetime, end: datetime, now: datetime) -> tuple[int, bool]:
+        """(digest id, created now?) for a window key; the unique key makes a re-run create nothing."""
+        d = digests_table.c
+        with self.engine.begin() as conn:
+            row = conn.execute(select(d.id).where(d.key == key)).first()
+            if row is not None:
+                return row.id, False
+            values = {"key": key, "window_start": _naive_utc(start), "window_end": _naive_utc(end)}
+            conn.execute(insert(digests_table).values(status="sending", created_at=_naive_utc(now), **values))
+            return conn.execute(select(d.id).where(d.key == key)).scalar_one(), True
+
+    def plan_deliveries(self, digest_id: int, planned: Sequence[tuple[str, str]], now: datetime) -> None:
+        """A pending delivery per (email key, message id) not yet planned for this digest."""
+        x = deliveries_table.c
+        with self.engine.begin() as conn:
+            have = set(conn.execute(select(x.email_key).where(x.digest_id == digest_id)).scalars())
+            rows = [
+                {"digest_id": digest_id, "email_key": key, "message_id": mid, "status": "pending",
+                 "attempts": 0, "updated_at": _naive_utc(now)}
+                for key, mid in planned if key not in have
+            ]  # fmt: skip
+            if rows:
+                conn.execute(insert(deliveries_table), rows)
+
+    def open_deliveries(self, digest_id: int) -> list[tuple[int, str, str, str, int]]:
+        """(id, email key, message id, status, attempts) of deliveries still to send, in plan order."""
+        x = deliveries_table.c
+        query = (
+            select(x.id, x.email_key, x.message_id, x.status, x.attempts)
+            .where(x.digest_id == digest_id, x.status.in_(("pending", "sending")))
+            .order_by(x.id)
+        )
+        with self.engine.connect() as conn:
+            return [tuple(r) for r in conn.execute(query).all()]
+
+    def mark_delivery(self, delivery_id: int, status: str, now: datetime, *, tried: bool = False,
+                      error: str | None = None, provider_id: str | None = None) -> None:  # fmt: skip
+        """Record a delivery's state in its own transaction: it must survive a crash right after."""
+        x = deliveries_table.c
+        values: dict[str, object] = {"status": status, "updated_at": _naive_utc(now)}
+        if tried:
+            values["attempts"] = x.attempts + 1
+        if error is not None:
+            values["last_error"] = error[:2000]
+        if provider_id is not None:
+            values["provider_id"] = provider_id
+        with self.engine.begin() as conn:
+            conn.execute(update(deliveries_table).where(x.id == delivery_id).values(**values))
+
+    def set_digest_status(self, digest_id: int, status: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(update(digests_table).where(digests_table.c.id == digest_id).values(status=status))
+
+    def delivery_counts(self, digest_id: int) -> dict[str, int]:
+        from sqlalchemy import func
+
+        x = deliveries_table.c
+        query = select(x.status, func.count()).where(x.digest_id == digest_id).group_by(x.status)
+        with self.engine.connect() as conn:
+            return {status: count for status, count in conn.execute(query).all()}
 
     # --- subscribers -------------------------------------------------------------------------
 

@@ -1,0 +1,117 @@
+"""The send engine: one delivery row per digest and subscriber, marked before and after each send.
+
+A row is `sending` from the moment before the transport is called until its answer is
+recorded, each in its own transaction. After a crash, a `sending` row is sent once more and
+recorded as `uncertain` (the first try may have gone out too; the Message-ID is the same, so a
+duplicate is recognisable); a `sent` row is never sent again. Retryable errors go back to
+`pending` with a backoff, up to `max_attempts`; permanent ones are `failed`. After
+`pause_after` consecutive errors the digest is paused, as listmonk does, for the operator.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from email.message import EmailMessage
+
+from .store import Store
+from .transports import Transport, TransportError
+
+log = logging.getLogger(__name__)
+
+Build = Callable[[str, str], EmailMessage | None]  # (email key, message id) -> message, None: skip
+
+
+@dataclass
+class SendReport:
+    sent: int = 0
+    uncertain: int = 0
+    failed: int = 0
+    skipped: int = 0
+    retried: int = 0
+    paused: bool = False
+
+
+class Sender:
+    def __init__(
+        self,
+        store: Store,
+        transport: Transport,
+        clock: Callable[[], datetime],
+        *,
+        messages_per_second: float = 10.0,
+        max_attempts: int = 3,
+        pause_after: int = 20,
+        sleep: Callable[[float], None] = time.sleep,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.store, self.transport, self.clock = store, transport, clock
+        self.interval = 1.0 / messages_per_second if messages_per_second > 0 else 0.0
+        self.max_attempts, self.pause_after = max_attempts, pause_after
+        self.sleep, self.monotonic = sleep, monotonic
+
+    def run(self, digest_id: int, build: Build, tick: Callable[[int], None] = lambda _n: None) -> SendReport:
+        """Send every open delivery of the digest; safe to call again after any interruption."""
+        report = SendReport()
+        errors_in_a_row = 0
+        next_slot = self.monotonic()
+        try:
+            while True:
+                queue = self.store.open_deliveries(digest_id)
+                if not queue:
+                    break
+                # Every pass changes the state of every row it sees, so the loop ends: sent,
+                # failed, skipped, or pending again with one more attempt counted.
+                for delivery_id, email_key, message_id, status, attempts in queue:
+                    if attempts >= self.max_attempts and status == "pending":
+                        self.store.mark_delivery(delivery_id, "failed", self.clock(), error="no attempts left")
+                        report.failed += 1
+                        continue
+                    message = build(email_key, message_id)
+                    if message is None:  # unsubscribed since the plan, or nothing for them
+                        self.store.mark_delivery(delivery_id, "skipped", self.clock())
+                        report.skipped += 1
+                        continue
+                    next_slot = self._pace(next_slot)
+                    after_crash = status == "sending"
+                    self.store.mark_delivery(delivery_id, "sending", self.clock(), tried=True)
+                    try:
+                        sent = self.transport.send(message)
+                    except TransportError as exc:
+                        errors_in_a_row += 1
+                        last_try = attempts + 1 >= self.max_attempts
+                        if exc.retryable and not last_try:
+                            self.store.mark_delivery(delivery_id, "pending", self.clock(), error=str(exc))
+                            report.retried += 1
+                            self.sleep(min(2.0**attempts, 60.0))
+                        else:
+                            self.store.mark_delivery(delivery_id, "failed", self.clock(), error=str(exc))
+                            report.failed += 1
+                            log.warning("delivery to %s failed: %s", email_key, exc)
+                        if errors_in_a_row >= self.pause_after:
+                            self.store.set_digest_status(digest_id, "paused")
+                            report.paused = True
+                            log.error("paused after %d errors in a row; `digest resume` continues", errors_in_a_row)
+                            return report
+                        continue
+                    errors_in_a_row = 0
+                    final = "uncertain" if after_crash else "sent"
+                    self.store.mark_delivery(delivery_id, final, self.clock(), provider_id=sent.provider_id)
+                    report.uncertain += after_crash
+                    report.sent += not after_crash
+                    tick(1)
+            self.store.set_digest_status(digest_id, "done")
+            return report
+        finally:
+            self.transport.close()
+
+    def _pace(self, next_slot: float) -> float:
+        """Wait for the next send slot: `messages_per_second` at most."""
+        now = self.monotonic()
+        if next_slot > now:
+            self.sleep(next_slot - now)
+            now = next_slot
+        return now + self.interval

@@ -1,0 +1,122 @@
+"""The delivery ledger: at most one e-mail per digest and subscriber, resumable, paced, able to pause."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
+
+import pytest
+
+from conftest import Site
+from publisher.delivery import Sender
+from publisher.store import Store
+from publisher.transports import Sent, TransportError
+from publisher.transports.outbox import MemoryTransport
+
+NOW = datetime(2026, 11, 30, tzinfo=UTC)
+READERS = [f"r{n}@example.com" for n in range(5)]
+
+
+def build(email_key: str, message_id: str) -> EmailMessage:
+    msg = EmailMessage()
+    msg["To"], msg["Message-ID"], msg["Subject"] = email_key, message_id, "周报"
+    msg.set_content("正文")
+    return msg
+
+
+class Flaky:
+    """Fails as scripted per address (a list of errors to raise first), then delivers."""
+
+    def __init__(self, script: dict[str, list[TransportError]]) -> None:
+        self.script = {k: list(v) for k, v in script.items()}
+        self.delivered: list[str] = []
+
+    def send(self, message: EmailMessage) -> Sent:
+        to = str(message["To"])
+        if self.script.get(to):
+            raise self.script[to].pop(0)
+        self.delivered.append(to)
+        return Sent(provider_id=f"id-{to}")
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.fixture
+def planned(site: Site) -> tuple[Store, int]:
+    store = Store(f"sqlite:///{site.db}")
+    digest_id, created = store.open_digest("scheduled:2026-11-30T00:00:00Z", NOW - timedelta(days=7), NOW, NOW)
+    assert created
+    store.plan_deliveries(digest_id, [(r, f"<d1.{i}@example.org>") for i, r in enumerate(READERS)], NOW)
+    return store, digest_id
+
+
+def sender(store: Store, transport: object, waits: list[float] | None = None, **options: object) -> Sender:
+    sleeps = waits if waits is not None else []
+    return Sender(store, transport, lambda: NOW, sleep=sleeps.append, monotonic=lambda: 0.0, **options)  # type: ignore[arg-type]
+
+
+def test_everyone_once_and_a_second_run_sends_nothing(planned: tuple[Store, int]) -> None:
+    store, digest_id = planned
+    memory = MemoryTransport()
+    report = sender(store, memory).run(digest_id, build)
+    assert report.sent == 5 and [str(m["To"]) for m in memory.sent] == READERS
+    again = MemoryTransport()
+    assert sender(store, again).run(digest_id, build).sent == 0 and again.sent == []
+    assert store.open_digest("scheduled:2026-11-30T00:00:00Z", NOW, NOW, NOW) == (digest_id, False)
+    store.plan_deliveries(digest_id, [(r, "<other>") for r in READERS], NOW)  # planning twice adds nothing
+    assert store.delivery_counts(digest_id) == {"sent": 5}
+
+
+def test_retryable_errors_retry_with_backoff_and_permanent_ones_fail(planned: tuple[Store, int]) -> None:
+    store, digest_id = planned
+    later = TransportError("451 later", retryable=True)
+    never = TransportError("550 no such user", retryable=False)
+    flaky = Flaky({"r1@example.com": [later], "r3@example.com": [never]})
+    waits: list[float] = []
+    report = sender(store, flaky, waits, messages_per_second=0).run(digest_id, build)
+    assert (report.sent, report.failed, report.retried) == (4, 1, 1)
+    assert sorted(flaky.delivered) == sorted(set(READERS) - {"r3@example.com"})
+    assert waits == [1.0]  # the backoff before the retry
+    assert store.delivery_counts(digest_id) == {"sent": 4, "failed": 1}
+
+
+def test_a_crash_mid_send_resends_once_and_marks_it_uncertain(planned: tuple[Store, int]) -> None:
+    store, digest_id = planned
+    first = store.open_deliveries(digest_id)[0][0]
+    store.mark_delivery(first, "sending", NOW, tried=True)  # killed after marking, before the answer
+    memory = MemoryTransport()
+    report = sender(store, memory).run(digest_id, build)
+    assert (report.sent, report.uncertain) == (4, 1) and len(memory.sent) == 5
+    assert store.delivery_counts(digest_id) == {"sent": 4, "uncertain": 1}
+    assert str(memory.sent[0]["Message-ID"]) == "<d1.0@example.org>"  # the same id as the lost try
+
+
+def test_too_many_errors_in_a_row_pause_the_digest_and_resume_continues(planned: tuple[Store, int]) -> None:
+    store, digest_id = planned
+    down = TransportError("connection refused", retryable=True)
+    flaky = Flaky({r: [down] * 5 for r in READERS})
+    report = sender(store, flaky, pause_after=3, max_attempts=10).run(digest_id, build)
+    assert report.paused and flaky.delivered == []
+    report = sender(store, MemoryTransport()).run(digest_id, build)  # the server is back
+    assert report.sent == 5 and not report.paused
+
+
+def test_pacing_keeps_to_messages_per_second(planned: tuple[Store, int]) -> None:
+    store, digest_id = planned
+
+    class FakeTime:
+        now = 0.0
+        waits: list[float] = []
+
+        def monotonic(self) -> float:
+            return self.now
+
+        def sleep(self, seconds: float) -> None:
+            self.waits.append(seconds)
+            self.now += seconds
+
+    fake = FakeTime()
+    Sender(store, MemoryTransport(), lambda: NOW, messages_per_second=2, sleep=fake.sleep,
+           monotonic=fake.monotonic).run(digest_id, build)  # fmt: skip
+    assert fake.waits == pytest.approx([0.5, 0.5, 0.5, 0.5]) and fake.now == pytest.approx(2.0)
