@@ -84,11 +84,15 @@ class App:
     def sources(self) -> list[Source]:
         return [make_source(s, self.settings.site.timezone) for s in self.settings.sources]
 
-    def context(self, strict: bool) -> IngestContext:
+    @property
+    def rules(self) -> TextRules:
         t = self.settings.text
+        return TextRules(t.convert, t.summary_length, t.remove_glosses)
+
+    def context(self, strict: bool) -> IngestContext:
         return IngestContext(
             index=CategoryIndex(self.categories),
-            rules=TextRules(t.convert, t.summary_length, t.remove_glosses),
+            rules=self.rules,
             site_url=self.site.url,
             clock=self.clock,
             strict=strict,
@@ -146,9 +150,8 @@ class App:
         from .parallel import prepare_all
 
         report = BuildReport()
-        t = self.settings.text
         configured = [Category(c.name, c.slug or slugify(c.name), c.description) for c in self.settings.categories]
-        index, rules = CategoryIndex(configured), TextRules(t.convert, t.summary_length, t.remove_glosses)
+        index, rules = CategoryIndex(configured), self.rules
         for source in self.sources:
             try:
                 for fetched in source.fetch({}):
