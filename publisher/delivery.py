@@ -15,14 +15,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from email.message import EmailMessage
 
+from .mail import Message
 from .store import Store
 from .transports import Transport, TransportError
 
 log = logging.getLogger(__name__)
 
-Build = Callable[[str, str], EmailMessage | None]  # (email key, message id) -> message, None: skip
+Build = Callable[[str, str], Message | None]  # (email key, message id) -> message, None: skip
 
 
 @dataclass

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from email.message import EmailMessage
+from email.headerregistry import Address
 
 import pytest
 
 from conftest import Site
 from publisher.delivery import Sender
+from publisher.mail import Envelope, Message, build_message
 from publisher.store import Store
 from publisher.transports import Sent, TransportError
 from publisher.transports.outbox import MemoryTransport
@@ -17,11 +18,12 @@ NOW = datetime(2026, 11, 30, tzinfo=UTC)
 READERS = [f"r{n}@example.com" for n in range(5)]
 
 
-def build(email_key: str, message_id: str) -> EmailMessage:
-    msg = EmailMessage()
-    msg["To"], msg["Message-ID"], msg["Subject"] = email_key, message_id, "周报"
-    msg.set_content("正文")
-    return msg
+def build(email_key: str, message_id: str) -> Message:
+    envelope = Envelope(
+        Address("高新院", addr_spec="news@example.org"), Address(addr_spec=email_key), "周报", NOW,
+        "example.org", "周报 <digest.example.org>", "https://example.org/unsubscribe/t", message_id=message_id,
+    )  # fmt: skip
+    return build_message(envelope, "正文", "<p>正文</p>")
 
 
 class Flaky:
@@ -31,8 +33,8 @@ class Flaky:
         self.script = {k: list(v) for k, v in script.items()}
         self.delivered: list[str] = []
 
-    def send(self, message: EmailMessage) -> Sent:
-        to = str(message["To"])
+    def send(self, message: Message) -> Sent:
+        to = message.recipient
         if self.script.get(to):
             raise self.script[to].pop(0)
         self.delivered.append(to)
@@ -60,7 +62,7 @@ def test_everyone_once_and_a_second_run_sends_nothing(planned: tuple[Store, int]
     store, digest_id = planned
     memory = MemoryTransport()
     report = sender(store, memory).run(digest_id, build)
-    assert report.sent == 5 and [str(m["To"]) for m in memory.sent] == READERS
+    assert report.sent == 5 and [m.recipient for m in memory.sent] == READERS
     again = MemoryTransport()
     assert sender(store, again).run(digest_id, build).sent == 0 and again.sent == []
     assert store.open_digest("scheduled:2026-11-30T00:00:00Z", NOW, NOW, NOW) == (digest_id, False)
@@ -89,7 +91,7 @@ def test_a_crash_mid_send_resends_once_and_marks_it_uncertain(planned: tuple[Sto
     report = sender(store, memory).run(digest_id, build)
     assert (report.sent, report.uncertain) == (4, 1) and len(memory.sent) == 5
     assert store.delivery_counts(digest_id) == {"sent": 4, "uncertain": 1}
-    assert str(memory.sent[0]["Message-ID"]) == "<d1.0@example.org>"  # the same id as the lost try
+    assert memory.sent[0].message_id == "<d1.0@example.org>"  # the same id as the lost try
 
 
 def test_too_many_errors_in_a_row_pause_the_digest_and_resume_continues(planned: tuple[Store, int]) -> None:

@@ -10,10 +10,12 @@ so a retry could duplicate it. `close()` ends a batch (one SMTP connection, say)
 from __future__ import annotations
 
 from dataclasses import dataclass
-from email.message import EmailMessage
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from ..errors import PublisherError
+
+if TYPE_CHECKING:
+    from ..mail import Message
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +33,6 @@ class TransportError(PublisherError):
 
 
 class Transport(Protocol):
-    def send(self, message: EmailMessage) -> Sent: ...
+    def send(self, message: Message) -> Sent: ...
 
     def close(self) -> None: ...

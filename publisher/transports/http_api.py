@@ -1,6 +1,6 @@
 """HTTP mail APIs (Mailgun, SendGrid, Postmark, Resend): one mapper per provider, one sender.
 
-A mapper turns a built EmailMessage into the provider's documented request and reads its
+A mapper turns a Message into the provider's documented request and reads its
 message id from the answer. The sender posts it with a timeout, waits out 429 (Retry-After,
 capped), retries 5xx and timeouts with backoff, and sends an idempotency key where the provider
 has one (Resend), so a retried request cannot send twice there.
@@ -11,12 +11,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from email.message import EmailMessage
+from email.headerregistry import Address
 from email.utils import parsedate_to_datetime
 from typing import Any
 
 import requests
 
+from ..mail import Message, addr_spec
 from . import Sent, TransportError
 
 
@@ -34,110 +35,88 @@ class Request:
 class Provider:
     name: str
     base_url: str  # the documented default; EU regions and tests pass another
-    build: Callable[[EmailMessage, str, dict[str, str]], Request]  # (message, api key, options)
+    build: Callable[[Message, str, dict[str, str]], Request]  # (message, api key, options)
     message_id: Callable[[requests.Response], str | None]
     idempotent: bool = False  # a retried request cannot send twice
 
 
 # --- what every mapper needs from a message ----------------------------------------------------
 
-_LIST_HEADERS = ("List-Id", "List-Unsubscribe", "List-Unsubscribe-Post")
+
+def _pair(address: Address) -> dict[str, str]:
+    """{"email", "name"} as SendGrid takes it; no empty name."""
+    out = {"email": addr_spec(address)}
+    if address.display_name:
+        out["name"] = address.display_name
+    return out
 
 
-def _parts(message: EmailMessage) -> tuple[str, str]:
-    text = message.get_body(("plain",))
-    html = message.get_body(("html",))
-    return (text.get_content() if text else ""), (html.get_content() if html else "")
-
-
-def _mailbox(message: EmailMessage, header: str) -> tuple[str, str] | None:
-    value = message[header]
-    if value is None:
-        return None
-    address = value.addresses[0]
-    return address.display_name, address.addr_spec
-
-
-def _formatted(message: EmailMessage, header: str) -> str | None:
-    box = _mailbox(message, header)
-    if box is None:
-        return None
-    name, addr = box
-    return f'"{name}" <{addr}>' if name else addr
-
-
-def _list_headers(message: EmailMessage) -> dict[str, str]:
-    return {name: str(message[name]) for name in _LIST_HEADERS if message[name] is not None}
+def _formatted(address: Address) -> str:
+    """`"Name" <addr>` as Postmark and Resend take it (they encode the name themselves)."""
+    name = address.display_name.replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{name}" <{addr_spec(address)}>' if name else addr_spec(address)
 
 
 # --- the providers -----------------------------------------------------------------------------
 
 
-def _mailgun(message: EmailMessage, key: str, options: dict[str, str]) -> Request:
+def _mailgun(message: Message, key: str, options: dict[str, str]) -> Request:
     """POST /v3/{domain}/messages.mime, HTTP Basic api:KEY, form field `to` and the MIME file."""
-    to = _mailbox(message, "To")
-    assert to is not None
-    from ..mail import POLICY
-
     return Request(
         path=f"/v3/{options['domain']}/messages.mime",
         auth=("api", key),
-        data={"to": to[1]},
-        files={"message": ("message.mime", message.as_bytes(policy=POLICY), "message/rfc822")},
+        data={"to": message.recipient},
+        files={"message": ("message.mime", message.as_bytes(), "message/rfc822")},
     )
 
 
-def _sendgrid(message: EmailMessage, key: str, options: dict[str, str]) -> Request:
+def _sendgrid(message: Message, key: str, options: dict[str, str]) -> Request:
     """POST /v3/mail/send with a Bearer key; JSON personalizations, content, headers."""
-    text, html = _parts(message)
-    sender, to, reply = _mailbox(message, "From"), _mailbox(message, "To"), _mailbox(message, "Reply-To")
-    assert sender is not None and to is not None
+    e = message.envelope
     body: dict[str, Any] = {
-        "personalizations": [{"to": [{"email": to[1], "name": to[0]} if to[0] else {"email": to[1]}]}],
-        "from": {"email": sender[1], "name": sender[0]},
-        "subject": str(message["Subject"]),
-        "content": [{"type": "text/plain", "value": text}, {"type": "text/html", "value": html}],
-        "headers": _list_headers(message),
+        "personalizations": [{"to": [_pair(e.to)]}],
+        "from": _pair(e.sender),
+        "subject": e.subject,
+        "content": [{"type": "text/plain", "value": message.text}, {"type": "text/html", "value": message.html}],
+        "headers": message.list_headers,
     }
-    if reply:
-        body["reply_to"] = {"email": reply[1], "name": reply[0]}
+    if e.reply_to is not None:
+        body["reply_to"] = _pair(e.reply_to)
     return Request(path="/v3/mail/send", headers={"Authorization": f"Bearer {key}"}, json=body)
 
 
-def _postmark(message: EmailMessage, key: str, options: dict[str, str]) -> Request:
+def _postmark(message: Message, key: str, options: dict[str, str]) -> Request:
     """POST /email with X-Postmark-Server-Token; broadcast stream unless configured otherwise."""
-    text, html = _parts(message)
+    e = message.envelope
     body: dict[str, Any] = {
-        "From": _formatted(message, "From"),
-        "To": _formatted(message, "To"),
-        "Subject": str(message["Subject"]),
-        "TextBody": text,
-        "HtmlBody": html,
-        "Headers": [{"Name": k, "Value": v} for k, v in _list_headers(message).items()],
+        "From": _formatted(e.sender),
+        "To": _formatted(e.to),
+        "Subject": e.subject,
+        "TextBody": message.text,
+        "HtmlBody": message.html,
+        "Headers": [{"Name": k, "Value": v} for k, v in message.list_headers.items()],
         "MessageStream": options.get("message_stream", "broadcast"),
     }
-    if message["Reply-To"] is not None:
-        body["ReplyTo"] = _formatted(message, "Reply-To")
+    if e.reply_to is not None:
+        body["ReplyTo"] = _formatted(e.reply_to)
     headers = {"X-Postmark-Server-Token": key, "Accept": "application/json"}
     return Request(path="/email", headers=headers, json=body)
 
 
-def _resend(message: EmailMessage, key: str, options: dict[str, str]) -> Request:
+def _resend(message: Message, key: str, options: dict[str, str]) -> Request:
     """POST /emails with a Bearer key and an Idempotency-Key (the Message-ID)."""
-    text, html = _parts(message)
-    to = _mailbox(message, "To")
-    assert to is not None
+    e = message.envelope
     body: dict[str, Any] = {
-        "from": _formatted(message, "From"),
-        "to": [to[1]],
-        "subject": str(message["Subject"]),
-        "text": text,
-        "html": html,
-        "headers": _list_headers(message),
+        "from": _formatted(e.sender),
+        "to": [message.recipient],
+        "subject": e.subject,
+        "text": message.text,
+        "html": message.html,
+        "headers": message.list_headers,
     }
-    if message["Reply-To"] is not None:
-        body["reply_to"] = _formatted(message, "Reply-To")
-    headers = {"Authorization": f"Bearer {key}", "Idempotency-Key": str(message["Message-ID"])[:256]}
+    if e.reply_to is not None:
+        body["reply_to"] = _formatted(e.reply_to)
+    headers = {"Authorization": f"Bearer {key}", "Idempotency-Key": message.message_id[:256]}
     return Request(path="/emails", headers=headers, json=body)
 
 
@@ -185,7 +164,7 @@ class HttpApiTransport:
         self.session = requests.Session()
         self.session.headers["User-Agent"] = "publisher (+https://github.com/publisher-feeds/publisher)"
 
-    def send(self, message: EmailMessage) -> Sent:
+    def send(self, message: Message) -> Sent:
         request = self.provider.build(message, self.api_key, self.options)
         url = f"{self.base_url}{request.path}"
         name = self.provider.name

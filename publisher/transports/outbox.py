@@ -5,10 +5,9 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
-from email.message import EmailMessage
 from pathlib import Path
 
-from ..mail import POLICY
+from ..mail import Message
 from . import Sent
 
 
@@ -19,10 +18,10 @@ class OutboxTransport:
         self.folder = folder
         self.count = 0
 
-    def send(self, message: EmailMessage) -> Sent:
+    def send(self, message: Message) -> Sent:
         self.folder.mkdir(parents=True, exist_ok=True)
-        data = message.as_bytes(policy=POLICY)
-        digest = hashlib.sha256(str(message["Message-ID"] or data[:200]).encode()).hexdigest()[:16]
+        data = message.as_bytes()
+        digest = hashlib.sha256(message.message_id.encode()).hexdigest()[:16]
         self.count += 1
         name = f"{self.count:06d}-{digest}.eml"
         fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=".", suffix=".tmp")
@@ -39,11 +38,11 @@ class MemoryTransport:
     """Keeps messages in a list: the double the package ships for tests of code that sends."""
 
     def __init__(self) -> None:
-        self.sent: list[EmailMessage] = []
+        self.sent: list[Message] = []
 
-    def send(self, message: EmailMessage) -> Sent:
+    def send(self, message: Message) -> Sent:
         self.sent.append(message)
-        return Sent(provider_id=str(message["Message-ID"]))
+        return Sent(provider_id=message.message_id)
 
     def close(self) -> None:
         pass

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import smtplib
 import ssl
-from email.message import EmailMessage
 from typing import Literal
 
+from ..mail import Message
 from . import Sent, TransportError
 
 Security = Literal["starttls", "tls", "none"]
@@ -42,22 +42,23 @@ class SmtpTransport:
         self.context = ssl_context or ssl.create_default_context()
         self._connection: smtplib.SMTP | None = None
 
-    def send(self, message: EmailMessage) -> Sent:
+    def send(self, message: Message) -> Sent:
+        data, options = message.as_bytes(), ["SMTPUTF8"] if message.needs_smtputf8 else []
         try:
             connection = self._connect()
             try:
-                connection.send_message(message)
+                connection.sendmail(message.sender, [message.recipient], data, mail_options=options)
             except smtplib.SMTPServerDisconnected:
                 # The server dropped an idle connection: one fresh connection, one more try.
                 self._drop()
-                self._connect().send_message(message)
+                self._connect().sendmail(message.sender, [message.recipient], data, mail_options=options)
         except smtplib.SMTPRecipientsRefused as exc:  # the connection stays good for the next one
             code, reply = next(iter(exc.recipients.values()))
             raise self._reply_error("recipient refused", code, reply) from exc
         except (smtplib.SMTPException, OSError) as exc:
             self._drop()
             raise self._translate(exc) from exc
-        return Sent(provider_id=str(message["Message-ID"]) if message["Message-ID"] else None)
+        return Sent(provider_id=message.message_id)
 
     def _translate(self, exc: Exception) -> TransportError:
         """smtplib's and the socket's exceptions as what the send engine needs to know."""
