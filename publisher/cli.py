@@ -7,7 +7,9 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn
 
 import click
 from rich.console import Console
@@ -22,6 +24,11 @@ from .config import DEFAULT_PATH, load_settings
 from .errors import ConfigError, PublisherError
 from .model import BuildReport, SubscriberStatus
 from .normalize import CategoryIndex
+
+if TYPE_CHECKING:
+    from .newsletter import Newsletter
+    from .store import DigestRow
+    from .transports import Transport
 
 out = Console(soft_wrap=True)  # no hard wrapping: paths in logs must stay whole
 err = Console(stderr=True, soft_wrap=True)
@@ -60,14 +67,14 @@ def _app(ctx: click.Context) -> App:
 
 
 @contextmanager
-def _progress(label: str) -> Iterator[Callable[[int], None]]:
-    """A live count of items read; silent when stderr is not a terminal."""
+def _progress(label: str, total: int | None = None) -> Iterator[Callable[[int], None]]:
+    """A live count of items done; silent when stderr is not a terminal."""
     if not err.is_terminal:
         yield lambda _n: None
         return
     columns = (SpinnerColumn(), TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=err, transient=True) as progress:
-        task = progress.add_task(label, total=None)
+        task = progress.add_task(label, total=total)
         yield lambda n: progress.advance(task, n)
 
 
@@ -295,3 +302,183 @@ def subscribers_export(ctx: click.Context, file: Path | None) -> None:
     with open(file, "w", encoding="utf-8", newline="") as handle:
         count = export_csv(found, index, handle)
     err.print(f"exported {count} subscriber(s) to {escape(str(file))}", highlight=False)
+
+
+# --- the digest ------------------------------------------------------------------------------
+
+
+@main.group()
+def digest() -> None:
+    """The weekly e-mail digest: preview, send, status, resume, test."""
+
+
+def _date(_ctx: click.Context, _param: click.Parameter, value: str | None) -> date | None:
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a date; write it as YYYY-MM-DD") from None
+
+
+def _fail(exc: Exception, code: int = EXIT_PROBLEMS) -> NoReturn:
+    if isinstance(exc, ConfigError):
+        err.print(str(exc), markup=False, highlight=False)
+        sys.exit(EXIT_CONFIG)
+    err.print(f"[bold red]error[/]: {escape(str(exc))}", highlight=False)
+    sys.exit(code)
+
+
+@digest.command("preview")
+@click.option("--subscriber", "email", help="Render the digest this subscriber would get (default: all categories).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("var/preview"),
+              show_default=True, help="Folder for digest.html, digest.txt and digest.eml.")  # fmt: skip
+@click.pass_context
+def digest_preview(ctx: click.Context, email: str | None, out_dir: Path) -> None:
+    """Write the next digest as HTML, text and .eml, sending nothing and opening nothing."""
+    from .newsletter import Newsletter, preview_files
+
+    app = _app(ctx.find_root())
+    try:
+        letters = Newsletter(app)
+        subscriber = None
+        if email:
+            subscriber = app.store.subscriber(email.strip().lower())
+            if subscriber is None:
+                _fail(ValueError(f"{email} is not on the list (see `publisher subscribers list`)"))
+        message, stand_in = letters.preview(letters.scheduled_window(app.clock()), subscriber)
+        paths = preview_files(message, out_dir)
+    except (PublisherError, ValueError) as exc:
+        _fail(exc)
+    finally:
+        app.close()
+    if stand_in:
+        err.print("nothing new since the last digest: the preview shows the newest articles instead")
+    size = len(message.html.encode("utf-8"))
+    out.print(f"subject: {message.envelope.subject}", markup=False, highlight=False)
+    out.print(f"HTML {size / 1000:.1f} KB; wrote " + " ".join(str(p) for p in paths), markup=False, highlight=False)
+
+
+@digest.command("send")
+@click.option("--since", callback=_date, help="First publication day of a one-off window (YYYY-MM-DD).")
+@click.option("--until", callback=_date, help="Last publication day of that window (YYYY-MM-DD).")
+@click.option("--dry-run", is_flag=True, help="Render every message into --out as .eml; no ledger, no mail.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("var/dry-run"),
+              show_default=True, help="Where --dry-run writes.")  # fmt: skip
+@click.pass_context
+def digest_send(
+    ctx: click.Context, since: date | None, until: date | None, dry_run: bool, out_dir: Path
+) -> None:
+    """Send the digest of everything ingested since the last one (or of --since/--until)."""
+    from .newsletter import Newsletter
+    from .transports.outbox import OutboxTransport
+
+    if (since is None) != (until is None):
+        _fail(click.UsageError("give both --since and --until, or neither"), EXIT_CONFIG)
+    app = _app(ctx.find_root())
+    try:
+        letters = Newsletter(app)
+        if since is not None and until is not None:
+            window = letters.window(since, until)
+        else:
+            window = letters.scheduled_window(app.clock())
+        if dry_run:
+            outbox = OutboxTransport(out_dir)
+            count = letters.dry_run(window, outbox.send)
+            out.print(f"dry run of {window.key}: {count} message(s) written to {out_dir}", highlight=False)
+            return
+        transport = app.transport()
+        plan = letters.plan(window)
+        _send(letters, [plan.digest], transport, planned=plan.planned, existed=not plan.created)
+    except (PublisherError, ValueError) as exc:
+        _fail(exc)
+    finally:
+        app.close()
+
+
+@digest.command("resume")
+@click.pass_context
+def digest_resume(ctx: click.Context) -> None:
+    """Finish every digest that a crash, a kill or a pause left unfinished."""
+    from .newsletter import Newsletter
+
+    app = _app(ctx.find_root())
+    try:
+        letters = Newsletter(app)
+        unfinished = letters.unfinished()
+        if not unfinished:
+            out.print("nothing to resume: every digest is done", highlight=False)
+            return
+        for row in unfinished:
+            if row.status == "planning":  # stopped while planning: plan again (idempotent)
+                from .digest import DigestWindow
+
+                letters.plan(DigestWindow(row.key, row.start, row.end, row.by))  # type: ignore[arg-type]
+        _send(letters, letters.unfinished(), app.transport())
+    except (PublisherError, ValueError) as exc:
+        _fail(exc)
+    finally:
+        app.close()
+
+
+def _send(letters: Newsletter, rows: list[DigestRow], transport: Transport, planned: int = 0, existed: bool = False) -> None:
+    trouble = False
+    for row in rows:
+        if existed and row.status == "done":
+            out.print(f"{row.key} was sent before (digest #{row.id}): nothing to send", highlight=False)
+            continue
+        total = letters.open_count(row)
+        with _progress(f"sending {row.key}", total) as tick:
+            report = letters.send(row, transport, tick)
+        counts = letters.store.delivery_counts(row.id)
+        out.print(
+            f"{row.key}: planned {planned or sum(counts.values())}; now sent {report.sent}, uncertain {report.uncertain}, "
+            f"failed {report.failed}, skipped {report.skipped}, retried {report.retried}",
+            highlight=False,
+        )
+        if report.paused:
+            err.print("[bold red]paused[/] after too many errors in a row; fix the cause, then `publisher digest resume`")
+        trouble |= report.paused or report.failed > 0
+    if trouble:
+        sys.exit(EXIT_PROBLEMS)
+
+
+@digest.command("status")
+@click.pass_context
+def digest_status(ctx: click.Context) -> None:
+    """Every digest with its window, state and delivery counts."""
+    app = _app(ctx.find_root())
+    try:
+        rows = [(row, app.store.delivery_counts(row.id)) for row in app.store.digests()]
+    finally:
+        app.close()
+    states = ("sent", "uncertain", "pending", "sending", "failed", "skipped")
+    width = max([len(row.key) for row, _counts in rows] + [6])
+    header = f"{'#':>4}  {'digest':<{width}}  {'status':<8}" + "".join(f"  {s:>9}" for s in states)
+    out.print(header, markup=False, highlight=False)
+    for row, counts in rows:
+        cells = "".join(f"  {counts.get(s, 0):>9}" for s in states)
+        out.print(f"{row.id:>4}  {row.key:<{width}}  {row.status:<8}{cells}", markup=False, highlight=False)
+    out.print(f"{len(rows)} digest(s)", highlight=False)
+
+
+@digest.command("test")
+@click.option("--to", "to", required=True, help="The address that gets the one test message.")
+@click.pass_context
+def digest_test(ctx: click.Context, to: str) -> None:
+    """Send one digest to --to through the configured transport, marked as a test; no ledger rows."""
+    from .newsletter import Newsletter
+
+    app = _app(ctx.find_root())
+    try:
+        message = Newsletter(app).test_message(to)
+        transport = app.transport()
+        try:
+            sent = transport.send(message)
+        finally:
+            transport.close()
+    except (PublisherError, ValueError) as exc:
+        _fail(exc)
+    finally:
+        app.close()
+    out.print(f"sent a test to {message.recipient} ({sent.provider_id or 'no provider id'})", highlight=False)

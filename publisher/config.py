@@ -114,6 +114,28 @@ class MailConfig(_Section):
     outbox: OutboxConfig = OutboxConfig()
 
 
+class DigestConfig(_Section):
+    """The weekly digest. Empty strings mean "derive from [site]" (docs/configuration.md)."""
+
+    schedule: str = "0 8 * * mon"  # cron in the site's zone; day names, never numbers
+    subject: str = ""  # Jinja template; empty: the default of the site's language
+    sender: str = ""  # "高新院 <newsletter@example.org>"; empty: site title <newsletter@site host>
+    reply_to: str = ""
+    postal_address: str = ""  # the operator's postal address, in every footer (CAN-SPAM)
+    list_name: str = ""  # empty: "<site title>周报" / "<site title> weekly"
+    max_items_per_category: int = Field(default=10, ge=1, le=100)
+    send_when_empty: bool = False
+    messages_per_second: float = Field(default=10.0, ge=0)  # 0: as fast as the transport goes
+    max_attempts: int = Field(default=3, ge=1, le=20)
+    pause_after: int = Field(default=20, ge=1)  # errors in a row before the digest pauses
+    unsubscribe_mailto: str = ""  # an address whose mail you process; adds mailto: to List-Unsubscribe
+
+
+class WebConfig(_Section):
+    public_url: str = ""  # where the subscription pages are reached; empty: the site's URL
+    secret_key_env: str = Field(default="PUBLISHER_SECRET_KEY", pattern=_ENV_NAME)
+
+
 class Settings(_Section):
     site: SiteConfig
     output: OutputConfig = OutputConfig()
@@ -123,6 +145,8 @@ class Settings(_Section):
     categories: list[CategoryConfig] = Field(min_length=1)
     sources: list[SourceConfig] = Field(min_length=1)
     mail: MailConfig = MailConfig()
+    digest: DigestConfig = DigestConfig()
+    web: WebConfig = WebConfig()
 
 
 def load_settings(path: Path) -> Settings:
@@ -238,6 +262,13 @@ def _check_meaning(settings: Settings) -> list[tuple[str, str, str]]:
         if api is not None and api.base_url:
             problems += _http_url(f"mail.{provider}.base_url", api.base_url, "https://api.eu.mailgun.net")
 
+    problems += _check_digest(settings)
+    if settings.web.public_url:
+        problems += _http_url("web.public_url", settings.web.public_url, "https://news.example.org/newsletter")
+        if not settings.web.public_url.startswith("https://"):
+            fix = "one-click unsubscribe (RFC 8058) needs an https URL"
+            problems.append(("web.public_url", "is not https", fix))
+
     known = {value for _key, value in labels}
     for i, source in enumerate(settings.sources):
         if source.default_category and source.default_category not in known:
@@ -251,6 +282,54 @@ def _check_meaning(settings: Settings) -> list[tuple[str, str, str]]:
         if source.url_template:
             problems += _url_template(f"sources[{i}].url_template", source.url_template)
     return problems
+
+
+def _check_digest(settings: Settings) -> list[tuple[str, str, str]]:
+    digest = settings.digest
+    problems: list[tuple[str, str, str]] = []
+    fields = digest.schedule.split()
+    if len(fields) != 5:
+        problems.append(
+            ("digest.schedule", f"{digest.schedule!r} is not a 5-field cron line", 'write it like "0 8 * * mon"')
+        )
+    elif re.search(r"\d", fields[4]):
+        # APScheduler counts day_of_week from Monday = 0, cron from Sunday = 0: names are unambiguous.
+        problems.append(("digest.schedule", f"day of week {fields[4]!r} uses numbers", 'use names: "mon", "mon-fri"'))
+    else:
+        from apscheduler.triggers.cron import CronTrigger
+
+        try:  # in UTC: a bad site.timezone is reported on its own
+            CronTrigger.from_crontab(digest.schedule, timezone="UTC")
+        except (ValueError, LookupError) as exc:
+            problems.append(("digest.schedule", f"{digest.schedule!r}: {exc}", 'write it like "0 8 * * mon"'))
+    for key in ("sender", "reply_to"):
+        value = getattr(digest, key)
+        if value and mailbox(value) is None:
+            problems.append((f"digest.{key}", f"{value!r} is not an address", 'write it like "高新院 <news@example.org>"'))
+    if digest.unsubscribe_mailto and mailbox(digest.unsubscribe_mailto) is None:
+        problems.append(("digest.unsubscribe_mailto", "is not an address", 'write it like "unsubscribe@example.org"'))
+    if digest.subject:
+        from jinja2 import Environment, TemplateSyntaxError
+
+        try:
+            Environment().parse(digest.subject)
+        except TemplateSyntaxError as exc:
+            problems.append(("digest.subject", f"template error: {exc}", "see docs/configuration.md for the variables"))
+    return problems
+
+
+def mailbox(text: str) -> Any:
+    """`Name <addr>` or `addr` as an email.headerregistry.Address, None when it is not one."""
+    from email.headerregistry import Address
+    from email.utils import parseaddr
+
+    name, addr = parseaddr(text)
+    if "\r" in text or "\n" in text or not addr or addr.count("@") != 1:
+        return None
+    try:
+        return Address(name, addr_spec=addr)
+    except (ValueError, IndexError):
+        return None
 
 
 def _url_template(key: str, template: str) -> list[tuple[str, str, str]]:

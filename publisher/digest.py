@@ -10,15 +10,26 @@ twice sends nothing.
 
 from __future__ import annotations
 
+import secrets
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Literal
+from functools import cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 from zoneinfo import ZoneInfo
 
-from .model import Article, Category, Subscriber
+from .model import Article, Category, Site, Subscriber
+
+if TYPE_CHECKING:
+    from jinja2 import Environment
 
 FIRST_DIGEST_DAYS = 7
+TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+# Gmail clips an HTML part past 102 KB behind "[Message clipped]"; the footer with the
+# unsubscribe link would be what disappears. Budget below that, with room for personal parts.
+HTML_BUDGET = 100_000 - 2_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +46,7 @@ class DigestWindow:
 class DigestSection:
     category: Category
     articles: tuple[Article, ...]
+    more: int = 0  # the category's other new articles, left out by max_per_category
 
 
 def scheduled_window(previous_end: datetime | None, now: datetime) -> DigestWindow:
@@ -68,8 +80,237 @@ def sections_for(
     for category in categories:
         if category.slug not in chosen:
             continue
-        picked = [a for a in ordered if category.slug in a.categories and a.guid not in placed][:max_per_category]
+        candidates = [a for a in ordered if category.slug in a.categories and a.guid not in placed]
+        picked = candidates[:max_per_category]
         placed.update(a.guid for a in picked)
         if picked:
-            sections.append(DigestSection(category, tuple(picked)))
+            sections.append(DigestSection(category, tuple(picked), len(candidates) - len(picked)))
     return sections
+
+
+# --- rendering ---------------------------------------------------------------------------------
+
+WORDS = {
+    "zh": {
+        "list": "{site}周报",
+        "subject": "{{ list_name }}（{{ date }}）：{{ first_title }}{% if count > 1 %}等 {{ count }} 篇{% endif %}",
+        "date": "{d.year}年{d.month}月{d.day}日",
+        "count": "{count} 篇新文章",
+        "hello": "您好！以下是本期的新文章。",
+        "hello_named": "{name}，您好！以下是本期的新文章。",
+        "empty": "本期没有新文章。",
+        "more": "本栏目另有 {count} 篇新文章，请到网站阅读",
+        "why": "您收到这封邮件，是因为您订阅了{list_name}。",
+        "chosen": "您订阅的栏目：",
+        "all": "全部栏目",
+        "preferences": "管理订阅",
+        "unsubscribe": "退订",
+        "feeds": "RSS 订阅源",
+        "join": "、",
+        "test": "[测试] ",
+    },
+    "en": {
+        "list": "{site} weekly",
+        "subject": "{{ list_name }}, {{ date }}: {{ first_title }}{% if count > 1 %} and {{ count - 1 }} more{% endif %}",
+        "date": "{d.day} {month} {d.year}",
+        "count": "{count} new articles",
+        "hello": "Hello, here are this week's new articles.",
+        "hello_named": "Dear {name}, here are this week's new articles.",
+        "empty": "Nothing new this time.",
+        "more": "{count} more in this section on the site",
+        "why": "You get this e-mail because you subscribed to {list_name}.",
+        "chosen": " Your sections: ",
+        "all": "all sections",
+        "preferences": "Preferences",
+        "unsubscribe": "Unsubscribe",
+        "feeds": "Feeds",
+        "join": ", ",
+        "test": "[TEST] ",
+    },
+}
+_MONTHS = "January February March April May June July August September October November December".split()
+
+
+def words_for(language: str) -> dict[str, str]:
+    return WORDS["en"] if language.lower().startswith("en") else WORDS["zh"]
+
+
+@dataclass(frozen=True, slots=True)
+class Look:
+    """What every digest of the list shows besides articles."""
+
+    site: Site
+    list_name: str
+    feeds_url: str  # the feeds' index page
+    postal_address: str
+    subject_template: str  # Jinja; empty: the language's default
+    max_per_category: int
+    send_when_empty: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Draft:
+    """One category set's digest; the personal parts are still markers (see `Renderer.personal`)."""
+
+    subject: str
+    text: str
+    html: str
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class Personal:
+    name: str
+    unsubscribe_url: str
+    preferences_url: str
+
+
+class Renderer:
+    """Renders a window's digest once per set of chosen categories, then personalises copies.
+
+    Rendering and CSS inlining take milliseconds; a digest goes to thousands of readers who
+    chose a few dozen different category sets. So a set is rendered once with markers where
+    the greeting and the two links go (random per renderer, so no article can contain one),
+    and each reader's copy is a few string replacements. The cache is bounded, so memory does
+    not grow with the number of subscribers.
+    """
+
+    def __init__(
+        self,
+        look: Look,
+        categories: Sequence[Category],
+        articles: Sequence[Article],
+        end: datetime,
+        templates: Path = TEMPLATES,
+        cache_size: int = 256,
+    ) -> None:
+        self.look, self.categories, self.articles, self.end = look, list(categories), list(articles), end
+        self.env = _environment(templates)
+        self.words = words_for(look.site.language)
+        nonce = secrets.token_hex(8)
+        self.markers = {k: f"pub{nonce}{k}" for k in ("hello", "unsubscribe", "preferences")}
+        self._cache: OrderedDict[tuple[str, ...], Draft | None] = OrderedDict()
+        self._cache_size = cache_size
+
+    def draft(self, chosen: Sequence[str]) -> Draft | None:
+        """The digest for readers of these category slugs (empty: all); None: send nothing."""
+        key = tuple(sorted(chosen))
+        if key in self._cache:
+            self._cache.move_to_end(key)
+            return self._cache[key]
+        draft = self._render(key)
+        self._cache[key] = draft
+        if len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+        return draft
+
+    def personal(self, draft: Draft, who: Personal) -> tuple[str, str]:
+        """(text, html) for one reader: their greeting and their own signed links."""
+        from markupsafe import escape
+
+        w, m = self.words, self.markers
+        hello = w["hello_named"].format(name=who.name) if who.name else w["hello"]
+        text, html = draft.text, draft.html
+        for marker, plain, markup in (
+            (m["hello"], hello, str(escape(hello))),
+            (m["unsubscribe"], who.unsubscribe_url, str(escape(who.unsubscribe_url))),
+            (m["preferences"], who.preferences_url, str(escape(who.preferences_url))),
+        ):
+            text, html = text.replace(marker, plain), html.replace(marker, markup)
+        return text, html
+
+    def _render(self, chosen: tuple[str, ...]) -> Draft | None:
+        probe = Subscriber("", "", chosen, None, self.end, "", self.end)  # type: ignore[arg-type]
+        limit = self.look.max_per_category
+        while True:
+            sections = sections_for(probe, self.articles, self.categories, limit)
+            if not sections and not self.look.send_when_empty:
+                return None
+            draft = self._render_sections(sections, chosen)
+            size = len(draft.html.encode("utf-8"))
+            if size <= HTML_BUDGET or limit == 1:
+                return draft
+            # Too big for Gmail: fewer articles per category, the rest behind "more on the site".
+            limit = max(1, min(limit - 1, int(limit * HTML_BUDGET / size)))
+
+    def _render_sections(self, sections: list[DigestSection], chosen: tuple[str, ...]) -> Draft:
+        from jinja2 import StrictUndefined
+        from jinja2.sandbox import SandboxedEnvironment
+
+        look, w, zone = self.look, self.words, ZoneInfo(self.look.site.timezone)
+        end = self.end.astimezone(zone)
+        date_label = w["date"].format(d=end, month=_MONTHS[end.month - 1])
+        items = [a for s in sections for a in s.articles]
+        by_slug = {c.slug: c.name for c in self.categories}
+        names = [by_slug[s] for s in chosen if s in by_slug]
+        context = {
+            "language": look.site.language,
+            "title": look.list_name,
+            "list_name": look.list_name,
+            "site_url": look.site.url,
+            "feeds_url": look.feeds_url,
+            "postal_address": look.postal_address,
+            "date_label": date_label,
+            "count": len(items),
+            "greeting": self.markers["hello"],
+            "unsubscribe_url": self.markers["unsubscribe"],
+            "preferences_url": self.markers["preferences"],
+            "chosen": w["join"].join(names) if names else w["all"],
+            "t": w,
+            "preheader": w["join"].join(a.title for a in items[:3])[:140],
+            "sections": [
+                {
+                    "name": s.category.name,
+                    "url": look.site.url,
+                    "more": s.more,
+                    "articles": [
+                        {
+                            "title": a.title,
+                            "url": a.url or look.site.url,
+                            "summary": a.summary,
+                            "date": a.published.astimezone(zone).strftime("%Y-%m-%d"),
+                            "author": a.author or "",
+                        }
+                        for a in s.articles
+                    ],
+                }
+                for s in sections
+            ],
+        }
+        html = _inline(self.env.get_template("digest.html.j2").render(context))
+        text = self.env.get_template("digest.txt.j2").render(context)
+        # The subject template is the operator's: sandboxed, and never autoescaped.
+        subject_env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
+        subject = subject_env.from_string(look.subject_template or w["subject"]).render(
+            site=look.site.title,
+            list_name=look.list_name,
+            date=date_label,
+            count=len(items),
+            first_title=items[0].title if items else w["empty"],
+            categories=w["join"].join(s.category.name for s in sections),
+        )
+        subject = " ".join(subject.split()) or look.list_name
+        return Draft(subject, text, html, len(items))
+
+
+@cache
+def _environment(templates: Path) -> Environment:
+    from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+
+    return Environment(
+        loader=FileSystemLoader(templates),
+        # "html.j2" by name: select_autoescape's default list would not match digest.html.j2
+        autoescape=select_autoescape(enabled_extensions=("html.j2", "html"), default=False),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+
+
+def _inline(html: str) -> str:
+    import css_inline
+
+    # Keep @media (dark mode, narrow screens); never fetch a remote stylesheet.
+    inliner = css_inline.CSSInliner(keep_at_rules=True, load_remote_stylesheets=False, minify_css=True)
+    return inliner.inline(html)

@@ -172,3 +172,4 @@ class Subscriber:
     status_at: datetime  # UTC: when the status was reached
     status_via: str  # how: "import", "cli", "web", "unsubscribe link", ...
     created_at: datetime  # UTC
+    id: int | None = None  # the store's id, once stored: what tokens name

@@ -120,7 +120,7 @@ digests_table = Table(
     Column("key", String(100), nullable=False, unique=True),  # a second run of a window creates nothing
     Column("window_start", DateTime, nullable=False),
     Column("window_end", DateTime, nullable=False),
-    Column("status", String(20), nullable=False),  # sending | done | paused
+    Column("status", String(20), nullable=False),  # planning | sending | paused | done
     Column("created_at", DateTime, nullable=False),
 )
 
@@ -169,6 +169,21 @@ def _naive_utc(moment: datetime) -> datetime:
 
 def _aware(moment: datetime) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class DigestRow:
+    id: int
+    key: str
+    start: datetime
+    end: datetime
+    status: str  # planning | sending | paused | done
+    created_at: datetime
+
+    @property
+    def by(self) -> str:
+        """Scheduled digests pick by first ingest, explicit windows by publication date."""
+        return "ingested" if self.key.startswith("scheduled:") else "published"
 
 
 class Store:
@@ -337,13 +352,17 @@ class Store:
             if row is not None:
                 return row.id, False
             values = {"key": key, "window_start": _naive_utc(start), "window_end": _naive_utc(end)}
-            conn.execute(insert(digests_table).values(status="sending", created_at=_naive_utc(now), **values))
+            conn.execute(insert(digests_table).values(status="planning", created_at=_naive_utc(now), **values))
             return conn.execute(select(d.id).where(d.key == key)).scalar_one(), True
 
     def plan_deliveries(self, digest_id: int, planned: Sequence[tuple[str, str]], now: datetime) -> None:
-        """A pending delivery per (email key, message id) not yet planned for this digest."""
+        """A pending delivery per (email key, message id) not yet planned for this digest, and
+        the digest from `planning` to `sending`, in one transaction: a crash before it leaves a
+        digest that is planned again, a crash after it one that is resumed."""
         x = deliveries_table.c
         with self.engine.begin() as conn:
+            d = digests_table.c
+            conn.execute(update(digests_table).where(d.id == digest_id, d.status == "planning").values(status="sending"))
             have = set(conn.execute(select(x.email_key).where(x.digest_id == digest_id)).scalars())
             rows = [
                 {"digest_id": digest_id, "email_key": key, "message_id": mid, "status": "pending",
@@ -378,6 +397,27 @@ class Store:
         with self.engine.begin() as conn:
             conn.execute(update(deliveries_table).where(x.id == delivery_id).values(**values))
 
+    def last_scheduled_end(self) -> datetime | None:
+        """Where the next scheduled digest's window starts: the end of the last one."""
+        from sqlalchemy import func
+
+        d = digests_table.c
+        with self.engine.connect() as conn:
+            value = conn.execute(select(func.max(d.window_end)).where(d.key.like("scheduled:%"))).scalar_one()
+        return _aware(value) if value is not None else None
+
+    def digests(self, unfinished_only: bool = False) -> list[DigestRow]:
+        """Digests, oldest first; `unfinished_only`: those still planning, sending or paused."""
+        d = digests_table.c
+        query = select(d.id, d.key, d.window_start, d.window_end, d.status, d.created_at).order_by(d.id)
+        if unfinished_only:
+            query = query.where(d.status.in_(("planning", "sending", "paused")))
+        with self.engine.connect() as conn:
+            return [
+                DigestRow(r.id, r.key, _aware(r.window_start), _aware(r.window_end), r.status, _aware(r.created_at))
+                for r in conn.execute(query).all()
+            ]
+
     def set_digest_status(self, digest_id: int, status: str) -> None:
         with self.engine.begin() as conn:
             conn.execute(update(digests_table).where(digests_table.c.id == digest_id).values(status=status))
@@ -395,6 +435,11 @@ class Store:
     def subscriber(self, email_key: str) -> Subscriber | None:
         with self.engine.connect() as conn:
             row = conn.execute(select(subscribers_table).where(subscribers_table.c.email_key == email_key)).first()
+        return _subscriber(row) if row else None
+
+    def subscriber_by_id(self, subscriber_id: int) -> Subscriber | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(subscribers_table).where(subscribers_table.c.id == subscriber_id)).first()
         return _subscriber(row) if row else None
 
     def subscribers(self, status: SubscriberStatus | None = None) -> list[Subscriber]:
@@ -648,6 +693,7 @@ def _subscriber(row: Any) -> Subscriber:
         status_at=_aware(row.status_at),
         status_via=row.status_via,
         created_at=_aware(row.created_at),
+        id=row.id,
     )
 
 

@@ -1,9 +1,12 @@
 """Signed, expiring tokens for the links in mail: confirm, unsubscribe, preferences. Pure.
 
-A token is `<payload>.<signature>`, both base64url without padding: the payload is JSON with
-the purpose, the subject (whom it is for) and the expiry; the signature is HMAC-SHA256 over
-the payload with the site's key. A token made for one purpose is refused for another, so an
-unsubscribe link cannot confirm anybody.
+A token is `<purpose><subscriber id>.<expiry>.<signature>`, e.g. `u2s.tgb3k0.Zk3…` (35 or so
+characters, so that `List-Unsubscribe: <https://…/unsubscribe/TOKEN>` fits a 78-column
+header line). Id and expiry are base 36; the signature is HMAC-SHA256, cut to 128 bits, over
+purpose, id, expiry *and the subscriber's address*, base64url. So a token names its
+subscriber without revealing the address, works only while that id still belongs to that
+address, and a token made for one purpose is refused for another: an unsubscribe link
+cannot confirm anybody.
 """
 
 from __future__ import annotations
@@ -11,55 +14,71 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import json
+from collections.abc import Callable
 from datetime import UTC, datetime
 
-PURPOSES = frozenset({"confirm", "unsubscribe", "preferences"})
+PURPOSES = {"confirm": "c", "unsubscribe": "u", "preferences": "p"}
+_NAMES = {letter: name for name, letter in PURPOSES.items()}
+_DIGITS = "0123456789abcdefghijklmnopqrstuvwxyz"
 
 
 class TokenError(ValueError):
     """The token is malformed, forged, made for another purpose, or expired."""
 
 
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+def _b36(number: int) -> str:
+    out = ""
+    while True:
+        number, digit = divmod(number, 36)
+        out = _DIGITS[digit] + out
+        if not number:
+            return out
 
 
-def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+def _signature(key: bytes, letter: str, subscriber: int, expires: int, email_key: str) -> str:
+    message = f"{letter}.{subscriber}.{expires}.{email_key}".encode()
+    digest = hmac.new(key, message, hashlib.sha256).digest()[:16]
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
 
 
-def _signature(key: bytes, payload: str) -> str:
-    return _b64(hmac.new(key, payload.encode("ascii"), hashlib.sha256).digest())
-
-
-def make_token(key: bytes, purpose: str, subject: str, expires: datetime) -> str:
-    """A token saying `subject` may do `purpose` until `expires` (aware)."""
+def make_token(key: bytes, purpose: str, subscriber: int, email_key: str, expires: datetime) -> str:
+    """A token saying subscriber `subscriber` (address `email_key`) may do `purpose` until
+    `expires` (aware)."""
     if purpose not in PURPOSES:
         raise ValueError(f"unknown token purpose {purpose!r}")
     if len(key) < 16:
         raise ValueError("the signing key must have at least 16 bytes")
-    body = {"p": purpose, "s": subject, "e": int(expires.astimezone(UTC).timestamp())}
-    payload = _b64(json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode("utf-8"))
-    return f"{payload}.{_signature(key, payload)}"
+    if subscriber < 0:
+        raise ValueError("subscriber ids are not negative")
+    letter, until = PURPOSES[purpose], int(expires.astimezone(UTC).timestamp())
+    return f"{letter}{_b36(subscriber)}.{_b36(until)}.{_signature(key, letter, subscriber, until, email_key)}"
 
 
-def read_token(key: bytes, token: str, purpose: str, now: datetime) -> str:
-    """The subject of a valid, unexpired token for `purpose`; TokenError otherwise."""
-    payload, dot, signature = token.partition(".")
-    if not dot or not payload.isascii() or not signature.isascii():
+def read_token(
+    key: bytes, token: str, purpose: str, now: datetime, email_of: Callable[[int], str | None]
+) -> int:
+    """The subscriber id of a valid, unexpired token for `purpose`; TokenError otherwise.
+
+    `email_of` gives the address key of a subscriber id (None: no such subscriber)."""
+    parts = token.split(".")
+    if len(parts) != 3 or not token.isascii() or len(token) > 100:
         raise TokenError("malformed token")
-    if not hmac.compare_digest(_signature(key, payload), signature):
-        raise TokenError("bad signature")
+    head, until_text, signature = parts
     try:
-        body = json.loads(_unb64(payload))
-        token_purpose, subject, expires = body["p"], body["s"], int(body["e"])
-    except (ValueError, KeyError, TypeError) as exc:
-        raise TokenError("malformed token") from exc
-    if token_purpose != purpose:
-        raise TokenError(f"a {token_purpose} token, not a {purpose} one")
-    if now.astimezone(UTC).timestamp() > expires:
-        raise TokenError("expired")
-    if not isinstance(subject, str):
+        letter, subscriber, until = head[:1], int(head[1:], 36), int(until_text, 36)
+    except ValueError:
+        raise TokenError("malformed token") from None
+    if head[1:] != _b36(subscriber) or until_text != _b36(until):  # one spelling per token
         raise TokenError("malformed token")
-    return subject
+    if letter not in _NAMES:
+        raise TokenError("malformed token")
+    if _NAMES[letter] != purpose:
+        raise TokenError(f"a {_NAMES[letter]} token, not a {purpose} one")
+    email_key = email_of(subscriber)
+    if email_key is None or not hmac.compare_digest(
+        _signature(key, letter, subscriber, until, email_key), signature
+    ):
+        raise TokenError("bad signature")
+    if now.astimezone(UTC).timestamp() > until:
+        raise TokenError("expired")
+    return subscriber

@@ -16,7 +16,8 @@ class OutboxTransport:
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
-        self.count = 0
+        # Numbered after what is there already, so files sort in sending order across runs.
+        self.count = len(list(folder.glob("*.eml"))) if folder.is_dir() else 0
 
     def send(self, message: Message) -> Sent:
         self.folder.mkdir(parents=True, exist_ok=True)

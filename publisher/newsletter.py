@@ -1,0 +1,261 @@
+"""The digest's use cases, composed from the store, the renderer, the send engine and a transport.
+
+`send_scheduled(now)` is what the scheduler runs and what `publisher digest send` runs without
+dates: open the digest of the window ending now (or find it, if this window was opened
+before), plan one delivery per confirmed subscriber who has something to read, and send.
+Every step is recorded first, so `resume()` after a crash, a kill or a pause continues where
+it stopped and never sends a `sent` delivery again.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import date, datetime, timedelta
+from email.headerregistry import Address
+from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+from .config import mailbox
+from .delivery import SendReport, Sender
+from .digest import DigestWindow, Draft, Look, Personal, Renderer, explicit_window, scheduled_window, words_for
+from .mail import Envelope, Message, build_message
+from .model import Subscriber, SubscriberStatus
+from .store import DigestRow
+from .tokens import make_token
+
+if TYPE_CHECKING:
+    from .app import App
+    from .transports import Sent, Transport
+
+log = logging.getLogger(__name__)
+
+LINK_LIFETIME = timedelta(days=365)  # unsubscribe and preferences links in a digest
+_META_KEY = "signing_key"
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    digest: DigestRow
+    created: bool  # False: this window's digest existed already (nothing new is planned)
+    planned: int  # deliveries planned now
+
+
+class Newsletter:
+    def __init__(self, app: App) -> None:
+        self.app = app
+        self.settings = app.settings
+        self.store = app.store
+        self.clock = app.clock
+        site = app.site
+        self.host = urlsplit(site.url).hostname or "localhost"
+        words = words_for(site.language)
+        digest = self.settings.digest
+        self.list_name = (digest.list_name or words["list"].format(site=site.title)).replace("<", "").replace(">", "")
+        self.look = Look(
+            site=site,
+            list_name=self.list_name,
+            feeds_url=app.links.base_url + "/",
+            postal_address=digest.postal_address,
+            subject_template=digest.subject,
+            max_per_category=digest.max_items_per_category,
+            send_when_empty=digest.send_when_empty,
+        )
+        bare_host = self.host.removeprefix("www.")
+        self.sender = mailbox(digest.sender) if digest.sender else Address(site.title, "newsletter", bare_host)
+        self.reply_to = mailbox(digest.reply_to) if digest.reply_to else None
+        self.mailto = f"mailto:{mailbox(digest.unsubscribe_mailto).addr_spec}" if digest.unsubscribe_mailto else None
+        self.public_url = (self.settings.web.public_url or site.url).rstrip("/")
+        self._key: bytes | None = None
+
+    # --- keys and links --------------------------------------------------------------------
+
+    @property
+    def signing_key(self) -> bytes:
+        """The key that signs links: from the environment variable `[web] secret_key_env`,
+        else one made at first use and kept in the store, so links keep working across runs."""
+        if self._key is None:
+            import os
+
+            from .errors import ConfigError
+
+            name = self.settings.web.secret_key_env
+            value = os.environ.get(name, "")
+            if value:
+                if len(value.encode()) < 16:
+                    fix = f"export {name}=$(python3 -c 'import secrets; print(secrets.token_urlsafe(32))')"
+                    raise ConfigError("(environment)", [("web.secret_key_env", f"{name} is shorter than 16 bytes", fix)])
+                self._key = value.encode()
+            else:
+                stored = self.store.get_meta(_META_KEY)
+                if stored is None:
+                    stored = secrets.token_urlsafe(32)
+                    self.store.set_meta(_META_KEY, stored)
+                    log.info("made a signing key for links and kept it in the store (%s is not set)", name)
+                self._key = stored.encode()
+        return self._key
+
+    def personal(self, subscriber: Subscriber) -> Personal:
+        sid, until = subscriber.id or 0, self.clock() + LINK_LIFETIME
+        key, email_key = self.signing_key, subscriber.email.lower()
+        return Personal(
+            name=subscriber.name,
+            unsubscribe_url=f"{self.public_url}/unsubscribe/{make_token(key, 'unsubscribe', sid, email_key, until)}",
+            preferences_url=f"{self.public_url}/preferences/{make_token(key, 'preferences', sid, email_key, until)}",
+        )
+
+    # --- messages --------------------------------------------------------------------------
+
+    def renderer(self, window: DigestWindow | DigestRow) -> Renderer:
+        articles = self.store.articles_between(window.start, window.end, window.by)
+        return Renderer(self.look, self.app.categories, articles, window.end)
+
+    def message(
+        self, renderer: Renderer, draft: Draft, subscriber: Subscriber, message_id: str | None, test: bool = False
+    ) -> Message:
+        who = self.personal(subscriber)
+        text, html = renderer.personal(draft, who)
+        words = words_for(self.settings.site.language)
+        envelope = Envelope(
+            sender=self.sender,
+            to=Address(subscriber.name, addr_spec=subscriber.email),
+            subject=(words["test"] if test else "") + draft.subject,
+            date=self.clock(),
+            message_id_domain=self.host,
+            list_id=f"{self.list_name} <digest.{self.host}>",
+            unsubscribe_url=who.unsubscribe_url,
+            unsubscribe_mailto=self.mailto,
+            reply_to=self.reply_to,
+            message_id=message_id,
+            extra_headers=(("X-Publisher-Test", "yes"),) if test else (),
+        )
+        return build_message(envelope, text, html)
+
+    def builder(self, digest: DigestRow) -> Callable[[str, str], Message | None]:
+        """The send engine's callback: a subscriber's message, None when they no longer get one."""
+        renderer = self.renderer(digest)
+
+        def build(email_key: str, message_id: str) -> Message | None:
+            subscriber = self.store.subscriber(email_key)
+            if subscriber is None or not subscriber.status.receives_mail:
+                return None
+            draft = renderer.draft(subscriber.categories)
+            return None if draft is None else self.message(renderer, draft, subscriber, message_id)
+
+        return build
+
+    # --- use cases -------------------------------------------------------------------------
+
+    def scheduled_window(self, now: datetime) -> DigestWindow:
+        return scheduled_window(self.store.last_scheduled_end(), now)
+
+    def window(self, since: date, until: date) -> DigestWindow:
+        return explicit_window(since, until, self.settings.site.timezone)
+
+    def plan(self, window: DigestWindow) -> Plan:
+        """Open the window's digest and plan its deliveries; a window opened before plans nothing
+        new (unless a crash stopped it while planning)."""
+        now = self.clock()
+        digest_id, created = self.store.open_digest(window.key, window.start, window.end, now)
+        [digest] = [d for d in self.store.digests() if d.id == digest_id]
+        if digest.status != "planning":
+            return Plan(digest, created, 0)
+        renderer = self.renderer(digest)
+        planned = []
+        for subscriber in self.store.subscribers(SubscriberStatus.CONFIRMED):
+            if renderer.draft(subscriber.categories) is None:
+                continue  # nothing new in their categories: no e-mail
+            planned.append((subscriber.email.lower(), self._message_id(digest_id, subscriber)))
+        self.store.plan_deliveries(digest_id, planned, now)
+        [digest] = [d for d in self.store.digests() if d.id == digest_id]
+        return Plan(digest, created, len(planned))
+
+    def send(self, digest: DigestRow, transport: Transport, tick: Callable[[int], None] = lambda _n: None) -> SendReport:
+        d = self.settings.digest
+        if digest.status == "paused":
+            self.store.set_digest_status(digest.id, "sending")
+        sender = Sender(
+            self.store,
+            transport,
+            self.clock,
+            messages_per_second=d.messages_per_second,
+            max_attempts=d.max_attempts,
+            pause_after=d.pause_after,
+        )
+        return sender.run(digest.id, self.builder(digest), tick)
+
+    def open_count(self, digest: DigestRow) -> int:
+        return len(self.store.open_deliveries(digest.id))
+
+    def unfinished(self) -> list[DigestRow]:
+        return self.store.digests(unfinished_only=True)
+
+    def preview(
+        self, window: DigestWindow, subscriber: Subscriber | None, test: bool = False
+    ) -> tuple[Message, bool]:
+        """The message `subscriber` (default: a reader of every category) would get for the
+        window; (message, True) when the window is empty and the newest articles stand in."""
+        reader = subscriber or self.sample_reader("reader@" + self.host.removeprefix("www."))
+        renderer = self.renderer(window)
+        draft = renderer.draft(reader.categories)
+        stand_in = draft is None
+        if draft is None:
+            renderer = self._newest_renderer(window.end)
+            draft = renderer.draft(reader.categories)
+        if draft is None:  # no articles at all: show the empty digest
+            renderer = Renderer(replace(self.look, send_when_empty=True), self.app.categories, [], window.end)
+            draft = renderer.draft(reader.categories)
+        assert draft is not None
+        return self.message(renderer, draft, reader, None, test=test), stand_in
+
+    def test_message(self, to: str) -> Message:
+        """One message to `to` (their own digest if they subscribe, else all categories),
+        marked as a test in its subject and headers; no ledger rows."""
+        from .subscriptions import normalize_email
+
+        email = normalize_email(to)
+        reader = self.store.subscriber(email.lower()) or self.sample_reader(email)
+        message, _stand_in = self.preview(self.scheduled_window(self.clock()), reader, test=True)
+        return message
+
+    def sample_reader(self, email: str) -> Subscriber:
+        now = self.clock()
+        return Subscriber(email, "", (), SubscriberStatus.CONFIRMED, now, "preview", now, id=0)
+
+    def dry_run(self, window: DigestWindow, deliver: Callable[[Message], Sent]) -> int:
+        """Every message the window would send, handed to `deliver` (an outbox); no ledger rows."""
+        renderer = self.renderer(window)
+        count = 0
+        for subscriber in self.store.subscribers(SubscriberStatus.CONFIRMED):
+            draft = renderer.draft(subscriber.categories)
+            if draft is not None:
+                deliver(self.message(renderer, draft, subscriber, None))
+                count += 1
+        return count
+
+    # --- helpers ---------------------------------------------------------------------------
+
+    def _message_id(self, digest_id: int, subscriber: Subscriber) -> str:
+        # Fixed at planning: every attempt carries it, so a duplicate is recognisable.
+        return f"<digest{digest_id}.{subscriber.id}.{secrets.token_hex(6)}@{self.host}>"
+
+    def _newest_renderer(self, end: datetime) -> Renderer:
+        limit = self.settings.digest.max_items_per_category
+        seen: dict[str, object] = {}
+        for category in self.app.categories:
+            for article in self.store.latest(category.slug, limit):
+                seen.setdefault(article.guid, article)
+        return Renderer(self.look, self.app.categories, list(seen.values()), end)  # type: ignore[arg-type]
+
+
+def preview_files(message: Message, out: Path) -> list[Path]:
+    """digest.html, digest.txt and digest.eml in `out`: what a reader's client gets."""
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [out / "digest.html", out / "digest.txt", out / "digest.eml"]
+    paths[0].write_text(message.html, encoding="utf-8")
+    paths[1].write_text(message.text, encoding="utf-8")
+    paths[2].write_bytes(message.as_bytes())
+    return paths
