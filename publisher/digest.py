@@ -107,6 +107,7 @@ WORDS = {
         "unsubscribe": "退订",
         "feeds": "RSS 订阅源",
         "join": "、",
+        "colon": "：",
         "test": "[测试] ",
     },
     "en": {
@@ -125,6 +126,7 @@ WORDS = {
         "unsubscribe": "Unsubscribe",
         "feeds": "Feeds",
         "join": ", ",
+        "colon": ": ",
         "test": "[TEST] ",
     },
 }
