@@ -62,10 +62,12 @@ def _needs_encoding(text: str) -> bool:
 
 
 def _fold_ascii(name: str, value: str) -> str:
-    """An ASCII header, broken at spaces so that lines stay within 78 columns where possible."""
+    """An ASCII header, broken at spaces so that lines stay within 78 columns where possible:
+    a word too long for the first line starts the next one (`List-Unsubscribe:` then
+    ` <https://…>`, as Python's own folder does); a word longer than a line stays whole."""
     lines, line = [], f"{name}:"
     for part in value.split(" "):
-        if len(line) + 1 + len(part) > MAX_LINE and line.strip() and not line.endswith(":"):
+        if len(line) + 1 + len(part) > MAX_LINE and line.strip():
             lines.append(line)
             line = ""
         line += " " + part
@@ -225,7 +227,7 @@ def _serialise(message: Message) -> bytes:
     head.append(f"Date: {format_datetime(e.date)}\r\n")
     head.append(f"Message-ID: {message.message_id}\r\n")
     head.append(_list_id(e.list_id))
-    head.append("List-Unsubscribe: " + ",\r\n ".join(_unsubscribe_targets(e).split(", ")) + "\r\n")
+    head.append(_fold_ascii("List-Unsubscribe", _unsubscribe_targets(e)))
     head.append("List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n")
     for name, value in e.extra_headers:
         head.append(_unstructured(name, value))

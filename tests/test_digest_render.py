@@ -37,6 +37,8 @@ def check_golden(case: str, message: Message) -> None:
         "digest.txt": text.get_content(),
         "digest.html": html.get_content(),
     }
+    head = message.as_bytes().split(b"\r\n\r\n", 1)[0]
+    assert all(len(line) <= 78 for line in head.split(b"\r\n")), head
     folder = GOLDEN / case
     if os.environ.get("UPDATE_GOLDEN"):
         folder.mkdir(parents=True, exist_ok=True)

@@ -123,3 +123,13 @@ def test_any_subject_and_name_survive_strict_receivers(subject: str, name: str) 
     parsed = message_from_bytes(raw, policy=policy.default)
     assert parsed["Subject"] == subject
     assert parsed["To"].addresses[0].display_name == name
+
+
+def test_a_long_unsubscribe_url_starts_its_own_line_and_reads_back_whole() -> None:
+    url = "https://www.example.org/unsubscribe/u1.u80ttd.2a3AWeTMrckFyHJuaen8YA"
+    mailto = "mailto:unsubscribe@example.org?subject=u1.u80ttd.2a3AWeTMrckFyHJuaen8YA"
+    raw = build_message(envelope(unsubscribe_url=url, unsubscribe_mailto=mailto), "t", "<p>t</p>").as_bytes()
+    check_wire(raw)
+    assert b"List-Unsubscribe:\r\n <https://" in raw
+    # RFC 2369 allows folding whitespace before the first <URL>; Python's parser keeps it.
+    assert message_from_bytes(raw, policy=policy.default)["List-Unsubscribe"].strip() == f"<{url}>, <{mailto}>"
