@@ -1,0 +1,300 @@
+"""Mail benchmark: render and send personalised digests against a bare smtplib floor.
+
+The receiving end is Postfix's `smtp-sink` (Debian package postfix), which accepts and
+discards mail in C, so the sender is what is measured. In one run, interleaved, best of
+`--repeat`:
+
+* the floor: smtplib sending ONE prebuilt digest N times over one connection (the
+  median-sized message of a sample of the same subscribers: no rendering, no ledger);
+* publisher: `Newsletter.plan` + `send` of a scheduled digest to N subscribers through the
+  SMTP transport, every message personalised (greeting, signed unsubscribe and preferences
+  links), every delivery recorded before and after the send in SQLite;
+* memory: the same send to N/5 subscribers, to show that peak memory does not grow with N.
+
+Each measured step runs in its own process, so its peak RSS is its own. The content is one
+week of a 13-category news site (80 articles; `--articles`). Subscribers choose 1 to 3
+categories (a fifth choose none: everything), with a fixed seed.
+
+Usage: python bench/mail.py [--subscribers 10000] [--articles 80] [--repeat 3]
+Writes bench/out/mail.md. Exit: 0 when everything ran (aims are reported, not enforced),
+1 when a step crashed, 2 when smtp-sink is missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import smtplib
+import socket
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+BENCH_DIR = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH_DIR))
+
+import corpus  # noqa: E402  (bench/ is not a package)
+
+OUT_DIR = BENCH_DIR / "out"
+WORK = OUT_DIR / "mail"
+RESULTS_MD = OUT_DIR / "mail.md"
+SEED = 20261129
+AIM_RATE_OF_FLOOR = 0.5  # at least half the floor's messages per second
+AIM_MEMORY_GROWTH = 1.25  # peak RSS at N subscribers within 1.25x of N/5: flat
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_sink() -> tuple[subprocess.Popen[bytes], int]:
+    sink = shutil.which("smtp-sink") or ("/usr/sbin/smtp-sink" if Path("/usr/sbin/smtp-sink").exists() else None)
+    if sink is None:
+        print("smtp-sink is missing: install Debian's postfix package (apt-get install postfix)", file=sys.stderr)
+        sys.exit(2)
+    port = free_port()
+    command = [sink]
+    if os.geteuid() == 0:
+        command += ["-u", "nobody"]  # smtp-sink refuses to run as root without a user to become
+    proc = subprocess.Popen([*command, f"127.0.0.1:{port}", "1000"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    for _ in range(100):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return proc, port
+        except OSError:
+            time.sleep(0.05)
+    proc.kill()
+    raise SystemExit(f"smtp-sink did not start: {proc.stderr.read().decode() if proc.stderr else ''}")
+
+
+def write_config(folder: Path, port: int) -> Path:
+    lines = [
+        "[site]", 'title = "高新院"', 'url = "https://www.example.org"', 'timezone = "Asia/Shanghai"',
+        "[output]", f'dir = "{folder / "public"}"',
+        "[store]", f'url = "sqlite:///{folder / "publisher.db"}"',
+        "[text]", 'convert = "t2s"',
+        "[mail]", 'transport = "smtp"',
+        "[mail.smtp]", 'host = "127.0.0.1"', f"port = {port}", 'security = "none"',
+        "[digest]", "messages_per_second = 0", 'postal_address = "云川市高新区创新大道 1 号 高新技术产业研究院"',
+        'sender = "高新院 <newsletter@example.org>"',
+    ]  # fmt: skip
+    for name in corpus.CATEGORIES:
+        lines += ["[[categories]]", f'name = "{name}"']
+    lines += ["[[sources]]", 'type = "files"', f'path = "{folder.parent / "content"}"', 'name = "week"']
+    path = folder / "publisher.toml"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def prepare(articles: int, counts: list[int], port: int) -> dict[int, Path]:
+    """One template store per subscriber count: a week's articles ingested, subscribers added."""
+    from publisher.app import App
+    from publisher.config import load_settings
+    from publisher.model import BuildReport, Subscriber, SubscriberStatus
+
+    if WORK.exists():
+        shutil.rmtree(WORK)
+    content = WORK / "content"
+    for i in range(articles):
+        category, text = corpus.make_article(i)
+        (content / category).mkdir(parents=True, exist_ok=True)
+        (content / category / f"{i:05d}.md").write_text(text, encoding="utf-8")
+    templates = {}
+    for count in counts:
+        folder = WORK / f"template-{count}"
+        folder.mkdir(parents=True)
+        config = write_config(folder, port)
+        app = App(load_settings(config))
+        try:
+            app.build(BuildReport())
+            slugs = [c.slug for c in app.categories]
+            rng = random.Random(SEED)
+            now = datetime.now(UTC)
+            readers = []
+            for n in range(count):
+                chosen = () if rng.random() < 0.2 else tuple(rng.sample(slugs, rng.randint(1, 3)))
+                readers.append(Subscriber(f"reader{n:06d}@example.com", f"读者{n}", chosen,
+                                          SubscriberStatus.CONFIRMED, now, "bench", now))  # fmt: skip
+            app.store.save_subscribers(readers)
+        finally:
+            app.close()
+        templates[count] = folder
+    return templates
+
+
+def fresh_copy(template: Path, label: str) -> Path:
+    target = WORK / f"run-{label}"
+    if target.exists():
+        shutil.rmtree(target)
+    shutil.copytree(template, target)
+    config = target / "publisher.toml"
+    config.write_text(config.read_text(encoding="utf-8").replace(str(template), str(target)), encoding="utf-8")
+    return config
+
+
+# --- the measured steps, each run as `python bench/mail.py --child STEP CONFIG N` -------------
+
+
+def child_send(config: Path) -> dict[str, float]:
+    from publisher.app import App
+    from publisher.config import load_settings
+    from publisher.newsletter import Newsletter
+
+    os.environ.setdefault("PUBLISHER_SECRET_KEY", "bench-signing-key-0123456789abcdef")
+    app = App(load_settings(config))
+    try:
+        letters = Newsletter(app)
+        started = time.perf_counter()
+        plan = letters.plan(letters.scheduled_window(app.clock()))
+        planned = time.perf_counter()
+        report = letters.send(plan.digest, app.transport())
+        done = time.perf_counter()
+    finally:
+        app.close()
+    return {"plan_s": planned - started, "send_s": done - planned, "sent": report.sent, "failed": report.failed}
+
+
+def child_floor(config: Path, count: int) -> dict[str, float]:
+    """The median-sized message of 200 subscribers, sent `count` times over one connection."""
+    from publisher.app import App
+    from publisher.config import load_settings
+    from publisher.model import SubscriberStatus
+    from publisher.newsletter import Newsletter
+
+    os.environ.setdefault("PUBLISHER_SECRET_KEY", "bench-signing-key-0123456789abcdef")
+    app = App(load_settings(config))
+    try:
+        letters = Newsletter(app)
+        window = letters.scheduled_window(app.clock())
+        renderer = letters.renderer(window)
+        sample = []
+        for subscriber in app.store.subscribers(SubscriberStatus.CONFIRMED)[:200]:
+            draft = renderer.draft(subscriber.categories)
+            if draft is not None:
+                sample.append(letters.message(renderer, draft, subscriber, None).as_bytes())
+        smtp = app.settings.mail.smtp
+        assert smtp is not None
+    finally:
+        app.close()
+    sample.sort(key=len)
+    message = sample[len(sample) // 2]
+    connection = smtplib.SMTP(smtp.host, smtp.port, timeout=30)
+    connection.ehlo()
+    started = time.perf_counter()
+    for _ in range(count):
+        connection.sendmail("newsletter@example.org", ["reader@example.com"], message)
+    seconds = time.perf_counter() - started
+    connection.quit()
+    sizes = [len(m) for m in sample]
+    return {"send_s": seconds, "sent": count, "size": len(message), "min_size": sizes[0], "max_size": sizes[-1]}
+
+
+def run_child(step: str, config: Path, count: int) -> dict[str, float]:
+    proc = subprocess.Popen(
+        [sys.executable, str(Path(__file__).resolve()), "--child", step, str(config), str(count)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    stdout, stderr = proc.communicate()
+    if proc.returncode != 0:
+        print(stderr.decode(errors="replace")[-3000:], file=sys.stderr)
+        raise SystemExit(1)
+    result = json.loads(stdout.decode().strip().splitlines()[-1])
+    usage = os.wait4 if False else None  # noqa: F841  (communicate reaps the child: see below)
+    return result
+
+
+def measured(step: str, config: Path, count: int) -> dict[str, float]:
+    """run_child with the child's own peak RSS (ru_maxrss of that one process, via wait4)."""
+    proc = subprocess.Popen(
+        [sys.executable, str(Path(__file__).resolve()), "--child", step, str(config), str(count)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    assert proc.stdout is not None and proc.stderr is not None
+    stdout, stderr = proc.stdout.read(), proc.stderr.read()
+    _pid, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        print(stderr.decode(errors="replace")[-3000:], file=sys.stderr)
+        raise SystemExit(1)
+    result = json.loads(stdout.decode().strip().splitlines()[-1])
+    result["peak_mb"] = usage.ru_maxrss / 1024
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--subscribers", type=int, default=10_000)
+    ap.add_argument("--articles", type=int, default=80)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--child", nargs=3, metavar=("STEP", "CONFIG", "N"), help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.child:
+        step, config, count = args.child
+        result = child_send(Path(config)) if step == "send" else child_floor(Path(config), int(count))
+        print(json.dumps(result))
+        return 0
+
+    big, small = args.subscribers, max(args.subscribers // 5, 1)
+    sink, port = start_sink()
+    try:
+        print(f"preparing: {args.articles} articles, {small} and {big} subscribers", file=sys.stderr)
+        templates = prepare(args.articles, [small, big], port)
+        floors, ours, smalls = [], [], []
+        for attempt in range(args.repeat):
+            floors.append(measured("floor", fresh_copy(templates[big], "floor"), big))
+            ours.append(measured("send", fresh_copy(templates[big], "big"), big))
+            smalls.append(measured("send", fresh_copy(templates[small], "small"), small))
+            f, o = floors[-1], ours[-1]
+            print(
+                f"run {attempt + 1}: floor {f['sent'] / f['send_s']:.0f}/s; publisher "
+                f"{o['sent'] / (o['plan_s'] + o['send_s']):.0f}/s (plan {o['plan_s']:.1f} s), "
+                f"peak {o['peak_mb']:.0f} MB at {big}, {smalls[-1]['peak_mb']:.0f} MB at {small}",
+                file=sys.stderr,
+            )
+    finally:
+        sink.terminate()
+        sink.wait()
+
+    floor = max(floors, key=lambda r: r["sent"] / r["send_s"])
+    best = max(ours, key=lambda r: r["sent"] / (r["plan_s"] + r["send_s"]))
+    floor_rate = floor["sent"] / floor["send_s"]
+    our_rate = best["sent"] / (best["plan_s"] + best["send_s"])
+    peak_big = min(r["peak_mb"] for r in ours)
+    peak_small = min(r["peak_mb"] for r in smalls)
+    ratio, growth = our_rate / floor_rate, peak_big / peak_small
+    failed = sum(int(r["failed"]) for r in ours + smalls)
+    lines = [
+        f"# Mail benchmark ({datetime.now(UTC):%Y-%m-%d %H:%M} UTC, best of {args.repeat})",
+        "",
+        f"{args.articles} articles in the week, {big} subscribers; receiver: Postfix smtp-sink on loopback.",
+        f"Floor message: the median of 200 personalised digests, {floor['size'] / 1000:.0f} KB "
+        f"(range {floor['min_size'] / 1000:.0f}-{floor['max_size'] / 1000:.0f} KB).",
+        "",
+        "| | messages/s | seconds | peak MB |",
+        "|---|---:|---:|---:|",
+        f"| floor: smtplib, one prebuilt message x {big} | {floor_rate:.0f} | {floor['send_s']:.1f} | "
+        f"{floor['peak_mb']:.0f} |",
+        f"| publisher: plan + render + send + ledger, {big} | {our_rate:.0f} | "
+        f"{best['plan_s'] + best['send_s']:.1f} (plan {best['plan_s']:.1f}) | {peak_big:.0f} |",
+        f"| publisher, {small} subscribers | | | {peak_small:.0f} |",
+        "",
+        f"- rate: {ratio:.2f}x the floor (aim >= {AIM_RATE_OF_FLOOR}): {'PASS' if ratio >= AIM_RATE_OF_FLOOR else 'FAIL'}",
+        f"- memory: {growth:.2f}x from {small} to {big} subscribers (aim <= {AIM_MEMORY_GROWTH}, flat): "
+        f"{'PASS' if growth <= AIM_MEMORY_GROWTH else 'FAIL'}",
+        f"- failed deliveries: {failed}",
+    ]
+    OUT_DIR.mkdir(parents=True, exist_ok=True)
+    RESULTS_MD.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    print("\n".join(lines))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
