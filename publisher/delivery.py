@@ -3,8 +3,10 @@
 A row is `sending` from the moment before the transport is called until its answer is
 recorded, each in its own transaction. After a crash, a `sending` row is sent once more and
 recorded as `uncertain` (the first try may have gone out too; the Message-ID is the same, so a
-duplicate is recognisable); a `sent` row is never sent again. Retryable errors go back to
-`pending` with a backoff, up to `max_attempts`; permanent ones are `failed`. After
+duplicate is recognisable); a `sent` row is never sent again. Retryable errors go back to the
+queue with a backoff, up to `max_attempts`: as `pending`, or as `sending` when the error says
+the message may have gone out (a timeout after DATA), so that its eventual success is recorded
+as `uncertain` too. Permanent errors are `failed`. After
 `pause_after` consecutive errors the digest is paused, as listmonk does, for the operator.
 """
 
@@ -58,37 +60,44 @@ class Sender:
         report = SendReport()
         errors_in_a_row = 0
         next_slot = self.monotonic()
+        ledger = self.store.ledger()
+        mark = ledger.mark
         try:
             while True:
                 queue = self.store.open_deliveries(digest_id)
                 if not queue:
                     break
                 # Every pass changes the state of every row it sees, so the loop ends: sent,
-                # failed, skipped, or pending again with one more attempt counted.
+                # failed, skipped, or open again with one more attempt counted.
                 for delivery_id, email_key, message_id, status, attempts in queue:
-                    if attempts >= self.max_attempts and status == "pending":
-                        self.store.mark_delivery(delivery_id, "failed", self.clock(), error="no attempts left")
+                    # A `sending` row was tried and not answered (a crash, or an error after
+                    # which the message may have gone out): whatever happens next is uncertain.
+                    unsure = status == "sending"
+                    if attempts >= self.max_attempts:
+                        error = "no attempts left" + ("; an earlier try may have been delivered" if unsure else "")
+                        mark(delivery_id, "failed", self.clock(), error=error)
                         report.failed += 1
                         continue
                     message = build(email_key, message_id)
                     if message is None:  # unsubscribed since the plan, or nothing for them
-                        self.store.mark_delivery(delivery_id, "skipped", self.clock())
+                        mark(delivery_id, "skipped", self.clock())
                         report.skipped += 1
                         continue
                     next_slot = self._pace(next_slot)
-                    after_crash = status == "sending"
-                    self.store.mark_delivery(delivery_id, "sending", self.clock(), tried=True)
+                    mark(delivery_id, "sending", self.clock(), tried=True)
                     try:
                         sent = self.transport.send(message)
                     except TransportError as exc:
                         errors_in_a_row += 1
                         last_try = attempts + 1 >= self.max_attempts
                         if exc.retryable and not last_try:
-                            self.store.mark_delivery(delivery_id, "pending", self.clock(), error=str(exc))
+                            # Back in the queue; `sending` keeps the doubt of an unanswered try.
+                            again = "sending" if exc.uncertain or unsure else "pending"
+                            mark(delivery_id, again, self.clock(), error=str(exc))
                             report.retried += 1
                             self.sleep(min(2.0**attempts, 60.0))
                         else:
-                            self.store.mark_delivery(delivery_id, "failed", self.clock(), error=str(exc))
+                            mark(delivery_id, "failed", self.clock(), error=str(exc))
                             report.failed += 1
                             log.warning("delivery to %s failed: %s", email_key, exc)
                         if errors_in_a_row >= self.pause_after:
@@ -98,14 +107,14 @@ class Sender:
                             return report
                         continue
                     errors_in_a_row = 0
-                    final = "uncertain" if after_crash else "sent"
-                    self.store.mark_delivery(delivery_id, final, self.clock(), provider_id=sent.provider_id)
-                    report.uncertain += after_crash
-                    report.sent += not after_crash
+                    mark(delivery_id, "uncertain" if unsure else "sent", self.clock(), provider_id=sent.provider_id)
+                    report.uncertain += unsure
+                    report.sent += not unsure
                     tick(1)
             self.store.set_digest_status(digest_id, "done")
             return report
         finally:
+            ledger.close()
             self.transport.close()
 
     def _pace(self, next_slot: float) -> float:

@@ -152,11 +152,16 @@ class Look:
 
 @dataclass(frozen=True, slots=True)
 class Draft:
-    """One category set's digest; the personal parts are still markers (see `Renderer.personal`)."""
+    """One category set's digest; the personal parts are still markers (see `Renderer.personal`).
+
+    `text` and `html` are each (head, middle, foot): the middle holds every article and nothing
+    personal, and is padded to a multiple of 57 bytes, so that each reader's message can reuse
+    its base64 (see mail.Message) and only head and foot are encoded per reader.
+    """
 
     subject: str
-    text: str
-    html: str
+    text: tuple[str, str, str]
+    html: tuple[str, str, str]
     count: int
 
 
@@ -173,8 +178,8 @@ class Renderer:
     Rendering and CSS inlining take milliseconds; a digest goes to thousands of readers who
     chose a few dozen different category sets. So a set is rendered once with markers where
     the greeting and the two links go (random per renderer, so no article can contain one),
-    and each reader's copy is a few string replacements. The cache is bounded, so memory does
-    not grow with the number of subscribers.
+    and each reader's copy is a few string replacements. The cache is bounded (1,024 sets, each
+    one digest: tens of MB at most), so memory does not grow with the number of subscribers.
     """
 
     def __init__(
@@ -184,13 +189,13 @@ class Renderer:
         articles: Sequence[Article],
         end: datetime,
         templates: Path = TEMPLATES,
-        cache_size: int = 256,
+        cache_size: int = 1024,
     ) -> None:
         self.look, self.categories, self.articles, self.end = look, list(categories), list(articles), end
         self.env = _environment(templates)
         self.words = words_for(look.site.language)
         nonce = secrets.token_hex(8)
-        self.markers = {k: f"pub{nonce}{k}" for k in ("hello", "unsubscribe", "preferences")}
+        self.markers = {k: f"pub{nonce}{k}" for k in ("hello", "unsubscribe", "preferences", "split")}
         self._cache: OrderedDict[tuple[str, ...], Draft | None] = OrderedDict()
         self._cache_size = cache_size
 
@@ -206,20 +211,20 @@ class Renderer:
             self._cache.popitem(last=False)
         return draft
 
-    def personal(self, draft: Draft, who: Personal) -> tuple[str, str]:
-        """(text, html) for one reader: their greeting and their own signed links."""
+    def personal(self, draft: Draft, who: Personal) -> tuple[tuple[str, str, str], tuple[str, str, str]]:
+        """(text, html) for one reader, each as (head, middle, foot): their greeting and their
+        own signed links in head and foot, head padded to keep the middle aligned."""
         from markupsafe import escape
 
         w, m = self.words, self.markers
         hello = w["hello_named"].format(name=who.name) if who.name else w["hello"]
-        text, html = draft.text, draft.html
-        for marker, plain, markup in (
-            (m["hello"], hello, str(escape(hello))),
-            (m["unsubscribe"], who.unsubscribe_url, str(escape(who.unsubscribe_url))),
-            (m["preferences"], who.preferences_url, str(escape(who.preferences_url))),
-        ):
-            text, html = text.replace(marker, plain), html.replace(marker, markup)
-        return text, html
+        (text_head, text_middle, text_foot), (html_head, html_middle, html_foot) = draft.text, draft.html
+        text_head = _aligned(text_head.replace(m["hello"], hello), "\n")
+        html_head = _aligned(html_head.replace(m["hello"], str(escape(hello))), "")
+        for marker, value in ((m["unsubscribe"], who.unsubscribe_url), (m["preferences"], who.preferences_url)):
+            text_foot = text_foot.replace(marker, value)
+            html_foot = html_foot.replace(marker, str(escape(value)))
+        return (text_head, text_middle, text_foot), (html_head, html_middle, html_foot)
 
     def _render(self, chosen: tuple[str, ...]) -> Draft | None:
         probe = Subscriber("", "", chosen, None, self.end, "", self.end)  # type: ignore[arg-type]
@@ -229,7 +234,7 @@ class Renderer:
             if not sections and not self.look.send_when_empty:
                 return None
             draft = self._render_sections(sections, chosen)
-            size = len(draft.html.encode("utf-8"))
+            size = sum(len(part.encode("utf-8")) for part in draft.html)
             if size <= HTML_BUDGET or limit == 1:
                 return draft
             # Too big for Gmail: fewer articles per category, the rest behind "more on the site".
@@ -245,7 +250,9 @@ class Renderer:
         items = [a for s in sections for a in s.articles]
         by_slug = {c.slug: c.name for c in self.categories}
         names = [by_slug[s] for s in chosen if s in by_slug]
+        split = self.markers["split"]
         context = {
+            "split": split,
             "language": look.site.language,
             "title": look.list_name,
             "list_name": look.list_name,
@@ -292,7 +299,25 @@ class Renderer:
             categories=w["join"].join(s.category.name for s in sections),
         )
         subject = " ".join(subject.split()) or look.list_name
-        return Draft(subject, text, html, len(items))
+        html_parts = html.split(f"<!--{split}-->")
+        text_parts = text.split(f"{split}\n")
+        assert len(html_parts) == 3 and len(text_parts) == 3, "a digest template lost its split markers"
+        # The middle starts where the (padded) head ends: on a 57-byte boundary. Pad its end too.
+        html_parts[1] = _aligned(html_parts[1], "")
+        text_parts[1] = _aligned(text_parts[1], "\n")
+        return Draft(subject, tuple(text_parts), tuple(html_parts), len(items))  # type: ignore[arg-type]
+
+
+def _aligned(part: str, before: str) -> str:
+    """`part` padded with spaces to a multiple of 57 UTF-8 bytes (one base64 line); the spaces
+    go before its final `before` (a newline in text, where they end a blank line) or at its end
+    (in HTML, between table rows, where whitespace shows nothing)."""
+    pad = " " * (-len(part.encode("utf-8")) % 57)
+    if not pad:
+        return part
+    if before and part.endswith(before):
+        return part[: -len(before)] + pad + before
+    return part + pad
 
 
 @cache

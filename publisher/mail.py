@@ -14,8 +14,10 @@ message back with Python's parser.
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 from dataclasses import dataclass, field
+from functools import lru_cache
 from datetime import datetime
 from email import message_from_bytes, policy
 from email.headerregistry import Address
@@ -125,6 +127,9 @@ class Envelope:
     extra_headers: tuple[tuple[str, str], ...] = ()  # e.g. ("X-Publisher-Test", "yes")
 
 
+Parts = tuple[str, str, str]  # (head, middle, foot): see build_message
+
+
 @dataclass(frozen=True, slots=True)
 class Message:
     """One e-mail: multipart/alternative, plain text first, HTML last (the preferred one)."""
@@ -133,6 +138,8 @@ class Message:
     text: str
     html: str
     message_id: str
+    text_parts: Parts | None = field(default=None, repr=False, compare=False)
+    html_parts: Parts | None = field(default=None, repr=False, compare=False)
     _bytes: list[bytes] = field(default_factory=list, repr=False, compare=False)
 
     @property
@@ -172,9 +179,14 @@ class Message:
         return parsed
 
 
-def build_message(envelope: Envelope, text: str, html: str) -> Message:
+def build_message(envelope: Envelope, text: str | Parts, html: str | Parts) -> Message:
     """Check the envelope (no line breaks in any header value, https for one-click) and make
-    the message; its bytes are written on first use."""
+    the message; its bytes are written on first use.
+
+    A body may come as (head, middle, foot) with head and middle each a multiple of 57 UTF-8
+    bytes: then the middle's base64 is computed once and shared by every message that has
+    the same middle (a digest's articles), and only head and foot are encoded per message.
+    """
     e = envelope
     values = [e.subject, e.list_id, e.unsubscribe_url, e.unsubscribe_mailto or "", e.message_id or ""]
     values += [part for pair in e.extra_headers for part in pair]
@@ -189,7 +201,11 @@ def build_message(envelope: Envelope, text: str, html: str) -> Message:
         if not name.isascii() or not name.replace("-", "").isalnum():
             raise ValueError(f"not a header name: {name!r}")
     message_id = e.message_id or make_msgid(domain=e.message_id_domain)
-    return Message(envelope, text, html, message_id)
+    text_parts = text if isinstance(text, tuple) else None
+    html_parts = html if isinstance(html, tuple) else None
+    return Message(
+        envelope, "".join(text), "".join(html), message_id, text_parts=text_parts, html_parts=html_parts
+    )
 
 
 def _unsubscribe_targets(e: Envelope) -> str:
@@ -212,10 +228,38 @@ def _mailbox(name: str, address: Address) -> str:
     )
 
 
-def _body(data: str, subtype: str) -> bytes:
-    encoded = base64.encodebytes(data.encode("utf-8")).replace(b"\n", b"\r\n")
+@lru_cache(maxsize=64)
+def _line_slices(length: int) -> list[slice]:
+    return [slice(i, i + 76) for i in range(0, length, 76)]
+
+
+def _base64_lines(data: bytes) -> bytes:
+    """base64 in 76-column CRLF lines (what base64.encodebytes does, with fewer Python steps)."""
+    if not data:
+        return b""
+    encoded = binascii.b2a_base64(data, newline=False)
+    return b"\r\n".join(map(encoded.__getitem__, _line_slices(len(encoded)))) + b"\r\n"
+
+
+@lru_cache(maxsize=512)
+def _shared_base64(middle: str) -> bytes:
+    """The base64 of a middle that many messages share (a str's hash is computed only once)."""
+    data = middle.encode("utf-8")
+    if len(data) % 57:
+        raise ValueError("a shared middle part must be a multiple of 57 bytes")
+    return _base64_lines(data)
+
+
+def _body(data: str, parts: Parts | None, subtype: str) -> bytes:
     head = f'Content-Type: text/{subtype}; charset="utf-8"\r\nContent-Transfer-Encoding: base64\r\n\r\n'
-    return head.encode("ascii") + encoded
+    if parts is None:
+        return head.encode("ascii") + _base64_lines(data.encode("utf-8"))
+    first = parts[0].encode("utf-8")
+    if len(first) % 57:
+        raise ValueError("a head part must be a multiple of 57 bytes")
+    return b"".join(
+        [head.encode("ascii"), _base64_lines(first), _shared_base64(parts[1]), _base64_lines(parts[2].encode())]
+    )
 
 
 def _serialise(message: Message) -> bytes:
@@ -241,9 +285,9 @@ def _serialise(message: Message) -> bytes:
         [
             header_bytes,
             mark,
-            _body(message.text, "plain"),
+            _body(message.text, message.text_parts, "plain"),
             mark,
-            _body(message.html, "html"),
+            _body(message.html, message.html_parts, "html"),
             f"--{boundary}--\r\n".encode("ascii"),
         ]
     )

@@ -70,6 +70,7 @@ class Newsletter:
         self.mailto = f"mailto:{mailbox(digest.unsubscribe_mailto).addr_spec}" if digest.unsubscribe_mailto else None
         self.public_url = (self.settings.web.public_url or site.url).rstrip("/")
         self._key: bytes | None = None
+        self._renderers: dict[int, Renderer] = {}  # digest id -> the renderer that planned it
 
     # --- keys and links --------------------------------------------------------------------
 
@@ -134,12 +135,14 @@ class Newsletter:
         )
         return build_message(envelope, text, html)
 
-    def builder(self, digest: DigestRow) -> Callable[[str, str], Message | None]:
+    def builder(
+        self, digest: DigestRow, lookup: Callable[[str], Subscriber | None]
+    ) -> Callable[[str, str], Message | None]:
         """The send engine's callback: a subscriber's message, None when they no longer get one."""
-        renderer = self.renderer(digest)
+        renderer = self._renderers.get(digest.id) or self.renderer(digest)
 
         def build(email_key: str, message_id: str) -> Message | None:
-            subscriber = self.store.subscriber(email_key)
+            subscriber = lookup(email_key)  # read now: an unsubscribe since planning counts
             if subscriber is None or not subscriber.status.receives_mail:
                 return None
             draft = renderer.draft(subscriber.categories)
@@ -163,7 +166,7 @@ class Newsletter:
         [digest] = [d for d in self.store.digests() if d.id == digest_id]
         if digest.status != "planning":
             return Plan(digest, created, 0)
-        renderer = self.renderer(digest)
+        renderer = self._renderers[digest_id] = self.renderer(digest)  # sending reuses its drafts
         planned = []
         for subscriber in self.store.subscribers(SubscriberStatus.CONFIRMED):
             if renderer.draft(subscriber.categories) is None:
@@ -185,7 +188,8 @@ class Newsletter:
             max_attempts=d.max_attempts,
             pause_after=d.pause_after,
         )
-        return sender.run(digest.id, self.builder(digest), tick)
+        with self.store.ledger() as reader:
+            return sender.run(digest.id, self.builder(digest, reader.subscriber), tick)
 
     def open_count(self, digest: DigestRow) -> int:
         return len(self.store.open_deliveries(digest.id))

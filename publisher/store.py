@@ -22,9 +22,11 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     and_,
+    bindparam,
     create_engine,
     delete,
     event,
+    func,
     insert,
     select,
     update,
@@ -386,20 +388,16 @@ class Store:
     def mark_delivery(self, delivery_id: int, status: str, now: datetime, *, tried: bool = False,
                       error: str | None = None, provider_id: str | None = None) -> None:  # fmt: skip
         """Record a delivery's state in its own transaction: it must survive a crash right after."""
-        x = deliveries_table.c
-        values: dict[str, object] = {"status": status, "updated_at": _naive_utc(now)}
-        if tried:
-            values["attempts"] = x.attempts + 1
-        if error is not None:
-            values["last_error"] = error[:2000]
-        if provider_id is not None:
-            values["provider_id"] = provider_id
-        with self.engine.begin() as conn:
-            conn.execute(update(deliveries_table).where(x.id == delivery_id).values(**values))
+        with self.ledger() as ledger:
+            ledger.mark(delivery_id, status, now, tried=tried, error=error, provider_id=provider_id)
+
+    def ledger(self) -> Ledger:
+        """One connection for a send run: the marks and look-ups of the hot path."""
+        return Ledger(self.engine)
 
     def last_scheduled_end(self) -> datetime | None:
         """Where the next scheduled digest's window starts: the end of the last one."""
-        from sqlalchemy import func
+
 
         d = digests_table.c
         with self.engine.connect() as conn:
@@ -423,7 +421,7 @@ class Store:
             conn.execute(update(digests_table).where(digests_table.c.id == digest_id).values(status=status))
 
     def delivery_counts(self, digest_id: int) -> dict[str, int]:
-        from sqlalchemy import func
+
 
         x = deliveries_table.c
         query = select(x.status, func.count()).where(x.digest_id == digest_id).group_by(x.status)
@@ -524,6 +522,60 @@ class Store:
             for r in conn.execute(query):
                 cats[r.article_id].append(r.category_slug)
         return [_article(r, tuple(cats[r.id])) for r in rows]
+
+
+_d = deliveries_table.c
+# Built once: the send loop runs these twice per message, and building a statement costs more
+# than SQLite takes to commit it.
+_MARK_TRIED = (
+    update(deliveries_table)
+    .where(_d.id == bindparam("b_id"))
+    .values(status=bindparam("b_status"), updated_at=bindparam("b_at"), attempts=_d.attempts + 1)
+)
+_MARK_ANSWER = (
+    update(deliveries_table)
+    .where(_d.id == bindparam("b_id"))
+    .values(
+        status=bindparam("b_status"),
+        updated_at=bindparam("b_at"),
+        last_error=func.coalesce(bindparam("b_error", type_=Text), _d.last_error),
+        provider_id=func.coalesce(bindparam("b_provider", type_=String), _d.provider_id),
+    )
+)
+_SUBSCRIBER_BY_KEY = select(subscribers_table).where(subscribers_table.c.email_key == bindparam("b_key"))
+
+
+class Ledger:
+    """A kept connection; every call is its own short transaction, so each mark is durable
+    when it returns and no read holds a snapshot between calls."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.conn = engine.connect()
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def mark(self, delivery_id: int, status: str, now: datetime, *, tried: bool = False,
+             error: str | None = None, provider_id: str | None = None) -> None:  # fmt: skip
+        at = _naive_utc(now)
+        with self.conn.begin():
+            if tried:
+                self.conn.execute(_MARK_TRIED, {"b_id": delivery_id, "b_status": status, "b_at": at})
+            if not tried or error is not None or provider_id is not None:
+                params = {"b_id": delivery_id, "b_status": status, "b_at": at,
+                          "b_error": error[:2000] if error is not None else None, "b_provider": provider_id}  # fmt: skip
+                self.conn.execute(_MARK_ANSWER, params)
+
+    def subscriber(self, email_key: str) -> Subscriber | None:
+        with self.conn.begin():
+            row = self.conn.execute(_SUBSCRIBER_BY_KEY, {"b_key": email_key}).first()
+        return _subscriber(row) if row else None
+
+    def close(self) -> None:
+        self.conn.close()
 
 
 class StoreWriter:

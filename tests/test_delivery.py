@@ -83,6 +83,15 @@ def test_retryable_errors_retry_with_backoff_and_permanent_ones_fail(planned: tu
     assert store.delivery_counts(digest_id) == {"sent": 4, "failed": 1}
 
 
+def test_a_timeout_that_may_have_delivered_makes_the_later_success_uncertain(planned: tuple[Store, int]) -> None:
+    store, digest_id = planned
+    timeout = TransportError("timed out after DATA", retryable=True, uncertain=True)
+    flaky = Flaky({"r2@example.com": [timeout], "r4@example.com": [timeout, timeout, timeout]})
+    report = sender(store, flaky, messages_per_second=0, max_attempts=3).run(digest_id, build)
+    assert (report.sent, report.uncertain, report.failed) == (3, 1, 1)
+    assert store.delivery_counts(digest_id) == {"sent": 3, "uncertain": 1, "failed": 1}
+
+
 def test_a_crash_mid_send_resends_once_and_marks_it_uncertain(planned: tuple[Store, int]) -> None:
     store, digest_id = planned
     first = store.open_deliveries(digest_id)[0][0]

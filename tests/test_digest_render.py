@@ -123,8 +123,9 @@ def test_a_full_digest_stays_under_gmails_clipping_size() -> None:
     look = Look(site, "高新院周报", "https://www.example.org/", "北京市海淀区", "", max_per_category=10)
     draft = Renderer(look, categories, articles, NOW).draft(())
     assert draft is not None
-    assert len(draft.html.encode("utf-8")) <= HTML_BUDGET < 102_000
-    assert "本栏目另有" in draft.html  # what did not fit is pointed to, not dropped silently
+    html = "".join(draft.html)
+    assert len(html.encode("utf-8")) <= HTML_BUDGET < 102_000
+    assert "本栏目另有" in html  # what did not fit is pointed to, not dropped silently
     assert draft.count >= 13  # every category still has its newest articles
 
 
