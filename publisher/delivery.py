@@ -19,12 +19,13 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from .mail import Message
+from .model import Delivery
 from .store import Store
 from .transports import Transport, TransportError
 
 log = logging.getLogger(__name__)
 
-Build = Callable[[str, str], Message | None]  # (email key, message id) -> message, None: skip
+Build = Callable[[Delivery], Message | None]  # None: skip (unsubscribed since the plan, say)
 
 
 @dataclass
@@ -52,6 +53,8 @@ class Sender:
     ) -> None:
         self.store, self.transport, self.clock = store, transport, clock
         self.interval = 1.0 / messages_per_second if messages_per_second > 0 else 0.0
+        # About two seconds of sending per chunk (200 at full speed).
+        self.chunk = max(5, min(200, int(2 * messages_per_second))) if messages_per_second > 0 else 200
         self.max_attempts, self.pause_after = max_attempts, pause_after
         self.sleep, self.monotonic = sleep, monotonic
 
@@ -64,12 +67,16 @@ class Sender:
         mark = ledger.mark
         try:
             while True:
-                queue = self.store.open_deliveries(digest_id)
+                # Subscribers are read with each chunk: an unsubscribe counts within seconds.
+                queue = self.store.next_deliveries(digest_id, self.chunk)
                 if not queue:
                     break
                 # Every pass changes the state of every row it sees, so the loop ends: sent,
                 # failed, skipped, or open again with one more attempt counted.
-                for delivery_id, email_key, message_id, status, attempts in queue:
+                for delivery in queue:
+                    delivery_id, email_key, status, attempts = (
+                        delivery.id, delivery.email_key, delivery.status, delivery.attempts
+                    )
                     # A `sending` row was tried and not answered (a crash, or an error after
                     # which the message may have gone out): whatever happens next is uncertain.
                     unsure = status == "sending"
@@ -78,7 +85,7 @@ class Sender:
                         mark(delivery_id, "failed", self.clock(), error=error)
                         report.failed += 1
                         continue
-                    message = build(email_key, message_id)
+                    message = build(delivery)
                     if message is None:  # unsubscribed since the plan, or nothing for them
                         mark(delivery_id, "skipped", self.clock())
                         report.skipped += 1

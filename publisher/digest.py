@@ -178,7 +178,7 @@ class Renderer:
     Rendering and CSS inlining take milliseconds; a digest goes to thousands of readers who
     chose a few dozen different category sets. So a set is rendered once with markers where
     the greeting and the two links go (random per renderer, so no article can contain one),
-    and each reader's copy is a few string replacements. The cache is bounded (1,024 sets, each
+    and each reader's copy is a few string replacements. The cache is bounded (512 sets, each
     one digest: tens of MB at most), so memory does not grow with the number of subscribers.
     """
 
@@ -189,13 +189,19 @@ class Renderer:
         articles: Sequence[Article],
         end: datetime,
         templates: Path = TEMPLATES,
-        cache_size: int = 1024,
+        cache_size: int = 512,
     ) -> None:
         self.look, self.categories, self.articles, self.end = look, list(categories), list(articles), end
         self.env = _environment(templates)
         self.words = words_for(look.site.language)
         nonce = secrets.token_hex(8)
         self.markers = {k: f"pub{nonce}{k}" for k in ("hello", "unsubscribe", "preferences", "split")}
+        from jinja2 import StrictUndefined
+        from jinja2.sandbox import SandboxedEnvironment
+
+        # The subject template is the operator's: sandboxed, and never autoescaped.
+        subject_env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
+        self._subject = subject_env.from_string(look.subject_template or self.words["subject"])
         self._cache: OrderedDict[tuple[str, ...], Draft | None] = OrderedDict()
         self._cache_size = cache_size
 
@@ -241,9 +247,6 @@ class Renderer:
             limit = max(1, min(limit - 1, int(limit * HTML_BUDGET / size)))
 
     def _render_sections(self, sections: list[DigestSection], chosen: tuple[str, ...]) -> Draft:
-        from jinja2 import StrictUndefined
-        from jinja2.sandbox import SandboxedEnvironment
-
         look, w, zone = self.look, self.words, ZoneInfo(self.look.site.timezone)
         end = self.end.astimezone(zone)
         date_label = w["date"].format(d=end, month=_MONTHS[end.month - 1])
@@ -288,9 +291,7 @@ class Renderer:
         }
         html = _inline(self.env.get_template("digest.html.j2").render(context))
         text = self.env.get_template("digest.txt.j2").render(context)
-        # The subject template is the operator's: sandboxed, and never autoescaped.
-        subject_env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
-        subject = subject_env.from_string(look.subject_template or w["subject"]).render(
+        subject = self._subject.render(
             site=look.site.title,
             list_name=look.list_name,
             date=date_label,

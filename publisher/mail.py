@@ -77,12 +77,14 @@ def _fold_ascii(name: str, value: str) -> str:
     return "\r\n".join(lines) + "\r\n"
 
 
+@lru_cache(maxsize=1024)
 def _unstructured(name: str, value: str) -> str:
     if not _needs_encoding(value):
         return _fold_ascii(name, value)
     return f"{name}: " + "\r\n ".join(encoded_words(value, MAX_LINE - len(name) - 2)) + "\r\n"
 
 
+@lru_cache(maxsize=4096)
 def _phrase(name: str, phrase: str) -> str:
     """A display name (or List-Id phrase) as it goes on the wire, to follow `name: `."""
     if _needs_encoding(phrase):

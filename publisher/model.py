@@ -173,3 +173,15 @@ class Subscriber:
     status_via: str  # how: "import", "cli", "web", "unsubscribe link", ...
     created_at: datetime  # UTC
     id: int | None = None  # the store's id, once stored: what tokens name
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One planned e-mail of a digest, with its subscriber as the store has them now."""
+
+    id: int
+    email_key: str
+    message_id: str  # fixed at planning, the same on every attempt
+    status: str  # pending | sending (tried, no answer recorded)
+    attempts: int
+    subscriber: Subscriber | None  # None: erased since the plan

@@ -23,7 +23,7 @@ from .config import mailbox
 from .delivery import SendReport, Sender
 from .digest import DigestWindow, Draft, Look, Personal, Renderer, explicit_window, scheduled_window, words_for
 from .mail import Envelope, Message, build_message
-from .model import Subscriber, SubscriberStatus
+from .model import Delivery, Subscriber, SubscriberStatus
 from .store import DigestRow
 from .tokens import make_token
 
@@ -122,7 +122,7 @@ class Newsletter:
         words = words_for(self.settings.site.language)
         envelope = Envelope(
             sender=self.sender,
-            to=Address(subscriber.name, addr_spec=subscriber.email),
+            to=Address(subscriber.name, *subscriber.email.rsplit("@", 1)),  # no re-parsing: it was validated
             subject=(words["test"] if test else "") + draft.subject,
             date=self.clock(),
             message_id_domain=self.host,
@@ -135,14 +135,12 @@ class Newsletter:
         )
         return build_message(envelope, text, html)
 
-    def builder(
-        self, digest: DigestRow, lookup: Callable[[str], Subscriber | None]
-    ) -> Callable[[str, str], Message | None]:
+    def builder(self, digest: DigestRow) -> Callable[[Delivery], Message | None]:
         """The send engine's callback: a subscriber's message, None when they no longer get one."""
         renderer = self._renderers.get(digest.id) or self.renderer(digest)
 
-        def build(email_key: str, message_id: str) -> Message | None:
-            subscriber = lookup(email_key)  # read now: an unsubscribe since planning counts
+        def build(delivery: Delivery) -> Message | None:
+            subscriber, message_id = delivery.subscriber, delivery.message_id
             if subscriber is None or not subscriber.status.receives_mail:
                 return None
             draft = renderer.draft(subscriber.categories)
@@ -188,8 +186,7 @@ class Newsletter:
             max_attempts=d.max_attempts,
             pause_after=d.pause_after,
         )
-        with self.store.ledger() as reader:
-            return sender.run(digest.id, self.builder(digest, reader.subscriber), tick)
+        return sender.run(digest.id, self.builder(digest), tick)
 
     def open_count(self, digest: DigestRow) -> int:
         return len(self.store.open_deliveries(digest.id))

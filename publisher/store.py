@@ -35,7 +35,7 @@ from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 
 from .errors import StoreError
-from .model import Article, Category, Subscriber, SubscriberStatus
+from .model import Article, Category, Delivery, Subscriber, SubscriberStatus
 
 metadata = MetaData()
 
@@ -384,6 +384,27 @@ class Store:
         )
         with self.engine.connect() as conn:
             return [tuple(r) for r in conn.execute(query).all()]
+
+    def next_deliveries(self, digest_id: int, limit: int) -> list[Delivery]:
+        """Up to `limit` open deliveries, fewest attempts first (a retried one waits behind
+        the rest), each with its subscriber read now, in one query."""
+        x, s = deliveries_table.c, subscribers_table
+        query = (
+            select(
+                x.id.label("d_id"), x.email_key.label("d_key"), x.message_id.label("d_message_id"),
+                x.status.label("d_status"), x.attempts.label("d_attempts"), s,
+            )  # fmt: skip
+            .select_from(deliveries_table.outerjoin(s, s.c.email_key == x.email_key))
+            .where(x.digest_id == digest_id, x.status.in_(("pending", "sending")))
+            .order_by(x.attempts, x.id)
+            .limit(limit)
+        )
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        return [
+            Delivery(r.d_id, r.d_key, r.d_message_id, r.d_status, r.d_attempts, _subscriber(r) if r.email else None)
+            for r in rows
+        ]
 
     def mark_delivery(self, delivery_id: int, status: str, now: datetime, *, tried: bool = False,
                       error: str | None = None, provider_id: str | None = None) -> None:  # fmt: skip
