@@ -18,13 +18,16 @@ $(VENV)/.bench: $(VENV)/.installed
 
 run: $(VENV)/.installed
 	$(VENV)/bin/publisher --config $(CONFIG) build
+	$(VENV)/bin/publisher --config $(CONFIG) digest preview
 	@echo "Feeds are in public/: open public/index.html in a browser, or point a reader at public/rss.xml."
+	@echo "The next weekly digest is in var/preview/: digest.html, digest.txt and digest.eml (nothing was sent)."
 
 test: $(VENV)/.installed
 	$(PY) -m pytest -q
 
 bench: $(VENV)/.bench
 	$(PY) bench/run.py
+	$(PY) bench/mail.py
 
 lint: $(VENV)/.installed
 	$(PY) -m pip install --quiet -e '.[dev]'

@@ -285,7 +285,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{best['plan_s'] + best['send_s']:.1f} (plan {best['plan_s']:.1f}) | {peak_big:.0f} |",
         f"| publisher, {small} subscribers | | | {peak_small:.0f} |",
         "",
-        f"- rate: {ratio:.2f}x the floor (aim >= {AIM_RATE_OF_FLOOR}): {'PASS' if ratio >= AIM_RATE_OF_FLOOR else 'FAIL'}",
+        f"- rate: {ratio:.2f}x the floor (aim >= {AIM_RATE_OF_FLOOR}): "
+        f"{'PASS' if ratio >= AIM_RATE_OF_FLOOR else 'FAIL'}",
         f"- memory: {growth:.2f}x from {small} to {big} subscribers (aim <= {AIM_MEMORY_GROWTH}, flat): "
         f"{'PASS' if growth <= AIM_MEMORY_GROWTH else 'FAIL'}",
         f"- failed deliveries: {failed}",

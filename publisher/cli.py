@@ -366,15 +366,15 @@ def digest_preview(ctx: click.Context, email: str | None, out_dir: Path) -> None
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("var/dry-run"),
               show_default=True, help="Where --dry-run writes.")  # fmt: skip
 @click.pass_context
-def digest_send(
-    ctx: click.Context, since: date | None, until: date | None, dry_run: bool, out_dir: Path
-) -> None:
+def digest_send(ctx: click.Context, since: date | None, until: date | None, dry_run: bool, out_dir: Path) -> None:
     """Send the digest of everything ingested since the last one (or of --since/--until)."""
     from .newsletter import Newsletter
     from .transports.outbox import OutboxTransport
 
     if (since is None) != (until is None):
         _fail(click.UsageError("give both --since and --until, or neither"), EXIT_CONFIG)
+    if since is not None and until is not None and until < since:
+        _fail(click.UsageError(f"--until {until} is before --since {since}"), EXIT_CONFIG)
     app = _app(ctx.find_root())
     try:
         letters = Newsletter(app)
@@ -421,7 +421,9 @@ def digest_resume(ctx: click.Context) -> None:
         app.close()
 
 
-def _send(letters: Newsletter, rows: list[DigestRow], transport: Transport, planned: int = 0, existed: bool = False) -> None:
+def _send(
+    letters: Newsletter, rows: list[DigestRow], transport: Transport, planned: int = 0, existed: bool = False
+) -> None:
     trouble = False
     for row in rows:
         if existed and row.status == "done":
@@ -432,12 +434,15 @@ def _send(letters: Newsletter, rows: list[DigestRow], transport: Transport, plan
             report = letters.send(row, transport, tick)
         counts = letters.store.delivery_counts(row.id)
         out.print(
-            f"{row.key}: planned {planned or sum(counts.values())}; now sent {report.sent}, uncertain {report.uncertain}, "
+            f"{row.key}: planned {planned or sum(counts.values())}; now sent {report.sent}, "
+            f"uncertain {report.uncertain}, "
             f"failed {report.failed}, skipped {report.skipped}, retried {report.retried}",
             highlight=False,
         )
         if report.paused:
-            err.print("[bold red]paused[/] after too many errors in a row; fix the cause, then `publisher digest resume`")
+            err.print(
+                "[bold red]paused[/] after too many errors in a row; fix the cause, then `publisher digest resume`"
+            )
         trouble |= report.paused or report.failed > 0
     if trouble:
         sys.exit(EXIT_PROBLEMS)

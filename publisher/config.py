@@ -305,7 +305,9 @@ def _check_digest(settings: Settings) -> list[tuple[str, str, str]]:
     for key in ("sender", "reply_to"):
         value = getattr(digest, key)
         if value and mailbox(value) is None:
-            problems.append((f"digest.{key}", f"{value!r} is not an address", 'write it like "高新院 <news@example.org>"'))
+            problems.append(
+                (f"digest.{key}", f"{value!r} is not an address", 'write it like "高新院 <news@example.org>"')
+            )
     if digest.unsubscribe_mailto and mailbox(digest.unsubscribe_mailto) is None:
         problems.append(("digest.unsubscribe_mailto", "is not an address", 'write it like "unsubscribe@example.org"'))
     if digest.subject:

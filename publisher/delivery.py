@@ -75,7 +75,10 @@ class Sender:
                 # failed, skipped, or open again with one more attempt counted.
                 for delivery in queue:
                     delivery_id, email_key, status, attempts = (
-                        delivery.id, delivery.email_key, delivery.status, delivery.attempts
+                        delivery.id,
+                        delivery.email_key,
+                        delivery.status,
+                        delivery.attempts,
                     )
                     # A `sending` row was tried and not answered (a crash, or an error after
                     # which the message may have gone out): whatever happens next is uncertain.

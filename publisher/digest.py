@@ -112,7 +112,9 @@ WORDS = {
     },
     "en": {
         "list": "{site} weekly",
-        "subject": "{{ list_name }}, {{ date }}: {{ first_title }}{% if count > 1 %} and {{ count - 1 }} more{% endif %}",
+        "subject": (
+            "{{ list_name }}, {{ date }}: {{ first_title }}{% if count > 1 %} and {{ count - 1 }} more{% endif %}"
+        ),
         "date": "{d.day} {month} {d.year}",
         "count": "{count} new articles",
         "hello": "Hello, here are this week's new articles.",

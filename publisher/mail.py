@@ -17,12 +17,12 @@ import base64
 import binascii
 import hashlib
 from dataclasses import dataclass, field
-from functools import lru_cache
 from datetime import datetime
 from email import message_from_bytes, policy
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
+from functools import lru_cache
 
 MAX_LINE = 78
 _WORD_OVERHEAD = len("=?utf-8?b??=")
@@ -205,9 +205,7 @@ def build_message(envelope: Envelope, text: str | Parts, html: str | Parts) -> M
     message_id = e.message_id or make_msgid(domain=e.message_id_domain)
     text_parts = text if isinstance(text, tuple) else None
     html_parts = html if isinstance(html, tuple) else None
-    return Message(
-        envelope, "".join(text), "".join(html), message_id, text_parts=text_parts, html_parts=html_parts
-    )
+    return Message(envelope, "".join(text), "".join(html), message_id, text_parts=text_parts, html_parts=html_parts)
 
 
 def _unsubscribe_targets(e: Envelope) -> str:
@@ -225,8 +223,10 @@ def _list_id(list_id: str) -> str:
 
 
 def _mailbox(name: str, address: Address) -> str:
-    return _angle(name, address.display_name, addr_spec(address)) if address.display_name else (
-        f"{name}: {addr_spec(address)}\r\n"
+    return (
+        _angle(name, address.display_name, addr_spec(address))
+        if address.display_name
+        else (f"{name}: {addr_spec(address)}\r\n")
     )
 
 

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from .config import mailbox
-from .delivery import SendReport, Sender
+from .delivery import Sender, SendReport
 from .digest import DigestWindow, Draft, Look, Personal, Renderer, explicit_window, scheduled_window, words_for
 from .mail import Envelope, Message, build_message
 from .model import Delivery, Subscriber, SubscriberStatus
@@ -69,6 +69,12 @@ class Newsletter:
         self.reply_to = mailbox(digest.reply_to) if digest.reply_to else None
         self.mailto = f"mailto:{mailbox(digest.unsubscribe_mailto).addr_spec}" if digest.unsubscribe_mailto else None
         self.public_url = (self.settings.web.public_url or site.url).rstrip("/")
+        if not self.public_url.startswith("https://"):
+            from .errors import ConfigError
+
+            key = "web.public_url" if self.settings.web.public_url else "site.url"
+            fix = 'set [web] public_url = "https://..." where the subscription pages are served'
+            raise ConfigError("(digest)", [(key, "one-click unsubscribe (RFC 8058) needs an https URL", fix)])
         self._key: bytes | None = None
         self._renderers: dict[int, Renderer] = {}  # digest id -> the renderer that planned it
 
@@ -88,7 +94,9 @@ class Newsletter:
             if value:
                 if len(value.encode()) < 16:
                     fix = f"export {name}=$(python3 -c 'import secrets; print(secrets.token_urlsafe(32))')"
-                    raise ConfigError("(environment)", [("web.secret_key_env", f"{name} is shorter than 16 bytes", fix)])
+                    raise ConfigError(
+                        "(environment)", [("web.secret_key_env", f"{name} is shorter than 16 bytes", fix)]
+                    )
                 self._key = value.encode()
             else:
                 stored = self.store.get_meta(_META_KEY)
@@ -174,7 +182,9 @@ class Newsletter:
         [digest] = [d for d in self.store.digests() if d.id == digest_id]
         return Plan(digest, created, len(planned))
 
-    def send(self, digest: DigestRow, transport: Transport, tick: Callable[[int], None] = lambda _n: None) -> SendReport:
+    def send(
+        self, digest: DigestRow, transport: Transport, tick: Callable[[int], None] = lambda _n: None
+    ) -> SendReport:
         d = self.settings.digest
         if digest.status == "paused":
             self.store.set_digest_status(digest.id, "sending")
@@ -194,9 +204,7 @@ class Newsletter:
     def unfinished(self) -> list[DigestRow]:
         return self.store.digests(unfinished_only=True)
 
-    def preview(
-        self, window: DigestWindow, subscriber: Subscriber | None, test: bool = False
-    ) -> tuple[Message, bool]:
+    def preview(self, window: DigestWindow, subscriber: Subscriber | None, test: bool = False) -> tuple[Message, bool]:
         """The message `subscriber` (default: a reader of every category) would get for the
         window; (message, True) when the window is empty and the newest articles stand in."""
         reader = subscriber or self.sample_reader("reader@" + self.host.removeprefix("www."))

@@ -364,7 +364,9 @@ class Store:
         x = deliveries_table.c
         with self.engine.begin() as conn:
             d = digests_table.c
-            conn.execute(update(digests_table).where(d.id == digest_id, d.status == "planning").values(status="sending"))
+            conn.execute(
+                update(digests_table).where(d.id == digest_id, d.status == "planning").values(status="sending")
+            )
             have = set(conn.execute(select(x.email_key).where(x.digest_id == digest_id)).scalars())
             rows = [
                 {"digest_id": digest_id, "email_key": key, "message_id": mid, "status": "pending",
@@ -391,8 +393,12 @@ class Store:
         x, s = deliveries_table.c, subscribers_table
         query = (
             select(
-                x.id.label("d_id"), x.email_key.label("d_key"), x.message_id.label("d_message_id"),
-                x.status.label("d_status"), x.attempts.label("d_attempts"), s,
+                x.id.label("d_id"),
+                x.email_key.label("d_key"),
+                x.message_id.label("d_message_id"),
+                x.status.label("d_status"),
+                x.attempts.label("d_attempts"),
+                s,
             )  # fmt: skip
             .select_from(deliveries_table.outerjoin(s, s.c.email_key == x.email_key))
             .where(x.digest_id == digest_id, x.status.in_(("pending", "sending")))
@@ -419,7 +425,6 @@ class Store:
     def last_scheduled_end(self) -> datetime | None:
         """Where the next scheduled digest's window starts: the end of the last one."""
 
-
         d = digests_table.c
         with self.engine.connect() as conn:
             value = conn.execute(select(func.max(d.window_end)).where(d.key.like("scheduled:%"))).scalar_one()
@@ -442,7 +447,6 @@ class Store:
             conn.execute(update(digests_table).where(digests_table.c.id == digest_id).values(status=status))
 
     def delivery_counts(self, digest_id: int) -> dict[str, int]:
-
 
         x = deliveries_table.c
         query = select(x.status, func.count()).where(x.digest_id == digest_id).group_by(x.status)
@@ -586,9 +590,9 @@ class Ledger:
             if tried:
                 self.conn.execute(_MARK_TRIED, {"b_id": delivery_id, "b_status": status, "b_at": at})
             if not tried or error is not None or provider_id is not None:
-                params = {"b_id": delivery_id, "b_status": status, "b_at": at,
-                          "b_error": error[:2000] if error is not None else None, "b_provider": provider_id}  # fmt: skip
-                self.conn.execute(_MARK_ANSWER, params)
+                cut = error[:2000] if error is not None else None
+                params = {"b_id": delivery_id, "b_status": status, "b_at": at, "b_error": cut}
+                self.conn.execute(_MARK_ANSWER, params | {"b_provider": provider_id})
 
     def subscriber(self, email_key: str) -> Subscriber | None:
         with self.conn.begin():

@@ -54,9 +54,7 @@ def make_token(key: bytes, purpose: str, subscriber: int, email_key: str, expire
     return f"{letter}{_b36(subscriber)}.{_b36(until)}.{_signature(key, letter, subscriber, until, email_key)}"
 
 
-def read_token(
-    key: bytes, token: str, purpose: str, now: datetime, email_of: Callable[[int], str | None]
-) -> int:
+def read_token(key: bytes, token: str, purpose: str, now: datetime, email_of: Callable[[int], str | None]) -> int:
     """The subscriber id of a valid, unexpired token for `purpose`; TokenError otherwise.
 
     `email_of` gives the address key of a subscriber id (None: no such subscriber)."""
@@ -75,9 +73,7 @@ def read_token(
     if _NAMES[letter] != purpose:
         raise TokenError(f"a {_NAMES[letter]} token, not a {purpose} one")
     email_key = email_of(subscriber)
-    if email_key is None or not hmac.compare_digest(
-        _signature(key, letter, subscriber, until, email_key), signature
-    ):
+    if email_key is None or not hmac.compare_digest(_signature(key, letter, subscriber, until, email_key), signature):
         raise TokenError("bad signature")
     if now.astimezone(UTC).timestamp() > until:
         raise TokenError("expired")

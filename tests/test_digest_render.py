@@ -13,7 +13,8 @@ import pytest
 from conftest import Site
 from publisher.digest import HTML_BUDGET, Look, Renderer
 from publisher.mail import Message
-from publisher.model import Article, Category, Site as SiteInfo, Subscriber, SubscriberStatus
+from publisher.model import Article, Category, Subscriber, SubscriberStatus
+from publisher.model import Site as SiteInfo
 from publisher.newsletter import Newsletter
 
 GOLDEN = Path(__file__).parent / "golden" / "digest"
@@ -54,14 +55,21 @@ def mailing(site: Site, monkeypatch: pytest.MonkeyPatch) -> Site:
     monkeypatch.setenv("PUBLISHER_SECRET_KEY", KEY)
     site.write_config('[digest]\npostal_address = "云川市高新区创新大道 1 号"\nsender = "高新院 <news@example.org>"\n')
     site.clock_now = NOW - timedelta(days=2)
-    site.article("policy/a.md", "《人才十条》政策要点解读", date="2026-11-27 09:00", summary="新十条在人才分类认定等方面作了调整。",
-                 url="https://www.example.org/policy/2026/1127.html")
+    site.article(
+        "policy/a.md",
+        "《人才十条》政策要点解读",
+        date="2026-11-27 09:00",
+        summary="新十条在人才分类认定等方面作了调整。",
+        url="https://www.example.org/policy/2026/1127.html",
+    )
     site.article(
         "tech/shared.md", "科技成果转化与产业政策联动", date="2026-11-26 10:00", categories="[policy, tech]",
         summary="一篇同属政策解读和科技创新的文章。", author="政策研究室",
         url="https://www.example.org/tech/2026/1126.html?from=digest&amp=1",
     )  # fmt: skip
-    site.article("tech/b.md", "研发费用加计扣除怎么用？", date="2026-11-25 08:30", summary="适用范围、归集口径与常见误区。")
+    site.article(
+        "tech/b.md", "研发费用加计扣除怎么用？", date="2026-11-25 08:30", summary="适用范围、归集口径与常见误区。"
+    )
     site.article("news.md", "高新院“开放日”<活动> & 市民", date="2026-11-24 15:00", summary="三百余名市民走进研究院。")
     site.build()
     site.clock_now = NOW
@@ -115,9 +123,20 @@ def test_a_full_digest_stays_under_gmails_clipping_size() -> None:
     categories = [Category(f"战略性新兴产业研究{i}", f"c{i}") for i in range(13)]
     long_summary = "会议总结了一年来的工作，部署了下一阶段的重点任务，强调要以科技创新引领产业发展。" * 4
     articles = [
-        Article("s", f"k{n}", f"g{n}", f"高新院召开第{n}次科技创新工作会议暨年度总结表彰大会", "<p>x</p>", long_summary,
-                NOW - timedelta(hours=n), NOW, (f"c{n % 13}",), "h", url=f"https://www.example.org/news/{n:05d}.html",
-                author="高新院办公室")  # fmt: skip
+        Article(
+            "s",
+            f"k{n}",
+            f"g{n}",
+            f"高新院召开第{n}次科技创新工作会议暨年度总结表彰大会",
+            "<p>x</p>",
+            long_summary,
+            NOW - timedelta(hours=n),
+            NOW,
+            (f"c{n % 13}",),
+            "h",
+            url=f"https://www.example.org/news/{n:05d}.html",
+            author="高新院办公室",
+        )  # fmt: skip
         for n in range(13 * 12)
     ]
     look = Look(site, "高新院周报", "https://www.example.org/", "北京市海淀区", "", max_per_category=10)

@@ -16,12 +16,12 @@ from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
+from test_smtp import free_port
 
 from conftest import Site
 from publisher.model import Subscriber, SubscriberStatus
 from publisher.newsletter import Newsletter
 from publisher.store import Store
-from test_smtp import free_port
 
 CATEGORY_SLUGS = ("gao-xin-yuan-xin-wen", "policy", "tech")
 
@@ -82,8 +82,15 @@ postal_address = "云川市高新区创新大道 1 号"
 def add_readers(site: Site, count: int) -> list[str]:
     now = datetime.now(UTC)
     readers = [
-        Subscriber(f"reader{n:04d}@example.com", f"读者{n}", CATEGORY_SLUGS[n % 3 : n % 3 + 1] if n % 4 else (),
-                   SubscriberStatus.CONFIRMED, now, "import", now)  # fmt: skip
+        Subscriber(
+            f"reader{n:04d}@example.com",
+            f"读者{n}",
+            CATEGORY_SLUGS[n % 3 : n % 3 + 1] if n % 4 else (),
+            SubscriberStatus.CONFIRMED,
+            now,
+            "import",
+            now,
+        )  # fmt: skip
         for n in range(count)
     ]
     store = Store(f"sqlite:///{site.db}")
@@ -221,7 +228,9 @@ def test_an_article_in_two_chosen_categories_is_mailed_once(site: Site, inbox: t
     assert text.count("科技成果转化与产业政策联动") == 1 and "高新院开放日" not in text
 
 
-def test_preview_status_test_and_dry_run_commands(site: Site, inbox: tuple[Inbox, int], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_preview_status_test_and_dry_run_commands(
+    site: Site, inbox: tuple[Inbox, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
     box, port = inbox
     monkeypatch.chdir(site.root)
     mailing_site(site, port)
@@ -249,6 +258,13 @@ def test_preview_status_test_and_dry_run_commands(site: Site, inbox: tuple[Inbox
     assert "1 digest(s)" in status and "done" in status
     assert "nothing to resume" in site.cli("digest", "resume").output
     assert site.cli("digest", "send", "--since", "2026-11-01").exit_code == 2
+    assert site.cli("digest", "send", "--since", "2026-11-07", "--until", "2026-11-01").exit_code == 2
+    assert site.cli("digest", "send", "--since", "2026-13-01", "--until", "2026-11-01").exit_code == 2
+    text = site.config.read_text(encoding="utf-8")
+    site.config.write_text(text.replace('url = "https://www.example.org"', 'url = "http://www.example.org"'), "utf-8")
+    plain_http = site.cli("digest", "send")
+    assert plain_http.exit_code == 2 and "web.public_url" not in plain_http.output  # names site.url
+    assert "site.url" in plain_http.output and "https" in plain_http.output
 
 
 def test_a_refusing_server_pauses_the_digest_and_resume_finishes_it(site: Site, inbox: tuple[Inbox, int]) -> None:
