@@ -285,3 +285,16 @@ def test_a_refusing_server_pauses_the_digest_and_resume_finishes_it(site: Site, 
     resumed = site.cli("digest", "resume")
     assert resumed.exit_code == 0, resumed.output
     assert len({r for r, _m in box.received}) == 5 == len(box.received)
+
+
+def test_nothing_new_sends_nothing_unless_configured(site: Site, inbox: tuple[Inbox, int]) -> None:
+    box, port = inbox
+    mailing_site(site, port, "send_when_empty = true\n")
+    add_readers(site, 2)
+    assert site.cli("digest", "send").exit_code == 0 and len(box.raw) == 2  # the articles
+    time.sleep(1.1)  # the next scheduled window (keys are per second) holds nothing new
+    result = site.cli("digest", "send")
+    assert result.exit_code == 0, result.output
+    assert len(box.raw) == 4  # configured: an e-mail saying there is nothing new
+    text = message_from_bytes(box.raw[-1], policy=policy.default).get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    assert "本期没有新文章" in text
