@@ -388,7 +388,7 @@ def digest_send(ctx: click.Context, since: date | None, until: date | None, dry_
             out.print(f"dry run of {window.key}: {count} message(s) written to {out_dir}", highlight=False)
             return
         transport = app.transport()
-        plan = letters.plan(window)
+        plan = letters.plan(window) if since is not None else letters.plan_scheduled()
         _send(letters, [plan.digest], transport, planned=plan.planned, existed=not plan.created)
     except (PublisherError, ValueError) as exc:
         _fail(exc)
@@ -414,7 +414,7 @@ def digest_resume(ctx: click.Context) -> None:
                 from .digest import DigestWindow
 
                 letters.plan(DigestWindow(row.key, row.start, row.end, row.by))  # type: ignore[arg-type]
-        _send(letters, letters.unfinished(), app.transport())
+        _send(letters, letters.unfinished(), app.transport(), retry_now=True)
     except (PublisherError, ValueError) as exc:
         _fail(exc)
     finally:
@@ -422,7 +422,12 @@ def digest_resume(ctx: click.Context) -> None:
 
 
 def _send(
-    letters: Newsletter, rows: list[DigestRow], transport: Transport, planned: int = 0, existed: bool = False
+    letters: Newsletter,
+    rows: list[DigestRow],
+    transport: Transport,
+    planned: int = 0,
+    existed: bool = False,
+    retry_now: bool = False,
 ) -> None:
     trouble = False
     for row in rows:
@@ -431,7 +436,7 @@ def _send(
             continue
         total = letters.open_count(row)
         with _progress(f"sending {row.key}", total) as tick:
-            report = letters.send(row, transport, tick)
+            report = letters.send(row, transport, tick, retry_now=retry_now)
         counts = letters.store.delivery_counts(row.id)
         out.print(
             f"{row.key}: planned {planned or sum(counts.values())}; now sent {report.sent}, "

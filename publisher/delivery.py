@@ -4,9 +4,11 @@ A row is `sending` from the moment before the transport is called until its answ
 recorded, each in its own transaction. After a crash, a `sending` row is sent once more and
 recorded as `uncertain` (the first try may have gone out too; the Message-ID is the same, so a
 duplicate is recognisable); a `sent` row is never sent again. Retryable errors go back to the
-queue with a backoff, up to `max_attempts`: as `pending`, or as `sending` when the error says
-the message may have gone out (a timeout after DATA), so that its eventual success is recorded
-as `uncertain` too. Permanent errors are `failed`. After
+queue, tried again after `retry_delay` (minutes: greylisting), up to `max_attempts`: as
+`pending`, or as `sending` when the error says the message may have gone out (a timeout after
+DATA), so that its eventual success is recorded as `uncertain` too. Permanent errors are
+`failed`; an error that says the transport cannot send at all (a refused login) pauses the
+digest without using up anybody's attempts. After
 `pause_after` consecutive errors the digest is paused, as listmonk does, for the operator.
 """
 
@@ -38,6 +40,16 @@ class SendReport:
     paused: bool = False
 
 
+class BuildProblem(Exception):
+    """This one subscriber's message cannot be made (bad data): their delivery fails, the rest go."""
+
+
+def retry_delay(attempts: int) -> float:
+    """Seconds before try `attempts + 1` after a temporary error: 30 s, 2 min, 8 min, then 15
+    min. Greylisting and throttling (421, 451) want minutes, not seconds."""
+    return float(min(30 * 4 ** (attempts - 1), 900))
+
+
 class Sender:
     def __init__(
         self,
@@ -58,8 +70,12 @@ class Sender:
         self.max_attempts, self.pause_after = max_attempts, pause_after
         self.sleep, self.monotonic = sleep, monotonic
 
-    def run(self, digest_id: int, build: Build, tick: Callable[[int], None] = lambda _n: None) -> SendReport:
-        """Send every open delivery of the digest; safe to call again after any interruption."""
+    def run(
+        self, digest_id: int, build: Build, tick: Callable[[int], None] = lambda _n: None, retry_now: bool = False
+    ) -> SendReport:
+        """Send every open delivery of the digest; safe to call again after any interruption,
+        and safe beside another sender (each delivery is claimed before it is sent).
+        `retry_now`: the operator resumes by hand, so earlier errors are not waited out."""
         report = SendReport()
         errors_in_a_row = 0
         next_slot = self.monotonic()
@@ -71,45 +87,58 @@ class Sender:
                 queue = self.store.next_deliveries(digest_id, self.chunk)
                 if not queue:
                     break
-                # Every pass changes the state of every row it sees, so the loop ends: sent,
-                # failed, skipped, or open again with one more attempt counted.
-                for delivery in queue:
-                    delivery_id, email_key, status, attempts = (
-                        delivery.id,
-                        delivery.email_key,
-                        delivery.status,
-                        delivery.attempts,
-                    )
-                    # A `sending` row was tried and not answered (a crash, or an error after
-                    # which the message may have gone out): whatever happens next is uncertain.
-                    unsure = status == "sending"
-                    if attempts >= self.max_attempts:
-                        error = "no attempts left" + ("; an earlier try may have been delivered" if unsure else "")
-                        mark(delivery_id, "failed", self.clock(), error=error)
+                now = self.clock()
+                due = queue if retry_now else [d for d in queue if self._due(d, now)]
+                retry_now = False  # once: what fails again now waits like any retry
+                if not due:  # only retries, all waiting: sleep until the first is due
+                    self.sleep(max(0.5, min(self._wait(d, now) for d in queue)))
+                    continue
+                # Every delivery seen changes state (or another sender took it), so this ends.
+                for delivery in due:
+                    if delivery.attempts >= self.max_attempts:
+                        maybe = "; an earlier try may have been delivered" if delivery.status == "sending" else ""
+                        mark(delivery.id, "failed", self.clock(), error="no attempts left" + maybe)
                         report.failed += 1
                         continue
-                    message = build(delivery)
+                    try:
+                        message = build(delivery)
+                    except BuildProblem as exc:
+                        mark(delivery.id, "failed", self.clock(), error=f"cannot build the message: {exc}")
+                        report.failed += 1
+                        log.warning("delivery to %s failed: %s", delivery.email_key, exc)
+                        continue
                     if message is None:  # unsubscribed since the plan, or nothing for them
-                        mark(delivery_id, "skipped", self.clock())
+                        mark(delivery.id, "skipped", self.clock())
                         report.skipped += 1
                         continue
                     next_slot = self._pace(next_slot)
-                    mark(delivery_id, "sending", self.clock(), tried=True)
+                    if not ledger.claim(delivery, self.clock()):
+                        continue  # another sender has it
+                    # A `sending` row was tried and not answered (a crash, or an error after
+                    # which the message may have gone out): whatever happens now is uncertain.
+                    unsure = delivery.status == "sending"
                     try:
                         sent = self.transport.send(message)
                     except TransportError as exc:
+                        if exc.broken:  # nothing can go: give the delivery back and stop
+                            ledger.unclaim(delivery, str(exc))
+                            self.store.set_digest_status(digest_id, "paused")
+                            report.paused = True
+                            log.error("paused: %s (%s); fix it, then `publisher digest resume`", exc, exc.hint)
+                            return report
                         errors_in_a_row += 1
-                        last_try = attempts + 1 >= self.max_attempts
+                        last_try = delivery.attempts + 1 >= self.max_attempts
                         if exc.retryable and not last_try:
                             # Back in the queue; `sending` keeps the doubt of an unanswered try.
                             again = "sending" if exc.uncertain or unsure else "pending"
-                            mark(delivery_id, again, self.clock(), error=str(exc))
+                            mark(delivery.id, again, self.clock(), error=str(exc))
                             report.retried += 1
-                            self.sleep(min(2.0**attempts, 60.0))
                         else:
-                            mark(delivery_id, "failed", self.clock(), error=str(exc))
+                            mark(delivery.id, "failed", self.clock(), error=str(exc))
                             report.failed += 1
-                            log.warning("delivery to %s failed: %s", email_key, exc)
+                            log.warning("delivery to %s failed: %s", delivery.email_key, exc)
+                            if exc.bounced:
+                                self.store.mark_bounced(delivery.email_key, self.clock(), str(exc))
                         if errors_in_a_row >= self.pause_after:
                             self.store.set_digest_status(digest_id, "paused")
                             report.paused = True
@@ -117,7 +146,7 @@ class Sender:
                             return report
                         continue
                     errors_in_a_row = 0
-                    mark(delivery_id, "uncertain" if unsure else "sent", self.clock(), provider_id=sent.provider_id)
+                    mark(delivery.id, "uncertain" if unsure else "sent", self.clock(), provider_id=sent.provider_id)
                     report.uncertain += unsure
                     report.sent += not unsure
                     tick(1)
@@ -126,6 +155,17 @@ class Sender:
         finally:
             ledger.close()
             self.transport.close()
+
+    @staticmethod
+    def _due(delivery: Delivery, now: datetime) -> bool:
+        # Never tried, or left `sending` by a crash (no error recorded): now. Else after a delay.
+        return not delivery.retrying or Sender._wait(delivery, now) <= 0
+
+    @staticmethod
+    def _wait(delivery: Delivery, now: datetime) -> float:
+        if not delivery.retrying or delivery.updated_at is None:
+            return 0.0
+        return retry_delay(delivery.attempts) - (now - delivery.updated_at).total_seconds()
 
     def _pace(self, next_slot: float) -> float:
         """Wait for the next send slot: `messages_per_second` at most."""

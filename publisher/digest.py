@@ -39,7 +39,7 @@ class DigestWindow:
     key: str  # unique per digest: a second run of the same window creates nothing
     start: datetime  # aware, UTC
     end: datetime  # aware, UTC
-    by: Literal["ingested", "published"]
+    by: Literal["ingested", "published", "first"]  # first: ingested and published in the window
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,8 +52,10 @@ class DigestSection:
 def scheduled_window(previous_end: datetime | None, now: datetime) -> DigestWindow:
     """The window of the scheduled digest due at `now`, after the one that ended at `previous_end`."""
     end = now.astimezone(UTC).replace(microsecond=0)
-    start = previous_end.astimezone(UTC) if previous_end else end - timedelta(days=FIRST_DIGEST_DAYS)
-    return DigestWindow(f"scheduled:{end:%Y-%m-%dT%H:%M:%SZ}", start, end, "ingested")
+    if previous_end is None:  # a new install: the last week's news, not its whole archive
+        start = end - timedelta(days=FIRST_DIGEST_DAYS)
+        return DigestWindow(f"scheduled-first:{end:%Y-%m-%dT%H:%M:%SZ}", start, end, "first")
+    return DigestWindow(f"scheduled:{end:%Y-%m-%dT%H:%M:%SZ}", previous_end.astimezone(UTC), end, "ingested")
 
 
 def explicit_window(since: date, until: date, timezone: str) -> DigestWindow:

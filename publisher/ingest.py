@@ -76,7 +76,7 @@ class _SourcePass:
         # After a settings change every file is read again; the content hash then tells which
         # articles really changed.
         fingerprints = {} if reread else {key: fp for key, fp in self.live.items() if fp}
-        with self.store.writer() as writer:
+        with self.store.writer(self.context.clock) as writer:
             for batch, prepared in self._prepared(self.source.fetch(fingerprints)):
                 self._fetch_known(r.key for r in batch if isinstance(r, (Deferred, SourceItem)))
                 results = iter(prepared)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import unicodedata
 from dataclasses import dataclass, field
 from datetime import datetime
 from email import message_from_bytes, policy
@@ -58,9 +59,10 @@ def _word(data: bytes) -> str:
     return f"=?utf-8?b?{base64.b64encode(data).decode('ascii')}?="
 
 
-def _needs_encoding(text: str) -> bool:
-    # ASCII that looks like an encoded-word must be encoded too, or a reader would decode it.
-    return not text.isascii() or "=?" in text
+def _needs_encoding(text: str, room: int = MAX_LINE - 1) -> bool:
+    # ASCII that looks like an encoded-word must be encoded too, or a reader would decode it;
+    # so must a word too long for any line, which encoded-words can split.
+    return not text.isascii() or "=?" in text or any(len(word) > room for word in text.split(" "))
 
 
 def _fold_ascii(name: str, value: str) -> str:
@@ -79,7 +81,7 @@ def _fold_ascii(name: str, value: str) -> str:
 
 @lru_cache(maxsize=1024)
 def _unstructured(name: str, value: str) -> str:
-    if not _needs_encoding(value):
+    if not _needs_encoding(value, MAX_LINE - len(name) - 2):
         return _fold_ascii(name, value)
     return f"{name}: " + "\r\n ".join(encoded_words(value, MAX_LINE - len(name) - 2)) + "\r\n"
 
@@ -105,10 +107,14 @@ def _angle(name: str, phrase: str, inside: str) -> str:
 
 
 def addr_spec(address: Address) -> str:
-    """The address with an internationalised domain in its ASCII (IDNA) form."""
+    """The address with an internationalised domain in its ASCII form (IDNA 2008 with UTS 46,
+    as email-validator and browsers use: Python's own "idna" codec is IDNA 2003 and turns
+    faß.de into fass.de, another domain)."""
     domain = address.domain
     if not domain.isascii():
-        domain = domain.encode("idna").decode("ascii")
+        import idna
+
+        domain = idna.encode(domain, uts46=True).decode("ascii")
     return f"{address.username}@{domain}"
 
 
@@ -155,7 +161,8 @@ class Message:
     @property
     def needs_smtputf8(self) -> bool:
         """A non-ASCII local part (用户@example.org) can only travel with SMTPUTF8."""
-        return not (self.envelope.to.username.isascii() and self.envelope.sender.username.isascii())
+        e = self.envelope
+        return not all(a.username.isascii() for a in (e.to, e.sender, e.reply_to) if a is not None)
 
     @property
     def list_headers(self) -> dict[str, str]:
@@ -194,7 +201,7 @@ def build_message(envelope: Envelope, text: str | Parts, html: str | Parts) -> M
     values += [part for pair in e.extra_headers for part in pair]
     values += [a.display_name for a in (e.sender, e.to, e.reply_to) if a is not None]
     for value in values:
-        _no_line_breaks(value)
+        _no_controls(value)
     if not e.unsubscribe_url.startswith("https://"):
         raise ValueError("List-Unsubscribe needs an https URL (RFC 8058)")
     if e.unsubscribe_mailto is not None and not e.unsubscribe_mailto.startswith("mailto:"):
@@ -295,6 +302,8 @@ def _serialise(message: Message) -> bytes:
     )
 
 
-def _no_line_breaks(value: str) -> None:
-    if "\r" in value or "\n" in value:
-        raise ValueError(f"header value contains a line break: {value!r}")
+def _no_controls(value: str) -> None:
+    """No header value may hold CR or LF (header injection) or any other control character."""
+    if not value.isprintable() and any(unicodedata.category(c) in ("Cc", "Zl", "Zp") for c in value):
+        kind = "a line break" if "\r" in value or "\n" in value else "a control character"
+        raise ValueError(f"header value contains {kind}: {value!r}")

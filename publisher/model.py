@@ -185,3 +185,5 @@ class Delivery:
     status: str  # pending | sending (tried, no answer recorded)
     attempts: int
     subscriber: Subscriber | None  # None: erased since the plan
+    updated_at: datetime | None = None  # UTC: when its state last changed
+    retrying: bool = False  # an attempt ended in an error (not a crash): wait before the next

@@ -20,8 +20,18 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from .config import mailbox
-from .delivery import Sender, SendReport
-from .digest import DigestWindow, Draft, Look, Personal, Renderer, explicit_window, scheduled_window, words_for
+from .delivery import BuildProblem, Sender, SendReport
+from .digest import (
+    FIRST_DIGEST_DAYS,
+    DigestWindow,
+    Draft,
+    Look,
+    Personal,
+    Renderer,
+    explicit_window,
+    scheduled_window,
+    words_for,
+)
 from .mail import Envelope, Message, build_message
 from .model import Delivery, Subscriber, SubscriberStatus
 from .store import DigestRow
@@ -33,7 +43,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-LINK_LIFETIME = timedelta(days=365)  # unsubscribe and preferences links in a digest
+# Links in a digest: unsubscribing from an old e-mail must keep working (laws ask for at least
+# 30 days; readers dig up mail from years ago), preferences links may age out sooner.
+UNSUBSCRIBE_LIFETIME = timedelta(days=5 * 365)
+PREFERENCES_LIFETIME = timedelta(days=365)
 _META_KEY = "signing_key"
 
 
@@ -108,12 +121,14 @@ class Newsletter:
         return self._key
 
     def personal(self, subscriber: Subscriber) -> Personal:
-        sid, until = subscriber.id or 0, self.clock() + LINK_LIFETIME
+        sid, now = subscriber.id or 0, self.clock()
         key, email_key = self.signing_key, subscriber.email.lower()
+        unsubscribe = make_token(key, "unsubscribe", sid, email_key, now + UNSUBSCRIBE_LIFETIME)
+        preferences = make_token(key, "preferences", sid, email_key, now + PREFERENCES_LIFETIME)
         return Personal(
             name=subscriber.name,
-            unsubscribe_url=f"{self.public_url}/unsubscribe/{make_token(key, 'unsubscribe', sid, email_key, until)}",
-            preferences_url=f"{self.public_url}/preferences/{make_token(key, 'preferences', sid, email_key, until)}",
+            unsubscribe_url=f"{self.public_url}/unsubscribe/{unsubscribe}",
+            preferences_url=f"{self.public_url}/preferences/{preferences}",
         )
 
     # --- messages --------------------------------------------------------------------------
@@ -151,8 +166,13 @@ class Newsletter:
             subscriber, message_id = delivery.subscriber, delivery.message_id
             if subscriber is None or not subscriber.status.receives_mail:
                 return None
-            draft = renderer.draft(subscriber.categories)
-            return None if draft is None else self.message(renderer, draft, subscriber, message_id)
+            draft = renderer.draft(subscriber.categories)  # a broken template raises: the run stops
+            if draft is None:
+                return None
+            try:
+                return self.message(renderer, draft, subscriber, message_id)
+            except ValueError as exc:  # this subscriber's data (a name no header can carry)
+                raise BuildProblem(str(exc)) from exc
 
         return build
 
@@ -164,12 +184,22 @@ class Newsletter:
     def window(self, since: date, until: date) -> DigestWindow:
         return explicit_window(since, until, self.settings.site.timezone)
 
+    def plan_scheduled(self) -> Plan:
+        """Open the scheduled digest ending now (see Store.open_scheduled_digest) and plan it."""
+        with self.store.send_lock():
+            digest, created = self.store.open_scheduled_digest(self.clock, FIRST_DIGEST_DAYS)
+            return self._plan(digest, created)
+
     def plan(self, window: DigestWindow) -> Plan:
         """Open the window's digest and plan its deliveries; a window opened before plans nothing
         new (unless a crash stopped it while planning)."""
-        now = self.clock()
-        digest_id, created = self.store.open_digest(window.key, window.start, window.end, now)
-        [digest] = [d for d in self.store.digests() if d.id == digest_id]
+        with self.store.send_lock():
+            digest_id, created = self.store.open_digest(window.key, window.start, window.end, self.clock())
+            [digest] = [d for d in self.store.digests() if d.id == digest_id]
+            return self._plan(digest, created)
+
+    def _plan(self, digest: DigestRow, created: bool) -> Plan:
+        digest_id, now = digest.id, self.clock()
         if digest.status != "planning":
             return Plan(digest, created, 0)
         renderer = self._renderers[digest_id] = self.renderer(digest)  # sending reuses its drafts
@@ -183,7 +213,11 @@ class Newsletter:
         return Plan(digest, created, len(planned))
 
     def send(
-        self, digest: DigestRow, transport: Transport, tick: Callable[[int], None] = lambda _n: None
+        self,
+        digest: DigestRow,
+        transport: Transport,
+        tick: Callable[[int], None] = lambda _n: None,
+        retry_now: bool = False,
     ) -> SendReport:
         d = self.settings.digest
         if digest.status == "paused":
@@ -196,7 +230,8 @@ class Newsletter:
             max_attempts=d.max_attempts,
             pause_after=d.pause_after,
         )
-        return sender.run(digest.id, self.builder(digest), tick)
+        with self.store.send_lock():
+            return sender.run(digest.id, self.builder(digest), tick, retry_now=retry_now)
 
     def open_count(self, digest: DigestRow) -> int:
         return len(self.store.open_deliveries(digest.id))

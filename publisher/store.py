@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -29,10 +30,11 @@ from sqlalchemy import (
     func,
     insert,
     select,
+    text,
     update,
 )
 from sqlalchemy.engine import Connection, Engine, make_url
-from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError
 
 from .errors import StoreError
 from .model import Article, Category, Delivery, Subscriber, SubscriberStatus
@@ -184,7 +186,10 @@ class DigestRow:
 
     @property
     def by(self) -> str:
-        """Scheduled digests pick by first ingest, explicit windows by publication date."""
+        """Scheduled digests pick by first ingest, explicit windows by publication date; the very
+        first scheduled one by both (a new install does not mail its whole archive)."""
+        if self.key.startswith("scheduled-first:"):
+            return "first"
         return "ingested" if self.key.startswith("scheduled:") else "published"
 
 
@@ -348,14 +353,29 @@ class Store:
 
     def open_digest(self, key: str, start: datetime, end: datetime, now: datetime) -> tuple[int, bool]:
         """(digest id, created now?) for a window key; the unique key makes a re-run create nothing."""
+        with self.engine.begin() as conn:
+            return _open_digest(conn, key, start, end, now)
+
+    def open_scheduled_digest(self, clock: Callable[[], datetime], first_days: int) -> tuple[DigestRow, bool]:
+        """Open the scheduled digest that ends now, after the previous scheduled one.
+
+        `now` is read while holding the turnstile row that every ingest also takes just before
+        it stamps and commits its new articles, so an article is either committed before the
+        window ends (and in this digest) or stamped after it (and in the next): an ingest that
+        is still running cannot lose an article between two digests.
+        """
         d = digests_table.c
         with self.engine.begin() as conn:
-            row = conn.execute(select(d.id).where(d.key == key)).first()
-            if row is not None:
-                return row.id, False
-            values = {"key": key, "window_start": _naive_utc(start), "window_end": _naive_utc(end)}
-            conn.execute(insert(digests_table).values(status="planning", created_at=_naive_utc(now), **values))
-            return conn.execute(select(d.id).where(d.key == key)).scalar_one(), True
+            _turnstile(conn)
+            end = clock().astimezone(UTC).replace(microsecond=0)
+            previous = conn.execute(select(func.max(d.window_end)).where(d.key.like("scheduled%"))).scalar_one()
+            if previous is None:  # the very first: what was published and first seen in the last days
+                key, start = f"scheduled-first:{end:%Y-%m-%dT%H:%M:%SZ}", end - timedelta(days=first_days)
+            else:
+                key, start = f"scheduled:{end:%Y-%m-%dT%H:%M:%SZ}", _aware(previous)
+            digest_id, created = _open_digest(conn, key, start, end, clock())
+            row = conn.execute(select(digests_table).where(d.id == digest_id)).one()
+        return _digest_row(row), created
 
     def plan_deliveries(self, digest_id: int, planned: Sequence[tuple[str, str]], now: datetime) -> None:
         """A pending delivery per (email key, message id) not yet planned for this digest, and
@@ -398,6 +418,8 @@ class Store:
                 x.message_id.label("d_message_id"),
                 x.status.label("d_status"),
                 x.attempts.label("d_attempts"),
+                x.updated_at.label("d_updated_at"),
+                x.last_error.label("d_last_error"),
                 s,
             )  # fmt: skip
             .select_from(deliveries_table.outerjoin(s, s.c.email_key == x.email_key))
@@ -408,7 +430,16 @@ class Store:
         with self.engine.connect() as conn:
             rows = conn.execute(query).all()
         return [
-            Delivery(r.d_id, r.d_key, r.d_message_id, r.d_status, r.d_attempts, _subscriber(r) if r.email else None)
+            Delivery(
+                r.d_id,
+                r.d_key,
+                r.d_message_id,
+                r.d_status,
+                r.d_attempts,
+                _subscriber(r) if r.email else None,
+                _aware(r.d_updated_at),
+                r.d_last_error is not None,
+            )  # fmt: skip
             for r in rows
         ]
 
@@ -418,29 +449,59 @@ class Store:
         with self.ledger() as ledger:
             ledger.mark(delivery_id, status, now, tried=tried, error=error, provider_id=provider_id)
 
+    @contextmanager
+    def send_lock(self) -> Iterator[None]:
+        """Only one process plans or sends digests from a store at a time. SQLite: an exclusive
+        lock on `<database>.send-lock` (the kernel drops it when the process dies, so a killed
+        sender never blocks `digest resume`); PostgreSQL: a session advisory lock."""
+        url = self.engine.url
+        if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+            import fcntl
+
+            path = Path(f"{url.database}.send-lock")
+            with open(path, "a+b") as handle:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    raise StoreError(
+                        f"another process is sending a digest from this store ({path} is locked)",
+                        "wait for it to finish, or stop it; then `publisher digest resume`",
+                    ) from None
+                try:
+                    yield
+                finally:
+                    fcntl.flock(handle, fcntl.LOCK_UN)
+            return
+        if url.get_backend_name() == "postgresql":
+            with self.engine.connect() as conn:
+                if not conn.execute(text("select pg_try_advisory_lock(7202611)")).scalar_one():
+                    raise StoreError("another process is sending a digest from this store", "wait for it to finish")
+                try:
+                    yield
+                finally:
+                    conn.execute(text("select pg_advisory_unlock(7202611)"))
+            return
+        yield
+
     def ledger(self) -> Ledger:
         """One connection for a send run: the marks and look-ups of the hot path."""
         return Ledger(self.engine)
 
     def last_scheduled_end(self) -> datetime | None:
         """Where the next scheduled digest's window starts: the end of the last one."""
-
         d = digests_table.c
         with self.engine.connect() as conn:
-            value = conn.execute(select(func.max(d.window_end)).where(d.key.like("scheduled:%"))).scalar_one()
+            value = conn.execute(select(func.max(d.window_end)).where(d.key.like("scheduled%"))).scalar_one()
         return _aware(value) if value is not None else None
 
     def digests(self, unfinished_only: bool = False) -> list[DigestRow]:
         """Digests, oldest first; `unfinished_only`: those still planning, sending or paused."""
         d = digests_table.c
-        query = select(d.id, d.key, d.window_start, d.window_end, d.status, d.created_at).order_by(d.id)
+        query = select(digests_table).order_by(d.id)
         if unfinished_only:
             query = query.where(d.status.in_(("planning", "sending", "paused")))
         with self.engine.connect() as conn:
-            return [
-                DigestRow(r.id, r.key, _aware(r.window_start), _aware(r.window_end), r.status, _aware(r.created_at))
-                for r in conn.execute(query).all()
-            ]
+            return [_digest_row(r) for r in conn.execute(query).all()]
 
     def set_digest_status(self, digest_id: int, status: str) -> None:
         with self.engine.begin() as conn:
@@ -491,14 +552,25 @@ class Store:
                 if not done:
                     conn.execute(insert(s).values(email_key=key, created_at=_naive_utc(sub.created_at), **values))
 
+    def mark_bounced(self, email_key: str, now: datetime, reason: str) -> None:
+        """The address does not exist: no more digests (an import never signs it up again)."""
+        s = subscribers_table.c
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(subscribers_table)
+                .where(s.email_key == email_key)
+                .values(status="bounced", status_at=_naive_utc(now), status_via=f"bounce: {reason}"[:100])
+            )
+
     def delete_subscriber(self, email_key: str) -> bool:
         with self.engine.begin() as conn:
             deleted = conn.execute(delete(subscribers_table).where(subscribers_table.c.email_key == email_key))
             return bool(deleted.rowcount)
 
-    def writer(self) -> StoreWriter:
-        """A transaction for one source's ingest; commit on success, roll back on error."""
-        return StoreWriter(self.engine)
+    def writer(self, clock: Callable[[], datetime] | None = None) -> StoreWriter:
+        """A transaction for one source's ingest; commit on success, roll back on error. With
+        `clock`, new articles are stamped first seen at commit (see StoreWriter)."""
+        return StoreWriter(self.engine, clock)
 
     # --- feeds -------------------------------------------------------------------------------
 
@@ -506,12 +578,14 @@ class Store:
         """Live articles first ingested (`by="ingested"`) or published (`"published"`) in
         (start, end], newest first: a digest window's candidates."""
         a = articles_table
-        column = a.c.first_seen if by == "ingested" else a.c.published
+        column = a.c.published if by == "published" else a.c.first_seen
         query = (
             select(a)
             .where(a.c.withdrawn.is_(False), column > _naive_utc(start), column <= _naive_utc(end))
             .order_by(a.c.published.desc(), a.c.id.desc())
         )
+        if by == "first":
+            query = query.where(a.c.published > _naive_utc(start))
         with self.engine.connect() as conn:
             return self._with_categories(conn, conn.execute(query).all())
 
@@ -549,6 +623,34 @@ class Store:
         return [_article(r, tuple(cats[r.id])) for r in rows]
 
 
+TURNSTILE = "turnstile"  # the meta row that orders ingest commits and digest windows
+
+
+def _turnstile(conn: Connection) -> None:
+    """Take the turnstile row (a write: SQLite's write lock, a row lock elsewhere) until commit."""
+    m = meta_table.c
+    if not conn.execute(update(meta_table).where(m.key == TURNSTILE).values(value=m.value)).rowcount:
+        conn.execute(insert(meta_table).values(key=TURNSTILE, value=""))
+
+
+def _open_digest(conn: Connection, key: str, start: datetime, end: datetime, now: datetime) -> tuple[int, bool]:
+    d = digests_table.c
+    row = conn.execute(select(d.id).where(d.key == key)).first()
+    if row is not None:
+        return row.id, False
+    values = {"key": key, "window_start": _naive_utc(start), "window_end": _naive_utc(end)}
+    try:
+        with conn.begin_nested():
+            conn.execute(insert(digests_table).values(status="planning", created_at=_naive_utc(now), **values))
+    except IntegrityError:  # another process opened it between our read and our insert
+        return conn.execute(select(d.id).where(d.key == key)).scalar_one(), False
+    return conn.execute(select(d.id).where(d.key == key)).scalar_one(), True
+
+
+def _digest_row(r: Any) -> DigestRow:
+    return DigestRow(r.id, r.key, _aware(r.window_start), _aware(r.window_end), r.status, _aware(r.created_at))
+
+
 _d = deliveries_table.c
 # Built once: the send loop runs these twice per message, and building a statement costs more
 # than SQLite takes to commit it.
@@ -566,6 +668,16 @@ _MARK_ANSWER = (
         last_error=func.coalesce(bindparam("b_error", type_=Text), _d.last_error),
         provider_id=func.coalesce(bindparam("b_provider", type_=String), _d.provider_id),
     )
+)
+_CLAIM = (
+    update(deliveries_table)
+    .where(_d.id == bindparam("b_id"), _d.status == bindparam("b_was"), _d.attempts == bindparam("b_attempts"))
+    .values(status="sending", updated_at=bindparam("b_at"), attempts=_d.attempts + 1)
+)
+_UNCLAIM = (
+    update(deliveries_table)
+    .where(_d.id == bindparam("b_id"))
+    .values(status=bindparam("b_status"), attempts=_d.attempts - 1, last_error=bindparam("b_error", type_=Text))
 )
 _SUBSCRIBER_BY_KEY = select(subscribers_table).where(subscribers_table.c.email_key == bindparam("b_key"))
 
@@ -594,6 +706,20 @@ class Ledger:
                 params = {"b_id": delivery_id, "b_status": status, "b_at": at, "b_error": cut}
                 self.conn.execute(_MARK_ANSWER, params | {"b_provider": provider_id})
 
+    def claim(self, delivery: Delivery, now: datetime) -> bool:
+        """Mark `delivery` sending, one more attempt, if it is still as it was read: False when
+        another sender took it first, so no two processes ever send the same delivery."""
+        params = {"b_id": delivery.id, "b_was": delivery.status, "b_attempts": delivery.attempts}
+        with self.conn.begin():
+            claimed = self.conn.execute(_CLAIM, params | {"b_at": _naive_utc(now)}).rowcount
+        return claimed == 1
+
+    def unclaim(self, delivery: Delivery, error: str) -> None:
+        """Give a claimed delivery back as it was (the attempt did not count): the transport
+        could not send anything at all."""
+        with self.conn.begin():
+            self.conn.execute(_UNCLAIM, {"b_id": delivery.id, "b_status": delivery.status, "b_error": error[:2000]})
+
     def subscriber(self, email_key: str) -> Subscriber | None:
         with self.conn.begin():
             row = self.conn.execute(_SUBSCRIBER_BY_KEY, {"b_key": email_key}).first()
@@ -608,11 +734,13 @@ class StoreWriter:
 
     BATCH = 500
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, clock: Callable[[], datetime] | None = None) -> None:
         self.engine = engine
+        self.clock = clock
         self.conn: Connection | None = None
         self._pending: list[tuple[dict[str, object], Article]] = []
         self._dirty: set[str] = set()
+        self._new_ids: list[int] = []
 
     def __enter__(self) -> StoreWriter:
         self.conn = self.engine.connect()
@@ -625,6 +753,7 @@ class StoreWriter:
             if kind is None:
                 self.flush()
                 self._mark_dirty()
+                self._stamp_first_seen()
                 self.conn.commit()
             else:
                 self.conn.rollback()
@@ -658,6 +787,7 @@ class StoreWriter:
         keys = [article.key for _values, article in self._pending]
         rows = self.conn.execute(select(a.key, a.id).where(a.source == source, a.key.in_(keys)))
         ids = {key: row_id for key, row_id in rows}
+        self._new_ids.extend(ids.values())
         links = [
             {"article_id": ids[article.key], "category_slug": slug, "published": _naive_utc(article.published)}
             for _values, article in self._pending
@@ -703,6 +833,19 @@ class StoreWriter:
         ac = article_categories_table.c
         self._dirty.update(self.conn.execute(select(ac.category_slug).where(ac.article_id.in_(row_ids))).scalars())
         self.conn.execute(delete(article_categories_table).where(ac.article_id.in_(row_ids)))
+
+    def _stamp_first_seen(self) -> None:
+        """New articles are first seen when they commit, under the turnstile a scheduled digest
+        takes to read its end: each lands in exactly one scheduled window (see
+        Store.open_scheduled_digest), however long the ingest ran."""
+        assert self.conn is not None
+        if not self._new_ids or self.clock is None:
+            return
+        _turnstile(self.conn)
+        now, a = _naive_utc(self.clock()), articles_table.c
+        for start in range(0, len(self._new_ids), 500):
+            chunk = self._new_ids[start : start + 500]
+            self.conn.execute(update(articles_table).where(a.id.in_(chunk)).values(first_seen=now))
 
     def _mark_dirty(self) -> None:
         assert self.conn is not None
@@ -779,4 +922,6 @@ def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
+    # A digest waits for a running ingest's commit rather than failing with "database is locked".
+    cursor.execute("PRAGMA busy_timeout=120000")
     cursor.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import unicodedata
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -32,6 +33,13 @@ def normalize_email(raw: str) -> str:
         return validate_email(raw.strip(), check_deliverability=False).normalized
     except EmailNotValidError as exc:
         raise ValueError(f"{raw.strip()!r} is not an e-mail address: {exc}") from None
+
+
+def clean_name(raw: str) -> str:
+    """A display name as it can go into a From/To header: control characters dropped, any run
+    of whitespace (line breaks included) one space, at most 200 characters."""
+    text = "".join(c if unicodedata.category(c) not in ("Cc", "Cf", "Zl", "Zp") else " " for c in raw)
+    return " ".join(text.split())[:200]
 
 
 def parse_categories(text: str, index: CategoryIndex) -> tuple[str, ...]:
@@ -93,7 +101,7 @@ def import_csv(store: Store, path: Path, index: CategoryIndex, status: Subscribe
             report.problems.append(f"{path}:{line}: {email} is already on line {seen[key]}")
             continue
         seen[key] = line
-        wanted = Subscriber(email, (row.get("name") or "").strip(), categories, status, now, "import", now)
+        wanted = Subscriber(email, clean_name(row.get("name") or ""), categories, status, now, "import", now)
         existing = store.subscriber(key)
         merged = merge(existing, wanted)
         if merged is None:
@@ -140,7 +148,7 @@ def add(
     ValueError for an invalid address; SubscriberError when they may not be signed up."""
     address = normalize_email(email)
     existing = store.subscriber(address.lower())
-    merged = merge(existing, Subscriber(address, name.strip(), categories, status, now, "cli", now))
+    merged = merge(existing, Subscriber(address, clean_name(name), categories, status, now, "cli", now))
     if merged is None:
         assert existing is not None
         raise SubscriberError(

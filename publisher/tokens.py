@@ -14,12 +14,15 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
 from collections.abc import Callable
 from datetime import UTC, datetime
 
 PURPOSES = {"confirm": "c", "unsubscribe": "u", "preferences": "p"}
 _NAMES = {letter: name for name, letter in PURPOSES.items()}
 _DIGITS = "0123456789abcdefghijklmnopqrstuvwxyz"
+# Checked before any number is parsed: int() of a long or signed string is never reached.
+_SHAPE = re.compile(r"[a-z][0-9a-z]{1,12}\.[0-9a-z]{1,12}\.[A-Za-z0-9_-]{22}")
 
 
 class TokenError(ValueError):
@@ -62,10 +65,9 @@ def read_token(key: bytes, token: str, purpose: str, now: datetime, email_of: Ca
     if len(parts) != 3 or not token.isascii() or len(token) > 100:
         raise TokenError("malformed token")
     head, until_text, signature = parts
-    try:
-        letter, subscriber, until = head[:1], int(head[1:], 36), int(until_text, 36)
-    except ValueError:
-        raise TokenError("malformed token") from None
+    if not _SHAPE.fullmatch(token):
+        raise TokenError("malformed token")
+    letter, subscriber, until = head[:1], int(head[1:], 36), int(until_text, 36)
     if head[1:] != _b36(subscriber) or until_text != _b36(until):  # one spelling per token
         raise TokenError("malformed token")
     if letter not in _NAMES:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import textwrap
+import tomllib
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from publisher.cli import main
-from publisher.config import load_settings
+from publisher.config import load_settings, validate
 from publisher.errors import ConfigError
 
 MINIMAL = """\
@@ -271,3 +272,16 @@ def test_check_reports_a_missing_mail_secret(tmp_path: Path, monkeypatch: pytest
     monkeypatch.setenv("PUBLISHER_TEST_POSTMARK", "pm-token")
     result = CliRunner().invoke(main, ["--config", str(write(tmp_path, text)), "check"])
     assert result.exit_code == 0, result.output
+
+
+def test_a_misspelt_subject_variable_is_caught_by_check(tmp_path: Path) -> None:
+    raw = tomllib.loads(MINIMAL) | {"digest": {"subject": "{{ site }} {{ tittle }}"}}
+    with pytest.raises(ConfigError) as caught:
+        validate(raw)
+    assert "digest.subject" in str(caught.value) and "tittle" in str(caught.value)
+
+
+def test_numeric_days_of_week_are_refused_in_the_schedule() -> None:
+    raw = tomllib.loads(MINIMAL) | {"digest": {"schedule": "0 8 * * 1"}}
+    with pytest.raises(ConfigError, match="day names|names"):
+        validate(raw)

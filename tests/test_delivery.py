@@ -55,9 +55,23 @@ def planned(site: Site) -> tuple[Store, int]:
     return store, digest_id
 
 
+class FakeTime:
+    """A clock that moves only when the sender sleeps, so tests wait for nothing."""
+
+    def __init__(self, waits: list[float]) -> None:
+        self.now, self.waits = NOW, waits
+
+    def sleep(self, seconds: float) -> None:
+        self.waits.append(seconds)
+        self.now += timedelta(seconds=seconds)
+
+    def monotonic(self) -> float:
+        return (self.now - NOW).total_seconds()
+
+
 def sender(store: Store, transport: object, waits: list[float] | None = None, **options: object) -> Sender:
-    sleeps = waits if waits is not None else []
-    return Sender(store, transport, lambda: NOW, sleep=sleeps.append, monotonic=lambda: 0.0, **options)  # type: ignore[arg-type]
+    fake = FakeTime(waits if waits is not None else [])
+    return Sender(store, transport, lambda: fake.now, sleep=fake.sleep, monotonic=fake.monotonic, **options)  # type: ignore[arg-type]
 
 
 def test_everyone_once_and_a_second_run_sends_nothing(planned: tuple[Store, int]) -> None:
@@ -81,7 +95,7 @@ def test_retryable_errors_retry_with_backoff_and_permanent_ones_fail(planned: tu
     report = sender(store, flaky, waits, messages_per_second=0).run(digest_id, build)
     assert (report.sent, report.failed, report.retried) == (4, 1, 1)
     assert sorted(flaky.delivered) == sorted(set(READERS) - {"r3@example.com"})
-    assert waits == [1.0]  # the backoff before the retry
+    assert waits == [30.0]  # greylisting wants minutes: the retry waits, the others went first
     assert store.delivery_counts(digest_id) == {"sent": 4, "failed": 1}
 
 
@@ -134,3 +148,47 @@ def test_pacing_keeps_to_messages_per_second(planned: tuple[Store, int]) -> None
     Sender(store, MemoryTransport(), lambda: NOW, messages_per_second=2, sleep=fake.sleep,
            monotonic=fake.monotonic).run(digest_id, build)  # fmt: skip
     assert fake.waits == pytest.approx([0.5, 0.5, 0.5, 0.5]) and fake.now == pytest.approx(2.0)
+
+
+def test_two_senders_that_read_the_same_rows_send_each_once(planned: tuple[Store, int]) -> None:
+    """Claims: after the first sender has read its chunk, a second one sends everything; the
+    first then finds every row changed and sends nothing. (A row in flight is protected by
+    Store.send_lock, which the digest commands hold: see the next test.)"""
+    store, digest_id = planned
+    inner, outer = MemoryTransport(), MemoryTransport()
+    started: list[bool] = []
+
+    def build_then_race(delivery: Delivery) -> Message:
+        if not started:
+            started.append(True)
+            sender(store, inner).run(digest_id, build)
+        return build(delivery)
+
+    sender(store, outer).run(digest_id, build_then_race)
+    assert sorted(m.recipient for m in inner.sent) == sorted(READERS) and outer.sent == []
+    assert store.delivery_counts(digest_id) == {"sent": 5}
+
+
+def test_a_broken_transport_pauses_without_using_up_attempts(planned: tuple[Store, int]) -> None:
+    store, digest_id = planned
+    refused = TransportError("535 login refused", "check the password", retryable=False, broken=True)
+    flaky = Flaky({"r0@example.com": [refused]})
+    report = sender(store, flaky, messages_per_second=0).run(digest_id, build)
+    assert report.paused and report.failed == 0 and not flaky.delivered
+    assert store.delivery_counts(digest_id) == {"pending": 5}
+    [first] = [d for d in store.next_deliveries(digest_id, 10) if d.email_key == "r0@example.com"]
+    assert first.attempts == 0  # the refused login was nobody's fault
+    report = sender(store, flaky, messages_per_second=0).run(digest_id, build)
+    assert report.sent == 5 and not report.paused
+
+
+def test_one_process_sends_from_a_store_at_a_time(planned: tuple[Store, int]) -> None:
+    from publisher.errors import StoreError
+
+    store, _digest_id = planned
+    with store.send_lock():
+        with pytest.raises(StoreError, match="another process"):
+            with store.send_lock():
+                pass
+    with store.send_lock():  # released
+        pass

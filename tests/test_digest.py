@@ -49,7 +49,7 @@ def test_nothing_new_for_the_reader_gives_no_sections() -> None:
 
 def test_scheduled_windows_chain_and_the_first_takes_seven_days() -> None:
     first = scheduled_window(None, NOW)
-    assert first.end - first.start == timedelta(days=FIRST_DIGEST_DAYS) and first.by == "ingested"
+    assert first.end - first.start == timedelta(days=FIRST_DIGEST_DAYS) and first.by == "first"
     second = scheduled_window(first.end, NOW + timedelta(days=7))
     assert second.start == first.end and second.key != first.key
     assert scheduled_window(None, NOW).key == first.key  # the same run, the same key
@@ -65,19 +65,56 @@ def test_explicit_windows_include_both_days_in_the_site_zone() -> None:
 
 
 def test_a_backdated_article_goes_into_the_next_scheduled_digest_once(site: Site) -> None:
-    """Picked by when it was ingested, not by its (old) publication date."""
+    """After the first digest, picked by when it was ingested, not by its (old) publication date."""
     site.clock_now = NOW - timedelta(days=3)
-    site.article("tech/old.md", "补发的旧文", date="2025-01-01 09:00")
+    site.article("tech/archive.md", "安装前的旧文", date="2025-01-01 09:00")
+    site.article("tech/new.md", "本周新闻", date="2026-11-28 09:00")
+    site.build()
+    site.clock_now = NOW + timedelta(days=3)
+    site.article("tech/old.md", "补发的旧文", date="2025-01-02 09:00")
     site.build()
     app = site.app()
     try:
         week1 = scheduled_window(None, NOW)
         week2 = scheduled_window(week1.end, NOW + timedelta(days=7))
-        picked1 = app.store.articles_between(week1.start, week1.end, week1.by)
-        picked2 = app.store.articles_between(week2.start, week2.end, week2.by)
+        week3 = scheduled_window(week2.end, NOW + timedelta(days=14))
+        picked = [app.store.articles_between(w.start, w.end, w.by) for w in (week1, week2, week3)]
         by_date = explicit_window(date(2026, 11, 1), date(2026, 11, 30), "Asia/Shanghai")
-        picked3 = app.store.articles_between(by_date.start, by_date.end, by_date.by)
+        in_november = app.store.articles_between(by_date.start, by_date.end, by_date.by)
     finally:
         app.close()
-    assert [a.title for a in picked1] == ["补发的旧文"] and picked2 == [] and picked3 == []
-    assert picked1[0].categories == ("tech",)
+    # A new install's first digest is last week's news, not the archive it just read.
+    assert [[a.title for a in p] for p in picked] == [["本周新闻"], ["补发的旧文"], []]
+    assert picked[1][0].categories == ("tech",)
+    assert [a.title for a in in_november] == ["本周新闻"]
+
+
+def test_an_article_ingested_while_a_digest_opens_is_in_exactly_one_digest(site: Site) -> None:
+    """The ingest stamps first_seen when it commits, under the turnstile the digest takes to
+    read its end: a digest opened during a long ingest waits for it, and the article lands in
+    that digest, not in a gap between two windows."""
+    import threading
+
+    from publisher.store import Store
+
+    store = Store(f"sqlite:///{site.db}")
+    store.sync_categories([("科技创新", "tech", "")], lambda name: name, NOW)
+    first, _ = store.open_scheduled_digest(lambda: NOW - timedelta(days=1), FIRST_DIGEST_DAYS)
+    clock = {"now": NOW}
+    opened: list[object] = []
+    with store.writer(lambda: clock["now"]) as writer:
+        processed_at = NOW - timedelta(hours=2)  # read and normalised long before it commits
+        writer.insert(article(1, ("tech",)), "tag:x,2026:1", None, "fp", processed_at)
+        writer.flush()  # the ingest holds the write lock from here to its commit
+        thread = threading.Thread(target=lambda: opened.append(store.open_scheduled_digest(lambda: clock["now"], 7)))
+        thread.start()
+        thread.join(timeout=1.0)
+        assert thread.is_alive()  # waiting for the ingest, not reading a window end past it
+        clock["now"] = NOW + timedelta(seconds=5)
+    thread.join(timeout=30)
+    [(second, _created)] = opened  # type: ignore[misc]
+    assert second.start == first.end  # type: ignore[attr-defined]
+    picked = store.articles_between(second.start, second.end, second.by)  # type: ignore[attr-defined]
+    later = store.articles_between(second.end, NOW + timedelta(days=7), "ingested")  # type: ignore[attr-defined]
+    store.close()
+    assert [a.title for a in picked] == ["标题1"] and later == []

@@ -133,3 +133,23 @@ def test_a_long_unsubscribe_url_starts_its_own_line_and_reads_back_whole() -> No
     assert b"List-Unsubscribe:\r\n <https://" in raw
     # RFC 2369 allows folding whitespace before the first <URL>; Python's parser keeps it.
     assert message_from_bytes(raw, policy=policy.default)["List-Unsubscribe"].strip() == f"<{url}>, <{mailto}>"
+
+
+@pytest.mark.parametrize("subject", ["a\x00b", "周报\x1b[31m", "x\u2028y"])
+def test_control_characters_are_refused(subject: str) -> None:
+    with pytest.raises(ValueError, match="control character|line break"):
+        build_message(envelope(subject=subject), "t", "<p>t</p>")
+
+
+def test_an_ascii_word_longer_than_a_line_is_encoded_not_overlong() -> None:
+    subject = "Report " + "x" * 90 + " end"
+    raw = build_message(envelope(subject=subject), "t", "<p>t</p>").as_bytes()
+    check_wire(raw)
+    assert message_from_bytes(raw, policy=policy.default)["Subject"] == subject
+
+
+def test_international_domains_use_idna_2008_and_local_parts_smtputf8() -> None:
+    message = build_message(envelope(to=Address("", "leser", "faß.de")), "t", "<p>t</p>")
+    assert message.recipient == "leser@xn--fa-hia.de"  # IDNA 2003 would say fass.de: another domain
+    assert not message.needs_smtputf8
+    assert build_message(envelope(reply_to=Address("", "编辑", "example.org")), "t", "<p>t</p>").needs_smtputf8

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from aiosmtpd.controller import Controller
@@ -72,11 +73,21 @@ postal_address = "云川市高新区创新大道 1 号"
 {extra}"""
     )
     site.clock_now = datetime.now(UTC) - timedelta(hours=1)  # the CLI runs on the real clock
-    site.article("policy/a.md", "《人才十条》政策要点解读", date="2026-11-27 09:00")
-    site.article("tech/shared.md", "科技成果转化与产业政策联动", date="2026-11-26 10:00", categories="[policy, tech]")
-    site.article("news.md", "高新院开放日", date="2026-11-24 15:00")
+    # Published in the last days (the CLI's clock is the real one; a first digest takes a week).
+    site.article("policy/a.md", "《人才十条》政策要点解读", date=days_ago(2))
+    site.article("tech/shared.md", "科技成果转化与产业政策联动", date=days_ago(3), categories="[policy, tech]")
+    site.article("news.md", "高新院开放日", date=days_ago(5))
     site.build()
     return site
+
+
+def days_ago(days: int) -> str:
+    return f"{datetime.now(ZoneInfo('Asia/Shanghai')) - timedelta(days=days):%Y-%m-%d %H:%M}"
+
+
+def this_month() -> tuple[str, str]:
+    today = datetime.now(ZoneInfo("Asia/Shanghai")).date()
+    return f"{today - timedelta(days=20)}", f"{today}"
 
 
 def add_readers(site: Site, count: int) -> list[str]:
@@ -164,11 +175,12 @@ def test_five_hundred_then_a_second_send_of_the_same_period_sends_none(site: Sit
     box, port = inbox
     mailing_site(site, port)
     add_readers(site, 500)
-    first = run_cli(site, "digest", "send", "--since", "2026-11-01", "--until", "2026-11-30")
+    since, until = this_month()
+    first = run_cli(site, "digest", "send", "--since", since, "--until", until)
     _out, errors = first.communicate(timeout=120)
     assert first.returncode == 0, errors.decode()
     assert len(box.received) == 500 and len({r for r, _m in box.received}) == 500
-    again = run_cli(site, "digest", "send", "--since", "2026-11-01", "--until", "2026-11-30")
+    again = run_cli(site, "digest", "send", "--since", since, "--until", until)
     output, errors = again.communicate(timeout=60)
     assert again.returncode == 0, errors.decode()
     assert b"sent before" in output and len(box.received) == 500
@@ -298,3 +310,30 @@ def test_nothing_new_sends_nothing_unless_configured(site: Site, inbox: tuple[In
     assert len(box.raw) == 4  # configured: an e-mail saying there is nothing new
     text = message_from_bytes(box.raw[-1], policy=policy.default).get_body(("plain",)).get_content()  # type: ignore[union-attr]
     assert "本期没有新文章" in text
+
+
+def test_an_address_the_server_says_does_not_exist_is_marked_bounced(site: Site) -> None:
+    class Refusing(Inbox):
+        async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, options: Any) -> str:
+            if address == "reader0001@example.com":
+                return "550 5.1.1 no such user"
+            envelope.rcpt_tos.append(address)
+            return "250 OK"
+
+    box, port = Refusing(), free_port()
+    controller = Controller(box, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        mailing_site(site, port)
+        add_readers(site, 3)
+        result = site.cli("digest", "send")
+    finally:
+        controller.stop()
+    assert result.exit_code == 1  # a delivery failed
+    assert sorted(r for r, _m in box.received) == ["reader0000@example.com", "reader0002@example.com"]
+    store = Store(f"sqlite:///{site.db}")
+    try:
+        gone = store.subscriber("reader0001@example.com")
+    finally:
+        store.close()
+    assert gone is not None and gone.status is SubscriberStatus.BOUNCED and "550" in gone.status_via

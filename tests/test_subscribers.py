@@ -118,3 +118,11 @@ def test_list_filters_by_status(site: Site, status: str) -> None:
     result = site.cli("subscribers", "list", "--status", status)
     expected = {"pending": 1, "confirmed": 1}.get(status, 0)
     assert f"{expected} subscriber(s)" in result.output
+
+
+def test_names_with_line_breaks_or_control_characters_are_cleaned() -> None:
+    from publisher.subscriptions import clean_name
+
+    assert clean_name("Bob\nSmith") == "Bob Smith"
+    assert clean_name("  张三\r\n\t\x00\x1b 先生 ") == "张三 先生"
+    assert clean_name("a\u2028b\u200bc") == "a b c"

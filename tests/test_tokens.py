@@ -68,3 +68,10 @@ def test_weak_keys_and_unknown_purposes_are_programming_errors() -> None:
 def test_any_string_is_refused_cleanly(garbage: str) -> None:
     with pytest.raises(TokenError):
         read_token(KEY, garbage, "unsubscribe", NOW, who)
+
+
+def test_signed_or_huge_numbers_are_refused_at_once() -> None:
+    # int("-1", 36) and then base-36 spelling of a negative number once looped for ever
+    for token in ("u-1.abc.AAAAAAAAAAAAAAAAAAAAAA", "u1.-5.AAAAAAAAAAAAAAAAAAAAAA", "u" + "z" * 90 + ".1.x"):
+        with pytest.raises(TokenError, match="malformed"):
+            read_token(KEY, token, "unsubscribe", NOW, who)

@@ -4,7 +4,8 @@ Contract (one method that matters, like httpx's transports): `send(message)` ret
 once the receiving system has taken responsibility for the message, or raises TransportError.
 `TransportError.retryable` says whether trying later can help (4xx, timeouts, a dropped
 connection); `uncertain` says the message may have been delivered although no answer came,
-so a retry could duplicate it. `close()` ends a batch (one SMTP connection, say).
+so a retry could duplicate it; `broken` says no message can go until the operator fixes
+something (credentials, certificates, the sending domain). `close()` ends a batch (one SMTP connection, say).
 """
 
 from __future__ import annotations
@@ -26,10 +27,25 @@ class Sent:
 
 
 class TransportError(PublisherError):
-    def __init__(self, message: str, hint: str = "", *, retryable: bool, uncertain: bool = False) -> None:
+    def __init__(
+        self,
+        message: str,
+        hint: str = "",
+        *,
+        retryable: bool,
+        uncertain: bool = False,
+        broken: bool = False,
+        bounced: bool = False,
+    ) -> None:
         super().__init__(message, hint)
         self.retryable = retryable
         self.uncertain = uncertain
+        # The receiving system says the address does not exist (SMTP 550/551/553 to RCPT): the
+        # subscriber is marked bounced and gets no more digests.
+        self.bounced = bounced
+        # The transport itself cannot send (login refused, bad certificate, sender refused, an
+        # API key rejected): no message can go, so the digest pauses rather than failing readers.
+        self.broken = broken
 
 
 class Transport(Protocol):

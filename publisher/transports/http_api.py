@@ -221,4 +221,5 @@ class HttpApiTransport:
             hint,
             retryable=retryable,
             uncertain=retryable and status >= 500 and not self.provider.idempotent,
+            broken=status in (401, 403),  # the key or the domain: no message can go
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import smtplib
+import socket
 import ssl
 from typing import Literal
 
@@ -48,18 +49,25 @@ class SmtpTransport:
             try:
                 _transmit(connection, message)
             except smtplib.SMTPServerDisconnected:
-                # The server dropped an idle connection: one fresh connection, one more try.
+                # Dropped before the message went: an idle connection the server closed. One
+                # fresh connection, one more try. (A drop after it went is raised as uncertain.)
                 self._drop()
                 _transmit(self._connect(), message)
         except smtplib.SMTPRecipientsRefused as exc:  # the connection stays good for the next one
             code, reply = next(iter(exc.recipients.values()))
-            raise self._reply_error("recipient refused", code, reply) from exc
-        except (smtplib.SMTPException, OSError) as exc:
+            error = self._reply_error("recipient refused", code, reply)
+            error.bounced = code in (550, 551, 553)
+            raise error from exc
+        except TransportError:
             self._drop()
-            raise self._translate(exc) from exc
+            raise
+        except (smtplib.SMTPException, OSError) as exc:
+            connected = self._connection is not None
+            self._drop()
+            raise self._translate(exc, connected) from exc
         return Sent(provider_id=message.message_id)
 
-    def _translate(self, exc: Exception) -> TransportError:
+    def _translate(self, exc: Exception, connected: bool) -> TransportError:
         """smtplib's and the socket's exceptions as what the send engine needs to know."""
         where = f"{self.host}:{self.port}"
         if isinstance(exc, smtplib.SMTPAuthenticationError):
@@ -67,6 +75,14 @@ class SmtpTransport:
                 f"{where} refused the login: {exc.smtp_code} {_text(exc.smtp_error)}",
                 "check the username and the password's environment variable",
                 retryable=False,
+                broken=True,
+            )
+        if isinstance(exc, smtplib.SMTPSenderRefused):
+            return TransportError(
+                f"{where} refused the sender {exc.sender}: {exc.smtp_code} {_text(exc.smtp_error)}",
+                "check [digest] sender: the server must accept it as a sending address",
+                retryable=400 <= exc.smtp_code < 500,
+                broken=exc.smtp_code >= 500,
             )
         if isinstance(exc, smtplib.SMTPResponseException):
             return self._reply_error("message refused", exc.smtp_code, exc.smtp_error)
@@ -77,13 +93,18 @@ class SmtpTransport:
                 f"{where}: the server's TLS certificate did not verify: {exc.verify_message}",
                 "fix the server's certificate, or trust its CA; verification is never turned off",
                 retryable=False,
+                broken=True,
             )
         if isinstance(exc, smtplib.SMTPNotSupportedError):
             return TransportError(
                 f"{where} does not offer {exc}",
                 'check [mail.smtp] security ("starttls", "tls" or "none") and the port',
                 retryable=False,
+                broken=True,
             )
+        if isinstance(exc, (ConnectionRefusedError, socket.gaierror)) or not connected:
+            # Nothing was handed over: certain that nothing went out.
+            return TransportError(f"cannot connect to {where}: {exc}", "is the mail server up?", retryable=True)
         return TransportError(f"{where}: {exc}", retryable=True, uncertain=True)  # timeouts, resets
 
     def close(self) -> None:
@@ -139,9 +160,8 @@ def _transmit(connection: smtplib.SMTP, message: Message) -> None:
     data = message.as_bytes()
     options = ["SMTPUTF8"] if message.needs_smtputf8 else []
     sender, recipient = message.sender, message.recipient
-    if b"\n." in data or not data.endswith(b"\r\n") or b"\r\n" not in data[:200]:
-        connection.sendmail(sender, [recipient], data, mail_options=options)
-        return
+    if options and not connection.has_extn("smtputf8"):
+        raise smtplib.SMTPNotSupportedError("SMTPUTF8, needed for a non-ASCII address")
     code, reply = connection.mail(sender, options)
     if code != 250:
         _reset(connection, code)
@@ -150,15 +170,31 @@ def _transmit(connection: smtplib.SMTP, message: Message) -> None:
     if code not in (250, 251):
         _reset(connection, code)
         raise smtplib.SMTPRecipientsRefused({recipient: (code, reply)})
+    if b"\n." in data or not data.endswith(b"\r\n"):  # never with our serialiser
+        try:
+            connection.data(data)  # smtplib's own stuffing; it raises SMTPDataError itself
+        except smtplib.SMTPServerDisconnected as exc:
+            raise _gone(connection, exc) from exc
+        return
     code, reply = connection.docmd("data")
     if code != 354:
         _reset(connection, code)
         raise smtplib.SMTPDataError(code, reply)
-    connection.send(data + b".\r\n")
-    code, reply = connection.getreply()
+    try:
+        connection.send(data + b".\r\n")
+        code, reply = connection.getreply()
+    except smtplib.SMTPServerDisconnected as exc:
+        raise _gone(connection, exc) from exc
     if code != 250:
         _reset(connection, code)
         raise smtplib.SMTPDataError(code, reply)
+
+
+def _gone(connection: smtplib.SMTP, exc: Exception) -> TransportError:
+    """The connection dropped after the message was handed over: it may have been delivered,
+    so it is not sent again on a fresh connection; the send engine records the doubt."""
+    connection.close()
+    return TransportError(f"the connection dropped after the message was sent: {exc}", retryable=True, uncertain=True)
 
 
 def _reset(connection: smtplib.SMTP, code: int) -> None:
