@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
+from zoneinfo import ZoneInfo
 
 import click
 from rich.console import Console
@@ -346,14 +347,20 @@ def digest_preview(ctx: click.Context, email: str | None, out_dir: Path) -> None
             subscriber = app.store.subscriber(email.strip().lower())
             if subscriber is None:
                 _fail(ValueError(f"{email} is not on the list (see `publisher subscribers list`)"))
-        message, stand_in = letters.preview(letters.scheduled_window(app.clock()), subscriber)
+        window = letters.scheduled_window(app.clock())
+        message, stand_in = letters.preview(window, subscriber)
         paths = preview_files(message, out_dir)
     except (PublisherError, ValueError) as exc:
         _fail(exc)
     finally:
         app.close()
     if stand_in:
-        err.print("nothing new since the last digest: the preview shows the newest articles instead")
+        since = f"{window.start.astimezone(ZoneInfo(app.settings.site.timezone)):%Y-%m-%d %H:%M}"
+        err.print(
+            f"the next digest would be empty (nothing new since {since}): the preview shows the newest "
+            "articles instead",
+            highlight=False,
+        )
     size = len(message.html.encode("utf-8"))
     out.print(f"subject: {message.envelope.subject}", markup=False, highlight=False)
     out.print(f"HTML {size / 1000:.1f} KB; wrote " + " ".join(str(p) for p in paths), markup=False, highlight=False)
