@@ -176,7 +176,18 @@ class App:
         return report
 
     def ingest(self, report: BuildReport, strict: bool = False, tick: Tick = lambda _n: None) -> None:
+        import json
+
         ingest(self.store, self.sources, self.context(strict), report, tick)
+        summary = {
+            "at": self.clock().isoformat(timespec="seconds"),
+            "new": report.new,
+            "changed": report.changed,
+            "withdrawn": report.withdrawn,
+            "skipped": report.skipped,
+            "failed_sources": len(report.failed_sources),
+        }
+        self.store.set_meta("last_ingest", json.dumps(summary))  # for /healthz
 
     def render_signature(self) -> str:
         """Everything besides articles that shapes the output; when it changes, all is rewritten."""

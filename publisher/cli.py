@@ -499,3 +499,85 @@ def digest_test(ctx: click.Context, to: str) -> None:
     finally:
         app.close()
     out.print(f"sent a test to {message.recipient} ({sent.provider_id or 'no provider id'})", highlight=False)
+
+
+# --- the service ---------------------------------------------------------------------------
+
+
+HOST = click.option("--host", help="Listen on this address (default: [web] host).")
+PORT = click.option("--port", type=int, help="Listen on this port; 0 picks a free one (default: [web] port).")
+
+
+@main.command()
+@HOST
+@PORT
+@click.pass_context
+def run(ctx: click.Context, host: str | None, port: int | None) -> None:
+    """The whole service: the scheduler (ingest, feeds, digest) and the web, until SIGTERM or Ctrl-C."""
+    _serve(ctx, host, port, schedule=True)
+
+
+@main.command()
+@HOST
+@PORT
+@click.pass_context
+def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
+    """The web alone: feeds, subscription pages, /healthz. No scheduler."""
+    _serve(ctx, host, port, schedule=False)
+
+
+def _serve(ctx: click.Context, host: str | None, port: int | None, schedule: bool) -> None:
+    import signal
+
+    import waitress
+
+    from . import jobs
+    from .scheduler import Scheduler
+    from .web import create_app
+
+    app = _app(ctx)
+    config_path = str(Path(ctx.obj).resolve())
+    settings = app.settings
+    scheduler = Scheduler(settings, config_path, app.store) if schedule else None
+    try:
+        if scheduler is not None:
+            if scheduler.start():
+                jobs.ingest_and_build(config_path)  # the feeds exist before the first request
+                out.print(
+                    f"scheduler: ingest and feeds every {settings.schedule.ingest_every} min; digest "
+                    f"{settings.digest.schedule!r} ({settings.site.timezone})",
+                    highlight=False,
+                )
+            else:
+                err.print("another `publisher run` schedules this database: this one serves the web only")
+        web = create_app(app, scheduler.health if scheduler else None)
+        server = waitress.create_server(
+            web, host=host or settings.web.host, port=settings.web.port if port is None else port, threads=8
+        )
+    except (PublisherError, OSError) as exc:
+        if scheduler is not None:
+            scheduler.stop()
+        app.close()
+        _fail(exc)
+    base = f"http://{server.effective_host}:{server.effective_port}"  # type: ignore[union-attr]
+    out.print(
+        f"serving {base}/ (feeds: {base}/rss.xml), subscribe: {base}/subscribe, health: {base}/healthz",
+        highlight=False,
+    )
+    if settings.mail.transport == "outbox":
+        out.print(f"mail goes to {settings.mail.outbox.dir}/ as .eml files (transport = outbox)", highlight=False)
+    sys.stdout.flush()
+
+    def stop(signum: int, _frame: object) -> None:
+        jobs.STOP.set()  # a digest being sent stops after the message in flight
+        raise SystemExit(0)  # waitress's loop ends on it, after its requests
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    try:
+        server.run()
+    finally:
+        err.print("stopping: letting running jobs finish")
+        if scheduler is not None:
+            scheduler.stop()
+        app.close()

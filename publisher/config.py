@@ -134,6 +134,16 @@ class DigestConfig(_Section):
 class WebConfig(_Section):
     public_url: str = ""  # where the subscription pages are reached; empty: the site's URL
     secret_key_env: str = Field(default="PUBLISHER_SECRET_KEY", pattern=_ENV_NAME)
+    host: str = "127.0.0.1"  # `publisher run` / `serve` listen here
+    port: int = Field(default=8080, ge=0, le=65535)
+    trust_proxy: bool = False  # behind nginx: the client address is the last X-Forwarded-For
+    subscribe_per_address: int = Field(default=3, ge=1)  # sign-up requests per address per hour
+    subscribe_per_client: int = Field(default=20, ge=1)  # per client address per hour
+
+
+class ScheduleConfig(_Section):
+    ingest_every: int = Field(default=15, ge=1, le=1440)  # minutes between ingest + build runs
+    misfire_grace: int = Field(default=360, ge=1, le=10080)  # minutes a missed run may start late
 
 
 class Settings(_Section):
@@ -147,6 +157,7 @@ class Settings(_Section):
     mail: MailConfig = MailConfig()
     digest: DigestConfig = DigestConfig()
     web: WebConfig = WebConfig()
+    schedule: ScheduleConfig = ScheduleConfig()
 
 
 def load_settings(path: Path) -> Settings:
@@ -265,8 +276,8 @@ def _check_meaning(settings: Settings) -> list[tuple[str, str, str]]:
     problems += _check_digest(settings)
     if settings.web.public_url:
         problems += _http_url("web.public_url", settings.web.public_url, "https://news.example.org/newsletter")
-        if not settings.web.public_url.startswith("https://"):
-            fix = "one-click unsubscribe (RFC 8058) needs an https URL"
+        if not settings.web.public_url.startswith("https://") and not is_loopback(settings.web.public_url):
+            fix = "one-click unsubscribe (RFC 8058) needs an https URL (http only for 127.0.0.1 or localhost)"
             problems.append(("web.public_url", "is not https", fix))
 
     known = {value for _key, value in labels}
@@ -322,6 +333,12 @@ def _check_digest(settings: Settings) -> list[tuple[str, str, str]]:
             fix = "variables: site, list_name, date, count, first_title, categories"
             problems.append(("digest.subject", f"template error: {exc}", fix))
     return problems
+
+
+def is_loopback(url: str) -> bool:
+    """http://127.0.0.1:8080 and the like: a trial on one machine, where https is not needed."""
+    host = urlsplit(url).hostname or ""
+    return host in ("localhost", "::1") or host.startswith("127.")
 
 
 def mailbox(text: str) -> Any:

@@ -38,6 +38,7 @@ class SendReport:
     skipped: int = 0
     retried: int = 0
     paused: bool = False
+    stopped: bool = False  # asked to stop (SIGTERM): unfinished, resumed at the next start
 
 
 class BuildProblem(Exception):
@@ -71,7 +72,12 @@ class Sender:
         self.sleep, self.monotonic = sleep, monotonic
 
     def run(
-        self, digest_id: int, build: Build, tick: Callable[[int], None] = lambda _n: None, retry_now: bool = False
+        self,
+        digest_id: int,
+        build: Build,
+        tick: Callable[[int], None] = lambda _n: None,
+        retry_now: bool = False,
+        should_stop: Callable[[], bool] = lambda: False,
     ) -> SendReport:
         """Send every open delivery of the digest; safe to call again after any interruption,
         and safe beside another sender (each delivery is claimed before it is sent).
@@ -91,10 +97,16 @@ class Sender:
                 due = queue if retry_now else [d for d in queue if self._due(d, now)]
                 retry_now = False  # once: what fails again now waits like any retry
                 if not due:  # only retries, all waiting: sleep until the first is due
-                    self.sleep(max(0.5, min(self._wait(d, now) for d in queue)))
+                    if should_stop():
+                        report.stopped = True
+                        return report
+                    self.sleep(min(max(0.5, min(self._wait(d, now) for d in queue)), 5.0))
                     continue
                 # Every delivery seen changes state (or another sender took it), so this ends.
                 for delivery in due:
+                    if should_stop():  # a clean stop: the digest stays `sending` for the next start
+                        report.stopped = True
+                        return report
                     if delivery.attempts >= self.max_attempts:
                         maybe = "; an earlier try may have been delivered" if delivery.status == "sending" else ""
                         mark(delivery.id, "failed", self.clock(), error="no attempts left" + maybe)

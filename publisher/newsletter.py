@@ -16,13 +16,14 @@ from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from email.headerregistry import Address
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from .config import mailbox
+from .config import is_loopback, mailbox
 from .delivery import BuildProblem, Sender, SendReport
 from .digest import (
     FIRST_DIGEST_DAYS,
+    TEMPLATES,
     DigestWindow,
     Draft,
     Look,
@@ -47,6 +48,42 @@ log = logging.getLogger(__name__)
 # 30 days; readers dig up mail from years ago), preferences links may age out sooner.
 UNSUBSCRIBE_LIFETIME = timedelta(days=5 * 365)
 PREFERENCES_LIFETIME = timedelta(days=365)
+CONFIRM_LIFETIME = timedelta(days=7)
+
+ACCOUNT_WORDS: dict[str, dict[str, Any]] = {
+    "zh": {
+        "confirm": {
+            "subject": "请确认订阅{list_name}",
+            "heading": "请确认您的订阅",
+            "body": "有人（希望是您）用这个邮箱地址订阅了{list_name}。点击下面的链接确认订阅，7 天内有效。",
+            "button": "确认订阅",
+        },
+        "manage": {
+            "subject": "管理您的{list_name}订阅",
+            "heading": "您已订阅{list_name}",
+            "body": "有人用这个邮箱地址再次申请订阅{list_name}。您已经在订阅名单上；如需更改栏目或退订，请点击下面的链接。",
+            "button": "管理订阅",
+        },
+        "ignore": "如果这不是您本人的操作，请忽略这封邮件，我们不会再给您发送邮件。",
+    },
+    "en": {
+        "confirm": {
+            "subject": "Please confirm your subscription to {list_name}",
+            "heading": "Please confirm your subscription",
+            "body": "Someone (we hope you) subscribed this address to {list_name}. "
+            "Follow the link below to confirm; it works for 7 days.",
+            "button": "Confirm",
+        },
+        "manage": {
+            "subject": "Your subscription to {list_name}",
+            "heading": "You are subscribed to {list_name}",
+            "body": "Someone asked to subscribe this address again. It is on the list already; "
+            "to change your sections or unsubscribe, follow the link below.",
+            "button": "Manage subscription",
+        },
+        "ignore": "If this was not you, ignore this e-mail: you will get nothing more from us.",
+    },
+}
 _META_KEY = "signing_key"
 
 
@@ -82,7 +119,7 @@ class Newsletter:
         self.reply_to = mailbox(digest.reply_to) if digest.reply_to else None
         self.mailto = f"mailto:{mailbox(digest.unsubscribe_mailto).addr_spec}" if digest.unsubscribe_mailto else None
         self.public_url = (self.settings.web.public_url or site.url).rstrip("/")
-        if not self.public_url.startswith("https://"):
+        if not self.public_url.startswith("https://") and not is_loopback(self.public_url):
             from .errors import ConfigError
 
             key = "web.public_url" if self.settings.web.public_url else "site.url"
@@ -218,6 +255,7 @@ class Newsletter:
         transport: Transport,
         tick: Callable[[int], None] = lambda _n: None,
         retry_now: bool = False,
+        should_stop: Callable[[], bool] = lambda: False,
     ) -> SendReport:
         d = self.settings.digest
         if digest.status == "paused":
@@ -231,7 +269,7 @@ class Newsletter:
             pause_after=d.pause_after,
         )
         with self.store.send_lock():
-            return sender.run(digest.id, self.builder(digest), tick, retry_now=retry_now)
+            return sender.run(digest.id, self.builder(digest), tick, retry_now=retry_now, should_stop=should_stop)
 
     def open_count(self, digest: DigestRow) -> int:
         return len(self.store.open_deliveries(digest.id))
@@ -264,6 +302,39 @@ class Newsletter:
         reader = self.store.subscriber(email.lower()) or self.sample_reader(email)
         message, _stand_in = self.preview(self.scheduled_window(self.clock()), reader, test=True)
         return message
+
+    def account_message(self, subscriber: Subscriber, confirming: bool) -> Message:
+        """The e-mail a sign-up sends: the confirmation link (double opt-in), or, for an address
+        that is subscribed already, its preferences link. Never recorded in the ledger."""
+        from .digest import _environment
+
+        words = ACCOUNT_WORDS["en" if self.settings.site.language.lower().startswith("en") else "zh"]
+        t = {k: v.format(list_name=self.list_name) for k, v in words["confirm" if confirming else "manage"].items()}
+        t["ignore"] = words["ignore"]
+        now, sid, key = self.clock(), subscriber.id or 0, self.signing_key
+        email_key = subscriber.email.lower()
+        if confirming:
+            link = f"{self.public_url}/confirm/{make_token(key, 'confirm', sid, email_key, now + CONFIRM_LIFETIME)}"
+        else:
+            link = self.personal(subscriber).preferences_url
+        context = {
+            "t": t, "link": link, "list_name": self.list_name, "site_url": self.look.site.url,
+            "postal_address": self.look.postal_address, "language": self.look.site.language,
+        }  # fmt: skip
+        env = _environment(TEMPLATES)
+        text = env.get_template("account.txt.j2").render(context)
+        html = env.get_template("account.html.j2").render(context)
+        envelope = Envelope(
+            sender=self.sender,
+            to=Address(subscriber.name, *subscriber.email.rsplit("@", 1)),
+            subject=t["subject"],
+            date=now,
+            message_id_domain=self.host,
+            list_id=f"{self.list_name} <digest.{self.host}>",
+            unsubscribe_url=self.personal(subscriber).unsubscribe_url,
+            reply_to=self.reply_to,
+        )
+        return build_message(envelope, text, html)
 
     def sample_reader(self, email: str) -> Subscriber:
         now = self.clock()

@@ -450,6 +450,37 @@ class Store:
             ledger.mark(delivery_id, status, now, tried=tried, error=error, provider_id=provider_id)
 
     @contextmanager
+    def scheduler_lock(self) -> Iterator[bool]:
+        """Held for the life of the scheduling process: True if this process got it. SQLite: an
+        exclusive lock on `<database>.scheduler-lock` (released by the kernel when the process
+        ends, however it ends); PostgreSQL: a session advisory lock."""
+        url = self.engine.url
+        if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+            import fcntl
+
+            with open(f"{url.database}.scheduler-lock", "a+b") as handle:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    yield False
+                    return
+                try:
+                    yield True
+                finally:
+                    fcntl.flock(handle, fcntl.LOCK_UN)
+            return
+        if url.get_backend_name() == "postgresql":
+            with self.engine.connect() as conn:
+                got = bool(conn.execute(text("select pg_try_advisory_lock(7202612)")).scalar_one())
+                try:
+                    yield got
+                finally:
+                    if got:
+                        conn.execute(text("select pg_advisory_unlock(7202612)"))
+            return
+        yield True
+
+    @contextmanager
     def send_lock(self) -> Iterator[None]:
         """Only one process plans or sends digests from a store at a time. SQLite: an exclusive
         lock on `<database>.send-lock` (the kernel drops it when the process dies, so a killed

@@ -194,3 +194,59 @@ def export_csv(subscribers: Iterable[Subscriber], index: CategoryIndex, out: Tex
         )
         count += 1
     return count
+
+
+# --- what readers do on the web pages ----------------------------------------------------------
+
+
+def request_subscription(
+    store: Store, email: str, name: str, categories: tuple[str, ...], now: datetime
+) -> tuple[Subscriber, bool]:
+    """A sign-up from the subscribe form: (subscriber, needs confirming).
+
+    New, pending, unsubscribed or bounced addresses become pending and need the confirmation
+    e-mail (double opt-in: only the owner of the address can confirm). A confirmed address is
+    left as it is; the caller mails them their preferences link instead. The page shown is the
+    same in every case, so it reveals nothing about who is subscribed. ValueError: not an address.
+    """
+    address = normalize_email(email)
+    existing = store.subscriber(address.lower())
+    if existing is not None and existing.status is SubscriberStatus.CONFIRMED:
+        return existing, False
+    pending = Subscriber(address, clean_name(name), categories, SubscriberStatus.PENDING, now, "web", now)
+    if existing is not None:
+        pending = replace(pending, created_at=existing.created_at, name=pending.name or existing.name)
+    store.save_subscribers([pending])
+    stored = store.subscriber(address.lower())
+    assert stored is not None
+    return stored, True
+
+
+def _change(store: Store, subscriber_id: int, **changes: object) -> Subscriber | None:
+    existing = store.subscriber_by_id(subscriber_id)
+    if existing is None:
+        return None
+    changed = replace(existing, **changes)  # type: ignore[arg-type]
+    if changed != existing:
+        store.save_subscribers([changed])
+    return changed
+
+
+def confirm(store: Store, subscriber_id: int, now: datetime) -> Subscriber | None:
+    """The owner clicked the confirmation link: pending becomes confirmed (once; idempotent)."""
+    existing = store.subscriber_by_id(subscriber_id)
+    if existing is None or existing.status is not SubscriberStatus.PENDING:
+        return existing
+    return _change(store, subscriber_id, status=SubscriberStatus.CONFIRMED, status_at=now, status_via="web")
+
+
+def unsubscribe(store: Store, subscriber_id: int, now: datetime, via: str) -> Subscriber | None:
+    """Unsubscribe at once; a second time changes nothing (one-click POSTs are retried)."""
+    existing = store.subscriber_by_id(subscriber_id)
+    if existing is None or existing.status is SubscriberStatus.UNSUBSCRIBED:
+        return existing
+    return _change(store, subscriber_id, status=SubscriberStatus.UNSUBSCRIBED, status_at=now, status_via=via)
+
+
+def choose_categories(store: Store, subscriber_id: int, slugs: tuple[str, ...]) -> Subscriber | None:
+    return _change(store, subscriber_id, categories=slugs)

@@ -95,7 +95,7 @@ def test_retryable_errors_retry_with_backoff_and_permanent_ones_fail(planned: tu
     report = sender(store, flaky, waits, messages_per_second=0).run(digest_id, build)
     assert (report.sent, report.failed, report.retried) == (4, 1, 1)
     assert sorted(flaky.delivered) == sorted(set(READERS) - {"r3@example.com"})
-    assert waits == [30.0]  # greylisting wants minutes: the retry waits, the others went first
+    assert sum(waits) == 30.0 and max(waits) <= 5.0  # minutes-scale retry, waited in short naps (a stop is seen)
     assert store.delivery_counts(digest_id) == {"sent": 4, "failed": 1}
 
 

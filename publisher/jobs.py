@@ -1,0 +1,87 @@
+"""The scheduler's jobs. Their import paths are stored in the job store: keep them stable.
+
+APScheduler keeps `"publisher.jobs:<name>"` and the arguments in the database; a path it can
+no longer import makes it delete the job silently (research: library-pitfalls 2.3). So each
+job takes only the configuration file's path, builds its own App, and decides what to do from
+the store: a late, doubled or caught-up run does the right thing exactly once.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+
+from .app import App
+from .config import load_settings
+from .model import BuildReport
+
+log = logging.getLogger(__name__)
+
+# Set on SIGTERM/SIGINT: a digest being sent stops after the message in flight (its ledger is
+# consistent at every step) and the next start finishes it.
+STOP = threading.Event()
+
+
+def ingest_and_build(config_path: str) -> None:
+    app = App(load_settings(Path(config_path)))
+    try:
+        report = BuildReport()
+        app.build(report)
+        log.info(
+            "ingest: %d new, %d changed, %d withdrawn; %d files written",
+            report.new, report.changed, report.withdrawn, report.feeds_written,
+        )  # fmt: skip
+        for failed in report.failed_sources:
+            log.error("source failed: %s", failed)
+    finally:
+        app.close()
+
+
+def send_digest(config_path: str) -> None:
+    """Finish any unfinished digest, then open and send the one due now. However many runs
+    were missed, this opens one digest with everything since the last."""
+    from .newsletter import Newsletter
+
+    app = App(load_settings(Path(config_path)))
+    try:
+        letters = Newsletter(app)
+        _resume(letters, app)
+        if STOP.is_set():
+            return
+        plan = letters.plan_scheduled()
+        log.info("digest %s: %d deliveries planned", plan.digest.key, plan.planned)
+        report = letters.send(plan.digest, app.transport(), should_stop=STOP.is_set)
+        log.info(
+            "digest %s: sent %d, failed %d, skipped %d", plan.digest.key, report.sent, report.failed, report.skipped
+        )
+    finally:
+        app.close()
+
+
+def resume_digests(config_path: str) -> None:
+    """At start-up: finish what a stop or a crash left unfinished."""
+    from .newsletter import Newsletter
+
+    app = App(load_settings(Path(config_path)))
+    try:
+        _resume(Newsletter(app), app)
+    finally:
+        app.close()
+
+
+def _resume(letters: object, app: App) -> None:
+    from .digest import DigestWindow
+    from .newsletter import Newsletter
+
+    assert isinstance(letters, Newsletter)
+    for row in letters.unfinished():
+        if STOP.is_set():
+            return
+        if row.status == "planning":
+            letters.plan(DigestWindow(row.key, row.start, row.end, row.by))  # type: ignore[arg-type]
+            [row] = [d for d in letters.store.digests() if d.id == row.id]
+        if row.status == "paused":
+            continue  # an operator's decision: `publisher digest resume`
+        log.info("resuming digest %s", row.key)
+        letters.send(row, app.transport(), should_stop=STOP.is_set)

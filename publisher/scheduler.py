@@ -1,0 +1,146 @@
+"""The scheduler of `publisher run`: APScheduler 3.11, its jobs kept in the store's database.
+
+The traps it avoids (../shared/research/library-pitfalls.md section 2):
+
+- one scheduler per database: a process schedules only while it holds the store's scheduler
+  lock (`Store.scheduler_lock`); a second `publisher run` serves the web and says so;
+- jobs are import strings with the config path as the only argument, `coalesce=True`,
+  `max_instances=1`, a misfire grace of `[schedule] misfire_grace` minutes (APScheduler's
+  default is one second, which silently skips a digest after a restart);
+- jobs are added only when missing, so a stored, overdue next run survives a restart and runs
+  once (within the grace); a changed schedule is rescheduled explicitly;
+- cron in the site's time zone, with day names (config refuses numbers).
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import AbstractContextManager
+from datetime import datetime, timedelta
+from typing import Any
+
+from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED, EVENT_JOB_MISSED, JobExecutionEvent
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+
+from .config import Settings
+from .store import Store
+
+log = logging.getLogger(__name__)
+
+INGEST_JOB, DIGEST_JOB, RESUME_JOB = "ingest", "digest", "resume"
+TARGETS = {
+    INGEST_JOB: "publisher.jobs:ingest_and_build",
+    DIGEST_JOB: "publisher.jobs:send_digest",
+    RESUME_JOB: "publisher.jobs:resume_digests",
+}
+JOBS_TABLE = "apscheduler_jobs"
+
+
+def triggers(settings: Settings) -> dict[str, Any]:
+    zone = settings.site.timezone
+    return {
+        INGEST_JOB: IntervalTrigger(minutes=settings.schedule.ingest_every, timezone=zone),
+        DIGEST_JOB: CronTrigger.from_crontab(settings.digest.schedule, timezone=zone),
+    }
+
+
+def _last_fire(trigger: CronTrigger, now: datetime, grace_minutes: int) -> datetime | None:
+    """The trigger's latest fire time in the last `grace_minutes` up to now, if any."""
+    start = now - timedelta(minutes=grace_minutes)
+    last, fire = None, trigger.get_next_fire_time(None, start)
+    while fire is not None and fire <= now:
+        last, fire = fire, trigger.get_next_fire_time(fire, fire + timedelta(seconds=1))
+    return last
+
+
+class Scheduler:
+    """Owns the scheduler lock and the BackgroundScheduler of this process, if it can."""
+
+    def __init__(self, settings: Settings, config_path: str, store: Store) -> None:
+        self.settings, self.config_path, self.store = settings, config_path, store
+        self._lock: AbstractContextManager[bool] | None = None
+        self.scheduler: BackgroundScheduler | None = None
+        self.owner = False
+        self.last_event: dict[str, str] = {}
+
+    def start(self) -> bool:
+        """Start scheduling if no other process does; False: another one owns this database."""
+        self._lock = self.store.scheduler_lock()
+        self.owner = self._lock.__enter__()
+        if not self.owner:
+            self._lock.__exit__(None, None, None)
+            self._lock = None
+            return False
+        grace = self.settings.schedule.misfire_grace * 60
+        scheduler = BackgroundScheduler(
+            jobstores={"default": SQLAlchemyJobStore(engine=self.store.engine, tablename=JOBS_TABLE)},
+            executors={"default": ThreadPoolExecutor(max_workers=2)},
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": grace},
+            timezone=self.settings.site.timezone,
+        )
+        scheduler.add_listener(self._record, EVENT_JOB_EXECUTED | EVENT_JOB_ERROR | EVENT_JOB_MISSED)
+        scheduler.start(paused=True)  # load the stored jobs before touching them
+        self._ensure_jobs(scheduler)
+        scheduler.resume()
+        self.scheduler = scheduler
+        return True
+
+    def _ensure_jobs(self, scheduler: BackgroundScheduler) -> None:
+        for job_id, trigger in triggers(self.settings).items():
+            job = scheduler.get_job(job_id)
+            if job is None:
+                scheduler.add_job(TARGETS[job_id], trigger, id=job_id, args=[self.config_path], name=job_id)
+            elif str(job.trigger) != str(trigger) or list(job.args) != [self.config_path]:
+                # The schedule was changed in the config: that, and only that, moves the next run.
+                log.info("%s: schedule changed from %s to %s", job_id, job.trigger, trigger)
+                scheduler.modify_job(job_id, args=[self.config_path])
+                scheduler.reschedule_job(job_id, trigger=trigger)
+        # A run APScheduler itself will not make up: a fire time within the grace that no
+        # scheduled digest covers (its shutdown race can consume a due run, research 2.4).
+        digest = scheduler.get_job(DIGEST_JOB)
+        now = datetime.now(scheduler.timezone)
+        last_end = self.store.last_scheduled_end()
+        missed = _last_fire(triggers(self.settings)[DIGEST_JOB], now, self.settings.schedule.misfire_grace)
+        stored_will_run = digest is not None and digest.next_run_time is not None and digest.next_run_time <= now
+        if missed is not None and last_end is not None and last_end < missed and not stored_will_run:
+            log.info("the digest due at %s was not sent: sending it now", missed)
+            scheduler.add_job(
+                TARGETS[DIGEST_JOB], id="digest-catch-up", args=[self.config_path], replace_existing=True,
+                next_run_time=now,
+            )  # fmt: skip
+        # Finish at once whatever a stop or a crash left unfinished (a one-off job).
+        if self.store.digests(unfinished_only=True):
+            scheduler.add_job(
+                TARGETS[RESUME_JOB], id=RESUME_JOB, args=[self.config_path], replace_existing=True,
+                next_run_time=datetime.now(scheduler.timezone),
+            )  # fmt: skip
+
+    def _record(self, event: JobExecutionEvent) -> None:
+        what = {EVENT_JOB_EXECUTED: "ran", EVENT_JOB_ERROR: "failed", EVENT_JOB_MISSED: "missed"}[event.code]
+        self.last_event[event.job_id] = f"{what} {event.scheduled_run_time:%Y-%m-%dT%H:%M:%S%z}"
+        if event.code == EVENT_JOB_MISSED:
+            log.warning("%s missed its run at %s (beyond the misfire grace)", event.job_id, event.scheduled_run_time)
+        elif event.code == EVENT_JOB_ERROR:
+            log.error("%s failed: %s", event.job_id, event.exception)
+
+    def health(self) -> dict[str, Any]:
+        if not self.owner or self.scheduler is None:
+            return {"state": "standby", "detail": "another process schedules this database"}
+        jobs = {}
+        for job in self.scheduler.get_jobs():
+            run = job.next_run_time
+            jobs[job.id] = {"next_run": run.isoformat() if run else None, "last": self.last_event.get(job.id)}
+        return {"state": "running" if self.scheduler.running else "stopped", "jobs": jobs}
+
+    def stop(self) -> None:
+        """Let running jobs finish (they stop between messages when jobs.STOP is set)."""
+        if self.scheduler is not None:
+            self.scheduler.shutdown(wait=True)
+            self.scheduler = None
+        if self._lock is not None:
+            self._lock.__exit__(None, None, None)
+            self._lock = None
