@@ -559,7 +559,7 @@ def _serve(ctx: click.Context, host: str | None, port: int | None, schedule: boo
             scheduler.stop()
         app.close()
         _fail(exc)
-    base = f"http://{server.effective_host}:{server.effective_port}"  # type: ignore[union-attr]
+    base = f"http://{server.effective_host}:{server.effective_port}"
     out.print(
         f"serving {base}/ (feeds: {base}/rss.xml), subscribe: {base}/subscribe, health: {base}/healthz",
         highlight=False,

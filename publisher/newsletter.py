@@ -61,7 +61,8 @@ ACCOUNT_WORDS: dict[str, dict[str, Any]] = {
         "manage": {
             "subject": "管理您的{list_name}订阅",
             "heading": "您已订阅{list_name}",
-            "body": "有人用这个邮箱地址再次申请订阅{list_name}。您已经在订阅名单上；如需更改栏目或退订，请点击下面的链接。",
+            "body": "有人用这个邮箱地址再次申请订阅{list_name}。您已经在订阅名单上；"
+            "如需更改栏目或退订，请点击下面的链接。",
             "button": "管理订阅",
         },
         "ignore": "如果这不是您本人的操作，请忽略这封邮件，我们不会再给您发送邮件。",

@@ -20,6 +20,7 @@ import logging
 import secrets
 import threading
 import time
+from datetime import UTC, datetime
 from collections import deque
 from collections.abc import Callable
 from functools import lru_cache
@@ -62,7 +63,8 @@ WORDS: dict[str, dict[str, str]] = {
         "categories": "栏目（不选即为全部）",
         "submit": "订阅",
         "sent": "请查收邮件",
-        "sent_body": "如果地址无误，我们刚给 {email} 发了一封邮件，请按邮件中的链接完成操作。没收到的话，请看看垃圾邮件文件夹。",
+        "sent_body": "如果地址无误，我们刚给 {email} 发了一封邮件，请按邮件中的链接完成操作。"
+        "没收到的话，请看看垃圾邮件文件夹。",
         "bad_email": "这个邮箱地址无效：{reason}",
         "too_many": "请求太多了，请稍后再试。",
         "expired": "链接无效或已过期",
@@ -343,7 +345,7 @@ def create_app(app: App, health: Callable[[], dict[str, Any]] | None = None) -> 
         response = Response(status=200, mimetype=None)
         response.headers["Content-Type"] = media_type
         response.headers["ETag"] = etag
-        response.last_modified = stat.st_mtime
+        response.last_modified = datetime.fromtimestamp(stat.st_mtime, UTC)
         response.headers["Cache-Control"] = "public, max-age=300"
         response.headers["Vary"] = "Accept-Encoding"
         response.headers["X-Content-Type-Options"] = "nosniff"
