@@ -26,13 +26,13 @@ import argparse
 import json
 import os
 import random
+import re
 import shutil
 import smtplib
 import socket
 import subprocess
 import sys
 import time
-import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 

@@ -20,9 +20,9 @@ import logging
 import secrets
 import threading
 import time
-from datetime import UTC, datetime
 from collections import deque
 from collections.abc import Callable
+from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
