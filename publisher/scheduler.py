@@ -139,6 +139,11 @@ class Scheduler:
     def stop(self) -> None:
         """Let running jobs finish (they stop between messages when jobs.STOP is set)."""
         if self.scheduler is not None:
+            # APScheduler's shutdown wakes its loop for one last pass over the job stores, which
+            # hands due jobs to the closed executor and stores their next run: a digest due at
+            # that moment would be lost (research 2.4). Detach the store first; its rows stay.
+            self.scheduler.pause()
+            self.scheduler.remove_jobstore("default", shutdown=False)
             self.scheduler.shutdown(wait=True)
             self.scheduler = None
         if self._lock is not None:

@@ -1,0 +1,145 @@
+"""The scheduler: a digest missed while the process was down runs once within the grace and not
+after it; missed weeks coalesce into one digest; two processes on one database send one digest."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from conftest import Site
+from publisher.config import load_settings
+from publisher.model import Subscriber, SubscriberStatus
+from publisher.scheduler import DIGEST_JOB, JOBS_TABLE, Scheduler
+from publisher.store import Store
+
+ZONE = ZoneInfo("Asia/Shanghai")
+
+
+def cron_at(moment: datetime) -> str:
+    """A weekly cron line that fires at `moment` (site time)."""
+    local = moment.astimezone(ZONE)
+    return f"{local.minute} {local.hour} * * {local.strftime('%a').lower()}"
+
+
+def prepare(site: Site, schedule: str, grace_minutes: int = 360) -> Store:
+    site.write_config(
+        f"""
+[mail]
+transport = "outbox"
+[mail.outbox]
+dir = "{site.root / "outbox"}"
+[digest]
+schedule = "{schedule}"
+messages_per_second = 0
+[schedule]
+misfire_grace = {grace_minutes}
+"""
+    )
+    site.clock_now = datetime.now(UTC) - timedelta(hours=2)
+    recent = datetime.now(ZONE) - timedelta(days=1)
+    site.article("tech/a.md", "本周科技新闻", date=f"{recent:%Y-%m-%d %H:%M}")
+    site.build()
+    store = Store(f"sqlite:///{site.db}")
+    now = datetime.now(UTC)
+    store.save_subscribers([Subscriber("r@example.com", "", (), SubscriberStatus.CONFIRMED, now, "cli", now)])
+    return store
+
+
+def store_next_run(site: Site, store: Store, when: datetime) -> None:
+    """What a process that was stopped leaves behind: the digest job with its next run at `when`."""
+    first = Scheduler(load_settings(site.config), str(site.config), store)
+    assert first.start()
+    first.stop()
+    # Edited in the job store itself: a scheduler started just for this would, on shutdown,
+    # hand the now-due job to its closed executor and so consume the run (research 2.4).
+    jobs = SQLAlchemyJobStore(engine=store.engine, tablename=JOBS_TABLE)
+    jobs.start(BackgroundScheduler(), "default")
+    job = jobs.lookup_job(DIGEST_JOB)
+    assert job is not None
+    job.next_run_time = when
+    jobs.update_job(job)
+
+
+def digests_after(store: Store, seconds: float, want: int) -> int:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        done = [d for d in store.digests() if d.status == "done"]
+        if len(done) >= want:
+            return len(done)
+        time.sleep(0.1)
+    return len([d for d in store.digests() if d.status == "done"])
+
+
+def outbox(site: Site) -> int:
+    folder = site.root / "outbox"
+    return len(list(folder.glob("*.eml"))) if folder.is_dir() else 0
+
+
+@pytest.mark.parametrize(("late_hours", "runs"), [(1, 1), (7, 0)])
+def test_a_digest_due_while_down_runs_once_within_the_grace_and_not_after(
+    site: Site, late_hours: int, runs: int
+) -> None:
+    due = datetime.now(UTC) - timedelta(hours=late_hours)
+    store = prepare(site, cron_at(due))
+    store_next_run(site, store, due)
+    service = Scheduler(load_settings(site.config), str(site.config), store)
+    assert service.start()
+    try:
+        assert digests_after(store, 10 if runs else 3, runs) == runs
+        job = service.scheduler.get_job(DIGEST_JOB)  # type: ignore[union-attr]
+        assert job.next_run_time > datetime.now(UTC)  # the next week's, either way
+    finally:
+        service.stop()
+    assert outbox(site) == runs
+
+
+def test_three_missed_weeks_give_one_digest(site: Site) -> None:
+    last_due = datetime.now(UTC) - timedelta(hours=1)
+    store = prepare(site, cron_at(last_due))
+    store_next_run(site, store, last_due - timedelta(weeks=2))  # three fire times passed
+    service = Scheduler(load_settings(site.config), str(site.config), store)
+    assert service.start()
+    try:
+        assert digests_after(store, 10, 1) == 1
+        time.sleep(1.5)  # a second or third run would show up here
+        assert len(store.digests()) == 1
+    finally:
+        service.stop()
+    assert outbox(site) == 1
+
+
+def test_two_processes_on_one_database_send_one_digest(site: Site) -> None:
+    due = datetime.now(UTC) - timedelta(minutes=30)
+    store = prepare(site, cron_at(due))
+    store_next_run(site, store, due)
+    code = "import sys; from publisher.cli import main; sys.exit(main())"
+    env = {**os.environ, "PUBLISHER_SECRET_KEY": "scheduler-test-key-0123456789"}
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, "--config", str(site.config), "run", "--port", "0"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )  # fmt: skip
+        for _ in range(2)
+    ]
+    try:
+        assert digests_after(store, 20, 1) == 1
+        time.sleep(2)  # give a second scheduler every chance to send again
+    finally:
+        for process in processes:
+            process.send_signal(signal.SIGTERM)
+        outputs = [process.communicate(timeout=30) for process in processes]
+    assert [p.returncode for p in processes] == [0, 0]
+    assert len(store.digests()) == 1 and outbox(site) == 1
+    said = [err.decode() for _out, err in outputs]
+    assert sum("serves the web only" in text for text in said) == 1, said
