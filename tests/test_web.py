@@ -14,6 +14,7 @@ import pytest
 import requests
 import waitress
 from test_smtp import free_port
+from waitress import wasyncore
 
 from conftest import Site
 from publisher.model import SubscriberStatus
@@ -48,7 +49,10 @@ subscribe_per_address = 3
         self.thread.start()
 
     def stop(self) -> None:
-        self.server.close()
+        # Close every socket from inside waitress's own loop (closing them from this thread
+        # would pull a descriptor out from under its select()); an empty loop then returns.
+        self.server.trigger.pull_trigger(lambda: wasyncore.close_all(self.server._map))
+        self.thread.join(timeout=10)
         self.server.task_dispatcher.shutdown()
         self.app.close()
 
