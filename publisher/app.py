@@ -63,6 +63,11 @@ class App:
         return FeedLinks((self.settings.output.base_url or self.settings.site.url).rstrip("/"))
 
     @property
+    def subscribe_url(self) -> str:
+        """The sign-up page of `publisher run`, linked from index.html."""
+        return (self.settings.web.public_url or self.settings.site.url).rstrip("/") + "/subscribe"
+
+    @property
     def out_dir(self) -> Path:
         return Path(self.settings.output.dir)
 
@@ -200,6 +205,7 @@ class App:
             "version": __version__,
             "site": self.site.__repr__(),
             "links": self.links.base_url,
+            "subscribe": self.subscribe_url,
             "max_items": self.settings.feeds.max_items,
             "categories": [(c.name, c.slug, c.description) for c in self.categories],
         }
@@ -230,7 +236,7 @@ class App:
             out, self.site, self.links, categories, lambda c: store.latest(c.slug if c else None, limit), scopes
         )
         pages: list[tuple[str, Callable[[], bytes]]] = [
-            ("index.html", lambda: render_index(self.site, self.links, categories)),
+            ("index.html", lambda: render_index(self.site, self.links, categories, subscribe_url=self.subscribe_url)),
             ("feeds.opml", lambda: render_opml(self.site, self.links, categories)),
         ]
         for name, render in pages:

@@ -31,6 +31,8 @@ TEXTS = {
         "formats": "订阅链接",
         "site": "全站",
         "opml": "一次订阅全部栏目：",
+        "mail": "不用阅读器？订阅每周邮件：",
+        "mail_link": "邮件订阅",
     },
     "en": {
         "heading": "Feeds",
@@ -42,6 +44,8 @@ TEXTS = {
         "formats": "Feeds",
         "site": "Everything",
         "opml": "Subscribe to every section at once:",
+        "mail": "No feed reader? Get a weekly e-mail:",
+        "mail_link": "subscribe by e-mail",
     },
 }
 
@@ -81,7 +85,13 @@ def _links(site: Site, links: FeedLinks, scope: Category | None) -> list[FeedLin
     return out
 
 
-def render_index(site: Site, links: FeedLinks, categories: Sequence[Category], templates: Path = TEMPLATES) -> bytes:
+def render_index(
+    site: Site,
+    links: FeedLinks,
+    categories: Sequence[Category],
+    templates: Path = TEMPLATES,
+    subscribe_url: str | None = None,
+) -> bytes:
     t = texts_for(site.language)
     rows = [{"name": t["site"], "description": site.description, "feeds": _links(site, links, None)}]
     rows += [{"name": c.name, "description": c.description, "feeds": _links(site, links, c)} for c in categories]
@@ -89,7 +99,7 @@ def render_index(site: Site, links: FeedLinks, categories: Sequence[Category], t
     html = (
         _environment(templates)
         .get_template("index.html.j2")
-        .render(site=site, t=t, rows=rows, feeds=feeds, opml_url=links.of("feeds.opml"))
+        .render(site=site, t=t, rows=rows, feeds=feeds, opml_url=links.of("feeds.opml"), subscribe_url=subscribe_url)
     )
     return html.encode("utf-8")
 

@@ -61,6 +61,7 @@ WORDS: dict[str, dict[str, str]] = {
         "email": "邮箱地址",
         "name": "称呼（可不填）",
         "categories": "栏目（不选即为全部）",
+        "none_is_all": "一个都不选，就是订阅全部栏目。",
         "submit": "订阅",
         "sent": "请查收邮件",
         "sent_body": "如果地址无误，我们刚给 {email} 发了一封邮件，请按邮件中的链接完成操作。"
@@ -92,6 +93,7 @@ WORDS: dict[str, dict[str, str]] = {
         "email": "E-mail address",
         "name": "Name (optional)",
         "categories": "Sections (none: all of them)",
+        "none_is_all": "Tick none to get every section.",
         "submit": "Subscribe",
         "sent": "Check your inbox",
         "sent_body": "If the address is right, we just sent an e-mail to {email}: follow its link to "
