@@ -535,14 +535,23 @@ def _serve(ctx: click.Context, host: str | None, port: int | None, schedule: boo
     from .scheduler import Scheduler
     from .web import create_app
 
+    def stop(signum: int, _frame: object) -> None:
+        # Once: a second signal during the stop must not cut it short.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        jobs.STOP.set()  # a digest being sent stops after the message in flight
+        raise SystemExit(0)  # waitress's loop ends on it (closing its sockets); so does start-up
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
     app = _app(ctx)
     config_path = str(Path(ctx.obj).resolve())
     settings = app.settings
     scheduler = Scheduler(settings, config_path, app.store) if schedule else None
     try:
         if scheduler is not None:
-            if scheduler.start():
-                jobs.ingest_and_build(config_path)  # the feeds exist before the first request
+            # The feeds exist before the first request; the scheduler is paused meanwhile.
+            if scheduler.start(first=lambda: jobs.ingest_and_build(config_path)):
                 out.print(
                     f"scheduler: ingest and feeds every {settings.schedule.ingest_every} min; digest "
                     f"{settings.digest.schedule!r} ({settings.site.timezone})",
@@ -550,34 +559,26 @@ def _serve(ctx: click.Context, host: str | None, port: int | None, schedule: boo
                 )
             else:
                 err.print("another `publisher run` schedules this database: this one serves the web only")
-        web = create_app(app, scheduler.health if scheduler else None)
-        server = waitress.create_server(
-            web, host=host or settings.web.host, port=settings.web.port if port is None else port, threads=8
+        try:
+            web = create_app(app, scheduler.health if scheduler else None)
+            server = waitress.create_server(
+                web, host=host or settings.web.host, port=settings.web.port if port is None else port, threads=8
+            )
+        except (PublisherError, OSError) as exc:
+            _fail(exc)
+        base = f"http://{server.effective_host}:{server.effective_port}"
+        out.print(
+            f"serving {base}/ (feeds: {base}/rss.xml), subscribe: {base}/subscribe, health: {base}/healthz",
+            highlight=False,
         )
-    except (PublisherError, OSError) as exc:
-        if scheduler is not None:
-            scheduler.stop()
-        app.close()
-        _fail(exc)
-    base = f"http://{server.effective_host}:{server.effective_port}"
-    out.print(
-        f"serving {base}/ (feeds: {base}/rss.xml), subscribe: {base}/subscribe, health: {base}/healthz",
-        highlight=False,
-    )
-    if settings.mail.transport == "outbox":
-        out.print(f"mail goes to {settings.mail.outbox.dir}/ as .eml files (transport = outbox)", highlight=False)
-    sys.stdout.flush()
-
-    def stop(signum: int, _frame: object) -> None:
-        jobs.STOP.set()  # a digest being sent stops after the message in flight
-        raise SystemExit(0)  # waitress's loop ends on it, after its requests
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    try:
-        server.run()
+        if settings.mail.transport == "outbox":
+            out.print(f"mail goes to {settings.mail.outbox.dir}/ as .eml files (transport = outbox)", highlight=False)
+        sys.stdout.flush()
+        server.run()  # until SIGTERM/SIGINT
     finally:
-        err.print("stopping: letting running jobs finish")
+        jobs.STOP.set()
+        if scheduler is not None and scheduler.owner:
+            err.print("stopping: letting running jobs finish")
         if scheduler is not None:
             scheduler.stop()
         app.close()

@@ -1,10 +1,10 @@
 """The digest's use cases, composed from the store, the renderer, the send engine and a transport.
 
-`send_scheduled(now)` is what the scheduler runs and what `publisher digest send` runs without
-dates: open the digest of the window ending now (or find it, if this window was opened
-before), plan one delivery per confirmed subscriber who has something to read, and send.
-Every step is recorded first, so `resume()` after a crash, a kill or a pause continues where
-it stopped and never sends a `sent` delivery again.
+`plan_scheduled()` then `send()` is what the scheduler runs (publisher.jobs) and what
+`publisher digest send` runs without dates: open the digest of the window ending now, plan
+one delivery per confirmed subscriber who has something to read, and send. Every step is
+recorded first, so a resume after a crash, a kill or a pause continues where it stopped and
+never sends a `sent` delivery again.
 """
 
 from __future__ import annotations

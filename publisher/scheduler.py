@@ -15,6 +15,7 @@ The traps it avoids (../shared/research/library-pitfalls.md section 2):
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 from typing import Any
@@ -67,8 +68,10 @@ class Scheduler:
         self.owner = False
         self.last_event: dict[str, str] = {}
 
-    def start(self) -> bool:
-        """Start scheduling if no other process does; False: another one owns this database."""
+    def start(self, first: Callable[[], None] = lambda: None) -> bool:
+        """Start scheduling if no other process does; False: another one owns this database.
+        `first` (the start-up build) runs while the scheduler is still paused, so it never
+        overlaps an overdue ingest job."""
         self._lock = self.store.scheduler_lock()
         self.owner = self._lock.__enter__()
         if not self.owner:
@@ -84,20 +87,26 @@ class Scheduler:
         )
         scheduler.add_listener(self._record, EVENT_JOB_EXECUTED | EVENT_JOB_ERROR | EVENT_JOB_MISSED)
         scheduler.start(paused=True)  # load the stored jobs before touching them
-        self._ensure_jobs(scheduler)
-        scheduler.resume()
         self.scheduler = scheduler
+        self._ensure_jobs(scheduler)
+        first()
+        interval = timedelta(minutes=self.settings.schedule.ingest_every)
+        scheduler.modify_job(INGEST_JOB, next_run_time=datetime.now(scheduler.timezone) + interval)
+        scheduler.resume()
         return True
 
     def _ensure_jobs(self, scheduler: BackgroundScheduler) -> None:
+        grace = self.settings.schedule.misfire_grace * 60
         for job_id, trigger in triggers(self.settings).items():
             job = scheduler.get_job(job_id)
             if job is None:
                 scheduler.add_job(TARGETS[job_id], trigger, id=job_id, args=[self.config_path], name=job_id)
-            elif str(job.trigger) != str(trigger) or list(job.args) != [self.config_path]:
+                continue
+            if list(job.args) != [self.config_path] or job.misfire_grace_time != grace:
+                scheduler.modify_job(job_id, args=[self.config_path], misfire_grace_time=grace)
+            if (str(job.trigger), str(job.trigger.timezone)) != (str(trigger), str(trigger.timezone)):
                 # The schedule was changed in the config: that, and only that, moves the next run.
                 log.info("%s: schedule changed from %s to %s", job_id, job.trigger, trigger)
-                scheduler.modify_job(job_id, args=[self.config_path])
                 scheduler.reschedule_job(job_id, trigger=trigger)
         # A run APScheduler itself will not make up: a fire time within the grace that no
         # scheduled digest covers (its shutdown race can consume a due run, research 2.4).
@@ -108,16 +117,13 @@ class Scheduler:
         stored_will_run = digest is not None and digest.next_run_time is not None and digest.next_run_time <= now
         if missed is not None and last_end is not None and last_end < missed and not stored_will_run:
             log.info("the digest due at %s was not sent: sending it now", missed)
+            scheduler.modify_job(DIGEST_JOB, next_run_time=now)
+        elif self.store.digests(unfinished_only=True) and not stored_will_run:
+            # Finish at once what a stop or a crash left unfinished (a one-off job; the send
+            # lock makes it and a digest job wait for each other).
             scheduler.add_job(
-                TARGETS[DIGEST_JOB], id="digest-catch-up", args=[self.config_path], replace_existing=True,
-                next_run_time=now,
-            )  # fmt: skip
-        # Finish at once whatever a stop or a crash left unfinished (a one-off job).
-        if self.store.digests(unfinished_only=True):
-            scheduler.add_job(
-                TARGETS[RESUME_JOB], id=RESUME_JOB, args=[self.config_path], replace_existing=True,
-                next_run_time=datetime.now(scheduler.timezone),
-            )  # fmt: skip
+                TARGETS[RESUME_JOB], id=RESUME_JOB, args=[self.config_path], replace_existing=True, next_run_time=now
+            )
 
     def _record(self, event: JobExecutionEvent) -> None:
         what = {EVENT_JOB_EXECUTED: "ran", EVENT_JOB_ERROR: "failed", EVENT_JOB_MISSED: "missed"}[event.code]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -484,7 +485,14 @@ class Store:
     def send_lock(self) -> Iterator[None]:
         """Only one process plans or sends digests from a store at a time. SQLite: an exclusive
         lock on `<database>.send-lock` (the kernel drops it when the process dies, so a killed
-        sender never blocks `digest resume`); PostgreSQL: a session advisory lock."""
+        sender never blocks `digest resume`); PostgreSQL: a session advisory lock. Threads of
+        one process (the scheduler's jobs) wait for each other instead."""
+        with _SEND_THREADS:
+            with self._process_send_lock():
+                yield
+
+    @contextmanager
+    def _process_send_lock(self) -> Iterator[None]:
         url = self.engine.url
         if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
             import fcntl
@@ -654,6 +662,7 @@ class Store:
         return [_article(r, tuple(cats[r.id])) for r in rows]
 
 
+_SEND_THREADS = threading.RLock()
 TURNSTILE = "turnstile"  # the meta row that orders ingest commits and digest windows
 
 

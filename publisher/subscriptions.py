@@ -1,4 +1,4 @@
-"""Subscribers: add, import from CSV, remove, export. The web pages of a later step use the same."""
+"""Subscribers: add, import from CSV, remove, export, and what readers do on the web pages."""
 
 from __future__ import annotations
 
@@ -85,7 +85,10 @@ def merge(existing: Subscriber | None, wanted: Subscriber) -> Subscriber | None:
 
 def import_csv(store: Store, path: Path, index: CategoryIndex, status: SubscriberStatus, now: datetime) -> ImportReport:
     """Import `email,name,categories` rows. Bad rows are reported by line number and skipped;
-    the good ones are written together in one transaction, so nothing is half-written."""
+    the good ones are written together in one transaction, so nothing is half-written.
+
+    A `status` column (as `export` writes it) is honoured where it says less than `status`:
+    an exported unsubscribed, bounced or pending reader comes back as such, never confirmed."""
     report = ImportReport()
     seen: dict[str, int] = {}
     to_save: list[Subscriber] = []
@@ -101,8 +104,16 @@ def import_csv(store: Store, path: Path, index: CategoryIndex, status: Subscribe
             report.problems.append(f"{path}:{line}: {email} is already on line {seen[key]}")
             continue
         seen[key] = line
-        wanted = Subscriber(email, clean_name(row.get("name") or ""), categories, status, now, "import", now)
+        row_status = _row_status(row.get("status"), status)
+        if row_status is None:
+            report.problems.append(f"{path}:{line}: unknown status {row.get('status')!r} (use {_STATUS_NAMES})")
+            continue
+        wanted = Subscriber(email, clean_name(row.get("name") or ""), categories, row_status, now, "import", now)
         existing = store.subscriber(key)
+        if existing is None and row_status in _STOPPED:  # recorded as they left, so nobody re-adds them
+            report.kept_stopped += 1
+            to_save.append(wanted)
+            continue
         merged = merge(existing, wanted)
         if merged is None:
             report.kept_stopped += 1
@@ -116,6 +127,22 @@ def import_csv(store: Store, path: Path, index: CategoryIndex, status: Subscribe
             to_save.append(merged)
     store.save_subscribers(to_save)
     return report
+
+
+_STATUS_NAMES = ", ".join(s.value for s in SubscriberStatus)
+
+
+def _row_status(text: str | None, default: SubscriberStatus) -> SubscriberStatus | None:
+    """The row's own status when it has one and it is not more than `default` grants."""
+    if not text or not text.strip():
+        return default
+    try:
+        own = SubscriberStatus(text.strip().lower())
+    except ValueError:
+        return None
+    if own is SubscriberStatus.CONFIRMED:
+        return default  # --pending still makes a confirmed row pending
+    return own
 
 
 def read_rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
@@ -213,6 +240,10 @@ def request_subscription(
     existing = store.subscriber(address.lower())
     if existing is not None and existing.status is SubscriberStatus.CONFIRMED:
         return existing, False
+    if existing is not None and existing.status in _STOPPED:
+        # Anybody can type an address: an opt-out (or a bounce) stays on record, untouched, until
+        # the owner follows the confirmation link (see `confirm`).
+        return existing, True
     pending = Subscriber(address, clean_name(name), categories, SubscriberStatus.PENDING, now, "web", now)
     if existing is not None:
         pending = replace(pending, created_at=existing.created_at, name=pending.name or existing.name)
@@ -232,10 +263,14 @@ def _change(store: Store, subscriber_id: int, **changes: object) -> Subscriber |
     return changed
 
 
-def confirm(store: Store, subscriber_id: int, now: datetime) -> Subscriber | None:
-    """The owner clicked the confirmation link: pending becomes confirmed (once; idempotent)."""
+def confirm(store: Store, subscriber_id: int, now: datetime, issued: datetime) -> Subscriber | None:
+    """The owner followed a confirmation link issued at `issued`: pending becomes confirmed; an
+    unsubscribed or bounced address only by a link issued after it stopped (an old link cannot
+    undo an opt-out). Idempotent."""
     existing = store.subscriber_by_id(subscriber_id)
-    if existing is None or existing.status is not SubscriberStatus.PENDING:
+    if existing is None or existing.status is SubscriberStatus.CONFIRMED:
+        return existing
+    if existing.status in _STOPPED and issued < existing.status_at.replace(microsecond=0):
         return existing
     return _change(store, subscriber_id, status=SubscriberStatus.CONFIRMED, status_at=now, status_via="web")
 

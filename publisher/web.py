@@ -22,6 +22,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
@@ -34,7 +35,7 @@ from werkzeug.security import safe_join
 from .digest import TEMPLATES
 from .model import Subscriber, SubscriberStatus
 from .subscriptions import choose_categories, confirm, normalize_email, request_subscription, unsubscribe
-from .tokens import TokenError, read_token
+from .tokens import TokenError, expiry, read_token
 
 if TYPE_CHECKING:
     from .app import App
@@ -129,29 +130,32 @@ class RateLimit:
         self.limit, self.window, self.clock = limit, window, clock
         self._events: dict[str, deque[float]] = {}
         self._lock = threading.Lock()
+        self._pruned = clock()
 
     def allow(self, key: str) -> bool:
         now = self.clock()
         with self._lock:
+            if now - self._pruned > self.window / 4:  # forget keys with nothing in the window
+                self._events = {k: v for k, v in self._events.items() if v and v[-1] > now - self.window}
+                self._pruned = now
             events = self._events.setdefault(key, deque())
             while events and events[0] <= now - self.window:
                 events.popleft()
             if len(events) >= self.limit:
                 return False
             events.append(now)
-            if len(self._events) > 100_000:  # forget idle keys rather than grow without bound
-                self._events = {k: v for k, v in self._events.items() if v}
             return True
 
 
 def create_app(app: App, health: Callable[[], dict[str, Any]] | None = None) -> Flask:
     """The WSGI app for `app`'s settings. `health` adds the scheduler's state to /healthz."""
-    from .newsletter import Newsletter
+    from .newsletter import CONFIRM_LIFETIME, Newsletter
 
     settings = app.settings
     letters = Newsletter(app)
     out_dir = Path(settings.output.dir).resolve()
     words = WORDS["en" if settings.site.language.lower().startswith("en") else "zh"]
+    mailer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="publisher-mail")
     per_address = RateLimit(settings.web.subscribe_per_address)
     per_client = RateLimit(settings.web.subscribe_per_client)
     web = Flask(__name__, template_folder=str(TEMPLATES / "web"), static_folder=None)
@@ -162,7 +166,7 @@ def create_app(app: App, health: Callable[[], dict[str, Any]] | None = None) -> 
         SECRET_KEY=hmac.new(letters.signing_key, b"web session", "sha256").digest(),
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
-        SESSION_COOKIE_SECURE=letters.public_url.startswith("https://") and not settings.web.host.startswith("127."),
+        SESSION_COOKIE_SECURE=letters.public_url.startswith("https://"),
         MAX_CONTENT_LENGTH=64 * 1024,
     )
 
@@ -179,7 +183,11 @@ def create_app(app: App, health: Callable[[], dict[str, Any]] | None = None) -> 
         response.headers["Cache-Control"] = "no-store"
         response.headers["Referrer-Policy"] = "no-referrer"  # tokens are in the URL
         response.headers["X-Content-Type-Options"] = "nosniff"
-        response.headers["Content-Security-Policy"] = "default-src 'self'; style-src 'self' 'unsafe-inline'"
+        response.headers["Content-Security-Policy"] = (
+            "default-src 'self'; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'; "
+            "form-action 'self'; base-uri 'none'"
+        )
+        response.headers["X-Frame-Options"] = "DENY"
         return response
 
     def client() -> str:
@@ -220,7 +228,7 @@ def create_app(app: App, health: Callable[[], dict[str, Any]] | None = None) -> 
         form = request.form
         email, name = form.get("email", "").strip(), form.get("name", "")
         sent = session.get("csrf")
-        if not sent or not hmac.compare_digest(str(sent), form.get("csrf", "")):
+        if not sent or not hmac.compare_digest(str(sent).encode(), form.get("csrf", "").encode()):
             error = words["csrf"]
             return page(
                 "subscribe.html.j2", 400, categories=app.categories, csrf=csrf_token(), error=error, email=email,
@@ -235,17 +243,25 @@ def create_app(app: App, health: Callable[[], dict[str, Any]] | None = None) -> 
                 name=name,
             )  # fmt: skip
         if not per_client.allow(client()) or not per_address.allow(address.lower()):
-            return page("message.html.j2", 429, title=words["too_many"], body="")
+            limited = page("message.html.j2", 429, title=words["too_many"], body="")
+            limited.headers["Retry-After"] = "3600"
+            return limited
         subscriber, confirming = request_subscription(app.store, address, name, categories_from_form(), app.clock())
+        # Sent by one background thread: a slow mail server never holds a web thread, and the
+        # answer takes as long whether or not the address was on the list.
+        mailer.submit(send_account_mail, subscriber, confirming)
+        return page("message.html.j2", title=words["sent"], body=words["sent_body"].format(email=address))
+
+    def send_account_mail(subscriber: Subscriber, confirming: bool) -> None:
         try:
             transport = app.transport()
             try:
                 transport.send(letters.account_message(subscriber, confirming))
             finally:
                 transport.close()
-        except Exception:  # the reader sees the same page; the operator sees the log
-            log.exception("could not send the %s e-mail to %s", "confirmation" if confirming else "manage", address)
-        return page("message.html.j2", title=words["sent"], body=words["sent_body"].format(email=address))
+        except Exception as exc:  # noqa: BLE001 - the reader saw the same page; the operator sees this
+            kind = "confirmation" if confirming else "preferences"
+            log.error("could not send the %s e-mail to subscriber #%s: %s", kind, subscriber.id, exc)
 
     @web.route("/confirm/<token>", methods=["GET", "POST"])
     def confirm_page(token: str) -> Response:
@@ -254,11 +270,13 @@ def create_app(app: App, health: Callable[[], dict[str, Any]] | None = None) -> 
             return page("message.html.j2", 404, title=words["expired"], body=words["expired_body"], again=True)
         if request.method == "POST" or subscriber.status is SubscriberStatus.CONFIRMED:
             assert subscriber.id is not None
-            done = confirm(app.store, subscriber.id, app.clock())
+            done = confirm(app.store, subscriber.id, app.clock(), expiry(token) - CONFIRM_LIFETIME)
             if done is not None and done.status is SubscriberStatus.CONFIRMED:
                 body = words["confirmed_body"].format(email=done.email, list_name=letters.list_name)
                 manage = letters.personal(done).preferences_url
                 return page("message.html.j2", title=words["confirmed"], body=body, manage=manage)
+            # An old link of an address that unsubscribed since: it cannot sign them up again.
+            return page("message.html.j2", 404, title=words["expired"], body=words["expired_body"], again=True)
         body = words["confirm_body"].format(email=subscriber.email, list_name=letters.list_name)
         return page("action.html.j2", title=words["confirm"], body=body, button=words["confirm"])
 
@@ -317,7 +335,11 @@ def create_app(app: App, health: Callable[[], dict[str, Any]] | None = None) -> 
         except Exception as exc:  # noqa: BLE001 - a health check reports, it does not raise
             report["database"] = f"error: {exc.__class__.__name__}"
             status = 503
-        report["scheduler"] = health() if health else {"state": "off"}
+        try:
+            report["scheduler"] = health() if health else {"state": "off"}
+        except Exception as exc:  # noqa: BLE001
+            report["scheduler"] = {"state": f"error: {exc.__class__.__name__}"}
+            status = 503
         report["status"] = "ok" if status == 200 else "error"
         return Response(json.dumps(report, ensure_ascii=False), status, mimetype="application/json")
 
@@ -329,19 +351,20 @@ def create_app(app: App, health: Callable[[], dict[str, Any]] | None = None) -> 
         if path.endswith("/"):
             path += "index.html"
         full = safe_join(str(out_dir), path)
-        if full is None:
+        # No dotfiles (the writer's temporary files), nothing outside the folder via a symlink.
+        if full is None or "\x00" in path or any(part.startswith(".") for part in path.split("/")):
             abort(404)
         target = Path(full)
         if target.is_dir():
             target = target / "index.html"
         try:
+            if not target.resolve().is_relative_to(out_dir) or not target.is_file():
+                abort(404)
             stat = target.stat()
-        except OSError:
-            abort(404)
-        if not target.is_file():
+        except (OSError, ValueError):
             abort(404)
         media_type = _media_type(target.name)
-        gzipped = "gzip" in request.headers.get("Accept-Encoding", "") and any(k in media_type for k in COMPRESSIBLE)
+        gzipped = request.accept_encodings["gzip"] > 0 and any(k in media_type for k in COMPRESSIBLE)
         # One ETag per representation (RFC 9110 8.8.3): the gzip bytes are another one.
         etag = f'"{stat.st_mtime_ns:x}-{stat.st_size:x}{"-gz" if gzipped else ""}"'
         response = Response(status=200, mimetype=None)
@@ -380,7 +403,9 @@ def _not_modified(etag: str, mtime: int) -> bool:
         tags = [tag.strip().removeprefix("W/") for tag in match.split(",")]
         return "*" in tags or etag in tags
     since = request.if_modified_since
-    return since is not None and mtime <= int(since.timestamp())
+    if since is None or since.timestamp() > time.time():  # a date in the future is ignored
+        return False
+    return mtime <= int(since.timestamp())
 
 
 @lru_cache(maxsize=256)

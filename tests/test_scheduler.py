@@ -143,3 +143,37 @@ def test_two_processes_on_one_database_send_one_digest(site: Site) -> None:
     assert len(store.digests()) == 1 and outbox(site) == 1
     said = [err.decode() for _out, err in outputs]
     assert sum("serves the web only" in text for text in said) == 1, said
+
+
+def test_a_due_digest_that_a_shutdown_consumed_is_caught_up(site: Site) -> None:
+    """APScheduler's shutdown can store the next week's run without running this one; the
+    service sees a fire time within the grace that no digest covers and sends it."""
+    due = datetime.now(UTC) - timedelta(hours=1)
+    store = prepare(site, cron_at(due))
+    week_ago, _ = store.open_scheduled_digest(lambda: due - timedelta(weeks=1), 7)
+    store.plan_deliveries(week_ago.id, [], due - timedelta(weeks=1))
+    store.set_digest_status(week_ago.id, "done")
+    store_next_run(site, store, due + timedelta(weeks=1))  # consumed: next week's is stored
+    service = Scheduler(load_settings(site.config), str(site.config), store)
+    assert service.start()
+    try:
+        assert digests_after(store, 10, 2) == 2
+    finally:
+        service.stop()
+    assert outbox(site) == 1
+
+
+def test_a_changed_grace_or_zone_reaches_the_stored_jobs(site: Site) -> None:
+    store = prepare(site, "0 8 * * mon")
+    first = Scheduler(load_settings(site.config), str(site.config), store)
+    assert first.start()
+    first.stop()
+    text = site.config.read_text(encoding="utf-8").replace("misfire_grace = 360", "misfire_grace = 30")
+    site.config.write_text(text.replace('timezone = "Asia/Shanghai"', 'timezone = "Europe/Berlin"'), "utf-8")
+    second = Scheduler(load_settings(site.config), str(site.config), store)
+    assert second.start()
+    try:
+        job = second.scheduler.get_job(DIGEST_JOB)  # type: ignore[union-attr]
+        assert job.misfire_grace_time == 30 * 60 and str(job.trigger.timezone) == "Europe/Berlin"
+    finally:
+        second.stop()

@@ -126,3 +126,31 @@ def test_names_with_line_breaks_or_control_characters_are_cleaned() -> None:
     assert clean_name("Bob\nSmith") == "Bob Smith"
     assert clean_name("  张三\r\n\t\x00\x1b 先生 ") == "张三 先生"
     assert clean_name("a\u2028b\u200bc") == "a b c"
+
+
+def test_an_exported_list_imports_back_with_its_unsubscribed_and_pending_readers(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    from publisher.model import SubscriberStatus
+    from publisher.normalize import CategoryIndex
+    from publisher.store import Store
+    from publisher.subscriptions import import_csv
+
+    store = Store(f"sqlite:///{tmp_path / 'p.db'}")
+    csv = tmp_path / "export.csv"
+    csv.write_text(
+        "email,name,categories,status,status_at,status_via,created_at\n"
+        "a@example.com,A,,confirmed,2026-01-01,cli,2026-01-01\n"
+        "b@example.com,B,,unsubscribed,2026-02-01,one-click,2026-01-01\n"
+        "c@example.com,C,,pending,2026-03-01,web,2026-01-01\n"
+        "d@example.com,D,,bounced,2026-03-01,bounce,2026-01-01\n"
+        "e@example.com,E,,maybe,2026-03-01,web,2026-01-01\n",
+        encoding="utf-8",
+    )
+    now = datetime(2026, 11, 30, tzinfo=UTC)
+    report = import_csv(store, csv, CategoryIndex([]), SubscriberStatus.CONFIRMED, now)
+    got = {s.email: s.status.value for s in store.subscribers()}
+    store.close()
+    assert got == {"a@example.com": "confirmed", "b@example.com": "unsubscribed", "c@example.com": "pending",
+                   "d@example.com": "bounced"}  # fmt: skip
+    assert len(report.problems) == 1 and ":6:" in report.problems[0]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import re
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
@@ -56,16 +57,21 @@ subscribe_per_address = 3
         self.server.task_dispatcher.shutdown()
         self.app.close()
 
-    def mails(self) -> list[tuple[str, str]]:
-        """(subject, text) of every mail in the outbox, oldest first."""
+    def mails(self, at_least: int = 0) -> list[tuple[str, str]]:
+        """(subject, text) of every mail in the outbox, oldest first; sign-up mail is sent in
+        the background, so wait (a little) for `at_least` of them."""
+        deadline = time.monotonic() + 5
+        while len(list((self.site.root / "outbox").glob("*.eml"))) < at_least and time.monotonic() < deadline:
+            time.sleep(0.02)
         found = []
         for path in sorted((self.site.root / "outbox").glob("*.eml")):
             message = message_from_bytes(path.read_bytes(), policy=policy.default)
             found.append((str(message["Subject"]), message.get_body(("plain",)).get_content()))  # type: ignore[union-attr]
         return found
 
-    def link(self, kind: str) -> str:
-        _subject, text = self.mails()[-1]
+    def link(self, kind: str, nth: int = 1) -> str:
+        """The link of `kind` in the `nth` mail (waiting for it)."""
+        _subject, text = self.mails(at_least=nth)[nth - 1]
         match = re.search(rf"{re.escape(self.base)}/{kind}/\S+", text)
         assert match, text
         return match.group(0)
@@ -162,7 +168,7 @@ def test_the_answer_reveals_nothing_about_who_is_subscribed(server: Server) -> N
     requests.post(server.link("confirm"), timeout=10)
     again = subscribe(server, "first@example.com")
     assert again.status_code == new.status_code == 200 and again.text == new.text
-    subjects = [subject for subject, _text in server.mails()]
+    subjects = [subject for subject, _text in server.mails(at_least=2)]
     assert subjects[0].startswith("请确认订阅") and subjects[-1].startswith("管理您的")  # the mail tells the owner
 
 
@@ -204,7 +210,7 @@ def test_csrf_and_rate_limits(server: Server) -> None:
     browser = requests.Session()
     codes = [subscribe(server, "same@example.com", session=browser).status_code for _ in range(4)]
     assert codes == [200, 200, 200, 429]  # three per address and hour
-    assert len(server.mails()) == 3
+    assert len(server.mails(at_least=3)) == 3
     assert subscribe(server, "not an address").status_code == 400
 
 
@@ -214,3 +220,29 @@ def test_healthz(server: Server) -> None:
     assert health.status_code == 200 and body["status"] == "ok" and body["database"] == "ok"
     assert body["last_ingest"]["new"] == 1 and body["last_digest"] is None
     assert body["scheduler"] == {"state": "off"}
+
+
+def test_a_stranger_cannot_undo_an_unsubscribe(server: Server) -> None:
+    subscribe(server, "left@example.com", "tech")
+    old_link = server.link("confirm")
+    requests.post(old_link, timeout=10)
+    store = Store(f"sqlite:///{server.site.db}")
+    try:
+        reader = store.subscriber("left@example.com")
+        assert reader is not None and reader.id is not None
+        token = make_token(
+            KEY.encode(), "unsubscribe", reader.id, "left@example.com", datetime.now(UTC) + timedelta(days=9)
+        )
+        server.site.clock_now += timedelta(minutes=5)
+        requests.post(f"{server.base}/unsubscribe/{token}", data={"List-Unsubscribe": "One-Click"}, timeout=10)
+        server.site.clock_now += timedelta(minutes=5)
+        subscribe(server, "left@example.com", "policy")  # anybody can type the address
+        after = store.subscriber("left@example.com")
+        assert after is not None and after.status is SubscriberStatus.UNSUBSCRIBED and after.categories == ("tech",)
+        assert requests.post(old_link, timeout=10).status_code == 404  # an old link cannot undo it
+        assert server.status("left@example.com") is SubscriberStatus.UNSUBSCRIBED
+        new_link = server.link("confirm", nth=2)  # only the owner, by the new link, can
+        assert requests.post(new_link, timeout=10).status_code == 200
+        assert server.status("left@example.com") is SubscriberStatus.CONFIRMED
+    finally:
+        store.close()
