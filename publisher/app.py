@@ -8,14 +8,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .config import FilesSourceConfig, Settings
+from .config import FeedSourceConfig, Settings, SourceConfig
 from .errors import SourceError
 from .feeds import FeedLinks
 from .ingest import Clock, IngestContext, Tick, ingest
 from .model import BuildReport, Category, ItemProblem, Site, Unchanged
 from .normalize import CategoryIndex, NormalizeError, TextRules
 from .sources import Source
+from .sources.feed import FeedSource
 from .sources.files import FilesSource
+from .sources.http import Fetcher, Validators, user_agent
 from .store import Store
 
 if TYPE_CHECKING:
@@ -28,8 +30,10 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-def make_source(config: FilesSourceConfig, timezone: str) -> Source:
+def make_source(config: SourceConfig, timezone: str, fetcher: Callable[[SourceConfig], Fetcher]) -> Source:
     """The registry from a config `type` to a source; config validation rejects unknown types."""
+    if isinstance(config, FeedSourceConfig):
+        return FeedSource(config.source_name, config.url, config.category, fetcher(config))
     return FilesSource(
         name=config.source_name,
         root=Path(config.path),
@@ -87,7 +91,20 @@ class App:
 
     @property
     def sources(self) -> list[Source]:
-        return [make_source(s, self.settings.site.timezone) for s in self.settings.sources]
+        return [make_source(s, self.settings.site.timezone, self.fetcher) for s in self.settings.sources]
+
+    def fetcher(self, config: SourceConfig, conditional: bool = True) -> Fetcher:
+        """The HTTP layer for a web source; conditional: remember ETag/Last-Modified in the store."""
+        store = self.store
+        validators = Validators(store.get_meta, store.set_meta) if conditional else None
+        timeout = getattr(config, "timeout", 30.0)
+        return Fetcher(
+            user_agent(self.site.url),
+            validators,
+            delay=getattr(config, "delay", 1.0),
+            timeout=(min(10.0, timeout), timeout),
+            robots=getattr(config, "robots", True),
+        )
 
     @property
     def rules(self) -> TextRules:
@@ -104,7 +121,7 @@ class App:
             signatures={s.source_name: self.reading_signature(s) for s in self.settings.sources},
         )
 
-    def reading_signature(self, source: FilesSourceConfig) -> str:
+    def reading_signature(self, source: SourceConfig) -> str:
         """Everything besides a file's bytes that shapes its article. When it changes (a new
         [text] rule, site URL, category, source setting or version), every file is read again."""
         import hashlib
@@ -157,7 +174,9 @@ class App:
         report = BuildReport()
         configured = [Category(c.name, c.slug or slugify(c.name), c.description) for c in self.settings.categories]
         index, rules = CategoryIndex(configured), self.rules
-        for source in self.sources:
+        tz = self.settings.site.timezone
+        sources = [make_source(s, tz, lambda c: self.fetcher(c, conditional=False)) for s in self.settings.sources]
+        for source in sources:
             try:
                 for fetched in source.fetch({}):
                     if isinstance(fetched, Unchanged):  # pragma: no cover - no fingerprints were given
@@ -176,8 +195,15 @@ class App:
                         report.problems.append(str(outcome))
                     elif outcome is not None:
                         report.checked += 1
+                if isinstance(source, FeedSource):  # what an operator wants to see of a web source
+                    first = f", the first: {source.first_title}" if source.first_title else ""
+                    report.source_notes.append(f"{source.name}: {source.count} item(s) at {source.url}{first}")
             except SourceError as exc:
                 report.failed_sources.append(str(exc))
+            finally:
+                close = getattr(getattr(source, "fetcher", None), "close", None)
+                if close is not None:
+                    close()
         return report
 
     def ingest(self, report: BuildReport, strict: bool = False, tick: Tick = lambda _n: None) -> None:

@@ -150,6 +150,8 @@ def check(ctx: click.Context, strict: bool) -> None:
         report = app.check(tick)
     app.close()
     _print_problems(report.problems)
+    for note in report.source_notes:
+        out.print(f"source {note}", markup=False, highlight=False)
     for source in report.failed_sources:
         err.print(f"[bold red]source failed[/]: {escape(source)}", highlight=False)
     out.print(

@@ -72,8 +72,36 @@ class FilesSourceConfig(_Section):
         return self.name or Path(self.path).name or "files"
 
 
-SourceConfig = Annotated[FilesSourceConfig, Field(discriminator="type")]
-SOURCE_TYPES = ("files",)
+class FeedSourceConfig(_Section):
+    """An upstream RSS or Atom feed (docs/sources.md)."""
+
+    type: Literal["feed"]
+    url: str
+    category: str | None = None  # a category name or slug; empty: each item's own, else the first
+    name: str = ""
+    delay: float = Field(default=1.0, ge=0, le=600)  # seconds between requests to one host
+    timeout: float = Field(default=30.0, gt=0, le=600)
+    robots: bool = True  # honour the site's robots.txt (turn off only for your own site)
+
+    @property
+    def source_name(self) -> str:
+        """Stable across runs: the configured name, else the feed's host and path."""
+        if self.name:
+            return self.name
+        parts = urlsplit(self.url)
+        return f"{parts.hostname or 'feed'}{parts.path}".rstrip("/")
+
+    @property
+    def default_category(self) -> str | None:
+        return self.category
+
+    @property
+    def url_template(self) -> None:
+        return None
+
+
+SourceConfig = Annotated[FilesSourceConfig | FeedSourceConfig, Field(discriminator="type")]
+SOURCE_TYPES = ("files", "feed")
 
 
 _ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
@@ -283,15 +311,18 @@ def _check_meaning(settings: Settings) -> list[tuple[str, str, str]]:
     known = {value for _key, value in labels}
     for i, source in enumerate(settings.sources):
         if source.default_category and source.default_category not in known:
+            field = "category" if isinstance(source, FeedSourceConfig) else "default_category"
             problems.append(
                 (
-                    f"sources[{i}].default_category",
+                    f"sources[{i}].{field}",
                     f"{source.default_category!r} is not a configured category",
                     "use the name or slug of one of the [[categories]]",
                 )
             )
         if source.url_template:
             problems += _url_template(f"sources[{i}].url_template", source.url_template)
+        if isinstance(source, FeedSourceConfig):
+            problems += _http_url(f"sources[{i}].url", source.url, "https://other.example.org/feed.xml")
     return problems
 
 

@@ -44,6 +44,9 @@ def ingest(
         counts = (report.new, report.changed, report.unchanged, report.withdrawn)
         try:
             _SourcePass(store, source, context, report, tick).run()
+            committed = getattr(source, "committed", None)
+            if committed is not None:  # e.g. keep the HTTP validators of the pages just stored
+                committed()
         except SourceError as exc:
             # The pass was rolled back: its counts must not claim otherwise.
             report.new, report.changed, report.unchanged, report.withdrawn = counts

@@ -148,6 +148,7 @@ class BuildReport:
     problems: list[str] = field(default_factory=list)
     failed_sources: list[str] = field(default_factory=list)
     written_paths: list[str] = field(default_factory=list)
+    source_notes: list[str] = field(default_factory=list)  # `check`: what each web source showed
 
 
 class SubscriberStatus(enum.Enum):

@@ -17,7 +17,9 @@ class Source(Protocol):
     which ingest may run on another core), `Unchanged` (for many keys at once) when their
     fingerprints equal those in `fingerprints` (key -> fingerprint from the last ingest), or
     an `ItemProblem`. `complete` says whether the scan saw every item, so that items missing
-    from it may be withdrawn. A source that cannot be read at all raises SourceError.
+    from it may be withdrawn. A source that cannot be read at all raises SourceError. A
+    source may also have `committed()`, called once what it yielded is stored (web sources
+    keep their HTTP validators only then).
     """
 
     name: str

@@ -1,0 +1,252 @@
+"""One HTTP layer for every web source: polite, incremental, bounded, and right about Chinese charsets.
+
+- a requests Session with connect/read timeouts and retries with backoff on connection
+  errors, 429 and 5xx, for GET only, honouring Retry-After up to a cap;
+- conditional requests: the ETag and Last-Modified of each URL are kept (`Validators`) and sent
+  back, so an unchanged page costs one 304; they are saved only after the ingest that used the
+  page committed (`Fetcher.commit`), so a failed run never hides content behind a 304;
+- a per-host delay between requests, robots.txt honoured, a clear User-Agent, a size cap;
+- `decode_html`: the charset from the BOM, the HTTP header or the page's meta tag, with GB2312
+  and GBK read as their superset GB18030, and a check of the declared one against the bytes
+  (Chinese CMS pages often declare UTF-8 and send GBK, or the reverse).
+"""
+
+from __future__ import annotations
+
+import codecs
+import json
+import re
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+from urllib.robotparser import RobotFileParser
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
+
+from .. import __version__
+from ..errors import SourceError
+
+MAX_BYTES = 10 * 1024 * 1024
+_META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]+)""", re.I)
+# GB2312 and GBK pages use characters of the superset anyway (and browsers read them so).
+_SUPERSETS = {"gb2312": "gb18030", "gbk": "gb18030", "x-gbk": "gb18030", "gb_2312-80": "gb18030",
+              "iso-8859-1": "cp1252", "latin-1": "cp1252", "ascii": "utf-8", "us-ascii": "utf-8"}  # fmt: skip
+
+
+@dataclass
+class Page:
+    url: str  # after redirects
+    status: int  # 200, or 304 (not modified: `content` is empty)
+    content: bytes
+    headers: Mapping[str, str]
+
+    @property
+    def not_modified(self) -> bool:
+        return self.status == 304
+
+    def text(self) -> str:
+        return decode_html(self.content, self.headers.get("Content-Type", ""))
+
+
+@dataclass
+class Validators:
+    """ETag / Last-Modified per URL, as the store keeps them (meta key `http:<url>`)."""
+
+    load: Callable[[str], str | None]
+    save: Callable[[str, str], None]
+    pending: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    def get(self, url: str) -> dict[str, str]:
+        stored = self.load(f"http:{url}")
+        return json.loads(stored) if stored else {}
+
+    def remember(self, url: str, headers: Mapping[str, str]) -> None:
+        kept = {k: headers[k] for k in ("ETag", "Last-Modified") if headers.get(k)}
+        if kept:
+            self.pending[url] = kept
+
+    def commit(self) -> None:
+        for url, kept in self.pending.items():
+            self.save(f"http:{url}", json.dumps(kept))
+        self.pending.clear()
+
+
+class Fetcher:
+    """GET with everything above. One per source and run; `validators` None: no conditional GETs."""
+
+    def __init__(
+        self,
+        user_agent: str,
+        validators: Validators | None = None,
+        delay: float = 1.0,
+        timeout: tuple[float, float] = (10.0, 30.0),
+        robots: bool = True,
+        max_bytes: int = MAX_BYTES,
+        retries: int = 3,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.user_agent, self.validators, self.delay, self.timeout = user_agent, validators, delay, timeout
+        self.robots, self.max_bytes, self.sleep = robots, max_bytes, sleep
+        retry = Retry(
+            total=retries,
+            connect=retries,
+            read=retries,
+            status=retries,
+            backoff_factor=0.5,
+            backoff_max=30,
+            status_forcelist=(429, 500, 502, 503, 504),
+            allowed_methods=frozenset({"GET", "HEAD"}),
+            respect_retry_after_header=True,
+            retry_after_max=60,
+            raise_on_status=False,
+        )
+        self.session = requests.Session()
+        adapter = HTTPAdapter(max_retries=retry)
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
+        self.session.headers["User-Agent"] = user_agent
+        self._last: dict[str, float] = {}
+        self._robots: dict[str, RobotFileParser | None] = {}
+        self._lock = threading.Lock()
+
+    def get(self, url: str, conditional: bool = True) -> Page:
+        """The page at `url`; SourceError with the URL and what to do when it cannot be had."""
+        if self.robots and not self._allowed(url):
+            raise SourceError(
+                f"{url}: the site's robots.txt does not allow {self.user_agent.split()[0]} to read it",
+                "ask the site's operator, or (for your own site) set `robots = false` on this source",
+            )
+        headers = {}
+        if conditional and self.validators is not None:
+            stored = self.validators.get(url)
+            if "ETag" in stored:
+                headers["If-None-Match"] = stored["ETag"]
+            if "Last-Modified" in stored:
+                headers["If-Modified-Since"] = stored["Last-Modified"]
+        self._wait_turn(url)
+        try:
+            with self.session.get(url, headers=headers, timeout=self.timeout, stream=True) as response:
+                if response.status_code == 304:
+                    return Page(response.url, 304, b"", response.headers)
+                if response.status_code >= 400:
+                    raise SourceError(
+                        f"{url}: HTTP {response.status_code} {response.reason}", _hint(response.status_code)
+                    )
+                content = self._read(url, response)
+                if self.validators is not None:
+                    self.validators.remember(url, response.headers)
+                return Page(response.url, response.status_code, content, response.headers)
+        except requests.RequestException as exc:
+            raise SourceError(
+                f"{url}: {_reason(exc)}", "check the URL and that the site is up; the last good feeds stay"
+            ) from exc
+
+    def commit(self) -> None:
+        """The ingest that used these pages committed: keep their validators for next time."""
+        if self.validators is not None:
+            self.validators.commit()
+
+    def close(self) -> None:
+        self.session.close()
+
+    def _read(self, url: str, response: requests.Response) -> bytes:
+        declared = response.headers.get("Content-Length", "")
+        if declared.isdigit() and int(declared) > self.max_bytes:
+            raise SourceError(f"{url}: {declared} bytes is more than the {self.max_bytes}-byte limit", "")
+        chunks, size = [], 0
+        for chunk in response.iter_content(64 * 1024):
+            size += len(chunk)
+            if size > self.max_bytes:
+                raise SourceError(f"{url}: more than the {self.max_bytes}-byte limit", "is this the right URL?")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _wait_turn(self, url: str) -> None:
+        """At most one request per `delay` seconds to a host."""
+        host = urlsplit(url).netloc
+        with self._lock:
+            wait = self._last.get(host, -1e9) + self.delay - time.monotonic()
+            self._last[host] = time.monotonic() + max(wait, 0.0)
+        if wait > 0:
+            self.sleep(wait)
+
+    def _allowed(self, url: str) -> bool:
+        parts = urlsplit(url)
+        origin = f"{parts.scheme}://{parts.netloc}"
+        if origin not in self._robots:
+            self._robots[origin] = self._load_robots(origin)
+        rules = self._robots[origin]
+        return rules is None or rules.can_fetch(self.user_agent.split("/")[0], url)
+
+    def _load_robots(self, origin: str) -> RobotFileParser | None:
+        """None: no rules (no robots.txt, or an error: RFC 9309 says 4xx means allowed)."""
+        self._wait_turn(origin + "/")
+        try:
+            response = self.session.get(origin + "/robots.txt", timeout=self.timeout)
+        except requests.RequestException:
+            return None
+        if response.status_code >= 400:
+            return None
+        rules = RobotFileParser()
+        rules.parse(decode_html(response.content[:500_000], response.headers.get("Content-Type", "")).splitlines())
+        return rules
+
+
+def user_agent(site_url: str) -> str:
+    return f"publisher/{__version__} (+{site_url}; feed and newsletter publisher)"
+
+
+def decode_html(data: bytes, content_type: str = "") -> str:
+    """The page as text. A BOM decides; then bytes that are valid UTF-8 are UTF-8 whatever the
+    page says (GBK text is almost never valid UTF-8, while GB18030 accepts nearly any bytes, so
+    a page declared GBK but sent as UTF-8 is caught only this way); then the HTTP charset and
+    <meta charset>, each only if the bytes decode with it, GB2312/GBK as GB18030; then GB18030;
+    then a best guess."""
+    for bom, name in ((codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16")):
+        if data.startswith(bom):
+            return data.decode(name, errors="replace")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    declared = []
+    match = re.search(r"charset\s*=\s*[\"']?([A-Za-z0-9_.:-]+)", content_type, re.I)
+    if match:
+        declared.append(match.group(1))
+    meta = _META_CHARSET.search(data[:4096])
+    if meta:
+        declared.append(meta.group(1).decode("ascii", "replace"))
+    for name in [*declared, "gb18030"]:
+        encoding = _SUPERSETS.get(name.lower(), name.lower())
+        try:
+            return data.decode(encoding)
+        except (LookupError, UnicodeDecodeError):
+            continue
+    from charset_normalizer import from_bytes
+
+    best = from_bytes(data).best()
+    return str(best) if best is not None else data.decode("utf-8", errors="replace")
+
+
+def _hint(status: int) -> str:
+    return {
+        401: "the page needs a login: publisher reads public pages only",
+        403: "the site refuses us: ask its operator to allow the User-Agent",
+        404: "check the URL in the config",
+        410: "the page is gone: remove or change this URL",
+        429: "the site asks us to slow down: raise `delay` on this source",
+    }.get(status, "the site had a problem; the next run tries again and the last good feeds stay")
+
+
+def _reason(exc: requests.RequestException) -> str:
+    if isinstance(exc, requests.exceptions.SSLError):
+        return "its TLS certificate did not verify (certificates are always checked)"
+    if isinstance(exc, requests.exceptions.ConnectTimeout | requests.exceptions.ReadTimeout):
+        return "no answer in time"
+    if isinstance(exc, requests.exceptions.ConnectionError):
+        return "cannot connect"
+    return str(exc)
