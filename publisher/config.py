@@ -77,7 +77,7 @@ class FeedSourceConfig(_Section):
 
     type: Literal["feed"]
     url: str
-    category: str | None = None  # a category name or slug; empty: each item's own, else the first
+    category: str  # a category name or slug: where the feed's items go
     name: str = ""
     delay: float = Field(default=1.0, ge=0, le=600)  # seconds between requests to one host
     timeout: float = Field(default=30.0, gt=0, le=600)

@@ -99,3 +99,11 @@ def test_every_environment_variable_is_documented() -> None:
     assert {"PUBLISHER_CONFIG", "PUBLISHER_WORKERS"} <= used
     for name in used:
         assert f"`{name}`" in CONFIG_DOC, name
+
+
+def test_every_web_source_key_is_in_sources_md() -> None:
+    from publisher.config import FeedSourceConfig
+
+    doc = (ROOT / "docs" / "sources.md").read_text(encoding="utf-8")
+    missing = [k for k in FeedSourceConfig.model_fields if k != "type" and f"`sources[].{k}`" not in doc]
+    assert not missing, f"undocumented feed source keys: {missing}"

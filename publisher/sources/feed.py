@@ -11,6 +11,7 @@ import calendar
 import hashlib
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
+from typing import Any
 
 from ..errors import SourceError
 from ..model import ItemProblem, SourceItem, Unchanged
@@ -33,7 +34,7 @@ class FeedSource:
         if page.not_modified:
             return
         parsed = feedparser.parse(page.content, response_headers={k.lower(): v for k, v in page.headers.items()})
-        if parsed.bozo and not parsed.entries:
+        if not parsed.entries and (parsed.bozo or not parsed.get("version")):  # an HTML page, say
             raise SourceError(
                 f"{self.url}: not a feed ({parsed.get('bozo_exception')})",
                 "check that the URL is the RSS or Atom feed itself, not the page that links it",
@@ -54,12 +55,12 @@ class FeedSource:
             self.first_title = self.first_title or title
             body = _content(entry)
             fingerprint = hashlib.sha256(
-                "\x1f".join([title, body, entry.get("updated", ""), entry.get("link", "")]).encode()
+                "\x1f".join([title, body, str(dict.get(entry, "updated", "")), entry.get("link", "")]).encode()
             ).hexdigest()[:32]
             if fingerprints.get(key) == fingerprint:
                 unchanged.append(key)
                 continue
-            published = _when(entry, "published_parsed") or _when(entry, "updated_parsed")
+            published = _when(entry, "published_parsed") or _when(entry, "updated_parsed")  # raw keys
             yield SourceItem(
                 source=self.name,
                 key=key,
@@ -92,8 +93,8 @@ def _content(entry: Mapping[str, object]) -> str:
     return str(entry.get("summary") or "")
 
 
-def _when(entry: Mapping[str, object], field: str) -> datetime | None:
-    value = entry.get(field)
+def _when(entry: Any, field: str) -> datetime | None:
+    value = dict.get(entry, field)  # not FeedParserDict.get, which maps updated to published
     if not value:
         return None
-    return datetime.fromtimestamp(calendar.timegm(value), UTC)  # type: ignore[arg-type]
+    return datetime.fromtimestamp(calendar.timegm(value), UTC)
