@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .config import FeedSourceConfig, Settings, SourceConfig
+from .config import FeedSourceConfig, HtmlSourceConfig, Settings, SourceConfig
 from .errors import SourceError
 from .feeds import FeedLinks
 from .ingest import Clock, IngestContext, Tick, ingest
@@ -17,6 +17,7 @@ from .normalize import CategoryIndex, NormalizeError, TextRules
 from .sources import Source
 from .sources.feed import FeedSource
 from .sources.files import FilesSource
+from .sources.html import ArticleRules, HtmlSource, ListRules
 from .sources.http import Fetcher, Validators, user_agent
 from .store import Store
 
@@ -34,6 +35,11 @@ def make_source(config: SourceConfig, timezone: str, fetcher: Callable[[SourceCo
     """The registry from a config `type` to a source; config validation rejects unknown types."""
     if isinstance(config, FeedSourceConfig):
         return FeedSource(config.source_name, config.url, config.category, fetcher(config))
+    if isinstance(config, HtmlSourceConfig):
+        lists = ListRules(config.list.pages, config.list.links, config.list.next, config.list.url_pattern,
+                          config.list.max_pages)  # fmt: skip
+        article = ArticleRules(**config.article.model_dump())
+        return HtmlSource(config.source_name, lists, article, fetcher(config), timezone, config.recheck_days)
     return FilesSource(
         name=config.source_name,
         root=Path(config.path),
@@ -195,7 +201,7 @@ class App:
                         report.problems.append(str(outcome))
                     elif outcome is not None:
                         report.checked += 1
-                if isinstance(source, FeedSource):  # what an operator wants to see of a web source
+                if isinstance(source, FeedSource | HtmlSource):  # what an operator wants to see of it
                     first = f", the first: {source.first_title}" if source.first_title else ""
                     report.source_notes.append(f"{source.name}: {source.count} item(s) at {source.url}{first}")
             except SourceError as exc:

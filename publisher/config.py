@@ -100,8 +100,54 @@ class FeedSourceConfig(_Section):
         return None
 
 
-SourceConfig = Annotated[FilesSourceConfig | FeedSourceConfig, Field(discriminator="type")]
-SOURCE_TYPES = ("files", "feed")
+class HtmlListConfig(_Section):
+    pages: dict[str, list[str]] = Field(min_length=1)  # category name or slug -> first list pages
+    links: str = Field(min_length=1)  # CSS selector of the article links on a list page
+    next: str | None = None  # CSS selector of the link to the next list page
+    url_pattern: str | None = None  # or list page URLs with {page}: 2, 3, ...
+    max_pages: int = Field(default=5, ge=1, le=200)
+
+
+class HtmlArticleConfig(_Section):
+    title: str = "h1"
+    body: str | None = None  # CSS selector; none: readability finds the main text
+    meta: str | None = None  # CSS selector of the line with date and source; none: the whole page
+    date: str | None = None  # regex, first group the date; none: the first date found
+    date_format: str | None = None  # strptime format of that date; none: 2023-12-04, 2023年12月4日 ...
+    source: str | None = None  # regex, first group the source (shown as the author)
+    author: str | None = None  # CSS selector of the author
+
+
+class HtmlSourceConfig(_Section):
+    """The site's own list and article pages (docs/sources.md)."""
+
+    type: Literal["html"]
+    name: str = ""
+    list: HtmlListConfig
+    article: HtmlArticleConfig = HtmlArticleConfig()
+    recheck_days: int = Field(default=0, ge=0, le=3650)  # read stored articles again after N days
+    delay: float = Field(default=1.0, ge=0, le=600)
+    timeout: float = Field(default=30.0, gt=0, le=600)
+    robots: bool = True
+
+    @property
+    def source_name(self) -> str:
+        if self.name:
+            return self.name
+        first = next(iter(u for urls in self.list.pages.values() for u in urls), "")
+        return urlsplit(first).hostname or "html"
+
+    @property
+    def default_category(self) -> None:
+        return None
+
+    @property
+    def url_template(self) -> None:
+        return None
+
+
+SourceConfig = Annotated[FilesSourceConfig | FeedSourceConfig | HtmlSourceConfig, Field(discriminator="type")]
+SOURCE_TYPES = ("files", "feed", "html")
 
 
 _ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
@@ -323,6 +369,8 @@ def _check_meaning(settings: Settings) -> list[tuple[str, str, str]]:
             problems += _url_template(f"sources[{i}].url_template", source.url_template)
         if isinstance(source, FeedSourceConfig):
             problems += _http_url(f"sources[{i}].url", source.url, "https://other.example.org/feed.xml")
+        if isinstance(source, HtmlSourceConfig):
+            problems += _check_html(i, source, known)
     return problems
 
 
@@ -384,6 +432,39 @@ def mailbox(text: str) -> Any:
         return Address(name, addr_spec=addr)
     except (ValueError, IndexError):
         return None
+
+
+def _check_html(i: int, source: HtmlSourceConfig, known: set[str]) -> list[tuple[str, str, str]]:
+    from cssselect import SelectorError, parse
+
+    problems: list[tuple[str, str, str]] = []
+    for category, urls in source.list.pages.items():
+        if category not in known:
+            fix = "use the name or slug of one of the [[categories]]"
+            problems.append((f"sources[{i}].list.pages", f"{category!r} is not a configured category", fix))
+        for url in urls:
+            problems += _http_url(
+                f"sources[{i}].list.pages.{category}", url, "https://www.example.org/news/list_1.html"
+            )
+    selectors = [("list.links", source.list.links), ("list.next", source.list.next)]
+    selectors += [(f"article.{k}", getattr(source.article, k)) for k in ("title", "body", "meta", "author")]
+    for key, selector in selectors:
+        if selector:
+            try:
+                parse(selector)
+            except SelectorError as exc:
+                problems.append((f"sources[{i}].{key}", f"{selector!r} is not a CSS selector: {exc}", ""))
+    for key in ("date", "source"):
+        pattern = getattr(source.article, key)
+        if pattern:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                fix = "write it in single quotes in TOML: date = '日期[:：]\\s*(\\S+)'"
+                problems.append((f"sources[{i}].article.{key}", f"not a regular expression: {exc}", fix))
+    if source.list.url_pattern and "{page}" not in source.list.url_pattern:
+        problems.append((f"sources[{i}].list.url_pattern", "has no {page}", 'write it like ".../list_{page}.html"'))
+    return problems
 
 
 def _url_template(key: str, template: str) -> list[tuple[str, str, str]]:

@@ -3,6 +3,8 @@ and the `feed` source end to end (ingest twice: the second run costs one 304).""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
@@ -156,3 +158,105 @@ def test_check_reports_what_a_web_source_shows(site: Site, httpserver: HTTPServe
     httpserver.expect_request("/feed.xml").respond_with_data("gone", status=404)
     failed = site.cli("check")
     assert failed.exit_code == 1 and "HTTP 404" in failed.output
+
+
+LIST = """<html><head><meta http-equiv="Content-Type" content="text/html; charset=gb2312">
+<title>高新院新闻</title></head><body><ul class="list">{items}</ul>{next}</body></html>"""
+
+ARTICLE = """<html><head><meta charset="gb2312"><title>{title}</title></head><body>
+<div class="nav"><a href="/">首页</a> - <a href="/news/">高新院新闻</a></div>
+<h1>{title}</h1>
+<div class="info">來源:高新院 achie.org 日期:2023-12-{day:02d} 點擊:次</div>
+<div class="content"><p>高新區(qū)第{n}期：院長(zhǎng)出席會議。</p><img src="../img/{n}.jpg"></div>
+<div class="related">相關文章推薦: ...</div>
+</body></html>"""
+
+
+class FixtureSite:
+    """A GBK news site: two list pages (the second by a next link) and their article pages."""
+
+    def __init__(self, server: HTTPServer, numbers: list[int]) -> None:
+        self.server, self.requests = server, []
+        self.numbers = numbers
+        server.expect_request("/robots.txt").respond_with_data("User-agent: *\nAllow: /\n")
+        server.expect_request(re.compile(r"/news/.*")).respond_with_handler(self.handle)
+
+    def handle(self, request: Request) -> Response:
+        self.requests.append(request.path)
+        path = request.path
+        if path in ("/news/list_1.html", "/news/list_2.html"):
+            page = 1 if path.endswith("1.html") else 2
+            chunk = self.numbers[(page - 1) * 3 : page * 3]
+            items = "".join(f'<li><a href="/news/{n}.html">文章{n}</a></li>' for n in chunk)
+            more = '<a class="next" href="list_2.html">下一页</a>' if page == 1 and len(self.numbers) > 3 else ""
+            return Response(LIST.format(items=items, next=more).encode("gb18030"), content_type="text/html")
+        number = int(path.rsplit("/", 1)[1].split(".")[0])
+        html = ARTICLE.format(title=f"高新院動態第{number}期", n=number, day=number)
+        # No charset in the header: the page's own meta (gb2312) and the bytes (GB18030) decide.
+        return Response(html.encode("gb18030"), content_type="text/html")
+
+
+def html_source(site: Site, server: HTTPServer, body: bool = True) -> None:
+    text = site.config.read_text(encoding="utf-8")
+    body_line = 'body = "div.content"\n' if body else ""
+    site.config.write_text(
+        text
+        + f"""
+[[sources]]
+type = "html"
+name = "site"
+delay = 0
+[sources.list]
+pages = {{ "高新院新闻" = ["{server.url_for("/news/list_1.html")}"] }}
+links = "ul.list li a"
+next = "a.next"
+max_pages = 5
+[sources.article]
+title = "h1"
+{body_line}meta = "div.info"
+date = '日期[:：]\\s*(\\d{{4}}-\\d{{2}}-\\d{{2}})'
+source = '來源[:：]\\s*(\\S+)'
+"""
+    )
+
+
+def test_the_html_source_reads_a_gbk_site_incrementally(site: Site, httpserver: HTTPServer) -> None:
+    fixture = FixtureSite(httpserver, [5, 4, 3, 2, 1])
+    html_source(site, httpserver)
+    first = site.build()
+    assert first.new == 5 and not first.failed_sources and not first.problems, first.problems
+    feed = parse_with_feedparser(site.feed("gao-xin-yuan-xin-wen/rss.xml"))
+    titles = [e.title for e in feed.entries]
+    assert titles[:5] == [f"高新院动态第{n}期" for n in (5, 4, 3, 2, 1)]  # t2s, newest first by date
+    entry = feed.entries[0]
+    content = entry.content[0].value
+    assert "高新区第5期：院长出席会议。" in content and "相关文章" not in content and "首页" not in content
+    assert f"{httpserver.url_for('/img/5.jpg')}" in content  # relative image made absolute
+    assert entry.author == "高新院" and entry.published.startswith("Tue, 05 Dec 2023")
+
+    fixture.requests.clear()
+    fixture.numbers.insert(0, 6)  # one new article on top of the list
+    second = site.build()
+    assert second.new == 1 and second.changed == 0
+    # List page 1 had one new link (read), so page 2 was looked at; it had none: the walk stopped.
+    assert fixture.requests == ["/news/list_1.html", "/news/6.html", "/news/list_2.html"]
+    assert "/news/5.html" not in fixture.requests  # stored articles are never fetched again
+
+
+def test_the_html_source_finds_the_body_without_a_selector(site: Site, httpserver: HTTPServer) -> None:
+    FixtureSite(httpserver, [1])
+    html_source(site, httpserver, body=False)
+    report = site.build()
+    assert report.new == 1, report.problems
+    content = parse_with_feedparser(site.feed("gao-xin-yuan-xin-wen/rss.xml")).entries[0].content[0].value
+    assert "院长出席会议" in content
+
+
+def test_a_wrong_selector_is_reported_with_the_url(site: Site, httpserver: HTTPServer) -> None:
+    FixtureSite(httpserver, [1, 2])
+    html_source(site, httpserver)
+    text = site.config.read_text(encoding="utf-8").replace('links = "ul.list li a"', 'links = "div.nothing a"')
+    site.config.write_text(text, encoding="utf-8")
+    report = site.build()
+    failed = report.failed_sources
+    assert failed and "div.nothing a" in failed[0] and "list_1.html" in failed[0]

@@ -1,0 +1,224 @@
+"""The `html` source: the site's own pages, read the way its editors see them.
+
+Category list pages (one or more URLs per category, followed to the next page by a selector or
+a URL pattern, up to `max_pages`) give the article links; each article page gives title, date,
+source, author and body by CSS selectors, with regular expressions for the meta line
+(`来源:… 日期:2023-12-04 点击:…`). Without a body selector the main text is found with
+readability. Dates without a zone are in the site's zone.
+
+Incremental: an article already stored is not fetched again (unless `recheck_days` says it is
+time, and then with a conditional GET), and the walk through a category's list pages stops at
+the first page that brings nothing new. List pages show recent articles only, so the source is
+never `complete`: an article that drops off the lists is not withdrawn.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any
+from urllib.parse import urldefrag, urljoin
+from zoneinfo import ZoneInfo
+
+from ..errors import SourceError
+from ..model import ItemProblem, SourceItem, Unchanged
+from . import Fetched
+from .http import Fetcher
+
+DATE_PATTERNS = (
+    (re.compile(r"(\d{4})[-/.年](\d{1,2})[-/.月](\d{1,2})日?(?:\s*(\d{1,2})[:：](\d{2})(?:[:：](\d{2}))?)?"), None),
+)
+
+
+@dataclass(frozen=True)
+class ListRules:
+    pages: Mapping[str, Sequence[str]]  # category (name or slug) -> first list pages
+    links: str  # CSS selector of article links on a list page
+    next: str | None = None  # CSS selector of the link to the next list page
+    url_pattern: str | None = None  # or: list page URLs with {page} (2, 3, ...)
+    max_pages: int = 5
+
+
+@dataclass(frozen=True)
+class ArticleRules:
+    title: str = "h1"
+    body: str | None = None  # None: readability finds the main text
+    meta: str | None = None  # where date and source are read from (default: the whole page)
+    date: str | None = None  # a regex whose first group is the date (default: any date)
+    date_format: str | None = None  # strptime format of that group (default: common forms)
+    source: str | None = None  # a regex whose first group is the source, shown as author
+    author: str | None = None  # a CSS selector of the author
+
+
+class HtmlSource:
+    complete = False  # list pages show the recent articles only
+
+    def __init__(
+        self,
+        name: str,
+        lists: ListRules,
+        article: ArticleRules,
+        fetcher: Fetcher,
+        timezone: str,
+        recheck_days: int = 0,
+        today: date | None = None,
+    ) -> None:
+        self.name, self.lists, self.rules, self.fetcher = name, lists, article, fetcher
+        self.zone, self.recheck_days = ZoneInfo(timezone), recheck_days
+        self.today = today or datetime.now(self.zone).date()
+        self.first_title: str | None = None  # for `publisher check`
+        self.count = 0
+
+    @property
+    def url(self) -> str:
+        return next(iter(u for urls in self.lists.pages.values() for u in urls), "")
+
+    def fetch(self, fingerprints: Mapping[str, str]) -> Iterator[Fetched]:
+        seen: set[str] = set()
+        for category, first_pages in self.lists.pages.items():
+            for first in first_pages:
+                for url in self._article_links(first, fingerprints, seen):
+                    if url in seen:  # listed under two categories: the first one keeps it
+                        continue
+                    seen.add(url)
+                    known = fingerprints.get(url)
+                    if known is not None and not self._due(known):
+                        yield Unchanged((url,))
+                        continue
+                    yield self._article(url, category, conditional=known is not None)
+
+    def committed(self) -> None:
+        self.fetcher.commit()
+
+    # --- list pages ------------------------------------------------------------------------
+
+    def _article_links(self, first: str, known: Mapping[str, str], seen: set[str]) -> Iterator[str]:
+        url: str | None = first
+        for number in range(1, self.lists.max_pages + 1):
+            if url is None:
+                return
+            page = self.fetcher.get(url, conditional=False)
+            tree = _parse(page.text(), page.url)
+            links = [_clean_url(urljoin(page.url, a.get("href", ""))) for a in tree.cssselect(self.lists.links)]
+            links = [link for link in links if link.startswith(("http://", "https://"))]
+            if not links and number == 1:
+                raise SourceError(
+                    f"{url}: no article links match `{self.lists.links}`",
+                    "check [sources.list] links (a CSS selector of the <a> elements on the list page)",
+                )
+            fresh = [link for link in links if link not in known and link not in seen]
+            yield from dict.fromkeys(links)
+            if not fresh:  # nothing new on this page: older pages hold nothing new either
+                return
+            url = self._next(tree, page.url, number)
+
+    def _next(self, tree: Any, page_url: str, number: int) -> str | None:
+        if self.lists.url_pattern:
+            return self.lists.url_pattern.replace("{page}", str(number + 1))
+        if self.lists.next:
+            found = tree.cssselect(self.lists.next)
+            if found and found[0].get("href"):
+                return _clean_url(urljoin(page_url, found[0].get("href")))
+        return None
+
+    # --- article pages ---------------------------------------------------------------------
+
+    def _due(self, fingerprint: str) -> bool:
+        """Stored articles are read again every `recheck_days` days (0: never)."""
+        if not self.recheck_days:
+            return False
+        try:
+            read = date.fromisoformat(fingerprint.removeprefix("read:"))
+        except ValueError:
+            return True
+        return self.today - read >= timedelta(days=self.recheck_days)
+
+    def _article(self, url: str, category: str, conditional: bool) -> Fetched:
+        page = self.fetcher.get(url, conditional=conditional)
+        if page.not_modified:
+            return Unchanged((url,))
+        text = page.text()
+        tree = _parse(text, page.url)
+        rules = self.rules
+        title = _text(tree, rules.title)
+        if not title:
+            return ItemProblem(url, url, f"no title matches `{rules.title}`", "check [sources.article] title")
+        if rules.body:
+            found = tree.cssselect(rules.body)
+            if not found:
+                return ItemProblem(url, url, f"no body matches `{rules.body}`", "check [sources.article] body")
+            body = "".join(_outer_html(node) for node in found)
+        else:
+            from readability import Document
+
+            body = Document(text).summary(html_partial=True)
+        meta = _text(tree, rules.meta) if rules.meta else tree.text_content()
+        published = self._date(meta)
+        source = _group(rules.source, meta)
+        author = _text(tree, rules.author) if rules.author else None
+        self.count += 1
+        self.first_title = self.first_title or title
+        return SourceItem(
+            source=self.name,
+            key=url,
+            title=title,
+            content=body,
+            published=published or datetime.now(self.zone).replace(microsecond=0),
+            location=url,
+            url=url,
+            author=author or source,
+            fingerprint=f"read:{self.today.isoformat()}",
+            default_category=category,
+        )
+
+    def _date(self, meta: str) -> datetime | None:
+        raw = _group(self.rules.date, meta) if self.rules.date else None
+        if raw and self.rules.date_format:
+            try:
+                return datetime.strptime(raw.strip(), self.rules.date_format).replace(tzinfo=self.zone)
+            except ValueError:
+                return None
+        match = DATE_PATTERNS[0][0].search(raw or meta)
+        if not match:
+            return None
+        year, month, day, hour, minute, second = (int(g) if g else 0 for g in match.groups())
+        try:
+            return datetime(year, month, day, hour, minute, second, tzinfo=self.zone)
+        except ValueError:
+            return None
+
+
+def _parse(text: str, url: str) -> Any:
+    import lxml.html
+
+    # lxml refuses a str that still declares an encoding (`<?xml ... encoding=...?>`)
+    text = re.sub(r"^\s*<\?xml[^>]*\?>", "", text or "") or "<html></html>"
+    return lxml.html.document_fromstring(text, base_url=url)
+
+
+def _text(tree: Any, selector: str | None) -> str:
+    if not selector:
+        return ""
+    found = tree.cssselect(selector)
+    return " ".join(" ".join(node.text_content().split()) for node in found).strip()
+
+
+def _outer_html(node: Any) -> str:
+    import lxml.html
+
+    return str(lxml.html.tostring(node, encoding="unicode"))
+
+
+def _group(pattern: str | None, text: str) -> str | None:
+    if not pattern:
+        return None
+    match = re.search(pattern, text)
+    if not match:
+        return None
+    return (match.group(1) if match.groups() else match.group(0)).strip() or None
+
+
+def _clean_url(url: str) -> str:
+    return urldefrag(url)[0]
