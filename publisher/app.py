@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .config import FeedSourceConfig, HtmlSourceConfig, Settings, SourceConfig
+from .config import FeedSourceConfig, HtmlSourceConfig, JsonSourceConfig, Settings, SourceConfig
 from .errors import SourceError
 from .feeds import FeedLinks
 from .ingest import Clock, IngestContext, Tick, ingest
@@ -19,6 +19,7 @@ from .sources.feed import FeedSource
 from .sources.files import FilesSource
 from .sources.html import ArticleRules, HtmlSource, ListRules
 from .sources.http import Fetcher, Validators, user_agent
+from .sources.json_api import Fields, JsonSource, Paging
 from .store import Store
 
 if TYPE_CHECKING:
@@ -35,6 +36,12 @@ def make_source(config: SourceConfig, timezone: str, fetcher: Callable[[SourceCo
     """The registry from a config `type` to a source; config validation rejects unknown types."""
     if isinstance(config, FeedSourceConfig):
         return FeedSource(config.source_name, config.url, config.category, fetcher(config))
+    if isinstance(config, JsonSourceConfig):
+        f, p = config.fields, config.paging
+        fields = Fields(f.list, f.id, f.title, f.date, f.body, f.url or None, f.category or None, f.author or None,
+                        f.summary or None)  # fmt: skip
+        paging = Paging(p.kind, p.page_size, p.next or None, p.max_pages)
+        return JsonSource(config.source_name, config.url, fields, paging, config.category, fetcher(config), timezone)
     if isinstance(config, HtmlSourceConfig):
         lists = ListRules(config.list.pages, config.list.links, config.list.next, config.list.url_pattern,
                           config.list.max_pages)  # fmt: skip
@@ -201,7 +208,7 @@ class App:
                         report.problems.append(str(outcome))
                     elif outcome is not None:
                         report.checked += 1
-                if isinstance(source, FeedSource | HtmlSource):  # what an operator wants to see of it
+                if isinstance(source, FeedSource | HtmlSource | JsonSource):  # what an operator wants to see
                     first = f", the first: {source.first_title}" if source.first_title else ""
                     report.source_notes.append(f"{source.name}: {source.count} item(s) at {source.url}{first}")
             except SourceError as exc:

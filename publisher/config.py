@@ -146,8 +146,55 @@ class HtmlSourceConfig(_Section):
         return None
 
 
-SourceConfig = Annotated[FilesSourceConfig | FeedSourceConfig | HtmlSourceConfig, Field(discriminator="type")]
-SOURCE_TYPES = ("files", "feed", "html")
+class JsonFieldsConfig(_Section):
+    list: str = ""  # dotted path to the list of items ("": the answer is the list)
+    id: str = "id"
+    title: str = "title"
+    date: str = "date"
+    body: str = "content"
+    url: str = "url"
+    category: str = ""  # dotted path to a category name or slug; "": the source's `category`
+    author: str = ""
+    summary: str = ""
+
+
+class JsonPagingConfig(_Section):
+    kind: Literal["page", "offset", "next", "none"] = "page"
+    page_size: int = Field(default=20, ge=1, le=10000)  # for offset paging
+    next: str = ""  # for next paging: dotted path to the next page's URL
+    max_pages: int = Field(default=5, ge=1, le=200)
+
+
+class JsonSourceConfig(_Section):
+    """Any JSON API (docs/sources.md)."""
+
+    type: Literal["json"]
+    url: str  # with {page} or {offset} for those kinds of paging
+    name: str = ""
+    category: str | None = None  # for items whose own category field is empty or absent
+    fields: JsonFieldsConfig = JsonFieldsConfig()
+    paging: JsonPagingConfig = JsonPagingConfig()
+    delay: float = Field(default=1.0, ge=0, le=600)
+    timeout: float = Field(default=30.0, gt=0, le=600)
+    robots: bool = True
+
+    @property
+    def source_name(self) -> str:
+        return self.name or urlsplit(self.url).hostname or "json"
+
+    @property
+    def default_category(self) -> str | None:
+        return self.category
+
+    @property
+    def url_template(self) -> None:
+        return None
+
+
+SourceConfig = Annotated[
+    FilesSourceConfig | FeedSourceConfig | HtmlSourceConfig | JsonSourceConfig, Field(discriminator="type")
+]
+SOURCE_TYPES = ("files", "feed", "html", "json")
 
 
 _ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
@@ -357,7 +404,7 @@ def _check_meaning(settings: Settings) -> list[tuple[str, str, str]]:
     known = {value for _key, value in labels}
     for i, source in enumerate(settings.sources):
         if source.default_category and source.default_category not in known:
-            field = "category" if isinstance(source, FeedSourceConfig) else "default_category"
+            field = "category" if isinstance(source, FeedSourceConfig | JsonSourceConfig) else "default_category"
             problems.append(
                 (
                     f"sources[{i}].{field}",
@@ -371,6 +418,14 @@ def _check_meaning(settings: Settings) -> list[tuple[str, str, str]]:
             problems += _http_url(f"sources[{i}].url", source.url, "https://other.example.org/feed.xml")
         if isinstance(source, HtmlSourceConfig):
             problems += _check_html(i, source, known)
+        if isinstance(source, JsonSourceConfig):
+            problems += _http_url(f"sources[{i}].url", source.url, "https://cms.example.org/api/articles?page={page}")
+            wanted = {"page": "{page}", "offset": "{offset}"}.get(source.paging.kind)
+            if wanted and wanted not in source.url:
+                problems.append((f"sources[{i}].url", f"has no {wanted} for paging.kind {source.paging.kind!r}",
+                                 f'put {wanted} where the page goes, or set paging.kind = "none"'))  # fmt: skip
+            if source.paging.kind == "next" and not source.paging.next:
+                problems.append((f"sources[{i}].paging.next", "missing", 'the path to the next URL, e.g. "links.next"'))
     return problems
 
 

@@ -3,6 +3,7 @@ and the `feed` source end to end (ingest twice: the second run costs one 304).""
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -260,3 +261,82 @@ def test_a_wrong_selector_is_reported_with_the_url(site: Site, httpserver: HTTPS
     report = site.build()
     failed = report.failed_sources
     assert failed and "div.nothing a" in failed[0] and "list_1.html" in failed[0]
+
+
+def api_items(numbers: list[int]) -> list[dict[str, object]]:
+    return [
+        {
+            "id": n,
+            "headline": f"政策解讀第{n}號",
+            "published_at": f"2026-11-{10 + n:02d}T09:00:00",
+            "html": f"<p>正文{n}</p><script>x()</script>",
+            "channel": {"slug": "policy"},
+            "link": f"https://cms.example.org/a/{n}",
+            "writer": {"name": "编辑部"},
+        }  # fmt: skip
+        for n in numbers
+    ]
+
+
+def test_the_json_source_pages_and_stops_when_nothing_is_new(site: Site, httpserver: HTTPServer) -> None:
+    numbers = [6, 5, 4, 3, 2, 1]
+    asked: list[str] = []
+
+    def api(request: Request) -> Response:
+        page = int(request.args.get("page", "1"))
+        asked.append(f"page {page}")
+        chunk = numbers[(page - 1) * 3 : page * 3]
+        body = {"data": {"items": api_items(chunk), "total": len(numbers)}}
+        return Response(
+            json.dumps(body, ensure_ascii=False).encode("gbk"), content_type="application/json; charset=gbk"
+        )
+
+    httpserver.expect_request("/robots.txt").respond_with_data("", status=404)
+    httpserver.expect_request("/api/articles").respond_with_handler(api)
+    text = site.config.read_text(encoding="utf-8")
+    site.config.write_text(
+        text
+        + f"""
+[[sources]]
+type = "json"
+name = "cms"
+url = "{httpserver.url_for("/api/articles")}?page={{page}}"
+category = "tech"
+delay = 0
+[sources.fields]
+list = "data.items"
+title = "headline"
+date = "published_at"
+body = "html"
+url = "link"
+category = "channel.slug"
+author = "writer.name"
+[sources.paging]
+kind = "page"
+max_pages = 5
+"""
+    )
+    first = site.build()
+    assert first.new == 6 and not first.failed_sources, first.problems
+    assert asked == ["page 1", "page 2", "page 3"]  # page 3 came back empty: the end
+    policy = parse_with_feedparser(site.feed("policy/rss.xml"))
+    newest = policy.entries[0]
+    assert newest.title == "政策解读第6号" and newest.link == "https://cms.example.org/a/6"
+    assert newest.author == "编辑部" and "<script" not in newest.content[0].value
+    assert newest.published == "Mon, 16 Nov 2026 09:00:00 +0800"  # no zone in the API: the site's
+
+    asked.clear()
+    numbers.insert(0, 7)
+    second = site.build()
+    assert second.new == 1 and asked == ["page 1", "page 2"]  # page 2 had nothing new: stop
+
+
+def test_a_json_answer_of_the_wrong_shape_is_reported(site: Site, httpserver: HTTPServer) -> None:
+    httpserver.expect_request("/robots.txt").respond_with_data("", status=404)
+    httpserver.expect_request("/api").respond_with_json({"results": []})
+    text = site.config.read_text(encoding="utf-8")
+    url = httpserver.url_for("/api")
+    site.config.write_text(text + f'\n[[sources]]\ntype = "json"\nurl = "{url}"\ncategory = "tech"\ndelay = 0\n'
+                           '[sources.fields]\nlist = "data.items"\n[sources.paging]\nkind = "none"\n')  # fmt: skip
+    report = site.build()
+    assert report.failed_sources and "data.items" in report.failed_sources[0]
