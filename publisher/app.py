@@ -8,7 +8,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .config import FeedSourceConfig, HtmlSourceConfig, JsonSourceConfig, Settings, SourceConfig
+from .config import (
+    FeedSourceConfig,
+    HtmlSourceConfig,
+    JsonSourceConfig,
+    Settings,
+    SourceConfig,
+    WordPressSourceConfig,
+)
 from .errors import SourceError
 from .feeds import FeedLinks
 from .ingest import Clock, IngestContext, Tick, ingest
@@ -20,6 +27,7 @@ from .sources.files import FilesSource
 from .sources.html import ArticleRules, HtmlSource, ListRules
 from .sources.http import Fetcher, Validators, user_agent
 from .sources.json_api import Fields, JsonSource, Paging
+from .sources.wordpress import WordPressSource
 from .store import Store
 
 if TYPE_CHECKING:
@@ -32,8 +40,18 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-def make_source(config: SourceConfig, timezone: str, fetcher: Callable[[SourceConfig], Fetcher]) -> Source:
-    """The registry from a config `type` to a source; config validation rejects unknown types."""
+def make_source(
+    config: SourceConfig,
+    timezone: str,
+    fetcher: Callable[[SourceConfig], Fetcher],
+    known: frozenset[str] = frozenset(),
+) -> Source:
+    """The registry from a config `type` to a source; config validation rejects unknown types.
+    `known`: our category names and slugs (a WordPress site's categories are matched to them)."""
+    if isinstance(config, WordPressSourceConfig):
+        return WordPressSource(
+            config.source_name, config.url, config.categories, config.category, fetcher(config), known, config.max_pages
+        )
     if isinstance(config, FeedSourceConfig):
         return FeedSource(config.source_name, config.url, config.category, fetcher(config))
     if isinstance(config, JsonSourceConfig):
@@ -104,7 +122,8 @@ class App:
 
     @property
     def sources(self) -> list[Source]:
-        return [make_source(s, self.settings.site.timezone, self.fetcher) for s in self.settings.sources]
+        known = frozenset(name for c in self.categories for name in (c.name, c.slug))
+        return [make_source(s, self.settings.site.timezone, self.fetcher, known) for s in self.settings.sources]
 
     def fetcher(self, config: SourceConfig, conditional: bool = True) -> Fetcher:
         """The HTTP layer for a web source; conditional: remember ETag/Last-Modified in the store."""
@@ -188,7 +207,10 @@ class App:
         configured = [Category(c.name, c.slug or slugify(c.name), c.description) for c in self.settings.categories]
         index, rules = CategoryIndex(configured), self.rules
         tz = self.settings.site.timezone
-        sources = [make_source(s, tz, lambda c: self.fetcher(c, conditional=False)) for s in self.settings.sources]
+        known = frozenset(name for c in configured for name in (c.name, c.slug))
+        sources = [
+            make_source(s, tz, lambda c: self.fetcher(c, conditional=False), known) for s in self.settings.sources
+        ]
         for source in sources:
             try:
                 for fetched in source.fetch({}):
@@ -208,7 +230,7 @@ class App:
                         report.problems.append(str(outcome))
                     elif outcome is not None:
                         report.checked += 1
-                if isinstance(source, FeedSource | HtmlSource | JsonSource):  # what an operator wants to see
+                if isinstance(source, FeedSource | HtmlSource | JsonSource | WordPressSource):  # web sources
                     first = f", the first: {source.first_title}" if source.first_title else ""
                     report.source_notes.append(f"{source.name}: {source.count} item(s) at {source.url}{first}")
             except SourceError as exc:

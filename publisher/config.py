@@ -191,10 +191,37 @@ class JsonSourceConfig(_Section):
         return None
 
 
+class WordPressSourceConfig(_Section):
+    """A WordPress site's REST API (docs/sources.md)."""
+
+    type: Literal["wordpress"]
+    url: str  # the site's address, e.g. "https://blog.example.org"
+    name: str = ""
+    categories: dict[str, str] = {}  # WordPress category slug -> our category (name or slug)
+    category: str | None = None  # for posts none of whose categories map to ours
+    max_pages: int = Field(default=10, ge=1, le=1000)  # of 50 posts each, per run
+    delay: float = Field(default=1.0, ge=0, le=600)
+    timeout: float = Field(default=30.0, gt=0, le=600)
+    robots: bool = True
+
+    @property
+    def source_name(self) -> str:
+        return self.name or urlsplit(self.url).hostname or "wordpress"
+
+    @property
+    def default_category(self) -> str | None:
+        return self.category
+
+    @property
+    def url_template(self) -> None:
+        return None
+
+
 SourceConfig = Annotated[
-    FilesSourceConfig | FeedSourceConfig | HtmlSourceConfig | JsonSourceConfig, Field(discriminator="type")
+    FilesSourceConfig | FeedSourceConfig | HtmlSourceConfig | JsonSourceConfig | WordPressSourceConfig,
+    Field(discriminator="type"),
 ]
-SOURCE_TYPES = ("files", "feed", "html", "json")
+SOURCE_TYPES = ("files", "feed", "html", "json", "wordpress")
 
 
 _ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
@@ -404,7 +431,8 @@ def _check_meaning(settings: Settings) -> list[tuple[str, str, str]]:
     known = {value for _key, value in labels}
     for i, source in enumerate(settings.sources):
         if source.default_category and source.default_category not in known:
-            field = "category" if isinstance(source, FeedSourceConfig | JsonSourceConfig) else "default_category"
+            with_category = FeedSourceConfig | JsonSourceConfig | WordPressSourceConfig
+            field = "category" if isinstance(source, with_category) else "default_category"
             problems.append(
                 (
                     f"sources[{i}].{field}",
@@ -418,6 +446,14 @@ def _check_meaning(settings: Settings) -> list[tuple[str, str, str]]:
             problems += _http_url(f"sources[{i}].url", source.url, "https://other.example.org/feed.xml")
         if isinstance(source, HtmlSourceConfig):
             problems += _check_html(i, source, known)
+        if isinstance(source, WordPressSourceConfig):
+            problems += _http_url(f"sources[{i}].url", source.url, "https://blog.example.org")
+            for wp_slug, ours in source.categories.items():
+                if ours not in known:
+                    fix = "map it to the name or slug of one of the [[categories]]"
+                    problems.append(
+                        (f"sources[{i}].categories.{wp_slug}", f"{ours!r} is not a configured category", fix)
+                    )
         if isinstance(source, JsonSourceConfig):
             problems += _http_url(f"sources[{i}].url", source.url, "https://cms.example.org/api/articles?page={page}")
             wanted = {"page": "{page}", "offset": "{offset}"}.get(source.paging.kind)

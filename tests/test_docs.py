@@ -102,11 +102,11 @@ def test_every_environment_variable_is_documented() -> None:
 
 
 def test_every_web_source_key_is_in_sources_md() -> None:
-    from publisher.config import FeedSourceConfig, HtmlSourceConfig, JsonSourceConfig
+    from publisher.config import FeedSourceConfig, HtmlSourceConfig, JsonSourceConfig, WordPressSourceConfig
 
     doc = (ROOT / "docs" / "sources.md").read_text(encoding="utf-8")
     keys = {k for k in FeedSourceConfig.model_fields if k != "type"}
-    for model in (HtmlSourceConfig, JsonSourceConfig):
+    for model in (HtmlSourceConfig, JsonSourceConfig, WordPressSourceConfig):
         keys |= {k for k in config_keys(model) if k != "type" and k not in ("delay", "timeout", "robots")}
     missing = sorted(k for k in keys if f"`sources[].{k}`" not in doc)
     assert not missing, f"undocumented web source keys: {missing}"

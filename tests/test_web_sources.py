@@ -340,3 +340,71 @@ def test_a_json_answer_of_the_wrong_shape_is_reported(site: Site, httpserver: HT
                            '[sources.fields]\nlist = "data.items"\n[sources.paging]\nkind = "none"\n')  # fmt: skip
     report = site.build()
     assert report.failed_sources and "data.items" in report.failed_sources[0]
+
+
+def wp_post(n: int, wp_category: str, modified: str) -> dict[str, object]:
+    """A post as /wp-json/wp/v2/posts?_embed=1 returns it (the fields we read, and some we don't)."""
+    return {
+        "id": n,
+        "date": f"2026-11-{10 + n:02d}T17:00:00",
+        "date_gmt": f"2026-11-{10 + n:02d}T09:00:00",
+        "modified_gmt": modified,
+        "link": f"https://blog.example.org/?p={n}",
+        "title": {"rendered": f"政策&#8220;解读&#8221;第{n}篇"},
+        "content": {"rendered": f"<p>正文{n}</p><script>x()</script>", "protected": False},
+        "excerpt": {"rendered": "<p>摘要</p>"},
+        "_embedded": {
+            "author": [{"id": 1, "name": "编辑部"}],
+            "wp:featuredmedia": [{"source_url": f"https://blog.example.org/{n}.jpg"}],
+            "wp:term": [[{"taxonomy": "category", "slug": wp_category, "name": "x"}], [{"taxonomy": "post_tag"}]],
+        },
+    }
+
+
+def test_the_wordpress_source(site: Site, httpserver: HTTPServer) -> None:
+    posts = [wp_post(3, "zhengce", "2026-11-20T01:00:00"), wp_post(2, "tech", "2026-11-19T01:00:00"),
+             wp_post(1, "unmapped", "2026-11-18T01:00:00")]  # fmt: skip
+    queries: list[dict[str, str]] = []
+
+    def api(request: Request) -> Response:
+        query = dict(request.args)
+        queries.append(query)
+        assert query["_embed"] == "1" and query["orderby"] == "modified" and query["order"] == "desc"
+        after = query.get("modified_after", "")
+        chosen = [p for p in posts if str(p["modified_gmt"]) > after]
+        page, per = int(query["page"]), int(query["per_page"])
+        chunk = chosen[(page - 1) * per : page * per]
+        pages = max(1, -(-len(chosen) // per))
+        if page > pages:
+            return Response(json.dumps({"code": "rest_post_invalid_page_number"}), status=400)
+        return Response(json.dumps(chunk), content_type="application/json", headers={"X-WP-TotalPages": str(pages)})
+
+    httpserver.expect_request("/robots.txt").respond_with_data("", status=404)
+    httpserver.expect_request("/wp-json/wp/v2/posts").respond_with_handler(api)
+    text = site.config.read_text(encoding="utf-8")
+    site.config.write_text(
+        text
+        + f"""
+[[sources]]
+type = "wordpress"
+url = "{httpserver.url_for("/")}"
+categories = {{ "zhengce" = "政策解读" }}
+category = "高新院新闻"
+delay = 0
+"""
+    )
+    first = site.build()
+    assert first.new == 3 and not first.failed_sources, first.problems
+    policy = parse_with_feedparser(site.feed("policy/rss.xml")).entries
+    assert [e.title for e in policy] == ["政策“解读”第3篇"]  # by the table: zhengce -> 政策解读
+    assert [e.title for e in parse_with_feedparser(site.feed("tech/rss.xml")).entries] == [
+        "政策“解读”第2篇"
+    ]  # same slug
+    news = parse_with_feedparser(site.feed("gao-xin-yuan-xin-wen/rss.xml")).entries
+    assert [e.title for e in news] == ["政策“解读”第1篇"]  # unmapped: the source's category
+    assert policy[0].author == "编辑部" and "<script" not in policy[0].content[0].value
+
+    queries.clear()
+    posts.insert(0, wp_post(4, "tech", "2026-11-21T01:00:00"))
+    second = site.build()
+    assert second.new == 1 and queries[0]["modified_after"] == "2026-11-20T01:00:00"

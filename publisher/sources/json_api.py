@@ -13,7 +13,7 @@ import hashlib
 import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from typing import Any
 from urllib.parse import urljoin
 from zoneinfo import ZoneInfo
@@ -154,7 +154,7 @@ def pick(value: Any, path: str | None) -> Any:
     return value
 
 
-def parse_date(value: Any, zone: ZoneInfo) -> datetime | None:
+def parse_date(value: Any, zone: tzinfo) -> datetime | None:
     """ISO 8601 (with or without a zone: without, the site's), `YYYY-MM-DD HH:MM[:SS]`, or Unix
     seconds (milliseconds too)."""
     if isinstance(value, int | float) and not isinstance(value, bool):
