@@ -179,6 +179,7 @@ class FixtureSite:
     def __init__(self, server: HTTPServer, numbers: list[int]) -> None:
         self.server, self.requests = server, []
         self.numbers = numbers
+        self.missing: set[int] = set()
         server.expect_request("/robots.txt").respond_with_data("User-agent: *\nAllow: /\n")
         server.expect_request(re.compile(r"/news/.*")).respond_with_handler(self.handle)
 
@@ -192,6 +193,8 @@ class FixtureSite:
             more = '<a class="next" href="list_2.html">下一页</a>' if page == 1 and len(self.numbers) > 3 else ""
             return Response(LIST.format(items=items, next=more).encode("gb18030"), content_type="text/html")
         number = int(path.rsplit("/", 1)[1].split(".")[0])
+        if number in self.missing:
+            return Response("not here", status=404)
         html = ARTICLE.format(title=f"高新院動態第{number}期", n=number, day=number)
         # No charset in the header: the page's own meta (gb2312) and the bytes (GB18030) decide.
         return Response(html.encode("gb18030"), content_type="text/html")
@@ -408,3 +411,150 @@ delay = 0
     posts.insert(0, wp_post(4, "tech", "2026-11-21T01:00:00"))
     second = site.build()
     assert second.new == 1 and queries[0]["modified_after"] == "2026-11-20T01:00:00"
+
+
+class AllKinds:
+    """One loopback server with all four kinds of web source, and switches to break each."""
+
+    def __init__(self, server: HTTPServer, site: Site) -> None:
+        self.server, self.site = server, site
+        self.html = FixtureSite(server, [3, 2, 1])
+        self.requests: list[str] = []
+        self.fault: set[str] = set()
+        self.feed_xml = upstream(1, 2)
+        server.expect_request("/feed.xml").respond_with_handler(self.feed)
+        server.expect_request("/api").respond_with_handler(self.api)
+        server.expect_request("/wp-json/wp/v2/posts").respond_with_handler(self.wordpress)
+        html_source(site, server)
+        text = site.config.read_text(encoding="utf-8")
+        site.config.write_text(
+            text
+            + f"""
+[[sources]]
+type = "feed"
+url = "{server.url_for("/feed.xml")}"
+category = "tech"
+delay = 0
+timeout = 0.5
+[[sources]]
+type = "json"
+name = "cms"
+url = "{server.url_for("/api")}?page={{page}}"
+category = "policy"
+delay = 0
+[sources.fields]
+list = "items"
+title = "headline"
+date = "published_at"
+body = "html"
+[[sources]]
+type = "wordpress"
+name = "blog"
+url = "{server.url_for("/")}"
+category = "tech"
+delay = 0
+"""
+        )
+
+    def feed(self, request: Request) -> Response:
+        self.requests.append("feed")
+        if "timeout" in self.fault:
+            import time
+
+            time.sleep(1.0)  # longer than the source's timeout, on every retry
+        if "500" in self.fault:
+            return Response("boom", status=500)
+        etag = f'"{hash(self.feed_xml)}"'
+        if request.headers.get("If-None-Match") == etag:
+            return Response(status=304)
+        return Response(self.feed_xml, headers={"ETag": etag, "Content-Type": "application/rss+xml"})
+
+    def api(self, request: Request) -> Response:
+        self.requests.append(f"api page {request.args['page']}")
+        if "json" in self.fault:
+            return Response("{not json", content_type="application/json")
+        items = api_items([12, 11]) if request.args["page"] == "1" else []
+        return Response(json.dumps({"items": items}), content_type="application/json")
+
+    def wordpress(self, request: Request) -> Response:
+        self.requests.append(f"wordpress page {request.args['page']}")
+        after = request.args.get("modified_after", "")
+        posts = [p for p in [wp_post(15, "tech", "2026-11-20T01:00:00")] if str(p["modified_gmt"]) > after]
+        return Response(json.dumps(posts), content_type="application/json", headers={"X-WP-TotalPages": "1"})
+
+
+def output_bytes(site: Site) -> dict[str, bytes]:
+    return {p.relative_to(site.out).as_posix(): p.read_bytes() for p in site.out.rglob("*") if p.is_file()}
+
+
+def test_all_kinds_ingest_twice_and_the_second_run_fetches_only_first_pages(site: Site, httpserver: HTTPServer) -> None:
+    fixture = AllKinds(httpserver, site)
+    first = site.build()
+    assert first.new == 3 + 2 + 2 + 1 and not first.failed_sources, (first.failed_sources, first.problems)
+    fixture.requests.clear()
+    fixture.html.requests.clear()
+    before = output_bytes(site)
+    second = site.build()
+    assert (second.new, second.changed, second.withdrawn) == (0, 0, 0)
+    assert fixture.html.requests == ["/news/list_1.html"]  # no article page, no second list page
+    assert sorted(fixture.requests) == ["api page 1", "feed", "wordpress page 1"]  # the feed: a 304
+    assert output_bytes(site) == before
+
+
+def test_faults_are_reported_and_the_last_good_feeds_stay_byte_identical(site: Site, httpserver: HTTPServer) -> None:
+    fixture = AllKinds(httpserver, site)
+    assert not site.build().failed_sources
+    before = output_bytes(site)
+    fixture.fault |= {"500", "json"}
+    fixture.html.numbers[:0] = [99, 4]  # a new article, and a link to an article that 404s (99)
+    fixture.html.missing = {99}
+    report = site.build()
+    failed = "\n".join(report.failed_sources)
+    assert "feed.xml: HTTP 500" in failed and "/api?page=1: the answer is not JSON" in failed
+    assert any("/news/99.html" in p and "HTTP 404" in p for p in report.problems), report.problems
+    assert report.new == 1  # the good new article went through; the others stay as they were
+    after = output_bytes(site)
+    assert {k: v for k, v in after.items() if not k.startswith("gao-xin-yuan-xin-wen/") and k not in (
+        "rss.xml", "atom.xml", "feed.json")} == {k: v for k, v in before.items() if not k.startswith(
+        "gao-xin-yuan-xin-wen/") and k not in ("rss.xml", "atom.xml", "feed.json")}  # fmt: skip
+
+    fixture.fault = {"timeout"}
+    slow = site.build()
+    assert any("feed.xml: no answer in time" in f for f in slow.failed_sources), slow.failed_sources
+
+    fixture.fault = set()
+    unchanged = output_bytes(site)
+    text = site.config.read_text(encoding="utf-8").replace('links = "ul.list li a"', 'links = "ul.news li a"')
+    site.config.write_text(text, encoding="utf-8")  # the site's new layout: the selector finds nothing
+    layout = site.build()
+    assert any("ul.news li a" in f and "list_1.html" in f for f in layout.failed_sources)
+    assert output_bytes(site) == unchanged
+
+
+def test_an_endless_next_chain_stops_at_max_pages_and_says_so(site: Site, httpserver: HTTPServer) -> None:
+    def endless(request: Request) -> Response:
+        page = int(request.path.rsplit("_", 1)[1].split(".")[0])
+        items = "".join(f'<li><a href="/art/{page}-{i}.html">x</a></li>' for i in range(2))
+        html = f'<ul class="list">{items}</ul><a class="next" href="list_{page + 1}.html">下一页</a>'
+        return Response(html, content_type="text/html; charset=utf-8")
+
+    article = '<h1>标题</h1><div class="info">日期:2023-12-04</div><div class="content"><p>正文</p></div>'
+    httpserver.expect_request("/robots.txt").respond_with_data("", status=404)
+    httpserver.expect_request(re.compile(r"/news/list_\d+\.html")).respond_with_handler(endless)
+    httpserver.expect_request(re.compile(r"/art/.*")).respond_with_data(article, content_type="text/html")
+    html_source(site, httpserver)
+    report = site.build()
+    assert report.new == 5 * 2  # max_pages = 5
+    assert any("stopped after 5 list pages" in p and "max_pages" in p for p in report.problems), report.problems
+
+
+def test_a_date_without_a_zone_is_the_sites_in_every_format(site: Site, httpserver: HTTPServer) -> None:
+    FixtureSite(httpserver, [4])  # its meta line says 日期:2023-12-04, nothing more
+    html_source(site, httpserver)
+    assert site.build().new == 1
+    rss = parse_with_feedparser(site.feed("gao-xin-yuan-xin-wen/rss.xml")).entries[0]
+    assert rss.published == "Mon, 04 Dec 2023 00:00:00 +0800"
+    atom = site.feed("gao-xin-yuan-xin-wen/atom.xml").decode()
+    assert "<published>2023-12-04T00:00:00+08:00</published>" in atom
+    item = json.loads(site.feed("gao-xin-yuan-xin-wen/feed.json"))["items"][0]
+    assert item["date_published"] == "2023-12-04T00:00:00+08:00"

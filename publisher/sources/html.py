@@ -70,6 +70,7 @@ class HtmlSource:
         self.today = today or datetime.now(self.zone).date()
         self.first_title: str | None = None  # for `publisher check`
         self.count = 0
+        self.warnings: list[ItemProblem] = []  # found while walking list pages
 
     @property
     def url(self) -> str:
@@ -88,6 +89,8 @@ class HtmlSource:
                         yield Unchanged((url,))
                         continue
                     yield self._article(url, category, conditional=known is not None)
+                yield from self.warnings
+                self.warnings.clear()
 
     def committed(self) -> None:
         self.fetcher.commit()
@@ -96,9 +99,16 @@ class HtmlSource:
 
     def _article_links(self, first: str, known: Mapping[str, str], seen: set[str]) -> Iterator[str]:
         url: str | None = first
+        visited: set[str] = set()
         for number in range(1, self.lists.max_pages + 1):
             if url is None:
                 return
+            if url in visited:  # a "next" link back to a page already read: a loop, not more news
+                self.warnings.append(
+                    ItemProblem(url, url, "the next-page links loop back", "check [sources.list] next")
+                )
+                return
+            visited.add(url)
             page = self.fetcher.get(url, conditional=False)
             tree = _parse(page.text(), page.url)
             links = [_clean_url(urljoin(page.url, a.get("href", ""))) for a in tree.cssselect(self.lists.links)]
@@ -113,6 +123,13 @@ class HtmlSource:
             if not fresh:  # nothing new on this page: older pages hold nothing new either
                 return
             url = self._next(tree, page.url, number)
+        if url is not None:  # still new links and a next page: an endless chain, or a long absence
+            self.warnings.append(
+                ItemProblem(
+                    first, first, f"stopped after {self.lists.max_pages} list pages that were all new (next: {url})",
+                    "raise [sources.list] max_pages to read further back once, or check the next-page selector",
+                )
+            )  # fmt: skip
 
     def _next(self, tree: Any, page_url: str, number: int) -> str | None:
         if self.lists.url_pattern:
@@ -136,7 +153,10 @@ class HtmlSource:
         return self.today - read >= timedelta(days=self.recheck_days)
 
     def _article(self, url: str, category: str, conditional: bool) -> Fetched:
-        page = self.fetcher.get(url, conditional=conditional)
+        try:
+            page = self.fetcher.get(url, conditional=conditional)
+        except SourceError as exc:  # one broken article: skipped, the others go on
+            return ItemProblem(url, url, exc.message, exc.hint)
         if page.not_modified:
             return Unchanged((url,))
         text = page.text()

@@ -245,7 +245,8 @@ def _hint(status: int) -> str:
 def _reason(exc: requests.RequestException) -> str:
     if isinstance(exc, requests.exceptions.SSLError):
         return "its TLS certificate did not verify (certificates are always checked)"
-    if isinstance(exc, requests.exceptions.ConnectTimeout | requests.exceptions.ReadTimeout):
+    # After the retries, a timeout arrives as a ConnectionError wrapping urllib3's MaxRetryError.
+    if isinstance(exc, requests.exceptions.Timeout) or "timed out" in str(exc).lower():
         return "no answer in time"
     if isinstance(exc, requests.exceptions.ConnectionError):
         return "cannot connect"
