@@ -213,6 +213,14 @@ class App:
         ]
         for source in sources:
             try:
+                probe = getattr(source, "probe", None)
+                if probe is not None:  # a web source: reached once, and what it shows is reported
+                    count, first, problems = probe()
+                    shown = f", the first: {first}" if first else ""
+                    report.source_notes.append(f"{source.name}: {count} item(s) at {source.url}{shown}")  # type: ignore[attr-defined]
+                    report.problems.extend(str(p) for p in problems)
+                    report.skipped += len(problems)
+                    continue
                 for fetched in source.fetch({}):
                     if isinstance(fetched, Unchanged):  # pragma: no cover - no fingerprints were given
                         continue
@@ -230,9 +238,6 @@ class App:
                         report.problems.append(str(outcome))
                     elif outcome is not None:
                         report.checked += 1
-                if isinstance(source, FeedSource | HtmlSource | JsonSource | WordPressSource):  # web sources
-                    first = f", the first: {source.first_title}" if source.first_title else ""
-                    report.source_notes.append(f"{source.name}: {source.count} item(s) at {source.url}{first}")
             except SourceError as exc:
                 report.failed_sources.append(str(exc))
             finally:

@@ -558,3 +558,15 @@ def test_a_date_without_a_zone_is_the_sites_in_every_format(site: Site, httpserv
     assert "<published>2023-12-04T00:00:00+08:00</published>" in atom
     item = json.loads(site.feed("gao-xin-yuan-xin-wen/feed.json"))["items"][0]
     assert item["date_published"] == "2023-12-04T00:00:00+08:00"
+
+
+def test_check_reaches_each_web_source_once(site: Site, httpserver: HTTPServer) -> None:
+    fixture = AllKinds(httpserver, site)
+    result = site.cli("check")
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.output.splitlines() if line.startswith("source ")]
+    assert len(lines) == 4 and any("site: 3 item(s)" in line and "高新院動態第3期" in line for line in lines)
+    assert any("cms: 2 item(s)" in line for line in lines) and any("blog: 1 item(s)" in line for line in lines)
+    assert fixture.html.requests == ["/news/list_1.html", "/news/3.html"]  # the first list page and article
+    assert sorted(fixture.requests) == ["api page 1", "feed", "wordpress page 1"]
+    assert site.build().new == 8  # check stored nothing, and kept no validators: the build reads it all

@@ -79,6 +79,11 @@ class FeedSource:
         if unchanged:
             yield Unchanged(tuple(unchanged))
 
+    def probe(self) -> tuple[int, str | None, list[ItemProblem]]:
+        """For `publisher check`: one request; (items, the first title, problems)."""
+        results = list(self.fetch({}))
+        return self.count, self.first_title, [r for r in results if isinstance(r, ItemProblem)]
+
     def committed(self) -> None:
         """What this run read is stored: its ETag/Last-Modified may now answer a 304 next time."""
         self.fetcher.commit()

@@ -92,6 +92,26 @@ class HtmlSource:
                 yield from self.warnings
                 self.warnings.clear()
 
+    def probe(self) -> tuple[int, str | None, list[ItemProblem]]:
+        """For `publisher check`: each category's first list page, and the first article of the
+        first one (so the article selectors are tried too); (links, the first title, problems)."""
+        links, first_article, problems = 0, None, []
+        for category, first_pages in self.lists.pages.items():
+            for first in first_pages:
+                page = self.fetcher.get(first, conditional=False)
+                tree = _parse(page.text(), page.url)
+                found = [urljoin(page.url, a.get("href", "")) for a in tree.cssselect(self.lists.links)]
+                if not found:
+                    raise SourceError(f"{first}: no article links match `{self.lists.links}`",
+                                      "check [sources.list] links")  # fmt: skip
+                links += len(found)
+                first_article = first_article or (found[0], category)
+        if first_article is not None:
+            result = self._article(first_article[0], first_article[1], conditional=False)
+            if isinstance(result, ItemProblem):
+                problems.append(result)
+        return links, self.first_title, problems
+
     def committed(self) -> None:
         self.fetcher.commit()
 

@@ -79,6 +79,16 @@ class JsonSource:
                 return
             url = self._next(answer, url, number)
 
+    def probe(self) -> tuple[int, str | None, list[ItemProblem]]:
+        """For `publisher check`: the first page only; (items, the first title, problems)."""
+        url = self._page_url(1)
+        answer = self._get(url)
+        items = pick(answer, self.fields.list) if self.fields.list else answer
+        if not isinstance(items, list):
+            raise SourceError(f"{url}: `{self.fields.list}` is not a list in the answer", "check [sources.fields] list")
+        results = [self._item(item, f"{url} item {n + 1}", {}, set()) for n, item in enumerate(items)]
+        return len(items), self.first_title, [r for r in results if isinstance(r, ItemProblem)]
+
     def committed(self) -> None:
         self.fetcher.commit()
 

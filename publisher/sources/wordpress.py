@@ -72,6 +72,15 @@ class WordPressSource:
             if not posts or not anything_new or (total.isdigit() and page >= int(total)):
                 return
 
+    def probe(self) -> tuple[int, str | None, list[ItemProblem]]:
+        """For `publisher check`: the first page of posts; (posts, the first title, problems)."""
+        results = []
+        for result in self.fetch({}):
+            results.append(result)
+            if len(results) >= PER_PAGE:
+                break
+        return self.count, self.first_title, [r for r in results if isinstance(r, ItemProblem)]
+
     def committed(self) -> None:
         self.fetcher.commit()
 
