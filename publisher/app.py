@@ -128,7 +128,7 @@ class App:
     def fetcher(self, config: SourceConfig, conditional: bool = True) -> Fetcher:
         """The HTTP layer for a web source; conditional: remember ETag/Last-Modified in the store."""
         store = self.store
-        validators = Validators(store.get_meta, store.set_meta) if conditional else None
+        validators = Validators(store.get_meta, store.set_meta, config.source_name) if conditional else None
         timeout = getattr(config, "timeout", 30.0)
         return Fetcher(
             user_agent(self.site.url),

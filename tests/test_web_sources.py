@@ -26,6 +26,7 @@ TEXT = "高新區(qū)新聞：院長(zhǎng)出席科技創新大會"
         (f'<meta charset="gbk"><p>{TEXT}</p>'.encode(), "text/html"),  # meta wrong: it is UTF-8
         (f'<meta http-equiv="Content-Type" content="text/html; charset=gb2312"><p>{TEXT}</p>'.encode("gb18030"), ""),
         (b"\xef\xbb\xbf" + TEXT.encode(), "text/html; charset=gbk"),  # a BOM decides
+        (f'<meta charset="gb2312"><p>{TEXT}</p>'.encode("gb18030"), "text/html; charset=ISO-8859-1"),  # default
     ],
 )
 def test_chinese_pages_decode_whatever_they_declare(data: bytes, content_type: str) -> None:
@@ -141,7 +142,7 @@ delay = 0
 
     body["xml"] = "<html>maintenance</html>"
     broken = site.build()
-    assert broken.failed_sources and "not a feed" in broken.failed_sources[0]
+    assert broken.failed_sources and "not an RSS or Atom feed" in broken.failed_sources[0]
     assert len(parse_with_feedparser(site.feed("tech/rss.xml")).entries) == 3  # the last good feed stays
 
 
@@ -410,7 +411,8 @@ delay = 0
     queries.clear()
     posts.insert(0, wp_post(4, "tech", "2026-11-21T01:00:00"))
     second = site.build()
-    assert second.new == 1 and queries[0]["modified_after"] == "2026-11-20T01:00:00"
+    # the newest stored modification, a day earlier (WordPress compares it with its local time)
+    assert second.new == 1 and second.changed == 0 and queries[0]["modified_after"] == "2026-11-19T01:00:00"
 
 
 class AllKinds:
@@ -570,3 +572,85 @@ def test_check_reaches_each_web_source_once(site: Site, httpserver: HTTPServer) 
     assert fixture.html.requests == ["/news/list_1.html", "/news/3.html"]  # the first list page and article
     assert sorted(fixture.requests) == ["api page 1", "feed", "wordpress page 1"]
     assert site.build().new == 8  # check stored nothing, and kept no validators: the build reads it all
+
+
+def test_one_broken_byte_does_not_turn_a_utf8_page_into_gbk() -> None:
+    page = f'<meta charset="utf-8"><p>{TEXT * 20}</p>'.encode() + b"\xe9\xab"  # a cut-off character
+    text = decode_html(page, "text/html")
+    assert TEXT in text and text.endswith("\ufffd")
+
+
+def test_duplicate_guids_blank_pages_and_odd_charsets_do_not_break_a_build(site: Site, httpserver: HTTPServer) -> None:
+    doubled = UPSTREAM.format(items=ITEM.format(n=1, title="甲", body="a") + ITEM.format(n=1, title="乙", body="b"))
+    httpserver.expect_request("/robots.txt").respond_with_data("", status=404)
+    httpserver.expect_request("/feed.xml").respond_with_data(doubled, content_type="application/rss+xml")
+    httpserver.expect_request("/api").respond_with_data(
+        json.dumps({"items": api_items([1])}), content_type="application/json; charset=utf8mb4"
+    )
+    FixtureSite(httpserver, [2, 1])
+    httpserver.expect_request("/news/blank.html").respond_with_data("", content_type="text/html")
+    html_source(site, httpserver)
+    text = site.config.read_text(encoding="utf-8")
+    site.config.write_text(
+        text
+        + f"""
+[[sources]]
+type = "feed"
+url = "{httpserver.url_for("/feed.xml")}"
+category = "tech"
+delay = 0
+[[sources]]
+type = "json"
+name = "cms"
+url = "{httpserver.url_for("/api")}"
+category = "policy"
+delay = 0
+[sources.fields]
+list = "items"
+title = "headline"
+date = "published_at"
+body = "html"
+[sources.paging]
+kind = "none"
+"""
+    )
+    report = site.build()
+    assert not report.failed_sources, report.failed_sources
+    assert report.new == 1 + 1 + 2  # the feed's first copy, the API item, the two articles
+
+
+def test_a_renamed_feed_source_reads_its_feed_again_despite_stored_validators(
+    site: Site, httpserver: HTTPServer
+) -> None:
+    httpserver.expect_request("/robots.txt").respond_with_data("", status=404)
+
+    def feed(request: Request) -> Response:
+        if request.headers.get("If-None-Match") == '"same"':
+            return Response(status=304)
+        return Response(upstream(1, 2), headers={"ETag": '"same"', "Content-Type": "application/rss+xml"})
+
+    httpserver.expect_request("/feed.xml").respond_with_handler(feed)
+    base = site.config.read_text(encoding="utf-8")
+    source = f'\n[[sources]]\ntype = "feed"\nurl = "{httpserver.url_for("/feed.xml")}"\ncategory = "tech"\ndelay = 0\n'
+    site.config.write_text(base + source + 'name = "before"\n', encoding="utf-8")
+    assert site.build().new == 2
+    site.config.write_text(base + source + 'name = "after"\n', encoding="utf-8")
+    assert site.build().new == 2  # not hidden behind the old name's 304
+
+
+def test_wordpress_without_a_total_pages_header_stops_at_a_short_page(site: Site, httpserver: HTTPServer) -> None:
+    asked: list[str] = []
+
+    def api(request: Request) -> Response:
+        asked.append(request.args["page"])
+        if request.args["page"] != "1":
+            return Response(json.dumps({"code": "rest_post_invalid_page_number"}), status=400)
+        return Response(json.dumps([wp_post(1, "tech", "2026-11-18T01:00:00")]), content_type="application/json")
+
+    httpserver.expect_request("/robots.txt").respond_with_data("", status=404)
+    httpserver.expect_request("/wp-json/wp/v2/posts").respond_with_handler(api)
+    text = site.config.read_text(encoding="utf-8")
+    url = httpserver.url_for("/")
+    site.config.write_text(text + f'\n[[sources]]\ntype = "wordpress"\nurl = "{url}"\ndelay = 0\n', encoding="utf-8")
+    report = site.build()
+    assert report.new == 1 and not report.failed_sources and asked == ["1"]

@@ -30,18 +30,22 @@ class FeedSource:
     def fetch(self, fingerprints: Mapping[str, str]) -> Iterator[Fetched]:
         import feedparser
 
-        page = self.fetcher.get(self.url)
+        # With nothing stored for this source (new, renamed, or a changed reading), read it all.
+        page = self.fetcher.get(self.url, conditional=bool(fingerprints), remember=True)
         if page.not_modified:
             return
         parsed = feedparser.parse(page.content, response_headers={k.lower(): v for k, v in page.headers.items()})
         if not parsed.entries and (parsed.bozo or not parsed.get("version")):  # an HTML page, say
             raise SourceError(
-                f"{self.url}: not a feed ({parsed.get('bozo_exception')})",
+                f"{self.url}: not an RSS or Atom feed ({parsed.get('bozo_exception') or 'no feed elements'})",
                 "check that the URL is the RSS or Atom feed itself, not the page that links it",
             )
-        unchanged = []
+        unchanged, seen = [], set()
         for position, entry in enumerate(parsed.entries):
             key = entry.get("id") or entry.get("link") or ""
+            if key in seen:  # the same guid twice in one feed: the first (newest) one counts
+                continue
+            seen.add(key)
             title = (entry.get("title") or "").strip()
             if not key or not title:
                 yield ItemProblem(

@@ -131,6 +131,8 @@ class HtmlSource:
             visited.add(url)
             page = self.fetcher.get(url, conditional=False)
             tree = _parse(page.text(), page.url)
+            if tree is None:
+                raise SourceError(f"{url}: the list page is empty or not HTML", "check the URL in [sources.list] pages")
             links = [_clean_url(urljoin(page.url, a.get("href", ""))) for a in tree.cssselect(self.lists.links)]
             links = [link for link in links if link.startswith(("http://", "https://"))]
             if not links and number == 1:
@@ -152,8 +154,8 @@ class HtmlSource:
             )  # fmt: skip
 
     def _next(self, tree: Any, page_url: str, number: int) -> str | None:
-        if self.lists.url_pattern:
-            return self.lists.url_pattern.replace("{page}", str(number + 1))
+        if self.lists.url_pattern:  # relative to the category's list page, so one pattern serves all
+            return urljoin(page_url, self.lists.url_pattern.replace("{page}", str(number + 1)))
         if self.lists.next:
             found = tree.cssselect(self.lists.next)
             if found and found[0].get("href"):
@@ -174,13 +176,15 @@ class HtmlSource:
 
     def _article(self, url: str, category: str, conditional: bool) -> Fetched:
         try:
-            page = self.fetcher.get(url, conditional=conditional)
+            page = self.fetcher.get(url, conditional=conditional, remember=self.recheck_days > 0)
         except SourceError as exc:  # one broken article: skipped, the others go on
             return ItemProblem(url, url, exc.message, exc.hint)
         if page.not_modified:
             return Unchanged((url,))
         text = page.text()
         tree = _parse(text, page.url)
+        if tree is None:
+            return ItemProblem(url, url, "the page is empty or not HTML", "check that the link leads to the article")
         rules = self.rules
         title = _text(tree, rules.title)
         if not title:
@@ -193,9 +197,16 @@ class HtmlSource:
         else:
             from readability import Document
 
-            body = Document(text).summary(html_partial=True)
+            try:
+                body = Document(text).summary(html_partial=True)
+            except Exception as exc:  # noqa: BLE001 - readability raises its own and lxml's errors
+                hint = "set [sources.article] body to the CSS selector of the article's text"
+                return ItemProblem(url, url, f"no main text found ({exc.__class__.__name__})", hint)
         meta = _text(tree, rules.meta) if rules.meta else tree.text_content()
         published = self._date(meta)
+        if published is None:
+            hint = "set [sources.article] date (a regex around the date) and meta (where it is)"
+            return ItemProblem(url, url, "no date found", hint)
         source = _group(rules.source, meta)
         author = _text(tree, rules.author) if rules.author else None
         self.count += 1
@@ -205,7 +216,7 @@ class HtmlSource:
             key=url,
             title=title,
             content=body,
-            published=published or datetime.now(self.zone).replace(microsecond=0),
+            published=published,
             location=url,
             url=url,
             author=author or source,
@@ -217,9 +228,10 @@ class HtmlSource:
         raw = _group(self.rules.date, meta) if self.rules.date else None
         if raw and self.rules.date_format:
             try:
-                return datetime.strptime(raw.strip(), self.rules.date_format).replace(tzinfo=self.zone)
+                parsed = datetime.strptime(raw.strip(), self.rules.date_format)
             except ValueError:
                 return None
+            return parsed if parsed.tzinfo else parsed.replace(tzinfo=self.zone)
         match = DATE_PATTERNS[0][0].search(raw or meta)
         if not match:
             return None
@@ -231,11 +243,18 @@ class HtmlSource:
 
 
 def _parse(text: str, url: str) -> Any:
+    """The page's tree; None for an empty page or one lxml cannot read."""
+    import lxml.etree
     import lxml.html
 
     # lxml refuses a str that still declares an encoding (`<?xml ... encoding=...?>`)
-    text = re.sub(r"^\s*<\?xml[^>]*\?>", "", text or "") or "<html></html>"
-    return lxml.html.document_fromstring(text, base_url=url)
+    text = re.sub(r"^\s*<\?xml[^>]*\?>", "", text or "")
+    if not text.strip():
+        return None
+    try:
+        return lxml.html.document_fromstring(text, base_url=url)
+    except (lxml.etree.ParserError, ValueError):
+        return None
 
 
 def _text(tree: Any, selector: str | None) -> str:

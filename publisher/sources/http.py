@@ -58,10 +58,11 @@ class Validators:
 
     load: Callable[[str], str | None]
     save: Callable[[str, str], None]
+    scope: str = ""  # the source's name: two sources reading one URL keep their own validators
     pending: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def get(self, url: str) -> dict[str, str]:
-        stored = self.load(f"http:{url}")
+        stored = self.load(f"http:{self.scope}:{url}")
         return json.loads(stored) if stored else {}
 
     def remember(self, url: str, headers: Mapping[str, str]) -> None:
@@ -71,7 +72,7 @@ class Validators:
 
     def commit(self) -> None:
         for url, kept in self.pending.items():
-            self.save(f"http:{url}", json.dumps(kept))
+            self.save(f"http:{self.scope}:{url}", json.dumps(kept))
         self.pending.clear()
 
 
@@ -113,8 +114,10 @@ class Fetcher:
         self._robots: dict[str, RobotFileParser | None] = {}
         self._lock = threading.Lock()
 
-    def get(self, url: str, conditional: bool = True) -> Page:
-        """The page at `url`; SourceError with the URL and what to do when it cannot be had."""
+    def get(self, url: str, conditional: bool = True, remember: bool | None = None) -> Page:
+        """The page at `url`; SourceError with the URL and what to do when it cannot be had.
+        `conditional`: send the stored validators; `remember` (default: the same): keep the
+        answer's for next time (pages read again later, such as a feed or an article)."""
         if self.robots and not self._allowed(url):
             raise SourceError(
                 f"{url}: the site's robots.txt does not allow {self.user_agent.split()[0]} to read it",
@@ -137,7 +140,7 @@ class Fetcher:
                         f"{url}: HTTP {response.status_code} {response.reason}", _hint(response.status_code)
                     )
                 content = self._read(url, response)
-                if self.validators is not None:
+                if (conditional if remember is None else remember) and self.validators is not None:
                     self.validators.remember(url, response.headers)
                 return Page(response.url, response.status_code, content, response.headers)
         except requests.RequestException as exc:
@@ -215,11 +218,17 @@ def decode_html(data: bytes, content_type: str = "") -> str:
         pass
     declared = []
     match = re.search(r"charset\s*=\s*[\"']?([A-Za-z0-9_.:-]+)", content_type, re.I)
-    if match:
+    # A Latin-1 or ASCII header on non-ASCII bytes is a server default, not the page's word.
+    if match and match.group(1).lower() not in ("iso-8859-1", "latin-1", "latin1", "us-ascii", "ascii"):
         declared.append(match.group(1))
     meta = _META_CHARSET.search(data[:4096])
     if meta:
         declared.append(meta.group(1).decode("ascii", "replace"))
+    if any(name.lower().replace("_", "-") in ("utf-8", "utf8") for name in declared):
+        # Declared UTF-8 and nearly so (a truncated character or two): keep it, mark the damage.
+        text = data.decode("utf-8", errors="replace")
+        if text.count("\ufffd") <= max(2, len(text) // 1000):
+            return text
     for name in [*declared, "gb18030"]:
         encoding = _SUPERSETS.get(name.lower(), name.lower())
         try:
@@ -234,6 +243,7 @@ def decode_html(data: bytes, content_type: str = "") -> str:
 
 def _hint(status: int) -> str:
     return {
+        400: "the site refused the request: check the URL and its query",
         401: "the page needs a login: publisher reads public pages only",
         403: "the site refuses us: ask its operator to allow the User-Agent",
         404: "check the URL in the config",

@@ -95,7 +95,12 @@ class JsonSource:
     def _get(self, url: str) -> Any:
         page = self.fetcher.get(url, conditional=False)
         try:
-            return json.loads(page.content.decode(_charset(page.headers.get("Content-Type", "")), errors="replace"))
+            charset = _charset(page.headers.get("Content-Type", ""))
+            try:
+                text = page.content.decode(charset, errors="replace")
+            except LookupError:  # a charset Python does not know (utf8mb4, say): UTF-8
+                text = page.content.decode("utf-8", errors="replace")
+            return json.loads(text.removeprefix("\ufeff"))
         except ValueError as exc:
             raise SourceError(f"{url}: the answer is not JSON ({exc})", "check the API URL") from exc
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Mapping
-from datetime import UTC
+from datetime import UTC, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
@@ -51,12 +51,17 @@ class WordPressSource:
         newest = max(fingerprints.values(), default="")
         query: dict[str, str | int] = {"per_page": PER_PAGE, "_embed": 1, "orderby": "modified", "order": "desc"}
         if newest:
-            query["modified_after"] = newest
+            # WordPress compares modified_after with the site's local time, we store GMT: a day's
+            # margin covers every zone; what comes twice is Unchanged.
+            after = parse_date(newest, UTC)
+            if after is not None:
+                query["modified_after"] = (after - timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%S")
+        seen: set[str] = set()
         for page in range(1, self.max_pages + 1):
             url = f"{self.url}?{urlencode(query | {'page': page})}"
             answer = self.fetcher.get(url, conditional=False)
             try:
-                posts = json.loads(answer.content.decode("utf-8", errors="replace"))
+                posts = json.loads(answer.content.decode("utf-8-sig", errors="replace"))
             except ValueError as exc:
                 raise SourceError(f"{url}: not JSON ({exc})", "is this a WordPress site with the REST API on?") from exc
             if isinstance(posts, dict) and posts.get("code") == "rest_post_invalid_page_number":
@@ -65,11 +70,15 @@ class WordPressSource:
                 raise SourceError(f"{url}: the answer is not a list of posts", "is `url` the WordPress site's address?")
             anything_new = False
             for post in posts:
+                if str(pick(post, "id") or "") in seen:
+                    continue
+                seen.add(str(pick(post, "id") or ""))
                 result = self._post(post, url, fingerprints)
                 anything_new |= not isinstance(result, Unchanged)
                 yield result
             total = answer.headers.get("X-WP-TotalPages", "")
-            if not posts or not anything_new or (total.isdigit() and page >= int(total)):
+            last = (total.isdigit() and page >= int(total)) or len(posts) < PER_PAGE
+            if not posts or not anything_new or last:
                 return
 
     def probe(self) -> tuple[int, str | None, list[ItemProblem]]:
