@@ -246,3 +246,17 @@ def test_a_stranger_cannot_undo_an_unsubscribe(server: Server) -> None:
         assert server.status("left@example.com") is SubscriberStatus.CONFIRMED
     finally:
         store.close()
+
+
+def test_the_per_client_limit_counts_the_proxy_s_client_only_when_trusted(site: Site) -> None:
+    from publisher.web import RateLimit
+
+    clock = [0.0]
+    limit = RateLimit(2, window=3600, clock=lambda: clock[0])
+    assert [limit.allow("10.0.0.1") for _ in range(3)] == [True, True, False]
+    assert limit.allow("10.0.0.2")  # another client has its own budget
+    clock[0] += 3601
+    assert limit.allow("10.0.0.1")  # an hour later, allowed again
+    clock[0] += 4000
+    limit.allow("someone")
+    assert set(limit._events) == {"someone"}  # idle keys are forgotten
