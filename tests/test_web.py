@@ -248,7 +248,7 @@ def test_a_stranger_cannot_undo_an_unsubscribe(server: Server) -> None:
         store.close()
 
 
-def test_the_per_client_limit_counts_the_proxy_s_client_only_when_trusted(site: Site) -> None:
+def test_rate_limits_keep_a_budget_per_key_and_forget_idle_keys() -> None:
     from publisher.web import RateLimit
 
     clock = [0.0]
