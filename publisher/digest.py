@@ -15,18 +15,14 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 from zoneinfo import ZoneInfo
 
 from .model import Article, Category, Site, Subscriber
-
-if TYPE_CHECKING:
-    from jinja2 import Environment
+from .templating import TEMPLATES, environment
 
 FIRST_DIGEST_DAYS = 7
-TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 # Gmail clips an HTML part past 102 KB behind "[Message clipped]"; the footer with the
 # unsubscribe link would be what disappears. Budget below that, with room for personal parts.
 HTML_BUDGET = 100_000 - 2_000
@@ -196,7 +192,7 @@ class Renderer:
         cache_size: int = 512,
     ) -> None:
         self.look, self.categories, self.articles, self.end = look, list(categories), list(articles), end
-        self.env = _environment(templates)
+        self.env = environment(templates)
         self.words = words_for(look.site.language)
         nonce = secrets.token_hex(8)
         self.markers = {k: f"pub{nonce}{k}" for k in ("hello", "unsubscribe", "preferences", "split")}
@@ -323,21 +319,6 @@ def _aligned(part: str, before: str) -> str:
     if before and part.endswith(before):
         return part[: -len(before)] + pad + before
     return part + pad
-
-
-@cache
-def _environment(templates: Path) -> Environment:
-    from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
-
-    return Environment(
-        loader=FileSystemLoader(templates),
-        # "html.j2" by name: select_autoescape's default list would not match digest.html.j2
-        autoescape=select_autoescape(enabled_extensions=("html.j2", "html"), default=False),
-        undefined=StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        keep_trailing_newline=True,
-    )
 
 
 def _inline(html: str) -> str:

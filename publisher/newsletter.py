@@ -23,7 +23,6 @@ from .config import is_loopback, mailbox
 from .delivery import BuildProblem, Sender, SendReport
 from .digest import (
     FIRST_DIGEST_DAYS,
-    TEMPLATES,
     DigestWindow,
     Draft,
     Look,
@@ -36,6 +35,7 @@ from .digest import (
 from .mail import Envelope, Message, build_message
 from .model import Delivery, Subscriber, SubscriberStatus
 from .store import DigestRow
+from .templating import TEMPLATES, environment
 from .tokens import make_token
 
 if TYPE_CHECKING:
@@ -307,8 +307,6 @@ class Newsletter:
     def account_message(self, subscriber: Subscriber, confirming: bool) -> Message:
         """The e-mail a sign-up sends: the confirmation link (double opt-in), or, for an address
         that is subscribed already, its preferences link. Never recorded in the ledger."""
-        from .digest import _environment
-
         words = ACCOUNT_WORDS["en" if self.settings.site.language.lower().startswith("en") else "zh"]
         t = {k: v.format(list_name=self.list_name) for k, v in words["confirm" if confirming else "manage"].items()}
         t["ignore"] = words["ignore"]
@@ -322,7 +320,7 @@ class Newsletter:
             "t": t, "link": link, "list_name": self.list_name, "site_url": self.look.site.url,
             "postal_address": self.look.postal_address, "language": self.look.site.language,
         }  # fmt: skip
-        env = _environment(TEMPLATES)
+        env = environment(TEMPLATES)
         text = env.get_template("account.txt.j2").render(context)
         html = env.get_template("account.html.j2").render(context)
         envelope = Envelope(

@@ -7,18 +7,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING
 from xml.etree import ElementTree as ET
 
 from .feeds import FeedLinks, feed_title
-
-if TYPE_CHECKING:
-    from jinja2 import Environment
 from .model import Category, FeedFormat, FeedSpec, Site
+from .templating import TEMPLATES, environment
 
-TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 LABELS = {FeedFormat.RSS: "RSS", FeedFormat.ATOM: "Atom", FeedFormat.JSON: "JSON Feed"}
 TEXTS = {
     "zh": {
@@ -62,21 +57,6 @@ def texts_for(language: str) -> dict[str, str]:
     return TEXTS["en"] if language.lower().startswith("en") else TEXTS["zh"]
 
 
-@cache
-def _environment(templates: Path) -> Environment:
-    """One environment per templates folder: templates compile once per process."""
-    from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
-
-    return Environment(
-        loader=FileSystemLoader(templates),
-        autoescape=select_autoescape(enabled_extensions=("html.j2", "html"), default=True),
-        undefined=StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        keep_trailing_newline=True,
-    )
-
-
 def _links(site: Site, links: FeedLinks, scope: Category | None) -> list[FeedLink]:
     out = []
     for fmt in FeedFormat:
@@ -97,7 +77,7 @@ def render_index(
     rows += [{"name": c.name, "description": c.description, "feeds": _links(site, links, c)} for c in categories]
     feeds = [feed for row in rows for feed in row["feeds"]]
     html = (
-        _environment(templates)
+        environment(templates)
         .get_template("index.html.j2")
         .render(site=site, t=t, rows=rows, feeds=feeds, opml_url=links.of("feeds.opml"), subscribe_url=subscribe_url)
     )

@@ -32,9 +32,9 @@ from flask import Flask, Response, abort, render_template, request, session
 from jinja2 import StrictUndefined
 from werkzeug.security import safe_join
 
-from .digest import TEMPLATES
 from .model import Subscriber, SubscriberStatus
 from .subscriptions import choose_categories, confirm, normalize_email, request_subscription, unsubscribe
+from .templating import TEMPLATES
 from .tokens import TokenError, expiry, read_token
 
 if TYPE_CHECKING:
