@@ -14,6 +14,7 @@ from .config import (
     JsonSourceConfig,
     Settings,
     SourceConfig,
+    WebSourceConfig,
     WordPressSourceConfig,
 )
 from .errors import SourceError
@@ -43,7 +44,7 @@ def utc_now() -> datetime:
 def make_source(
     config: SourceConfig,
     timezone: str,
-    fetcher: Callable[[SourceConfig], Fetcher],
+    fetcher: Callable[[WebSourceConfig], Fetcher],
     known: frozenset[str] = frozenset(),
 ) -> Source:
     """The registry from a config `type` to a source; config validation rejects unknown types.
@@ -125,17 +126,16 @@ class App:
         known = frozenset(name for c in self.categories for name in (c.name, c.slug))
         return [make_source(s, self.settings.site.timezone, self.fetcher, known) for s in self.settings.sources]
 
-    def fetcher(self, config: SourceConfig, conditional: bool = True) -> Fetcher:
+    def fetcher(self, config: WebSourceConfig, conditional: bool = True) -> Fetcher:
         """The HTTP layer for a web source; conditional: remember ETag/Last-Modified in the store."""
         store = self.store
         validators = Validators(store.get_meta, store.set_meta, config.source_name) if conditional else None
-        timeout = getattr(config, "timeout", 30.0)
         return Fetcher(
             user_agent(self.site.url),
             validators,
-            delay=getattr(config, "delay", 1.0),
-            timeout=(min(10.0, timeout), timeout),
-            robots=getattr(config, "robots", True),
+            delay=config.delay,
+            timeout=(min(10.0, config.timeout), config.timeout),
+            robots=config.robots,
         )
 
     @property

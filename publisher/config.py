@@ -72,16 +72,25 @@ class FilesSourceConfig(_Section):
         return self.name or Path(self.path).name or "files"
 
 
-class FeedSourceConfig(_Section):
+class _WebSourceConfig(_Section):
+    """What every web source shares: the HTTP layer's politeness and patience (docs/sources.md)."""
+
+    delay: float = Field(default=1.0, ge=0, le=600)  # seconds between requests to one host
+    timeout: float = Field(default=30.0, gt=0, le=600)
+    robots: bool = True  # honour the site's robots.txt (turn off only for your own site)
+
+    @property
+    def url_template(self) -> None:
+        return None
+
+
+class FeedSourceConfig(_WebSourceConfig):
     """An upstream RSS or Atom feed (docs/sources.md)."""
 
     type: Literal["feed"]
     url: str
     category: str  # a category name or slug: where the feed's items go
     name: str = ""
-    delay: float = Field(default=1.0, ge=0, le=600)  # seconds between requests to one host
-    timeout: float = Field(default=30.0, gt=0, le=600)
-    robots: bool = True  # honour the site's robots.txt (turn off only for your own site)
 
     @property
     def source_name(self) -> str:
@@ -94,10 +103,6 @@ class FeedSourceConfig(_Section):
     @property
     def default_category(self) -> str | None:
         return self.category
-
-    @property
-    def url_template(self) -> None:
-        return None
 
 
 class HtmlListConfig(_Section):
@@ -118,7 +123,7 @@ class HtmlArticleConfig(_Section):
     author: str | None = None  # CSS selector of the author
 
 
-class HtmlSourceConfig(_Section):
+class HtmlSourceConfig(_WebSourceConfig):
     """The site's own list and article pages (docs/sources.md)."""
 
     type: Literal["html"]
@@ -126,9 +131,6 @@ class HtmlSourceConfig(_Section):
     list: HtmlListConfig
     article: HtmlArticleConfig = HtmlArticleConfig()
     recheck_days: int = Field(default=0, ge=0, le=3650)  # read stored articles again after N days
-    delay: float = Field(default=1.0, ge=0, le=600)
-    timeout: float = Field(default=30.0, gt=0, le=600)
-    robots: bool = True
 
     @property
     def source_name(self) -> str:
@@ -139,10 +141,6 @@ class HtmlSourceConfig(_Section):
 
     @property
     def default_category(self) -> None:
-        return None
-
-    @property
-    def url_template(self) -> None:
         return None
 
 
@@ -165,7 +163,7 @@ class JsonPagingConfig(_Section):
     max_pages: int = Field(default=5, ge=1, le=200)
 
 
-class JsonSourceConfig(_Section):
+class JsonSourceConfig(_WebSourceConfig):
     """Any JSON API (docs/sources.md)."""
 
     type: Literal["json"]
@@ -174,9 +172,6 @@ class JsonSourceConfig(_Section):
     category: str | None = None  # for items whose own category field is empty or absent
     fields: JsonFieldsConfig = JsonFieldsConfig()
     paging: JsonPagingConfig = JsonPagingConfig()
-    delay: float = Field(default=1.0, ge=0, le=600)
-    timeout: float = Field(default=30.0, gt=0, le=600)
-    robots: bool = True
 
     @property
     def source_name(self) -> str:
@@ -186,12 +181,8 @@ class JsonSourceConfig(_Section):
     def default_category(self) -> str | None:
         return self.category
 
-    @property
-    def url_template(self) -> None:
-        return None
 
-
-class WordPressSourceConfig(_Section):
+class WordPressSourceConfig(_WebSourceConfig):
     """A WordPress site's REST API (docs/sources.md)."""
 
     type: Literal["wordpress"]
@@ -200,9 +191,6 @@ class WordPressSourceConfig(_Section):
     categories: dict[str, str] = {}  # WordPress category slug -> our category (name or slug)
     category: str | None = None  # for posts none of whose categories map to ours
     max_pages: int = Field(default=10, ge=1, le=1000)  # of 50 posts each, per run
-    delay: float = Field(default=1.0, ge=0, le=600)
-    timeout: float = Field(default=30.0, gt=0, le=600)
-    robots: bool = True
 
     @property
     def source_name(self) -> str:
@@ -212,16 +200,13 @@ class WordPressSourceConfig(_Section):
     def default_category(self) -> str | None:
         return self.category
 
-    @property
-    def url_template(self) -> None:
-        return None
-
 
 SourceConfig = Annotated[
     FilesSourceConfig | FeedSourceConfig | HtmlSourceConfig | JsonSourceConfig | WordPressSourceConfig,
     Field(discriminator="type"),
 ]
 SOURCE_TYPES = ("files", "feed", "html", "json", "wordpress")
+WebSourceConfig = FeedSourceConfig | HtmlSourceConfig | JsonSourceConfig | WordPressSourceConfig
 
 
 _ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
