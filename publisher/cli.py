@@ -418,12 +418,7 @@ def digest_resume(ctx: click.Context) -> None:
         if not unfinished:
             out.print("nothing to resume: every digest is done", highlight=False)
             return
-        for row in unfinished:
-            if row.status == "planning":  # stopped while planning: plan again (idempotent)
-                from .digest import DigestWindow
-
-                letters.plan(DigestWindow(row.key, row.start, row.end, row.by))  # type: ignore[arg-type]
-        _send(letters, letters.unfinished(), app.transport(), retry_now=True)
+        _send(letters, unfinished, app.transport(), retry_now=True)
     except (PublisherError, ValueError) as exc:
         _fail(exc)
     finally:

@@ -492,8 +492,9 @@ def _check_digest(settings: Settings) -> list[tuple[str, str, str]]:
 
 def is_loopback(url: str) -> bool:
     """http://127.0.0.1:8080 and the like: a trial on one machine, where https is not needed."""
-    host = urlsplit(url).hostname or ""
-    return host in ("localhost", "::1") or host.startswith("127.")
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    return parts.scheme in ("http", "https") and (host in ("localhost", "::1") or host.startswith("127."))
 
 
 def mailbox(text: str) -> Any:

@@ -11,10 +11,14 @@ from __future__ import annotations
 import logging
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .app import App
 from .config import load_settings
 from .model import BuildReport
+
+if TYPE_CHECKING:
+    from .newsletter import Newsletter
 
 log = logging.getLogger(__name__)
 
@@ -70,17 +74,10 @@ def resume_digests(config_path: str) -> None:
         app.close()
 
 
-def _resume(letters: object, app: App) -> None:
-    from .digest import DigestWindow
-    from .newsletter import Newsletter
-
-    assert isinstance(letters, Newsletter)
+def _resume(letters: Newsletter, app: App) -> None:
     for row in letters.unfinished():
         if STOP.is_set():
             return
-        if row.status == "planning":
-            letters.plan(DigestWindow(row.key, row.start, row.end, row.by))  # type: ignore[arg-type]
-            [row] = [d for d in letters.store.digests() if d.id == row.id]
         if row.status == "paused":
             continue  # an operator's decision: `publisher digest resume`
         log.info("resuming digest %s", row.key)

@@ -25,6 +25,8 @@ from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 from functools import lru_cache
 
+from .config import is_loopback
+
 MAX_LINE = 78
 _WORD_OVERHEAD = len("=?utf-8?b??=")
 # RFC 5322 `specials`: an ASCII display name holding one of them is sent as a quoted string.
@@ -202,7 +204,7 @@ def build_message(envelope: Envelope, text: str | Parts, html: str | Parts) -> M
     values += [a.display_name for a in (e.sender, e.to, e.reply_to) if a is not None]
     for value in values:
         _no_controls(value)
-    if not e.unsubscribe_url.startswith("https://") and not _loopback(e.unsubscribe_url):
+    if not e.unsubscribe_url.startswith("https://") and not is_loopback(e.unsubscribe_url):
         raise ValueError("List-Unsubscribe needs an https URL (RFC 8058)")
     if e.unsubscribe_mailto is not None and not e.unsubscribe_mailto.startswith("mailto:"):
         raise ValueError("the unsubscribe mailto must start with mailto:")
@@ -213,14 +215,6 @@ def build_message(envelope: Envelope, text: str | Parts, html: str | Parts) -> M
     text_parts = text if isinstance(text, tuple) else None
     html_parts = html if isinstance(html, tuple) else None
     return Message(envelope, "".join(text), "".join(html), message_id, text_parts=text_parts, html_parts=html_parts)
-
-
-def _loopback(url: str) -> bool:
-    """A trial on one machine (`make run`): http://127.0.0.1:8080/... is allowed."""
-    from urllib.parse import urlsplit
-
-    host = urlsplit(url).hostname or ""
-    return url.startswith("http://") and (host in ("localhost", "::1") or host.startswith("127."))
 
 
 def _unsubscribe_targets(e: Envelope) -> str:

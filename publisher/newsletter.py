@@ -233,8 +233,7 @@ class Newsletter:
         new (unless a crash stopped it while planning)."""
         with self.store.send_lock():
             digest_id, created = self.store.open_digest(window.key, window.start, window.end, self.clock())
-            [digest] = [d for d in self.store.digests() if d.id == digest_id]
-            return self._plan(digest, created)
+            return self._plan(self.store.digest(digest_id), created)
 
     def _plan(self, digest: DigestRow, created: bool) -> Plan:
         digest_id, now = digest.id, self.clock()
@@ -247,8 +246,7 @@ class Newsletter:
                 continue  # nothing new in their categories: no e-mail
             planned.append((subscriber.email.lower(), self._message_id(digest_id, subscriber)))
         self.store.plan_deliveries(digest_id, planned, now)
-        [digest] = [d for d in self.store.digests() if d.id == digest_id]
-        return Plan(digest, created, len(planned))
+        return Plan(self.store.digest(digest_id), created, len(planned))
 
     def send(
         self,
@@ -276,7 +274,14 @@ class Newsletter:
         return len(self.store.open_deliveries(digest.id))
 
     def unfinished(self) -> list[DigestRow]:
-        return self.store.digests(unfinished_only=True)
+        """Digests a crash, a stop or a pause left unfinished, ready to send: one stopped while
+        planning is planned again first (planning is idempotent)."""
+        rows = []
+        for row in self.store.digests(unfinished_only=True):
+            if row.status == "planning":
+                row = self.plan(DigestWindow(row.key, row.start, row.end, row.by)).digest  # type: ignore[arg-type]
+            rows.append(row)
+        return rows
 
     def preview(self, window: DigestWindow, subscriber: Subscriber | None, test: bool = False) -> tuple[Message, bool]:
         """The message `subscriber` (default: a reader of every category) would get for the
@@ -312,10 +317,11 @@ class Newsletter:
         t["ignore"] = words["ignore"]
         now, sid, key = self.clock(), subscriber.id or 0, self.signing_key
         email_key = subscriber.email.lower()
+        who = self.personal(subscriber)
         if confirming:
             link = f"{self.public_url}/confirm/{make_token(key, 'confirm', sid, email_key, now + CONFIRM_LIFETIME)}"
         else:
-            link = self.personal(subscriber).preferences_url
+            link = who.preferences_url
         context = {
             "t": t, "link": link, "list_name": self.list_name, "site_url": self.look.site.url,
             "postal_address": self.look.postal_address, "language": self.look.site.language,
@@ -330,7 +336,7 @@ class Newsletter:
             date=now,
             message_id_domain=self.host,
             list_id=f"{self.list_name} <digest.{self.host}>",
-            unsubscribe_url=self.personal(subscriber).unsubscribe_url,
+            unsubscribe_url=who.unsubscribe_url,
             reply_to=self.reply_to,
         )
         return build_message(envelope, text, html)

@@ -533,6 +533,10 @@ class Store:
             value = conn.execute(select(func.max(d.window_end)).where(d.key.like("scheduled%"))).scalar_one()
         return _aware(value) if value is not None else None
 
+    def digest(self, digest_id: int) -> DigestRow:
+        with self.engine.connect() as conn:
+            return _digest_row(conn.execute(select(digests_table).where(digests_table.c.id == digest_id)).one())
+
     def digests(self, unfinished_only: bool = False) -> list[DigestRow]:
         """Digests, oldest first; `unfinished_only`: those still planning, sending or paused."""
         d = digests_table.c

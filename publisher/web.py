@@ -190,6 +190,14 @@ def create_app(app: App, health: Callable[[], dict[str, Any]] | None = None) -> 
         response.headers["X-Frame-Options"] = "DENY"
         return response
 
+    def expired() -> Response:
+        """A forged, expired or no longer valid link: one page, one status, nothing revealed."""
+        return page("message.html.j2", 404, title=words["expired"], body=words["expired_body"], again=True)
+
+    def unsubscribed(subscriber: Subscriber) -> Response:
+        body = words["unsubscribed_body"].format(email=subscriber.email, list_name=letters.list_name)
+        return page("message.html.j2", title=words["unsubscribed"], body=body, again=True)
+
     def client() -> str:
         if settings.web.trust_proxy and request.headers.get("X-Forwarded-For"):
             return request.headers["X-Forwarded-For"].split(",")[-1].strip()
@@ -267,7 +275,7 @@ def create_app(app: App, health: Callable[[], dict[str, Any]] | None = None) -> 
     def confirm_page(token: str) -> Response:
         subscriber = subscriber_for(token, "confirm")
         if subscriber is None:
-            return page("message.html.j2", 404, title=words["expired"], body=words["expired_body"], again=True)
+            return expired()
         if request.method == "POST" or subscriber.status is SubscriberStatus.CONFIRMED:
             assert subscriber.id is not None
             done = confirm(app.store, subscriber.id, app.clock(), expiry(token) - CONFIRM_LIFETIME)
@@ -276,7 +284,7 @@ def create_app(app: App, health: Callable[[], dict[str, Any]] | None = None) -> 
                 manage = letters.personal(done).preferences_url
                 return page("message.html.j2", title=words["confirmed"], body=body, manage=manage)
             # An old link of an address that unsubscribed since: it cannot sign them up again.
-            return page("message.html.j2", 404, title=words["expired"], body=words["expired_body"], again=True)
+            return expired()
         body = words["confirm_body"].format(email=subscriber.email, list_name=letters.list_name)
         return page("action.html.j2", title=words["confirm"], body=body, button=words["confirm"])
 
@@ -284,14 +292,13 @@ def create_app(app: App, health: Callable[[], dict[str, Any]] | None = None) -> 
     def preferences_page(token: str) -> Response:
         subscriber = subscriber_for(token, "preferences")
         if subscriber is None:
-            return page("message.html.j2", 404, title=words["expired"], body=words["expired_body"], again=True)
+            return expired()
         assert subscriber.id is not None
         saved = False
         if request.method == "POST":
             if request.form.get("action") == "unsubscribe":
                 unsubscribe(app.store, subscriber.id, app.clock(), "web preferences")
-                body = words["unsubscribed_body"].format(email=subscriber.email, list_name=letters.list_name)
-                return page("message.html.j2", title=words["unsubscribed"], body=body, again=True)
+                return unsubscribed(subscriber)
             changed = choose_categories(app.store, subscriber.id, categories_from_form())
             subscriber, saved = changed or subscriber, True
         return page(
@@ -308,13 +315,12 @@ def create_app(app: App, health: Callable[[], dict[str, Any]] | None = None) -> 
     def unsubscribe_page(token: str) -> Response:
         subscriber = subscriber_for(token, "unsubscribe")
         if subscriber is None:
-            return page("message.html.j2", 404, title=words["expired"], body=words["expired_body"], again=True)
+            return expired()
         assert subscriber.id is not None
         if request.method == "POST":  # RFC 8058 one-click, or the page's button: the same
             one_click = request.form.get("List-Unsubscribe") == "One-Click"
             unsubscribe(app.store, subscriber.id, app.clock(), "one-click" if one_click else "web")
-            body = words["unsubscribed_body"].format(email=subscriber.email, list_name=letters.list_name)
-            return page("message.html.j2", title=words["unsubscribed"], body=body, again=True)
+            return unsubscribed(subscriber)
         body = words["unsubscribe_body"].format(email=subscriber.email, list_name=letters.list_name)
         return page("action.html.j2", title=words["unsubscribe"], body=body, button=words["unsubscribe"])
 
