@@ -71,6 +71,10 @@ class Site:
         text = CONFIG.format(out=self.out, db=self.db, content=self.content, max_items=max_items)
         self.config.write_text(text + extra, encoding="utf-8")
 
+    def append_config(self, extra: str) -> None:
+        """More TOML after what the config holds now (a source, a table)."""
+        self.config.write_text(self.config.read_text(encoding="utf-8") + extra, encoding="utf-8")
+
     def add(self, relative: str, text: str, encoding: str = "utf-8") -> Path:
         path = self.content / relative
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -33,6 +33,19 @@ def test_chinese_pages_decode_whatever_they_declare(data: bytes, content_type: s
     assert TEXT in decode_html(data, content_type)
 
 
+def feed_toml(url: str, extra: str = "") -> str:
+    """A `feed` source in the tech category, without politeness delays."""
+    return f'[[sources]]\ntype = "feed"\nurl = "{url}"\ncategory = "tech"\ndelay = 0\n{extra}'
+
+
+def cms_toml(url: str) -> str:
+    """A `json` source named cms, reading the fields `api_items` writes."""
+    return (
+        f'[[sources]]\ntype = "json"\nname = "cms"\nurl = "{url}"\ncategory = "policy"\ndelay = 0\n'
+        '[sources.fields]\nlist = "items"\ntitle = "headline"\ndate = "published_at"\nbody = "html"'
+    )
+
+
 def memory_validators() -> Validators:
     kept: dict[str, str] = {}
     return Validators(kept.get, kept.__setitem__)
@@ -113,10 +126,8 @@ def test_the_feed_source_end_to_end(site: Site, httpserver: HTTPServer) -> None:
 
     httpserver.expect_request("/robots.txt").respond_with_data("", status=404)
     httpserver.expect_request("/feed.xml").respond_with_handler(feed)
-    text = site.config.read_text(encoding="utf-8")
-    site.config.write_text(
-        text
-        + f"""
+    site.append_config(
+        f"""
 [[sources]]
 type = "feed"
 url = "{httpserver.url_for("/feed.xml")}"
@@ -149,9 +160,8 @@ delay = 0
 def test_check_reports_what_a_web_source_shows(site: Site, httpserver: HTTPServer) -> None:
     httpserver.expect_request("/robots.txt").respond_with_data("", status=404)
     httpserver.expect_request("/feed.xml").respond_with_data(upstream(7, 8), content_type="application/rss+xml")
-    text = site.config.read_text(encoding="utf-8")
     url = httpserver.url_for("/feed.xml")
-    site.config.write_text(text + f'\n[[sources]]\ntype = "feed"\nurl = "{url}"\ncategory = "tech"\ndelay = 0\n')
+    site.append_config("\n" + feed_toml(url))
     result = site.cli("check")
     assert result.exit_code == 0, result.output
     assert "2 item(s)" in result.output and "產業研究(yán jiū)第7期" in result.output
@@ -180,7 +190,8 @@ class FixtureSite:
     def __init__(self, server: HTTPServer, numbers: list[int]) -> None:
         self.server, self.requests = server, []
         self.numbers = numbers
-        self.missing: set[int] = set()
+        self.missing: set[int] = set()  # answered 404
+        self.blank: set[int] = set()  # answered 200 with nothing
         server.expect_request("/robots.txt").respond_with_data("User-agent: *\nAllow: /\n")
         server.expect_request(re.compile(r"/news/.*")).respond_with_handler(self.handle)
 
@@ -196,17 +207,17 @@ class FixtureSite:
         number = int(path.rsplit("/", 1)[1].split(".")[0])
         if number in self.missing:
             return Response("not here", status=404)
+        if number in self.blank:
+            return Response(b"", content_type="text/html")
         html = ARTICLE.format(title=f"高新院動態第{number}期", n=number, day=number)
         # No charset in the header: the page's own meta (gb2312) and the bytes (GB18030) decide.
         return Response(html.encode("gb18030"), content_type="text/html")
 
 
 def html_source(site: Site, server: HTTPServer, body: bool = True) -> None:
-    text = site.config.read_text(encoding="utf-8")
     body_line = 'body = "div.content"\n' if body else ""
-    site.config.write_text(
-        text
-        + f"""
+    site.append_config(
+        f"""
 [[sources]]
 type = "html"
 name = "site"
@@ -297,10 +308,8 @@ def test_the_json_source_pages_and_stops_when_nothing_is_new(site: Site, httpser
 
     httpserver.expect_request("/robots.txt").respond_with_data("", status=404)
     httpserver.expect_request("/api/articles").respond_with_handler(api)
-    text = site.config.read_text(encoding="utf-8")
-    site.config.write_text(
-        text
-        + f"""
+    site.append_config(
+        f"""
 [[sources]]
 type = "json"
 name = "cms"
@@ -338,10 +347,9 @@ max_pages = 5
 def test_a_json_answer_of_the_wrong_shape_is_reported(site: Site, httpserver: HTTPServer) -> None:
     httpserver.expect_request("/robots.txt").respond_with_data("", status=404)
     httpserver.expect_request("/api").respond_with_json({"results": []})
-    text = site.config.read_text(encoding="utf-8")
     url = httpserver.url_for("/api")
-    site.config.write_text(text + f'\n[[sources]]\ntype = "json"\nurl = "{url}"\ncategory = "tech"\ndelay = 0\n'
-                           '[sources.fields]\nlist = "data.items"\n[sources.paging]\nkind = "none"\n')  # fmt: skip
+    site.append_config(f'\n[[sources]]\ntype = "json"\nurl = "{url}"\ncategory = "tech"\ndelay = 0\n'
+                       '[sources.fields]\nlist = "data.items"\n[sources.paging]\nkind = "none"\n')  # fmt: skip
     report = site.build()
     assert report.failed_sources and "data.items" in report.failed_sources[0]
 
@@ -385,10 +393,8 @@ def test_the_wordpress_source(site: Site, httpserver: HTTPServer) -> None:
 
     httpserver.expect_request("/robots.txt").respond_with_data("", status=404)
     httpserver.expect_request("/wp-json/wp/v2/posts").respond_with_handler(api)
-    text = site.config.read_text(encoding="utf-8")
-    site.config.write_text(
-        text
-        + f"""
+    site.append_config(
+        f"""
 [[sources]]
 type = "wordpress"
 url = "{httpserver.url_for("/")}"
@@ -428,27 +434,10 @@ class AllKinds:
         server.expect_request("/api").respond_with_handler(self.api)
         server.expect_request("/wp-json/wp/v2/posts").respond_with_handler(self.wordpress)
         html_source(site, server)
-        text = site.config.read_text(encoding="utf-8")
-        site.config.write_text(
-            text
-            + f"""
-[[sources]]
-type = "feed"
-url = "{server.url_for("/feed.xml")}"
-category = "tech"
-delay = 0
-timeout = 0.5
-[[sources]]
-type = "json"
-name = "cms"
-url = "{server.url_for("/api")}?page={{page}}"
-category = "policy"
-delay = 0
-[sources.fields]
-list = "items"
-title = "headline"
-date = "published_at"
-body = "html"
+        site.append_config(
+            f"""
+{feed_toml(server.url_for("/feed.xml"), "timeout = 0.5")}
+{cms_toml(server.url_for("/api") + "?page={page}")}
 [[sources]]
 type = "wordpress"
 name = "blog"
@@ -587,36 +576,21 @@ def test_duplicate_guids_blank_pages_and_odd_charsets_do_not_break_a_build(site:
     httpserver.expect_request("/api").respond_with_data(
         json.dumps({"items": api_items([1])}), content_type="application/json; charset=utf8mb4"
     )
-    FixtureSite(httpserver, [2, 1])
-    httpserver.expect_request("/news/blank.html").respond_with_data("", content_type="text/html")
+    articles = FixtureSite(httpserver, [3, 2, 1])
+    articles.blank = {3}  # an empty answer where article 3 should be
     html_source(site, httpserver)
-    text = site.config.read_text(encoding="utf-8")
-    site.config.write_text(
-        text
-        + f"""
-[[sources]]
-type = "feed"
-url = "{httpserver.url_for("/feed.xml")}"
-category = "tech"
-delay = 0
-[[sources]]
-type = "json"
-name = "cms"
-url = "{httpserver.url_for("/api")}"
-category = "policy"
-delay = 0
-[sources.fields]
-list = "items"
-title = "headline"
-date = "published_at"
-body = "html"
+    site.append_config(
+        f"""
+{feed_toml(httpserver.url_for("/feed.xml"))}
+{cms_toml(httpserver.url_for("/api"))}
 [sources.paging]
 kind = "none"
 """
     )
     report = site.build()
     assert not report.failed_sources, report.failed_sources
-    assert report.new == 1 + 1 + 2  # the feed's first copy, the API item, the two articles
+    assert report.new == 1 + 1 + 2  # the feed's first copy, the API item, articles 2 and 1
+    assert any("/news/3.html" in p and "empty or not HTML" in p for p in report.problems), report.problems
 
 
 def test_a_renamed_feed_source_reads_its_feed_again_despite_stored_validators(
@@ -631,7 +605,7 @@ def test_a_renamed_feed_source_reads_its_feed_again_despite_stored_validators(
 
     httpserver.expect_request("/feed.xml").respond_with_handler(feed)
     base = site.config.read_text(encoding="utf-8")
-    source = f'\n[[sources]]\ntype = "feed"\nurl = "{httpserver.url_for("/feed.xml")}"\ncategory = "tech"\ndelay = 0\n'
+    source = "\n" + feed_toml(httpserver.url_for("/feed.xml"))
     site.config.write_text(base + source + 'name = "before"\n', encoding="utf-8")
     assert site.build().new == 2
     site.config.write_text(base + source + 'name = "after"\n', encoding="utf-8")
@@ -649,8 +623,7 @@ def test_wordpress_without_a_total_pages_header_stops_at_a_short_page(site: Site
 
     httpserver.expect_request("/robots.txt").respond_with_data("", status=404)
     httpserver.expect_request("/wp-json/wp/v2/posts").respond_with_handler(api)
-    text = site.config.read_text(encoding="utf-8")
     url = httpserver.url_for("/")
-    site.config.write_text(text + f'\n[[sources]]\ntype = "wordpress"\nurl = "{url}"\ndelay = 0\n', encoding="utf-8")
+    site.append_config(f'\n[[sources]]\ntype = "wordpress"\nurl = "{url}"\ndelay = 0\n')
     report = site.build()
     assert report.new == 1 and not report.failed_sources and asked == ["1"]
