@@ -101,8 +101,7 @@ class WordPressSource:
         modified = str(pick(post, "modified_gmt") or pick(post, "modified") or "")
         if key in fingerprints and fingerprints[key] == modified:
             return Unchanged((key,))
-        published = parse_date(pick(post, "date_gmt"), UTC) if pick(post, "date_gmt") else None
-        published = published or parse_date(pick(post, "date"), UTC)
+        published = parse_date(pick(post, "date_gmt"), UTC) or parse_date(pick(post, "date"), UTC)
         if published is None:
             return ItemProblem(key, where, "a post without a readable date", "")
         self.count += 1
@@ -112,7 +111,7 @@ class WordPressSource:
             key=key,
             title=title,
             content=str(pick(post, "content.rendered") or ""),
-            published=published if published.tzinfo else published.replace(tzinfo=UTC),
+            published=published,
             categories=self._categories(post),
             location=str(pick(post, "link") or where),
             url=str(pick(post, "link") or "") or None,
