@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
 import textwrap
+import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from click.testing import CliRunner, Result
@@ -132,3 +137,46 @@ def touch_later(path: Path) -> None:
     """Move a file's mtime forward so a fingerprint sees the change even on coarse clocks."""
     stat = path.stat()
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 2_000_000_000))
+
+
+def days_ago(days: int) -> str:
+    """A front-matter date `days` before now, in the site's zone (the CLI runs on the real clock)."""
+    return f"{datetime.now(ZoneInfo('Asia/Shanghai')) - timedelta(days=days):%Y-%m-%d %H:%M}"
+
+
+class Service:
+    """`publisher run` on a loopback port, its output in files (no pipe to fill up)."""
+
+    def __init__(self, config: Path, cwd: Path, port: int) -> None:
+        self.base = f"http://127.0.0.1:{port}"
+        self.stdout, self.stderr = cwd / "run.out", cwd / "run.err"
+        code = "import sys; from publisher.cli import main; sys.exit(main())"
+        env = {**os.environ, "PUBLISHER_SECRET_KEY": "service-test-signing-key-0123456789"}
+        with self.stdout.open("wb") as out, self.stderr.open("wb") as err:
+            self.process = subprocess.Popen(
+                [sys.executable, "-c", code, "--config", str(config), "run", "--port", str(port)],
+                env=env, stdout=out, stderr=err, cwd=cwd,
+            )  # fmt: skip
+
+    def output(self) -> str:
+        return f"stdout:\n{self.stdout.read_text(errors='replace')}\nstderr:\n{self.stderr.read_text(errors='replace')}"
+
+    def wait_until_serving(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if f"serving {self.base}/" in self.stdout.read_text(errors="replace"):
+                return
+            if self.process.poll() is not None:
+                pytest.fail(f"`publisher run` exited with {self.process.returncode}\n{self.output()}")
+            time.sleep(0.1)
+        pytest.fail(f"`publisher run` did not serve within {timeout} s\n{self.output()}")
+
+    def stop(self) -> int:
+        """SIGTERM, as systemd sends it; the exit status."""
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            pytest.fail(f"`publisher run` did not stop within 10 s of SIGTERM\n{self.output()}")

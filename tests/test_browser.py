@@ -9,25 +9,18 @@ will not start, this test skips and says why. Screenshots of every page go to te
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
-import signal
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from datetime import datetime, timedelta
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import pytest
 from test_smtp import free_port
 
-from conftest import ROOT, Site
+from conftest import ROOT, Service, Site, days_ago
 from publisher.model import Subscriber, SubscriberStatus
 from publisher.store import Store
 
@@ -72,48 +65,6 @@ def browser_page() -> Iterator[Any]:
             yield page
         finally:
             browser.close()
-
-
-class Service:
-    """`publisher run` on a loopback port, its output in files (no pipe to fill up)."""
-
-    def __init__(self, site: Site, port: int) -> None:
-        self.base = f"http://127.0.0.1:{port}"
-        self.stdout, self.stderr = site.root / "run.out", site.root / "run.err"
-        code = "import sys; from publisher.cli import main; sys.exit(main())"
-        env = {**os.environ, "PUBLISHER_SECRET_KEY": "browser-test-signing-key-0123456789"}
-        with self.stdout.open("wb") as out, self.stderr.open("wb") as err:
-            self.process = subprocess.Popen(
-                [sys.executable, "-c", code, "--config", str(site.config), "run", "--port", str(port)],
-                env=env, stdout=out, stderr=err, cwd=site.root,
-            )  # fmt: skip
-
-    def output(self) -> str:
-        return f"stdout:\n{self.stdout.read_text(errors='replace')}\nstderr:\n{self.stderr.read_text(errors='replace')}"
-
-    def wait_until_serving(self, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if f"serving {self.base}/" in self.stdout.read_text(errors="replace"):
-                return
-            if self.process.poll() is not None:
-                pytest.fail(f"`publisher run` exited with {self.process.returncode}\n{self.output()}")
-            time.sleep(0.1)
-        pytest.fail(f"`publisher run` did not serve within {timeout} s\n{self.output()}")
-
-    def stop(self) -> int:
-        """SIGTERM, as systemd sends it; the exit status."""
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            return self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-            pytest.fail(f"`publisher run` did not stop within 10 s of SIGTERM\n{self.output()}")
-
-
-def days_ago(days: int) -> str:
-    return f"{datetime.now(ZoneInfo('Asia/Shanghai')) - timedelta(days=days):%Y-%m-%d %H:%M}"
 
 
 def stored(site: Site, email: str) -> Subscriber:
@@ -180,7 +131,7 @@ public_url = "http://127.0.0.1:{port}"
     site.article("tech/shared.md", "科技成果转化与产业政策联动", date=days_ago(3), categories="[policy, tech]")
     site.article("news.md", "高新院开放日", date=days_ago(5))
     camera = Camera(page)
-    service = Service(site, port)
+    service = Service(site.config, site.root, port)
     try:
         service.wait_until_serving()
         base = service.base

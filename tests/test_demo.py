@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import shutil
 import tomllib
 from pathlib import Path
 
 import pytest
+import requests
+from test_smtp import free_port
 
-from conftest import ROOT
+from conftest import ROOT, Service
 from feedcheck import assert_json_feed, assert_matches_atom_schema, atom_schema, parse_with_feedparser
 from publisher.app import App
 from publisher.config import validate
@@ -62,3 +65,23 @@ def test_demo_text_is_cleaned(demo: tuple[Path, BuildReport]) -> None:
         assert gone not in text.replace("&lt;", "<"), gone
     for kept in ("人工智能(AI)", "(2026年)", "GDP(国内生产总值)"):
         assert kept in text, kept
+
+
+def test_make_runs_service_serves_the_demo_feeds_and_pages(tmp_path: Path) -> None:
+    """What `make run` starts, `publisher --config config/publisher.toml run`, from a copy of the
+    checkout's config and demo content (on a free port instead of 8080)."""
+    shutil.copytree(ROOT / "config", tmp_path / "config")
+    shutil.copytree(ROOT / "demo", tmp_path / "demo")
+    service = Service(tmp_path / "config" / "publisher.toml", tmp_path, free_port())
+    try:
+        service.wait_until_serving()
+        answers = {path: requests.get(service.base + path, timeout=10) for path in ("/", "/rss.xml", "/subscribe")}
+        health = requests.get(service.base + "/healthz", timeout=10).json()
+    finally:
+        code = service.stop()
+    assert code == 0, service.output()
+    assert all(r.status_code == 200 for r in answers.values()), {p: r.status_code for p, r in answers.items()}
+    assert answers["/rss.xml"].headers["Content-Type"].startswith("application/rss+xml")
+    assert "/subscribe" in answers["/"].text and 'name="csrf"' in answers["/subscribe"].text
+    assert health["status"] == "ok" and health["last_ingest"]["new"] >= 40 and health["scheduler"]["state"] == "running"
+    assert "mail goes to var/outbox/" in service.stdout.read_text()

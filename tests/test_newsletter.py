@@ -19,7 +19,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from test_smtp import free_port
 
-from conftest import Site
+from conftest import Site, days_ago
 from publisher.model import Subscriber, SubscriberStatus
 from publisher.newsletter import Newsletter
 from publisher.store import Store
@@ -79,10 +79,6 @@ postal_address = "云川市高新区创新大道 1 号"
     site.article("news.md", "高新院开放日", date=days_ago(5))
     site.build()
     return site
-
-
-def days_ago(days: int) -> str:
-    return f"{datetime.now(ZoneInfo('Asia/Shanghai')) - timedelta(days=days):%Y-%m-%d %H:%M}"
 
 
 def this_month() -> tuple[str, str]:
