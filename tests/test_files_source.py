@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from conftest import Site
-from publisher.model import ItemProblem, SourceItem
+from publisher.model import ItemProblem, SourceItem, Unchanged
 from publisher.sources.files import FilesSource, parse_date, parse_text_page
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -152,6 +152,17 @@ def test_drafts_hidden_files_and_other_suffixes_are_ignored(site: Site) -> None:
     site.article("tech/real.md", "正式")
     report = site.build()
     assert report.new == 1 and report.skipped == 0
+
+
+def test_links_to_files_are_read_and_links_to_folders_are_not_followed(site: Site) -> None:
+    real = site.article("archive/real.md", "正式")
+    (site.content / "tech").mkdir(exist_ok=True)
+    (site.content / "tech" / "linked.md").symlink_to(real)
+    (site.content / "tech" / "loop").symlink_to(site.content, target_is_directory=True)
+    keys = [
+        r.key for r in FilesSource("content", site.content, "Asia/Shanghai").fetch({}) if not isinstance(r, Unchanged)
+    ]
+    assert keys == ["archive/real.md", "tech/linked.md"]
 
 
 @pytest.mark.parametrize(
