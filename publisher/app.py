@@ -20,7 +20,7 @@ from .config import (
 from .errors import SourceError
 from .feeds import FeedLinks
 from .ingest import Clock, IngestContext, Tick, ingest
-from .model import BuildReport, Category, ItemProblem, Site, Unchanged
+from .model import BuildReport, Category, Folder, ItemProblem, Site, Unchanged
 from .normalize import CategoryIndex, NormalizeError, TextRules
 from .sources import Source
 from .sources.feed import FeedSource
@@ -222,7 +222,7 @@ class App:
                     report.skipped += len(problems)
                     continue
                 for fetched in source.fetch({}):
-                    if isinstance(fetched, Unchanged):  # pragma: no cover - no fingerprints were given
+                    if isinstance(fetched, (Folder, Unchanged)):  # a listing; unchanged never (no fingerprints)
                         continue
                     tick(1)
                     if isinstance(fetched, ItemProblem):

@@ -9,10 +9,10 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from .errors import ContentError, SourceError
-from .model import Article, BuildReport, Deferred, ItemProblem, SourceItem, Unchanged
+from .model import Article, BuildReport, Deferred, Folder, ItemProblem, SourceItem, Unchanged
 from .normalize import CategoryIndex, NormalizeError, TextRules, make_guid
 from .parallel import CHUNK, Normalized, Prepared, prepare_in_order
-from .sources import Fetched, Source
+from .sources import Fetched, FolderFingerprints, Source
 from .store import Known, Store, StoreWriter
 
 log = logging.getLogger(__name__)
@@ -61,11 +61,14 @@ class _SourcePass:
 
     def __init__(self, store: Store, source: Source, context: IngestContext, report: BuildReport, tick: Tick) -> None:
         self.store, self.source, self.context, self.report, self.tick = store, source, context, report, tick
-        self.live = store.fingerprints(source.name)  # key -> fingerprint of every live item
-        self.any_rows = bool(self.live) or store.has_items(source.name)
+        self.live_count = store.live_count(source.name)
+        self.any_rows = bool(self.live_count) or store.has_items(source.name)
         self.known: dict[str, Known] = {}  # details, fetched only for items that were read
         self.seen: set[str] = set()
-        self.seen_live = 0  # how many seen keys are live: all of them means nothing was deleted
+        self.unchanged = 0  # seen keys that matched live fingerprints
+        self.read: set[str] = set()  # the other seen keys: read, or reported as problems
+        self.unsettled: set[str] = set()  # keys not stored as listed: problems and drafts
+        self.folders: list[Folder] = []
         self.moved_from: set[str] = set()
         self.explicit_ids: dict[str, str] = {}
         self.guids = _GuidCheck(store)
@@ -76,33 +79,42 @@ class _SourcePass:
         signature = self.context.signatures.get(self.source.name, "")
         signature_key = f"reading-signature:{self.source.name}"
         reread = self.store.get_meta(signature_key) != signature
-        # After a settings change every file is read again; the content hash then tells which
+        # After a settings change every item is read again; the content hash then tells which
         # articles really changed.
-        fingerprints = {} if reread else {key: fp for key, fp in self.live.items() if fp}
+        fingerprints: Mapping[str, str] = {} if reread else _StoredFingerprints(self.store, self.source.name)
         with self.store.writer(self.context.clock) as writer:
             for batch, prepared in self._prepared(self.source.fetch(fingerprints)):
                 self._fetch_known(r.key for r in batch if isinstance(r, (Deferred, SourceItem)))
                 results = iter(prepared)
                 for result in batch:
+                    if isinstance(result, Folder):
+                        self.folders.append(result)
+                        continue
                     if isinstance(result, Unchanged):  # matched live fingerprints: all live
                         self.seen.update(result.keys)
-                        self.seen_live += len(result.keys)
+                        self.unchanged += len(result.keys)
                         self.report.unchanged += len(result.keys)
                         self.tick(len(result.keys))
                         continue
                     self.seen.add(result.key)
-                    self.seen_live += result.key in self.live
+                    self.read.add(result.key)
                     self.tick(1)
                     outcome = result if isinstance(result, ItemProblem) else next(results)
                     if isinstance(outcome, ItemProblem):
                         self._problem(outcome)
                     elif outcome is None:  # a draft: as if the file were not there
                         self.seen.discard(result.key)
-                        self.seen_live -= result.key in self.live
+                        self.read.discard(result.key)
+                        self.unsettled.add(result.key)
                     else:
                         self._item(writer, *outcome)
             self._finish_moves(writer)
             self._withdraw_missing(writer)
+            if self.folders:
+                # A folder's digest vouches that all its items are stored as listed.
+                unsettled = {key[: key.rfind("/") + 1] for key in self.unsettled}
+                settled = {f.name: f.digest for f in self.folders if f.name not in unsettled}
+                writer.set_folder_digests(self.source.name, settled)
         if reread:
             self.store.set_meta(signature_key, signature)
 
@@ -137,6 +149,7 @@ class _SourcePass:
             self.known.update(self.store.known(self.source.name, missing))
 
     def _problem(self, problem: ItemProblem) -> None:
+        self.unsettled.add(problem.key)
         if self.context.strict:
             raise ContentError(problem.location, problem.reason, problem.hint)
         log.warning("skipped %s", problem)
@@ -226,12 +239,14 @@ class _SourcePass:
     def _withdraw_missing(self, writer: StoreWriter) -> None:
         if not self.source.complete:
             return
-        if self.live and not self.seen:
+        if self.live_count and not self.seen:
             raise SourceError(
-                f"source {self.source.name!r} has no items now but had {len(self.live)}",
+                f"source {self.source.name!r} has no items now but had {self.live_count}",
                 "if the folder really is empty on purpose, remove the source from the config",
             )
-        if self.seen_live == len(self.live):
+        self._fetch_known(self.read)
+        seen_live = self.unchanged + sum(1 for key in self.read if key in self.known and not self.known[key].withdrawn)
+        if seen_live == self.live_count:
             return  # every live item was seen: nothing to withdraw, and no need to load their ids
         live_ids = self.store.live_ids(self.source.name)
         missing = [key for key in live_ids if key not in self.seen and key not in self.moved_from]
@@ -240,6 +255,42 @@ class _SourcePass:
             log.info("withdrawn (gone from %s): %s", self.source.name, ", ".join(missing))
             writer.withdraw(gone)
             self.report.withdrawn += len(gone)
+
+
+class _StoredFingerprints(FolderFingerprints):
+    """The fingerprints of a source's live items, read from the store only as asked: all at
+    once (as a mapping, for web sources), or folder by folder once folder digests exist, so
+    an incremental build of a large tree reads only the fingerprints of the folders that
+    changed."""
+
+    def __init__(self, store: Store, source: str) -> None:
+        self.store, self.source = store, source
+        self._all: dict[str, str] | None = None
+        self._digests: dict[str, str] | None = None
+
+    def _everything(self) -> dict[str, str]:
+        if self._all is None:
+            self._all = {key: fp for key, fp in self.store.fingerprints(self.source).items() if fp}
+        return self._all
+
+    def __getitem__(self, key: str) -> str:
+        return self._everything()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._everything())
+
+    def __len__(self) -> int:
+        return len(self._everything())
+
+    def digest(self, folder: str) -> str | None:
+        if self._digests is None:
+            self._digests = self.store.folder_digests(self.source)
+        return self._digests.get(folder)
+
+    def in_folder(self, folder: str) -> Mapping[str, str]:
+        if self._all is not None or not self._digests:  # no digests yet: one query for all
+            return self._everything()
+        return {key: fp for key, fp in self.store.fingerprints(self.source, folder).items() if fp}
 
 
 class _GuidCheck:

@@ -50,6 +50,17 @@ class Unchanged:
 
 
 @dataclass(frozen=True, slots=True)
+class Folder:
+    """A source's word that it listed one folder: `name` is its key prefix ("" or ending in
+    "/"), `digest` sums up the names and fingerprints found there. Once every item listed in
+    it is stored as listed, ingest keeps the digest; a later scan that lists the same digest
+    takes the whole folder as unchanged without looking up each item's fingerprint."""
+
+    name: str
+    digest: str
+
+
+@dataclass(frozen=True, slots=True)
 class Deferred:
     """An item a source will read on request: `read` may run in another process, so it and
     everything it refers to must pickle. It returns the item, a problem, or None (a draft)."""

@@ -450,3 +450,50 @@ def test_removing_an_id_keeps_the_article(site: Site) -> None:
     touch_later(path)
     report = site.build()
     assert report.changed == 1 and [e.id for e in parse_with_feedparser(site.feed("tech/rss.xml")).entries] == [guid]
+
+
+def test_an_unchanged_folder_is_taken_whole_and_a_changed_one_is_read_alone(site: Site, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from publisher.store import Store
+
+    for n in range(3):
+        site.article(f"tech/{n}.md", f"科技{n}")
+        site.article(f"policy/{n}.md", f"政策{n}")
+    site.build()
+    asked: list[str | None] = []
+    fingerprints = Store.fingerprints
+
+    def spy(self: Store, source: str, folder: str | None = None) -> dict[str, str | None]:
+        asked.append(folder)
+        return fingerprints(self, source, folder)
+
+    monkeypatch.setattr(Store, "fingerprints", spy)
+    report = site.build()
+    assert (report.unchanged, report.new, asked) == (6, 0, [])  # every folder's digest matched
+    site.article("tech/new.md", "科技新", date="2026-06-01 10:00")
+    report = site.build()
+    assert (report.unchanged, report.new, asked) == (6, 1, ["tech/"])
+    touch_later(site.content / "policy" / "1.md")
+    report = site.build()
+    assert (report.unchanged, report.changed, asked[1:]) == (7, 0, ["policy/"])
+
+
+def test_folders_with_problems_or_drafts_are_still_checked_file_by_file(site: Site) -> None:
+    site.article("tech/a.md", "科技")
+    site.add("tech/broken.md", "---\ntitle: 坏\n")
+    site.article("drafts/a.md", "发布的")
+    site.article("drafts/draft.md", "草稿", draft="true")
+    site.article("policy/a.md", "政策一")
+    gone = site.article("policy/b.md", "政策二")
+    site.article("archive/old.md", "旧闻")
+    first = site.build()
+    assert (first.new, first.skipped) == (5, 1)
+    gone.unlink()
+    second = site.build()  # a draft counted as a live article would hide this withdrawal
+    assert (second.withdrawn, second.skipped, second.unchanged) == (1, 1, 4)  # the broken file warns again
+    assert "政策二" not in site.feed("rss.xml").decode()
+    shutil.rmtree(site.content / "archive")
+    third = site.build()
+    assert third.withdrawn == 1 and "旧闻" not in site.feed("rss.xml").decode()
+    site.add("tech/broken.md", "---\ntitle: 修好了\ndate: 2026-05-06 14:00\n---\n正文。\n")
+    fourth = site.build()
+    assert (fourth.new, fourth.skipped) == (1, 0) and "修好了" in site.feed("tech/rss.xml").decode()

@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from collections.abc import Iterator, Mapping
 from typing import Protocol
 
-from ..model import Deferred, ItemProblem, SourceItem, Unchanged
+from ..model import Deferred, Folder, ItemProblem, SourceItem, Unchanged
 
-Fetched = SourceItem | Deferred | Unchanged | ItemProblem
+Fetched = SourceItem | Deferred | Unchanged | ItemProblem | Folder
+
+
+class FolderFingerprints(Mapping[str, str]):
+    """The fingerprints of the last ingest (key -> fingerprint of every live item), which a
+    source that lists folders may also ask for by folder: the stored digest of a folder
+    (see `Folder`), and the fingerprints of the items directly in it."""
+
+    @abstractmethod
+    def digest(self, folder: str) -> str | None: ...
+
+    @abstractmethod
+    def in_folder(self, folder: str) -> Mapping[str, str]: ...
 
 
 class Source(Protocol):
@@ -16,7 +29,9 @@ class Source(Protocol):
     `fetch` yields a result for every item it knows: the item (or a `Deferred` read of it,
     which ingest may run on another core), `Unchanged` (for many keys at once) when their
     fingerprints equal those in `fingerprints` (key -> fingerprint from the last ingest), or
-    an `ItemProblem`. `complete` says whether the scan saw every item, so that items missing
+    an `ItemProblem`. A source that lists folders yields a `Folder` for each, and, when
+    `fingerprints` is a `FolderFingerprints`, may take a folder whose digest is unchanged as
+    unchanged as a whole. `complete` says whether the scan saw every item, so that items missing
     from it may be withdrawn. A source that cannot be read at all raises SourceError. A
     source may also have `committed()`, called once what it yielded is stored (web sources
     keep their HTTP validators only then).

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from collections.abc import Iterator, Mapping
@@ -13,9 +14,9 @@ from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 from ..errors import SourceError
-from ..model import Deferred, ItemProblem, SourceItem, Unchanged
+from ..model import Deferred, Folder, ItemProblem, SourceItem, Unchanged
 from ..text import text_to_html
-from . import Fetched
+from . import Fetched, FolderFingerprints
 
 SUFFIXES = {".md": "markdown", ".markdown": "markdown", ".html": "html", ".htm": "html", ".txt": "text"}
 _SUFFIX_TUPLE = tuple(SUFFIXES)
@@ -59,19 +60,26 @@ class FilesSource:
                 f"source {self.name!r}: folder {self.root} does not exist",
                 "create it or fix `path` in [[sources]]",
             )
+        by_folder = fingerprints if isinstance(fingerprints, FolderFingerprints) else None
         unchanged: list[str] = []
         for folder, prefix, files in self._walk():
-            for name, fingerprint in files:
-                key = prefix + name
-                if fingerprints.get(key) == fingerprint:
-                    unchanged.append(key)
-                    continue
-                path = os.path.join(folder, name)
-                if not _is_utf8(key):
-                    shown = path.encode("utf-8", "backslashreplace").decode()
-                    yield ItemProblem(key, shown, "the file name is not valid UTF-8", "rename the file")
-                else:
-                    yield Deferred(key, partial(self.read_or_problem, path, key, fingerprint))
+            digest = _digest(files)
+            if by_folder is not None and by_folder.digest(prefix) == digest:
+                unchanged.extend([prefix + name for name, _fingerprint in files])
+            else:
+                known = by_folder.in_folder(prefix) if by_folder is not None else fingerprints
+                for name, fingerprint in files:
+                    key = prefix + name
+                    if known.get(key) == fingerprint:
+                        unchanged.append(key)
+                        continue
+                    path = os.path.join(folder, name)
+                    if not _is_utf8(key):
+                        shown = path.encode("utf-8", "backslashreplace").decode()
+                        yield ItemProblem(key, shown, "the file name is not valid UTF-8", "rename the file")
+                    else:
+                        yield Deferred(key, partial(self.read_or_problem, path, key, fingerprint))
+            yield Folder(prefix, digest)
             if len(unchanged) >= 1000:
                 yield Unchanged(tuple(unchanged))
                 unchanged.clear()
@@ -218,6 +226,12 @@ def _list_folder(folder: str) -> tuple[list[tuple[str, str]], list[str]]:
     finally:
         if by_fd:
             os.close(fd)
+
+
+def _digest(files: list[tuple[str, str]]) -> str:
+    """What a folder's listing sums up to: its names and fingerprints, in order."""
+    listing = "\n".join([f"{name}\t{fingerprint}" for name, fingerprint in files])
+    return hashlib.blake2b(listing.encode("utf-8", "surrogateescape"), digest_size=16).hexdigest()
 
 
 def _is_utf8(name: str) -> bool:
