@@ -114,9 +114,13 @@ def content_hash(visible: tuple[str, ...]) -> str:
 
 def _leading_text(content: str, limit: int) -> str:
     """Plain text of the start of `content`: enough for a summary without converting the whole
-    article. The HTML is cut after a tag, so no tag or entity is split."""
-    head = content[: limit * 16]
-    if len(head) < len(content):
+    article. The HTML is cut after a tag, so no tag or entity is split; a first cut of 4x the
+    limit is enough for prose (CJK text is about as long as its HTML), 16x for markup-heavy
+    openings."""
+    for factor in (4, 16):
+        head = content[: limit * factor]
+        if len(head) >= len(content):
+            break
         head = head[: head.rfind(">") + 1]
         text = html_to_text(head)
         if len(text) > limit * 2:
