@@ -416,10 +416,11 @@ class Store:
     def open_scheduled_digest(self, clock: Callable[[], datetime], first_days: int) -> tuple[DigestRow, bool]:
         """Open the scheduled digest that ends now, after the previous scheduled one.
 
-        `now` is read while holding the turnstile row that every ingest also takes just before
-        it stamps and commits its new articles, so an article is either committed before the
-        window ends (and in this digest) or stamped after it (and in the next): an ingest that
-        is still running cannot lose an article between two digests.
+        `now` is read while holding the turnstile row that every ingest takes before its first
+        new article and holds to its commit, stamping them with the time it took it: an
+        article is either stamped and committed before the window ends (and in this digest) or
+        stamped after it (and in the next); an ingest that is still running cannot lose an
+        article between two digests.
         """
         d = digests_table.c
         with self.engine.begin() as conn:
@@ -668,7 +669,7 @@ class Store:
 
     def writer(self, clock: Callable[[], datetime] | None = None) -> StoreWriter:
         """A transaction for one source's ingest; commit on success, roll back on error. With
-        `clock`, new articles are stamped first seen at commit (see StoreWriter)."""
+        `clock`, new articles are stamped first seen under the turnstile (see StoreWriter._stamp)."""
         return StoreWriter(self.engine, clock)
 
     # --- feeds -------------------------------------------------------------------------------
@@ -840,7 +841,7 @@ class StoreWriter:
         self.conn: Connection | None = None
         self._pending: list[tuple[dict[str, object], Article]] = []
         self._dirty: set[str] = set()
-        self._new_ids: list[int] = []
+        self._first_seen: datetime | None = None
 
     def __enter__(self) -> StoreWriter:
         self.conn = self.engine.connect()
@@ -853,7 +854,6 @@ class StoreWriter:
             if kind is None:
                 self.flush()
                 self._mark_dirty()
-                self._stamp_first_seen()
                 self.conn.commit()
             else:
                 self.conn.rollback()
@@ -867,7 +867,7 @@ class StoreWriter:
         values = _row(article) | {
             "source": article.source, "key": article.key, "guid": guid,
             "explicit_id": explicit_id, "fingerprint": fingerprint,
-            "first_seen": _naive_utc(now), "withdrawn": False,
+            "first_seen": self._stamp(now), "withdrawn": False,
         }  # fmt: skip
         self._pending.append((values, article))
         self._dirty.update((*article.categories, SITE_SCOPE))
@@ -887,7 +887,6 @@ class StoreWriter:
         keys = [article.key for _values, article in self._pending]
         rows = self.conn.execute(select(a.key, a.id).where(a.source == source, a.key.in_(keys)))
         ids = {key: row_id for key, row_id in rows}
-        self._new_ids.extend(ids.values())
         links = [
             {"article_id": ids[article.key], "category_slug": slug, "published": _naive_utc(article.published)}
             for _values, article in self._pending
@@ -943,18 +942,20 @@ class StoreWriter:
         self._dirty.update(self.conn.execute(select(ac.category_slug).where(ac.article_id.in_(row_ids))).scalars())
         self.conn.execute(delete(article_categories_table).where(ac.article_id.in_(row_ids)))
 
-    def _stamp_first_seen(self) -> None:
-        """New articles are first seen when they commit, under the turnstile a scheduled digest
-        takes to read its end: each lands in exactly one scheduled window (see
-        Store.open_scheduled_digest), however long the ingest ran."""
-        assert self.conn is not None
-        if not self._new_ids or self.clock is None:
-            return
-        _turnstile(self.conn)
-        now, a = _naive_utc(self.clock()), articles_table.c
-        for start in range(0, len(self._new_ids), 500):
-            chunk = self._new_ids[start : start + 500]
-            self.conn.execute(update(articles_table).where(a.id.in_(chunk)).values(first_seen=now))
+    def _stamp(self, processed: datetime) -> datetime:
+        """When this pass's new articles are first seen: the time this transaction took the
+        turnstile, which it then holds to its commit. A scheduled digest reads the end of its
+        window under the same turnstile, so it either ended before this (and the articles are
+        in the next one) or waits for this commit (and they are in it): each new article lands
+        in exactly one scheduled window, however long the ingest runs (see
+        Store.open_scheduled_digest). Without a clock, `processed` is used as it is."""
+        if self.clock is None:
+            return _naive_utc(processed)
+        if self._first_seen is None:
+            assert self.conn is not None
+            _turnstile(self.conn)
+            self._first_seen = _naive_utc(self.clock())
+        return self._first_seen
 
     def _mark_dirty(self) -> None:
         assert self.conn is not None

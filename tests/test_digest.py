@@ -90,9 +90,9 @@ def test_a_backdated_article_goes_into_the_next_scheduled_digest_once(site: Site
 
 
 def test_an_article_ingested_while_a_digest_opens_is_in_exactly_one_digest(site: Site) -> None:
-    """The ingest stamps first_seen when it commits, under the turnstile the digest takes to
-    read its end: a digest opened during a long ingest waits for it, and the article lands in
-    that digest, not in a gap between two windows."""
+    """The ingest holds the turnstile from its first new article to its commit, and the digest
+    takes it to read its end: a digest opened during a long ingest waits for it, and the
+    article lands in that digest, not in a gap between two windows."""
     import threading
 
     from publisher.store import Store
@@ -118,3 +118,23 @@ def test_an_article_ingested_while_a_digest_opens_is_in_exactly_one_digest(site:
     later = store.articles_between(second.end, NOW + timedelta(days=7), "ingested")  # type: ignore[attr-defined]
     store.close()
     assert [a.title for a in picked] == ["标题1"] and later == []
+
+
+def test_an_article_read_before_a_digest_but_stored_after_it_is_in_the_next_one(site: Site) -> None:
+    """First seen is when the ingest took the turnstile to store it, not when it was read: a
+    digest that ended (and went out) in between cannot have had it, so the next one does."""
+    from publisher.store import Store
+
+    store = Store(f"sqlite:///{site.db}")
+    store.sync_categories([("科技创新", "tech", "")], lambda name: name, NOW)
+    store.open_scheduled_digest(lambda: NOW - timedelta(days=1), FIRST_DIGEST_DAYS)
+    with store.writer(lambda: NOW) as writer:
+        read_at = NOW - timedelta(hours=2)
+        sent, _ = store.open_scheduled_digest(lambda: NOW - timedelta(hours=1), FIRST_DIGEST_DAYS)
+        writer.insert(article(1, ("tech",)), "tag:x,2026:1", None, "fp", read_at)
+    following, _ = store.open_scheduled_digest(lambda: NOW + timedelta(hours=1), FIRST_DIGEST_DAYS)
+    try:
+        assert store.articles_between(sent.start, sent.end, sent.by) == []
+        assert [a.title for a in store.articles_between(following.start, following.end, following.by)] == ["标题1"]
+    finally:
+        store.close()
