@@ -114,7 +114,8 @@ class _SourcePass:
                 # A folder's digest vouches that all its items are stored as listed.
                 unsettled = {key[: key.rfind("/") + 1] for key in self.unsettled}
                 settled = {f.name: f.digest for f in self.folders if f.name not in unsettled}
-                writer.set_folder_digests(self.source.name, settled)
+                if not isinstance(fingerprints, _StoredFingerprints) or settled != fingerprints.digests():
+                    writer.set_folder_digests(self.source.name, settled)  # else: no write at all
         if reread:
             self.store.set_meta(signature_key, signature)
 
@@ -282,10 +283,14 @@ class _StoredFingerprints(FolderFingerprints):
     def __len__(self) -> int:
         return len(self._everything())
 
-    def digest(self, folder: str) -> str | None:
+    def digests(self) -> dict[str, str]:
+        """folder -> the digest stored for it."""
         if self._digests is None:
             self._digests = self.store.folder_digests(self.source)
-        return self._digests.get(folder)
+        return self._digests
+
+    def digest(self, folder: str) -> str | None:
+        return self.digests().get(folder)
 
     def in_folder(self, folder: str) -> Mapping[str, str]:
         if self._all is not None or not self._digests:  # no digests yet: one query for all
