@@ -14,6 +14,7 @@ from .text import (
     absolute_url,
     convert_script,
     html_to_text,
+    is_own_markup,
     one_line,
     remove_pinyin_glosses,
     render_markdown,
@@ -68,13 +69,19 @@ def normalize(item: SourceItem, index: CategoryIndex, rules: TextRules, site_url
         raise NormalizeError("the title is empty", "give the article a title")
     categories = resolve_categories(item, index)
     url = _absolute_url(item.url, site_url)
-    # xml_safe before Markdown: the Rust renderer refuses lone surrogates (sanitize_html
-    # makes HTML XML-safe itself)
-    html = render_markdown(xml_safe(item.content)) if item.markdown else item.content
+    if item.markdown:
+        # xml_safe before Markdown: the Rust renderer refuses lone surrogates
+        markdown = xml_safe(item.content)
+        html = render_markdown(markdown)
+        own_markup = is_own_markup(markdown, html)
+    else:
+        html, own_markup = item.content, False
     if rules.remove_glosses:
         html = remove_pinyin_glosses(html)
-    # OpenCC runs on sanitised HTML, where every URL is ASCII, so it can never change a link
-    content = convert_script(sanitize_html(html, base_url=url or site_url + "/"), rules.convert)
+    # Untrusted markup is sanitised (which also makes it XML-safe); OpenCC then runs on it,
+    # where every URL is ASCII, so it can never change a link.
+    cleaned = xml_safe(html).strip() if own_markup else sanitize_html(html, base_url=url or site_url + "/")
+    content = convert_script(cleaned, rules.convert)
     if item.summary:
         summary = one_line(clean(item.summary))
     else:

@@ -227,6 +227,16 @@ def render_markdown(text: str) -> str:
         return _markdown_reference().render(text)  # type: ignore[no-any-return]
 
 
+def is_own_markup(markdown: str, html: str) -> bool:
+    """Whether `html`, rendered from `markdown`, is markup the renderer wrote itself and nothing
+    a sanitiser would touch. Without "<" the Markdown holds no raw HTML and no autolink, without
+    "&" no character reference, so every tag is the renderer's and all text is escaped by it;
+    without "=" in the HTML no tag carries an attribute (a link, an image, a code language, a
+    list start, a cell's alignment). Then nh3 has nothing to remove or make absolute, and plain
+    prose skips it: it is a fifth of the cost of normalising an article."""
+    return "<" not in markdown and "&" not in markdown and "=" not in html
+
+
 _BLOCK_END = re.compile(r"</(?:p|div|li|h[1-6]|tr|blockquote|pre|table|ul|ol|figure)>|<br\s*/?>", re.IGNORECASE)
 _TAG = re.compile(r"<[^>]*>")
 

@@ -5,9 +5,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
 
 from publisher.model import Category, SourceItem
 from publisher.normalize import CategoryIndex, NormalizeError, TextRules, make_guid, normalize
+from publisher.text import is_own_markup, render_markdown, sanitize_html
 
 INDEX = CategoryIndex([Category("科技创新", "tech"), Category("政策解读", "policy")])
 WHEN = datetime(2026, 5, 6, 6, 0, tzinfo=UTC)
@@ -85,3 +88,43 @@ def test_markdown_the_rust_renderer_panics_on_still_renders(body: str) -> None:
     # Found by the property test: markdown-it-pyrs panics on "[`" (a BaseException in Python).
     article = normalize(item(content=body, markdown=True), INDEX, TextRules(), "https://x.org")
     assert article.content_html.startswith("<p>") and "[" in article.content_html
+
+
+def _dom(fragment: str) -> list[tuple[str, list[tuple[str, str]], str, str]]:
+    """Tags, attributes and text of an HTML fragment, as a browser would parse it."""
+    import lxml.html
+
+    root = lxml.html.fragment_fromstring(fragment, create_parent="div")
+    return [(el.tag, sorted(el.attrib.items()), el.text or "", el.tail or "") for el in root.iter()]
+
+
+_MARKDOWN_TOKENS = [
+    "[", "](", ")", "![", "`", "```py\n", "**", "_", "# ", "- ", "3. ", "> ", "|", "|:-|", "---", "~~",
+    "\n", "\n\n", " ", "  \n", "\\", ":", "/", "a.b", "http://x.y", "javascript:x", "\"", "'", "=",
+    "高新區(qū)", "政策，", "。", "aZ9",
+]  # fmt: skip
+MARKDOWN_ISH = st.lists(st.sampled_from(_MARKDOWN_TOKENS), max_size=40).map("".join)
+
+
+@given(MARKDOWN_ISH)
+def test_markdown_that_skips_the_sanitiser_is_markup_the_sanitiser_keeps_as_it_is(body: str) -> None:
+    """Plain Markdown skips nh3 (text.is_own_markup); whatever it renders to, nh3 would have
+    kept every tag, attribute and character of it."""
+    html = render_markdown(body)
+    assume(is_own_markup(body, html))
+    assert _dom(html.strip()) == _dom(sanitize_html(html, "https://x.org/"))
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ("正文[链接](/a/b.html)", '<p>正文<a href="https://x.org/a/b.html">链接</a></p>'),
+        ("[坏](javascript:alert(1))", "<p>[坏](javascript:alert(1))</p>"),
+        ("正文<script>x()</script>", "<p>正文</p>"),
+        ("&#1;&lt;b&gt;", "<p>\ufffd&lt;b&gt;</p>"),  # CommonMark: U+FFFD for an invalid reference
+        ("**粗体** 与 `代码`", "<p><strong>粗体</strong> 与 <code>代码</code></p>"),
+    ],
+)
+def test_markdown_with_links_html_or_references_is_sanitised(body: str, expected: str) -> None:
+    article = normalize(item(content=body, markdown=True, url="https://x.org/"), INDEX, TextRules(), "https://x.org")
+    assert article.content_html == expected
