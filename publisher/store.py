@@ -881,7 +881,7 @@ class StoreWriter:
             return
         # executemany without RETURNING, then one query for the new ids: SQLite would run an
         # ordered RETURNING insert one row at a time (10x slower at 10,000 articles).
-        self.conn.execute(insert(articles_table), [values for values, _ in self._pending])
+        _insert_many(self.conn, articles_table, [values for values, _ in self._pending])
         a = articles_table.c
         source = self._pending[0][1].source
         keys = [article.key for _values, article in self._pending]
@@ -893,7 +893,7 @@ class StoreWriter:
             for slug in article.categories
         ]
         if links:
-            self.conn.execute(insert(article_categories_table), links)
+            _insert_many(self.conn, article_categories_table, links)
         self._pending.clear()
 
     def replace(self, row_id: int, article: Article, explicit_id: str | None, fingerprint: str | None) -> None:
@@ -977,6 +977,36 @@ class StoreWriter:
                     for s in article.categories
                 ],
             )
+
+
+def _insert_many(conn: Connection, table: Table, rows: list[dict[str, object]]) -> None:
+    """Insert rows that all name the same columns. On SQLite straight through the driver:
+    SQLAlchemy's per-row parameter processing cost as much as SQLite's own work (0.4 s per
+    10,000 articles). Datetimes are written as SQLAlchemy writes them there, so they read
+    back, compare and sort the same (a test holds the two formats together)."""
+    if conn.dialect.name != "sqlite":
+        conn.execute(insert(table), rows)
+        return
+    columns = list(rows[0])
+    dates = [i for i, name in enumerate(columns) if isinstance(table.c[name].type, DateTime)]
+    flags = [i for i, name in enumerate(columns) if isinstance(table.c[name].type, Boolean)]
+    params = []
+    for row in rows:
+        values = [row[name] for name in columns]
+        for i in dates:
+            if values[i] is not None:
+                values[i] = sqlite_datetime(values[i])  # type: ignore[arg-type]
+        for i in flags:
+            if values[i] is not None:
+                values[i] = int(values[i])  # type: ignore[call-overload]
+        params.append(tuple(values))
+    names = ", ".join(f'"{name}"' for name in columns)
+    conn.exec_driver_sql(f"INSERT INTO {table.name} ({names}) VALUES ({', '.join('?' * len(columns))})", params)
+
+
+def sqlite_datetime(moment: datetime) -> str:
+    """A naive datetime as SQLAlchemy stores it in SQLite (its DATETIME default format)."""
+    return moment.isoformat(" ", "microseconds")
 
 
 def _row(article: Article) -> dict[str, object]:
