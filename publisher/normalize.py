@@ -78,9 +78,10 @@ def normalize(item: SourceItem, index: CategoryIndex, rules: TextRules, site_url
         html, own_markup = item.content, False
     if rules.remove_glosses:
         html = remove_pinyin_glosses(html)
-    # Untrusted markup is sanitised (which also makes it XML-safe); OpenCC then runs on it,
+    # Untrusted markup is sanitised (which also makes it XML-safe); the renderer's own markup
+    # holds only characters of the XML-safe Markdown and ASCII tags. OpenCC then runs on it,
     # where every URL is ASCII, so it can never change a link.
-    cleaned = xml_safe(html).strip() if own_markup else sanitize_html(html, base_url=url or site_url + "/")
+    cleaned = html.strip() if own_markup else sanitize_html(html, base_url=url or site_url + "/")
     content = convert_script(cleaned, rules.convert)
     if item.summary:
         summary = one_line(clean(item.summary))
