@@ -23,16 +23,12 @@ from .ingest import Clock, IngestContext, Tick, ingest
 from .model import BuildReport, Category, Folder, ItemProblem, Site, Unchanged
 from .normalize import CategoryIndex, NormalizeError, TextRules
 from .sources import Source
-from .sources.feed import FeedSource
 from .sources.files import FilesSource
-from .sources.html import ArticleRules, HtmlSource, ListRules
-from .sources.http import Fetcher, Validators, user_agent
-from .sources.json_api import Fields, JsonSource, Paging
-from .sources.wordpress import WordPressSource
 from .store import Store
 
 if TYPE_CHECKING:
     from .parallel import Prepared
+    from .sources.http import Fetcher
     from .transports import Transport
 from .text import slugify
 
@@ -48,20 +44,30 @@ def make_source(
     known: frozenset[str] = frozenset(),
 ) -> Source:
     """The registry from a config `type` to a source; config validation rejects unknown types.
-    `known`: our category names and slugs (a WordPress site's categories are matched to them)."""
+    `known`: our category names and slugs (a WordPress site's categories are matched to them).
+    Web sources are imported only when configured: they bring requests and lxml.html, a tenth
+    of a second of every build of a site that reads only files."""
     if isinstance(config, WordPressSourceConfig):
+        from .sources.wordpress import WordPressSource
+
         return WordPressSource(
             config.source_name, config.url, config.categories, config.category, fetcher(config), known, config.max_pages
         )
     if isinstance(config, FeedSourceConfig):
+        from .sources.feed import FeedSource
+
         return FeedSource(config.source_name, config.url, config.category, fetcher(config))
     if isinstance(config, JsonSourceConfig):
+        from .sources.json_api import Fields, JsonSource, Paging
+
         f, p = config.fields, config.paging
         fields = Fields(f.list, f.id, f.title, f.date, f.body, f.url or None, f.category or None, f.author or None,
                         f.summary or None)  # fmt: skip
         paging = Paging(p.kind, p.page_size, p.next or None, p.max_pages)
         return JsonSource(config.source_name, config.url, fields, paging, config.category, fetcher(config), timezone)
     if isinstance(config, HtmlSourceConfig):
+        from .sources.html import ArticleRules, HtmlSource, ListRules
+
         lists = ListRules(config.list.pages, config.list.links, config.list.next, config.list.url_pattern,
                           config.list.max_pages)  # fmt: skip
         article = ArticleRules(**config.article.model_dump())
@@ -128,6 +134,8 @@ class App:
 
     def fetcher(self, config: WebSourceConfig, conditional: bool = True) -> Fetcher:
         """The HTTP layer for a web source; conditional: remember ETag/Last-Modified in the store."""
+        from .sources.http import Fetcher, Validators, user_agent
+
         store = self.store
         validators = Validators(store.get_meta, store.set_meta, config.source_name) if conditional else None
         return Fetcher(
