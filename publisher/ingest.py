@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -67,8 +67,8 @@ class _SourcePass:
         self.seen: set[str] = set()
         self.unchanged = 0  # seen keys that matched live fingerprints
         self.read: set[str] = set()  # the other seen keys: read, or reported as problems
-        self.unsettled: set[str] = set()  # keys not stored as listed: problems and drafts
-        self.folders: list[Folder] = []
+        self.written: set[str] = set()  # read keys now stored as listed (new, changed or the same)
+        self.folders: list[tuple[str, str, int, int]] = []  # (name, digest, listed, unchanged)
         self.moved_from: set[str] = set()
         self.explicit_ids: dict[str, str] = {}
         self.guids = _GuidCheck(store)
@@ -87,14 +87,14 @@ class _SourcePass:
                 self._fetch_known(r.key for r in batch if isinstance(r, (Deferred, SourceItem)))
                 results = iter(prepared)
                 for result in batch:
-                    if isinstance(result, Folder):
-                        self.folders.append(result)
-                        continue
-                    if isinstance(result, Unchanged):  # matched live fingerprints: all live
-                        self.seen.update(result.keys)
-                        self.unchanged += len(result.keys)
-                        self.report.unchanged += len(result.keys)
-                        self.tick(len(result.keys))
+                    if isinstance(result, (Folder, Unchanged)):
+                        keys = result.unchanged if isinstance(result, Folder) else result.keys
+                        self.seen.update(keys)  # they matched live fingerprints: all are live
+                        self.unchanged += len(keys)
+                        self.report.unchanged += len(keys)
+                        self.tick(len(keys))
+                        if isinstance(result, Folder):
+                            self.folders.append((result.name, result.digest, result.listed, len(keys)))
                         continue
                     self.seen.add(result.key)
                     self.read.add(result.key)
@@ -105,15 +105,20 @@ class _SourcePass:
                     elif outcome is None:  # a draft: as if the file were not there
                         self.seen.discard(result.key)
                         self.read.discard(result.key)
-                        self.unsettled.add(result.key)
                     else:
                         self._item(writer, *outcome)
             self._finish_moves(writer)
             self._withdraw_missing(writer)
             if self.folders:
-                # A folder's digest vouches that all its items are stored as listed.
-                unsettled = {key[: key.rfind("/") + 1] for key in self.unsettled}
-                settled = {f.name: f.digest for f in self.folders if f.name not in unsettled}
+                # A folder's digest vouches that every item listed in it is stored as listed:
+                # it matched, or it was written with its fingerprint. A problem or a draft
+                # keeps its folder on the item-by-item path.
+                written = Counter(key[: key.rfind("/") + 1] for key in self.written)
+                settled = {
+                    name: digest
+                    for name, digest, listed, unchanged in self.folders
+                    if unchanged + written[name] == listed
+                }
                 if not isinstance(fingerprints, _StoredFingerprints) or settled != fingerprints.digests():
                     writer.set_folder_digests(self.source.name, settled)  # else: no write at all
         if reread:
@@ -145,12 +150,12 @@ class _SourcePass:
     def _fetch_known(self, keys: Iterable[str]) -> None:
         if not self.any_rows:  # a first ingest: nothing to look up
             return
-        missing = [key for key in keys if key not in self.known]
+        # A key that is not valid Unicode (a file name's undecodable bytes) was never stored.
+        missing = [key for key in keys if key not in self.known and _storable(key)]
         if missing:
             self.known.update(self.store.known(self.source.name, missing))
 
     def _problem(self, problem: ItemProblem) -> None:
-        self.unsettled.add(problem.key)
         if self.context.strict:
             raise ContentError(problem.location, problem.reason, problem.hint)
         log.warning("skipped %s", problem)
@@ -178,6 +183,7 @@ class _SourcePass:
         ):
             if known.fingerprint != item.fingerprint:
                 writer.set_fingerprint(known.id, item.fingerprint)
+            self.written.add(item.key)
             self.report.unchanged += 1
         else:
             self._changed(writer, known, item, article)
@@ -199,6 +205,7 @@ class _SourcePass:
             return
         self.guids.add(guid)
         writer.insert(article, guid, item.explicit_id, item.fingerprint, self.context.clock())
+        self.written.add(item.key)
         log.info("new %s", item.location or item.key)
         self.report.new += 1
 
@@ -210,24 +217,41 @@ class _SourcePass:
         else:
             updated = max(self.context.clock(), article.published)
         writer.replace(known.id, replace(article, guid=known.guid, updated=updated), item.explicit_id, item.fingerprint)
+        self.written.add(item.key)
         log.info("changed %s", item.location or item.key)
         self.report.changed += 1
 
     def _finish_moves(self, writer: StoreWriter) -> None:
-        """Renames (an id found under a new path), then paths whose id went elsewhere."""
+        """Renames (an id found under a new path), then paths whose id went elsewhere, then the
+        renames those turned up (a file that took the id another file gave up)."""
         lost_at = {item.key for _known, item, _article in self.id_lost}
-        for _row_id, old_key, item, article in self.moved:
+        self._apply_moves(writer, lost_at)
+        for known, item, article in self.id_lost:
+            if item.key in self.moved_from:
+                self._new(writer, item, article)  # a new article where the moved one was; may move
+            else:
+                self._changed(writer, known, item, article)  # the same article, its id edited
+        self._apply_moves(writer, lost_at)
+
+    def _apply_moves(self, writer: StoreWriter, lost_at: set[str]) -> None:
+        while self.moved:
+            _row_id, old_key, item, article = self.moved.pop(0)
             if old_key in self.seen and old_key not in lost_at:
                 self._problem(self._duplicate_id(item, old_key))
+                continue
+            if old_key in self.written:  # that row already took its file's new content
+                self._problem(
+                    ItemProblem(
+                        item.key,
+                        item.location,
+                        f"id {item.explicit_id!r} came from {old_key}, which took another id in the same build",
+                        "build again: the next build files it as a new article",
+                    )
+                )
                 continue
             self._fetch_known([old_key])
             self._changed(writer, self.known.pop(old_key), item, article)
             self.moved_from.add(old_key)
-        for known, item, article in self.id_lost:
-            if item.key in self.moved_from:
-                self._new(writer, item, article)  # a new article where the moved one was
-            else:
-                self._changed(writer, known, item, article)  # the same article, its id edited
 
     def _duplicate_id(self, item: SourceItem, other: str) -> ItemProblem:
         return ItemProblem(
@@ -256,6 +280,14 @@ class _SourcePass:
             log.info("withdrawn (gone from %s): %s", self.source.name, ", ".join(missing))
             writer.withdraw(gone)
             self.report.withdrawn += len(gone)
+
+
+def _storable(key: str) -> bool:
+    try:
+        key.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 class _StoredFingerprints(FolderFingerprints):

@@ -56,12 +56,16 @@ class Unchanged:
 @dataclass(frozen=True, slots=True)
 class Folder:
     """A source's word that it listed one folder: `name` is its key prefix ("" or ending in
-    "/"), `digest` sums up the names and fingerprints found there. Once every item listed in
-    it is stored as listed, ingest keeps the digest; a later scan that lists the same digest
+    "/"), `digest` sums up the names and fingerprints of the `listed` items found there, and
+    `unchanged` are the keys among them that matched the last ingest (as an `Unchanged` would
+    say; the others came before it as items or problems). Once every item listed in a folder
+    is stored as listed, ingest keeps its digest, and a later scan that finds the same digest
     takes the whole folder as unchanged without looking up each item's fingerprint."""
 
     name: str
     digest: str
+    listed: int
+    unchanged: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)

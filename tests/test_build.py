@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import sys
 from datetime import timedelta
 
 import pytest
@@ -497,3 +499,51 @@ def test_folders_with_problems_or_drafts_are_still_checked_file_by_file(site: Si
     site.add("tech/broken.md", "---\ntitle: 修好了\ndate: 2026-05-06 14:00\n---\n正文。\n")
     fourth = site.build()
     assert (fourth.new, fourth.skipped) == (1, 0) and "修好了" in site.feed("tech/rss.xml").decode()
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="needs a file system that takes any bytes in names")
+def test_folders_whose_names_are_not_utf8_are_reported_every_build_and_never_stop_it(site: Site) -> None:
+    site.article("tech/a.md", "好的")
+    gbk_named = site.content / os.fsdecode("高新".encode("gbk"))  # a zip from a Chinese Windows
+    site.article(f"{gbk_named.name}/b.md", "名字坏了")
+    images_only = site.content / os.fsdecode("图片".encode("gbk"))
+    images_only.mkdir()
+    (images_only / "x.png").write_bytes(b"\x89PNG")
+    for _ in range(2):
+        report = site.build()
+        assert (report.new + report.unchanged, report.skipped, report.failed_sources) == (1, 1, [])
+        assert "folder name is not valid UTF-8" in report.problems[0]
+
+
+def test_an_id_handed_on_in_a_rotation_is_published_and_stays_published(site: Site) -> None:
+    first = site.article("tech/a.md", "第一篇", id="one")
+    second = site.article("tech/b.md", "第二篇", id="two")
+    site.build()
+    shutil.copy(first, site.content / "tech" / "c.md")  # c.md takes id one from a.md ...
+    first.write_text(second.read_text(encoding="utf-8").replace("第二篇", "第二篇改"), encoding="utf-8")
+    touch_later(first)  # ... a.md takes id two from b.md, which goes
+    second.unlink()
+    site.build()
+    for _ in range(2):
+        rss = site.feed("tech/rss.xml").decode()
+        assert "第一篇" in rss and "第二篇改" in rss and "第二篇<" not in rss
+        report = site.build()
+        assert (report.new, report.changed, report.skipped, report.unchanged) == (0, 0, 0, 2)
+
+
+def test_an_unchanged_build_writes_nothing_to_the_store(site: Site, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from publisher.store import StoreWriter
+
+    site.article("tech/a.md", "科技")
+    site.article("policy/b.md", "政策")
+    site.build()
+    writes: list[str] = []
+    for name in ("insert", "replace", "set_fingerprint", "withdraw", "set_folder_digests"):
+        original = getattr(StoreWriter, name)
+        spy = lambda self, *a, _n=name, _o=original, **k: (writes.append(_n), _o(self, *a, **k))  # noqa: E731
+        monkeypatch.setattr(StoreWriter, name, spy)
+    site.build()
+    assert writes == []
+    touch_later(site.content / "tech" / "a.md")  # same content: only the fingerprint and the digest move
+    site.build()
+    assert sorted(writes) == ["set_fingerprint", "set_folder_digests"]

@@ -14,7 +14,7 @@ from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 from ..errors import SourceError
-from ..model import Deferred, Folder, ItemProblem, SourceItem, Unchanged
+from ..model import Deferred, Folder, ItemProblem, SourceItem
 from ..text import text_to_html
 from . import Fetched, FolderFingerprints
 
@@ -61,30 +61,28 @@ class FilesSource:
                 "create it or fix `path` in [[sources]]",
             )
         by_folder = fingerprints if isinstance(fingerprints, FolderFingerprints) else None
-        unchanged: list[str] = []
         for folder, prefix, files in self._walk():
+            if not _is_utf8(prefix):  # nothing in here can be stored (or asked about): say so
+                for name, _fingerprint in files:
+                    shown = os.path.join(folder, name).encode("utf-8", "backslashreplace").decode()
+                    yield ItemProblem(prefix + name, shown, "the folder name is not valid UTF-8", "rename the folder")
+                continue
             digest = _digest(files)
             if by_folder is not None and by_folder.digest(prefix) == digest:
-                unchanged.extend([prefix + name for name, _fingerprint in files])
-            else:
-                known = by_folder.in_folder(prefix) if by_folder is not None else fingerprints
-                for name, fingerprint in files:
-                    key = prefix + name
-                    if known.get(key) == fingerprint:
-                        unchanged.append(key)
-                        continue
-                    path = os.path.join(folder, name)
-                    if not _is_utf8(key):
-                        shown = path.encode("utf-8", "backslashreplace").decode()
-                        yield ItemProblem(key, shown, "the file name is not valid UTF-8", "rename the file")
-                    else:
-                        yield Deferred(key, partial(self.read_or_problem, path, key, fingerprint))
-            yield Folder(prefix, digest)
-            if len(unchanged) >= 1000:
-                yield Unchanged(tuple(unchanged))
-                unchanged.clear()
-        if unchanged:
-            yield Unchanged(tuple(unchanged))
+                yield Folder(prefix, digest, len(files), tuple([prefix + name for name, _fingerprint in files]))
+                continue
+            known = by_folder.in_folder(prefix) if by_folder is not None else fingerprints
+            unchanged: list[str] = []
+            for name, fingerprint in files:
+                key = prefix + name
+                if known.get(key) == fingerprint:
+                    unchanged.append(key)
+                elif not _is_utf8(name):
+                    shown = os.path.join(folder, name).encode("utf-8", "backslashreplace").decode()
+                    yield ItemProblem(key, shown, "the file name is not valid UTF-8", "rename the file")
+                else:
+                    yield Deferred(key, partial(self.read_or_problem, os.path.join(folder, name), key, fingerprint))
+            yield Folder(prefix, digest, len(files), tuple(unchanged))
 
     def read_or_problem(self, path: str, key: str, fingerprint: str | None) -> SourceItem | ItemProblem | None:
         """`read`, with a file's problems as a value (this runs in worker processes)."""
