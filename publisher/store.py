@@ -867,7 +867,7 @@ class StoreWriter:
         values = _row(article) | {
             "source": article.source, "key": article.key, "guid": guid,
             "explicit_id": explicit_id, "fingerprint": fingerprint,
-            "first_seen": self._stamp(now), "withdrawn": False,
+            "first_seen": _naive_utc(now), "withdrawn": False,  # stamped again by flush()
         }  # fmt: skip
         self._pending.append((values, article))
         self._dirty.update((*article.categories, SITE_SCOPE))
@@ -879,6 +879,10 @@ class StoreWriter:
         assert self.conn is not None
         if not self._pending:
             return
+        stamp = self._stamp()
+        if stamp is not None:
+            for values, _article in self._pending:
+                values["first_seen"] = stamp
         # executemany without RETURNING, then one query for the new ids: SQLite would run an
         # ordered RETURNING insert one row at a time (10x slower at 10,000 articles).
         _insert_many(self.conn, articles_table, [values for values, _ in self._pending])
@@ -942,15 +946,17 @@ class StoreWriter:
         self._dirty.update(self.conn.execute(select(ac.category_slug).where(ac.article_id.in_(row_ids))).scalars())
         self.conn.execute(delete(article_categories_table).where(ac.article_id.in_(row_ids)))
 
-    def _stamp(self, processed: datetime) -> datetime:
+    def _stamp(self) -> datetime | None:
         """When this pass's new articles are first seen: the time this transaction took the
-        turnstile, which it then holds to its commit. A scheduled digest reads the end of its
-        window under the same turnstile, so it either ended before this (and the articles are
-        in the next one) or waits for this commit (and they are in it): each new article lands
-        in exactly one scheduled window, however long the ingest runs (see
-        Store.open_scheduled_digest). Without a clock, `processed` is used as it is."""
+        turnstile, just before its first insert, which it then holds to its commit. A
+        scheduled digest reads the end of its window under the same turnstile, so it either
+        ended before this (and the articles are in the next one) or waits for this commit (and
+        they are in it): each new article lands in exactly one scheduled window, however long
+        the ingest runs (see Store.open_scheduled_digest). New articles are inserted 500 at a
+        time or at commit, so a short pass takes the turnstile only at its end. Without a
+        clock, articles keep the time they were processed."""
         if self.clock is None:
-            return _naive_utc(processed)
+            return None
         if self._first_seen is None:
             assert self.conn is not None
             _turnstile(self.conn)

@@ -138,3 +138,48 @@ def test_an_article_read_before_a_digest_but_stored_after_it_is_in_the_next_one(
         assert [a.title for a in store.articles_between(following.start, following.end, following.by)] == ["标题1"]
     finally:
         store.close()
+
+
+def test_an_ingest_that_stores_while_a_digest_reads_its_end_stamps_after_that_end(site: Site) -> None:
+    """The ingest reads the time for first_seen only once it holds the turnstile: a digest
+    that is reading its window's end (holding the turnstile) makes it wait, so its articles
+    are stamped after that end and go into the next digest, never into one already sent."""
+    import threading
+    import time
+
+    from publisher.store import Store
+
+    store = Store(f"sqlite:///{site.db}")
+    store.sync_categories([("科技创新", "tech", "")], lambda name: name, NOW)
+    store.open_scheduled_digest(lambda: NOW - timedelta(days=1), FIRST_DIGEST_DAYS)
+    reading, release = threading.Event(), threading.Event()
+
+    def digest_clock() -> datetime:  # the digest reads its end while it holds the turnstile
+        reading.set()
+        release.wait(30)
+        return NOW
+
+    opened: list[object] = []
+    digest = threading.Thread(target=lambda: opened.append(store.open_scheduled_digest(digest_clock, 7)))
+    digest.start()
+    assert reading.wait(30)
+    clock = {"now": NOW - timedelta(minutes=1)}  # what an ingest would read before waiting
+
+    def ingest() -> None:
+        with store.writer(lambda: clock["now"]) as writer:
+            writer.insert(article(1, ("tech",)), "tag:x,2026:1", None, "fp", NOW - timedelta(hours=2))
+
+    storing = threading.Thread(target=ingest)
+    storing.start()
+    time.sleep(0.5)  # the ingest is at its commit, waiting for the turnstile
+    clock["now"] = NOW + timedelta(minutes=1)  # the time once it has the turnstile
+    release.set()
+    digest.join(30)
+    storing.join(30)
+    [(sent, _created)] = opened  # type: ignore[misc]
+    following, _ = store.open_scheduled_digest(lambda: NOW + timedelta(hours=1), FIRST_DIGEST_DAYS)
+    try:
+        assert store.articles_between(sent.start, sent.end, sent.by) == []  # type: ignore[attr-defined]
+        assert [a.title for a in store.articles_between(following.start, following.end, following.by)] == ["标题1"]
+    finally:
+        store.close()
