@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 from .model import Article, Category, SourceItem
 from .text import (
     absolute_url,
+    as_sanitised,
     convert_script,
     html_to_text,
     is_own_markup,
@@ -81,7 +82,7 @@ def normalize(item: SourceItem, index: CategoryIndex, rules: TextRules, site_url
     # Untrusted markup is sanitised (which also makes it XML-safe); the renderer's own markup
     # holds only characters of the XML-safe Markdown and ASCII tags. OpenCC then runs on it,
     # where every URL is ASCII, so it can never change a link.
-    cleaned = html.strip() if own_markup else sanitize_html(html, base_url=url or site_url + "/")
+    cleaned = as_sanitised(html) if own_markup else sanitize_html(html, base_url=url or site_url + "/")
     content = convert_script(cleaned, rules.convert)
     if item.summary:
         summary = one_line(clean(item.summary))

@@ -237,6 +237,14 @@ def is_own_markup(markdown: str, html: str) -> bool:
     return "<" not in markdown and "&" not in markdown and "=" not in html
 
 
+def as_sanitised(own_markup: str) -> str:
+    """The renderer's own markup (see is_own_markup) written as nh3 writes it, so that an
+    article's HTML, and so its content hash, is the same whichever way it went."""
+    return (
+        own_markup.replace("&quot;", '"').replace("<br />", "<br>").replace("<hr />", "<hr>").replace("\xa0", "&nbsp;")
+    ).strip()
+
+
 _BLOCK_END = re.compile(r"</(?:p|div|li|h[1-6]|tr|blockquote|pre|table|ul|ol|figure)>|<br\s*/?>", re.IGNORECASE)
 _TAG = re.compile(r"<[^>]*>")
 
