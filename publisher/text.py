@@ -293,13 +293,19 @@ def summarize(text: str, limit: int, ellipsis: str = "…") -> str:
     and adds `ellipsis` only when something was cut.
     """
     if _PLAIN_CJK.search(text, 0, limit + 1) is None:
-        clusters = list(text[: limit + 1])  # ASCII and common CJK only: one grapheme each
-    else:
-        grapheme, clustering = _grapheme_patterns()
-        if clustering.search(text, 0, limit * 2 + 2) is None:
-            clusters = list(text[: limit + 1])  # no joining code point: one grapheme each
-        else:
-            clusters = [m.group() for m in islice(grapheme.finditer(text), limit + 1)]
+        return _cut_chars(text, limit, ellipsis)  # ASCII and common CJK only: one grapheme each
+    grapheme, clustering = _grapheme_patterns()
+    if clustering.search(text, 0, limit * 2 + 2) is None:
+        return _cut_chars(text, limit, ellipsis)  # no joining code point: one grapheme each
+    return _cut_clusters(text, [m.group() for m in islice(grapheme.finditer(text), limit + 1)], limit, ellipsis)
+
+
+_TRAILING_WORD = re.compile(r"[A-Za-z0-9]+$")
+_WORD_CHAR = re.compile(r"[A-Za-z0-9]")
+
+
+def _cut_clusters(text: str, clusters: list[str], limit: int, ellipsis: str) -> str:
+    """summarize() over the first limit + 1 grapheme clusters of `text`."""
     if len(clusters) <= limit:
         return text
     kept = clusters[: max(limit - len(ellipsis), 1)]
@@ -312,10 +318,30 @@ def summarize(text: str, limit: int, ellipsis: str = "…") -> str:
         else:
             continue
         break
-    cut = "".join(kept).rstrip(_SOFT_BREAK)
     following = clusters[len(kept)] if len(kept) < len(clusters) else ""
-    word = re.search(r"[A-Za-z0-9]+$", cut)
-    if word and word.start() > 0 and re.match(r"[A-Za-z0-9]", following):
+    return _finish_cut("".join(kept), following, ellipsis)
+
+
+def _cut_chars(text: str, limit: int, ellipsis: str) -> str:
+    """_cut_clusters for text whose every code point is a grapheme, on the string itself: the
+    same cut, three times faster (a test holds the two together)."""
+    if len(text) <= limit:
+        return text
+    keep = max(limit - len(ellipsis), 1)
+    kept = text[:keep]
+    start = keep - max(1, keep // 4)  # the last quarter: where a sentence may end the cut
+    for marks in (_BREAK_AFTER, _SOFT_BREAK):
+        end = max(kept.rfind(mark, start) for mark in marks)
+        if end >= 0:
+            kept = kept[: end + 1]
+            break
+    return _finish_cut(kept, text[len(kept)], ellipsis)
+
+
+def _finish_cut(cut: str, following: str, ellipsis: str) -> str:
+    cut = cut.rstrip(_SOFT_BREAK)
+    word = _TRAILING_WORD.search(cut) if cut[-1:].isascii() else None
+    if word and word.start() > 0 and _WORD_CHAR.match(following):
         cut = cut[: word.start()].rstrip()
     # A cut after a full sentence reads as finished; anything else gets the ellipsis.
     return cut if cut.endswith(("。", "！", "？", "!", "?", "…")) else cut + ellipsis

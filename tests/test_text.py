@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
 
 from publisher.text import (
     convert_script,
@@ -169,3 +171,23 @@ def test_srcset_and_links_without_a_base_still_refuse_bad_schemes() -> None:
     html = '<picture><source srcset="javascript:alert(1) 1x, /ok.jpg 2x"></picture><a href="/rel">r</a>'
     clean = sanitize_html(html, None)
     assert "javascript" not in clean and "/ok.jpg 2x" in clean and 'href="/rel"' in clean
+
+
+_RUNS = st.text(alphabet=st.sampled_from(list("高新区政策解读abcXYZ019-\n")), min_size=1, max_size=40)
+_MARKS = st.sampled_from(list(" ，、,：:。！？；!?;…」』”）)"))
+
+
+@given(
+    st.lists(st.one_of(_RUNS, _MARKS), max_size=12).map("".join),
+    st.integers(min_value=1, max_value=150),
+    st.sampled_from(["…", "...", ""]),
+)
+@example("高" * 14 + "。" + "新" * 20, 21, "…")  # a full stop just before the last quarter: not used
+@example("高" * 15 + "。" + "新" * 20, 21, "…")  # the first place in it
+@example("高" * 19 + "，" + "新" * 20, 21, "…")  # the last place in it
+def test_cutting_a_string_of_single_code_point_graphemes_is_cutting_its_clusters(
+    text: str, limit: int, ellipsis: str
+) -> None:
+    from publisher.text import _cut_chars, _cut_clusters
+
+    assert _cut_chars(text, limit, ellipsis) == _cut_clusters(text, list(text[: limit + 1]), limit, ellipsis)
