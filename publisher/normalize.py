@@ -7,6 +7,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 from urllib.parse import urlsplit
 
 from .model import Article, Category, SourceItem
@@ -172,12 +173,17 @@ def _absolute_url(url: str | None, base: str) -> str | None:
 _TAG_SAFE = re.compile(r"[A-Za-z0-9._~/:@!$&'()*+,;=-]+")
 
 
+@lru_cache(maxsize=16)
+def _host(site_url: str) -> str:
+    return (urlsplit(site_url).hostname or "localhost").lower()
+
+
 def make_guid(site_url: str, published: datetime, source: str, key: str, explicit_id: str | None) -> str:
     """A tag: URI (RFC 4151) fixed at first ingest: it survives URL and title changes.
 
     The same article in two category feeds has one id, as readers expect.
     """
-    host = (urlsplit(site_url).hostname or "localhost").lower()
+    host = _host(site_url)
     specific = f"id/{explicit_id}" if explicit_id else f"{source}/{key}"
     if not _TAG_SAFE.fullmatch(specific):
         digest = hashlib.sha1(specific.encode("utf-8", "surrogatepass")).hexdigest()[:20]
