@@ -831,7 +831,10 @@ class Ledger:
 
 
 class StoreWriter:
-    """Writes of one ingest pass, in one transaction; new articles are inserted in batches."""
+    """Writes of one ingest pass, in one transaction. New and changed articles are written in
+    batches of 500 or at commit, so a pass that reads slowly (a web crawl) takes the
+    database's write lock (SQLite has one for the whole file) only for its writes, not from
+    its first change to its commit, and digests and subscribers are not kept waiting."""
 
     BATCH = 500
 
@@ -839,7 +842,8 @@ class StoreWriter:
         self.engine = engine
         self.clock = clock
         self.conn: Connection | None = None
-        self._pending: list[tuple[dict[str, object], Article]] = []
+        self._pending: list[tuple[dict[str, object], Article]] = []  # new articles
+        self._updates: list[tuple[int, dict[str, object], Article | None]] = []  # row, values, links
         self._dirty: set[str] = set()
         self._first_seen: datetime | None = None
 
@@ -871,12 +875,20 @@ class StoreWriter:
         }  # fmt: skip
         self._pending.append((values, article))
         self._dirty.update((*article.categories, SITE_SCOPE))
-        if len(self._pending) >= self.BATCH:
+        if len(self._pending) + len(self._updates) >= self.BATCH:
             self.flush()
 
     def flush(self) -> None:
-        """Insert the pending articles (one statement for all) and their category links."""
+        """Apply the pending changes, then insert the pending articles (one statement for all)
+        and their category links. Changes go first: a renamed article frees its old key for a
+        new article there."""
         assert self.conn is not None
+        for row_id, values, linked in self._updates:
+            self.conn.execute(update(articles_table).where(articles_table.c.id == row_id).values(**values))
+            if linked is not None:
+                self._unlink([row_id])
+                self._link(row_id, linked)
+        self._updates.clear()
         if not self._pending:
             return
         stamp = self._stamp()
@@ -909,14 +921,15 @@ class StoreWriter:
             "fingerprint": fingerprint,
             "withdrawn": False,
         }
-        self.conn.execute(update(articles_table).where(articles_table.c.id == row_id).values(**values))
-        self._unlink([row_id])
-        self._link(row_id, article)
+        self._updates.append((row_id, values, article))
         self._dirty.update((*article.categories, SITE_SCOPE))
+        if len(self._pending) + len(self._updates) >= self.BATCH:
+            self.flush()
 
     def set_folder_digests(self, source: str, digests: Mapping[str, str]) -> None:
         """The source's folder digests from now on (the folders not named have none)."""
         assert self.conn is not None
+        self.flush()
         f = folder_digests_table.c
         self.conn.execute(delete(folder_digests_table).where(f.source == source))
         if digests:
@@ -924,12 +937,14 @@ class StoreWriter:
             self.conn.execute(insert(folder_digests_table), rows)
 
     def set_fingerprint(self, row_id: int, fingerprint: str | None) -> None:
-        assert self.conn is not None
-        self.conn.execute(update(articles_table).where(articles_table.c.id == row_id).values(fingerprint=fingerprint))
+        self._updates.append((row_id, {"fingerprint": fingerprint}, None))
+        if len(self._pending) + len(self._updates) >= self.BATCH:
+            self.flush()
 
     def withdraw(self, row_ids: Iterable[int]) -> None:
         """Articles whose item is gone from the source leave the feeds but stay in the store."""
         assert self.conn is not None
+        self.flush()  # in the order they were asked for
         ids = list(row_ids)
         for start in range(0, len(ids), 500):
             chunk = ids[start : start + 500]

@@ -46,3 +46,32 @@ def test_bulk_inserted_articles_read_back_and_sort_as_written(tmp_path: Path) ->
         ]
     finally:
         store.close()
+
+
+def test_a_pass_holds_the_write_lock_only_while_it_writes(tmp_path: Path) -> None:
+    """Changes and new articles wait in the writer until 500 are due or it commits: a slow
+    pass (a web crawl) does not keep digests and subscribers out of the database meanwhile."""
+    import threading
+
+    store = Store(f"sqlite:///{tmp_path / 'store.db'}")
+    when = datetime(2026, 5, 6, tzinfo=UTC)
+    try:
+        with store.writer(lambda: when) as writer:
+            for n in range(2):
+                article = Article("s", f"k{n}", "", f"标题{n}", "<p>x</p>", "摘要", when, when, ("tech",), f"h{n}")
+                writer.insert(article, f"tag:x,2026:{n}", None, "1:2", when)
+        known = store.known("s", ["k0", "k1"])
+        with store.writer(lambda: when) as writer:
+            edited = Article("s", "k0", "", "改过的标题", "<p>y</p>", "摘要", when, when, ("tech",), "h9")
+            writer.replace(known["k0"].id, edited, None, "3:4")
+            writer.set_fingerprint(known["k1"].id, "5:6")
+            new = Article("s", "k2", "", "新的", "<p>z</p>", "摘要", when, when, ("tech",), "h2")
+            writer.insert(new, "tag:x,2026:2", None, "7:8", when)
+            other = threading.Thread(target=lambda: store.set_meta("subscriber-write", "done"))
+            other.start()
+            other.join(10)
+            assert not other.is_alive() and store.get_meta("subscriber-write") == "done"
+        assert [a.title for a in store.latest("tech", 10)] == ["新的", "标题1", "改过的标题"]  # newest id first
+        assert store.fingerprints("s") == {"k0": "3:4", "k1": "5:6", "k2": "7:8"}
+    finally:
+        store.close()
