@@ -245,7 +245,7 @@ class _SourcePass:
                         item.key,
                         item.location,
                         f"id {item.explicit_id!r} came from {old_key}, which took another id in the same build",
-                        "build again: the next build files it as a new article",
+                        "build again to file it as a new article; if its feed id is then taken, give it its own `id`",
                     )
                 )
                 continue

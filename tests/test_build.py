@@ -547,3 +547,22 @@ def test_an_unchanged_build_writes_nothing_to_the_store(site: Site, monkeypatch)
     touch_later(site.content / "tech" / "a.md")  # same content: only the fingerprint and the digest move
     site.build()
     assert sorted(writes) == ["set_fingerprint", "set_folder_digests"]
+
+
+def test_an_id_taken_from_a_file_that_kept_its_article_under_a_new_id(site: Site) -> None:
+    """b.md takes id one from a.md, whose article stays with it under id two, while a new
+    c.md takes b.md's old id: b.md's article must not overwrite a.md's."""
+    first = site.article("tech/a.md", "甲", id="one")
+    second = site.article("tech/b.md", "乙", id="k")
+    site.build()
+    site.article("tech/a.md", "甲改", id="two")
+    touch_later(first)
+    site.article("tech/b.md", "乙改", id="one", date="2026-05-07 10:00")
+    touch_later(second)
+    site.article("tech/c.md", "丙", id="k")
+    report = site.build()
+    assert report.skipped == 1 and "took another id in the same build" in report.problems[0]
+    rss = site.feed("tech/rss.xml").decode()
+    assert "甲改" in rss and "丙" in rss
+    again = site.build()
+    assert (again.new, again.skipped) == (1, 0) and "乙改" in site.feed("tech/rss.xml").decode()

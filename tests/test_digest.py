@@ -145,7 +145,6 @@ def test_an_ingest_that_stores_while_a_digest_reads_its_end_stamps_after_that_en
     that is reading its window's end (holding the turnstile) makes it wait, so its articles
     are stamped after that end and go into the next digest, never into one already sent."""
     import threading
-    import time
 
     from publisher.store import Store
 
@@ -164,14 +163,19 @@ def test_an_ingest_that_stores_while_a_digest_reads_its_end_stamps_after_that_en
     digest.start()
     assert reading.wait(30)
     clock = {"now": NOW - timedelta(minutes=1)}  # what an ingest would read before waiting
+    read_time = threading.Event()
+
+    def ingest_clock() -> datetime:
+        read_time.set()
+        return clock["now"]
 
     def ingest() -> None:
-        with store.writer(lambda: clock["now"]) as writer:
+        with store.writer(ingest_clock) as writer:
             writer.insert(article(1, ("tech",)), "tag:x,2026:1", None, "fp", NOW - timedelta(hours=2))
 
     storing = threading.Thread(target=ingest)
     storing.start()
-    time.sleep(0.5)  # the ingest is at its commit, waiting for the turnstile
+    assert not read_time.wait(2)  # at its commit it waits for the turnstile before reading the time
     clock["now"] = NOW + timedelta(minutes=1)  # the time once it has the turnstile
     release.set()
     digest.join(30)
