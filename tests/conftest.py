@@ -72,6 +72,14 @@ class Site:
         self.write_config(max_items=max_items)
         self.clock_now = datetime(2026, 11, 20, 8, 0, tzinfo=UTC)
 
+    @property
+    def outbox(self) -> Path:
+        return self.root / "outbox"
+
+    def mail_to_outbox(self) -> str:
+        """The [mail] tables that send every message to `outbox` as .eml files."""
+        return f'\n[mail]\ntransport = "outbox"\n[mail.outbox]\ndir = "{self.outbox}"\n'
+
     def write_config(self, extra: str = "", max_items: int = 50) -> None:
         text = CONFIG.format(out=self.out, db=self.db, content=self.content, max_items=max_items)
         self.config.write_text(text + extra, encoding="utf-8")

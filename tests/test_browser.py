@@ -114,13 +114,10 @@ def test_reader_subscribes_confirms_changes_sections_and_unsubscribes_in_chromiu
 ) -> None:
     page = browser_page
     port = free_port()
-    outbox = site.root / "outbox"
+    outbox = site.outbox
     site.write_config(
-        f"""
-[mail]
-transport = "outbox"
-[mail.outbox]
-dir = "{outbox}"
+        site.mail_to_outbox()
+        + f"""
 [digest]
 postal_address = "云川市高新区创新大道 1 号"
 [web]

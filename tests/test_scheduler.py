@@ -32,11 +32,8 @@ def cron_at(moment: datetime) -> str:
 
 def prepare(site: Site, schedule: str, grace_minutes: int = 360) -> Store:
     site.write_config(
-        f"""
-[mail]
-transport = "outbox"
-[mail.outbox]
-dir = "{site.root / "outbox"}"
+        site.mail_to_outbox()
+        + f"""
 [digest]
 schedule = "{schedule}"
 messages_per_second = 0
@@ -80,7 +77,7 @@ def digests_after(store: Store, seconds: float, want: int) -> int:
 
 
 def outbox(site: Site) -> int:
-    folder = site.root / "outbox"
+    folder = site.outbox
     return len(list(folder.glob("*.eml"))) if folder.is_dir() else 0
 
 

@@ -32,11 +32,8 @@ class Server:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         site.write_config(
-            f"""
-[mail]
-transport = "outbox"
-[mail.outbox]
-dir = "{site.root / "outbox"}"
+            site.mail_to_outbox()
+            + f"""
 [web]
 public_url = "{self.base}"
 subscribe_per_address = 3
@@ -61,10 +58,10 @@ subscribe_per_address = 3
         """(subject, text) of every mail in the outbox, oldest first; sign-up mail is sent in
         the background, so wait (a little) for `at_least` of them."""
         deadline = time.monotonic() + 5
-        while len(list((self.site.root / "outbox").glob("*.eml"))) < at_least and time.monotonic() < deadline:
+        while len(list(self.site.outbox.glob("*.eml"))) < at_least and time.monotonic() < deadline:
             time.sleep(0.02)
         found = []
-        for path in sorted((self.site.root / "outbox").glob("*.eml")):
+        for path in sorted(self.site.outbox.glob("*.eml")):
             message = message_from_bytes(path.read_bytes(), policy=policy.default)
             found.append((str(message["Subject"]), message.get_body(("plain",)).get_content()))  # type: ignore[union-attr]
         return found
@@ -206,7 +203,7 @@ def test_forged_expired_and_misused_tokens_are_refused(server: Server) -> None:
 
 def test_csrf_and_rate_limits(server: Server) -> None:
     bare = requests.post(f"{server.base}/subscribe", data={"email": "x@example.com"}, timeout=10)
-    assert bare.status_code == 400 and not (server.site.root / "outbox").exists()
+    assert bare.status_code == 400 and not server.site.outbox.exists()
     browser = requests.Session()
     codes = [subscribe(server, "same@example.com", session=browser).status_code for _ in range(4)]
     assert codes == [200, 200, 200, 429]  # three per address and hour
