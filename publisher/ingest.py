@@ -14,6 +14,7 @@ from .normalize import CategoryIndex, NormalizeError, TextRules, make_guid
 from .parallel import CHUNK, Normalized, Prepared, prepare_in_order
 from .sources import Fetched, FolderFingerprints, Source
 from .store import Known, Store, StoreWriter
+from .text import is_utf8
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +152,7 @@ class _SourcePass:
         if not self.any_rows:  # a first ingest: nothing to look up
             return
         # A key that is not valid Unicode (a file name's undecodable bytes) was never stored.
-        missing = [key for key in keys if key not in self.known and _storable(key)]
+        missing = [key for key in keys if key not in self.known and is_utf8(key)]
         if missing:
             self.known.update(self.store.known(self.source.name, missing))
 
@@ -280,14 +281,6 @@ class _SourcePass:
             log.info("withdrawn (gone from %s): %s", self.source.name, ", ".join(missing))
             writer.withdraw(gone)
             self.report.withdrawn += len(gone)
-
-
-def _storable(key: str) -> bool:
-    try:
-        key.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 class _StoredFingerprints(FolderFingerprints):

@@ -27,6 +27,18 @@ def xml_safe(text: str) -> str:
     return _XML_INVALID.sub("", text)
 
 
+def is_utf8(text: str) -> bool:
+    """Whether text can be written as UTF-8: a file name's undecodable bytes arrive as lone
+    surrogates (surrogateescape), and such a name can be neither stored nor shown as it is."""
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def one_line(text: str) -> str:
     """A title or name on one line: runs of whitespace collapsed, NFC. Give it XML-safe text."""
     return " ".join(unicodedata.normalize("NFC", text).split())

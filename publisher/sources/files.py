@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 
 from ..errors import SourceError
 from ..model import Deferred, Folder, ItemProblem, SourceItem
-from ..text import text_to_html
+from ..text import is_utf8, text_to_html
 from . import Fetched, FolderFingerprints
 
 SUFFIXES = {".md": "markdown", ".markdown": "markdown", ".html": "html", ".htm": "html", ".txt": "text"}
@@ -62,10 +62,9 @@ class FilesSource:
             )
         by_folder = fingerprints if isinstance(fingerprints, FolderFingerprints) else None
         for folder, prefix, files in self._walk():
-            if not _is_utf8(prefix):  # nothing in here can be stored (or asked about): say so
+            if not is_utf8(prefix):  # nothing in here can be stored (or asked about): say so
                 for name, _fingerprint in files:
-                    shown = os.path.join(folder, name).encode("utf-8", "backslashreplace").decode()
-                    yield ItemProblem(prefix + name, shown, "the folder name is not valid UTF-8", "rename the folder")
+                    yield _undecodable(folder, prefix, name, "folder")
                 continue
             digest = _digest(files)
             if by_folder is not None and by_folder.digest(prefix) == digest:
@@ -77,9 +76,8 @@ class FilesSource:
                 key = prefix + name
                 if known.get(key) == fingerprint:
                     unchanged.append(key)
-                elif not _is_utf8(name):
-                    shown = os.path.join(folder, name).encode("utf-8", "backslashreplace").decode()
-                    yield ItemProblem(key, shown, "the file name is not valid UTF-8", "rename the file")
+                elif not is_utf8(name):
+                    yield _undecodable(folder, prefix, name, "file")
                 else:
                     yield Deferred(key, partial(self.read_or_problem, os.path.join(folder, name), key, fingerprint))
             yield Folder(prefix, digest, len(files), tuple(unchanged))
@@ -226,20 +224,15 @@ def _list_folder(folder: str) -> tuple[list[tuple[str, str]], list[str]]:
             os.close(fd)
 
 
+def _undecodable(folder: str, prefix: str, name: str, part: str) -> ItemProblem:
+    shown = os.path.join(folder, name).encode("utf-8", "backslashreplace").decode()
+    return ItemProblem(prefix + name, shown, f"the {part} name is not valid UTF-8", f"rename the {part}")
+
+
 def _digest(files: list[tuple[str, str]]) -> str:
     """What a folder's listing sums up to: its names and fingerprints, in order."""
     listing = "\n".join([f"{name}\t{fingerprint}" for name, fingerprint in files])
     return hashlib.blake2b(listing.encode("utf-8", "surrogateescape"), digest_size=16).hexdigest()
-
-
-def _is_utf8(name: str) -> bool:
-    if name.isascii():
-        return True
-    try:
-        name.encode("utf-8")
-    except UnicodeEncodeError:  # undecodable bytes arrive as lone surrogates (surrogateescape)
-        return False
-    return True
 
 
 def _decode(data: bytes) -> str:
