@@ -25,6 +25,7 @@ from .normalize import CategoryIndex, NormalizeError, TextRules
 from .sources import Source
 from .sources.files import FilesSource
 from .store import Store
+from .theme import Messages, Theme, check_theme, make_theme
 
 if TYPE_CHECKING:
     from .parallel import Prepared
@@ -35,6 +36,14 @@ from .text import slugify
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+def _folder_state(folder: Path | None) -> list[tuple[str, int, int]]:
+    """Names, sizes and mtimes of a theme folder's files: an edited override re-renders the pages."""
+    if folder is None:
+        return []
+    files = sorted(p for p in folder.rglob("*") if p.is_file())
+    return [(p.relative_to(folder).as_posix(), p.stat().st_size, p.stat().st_mtime_ns) for p in files]
 
 
 def make_source(
@@ -87,6 +96,7 @@ class App:
     clock: Clock = utc_now
     _store: Store | None = field(default=None, init=False)
     _categories: list[Category] | None = field(default=None, init=False)
+    _theme: Theme | None = field(default=None, init=False)
 
     @property
     def site(self) -> Site:
@@ -99,6 +109,22 @@ class App:
             description=s.description,
             author=s.author,
         )
+
+    @property
+    def theme(self) -> Theme:
+        """The [theme] table, its overrides compiled once: a broken one fails here (ThemeError,
+        with file and line), before any page or e-mail is rendered."""
+        if self._theme is None:
+            t = self.settings.theme
+            theme = make_theme(Path(t.templates) if t.templates else None, t.logo_url, t.accent_color, t.intro, t.footer)
+            check_theme(theme)
+            self._theme = theme
+        return self._theme
+
+    @property
+    def messages(self) -> Messages:
+        """Every word a reader sees, in the site's language, with the theme's own laid over."""
+        return self.theme.messages(self.settings.site.language)
 
     @property
     def links(self) -> FeedLinks:
@@ -282,6 +308,7 @@ class App:
             "subscribe": self.subscribe_url,
             "max_items": self.settings.feeds.max_items,
             "categories": [(c.name, c.slug, c.description) for c in self.categories],
+            "theme": [self.settings.theme.model_dump(), _folder_state(self.theme.templates)],
         }
         return hashlib.sha256(json.dumps(shape, ensure_ascii=False, sort_keys=True).encode()).hexdigest()
 
@@ -310,7 +337,7 @@ class App:
             out, self.site, self.links, categories, lambda c: store.latest(c.slug if c else None, limit), scopes
         )
         pages: list[tuple[str, Callable[[], bytes]]] = [
-            ("index.html", lambda: render_index(self.site, self.links, categories, subscribe_url=self.subscribe_url)),
+            ("index.html", lambda: render_index(self.site, self.links, categories, self.theme, self.subscribe_url)),
             ("feeds.opml", lambda: render_opml(self.site, self.links, categories)),
         ]
         for name, render in pages:

@@ -279,6 +279,16 @@ class ScheduleConfig(_Section):
     misfire_grace: int = Field(default=360, ge=1, le=10080)  # minutes a missed run may start late
 
 
+class ThemeConfig(_Section):
+    """The operator's look (docs/themes.md); every key optional."""
+
+    templates: str = ""  # a folder whose files override the bundled templates by name
+    logo_url: str = ""  # an absolute https URL, shown atop the digest and the pages
+    accent_color: str = "#b4232a"  # links, section headings, buttons
+    intro: str = ""  # one line under the digest's masthead
+    footer: str = ""  # text, or HTML (sanitised), at the foot of the digest and the pages
+
+
 class Settings(_Section):
     site: SiteConfig
     output: OutputConfig = OutputConfig()
@@ -291,6 +301,7 @@ class Settings(_Section):
     digest: DigestConfig = DigestConfig()
     web: WebConfig = WebConfig()
     schedule: ScheduleConfig = ScheduleConfig()
+    theme: ThemeConfig = ThemeConfig()
 
 
 def load_settings(path: Path) -> Settings:
@@ -407,6 +418,7 @@ def _check_meaning(settings: Settings) -> list[tuple[str, str, str]]:
             problems += _http_url(f"mail.{provider}.base_url", api.base_url, "https://api.eu.mailgun.net")
 
     problems += _check_digest(settings)
+    problems += _check_theme(settings.theme)
     if settings.web.public_url:
         problems += _http_url("web.public_url", settings.web.public_url, "https://news.example.org/newsletter")
         if not settings.web.public_url.startswith("https://") and not is_loopback(settings.web.public_url):
@@ -487,6 +499,20 @@ def _check_digest(settings: Settings) -> list[tuple[str, str, str]]:
         except TemplateError as exc:
             fix = "variables: site, list_name, date, count, first_title, categories"
             problems.append(("digest.subject", f"template error: {exc}", fix))
+    return problems
+
+
+def _check_theme(theme: ThemeConfig) -> list[tuple[str, str, str]]:
+    problems: list[tuple[str, str, str]] = []
+    if theme.templates and not Path(theme.templates).is_dir():
+        fix = "create it (`publisher theme export DIR` copies the bundled templates), or remove the key"
+        problems.append(("theme.templates", f"{theme.templates!r} is not a folder", fix))
+    if theme.logo_url:
+        problems += _http_url("theme.logo_url", theme.logo_url, "https://www.example.org/logo.png")
+    if not re.fullmatch(r"#(?:[0-9a-fA-F]{3}){1,2}", theme.accent_color):
+        problems.append(("theme.accent_color", f"{theme.accent_color!r} is not a colour", 'write it like "#b4232a"'))
+    if len(theme.intro) > 300:
+        problems.append(("theme.intro", "longer than 300 characters", "keep it to one line; the footer takes more"))
     return problems
 
 

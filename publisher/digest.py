@@ -15,12 +15,11 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from .model import Article, Category, Site, Subscriber
-from .templating import TEMPLATES, environment
+from .theme import Theme
 
 FIRST_DIGEST_DAYS = 7
 # Gmail clips an HTML part past 102 KB behind "[Message clipped]"; the footer with the
@@ -88,55 +87,6 @@ def sections_for(
 
 # --- rendering ---------------------------------------------------------------------------------
 
-WORDS = {
-    "zh": {
-        "list": "{site}周报",
-        "subject": "{{ list_name }}（{{ date }}）：{{ first_title }}{% if count > 1 %}等 {{ count }} 篇{% endif %}",
-        "date": "{d.year}年{d.month}月{d.day}日",
-        "count": "{count} 篇新文章",
-        "hello": "您好！以下是本期的新文章。",
-        "hello_named": "{name}，您好！以下是本期的新文章。",
-        "empty": "本期没有新文章。",
-        "more": "本栏目另有 {count} 篇新文章，请到网站阅读",
-        "why": "您收到这封邮件，是因为您订阅了{list_name}。",
-        "chosen": "您订阅的栏目：",
-        "all": "全部栏目",
-        "preferences": "管理订阅",
-        "unsubscribe": "退订",
-        "feeds": "RSS 订阅源",
-        "join": "、",
-        "colon": "：",
-        "test": "[测试] ",
-    },
-    "en": {
-        "list": "{site} weekly",
-        "subject": (
-            "{{ list_name }}, {{ date }}: {{ first_title }}{% if count > 1 %} and {{ count - 1 }} more{% endif %}"
-        ),
-        "date": "{d.day} {month} {d.year}",
-        "count": "{count} new articles",
-        "hello": "Hello, here are this week's new articles.",
-        "hello_named": "Dear {name}, here are this week's new articles.",
-        "empty": "Nothing new this time.",
-        "more": "{count} more in this section on the site",
-        "why": "You get this e-mail because you subscribed to {list_name}.",
-        "chosen": " Your sections: ",
-        "all": "all sections",
-        "preferences": "Preferences",
-        "unsubscribe": "Unsubscribe",
-        "feeds": "Feeds",
-        "join": ", ",
-        "colon": ": ",
-        "test": "[TEST] ",
-    },
-}
-_MONTHS = "January February March April May June July August September October November December".split()
-
-
-def words_for(language: str) -> dict[str, str]:
-    return WORDS["en"] if language.lower().startswith("en") else WORDS["zh"]
-
-
 @dataclass(frozen=True, slots=True)
 class Look:
     """What every digest of the list shows besides articles."""
@@ -147,7 +97,12 @@ class Look:
     postal_address: str
     subject_template: str  # Jinja; empty: the language's default
     max_per_category: int
+    theme: Theme
     send_when_empty: bool = False
+
+    @property
+    def words(self) -> dict[str, Any]:
+        return self.theme.messages(self.site.language)["digest"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,12 +143,11 @@ class Renderer:
         categories: Sequence[Category],
         articles: Sequence[Article],
         end: datetime,
-        templates: Path = TEMPLATES,
         cache_size: int = 512,
     ) -> None:
         self.look, self.categories, self.articles, self.end = look, list(categories), list(articles), end
-        self.env = environment(templates)
-        self.words = words_for(look.site.language)
+        self.env = look.theme.environment
+        self.words = look.words
         nonce = secrets.token_hex(8)
         self.markers = {k: f"pub{nonce}{k}" for k in ("hello", "unsubscribe", "preferences", "split")}
         from jinja2 import StrictUndefined
@@ -249,7 +203,7 @@ class Renderer:
     def _render_sections(self, sections: list[DigestSection], chosen: tuple[str, ...]) -> Draft:
         look, w, zone = self.look, self.words, ZoneInfo(self.look.site.timezone)
         end = self.end.astimezone(zone)
-        date_label = w["date"].format(d=end, month=_MONTHS[end.month - 1])
+        date_label = w["date"].format(d=end, month=w["months"][end.month - 1])
         items = [a for s in sections for a in s.articles]
         by_slug = {c.slug: c.name for c in self.categories}
         names = [by_slug[s] for s in chosen if s in by_slug]
@@ -269,6 +223,7 @@ class Renderer:
             "preferences_url": self.markers["preferences"],
             "chosen": w["join"].join(names) if names else w["all"],
             "t": w,
+            "theme": look.theme.context(),
             "preheader": w["join"].join(a.title for a in items[:3])[:140],
             "sections": [
                 {

@@ -44,3 +44,7 @@ class SourceError(PublisherError):
 
 class StoreError(PublisherError):
     """The store cannot be opened or written."""
+
+
+class ThemeError(PublisherError):
+    """A template or message catalogue of the operator's theme is broken; names file and line."""

@@ -30,12 +30,10 @@ from .digest import (
     Renderer,
     explicit_window,
     scheduled_window,
-    words_for,
 )
 from .mail import Envelope, Message, build_message
 from .model import Delivery, Subscriber, SubscriberStatus
 from .store import DigestRow
-from .templating import TEMPLATES, environment
 from .tokens import make_token
 
 if TYPE_CHECKING:
@@ -50,41 +48,6 @@ UNSUBSCRIBE_LIFETIME = timedelta(days=5 * 365)
 PREFERENCES_LIFETIME = timedelta(days=365)
 CONFIRM_LIFETIME = timedelta(days=7)
 
-ACCOUNT_WORDS: dict[str, dict[str, Any]] = {
-    "zh": {
-        "confirm": {
-            "subject": "请确认订阅{list_name}",
-            "heading": "请确认您的订阅",
-            "body": "有人（希望是您）用这个邮箱地址订阅了{list_name}。点击下面的链接确认订阅，7 天内有效。",
-            "button": "确认订阅",
-        },
-        "manage": {
-            "subject": "管理您的{list_name}订阅",
-            "heading": "您已订阅{list_name}",
-            "body": "有人用这个邮箱地址再次申请订阅{list_name}。您已经在订阅名单上；"
-            "如需更改栏目或退订，请点击下面的链接。",
-            "button": "管理订阅",
-        },
-        "ignore": "如果这不是您本人的操作，请忽略这封邮件，我们不会再给您发送邮件。",
-    },
-    "en": {
-        "confirm": {
-            "subject": "Please confirm your subscription to {list_name}",
-            "heading": "Please confirm your subscription",
-            "body": "Someone (we hope you) subscribed this address to {list_name}. "
-            "Follow the link below to confirm; it works for 7 days.",
-            "button": "Confirm",
-        },
-        "manage": {
-            "subject": "Your subscription to {list_name}",
-            "heading": "You are subscribed to {list_name}",
-            "body": "Someone asked to subscribe this address again. It is on the list already; "
-            "to change your sections or unsubscribe, follow the link below.",
-            "button": "Manage subscription",
-        },
-        "ignore": "If this was not you, ignore this e-mail: you will get nothing more from us.",
-    },
-}
 _META_KEY = "signing_key"
 
 
@@ -103,7 +66,7 @@ class Newsletter:
         self.clock = app.clock
         site = app.site
         self.host = urlsplit(site.url).hostname or "localhost"
-        words = words_for(site.language)
+        words = app.messages["digest"]
         digest = self.settings.digest
         self.list_name = (digest.list_name or words["list"].format(site=site.title)).replace("<", "").replace(">", "")
         self.look = Look(
@@ -113,6 +76,7 @@ class Newsletter:
             postal_address=digest.postal_address,
             subject_template=digest.subject,
             max_per_category=digest.max_items_per_category,
+            theme=app.theme,
             send_when_empty=digest.send_when_empty,
         )
         bare_host = self.host.removeprefix("www.")
@@ -180,7 +144,7 @@ class Newsletter:
     ) -> Message:
         who = self.personal(subscriber)
         text, html = renderer.personal(draft, who)
-        words = words_for(self.settings.site.language)
+        words = self.look.words
         envelope = Envelope(
             sender=self.sender,
             to=Address(subscriber.name, *subscriber.email.rsplit("@", 1)),  # no re-parsing: it was validated
@@ -312,7 +276,7 @@ class Newsletter:
     def account_message(self, subscriber: Subscriber, confirming: bool) -> Message:
         """The e-mail a sign-up sends: the confirmation link (double opt-in), or, for an address
         that is subscribed already, its preferences link. Never recorded in the ledger."""
-        words = ACCOUNT_WORDS["en" if self.settings.site.language.lower().startswith("en") else "zh"]
+        words = self.app.messages["account"]
         t = {k: v.format(list_name=self.list_name) for k, v in words["confirm" if confirming else "manage"].items()}
         t["ignore"] = words["ignore"]
         now, sid, key = self.clock(), subscriber.id or 0, self.signing_key
@@ -325,8 +289,9 @@ class Newsletter:
         context = {
             "t": t, "link": link, "list_name": self.list_name, "site_url": self.look.site.url,
             "postal_address": self.look.postal_address, "language": self.look.site.language,
+            "theme": self.look.theme.context(),
         }  # fmt: skip
-        env = environment(TEMPLATES)
+        env = self.look.theme.environment
         text = env.get_template("account.txt.j2").render(context)
         html = env.get_template("account.html.j2").render(context)
         envelope = Envelope(

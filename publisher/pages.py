@@ -7,42 +7,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from xml.etree import ElementTree as ET
 
 from .feeds import FeedLinks, feed_title
 from .model import Category, FeedFormat, FeedSpec, Site
-from .templating import TEMPLATES, environment
+from .theme import Theme
 
 LABELS = {FeedFormat.RSS: "RSS", FeedFormat.ATOM: "Atom", FeedFormat.JSON: "JSON Feed"}
-TEXTS = {
-    "zh": {
-        "heading": "订阅源",
-        "lead": (
-            "把链接复制到 Feedly、Inoreader、NetNewsWire、Thunderbird 等阅读器即可订阅；"
-            "每个栏目都有 RSS、Atom 和 JSON Feed 三种格式。"
-        ),
-        "scope": "栏目",
-        "formats": "订阅链接",
-        "site": "全站",
-        "opml": "一次订阅全部栏目：",
-        "mail": "不用阅读器？订阅每周邮件：",
-        "mail_link": "邮件订阅",
-    },
-    "en": {
-        "heading": "Feeds",
-        "lead": (
-            "Paste a link into Feedly, Inoreader, NetNewsWire, Thunderbird or any feed reader. "
-            "Every section has RSS, Atom and JSON Feed."
-        ),
-        "scope": "Section",
-        "formats": "Feeds",
-        "site": "Everything",
-        "opml": "Subscribe to every section at once:",
-        "mail": "No feed reader? Get a weekly e-mail:",
-        "mail_link": "subscribe by e-mail",
-    },
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,10 +22,6 @@ class FeedLink:
     label: str
     url: str
     media_type: str
-
-
-def texts_for(language: str) -> dict[str, str]:
-    return TEXTS["en"] if language.lower().startswith("en") else TEXTS["zh"]
 
 
 def _links(site: Site, links: FeedLinks, scope: Category | None) -> list[FeedLink]:
@@ -69,18 +36,17 @@ def render_index(
     site: Site,
     links: FeedLinks,
     categories: Sequence[Category],
-    templates: Path = TEMPLATES,
+    theme: Theme,
     subscribe_url: str | None = None,
 ) -> bytes:
-    t = texts_for(site.language)
+    t = theme.messages(site.language)["index"]
     rows = [{"name": t["site"], "description": site.description, "feeds": _links(site, links, None)}]
     rows += [{"name": c.name, "description": c.description, "feeds": _links(site, links, c)} for c in categories]
     feeds = [feed for row in rows for feed in row["feeds"]]
-    html = (
-        environment(templates)
-        .get_template("index.html.j2")
-        .render(site=site, t=t, rows=rows, feeds=feeds, opml_url=links.of("feeds.opml"), subscribe_url=subscribe_url)
-    )
+    html = theme.environment.get_template("index.html.j2").render(
+        site=site, t=t, theme=theme.context(), rows=rows, feeds=feeds, opml_url=links.of("feeds.opml"),
+        subscribe_url=subscribe_url,
+    )  # fmt: skip
     return html.encode("utf-8")
 
 

@@ -12,6 +12,7 @@ import pytest
 
 from conftest import Site
 from publisher.digest import HTML_BUDGET, Look, Renderer
+from publisher.theme import Theme
 from publisher.mail import Message
 from publisher.model import Article, Category, Subscriber, SubscriberStatus
 from publisher.model import Site as SiteInfo
@@ -139,7 +140,7 @@ def test_a_full_digest_stays_under_gmails_clipping_size() -> None:
         )  # fmt: skip
         for n in range(13 * 12)
     ]
-    look = Look(site, "高新院周报", "https://www.example.org/", "北京市海淀区", "", max_per_category=10)
+    look = Look(site, "高新院周报", "https://www.example.org/", "北京市海淀区", "", max_per_category=10, theme=Theme())
     draft = Renderer(look, categories, articles, NOW).draft(())
     assert draft is not None
     html = "".join(draft.html)

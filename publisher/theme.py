@@ -1,0 +1,158 @@
+"""The operator's look: their templates folder, logo, accent colour, digest intro and footer, and
+the message catalogue of every word a reader sees. Read once; renderers take a `Theme`.
+
+A theme folder holds files named like the bundled ones (`templates/` in the package): each one
+there replaces the bundled file, the rest fall back. `messages/<language>.toml` in it overrides
+catalogue entries one key at a time. `check_theme` compiles every override, so a syntax error
+is reported with its file and line when the theme is loaded, never when a digest goes out.
+"""
+
+from __future__ import annotations
+
+import colorsys
+import html
+import re
+import tomllib
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .errors import ThemeError
+from .templating import TEMPLATES, environment
+
+if TYPE_CHECKING:
+    from jinja2 import Environment
+
+DEFAULT_ACCENT = "#b4232a"
+Messages = dict[str, dict[str, Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class Theme:
+    """What every page and e-mail shows besides its content."""
+
+    templates: Path | None = None  # the operator's overrides; None: the bundled look
+    logo_url: str = ""
+    accent_color: str = DEFAULT_ACCENT
+    intro: str = ""  # one line under the digest's masthead
+    footer_html: str = ""  # sanitised
+    footer_text: str = ""  # the same, as plain text for text/plain mail
+
+    @property
+    def accent_dark(self) -> str:
+        """The accent for dark mode: the same hue, light enough to read on a dark background."""
+        return lighter(self.accent_color)
+
+    @property
+    def environment(self) -> Environment:
+        return environment(self.templates)
+
+    def messages(self, language: str) -> Messages:
+        return catalogue(catalogue_name(language), self.templates)
+
+    def context(self) -> dict[str, str]:
+        """The `theme` variable of every template."""
+        return {
+            "logo_url": self.logo_url,
+            "accent_color": self.accent_color,
+            "accent_dark": self.accent_dark,
+            "intro": self.intro,
+            "footer_html": self.footer_html,
+            "footer_text": self.footer_text,
+        }
+
+
+def make_theme(templates: Path | None, logo_url: str, accent_color: str, intro: str, footer: str) -> Theme:
+    """A Theme from the [theme] table: the footer is text unless it holds a tag, then sanitised HTML."""
+    from .text import html_to_text, sanitize_html
+
+    if "<" in footer:
+        footer_html = sanitize_html(footer)
+        footer_text = html_to_text(footer_html)
+    else:
+        footer_html, footer_text = html.escape(footer, quote=False), footer
+    return Theme(templates, logo_url, accent_color.lower(), " ".join(intro.split()), footer_html, footer_text)
+
+
+def catalogue_name(language: str) -> str:
+    """The catalogue for a site language: English for en-*, else Simplified Chinese."""
+    return "en" if language.lower().startswith("en") else "zh-CN"
+
+
+@cache
+def catalogue(name: str, overrides: Path | None = None) -> Messages:
+    """The bundled `messages/<name>.toml`, with the theme's entries of the same name laid over it."""
+    merged = _read_catalogue(TEMPLATES / "messages" / f"{name}.toml")
+    if overrides is None or not (overrides / "messages" / f"{name}.toml").is_file():
+        return merged
+    path = overrides / "messages" / f"{name}.toml"
+    for section, entries in _read_catalogue(path).items():
+        if section not in merged or not isinstance(entries, dict):
+            raise ThemeError(f"{path}: unknown section [{section}]", f"use one of: {', '.join(merged)}")
+        for key, value in entries.items():
+            if key not in merged[section]:
+                raise ThemeError(
+                    f"{path}: unknown key {section}.{key}",
+                    f"the keys of [{section}] are in the bundled messages/{name}.toml (`publisher theme export`)",
+                )
+            if isinstance(value, dict):
+                merged[section][key] = {**merged[section][key], **value}
+            else:
+                merged[section][key] = value
+    return merged
+
+
+def _read_catalogue(path: Path) -> Messages:
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ThemeError(f"{path}: cannot read: {exc}", "") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ThemeError(f"{path}: {exc}", "fix the TOML syntax there") from exc
+
+
+def check_theme(theme: Theme) -> None:
+    """Compile every template in the theme folder and read its catalogues; ThemeError names the
+    first broken file and line. Cheap (milliseconds), so every command that renders calls it."""
+    if theme.templates is None:
+        return
+    from jinja2 import TemplateSyntaxError
+
+    env = theme.environment
+    for path in sorted(theme.templates.rglob("*.j2")):
+        name = path.relative_to(theme.templates).as_posix()
+        try:
+            env.get_template(name)
+        except TemplateSyntaxError as exc:
+            raise ThemeError(f"{path}, line {exc.lineno}: {exc.message}", "fix the template, or delete it to use the bundled one") from exc
+        except UnicodeDecodeError as exc:
+            raise ThemeError(f"{path}: not UTF-8 ({exc.reason})", "save it as UTF-8") from exc
+    for name in ("zh-CN", "en"):
+        catalogue(name, theme.templates)
+
+
+def lighter(color: str) -> str:
+    """`color` with its lightness raised to at least 72 %: an accent that reads on dark grey."""
+    red, green, blue = _rgb(color)
+    hue, lightness, saturation = colorsys.rgb_to_hls(red, green, blue)
+    r, g, b = colorsys.hls_to_rgb(hue, max(lightness, 0.72), saturation)
+    return "#{:02x}{:02x}{:02x}".format(*(round(c * 255) for c in (r, g, b)))
+
+
+def contrast_with_white(color: str) -> float:
+    """WCAG 2 contrast ratio of white text on `color` (buttons); 4.5 is the floor for body text."""
+
+    def linear(c: float) -> float:
+        return c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4
+
+    red, green, blue = (linear(c) for c in _rgb(color))
+    luminance = 0.2126 * red + 0.7152 * green + 0.0722 * blue
+    return 1.05 / (luminance + 0.05)
+
+
+def _rgb(color: str) -> tuple[float, float, float]:
+    digits = color.lstrip("#")
+    if len(digits) == 3:
+        digits = "".join(d * 2 for d in digits)
+    return (int(digits[0:2], 16) / 255, int(digits[2:4], 16) / 255, int(digits[4:6], 16) / 255)
