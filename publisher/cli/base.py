@@ -7,8 +7,9 @@ import logging
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import click
 from rich.console import Console
@@ -28,16 +29,22 @@ EXIT_PROBLEMS = 1  # a source failed, or --strict found a bad item
 EXIT_CONFIG = 2  # the configuration is invalid
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option(
-    "--config", "config_path", type=click.Path(path_type=Path), default=DEFAULT_PATH,
-    envvar="PUBLISHER_CONFIG", show_default=True, help="The TOML configuration file.",
-)  # fmt: skip
-@click.option("-v", "--verbose", is_flag=True, help="Log every item, not just problems.")
-@click.version_option(__version__, prog_name="publisher")
-@click.pass_context
-def main(ctx: click.Context, config_path: Path, verbose: bool) -> None:
-    """Feeds (RSS, Atom, JSON Feed) and email digests for a news site."""
+@dataclass
+class GlobalOptions:
+    """The options every command takes, wherever they were typed: `publisher -v build` and
+    `publisher build -v` mean the same; the last one given wins."""
+
+    config: Path
+    verbose: bool = False
+
+
+def _options(ctx: click.Context) -> GlobalOptions:
+    options = ctx.find_root().obj  # set by main(), which click runs before parsing a subcommand
+    assert isinstance(options, GlobalOptions)
+    return options
+
+
+def _configure_logging(verbose: bool) -> None:
     handler: logging.Handler
     if err.is_terminal:
         handler = RichHandler(console=err, show_time=False, show_path=False, markup=False)
@@ -46,22 +53,81 @@ def main(ctx: click.Context, config_path: Path, verbose: bool) -> None:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, handlers=[handler], force=True)
-    ctx.obj = config_path
+
+
+def _config_given(ctx: click.Context, _param: click.Parameter, value: Path | None) -> None:
+    if value is not None:
+        _options(ctx).config = value
+
+
+def _verbose_given(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value:
+        _options(ctx).verbose = True
+        _configure_logging(verbose=True)
+
+
+_CONFIG_HELP = "The TOML configuration file."
+_VERBOSE_HELP = "Log every item, not just problems."
+
+
+class _TakesGlobalOptions(click.Command):
+    """A subcommand that also takes the root's `--config` and `-v`, typed after its name. The root
+    group has run by then (its callback sets up GlobalOptions), so these only override."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.params += [
+            click.Option(["--config"], type=click.Path(path_type=Path), expose_value=False, callback=_config_given,
+                         help=_CONFIG_HELP),
+            click.Option(["-v", "--verbose"], is_flag=True, expose_value=False, callback=_verbose_given,
+                         help=_VERBOSE_HELP),
+        ]  # fmt: skip
+
+
+class Command(_TakesGlobalOptions):
+    """Every leaf command: `publisher build`, `publisher digest send`."""
+
+
+class Group(_TakesGlobalOptions, click.Group):
+    """Every command group under the root (`publisher digest`); its commands are Commands."""
+
+    command_class = Command
+    group_class = type  # groups within it are Groups too
+
+
+class RootGroup(click.Group):
+    """`publisher` itself: every command and group added to it takes the global options too."""
+
+    command_class = Command
+    group_class = Group
+
+
+@click.group(cls=RootGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--config", "config_path", type=click.Path(path_type=Path), default=DEFAULT_PATH,
+    envvar="PUBLISHER_CONFIG", show_default=True, help=_CONFIG_HELP,
+)  # fmt: skip
+@click.option("-v", "--verbose", is_flag=True, help=_VERBOSE_HELP)
+@click.version_option(__version__, prog_name="publisher")
+@click.pass_context
+def main(ctx: click.Context, config_path: Path, verbose: bool) -> None:
+    """Feeds (RSS, Atom, JSON Feed) and email digests for a news site."""
+    _configure_logging(verbose)
+    ctx.obj = GlobalOptions(config_path, verbose)
 
 
 def load_app(ctx: click.Context) -> App:
-    """The app for the configuration that the root group was given; exit 2 when it is invalid."""
+    """The app for the configuration the command was given; exit 2 when it is invalid."""
     try:
-        return App(load_settings(ctx.find_root().obj))
+        return App(load_settings(config_path(ctx)))
     except ConfigError as exc:
         err.print(str(exc), markup=False, highlight=False)
         sys.exit(EXIT_CONFIG)
 
 
 def config_path(ctx: click.Context) -> Path:
-    """The configuration file the root group was given."""
-    path: Path = ctx.find_root().obj
-    return path
+    """The configuration file the command was given (before or after its name)."""
+    return _options(ctx).config
 
 
 @contextmanager
