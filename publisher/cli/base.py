@@ -19,7 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 
 from .. import __version__
 from ..app import App
-from ..config import DEFAULT_PATH, load_settings
+from ..config import find_config, load_settings
 from ..errors import ConfigError
 
 out = Console(soft_wrap=True)  # no hard wrapping: paths in logs must stay whole
@@ -34,7 +34,7 @@ class GlobalOptions:
     """The options every command takes, wherever they were typed: `publisher -v build` and
     `publisher build -v` mean the same; the last one given wins."""
 
-    config: Path
+    config: Path | None  # None: config.find_config looks in the usual places
     verbose: bool = False
 
 
@@ -66,7 +66,9 @@ def _verbose_given(ctx: click.Context, _param: click.Parameter, value: bool) -> 
         _configure_logging(verbose=True)
 
 
-_CONFIG_HELP = "The TOML configuration file."
+_CONFIG_HELP = (
+    "The TOML configuration file [default: $PUBLISHER_CONFIG, else ./publisher.toml, else config/publisher.toml]."
+)
 _VERBOSE_HELP = "Log every item, not just problems."
 
 
@@ -103,17 +105,14 @@ class RootGroup(click.Group):
 
 
 @click.group(cls=RootGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option(
-    "--config", "config_path", type=click.Path(path_type=Path), default=DEFAULT_PATH,
-    envvar="PUBLISHER_CONFIG", show_default=True, help=_CONFIG_HELP,
-)  # fmt: skip
+@click.option("--config", type=click.Path(path_type=Path), help=_CONFIG_HELP)
 @click.option("-v", "--verbose", is_flag=True, help=_VERBOSE_HELP)
 @click.version_option(__version__, prog_name="publisher")
 @click.pass_context
-def main(ctx: click.Context, config_path: Path, verbose: bool) -> None:
+def main(ctx: click.Context, config: Path | None, verbose: bool) -> None:
     """Feeds (RSS, Atom, JSON Feed) and email digests for a news site."""
     _configure_logging(verbose)
-    ctx.obj = GlobalOptions(config_path, verbose)
+    ctx.obj = GlobalOptions(config, verbose)
 
 
 def load_app(ctx: click.Context) -> App:
@@ -126,8 +125,13 @@ def load_app(ctx: click.Context) -> App:
 
 
 def config_path(ctx: click.Context) -> Path:
-    """The configuration file the command was given (before or after its name)."""
-    return _options(ctx).config
+    """The configuration file the command was given (before or after its name), else the one
+    found where config.find_config looks; exit 2 when there is none."""
+    try:
+        return find_config(_options(ctx).config)
+    except ConfigError as exc:
+        err.print(str(exc), markup=False, highlight=False)
+        sys.exit(EXIT_CONFIG)
 
 
 @contextmanager
