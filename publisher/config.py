@@ -16,7 +16,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from .errors import ConfigError
 from .text import CONVERSIONS
 
-DEFAULT_PATH = Path("config/publisher.toml")
+# Where the configuration is looked for when neither --config nor $PUBLISHER_CONFIG names it: a
+# site made by `publisher init` (run from its folder), then the project's demo.
+DEFAULT_PATHS = (Path("publisher.toml"), Path("config/publisher.toml"))
 _SLUG = r"^[a-z0-9]+(?:-[a-z0-9]+)*$"
 
 
@@ -304,6 +306,23 @@ class Settings(_Section):
     theme: ThemeConfig = ThemeConfig()
 
 
+def find_config(given: Path | None) -> Path:
+    """The configuration file to read: `given` (--config), else $PUBLISHER_CONFIG, else the first
+    of DEFAULT_PATHS that exists. A file that is named but missing is reported when it is read."""
+    if given is not None:
+        return given
+    from_env = os.environ.get("PUBLISHER_CONFIG", "")
+    if from_env:
+        return Path(from_env)
+    for path in DEFAULT_PATHS:
+        if path.is_file():
+            return path
+    tried = " nor ".join(f"./{path}" for path in DEFAULT_PATHS)
+    problem = f"no configuration file: --config not given, $PUBLISHER_CONFIG not set, and neither {tried} exists"
+    fix = "run `publisher init DIR` to make a site, then run publisher in DIR; or pass --config FILE"
+    raise ConfigError(f"(in {Path.cwd()})", [("(file)", problem, fix)])
+
+
 def load_settings(path: Path) -> Settings:
     """Read and validate `path`; raise ConfigError listing every problem with its key path."""
     try:
@@ -318,7 +337,7 @@ def load_settings(path: Path) -> Settings:
     return validate(raw, str(path))
 
 
-_MISSING_FILE_FIX = "pass --config FILE, or copy config/publisher.toml from the project (docs/configuration.md)"
+_MISSING_FILE_FIX = "pass --config FILE with the right path, or make a site with `publisher init DIR`"
 
 
 def validate(raw: dict[str, Any], origin: str = "<config>") -> Settings:

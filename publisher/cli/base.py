@@ -1,0 +1,161 @@
+"""The root command group and what every command shares: consoles, exit codes, loading the app,
+reporting errors and progress."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+from .. import __version__
+from ..app import App
+from ..config import find_config, load_settings
+from ..errors import ConfigError
+
+out = Console(soft_wrap=True)  # no hard wrapping: paths in logs must stay whole
+err = Console(stderr=True, soft_wrap=True)
+
+EXIT_PROBLEMS = 1  # a source failed, or --strict found a bad item
+EXIT_CONFIG = 2  # the configuration is invalid
+
+
+@dataclass
+class GlobalOptions:
+    """The options every command takes, wherever they were typed: `publisher -v build` and
+    `publisher build -v` mean the same; the last one given wins."""
+
+    config: Path | None  # None: config.find_config looks in the usual places
+    verbose: bool = False
+
+
+def _options(ctx: click.Context) -> GlobalOptions:
+    options = ctx.find_root().obj  # set by main(), which click runs before parsing a subcommand
+    assert isinstance(options, GlobalOptions)
+    return options
+
+
+def _configure_logging(verbose: bool) -> None:
+    handler: logging.Handler
+    if err.is_terminal:
+        handler = RichHandler(console=err, show_time=False, show_path=False, markup=False)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+    else:  # cron and CI logs: one plain line per message
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, handlers=[handler], force=True)
+
+
+def _config_given(ctx: click.Context, _param: click.Parameter, value: Path | None) -> None:
+    if value is not None:
+        _options(ctx).config = value
+
+
+def _verbose_given(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value:
+        _options(ctx).verbose = True
+        _configure_logging(verbose=True)
+
+
+_CONFIG_HELP = (
+    "The TOML configuration file [default: $PUBLISHER_CONFIG, else ./publisher.toml, else config/publisher.toml]."
+)
+_VERBOSE_HELP = "Log every item, not just problems."
+
+
+class _TakesGlobalOptions(click.Command):
+    """A subcommand that also takes the root's `--config` and `-v`, typed after its name. The root
+    group has run by then (its callback sets up GlobalOptions), so these only override."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.params += [
+            click.Option(["--config"], type=click.Path(path_type=Path), expose_value=False, callback=_config_given,
+                         help=_CONFIG_HELP),
+            click.Option(["-v", "--verbose"], is_flag=True, expose_value=False, callback=_verbose_given,
+                         help=_VERBOSE_HELP),
+        ]  # fmt: skip
+
+
+class Command(_TakesGlobalOptions):
+    """Every leaf command: `publisher build`, `publisher digest send`."""
+
+
+class Group(_TakesGlobalOptions, click.Group):
+    """Every command group under the root (`publisher digest`); its commands are Commands."""
+
+    command_class = Command
+    group_class = type  # groups within it are Groups too
+
+
+class RootGroup(click.Group):
+    """`publisher` itself: every command and group added to it takes the global options too."""
+
+    command_class = Command
+    group_class = Group
+
+
+@click.group(cls=RootGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--config", type=click.Path(path_type=Path), help=_CONFIG_HELP)
+@click.option("-v", "--verbose", is_flag=True, help=_VERBOSE_HELP)
+@click.version_option(__version__, prog_name="publisher")
+@click.pass_context
+def main(ctx: click.Context, config: Path | None, verbose: bool) -> None:
+    """Feeds (RSS, Atom, JSON Feed) and email digests for a news site."""
+    _configure_logging(verbose)
+    ctx.obj = GlobalOptions(config, verbose)
+
+
+def load_app(ctx: click.Context) -> App:
+    """The app for the configuration the command was given; exit 2 when it is invalid."""
+    try:
+        return App(load_settings(config_path(ctx)))
+    except ConfigError as exc:
+        err.print(str(exc), markup=False, highlight=False)
+        sys.exit(EXIT_CONFIG)
+
+
+def config_path(ctx: click.Context) -> Path:
+    """The configuration file the command was given (before or after its name), else the one
+    found where config.find_config looks; exit 2 when there is none."""
+    try:
+        return find_config(_options(ctx).config)
+    except ConfigError as exc:
+        err.print(str(exc), markup=False, highlight=False)
+        sys.exit(EXIT_CONFIG)
+
+
+@contextmanager
+def progress(label: str, total: int | None = None) -> Iterator[Callable[[int], None]]:
+    """A live count of items done; silent when stderr is not a terminal."""
+    if not err.is_terminal:
+        yield lambda _n: None
+        return
+    columns = (SpinnerColumn(), TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=err, transient=True) as bar:
+        task = bar.add_task(label, total=total)
+        yield lambda n: bar.advance(task, n)
+
+
+def fail(exc: Exception, code: int = EXIT_PROBLEMS) -> NoReturn:
+    """Print `exc` and exit: 2 for a configuration problem, else `code`."""
+    if isinstance(exc, ConfigError):
+        err.print(str(exc), markup=False, highlight=False)
+        sys.exit(EXIT_CONFIG)
+    err.print(f"[bold red]error[/]: {escape(str(exc))}", highlight=False)
+    sys.exit(code)
+
+
+def print_problems(problems: list[str]) -> None:
+    """One `skipped` line per unreadable item, on stderr."""
+    for problem in problems:
+        err.print(f"[yellow]skipped[/] {escape(problem)}", highlight=False)

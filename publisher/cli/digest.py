@@ -1,0 +1,199 @@
+"""`publisher digest`: preview, send, resume, status and test the e-mail digest."""
+
+from __future__ import annotations
+
+import sys
+from datetime import date
+from pathlib import Path
+from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo
+
+import click
+
+from ..errors import PublisherError
+from .base import EXIT_CONFIG, EXIT_PROBLEMS, err, fail, load_app, main, out, progress
+
+if TYPE_CHECKING:
+    from ..newsletter import Newsletter
+    from ..store import DigestRow
+    from ..transports import Transport
+
+
+@main.group()
+def digest() -> None:
+    """The weekly e-mail digest: preview, send, status, resume, test."""
+
+
+def _date(_ctx: click.Context, _param: click.Parameter, value: str | None) -> date | None:
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a date; write it as YYYY-MM-DD") from None
+
+
+@digest.command("preview")
+@click.option("--subscriber", "email", help="Render the digest this subscriber would get (default: all categories).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("var/preview"),
+              show_default=True, help="Folder for digest.html, digest.txt and digest.eml.")  # fmt: skip
+@click.pass_context
+def digest_preview(ctx: click.Context, email: str | None, out_dir: Path) -> None:
+    """Write the next digest as HTML, text and .eml, sending nothing and opening nothing."""
+    from ..newsletter import Newsletter, preview_files
+
+    app = load_app(ctx)
+    try:
+        letters = Newsletter(app)
+        subscriber = None
+        if email:
+            subscriber = app.store.subscriber(email.strip().lower())
+            if subscriber is None:
+                fail(ValueError(f"{email} is not on the list (see `publisher subscribers list`)"))
+        window = letters.scheduled_window(app.clock())
+        message, stand_in = letters.preview(window, subscriber)
+        paths = preview_files(message, out_dir)
+    except (PublisherError, ValueError) as exc:
+        fail(exc)
+    finally:
+        app.close()
+    if stand_in:
+        since = f"{window.start.astimezone(ZoneInfo(app.settings.site.timezone)):%Y-%m-%d %H:%M}"
+        err.print(
+            f"the next digest would be empty (nothing new since {since}): the preview shows the newest "
+            "articles instead",
+            highlight=False,
+        )
+    size = len(message.html.encode("utf-8"))
+    out.print(f"subject: {message.envelope.subject}", markup=False, highlight=False)
+    out.print(f"HTML {size / 1000:.1f} KB; wrote " + " ".join(str(p) for p in paths), markup=False, highlight=False)
+
+
+@digest.command("send")
+@click.option("--since", callback=_date, help="First publication day of a one-off window (YYYY-MM-DD).")
+@click.option("--until", callback=_date, help="Last publication day of that window (YYYY-MM-DD).")
+@click.option("--dry-run", is_flag=True, help="Render every message into --out as .eml; no ledger, no mail.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("var/dry-run"),
+              show_default=True, help="Where --dry-run writes.")  # fmt: skip
+@click.pass_context
+def digest_send(ctx: click.Context, since: date | None, until: date | None, dry_run: bool, out_dir: Path) -> None:
+    """Send the digest of everything ingested since the last one (or of --since/--until)."""
+    from ..newsletter import Newsletter
+    from ..transports.outbox import OutboxTransport
+
+    if (since is None) != (until is None):
+        fail(click.UsageError("give both --since and --until, or neither"), EXIT_CONFIG)
+    if since is not None and until is not None and until < since:
+        fail(click.UsageError(f"--until {until} is before --since {since}"), EXIT_CONFIG)
+    app = load_app(ctx)
+    try:
+        letters = Newsletter(app)
+        if since is not None and until is not None:
+            window = letters.window(since, until)
+        else:
+            window = letters.scheduled_window(app.clock())
+        if dry_run:
+            outbox = OutboxTransport(out_dir)
+            count = letters.dry_run(window, outbox.send)
+            out.print(f"dry run of {window.key}: {count} message(s) written to {out_dir}", highlight=False)
+            return
+        transport = app.transport()
+        plan = letters.plan(window) if since is not None else letters.plan_scheduled()
+        _send(letters, [plan.digest], transport, planned=plan.planned, existed=not plan.created)
+    except (PublisherError, ValueError) as exc:
+        fail(exc)
+    finally:
+        app.close()
+
+
+@digest.command("resume")
+@click.pass_context
+def digest_resume(ctx: click.Context) -> None:
+    """Finish every digest that a crash, a kill or a pause left unfinished."""
+    from ..newsletter import Newsletter
+
+    app = load_app(ctx)
+    try:
+        letters = Newsletter(app)
+        unfinished = letters.unfinished()
+        if not unfinished:
+            out.print("nothing to resume: every digest is done", highlight=False)
+            return
+        _send(letters, unfinished, app.transport(), retry_now=True)
+    except (PublisherError, ValueError) as exc:
+        fail(exc)
+    finally:
+        app.close()
+
+
+def _send(
+    letters: Newsletter,
+    rows: list[DigestRow],
+    transport: Transport,
+    planned: int = 0,
+    existed: bool = False,
+    retry_now: bool = False,
+) -> None:
+    trouble = False
+    for row in rows:
+        if existed and row.status == "done":
+            out.print(f"{row.key} was sent before (digest #{row.id}): nothing to send", highlight=False)
+            continue
+        total = letters.open_count(row)
+        with progress(f"sending {row.key}", total) as tick:
+            report = letters.send(row, transport, tick, retry_now=retry_now)
+        counts = letters.store.delivery_counts(row.id)
+        out.print(
+            f"{row.key}: planned {planned or sum(counts.values())}; now sent {report.sent}, "
+            f"uncertain {report.uncertain}, "
+            f"failed {report.failed}, skipped {report.skipped}, retried {report.retried}",
+            highlight=False,
+        )
+        if report.paused:
+            err.print(
+                "[bold red]paused[/] after too many errors in a row; fix the cause, then `publisher digest resume`"
+            )
+        trouble |= report.paused or report.failed > 0
+    if trouble:
+        sys.exit(EXIT_PROBLEMS)
+
+
+@digest.command("status")
+@click.pass_context
+def digest_status(ctx: click.Context) -> None:
+    """Every digest with its window, state and delivery counts."""
+    app = load_app(ctx)
+    try:
+        rows = [(row, app.store.delivery_counts(row.id)) for row in app.store.digests()]
+    finally:
+        app.close()
+    states = ("sent", "uncertain", "pending", "sending", "failed", "skipped")
+    width = max([len(row.key) for row, _counts in rows] + [6])
+    header = f"{'#':>4}  {'digest':<{width}}  {'status':<8}" + "".join(f"  {s:>9}" for s in states)
+    out.print(header, markup=False, highlight=False)
+    for row, counts in rows:
+        cells = "".join(f"  {counts.get(s, 0):>9}" for s in states)
+        out.print(f"{row.id:>4}  {row.key:<{width}}  {row.status:<8}{cells}", markup=False, highlight=False)
+    out.print(f"{len(rows)} digest(s)", highlight=False)
+
+
+@digest.command("test")
+@click.option("--to", "to", required=True, help="The address that gets the one test message.")
+@click.pass_context
+def digest_test(ctx: click.Context, to: str) -> None:
+    """Send one digest to --to through the configured transport, marked as a test; no ledger rows."""
+    from ..newsletter import Newsletter
+
+    app = load_app(ctx)
+    try:
+        message = Newsletter(app).test_message(to)
+        transport = app.transport()
+        try:
+            sent = transport.send(message)
+        finally:
+            transport.close()
+    except (PublisherError, ValueError) as exc:
+        fail(exc)
+    finally:
+        app.close()
+    out.print(f"sent a test to {message.recipient} ({sent.provider_id or 'no provider id'})", highlight=False)

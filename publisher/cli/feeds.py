@@ -1,0 +1,110 @@
+"""The feed commands: check, ingest and build, each ending with its summary."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+
+import click
+from rich.markup import escape
+from rich.table import Table
+
+from ..app import App
+from ..errors import ConfigError, PublisherError
+from ..model import BuildReport
+from .base import EXIT_CONFIG, EXIT_PROBLEMS, err, load_app, main, out, print_problems, progress
+
+STRICT = click.option("--strict", is_flag=True, help="Any unreadable item is an error (for CI).")
+
+
+def _summary(title: str, report: BuildReport, seconds: float, feeds: bool, verbose: bool = False) -> None:
+    table = Table(title=f"publisher {title}", title_justify="left", show_header=False, box=None, padding=(0, 2))
+    table.add_column("what")
+    table.add_column("count", justify="right")
+    rows = [
+        ("new articles", report.new),
+        ("changed", report.changed),
+        ("unchanged", report.unchanged),
+        ("skipped (see warnings)", report.skipped),
+        ("withdrawn (gone from source)", report.withdrawn),
+    ]
+    if feeds:
+        rows += [("files written", report.feeds_written), ("files unchanged", report.feeds_unchanged)]
+    for label, value in rows:
+        table.add_row(label, str(value))
+    table.add_row("seconds", f"{seconds:.2f}")
+    out.print(table)
+    if report.written_paths and (verbose or len(report.written_paths) <= 12):
+        out.print("written: " + " ".join(report.written_paths), markup=False, highlight=False)
+    for source in report.failed_sources:
+        err.print(f"[bold red]source failed[/]: {escape(source)}", highlight=False)
+    if report.failed_sources:
+        err.print("The feeds keep the last good articles of the failed source(s).")
+
+
+def _run(
+    ctx: click.Context,
+    title: str,
+    strict: bool,
+    action: Callable[[App, BuildReport, Callable[[int], None]], None],
+    feeds: bool,
+) -> None:
+    app = load_app(ctx)
+    report = BuildReport()
+    started = time.perf_counter()
+    try:
+        with progress("reading") as tick:
+            action(app, report, tick)
+    except PublisherError as exc:
+        err.print(f"[bold red]error[/]: {escape(str(exc))}", highlight=False)
+        sys.exit(EXIT_PROBLEMS)
+    finally:
+        app.close()
+    _summary(title, report, time.perf_counter() - started, feeds)
+    if report.failed_sources or (strict and report.problems):
+        sys.exit(EXIT_PROBLEMS)
+
+
+@main.command()
+@STRICT
+@click.pass_context
+def check(ctx: click.Context, strict: bool) -> None:
+    """Validate the configuration, the mail settings' secrets, and read every source, writing nothing."""
+    app = load_app(ctx)
+    try:
+        app.transport().close()  # the secrets it names are in the environment
+    except ConfigError as exc:
+        err.print(str(exc), markup=False, highlight=False)
+        sys.exit(EXIT_CONFIG)
+    with progress("checking") as tick:
+        report = app.check(tick)
+    app.close()
+    print_problems(report.problems)
+    for note in report.source_notes:
+        out.print(f"source {note}", markup=False, highlight=False)
+    for source in report.failed_sources:
+        err.print(f"[bold red]source failed[/]: {escape(source)}", highlight=False)
+    out.print(
+        f"configuration OK; {report.checked} item(s) readable, {report.skipped} skipped, "
+        f"{len(report.failed_sources)} source(s) failed",
+        highlight=False,
+    )
+    if report.failed_sources or (strict and report.problems):
+        sys.exit(EXIT_PROBLEMS)
+
+
+@main.command()
+@STRICT
+@click.pass_context
+def ingest(ctx: click.Context, strict: bool) -> None:
+    """Read the sources into the store (new, changed and withdrawn articles)."""
+    _run(ctx, "ingest", strict, lambda app, report, tick: app.ingest(report, strict, tick), feeds=False)
+
+
+@main.command()
+@STRICT
+@click.pass_context
+def build(ctx: click.Context, strict: bool) -> None:
+    """Ingest, then write every feed, index.html and feeds.opml whose bytes changed."""
+    _run(ctx, "build", strict, lambda app, report, tick: app.build(report, strict, tick), feeds=True)

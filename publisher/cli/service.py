@@ -1,0 +1,89 @@
+"""The service: `publisher run` (scheduler and web) and `publisher serve` (the web alone)."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from ..errors import PublisherError
+from .base import config_path, err, fail, load_app, main, out
+
+HOST = click.option("--host", help="Listen on this address (default: [web] host).")
+PORT = click.option("--port", type=int, help="Listen on this port; 0 picks a free one (default: [web] port).")
+
+
+@main.command()
+@HOST
+@PORT
+@click.pass_context
+def run(ctx: click.Context, host: str | None, port: int | None) -> None:
+    """The whole service: the scheduler (ingest, feeds, digest) and the web, until SIGTERM or Ctrl-C."""
+    _serve(ctx, host, port, schedule=True)
+
+
+@main.command()
+@HOST
+@PORT
+@click.pass_context
+def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
+    """The web alone: feeds, subscription pages, /healthz. No scheduler."""
+    _serve(ctx, host, port, schedule=False)
+
+
+def _serve(ctx: click.Context, host: str | None, port: int | None, schedule: bool) -> None:
+    import signal
+
+    import waitress
+
+    from .. import jobs
+    from ..scheduler import Scheduler
+    from ..web import create_app
+
+    def stop(signum: int, _frame: object) -> None:
+        # Once: a second signal during the stop must not cut it short.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        jobs.STOP.set()  # a digest being sent stops after the message in flight
+        raise SystemExit(0)  # waitress's loop ends on it (closing its sockets); so does start-up
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    app = load_app(ctx)
+    config_file = str(config_path(ctx).resolve())
+    settings = app.settings
+    scheduler = Scheduler(settings, config_file, app.store) if schedule else None
+    try:
+        if scheduler is not None:
+            # The feeds exist before the first request; the scheduler is paused meanwhile.
+            if scheduler.start(first=lambda: jobs.ingest_and_build(config_file)):
+                out.print(
+                    f"scheduler: ingest and feeds every {settings.schedule.ingest_every} min; digest "
+                    f"{settings.digest.schedule!r} ({settings.site.timezone})",
+                    highlight=False,
+                )
+            else:
+                err.print("another `publisher run` schedules this database: this one serves the web only")
+        try:
+            web = create_app(app, scheduler.health if scheduler else None)
+            server = waitress.create_server(
+                web, host=host or settings.web.host, port=settings.web.port if port is None else port, threads=8
+            )
+        except (PublisherError, OSError) as exc:
+            fail(exc)
+        base = f"http://{server.effective_host}:{server.effective_port}"
+        out.print(
+            f"serving {base}/ (feeds: {base}/rss.xml), subscribe: {base}/subscribe, health: {base}/healthz",
+            highlight=False,
+        )
+        if settings.mail.transport == "outbox":
+            out.print(f"mail goes to {settings.mail.outbox.dir}/ as .eml files (transport = outbox)", highlight=False)
+        sys.stdout.flush()
+        server.run()  # until SIGTERM/SIGINT
+    finally:
+        jobs.STOP.set()
+        if scheduler is not None and scheduler.owner:
+            err.print("stopping: letting running jobs finish")
+        if scheduler is not None:
+            scheduler.stop()
+        app.close()

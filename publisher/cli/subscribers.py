@@ -1,0 +1,141 @@
+"""`publisher subscribers`: import, add, list, remove and export the mailing list."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+from rich.markup import escape
+from rich.table import Table
+
+from ..app import App
+from ..errors import PublisherError
+from ..model import SubscriberStatus
+from ..normalize import CategoryIndex
+from .base import EXIT_CONFIG, EXIT_PROBLEMS, err, load_app, main, out, print_problems
+
+STATUS_CHOICE = click.Choice([s.value for s in SubscriberStatus])
+
+
+@main.group()
+def subscribers() -> None:
+    """Mailing-list subscribers: import, add, list, remove, export."""
+
+
+def _subscriber_app(ctx: click.Context) -> tuple[App, CategoryIndex]:
+    app = load_app(ctx)
+    return app, CategoryIndex(app.categories)
+
+
+@subscribers.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--pending", is_flag=True, help="Import as pending (they must confirm) instead of confirmed.")
+@click.pass_context
+def subscribers_import(ctx: click.Context, file: Path, pending: bool) -> None:
+    """Import FILE.csv with the columns email, name, categories (names or slugs, `;` between)."""
+    from ..subscriptions import import_csv
+
+    app, index = _subscriber_app(ctx)
+    status = SubscriberStatus.PENDING if pending else SubscriberStatus.CONFIRMED
+    try:
+        report = import_csv(app.store, file, index, status, app.clock())
+    except PublisherError as exc:
+        err.print(f"[bold red]error[/]: {escape(str(exc))}", highlight=False)
+        sys.exit(EXIT_PROBLEMS)
+    finally:
+        app.close()
+    print_problems(report.problems)
+    out.print(
+        f"added {report.added}, updated {report.updated}, unchanged {report.unchanged}, "
+        f"kept unsubscribed or bounced {report.kept_stopped}, rejected {len(report.problems)}",
+        highlight=False,
+    )
+    if report.problems:
+        sys.exit(EXIT_PROBLEMS)
+
+
+@subscribers.command("add")
+@click.argument("email")
+@click.option("--name", default="", help="The subscriber's name.")
+@click.option("--category", "categories", multiple=True, help="A category name or slug; repeat it. None: all.")
+@click.option("--pending", is_flag=True, help="Add as pending (they must confirm) instead of confirmed.")
+@click.pass_context
+def subscribers_add(ctx: click.Context, email: str, name: str, categories: tuple[str, ...], pending: bool) -> None:
+    """Add EMAIL, or change their name and categories if they are on the list."""
+    from ..subscriptions import add, parse_categories
+
+    app, index = _subscriber_app(ctx)
+    try:
+        slugs = parse_categories(";".join(categories), index)
+        status = SubscriberStatus.PENDING if pending else SubscriberStatus.CONFIRMED
+        subscriber, new = add(app.store, email, name, slugs, status, app.clock())
+    except ValueError as exc:
+        err.print(f"[bold red]error[/]: {escape(str(exc))}", highlight=False)
+        sys.exit(EXIT_CONFIG)
+    except PublisherError as exc:
+        err.print(f"[bold red]error[/]: {escape(str(exc))}", highlight=False)
+        sys.exit(EXIT_PROBLEMS)
+    finally:
+        app.close()
+    out.print(f"{'added' if new else 'updated'} {subscriber.email} ({subscriber.status.value})", highlight=False)
+
+
+@subscribers.command("list")
+@click.option("--status", type=STATUS_CHOICE, help="Only subscribers with this status.")
+@click.pass_context
+def subscribers_list(ctx: click.Context, status: str | None) -> None:
+    """A table of subscribers: address, name, categories, status and since when."""
+    app, index = _subscriber_app(ctx)
+    try:
+        found = app.store.subscribers(SubscriberStatus(status) if status else None)
+    finally:
+        app.close()
+    names = {c.slug: c.name for c in index.categories}
+    table = Table(show_header=True, header_style="bold", box=None, padding=(0, 2))
+    for column in ("email", "name", "categories", "status", "since", "via"):
+        table.add_column(column)
+    for s in found:
+        cats = "、".join(names.get(slug, slug) for slug in s.categories) or "(all)"
+        table.add_row(s.email, s.name, cats, s.status.value, f"{s.status_at:%Y-%m-%d %H:%M}", s.status_via)
+    out.print(table)
+    out.print(f"{len(found)} subscriber(s)", highlight=False)
+
+
+@subscribers.command("remove")
+@click.argument("email")
+@click.option("--erase", is_flag=True, help="Forget the address entirely instead of marking it unsubscribed.")
+@click.pass_context
+def subscribers_remove(ctx: click.Context, email: str, erase: bool) -> None:
+    """Unsubscribe EMAIL (kept, so no import signs them up again), or --erase it."""
+    from ..subscriptions import remove
+
+    app, _index = _subscriber_app(ctx)
+    try:
+        existing = remove(app.store, email, app.clock(), erase=erase)
+    finally:
+        app.close()
+    if existing is None:
+        err.print(f"{escape(email)} is not on the list", highlight=False)
+        sys.exit(EXIT_PROBLEMS)
+    out.print(f"{'erased' if erase else 'unsubscribed'} {existing.email}", highlight=False)
+
+
+@subscribers.command("export")
+@click.argument("file", type=click.Path(dir_okay=False, writable=True, path_type=Path), required=False)
+@click.pass_context
+def subscribers_export(ctx: click.Context, file: Path | None) -> None:
+    """Every subscriber as CSV, to FILE or standard output; `import` reads it back."""
+    from ..subscriptions import export_csv
+
+    app, index = _subscriber_app(ctx)
+    try:
+        found = app.store.subscribers()
+    finally:
+        app.close()
+    if file is None:
+        export_csv(found, index, sys.stdout)
+        return
+    with open(file, "w", encoding="utf-8", newline="") as handle:
+        count = export_csv(found, index, handle)
+    err.print(f"exported {count} subscriber(s) to {escape(str(file))}", highlight=False)
