@@ -246,7 +246,7 @@ def test_a_stranger_cannot_undo_an_unsubscribe(server: Server) -> None:
 
 
 def test_rate_limits_keep_a_budget_per_key_and_forget_idle_keys() -> None:
-    from publisher.web import RateLimit
+    from publisher.web.shared import RateLimit
 
     clock = [0.0]
     limit = RateLimit(2, window=3600, clock=lambda: clock[0])

@@ -1,0 +1,64 @@
+"""The web side: the feeds folder, the subscription pages, /healthz. A Flask app, one per process.
+
+`create_app` builds the app and registers one blueprint a module: `feeds` (the output folder),
+`account` (the reader's pages), `health` (/healthz). What they share per app (the App, the
+words, the rate limits) is a `WebState` on the Flask app (`shared.py`), never a module global.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from flask import Flask
+from jinja2 import StrictUndefined
+
+from ..newsletter import Newsletter
+from ..templating import TEMPLATES
+from .account import account
+from .feeds import feeds
+from .health import health as health_pages
+from .shared import RateLimit, WebState, install
+from .words import words_for
+
+if TYPE_CHECKING:
+    from ..app import App
+
+__all__ = ["create_app"]
+
+
+def create_app(app: App, health: Callable[[], dict[str, Any]] | None = None) -> Flask:
+    """The WSGI app for `app`'s settings. `health` adds the scheduler's state to /healthz."""
+    settings = app.settings
+    letters = Newsletter(app)
+    web = Flask(__name__, template_folder=str(TEMPLATES / "web"), static_folder=None)
+    # Flask escapes only templates named *.html; ours are *.html.j2. And no silent blanks.
+    web.jinja_env.autoescape = True
+    web.jinja_env.undefined = StrictUndefined
+    web.config.update(
+        SECRET_KEY=hmac.new(letters.signing_key, b"web session", "sha256").digest(),
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=letters.public_url.startswith("https://"),
+        MAX_CONTENT_LENGTH=64 * 1024,
+    )
+    install(
+        web,
+        WebState(
+            app=app,
+            letters=letters,
+            words=words_for(settings.site.language),
+            out_dir=Path(settings.output.dir).resolve(),
+            per_address=RateLimit(settings.web.subscribe_per_address),
+            per_client=RateLimit(settings.web.subscribe_per_client),
+            mailer=ThreadPoolExecutor(max_workers=1, thread_name_prefix="publisher-mail"),
+            health=health,
+        ),
+    )
+    web.register_blueprint(health_pages)
+    web.register_blueprint(account)
+    web.register_blueprint(feeds)
+    return web

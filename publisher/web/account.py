@@ -1,0 +1,168 @@
+"""The reader's pages: subscribe, confirm, preferences, unsubscribe.
+
+- `/subscribe`: double opt-in. The form carries a CSRF token (kept in Flask's signed session
+  cookie); requests are limited per address and per client; the answer is the same page
+  whether or not the address was subscribed before, and the e-mail does the telling.
+- `/confirm/<token>`, `/preferences/<token>`, `/unsubscribe/<token>`: a GET shows a page with
+  a button and changes nothing (mail scanners follow links); a POST acts. The unsubscribe POST
+  is RFC 8058's one-click target: no cookie, no CSRF token, idempotent, the token is the
+  authority.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Blueprint, Response, request
+
+from ..model import Subscriber, SubscriberStatus
+from ..newsletter import CONFIRM_LIFETIME
+from ..subscriptions import choose_categories, confirm, normalize_email, request_subscription, unsubscribe
+from ..tokens import TokenError, expiry, read_token
+from .shared import WebState, client_address, csrf_token, csrf_valid, current, page
+
+log = logging.getLogger(__name__)
+
+account = Blueprint("account", __name__)
+
+
+def expired() -> Response:
+    """A forged, expired or no longer valid link: one page, one status, nothing revealed."""
+    words = current().words
+    return page("message.html.j2", 404, title=words["expired"], body=words["expired_body"], again=True)
+
+
+def unsubscribed(subscriber: Subscriber) -> Response:
+    state = current()
+    body = state.words["unsubscribed_body"].format(email=subscriber.email, list_name=state.letters.list_name)
+    return page("message.html.j2", title=state.words["unsubscribed"], body=body, again=True)
+
+
+def subscriber_for(token: str, purpose: str) -> Subscriber | None:
+    """The subscriber a link's token names, if it is genuine, unexpired and still theirs."""
+    state = current()
+    store = state.app.store
+
+    def email_of(subscriber_id: int) -> str | None:
+        found = store.subscriber_by_id(subscriber_id)
+        return found.email.lower() if found else None
+
+    try:
+        subscriber_id = read_token(state.letters.signing_key, token, purpose, state.app.clock(), email_of)
+    except TokenError:
+        return None
+    return store.subscriber_by_id(subscriber_id)
+
+
+def categories_from_form() -> tuple[str, ...]:
+    known = {c.slug for c in current().app.categories}
+    return tuple(slug for slug in request.form.getlist("category") if slug in known)
+
+
+def subscribe_page(status: int = 200, error: str | None = None, email: str = "", name: str = "") -> Response:
+    categories = current().app.categories
+    return page(
+        "subscribe.html.j2", status, categories=categories, csrf=csrf_token(), error=error, email=email, name=name
+    )
+
+
+@account.get("/subscribe")
+def subscribe_form() -> Response:
+    return subscribe_page()
+
+
+@account.post("/subscribe")
+def subscribe() -> Response:
+    state = current()
+    words = state.words
+    form = request.form
+    email, name = form.get("email", "").strip(), form.get("name", "")
+    if not csrf_valid():
+        return subscribe_page(400, words["csrf"], email, name)
+    try:
+        address = normalize_email(email)
+    except ValueError as exc:
+        return subscribe_page(400, words["bad_email"].format(reason=str(exc).split(": ", 1)[-1]), email, name)
+    if not state.per_client.allow(client_address()) or not state.per_address.allow(address.lower()):
+        limited = page("message.html.j2", 429, title=words["too_many"], body="")
+        limited.headers["Retry-After"] = "3600"
+        return limited
+    app = state.app
+    subscriber, confirming = request_subscription(app.store, address, name, categories_from_form(), app.clock())
+    # Sent by one background thread: a slow mail server never holds a web thread, and the
+    # answer takes as long whether or not the address was on the list.
+    state.mailer.submit(send_account_mail, state, subscriber, confirming)
+    return page("message.html.j2", title=words["sent"], body=words["sent_body"].format(email=address))
+
+
+def send_account_mail(state: WebState, subscriber: Subscriber, confirming: bool) -> None:
+    try:
+        transport = state.app.transport()
+        try:
+            transport.send(state.letters.account_message(subscriber, confirming))
+        finally:
+            transport.close()
+    except Exception as exc:  # noqa: BLE001 - the reader saw the same page; the operator sees this
+        kind = "confirmation" if confirming else "preferences"
+        log.error("could not send the %s e-mail to subscriber #%s: %s", kind, subscriber.id, exc)
+
+
+@account.route("/confirm/<token>", methods=["GET", "POST"])
+def confirm_page(token: str) -> Response:
+    state = current()
+    words, letters = state.words, state.letters
+    subscriber = subscriber_for(token, "confirm")
+    if subscriber is None:
+        return expired()
+    if request.method == "POST" or subscriber.status is SubscriberStatus.CONFIRMED:
+        assert subscriber.id is not None
+        done = confirm(state.app.store, subscriber.id, state.app.clock(), expiry(token) - CONFIRM_LIFETIME)
+        if done is not None and done.status is SubscriberStatus.CONFIRMED:
+            body = words["confirmed_body"].format(email=done.email, list_name=letters.list_name)
+            manage = letters.personal(done).preferences_url
+            return page("message.html.j2", title=words["confirmed"], body=body, manage=manage)
+        # An old link of an address that unsubscribed since: it cannot sign them up again.
+        return expired()
+    body = words["confirm_body"].format(email=subscriber.email, list_name=letters.list_name)
+    return page("action.html.j2", title=words["confirm"], body=body, button=words["confirm"])
+
+
+@account.route("/preferences/<token>", methods=["GET", "POST"])
+def preferences_page(token: str) -> Response:
+    state = current()
+    subscriber = subscriber_for(token, "preferences")
+    if subscriber is None:
+        return expired()
+    assert subscriber.id is not None
+    saved = False
+    if request.method == "POST":
+        if request.form.get("action") == "unsubscribe":
+            unsubscribe(state.app.store, subscriber.id, state.app.clock(), "web preferences")
+            return unsubscribed(subscriber)
+        changed = choose_categories(state.app.store, subscriber.id, categories_from_form())
+        subscriber, saved = changed or subscriber, True
+    return page(
+        "preferences.html.j2",
+        title=state.words["preferences"],
+        body=state.words["preferences_body"].format(email=subscriber.email),
+        categories=state.app.categories,
+        chosen=set(subscriber.categories),
+        saved=saved,
+        subscribed=subscriber.status is SubscriberStatus.CONFIRMED,
+    )
+
+
+@account.route("/unsubscribe/<token>", methods=["GET", "POST"])
+def unsubscribe_page(token: str) -> Response:
+    state = current()
+    subscriber = subscriber_for(token, "unsubscribe")
+    if subscriber is None:
+        return expired()
+    assert subscriber.id is not None
+    if request.method == "POST":  # RFC 8058 one-click, or the page's button: the same
+        one_click = request.form.get("List-Unsubscribe") == "One-Click"
+        unsubscribe(state.app.store, subscriber.id, state.app.clock(), "one-click" if one_click else "web")
+        return unsubscribed(subscriber)
+    words = state.words
+    body = words["unsubscribe_body"].format(email=subscriber.email, list_name=state.letters.list_name)
+    return page("action.html.j2", title=words["unsubscribe"], body=body, button=words["unsubscribe"])

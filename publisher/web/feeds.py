@@ -1,0 +1,108 @@
+"""The output folder over HTTP: feeds, index.html, feeds.opml, with validators and gzip.
+
+Each file gets its media type, an `ETag` and `Last-Modified` from the file, a 304 on
+`If-None-Match` / `If-Modified-Since`, and gzip when the client accepts it. Dotfiles (the
+writer's temporary files) and anything outside the folder, via a symlink too, are a 404.
+"""
+
+from __future__ import annotations
+
+import gzip
+import time
+from datetime import UTC, datetime
+from functools import lru_cache
+from pathlib import Path
+
+from flask import Blueprint, Response, abort, request
+from werkzeug.security import safe_join
+
+from .shared import current
+
+MEDIA_TYPES = {
+    "rss.xml": "application/rss+xml; charset=utf-8",
+    "atom.xml": "application/atom+xml; charset=utf-8",
+    "feed.json": "application/feed+json; charset=utf-8",
+    ".opml": "text/x-opml; charset=utf-8",
+    ".html": "text/html; charset=utf-8",
+    ".xml": "application/xml; charset=utf-8",
+    ".json": "application/json; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".txt": "text/plain; charset=utf-8",
+}
+COMPRESSIBLE = ("xml", "json", "html", "opml", "css", "text/plain")
+
+feeds = Blueprint("feeds", __name__)
+
+
+@feeds.get("/", defaults={"path": "index.html"})
+@feeds.get("/<path:path>")
+def output_file(path: str) -> Response:
+    out_dir = current().out_dir
+    if path.endswith("/"):
+        path += "index.html"
+    full = safe_join(str(out_dir), path)
+    # No dotfiles (the writer's temporary files), nothing outside the folder via a symlink.
+    if full is None or "\x00" in path or any(part.startswith(".") for part in path.split("/")):
+        abort(404)
+    target = Path(full)
+    if target.is_dir():
+        target = target / "index.html"
+    try:
+        if not target.resolve().is_relative_to(out_dir) or not target.is_file():
+            abort(404)
+        stat = target.stat()
+    except (OSError, ValueError):
+        abort(404)
+    media_type = media_type_of(target.name)
+    gzipped = request.accept_encodings["gzip"] > 0 and any(k in media_type for k in COMPRESSIBLE)
+    # One ETag per representation (RFC 9110 8.8.3): the gzip bytes are another one.
+    etag = f'"{stat.st_mtime_ns:x}-{stat.st_size:x}{"-gz" if gzipped else ""}"'
+    response = Response(status=200, mimetype=None)
+    response.headers["Content-Type"] = media_type
+    response.headers["ETag"] = etag
+    response.last_modified = datetime.fromtimestamp(stat.st_mtime, UTC)
+    response.headers["Cache-Control"] = "public, max-age=300"
+    response.headers["Vary"] = "Accept-Encoding"
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    if _not_modified(etag, int(stat.st_mtime)):
+        response.status_code = 304
+        return response
+    data = _read(str(target), stat.st_mtime_ns, stat.st_size)
+    if gzipped:
+        data = _gzipped(str(target), stat.st_mtime_ns, stat.st_size)
+        response.headers["Content-Encoding"] = "gzip"
+    if request.method != "HEAD":
+        response.set_data(data)
+    response.headers["Content-Length"] = str(len(data))
+    return response
+
+
+def media_type_of(name: str) -> str:
+    """The Content-Type of an output file, by its name, then by its suffix."""
+    if name in MEDIA_TYPES:
+        return MEDIA_TYPES[name]
+    suffix = name[name.rfind(".") :] if "." in name else ""
+    return MEDIA_TYPES.get(suffix, "application/octet-stream")
+
+
+def _not_modified(etag: str, mtime: int) -> bool:
+    """RFC 9110: If-None-Match wins when present; else If-Modified-Since (whole seconds)."""
+    match = request.headers.get("If-None-Match")
+    if match is not None:
+        tags = [tag.strip().removeprefix("W/") for tag in match.split(",")]
+        return "*" in tags or etag in tags
+    since = request.if_modified_since
+    if since is None or since.timestamp() > time.time():  # a date in the future is ignored
+        return False
+    return mtime <= int(since.timestamp())
+
+
+@lru_cache(maxsize=256)
+def _read(path: str, _mtime_ns: int, _size: int) -> bytes:
+    return Path(path).read_bytes()
+
+
+@lru_cache(maxsize=256)
+def _gzipped(path: str, mtime_ns: int, size: int) -> bytes:
+    # mtime=0: the same bytes every time, so the compressed file has one ETag-worthy form.
+    return gzip.compress(_read(path, mtime_ns, size), compresslevel=6, mtime=0)

@@ -1,0 +1,118 @@
+"""What the blueprints share: the per-app state kept on the Flask app, page rendering, CSRF, rate limits.
+
+Everything per app lives in one `WebState` in `app.extensions`, so two apps in one process
+(the tests make many) never share a limiter, a mail thread or a language.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from flask import Flask, Response, current_app, render_template, request, session
+
+if TYPE_CHECKING:
+    from ..app import App
+    from ..newsletter import Newsletter
+
+EXTENSION = "publisher"
+
+
+class RateLimit:
+    """At most `limit` events per key in the last `window` seconds, in this process."""
+
+    def __init__(self, limit: int, window: float = 3600.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.limit, self.window, self.clock = limit, window, clock
+        self._events: dict[str, deque[float]] = {}
+        self._lock = threading.Lock()
+        self._pruned = clock()
+
+    def allow(self, key: str) -> bool:
+        now = self.clock()
+        with self._lock:
+            if now - self._pruned > self.window / 4:  # forget keys with nothing in the window
+                self._events = {k: v for k, v in self._events.items() if v and v[-1] > now - self.window}
+                self._pruned = now
+            events = self._events.setdefault(key, deque())
+            while events and events[0] <= now - self.window:
+                events.popleft()
+            if len(events) >= self.limit:
+                return False
+            events.append(now)
+            return True
+
+
+@dataclass(frozen=True)
+class WebState:
+    """One Flask app's view of the service: the App, its newsletter, words, limits, mail thread."""
+
+    app: App
+    letters: Newsletter
+    words: dict[str, str]
+    out_dir: Path
+    per_address: RateLimit
+    per_client: RateLimit
+    mailer: ThreadPoolExecutor
+    health: Callable[[], dict[str, Any]] | None
+
+
+def install(web: Flask, state: WebState) -> None:
+    web.extensions[EXTENSION] = state
+
+
+def current() -> WebState:
+    """The state of the app handling this request."""
+    state: WebState = current_app.extensions[EXTENSION]
+    return state
+
+
+def page(template: str, status: int = 200, **context: Any) -> Response:
+    """A reader's HTML page: the site's words and names, no caching, no framing, no referrer."""
+    state = current()
+    settings = state.app.settings
+    base = {
+        "t": state.words,
+        "language": settings.site.language,
+        "list_name": state.letters.list_name,
+        "site_title": settings.site.title,
+        "site_url": state.letters.look.site.url,
+        "feeds_url": "/",
+    }
+    response = Response(render_template(template, **base, **context), status, mimetype="text/html")
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Referrer-Policy"] = "no-referrer"  # tokens are in the URL
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Content-Security-Policy"] = (
+        "default-src 'self'; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'; "
+        "form-action 'self'; base-uri 'none'"
+    )
+    response.headers["X-Frame-Options"] = "DENY"
+    return response
+
+
+def csrf_token() -> str:
+    """This browser's form token, kept in Flask's signed session cookie."""
+    if "csrf" not in session:
+        session["csrf"] = secrets.token_urlsafe(24)
+    return str(session["csrf"])
+
+
+def csrf_valid() -> bool:
+    """The posted form carries the token of this browser's session."""
+    sent = session.get("csrf")
+    return bool(sent) and hmac.compare_digest(str(sent).encode(), request.form.get("csrf", "").encode())
+
+
+def client_address() -> str:
+    """The client's address: the last proxy's word for it when `[web] trust_proxy` says so."""
+    if current().app.settings.web.trust_proxy and request.headers.get("X-Forwarded-For"):
+        return request.headers["X-Forwarded-For"].split(",")[-1].strip()
+    return request.remote_addr or "?"
