@@ -14,15 +14,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from flask import Flask
-from jinja2 import StrictUndefined
 
 from ..newsletter import Newsletter
-from ..templating import TEMPLATES
 from .account import account
 from .feeds import feeds
 from .health import health as health_pages
 from .shared import RateLimit, WebState, install
-from .words import words_for
 
 if TYPE_CHECKING:
     from ..app import App
@@ -34,10 +31,8 @@ def create_app(app: App, health: Callable[[], dict[str, Any]] | None = None) -> 
     """The WSGI app for `app`'s settings. `health` adds the scheduler's state to /healthz."""
     settings = app.settings
     letters = Newsletter(app)
-    web = Flask(__name__, template_folder=str(TEMPLATES / "web"), static_folder=None)
-    # Flask escapes only templates named *.html; ours are *.html.j2. And no silent blanks.
-    web.jinja_env.autoescape = True
-    web.jinja_env.undefined = StrictUndefined
+    # Pages render through the theme's environment (shared.page), not Flask's own.
+    web = Flask(__name__, template_folder=None, static_folder=None)
     web.config.update(
         SECRET_KEY=hmac.new(letters.signing_key, b"web session", "sha256").digest(),
         SESSION_COOKIE_HTTPONLY=True,
@@ -50,7 +45,7 @@ def create_app(app: App, health: Callable[[], dict[str, Any]] | None = None) -> 
         WebState(
             app=app,
             letters=letters,
-            words=words_for(settings.site.language),
+            words=app.messages["pages"],
             out_dir=Path(settings.output.dir).resolve(),
             per_address=RateLimit(settings.web.subscribe_per_address),
             per_client=RateLimit(settings.web.subscribe_per_client),

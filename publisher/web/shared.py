@@ -16,8 +16,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
-from flask import Flask, Response, current_app, render_template, request, session
+from flask import Flask, Response, current_app, request, session
 
 if TYPE_CHECKING:
     from ..app import App
@@ -56,7 +57,7 @@ class WebState:
 
     app: App
     letters: Newsletter
-    words: dict[str, str]
+    words: dict[str, Any]
     out_dir: Path
     per_address: RateLimit
     per_client: RateLimit
@@ -75,27 +76,39 @@ def current() -> WebState:
 
 
 def page(template: str, status: int = 200, **context: Any) -> Response:
-    """A reader's HTML page: the site's words and names, no caching, no framing, no referrer."""
+    """A reader's HTML page (`templates/web/<template>`, through the theme): the site's words and
+    names, no caching, no framing, no referrer."""
     state = current()
-    settings = state.app.settings
+    settings, theme = state.app.settings, state.app.theme
     base = {
         "t": state.words,
+        "theme": theme.context(),
         "language": settings.site.language,
         "list_name": state.letters.list_name,
         "site_title": settings.site.title,
         "site_url": state.letters.look.site.url,
         "feeds_url": "/",
     }
-    response = Response(render_template(template, **base, **context), status, mimetype="text/html")
+    html = theme.environment.get_template(f"web/{template}").render(**base, **context)
+    response = Response(html, status, mimetype="text/html")
     response.headers["Cache-Control"] = "no-store"
     response.headers["Referrer-Policy"] = "no-referrer"  # tokens are in the URL
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["Content-Security-Policy"] = (
-        "default-src 'self'; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'; "
+        f"default-src 'self'; img-src 'self'{_origin(theme.logo_url)}; style-src 'self' 'unsafe-inline'; "
+        "frame-ancestors 'none'; "
         "form-action 'self'; base-uri 'none'"
     )
     response.headers["X-Frame-Options"] = "DENY"
     return response
+
+
+def _origin(url: str) -> str:
+    """' https://host' for the logo's server, so the page's CSP lets the logo load."""
+    if not url:
+        return ""
+    parts = urlsplit(url)
+    return f" {parts.scheme}://{parts.netloc}"
 
 
 def csrf_token() -> str:
