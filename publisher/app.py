@@ -28,6 +28,7 @@ from .store import Store
 from .theme import Messages, Theme, check_theme, make_theme
 
 if TYPE_CHECKING:
+    from .digest import Look
     from .parallel import Prepared
     from .sources.http import Fetcher
     from .transports import Transport
@@ -116,7 +117,8 @@ class App:
         with file and line), before any page or e-mail is rendered."""
         if self._theme is None:
             t = self.settings.theme
-            theme = make_theme(Path(t.templates) if t.templates else None, t.logo_url, t.accent_color, t.intro, t.footer)
+            folder = Path(t.templates) if t.templates else None
+            theme = make_theme(folder, t.logo_url, t.accent_color, t.intro, t.footer)
             check_theme(theme)
             self._theme = theme
         return self._theme
@@ -125,6 +127,25 @@ class App:
     def messages(self) -> Messages:
         """Every word a reader sees, in the site's language, with the theme's own laid over."""
         return self.theme.messages(self.settings.site.language)
+
+    @property
+    def look(self) -> Look:
+        """What every digest and sign-up e-mail shows besides articles."""
+        from .digest import Look
+
+        digest = self.settings.digest
+        words = self.messages["digest"]
+        list_name = (digest.list_name or words["list"].format(site=self.site.title)).replace("<", "").replace(">", "")
+        return Look(
+            site=self.site,
+            list_name=list_name,
+            feeds_url=self.links.base_url + "/",
+            postal_address=digest.postal_address,
+            subject_template=digest.subject,
+            max_per_category=digest.max_items_per_category,
+            theme=self.theme,
+            send_when_empty=digest.send_when_empty,
+        )
 
     @property
     def links(self) -> FeedLinks:
@@ -279,6 +300,24 @@ class App:
                 if close is not None:
                     close()
         return report
+
+    def check_look(self) -> tuple[list[str], list[str]]:
+        """(problems, warnings) of the theme: overrides that fail to render with sample values
+        (file and line); an accent that white button text cannot be read on. Needs no store."""
+        from .theme import contrast_with_white
+        from .theme_check import theme_problems
+
+        theme = self.theme
+        configured = [Category(c.name, c.slug or slugify(c.name), c.description) for c in self.settings.categories]
+        problems = theme_problems(self.look, configured, self.links, self.subscribe_url)
+        warnings = []
+        ratio = contrast_with_white(theme.accent_color)
+        if ratio < 4.5:
+            warnings.append(
+                f"theme.accent_color {theme.accent_color}: white button text on it has a contrast of {ratio:.1f}:1, "
+                "below the 4.5:1 readers need (WCAG 2); choose a darker colour"
+            )
+        return problems, warnings
 
     def ingest(self, report: BuildReport, strict: bool = False, tick: Tick = lambda _n: None) -> None:
         import json

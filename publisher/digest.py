@@ -264,6 +264,21 @@ class Renderer:
         return Draft(subject, tuple(text_parts), tuple(html_parts), len(items))  # type: ignore[arg-type]
 
 
+def render_account(look: Look, confirming: bool, link: str) -> tuple[str, str, str]:
+    """(subject, text, html) of a sign-up e-mail: confirm a new subscription (`link` confirms),
+    or, for an address already subscribed, manage it (`link` is its preferences page)."""
+    words = look.theme.messages(look.site.language)["account"]
+    t = {k: v.format(list_name=look.list_name) for k, v in words["confirm" if confirming else "manage"].items()}
+    t["ignore"] = words["ignore"]
+    context = {
+        "t": t, "link": link, "list_name": look.list_name, "site_url": look.site.url,
+        "postal_address": look.postal_address, "language": look.site.language, "theme": look.theme.context(),
+    }  # fmt: skip
+    env = look.theme.environment
+    text = env.get_template("account.txt.j2").render(context)
+    return t["subject"], text, env.get_template("account.html.j2").render(context)
+
+
 def _aligned(part: str, before: str) -> str:
     """`part` padded with spaces to a multiple of 57 UTF-8 bytes (one base64 line); the spaces
     go before its final `before` (a newline in text, where they end a blank line) or at its end

@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from email.headerregistry import Address
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from .config import is_loopback, mailbox
@@ -25,10 +25,10 @@ from .digest import (
     FIRST_DIGEST_DAYS,
     DigestWindow,
     Draft,
-    Look,
     Personal,
     Renderer,
     explicit_window,
+    render_account,
     scheduled_window,
 )
 from .mail import Envelope, Message, build_message
@@ -66,19 +66,9 @@ class Newsletter:
         self.clock = app.clock
         site = app.site
         self.host = urlsplit(site.url).hostname or "localhost"
-        words = app.messages["digest"]
         digest = self.settings.digest
-        self.list_name = (digest.list_name or words["list"].format(site=site.title)).replace("<", "").replace(">", "")
-        self.look = Look(
-            site=site,
-            list_name=self.list_name,
-            feeds_url=app.links.base_url + "/",
-            postal_address=digest.postal_address,
-            subject_template=digest.subject,
-            max_per_category=digest.max_items_per_category,
-            theme=app.theme,
-            send_when_empty=digest.send_when_empty,
-        )
+        self.look = app.look
+        self.list_name = self.look.list_name
         bare_host = self.host.removeprefix("www.")
         self.sender = mailbox(digest.sender) if digest.sender else Address(site.title, "newsletter", bare_host)
         self.reply_to = mailbox(digest.reply_to) if digest.reply_to else None
@@ -276,9 +266,6 @@ class Newsletter:
     def account_message(self, subscriber: Subscriber, confirming: bool) -> Message:
         """The e-mail a sign-up sends: the confirmation link (double opt-in), or, for an address
         that is subscribed already, its preferences link. Never recorded in the ledger."""
-        words = self.app.messages["account"]
-        t = {k: v.format(list_name=self.list_name) for k, v in words["confirm" if confirming else "manage"].items()}
-        t["ignore"] = words["ignore"]
         now, sid, key = self.clock(), subscriber.id or 0, self.signing_key
         email_key = subscriber.email.lower()
         who = self.personal(subscriber)
@@ -286,18 +273,11 @@ class Newsletter:
             link = f"{self.public_url}/confirm/{make_token(key, 'confirm', sid, email_key, now + CONFIRM_LIFETIME)}"
         else:
             link = who.preferences_url
-        context = {
-            "t": t, "link": link, "list_name": self.list_name, "site_url": self.look.site.url,
-            "postal_address": self.look.postal_address, "language": self.look.site.language,
-            "theme": self.look.theme.context(),
-        }  # fmt: skip
-        env = self.look.theme.environment
-        text = env.get_template("account.txt.j2").render(context)
-        html = env.get_template("account.html.j2").render(context)
+        subject, text, html = render_account(self.look, confirming, link)
         envelope = Envelope(
             sender=self.sender,
             to=Address(subscriber.name, *subscriber.email.rsplit("@", 1)),
-            subject=t["subject"],
+            subject=subject,
             date=now,
             message_id_domain=self.host,
             list_id=f"{self.list_name} <digest.{self.host}>",

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import colorsys
 import html
-import re
+import string
 import tomllib
 from dataclasses import dataclass
 from functools import cache
@@ -96,11 +96,38 @@ def catalogue(name: str, overrides: Path | None = None) -> Messages:
                     f"{path}: unknown key {section}.{key}",
                     f"the keys of [{section}] are in the bundled messages/{name}.toml (`publisher theme export`)",
                 )
+            for name, text, bundled in _entries(f"{section}.{key}", value, merged[section][key]):
+                unknown = _fields(text) - _fields(bundled)
+                if unknown:
+                    known = ", ".join(f"{{{f}}}" for f in sorted(_fields(bundled))) or "none"
+                    message = f"{path}: {name} uses {{{sorted(unknown)[0]}}}, which publisher does not fill in"
+                    raise ThemeError(message, f"the bundled entry uses: {known}")
             if isinstance(value, dict):
                 merged[section][key] = {**merged[section][key], **value}
             else:
                 merged[section][key] = value
     return merged
+
+
+def _entries(name: str, value: Any, bundled: Any) -> list[tuple[str, str, str]]:
+    """(key path, override, bundled) for each text of an entry (a table's entries one by one)."""
+    if isinstance(value, dict) and isinstance(bundled, dict):
+        return [(f"{name}.{k}", v, bundled.get(k, "")) for k, v in value.items() if isinstance(v, str)]
+    if isinstance(value, str) and isinstance(bundled, str):
+        return [(name, value, bundled)]
+    if type(value) is not type(bundled):
+        raise ThemeError(f"{name}: expected {type(bundled).__name__}, got {type(value).__name__}", "")
+    return []
+
+
+def _fields(text: str) -> set[str]:
+    """The {name} fields of a str.format text ("" for a Jinja template such as digest.subject)."""
+    if "{{" in text or "{%" in text:
+        return set()
+    try:
+        return {f.split(".")[0].split("[")[0] for _, f, _, _ in string.Formatter().parse(text) if f}
+    except ValueError:
+        return {"(unbalanced braces)"}
 
 
 def _read_catalogue(path: Path) -> Messages:
@@ -125,7 +152,8 @@ def check_theme(theme: Theme) -> None:
         try:
             env.get_template(name)
         except TemplateSyntaxError as exc:
-            raise ThemeError(f"{path}, line {exc.lineno}: {exc.message}", "fix the template, or delete it to use the bundled one") from exc
+            hint = "fix the template, or delete it to use the bundled one"
+            raise ThemeError(f"{path}, line {exc.lineno}: {exc.message}", hint) from exc
         except UnicodeDecodeError as exc:
             raise ThemeError(f"{path}: not UTF-8 ({exc.reason})", "save it as UTF-8") from exc
     for name in ("zh-CN", "en"):

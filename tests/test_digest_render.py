@@ -12,11 +12,11 @@ import pytest
 
 from conftest import Site
 from publisher.digest import HTML_BUDGET, Look, Renderer
-from publisher.theme import Theme
 from publisher.mail import Message
 from publisher.model import Article, Category, Subscriber, SubscriberStatus
 from publisher.model import Site as SiteInfo
 from publisher.newsletter import Newsletter
+from publisher.theme import Theme
 
 GOLDEN = Path(__file__).parent / "golden" / "digest"
 NOW = datetime(2026, 11, 30, 0, 0, tzinfo=UTC)  # Monday 08:00 in Shanghai

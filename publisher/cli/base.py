@@ -20,7 +20,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 from .. import __version__
 from ..app import App
 from ..config import find_config, load_settings
-from ..errors import ConfigError
+from ..errors import ConfigError, ThemeError
 
 out = Console(soft_wrap=True)  # no hard wrapping: paths in logs must stay whole
 err = Console(stderr=True, soft_wrap=True)
@@ -116,11 +116,17 @@ def main(ctx: click.Context, config: Path | None, verbose: bool) -> None:
 
 
 def load_app(ctx: click.Context) -> App:
-    """The app for the configuration the command was given; exit 2 when it is invalid."""
+    """The app for the configuration the command was given; exit 2 when it is invalid or its
+    theme has a broken override (named with file and line now, not when a digest renders)."""
     try:
-        return App(load_settings(config_path(ctx)))
+        app = App(load_settings(config_path(ctx)))
+        app.theme  # noqa: B018 - compiles the theme's overrides
+        return app
     except ConfigError as exc:
         err.print(str(exc), markup=False, highlight=False)
+        sys.exit(EXIT_CONFIG)
+    except ThemeError as exc:
+        err.print(f"[bold red]theme error[/]: {escape(str(exc))}", highlight=False)
         sys.exit(EXIT_CONFIG)
 
 

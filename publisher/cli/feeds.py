@@ -81,6 +81,11 @@ def check(ctx: click.Context, strict: bool) -> None:
         report = app.check(tick)
     app.close()
     print_problems(report.problems)
+    look_problems, look_warnings = app.check_look()
+    for problem in look_problems:
+        err.print(f"[bold red]{escape(problem)}[/]", highlight=False)
+    for warning in look_warnings:
+        err.print(f"[yellow]warning[/]: {escape(warning)}", highlight=False)
     for note in report.source_notes:
         out.print(f"source {note}", markup=False, highlight=False)
     for source in report.failed_sources:
@@ -90,7 +95,7 @@ def check(ctx: click.Context, strict: bool) -> None:
         f"{len(report.failed_sources)} source(s) failed",
         highlight=False,
     )
-    if report.failed_sources or (strict and report.problems):
+    if report.failed_sources or look_problems or (strict and report.problems):
         sys.exit(EXIT_PROBLEMS)
 
 
