@@ -8,7 +8,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -155,16 +155,21 @@ def days_ago(days: int) -> str:
 class Service:
     """`publisher run` on a loopback port, its output in files (no pipe to fill up)."""
 
-    def __init__(self, config: Path, cwd: Path, port: int) -> None:
+    def __init__(
+        self, config: Path | None, cwd: Path, port: int, program: Sequence[str] = (), env: dict[str, str] | None = None
+    ) -> None:
+        """`program`: the `publisher` to run (default: this checkout's, through this Python);
+        `config` None: the one `publisher` finds in `cwd`."""
         self.base = f"http://127.0.0.1:{port}"
         self.stdout, self.stderr = cwd / "run.out", cwd / "run.err"
         code = "import sys; from publisher.cli import main; sys.exit(main())"
-        env = {**os.environ, "PUBLISHER_SECRET_KEY": "service-test-signing-key-0123456789"}
+        program = list(program) or [sys.executable, "-c", code]
+        env = {**(os.environ if env is None else env), "PUBLISHER_SECRET_KEY": "service-test-signing-key-0123456789"}
+        options = ["--config", str(config)] if config is not None else []
         with self.stdout.open("wb") as out, self.stderr.open("wb") as err:
             self.process = subprocess.Popen(
-                [sys.executable, "-c", code, "--config", str(config), "run", "--port", str(port)],
-                env=env, stdout=out, stderr=err, cwd=cwd,
-            )  # fmt: skip
+                [*program, *options, "run", "--port", str(port)], env=env, stdout=out, stderr=err, cwd=cwd
+            )
 
     def output(self) -> str:
         return f"stdout:\n{self.stdout.read_text(errors='replace')}\nstderr:\n{self.stderr.read_text(errors='replace')}"
