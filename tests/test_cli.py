@@ -5,13 +5,20 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
 from pathlib import Path
 
 import click
 import pytest
 from click.testing import CliRunner
 
-from conftest import Site
+from conftest import ROOT, Site
 from publisher.cli import main
 
 
@@ -240,3 +247,34 @@ def test_digest_status_shows_the_window_in_the_sites_zone(site: Site) -> None:
     assert record["end"].startswith("2026-05-31T23:59:59") and record["end"].endswith("+08:00")
     rows = list(csv.DictReader(io.StringIO(site.cli("digest", "status", "--format", "csv").stdout)))
     assert rows[0]["id"] == str(record["id"]) and rows[0]["sent"] == str(record["sent"])
+
+
+# --- make run -------------------------------------------------------------------------------
+
+
+def test_make_run_serves_where_it_is_told_and_prints_that_address(site: Site, tmp_path: Path) -> None:
+    if not (ROOT / ".venv" / "bin" / "publisher").exists() or shutil.which("make") is None:
+        pytest.skip("needs make and the checkout's .venv (`make test` makes both)")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.2", 0))
+        port = probe.getsockname()[1]
+    log = tmp_path / "make-run.out"
+    command = ["make", "-s", "-o", ".venv/.installed", "run", f"PORT={port}", "HOST=127.0.0.2", f"CONFIG={site.config}"]
+    env = {**os.environ, "PUBLISHER_SECRET_KEY": "make-run-test-signing-key-0123456789"}
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            command, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
+    try:
+        base = f"http://127.0.0.2:{port}"
+        deadline = time.monotonic() + 60
+        while f"serving {base}/" not in log.read_text(errors="replace"):
+            assert process.poll() is None, log.read_text(errors="replace")
+            assert time.monotonic() < deadline, log.read_text(errors="replace")
+            time.sleep(0.1)
+        with urllib.request.urlopen(f"{base}/healthz", timeout=10) as answer:
+            assert answer.status == 200
+        assert "8080" not in log.read_text(errors="replace")  # no address but the real one
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)  # make and the publisher it started
+        process.wait(timeout=20)
