@@ -35,11 +35,28 @@ $(VENV)/.browser: | $(VENV)/.installed
 	     >$(VENV)/browser-install.log 2>&1; then touch $@; \
 	else echo "browser test: apt-get could not install $$missing (see $(VENV)/browser-install.log): $$effect"; fi
 
+# `make run PORT=9000 HOST=0.0.0.0`: from the command line only (a login shell may export HOST).
+# On another port the demo's own links (output.base_url, web.public_url: http://127.0.0.1:8080)
+# follow it, through a copy of the demo config in var/.
+ifneq ($(origin PORT),command line)
+PORT :=
+endif
+ifneq ($(origin HOST),command line)
+HOST :=
+endif
+
 run: $(VENV)/.installed
 	@echo "Starting the whole service (builds the demo feeds first; Ctrl-C stops it):"
-	@echo "  open http://127.0.0.1:8080/ for the feeds and http://127.0.0.1:8080/subscribe to subscribe;"
+	@echo "  the 'serving http://...' line below is where it listens: the feeds at /, sign-up at /subscribe;"
 	@echo "  mail (confirmations, digests) goes to var/outbox/ as .eml files, nothing is sent."
-	$(VENV)/bin/publisher --config $(CONFIG) run
+	@config='$(CONFIG)'; \
+	if [ -n '$(PORT)' ] && [ '$(PORT)' != 0 ] && [ '$(PORT)' != 8080 ] && [ '$(CONFIG)' = config/publisher.toml ]; then \
+	  mkdir -p var && config='var/demo-port-$(PORT).toml' && \
+	  sed -e 's#http://127.0.0.1:8080#http://127.0.0.1:$(PORT)#' \
+	    config/publisher.toml > "$$config" && \
+	  echo "  (the demo's links use port $(PORT): $$config)"; \
+	fi; \
+	exec $(VENV)/bin/publisher --config "$$config" run $(if $(HOST),--host '$(HOST)') $(if $(PORT),--port '$(PORT)')
 
 test: $(VENV)/.installed $(VENV)/.browser
 	$(PY) -m pytest -q

@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import csv
+import io
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
 from pathlib import Path
 
 import click
 import pytest
 from click.testing import CliRunner
 
-from conftest import Site
+from conftest import ROOT, Site
 from publisher.cli import main
 
 
@@ -139,3 +149,132 @@ def test_no_config_anywhere_says_where_it_looked_and_what_to_do(cwd: Path) -> No
     assert "./publisher.toml" in result.output and "./config/publisher.toml" in result.output
     assert "$PUBLISHER_CONFIG" in result.output and "--config" in result.output
     assert "publisher init" in result.output
+
+
+# --- lists: whole values off a terminal, --format, times in the site's zone ----------------
+
+LONG_EMAIL = "a.very.long.address.for.the.institute.newsletter.editor-in-chief@research-institute.example.cn"
+
+
+def subscribed(site: Site) -> None:
+    """Two subscribers, signed up at 2026-11-20 08:00 UTC (16:00 in Asia/Shanghai)."""
+    from publisher.model import SubscriberStatus
+    from publisher.subscriptions import add
+
+    app = site.app()
+    try:
+        status = SubscriberStatus.CONFIRMED
+        add(app.store, LONG_EMAIL, "欧阳·很长的名字也要完整地显示出来", ("policy", "tech"), status, site.clock_now)
+        add(app.store, "b@example.cn", "", (), SubscriberStatus.PENDING, site.clock_now)
+    finally:
+        app.close()
+
+
+def test_subscribers_list_off_a_terminal_prints_whole_values_with_the_zone_named(site: Site) -> None:
+    subscribed(site)
+    result = site.cli("subscribers", "list")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0].split() == ["email", "name", "categories", "status", "since", "(Asia/Shanghai)", "via"]
+    assert "…" not in result.stdout
+    first = next(line for line in lines if line.startswith(LONG_EMAIL + " "))
+    assert "欧阳·很长的名字也要完整地显示出来" in first and "政策解读、科技创新" in first
+    assert "2026-11-20 16:00" in first  # 08:00 UTC, shown in the site's zone
+    assert "(all)" in next(line for line in lines if line.startswith("b@example.cn"))
+    assert lines[-1] == "2 subscriber(s)"
+
+
+def test_subscribers_list_as_csv_and_json(site: Site) -> None:
+    subscribed(site)
+    as_csv = site.cli("subscribers", "list", "--format", "csv")
+    assert as_csv.exit_code == 0, as_csv.output
+    rows = list(csv.DictReader(io.StringIO(as_csv.stdout)))
+    assert sorted(r["email"] for r in rows) == sorted([LONG_EMAIL, "b@example.cn"])
+    by_email = {r["email"]: r for r in rows}
+    assert by_email[LONG_EMAIL]["categories"] == "政策解读;科技创新"  # as `subscribers import` reads them
+    assert by_email[LONG_EMAIL]["status_at"] == "2026-11-20T16:00:00+08:00"
+    assert by_email["b@example.cn"]["categories"] == "" and by_email["b@example.cn"]["status"] == "pending"
+
+    as_json = site.cli("subscribers", "list", "--format", "json", "--status", "confirmed")
+    assert as_json.exit_code == 0, as_json.output
+    assert json.loads(as_json.stdout) == [
+        {
+            "email": LONG_EMAIL,
+            "name": "欧阳·很长的名字也要完整地显示出来",
+            "categories": ["政策解读", "科技创新"],
+            "status": "confirmed",
+            "status_at": "2026-11-20T16:00:00+08:00",
+            "status_via": "cli",
+        }
+    ]
+
+
+def test_subscribers_list_on_a_narrow_terminal_folds_instead_of_cutting(
+    site: Site, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rich.console import Console
+
+    from publisher.cli import tables
+
+    subscribed(site)
+    screen = io.StringIO()
+    terminal = Console(file=screen, force_terminal=True, width=60, color_system=None, soft_wrap=True)
+    monkeypatch.setattr(tables, "out", terminal)
+    assert site.cli("subscribers", "list").exit_code == 0
+    shown = screen.getvalue()
+    assert "…" not in shown
+    lines = shown.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.split()[:2] == ["email", "name"])
+    email_width = lines[header].index("name")  # the first column, as wide as the screen left it
+    assert email_width < len(LONG_EMAIL)  # so the address had to be folded...
+    first_column = "".join(line[:email_width].strip() for line in lines[header + 1 :])
+    assert LONG_EMAIL in first_column  # ...and is there whole, over several lines
+
+
+def test_digest_status_shows_the_window_in_the_sites_zone(site: Site) -> None:
+    site.article("高新院新闻/a.md", "第一篇")
+    site.append_config(site.mail_to_outbox())
+    assert site.cli("build").exit_code == 0
+    assert site.cli("digest", "send", "--since", "2026-05-01", "--until", "2026-05-31").exit_code == 0
+    table = site.cli("digest", "status")
+    assert table.exit_code == 0, table.output
+    header = table.stdout.splitlines()[0]
+    assert "after (Asia/Shanghai)" in header and "until (Asia/Shanghai)" in header
+    assert "2026-04-30 23:59" in table.stdout and "2026-05-31 23:59" in table.stdout  # all of May
+    [record] = json.loads(site.cli("digest", "status", "--format", "json").stdout)
+    assert record["digest"] == "window:2026-05-01..2026-05-31" and record["status"] == "done"
+    assert record["start"].startswith("2026-04-30T23:59:59") and record["start"].endswith("+08:00")
+    assert record["end"].startswith("2026-05-31T23:59:59") and record["end"].endswith("+08:00")
+    rows = list(csv.DictReader(io.StringIO(site.cli("digest", "status", "--format", "csv").stdout)))
+    assert rows[0]["id"] == str(record["id"]) and rows[0]["sent"] == str(record["sent"])
+
+
+# --- make run -------------------------------------------------------------------------------
+
+
+def test_make_run_serves_where_it_is_told_and_prints_that_address(site: Site, tmp_path: Path) -> None:
+    if not (ROOT / ".venv" / "bin" / "publisher").exists() or shutil.which("make") is None:
+        pytest.skip("needs make and the checkout's .venv (`make test` makes both)")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.2", 0))
+        port = probe.getsockname()[1]
+    log = tmp_path / "make-run.out"
+    command = ["make", "-s", "-o", ".venv/.installed", "run", f"PORT={port}", "HOST=127.0.0.2", f"CONFIG={site.config}"]
+    env = {**os.environ, "PUBLISHER_SECRET_KEY": "make-run-test-signing-key-0123456789"}
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            command, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
+    try:
+        base = f"http://127.0.0.2:{port}"
+        deadline = time.monotonic() + 60
+        while f"serving {base}/" not in log.read_text(errors="replace"):
+            assert process.poll() is None, log.read_text(errors="replace")
+            assert time.monotonic() < deadline, log.read_text(errors="replace")
+            time.sleep(0.1)
+        with urllib.request.urlopen(f"{base}/healthz", timeout=10) as answer:
+            assert answer.status == 200
+        assert "8080" not in log.read_text(errors="replace")  # no address but the real one
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)  # make and the publisher it started
+        process.wait(timeout=20)

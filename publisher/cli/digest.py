@@ -12,6 +12,7 @@ import click
 
 from ..errors import PublisherError
 from .base import EXIT_CONFIG, EXIT_PROBLEMS, err, fail, load_app, main, out, progress
+from .tables import FORMAT, Cell, Column, print_records
 
 if TYPE_CHECKING:
     from ..newsletter import Newsletter
@@ -158,23 +159,34 @@ def _send(
         sys.exit(EXIT_PROBLEMS)
 
 
+DELIVERY_STATES = ("sent", "uncertain", "pending", "sending", "failed", "skipped")
+DIGEST_COLUMNS = (
+    Column("id", "#", right=True),
+    Column("digest"),
+    Column("status"),
+    Column("start", "after", time=True),  # the window is after `start`, until `end` included
+    Column("end", "until", time=True),
+    *(Column(state, right=True) for state in DELIVERY_STATES),
+)
+
+
 @digest.command("status")
+@FORMAT
 @click.pass_context
-def digest_status(ctx: click.Context) -> None:
-    """Every digest with its window, state and delivery counts."""
+def digest_status(ctx: click.Context, output_format: str) -> None:
+    """Every digest with its window (in the site's zone), state and delivery counts."""
     app = load_app(ctx)
     try:
-        rows = [(row, app.store.delivery_counts(row.id)) for row in app.store.digests()]
+        rows: list[tuple[Cell, ...]] = [
+            (row.id, row.key, row.status, row.start, row.end, *(counts.get(s, 0) for s in DELIVERY_STATES))
+            for row in app.store.digests()
+            for counts in [app.store.delivery_counts(row.id)]
+        ]
     finally:
         app.close()
-    states = ("sent", "uncertain", "pending", "sending", "failed", "skipped")
-    width = max([len(row.key) for row, _counts in rows] + [6])
-    header = f"{'#':>4}  {'digest':<{width}}  {'status':<8}" + "".join(f"  {s:>9}" for s in states)
-    out.print(header, markup=False, highlight=False)
-    for row, counts in rows:
-        cells = "".join(f"  {counts.get(s, 0):>9}" for s in states)
-        out.print(f"{row.id:>4}  {row.key:<{width}}  {row.status:<8}{cells}", markup=False, highlight=False)
-    out.print(f"{len(rows)} digest(s)", highlight=False)
+    print_records(DIGEST_COLUMNS, rows, output_format, app.settings.site.timezone)
+    if output_format == "table":
+        out.print(f"{len(rows)} digest(s)", highlight=False)
 
 
 @digest.command("test")

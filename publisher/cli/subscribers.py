@@ -7,13 +7,13 @@ from pathlib import Path
 
 import click
 from rich.markup import escape
-from rich.table import Table
 
 from ..app import App
 from ..errors import PublisherError
 from ..model import SubscriberStatus
 from ..normalize import CategoryIndex
 from .base import EXIT_CONFIG, EXIT_PROBLEMS, err, load_app, main, out, print_problems
+from .tables import FORMAT, Column, print_records
 
 STATUS_CHOICE = click.Choice([s.value for s in SubscriberStatus])
 
@@ -81,25 +81,36 @@ def subscribers_add(ctx: click.Context, email: str, name: str, categories: tuple
     out.print(f"{'added' if new else 'updated'} {subscriber.email} ({subscriber.status.value})", highlight=False)
 
 
+SUBSCRIBER_COLUMNS = (
+    Column("email"),
+    Column("name"),
+    Column("categories", empty="(all)"),
+    Column("status"),
+    Column("status_at", "since", time=True),
+    Column("status_via", "via"),
+)
+
+
 @subscribers.command("list")
 @click.option("--status", type=STATUS_CHOICE, help="Only subscribers with this status.")
+@FORMAT
 @click.pass_context
-def subscribers_list(ctx: click.Context, status: str | None) -> None:
-    """A table of subscribers: address, name, categories, status and since when."""
+def subscribers_list(ctx: click.Context, status: str | None, output_format: str) -> None:
+    """Subscribers: address, name, categories, status and since when (in the site's zone)."""
     app, index = _subscriber_app(ctx)
     try:
         found = app.store.subscribers(SubscriberStatus(status) if status else None)
     finally:
         app.close()
     names = {c.slug: c.name for c in index.categories}
-    table = Table(show_header=True, header_style="bold", box=None, padding=(0, 2))
-    for column in ("email", "name", "categories", "status", "since", "via"):
-        table.add_column(column)
-    for s in found:
-        cats = "、".join(names.get(slug, slug) for slug in s.categories) or "(all)"
-        table.add_row(s.email, s.name, cats, s.status.value, f"{s.status_at:%Y-%m-%d %H:%M}", s.status_via)
-    out.print(table)
-    out.print(f"{len(found)} subscriber(s)", highlight=False)
+    rows = [
+        (s.email, s.name, tuple(names.get(slug, slug) for slug in s.categories), s.status.value, s.status_at,
+         s.status_via)
+        for s in found
+    ]  # fmt: skip
+    print_records(SUBSCRIBER_COLUMNS, rows, output_format, app.settings.site.timezone)
+    if output_format == "table":
+        out.print(f"{len(found)} subscriber(s)", highlight=False)
 
 
 @subscribers.command("remove")
