@@ -523,9 +523,6 @@ def _check_digest(settings: Settings) -> list[tuple[str, str, str]]:
 
 def _check_theme(theme: ThemeConfig) -> list[tuple[str, str, str]]:
     problems: list[tuple[str, str, str]] = []
-    if theme.templates and not Path(theme.templates).is_dir():
-        fix = "create it (`publisher theme export DIR` copies the bundled templates), or remove the key"
-        problems.append(("theme.templates", f"{theme.templates!r} is not a folder", fix))
     if theme.logo_url:
         problems += _http_url("theme.logo_url", theme.logo_url, "https://www.example.org/logo.png")
     if not re.fullmatch(r"#(?:[0-9a-fA-F]{3}){1,2}", theme.accent_color):

@@ -144,6 +144,9 @@ def check_theme(theme: Theme) -> None:
     first broken file and line. Cheap (milliseconds), so every command that renders calls it."""
     if theme.templates is None:
         return
+    if not theme.templates.is_dir():
+        hint = "create it (`publisher theme export DIR` copies the bundled templates), or remove [theme] templates"
+        raise ThemeError(f"theme.templates: {str(theme.templates)!r} is not a folder", hint)
     from jinja2 import TemplateSyntaxError
 
     env = theme.environment

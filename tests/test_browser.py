@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import time
 from collections.abc import Iterator
 from email import message_from_bytes, policy
 from email.message import EmailMessage
@@ -78,8 +79,13 @@ def stored(site: Site, email: str) -> Subscriber:
 
 
 def newest_mail(outbox: Path) -> EmailMessage:
+    """The newest e-mail in the outbox; the web sends sign-up mail from a background thread, so
+    it may land a moment after the page that announced it."""
+    deadline = time.monotonic() + 10
+    while not list(outbox.glob("*.eml")) and time.monotonic() < deadline:
+        time.sleep(0.05)
     files = sorted(outbox.glob("*.eml"), key=lambda p: p.stat().st_mtime_ns)
-    assert files, f"no .eml in {outbox}"
+    assert files, f"no .eml in {outbox} after 10 s"
     message = message_from_bytes(files[-1].read_bytes(), policy=policy.default)
     assert isinstance(message, EmailMessage)
     return message

@@ -35,7 +35,8 @@ class Installed:
             [str(self.venv / "bin" / "publisher"), *args], cwd=cwd, env=self.env, capture_output=True, text=True,
             timeout=300,
         )  # fmt: skip
-        assert result.returncode == code, f"publisher {' '.join(args)}: {result.returncode}\n{result.stdout}\n{result.stderr}"
+        said = f"publisher {' '.join(args)}: exit {result.returncode}\n{result.stdout}\n{result.stderr}"
+        assert result.returncode == code, said
         return result
 
 
@@ -54,7 +55,8 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installed]:
         [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", str(wheel)],
         capture_output=True, text=True, timeout=900,
     )  # fmt: skip
-    if install.returncode != 0 and ("NewConnectionError" in install.stderr or "No matching distribution" in install.stderr):
+    offline = ("NewConnectionError", "Temporary failure in name resolution", "Network is unreachable")
+    if install.returncode != 0 and any(sign in install.stderr for sign in offline):
         pytest.skip(f"pip cannot reach a package index to install the wheel's dependencies: {install.stderr[-300:]}")
     assert install.returncode == 0, install.stderr
     yield Installed(venv, wheel)

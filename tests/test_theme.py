@@ -199,3 +199,9 @@ def test_golden_default_look_of_the_pages(site: Site, name: str) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(actual, encoding="utf-8", newline="")
     assert actual == path.read_text(encoding="utf-8"), f"{name} differs from its golden file (UPDATE_GOLDEN=1)"
+
+
+def test_a_missing_theme_folder_is_named(site: Site) -> None:
+    themed(site, f'[theme]\ntemplates = "{site.root / "nowhere"}"\n')
+    result = site.cli("build")
+    assert result.exit_code == 2 and "nowhere" in result.output and "is not a folder" in result.output
