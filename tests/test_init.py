@@ -212,3 +212,16 @@ def test_loading_the_generated_config_gives_the_models_defaults(tmp_path: Path) 
     assert source == FilesSourceConfig(type="files", path="content")
     assert all(c.slug is None and c.description == "" for c in settings.categories)
 
+
+
+def test_init_demo_writes_the_demo_site_which_builds_there(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PUBLISHER_CONFIG", raising=False)
+    result = init("--demo", str(tmp_path / "demo"))
+    assert result.exit_code == 0, result.output
+    monkeypatch.chdir(tmp_path / "demo")
+    built = CliRunner().invoke(main, ["build"], catch_exceptions=False)
+    assert built.exit_code == 0, built.output
+    assert re.search(r"new articles\s+46\b", built.output), built.output
+    assert len(list((tmp_path / "demo" / "public").glob("*/rss.xml"))) == 13
+    again = init("--demo", str(tmp_path / "demo"))
+    assert again.exit_code == 1 and "kept" in again.output  # nothing overwritten

@@ -127,19 +127,38 @@ def render_site(spec: SiteSpec, now: datetime) -> dict[PurePosixPath, str]:
     return site
 
 
-def init_site(root: Path, spec: SiteSpec, now: datetime | None = None) -> ScaffoldReport:
-    """Write the new site's files under `root` (made when missing). A file that exists is left
-    as it is and reported in `kept`: init never overwrites."""
-    if now is None:  # an unknown zone is reported by render_site, as site.timezone
-        now = datetime.now(_zone(spec.timezone) or UTC)
-    rendered = render_site(spec, now)
+def demo_site() -> dict[PurePosixPath, bytes]:
+    """The demo `make run` serves (13 categories, 46 articles), from the package's own copy: its
+    configuration with the content folder at `content/`, and the content as shipped (some of it
+    GB18030, so bytes)."""
+    config = (files("publisher.sample_config") / CONFIG_NAME).read_text(encoding="utf-8")
+    config = config.replace('path = "demo/content"', 'path = "content"  ').replace(
+        "(the project root\n# for `make run`)", "(this folder)"
+    )
+    site = {PurePosixPath(CONFIG_NAME): config.encode("utf-8")}
+    content = Path(str(files("publisher.demo"))) / "content"
+    for path in sorted(content.rglob("*")):
+        if path.is_file():
+            site[PurePosixPath("content", *path.relative_to(content).parts)] = path.read_bytes()
+    return site
+
+
+def init_site(root: Path, spec: SiteSpec | None, now: datetime | None = None) -> ScaffoldReport:
+    """Write the new site's files under `root` (made when missing); spec None: the demo site. A
+    file that exists is left as it is and reported in `kept`: init never overwrites."""
+    if spec is None:
+        rendered = demo_site()
+    else:
+        if now is None:  # an unknown zone is reported by render_site, as site.timezone
+            now = datetime.now(_zone(spec.timezone) or UTC)
+        rendered = {path: text.encode("utf-8") for path, text in render_site(spec, now).items()}
     report = ScaffoldReport()
-    for relative, text in rendered.items():
+    for relative, data in rendered.items():
         path = root.joinpath(*relative.parts)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            with open(path, "x", encoding="utf-8", newline="\n") as handle:  # "x": never replace a file
-                handle.write(text)
+            with open(path, "xb") as handle:  # "x": never replace a file
+                handle.write(data)
         except FileExistsError:
             report.kept.append(path)
             continue
