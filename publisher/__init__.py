@@ -1,3 +1,3 @@
 """publisher: per-category RSS, Atom and JSON feeds and weekly email digests for news sites."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
