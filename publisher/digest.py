@@ -87,6 +87,7 @@ def sections_for(
 
 # --- rendering ---------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True, slots=True)
 class Look:
     """What every digest of the list shows besides articles."""

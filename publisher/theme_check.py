@@ -48,10 +48,18 @@ def sample_articles(categories: Sequence[Category]) -> list[Article]:
             published = SAMPLE_NOW - timedelta(days=1, hours=n + k)
             articles.append(
                 Article(
-                    "sample", f"{category.slug}-{k}", f"tag:example.org,2026:{category.slug}-{k}",
-                    f"{category.name}：示例文章 {k + 1}", "<p>示例正文。</p>", "示例摘要：文章开头的几句话。",
-                    published, published, (category.slug,), "0" * 64,
-                    url=f"https://www.example.org/{category.slug}/{k}.html", author="示例作者",
+                    "sample",
+                    f"{category.slug}-{k}",
+                    f"tag:example.org,2026:{category.slug}-{k}",
+                    f"{category.name}：示例文章 {k + 1}",
+                    "<p>示例正文。</p>",
+                    "示例摘要：文章开头的几句话。",
+                    published,
+                    published,
+                    (category.slug,),
+                    "0" * 64,
+                    url=f"https://www.example.org/{category.slug}/{k}.html",
+                    author="示例作者",
                 )  # fmt: skip
             )
     return articles

@@ -152,23 +152,32 @@ def days_ago(days: int) -> str:
     return f"{datetime.now(ZoneInfo('Asia/Shanghai')) - timedelta(days=days):%Y-%m-%d %H:%M}"
 
 
+PUBLISHER_MAIN = "import sys; from publisher.cli import main; sys.exit(main())"  # for `python -c`
+
+
 class Service:
-    """`publisher run` on a loopback port, its output in files (no pipe to fill up)."""
+    """`publisher run` (or `command`) on a loopback port, its output in files (no pipe to fill
+    up). `python -c` imports `publisher` from `cwd` first when there is one there."""
 
     def __init__(
-        self, config: Path | None, cwd: Path, port: int, program: Sequence[str] = (), env: dict[str, str] | None = None
+        self,
+        config: Path | None,
+        cwd: Path,
+        port: int,
+        program: Sequence[str] = (),
+        env: dict[str, str] | None = None,
+        command: str = "run",
     ) -> None:
         """`program`: the `publisher` to run (default: this checkout's, through this Python);
         `config` None: the one `publisher` finds in `cwd`."""
         self.base = f"http://127.0.0.1:{port}"
         self.stdout, self.stderr = cwd / "run.out", cwd / "run.err"
-        code = "import sys; from publisher.cli import main; sys.exit(main())"
-        program = list(program) or [sys.executable, "-c", code]
+        program = list(program) or [sys.executable, "-c", PUBLISHER_MAIN]
         env = {**(os.environ if env is None else env), "PUBLISHER_SECRET_KEY": "service-test-signing-key-0123456789"}
         options = ["--config", str(config)] if config is not None else []
         with self.stdout.open("wb") as out, self.stderr.open("wb") as err:
             self.process = subprocess.Popen(
-                [*program, *options, "run", "--port", str(port)], env=env, stdout=out, stderr=err, cwd=cwd
+                [*program, *options, command, "--port", str(port)], env=env, stdout=out, stderr=err, cwd=cwd
             )
 
     def output(self) -> str:

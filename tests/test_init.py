@@ -213,7 +213,6 @@ def test_loading_the_generated_config_gives_the_models_defaults(tmp_path: Path) 
     assert all(c.slug is None and c.description == "" for c in settings.categories)
 
 
-
 def test_init_demo_writes_the_demo_site_which_builds_there(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("PUBLISHER_CONFIG", raising=False)
     result = init("--demo", str(tmp_path / "demo"))

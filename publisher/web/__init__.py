@@ -16,8 +16,9 @@ from typing import TYPE_CHECKING, Any
 from flask import Flask
 
 from ..newsletter import Newsletter
-from .account import account
+from .account import PAGE_TEMPLATES, account
 from .feeds import feeds
+from .health import ProblemLog, TemplateCheck
 from .health import health as health_pages
 from .shared import RateLimit, WebState, install
 
@@ -25,6 +26,10 @@ if TYPE_CHECKING:
     from ..app import App
 
 __all__ = ["create_app"]
+
+# What the rest of the service renders through the theme: the index page of every build
+# (pages.py), the digest and the sign-up e-mails (digest.py).
+SERVICE_TEMPLATES = ("index.html.j2", "digest.html.j2", "digest.txt.j2", "account.html.j2", "account.txt.j2")
 
 
 def create_app(app: App, health: Callable[[], dict[str, Any]] | None = None) -> Flask:
@@ -51,6 +56,12 @@ def create_app(app: App, health: Callable[[], dict[str, Any]] | None = None) -> 
             per_client=RateLimit(settings.web.subscribe_per_client),
             mailer=ThreadPoolExecutor(max_workers=1, thread_name_prefix="publisher-mail"),
             health=health,
+            # Every template in the environment that renders them all, the theme's (its
+            # overrides, then the bundled files); shared.page renders `web/<page>`.
+            templates=TemplateCheck(
+                lambda: [(app.theme.environment, [*(f"web/{name}" for name in PAGE_TEMPLATES), *SERVICE_TEMPLATES])]
+            ),
+            problems=ProblemLog(),
         ),
     )
     web.register_blueprint(health_pages)

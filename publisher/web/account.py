@@ -25,6 +25,9 @@ log = logging.getLogger(__name__)
 
 account = Blueprint("account", __name__)
 
+# Every template these pages render (the web environment's names); /healthz checks them.
+PAGE_TEMPLATES = ("subscribe.html.j2", "message.html.j2", "action.html.j2", "preferences.html.j2")
+
 
 def expired() -> Response:
     """A forged, expired or no longer valid link: one page, one status, nothing revealed."""

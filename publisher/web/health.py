@@ -1,42 +1,159 @@
-"""`/healthz`: the store answers, the last ingest and digest, the scheduler's state. JSON.
+"""`/healthz`: can this process do its work? JSON, 200 when every part can, 503 naming the one that cannot.
 
-200 with `"status": "ok"` when every part works, 503 with `"status": "error"` and the failing
-part named otherwise: what a load balancer or systemd's watchdog script asks.
+The parts: `templates` (every template the pages, the account mails, the digest and the index
+load and compile in the environments that render them), `database` (a cheap read works),
+`output` (the output folder exists and this process can write there, as every rebuild must),
+and the scheduler's state. A load balancer, systemd or a monitor asks it every few seconds,
+so it stays cheap: the templates' answer is kept for `TEMPLATES_TTL` seconds.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 from flask import Blueprint, Response
+from jinja2 import Environment, TemplateError, TemplateNotFound, TemplateSyntaxError, meta
 
+from ..store import Store
 from .shared import current
 
+log = logging.getLogger(__name__)
+
+TEMPLATES_TTL = 10.0
+
 health = Blueprint("health", __name__)
+
+
+class TemplateCheck:
+    """Whether each named template, and every template it extends or includes, loads and compiles
+    in its environment. `sources` gives the (environment, names) pairs at each check, so it asks
+    the environments the service really renders with. The answer is kept for `ttl` seconds."""
+
+    def __init__(
+        self,
+        sources: Callable[[], Iterable[tuple[Environment, Sequence[str]]]],
+        ttl: float = TEMPLATES_TTL,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.sources, self.ttl, self.clock = sources, ttl, clock
+        self._lock = threading.Lock()
+        self._answer: tuple[float, str | None] | None = None
+
+    def problem(self) -> str | None:
+        """None when every template is usable, else what is wrong with the first that is not."""
+        with self._lock:
+            now = self.clock()
+            if self._answer is None or now - self._answer[0] >= self.ttl:
+                self._answer = (now, self._first_problem())
+            return self._answer[1]
+
+    def _first_problem(self) -> str | None:
+        try:
+            for env, names in self.sources():
+                for name in names:
+                    if (problem := template_problem(env, name)) is not None:
+                        return problem
+        except Exception as exc:  # noqa: BLE001 - an environment that cannot even be made is a problem
+            return f"{exc.__class__.__name__}: {exc}"
+        return None
+
+
+def template_problem(env: Environment, name: str) -> str | None:
+    """Load and compile `name` and what it references (`extends`, `include`, `import`)."""
+    pending: list[tuple[str, str | None]] = [(name, None)]  # (template, the template that uses it)
+    seen: set[str] = set()
+    while pending:
+        current_name, used_by = pending.pop()
+        if current_name in seen:
+            continue
+        seen.add(current_name)
+        try:
+            env.get_template(current_name)  # loads and compiles, or raises
+            assert env.loader is not None
+            source, _filename, _uptodate = env.loader.get_source(env, current_name)
+            references = meta.find_referenced_templates(env.parse(source))
+            pending += [(reference, current_name) for reference in references if reference is not None]
+        except TemplateNotFound as exc:
+            return f"{exc.name} not found" + (f" (used by {used_by})" if used_by else "")
+        except TemplateSyntaxError as exc:
+            return f"{exc.name or current_name} line {exc.lineno}: {exc.message}"
+        except (TemplateError, OSError, UnicodeDecodeError) as exc:
+            return f"{current_name}: {exc.__class__.__name__}: {exc}"
+    return None
+
+
+class ProblemLog:
+    """Logs what /healthz finds wrong when that changes, not at every poll: the operator's why."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._last: dict[str, str] = {}
+
+    def report(self, problems: dict[str, str]) -> None:
+        with self._lock:
+            if problems == self._last:
+                return
+            self._last = dict(problems)
+        if problems:
+            log.warning("/healthz: %s", "; ".join(f"{part}: {why}" for part, why in problems.items()))
+        else:
+            log.info("/healthz: every part works again")
+
+
+def database_problem(store: Store) -> tuple[str | None, dict[str, Any]]:
+    """A cheap read of the store: the last ingest and digest, or why it failed."""
+    try:
+        last_ingest = store.get_meta("last_ingest")
+        digests = store.digests()
+        last = digests[-1] if digests else None
+        facts = {
+            "last_ingest": json.loads(last_ingest) if last_ingest else None,
+            "last_digest": (
+                {"key": last.key, "status": last.status, "counts": store.delivery_counts(last.id)} if last else None
+            ),
+        }
+    except Exception as exc:  # noqa: BLE001 - a health check reports, it does not raise
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+        return f"{exc.__class__.__name__}: {reason[0][:200] if reason else ''}".rstrip(": "), {}
+    return None, facts
+
+
+def output_problem(folder: Path) -> str | None:
+    """The output folder exists and this process may create and replace files in it."""
+    if not folder.exists():
+        return "the output folder does not exist"
+    if not folder.is_dir():
+        return "the output folder is not a folder"
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return "the output folder is not writable by this process"
+    return None
 
 
 @health.get("/healthz")
 def healthz() -> Response:
     state = current()
-    store = state.app.store
-    report: dict[str, Any] = {"database": "ok"}
-    status = 200
-    try:
-        last_ingest = store.get_meta("last_ingest")
-        digests = store.digests()
-        report["last_ingest"] = json.loads(last_ingest) if last_ingest else None
-        last = digests[-1] if digests else None
-        report["last_digest"] = (
-            {"key": last.key, "status": last.status, "counts": store.delivery_counts(last.id)} if last else None
-        )
-    except Exception as exc:  # noqa: BLE001 - a health check reports, it does not raise
-        report["database"] = f"error: {exc.__class__.__name__}"
-        status = 503
+    report: dict[str, Any] = {}
+    problems: dict[str, str] = {}
+    checks: list[tuple[str, str | None]] = [("templates", state.templates.problem())]
+    database, facts = database_problem(state.app.store)
+    checks += [("database", database), ("output", output_problem(state.out_dir))]
+    for part, problem in checks:
+        report[part] = "ok" if problem is None else f"error: {problem}"
+        if problem is not None:
+            problems[part] = problem
+    report.update(facts)
     try:
         report["scheduler"] = state.health() if state.health else {"state": "off"}
     except Exception as exc:  # noqa: BLE001
         report["scheduler"] = {"state": f"error: {exc.__class__.__name__}"}
-        status = 503
-    report["status"] = "ok" if status == 200 else "error"
-    return Response(json.dumps(report, ensure_ascii=False), status, mimetype="application/json")
+        problems["scheduler"] = exc.__class__.__name__
+    report["status"] = "error" if problems else "ok"
+    state.problems.report(problems)
+    return Response(json.dumps(report, ensure_ascii=False), 503 if problems else 200, mimetype="application/json")

@@ -23,6 +23,7 @@ from flask import Flask, Response, current_app, request, session
 if TYPE_CHECKING:
     from ..app import App
     from ..newsletter import Newsletter
+    from .health import ProblemLog, TemplateCheck
 
 EXTENSION = "publisher"
 
@@ -53,7 +54,8 @@ class RateLimit:
 
 @dataclass(frozen=True)
 class WebState:
-    """One Flask app's view of the service: the App, its newsletter, words, limits, mail thread."""
+    """One Flask app's view of the service: the App, its newsletter, words, limits, mail thread,
+    and what /healthz checks (`health` adds the scheduler's part)."""
 
     app: App
     letters: Newsletter
@@ -63,6 +65,8 @@ class WebState:
     per_client: RateLimit
     mailer: ThreadPoolExecutor
     health: Callable[[], dict[str, Any]] | None
+    templates: TemplateCheck
+    problems: ProblemLog
 
 
 def install(web: Flask, state: WebState) -> None:
