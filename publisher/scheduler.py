@@ -9,19 +9,25 @@ The traps it avoids (../shared/research/library-pitfalls.md section 2):
   default is one second, which silently skips a digest after a restart);
 - jobs are added only when missing, so a stored, overdue next run survives a restart and runs
   once (within the grace); a changed schedule is rescheduled explicitly;
-- cron in the site's time zone, with day names (config refuses numbers).
+- cron in the site's time zone, with day names (config refuses numbers);
+- the ingest runs in its own daemon threads (`IngestExecutor`): a stop waits a few seconds for
+  it, then leaves it. A source that hangs cannot hold the stop, and the abandoned pass is one
+  uncommitted transaction, rolled back; the next start ingests again.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import threading
+import time
 from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 from typing import Any
 
 from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED, EVENT_JOB_MISSED, JobExecutionEvent
+from apscheduler.executors.base import BaseExecutor, run_job
 from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.job import Job
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
@@ -39,6 +45,58 @@ TARGETS = {
     RESUME_JOB: "publisher.jobs:resume_digests",
 }
 JOBS_TABLE = "apscheduler_jobs"
+INGEST_EXECUTOR = "ingest"
+EXECUTORS = {INGEST_JOB: INGEST_EXECUTOR, DIGEST_JOB: "default", RESUME_JOB: "default"}
+STOP_WAITS_FOR_INGEST = 5.0  # seconds; then the process ends without it
+
+
+class IngestExecutor(BaseExecutor):  # type: ignore[misc]
+    """Runs each job in a daemon thread and knows since when each one runs. Its shutdown waits
+    at most `grace` seconds: the interpreter does not wait for daemon threads, so a job stuck
+    in a network read cannot keep the process alive (concurrent.futures' threads would)."""
+
+    def __init__(self, grace: float = STOP_WAITS_FOR_INGEST) -> None:
+        super().__init__()
+        self.grace = grace
+        self.running: dict[str, datetime] = {}  # job id -> when its run started
+        self._threads: set[threading.Thread] = set()
+        self._guard = threading.Lock()
+
+    def _do_submit_job(self, job: Job, run_times: list[datetime]) -> None:
+        def work() -> None:
+            try:
+                events = run_job(job, job._jobstore_alias, run_times, self._logger.name)
+            except BaseException as exc:  # noqa: BLE001 - APScheduler reports it as the job's error
+                self._run_job_error(job.id, exc, exc.__traceback__)
+            else:
+                self._run_job_success(job.id, events)
+            finally:
+                with self._guard:
+                    self.running.pop(job.id, None)
+                    self._threads.discard(threading.current_thread())
+
+        thread = threading.Thread(target=work, name=f"publisher-{job.id}", daemon=True)
+        with self._guard:
+            self.running[job.id] = datetime.now(run_times[-1].tzinfo)
+            self._threads.add(thread)
+        thread.start()
+
+    def shutdown(self, wait: bool = True) -> None:
+        if not wait:
+            return
+        deadline = time.monotonic() + self.grace
+        with self._guard:
+            threads = list(self._threads)
+        for thread in threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        with self._guard:
+            left = dict(self.running)
+        for job_id, since in left.items():
+            log.warning(
+                "stopping without the %s running since %s: its work is rolled back",
+                job_id,
+                since.isoformat(timespec="seconds"),
+            )
 
 
 def triggers(settings: Settings) -> dict[str, Any]:
@@ -65,13 +123,14 @@ class Scheduler:
         self.settings, self.config_path, self.store = settings, config_path, store
         self._lock: AbstractContextManager[bool] | None = None
         self.scheduler: BackgroundScheduler | None = None
+        self.ingests = IngestExecutor()
         self.owner = False
         self.last_event: dict[str, str] = {}
 
-    def start(self, first: Callable[[], None] = lambda: None) -> bool:
+    def start(self, ingest_now: bool = False) -> bool:
         """Start scheduling if no other process does; False: another one owns this database.
-        `first` (the start-up build) runs while the scheduler is still paused, so it never
-        overlaps an overdue ingest job."""
+        `ingest_now`: the first ingest and build run at once, in the background, as the ingest
+        job (so never two at a time); otherwise one interval from now."""
         self._lock = self.store.scheduler_lock()
         self.owner = self._lock.__enter__()
         if not self.owner:
@@ -81,7 +140,7 @@ class Scheduler:
         grace = self.settings.schedule.misfire_grace * 60
         scheduler = BackgroundScheduler(
             jobstores={"default": SQLAlchemyJobStore(engine=self.store.engine, tablename=JOBS_TABLE)},
-            executors={"default": ThreadPoolExecutor(max_workers=2)},
+            executors={"default": ThreadPoolExecutor(max_workers=2), INGEST_EXECUTOR: self.ingests},
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": grace},
             timezone=self.settings.site.timezone,
         )
@@ -89,8 +148,7 @@ class Scheduler:
         scheduler.start(paused=True)  # load the stored jobs before touching them
         self.scheduler = scheduler
         self._ensure_jobs(scheduler)
-        first()
-        interval = timedelta(minutes=self.settings.schedule.ingest_every)
+        interval = timedelta(minutes=0 if ingest_now else self.settings.schedule.ingest_every)
         scheduler.modify_job(INGEST_JOB, next_run_time=datetime.now(scheduler.timezone) + interval)
         scheduler.resume()
         return True
@@ -99,11 +157,14 @@ class Scheduler:
         grace = self.settings.schedule.misfire_grace * 60
         for job_id, trigger in triggers(self.settings).items():
             job = scheduler.get_job(job_id)
+            executor = EXECUTORS[job_id]
             if job is None:
-                scheduler.add_job(TARGETS[job_id], trigger, id=job_id, args=[self.config_path], name=job_id)
+                scheduler.add_job(
+                    TARGETS[job_id], trigger, id=job_id, args=[self.config_path], name=job_id, executor=executor
+                )
                 continue
-            if list(job.args) != [self.config_path] or job.misfire_grace_time != grace:
-                scheduler.modify_job(job_id, args=[self.config_path], misfire_grace_time=grace)
+            if (list(job.args), job.misfire_grace_time, job.executor) != ([self.config_path], grace, executor):
+                scheduler.modify_job(job_id, args=[self.config_path], misfire_grace_time=grace, executor=executor)
             if (str(job.trigger), str(job.trigger.timezone)) != (str(trigger), str(trigger.timezone)):
                 # The schedule was changed in the config: that, and only that, moves the next run.
                 log.info("%s: schedule changed from %s to %s", job_id, job.trigger, trigger)
@@ -140,10 +201,13 @@ class Scheduler:
         for job in self.scheduler.get_jobs():
             run = job.next_run_time
             jobs[job.id] = {"next_run": run.isoformat() if run else None, "last": self.last_event.get(job.id)}
-        return {"state": "running" if self.scheduler.running else "stopped", "jobs": jobs}
+        since = self.ingests.running.get(INGEST_JOB)
+        ingest = f"running since {since.isoformat(timespec='seconds')}" if since else "idle"
+        return {"state": "running" if self.scheduler.running else "stopped", "ingest": ingest, "jobs": jobs}
 
     def stop(self) -> None:
-        """Let running jobs finish (they stop between messages when jobs.STOP is set)."""
+        """Let running digests finish (they stop between messages when jobs.STOP is set); wait
+        for a running ingest `STOP_WAITS_FOR_INGEST` seconds at most (see `IngestExecutor`)."""
         if self.scheduler is not None:
             # APScheduler's shutdown wakes its loop for one last pass over the job stores, which
             # hands due jobs to the closed executor and stores their next run: a digest due at

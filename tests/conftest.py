@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -192,6 +193,20 @@ class Service:
                 pytest.fail(f"`publisher run` exited with {self.process.returncode}\n{self.output()}")
             time.sleep(0.1)
         pytest.fail(f"`publisher run` did not serve within {timeout} s\n{self.output()}")
+
+    def wait_until_built(self, timeout: float = 60) -> dict[str, Any]:
+        """Until /healthz reports a finished ingest and none running (`run` serves first and
+        builds in the background; for a store with no ingest before this process); its report."""
+        import requests
+
+        deadline = time.monotonic() + timeout
+        report: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            report = requests.get(f"{self.base}/healthz", timeout=10).json()
+            if report["last_ingest"] is not None and report["scheduler"].get("ingest") == "idle":
+                return report
+            time.sleep(0.1)
+        pytest.fail(f"no finished ingest within {timeout} s: {report}\n{self.output()}")
 
     def stop(self) -> int:
         """SIGTERM, as systemd sends it; the exit status."""

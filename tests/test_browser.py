@@ -137,9 +137,10 @@ public_url = "http://127.0.0.1:{port}"
     service = Service(site.config, site.root, port)
     try:
         service.wait_until_serving()
+        service.wait_until_built()
         base = service.base
 
-        # The feeds page that `publisher run` built before serving.
+        # The feeds page that `publisher run` built (in the background: it serves first).
         response = page.goto(f"{base}/")
         assert response is not None and response.status == 200
         assert page.locator("h1").inner_text().startswith("高新院")

@@ -75,6 +75,7 @@ def test_make_runs_service_serves_the_demo_feeds_and_pages(tmp_path: Path) -> No
     service = Service(tmp_path / "config" / "publisher.toml", tmp_path, free_port())
     try:
         service.wait_until_serving()
+        service.wait_until_built()
         answers = {path: requests.get(service.base + path, timeout=10) for path in ("/", "/rss.xml", "/subscribe")}
         health = requests.get(service.base + "/healthz", timeout=10).json()
     finally:

@@ -18,7 +18,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from conftest import Site
 from publisher.config import load_settings
 from publisher.model import Subscriber, SubscriberStatus
-from publisher.scheduler import DIGEST_JOB, JOBS_TABLE, Scheduler
+from publisher.scheduler import DIGEST_JOB, INGEST_EXECUTOR, INGEST_JOB, JOBS_TABLE, Scheduler
 from publisher.store import Store
 
 ZONE = ZoneInfo("Asia/Shanghai")
@@ -179,5 +179,29 @@ def test_a_changed_grace_or_zone_reaches_the_stored_jobs(site: Site) -> None:
     try:
         job = second.scheduler.get_job(DIGEST_JOB)  # type: ignore[union-attr]
         assert job.misfire_grace_time == 30 * 60 and str(job.trigger.timezone) == "Europe/Berlin"
+    finally:
+        second.stop()
+
+
+def test_an_ingest_job_stored_on_the_shared_pool_moves_to_the_ingest_executor(site: Site) -> None:
+    """Jobs stored before the ingest had its own (abandonable) threads ran on the shared pool,
+    whose threads a stop must wait for: the next start moves the stored job."""
+    store = prepare(site, "0 8 * * mon")
+    first = Scheduler(load_settings(site.config), str(site.config), store)
+    assert first.start()
+    first.stop()
+    jobs = SQLAlchemyJobStore(engine=store.engine, tablename=JOBS_TABLE)
+    jobs.start(BackgroundScheduler(), "default")
+    job = jobs.lookup_job(INGEST_JOB)
+    assert job is not None and job.executor == INGEST_EXECUTOR
+    job.executor = "default"
+    jobs.update_job(job)
+    second = Scheduler(load_settings(site.config), str(site.config), store)
+    assert second.start()
+    try:
+        moved = second.scheduler.get_job(INGEST_JOB)  # type: ignore[union-attr]
+        assert moved.executor == INGEST_EXECUTOR
+        assert second.scheduler.get_job(DIGEST_JOB).executor == "default"  # type: ignore[union-attr]
+        assert second.health()["ingest"] == "idle"
     finally:
         second.stop()

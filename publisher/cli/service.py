@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import click
 
@@ -55,8 +56,9 @@ def _serve(ctx: click.Context, host: str | None, port: int | None, schedule: boo
     scheduler = Scheduler(settings, config_file, app.store) if schedule else None
     try:
         if scheduler is not None:
-            # The feeds exist before the first request; the scheduler is paused meanwhile.
-            if scheduler.start(first=lambda: jobs.ingest_and_build(config_file)):
+            # Served at once, whatever the sources do: the existing output, the subscription
+            # pages, /healthz. The first ingest and build run in the background.
+            if scheduler.start(ingest_now=True):
                 out.print(
                     f"scheduler: ingest and feeds every {settings.schedule.ingest_every} min; digest "
                     f"{settings.digest.schedule!r} ({settings.site.timezone})",
@@ -65,6 +67,8 @@ def _serve(ctx: click.Context, host: str | None, port: int | None, schedule: boo
             else:
                 err.print("another `publisher run` schedules this database: this one serves the web only")
         try:
+            if scheduler is not None:
+                Path(settings.output.dir).mkdir(parents=True, exist_ok=True)  # the builds write there
             web = create_app(app, scheduler.health if scheduler else None)
             server = waitress.create_server(
                 web, host=host or settings.web.host, port=settings.web.port if port is None else port, threads=8
