@@ -83,8 +83,14 @@ class _SourcePass:
         # After a settings change every item is read again; the content hash then tells which
         # articles really changed.
         fingerprints: Mapping[str, str] = {} if reread else _StoredFingerprints(self.store, self.source.name)
+        fetched = self.source.fetch(fingerprints)
+        if self.source.remote:
+            # Read to the end before the transaction: SQLite's one write lock, taken at the
+            # writer's first batch, is held to the commit, and a slow or hanging site would
+            # keep every reader's unsubscribe and sign-up waiting for it meanwhile.
+            fetched = iter(list(fetched))
         with self.store.writer(self.context.clock) as writer:
-            for batch, prepared in self._prepared(self.source.fetch(fingerprints)):
+            for batch, prepared in self._prepared(fetched):
                 self._fetch_known(r.key for r in batch if isinstance(r, (Deferred, SourceItem)))
                 results = iter(prepared)
                 for result in batch:

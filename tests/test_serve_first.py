@@ -6,11 +6,13 @@ real subscriber added with the CLI and a real unsubscribe link.
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import requests
@@ -126,6 +128,78 @@ category = "科技创新"
     assert status_of(site, "reader@example.com") is SubscriberStatus.UNSUBSCRIBED
     assert stopped_in < 10 and code == 0, service.output()
     assert "stopping without the ingest running since" in service.output()
+
+
+class HalfAnsweringApi(ThreadingHTTPServer):
+    """A JSON API whose first page lists `items` articles at once and whose second never comes."""
+
+    daemon_threads = True
+
+    def __init__(self, items: int) -> None:
+        self.items, self.hanging, self.release = items, threading.Event(), threading.Event()
+        super().__init__(("127.0.0.1", 0), _ApiHandler)
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+
+class _ApiHandler(BaseHTTPRequestHandler):
+    server: HalfAnsweringApi
+
+    def do_GET(self) -> None:  # noqa: N802 - the name http.server calls
+        if "page=1" not in self.path:
+            self.server.hanging.set()
+            self.server.release.wait(60)
+            return
+        listing = [
+            {"id": f"n{i}", "title": f"新闻 {i}", "date": "2026-11-18 09:00", "content": f"<p>正文 {i}。</p>",
+             "url": f"https://www.example.org/n/{i}.html"}
+            for i in range(self.server.items)
+        ]  # fmt: skip
+        body = json.dumps(listing).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *_args: object) -> None:
+        pass
+
+
+def test_a_source_that_hangs_after_many_items_does_not_hold_the_write_lock(
+    site: Site, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """More items than the store writes in one batch, then a page that never comes: the items
+    read so far must not be written (so locking the database) before the source is done."""
+    api = HalfAnsweringApi(items=1500)
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    site.write_config(
+        site.mail_to_outbox()
+        + f"""
+[web]
+public_url = "{base}"
+[[sources]]
+type = "json"
+url = "http://127.0.0.1:{api.server_address[1]}/api?page={{page}}"
+category = "科技创新"
+delay = 0
+robots = false
+"""
+    )
+    unsubscribe = unsubscribe_link(site, base, monkeypatch)
+    service = Service(site.config, site.root, port)
+    try:
+        service.wait_until_serving()
+        assert api.hanging.wait(30), service.output()
+        time.sleep(0.5)
+        done = requests.post(unsubscribe, timeout=5)
+    finally:
+        service.stop()
+        api.release.set()
+        api.shutdown()
+        api.server_close()
+    assert done.status_code == 200, done.text
+    assert status_of(site, "reader@example.com") is SubscriberStatus.UNSUBSCRIBED
 
 
 def _first_answer(service: Service, url: str, deadline: float) -> requests.Response:

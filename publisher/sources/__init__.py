@@ -32,12 +32,15 @@ class Source(Protocol):
     an `ItemProblem`. A source that lists folders yields a `Folder` for each, and, when
     `fingerprints` is a `FolderFingerprints`, may take a folder whose digest is unchanged as
     unchanged as a whole. `complete` says whether the scan saw every item, so that items missing
-    from it may be withdrawn. A source that cannot be read at all raises SourceError. A
+    from it may be withdrawn. `remote`: its items come over the network, so reading them may
+    take minutes (or hang until a timeout); ingest reads them all before it writes (its
+    page limits keep them few). A source that cannot be read at all raises SourceError. A
     source may also have `committed()`, called once what it yielded is stored (web sources
     keep their HTTP validators only then).
     """
 
     name: str
     complete: bool
+    remote: bool
 
     def fetch(self, fingerprints: Mapping[str, str]) -> Iterator[Fetched]: ...

@@ -21,6 +21,7 @@ from .http import Fetcher
 
 class FeedSource:
     complete = False  # a feed is a window onto the newest items, not the whole archive
+    remote = True
 
     def __init__(self, name: str, url: str, category: str | None, fetcher: Fetcher) -> None:
         self.name, self.url, self.category, self.fetcher = name, url, category, fetcher

@@ -39,6 +39,7 @@ class FilesSource:
     """Reads a folder tree; a file's key is its path relative to the root, with / separators."""
 
     complete = True
+    remote = False
 
     def __init__(
         self,

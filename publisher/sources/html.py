@@ -54,6 +54,7 @@ class ArticleRules:
 
 class HtmlSource:
     complete = False  # list pages show the recent articles only
+    remote = True
 
     def __init__(
         self,

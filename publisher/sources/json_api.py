@@ -47,6 +47,7 @@ class Paging:
 
 class JsonSource:
     complete = False
+    remote = True
 
     def __init__(
         self, name: str, url: str, fields: Fields, paging: Paging, category: str | None, fetcher: Fetcher, timezone: str

@@ -26,6 +26,7 @@ PER_PAGE = 50
 
 class WordPressSource:
     complete = False  # posts are asked for since the last modification, not all of them
+    remote = True
 
     def __init__(
         self,
