@@ -46,7 +46,7 @@ HOST :=
 endif
 
 run: $(VENV)/.installed
-	@echo "Starting the whole service (builds the demo feeds first; Ctrl-C stops it):"
+	@echo "Starting the whole service (it serves at once and builds the demo feeds in the background; Ctrl-C stops it):"
 	@echo "  the 'serving http://...' line below is where it listens: the feeds at /, sign-up at /subscribe;"
 	@echo "  mail (confirmations, digests) goes to var/outbox/ as .eml files, nothing is sent."
 	@config='$(CONFIG)'; \
