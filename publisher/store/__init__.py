@@ -1,0 +1,99 @@
+"""The store: SQLAlchemy 2 Core tables and the queries services need. Returns model objects.
+
+One Store, composed of one class per aggregate (articles.py, subscribers.py, ledger.py) over
+one engine; the tables are in schema.py. Import everything from here: `from publisher.store
+import Store`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from sqlalchemy import create_engine, delete, event, insert, select, text
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import ArgumentError, OperationalError
+
+from ..errors import StoreError
+from .articles import ArticleStore, Known
+from .ledger import DigestRow, Ledger, LedgerStore
+from .schema import SITE_SCOPE, meta_table, metadata
+from .subscribers import SubscriberStore
+from .writer import StoreWriter, sqlite_datetime
+
+__all__ = ["SITE_SCOPE", "DigestRow", "Known", "Ledger", "Store", "StoreWriter", "metadata", "sqlite_datetime"]
+
+
+class Store(ArticleStore, SubscriberStore, LedgerStore):
+    """All persistence. One instance per process; connections are short-lived."""
+
+    def __init__(self, url: str) -> None:
+        try:
+            parsed = make_url(url)
+        except ArgumentError as exc:
+            raise StoreError(f"store.url {url!r} is not a database URL", str(exc)) from exc
+        if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        self.engine: Engine = create_engine(parsed)
+        if parsed.get_backend_name() == "sqlite":
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        try:
+            metadata.create_all(self.engine)
+        except OperationalError as exc:
+            raise StoreError(f"cannot open the store at {url}: {exc.orig}", "check [store] url") from exc
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # --- meta: small named values (the signing key, signatures, last ingest) and the scheduler lock
+
+    def get_meta(self, key: str) -> str | None:
+        with self.engine.connect() as conn:
+            return conn.execute(select(meta_table.c.value).where(meta_table.c.key == key)).scalar_one_or_none()
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(delete(meta_table).where(meta_table.c.key == key))
+            conn.execute(insert(meta_table).values(key=key, value=value))
+
+    @contextmanager
+    def scheduler_lock(self) -> Iterator[bool]:
+        """Held for the life of the scheduling process: True if this process got it. SQLite: an
+        exclusive lock on `<database>.scheduler-lock` (released by the kernel when the process
+        ends, however it ends); PostgreSQL: a session advisory lock."""
+        url = self.engine.url
+        if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+            import fcntl
+
+            with open(f"{url.database}.scheduler-lock", "a+b") as handle:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    yield False
+                    return
+                try:
+                    yield True
+                finally:
+                    fcntl.flock(handle, fcntl.LOCK_UN)
+            return
+        if url.get_backend_name() == "postgresql":
+            with self.engine.connect() as conn:
+                got = bool(conn.execute(text("select pg_try_advisory_lock(7202612)")).scalar_one())
+                try:
+                    yield got
+                finally:
+                    if got:
+                        conn.execute(text("select pg_advisory_unlock(7202612)"))
+            return
+        yield True
+
+
+def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:
+    cursor = dbapi_connection.cursor()  # type: ignore[attr-defined]
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    # A digest waits for a running ingest's commit rather than failing with "database is locked".
+    cursor.execute("PRAGMA busy_timeout=120000")
+    cursor.close()

@@ -1,0 +1,318 @@
+"""The delivery ledger: one digest per window, one delivery per digest and subscriber."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import String, Text, bindparam, func, insert, select, text, update
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import IntegrityError
+
+from ..errors import StoreError
+from ..model import Delivery, Subscriber
+from .schema import aware_utc, deliveries_table, digests_table, naive_utc, subscribers_table, take_turnstile
+from .subscribers import subscriber_from_row
+
+
+@dataclass(frozen=True, slots=True)
+class DigestRow:
+    id: int
+    key: str
+    start: datetime
+    end: datetime
+    status: str  # planning | sending | paused | done
+    created_at: datetime
+
+    @property
+    def by(self) -> str:
+        """Scheduled digests pick by first ingest, explicit windows by publication date; the very
+        first scheduled one by both (a new install does not mail its whole archive)."""
+        if self.key.startswith("scheduled-first:"):
+            return "first"
+        return "ingested" if self.key.startswith("scheduled:") else "published"
+
+
+class LedgerStore:
+    """The Store's delivery ledger: digests, their deliveries, and the send lock."""
+
+    engine: Engine
+
+    def open_digest(self, key: str, start: datetime, end: datetime, now: datetime) -> tuple[int, bool]:
+        """(digest id, created now?) for a window key; the unique key makes a re-run create nothing."""
+        with self.engine.begin() as conn:
+            return _open_digest(conn, key, start, end, now)
+
+    def open_scheduled_digest(self, clock: Callable[[], datetime], first_days: int) -> tuple[DigestRow, bool]:
+        """Open the scheduled digest that ends now, after the previous scheduled one.
+
+        `now` is read while holding the turnstile row that every ingest takes before its first
+        new article and holds to its commit, stamping them with the time it took it: an
+        article is either stamped and committed before the window ends (and in this digest) or
+        stamped after it (and in the next); an ingest that is still running cannot lose an
+        article between two digests.
+        """
+        d = digests_table.c
+        with self.engine.begin() as conn:
+            take_turnstile(conn)
+            end = clock().astimezone(UTC).replace(microsecond=0)
+            previous = conn.execute(select(func.max(d.window_end)).where(d.key.like("scheduled%"))).scalar_one()
+            if previous is None:  # the very first: what was published and first seen in the last days
+                key, start = f"scheduled-first:{end:%Y-%m-%dT%H:%M:%SZ}", end - timedelta(days=first_days)
+            else:
+                key, start = f"scheduled:{end:%Y-%m-%dT%H:%M:%SZ}", aware_utc(previous)
+            digest_id, created = _open_digest(conn, key, start, end, clock())
+            row = conn.execute(select(digests_table).where(d.id == digest_id)).one()
+        return _digest_row(row), created
+
+    def plan_deliveries(self, digest_id: int, planned: Sequence[tuple[str, str]], now: datetime) -> None:
+        """A pending delivery per (email key, message id) not yet planned for this digest, and
+        the digest from `planning` to `sending`, in one transaction: a crash before it leaves a
+        digest that is planned again, a crash after it one that is resumed."""
+        x = deliveries_table.c
+        with self.engine.begin() as conn:
+            d = digests_table.c
+            conn.execute(
+                update(digests_table).where(d.id == digest_id, d.status == "planning").values(status="sending")
+            )
+            have = set(conn.execute(select(x.email_key).where(x.digest_id == digest_id)).scalars())
+            rows = [
+                {"digest_id": digest_id, "email_key": key, "message_id": mid, "status": "pending",
+                 "attempts": 0, "updated_at": naive_utc(now)}
+                for key, mid in planned if key not in have
+            ]  # fmt: skip
+            if rows:
+                conn.execute(insert(deliveries_table), rows)
+
+    def open_deliveries(self, digest_id: int) -> list[tuple[int, str, str, str, int]]:
+        """(id, email key, message id, status, attempts) of deliveries still to send, in plan order."""
+        x = deliveries_table.c
+        query = (
+            select(x.id, x.email_key, x.message_id, x.status, x.attempts)
+            .where(x.digest_id == digest_id, x.status.in_(("pending", "sending")))
+            .order_by(x.id)
+        )
+        with self.engine.connect() as conn:
+            return [tuple(r) for r in conn.execute(query).all()]
+
+    def next_deliveries(self, digest_id: int, limit: int) -> list[Delivery]:
+        """Up to `limit` open deliveries, fewest attempts first (a retried one waits behind
+        the rest), each with its subscriber read now, in one query."""
+        x, s = deliveries_table.c, subscribers_table
+        query = (
+            select(
+                x.id.label("d_id"),
+                x.email_key.label("d_key"),
+                x.message_id.label("d_message_id"),
+                x.status.label("d_status"),
+                x.attempts.label("d_attempts"),
+                x.updated_at.label("d_updated_at"),
+                x.last_error.label("d_last_error"),
+                s,
+            )  # fmt: skip
+            .select_from(deliveries_table.outerjoin(s, s.c.email_key == x.email_key))
+            .where(x.digest_id == digest_id, x.status.in_(("pending", "sending")))
+            .order_by(x.attempts, x.id)
+            .limit(limit)
+        )
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        return [
+            Delivery(
+                r.d_id,
+                r.d_key,
+                r.d_message_id,
+                r.d_status,
+                r.d_attempts,
+                subscriber_from_row(r) if r.email else None,
+                aware_utc(r.d_updated_at),
+                r.d_last_error is not None,
+            )  # fmt: skip
+            for r in rows
+        ]
+
+    def mark_delivery(self, delivery_id: int, status: str, now: datetime, *, tried: bool = False,
+                      error: str | None = None, provider_id: str | None = None) -> None:  # fmt: skip
+        """Record a delivery's state in its own transaction: it must survive a crash right after."""
+        with self.ledger() as ledger:
+            ledger.mark(delivery_id, status, now, tried=tried, error=error, provider_id=provider_id)
+
+    @contextmanager
+    def send_lock(self) -> Iterator[None]:
+        """Only one process plans or sends digests from a store at a time. SQLite: an exclusive
+        lock on `<database>.send-lock` (the kernel drops it when the process dies, so a killed
+        sender never blocks `digest resume`); PostgreSQL: a session advisory lock. Threads of
+        one process (the scheduler's jobs) wait for each other instead."""
+        with _SEND_THREADS:
+            with self._process_send_lock():
+                yield
+
+    @contextmanager
+    def _process_send_lock(self) -> Iterator[None]:
+        url = self.engine.url
+        if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+            import fcntl
+
+            path = Path(f"{url.database}.send-lock")
+            with open(path, "a+b") as handle:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    raise StoreError(
+                        f"another process is sending a digest from this store ({path} is locked)",
+                        "wait for it to finish, or stop it; then `publisher digest resume`",
+                    ) from None
+                try:
+                    yield
+                finally:
+                    fcntl.flock(handle, fcntl.LOCK_UN)
+            return
+        if url.get_backend_name() == "postgresql":
+            with self.engine.connect() as conn:
+                if not conn.execute(text("select pg_try_advisory_lock(7202611)")).scalar_one():
+                    raise StoreError("another process is sending a digest from this store", "wait for it to finish")
+                try:
+                    yield
+                finally:
+                    conn.execute(text("select pg_advisory_unlock(7202611)"))
+            return
+        yield
+
+    def ledger(self) -> Ledger:
+        """One connection for a send run: the marks and look-ups of the hot path."""
+        return Ledger(self.engine)
+
+    def last_scheduled_end(self) -> datetime | None:
+        """Where the next scheduled digest's window starts: the end of the last one."""
+        d = digests_table.c
+        with self.engine.connect() as conn:
+            value = conn.execute(select(func.max(d.window_end)).where(d.key.like("scheduled%"))).scalar_one()
+        return aware_utc(value) if value is not None else None
+
+    def digest(self, digest_id: int) -> DigestRow:
+        with self.engine.connect() as conn:
+            return _digest_row(conn.execute(select(digests_table).where(digests_table.c.id == digest_id)).one())
+
+    def digests(self, unfinished_only: bool = False) -> list[DigestRow]:
+        """Digests, oldest first; `unfinished_only`: those still planning, sending or paused."""
+        d = digests_table.c
+        query = select(digests_table).order_by(d.id)
+        if unfinished_only:
+            query = query.where(d.status.in_(("planning", "sending", "paused")))
+        with self.engine.connect() as conn:
+            return [_digest_row(r) for r in conn.execute(query).all()]
+
+    def set_digest_status(self, digest_id: int, status: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(update(digests_table).where(digests_table.c.id == digest_id).values(status=status))
+
+    def delivery_counts(self, digest_id: int) -> dict[str, int]:
+
+        x = deliveries_table.c
+        query = select(x.status, func.count()).where(x.digest_id == digest_id).group_by(x.status)
+        with self.engine.connect() as conn:
+            return {status: count for status, count in conn.execute(query).all()}
+
+
+_SEND_THREADS = threading.RLock()
+
+
+def _open_digest(conn: Connection, key: str, start: datetime, end: datetime, now: datetime) -> tuple[int, bool]:
+    d = digests_table.c
+    row = conn.execute(select(d.id).where(d.key == key)).first()
+    if row is not None:
+        return row.id, False
+    values = {"key": key, "window_start": naive_utc(start), "window_end": naive_utc(end)}
+    try:
+        with conn.begin_nested():
+            conn.execute(insert(digests_table).values(status="planning", created_at=naive_utc(now), **values))
+    except IntegrityError:  # another process opened it between our read and our insert
+        return conn.execute(select(d.id).where(d.key == key)).scalar_one(), False
+    return conn.execute(select(d.id).where(d.key == key)).scalar_one(), True
+
+
+def _digest_row(r: Any) -> DigestRow:
+    return DigestRow(r.id, r.key, aware_utc(r.window_start), aware_utc(r.window_end), r.status, aware_utc(r.created_at))
+
+
+_d = deliveries_table.c
+# Built once: the send loop runs these twice per message, and building a statement costs more
+# than SQLite takes to commit it.
+_MARK_TRIED = (
+    update(deliveries_table)
+    .where(_d.id == bindparam("b_id"))
+    .values(status=bindparam("b_status"), updated_at=bindparam("b_at"), attempts=_d.attempts + 1)
+)
+_MARK_ANSWER = (
+    update(deliveries_table)
+    .where(_d.id == bindparam("b_id"))
+    .values(
+        status=bindparam("b_status"),
+        updated_at=bindparam("b_at"),
+        last_error=func.coalesce(bindparam("b_error", type_=Text), _d.last_error),
+        provider_id=func.coalesce(bindparam("b_provider", type_=String), _d.provider_id),
+    )
+)
+_CLAIM = (
+    update(deliveries_table)
+    .where(_d.id == bindparam("b_id"), _d.status == bindparam("b_was"), _d.attempts == bindparam("b_attempts"))
+    .values(status="sending", updated_at=bindparam("b_at"), attempts=_d.attempts + 1)
+)
+_UNCLAIM = (
+    update(deliveries_table)
+    .where(_d.id == bindparam("b_id"))
+    .values(status=bindparam("b_status"), attempts=_d.attempts - 1, last_error=bindparam("b_error", type_=Text))
+)
+_SUBSCRIBER_BY_KEY = select(subscribers_table).where(subscribers_table.c.email_key == bindparam("b_key"))
+
+
+class Ledger:
+    """A kept connection; every call is its own short transaction, so each mark is durable
+    when it returns and no read holds a snapshot between calls."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.conn = engine.connect()
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def mark(self, delivery_id: int, status: str, now: datetime, *, tried: bool = False,
+             error: str | None = None, provider_id: str | None = None) -> None:  # fmt: skip
+        at = naive_utc(now)
+        with self.conn.begin():
+            if tried:
+                self.conn.execute(_MARK_TRIED, {"b_id": delivery_id, "b_status": status, "b_at": at})
+            if not tried or error is not None or provider_id is not None:
+                cut = error[:2000] if error is not None else None
+                params = {"b_id": delivery_id, "b_status": status, "b_at": at, "b_error": cut}
+                self.conn.execute(_MARK_ANSWER, params | {"b_provider": provider_id})
+
+    def claim(self, delivery: Delivery, now: datetime) -> bool:
+        """Mark `delivery` sending, one more attempt, if it is still as it was read: False when
+        another sender took it first, so no two processes ever send the same delivery."""
+        params = {"b_id": delivery.id, "b_was": delivery.status, "b_attempts": delivery.attempts}
+        with self.conn.begin():
+            claimed = self.conn.execute(_CLAIM, params | {"b_at": naive_utc(now)}).rowcount
+        return claimed == 1
+
+    def unclaim(self, delivery: Delivery, error: str) -> None:
+        """Give a claimed delivery back as it was (the attempt did not count): the transport
+        could not send anything at all."""
+        with self.conn.begin():
+            self.conn.execute(_UNCLAIM, {"b_id": delivery.id, "b_status": delivery.status, "b_error": error[:2000]})
+
+    def subscriber(self, email_key: str) -> Subscriber | None:
+        with self.conn.begin():
+            row = self.conn.execute(_SUBSCRIBER_BY_KEY, {"b_key": email_key}).first()
+        return subscriber_from_row(row) if row else None
+
+    def close(self) -> None:
+        self.conn.close()

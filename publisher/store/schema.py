@@ -1,0 +1,168 @@
+"""The store's tables, one MetaData for all of them, and the few helpers every aggregate shares."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    insert,
+    update,
+)
+from sqlalchemy.engine import Connection
+
+metadata = MetaData()
+
+
+categories_table = Table(
+    "categories",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(200), nullable=False, unique=True),
+    Column("slug", String(100), nullable=False, unique=True),
+    Column("first_seen", DateTime, nullable=False),
+)
+
+articles_table = Table(
+    "articles",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    # Small bookkeeping columns first, the article's text last.
+    Column("source", String(200), nullable=False),
+    Column("key", String(1000), nullable=False),
+    Column("fingerprint", String(100)),
+    Column("withdrawn", Boolean, nullable=False, default=False),
+    Column("explicit_id", String(500)),
+    Column("guid", String(600), nullable=False, unique=True),
+    Column("content_hash", String(64), nullable=False),
+    Column("published", DateTime, nullable=False),
+    Column("updated", DateTime, nullable=False),
+    Column("first_seen", DateTime, nullable=False),
+    Column("title", Text, nullable=False),
+    Column("url", Text),
+    Column("author", Text),
+    Column("image", Text),
+    Column("tags", Text, nullable=False, default="[]"),
+    Column("summary", Text, nullable=False),
+    Column("content_html", Text, nullable=False),
+    UniqueConstraint("source", "key", name="uq_articles_source_key"),
+    Index("ix_articles_published", "published"),
+    # Covers fingerprints() and live_ids(): an unchanged build reads this index, never the
+    # articles' text.
+    Index("ix_articles_state", "source", "key", "fingerprint", "withdrawn"),
+)
+
+# One row per article and category while the article is live; `published` is copied here so
+# that "the newest N of a category" is one index range scan.
+article_categories_table = Table(
+    "article_categories",
+    metadata,
+    Column("article_id", Integer, ForeignKey("articles.id", ondelete="CASCADE"), primary_key=True),
+    Column("category_slug", String(100), primary_key=True),
+    Column("published", DateTime, nullable=False),
+    # "The newest N of a category" walks this index backwards and stops after N rows.
+    Index("ix_article_categories_feed", "category_slug", "published", "article_id"),
+)
+
+# Feeds whose articles changed since they were last written: "" is the whole site, else a
+# category slug. Marked in the ingest transaction, cleared once the feeds are written, so a
+# crash between the two never leaves a feed stale.
+dirty_table = Table(
+    "dirty_feeds",
+    metadata,
+    Column("scope", String(100), primary_key=True),
+)
+
+SITE_SCOPE = ""
+
+# Per source and folder, the digest of the folder's listing (names and fingerprints) when
+# every item in it was last stored as listed: an unchanged folder is then skipped as a whole
+# (see model.Folder). Written in the ingest transaction, with the articles it vouches for.
+folder_digests_table = Table(
+    "folder_digests",
+    metadata,
+    Column("source", String(200), primary_key=True),
+    Column("folder", String(1000), primary_key=True),
+    Column("digest", String(64), nullable=False),
+)
+
+subscribers_table = Table(
+    "subscribers",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("email", String(320), nullable=False),  # as normalised by email-validator
+    Column("email_key", String(320), nullable=False, unique=True),  # lower-cased: one row per address
+    Column("name", String(200), nullable=False, default=""),
+    Column("categories", Text, nullable=False, default="[]"),  # JSON list of slugs; [] = all
+    Column("status", String(20), nullable=False),
+    Column("status_at", DateTime, nullable=False),
+    Column("status_via", String(100), nullable=False),
+    Column("created_at", DateTime, nullable=False),
+)
+
+# The delivery ledger: one digest per window key, one delivery per digest and subscriber.
+digests_table = Table(
+    "digests",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("key", String(100), nullable=False, unique=True),  # a second run of a window creates nothing
+    Column("window_start", DateTime, nullable=False),
+    Column("window_end", DateTime, nullable=False),
+    Column("status", String(20), nullable=False),  # planning | sending | paused | done
+    Column("created_at", DateTime, nullable=False),
+)
+
+deliveries_table = Table(
+    "deliveries",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("digest_id", Integer, ForeignKey("digests.id", ondelete="CASCADE"), nullable=False),
+    Column("email_key", String(320), nullable=False),
+    Column("message_id", String(300), nullable=False),  # the same on every attempt
+    # pending | sending (the transport was called, no answer recorded) | sent | failed | skipped
+    # | uncertain (sent after a crash mid-send: the first try may have gone out as well)
+    Column("status", String(20), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("last_error", Text),
+    Column("provider_id", String(300)),
+    Column("updated_at", DateTime, nullable=False),
+    UniqueConstraint("digest_id", "email_key", name="uq_deliveries_digest_subscriber"),
+    Index("ix_deliveries_status", "digest_id", "status"),
+)
+
+meta_table = Table(
+    "meta",
+    metadata,
+    Column("key", String(100), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+
+TURNSTILE = "turnstile"  # the meta row that orders ingest commits and digest windows
+
+
+def take_turnstile(conn: Connection) -> None:
+    """Take the turnstile row (a write: SQLite's write lock, a row lock elsewhere) until commit."""
+    m = meta_table.c
+    if not conn.execute(update(meta_table).where(m.key == TURNSTILE).values(value=m.value)).rowcount:
+        conn.execute(insert(meta_table).values(key=TURNSTILE, value=""))
+
+
+def naive_utc(moment: datetime) -> datetime:
+    """How the store keeps a moment: naive, in UTC."""
+    return moment.astimezone(UTC).replace(tzinfo=None)
+
+
+def aware_utc(moment: datetime) -> datetime:
+    """A moment read from the store, aware again (UTC)."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)

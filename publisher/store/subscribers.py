@@ -1,0 +1,85 @@
+"""Subscribers: who gets the digest, with which categories, in which status."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.engine import Engine
+
+from ..model import Subscriber, SubscriberStatus
+from .schema import aware_utc, naive_utc, subscribers_table
+
+
+class SubscriberStore:
+    """The Store's subscribers: the list, its statuses and categories."""
+
+    engine: Engine
+
+    def subscriber(self, email_key: str) -> Subscriber | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(subscribers_table).where(subscribers_table.c.email_key == email_key)).first()
+        return subscriber_from_row(row) if row else None
+
+    def subscriber_by_id(self, subscriber_id: int) -> Subscriber | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(subscribers_table).where(subscribers_table.c.id == subscriber_id)).first()
+        return subscriber_from_row(row) if row else None
+
+    def subscribers(self, status: SubscriberStatus | None = None) -> list[Subscriber]:
+        """Subscribers in sign-up order, all of them or those with one status."""
+        query = select(subscribers_table).order_by(subscribers_table.c.id)
+        if status is not None:
+            query = query.where(subscribers_table.c.status == status.value)
+        with self.engine.connect() as conn:
+            return [subscriber_from_row(row) for row in conn.execute(query).all()]
+
+    def save_subscribers(self, subscribers: Iterable[Subscriber]) -> None:
+        """Insert or update each subscriber (by address), all in one transaction."""
+        s = subscribers_table
+        with self.engine.begin() as conn:
+            for sub in subscribers:
+                values = {
+                    "email": sub.email,
+                    "name": sub.name,
+                    "categories": json.dumps(list(sub.categories), ensure_ascii=False),
+                    "status": sub.status.value,
+                    "status_at": naive_utc(sub.status_at),
+                    "status_via": sub.status_via,
+                }
+                key = sub.email.lower()
+                done = conn.execute(update(s).where(s.c.email_key == key).values(**values)).rowcount
+                if not done:
+                    conn.execute(insert(s).values(email_key=key, created_at=naive_utc(sub.created_at), **values))
+
+    def mark_bounced(self, email_key: str, now: datetime, reason: str) -> None:
+        """The address does not exist: no more digests (an import never signs it up again)."""
+        s = subscribers_table.c
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(subscribers_table)
+                .where(s.email_key == email_key)
+                .values(status="bounced", status_at=naive_utc(now), status_via=f"bounce: {reason}"[:100])
+            )
+
+    def delete_subscriber(self, email_key: str) -> bool:
+        with self.engine.begin() as conn:
+            deleted = conn.execute(delete(subscribers_table).where(subscribers_table.c.email_key == email_key))
+            return bool(deleted.rowcount)
+
+
+def subscriber_from_row(row: Any) -> Subscriber:
+    """A Subscriber from a row of the subscribers table."""
+    return Subscriber(
+        email=row.email,
+        name=row.name,
+        categories=tuple(json.loads(row.categories)),
+        status=SubscriberStatus(row.status),
+        status_at=aware_utc(row.status_at),
+        status_via=row.status_via,
+        created_at=aware_utc(row.created_at),
+        id=row.id,
+    )
