@@ -46,5 +46,31 @@ class StoreError(PublisherError):
     """The store cannot be opened or written."""
 
 
+class StoreSchemaError(StoreError):
+    """The store's schema is not the one this code was written for: behind (`publisher db
+    upgrade`) or ahead (made by a newer publisher). Nothing was read or written."""
+
+    def __init__(self, url: str, stored: str, code: str, ahead: bool, command: str = "") -> None:
+        self.url, self.stored, self.code, self.ahead, self.command = url, stored, code, ahead, command
+        who = f"`{command}` refused the store" if command else "refused the store"
+        if ahead:
+            message = (
+                f"{who} at {url}: its schema is at revision {stored}, which this publisher does not know "
+                f"(its newest is {code}): the store was made by a newer publisher"
+            )
+            hint = "install that newer publisher, or restore the backup made before its `publisher db upgrade`"
+        else:
+            message = f"{who} at {url}: its schema is at revision {stored}, this publisher needs revision {code}"
+            hint = (
+                "back up the store, then run `publisher db upgrade` (or start the service with "
+                "`publisher run --upgrade`); see docs/operations.md, Upgrading"
+            )
+        super().__init__(message, hint)
+
+    def refused_by(self, command: str) -> StoreSchemaError:
+        """The same refusal, naming the command that refused."""
+        return StoreSchemaError(self.url, self.stored, self.code, self.ahead, command)
+
+
 class ThemeError(PublisherError):
     """A template or message catalogue of the operator's theme is broken; names file and line."""

@@ -15,18 +15,21 @@ from sqlalchemy import create_engine, delete, event, insert, select, text
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 
-from ..errors import StoreError
+from ..errors import StoreError, StoreSchemaError
 from .articles import ArticleStore, Known
 from .ledger import DigestRow, Ledger, LedgerStore
+from .revision import HEAD, create_at_head, read_state
 from .schema import SITE_SCOPE, meta_table, metadata
 from .subscribers import SubscriberStore
 from .writer import StoreWriter, sqlite_datetime
 
-__all__ = ["SITE_SCOPE", "DigestRow", "Known", "Ledger", "Store", "StoreWriter", "metadata", "sqlite_datetime"]
+__all__ = ["HEAD", "SITE_SCOPE", "DigestRow", "Known", "Ledger", "Store", "StoreWriter", "metadata", "sqlite_datetime"]
 
 
 class Store(ArticleStore, SubscriberStore, LedgerStore):
-    """All persistence. One instance per process; connections are short-lived."""
+    """All persistence. One instance per process; connections are short-lived. Opening one
+    creates a new store at the code's schema revision, and refuses a store at another
+    (StoreSchemaError: behind needs `publisher db upgrade`, ahead a newer publisher)."""
 
     def __init__(self, url: str) -> None:
         try:
@@ -39,9 +42,16 @@ class Store(ArticleStore, SubscriberStore, LedgerStore):
         if parsed.get_backend_name() == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
         try:
-            metadata.create_all(self.engine)
+            state = read_state(self.engine)
+            if state.empty:
+                state = create_at_head(self.engine)
         except OperationalError as exc:
+            self.engine.dispose()
             raise StoreError(f"cannot open the store at {url}: {exc.orig}", "check [store] url") from exc
+        if not state.current:
+            self.engine.dispose()
+            shown = parsed.render_as_string(hide_password=True)
+            raise StoreSchemaError(shown, state.label, HEAD, state.ahead)
 
     def close(self) -> None:
         self.engine.dispose()

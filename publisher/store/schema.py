@@ -1,4 +1,7 @@
-"""The store's tables, one MetaData for all of them, and the few helpers every aggregate shares."""
+"""The store's tables, one MetaData for all of them, and the few helpers every aggregate shares.
+
+Change a table here only with a new revision in migrations/versions (docs/architecture.md).
+"""
 
 from __future__ import annotations
 
@@ -21,8 +24,17 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Connection
 
-metadata = MetaData()
-
+# Every constraint and index has a name, so a migration can drop or alter it on SQLite (batch
+# mode) and PostgreSQL alike (Alembic's "The Importance of Naming Constraints"). Names given
+# explicitly below predate this convention and are kept.
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_N_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 categories_table = Table(
     "categories",

@@ -1,0 +1,1 @@
+"""One file per revision, named after its id; revision.REVISIONS lists them in order."""
