@@ -20,13 +20,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 from .. import __version__
 from ..app import App
 from ..config import find_config, load_settings
-from ..errors import ConfigError, ThemeError
+from ..errors import ConfigError, StoreError, StoreSchemaError, ThemeError
 
 out = Console(soft_wrap=True)  # no hard wrapping: paths in logs must stay whole
 err = Console(stderr=True, soft_wrap=True)
 
 EXIT_PROBLEMS = 1  # a source failed, or --strict found a bad item
-EXIT_CONFIG = 2  # the configuration is invalid
+EXIT_CONFIG = 2  # the configuration is invalid, or the store's schema is not this code's
 
 
 @dataclass
@@ -115,19 +115,35 @@ def main(ctx: click.Context, config: Path | None, verbose: bool) -> None:
     ctx.obj = GlobalOptions(config, verbose)
 
 
-def load_app(ctx: click.Context) -> App:
+def load_app(ctx: click.Context, store: bool = True) -> App:
     """The app for the configuration the command was given; exit 2 when it is invalid or its
-    theme has a broken override (named with file and line now, not when a digest renders)."""
+    theme has a broken override (named with file and line now, not when a digest renders).
+    With `store`, its store is opened now, so a store this publisher must not use (one that
+    needs `publisher db upgrade`, or one made by a newer publisher) is refused before any work."""
     try:
         app = App(load_settings(config_path(ctx)))
         app.theme  # noqa: B018 - compiles the theme's overrides
-        return app
     except ConfigError as exc:
         err.print(str(exc), markup=False, highlight=False)
         sys.exit(EXIT_CONFIG)
     except ThemeError as exc:
         err.print(f"[bold red]theme error[/]: {escape(str(exc))}", highlight=False)
         sys.exit(EXIT_CONFIG)
+    if store:
+        open_store(ctx, app)
+    return app
+
+
+def open_store(ctx: click.Context, app: App) -> None:
+    """Open the app's store: exit 2 naming the command when its schema is not this code's (as
+    for a bad configuration: running again cannot help, so systemd does not restart), 1 when
+    it cannot be opened."""
+    try:
+        app.store  # noqa: B018 - opening it checks its schema revision
+    except StoreSchemaError as exc:
+        fail(exc.refused_by(" ".join(["publisher", *ctx.command_path.split()[1:]])), EXIT_CONFIG)
+    except StoreError as exc:
+        fail(exc)
 
 
 def config_path(ctx: click.Context) -> Path:

@@ -71,7 +71,7 @@ def _run(
 @click.pass_context
 def check(ctx: click.Context, strict: bool) -> None:
     """Validate the configuration, the mail settings' secrets, and read every source, writing nothing."""
-    app = load_app(ctx)
+    app = load_app(ctx, store=False)  # the store is neither read nor created
     try:
         app.transport().close()  # the secrets it names are in the environment
     except ConfigError as exc:

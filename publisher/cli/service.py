@@ -8,7 +8,8 @@ from pathlib import Path
 import click
 
 from ..errors import PublisherError
-from .base import config_path, err, fail, load_app, main, out
+from .base import config_path, err, fail, load_app, main, open_store, out
+from .db import upgrade_store
 
 HOST = click.option("--host", help="Listen on this address (default: [web] host).")
 PORT = click.option("--port", type=int, help="Listen on this port; 0 picks a free one (default: [web] port).")
@@ -17,10 +18,11 @@ PORT = click.option("--port", type=int, help="Listen on this port; 0 picks a fre
 @main.command()
 @HOST
 @PORT
+@click.option("--upgrade", is_flag=True, help="Upgrade the store's schema first, as `publisher db upgrade` does.")
 @click.pass_context
-def run(ctx: click.Context, host: str | None, port: int | None) -> None:
+def run(ctx: click.Context, host: str | None, port: int | None, upgrade: bool) -> None:
     """The whole service: the scheduler (ingest, feeds, digest) and the web, until SIGTERM or Ctrl-C."""
-    _serve(ctx, host, port, schedule=True)
+    _serve(ctx, host, port, schedule=True, upgrade=upgrade)
 
 
 @main.command()
@@ -32,7 +34,7 @@ def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
     _serve(ctx, host, port, schedule=False)
 
 
-def _serve(ctx: click.Context, host: str | None, port: int | None, schedule: bool) -> None:
+def _serve(ctx: click.Context, host: str | None, port: int | None, schedule: bool, upgrade: bool = False) -> None:
     import signal
 
     import waitress
@@ -50,7 +52,10 @@ def _serve(ctx: click.Context, host: str | None, port: int | None, schedule: boo
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    app = load_app(ctx)
+    app = load_app(ctx, store=False)
+    if upgrade:
+        upgrade_store(app.settings.store.url)
+    open_store(ctx, app)
     config_file = str(config_path(ctx).resolve())
     settings = app.settings
     scheduler = Scheduler(settings, config_file, app.store) if schedule else None

@@ -1,0 +1,390 @@
+"""Schema migrations on real databases: the committed 0.1.0 store upgrades with nothing lost,
+stores behind or ahead are refused, and every revision run from nothing gives the code's schema
+on SQLite and on PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import sqlite3
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+import requests
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from click.testing import CliRunner, Result
+from sqlalchemy import create_engine, inspect, select, text
+from sqlalchemy.engine import Connection, make_url
+from test_smtp import free_port
+
+from publisher.app import App
+from publisher.cli import main
+from publisher.config import load_settings
+from publisher.model import SubscriberStatus
+from publisher.store import Store, migrate
+from publisher.store.revision import HEAD, REVISIONS
+from publisher.store.schema import metadata
+
+FIXTURE = Path(__file__).parent / "fixtures" / "store-0.1.0"
+sys.path.insert(0, str(FIXTURE))
+from make_fixture import fixture_config  # noqa: E402  (kept beside the store it made)
+
+LINKS = json.loads((FIXTURE / "links.json").read_text(encoding="utf-8"))
+WINDOW = ["--since", "2025-12-01", "--until", "2026-11-30"]  # the digest the fixture sent
+TABLES = [*metadata.tables, "apscheduler_jobs"]
+
+
+@pytest.fixture
+def old_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A copy of the 0.1.0 store and its configuration; the links' key is the one it keeps."""
+    monkeypatch.delenv("PUBLISHER_SECRET_KEY", raising=False)
+    shutil.copyfile(FIXTURE / "publisher.db", tmp_path / "publisher.db")
+    config = tmp_path / "publisher.toml"
+    config.write_text(fixture_config(tmp_path / "publisher.db", tmp_path), encoding="utf-8")
+    return config
+
+
+def cli(config: Path, *args: str) -> Result:
+    return CliRunner().invoke(main, ["--config", str(config), *args], catch_exceptions=False)
+
+
+def snapshot(db: Path) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of every table, as SQLite holds it (timestamps as their stored text)."""
+    conn = sqlite3.connect(db)
+    try:
+        return {t: sorted(conn.execute(f'SELECT * FROM "{t}"').fetchall(), key=repr) for t in TABLES}
+    finally:
+        conn.close()
+
+
+def outbox(config: Path) -> list[Path]:
+    return sorted((config.parent / "outbox").rglob("*.eml"))
+
+
+def schema_differences(conn: Connection) -> list[Any]:
+    """What Alembic's autogenerate would change to reach the code's metadata (ours only)."""
+    context = MigrationContext.configure(
+        conn, opts={"include_name": lambda name, kind, _p: kind != "table" or name in metadata.tables}
+    )
+    return list(compare_metadata(context, metadata))
+
+
+def constraint_names(conn: Connection) -> set[tuple[str, str, str | None]]:
+    """(table, kind, name) of every constraint and index of ours: names Alembic does not compare."""
+    found = inspect(conn)
+    names: set[tuple[str, str, str | None]] = set()
+    for table in metadata.tables:
+        names.add((table, "pk", found.get_pk_constraint(table)["name"]))
+        names |= {(table, "uq", u["name"]) for u in found.get_unique_constraints(table)}
+        names |= {(table, "fk", f["name"]) for f in found.get_foreign_keys(table)}
+        names |= {(table, "ix", i["name"]) for i in found.get_indexes(table) if "duplicates_constraint" not in i}
+    return names
+
+
+def test_the_code_names_every_revision_in_order() -> None:
+    scripts = ScriptDirectory.from_config(migrate.alembic_config())
+    walked = [script.revision for script in scripts.walk_revisions()]
+    assert tuple(reversed(walked)) == REVISIONS
+    assert scripts.get_current_head() == HEAD
+
+
+def test_the_0_1_0_store_upgrades_with_nothing_lost(old_store: Path) -> None:
+    db = old_store.parent / "publisher.db"
+    before = snapshot(db)
+    assert {row[5] for row in before["subscribers"]} == {"confirmed", "pending", "unsubscribed", "bounced"}
+    assert before["digests"][0][4] == "done" and {row[4] for row in before["deliveries"]} == {"sent"}
+    assert len(before["articles"]) == 46 and before["apscheduler_jobs"]
+
+    upgraded = cli(old_store, "db", "upgrade")
+    assert upgraded.exit_code == 0, upgraded.output
+    assert f"upgraded sqlite:///{db} from revision 0.1.0 (before migrations) to {HEAD}" in upgraded.output
+    [backup] = old_store.parent.glob("publisher.db.before-0.1.0-*")
+    assert f"backed up the store to {backup}" in upgraded.output
+    assert snapshot(backup) == before  # the backup is the store as it was
+
+    after = snapshot(db)
+    assert after == before  # every row: ids, guids, statuses, categories, timestamps, the key
+    conn = sqlite3.connect(db)
+    sql = dict(conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'table'").fetchall())
+    assert conn.execute("SELECT version_num FROM alembic_version").fetchall() == [(HEAD,)]
+    conn.close()
+    assert "CONSTRAINT pk_subscribers PRIMARY KEY" in sql["subscribers"]  # rebuilt, with names
+    assert "CONSTRAINT fk_deliveries_digest_id_digests FOREIGN KEY" in sql["deliveries"]
+    assert "CONSTRAINT" not in sql["apscheduler_jobs"]  # APScheduler's table is left alone
+    store = Store(f"sqlite:///{db}")
+    try:
+        with store.engine.connect() as conn2:
+            assert schema_differences(conn2) == []
+        statuses = {s.email: (s.status, s.categories) for s in store.subscribers()}
+    finally:
+        store.close()
+    assert statuses == {
+        "wang@example.org": (SubscriberStatus.CONFIRMED, ("policy", "tech")),
+        "li.hua@example.org": (SubscriberStatus.CONFIRMED, ()),
+        "pending@example.org": (SubscriberStatus.PENDING, ()),
+        "gone@example.org": (SubscriberStatus.UNSUBSCRIBED, ()),
+        "bounce@example.org": (SubscriberStatus.BOUNCED, ()),
+    }
+
+    # The ledger: sending the window again sends nothing.
+    again = cli(old_store, "digest", "send", *WINDOW)
+    assert again.exit_code == 0, again.output
+    assert "was sent before (digest #1): nothing to send" in again.output
+    assert outbox(old_store) == []
+
+    # A link already in a reader's mailbox, signed with the key 0.1.0 kept in the store.
+    from publisher.web import create_app
+
+    app = App(load_settings(old_store))
+    try:
+        client = create_app(app).test_client()
+        for address, url in LINKS["list_unsubscribe"].items():
+            answer = client.post(urlsplit(url).path, data={"List-Unsubscribe": "One-Click"})
+            assert answer.status_code == 200, (address, answer.status_code)
+            subscriber = app.store.subscriber(address)
+            assert subscriber is not None and subscriber.status is SubscriberStatus.UNSUBSCRIBED
+    finally:
+        app.close()
+
+
+def test_a_store_behind_is_refused_and_left_alone(old_store: Path) -> None:
+    db = old_store.parent / "publisher.db"
+    before = snapshot(db)
+    for args in (["build"], ["subscribers", "list"], ["digest", "send", *WINDOW]):
+        refused = cli(old_store, *args)
+        assert refused.exit_code == 2, refused.output
+        message = " ".join(refused.output.split())
+        assert (
+            f"error: `publisher {' '.join(args[:2] if args[0] != 'build' else args)}` refused the store at "
+            f"sqlite:///{db}: its schema is at revision 0.1.0 (before migrations), this publisher needs revision "
+            f"{HEAD}" in message
+        ), message
+        assert "hint: back up the store, then run `publisher db upgrade`" in message
+    assert snapshot(db) == before and outbox(old_store) == []
+    status = cli(old_store, "db", "status")
+    assert status.exit_code == 1
+    assert "store revision: 0.1.0 (before migrations)" in status.output and f"code revision:  {HEAD}" in status.output
+    assert "upgrade needed" in status.output
+
+
+def test_a_store_ahead_is_refused(tmp_path: Path) -> None:
+    db = tmp_path / "publisher.db"
+    config = tmp_path / "publisher.toml"
+    config.write_text(fixture_config(db, tmp_path), encoding="utf-8")
+    Store(f"sqlite:///{db}").close()
+    conn = sqlite3.connect(db)
+    conn.execute("UPDATE alembic_version SET version_num = '0099'")
+    conn.commit()
+    conn.close()
+    for args in (["build"], ["db", "upgrade"]):
+        refused = cli(config, *args)
+        assert refused.exit_code == 2, refused.output
+        message = " ".join(refused.output.split())
+        assert f"`publisher {' '.join(args)}` refused the store at sqlite:///{db}" in message
+        assert f"its schema is at revision 0099, which this publisher does not know (its newest is {HEAD})" in message
+        assert "made by a newer publisher" in message and "hint: install that newer publisher" in message
+    status = cli(config, "db", "status")
+    assert status.exit_code == 1 and "the store is ahead" in status.output
+
+
+def test_a_store_that_is_not_0_1_0_is_not_stamped(tmp_path: Path) -> None:
+    db = tmp_path / "publisher.db"
+    config = tmp_path / "publisher.toml"
+    config.write_text(fixture_config(db, tmp_path), encoding="utf-8")
+    conn = sqlite3.connect(db)
+    conn.execute("CREATE TABLE subscribers (id INTEGER PRIMARY KEY, address TEXT)")
+    conn.close()
+    refused = cli(config, "db", "upgrade")
+    assert refused.exit_code == 1
+    message = " ".join(refused.output.split())
+    assert "has no schema revision and is not a publisher 0.1.0 store: table categories is missing" in message
+    assert "table subscribers has columns id, address, 0.1.0 had id, email" in message
+    assert not inspect(create_engine(f"sqlite:///{db}")).has_table("alembic_version")
+
+
+def test_a_new_store_is_made_at_head_and_db_status_says_so(tmp_path: Path) -> None:
+    db = tmp_path / "var" / "publisher.db"
+    config = tmp_path / "publisher.toml"
+    config.write_text(fixture_config(db, tmp_path), encoding="utf-8")
+    assert "no store yet" in cli(config, "db", "status").output and not db.exists()
+    Store(f"sqlite:///{db}").close()
+    status = cli(config, "db", "status")
+    assert status.exit_code == 0 and f"store revision: {HEAD}" in status.output and "up to date" in status.output
+    assert f"is at revision {HEAD}: nothing to upgrade" in cli(config, "db", "upgrade").output
+    engine = create_engine(f"sqlite:///{db}")
+    with engine.connect() as conn:
+        assert schema_differences(conn) == []
+
+
+def test_run_upgrade_upgrades_then_serves_old_links(old_store: Path) -> None:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k != "PUBLISHER_SECRET_KEY"}
+    out, err = old_store.parent / "run.out", old_store.parent / "run.err"
+    code = "import sys; from publisher.cli import main; sys.exit(main())"
+    with out.open("wb") as stdout, err.open("wb") as stderr:
+        process = subprocess.Popen(
+            [sys.executable, "-c", code, "--config", str(old_store), "run", "--upgrade", "--port", str(port)],
+            env=env, stdout=stdout, stderr=stderr, cwd=old_store.parent,
+        )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while f"serving http://127.0.0.1:{port}/" not in out.read_text() and time.monotonic() < deadline:
+            assert process.poll() is None, out.read_text() + err.read_text()
+            time.sleep(0.1)
+        printed = out.read_text()
+        assert re.search(rf"upgraded \S+ from revision 0\.1\.0 \(before migrations\) to {HEAD}\n", printed), printed
+        assert printed.index("upgraded") < printed.index("serving")
+        link = LINKS["minted"]["wang@example.org"]["unsubscribe_url"]
+        answer = requests.post(f"http://127.0.0.1:{port}{urlsplit(link).path}", timeout=10)
+        assert answer.status_code == 200
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+    store = Store(f"sqlite:///{old_store.parent / 'publisher.db'}")
+    try:
+        wang = store.subscriber("wang@example.org")
+        assert wang is not None and wang.status is SubscriberStatus.UNSUBSCRIBED and wang.status_via == "web"
+    finally:
+        store.close()
+
+
+# --- every revision from nothing, on SQLite and PostgreSQL --------------------------------------
+
+
+def _postgres_admin() -> str | None:
+    """The PostgreSQL server to test on: $PUBLISHER_TEST_POSTGRES, else 127.0.0.1:5432 if it answers."""
+    url = os.environ.get("PUBLISHER_TEST_POSTGRES") or "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+    try:
+        with create_engine(url).connect() as conn:
+            conn.execute(text("select 1"))
+    except Exception as exc:  # noqa: BLE001 (any failure means: no server to test on)
+        reason = f"no PostgreSQL server at {make_url(url).render_as_string(hide_password=True)} ({type(exc).__name__})"
+        print(reason)
+        return None
+    return url
+
+
+def _throwaway_database(admin: str) -> Iterator[str]:
+    name = f"publisher_test_{uuid.uuid4().hex[:12]}"
+    engine = create_engine(admin, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(admin).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with engine.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def two_empty_databases(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, str]]:
+    """URLs of two empty databases: SQLite files, or throwaway PostgreSQL databases."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'migrated.db'}", f"sqlite:///{tmp_path / 'created.db'}"
+        return
+    admin = _postgres_admin()
+    if admin is None:
+        pytest.skip("PostgreSQL: neither $PUBLISHER_TEST_POSTGRES nor 127.0.0.1:5432 answers")
+    for first in _throwaway_database(admin):
+        for second in _throwaway_database(admin):
+            yield first, second
+
+
+@pytest.fixture
+def postgres_database() -> Iterator[str]:
+    admin = _postgres_admin()
+    if admin is None:
+        pytest.skip("PostgreSQL: neither $PUBLISHER_TEST_POSTGRES nor 127.0.0.1:5432 answers")
+    yield from _throwaway_database(admin)
+
+
+def test_every_revision_from_nothing_gives_the_codes_schema(two_empty_databases: tuple[str, str]) -> None:
+    migrated, created = two_empty_databases
+    engine = migrate.migration_engine(migrated)
+    with engine.begin() as conn:
+        command.upgrade(migrate.alembic_config(conn), "0001")
+        baseline = {t: sorted(c["name"] for c in inspect(conn).get_columns(t)) for t in metadata.tables}
+        command.upgrade(migrate.alembic_config(conn), "head")
+    assert baseline == {t: sorted(c) for t, c in migrate.BASELINE.items()}  # what `db upgrade` checks is 0001
+    with engine.connect() as conn:
+        assert schema_differences(conn) == []
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == HEAD
+        migrated_names = constraint_names(conn)
+    engine.dispose()
+    # A new store (create_all, stamped at head) has the same schema, constraint names included.
+    Store(created).close()
+    engine = create_engine(created)
+    with engine.connect() as conn:
+        assert schema_differences(conn) == []
+        assert constraint_names(conn) == migrated_names
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == HEAD
+    engine.dispose()
+    assert ("subscribers", "uq", "uq_subscribers_email_key") in migrated_names
+
+
+def test_a_0_1_0_store_on_postgresql_upgrades_with_nothing_lost(postgres_database: str, tmp_path: Path) -> None:
+    # 0.1.0's schema as 0.1.0 made it on PostgreSQL (its own constraint names), with the
+    # fixture's rows in it, and no alembic_version.
+    engine = migrate.migration_engine(postgres_database)
+    with engine.begin() as conn:
+        command.upgrade(migrate.alembic_config(conn), "0001")
+        conn.execute(text("DROP TABLE alembic_version"))
+        assert ("categories", "pk", "categories_pkey") in constraint_names(conn)
+    source = create_engine(f"sqlite:///file:{FIXTURE / 'publisher.db'}?mode=ro&uri=true")
+    rows: dict[str, list[dict[str, Any]]] = {}
+    with source.connect() as src, engine.begin() as dst:
+        for table in metadata.sorted_tables:
+            rows[table.name] = [dict(r._mapping) for r in src.execute(select(table).order_by(*table.primary_key))]
+            if rows[table.name]:
+                dst.execute(table.insert(), rows[table.name])
+    source.dispose()
+    engine.dispose()
+
+    config = tmp_path / "publisher.toml"
+    config.write_text(
+        fixture_config(tmp_path / "unused.db", tmp_path).replace(
+            f"sqlite:///{tmp_path / 'unused.db'}", postgres_database
+        ),
+        encoding="utf-8",
+    )
+    assert "refused the store" in cli(config, "build").output
+    upgraded = cli(config, "db", "upgrade")
+    assert upgraded.exit_code == 0, upgraded.output
+    assert f"from revision 0.1.0 (before migrations) to {HEAD}" in upgraded.output
+    assert "backed up" not in upgraded.output  # PostgreSQL: pg_dump is the operator's (docs/operations.md)
+
+    check = create_engine(postgres_database)
+    with check.connect() as conn:
+        for table in metadata.sorted_tables:
+            now = [dict(r._mapping) for r in conn.execute(select(table).order_by(*table.primary_key))]
+            assert now == rows[table.name], table.name
+        assert schema_differences(conn) == []
+        names = constraint_names(conn)
+    check.dispose()
+    assert ("categories", "pk", "pk_categories") in names and ("categories", "uq", "uq_categories_slug") in names
+    assert ("deliveries", "fk", "fk_deliveries_digest_id_digests") in names
+    again = cli(config, "digest", "send", *WINDOW)
+    assert again.exit_code == 0 and "nothing to send" in again.output, again.output
+
+
+def test_opening_a_store_imports_no_alembic(tmp_path: Path) -> None:
+    code = (
+        "import sys; from publisher.store import Store; "
+        f"Store('sqlite:///{tmp_path / 'a.db'}').close(); Store('sqlite:///{tmp_path / 'a.db'}').close(); "
+        "print('alembic' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"
