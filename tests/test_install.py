@@ -66,7 +66,9 @@ def test_the_wheel_carries_templates_catalogues_demo_sample_config_and_migration
     names = set(zipfile.ZipFile(installed.wheel).namelist())
     for name in ("publisher/templates/digest.html.j2", "publisher/templates/web/subscribe.html.j2",
                  "publisher/templates/messages/zh-CN.toml", "publisher/sample_config/publisher.toml",
-                 "publisher/py.typed"):  # fmt: skip
+                 "publisher/py.typed", "publisher/store/migrations/env.py",
+                 "publisher/store/migrations/script.py.mako", "publisher/store/migrations/versions/0001_baseline.py",
+                 "publisher/store/migrations/versions/0002_name_constraints.py"):  # fmt: skip
         assert name in names, name
     assert sum(name.startswith("publisher/demo/content/") for name in names) >= 40
     assert not any(name.startswith(("tests/", "bench/")) for name in names)
@@ -114,3 +116,20 @@ def test_a_new_user_inits_builds_mails_and_serves_outside_the_checkout(installed
             assert response.status_code == 200 and expected in response.text, (path, response.text[:300])
     finally:
         assert service.stop() == 0, service.output()
+
+
+def test_the_installed_publisher_upgrades_a_0_1_0_store(installed: Installed, tmp_path: Path) -> None:
+    """Alembic finds its scripts inside the installed package, not in the checkout."""
+    fixture = ROOT / "tests" / "fixtures" / "store-0.1.0"
+    sys.path.insert(0, str(fixture))
+    from make_fixture import fixture_config
+
+    (tmp_path / "publisher.db").write_bytes((fixture / "publisher.db").read_bytes())
+    config = tmp_path / "publisher.toml"
+    config.write_text(fixture_config(tmp_path / "publisher.db", tmp_path), encoding="utf-8")
+    refused = installed.run(tmp_path, "--config", str(config), "build", code=2)
+    assert "`publisher build` refused the store" in refused.stderr
+    upgraded = installed.run(tmp_path, "--config", str(config), "db", "upgrade")
+    assert "from revision 0.1.0 (before migrations) to" in upgraded.stdout
+    assert "up to date" in installed.run(tmp_path, "--config", str(config), "db", "status").stdout
+    installed.run(tmp_path, "--config", str(config), "build")
