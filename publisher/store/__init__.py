@@ -23,7 +23,7 @@ from .schema import SITE_SCOPE, meta_table, metadata
 from .subscribers import SubscriberStore
 from .writer import StoreWriter, sqlite_datetime
 
-__all__ = ["HEAD", "SITE_SCOPE", "DigestRow", "Known", "Ledger", "Store", "StoreWriter", "metadata", "sqlite_datetime"]
+__all__ = ["SITE_SCOPE", "DigestRow", "Known", "Ledger", "Store", "StoreWriter", "metadata", "sqlite_datetime"]
 
 
 class Store(ArticleStore, SubscriberStore, LedgerStore):
@@ -41,16 +41,16 @@ class Store(ArticleStore, SubscriberStore, LedgerStore):
         self.engine: Engine = create_engine(parsed)
         if parsed.get_backend_name() == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
+        shown = parsed.render_as_string(hide_password=True)
         try:
             state = read_state(self.engine)
             if state.empty:
                 state = create_at_head(self.engine)
         except OperationalError as exc:
             self.engine.dispose()
-            raise StoreError(f"cannot open the store at {url}: {exc.orig}", "check [store] url") from exc
+            raise StoreError(f"cannot open the store at {shown}: {exc.orig}", "check [store] url") from exc
         if not state.current:
             self.engine.dispose()
-            shown = parsed.render_as_string(hide_password=True)
             raise StoreSchemaError(shown, state.label, HEAD, state.ahead)
 
     def close(self) -> None:
