@@ -120,11 +120,9 @@ def test_a_new_user_inits_builds_mails_and_serves_outside_the_checkout(installed
 
 def test_the_installed_publisher_upgrades_a_0_1_0_store(installed: Installed, tmp_path: Path) -> None:
     """Alembic finds its scripts inside the installed package, not in the checkout."""
-    fixture = ROOT / "tests" / "fixtures" / "store-0.1.0"
-    sys.path.insert(0, str(fixture))
-    from make_fixture import fixture_config
+    from test_migrations import FIXTURE, fixture_config
 
-    (tmp_path / "publisher.db").write_bytes((fixture / "publisher.db").read_bytes())
+    (tmp_path / "publisher.db").write_bytes((FIXTURE / "publisher.db").read_bytes())
     config = tmp_path / "publisher.toml"
     config.write_text(fixture_config(tmp_path / "publisher.db", tmp_path), encoding="utf-8")
     refused = installed.run(tmp_path, "--config", str(config), "build", code=2)

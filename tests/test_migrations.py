@@ -38,12 +38,18 @@ from publisher.store.revision import HEAD, REVISIONS
 from publisher.store.schema import metadata
 
 FIXTURE = Path(__file__).parent / "fixtures" / "store-0.1.0"
-sys.path.insert(0, str(FIXTURE))
-from make_fixture import fixture_config  # noqa: E402  (kept beside the store it made)
 
 LINKS = json.loads((FIXTURE / "links.json").read_text(encoding="utf-8"))
 WINDOW = ["--since", "2025-12-01", "--until", "2026-11-30"]  # the digest the fixture sent
 TABLES = [*metadata.tables, "apscheduler_jobs"]
+
+
+def fixture_config(db: Path, work: Path) -> str:
+    """The configuration the fixture was made with (0.1.0's demo configuration), for the store
+    at `db`, output and outbox in `work`: an operator's 0.1.0 configuration, unchanged."""
+    text = (FIXTURE / "publisher.toml").read_text(encoding="utf-8")
+    content = Path(__file__).parent.parent / "demo" / "content"
+    return text.replace("@DB@", str(db)).replace("@WORK@", str(work)).replace("@CONTENT@", str(content))
 
 
 @pytest.fixture
