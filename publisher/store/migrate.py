@@ -6,7 +6,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -97,7 +97,7 @@ def status(url: str) -> SchemaState:
         engine.dispose()
 
 
-def upgrade(url: str, backup: bool = True, now: Callable[[], datetime] = datetime.now) -> Upgraded:
+def upgrade(url: str, backup: bool = True, now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> Upgraded:
     """Migrate the store to HEAD in one transaction. A 0.1.0 store (no alembic_version) is
     checked to have 0.1.0's tables and stamped 0001 first; a SQLite file is copied beside
     itself first unless `backup` is False; a store ahead of the code is refused."""
@@ -174,12 +174,12 @@ def _check_baseline(conn: Connection, url: str) -> None:
 
 
 def _backup(engine: Engine, state: SchemaState, now: datetime) -> Path | None:
-    """A SQLite store's copy, made with SQLite's online backup: `<file>.before-<revision>-<time>`."""
+    """A SQLite store's copy, made with SQLite's online backup: `<file>.before-<revision>-<UTC time>`."""
     database = engine.url.database
     if engine.dialect.name != "sqlite" or not database or database == ":memory:":
         return None
     revision = "0.1.0" if state.stored == BEFORE_MIGRATIONS else state.label
-    target = Path(f"{database}.before-{revision}-{now:%Y%m%dT%H%M%S}")
+    target = Path(f"{database}.before-{revision}-{now.astimezone(UTC):%Y%m%dT%H%M%SZ}")
     source, copy = sqlite3.connect(database), sqlite3.connect(target)
     try:
         source.backup(copy)
