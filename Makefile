@@ -56,7 +56,7 @@ run: $(VENV)/.installed
 	    config/publisher.toml > "$$config" && \
 	  echo "  (the demo's links use port $(PORT): $$config)"; \
 	fi; \
-	exec $(VENV)/bin/publisher --config "$$config" run $(if $(HOST),--host '$(HOST)') $(if $(PORT),--port '$(PORT)')
+	exec $(VENV)/bin/publisher --config "$$config" run --upgrade $(if $(HOST),--host '$(HOST)') $(if $(PORT),--port '$(PORT)')
 
 test: $(VENV)/.installed $(VENV)/.browser
 	$(PY) -m pytest -q
