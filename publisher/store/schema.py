@@ -122,6 +122,37 @@ subscribers_table = Table(
     Column("created_at", DateTime, nullable=False),
 )
 
+# The subscribe form's budgets, shared by every process and kept over a restart: one row per
+# sign-up request let through, under the normalised mailbox ("address") and the client's
+# network ("client"); rows older than the longest window are pruned as new ones arrive.
+signup_events_table = Table(
+    "signup_events",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("scope", String(20), nullable=False),
+    Column("key", String(320), nullable=False),
+    Column("at", DateTime, nullable=False),
+    Index("ix_signup_events_lookup", "scope", "key", "at"),
+    Index("ix_signup_events_at", "at"),
+)
+
+# What a sign-up asked for (the address as typed, a name, categories), unconfirmed: the
+# confirmation link names the request, and only following it writes this into `subscribers`.
+# Until then a second request, by anyone, changes nothing a reader sees. Pruned after the
+# link's lifetime.
+signup_requests_table = Table(
+    "signup_requests",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("email_key", String(320), nullable=False),
+    Column("email", String(320), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("categories", Text, nullable=False),  # JSON list of slugs; [] = all
+    Column("created_at", DateTime, nullable=False),
+    Index("ix_signup_requests_email_key", "email_key"),
+    Index("ix_signup_requests_created_at", "created_at"),
+)
+
 # The delivery ledger: one digest per window key, one delivery per digest and subscriber.
 digests_table = Table(
     "digests",
