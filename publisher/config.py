@@ -273,7 +273,8 @@ class WebConfig(_Section):
     port: int = Field(default=8080, ge=0, le=65535)
     trust_proxy: bool = False  # behind nginx: the client address is the last X-Forwarded-For
     subscribe_per_address: int = Field(default=3, ge=1)  # sign-up requests per address per hour
-    subscribe_per_client: int = Field(default=20, ge=1)  # per client address per hour
+    subscribe_per_client: int = Field(default=20, ge=1)  # per client network (IPv4 /24, IPv6 /64) per hour
+    confirmation_mails_per_day: int = Field(default=5, ge=1)  # sign-up e-mails per mailbox per day
 
 
 class ScheduleConfig(_Section):

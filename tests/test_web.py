@@ -243,17 +243,3 @@ def test_a_stranger_cannot_undo_an_unsubscribe(server: Server) -> None:
         assert server.status("left@example.com") is SubscriberStatus.CONFIRMED
     finally:
         store.close()
-
-
-def test_rate_limits_keep_a_budget_per_key_and_forget_idle_keys() -> None:
-    from publisher.web.shared import RateLimit
-
-    clock = [0.0]
-    limit = RateLimit(2, window=3600, clock=lambda: clock[0])
-    assert [limit.allow("10.0.0.1") for _ in range(3)] == [True, True, False]
-    assert limit.allow("10.0.0.2")  # another client has its own budget
-    clock[0] += 3601
-    assert limit.allow("10.0.0.1")  # an hour later, allowed again
-    clock[0] += 4000
-    limit.allow("someone")
-    assert set(limit._events) == {"someone"}  # idle keys are forgotten

@@ -20,13 +20,17 @@ from .articles import ArticleStore, Known
 from .ledger import DigestRow, Ledger, LedgerStore
 from .revision import HEAD, create_at_head, read_state
 from .schema import SITE_SCOPE, meta_table, metadata
+from .signups import Budget, SignupRequest, SignupStore
 from .subscribers import SubscriberStore
 from .writer import StoreWriter, sqlite_datetime
 
-__all__ = ["SITE_SCOPE", "DigestRow", "Known", "Ledger", "Store", "StoreWriter", "metadata", "sqlite_datetime"]
+__all__ = [
+    "SITE_SCOPE", "Budget", "DigestRow", "Known", "Ledger", "SignupRequest", "Store", "StoreWriter", "metadata",
+    "sqlite_datetime",
+]  # fmt: skip
 
 
-class Store(ArticleStore, SubscriberStore, LedgerStore):
+class Store(ArticleStore, SubscriberStore, SignupStore, LedgerStore):
     """All persistence. One instance per process; connections are short-lived. Opening one
     creates a new store at the code's schema revision, and refuses a store at another
     (StoreSchemaError: behind needs `publisher db upgrade`, ahead a newer publisher)."""

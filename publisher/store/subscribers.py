@@ -8,10 +8,10 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, insert, select, update
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from ..model import Subscriber, SubscriberStatus
-from .schema import aware_utc, naive_utc, subscribers_table
+from .schema import aware_utc, naive_utc, signup_requests_table, subscribers_table
 
 
 class SubscriberStore:
@@ -39,21 +39,8 @@ class SubscriberStore:
 
     def save_subscribers(self, subscribers: Iterable[Subscriber]) -> None:
         """Insert or update each subscriber (by address), all in one transaction."""
-        s = subscribers_table
         with self.engine.begin() as conn:
-            for sub in subscribers:
-                values = {
-                    "email": sub.email,
-                    "name": sub.name,
-                    "categories": json.dumps(list(sub.categories), ensure_ascii=False),
-                    "status": sub.status.value,
-                    "status_at": naive_utc(sub.status_at),
-                    "status_via": sub.status_via,
-                }
-                key = sub.email.lower()
-                done = conn.execute(update(s).where(s.c.email_key == key).values(**values)).rowcount
-                if not done:
-                    conn.execute(insert(s).values(email_key=key, created_at=naive_utc(sub.created_at), **values))
+            write_subscribers(conn, subscribers)
 
     def mark_bounced(self, email_key: str, now: datetime, reason: str) -> None:
         """The address does not exist: no more digests (an import never signs it up again)."""
@@ -68,7 +55,26 @@ class SubscriberStore:
     def delete_subscriber(self, email_key: str) -> bool:
         with self.engine.begin() as conn:
             deleted = conn.execute(delete(subscribers_table).where(subscribers_table.c.email_key == email_key))
+            conn.execute(delete(signup_requests_table).where(signup_requests_table.c.email_key == email_key))
             return bool(deleted.rowcount)
+
+
+def write_subscribers(conn: Connection, subscribers: Iterable[Subscriber]) -> None:
+    """Insert or update each subscriber (by address) in `conn`'s transaction."""
+    s = subscribers_table
+    for sub in subscribers:
+        values = {
+            "email": sub.email,
+            "name": sub.name,
+            "categories": json.dumps(list(dict.fromkeys(sub.categories)), ensure_ascii=False),
+            "status": sub.status.value,
+            "status_at": naive_utc(sub.status_at),
+            "status_via": sub.status_via,
+        }
+        key = sub.email.lower()
+        done = conn.execute(update(s).where(s.c.email_key == key).values(**values)).rowcount
+        if not done:
+            conn.execute(insert(s).values(email_key=key, created_at=naive_utc(sub.created_at), **values))
 
 
 def subscriber_from_row(row: Any) -> Subscriber:
@@ -76,7 +82,7 @@ def subscriber_from_row(row: Any) -> Subscriber:
     return Subscriber(
         email=row.email,
         name=row.name,
-        categories=tuple(json.loads(row.categories)),
+        categories=tuple(dict.fromkeys(json.loads(row.categories))),  # each once, however it was stored
         status=SubscriberStatus(row.status),
         status_at=aware_utc(row.status_at),
         status_via=row.status_via,

@@ -2,7 +2,7 @@
 
 `create_app` builds the app and registers one blueprint a module: `feeds` (the output folder),
 `account` (the reader's pages), `health` (/healthz). What they share per app (the App, the
-words, the rate limits) is a `WebState` on the Flask app (`shared.py`), never a module global.
+words, the sign-up limits) is a `WebState` on the Flask app (`shared.py`), never a module global.
 """
 
 from __future__ import annotations
@@ -16,11 +16,12 @@ from typing import TYPE_CHECKING, Any
 from flask import Flask
 
 from ..newsletter import Newsletter
+from ..signup import SignupLimits
 from .account import PAGE_TEMPLATES, account
 from .feeds import feeds
 from .health import ProblemLog, TemplateCheck
 from .health import health as health_pages
-from .shared import RateLimit, WebState, install
+from .shared import WebState, install
 
 if TYPE_CHECKING:
     from ..app import App
@@ -52,8 +53,11 @@ def create_app(app: App, health: Callable[[], dict[str, Any]] | None = None) -> 
             letters=letters,
             words=app.messages["pages"],
             out_dir=Path(settings.output.dir).resolve(),
-            per_address=RateLimit(settings.web.subscribe_per_address),
-            per_client=RateLimit(settings.web.subscribe_per_client),
+            limits=SignupLimits(
+                settings.web.subscribe_per_address,
+                settings.web.subscribe_per_client,
+                settings.web.confirmation_mails_per_day,
+            ),
             mailer=ThreadPoolExecutor(max_workers=1, thread_name_prefix="publisher-mail"),
             health=health,
             # Every template in the environment that renders them all, the theme's (its

@@ -1,7 +1,8 @@
 """The reader's pages: subscribe, confirm, preferences, unsubscribe.
 
 - `/subscribe`: double opt-in. The form carries a CSRF token (kept in Flask's signed session
-  cookie); requests are limited per address and per client; the answer is the same page
+  cookie); requests are limited per mailbox and per client network, and the mails per mailbox
+  and day, counted in the store (signup.allow_signup); the answer is the same page
   whether or not the address was subscribed before, and the e-mail does the telling.
 - `/confirm/<token>`, `/preferences/<token>`, `/unsubscribe/<token>`: a GET shows a page with
   a button and changes nothing (mail scanners follow links); a POST acts. The unsubscribe POST
@@ -17,6 +18,7 @@ from flask import Blueprint, Response, request
 
 from ..model import Subscriber, SubscriberStatus
 from ..newsletter import CONFIRM_LIFETIME
+from ..signup import allow_signup
 from ..subscriptions import choose_categories, confirm, normalize_email, request_subscription, unsubscribe
 from ..tokens import TokenError, expiry, read_token
 from .shared import WebState, client_address, csrf_token, csrf_valid, current, page
@@ -86,7 +88,7 @@ def subscribe() -> Response:
         address = normalize_email(email)
     except ValueError as exc:
         return subscribe_page(400, words["bad_email"].format(reason=str(exc).split(": ", 1)[-1]), email, name)
-    if not state.per_client.allow(client_address()) or not state.per_address.allow(address.lower()):
+    if not allow_signup(state.app.store, address, client_address(), state.limits, state.app.clock()):
         limited = page("message.html.j2", 429, title=words["too_many"], body="")
         limited.headers["Retry-After"] = "3600"
         return limited

@@ -1,16 +1,14 @@
-"""What the blueprints share: the per-app state kept on the Flask app, page rendering, CSRF, rate limits.
+"""What the blueprints share: the per-app state kept on the Flask app, page rendering, CSRF.
 
 Everything per app lives in one `WebState` in `app.extensions`, so two apps in one process
-(the tests make many) never share a limiter, a mail thread or a language.
+(the tests make many) never share a mail thread or a language. The sign-up limits' counts are
+in the store (signup.allow_signup), shared by every process.
 """
 
 from __future__ import annotations
 
 import hmac
 import secrets
-import threading
-import time
-from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -23,33 +21,10 @@ from flask import Flask, Response, current_app, request, session
 if TYPE_CHECKING:
     from ..app import App
     from ..newsletter import Newsletter
+    from ..signup import SignupLimits
     from .health import ProblemLog, TemplateCheck
 
 EXTENSION = "publisher"
-
-
-class RateLimit:
-    """At most `limit` events per key in the last `window` seconds, in this process."""
-
-    def __init__(self, limit: int, window: float = 3600.0, clock: Callable[[], float] = time.monotonic) -> None:
-        self.limit, self.window, self.clock = limit, window, clock
-        self._events: dict[str, deque[float]] = {}
-        self._lock = threading.Lock()
-        self._pruned = clock()
-
-    def allow(self, key: str) -> bool:
-        now = self.clock()
-        with self._lock:
-            if now - self._pruned > self.window / 4:  # forget keys with nothing in the window
-                self._events = {k: v for k, v in self._events.items() if v and v[-1] > now - self.window}
-                self._pruned = now
-            events = self._events.setdefault(key, deque())
-            while events and events[0] <= now - self.window:
-                events.popleft()
-            if len(events) >= self.limit:
-                return False
-            events.append(now)
-            return True
 
 
 @dataclass(frozen=True)
@@ -61,8 +36,7 @@ class WebState:
     letters: Newsletter
     words: dict[str, Any]
     out_dir: Path
-    per_address: RateLimit
-    per_client: RateLimit
+    limits: SignupLimits
     mailer: ThreadPoolExecutor
     health: Callable[[], dict[str, Any]] | None
     templates: TemplateCheck

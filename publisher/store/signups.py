@@ -1,0 +1,117 @@
+"""The subscribe form's records: the sign-up budgets every process shares, and sign-up requests
+kept unconfirmed until their link is followed."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.engine import Engine
+
+from ..model import Subscriber
+from .schema import aware_utc, meta_table, naive_utc, signup_events_table, signup_requests_table
+from .subscribers import write_subscribers
+
+SIGNUP_LOCK = "signup_budget"  # the meta row that orders budget checks across processes
+
+
+@dataclass(frozen=True, slots=True)
+class Budget:
+    """At most `limit` sign-ups under (`scope`, `key`) in the `window` before now."""
+
+    scope: str
+    key: str
+    limit: int
+    window: timedelta
+
+
+@dataclass(frozen=True, slots=True)
+class SignupRequest:
+    """What one sign-up asked for, unconfirmed: the address as typed (normalised), a name and
+    categories (slugs; empty means all)."""
+
+    id: int
+    email: str
+    name: str
+    categories: tuple[str, ...]
+    created_at: datetime
+
+
+class SignupStore:
+    """The Store's sign-up budgets and unconfirmed requests."""
+
+    engine: Engine
+
+    def spend_budgets(self, budgets: list[Budget], now: datetime, keep: timedelta) -> bool:
+        """Record one sign-up under every budget's key if none of them is spent, else record
+        nothing; False when one is spent. One transaction, ordered across processes by a row
+        lock, so two processes cannot both take the last place. Events older than `keep` go."""
+        e, at = signup_events_table.c, naive_utc(now)
+        with self.engine.begin() as conn:
+            m = meta_table.c
+            if not conn.execute(update(meta_table).where(m.key == SIGNUP_LOCK).values(value=m.value)).rowcount:
+                conn.execute(insert(meta_table).values(key=SIGNUP_LOCK, value=""))
+            conn.execute(delete(signup_events_table).where(e.at < naive_utc(now - keep)))
+            for budget in budgets:
+                count = conn.execute(
+                    select(func.count())
+                    .select_from(signup_events_table)
+                    .where(e.scope == budget.scope, e.key == budget.key, e.at > naive_utc(now - budget.window))
+                ).scalar_one()
+                if count >= budget.limit:
+                    return False
+            pairs = {(b.scope, b.key) for b in budgets}
+            conn.execute(insert(signup_events_table), [{"scope": s, "key": k, "at": at} for s, k in sorted(pairs)])
+        return True
+
+    def add_signup_request(
+        self, email: str, name: str, categories: tuple[str, ...], now: datetime, keep: timedelta
+    ) -> SignupRequest:
+        """Keep a sign-up's data until its link is followed; requests older than `keep` go."""
+        r = signup_requests_table.c
+        with self.engine.begin() as conn:
+            conn.execute(delete(signup_requests_table).where(r.created_at < naive_utc(now - keep)))
+            request_id = conn.execute(
+                insert(signup_requests_table).values(
+                    email_key=email.lower(),
+                    email=email,
+                    name=name,
+                    categories=json.dumps(list(categories), ensure_ascii=False),
+                    created_at=naive_utc(now),
+                )
+            ).inserted_primary_key[0]  # type: ignore[index]
+        return SignupRequest(int(request_id), email, name, categories, now)
+
+    def signup_request(self, request_id: int) -> SignupRequest | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(signup_requests_table).where(signup_requests_table.c.id == request_id)).first()
+        if row is None:
+            return None
+        categories = tuple(dict.fromkeys(json.loads(row.categories)))
+        return SignupRequest(row.id, row.email, row.name, categories, aware_utc(row.created_at))
+
+    def signup_request_email_key(self, request_id: int) -> str | None:
+        """The address key a request was made for (what its link's signature covers)."""
+        with self.engine.connect() as conn:
+            return conn.execute(
+                select(signup_requests_table.c.email_key).where(signup_requests_table.c.id == request_id)
+            ).scalar_one_or_none()
+
+    def confirm_signup(self, request_id: int, subscriber: Subscriber) -> bool:
+        """Save `subscriber` (what the request asked for, confirmed) and void every request for
+        the address, in one transaction; False, saving nothing, when the request is gone (its
+        link was followed already, or it expired)."""
+        r = signup_requests_table.c
+        with self.engine.begin() as conn:
+            if not conn.execute(delete(signup_requests_table).where(r.id == request_id)).rowcount:
+                return False
+            conn.execute(delete(signup_requests_table).where(r.email_key == subscriber.email.lower()))
+            write_subscribers(conn, [subscriber])
+        return True
+
+    def forget_signup_requests(self, email_key: str) -> None:
+        """Every request for an address, whose links are then void."""
+        with self.engine.begin() as conn:
+            conn.execute(delete(signup_requests_table).where(signup_requests_table.c.email_key == email_key))
