@@ -33,7 +33,7 @@ from .digest import (
 )
 from .mail import Envelope, Message, build_message
 from .model import Delivery, Subscriber, SubscriberStatus
-from .store import DigestRow
+from .store import DigestRow, SignupRequest
 from .tokens import make_token
 
 if TYPE_CHECKING:
@@ -263,20 +263,33 @@ class Newsletter:
         message, _stand_in = self.preview(self.scheduled_window(self.clock()), reader, test=True)
         return message
 
-    def account_message(self, subscriber: Subscriber, confirming: bool) -> Message:
+    def account_message(
+        self, subscriber: Subscriber, confirming: bool, request: SignupRequest | None = None
+    ) -> Message:
         """The e-mail a sign-up sends: the confirmation link (double opt-in), or, for an address
-        that is subscribed already, its preferences link. Never recorded in the ledger."""
+        that is subscribed already, its preferences link. Never recorded in the ledger.
+
+        The confirmation link names the sign-up `request` (only following it saves what the
+        form asked for), or without one the subscriber's row as it is (an operator's import).
+        A confirmation mail carries no name: until the owner confirms, a name is only what an
+        anonymous form said, and it must not greet a stranger's mailbox."""
         now, sid, key = self.clock(), subscriber.id or 0, self.signing_key
         email_key = subscriber.email.lower()
         who = self.personal(subscriber)
         if confirming:
-            link = f"{self.public_url}/confirm/{make_token(key, 'confirm', sid, email_key, now + CONFIRM_LIFETIME)}"
+            expires = now + CONFIRM_LIFETIME
+            if request is not None:
+                token = make_token(key, "signup", request.id, request.email.lower(), expires)
+            else:
+                token = make_token(key, "confirm", sid, email_key, expires)
+            link, name = f"{self.public_url}/confirm/{token}", ""
         else:
-            link = who.preferences_url
+            link, name = who.preferences_url, subscriber.name
+        address = request.email if request is not None else subscriber.email
         subject, text, html = render_account(self.look, confirming, link)
         envelope = Envelope(
             sender=self.sender,
-            to=Address(subscriber.name, *subscriber.email.rsplit("@", 1)),
+            to=Address(name, *address.rsplit("@", 1)),
             subject=subject,
             date=now,
             message_id_domain=self.host,

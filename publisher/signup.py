@@ -10,12 +10,16 @@ spelling, name and categories into the subscriber's row.
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
-from .store import Budget, Store
+from .model import Subscriber, SubscriberStatus
+from .store import Budget, SignupRequest, Store
+from .subscriptions import clean_name, normalize_email
 
 HOUR, DAY = timedelta(hours=1), timedelta(days=1)
+REQUEST_LIFETIME = timedelta(days=7)  # as long as a confirmation link works (newsletter.CONFIRM_LIFETIME)
+_STOPPED = (SubscriberStatus.UNSUBSCRIBED, SubscriberStatus.BOUNCED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,3 +62,52 @@ def allow_signup(store: Store, address: str, client: str, limits: SignupLimits, 
         Budget("address", mailbox, limits.mails_per_day, DAY),
     ]
     return store.spend_budgets(budgets, now, keep=DAY)
+
+
+def request_subscription(
+    store: Store, email: str, name: str, categories: tuple[str, ...], now: datetime
+) -> tuple[Subscriber, SignupRequest | None]:
+    """A sign-up from the subscribe form: (subscriber, the request to confirm, or None).
+
+    A confirmed address is left as it is and gets no request (the caller mails them their
+    preferences link). Any other address gets a request holding what was typed; a new address
+    also gets a pending row with nothing of the form's in it but the address. A pending,
+    unsubscribed or bounced row is not touched. ValueError: not an address."""
+    address = normalize_email(email)
+    existing = store.subscriber(address.lower())
+    if existing is not None and existing.status is SubscriberStatus.CONFIRMED:
+        return existing, None
+    if existing is None:
+        store.save_subscribers([Subscriber(address, "", (), SubscriberStatus.PENDING, now, "web", now)])
+        existing = store.subscriber(address.lower())
+        assert existing is not None
+    request = store.add_signup_request(address, clean_name(name), categories, now, keep=REQUEST_LIFETIME)
+    return existing, request
+
+
+def confirm_request(store: Store, request: SignupRequest, now: datetime) -> Subscriber | None:
+    """The owner followed a request's link: the subscriber becomes what the request asked for,
+    confirmed, and every other request for the address is void. None when the link may not
+    confirm: the request is gone (followed already, or expired), or the address unsubscribed or
+    bounced after the request was made (an old link cannot undo an opt-out). A reader confirmed
+    meanwhile keeps their own choices."""
+    existing = store.subscriber(request.email.lower())
+    if existing is not None and existing.status is SubscriberStatus.CONFIRMED:
+        store.forget_signup_requests(request.email.lower())
+        return existing
+    if existing is not None and existing.status in _STOPPED and request.created_at < existing.status_at:
+        return None
+    base = existing or Subscriber(request.email, "", (), SubscriberStatus.PENDING, now, "web", now)
+    confirmed = replace(
+        base,
+        email=request.email,
+        name=request.name,
+        categories=request.categories,
+        status=SubscriberStatus.CONFIRMED,
+        status_at=now,
+        status_via="web",
+    )
+    if not store.confirm_signup(request.id, confirmed):
+        found = store.subscriber(request.email.lower())
+        return found if found is not None and found.status is SubscriberStatus.CONFIRMED else None
+    return store.subscriber(request.email.lower())

@@ -223,34 +223,7 @@ def export_csv(subscribers: Iterable[Subscriber], index: CategoryIndex, out: Tex
     return count
 
 
-# --- what readers do on the web pages ----------------------------------------------------------
-
-
-def request_subscription(
-    store: Store, email: str, name: str, categories: tuple[str, ...], now: datetime
-) -> tuple[Subscriber, bool]:
-    """A sign-up from the subscribe form: (subscriber, needs confirming).
-
-    New, pending, unsubscribed or bounced addresses become pending and need the confirmation
-    e-mail (double opt-in: only the owner of the address can confirm). A confirmed address is
-    left as it is; the caller mails them their preferences link instead. The page shown is the
-    same in every case, so it reveals nothing about who is subscribed. ValueError: not an address.
-    """
-    address = normalize_email(email)
-    existing = store.subscriber(address.lower())
-    if existing is not None and existing.status is SubscriberStatus.CONFIRMED:
-        return existing, False
-    if existing is not None and existing.status in _STOPPED:
-        # Anybody can type an address: an opt-out (or a bounce) stays on record, untouched, until
-        # the owner follows the confirmation link (see `confirm`).
-        return existing, True
-    pending = Subscriber(address, clean_name(name), categories, SubscriberStatus.PENDING, now, "web", now)
-    if existing is not None:
-        pending = replace(pending, created_at=existing.created_at, name=pending.name or existing.name)
-    store.save_subscribers([pending])
-    stored = store.subscriber(address.lower())
-    assert stored is not None
-    return stored, True
+# --- what readers do on the web pages (the subscribe form itself: signup.py) -------------------
 
 
 def _change(store: Store, subscriber_id: int, **changes: object) -> Subscriber | None:
@@ -264,9 +237,10 @@ def _change(store: Store, subscriber_id: int, **changes: object) -> Subscriber |
 
 
 def confirm(store: Store, subscriber_id: int, now: datetime, issued: datetime) -> Subscriber | None:
-    """The owner followed a confirmation link issued at `issued`: pending becomes confirmed; an
-    unsubscribed or bounced address only by a link issued after it stopped (an old link cannot
-    undo an opt-out). Idempotent."""
+    """A confirmation link naming the subscriber (as `subscribers import --send-confirmation`
+    mails them, and sign-ups did before signup.py's requests), issued at `issued`, was
+    followed: the row as it is becomes confirmed; an unsubscribed or bounced address only by a
+    link issued after it stopped (an old link cannot undo an opt-out). Idempotent."""
     existing = store.subscriber_by_id(subscriber_id)
     if existing is None or existing.status is SubscriberStatus.CONFIRMED:
         return existing

@@ -95,7 +95,8 @@ def _pages(look: Look, categories: Sequence[Category]) -> None:
     pages = {
         "subscribe.html.j2": {"csrf": "token", "email": "reader@example.org", "name": "示例读者", "error": "示例",
                               "categories": categories},
-        "action.html.j2": {"title": words["confirm"], "body": words["confirm_body"], "button": words["confirm"]},
+        "action.html.j2": {"title": words["confirm"], "body": words["confirm_body"], "button": words["confirm"],
+                           "details": [(words["email"], ["reader@example.org"]), (words["confirm_name"], ["—"])]},
         "message.html.j2": {"title": words["confirmed"], "body": words["confirmed_body"], "manage": "/p/x",
                             "again": True},
         "preferences.html.j2": {"title": words["preferences"], "body": words["preferences_body"],

@@ -6,7 +6,8 @@ header line). Id and expiry are base 36; the signature is HMAC-SHA256, cut to 12
 purpose, id, expiry *and the subscriber's address*, base64url. So a token names its
 subscriber without revealing the address, works only while that id still belongs to that
 address, and a token made for one purpose is refused for another: an unsubscribe link
-cannot confirm anybody.
+cannot confirm anybody. A `signup` token names a sign-up request (store.signups) instead of a
+subscriber, signed over the address the request was made for.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import re
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-PURPOSES = {"confirm": "c", "unsubscribe": "u", "preferences": "p"}
+PURPOSES = {"confirm": "c", "signup": "s", "unsubscribe": "u", "preferences": "p"}
 _NAMES = {letter: name for name, letter in PURPOSES.items()}
 _DIGITS = "0123456789abcdefghijklmnopqrstuvwxyz"
 # Checked before any number is parsed: int() of a long or signed string is never reached.

@@ -71,9 +71,7 @@ def snapshot(db: Path) -> dict[str, list[tuple[Any, ...]]]:
     conn = sqlite3.connect(db)
     try:
         present = {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        return {
-            t: sorted(conn.execute(f'SELECT * FROM "{t}"').fetchall(), key=repr) for t in TABLES if t in present
-        }
+        return {t: sorted(conn.execute(f'SELECT * FROM "{t}"').fetchall(), key=repr) for t in TABLES if t in present}
     finally:
         conn.close()
 

@@ -1,6 +1,7 @@
-"""The subscribe form against subscribe-bombing: budgets per mailbox (case and +tags folded) and
-per client network (IPv4 /24, IPv6 /64), a daily cap on mails per mailbox, all counted in the
-store, so two app instances and a restart share them. Real apps over one real SQLite store."""
+"""The subscribe form: against subscribe-bombing, budgets per mailbox (case and +tags folded) and
+per client network (IPv4 /24, IPv6 /64) and a daily cap on mails per mailbox, all counted in the
+store, so two app instances and a restart share them; and what a request asks for stays
+unconfirmed until the owner follows the link. Real apps over one real SQLite store."""
 
 from __future__ import annotations
 
@@ -14,12 +15,14 @@ from email.message import EmailMessage
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import select
+from sqlalchemy import select, update
+from werkzeug.datastructures import MultiDict
 
 from conftest import Site
 from publisher.app import App
+from publisher.model import Subscriber, SubscriberStatus
 from publisher.signup import client_network, mailbox_key
-from publisher.store.schema import signup_events_table
+from publisher.store.schema import signup_events_table, subscribers_table
 from publisher.web import create_app
 
 KEY = "signup-test-signing-key-0123456789"
@@ -150,3 +153,97 @@ def test_mailboxes_and_networks() -> None:
     assert client_network("2001:db8:1:2:3:4:5:6") == "2001:db8:1:2::/64"
     assert client_network("fe80::1%eth0") == "fe80::/64"
     assert client_network("unix-socket") == "unix-socket"
+
+
+# --- what the form asks for stays unconfirmed until the owner confirms ------------------------
+
+
+def post_form(browser: FlaskClient, data: list[tuple[str, str]], client: str = "192.0.2.10") -> int:
+    environ = {"REMOTE_ADDR": client}
+    form = browser.get("/subscribe", environ_base=environ)
+    csrf = re.search(r'name="csrf" value="([^"]+)"', form.get_data(as_text=True))
+    assert csrf
+    form_data = MultiDict([("csrf", csrf.group(1)), *data])
+    return browser.post("/subscribe", data=form_data, environ_base=environ).status_code
+
+
+def confirm_link(mail: EmailMessage) -> str:
+    text = mail.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    match = re.search(r"http://127\.0\.0\.1:8080(/confirm/\S+)", text)
+    assert match, text
+    return match.group(1)
+
+
+def stored(service: Service, email_key: str) -> Subscriber:
+    found = service.apps[-1].store.subscriber(email_key)
+    assert found is not None
+    return found
+
+
+def test_categories_are_each_configured_slug_once(service: Service) -> None:
+    browser = service.start()
+    flood = [("category", "tech")] * 4000 + [("category", "nosuch"), ("category", "policy"), ("category", "tech")]
+    assert post_form(browser, [("email", "flood@example.com"), *flood]) == 200
+    link = confirm_link(service.mails(1)[0])
+    done = browser.post(link)
+    assert done.status_code == 200
+    reader = stored(service, "flood@example.com")
+    assert reader.categories == ("policy", "tech")  # in the configured order, each once
+    manage = re.search(r'href="http://127\.0\.0\.1:8080(/preferences/[^"]+)"', done.get_data(as_text=True))
+    assert manage
+    browser.post(manage.group(1), data=MultiDict([("action", "save"), *([("category", "policy")] * 3000)]))
+    assert stored(service, "flood@example.com").categories == ("policy",)
+
+
+def test_a_list_stored_with_repeats_reads_each_category_once(service: Service) -> None:
+    service.start()
+    app, now = service.apps[-1], service.site.clock_now
+    app.store.save_subscribers([Subscriber("old@example.com", "", (), SubscriberStatus.CONFIRMED, now, "web", now)])
+    with app.store.engine.begin() as conn:  # as 0.1.0 stored a flooded form: the same slug many times
+        conn.execute(update(subscribers_table).values(categories='["tech", "tech", "policy", "tech"]'))
+    assert stored(service, "old@example.com").categories == ("tech", "policy")
+
+
+def test_a_second_request_changes_nothing_before_the_owner_confirms(service: Service) -> None:
+    owner, stranger = service.start(), service.start()
+    asked = [("email", "Reader@Example.com"), ("name", "王小明"), ("category", "policy")]
+    assert post_form(owner, asked, client="198.51.100.1") == 200
+    before = stored(service, "reader@example.com")
+    assert before.status is SubscriberStatus.PENDING and before.name == "" and before.categories == ()
+    forged = [("email", "READER@example.com"), ("name", "=HYPERLINK(evil)"), ("category", "tech")]
+    assert post_form(stranger, forged, client="203.0.113.1") == 200
+    assert stored(service, "reader@example.com") == before  # spelling, name, categories: untouched
+    first, second = service.mails(2)
+
+    # The owner's link shows what confirming saves, and saves exactly that.
+    shown = owner.get(confirm_link(first)).get_data(as_text=True)
+    assert "Reader@example.com" in shown and "王小明" in shown and "政策解读" in shown and "HYPERLINK" not in shown
+    assert stored(service, "reader@example.com") == before  # a GET changes nothing
+    assert owner.post(confirm_link(first)).status_code == 200
+    after = stored(service, "reader@example.com")
+    assert (after.email, after.name, after.categories, after.status) == (
+        "Reader@example.com", "王小明", ("policy",), SubscriberStatus.CONFIRMED)  # fmt: skip
+    # The stranger's request died with the confirmation: its link confirms nothing now.
+    assert stranger.post(confirm_link(second)).status_code == 404
+    assert stored(service, "reader@example.com") == after
+
+
+def test_a_request_link_confirms_only_its_own_request(service: Service) -> None:
+    browser = service.start()
+    assert post_form(browser, [("email", "one@example.com"), ("name", "甲")]) == 200
+    assert post_form(browser, [("email", "two@example.com"), ("name", "乙")], client="192.0.2.11") == 200
+    one, two = service.mails(2)
+    assert browser.post(confirm_link(two)).status_code == 200
+    assert stored(service, "two@example.com").name == "乙"
+    assert stored(service, "one@example.com").status is SubscriberStatus.PENDING
+    token = confirm_link(one).rsplit("/", 1)[1]
+    assert browser.post(f"/confirm/{token[:-2]}{'AA' if not token.endswith('AA') else 'BB'}").status_code == 404
+
+
+def test_the_confirmation_mail_greets_nobody(service: Service) -> None:
+    browser = service.start()
+    assert post_form(browser, [("email", "greet@example.com"), ("name", "Someone Else")]) == 200
+    [mail] = service.mails(1)
+    assert str(mail["To"]) == "greet@example.com"  # no display name from an anonymous form
+    text = mail.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    assert "Someone Else" not in text and "Someone Else" not in mail.as_string()

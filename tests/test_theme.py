@@ -185,10 +185,10 @@ def test_golden_default_look_of_the_pages(site: Site, name: str) -> None:
         app = site.app()
         try:
             from publisher.newsletter import Newsletter
-            from publisher.subscriptions import request_subscription
+            from publisher.signup import request_subscription
 
-            subscriber, _confirming = request_subscription(app.store, "reader@example.org", "读者", (), app.clock())
-            message = Newsletter(app).account_message(subscriber, confirming=True)
+            subscriber, signup = request_subscription(app.store, "reader@example.org", "读者", (), app.clock())
+            message = Newsletter(app).account_message(subscriber, True, signup)
         finally:
             app.close()
         parsed = message_from_bytes(message.as_bytes(), policy=policy.default)

@@ -151,6 +151,7 @@ signup_requests_table = Table(
     Column("created_at", DateTime, nullable=False),
     Index("ix_signup_requests_email_key", "email_key"),
     Index("ix_signup_requests_created_at", "created_at"),
+    sqlite_autoincrement=True,  # ids are never reused: an old link must not name a new request
 )
 
 # The delivery ledger: one digest per window key, one delivery per digest and subscriber.

@@ -18,8 +18,9 @@ from flask import Blueprint, Response, request
 
 from ..model import Subscriber, SubscriberStatus
 from ..newsletter import CONFIRM_LIFETIME
-from ..signup import allow_signup
-from ..subscriptions import choose_categories, confirm, normalize_email, request_subscription, unsubscribe
+from ..signup import allow_signup, confirm_request, request_subscription
+from ..store import SignupRequest
+from ..subscriptions import choose_categories, confirm, normalize_email, unsubscribe
 from ..tokens import TokenError, expiry, read_token
 from .shared import WebState, client_address, csrf_token, csrf_valid, current, page
 
@@ -60,8 +61,26 @@ def subscriber_for(token: str, purpose: str) -> Subscriber | None:
 
 
 def categories_from_form() -> tuple[str, ...]:
-    known = {c.slug for c in current().app.categories}
-    return tuple(slug for slug in request.form.getlist("category") if slug in known)
+    """The form's categories: configured slugs only, each once, in the configured order (so
+    at most one of each, however many the form repeats)."""
+    asked = set(request.form.getlist("category"))
+    return tuple(c.slug for c in current().app.categories if c.slug in asked)
+
+
+def request_for(token: str) -> SignupRequest | None:
+    """The sign-up request a confirmation link names, if the link is genuine and unexpired."""
+    state = current()
+    store = state.app.store
+    try:
+        request_id = read_token(
+            state.letters.signing_key, token, "signup", state.app.clock(), store.signup_request_email_key
+        )
+    except TokenError:
+        return None
+    found = store.signup_request(request_id)
+    if found is None or expiry(token) - CONFIRM_LIFETIME < found.created_at.replace(microsecond=0):
+        return None  # a link made before its request: never one of this request's
+    return found
 
 
 def subscribe_page(status: int = 200, error: str | None = None, email: str = "", name: str = "") -> Response:
@@ -93,18 +112,20 @@ def subscribe() -> Response:
         limited.headers["Retry-After"] = "3600"
         return limited
     app = state.app
-    subscriber, confirming = request_subscription(app.store, address, name, categories_from_form(), app.clock())
+    subscriber, signup = request_subscription(app.store, address, name, categories_from_form(), app.clock())
     # Sent by one background thread: a slow mail server never holds a web thread, and the
     # answer takes as long whether or not the address was on the list.
-    state.mailer.submit(send_account_mail, state, subscriber, confirming)
+    state.mailer.submit(send_account_mail, state, subscriber, signup)
     return page("message.html.j2", title=words["sent"], body=words["sent_body"].format(email=address))
 
 
-def send_account_mail(state: WebState, subscriber: Subscriber, confirming: bool) -> None:
+def send_account_mail(state: WebState, subscriber: Subscriber, signup: SignupRequest | None) -> None:
+    """The confirmation link of a sign-up request, or a subscribed reader's preferences link."""
+    confirming = signup is not None
     try:
         transport = state.app.transport()
         try:
-            transport.send(state.letters.account_message(subscriber, confirming))
+            transport.send(state.letters.account_message(subscriber, confirming, signup))
         finally:
             transport.close()
     except Exception as exc:  # noqa: BLE001 - the reader saw the same page; the operator sees this
@@ -114,22 +135,40 @@ def send_account_mail(state: WebState, subscriber: Subscriber, confirming: bool)
 
 @account.route("/confirm/<token>", methods=["GET", "POST"])
 def confirm_page(token: str) -> Response:
+    """A sign-up request's link (or an import's, naming the subscriber): the GET shows what
+    confirming saves, the POST confirms."""
     state = current()
-    words, letters = state.words, state.letters
+    words = state.words
+    signup = request_for(token)
+    if signup is not None:
+        if request.method == "POST":
+            return confirmed(confirm_request(state.app.store, signup, state.app.clock()))
+        names = {c.slug: c.name for c in state.app.categories}
+        chosen = [names[slug] for slug in signup.categories if slug in names] or [words["all"]]
+        details = [(words["email"], [signup.email]), (words["confirm_name"], [signup.name or "—"])]
+        details.append((words["confirm_sections"], chosen))
+        body = words["confirm_body"].format(email=signup.email, list_name=state.letters.list_name)
+        return page("action.html.j2", title=words["confirm"], body=body, button=words["confirm"], details=details)
     subscriber = subscriber_for(token, "confirm")
     if subscriber is None:
         return expired()
     if request.method == "POST" or subscriber.status is SubscriberStatus.CONFIRMED:
         assert subscriber.id is not None
-        done = confirm(state.app.store, subscriber.id, state.app.clock(), expiry(token) - CONFIRM_LIFETIME)
-        if done is not None and done.status is SubscriberStatus.CONFIRMED:
-            body = words["confirmed_body"].format(email=done.email, list_name=letters.list_name)
-            manage = letters.personal(done).preferences_url
-            return page("message.html.j2", title=words["confirmed"], body=body, manage=manage)
-        # An old link of an address that unsubscribed since: it cannot sign them up again.
-        return expired()
-    body = words["confirm_body"].format(email=subscriber.email, list_name=letters.list_name)
+        issued = expiry(token) - CONFIRM_LIFETIME
+        return confirmed(confirm(state.app.store, subscriber.id, state.app.clock(), issued))
+    body = words["confirm_body"].format(email=subscriber.email, list_name=state.letters.list_name)
     return page("action.html.j2", title=words["confirm"], body=body, button=words["confirm"])
+
+
+def confirmed(done: Subscriber | None) -> Response:
+    """The page after a confirmation: subscribed, with their preferences link; or, for a link
+    that may not confirm (an old one of an address that unsubscribed since), the expired page."""
+    if done is None or done.status is not SubscriberStatus.CONFIRMED:
+        return expired()
+    state = current()
+    body = state.words["confirmed_body"].format(email=done.email, list_name=state.letters.list_name)
+    manage = state.letters.personal(done).preferences_url
+    return page("message.html.j2", title=state.words["confirmed"], body=body, manage=manage)
 
 
 @account.route("/preferences/<token>", methods=["GET", "POST"])

@@ -38,6 +38,7 @@ def upgrade() -> None:
         sa.Column("categories", sa.Text(), nullable=False),
         sa.Column("created_at", sa.DateTime(), nullable=False),
         sa.PrimaryKeyConstraint("id", name="pk_signup_requests"),
+        sqlite_autoincrement=True,  # ids are never reused: an old link must not name a new request
     )
     op.create_index("ix_signup_requests_email_key", "signup_requests", ["email_key"])
     op.create_index("ix_signup_requests_created_at", "signup_requests", ["created_at"])
