@@ -12,10 +12,16 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
+from .errors import PublisherError
 from .model import Subscriber, SubscriberStatus
 from .store import Budget, SignupRequest, Store
 from .subscriptions import clean_name, normalize_email
+
+if TYPE_CHECKING:
+    from .newsletter import Newsletter
+    from .transports import Transport
 
 HOUR, DAY = timedelta(hours=1), timedelta(days=1)
 REQUEST_LIFETIME = timedelta(days=7)  # as long as a confirmation link works (newsletter.CONFIRM_LIFETIME)
@@ -111,3 +117,29 @@ def confirm_request(store: Store, request: SignupRequest, now: datetime) -> Subs
         found = store.subscriber(request.email.lower())
         return found if found is not None and found.status is SubscriberStatus.CONFIRMED else None
     return store.subscriber(request.email.lower())
+
+
+def mail_confirmations(
+    store: Store, letters: Newsletter, transport: Transport, keys: list[str], per_day: int, now: datetime
+) -> tuple[int, list[str]]:
+    """Mail each still pending reader of `keys` their confirmation link (the operator's import:
+    the link confirms the row as imported), at most `per_day` sign-up mails a mailbox a day,
+    counted with the form's. (mails sent, what could not be sent and why)."""
+    sent, problems = 0, []
+    for key in keys:
+        subscriber = store.subscriber(key)
+        if subscriber is None or subscriber.status is not SubscriberStatus.PENDING:
+            continue
+        if not store.spend_budgets([Budget("address", mailbox_key(subscriber.email), per_day, DAY)], now, keep=DAY):
+            problems.append(
+                f"{subscriber.email}: not sent, the mailbox had {per_day} sign-up e-mails in the last 24 hours "
+                "(web.confirmation_mails_per_day); try again tomorrow"
+            )
+            continue
+        try:
+            transport.send(letters.account_message(subscriber, confirming=True))
+        except (PublisherError, ValueError) as exc:
+            problems.append(f"{subscriber.email}: not sent: {exc}")
+            continue
+        sent += 1
+    return sent, problems

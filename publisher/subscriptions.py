@@ -60,16 +60,17 @@ class ImportReport:
     added: int = 0
     updated: int = 0
     unchanged: int = 0
+    not_updated: int = 0  # on the list, the file says otherwise: left as they chose (see `update`)
     kept_stopped: int = 0  # unsubscribed or bounced: an import never signs them up again
     problems: list[str] = field(default_factory=list)
+    pending: list[str] = field(default_factory=list)  # address keys of the file's pending readers
 
 
 def merge(existing: Subscriber | None, wanted: Subscriber) -> Subscriber | None:
-    """What to store when `wanted` arrives for an address; None when nothing may change.
-
-    An unsubscribed or bounced reader is never signed up again by the operator; a pending one
-    becomes confirmed when the import vouches for them; nobody is downgraded to pending.
-    """
+    """What `subscribers add` stores when `wanted` arrives for an address; None when nothing
+    may change. The operator names one address and vouches for it: a pending reader becomes
+    confirmed, nobody is downgraded to pending, and an unsubscribed or bounced reader is never
+    signed up again by the operator."""
     if existing is None:
         return wanted
     if existing.status in _STOPPED:
@@ -83,12 +84,29 @@ def merge(existing: Subscriber | None, wanted: Subscriber) -> Subscriber | None:
     return changed
 
 
-def import_csv(store: Store, path: Path, index: CategoryIndex, status: SubscriberStatus, now: datetime) -> ImportReport:
+def updated_by_import(existing: Subscriber, wanted: Subscriber, has_categories: bool) -> Subscriber:
+    """A reader already on the list as a row of the file would have them: its name (when the
+    row has one) and categories (when the file has the column); never their status."""
+    categories = wanted.categories if has_categories else existing.categories
+    return replace(existing, name=wanted.name or existing.name, categories=categories)
+
+
+def import_csv(
+    store: Store,
+    path: Path,
+    index: CategoryIndex,
+    status: SubscriberStatus,
+    now: datetime,
+    update: bool = False,
+) -> ImportReport:
     """Import `email,name,categories` rows. Bad rows are reported by line number and skipped;
     the good ones are written together in one transaction, so nothing is half-written.
 
-    A `status` column (as `export` writes it) is honoured where it says less than `status`:
-    an exported unsubscribed, bounced or pending reader comes back as such, never confirmed."""
+    New people are added with `status`; a `status` column (as `export` writes it) is honoured
+    where it says less: an exported unsubscribed, bounced or pending reader comes back as such,
+    never confirmed. Readers already on the list keep what they chose: their name and
+    categories change only with `update`, and their status never (an import confirms nobody
+    who did not confirm, and signs up again nobody who left)."""
     report = ImportReport()
     seen: dict[str, int] = {}
     to_save: list[Subscriber] = []
@@ -110,21 +128,28 @@ def import_csv(store: Store, path: Path, index: CategoryIndex, status: Subscribe
             continue
         wanted = Subscriber(email, clean_name(row.get("name") or ""), categories, row_status, now, "import", now)
         existing = store.subscriber(key)
-        if existing is None and row_status in _STOPPED:  # recorded as they left, so nobody re-adds them
-            report.kept_stopped += 1
+        if existing is None:
+            if row_status in _STOPPED:  # recorded as they left, so nobody re-adds them
+                report.kept_stopped += 1
+            else:
+                report.added += 1
+            if row_status is SubscriberStatus.PENDING:
+                report.pending.append(key)
             to_save.append(wanted)
             continue
-        merged = merge(existing, wanted)
-        if merged is None:
+        if existing.status in _STOPPED:
             report.kept_stopped += 1
-        elif existing is None:
-            report.added += 1
-            to_save.append(merged)
-        elif merged == existing:
+            continue
+        if existing.status is SubscriberStatus.PENDING:
+            report.pending.append(key)
+        changed = updated_by_import(existing, wanted, "categories" in row)
+        if changed == existing:
             report.unchanged += 1
+        elif not update:
+            report.not_updated += 1
         else:
             report.updated += 1
-            to_save.append(merged)
+            to_save.append(changed)
     store.save_subscribers(to_save)
     return report
 

@@ -30,29 +30,57 @@ def _subscriber_app(ctx: click.Context) -> tuple[App, CategoryIndex]:
 
 @subscribers.command("import")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--pending", is_flag=True, help="Import as pending (they must confirm) instead of confirmed.")
+@click.option("--pending", is_flag=True, help="Import new people as pending (they must confirm) instead of confirmed.")
+@click.option(
+    "--update", is_flag=True, help="Change the name and categories of readers already on the list to the file's."
+)
+@click.option("--send-confirmation", is_flag=True, help="Mail every pending reader in FILE their confirmation link.")
 @click.pass_context
-def subscribers_import(ctx: click.Context, file: Path, pending: bool) -> None:
-    """Import FILE.csv with the columns email, name, categories (names or slugs, `;` between)."""
+def subscribers_import(ctx: click.Context, file: Path, pending: bool, update: bool, send_confirmation: bool) -> None:
+    """Import FILE.csv with the columns email, name, categories (names or slugs, `;` between).
+    New people are added; readers already on the list keep their own choices (and status)."""
     from ..subscriptions import import_csv
 
     app, index = _subscriber_app(ctx)
     status = SubscriberStatus.PENDING if pending else SubscriberStatus.CONFIRMED
     try:
-        report = import_csv(app.store, file, index, status, app.clock())
+        report = import_csv(app.store, file, index, status, app.clock(), update=update)
+        sent, unsent = _send_confirmations(app, report.pending) if send_confirmation else (0, [])
     except PublisherError as exc:
         err.print(f"[bold red]error[/]: {escape(str(exc))}", highlight=False)
         sys.exit(EXIT_PROBLEMS)
     finally:
         app.close()
-    print_problems(report.problems)
+    print_problems(report.problems + unsent)
     out.print(
         f"added {report.added}, updated {report.updated}, unchanged {report.unchanged}, "
+        f"not updated {report.not_updated}{' (--update changes them)' if report.not_updated else ''}, "
         f"kept unsubscribed or bounced {report.kept_stopped}, rejected {len(report.problems)}",
         highlight=False,
     )
-    if report.problems:
+    if send_confirmation:
+        out.print(f"sent {sent} confirmation e-mail(s), {len(unsent)} not sent", highlight=False)
+    elif report.pending:
+        out.print(
+            f"{len(report.pending)} pending reader(s) in the file get no mail: --send-confirmation mails their link",
+            highlight=False,
+        )
+    if report.problems or unsent:
         sys.exit(EXIT_PROBLEMS)
+
+
+def _send_confirmations(app: App, keys: list[str]) -> tuple[int, list[str]]:
+    """The confirmation link to each pending reader, through the configured transport."""
+    from ..newsletter import Newsletter
+    from ..signup import mail_confirmations
+
+    letters = Newsletter(app)
+    transport = app.transport()
+    try:
+        per_day = app.settings.web.confirmation_mails_per_day
+        return mail_confirmations(app.store, letters, transport, keys, per_day, app.clock())
+    finally:
+        transport.close()
 
 
 @subscribers.command("add")
