@@ -8,9 +8,10 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
 from email.message import EmailMessage
+from pathlib import Path
 
 import pytest
 from flask import Flask
@@ -22,6 +23,7 @@ from conftest import Site
 from publisher.app import App
 from publisher.model import Subscriber, SubscriberStatus
 from publisher.signup import client_network, mailbox_key
+from publisher.store import Budget, Store
 from publisher.store.schema import signup_events_table, subscribers_table
 from publisher.web import create_app
 
@@ -247,3 +249,40 @@ def test_the_confirmation_mail_greets_nobody(service: Service) -> None:
     assert str(mail["To"]) == "greet@example.com"  # no display name from an anonymous form
     text = mail.get_body(("plain",)).get_content()  # type: ignore[union-attr]
     assert "Someone Else" not in text and "Someone Else" not in mail.as_string()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'p.db'}"
+        return
+    from test_migrations import _postgres_admin, _throwaway_database
+
+    admin = _postgres_admin()
+    if admin is None:
+        pytest.skip("PostgreSQL: neither $PUBLISHER_TEST_POSTGRES nor 127.0.0.1:5432 answers")
+    yield from _throwaway_database(admin)
+
+
+def test_budgets_and_requests_on_each_database(store_url: str) -> None:
+    now = datetime(2026, 11, 20, 8, 0, tzinfo=UTC)
+    store = Store(store_url)
+    try:
+        budget = [Budget("address", "a@example.com", 2, timedelta(hours=1))]
+        spent = [store.spend_budgets(budget, now + timedelta(minutes=n), keep=timedelta(days=1)) for n in range(3)]
+        assert spent == [True, True, False]
+        assert store.spend_budgets(budget, now + timedelta(minutes=61), keep=timedelta(days=1))
+        first = store.add_signup_request("A@example.com", "甲", ("tech",), now, keep=timedelta(days=7))
+        second = store.add_signup_request("a@example.com", "乙", (), now, keep=timedelta(days=7))
+        assert store.signup_request(first.id) == first and second.id > first.id
+        assert store.signup_request_email_key(first.id) == "a@example.com"
+        confirmed = Subscriber("A@example.com", "甲", ("tech",), SubscriberStatus.CONFIRMED, now, "web", now)
+        assert store.confirm_signup(first.id, confirmed)
+        assert store.signup_request(second.id) is None  # the other requests' links are void
+        assert not store.confirm_signup(first.id, confirmed)  # once
+        third = store.add_signup_request("a@example.com", "丙", (), now, keep=timedelta(days=7))
+        assert third.id > second.id  # ids are never reused
+        found = store.subscriber("a@example.com")
+        assert found is not None and (found.name, found.status) == ("甲", SubscriberStatus.CONFIRMED)
+    finally:
+        store.close()
