@@ -282,3 +282,16 @@ def test_budgets_and_requests_on_each_database(store_url: str) -> None:
         assert found is not None and (found.name, found.status) == ("甲", SubscriberStatus.CONFIRMED)
     finally:
         store.close()
+
+
+def test_a_confirmed_readers_entry_never_changes_through_the_form(service: Service) -> None:
+    browser = service.start()
+    assert post_form(browser, [("email", "kept@example.com"), ("name", "本人"), ("category", "tech")]) == 200
+    assert browser.post(confirm_link(service.mails(1)[0])).status_code == 200
+    before = stored(service, "kept@example.com")
+    forged = [("email", "KEPT@example.com"), ("name", "冒名"), ("category", "policy")]
+    assert post_form(browser, forged, client="203.0.113.9") == 200
+    assert stored(service, "kept@example.com") == before
+    manage = service.mails(2)[1]  # the owner gets their preferences link, to their address as stored
+    assert manage["To"].addresses[0].addr_spec == "kept@example.com"
+    assert "/preferences/" in manage.get_body(("plain",)).get_content()  # type: ignore[union-attr]
