@@ -237,6 +237,14 @@ def test_a_new_store_is_made_at_head_and_db_status_says_so(tmp_path: Path) -> No
         assert schema_differences(conn) == []
 
 
+def test_upgrading_a_store_that_is_not_there_yet_makes_it_folder_and_all(tmp_path: Path) -> None:
+    db = tmp_path / "var" / "publisher.db"  # `make run --upgrade` in a new checkout: no var/ yet
+    done = migrate.upgrade(f"sqlite:///{db}")
+    assert (done.before, done.after, done.backup) == ("none (an empty database)", HEAD, None)
+    with create_engine(f"sqlite:///{db}").connect() as conn:
+        assert schema_differences(conn) == []
+
+
 def test_run_upgrade_upgrades_then_serves_old_links(old_store: Path) -> None:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "PUBLISHER_SECRET_KEY"}

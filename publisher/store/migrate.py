@@ -100,7 +100,11 @@ def status(url: str) -> SchemaState:
 def upgrade(url: str, backup: bool = True, now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> Upgraded:
     """Migrate the store to HEAD in one transaction. A 0.1.0 store (no alembic_version) is
     checked to have 0.1.0's tables and stamped 0001 first; a SQLite file is copied beside
-    itself first unless `backup` is False; a store ahead of the code is refused."""
+    itself first unless `backup` is False; a store ahead of the code is refused. A SQLite file
+    that is not there yet is made at HEAD, its folder too, as a Store would make it."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
     engine = migration_engine(url)
     try:
         state = read_state(engine)
