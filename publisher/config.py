@@ -509,16 +509,11 @@ def _check_digest(settings: Settings) -> list[tuple[str, str, str]]:
     if digest.unsubscribe_mailto and mailbox(digest.unsubscribe_mailto) is None:
         problems.append(("digest.unsubscribe_mailto", "is not an address", 'write it like "unsubscribe@example.org"'))
     if digest.subject:
-        from jinja2 import StrictUndefined, TemplateError
-        from jinja2.sandbox import SandboxedEnvironment
+        from .theme import SUBJECT_VARIABLES, subject_problem
 
-        sample = {"site": "高新院", "list_name": "高新院周报", "date": "2026年11月30日", "count": 3,
-                  "first_title": "标题", "categories": "政策解读、科技创新"}  # fmt: skip
-        try:  # rendered once with sample values, so a misspelt variable is caught here
-            SandboxedEnvironment(undefined=StrictUndefined).from_string(digest.subject).render(sample)
-        except TemplateError as exc:
-            fix = "variables: site, list_name, date, count, first_title, categories"
-            problems.append(("digest.subject", f"template error: {exc}", fix))
+        problem = subject_problem(digest.subject)
+        if problem:
+            problems.append(("digest.subject", problem, f"variables: {', '.join(SUBJECT_VARIABLES)}"))
     return problems
 
 

@@ -96,11 +96,17 @@ def catalogue(name: str, overrides: Path | None = None) -> Messages:
                     f"{path}: unknown key {section}.{key}",
                     f"the keys of [{section}] are in the bundled messages/{name}.toml (`publisher theme export`)",
                 )
-            for name, text, bundled in _entries(f"{section}.{key}", value, merged[section][key]):
+            for entry, text, bundled in _entries(path, f"{section}.{key}", value, merged[section][key]):
+                if _is_jinja(bundled):
+                    problem = subject_problem(text)
+                    if problem:
+                        hint = f"variables: {', '.join(SUBJECT_VARIABLES)}"
+                        raise ThemeError(f"{path}: {entry}: {problem}", hint)
+                    continue
                 unknown = _fields(text) - _fields(bundled)
                 if unknown:
                     known = ", ".join(f"{{{f}}}" for f in sorted(_fields(bundled))) or "none"
-                    message = f"{path}: {name} uses {{{sorted(unknown)[0]}}}, which publisher does not fill in"
+                    message = f"{path}: {entry} uses {{{sorted(unknown)[0]}}}, which publisher does not fill in"
                     raise ThemeError(message, f"the bundled entry uses: {known}")
             if isinstance(value, dict):
                 merged[section][key] = {**merged[section][key], **value}
@@ -109,21 +115,45 @@ def catalogue(name: str, overrides: Path | None = None) -> Messages:
     return merged
 
 
-def _entries(name: str, value: Any, bundled: Any) -> list[tuple[str, str, str]]:
+def _entries(path: Path, name: str, value: Any, bundled: Any) -> list[tuple[str, str, str]]:
     """(key path, override, bundled) for each text of an entry (a table's entries one by one)."""
     if isinstance(value, dict) and isinstance(bundled, dict):
-        return [(f"{name}.{k}", v, bundled.get(k, "")) for k, v in value.items() if isinstance(v, str)]
-    if isinstance(value, str) and isinstance(bundled, str):
-        return [(name, value, bundled)]
-    if type(value) is not type(bundled):
-        raise ThemeError(f"{name}: expected {type(bundled).__name__}, got {type(value).__name__}", "")
-    return []
+        pairs = [(f"{name}.{k}", v, bundled.get(k)) for k, v in value.items()]
+    else:
+        pairs = [(name, value, bundled)]
+    for entry, text, expected in pairs:
+        if expected is None:
+            raise ThemeError(f"{path}: unknown key {entry}", "the bundled catalogue has every key (`publisher theme export`)")
+        if type(text) is not type(expected):
+            wanted = "a string" if isinstance(expected, str) else f"a {type(expected).__name__}"
+            raise ThemeError(f"{path}: {entry} must be {wanted}, not {type(text).__name__}", "")
+    return [(entry, text, expected) for entry, text, expected in pairs if isinstance(text, str)]
+
+
+SUBJECT_VARIABLES = ("site", "list_name", "date", "count", "first_title", "categories")
+
+
+def subject_problem(template: str) -> str | None:
+    """What is wrong with a digest subject template (sandboxed Jinja), rendered once with sample
+    values so that a misspelt variable is caught before a digest is sent; None when it renders."""
+    from jinja2 import StrictUndefined, TemplateError
+    from jinja2.sandbox import SandboxedEnvironment
+
+    sample = {"site": "高新院", "list_name": "高新院周报", "date": "2026年11月30日", "count": 3,
+              "first_title": "标题", "categories": "政策解读、科技创新"}  # fmt: skip
+    try:
+        SandboxedEnvironment(undefined=StrictUndefined).from_string(template).render(sample)
+    except TemplateError as exc:
+        return f"template error: {exc}"
+    return None
+
+
+def _is_jinja(text: str) -> bool:
+    return "{{" in text or "{%" in text
 
 
 def _fields(text: str) -> set[str]:
-    """The {name} fields of a str.format text ("" for a Jinja template such as digest.subject)."""
-    if "{{" in text or "{%" in text:
-        return set()
+    """The {name} fields of a str.format text."""
     try:
         return {f.split(".")[0].split("[")[0] for _, f, _, _ in string.Formatter().parse(text) if f}
     except ValueError:

@@ -205,3 +205,37 @@ def test_a_missing_theme_folder_is_named(site: Site) -> None:
     themed(site, f'[theme]\ntemplates = "{site.root / "nowhere"}"\n')
     result = site.cli("build")
     assert result.exit_code == 2 and "nowhere" in result.output and "is not a folder" in result.output
+
+
+@pytest.mark.parametrize(
+    ("words", "message"),
+    [
+        ('[digest]\nsubject = "{{ list_name }"\n', r"en\.toml: digest\.subject: template error"),
+        ('[digest]\nsubject = "{{ list_nam }}"\n', r"digest\.subject: template error: 'list_nam' is undefined"),
+        ("[pages]\nsubmit = 3\n", r"en\.toml: pages\.submit must be a string, not int"),
+        ('[account.confirm]\nbuton = "x"\n', r"en\.toml: unknown key account\.confirm\.buton"),
+        ('[pages]\nsubmit = "Go"\nsubmitt = "Go"\n', r"unknown key pages\.submitt"),
+    ],
+)
+def test_catalogue_overrides_are_checked_entry_by_entry(tmp_path: Path, words: str, message: str) -> None:
+    """The subject is a Jinja template: a broken one in a theme is refused when the theme loads,
+    not when Monday's digest is drafted."""
+    (tmp_path / "messages").mkdir()
+    (tmp_path / "messages" / "en.toml").write_text(words, encoding="utf-8")
+    with pytest.raises(ThemeError, match=message) as raised:
+        catalogue("en", tmp_path)
+    assert "pages.submit.toml" not in str(raised.value) and "pages.submit.toml" not in raised.value.hint
+
+
+def test_a_broken_subject_in_the_theme_stops_digest_send_before_planning(site: Site) -> None:
+    folder = site.root / "theme"
+    (folder / "messages").mkdir(parents=True)
+    (folder / "messages" / "zh-CN.toml").write_text('[digest]\nsubject = "{{ list_name }"\n', encoding="utf-8")
+    themed(site, f'[theme]\ntemplates = "{folder}"\n')
+    result = site.cli("digest", "send")
+    assert result.exit_code == 2 and "zh-CN.toml: digest.subject: template error" in result.output
+    app = site.app()
+    try:
+        assert app.store.digests() == []  # nothing left planning
+    finally:
+        app.close()
