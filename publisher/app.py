@@ -118,7 +118,7 @@ class App:
         if self._theme is None:
             t = self.settings.theme
             folder = Path(t.templates) if t.templates else None
-            theme = make_theme(folder, t.logo_url, t.accent_color, t.intro, t.footer)
+            theme = make_theme(folder, t.logo_url, t.accent_color, t.intro, t.footer, self.site.url)
             check_theme(theme)
             self._theme = theme
         return self._theme

@@ -521,6 +521,13 @@ def _check_theme(theme: ThemeConfig) -> list[tuple[str, str, str]]:
     problems: list[tuple[str, str, str]] = []
     if theme.logo_url:
         problems += _http_url("theme.logo_url", theme.logo_url, "https://www.example.org/logo.png")
+        parts = urlsplit(theme.logo_url)
+        # Its origin goes into the pages' Content-Security-Policy: a plain host only.
+        if not problems and (parts.username is not None or not re.fullmatch(r"[A-Za-z0-9.-]+", parts.hostname or "")
+                             or re.search(r"[\s;,'\"]", theme.logo_url)):  # fmt: skip
+            fix = "a plain https URL: no user@, no ; , quotes or spaces; an IDN host in its xn-- form"
+            problem = f"{theme.logo_url!r} cannot be allowed in a Content-Security-Policy"
+            problems.append(("theme.logo_url", problem, fix))
     if not re.fullmatch(r"#(?:[0-9a-fA-F]{3}){1,2}", theme.accent_color):
         problems.append(("theme.accent_color", f"{theme.accent_color!r} is not a colour", 'write it like "#b4232a"'))
     if len(theme.intro) > 300:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import colorsys
 import html
+import re
 import string
 import tomllib
 from dataclasses import dataclass
@@ -63,13 +64,20 @@ class Theme:
         }
 
 
-def make_theme(templates: Path | None, logo_url: str, accent_color: str, intro: str, footer: str) -> Theme:
-    """A Theme from the [theme] table: the footer is text unless it holds a tag, then sanitised HTML."""
+_LINK = re.compile(r'<a\b[^>]*\bhref="([^"]*)"[^>]*>(.*?)</a>', re.IGNORECASE | re.DOTALL)
+
+
+def make_theme(
+    templates: Path | None, logo_url: str, accent_color: str, intro: str, footer: str, site_url: str
+) -> Theme:
+    """A Theme from the [theme] table: the footer is text unless it holds a tag, then sanitised
+    HTML with links made absolute against the site (a mail has no base); its text version keeps
+    each link as "text (url)"."""
     from .text import html_to_text, sanitize_html
 
     if "<" in footer:
-        footer_html = sanitize_html(footer)
-        footer_text = html_to_text(footer_html)
+        footer_html = sanitize_html(footer, site_url)
+        footer_text = html_to_text(_LINK.sub(lambda m: f"{m.group(2)} ({html.unescape(m.group(1))})", footer_html))
     else:
         footer_html, footer_text = html.escape(footer, quote=False), footer
     return Theme(templates, logo_url, accent_color.lower(), " ".join(intro.split()), footer_html, footer_text)
@@ -123,11 +131,12 @@ def _entries(path: Path, name: str, value: Any, bundled: Any) -> list[tuple[str,
         pairs = [(name, value, bundled)]
     for entry, text, expected in pairs:
         if expected is None:
-            raise ThemeError(f"{path}: unknown key {entry}", "the bundled catalogue has every key (`publisher theme export`)")
+            hint = "the bundled catalogue has every key (`publisher theme export`)"
+            raise ThemeError(f"{path}: unknown key {entry}", hint)
         if type(text) is not type(expected):
             wanted = "a string" if isinstance(expected, str) else f"a {type(expected).__name__}"
             raise ThemeError(f"{path}: {entry} must be {wanted}, not {type(text).__name__}", "")
-    return [(entry, text, expected) for entry, text, expected in pairs if isinstance(text, str)]
+    return [(entry, text, str(expected)) for entry, text, expected in pairs if isinstance(text, str)]
 
 
 SUBJECT_VARIABLES = ("site", "list_name", "date", "count", "first_title", "categories")

@@ -3,6 +3,7 @@ broken overrides reported with file and line; golden files for the default look 
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from email import message_from_bytes, policy
@@ -239,3 +240,33 @@ def test_a_broken_subject_in_the_theme_stops_digest_send_before_planning(site: S
         assert app.store.digests() == []  # nothing left planning
     finally:
         app.close()
+
+
+@pytest.mark.parametrize(
+    "logo",
+    [
+        "https://cdn.example.net;script-src 'unsafe-inline' *;x/l.png",
+        "https://user@cdn.example.net/l.png",
+        "https://cdn.example.net/l.png' 'unsafe-inline",
+        "https://cdn example.net/l.png",
+    ],
+)
+def test_a_logo_url_that_would_bend_the_pages_csp_is_refused(site: Site, logo: str) -> None:
+    themed(site, f"[theme]\nlogo_url = {json.dumps(logo)}\n")
+    result = site.cli("check")
+    assert result.exit_code == 2 and "theme.logo_url" in result.output, result.output
+
+
+def test_the_logo_origin_in_the_csp_keeps_its_port(site: Site) -> None:
+    themed(site, '[theme]\nlogo_url = "https://static.example.org:8443/img/logo.png"\n')
+    _page, headers = subscribe_page(site)
+    assert "img-src 'self' https://static.example.org:8443;" in headers["Content-Security-Policy"]
+
+
+def test_footer_links_are_absolute_in_mail_and_kept_in_its_text_part(site: Site) -> None:
+    themed(site, "[theme]\nfooter = '研究院 · <a href=\"/about\">关于我们</a>'\n")
+    site.build()
+    html = digest_html(site)
+    assert 'href="https://www.example.org/about"' in html
+    text = (site.root / "preview" / "digest.txt").read_text(encoding="utf-8")
+    assert "关于我们 (https://www.example.org/about)" in text

@@ -82,11 +82,13 @@ def page(template: str, status: int = 200, **context: Any) -> Response:
 
 
 def _origin(url: str) -> str:
-    """' https://host' for the logo's server, so the page's CSP lets the logo load."""
-    if not url:
-        return ""
+    """' https://host[:port]' for the logo's server, so the page's CSP lets the logo load; built
+    from the parsed parts alone (config.py admits only a plain host), never pasted from the URL."""
     parts = urlsplit(url)
-    return f" {parts.scheme}://{parts.netloc}"
+    if not url or parts.hostname is None:
+        return ""
+    port = f":{parts.port}" if parts.port else ""
+    return f" {parts.scheme}://{parts.hostname}{port}"
 
 
 def csrf_token() -> str:
