@@ -171,12 +171,13 @@ def test_the_0_1_0_store_upgrades_with_nothing_lost(old_store: Path) -> None:
 def test_a_store_behind_is_refused_and_left_alone(old_store: Path) -> None:
     db = old_store.parent / "publisher.db"
     before = snapshot(db)
-    for args in (["build"], ["subscribers", "list"], ["digest", "send", *WINDOW]):
+    for args in (["build"], ["check"], ["subscribers", "list"], ["digest", "send", *WINDOW]):
         refused = cli(old_store, *args)
         assert refused.exit_code == 2, refused.output
         message = " ".join(refused.output.split())
+        command = " ".join(args[:2] if args[0] not in ("build", "check") else args)
         assert (
-            f"error: `publisher {' '.join(args[:2] if args[0] != 'build' else args)}` refused the store at "
+            f"error: `publisher {command}` refused the store at "
             f"sqlite:///{db}: its schema is at revision 0.1.0 (before migrations), this publisher needs revision "
             f"{HEAD}" in message
         ), message
@@ -197,7 +198,7 @@ def test_a_store_ahead_is_refused(tmp_path: Path) -> None:
     conn.execute("UPDATE alembic_version SET version_num = '0099'")
     conn.commit()
     conn.close()
-    for args in (["build"], ["db", "upgrade"]):
+    for args in (["build"], ["check"], ["db", "upgrade"], ["run", "--upgrade"]):
         refused = cli(config, *args)
         assert refused.exit_code == 2, refused.output
         message = " ".join(refused.output.split())
@@ -243,6 +244,15 @@ def test_upgrading_a_store_that_is_not_there_yet_makes_it_folder_and_all(tmp_pat
     assert (done.before, done.after, done.backup) == ("none (an empty database)", HEAD, None)
     with create_engine(f"sqlite:///{db}").connect() as conn:
         assert schema_differences(conn) == []
+
+
+def test_db_upgrade_of_a_new_store_says_it_created_it(tmp_path: Path) -> None:
+    db = tmp_path / "var" / "publisher.db"
+    config = tmp_path / "publisher.toml"
+    config.write_text(fixture_config(db, tmp_path), encoding="utf-8")
+    result = cli(config, "db", "upgrade")
+    assert result.exit_code == 0 and f"created sqlite:///{db} at revision {HEAD}" in result.output, result.output
+    assert "upgraded" not in result.output
 
 
 def test_run_upgrade_upgrades_then_serves_old_links(old_store: Path) -> None:

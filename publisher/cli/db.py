@@ -9,6 +9,7 @@ import click
 
 from ..config import load_settings
 from ..errors import ConfigError, StoreError, StoreSchemaError
+from ..store.revision import SchemaState
 from .base import EXIT_CONFIG, EXIT_PROBLEMS, config_path, fail, main, out
 
 
@@ -60,20 +61,23 @@ def _store_url(ctx: click.Context) -> str:
         fail(exc)
 
 
-def upgrade_store(url: str, backup: bool = True) -> None:
+def upgrade_store(url: str, backup: bool = True, command: str = "publisher db upgrade") -> None:
     """Upgrade the store at `url` and say what was done; exit 2 when a newer publisher made
-    it, 1 when it cannot be upgraded. Shared with `publisher run --upgrade`."""
+    it (the refusal names `command`), 1 when it cannot be upgraded. Shared with `publisher run
+    --upgrade`."""
     from ..store.migrate import shown_url, upgrade
 
     try:
         done = upgrade(url, backup=backup)
     except StoreSchemaError as exc:  # made by a newer publisher
-        fail(exc, EXIT_CONFIG)
+        fail(exc.refused_by(command), EXIT_CONFIG)
     except StoreError as exc:
         fail(exc)
     if done.backup is not None:
         out.print(f"backed up the store to {done.backup}", markup=False, highlight=False)
-    if done.changed:
+    if done.before == SchemaState(None).label:  # a new store: nothing was upgraded
+        out.print(f"created {shown_url(url)} at revision {done.after}", markup=False, highlight=False)
+    elif done.changed:
         out.print(f"upgraded {shown_url(url)} from revision {done.before} to {done.after}", markup=False,
                   highlight=False)  # fmt: skip
     else:

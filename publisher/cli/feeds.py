@@ -11,9 +11,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from ..app import App
-from ..errors import ConfigError, PublisherError
+from ..errors import ConfigError, PublisherError, StoreError, StoreSchemaError
 from ..model import BuildReport
-from .base import EXIT_CONFIG, EXIT_PROBLEMS, err, load_app, main, out, print_problems, progress
+from .base import EXIT_CONFIG, EXIT_PROBLEMS, err, fail, load_app, main, out, print_problems, progress
 
 STRICT = click.option("--strict", is_flag=True, help="Any unreadable item is an error (for CI).")
 
@@ -66,12 +66,27 @@ def _run(
         sys.exit(EXIT_PROBLEMS)
 
 
+def _check_schema(url: str) -> None:
+    """Exit 2, as every other command would, when the store needs `publisher db upgrade` or was
+    made by a newer publisher; a store that is not there yet is fine (the first build makes it)."""
+    from ..store.migrate import shown_url, status
+    from ..store.revision import HEAD
+
+    try:
+        state = status(url)
+    except StoreError as exc:
+        fail(exc)
+    if state.behind or state.ahead:
+        fail(StoreSchemaError(shown_url(url), state.label, HEAD, state.ahead, "publisher check"), EXIT_CONFIG)
+
+
 @main.command()
 @STRICT
 @click.pass_context
 def check(ctx: click.Context, strict: bool) -> None:
     """Validate the configuration, the mail settings' secrets, and read every source, writing nothing."""
     app = load_app(ctx, store=False)  # the store is neither read nor created
+    _check_schema(app.settings.store.url)
     try:
         app.transport().close()  # the secrets it names are in the environment
     except ConfigError as exc:

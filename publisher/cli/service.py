@@ -54,7 +54,7 @@ def _serve(ctx: click.Context, host: str | None, port: int | None, schedule: boo
     signal.signal(signal.SIGINT, stop)
     app = load_app(ctx, store=False)
     if upgrade:
-        upgrade_store(app.settings.store.url)
+        upgrade_store(app.settings.store.url, command="publisher run --upgrade")
     open_store(ctx, app)
     config_file = str(config_path(ctx).resolve())
     settings = app.settings
