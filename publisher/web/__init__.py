@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from flask import Flask
 
+from ..config import optional_secret
 from ..newsletter import Newsletter
 from ..signup import SignupLimits
 from .account import PAGE_TEMPLATES, account
@@ -66,6 +67,7 @@ def create_app(app: App, health: Callable[[], dict[str, Any]] | None = None) -> 
                 lambda: [(app.theme.environment, [*(f"web/{name}" for name in PAGE_TEMPLATES), *SERVICE_TEMPLATES])]
             ),
             problems=ProblemLog(),
+            health_token=optional_secret(settings.web.health_token_env),
         ),
     )
     web.register_blueprint(health_pages)

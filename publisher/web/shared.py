@@ -41,6 +41,7 @@ class WebState:
     health: Callable[[], dict[str, Any]] | None
     templates: TemplateCheck
     problems: ProblemLog
+    health_token: str | None = None  # shows /healthz's details (`[web] health_token_env`)
 
 
 def install(web: Flask, state: WebState) -> None:
