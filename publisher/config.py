@@ -273,6 +273,9 @@ class WebConfig(_Section):
     host: str = "127.0.0.1"  # `publisher run` / `serve` listen here
     port: int = Field(default=8080, ge=0, le=65535)
     trust_proxy: bool = False  # behind nginx: the client address is the last X-Forwarded-For
+    trusted_proxy: str = "127.0.0.1"  # the proxy's address, whose X-Forwarded-For is believed
+    connection_limit: int = Field(default=500, ge=10, le=100_000)  # open connections at once
+    channel_timeout: int = Field(default=15, ge=1, le=3600)  # seconds before an idle connection is closed
     health_token_env: str = Field(default="PUBLISHER_HEALTH_TOKEN", pattern=_ENV_NAME)  # /healthz details
     subscribe_per_address: int = Field(default=3, ge=1)  # sign-up requests per address per hour
     subscribe_per_client: int = Field(default=20, ge=1)  # per client network (IPv4 /24, IPv6 /64) per hour
@@ -446,6 +449,12 @@ def _check_meaning(settings: Settings) -> list[tuple[str, str, str]]:
         if not settings.web.public_url.startswith("https://") and not is_loopback(settings.web.public_url):
             fix = "one-click unsubscribe (RFC 8058) needs an https URL (http only for 127.0.0.1 or localhost)"
             problems.append(("web.public_url", "is not https", fix))
+
+    try:
+        ipaddress.ip_address(settings.web.trusted_proxy)
+    except ValueError:
+        fix = "the IP address your proxy connects from, such as 127.0.0.1 for nginx on this machine"
+        problems.append(("web.trusted_proxy", f"{settings.web.trusted_proxy!r} is not an IP address", fix))
 
     known = {value for _key, value in labels}
     for i, source in enumerate(settings.sources):

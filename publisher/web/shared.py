@@ -104,7 +104,7 @@ def csrf_valid() -> bool:
 
 
 def client_address() -> str:
-    """The client's address: the last proxy's word for it when `[web] trust_proxy` says so."""
-    if current().app.settings.web.trust_proxy and request.headers.get("X-Forwarded-For"):
-        return request.headers["X-Forwarded-For"].split(",")[-1].strip()
+    """The client's address. Behind the proxy that `[web] trust_proxy` names, waitress has
+    already made it the address the proxy appended to `X-Forwarded-For` (web/server.py), and
+    dropped that header from anyone else."""
     return request.remote_addr or "?"
