@@ -34,7 +34,7 @@ def backup(ctx: click.Context, file: Path) -> None:
             raise SystemExit(EXIT_CONFIG)
         open_store(ctx, app)  # a store at another schema revision is refused, as by every command
         try:
-            done = backup_sqlite(Path(url.database), file)  # type: ignore[arg-type]
+            done = backup_sqlite(Path(url.database), file)
         except StoreError as exc:
             fail(exc)
     finally:
