@@ -16,9 +16,17 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from conftest import PUBLISHER_MAIN, Site
+import pytest
+import requests
+from test_serve_first import status_of, unsubscribe_link
+from test_smtp import free_port
+
+from conftest import PUBLISHER_MAIN, Service, Site
+from publisher.model import SubscriberStatus
 
 FILES = 4000
 BODY = "正文内容，科技创新与产业政策联动。\n\n" * 40
@@ -138,3 +146,101 @@ def test_a_pass_killed_between_batches_leaves_a_store_the_next_build_finishes(si
     again = site.build()
     assert (again.new, again.changed, again.withdrawn) == (0, 0, 0) and again.unchanged == FILES
 
+
+
+# --- a reader's unsubscribe while the store is busy ---------------------------------------------
+
+
+class HeldLock:
+    """SQLite's write lock, taken by another connection and held until `release`."""
+
+    def __init__(self, db: Path) -> None:
+        self.conn = sqlite3.connect(db, isolation_level=None)
+        self.conn.execute("BEGIN IMMEDIATE")
+
+    def release(self) -> None:
+        if self.conn.in_transaction:
+            self.conn.execute("COMMIT")
+        self.conn.close()
+
+
+def wait_for(condition: Callable[[], bool], seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return condition()
+
+
+def test_an_unsubscribe_while_the_store_is_locked_is_answered_and_recorded(
+    site: Site, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from publisher.web import create_app, unsubscribes
+
+    monkeypatch.setattr(unsubscribes, "STORE_WAIT", 1.0)
+    monkeypatch.setattr(unsubscribes, "RETRY_EVERY", 0.2)
+    site.write_config(site.mail_to_outbox() + '\n[web]\npublic_url = "http://127.0.0.1:8080"\n')
+    site.build()
+    link = unsubscribe_link(site, "http://127.0.0.1:8080", monkeypatch)
+    app = site.app()
+    web = create_app(app)
+    lock = HeldLock(site.db)
+    answers: list[Any] = []
+    post = threading.Thread(
+        target=lambda: answers.append(web.test_client().post(link, data={"List-Unsubscribe": "One-Click"})),
+        daemon=True,
+    )
+    try:
+        started = time.monotonic()
+        post.start()
+        post.join(timeout=5)  # before: the request waited for the lock, 120 s, then a 500
+        took = time.monotonic() - started
+        queue = Path(f"{site.db}.unsubscribes")
+        queued = queue.read_text(encoding="utf-8") if queue.exists() else ""
+        status_while_locked = status_of(site, "reader@example.com")
+    finally:
+        lock.release()
+    try:
+        applied = wait_for(lambda: status_of(site, "reader@example.com") is SubscriberStatus.UNSUBSCRIBED, 10)
+        emptied = wait_for(lambda: not queue.exists() or not queue.read_text(encoding="utf-8").strip(), 10)
+    finally:
+        post.join(timeout=30)
+        app.close()
+    assert answers and took < 4, f"no answer within {took:.1f} s while the store was locked"
+    assert answers[0].status_code == 200 and "reader@example.com" in answers[0].get_data(as_text=True)
+    assert status_while_locked is SubscriberStatus.CONFIRMED and '"how": "one-click"' in queued
+    assert queue.stat().st_mode & 0o777 == 0o600
+    assert applied and emptied
+
+
+def test_a_queued_unsubscribe_survives_a_killed_service(site: Site, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The real service answers from the queue, is killed before it could apply it, and the
+    next start applies it."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    site.write_config(site.mail_to_outbox() + f'\n[web]\npublic_url = "{base}"\n')
+    site.build()
+    link = unsubscribe_link(site, base, monkeypatch)
+    service = Service(site.config, site.root, port, command="serve")
+    lock: HeldLock | None = None
+    try:
+        service.wait_until_serving()
+        lock = HeldLock(site.db)
+        done = requests.post(link, data={"List-Unsubscribe": "One-Click"}, timeout=30)
+        service.process.send_signal(signal.SIGKILL)
+        service.process.wait(timeout=10)
+    finally:
+        if service.process.poll() is None:
+            service.stop()
+        if lock is not None:
+            lock.release()
+    assert done.status_code == 200, done.text
+    assert status_of(site, "reader@example.com") is SubscriberStatus.CONFIRMED  # only queued so far
+    again = Service(site.config, site.root, port, command="serve")
+    try:
+        again.wait_until_serving()
+        applied = wait_for(lambda: status_of(site, "reader@example.com") is SubscriberStatus.UNSUBSCRIBED, 10)
+    finally:
+        assert again.stop() == 0, again.output()
+    assert applied, again.output()

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from ..newsletter import Newsletter
     from ..signup import SignupLimits
     from .health import ProblemLog, TemplateCheck
+    from .unsubscribes import Unsubscribes
 
 EXTENSION = "publisher"
 
@@ -41,6 +42,7 @@ class WebState:
     health: Callable[[], dict[str, Any]] | None
     templates: TemplateCheck
     problems: ProblemLog
+    unsubscribes: Unsubscribes
     health_token: str | None = None  # shows /healthz's details (`[web] health_token_env`)
 
 
