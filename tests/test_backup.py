@@ -15,7 +15,7 @@ from collections import Counter
 from pathlib import Path
 
 from aiosmtpd.controller import Controller
-from test_newsletter import Inbox, add_readers, mailing_site, run_cli
+from test_newsletter import Inbox, add_readers, mailing_site, sending
 from test_smtp import free_port
 
 from conftest import Site
@@ -41,10 +41,7 @@ def test_a_backup_taken_mid_send_and_restored_resends_nothing_by_itself(site: Si
     try:
         mailing_site(site, port)
         readers = add_readers(site, 400)
-        sender = run_cli(site, "digest", "send")
-        deadline = time.monotonic() + 60
-        while len(box.received) < 100 and time.monotonic() < deadline and sender.poll() is None:
-            time.sleep(0.01)
+        sender = sending(site, box, 100)
         started = time.monotonic()
         taken = site.cli("backup", str(copy))
         took = time.monotonic() - started
