@@ -4,7 +4,8 @@ nothing, through the proxy or around it.
 
 The proxy is a threaded http.server that forwards each request to `publisher serve` and
 appends the address it saw to X-Forwarded-For, as nginx's `$proxy_add_x_forwarded_for` does.
-Clients connect from different loopback addresses (127.0.0.2, 127.0.0.3, ...).
+Clients connect from loopback addresses in different /24 networks (127.0.1.2, 127.0.2.3, ...),
+which the sign-up limits count apart.
 """
 
 from __future__ import annotations
@@ -117,8 +118,8 @@ subscribe_per_address = 100
 
 def test_each_client_behind_the_proxy_has_its_own_budget(behind_proxy: tuple[int, int]) -> None:
     proxy, _direct = behind_proxy
-    first = [sign_up(proxy, "127.0.0.2", f"a{i}@example.com") for i in range(3)]
-    second = [sign_up(proxy, "127.0.0.3", f"b{i}@example.com") for i in range(3)]
+    first = [sign_up(proxy, "127.0.1.2", f"a{i}@example.com") for i in range(3)]
+    second = [sign_up(proxy, "127.0.2.3", f"b{i}@example.com") for i in range(3)]
     assert first == [200, 200, 429]
     assert second == [200, 200, 429]  # before: the proxy's one budget, spent by the first client
 
@@ -126,9 +127,9 @@ def test_each_client_behind_the_proxy_has_its_own_budget(behind_proxy: tuple[int
 def test_a_clients_own_forwarded_for_is_not_believed(behind_proxy: tuple[int, int]) -> None:
     proxy, direct = behind_proxy
     # Through the proxy: a new made-up address each time; the proxy's appended one counts.
-    through = [sign_up(proxy, "127.0.0.4", f"c{i}@example.com", claim=f"203.0.113.{i}") for i in range(3)]
+    through = [sign_up(proxy, "127.0.3.4", f"c{i}@example.com", claim=f"203.0.113.{i}") for i in range(3)]
     # Around it: a client that reaches the service itself is not the trusted proxy.
-    around = [sign_up(direct, "127.0.0.5", f"d{i}@example.com", claim=f"198.51.100.{i}") for i in range(3)]
+    around = [sign_up(direct, "127.0.4.5", f"d{i}@example.com", claim=f"198.51.100.{i}") for i in range(3)]
     assert through == [200, 200, 429]
     assert around == [200, 200, 429]
 
