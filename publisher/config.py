@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import string
@@ -272,6 +273,10 @@ class WebConfig(_Section):
     host: str = "127.0.0.1"  # `publisher run` / `serve` listen here
     port: int = Field(default=8080, ge=0, le=65535)
     trust_proxy: bool = False  # behind nginx: the client address is the last X-Forwarded-For
+    trusted_proxy: str = "127.0.0.1"  # the proxy's address, whose X-Forwarded-For is believed
+    connection_limit: int = Field(default=500, ge=10, le=100_000)  # open connections at once
+    channel_timeout: int = Field(default=15, ge=1, le=3600)  # seconds before an idle connection is closed
+    health_token_env: str = Field(default="PUBLISHER_HEALTH_TOKEN", pattern=_ENV_NAME)  # /healthz details
     subscribe_per_address: int = Field(default=3, ge=1)  # sign-up requests per address per hour
     subscribe_per_client: int = Field(default=20, ge=1)  # per client network (IPv4 /24, IPv6 /64) per hour
     confirmation_mails_per_day: int = Field(default=5, ge=1)  # sign-up e-mails per mailbox per day
@@ -445,6 +450,12 @@ def _check_meaning(settings: Settings) -> list[tuple[str, str, str]]:
             fix = "one-click unsubscribe (RFC 8058) needs an https URL (http only for 127.0.0.1 or localhost)"
             problems.append(("web.public_url", "is not https", fix))
 
+    try:
+        ipaddress.ip_address(settings.web.trusted_proxy)
+    except ValueError:
+        fix = "the IP address your proxy connects from, such as 127.0.0.1 for nginx on this machine"
+        problems.append(("web.trusted_proxy", f"{settings.web.trusted_proxy!r} is not an IP address", fix))
+
     known = {value for _key, value in labels}
     for i, source in enumerate(settings.sources):
         if source.default_category and source.default_category not in known:
@@ -536,10 +547,22 @@ def _check_theme(theme: ThemeConfig) -> list[tuple[str, str, str]]:
 
 
 def is_loopback(url: str) -> bool:
-    """http://127.0.0.1:8080 and the like: a trial on one machine, where https is not needed."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    return parts.scheme in ("http", "https") and (host in ("localhost", "::1") or host.startswith("127."))
+    """http://127.0.0.1:8080 and the like: a trial on one machine, where https is not needed.
+    The host must be a loopback IP address or exactly `localhost`: a name such as
+    `127.0.0.1.nip.io` resolves wherever its owner likes."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+    except ValueError:  # an unbalanced [ in the host
+        return False
+    if parts.scheme not in ("http", "https"):
+        return False
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def mailbox(text: str) -> Any:
@@ -632,3 +655,8 @@ def secret(env_name: str, key_path: str) -> str:
             [(key_path, f"the environment variable {env_name} is not set", f"export {env_name}=... before starting")],
         )
     return value
+
+
+def optional_secret(env_name: str) -> str | None:
+    """A secret that turns a feature on when the environment variable holds it, else None."""
+    return os.environ.get(env_name) or None

@@ -40,7 +40,8 @@ def ingest(
     report: BuildReport,
     tick: Tick = lambda _n: None,
 ) -> None:
-    """Ingest every source; a failed source is reported and its stored articles stay as they were."""
+    """Ingest every source. A failed source is reported; its batch in progress is rolled back,
+    the batches it committed stay (each whole, see StoreWriter), nothing of it is withdrawn."""
     for source in sources:
         counts = (report.new, report.changed, report.unchanged, report.withdrawn)
         try:
@@ -49,7 +50,8 @@ def ingest(
             if committed is not None:  # e.g. keep the HTTP validators of the pages just stored
                 committed()
         except SourceError as exc:
-            # The pass was rolled back: its counts must not claim otherwise.
+            # Its batch in progress was rolled back: the counts claim none of the pass (the next
+            # build finds the committed batches unchanged and finishes the rest).
             report.new, report.changed, report.unchanged, report.withdrawn = counts
             if context.strict:
                 raise
@@ -58,7 +60,7 @@ def ingest(
 
 
 class _SourcePass:
-    """One source's ingest, in one transaction."""
+    """One source's ingest, committed a batch of 500 writes at a time and at its end (StoreWriter)."""
 
     def __init__(self, store: Store, source: Source, context: IngestContext, report: BuildReport, tick: Tick) -> None:
         self.store, self.source, self.context, self.report, self.tick = store, source, context, report, tick
@@ -85,11 +87,11 @@ class _SourcePass:
         fingerprints: Mapping[str, str] = {} if reread else _StoredFingerprints(self.store, self.source.name)
         fetched = self.source.fetch(fingerprints)
         if self.source.remote:
-            # Read to the end before the transaction: SQLite's one write lock, taken at the
-            # writer's first batch, is held to the commit, and a slow or hanging site would
-            # keep every reader's unsubscribe and sign-up waiting for it meanwhile.
+            # Read to the end before writing: a site that fails half-way (a page that never
+            # comes) then fails before anything is written, and a site that hangs holds no
+            # transaction open meanwhile.
             fetched = iter(list(fetched))
-        with self.store.writer(self.context.clock) as writer:
+        with self.store.writer(self.context.clock, self.source.name) as writer:
             for batch, prepared in self._prepared(fetched):
                 self._fetch_known(r.key for r in batch if isinstance(r, (Deferred, SourceItem)))
                 results = iter(prepared)
@@ -126,8 +128,9 @@ class _SourcePass:
                     for name, digest, listed, unchanged in self.folders
                     if unchanged + written[name] == listed
                 }
-                if not isinstance(fingerprints, _StoredFingerprints) or settled != fingerprints.digests():
-                    writer.set_folder_digests(self.source.name, settled)  # else: no write at all
+                stored = fingerprints.digests() if isinstance(fingerprints, _StoredFingerprints) else None
+                if writer.batches_committed or settled != stored:  # a batch dropped them; else no write
+                    writer.set_folder_digests(self.source.name, settled)
         if reread:
             self.store.set_meta(signature_key, signature)
 

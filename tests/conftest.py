@@ -153,6 +153,9 @@ def days_ago(days: int) -> str:
     return f"{datetime.now(ZoneInfo('Asia/Shanghai')) - timedelta(days=days):%Y-%m-%d %H:%M}"
 
 
+HEALTH_TOKEN = "service-test-health-token"  # what conftest.Service gives the process
+HEALTH_HEADERS = {"Authorization": f"Bearer {HEALTH_TOKEN}"}  # /healthz with its details
+
 PUBLISHER_MAIN = "import sys; from publisher.cli import main; sys.exit(main())"  # for `python -c`
 
 
@@ -174,7 +177,11 @@ class Service:
         self.base = f"http://127.0.0.1:{port}"
         self.stdout, self.stderr = cwd / "run.out", cwd / "run.err"
         program = list(program) or [sys.executable, "-c", PUBLISHER_MAIN]
-        env = {**(os.environ if env is None else env), "PUBLISHER_SECRET_KEY": "service-test-signing-key-0123456789"}
+        env = {
+            **(os.environ if env is None else env),
+            "PUBLISHER_SECRET_KEY": "service-test-signing-key-0123456789",
+            "PUBLISHER_HEALTH_TOKEN": HEALTH_TOKEN,
+        }
         options = ["--config", str(config)] if config is not None else []
         with self.stdout.open("wb") as out, self.stderr.open("wb") as err:
             self.process = subprocess.Popen(
@@ -183,6 +190,12 @@ class Service:
 
     def output(self) -> str:
         return f"stdout:\n{self.stdout.read_text(errors='replace')}\nstderr:\n{self.stderr.read_text(errors='replace')}"
+
+    def health(self, timeout: float = 10) -> Any:
+        """The response of /healthz with its details (the operator's token)."""
+        import requests
+
+        return requests.get(f"{self.base}/healthz", headers=HEALTH_HEADERS, timeout=timeout)
 
     def wait_until_serving(self, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
@@ -202,7 +215,7 @@ class Service:
         deadline = time.monotonic() + timeout
         report: dict[str, Any] = {}
         while time.monotonic() < deadline:
-            report = requests.get(f"{self.base}/healthz", timeout=10).json()
+            report = requests.get(f"{self.base}/healthz", headers=HEALTH_HEADERS, timeout=10).json()
             if report["last_ingest"] is not None and report["scheduler"].get("ingest") == "idle":
                 return report
             time.sleep(0.1)

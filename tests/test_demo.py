@@ -77,7 +77,7 @@ def test_make_runs_service_serves_the_demo_feeds_and_pages(tmp_path: Path) -> No
         service.wait_until_serving()
         service.wait_until_built()
         answers = {path: requests.get(service.base + path, timeout=10) for path in ("/", "/rss.xml", "/subscribe")}
-        health = requests.get(service.base + "/healthz", timeout=10).json()
+        health = service.health().json()
     finally:
         code = service.stop()
     assert code == 0, service.output()

@@ -16,7 +16,7 @@ from jinja2 import Environment, FileSystemLoader
 from test_smtp import free_port
 
 import publisher
-from conftest import PUBLISHER_MAIN, ROOT, Service, Site
+from conftest import HEALTH_HEADERS, HEALTH_TOKEN, PUBLISHER_MAIN, ROOT, Service, Site
 from publisher.app import App
 from publisher.templating import TEMPLATES
 from publisher.web import SERVICE_TEMPLATES, create_app
@@ -32,7 +32,8 @@ def prepare(site: Site) -> Site:
 
 
 @pytest.fixture
-def web(site: Site) -> Iterator[Flask]:
+def web(site: Site, monkeypatch: pytest.MonkeyPatch) -> Iterator[Flask]:
+    monkeypatch.setenv("PUBLISHER_HEALTH_TOKEN", HEALTH_TOKEN)
     app: App = prepare(site).app()
     try:
         yield create_app(app)
@@ -41,7 +42,7 @@ def web(site: Site) -> Iterator[Flask]:
 
 
 def health_of(web: Flask) -> tuple[int, dict[str, object]]:
-    answer = web.test_client().get("/healthz")
+    answer = web.test_client().get("/healthz", headers=HEALTH_HEADERS)
     return answer.status_code, answer.get_json()
 
 
@@ -86,7 +87,7 @@ def test_a_missing_or_broken_template_is_503_naming_it(site: Site, template: str
     service = Service(site.config, copy, free_port(), command="serve")
     try:
         service.wait_until_serving()
-        answer = requests.get(service.base + "/healthz", timeout=10)
+        answer = service.health()
     finally:
         service.stop()
     assert answer.status_code == 503, answer.text
@@ -166,7 +167,7 @@ def test_an_output_folder_the_service_cannot_write_is_503(site: Site) -> None:
         service = Service(site.config, site.root, free_port(), command="serve", program=program)
         try:
             service.wait_until_serving()
-            answer = requests.get(service.base + "/healthz", timeout=10)
+            answer = service.health()
             feed = requests.get(service.base + "/rss.xml", timeout=10)
         finally:
             service.stop()

@@ -117,6 +117,16 @@ def run_cli(site: Site, *args: str) -> subprocess.Popen[bytes]:
     )  # fmt: skip
 
 
+def sending(site: Site, box: Inbox, received: int) -> subprocess.Popen[bytes]:
+    """`publisher digest send` in its own process, once `box` has `received` messages (or it
+    ended, or a minute passed)."""
+    sender = run_cli(site, "digest", "send")
+    deadline = time.monotonic() + 60
+    while len(box.received) < received and time.monotonic() < deadline and sender.poll() is None:
+        time.sleep(0.01)
+    return sender
+
+
 def ledger(site: Site) -> dict[str, int]:
     store = Store(f"sqlite:///{site.db}")
     try:
@@ -140,10 +150,7 @@ def test_killed_mid_send_then_resumed_gives_everyone_one_message(site: Site) -> 
     try:
         mailing_site(site, port)
         readers = add_readers(site, 500)
-        sender = run_cli(site, "digest", "send")
-        deadline = time.monotonic() + 60
-        while len(box.received) < 150 and time.monotonic() < deadline and sender.poll() is None:
-            time.sleep(0.01)
+        sender = sending(site, box, 150)
         sender.send_signal(signal.SIGKILL)
         sender.wait(timeout=30)
         assert sender.returncode == -signal.SIGKILL, "the send finished before the kill: make the server slower"

@@ -17,7 +17,7 @@ import waitress
 from test_smtp import free_port
 from waitress import wasyncore
 
-from conftest import Site
+from conftest import HEALTH_HEADERS, HEALTH_TOKEN, Site
 from publisher.model import SubscriberStatus
 from publisher.store import Store
 from publisher.tokens import make_token
@@ -86,6 +86,7 @@ subscribe_per_address = 3
 @pytest.fixture
 def server(site: Site, monkeypatch: pytest.MonkeyPatch) -> Iterator[Server]:
     monkeypatch.setenv("PUBLISHER_SECRET_KEY", KEY)
+    monkeypatch.setenv("PUBLISHER_HEALTH_TOKEN", HEALTH_TOKEN)
     running = Server(site)
     try:
         yield running
@@ -212,7 +213,7 @@ def test_csrf_and_rate_limits(server: Server) -> None:
 
 
 def test_healthz(server: Server) -> None:
-    health = requests.get(f"{server.base}/healthz", timeout=10)
+    health = requests.get(f"{server.base}/healthz", headers=HEALTH_HEADERS, timeout=10)
     body = health.json()
     assert health.status_code == 200 and body["status"] == "ok" and body["database"] == "ok"
     assert body["last_ingest"]["new"] == 1 and body["last_digest"] is None

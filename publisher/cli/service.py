@@ -37,11 +37,10 @@ def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
 def _serve(ctx: click.Context, host: str | None, port: int | None, schedule: bool, upgrade: bool = False) -> None:
     import signal
 
-    import waitress
-
     from .. import jobs
     from ..scheduler import Scheduler
     from ..web import create_app
+    from ..web.server import create_server
 
     def stop(signum: int, _frame: object) -> None:
         # Once: a second signal during the stop must not cut it short.
@@ -75,8 +74,8 @@ def _serve(ctx: click.Context, host: str | None, port: int | None, schedule: boo
             if scheduler is not None:
                 Path(settings.output.dir).mkdir(parents=True, exist_ok=True)  # the builds write there
             web = create_app(app, scheduler.health if scheduler else None)
-            server = waitress.create_server(
-                web, host=host or settings.web.host, port=settings.web.port if port is None else port, threads=8
+            server = create_server(
+                web, settings.web, host or settings.web.host, settings.web.port if port is None else port
             )
         except (PublisherError, OSError) as exc:
             fail(exc)

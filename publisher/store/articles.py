@@ -214,10 +214,11 @@ class ArticleStore:
             with self.engine.begin() as conn:
                 conn.execute(delete(dirty_table).where(dirty_table.c.scope.in_(scopes)))
 
-    def writer(self, clock: Callable[[], datetime] | None = None) -> StoreWriter:
-        """A transaction for one source's ingest; commit on success, roll back on error. With
-        `clock`, new articles are stamped first seen under the turnstile (see StoreWriter._stamp)."""
-        return StoreWriter(self.engine, clock)
+    def writer(self, clock: Callable[[], datetime] | None = None, source: str | None = None) -> StoreWriter:
+        """The writes of one source's ingest, committed a batch at a time and at the end; an
+        error rolls back the batch in progress (see StoreWriter). With `clock`, new articles
+        are stamped first seen under the turnstile (see StoreWriter._stamp)."""
+        return StoreWriter(self.engine, clock, source)
 
     # --- feeds -------------------------------------------------------------------------------
 

@@ -22,16 +22,26 @@ from .schema import (
 
 
 class StoreWriter:
-    """Writes of one ingest pass, in one transaction. New and changed articles are written in
-    batches of 500 or at commit, so a pass that reads slowly (a web crawl) takes the
-    database's write lock (SQLite has one for the whole file) only for its writes, not from
-    its first change to its commit, and digests and subscribers are not kept waiting."""
+    """Writes of one ingest pass. New and changed articles wait here and are written and
+    committed 500 at a time (`commit_batch`), the rest, the withdrawals and the folder digests
+    at the end: SQLite has one write lock for the whole file, taken at a transaction's first
+    write and held to its commit, so a pass of thousands of changes holds it for one batch's
+    writes at a time, and a reader's unsubscribe waits a batch, not the whole pass.
+
+    Every committed batch leaves the store correct for the next build: its articles come with
+    their category links, fingerprints and dirty marks, and the source's folder digests are
+    dropped in the first batch (a digest vouches for a whole folder, which the rest of the pass
+    may still be writing) and written anew at the end. A crash between batches loses nothing
+    committed; the next build finds the batches' files unchanged by their fingerprints and
+    compares the folders file by file, so it finishes the work."""
 
     BATCH = 500
 
-    def __init__(self, engine: Engine, clock: Callable[[], datetime] | None = None) -> None:
+    def __init__(self, engine: Engine, clock: Callable[[], datetime] | None = None, source: str | None = None) -> None:
         self.engine = engine
         self.clock = clock
+        self.source = source  # whose folder digests the first batch drops
+        self.batches_committed = 0
         self.conn: Connection | None = None
         self._pending: list[tuple[dict[str, object], Article]] = []  # new articles
         self._updates: list[tuple[int, dict[str, object], Article | None]] = []  # row, values, links
@@ -66,8 +76,7 @@ class StoreWriter:
         }  # fmt: skip
         self._pending.append((values, article))
         self._dirty.update((*article.categories, SITE_SCOPE))
-        if len(self._pending) + len(self._updates) >= self.BATCH:
-            self.flush()
+        self._commit_when_full()
 
     def flush(self) -> None:
         """Apply the pending changes, then insert the pending articles (one statement for all)
@@ -114,8 +123,7 @@ class StoreWriter:
         }
         self._updates.append((row_id, values, article))
         self._dirty.update((*article.categories, SITE_SCOPE))
-        if len(self._pending) + len(self._updates) >= self.BATCH:
-            self.flush()
+        self._commit_when_full()
 
     def set_folder_digests(self, source: str, digests: Mapping[str, str]) -> None:
         """The source's folder digests from now on (the folders not named have none)."""
@@ -129,8 +137,24 @@ class StoreWriter:
 
     def set_fingerprint(self, row_id: int, fingerprint: str | None) -> None:
         self._updates.append((row_id, {"fingerprint": fingerprint}, None))
+        self._commit_when_full()
+
+    def _commit_when_full(self) -> None:
         if len(self._pending) + len(self._updates) >= self.BATCH:
-            self.flush()
+            self.commit_batch()
+
+    def commit_batch(self) -> None:
+        """Write what waits, with its dirty marks, and commit: the write lock is let go until
+        the next batch. The first batch also drops the source's folder digests (see above)."""
+        assert self.conn is not None
+        self.flush()
+        if self.batches_committed == 0 and self.source is not None:
+            self.conn.execute(delete(folder_digests_table).where(folder_digests_table.c.source == self.source))
+        self._mark_dirty()
+        self.conn.commit()
+        self.batches_committed += 1
+        self._dirty.clear()
+        self._first_seen = None  # the next batch takes the turnstile again, at its own time
 
     def withdraw(self, row_ids: Iterable[int]) -> None:
         """Articles whose item is gone from the source leave the feeds but stay in the store."""
@@ -153,14 +177,14 @@ class StoreWriter:
         self.conn.execute(delete(article_categories_table).where(ac.article_id.in_(row_ids)))
 
     def _stamp(self) -> datetime | None:
-        """When this pass's new articles are first seen: the time this transaction took the
+        """When this batch's new articles are first seen: the time this transaction took the
         turnstile, just before its first insert, which it then holds to its commit. A
         scheduled digest reads the end of its window under the same turnstile, so it either
         ended before this (and the articles are in the next one) or waits for this commit (and
         they are in it): each new article lands in exactly one scheduled window, however long
-        the ingest runs (see Store.open_scheduled_digest). New articles are inserted 500 at a
-        time or at commit, so a short pass takes the turnstile only at its end. Without a
-        clock, articles keep the time they were processed."""
+        the ingest runs (see Store.open_scheduled_digest). Each batch is its own transaction
+        with its own stamp; a short pass takes the turnstile only at its end. Without a clock,
+        articles keep the time they were processed."""
         if self.clock is None:
             return None
         if self._first_seen is None:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from flask import Flask
 
+from ..config import optional_secret
 from ..newsletter import Newsletter
 from ..signup import SignupLimits
 from .account import PAGE_TEMPLATES, account
@@ -22,6 +23,7 @@ from .feeds import feeds
 from .health import ProblemLog, TemplateCheck
 from .health import health as health_pages
 from .shared import WebState, install
+from .unsubscribes import Unsubscribes, queue_file_for, store_applier
 
 if TYPE_CHECKING:
     from ..app import App
@@ -66,6 +68,8 @@ def create_app(app: App, health: Callable[[], dict[str, Any]] | None = None) -> 
                 lambda: [(app.theme.environment, [*(f"web/{name}" for name in PAGE_TEMPLATES), *SERVICE_TEMPLATES])]
             ),
             problems=ProblemLog(),
+            unsubscribes=Unsubscribes(queue_file_for(settings.store.url), store_applier(app.store)),
+            health_token=optional_secret(settings.web.health_token_env),
         ),
     )
     web.register_blueprint(health_pages)

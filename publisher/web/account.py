@@ -7,7 +7,7 @@
 - `/confirm/<token>`, `/preferences/<token>`, `/unsubscribe/<token>`: a GET shows a page with
   a button and changes nothing (mail scanners follow links); a POST acts. The unsubscribe POST
   is RFC 8058's one-click target: no cookie, no CSRF token, idempotent, the token is the
-  authority.
+  authority. An unsubscribe is recorded even when the store is busy (`unsubscribes.py`).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from ..model import Subscriber, SubscriberStatus
 from ..newsletter import CONFIRM_LIFETIME
 from ..signup import allow_signup, confirm_request, request_subscription
 from ..store import SignupRequest
-from ..subscriptions import choose_categories, confirm, normalize_email, unsubscribe
+from ..subscriptions import choose_categories, confirm, normalize_email
 from ..tokens import TokenError, expiry, read_token
 from .shared import WebState, client_address, csrf_token, csrf_valid, current, page
 
@@ -38,8 +38,15 @@ def expired() -> Response:
     return page("message.html.j2", 404, title=words["expired"], body=words["expired_body"], again=True)
 
 
-def unsubscribed(subscriber: Subscriber) -> Response:
+def unsubscribed(subscriber: Subscriber, how: str) -> Response:
+    """Record the unsubscribe (in the store, or queued beside it while the store is busy) and
+    say so; 503 with Retry-After only when it could not be recorded at all."""
     state = current()
+    assert subscriber.id is not None
+    if not state.unsubscribes.record(subscriber.id, state.app.clock(), how):
+        busy = page("message.html.j2", 503, title=state.words["busy"], body=state.words["busy_body"])
+        busy.headers["Retry-After"] = "60"
+        return busy
     body = state.words["unsubscribed_body"].format(email=subscriber.email, list_name=state.letters.list_name)
     return page("message.html.j2", title=state.words["unsubscribed"], body=body, again=True)
 
@@ -181,8 +188,7 @@ def preferences_page(token: str) -> Response:
     saved = False
     if request.method == "POST":
         if request.form.get("action") == "unsubscribe":
-            unsubscribe(state.app.store, subscriber.id, state.app.clock(), "web preferences")
-            return unsubscribed(subscriber)
+            return unsubscribed(subscriber, "web preferences")
         changed = choose_categories(state.app.store, subscriber.id, categories_from_form())
         subscriber, saved = changed or subscriber, True
     return page(
@@ -205,8 +211,7 @@ def unsubscribe_page(token: str) -> Response:
     assert subscriber.id is not None
     if request.method == "POST":  # RFC 8058 one-click, or the page's button: the same
         one_click = request.form.get("List-Unsubscribe") == "One-Click"
-        unsubscribe(state.app.store, subscriber.id, state.app.clock(), "one-click" if one_click else "web")
-        return unsubscribed(subscriber)
+        return unsubscribed(subscriber, "one-click" if one_click else "web")
     words = state.words
     body = words["unsubscribe_body"].format(email=subscriber.email, list_name=state.letters.list_name)
     return page("action.html.j2", title=words["unsubscribe"], body=body, button=words["unsubscribe"])

@@ -44,10 +44,12 @@ def output_file(path: str) -> Response:
     # No dotfiles (the writer's temporary files), nothing outside the folder via a symlink.
     if full is None or "\x00" in path or any(part.startswith(".") for part in path.split("/")):
         abort(404)
-    target = Path(full)
-    if target.is_dir():
-        target = target / "index.html"
+    # Any path the filesystem refuses (a name too long, a loop of links, bytes it cannot
+    # encode) is a path that names no file: a 404, not a traceback.
     try:
+        target = Path(full)
+        if target.is_dir():
+            target = target / "index.html"
         if not target.resolve().is_relative_to(out_dir) or not target.is_file():
             abort(404)
         stat = target.stat()
@@ -67,9 +69,11 @@ def output_file(path: str) -> Response:
     if _not_modified(etag, int(stat.st_mtime)):
         response.status_code = 304
         return response
-    data = _read(str(target), stat.st_mtime_ns, stat.st_size)
+    try:  # a rebuild may have replaced or removed it since the stat
+        data = (_gzipped if gzipped else _read)(str(target), stat.st_mtime_ns, stat.st_size)
+    except OSError:
+        abort(404)
     if gzipped:
-        data = _gzipped(str(target), stat.st_mtime_ns, stat.st_size)
         response.headers["Content-Encoding"] = "gzip"
     if request.method != "HEAD":
         response.set_data(data)

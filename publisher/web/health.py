@@ -3,12 +3,15 @@
 The parts: `templates` (every template the pages, the account mails, the digest and the index
 load and compile in the environments that render them), `database` (a cheap read works),
 `output` (the output folder exists and this process can write there, as every rebuild must),
-and the scheduler's state. A load balancer, systemd or a monitor asks it every few seconds,
-so it stays cheap: the templates' answer is kept for `TEMPLATES_TTL` seconds.
+and the scheduler's state. Anyone sees each part's ok or error and the times; the reasons, the
+delivery counts and the jobs only a request with the `[web] health_token_env` token. A load
+balancer, systemd or a monitor asks it every few seconds, so it stays cheap: the templates'
+answer is kept for `TEMPLATES_TTL` seconds.
 """
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
 import os
@@ -18,7 +21,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from flask import Blueprint, Response
+from flask import Blueprint, Response, request
 from jinja2 import Environment, TemplateError, TemplateNotFound, TemplateSyntaxError, meta
 
 from ..store import Store
@@ -136,6 +139,32 @@ def output_problem(folder: Path) -> str | None:
     return None
 
 
+def public_view(report: dict[str, Any]) -> dict[str, Any]:
+    """What anyone may see: each part's ok or error, the state and the times. The reasons,
+    the delivery counts (the list's size) and the jobs are for the operator's token."""
+    view: dict[str, Any] = {
+        part: ("ok" if report[part] == "ok" else "error") for part in ("templates", "database", "output")
+    }
+    ingest, digest = report.get("last_ingest"), report.get("last_digest")
+    view["last_ingest"] = {"at": ingest.get("at")} if isinstance(ingest, dict) else None
+    view["last_digest"] = {"key": digest["key"], "status": digest["status"]} if isinstance(digest, dict) else None
+    scheduler = report["scheduler"]
+    view["scheduler"] = {key: scheduler[key] for key in ("state", "ingest") if key in scheduler}
+    if str(view["scheduler"].get("state", "")).startswith("error"):
+        view["scheduler"]["state"] = "error"
+    view["status"] = report["status"]
+    return view
+
+
+def shows_details(token: str | None) -> bool:
+    """The request carries `Authorization: Bearer <token>` with the configured token."""
+    if token is None:
+        return False
+    sent = request.headers.get("Authorization", "")
+    scheme, _, value = sent.partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(value.strip().encode(), token.encode())
+
+
 @health.get("/healthz")
 def healthz() -> Response:
     state = current()
@@ -156,4 +185,7 @@ def healthz() -> Response:
         problems["scheduler"] = exc.__class__.__name__
     report["status"] = "error" if problems else "ok"
     state.problems.report(problems)
-    return Response(json.dumps(report, ensure_ascii=False), 503 if problems else 200, mimetype="application/json")
+    shown = report if shows_details(state.health_token) else public_view(report)
+    answer = Response(json.dumps(shown, ensure_ascii=False), 503 if problems else 200, mimetype="application/json")
+    answer.headers["Cache-Control"] = "no-store"
+    return answer

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from ..newsletter import Newsletter
     from ..signup import SignupLimits
     from .health import ProblemLog, TemplateCheck
+    from .unsubscribes import Unsubscribes
 
 EXTENSION = "publisher"
 
@@ -41,6 +42,8 @@ class WebState:
     health: Callable[[], dict[str, Any]] | None
     templates: TemplateCheck
     problems: ProblemLog
+    unsubscribes: Unsubscribes
+    health_token: str | None = None  # shows /healthz's details (`[web] health_token_env`)
 
 
 def install(web: Flask, state: WebState) -> None:
@@ -105,7 +108,7 @@ def csrf_valid() -> bool:
 
 
 def client_address() -> str:
-    """The client's address: the last proxy's word for it when `[web] trust_proxy` says so."""
-    if current().app.settings.web.trust_proxy and request.headers.get("X-Forwarded-For"):
-        return request.headers["X-Forwarded-For"].split(",")[-1].strip()
+    """The client's address. Behind the proxy that `[web] trust_proxy` names, waitress has
+    already made it the address the proxy appended to `X-Forwarded-For` (web/server.py), and
+    dropped that header from anyone else."""
     return request.remote_addr or "?"
