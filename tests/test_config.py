@@ -263,6 +263,7 @@ def test_secrets_come_only_from_the_named_environment_variable(tmp_path: Path, m
 
 
 def test_check_reports_a_missing_mail_secret(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # the default store, var/publisher.db, is read relative to here
     (tmp_path / "c").mkdir()
     text = MAIL_BASE.replace('path = "c"', f'path = "{tmp_path / "c"}"')
     text += '[mail]\ntransport = "postmark"\n[mail.postmark]\napi_key_env = "PUBLISHER_TEST_POSTMARK"\n'

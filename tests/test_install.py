@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import email
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -43,17 +44,23 @@ class Installed:
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installed]:
     work = tmp_path_factory.mktemp("install")
+    # Built from a copy of the working tree without setuptools' build/ folder, which keeps modules
+    # of earlier builds (a deleted store.py, say) that pip would pack again.
+    source = work / "source"
+    ignored = shutil.ignore_patterns(".git", ".venv", "build", "*.egg-info", "__pycache__", "var", "public", ".*cache")
+    shutil.copytree(ROOT, source, ignore=ignored)
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "PUBLISHER", "VIRTUAL_ENV"))}
     built = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(work / "dist"), str(ROOT)],
-        capture_output=True, text=True, timeout=600,
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(work / "dist"), str(source)],
+        capture_output=True, text=True, timeout=600, env=clean,
     )  # fmt: skip
     assert built.returncode == 0, built.stderr
     [wheel] = (work / "dist").glob("publisher-*.whl")
     venv = work / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300, env=clean)
     install = subprocess.run(
         [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", str(wheel)],
-        capture_output=True, text=True, timeout=900,
+        capture_output=True, text=True, timeout=900, env=clean,
     )  # fmt: skip
     offline = ("NewConnectionError", "Temporary failure in name resolution", "Network is unreachable")
     if install.returncode != 0 and any(sign in install.stderr for sign in offline):
