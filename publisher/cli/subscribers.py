@@ -165,6 +165,7 @@ def subscribers_remove(ctx: click.Context, email: str, erase: bool) -> None:
 @click.pass_context
 def subscribers_export(ctx: click.Context, file: Path | None) -> None:
     """Every subscriber as CSV, to FILE or standard output; `import` reads it back."""
+    from ..private_files import open_private_text
     from ..subscriptions import export_csv
 
     app, index = _subscriber_app(ctx)
@@ -175,6 +176,6 @@ def subscribers_export(ctx: click.Context, file: Path | None) -> None:
     if file is None:
         export_csv(found, index, sys.stdout)
         return
-    with open(file, "w", encoding="utf-8", newline="") as handle:
+    with open_private_text(file) as handle:  # readers' addresses: 0600
         count = export_csv(found, index, handle)
     err.print(f"exported {count} subscriber(s) to {escape(str(file))}", highlight=False)

@@ -16,6 +16,7 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 
 from ..errors import StoreError, StoreSchemaError
+from ..private_files import create_private, private_folder
 from .articles import ArticleStore, Known
 from .ledger import DigestRow, Ledger, LedgerStore
 from .revision import HEAD, create_at_head, read_state
@@ -41,7 +42,9 @@ class Store(ArticleStore, SubscriberStore, SignupStore, LedgerStore):
         except ArgumentError as exc:
             raise StoreError(f"store.url {url!r} is not a database URL", str(exc)) from exc
         if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            database = Path(parsed.database)
+            private_folder(database.parent)
+            create_private(database)  # holds the signing key: 0600, and so its -wal and -shm
         self.engine: Engine = create_engine(parsed)
         if parsed.get_backend_name() == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)

@@ -15,6 +15,7 @@ from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 
 from ..errors import StoreError, StoreSchemaError
+from ..private_files import create_private
 from .revision import BEFORE_MIGRATIONS, HEAD, REVISIONS, SchemaState, create_at_head, read_state, stamp
 
 if TYPE_CHECKING:
@@ -178,12 +179,13 @@ def _check_baseline(conn: Connection, url: str) -> None:
 
 
 def _backup(engine: Engine, state: SchemaState, now: datetime) -> Path | None:
-    """A SQLite store's copy, made with SQLite's online backup: `<file>.before-<revision>-<UTC time>`."""
+    """A SQLite store's copy, made with SQLite's online backup: `<file>.before-<revision>-<UTC time>`, 0600."""
     database = engine.url.database
     if engine.dialect.name != "sqlite" or not database or database == ":memory:":
         return None
     revision = "0.1.0" if state.stored == BEFORE_MIGRATIONS else state.label
     target = Path(f"{database}.before-{revision}-{now.astimezone(UTC):%Y%m%dT%H%M%SZ}")
+    create_private(target)  # a copy of the signing key and of every reader's address
     source, copy = sqlite3.connect(database), sqlite3.connect(target)
     try:
         source.backup(copy)

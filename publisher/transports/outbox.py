@@ -8,6 +8,7 @@ import tempfile
 from pathlib import Path
 
 from ..mail import Message
+from ..private_files import private_folder
 from . import Sent
 
 
@@ -20,7 +21,7 @@ class OutboxTransport:
         self.count = len(list(folder.glob("*.eml"))) if folder.is_dir() else 0
 
     def send(self, message: Message) -> Sent:
-        self.folder.mkdir(parents=True, exist_ok=True)
+        private_folder(self.folder)  # the messages hold live unsubscribe links (mkstemp makes them 0600)
         data = message.as_bytes()
         digest = hashlib.sha256(message.message_id.encode()).hexdigest()[:16]
         self.count += 1
