@@ -75,7 +75,8 @@ def test_previews_and_dry_runs_are_private(site: Site) -> None:
         "digest.html": 0o600, "digest.txt": 0o600, "digest.eml": 0o600,
     }  # fmt: skip
     dry = site.root / "dry" / "run"
-    result = site.cli("digest", "send", "--dry-run", "--out", str(dry), "--since", "2026-01-01", "--until", "2026-12-31")
+    window = ["--since", "2026-01-01", "--until", "2026-12-31"]
+    result = site.cli("digest", "send", "--dry-run", "--out", str(dry), *window)
     assert result.exit_code == 0, result.output
     assert "1 message(s)" in result.output, result.output
     assert mode(dry) == 0o700 and mode(dry.parent) == 0o700
