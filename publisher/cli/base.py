@@ -20,7 +20,7 @@ from rich.text import Text
 from .. import __version__
 from ..app import App
 from ..config import find_config, load_settings
-from ..errors import ConfigError, StoreError, StoreSchemaError, ThemeError
+from ..errors import FILE_REFUSED, ConfigError, OutputError, StoreError, StoreSchemaError, ThemeError
 
 # No hard wrapping: paths in logs must stay whole. No markup: what is printed holds readers'
 # names, titles and paths, and `[/bold]` in one must not crash a command nor `[link=…]` make a
@@ -39,6 +39,7 @@ class GlobalOptions:
 
     config: Path | None  # None: config.find_config looks in the usual places
     verbose: bool = False
+    store_url: str = ""  # of the loaded configuration, to name the store in errors
 
 
 def _options(ctx: click.Context) -> GlobalOptions:
@@ -101,10 +102,26 @@ class Group(_TakesGlobalOptions, click.Group):
 
 
 class RootGroup(click.Group):
-    """`publisher` itself: every command and group added to it takes the global options too."""
+    """`publisher` itself: every command and group added to it takes the global options too.
+    What reaches it unexplained from the store or the disk (a full disk, a store locked too long
+    or damaged) is said in one line naming the store or file and what to do, never a traceback."""
 
     command_class = Command
     group_class = Group
+
+    def invoke(self, ctx: click.Context) -> Any:
+        from sqlalchemy.exc import DBAPIError
+
+        from ..store import store_failure
+
+        try:
+            return super().invoke(ctx)
+        except DBAPIError as exc:
+            fail(store_failure(exc, _options(ctx).store_url))
+        except OSError as exc:
+            if exc.errno not in FILE_REFUSED:
+                raise
+            fail(OutputError(exc.filename or "a file", exc))
 
 
 @click.group(cls=RootGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -132,6 +149,7 @@ def load_app(ctx: click.Context, store: bool = True) -> App:
     except ThemeError as exc:
         err.print(labelled("theme error:", "bold red", str(exc)), highlight=False)
         sys.exit(EXIT_CONFIG)
+    _options(ctx).store_url = app.settings.store.url
     if store:
         open_store(ctx, app)
     return app

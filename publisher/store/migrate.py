@@ -12,10 +12,11 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import create_engine, event, inspect
 from sqlalchemy.engine import Connection, Engine, make_url
-from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.exc import ArgumentError, DBAPIError
 
 from ..errors import StoreError, StoreSchemaError
 from ..private_files import create_private
+from . import store_failure
 from .revision import BEFORE_MIGRATIONS, HEAD, REVISIONS, SchemaState, create_at_head, read_state, stamp
 
 if TYPE_CHECKING:
@@ -92,8 +93,8 @@ def status(url: str) -> SchemaState:
     engine = migration_engine(url)
     try:
         return read_state(engine)
-    except OperationalError as exc:
-        raise StoreError(f"cannot open the store at {shown_url(url)}: {exc.orig}", "check [store] url") from exc
+    except DBAPIError as exc:
+        raise store_failure(exc, url) from exc
     finally:
         engine.dispose()
 
@@ -130,8 +131,9 @@ def upgrade(url: str, backup: bool = True, now: Callable[[], datetime] = lambda:
                     raise StoreError(f"the upgraded store breaks {len(broken)} foreign key(s): {broken[:3]}",
                                      "nothing was changed; report this with the store's schema")  # fmt: skip
         return Upgraded(state.label, HEAD, copy)
-    except OperationalError as exc:
-        raise StoreError(f"cannot upgrade the store at {shown_url(url)}: {exc.orig}", "nothing was changed") from exc
+    except DBAPIError as exc:
+        failure = store_failure(exc, url)
+        raise StoreError(f"cannot upgrade: {failure.message}", f"nothing was changed; {failure.hint}") from exc
     finally:
         engine.dispose()
 
