@@ -8,7 +8,9 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO, TextIO
+from typing import TextIO
+
+from .errors import OutputError
 
 FILE_MODE = 0o600
 FOLDER_MODE = 0o700
@@ -37,22 +39,22 @@ def create_private(path: Path) -> None:
 
 @contextmanager
 def open_private_text(path: Path) -> Iterator[TextIO]:
-    """`path` opened for writing UTF-8 text (newline as written, as csv wants), truncated and 0600."""
-    with os.fdopen(_open_truncated(path), "w", encoding="utf-8", newline="") as handle:
-        yield handle
-
-
-@contextmanager
-def open_private_binary(path: Path) -> Iterator[BinaryIO]:
-    """`path` opened for writing bytes, truncated and 0600."""
-    with os.fdopen(_open_truncated(path), "wb") as handle:
-        yield handle
+    """`path` opened for writing UTF-8 text (newline as written, as csv wants), truncated and
+    0600. A write that fails (a full disk) is an OutputError naming `path`."""
+    try:
+        with os.fdopen(_open_truncated(path), "w", encoding="utf-8", newline="") as handle:
+            yield handle
+    except OSError as exc:
+        raise OutputError(path, exc) from exc
 
 
 def write_private(path: Path, data: bytes) -> None:
-    """`data` as the whole of `path`, 0600."""
-    with open_private_binary(path) as handle:
-        handle.write(data)
+    """`data` as the whole of `path`, 0600; OutputError naming `path` when it cannot be written."""
+    try:
+        with os.fdopen(_open_truncated(path), "wb") as handle:
+            handle.write(data)
+    except OSError as exc:
+        raise OutputError(path, exc) from exc
 
 
 def _open_truncated(path: Path) -> int:

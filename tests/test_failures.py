@@ -289,3 +289,80 @@ def test_a_killed_build_leaves_no_worker_behind(site: Site, how: signal.Signals)
         time.sleep(0.1)
     assert alive(workers) == set(), f"orphaned after {how.name}: {alive(workers)}"
     no_traceback((build.stderr.read() if build.stderr else b"").decode(errors="replace"))
+
+
+def full(disk: Path) -> None:
+    """Fill `disk` to the last byte."""
+    with open(disk / "filler", "wb", buffering=0) as handle:
+        try:
+            while True:
+                handle.write(b"x" * 4096)
+        except OSError:
+            pass
+        try:
+            while True:
+                handle.write(b"x")
+        except OSError:
+            pass
+
+
+def test_a_preview_or_an_export_on_a_full_disk_names_its_file(site: Site, small_disk) -> None:  # type: ignore[no-untyped-def]
+    subscribed(site)
+    disk = small_disk("64k")
+    full(disk)
+    preview = site.cli("digest", "preview", "--out", str(disk / "preview"))
+    assert preview.exit_code == 1, preview.output
+    no_traceback(preview.output)
+    assert f"cannot write {disk}/preview" in preview.output and "No space left on device" in preview.output
+    export = site.cli("subscribers", "export", str(disk / "list.csv"))
+    assert export.exit_code == 1, export.output
+    no_traceback(export.output)
+    assert f"cannot write {disk}/list.csv: No space left on device" in export.output
+
+
+def test_db_upgrade_on_a_full_disk_changes_nothing(tmp_path: Path, small_disk, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    import shutil
+
+    from test_migrations import FIXTURE, cli, fixture_config
+
+    monkeypatch.delenv("PUBLISHER_SECRET_KEY", raising=False)
+    disk = small_disk("1m")
+    shutil.copyfile(FIXTURE / "publisher.db", disk / "publisher.db")
+    before = (disk / "publisher.db").read_bytes()
+    full(disk)
+    config = tmp_path / "publisher.toml"
+    config.write_text(fixture_config(disk / "publisher.db", tmp_path), encoding="utf-8")
+    result = cli(config, "db", "upgrade")
+    assert result.exit_code == 1, result.output
+    no_traceback(result.output)
+    assert f"cannot back up the store to {disk}/publisher.db.before-0.1.0-" in result.output
+    assert "nothing was changed" in result.output
+    assert list(disk.glob("publisher.db.before-*")) == []
+    assert (disk / "publisher.db").read_bytes() == before
+
+
+def test_a_scheduled_job_that_meets_a_locked_store_logs_one_line(
+    site: Site, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    from publisher import jobs, store
+    from publisher.scheduler import _explained_elsewhere
+
+    site.build()
+    monkeypatch.setattr(store, "BUSY_TIMEOUT_MS", 200)
+    site.article("高新院新闻/new.md", "新的一篇")
+    holder = sqlite3.connect(site.db, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        with pytest.raises(StoreError, match="stayed locked by another process") as caught:
+            jobs.ingest_and_build(str(site.config))
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    record = logging.LogRecord("apscheduler.executors.default", logging.ERROR, "", 0, "Job raised", (),
+                               (StoreError, caught.value, None))  # fmt: skip
+    assert not _explained_elsewhere(record)  # its traceback is not logged; `<job> failed: …` is
+    bug = logging.LogRecord("apscheduler.executors.default", logging.ERROR, "", 0, "Job raised", (),
+                            (KeyError, KeyError("x"), None))  # fmt: skip
+    assert _explained_elsewhere(bug)

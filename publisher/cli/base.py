@@ -20,7 +20,15 @@ from rich.text import Text
 from .. import __version__
 from ..app import App
 from ..config import find_config, load_settings
-from ..errors import FILE_REFUSED, ConfigError, OutputError, StoreError, StoreSchemaError, ThemeError
+from ..errors import (
+    FILE_REFUSED,
+    ConfigError,
+    OutputError,
+    PublisherError,
+    StoreError,
+    StoreSchemaError,
+    ThemeError,
+)
 
 # No hard wrapping: paths in logs must stay whole. No markup: what is printed holds readers'
 # names, titles and paths, and `[/bold]` in one must not crash a command nor `[link=…]` make a
@@ -116,6 +124,8 @@ class RootGroup(click.Group):
 
         try:
             return super().invoke(ctx)
+        except PublisherError as exc:  # explained already, and not caught by its command
+            fail(exc)
         except DBAPIError as exc:
             fail(store_failure(exc, _options(ctx).store_url))
         except OSError as exc:

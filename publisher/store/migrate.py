@@ -187,11 +187,19 @@ def _backup(engine: Engine, state: SchemaState, now: datetime) -> Path | None:
         return None
     revision = "0.1.0" if state.stored == BEFORE_MIGRATIONS else state.label
     target = Path(f"{database}.before-{revision}-{now.astimezone(UTC):%Y%m%dT%H%M%SZ}")
-    create_private(target)  # a copy of the signing key and of every reader's address
-    source, copy = sqlite3.connect(database), sqlite3.connect(target)
     try:
-        source.backup(copy)
-    finally:
-        copy.close()
-        source.close()
+        create_private(target)  # a copy of the signing key and of every reader's address
+        source, copy = sqlite3.connect(database), sqlite3.connect(target)
+        try:
+            source.backup(copy)
+        finally:
+            copy.close()
+            source.close()
+    except (OSError, sqlite3.Error) as exc:
+        target.unlink(missing_ok=True)
+        raise StoreError(
+            f"cannot back up the store to {target}: {exc}",
+            "nothing was changed; free space on the disk that holds it (the copy is as big as the store), "
+            "then run `publisher db upgrade` again",
+        ) from exc
     return target
