@@ -11,22 +11,14 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from test_config import MINIMAL
 
 from publisher.cli import main
 from publisher.config import validate
 from publisher.errors import ConfigError
 
-GOOD = """\
-[site]
-title = "高新院"
-url = "https://www.example.org"
-[[categories]]
-name = "政策解读"
-slug = "policy"
-[[sources]]
-type = "files"
-path = "content"
-"""
+GOOD = MINIMAL.replace('[store]\nurl = "sqlite:///var/publisher.db"\n', "")  # each test says its own [store]
+assert "[store]" not in GOOD
 
 
 def problems(text: str) -> dict[str, str]:
@@ -67,7 +59,9 @@ def test_types_and_meaning_are_reported_together() -> None:
 
 def test_a_typo_in_a_section_does_not_hide_the_rest_of_it() -> None:
     found = problems(
-        GOOD.replace('url = "https://www.example.org"', 'url = "x"\nlangauge = "en"\ntimezone = "Mars/Base"')
+        GOOD.replace('url = "https://www.example.org"', 'url = "x"\nlangauge = "en"').replace(
+            "Asia/Shanghai", "Mars/Base"
+        )
     )
     assert set(found) == {"site.langauge", "site.url", "site.timezone"}
 
@@ -87,8 +81,8 @@ category = "科技"
 type = "files"
 """
     )
-    # categories[1] is wrong, but a source naming it is not told the category does not exist
-    assert set(found) == {"categories[1].slug", "sources[1].url", "sources[2].path"}
+    # categories[2] is wrong, but a source naming it is not told the category does not exist
+    assert set(found) == {"categories[2].slug", "sources[1].url", "sources[2].path"}
 
 
 @pytest.mark.parametrize(

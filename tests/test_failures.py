@@ -55,16 +55,26 @@ def no_traceback(output: str) -> None:
     assert "Traceback" not in output, output
 
 
-def test_a_full_output_disk_is_one_message_and_leaves_no_half_file(site: Site, small_disk) -> None:  # type: ignore[no-untyped-def]
-    out = site.out = small_disk("64k")
+def failed_build(site: Site, articles: int) -> str:
+    """The output of a build of `articles` big articles (with the site's config written again
+    for where its output and store are now), which must fail with a message, not a traceback."""
     site.write_config()
-    for i in range(6):
+    for i in range(articles):
         site.article(f"高新院新闻/{i}.md", f"第{i}篇", body=BIG_BODY)
     result = site.cli("build")
     assert result.exit_code == 1, result.output
     no_traceback(result.output)
-    assert f"cannot write {out}" in result.output and "No space left on device" in result.output
-    assert "free space on the disk" in result.output
+    return result.output
+
+
+SmallDisk = Callable[[str], Path]
+
+
+def test_a_full_output_disk_is_one_message_and_leaves_no_half_file(site: Site, small_disk: SmallDisk) -> None:
+    out = site.out = small_disk("64k")
+    output = failed_build(site, 6)
+    assert f"cannot write {out}" in output and "No space left on device" in output
+    assert "free space on the disk" in output
     assert temporaries(out) == []
 
 
@@ -94,17 +104,11 @@ except OutputError as exc:
     assert temporaries(tmp_path) == []
 
 
-def test_a_full_store_disk_is_one_message(site: Site, small_disk) -> None:  # type: ignore[no-untyped-def]
-    disk = small_disk("512k")
-    db = site.db = disk / "publisher.db"
-    site.write_config()
-    for i in range(30):
-        site.article(f"高新院新闻/{i}.md", f"第{i}篇", body=BIG_BODY)
-    result = site.cli("build")
-    assert result.exit_code == 1, result.output
-    no_traceback(result.output)
-    assert f"the store {db}" in result.output and "disk is full" in result.output
-    assert "free space on the disk that holds it" in result.output
+def test_a_full_store_disk_is_one_message(site: Site, small_disk: SmallDisk) -> None:
+    db = site.db = small_disk("512k") / "publisher.db"
+    output = failed_build(site, 30)
+    assert f"the store {db}" in output and "disk is full" in output
+    assert "free space on the disk that holds it" in output
 
 
 def subscribed(site: Site) -> None:
@@ -118,7 +122,7 @@ def subscribed(site: Site) -> None:
         app.close()
 
 
-def test_a_full_outbox_pauses_the_digest_and_removes_its_partial_file(site: Site, small_disk) -> None:  # type: ignore[no-untyped-def]
+def test_a_full_outbox_pauses_the_digest_and_removes_its_partial_file(site: Site, small_disk: SmallDisk) -> None:
     outbox = small_disk("8k")
     site.append_config(f'\n[mail]\ntransport = "outbox"\n[mail.outbox]\ndir = "{outbox}"\n')
     subscribed(site)
@@ -306,7 +310,7 @@ def full(disk: Path) -> None:
             pass
 
 
-def test_a_preview_or_an_export_on_a_full_disk_names_its_file(site: Site, small_disk) -> None:  # type: ignore[no-untyped-def]
+def test_a_preview_or_an_export_on_a_full_disk_names_its_file(site: Site, small_disk: SmallDisk) -> None:
     subscribed(site)
     disk = small_disk("64k")
     full(disk)
@@ -320,7 +324,9 @@ def test_a_preview_or_an_export_on_a_full_disk_names_its_file(site: Site, small_
     assert f"cannot write {disk}/list.csv: No space left on device" in export.output
 
 
-def test_db_upgrade_on_a_full_disk_changes_nothing(tmp_path: Path, small_disk, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+def test_db_upgrade_on_a_full_disk_changes_nothing(
+    tmp_path: Path, small_disk: SmallDisk, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import shutil
 
     from test_migrations import FIXTURE, cli, fixture_config
