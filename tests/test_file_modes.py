@@ -124,3 +124,11 @@ def test_the_backup_db_upgrade_makes_is_private(tmp_path: Path, monkeypatch: pyt
     assert cli(config, "db", "upgrade").exit_code == 0
     [backup] = tmp_path.glob("publisher.db.before-0.1.0-*")
     assert mode(backup) == 0o600
+
+
+def test_db_upgrade_makes_a_new_store_in_a_new_private_folder(site: Site) -> None:
+    """`make run` upgrades first: on a new site that is where var/ and the store are made."""
+    result = site.cli("db", "upgrade")
+    assert result.exit_code == 0, result.output
+    assert mode(site.db.parent) == 0o700 and mode(site.db) == 0o600
+    assert site.cli("db", "status").output.splitlines()[-1] == "up to date"

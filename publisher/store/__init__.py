@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from sqlalchemy import create_engine, delete, event, insert, select, text
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
 
 from ..errors import StoreError, StoreSchemaError
@@ -27,7 +27,7 @@ from .writer import StoreWriter, sqlite_datetime
 
 __all__ = [
     "SITE_SCOPE", "Budget", "DigestRow", "Known", "Ledger", "SignupRequest", "Store", "StoreWriter", "metadata",
-    "sqlite_datetime", "store_failure",
+    "prepare_sqlite_file", "sqlite_datetime", "store_failure",
 ]  # fmt: skip
 
 
@@ -43,10 +43,7 @@ class Store(ArticleStore, SubscriberStore, SignupStore, LedgerStore):
         except (ArgumentError, ImportError) as exc:  # NoSuchModuleError is an ArgumentError
             fix = 'use "sqlite:///var/publisher.db", or "postgresql+psycopg://user@host/db" with its driver installed'
             raise StoreError(f"store.url {url!r} is not a database publisher can open: {exc}", fix) from exc
-        if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
-            database = Path(parsed.database)
-            private_folder(database.parent)
-            create_private(database)  # holds the signing key: 0600, and so its -wal and -shm
+        prepare_sqlite_file(parsed)
         if parsed.get_backend_name() == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
         try:
@@ -104,6 +101,15 @@ class Store(ArticleStore, SubscriberStore, SignupStore, LedgerStore):
                         conn.execute(text("select pg_advisory_unlock(7202612)"))
             return
         yield True
+
+
+def prepare_sqlite_file(url: URL) -> None:
+    """A SQLite store's file made before SQLite makes it: 0600 (it holds the signing key; SQLite
+    gives its -wal and -shm the same mode), in a folder made 0700 when it is missing."""
+    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+        database = Path(url.database)
+        private_folder(database.parent)
+        create_private(database)
 
 
 BUSY_TIMEOUT_MS = 120_000  # how long a SQLite writer waits for another's lock before "database is locked"

@@ -16,7 +16,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError
 
 from ..errors import StoreError, StoreSchemaError
 from ..private_files import create_private
-from . import store_failure
+from . import prepare_sqlite_file, store_failure
 from .revision import BEFORE_MIGRATIONS, HEAD, REVISIONS, SchemaState, create_at_head, read_state, stamp
 
 if TYPE_CHECKING:
@@ -103,11 +103,9 @@ def upgrade(url: str, backup: bool = True, now: Callable[[], datetime] = lambda:
     """Migrate the store to HEAD in one transaction. A 0.1.0 store (no alembic_version) is
     checked to have 0.1.0's tables and stamped 0001 first; a SQLite file is copied beside
     itself first unless `backup` is False; a store ahead of the code is refused. A SQLite file
-    that is not there yet is made at HEAD, its folder too, as a Store would make it."""
-    parsed = make_url(url)
-    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
-        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    that is not there yet is made at HEAD, its folder too, as a Store would make it (private)."""
     engine = migration_engine(url)
+    prepare_sqlite_file(engine.url)
     try:
         state = read_state(engine)
         if state.ahead:
