@@ -122,3 +122,15 @@ def test_a_failed_source_named_with_markup_is_printed_as_it_is(site: Site) -> No
     site.append_config('\n[[sources]]\ntype = "files"\nname = "[/red] news"\npath = "/nonexistent/folder"\n')
     result = site.cli("build")
     assert "[/red] news" in result.output
+
+
+def test_every_line_the_cli_prints_is_text_not_markup(site: Site, tmp_path: Path) -> None:
+    """Not only tables: an address or a file name typed with markup is printed as typed."""
+    site.build()
+    missing = site.cli("subscribers", "remove", "[/bold]x@example.org")
+    assert missing.exit_code == 1
+    assert "[/bold]x@example.org is not on the list" in missing.output
+    target = tmp_path / "[link=mailto:x@evil.example]list.csv"
+    exported = site.cli("subscribers", "export", str(target))
+    assert exported.exit_code == 0, exported.output
+    assert f"to {target}" in exported.output

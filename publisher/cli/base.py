@@ -33,8 +33,8 @@ from ..errors import (
 # No hard wrapping: paths in logs must stay whole. No markup: what is printed holds readers'
 # names, titles and paths, and `[/bold]` in one must not crash a command nor `[link=…]` make a
 # link; styles come from `labelled` (rich Text), never from markup in a string.
-out = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
+out = Console(soft_wrap=True, markup=False)
+err = Console(stderr=True, soft_wrap=True, markup=False)
 
 EXIT_PROBLEMS = 1  # a source failed, or --strict found a bad item
 EXIT_CONFIG = 2  # the configuration is invalid, or the store's schema is not this code's
