@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -33,6 +34,8 @@ if TYPE_CHECKING:
     from .sources.http import Fetcher
     from .transports import Transport
 from .text import slugify
+
+log = logging.getLogger(__name__)
 
 
 def utc_now() -> datetime:
@@ -354,12 +357,15 @@ class App:
     def write_output(self, report: BuildReport) -> None:
         """Feeds whose articles changed (or whose files are missing), and index.html and
         feeds.opml when the site's shape changed; only changed bytes reach the disk."""
+        from .atomic import remove_stale_temporaries
         from .feeds import write_feeds, write_if_changed
         from .model import FeedFormat
         from .pages import render_index, render_opml
         from .store import SITE_SCOPE
 
         store, out = self.store, self.out_dir
+        for stale in remove_stale_temporaries(out, recursive=True):
+            log.info("removed %s, left by a write that was killed", stale)
         categories = self.categories
         signature = self.render_signature()
         reshaped = store.get_meta("render_signature") != signature

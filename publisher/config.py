@@ -7,12 +7,14 @@ import os
 import re
 import string
 import tomllib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic_core import PydanticUndefined
 
 from .errors import ConfigError
 from .text import CONVERSIONS
@@ -347,19 +349,88 @@ _MISSING_FILE_FIX = "pass --config FILE with the right path, or make a site with
 
 
 def validate(raw: dict[str, Any], origin: str = "<config>") -> Settings:
-    """Validate a parsed TOML mapping into Settings, collecting all problems."""
+    """Validate a parsed TOML mapping into Settings, collecting all problems: pydantic's, and the
+    meaning checks of every section that validated, even when another one did not."""
     problems: list[tuple[str, str, str]] = []
     settings: Settings | None = None
     try:
         settings = Settings.model_validate(raw)
     except ValidationError as exc:
         problems.extend(_explain(error) for error in exc.errors())
-    if settings is not None:
-        problems.extend(_check_meaning(settings))
+    problems.extend(_check_meaning(_Valid.of(settings) if settings is not None else _Valid.salvage(raw)))
     if problems:
         raise ConfigError(origin, problems)
     assert settings is not None
     return settings
+
+
+@dataclass(frozen=True)
+class _Valid:
+    """The parts of a configuration that validated, for the meaning checks: a section that did
+    not is None, a list keeps its valid entries with their index (their problems are reported)."""
+
+    site: SiteConfig | None
+    output: OutputConfig | None
+    store: StoreConfig | None
+    categories: list[tuple[int, CategoryConfig]]
+    sources: list[tuple[int, SourceConfig]]
+    mail: MailConfig | None
+    digest: DigestConfig | None
+    web: WebConfig | None
+    theme: ThemeConfig | None
+    unchecked_labels: frozenset[str] = frozenset()  # names and slugs of categories that did not validate
+
+    @classmethod
+    def of(cls, settings: Settings) -> _Valid:
+        return cls(
+            settings.site, settings.output, settings.store, list(enumerate(settings.categories)),
+            list(enumerate(settings.sources)), settings.mail, settings.digest, settings.web, settings.theme,
+        )  # fmt: skip
+
+    @classmethod
+    def salvage(cls, raw: dict[str, Any]) -> _Valid:
+        """Each section of `raw` validated on its own; a missing one with defaults takes them."""
+        fields = Settings.model_fields
+        sections = {
+            name: _valid_or_none(fields[name].annotation, raw[name]) if name in raw else fields[name].default
+            for name in ("site", "output", "store", "mail", "digest", "web", "theme")
+        }
+        sections = {name: None if value is PydanticUndefined else value for name, value in sections.items()}
+        categories, sources, unchecked = [], [], set()
+        for i, entry in enumerate(_entries(raw, "categories")):
+            category = _valid_or_none(CategoryConfig, entry)
+            if category is not None:
+                categories.append((i, category))
+            elif isinstance(entry, dict):  # a source may name it: not "not a configured category"
+                unchecked |= {v for k, v in entry.items() if k in ("name", "slug") and isinstance(v, str)}
+        for i, entry in enumerate(_entries(raw, "sources")):
+            source = _valid_or_none(SourceConfig, entry)
+            if source is not None:
+                sources.append((i, source))
+        return cls(categories=categories, sources=sources, unchecked_labels=frozenset(unchecked), **sections)
+
+
+def _valid_or_none(kind: Any, value: Any) -> Any:
+    """`value` validated as `kind`; when its only problems are unknown keys, without them (a
+    typo must not hide the meaning of the rest); else None."""
+    adapter = TypeAdapter(kind)
+    try:
+        return adapter.validate_python(value)
+    except ValidationError as exc:
+        errors = exc.errors()
+    tagged = kind is SourceConfig  # its errors' locations start with the `type` pydantic chose
+    unknown = {e["loc"][-1] for e in errors if e["type"] == "extra_forbidden" and len(e["loc"]) == 1 + tagged}
+    if len(unknown) < len(errors) or not isinstance(value, dict):
+        return None
+    try:
+        return adapter.validate_python({k: v for k, v in value.items() if k not in unknown})
+    except ValidationError:
+        return None
+
+
+def _entries(raw: dict[str, Any], key: str) -> list[Any]:
+    value = raw.get(key)
+    return value if isinstance(value, list) else []
 
 
 def _key_path(loc: tuple[int | str, ...]) -> str:
@@ -399,65 +470,56 @@ def _explain(error: Any) -> tuple[str, str, str]:
     return key, error["msg"], ""
 
 
-def _check_meaning(settings: Settings) -> list[tuple[str, str, str]]:
-    """Checks pydantic's types cannot express: zones, URLs, uniqueness, references."""
+def _check_meaning(valid: _Valid) -> list[tuple[str, str, str]]:
+    """Checks pydantic's types cannot express: zones, URLs, uniqueness, references; each on the
+    sections it needs, when they validated."""
     problems: list[tuple[str, str, str]] = []
-    site = settings.site
-    try:
-        ZoneInfo(site.timezone)
-    except (ZoneInfoNotFoundError, ValueError):
-        problems.append(
-            ("site.timezone", f"unknown time zone {site.timezone!r}", 'use an IANA name such as "Asia/Shanghai"')
-        )
-    problems += _http_url("site.url", site.url, "https://www.example.org")
-    if settings.output.base_url:
-        problems += _http_url("output.base_url", settings.output.base_url, "https://www.example.org/feeds")
-    if not re.fullmatch(r"[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*", site.language):
-        problems.append(
-            ("site.language", f"{site.language!r} is not a language tag", 'use a tag such as "zh-CN" or "en"')
-        )
-    if not re.match(r"^[a-z][a-z0-9+]*://", settings.store.url):
-        url = settings.store.url
-        fix = 'use "sqlite:///var/publisher.db" or another SQLAlchemy URL'
-        problems.append(("store.url", f"{url!r} is not a database URL", fix))
+    site = valid.site
+    if site is not None:
+        try:
+            ZoneInfo(site.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            fix = 'use an IANA name such as "Asia/Shanghai"'
+            problems.append(("site.timezone", f"unknown time zone {site.timezone!r}", fix))
+        problems += _http_url("site.url", site.url, "https://www.example.org")
+        if not re.fullmatch(r"[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*", site.language):
+            fix = 'use a tag such as "zh-CN" or "en"'
+            problems.append(("site.language", f"{site.language!r} is not a language tag", fix))
+    if valid.output is not None and valid.output.base_url:
+        problems += _http_url("output.base_url", valid.output.base_url, "https://www.example.org/feeds")
+    if valid.store is not None:
+        problems += _store_url(valid.store.url)
 
     # Names and slugs share one namespace: front matter may use either.
-    categories = settings.categories
-    labels = [(f"categories[{i}].name", c.name) for i, c in enumerate(categories)]
-    labels += [(f"categories[{i}].slug", c.slug) for i, c in enumerate(categories) if c.slug and c.slug != c.name]
+    labels = [(f"categories[{i}].name", c.name) for i, c in valid.categories]
+    labels += [(f"categories[{i}].slug", c.slug) for i, c in valid.categories if c.slug and c.slug != c.name]
     problems += _unique(labels, "give each category its own name and slug")
     problems += _unique(
-        [(f"sources[{i}].name", source.source_name) for i, source in enumerate(settings.sources)],
+        [(f"sources[{i}].name", source.source_name) for i, source in valid.sources],
         "give each source its own `name`",
     )
-    mail = settings.mail
-    if mail.transport != "outbox" and getattr(mail, mail.transport) is None:
-        problems.append(
-            (f"mail.{mail.transport}", "missing", f"add a [mail.{mail.transport}] table (docs/configuration.md)")
-        )
-    if mail.mailgun is not None and not mail.mailgun.domain:
-        problems.append(("mail.mailgun.domain", "missing", 'add `domain = "mg.example.org"`, your sending domain'))
-    for provider in ("mailgun", "sendgrid", "postmark", "resend"):
-        api = getattr(mail, provider)
-        if api is not None and api.base_url:
-            problems += _http_url(f"mail.{provider}.base_url", api.base_url, "https://api.eu.mailgun.net")
-
-    problems += _check_digest(settings)
-    problems += _check_theme(settings.theme)
-    if settings.web.public_url:
-        problems += _http_url("web.public_url", settings.web.public_url, "https://news.example.org/newsletter")
-        if not settings.web.public_url.startswith("https://") and not is_loopback(settings.web.public_url):
+    if valid.mail is not None:
+        problems += _check_mail(valid.mail)
+    if valid.digest is not None:
+        problems += _check_digest(valid.digest)
+    if valid.theme is not None:
+        problems += _check_theme(valid.theme)
+    web = valid.web
+    if web is not None and web.public_url:
+        problems += _http_url("web.public_url", web.public_url, "https://news.example.org/newsletter")
+        if not web.public_url.startswith("https://") and not is_loopback(web.public_url):
             fix = "one-click unsubscribe (RFC 8058) needs an https URL (http only for 127.0.0.1 or localhost)"
             problems.append(("web.public_url", "is not https", fix))
 
-    try:
-        ipaddress.ip_address(settings.web.trusted_proxy)
-    except ValueError:
-        fix = "the IP address your proxy connects from, such as 127.0.0.1 for nginx on this machine"
-        problems.append(("web.trusted_proxy", f"{settings.web.trusted_proxy!r} is not an IP address", fix))
+    if web is not None:
+        try:
+            ipaddress.ip_address(web.trusted_proxy)
+        except ValueError:
+            fix = "the IP address your proxy connects from, such as 127.0.0.1 for nginx on this machine"
+            problems.append(("web.trusted_proxy", f"{web.trusted_proxy!r} is not an IP address", fix))
 
-    known = {value for _key, value in labels}
-    for i, source in enumerate(settings.sources):
+    known = {value for _key, value in labels} | valid.unchecked_labels
+    for i, source in valid.sources:
         if source.default_category and source.default_category not in known:
             with_category = FeedSourceConfig | JsonSourceConfig | WordPressSourceConfig
             field = "category" if isinstance(source, with_category) else "default_category"
@@ -493,8 +555,42 @@ def _check_meaning(settings: Settings) -> list[tuple[str, str, str]]:
     return problems
 
 
-def _check_digest(settings: Settings) -> list[tuple[str, str, str]]:
-    digest = settings.digest
+def _check_mail(mail: MailConfig) -> list[tuple[str, str, str]]:
+    problems: list[tuple[str, str, str]] = []
+    if mail.transport != "outbox" and getattr(mail, mail.transport) is None:
+        problems.append(
+            (f"mail.{mail.transport}", "missing", f"add a [mail.{mail.transport}] table (docs/configuration.md)")
+        )
+    if mail.mailgun is not None and not mail.mailgun.domain:
+        problems.append(("mail.mailgun.domain", "missing", 'add `domain = "mg.example.org"`, your sending domain'))
+    for provider in ("mailgun", "sendgrid", "postmark", "resend"):
+        api = getattr(mail, provider)
+        if api is not None and api.base_url:
+            problems += _http_url(f"mail.{provider}.base_url", api.base_url, "https://api.eu.mailgun.net")
+    return problems
+
+
+def _store_url(url: str) -> list[tuple[str, str, str]]:
+    """A URL SQLAlchemy has a dialect for, whose driver is installed: checked without connecting."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    fix = 'use "sqlite:///var/publisher.db", or "postgresql+psycopg://user@host/db" (docs/configuration.md)'
+    try:
+        dialect = make_url(url).get_dialect()
+    except NoSuchModuleError:
+        return [("store.url", f"{url.split(':', 1)[0]!r} in {url!r} is not a database SQLAlchemy knows", fix)]
+    except (ArgumentError, ValueError):
+        return [("store.url", f"{url!r} is not a database URL", fix)]
+    try:
+        dialect.import_dbapi()
+    except ImportError as exc:
+        fix = "install its driver (pip install 'publisher[postgres]' for postgresql+psycopg), or use sqlite"
+        return [("store.url", f"the database driver for {url.split(':', 1)[0]!r} is not installed ({exc})", fix)]
+    return []
+
+
+def _check_digest(digest: DigestConfig) -> list[tuple[str, str, str]]:
     problems: list[tuple[str, str, str]] = []
     fields = digest.schedule.split()
     if len(fields) != 5:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+
 
 class PublisherError(Exception):
     """Base error: `message` says what went wrong, `hint` says how to fix it."""
@@ -74,3 +76,28 @@ class StoreSchemaError(StoreError):
 
 class ThemeError(PublisherError):
     """A template or message catalogue of the operator's theme is broken; names file and line."""
+
+
+class OutputError(PublisherError):
+    """A file could not be written (a full disk, a quota, permissions): names the file and what to do."""
+
+    def __init__(self, path: object, exc: OSError, kept: str = "") -> None:
+        """`kept`: what stays as it was, e.g. "the files written before keep their last content"."""
+        self.path = path
+        hint = disk_advice(exc, path) + (f"; {kept}" if kept else "")
+        super().__init__(f"cannot write {path}: {exc.strerror or exc}", hint)
+
+
+# A full disk, a quota or a file-size limit: freeing space (not retrying sooner) is the remedy.
+DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+# What an operator can act on when writing a file fails: space, permissions, a failing disk.
+FILE_REFUSED = DISK_FULL | {errno.EACCES, errno.EPERM, errno.EROFS, errno.EIO}
+
+
+def disk_advice(exc: OSError, path: object) -> str:
+    """What to do about `exc` writing `path`."""
+    if exc.errno in DISK_FULL:
+        return f"free space on the disk that holds {path} (or raise its quota or file-size limit), then run again"
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return f"let the user publisher runs as write where {path} is (owner, mode, a read-only mount)"
+    return f"check the disk and the folder that hold {path}"

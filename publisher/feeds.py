@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import html
 import json
-import os
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -13,6 +11,8 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from . import __version__
+from .atomic import write_atomically
+from .errors import OutputError
 from .model import Article, Category, FeedFormat, FeedSpec, Site
 
 GENERATOR = "publisher"
@@ -152,23 +152,19 @@ def _json_feed(
 def write_if_changed(path: Path, data: bytes) -> bool:
     """Write `data` to `path` via a temp file and rename, only when the bytes differ.
 
-    Unchanged files keep their mtime, so ETag and Last-Modified stay stable for readers.
+    Unchanged files keep their mtime, so ETag and Last-Modified stay stable for readers. A
+    full disk (or any refusal) is an OutputError naming the file; the file stays as it was.
     """
     try:
         if path.stat().st_size == len(data) and path.read_bytes() == data:
             return False
     except FileNotFoundError:
         pass
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomically(path, data, 0o644)  # served by nginx: readable by all
+    except OSError as exc:
+        raise OutputError(path, exc, "the files written before keep their last good content") from exc
     return True
 
 

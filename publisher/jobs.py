@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -27,17 +29,32 @@ log = logging.getLogger(__name__)
 STOP = threading.Event()
 
 
+@contextmanager
+def _explained(app: App) -> Iterator[None]:
+    """A store error explained (a full disk, a lock held too long, a damaged store), so the job's
+    failure is logged as one line naming the store and what to do."""
+    from sqlalchemy.exc import DBAPIError
+
+    from .store import store_failure
+
+    try:
+        yield
+    except DBAPIError as exc:
+        raise store_failure(exc, app.settings.store.url) from exc
+
+
 def ingest_and_build(config_path: str) -> None:
     app = App(load_settings(Path(config_path)))
     try:
-        report = BuildReport()
-        app.build(report)
-        log.info(
-            "ingest: %d new, %d changed, %d withdrawn; %d files written",
-            report.new, report.changed, report.withdrawn, report.feeds_written,
-        )  # fmt: skip
-        for failed in report.failed_sources:
-            log.error("source failed: %s", failed)
+        with _explained(app):
+            report = BuildReport()
+            app.build(report)
+            log.info(
+                "ingest: %d new, %d changed, %d withdrawn; %d files written",
+                report.new, report.changed, report.withdrawn, report.feeds_written,
+            )  # fmt: skip
+            for failed in report.failed_sources:
+                log.error("source failed: %s", failed)
     finally:
         app.close()
 
@@ -49,16 +66,17 @@ def send_digest(config_path: str) -> None:
 
     app = App(load_settings(Path(config_path)))
     try:
-        letters = Newsletter(app)
-        _resume(letters, app)
-        if STOP.is_set():
-            return
-        plan = letters.plan_scheduled()
-        log.info("digest %s: %d deliveries planned", plan.digest.key, plan.planned)
-        report = letters.send(plan.digest, app.transport(), should_stop=STOP.is_set)
-        log.info(
-            "digest %s: sent %d, failed %d, skipped %d", plan.digest.key, report.sent, report.failed, report.skipped
-        )
+        with _explained(app):
+            letters = Newsletter(app)
+            _resume(letters, app)
+            if STOP.is_set():
+                return
+            plan = letters.plan_scheduled()
+            log.info("digest %s: %d deliveries planned", plan.digest.key, plan.planned)
+            report = letters.send(plan.digest, app.transport(), should_stop=STOP.is_set)
+            log.info(
+                "digest %s: sent %d, failed %d, skipped %d", plan.digest.key, report.sent, report.failed, report.skipped
+            )
     finally:
         app.close()
 
@@ -69,7 +87,8 @@ def resume_digests(config_path: str) -> None:
 
     app = App(load_settings(Path(config_path)))
     try:
-        _resume(Newsletter(app), app)
+        with _explained(app):
+            _resume(Newsletter(app), app)
     finally:
         app.close()
 

@@ -33,6 +33,7 @@ from .digest import (
 )
 from .mail import Envelope, Message, build_message
 from .model import Delivery, Subscriber, SubscriberStatus
+from .private_files import private_folder, write_private
 from .store import DigestRow, SignupRequest
 from .tokens import make_token
 
@@ -330,10 +331,11 @@ class Newsletter:
 
 
 def preview_files(message: Message, out: Path) -> list[Path]:
-    """digest.html, digest.txt and digest.eml in `out`: what a reader's client gets."""
-    out.mkdir(parents=True, exist_ok=True)
+    """digest.html, digest.txt and digest.eml in `out`: what a reader's client gets. Private
+    (0600 in a 0700 folder): their links unsubscribe and confirm a real reader."""
+    private_folder(out)
     paths = [out / "digest.html", out / "digest.txt", out / "digest.eml"]
-    paths[0].write_text(message.html, encoding="utf-8")
-    paths[1].write_text(message.text, encoding="utf-8")
-    paths[2].write_bytes(message.as_bytes())
+    write_private(paths[0], message.html.encode("utf-8"))
+    write_private(paths[1], message.text.encode("utf-8"))
+    write_private(paths[2], message.as_bytes())
     return paths

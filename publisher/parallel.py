@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 import threading
+import time
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -27,13 +29,26 @@ Prepared = ItemProblem | None | tuple[SourceItem, Normalized]
 
 CHUNK = 32  # items per task: large enough to amortise pickling, small enough to balance
 SERIAL_CHUNKS = 2  # this many chunks are done in-process before a pool is worth starting
+PARENT_POLL = 0.5  # seconds between a worker's checks that the build that started it lives
 
 _worker_context: tuple[CategoryIndex, TextRules, str] | None = None
 
 
 def _init_worker(index: CategoryIndex, rules: TextRules, site_url: str) -> None:
+    """A worker's context, and its ties to the build: Ctrl-C is the parent's to handle (it stops
+    the pool), and when the parent dies, however it dies (SIGTERM, SIGKILL, a crash), the
+    worker exits instead of waiting for work forever."""
     global _worker_context
     _worker_context = (index, rules, site_url)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), name="exit-with-parent", daemon=True).start()
+
+
+def _exit_with_parent(parent: int) -> None:
+    """Poll for the parent's death: an orphan is re-parented, so its parent id changes."""
+    while os.getppid() == parent:
+        time.sleep(PARENT_POLL)
+    os._exit(1)
 
 
 def prepare_all(

@@ -34,6 +34,7 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from .config import Settings
+from .errors import PublisherError
 from .store import Store
 
 log = logging.getLogger(__name__)
@@ -99,6 +100,13 @@ class IngestExecutor(BaseExecutor):  # type: ignore[misc]
             )
 
 
+def _explained_elsewhere(record: logging.LogRecord) -> bool:
+    """False for a job's PublisherError (a full disk, a locked store): `_record` logs it as one
+    line, `<job> failed: <what and what to do>`; a bug keeps its traceback."""
+    error = record.exc_info[1] if record.exc_info else None
+    return not isinstance(error, PublisherError)
+
+
 def triggers(settings: Settings) -> dict[str, Any]:
     zone = settings.site.timezone
     return {
@@ -145,6 +153,8 @@ class Scheduler:
             timezone=self.settings.site.timezone,
         )
         scheduler.add_listener(self._record, EVENT_JOB_EXECUTED | EVENT_JOB_ERROR | EVENT_JOB_MISSED)
+        for alias in ("default", INGEST_EXECUTOR):  # APScheduler logs a job's error with its traceback
+            logging.getLogger(f"apscheduler.executors.{alias}").addFilter(_explained_elsewhere)
         scheduler.start(paused=True)  # load the stored jobs before touching them
         self.scheduler = scheduler
         self._ensure_jobs(scheduler)

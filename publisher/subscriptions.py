@@ -11,6 +11,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TextIO
 
+from .csv_cells import SafeCsvWriter, from_csv_cell
 from .errors import PublisherError
 from .model import Subscriber, SubscriberStatus
 from .normalize import CategoryIndex
@@ -190,7 +191,7 @@ def read_rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
         )
     reader.fieldnames = header
     for row in reader:
-        yield reader.line_num, {k: (v or "") for k, v in row.items() if isinstance(k, str)}
+        yield reader.line_num, {k: from_csv_cell(v or "") for k, v in row.items() if isinstance(k, str)}
 
 
 def add(
@@ -229,7 +230,7 @@ def remove(store: Store, email: str, now: datetime, erase: bool = False) -> Subs
 def export_csv(subscribers: Iterable[Subscriber], index: CategoryIndex, out: TextIO) -> int:
     """Every subscriber as CSV (categories by name), in a shape `import` reads back."""
     names = {c.slug: c.name for c in index.categories}
-    writer = csv.writer(out, lineterminator="\n")
+    writer = SafeCsvWriter(out)
     writer.writerow(EXPORT_COLUMNS)
     count = 0
     for s in subscribers:

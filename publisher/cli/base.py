@@ -14,16 +14,27 @@ from typing import Any, NoReturn
 import click
 from rich.console import Console
 from rich.logging import RichHandler
-from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.text import Text
 
 from .. import __version__
 from ..app import App
 from ..config import find_config, load_settings
-from ..errors import ConfigError, StoreError, StoreSchemaError, ThemeError
+from ..errors import (
+    FILE_REFUSED,
+    ConfigError,
+    OutputError,
+    PublisherError,
+    StoreError,
+    StoreSchemaError,
+    ThemeError,
+)
 
-out = Console(soft_wrap=True)  # no hard wrapping: paths in logs must stay whole
-err = Console(stderr=True, soft_wrap=True)
+# No hard wrapping: paths in logs must stay whole. No markup: what is printed holds readers'
+# names, titles and paths, and `[/bold]` in one must not crash a command nor `[link=…]` make a
+# link; styles come from `labelled` (rich Text), never from markup in a string.
+out = Console(soft_wrap=True, markup=False)
+err = Console(stderr=True, soft_wrap=True, markup=False)
 
 EXIT_PROBLEMS = 1  # a source failed, or --strict found a bad item
 EXIT_CONFIG = 2  # the configuration is invalid, or the store's schema is not this code's
@@ -36,6 +47,7 @@ class GlobalOptions:
 
     config: Path | None  # None: config.find_config looks in the usual places
     verbose: bool = False
+    store_url: str = ""  # of the loaded configuration, to name the store in errors
 
 
 def _options(ctx: click.Context) -> GlobalOptions:
@@ -47,7 +59,7 @@ def _options(ctx: click.Context) -> GlobalOptions:
 def _configure_logging(verbose: bool) -> None:
     handler: logging.Handler
     if err.is_terminal:
-        handler = RichHandler(console=err, show_time=False, show_path=False, markup=False)
+        handler = RichHandler(console=err, show_time=False, show_path=False)
         handler.setFormatter(logging.Formatter("%(message)s"))
     else:  # cron and CI logs: one plain line per message
         handler = logging.StreamHandler(sys.stderr)
@@ -98,10 +110,28 @@ class Group(_TakesGlobalOptions, click.Group):
 
 
 class RootGroup(click.Group):
-    """`publisher` itself: every command and group added to it takes the global options too."""
+    """`publisher` itself: every command and group added to it takes the global options too.
+    What reaches it unexplained from the store or the disk (a full disk, a store locked too long
+    or damaged) is said in one line naming the store or file and what to do, never a traceback."""
 
     command_class = Command
     group_class = Group
+
+    def invoke(self, ctx: click.Context) -> Any:
+        from sqlalchemy.exc import DBAPIError
+
+        from ..store import store_failure
+
+        try:
+            return super().invoke(ctx)
+        except PublisherError as exc:  # explained already, and not caught by its command
+            fail(exc)
+        except DBAPIError as exc:
+            fail(store_failure(exc, _options(ctx).store_url))
+        except OSError as exc:
+            if exc.errno not in FILE_REFUSED:
+                raise
+            fail(OutputError(exc.filename or "a file", exc))
 
 
 @click.group(cls=RootGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -124,11 +154,12 @@ def load_app(ctx: click.Context, store: bool = True) -> App:
         app = App(load_settings(config_path(ctx)))
         app.theme  # noqa: B018 - compiles the theme's overrides
     except ConfigError as exc:
-        err.print(str(exc), markup=False, highlight=False)
+        err.print(str(exc), highlight=False)
         sys.exit(EXIT_CONFIG)
     except ThemeError as exc:
-        err.print(f"[bold red]theme error[/]: {escape(str(exc))}", highlight=False)
+        err.print(labelled("theme error:", "bold red", str(exc)), highlight=False)
         sys.exit(EXIT_CONFIG)
+    _options(ctx).store_url = app.settings.store.url
     if store:
         open_store(ctx, app)
     return app
@@ -152,7 +183,7 @@ def config_path(ctx: click.Context) -> Path:
     try:
         return find_config(_options(ctx).config)
     except ConfigError as exc:
-        err.print(str(exc), markup=False, highlight=False)
+        err.print(str(exc), highlight=False)
         sys.exit(EXIT_CONFIG)
 
 
@@ -162,7 +193,7 @@ def progress(label: str, total: int | None = None) -> Iterator[Callable[[int], N
     if not err.is_terminal:
         yield lambda _n: None
         return
-    columns = (SpinnerColumn(), TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    columns = (SpinnerColumn(), TextColumn(label, markup=False), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=err, transient=True) as bar:
         task = bar.add_task(label, total=total)
         yield lambda n: bar.advance(task, n)
@@ -171,13 +202,18 @@ def progress(label: str, total: int | None = None) -> Iterator[Callable[[int], N
 def fail(exc: Exception, code: int = EXIT_PROBLEMS) -> NoReturn:
     """Print `exc` and exit: 2 for a configuration problem, else `code`."""
     if isinstance(exc, ConfigError):
-        err.print(str(exc), markup=False, highlight=False)
+        err.print(str(exc), highlight=False)
         sys.exit(EXIT_CONFIG)
-    err.print(f"[bold red]error[/]: {escape(str(exc))}", highlight=False)
+    err.print(labelled("error:", "bold red", str(exc)), highlight=False)
     sys.exit(code)
 
 
 def print_problems(problems: list[str]) -> None:
     """One `skipped` line per unreadable item, on stderr."""
     for problem in problems:
-        err.print(f"[yellow]skipped[/] {escape(problem)}", highlight=False)
+        err.print(labelled("skipped", "yellow", problem), highlight=False)
+
+
+def labelled(label: str, style: str, text: str = "") -> Text:
+    """`label` in `style`, then `text` exactly as it is: never read as markup, whoever wrote it."""
+    return Text.assemble((label, style), " " if text else "", text)

@@ -30,15 +30,15 @@ def db_status(ctx: click.Context) -> None:
         state = status(url)
     except StoreError as exc:
         fail(exc)
-    out.print(f"store: {shown_url(url)}", markup=False, highlight=False)
-    out.print(f"store revision: {state.label}", markup=False, highlight=False)
-    out.print(f"code revision:  {HEAD}", markup=False, highlight=False)
+    out.print(f"store: {shown_url(url)}", highlight=False)
+    out.print(f"store revision: {state.label}", highlight=False)
+    out.print(f"code revision:  {HEAD}", highlight=False)
     if state.current:
         out.print("up to date", highlight=False)
     elif state.empty:
         out.print(f"no store yet: the first command creates it at revision {HEAD}", highlight=False)
     elif state.behind:
-        out.print("upgrade needed: back up the store, then `publisher db upgrade`", markup=False, highlight=False)
+        out.print("upgrade needed: back up the store, then `publisher db upgrade`", highlight=False)
     else:
         out.print("the store is ahead: it was made by a newer publisher; install that version", highlight=False)
     if state.behind or state.ahead:
@@ -74,11 +74,10 @@ def upgrade_store(url: str, backup: bool = True, command: str = "publisher db up
     except StoreError as exc:
         fail(exc)
     if done.backup is not None:
-        out.print(f"backed up the store to {done.backup}", markup=False, highlight=False)
+        out.print(f"backed up the store to {done.backup}", highlight=False)
     if done.before == SchemaState(None).label:  # a new store: nothing was upgraded
-        out.print(f"created {shown_url(url)} at revision {done.after}", markup=False, highlight=False)
+        out.print(f"created {shown_url(url)} at revision {done.after}", highlight=False)
     elif done.changed:
-        out.print(f"upgraded {shown_url(url)} from revision {done.before} to {done.after}", markup=False,
-                  highlight=False)  # fmt: skip
+        out.print(f"upgraded {shown_url(url)} from revision {done.before} to {done.after}", highlight=False)
     else:
-        out.print(f"{shown_url(url)} is at revision {done.after}: nothing to upgrade", markup=False, highlight=False)
+        out.print(f"{shown_url(url)} is at revision {done.after}: nothing to upgrade", highlight=False)

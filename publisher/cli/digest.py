@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 import click
 
 from ..errors import PublisherError
-from .base import EXIT_CONFIG, EXIT_PROBLEMS, err, fail, load_app, main, out, progress
+from .base import EXIT_CONFIG, EXIT_PROBLEMS, err, fail, labelled, load_app, main, out, progress
 from .tables import FORMAT, Cell, Column, print_records
 
 if TYPE_CHECKING:
@@ -66,8 +66,8 @@ def digest_preview(ctx: click.Context, email: str | None, out_dir: Path) -> None
             highlight=False,
         )
     size = len(message.html.encode("utf-8"))
-    out.print(f"subject: {message.envelope.subject}", markup=False, highlight=False)
-    out.print(f"HTML {size / 1000:.1f} KB; wrote " + " ".join(str(p) for p in paths), markup=False, highlight=False)
+    out.print(f"subject: {message.envelope.subject}", highlight=False)
+    out.print(f"HTML {size / 1000:.1f} KB; wrote " + " ".join(str(p) for p in paths), highlight=False)
 
 
 @digest.command("send")
@@ -151,9 +151,8 @@ def _send(
             highlight=False,
         )
         if report.paused:
-            err.print(
-                "[bold red]paused[/] after too many errors in a row; fix the cause, then `publisher digest resume`"
-            )
+            advice = "after too many errors in a row; fix the cause, then `publisher digest resume`"
+            err.print(labelled("paused", "bold red", advice))
         trouble |= report.paused or report.failed > 0
     if trouble:
         sys.exit(EXIT_PROBLEMS)

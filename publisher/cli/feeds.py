@@ -7,13 +7,12 @@ import time
 from collections.abc import Callable
 
 import click
-from rich.markup import escape
 from rich.table import Table
 
 from ..app import App
 from ..errors import ConfigError, PublisherError, StoreError, StoreSchemaError
 from ..model import BuildReport
-from .base import EXIT_CONFIG, EXIT_PROBLEMS, err, fail, load_app, main, out, print_problems, progress
+from .base import EXIT_CONFIG, EXIT_PROBLEMS, err, fail, labelled, load_app, main, out, print_problems, progress
 
 STRICT = click.option("--strict", is_flag=True, help="Any unreadable item is an error (for CI).")
 
@@ -36,9 +35,9 @@ def _summary(title: str, report: BuildReport, seconds: float, feeds: bool, verbo
     table.add_row("seconds", f"{seconds:.2f}")
     out.print(table)
     if report.written_paths and (verbose or len(report.written_paths) <= 12):
-        out.print("written: " + " ".join(report.written_paths), markup=False, highlight=False)
+        out.print("written: " + " ".join(report.written_paths), highlight=False)
     for source in report.failed_sources:
-        err.print(f"[bold red]source failed[/]: {escape(source)}", highlight=False)
+        err.print(labelled("source failed:", "bold red", source), highlight=False)
     if report.failed_sources:
         err.print("The feeds keep the last good articles of the failed source(s).")
 
@@ -57,7 +56,7 @@ def _run(
         with progress("reading") as tick:
             action(app, report, tick)
     except PublisherError as exc:
-        err.print(f"[bold red]error[/]: {escape(str(exc))}", highlight=False)
+        err.print(labelled("error:", "bold red", str(exc)), highlight=False)
         sys.exit(EXIT_PROBLEMS)
     finally:
         app.close()
@@ -90,7 +89,7 @@ def check(ctx: click.Context, strict: bool) -> None:
     try:
         app.transport().close()  # the secrets it names are in the environment
     except ConfigError as exc:
-        err.print(str(exc), markup=False, highlight=False)
+        err.print(str(exc), highlight=False)
         sys.exit(EXIT_CONFIG)
     with progress("checking") as tick:
         report = app.check(tick)
@@ -98,13 +97,13 @@ def check(ctx: click.Context, strict: bool) -> None:
     print_problems(report.problems)
     look_problems, look_warnings = app.check_look()
     for problem in look_problems:
-        err.print(f"[bold red]{escape(problem)}[/]", highlight=False)
+        err.print(labelled(problem, "bold red"), highlight=False)
     for warning in look_warnings:
-        err.print(f"[yellow]warning[/]: {escape(warning)}", highlight=False)
+        err.print(labelled("warning:", "yellow", warning), highlight=False)
     for note in report.source_notes:
-        out.print(f"source {note}", markup=False, highlight=False)
+        out.print(f"source {note}", highlight=False)
     for source in report.failed_sources:
-        err.print(f"[bold red]source failed[/]: {escape(source)}", highlight=False)
+        err.print(labelled("source failed:", "bold red", source), highlight=False)
     out.print(
         f"configuration OK; {report.checked} item(s) readable, {report.skipped} skipped, "
         f"{len(report.failed_sources)} source(s) failed",

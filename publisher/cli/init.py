@@ -33,14 +33,13 @@ def init(
     except PublisherError as exc:
         fail(exc)
     for path in report.written:
-        out.print(f"created {path}", markup=False, highlight=False)
+        out.print(f"created {path}", highlight=False)
     for path in report.kept:
-        err.print(f"kept {path}: it exists, and init never overwrites a file", markup=False, highlight=False)
+        err.print(f"kept {path}: it exists, and init never overwrites a file", highlight=False)
     folder = shlex.quote(str(directory))
     out.print(
         f"next: cd {folder} && publisher build && publisher run\n"
         f"  (edit {CONFIG_NAME} first for your site's address, categories and mail; docs/configuration.md)",
-        markup=False,
         highlight=False,
     )
     if report.kept:

@@ -6,13 +6,12 @@ import sys
 from pathlib import Path
 
 import click
-from rich.markup import escape
 
 from ..app import App
 from ..errors import PublisherError
 from ..model import SubscriberStatus
 from ..normalize import CategoryIndex
-from .base import EXIT_CONFIG, EXIT_PROBLEMS, err, load_app, main, out, print_problems
+from .base import EXIT_CONFIG, EXIT_PROBLEMS, err, labelled, load_app, main, out, print_problems
 from .tables import FORMAT, Column, print_records
 
 STATUS_CHOICE = click.Choice([s.value for s in SubscriberStatus])
@@ -47,7 +46,7 @@ def subscribers_import(ctx: click.Context, file: Path, pending: bool, update: bo
         report = import_csv(app.store, file, index, status, app.clock(), update=update)
         sent, unsent = _send_confirmations(app, report.pending) if send_confirmation else (0, [])
     except PublisherError as exc:
-        err.print(f"[bold red]error[/]: {escape(str(exc))}", highlight=False)
+        err.print(labelled("error:", "bold red", str(exc)), highlight=False)
         sys.exit(EXIT_PROBLEMS)
     finally:
         app.close()
@@ -99,10 +98,10 @@ def subscribers_add(ctx: click.Context, email: str, name: str, categories: tuple
         status = SubscriberStatus.PENDING if pending else SubscriberStatus.CONFIRMED
         subscriber, new = add(app.store, email, name, slugs, status, app.clock())
     except ValueError as exc:
-        err.print(f"[bold red]error[/]: {escape(str(exc))}", highlight=False)
+        err.print(labelled("error:", "bold red", str(exc)), highlight=False)
         sys.exit(EXIT_CONFIG)
     except PublisherError as exc:
-        err.print(f"[bold red]error[/]: {escape(str(exc))}", highlight=False)
+        err.print(labelled("error:", "bold red", str(exc)), highlight=False)
         sys.exit(EXIT_PROBLEMS)
     finally:
         app.close()
@@ -155,7 +154,7 @@ def subscribers_remove(ctx: click.Context, email: str, erase: bool) -> None:
     finally:
         app.close()
     if existing is None:
-        err.print(f"{escape(email)} is not on the list", highlight=False)
+        err.print(f"{email} is not on the list", highlight=False)
         sys.exit(EXIT_PROBLEMS)
     out.print(f"{'erased' if erase else 'unsubscribed'} {existing.email}", highlight=False)
 
@@ -165,6 +164,7 @@ def subscribers_remove(ctx: click.Context, email: str, erase: bool) -> None:
 @click.pass_context
 def subscribers_export(ctx: click.Context, file: Path | None) -> None:
     """Every subscriber as CSV, to FILE or standard output; `import` reads it back."""
+    from ..private_files import open_private_text
     from ..subscriptions import export_csv
 
     app, index = _subscriber_app(ctx)
@@ -175,6 +175,6 @@ def subscribers_export(ctx: click.Context, file: Path | None) -> None:
     if file is None:
         export_csv(found, index, sys.stdout)
         return
-    with open(file, "w", encoding="utf-8", newline="") as handle:
+    with open_private_text(file) as handle:  # readers' addresses: 0600
         count = export_csv(found, index, handle)
-    err.print(f"exported {count} subscriber(s) to {escape(str(file))}", highlight=False)
+    err.print(f"exported {count} subscriber(s) to {file}", highlight=False)

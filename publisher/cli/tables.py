@@ -7,8 +7,8 @@ as `2026-12-03 09:15` under a header naming the zone, CSV and JSON as ISO 8601 w
 
 from __future__ import annotations
 
-import csv
 import json
+import re
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,7 +19,9 @@ from zoneinfo import ZoneInfo
 import click
 from rich.cells import cell_len
 from rich.table import Table
+from rich.text import Text
 
+from ..csv_cells import SafeCsvWriter
 from .base import out
 
 Cell = str | int | datetime | tuple[str, ...]
@@ -47,7 +49,7 @@ def print_records(columns: Sequence[Column], rows: Sequence[Sequence[Cell]], out
         records = [{c.key: _data(value, site_zone) for c, value in zip(columns, row, strict=True)} for row in rows]
         sys.stdout.write(json.dumps(records, ensure_ascii=False, indent=2) + "\n")
     elif output_format == "csv":
-        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer = SafeCsvWriter(sys.stdout)
         writer.writerow([c.key for c in columns])
         writer.writerows([_csv(value, site_zone) for value in row] for row in rows)
     else:
@@ -76,7 +78,11 @@ def _shown(value: Cell, column: Column, zone: ZoneInfo) -> str:
     if isinstance(value, datetime):
         return f"{value.astimezone(zone):%Y-%m-%d %H:%M}"
     text = "、".join(value) if isinstance(value, tuple) else str(value)
-    return text or column.empty
+    return _CONTROL.sub(lambda found: f"\\u{ord(found.group()):04x}", text) or column.empty
+
+
+# Shown as \u001b and the like: an escape sequence in a reader's name must not reach the terminal.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 
 
 def _table(columns: Sequence[Column], headers: list[str], cells: list[list[str]]) -> None:
@@ -86,7 +92,7 @@ def _table(columns: Sequence[Column], headers: list[str], cells: list[list[str]]
             justify: Literal["left", "right"] = "right" if column.right else "left"
             table.add_column(header, justify=justify, overflow="fold")
         for row in cells:
-            table.add_row(*row)
+            table.add_row(*(Text(cell) for cell in row))  # as they are: never read as markup
         out.print(table)
         return
     widths = [max([cell_len(header)] + [cell_len(row[i]) for row in cells]) for i, header in enumerate(headers)]

@@ -36,15 +36,15 @@ def theme_export(folder: Path) -> None:
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(source, target)
         except OSError as exc:
-            err.print(f"cannot write {target}: {exc.strerror}", markup=False, highlight=False)
+            err.print(f"cannot write {target}: {exc.strerror}", highlight=False)
             sys.exit(EXIT_PROBLEMS)
         written.append(name.as_posix())
     for done in written:
-        out.print(f"wrote {folder / done}", markup=False, highlight=False)
+        out.print(f"wrote {folder / done}", highlight=False)
     for left in kept:
-        err.print(f"kept {folder / left} (it exists; nothing overwritten)", markup=False, highlight=False)
+        err.print(f"kept {folder / left} (it exists; nothing overwritten)", highlight=False)
     out.print(
         f"{len(written)} file(s) written. Keep the ones you change, delete the rest, and set "
         f'[theme] templates = "{folder}" in the configuration; `publisher check` renders them with sample values.',
-        markup=False, highlight=False,
+        highlight=False,
     )  # fmt: skip

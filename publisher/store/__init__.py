@@ -12,10 +12,11 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from sqlalchemy import create_engine, delete, event, insert, select, text
-from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError
 
 from ..errors import StoreError, StoreSchemaError
+from ..private_files import create_private, private_folder
 from .articles import ArticleStore, Known
 from .ledger import DigestRow, Ledger, LedgerStore
 from .revision import HEAD, create_at_head, read_state
@@ -26,7 +27,7 @@ from .writer import StoreWriter, sqlite_datetime
 
 __all__ = [
     "SITE_SCOPE", "Budget", "DigestRow", "Known", "Ledger", "SignupRequest", "Store", "StoreWriter", "metadata",
-    "sqlite_datetime",
+    "prepare_sqlite_file", "sqlite_datetime", "store_failure",
 ]  # fmt: skip
 
 
@@ -38,24 +39,23 @@ class Store(ArticleStore, SubscriberStore, SignupStore, LedgerStore):
     def __init__(self, url: str) -> None:
         try:
             parsed = make_url(url)
-        except ArgumentError as exc:
-            raise StoreError(f"store.url {url!r} is not a database URL", str(exc)) from exc
-        if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        self.engine: Engine = create_engine(parsed)
+            self.engine: Engine = create_engine(parsed)
+        except (ArgumentError, ImportError) as exc:  # NoSuchModuleError is an ArgumentError
+            fix = 'use "sqlite:///var/publisher.db", or "postgresql+psycopg://user@host/db" with its driver installed'
+            raise StoreError(f"store.url {url!r} is not a database publisher can open: {exc}", fix) from exc
+        prepare_sqlite_file(parsed)
         if parsed.get_backend_name() == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
-        shown = parsed.render_as_string(hide_password=True)
         try:
             state = read_state(self.engine)
             if state.empty:
                 state = create_at_head(self.engine)
-        except OperationalError as exc:
+        except DBAPIError as exc:
             self.engine.dispose()
-            raise StoreError(f"cannot open the store at {shown}: {exc.orig}", "check [store] url") from exc
+            raise store_failure(exc, url) from exc
         if not state.current:
             self.engine.dispose()
-            raise StoreSchemaError(shown, state.label, HEAD, state.ahead)
+            raise StoreSchemaError(parsed.render_as_string(hide_password=True), state.label, HEAD, state.ahead)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -103,11 +103,66 @@ class Store(ArticleStore, SubscriberStore, SignupStore, LedgerStore):
         yield True
 
 
+def prepare_sqlite_file(url: URL) -> None:
+    """A SQLite store's file made before SQLite makes it: 0600 (it holds the signing key; SQLite
+    gives its -wal and -shm the same mode), in a folder made 0700 when it is missing."""
+    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+        database = Path(url.database)
+        private_folder(database.parent)
+        create_private(database)
+
+
+BUSY_TIMEOUT_MS = 120_000  # how long a SQLite writer waits for another's lock before "database is locked"
+
+
+def store_failure(exc: DBAPIError, url: str) -> StoreError:
+    """A database error as the operator can act on it, naming the store: a full disk, a lock
+    held too long, a damaged file, a folder it cannot open; else the driver's own words."""
+    if url:
+        parsed = make_url(url)
+        sqlite = parsed.get_backend_name() == "sqlite"
+        where = parsed.database if sqlite and parsed.database else parsed.render_as_string(hide_password=True)
+    else:  # not known where the error was caught
+        where = "of store.url"
+    said = str(exc.orig).strip().splitlines()[0] if str(exc.orig).strip() else type(exc.orig).__name__
+    lowered = said.lower()
+    if "disk is full" in lowered or "no space left" in lowered or "could not extend file" in lowered:
+        return StoreError(
+            f"the store {where} cannot grow: its disk is full ({said})",
+            "free space on the disk that holds it, then run the command again: the step that failed was "
+            "rolled back whole, and what was committed before it is kept",
+        )
+    if "database is locked" in lowered:
+        return StoreError(
+            f"the store {where} stayed locked by another process for {BUSY_TIMEOUT_MS // 1000} s ({said})",
+            "a long import or ingest, or a sqlite3 shell with an open transaction, holds it: let it end "
+            "(or end it), then run the command again",
+        )
+    if "not a database" in lowered or "malformed" in lowered:
+        return StoreError(
+            f"the store {where} is damaged ({said})",
+            f"stop publisher and restore the last backup (docs/operations.md, Backups); "
+            f"`sqlite3 {where} 'pragma integrity_check'` shows what is wrong",
+        )
+    if "disk i/o error" in lowered:
+        return StoreError(
+            f"the store {where} could not be written ({said})",
+            "the disk that holds it refused: full, over a quota or file-size limit, or failing (see the "
+            "kernel log); fix that, then run the command again: the step that failed was rolled back whole",
+        )
+    if "unable to open database file" in lowered:
+        return StoreError(
+            f"cannot open the store {where} ({said})",
+            "check that its folder exists and that the user publisher runs as may write there",
+        )
+    return StoreError(f"the store {where} failed: {said}", "check [store] url, the disk and the database server")
+
+
 def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:
     cursor = dbapi_connection.cursor()  # type: ignore[attr-defined]
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     # A digest waits for a running ingest's commit rather than failing with "database is locked".
-    cursor.execute("PRAGMA busy_timeout=120000")
+    cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
     cursor.close()

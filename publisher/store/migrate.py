@@ -12,9 +12,11 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import create_engine, event, inspect
 from sqlalchemy.engine import Connection, Engine, make_url
-from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.exc import ArgumentError, DBAPIError
 
 from ..errors import StoreError, StoreSchemaError
+from ..private_files import create_private
+from . import prepare_sqlite_file, store_failure
 from .revision import BEFORE_MIGRATIONS, HEAD, REVISIONS, SchemaState, create_at_head, read_state, stamp
 
 if TYPE_CHECKING:
@@ -91,8 +93,8 @@ def status(url: str) -> SchemaState:
     engine = migration_engine(url)
     try:
         return read_state(engine)
-    except OperationalError as exc:
-        raise StoreError(f"cannot open the store at {shown_url(url)}: {exc.orig}", "check [store] url") from exc
+    except DBAPIError as exc:
+        raise store_failure(exc, url) from exc
     finally:
         engine.dispose()
 
@@ -101,11 +103,9 @@ def upgrade(url: str, backup: bool = True, now: Callable[[], datetime] = lambda:
     """Migrate the store to HEAD in one transaction. A 0.1.0 store (no alembic_version) is
     checked to have 0.1.0's tables and stamped 0001 first; a SQLite file is copied beside
     itself first unless `backup` is False; a store ahead of the code is refused. A SQLite file
-    that is not there yet is made at HEAD, its folder too, as a Store would make it."""
-    parsed = make_url(url)
-    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
-        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    that is not there yet is made at HEAD, its folder too, as a Store would make it (private)."""
     engine = migration_engine(url)
+    prepare_sqlite_file(engine.url)
     try:
         state = read_state(engine)
         if state.ahead:
@@ -129,8 +129,9 @@ def upgrade(url: str, backup: bool = True, now: Callable[[], datetime] = lambda:
                     raise StoreError(f"the upgraded store breaks {len(broken)} foreign key(s): {broken[:3]}",
                                      "nothing was changed; report this with the store's schema")  # fmt: skip
         return Upgraded(state.label, HEAD, copy)
-    except OperationalError as exc:
-        raise StoreError(f"cannot upgrade the store at {shown_url(url)}: {exc.orig}", "nothing was changed") from exc
+    except DBAPIError as exc:
+        failure = store_failure(exc, url)
+        raise StoreError(f"cannot upgrade: {failure.message}", f"nothing was changed; {failure.hint}") from exc
     finally:
         engine.dispose()
 
@@ -178,16 +179,25 @@ def _check_baseline(conn: Connection, url: str) -> None:
 
 
 def _backup(engine: Engine, state: SchemaState, now: datetime) -> Path | None:
-    """A SQLite store's copy, made with SQLite's online backup: `<file>.before-<revision>-<UTC time>`."""
+    """A SQLite store's copy, made with SQLite's online backup: `<file>.before-<revision>-<UTC time>`, 0600."""
     database = engine.url.database
     if engine.dialect.name != "sqlite" or not database or database == ":memory:":
         return None
     revision = "0.1.0" if state.stored == BEFORE_MIGRATIONS else state.label
     target = Path(f"{database}.before-{revision}-{now.astimezone(UTC):%Y%m%dT%H%M%SZ}")
-    source, copy = sqlite3.connect(database), sqlite3.connect(target)
     try:
-        source.backup(copy)
-    finally:
-        copy.close()
-        source.close()
+        create_private(target)  # a copy of the signing key and of every reader's address
+        source, copy = sqlite3.connect(database), sqlite3.connect(target)
+        try:
+            source.backup(copy)
+        finally:
+            copy.close()
+            source.close()
+    except (OSError, sqlite3.Error) as exc:
+        target.unlink(missing_ok=True)
+        raise StoreError(
+            f"cannot back up the store to {target}: {exc}",
+            "nothing was changed; free space on the disk that holds it (the copy is as big as the store), "
+            "then run `publisher db upgrade` again",
+        ) from exc
     return target

@@ -3,32 +3,40 @@
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 from pathlib import Path
 
+from ..atomic import remove_stale_temporaries, write_atomically
+from ..errors import disk_advice
 from ..mail import Message
-from . import Sent
+from ..private_files import private_folder
+from . import Sent, TransportError
 
 
 class OutboxTransport:
-    """Writes `<n>-<hash of Message-ID>.eml`; the file name is the provider id."""
+    """Writes `<n>-<hash of Message-ID>.eml`; the file name is the provider id. A file it cannot
+    write (a full disk) is a broken transport: the digest pauses, nobody's delivery fails."""
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
+        remove_stale_temporaries(folder)  # half-written messages of a killed send
         # Numbered after what is there already, so files sort in sending order across runs.
         self.count = len(list(folder.glob("*.eml"))) if folder.is_dir() else 0
 
     def send(self, message: Message) -> Sent:
-        self.folder.mkdir(parents=True, exist_ok=True)
         data = message.as_bytes()
         digest = hashlib.sha256(message.message_id.encode()).hexdigest()[:16]
+        name = f"{self.count + 1:06d}-{digest}.eml"
+        try:
+            private_folder(self.folder)  # the messages hold live unsubscribe links
+            write_atomically(self.folder / name, data, 0o600)
+        except OSError as exc:
+            raise TransportError(
+                f"cannot write {self.folder / name}: {exc.strerror or exc}",
+                f"{disk_advice(exc, self.folder)}; `publisher digest resume` then sends the rest",
+                retryable=False,
+                broken=True,
+            ) from exc
         self.count += 1
-        name = f"{self.count:06d}-{digest}.eml"
-        fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=".", suffix=".tmp")
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, self.folder / name)
         return Sent(provider_id=name)
 
     def close(self) -> None:
