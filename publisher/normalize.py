@@ -10,16 +10,14 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from urllib.parse import urlsplit
 
+from .markdown import as_sanitised, is_own_markup, render_markdown
 from .model import Article, Category, SourceItem
 from .text import (
     absolute_url,
-    as_sanitised,
     convert_script,
     html_to_text,
-    is_own_markup,
     one_line,
     remove_pinyin_glosses,
-    render_markdown,
     sanitize_html,
     summarize,
     xml_safe,

@@ -8,9 +8,10 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
+from publisher.markdown import as_sanitised, is_own_markup, render_markdown
 from publisher.model import Category, SourceItem
 from publisher.normalize import CategoryIndex, NormalizeError, TextRules, make_guid, normalize
-from publisher.text import as_sanitised, is_own_markup, render_markdown, sanitize_html, xml_safe
+from publisher.text import sanitize_html, xml_safe
 
 INDEX = CategoryIndex([Category("科技创新", "tech"), Category("政策解读", "policy")])
 WHEN = datetime(2026, 5, 6, 6, 0, tzinfo=UTC)
