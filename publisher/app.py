@@ -218,9 +218,11 @@ class App:
         import json
 
         from . import __version__
+        from .text import CLEANING
 
         shape = {
             "version": __version__,
+            "cleaning": CLEANING,
             "text": self.settings.text.model_dump(),
             "site": [self.site.url, self.site.timezone],
             "categories": [(c.name, c.slug) for c in self.categories],

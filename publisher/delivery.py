@@ -8,8 +8,9 @@ queue, tried again after `retry_delay` (minutes: greylisting), up to `max_attemp
 `pending`, or as `sending` when the error says the message may have gone out (a timeout after
 DATA), so that its eventual success is recorded as `uncertain` too. Permanent errors are
 `failed`; an error that says the transport cannot send at all (a refused login) pauses the
-digest without using up anybody's attempts. After
-`pause_after` consecutive errors the digest is paused, as listmonk does, for the operator.
+digest without using up anybody's attempts. A message that cannot be made for one reader (a
+header their data cannot carry) fails that delivery, with the reason. After `pause_after`
+consecutive errors of either kind the digest is paused, as listmonk does, for the operator.
 """
 
 from __future__ import annotations
@@ -117,7 +118,12 @@ class Sender:
                     except BuildProblem as exc:
                         mark(delivery.id, "failed", self.clock(), error=f"cannot build the message: {exc}")
                         report.failed += 1
-                        log.warning("delivery to %s failed: %s", delivery.email_key, exc)
+                        log.warning("delivery to %s failed: cannot build the message: %s", delivery.email_key, exc)
+                        # One reader's data fails one delivery; every message failing means
+                        # something all share is broken: pause for the operator, never `done`.
+                        errors_in_a_row += 1
+                        if errors_in_a_row >= self.pause_after:
+                            return self._pause(digest_id, report, errors_in_a_row)
                         continue
                     if message is None:  # unsubscribed since the plan, or nothing for them
                         mark(delivery.id, "skipped", self.clock())
@@ -152,10 +158,7 @@ class Sender:
                             if exc.bounced:
                                 self.store.mark_bounced(delivery.email_key, self.clock(), str(exc))
                         if errors_in_a_row >= self.pause_after:
-                            self.store.set_digest_status(digest_id, "paused")
-                            report.paused = True
-                            log.error("paused after %d errors in a row; `digest resume` continues", errors_in_a_row)
-                            return report
+                            return self._pause(digest_id, report, errors_in_a_row)
                         continue
                     errors_in_a_row = 0
                     mark(delivery.id, "uncertain" if unsure else "sent", self.clock(), provider_id=sent.provider_id)
@@ -167,6 +170,12 @@ class Sender:
         finally:
             ledger.close()
             self.transport.close()
+
+    def _pause(self, digest_id: int, report: SendReport, errors_in_a_row: int) -> SendReport:
+        self.store.set_digest_status(digest_id, "paused")
+        report.paused = True
+        log.error("paused after %d errors in a row; `digest resume` continues", errors_in_a_row)
+        return report
 
     @staticmethod
     def _due(delivery: Delivery, now: datetime) -> bool:

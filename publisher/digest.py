@@ -19,6 +19,7 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from .model import Article, Category, Site, Subscriber
+from .text import clean_line
 from .theme import Theme
 
 FIRST_DIGEST_DAYS = 7
@@ -255,7 +256,7 @@ class Renderer:
             first_title=items[0].title if items else w["empty"],
             categories=w["join"].join(s.category.name for s in sections),
         )
-        subject = " ".join(subject.split()) or look.list_name
+        subject = clean_line(subject) or look.list_name  # titles stored before cleaning too
         html_parts = html.split(f"<!--{split}-->")
         text_parts = text.split(f"{split}\n")
         assert len(html_parts) == 3 and len(text_parts) == 3, "a digest template lost its split markers"

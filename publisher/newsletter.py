@@ -163,9 +163,11 @@ class Newsletter:
             if draft is None:
                 return None
             try:
-                return self.message(renderer, draft, subscriber, message_id)
+                message = self.message(renderer, draft, subscriber, message_id)
+                message.as_bytes()  # written now (and kept): an address IDNA refuses fails here
             except ValueError as exc:  # this subscriber's data (a name no header can carry)
                 raise BuildProblem(str(exc)) from exc
+            return message
 
         return build
 

@@ -14,9 +14,10 @@ from .markdown import as_sanitised, is_own_markup, render_markdown
 from .model import Article, Category, SourceItem
 from .text import (
     absolute_url,
+    clean_line,
+    clean_text,
     convert_script,
     html_to_text,
-    one_line,
     remove_pinyin_glosses,
     sanitize_html,
     summarize,
@@ -60,18 +61,18 @@ def normalize(item: SourceItem, index: CategoryIndex, rules: TextRules, site_url
     """Clean every field of `item` and resolve its categories; raise NormalizeError if unusable."""
 
     def clean(text: str) -> str:
-        text = xml_safe(text)  # first: OpenCC cannot even encode a lone surrogate
+        text = clean_line(text)  # first: OpenCC cannot even encode a lone surrogate
         text = remove_pinyin_glosses(text) if rules.remove_glosses else text
         return convert_script(text, rules.convert)
 
-    title = one_line(clean(item.title))
+    title = clean(item.title)
     if not title:
         raise NormalizeError("the title is empty", "give the article a title")
     categories = resolve_categories(item, index)
     url = _absolute_url(item.url, site_url)
     if item.markdown:
-        # xml_safe before Markdown: the Rust renderer refuses lone surrogates
-        markdown = xml_safe(item.content)
+        # Cleaned before Markdown: the Rust renderer refuses lone surrogates
+        markdown = clean_text(item.content)
         html = render_markdown(markdown)
         own_markup = is_own_markup(markdown, html)
     else:
@@ -84,14 +85,14 @@ def normalize(item: SourceItem, index: CategoryIndex, rules: TextRules, site_url
     cleaned = as_sanitised(html) if own_markup else sanitize_html(html, base_url=url or site_url + "/")
     content = convert_script(cleaned, rules.convert)
     if item.summary:
-        summary = one_line(clean(item.summary))
+        summary = clean(item.summary)
     else:
         summary = summarize(_leading_text(content, rules.summary_length), rules.summary_length)
     published = item.published.astimezone(UTC)
     updated = max(item.updated.astimezone(UTC), published) if item.updated else published
-    author = one_line(clean(item.author)) if item.author else None
+    author = clean(item.author) if item.author else None
     image = _absolute_url(item.image, url or site_url + "/") if item.image else None
-    tags = tuple(dict.fromkeys(t for t in (one_line(clean(t)) for t in item.tags) if t))
+    tags = tuple(dict.fromkeys(t for t in (clean(t) for t in item.tags) if t))
     visible = (
         title, content, summary, url or "", author or "", image or "", "\x1e".join(tags), "\x1e".join(categories),
         published.isoformat(), updated.isoformat() if item.updated else "",
@@ -140,7 +141,7 @@ def resolve_categories(item: SourceItem, index: CategoryIndex) -> tuple[str, ...
     """Front matter categories (all must exist), else the folder, else the source default."""
     if item.categories:
         slugs = []
-        for name in item.categories:
+        for name in map(clean_line, item.categories):
             category = index.find(name)
             if category is None:
                 raise NormalizeError(

@@ -16,6 +16,7 @@ from .errors import PublisherError
 from .model import Subscriber, SubscriberStatus
 from .normalize import CategoryIndex
 from .store import Store
+from .text import clean_line
 
 CSV_COLUMNS = ("email", "name", "categories")
 EXPORT_COLUMNS = ("email", "name", "categories", "status", "status_at", "status_via", "created_at")
@@ -37,10 +38,11 @@ def normalize_email(raw: str) -> str:
 
 
 def clean_name(raw: str) -> str:
-    """A display name as it can go into a From/To header: control characters dropped, any run
-    of whitespace (line breaks included) one space, at most 200 characters."""
-    text = "".join(c if unicodedata.category(c) not in ("Cc", "Cf", "Zl", "Zp") else " " for c in raw)
-    return " ".join(text.split())[:200]
+    """A display name as it can go into a From/To header: cleaned as every stored line is
+    (text.clean_line: no controls, no bidi overrides, one line), every other invisible format
+    character (zero-width space, joiners) a space too, at most 200 characters."""
+    visible = "".join(" " if unicodedata.category(c) == "Cf" else c for c in raw)
+    return clean_line(visible)[:200].rstrip()
 
 
 def parse_categories(text: str, index: CategoryIndex) -> tuple[str, ...]:

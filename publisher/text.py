@@ -44,6 +44,36 @@ def one_line(text: str) -> str:
     return " ".join(unicodedata.normalize("NFC", text).split())
 
 
+# --- text entering the store -------------------------------------------------------------------
+
+# What no stored text keeps: C0 controls but the whitespace ones, DEL, C1 controls but NEL, the
+# bidi embeddings, overrides and isolates (they reorder what follows them: a Subject, a terminal
+# line, a link's text), and what XML 1.0 forbids besides (lone surrogates, U+FFFE, U+FFFF).
+_UNSAFE = re.compile("[\x00-\x08\x0e-\x1b\x7f-\x84\x86-\x9f\u202a-\u202e\u2066-\u2069\ud800-\udfff\ufffe\uffff]")
+# Controls that break a line or separate words: VT (Word's manual line break), FF, the
+# information separators and NEL. A line keeps none; text with lines gets a newline for each.
+_BREAKS = "\x0b\x0c\x1c\x1d\x1e\x1f\x85"
+_UNSAFE_OR_BREAK = re.compile(f"{_UNSAFE.pattern[:-1]}{_BREAKS}]")
+# Bump when what clean_line or clean_text removes changes: every file is then read again.
+CLEANING = "1"
+
+
+def clean_line(text: str) -> str:
+    """A title, author, name, summary, tag or category name as it is stored: unsafe characters
+    (see _UNSAFE) dropped, every run of whitespace or line-breaking controls one space, NFC."""
+    return " ".join(unicodedata.normalize("NFC", _UNSAFE.sub("", text)).split())
+
+
+def clean_text(text: str) -> str:
+    """Text that keeps its lines (an article's Markdown, text or HTML): unsafe characters
+    dropped, a line-breaking control a newline; tab, LF and CR stay."""
+    return _UNSAFE_OR_BREAK.sub(_unsafe_or_break, text)
+
+
+def _unsafe_or_break(match: re.Match[str]) -> str:
+    return "\n" if match.group() in _BREAKS else ""
+
+
 # --- flattened ruby pinyin ---------------------------------------------------------------------
 
 _HAN = r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f]"
@@ -194,7 +224,9 @@ def sanitize_html(fragment: str, base_url: str | None = None) -> str:
     """
     token = _base_url.set(base_url)
     try:
-        return _CLEANER.clean(xml_safe(_lazy_images(fragment))).strip()
+        # nh3 needs XML-safe text (no lone surrogates) and decodes character references: clean
+        # what it writes, for &#127; or &#x202e; become the characters themselves.
+        return clean_text(_CLEANER.clean(xml_safe(_lazy_images(fragment)))).strip()
     finally:
         _base_url.reset(token)
 
@@ -213,8 +245,7 @@ _TAG = re.compile(r"<[^>]*>")
 
 def html_to_text(fragment: str) -> str:
     """Readable plain text of sanitised HTML: tags gone, entities decoded, whitespace collapsed."""
-    text = _TAG.sub("", _BLOCK_END.sub(" ", fragment))
-    return " ".join(unicodedata.normalize("NFC", html.unescape(text)).split())
+    return clean_line(html.unescape(_TAG.sub("", _BLOCK_END.sub(" ", fragment))))
 
 
 def text_to_html(text: str) -> str:
