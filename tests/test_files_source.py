@@ -223,3 +223,22 @@ def test_front_matter_with_windows_line_ends_and_yaml_end_marker(site: Site) -> 
     report = site.build()
     rss = site.feed("tech/rss.xml").decode()
     assert report.new == 2 and "<title>换行符</title>" in rss and "<title>三个点</title>" in rss
+
+
+def test_a_link_to_itself_or_a_loop_of_links_is_skipped_and_the_rest_is_published(site: Site) -> None:
+    """Issue 17, item 16: such a link failed the whole source, and a first build wrote every
+    feed empty."""
+    site.article("tech/good.md", "好文章")
+    site.article("policy/other.md", "另一篇")
+    links = site.content / "tech"
+    (links / "self.md").symlink_to("self.md")
+    (links / "a.md").symlink_to("b.md")
+    (links / "b.md").symlink_to("a.md")
+    report = site.build()
+    assert report.failed_sources == [] and (report.new, report.skipped) == (2, 3)
+    for name in ("self.md", "a.md", "b.md"):
+        [problem] = [p for p in report.problems if p.startswith(f"{links / name}:")]
+        assert "symbolic link" in problem, problem
+    assert "好文章" in site.feed("tech/rss.xml").decode() and "另一篇" in site.feed("policy/rss.xml").decode()
+    again = site.build()  # and again: still reported, still published
+    assert (again.skipped, again.failed_sources) == (3, [])

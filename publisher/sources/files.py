@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import re
@@ -90,7 +91,8 @@ class FilesSource:
         except Problem as problem:
             return ItemProblem(key, path, problem.reason, problem.hint)
         except OSError as exc:
-            return ItemProblem(key, path, f"cannot read: {exc.strerror or exc}", "check its permissions")
+            hint = "fix or remove the symbolic link" if exc.errno == errno.ELOOP else "check its permissions"
+            return ItemProblem(key, path, f"cannot read: {exc.strerror or exc}", hint)
         except (ValueError, KeyError, TypeError, IndexError) as exc:  # a file odd in a way not foreseen
             return ItemProblem(key, path, f"cannot be read: {exc!r}", "check the file; report it if it looks fine")
 
@@ -193,7 +195,8 @@ class FilesSource:
 def _list_folder(folder: str) -> tuple[list[tuple[str, str]], list[str]]:
     """A folder's content files with their fingerprints, and its subfolders, each in name
     order. Names starting with . or _ are skipped, a link to a folder is not followed (a link
-    to a parent would loop), a file that vanishes between listing and stat is gone."""
+    to a parent would loop), a file that vanishes between listing and stat is gone, and one that
+    cannot be looked at (a link to itself) is listed, so that reading it reports it."""
     by_fd = os.scandir in os.supports_fd and os.stat in os.supports_dir_fd
     fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0)) if by_fd else -1
     try:
@@ -205,7 +208,11 @@ def _list_folder(folder: str) -> tuple[list[tuple[str, str]], list[str]]:
                 if name[0] in "._":
                     continue
                 if name.lower().endswith(_SUFFIX_TUPLE):
-                    if entry.is_file():  # from the listing's file type: no system call
+                    try:
+                        is_file = entry.is_file()  # from the listing's file type: no system call
+                    except OSError:  # a link to itself, a loop of links: reading it says what
+                        is_file = True
+                    if is_file:
                         names.append(name)
                 elif entry.is_dir(follow_symlinks=False):
                     folders.append(name)
@@ -217,6 +224,9 @@ def _list_folder(folder: str) -> tuple[list[tuple[str, str]], list[str]]:
             try:
                 st = stat(name, dir_fd=fd) if by_fd else stat(os.path.join(folder, name))
             except FileNotFoundError:
+                continue
+            except OSError as exc:  # never matches a stored fingerprint: read, and reported
+                files.append((name, f"unreadable:{exc.errno}"))
                 continue
             files.append((name, f"{st.st_mtime_ns}:{st.st_size}"))
         return files, folders
