@@ -173,6 +173,8 @@ class _SourcePass:
         self.report.problems.append(str(problem))
 
     def _item(self, writer: StoreWriter, item: SourceItem, article: Normalized) -> None:
+        for warning in item.warnings:
+            log.warning("%s: %s", item.location or item.key, warning)
         if isinstance(article, NormalizeError):
             self._problem(ItemProblem(item.key, item.location or item.key, article.reason, article.hint))
             return

@@ -40,6 +40,7 @@ class SourceItem:
     fingerprint: str | None = None  # cheap change marker (mtime+size) to skip re-reading
     folder: str | None = None  # the containing folder's name: a category hint
     default_category: str | None = None  # the source's fallback category
+    warnings: tuple[str, ...] = ()  # what was fixed on reading (the item is used), for the log
 
     def __reduce__(self) -> tuple[type[SourceItem], tuple[object, ...]]:
         return SourceItem, _source_item_fields(self)

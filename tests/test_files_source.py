@@ -242,3 +242,21 @@ def test_a_link_to_itself_or_a_loop_of_links_is_skipped_and_the_rest_is_publishe
     assert "好文章" in site.feed("tech/rss.xml").decode() and "另一篇" in site.feed("policy/rss.xml").decode()
     again = site.build()  # and again: still reported, still published
     assert (again.skipped, again.failed_sources) == (3, [])
+
+
+@pytest.mark.parametrize("quoted", [True, False], ids=["yaml", "plain-fast-path"])
+def test_control_characters_in_front_matter_are_removed_with_a_warning_and_the_article_published(
+    site: Site, quoted: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 17, item 2: Word's manual line break (U+000B) and other C0 controls made YAML
+    refuse the front matter, and the article disappeared."""
+    title = '"政策\x0b解读"' if quoted else "政策\x0b解读"
+    front = f"title: {title}\ndate: 2026-05-06 14:00\nauthor: 张\x01三\x7f"
+    path = site.add("policy/word.md", f"---\n{front}\n---\n正文。\n")
+    report = site.build()
+    assert (report.new, report.skipped) == (1, 0), report.problems
+    feed = site.feed("policy/rss.xml").decode()
+    assert "<title>政策解读</title>" in feed and "张三" in feed
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert f"{path}: front matter line 2: removed control characters U+000B" in warnings
+    assert f"{path}: front matter line 4: removed control characters U+0001, U+007F" in warnings

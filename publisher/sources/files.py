@@ -122,7 +122,8 @@ class FilesSource:
         kind = SUFFIXES[os.path.splitext(path)[1].lower()]
         if kind == "text":
             return self._text_page(text, path, key, fingerprint)
-        meta, body = _split_front_matter(text)
+        notes: list[str] = []
+        meta, body = _split_front_matter(text, notes)
         if meta.get("draft") is True:
             return None
         title = meta.get("title")
@@ -151,6 +152,7 @@ class FilesSource:
             fingerprint=fingerprint,
             folder=_folder(key),
             default_category=self.default_category,
+            warnings=tuple(notes),
         )
 
     def _text_page(self, text: str, path: str | Path, key: str, fingerprint: str | None) -> SourceItem:
@@ -262,9 +264,29 @@ _OPENING = re.compile(r"---[ \t]*\r?\n")
 _CLOSING = re.compile(r"^(?:---|\.\.\.)[ \t]*\r?$\n?", re.MULTILINE)
 
 
-def _split_front_matter(text: str) -> tuple[dict[str, Any], str]:
+# What YAML refuses to read ("special characters are not allowed"): C0 controls but tab and the
+# line ends, DEL, C1 controls but NEL. Word puts U+000B in for a manual line break.
+_YAML_FORBIDDEN = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x84\x86-\x9f\ufffe\uffff]")
+
+
+def _without_controls(block: str, notes: list[str]) -> str:
+    """The front matter without the characters YAML refuses, each line that held one noted
+    (line numbers of the file: the block starts on its second line)."""
+    if _YAML_FORBIDDEN.search(block) is None:
+        return block
+    lines = block.split("\n")
+    for number, line in enumerate(lines, start=2):
+        found = sorted(set(_YAML_FORBIDDEN.findall(line)))
+        if found:
+            shown = ", ".join(f"U+{ord(c):04X}" for c in found)
+            notes.append(f"front matter line {number}: removed control characters {shown}")
+    return _YAML_FORBIDDEN.sub("", block)
+
+
+def _split_front_matter(text: str, notes: list[str] | None = None) -> tuple[dict[str, Any], str]:
     """YAML between two --- lines at the top; returns (meta, body). Found with two regex
-    searches, so the body is never split into lines."""
+    searches, so the body is never split into lines. Control characters YAML refuses are
+    removed from the block first, each line that held one noted in `notes`."""
     opening = _OPENING.match(text)
     if opening is None:
         raise Problem("no front matter", "start the file with a --- line, the YAML keys, and ---")
@@ -272,6 +294,7 @@ def _split_front_matter(text: str) -> tuple[dict[str, Any], str]:
     if closing is None:
         raise Problem("front matter is not closed", "end the YAML block with a --- line")
     block, body = text[opening.end() : closing.start()], text[closing.end() :]
+    block = _without_controls(block, notes if notes is not None else [])
     lines = block.replace("\r\n", "\n").split("\n")
     if lines and lines[-1] == "":
         lines.pop()
