@@ -46,8 +46,10 @@ class DigestSection:
 
 
 def scheduled_window(previous_end: datetime | None, now: datetime) -> DigestWindow:
-    """The window of the scheduled digest due at `now`, after the one that ended at `previous_end`."""
-    end = now.astimezone(UTC).replace(microsecond=0)
+    """The window of the scheduled digest due at `now`, after the one that ended at `previous_end`.
+    The end keeps its microseconds, as articles' first_seen does: cut to the second, an article
+    stored in the same second before the digest opened would wait for the next one."""
+    end = now.astimezone(UTC)
     if previous_end is None:  # a new install: the last week's news, not its whole archive
         start = end - timedelta(days=FIRST_DIGEST_DAYS)
         return DigestWindow(f"scheduled-first:{end:%Y-%m-%dT%H:%M:%SZ}", start, end, "first")

@@ -187,3 +187,27 @@ def test_an_ingest_that_stores_while_a_digest_reads_its_end_stamps_after_that_en
         assert [a.title for a in store.articles_between(following.start, following.end, following.by)] == ["标题1"]
     finally:
         store.close()
+
+
+def test_an_article_stored_in_the_same_second_before_a_digest_opens_is_in_that_digest(site: Site) -> None:
+    """Issue 17, item 15: the window's end was cut to the second, so an article first seen at
+    12:00:00.3 missed the digest that opened at 12:00:00.7 and went out a week late."""
+    from publisher.store import Store
+
+    store = Store(f"sqlite:///{site.db}")
+    try:
+        store.sync_categories([("科技创新", "tech", "")], lambda name: name, NOW)
+        first, _ = store.open_scheduled_digest(lambda: NOW - timedelta(days=1), FIRST_DIGEST_DAYS)
+        stored_at = NOW + timedelta(microseconds=300_000)
+        with store.writer(lambda: stored_at) as writer:
+            writer.insert(article(1, ("tech",)), "tag:x,2026:1", None, "fp", stored_at)
+        digest, _ = store.open_scheduled_digest(lambda: NOW + timedelta(microseconds=700_000), FIRST_DIGEST_DAYS)
+        assert digest.end == NOW + timedelta(microseconds=700_000)  # kept by the store, to the microsecond
+        assert [a.title for a in store.articles_between(digest.start, digest.end, digest.by)] == ["标题1"]
+        following, _ = store.open_scheduled_digest(lambda: NOW + timedelta(days=7), FIRST_DIGEST_DAYS)
+        assert following.start == digest.end
+        assert store.articles_between(following.start, following.end, following.by) == []
+    finally:
+        store.close()
+    window = scheduled_window(first.end, NOW + timedelta(microseconds=700_000))
+    assert window.end == NOW + timedelta(microseconds=700_000) and window.key == "scheduled:2026-11-30T00:00:00Z"

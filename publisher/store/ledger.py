@@ -60,7 +60,7 @@ class LedgerStore:
         d = digests_table.c
         with self.engine.begin() as conn:
             take_turnstile(conn)
-            end = clock().astimezone(UTC).replace(microsecond=0)
+            end = clock().astimezone(UTC)  # to the microsecond, as first_seen (see digest.scheduled_window)
             previous = conn.execute(select(func.max(d.window_end)).where(d.key.like("scheduled%"))).scalar_one()
             if previous is None:  # the very first: what was published and first seen in the last days
                 key, start = f"scheduled-first:{end:%Y-%m-%dT%H:%M:%SZ}", end - timedelta(days=first_days)
