@@ -4,6 +4,7 @@ test that lets the renderer's own markup skip the sanitiser."""
 from __future__ import annotations
 
 import logging
+import re
 from functools import cache
 from typing import Any
 
@@ -24,8 +25,42 @@ def _markdown_reference() -> Any:
     return MarkdownIt("commonmark", {"html": True}).enable(["table", "strikethrough"])
 
 
+# Limits checked before rendering (docs/content.md). markdown-it-pyrs recurses once per level
+# of nesting: 100,000 nested `>` overflow its stack and kill the process, and from about 10,000
+# levels (quotes, lists) its time grows with the square of the depth. No article nests 100 deep.
+MAX_NESTING = 100
+MAX_CHARACTERS = 1_000_000
+# A line opening MAX_NESTING containers: quotes, and list markers followed by a blank or the
+# line's end (a rule of 100 dashes or a row of asterisks is no list).
+_DEEP = rf"[ \t]*(?:(?:>|[*+-](?=[ \t\n]|\Z)|[0-9]{{1,9}}[.)](?=[ \t\n]|\Z))[ \t]*){{{MAX_NESTING}}}"
+# Two patterns: the first line, and every other from its newline (a literal start, which the
+# regex engine finds fast; `^` in multiline mode is tried at every position).
+_DEEP_FIRST_LINE, _DEEP_LINE = re.compile(_DEEP), re.compile("\n" + _DEEP)
+
+
+class MarkdownLimitError(ValueError):
+    """A document beyond what the renderer can take (MAX_NESTING, MAX_CHARACTERS)."""
+
+
+def check_limits(text: str) -> None:
+    """Raise MarkdownLimitError for a document too large or too deeply nested to render.
+
+    Costs a few counts for an ordinary article: every container but a quote (`>`) is opened by
+    a marker followed by a blank, so a line MAX_NESTING deep needs that many `>`, spaces and
+    tabs in the document; only then is each line's start looked at."""
+    if len(text) > MAX_CHARACTERS:
+        raise MarkdownLimitError(f"the Markdown is {len(text):,} characters, more than {MAX_CHARACTERS:,}")
+    if text.count(">") + text.count(" ") + text.count("\t") + 1 < MAX_NESTING:
+        return
+    deep = _DEEP_FIRST_LINE.match(text) or _DEEP_LINE.search(text)
+    if deep is not None:
+        line = text.count("\n", 0, deep.start() + 1) + 1
+        raise MarkdownLimitError(f"line {line} of the body nests quotes or lists more than {MAX_NESTING} deep")
+
+
 def render_markdown(text: str) -> str:
     """CommonMark with tables and strikethrough; raw HTML passes through, to be sanitised.
+    A document beyond the limits raises MarkdownLimitError (check_limits) and is not rendered.
 
     markdown-it-pyrs (markdown-it in Rust) is about 12x faster than markdown-it-py here, and
     unlike cmarkgfm it does not leak memory per document (cmarkgfm issue #53: 27 KB each). But
@@ -33,6 +68,7 @@ def render_markdown(text: str) -> str:
     and a Rust panic reaches Python as a BaseException: such a document is rendered by
     markdown-it-py, the same rules in Python, instead.
     """
+    check_limits(text)
     try:
         return _markdown().render(text)  # type: ignore[no-any-return]
     except (KeyboardInterrupt, SystemExit, GeneratorExit):

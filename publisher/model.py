@@ -76,6 +76,7 @@ class Deferred:
 
     key: str
     read: Callable[[], SourceItem | ItemProblem | None]
+    location: str = ""  # the file's path, for messages
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from urllib.parse import urlsplit
 
-from .markdown import as_sanitised, is_own_markup, render_markdown
+from .markdown import MarkdownLimitError, as_sanitised, is_own_markup, render_markdown
 from .model import Article, Category, SourceItem
 from .text import (
     absolute_url,
@@ -73,7 +73,10 @@ def normalize(item: SourceItem, index: CategoryIndex, rules: TextRules, site_url
     if item.markdown:
         # Cleaned before Markdown: the Rust renderer refuses lone surrogates
         markdown = clean_text(item.content)
-        html = render_markdown(markdown)
+        try:
+            html = render_markdown(markdown)
+        except MarkdownLimitError as exc:
+            raise NormalizeError(str(exc), "split it, or flatten its quotes and lists (docs/content.md)") from None
         own_markup = is_own_markup(markdown, html)
     else:
         html, own_markup = item.content, False

@@ -17,6 +17,7 @@ import time
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import replace
 
 from .model import Article, Deferred, ItemProblem, SourceItem
@@ -96,38 +97,99 @@ def workers() -> int:
     return max(1, min(os.cpu_count() or 1, 8))
 
 
+class _Pool:
+    """Worker processes, started on first use and started anew after one died."""
+
+    def __init__(self, size: int, context: tuple[CategoryIndex, TextRules, str]) -> None:
+        self.size, self.context = size, context
+        self.executor: ProcessPoolExecutor | None = None
+
+    def submit(self, chunk: list[Deferred | SourceItem]) -> Future[list[Prepared]]:
+        if self.executor is None:
+            self.executor = ProcessPoolExecutor(
+                self.size, mp_context=_context(), initializer=_init_worker, initargs=self.context
+            )
+        return self.executor.submit(_prepare_chunk, chunk)
+
+    def close(self) -> None:
+        if self.executor is not None:
+            self.executor.shutdown(wait=True, cancel_futures=True)
+            self.executor = None
+
+
+Queued = tuple[list[Deferred | SourceItem], Future[list[Prepared]]]
+
+
+def _result(queued: Queued, window: deque[Queued], pool: _Pool) -> list[Prepared]:
+    """A chunk's results. When a worker died (a crash in a native library: a segfault leaves
+    nothing to catch), every chunk in flight is lost: this one is done again item by item, each
+    in a worker of its own, so the item that kills its worker is named and the rest is kept;
+    the chunks behind it go to a new pool."""
+    chunk, future = queued
+    try:
+        return future.result()
+    except BrokenProcessPool:
+        pool.close()
+        for i, (waiting, earlier) in enumerate(window):
+            if not (earlier.done() and earlier.exception() is None):  # lost with the pool
+                window[i] = (waiting, pool.submit(waiting))
+        return _one_by_one(chunk, pool.context)
+
+
+def _one_by_one(chunk: list[Deferred | SourceItem], context: tuple[CategoryIndex, TextRules, str]) -> list[Prepared]:
+    out: list[Prepared] = []
+    alone = _Pool(1, context)
+    try:
+        for unit in chunk:
+            try:
+                out.extend(alone.submit([unit]).result())
+            except BrokenProcessPool:
+                alone.close()
+                out.append(
+                    ItemProblem(
+                        unit.key,
+                        unit.location or unit.key,
+                        "reading it crashed the worker process (a crash in native code, nothing to catch)",
+                        "the build went on without it; check it for extreme nesting or size, and report it",
+                    )
+                )
+    finally:
+        alone.close()
+    return out
+
+
+def _done(result: list[Prepared]) -> Future[list[Prepared]]:
+    done: Future[list[Prepared]] = Future()
+    done.set_result(result)
+    return done
+
+
 def prepare_in_order(
     chunks: Iterable[list[Deferred | SourceItem]], index: CategoryIndex, rules: TextRules, site_url: str
 ) -> Iterator[list[Prepared]]:
-    """Yield prepared items chunk by chunk, in input order; a pool starts only for big inputs."""
-    pool: ProcessPoolExecutor | None = None
-    window: deque[Future[list[Prepared]]] = deque()
+    """Yield prepared items chunk by chunk, in input order; a pool starts only for big inputs.
+    An item that kills its worker process comes back as an ItemProblem naming it."""
+    pool = _Pool(workers(), (index, rules, site_url))
+    window: deque[Queued] = deque()
     try:
         n = 0
         for chunk in chunks:
             if not chunk:  # nothing to read here (only unchanged files): no reason for a pool
-                done: Future[list[Prepared]] = Future()
-                done.set_result([])
                 if window:
-                    window.append(done)  # keep the order behind queued work
+                    window.append((chunk, _done([])))  # keep the order behind queued work
                 else:
                     yield []
                 continue
             n += 1
             if n <= SERIAL_CHUNKS or workers() == 1:
                 while window:  # keep order: never overtake queued work
-                    yield window.popleft().result()
+                    yield _result(window.popleft(), window, pool)
                 yield prepare_all(chunk, index, rules, site_url)
                 continue
-            if pool is None:
-                pool = ProcessPoolExecutor(
-                    workers(), mp_context=_context(), initializer=_init_worker, initargs=(index, rules, site_url)
-                )
-            window.append(pool.submit(_prepare_chunk, chunk))
+            window.append((chunk, pool.submit(chunk)))
             if len(window) >= 2 * workers():  # bounded: at most this many chunks in memory
-                yield window.popleft().result()
+                yield _result(window.popleft(), window, pool)
         while window:
-            yield window.popleft().result()
+            yield _result(window.popleft(), window, pool)
     finally:
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
+        pool.close()

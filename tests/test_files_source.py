@@ -120,6 +120,7 @@ def test_optional_front_matter_fields(site: Site) -> None:
         ("unknown-cat.md", "---\ntitle: x\ndate: 2026-01-01\ncategory: 体育\n---\nbody\n", "unknown category '体育'"),
         ("binary.txt", b"\xff\xfe\x00\x00\x81".decode("latin-1"), "neither UTF-8 nor GB18030"),
         ("no-meta.txt", "标题\n正文\n", "no meta line"),
+        ("deep.md", "---\ntitle: x\ndate: 2026-01-01\n---\n" + ">" * 100_000 + " x\n", "more than 100 deep"),
     ],
 )
 def test_broken_file_is_skipped_with_a_warning_and_the_build_goes_on(

@@ -130,3 +130,30 @@ def test_plain_markdown_gives_the_html_the_sanitiser_would_have_written() -> Non
     article = normalize(item(content=body, markdown=True), INDEX, TextRules(), "https://x.org")
     assert article.content_html == sanitize_html(render_markdown(body), "https://x.org/")
     assert '"好"<br>' in article.content_html and "<hr>" in article.content_html
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (">" * 100_000 + " x", "line 1 of the body nests quotes or lists more than 100 deep"),
+        ("第一段\n\n" + "> - " * 50 + "x", "line 3 of the body nests"),
+        ("1. " * 100 + "x", "line 1 of the body nests"),
+        ("-\t" * 100 + "x", "line 1 of the body nests"),
+        ("字" * 1_000_001, "more than 1,000,000"),
+    ],
+)
+def test_markdown_beyond_the_limits_is_refused_before_rendering(body: str, reason: str) -> None:
+    """Issue 17, item 12: 100,000 nested `>` overflowed markdown-it-pyrs's stack and killed the
+    process (docs/content.md: the limits)."""
+    item = SourceItem("s", "deep.md", "标题", body, datetime(2026, 1, 1, tzinfo=UTC), markdown=True, folder="tech")
+    with pytest.raises(NormalizeError, match=reason):
+        normalize(item, INDEX, TextRules(), "https://x.org")
+
+
+@pytest.mark.parametrize(
+    "body",
+    ["-" * 500, "*" * 500, "* " * 60, "> " * 99 + "x", "1. " * 99 + "x", "a - b - c " * 200, "字" * 1_000_000],
+)
+def test_markdown_within_the_limits_renders(body: str) -> None:
+    item = SourceItem("s", "ok.md", "标题", body, datetime(2026, 1, 1, tzinfo=UTC), markdown=True, folder="tech")
+    assert normalize(item, INDEX, TextRules(), "https://x.org").content_html

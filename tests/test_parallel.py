@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from conftest import Site
 from publisher import parallel
 from publisher.model import Category, SourceItem
 from publisher.normalize import CategoryIndex, TextRules
@@ -34,3 +35,30 @@ def test_no_pool_for_chunks_without_work(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setattr(parallel, "ProcessPoolExecutor", no_pool)
     out = list(parallel.prepare_in_order(iter([[]] * 10 + [[item(1)]]), INDEX, TextRules(), "https://x.org"))
     assert [len(c) for c in out] == [0] * 10 + [1]
+
+
+def test_a_worker_that_dies_is_named_by_its_file_and_the_build_goes_on(
+    site: Site, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 17, item 12: a crash in native code (here markdown-it-pyrs overflowing its stack on
+    deep nesting, with the limits that now prevent it switched off) broke the pool, and the
+    build failed with BrokenProcessPool and no file name."""
+    import resource
+
+    from publisher import markdown
+
+    monkeypatch.setenv("PUBLISHER_WORKERS", "2")
+    monkeypatch.setattr(markdown, "check_limits", lambda text: None)  # the workers fork with it
+    for n in range(70):  # more than SERIAL_CHUNKS * CHUNK: the pool starts
+        site.article(f"tech/a{n:03d}.md", f"文章{n}")
+    deep = site.add("tech/zz-deep.md", "---\ntitle: 深\ndate: 2026-05-06 14:00\n---\n" + "1. " * 20_000 + "x\n")
+    soft, hard = resource.getrlimit(resource.RLIMIT_STACK)
+    resource.setrlimit(resource.RLIMIT_STACK, (1 << 20, hard))  # 1 MB: the worker dies at once
+    try:
+        report = site.build()
+    finally:
+        resource.setrlimit(resource.RLIMIT_STACK, (soft, hard))
+    assert (report.new, report.skipped, report.failed_sources) == (70, 1, [])
+    [problem] = report.problems
+    assert problem.startswith(f"{deep}: reading it crashed the worker process"), problem
+    assert "文章69" in site.feed("tech/rss.xml").decode()

@@ -81,7 +81,8 @@ class FilesSource:
                 elif not is_utf8(name):
                     yield _undecodable(folder, prefix, name, "file")
                 else:
-                    yield Deferred(key, partial(self.read_or_problem, os.path.join(folder, name), key, fingerprint))
+                    path = os.path.join(folder, name)
+                    yield Deferred(key, partial(self.read_or_problem, path, key, fingerprint), path)
             yield Folder(prefix, digest, len(files), tuple(unchanged))
 
     def read_or_problem(self, path: str, key: str, fingerprint: str | None) -> SourceItem | ItemProblem | None:
