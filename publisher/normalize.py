@@ -76,7 +76,9 @@ def normalize(item: SourceItem, index: CategoryIndex, rules: TextRules, site_url
         try:
             html = render_markdown(markdown)
         except MarkdownLimitError as exc:
-            raise NormalizeError(str(exc), "split it, or flatten its quotes and lists (docs/content.md)") from None
+            raise NormalizeError(
+                str(exc), "split it, or flatten its quotes and lists: docs/content.md gives the limits"
+            ) from None
         own_markup = is_own_markup(markdown, html)
     else:
         html, own_markup = item.content, False

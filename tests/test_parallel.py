@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 from datetime import UTC, datetime
 
 import pytest
@@ -49,6 +50,9 @@ def test_a_worker_that_dies_is_named_by_its_file_and_the_build_goes_on(
 
     monkeypatch.setenv("PUBLISHER_WORKERS", "2")
     monkeypatch.setattr(markdown, "check_limits", lambda text: None)  # the workers fork with it
+    # fork, not forkserver (chosen when an earlier test left a thread running): the workers
+    # must inherit the switched-off limits and the small stack below.
+    monkeypatch.setattr(parallel, "_context", lambda: multiprocessing.get_context("fork"))
     for n in range(70):  # more than SERIAL_CHUNKS * CHUNK: the pool starts
         site.article(f"tech/a{n:03d}.md", f"文章{n}")
     deep = site.add("tech/zz-deep.md", "---\ntitle: 深\ndate: 2026-05-06 14:00\n---\n" + "1. " * 20_000 + "x\n")
