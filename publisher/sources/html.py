@@ -178,7 +178,7 @@ class HtmlSource:
     def _article(self, url: str, category: str, conditional: bool) -> Fetched:
         try:
             page = self.fetcher.get(url, conditional=conditional, remember=self.recheck_days > 0)
-        except SourceError as exc:  # one broken article: skipped, the others go on
+        except SourceError as exc:  # one broken article (or on a host not allowed): skipped, the others go on
             return ItemProblem(url, url, exc.message, exc.hint)
         if page.not_modified:
             return Unchanged((url,))
