@@ -197,6 +197,8 @@ class App:
             robots=config.robots,
             hosts=source_hosts(config.start_urls, config.hosts),
             guard=AddressGuard(allow_private=config.allow_private),
+            deadline=config.deadline,
+            run_deadline=config.run_deadline,
         )
 
     @property

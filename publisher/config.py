@@ -83,6 +83,8 @@ class _WebSourceConfig(_Section):
 
     delay: float = Field(default=1.0, ge=0, le=600)  # seconds between requests to one host
     timeout: float = Field(default=30.0, gt=0, le=600)  # seconds for each read from the socket
+    deadline: float = Field(default=120.0, gt=0, le=3600)  # seconds for one request whole
+    run_deadline: float = Field(default=900.0, gt=0, le=86400)  # seconds for all of a run's requests
     robots: bool = True  # honour the site's robots.txt (turn off only for your own site)
     hosts: list[Annotated[str, Field(pattern=_HOST)]] = []  # more hosts than the configured URLs'
     allow_private: bool = False  # may reach loopback, private, link-local ... addresses (an intranet CMS)

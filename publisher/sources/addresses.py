@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -65,6 +66,10 @@ class AddressRefused(Exception):
         self.host, self.address, self.kind = host, address, kind
 
 
+class OutOfTime(Exception):
+    """A connection asked for after the request's deadline passed. Not retried either."""
+
+
 @dataclass(frozen=True)
 class AddressGuard:
     allow_private: bool = False
@@ -109,11 +114,13 @@ PUBLIC_ONLY = AddressGuard()
 
 
 class _Guarded:
-    """What the connections of one adapter share: the guard."""
+    """What the connections of one adapter share: the guard, and the adapter (to be cut)."""
 
     adapter: GuardedAdapter
 
     def _new_conn(self) -> socket.socket:
+        if self.adapter.expired:
+            raise OutOfTime()
         conn: Any = self
         try:
             sock = self.adapter.guard.connect(conn._dns_host, conn.port, conn.timeout, conn.socket_options)
@@ -121,6 +128,9 @@ class _Guarded:
             from urllib3.exceptions import NewConnectionError
 
             raise NewConnectionError(conn, f"Failed to establish a new connection: {exc}") from exc
+        # The socket itself, not the connection: http.client hands it to the response and
+        # forgets it when the answer ends with the connection (no Content-Length).
+        self.adapter.sockets.add(sock)
         return sock
 
 
@@ -129,7 +139,25 @@ class _HTTPConnection(_Guarded, HTTPConnection):
 
 
 class _HTTPSConnection(_Guarded, HTTPSConnection):
-    pass
+    _handshake: socket.socket | None = None
+
+    def _new_conn(self) -> socket.socket:
+        sock = super()._new_conn()
+        # TLS takes the socket over (the object given to it is left empty); this copy of its
+        # descriptor lets a deadline cut the handshake, and is closed once TLS holds it.
+        self._handshake = sock.dup()
+        self.adapter.sockets.add(self._handshake)
+        return sock
+
+    def connect(self) -> None:
+        try:
+            super().connect()
+        finally:
+            if self._handshake is not None:
+                self._handshake.close()
+                self._handshake = None
+        if self.sock is not None:
+            self.adapter.sockets.add(self.sock)
 
 
 class _HTTPPool(HTTPConnectionPool):
@@ -165,11 +193,25 @@ class _PoolManager(PoolManager):
 
 
 class GuardedAdapter(HTTPAdapter):
-    """requests' adapter whose connections go through `guard`."""
+    """requests' adapter whose connections go through `guard`, and can be cut at a deadline."""
 
     def __init__(self, guard: AddressGuard, **kwargs: Any) -> None:
         self.guard = guard
+        self.sockets: weakref.WeakSet[socket.socket] = weakref.WeakSet()  # open or not
+        self.expired = False  # set by `cut`: no new connection until `reset`
         super().__init__(**kwargs)
 
     def init_poolmanager(self, connections: int, maxsize: int, block: bool = False, **pool_kwargs: Any) -> None:
         self.poolmanager = _PoolManager(self, num_pools=connections, maxsize=maxsize, block=block, **pool_kwargs)
+
+    def reset(self) -> None:
+        self.expired = False
+
+    def cut(self) -> None:
+        """From another thread: end every connection's wait now (a blocked read sees the end)."""
+        self.expired = True
+        for sock in list(self.sockets):
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:  # closed already
+                pass

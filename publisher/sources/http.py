@@ -6,6 +6,9 @@
   back, so an unchanged page costs one 304; they are saved only after the ingest that used the
   page committed (`Fetcher.commit`), so a failed run never hides content behind a 304;
 - a per-host delay between requests, robots.txt honoured, a clear User-Agent, a size cap;
+- bounded in time: `deadline` seconds for each request whole (a site that trickles its answer
+  a byte at a time never holds an ingest: `timeout` caps each socket read only), `run_deadline`
+  for all of a source's requests in one run;
 - bounded in reach: only the source's `hosts`, redirects included, and only public addresses
   unless `allow_private` (addresses.py checks them as the socket connects);
 - `decode_html`: the charset from the BOM, the HTTP header or the page's meta tag, with GB2312
@@ -20,7 +23,8 @@ import json
 import re
 import threading
 import time
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from urllib.parse import urljoin, urlsplit
 from urllib.robotparser import RobotFileParser
@@ -30,9 +34,11 @@ from urllib3.util.retry import Retry
 
 from .. import __version__
 from ..errors import SourceError
-from .addresses import PUBLIC_ONLY, AddressGuard, AddressRefused, GuardedAdapter
+from .addresses import PUBLIC_ONLY, AddressGuard, AddressRefused, GuardedAdapter, OutOfTime
 
 MAX_BYTES = 10 * 1024 * 1024
+DEADLINE = 120.0  # seconds for one request, retries and redirects included
+RUN_DEADLINE = 900.0  # seconds for all of a source's requests in one run
 _META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]+)""", re.I)
 # GB2312 and GBK pages use characters of the superset anyway (and browsers read them so).
 _SUPERSETS = {"gb2312": "gb18030", "gbk": "gb18030", "x-gbk": "gb18030", "gb_2312-80": "gb18030",
@@ -82,6 +88,10 @@ class HostNotAllowed(SourceError):
     """A URL (a redirect, a link on a list page) on a host the source does not allow."""
 
 
+class RunOutOfTime(SourceError):
+    """The source's run passed its `run_deadline`: the source stops, its last good feeds stay."""
+
+
 def source_hosts(urls: Iterable[str], listed: Iterable[str] = ()) -> frozenset[str]:
     """The hosts a source may read: those of its configured URLs with their `www.` twins,
     and the `hosts` it lists (`*.example.org`: any host under example.org)."""
@@ -129,10 +139,12 @@ class Fetcher:
         sleep: Callable[[float], None] = time.sleep,
         hosts: Collection[str] | None = None,
         guard: AddressGuard = PUBLIC_ONLY,
+        deadline: float = DEADLINE,
+        run_deadline: float = RUN_DEADLINE,
     ) -> None:
         self.user_agent, self.validators, self.delay, self.timeout = user_agent, validators, delay, timeout
         self.robots, self.max_bytes, self.sleep = robots, max_bytes, sleep
-        self.hosts, self.guard = hosts, guard
+        self.hosts, self.guard, self.deadline, self.run_deadline = hosts, guard, deadline, run_deadline
         retry = Retry(
             total=retries,
             connect=retries,
@@ -155,6 +167,7 @@ class Fetcher:
         self._last: dict[str, float] = {}
         self._robots: dict[str, RobotFileParser | None] = {}
         self._lock = threading.Lock()
+        self._started: float | None = None  # the run's first request
 
     def get(self, url: str, conditional: bool = True, remember: bool | None = None) -> Page:
         """The page at `url`; SourceError with the URL and what to do when it cannot be had.
@@ -185,7 +198,10 @@ class Fetcher:
                 headers["If-Modified-Since"] = stored["Last-Modified"]
         self._wait_turn(url)
         try:
-            with self.session.get(url, headers=headers, timeout=self.timeout, stream=True) as response:
+            with (
+                self._timed(url),
+                self.session.get(url, headers=headers, timeout=self.timeout, stream=True) as response,
+            ):
                 if response.status_code == 304:
                     return Page(response.url, 304, b"", response.headers)
                 if response.status_code >= 400:
@@ -200,6 +216,46 @@ class Fetcher:
             raise SourceError(
                 f"{url}: {_reason(exc)}", "check the URL and that the site is up; the last good feeds stay"
             ) from exc
+
+    @contextmanager
+    def _timed(self, url: str) -> Iterator[None]:
+        """One request, its retries and redirects, within `deadline` seconds and what is left
+        of `run_deadline`; past that its connections are cut, and it fails naming the URL."""
+        now = time.monotonic()
+        self._started = now if self._started is None else self._started
+        left = self.run_deadline - (now - self._started)
+        budget = min(self.deadline, left)
+        if budget <= 0:
+            raise self._late(url, budget, left)
+        self.adapter.reset()
+        timer = threading.Timer(budget, self.adapter.cut)
+        timer.daemon = True
+        timer.start()
+        try:
+            yield
+        except SourceError:
+            raise
+        except Exception as exc:  # a cut connection shows as any of requests', urllib3's or ssl's errors
+            if self.adapter.expired:
+                raise self._late(url, budget, left) from exc
+            raise
+        finally:
+            timer.cancel()
+        if self.adapter.expired:  # an answer without a length just ends where it was cut
+            raise self._late(url, budget, left)
+
+    def _late(self, url: str, budget: float, left: float) -> SourceError:
+        if budget < self.deadline or left <= 0:
+            return RunOutOfTime(
+                f"{url}: the source's run took more than its `run_deadline` of {self.run_deadline:g} s",
+                "the site is slow or the source reads many pages: raise `run_deadline` on this source, "
+                "or lower its max_pages; the next run tries again and the last good feeds stay",
+            )
+        return SourceError(
+            f"{url}: no complete answer within the `deadline` of {self.deadline:g} s",
+            "the site is slow or sends its answer a little at a time: raise `deadline` on this source "
+            "if it is only slow",
+        )
 
     def _check_host(self, url: str, redirected_from: str | None = None) -> None:
         host = urlsplit(url).hostname or ""
@@ -259,8 +315,9 @@ class Fetcher:
         """None: no rules (no robots.txt, or an error: RFC 9309 says 4xx means allowed)."""
         self._wait_turn(origin + "/")
         try:
-            response = self.session.get(origin + "/robots.txt", timeout=self.timeout)
-        except (requests.RequestException, HostNotAllowed):
+            with self._timed(origin + "/robots.txt"):
+                response = self.session.get(origin + "/robots.txt", timeout=self.timeout)
+        except (requests.RequestException, HostNotAllowed, OutOfTime):
             return None
         if response.status_code >= 400:
             return None
