@@ -23,7 +23,7 @@ from .text import CONVERSIONS
 # site made by `publisher init` (run from its folder), then the project's demo.
 DEFAULT_PATHS = (Path("publisher.toml"), Path("config/publisher.toml"))
 _SLUG = r"^[a-z0-9]+(?:-[a-z0-9]+)*$"
-_HOST = r"^(\*\.)?[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*\.?$|^\[?[0-9A-Fa-f:.]+\]?$"  # a name, *.name or an address
+_HOST = r"^(\*\.)?[\w-]+(\.[\w-]+)*\.?$|^\[?[0-9A-Fa-f:.]+\]?$"  # a name, *.name or an address
 
 
 class _Section(BaseModel):

@@ -95,7 +95,7 @@ class RunOutOfTime(SourceError):
 def source_hosts(urls: Iterable[str], listed: Iterable[str] = ()) -> frozenset[str]:
     """The hosts a source may read: those of its configured URLs with their `www.` twins,
     and the `hosts` it lists (`*.example.org`: any host under example.org)."""
-    hosts = {host.lower().rstrip(".") for host in listed}
+    hosts = {host.lower().rstrip(".").strip("[]") for host in listed}
     for url in urls:
         host = (urlsplit(url).hostname or "").rstrip(".")
         if host:
@@ -124,8 +124,9 @@ class _Session(requests.Session):
 
 
 class Fetcher:
-    """GET with everything above. One per source and run; `validators` None: no conditional GETs.
-    `hosts` None: any host (App always passes the source's); `guard`: which addresses."""
+    """GET with everything above. One per source and run, used by one thread at a time (a
+    deadline cuts all of its connections); `validators` None: no conditional GETs; `hosts`
+    None: any host (App always passes the source's); `guard`: which addresses."""
 
     def __init__(
         self,
@@ -269,6 +270,8 @@ class Fetcher:
     def _check_address(self, url: str) -> None:
         """Refuse early a host that resolves to no allowed address (the connection checks again)."""
         parts = urlsplit(url)
+        if self.guard.allow_private:
+            return
         try:
             self.guard.addresses(parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80))
         except (OSError, ValueError):
