@@ -160,24 +160,23 @@ class _HTTPSConnection(_Guarded, HTTPSConnection):
             self.adapter.sockets.add(self.sock)
 
 
-class _HTTPPool(HTTPConnectionPool):
+class _AdapterPool:
+    """A pool whose connections know their adapter (its guard, its sockets)."""
+
+    adapter: GuardedAdapter
+
+    def _new_conn(self) -> Any:
+        conn: Any = super()._new_conn()  # type: ignore[misc]
+        conn.adapter = self.adapter
+        return conn
+
+
+class _HTTPPool(_AdapterPool, HTTPConnectionPool):
     ConnectionCls = _HTTPConnection
-    adapter: GuardedAdapter
-
-    def _new_conn(self) -> Any:
-        conn: Any = super()._new_conn()
-        conn.adapter = self.adapter
-        return conn
 
 
-class _HTTPSPool(HTTPSConnectionPool):
+class _HTTPSPool(_AdapterPool, HTTPSConnectionPool):
     ConnectionCls = _HTTPSConnection
-    adapter: GuardedAdapter
-
-    def _new_conn(self) -> Any:
-        conn: Any = super()._new_conn()
-        conn.adapter = self.adapter
-        return conn
 
 
 class _PoolManager(PoolManager):
