@@ -184,7 +184,8 @@ class App:
 
     def fetcher(self, config: WebSourceConfig, conditional: bool = True) -> Fetcher:
         """The HTTP layer for a web source; conditional: remember ETag/Last-Modified in the store."""
-        from .sources.http import Fetcher, Validators, user_agent
+        from .sources.addresses import AddressGuard
+        from .sources.http import Fetcher, Validators, source_hosts, user_agent
 
         store = self.store
         validators = Validators(store.get_meta, store.set_meta, config.source_name) if conditional else None
@@ -194,6 +195,10 @@ class App:
             delay=config.delay,
             timeout=(min(10.0, config.timeout), config.timeout),
             robots=config.robots,
+            hosts=source_hosts(config.start_urls, config.hosts),
+            guard=AddressGuard(allow_private=config.allow_private),
+            deadline=config.deadline,
+            run_deadline=config.run_deadline,
         )
 
     @property

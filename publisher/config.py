@@ -23,6 +23,7 @@ from .text import CONVERSIONS
 # site made by `publisher init` (run from its folder), then the project's demo.
 DEFAULT_PATHS = (Path("publisher.toml"), Path("config/publisher.toml"))
 _SLUG = r"^[a-z0-9]+(?:-[a-z0-9]+)*$"
+_HOST = r"^(\*\.)?[\w-]+(\.[\w-]+)*\.?$|^\[?[0-9A-Fa-f:.]+\]?$"  # a name, *.name or an address
 
 
 class _Section(BaseModel):
@@ -81,12 +82,21 @@ class _WebSourceConfig(_Section):
     """What every web source shares: the HTTP layer's politeness and patience (docs/sources.md)."""
 
     delay: float = Field(default=1.0, ge=0, le=600)  # seconds between requests to one host
-    timeout: float = Field(default=30.0, gt=0, le=600)
+    timeout: float = Field(default=30.0, gt=0, le=600)  # seconds for each read from the socket
+    deadline: float = Field(default=120.0, gt=0, le=3600)  # seconds for one request whole
+    run_deadline: float = Field(default=900.0, gt=0, le=86400)  # seconds for all of a run's requests
     robots: bool = True  # honour the site's robots.txt (turn off only for your own site)
+    hosts: list[Annotated[str, Field(pattern=_HOST)]] = []  # more hosts than the configured URLs'
+    allow_private: bool = False  # may reach loopback, private, link-local ... addresses (an intranet CMS)
 
     @property
     def url_template(self) -> None:
         return None
+
+    @property
+    def start_urls(self) -> tuple[str, ...]:
+        """The configured URLs: their hosts (and `www.` twins) may always be read."""
+        return (str(getattr(self, "url", "")),)
 
 
 class FeedSourceConfig(_WebSourceConfig):
@@ -136,6 +146,10 @@ class HtmlSourceConfig(_WebSourceConfig):
     list: HtmlListConfig
     article: HtmlArticleConfig = HtmlArticleConfig()
     recheck_days: int = Field(default=0, ge=0, le=3650)  # read stored articles again after N days
+
+    @property
+    def start_urls(self) -> tuple[str, ...]:
+        return tuple(url for urls in self.list.pages.values() for url in urls)
 
     @property
     def source_name(self) -> str:
@@ -463,6 +477,9 @@ def _explain(error: Any) -> tuple[str, str, str]:
         return f"{key}.type", "missing", f'add `type = "files"` (one of: {", ".join(SOURCE_TYPES)})'
     if kind == "literal_error":
         return key, f"{error['input']!r} is not allowed", f"use one of: {ctx.get('expected')}"
+    if kind == "string_pattern_mismatch" and ".hosts" in key:
+        hint = 'write the host alone, as "cdn.example.org" or "*.example.org"'
+        return key, f"{error['input']!r} is not a host name", hint
     if kind == "string_pattern_mismatch" and key.endswith("slug"):
         return key, f"{error['input']!r} is not a slug", "use lowercase ASCII letters, digits and -"
     if kind == "too_short" and key in ("categories", "sources"):

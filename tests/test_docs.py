@@ -10,7 +10,7 @@ from pydantic import BaseModel
 
 from conftest import ROOT
 from publisher.cli import main
-from publisher.config import FilesSourceConfig, Settings
+from publisher.config import FeedSourceConfig, FilesSourceConfig, Settings
 
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 CONFIG_DOC = (ROOT / "docs" / "configuration.md").read_text(encoding="utf-8")
@@ -74,6 +74,7 @@ def test_every_config_key_is_documented() -> None:
 def test_every_documented_key_exists() -> None:
     documented = set(re.findall(r"^\| `([a-z_\[\].]+)` \|", CONFIG_DOC, re.M))
     keys = config_keys(Settings) | {f"sources[].{k}" for k in FilesSourceConfig.model_fields}
+    keys |= {f"sources[].{k}" for k in FeedSourceConfig.model_fields}  # the keys every web source shares
     assert documented <= keys, sorted(documented - keys)
 
 

@@ -95,6 +95,7 @@ def test_a_source_that_never_answers_keeps_nothing_offline(
 public_url = "{base}"
 [[sources]]
 type = "feed"
+allow_private = true  # the test server is on loopback
 url = "http://127.0.0.1:{silent.port}/feed.xml"
 category = "科技创新"
 """
@@ -180,6 +181,7 @@ def test_a_source_that_hangs_after_many_items_does_not_hold_the_write_lock(
 public_url = "{base}"
 [[sources]]
 type = "json"
+allow_private = true  # the test server is on loopback
 url = "http://127.0.0.1:{api.server_address[1]}/api?page={{page}}"
 category = "科技创新"
 delay = 0

@@ -13,8 +13,11 @@ from werkzeug import Request, Response
 from conftest import Site
 from feedcheck import parse_with_feedparser
 from publisher.errors import SourceError
+from publisher.sources.addresses import AddressGuard
 from publisher.sources.http import Fetcher, Validators, decode_html
 
+# The test servers are on loopback, which web sources refuse unless told (`allow_private`).
+LOOPBACK = AddressGuard(allow_private=True)
 TEXT = "高新區(qū)新聞：院長(zhǎng)出席科技創新大會"
 
 
@@ -35,13 +38,14 @@ def test_chinese_pages_decode_whatever_they_declare(data: bytes, content_type: s
 
 def feed_toml(url: str, extra: str = "") -> str:
     """A `feed` source in the tech category, without politeness delays."""
-    return f'[[sources]]\ntype = "feed"\nurl = "{url}"\ncategory = "tech"\ndelay = 0\n{extra}'
+    return f'[[sources]]\ntype = "feed"\nallow_private = true\nurl = "{url}"\ncategory = "tech"\ndelay = 0\n{extra}'
 
 
 def cms_toml(url: str) -> str:
     """A `json` source named cms, reading the fields `api_items` writes."""
     return (
-        f'[[sources]]\ntype = "json"\nname = "cms"\nurl = "{url}"\ncategory = "policy"\ndelay = 0\n'
+        f'[[sources]]\ntype = "json"\nallow_private = true\nname = "cms"\nurl = "{url}"\ncategory = "policy"\n'
+        "delay = 0\n"
         '[sources.fields]\nlist = "items"\ntitle = "headline"\ndate = "published_at"\nbody = "html"'
     )
 
@@ -67,7 +71,9 @@ def test_conditional_get_retries_politeness_and_limits(httpserver: HTTPServer) -
     httpserver.expect_request("/big").respond_with_data(b"x" * 5000)
     httpserver.expect_request("/gone").respond_with_data("no", status=404)
     waits: list[float] = []
-    fetcher = Fetcher("publisher/test (+https://www.example.org)", memory_validators(), delay=2.0, sleep=waits.append)
+    fetcher = Fetcher(
+        "publisher/test (+https://www.example.org)", memory_validators(), delay=2.0, sleep=waits.append, guard=LOOPBACK
+    )
     first = fetcher.get(httpserver.url_for("/news/1.html"))
     assert first.status == 200 and first.text() == "<p>正文</p>"
     fetcher.commit()  # as ingest does once the page is stored
@@ -82,7 +88,7 @@ def test_conditional_get_retries_politeness_and_limits(httpserver: HTTPServer) -
     with pytest.raises(SourceError, match="HTTP 404") as gone:
         fetcher.get(httpserver.url_for("/gone"))
     assert "check the URL" in gone.value.hint
-    small = Fetcher("publisher/test", None, delay=0, max_bytes=1000)
+    small = Fetcher("publisher/test", None, delay=0, max_bytes=1000, guard=LOOPBACK)
     with pytest.raises(SourceError, match="limit"):
         small.get(httpserver.url_for("/big"))
 
@@ -91,7 +97,7 @@ def test_validators_are_kept_only_after_commit(httpserver: HTTPServer) -> None:
     httpserver.expect_request("/robots.txt").respond_with_data("", status=404)
     httpserver.expect_request("/feed.xml").respond_with_data("x", headers={"ETag": '"e"'})
     validators = memory_validators()
-    fetcher = Fetcher("publisher/test", validators, delay=0)
+    fetcher = Fetcher("publisher/test", validators, delay=0, guard=LOOPBACK)
     fetcher.get(httpserver.url_for("/feed.xml"))
     assert validators.get(httpserver.url_for("/feed.xml")) == {}  # the run did not store anything yet
     fetcher.commit()
@@ -130,6 +136,7 @@ def test_the_feed_source_end_to_end(site: Site, httpserver: HTTPServer) -> None:
         f"""
 [[sources]]
 type = "feed"
+allow_private = true  # the test server is on loopback
 url = "{httpserver.url_for("/feed.xml")}"
 name = "other"
 category = "tech"
@@ -220,6 +227,7 @@ def html_source(site: Site, server: HTTPServer, body: bool = True) -> None:
         f"""
 [[sources]]
 type = "html"
+allow_private = true  # the test server is on loopback
 name = "site"
 delay = 0
 [sources.list]
@@ -312,6 +320,7 @@ def test_the_json_source_pages_and_stops_when_nothing_is_new(site: Site, httpser
         f"""
 [[sources]]
 type = "json"
+allow_private = true  # the test server is on loopback
 name = "cms"
 url = "{httpserver.url_for("/api/articles")}?page={{page}}"
 category = "tech"
@@ -348,8 +357,9 @@ def test_a_json_answer_of_the_wrong_shape_is_reported(site: Site, httpserver: HT
     httpserver.expect_request("/robots.txt").respond_with_data("", status=404)
     httpserver.expect_request("/api").respond_with_json({"results": []})
     url = httpserver.url_for("/api")
-    site.append_config(f'\n[[sources]]\ntype = "json"\nurl = "{url}"\ncategory = "tech"\ndelay = 0\n'
-                       '[sources.fields]\nlist = "data.items"\n[sources.paging]\nkind = "none"\n')  # fmt: skip
+    site.append_config(f'\n[[sources]]\ntype = "json"\nallow_private = true\nurl = "{url}"\ncategory = "tech"\n'
+                       'delay = 0\n[sources.fields]\nlist = "data.items"\n'
+                       '[sources.paging]\nkind = "none"\n')  # fmt: skip
     report = site.build()
     assert report.failed_sources and "data.items" in report.failed_sources[0]
 
@@ -397,6 +407,7 @@ def test_the_wordpress_source(site: Site, httpserver: HTTPServer) -> None:
         f"""
 [[sources]]
 type = "wordpress"
+allow_private = true  # the test server is on loopback
 url = "{httpserver.url_for("/")}"
 categories = {{ "zhengce" = "政策解读" }}
 category = "高新院新闻"
@@ -440,6 +451,7 @@ class AllKinds:
 {cms_toml(server.url_for("/api") + "?page={page}")}
 [[sources]]
 type = "wordpress"
+allow_private = true  # the test server is on loopback
 name = "blog"
 url = "{server.url_for("/")}"
 category = "tech"
@@ -624,6 +636,6 @@ def test_wordpress_without_a_total_pages_header_stops_at_a_short_page(site: Site
     httpserver.expect_request("/robots.txt").respond_with_data("", status=404)
     httpserver.expect_request("/wp-json/wp/v2/posts").respond_with_handler(api)
     url = httpserver.url_for("/")
-    site.append_config(f'\n[[sources]]\ntype = "wordpress"\nurl = "{url}"\ndelay = 0\n')
+    site.append_config(f'\n[[sources]]\ntype = "wordpress"\nallow_private = true\nurl = "{url}"\ndelay = 0\n')
     report = site.build()
     assert report.new == 1 and not report.failed_sources and asked == ["1"]

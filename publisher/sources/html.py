@@ -25,7 +25,7 @@ from zoneinfo import ZoneInfo
 from ..errors import SourceError
 from ..model import ItemProblem, SourceItem, Unchanged
 from . import Fetched
-from .http import Fetcher
+from .http import Fetcher, RunOutOfTime
 
 DATE_PATTERNS = (
     (re.compile(r"(\d{4})[-/.年](\d{1,2})[-/.月](\d{1,2})日?(?:\s*(\d{1,2})[:：](\d{2})(?:[:：](\d{2}))?)?"), None),
@@ -178,7 +178,9 @@ class HtmlSource:
     def _article(self, url: str, category: str, conditional: bool) -> Fetched:
         try:
             page = self.fetcher.get(url, conditional=conditional, remember=self.recheck_days > 0)
-        except SourceError as exc:  # one broken article: skipped, the others go on
+        except RunOutOfTime:  # the whole source stops
+            raise
+        except SourceError as exc:  # one broken article (or on a host not allowed): skipped, the others go on
             return ItemProblem(url, url, exc.message, exc.hint)
         if page.not_modified:
             return Unchanged((url,))

@@ -6,6 +6,11 @@
   back, so an unchanged page costs one 304; they are saved only after the ingest that used the
   page committed (`Fetcher.commit`), so a failed run never hides content behind a 304;
 - a per-host delay between requests, robots.txt honoured, a clear User-Agent, a size cap;
+- bounded in time: `deadline` seconds for each request whole (a site that trickles its answer
+  a byte at a time never holds an ingest: `timeout` caps each socket read only), `run_deadline`
+  for all of a source's requests in one run;
+- bounded in reach: only the source's `hosts`, redirects included, and only public addresses
+  unless `allow_private` (addresses.py checks them as the socket connects);
 - `decode_html`: the charset from the BOM, the HTTP header or the page's meta tag, with GB2312
   and GBK read as their superset GB18030, and a check of the declared one against the bytes
   (Chinese CMS pages often declare UTF-8 and send GBK, or the reverse).
@@ -18,19 +23,22 @@ import json
 import re
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 from urllib.robotparser import RobotFileParser
 
 import requests
-from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
 from .. import __version__
 from ..errors import SourceError
+from .addresses import PUBLIC_ONLY, AddressGuard, AddressRefused, GuardedAdapter, OutOfTime
 
 MAX_BYTES = 10 * 1024 * 1024
+DEADLINE = 120.0  # seconds for one request, retries and redirects included
+RUN_DEADLINE = 900.0  # seconds for all of a source's requests in one run
 _META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]+)""", re.I)
 # GB2312 and GBK pages use characters of the superset anyway (and browsers read them so).
 _SUPERSETS = {"gb2312": "gb18030", "gbk": "gb18030", "x-gbk": "gb18030", "gb_2312-80": "gb18030",
@@ -76,8 +84,49 @@ class Validators:
         self.pending.clear()
 
 
+class HostNotAllowed(SourceError):
+    """A URL (a redirect, a link on a list page) on a host the source does not allow."""
+
+
+class RunOutOfTime(SourceError):
+    """The source's run passed its `run_deadline`: the source stops, its last good feeds stay."""
+
+
+def source_hosts(urls: Iterable[str], listed: Iterable[str] = ()) -> frozenset[str]:
+    """The hosts a source may read: those of its configured URLs with their `www.` twins,
+    and the `hosts` it lists (`*.example.org`: any host under example.org)."""
+    hosts = {host.lower().rstrip(".").strip("[]") for host in listed}
+    for url in urls:
+        host = (urlsplit(url).hostname or "").rstrip(".")
+        if host:
+            bare = host.removeprefix("www.")
+            hosts |= {host, bare, f"www.{bare}"}
+    return frozenset(hosts)
+
+
+def host_allowed(host: str, hosts: Collection[str]) -> bool:
+    host = host.lower().rstrip(".")
+    return any(host == h or (h.startswith("*.") and host.endswith(h[1:])) for h in hosts)
+
+
+class _Session(requests.Session):
+    """A session that follows a redirect only to a host `check` lets through."""
+
+    def __init__(self, check: Callable[[str, str], None]) -> None:
+        super().__init__()
+        self.check = check
+
+    def get_redirect_target(self, resp: requests.Response) -> str | None:
+        target = super().get_redirect_target(resp)
+        if target is not None:
+            self.check(urljoin(resp.url, target), resp.url)
+        return target
+
+
 class Fetcher:
-    """GET with everything above. One per source and run; `validators` None: no conditional GETs."""
+    """GET with everything above. One per source and run, used by one thread at a time (a
+    deadline cuts all of its connections); `validators` None: no conditional GETs; `hosts`
+    None: any host (App always passes the source's); `guard`: which addresses."""
 
     def __init__(
         self,
@@ -89,9 +138,14 @@ class Fetcher:
         max_bytes: int = MAX_BYTES,
         retries: int = 3,
         sleep: Callable[[float], None] = time.sleep,
+        hosts: Collection[str] | None = None,
+        guard: AddressGuard = PUBLIC_ONLY,
+        deadline: float = DEADLINE,
+        run_deadline: float = RUN_DEADLINE,
     ) -> None:
         self.user_agent, self.validators, self.delay, self.timeout = user_agent, validators, delay, timeout
         self.robots, self.max_bytes, self.sleep = robots, max_bytes, sleep
+        self.hosts, self.guard, self.deadline, self.run_deadline = hosts, guard, deadline, run_deadline
         retry = Retry(
             total=retries,
             connect=retries,
@@ -105,19 +159,32 @@ class Fetcher:
             retry_after_max=60,
             raise_on_status=False,
         )
-        self.session = requests.Session()
-        adapter = HTTPAdapter(max_retries=retry)
-        self.session.mount("http://", adapter)
-        self.session.mount("https://", adapter)
+        self.session = _Session(self._check_host)
+        self.session.trust_env = False  # no proxy from the environment: the guard must see the address
+        self.adapter = GuardedAdapter(guard, max_retries=retry)
+        self.session.mount("http://", self.adapter)
+        self.session.mount("https://", self.adapter)
         self.session.headers["User-Agent"] = user_agent
         self._last: dict[str, float] = {}
         self._robots: dict[str, RobotFileParser | None] = {}
         self._lock = threading.Lock()
+        self._started: float | None = None  # the run's first request
 
     def get(self, url: str, conditional: bool = True, remember: bool | None = None) -> Page:
         """The page at `url`; SourceError with the URL and what to do when it cannot be had.
         `conditional`: send the stored validators; `remember` (default: the same): keep the
         answer's for next time (pages read again later, such as a feed or an article)."""
+        try:
+            return self._get(url, conditional, remember)
+        except AddressRefused as exc:
+            raise SourceError(
+                f"{url}: {exc}; web sources read public addresses only",
+                "if this is your own intranet site, set `allow_private = true` on this source",
+            ) from exc
+
+    def _get(self, url: str, conditional: bool, remember: bool | None) -> Page:
+        self._check_host(url)
+        self._check_address(url)
         if self.robots and not self._allowed(url):
             raise SourceError(
                 f"{url}: the site's robots.txt does not allow {self.user_agent.split()[0]} to read it",
@@ -132,7 +199,10 @@ class Fetcher:
                 headers["If-Modified-Since"] = stored["Last-Modified"]
         self._wait_turn(url)
         try:
-            with self.session.get(url, headers=headers, timeout=self.timeout, stream=True) as response:
+            with (
+                self._timed(url),
+                self.session.get(url, headers=headers, timeout=self.timeout, stream=True) as response,
+            ):
                 if response.status_code == 304:
                     return Page(response.url, 304, b"", response.headers)
                 if response.status_code >= 400:
@@ -147,6 +217,65 @@ class Fetcher:
             raise SourceError(
                 f"{url}: {_reason(exc)}", "check the URL and that the site is up; the last good feeds stay"
             ) from exc
+
+    @contextmanager
+    def _timed(self, url: str) -> Iterator[None]:
+        """One request, its retries and redirects, within `deadline` seconds and what is left
+        of `run_deadline`; past that its connections are cut, and it fails naming the URL."""
+        now = time.monotonic()
+        self._started = now if self._started is None else self._started
+        left = self.run_deadline - (now - self._started)
+        budget = min(self.deadline, left)
+        if budget <= 0:
+            raise self._late(url, budget, left)
+        self.adapter.reset()
+        timer = threading.Timer(budget, self.adapter.cut)
+        timer.daemon = True
+        timer.start()
+        try:
+            yield
+        except SourceError:
+            raise
+        except Exception as exc:  # a cut connection shows as any of requests', urllib3's or ssl's errors
+            if self.adapter.expired:
+                raise self._late(url, budget, left) from exc
+            raise
+        finally:
+            timer.cancel()
+        if self.adapter.expired:  # an answer without a length just ends where it was cut
+            raise self._late(url, budget, left)
+
+    def _late(self, url: str, budget: float, left: float) -> SourceError:
+        if budget < self.deadline or left <= 0:
+            return RunOutOfTime(
+                f"{url}: the source's run took more than its `run_deadline` of {self.run_deadline:g} s",
+                "the site is slow or the source reads many pages: raise `run_deadline` on this source, "
+                "or lower its max_pages; the next run tries again and the last good feeds stay",
+            )
+        return SourceError(
+            f"{url}: no complete answer within the `deadline` of {self.deadline:g} s",
+            "the site is slow or sends its answer a little at a time: raise `deadline` on this source "
+            "if it is only slow",
+        )
+
+    def _check_host(self, url: str, redirected_from: str | None = None) -> None:
+        host = urlsplit(url).hostname or ""
+        if self.hosts is not None and not host_allowed(host, self.hosts):
+            via = f" (a redirect from {redirected_from})" if redirected_from else ""
+            raise HostNotAllowed(
+                f"{url}: {host} is not one of this source's hosts{via}",
+                f"if the source may read from {host}, add it to `hosts` on this source",
+            )
+
+    def _check_address(self, url: str) -> None:
+        """Refuse early a host that resolves to no allowed address (the connection checks again)."""
+        parts = urlsplit(url)
+        if self.guard.allow_private:
+            return
+        try:
+            self.guard.addresses(parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80))
+        except (OSError, ValueError):
+            pass  # no address, or a bad port: the request itself reports it
 
     def commit(self) -> None:
         """The ingest that used these pages committed: keep their validators for next time."""
@@ -189,8 +318,9 @@ class Fetcher:
         """None: no rules (no robots.txt, or an error: RFC 9309 says 4xx means allowed)."""
         self._wait_turn(origin + "/")
         try:
-            response = self.session.get(origin + "/robots.txt", timeout=self.timeout)
-        except requests.RequestException:
+            with self._timed(origin + "/robots.txt"):
+                response = self.session.get(origin + "/robots.txt", timeout=self.timeout)
+        except (requests.RequestException, HostNotAllowed, OutOfTime):
             return None
         if response.status_code >= 400:
             return None
