@@ -86,7 +86,7 @@ def page(template: str, status: int = 200, **context: Any) -> Response:
 
 def _origin(url: str) -> str:
     """' https://host[:port]' for the logo's server, so the page's CSP lets the logo load; built
-    from the parsed parts alone (config.py admits only a plain host), never pasted from the URL."""
+    from the parsed parts alone (config.checks admits only a plain host), never pasted from the URL."""
     parts = urlsplit(url)
     if not url or parts.hostname is None:
         return ""
