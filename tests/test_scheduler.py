@@ -8,10 +8,12 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+from apscheduler.job import Job
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 
@@ -51,19 +53,24 @@ misfire_grace = {grace_minutes}
     return store
 
 
-def store_next_run(site: Site, store: Store, when: datetime) -> None:
-    """What a process that was stopped leaves behind: the digest job with its next run at `when`."""
+def edit_stored_job(site: Site, store: Store, job_id: str, edit: Callable[[Job], None]) -> None:
+    """What a process that was stopped leaves behind, with its stored job `job_id` changed by
+    `edit`. Edited in the job store itself: a scheduler started just for this would, on
+    shutdown, hand a now-due job to its closed executor and so consume the run (research 2.4)."""
     first = Scheduler(load_settings(site.config), str(site.config), store)
     assert first.start()
     first.stop()
-    # Edited in the job store itself: a scheduler started just for this would, on shutdown,
-    # hand the now-due job to its closed executor and so consume the run (research 2.4).
     jobs = SQLAlchemyJobStore(engine=store.engine, tablename=JOBS_TABLE)
     jobs.start(BackgroundScheduler(), "default")
-    job = jobs.lookup_job(DIGEST_JOB)
+    job = jobs.lookup_job(job_id)
     assert job is not None
-    job.next_run_time = when
+    edit(job)
     jobs.update_job(job)
+
+
+def store_next_run(site: Site, store: Store, when: datetime) -> None:
+    """The digest job stored with its next run at `when`."""
+    edit_stored_job(site, store, DIGEST_JOB, lambda job: setattr(job, "next_run_time", when))
 
 
 def digests_after(store: Store, seconds: float, want: int) -> int:
@@ -187,15 +194,12 @@ def test_an_ingest_job_stored_on_the_shared_pool_moves_to_the_ingest_executor(si
     """Jobs stored before the ingest had its own (abandonable) threads ran on the shared pool,
     whose threads a stop must wait for: the next start moves the stored job."""
     store = prepare(site, "0 8 * * mon")
-    first = Scheduler(load_settings(site.config), str(site.config), store)
-    assert first.start()
-    first.stop()
-    jobs = SQLAlchemyJobStore(engine=store.engine, tablename=JOBS_TABLE)
-    jobs.start(BackgroundScheduler(), "default")
-    job = jobs.lookup_job(INGEST_JOB)
-    assert job is not None and job.executor == INGEST_EXECUTOR
-    job.executor = "default"
-    jobs.update_job(job)
+
+    def to_shared_pool(job: Job) -> None:
+        assert job.executor == INGEST_EXECUTOR
+        job.executor = "default"
+
+    edit_stored_job(site, store, INGEST_JOB, to_shared_pool)
     second = Scheduler(load_settings(site.config), str(site.config), store)
     assert second.start()
     try:

@@ -83,23 +83,23 @@ def status_of(site: Site, email: str) -> SubscriberStatus:
     return found.status
 
 
-def test_a_source_that_never_answers_keeps_nothing_offline(
-    site: Site, silent: SilentServer, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def served_with(site: Site, source: str) -> tuple[int, str]:
+    """The site's config with mail to its outbox, its pages on a free loopback port, and one more
+    source (TOML keys) on a loopback test server, in the 科技创新 category: (port, base URL)."""
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     site.write_config(
         site.mail_to_outbox()
-        + f"""
-[web]
-public_url = "{base}"
-[[sources]]
-type = "feed"
-allow_private = true  # the test server is on loopback
-url = "http://127.0.0.1:{silent.port}/feed.xml"
-category = "科技创新"
-"""
+        + f'\n[web]\npublic_url = "{base}"\n[[sources]]\n{source}'
+        + 'category = "科技创新"\nallow_private = true  # the test server is on loopback\n'
     )
+    return port, base
+
+
+def test_a_source_that_never_answers_keeps_nothing_offline(
+    site: Site, silent: SilentServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    port, base = served_with(site, f'type = "feed"\nurl = "http://127.0.0.1:{silent.port}/feed.xml"\n')
     site.article("tech/a.md", "科技新闻", date="2026-11-18 09:00")
     unsubscribe = unsubscribe_link(site, base, monkeypatch)
 
@@ -172,22 +172,8 @@ def test_a_source_that_hangs_after_many_items_does_not_hold_the_write_lock(
     """More items than the store writes in one batch, then a page that never comes: the items
     read so far must not be written (so locking the database) before the source is done."""
     api = HalfAnsweringApi(items=1500)
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    site.write_config(
-        site.mail_to_outbox()
-        + f"""
-[web]
-public_url = "{base}"
-[[sources]]
-type = "json"
-allow_private = true  # the test server is on loopback
-url = "http://127.0.0.1:{api.server_address[1]}/api?page={{page}}"
-category = "科技创新"
-delay = 0
-robots = false
-"""
-    )
+    url = f"http://127.0.0.1:{api.server_address[1]}/api?page={{page}}"
+    port, base = served_with(site, f'type = "json"\nurl = "{url}"\ndelay = 0\nrobots = false\n')
     unsubscribe = unsubscribe_link(site, base, monkeypatch)
     service = Service(site.config, site.root, port)
     try:
