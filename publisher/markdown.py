@@ -30,6 +30,9 @@ def _markdown_reference() -> Any:
 # levels (quotes, lists) its time grows with the square of the depth. No article nests 100 deep.
 MAX_NESTING = 100
 MAX_CHARACTERS = 1_000_000
+# Emphasis, strikethrough and link openers nest too, inline: about 100,000 of them overflow the
+# renderer's stack ("*a " * 120,000 then as many "*"). No article uses a fifth of this.
+MAX_INLINE_MARKERS = 20_000
 # A line opening MAX_NESTING containers: quotes, and list markers followed by a blank or the
 # line's end (a rule of 100 dashes or a row of asterisks is no list).
 _DEEP = rf"[ \t]*(?:(?:>|[*+-](?=[ \t\n]|\Z)|[0-9]{{1,9}}[.)](?=[ \t\n]|\Z))[ \t]*){{{MAX_NESTING}}}"
@@ -50,6 +53,11 @@ def check_limits(text: str) -> None:
     tabs in the document; only then is each line's start looked at."""
     if len(text) > MAX_CHARACTERS:
         raise MarkdownLimitError(f"the Markdown is {len(text):,} characters, more than {MAX_CHARACTERS:,}")
+    markers = text.count("*") + text.count("_") + text.count("~") + text.count("[")
+    if markers > MAX_INLINE_MARKERS:
+        raise MarkdownLimitError(
+            f"the Markdown has {markers:,} emphasis and link markers (*, _, ~, [), more than {MAX_INLINE_MARKERS:,}"
+        )
     if text.count(">") + text.count(" ") + text.count("\t") + 1 < MAX_NESTING:
         return
     deep = _DEEP_FIRST_LINE.match(text) or _DEEP_LINE.search(text)

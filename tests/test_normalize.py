@@ -140,6 +140,9 @@ def test_plain_markdown_gives_the_html_the_sanitiser_would_have_written() -> Non
         ("1. " * 100 + "x", "line 1 of the body nests"),
         ("-\t" * 100 + "x", "line 1 of the body nests"),
         ("字" * 1_000_001, "more than 1,000,000"),
+        ("*a " * 120_000 + "b" + "*" * 120_000, "240,000 emphasis and link markers"),  # segfaulted
+        ("[" * 30_000 + "a" + "]" * 30_000, "30,000 emphasis and link markers"),
+        ("~~a " * 15_000 + "b", "30,000 emphasis and link markers"),
     ],
 )
 def test_markdown_beyond_the_limits_is_refused_before_rendering(body: str, reason: str) -> None:
@@ -152,7 +155,7 @@ def test_markdown_beyond_the_limits_is_refused_before_rendering(body: str, reaso
 
 @pytest.mark.parametrize(
     "body",
-    ["-" * 500, "*" * 500, "* " * 60, "> " * 99 + "x", "1. " * 99 + "x", "a - b - c " * 200, "字" * 1_000_000],
+    ["-" * 500, "*" * 500, "* " * 60, "*a* _b_ [c](d) " * 4_000, "> " * 99 + "x", "1. " * 99 + "x", "a - b - c " * 200, "字" * 1_000_000],
 )
 def test_markdown_within_the_limits_renders(body: str) -> None:
     item = SourceItem("s", "ok.md", "标题", body, datetime(2026, 1, 1, tzinfo=UTC), markdown=True, folder="tech")
