@@ -37,6 +37,21 @@ def create_private(path: Path) -> None:
     os.close(fd)
 
 
+def tighten_store(database: Path) -> list[Path]:
+    """Make a SQLite store made by an older publisher (0644), and its -wal and -shm, 0600 when
+    this user owns them; the ones changed. `db upgrade` calls it: the store holds the key."""
+    changed = []
+    for path in (database, database.with_name(database.name + "-wal"), database.with_name(database.name + "-shm")):
+        try:
+            status = path.stat()
+        except FileNotFoundError:
+            continue
+        if status.st_uid == os.getuid() and status.st_mode & 0o077:
+            os.chmod(path, FILE_MODE)
+            changed.append(path)
+    return changed
+
+
 @contextmanager
 def open_private_text(path: Path) -> Iterator[TextIO]:
     """`path` opened for writing UTF-8 text (newline as written, as csv wants), truncated and

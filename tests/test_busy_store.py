@@ -244,3 +244,29 @@ def test_a_queued_unsubscribe_survives_a_killed_service(site: Site, monkeypatch:
     finally:
         assert again.stop() == 0, again.output()
     assert applied, again.output()
+
+
+def test_a_torn_line_in_the_queue_is_set_aside_and_blocks_nothing(tmp_path: Path) -> None:
+    """A kill or a full disk in the middle of a queued line must not stop every later
+    unsubscribe from being applied (it raised on every pass, and nothing after it was applied)."""
+    from datetime import UTC, datetime
+
+    from publisher.web.unsubscribes import Unsubscribes
+
+    queue = tmp_path / "publisher.db.unsubscribes"
+    queue.write_text('{"id": 7, "at": "2026-12-0', encoding="utf-8")  # torn: no end, no newline
+    applied: list[int] = []
+    unsubscribes = Unsubscribes(queue, lambda sid, _at, _how: applied.append(sid), wait=5)
+    try:
+        unsubscribes._queue(8, datetime(2026, 12, 3, tzinfo=UTC), "one-click")
+        assert unsubscribes.apply_pending() >= 0
+        deadline = time.monotonic() + 5
+        while 8 not in applied and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        unsubscribes.close()
+    assert applied.count(8) >= 1 and 7 not in applied
+    aside = tmp_path / "publisher.db.unsubscribes.damaged"
+    assert aside.read_text(encoding="utf-8") == '{"id": 7, "at": "2026-12-0\n'
+    assert aside.stat().st_mode & 0o777 == 0o600
+    assert queue.read_text(encoding="utf-8") == ""

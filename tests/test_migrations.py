@@ -423,3 +423,12 @@ def test_opening_a_store_imports_no_alembic(tmp_path: Path) -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "False"
+
+
+def test_upgrading_a_0_1_0_store_made_readable_by_all_makes_it_private(old_store: Path) -> None:
+    """0.1.0 made its store 0644, the signing key inside: the upgrade closes it."""
+    db = old_store.parent / "publisher.db"
+    os.chmod(db, 0o644)
+    result = cli(old_store, "db", "upgrade")
+    assert result.exit_code == 0, result.output
+    assert db.stat().st_mode & 0o777 == 0o600

@@ -45,6 +45,8 @@ def why_refused(address: IPAddress) -> str | None:
         ("loopback", address.is_loopback),
         ("unspecified", address.is_unspecified),
         ("link-local", address.is_link_local),
+        # Python 3.11 calls the deprecated site-local fec0::/10 global.
+        ("site-local", isinstance(address, ipaddress.IPv6Address) and address.is_site_local),
         ("multicast", address.is_multicast),
         ("shared (carrier-grade NAT)", address in _SHARED),
         ("private", address.is_private),

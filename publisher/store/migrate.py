@@ -3,6 +3,7 @@ Alembic (imported here only), backing a SQLite store up first. See docs/operatio
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -15,9 +16,11 @@ from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
 
 from ..errors import StoreError, StoreSchemaError
-from ..private_files import create_private
+from ..private_files import create_private, tighten_store
 from . import prepare_sqlite_file, store_failure
 from .revision import BEFORE_MIGRATIONS, HEAD, REVISIONS, SchemaState, create_at_head, read_state, stamp
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -128,6 +131,9 @@ def upgrade(url: str, backup: bool = True, now: Callable[[], datetime] = lambda:
                 if broken:
                     raise StoreError(f"the upgraded store breaks {len(broken)} foreign key(s): {broken[:3]}",
                                      "nothing was changed; report this with the store's schema")  # fmt: skip
+        if engine.url.get_backend_name() == "sqlite" and engine.url.database not in (None, "", ":memory:"):
+            for path in tighten_store(Path(engine.url.database)):
+                log.warning("made %s private (0600): it holds the signing key and every reader's address", path)
         return Upgraded(state.label, HEAD, copy)
     except DBAPIError as exc:
         failure = store_failure(exc, url)

@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
 
 from ..model import Subscriber
 from .schema import aware_utc, meta_table, naive_utc, signup_events_table, signup_requests_table
@@ -48,11 +49,15 @@ class SignupStore:
         """Record one sign-up under every budget's key if none of them is spent, else record
         nothing; False when one is spent. One transaction, ordered across processes by a row
         lock, so two processes cannot both take the last place. Events older than `keep` go."""
-        e, at = signup_events_table.c, naive_utc(now)
+        e, at, m = signup_events_table.c, naive_utc(now), meta_table.c
+        try:  # the lock row, made once; two first sign-ups at once must not both insert it
+            with self.engine.begin() as conn:
+                if conn.execute(select(m.key).where(m.key == SIGNUP_LOCK)).first() is None:
+                    conn.execute(insert(meta_table).values(key=SIGNUP_LOCK, value=""))
+        except IntegrityError:
+            pass  # another process made it first
         with self.engine.begin() as conn:
-            m = meta_table.c
-            if not conn.execute(update(meta_table).where(m.key == SIGNUP_LOCK).values(value=m.value)).rowcount:
-                conn.execute(insert(meta_table).values(key=SIGNUP_LOCK, value=""))
+            conn.execute(update(meta_table).where(m.key == SIGNUP_LOCK).values(value=m.value))
             conn.execute(delete(signup_events_table).where(e.at < naive_utc(now - keep)))
             for budget in budgets:
                 count = conn.execute(

@@ -99,15 +99,22 @@ class Unsubscribes:
         applied = 0
         with _locked(self.queue_file) as handle:
             lines = [line for line in handle.read().splitlines() if line.strip()]
-            left = []
+            left, damaged = [], []
             for line in lines:
-                entry = json.loads(line)
+                try:
+                    entry = json.loads(line)
+                    int(entry["id"]), datetime.fromisoformat(entry["at"]), str(entry["how"])
+                except (ValueError, KeyError, TypeError):  # a line torn by a kill or a full disk
+                    damaged.append(line)
+                    continue
                 try:
                     self.apply(int(entry["id"]), datetime.fromisoformat(entry["at"]), str(entry["how"]))
                     applied += 1
                 except Exception as exc:  # noqa: BLE001 - still busy: kept for the next try
                     log.info("queued unsubscribe #%s not applied yet: %s", entry["id"], exc)
                     left.append(line)
+            if damaged:
+                self._set_aside(damaged)
             handle.seek(0)
             handle.truncate()
             handle.write("".join(f"{line}\n" for line in left))
@@ -123,13 +130,24 @@ class Unsubscribes:
         if self._thread is not None:
             self._thread.join(timeout=10)
 
+    def _set_aside(self, lines: list[str]) -> None:
+        """Lines that cannot be read go to `<queue>.damaged` (0600), so they never block the rest."""
+        assert self.queue_file is not None
+        aside = self.queue_file.with_name(self.queue_file.name + ".damaged")
+        descriptor = os.open(aside, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        with os.fdopen(descriptor, "a", encoding="utf-8") as handle:
+            handle.write("".join(f"{line}\n" for line in lines))
+        log.error("%d unreadable line(s) of %s moved to %s: look at them by hand", len(lines), self.queue_file, aside)
+
     def _queue(self, subscriber_id: int, at: datetime, how: str) -> bool:
         if self.queue_file is None:
             return False
         line = json.dumps({"id": subscriber_id, "at": at.isoformat(), "how": how})
         try:
             with _locked(self.queue_file) as handle:
-                handle.seek(0, os.SEEK_END)
+                end = handle.seek(0, os.SEEK_END)
+                if end and (handle.seek(end - 1), handle.read(1))[1] != "\n":
+                    handle.write("\n")  # a line torn by a kill stays on its own line
                 handle.write(line + "\n")
                 handle.flush()
                 os.fsync(handle.fileno())
