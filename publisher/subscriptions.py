@@ -278,11 +278,9 @@ def confirm(store: Store, subscriber_id: int, now: datetime, issued: datetime) -
 
 
 def unsubscribe(store: Store, subscriber_id: int, now: datetime, via: str) -> Subscriber | None:
-    """Unsubscribe at once; a second time changes nothing (one-click POSTs are retried). `now` is
-    when the reader asked: an unsubscribe queued while the store was busy and applied later does
-    not undo what happened after it (they signed up again and confirmed)."""
+    """Unsubscribe at once; a second time changes nothing (one-click POSTs are retried)."""
     existing = store.subscriber_by_id(subscriber_id)
-    if existing is None or existing.status is SubscriberStatus.UNSUBSCRIBED or existing.status_at > now:
+    if existing is None or existing.status is SubscriberStatus.UNSUBSCRIBED:
         return existing
     return _change(store, subscriber_id, status=SubscriberStatus.UNSUBSCRIBED, status_at=now, status_via=via)
 

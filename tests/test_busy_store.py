@@ -270,26 +270,3 @@ def test_a_torn_line_in_the_queue_is_set_aside_and_blocks_nothing(tmp_path: Path
     assert aside.read_text(encoding="utf-8") == '{"id": 7, "at": "2026-12-0\n'
     assert aside.stat().st_mode & 0o777 == 0o600
     assert queue.read_text(encoding="utf-8") == ""
-
-
-def test_a_queued_unsubscribe_does_not_undo_a_later_confirmation(site: Site) -> None:
-    """Applied after the store freed, an unsubscribe asked for before the reader signed up again
-    and confirmed must leave them subscribed."""
-    from datetime import UTC, datetime, timedelta
-
-    from publisher.subscriptions import unsubscribe
-
-    assert site.cli("subscribers", "add", "reader@example.org").exit_code == 0
-    app = site.app()
-    try:
-        reader = app.store.subscriber("reader@example.org")
-        assert reader is not None and reader.id is not None
-        asked = reader.status_at - timedelta(minutes=5)  # queued before the (re)confirmation
-        unsubscribe(app.store, reader.id, asked, "one-click")
-        after = app.store.subscriber("reader@example.org")
-        assert after is not None and after.status is SubscriberStatus.CONFIRMED
-        unsubscribe(app.store, reader.id, datetime.now(UTC), "one-click")
-        later = app.store.subscriber("reader@example.org")
-        assert later is not None and later.status is SubscriberStatus.UNSUBSCRIBED
-    finally:
-        app.close()
