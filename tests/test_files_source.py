@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
 
-from conftest import Site
+from conftest import PUBLISHER_MAIN, Site
 from publisher.model import Deferred, ItemProblem, SourceItem
 from publisher.sources.files import FilesSource, parse_date, parse_text_page
 
@@ -243,6 +247,34 @@ def test_a_link_to_itself_or_a_loop_of_links_is_skipped_and_the_rest_is_publishe
     assert "好文章" in site.feed("tech/rss.xml").decode() and "另一篇" in site.feed("policy/rss.xml").decode()
     again = site.build()  # and again: still reported, still published
     assert (again.skipped, again.failed_sources) == (3, [])
+
+
+def test_a_sub_folder_that_cannot_be_listed_is_reported_and_its_articles_stay(site: Site) -> None:
+    """The wider class of item 16: one unreadable folder failed the whole source. Its articles
+    must not be withdrawn either: it may be back at the next build."""
+    site.article("tech/kept.md", "留下的文章")
+    site.article("policy/old.md", "旧文章")
+    assert site.build().new == 2
+    site.article("policy/new.md", "新文章")
+    program = [sys.executable, "-c", PUBLISHER_MAIN]
+    if os.geteuid() == 0:  # root reads any folder unless it gives up that capability
+        setpriv = shutil.which("setpriv")
+        if setpriv is None:
+            pytest.skip("running as root without setpriv (util-linux): nothing makes a folder unreadable to root")
+        drop = "-dac_override,-dac_read_search"
+        program = [setpriv, f"--inh-caps={drop}", f"--bounding-set={drop}", "--", *program]
+    (site.content / "tech").chmod(0)
+    try:
+        result = subprocess.run([*program, "--config", str(site.config), "build"], capture_output=True, text=True,
+                                timeout=120, cwd=site.root)  # fmt: skip
+    finally:
+        (site.content / "tech").chmod(0o755)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"{site.content / 'tech'}: cannot list this folder" in result.stderr
+    assert "新文章" in site.feed("policy/rss.xml").decode()
+    assert "留下的文章" in site.feed("tech/rss.xml").decode()  # not withdrawn
+    again = site.build()  # readable again: nothing new, nothing gone
+    assert (again.new, again.withdrawn, again.failed_sources) == (0, 0, [])
 
 
 @pytest.mark.parametrize("quoted", [True, False], ids=["yaml", "plain-fast-path"])

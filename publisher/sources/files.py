@@ -15,7 +15,7 @@ from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 from ..errors import SourceError
-from ..model import Deferred, Folder, ItemProblem, SourceItem
+from ..model import Deferred, Folder, ItemProblem, SourceItem, Unchanged
 from ..text import is_utf8, text_to_html
 from . import Fetched, FolderFingerprints
 
@@ -64,6 +64,13 @@ class FilesSource:
             )
         by_folder = fingerprints if isinstance(fingerprints, FolderFingerprints) else None
         for folder, prefix, files in self._walk():
+            if isinstance(files, OSError):  # a sub-folder that cannot be listed: report it, keep what it held
+                reason = f"cannot list this folder: {files.strerror or files}"
+                yield ItemProblem(prefix, folder, reason, "check its permissions; its articles stay as they were")
+                kept = tuple(key for key in fingerprints if key.startswith(prefix))
+                if kept:
+                    yield Unchanged(kept)
+                continue
             if not is_utf8(prefix):  # nothing in here can be stored (or asked about): say so
                 for name, _fingerprint in files:
                     yield _undecodable(folder, prefix, name, "folder")
@@ -97,10 +104,11 @@ class FilesSource:
         except (ValueError, KeyError, TypeError, IndexError) as exc:  # a file odd in a way not foreseen
             return ItemProblem(key, path, f"cannot be read: {exc!r}", "check the file; report it if it looks fine")
 
-    def _walk(self) -> Iterator[tuple[str, str, list[tuple[str, str]]]]:
+    def _walk(self) -> Iterator[tuple[str, str, list[tuple[str, str]] | OSError]]:
         """(folder, key prefix, [(name, fingerprint)]) for every folder under the root, each
         folder's content files in name order, folders depth first in name order; hidden files
-        and folders skipped. A fingerprint is the file's mtime and size.
+        and folders skipped. A fingerprint is the file's mtime and size. A sub-folder that
+        cannot be listed comes with the error instead of its files (only the root fails the source).
 
         At 100,000 files every microsecond spent per file here is a tenth of a second of every
         build, and one stat per file is the least an incremental build can do. So: plain
@@ -112,7 +120,10 @@ class FilesSource:
             try:
                 files, folders = _list_folder(folder)
             except OSError as exc:
-                raise SourceError(f"source {self.name!r}: cannot list {folder}: {exc}") from exc
+                if not prefix:
+                    raise SourceError(f"source {self.name!r}: cannot list {folder}: {exc}") from exc
+                yield folder, prefix, exc
+                continue
             yield folder, prefix, files
             stack.extend((os.path.join(folder, name), f"{prefix}{name}/") for name in reversed(folders))
 
