@@ -178,6 +178,12 @@ class App:
         return self._categories
 
     @property
+    def configured_categories(self) -> list[Category]:
+        """The categories as configured, slugs as configured or from pinyin, without the store
+        (for `check`; `categories` are the store's, whose slugs were fixed at first sight)."""
+        return [Category(c.name, c.slug or slugify(c.name), c.description) for c in self.settings.categories]
+
+    @property
     def sources(self) -> list[Source]:
         known = frozenset(name for c in self.categories for name in (c.name, c.slug))
         return [make_source(s, self.settings.site.timezone, self.fetcher, known) for s in self.settings.sources]
@@ -269,7 +275,7 @@ class App:
         from .parallel import prepare_all
 
         report = BuildReport()
-        configured = [Category(c.name, c.slug or slugify(c.name), c.description) for c in self.settings.categories]
+        configured = self.configured_categories
         index, rules = CategoryIndex(configured), self.rules
         tz = self.settings.site.timezone
         known = frozenset(name for c in configured for name in (c.name, c.slug))
@@ -318,7 +324,7 @@ class App:
         from .theme_check import theme_problems
 
         theme = self.theme
-        configured = [Category(c.name, c.slug or slugify(c.name), c.description) for c in self.settings.categories]
+        configured = self.configured_categories
         problems = theme_problems(self.look, configured, self.links, self.subscribe_url)
         warnings = []
         ratio = contrast_with_white(theme.accent_color)

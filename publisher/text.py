@@ -39,11 +39,6 @@ def is_utf8(text: str) -> bool:
     return True
 
 
-def one_line(text: str) -> str:
-    """A title or name on one line: runs of whitespace collapsed, NFC. Give it XML-safe text."""
-    return " ".join(unicodedata.normalize("NFC", text).split())
-
-
 # --- text entering the store -------------------------------------------------------------------
 
 # What no stored text keeps: C0 controls but the whitespace ones, DEL, C1 controls but NEL, the

@@ -110,7 +110,7 @@ def test_a_burst_of_requests_logs_one_line_not_one_per_request(running: tuple[Se
     log = service.stderr.read_text(errors="replace")
     assert codes == [200] * 640
     assert "Task queue depth" not in log
-    assert log.count("requests waiting for one of the 8 threads") <= 1, log
+    assert log.count("requests waiting for one of the 8 threads") == 1, log  # 64 clients, 8 threads: they queue
 
 
 def test_queue_warnings_are_summarised_once_a_minute() -> None:

@@ -207,6 +207,12 @@ class LedgerStore:
         with self.engine.connect() as conn:
             return [_digest_row(r) for r in conn.execute(query).all()]
 
+    def last_digest(self) -> DigestRow | None:
+        """The newest digest, whatever its status (for /healthz: one row, not the history)."""
+        with self.engine.connect() as conn:
+            row = conn.execute(select(digests_table).order_by(digests_table.c.id.desc()).limit(1)).first()
+        return _digest_row(row) if row is not None else None
+
     def set_digest_status(self, digest_id: int, status: str) -> None:
         with self.engine.begin() as conn:
             conn.execute(update(digests_table).where(digests_table.c.id == digest_id).values(status=status))

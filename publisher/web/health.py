@@ -114,8 +114,7 @@ def database_problem(store: Store) -> tuple[str | None, dict[str, Any]]:
     """A cheap read of the store: the last ingest and digest, or why it failed."""
     try:
         last_ingest = store.get_meta("last_ingest")
-        digests = store.digests()
-        last = digests[-1] if digests else None
+        last = store.last_digest()
         facts = {
             "last_ingest": json.loads(last_ingest) if last_ingest else None,
             "last_digest": (
