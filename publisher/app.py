@@ -21,7 +21,7 @@ from .config import (
 from .errors import SourceError
 from .feeds import FeedLinks
 from .ingest import Clock, IngestContext, Tick, ingest
-from .model import BuildReport, Category, Folder, ItemProblem, Site, Unchanged
+from .model import BuildReport, Category, Folder, ItemProblem, ScopeRead, Site, Unchanged
 from .normalize import CategoryIndex, NormalizeError, TextRules
 from .sources import Source
 from .sources.files import FilesSource
@@ -293,7 +293,7 @@ class App:
                     report.skipped += len(problems)
                     continue
                 for fetched in source.fetch({}):
-                    if isinstance(fetched, (Folder, Unchanged)):  # a listing; unchanged never (no fingerprints)
+                    if isinstance(fetched, (Folder, Unchanged, ScopeRead)):  # unchanged never (no fingerprints)
                         continue
                     tick(1)
                     if isinstance(fetched, ItemProblem):

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from .errors import ContentError, SourceError
-from .model import Article, BuildReport, Deferred, Folder, ItemProblem, SourceItem, Unchanged
+from .model import Article, BuildReport, Deferred, Folder, ItemProblem, ScopeRead, SourceItem, Unchanged
 from .normalize import CategoryIndex, NormalizeError, TextRules, make_guid
 from .parallel import CHUNK, Normalized, Prepared, prepare_in_order
 from .sources import Fetched, FolderFingerprints, Source
@@ -77,6 +77,7 @@ class _SourcePass:
         self.guids = _GuidCheck(store)
         self.moved: list[tuple[int, str, SourceItem, Article]] = []
         self.id_lost: list[tuple[Known, SourceItem, Article]] = []
+        self.scopes: list[ScopeRead] = []  # what a web source said of each of its parts
 
     def run(self) -> None:
         signature = self.context.signatures.get(self.source.name, "")
@@ -96,6 +97,9 @@ class _SourcePass:
                 self._fetch_known(r.key for r in batch if isinstance(r, (Deferred, SourceItem)))
                 results = iter(prepared)
                 for result in batch:
+                    if isinstance(result, ScopeRead):
+                        self.scopes.append(result)
+                        continue
                     if isinstance(result, (Folder, Unchanged)):
                         keys = result.unchanged if isinstance(result, Folder) else result.keys
                         self.seen.update(keys)  # they matched live fingerprints: all are live

@@ -93,6 +93,19 @@ class ItemProblem:
 
 
 @dataclass(frozen=True, slots=True)
+class ScopeRead:
+    """A web source's word on one part of it (a category's list pages, a list URL, an API
+    page): read (`error` None), or not, with the URL that failed and what to do. A failing
+    part is reported while the other parts ingest; ingest keeps each part's last success and
+    last error for `publisher status` and `/healthz`."""
+
+    scope: str  # a category's name (html), or the URL the part starts at (json, wordpress)
+    url: str  # the part's first URL, or, on an error, the URL that failed
+    error: str | None = None
+    hint: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class Article:
     """A normalised article as the store keeps it and the feeds show it."""
 

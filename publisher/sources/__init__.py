@@ -6,9 +6,9 @@ from abc import abstractmethod
 from collections.abc import Iterator, Mapping
 from typing import Protocol
 
-from ..model import Deferred, Folder, ItemProblem, SourceItem, Unchanged
+from ..model import Deferred, Folder, ItemProblem, ScopeRead, SourceItem, Unchanged
 
-Fetched = SourceItem | Deferred | Unchanged | ItemProblem | Folder
+Fetched = SourceItem | Deferred | Unchanged | ItemProblem | Folder | ScopeRead
 
 
 class FolderFingerprints(Mapping[str, str]):

@@ -1,0 +1,80 @@
+"""A web source's memory of the items it could not read (a 404 article, a page without a date).
+
+An item that failed is not asked for again on every ingest: it waits, longer each time it
+fails again (the next run, then 1 hour, 6 hours, a day, then weekly), and a link that failed
+no longer counts as new when a source decides whether to walk on to the next list page.
+Like HTTP validators, what a run learnt is kept only once the ingest that used it committed
+(`FailedItems.commit`), through the `load` and `save` the composition root gives.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+
+# The wait after the 1st, 2nd, ... failure; the last one repeats.
+BACKOFF = (timedelta(0), timedelta(hours=1), timedelta(hours=6), timedelta(days=1), timedelta(days=7))
+
+
+@dataclass(frozen=True, slots=True)
+class FailedItem:
+    key: str
+    url: str
+    failures: int  # in a row
+    first_failed: datetime
+    last_failed: datetime
+    next_try: datetime
+    reason: str
+
+
+def next_try(failures: int, at: datetime) -> datetime:
+    return at + BACKOFF[min(failures, len(BACKOFF)) - 1]
+
+
+@dataclass
+class FailedItems:
+    """One source's failed items for one run. `stored`: what the store holds (key -> item);
+    `save(upserts, cleared_keys)` writes what changed, called by `commit`."""
+
+    stored: Mapping[str, FailedItem]
+    clock: Callable[[], datetime]
+    save: Callable[[list[FailedItem], list[str]], None] = lambda _u, _c: None
+    changed: dict[str, FailedItem | None] = field(default_factory=dict)  # None: cleared
+
+    def _current(self, key: str) -> FailedItem | None:
+        return self.changed[key] if key in self.changed else self.stored.get(key)
+
+    def known(self, key: str) -> bool:
+        """The item failed before and has not been read since: not new for a walk."""
+        return self._current(key) is not None
+
+    def waiting(self, key: str) -> bool:
+        """The item failed and its next try is not due yet: do not ask for it now."""
+        item = self._current(key)
+        return item is not None and item.next_try > self.clock()
+
+    def failed(self, key: str, url: str, reason: str) -> FailedItem:
+        now = self.clock()
+        before = self._current(key)
+        if before is None:
+            item = FailedItem(key, url, 1, now, now, next_try(1, now), reason)
+        else:
+            failures = before.failures + 1
+            item = replace(before, url=url, failures=failures, last_failed=now, next_try=next_try(failures, now),
+                           reason=reason)  # fmt: skip
+        self.changed[key] = item
+        return item
+
+    def succeeded(self, key: str) -> None:
+        if self._current(key) is not None:
+            self.changed[key] = None
+
+    def commit(self) -> None:
+        upserts = [item for item in self.changed.values() if item is not None]
+        cleared = [key for key, item in self.changed.items() if item is None]
+        if upserts or cleared:
+            self.save(upserts, cleared)
+        self.stored = {**self.stored, **{i.key: i for i in upserts}}
+        self.stored = {k: v for k, v in self.stored.items() if k not in cleared}
+        self.changed.clear()
