@@ -24,6 +24,7 @@ from .ingest import Clock, IngestContext, Tick, ingest
 from .model import BuildReport, Category, Folder, ItemProblem, ScopeRead, Site, Unchanged
 from .normalize import CategoryIndex, NormalizeError, TextRules
 from .sources import Source
+from .sources.failed_items import FailedItems
 from .sources.files import FilesSource
 from .store import Store
 from .theme import Messages, Theme, check_theme, make_theme
@@ -55,9 +56,11 @@ def make_source(
     timezone: str,
     fetcher: Callable[[WebSourceConfig], Fetcher],
     known: frozenset[str] = frozenset(),
+    failed: Callable[[str], FailedItems] | None = None,
 ) -> Source:
     """The registry from a config `type` to a source; config validation rejects unknown types.
     `known`: our category names and slugs (a WordPress site's categories are matched to them).
+    `failed`: a source's memory of its failed items, by its name (None: none, as for `check`).
     Web sources are imported only when configured: they bring requests and lxml.html, a tenth
     of a second of every build of a site that reads only files."""
     if isinstance(config, WordPressSourceConfig):
@@ -84,7 +87,10 @@ def make_source(
         lists = ListRules(config.list.pages, config.list.links, config.list.next, config.list.url_pattern,
                           config.list.max_pages)  # fmt: skip
         article = ArticleRules(**config.article.model_dump())
-        return HtmlSource(config.source_name, lists, article, fetcher(config), timezone, config.recheck_days)
+        return HtmlSource(
+            config.source_name, lists, article, fetcher(config), timezone, config.recheck_days,
+            failed=failed(config.source_name) if failed is not None else None,
+        )  # fmt: skip
     return FilesSource(
         name=config.source_name,
         root=Path(config.path),
@@ -186,15 +192,30 @@ class App:
     @property
     def sources(self) -> list[Source]:
         known = frozenset(name for c in self.categories for name in (c.name, c.slug))
-        return [make_source(s, self.settings.site.timezone, self.fetcher, known) for s in self.settings.sources]
+        tz = self.settings.site.timezone
+        return [make_source(s, tz, self.fetcher, known, self.failed_items) for s in self.settings.sources]
+
+    def failed_items(self, source: str) -> FailedItems:
+        """`source`'s items that failed, as the store keeps them, for one run; what the run
+        learns is written when the source's `committed()` calls `commit()`."""
+        store = self.store
+        return FailedItems(
+            stored=store.failed_items(source),
+            clock=self.clock,
+            save=lambda upserts, cleared: store.save_failed_items(source, upserts, cleared),
+        )
 
     def fetcher(self, config: WebSourceConfig, conditional: bool = True) -> Fetcher:
         """The HTTP layer for a web source; conditional: remember ETag/Last-Modified in the store."""
         from .sources.addresses import AddressGuard
         from .sources.http import Fetcher, Validators, source_hosts, user_agent
 
-        store = self.store
-        validators = Validators(store.get_meta, store.set_meta, config.source_name) if conditional else None
+        store, name = self.store, config.source_name
+        validators = None
+        if conditional:  # per source: two sources reading one URL keep their own
+            validators = Validators(
+                lambda url: store.http_validators(name, url), lambda kept: store.save_http_validators(name, kept)
+            )
         return Fetcher(
             user_agent(self.site.url),
             validators,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 
 import pytest
 from pytest_httpserver import HTTPServer
@@ -51,8 +52,8 @@ def cms_toml(url: str) -> str:
 
 
 def memory_validators() -> Validators:
-    kept: dict[str, str] = {}
-    return Validators(kept.get, kept.__setitem__)
+    kept: dict[str, Mapping[str, str]] = {}
+    return Validators(lambda url: kept.get(url, {}), kept.update)
 
 
 def test_conditional_get_retries_politeness_and_limits(httpserver: HTTPServer) -> None:
