@@ -9,6 +9,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from .config import (
     FeedSourceConfig,
     HtmlSourceConfig,
@@ -26,7 +28,7 @@ from .normalize import CategoryIndex, NormalizeError, TextRules
 from .sources import Source
 from .sources.failed_items import FailedItems
 from .sources.files import FilesSource
-from .store import Store
+from .store import SourceHealth, Store
 from .theme import Messages, Theme, check_theme, make_theme
 
 if TYPE_CHECKING:
@@ -195,6 +197,11 @@ class App:
         tz = self.settings.site.timezone
         return [make_source(s, tz, self.fetcher, known, self.failed_items) for s in self.settings.sources]
 
+    def source_health(self) -> list[SourceHealth]:
+        """Every configured source and its parts as their last runs left them (`publisher
+        status`, `/healthz`)."""
+        return self.store.health_of_sources([s.source_name for s in self.settings.sources])
+
     def failed_items(self, source: str) -> FailedItems:
         """`source`'s items that failed, as the store keeps them, for one run; what the run
         learns is written when the source's `committed()` calls `commit()`."""
@@ -359,7 +366,12 @@ class App:
     def ingest(self, report: BuildReport, strict: bool = False, tick: Tick = lambda _n: None) -> None:
         import json
 
-        ingest(self.store, self.sources, self.context(strict), report, tick)
+        sources = self.sources
+        ingest(self.store, sources, self.context(strict), report, tick)
+        try:
+            self.store.forget_sources_except([source.name for source in sources])
+        except SQLAlchemyError as exc:
+            log.warning("could not forget the state of sources no longer configured: %s", exc)
         summary = {
             "at": self.clock().isoformat(timespec="seconds"),
             "new": report.new,
@@ -367,6 +379,7 @@ class App:
             "withdrawn": report.withdrawn,
             "skipped": report.skipped,
             "failed_sources": len(report.failed_sources),
+            "failed_parts": len(report.failed_parts),
         }
         self.store.set_meta("last_ingest", json.dumps(summary))  # for /healthz
 

@@ -22,13 +22,13 @@ from .ledger import DigestRow, Ledger, LedgerStore
 from .revision import HEAD, create_at_head, read_state
 from .schema import SITE_SCOPE, meta_table, metadata
 from .signups import Budget, SignupRequest, SignupStore
-from .sources import WHOLE_SOURCE, ScopeHealth, SourceStateStore
+from .sources import WHOLE_SOURCE, ScopeHealth, SourceHealth, SourceStateStore
 from .subscribers import SubscriberStore
 from .writer import StoreWriter, sqlite_datetime
 
 __all__ = [
-    "SITE_SCOPE", "WHOLE_SOURCE", "Budget", "DigestRow", "Known", "Ledger", "ScopeHealth", "SignupRequest", "Store",
-    "StoreWriter", "metadata", "prepare_sqlite_file", "sqlite_datetime", "store_failure",
+    "SITE_SCOPE", "WHOLE_SOURCE", "Budget", "DigestRow", "Known", "Ledger", "ScopeHealth", "SignupRequest",
+    "SourceHealth", "Store", "StoreWriter", "metadata", "prepare_sqlite_file", "sqlite_datetime", "store_failure",
 ]  # fmt: skip
 
 

@@ -52,6 +52,21 @@ class ScopeHealth:
         return self.failures > 0
 
 
+@dataclass(frozen=True, slots=True)
+class SourceHealth:
+    """A configured source: its parts as the last runs left them (the source as a whole
+    first; none before its first ingest), and how many of its failed items wait for a retry."""
+
+    name: str
+    parts: tuple[ScopeHealth, ...]
+    failed_items: int
+
+    @property
+    def failing(self) -> bool:
+        """The source's, or one of its parts', last run failed."""
+        return any(part.failing for part in self.parts)
+
+
 class SourceStateStore:
     """The Store's source health, failed items and HTTP validators."""
 
@@ -109,6 +124,14 @@ class SourceStateStore:
             )
             for row in rows
         ]  # fmt: skip
+
+    def health_of_sources(self, names: Sequence[str]) -> list[SourceHealth]:
+        """The sources named (the configured ones), in that order: two queries."""
+        parts: dict[str, list[ScopeHealth]] = {}
+        for part in self.source_health():
+            parts.setdefault(part.source, []).append(part)
+        waiting = self.failed_item_counts()
+        return [SourceHealth(name, tuple(parts.get(name, ())), waiting.get(name, 0)) for name in names]
 
     def forget_sources_except(self, kept: Collection[str]) -> None:
         """Health, failed items and validators of every source not in `kept` (one taken out of
