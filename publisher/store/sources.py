@@ -114,9 +114,9 @@ class SourceStateStore:
 
     def source_health(self) -> list[ScopeHealth]:
         """Every part of every source the store has heard of, by source, the whole source first."""
-        h = source_health_table.c
         with self.engine.connect() as conn:
-            rows = conn.execute(select(source_health_table).order_by(h.source, h.scope)).all()
+            found = conn.execute(select(source_health_table)).all()
+        rows = sorted(found, key=lambda row: (row.source, row.scope))  # by code point, whatever the collation
         return [
             ScopeHealth(
                 row.source, row.scope, _aware(row.last_success), row.items, _aware(row.last_error_at), row.last_error,
