@@ -147,3 +147,12 @@ def test_validators_of_long_urls_are_kept_and_sent_back(store: Store, httpserver
     huge = "https://www.example.org/" + "b" * 2100
     store.save_http_validators("site", {huge: {"ETag": '"h"'}, url: {"ETag": '"v2"'}})
     assert store.http_validators("site", huge) == {} and store.http_validators("site", url) == {"ETag": '"v2"'}
+
+
+def test_a_source_named_after_a_long_feed_url_keeps_its_reading_signature(store: Store) -> None:
+    """A feed source's default name is its URL's host and path (up to 200 characters): its
+    `reading-signature:<name>` overflowed meta's key of 100 characters on PostgreSQL."""
+    name = "news.example.org/" + "/".join(["regional-economic-research"] * 7)[:183]
+    assert len(name) == 200
+    store.set_meta(f"reading-signature:{name}", "0" * 64)
+    assert store.get_meta(f"reading-signature:{name}") == "0" * 64

@@ -228,10 +228,11 @@ deliveries_table = Table(
     Index("ix_deliveries_status", "digest_id", "status"),
 )
 
+META_KEY_LENGTH = 300  # "reading-signature:" and a source's name of up to 200 characters
 meta_table = Table(
     "meta",
     metadata,
-    Column("key", String(100), primary_key=True),
+    Column("key", String(META_KEY_LENGTH), primary_key=True),
     Column("value", Text, nullable=False),
 )
 

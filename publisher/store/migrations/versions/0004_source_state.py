@@ -3,7 +3,9 @@ error, for `publisher status` and `/healthz`), `source_failures` (items that fai
 with backoff) and `http_validators` (the ETag and Last-Modified of the pages web sources read).
 
 The validators were kept in `meta` under `http:<source>:<url>`, whose key of 100 characters
-could not hold a longer URL on PostgreSQL: those rows are moved to `http_validators`.
+could not hold a longer URL on PostgreSQL: those rows are moved to `http_validators`. The key
+grows to 300 characters for `reading-signature:<source>`, which a source named after a long
+feed URL (up to 200 characters) overflowed on PostgreSQL too; SQLite rebuilds the small table.
 
 Revision ID: 0004
 Revises: 0003
@@ -23,6 +25,14 @@ down_revision = "0003"
 branch_labels = None
 depends_on = None
 
+# The naming convention as 0002 applied it, for SQLite's rebuild of `meta`.
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_N_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
 # How 0.2.0 keyed a validator in `meta` (sources/http.py's Validators then).
 _META_KEY = re.compile(r"http:(.*?):(https?://.+)", re.S)
 _META = sa.table("meta", sa.column("key", sa.String), sa.column("value", sa.Text))
@@ -81,9 +91,13 @@ def upgrade() -> None:
         op.bulk_insert(validators, rows)
     if moved:
         bind.execute(sa.delete(_META).where(_META.c.key.like("http:%")))
+    with op.batch_alter_table("meta", naming_convention=NAMING) as batch:
+        batch.alter_column("key", existing_type=sa.String(100), type_=sa.String(300), existing_nullable=False)
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("meta", naming_convention=NAMING) as batch:
+        batch.alter_column("key", existing_type=sa.String(300), type_=sa.String(100), existing_nullable=False)
     op.drop_table("http_validators")
     op.drop_table("source_failures")
     op.drop_table("source_health")
