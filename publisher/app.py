@@ -31,7 +31,7 @@ from .theme import Messages, Theme, check_theme, make_theme
 if TYPE_CHECKING:
     from .digest import Look
     from .parallel import Prepared
-    from .sources.http import Fetcher
+    from .sources.http import Fetcher, RobotsCache
     from .transports import Transport
 from .text import slugify
 
@@ -185,11 +185,28 @@ class App:
 
     @property
     def sources(self) -> list[Source]:
+        """One run's sources (their web sources share the run's robots.txt cache)."""
         known = frozenset(name for c in self.categories for name in (c.name, c.slug))
-        return [make_source(s, self.settings.site.timezone, self.fetcher, known) for s in self.settings.sources]
+        fetchers = self.run_fetchers()
+        return [make_source(s, self.settings.site.timezone, fetchers, known) for s in self.settings.sources]
 
-    def fetcher(self, config: WebSourceConfig, conditional: bool = True) -> Fetcher:
-        """The HTTP layer for a web source; conditional: remember ETag/Last-Modified in the store."""
+    def run_fetchers(self, conditional: bool = True) -> Callable[[WebSourceConfig], Fetcher]:
+        """The fetchers of one run's web sources: they share one robots.txt cache, so a site is
+        asked for it once per run however many sources read it."""
+        shared: list[RobotsCache] = []
+
+        def fetcher(config: WebSourceConfig) -> Fetcher:
+            from .sources.http import RobotsCache
+
+            if not shared:
+                shared.append(RobotsCache())
+            return self.fetcher(config, conditional, shared[0])
+
+        return fetcher
+
+    def fetcher(self, config: WebSourceConfig, conditional: bool = True, robots: RobotsCache | None = None) -> Fetcher:
+        """The HTTP layer for a web source; conditional: remember ETag/Last-Modified in the store;
+        `robots`: the run's robots.txt cache (None: the fetcher's own)."""
         from .sources.addresses import AddressGuard
         from .sources.http import Fetcher, Validators, source_hosts, user_agent
 
@@ -205,6 +222,7 @@ class App:
             guard=AddressGuard(allow_private=config.allow_private),
             deadline=config.deadline,
             run_deadline=config.run_deadline,
+            robots_cache=robots,
         )
 
     @property
@@ -279,9 +297,8 @@ class App:
         index, rules = CategoryIndex(configured), self.rules
         tz = self.settings.site.timezone
         known = frozenset(name for c in configured for name in (c.name, c.slug))
-        sources = [
-            make_source(s, tz, lambda c: self.fetcher(c, conditional=False), known) for s in self.settings.sources
-        ]
+        fetchers = self.run_fetchers(conditional=False)
+        sources = [make_source(s, tz, fetchers, known) for s in self.settings.sources]
         for source in sources:
             try:
                 probe = getattr(source, "probe", None)
