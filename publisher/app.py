@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -174,14 +174,16 @@ class App:
         """Configured categories with the slugs the store fixed at first sight."""
         if self._categories is None:
             wanted = [(c.name, c.slug, c.description) for c in self.settings.categories]
-            self._categories = self.store.sync_categories(wanted, slugify, self.clock())
+            pages = {c.name: c.url for c in self.settings.categories}
+            synced = self.store.sync_categories(wanted, slugify, self.clock())
+            self._categories = [replace(c, url=pages[c.name]) for c in synced]
         return self._categories
 
     @property
     def configured_categories(self) -> list[Category]:
         """The categories as configured, slugs as configured or from pinyin, without the store
         (for `check`; `categories` are the store's, whose slugs were fixed at first sight)."""
-        return [Category(c.name, c.slug or slugify(c.name), c.description) for c in self.settings.categories]
+        return [Category(c.name, c.slug or slugify(c.name), c.description, c.url) for c in self.settings.categories]
 
     @property
     def sources(self) -> list[Source]:
@@ -379,7 +381,7 @@ class App:
             "links": self.links.base_url,
             "subscribe": self.subscribe_url,
             "max_items": self.settings.feeds.max_items,
-            "categories": [(c.name, c.slug, c.description) for c in self.categories],
+            "categories": [(c.name, c.slug, c.description, c.url) for c in self.categories],
             "theme": [self.settings.theme.model_dump(), _folder_state(self.theme.templates)],
         }
         return hashlib.sha256(json.dumps(shape, ensure_ascii=False, sort_keys=True).encode()).hexdigest()
