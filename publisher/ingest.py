@@ -99,6 +99,10 @@ class _SourcePass:
                 for result in batch:
                     if isinstance(result, ScopeRead):
                         self.scopes.append(result)
+                        if result.error is not None:  # a part failed: said like a failed source
+                            failure = SourceError(result.error, result.hint)
+                            log.warning("%s", failure)
+                            self.report.failed_sources.append(str(failure))
                         continue
                     if isinstance(result, (Folder, Unchanged)):
                         keys = result.unchanged if isinstance(result, Folder) else result.keys
