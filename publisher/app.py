@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -34,7 +34,7 @@ from .theme import Messages, Theme, check_theme, make_theme
 if TYPE_CHECKING:
     from .digest import Look
     from .parallel import Prepared
-    from .sources.http import Fetcher
+    from .sources.http import Fetcher, RobotsCache
     from .transports import Transport
 from .text import slugify
 
@@ -184,20 +184,24 @@ class App:
         """Configured categories with the slugs the store fixed at first sight."""
         if self._categories is None:
             wanted = [(c.name, c.slug, c.description) for c in self.settings.categories]
-            self._categories = self.store.sync_categories(wanted, slugify, self.clock())
+            pages = {c.name: c.url for c in self.settings.categories}
+            synced = self.store.sync_categories(wanted, slugify, self.clock())
+            self._categories = [replace(c, url=pages[c.name]) for c in synced]
         return self._categories
 
     @property
     def configured_categories(self) -> list[Category]:
         """The categories as configured, slugs as configured or from pinyin, without the store
         (for `check`; `categories` are the store's, whose slugs were fixed at first sight)."""
-        return [Category(c.name, c.slug or slugify(c.name), c.description) for c in self.settings.categories]
+        return [Category(c.name, c.slug or slugify(c.name), c.description, c.url) for c in self.settings.categories]
 
     @property
     def sources(self) -> list[Source]:
+        """One run's sources (their web sources share the run's robots.txt cache)."""
         known = frozenset(name for c in self.categories for name in (c.name, c.slug))
+        fetchers = self.run_fetchers()
         tz = self.settings.site.timezone
-        return [make_source(s, tz, self.fetcher, known, self.failed_items) for s in self.settings.sources]
+        return [make_source(s, tz, fetchers, known, self.failed_items) for s in self.settings.sources]
 
     def source_health(self) -> list[SourceHealth]:
         """Every configured source and its parts as their last runs left them (`publisher
@@ -214,8 +218,23 @@ class App:
             save=lambda upserts, cleared: store.save_failed_items(source, upserts, cleared),
         )
 
-    def fetcher(self, config: WebSourceConfig, conditional: bool = True) -> Fetcher:
-        """The HTTP layer for a web source; conditional: remember ETag/Last-Modified in the store."""
+    def run_fetchers(self, conditional: bool = True) -> Callable[[WebSourceConfig], Fetcher]:
+        """The fetchers of one run's web sources: they share one robots.txt cache, so a site is
+        asked for it once per run however many sources read it."""
+        shared: list[RobotsCache] = []
+
+        def fetcher(config: WebSourceConfig) -> Fetcher:
+            from .sources.http import RobotsCache
+
+            if not shared:
+                shared.append(RobotsCache())
+            return self.fetcher(config, conditional, shared[0])
+
+        return fetcher
+
+    def fetcher(self, config: WebSourceConfig, conditional: bool = True, robots: RobotsCache | None = None) -> Fetcher:
+        """The HTTP layer for a web source; conditional: remember ETag/Last-Modified in the store;
+        `robots`: the run's robots.txt cache (None: the fetcher's own)."""
         from .sources.addresses import AddressGuard
         from .sources.http import Fetcher, Validators, source_hosts, user_agent
 
@@ -235,6 +254,7 @@ class App:
             guard=AddressGuard(allow_private=config.allow_private),
             deadline=config.deadline,
             run_deadline=config.run_deadline,
+            robots_cache=robots,
         )
 
     @property
@@ -309,9 +329,8 @@ class App:
         index, rules = CategoryIndex(configured), self.rules
         tz = self.settings.site.timezone
         known = frozenset(name for c in configured for name in (c.name, c.slug))
-        sources = [
-            make_source(s, tz, lambda c: self.fetcher(c, conditional=False), known) for s in self.settings.sources
-        ]
+        fetchers = self.run_fetchers(conditional=False)
+        sources = [make_source(s, tz, fetchers, known) for s in self.settings.sources]
         for source in sources:
             try:
                 probe = getattr(source, "probe", None)
@@ -398,7 +417,7 @@ class App:
             "links": self.links.base_url,
             "subscribe": self.subscribe_url,
             "max_items": self.settings.feeds.max_items,
-            "categories": [(c.name, c.slug, c.description) for c in self.categories],
+            "categories": [(c.name, c.slug, c.description, c.url) for c in self.categories],
             "theme": [self.settings.theme.model_dump(), _folder_state(self.theme.templates)],
         }
         return hashlib.sha256(json.dumps(shape, ensure_ascii=False, sort_keys=True).encode()).hexdigest()

@@ -232,7 +232,7 @@ class Renderer:
             "sections": [
                 {
                     "name": s.category.name,
-                    "url": look.site.url,
+                    "url": s.category.url or look.site.url,
                     "more": s.more,
                     "articles": [
                         {

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import html
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -35,20 +35,28 @@ def feed_title(spec: FeedSpec, site: Site) -> str:
     return f"{spec.category.name} - {site.title}" if spec.category else site.title
 
 
+def feed_home(spec: FeedSpec, site: Site) -> str:
+    """The web page a feed stands for: its category's page when configured, else the site."""
+    return spec.category.url if spec.category and spec.category.url else site.url + "/"
+
+
 def render_feed(
     spec: FeedSpec,
     site: Site,
     links: FeedLinks,
     articles: Sequence[Article],
     names: dict[str, str],
+    pages: Mapping[str, str] | None = None,
 ) -> bytes:
     """The bytes of one feed. Same inputs, same bytes: no clock is read here.
 
-    `articles` come newest first; `names` maps category slugs to display names.
+    `articles` come newest first; `names` maps category slugs to display names, `pages` to the
+    category's page on the site (an RSS `<category domain>` and Atom `scheme` point there, and
+    are left out for a category without one: a URL in them should lead somewhere).
     """
     if spec.format is FeedFormat.JSON:
         return _json_feed(spec, site, links, articles, names)
-    return _xml_feed(spec, site, links, articles, names)
+    return _xml_feed(spec, site, links, articles, names, pages or {})
 
 
 def _updated(articles: Sequence[Article]) -> datetime:
@@ -62,7 +70,12 @@ def _description(spec: FeedSpec, site: Site) -> str:
 
 
 def _xml_feed(
-    spec: FeedSpec, site: Site, links: FeedLinks, articles: Sequence[Article], names: dict[str, str]
+    spec: FeedSpec,
+    site: Site,
+    links: FeedLinks,
+    articles: Sequence[Article],
+    names: dict[str, str],
+    pages: Mapping[str, str],
 ) -> bytes:
     from feedgen.feed import FeedGenerator  # here, not at the top: 0.1 s of imports an unchanged build skips
 
@@ -77,7 +90,7 @@ def _xml_feed(
         fg.subtitle(_description(spec, site))
     # self first: feedgen's RSS <link> is the last link added, and it must be the site
     fg.link(href=self_url, rel="self", type=spec.format.media_type)
-    fg.link(href=site.url + "/", rel="alternate", type="text/html")
+    fg.link(href=feed_home(spec, site), rel="alternate", type="text/html")
     fg.language(site.language)
     fg.author(name=site.author or site.title)
     fg.generator(GENERATOR, version=__version__, uri=GENERATOR_URI)
@@ -104,7 +117,7 @@ def _xml_feed(
             else:
                 fe.dc.dc_creator(article.author)
         for slug in article.categories:
-            fe.category(term=slug, label=names.get(slug, slug), scheme=links.of(f"{slug}/"))
+            fe.category(term=slug, label=names.get(slug, slug), scheme=pages.get(slug) or None)
     if spec.format is FeedFormat.ATOM:
         return fg.atom_str(pretty=True, encoding="UTF-8", xml_declaration=True)  # type: ignore[no-any-return]
     return fg.rss_str(pretty=True, encoding="UTF-8", xml_declaration=True)  # type: ignore[no-any-return]
@@ -136,7 +149,7 @@ def _json_feed(
     feed = {
         "version": "https://jsonfeed.org/version/1.1",
         "title": feed_title(spec, site),
-        "home_page_url": site.url + "/",
+        "home_page_url": feed_home(spec, site),
         "feed_url": links.of(spec.path),
         "description": _description(spec, site),
         "language": site.language,
@@ -182,12 +195,13 @@ def write_feeds(
     """Render the feeds of `scopes` (default: the site and every category) and write those
     whose bytes changed; returns (written, unchanged) paths."""
     names = {c.slug: c.name for c in categories}
+    pages = {c.slug: c.url for c in categories if c.url}
     written: list[str] = []
     unchanged: list[str] = []
     for scope in [None, *categories] if scopes is None else scopes:
         articles = articles_for(scope)  # one query serves all three formats
         for fmt in FeedFormat:
             spec = FeedSpec(fmt, scope)
-            data = render_feed(spec, site, links, articles, names)
+            data = render_feed(spec, site, links, articles, names, pages)
             (written if write_if_changed(out_dir / spec.path, data) else unchanged).append(spec.path)
     return written, unchanged

@@ -16,6 +16,7 @@ class Category:
     name: str
     slug: str
     description: str = ""
+    url: str = ""  # the category's page on the site, when configured
 
 
 @dataclass(frozen=True, slots=True)

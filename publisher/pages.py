@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from xml.etree import ElementTree as ET
 
-from .feeds import FeedLinks, feed_title
+from .feeds import FeedLinks, feed_home, feed_title
 from .model import Category, FeedFormat, FeedSpec, Site
 from .theme import Theme
 
@@ -62,7 +62,7 @@ def render_opml(site: Site, links: FeedLinks, categories: Sequence[Category]) ->
         spec = FeedSpec(FeedFormat.RSS, scope)
         title = feed_title(spec, site)
         ET.SubElement(parent, "outline", type="rss", text=title, title=title,
-                      xmlUrl=links.of(spec.path), htmlUrl=site.url + "/", language=site.language)  # fmt: skip
+                      xmlUrl=links.of(spec.path), htmlUrl=feed_home(spec, site), language=site.language)  # fmt: skip
 
     outline(body, None)
     folder = ET.SubElement(body, "outline", text=site.title, title=site.title)

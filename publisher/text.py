@@ -6,6 +6,7 @@ import html
 import logging
 import re
 import unicodedata
+from collections.abc import Iterable
 from contextvars import ContextVar
 from functools import cache, lru_cache
 from itertools import islice
@@ -239,8 +240,40 @@ _TAG = re.compile(r"<[^>]*>")
 
 
 def html_to_text(fragment: str) -> str:
-    """Readable plain text of sanitised HTML: tags gone, entities decoded, whitespace collapsed."""
-    return clean_line(html.unescape(_TAG.sub("", _BLOCK_END.sub(" ", fragment))))
+    """Readable plain text of sanitised HTML: tags gone, entities decoded, whitespace collapsed,
+    paragraphs joined as their language writes them (`join_paragraphs`)."""
+    blocks = (clean_line(html.unescape(_TAG.sub("", block))) for block in _BLOCK_END.split(fragment))
+    return join_paragraphs(block for block in blocks if block)
+
+
+# Ideographs, kana, CJK punctuation and full-width forms: text written without spaces. Hangul
+# is left out: Korean puts spaces between words.
+_CJK = re.compile(
+    r"[\u2e80-\u2fdf\u3000-\u303f\u3040-\u30ff\u3100-\u312f\u31a0-\u31ff\u3400-\u4dbf\u4e00-\u9fff"
+    r"\uf900-\ufaff\ufe30-\ufe4f\uff00-\uff60\uffe0-\uffe6\U00020000-\U0003134f]"
+)
+# Punctuation after which no space follows in CJK text: the CJK symbols and the full-width forms.
+_CJK_PUNCTUATION = re.compile(r"[\u3000-\u303f\ufe30-\ufe4f\uff01-\uff0f\uff1a-\uff20\uff3b-\uff40\uff5b-\uff60]")
+# Shared by Chinese and Latin text: they take the side of the character they stand beside.
+_EITHER = "“”‘’…—–·"
+
+
+def join_paragraphs(paragraphs: Iterable[str]) -> str:
+    """Paragraphs as one line: joined by a space in Latin text, by nothing after CJK punctuation
+    or between two CJK characters (`参加会议。会议指出`, not `参加会议。 会议指出`)."""
+    joined = ""
+    for paragraph in paragraphs:
+        if joined and not _joins_tight(joined, paragraph):
+            joined += " "
+        joined += paragraph
+    return joined
+
+
+def _joins_tight(before: str, after: str) -> bool:
+    last, first = before.rstrip(_EITHER)[-1:], after.lstrip(_EITHER)[:1]
+    if last and _CJK_PUNCTUATION.match(last):
+        return True
+    return bool(last and first and _CJK.match(last) and _CJK.match(first))
 
 
 def text_to_html(text: str) -> str:

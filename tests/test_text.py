@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
@@ -108,7 +110,60 @@ def test_sanitize_makes_links_and_images_absolute() -> None:
 
 def test_html_to_text() -> None:
     html = "<p>AT&amp;T 与 <b>中国移动</b>&nbsp;合作</p><p>第二段</p>"
-    assert html_to_text(html) == "AT&T 与 中国移动 合作 第二段"
+    assert html_to_text(html) == "AT&T 与 中国移动 合作第二段"  # spaces inside a paragraph stay
+
+
+@pytest.mark.parametrize(
+    ("html", "text"),
+    [
+        ("<p>参加会议。</p>\n<p>会议指出，要加快。</p>", "参加会议。会议指出，要加快。"),  # after CJK punctuation
+        ("<h2>高新院新闻</h2><p>院长出席大会</p>", "高新院新闻院长出席大会"),  # between two CJK characters
+        ("<p>他说：“好。”</p><p>“下一步”怎么走</p>", "他说：“好。”“下一步”怎么走"),  # quotes side with their text
+        ("<p>会议结束。</p><p>Apple 发布新品</p>", "会议结束。Apple 发布新品"),  # after 。 even before Latin
+        ("<p>First paragraph.</p><p>Second one</p>", "First paragraph. Second one"),  # Latin keeps its space
+        ("<p>研究院</p><p>Apple Inc.</p><p>发布</p>", "研究院 Apple Inc. 发布"),  # CJK beside Latin: a space
+        ("<p>He said “yes.”</p><p>“No,” she said</p>", "He said “yes.” “No,” she said"),
+        ("第一行<br>第二行<br/>third<br>line", "第一行第二行 third line"),
+        ("<p>서울 시청</p><p>회의</p>", "서울 시청 회의"),  # Korean puts spaces between words
+    ],
+)
+def test_paragraphs_join_as_their_language_writes(html: str, text: str) -> None:
+    assert html_to_text(html) == text
+
+
+CJK_CHAR = st.sampled_from("参加会议指出高新院研究产业发展科技创新")
+CJK_INNER = st.text(st.sampled_from("参加会议指出高新院研究。，、：；！？（）《》“”"), max_size=12)
+CJK_PARAGRAPH = st.builds(lambda a, inner, b: a + inner + b, CJK_CHAR, CJK_INNER, st.sampled_from("究展新。！？）》"))
+LATIN_WORDS = st.from_regex(r"[A-Za-z][A-Za-z ,.]{0,20}[A-Za-z.]", fullmatch=True)
+LATIN_PARAGRAPH = LATIN_WORDS.map(lambda t: " ".join(t.split()))
+
+
+@given(st.lists(CJK_PARAGRAPH, min_size=1, max_size=6))
+def test_chinese_paragraphs_join_without_a_space(paragraphs: list[str]) -> None:
+    assert html_to_text("\n".join(f"<p>{p}</p>" for p in paragraphs)) == "".join(paragraphs)
+
+
+@given(st.lists(LATIN_PARAGRAPH, min_size=1, max_size=6))
+def test_latin_paragraphs_join_with_a_space(paragraphs: list[str]) -> None:
+    assert html_to_text("".join(f"<p>{p}</p>" for p in paragraphs)) == " ".join(paragraphs)
+
+
+@given(st.lists(st.one_of(CJK_PARAGRAPH, LATIN_PARAGRAPH), min_size=1, max_size=6))
+def test_joining_paragraphs_changes_nothing_but_spaces_between_them(paragraphs: list[str]) -> None:
+    text = html_to_text("<br>".join(paragraphs))
+    assert text.replace(" ", "") == "".join(paragraphs).replace(" ", "")
+    assert "。 " not in text and "， " not in text  # no paragraph here has a space after its CJK punctuation
+
+
+def test_a_summary_of_chinese_paragraphs_reads_as_chinese() -> None:
+    from publisher.model import Category, SourceItem
+    from publisher.normalize import CategoryIndex, TextRules, normalize
+
+    body = "<p>高新院召开年度工作会议。</p><p>会议指出，要以科技创新引领产业发展。</p><p>Next: 2027.</p>"
+    item = SourceItem("s", "k", "标题", body, datetime(2026, 11, 20, tzinfo=UTC), default_category="tech")
+    rules = TextRules(summary_length=200)
+    article = normalize(item, CategoryIndex([Category("科技创新", "tech")]), rules, "https://www.example.org")
+    assert article.summary == "高新院召开年度工作会议。会议指出，要以科技创新引领产业发展。Next: 2027."
 
 
 def test_summary_counts_graphemes_not_words() -> None:

@@ -362,7 +362,7 @@ def test_a_json_answer_of_the_wrong_shape_is_reported(site: Site, httpserver: HT
                        'delay = 0\n[sources.fields]\nlist = "data.items"\n'
                        '[sources.paging]\nkind = "none"\n')  # fmt: skip
     report = site.build()
-    assert report.failed_sources and "data.items" in report.failed_sources[0]
+    assert report.failed_parts and "data.items" in report.failed_parts[0] and not report.failed_sources
 
 
 def wp_post(n: int, wp_category: str, modified: str) -> dict[str, object]:
@@ -513,8 +513,8 @@ def test_faults_are_reported_and_the_last_good_feeds_stay_byte_identical(site: S
     fixture.html.numbers[:0] = [99, 4]  # a new article, and a link to an article that 404s (99)
     fixture.html.missing = {99}
     report = site.build()
-    failed = "\n".join(report.failed_sources)
-    assert "feed.xml: HTTP 500" in failed and "/api?page=1: the answer is not JSON" in failed
+    failed, failed_parts = "\n".join(report.failed_sources), "\n".join(report.failed_parts)
+    assert "feed.xml: HTTP 500" in failed and "/api?page=1: the answer is not JSON" in failed_parts
     assert any("/news/99.html" in p and "HTTP 404" in p for p in report.problems), report.problems
     assert report.new == 1  # the good new article went through; the others stay as they were
     after = output_bytes(site)

@@ -128,6 +128,9 @@ def check_meaning(valid: ValidParts) -> list[tuple[str, str, str]]:
     labels = [(f"categories[{i}].name", c.name) for i, c in valid.categories]
     labels += [(f"categories[{i}].slug", c.slug) for i, c in valid.categories if c.slug and c.slug != c.name]
     problems += _unique(labels, "give each category its own name and slug")
+    for i, category in valid.categories:
+        if category.url:
+            problems += _http_url(f"categories[{i}].url", category.url, "https://www.example.org/news/")
     problems += _unique(
         [(f"sources[{i}].name", source.source_name) for i, source in valid.sources],
         "give each source its own `name`",

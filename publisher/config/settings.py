@@ -54,6 +54,7 @@ class CategoryConfig(_Section):
     name: str = Field(min_length=1)
     slug: str | None = Field(default=None, pattern=_SLUG)
     description: str = ""
+    url: str = ""  # the category's page on the site (checks.py: absolute http(s))
 
 
 class FilesSourceConfig(_Section):

@@ -5,7 +5,9 @@
 - conditional requests: the ETag and Last-Modified of each URL are kept (`Validators`) and sent
   back, so an unchanged page costs one 304; they are saved only after the ingest that used the
   page committed (`Fetcher.commit`), so a failed run never hides content behind a 304;
-- a per-host delay between requests, robots.txt honoured, a clear User-Agent, a size cap;
+- a per-host delay between requests, a clear User-Agent, a size cap;
+- robots.txt honoured, read once per site (scheme, host and port) and run: `RobotsCache`,
+  which the composition root shares between every source of one ingest or check;
 - bounded in time: `deadline` seconds for each request whole (a site that trickles its answer
   a byte at a time never holds an ingest: `timeout` caps each socket read only), `run_deadline`
   for all of a source's requests in one run;
@@ -82,6 +84,41 @@ class Validators:
         self.pending.clear()
 
 
+class RobotsCache:
+    """The robots.txt rules of each site (scheme, host, port) for one run, shared by the
+    fetchers of every source the run reads, so a site several sources read is asked once.
+    Thread-safe: a fetcher asking for a site whose rules another is loading waits for them."""
+
+    def __init__(self) -> None:
+        self._rules: dict[tuple[str, str, int], RobotFileParser | None] = {}
+        self._loading: dict[tuple[str, str, int], threading.Lock] = {}
+        self._lock = threading.Lock()
+
+    def rules(self, url: str, load: Callable[[], tuple[RobotFileParser | None, bool]]) -> RobotFileParser | None:
+        """The rules for `url`'s site; `load` gives (rules, shared): an answer that says
+        something about the site only (not about the asking source's limits) is kept."""
+        site = _site(url)
+        with self._lock:
+            loading = self._loading.setdefault(site, threading.Lock())
+        with loading:
+            if site in self._rules:
+                return self._rules[site]
+            rules, shared = load()
+            if shared:
+                self._rules[site] = rules
+            return rules
+
+
+def _site(url: str) -> tuple[str, str, int]:
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    return scheme, (parts.hostname or "").rstrip("."), port or (443 if scheme == "https" else 80)
+
+
 class HostNotAllowed(SourceError):
     """A URL (a redirect, a link on a list page) on a host the source does not allow."""
 
@@ -124,7 +161,8 @@ class _Session(requests.Session):
 class Fetcher:
     """GET with everything above. One per source and run, used by one thread at a time (a
     deadline cuts all of its connections); `validators` None: no conditional GETs; `hosts`
-    None: any host (App always passes the source's); `guard`: which addresses."""
+    None: any host (App always passes the source's); `guard`: which addresses; `robots_cache`:
+    the run's, shared with the other sources' fetchers (None: one of its own)."""
 
     def __init__(
         self,
@@ -140,6 +178,7 @@ class Fetcher:
         guard: AddressGuard = PUBLIC_ONLY,
         deadline: float = DEADLINE,
         run_deadline: float = RUN_DEADLINE,
+        robots_cache: RobotsCache | None = None,
     ) -> None:
         self.user_agent, self.validators, self.delay, self.timeout = user_agent, validators, delay, timeout
         self.robots, self.max_bytes, self.sleep = robots, max_bytes, sleep
@@ -164,23 +203,26 @@ class Fetcher:
         self.session.mount("https://", self.adapter)
         self.session.headers["User-Agent"] = user_agent
         self._last: dict[str, float] = {}
-        self._robots: dict[str, RobotFileParser | None] = {}
+        self.robots_cache = robots_cache if robots_cache is not None else RobotsCache()
         self._lock = threading.Lock()
         self._started: float | None = None  # the run's first request
 
-    def get(self, url: str, conditional: bool = True, remember: bool | None = None) -> Page:
+    def get(
+        self, url: str, conditional: bool = True, remember: bool | None = None, accept: Collection[int] = ()
+    ) -> Page:
         """The page at `url`; SourceError with the URL and what to do when it cannot be had.
         `conditional`: send the stored validators; `remember` (default: the same): keep the
-        answer's for next time (pages read again later, such as a feed or an article)."""
+        answer's for next time (pages read again later, such as a feed or an article);
+        `accept`: error statuses (400, say) whose answer the caller reads instead of failing."""
         try:
-            return self._get(url, conditional, remember)
+            return self._get(url, conditional, remember, accept)
         except AddressRefused as exc:
             raise SourceError(
                 f"{url}: {exc}; web sources read public addresses only",
                 "if this is your own intranet site, set `allow_private = true` on this source",
             ) from exc
 
-    def _get(self, url: str, conditional: bool, remember: bool | None) -> Page:
+    def _get(self, url: str, conditional: bool, remember: bool | None, accept: Collection[int]) -> Page:
         self._check_host(url)
         self._check_address(url)
         if self.robots and not self._allowed(url):
@@ -203,13 +245,13 @@ class Fetcher:
             ):
                 if response.status_code == 304:
                     return Page(response.url, 304, b"", response.headers)
-                if response.status_code >= 400:
+                if response.status_code >= 400 and response.status_code not in accept:
                     raise SourceError(
-                        f"{url}: HTTP {response.status_code} {response.reason}", _hint(response.status_code)
+                        f"{url}: HTTP {response.status_code} {response.reason}", status_hint(response.status_code)
                     )
                 content = self._read(url, response)
-                if (conditional if remember is None else remember) and self.validators is not None:
-                    self.validators.remember(url, response.headers)
+                if (conditional if remember is None else remember) and response.status_code < 400:
+                    self.remember(url, response.headers)
                 return Page(response.url, response.status_code, content, response.headers)
         except requests.RequestException as exc:
             raise SourceError(
@@ -275,6 +317,12 @@ class Fetcher:
         except (OSError, ValueError):
             pass  # no address, or a bad port: the request itself reports it
 
+    def remember(self, url: str, headers: Mapping[str, str]) -> None:
+        """Keep the validators of an answer to `url` (once `commit` is called): for a caller
+        that knows only at the end of its walk whether the pages it read may answer 304."""
+        if self.validators is not None:
+            self.validators.remember(url, headers)
+
     def commit(self) -> None:
         """The ingest that used these pages committed: keep their validators for next time."""
         if self.validators is not None:
@@ -307,24 +355,26 @@ class Fetcher:
     def _allowed(self, url: str) -> bool:
         parts = urlsplit(url)
         origin = f"{parts.scheme}://{parts.netloc}"
-        if origin not in self._robots:
-            self._robots[origin] = self._load_robots(origin)
-        rules = self._robots[origin]
+        rules = self.robots_cache.rules(url, lambda: self._load_robots(origin))
         return rules is None or rules.can_fetch(self.user_agent.split("/")[0], url)
 
-    def _load_robots(self, origin: str) -> RobotFileParser | None:
-        """None: no rules (no robots.txt, or an error: RFC 9309 says 4xx means allowed)."""
+    def _load_robots(self, origin: str) -> tuple[RobotFileParser | None, bool]:
+        """(rules, shared). None: no rules (no robots.txt, or an error: RFC 9309 says 4xx means
+        allowed). Not shared: what this fetcher's own limits made of it (a redirect to a host
+        or address this source may not read, its run out of time); another source may do better."""
         self._wait_turn(origin + "/")
         try:
             with self._timed(origin + "/robots.txt"):
                 response = self.session.get(origin + "/robots.txt", timeout=self.timeout)
-        except (requests.RequestException, HostNotAllowed, OutOfTime):
-            return None
+        except (HostNotAllowed, OutOfTime):
+            return None, False
+        except requests.RequestException:
+            return None, True  # the site cannot be reached: its pages will say so
         if response.status_code >= 400:
-            return None
+            return None, True
         rules = RobotFileParser()
         rules.parse(decode_html(response.content[:500_000], response.headers.get("Content-Type", "")).splitlines())
-        return rules
+        return rules, True
 
 
 def user_agent(site_url: str) -> str:
@@ -369,7 +419,7 @@ def decode_html(data: bytes, content_type: str = "") -> str:
     return str(best) if best is not None else data.decode("utf-8", errors="replace")
 
 
-def _hint(status: int) -> str:
+def status_hint(status: int) -> str:
     return {
         400: "the site refused the request: check the URL and its query",
         401: "the page needs a login: publisher reads public pages only",

@@ -2,9 +2,12 @@
 
 Paths are dotted (`data.items`, `author.name`, `tags.0`). Paging: `page` (the URL's `{page}`:
 1, 2, ...), `offset` (`{offset}`: 0, page_size, ...), `next` (a path to the next page's URL in
-each answer) or `none`. The walk stops at `max_pages`, at an empty page, or at the first page
-with nothing new or changed, so a run costs one page when nothing happened. An API shows its
-recent items, so the source is never `complete`.
+each answer) or `none`. The walk stops at `max_pages`, at an empty page, at the first page
+with nothing new or changed, or at a page that answers 304 to its stored ETag/Last-Modified
+(kept for every page of a `page` or `offset` walk, for the first of a `next` chain, and only
+when the walk ended well), so a run costs one page when nothing happened. A page that fails
+ends the walk, reported as a `ScopeRead` with its URL; the pages before it are kept. An API
+shows its recent items, so the source is never `complete`.
 """
 
 from __future__ import annotations
@@ -19,9 +22,9 @@ from urllib.parse import urljoin
 from zoneinfo import ZoneInfo
 
 from ..errors import SourceError
-from ..model import ItemProblem, SourceItem, Unchanged
+from ..model import ItemProblem, ScopeRead, SourceItem, Unchanged
 from . import Fetched
-from .http import Fetcher
+from .http import Fetcher, Page, RunOutOfTime
 
 
 @dataclass(frozen=True)
@@ -58,43 +61,54 @@ class JsonSource:
         self.count = 0
 
     def fetch(self, fingerprints: Mapping[str, str]) -> Iterator[Fetched]:
-        url: str | None = self._page_url(1)
+        """The items page by page, then one `ScopeRead` for the list URL. A page that fails ends
+        the walk there and is reported with its URL; the items of the pages before it are kept
+        (they were read whole, and storing them loses nothing)."""
+        first = url = self._page_url(1)
         seen: set[str] = set()
+        read: list[tuple[str, Mapping[str, str]]] = []  # (URL, headers) of each page read
+        stable = self.paging.kind != "next"  # a `next` chain's later URLs are the server's cursors
         for number in range(1, self.paging.max_pages + 1):
-            if url is None:
+            try:
+                # With nothing stored (a new source, changed settings) every page is read in full.
+                page = self.fetcher.get(url, conditional=bool(fingerprints) and (stable or number == 1),
+                                        remember=False)  # fmt: skip
+                if page.not_modified:  # this page is as it was when its items were stored: stop
+                    break
+                answer = self._answer(url, page)
+                items = self._items(url, answer)
+            except RunOutOfTime:
+                raise
+            except SourceError as exc:
+                yield ScopeRead(self.url, url, exc.message, exc.hint)
                 return
-            answer = self._get(url)
-            items = pick(answer, self.fields.list) if self.fields.list else answer
-            if not isinstance(items, list):
-                raise SourceError(
-                    f"{url}: `{self.fields.list}` is not a list in the answer",
-                    "check [sources.fields] list (a dotted path such as data.items)",
-                )
+            if stable or number == 1:
+                read.append((url, page.headers))
             anything_new = False
             for position, item in enumerate(items):
                 result = self._item(item, f"{url} item {position + 1}", fingerprints, seen)
                 anything_new |= not isinstance(result, Unchanged)
                 if result is not None:
                     yield result
-            if not items or not anything_new:
-                return
-            url = self._next(answer, url, number)
+            following = self._next(answer, url, number)
+            if not items or not anything_new or following is None:
+                break
+            url = following
+        for page_url, headers in read:  # the walk ended well: these may answer 304 next time
+            self.fetcher.remember(page_url, headers)
+        yield ScopeRead(self.url, first)
 
     def probe(self) -> tuple[int, str | None, list[ItemProblem]]:
         """For `publisher check`: the first page only; (items, the first title, problems)."""
         url = self._page_url(1)
-        answer = self._get(url)
-        items = pick(answer, self.fields.list) if self.fields.list else answer
-        if not isinstance(items, list):
-            raise SourceError(f"{url}: `{self.fields.list}` is not a list in the answer", "check [sources.fields] list")
+        items = self._items(url, self._answer(url, self.fetcher.get(url, conditional=False)))
         results = [self._item(item, f"{url} item {n + 1}", {}, set()) for n, item in enumerate(items)]
         return len(items), self.first_title, [r for r in results if isinstance(r, ItemProblem)]
 
     def committed(self) -> None:
         self.fetcher.commit()
 
-    def _get(self, url: str) -> Any:
-        page = self.fetcher.get(url, conditional=False)
+    def _answer(self, url: str, page: Page) -> Any:
         try:
             charset = _charset(page.headers.get("Content-Type", ""))
             try:
@@ -104,6 +118,15 @@ class JsonSource:
             return json.loads(text.removeprefix("\ufeff"))
         except ValueError as exc:
             raise SourceError(f"{url}: the answer is not JSON ({exc})", "check the API URL") from exc
+
+    def _items(self, url: str, answer: Any) -> list[Any]:
+        items = pick(answer, self.fields.list) if self.fields.list else answer
+        if not isinstance(items, list):
+            raise SourceError(
+                f"{url}: `{self.fields.list}` is not a list in the answer",
+                "check [sources.fields] list (a dotted path such as data.items)",
+            )
+        return items
 
     def _page_url(self, number: int) -> str:
         kind = self.paging.kind

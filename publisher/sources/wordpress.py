@@ -2,7 +2,10 @@
 
 Posts are asked for newest-modified first, `modified_after` the newest modification already
 stored (WordPress 5.7+; older sites ignore it, and the walk still stops at the first page with
-nothing new), paged by `X-WP-TotalPages`. `_embed` brings authors, featured images and terms
+nothing new), paged by `X-WP-TotalPages` or `Link: rel="next"` until WordPress answers
+`rest_post_invalid_page_number`. The first page is asked for with its ETag/Last-Modified: a 304
+there reads nothing. A page that fails is reported (a `ScopeRead` for the site) and what the
+pages before it gave is stored. `_embed` brings authors, featured images and terms
 in the same answer. A post's categories are mapped to ours: first by the `categories` table in
 the config (WordPress slug -> our name or slug), then by slug or name when one of ours matches.
 """
@@ -15,13 +18,17 @@ from datetime import UTC, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
+from requests.utils import parse_header_links
+
 from ..errors import SourceError
-from ..model import ItemProblem, SourceItem, Unchanged
+from ..model import ItemProblem, ScopeRead, SourceItem, Unchanged
 from . import Fetched
-from .http import Fetcher
+from .http import Fetcher, Page, RunOutOfTime, status_hint
 from .json_api import parse_date, pick
 
 PER_PAGE = 50
+# Statuses whose JSON answer WordPress explains (`code`, `message`): read, not failed on at once.
+_SAYS_WHY = (400, 401, 403, 404)
 
 
 class WordPressSource:
@@ -49,46 +56,82 @@ class WordPressSource:
         return f"{self.base}/wp-json/wp/v2/posts"
 
     def fetch(self, fingerprints: Mapping[str, str]) -> Iterator[Fetched]:
-        newest = max(fingerprints.values(), default="")
+        return self._walk(fingerprints, self.max_pages)
+
+    def _walk(self, fingerprints: Mapping[str, str], max_pages: int) -> Iterator[Fetched]:
+        """The posts page by page, then one `ScopeRead` for the site: a page that fails ends
+        the walk there, reported with its URL, and what the pages before it gave is kept."""
         query: dict[str, str | int] = {"per_page": PER_PAGE, "_embed": 1, "orderby": "modified", "order": "desc"}
+        newest = max(fingerprints.values(), default="")
         if newest:
             # WordPress compares modified_after with the site's local time, we store GMT: a day's
             # margin covers every zone; what comes twice is Unchanged.
             after = parse_date(newest, UTC)
             if after is not None:
                 query["modified_after"] = (after - timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%S")
+        first = self._page_url(query, 1)
         seen: set[str] = set()
-        for page in range(1, self.max_pages + 1):
-            url = f"{self.url}?{urlencode(query | {'page': page})}"
-            answer = self.fetcher.get(url, conditional=False)
+        validators: Mapping[str, str] = {}
+        for number in range(1, max_pages + 1):
+            url = self._page_url(query, number)
             try:
-                posts = json.loads(answer.content.decode("utf-8-sig", errors="replace"))
-            except ValueError as exc:
-                raise SourceError(f"{url}: not JSON ({exc})", "is this a WordPress site with the REST API on?") from exc
-            if isinstance(posts, dict) and posts.get("code") == "rest_post_invalid_page_number":
+                # Only the first page is asked for conditionally (with nothing stored, all is read):
+                # a 304 there means no post was modified since, and its URL is the one asked again.
+                answer = self.fetcher.get(url, conditional=number == 1 and bool(fingerprints), remember=False,
+                                          accept=_SAYS_WHY)  # fmt: skip
+                posts = None if answer.not_modified else self._posts(url, answer)
+            except RunOutOfTime:
+                raise
+            except SourceError as exc:
+                yield ScopeRead(self.base, url, exc.message, exc.hint)
                 return
-            if not isinstance(posts, list):
-                raise SourceError(f"{url}: the answer is not a list of posts", "is `url` the WordPress site's address?")
+            if posts is None:  # not modified, or past the last page
+                break
+            if number == 1:
+                validators = answer.headers
             anything_new = False
             for post in posts:
-                if str(pick(post, "id") or "") in seen:
+                key = str(pick(post, "id") or "")
+                if key in seen:
                     continue
-                seen.add(str(pick(post, "id") or ""))
+                seen.add(key)
                 result = self._post(post, url, fingerprints)
                 anything_new |= not isinstance(result, Unchanged)
                 yield result
-            total = answer.headers.get("X-WP-TotalPages", "")
-            last = (total.isdigit() and page >= int(total)) or len(posts) < PER_PAGE
-            if not posts or not anything_new or last:
-                return
+            if not posts or not anything_new or not _more(answer, number, len(posts)):
+                break
+        self.fetcher.remember(first, validators)  # the walk ended well; kept once its posts are stored
+        yield ScopeRead(self.base, first)
+
+    def _page_url(self, query: Mapping[str, str | int], number: int) -> str:
+        return f"{self.url}?{urlencode({**query, 'page': number})}"
+
+    def _posts(self, url: str, answer: Page) -> list[Any] | None:
+        """The page's posts; None past the last page (WordPress's 400
+        `rest_post_invalid_page_number`); SourceError for anything but a list of posts."""
+        try:
+            posts = json.loads(answer.content.decode("utf-8-sig", errors="replace"))
+        except ValueError as exc:
+            if answer.status >= 400:
+                raise SourceError(f"{url}: HTTP {answer.status}", status_hint(answer.status)) from exc
+            raise SourceError(f"{url}: not JSON ({exc})", "is this a WordPress site with the REST API on?") from exc
+        if isinstance(posts, dict) and posts.get("code") == "rest_post_invalid_page_number":
+            return None
+        if answer.status >= 400:
+            said = (posts.get("message") or posts.get("code")) if isinstance(posts, dict) else None
+            raise SourceError(
+                f"{url}: HTTP {answer.status}" + (f" ({said})" if said else ""), status_hint(answer.status)
+            )
+        if not isinstance(posts, list):
+            raise SourceError(f"{url}: the answer is not a list of posts", "is `url` the WordPress site's address?")
+        return posts
 
     def probe(self) -> tuple[int, str | None, list[ItemProblem]]:
         """For `publisher check`: the first page of posts; (posts, the first title, problems)."""
-        results = []
-        for result in self.fetch({}):
-            results.append(result)
-            if len(results) >= PER_PAGE:
-                break
+        results = list(self._walk({}, 1))
+        for result in results:
+            if isinstance(result, ScopeRead) and result.error is not None:
+                raise SourceError(result.error, result.hint)
         return self.count, self.first_title, [r for r in results if isinstance(r, ItemProblem)]
 
     def committed(self) -> None:
@@ -139,6 +182,20 @@ class WordPressSource:
             elif slug in self.known or name in self.known:
                 ours.append(slug if slug in self.known else name)
         return tuple(dict.fromkeys(ours))
+
+
+def _more(answer: Page, number: int, count: int) -> bool:
+    """Whether there is a page after page `number` of `count` posts. `X-WP-TotalPages` says so,
+    else a `Link: <...>; rel="next"`; without either, a full page. A short page is not the end
+    when the headers say there are more: many hosts cap `per_page` below what was asked. The
+    next page is asked for with our own query (the Link may name the site by an internal host)."""
+    total = answer.headers.get("X-WP-TotalPages", "").strip()
+    if total.isdigit():
+        return number < int(total)
+    links = parse_header_links(answer.headers.get("Link", ""))
+    if any("next" in link.get("rel", "").split() for link in links):
+        return True
+    return count >= PER_PAGE
 
 
 def _rendered(value: Any) -> str:

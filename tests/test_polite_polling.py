@@ -1,0 +1,239 @@
+"""Polite polling of API sources on a real loopback server: robots.txt once per site and run,
+WordPress paging past a host's per_page cap, conditional GETs of API pages, and a failing
+page reported with its URL while what was read before it, and the other sources, go through."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import Counter
+from collections.abc import Mapping
+
+from pytest_httpserver import HTTPServer
+from werkzeug import Request, Response
+
+from conftest import Site
+from feedcheck import parse_with_feedparser
+from publisher.model import ScopeRead, SourceItem
+from publisher.sources.addresses import AddressGuard
+from publisher.sources.http import Fetcher, RobotsCache, Validators
+from publisher.sources.json_api import Fields, JsonSource, Paging
+
+LOOPBACK = AddressGuard(allow_private=True)
+
+
+class Api:
+    """A JSON list API (`/api/<name>?page=N`, three items a page) and a WordPress site that
+    caps `per_page` at `cap`, with ETags, faults and every request counted."""
+
+    def __init__(self, server: HTTPServer, cap: int = 1) -> None:
+        self.server, self.cap = server, cap
+        self.requests: list[str] = []
+        self.not_modified: list[str] = []  # the requests answered 304
+        self.numbers = [6, 5, 4, 3, 2, 1]
+        self.posts = [2, 1]
+        self.broken: set[str] = set()  # "/api/news?page=2", "wp page 2", ...
+        self.link_only = False  # WordPress without X-WP-TotalPages: Link rel="next" only
+        server.expect_request("/robots.txt").respond_with_handler(self.robots)
+        server.expect_request("/wp-json/wp/v2/posts").respond_with_handler(self.wordpress)
+        server.expect_request("/api/news").respond_with_handler(self.api)
+        server.expect_request("/api/policy").respond_with_handler(self.api)
+
+    def robots(self, request: Request) -> Response:
+        self.requests.append("robots.txt")
+        return Response("User-agent: *\nDisallow: /private/\n", content_type="text/plain")
+
+    def api(self, request: Request) -> Response:
+        page = int(request.args.get("page", "1"))
+        asked = f"{request.path}?page={page}"
+        self.requests.append(asked)
+        if asked in self.broken:
+            return Response("boom", status=500)
+        chunk = self.numbers[(page - 1) * 3 : page * 3]
+        items = [{"id": f"{request.path}/{n}", "title": f"第{n}号", "date": f"2026-11-{10 + n:02d}T09:00:00",
+                  "content": f"<p>正文{n}</p>"} for n in chunk]  # fmt: skip
+        return self._with_etag(asked, request, json.dumps({"items": items}, ensure_ascii=False))
+
+    def wordpress(self, request: Request) -> Response:
+        page = int(request.args["page"])
+        self.requests.append(f"wp page {page}")
+        if f"wp page {page}" in self.broken:
+            return Response(json.dumps({"code": "rest_no_route", "message": "没有路由"}), status=404)
+        per = min(int(request.args["per_page"]), self.cap)  # the host's cap, below what was asked
+        pages = max(1, -(-len(self.posts) // per))
+        if page > pages:
+            return Response(json.dumps({"code": "rest_post_invalid_page_number"}), status=400)
+        chunk = [_post(n) for n in self.posts[(page - 1) * per : page * per]]
+        headers = {}
+        if self.link_only and page < pages:
+            base = self.server.url_for("/wp-json/wp/v2/posts")
+            headers["Link"] = f'<{base}?page={page + 1}&per_page={per}>; rel="next"'
+        elif not self.link_only:
+            headers["X-WP-TotalPages"] = str(pages)
+        return self._with_etag(f"wp page {page}", request, json.dumps(chunk, ensure_ascii=False), headers)
+
+    def _with_etag(self, asked: str, request: Request, body: str, headers: dict[str, str] | None = None) -> Response:
+        etag = f'"{abs(hash(body))}"'
+        if request.headers.get("If-None-Match") == etag:
+            self.not_modified.append(asked)
+            return Response(status=304, headers={"ETag": etag})
+        return Response(body, content_type="application/json", headers={"ETag": etag, **(headers or {})})
+
+
+def _post(n: int) -> dict[str, object]:
+    return {
+        "id": n,
+        "date_gmt": f"2026-11-{10 + n:02d}T09:00:00",
+        "modified_gmt": f"2026-11-{10 + n:02d}T09:00:00",
+        "link": f"https://blog.example.org/?p={n}",
+        "title": {"rendered": f"博文{n}"},
+        "content": {"rendered": f"<p>博文正文{n}</p>"},
+    }
+
+
+def json_toml(server: HTTPServer, name: str, category: str, max_pages: int = 5) -> str:
+    url = server.url_for(f"/api/{name}") + "?page={page}"
+    return (f'\n[[sources]]\ntype = "json"\nallow_private = true\nname = "{name}"\nurl = "{url}"\n'
+            f'category = "{category}"\ndelay = 0\n[sources.fields]\nlist = "items"\n'
+            f"[sources.paging]\nkind = \"page\"\nmax_pages = {max_pages}\n")  # fmt: skip
+
+
+def wordpress_toml(server: HTTPServer) -> str:
+    url = server.url_for("/")
+    return f'\n[[sources]]\ntype = "wordpress"\nallow_private = true\nname = "blog"\nurl = "{url}"\n' + (
+        'category = "tech"\ndelay = 0\n'
+    )
+
+
+def test_robots_txt_is_read_once_per_site_and_run(site: Site, httpserver: HTTPServer) -> None:
+    api = Api(httpserver)
+    site.append_config(json_toml(httpserver, "news", "高新院新闻") + json_toml(httpserver, "policy", "policy")
+                       + wordpress_toml(httpserver))  # fmt: skip
+    report = site.build()
+    assert report.new == 6 + 6 + 2 and not (report.failed_sources or report.failed_parts), report
+    assert api.requests.count("robots.txt") == 1  # three sources, one site
+    api.requests.clear()
+    site.build()
+    assert api.requests.count("robots.txt") == 1  # once per run, not once for ever
+    api.requests.clear()
+    assert site.cli("check").exit_code == 0
+    assert api.requests.count("robots.txt") == 1
+
+
+def test_fetchers_on_many_threads_share_one_robots_txt(httpserver: HTTPServer) -> None:
+    api = Api(httpserver)
+    cache = RobotsCache()
+    fetchers = [Fetcher("publisher/test", delay=0, guard=LOOPBACK, robots_cache=cache) for _ in range(8)]
+    url = httpserver.url_for("/api/news") + "?page=1"
+    threads = [threading.Thread(target=f.get, args=(url,)) for f in fetchers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert Counter(api.requests) == {"robots.txt": 1, "/api/news?page=1": 8}
+    # The same site however its URL is spelt; another port is another site.
+    assert cache.rules("HTTP://LOCALHOST:80/x", lambda: (None, True)) is None
+    assert cache.rules("http://localhost/y", lambda: (_ for _ in ()).throw(AssertionError("asked twice"))) is None
+
+
+def test_wordpress_follows_total_pages_past_a_host_that_caps_per_page(site: Site, httpserver: HTTPServer) -> None:
+    api = Api(httpserver, cap=1)
+    site.append_config(wordpress_toml(httpserver))
+    report = site.build()
+    assert report.new == 2 and not (report.failed_sources or report.failed_parts), report
+    assert [r for r in api.requests if r.startswith("wp")] == ["wp page 1", "wp page 2"]
+    titles = [e.title for e in parse_with_feedparser(site.feed("tech/rss.xml")).entries]
+    assert titles == ["博文2", "博文1"]
+
+
+def test_wordpress_follows_a_link_header_to_the_last_page(site: Site, httpserver: HTTPServer) -> None:
+    api = Api(httpserver, cap=1)
+    api.link_only, api.posts = True, [3, 2, 1]
+    site.append_config(wordpress_toml(httpserver))
+    report = site.build()
+    assert report.new == 3 and not (report.failed_sources or report.failed_parts), report
+    # page 3 has no Link rel="next" and one post, fewer than asked: the end without asking for page 4
+    assert [r for r in api.requests if r.startswith("wp")] == ["wp page 1", "wp page 2", "wp page 3"]
+
+
+def test_wordpress_stops_cleanly_at_rest_post_invalid_page_number(site: Site, httpserver: HTTPServer) -> None:
+    asked: list[str] = []
+
+    def lying(request: Request) -> Response:
+        asked.append(request.args["page"])
+        if request.args["page"] == "1":  # says 3 pages, has 1
+            body = json.dumps([_post(1)])
+            return Response(body, content_type="application/json", headers={"X-WP-TotalPages": "3"})
+        return Response(json.dumps({"code": "rest_post_invalid_page_number", "message": "x"}), status=400)
+
+    httpserver.expect_request("/robots.txt").respond_with_data("", status=404)
+    httpserver.expect_request("/wp-json/wp/v2/posts").respond_with_handler(lying)
+    site.append_config(wordpress_toml(httpserver))
+    report = site.build()
+    assert report.new == 1 and not (report.failed_sources or report.failed_parts) and asked == ["1", "2"]
+
+
+def test_a_second_poll_of_unchanged_api_pages_costs_one_304_each(site: Site, httpserver: HTTPServer) -> None:
+    api = Api(httpserver, cap=1)
+    site.append_config(json_toml(httpserver, "news", "高新院新闻") + wordpress_toml(httpserver))
+    assert site.build().new == 6 + 2
+    first_run = list(api.requests)
+    assert first_run.count("/api/news?page=3") == 1  # page 3 was empty: the end
+    api.requests.clear()
+    second = site.build()
+    assert (second.new, second.changed, second.failed_sources, second.failed_parts) == (0, 0, [], [])
+    # The first page of each is all there is to ask: the API's says 304, nothing is new there
+    # or beyond it. WordPress's first page is a new URL (`modified_after` the newest post
+    # stored), read once in full; from then on it says 304 too.
+    assert sorted(r for r in api.requests if r != "robots.txt") == ["/api/news?page=1", "wp page 1"]
+    assert api.not_modified == ["/api/news?page=1"]
+    api.requests.clear()
+    assert site.build().new == 0
+    assert sorted(r for r in api.requests if r != "robots.txt") == ["/api/news?page=1", "wp page 1"]
+    assert api.not_modified == ["/api/news?page=1", "/api/news?page=1", "wp page 1"]
+
+    api.numbers.insert(0, 7)  # page 1 changes, page 2 gets 4 from page 1 and says so
+    api.requests.clear()
+    third = site.build()
+    assert third.new == 1
+    assert [r for r in api.requests if r.startswith("/api")] == ["/api/news?page=1", "/api/news?page=2"]
+
+
+def test_a_failing_later_page_keeps_the_earlier_pages_and_the_other_sources(site: Site, httpserver: HTTPServer) -> None:
+    api = Api(httpserver, cap=1)
+    api.broken = {"/api/news?page=2", "wp page 2"}
+    site.append_config(json_toml(httpserver, "news", "高新院新闻") + json_toml(httpserver, "policy", "policy")
+                       + wordpress_toml(httpserver))  # fmt: skip
+    report = site.build()
+    failed = "\n".join(report.failed_parts)
+    assert len(report.failed_parts) == 2 and not report.failed_sources, failed
+    assert "/api/news?page=2: HTTP 500" in failed and "&page=2: HTTP 404 (没有路由)" in failed
+    # news: page 1's three items are stored; policy: all six; the blog: page 1's post
+    assert report.new == 3 + 6 + 1
+    policy = parse_with_feedparser(site.feed("policy/rss.xml")).entries
+    assert len(policy) == 6
+
+    # A failed walk keeps no validators: the next run reads its page 1 again instead of a 304.
+    api.broken.clear()
+    site.build()
+    assert api.not_modified == ["/api/policy?page=1"]
+
+
+def test_a_failing_first_page_is_the_part_failing_with_its_url(httpserver: HTTPServer) -> None:
+    api = Api(httpserver)
+    api.broken = {"/api/news?page=1"}
+    kept: dict[str, Mapping[str, str]] = {}
+    fetcher = Fetcher("publisher/test", Validators(lambda u: kept.get(u, {}), kept.update), delay=0, guard=LOOPBACK)
+    url = httpserver.url_for("/api/news") + "?page={page}"
+    source = JsonSource("news", url, Fields("items"), Paging(), None, fetcher, "Asia/Shanghai")
+    results = list(source.fetch({}))
+    page_one = url.replace("{page}", "1")
+    assert results == [ScopeRead(url, page_one, f"{page_one}: HTTP 500 INTERNAL SERVER ERROR", results[0].hint)]
+    assert "next run" in results[0].hint
+
+    api.broken.clear()
+    results = list(source.fetch({}))
+    assert sum(isinstance(r, SourceItem) for r in results) == 6
+    assert results[-1] == ScopeRead(url, page_one)  # read, after its items
+    source.committed()
+    assert sorted(kept) == [url.replace("{page}", str(n)) for n in (1, 2, 3)]
