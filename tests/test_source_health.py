@@ -4,7 +4,8 @@ shown by `publisher status` (exit 1) and `/healthz` (degraded, 200), and cleared
 
 The html source's per-category isolation is the html branch's work: until it lands, a small
 source below (`CategoryPages`, read through the real Fetcher, validators and FailedItems the
-composition root wires) stands in for it behind the `html` type.
+composition root wires) stands in for it behind the `html` type. The `json` source reports its
+parts already, and is tested as it is.
 """
 
 from __future__ import annotations
@@ -305,3 +306,42 @@ def test_health_writes_never_fail_an_ingest(site: Site, caplog: pytest.LogCaptur
     assert report.new == 1 and not report.failed_sources
     assert "source 'content': could not record its health" in caplog.text
     assert b"\xe5\x8f\x88\xe4\xb8\x80\xe6\x9d\xa1" in site.feed("tech/rss.xml")  # 又一条 is published
+
+
+def test_a_json_sources_failing_list_url_is_a_failed_part(site: Site, httpserver: HTTPServer) -> None:
+    """The real `json` source (no stand-in): its list URL whose first page answers 500 is a
+    failed part with the page's URL, the other source ingests, and reading it again clears it."""
+    from test_web_sources import api_items, cms_toml
+
+    broken = {"yes": True}
+
+    def api(request: Request) -> Response:
+        if broken["yes"] and request.args.get("page") == "1":
+            return Response("down for maintenance", status=500)
+        numbers = [2, 1] if request.args.get("page") == "1" else []
+        return Response(json.dumps({"items": api_items(numbers)}), content_type="application/json")
+
+    httpserver.expect_request("/robots.txt").respond_with_data("", status=404)
+    httpserver.expect_request("/api").respond_with_handler(api)
+    template = httpserver.url_for("/api") + "?page={page}"
+    site.append_config("\n" + cms_toml(template) + "\n")
+    site.article("tech/a.md", "科技新闻", date="2026-11-18 09:00")
+    built = site.cli("build")
+    assert built.exit_code == 1 and "part failed: source 'cms', part " + template in built.stderr, built.output
+    code, rows = status_json(site)
+    cms = {row["part"]: row for row in rows if row["source"] == "cms"}
+    assert code == 1 and cms[""]["state"] == "ok" and cms[template]["state"] == "failed"
+    assert cms[template]["url"] == template.replace("{page}", "1") and "HTTP 500" in cms[template]["error"]
+    assert all(row["state"] == "ok" for row in rows if row["source"] == "content")
+
+    broken["yes"] = False
+    assert site.cli("build").exit_code == 0
+    code, rows = status_json(site)
+    cms = {row["part"]: row for row in rows if row["source"] == "cms"}
+    assert code == 0 and cms[template]["state"] == "ok" and cms[template]["last_success"]
+    app = site.app()
+    try:
+        [part] = [p for s in app.source_health() if s.name == "cms" for p in s.parts if p.scope == template]
+        assert part.items == 2 and part.failures == 0 and part.last_error_url == template.replace("{page}", "1")
+    finally:
+        app.close()
