@@ -201,7 +201,7 @@ class App:
         known = frozenset(name for c in self.categories for name in (c.name, c.slug))
         fetchers = self.run_fetchers()
         tz = self.settings.site.timezone
-        return [make_source(s, tz, fetchers, known, self.failed_items) for s in self.settings.sources]
+        return [make_source(s, tz, fetchers, known, failed=self.failed_items) for s in self.settings.sources]
 
     def source_health(self) -> list[SourceHealth]:
         """Every configured source and its parts as their last runs left them (`publisher

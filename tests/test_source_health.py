@@ -159,14 +159,15 @@ category = "tech"
         config: SourceConfig,
         timezone: str,
         fetcher: Callable[[WebSourceConfig], Fetcher],
-        known: frozenset[str] = frozenset(),
+        *args: Any,
         failed: Callable[[str], FailedItems] | None = None,
+        **kwargs: Any,
     ) -> Source:
         if isinstance(config, HtmlSourceConfig):
             pages = {category: urls[0] for category, urls in config.list.pages.items()}
             memory = failed(config.source_name) if failed is not None else None
             return CategoryPages(config.source_name, pages, fetcher(config), memory)
-        return real(config, timezone, fetcher, known, failed)
+        return real(config, timezone, fetcher, *args, failed=failed, **kwargs)
 
     monkeypatch.setattr(app_module, "make_source", make_source)
     return fixture
