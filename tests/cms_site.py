@@ -130,7 +130,11 @@ class CmsSite:
         """The categories conftest's config does not have yet."""
         return "".join(f'\n[[categories]]\nname = "{name}"\n' for name, _f in CATEGORIES if name not in IN_CONFTEST)
 
-    def source_toml(self, next_selector: str = 'a:contains("下一頁")', extra_list: str = "") -> str:
+    def source_toml(
+        self, next_selector: str = 'a:contains("下一頁")', extra_list: str = "", title: str = "div.article h1",
+        extra_article: str = "",
+    ) -> str:  # fmt: skip
+        """An html source named cms reading every category (`extra_*`: more TOML lines in its tables)."""
         pages = ", ".join(f'"{name}" = ["{self.list_url(name)}"]' for name, _f in CATEGORIES)
         return f"""
 [[sources]]
@@ -145,12 +149,13 @@ next = '{next_selector}'
 max_pages = 5
 {extra_list}
 [sources.article]
-title = "div.article h1"
+title = "{title}"
 body = "div.content"
 meta = "div.info"
 date = '日期[:：]\\s*(\\d{{4}}-\\d{{2}}-\\d{{2}} \\d{{2}}:\\d{{2}})'
 date_format = "%Y-%m-%d %H:%M"
 source = '来源[:：]\\s*(\\S+)'
+{extra_article}
 """
 
     # --- the pages --------------------------------------------------------------------------

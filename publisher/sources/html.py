@@ -291,7 +291,7 @@ def wrong_next(url: str, walk: Walk, pager: str) -> ItemProblem:
         url, url,
         f"the next-page selector `{walk.next}` matched no link, but the page links to a next page "
         f"(“{pager}”): older list pages are not read",
-        f"set [sources.list] next to a selector of that link, e.g. 'a:contains(\"{pager}\")' (docs/sources.md)"
+        f"set [sources.list] next to a selector of that link, e.g. 'a:contains(\"{pager}\")'; see docs/sources.md"
         if not pager.isdigit()
-        else "set [sources.list] url_pattern to the list pages' URL with {page} (docs/sources.md)",
+        else "set [sources.list] url_pattern to the list pages' URL with {page}; see docs/sources.md",
     )  # fmt: skip

@@ -56,6 +56,7 @@ def inspect(source: HtmlSource) -> Inspection:
             assert page is not None  # check asks without validators: never a 304
             lines += _list_lines(page, walk)
             if not page.links:
+                lines.append(f"{INDENT * 2}failed: no article links (see below)")
                 result.failed.append(
                     f"{source.name}, category {category}: {url}: no article links match `{walk.links}` "
                     "(check [sources.list] links, or give this category its own in [sources.list.overrides])"
@@ -135,7 +136,8 @@ def _article_lines(read: ArticleRead, source: HtmlSource, result: Inspection) ->
     author = matches.get("author")
     if author is not None:
         lines.append(
-            f"{pad}author {_quoted(author.rule)} matched {_elements(author.count)}{_took(author)}: {read.author or ''}"
+            f"{pad}author {_quoted(author.rule)} matched {_elements(author.count)}{_took(author)}"
+            + (f": {read.author}" if read.author else "")
         )
         if author.count == 0:
             result.problems.append(
