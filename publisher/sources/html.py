@@ -23,7 +23,7 @@ import re
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin
 from zoneinfo import ZoneInfo
 
@@ -33,6 +33,9 @@ from . import Fetched
 from .failed_items import FailedItems
 from .html_article import ArticleRead, ArticleRules, clean_url, parse_html, read_article
 from .http import Fetcher, RunOutOfTime
+
+if TYPE_CHECKING:
+    from .html_probe import Inspection
 
 __all__ = ["ArticleRules", "HtmlSource", "ListRules", "Walk"]
 
@@ -118,7 +121,7 @@ class HtmlSource:
                 also = "".join(f"; also {e.url}: {e.error}" for e in errors[1:])
                 yield ScopeRead(category, errors[0].url, f"{errors[0].error}{also}", errors[0].hint)
 
-    def inspect(self) -> Any:
+    def inspect(self) -> Inspection:
         """For `publisher check`: what each category's first list page and one article show."""
         from .html_probe import inspect
 
@@ -179,6 +182,7 @@ class HtmlSource:
             except SourceError as exc:
                 if number > 1 and _GONE.search(exc.message):  # past the last page (url_pattern)
                     return None
+                self._forget(visited)  # the next run reads these pages in full, to get further
                 return ScopeRead(category, url, exc.message, exc.hint)
             if page is None:  # 304: nothing new on this page, so nothing on older ones either
                 return None
@@ -204,6 +208,13 @@ class HtmlSource:
                 )
             )  # fmt: skip
         return None
+
+    def _forget(self, urls: set[str]) -> None:
+        """Keep no validators of these list pages, so a 304 does not end the next run's walk
+        before the page that failed this time."""
+        if self.fetcher.validators is not None:
+            for url in urls:
+                self.fetcher.validators.pending.pop(url, None)
 
     def _old(self, link: str, known: Mapping[str, str], seen: set[str]) -> bool:
         """Stored, read in this run, or failed before: not a reason to read older list pages."""
