@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -31,6 +32,7 @@ from .theme import Messages, Theme, check_theme, make_theme
 if TYPE_CHECKING:
     from .digest import Look
     from .parallel import Prepared
+    from .sources.html import ListRules
     from .sources.http import Fetcher, RobotsCache
     from .transports import Transport
 from .text import slugify
@@ -55,9 +57,13 @@ def make_source(
     timezone: str,
     fetcher: Callable[[WebSourceConfig], Fetcher],
     known: frozenset[str] = frozenset(),
+    categories: Sequence[Category] = (),
+    convert: Callable[[str], str] = str,
 ) -> Source:
     """The registry from a config `type` to a source; config validation rejects unknown types.
-    `known`: our category names and slugs (a WordPress site's categories are matched to them).
+    `known`: our category names and slugs (a WordPress site's categories are matched to them);
+    `categories`: ours (an html source's overrides name them); `convert`: text converted as
+    the content will be (`[text] convert`: an html source's meta-line regexes read it too).
     Web sources are imported only when configured: they bring requests and lxml.html, a tenth
     of a second of every build of a site that reads only files."""
     if isinstance(config, WordPressSourceConfig):
@@ -79,12 +85,13 @@ def make_source(
         paging = Paging(p.kind, p.page_size, p.next or None, p.max_pages)
         return JsonSource(config.source_name, config.url, fields, paging, config.category, fetcher(config), timezone)
     if isinstance(config, HtmlSourceConfig):
-        from .sources.html import ArticleRules, HtmlSource, ListRules
+        from .sources.html import ArticleRules, HtmlSource
 
-        lists = ListRules(config.list.pages, config.list.links, config.list.next, config.list.url_pattern,
-                          config.list.max_pages)  # fmt: skip
         article = ArticleRules(**config.article.model_dump())
-        return HtmlSource(config.source_name, lists, article, fetcher(config), timezone, config.recheck_days)
+        lists = _list_rules(config, categories)
+        return HtmlSource(
+            config.source_name, lists, article, fetcher(config), timezone, config.recheck_days, convert=convert
+        )
     return FilesSource(
         name=config.source_name,
         root=Path(config.path),
@@ -92,6 +99,20 @@ def make_source(
         default_category=config.default_category,
         url_template=config.url_template,
     )
+
+
+def _list_rules(config: HtmlSourceConfig, categories: Sequence[Category]) -> ListRules:
+    """An html source's list rules, each category's override laid over the source's own."""
+    from .sources.html import ListRules, Walk
+
+    l = config.list  # noqa: E741
+    walk = Walk(l.links, l.next, l.url_pattern, l.max_pages)
+    category_of = {label: c.name for c in categories for label in (c.name, c.slug)}
+    overrides = {}
+    for page_key, o in l.matched_overrides(category_of)[0].items():
+        paging = (o.next, o.url_pattern) if o.next or o.url_pattern else (l.next, l.url_pattern)
+        overrides[page_key] = Walk(o.links or l.links, *paging, o.max_pages or l.max_pages)
+    return ListRules(l.pages, walk, overrides)
 
 
 @dataclass
@@ -188,9 +209,17 @@ class App:
     @property
     def sources(self) -> list[Source]:
         """One run's sources (their web sources share the run's robots.txt cache)."""
-        known = frozenset(name for c in self.categories for name in (c.name, c.slug))
-        fetchers = self.run_fetchers()
-        return [make_source(s, self.settings.site.timezone, fetchers, known) for s in self.settings.sources]
+        categories = self.categories
+        known = frozenset(name for c in categories for name in (c.name, c.slug))
+        tz, fetchers = self.settings.site.timezone, self.run_fetchers()
+        return [make_source(s, tz, fetchers, known, categories, self.convert) for s in self.settings.sources]
+
+    @property
+    def convert(self) -> Callable[[str], str]:
+        """Text converted as normalising converts the content (`[text] convert`)."""
+        from .text import convert_script
+
+        return partial(convert_script, mode=self.settings.text.convert)
 
     def run_fetchers(self, conditional: bool = True) -> Callable[[WebSourceConfig], Fetcher]:
         """The fetchers of one run's web sources: they share one robots.txt cache, so a site is
@@ -300,9 +329,18 @@ class App:
         tz = self.settings.site.timezone
         known = frozenset(name for c in configured for name in (c.name, c.slug))
         fetchers = self.run_fetchers(conditional=False)
-        sources = [make_source(s, tz, fetchers, known) for s in self.settings.sources]
+        sources = [make_source(s, tz, fetchers, known, configured, self.convert) for s in self.settings.sources]
         for source in sources:
             try:
+                inspect = getattr(source, "inspect", None)
+                if inspect is not None:  # an html source: what each category and one article show
+                    seen = inspect()
+                    report.source_notes.append(seen.note)
+                    report.problems.extend(seen.problems)
+                    report.failed_sources.extend(seen.failed)
+                    report.checked += seen.readable
+                    report.skipped += seen.skipped
+                    continue
                 probe = getattr(source, "probe", None)
                 if probe is not None:  # a web source: reached once, and what it shows is reported
                     count, first, problems = probe()

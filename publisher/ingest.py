@@ -99,8 +99,10 @@ class _SourcePass:
                 for result in batch:
                     if isinstance(result, ScopeRead):
                         self.scopes.append(result)
-                        if result.error is not None:  # a part failed: said like a failed source
-                            failure = SourceError(result.error, result.hint)
+                        if result.error is not None:  # a part failed: said like a failed source, with its URL
+                            where = "" if result.error.startswith(result.url) else f"{result.url}: "
+                            part = f"{self.source.name} ({result.scope})" if result.scope != result.url else ""
+                            failure = SourceError(f"{part}{' ' if part else ''}{where}{result.error}", result.hint)
                             log.warning("%s", failure)
                             self.report.failed_sources.append(str(failure))
                         continue

@@ -172,7 +172,7 @@ def check_meaning(valid: ValidParts) -> list[tuple[str, str, str]]:
         if isinstance(source, FeedSourceConfig):
             problems += _http_url(f"sources[{i}].url", source.url, "https://other.example.org/feed.xml")
         if isinstance(source, HtmlSourceConfig):
-            problems += _check_html(i, source, known)
+            problems += _check_html(i, source, known, [c for _i, c in valid.categories])
         if isinstance(source, WordPressSourceConfig):
             problems += _http_url(f"sources[{i}].url", source.url, "https://blog.example.org")
             for wp_slug, ours in source.categories.items():
@@ -312,7 +312,9 @@ def mailbox(text: str) -> Any:
         return None
 
 
-def _check_html(i: int, source: HtmlSourceConfig, known: set[str]) -> list[tuple[str, str, str]]:
+def _check_html(
+    i: int, source: HtmlSourceConfig, known: set[str], categories: list[CategoryConfig]
+) -> list[tuple[str, str, str]]:
     from cssselect import SelectorError, parse
 
     problems: list[tuple[str, str, str]] = []
@@ -325,6 +327,14 @@ def _check_html(i: int, source: HtmlSourceConfig, known: set[str]) -> list[tuple
                 f"sources[{i}].list.pages.{category}", url, "https://www.example.org/news/list_1.html"
             )
     selectors = [("list.links", source.list.links), ("list.next", source.list.next)]
+    for key in source.list.matched_overrides(category_labels(categories))[1] if source.list.overrides else ():
+        fix = f"name one of the categories of [sources.list] pages: {', '.join(source.list.pages)}"
+        problems.append((f"sources[{i}].list.overrides.{key}", f"{key!r} is not a category of list.pages", fix))
+    for key, override in source.list.overrides.items():
+        selectors += [(f"list.overrides.{key}.links", override.links), (f"list.overrides.{key}.next", override.next)]
+        if override.url_pattern and "{page}" not in override.url_pattern:
+            fix = 'write it like ".../list_{page}.html"'
+            problems.append((f"sources[{i}].list.overrides.{key}.url_pattern", "has no {page}", fix))
     selectors += [(f"article.{k}", getattr(source.article, k)) for k in ("title", "body", "meta", "author")]
     for key, selector in selectors:
         if selector:
@@ -343,6 +353,13 @@ def _check_html(i: int, source: HtmlSourceConfig, known: set[str]) -> list[tuple
     if source.list.url_pattern and "{page}" not in source.list.url_pattern:
         problems.append((f"sources[{i}].list.url_pattern", "has no {page}", 'write it like ".../list_{page}.html"'))
     return problems
+
+
+def category_labels(categories: list[CategoryConfig]) -> dict[str, str]:
+    """Each category's name and slug (configured, else its pinyin) -> its name."""
+    from ..text import slugify
+
+    return {label: c.name for c in categories for label in (c.name, c.slug or slugify(c.name))}
 
 
 def _url_template(key: str, template: str) -> list[tuple[str, str, str]]:

@@ -6,6 +6,7 @@ Validated once by `config.load`; the checks pydantic's types cannot express are 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
@@ -113,12 +114,35 @@ class FeedSourceConfig(_WebSourceConfig):
         return self.category
 
 
+class HtmlListOverride(_Section):
+    """One category's own way through its list pages; a key left out is the source's."""
+
+    links: str | None = Field(default=None, min_length=1)
+    next: str | None = None  # with url_pattern unset: replaces the source's url_pattern too
+    url_pattern: str | None = None  # with next unset: replaces the source's next too
+    max_pages: int | None = Field(default=None, ge=1, le=200)
+
+
 class HtmlListConfig(_Section):
     pages: dict[str, list[str]] = Field(min_length=1)  # category name or slug -> first list pages
     links: str = Field(min_length=1)  # CSS selector of the article links on a list page
     next: str | None = None  # CSS selector of the link to the next list page
     url_pattern: str | None = None  # or list page URLs with {page}: 2, 3, ...
     max_pages: int = Field(default=5, ge=1, le=200)
+    overrides: dict[str, HtmlListOverride] = {}  # category (as in pages, or its other name) -> its own
+
+    def matched_overrides(self, category_of: Mapping[str, str]) -> tuple[dict[str, HtmlListOverride], list[str]]:
+        """(key of `pages` -> its category's override, override keys naming no category of
+        `pages`); `category_of`: each category's name and slug -> its name."""
+        by_category = {category_of.get(key, key): key for key in self.pages}
+        matched, unmatched = {}, []
+        for key, override in self.overrides.items():
+            page_key = by_category.get(category_of.get(key, key))
+            if page_key is None:
+                unmatched.append(key)
+            else:
+                matched[page_key] = override
+        return matched, unmatched
 
 
 class HtmlArticleConfig(_Section):
