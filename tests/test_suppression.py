@@ -53,7 +53,7 @@ def outbox_recipients(site: Site) -> list[str]:
 
 
 def test_the_digest_plan_leaves_a_suppressed_reader_out(site: Site) -> None:
-    site.write_config(site.mail_to_outbox())
+    site.write_config(site.mail_to_outbox() + '\n[bounces]\nreturn_path = "bounces@example.org"\n')
     site.article("policy/a.md", "《人才十条》政策要点解读", date="2026-11-10 09:00")
     site.build()
     add_readers(site, "a@example.com", "b@example.com", "c@example.com")
@@ -63,6 +63,10 @@ def test_the_digest_plan_leaves_a_suppressed_reader_out(site: Site) -> None:
     assert sent.exit_code == 0, sent.output
     assert "planned 2; now sent 2" in sent.output and "left out" not in sent.output  # b is bounced now
     assert sorted(outbox_recipients(site)) == ["a@example.com", "c@example.com"]
+    for path in site.outbox.glob("*.eml"):  # as the receiving server would have written it
+        data = path.read_bytes()
+        token = str(message_from_bytes(data, policy=policy.default)[DELIVERY_HEADER])
+        assert data.startswith(f"Return-Path: <bounces+{token}@example.org>\r\nFrom: ".encode())
 
     # A reader confirmed while on the list (an operator's SQL, a restored store) is still left
     # out, and the plan says so.
