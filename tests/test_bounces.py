@@ -4,6 +4,7 @@ the suppression list, on real SQLite and PostgreSQL stores; the token's signatur
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from email import message_from_bytes, policy
@@ -175,6 +176,32 @@ def test_soft_bounces_count_within_thirty_days_and_not_before_a_lift(site: Site,
         assert held is not None and not held.active and held.lifted_by == "operator"
         assert [s.email_key for s in app.store.suppressions(include_lifted=True)] == ["full@example.com"]
         assert app.store.suppressions() == []
+    finally:
+        app.close()
+
+
+def test_concurrent_events_for_one_reader_are_counted_one_after_the_other(site: Site, store_url: str) -> None:
+    app = app_on(site, store_url)
+    try:
+        readers(app, "busy@example.com")
+        start = threading.Barrier(6)
+        outcomes: list[str] = []
+
+        def post(n: int) -> None:
+            start.wait()
+            bounce = event(EventKind.SOFT_BOUNCE, "busy@example.com", T0 + timedelta(minutes=n), reason=f"452 #{n}")
+            outcomes.extend(o.outcome for o in app.record_mail_events([bounce]).outcomes)
+
+        threads = [threading.Thread(target=post, args=(n,)) for n in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        assert len(outcomes) == 6
+        assert sorted(outcomes)[:3] == ["counted: 1 of 3 within 30 days", "counted: 2 of 3 within 30 days",
+                                        "suppressed already (4 of 3 within 30 days)"]  # fmt: skip
+        assert sum(o.startswith("suppressed, reader bounced") for o in outcomes) == 1
+        assert app.store.suppressed_keys() == {"busy@example.com"}
     finally:
         app.close()
 
