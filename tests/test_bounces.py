@@ -23,7 +23,7 @@ from publisher.bounces.links import (
     token_from_address,
     verp_address,
 )
-from publisher.bounces.rules import DEFAULT_RULES, Action, Rule, decide, status_after, window_start
+from publisher.bounces.rules import DEFAULT_RULES, Action, Rule, count_in_window, decide, status_after, window_start
 from publisher.model import Subscriber, SubscriberStatus
 from publisher.newsletter import Newsletter
 from publisher.transports.outbox import OutboxTransport
@@ -106,6 +106,20 @@ def test_the_rules_count_within_their_window_and_change_only_receiving_readers()
     assert status_after(EventKind.HARD_BOUNCE, Action.SUPPRESS, SubscriberStatus.UNSUBSCRIBED) is None
     assert status_after(EventKind.COMPLAINT, Action.NONE, confirmed) is None
     assert Rule(1, 1, Action.NONE) != DEFAULT_RULES[EventKind.HARD_BOUNCE]
+
+
+def test_events_count_by_their_own_dates_whatever_order_they_arrive_in() -> None:
+    soft = DEFAULT_RULES[EventKind.SOFT_BOUNCE]
+    day = [T0 + timedelta(days=n) for n in range(120)]
+    # Newest first, as a mailbox may hand them over: the third still finds the other two.
+    assert count_in_window(soft, day[45], [day[45]]) == 1
+    assert count_in_window(soft, day[40], [day[40], day[45]]) == 2
+    assert count_in_window(soft, day[20], [day[20], day[40], day[45]]) == 3
+    # A late one from day 0 shares no 30 days with days 40 and 45 ...
+    assert count_in_window(soft, day[0], [day[0], day[20], day[40], day[45]]) == 2
+    # ... and the fullest span holding an event counts, not merely the days before it.
+    assert count_in_window(soft, day[10], [day[0], day[10], day[35], day[39]]) == 3
+    assert count_in_window(soft, day[100], [day[100]] * 4) == 4
 
 
 # --- the rules on real stores -----------------------------------------------------------------
