@@ -86,9 +86,9 @@ def request_subscription(
     every case. ValueError: not an address."""
     address = normalize_email(email)
     existing = store.subscriber(address.lower())
-    confirmed = existing is not None and existing.status is SubscriberStatus.CONFIRMED
-    if existing is not None and confirmed and not store.is_suppressed(address.lower()):
-        return existing, None
+    if existing is not None and existing.status is SubscriberStatus.CONFIRMED:
+        if not store.is_suppressed(address.lower()):
+            return existing, None
     if existing is None:
         store.save_subscribers([Subscriber(address, "", (), SubscriberStatus.PENDING, now, "web", now)])
         existing = store.subscriber(address.lower())
