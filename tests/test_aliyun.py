@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import json
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from email.headerregistry import Address
 
@@ -19,8 +20,12 @@ import requests
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
+from conftest import Site
 from publisher.bounces.events import DELIVERY_HEADER
 from publisher.mail import Envelope, Message, build_message
+from publisher.model import SubscriberStatus
+from publisher.store.schema import deliveries_table as deliveries
+from publisher.subscriptions import add
 from publisher.transports import TransportError, aliyun
 from publisher.transports.http_api import HttpApiTransport
 
@@ -94,8 +99,8 @@ class FakeDirectMail:
     nonce never seen, the body's hash, every x-acs- header signed, the signature recomputed),
     then answers with the next answer."""
 
-    def __init__(self, answers: list[Response], token: str = "") -> None:
-        self.answers, self.token = list(answers), token
+    def __init__(self, answers: list[Response] | Callable[[dict[str, str]], Response], token: str = "") -> None:
+        self.answers, self.token = answers if callable(answers) else list(answers), token
         self.nonces: set[str] = set()
         self.accepted: list[dict[str, str]] = []
         self.refused: list[str] = []
@@ -105,8 +110,9 @@ class FakeDirectMail:
         if refusal is not None:
             self.refused.append(json.loads(refusal.get_data())["Code"])
             return refusal
-        self.accepted.append(request.form.to_dict())
-        return self.answers.pop(0)
+        form = request.form.to_dict()
+        self.accepted.append(form)
+        return self.answers(form) if callable(self.answers) else self.answers.pop(0)
 
     def _verify(self, request: Request) -> Response | None:
         scheme, _, rest = request.headers.get("Authorization", "").partition(" ")
@@ -294,3 +300,52 @@ def test_the_gateway_check_refuses_what_it_must(httpserver: HTTPServer) -> None:
         "SignatureNonceUsed",
         "IncompleteSignature",
     ]
+
+
+def test_a_digest_through_directmail_end_to_end(
+    site: Site, httpserver: HTTPServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`publisher digest send` with [mail.aliyun]: each reader a call; an address DirectMail
+    keeps as invalid marks its reader bounced; the others' EnvIds are kept; a wrong secret then
+    pauses the next digest with nobody's attempt used."""
+
+    def answer(form: dict[str, str]) -> Response:
+        if form["ToAddress"] == "r1@example.org":
+            return acs_error(400, "InvalidToAddress.Spam", "Sendmail rejected by invalid address.")
+        return sent_ok("env-" + form["ToAddress"].split("@")[0])
+
+    fake = serve(httpserver, FakeDirectMail(answer))
+    monkeypatch.setenv("PUBLISHER_TEST_DM_ID", KEY_ID)
+    monkeypatch.setenv("PUBLISHER_TEST_DM_SECRET", SECRET)
+    site.append_config(
+        '\n[mail]\ntransport = "aliyun"\n[mail.aliyun]\naccess_key_id_env = "PUBLISHER_TEST_DM_ID"\n'
+        f'access_key_secret_env = "PUBLISHER_TEST_DM_SECRET"\nbase_url = "{httpserver.url_for("")}"\n'
+    )
+    site.article("高新院新闻/a.md", "第一篇")
+    site.build()
+    app = site.app()
+    try:
+        for i in range(3):
+            add(app.store, f"r{i}@example.org", "", (), SubscriberStatus.CONFIRMED, site.clock_now)
+    finally:
+        app.close()
+    result = site.cli("digest", "send", "--since", "2026-01-01", "--until", "2026-12-31")
+    assert result.exit_code == 1 and "now sent 2, uncertain 0, failed 1" in result.output, result.output
+    assert sorted(form["ToAddress"] for form in fake.accepted) == [f"r{i}@example.org" for i in range(3)]
+    app = site.app()
+    try:
+        with app.store.engine.connect() as conn:
+            rows = conn.execute(deliveries.select().order_by(deliveries.c.id)).all()
+        assert sorted((r.email_key, r.status, r.provider_id) for r in rows) == [
+            ("r0@example.org", "sent", "env-r0"),
+            ("r1@example.org", "failed", None),
+            ("r2@example.org", "sent", "env-r2"),
+        ]
+        bounced = app.store.subscriber("r1@example.org")
+        assert bounced is not None and bounced.status == SubscriberStatus.BOUNCED
+    finally:
+        app.close()
+    monkeypatch.setenv("PUBLISHER_TEST_DM_SECRET", "a-wrong-secret")
+    result = site.cli("digest", "send", "--since", "2026-02-01", "--until", "2026-12-31")
+    assert result.exit_code == 1 and "paused" in result.output and "SignatureDoesNotMatch" in result.output
+    assert fake.refused == ["SignatureDoesNotMatch"]  # one refusal, then the digest stopped
