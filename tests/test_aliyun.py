@@ -271,13 +271,15 @@ def test_an_unknown_access_key_stops_the_digest(httpserver: HTTPServer) -> None:
 @pytest.mark.parametrize(
     "code, words",
     [
+        ("Forbidden.RiskControl", "This operation is forbidden by Aliyun RiskControl system."),  # any 403
         ("InvalidMailAddress.NotFound", "The specified mailAddress does not exist."),
         ("InvalidFromAlias.Malformed", "The specified fromAlias is wrongly formed."),
         ("InvalidSendMail.Spam", "Sendmail rejected by spam filter."),
     ],
 )
 def test_a_sender_directmail_will_not_use_stops_the_digest(httpserver: HTTPServer, code: str, words: str) -> None:
-    serve(httpserver, FakeDirectMail([acs_error(404 if code.endswith("NotFound") else 400, code, words)]))
+    status = 404 if code.endswith("NotFound") else 403 if code.startswith("Forbidden") else 400
+    serve(httpserver, FakeDirectMail([acs_error(status, code, words)]))
     with pytest.raises(TransportError) as caught:
         transport(httpserver, []).send(message())
     assert caught.value.broken and code in str(caught.value)

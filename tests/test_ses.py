@@ -268,10 +268,16 @@ def test_an_unknown_key_id_stops_the_digest(httpserver: HTTPServer) -> None:
 
 
 @pytest.mark.parametrize(
-    "code", ["SendingPausedException", "AccountSuspendedException", "MailFromDomainNotVerifiedException"]
+    "status, code",
+    [
+        (400, "SendingPausedException"),
+        (400, "AccountSuspendedException"),
+        (400, "MailFromDomainNotVerifiedException"),
+        (403, "OptInRequired"),  # a 403 whatever its code
+    ],
 )
-def test_an_account_that_cannot_send_stops_the_digest(httpserver: HTTPServer, code: str) -> None:
-    serve(httpserver, FakeSes([aws_error(400, code, "The message can't be sent.")]))
+def test_an_account_that_cannot_send_stops_the_digest(httpserver: HTTPServer, status: int, code: str) -> None:
+    serve(httpserver, FakeSes([aws_error(status, code, "The message can't be sent.")]))
     with pytest.raises(TransportError) as caught:
         transport(httpserver, []).send(message())
     assert caught.value.broken and code in str(caught.value)

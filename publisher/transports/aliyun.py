@@ -156,8 +156,8 @@ def _refusal(response: requests.Response) -> Refusal | None:
         return Refusal(code, retryable=False, broken=True, hint=_BROKEN[code])
     if code == "InvalidToAddress.Spam":  # the address is on DirectMail's list of invalid ones
         return Refusal(code, retryable=False, bounced=True, hint="DirectMail knows this address as invalid")
-    retryable = response.status_code == 429 or response.status_code >= 500
-    return Refusal(code, retryable=retryable, throttled=response.status_code == 429)
+    status = response.status_code  # another code: judged by its status, and named in the error
+    return Refusal(code, retryable=status == 429 or status >= 500, throttled=status == 429, broken=status in (401, 403))
 
 
 def _env_id(response: requests.Response) -> str | None:

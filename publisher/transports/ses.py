@@ -177,9 +177,11 @@ def _refusal(response: requests.Response) -> Refusal | None:
     if code == "MessageRejected":
         hint = "SES refused this message (in the SES sandbox, every recipient must be a verified address)"
         return Refusal(code, retryable=False, hint=hint)
-    if code:
-        retryable = response.status_code == 429 or response.status_code >= 500
-        return Refusal(code, retryable=retryable, throttled=response.status_code == 429)
+    if code:  # another code: judged by its status, and named in the error
+        status = response.status_code
+        return Refusal(
+            code, retryable=status == 429 or status >= 500, throttled=status == 429, broken=status in (401, 403)
+        )
     return None
 
 
