@@ -343,6 +343,25 @@ class App:
             return SmtpTransport(
                 smtp.host, smtp.port, smtp.security, smtp.username or None, password, timeout=smtp.timeout
             )
+        if mail.transport == "ses" and mail.ses is not None:
+            from .transports import ses
+
+            c = mail.ses
+            token = secret(c.session_token_env, "mail.ses.session_token_env") if c.session_token_env else ""
+            key_id = secret(c.access_key_id_env, "mail.ses.access_key_id_env")
+            options = {"region": c.region, "access_key_id": key_id, "session_token": token}
+            options["configuration_set"] = c.configuration_set
+            key = secret(c.secret_access_key_env, "mail.ses.secret_access_key_env")
+            return HttpApiTransport(ses.PROVIDER, key, c.base_url or ses.endpoint(c.region), options)
+        if mail.transport == "aliyun" and mail.aliyun is not None:
+            from .transports import aliyun
+
+            d = mail.aliyun
+            token = secret(d.security_token_env, "mail.aliyun.security_token_env") if d.security_token_env else ""
+            key_id = secret(d.access_key_id_env, "mail.aliyun.access_key_id_env")
+            key = secret(d.access_key_secret_env, "mail.aliyun.access_key_secret_env")
+            options = {"access_key_id": key_id, "security_token": token}
+            return HttpApiTransport(aliyun.PROVIDER, key, d.base_url or aliyun.endpoint(d.region), options)
         api = getattr(mail, mail.transport)
         key = secret(api.api_key_env, f"mail.{mail.transport}.api_key_env")
         options = {"domain": api.domain, "message_stream": api.message_stream}

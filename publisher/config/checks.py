@@ -205,7 +205,7 @@ def _check_mail(mail: MailConfig) -> list[tuple[str, str, str]]:
         )
     if mail.mailgun is not None and not mail.mailgun.domain:
         problems.append(("mail.mailgun.domain", "missing", 'add `domain = "mg.example.org"`, your sending domain'))
-    for provider in ("mailgun", "sendgrid", "postmark", "resend"):
+    for provider in ("mailgun", "sendgrid", "postmark", "resend", "ses", "aliyun"):
         api = getattr(mail, provider)
         if api is not None and api.base_url:
             problems += _http_url(f"mail.{provider}.base_url", api.base_url, "https://api.eu.mailgun.net")

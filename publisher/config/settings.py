@@ -266,11 +266,35 @@ class ApiConfig(_Section):
     message_stream: str = "broadcast"  # Postmark's stream for list mail
 
 
+_OPTIONAL_ENV_NAME = r"^(|[A-Za-z_][A-Za-z0-9_]*)$"
+
+
+class SesConfig(_Section):
+    """Amazon SES v2, signed with an access key whose parts are in the variables named here."""
+
+    region: str = Field(pattern=r"^[a-z]{2}(-[a-z]+)+-[0-9]+$")  # e.g. "eu-west-1", where the identity is verified
+    access_key_id_env: str = Field(default="AWS_ACCESS_KEY_ID", pattern=_ENV_NAME)
+    secret_access_key_env: str = Field(default="AWS_SECRET_ACCESS_KEY", pattern=_ENV_NAME)
+    session_token_env: str = Field(default="", pattern=_OPTIONAL_ENV_NAME)  # temporary credentials only
+    configuration_set: str = ""  # SES's configuration set: where its bounce and complaint events go
+    base_url: str = ""  # empty: https://email.<region>.amazonaws.com
+
+
+class AliyunConfig(_Section):
+    """Alibaba Cloud DirectMail, signed with an AccessKey whose parts are in the variables named here."""
+
+    region: str = Field(default="cn-hangzhou", pattern=r"^[a-z]{2}(-[a-z]+)+(-[0-9]+)?$")
+    access_key_id_env: str = Field(default="ALIBABA_CLOUD_ACCESS_KEY_ID", pattern=_ENV_NAME)
+    access_key_secret_env: str = Field(default="ALIBABA_CLOUD_ACCESS_KEY_SECRET", pattern=_ENV_NAME)
+    security_token_env: str = Field(default="", pattern=_OPTIONAL_ENV_NAME)  # STS credentials only
+    base_url: str = ""  # empty: the region's endpoint, e.g. https://dm.aliyuncs.com for cn-hangzhou
+
+
 class OutboxConfig(_Section):
     dir: str = "var/outbox"
 
 
-TRANSPORTS = ("outbox", "smtp", "mailgun", "sendgrid", "postmark", "resend")
+TRANSPORTS = ("outbox", "smtp", "mailgun", "sendgrid", "postmark", "resend", "ses", "aliyun")
 
 
 class MailConfig(_Section):
@@ -280,6 +304,8 @@ class MailConfig(_Section):
     sendgrid: ApiConfig | None = None
     postmark: ApiConfig | None = None
     resend: ApiConfig | None = None
+    ses: SesConfig | None = None
+    aliyun: AliyunConfig | None = None
     outbox: OutboxConfig = OutboxConfig()
 
 
