@@ -81,7 +81,7 @@ def _build(message: Message, secret: str, options: dict[str, str]) -> Request:
     """The SingleSendMail parameters as a form body, sorted, percent-encoded."""
     e = message.envelope
     params = {
-        "AccountName": message.sender,  # a sender address set up in the DirectMail console
+        "AccountName": addr_spec(message.envelope.sender),  # a sender address set up in the DirectMail console
         "AddressType": "1",  # 1: that address, not a random one
         "ToAddress": message.recipient,
         "Subject": e.subject,

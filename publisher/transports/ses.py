@@ -22,7 +22,7 @@ from urllib.parse import quote, urlsplit
 
 import requests
 
-from ..mail import Message
+from ..mail import Message, addr_spec
 from .http_api import Provider, Refusal, Request
 
 ALGORITHM = "AWS4-HMAC-SHA256"
@@ -108,7 +108,7 @@ def amz_date(when: datetime) -> str:
 def _build(message: Message, secret: str, options: dict[str, str]) -> Request:
     """POST /v2/email/outbound-emails: the raw message, base64, to this one recipient."""
     body: dict[str, Any] = {
-        "FromEmailAddress": message.sender,
+        "FromEmailAddress": addr_spec(message.envelope.sender),
         "Destination": {"ToAddresses": [message.recipient]},
         "Content": {"Raw": {"Data": base64.b64encode(message.as_bytes()).decode("ascii")}},
     }
