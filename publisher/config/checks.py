@@ -21,6 +21,7 @@ from .settings import (
     CategoryConfig,
     DigestConfig,
     FeedSourceConfig,
+    HooksConfig,
     HtmlSourceConfig,
     JsonSourceConfig,
     MailConfig,
@@ -49,6 +50,7 @@ class ValidParts:
     digest: DigestConfig | None
     web: WebConfig | None
     theme: ThemeConfig | None
+    hooks: HooksConfig | None = None
     unchecked_labels: frozenset[str] = frozenset()  # names and slugs of categories that did not validate
 
     @classmethod
@@ -56,6 +58,7 @@ class ValidParts:
         return cls(
             settings.site, settings.output, settings.store, list(enumerate(settings.categories)),
             list(enumerate(settings.sources)), settings.mail, settings.digest, settings.web, settings.theme,
+            settings.hooks,
         )  # fmt: skip
 
     @classmethod
@@ -64,7 +67,7 @@ class ValidParts:
         fields = Settings.model_fields
         sections = {
             name: _valid_or_none(fields[name].annotation, raw[name]) if name in raw else fields[name].default
-            for name in ("site", "output", "store", "mail", "digest", "web", "theme")
+            for name in ("site", "output", "store", "mail", "digest", "web", "theme", "hooks")
         }
         sections = {name: None if value is PydanticUndefined else value for name, value in sections.items()}
         categories, sources, unchecked = [], [], set()
@@ -138,6 +141,14 @@ def check_meaning(valid: ValidParts) -> list[tuple[str, str, str]]:
         problems += _check_digest(valid.digest)
     if valid.theme is not None:
         problems += _check_theme(valid.theme)
+    if valid.hooks is not None and valid.hooks.sendgrid is not None:
+        from ..bounces.providers.sendgrid import load_public_key
+
+        try:
+            load_public_key(valid.hooks.sendgrid.public_key)
+        except ValueError as exc:
+            fix = "copy the Verification Key from SendGrid's Mail Settings, Signed Event Webhook"
+            problems.append(("hooks.sendgrid.public_key", str(exc), fix))
     web = valid.web
     if web is not None and web.public_url:
         problems += _http_url("web.public_url", web.public_url, "https://news.example.org/newsletter")
