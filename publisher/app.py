@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,7 +29,10 @@ from .store import Store
 from .theme import Messages, Theme, check_theme, make_theme
 
 if TYPE_CHECKING:
+    from .bounces.events import EventKind, MailEvent
     from .bounces.providers import Door
+    from .bounces.recorder import RecordReport
+    from .bounces.rules import Rule
     from .digest import Look
     from .parallel import Prepared
     from .sources.http import Fetcher
@@ -37,6 +40,8 @@ if TYPE_CHECKING:
 from .text import slugify
 
 log = logging.getLogger(__name__)
+
+SIGNING_KEY_META = "signing_key"  # the meta row of a key made when secret_key_env is not set
 
 
 def utc_now() -> datetime:
@@ -102,6 +107,7 @@ class App:
     _store: Store | None = field(default=None, init=False)
     _categories: list[Category] | None = field(default=None, init=False)
     _theme: Theme | None = field(default=None, init=False)
+    _signing_key: bytes | None = field(default=None, init=False)
 
     @property
     def site(self) -> Site:
@@ -169,6 +175,35 @@ class App:
         if self._store is None:
             self._store = Store(self.settings.store.url)
         return self._store
+
+    @property
+    def signing_key(self) -> bytes:
+        """The key that signs links and delivery tokens: from the environment variable
+        `[web] secret_key_env`, else one made at first use and kept in the store, so links
+        keep working across runs."""
+        if self._signing_key is None:
+            import os
+            import secrets
+
+            from .errors import ConfigError
+
+            name = self.settings.web.secret_key_env
+            value = os.environ.get(name, "")
+            if value:
+                if len(value.encode()) < 16:
+                    fix = f"export {name}=$(python3 -c 'import secrets; print(secrets.token_urlsafe(32))')"
+                    raise ConfigError(
+                        "(environment)", [("web.secret_key_env", f"{name} is shorter than 16 bytes", fix)]
+                    )
+                self._signing_key = value.encode()
+            else:
+                stored = self.store.get_meta(SIGNING_KEY_META)
+                if stored is None:
+                    stored = secrets.token_urlsafe(32)
+                    self.store.set_meta(SIGNING_KEY_META, stored)
+                    log.info("made a signing key for links and kept it in the store (%s is not set)", name)
+                self._signing_key = stored.encode()
+        return self._signing_key
 
     @property
     def categories(self) -> list[Category]:
@@ -291,6 +326,25 @@ class App:
         if hooks.aliyun is not None:
             doors["aliyun"] = Aliyun(secret(hooks.aliyun.token_env, "hooks.aliyun.token_env"))
         return doors
+
+    @property
+    def bounce_rules(self) -> dict[EventKind, Rule]:
+        """`[bounces.rules]`: what each kind of mail event does to a reader."""
+        from .bounces.events import EventKind
+        from .bounces.rules import Action, Rule
+
+        config = self.settings.bounces.rules
+        kinds = {"hard": EventKind.HARD_BOUNCE, "soft": EventKind.SOFT_BOUNCE, "complaint": EventKind.COMPLAINT,
+                 "unsubscribe": EventKind.UNSUBSCRIBE}  # fmt: skip
+        configured = {kind: getattr(config, name) for name, kind in kinds.items()}
+        return {kind: Rule(c.count, c.within_days, Action(c.action)) for kind, c in configured.items()}
+
+    def record_mail_events(self, events: Iterable[MailEvent]) -> RecordReport:
+        """What a provider's webhook or the bounce mailbox said: each event linked to its
+        delivery, kept once, and its rule applied (bounces.recorder)."""
+        from .bounces.recorder import record_events
+
+        return record_events(self.store, self.signing_key, self.bounce_rules, events, self.clock)
 
     def close(self) -> None:
         if self._store is not None:

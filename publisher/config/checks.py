@@ -18,6 +18,7 @@ from pydantic import TypeAdapter, ValidationError
 from pydantic_core import PydanticUndefined
 
 from .settings import (
+    BouncesConfig,
     CategoryConfig,
     DigestConfig,
     FeedSourceConfig,
@@ -50,15 +51,16 @@ class ValidParts:
     digest: DigestConfig | None
     web: WebConfig | None
     theme: ThemeConfig | None
-    hooks: HooksConfig | None = None
     unchecked_labels: frozenset[str] = frozenset()  # names and slugs of categories that did not validate
+    bounces: BouncesConfig | None = None
+    hooks: HooksConfig | None = None
 
     @classmethod
     def of(cls, settings: Settings) -> ValidParts:
         return cls(
             settings.site, settings.output, settings.store, list(enumerate(settings.categories)),
             list(enumerate(settings.sources)), settings.mail, settings.digest, settings.web, settings.theme,
-            settings.hooks,
+            bounces=settings.bounces, hooks=settings.hooks,
         )  # fmt: skip
 
     @classmethod
@@ -67,7 +69,7 @@ class ValidParts:
         fields = Settings.model_fields
         sections = {
             name: _valid_or_none(fields[name].annotation, raw[name]) if name in raw else fields[name].default
-            for name in ("site", "output", "store", "mail", "digest", "web", "theme", "hooks")
+            for name in ("site", "output", "store", "mail", "digest", "web", "theme", "bounces", "hooks")
         }
         sections = {name: None if value is PydanticUndefined else value for name, value in sections.items()}
         categories, sources, unchecked = [], [], set()
@@ -149,6 +151,8 @@ def check_meaning(valid: ValidParts) -> list[tuple[str, str, str]]:
         except ValueError as exc:
             fix = "copy the Verification Key from SendGrid's Mail Settings, Signed Event Webhook"
             problems.append(("hooks.sendgrid.public_key", str(exc), fix))
+    if valid.bounces is not None:
+        problems += _check_bounces(valid.bounces)
     web = valid.web
     if web is not None and web.public_url:
         problems += _http_url("web.public_url", web.public_url, "https://news.example.org/newsletter")
@@ -267,6 +271,20 @@ def _check_digest(digest: DigestConfig) -> list[tuple[str, str, str]]:
         if problem:
             problems.append(("digest.subject", problem, f"variables: {', '.join(SUBJECT_VARIABLES)}"))
     return problems
+
+
+def _check_bounces(bounces: BouncesConfig) -> list[tuple[str, str, str]]:
+    path = bounces.return_path
+    if not path:
+        return []
+    found = mailbox(path)
+    fix = 'a plain ASCII address whose mail you read for bounces, like "bounces@example.org"'
+    if found is None or found.display_name or found.addr_spec != path.strip() or not path.isascii():
+        return [("bounces.return_path", f"{path!r} is not a plain address", fix)]
+    if len(found.username) > 40:
+        fix = "a shorter one: with +<token> it must fit the 64 characters a part before @ may have"
+        return [("bounces.return_path", "its part before @ is longer than 40 characters", fix)]
+    return []
 
 
 def _check_theme(theme: ThemeConfig) -> list[tuple[str, str, str]]:

@@ -345,6 +345,28 @@ class ThemeConfig(_Section):
     footer: str = ""  # text, or HTML (sanitised), at the foot of the digest and the pages
 
 
+class BounceRuleConfig(_Section):
+    """One kind's rule (publisher.bounces.rules): `count` events within `within_days` -> `action`."""
+
+    count: int = Field(ge=1, le=1000)
+    within_days: int = Field(ge=1, le=3650)
+    action: Literal["none", "unsubscribe", "suppress"]
+
+
+class BounceRulesConfig(_Section):
+    hard: BounceRuleConfig = BounceRuleConfig(count=1, within_days=365, action="suppress")
+    soft: BounceRuleConfig = BounceRuleConfig(count=3, within_days=30, action="suppress")
+    complaint: BounceRuleConfig = BounceRuleConfig(count=1, within_days=365, action="suppress")
+    unsubscribe: BounceRuleConfig = BounceRuleConfig(count=1, within_days=365, action="unsubscribe")
+
+
+class BouncesConfig(_Section):
+    """Bounces and complaints (docs/digest.md, "Bounces and complaints")."""
+
+    return_path: str = ""  # "bounces@example.org": the envelope sender, as bounces+<token>@example.org (VERP)
+    rules: BounceRulesConfig = BounceRulesConfig()
+
+
 class Settings(_Section):
     site: SiteConfig
     output: OutputConfig = OutputConfig()
@@ -359,3 +381,4 @@ class Settings(_Section):
     hooks: HooksConfig = HooksConfig()
     schedule: ScheduleConfig = ScheduleConfig()
     theme: ThemeConfig = ThemeConfig()
+    bounces: BouncesConfig = BouncesConfig()
