@@ -19,6 +19,7 @@ from flask import Blueprint, Flask, Response, current_app, request
 
 from ..bounces.events import MailEvent
 from ..bounces.providers import Door, HookRequest, Malformed, Refused, ReplayGuard, Unavailable
+from ..bounces.recorder import RecordReport
 from .shared import client_address
 
 log = logging.getLogger(__name__)
@@ -33,7 +34,7 @@ class HookState:
     """One app's doors (by provider name), where verified events go, and the replay guard."""
 
     doors: Mapping[str, Door]
-    record: Callable[[list[MailEvent]], object]
+    record: Callable[[list[MailEvent]], RecordReport]
     body_limit: int
     guard: ReplayGuard = field(default_factory=ReplayGuard)
 
@@ -73,12 +74,16 @@ def receive(provider: str) -> Response:
         log.warning("hooks/%s: refused a request from %s: replayed (accepted once already)", provider, client_address())
         return _answer(401, "refused")
     try:
-        state.record(verified.events)
+        report = state.record(verified.events)
     except Exception as exc:  # noqa: BLE001 - the provider must try again, whatever failed
         state.guard.release(verified.replay_key)
         log.error("hooks/%s: could not record %d event(s): %s: %s", provider, len(verified.events),
                   exc.__class__.__name__, exc)  # fmt: skip
         return _answer(503, "try again later")
     if verified.events:
-        log.info("hooks/%s: recorded %d event(s)", provider, len(verified.events))
+        log.info(
+            "hooks/%s: %d event(s): %d new, %d already known, %d about nobody of ours; suppressed %d, unsubscribed %d",
+            provider, len(verified.events), report.recorded, report.duplicates, report.strangers,
+            len(report.suppressed), len(report.unsubscribed),
+        )  # fmt: skip
     return _answer(200, "ok")
