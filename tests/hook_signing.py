@@ -8,16 +8,22 @@ import hashlib
 import hmac
 import json
 import secrets
+import ssl
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import NameOID
+from pytest_httpserver import HTTPServer
 
 from publisher.bounces.providers import HookRequest
-from publisher.bounces.providers.sns import string_to_sign
+from publisher.bounces.providers.sns import download, string_to_sign
 
 TOPIC = "arn:aws:sns:us-east-1:123456789012:ses-bounces"
 CERT_URL = "https://sns.us-east-1.amazonaws.com/SimpleNotificationService-7506a1e35b36ef5a444dd1a8e7cc3ed8.pem"
@@ -186,9 +192,37 @@ class SnsSigner:
         return message | {"Signature": base64.b64encode(signature).decode()}
 
 
-def ses_bounce(email: str, when: float, bounce_type: str = "Permanent", token: str | None = None) -> dict[str, Any]:
-    """SES's bounce notification content (docs.aws.amazon.com/ses, notification contents)."""
-    headers = [{"name": "Message-ID", "value": "<digest.1@example.org>"}, {"name": "To", "value": email}]
+@contextmanager
+def loopback_sns(ca: Any, signer: SnsSigner, folder: Path) -> Iterator[tuple[HTTPServer, Callable[[str], bytes]]]:
+    """A loopback HTTPS server standing in for sns.us-east-1.amazonaws.com, serving the signer's
+    certificate at CERT_URL's path, and a fetcher that sends an (already checked) Amazon URL's
+    path and query there over TLS verified against the test CA (`ca`, a trustme.CA): the only
+    thing the tests replace is which address the name reaches."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(context)
+    server = HTTPServer(host="127.0.0.1", ssl_context=context)
+    server.start()
+    ca_file = folder / "sns-ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    server.expect_request(urlsplit(CERT_URL).path).respond_with_data(signer.pem, content_type="application/x-pem-file")
+
+    def fetch(url: str) -> bytes:
+        parts = urlsplit(url)
+        return download(server.url_for(parts.path) + (f"?{parts.query}" if parts.query else ""), verify=str(ca_file))
+
+    try:
+        yield server, fetch
+    finally:
+        server.clear()
+        if server.is_running():
+            server.stop()
+
+
+def ses_bounce(email: str, when: float, bounce_type: str = "Permanent", token: str | None = None,
+               message_id: str = "<digest.1@example.org>") -> dict[str, Any]:  # fmt: skip
+    """SES's bounce notification content (docs.aws.amazon.com/ses, notification contents), with
+    the original headers SES includes when "Include original headers" is on."""
+    headers = [{"name": "Message-ID", "value": message_id}, {"name": "To", "value": email}]
     if token:
         headers.append({"name": "X-Publisher-Delivery", "value": token})
     return {
@@ -203,7 +237,7 @@ def ses_bounce(email: str, when: float, bounce_type: str = "Permanent", token: s
         "mail": {
             "timestamp": iso(when - 2), "source": "newsletter@example.org",
             "messageId": "0100018c-" + secrets.token_hex(8), "destination": [email], "headersTruncated": False,
-            "headers": headers, "commonHeaders": {"messageId": "<digest.1@example.org>", "to": [email]},
+            "headers": headers, "commonHeaders": {"messageId": message_id, "to": [email]},
         },
     }  # fmt: skip
 

@@ -5,7 +5,6 @@ certificate and the SubscribeURL, tested on its own against bad URLs; the confir
 from __future__ import annotations
 
 import json
-import ssl
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -22,6 +21,7 @@ from hook_signing import (
     CERT_URL,
     TOPIC,
     SnsSigner,
+    loopback_sns,
     ses_bounce,
     ses_complaint,
     sns_confirmation,
@@ -50,25 +50,8 @@ def ca() -> trustme.CA:
 
 @pytest.fixture
 def amazon(ca: trustme.CA, signer: SnsSigner, tmp_path: Path) -> Iterator[tuple[HTTPServer, Callable[[str], bytes]]]:
-    """A loopback HTTPS server standing in for sns.us-east-1.amazonaws.com, and a fetcher that
-    sends an (already checked) Amazon URL's path and query there, over TLS verified against the
-    test CA: the only part the tests replace is which address the name reaches."""
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("127.0.0.1").configure_cert(context)
-    server = HTTPServer(host="127.0.0.1", ssl_context=context)
-    server.start()
-    ca_file = tmp_path / "ca.pem"
-    ca.cert_pem.write_to_path(str(ca_file))
-    server.expect_request(urlsplit(CERT_URL).path).respond_with_data(signer.pem, content_type="application/x-pem-file")
-
-    def fetch(url: str) -> bytes:
-        parts = urlsplit(url)
-        return download(server.url_for(parts.path) + (f"?{parts.query}" if parts.query else ""), verify=str(ca_file))
-
-    yield server, fetch
-    server.clear()
-    if server.is_running():
-        server.stop()
+    with loopback_sns(ca, signer, tmp_path) as served:
+        yield served
 
 
 def door(fetch: Callable[[str], bytes], confirm: Callable[[str], None] = lambda url: None) -> Ses:
