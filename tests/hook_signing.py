@@ -281,11 +281,13 @@ def sns_request(message: dict[str, Any]) -> HookRequest:
 
 
 def aliyun_event(email: str, when: float, kind: str = "dm:Deliver:Fail", failed_type: str = "SmtpNxBox",
-                 err_code: str = "554") -> dict[str, Any]:  # fmt: skip
+                 err_code: str = "554", token: str | None = None) -> dict[str, Any]:  # fmt: skip
     """A CloudEvent as alibabacloud.com/help/en/eventbridge/user-guide/events-of-the-direct-mail-type shows it."""
     moment = datetime.fromtimestamp(when, UTC).astimezone().isoformat(timespec="seconds")
     data: dict[str, Any] = {
-        "header": {"X-Notify-Message-ID": "test@example.org"}, "env_id": "600000" + secrets.token_hex(4),
+        "header": {"X-Notify-Message-ID": "test@example.org"}
+        | ({"X-User-Notify-Publisher-Delivery": token} if token else {}),
+        "env_id": "600000" + secrets.token_hex(4),
         "account": "newsletter@example.org", "from": "newsletter@example.org", "rcpt": email,
         "msg_id": secrets.token_hex(6) + "@example.org", "status": "2", "event": kind, "region": "cn-hangzhou",
         "tag": "digest",

@@ -257,7 +257,7 @@ def test_aliyun_reads_eventbridge_events_with_the_token_in_the_header_or_the_que
     token = secrets.token_urlsafe(24)
     door = Aliyun(token, clock=lambda: NOW)
     batch = [
-        aliyun_event("nx@example.com", NOW - 30),
+        aliyun_event("nx@example.com", NOW - 30, token="t6"),
         aliyun_event("full@example.com", NOW - 30, failed_type="SmtpMailboxFull", err_code="452"),
         aliyun_event("spam@example.com", NOW - 30, kind="dm:Feedback:FblReport"),
         aliyun_event("bye@example.com", NOW - 30, kind="dm:Feedback:UnSubscribe"),
@@ -269,7 +269,7 @@ def test_aliyun_reads_eventbridge_events_with_the_token_in_the_header_or_the_que
         ("spam@example.com", EventKind.COMPLAINT), ("bye@example.com", EventKind.UNSUBSCRIBE),
     ]  # fmt: skip
     assert got[0].provider_id == batch[0]["data"]["env_id"] and got[0].event_id == batch[0]["id"]
-    assert "SmtpNxBox" in got[0].reason and got[0].occurred.utcoffset() is not None
+    assert "SmtpNxBox" in got[0].reason and got[0].occurred.utcoffset() is not None and got[0].delivery_token == "t6"
     [one] = door.receive(aliyun_request(token, batch[0], in_query=True)).events
     assert one.email == "nx@example.com"
 

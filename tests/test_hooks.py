@@ -96,14 +96,13 @@ class Sent:
 
 @dataclass(frozen=True)
 class Provider:
-    """How one provider posts a hard bounce for `sent` at `when`, signed right or wrong, and
-    how old its request must be to be stale; `linked_by`: how the event finds its delivery."""
+    """How one provider posts a hard bounce for `sent` at `when` (echoing our token as it
+    does), signed right or wrong, and how old its request must be to be stale."""
 
     name: str
     signed: Callable[[Sent, float], HookRequest]
     forged: Callable[[Sent, float], HookRequest]
     stale: float
-    linked_by: str = "token"
 
 
 def sendgrid_bounce(key: ec.EllipticCurvePrivateKey, s: Sent, t: float) -> HookRequest:
@@ -147,10 +146,9 @@ PROVIDERS = [
     ),
     Provider(
         "aliyun",
-        lambda s, t: aliyun_request(ALIYUN_TOKEN, aliyun_event(s.email, t)),
-        lambda s, t: aliyun_request(ALIYUN_TOKEN[:-1], aliyun_event(s.email, t)),
+        lambda s, t: aliyun_request(ALIYUN_TOKEN, aliyun_event(s.email, t, token=s.token)),
+        lambda s, t: aliyun_request(ALIYUN_TOKEN[:-1], aliyun_event(s.email, t, token=s.token)),
         49 * 3600,
-        linked_by="address",  # DirectMail echoes no header of ours; the reader is found by address
     ),
 ]  # fmt: skip
 
@@ -235,8 +233,8 @@ def test_only_the_good_request_changes_the_reader_and_the_next_digest_skips_them
     good = provider.signed(a, now)
     assert post(web, provider.name, good) == 200
     [kept] = app.store.mail_events()
-    assert (kept.source, kept.email_key, kept.linked_by) == (provider.name, "a@example.com", provider.linked_by)
-    assert kept.delivery_id is not None or provider.linked_by == "address"
+    assert (kept.source, kept.email_key, kept.linked_by) == (provider.name, "a@example.com", "token")
+    assert kept.delivery_id is not None
     assert app.store.suppressed_keys() == {"a@example.com"}
     assert app.store.subscriber("a@example.com").status is SubscriberStatus.BOUNCED  # type: ignore[union-attr]
 

@@ -8,7 +8,8 @@ EventBridge signs nothing, so the target carries a secret token, in the header
 `token`, compared in constant time. An event's `time` must be within `MAX_AGE` (EventBridge
 retries for up to a day) and a request's ids are accepted once. Types: `dm:Deliver:Fail`
 (`failed_type`, `err_code`, `err_msg`), `dm:Feedback:FblReport` (a complaint) and
-`dm:Feedback:UnSubscribe`.
+`dm:Feedback:UnSubscribe`. The delivery token comes back under `data.header` as
+`X-User-Notify-Publisher-Delivery`, the provider id is `data.env_id` (SingleSendMail's EnvId).
 """
 
 from __future__ import annotations
@@ -39,6 +40,9 @@ log = logging.getLogger(__name__)
 
 MAX_AGE = 48 * 3600.0  # seconds
 TOKEN_HEADER = "X-Publisher-Token"
+# DirectMail passes on only headers named X-User-Notify-*: the transport sends our delivery
+# token as this one, and the events carry it under data.header.
+NOTIFY_DELIVERY_HEADER = "X-User-Notify-" + DELIVERY_HEADER.removeprefix("X-")
 
 # A failure is hard when DirectMail says the mailbox or domain does not exist (failed_type
 # SmtpNxBox, SmtpNxDomain) or the receiving server answered 550, 551 or 553, as the SMTP
@@ -101,7 +105,7 @@ def read_event(item: dict[str, Any]) -> MailEvent | None:
         source="aliyun",
         reason=reason_of(data.get("err_code"), data.get("err_msg"), data.get("failed_type"), kind_name),
         occurred=parse_time(item.get("time"), "time"),
-        delivery_token=text(header.get(DELIVERY_HEADER)) or None,
+        delivery_token=text(header.get(NOTIFY_DELIVERY_HEADER)) or None,
         provider_id=text(data.get("env_id")) or None,  # SingleSendMail's answer: EnvId
         event_id=text(item.get("id")) or None,
         raw=raw_json(item),

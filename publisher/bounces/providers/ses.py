@@ -17,7 +17,6 @@ from typing import Any
 
 from ..events import DELIVERY_HEADER, EventKind, MailEvent
 from .base import (
-    DELIVERY_VARIABLE,
     HookRequest,
     Malformed,
     Refused,
@@ -87,15 +86,6 @@ def _headers(mail: dict[str, Any]) -> dict[str, str]:
     return {text(h.get("name")).lower(): text(h.get("value")) for h in headers if isinstance(h, dict)}
 
 
-def _token(mail: dict[str, Any]) -> str | None:
-    """Our delivery token: the X-Publisher-Delivery header, else the message tag."""
-    tags = obj(mail.get("tags"))
-    tagged = tags.get(DELIVERY_VARIABLE)
-    return _headers(mail).get(DELIVERY_HEADER.lower()) or (
-        text(tagged[0]) if isinstance(tagged, list) and tagged else None
-    )
-
-
 def _event(mail: dict[str, Any], kind: EventKind, recipient: dict[str, Any], reason: str, when: Any, feedback: str,
            raw: dict[str, Any]) -> MailEvent:  # fmt: skip
     common = obj(mail.get("commonHeaders"))
@@ -106,7 +96,7 @@ def _event(mail: dict[str, Any], kind: EventKind, recipient: dict[str, Any], rea
         source="ses",
         reason=reason,
         occurred=parse_time(when, "the event's timestamp"),
-        delivery_token=_token(mail),
+        delivery_token=_headers(mail).get(DELIVERY_HEADER.lower()) or None,
         message_id=text(common.get("messageId")) or _headers(mail).get("message-id") or None,
         provider_id=text(mail.get("messageId")) or None,
         event_id=f"{feedback}:{email}" if feedback else None,
