@@ -263,6 +263,24 @@ def test_an_unconfigured_provider_answers_404(site: Site, secrets_set: None) -> 
         app.close()
 
 
+def test_check_names_a_missing_hook_secret(site: Site, monkeypatch: pytest.MonkeyPatch) -> None:
+    site.write_config('\n[hooks.aliyun]\ntoken_env = "TEST_HOOK_ALIYUN_TOKEN"\n')
+    monkeypatch.delenv("TEST_HOOK_ALIYUN_TOKEN", raising=False)
+    result = site.cli("check")
+    assert result.exit_code == 2 and "hooks.aliyun.token_env" in result.output
+    assert "TEST_HOOK_ALIYUN_TOKEN is not set" in result.output
+
+
+def test_a_bad_sendgrid_key_or_topic_arn_is_a_config_error(site: Site) -> None:
+    site.write_config('\n[hooks.sendgrid]\npublic_key = "bm90IGEga2V5"\n')
+    result = site.cli("check")
+    assert result.exit_code == 2
+    assert "hooks.sendgrid.public_key: not a base64 DER public key" in result.output
+    site.write_config('\n[hooks.ses]\ntopic_arns = ["ses-bounces"]\n')
+    result = site.cli("check")
+    assert result.exit_code == 2 and "hooks.ses.topic_arns[0]: 'ses-bounces' is not an SNS topic ARN" in result.output
+
+
 def test_a_missing_secret_stops_the_start_naming_its_key(site: Site, monkeypatch: pytest.MonkeyPatch) -> None:
     site.write_config('\n[hooks.resend]\nsecret_env = "TEST_HOOK_RESEND_SECRET"\n')
     monkeypatch.delenv("TEST_HOOK_RESEND_SECRET", raising=False)
@@ -279,11 +297,13 @@ def test_a_missing_secret_stops_the_start_naming_its_key(site: Site, monkeypatch
 
 def test_a_body_over_the_limit_is_413_and_changes_nothing(service: tuple[App, Flask, dict[str, Sent]]) -> None:
     app, web, sent = service
-    a = sent["a@example.com"]
-    event = aliyun_event(a.email, time.time())
+    event = aliyun_event(sent["a@example.com"].email, time.time())
     event["data"]["padding"] = "x" * 70_000  # hooks.body_limit is 65536 here
     assert post(web, "aliyun", aliyun_request(ALIYUN_TOKEN, event)) == 413
     assert app.store.mail_events() == []
+    state: HookState = web.extensions[EXTENSION]  # the limit is the hooks' own, not the pages' 64 KiB
+    web.extensions[EXTENSION] = replace(state, body_limit=1_048_576)
+    assert post(web, "aliyun", aliyun_request(ALIYUN_TOKEN, event)) == 200
 
 
 def test_events_that_cannot_be_recorded_answer_503_and_the_providers_retry_passes(
