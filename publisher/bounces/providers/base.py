@@ -83,16 +83,20 @@ class ReplayGuard:
         self.capacity, self.clock = capacity, clock
         self._lock = threading.Lock()
         self._until: OrderedDict[str, float] = OrderedDict()
+        self._next_sweep = 0.0
 
     def claim(self, key: str, until: float) -> bool:
         """True the first time `key` is offered (it is then remembered); False for a replay."""
         now = self.clock()
         with self._lock:
-            for old in [k for k, expiry in self._until.items() if expiry < now]:
-                del self._until[old]
-            if key in self._until:
+            if now >= self._next_sweep:  # the expired ones go once a minute, not at every request
+                for old in [k for k, expiry in self._until.items() if expiry < now]:
+                    del self._until[old]
+                self._next_sweep = now + 60.0
+            if self._until.get(key, -1.0) >= now:
                 return False
             self._until[key] = until
+            self._until.move_to_end(key)
             while len(self._until) > self.capacity:
                 self._until.popitem(last=False)
             return True
