@@ -198,10 +198,11 @@ class App:
                 self._signing_key = value.encode()
             else:
                 stored = self.store.get_meta(SIGNING_KEY_META)
-                if stored is None:
-                    stored = secrets.token_urlsafe(32)
-                    self.store.set_meta(SIGNING_KEY_META, stored)
-                    log.info("made a signing key for links and kept it in the store (%s is not set)", name)
+                if stored is None:  # the first use: made once, whoever gets there first
+                    made = secrets.token_urlsafe(32)
+                    stored = self.store.setdefault_meta(SIGNING_KEY_META, made)
+                    if stored == made:
+                        log.info("made a signing key for links and kept it in the store (%s is not set)", name)
                 self._signing_key = stored.encode()
         return self._signing_key
 

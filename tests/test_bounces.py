@@ -4,6 +4,7 @@ the suppression list, on real SQLite and PostgreSQL stores; the token's signatur
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from email import message_from_bytes, policy
@@ -22,7 +23,7 @@ from publisher.bounces.links import (
     token_from_address,
     verp_address,
 )
-from publisher.bounces.rules import DEFAULT_RULES, Action, Rule, decide, status_after, window_start
+from publisher.bounces.rules import DEFAULT_RULES, Action, Rule, count_in_window, decide, status_after, window_start
 from publisher.model import Subscriber, SubscriberStatus
 from publisher.newsletter import Newsletter
 from publisher.transports.outbox import OutboxTransport
@@ -107,6 +108,20 @@ def test_the_rules_count_within_their_window_and_change_only_receiving_readers()
     assert Rule(1, 1, Action.NONE) != DEFAULT_RULES[EventKind.HARD_BOUNCE]
 
 
+def test_events_count_by_their_own_dates_whatever_order_they_arrive_in() -> None:
+    soft = DEFAULT_RULES[EventKind.SOFT_BOUNCE]
+    day = [T0 + timedelta(days=n) for n in range(120)]
+    # Newest first, as a mailbox may hand them over: the third still finds the other two.
+    assert count_in_window(soft, day[45], [day[45]]) == 1
+    assert count_in_window(soft, day[40], [day[40], day[45]]) == 2
+    assert count_in_window(soft, day[20], [day[20], day[40], day[45]]) == 3
+    # A late one from day 0 shares no 30 days with days 40 and 45 ...
+    assert count_in_window(soft, day[0], [day[0], day[20], day[40], day[45]]) == 2
+    # ... and the fullest span holding an event counts, not merely the days before it.
+    assert count_in_window(soft, day[10], [day[0], day[10], day[35], day[39]]) == 3
+    assert count_in_window(soft, day[100], [day[100]] * 4) == 4
+
+
 # --- the rules on real stores -----------------------------------------------------------------
 
 
@@ -175,6 +190,32 @@ def test_soft_bounces_count_within_thirty_days_and_not_before_a_lift(site: Site,
         assert held is not None and not held.active and held.lifted_by == "operator"
         assert [s.email_key for s in app.store.suppressions(include_lifted=True)] == ["full@example.com"]
         assert app.store.suppressions() == []
+    finally:
+        app.close()
+
+
+def test_concurrent_events_for_one_reader_are_counted_one_after_the_other(site: Site, store_url: str) -> None:
+    app = app_on(site, store_url)
+    try:
+        readers(app, "busy@example.com")
+        start = threading.Barrier(6)
+        outcomes: list[str] = []
+
+        def post(n: int) -> None:
+            start.wait()
+            bounce = event(EventKind.SOFT_BOUNCE, "busy@example.com", T0 + timedelta(minutes=n), reason=f"452 #{n}")
+            outcomes.extend(o.outcome for o in app.record_mail_events([bounce]).outcomes)
+
+        threads = [threading.Thread(target=post, args=(n,)) for n in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        assert len(outcomes) == 6
+        assert sorted(outcomes)[:3] == ["counted: 1 of 3 within 30 days", "counted: 2 of 3 within 30 days",
+                                        "suppressed already (4 of 3 within 30 days)"]  # fmt: skip
+        assert sum(o.startswith("suppressed, reader bounced") for o in outcomes) == 1
+        assert app.store.suppressed_keys() == {"busy@example.com"}
     finally:
         app.close()
 

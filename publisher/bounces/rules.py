@@ -1,9 +1,9 @@
 """What a bounce, complaint or provider unsubscribe does to a reader: `[bounces.rules]`. Pure.
 
 One rule per event kind, as listmonk's, but counted over a window: the rule acts when an
-address has had `count` events of that kind within the `within_days` before this one
-(by the events' own dates, this one included, none from before its suppression was last
-lifted). Its action:
+address has had `count` events of that kind within `within_days` of each other, this one among
+them (by the events' own dates, so events that arrive out of order count as they happened;
+none from before the address's suppression was last lifted). Its action:
 
 - `none`: the event is only kept;
 - `unsubscribe`: the reader is unsubscribed, as if they had followed the unsubscribe link;
@@ -20,6 +20,7 @@ stronger record); the suppression is written all the same.
 from __future__ import annotations
 
 import enum
+from bisect import bisect_right
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -61,10 +62,31 @@ _MAY_CHANGE = (SubscriberStatus.CONFIRMED, SubscriberStatus.PENDING)
 
 
 def window_start(rule: Rule, occurred: datetime, lifted_at: datetime | None) -> datetime:
-    """The earliest moment an earlier event may have to count with one that `occurred`:
+    """The earliest moment another event may have to count with one that `occurred`:
     `within_days` before it, and never before the address's suppression was last lifted."""
     start = occurred - timedelta(days=rule.within_days)
     return max(start, lifted_at) if lifted_at is not None else start
+
+
+def window_end(rule: Rule, occurred: datetime) -> datetime:
+    """The latest moment another event may have to count with one that `occurred`."""
+    return occurred + timedelta(days=rule.within_days)
+
+
+def count_in_window(rule: Rule, occurred: datetime, others: list[datetime]) -> int:
+    """The most events that fall within `within_days` of each other with the one that
+    `occurred`: of `others` (the kind's events between window_start and window_end, this
+    one among them), the fullest span of `within_days` that holds `occurred`."""
+    span = timedelta(days=rule.within_days)
+    times = sorted(others)
+    best = 0
+    for i, start in enumerate(times):
+        if start > occurred:
+            break
+        if start + span < occurred:
+            continue
+        best = max(best, bisect_right(times, start + span) - i)
+    return best
 
 
 def decide(rule: Rule, count: int) -> Action:

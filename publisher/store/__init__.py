@@ -13,7 +13,7 @@ from pathlib import Path
 
 from sqlalchemy import create_engine, delete, event, insert, select, text
 from sqlalchemy.engine import URL, Engine, make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError
+from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError
 
 from ..errors import StoreError, StoreSchemaError
 from ..private_files import create_private, private_folder
@@ -67,6 +67,18 @@ class Store(ArticleStore, SubscriberStore, SignupStore, BounceStore, LedgerStore
     def get_meta(self, key: str) -> str | None:
         with self.engine.connect() as conn:
             return conn.execute(select(meta_table.c.value).where(meta_table.c.key == key)).scalar_one_or_none()
+
+    def setdefault_meta(self, key: str, value: str) -> str:
+        """The value kept under `key`, keeping `value` first when there is none: of two
+        processes or threads racing to make it, the first wins and both get its value."""
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(insert(meta_table).values(key=key, value=value))
+        except IntegrityError:
+            pass  # made meanwhile: theirs stands
+        kept = self.get_meta(key)
+        assert kept is not None
+        return kept
 
     def set_meta(self, key: str, value: str) -> None:
         with self.engine.begin() as conn:

@@ -7,12 +7,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
 from ..bounces.events import EventKind
-from ..bounces.rules import KIND_NAMES, Action, Rule, decide, status_after, window_start
+from ..bounces.rules import KIND_NAMES, Action, Rule, count_in_window, decide, status_after, window_end, window_start
 from ..model import SubscriberStatus
 from .schema import (
     aware_utc,
@@ -139,14 +139,20 @@ class BounceStore:
             "linked_by": event.linked_by, "event_id": event.event_id[:300] if event.event_id else None,
             "outcome": "", "raw": event.raw,
         }  # fmt: skip
-        with self.engine.begin() as conn:
-            try:
-                with conn.begin_nested():  # the write first: SQLite's lock for the whole transaction
-                    event_id = conn.execute(insert(mail_events_table).values(**values)).inserted_primary_key[0]  # type: ignore[index]
-            except IntegrityError:
-                return Recorded(None, "duplicate: kept before")
-            recorded = self._apply(conn, event, rule, int(event_id))
-            conn.execute(update(mail_events_table).where(e.id == event_id).values(outcome=recorded.outcome[:200]))
+        try:
+            with self.engine.begin() as conn:
+                # The write first: SQLite's write lock is taken here and held to the commit, so
+                # no other writer comes between the count and what it decides. (Not in a
+                # savepoint: pysqlite would commit the insert on its release.)
+                event_id = conn.execute(insert(mail_events_table).values(**values)).inserted_primary_key[0]  # type: ignore[index]
+                recorded = self._apply(conn, event, rule, int(event_id))
+                conn.execute(update(mail_events_table).where(e.id == event_id).values(outcome=recorded.outcome[:200]))
+        except IntegrityError:
+            kept = select(e.id).where(e.source == values["source"], e.event_id == values["event_id"])
+            with self.engine.connect() as conn:
+                if values["event_id"] is None or conn.execute(kept).first() is None:
+                    raise  # not the same event again: a delivery deleted meanwhile, say
+            return Recorded(None, "duplicate: kept before")
         return recorded
 
     def _apply(self, conn: Connection, event: NewMailEvent, rule: Rule, event_id: int) -> Recorded:
@@ -159,13 +165,14 @@ class BounceStore:
         ).first()
         held = conn.execute(select(p.lifted_at).where(p.email_key == key)).first()
         lifted_at = aware_utc(held.lifted_at) if held is not None and held.lifted_at is not None else None
-        start = window_start(rule, event.occurred, lifted_at)
-        count = conn.execute(
-            select(func.count()).where(
+        start, end = window_start(rule, event.occurred, lifted_at), window_end(rule, event.occurred)
+        times = conn.execute(
+            select(e.occurred).where(
                 e.email_key == key, e.kind == event.kind.value, e.linked_by != UNKNOWN,
-                e.occurred >= naive_utc(start), e.occurred <= naive_utc(event.occurred),
+                e.occurred >= naive_utc(start), e.occurred <= naive_utc(end),
             )
-        ).scalar_one()  # fmt: skip
+        ).scalars()  # fmt: skip
+        count = count_in_window(rule, event.occurred, [aware_utc(t) for t in times])
         action = decide(rule, count)
         counted = f"{count} of {rule.count} within {rule.within_days} days"
         if action is Action.NONE:
@@ -187,7 +194,11 @@ class BounceStore:
             row = {"kind": event.kind.value, "reason": event.reason[:2000], "since": naive_utc(event.received_at),
                    "mail_event_id": event_id, "lifted_at": None, "lifted_by": None}  # fmt: skip
             if held is None:
-                conn.execute(insert(suppressions_table).values(email_key=key, **row))
+                try:
+                    with conn.begin_nested():
+                        conn.execute(insert(suppressions_table).values(email_key=key, **row))
+                except IntegrityError:  # another event for the address, not locked by a reader's row, was first
+                    suppressed = False
             elif suppressed:
                 conn.execute(update(suppressions_table).where(p.email_key == key).values(**row))
         if action is Action.UNSUBSCRIBE:
