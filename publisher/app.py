@@ -19,7 +19,7 @@ from .config import (
     WebSourceConfig,
     WordPressSourceConfig,
 )
-from .errors import SourceError
+from .errors import ConfigError, SourceError
 from .feeds import FeedLinks
 from .ingest import Clock, IngestContext, Tick, ingest
 from .model import BuildReport, Category, Folder, ItemProblem, ScopeRead, Site, Unchanged
@@ -31,6 +31,7 @@ from .theme import Messages, Theme, check_theme, make_theme
 
 if TYPE_CHECKING:
     from .bounces.events import EventKind, MailEvent
+    from .bounces.providers import Door
     from .bounces.recorder import RecordReport
     from .bounces.rules import Rule
     from .digest import Look
@@ -366,6 +367,34 @@ class App:
         key = secret(api.api_key_env, f"mail.{mail.transport}.api_key_env")
         options = {"domain": api.domain, "message_stream": api.message_stream}
         return HttpApiTransport(mail.transport, key, base_url=api.base_url or None, options=options)
+
+    def hook_doors(self) -> dict[str, Door]:
+        """The webhooks of the providers configured under [hooks], by name; their secrets are
+        read from the environment now (ConfigError naming the key when one is missing)."""
+        from .bounces.providers import Aliyun, Mailgun, Postmark, Resend, Sendgrid, Ses
+        from .config import secret
+
+        hooks = self.settings.hooks
+        doors: dict[str, Door] = {}
+        if hooks.mailgun is not None:
+            doors["mailgun"] = Mailgun(secret(hooks.mailgun.signing_key_env, "hooks.mailgun.signing_key_env"))
+        if hooks.sendgrid is not None:
+            doors["sendgrid"] = Sendgrid(hooks.sendgrid.public_key)  # checked when the config loaded
+        if hooks.postmark is not None:
+            password = secret(hooks.postmark.password_env, "hooks.postmark.password_env")
+            doors["postmark"] = Postmark(hooks.postmark.username, password)
+        if hooks.resend is not None:
+            key = "hooks.resend.secret_env"
+            try:
+                doors["resend"] = Resend(secret(hooks.resend.secret_env, key))
+            except ValueError as exc:
+                fix = "copy the signing secret from Resend's webhook page, whsec_ and all"
+                raise ConfigError("(environment)", [(key, f"{hooks.resend.secret_env}: {exc}", fix)]) from None
+        if hooks.ses is not None:
+            doors["ses"] = Ses(hooks.ses.topic_arns)
+        if hooks.aliyun is not None:
+            doors["aliyun"] = Aliyun(secret(hooks.aliyun.token_env, "hooks.aliyun.token_env"))
+        return doors
 
     @property
     def bounce_rules(self) -> dict[EventKind, Rule]:

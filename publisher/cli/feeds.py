@@ -83,11 +83,12 @@ def _check_schema(url: str) -> None:
 @STRICT
 @click.pass_context
 def check(ctx: click.Context, strict: bool) -> None:
-    """Validate the configuration, the mail settings' secrets, and read every source, writing nothing."""
+    """Validate the configuration, the mail and webhook secrets, and read every source, writing nothing."""
     app = load_app(ctx, store=False)  # the store is neither read nor created
     _check_schema(app.settings.store.url)
     try:
         app.transport().close()  # the secrets it names are in the environment
+        app.hook_doors()  # and those of the provider webhooks
     except ConfigError as exc:
         err.print(str(exc), highlight=False)
         sys.exit(EXIT_CONFIG)

@@ -22,6 +22,7 @@ from .settings import (
     CategoryConfig,
     DigestConfig,
     FeedSourceConfig,
+    HooksConfig,
     HtmlSourceConfig,
     JsonSourceConfig,
     MailConfig,
@@ -52,13 +53,14 @@ class ValidParts:
     theme: ThemeConfig | None
     unchecked_labels: frozenset[str] = frozenset()  # names and slugs of categories that did not validate
     bounces: BouncesConfig | None = None
+    hooks: HooksConfig | None = None
 
     @classmethod
     def of(cls, settings: Settings) -> ValidParts:
         return cls(
             settings.site, settings.output, settings.store, list(enumerate(settings.categories)),
             list(enumerate(settings.sources)), settings.mail, settings.digest, settings.web, settings.theme,
-            bounces=settings.bounces,
+            bounces=settings.bounces, hooks=settings.hooks,
         )  # fmt: skip
 
     @classmethod
@@ -67,7 +69,7 @@ class ValidParts:
         fields = Settings.model_fields
         sections = {
             name: _valid_or_none(fields[name].annotation, raw[name]) if name in raw else fields[name].default
-            for name in ("site", "output", "store", "mail", "digest", "web", "theme", "bounces")
+            for name in ("site", "output", "store", "mail", "digest", "web", "theme", "bounces", "hooks")
         }
         sections = {name: None if value is PydanticUndefined else value for name, value in sections.items()}
         categories, sources, unchecked = [], [], set()
@@ -144,6 +146,14 @@ def check_meaning(valid: ValidParts) -> list[tuple[str, str, str]]:
         problems += _check_digest(valid.digest)
     if valid.theme is not None:
         problems += _check_theme(valid.theme)
+    if valid.hooks is not None and valid.hooks.sendgrid is not None:
+        from ..bounces.providers.sendgrid import load_public_key
+
+        try:
+            load_public_key(valid.hooks.sendgrid.public_key)
+        except ValueError as exc:
+            fix = "copy the Verification Key from SendGrid's Mail Settings, Signed Event Webhook"
+            problems.append(("hooks.sendgrid.public_key", str(exc), fix))
     if valid.bounces is not None:
         problems += _check_bounces(valid.bounces)
     web = valid.web

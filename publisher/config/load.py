@@ -102,6 +102,9 @@ def _explain(error: Any) -> tuple[str, str, str]:
     if kind == "string_pattern_mismatch" and ".hosts" in key:
         hint = 'write the host alone, as "cdn.example.org" or "*.example.org"'
         return key, f"{error['input']!r} is not a host name", hint
+    if kind == "string_pattern_mismatch" and ".topic_arns" in key:
+        hint = 'the ARN of the SNS topic, as its page shows it: "arn:aws:sns:us-east-1:123456789012:ses-bounces"'
+        return key, f"{error['input']!r} is not an SNS topic ARN", hint
     if kind == "string_pattern_mismatch" and key.endswith("slug"):
         return key, f"{error['input']!r} is not a slug", "use lowercase ASCII letters, digits and -"
     if kind == "too_short" and key in ("categories", "sources"):

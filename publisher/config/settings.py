@@ -341,6 +341,46 @@ class WebConfig(_Section):
     confirmation_mails_per_day: int = Field(default=5, ge=1)  # sign-up e-mails per mailbox per day
 
 
+class MailgunHookConfig(_Section):
+    signing_key_env: str = Field(default="MAILGUN_WEBHOOK_SIGNING_KEY", pattern=_ENV_NAME)
+
+
+class SendgridHookConfig(_Section):
+    public_key: str = Field(min_length=1)  # the Event Webhook's verification key: base64 DER, not a secret
+
+
+class PostmarkHookConfig(_Section):
+    username: str = Field(min_length=1, pattern=r"^[^:]+$")  # the user in the webhook URL's credentials
+    password_env: str = Field(default="POSTMARK_WEBHOOK_PASSWORD", pattern=_ENV_NAME)
+
+
+class ResendHookConfig(_Section):
+    secret_env: str = Field(default="RESEND_WEBHOOK_SECRET", pattern=_ENV_NAME)  # whsec_...
+
+
+_TOPIC_ARN = r"^arn:aws(-cn|-us-gov)?:sns:[a-z0-9-]+:[0-9]{12}:[A-Za-z0-9_.-]{1,256}$"
+
+
+class SesHookConfig(_Section):
+    topic_arns: list[Annotated[str, Field(pattern=_TOPIC_ARN)]] = Field(min_length=1)  # the SNS topics we take
+
+
+class AliyunHookConfig(_Section):
+    token_env: str = Field(default="ALIYUN_WEBHOOK_TOKEN", pattern=_ENV_NAME)
+
+
+class HooksConfig(_Section):
+    """Provider events under /hooks/<provider>; a provider without its table is not served (404)."""
+
+    body_limit: int = Field(default=1_048_576, ge=65_536, le=16_777_216)  # bytes of one request
+    mailgun: MailgunHookConfig | None = None
+    sendgrid: SendgridHookConfig | None = None
+    postmark: PostmarkHookConfig | None = None
+    resend: ResendHookConfig | None = None
+    ses: SesHookConfig | None = None
+    aliyun: AliyunHookConfig | None = None
+
+
 class ScheduleConfig(_Section):
     ingest_every: int = Field(default=15, ge=1, le=1440)  # minutes between ingest + build runs
     misfire_grace: int = Field(default=360, ge=1, le=10080)  # minutes a missed run may start late
@@ -389,6 +429,7 @@ class Settings(_Section):
     mail: MailConfig = MailConfig()
     digest: DigestConfig = DigestConfig()
     web: WebConfig = WebConfig()
+    hooks: HooksConfig = HooksConfig()
     schedule: ScheduleConfig = ScheduleConfig()
     theme: ThemeConfig = ThemeConfig()
     bounces: BouncesConfig = BouncesConfig()

@@ -21,6 +21,8 @@ from typing import Any
 
 import requests
 
+from ..bounces.events import DELIVERY_HEADER
+from ..bounces.providers.base import DELIVERY_VARIABLE
 from ..mail import Message, addr_spec
 from . import Sent, TransportError
 
@@ -79,15 +81,23 @@ def _formatted(address: Address) -> str:
     return f'"{name}" <{addr_spec(address)}>' if name else addr_spec(address)
 
 
+def _delivery_token(message: Message) -> str | None:
+    """The message's delivery token (X-Publisher-Delivery), which each provider is asked to echo
+    in its webhooks as a custom variable: they pass custom headers on, but echo only those."""
+    return dict(message.envelope.extra_headers).get(DELIVERY_HEADER)
+
+
 # --- the providers -----------------------------------------------------------------------------
 
 
 def _mailgun(message: Message, key: str, options: dict[str, str]) -> Request:
-    """POST /v3/{domain}/messages.mime, HTTP Basic api:KEY, form field `to` and the MIME file."""
+    """POST /v3/{domain}/messages.mime, HTTP Basic api:KEY, form field `to` and the MIME file;
+    the delivery token as `v:` variable (echoed in webhooks' user-variables)."""
+    token = _delivery_token(message)
     return Request(
         path=f"/v3/{options['domain']}/messages.mime",
         auth=("api", key),
-        data={"to": message.recipient},
+        data={"to": message.recipient} | ({f"v:{DELIVERY_VARIABLE}": token} if token else {}),
         files={"message": ("message.mime", message.as_bytes(), "message/rfc822")},
     )
 
@@ -104,6 +114,8 @@ def _sendgrid(message: Message, key: str, options: dict[str, str]) -> Request:
     }
     if e.reply_to is not None:
         body["reply_to"] = _pair(e.reply_to)
+    if token := _delivery_token(message):
+        body["custom_args"] = {DELIVERY_VARIABLE: token}  # echoed as a field of each event
     return Request(path="/v3/mail/send", headers={"Authorization": f"Bearer {key}"}, json=body)
 
 
@@ -121,6 +133,8 @@ def _postmark(message: Message, key: str, options: dict[str, str]) -> Request:
     }
     if e.reply_to is not None:
         body["ReplyTo"] = _formatted(e.reply_to)
+    if token := _delivery_token(message):
+        body["Metadata"] = {DELIVERY_VARIABLE: token}  # echoed in bounce and complaint webhooks
     headers = {"X-Postmark-Server-Token": key, "Accept": "application/json"}
     return Request(path="/email", headers=headers, json=body)
 
@@ -138,6 +152,8 @@ def _resend(message: Message, key: str, options: dict[str, str]) -> Request:
     }
     if e.reply_to is not None:
         body["reply_to"] = _formatted(e.reply_to)
+    if token := _delivery_token(message):
+        body["tags"] = [{"name": DELIVERY_VARIABLE, "value": token}]  # echoed in webhooks' data.tags
     headers = {"Authorization": f"Bearer {key}", "Idempotency-Key": message.message_id[:256]}
     return Request(path="/emails", headers=headers, json=body)
 
