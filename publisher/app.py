@@ -29,6 +29,7 @@ from .store import Store
 from .theme import Messages, Theme, check_theme, make_theme
 
 if TYPE_CHECKING:
+    from .bounces.mailbox import PollReport
     from .digest import Look
     from .parallel import Prepared
     from .sources.http import Fetcher
@@ -36,6 +37,8 @@ if TYPE_CHECKING:
 from .text import slugify
 
 log = logging.getLogger(__name__)
+
+LEFT_IN_POP3_META = "bounce_mailbox_left"  # the UIDLs of POP3 messages the bounce mailbox could not read
 
 
 def utc_now() -> datetime:
@@ -262,6 +265,32 @@ class App:
         key = secret(api.api_key_env, f"mail.{mail.transport}.api_key_env")
         options = {"domain": api.domain, "message_stream": api.message_stream}
         return HttpApiTransport(mail.transport, key, base_url=api.base_url or None, options=options)
+
+    def poll_bounce_mailbox(self) -> PollReport:
+        """Read `[bounces.mailbox]` once: its bounces and complaints recorded (and their rules
+        applied), the messages read moved or deleted, the rest left and counted."""
+        import json
+
+        from .bounces.mailbox import ImapMailbox, MailboxAccess, Pop3Mailbox, poll
+        from .config import secret
+
+        box = self.settings.bounces.mailbox
+        assert box is not None, "no [bounces.mailbox] configured"
+        access = MailboxAccess(
+            box.protocol, box.host, box.server_port, box.username,
+            secret(box.password_env, "bounces.mailbox.password_env"), box.security, box.folder, box.action,
+            box.processed_folder, box.timeout, box.max_messages,
+        )  # fmt: skip
+        if box.protocol == "imap":
+            with ImapMailbox(access) as imap:
+                return poll(imap, self.record_mail_events, "imap", self.clock())
+        # POP3 has no flags: the UIDLs of the messages left are kept in the store.
+        left = set(json.loads(self.store.get_meta(LEFT_IN_POP3_META) or "[]"))
+        try:
+            with Pop3Mailbox(access, left) as pop3:
+                return poll(pop3, self.record_mail_events, "pop3", self.clock())
+        finally:
+            self.store.set_meta(LEFT_IN_POP3_META, json.dumps(sorted(left)))
 
     def close(self) -> None:
         if self._store is not None:

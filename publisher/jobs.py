@@ -59,6 +59,31 @@ def ingest_and_build(config_path: str) -> None:
         app.close()
 
 
+def poll_bounce_mailbox(config_path: str) -> None:
+    """Read the bounce mailbox once; a mailbox that cannot be reached is logged, and the next
+    poll tries again."""
+    from .errors import PublisherError
+
+    app = App(load_settings(Path(config_path)))
+    try:
+        if app.settings.bounces.mailbox is None:
+            return  # removed from the config since this job was stored; the next start drops it
+        with _explained(app):
+            try:
+                report = app.poll_bounce_mailbox()
+            except PublisherError as exc:
+                log.error("bounce mailbox: %s", exc)
+                return
+            kinds = ", ".join(f"{kind} {n}" for kind, n in sorted(report.by_kind.items())) or "no events"
+            log.info("bounce mailbox: %d read (%s), %d left", report.processed, kinds, report.left)
+            if report.left:
+                log.warning(
+                    "bounce mailbox: %d message(s) it could not read are left in it for a person to read", report.left
+                )
+    finally:
+        app.close()
+
+
 def send_digest(config_path: str) -> None:
     """Finish any unfinished digest, then open and send the one due now. However many runs
     were missed, this opens one digest with everything since the last."""

@@ -34,8 +34,6 @@ log = logging.getLogger(__name__)
 Protocol_ = Literal["imap", "pop3"]
 Security = Literal["tls", "starttls", "none"]
 LEFT_KEYWORD = "$PublisherLeft"
-DEFAULT_PORTS = {("imap", "tls"): 993, ("imap", "starttls"): 143, ("imap", "none"): 143,
-                 ("pop3", "tls"): 995, ("pop3", "starttls"): 110, ("pop3", "none"): 110}  # fmt: skip
 
 
 class MailboxError(PublisherError):

@@ -18,6 +18,7 @@ from pydantic import TypeAdapter, ValidationError
 from pydantic_core import PydanticUndefined
 
 from .settings import (
+    BouncesConfig,
     CategoryConfig,
     DigestConfig,
     FeedSourceConfig,
@@ -50,12 +51,14 @@ class ValidParts:
     web: WebConfig | None
     theme: ThemeConfig | None
     unchecked_labels: frozenset[str] = frozenset()  # names and slugs of categories that did not validate
+    bounces: BouncesConfig | None = None
 
     @classmethod
     def of(cls, settings: Settings) -> ValidParts:
         return cls(
             settings.site, settings.output, settings.store, list(enumerate(settings.categories)),
             list(enumerate(settings.sources)), settings.mail, settings.digest, settings.web, settings.theme,
+            bounces=settings.bounces,
         )  # fmt: skip
 
     @classmethod
@@ -64,7 +67,7 @@ class ValidParts:
         fields = Settings.model_fields
         sections = {
             name: _valid_or_none(fields[name].annotation, raw[name]) if name in raw else fields[name].default
-            for name in ("site", "output", "store", "mail", "digest", "web", "theme")
+            for name in ("site", "output", "store", "mail", "digest", "web", "theme", "bounces")
         }
         sections = {name: None if value is PydanticUndefined else value for name, value in sections.items()}
         categories, sources, unchecked = [], [], set()
@@ -138,6 +141,8 @@ def check_meaning(valid: ValidParts) -> list[tuple[str, str, str]]:
         problems += _check_digest(valid.digest)
     if valid.theme is not None:
         problems += _check_theme(valid.theme)
+    if valid.bounces is not None:
+        problems += _check_bounces(valid.bounces)
     web = valid.web
     if web is not None and web.public_url:
         problems += _http_url("web.public_url", web.public_url, "https://news.example.org/newsletter")
@@ -255,6 +260,22 @@ def _check_digest(digest: DigestConfig) -> list[tuple[str, str, str]]:
         problem = subject_problem(digest.subject)
         if problem:
             problems.append(("digest.subject", problem, f"variables: {', '.join(SUBJECT_VARIABLES)}"))
+    return problems
+
+
+def _check_bounces(bounces: BouncesConfig) -> list[tuple[str, str, str]]:
+    problems: list[tuple[str, str, str]] = []
+    box = bounces.mailbox
+    if box is not None:
+        if box.protocol == "pop3" and box.processed == "move":
+            fix = 'POP3 has no folders: set processed = "delete", or protocol = "imap"'
+            problems.append(("bounces.mailbox.processed", '"move" needs IMAP', fix))
+        if box.security == "none" and not is_loopback(f"http://{box.host}"):
+            fix = 'use security = "tls" (or "starttls"): "none" sends the password in the clear, so only to 127.0.0.1'
+            problems.append(("bounces.mailbox.security", f'"none" for {box.host}, which is not this machine', fix))
+        if box.protocol == "imap" and box.action == "move" and box.processed_folder == box.folder:
+            fix = 'a folder of its own, such as "Processed"'
+            problems.append(("bounces.mailbox.processed_folder", "is the folder polled", fix))
     return problems
 
 
