@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,7 +29,10 @@ from .store import Store
 from .theme import Messages, Theme, check_theme, make_theme
 
 if TYPE_CHECKING:
+    from .bounces.events import EventKind, MailEvent
     from .bounces.mailbox import PollReport
+    from .bounces.recorder import RecordReport
+    from .bounces.rules import Rule
     from .digest import Look
     from .parallel import Prepared
     from .sources.http import Fetcher
@@ -38,6 +41,7 @@ from .text import slugify
 
 log = logging.getLogger(__name__)
 
+SIGNING_KEY_META = "signing_key"  # the meta row of a key made when secret_key_env is not set
 LEFT_IN_POP3_META = "bounce_mailbox_left"  # the UIDLs of POP3 messages the bounce mailbox could not read
 
 
@@ -104,6 +108,7 @@ class App:
     _store: Store | None = field(default=None, init=False)
     _categories: list[Category] | None = field(default=None, init=False)
     _theme: Theme | None = field(default=None, init=False)
+    _signing_key: bytes | None = field(default=None, init=False)
 
     @property
     def site(self) -> Site:
@@ -171,6 +176,35 @@ class App:
         if self._store is None:
             self._store = Store(self.settings.store.url)
         return self._store
+
+    @property
+    def signing_key(self) -> bytes:
+        """The key that signs links and delivery tokens: from the environment variable
+        `[web] secret_key_env`, else one made at first use and kept in the store, so links
+        keep working across runs."""
+        if self._signing_key is None:
+            import os
+            import secrets
+
+            from .errors import ConfigError
+
+            name = self.settings.web.secret_key_env
+            value = os.environ.get(name, "")
+            if value:
+                if len(value.encode()) < 16:
+                    fix = f"export {name}=$(python3 -c 'import secrets; print(secrets.token_urlsafe(32))')"
+                    raise ConfigError(
+                        "(environment)", [("web.secret_key_env", f"{name} is shorter than 16 bytes", fix)]
+                    )
+                self._signing_key = value.encode()
+            else:
+                stored = self.store.get_meta(SIGNING_KEY_META)
+                if stored is None:
+                    stored = secrets.token_urlsafe(32)
+                    self.store.set_meta(SIGNING_KEY_META, stored)
+                    log.info("made a signing key for links and kept it in the store (%s is not set)", name)
+                self._signing_key = stored.encode()
+        return self._signing_key
 
     @property
     def categories(self) -> list[Category]:
@@ -266,6 +300,25 @@ class App:
         options = {"domain": api.domain, "message_stream": api.message_stream}
         return HttpApiTransport(mail.transport, key, base_url=api.base_url or None, options=options)
 
+    @property
+    def bounce_rules(self) -> dict[EventKind, Rule]:
+        """`[bounces.rules]`: what each kind of mail event does to a reader."""
+        from .bounces.events import EventKind
+        from .bounces.rules import Action, Rule
+
+        config = self.settings.bounces.rules
+        kinds = {"hard": EventKind.HARD_BOUNCE, "soft": EventKind.SOFT_BOUNCE, "complaint": EventKind.COMPLAINT,
+                 "unsubscribe": EventKind.UNSUBSCRIBE}  # fmt: skip
+        configured = {kind: getattr(config, name) for name, kind in kinds.items()}
+        return {kind: Rule(c.count, c.within_days, Action(c.action)) for kind, c in configured.items()}
+
+    def record_mail_events(self, events: Iterable[MailEvent]) -> RecordReport:
+        """What a provider's webhook or the bounce mailbox said: each event linked to its
+        delivery, kept once, and its rule applied (bounces.recorder)."""
+        from .bounces.recorder import record_events
+
+        return record_events(self.store, self.signing_key, self.bounce_rules, events, self.clock)
+
     def poll_bounce_mailbox(self) -> PollReport:
         """Read `[bounces.mailbox]` once: its bounces and complaints recorded (and their rules
         applied), the messages read moved or deleted, the rest left and counted."""
@@ -283,12 +336,12 @@ class App:
         )  # fmt: skip
         if box.protocol == "imap":
             with ImapMailbox(access) as imap:
-                return poll(imap, self.record_mail_events, "imap", self.clock())
+                return poll(imap, self.record_mail_events, "imap", self.clock(), self.settings.bounces.return_path)
         # POP3 has no flags: the UIDLs of the messages left are kept in the store.
         left = set(json.loads(self.store.get_meta(LEFT_IN_POP3_META) or "[]"))
         try:
             with Pop3Mailbox(access, left) as pop3:
-                return poll(pop3, self.record_mail_events, "pop3", self.clock())
+                return poll(pop3, self.record_mail_events, "pop3", self.clock(), self.settings.bounces.return_path)
         finally:
             self.store.set_meta(LEFT_IN_POP3_META, json.dumps(sorted(left)))
 

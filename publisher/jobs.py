@@ -75,7 +75,10 @@ def poll_bounce_mailbox(config_path: str) -> None:
                 log.error("bounce mailbox: %s", exc)
                 return
             kinds = ", ".join(f"{kind} {n}" for kind, n in sorted(report.by_kind.items())) or "no events"
-            log.info("bounce mailbox: %d read (%s), %d left", report.processed, kinds, report.left)
+            log.info(
+                "bounce mailbox: %d read (%s), %d left; %d suppressed, %d unsubscribed",
+                report.processed, kinds, report.left, len(report.suppressed), len(report.unsubscribed),
+            )  # fmt: skip
             if report.left:
                 log.warning(
                     "bounce mailbox: %d message(s) it could not read are left in it for a person to read", report.left

@@ -8,7 +8,7 @@ bounce, which must stay where it is.
 from __future__ import annotations
 
 import ssl
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 
 import pytest
@@ -18,6 +18,7 @@ from dovecot import PASSWORD, USER, Dovecot
 from test_bounce_reports import sent  # noqa: F401 - the fixture
 
 from publisher.bounces.events import MailEvent
+from publisher.bounces.recorder import RecordReport
 from publisher.bounces.mailbox import ImapMailbox, MailboxAccess, MailboxError, Pop3Mailbox, poll
 
 NOW = datetime(2026, 12, 3, 7, 0, tzinfo=UTC)
@@ -58,6 +59,17 @@ def imap_access(server: Dovecot, **changes: object) -> MailboxAccess:
     return MailboxAccess(**settings)  # type: ignore[arg-type]
 
 
+def into(recorded: list[MailEvent]) -> Callable[[list[MailEvent]], RecordReport]:
+    """A recorder that keeps the events in `recorded` (the real one is App.record_mail_events,
+    tested end to end in test_bounce_loop)."""
+
+    def record(events: list[MailEvent]) -> RecordReport:
+        recorded.extend(events)
+        return RecordReport(recorded=len(events))
+
+    return record
+
+
 def fill(server: Dovecot, originals: dict[str, bytes]) -> list[str]:
     """A hard bounce, a soft bounce, a complaint, an Exim bounce and an out-of-office reply."""
     readers = list(originals)
@@ -76,7 +88,7 @@ def test_imap_poll_records_what_it_reads_moves_it_and_leaves_the_rest(
     readers = fill(dovecot, sent)
     recorded: list[MailEvent] = []
     with ImapMailbox(imap_access(dovecot)) as mailbox:
-        report = poll(mailbox, recorded.extend, "imap", NOW)
+        report = poll(mailbox, into(recorded), "imap", NOW)
     assert (report.processed, report.left, report.left_before) == (4, 1, 0)
     assert dict(report.by_kind) == {"hard": 2, "soft": 1, "complaint": 1}
     assert dict(report.by_shape) == {"dsn": 2, "arf": 1, "exim": 1}
@@ -90,7 +102,7 @@ def test_imap_poll_records_what_it_reads_moves_it_and_leaves_the_rest(
 
     # The next poll reads nothing again and counts what it left before.
     with ImapMailbox(imap_access(dovecot)) as mailbox:
-        again = poll(mailbox, recorded.extend, "imap", NOW)
+        again = poll(mailbox, into(recorded), "imap", NOW)
     assert (again.processed, again.left, again.left_before) == (0, 0, 1) and len(recorded) == 4
     assert len(dovecot.messages("INBOX")) == 1
 
@@ -104,7 +116,7 @@ def test_imap_delete_and_another_folder(dovecot: Dovecot, sent: dict[str, bytes]
     dovecot.append(ordinary(), folder="Bounces")
     recorded: list[MailEvent] = []
     with ImapMailbox(imap_access(dovecot, folder="Bounces", processed="delete")) as mailbox:
-        report = poll(mailbox, recorded.extend, "imap", NOW)
+        report = poll(mailbox, into(recorded), "imap", NOW)
     assert (report.processed, report.left) == (1, 1) and [e.email for e in recorded] == [readers[0]]
     assert len(dovecot.messages("Bounces")) == 1 and dovecot.messages("Processed") == []
 
@@ -117,7 +129,7 @@ def test_imap_over_verified_tls(dovecot: Dovecot, ca: trustme.CA, sent: dict[str
     access = imap_access(dovecot, port=port, security=security, ssl_context=trusting(ca))
     recorded: list[MailEvent] = []
     with ImapMailbox(access) as mailbox:
-        assert poll(mailbox, recorded.extend, "imap", NOW).processed == 1
+        assert poll(mailbox, into(recorded), "imap", NOW).processed == 1
 
 
 @pytest.mark.parametrize("protocol", ["imap", "pop3"])
@@ -158,10 +170,11 @@ def test_a_failure_to_record_keeps_that_message_and_clears_those_before(
     dovecot.append(dsn(sent[readers[1]], readers[1]))
     recorded: list[MailEvent] = []
 
-    def record(events: list[MailEvent]) -> None:
+    def record(events: list[MailEvent]) -> RecordReport:
         if recorded:
             raise RuntimeError("the store is gone")
         recorded.extend(events)
+        return RecordReport(recorded=len(events))
 
     with pytest.raises(RuntimeError), ImapMailbox(imap_access(dovecot)) as mailbox:
         poll(mailbox, record, "imap", NOW)
@@ -183,11 +196,11 @@ def test_pop3_deletes_what_it_read_and_remembers_what_it_left(
     left: set[str] = set()
     recorded: list[MailEvent] = []
     with Pop3Mailbox(access, left) as mailbox:
-        report = poll(mailbox, recorded.extend, "pop3", NOW)
+        report = poll(mailbox, into(recorded), "pop3", NOW)
     assert (report.processed, report.left) == (4, 1) and len(left) == 1
     assert {e.email for e in recorded} == set(readers) and {e.source for e in recorded} == {"pop3"}
     [kept] = dovecot.messages("INBOX")
     assert b"out of the office" in kept
     with Pop3Mailbox(access, left) as mailbox:
-        again = poll(mailbox, recorded.extend, "pop3", NOW)
+        again = poll(mailbox, into(recorded), "pop3", NOW)
     assert (again.processed, again.left, again.left_before) == (0, 0, 1) and len(recorded) == 4

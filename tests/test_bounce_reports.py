@@ -13,7 +13,8 @@ from test_newsletter import Inbox, add_readers, mailing_site
 from test_smtp import free_port
 
 from conftest import Site
-from publisher.bounces.events import EventKind
+from publisher.bounces.events import DELIVERY_HEADER, EventKind
+from publisher.bounces.links import make_delivery_token
 from publisher.bounces.reports import read_report
 
 NOW = datetime(2026, 12, 3, 7, 0, tzinfo=UTC)
@@ -44,6 +45,12 @@ def message_id(raw: bytes) -> str:
     return str(message_from_bytes(raw, policy=policy.default)["Message-ID"])
 
 
+def delivery_header(raw: bytes) -> str:
+    value = message_from_bytes(raw, policy=policy.default)[DELIVERY_HEADER]
+    assert value, "every digest message carries its delivery token"
+    return str(value)
+
+
 def test_a_dsn_with_a_permanent_status_is_a_hard_bounce_linked_to_our_message(sent: dict[str, bytes]) -> None:
     rcpt, original = next(iter(sent.items()))
     reading = read_report(dsn(original, rcpt), "imap", NOW)
@@ -51,6 +58,7 @@ def test_a_dsn_with_a_permanent_status_is_a_hard_bounce_linked_to_our_message(se
     [event] = reading.events
     assert (event.kind, event.email, event.source) == (EventKind.HARD_BOUNCE, rcpt, "imap")
     assert event.message_id == message_id(original)
+    assert event.delivery_token == delivery_header(original)
     assert event.reason.startswith("failed 5.1.1; smtp; 550 5.1.1") and "User unknown" in event.reason
     assert event.occurred == WHEN and event.occurred.tzinfo is not None
     assert event.event_id and event.event_id.endswith("/" + rcpt)
@@ -77,9 +85,13 @@ def test_a_dsn_with_only_the_headers_still_finds_our_message_id(sent: dict[str, 
 
 def test_the_verp_token_in_the_address_the_bounce_came_to_is_the_link(sent: dict[str, bytes]) -> None:
     rcpt, original = next(iter(sent.items()))
-    reading = read_report(dsn(original, rcpt, to="bounces+d42.Ab-9_x@example.org"), "imap", NOW)
+    token = make_delivery_token(b"k" * 32, 42, rcpt)
+    bounce = dsn(original, rcpt, to=f"Bounces+{token}@Example.org")
+    reading = read_report(bounce, "imap", NOW, return_path="bounces@example.org")
     assert reading is not None
-    assert reading.events[0].delivery_token == "d42.Ab-9_x"
+    assert reading.events[0].delivery_token == token
+    elsewhere = read_report(bounce, "imap", NOW, return_path="returns@example.org")
+    assert elsewhere is not None and elsewhere.events[0].delivery_token != token
 
 
 def test_a_success_dsn_is_read_and_says_nothing(sent: dict[str, bytes]) -> None:
@@ -106,6 +118,7 @@ def test_an_arf_report_without_the_recipient_takes_it_from_the_original(sent: di
     raw = arf(original, rcpt).replace(f"Original-Rcpt-To: <{rcpt}>\r\n".encode(), b"")
     reading = read_report(raw, "imap", NOW)
     assert reading is not None and reading.events[0].email == rcpt
+    assert reading.events[0].delivery_token == delivery_header(original)
 
 
 @pytest.mark.parametrize("wrap", [qmail, exim])
@@ -116,6 +129,7 @@ def test_qmail_and_exim_plain_text_bounces(sent: dict[str, bytes], wrap: object)
     [event] = reading.events
     assert (event.kind, event.email) == (EventKind.HARD_BOUNCE, rcpt)
     assert event.message_id == message_id(original)
+    assert event.delivery_token == delivery_header(original)
     assert "550 5.1.1" in event.reason
 
 

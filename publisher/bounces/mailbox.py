@@ -27,6 +27,7 @@ from typing import Literal, Protocol
 
 from ..errors import PublisherError
 from .events import MailEvent
+from .recorder import RecordReport
 from .reports import read_report
 
 log = logging.getLogger(__name__)
@@ -69,6 +70,10 @@ class PollReport:
     left_before: int = 0  # left by earlier polls, still there and skipped
     by_kind: Counter[str] = field(default_factory=Counter)  # events: hard, soft, complaint
     by_shape: Counter[str] = field(default_factory=Counter)  # messages: dsn, arf, qmail, exim
+    duplicates: int = 0  # events recorded by an earlier poll (a message read again)
+    strangers: int = 0  # events naming nobody of ours
+    suppressed: list[str] = field(default_factory=list)  # addresses the rules suppressed now
+    unsubscribed: list[str] = field(default_factory=list)  # readers the rules unsubscribed now
 
 
 class Mailbox(Protocol):
@@ -88,20 +93,26 @@ class Mailbox(Protocol):
 
 def poll(
     mailbox: Mailbox,
-    record: Callable[[list[MailEvent]], object],
+    record: Callable[[list[MailEvent]], RecordReport],
     source: str,
     now: datetime,
+    return_path: str = "",
 ) -> PollReport:
-    """Read what is waiting; record each message's events, then clear it away."""
+    """Read what is waiting; record each message's events, then clear it away.
+    `return_path`: `[bounces] return_path`, whose VERP addresses name a delivery."""
     report = PollReport(left_before=mailbox.left_before())
     for key, raw in mailbox.unread():
-        reading = read_report(raw, source, now)
+        reading = read_report(raw, source, now, return_path)
         if reading is None:
             mailbox.leave(key)
             report.left += 1
             continue
-        record(list(reading.events))
+        recorded = record(list(reading.events))
         mailbox.done(key)
+        report.duplicates += recorded.duplicates
+        report.strangers += recorded.strangers
+        report.suppressed += recorded.suppressed
+        report.unsubscribed += recorded.unsubscribed
         report.processed += 1
         report.by_shape[reading.shape] += 1
         report.by_kind.update(event.kind.value for event in reading.events)

@@ -11,7 +11,8 @@ Three shapes are read:
   address that failed.
 
 The link to the delivery: a VERP token in the address the bounce was sent to
-(`bounces+<token>@example.org` in Delivered-To, X-Original-To or To), else the
+(`[bounces] return_path` as `bounces+<token>@example.org` in Delivered-To, X-Original-To,
+Envelope-To or To), else the
 `X-Publisher-Delivery` header or our Message-ID in the returned original (a message/rfc822 or
 text/rfc822-headers part, or the copy quoted in a plain-text bounce). Anything else is
 `None`: left in the mailbox for a person to read.
@@ -29,10 +30,10 @@ from email.parser import HeaderParser
 from email.utils import collapse_rfc2231_value, getaddresses, parsedate_to_datetime
 
 from .events import DELIVERY_HEADER, EventKind, MailEvent
+from .links import token_from_address
 
 RAW_LIMIT = 4000  # characters of a report kept with each event
 _STATUS = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
-_TOKEN = re.compile(r"^[^@+\s]+\+([A-Za-z0-9._=-]{1,200})@")
 _ADDRESS = r"[^\s<>\"@:;,]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}"
 _QMAIL = re.compile(r"^<(" + _ADDRESS + r")>:\s*$", re.M)
 _EXIM = re.compile(r"following address(?:\(es\))? failed:\s*\n+\s*<?(" + _ADDRESS + r")>?", re.I)
@@ -49,21 +50,23 @@ class Reading:
     events: tuple[MailEvent, ...]
 
 
-def read_report(raw: bytes, source: str, now: datetime) -> Reading | None:
+def read_report(raw: bytes, source: str, now: datetime, return_path: str = "") -> Reading | None:
     """The events in one message of the bounce mailbox; None when it is none of the shapes
-    above (or names no recipient): it is left where it is."""
+    above (or names no recipient): it is left where it is. `return_path`: `[bounces]
+    return_path`, whose VERP form the bounce may have been sent to."""
     message = message_from_bytes(raw, policy=policy.compat32)
+    token = _verp_token(message, return_path) if return_path else None
     if message.get_content_type() == "multipart/report":
         report_type = collapse_rfc2231_value(message.get_param("report-type") or "").lower()
         if report_type == "delivery-status":
-            return _read_dsn(message, source, now)
+            return _read_dsn(message, source, now, token)
         if report_type == "feedback-report":
-            return _read_arf(message, source, now)
+            return _read_arf(message, source, now, token)
         return None
-    return _read_plain(message, raw, source, now)
+    return _read_plain(message, raw, source, now, token)
 
 
-def _read_dsn(message: Message, source: str, now: datetime) -> Reading | None:
+def _read_dsn(message: Message, source: str, now: datetime, token: str | None) -> Reading | None:
     status_part = _first_part(message, "message/delivery-status")
     if status_part is None:
         return None
@@ -72,7 +75,7 @@ def _read_dsn(message: Message, source: str, now: datetime) -> Reading | None:
     if len(blocks) < 2:
         return None
     per_message, recipients = blocks[0], blocks[1:]
-    link = _link(message)
+    link = _link(message, token)
     occurred = _date(per_message.get("Arrival-Date")) or _date(message.get("Date")) or now
     raw = _raw(message, status_part.as_string())
     events = []
@@ -95,7 +98,7 @@ def _read_dsn(message: Message, source: str, now: datetime) -> Reading | None:
     return Reading("dsn", tuple(events)) if named else None
 
 
-def _read_arf(message: Message, source: str, now: datetime) -> Reading | None:
+def _read_arf(message: Message, source: str, now: datetime, token: str | None) -> Reading | None:
     feedback_part = _first_part(message, "message/feedback-report")
     if feedback_part is None:
         return None
@@ -115,11 +118,11 @@ def _read_arf(message: Message, source: str, now: datetime) -> Reading | None:
     agent = (fields.get("User-Agent") or "").strip()
     reason = f"feedback-type {feedback_type}" + (f" from {agent}" if agent else "")
     raw = _raw(message, feedback_part.as_string())
-    event = _event(EventKind.COMPLAINT, address, source, reason, occurred, _link(message), message, raw)
+    event = _event(EventKind.COMPLAINT, address, source, reason, occurred, _link(message, token), message, raw)
     return Reading("arf", (event,))
 
 
-def _read_plain(message: Message, raw: bytes, source: str, now: datetime) -> Reading | None:
+def _read_plain(message: Message, raw: bytes, source: str, now: datetime, token: str | None) -> Reading | None:
     """qmail's "failure notice" and Exim's "Mail delivery failed", with a 5.x.x status."""
     if not _BOUNCE_SUBJECT.search(message.get("Subject") or ""):
         return None
@@ -135,10 +138,10 @@ def _read_plain(message: Message, raw: bytes, source: str, now: datetime) -> Rea
         return None
     line_start, line_end = body.rfind("\n", 0, status.start()) + 1, body.find("\n", status.start())
     reason = body[line_start : line_end if line_end >= 0 else None].strip()
-    token, message_id = _quoted_link(body)
+    quoted_token, message_id = _quoted_link(body)
     occurred = _date(message.get("Date")) or now
     event = _event(
-        EventKind.HARD_BOUNCE, found.group(1), source, reason, occurred, (token, message_id), message,
+        EventKind.HARD_BOUNCE, found.group(1), source, reason, occurred, (token or quoted_token, message_id), message,
         _raw(message, body),
     )  # fmt: skip
     return Reading(shape, (event,))
@@ -147,10 +150,9 @@ def _read_plain(message: Message, raw: bytes, source: str, now: datetime) -> Rea
 Link = tuple[str | None, str | None]  # (our delivery token, our Message-ID)
 
 
-def _link(message: Message) -> Link:
+def _link(message: Message, token: str | None) -> Link:
     """The token from the address the bounce came to, else the returned original's header;
     the original's Message-ID."""
-    token = _verp_token(message)
     original = _original_headers(message)
     message_id = None
     if original is not None:
@@ -159,12 +161,12 @@ def _link(message: Message) -> Link:
     return token, message_id
 
 
-def _verp_token(message: Message) -> str | None:
+def _verp_token(message: Message, return_path: str) -> str | None:
     for header in ("Delivered-To", "X-Original-To", "Envelope-To", "To"):
         for _name, address in getaddresses(message.get_all(header) or []):
-            found = _TOKEN.match(address)
-            if found:
-                return found.group(1)
+            token = token_from_address(address, return_path)
+            if token:
+                return token
     return None
 
 

@@ -100,6 +100,9 @@ def digest_send(ctx: click.Context, since: date | None, until: date | None, dry_
             return
         transport = app.transport()
         plan = letters.plan(window) if since is not None else letters.plan_scheduled()
+        if plan.suppressed:
+            note = f"{plan.suppressed} confirmed reader(s) left out: on the suppression list"
+            out.print(f"{note} (`publisher bounces suppressed`)", highlight=False)
         _send(letters, [plan.digest], transport, planned=plan.planned, existed=not plan.created)
     except (PublisherError, ValueError) as exc:
         fail(exc)

@@ -38,3 +38,10 @@ def bounces_poll(ctx: click.Context) -> None:
     for kind, name in KIND_NAMES.items():
         if report.by_kind[kind]:
             out.print(f"  {name}: {report.by_kind[kind]}", highlight=False)
+    if report.duplicates:
+        out.print(f"  recorded before: {report.duplicates}", highlight=False)
+    if report.strangers:
+        out.print(f"  naming no reader of ours: {report.strangers}", highlight=False)
+    for label, addresses in (("suppressed", report.suppressed), ("unsubscribed", report.unsubscribed)):
+        if addresses:
+            out.print(f"  {label}: {', '.join(addresses)}", highlight=False)

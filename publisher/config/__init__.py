@@ -12,6 +12,8 @@ from .settings import (
     TRANSPORTS,
     ApiConfig,
     BounceMailboxConfig,
+    BounceRuleConfig,
+    BounceRulesConfig,
     BouncesConfig,
     CategoryConfig,
     DigestConfig,
@@ -41,8 +43,8 @@ from .settings import (
 )
 
 __all__ = [
-    "DEFAULT_PATHS", "SOURCE_TYPES", "TRANSPORTS", "ApiConfig", "BounceMailboxConfig", "BouncesConfig",
-    "CategoryConfig", "DigestConfig", "FeedSourceConfig",
+    "DEFAULT_PATHS", "SOURCE_TYPES", "TRANSPORTS", "ApiConfig", "BounceMailboxConfig", "BounceRuleConfig",
+    "BounceRulesConfig", "BouncesConfig", "CategoryConfig", "DigestConfig", "FeedSourceConfig",
     "FeedsConfig", "FilesSourceConfig", "HtmlArticleConfig", "HtmlListConfig", "HtmlSourceConfig", "JsonFieldsConfig",
     "JsonPagingConfig", "JsonSourceConfig", "MailConfig", "OutboxConfig", "OutputConfig", "ScheduleConfig", "Settings",
     "SiteConfig", "SmtpConfig", "SourceConfig", "StoreConfig", "TextConfig", "ThemeConfig", "WebConfig",

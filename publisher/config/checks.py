@@ -265,6 +265,15 @@ def _check_digest(digest: DigestConfig) -> list[tuple[str, str, str]]:
 
 def _check_bounces(bounces: BouncesConfig) -> list[tuple[str, str, str]]:
     problems: list[tuple[str, str, str]] = []
+    path = bounces.return_path
+    if path:
+        found = mailbox(path)
+        fix = 'a plain ASCII address whose mail you read for bounces, like "bounces@example.org"'
+        if found is None or found.display_name or found.addr_spec != path.strip() or not path.isascii():
+            problems.append(("bounces.return_path", f"{path!r} is not a plain address", fix))
+        elif len(found.username) > 40:
+            fix = "a shorter one: with +<token> it must fit the 64 characters a part before @ may have"
+            problems.append(("bounces.return_path", "its part before @ is longer than 40 characters", fix))
     box = bounces.mailbox
     if box is not None:
         if box.protocol == "pop3" and box.processed == "move":

@@ -320,12 +320,6 @@ class BounceMailboxConfig(_Section):
         return self.port or defaults[(self.protocol, self.security == "tls")]
 
 
-class BouncesConfig(_Section):
-    """Bounces and complaints (docs/digest.md, "Bounces and complaints")."""
-
-    mailbox: BounceMailboxConfig | None = None
-
-
 class ScheduleConfig(_Section):
     ingest_every: int = Field(default=15, ge=1, le=1440)  # minutes between ingest + build runs
     misfire_grace: int = Field(default=360, ge=1, le=10080)  # minutes a missed run may start late
@@ -339,6 +333,29 @@ class ThemeConfig(_Section):
     accent_color: str = "#b4232a"  # links, section headings, buttons
     intro: str = ""  # one line under the digest's masthead
     footer: str = ""  # text, or HTML (sanitised), at the foot of the digest and the pages
+
+
+class BounceRuleConfig(_Section):
+    """One kind's rule (publisher.bounces.rules): `count` events within `within_days` -> `action`."""
+
+    count: int = Field(ge=1, le=1000)
+    within_days: int = Field(ge=1, le=3650)
+    action: Literal["none", "unsubscribe", "suppress"]
+
+
+class BounceRulesConfig(_Section):
+    hard: BounceRuleConfig = BounceRuleConfig(count=1, within_days=365, action="suppress")
+    soft: BounceRuleConfig = BounceRuleConfig(count=3, within_days=30, action="suppress")
+    complaint: BounceRuleConfig = BounceRuleConfig(count=1, within_days=365, action="suppress")
+    unsubscribe: BounceRuleConfig = BounceRuleConfig(count=1, within_days=365, action="unsubscribe")
+
+
+class BouncesConfig(_Section):
+    """Bounces and complaints (docs/digest.md, "Bounces and complaints")."""
+
+    return_path: str = ""  # "bounces@example.org": the envelope sender, as bounces+<token>@example.org (VERP)
+    rules: BounceRulesConfig = BounceRulesConfig()
+    mailbox: BounceMailboxConfig | None = None  # the bounce mailbox, read over IMAP or POP3
 
 
 class Settings(_Section):

@@ -1,8 +1,8 @@
 """The store: SQLAlchemy 2 Core tables and the queries services need. Returns model objects.
 
-One Store, composed of one class per aggregate (articles.py, subscribers.py, ledger.py) over
-one engine; the tables are in schema.py. Import everything from here: `from publisher.store
-import Store`.
+One Store, composed of one class per aggregate (articles.py, subscribers.py, signups.py,
+bounces.py, ledger.py) over one engine; the tables are in schema.py. Import everything from
+here: `from publisher.store import Store`.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError
 from ..errors import StoreError, StoreSchemaError
 from ..private_files import create_private, private_folder
 from .articles import ArticleStore, Known
+from .bounces import BounceStore, DeliveryRef, NewMailEvent, Recorded, StoredEvent, Suppression
 from .ledger import DigestRow, Ledger, LedgerStore
 from .revision import HEAD, create_at_head, read_state
 from .schema import SITE_SCOPE, meta_table, metadata
@@ -26,12 +27,13 @@ from .subscribers import SubscriberStore
 from .writer import StoreWriter, sqlite_datetime
 
 __all__ = [
-    "SITE_SCOPE", "Budget", "DigestRow", "Known", "Ledger", "SignupRequest", "Store", "StoreWriter", "metadata",
-    "prepare_sqlite_file", "sqlite_datetime", "store_failure",
+    "SITE_SCOPE", "Budget", "DeliveryRef", "DigestRow", "Known", "Ledger", "NewMailEvent", "Recorded", "SignupRequest",
+    "Store", "StoreWriter", "StoredEvent", "Suppression", "metadata", "prepare_sqlite_file", "sqlite_datetime",
+    "store_failure",
 ]  # fmt: skip
 
 
-class Store(ArticleStore, SubscriberStore, SignupStore, LedgerStore):
+class Store(ArticleStore, SubscriberStore, SignupStore, BounceStore, LedgerStore):
     """All persistence. One instance per process; connections are short-lived. Opening one
     creates a new store at the code's schema revision, and refuses a store at another
     (StoreSchemaError: behind needs `publisher db upgrade`, ahead a newer publisher)."""
