@@ -1,47 +1,26 @@
 """The bounce mailbox against a real Dovecot on loopback, over IMAP and POP3, plain and TLS.
 
 The mailbox holds DSNs, an ARF complaint and an Exim bounce built around digests that really
-went through our SMTP transport (see test_bounce_reports.sent), and one message that is no
+went through our SMTP transport (the `sent` fixture), and one message that is no
 bounce, which must stay where it is.
 """
 
 from __future__ import annotations
 
 import ssl
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import pytest
 import trustme
 from bounce_mail import arf, dsn, exim, ordinary
 from dovecot import PASSWORD, USER, Dovecot
-from test_bounce_reports import sent  # noqa: F401 - the fixture
 
 from publisher.bounces.events import MailEvent
-from publisher.bounces.recorder import RecordReport
 from publisher.bounces.mailbox import ImapMailbox, MailboxAccess, MailboxError, Pop3Mailbox, poll
+from publisher.bounces.recorder import RecordReport
 
 NOW = datetime(2026, 12, 3, 7, 0, tzinfo=UTC)
-
-
-@pytest.fixture(scope="module")
-def ca() -> trustme.CA:
-    return trustme.CA()
-
-
-@pytest.fixture(scope="module")
-def dovecot_server(ca: trustme.CA) -> Iterator[Dovecot]:
-    server = Dovecot(ca).start()
-    try:
-        yield server
-    finally:
-        server.remove()
-
-
-@pytest.fixture
-def dovecot(dovecot_server: Dovecot) -> Dovecot:
-    dovecot_server.empty()
-    return dovecot_server
 
 
 def trusting(ca: trustme.CA) -> ssl.SSLContext:
@@ -83,7 +62,7 @@ def fill(server: Dovecot, originals: dict[str, bytes]) -> list[str]:
 
 def test_imap_poll_records_what_it_reads_moves_it_and_leaves_the_rest(
     dovecot: Dovecot,
-    sent: dict[str, bytes],  # noqa: F811
+    sent: dict[str, bytes],
 ) -> None:
     readers = fill(dovecot, sent)
     recorded: list[MailEvent] = []
@@ -107,7 +86,7 @@ def test_imap_poll_records_what_it_reads_moves_it_and_leaves_the_rest(
     assert len(dovecot.messages("INBOX")) == 1
 
 
-def test_imap_delete_and_another_folder(dovecot: Dovecot, sent: dict[str, bytes]) -> None:  # noqa: F811
+def test_imap_delete_and_another_folder(dovecot: Dovecot, sent: dict[str, bytes]) -> None:
     readers = list(sent)
     imap = dovecot.imap()
     imap.create('"Bounces"')
@@ -122,11 +101,13 @@ def test_imap_delete_and_another_folder(dovecot: Dovecot, sent: dict[str, bytes]
 
 
 @pytest.mark.parametrize("security", ["tls", "starttls"])
-def test_imap_over_verified_tls(dovecot: Dovecot, ca: trustme.CA, sent: dict[str, bytes], security: str) -> None:  # noqa: F811
+def test_imap_over_verified_tls(
+    dovecot: Dovecot, dovecot_ca: trustme.CA, sent: dict[str, bytes], security: str
+) -> None:
     readers = list(sent)
     dovecot.append(dsn(sent[readers[0]], readers[0]))
     port = dovecot.imaps_port if security == "tls" else dovecot.imap_port
-    access = imap_access(dovecot, port=port, security=security, ssl_context=trusting(ca))
+    access = imap_access(dovecot, port=port, security=security, ssl_context=trusting(dovecot_ca))
     recorded: list[MailEvent] = []
     with ImapMailbox(access) as mailbox:
         assert poll(mailbox, into(recorded), "imap", NOW).processed == 1
@@ -135,7 +116,7 @@ def test_imap_over_verified_tls(dovecot: Dovecot, ca: trustme.CA, sent: dict[str
 @pytest.mark.parametrize("protocol", ["imap", "pop3"])
 def test_a_certificate_we_do_not_trust_is_refused_and_nothing_changes(
     dovecot: Dovecot,
-    sent: dict[str, bytes],  # noqa: F811
+    sent: dict[str, bytes],
     protocol: str,
 ) -> None:
     readers = list(sent)
@@ -149,9 +130,9 @@ def test_a_certificate_we_do_not_trust_is_refused_and_nothing_changes(
     assert len(dovecot.messages("INBOX")) == 1
 
 
-def test_a_wrong_password_is_said_plainly(ca: trustme.CA) -> None:
+def test_a_wrong_password_is_said_plainly(dovecot_ca: trustme.CA) -> None:
     # Its own server: Dovecot delays the next logins from an address that failed one.
-    server = Dovecot(ca).start()
+    server = Dovecot(dovecot_ca).start()
     try:
         with pytest.raises(MailboxError) as refused:
             ImapMailbox(imap_access(server, password="wrong")).__enter__()
@@ -163,7 +144,7 @@ def test_a_wrong_password_is_said_plainly(ca: trustme.CA) -> None:
 
 def test_a_failure_to_record_keeps_that_message_and_clears_those_before(
     dovecot: Dovecot,
-    sent: dict[str, bytes],  # noqa: F811
+    sent: dict[str, bytes],
 ) -> None:
     readers = list(sent)
     dovecot.append(dsn(sent[readers[0]], readers[0]))
@@ -185,14 +166,14 @@ def test_a_failure_to_record_keeps_that_message_and_clears_those_before(
 @pytest.mark.parametrize("security", ["none", "tls", "starttls"])
 def test_pop3_deletes_what_it_read_and_remembers_what_it_left(
     dovecot: Dovecot,
-    ca: trustme.CA,
-    sent: dict[str, bytes],  # noqa: F811
+    dovecot_ca: trustme.CA,
+    sent: dict[str, bytes],
     security: str,
 ) -> None:
     readers = fill(dovecot, sent)
     port = dovecot.pop3s_port if security == "tls" else dovecot.pop3_port
     access = imap_access(dovecot, protocol="pop3", port=port, security=security, processed="delete",
-                         ssl_context=trusting(ca))  # fmt: skip
+                         ssl_context=trusting(dovecot_ca))  # fmt: skip
     left: set[str] = set()
     recorded: list[MailEvent] = []
     with Pop3Mailbox(access, left) as mailbox:

@@ -2,43 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from email import message_from_bytes, policy
 
 import pytest
-from aiosmtpd.controller import Controller
 from bounce_mail import WHEN, arf, dsn, exim, ordinary, qmail
-from test_newsletter import Inbox, add_readers, mailing_site
-from test_smtp import free_port
 
-from conftest import Site
 from publisher.bounces.events import DELIVERY_HEADER, EventKind
 from publisher.bounces.links import make_delivery_token
 from publisher.bounces.reports import read_report
 
 NOW = datetime(2026, 12, 3, 7, 0, tzinfo=UTC)
-
-
-@pytest.fixture(scope="module")
-def sent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, bytes]]:
-    """The digest as the SMTP server received it, by recipient."""
-    box, port = Inbox(), free_port()
-    controller = Controller(box, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        site = mailing_site(Site(tmp_path_factory.mktemp("sent")), port)
-        add_readers(site, 4)
-        result = site.cli("digest", "send")
-        assert result.exit_code == 0, result.output
-    finally:
-        controller.stop()
-    by_recipient = {}
-    for raw in box.raw:
-        parsed = message_from_bytes(raw, policy=policy.default)
-        by_recipient[parsed["To"].addresses[0].addr_spec] = raw
-    assert len(by_recipient) == 4
-    yield by_recipient
 
 
 def message_id(raw: bytes) -> str:
