@@ -29,6 +29,7 @@ from .transports import Transport, TransportError
 log = logging.getLogger(__name__)
 
 Build = Callable[[Delivery], Message | None]  # None: skip (unsubscribed since the plan, say)
+Refused = Callable[[Delivery, str], None]  # the receiver says the address does not exist: why
 
 
 @dataclass
@@ -62,6 +63,7 @@ class Sender:
         messages_per_second: float = 10.0,
         max_attempts: int = 3,
         pause_after: int = 20,
+        refused: Refused | None = None,
         sleep: Callable[[float], None] = time.sleep,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -70,6 +72,9 @@ class Sender:
         # About two seconds of sending per chunk (200 at full speed).
         self.chunk = max(5, min(200, int(2 * messages_per_second))) if messages_per_second > 0 else 200
         self.max_attempts, self.pause_after = max_attempts, pause_after
+        # A hard bounce at sending time (SMTP 550 to RCPT, an API's invalid address): the
+        # newsletter records it as a mail event; without one, the reader is marked bounced.
+        self.refused = refused or (lambda delivery, why: store.mark_bounced(delivery.email_key, clock(), why))
         self.sleep, self.monotonic = sleep, monotonic
 
     def run(
@@ -156,7 +161,7 @@ class Sender:
                             report.failed += 1
                             log.warning("delivery to %s failed: %s", delivery.email_key, exc)
                             if exc.bounced:
-                                self.store.mark_bounced(delivery.email_key, self.clock(), str(exc))
+                                self.refused(delivery, str(exc))
                         if errors_in_a_row >= self.pause_after:
                             return self._pause(digest_id, report, errors_in_a_row)
                         continue

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from .bounces.events import DELIVERY_HEADER
+from .bounces.events import DELIVERY_HEADER, EventKind, MailEvent
 from .bounces.links import make_delivery_token, verp_address
 from .config import is_loopback, mailbox
 from .delivery import BuildProblem, Sender, SendReport
@@ -229,9 +229,18 @@ class Newsletter:
             messages_per_second=d.messages_per_second,
             max_attempts=d.max_attempts,
             pause_after=d.pause_after,
+            refused=self.record_refusal,
         )
         with self.store.send_lock():
             return sender.run(digest.id, self.builder(digest), tick, retry_now=retry_now, should_stop=should_stop)
+
+    def record_refusal(self, delivery: Delivery, reason: str) -> None:
+        """The receiver refused the address as we sent (550 to RCPT, an API's invalid address):
+        a hard bounce of this delivery, kept and ruled on as one reported later would be."""
+        token = make_delivery_token(self.signing_key, delivery.id, delivery.email_key)
+        source = self.settings.mail.transport
+        event = MailEvent(EventKind.HARD_BOUNCE, delivery.email_key, source, reason, self.clock(), delivery_token=token)
+        self.app.record_mail_events([event])
 
     def open_count(self, digest: DigestRow) -> int:
         return len(self.store.open_deliveries(digest.id))

@@ -337,6 +337,10 @@ def test_an_address_the_server_says_does_not_exist_is_marked_bounced(site: Site)
     store = Store(f"sqlite:///{site.db}")
     try:
         gone = store.subscriber("reader0001@example.com")
+        [event] = store.mail_events()  # a hard bounce of the delivery, kept as any other
+        held = store.suppression("reader0001@example.com")
     finally:
         store.close()
-    assert gone is not None and gone.status is SubscriberStatus.BOUNCED and "550" in gone.status_via
+    assert gone is not None and gone.status is SubscriberStatus.BOUNCED and gone.status_via == "hard bounce: smtp"
+    assert event.linked_by == "token" and event.delivery_id is not None and "550 5.1.1 no such user" in event.reason
+    assert held is not None and held.active and held.mail_event_id == event.id

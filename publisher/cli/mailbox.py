@@ -1,18 +1,15 @@
-"""`publisher bounces poll`: read the bounce mailbox once (docs/digest.md, "Bounce mailbox")."""
+"""`publisher bounces poll`: read the bounce mailbox once (docs/digest.md, "Bounce mailbox"); the
+other `bounces` commands are in cli/bounces.py."""
 
 from __future__ import annotations
 
 import click
 
 from ..errors import PublisherError
-from .base import EXIT_CONFIG, err, fail, load_app, main, out
+from .base import EXIT_CONFIG, err, fail, load_app, out
+from .bounces import bounces
 
 KIND_NAMES = {"hard": "hard bounces", "soft": "soft bounces", "complaint": "complaints"}
-
-
-@main.group()
-def bounces() -> None:
-    """Bounces and complaints: the bounce mailbox."""
 
 
 @bounces.command("poll")
