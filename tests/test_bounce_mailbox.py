@@ -7,6 +7,7 @@ bounce, which must stay where it is.
 
 from __future__ import annotations
 
+import socket
 import ssl
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -185,3 +186,26 @@ def test_pop3_deletes_what_it_read_and_remembers_what_it_left(
     with Pop3Mailbox(access, left) as mailbox:
         again = poll(mailbox, into(recorded), "pop3", NOW)
     assert (again.processed, again.left, again.left_before) == (0, 0, 1) and len(recorded) == 4
+
+
+def test_a_connection_lost_mid_poll_is_a_mailbox_error_and_the_next_poll_reads_it_all(
+    dovecot: Dovecot, sent: dict[str, bytes]
+) -> None:
+    readers = list(sent)
+    dovecot.append(dsn(sent[readers[0]], readers[0]))
+    dovecot.append(dsn(sent[readers[1]], readers[1]))
+    recorded: list[MailEvent] = []
+    mailbox = ImapMailbox(imap_access(dovecot))
+
+    def record_then_drop(events: list[MailEvent]) -> RecordReport:
+        recorded.extend(events)
+        mailbox.imap.sock.shutdown(socket.SHUT_RDWR)  # the server or the network goes away
+        return RecordReport(recorded=len(events))
+
+    with pytest.raises(MailboxError) as lost, mailbox:
+        poll(mailbox, record_then_drop, "imap", NOW)
+    assert str(lost.value).startswith(f"imap://127.0.0.1:{dovecot.imap_port}")
+    assert len(recorded) == 1 and len(dovecot.messages("INBOX")) == 2  # nothing was moved
+    with ImapMailbox(imap_access(dovecot)) as again:
+        assert poll(again, into(recorded), "imap", NOW).processed == 2  # the first again: kept once by its id
+    assert recorded[0].event_id == recorded[1].event_id

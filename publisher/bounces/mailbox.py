@@ -157,17 +157,20 @@ class ImapMailbox:
             raise
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        """Clear what was recorded, even when a later message failed (it stays for next time)."""
+    def __exit__(self, kind: object, error: BaseException | None, _traceback: object) -> None:
+        """Clear what was recorded, even when a later message failed (it stays for next time);
+        a connection that failed mid-poll is said as a MailboxError."""
         try:
             if self._imap is not None:
                 self._clear()
-        except (imaplib.IMAP4.error, OSError, MailboxError) as error:
-            if exc[0] is None:
-                raise _explained(self.access, error) if not isinstance(error, MailboxError) else error from error
-            log.warning("%s: could not clear the messages read before the failure: %s", self.access.where, error)
+        except (imaplib.IMAP4.error, OSError, MailboxError) as failed:
+            if error is None:
+                raise _explained(self.access, failed) from failed
+            log.warning("%s: could not clear the messages read before the failure: %s", self.access.where, failed)
         finally:
             self.close()
+        if isinstance(error, (imaplib.IMAP4.error, OSError)):
+            raise _explained(self.access, error) from error
 
     @property
     def imap(self) -> imaplib.IMAP4:
@@ -197,7 +200,9 @@ class ImapMailbox:
         (self._moved if self.access.processed == "move" else self._deleted).append(key)
 
     def leave(self, key: str) -> None:
-        self.imap.uid("STORE", key, "+FLAGS", f"({LEFT_KEYWORD})")
+        status, data = self.imap.uid("STORE", key, "+FLAGS", f"({LEFT_KEYWORD})")
+        if status != "OK":  # a server without keywords: the message is read again next time
+            log.warning("%s: cannot mark message %s as left: %s", self.access.where, key, _said(data))
 
     def _clear(self) -> None:
         """Move or delete what was read, in one command each (MOVE, else COPY and delete)."""
@@ -261,18 +266,21 @@ class Pop3Mailbox:
         self.left &= set(self._numbers)  # forget what a person has since removed
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        """QUIT commits the deletions of what was recorded, even when a later message failed."""
+    def __exit__(self, kind: object, error: BaseException | None, _traceback: object) -> None:
+        """QUIT commits the deletions of what was recorded, even when a later message failed;
+        a connection that failed mid-poll is said as a MailboxError."""
         try:
             if self._pop is not None:
                 self._pop.quit()
                 self._pop = None
-        except (poplib.error_proto, OSError) as error:
-            if exc[0] is None:
-                raise _explained(self.access, error) from error
-            log.warning("%s: could not delete the messages read before the failure: %s", self.access.where, error)
+        except (poplib.error_proto, OSError) as failed:
+            if error is None:
+                raise _explained(self.access, failed) from failed
+            log.warning("%s: could not delete the messages read before the failure: %s", self.access.where, failed)
         finally:
             self._abandon()
+        if isinstance(error, (poplib.error_proto, OSError)):
+            raise _explained(self.access, error) from error
 
     def left_before(self) -> int:
         return len(self.left)
@@ -301,7 +309,10 @@ class Pop3Mailbox:
             self._pop = None
 
 
-def _explained(access: MailboxAccess, exc: Exception) -> MailboxError:
+def _explained(access: MailboxAccess, exc: BaseException) -> MailboxError:
+    """A library's or the socket's exception as what the operator can act on."""
+    if isinstance(exc, MailboxError):
+        return exc
     where = access.where
     if isinstance(exc, ssl.SSLCertVerificationError):
         return MailboxError(
