@@ -60,29 +60,21 @@ def ingest_and_build(config_path: str) -> None:
 
 
 def poll_bounce_mailbox(config_path: str) -> None:
-    """Read the bounce mailbox once; a mailbox that cannot be reached is logged, and the next
-    poll tries again."""
-    from .errors import PublisherError
-
+    """Read the bounce mailbox once. A mailbox that cannot be reached fails the job (logged as
+    one line, `bounce-mailbox failed: …`, and shown by /healthz); the next interval tries again."""
     app = App(load_settings(Path(config_path)))
     try:
         if app.settings.bounces.mailbox is None:
             return  # removed from the config since this job was stored; the next start drops it
         with _explained(app):
-            try:
-                report = app.poll_bounce_mailbox()
-            except PublisherError as exc:
-                log.error("bounce mailbox: %s", exc)
-                return
-            kinds = ", ".join(f"{kind} {n}" for kind, n in sorted(report.by_kind.items())) or "no events"
-            log.info(
-                "bounce mailbox: %d read (%s), %d left; %d suppressed, %d unsubscribed",
-                report.processed, kinds, report.left, len(report.suppressed), len(report.unsubscribed),
-            )  # fmt: skip
-            if report.left:
-                log.warning(
-                    "bounce mailbox: %d message(s) it could not read are left in it for a person to read", report.left
-                )
+            report = app.poll_bounce_mailbox()
+        kinds = ", ".join(f"{kind} {n}" for kind, n in sorted(report.by_kind.items())) or "no events"
+        log.info(
+            "bounce mailbox: %d read (%s), %d left; %d suppressed, %d unsubscribed",
+            report.processed, kinds, report.left, len(report.suppressed), len(report.unsubscribed),
+        )  # fmt: skip
+        if report.left:
+            log.warning("bounce mailbox: %d message(s) it could not read are left in it for a person", report.left)
     finally:
         app.close()
 

@@ -18,7 +18,9 @@ from test_newsletter import add_readers, mailing_site
 from test_smtp import free_port
 
 from conftest import Site
+from publisher.bounces.mailbox import MailboxError
 from publisher.config import load_settings
+from publisher.jobs import poll_bounce_mailbox
 from publisher.scheduler import BOUNCES_JOB, INGEST_EXECUTOR, Scheduler
 from publisher.store import Store
 
@@ -164,6 +166,8 @@ def test_a_mailbox_that_refuses_the_login_is_said_and_nothing_is_recorded(
     monkeypatch.setenv("TEST_BOUNCE_MAILBOX_PASSWORD", PASSWORD)
     refused = site.cli("bounces", "poll")
     assert refused.exit_code == 1 and "cannot connect to imap://127.0.0.1:" in refused.output
+    with pytest.raises(MailboxError, match="cannot connect"):  # the scheduler logs it, /healthz shows it failed
+        poll_bounce_mailbox(str(site.config))
 
 
 def test_publisher_run_polls_the_mailbox_on_its_interval_and_drops_the_job_with_the_table(
