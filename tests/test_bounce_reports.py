@@ -113,6 +113,10 @@ def test_what_is_not_a_bounce_is_not_read(sent: dict[str, bytes]) -> None:
     assert read_report(original, "imap", NOW) is None  # our own digest, forwarded back
     temporary_qmail = qmail(original, rcpt).replace(b"550 5.1.1", b"451 4.3.0")
     assert read_report(temporary_qmail, "imap", NOW) is None
+    without_status = qmail(original, rcpt).replace(b"550 5.1.1 ", b"")
+    quoting_a_status = without_status.replace(b"\r\n\r\nFrom: ", b"\r\n\r\nX-Note: 550 5.1.1\r\nFrom: ")
+    assert b"X-Note: 550 5.1.1" in quoting_a_status  # a status in the returned original is not the server's
+    assert read_report(quoting_a_status, "imap", NOW) is None
     no_recipient = dsn(original, rcpt).replace(f"Final-Recipient: rfc822; {rcpt}\r\n".encode(), b"")
     assert read_report(no_recipient, "imap", NOW) is None
     assert read_report(b"\x00\xff garbage \r\n\r\n", "imap", NOW) is None

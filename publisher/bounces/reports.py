@@ -37,6 +37,7 @@ _STATUS = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
 _ADDRESS = r"[^\s<>\"@:;,]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}"
 _QMAIL = re.compile(r"^<(" + _ADDRESS + r")>:\s*$", re.M)
 _EXIM = re.compile(r"following address(?:\(es\))? failed:\s*\n+\s*<?(" + _ADDRESS + r")>?", re.I)
+_COPY_FOLLOWS = re.compile(r"^-+ ?(?:Below this line is a copy|This is a copy of the message)", re.M)
 _QUOTED_HEADER = r"^{name}:[ \t]*(.+?)[ \t]*$"
 _BOUNCE_SUBJECT = re.compile(r"failure notice|undeliver|delivery status|returned mail|mail delivery failed", re.I)
 
@@ -133,7 +134,8 @@ def _read_plain(message: Message, raw: bytes, source: str, now: datetime, token:
         shape, found = "exim", _EXIM.search(body)
     if found is None:
         return None
-    status = _STATUS.search(body, found.end())
+    copy = _COPY_FOLLOWS.search(body, found.end())  # the status is the server's, not the original's
+    status = _STATUS.search(body, found.end(), copy.start() if copy else len(body))
     if status is None or status.group(1) != "5":
         return None
     line_start, line_end = body.rfind("\n", 0, status.start()) + 1, body.find("\n", status.start())
