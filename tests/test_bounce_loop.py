@@ -5,6 +5,7 @@ reads them, and the next digest skips the readers they suppressed."""
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -17,7 +18,7 @@ from dovecot import PASSWORD, USER, Dovecot
 from test_newsletter import add_readers, mailing_site
 from test_smtp import free_port
 
-from conftest import Site
+from conftest import Service, Site
 from publisher.bounces.mailbox import MailboxError
 from publisher.config import load_settings
 from publisher.jobs import poll_bounce_mailbox
@@ -218,3 +219,15 @@ processed = "move"
     assert result.exit_code == 2
     assert 'bounces.mailbox.processed: "move" needs IMAP' in result.output
     assert 'bounces.mailbox.security: "none" for mail.example.org, which is not this machine' in result.output
+
+
+def test_publisher_run_says_it_polls_and_healthz_shows_the_job(site: Site, dovecot: Dovecot) -> None:
+    site.write_config(site.mail_to_outbox() + mailbox_config(dovecot))
+    service = Service(site.config, site.root, free_port(), env={**os.environ, "TEST_BOUNCE_MAILBOX_PASSWORD": PASSWORD})
+    try:
+        service.wait_until_serving()
+        jobs = service.health().json()["scheduler"]["jobs"]
+        assert jobs[BOUNCES_JOB]["next_run"] is not None
+    finally:
+        assert service.stop() == 0
+    assert "; bounce mailbox 127.0.0.1 every 1 min" in service.stdout.read_text()
