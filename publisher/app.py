@@ -31,6 +31,7 @@ from .theme import Messages, Theme, check_theme, make_theme
 
 if TYPE_CHECKING:
     from .bounces.events import EventKind, MailEvent
+    from .bounces.mailbox import PollReport
     from .bounces.providers import Door
     from .bounces.recorder import RecordReport
     from .bounces.rules import Rule
@@ -44,6 +45,7 @@ from .text import slugify
 log = logging.getLogger(__name__)
 
 SIGNING_KEY_META = "signing_key"  # the meta row of a key made when secret_key_env is not set
+LEFT_IN_POP3_META = "bounce_mailbox_left"  # the UIDLs of POP3 messages the bounce mailbox could not read
 
 
 def utc_now() -> datetime:
@@ -414,6 +416,32 @@ class App:
         from .bounces.recorder import record_events
 
         return record_events(self.store, self.signing_key, self.bounce_rules, events, self.clock)
+
+    def poll_bounce_mailbox(self) -> PollReport:
+        """Read `[bounces.mailbox]` once: its bounces and complaints recorded (and their rules
+        applied), the messages read moved or deleted, the rest left and counted."""
+        import json
+
+        from .bounces.mailbox import ImapMailbox, MailboxAccess, Pop3Mailbox, poll
+        from .config import secret
+
+        box = self.settings.bounces.mailbox
+        assert box is not None, "no [bounces.mailbox] configured"
+        access = MailboxAccess(
+            box.protocol, box.host, box.server_port, box.username,
+            secret(box.password_env, "bounces.mailbox.password_env"), box.security, box.folder, box.action,
+            box.processed_folder, box.timeout, box.max_messages,
+        )  # fmt: skip
+        if box.protocol == "imap":
+            with ImapMailbox(access) as imap:
+                return poll(imap, self.record_mail_events, "imap", self.clock(), self.settings.bounces.return_path)
+        # POP3 has no flags: the UIDLs of the messages left are kept in the store.
+        left = set(json.loads(self.store.get_meta(LEFT_IN_POP3_META) or "[]"))
+        try:
+            with Pop3Mailbox(access, left) as pop3:
+                return poll(pop3, self.record_mail_events, "pop3", self.clock(), self.settings.bounces.return_path)
+        finally:
+            self.store.set_meta(LEFT_IN_POP3_META, json.dumps(sorted(left)))
 
     def close(self) -> None:
         if self._store is not None:

@@ -59,6 +59,26 @@ def ingest_and_build(config_path: str) -> None:
         app.close()
 
 
+def poll_bounce_mailbox(config_path: str) -> None:
+    """Read the bounce mailbox once. A mailbox that cannot be reached fails the job (logged as
+    one line, `bounce-mailbox failed: …`, and shown by /healthz); the next interval tries again."""
+    app = App(load_settings(Path(config_path)))
+    try:
+        if app.settings.bounces.mailbox is None:
+            return  # removed from the config since this job was stored; the next start drops it
+        with _explained(app):
+            report = app.poll_bounce_mailbox()
+        kinds = ", ".join(f"{kind} {n}" for kind, n in sorted(report.by_kind.items())) or "no events"
+        log.info(
+            "bounce mailbox: %d read (%s), %d left; %d suppressed, %d unsubscribed",
+            report.processed, kinds, report.left, len(report.suppressed), len(report.unsubscribed),
+        )  # fmt: skip
+        if report.left:
+            log.warning("bounce mailbox: %d message(s) it could not read are left in it for a person", report.left)
+    finally:
+        app.close()
+
+
 def send_digest(config_path: str) -> None:
     """Finish any unfinished digest, then open and send the one due now. However many runs
     were missed, this opens one digest with everything since the last."""

@@ -39,15 +39,18 @@ from .store import Store
 
 log = logging.getLogger(__name__)
 
-INGEST_JOB, DIGEST_JOB, RESUME_JOB = "ingest", "digest", "resume"
+INGEST_JOB, DIGEST_JOB, RESUME_JOB, BOUNCES_JOB = "ingest", "digest", "resume", "bounce-mailbox"
 TARGETS = {
     INGEST_JOB: "publisher.jobs:ingest_and_build",
     DIGEST_JOB: "publisher.jobs:send_digest",
     RESUME_JOB: "publisher.jobs:resume_digests",
+    BOUNCES_JOB: "publisher.jobs:poll_bounce_mailbox",
 }
 JOBS_TABLE = "apscheduler_jobs"
 INGEST_EXECUTOR = "ingest"
-EXECUTORS = {INGEST_JOB: INGEST_EXECUTOR, DIGEST_JOB: "default", RESUME_JOB: "default"}
+# The mailbox poll, like the ingest, may wait on a network read: a stop leaves it (nothing in
+# the mailbox changes before a poll ends), so it runs in the executor that can be left.
+EXECUTORS = {INGEST_JOB: INGEST_EXECUTOR, DIGEST_JOB: "default", RESUME_JOB: "default", BOUNCES_JOB: INGEST_EXECUTOR}
 STOP_WAITS_FOR_INGEST = 5.0  # seconds; then the process ends without it
 
 
@@ -108,11 +111,15 @@ def _explained_elsewhere(record: logging.LogRecord) -> bool:
 
 
 def triggers(settings: Settings) -> dict[str, Any]:
+    """The recurring jobs this configuration wants (the bounce mailbox's only when it has one)."""
     zone = settings.site.timezone
-    return {
+    wanted = {
         INGEST_JOB: IntervalTrigger(minutes=settings.schedule.ingest_every, timezone=zone),
         DIGEST_JOB: CronTrigger.from_crontab(settings.digest.schedule, timezone=zone),
     }
+    if settings.bounces.mailbox is not None:
+        wanted[BOUNCES_JOB] = IntervalTrigger(minutes=settings.bounces.mailbox.interval, timezone=zone)
+    return wanted
 
 
 def _last_fire(trigger: CronTrigger, now: datetime, grace_minutes: int) -> datetime | None:
@@ -165,7 +172,11 @@ class Scheduler:
 
     def _ensure_jobs(self, scheduler: BackgroundScheduler) -> None:
         grace = self.settings.schedule.misfire_grace * 60
-        for job_id, trigger in triggers(self.settings).items():
+        wanted = triggers(self.settings)
+        if BOUNCES_JOB not in wanted and scheduler.get_job(BOUNCES_JOB) is not None:
+            log.info("%s: no [bounces.mailbox] any more, so no more polls", BOUNCES_JOB)
+            scheduler.remove_job(BOUNCES_JOB)
+        for job_id, trigger in wanted.items():
             job = scheduler.get_job(job_id)
             executor = EXECUTORS[job_id]
             if job is None:

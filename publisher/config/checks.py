@@ -277,17 +277,28 @@ def _check_digest(digest: DigestConfig) -> list[tuple[str, str, str]]:
 
 
 def _check_bounces(bounces: BouncesConfig) -> list[tuple[str, str, str]]:
+    problems: list[tuple[str, str, str]] = []
     path = bounces.return_path
-    if not path:
-        return []
-    found = mailbox(path)
-    fix = 'a plain ASCII address whose mail you read for bounces, like "bounces@example.org"'
-    if found is None or found.display_name or found.addr_spec != path.strip() or not path.isascii():
-        return [("bounces.return_path", f"{path!r} is not a plain address", fix)]
-    if len(found.username) > 40:
-        fix = "a shorter one: with +<token> it must fit the 64 characters a part before @ may have"
-        return [("bounces.return_path", "its part before @ is longer than 40 characters", fix)]
-    return []
+    if path:
+        found = mailbox(path)
+        fix = 'a plain ASCII address whose mail you read for bounces, like "bounces@example.org"'
+        if found is None or found.display_name or found.addr_spec != path.strip() or not path.isascii():
+            problems.append(("bounces.return_path", f"{path!r} is not a plain address", fix))
+        elif len(found.username) > 40:
+            fix = "a shorter one: with +<token> it must fit the 64 characters a part before @ may have"
+            problems.append(("bounces.return_path", "its part before @ is longer than 40 characters", fix))
+    box = bounces.mailbox
+    if box is not None:
+        if box.protocol == "pop3" and box.processed == "move":
+            fix = 'POP3 has no folders: set processed = "delete", or protocol = "imap"'
+            problems.append(("bounces.mailbox.processed", '"move" needs IMAP', fix))
+        if box.security == "none" and not is_loopback(f"http://{box.host}"):
+            fix = 'use security = "tls" (or "starttls"): "none" sends the password in the clear, so only to 127.0.0.1'
+            problems.append(("bounces.mailbox.security", f'"none" for {box.host}, which is not this machine', fix))
+        if box.protocol == "imap" and box.action == "move" and box.processed_folder == box.folder:
+            fix = 'a folder of its own, such as "Processed"'
+            problems.append(("bounces.mailbox.processed_folder", "is the folder polled", fix))
+    return problems
 
 
 def _check_theme(theme: ThemeConfig) -> list[tuple[str, str, str]]:

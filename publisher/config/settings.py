@@ -381,6 +381,36 @@ class HooksConfig(_Section):
     aliyun: AliyunHookConfig | None = None
 
 
+class BounceMailboxConfig(_Section):
+    """A dedicated mailbox that receives bounces and complaints, polled over IMAP or POP3
+    (docs/digest.md, "Bounce mailbox")."""
+
+    protocol: Literal["imap", "pop3"] = "imap"
+    host: str = Field(min_length=1)
+    port: int = Field(default=0, ge=0, le=65535)  # 0: 993 / 995 with tls, else 143 / 110
+    security: Literal["tls", "starttls", "none"] = "tls"  # none: only for a server on this machine
+    username: str = Field(min_length=1)
+    password_env: str = Field(pattern=_ENV_NAME)
+    folder: str = Field(default="INBOX", min_length=1)  # IMAP: the folder bounces arrive in
+    processed: Literal["", "move", "delete"] = ""  # what is done with a message read; "": move (IMAP), delete (POP3)
+    processed_folder: str = Field(default="Processed", min_length=1)  # IMAP: where "move" puts it
+    interval: int = Field(default=15, ge=1, le=1440)  # minutes between polls in `publisher run`
+    max_messages: int = Field(default=500, ge=1, le=10_000)  # read in one poll; the rest wait for the next
+    timeout: float = Field(default=30.0, gt=0, le=600)  # seconds for each read from the server
+
+    @property
+    def action(self) -> Literal["move", "delete"]:
+        if self.processed:
+            return self.processed
+        return "move" if self.protocol == "imap" else "delete"
+
+    @property
+    def server_port(self) -> int:
+        """The configured port, else the protocol's: 993 / 995 for implicit TLS, else 143 / 110."""
+        defaults = {("imap", True): 993, ("imap", False): 143, ("pop3", True): 995, ("pop3", False): 110}
+        return self.port or defaults[(self.protocol, self.security == "tls")]
+
+
 class ScheduleConfig(_Section):
     ingest_every: int = Field(default=15, ge=1, le=1440)  # minutes between ingest + build runs
     misfire_grace: int = Field(default=360, ge=1, le=10080)  # minutes a missed run may start late
@@ -416,6 +446,7 @@ class BouncesConfig(_Section):
 
     return_path: str = ""  # "bounces@example.org": the envelope sender, as bounces+<token>@example.org (VERP)
     rules: BounceRulesConfig = BounceRulesConfig()
+    mailbox: BounceMailboxConfig | None = None  # the bounce mailbox, read over IMAP or POP3
 
 
 class Settings(_Section):
