@@ -210,9 +210,10 @@ class Newsletter:
         digest: DigestRow,
         transport: Transport,
         tick: Callable[[int], None] = lambda _n: None,
-        retry_now: bool = False,
         should_stop: Callable[[], bool] = lambda: False,
     ) -> SendReport:
+        """Send what is due of `digest` (see delivery.Sender.run): what waits for another try
+        is left for later, and the report says when."""
         d = self.settings.digest
         if digest.status == "paused":
             self.store.set_digest_status(digest.id, "sending")
@@ -221,11 +222,17 @@ class Newsletter:
             transport,
             self.clock,
             messages_per_second=d.messages_per_second,
-            max_attempts=d.max_attempts,
+            retry_after=d.retry_delays,
             pause_after=d.pause_after,
         )
         with self.store.send_lock():
-            return sender.run(digest.id, self.builder(digest), tick, retry_now=retry_now, should_stop=should_stop)
+            return sender.run(digest.id, self.builder(digest), tick, should_stop=should_stop)
+
+    def retry(self, digest: DigestRow, everything: bool = False) -> int:
+        """Due now, with all their tries again: the digest's deliveries that wait for another
+        try and those that failed after temporary errors (`everything`: every failed one).
+        Readers who no longer get mail are left alone. How many; `send` then sends them."""
+        return self.store.retry_deliveries(digest.id, self.clock(), everything)
 
     def open_count(self, digest: DigestRow) -> int:
         return len(self.store.open_deliveries(digest.id))

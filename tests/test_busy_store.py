@@ -38,9 +38,7 @@ def many_articles(site: Site, count: int = FILES) -> None:
         folder.mkdir(parents=True, exist_ok=True)
     for n in range(count):
         folder = site.content / ("tech" if n % 2 else "policy")
-        (folder / f"a{n}.md").write_text(
-            f"---\ntitle: 文章 {n}\ndate: 2026-05-06 14:00\n---\n{BODY}", encoding="utf-8"
-        )
+        (folder / f"a{n}.md").write_text(f"---\ntitle: 文章 {n}\ndate: 2026-05-06 14:00\n---\n{BODY}", encoding="utf-8")
 
 
 def build_process(site: Site) -> subprocess.Popen[bytes]:
@@ -145,7 +143,6 @@ def test_a_pass_killed_between_batches_leaves_a_store_the_next_build_finishes(si
     assert rss.count("<item>") == 50
     again = site.build()
     assert (again.new, again.changed, again.withdrawn) == (0, 0, 0) and again.unchanged == FILES
-
 
 
 # --- a reader's unsubscribe while the store is busy ---------------------------------------------

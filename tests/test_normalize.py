@@ -155,8 +155,16 @@ def test_markdown_beyond_the_limits_is_refused_before_rendering(body: str, reaso
 
 @pytest.mark.parametrize(
     "body",
-    ["-" * 500, "*" * 500, "* " * 60, "*a* _b_ [c](d) " * 4_000, "> " * 99 + "x", "1. " * 99 + "x",
-     "a - b - c " * 200, "字" * 1_000_000],
+    [
+        "-" * 500,
+        "*" * 500,
+        "* " * 60,
+        "*a* _b_ [c](d) " * 4_000,
+        "> " * 99 + "x",
+        "1. " * 99 + "x",
+        "a - b - c " * 200,
+        "字" * 1_000_000,
+    ],
 )
 def test_markdown_within_the_limits_renders(body: str) -> None:
     item = SourceItem("s", "ok.md", "标题", body, datetime(2026, 1, 1, tzinfo=UTC), markdown=True, folder="tech")

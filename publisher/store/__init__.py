@@ -19,6 +19,7 @@ from ..errors import StoreError, StoreSchemaError
 from ..private_files import create_private, private_folder
 from .articles import ArticleStore, Known
 from .ledger import DigestRow, Ledger, LedgerStore
+from .retries import GAVE_UP, DeliveryProblem, RetryStore, next_try_at
 from .revision import HEAD, create_at_head, read_state
 from .schema import SITE_SCOPE, meta_table, metadata
 from .signups import Budget, SignupRequest, SignupStore
@@ -26,12 +27,12 @@ from .subscribers import SubscriberStore
 from .writer import StoreWriter, sqlite_datetime
 
 __all__ = [
-    "SITE_SCOPE", "Budget", "DigestRow", "Known", "Ledger", "SignupRequest", "Store", "StoreWriter", "metadata",
-    "prepare_sqlite_file", "sqlite_datetime", "store_failure",
+    "GAVE_UP", "SITE_SCOPE", "Budget", "DeliveryProblem", "DigestRow", "Known", "Ledger", "SignupRequest", "Store",
+    "StoreWriter", "metadata", "next_try_at", "prepare_sqlite_file", "sqlite_datetime", "store_failure",
 ]  # fmt: skip
 
 
-class Store(ArticleStore, SubscriberStore, SignupStore, LedgerStore):
+class Store(ArticleStore, SubscriberStore, SignupStore, LedgerStore, RetryStore):
     """All persistence. One instance per process; connections are short-lived. Opening one
     creates a new store at the code's schema revision, and refuses a store at another
     (StoreSchemaError: behind needs `publisher db upgrade`, ahead a newer publisher)."""
