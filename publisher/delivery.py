@@ -152,10 +152,10 @@ class Sender:
                         if exc.retryable and tries < self.max_tries:
                             # Back in the queue; `sending` keeps the doubt of an unanswered try.
                             again = "sending" if exc.uncertain or unsure else "pending"
-                            mark(delivery.id, again, self.clock(), error=str(exc))
+                            mark(delivery.id, again, self.clock(), error=exc.message)  # the reply, one line
                             report.retried += 1
                         else:
-                            reason = f"{GAVE_UP}{tries} tries: {exc}" if exc.retryable else str(exc)
+                            reason = f"{GAVE_UP}{tries} tries: {exc.message}" if exc.retryable else exc.message
                             mark(delivery.id, "failed", self.clock(), error=reason)
                             report.failed += 1
                             log.warning("delivery to %s failed: %s", delivery.email_key, exc)

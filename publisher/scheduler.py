@@ -10,6 +10,8 @@ The traps it avoids (../shared/research/library-pitfalls.md section 2):
 - jobs are added only when missing, so a stored, overdue next run survives a restart and runs
   once (within the grace); a changed schedule is rescheduled explicitly;
 - cron in the site's time zone, with day names (config refuses numbers);
+- a digest job that leaves deliveries waiting for another try returns when the first is due;
+  the listener puts the one-off resume job there, in the job store (it survives a restart);
 - the ingest runs in its own daemon threads (`IngestExecutor`): a stop waits a few seconds for
   it, then leaves it. A source that hangs cannot hold the stop, and the abandoned pass is one
   uncommitted transaction, rolled back; the next start ingests again.
