@@ -234,8 +234,9 @@ class Newsletter:
         Readers who no longer get mail are left alone. How many; `send` then sends them."""
         return self.store.retry_deliveries(digest.id, self.clock(), everything)
 
-    def open_count(self, digest: DigestRow) -> int:
-        return len(self.store.open_deliveries(digest.id))
+    def due_count(self, digest: DigestRow) -> int:
+        """Deliveries a send would try now (the progress bar's length): not those still waiting."""
+        return self.store.due_count(digest.id, self.clock(), self.settings.digest.retry_delays)
 
     def unfinished(self) -> list[DigestRow]:
         """Digests a crash, a stop or a pause left unfinished, ready to send: one stopped while

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email.headerregistry import Address
 
@@ -46,13 +47,30 @@ class Flaky:
         pass
 
 
-@pytest.fixture
-def planned(site: Site) -> tuple[Store, int]:
-    store = Store(f"sqlite:///{site.db}")
+@pytest.fixture(params=["sqlite", "postgresql"])
+def planned(request: pytest.FixtureRequest, site: Site) -> Iterator[tuple[Store, int]]:
+    """A digest planned for READERS, on SQLite and on a throwaway PostgreSQL database."""
+    if request.param == "sqlite":
+        yield from _planned(f"sqlite:///{site.db}")
+        return
+    from test_migrations import _postgres_admin, _throwaway_database
+
+    admin = _postgres_admin()
+    if admin is None:
+        pytest.skip("PostgreSQL: neither $PUBLISHER_TEST_POSTGRES nor 127.0.0.1:5432 answers")
+    for url in _throwaway_database(admin):
+        yield from _planned(url)
+
+
+def _planned(url: str) -> Iterator[tuple[Store, int]]:
+    store = Store(url)
     digest_id, created = store.open_digest("scheduled:2026-11-30T00:00:00Z", NOW - timedelta(days=7), NOW, NOW)
     assert created
     store.plan_deliveries(digest_id, [(r, f"<d1.{i}@example.org>") for i, r in enumerate(READERS)], NOW)
-    return store, digest_id
+    try:
+        yield store, digest_id
+    finally:
+        store.close()
 
 
 class FakeTime:
@@ -161,7 +179,10 @@ def test_a_waiting_delivery_is_counted_and_listed_with_its_next_try(planned: tup
     clocked.time.now += timedelta(minutes=10)
     report = clocked.run(digest_id)
     assert report.next_try == NOW + timedelta(minutes=10, hours=2)
-    assert store.waiting(digest_id, [timedelta(minutes=10), timedelta(hours=2)]) == (1, report.next_try)
+    delays = [timedelta(minutes=10), timedelta(hours=2)]
+    assert store.waiting(digest_id, delays) == (1, report.next_try)
+    assert store.due_count(digest_id, report.next_try - timedelta(microseconds=1), delays) == 0
+    assert store.due_count(digest_id, report.next_try, delays) == 1
     [waiting] = store.delivery_problems(digest_id)
     assert (waiting.status, waiting.attempts, waiting.waiting, waiting.error) == ("pending", 2, True, "421 too busy")
     assert waiting.last_try == NOW + timedelta(minutes=10)

@@ -258,3 +258,18 @@ def test_failures_and_retry_a_refusal_is_not_retried_and_a_bounce_never(site: Si
     assert Counter(r for r, _m in box.received) == Counter(
         {"reader0000@example.com": 1, GREYLISTED: 1, "reader0003@example.com": 1}
     )
+
+
+def test_send_with_wait_stays_until_the_greylisted_reader_has_it(
+    site: Site, greylisting: tuple[Greylisting, int]
+) -> None:
+    box, port = greylisting
+    box.refusals[GREYLISTED] = ["451 4.7.1 greylisted"] * 2
+    mailing_site(site, port, 'retry_after = ["1s", "2s"]\n')
+    add_readers(site, 3)
+    result = site.cli("digest", "send", "--wait")
+    assert result.exit_code == 0, result.output
+    assert result.output.count("waiting for the next try at") == 2 and "waits for another try" not in result.output
+    assert box.delivered(GREYLISTED) == 1 and deliveries(site)[GREYLISTED] == ("sent", 3)
+    first, second, third = box.rcpt_at[GREYLISTED]
+    assert second - first >= 0.9 and third - second >= 1.9

@@ -178,7 +178,7 @@ def _send(
 
 def _send_due(letters: Newsletter, row: DigestRow, transport: Transport, planned: int) -> SendReport:
     """One pass over what is due of `row`, with a progress bar and the summary line."""
-    total = letters.open_count(row)
+    total = letters.due_count(row)
     with progress(f"sending {row.key}", total) as tick:
         report = letters.send(row, transport, tick)
     counts = letters.store.delivery_counts(row.id)

@@ -90,6 +90,12 @@ class RetryStore:
         ]
         return sum(count for _a, _f, count, _l in groups), min(due)
 
+    def due_count(self, digest_id: int, now: datetime, delays: Sequence[timedelta]) -> int:
+        """How many of the digest's open deliveries may be tried at `now`."""
+        query = select(func.count()).where(_x.digest_id == digest_id, _x.status.in_(OPEN), due_clause(now, delays))
+        with self.engine.connect() as conn:
+            return int(conn.execute(query).scalar_one())
+
     def delivery_problems(self, digest_id: int | None = None) -> list[DeliveryProblem]:
         """Failed and uncertain deliveries and those waiting after an error, oldest digest first."""
         d = digests_table.c
