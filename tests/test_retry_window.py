@@ -119,20 +119,22 @@ def test_the_cli_run_twice_delivers_on_the_later_try_and_lists_it_meanwhile(
     site: Site, greylisting: tuple[Greylisting, int]
 ) -> None:
     box, port = greylisting
-    mailing_site(site, port, 'retry_after = ["6s", "1h"]\n')  # six seconds: three CLI starts
+    mailing_site(site, port, 'retry_after = ["6s", "1h"]\n')
     add_readers(site, 3)
     sent = finished(run_cli(site, "digest", "send"))
-    assert "1 delivery waits for another try, the next at" in sent and re.search(r"\(in [56] s\)", sent), sent
+    assert "1 delivery waits for another try, the next at" in sent and re.search(r"\(in [1-6] s\)", sent), sent
     assert box.delivered(GREYLISTED) == 0 and len(box.received) == 2
 
-    listed = json.loads(finished(run_cli(site, "digest", "failures", "--format", "json")))
+    # Meanwhile (in this process: quick enough to be well within the six seconds)
+    listed = json.loads(site.cli("digest", "failures", "--format", "json").output)
     [waiting] = listed
     assert waiting["address"] == GREYLISTED and waiting["state"] == "waiting" and waiting["tries"] == 1
     assert waiting["reason"] == f"127.0.0.1:{port} recipient refused: 451 4.7.1 greylisted, try again later"
     last_try, next_try = (datetime.fromisoformat(waiting[k]) for k in ("last_try", "next_try"))
     assert next_try - last_try == timedelta(seconds=6) and waiting["retry"] == "retry"
 
-    early = finished(run_cli(site, "digest", "resume"))  # not due yet: says when, sends nothing
+    early = site.cli("digest", "resume").output  # not due yet: says when, sends nothing
+    assert datetime.now(UTC) < next_try, "too slow to check the early resume: lengthen the wait"
     assert "nothing to resume" not in early and "1 delivery waits for another try" in early
     assert box.rcpt[GREYLISTED] == 1
     time.sleep(max(0.0, (next_try - datetime.now(UTC)).total_seconds()))
@@ -169,7 +171,7 @@ def test_publisher_run_stopped_and_started_delivers_at_the_third_try(
             time.sleep(0.05)
         assert resume is not None, service.output()
         due = datetime.fromisoformat(resume).timestamp()
-        assert 3 <= due - box.rcpt_at[GREYLISTED][1] <= 5
+        assert 3.5 <= due - box.rcpt_at[GREYLISTED][1] <= 10  # 4 s after that try, not at once
     finally:
         assert service.stop() == 0
     assert deliveries(site)[GREYLISTED] == ("pending", 2)
