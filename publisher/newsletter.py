@@ -216,9 +216,10 @@ class Newsletter:
         digest: DigestRow,
         transport: Transport,
         tick: Callable[[int], None] = lambda _n: None,
-        retry_now: bool = False,
         should_stop: Callable[[], bool] = lambda: False,
     ) -> SendReport:
+        """Send what is due of `digest` (see delivery.Sender.run): what waits for another try
+        is left for later, and the report says when."""
         d = self.settings.digest
         if digest.status == "paused":
             self.store.set_digest_status(digest.id, "sending")
@@ -227,12 +228,12 @@ class Newsletter:
             transport,
             self.clock,
             messages_per_second=d.messages_per_second,
-            max_attempts=d.max_attempts,
+            retry_after=d.retry_delays,
             pause_after=d.pause_after,
             refused=self.record_refusal,
         )
         with self.store.send_lock():
-            return sender.run(digest.id, self.builder(digest), tick, retry_now=retry_now, should_stop=should_stop)
+            return sender.run(digest.id, self.builder(digest), tick, should_stop=should_stop)
 
     def record_refusal(self, delivery: Delivery, reason: str) -> None:
         """The receiver refused the address as we sent (550 to RCPT, an API's invalid address):
@@ -242,8 +243,15 @@ class Newsletter:
         event = MailEvent(EventKind.HARD_BOUNCE, delivery.email_key, source, reason, self.clock(), delivery_token=token)
         self.app.record_mail_events([event])
 
-    def open_count(self, digest: DigestRow) -> int:
-        return len(self.store.open_deliveries(digest.id))
+    def retry(self, digest: DigestRow, everything: bool = False) -> int:
+        """Due now, with all their tries again: the digest's deliveries that wait for another
+        try and those that failed after temporary errors (`everything`: every failed one).
+        Readers who no longer get mail are left alone. How many; `send` then sends them."""
+        return self.store.retry_deliveries(digest.id, self.clock(), everything)
+
+    def due_count(self, digest: DigestRow) -> int:
+        """Deliveries a send would try now (the progress bar's length): not those still waiting."""
+        return self.store.due_count(digest.id, self.clock(), self.settings.digest.retry_delays)
 
     def unfinished(self) -> list[DigestRow]:
         """Digests a crash, a stop or a pause left unfinished, ready to send: one stopped while

@@ -338,3 +338,26 @@ def test_ses_needs_a_region_in_aws_form(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         load_settings(path)
     assert [k for k, _m, _f in caught.value.problems] == ["mail.ses.base_url"]
+
+
+def test_retry_after_takes_durations_within_a_week_and_max_attempts_is_retired() -> None:
+    from datetime import timedelta
+
+    settings = validate(tomllib.loads(MINIMAL) | {"digest": {"retry_after": ["30s", "2m", "1h", "1d"]}})
+    assert settings.digest.retry_delays == tuple(timedelta(seconds=s) for s in (30, 120, 3600, 86400))
+    assert validate(tomllib.loads(MINIMAL)).digest.retry_delays[-1] == timedelta(hours=4)  # the default window
+    assert validate(tomllib.loads(MINIMAL) | {"digest": {"retry_after": []}}).digest.retry_delays == ()
+
+    raw = tomllib.loads(MINIMAL) | {"digest": {"retry_after": ["5m", "soon", "0m", "10 m"], "max_attempts": 5}}
+    with pytest.raises(ConfigError) as caught:
+        validate(raw)
+    problems = {key: (message, fix) for key, message, fix in caught.value.problems}
+    assert set(problems) == {"digest.retry_after[1]", "digest.retry_after[2]", "digest.retry_after[3]",
+                             "digest.max_attempts"}  # fmt: skip
+    assert "'soon' is not a duration" in problems["digest.retry_after[1]"][0]
+    assert problems["digest.max_attempts"][0] == "is no longer a key"
+    assert "digest.retry_after" in problems["digest.max_attempts"][1]
+    with pytest.raises(ConfigError, match="add up to more than 7 days"):
+        validate(tomllib.loads(MINIMAL) | {"digest": {"retry_after": ["4d", "4d"]}})
+    with pytest.raises(ConfigError, match="retry_after"):
+        validate(tomllib.loads(MINIMAL) | {"digest": {"retry_after": ["1m"] * 21}})

@@ -34,6 +34,7 @@ from .settings import (
     ThemeConfig,
     WebConfig,
     WordPressSourceConfig,
+    duration_seconds,
 )
 
 
@@ -265,6 +266,7 @@ def _check_digest(digest: DigestConfig) -> list[tuple[str, str, str]]:
             problems.append(
                 (f"digest.{key}", f"{value!r} is not an address", 'write it like "高新院 <news@example.org>"')
             )
+    problems += _retry_after(digest.retry_after)
     if digest.unsubscribe_mailto and mailbox(digest.unsubscribe_mailto) is None:
         problems.append(("digest.unsubscribe_mailto", "is not an address", 'write it like "unsubscribe@example.org"'))
     if digest.subject:
@@ -298,6 +300,23 @@ def _check_bounces(bounces: BouncesConfig) -> list[tuple[str, str, str]]:
         if box.protocol == "imap" and box.action == "move" and box.processed_folder == box.folder:
             fix = 'a folder of its own, such as "Processed"'
             problems.append(("bounces.mailbox.processed_folder", "is the folder polled", fix))
+    return problems
+
+
+RETRY_WINDOW_LIMIT = 7 * 86400  # seconds: a reader's digest should not arrive after the next one
+
+
+def _retry_after(delays: list[str]) -> list[tuple[str, str, str]]:
+    problems, total = [], 0
+    for i, text in enumerate(delays):
+        seconds = duration_seconds(text)
+        if not seconds:
+            fix = 'write a number and a unit, s, m, h or d: ["1m", "5m", "15m", "1h", "4h"]'
+            problems.append((f"digest.retry_after[{i}]", f"{text!r} is not a duration longer than 0", fix))
+        total += seconds or 0
+    if total > RETRY_WINDOW_LIMIT:
+        fix = "shorten the waits: greylisting wants minutes, a server that is down a few hours"
+        problems.append(("digest.retry_after", f"the waits add up to more than 7 days ({total // 3600} h)", fix))
     return problems
 
 

@@ -6,7 +6,9 @@ Validated once by `config.load`; the checks pydantic's types cannot express are 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
@@ -309,6 +311,15 @@ class MailConfig(_Section):
     outbox: OutboxConfig = OutboxConfig()
 
 
+DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def duration_seconds(text: str) -> int | None:
+    """Seconds in a duration such as "90s", "15m", "4h" or "1d"; None when it is not one."""
+    match = re.fullmatch(r"([0-9]{1,6})([smhd])", text.strip())
+    return int(match[1]) * DURATION_UNITS[match[2]] if match else None
+
+
 class DigestConfig(_Section):
     """The weekly digest. Empty strings mean "derive from [site]" (docs/configuration.md)."""
 
@@ -321,9 +332,16 @@ class DigestConfig(_Section):
     max_items_per_category: int = Field(default=10, ge=1, le=100)
     send_when_empty: bool = False
     messages_per_second: float = Field(default=10.0, ge=0)  # 0: as fast as the transport goes
-    max_attempts: int = Field(default=3, ge=1, le=20)
+    # Waits before each further try after a temporary error (greylisting, throttling): "30s",
+    # "5m", "1h", "1d"; the last one used, a temporary error fails the delivery.
+    retry_after: list[str] = Field(default=["1m", "5m", "15m", "1h", "4h"], max_length=20)
     pause_after: int = Field(default=20, ge=1)  # errors in a row before the digest pauses
     unsubscribe_mailto: str = ""  # an address whose mail you process; adds mailto: to List-Unsubscribe
+
+    @property
+    def retry_delays(self) -> tuple[timedelta, ...]:
+        """`retry_after` as time spans (checks.py has refused any that is not a duration)."""
+        return tuple(timedelta(seconds=duration_seconds(t) or 0) for t in self.retry_after)
 
 
 class WebConfig(_Section):

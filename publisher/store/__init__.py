@@ -20,6 +20,7 @@ from ..private_files import create_private, private_folder
 from .articles import ArticleStore, Known
 from .bounces import BounceStore, DeliveryRef, NewMailEvent, Recorded, StoredEvent, Suppression
 from .ledger import DigestRow, Ledger, LedgerStore
+from .retries import GAVE_UP, DeliveryProblem, RetryStore, next_try_at
 from .revision import HEAD, create_at_head, read_state
 from .schema import SITE_SCOPE, meta_table, metadata
 from .signups import Budget, SignupRequest, SignupStore
@@ -27,13 +28,13 @@ from .subscribers import SubscriberStore
 from .writer import StoreWriter, sqlite_datetime
 
 __all__ = [
-    "SITE_SCOPE", "Budget", "DeliveryRef", "DigestRow", "Known", "Ledger", "NewMailEvent", "Recorded", "SignupRequest",
-    "Store", "StoreWriter", "StoredEvent", "Suppression", "metadata", "prepare_sqlite_file", "sqlite_datetime",
-    "store_failure",
+    "GAVE_UP", "SITE_SCOPE", "Budget", "DeliveryProblem", "DeliveryRef", "DigestRow", "Known", "Ledger",
+    "NewMailEvent", "Recorded", "SignupRequest", "Store", "StoreWriter", "StoredEvent", "Suppression", "metadata",
+    "next_try_at", "prepare_sqlite_file", "sqlite_datetime", "store_failure",
 ]  # fmt: skip
 
 
-class Store(ArticleStore, SubscriberStore, SignupStore, BounceStore, LedgerStore):
+class Store(ArticleStore, SubscriberStore, SignupStore, BounceStore, LedgerStore, RetryStore):
     """All persistence. One instance per process; connections are short-lived. Opening one
     creates a new store at the code's schema revision, and refuses a store at another
     (StoreSchemaError: behind needs `publisher db upgrade`, ahead a newer publisher)."""
