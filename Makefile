@@ -35,6 +35,23 @@ $(VENV)/.browser: | $(VENV)/.installed
 	     >$(VENV)/browser-install.log 2>&1; then touch $@; \
 	else echo "browser test: apt-get could not install $$missing (see $(VENV)/browser-install.log): $$effect"; fi
 
+# The bounce-mailbox tests (tests/test_bounce_mailbox.py, test_bounce_loop.py) start their own
+# throwaway Dovecot on loopback (tests/dovecot.py). Installed here like the browser: when
+# missing and apt-get is usable; never fails the build, and where it cannot, those tests skip.
+$(VENV)/.mailbox: | $(VENV)/.installed
+	@if command -v dovecot >/dev/null 2>&1 || [ -x /usr/sbin/dovecot ]; then touch $@; exit 0; fi; \
+	missing="dovecot-imapd dovecot-pop3d"; \
+	effect="without dovecot the bounce-mailbox tests skip"; \
+	if [ "$$(id -u)" = 0 ]; then sudo=""; \
+	elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then sudo="sudo -n"; \
+	else echo "mailbox tests: cannot install $$missing (apt-get needs root or passwordless sudo): $$effect"; exit 0; fi; \
+	if ! command -v apt-get >/dev/null 2>&1; then echo "mailbox tests: no apt-get to install $$missing: $$effect"; exit 0; fi; \
+	echo "mailbox tests: installing $$missing with apt-get (log: $(VENV)/mailbox-install.log)"; \
+	if { $$sudo env DEBIAN_FRONTEND=noninteractive apt-get update -q && \
+	     $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; } \
+	     >$(VENV)/mailbox-install.log 2>&1; then touch $@; \
+	else echo "mailbox tests: apt-get could not install $$missing (see $(VENV)/mailbox-install.log): $$effect"; fi
+
 # `make run PORT=9000 HOST=0.0.0.0`: from the command line only (a login shell may export HOST).
 # On another port the demo's own links (output.base_url, web.public_url: http://127.0.0.1:8080)
 # follow it, through a copy of the demo config in var/.
@@ -58,7 +75,7 @@ run: $(VENV)/.installed
 	fi; \
 	exec $(VENV)/bin/publisher --config "$$config" run --upgrade $(if $(HOST),--host '$(HOST)') $(if $(PORT),--port '$(PORT)')
 
-test: $(VENV)/.installed $(VENV)/.browser
+test: $(VENV)/.installed $(VENV)/.browser $(VENV)/.mailbox
 	$(PY) -m pytest -q
 
 bench: $(VENV)/.bench

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -20,7 +21,7 @@ from .config import (
     WebSourceConfig,
     WordPressSourceConfig,
 )
-from .errors import SourceError
+from .errors import ConfigError, SourceError
 from .feeds import FeedLinks
 from .ingest import Clock, IngestContext, Tick, ingest
 from .model import BuildReport, Category, Folder, ItemProblem, ScopeRead, Site, Unchanged
@@ -32,13 +33,22 @@ from .store import SourceHealth, Store
 from .theme import Messages, Theme, check_theme, make_theme
 
 if TYPE_CHECKING:
+    from .bounces.events import EventKind, MailEvent
+    from .bounces.mailbox import PollReport
+    from .bounces.providers import Door
+    from .bounces.recorder import RecordReport
+    from .bounces.rules import Rule
     from .digest import Look
     from .parallel import Prepared
+    from .sources.html import ListRules
     from .sources.http import Fetcher, RobotsCache
     from .transports import Transport
 from .text import slugify
 
 log = logging.getLogger(__name__)
+
+SIGNING_KEY_META = "signing_key"  # the meta row of a key made when secret_key_env is not set
+LEFT_IN_POP3_META = "bounce_mailbox_left"  # the UIDLs of POP3 messages the bounce mailbox could not read
 
 
 def utc_now() -> datetime:
@@ -58,10 +68,14 @@ def make_source(
     timezone: str,
     fetcher: Callable[[WebSourceConfig], Fetcher],
     known: frozenset[str] = frozenset(),
+    categories: Sequence[Category] = (),
+    convert: Callable[[str], str] = str,
     failed: Callable[[str], FailedItems] | None = None,
 ) -> Source:
     """The registry from a config `type` to a source; config validation rejects unknown types.
-    `known`: our category names and slugs (a WordPress site's categories are matched to them).
+    `known`: our category names and slugs (a WordPress site's categories are matched to them);
+    `categories`: ours (an html source's overrides name them); `convert`: text converted as
+    the content will be (`[text] convert`: an html source's meta-line regexes read it too);
     `failed`: a source's memory of its failed items, by its name (None: none, as for `check`).
     Web sources are imported only when configured: they bring requests and lxml.html, a tenth
     of a second of every build of a site that reads only files."""
@@ -84,17 +98,14 @@ def make_source(
         paging = Paging(p.kind, p.page_size, p.next or None, p.max_pages)
         return JsonSource(config.source_name, config.url, fields, paging, config.category, fetcher(config), timezone)
     if isinstance(config, HtmlSourceConfig):
-        from .sources.html import ArticleRules, HtmlSource, ListRules
+        from .sources.html import ArticleRules, HtmlSource
 
-        lists = ListRules(config.list.pages, config.list.links, config.list.next, config.list.url_pattern,
-                          config.list.max_pages)  # fmt: skip
         article = ArticleRules(**config.article.model_dump())
-        # TEMPORARY until the html branch lands (its HtmlSource takes `failed`): revert this commit then.
-        import inspect
-
-        takes_failed = "failed" in inspect.signature(HtmlSource).parameters
-        extra: dict[str, Any] = {"failed": failed(config.source_name)} if failed and takes_failed else {}
-        return HtmlSource(config.source_name, lists, article, fetcher(config), timezone, config.recheck_days, **extra)
+        lists = _list_rules(config, categories)
+        return HtmlSource(
+            config.source_name, lists, article, fetcher(config), timezone, config.recheck_days, convert=convert,
+            failed=failed(config.source_name) if failed is not None else None,
+        )  # fmt: skip
     return FilesSource(
         name=config.source_name,
         root=Path(config.path),
@@ -104,6 +115,20 @@ def make_source(
     )
 
 
+def _list_rules(config: HtmlSourceConfig, categories: Sequence[Category]) -> ListRules:
+    """An html source's list rules, each category's override laid over the source's own."""
+    from .sources.html import ListRules, Walk
+
+    l = config.list  # noqa: E741
+    walk = Walk(l.links, l.next, l.url_pattern, l.max_pages)
+    category_of = {label: c.name for c in categories for label in (c.name, c.slug)}
+    overrides = {}
+    for page_key, o in l.matched_overrides(category_of)[0].items():
+        paging = (o.next, o.url_pattern) if o.next or o.url_pattern else (l.next, l.url_pattern)
+        overrides[page_key] = Walk(o.links or l.links, *paging, o.max_pages or l.max_pages)
+    return ListRules(l.pages, walk, overrides)
+
+
 @dataclass
 class App:
     settings: Settings
@@ -111,6 +136,7 @@ class App:
     _store: Store | None = field(default=None, init=False)
     _categories: list[Category] | None = field(default=None, init=False)
     _theme: Theme | None = field(default=None, init=False)
+    _signing_key: bytes | None = field(default=None, init=False)
 
     @property
     def site(self) -> Site:
@@ -180,6 +206,36 @@ class App:
         return self._store
 
     @property
+    def signing_key(self) -> bytes:
+        """The key that signs links and delivery tokens: from the environment variable
+        `[web] secret_key_env`, else one made at first use and kept in the store, so links
+        keep working across runs."""
+        if self._signing_key is None:
+            import os
+            import secrets
+
+            from .errors import ConfigError
+
+            name = self.settings.web.secret_key_env
+            value = os.environ.get(name, "")
+            if value:
+                if len(value.encode()) < 16:
+                    fix = f"export {name}=$(python3 -c 'import secrets; print(secrets.token_urlsafe(32))')"
+                    raise ConfigError(
+                        "(environment)", [("web.secret_key_env", f"{name} is shorter than 16 bytes", fix)]
+                    )
+                self._signing_key = value.encode()
+            else:
+                stored = self.store.get_meta(SIGNING_KEY_META)
+                if stored is None:  # the first use: made once, whoever gets there first
+                    made = secrets.token_urlsafe(32)
+                    stored = self.store.setdefault_meta(SIGNING_KEY_META, made)
+                    if stored == made:
+                        log.info("made a signing key for links and kept it in the store (%s is not set)", name)
+                self._signing_key = stored.encode()
+        return self._signing_key
+
+    @property
     def categories(self) -> list[Category]:
         """Configured categories with the slugs the store fixed at first sight."""
         if self._categories is None:
@@ -198,10 +254,20 @@ class App:
     @property
     def sources(self) -> list[Source]:
         """One run's sources (their web sources share the run's robots.txt cache)."""
-        known = frozenset(name for c in self.categories for name in (c.name, c.slug))
-        fetchers = self.run_fetchers()
-        tz = self.settings.site.timezone
-        return [make_source(s, tz, fetchers, known, failed=self.failed_items) for s in self.settings.sources]
+        categories = self.categories
+        known = frozenset(name for c in categories for name in (c.name, c.slug))
+        tz, fetchers = self.settings.site.timezone, self.run_fetchers()
+        return [
+            make_source(s, tz, fetchers, known, categories, self.convert, failed=self.failed_items)
+            for s in self.settings.sources
+        ]
+
+    @property
+    def convert(self) -> Callable[[str], str]:
+        """Text converted as normalising converts the content (`[text] convert`)."""
+        from .text import convert_script
+
+        return partial(convert_script, mode=self.settings.text.convert)
 
     def source_health(self) -> list[SourceHealth]:
         """Every configured source and its parts as their last runs left them (`publisher
@@ -308,10 +374,102 @@ class App:
             return SmtpTransport(
                 smtp.host, smtp.port, smtp.security, smtp.username or None, password, timeout=smtp.timeout
             )
+        if mail.transport == "ses" and mail.ses is not None:
+            from .transports import ses
+
+            c = mail.ses
+            token = secret(c.session_token_env, "mail.ses.session_token_env") if c.session_token_env else ""
+            key_id = secret(c.access_key_id_env, "mail.ses.access_key_id_env")
+            options = {"region": c.region, "access_key_id": key_id, "session_token": token}
+            options["configuration_set"] = c.configuration_set
+            key = secret(c.secret_access_key_env, "mail.ses.secret_access_key_env")
+            return HttpApiTransport(ses.PROVIDER, key, c.base_url or ses.endpoint(c.region), options)
+        if mail.transport == "aliyun" and mail.aliyun is not None:
+            from .transports import aliyun
+
+            d = mail.aliyun
+            token = secret(d.security_token_env, "mail.aliyun.security_token_env") if d.security_token_env else ""
+            key_id = secret(d.access_key_id_env, "mail.aliyun.access_key_id_env")
+            key = secret(d.access_key_secret_env, "mail.aliyun.access_key_secret_env")
+            options = {"access_key_id": key_id, "security_token": token}
+            return HttpApiTransport(aliyun.PROVIDER, key, d.base_url or aliyun.endpoint(d.region), options)
         api = getattr(mail, mail.transport)
         key = secret(api.api_key_env, f"mail.{mail.transport}.api_key_env")
         options = {"domain": api.domain, "message_stream": api.message_stream}
         return HttpApiTransport(mail.transport, key, base_url=api.base_url or None, options=options)
+
+    def hook_doors(self) -> dict[str, Door]:
+        """The webhooks of the providers configured under [hooks], by name; their secrets are
+        read from the environment now (ConfigError naming the key when one is missing)."""
+        from .bounces.providers import Aliyun, Mailgun, Postmark, Resend, Sendgrid, Ses
+        from .config import secret
+
+        hooks = self.settings.hooks
+        doors: dict[str, Door] = {}
+        if hooks.mailgun is not None:
+            doors["mailgun"] = Mailgun(secret(hooks.mailgun.signing_key_env, "hooks.mailgun.signing_key_env"))
+        if hooks.sendgrid is not None:
+            doors["sendgrid"] = Sendgrid(hooks.sendgrid.public_key)  # checked when the config loaded
+        if hooks.postmark is not None:
+            password = secret(hooks.postmark.password_env, "hooks.postmark.password_env")
+            doors["postmark"] = Postmark(hooks.postmark.username, password)
+        if hooks.resend is not None:
+            key = "hooks.resend.secret_env"
+            try:
+                doors["resend"] = Resend(secret(hooks.resend.secret_env, key))
+            except ValueError as exc:
+                fix = "copy the signing secret from Resend's webhook page, whsec_ and all"
+                raise ConfigError("(environment)", [(key, f"{hooks.resend.secret_env}: {exc}", fix)]) from None
+        if hooks.ses is not None:
+            doors["ses"] = Ses(hooks.ses.topic_arns)
+        if hooks.aliyun is not None:
+            doors["aliyun"] = Aliyun(secret(hooks.aliyun.token_env, "hooks.aliyun.token_env"))
+        return doors
+
+    @property
+    def bounce_rules(self) -> dict[EventKind, Rule]:
+        """`[bounces.rules]`: what each kind of mail event does to a reader."""
+        from .bounces.events import EventKind
+        from .bounces.rules import Action, Rule
+
+        config = self.settings.bounces.rules
+        kinds = {"hard": EventKind.HARD_BOUNCE, "soft": EventKind.SOFT_BOUNCE, "complaint": EventKind.COMPLAINT,
+                 "unsubscribe": EventKind.UNSUBSCRIBE}  # fmt: skip
+        configured = {kind: getattr(config, name) for name, kind in kinds.items()}
+        return {kind: Rule(c.count, c.within_days, Action(c.action)) for kind, c in configured.items()}
+
+    def record_mail_events(self, events: Iterable[MailEvent]) -> RecordReport:
+        """What a provider's webhook or the bounce mailbox said: each event linked to its
+        delivery, kept once, and its rule applied (bounces.recorder)."""
+        from .bounces.recorder import record_events
+
+        return record_events(self.store, self.signing_key, self.bounce_rules, events, self.clock)
+
+    def poll_bounce_mailbox(self) -> PollReport:
+        """Read `[bounces.mailbox]` once: its bounces and complaints recorded (and their rules
+        applied), the messages read moved or deleted, the rest left and counted."""
+        import json
+
+        from .bounces.mailbox import ImapMailbox, MailboxAccess, Pop3Mailbox, poll
+        from .config import secret
+
+        box = self.settings.bounces.mailbox
+        assert box is not None, "no [bounces.mailbox] configured"
+        access = MailboxAccess(
+            box.protocol, box.host, box.server_port, box.username,
+            secret(box.password_env, "bounces.mailbox.password_env"), box.security, box.folder, box.action,
+            box.processed_folder, box.timeout, box.max_messages,
+        )  # fmt: skip
+        if box.protocol == "imap":
+            with ImapMailbox(access) as imap:
+                return poll(imap, self.record_mail_events, "imap", self.clock(), self.settings.bounces.return_path)
+        # POP3 has no flags: the UIDLs of the messages left are kept in the store.
+        left = set(json.loads(self.store.get_meta(LEFT_IN_POP3_META) or "[]"))
+        try:
+            with Pop3Mailbox(access, left) as pop3:
+                return poll(pop3, self.record_mail_events, "pop3", self.clock(), self.settings.bounces.return_path)
+        finally:
+            self.store.set_meta(LEFT_IN_POP3_META, json.dumps(sorted(left)))
 
     def close(self) -> None:
         if self._store is not None:
@@ -330,9 +488,18 @@ class App:
         tz = self.settings.site.timezone
         known = frozenset(name for c in configured for name in (c.name, c.slug))
         fetchers = self.run_fetchers(conditional=False)
-        sources = [make_source(s, tz, fetchers, known) for s in self.settings.sources]
+        sources = [make_source(s, tz, fetchers, known, configured, self.convert) for s in self.settings.sources]
         for source in sources:
             try:
+                inspect = getattr(source, "inspect", None)
+                if inspect is not None:  # an html source: what each category and one article show
+                    seen = inspect()
+                    report.source_notes.append(seen.note)
+                    report.problems.extend(seen.problems)
+                    report.failed_sources.extend(seen.failed)
+                    report.checked += seen.readable
+                    report.skipped += seen.skipped
+                    continue
                 probe = getattr(source, "probe", None)
                 if probe is not None:  # a web source: reached once, and what it shows is reported
                     count, first, problems = probe()

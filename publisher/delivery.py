@@ -3,32 +3,39 @@
 A row is `sending` from the moment before the transport is called until its answer is
 recorded, each in its own transaction. After a crash, a `sending` row is sent once more and
 recorded as `uncertain` (the first try may have gone out too; the Message-ID is the same, so a
-duplicate is recognisable); a `sent` row is never sent again. Retryable errors go back to the
-queue, tried again after `retry_delay` (minutes: greylisting), up to `max_attempts`: as
-`pending`, or as `sending` when the error says the message may have gone out (a timeout after
-DATA), so that its eventual success is recorded as `uncertain` too. Permanent errors are
-`failed`; an error that says the transport cannot send at all (a refused login) pauses the
-digest without using up anybody's attempts. A message that cannot be made for one reader (a
-header their data cannot carry) fails that delivery, with the reason. After `pause_after`
-consecutive errors of either kind the digest is paused, as listmonk does, for the operator.
+duplicate is recognisable); a `sent` row is never sent again. Retryable errors put the delivery
+back in the queue with its error, due again after the next wait of `retry_after` (1, 5, 15,
+60 minutes, 4 hours: greylisting and a server that is down for hours): as `pending`, or as
+`sending` when the error says the message may have gone out (a timeout after DATA), so that its
+eventual success is recorded as `uncertain` too. A run sends what is due and returns, saying
+when the next try is (`SendReport.next_try`); the digest stays `sending`, so whoever runs next
+(the scheduler at that time, `digest resume`, a restart) picks it up. After the last wait, a
+temporary error fails the delivery (`GAVE_UP`: `digest retry` may try it again).
+
+Permanent errors are `failed`; an error that says the transport cannot send at all (a refused
+login) pauses the digest without using up anybody's attempts. A message that cannot be made for
+one reader (a header their data cannot carry) fails that delivery, with the reason. After
+`pause_after` consecutive errors of either kind the digest is paused, as listmonk does, for the
+operator.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from .mail import Message
 from .model import Delivery
-from .store import Store
+from .store import GAVE_UP, Store
 from .transports import Transport, TransportError
 
 log = logging.getLogger(__name__)
 
 Build = Callable[[Delivery], Message | None]  # None: skip (unsubscribed since the plan, say)
+Refused = Callable[[Delivery, str], None]  # the receiver says the address does not exist: why
 
 
 @dataclass
@@ -40,16 +47,15 @@ class SendReport:
     retried: int = 0
     paused: bool = False
     stopped: bool = False  # asked to stop (SIGTERM): unfinished, resumed at the next start
+    waiting: int = 0  # deliveries left for a later try (the digest stays `sending`)
+    next_try: datetime | None = None  # when the first of them is due
 
 
 class BuildProblem(Exception):
     """This one subscriber's message cannot be made (bad data): their delivery fails, the rest go."""
 
 
-def retry_delay(attempts: int) -> float:
-    """Seconds before try `attempts + 1` after a temporary error: 30 s, 2 min, 8 min, then 15
-    min. Greylisting and throttling (421, 451) want minutes, not seconds."""
-    return float(min(30 * 4 ** (attempts - 1), 900))
+DEFAULT_RETRY_AFTER = tuple(timedelta(minutes=m) for m in (1, 5, 15, 60, 240))
 
 
 class Sender:
@@ -60,8 +66,9 @@ class Sender:
         clock: Callable[[], datetime],
         *,
         messages_per_second: float = 10.0,
-        max_attempts: int = 3,
+        retry_after: Sequence[timedelta] = DEFAULT_RETRY_AFTER,
         pause_after: int = 20,
+        refused: Refused | None = None,
         sleep: Callable[[float], None] = time.sleep,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -69,7 +76,11 @@ class Sender:
         self.interval = 1.0 / messages_per_second if messages_per_second > 0 else 0.0
         # About two seconds of sending per chunk (200 at full speed).
         self.chunk = max(5, min(200, int(2 * messages_per_second))) if messages_per_second > 0 else 200
-        self.max_attempts, self.pause_after = max_attempts, pause_after
+        self.retry_after, self.pause_after = tuple(retry_after), pause_after
+        self.max_tries = len(self.retry_after) + 1
+        # A hard bounce at sending time (SMTP 550 to RCPT, an API's invalid address): the
+        # newsletter records it as a mail event; without one, the reader is marked bounced.
+        self.refused = refused or (lambda delivery, why: store.mark_bounced(delivery.email_key, clock(), why))
         self.sleep, self.monotonic = sleep, monotonic
 
     def run(
@@ -77,40 +88,37 @@ class Sender:
         digest_id: int,
         build: Build,
         tick: Callable[[int], None] = lambda _n: None,
-        retry_now: bool = False,
         should_stop: Callable[[], bool] = lambda: False,
     ) -> SendReport:
-        """Send every open delivery of the digest; safe to call again after any interruption,
-        and safe beside another sender (each delivery is claimed before it is sent).
-        `retry_now`: the operator resumes by hand, so earlier errors are not waited out."""
+        """Send every delivery of the digest that is due; the digest is `done` when none is left
+        open, else the report says how many wait and when the first is due. Safe to call again
+        after any interruption, and safe beside another sender (each delivery is claimed before
+        it is sent). It never sleeps longer than the pacing between two messages."""
         report = SendReport()
         errors_in_a_row = 0
         next_slot = self.monotonic()
         ledger = self.store.ledger()
         mark = ledger.mark
+        rechecks = 0
         try:
             while True:
                 # Subscribers are read with each chunk: an unsubscribe counts within seconds.
-                queue = self.store.next_deliveries(digest_id, self.chunk)
-                if not queue:
+                due = self.store.next_deliveries(digest_id, self.chunk, (self.clock(), self.retry_after))
+                if not due:
+                    report.waiting, report.next_try = self.store.waiting(digest_id, self.retry_after)
+                    if report.next_try is not None and report.next_try <= self.clock() and rechecks < 3:
+                        rechecks += 1
+                        continue  # became due since the query
                     break
-                now = self.clock()
-                due = queue if retry_now else [d for d in queue if self._due(d, now)]
-                retry_now = False  # once: what fails again now waits like any retry
-                if not due:  # only retries, all waiting: sleep until the first is due
-                    if should_stop():
-                        report.stopped = True
-                        return report
-                    self.sleep(min(max(0.5, min(self._wait(d, now) for d in queue)), 5.0))
-                    continue
                 # Every delivery seen changes state (or another sender took it), so this ends.
                 for delivery in due:
                     if should_stop():  # a clean stop: the digest stays `sending` for the next start
                         report.stopped = True
                         return report
-                    if delivery.attempts >= self.max_attempts:
+                    if delivery.attempts >= self.max_tries:
                         maybe = "; an earlier try may have been delivered" if delivery.status == "sending" else ""
-                        mark(delivery.id, "failed", self.clock(), error="no attempts left" + maybe)
+                        reason = f"{GAVE_UP}{delivery.attempts} tries{maybe}"
+                        mark(delivery.id, "failed", self.clock(), error=reason)
                         report.failed += 1
                         continue
                     try:
@@ -145,18 +153,19 @@ class Sender:
                             log.error("paused: %s (%s); fix it, then `publisher digest resume`", exc, exc.hint)
                             return report
                         errors_in_a_row += 1
-                        last_try = delivery.attempts + 1 >= self.max_attempts
-                        if exc.retryable and not last_try:
+                        tries = delivery.attempts + 1
+                        if exc.retryable and tries < self.max_tries:
                             # Back in the queue; `sending` keeps the doubt of an unanswered try.
                             again = "sending" if exc.uncertain or unsure else "pending"
-                            mark(delivery.id, again, self.clock(), error=str(exc))
+                            mark(delivery.id, again, self.clock(), error=exc.message)  # the reply, one line
                             report.retried += 1
                         else:
-                            mark(delivery.id, "failed", self.clock(), error=str(exc))
+                            reason = f"{GAVE_UP}{tries} tries: {exc.message}" if exc.retryable else exc.message
+                            mark(delivery.id, "failed", self.clock(), error=reason)
                             report.failed += 1
                             log.warning("delivery to %s failed: %s", delivery.email_key, exc)
                             if exc.bounced:
-                                self.store.mark_bounced(delivery.email_key, self.clock(), str(exc))
+                                self.refused(delivery, str(exc))
                         if errors_in_a_row >= self.pause_after:
                             return self._pause(digest_id, report, errors_in_a_row)
                         continue
@@ -165,7 +174,11 @@ class Sender:
                     report.uncertain += unsure
                     report.sent += not unsure
                     tick(1)
-            self.store.set_digest_status(digest_id, "done")
+            if report.waiting:
+                when = f"{report.next_try:%Y-%m-%d %H:%M:%S} UTC" if report.next_try else "?"
+                log.info("%d deliveries wait for another try, the first at %s", report.waiting, when)
+            else:
+                self.store.set_digest_status(digest_id, "done")
             return report
         finally:
             ledger.close()
@@ -176,17 +189,6 @@ class Sender:
         report.paused = True
         log.error("paused after %d errors in a row; `digest resume` continues", errors_in_a_row)
         return report
-
-    @staticmethod
-    def _due(delivery: Delivery, now: datetime) -> bool:
-        # Never tried, or left `sending` by a crash (no error recorded): now. Else after a delay.
-        return not delivery.retrying or Sender._wait(delivery, now) <= 0
-
-    @staticmethod
-    def _wait(delivery: Delivery, now: datetime) -> float:
-        if not delivery.retrying or delivery.updated_at is None:
-            return 0.0
-        return retry_delay(delivery.attempts) - (now - delivery.updated_at).total_seconds()
 
     def _pace(self, next_slot: float) -> float:
         """Wait for the next send slot: `messages_per_second` at most."""

@@ -12,6 +12,7 @@ import logging
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -61,45 +62,76 @@ def ingest_and_build(config_path: str) -> None:
         app.close()
 
 
-def send_digest(config_path: str) -> None:
+def poll_bounce_mailbox(config_path: str) -> None:
+    """Read the bounce mailbox once. A mailbox that cannot be reached fails the job (logged as
+    one line, `bounce-mailbox failed: …`, and shown by /healthz); the next interval tries again."""
+    app = App(load_settings(Path(config_path)))
+    try:
+        if app.settings.bounces.mailbox is None:
+            return  # removed from the config since this job was stored; the next start drops it
+        with _explained(app):
+            report = app.poll_bounce_mailbox()
+        kinds = ", ".join(f"{kind} {n}" for kind, n in sorted(report.by_kind.items())) or "no events"
+        log.info(
+            "bounce mailbox: %d read (%s), %d left; %d suppressed, %d unsubscribed",
+            report.processed, kinds, report.left, len(report.suppressed), len(report.unsubscribed),
+        )  # fmt: skip
+        if report.left:
+            log.warning("bounce mailbox: %d message(s) it could not read are left in it for a person", report.left)
+    finally:
+        app.close()
+
+
+def send_digest(config_path: str) -> datetime | None:
     """Finish any unfinished digest, then open and send the one due now. However many runs
-    were missed, this opens one digest with everything since the last."""
+    were missed, this opens one digest with everything since the last. Returns when the first
+    delivery left waiting for another try is due (the scheduler runs `resume_digests` then)."""
     from .newsletter import Newsletter
 
     app = App(load_settings(Path(config_path)))
     try:
         with _explained(app):
             letters = Newsletter(app)
-            _resume(letters, app)
+            next_try = _resume(letters, app)
             if STOP.is_set():
-                return
+                return next_try
             plan = letters.plan_scheduled()
             log.info("digest %s: %d deliveries planned", plan.digest.key, plan.planned)
             report = letters.send(plan.digest, app.transport(), should_stop=STOP.is_set)
             log.info(
-                "digest %s: sent %d, failed %d, skipped %d", plan.digest.key, report.sent, report.failed, report.skipped
-            )
+                "digest %s: sent %d, failed %d, skipped %d, waiting %d",
+                plan.digest.key, report.sent, report.failed, report.skipped, report.waiting,
+            )  # fmt: skip
+            return _first(next_try, report.next_try)
     finally:
         app.close()
 
 
-def resume_digests(config_path: str) -> None:
-    """At start-up: finish what a stop or a crash left unfinished."""
+def resume_digests(config_path: str) -> datetime | None:
+    """At start-up, and when a delivery waiting for another try is due: finish what is due of
+    every unfinished digest. Returns when the next delivery left waiting is due, if any."""
     from .newsletter import Newsletter
 
     app = App(load_settings(Path(config_path)))
     try:
         with _explained(app):
-            _resume(Newsletter(app), app)
+            return _resume(Newsletter(app), app)
     finally:
         app.close()
 
 
-def _resume(letters: Newsletter, app: App) -> None:
+def _resume(letters: Newsletter, app: App) -> datetime | None:
+    next_try = None
     for row in letters.unfinished():
         if STOP.is_set():
-            return
+            break
         if row.status == "paused":
             continue  # an operator's decision: `publisher digest resume`
         log.info("resuming digest %s", row.key)
-        letters.send(row, app.transport(), should_stop=STOP.is_set)
+        report = letters.send(row, app.transport(), should_stop=STOP.is_set)
+        next_try = _first(next_try, report.next_try)
+    return next_try
+
+
+def _first(a: datetime | None, b: datetime | None) -> datetime | None:
+    return min(a, b) if a is not None and b is not None else a or b

@@ -135,6 +135,9 @@ class Envelope:
     reply_to: Address | None = None
     message_id: str | None = None  # stable id to reuse across retries; made when absent
     extra_headers: tuple[tuple[str, str], ...] = ()  # e.g. ("X-Publisher-Test", "yes")
+    # The envelope sender (SMTP's MAIL FROM, where bounces go; the receiver's Return-Path),
+    # e.g. "bounces+<token>@example.org" ([bounces] return_path); None: the From address.
+    return_path: str | None = None
 
 
 Parts = tuple[str, str, str]  # (head, middle, foot): see build_message
@@ -153,8 +156,9 @@ class Message:
     _bytes: list[bytes] = field(default_factory=list, repr=False, compare=False)
 
     @property
-    def sender(self) -> str:
-        return addr_spec(self.envelope.sender)
+    def envelope_sender(self) -> str:
+        """SMTP's MAIL FROM: the envelope's return path when it has one, else the From address."""
+        return self.envelope.return_path or addr_spec(self.envelope.sender)
 
     @property
     def recipient(self) -> str:
@@ -200,6 +204,7 @@ def build_message(envelope: Envelope, text: str | Parts, html: str | Parts) -> M
     """
     e = envelope
     values = [e.subject, e.list_id, e.unsubscribe_url, e.unsubscribe_mailto or "", e.message_id or ""]
+    values += [e.return_path or ""]
     values += [part for pair in e.extra_headers for part in pair]
     values += [a.display_name for a in (e.sender, e.to, e.reply_to) if a is not None]
     for value in values:
@@ -211,6 +216,10 @@ def build_message(envelope: Envelope, text: str | Parts, html: str | Parts) -> M
     for name, _value in e.extra_headers:
         if not name.isascii() or not name.replace("-", "").isalnum():
             raise ValueError(f"not a header name: {name!r}")
+    if e.return_path is not None and (
+        not e.return_path.isascii() or e.return_path.count("@") != 1 or " " in e.return_path
+    ):
+        raise ValueError(f"not an envelope sender: {e.return_path!r}")
     message_id = e.message_id or make_msgid(domain=e.message_id_domain)
     text_parts = text if isinstance(text, tuple) else None
     html_parts = html if isinstance(html, tuple) else None

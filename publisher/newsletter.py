@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
+from .bounces.events import DELIVERY_HEADER, EventKind, MailEvent
+from .bounces.links import make_delivery_token, verp_address
 from .config import is_loopback, mailbox
 from .delivery import BuildProblem, Sender, SendReport
 from .digest import (
@@ -49,14 +51,13 @@ UNSUBSCRIBE_LIFETIME = timedelta(days=5 * 365)
 PREFERENCES_LIFETIME = timedelta(days=365)
 CONFIRM_LIFETIME = timedelta(days=7)
 
-_META_KEY = "signing_key"
-
 
 @dataclass(frozen=True, slots=True)
 class Plan:
     digest: DigestRow
     created: bool  # False: this window's digest existed already (nothing new is planned)
     planned: int  # deliveries planned now
+    suppressed: int = 0  # confirmed readers left out: their address is on the suppression list
 
 
 class Newsletter:
@@ -81,37 +82,14 @@ class Newsletter:
             key = "web.public_url" if self.settings.web.public_url else "site.url"
             fix = 'set [web] public_url = "https://..." where the subscription pages are served'
             raise ConfigError("(digest)", [(key, "one-click unsubscribe (RFC 8058) needs an https URL", fix)])
-        self._key: bytes | None = None
         self._renderers: dict[int, Renderer] = {}  # digest id -> the renderer that planned it
 
     # --- keys and links --------------------------------------------------------------------
 
     @property
     def signing_key(self) -> bytes:
-        """The key that signs links: from the environment variable `[web] secret_key_env`,
-        else one made at first use and kept in the store, so links keep working across runs."""
-        if self._key is None:
-            import os
-
-            from .errors import ConfigError
-
-            name = self.settings.web.secret_key_env
-            value = os.environ.get(name, "")
-            if value:
-                if len(value.encode()) < 16:
-                    fix = f"export {name}=$(python3 -c 'import secrets; print(secrets.token_urlsafe(32))')"
-                    raise ConfigError(
-                        "(environment)", [("web.secret_key_env", f"{name} is shorter than 16 bytes", fix)]
-                    )
-                self._key = value.encode()
-            else:
-                stored = self.store.get_meta(_META_KEY)
-                if stored is None:
-                    stored = secrets.token_urlsafe(32)
-                    self.store.set_meta(_META_KEY, stored)
-                    log.info("made a signing key for links and kept it in the store (%s is not set)", name)
-                self._key = stored.encode()
-        return self._key
+        """The key that signs links (App.signing_key)."""
+        return self.app.signing_key
 
     def personal(self, subscriber: Subscriber) -> Personal:
         sid, now = subscriber.id or 0, self.clock()
@@ -131,11 +109,24 @@ class Newsletter:
         return Renderer(self.look, self.app.categories, articles, window.end)
 
     def message(
-        self, renderer: Renderer, draft: Draft, subscriber: Subscriber, message_id: str | None, test: bool = False
+        self,
+        renderer: Renderer,
+        draft: Draft,
+        subscriber: Subscriber,
+        message_id: str | None,
+        test: bool = False,
+        delivery: Delivery | None = None,
     ) -> Message:
+        """A reader's digest; with its `delivery`, carrying the delivery's token (bounces.links)
+        in the X-Publisher-Delivery header and, with `[bounces] return_path`, the envelope sender."""
         who = self.personal(subscriber)
         text, html = renderer.personal(draft, who)
         words = self.look.words
+        headers: tuple[tuple[str, str], ...] = (("X-Publisher-Test", "yes"),) if test else ()
+        token = None
+        if delivery is not None:
+            token = make_delivery_token(self.signing_key, delivery.id, delivery.email_key)
+            headers += ((DELIVERY_HEADER, token),)
         envelope = Envelope(
             sender=self.sender,
             to=Address(subscriber.name, *subscriber.email.rsplit("@", 1)),  # no re-parsing: it was validated
@@ -147,9 +138,18 @@ class Newsletter:
             unsubscribe_mailto=self.mailto,
             reply_to=self.reply_to,
             message_id=message_id,
-            extra_headers=(("X-Publisher-Test", "yes"),) if test else (),
+            extra_headers=headers,
+            return_path=self.return_path(token),
         )
         return build_message(envelope, text, html)
+
+    def return_path(self, token: str | None) -> str | None:
+        """The envelope sender: `[bounces] return_path`, with the delivery's token when there
+        is one (VERP: bounces+<token>@example.org); None when it is not set (the From address)."""
+        configured = self.settings.bounces.return_path
+        if not configured:
+            return None
+        return verp_address(configured, token) if token else configured
 
     def builder(self, digest: DigestRow) -> Callable[[Delivery], Message | None]:
         """The send engine's callback: a subscriber's message, None when they no longer get one."""
@@ -163,7 +163,7 @@ class Newsletter:
             if draft is None:
                 return None
             try:
-                message = self.message(renderer, draft, subscriber, message_id)
+                message = self.message(renderer, draft, subscriber, message_id, delivery=delivery)
                 message.as_bytes()  # written now (and kept): an address IDNA refuses fails here
             except ValueError as exc:  # this subscriber's data (a name no header can carry)
                 raise BuildProblem(str(exc)) from exc
@@ -197,22 +197,29 @@ class Newsletter:
         if digest.status != "planning":
             return Plan(digest, created, 0)
         renderer = self._renderers[digest_id] = self.renderer(digest)  # sending reuses its drafts
-        planned = []
+        planned, suppressed = [], self.store.suppressed_keys()
+        left_out = 0
         for subscriber in self.store.subscribers(SubscriberStatus.CONFIRMED):
+            if subscriber.email.lower() in suppressed:
+                left_out += 1
+                continue
             if renderer.draft(subscriber.categories) is None:
                 continue  # nothing new in their categories: no e-mail
             planned.append((subscriber.email.lower(), self._message_id(digest_id, subscriber)))
         self.store.plan_deliveries(digest_id, planned, now)
-        return Plan(self.store.digest(digest_id), created, len(planned))
+        if left_out:
+            log.info("digest %s: %d suppressed reader(s) left out", digest.key, left_out)
+        return Plan(self.store.digest(digest_id), created, len(planned), left_out)
 
     def send(
         self,
         digest: DigestRow,
         transport: Transport,
         tick: Callable[[int], None] = lambda _n: None,
-        retry_now: bool = False,
         should_stop: Callable[[], bool] = lambda: False,
     ) -> SendReport:
+        """Send what is due of `digest` (see delivery.Sender.run): what waits for another try
+        is left for later, and the report says when."""
         d = self.settings.digest
         if digest.status == "paused":
             self.store.set_digest_status(digest.id, "sending")
@@ -221,14 +228,30 @@ class Newsletter:
             transport,
             self.clock,
             messages_per_second=d.messages_per_second,
-            max_attempts=d.max_attempts,
+            retry_after=d.retry_delays,
             pause_after=d.pause_after,
+            refused=self.record_refusal,
         )
         with self.store.send_lock():
-            return sender.run(digest.id, self.builder(digest), tick, retry_now=retry_now, should_stop=should_stop)
+            return sender.run(digest.id, self.builder(digest), tick, should_stop=should_stop)
 
-    def open_count(self, digest: DigestRow) -> int:
-        return len(self.store.open_deliveries(digest.id))
+    def record_refusal(self, delivery: Delivery, reason: str) -> None:
+        """The receiver refused the address as we sent (550 to RCPT, an API's invalid address):
+        a hard bounce of this delivery, kept and ruled on as one reported later would be."""
+        token = make_delivery_token(self.signing_key, delivery.id, delivery.email_key)
+        source = self.settings.mail.transport
+        event = MailEvent(EventKind.HARD_BOUNCE, delivery.email_key, source, reason, self.clock(), delivery_token=token)
+        self.app.record_mail_events([event])
+
+    def retry(self, digest: DigestRow, everything: bool = False) -> int:
+        """Due now, with all their tries again: the digest's deliveries that wait for another
+        try and those that failed after temporary errors (`everything`: every failed one).
+        Readers who no longer get mail are left alone. How many; `send` then sends them."""
+        return self.store.retry_deliveries(digest.id, self.clock(), everything)
+
+    def due_count(self, digest: DigestRow) -> int:
+        """Deliveries a send would try now (the progress bar's length): not those still waiting."""
+        return self.store.due_count(digest.id, self.clock(), self.settings.digest.retry_delays)
 
     def unfinished(self) -> list[DigestRow]:
         """Digests a crash, a stop or a pause left unfinished, ready to send: one stopped while
@@ -299,6 +322,7 @@ class Newsletter:
             list_id=f"{self.list_name} <digest.{self.host}>",
             unsubscribe_url=who.unsubscribe_url,
             reply_to=self.reply_to,
+            return_path=self.return_path(None),
         )
         return build_message(envelope, text, html)
 
@@ -309,8 +333,10 @@ class Newsletter:
     def dry_run(self, window: DigestWindow, deliver: Callable[[Message], Sent]) -> int:
         """Every message the window would send, handed to `deliver` (an outbox); no ledger rows."""
         renderer = self.renderer(window)
-        count = 0
+        count, suppressed = 0, self.store.suppressed_keys()
         for subscriber in self.store.subscribers(SubscriberStatus.CONFIRMED):
+            if subscriber.email.lower() in suppressed:
+                continue
             draft = renderer.draft(subscriber.categories)
             if draft is not None:
                 deliver(self.message(renderer, draft, subscriber, None))

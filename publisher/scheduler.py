@@ -10,6 +10,8 @@ The traps it avoids (../shared/research/library-pitfalls.md section 2):
 - jobs are added only when missing, so a stored, overdue next run survives a restart and runs
   once (within the grace); a changed schedule is rescheduled explicitly;
 - cron in the site's time zone, with day names (config refuses numbers);
+- a digest job that leaves deliveries waiting for another try returns when the first is due;
+  the listener puts the one-off resume job there, in the job store (it survives a restart);
 - the ingest runs in its own daemon threads (`IngestExecutor`): a stop waits a few seconds for
   it, then leaves it. A source that hangs cannot hold the stop, and the abandoned pass is one
   uncommitted transaction, rolled back; the next start ingests again.
@@ -29,6 +31,7 @@ from apscheduler.executors.base import BaseExecutor, run_job
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.job import Job
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+from apscheduler.schedulers import SchedulerNotRunningError
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
@@ -39,16 +42,20 @@ from .store import Store
 
 log = logging.getLogger(__name__)
 
-INGEST_JOB, DIGEST_JOB, RESUME_JOB = "ingest", "digest", "resume"
+INGEST_JOB, DIGEST_JOB, RESUME_JOB, BOUNCES_JOB = "ingest", "digest", "resume", "bounce-mailbox"
 TARGETS = {
     INGEST_JOB: "publisher.jobs:ingest_and_build",
     DIGEST_JOB: "publisher.jobs:send_digest",
     RESUME_JOB: "publisher.jobs:resume_digests",
+    BOUNCES_JOB: "publisher.jobs:poll_bounce_mailbox",
 }
 JOBS_TABLE = "apscheduler_jobs"
 INGEST_EXECUTOR = "ingest"
-EXECUTORS = {INGEST_JOB: INGEST_EXECUTOR, DIGEST_JOB: "default", RESUME_JOB: "default"}
+# The mailbox poll, like the ingest, may wait on a network read: a stop leaves it (nothing in
+# the mailbox changes before a poll ends), so it runs in the executor that can be left.
+EXECUTORS = {INGEST_JOB: INGEST_EXECUTOR, DIGEST_JOB: "default", RESUME_JOB: "default", BOUNCES_JOB: INGEST_EXECUTOR}
 STOP_WAITS_FOR_INGEST = 5.0  # seconds; then the process ends without it
+RESUME_AT_THE_EARLIEST = 2.0  # seconds from now: a resume that finds nothing due never spins
 
 
 class IngestExecutor(BaseExecutor):  # type: ignore[misc]
@@ -108,11 +115,15 @@ def _explained_elsewhere(record: logging.LogRecord) -> bool:
 
 
 def triggers(settings: Settings) -> dict[str, Any]:
+    """The recurring jobs this configuration wants (the bounce mailbox's only when it has one)."""
     zone = settings.site.timezone
-    return {
+    wanted = {
         INGEST_JOB: IntervalTrigger(minutes=settings.schedule.ingest_every, timezone=zone),
         DIGEST_JOB: CronTrigger.from_crontab(settings.digest.schedule, timezone=zone),
     }
+    if settings.bounces.mailbox is not None:
+        wanted[BOUNCES_JOB] = IntervalTrigger(minutes=settings.bounces.mailbox.interval, timezone=zone)
+    return wanted
 
 
 def _last_fire(trigger: CronTrigger, now: datetime, grace_minutes: int) -> datetime | None:
@@ -165,7 +176,11 @@ class Scheduler:
 
     def _ensure_jobs(self, scheduler: BackgroundScheduler) -> None:
         grace = self.settings.schedule.misfire_grace * 60
-        for job_id, trigger in triggers(self.settings).items():
+        wanted = triggers(self.settings)
+        if BOUNCES_JOB not in wanted and scheduler.get_job(BOUNCES_JOB) is not None:
+            log.info("%s: no [bounces.mailbox] any more, so no more polls", BOUNCES_JOB)
+            scheduler.remove_job(BOUNCES_JOB)
+        for job_id, trigger in wanted.items():
             job = scheduler.get_job(job_id)
             executor = EXECUTORS[job_id]
             if job is None:
@@ -199,10 +214,27 @@ class Scheduler:
     def _record(self, event: JobExecutionEvent) -> None:
         what = {EVENT_JOB_EXECUTED: "ran", EVENT_JOB_ERROR: "failed", EVENT_JOB_MISSED: "missed"}[event.code]
         self.last_event[event.job_id] = f"{what} {event.scheduled_run_time:%Y-%m-%dT%H:%M:%S%z}"
+        if event.code == EVENT_JOB_EXECUTED and isinstance(event.retval, datetime):
+            self._resume_at(event.retval)  # a digest job left deliveries waiting for another try
         if event.code == EVENT_JOB_MISSED:
             log.warning("%s missed its run at %s (beyond the misfire grace)", event.job_id, event.scheduled_run_time)
         elif event.code == EVENT_JOB_ERROR:
             log.error("%s failed: %s", event.job_id, event.exception)
+
+    def _resume_at(self, due: datetime) -> None:
+        """The resume job, one-off, at `due` (a few seconds from now at the earliest): it is kept
+        in the job store, so a restart in between keeps it, and a start resumes anyway."""
+        scheduler = self.scheduler
+        if scheduler is None or not scheduler.running:
+            return  # stopping: the next start resumes the unfinished digest
+        when = max(due, datetime.now(scheduler.timezone) + timedelta(seconds=RESUME_AT_THE_EARLIEST))
+        try:
+            scheduler.add_job(
+                TARGETS[RESUME_JOB], id=RESUME_JOB, args=[self.config_path], replace_existing=True, next_run_time=when
+            )
+        except (KeyError, SchedulerNotRunningError):  # its job store detached by `stop`
+            return
+        log.info("deliveries wait for another try: resuming the digest at %s", when.isoformat(timespec="seconds"))
 
     def health(self) -> dict[str, Any]:
         if not self.owner or self.scheduler is None:

@@ -10,6 +10,7 @@ spelling, name and categories into the subscriber's row.
 from __future__ import annotations
 
 import ipaddress
+import logging
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
@@ -22,6 +23,8 @@ from .subscriptions import clean_name, normalize_email
 if TYPE_CHECKING:
     from .newsletter import Newsletter
     from .transports import Transport
+
+log = logging.getLogger(__name__)
 
 HOUR, DAY = timedelta(hours=1), timedelta(days=1)
 REQUEST_LIFETIME = timedelta(days=7)  # as long as a confirmation link works (newsletter.CONFIRM_LIFETIME)
@@ -76,13 +79,16 @@ def request_subscription(
     """A sign-up from the subscribe form: (subscriber, the request to confirm, or None).
 
     A confirmed address is left as it is and gets no request (the caller mails them their
-    preferences link). Any other address gets a request holding what was typed; a new address
-    also gets a pending row with nothing of the form's in it but the address. A pending,
-    unsubscribed or bounced row is not touched. ValueError: not an address."""
+    preferences link), unless it is on the suppression list: then it needs a new confirmation,
+    as any other address does. Any other address gets a request holding what was typed; a new
+    address also gets a pending row with nothing of the form's in it but the address. A
+    pending, unsubscribed or bounced row is not touched. The form's page says the same in
+    every case. ValueError: not an address."""
     address = normalize_email(email)
     existing = store.subscriber(address.lower())
     if existing is not None and existing.status is SubscriberStatus.CONFIRMED:
-        return existing, None
+        if not store.is_suppressed(address.lower()):
+            return existing, None
     if existing is None:
         store.save_subscribers([Subscriber(address, "", (), SubscriberStatus.PENDING, now, "web", now)])
         existing = store.subscriber(address.lower())
@@ -93,13 +99,16 @@ def request_subscription(
 
 def confirm_request(store: Store, request: SignupRequest, now: datetime) -> Subscriber | None:
     """The owner followed a request's link: the subscriber becomes what the request asked for,
-    confirmed, and every other request for the address is void. None when the link may not
-    confirm: the request is gone (followed already, or expired), or the address unsubscribed or
-    bounced after the request was made (an old link cannot undo an opt-out). A reader confirmed
-    meanwhile keeps their own choices."""
-    existing = store.subscriber(request.email.lower())
-    if existing is not None and existing.status is SubscriberStatus.CONFIRMED:
-        store.forget_signup_requests(request.email.lower())
+    confirmed, and every other request for the address is void; an address on the suppression
+    list comes off it (the link reached them: mail gets through again), logged. None when the
+    link may not confirm: the request is gone (followed already, or expired), or the address
+    unsubscribed or bounced after the request was made (an old link cannot undo an opt-out). A
+    reader confirmed meanwhile keeps their own choices."""
+    key = request.email.lower()
+    existing = store.subscriber(key)
+    suppressed = store.is_suppressed(key)
+    if existing is not None and existing.status is SubscriberStatus.CONFIRMED and not suppressed:
+        store.forget_signup_requests(key)
         return existing
     if existing is not None and existing.status in _STOPPED and request.created_at < existing.status_at:
         return None
@@ -114,9 +123,12 @@ def confirm_request(store: Store, request: SignupRequest, now: datetime) -> Subs
         status_via="web",
     )
     if not store.confirm_signup(request.id, confirmed):
-        found = store.subscriber(request.email.lower())
+        found = store.subscriber(key)
         return found if found is not None and found.status is SubscriberStatus.CONFIRMED else None
-    return store.subscriber(request.email.lower())
+    done = store.subscriber(key)
+    if suppressed and done is not None:
+        log.info("subscriber #%s signed up again and confirmed: their address is off the suppression list", done.id)
+    return done
 
 
 def mail_confirmations(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 import unicodedata
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
@@ -11,12 +12,15 @@ from datetime import datetime
 from pathlib import Path
 from typing import TextIO
 
+from .bounces.rules import KIND_NAMES
 from .csv_cells import SafeCsvWriter, from_csv_cell
 from .errors import PublisherError
 from .model import Subscriber, SubscriberStatus
 from .normalize import CategoryIndex
 from .store import Store
 from .text import clean_line
+
+log = logging.getLogger(__name__)
 
 CSV_COLUMNS = ("email", "name", "categories")
 EXPORT_COLUMNS = ("email", "name", "categories", "status", "status_at", "status_via", "created_at")
@@ -65,6 +69,7 @@ class ImportReport:
     unchanged: int = 0
     not_updated: int = 0  # on the list, the file says otherwise: left as they chose (see `update`)
     kept_stopped: int = 0  # unsubscribed or bounced: an import never signs them up again
+    suppressed: int = 0  # on the suppression list (bounces, complaints): left out, whatever the file says
     problems: list[str] = field(default_factory=list)
     pending: list[str] = field(default_factory=list)  # address keys of the file's pending readers
 
@@ -113,6 +118,7 @@ def import_csv(
     report = ImportReport()
     seen: dict[str, int] = {}
     to_save: list[Subscriber] = []
+    suppressed = store.suppressed_keys()
     for line, row in read_rows(path):
         try:
             email = normalize_email(row.get("email") or "")
@@ -125,6 +131,9 @@ def import_csv(
             report.problems.append(f"{path}:{line}: {email} is already on line {seen[key]}")
             continue
         seen[key] = line
+        if key in suppressed:
+            report.suppressed += 1
+            continue
         row_status = _row_status(row.get("status"), status)
         if row_status is None:
             report.problems.append(f"{path}:{line}: unknown status {row.get('status')!r} (use {_STATUS_NAMES})")
@@ -200,8 +209,17 @@ def add(
     store: Store, email: str, name: str, categories: tuple[str, ...], status: SubscriberStatus, now: datetime
 ) -> tuple[Subscriber, bool]:
     """Add or update one subscriber from the command line; returns (subscriber, was it new).
-    ValueError for an invalid address; SubscriberError when they may not be signed up."""
+    ValueError for an invalid address; SubscriberError when they may not be signed up (they
+    left, or their address is on the suppression list)."""
     address = normalize_email(email)
+    held = store.suppression(address.lower())
+    if held is not None and held.active:
+        raise SubscriberError(
+            f"{address} is on the suppression list since {held.since:%Y-%m-%d} "
+            f"({KIND_NAMES[held.kind]}: {held.reason[:100]})",
+            f"mail to it bounced or was reported as spam; if that is fixed, `publisher bounces unsuppress {address}` "
+            "first (or let them sign up again on the subscribe page, which asks them to confirm)",
+        )
     existing = store.subscriber(address.lower())
     merged = merge(existing, Subscriber(address, clean_name(name), categories, status, now, "cli", now))
     if merged is None:
@@ -274,7 +292,10 @@ def confirm(store: Store, subscriber_id: int, now: datetime, issued: datetime) -
         return existing
     if existing.status in _STOPPED and issued < existing.status_at.replace(microsecond=0):
         return existing
-    return _change(store, subscriber_id, status=SubscriberStatus.CONFIRMED, status_at=now, status_via="web")
+    changed = _change(store, subscriber_id, status=SubscriberStatus.CONFIRMED, status_at=now, status_via="web")
+    if changed is not None and store.lift_suppression(changed.email.lower(), now, "re-subscribed"):
+        log.info("subscriber #%s confirmed again: their address is off the suppression list", subscriber_id)
+    return changed
 
 
 def unsubscribe(store: Store, subscriber_id: int, now: datetime, via: str) -> Subscriber | None:

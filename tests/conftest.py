@@ -8,10 +8,10 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -22,6 +22,10 @@ from publisher.app import App
 from publisher.cli import main
 from publisher.config import load_settings
 from publisher.model import BuildReport
+
+if TYPE_CHECKING:
+    import trustme
+    from dovecot import Dovecot
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -230,3 +234,58 @@ class Service:
             self.process.kill()
             self.process.wait()
             pytest.fail(f"`publisher run` did not stop within 10 s of SIGTERM\n{self.output()}")
+
+
+@pytest.fixture(scope="session")
+def dovecot_ca() -> trustme.CA:
+    """The CA that signs the throwaway Dovecot's certificate (tests/dovecot.py)."""
+    import trustme
+
+    return trustme.CA()
+
+
+@pytest.fixture(scope="session")
+def dovecot_server(dovecot_ca: trustme.CA) -> Iterator[Dovecot]:
+    """One throwaway Dovecot on loopback for the whole run; it skips when not installed."""
+    from dovecot import Dovecot
+
+    server = Dovecot(dovecot_ca).start()
+    try:
+        yield server
+    finally:
+        server.remove()
+
+
+@pytest.fixture
+def dovecot(dovecot_server: Dovecot) -> Dovecot:
+    """The Dovecot with an empty mailbox: INBOX only, and nothing in it."""
+    dovecot_server.empty()
+    return dovecot_server
+
+
+@pytest.fixture(scope="session")
+def sent(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
+    """A digest sent to four readers through the SMTP transport, as the SMTP server (aiosmtpd)
+    received it, by recipient: the originals that bounces and complaints are built around."""
+    from email import message_from_bytes, policy
+
+    from aiosmtpd.controller import Controller
+    from test_newsletter import Inbox, add_readers, mailing_site
+    from test_smtp import free_port
+
+    box, port = Inbox(), free_port()
+    controller = Controller(box, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        site = mailing_site(Site(tmp_path_factory.mktemp("sent")), port)
+        add_readers(site, 4)
+        result = site.cli("digest", "send")
+        assert result.exit_code == 0, result.output
+    finally:
+        controller.stop()
+    by_recipient = {}
+    for raw in box.raw:
+        parsed = message_from_bytes(raw, policy=policy.default)
+        by_recipient[parsed["To"].addresses[0].addr_spec] = raw
+    assert len(by_recipient) == 4
+    return by_recipient

@@ -286,3 +286,78 @@ def test_numeric_days_of_week_are_refused_in_the_schedule() -> None:
     raw = tomllib.loads(MINIMAL) | {"digest": {"schedule": "0 8 * * 1"}}
     with pytest.raises(ConfigError, match="day names|names"):
         validate(raw)
+
+
+def test_ses_and_directmail_read_their_keys_from_the_named_variables(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from publisher.app import App
+    from publisher.transports.http_api import HttpApiTransport
+
+    text = MAIL_BASE + (
+        '[mail]\ntransport = "ses"\n[mail.ses]\nregion = "eu-west-1"\naccess_key_id_env = "PUBLISHER_TEST_AWS_ID"\n'
+        'secret_access_key_env = "PUBLISHER_TEST_AWS_SECRET"\nsession_token_env = "PUBLISHER_TEST_AWS_TOKEN"\n'
+        '[mail.aliyun]\nregion = "ap-southeast-1"\naccess_key_id_env = "PUBLISHER_TEST_ALI_ID"\n'
+        'access_key_secret_env = "PUBLISHER_TEST_ALI_SECRET"\n'
+    )
+    for name in ("AWS_ID", "AWS_SECRET", "AWS_TOKEN", "ALI_ID", "ALI_SECRET"):
+        monkeypatch.setenv(f"PUBLISHER_TEST_{name}", name.lower())
+    monkeypatch.delenv("PUBLISHER_TEST_AWS_TOKEN")
+    ses = App(load_settings(write(tmp_path, text)))
+    with pytest.raises(ConfigError) as caught:
+        ses.transport()
+    assert "PUBLISHER_TEST_AWS_TOKEN is not set" in str(caught.value) and "mail.ses.session_token_env" in str(
+        caught.value
+    )
+    monkeypatch.setenv("PUBLISHER_TEST_AWS_TOKEN", "aws_token")
+    api = ses.transport()
+    assert isinstance(api, HttpApiTransport) and api.base_url == "https://email.eu-west-1.amazonaws.com"
+    assert (api.api_key, api.options["access_key_id"], api.options["session_token"]) == (
+        "aws_secret",
+        "aws_id",
+        "aws_token",
+    )
+    aliyun = App(load_settings(write(tmp_path, text.replace('transport = "ses"', 'transport = "aliyun"'))))
+    api = aliyun.transport()
+    assert isinstance(api, HttpApiTransport) and api.base_url == "https://dm.ap-southeast-1.aliyuncs.com"
+    assert (api.api_key, api.options["access_key_id"], api.options["security_token"]) == ("ali_secret", "ali_id", "")
+    monkeypatch.setenv("ALIBABA_CLOUD_ACCESS_KEY_ID", "id")  # the default names
+    monkeypatch.setenv("ALIBABA_CLOUD_ACCESS_KEY_SECRET", "secret")
+    hangzhou = App(load_settings(write(tmp_path, MAIL_BASE + '[mail]\ntransport = "aliyun"\n[mail.aliyun]\n')))
+    assert hangzhou.transport().base_url == "https://dm.aliyuncs.com"  # type: ignore[attr-defined]
+
+
+def test_ses_needs_a_region_in_aws_form(tmp_path: Path) -> None:
+    for table, key in (("[mail.ses]\n", "mail.ses.region"), ('[mail.ses]\nregion = "Ireland"\n', "mail.ses.region")):
+        with pytest.raises(ConfigError) as caught:
+            load_settings(write(tmp_path, MAIL_BASE + '[mail]\ntransport = "ses"\n' + table))
+        assert [k for k, _m, _f in caught.value.problems] == [key]
+    path = write(
+        tmp_path, MAIL_BASE + '[mail]\ntransport = "ses"\n[mail.ses]\nregion = "us-east-1"\nbase_url = "ftp://x"\n'
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path)
+    assert [k for k, _m, _f in caught.value.problems] == ["mail.ses.base_url"]
+
+
+def test_retry_after_takes_durations_within_a_week_and_max_attempts_is_retired() -> None:
+    from datetime import timedelta
+
+    settings = validate(tomllib.loads(MINIMAL) | {"digest": {"retry_after": ["30s", "2m", "1h", "1d"]}})
+    assert settings.digest.retry_delays == tuple(timedelta(seconds=s) for s in (30, 120, 3600, 86400))
+    assert validate(tomllib.loads(MINIMAL)).digest.retry_delays[-1] == timedelta(hours=4)  # the default window
+    assert validate(tomllib.loads(MINIMAL) | {"digest": {"retry_after": []}}).digest.retry_delays == ()
+
+    raw = tomllib.loads(MINIMAL) | {"digest": {"retry_after": ["5m", "soon", "0m", "10 m"], "max_attempts": 5}}
+    with pytest.raises(ConfigError) as caught:
+        validate(raw)
+    problems = {key: (message, fix) for key, message, fix in caught.value.problems}
+    assert set(problems) == {"digest.retry_after[1]", "digest.retry_after[2]", "digest.retry_after[3]",
+                             "digest.max_attempts"}  # fmt: skip
+    assert "'soon' is not a duration" in problems["digest.retry_after[1]"][0]
+    assert problems["digest.max_attempts"][0] == "is no longer a key"
+    assert "digest.retry_after" in problems["digest.max_attempts"][1]
+    with pytest.raises(ConfigError, match="add up to more than 7 days"):
+        validate(tomllib.loads(MINIMAL) | {"digest": {"retry_after": ["4d", "4d"]}})
+    with pytest.raises(ConfigError, match="retry_after"):
+        validate(tomllib.loads(MINIMAL) | {"digest": {"retry_after": ["1m"] * 21}})

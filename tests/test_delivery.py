@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email.headerregistry import Address
 
 import pytest
 
 from conftest import Site
-from publisher.delivery import Sender
+from publisher.delivery import Sender, SendReport
 from publisher.mail import Envelope, Message, build_message
 from publisher.model import Delivery
 from publisher.store import Store
@@ -46,13 +47,30 @@ class Flaky:
         pass
 
 
-@pytest.fixture
-def planned(site: Site) -> tuple[Store, int]:
-    store = Store(f"sqlite:///{site.db}")
+@pytest.fixture(params=["sqlite", "postgresql"])
+def planned(request: pytest.FixtureRequest, site: Site) -> Iterator[tuple[Store, int]]:
+    """A digest planned for READERS, on SQLite and on a throwaway PostgreSQL database."""
+    if request.param == "sqlite":
+        yield from _planned(f"sqlite:///{site.db}")
+        return
+    from test_migrations import _postgres_admin, _throwaway_database
+
+    admin = _postgres_admin()
+    if admin is None:
+        pytest.skip("PostgreSQL: neither $PUBLISHER_TEST_POSTGRES nor 127.0.0.1:5432 answers")
+    for url in _throwaway_database(admin):
+        yield from _planned(url)
+
+
+def _planned(url: str) -> Iterator[tuple[Store, int]]:
+    store = Store(url)
     digest_id, created = store.open_digest("scheduled:2026-11-30T00:00:00Z", NOW - timedelta(days=7), NOW, NOW)
     assert created
     store.plan_deliveries(digest_id, [(r, f"<d1.{i}@example.org>") for i, r in enumerate(READERS)], NOW)
-    return store, digest_id
+    try:
+        yield store, digest_id
+    finally:
+        store.close()
 
 
 class FakeTime:
@@ -74,6 +92,34 @@ def sender(store: Store, transport: object, waits: list[float] | None = None, **
     return Sender(store, transport, lambda: fake.now, sleep=fake.sleep, monotonic=fake.monotonic, **options)  # type: ignore[arg-type]
 
 
+class Clocked:
+    """A sender on a clock the test moves: runs until nothing waits, each run at the time its
+    predecessor said the next try is due (as the scheduler's resume job does)."""
+
+    def __init__(self, store: Store, transport: object, **options: object) -> None:
+        self.store, self.transport, self.options = store, transport, options
+        self.time = FakeTime([])
+        self.tried_at: list[float] = []  # seconds after NOW of each send, of any reader
+
+    def run(self, digest_id: int) -> SendReport:
+        def timed(delivery: Delivery) -> Message:
+            self.tried_at.append((self.time.now - NOW).total_seconds())
+            return build(delivery)
+
+        fake = self.time
+        engine = Sender(self.store, self.transport, lambda: fake.now, sleep=fake.sleep, monotonic=fake.monotonic,
+                        messages_per_second=0, **self.options)  # type: ignore[arg-type]  # fmt: skip
+        return engine.run(digest_id, timed)
+
+    def until_done(self, digest_id: int) -> list[SendReport]:
+        reports = [self.run(digest_id)]
+        while reports[-1].next_try is not None:
+            assert reports[-1].next_try > self.time.now  # a run leaves only what is not due
+            self.time.now = reports[-1].next_try
+            reports.append(self.run(digest_id))
+        return reports
+
+
 def test_everyone_once_and_a_second_run_sends_nothing(planned: tuple[Store, int]) -> None:
     store, digest_id = planned
     memory = MemoryTransport()
@@ -86,25 +132,69 @@ def test_everyone_once_and_a_second_run_sends_nothing(planned: tuple[Store, int]
     assert store.delivery_counts(digest_id) == {"sent": 5}
 
 
-def test_retryable_errors_retry_with_backoff_and_permanent_ones_fail(planned: tuple[Store, int]) -> None:
+def test_a_temporary_error_waits_for_its_next_try_without_sleeping(planned: tuple[Store, int]) -> None:
     store, digest_id = planned
     later = TransportError("451 later", retryable=True)
     never = TransportError("550 no such user", retryable=False)
     flaky = Flaky({"r1@example.com": [later], "r3@example.com": [never]})
     waits: list[float] = []
     report = sender(store, flaky, waits, messages_per_second=0).run(digest_id, build)
-    assert (report.sent, report.failed, report.retried) == (4, 1, 1)
+    assert (report.sent, report.failed, report.retried, report.waiting) == (3, 1, 1, 1)
+    assert report.next_try == NOW + timedelta(minutes=1) and waits == []  # the run returned instead of sleeping
+    assert store.digest(digest_id).status == "sending"  # unfinished: a resume picks it up
+    assert sender(store, flaky, messages_per_second=0).run(digest_id, build).sent == 0  # not due yet
+
+    clocked = Clocked(store, flaky)
+    clocked.time.now = NOW + timedelta(minutes=1)
+    report = clocked.run(digest_id)
+    assert (report.sent, report.waiting, report.next_try) == (1, 0, None)
     assert sorted(flaky.delivered) == sorted(set(READERS) - {"r3@example.com"})
-    assert sum(waits) == 30.0 and max(waits) <= 5.0  # minutes-scale retry, waited in short naps (a stop is seen)
     assert store.delivery_counts(digest_id) == {"sent": 4, "failed": 1}
+    assert store.digest(digest_id).status == "done"
+    [refused] = [p for p in store.delivery_problems(digest_id) if p.status == "failed"]
+    assert refused.error == "550 no such user" and not refused.temporary  # `digest retry` leaves it
+
+
+def test_greylisting_is_outlived_then_the_tries_run_out(planned: tuple[Store, int]) -> None:
+    """The default window, 1, 5, 15, 60 minutes and 4 hours: six tries, each at its time."""
+    store, digest_id = planned
+    greylisted = TransportError("451 4.7.1 greylisted, try again later", retryable=True)
+    flaky = Flaky({"r0@example.com": [greylisted] * 6, "r2@example.com": [greylisted] * 5})
+    clocked = Clocked(store, flaky)
+    reports = clocked.until_done(digest_id)
+    minutes = [t / 60 for t in clocked.tried_at]
+    assert minutes == [0, 0, 0, 0, 0, 1, 1, 6, 6, 21, 21, 81, 81, 321, 321]
+    assert "r2@example.com" in flaky.delivered and "r0@example.com" not in flaky.delivered
+    assert [r.waiting for r in reports] == [2, 2, 2, 2, 2, 0]
+    [gave_up] = store.delivery_problems(digest_id)
+    assert (gave_up.email_key, gave_up.status, gave_up.attempts) == ("r0@example.com", "failed", 6)
+    assert gave_up.error == "gave up after 6 tries: 451 4.7.1 greylisted, try again later" and gave_up.temporary
+
+
+def test_a_waiting_delivery_is_counted_and_listed_with_its_next_try(planned: tuple[Store, int]) -> None:
+    store, digest_id = planned
+    flaky = Flaky({"r4@example.com": [TransportError("421 too busy", retryable=True)] * 2})
+    clocked = Clocked(store, flaky, retry_after=[timedelta(minutes=10), timedelta(hours=2)])
+    clocked.run(digest_id)
+    clocked.time.now += timedelta(minutes=10)
+    report = clocked.run(digest_id)
+    assert report.next_try == NOW + timedelta(minutes=10, hours=2)
+    delays = [timedelta(minutes=10), timedelta(hours=2)]
+    assert store.waiting(digest_id, delays) == (1, report.next_try)
+    assert store.due_count(digest_id, report.next_try - timedelta(microseconds=1), delays) == 0
+    assert store.due_count(digest_id, report.next_try, delays) == 1
+    [waiting] = store.delivery_problems(digest_id)
+    assert (waiting.status, waiting.attempts, waiting.waiting, waiting.error) == ("pending", 2, True, "421 too busy")
+    assert waiting.last_try == NOW + timedelta(minutes=10)
 
 
 def test_a_timeout_that_may_have_delivered_makes_the_later_success_uncertain(planned: tuple[Store, int]) -> None:
     store, digest_id = planned
     timeout = TransportError("timed out after DATA", retryable=True, uncertain=True)
     flaky = Flaky({"r2@example.com": [timeout], "r4@example.com": [timeout, timeout, timeout]})
-    report = sender(store, flaky, messages_per_second=0, max_attempts=3).run(digest_id, build)
-    assert (report.sent, report.uncertain, report.failed) == (3, 1, 1)
+    clocked = Clocked(store, flaky, retry_after=[timedelta(minutes=1), timedelta(minutes=5)])
+    reports = clocked.until_done(digest_id)
+    assert sum(r.sent for r in reports) == 3 and sum(r.uncertain for r in reports) == 1
     assert store.delivery_counts(digest_id) == {"sent": 3, "uncertain": 1, "failed": 1}
 
 
@@ -124,10 +214,51 @@ def test_too_many_errors_in_a_row_pause_the_digest_and_resume_continues(planned:
     store, digest_id = planned
     down = TransportError("connection refused", retryable=True)
     flaky = Flaky({r: [down] * 5 for r in READERS})
-    report = sender(store, flaky, pause_after=3, max_attempts=10).run(digest_id, build)
+    report = sender(store, flaky, pause_after=3, messages_per_second=0).run(digest_id, build)
     assert report.paused and flaky.delivered == []
-    report = sender(store, MemoryTransport()).run(digest_id, build)  # the server is back
-    assert report.sent == 5 and not report.paused
+    clocked = Clocked(store, MemoryTransport())  # the server is back
+    reports = clocked.until_done(digest_id)
+    assert [r.sent for r in reports] == [2, 3] and not reports[-1].paused  # the 3 errors after their wait
+    assert store.digest(digest_id).status == "done"
+
+
+def test_retry_puts_back_the_temporary_failures_and_leaves_the_rest(planned: tuple[Store, int]) -> None:
+    from dataclasses import replace
+
+    from publisher.model import Subscriber, SubscriberStatus
+
+    store, digest_id = planned
+    store.save_subscribers(
+        [Subscriber(r, "", (), SubscriberStatus.CONFIRMED, NOW, "import", NOW) for r in READERS]
+    )  # fmt: skip
+    greylisted = TransportError("451 greylisted", retryable=True)
+    flaky = Flaky({
+        "r0@example.com": [greylisted] * 3,
+        "r1@example.com": [TransportError("552 mailbox full", retryable=False)],
+        "r2@example.com": [greylisted] * 4,  # runs out of tries, then unsubscribes
+        "r3@example.com": [greylisted],
+    })  # fmt: skip
+    clocked = Clocked(store, flaky, retry_after=[timedelta(minutes=1)])
+    clocked.run(digest_id)
+    assert store.delivery_counts(digest_id) == {"sent": 1, "failed": 1, "pending": 3}
+    clocked.time.now += timedelta(seconds=30)  # the operator does not wait the minute
+    assert store.retry_deliveries(digest_id, clocked.time.now) == 3
+    assert clocked.run(digest_id).sent == 1  # r3; r0 and r2 wait again, with both tries again
+    clocked.time.now += timedelta(minutes=1)
+    clocked.run(digest_id)  # r0 and r2 give up
+    r2 = store.subscriber("r2@example.com")
+    assert r2 is not None
+    store.save_subscribers([replace(r2, status=SubscriberStatus.UNSUBSCRIBED)])
+    assert store.digest(digest_id).status == "done"
+
+    assert store.retry_deliveries(digest_id, clocked.time.now) == 1  # r0 only
+    assert store.digest(digest_id).status == "sending"
+    assert (clocked.run(digest_id).sent, flaky.delivered.count("r0@example.com")) == (1, 1)
+    assert store.retry_deliveries(digest_id, clocked.time.now, everything=True) == 1  # r1, never r2
+    assert clocked.run(digest_id).sent == 1
+    assert store.delivery_counts(digest_id) == {"sent": 4, "failed": 1}
+    [left] = store.delivery_problems(digest_id)
+    assert left.email_key == "r2@example.com" and left.error == "gave up after 2 tries: 451 greylisted"
 
 
 def test_pacing_keeps_to_messages_per_second(planned: tuple[Store, int]) -> None:

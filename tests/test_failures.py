@@ -152,6 +152,8 @@ from publisher.transports.outbox import OutboxTransport
 
 class Big:  # what the outbox reads of a message
     message_id = "<1@example.org>"
+    class envelope:
+        return_path = None
     def as_bytes(self):
         return b"x" * 100_000
 

@@ -20,6 +20,7 @@ from publisher.transports.http_api import HttpApiTransport
 
 SUBJECT = "【高新院周报】第48期：政策解读与产业研究"
 KEY = "key-123"
+TOKEN = "d2s-k3xq7mbe5tnd0v2a"  # the delivery's token, which each provider must echo in its webhooks
 
 
 def message() -> Any:
@@ -33,6 +34,7 @@ def message() -> Any:
         unsubscribe_url="https://www.example.org/unsubscribe/t",
         reply_to=Address("编辑部", addr_spec="editor@example.org"),
         message_id="<digest-1.sub-2@www.example.org>",
+        extra_headers=(("X-Publisher-Delivery", TOKEN),),
     )
     return build_message(envelope, "纯文本正文", "<p>HTML 正文</p>")
 
@@ -43,6 +45,7 @@ def check_mailgun(request: Request) -> None:
     assert request.form["to"] == "zhang@example.com"
     mime = message_from_bytes(request.files["message"].read(), policy=policy.default)
     assert mime["Subject"] == SUBJECT and mime["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert request.form["v:publisher_delivery"] == TOKEN and mime["X-Publisher-Delivery"] == TOKEN
 
 
 def check_sendgrid(request: Request) -> None:
@@ -54,6 +57,7 @@ def check_sendgrid(request: Request) -> None:
     assert body["subject"] == SUBJECT
     assert [c["type"] for c in body["content"]] == ["text/plain", "text/html"]
     assert body["headers"]["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert body["custom_args"] == {"publisher_delivery": TOKEN}
 
 
 def check_postmark(request: Request) -> None:
@@ -62,7 +66,7 @@ def check_postmark(request: Request) -> None:
     assert body["From"] == '"高新院新闻中心" <news@example.org>' and body["To"] == '"张三" <zhang@example.com>'
     assert body["Subject"] == SUBJECT and body["TextBody"].startswith("纯文本正文") and "HTML" in body["HtmlBody"]
     assert {"Name": "List-Unsubscribe-Post", "Value": "List-Unsubscribe=One-Click"} in body["Headers"]
-    assert body["MessageStream"] == "broadcast"
+    assert body["MessageStream"] == "broadcast" and body["Metadata"] == {"publisher_delivery": TOKEN}
 
 
 def check_resend(request: Request) -> None:
@@ -72,6 +76,7 @@ def check_resend(request: Request) -> None:
     assert body["to"] == ["zhang@example.com"] and body["subject"] == SUBJECT
     assert body["from"] == '"高新院新闻中心" <news@example.org>'
     assert body["headers"]["List-Unsubscribe"] == "<https://www.example.org/unsubscribe/t>"
+    assert body["tags"] == [{"name": "publisher_delivery", "value": TOKEN}]
 
 
 PROVIDERS: dict[str, tuple[Any, Any, dict[str, str]]] = {

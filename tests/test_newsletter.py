@@ -284,7 +284,7 @@ def test_preview_status_test_and_dry_run_commands(
 
 def test_a_refusing_server_pauses_the_digest_and_resume_finishes_it(site: Site, inbox: tuple[Inbox, int]) -> None:
     box, port = inbox
-    mailing_site(site, port, "pause_after = 2\nmax_attempts = 5\n")
+    mailing_site(site, port, "pause_after = 2\n")
     add_readers(site, 5)
     real_handler = box.handle_DATA
 
@@ -297,9 +297,13 @@ def test_a_refusing_server_pauses_the_digest_and_resume_finishes_it(site: Site, 
     assert paused.exit_code == 1 and "paused" in paused.output + (paused.stderr if paused.stderr_bytes else "")
     assert "paused" in site.cli("digest", "status").output
     box.handle_DATA = real_handler  # type: ignore[method-assign]
-    resumed = site.cli("digest", "resume")
+    resumed = site.cli("digest", "resume")  # the untried go; the two that failed wait their minute
     assert resumed.exit_code == 0, resumed.output
+    assert "2 deliveries wait for another try, the next at" in resumed.output and len(box.received) == 3
+    retried = site.cli("digest", "retry", "1")  # the operator does not wait
+    assert retried.exit_code == 0 and "2 deliveries to try again now" in retried.output, retried.output
     assert len({r for r, _m in box.received}) == 5 == len(box.received)
+    assert "nothing to resume" in site.cli("digest", "resume").output
 
 
 def test_nothing_new_sends_nothing_unless_configured(site: Site, inbox: tuple[Inbox, int]) -> None:
@@ -337,6 +341,10 @@ def test_an_address_the_server_says_does_not_exist_is_marked_bounced(site: Site)
     store = Store(f"sqlite:///{site.db}")
     try:
         gone = store.subscriber("reader0001@example.com")
+        [event] = store.mail_events()  # a hard bounce of the delivery, kept as any other
+        held = store.suppression("reader0001@example.com")
     finally:
         store.close()
-    assert gone is not None and gone.status is SubscriberStatus.BOUNCED and "550" in gone.status_via
+    assert gone is not None and gone.status is SubscriberStatus.BOUNCED and gone.status_via == "hard bounce: smtp"
+    assert event.linked_by == "token" and event.delivery_id is not None and "550 5.1.1 no such user" in event.reason
+    assert held is not None and held.active and held.mail_event_id == event.id

@@ -125,8 +125,10 @@ def test_a_trickling_feed_fails_its_source_in_time(site: Site, trickler: Trickle
 
 
 def test_an_html_source_stops_at_its_run_deadline(site: Site, trickler: Trickler) -> None:
-    """Its articles' own failures are per-item problems; the run's deadline stops the source."""
+    """A list page's own deadline fails its category only (and an article's, that article); the
+    run's deadline stops the source: the second category's list page has 0.5 s left of it."""
     url = f"http://127.0.0.1:{trickler.port}/list.html"
+    second = f"http://127.0.0.1:{trickler.port}/list_2.html"
     site.append_config(
         f"""
 [[sources]]
@@ -137,13 +139,13 @@ deadline = 1
 run_deadline = 1.5
 allow_private = true  # the test server is on loopback
 [sources.list]
-pages = {{ "高新院新闻" = ["{url}"] }}
+pages = {{ "高新院新闻" = ["{url}"], "tech" = ["{second}"] }}
 links = "a"
 """
     )
     report = site.build()
     [failure] = report.failed_sources
-    assert url in failure and "deadline" in failure
+    assert second in failure and "`run_deadline` of 1.5 s" in failure
 
 
 def test_a_trickling_answer_over_tls_is_cut_too() -> None:

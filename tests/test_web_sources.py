@@ -14,6 +14,7 @@ from werkzeug import Request, Response
 from conftest import Site
 from feedcheck import parse_with_feedparser
 from publisher.errors import SourceError
+from publisher.model import ScopeRead
 from publisher.sources.addresses import AddressGuard
 from publisher.sources.http import Fetcher, Validators, decode_html
 
@@ -283,8 +284,23 @@ def test_a_wrong_selector_is_reported_with_the_url(site: Site, httpserver: HTTPS
     text = site.config.read_text(encoding="utf-8").replace('links = "ul.list li a"', 'links = "div.nothing a"')
     site.config.write_text(text, encoding="utf-8")
     report = site.build()
-    failed = report.failed_sources
-    assert failed and "div.nothing a" in failed[0] and "list_1.html" in failed[0]
+    # the category failed (named, with its URL), not the source: no whole-source error
+    [failed] = report.failed_sources
+    assert failed.startswith("site (高新院新闻) http://") and "/news/list_1.html: no article links" in failed
+    assert report.new == 0
+    [scope] = scope_reads(site, "site")
+    assert scope.scope == "高新院新闻" and scope.url.endswith("/news/list_1.html")
+    assert scope.error is not None and "div.nothing a" in scope.error and "[sources.list] links" in scope.hint
+
+
+def scope_reads(site: Site, name: str) -> list[ScopeRead]:
+    """What the source `name` says of each of its parts, read as a first ingest would."""
+    app = site.app()
+    try:
+        [source] = [s for s in app.sources if s.name == name]
+        return [r for r in source.fetch({}) if isinstance(r, ScopeRead)]
+    finally:
+        app.close()
 
 
 def api_items(numbers: list[int]) -> list[dict[str, object]]:
@@ -531,7 +547,10 @@ def test_faults_are_reported_and_the_last_good_feeds_stay_byte_identical(site: S
     text = site.config.read_text(encoding="utf-8").replace('links = "ul.list li a"', 'links = "ul.news li a"')
     site.config.write_text(text, encoding="utf-8")  # the site's new layout: the selector finds nothing
     layout = site.build()
-    assert any("ul.news li a" in f and "list_1.html" in f for f in layout.failed_sources)
+    [failed] = layout.failed_sources  # the html source's one category failed, named with its URL
+    assert failed.startswith("site (高新院新闻) ") and "list_1.html: no article links match" in failed
+    [scope] = scope_reads(site, "site")
+    assert scope.error is not None and "ul.news li a" in scope.error and scope.url.endswith("list_1.html")
     assert output_bytes(site) == unchanged
 
 
@@ -569,7 +588,8 @@ def test_check_reaches_each_web_source_once(site: Site, httpserver: HTTPServer) 
     result = site.cli("check")
     assert result.exit_code == 0, result.output
     lines = [line for line in result.output.splitlines() if line.startswith("source ")]
-    assert len(lines) == 4 and any("site: 3 item(s)" in line and "高新院動態第3期" in line for line in lines)
+    assert len(lines) == 4 and "source site: html, 1 category" in lines
+    assert 'title "h1" matched 1 element: 高新院動態第3期' in result.output
     assert any("cms: 2 item(s)" in line for line in lines) and any("blog: 1 item(s)" in line for line in lines)
     assert fixture.html.requests == ["/news/list_1.html", "/news/3.html"]  # the first list page and article
     assert sorted(fixture.requests) == ["api page 1", "feed", "wordpress page 1"]

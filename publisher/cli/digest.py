@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import sys
-from datetime import date
+import time
+from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
@@ -15,14 +16,21 @@ from .base import EXIT_CONFIG, EXIT_PROBLEMS, err, fail, labelled, load_app, mai
 from .tables import FORMAT, Cell, Column, print_records
 
 if TYPE_CHECKING:
+    from ..delivery import SendReport
     from ..newsletter import Newsletter
-    from ..store import DigestRow
+    from ..store import DigestRow, Store
     from ..transports import Transport
 
 
 @main.group()
 def digest() -> None:
-    """The weekly e-mail digest: preview, send, status, resume, test."""
+    """The weekly e-mail digest: preview, send, status, resume, failures, retry, test."""
+
+
+WAIT = click.option(
+    "--wait", is_flag=True,
+    help="Keep going until no delivery waits for another try (hours, with the default retry_after).",
+)  # fmt: skip
 
 
 def _date(_ctx: click.Context, _param: click.Parameter, value: str | None) -> date | None:
@@ -76,9 +84,13 @@ def digest_preview(ctx: click.Context, email: str | None, out_dir: Path) -> None
 @click.option("--dry-run", is_flag=True, help="Render every message into --out as .eml; no ledger, no mail.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("var/dry-run"),
               show_default=True, help="Where --dry-run writes.")  # fmt: skip
+@WAIT
 @click.pass_context
-def digest_send(ctx: click.Context, since: date | None, until: date | None, dry_run: bool, out_dir: Path) -> None:
-    """Send the digest of everything ingested since the last one (or of --since/--until)."""
+def digest_send(
+    ctx: click.Context, since: date | None, until: date | None, dry_run: bool, out_dir: Path, wait: bool
+) -> None:
+    """Send the digest of everything ingested since the last one (or of --since/--until).
+    What a temporary error holds back waits for its next try: see --wait."""
     from ..newsletter import Newsletter
     from ..transports.outbox import OutboxTransport
 
@@ -100,7 +112,10 @@ def digest_send(ctx: click.Context, since: date | None, until: date | None, dry_
             return
         transport = app.transport()
         plan = letters.plan(window) if since is not None else letters.plan_scheduled()
-        _send(letters, [plan.digest], transport, planned=plan.planned, existed=not plan.created)
+        if plan.suppressed:
+            note = f"{plan.suppressed} confirmed reader(s) left out: on the suppression list"
+            out.print(f"{note} (`publisher bounces suppressed`)", highlight=False)
+        _send(letters, [plan.digest], transport, planned=plan.planned, existed=not plan.created, wait=wait)
     except (PublisherError, ValueError) as exc:
         fail(exc)
     finally:
@@ -108,9 +123,11 @@ def digest_send(ctx: click.Context, since: date | None, until: date | None, dry_
 
 
 @digest.command("resume")
+@WAIT
 @click.pass_context
-def digest_resume(ctx: click.Context) -> None:
-    """Finish every digest that a crash, a kill or a pause left unfinished."""
+def digest_resume(ctx: click.Context, wait: bool) -> None:
+    """Finish every digest that a crash, a kill or a pause left unfinished: send what is due,
+    and say when the deliveries that wait for another try are due (see --wait)."""
     from ..newsletter import Newsletter
 
     app = load_app(ctx)
@@ -120,7 +137,7 @@ def digest_resume(ctx: click.Context) -> None:
         if not unfinished:
             out.print("nothing to resume: every digest is done", highlight=False)
             return
-        _send(letters, unfinished, app.transport(), retry_now=True)
+        _send(letters, unfinished, app.transport(), wait=wait)
     except (PublisherError, ValueError) as exc:
         fail(exc)
     finally:
@@ -133,29 +150,56 @@ def _send(
     transport: Transport,
     planned: int = 0,
     existed: bool = False,
-    retry_now: bool = False,
+    wait: bool = False,
 ) -> None:
     trouble = False
     for row in rows:
         if existed and row.status == "done":
             out.print(f"{row.key} was sent before (digest #{row.id}): nothing to send", highlight=False)
             continue
-        total = letters.open_count(row)
-        with progress(f"sending {row.key}", total) as tick:
-            report = letters.send(row, transport, tick, retry_now=retry_now)
-        counts = letters.store.delivery_counts(row.id)
-        out.print(
-            f"{row.key}: planned {planned or sum(counts.values())}; now sent {report.sent}, "
-            f"uncertain {report.uncertain}, "
-            f"failed {report.failed}, skipped {report.skipped}, retried {report.retried}",
-            highlight=False,
-        )
+        report = _send_due(letters, row, transport, planned)
+        while wait and report.next_try is not None and not (report.paused or report.stopped):
+            out.print(f"{row.key}: waiting for the next try at {_when(letters, report.next_try)} (Ctrl-C stops; "
+                      "`publisher digest resume` continues)", highlight=False)  # fmt: skip
+            time.sleep(max(0.0, (report.next_try - letters.clock()).total_seconds()))
+            report = _send_due(letters, row, transport, planned)
         if report.paused:
             advice = "after too many errors in a row; fix the cause, then `publisher digest resume`"
             err.print(labelled("paused", "bold red", advice))
+        elif report.next_try is not None:
+            many = "delivery waits" if report.waiting == 1 else "deliveries wait"
+            out.print(
+                f"{row.key}: {report.waiting} {many} for another try, the next at {_when(letters, report.next_try)}: "
+                f"`publisher run` tries then (or `publisher digest resume` after that time, or `--wait`); "
+                f"`publisher digest failures {row.id}` lists them, `publisher digest retry {row.id}` tries now",
+                highlight=False,
+            )
         trouble |= report.paused or report.failed > 0
     if trouble:
         sys.exit(EXIT_PROBLEMS)
+
+
+def _send_due(letters: Newsletter, row: DigestRow, transport: Transport, planned: int) -> SendReport:
+    """One pass over what is due of `row`, with a progress bar and the summary line."""
+    total = letters.due_count(row)
+    with progress(f"sending {row.key}", total) as tick:
+        report = letters.send(row, transport, tick)
+    counts = letters.store.delivery_counts(row.id)
+    out.print(
+        f"{row.key}: planned {planned or sum(counts.values())}; now sent {report.sent}, "
+        f"uncertain {report.uncertain}, "
+        f"failed {report.failed}, skipped {report.skipped}, retried {report.retried}",
+        highlight=False,
+    )
+    return report
+
+
+def _when(letters: Newsletter, moment: datetime) -> str:
+    """A due time in the site's zone, and how far off it is."""
+    zone = ZoneInfo(letters.settings.site.timezone)
+    seconds = max(0, round((moment - letters.clock()).total_seconds()))
+    away = f"{seconds} s" if seconds < 120 else f"{seconds // 60} min" if seconds < 7200 else f"{seconds // 3600} h"
+    return f"{moment.astimezone(zone):%Y-%m-%d %H:%M:%S %Z} (in {away})"
 
 
 DELIVERY_STATES = ("sent", "uncertain", "pending", "sending", "failed", "skipped")
@@ -186,6 +230,83 @@ def digest_status(ctx: click.Context, output_format: str) -> None:
     print_records(DIGEST_COLUMNS, rows, output_format, app.settings.site.timezone)
     if output_format == "table":
         out.print(f"{len(rows)} digest(s)", highlight=False)
+
+
+FAILURE_COLUMNS = (
+    Column("digest", "#", right=True),
+    Column("address"),
+    Column("state"),
+    Column("tries", right=True),
+    Column("last_try", "last try", time=True),
+    Column("next_try", "next try", time=True),
+    Column("retry"),
+    Column("reason"),
+)
+
+
+@digest.command("failures")
+@click.argument("digest_ref", metavar="[DIGEST]", required=False)
+@FORMAT
+@click.pass_context
+def digest_failures(ctx: click.Context, digest_ref: str | None, output_format: str) -> None:
+    """Deliveries that failed, that may have arrived twice (uncertain), or that wait for another
+    try, of DIGEST (its # or key, as `digest status` shows them) or of every digest."""
+    from ..store import next_try_at
+
+    app = load_app(ctx)
+    try:
+        digest_id = _digest_row(app.store, digest_ref).id if digest_ref else None
+        delays = app.settings.digest.retry_delays
+        rows: list[tuple[Cell, ...]] = []
+        for p in app.store.delivery_problems(digest_id):
+            state = "waiting" if p.waiting else p.status
+            next_try: Cell = next_try_at(p.attempts, p.last_try, delays) if p.waiting else ""
+            retry = "" if p.status == "uncertain" else "retry" if p.temporary else "retry --all"
+            rows.append((p.digest_id, p.email_key, state, p.attempts, p.last_try, next_try, retry, p.error))
+    except (PublisherError, ValueError) as exc:
+        fail(exc)
+    finally:
+        app.close()
+    print_records(FAILURE_COLUMNS, rows, output_format, app.settings.site.timezone)
+    if output_format == "table":
+        counts = {state: sum(1 for r in rows if r[2] == state) for state in ("failed", "uncertain", "waiting")}
+        out.print(", ".join(f"{n} {state}" for state, n in counts.items()), highlight=False)
+
+
+@digest.command("retry")
+@click.argument("digest_ref", metavar="DIGEST")
+@click.option("--all", "everything", is_flag=True,
+              help="Also those that failed for good (a 5xx refusal, a message that could not be made).")  # fmt: skip
+@WAIT
+@click.pass_context
+def digest_retry(ctx: click.Context, digest_ref: str, everything: bool, wait: bool) -> None:
+    """Try DIGEST's waiting deliveries now, and those that failed after temporary errors, each
+    with all its tries again; readers who unsubscribed or bounced since are left alone."""
+    from ..newsletter import Newsletter
+
+    app = load_app(ctx)
+    try:
+        letters = Newsletter(app)
+        row = _digest_row(app.store, digest_ref)
+        count = letters.retry(row, everything)
+        if not count:
+            out.print(f"{row.key}: nothing to retry (`publisher digest failures {row.id}` lists why)", highlight=False)
+            return
+        out.print(f"{row.key}: {count} deliver{'y' if count == 1 else 'ies'} to try again now", highlight=False)
+        _send(letters, [app.store.digest(row.id)], app.transport(), wait=wait)
+    except (PublisherError, ValueError) as exc:
+        fail(exc)
+    finally:
+        app.close()
+
+
+def _digest_row(store: Store, ref: str) -> DigestRow:
+    """The digest named by its number (`#` in `digest status`) or its key."""
+    ref = ref.strip().removeprefix("#")
+    for row in store.digests():
+        if str(row.id) == ref or row.key == ref:
+            return row
+    raise ValueError(f"no digest {ref!r}: give its # or key as `publisher digest status` lists them")
 
 
 @digest.command("test")

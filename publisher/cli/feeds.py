@@ -12,7 +12,7 @@ from rich.table import Table
 from ..app import App
 from ..errors import ConfigError, PublisherError, StoreError, StoreSchemaError
 from ..model import BuildReport
-from .base import EXIT_CONFIG, EXIT_PROBLEMS, err, fail, labelled, load_app, main, out, print_problems, progress
+from .base import EXIT_CONFIG, EXIT_PROBLEMS, err, fail, labelled, load_app, main, out, progress
 
 STRICT = click.option("--strict", is_flag=True, help="Any unreadable item is an error (for CI).")
 
@@ -85,30 +85,32 @@ def _check_schema(url: str) -> None:
 @STRICT
 @click.pass_context
 def check(ctx: click.Context, strict: bool) -> None:
-    """Validate the configuration, the mail settings' secrets, and read every source, writing nothing."""
+    """Validate the configuration, the mail and webhook secrets, and read every source, writing nothing."""
     app = load_app(ctx, store=False)  # the store is neither read nor created
     _check_schema(app.settings.store.url)
     try:
         app.transport().close()  # the secrets it names are in the environment
+        app.hook_doors()  # and those of the provider webhooks
     except ConfigError as exc:
         err.print(str(exc), highlight=False)
         sys.exit(EXIT_CONFIG)
     with progress("checking") as tick:
         report = app.check(tick)
     app.close()
-    print_problems(report.problems)
     look_problems, look_warnings = app.check_look()
     for problem in look_problems:
         err.print(labelled(problem, "bold red"), highlight=False)
     for warning in look_warnings:
         err.print(labelled("warning:", "yellow", warning), highlight=False)
-    for note in report.source_notes:
+    for note in report.source_notes:  # what each web source showed; an html source, per category
         out.print(f"source {note}", highlight=False)
+    for problem in report.problems:  # an item a build would skip, or a selector that matches nothing
+        err.print(labelled("problem:", "yellow", problem), highlight=False)
     for source in report.failed_sources:
         err.print(labelled("source failed:", "bold red", source), highlight=False)
     out.print(
         f"configuration OK; {report.checked} item(s) readable, {report.skipped} skipped, "
-        f"{len(report.failed_sources)} source(s) failed",
+        f"{len(report.failed_sources)} failed (sources, or categories of one)",
         highlight=False,
     )
     if report.failed_sources or look_problems or (strict and report.problems):

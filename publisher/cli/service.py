@@ -63,9 +63,11 @@ def _serve(ctx: click.Context, host: str | None, port: int | None, schedule: boo
             # Served at once, whatever the sources do: the existing output, the subscription
             # pages, /healthz. The first ingest and build run in the background.
             if scheduler.start(ingest_now=True):
+                box = settings.bounces.mailbox
+                polls = f"; bounce mailbox {box.host} every {box.interval} min" if box is not None else ""
                 out.print(
                     f"scheduler: ingest and feeds every {settings.schedule.ingest_every} min; digest "
-                    f"{settings.digest.schedule!r} ({settings.site.timezone})",
+                    f"{settings.digest.schedule!r} ({settings.site.timezone}){polls}",
                     highlight=False,
                 )
             else:

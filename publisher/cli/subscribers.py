@@ -54,7 +54,9 @@ def subscribers_import(ctx: click.Context, file: Path, pending: bool, update: bo
     out.print(
         f"added {report.added}, updated {report.updated}, unchanged {report.unchanged}, "
         f"not updated {report.not_updated}{' (--update changes them)' if report.not_updated else ''}, "
-        f"kept unsubscribed or bounced {report.kept_stopped}, rejected {len(report.problems)}",
+        f"kept unsubscribed or bounced {report.kept_stopped}, "
+        f"{f'left out as suppressed {report.suppressed}, ' if report.suppressed else ''}"
+        f"rejected {len(report.problems)}",
         highlight=False,
     )
     if send_confirmation:

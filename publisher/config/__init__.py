@@ -11,6 +11,10 @@ from .settings import (
     SOURCE_TYPES,
     TRANSPORTS,
     ApiConfig,
+    BounceMailboxConfig,
+    BounceRuleConfig,
+    BounceRulesConfig,
+    BouncesConfig,
     CategoryConfig,
     DigestConfig,
     FeedsConfig,
@@ -39,7 +43,8 @@ from .settings import (
 )
 
 __all__ = [
-    "DEFAULT_PATHS", "SOURCE_TYPES", "TRANSPORTS", "ApiConfig", "CategoryConfig", "DigestConfig", "FeedSourceConfig",
+    "DEFAULT_PATHS", "SOURCE_TYPES", "TRANSPORTS", "ApiConfig", "BounceMailboxConfig", "BounceRuleConfig",
+    "BounceRulesConfig", "BouncesConfig", "CategoryConfig", "DigestConfig", "FeedSourceConfig",
     "FeedsConfig", "FilesSourceConfig", "HtmlArticleConfig", "HtmlListConfig", "HtmlSourceConfig", "JsonFieldsConfig",
     "JsonPagingConfig", "JsonSourceConfig", "MailConfig", "OutboxConfig", "OutputConfig", "ScheduleConfig", "Settings",
     "SiteConfig", "SmtpConfig", "SourceConfig", "StoreConfig", "TextConfig", "ThemeConfig", "WebConfig",

@@ -18,9 +18,11 @@ from pydantic import TypeAdapter, ValidationError
 from pydantic_core import PydanticUndefined
 
 from .settings import (
+    BouncesConfig,
     CategoryConfig,
     DigestConfig,
     FeedSourceConfig,
+    HooksConfig,
     HtmlSourceConfig,
     JsonSourceConfig,
     MailConfig,
@@ -32,6 +34,7 @@ from .settings import (
     ThemeConfig,
     WebConfig,
     WordPressSourceConfig,
+    duration_seconds,
 )
 
 
@@ -50,12 +53,15 @@ class ValidParts:
     web: WebConfig | None
     theme: ThemeConfig | None
     unchecked_labels: frozenset[str] = frozenset()  # names and slugs of categories that did not validate
+    bounces: BouncesConfig | None = None
+    hooks: HooksConfig | None = None
 
     @classmethod
     def of(cls, settings: Settings) -> ValidParts:
         return cls(
             settings.site, settings.output, settings.store, list(enumerate(settings.categories)),
             list(enumerate(settings.sources)), settings.mail, settings.digest, settings.web, settings.theme,
+            bounces=settings.bounces, hooks=settings.hooks,
         )  # fmt: skip
 
     @classmethod
@@ -64,7 +70,7 @@ class ValidParts:
         fields = Settings.model_fields
         sections = {
             name: _valid_or_none(fields[name].annotation, raw[name]) if name in raw else fields[name].default
-            for name in ("site", "output", "store", "mail", "digest", "web", "theme")
+            for name in ("site", "output", "store", "mail", "digest", "web", "theme", "bounces", "hooks")
         }
         sections = {name: None if value is PydanticUndefined else value for name, value in sections.items()}
         categories, sources, unchecked = [], [], set()
@@ -141,6 +147,16 @@ def check_meaning(valid: ValidParts) -> list[tuple[str, str, str]]:
         problems += _check_digest(valid.digest)
     if valid.theme is not None:
         problems += _check_theme(valid.theme)
+    if valid.hooks is not None and valid.hooks.sendgrid is not None:
+        from ..bounces.providers.sendgrid import load_public_key
+
+        try:
+            load_public_key(valid.hooks.sendgrid.public_key)
+        except ValueError as exc:
+            fix = "copy the Verification Key from SendGrid's Mail Settings, Signed Event Webhook"
+            problems.append(("hooks.sendgrid.public_key", str(exc), fix))
+    if valid.bounces is not None:
+        problems += _check_bounces(valid.bounces)
     web = valid.web
     if web is not None and web.public_url:
         problems += _http_url("web.public_url", web.public_url, "https://news.example.org/newsletter")
@@ -172,7 +188,7 @@ def check_meaning(valid: ValidParts) -> list[tuple[str, str, str]]:
         if isinstance(source, FeedSourceConfig):
             problems += _http_url(f"sources[{i}].url", source.url, "https://other.example.org/feed.xml")
         if isinstance(source, HtmlSourceConfig):
-            problems += _check_html(i, source, known)
+            problems += _check_html(i, source, known, [c for _i, c in valid.categories])
         if isinstance(source, WordPressSourceConfig):
             problems += _http_url(f"sources[{i}].url", source.url, "https://blog.example.org")
             for wp_slug, ours in source.categories.items():
@@ -200,7 +216,7 @@ def _check_mail(mail: MailConfig) -> list[tuple[str, str, str]]:
         )
     if mail.mailgun is not None and not mail.mailgun.domain:
         problems.append(("mail.mailgun.domain", "missing", 'add `domain = "mg.example.org"`, your sending domain'))
-    for provider in ("mailgun", "sendgrid", "postmark", "resend"):
+    for provider in ("mailgun", "sendgrid", "postmark", "resend", "ses", "aliyun"):
         api = getattr(mail, provider)
         if api is not None and api.base_url:
             problems += _http_url(f"mail.{provider}.base_url", api.base_url, "https://api.eu.mailgun.net")
@@ -250,6 +266,7 @@ def _check_digest(digest: DigestConfig) -> list[tuple[str, str, str]]:
             problems.append(
                 (f"digest.{key}", f"{value!r} is not an address", 'write it like "高新院 <news@example.org>"')
             )
+    problems += _retry_after(digest.retry_after)
     if digest.unsubscribe_mailto and mailbox(digest.unsubscribe_mailto) is None:
         problems.append(("digest.unsubscribe_mailto", "is not an address", 'write it like "unsubscribe@example.org"'))
     if digest.subject:
@@ -258,6 +275,48 @@ def _check_digest(digest: DigestConfig) -> list[tuple[str, str, str]]:
         problem = subject_problem(digest.subject)
         if problem:
             problems.append(("digest.subject", problem, f"variables: {', '.join(SUBJECT_VARIABLES)}"))
+    return problems
+
+
+def _check_bounces(bounces: BouncesConfig) -> list[tuple[str, str, str]]:
+    problems: list[tuple[str, str, str]] = []
+    path = bounces.return_path
+    if path:
+        found = mailbox(path)
+        fix = 'a plain ASCII address whose mail you read for bounces, like "bounces@example.org"'
+        if found is None or found.display_name or found.addr_spec != path.strip() or not path.isascii():
+            problems.append(("bounces.return_path", f"{path!r} is not a plain address", fix))
+        elif len(found.username) > 40:
+            fix = "a shorter one: with +<token> it must fit the 64 characters a part before @ may have"
+            problems.append(("bounces.return_path", "its part before @ is longer than 40 characters", fix))
+    box = bounces.mailbox
+    if box is not None:
+        if box.protocol == "pop3" and box.processed == "move":
+            fix = 'POP3 has no folders: set processed = "delete", or protocol = "imap"'
+            problems.append(("bounces.mailbox.processed", '"move" needs IMAP', fix))
+        if box.security == "none" and not is_loopback(f"http://{box.host}"):
+            fix = 'use security = "tls" (or "starttls"): "none" sends the password in the clear, so only to 127.0.0.1'
+            problems.append(("bounces.mailbox.security", f'"none" for {box.host}, which is not this machine', fix))
+        if box.protocol == "imap" and box.action == "move" and box.processed_folder == box.folder:
+            fix = 'a folder of its own, such as "Processed"'
+            problems.append(("bounces.mailbox.processed_folder", "is the folder polled", fix))
+    return problems
+
+
+RETRY_WINDOW_LIMIT = 7 * 86400  # seconds: a reader's digest should not arrive after the next one
+
+
+def _retry_after(delays: list[str]) -> list[tuple[str, str, str]]:
+    problems, total = [], 0
+    for i, text in enumerate(delays):
+        seconds = duration_seconds(text)
+        if not seconds:
+            fix = 'write a number and a unit, s, m, h or d: ["1m", "5m", "15m", "1h", "4h"]'
+            problems.append((f"digest.retry_after[{i}]", f"{text!r} is not a duration longer than 0", fix))
+        total += seconds or 0
+    if total > RETRY_WINDOW_LIMIT:
+        fix = "shorten the waits: greylisting wants minutes, a server that is down a few hours"
+        problems.append(("digest.retry_after", f"the waits add up to more than 7 days ({total // 3600} h)", fix))
     return problems
 
 
@@ -312,7 +371,9 @@ def mailbox(text: str) -> Any:
         return None
 
 
-def _check_html(i: int, source: HtmlSourceConfig, known: set[str]) -> list[tuple[str, str, str]]:
+def _check_html(
+    i: int, source: HtmlSourceConfig, known: set[str], categories: list[CategoryConfig]
+) -> list[tuple[str, str, str]]:
     from cssselect import SelectorError, parse
 
     problems: list[tuple[str, str, str]] = []
@@ -325,6 +386,14 @@ def _check_html(i: int, source: HtmlSourceConfig, known: set[str]) -> list[tuple
                 f"sources[{i}].list.pages.{category}", url, "https://www.example.org/news/list_1.html"
             )
     selectors = [("list.links", source.list.links), ("list.next", source.list.next)]
+    for key in source.list.matched_overrides(category_labels(categories))[1] if source.list.overrides else ():
+        fix = f"name one of the categories of [sources.list] pages: {', '.join(source.list.pages)}"
+        problems.append((f"sources[{i}].list.overrides.{key}", f"{key!r} is not a category of list.pages", fix))
+    for key, override in source.list.overrides.items():
+        selectors += [(f"list.overrides.{key}.links", override.links), (f"list.overrides.{key}.next", override.next)]
+        if override.url_pattern and "{page}" not in override.url_pattern:
+            fix = 'write it like ".../list_{page}.html"'
+            problems.append((f"sources[{i}].list.overrides.{key}.url_pattern", "has no {page}", fix))
     selectors += [(f"article.{k}", getattr(source.article, k)) for k in ("title", "body", "meta", "author")]
     for key, selector in selectors:
         if selector:
@@ -343,6 +412,13 @@ def _check_html(i: int, source: HtmlSourceConfig, known: set[str]) -> list[tuple
     if source.list.url_pattern and "{page}" not in source.list.url_pattern:
         problems.append((f"sources[{i}].list.url_pattern", "has no {page}", 'write it like ".../list_{page}.html"'))
     return problems
+
+
+def category_labels(categories: list[CategoryConfig]) -> dict[str, str]:
+    """Each category's name and slug (configured, else its pinyin) -> its name."""
+    from ..text import slugify
+
+    return {label: c.name for c in categories for label in (c.name, c.slug or slugify(c.name))}
 
 
 def _url_template(key: str, template: str) -> list[tuple[str, str, str]]:

@@ -69,6 +69,13 @@ def validate(raw: dict[str, Any], origin: str = "<config>") -> Settings:
     return settings
 
 
+# Keys an earlier version had, with what replaced them.
+RETIRED_KEYS = {
+    "digest.max_attempts": "replaced by digest.retry_after, the waits between tries: remove it (the default, "
+    '["1m", "5m", "15m", "1h", "4h"], is 6 tries over about 5 hours)',
+}
+
+
 def _key_path(loc: tuple[int | str, ...]) -> str:
     out = ""
     for part in loc:
@@ -85,6 +92,8 @@ def _explain(error: Any) -> tuple[str, str, str]:
     key = _key_path(tuple(error["loc"]))
     kind = error["type"]
     ctx = error.get("ctx", {})
+    if kind == "extra_forbidden" and key in RETIRED_KEYS:
+        return key, "is no longer a key", RETIRED_KEYS[key]
     if kind == "extra_forbidden":
         return key, "unknown key", "remove it or fix its spelling (docs/configuration.md lists every key)"
     if kind == "missing":
@@ -102,6 +111,9 @@ def _explain(error: Any) -> tuple[str, str, str]:
     if kind == "string_pattern_mismatch" and ".hosts" in key:
         hint = 'write the host alone, as "cdn.example.org" or "*.example.org"'
         return key, f"{error['input']!r} is not a host name", hint
+    if kind == "string_pattern_mismatch" and ".topic_arns" in key:
+        hint = 'the ARN of the SNS topic, as its page shows it: "arn:aws:sns:us-east-1:123456789012:ses-bounces"'
+        return key, f"{error['input']!r} is not an SNS topic ARN", hint
     if kind == "string_pattern_mismatch" and key.endswith("slug"):
         return key, f"{error['input']!r} is not a slug", "use lowercase ASCII letters, digits and -"
     if kind == "too_short" and key in ("categories", "sources"):

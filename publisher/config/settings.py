@@ -6,6 +6,9 @@ Validated once by `config.load`; the checks pydantic's types cannot express are 
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
@@ -113,12 +116,35 @@ class FeedSourceConfig(_WebSourceConfig):
         return self.category
 
 
+class HtmlListOverride(_Section):
+    """One category's own way through its list pages; a key left out is the source's."""
+
+    links: str | None = Field(default=None, min_length=1)
+    next: str | None = None  # with url_pattern unset: replaces the source's url_pattern too
+    url_pattern: str | None = None  # with next unset: replaces the source's next too
+    max_pages: int | None = Field(default=None, ge=1, le=200)
+
+
 class HtmlListConfig(_Section):
     pages: dict[str, list[str]] = Field(min_length=1)  # category name or slug -> first list pages
     links: str = Field(min_length=1)  # CSS selector of the article links on a list page
     next: str | None = None  # CSS selector of the link to the next list page
     url_pattern: str | None = None  # or list page URLs with {page}: 2, 3, ...
     max_pages: int = Field(default=5, ge=1, le=200)
+    overrides: dict[str, HtmlListOverride] = {}  # category (as in pages, or its other name) -> its own
+
+    def matched_overrides(self, category_of: Mapping[str, str]) -> tuple[dict[str, HtmlListOverride], list[str]]:
+        """(key of `pages` -> its category's override, override keys naming no category of
+        `pages`); `category_of`: each category's name and slug -> its name."""
+        by_category = {category_of.get(key, key): key for key in self.pages}
+        matched, unmatched = {}, []
+        for key, override in self.overrides.items():
+            page_key = by_category.get(category_of.get(key, key))
+            if page_key is None:
+                unmatched.append(key)
+            else:
+                matched[page_key] = override
+        return matched, unmatched
 
 
 class HtmlArticleConfig(_Section):
@@ -242,11 +268,35 @@ class ApiConfig(_Section):
     message_stream: str = "broadcast"  # Postmark's stream for list mail
 
 
+_OPTIONAL_ENV_NAME = r"^(|[A-Za-z_][A-Za-z0-9_]*)$"
+
+
+class SesConfig(_Section):
+    """Amazon SES v2, signed with an access key whose parts are in the variables named here."""
+
+    region: str = Field(pattern=r"^[a-z]{2}(-[a-z]+)+-[0-9]+$")  # e.g. "eu-west-1", where the identity is verified
+    access_key_id_env: str = Field(default="AWS_ACCESS_KEY_ID", pattern=_ENV_NAME)
+    secret_access_key_env: str = Field(default="AWS_SECRET_ACCESS_KEY", pattern=_ENV_NAME)
+    session_token_env: str = Field(default="", pattern=_OPTIONAL_ENV_NAME)  # temporary credentials only
+    configuration_set: str = ""  # SES's configuration set: where its bounce and complaint events go
+    base_url: str = ""  # empty: https://email.<region>.amazonaws.com
+
+
+class AliyunConfig(_Section):
+    """Alibaba Cloud DirectMail, signed with an AccessKey whose parts are in the variables named here."""
+
+    region: str = Field(default="cn-hangzhou", pattern=r"^[a-z]{2}(-[a-z]+)+(-[0-9]+)?$")
+    access_key_id_env: str = Field(default="ALIBABA_CLOUD_ACCESS_KEY_ID", pattern=_ENV_NAME)
+    access_key_secret_env: str = Field(default="ALIBABA_CLOUD_ACCESS_KEY_SECRET", pattern=_ENV_NAME)
+    security_token_env: str = Field(default="", pattern=_OPTIONAL_ENV_NAME)  # STS credentials only
+    base_url: str = ""  # empty: the region's endpoint, e.g. https://dm.aliyuncs.com for cn-hangzhou
+
+
 class OutboxConfig(_Section):
     dir: str = "var/outbox"
 
 
-TRANSPORTS = ("outbox", "smtp", "mailgun", "sendgrid", "postmark", "resend")
+TRANSPORTS = ("outbox", "smtp", "mailgun", "sendgrid", "postmark", "resend", "ses", "aliyun")
 
 
 class MailConfig(_Section):
@@ -256,7 +306,18 @@ class MailConfig(_Section):
     sendgrid: ApiConfig | None = None
     postmark: ApiConfig | None = None
     resend: ApiConfig | None = None
+    ses: SesConfig | None = None
+    aliyun: AliyunConfig | None = None
     outbox: OutboxConfig = OutboxConfig()
+
+
+DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def duration_seconds(text: str) -> int | None:
+    """Seconds in a duration such as "90s", "15m", "4h" or "1d"; None when it is not one."""
+    match = re.fullmatch(r"([0-9]{1,6})([smhd])", text.strip())
+    return int(match[1]) * DURATION_UNITS[match[2]] if match else None
 
 
 class DigestConfig(_Section):
@@ -271,9 +332,16 @@ class DigestConfig(_Section):
     max_items_per_category: int = Field(default=10, ge=1, le=100)
     send_when_empty: bool = False
     messages_per_second: float = Field(default=10.0, ge=0)  # 0: as fast as the transport goes
-    max_attempts: int = Field(default=3, ge=1, le=20)
+    # Waits before each further try after a temporary error (greylisting, throttling): "30s",
+    # "5m", "1h", "1d"; the last one used, a temporary error fails the delivery.
+    retry_after: list[str] = Field(default=["1m", "5m", "15m", "1h", "4h"], max_length=20)
     pause_after: int = Field(default=20, ge=1)  # errors in a row before the digest pauses
     unsubscribe_mailto: str = ""  # an address whose mail you process; adds mailto: to List-Unsubscribe
+
+    @property
+    def retry_delays(self) -> tuple[timedelta, ...]:
+        """`retry_after` as time spans (checks.py has refused any that is not a duration)."""
+        return tuple(timedelta(seconds=duration_seconds(t) or 0) for t in self.retry_after)
 
 
 class WebConfig(_Section):
@@ -291,6 +359,76 @@ class WebConfig(_Section):
     confirmation_mails_per_day: int = Field(default=5, ge=1)  # sign-up e-mails per mailbox per day
 
 
+class MailgunHookConfig(_Section):
+    signing_key_env: str = Field(default="MAILGUN_WEBHOOK_SIGNING_KEY", pattern=_ENV_NAME)
+
+
+class SendgridHookConfig(_Section):
+    public_key: str = Field(min_length=1)  # the Event Webhook's verification key: base64 DER, not a secret
+
+
+class PostmarkHookConfig(_Section):
+    username: str = Field(min_length=1, pattern=r"^[^:]+$")  # the user in the webhook URL's credentials
+    password_env: str = Field(default="POSTMARK_WEBHOOK_PASSWORD", pattern=_ENV_NAME)
+
+
+class ResendHookConfig(_Section):
+    secret_env: str = Field(default="RESEND_WEBHOOK_SECRET", pattern=_ENV_NAME)  # whsec_...
+
+
+_TOPIC_ARN = r"^arn:aws(-cn|-us-gov)?:sns:[a-z0-9-]+:[0-9]{12}:[A-Za-z0-9_.-]{1,256}$"
+
+
+class SesHookConfig(_Section):
+    topic_arns: list[Annotated[str, Field(pattern=_TOPIC_ARN)]] = Field(min_length=1)  # the SNS topics we take
+
+
+class AliyunHookConfig(_Section):
+    token_env: str = Field(default="ALIYUN_WEBHOOK_TOKEN", pattern=_ENV_NAME)
+
+
+class HooksConfig(_Section):
+    """Provider events under /hooks/<provider>; a provider without its table is not served (404)."""
+
+    body_limit: int = Field(default=1_048_576, ge=65_536, le=16_777_216)  # bytes of one request
+    mailgun: MailgunHookConfig | None = None
+    sendgrid: SendgridHookConfig | None = None
+    postmark: PostmarkHookConfig | None = None
+    resend: ResendHookConfig | None = None
+    ses: SesHookConfig | None = None
+    aliyun: AliyunHookConfig | None = None
+
+
+class BounceMailboxConfig(_Section):
+    """A dedicated mailbox that receives bounces and complaints, polled over IMAP or POP3
+    (docs/digest.md, "Bounce mailbox")."""
+
+    protocol: Literal["imap", "pop3"] = "imap"
+    host: str = Field(min_length=1)
+    port: int = Field(default=0, ge=0, le=65535)  # 0: 993 / 995 with tls, else 143 / 110
+    security: Literal["tls", "starttls", "none"] = "tls"  # none: only for a server on this machine
+    username: str = Field(min_length=1)
+    password_env: str = Field(pattern=_ENV_NAME)
+    folder: str = Field(default="INBOX", min_length=1)  # IMAP: the folder bounces arrive in
+    processed: Literal["", "move", "delete"] = ""  # what is done with a message read; "": move (IMAP), delete (POP3)
+    processed_folder: str = Field(default="Processed", min_length=1)  # IMAP: where "move" puts it
+    interval: int = Field(default=15, ge=1, le=1440)  # minutes between polls in `publisher run`
+    max_messages: int = Field(default=500, ge=1, le=10_000)  # read in one poll; the rest wait for the next
+    timeout: float = Field(default=30.0, gt=0, le=600)  # seconds for each read from the server
+
+    @property
+    def action(self) -> Literal["move", "delete"]:
+        if self.processed:
+            return self.processed
+        return "move" if self.protocol == "imap" else "delete"
+
+    @property
+    def server_port(self) -> int:
+        """The configured port, else the protocol's: 993 / 995 for implicit TLS, else 143 / 110."""
+        defaults = {("imap", True): 993, ("imap", False): 143, ("pop3", True): 995, ("pop3", False): 110}
+        return self.port or defaults[(self.protocol, self.security == "tls")]
+
+
 class ScheduleConfig(_Section):
     ingest_every: int = Field(default=15, ge=1, le=1440)  # minutes between ingest + build runs
     misfire_grace: int = Field(default=360, ge=1, le=10080)  # minutes a missed run may start late
@@ -306,6 +444,29 @@ class ThemeConfig(_Section):
     footer: str = ""  # text, or HTML (sanitised), at the foot of the digest and the pages
 
 
+class BounceRuleConfig(_Section):
+    """One kind's rule (publisher.bounces.rules): `count` events within `within_days` -> `action`."""
+
+    count: int = Field(ge=1, le=1000)
+    within_days: int = Field(ge=1, le=3650)
+    action: Literal["none", "unsubscribe", "suppress"]
+
+
+class BounceRulesConfig(_Section):
+    hard: BounceRuleConfig = BounceRuleConfig(count=1, within_days=365, action="suppress")
+    soft: BounceRuleConfig = BounceRuleConfig(count=3, within_days=30, action="suppress")
+    complaint: BounceRuleConfig = BounceRuleConfig(count=1, within_days=365, action="suppress")
+    unsubscribe: BounceRuleConfig = BounceRuleConfig(count=1, within_days=365, action="unsubscribe")
+
+
+class BouncesConfig(_Section):
+    """Bounces and complaints (docs/digest.md, "Bounces and complaints")."""
+
+    return_path: str = ""  # "bounces@example.org": the envelope sender, as bounces+<token>@example.org (VERP)
+    rules: BounceRulesConfig = BounceRulesConfig()
+    mailbox: BounceMailboxConfig | None = None  # the bounce mailbox, read over IMAP or POP3
+
+
 class Settings(_Section):
     site: SiteConfig
     output: OutputConfig = OutputConfig()
@@ -317,5 +478,7 @@ class Settings(_Section):
     mail: MailConfig = MailConfig()
     digest: DigestConfig = DigestConfig()
     web: WebConfig = WebConfig()
+    hooks: HooksConfig = HooksConfig()
     schedule: ScheduleConfig = ScheduleConfig()
     theme: ThemeConfig = ThemeConfig()
+    bounces: BouncesConfig = BouncesConfig()

@@ -1,40 +1,53 @@
 """The `html` source: the site's own pages, read the way its editors see them.
 
 Category list pages (one or more URLs per category, followed to the next page by a selector or
-a URL pattern, up to `max_pages`) give the article links; each article page gives title, date,
-source, author and body by CSS selectors, with regular expressions for the meta line
-(`来源:… 日期:2023-12-04 点击:…`). Without a body selector the main text is found with
-readability. Dates without a zone are in the site's zone.
+a URL pattern, up to `max_pages`; each category may override these) give the article links;
+each article page gives title, date, source and author by CSS selectors, with regular
+expressions for the meta line (html_article.py). Dates without a zone are in the site's zone.
 
-Incremental: an article already stored is not fetched again (unless `recheck_days` says it is
-time, and then with a conditional GET), and the walk through a category's list pages stops at
-the first page that brings nothing new. List pages show recent articles only, so the source is
-never `complete`: an article that drops off the lists is not withdrawn.
+Each category is read on its own: a list page that fails, or whose links selector matches
+nothing, is reported as that category's `ScopeRead` with the URL and a hint, while the other
+categories ingest. Only running out of the source's time stops the whole source.
+
+Incremental and polite: list pages are asked for with their validators, and a 304 ends the
+category's walk (nothing new there); an article already stored is not fetched again (unless
+`recheck_days` says it is time, and then with a conditional GET); an article that failed waits
+(`FailedItems`: the next run, then 1 h, 6 h, a day, weekly) and no longer counts as new; the
+walk stops at the first list page that brings nothing new. List pages show recent articles
+only, so the source is never `complete`: an article that drops off the lists is not withdrawn.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from typing import Any
-from urllib.parse import urldefrag, urljoin
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urljoin
 from zoneinfo import ZoneInfo
 
 from ..errors import SourceError
-from ..model import ItemProblem, SourceItem, Unchanged
+from ..model import ItemProblem, ScopeRead, SourceItem, Unchanged
 from . import Fetched
+from .failed_items import FailedItems
+from .html_article import ArticleRead, ArticleRules, clean_url, parse_html, read_article
 from .http import Fetcher, RunOutOfTime
 
-DATE_PATTERNS = (
-    (re.compile(r"(\d{4})[-/.年](\d{1,2})[-/.月](\d{1,2})日?(?:\s*(\d{1,2})[:：](\d{2})(?:[:：](\d{2}))?)?"), None),
-)
+if TYPE_CHECKING:
+    from .html_probe import Inspection
+
+__all__ = ["ArticleRules", "HtmlSource", "ListRules", "Walk"]
+
+# The text of a link to the next list page, on sites whose pager has no class to select by.
+NEXT_TEXT = re.compile(r"^\s*(?:下一?[页頁]|next(?:\s*page)?)\s*[>›»]*\s*$|^\s*[>›»]{1,2}\s*$", re.I)
+_GONE = re.compile(r": HTTP (?:404|410) ")
 
 
 @dataclass(frozen=True)
-class ListRules:
-    pages: Mapping[str, Sequence[str]]  # category (name or slug) -> first list pages
+class Walk:
+    """How one category's list pages are read."""
+
     links: str  # CSS selector of article links on a list page
     next: str | None = None  # CSS selector of the link to the next list page
     url_pattern: str | None = None  # or: list page URLs with {page} (2, 3, ...)
@@ -42,14 +55,25 @@ class ListRules:
 
 
 @dataclass(frozen=True)
-class ArticleRules:
-    title: str = "h1"
-    body: str | None = None  # None: readability finds the main text
-    meta: str | None = None  # where date and source are read from (default: the whole page)
-    date: str | None = None  # a regex whose first group is the date (default: any date)
-    date_format: str | None = None  # strptime format of that group (default: common forms)
-    source: str | None = None  # a regex whose first group is the source, shown as author
-    author: str | None = None  # a CSS selector of the author
+class ListRules:
+    pages: Mapping[str, Sequence[str]]  # category (name or slug) -> first list pages
+    walk: Walk
+    overrides: Mapping[str, Walk] = field(default_factory=dict)  # keyed as in `pages`
+
+    def walk_for(self, category: str) -> Walk:
+        return self.overrides.get(category, self.walk)
+
+
+@dataclass
+class ListPage:
+    """One list page as read: its distinct article links, and where its next page is."""
+
+    url: str
+    matched: int  # elements the links selector matched
+    links: list[str]  # distinct, absolute, without fragments
+    next_url: str | None
+    next_matched: int  # elements the next selector matched (0 without one)
+    pager: str | None  # a link that looks like "next page" (its text), when `next` found none
 
 
 class HtmlSource:
@@ -65,12 +89,13 @@ class HtmlSource:
         timezone: str,
         recheck_days: int = 0,
         today: date | None = None,
+        convert: Callable[[str], str] = str,
+        failed: FailedItems | None = None,
     ) -> None:
         self.name, self.lists, self.rules, self.fetcher = name, lists, article, fetcher
         self.zone, self.recheck_days = ZoneInfo(timezone), recheck_days
         self.today = today or datetime.now(self.zone).date()
-        self.first_title: str | None = None  # for `publisher check`
-        self.count = 0
+        self.convert, self.failed = convert, failed
         self.warnings: list[ItemProblem] = []  # found while walking list pages
 
     @property
@@ -79,89 +104,139 @@ class HtmlSource:
 
     def fetch(self, fingerprints: Mapping[str, str]) -> Iterator[Fetched]:
         seen: set[str] = set()
+        # Nothing stored (a first run, or settings changed and every article is read again):
+        # list pages are read in full, not answered by a 304.
+        conditional = bool(fingerprints)
         for category, first_pages in self.lists.pages.items():
+            errors: list[ScopeRead] = []
             for first in first_pages:
-                for url in self._article_links(first, fingerprints, seen):
-                    if url in seen:  # listed under two categories: the first one keeps it
-                        continue
-                    seen.add(url)
-                    known = fingerprints.get(url)
-                    if known is not None and not self._due(known):
-                        yield Unchanged((url,))
-                        continue
-                    yield self._article(url, category, conditional=known is not None)
+                error = yield from self._walk(category, first, fingerprints, seen, conditional)
                 yield from self.warnings
                 self.warnings.clear()
+                if error is not None:
+                    errors.append(error)
+            if not errors:
+                yield ScopeRead(category, first_pages[0] if first_pages else "")
+            else:
+                also = "".join(f"; also {e.url}: {e.error}" for e in errors[1:])
+                yield ScopeRead(category, errors[0].url, f"{errors[0].error}{also}", errors[0].hint)
 
-    def probe(self) -> tuple[int, str | None, list[ItemProblem]]:
-        """For `publisher check`: each category's first list page, and the first article of the
-        first one (so the article selectors are tried too); (links, the first title, problems)."""
-        links, first_article, problems = 0, None, []
-        for category, first_pages in self.lists.pages.items():
-            for first in first_pages:
-                page = self.fetcher.get(first, conditional=False)
-                tree = _parse(page.text(), page.url)
-                found = [urljoin(page.url, a.get("href", "")) for a in tree.cssselect(self.lists.links)]
-                if not found:
-                    raise SourceError(f"{first}: no article links match `{self.lists.links}`",
-                                      "check [sources.list] links")  # fmt: skip
-                links += len(found)
-                first_article = first_article or (found[0], category)
-        if first_article is not None:
-            result = self._article(first_article[0], first_article[1], conditional=False)
-            if isinstance(result, ItemProblem):
-                problems.append(result)
-        return links, self.first_title, problems
+    def inspect(self) -> Inspection:
+        """For `publisher check`: what each category's first list page and one article show."""
+        from .html_probe import inspect
+
+        return inspect(self)
 
     def committed(self) -> None:
         self.fetcher.commit()
+        if self.failed is not None:
+            self.failed.commit()
 
     # --- list pages ------------------------------------------------------------------------
 
-    def _article_links(self, first: str, known: Mapping[str, str], seen: set[str]) -> Iterator[str]:
+    def read_list_page(self, url: str, walk: Walk, number: int, conditional: bool = False) -> ListPage | None:
+        """The list page at `url` (page `number` of its walk); None: unchanged since the last
+        run (304). SourceError when it cannot be had or is not HTML."""
+        page = self.fetcher.get(url, conditional=conditional, remember=True)
+        if page.not_modified:
+            return None
+        tree = parse_html(page.text(), page.url)
+        if tree is None:
+            raise SourceError(f"{url}: the list page is empty or not HTML", "check the URL in [sources.list] pages")
+        found = tree.cssselect(walk.links)
+        links = [clean_url(urljoin(page.url, a.get("href") or "")) for a in found]
+        links = list(dict.fromkeys(link for link in links if link.startswith(("http://", "https://"))))
+        next_url, next_matched, pager = None, 0, None
+        if walk.url_pattern:  # relative to the category's list page, so one pattern serves all
+            next_url = urljoin(page.url, walk.url_pattern.replace("{page}", str(number + 1)))
+        elif walk.next:
+            matches = tree.cssselect(walk.next)
+            next_matched = len(matches)
+            href = next((m.get("href") for m in matches if m.get("href")), None)
+            if href:
+                next_url = clean_url(urljoin(page.url, href))
+            else:
+                pager = _pager_link(tree, number)
+        return ListPage(url, len(found), links, next_url, next_matched, pager)
+
+    def _walk(
+        self, category: str, first: str, known: Mapping[str, str], seen: set[str], conditional: bool
+    ) -> Generator[Fetched, None, ScopeRead | None]:
+        """Yield the articles of one list URL's pages; return the category's error, if any."""
+        walk = self.lists.walk_for(category)
         url: str | None = first
         visited: set[str] = set()
-        for number in range(1, self.lists.max_pages + 1):
+        for number in range(1, walk.max_pages + 1):
             if url is None:
-                return
+                return None
             if url in visited:  # a "next" link back to a page already read: a loop, not more news
                 self.warnings.append(
                     ItemProblem(url, url, "the next-page links loop back", "check [sources.list] next")
                 )
-                return
+                return None
             visited.add(url)
-            page = self.fetcher.get(url, conditional=False)
-            tree = _parse(page.text(), page.url)
-            if tree is None:
-                raise SourceError(f"{url}: the list page is empty or not HTML", "check the URL in [sources.list] pages")
-            links = [_clean_url(urljoin(page.url, a.get("href", ""))) for a in tree.cssselect(self.lists.links)]
-            links = [link for link in links if link.startswith(("http://", "https://"))]
-            if not links and number == 1:
-                raise SourceError(
-                    f"{url}: no article links match `{self.lists.links}`",
-                    "check [sources.list] links (a CSS selector of the <a> elements on the list page)",
-                )
-            fresh = [link for link in links if link not in known and link not in seen]
-            yield from dict.fromkeys(links)
+            try:
+                page = self.read_list_page(url, walk, number, conditional)
+            except RunOutOfTime:  # the whole source stops
+                raise
+            except SourceError as exc:
+                if number > 1 and _GONE.search(exc.message):  # past the last page (url_pattern)
+                    return None
+                self._forget(visited)  # the next run reads these pages in full, to get further
+                return ScopeRead(category, url, exc.message, exc.hint)
+            if page is None:  # 304: nothing new on this page, so nothing on older ones either
+                return None
+            if not page.links and number == 1:
+                return ScopeRead(
+                    category, url, f"no article links match `{walk.links}`",
+                    "check [sources.list] links (a CSS selector of the <a> elements on the list page), "
+                    "or give this category its own in [sources.list.overrides]",
+                )  # fmt: skip
+            fresh = [link for link in page.links if not self._old(link, known, seen)]
+            for link in page.links:
+                yield from self._item(link, category, known, seen)
             if not fresh:  # nothing new on this page: older pages hold nothing new either
-                return
-            url = self._next(tree, page.url, number)
+                return None
+            if page.pager is not None and number < walk.max_pages:
+                self.warnings.append(wrong_next(url, walk, page.pager))
+            url = page.next_url
         if url is not None:  # still new links and a next page: an endless chain, or a long absence
             self.warnings.append(
                 ItemProblem(
-                    first, first, f"stopped after {self.lists.max_pages} list pages that were all new (next: {url})",
+                    first, first, f"stopped after {walk.max_pages} list pages that were all new (next: {url})",
                     "raise [sources.list] max_pages to read further back once, or check the next-page selector",
                 )
             )  # fmt: skip
-
-    def _next(self, tree: Any, page_url: str, number: int) -> str | None:
-        if self.lists.url_pattern:  # relative to the category's list page, so one pattern serves all
-            return urljoin(page_url, self.lists.url_pattern.replace("{page}", str(number + 1)))
-        if self.lists.next:
-            found = tree.cssselect(self.lists.next)
-            if found and found[0].get("href"):
-                return _clean_url(urljoin(page_url, found[0].get("href")))
         return None
+
+    def _forget(self, urls: set[str]) -> None:
+        """Keep no validators of these list pages, so a 304 does not end the next run's walk
+        before the page that failed this time."""
+        if self.fetcher.validators is not None:
+            for url in urls:
+                self.fetcher.validators.pending.pop(url, None)
+
+    def _old(self, link: str, known: Mapping[str, str], seen: set[str]) -> bool:
+        """Stored, read in this run, or failed before: not a reason to read older list pages."""
+        return link in known or link in seen or (self.failed is not None and self.failed.known(link))
+
+    def _item(self, url: str, category: str, known: Mapping[str, str], seen: set[str]) -> Iterator[Fetched]:
+        if url in seen:  # listed twice, or under two categories: the first one keeps it
+            return
+        seen.add(url)
+        fingerprint = known.get(url)
+        if fingerprint is not None and not self._due(fingerprint):
+            yield Unchanged((url,))
+            return
+        if self.failed is not None and self.failed.waiting(url):  # failed lately: not asked again yet
+            return
+        result = self.article(url, category, conditional=fingerprint is not None)
+        if self.failed is not None:
+            if isinstance(result, ItemProblem):
+                self.failed.failed(url, url, result.reason)
+            else:
+                self.failed.succeeded(url)
+        yield result
 
     # --- article pages ---------------------------------------------------------------------
 
@@ -175,7 +250,28 @@ class HtmlSource:
             return True
         return self.today - read >= timedelta(days=self.recheck_days)
 
-    def _article(self, url: str, category: str, conditional: bool) -> Fetched:
+    def article(self, url: str, category: str, conditional: bool) -> SourceItem | Unchanged | ItemProblem:
+        read = self.read(url, conditional)
+        if isinstance(read, (Unchanged, ItemProblem)):
+            return read
+        if read.problem is not None:
+            return ItemProblem(url, url, *read.problem)
+        assert read.published is not None  # no problem: a date was found
+        return SourceItem(
+            source=self.name,
+            key=url,
+            title=read.title,
+            content=read.body,
+            published=read.published,
+            location=url,
+            url=url,
+            author=read.author or read.source,
+            fingerprint=f"read:{self.today.isoformat()}",
+            default_category=category,
+        )
+
+    def read(self, url: str, conditional: bool) -> ArticleRead | Unchanged | ItemProblem:
+        """The article page at `url` as the rules read it, Unchanged (304) or why it could not be had."""
         try:
             page = self.fetcher.get(url, conditional=conditional, remember=self.recheck_days > 0)
         except RunOutOfTime:  # the whole source stops
@@ -184,103 +280,29 @@ class HtmlSource:
             return ItemProblem(url, url, exc.message, exc.hint)
         if page.not_modified:
             return Unchanged((url,))
-        text = page.text()
-        tree = _parse(text, page.url)
-        if tree is None:
-            return ItemProblem(url, url, "the page is empty or not HTML", "check that the link leads to the article")
-        rules = self.rules
-        title = _text(tree, rules.title)
-        if not title:
-            return ItemProblem(url, url, f"no title matches `{rules.title}`", "check [sources.article] title")
-        if rules.body:
-            found = tree.cssselect(rules.body)
-            if not found:
-                return ItemProblem(url, url, f"no body matches `{rules.body}`", "check [sources.article] body")
-            body = "".join(_outer_html(node) for node in found)
-        else:
-            from readability import Document
-
-            try:
-                body = Document(text).summary(html_partial=True)
-            except Exception as exc:  # noqa: BLE001 - readability raises its own and lxml's errors
-                hint = "set [sources.article] body to the CSS selector of the article's text"
-                return ItemProblem(url, url, f"no main text found ({exc.__class__.__name__})", hint)
-        meta = _text(tree, rules.meta) if rules.meta else tree.text_content()
-        published = self._date(meta)
-        if published is None:
-            hint = "set [sources.article] date (a regex around the date) and meta (where it is)"
-            return ItemProblem(url, url, "no date found", hint)
-        source = _group(rules.source, meta)
-        author = _text(tree, rules.author) if rules.author else None
-        self.count += 1
-        self.first_title = self.first_title or title
-        return SourceItem(
-            source=self.name,
-            key=url,
-            title=title,
-            content=body,
-            published=published,
-            location=url,
-            url=url,
-            author=author or source,
-            fingerprint=f"read:{self.today.isoformat()}",
-            default_category=category,
-        )
-
-    def _date(self, meta: str) -> datetime | None:
-        raw = _group(self.rules.date, meta) if self.rules.date else None
-        if raw and self.rules.date_format:
-            try:
-                parsed = datetime.strptime(raw.strip(), self.rules.date_format)
-            except ValueError:
-                return None
-            return parsed if parsed.tzinfo else parsed.replace(tzinfo=self.zone)
-        match = DATE_PATTERNS[0][0].search(raw or meta)
-        if not match:
-            return None
-        year, month, day, hour, minute, second = (int(g) if g else 0 for g in match.groups())
-        try:
-            return datetime(year, month, day, hour, minute, second, tzinfo=self.zone)
-        except ValueError:
-            return None
+        return read_article(page.text(), page.url, self.rules, self.zone, self.convert)
 
 
-def _parse(text: str, url: str) -> Any:
-    """The page's tree; None for an empty page or one lxml cannot read."""
-    import lxml.etree
-    import lxml.html
-
-    # lxml refuses a str that still declares an encoding (`<?xml ... encoding=...?>`)
-    text = re.sub(r"^\s*<\?xml[^>]*\?>", "", text or "")
-    if not text.strip():
-        return None
-    try:
-        return lxml.html.document_fromstring(text, base_url=url)
-    except (lxml.etree.ParserError, ValueError):
-        return None
+def _pager_link(tree: Any, number: int) -> str | None:
+    """The text of a link that looks like the way to the next list page ("下一頁", "next", "›",
+    or the next page's number), on a page where the `next` selector found none."""
+    texts = [
+        " ".join(str(link.text_content()).split())
+        for link in tree.iter("a")
+        if link.get("href") and not link.get("href", "").startswith(("#", "javascript:"))
+    ]
+    return next((t for t in texts if NEXT_TEXT.match(t)), None) or next(
+        (t for t in texts if t == str(number + 1)), None
+    )
 
 
-def _text(tree: Any, selector: str | None) -> str:
-    if not selector:
-        return ""
-    found = tree.cssselect(selector)
-    return " ".join(" ".join(node.text_content().split()) for node in found).strip()
-
-
-def _outer_html(node: Any) -> str:
-    import lxml.html
-
-    return str(lxml.html.tostring(node, encoding="unicode"))
-
-
-def _group(pattern: str | None, text: str) -> str | None:
-    if not pattern:
-        return None
-    match = re.search(pattern, text)
-    if not match:
-        return None
-    return (match.group(1) if match.groups() else match.group(0)).strip() or None
-
-
-def _clean_url(url: str) -> str:
-    return urldefrag(url)[0]
+def wrong_next(url: str, walk: Walk, pager: str) -> ItemProblem:
+    """The warning for a `next` selector that found no link on a page that has a pager."""
+    return ItemProblem(
+        url, url,
+        f"the next-page selector `{walk.next}` matched no link, but the page links to a next page "
+        f"(“{pager}”): older list pages are not read",
+        f"set [sources.list] next to a selector of that link, e.g. 'a:contains(\"{pager}\")'; see docs/sources.md"
+        if not pager.isdigit()
+        else "set [sources.list] url_pattern to the list pages' URL with {page}; see docs/sources.md",
+    )  # fmt: skip

@@ -1,8 +1,8 @@
 """The store: SQLAlchemy 2 Core tables and the queries services need. Returns model objects.
 
 One Store, composed of one class per aggregate (articles.py, subscribers.py, signups.py,
-ledger.py, sources.py) over one engine; the tables are in schema.py. Import everything from
-here: `from publisher.store import Store`.
+bounces.py, ledger.py, retries.py, sources.py) over one engine; the tables are in schema.py.
+Import everything from here: `from publisher.store import Store`.
 """
 
 from __future__ import annotations
@@ -13,12 +13,14 @@ from pathlib import Path
 
 from sqlalchemy import create_engine, delete, event, insert, select, text
 from sqlalchemy.engine import URL, Engine, make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError
+from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError
 
 from ..errors import StoreError, StoreSchemaError
 from ..private_files import create_private, private_folder
 from .articles import ArticleStore, Known
+from .bounces import BounceStore, DeliveryRef, NewMailEvent, Recorded, StoredEvent, Suppression
 from .ledger import DigestRow, Ledger, LedgerStore
+from .retries import GAVE_UP, DeliveryProblem, RetryStore, next_try_at
 from .revision import HEAD, create_at_head, read_state
 from .schema import SITE_SCOPE, meta_table, metadata
 from .signups import Budget, SignupRequest, SignupStore
@@ -27,12 +29,13 @@ from .subscribers import SubscriberStore
 from .writer import StoreWriter, sqlite_datetime
 
 __all__ = [
-    "SITE_SCOPE", "WHOLE_SOURCE", "Budget", "DigestRow", "Known", "Ledger", "ScopeHealth", "SignupRequest",
-    "SourceHealth", "Store", "StoreWriter", "metadata", "prepare_sqlite_file", "sqlite_datetime", "store_failure",
+    "GAVE_UP", "SITE_SCOPE", "WHOLE_SOURCE", "Budget", "DeliveryProblem", "DeliveryRef", "DigestRow", "Known",
+    "Ledger", "NewMailEvent", "Recorded", "ScopeHealth", "SignupRequest", "SourceHealth", "Store", "StoreWriter",
+    "StoredEvent", "Suppression", "metadata", "next_try_at", "prepare_sqlite_file", "sqlite_datetime", "store_failure",
 ]  # fmt: skip
 
 
-class Store(ArticleStore, SubscriberStore, SignupStore, LedgerStore, SourceStateStore):
+class Store(ArticleStore, SubscriberStore, SignupStore, BounceStore, LedgerStore, RetryStore, SourceStateStore):
     """All persistence. One instance per process; connections are short-lived. Opening one
     creates a new store at the code's schema revision, and refuses a store at another
     (StoreSchemaError: behind needs `publisher db upgrade`, ahead a newer publisher)."""
@@ -66,6 +69,18 @@ class Store(ArticleStore, SubscriberStore, SignupStore, LedgerStore, SourceState
     def get_meta(self, key: str) -> str | None:
         with self.engine.connect() as conn:
             return conn.execute(select(meta_table.c.value).where(meta_table.c.key == key)).scalar_one_or_none()
+
+    def setdefault_meta(self, key: str, value: str) -> str:
+        """The value kept under `key`, keeping `value` first when there is none: of two
+        processes or threads racing to make it, the first wins and both get its value."""
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(insert(meta_table).values(key=key, value=value))
+        except IntegrityError:
+            pass  # made meanwhile: theirs stands
+        kept = self.get_meta(key)
+        assert kept is not None
+        return kept
 
     def set_meta(self, key: str, value: str) -> None:
         with self.engine.begin() as conn:

@@ -16,6 +16,7 @@ from sqlalchemy.exc import IntegrityError
 
 from ..errors import StoreError
 from ..model import Delivery, Subscriber
+from .retries import due_clause
 from .schema import aware_utc, deliveries_table, digests_table, naive_utc, subscribers_table, take_turnstile
 from .subscribers import subscriber_from_row
 
@@ -100,9 +101,12 @@ class LedgerStore:
         with self.engine.connect() as conn:
             return [tuple(r) for r in conn.execute(query).all()]
 
-    def next_deliveries(self, digest_id: int, limit: int) -> list[Delivery]:
+    def next_deliveries(
+        self, digest_id: int, limit: int, due: tuple[datetime, Sequence[timedelta]] | None = None
+    ) -> list[Delivery]:
         """Up to `limit` open deliveries, fewest attempts first (a retried one waits behind
-        the rest), each with its subscriber read now, in one query."""
+        the rest), each with its subscriber read now, in one query. `due` (now, the waits of
+        `retry_after`): only those whose wait after an error is over (see store.retries)."""
         x, s = deliveries_table.c, subscribers_table
         query = (
             select(
@@ -120,6 +124,8 @@ class LedgerStore:
             .order_by(x.attempts, x.id)
             .limit(limit)
         )
+        if due is not None:
+            query = query.where(due_clause(*due))
         with self.engine.connect() as conn:
             rows = conn.execute(query).all()
         return [

@@ -228,6 +228,50 @@ deliveries_table = Table(
     Index("ix_deliveries_status", "digest_id", "status"),
 )
 
+# How an event finds its delivery by our Message-ID (a DSN or ARF report quotes it) or the
+# provider's id for the message (its webhooks name it).
+Index("ix_deliveries_message_id", deliveries_table.c.message_id)
+Index("ix_deliveries_provider_id", deliveries_table.c.provider_id)
+
+# What providers and bounce mailboxes said (publisher.bounces): every event kept once with its
+# raw reason and the delivery it refers to; a provider re-sending an event (the same event_id
+# from the same source) is kept once.
+mail_events_table = Table(
+    "mail_events",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("kind", String(20), nullable=False),  # hard | soft | complaint | unsubscribe
+    Column("email_key", String(320), nullable=False),  # lower-cased; the delivery's address when linked
+    Column("source", String(40), nullable=False),  # mailgun, ses, imap, ...
+    Column("reason", Text, nullable=False),
+    Column("occurred", DateTime, nullable=False),  # as the event dates it
+    Column("received_at", DateTime, nullable=False),
+    Column("delivery_id", Integer, ForeignKey("deliveries.id", ondelete="SET NULL")),
+    Column("digest_id", Integer, ForeignKey("digests.id", ondelete="SET NULL")),
+    Column("linked_by", String(20), nullable=False),  # token | message_id | provider_id | address
+    Column("event_id", String(300)),  # the provider's id of the event
+    Column("outcome", String(200), nullable=False),  # what the rules did, for `bounces list`
+    Column("raw", Text, nullable=False),
+    UniqueConstraint("source", "event_id"),  # NULLs are distinct: events without an id are all kept
+    Index("ix_mail_events_count", "email_key", "kind", "occurred"),
+    Index("ix_mail_events_delivery_id", "delivery_id"),
+)
+
+# The addresses no digest goes to (a bounce or complaint rule's `suppress`), checked when a
+# digest is planned and when an address signs up again. A lifted suppression keeps its row
+# with `lifted_at` (events before it no longer count towards a rule).
+suppressions_table = Table(
+    "suppressions",
+    metadata,
+    Column("email_key", String(320), primary_key=True),
+    Column("kind", String(20), nullable=False),  # the event kind that suppressed it
+    Column("reason", Text, nullable=False),
+    Column("since", DateTime, nullable=False),
+    Column("mail_event_id", Integer, ForeignKey("mail_events.id", ondelete="SET NULL")),
+    Column("lifted_at", DateTime),  # None: suppressed now
+    Column("lifted_by", String(100)),  # "re-subscribed", "operator"
+)
+
 META_KEY_LENGTH = 300  # "reading-signature:" and a source's name of up to 200 characters
 meta_table = Table(
     "meta",

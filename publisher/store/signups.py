@@ -12,6 +12,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
 from ..model import Subscriber
+from .bounces import lift_suppression
 from .schema import aware_utc, meta_table, naive_utc, signup_events_table, signup_requests_table
 from .subscribers import write_subscribers
 
@@ -105,15 +106,16 @@ class SignupStore:
             ).scalar_one_or_none()
 
     def confirm_signup(self, request_id: int, subscriber: Subscriber) -> bool:
-        """Save `subscriber` (what the request asked for, confirmed) and void every request for
-        the address, in one transaction; False, saving nothing, when the request is gone (its
-        link was followed already, or it expired)."""
+        """Save `subscriber` (what the request asked for, confirmed), void every request for
+        the address and lift its suppression, in one transaction; False, saving nothing, when
+        the request is gone (its link was followed already, or it expired)."""
         r = signup_requests_table.c
         with self.engine.begin() as conn:
             if not conn.execute(delete(signup_requests_table).where(r.id == request_id)).rowcount:
                 return False
             conn.execute(delete(signup_requests_table).where(r.email_key == subscriber.email.lower()))
             write_subscribers(conn, [subscriber])
+            lift_suppression(conn, subscriber.email.lower(), subscriber.status_at, "re-subscribed")
         return True
 
     def forget_signup_requests(self, email_key: str) -> None:

@@ -1,9 +1,13 @@
-"""HTTP mail APIs (Mailgun, SendGrid, Postmark, Resend): one mapper per provider, one sender.
+"""HTTP mail APIs (Mailgun, SendGrid, Postmark, Resend; Amazon SES in ses.py, Alibaba Cloud
+DirectMail in aliyun.py): one mapper per provider, one sender.
 
 A mapper turns a Message into the provider's documented request and reads its
 message id from the answer. The sender posts it with a timeout, waits out 429 (Retry-After,
 capped), retries 5xx and timeouts with backoff, and sends an idempotency key where the provider
-has one (Resend), so a retried request cannot send twice there.
+has one (Resend), so a retried request cannot send twice there. A provider that signs its
+requests (SES, DirectMail) signs each attempt afresh, as a signature carries a time and a
+nonce; one whose error answers say more than their status (a throttling code under HTTP 400)
+reads them itself into a Refusal.
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ from typing import Any
 
 import requests
 
+from ..bounces.events import DELIVERY_HEADER
+from ..bounces.providers.base import DELIVERY_VARIABLE
 from ..mail import Message, addr_spec
 from . import Sent, TransportError
 
@@ -29,6 +35,20 @@ class Request:
     data: dict[str, Any] | None = None
     files: dict[str, Any] | None = None
     auth: tuple[str, str] | None = None
+    body: bytes | None = None  # sent as these exact bytes (a signed request's payload)
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """What an error answer means: wait and try again (`throttled`: as after a 429), stop every
+    message (`broken`: credentials, account, sender), or the address is known to be dead."""
+
+    code: str  # the provider's error code, "" when it gives none
+    retryable: bool
+    throttled: bool = False
+    broken: bool = False
+    bounced: bool = False
+    hint: str = ""
 
 
 @dataclass(frozen=True)
@@ -38,6 +58,10 @@ class Provider:
     build: Callable[[Message, str, dict[str, str]], Request]  # (message, api key, options)
     message_id: Callable[[requests.Response], str | None]
     idempotent: bool = False  # a retried request cannot send twice
+    # (request, url, secret, options) -> the request with its signature, for every attempt
+    sign: Callable[[Request, str, str, dict[str, str]], Request] | None = None
+    # the provider's reading of an error answer; None: judged by its HTTP status alone
+    refusal: Callable[[requests.Response], Refusal | None] | None = None
 
 
 # --- what every mapper needs from a message ----------------------------------------------------
@@ -57,15 +81,23 @@ def _formatted(address: Address) -> str:
     return f'"{name}" <{addr_spec(address)}>' if name else addr_spec(address)
 
 
+def _delivery_token(message: Message) -> str | None:
+    """The message's delivery token (X-Publisher-Delivery), which each provider is asked to echo
+    in its webhooks as a custom variable: they pass custom headers on, but echo only those."""
+    return dict(message.envelope.extra_headers).get(DELIVERY_HEADER)
+
+
 # --- the providers -----------------------------------------------------------------------------
 
 
 def _mailgun(message: Message, key: str, options: dict[str, str]) -> Request:
-    """POST /v3/{domain}/messages.mime, HTTP Basic api:KEY, form field `to` and the MIME file."""
+    """POST /v3/{domain}/messages.mime, HTTP Basic api:KEY, form field `to` and the MIME file;
+    the delivery token as `v:` variable (echoed in webhooks' user-variables)."""
+    token = _delivery_token(message)
     return Request(
         path=f"/v3/{options['domain']}/messages.mime",
         auth=("api", key),
-        data={"to": message.recipient},
+        data={"to": message.recipient} | ({f"v:{DELIVERY_VARIABLE}": token} if token else {}),
         files={"message": ("message.mime", message.as_bytes(), "message/rfc822")},
     )
 
@@ -82,6 +114,8 @@ def _sendgrid(message: Message, key: str, options: dict[str, str]) -> Request:
     }
     if e.reply_to is not None:
         body["reply_to"] = _pair(e.reply_to)
+    if token := _delivery_token(message):
+        body["custom_args"] = {DELIVERY_VARIABLE: token}  # echoed as a field of each event
     return Request(path="/v3/mail/send", headers={"Authorization": f"Bearer {key}"}, json=body)
 
 
@@ -99,6 +133,8 @@ def _postmark(message: Message, key: str, options: dict[str, str]) -> Request:
     }
     if e.reply_to is not None:
         body["ReplyTo"] = _formatted(e.reply_to)
+    if token := _delivery_token(message):
+        body["Metadata"] = {DELIVERY_VARIABLE: token}  # echoed in bounce and complaint webhooks
     headers = {"X-Postmark-Server-Token": key, "Accept": "application/json"}
     return Request(path="/email", headers=headers, json=body)
 
@@ -116,6 +152,8 @@ def _resend(message: Message, key: str, options: dict[str, str]) -> Request:
     }
     if e.reply_to is not None:
         body["reply_to"] = _formatted(e.reply_to)
+    if token := _delivery_token(message):
+        body["tags"] = [{"name": DELIVERY_VARIABLE, "value": token}]  # echoed in webhooks' data.tags
     headers = {"Authorization": f"Bearer {key}", "Idempotency-Key": message.message_id[:256]}
     return Request(path="/emails", headers=headers, json=body)
 
@@ -147,7 +185,7 @@ class HttpApiTransport:
 
     def __init__(
         self,
-        provider: str,
+        provider: str | Provider,
         api_key: str,
         base_url: str | None = None,
         options: dict[str, str] | None = None,
@@ -156,7 +194,7 @@ class HttpApiTransport:
         retry_after_cap: float = 60.0,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        self.provider = PROVIDERS[provider]
+        self.provider = provider if isinstance(provider, Provider) else PROVIDERS[provider]
         self.api_key = api_key
         self.base_url = (base_url or self.provider.base_url).rstrip("/")
         self.options = options or {}
@@ -170,10 +208,13 @@ class HttpApiTransport:
         name = self.provider.name
         for attempt in range(1, self.attempts + 1):
             last = attempt == self.attempts
+            sign = self.provider.sign
+            signed = request if sign is None else sign(request, url, self.api_key, self.options)
+            data = signed.body if signed.body is not None else signed.data
             try:
                 response = self.session.post(
-                    url, headers=request.headers, json=request.json, data=request.data, files=request.files,
-                    auth=request.auth, timeout=self.timeout,
+                    url, headers=signed.headers, json=signed.json, data=data, files=signed.files, auth=signed.auth,
+                    timeout=self.timeout,
                 )  # fmt: skip
             except requests.RequestException as exc:
                 if last:
@@ -184,13 +225,12 @@ class HttpApiTransport:
                 continue
             if response.ok:
                 return Sent(provider_id=self.provider.message_id(response))
-            if response.status_code == 429 and not last:
-                self.sleep(self._retry_after(response, attempt))
+            refusal = self._refusal(response)
+            if refusal.retryable and not last:
+                backoff = min(2.0 ** (attempt - 1) / 2, self.retry_after_cap)
+                self.sleep(self._retry_after(response, attempt) if refusal.throttled else backoff)
                 continue
-            if response.status_code >= 500 and not last:
-                self.sleep(min(2.0 ** (attempt - 1) / 2, self.retry_after_cap))
-                continue
-            raise self._error(response)
+            raise self._error(response, refusal)
         raise AssertionError("unreachable")  # pragma: no cover
 
     def close(self) -> None:
@@ -208,18 +248,32 @@ class HttpApiTransport:
                 seconds = 2.0 ** (attempt - 1)
         return max(0.0, min(seconds, self.retry_after_cap))
 
-    def _error(self, response: requests.Response) -> TransportError:
+    def _refusal(self, response: requests.Response) -> Refusal:
+        """The provider's reading of an error answer, else its HTTP status's: 429 and 5xx are
+        temporary, 401 and 403 stop everything (the key or the domain), the rest refuse one message."""
+        read = self.provider.refusal(response) if self.provider.refusal is not None else None
+        if read is not None:
+            return read
+        status = response.status_code
+        return Refusal(
+            "", retryable=status == 429 or status >= 500, throttled=status == 429, broken=status in (401, 403)
+        )
+
+    def _error(self, response: requests.Response, refusal: Refusal) -> TransportError:
         status = response.status_code
         detail = response.text[:300].strip()
-        retryable = status == 429 or status >= 500
-        hint = {
+        hint = refusal.hint or {
             401: "check the API key's environment variable",
             403: "check the API key's permissions and the sending domain",
-        }.get(status, "the provider will not take this message" if not retryable else "the provider asks to try later")
+        }.get(
+            status, "the provider asks to try later" if refusal.retryable else "the provider will not take this message"
+        )
+        code = f" {refusal.code}" if refusal.code else ""
         return TransportError(
-            f"{self.provider.name}: HTTP {status} from {response.url}: {detail}",
+            f"{self.provider.name}: HTTP {status}{code} from {response.url}: {detail}",
             hint,
-            retryable=retryable,
-            uncertain=retryable and status >= 500 and not self.provider.idempotent,
-            broken=status in (401, 403),  # the key or the domain: no message can go
+            retryable=refusal.retryable,
+            uncertain=refusal.retryable and status >= 500 and not self.provider.idempotent,
+            broken=refusal.broken,
+            bounced=refusal.bounced,
         )

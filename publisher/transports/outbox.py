@@ -13,7 +13,9 @@ from . import Sent, TransportError
 
 
 class OutboxTransport:
-    """Writes `<n>-<hash of Message-ID>.eml`; the file name is the provider id. A file it cannot
+    """Writes `<n>-<hash of Message-ID>.eml`; the file name is the provider id. A message with an
+    envelope sender of its own ([bounces] return_path) starts with the `Return-Path:` line the
+    receiving server would add. A file it cannot
     write (a full disk) is a broken transport: the digest pauses, nobody's delivery fails."""
 
     def __init__(self, folder: Path) -> None:
@@ -24,6 +26,8 @@ class OutboxTransport:
 
     def send(self, message: Message) -> Sent:
         data = message.as_bytes()
+        if message.envelope.return_path:  # as the receiving server would write it
+            data = f"Return-Path: <{message.envelope.return_path}>\r\n".encode("ascii") + data
         digest = hashlib.sha256(message.message_id.encode()).hexdigest()[:16]
         name = f"{self.count + 1:06d}-{digest}.eml"
         try:

@@ -159,7 +159,7 @@ def _transmit(connection: smtplib.SMTP, message: Message) -> None:
     """
     data = message.as_bytes()
     options = ["SMTPUTF8"] if message.needs_smtputf8 else []
-    sender, recipient = message.sender, message.recipient
+    sender, recipient = message.envelope_sender, message.recipient
     if options and not connection.has_extn("smtputf8"):
         raise smtplib.SMTPNotSupportedError("SMTPUTF8, needed for a non-ASCII address")
     code, reply = connection.mail(sender, options)

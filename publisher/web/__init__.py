@@ -1,8 +1,9 @@
 """The web side: the feeds folder, the subscription pages, /healthz. A Flask app, one per process.
 
 `create_app` builds the app and registers one blueprint a module: `feeds` (the output folder),
-`account` (the reader's pages), `health` (/healthz). What they share per app (the App, the
-words, the sign-up limits) is a `WebState` on the Flask app (`shared.py`), never a module global.
+`account` (the reader's pages), `health` (/healthz), `hooks` (the mail providers' events). What
+they share per app (the App, the words, the sign-up limits) is a `WebState` on the Flask app
+(`shared.py`), never a module global; the hooks' doors and replay guard a `HookState` beside it.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from .account import PAGE_TEMPLATES, account
 from .feeds import feeds
 from .health import ProblemLog, TemplateCheck
 from .health import health as health_pages
+from .hooks import HookState, hooks, install_hooks
 from .shared import WebState, install
 from .unsubscribes import Unsubscribes, queue_file_for, store_applier
 
@@ -72,7 +74,10 @@ def create_app(app: App, health: Callable[[], dict[str, Any]] | None = None) -> 
             health_token=optional_secret(settings.web.health_token_env),
         ),
     )
+    # The providers' webhooks: their secrets are read now, so a missing one stops the start.
+    install_hooks(web, HookState(app.hook_doors(), app.record_mail_events, settings.hooks.body_limit))
     web.register_blueprint(health_pages)
+    web.register_blueprint(hooks)
     web.register_blueprint(account)
     web.register_blueprint(feeds)
     return web

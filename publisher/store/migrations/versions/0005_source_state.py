@@ -7,8 +7,8 @@ could not hold a longer URL on PostgreSQL: those rows are moved to `http_validat
 grows to 300 characters for `reading-signature:<source>`, which a source named after a long
 feed URL (up to 200 characters) overflowed on PostgreSQL too; SQLite rebuilds the small table.
 
-Revision ID: 0004
-Revises: 0003
+Revision ID: 0005_source_state
+Revises: 0004_deliverability
 Create Date: 2026-12-03
 """
 
@@ -20,8 +20,8 @@ import re
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0004"
-down_revision = "0003"
+revision = "0005_source_state"
+down_revision = "0004_deliverability"
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,150 @@
+"""Deliveries that wait for another try, and those that failed: when each is due, the list an
+operator reads (`digest failures`), and putting them back in the queue (`digest retry`).
+
+A delivery whose last try ended in a temporary error is `pending` (or `sending`, when the
+message may have gone out) with its error kept in `last_error`; it is due `retry_after[n-1]`
+after that try (its `updated_at`), n being its attempts so far. No column holds the due time:
+it follows from the attempts, the time of the last try and the configured waits, so a changed
+`retry_after` applies to deliveries already waiting.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, case, func, or_, select, update
+from sqlalchemy.engine import Engine
+
+from ..model import SubscriberStatus
+from .schema import aware_utc, deliveries_table, digests_table, naive_utc, subscribers_table
+
+OPEN = ("pending", "sending")
+# How the error of a delivery that ran out of tries after temporary errors starts: `digest
+# retry` tries those again, and leaves permanent failures to `--all`.
+GAVE_UP = "gave up after "
+
+_x = deliveries_table.c
+
+
+def next_try_at(attempts: int, last_try: datetime, delays: Sequence[timedelta]) -> datetime:
+    """When a delivery that failed its `attempts`-th try (at `last_try`) is due again. Past the
+    last wait (the waits were shortened since) it is due at once, to be failed."""
+    if attempts <= 0 or attempts > len(delays):
+        return last_try
+    return last_try + delays[attempts - 1]
+
+
+def due_clause(now: datetime, delays: Sequence[timedelta]) -> Any:
+    """The SQL condition for an open delivery that may be tried at `now`: never tried after an
+    error (new, or left `sending` by a crash), or its wait over; `next_try_at` in SQL."""
+    at = naive_utc(now)
+    waited = [and_(_x.attempts == n, _x.updated_at <= at - delay) for n, delay in enumerate(delays, start=1)]
+    return or_(_x.last_error.is_(None), _x.attempts <= 0, _x.attempts > len(delays), *waited)
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryProblem:
+    """A delivery an operator may want to act on: failed, uncertain, or waiting for a try."""
+
+    digest_id: int
+    digest_key: str
+    email_key: str
+    status: str  # failed | uncertain | pending | sending (the last two: waiting)
+    attempts: int
+    last_try: datetime  # UTC
+    error: str
+
+    @property
+    def waiting(self) -> bool:
+        return self.status in OPEN
+
+    @property
+    def temporary(self) -> bool:
+        """Waiting, or failed only because the tries ran out: `digest retry` takes it."""
+        return self.waiting or self.error.startswith(GAVE_UP)
+
+
+class RetryStore:
+    """The Store's view of deliveries waiting for another try and of those that failed."""
+
+    engine: Engine
+
+    def waiting(self, digest_id: int, delays: Sequence[timedelta]) -> tuple[int, datetime | None]:
+        """(open deliveries, when the first of them is due), or (0, None) when none is open."""
+        fresh = _x.last_error.is_(None)  # no parameters: the GROUP BY repeats it as it is
+        query = (
+            select(_x.attempts, fresh, func.count(), func.min(_x.updated_at))
+            .where(_x.digest_id == digest_id, _x.status.in_(OPEN))
+            .group_by(_x.attempts, fresh)
+        )
+        with self.engine.connect() as conn:
+            groups = conn.execute(query).all()
+        if not groups:
+            return 0, None
+        due = [
+            aware_utc(last) if is_fresh else next_try_at(attempts, aware_utc(last), delays)
+            for attempts, is_fresh, _count, last in groups
+        ]
+        return sum(count for _a, _f, count, _l in groups), min(due)
+
+    def due_count(self, digest_id: int, now: datetime, delays: Sequence[timedelta]) -> int:
+        """How many of the digest's open deliveries may be tried at `now`."""
+        query = select(func.count()).where(_x.digest_id == digest_id, _x.status.in_(OPEN), due_clause(now, delays))
+        with self.engine.connect() as conn:
+            return int(conn.execute(query).scalar_one())
+
+    def delivery_problems(self, digest_id: int | None = None) -> list[DeliveryProblem]:
+        """Failed and uncertain deliveries and those waiting after an error, oldest digest first."""
+        d = digests_table.c
+        query = (
+            select(d.id, d.key, _x.email_key, _x.status, _x.attempts, _x.updated_at, _x.last_error)
+            .join_from(deliveries_table, digests_table, d.id == _x.digest_id)
+            .where(
+                or_(
+                    _x.status.in_(("failed", "uncertain")),
+                    and_(_x.status.in_(OPEN), _x.last_error.is_not(None)),
+                )
+            )
+            .order_by(d.id, _x.id)
+        )
+        if digest_id is not None:
+            query = query.where(_x.digest_id == digest_id)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        return [
+            DeliveryProblem(r[0], r[1], r[2], r[3], r[4], aware_utc(r[5]), r[6] or "")
+            for r in rows
+        ]  # fmt: skip
+
+    def retry_deliveries(self, digest_id: int, now: datetime, everything: bool = False) -> int:
+        """Put a digest's waiting deliveries, and those failed after temporary errors (with
+        `everything`, every failed one), back in the queue, due now with all their tries again;
+        a reader who no longer gets mail (unsubscribed, bounced, suppressed) is left alone. The
+        digest is sending again when any was. Returns how many."""
+        s = subscribers_table.c
+        receiving = [status.value for status in SubscriberStatus if status.receives_mail]
+        failed = _x.status == "failed"
+        if not everything:
+            failed = and_(failed, _x.last_error.like(GAVE_UP + "%"))
+        chosen = and_(
+            _x.digest_id == digest_id,
+            _x.email_key.in_(select(s.email_key).where(s.status.in_(receiving))),
+            or_(and_(_x.status.in_(OPEN), _x.last_error.is_not(None)), failed),
+        )
+        # A `sending` row keeps its doubt: its eventual success is recorded `uncertain`.
+        again = case((_x.status == "sending", "sending"), else_="pending")
+        with self.engine.begin() as conn:
+            count = conn.execute(
+                update(deliveries_table)
+                .where(chosen)
+                .values(status=again, attempts=0, last_error=None, updated_at=naive_utc(now))
+            ).rowcount
+            if count:
+                d = digests_table.c
+                conn.execute(
+                    update(digests_table).where(d.id == digest_id, d.status == "done").values(status="sending")
+                )
+        return int(count)

@@ -1,0 +1,251 @@
+"""The `html` source against a DedeCMS-like site on loopback (cms_site.py): categories fail on
+their own, overrides and `:contains()`, the check that shows what it read (golden), polite
+polling (304 list pages, failed articles that wait)."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from functools import partial
+from pathlib import Path
+
+import pytest
+from cms_site import CATEGORIES, CmsSite
+
+from conftest import Site
+from feedcheck import parse_with_feedparser
+from publisher.model import ItemProblem, ScopeRead, SourceItem
+from publisher.sources import Fetched
+from publisher.sources.addresses import AddressGuard
+from publisher.sources.failed_items import FailedItem, FailedItems
+from publisher.sources.html import ArticleRules, HtmlSource, ListRules, Walk
+from publisher.sources.http import Fetcher, Validators
+from publisher.text import convert_script
+
+GOLDEN = Path(__file__).parent / "golden" / "check"
+NEWS, POLICY, ZONE_NEWS, INSIGHT = "高新院新闻", "政策解读", "高新区新闻", "行业洞见"
+
+
+@pytest.fixture
+def cms() -> Iterator[CmsSite]:
+    with CmsSite() as running:
+        yield running
+
+
+def scope_reads(site: Site) -> dict[str, ScopeRead]:
+    """The cms source's word on each category, read as a first ingest reads it."""
+    app = site.app()
+    try:
+        [source] = [s for s in app.sources if s.name == "cms"]
+        return {r.scope: r for r in source.fetch({}) if isinstance(r, ScopeRead)}
+    finally:
+        app.close()
+
+
+def test_a_category_that_404s_and_one_whose_template_changed_leave_the_others_ingesting(
+    site: Site, cms: CmsSite
+) -> None:
+    cms.missing_lists.add(POLICY)
+    cms.changed_template.add(ZONE_NEWS)
+    site.append_config(cms.categories_toml() + cms.source_toml())
+    report = site.build()
+    assert not report.problems, report.problems
+    # each failing category is reported on its own line, named, with the URL that failed
+    assert len(report.failed_sources) == 2, report.failed_sources
+    assert any(f.startswith(f"cms ({POLICY}) {cms.list_url(POLICY)}: HTTP 404") for f in report.failed_sources)
+    assert any(
+        f.startswith(f"cms ({ZONE_NEWS}) {cms.list_url(ZONE_NEWS)}: no article links") for f in report.failed_sources
+    )
+    assert report.new == 11 * 4  # every article of the 11 good categories, page 2 included
+    assert len(parse_with_feedparser(site.feed("gao-xin-yuan-xin-wen/rss.xml")).entries) == 4
+    scopes = scope_reads(site)
+    assert set(scopes) == {name for name, _folder in CATEGORIES}
+    gone, changed = scopes[POLICY], scopes[ZONE_NEWS]
+    assert gone.url == cms.list_url(POLICY) and gone.error is not None and "HTTP 404" in gone.error
+    assert gone.hint == "check the URL in the config"
+    assert changed.url == cms.list_url(ZONE_NEWS) and changed.error is not None and "ul.list li a" in changed.error
+    assert "[sources.list.overrides]" in changed.hint
+    assert scopes[NEWS] == ScopeRead(NEWS, cms.list_url(NEWS))  # read, named by its first list page
+
+
+def test_an_override_gives_a_changed_category_its_own_selector(site: Site, cms: CmsSite) -> None:
+    cms.changed_template.add(ZONE_NEWS)
+    override = f'[sources.list.overrides."{ZONE_NEWS}"]\nlinks = "div.news dt a"\nmax_pages = 1\n'
+    site.append_config(cms.categories_toml() + cms.source_toml(extra_list=override))
+    report = site.build()
+    assert report.new == 12 * 4 + 3  # the changed category: its first page only (max_pages = 1)
+    assert all(scope.error is None for scope in scope_reads(site).values())
+
+
+def test_a_category_with_two_list_urls_keeps_the_one_that_reads(site: Site, cms: CmsSite) -> None:
+    cms.missing_lists.add(POLICY)
+    toml = cms.source_toml().replace(
+        f'"{NEWS}" = ["{cms.list_url(NEWS)}"]', f'"{NEWS}" = ["{cms.list_url(POLICY)}", "{cms.list_url(NEWS)}"]'
+    )
+    site.append_config(cms.categories_toml() + toml)
+    assert site.build().new == 12 * 4  # all but 政策解读, whose one list page 404s
+    news = scope_reads(site)[NEWS]
+    assert news.url == cms.list_url(POLICY) and news.error is not None and "HTTP 404" in news.error
+
+
+def test_a_classless_pager_is_followed_by_a_contains_selector(site: Site, cms: CmsSite) -> None:
+    site.append_config(cms.categories_toml() + cms.source_toml())
+    assert site.build().new == 13 * 4
+    assert "/a/gxyxw/list_2.html" in cms.paths()  # the fourth article is on page 2, behind "下一頁"
+    entries = parse_with_feedparser(site.feed("gao-xin-yuan-xin-wen/rss.xml")).entries
+    assert [e.title for e in entries] == [f"高新院新闻动态第{n}期" for n in (104, 103, 102, 101)]  # t2s
+    assert entries[0].author == "高新院"  # `来源` in the config found `來源` on the page
+
+
+def test_a_wrong_next_selector_is_a_warning_in_check_and_build(site: Site, cms: CmsSite) -> None:
+    site.append_config(cms.categories_toml() + cms.source_toml(next_selector="a.next"))
+    checked = site.cli("check")
+    assert 'next "a.next" matched nothing: no next page' in checked.output
+    assert "the page links to a next page (“下一頁”)" in checked.output
+    assert """e.g. 'a:contains("下一頁")'""" in checked.output
+    report = site.build()
+    assert report.new == 13 * 3  # page 1 of each category only
+    warnings = [p for p in report.problems if "next-page selector `a.next`" in p]
+    assert len(warnings) == 13 and cms.list_url(NEWS) in warnings[0]
+
+
+def test_check_shows_what_it_read_golden(site: Site, cms: CmsSite) -> None:
+    """13 categories: one answers 404, one changed its template, one has an override whose next
+    selector is wrong; `title = "h1"` takes the site's logo; an author selector finds nothing."""
+    cms.missing_lists.add(POLICY)
+    cms.changed_template.add(ZONE_NEWS)
+    override = f'[sources.list.overrides."{INSIGHT}"]\nnext = "a.next"\n'
+    toml = cms.source_toml(extra_list=override, title="h1", extra_article='author = "span.author"')
+    site.append_config(cms.categories_toml() + toml)
+    result = site.cli("check")
+    assert result.exit_code == 1  # two categories failed
+    output = result.output.replace(cms.origin, "http://cms.test")
+    golden = GOLDEN / "cms-site.txt"
+    if os.environ.get("UPDATE_GOLDEN"):
+        golden.parent.mkdir(parents=True, exist_ok=True)
+        golden.write_text(output, encoding="utf-8")
+    assert output == golden.read_text(encoding="utf-8"), "differs from tests/golden/check (UPDATE_GOLDEN=1)"
+    assert [r.path for r in cms.requests].count("/robots.txt") == 1
+    assert len(cms.paths()) == 13 + 1  # each category's first list page, and the sample article
+
+
+def test_the_second_poll_is_answered_by_304s_and_fetches_no_article(site: Site, cms: CmsSite) -> None:
+    site.append_config(cms.categories_toml() + cms.source_toml())
+    assert site.build().new == 13 * 4
+    cms.requests.clear()
+    again = site.build()
+    assert (again.new, again.changed) == (0, 0)
+    lists = [r for r in cms.requests if r.path != "/robots.txt"]
+    assert len(lists) == 13 and all(r.conditional and r.status == 304 for r in lists)
+    assert {r.path for r in lists} == {f"/a/{folder}/list_1.html" for _name, folder in CATEGORIES}
+
+    cms.requests.clear()
+    new = cms.publish(NEWS)
+    third = site.build()
+    assert third.new == 1
+    # The changed list page, the new article, and page 2 (page 1 brought something new).
+    changed = [r.path for r in cms.requests if r.status != 304 and r.path != "/robots.txt"]
+    assert changed == ["/a/gxyxw/list_1.html", f"/a/gxyxw/{new}.html", "/a/gxyxw/list_2.html"]
+
+
+class Poller:
+    """One html source over the cms site polled as ingest would: what it yields is stored (its
+    fingerprints kept), then `committed`; validators and failed items kept in memory."""
+
+    def __init__(self, cms: CmsSite, categories: list[str]) -> None:
+        self.cms, self.now = cms, datetime(2026, 11, 20, 8, 0, tzinfo=UTC)
+        kept: dict[str, str] = {}
+        self.validators = Validators(kept.get, kept.__setitem__, "cms")
+        self.failed_store: dict[str, FailedItem] = {}
+        self.fingerprints: dict[str, str] = {}
+        self.categories = categories
+
+    def save(self, upserts: list[FailedItem], cleared: list[str]) -> None:
+        self.failed_store.update({item.key: item for item in upserts})
+        for key in cleared:
+            self.failed_store.pop(key, None)
+
+    def poll(self, after: timedelta) -> list[Fetched]:
+        self.now += after
+        failed = FailedItems(dict(self.failed_store), lambda: self.now, self.save)
+        pages = {c: [self.cms.list_url(c)] for c in self.categories}
+        lists = ListRules(pages, Walk("ul.list li a", 'a:contains("下一頁")'))
+        rules = ArticleRules("div.article h1", "div.content", "div.info", source="来源[:：]\\s*(\\S+)")
+        fetcher = Fetcher("publisher/test", self.validators, delay=0, guard=AddressGuard(allow_private=True))
+        source = HtmlSource("cms", lists, rules, fetcher, "Asia/Shanghai", convert=str, failed=failed)
+        results = list(source.fetch(self.fingerprints))
+        self.fingerprints.update({r.key: r.fingerprint for r in results if isinstance(r, SourceItem)})
+        source.committed()
+        return results
+
+
+def test_a_404_article_waits_and_is_not_new_for_the_walk(cms: CmsSite) -> None:
+    cms.missing_articles.add(103)
+    poller = Poller(cms, [NEWS])
+    first = poller.poll(timedelta(0))
+    assert [r.key for r in first if isinstance(r, ItemProblem)] == [cms.article_url(103)]
+    assert poller.failed_store[cms.article_url(103)].failures == 1
+
+    cms.requests.clear()
+    assert poller.poll(timedelta(minutes=15)) == [ScopeRead(NEWS, cms.list_url(NEWS))]  # a 304
+    assert [(r.path, r.status) for r in cms.requests] == [("/robots.txt", 200), ("/a/gxyxw/list_1.html", 304)]
+
+    cms.requests.clear()
+    cms.publish(NEWS)  # the list page changes: the failed article is due (the next run), tried again
+    second = poller.poll(timedelta(minutes=15))
+    assert [r.key for r in second if isinstance(r, ItemProblem)] == [cms.article_url(103)]
+    assert poller.failed_store[cms.article_url(103)].failures == 2  # now it waits an hour
+    assert "/a/gxyxw/103.html" in cms.paths()
+
+    cms.requests.clear()
+    cms.publish(NEWS)
+    third = poller.poll(timedelta(minutes=15))
+    assert "/a/gxyxw/103.html" not in cms.paths()  # within its hour: not asked for
+    assert not any(isinstance(r, ItemProblem) for r in third)  # and not warned about again
+    # Page 1 now lists 106, 105 (stored), 104 (stored): one new link; page 2 (103 failed, 102,
+    # 101 stored) brings nothing new, and the walk ends there.
+    assert [p for p in cms.paths() if "list_" in p] == ["/a/gxyxw/list_1.html", "/a/gxyxw/list_2.html"]
+
+    cms.missing_articles.clear()
+    cms.requests.clear()
+    cms.publish(NEWS)
+    fourth = poller.poll(timedelta(hours=2))  # past its wait, and back: read, and forgotten as failed
+    assert cms.article_url(103) in {r.key for r in fourth if isinstance(r, SourceItem)}
+    assert cms.article_url(103) not in poller.failed_store
+
+
+def test_meta_regexes_match_the_converted_text_and_the_page_text(cms: CmsSite) -> None:
+    """`来源` (Simplified) finds `來源` once the text is converted as the content is (t2s), and
+    `來源` (as on the page) still finds it in the page's own text."""
+    fetcher = Fetcher("publisher/test", None, delay=0, guard=AddressGuard(allow_private=True))
+    lists = ListRules({NEWS: [cms.list_url(NEWS)]}, Walk("ul.list li a"))
+    for pattern, convert, found in [
+        ("来源[:：]\\s*(\\S+)", partial(convert_script, mode="t2s"), "高新院"),
+        ("來源[:：]\\s*(\\S+)", partial(convert_script, mode="t2s"), "高新院"),
+        ("来源[:：]\\s*(\\S+)", str, None),  # no conversion: the page says 來源
+    ]:
+        rules = ArticleRules("div.article h1", "div.content", "div.info", source=pattern)
+        source = HtmlSource("cms", lists, rules, fetcher, "Asia/Shanghai", convert=convert)
+        item = source.article(cms.article_url(104), NEWS, conditional=False)
+        assert isinstance(item, SourceItem) and item.author == found, pattern
+
+
+def test_an_override_must_name_a_category_of_pages(site: Site, cms: CmsSite) -> None:
+    override = '[sources.list.overrides."tech"]\nmax_pages = 1\n[sources.list.overrides."区域经济研究"]\nnext = "a"\n'
+    toml = cms.source_toml(extra_list=override).replace(f'"{NEWS}" = ["{cms.list_url(NEWS)}"], ', "")
+    toml = toml.replace(f'"科技创新" = ["{cms.list_url("科技创新")}"], ', "")
+    site.append_config(cms.categories_toml() + toml)
+    result = site.cli("check")
+    assert result.exit_code == 2
+    assert "sources[1].list.overrides.tech" in result.output and "not a category of list.pages" in result.output
+    assert "区域经济研究" not in re.sub(r"name one of.*", "", result.output)  # its slug or name both count
+
+
+def test_an_override_may_name_the_category_by_its_slug(site: Site, cms: CmsSite) -> None:
+    cms.changed_template.add("科技创新")
+    override = '[sources.list.overrides."tech"]\nlinks = "div.news dt a"\n'
+    site.append_config(cms.categories_toml() + cms.source_toml(extra_list=override))
+    assert site.build().new == 13 * 4
+    assert len(parse_with_feedparser(site.feed("tech/rss.xml")).entries) == 4
