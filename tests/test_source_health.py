@@ -1,11 +1,8 @@
 """Each source's and part's health, end to end on a loopback site: a category whose list page
 404s is reported by `build` with its URL and hint while the others ingest, kept in the store,
 shown by `publisher status` (exit 1) and `/healthz` (degraded, 200), and cleared once it reads.
-
-The html source's per-category isolation is the html branch's work: until it lands, a small
-source below (`CategoryPages`, read through the real Fetcher, validators and FailedItems the
-composition root wires) stands in for it behind the `html` type. The `json` source reports its
-parts already, and is tested as it is.
+The real `html` and `json` sources, with the validators and FailedItems the composition root
+wires.
 """
 
 from __future__ import annotations
@@ -14,77 +11,16 @@ import json
 import logging
 import re
 import sqlite3
-from collections.abc import Callable, Iterator, Mapping
-from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urljoin
 
 import pytest
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
-import publisher.app as app_module
 from conftest import HEALTH_HEADERS, HEALTH_TOKEN, Site
-from publisher.config import HtmlSourceConfig, SourceConfig, WebSourceConfig
-from publisher.errors import SourceError
-from publisher.model import ItemProblem, ScopeRead, SourceItem, Unchanged
-from publisher.sources import Fetched, Source
-from publisher.sources.failed_items import FailedItems
-from publisher.sources.http import Fetcher, RunOutOfTime
 from publisher.web import create_app
 
 NEWS, POLICY, TECH = "高新院新闻", "政策解读", "科技创新"
-PUBLISHED = datetime(2026, 11, 18, 1, 0, tzinfo=UTC)
-
-
-class CategoryPages:
-    """One list page per category; its links' pages are the articles. A category whose list
-    page fails is reported as a failed part and the others go on; an article that fails waits
-    in FailedItems before it is asked for again."""
-
-    complete = False
-    remote = True
-
-    def __init__(self, name: str, pages: Mapping[str, str], fetcher: Fetcher, failed: FailedItems | None) -> None:
-        self.name, self.pages, self.fetcher, self.failed = name, pages, fetcher, failed
-
-    def fetch(self, fingerprints: Mapping[str, str]) -> Iterator[Fetched]:
-        for category, url in self.pages.items():
-            try:
-                page = self.fetcher.get(url, conditional=False)
-            except RunOutOfTime:
-                raise
-            except SourceError as exc:
-                yield ScopeRead(category, exc.url or url, exc.message, exc.hint)
-                continue
-            for href in re.findall(r'href="([^"]+)"', page.text()):
-                yield from self._article(urljoin(page.url, href), category, fingerprints)
-            yield ScopeRead(category, url)
-
-    def _article(self, link: str, category: str, fingerprints: Mapping[str, str]) -> Iterator[Fetched]:
-        if link in fingerprints:
-            yield Unchanged((link,))
-            return
-        if self.failed is not None and self.failed.waiting(link):
-            return
-        try:
-            article = self.fetcher.get(link, conditional=False)
-        except SourceError as exc:
-            if self.failed is not None:
-                self.failed.failed(link, link, exc.message)
-            yield ItemProblem(link, link, exc.message, exc.hint)
-            return
-        if self.failed is not None:
-            self.failed.succeeded(link)
-        found = re.search(r"<h1>(.*?)</h1>", article.text())
-        title = found.group(1) if found else link
-        yield SourceItem(self.name, link, title, "<p>正文。</p>", PUBLISHED, categories=(category,), location=link,
-                         url=link, fingerprint="read")  # fmt: skip
-
-    def committed(self) -> None:
-        self.fetcher.commit()
-        if self.failed is not None:
-            self.failed.commit()
 
 
 class FixtureSite:
@@ -118,16 +54,18 @@ class FixtureSite:
             links = "".join(f'<a href="{n}.html">{n}</a>' for n in self.lists[path])
             return Response(f"<html><body>{links}</body></html>", content_type="text/html; charset=utf-8")
         number = path.rsplit("/", 1)[1].removesuffix(".html")
-        return Response(f"<html><body><h1>文章{number}</h1></body></html>", content_type="text/html; charset=utf-8")
+        page = (f'<html><body><h1>文章{number}</h1><div class="info">日期:2026-11-18</div>'
+                f'<div class="content"><p>正文{number}。</p></div></body></html>')  # fmt: skip
+        return Response(page, content_type="text/html; charset=utf-8")
 
     def url(self, path: str) -> str:
         return self.server.url_for(path)
 
 
 @pytest.fixture
-def fixture_site(site: Site, httpserver: HTTPServer, monkeypatch: pytest.MonkeyPatch) -> FixtureSite:
-    """The site's config reads the loopback site through an `html` source named "site" (served by
-    CategoryPages) and a `feed` source named "upstream"."""
+def fixture_site(site: Site, httpserver: HTTPServer) -> FixtureSite:
+    """The site's config reads the loopback site through an `html` source named "site" and a
+    `feed` source named "upstream"."""
     fixture = FixtureSite(httpserver)
     pages = ", ".join(
         f'"{category}" = ["{fixture.url(path)}"]'
@@ -143,6 +81,10 @@ delay = 0
 [sources.list]
 pages = {{ {pages} }}
 links = "a"
+[sources.article]
+title = "h1"
+body = "div.content"
+meta = "div.info"
 
 [[sources]]
 type = "feed"
@@ -153,23 +95,6 @@ url = "{fixture.url("/feed.xml")}"
 category = "tech"
 """
     )
-    real = app_module.make_source
-
-    def make_source(
-        config: SourceConfig,
-        timezone: str,
-        fetcher: Callable[[WebSourceConfig], Fetcher],
-        *args: Any,
-        failed: Callable[[str], FailedItems] | None = None,
-        **kwargs: Any,
-    ) -> Source:
-        if isinstance(config, HtmlSourceConfig):
-            pages = {category: urls[0] for category, urls in config.list.pages.items()}
-            memory = failed(config.source_name) if failed is not None else None
-            return CategoryPages(config.source_name, pages, fetcher(config), memory)
-        return real(config, timezone, fetcher, *args, failed=failed, **kwargs)
-
-    monkeypatch.setattr(app_module, "make_source", make_source)
     return fixture
 
 
