@@ -86,10 +86,12 @@ def _committed(source: Source) -> None:
 
 
 def _failed_part(source: str, read: ScopeRead) -> str:
-    """How a part that failed is reported: the source, the part, the error with its URL, the hint."""
+    """How a part that failed is reported: `site (政策解读) <URL>: <error>` and its hint (the
+    part is not repeated when it is the URL, as a json source's list URL is)."""
     error = read.error or ""
-    where = f" ({read.url})" if read.url and read.url not in error else ""
-    return f"source {source!r}, part {read.scope}: {error}{where}" + (f"\n  hint: {read.hint}" if read.hint else "")
+    where = "" if error.startswith(read.url) else f"{read.url}: "
+    part = f"{source} ({read.scope}) " if read.scope != read.url else f"{source} "
+    return str(SourceError(f"{part}{where}{error}", read.hint))
 
 
 def _record_health(

@@ -108,7 +108,7 @@ def test_a_failing_category_is_reported_kept_and_shown_until_it_reads(site: Site
     built = site.cli("build")
     assert built.exit_code == 1, built.output
     said = " ".join(built.stderr.split())
-    assert f"part failed: source 'site', part {POLICY}: {policy_list}: HTTP 404 NOT FOUND" in said, said
+    assert f"part failed: site ({POLICY}) {policy_list}: HTTP 404 NOT FOUND" in said, said
     assert "hint: check the URL" in said and "source failed" not in said
     assert "`publisher status` shows each part" in said
     assert site.feed("tech/rss.xml").count(b"<item>") == 2  # tech's article and the feed's: the others ingested
@@ -253,7 +253,8 @@ def test_a_json_sources_failing_list_url_is_a_failed_part(site: Site, httpserver
     site.append_config("\n" + cms_toml(template) + "\n")
     site.article("tech/a.md", "科技新闻", date="2026-11-18 09:00")
     built = site.cli("build")
-    assert built.exit_code == 1 and "part failed: source 'cms', part " + template in built.stderr, built.output
+    page_one = template.replace("{page}", "1")
+    assert built.exit_code == 1 and f"part failed: cms ({template}) {page_one}: HTTP 500" in built.stderr, built.output
     code, rows = status_json(site)
     cms = {row["part"]: row for row in rows if row["source"] == "cms"}
     assert code == 1 and cms[""]["state"] == "ok" and cms[template]["state"] == "failed"

@@ -285,7 +285,8 @@ def test_a_wrong_selector_is_reported_with_the_url(site: Site, httpserver: HTTPS
     site.config.write_text(text, encoding="utf-8")
     report = site.build()
     # the category failed (named, with its URL), not the source: no whole-source error
-    [failed] = report.failed_sources
+    [failed] = report.failed_parts
+    assert not report.failed_sources
     assert failed.startswith("site (高新院新闻) http://") and "/news/list_1.html: no article links" in failed
     assert report.new == 0
     [scope] = scope_reads(site, "site")
@@ -547,7 +548,8 @@ def test_faults_are_reported_and_the_last_good_feeds_stay_byte_identical(site: S
     text = site.config.read_text(encoding="utf-8").replace('links = "ul.list li a"', 'links = "ul.news li a"')
     site.config.write_text(text, encoding="utf-8")  # the site's new layout: the selector finds nothing
     layout = site.build()
-    [failed] = layout.failed_sources  # the html source's one category failed, named with its URL
+    [failed] = layout.failed_parts  # the html source's one category failed, named with its URL
+    assert not layout.failed_sources
     assert failed.startswith("site (高新院新闻) ") and "list_1.html: no article links match" in failed
     [scope] = scope_reads(site, "site")
     assert scope.error is not None and "ul.news li a" in scope.error and scope.url.endswith("list_1.html")
