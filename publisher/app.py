@@ -10,6 +10,8 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from .config import (
     FeedSourceConfig,
     HtmlSourceConfig,
@@ -25,8 +27,9 @@ from .ingest import Clock, IngestContext, Tick, ingest
 from .model import BuildReport, Category, Folder, ItemProblem, ScopeRead, Site, Unchanged
 from .normalize import CategoryIndex, NormalizeError, TextRules
 from .sources import Source
+from .sources.failed_items import FailedItems
 from .sources.files import FilesSource
-from .store import Store
+from .store import SourceHealth, Store
 from .theme import Messages, Theme, check_theme, make_theme
 
 if TYPE_CHECKING:
@@ -67,11 +70,13 @@ def make_source(
     known: frozenset[str] = frozenset(),
     categories: Sequence[Category] = (),
     convert: Callable[[str], str] = str,
+    failed: Callable[[str], FailedItems] | None = None,
 ) -> Source:
     """The registry from a config `type` to a source; config validation rejects unknown types.
     `known`: our category names and slugs (a WordPress site's categories are matched to them);
     `categories`: ours (an html source's overrides name them); `convert`: text converted as
-    the content will be (`[text] convert`: an html source's meta-line regexes read it too).
+    the content will be (`[text] convert`: an html source's meta-line regexes read it too);
+    `failed`: a source's memory of its failed items, by its name (None: none, as for `check`).
     Web sources are imported only when configured: they bring requests and lxml.html, a tenth
     of a second of every build of a site that reads only files."""
     if isinstance(config, WordPressSourceConfig):
@@ -98,8 +103,9 @@ def make_source(
         article = ArticleRules(**config.article.model_dump())
         lists = _list_rules(config, categories)
         return HtmlSource(
-            config.source_name, lists, article, fetcher(config), timezone, config.recheck_days, convert=convert
-        )
+            config.source_name, lists, article, fetcher(config), timezone, config.recheck_days, convert=convert,
+            failed=failed(config.source_name) if failed is not None else None,
+        )  # fmt: skip
     return FilesSource(
         name=config.source_name,
         root=Path(config.path),
@@ -251,7 +257,10 @@ class App:
         categories = self.categories
         known = frozenset(name for c in categories for name in (c.name, c.slug))
         tz, fetchers = self.settings.site.timezone, self.run_fetchers()
-        return [make_source(s, tz, fetchers, known, categories, self.convert) for s in self.settings.sources]
+        return [
+            make_source(s, tz, fetchers, known, categories, self.convert, failed=self.failed_items)
+            for s in self.settings.sources
+        ]
 
     @property
     def convert(self) -> Callable[[str], str]:
@@ -259,6 +268,21 @@ class App:
         from .text import convert_script
 
         return partial(convert_script, mode=self.settings.text.convert)
+
+    def source_health(self) -> list[SourceHealth]:
+        """Every configured source and its parts as their last runs left them (`publisher
+        status`, `/healthz`)."""
+        return self.store.health_of_sources([s.source_name for s in self.settings.sources])
+
+    def failed_items(self, source: str) -> FailedItems:
+        """`source`'s items that failed, as the store keeps them, for one run; what the run
+        learns is written when the source's `committed()` calls `commit()`."""
+        store = self.store
+        return FailedItems(
+            stored=store.failed_items(source),
+            clock=self.clock,
+            save=lambda upserts, cleared: store.save_failed_items(source, upserts, cleared),
+        )
 
     def run_fetchers(self, conditional: bool = True) -> Callable[[WebSourceConfig], Fetcher]:
         """The fetchers of one run's web sources: they share one robots.txt cache, so a site is
@@ -280,8 +304,12 @@ class App:
         from .sources.addresses import AddressGuard
         from .sources.http import Fetcher, Validators, source_hosts, user_agent
 
-        store = self.store
-        validators = Validators(store.get_meta, store.set_meta, config.source_name) if conditional else None
+        store, name = self.store, config.source_name
+        validators = None
+        if conditional:  # per source: two sources reading one URL keep their own
+            validators = Validators(
+                lambda url: store.http_validators(name, url), lambda kept: store.save_http_validators(name, kept)
+            )
         return Fetcher(
             user_agent(self.site.url),
             validators,
@@ -526,7 +554,12 @@ class App:
     def ingest(self, report: BuildReport, strict: bool = False, tick: Tick = lambda _n: None) -> None:
         import json
 
-        ingest(self.store, self.sources, self.context(strict), report, tick)
+        sources = self.sources
+        ingest(self.store, sources, self.context(strict), report, tick)
+        try:
+            self.store.forget_sources_except([source.name for source in sources])
+        except SQLAlchemyError as exc:
+            log.warning("could not forget the state of sources no longer configured: %s", exc)
         summary = {
             "at": self.clock().isoformat(timespec="seconds"),
             "new": report.new,
@@ -534,6 +567,7 @@ class App:
             "withdrawn": report.withdrawn,
             "skipped": report.skipped,
             "failed_sources": len(report.failed_sources),
+            "failed_parts": len(report.failed_parts),
         }
         self.store.set_meta("last_ingest", json.dumps(summary))  # for /healthz
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import re
 
 
 class PublisherError(Exception):
@@ -41,7 +42,17 @@ class ContentError(PublisherError):
 
 
 class SourceError(PublisherError):
-    """A whole source failed (folder missing, server down); its last good articles stay."""
+    """A whole source failed (folder missing, server down); its last good articles stay.
+    `url`: the address that failed, for `publisher status` and `/healthz`; by default the URL
+    the message starts with (`https://…/list_1.html: HTTP 404 Not Found`), else ""."""
+
+    def __init__(self, message: str, hint: str = "", url: str = "") -> None:
+        super().__init__(message, hint)
+        found = _LEADING_URL.match(message)
+        self.url = url or (found.group(1) if found else "")
+
+
+_LEADING_URL = re.compile(r"(https?://\S+?):(?:\s|$)")
 
 
 class StoreError(PublisherError):

@@ -8,12 +8,14 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from .errors import ContentError, SourceError
 from .model import Article, BuildReport, Deferred, Folder, ItemProblem, ScopeRead, SourceItem, Unchanged
 from .normalize import CategoryIndex, NormalizeError, TextRules, make_guid
 from .parallel import CHUNK, Normalized, Prepared, prepare_in_order
 from .sources import Fetched, FolderFingerprints, Source
-from .store import Known, Store, StoreWriter
+from .store import WHOLE_SOURCE, Known, Store, StoreWriter
 from .text import is_utf8
 
 log = logging.getLogger(__name__)
@@ -41,22 +43,71 @@ def ingest(
     tick: Tick = lambda _n: None,
 ) -> None:
     """Ingest every source. A failed source is reported; its batch in progress is rolled back,
-    the batches it committed stay (each whole, see StoreWriter), nothing of it is withdrawn."""
+    the batches it committed stay (each whole, see StoreWriter), nothing of it is withdrawn.
+    A part of a source that failed (a category's list page) is reported while the others
+    ingest. Each source's and part's outcome is kept for `publisher status` and `/healthz`."""
     for source in sources:
         counts = (report.new, report.changed, report.unchanged, report.withdrawn)
+        source_pass = _SourcePass(store, source, context, report, tick)
         try:
-            _SourcePass(store, source, context, report, tick).run()
-            committed = getattr(source, "committed", None)
-            if committed is not None:  # e.g. keep the HTTP validators of the pages just stored
-                committed()
+            source_pass.run()
         except SourceError as exc:
             # Its batch in progress was rolled back: the counts claim none of the pass (the next
             # build finds the committed batches unchanged and finishes the rest).
             report.new, report.changed, report.unchanged, report.withdrawn = counts
+            _record_health(store, source.name, [ScopeRead(WHOLE_SOURCE, exc.url, exc.message, exc.hint)], context)
             if context.strict:
                 raise
             log.warning("%s", exc)
             report.failed_sources.append(str(exc))
+            continue
+        _committed(source)
+        for read in source_pass.scopes:
+            if read.error is not None:
+                failed = _failed_part(source.name, read)
+                log.warning("%s", failed)
+                report.failed_parts.append(failed)
+        reads = [*source_pass.scopes, ScopeRead(WHOLE_SOURCE, "")]
+        items = {**source_pass.part_items, WHOLE_SOURCE: source_pass.listed}
+        _record_health(store, source.name, reads, context, items, every_part=True)
+
+
+def _committed(source: Source) -> None:
+    """Tell a source its pass is stored (web sources then keep their HTTP validators and failed
+    items). Those only save requests: a store error here is logged, the ingest stands."""
+    committed = getattr(source, "committed", None)
+    if committed is None:
+        return
+    try:
+        committed()
+    except SQLAlchemyError as exc:
+        log.warning("source %r: could not keep what this run learnt of its pages (asked again next run): %s",
+                    source.name, exc)  # fmt: skip
+
+
+def _failed_part(source: str, read: ScopeRead) -> str:
+    """How a part that failed is reported: `site (政策解读) <URL>: <error>` and its hint (the
+    part is not repeated when it is the URL, as a json source's list URL is)."""
+    error = read.error or ""
+    where = "" if error.startswith(read.url) else f"{read.url}: "
+    part = f"{source} ({read.scope}) " if read.scope != read.url else f"{source} "
+    return str(SourceError(f"{part}{where}{error}", read.hint))
+
+
+def _record_health(
+    store: Store,
+    source: str,
+    reads: Sequence[ScopeRead],
+    context: IngestContext,
+    items: Mapping[str, int] | None = None,
+    every_part: bool = False,
+) -> None:
+    """Keep what a run said of a source's parts; a store error here is logged, never raised:
+    health is the report of an ingest, not part of it."""
+    try:
+        store.record_health(source, reads, context.clock(), items, every_part)
+    except SQLAlchemyError as exc:
+        log.warning("source %r: could not record its health: %s", source, exc)
 
 
 class _SourcePass:
@@ -78,6 +129,9 @@ class _SourcePass:
         self.moved: list[tuple[int, str, SourceItem, Article]] = []
         self.id_lost: list[tuple[Known, SourceItem, Article]] = []
         self.scopes: list[ScopeRead] = []  # what a web source said of each of its parts
+        self.listed = 0  # items, unchanged ones and problems the source gave
+        self.part_items: dict[str, int] = {}  # of those, the ones given before each part read
+        self._part_start = 0
 
     def run(self) -> None:
         signature = self.context.signatures.get(self.source.name, "")
@@ -98,16 +152,11 @@ class _SourcePass:
                 results = iter(prepared)
                 for result in batch:
                     if isinstance(result, ScopeRead):
-                        self.scopes.append(result)
-                        if result.error is not None:  # a part failed: said like a failed source, with its URL
-                            where = "" if result.error.startswith(result.url) else f"{result.url}: "
-                            part = f"{self.source.name} ({result.scope})" if result.scope != result.url else ""
-                            failure = SourceError(f"{part}{' ' if part else ''}{where}{result.error}", result.hint)
-                            log.warning("%s", failure)
-                            self.report.failed_sources.append(str(failure))
+                        self._scope_read(result)
                         continue
                     if isinstance(result, (Folder, Unchanged)):
                         keys = result.unchanged if isinstance(result, Folder) else result.keys
+                        self.listed += len(keys)
                         self.seen.update(keys)  # they matched live fingerprints: all are live
                         self.unchanged += len(keys)
                         self.report.unchanged += len(keys)
@@ -117,6 +166,7 @@ class _SourcePass:
                         continue
                     self.seen.add(result.key)
                     self.read.add(result.key)
+                    self.listed += 1
                     self.tick(1)
                     outcome = result if isinstance(result, ItemProblem) else next(results)
                     if isinstance(outcome, ItemProblem):
@@ -143,6 +193,13 @@ class _SourcePass:
                     writer.set_folder_digests(self.source.name, settled)
         if reread:
             self.store.set_meta(signature_key, signature)
+
+    def _scope_read(self, read: ScopeRead) -> None:
+        """A part's outcome; a part read counts the items given since the part before it."""
+        self.scopes.append(read)
+        if read.error is None:
+            self.part_items[read.scope] = self.part_items.get(read.scope, 0) + self.listed - self._part_start
+        self._part_start = self.listed
 
     def _prepared(self, fetched: Iterator[Fetched]) -> Iterator[tuple[list[Fetched], list[Prepared]]]:
         """The fetched results in order, in batches, with their items read and normalized

@@ -56,6 +56,8 @@ def ingest_and_build(config_path: str) -> None:
             )  # fmt: skip
             for failed in report.failed_sources:
                 log.error("source failed: %s", failed)
+            for failed in report.failed_parts:
+                log.error("part failed: %s", failed)
     finally:
         app.close()
 

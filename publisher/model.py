@@ -191,6 +191,7 @@ class BuildReport:
     feeds_unchanged: int = 0
     problems: list[str] = field(default_factory=list)
     failed_sources: list[str] = field(default_factory=list)
+    failed_parts: list[str] = field(default_factory=list)  # a source's part (a category) that failed, and its hint
     written_paths: list[str] = field(default_factory=list)
     source_notes: list[str] = field(default_factory=list)  # `check`: what each web source showed
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
@@ -53,10 +53,10 @@ def test_a_category_that_404s_and_one_whose_template_changed_leave_the_others_in
     report = site.build()
     assert not report.problems, report.problems
     # each failing category is reported on its own line, named, with the URL that failed
-    assert len(report.failed_sources) == 2, report.failed_sources
-    assert any(f.startswith(f"cms ({POLICY}) {cms.list_url(POLICY)}: HTTP 404") for f in report.failed_sources)
+    assert len(report.failed_parts) == 2 and not report.failed_sources, report.failed_parts
+    assert any(f.startswith(f"cms ({POLICY}) {cms.list_url(POLICY)}: HTTP 404") for f in report.failed_parts)
     assert any(
-        f.startswith(f"cms ({ZONE_NEWS}) {cms.list_url(ZONE_NEWS)}: no article links") for f in report.failed_sources
+        f.startswith(f"cms ({ZONE_NEWS}) {cms.list_url(ZONE_NEWS)}: no article links") for f in report.failed_parts
     )
     assert report.new == 11 * 4  # every article of the 11 good categories, page 2 included
     assert len(parse_with_feedparser(site.feed("gao-xin-yuan-xin-wen/rss.xml")).entries) == 4
@@ -156,8 +156,8 @@ class Poller:
 
     def __init__(self, cms: CmsSite, categories: list[str]) -> None:
         self.cms, self.now = cms, datetime(2026, 11, 20, 8, 0, tzinfo=UTC)
-        kept: dict[str, str] = {}
-        self.validators = Validators(kept.get, kept.__setitem__, "cms")
+        kept: dict[str, Mapping[str, str]] = {}
+        self.validators = Validators(lambda url: kept.get(url, {}), kept.update)
         self.failed_store: dict[str, FailedItem] = {}
         self.fingerprints: dict[str, str] = {}
         self.categories = categories

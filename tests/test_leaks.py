@@ -99,8 +99,13 @@ def test_healthz_tells_strangers_status_and_times_only(web: Flask, site: Site) -
     assert public.status_code == detailed.status_code == 200
     body = public.get_json()
     assert body == wrong.get_json()
-    assert set(body) == {"status", "templates", "database", "output", "last_ingest", "last_digest", "scheduler"}
+    assert set(body) == {
+        "status", "templates", "database", "output", "last_ingest", "last_digest", "scheduler", "sources",
+    }  # fmt: skip
     assert set(body["last_ingest"]) == {"at"}  # not how many articles came in
+    assert {name: set(source) for name, source in body["sources"].items()} == {
+        "content": {"status", "last_success", "last_error_at"}  # not its parts, errors or failed items
+    }
     assert body["scheduler"] == {"state": "off"}
     assert public.headers["Cache-Control"] == "no-store"
     details = detailed.get_json()

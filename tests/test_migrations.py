@@ -128,8 +128,9 @@ def test_the_0_1_0_store_upgrades_with_nothing_lost(old_store: Path) -> None:
     after = snapshot(db)
     # Every row: ids, guids, statuses, categories, timestamps, the key; later tables are new and empty.
     assert {t: rows for t, rows in after.items() if t in before} == before
-    new_tables = {"signup_events": [], "signup_requests": [], "mail_events": [], "suppressions": []}
-    assert {t: rows for t, rows in after.items() if t not in before} == new_tables
+    new_tables = ["signup_events", "signup_requests", "mail_events", "suppressions", "source_health",
+                  "source_failures", "http_validators"]  # fmt: skip
+    assert {t: rows for t, rows in after.items() if t not in before} == {t: [] for t in new_tables}
     conn = sqlite3.connect(db)
     sql = dict(conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'table'").fetchall())
     assert conn.execute("SELECT version_num FROM alembic_version").fetchall() == [(HEAD,)]
@@ -433,3 +434,35 @@ def test_upgrading_a_0_1_0_store_made_readable_by_all_makes_it_private(old_store
     result = cli(old_store, "db", "upgrade")
     assert result.exit_code == 0, result.output
     assert db.stat().st_mode & 0o777 == 0o600
+
+
+def test_0004_moves_the_http_validators_out_of_meta(two_empty_databases: tuple[str, str]) -> None:
+    url, _unused = two_empty_databases
+    news = "https://www.example.org/news/list_1.html"
+    feed = "http://127.0.0.1:8001/feed.xml"
+    rows = {
+        f"http:site:{news}": json.dumps({"ETag": '"a1"', "Last-Modified": "Tue, 24 Nov 2026 08:00:00 GMT"}),
+        f"http:127.0.0.1/feed.xml:{feed}": json.dumps({"Last-Modified": "Wed, 25 Nov 2026 08:00:00 GMT"}),
+        "http:site:https://www.example.org/broken": "not json",  # a cache: dropped, read in full next time
+        "last_ingest": json.dumps({"at": "2026-11-30T00:45:12+00:00"}),
+    }
+    engine = migrate.migration_engine(url)
+    with engine.begin() as conn:
+        command.upgrade(migrate.alembic_config(conn), "0003")
+        for key, value in rows.items():
+            conn.execute(text("INSERT INTO meta (key, value) VALUES (:key, :value)"), {"key": key, "value": value})
+        command.upgrade(migrate.alembic_config(conn), "head")
+    with engine.connect() as conn:
+        meta = dict(conn.execute(text("SELECT key, value FROM meta")).all())
+        moved = sorted(conn.execute(text("SELECT source, url, etag, last_modified FROM http_validators")).all())
+    engine.dispose()
+    assert meta == {"last_ingest": rows["last_ingest"]}
+    assert moved == [
+        ("127.0.0.1/feed.xml", feed, None, "Wed, 25 Nov 2026 08:00:00 GMT"),
+        ("site", news, '"a1"', "Tue, 24 Nov 2026 08:00:00 GMT"),
+    ]
+    store = Store(url)
+    try:
+        assert store.http_validators("site", news) == {"ETag": '"a1"', "Last-Modified": "Tue, 24 Nov 2026 08:00:00 GMT"}
+    finally:
+        store.close()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import threading
 from collections import Counter
+from collections.abc import Mapping
 
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
@@ -109,7 +110,7 @@ def test_robots_txt_is_read_once_per_site_and_run(site: Site, httpserver: HTTPSe
     site.append_config(json_toml(httpserver, "news", "高新院新闻") + json_toml(httpserver, "policy", "policy")
                        + wordpress_toml(httpserver))  # fmt: skip
     report = site.build()
-    assert report.new == 6 + 6 + 2 and not report.failed_sources, report.failed_sources
+    assert report.new == 6 + 6 + 2 and not (report.failed_sources or report.failed_parts), report
     assert api.requests.count("robots.txt") == 1  # three sources, one site
     api.requests.clear()
     site.build()
@@ -139,7 +140,7 @@ def test_wordpress_follows_total_pages_past_a_host_that_caps_per_page(site: Site
     api = Api(httpserver, cap=1)
     site.append_config(wordpress_toml(httpserver))
     report = site.build()
-    assert report.new == 2 and not report.failed_sources, report.failed_sources
+    assert report.new == 2 and not (report.failed_sources or report.failed_parts), report
     assert [r for r in api.requests if r.startswith("wp")] == ["wp page 1", "wp page 2"]
     titles = [e.title for e in parse_with_feedparser(site.feed("tech/rss.xml")).entries]
     assert titles == ["博文2", "博文1"]
@@ -150,7 +151,7 @@ def test_wordpress_follows_a_link_header_to_the_last_page(site: Site, httpserver
     api.link_only, api.posts = True, [3, 2, 1]
     site.append_config(wordpress_toml(httpserver))
     report = site.build()
-    assert report.new == 3 and not report.failed_sources, report.failed_sources
+    assert report.new == 3 and not (report.failed_sources or report.failed_parts), report
     # page 3 has no Link rel="next" and one post, fewer than asked: the end without asking for page 4
     assert [r for r in api.requests if r.startswith("wp")] == ["wp page 1", "wp page 2", "wp page 3"]
 
@@ -169,7 +170,7 @@ def test_wordpress_stops_cleanly_at_rest_post_invalid_page_number(site: Site, ht
     httpserver.expect_request("/wp-json/wp/v2/posts").respond_with_handler(lying)
     site.append_config(wordpress_toml(httpserver))
     report = site.build()
-    assert report.new == 1 and not report.failed_sources and asked == ["1", "2"]
+    assert report.new == 1 and not (report.failed_sources or report.failed_parts) and asked == ["1", "2"]
 
 
 def test_a_second_poll_of_unchanged_api_pages_costs_one_304_each(site: Site, httpserver: HTTPServer) -> None:
@@ -180,7 +181,7 @@ def test_a_second_poll_of_unchanged_api_pages_costs_one_304_each(site: Site, htt
     assert first_run.count("/api/news?page=3") == 1  # page 3 was empty: the end
     api.requests.clear()
     second = site.build()
-    assert (second.new, second.changed, second.failed_sources) == (0, 0, [])
+    assert (second.new, second.changed, second.failed_sources, second.failed_parts) == (0, 0, [], [])
     # The first page of each is all there is to ask: the API's says 304, nothing is new there
     # or beyond it. WordPress's first page is a new URL (`modified_after` the newest post
     # stored), read once in full; from then on it says 304 too.
@@ -204,8 +205,8 @@ def test_a_failing_later_page_keeps_the_earlier_pages_and_the_other_sources(site
     site.append_config(json_toml(httpserver, "news", "高新院新闻") + json_toml(httpserver, "policy", "policy")
                        + wordpress_toml(httpserver))  # fmt: skip
     report = site.build()
-    failed = "\n".join(report.failed_sources)
-    assert len(report.failed_sources) == 2, failed
+    failed = "\n".join(report.failed_parts)
+    assert len(report.failed_parts) == 2 and not report.failed_sources, failed
     assert "/api/news?page=2: HTTP 500" in failed and "&page=2: HTTP 404 (没有路由)" in failed
     # news: page 1's three items are stored; policy: all six; the blog: page 1's post
     assert report.new == 3 + 6 + 1
@@ -221,8 +222,8 @@ def test_a_failing_later_page_keeps_the_earlier_pages_and_the_other_sources(site
 def test_a_failing_first_page_is_the_part_failing_with_its_url(httpserver: HTTPServer) -> None:
     api = Api(httpserver)
     api.broken = {"/api/news?page=1"}
-    kept: dict[str, str] = {}
-    fetcher = Fetcher("publisher/test", Validators(kept.get, kept.__setitem__, "news"), delay=0, guard=LOOPBACK)
+    kept: dict[str, Mapping[str, str]] = {}
+    fetcher = Fetcher("publisher/test", Validators(lambda u: kept.get(u, {}), kept.update), delay=0, guard=LOOPBACK)
     url = httpserver.url_for("/api/news") + "?page={page}"
     source = JsonSource("news", url, Fields("items"), Paging(), None, fetcher, "Asia/Shanghai")
     results = list(source.fetch({}))
@@ -235,4 +236,4 @@ def test_a_failing_first_page_is_the_part_failing_with_its_url(httpserver: HTTPS
     assert sum(isinstance(r, SourceItem) for r in results) == 6
     assert results[-1] == ScopeRead(url, page_one)  # read, after its items
     source.committed()
-    assert sorted(kept) == [f"http:news:{url.replace('{page}', str(n))}" for n in (1, 2, 3)]
+    assert sorted(kept) == [url.replace("{page}", str(n)) for n in (1, 2, 3)]

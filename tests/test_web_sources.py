@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 
 import pytest
 from pytest_httpserver import HTTPServer
@@ -52,8 +53,8 @@ def cms_toml(url: str) -> str:
 
 
 def memory_validators() -> Validators:
-    kept: dict[str, str] = {}
-    return Validators(kept.get, kept.__setitem__)
+    kept: dict[str, Mapping[str, str]] = {}
+    return Validators(lambda url: kept.get(url, {}), kept.update)
 
 
 def test_conditional_get_retries_politeness_and_limits(httpserver: HTTPServer) -> None:
@@ -284,7 +285,8 @@ def test_a_wrong_selector_is_reported_with_the_url(site: Site, httpserver: HTTPS
     site.config.write_text(text, encoding="utf-8")
     report = site.build()
     # the category failed (named, with its URL), not the source: no whole-source error
-    [failed] = report.failed_sources
+    [failed] = report.failed_parts
+    assert not report.failed_sources
     assert failed.startswith("site (高新院新闻) http://") and "/news/list_1.html: no article links" in failed
     assert report.new == 0
     [scope] = scope_reads(site, "site")
@@ -377,7 +379,7 @@ def test_a_json_answer_of_the_wrong_shape_is_reported(site: Site, httpserver: HT
                        'delay = 0\n[sources.fields]\nlist = "data.items"\n'
                        '[sources.paging]\nkind = "none"\n')  # fmt: skip
     report = site.build()
-    assert report.failed_sources and "data.items" in report.failed_sources[0]
+    assert report.failed_parts and "data.items" in report.failed_parts[0] and not report.failed_sources
 
 
 def wp_post(n: int, wp_category: str, modified: str) -> dict[str, object]:
@@ -528,8 +530,8 @@ def test_faults_are_reported_and_the_last_good_feeds_stay_byte_identical(site: S
     fixture.html.numbers[:0] = [99, 4]  # a new article, and a link to an article that 404s (99)
     fixture.html.missing = {99}
     report = site.build()
-    failed = "\n".join(report.failed_sources)
-    assert "feed.xml: HTTP 500" in failed and "/api?page=1: the answer is not JSON" in failed
+    failed, failed_parts = "\n".join(report.failed_sources), "\n".join(report.failed_parts)
+    assert "feed.xml: HTTP 500" in failed and "/api?page=1: the answer is not JSON" in failed_parts
     assert any("/news/99.html" in p and "HTTP 404" in p for p in report.problems), report.problems
     assert report.new == 1  # the good new article went through; the others stay as they were
     after = output_bytes(site)
@@ -546,7 +548,8 @@ def test_faults_are_reported_and_the_last_good_feeds_stay_byte_identical(site: S
     text = site.config.read_text(encoding="utf-8").replace('links = "ul.list li a"', 'links = "ul.news li a"')
     site.config.write_text(text, encoding="utf-8")  # the site's new layout: the selector finds nothing
     layout = site.build()
-    [failed] = layout.failed_sources  # the html source's one category failed, named with its URL
+    [failed] = layout.failed_parts  # the html source's one category failed, named with its URL
+    assert not layout.failed_sources
     assert failed.startswith("site (高新院新闻) ") and "list_1.html: no article links match" in failed
     [scope] = scope_reads(site, "site")
     assert scope.error is not None and "ul.news li a" in scope.error and scope.url.endswith("list_1.html")

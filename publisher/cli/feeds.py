@@ -38,8 +38,10 @@ def _summary(title: str, report: BuildReport, seconds: float, feeds: bool, verbo
         out.print("written: " + " ".join(report.written_paths), highlight=False)
     for source in report.failed_sources:
         err.print(labelled("source failed:", "bold red", source), highlight=False)
-    if report.failed_sources:
-        err.print("The feeds keep the last good articles of the failed source(s).")
+    for part in report.failed_parts:
+        err.print(labelled("part failed:", "bold red", part), highlight=False)
+    if report.failed_sources or report.failed_parts:
+        err.print("The feeds keep the last good articles of what failed; `publisher status` shows each part.")
 
 
 def _run(
@@ -61,7 +63,7 @@ def _run(
     finally:
         app.close()
     _summary(title, report, time.perf_counter() - started, feeds)
-    if report.failed_sources or (strict and report.problems):
+    if report.failed_sources or report.failed_parts or (strict and report.problems):
         sys.exit(EXIT_PROBLEMS)
 
 

@@ -24,7 +24,7 @@ from rich.text import Text
 from ..csv_cells import SafeCsvWriter
 from .base import out
 
-Cell = str | int | datetime | tuple[str, ...]
+Cell = str | int | datetime | tuple[str, ...] | None  # None: nothing (null in JSON)
 
 FORMATS = ("table", "csv", "json")
 FORMAT = click.option(
@@ -58,7 +58,7 @@ def print_records(columns: Sequence[Column], rows: Sequence[Sequence[Cell]], out
         _table(columns, headers, cells)
 
 
-def _data(value: Cell, zone: ZoneInfo) -> str | int | list[str]:
+def _data(value: Cell, zone: ZoneInfo) -> str | int | list[str] | None:
     if isinstance(value, datetime):
         return value.astimezone(zone).isoformat()
     if isinstance(value, tuple):
@@ -71,12 +71,14 @@ def _csv(value: Cell, zone: ZoneInfo) -> str | int:
         return ";".join(value)  # as `subscribers import` reads categories
     data = _data(value, zone)
     assert not isinstance(data, list)
-    return data
+    return "" if data is None else data
 
 
 def _shown(value: Cell, column: Column, zone: ZoneInfo) -> str:
     if isinstance(value, datetime):
         return f"{value.astimezone(zone):%Y-%m-%d %H:%M}"
+    if value is None:
+        return column.empty
     text = "、".join(value) if isinstance(value, tuple) else str(value)
     return _CONTROL.sub(lambda found: f"\\u{ord(found.group()):04x}", text) or column.empty
 

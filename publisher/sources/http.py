@@ -21,7 +21,6 @@
 from __future__ import annotations
 
 import codecs
-import json
 import re
 import threading
 import time
@@ -64,16 +63,15 @@ class Page:
 
 @dataclass
 class Validators:
-    """ETag / Last-Modified per URL, as the store keeps them (meta key `http:<url>`)."""
+    """ETag / Last-Modified per URL of one source: `load(url)` gives what the store keeps for
+    it ({} if nothing), `save({url: headers})` keeps what a run learnt, all at once."""
 
-    load: Callable[[str], str | None]
-    save: Callable[[str, str], None]
-    scope: str = ""  # the source's name: two sources reading one URL keep their own validators
+    load: Callable[[str], Mapping[str, str]]
+    save: Callable[[Mapping[str, Mapping[str, str]]], None]
     pending: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def get(self, url: str) -> dict[str, str]:
-        stored = self.load(f"http:{self.scope}:{url}")
-        return json.loads(stored) if stored else {}
+        return dict(self.load(url))
 
     def remember(self, url: str, headers: Mapping[str, str]) -> None:
         kept = {k: headers[k] for k in ("ETag", "Last-Modified") if headers.get(k)}
@@ -81,8 +79,8 @@ class Validators:
             self.pending[url] = kept
 
     def commit(self) -> None:
-        for url, kept in self.pending.items():
-            self.save(f"http:{self.scope}:{url}", json.dumps(kept))
+        if self.pending:
+            self.save(dict(self.pending))
         self.pending.clear()
 
 

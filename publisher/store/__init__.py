@@ -1,8 +1,8 @@
 """The store: SQLAlchemy 2 Core tables and the queries services need. Returns model objects.
 
 One Store, composed of one class per aggregate (articles.py, subscribers.py, signups.py,
-bounces.py, ledger.py) over one engine; the tables are in schema.py. Import everything from
-here: `from publisher.store import Store`.
+bounces.py, ledger.py, retries.py, sources.py) over one engine; the tables are in schema.py.
+Import everything from here: `from publisher.store import Store`.
 """
 
 from __future__ import annotations
@@ -24,17 +24,18 @@ from .retries import GAVE_UP, DeliveryProblem, RetryStore, next_try_at
 from .revision import HEAD, create_at_head, read_state
 from .schema import SITE_SCOPE, meta_table, metadata
 from .signups import Budget, SignupRequest, SignupStore
+from .sources import WHOLE_SOURCE, ScopeHealth, SourceHealth, SourceStateStore
 from .subscribers import SubscriberStore
 from .writer import StoreWriter, sqlite_datetime
 
 __all__ = [
-    "GAVE_UP", "SITE_SCOPE", "Budget", "DeliveryProblem", "DeliveryRef", "DigestRow", "Known", "Ledger",
-    "NewMailEvent", "Recorded", "SignupRequest", "Store", "StoreWriter", "StoredEvent", "Suppression", "metadata",
-    "next_try_at", "prepare_sqlite_file", "sqlite_datetime", "store_failure",
+    "GAVE_UP", "SITE_SCOPE", "WHOLE_SOURCE", "Budget", "DeliveryProblem", "DeliveryRef", "DigestRow", "Known",
+    "Ledger", "NewMailEvent", "Recorded", "ScopeHealth", "SignupRequest", "SourceHealth", "Store", "StoreWriter",
+    "StoredEvent", "Suppression", "metadata", "next_try_at", "prepare_sqlite_file", "sqlite_datetime", "store_failure",
 ]  # fmt: skip
 
 
-class Store(ArticleStore, SubscriberStore, SignupStore, BounceStore, LedgerStore, RetryStore):
+class Store(ArticleStore, SubscriberStore, SignupStore, BounceStore, LedgerStore, RetryStore, SourceStateStore):
     """All persistence. One instance per process; connections are short-lived. Opening one
     creates a new store at the code's schema revision, and refuses a store at another
     (StoreSchemaError: behind needs `publisher db upgrade`, ahead a newer publisher)."""

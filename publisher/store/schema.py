@@ -108,6 +108,50 @@ folder_digests_table = Table(
     Column("digest", String(64), nullable=False),
 )
 
+# A source's health, per part: "" is the source as a whole, else what the source calls the
+# part (a category's name for html, the list URL for json, the site's URL for wordpress).
+# `failures` counts the runs in a row whose read of the part failed: 0 when the last one read it.
+source_health_table = Table(
+    "source_health",
+    metadata,
+    Column("source", String(200), primary_key=True),
+    Column("scope", String(1000), primary_key=True),
+    Column("last_success", DateTime),
+    Column("items", Integer),  # what the part listed at its last success
+    Column("last_error_at", DateTime),
+    Column("last_error", Text),
+    Column("last_error_url", Text),
+    Column("last_hint", Text),
+    Column("failures", Integer, nullable=False, default=0),
+)
+
+# A web source's items that failed (a 404 article, a page without a date), waiting with
+# backoff before they are asked for again (sources/failed_items.py).
+source_failures_table = Table(
+    "source_failures",
+    metadata,
+    Column("source", String(200), primary_key=True),
+    Column("key", String(1000), primary_key=True),
+    Column("url", Text, nullable=False),
+    Column("failures", Integer, nullable=False),
+    Column("first_failed", DateTime, nullable=False),
+    Column("last_failed", DateTime, nullable=False),
+    Column("next_try", DateTime, nullable=False),
+    Column("reason", Text, nullable=False),
+)
+
+# The ETag and Last-Modified a web source's page last came with, sent back as a conditional
+# GET. A URL longer than VALIDATOR_URL_BYTES is not kept (it would not fit PostgreSQL's index).
+VALIDATOR_URL_BYTES = 2000
+http_validators_table = Table(
+    "http_validators",
+    metadata,
+    Column("source", String(200), primary_key=True),
+    Column("url", String(VALIDATOR_URL_BYTES), primary_key=True),
+    Column("etag", Text),
+    Column("last_modified", Text),
+)
+
 subscribers_table = Table(
     "subscribers",
     metadata,
@@ -228,10 +272,11 @@ suppressions_table = Table(
     Column("lifted_by", String(100)),  # "re-subscribed", "operator"
 )
 
+META_KEY_LENGTH = 300  # "reading-signature:" and a source's name of up to 200 characters
 meta_table = Table(
     "meta",
     metadata,
-    Column("key", String(100), primary_key=True),
+    Column("key", String(META_KEY_LENGTH), primary_key=True),
     Column("value", Text, nullable=False),
 )
 

@@ -3,10 +3,14 @@
 The parts: `templates` (every template the pages, the account mails, the digest and the index
 load and compile in the environments that render them), `database` (a cheap read works),
 `output` (the output folder exists and this process can write there, as every rebuild must),
-and the scheduler's state. Anyone sees each part's ok or error and the times; the reasons, the
-delivery counts and the jobs only a request with the `[web] health_token_env` token. A load
-balancer, systemd or a monitor asks it every few seconds, so it stays cheap: the templates'
-answer is kept for `TEMPLATES_TTL` seconds.
+and the scheduler's state; and `sources`, each source's and each of its parts' last success and
+last error. Anyone sees each part's ok or error and the times; the reasons, the delivery counts,
+the jobs and what failed in a source (its parts, errors, URLs and hints) only a request with the
+`[web] health_token_env` token. A load balancer, systemd or a monitor asks it every few seconds,
+so it stays cheap: the templates' answer is kept for `TEMPLATES_TTL` seconds.
+
+A source or part whose last run failed makes the answer `"status": "degraded"`, still 200:
+the site it reads is down or changed, not this service, and restarting it would not help.
 """
 
 from __future__ import annotations
@@ -18,14 +22,18 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flask import Blueprint, Response, request
 from jinja2 import Environment, TemplateError, TemplateNotFound, TemplateSyntaxError, meta
 
-from ..store import Store
+from ..store import WHOLE_SOURCE, ScopeHealth, SourceHealth
 from .shared import current
+
+if TYPE_CHECKING:
+    from ..app import App
 
 log = logging.getLogger(__name__)
 
@@ -110,8 +118,9 @@ class ProblemLog:
             log.info("/healthz: every part works again")
 
 
-def database_problem(store: Store) -> tuple[str | None, dict[str, Any]]:
-    """A cheap read of the store: the last ingest and digest, or why it failed."""
+def database_problem(app: App) -> tuple[str | None, dict[str, Any]]:
+    """A cheap read of the store: the last ingest and digest, the sources' health, or why it failed."""
+    store = app.store
     try:
         last_ingest = store.get_meta("last_ingest")
         last = store.last_digest()
@@ -120,11 +129,56 @@ def database_problem(store: Store) -> tuple[str | None, dict[str, Any]]:
             "last_digest": (
                 {"key": last.key, "status": last.status, "counts": store.delivery_counts(last.id)} if last else None
             ),
+            "sources": sources_view(app.source_health()),
         }
     except Exception as exc:  # noqa: BLE001 - a health check reports, it does not raise
         reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()
         return f"{exc.__class__.__name__}: {reason[0][:200] if reason else ''}".rstrip(": "), {}
     return None, facts
+
+
+def sources_view(sources: Sequence[SourceHealth]) -> dict[str, Any]:
+    """Per configured source: `status` (`ok`; `degraded` when its or a part's last run failed;
+    `not read yet`), the whole source's last success and last error, its failed items waiting,
+    and the same for each part (a category, a list URL)."""
+    view: dict[str, Any] = {}
+    for source in sources:
+        whole = next((_part_view(p) for p in source.parts if p.scope == WHOLE_SOURCE), None)
+        parts = {p.scope: _part_view(p) for p in source.parts if p.scope != WHOLE_SOURCE}
+        status = "degraded" if source.failing else "ok" if source.parts else "not read yet"
+        view[source.name] = {
+            "status": status,
+            "last_success": whole["last_success"] if whole else None,
+            "last_error": whole["last_error"] if whole else None,
+            "failed_items": source.failed_items,
+            "parts": parts,
+        }
+    return view
+
+
+def _part_view(part: ScopeHealth) -> dict[str, Any]:
+    error = None
+    if part.last_error_at is not None:
+        error = {"at": _moment(part.last_error_at), "error": part.last_error, "url": part.last_error_url,
+                 "hint": part.last_hint, "runs_failed": part.failures}  # fmt: skip
+    return {"status": "failed" if part.failing else "ok", "last_success": _moment(part.last_success),
+            "items": part.items, "last_error": error}  # fmt: skip
+
+
+def _moment(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat(timespec="seconds")
+
+
+def _public_sources(sources: dict[str, Any]) -> dict[str, Any]:
+    """A source's status and times, for anyone: its last success, and when it or one of its
+    parts last failed. Which part, and why, is for the operator's token."""
+    view = {}
+    for name, source in sources.items():
+        errors = [source["last_error"], *(part["last_error"] for part in source["parts"].values())]
+        times = [error["at"] for error in errors if error is not None]
+        view[name] = {"status": source["status"], "last_success": source["last_success"],
+                      "last_error_at": max(times) if times else None}  # fmt: skip
+    return view
 
 
 def output_problem(folder: Path) -> str | None:
@@ -151,6 +205,7 @@ def public_view(report: dict[str, Any]) -> dict[str, Any]:
     view["scheduler"] = {key: scheduler[key] for key in ("state", "ingest") if key in scheduler}
     if str(view["scheduler"].get("state", "")).startswith("error"):
         view["scheduler"]["state"] = "error"
+    view["sources"] = _public_sources(report["sources"]) if isinstance(report.get("sources"), dict) else None
     view["status"] = report["status"]
     return view
 
@@ -170,7 +225,7 @@ def healthz() -> Response:
     report: dict[str, Any] = {}
     problems: dict[str, str] = {}
     checks: list[tuple[str, str | None]] = [("templates", state.templates.problem())]
-    database, facts = database_problem(state.app.store)
+    database, facts = database_problem(state.app)
     checks += [("database", database), ("output", output_problem(state.out_dir))]
     for part, problem in checks:
         report[part] = "ok" if problem is None else f"error: {problem}"
@@ -182,7 +237,8 @@ def healthz() -> Response:
     except Exception as exc:  # noqa: BLE001
         report["scheduler"] = {"state": f"error: {exc.__class__.__name__}"}
         problems["scheduler"] = exc.__class__.__name__
-    report["status"] = "error" if problems else "ok"
+    degraded = any(source["status"] == "degraded" for source in facts.get("sources", {}).values())
+    report["status"] = "error" if problems else "degraded" if degraded else "ok"
     state.problems.report(problems)
     shown = report if shows_details(state.health_token) else public_view(report)
     answer = Response(json.dumps(shown, ensure_ascii=False), 503 if problems else 200, mimetype="application/json")

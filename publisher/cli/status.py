@@ -1,0 +1,67 @@
+"""`publisher status`: each source and each of its parts, as their last runs left them.
+
+Exit code 0 when every source and part was read at its last run, 1 when one failed (so cron
+and monitoring can act on it), 2 for a configuration or store problem as elsewhere.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from ..store import ScopeHealth, SourceHealth
+from .base import EXIT_PROBLEMS, load_app, main, out
+from .tables import FORMAT, Cell, Column, print_records
+
+STATUS_COLUMNS = (
+    Column("source"),
+    Column("part", empty="(the source)"),
+    Column("state"),
+    Column("last_success", "last success", time=True, empty="never"),
+    Column("last_error_at", "last error", time=True, empty="-"),
+    Column("error"),
+    Column("url", "error URL"),
+    Column("hint"),
+    Column("failed_items", "failed items", right=True),
+)
+
+
+def _state(part: ScopeHealth) -> str:
+    return "failed" if part.failing else "ok"
+
+
+def status_rows(sources: list[SourceHealth]) -> list[tuple[Cell, ...]]:
+    """One row per source and part; the source's row carries its failed items waiting."""
+    rows: list[tuple[Cell, ...]] = []
+    for source in sources:
+        if not source.parts:
+            rows.append((source.name, "", "not read yet", None, None, None, None, None, source.failed_items))
+        for part in source.parts:
+            waiting = source.failed_items if part.scope == "" else None
+            rows.append(
+                (source.name, part.scope, _state(part), part.last_success, part.last_error_at, part.last_error,
+                 part.last_error_url, part.last_hint, waiting)
+            )  # fmt: skip
+    return rows
+
+
+@main.command()
+@FORMAT
+@click.pass_context
+def status(ctx: click.Context, output_format: str) -> None:
+    """Each source and part: last success, last error, its URL and hint, failed items waiting.
+    Exit 1 when a source or part failed at its last run."""
+    app = load_app(ctx)
+    try:
+        sources = app.source_health()
+    finally:
+        app.close()
+    print_records(STATUS_COLUMNS, status_rows(sources), output_format, app.settings.site.timezone)
+    failing = [part for source in sources for part in source.parts if part.failing]
+    if output_format == "table":
+        waiting = sum(source.failed_items for source in sources)
+        said = f"{len(sources)} source(s); {len(failing)} part(s) failed at their last run"
+        out.print(f"{said}; {waiting} failed item(s) waiting", highlight=False)
+    if failing:
+        sys.exit(EXIT_PROBLEMS)
