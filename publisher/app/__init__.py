@@ -1,0 +1,281 @@
+"""Composition root: settings -> concrete store, sources and clock; the services the doors call.
+
+`App` is composed like `Store`: this module holds what every door needs (the site, its theme,
+the store, the signing key, the categories) and the build; `sources.py` the sources and
+`check`, `mail.py` the transport and the bounce loop, each a mixin over the same settings."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from ..config import Settings
+from ..feeds import FeedLinks
+from ..ingest import Clock, Tick, ingest
+from ..model import BuildReport, Category, Site
+from ..normalize import TextRules
+from ..store import Store
+from ..text import slugify
+from ..theme import Messages, Theme, check_theme, make_theme
+from .mail import MailServices
+from .sources import SourceServices, make_source
+
+if TYPE_CHECKING:
+    from ..digest import Look
+
+__all__ = ["App", "make_source", "utc_now"]
+
+log = logging.getLogger(__name__)
+
+SIGNING_KEY_META = "signing_key"  # the meta row of a key made when secret_key_env is not set
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _folder_state(folder: Path | None) -> list[tuple[str, int, int]]:
+    """Names, sizes and mtimes of a theme folder's files: an edited override re-renders the pages."""
+    if folder is None:
+        return []
+    files = sorted(p for p in folder.rglob("*") if p.is_file())
+    return [(p.relative_to(folder).as_posix(), p.stat().st_size, p.stat().st_mtime_ns) for p in files]
+
+
+@dataclass
+class App(SourceServices, MailServices):
+    settings: Settings
+    clock: Clock = utc_now
+    _store: Store | None = field(default=None, init=False)
+    _categories: list[Category] | None = field(default=None, init=False)
+    _theme: Theme | None = field(default=None, init=False)
+    _signing_key: bytes | None = field(default=None, init=False)
+
+    @property
+    def site(self) -> Site:
+        s = self.settings.site
+        return Site(
+            title=s.title,
+            url=s.url.rstrip("/"),
+            language=s.language,
+            timezone=s.timezone,
+            description=s.description,
+            author=s.author,
+        )
+
+    @property
+    def theme(self) -> Theme:
+        """The [theme] table, its overrides compiled once: a broken one fails here (ThemeError,
+        with file and line), before any page or e-mail is rendered."""
+        if self._theme is None:
+            t = self.settings.theme
+            folder = Path(t.templates) if t.templates else None
+            theme = make_theme(folder, t.logo_url, t.accent_color, t.intro, t.footer, self.site.url)
+            check_theme(theme)
+            self._theme = theme
+        return self._theme
+
+    @property
+    def messages(self) -> Messages:
+        """Every word a reader sees, in the site's language, with the theme's own laid over."""
+        return self.theme.messages(self.settings.site.language)
+
+    @property
+    def look(self) -> Look:
+        """What every digest and sign-up e-mail shows besides articles."""
+        from ..digest import Look
+
+        digest = self.settings.digest
+        words = self.messages["digest"]
+        list_name = (digest.list_name or words["list"].format(site=self.site.title)).replace("<", "").replace(">", "")
+        return Look(
+            site=self.site,
+            list_name=list_name,
+            feeds_url=self.links.base_url + "/",
+            postal_address=digest.postal_address,
+            subject_template=digest.subject,
+            max_per_category=digest.max_items_per_category,
+            theme=self.theme,
+            send_when_empty=digest.send_when_empty,
+        )
+
+    @property
+    def links(self) -> FeedLinks:
+        return FeedLinks((self.settings.output.base_url or self.settings.site.url).rstrip("/"))
+
+    @property
+    def subscribe_url(self) -> str:
+        """The sign-up page of `publisher run`, linked from index.html."""
+        return (self.settings.web.public_url or self.settings.site.url).rstrip("/") + "/subscribe"
+
+    @property
+    def out_dir(self) -> Path:
+        return Path(self.settings.output.dir)
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            self._store = Store(self.settings.store.url)
+        return self._store
+
+    @property
+    def signing_key(self) -> bytes:
+        """The key that signs links and delivery tokens: from the environment variable
+        `[web] secret_key_env`, else one made at first use and kept in the store, so links
+        keep working across runs."""
+        if self._signing_key is None:
+            import os
+            import secrets
+
+            from ..errors import ConfigError
+
+            name = self.settings.web.secret_key_env
+            value = os.environ.get(name, "")
+            if value:
+                if len(value.encode()) < 16:
+                    fix = f"export {name}=$(python3 -c 'import secrets; print(secrets.token_urlsafe(32))')"
+                    raise ConfigError(
+                        "(environment)", [("web.secret_key_env", f"{name} is shorter than 16 bytes", fix)]
+                    )
+                self._signing_key = value.encode()
+            else:
+                stored = self.store.get_meta(SIGNING_KEY_META)
+                if stored is None:  # the first use: made once, whoever gets there first
+                    made = secrets.token_urlsafe(32)
+                    stored = self.store.setdefault_meta(SIGNING_KEY_META, made)
+                    if stored == made:
+                        log.info("made a signing key for links and kept it in the store (%s is not set)", name)
+                self._signing_key = stored.encode()
+        return self._signing_key
+
+    @property
+    def categories(self) -> list[Category]:
+        """Configured categories with the slugs the store fixed at first sight."""
+        if self._categories is None:
+            wanted = [(c.name, c.slug, c.description) for c in self.settings.categories]
+            pages = {c.name: c.url for c in self.settings.categories}
+            synced = self.store.sync_categories(wanted, slugify, self.clock())
+            self._categories = [replace(c, url=pages[c.name]) for c in synced]
+        return self._categories
+
+    @property
+    def configured_categories(self) -> list[Category]:
+        """The categories as configured, slugs as configured or from pinyin, without the store
+        (for `check`; `categories` are the store's, whose slugs were fixed at first sight)."""
+        return [Category(c.name, c.slug or slugify(c.name), c.description, c.url) for c in self.settings.categories]
+
+    @property
+    def rules(self) -> TextRules:
+        t = self.settings.text
+        return TextRules(t.convert, t.summary_length, t.remove_glosses)
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+
+    def check_look(self) -> tuple[list[str], list[str]]:
+        """(problems, warnings) of the theme: overrides that fail to render with sample values
+        (file and line); an accent that white button text cannot be read on. Needs no store."""
+        from ..theme import contrast_with_white
+        from ..theme_check import theme_problems
+
+        theme = self.theme
+        configured = self.configured_categories
+        problems = theme_problems(self.look, configured, self.links, self.subscribe_url)
+        warnings = []
+        ratio = contrast_with_white(theme.accent_color)
+        if ratio < 4.5:
+            warnings.append(
+                f"theme.accent_color {theme.accent_color}: white button text on it has a contrast of {ratio:.1f}:1, "
+                "below the 4.5:1 readers need (WCAG 2); choose a darker colour"
+            )
+        return problems, warnings
+
+    def ingest(self, report: BuildReport, strict: bool = False, tick: Tick = lambda _n: None) -> None:
+        import json
+
+        sources = self.sources
+        ingest(self.store, sources, self.context(strict), report, tick)
+        try:
+            self.store.forget_sources_except([source.name for source in sources])
+        except SQLAlchemyError as exc:
+            log.warning("could not forget the state of sources no longer configured: %s", exc)
+        summary = {
+            "at": self.clock().isoformat(timespec="seconds"),
+            "new": report.new,
+            "changed": report.changed,
+            "withdrawn": report.withdrawn,
+            "skipped": report.skipped,
+            "failed_sources": len(report.failed_sources),
+            "failed_parts": len(report.failed_parts),
+        }
+        self.store.set_meta("last_ingest", json.dumps(summary))  # for /healthz
+
+    def render_signature(self) -> str:
+        """Everything besides articles that shapes the output; when it changes, all is rewritten."""
+        import hashlib
+        import json
+
+        from .. import __version__
+
+        shape = {
+            "version": __version__,
+            "site": self.site.__repr__(),
+            "links": self.links.base_url,
+            "subscribe": self.subscribe_url,
+            "max_items": self.settings.feeds.max_items,
+            "categories": [(c.name, c.slug, c.description, c.url) for c in self.categories],
+            "theme": [self.settings.theme.model_dump(), _folder_state(self.theme.templates)],
+        }
+        return hashlib.sha256(json.dumps(shape, ensure_ascii=False, sort_keys=True).encode()).hexdigest()
+
+    def write_output(self, report: BuildReport) -> None:
+        """Feeds whose articles changed (or whose files are missing), and index.html and
+        feeds.opml when the site's shape changed; only changed bytes reach the disk."""
+        from ..atomic import remove_stale_temporaries
+        from ..feeds import write_feeds, write_if_changed
+        from ..model import FeedFormat
+        from ..pages import render_index, render_opml
+        from ..store import SITE_SCOPE
+
+        store, out = self.store, self.out_dir
+        for stale in remove_stale_temporaries(out, recursive=True):
+            log.info("removed %s, left by a write that was killed", stale)
+        categories = self.categories
+        signature = self.render_signature()
+        reshaped = store.get_meta("render_signature") != signature
+        dirty = store.dirty_scopes()
+
+        def needed(scope: Category | None) -> bool:
+            prefix = out / scope.slug if scope else out
+            missing = any(not (prefix / fmt.value).is_file() for fmt in FeedFormat)
+            return reshaped or missing or (scope.slug if scope else SITE_SCOPE) in dirty
+
+        scopes: list[Category | None] = [s for s in [None, *categories] if needed(s)]
+        limit = self.settings.feeds.max_items
+        written, unchanged = write_feeds(
+            out, self.site, self.links, categories, lambda c: store.latest(c.slug if c else None, limit), scopes
+        )
+        pages: list[tuple[str, Callable[[], bytes]]] = [
+            ("index.html", lambda: render_index(self.site, self.links, categories, self.theme, self.subscribe_url)),
+            ("feeds.opml", lambda: render_opml(self.site, self.links, categories)),
+        ]
+        for name, render in pages:
+            if reshaped or not (out / name).is_file():
+                (written if write_if_changed(out / name, render()) else unchanged).append(name)
+        store.clear_dirty(dirty)
+        if reshaped:
+            store.set_meta("render_signature", signature)
+        report.feeds_written += len(written)
+        report.feeds_unchanged += (len(categories) + 1) * len(FeedFormat) + len(pages) - len(written)
+        report.written_paths = written
+
+    def build(self, report: BuildReport, strict: bool = False, tick: Tick = lambda _n: None) -> None:
+        self.ingest(report, strict, tick)
+        self.write_output(report)

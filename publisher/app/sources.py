@@ -1,0 +1,276 @@
+"""The composition root's sources: configured sources made concrete, their fetchers sharing
+one run's robots.txt cache, their stored state (validators, failed items, health), the ingest
+context, and `check`'s reading of every source."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..config import (
+    FeedSourceConfig,
+    HtmlSourceConfig,
+    JsonSourceConfig,
+    Settings,
+    SourceConfig,
+    WebSourceConfig,
+    WordPressSourceConfig,
+)
+from ..errors import SourceError
+from ..ingest import Clock, IngestContext, Tick
+from ..model import BuildReport, Category, Folder, ItemProblem, ScopeRead, Site, Unchanged
+from ..normalize import CategoryIndex, NormalizeError, TextRules
+from ..sources import Source
+from ..sources.failed_items import FailedItems
+from ..sources.files import FilesSource
+from ..store import SourceHealth, Store
+
+if TYPE_CHECKING:
+    from ..parallel import Prepared
+    from ..sources.html import ListRules
+    from ..sources.http import Fetcher, RobotsCache
+
+
+def make_source(
+    config: SourceConfig,
+    timezone: str,
+    fetcher: Callable[[WebSourceConfig], Fetcher],
+    known: frozenset[str] = frozenset(),
+    categories: Sequence[Category] = (),
+    convert: Callable[[str], str] = str,
+    failed: Callable[[str], FailedItems] | None = None,
+) -> Source:
+    """The registry from a config `type` to a source; config validation rejects unknown types.
+    `known`: our category names and slugs (a WordPress site's categories are matched to them);
+    `categories`: ours (an html source's overrides name them); `convert`: text converted as
+    the content will be (`[text] convert`: an html source's meta-line regexes read it too);
+    `failed`: a source's memory of its failed items, by its name (None: none, as for `check`).
+    Web sources are imported only when configured: they bring requests and lxml.html, a tenth
+    of a second of every build of a site that reads only files."""
+    if isinstance(config, WordPressSourceConfig):
+        from ..sources.wordpress import WordPressSource
+
+        return WordPressSource(
+            config.source_name, config.url, config.categories, config.category, fetcher(config), known, config.max_pages
+        )
+    if isinstance(config, FeedSourceConfig):
+        from ..sources.feed import FeedSource
+
+        return FeedSource(config.source_name, config.url, config.category, fetcher(config))
+    if isinstance(config, JsonSourceConfig):
+        from ..sources.json_api import Fields, JsonSource, Paging
+
+        f, p = config.fields, config.paging
+        fields = Fields(f.list, f.id, f.title, f.date, f.body, f.url or None, f.category or None, f.author or None,
+                        f.summary or None)  # fmt: skip
+        paging = Paging(p.kind, p.page_size, p.next or None, p.max_pages)
+        return JsonSource(config.source_name, config.url, fields, paging, config.category, fetcher(config), timezone)
+    if isinstance(config, HtmlSourceConfig):
+        from ..sources.html import ArticleRules, HtmlSource
+
+        article = ArticleRules(**config.article.model_dump())
+        lists = _list_rules(config, categories)
+        return HtmlSource(
+            config.source_name, lists, article, fetcher(config), timezone, config.recheck_days, convert=convert,
+            failed=failed(config.source_name) if failed is not None else None,
+        )  # fmt: skip
+    return FilesSource(
+        name=config.source_name,
+        root=Path(config.path),
+        timezone=timezone,
+        default_category=config.default_category,
+        url_template=config.url_template,
+    )
+
+
+def _list_rules(config: HtmlSourceConfig, categories: Sequence[Category]) -> ListRules:
+    """An html source's list rules, each category's override laid over the source's own."""
+    from ..sources.html import ListRules, Walk
+
+    l = config.list  # noqa: E741
+    walk = Walk(l.links, l.next, l.url_pattern, l.max_pages)
+    category_of = {label: c.name for c in categories for label in (c.name, c.slug)}
+    overrides = {}
+    for page_key, o in l.matched_overrides(category_of)[0].items():
+        paging = (o.next, o.url_pattern) if o.next or o.url_pattern else (l.next, l.url_pattern)
+        overrides[page_key] = Walk(o.links or l.links, *paging, o.max_pages or l.max_pages)
+    return ListRules(l.pages, walk, overrides)
+
+
+class SourceServices:
+    """`App`'s part that reads sources (a mixin: App provides what is declared here)."""
+
+    settings: Settings
+    clock: Clock
+
+    if TYPE_CHECKING:
+
+        @property
+        def store(self) -> Store: ...
+        @property
+        def site(self) -> Site: ...
+        @property
+        def categories(self) -> list[Category]: ...
+        @property
+        def configured_categories(self) -> list[Category]: ...
+        @property
+        def rules(self) -> TextRules: ...
+
+    @property
+    def sources(self) -> list[Source]:
+        """One run's sources (their web sources share the run's robots.txt cache)."""
+        categories = self.categories
+        known = frozenset(name for c in categories for name in (c.name, c.slug))
+        tz, fetchers = self.settings.site.timezone, self.run_fetchers()
+        return [
+            make_source(s, tz, fetchers, known, categories, self.convert, failed=self.failed_items)
+            for s in self.settings.sources
+        ]
+
+    @property
+    def convert(self) -> Callable[[str], str]:
+        """Text converted as normalising converts the content (`[text] convert`)."""
+        from ..text import convert_script
+
+        return partial(convert_script, mode=self.settings.text.convert)
+
+    def source_health(self) -> list[SourceHealth]:
+        """Every configured source and its parts as their last runs left them (`publisher
+        status`, `/healthz`)."""
+        return self.store.health_of_sources([s.source_name for s in self.settings.sources])
+
+    def failed_items(self, source: str) -> FailedItems:
+        """`source`'s items that failed, as the store keeps them, for one run; what the run
+        learns is written when the source's `committed()` calls `commit()`."""
+        store = self.store
+        return FailedItems(
+            stored=store.failed_items(source),
+            clock=self.clock,
+            save=lambda upserts, cleared: store.save_failed_items(source, upserts, cleared),
+        )
+
+    def run_fetchers(self, conditional: bool = True) -> Callable[[WebSourceConfig], Fetcher]:
+        """The fetchers of one run's web sources: they share one robots.txt cache, so a site is
+        asked for it once per run however many sources read it."""
+        shared: list[RobotsCache] = []
+
+        def fetcher(config: WebSourceConfig) -> Fetcher:
+            from ..sources.http import RobotsCache
+
+            if not shared:
+                shared.append(RobotsCache())
+            return self.fetcher(config, conditional, shared[0])
+
+        return fetcher
+
+    def fetcher(self, config: WebSourceConfig, conditional: bool = True, robots: RobotsCache | None = None) -> Fetcher:
+        """The HTTP layer for a web source; conditional: remember ETag/Last-Modified in the store;
+        `robots`: the run's robots.txt cache (None: the fetcher's own)."""
+        from ..sources.addresses import AddressGuard
+        from ..sources.http import Fetcher, Validators, source_hosts, user_agent
+
+        store, name = self.store, config.source_name
+        validators = None
+        if conditional:  # per source: two sources reading one URL keep their own
+            validators = Validators(
+                lambda url: store.http_validators(name, url), lambda kept: store.save_http_validators(name, kept)
+            )
+        return Fetcher(
+            user_agent(self.site.url),
+            validators,
+            delay=config.delay,
+            timeout=(min(10.0, config.timeout), config.timeout),
+            robots=config.robots,
+            hosts=source_hosts(config.start_urls, config.hosts),
+            guard=AddressGuard(allow_private=config.allow_private),
+            deadline=config.deadline,
+            run_deadline=config.run_deadline,
+            robots_cache=robots,
+        )
+
+    def context(self, strict: bool) -> IngestContext:
+        return IngestContext(
+            index=CategoryIndex(self.categories),
+            rules=self.rules,
+            site_url=self.site.url,
+            clock=self.clock,
+            strict=strict,
+            signatures={s.source_name: self.reading_signature(s) for s in self.settings.sources},
+        )
+
+    def reading_signature(self, source: SourceConfig) -> str:
+        """Everything besides a file's bytes that shapes its article. When it changes (a new
+        [text] rule, site URL, category, source setting or version), every file is read again."""
+        import hashlib
+        import json
+
+        from .. import __version__
+        from ..text import CLEANING
+
+        shape = {
+            "version": __version__,
+            "cleaning": CLEANING,
+            "text": self.settings.text.model_dump(),
+            "site": [self.site.url, self.site.timezone],
+            "categories": [(c.name, c.slug) for c in self.categories],
+            "source": source.model_dump(),
+        }
+        return hashlib.sha256(json.dumps(shape, ensure_ascii=False, sort_keys=True).encode()).hexdigest()
+
+    def check(self, tick: Tick = lambda _n: None) -> BuildReport:
+        """Read and normalize every item of every source as ingest would, writing nothing;
+        `checked` counts the good items."""
+        from ..parallel import prepare_all
+
+        report = BuildReport()
+        configured = self.configured_categories
+        index, rules = CategoryIndex(configured), self.rules
+        tz = self.settings.site.timezone
+        known = frozenset(name for c in configured for name in (c.name, c.slug))
+        fetchers = self.run_fetchers(conditional=False)
+        sources = [make_source(s, tz, fetchers, known, configured, self.convert) for s in self.settings.sources]
+        for source in sources:
+            try:
+                inspect = getattr(source, "inspect", None)
+                if inspect is not None:  # an html source: what each category and one article show
+                    seen = inspect()
+                    report.source_notes.append(seen.note)
+                    report.problems.extend(seen.problems)
+                    report.failed_sources.extend(seen.failed)
+                    report.checked += seen.readable
+                    report.skipped += seen.skipped
+                    continue
+                probe = getattr(source, "probe", None)
+                if probe is not None:  # a web source: reached once, and what it shows is reported
+                    count, first, problems = probe()
+                    shown = f", the first: {first}" if first else ""
+                    report.source_notes.append(f"{source.name}: {count} item(s) at {source.url}{shown}")  # type: ignore[attr-defined]
+                    report.problems.extend(str(p) for p in problems)
+                    report.skipped += len(problems)
+                    continue
+                for fetched in source.fetch({}):
+                    if isinstance(fetched, (Folder, Unchanged, ScopeRead)):  # unchanged never (no fingerprints)
+                        continue
+                    tick(1)
+                    if isinstance(fetched, ItemProblem):
+                        outcome: Prepared = fetched
+                    else:
+                        [outcome] = prepare_all([fetched], index, rules, self.site.url)
+                    if isinstance(outcome, tuple):
+                        item, article = outcome
+                        if isinstance(article, NormalizeError):
+                            outcome = ItemProblem(item.key, item.location, article.reason, article.hint)
+                    if isinstance(outcome, ItemProblem):
+                        report.skipped += 1
+                        report.problems.append(str(outcome))
+                    elif outcome is not None:
+                        report.checked += 1
+            except SourceError as exc:
+                report.failed_sources.append(str(exc))
+            finally:
+                close = getattr(getattr(source, "fetcher", None), "close", None)
+                if close is not None:
+                    close()
+        return report
