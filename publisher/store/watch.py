@@ -48,32 +48,21 @@ class WatchStore:
 
     def store_counts(self) -> StoreCounts:
         s, a, d, h = subscribers_table.c, articles_table.c, digests_table.c, source_health_table.c
+        unfinished = d.status.in_(("planning", "sending", "paused"))
         with self.engine.connect() as conn:
-            subscribers: dict[str, int] = dict(
-                conn.execute(select(s.status, func.count()).group_by(s.status)).tuples().all()
-            )
-            articles: dict[bool, int] = dict(
-                conn.execute(select(a.withdrawn, func.count()).group_by(a.withdrawn)).tuples().all()
-            )
-            unfinished = (
-                conn.execute(
-                    select(d.status, func.count())
-                    .where(d.status.in_(("planning", "sending", "paused")))
-                    .group_by(d.status)
-                )
-                .tuples()
-                .all()
-            )
+            subscribers = conn.execute(select(s.status, func.count()).group_by(s.status)).all()
+            articles = {bool(w): n for w, n in conn.execute(select(a.withdrawn, func.count()).group_by(a.withdrawn))}
+            digests = conn.execute(select(d.status, func.count()).where(unfinished).group_by(d.status)).all()
             suppressed = conn.execute(
                 select(func.count()).select_from(suppressions_table).where(suppressions_table.c.lifted_at.is_(None))
             ).scalar_one()
-            failing = conn.execute(select(h.source, h.scope, h.failures).where(h.failures > 0)).tuples().all()
+            failing = conn.execute(select(h.source, h.scope, h.failures).where(h.failures > 0)).all()
         return StoreCounts(
-            subscribers={str(status): count for status, count in subscribers.items()},
+            subscribers={str(status): count for status, count in subscribers},
             articles={"live": articles.get(False, 0), "withdrawn": articles.get(True, 0)},
-            unfinished_digests=dict(unfinished),
+            unfinished_digests={str(status): count for status, count in digests},
             suppressed=suppressed,
-            failing_parts=sorted(failing),
+            failing_parts=sorted((row.source, row.scope, row.failures) for row in failing),
         )
 
     def digest_rates(self, digest_id: int) -> DigestRates:
@@ -86,7 +75,7 @@ class WatchStore:
             named = select(e.kind, func.count(distinct(e.delivery_id))).where(
                 e.digest_id == digest_id, e.delivery_id.is_not(None), e.kind.in_(("hard", "complaint"))
             )
-            kinds: dict[str, int] = dict(conn.execute(named.group_by(e.kind)).tuples().all())
+            kinds = {str(kind): count for kind, count in conn.execute(named.group_by(e.kind))}
         return DigestRates(key, sent, kinds.get("hard", 0), kinds.get("complaint", 0))
 
     # --- alerts raised --------------------------------------------------------------------

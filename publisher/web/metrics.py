@@ -14,7 +14,8 @@ import ipaddress
 from dataclasses import dataclass
 
 from flask import Blueprint, Flask, Response, current_app, request
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
 from .health import shows_details
 from .shared import current
@@ -65,6 +66,6 @@ def scrape() -> Response:
         refused.headers["Cache-Control"] = "no-store"
         return refused
     answer = Response(generate_latest(current().app.metrics.registry), 200)
-    answer.headers["Content-Type"] = CONTENT_TYPE_LATEST
+    answer.headers["Content-Type"] = CONTENT_TYPE_PLAIN_0_0_4  # what every Prometheus reads
     answer.headers["Cache-Control"] = "no-store"
     return answer
