@@ -24,6 +24,7 @@ import hashlib
 import hmac
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
@@ -143,8 +144,9 @@ class Alerts:
         counted: Callable[[str, str], None] = lambda _event, _outcome: None,
     ) -> None:
         self.store, self.webhook, self.thresholds, self.counted = store, webhook, thresholds, counted
-        self._posts = ThreadPoolExecutor(max_workers=1, thread_name_prefix="publisher-alert")
+        self._posts: ThreadPoolExecutor | None = None  # made at the first alert, ended by close()
         self._pending: list[Future[None]] = []
+        self._lock = threading.Lock()  # the web's threads raise alerts too
 
     # --- the conditions -------------------------------------------------------------------
 
@@ -199,8 +201,11 @@ class Alerts:
             log.warning("alert %r: the store could not keep it, so it is not sent: %s", alert.title, exc)
             return
         if raised:
-            self._pending = [f for f in self._pending if not f.done()]
-            self._pending.append(self._posts.submit(self._post, condition, alert))
+            with self._lock:
+                if self._posts is None:
+                    self._posts = ThreadPoolExecutor(max_workers=1, thread_name_prefix="publisher-alert")
+                self._pending = [f for f in self._pending if not f.done()]
+                self._pending.append(self._posts.submit(self._post, condition, alert))
 
     def _clear(self, condition: str) -> None:
         try:
@@ -221,5 +226,8 @@ class Alerts:
 
     def close(self) -> None:
         """Wait for the alerts in flight (each is bounded by the webhook's timeout)."""
-        wait(self._pending, timeout=self.webhook.timeout * 2 + 1)
-        self._posts.shutdown(wait=False)
+        with self._lock:
+            pending, posts, self._pending, self._posts = self._pending, self._posts, [], None
+        wait(pending, timeout=self.webhook.timeout * 2 + 1)
+        if posts is not None:
+            posts.shutdown(wait=False)

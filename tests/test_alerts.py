@@ -215,3 +215,46 @@ def test_the_webhook_url_is_checked_at_check_and_at_the_start(
     finally:
         app.close()
     assert site.cli("run", "--port", "0").exit_code == 2
+
+
+def test_a_digest_whose_bounces_cross_the_rate_alerts_once(
+    site: Site, robot: Robot, feed_site: dict[str, bool], tmp_path: Any
+) -> None:
+    from email import message_from_bytes, policy
+
+    from publisher.bounces.events import DELIVERY_HEADER, EventKind, MailEvent
+    from publisher.transports.outbox import OutboxTransport
+
+    feed_site["down"] = False
+    site.append_config(site.mail_to_outbox())
+    config = site.config.read_text(encoding="utf-8")
+    site.config.write_text(config.replace("source_failures = 3", "source_failures = 3\nmin_sent = 3"), encoding="utf-8")
+    site.article("policy/a.md", "《人才十条》政策要点解读", date="2026-11-10 09:00")
+    site.build()
+    app = site.app()
+    try:
+        now = app.clock()
+        emails = ("a@example.com", "b@example.com", "c@example.com")
+        app.store.save_subscribers(Subscriber(e, "", (), SubscriberStatus.CONFIRMED, now, "t", now) for e in emails)
+        letters = Newsletter(app)
+        plan = letters.plan(letters.window(date(2026, 11, 1), date(2026, 11, 19)))
+        assert letters.send(plan.digest, OutboxTransport(tmp_path / "sent")).sent == 3
+        tokens = {}
+        for path in (tmp_path / "sent").glob("*.eml"):
+            mail = message_from_bytes(path.read_bytes(), policy=policy.default)
+            tokens[mail["To"].addresses[0].addr_spec] = str(mail[DELIVERY_HEADER])
+
+        def bounce(email: str, kind: EventKind) -> None:
+            event = MailEvent(kind, email, "mailgun", "550 5.1.1 no such user", now, delivery_token=tokens[email])
+            app.record_mail_events([event])
+
+        bounce("a@example.com", EventKind.SOFT_BOUNCE)  # soft bounces are not counted
+        app.close_watch()
+        assert robot.received == []
+        bounce("a@example.com", EventKind.HARD_BOUNCE)  # 1 of 3: over 5 %
+        bounce("b@example.com", EventKind.HARD_BOUNCE)  # still over: told once
+    finally:
+        app.close()
+    [(_, body, _)] = robot.received
+    assert body["markdown"]["title"] == f"publisher alert (高新院): digest {plan.digest.key}: hard bounces at 33.33%"
+    assert "1 hard bounces of 3 sent (33.33%; the limit is 5.00%)" in body["markdown"]["text"]
