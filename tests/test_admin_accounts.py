@@ -124,3 +124,27 @@ def test_the_test_helper_signs_in_on_a_real_server(site: Site) -> None:
         assert css.status_code == 200 and css.headers["Content-Type"].startswith("text/css")
     finally:
         assert service.stop() == 0, service.output()
+
+
+def test_a_new_password_signs_out_the_other_browsers(site: Site) -> None:
+    from admin_session import signed_in_client
+
+    site.write_config(admin_config("http://127.0.0.1:9"))
+    here = signed_in_client(site)
+    there = create_app(site.app()).test_client()
+    answer = there.post(
+        "/admin/login",
+        data={"csrf": csrf_of(there, "/admin/login"), "email": "admin@example.org", "password": PASSWORD},
+    )
+    assert answer.status_code == 303 and there.get("/admin/").status_code == 200
+    token = csrf_of(here)
+    new = {"csrf": token, "password": "a new passphrase", "again": "a new passphrase"}
+    assert here.post("/admin/account/password", data=new | {"current": "not it at all"}).status_code == 403
+    changed = here.post("/admin/account/password", data=new | {"current": PASSWORD})
+    assert changed.status_code == 200 and "publisher_admin=" in changed.headers["Set-Cookie"]
+    assert there.get("/admin/").status_code == 303  # signed out
+    assert here.get("/admin/").status_code == 200  # this browser goes on, with a new session
+    # The page's forms carry the new session's token: signing out with it works.
+    token = re.search(r'name="csrf" value="([^"]+)"', changed.get_data(as_text=True))
+    assert token and here.post("/admin/logout", data={"csrf": token.group(1)}).status_code == 303
+    assert here.get("/admin/").status_code == 303

@@ -7,7 +7,7 @@ from flask import Response, request
 from ...accounts import change_password, disable_totp, enable_totp, new_totp_secret, password_matches, totp_uri
 from ..shared import current
 from . import admin
-from .auth import audit, current_account, now, own_account
+from .auth import audit, current_account, now, open_session, own_account, set_session_cookie
 from .layout import admin_words, render_admin
 
 
@@ -40,8 +40,13 @@ def account_password() -> Response:
         return _page(400, error=admin_words()["password"]["weak"].format(reason=str(exc)))
     if not changed:
         return _page(403, error=words["wrong_password"])
-    audit("account.password", account.email)
-    return _page(notice=words["password_changed"])
+    # Every other browser signed in as this account is signed out; this one goes on, anew.
+    ended = current().app.store.end_sessions(account.id)
+    audit("account.password", account.email, f"{ended} session(s) ended")
+    session_id = open_session(account, verified=True)
+    response = _page(notice=words["password_changed"])
+    set_session_cookie(response, session_id)
+    return response
 
 
 @admin.post("/account/totp")

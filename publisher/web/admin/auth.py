@@ -131,12 +131,27 @@ def _load_session() -> None:
 def start_session(response: Response, account: Account, verified: bool) -> None:
     """A new session for `account` (any session this browser had is ended), as a cookie on
     `response`."""
+    set_session_cookie(response, open_session(account, verified))
+
+
+def open_session(account: Account, verified: bool) -> str:
+    """A new session for `account`, ending the one this browser had; the rest of this request
+    (its forms' CSRF tokens) sees the new one. Its id, for `set_session_cookie`."""
     old: AdminSession | None = g.get("admin_session")
     store = current().app.store
     if old is not None:
         store.end_session(old.id_hash)
+    state, moment = admin_state(), now()
+    store.prune_sessions(moment - state.idle, moment - state.lifetime)
     session_id = secrets.token_urlsafe(32)
-    store.add_session(sha256(session_id), account.id, now(), verified, client_address())
+    address = client_address()
+    store.add_session(sha256(session_id), account.id, moment, verified, address)
+    g.admin_session = AdminSession(sha256(session_id), account.id, moment, moment, verified, address[:100])
+    g.admin_account, g.admin_verified = account, verified
+    return session_id
+
+
+def set_session_cookie(response: Response, session_id: str) -> None:
     state = admin_state()
     response.set_cookie(
         COOKIE, session_id, max_age=int(state.lifetime.total_seconds()), path=COOKIE_PATH,

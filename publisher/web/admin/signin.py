@@ -7,6 +7,8 @@ it, under a new session id. Every failure says the same thing; see publisher.acc
 
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 from flask import Response, request
 
 from ...accounts import Outcome, account_for_link, check_code, check_password, set_password_by_link
@@ -58,7 +60,7 @@ def login() -> Response:
         return _login_page(403, words["login"]["refused"], email)
     verified = result.outcome is Outcome.SIGNED_IN
     target = safe_next(request.form.get("next"))
-    response = see_other(target if verified else "/admin/login/code?next=" + target)
+    response = see_other(target if verified else "/admin/login/code?" + urlencode({"next": target}))
     start_session(response, result.account, verified)
     if verified:
         audit("account.sign_in", email, actor=result.account.email)
