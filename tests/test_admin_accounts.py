@@ -148,3 +148,15 @@ def test_a_new_password_signs_out_the_other_browsers(site: Site) -> None:
     token = re.search(r'name="csrf" value="([^"]+)"', changed.get_data(as_text=True))
     assert token and here.post("/admin/logout", data={"csrf": token.group(1)}).status_code == 303
     assert here.get("/admin/").status_code == 303
+
+
+def test_the_pages_are_in_english_for_an_english_site(site: Site) -> None:
+    from admin_session import make_account
+
+    site.write_config(admin_config("http://127.0.0.1:9"))
+    make_account(site)
+    chinese = create_app(site.app()).test_client().get("/admin/login").get_data(as_text=True)
+    assert 'lang="zh-CN"' in chinese and "登录后台" in chinese
+    site.config.write_text(site.config.read_text().replace('language = "zh-CN"', 'language = "en"'))
+    english = create_app(site.app()).test_client().get("/admin/login").get_data(as_text=True)
+    assert 'lang="en"' in english and "Sign in to the console" in english and "登录" not in english
