@@ -10,6 +10,7 @@ from .load import DEFAULT_PATHS, find_config, load_settings, optional_secret, se
 from .settings import (
     SOURCE_TYPES,
     TRANSPORTS,
+    AdminConfig,
     AlertsConfig,
     ApiConfig,
     BounceMailboxConfig,
@@ -45,7 +46,7 @@ from .settings import (
 )
 
 __all__ = [
-    "DEFAULT_PATHS", "SOURCE_TYPES", "TRANSPORTS", "AlertsConfig", "ApiConfig", "BounceMailboxConfig",
+    "DEFAULT_PATHS", "SOURCE_TYPES", "TRANSPORTS", "AdminConfig", "AlertsConfig", "ApiConfig", "BounceMailboxConfig",
     "BounceRuleConfig", "BounceRulesConfig", "BouncesConfig", "CategoryConfig", "DigestConfig", "FeedSourceConfig",
     "FeedsConfig", "FilesSourceConfig", "HtmlArticleConfig", "HtmlListConfig", "HtmlSourceConfig", "JsonFieldsConfig",
     "JsonPagingConfig", "JsonSourceConfig", "MailConfig", "MetricsConfig", "OutboxConfig", "OutputConfig",

@@ -1,7 +1,7 @@
 """The store: SQLAlchemy 2 Core tables and the queries services need. Returns model objects.
 
 One Store, composed of one class per aggregate (articles.py, subscribers.py, signups.py,
-bounces.py, ledger.py, retries.py, sources.py) over one engine; the tables are in schema.py.
+bounces.py, ledger.py, retries.py, sources.py, accounts.py) over one engine; the tables are in schema.py.
 Import everything from here: `from publisher.store import Store`.
 """
 
@@ -17,6 +17,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError
 
 from ..errors import StoreError, StoreSchemaError
 from ..private_files import create_private, private_folder
+from .accounts import Account, AccountExists, AccountStore, AdminSession, AuditEntry
 from .articles import ArticleStore, Known
 from .bounces import BounceStore, DeliveryRef, NewMailEvent, Recorded, StoredEvent, Suppression
 from .ledger import DigestRow, Ledger, LedgerStore
@@ -30,6 +31,7 @@ from .watch import DigestRates, WatchStore
 from .writer import StoreWriter, sqlite_datetime
 
 __all__ = [
+    "Account", "AccountExists", "AdminSession", "AuditEntry",
     "GAVE_UP", "SITE_SCOPE", "WHOLE_SOURCE", "Budget", "DeliveryProblem", "DeliveryRef", "DigestRates", "DigestRow",
     "Known", "Ledger", "NewMailEvent", "Recorded", "ScopeHealth", "SignupRequest", "SourceHealth", "Store",
     "StoreWriter", "StoredEvent", "Suppression", "metadata", "next_try_at", "prepare_sqlite_file", "sqlite_datetime",
@@ -38,7 +40,15 @@ __all__ = [
 
 
 class Store(
-    ArticleStore, SubscriberStore, SignupStore, BounceStore, LedgerStore, RetryStore, SourceStateStore, WatchStore
+    ArticleStore,
+    SubscriberStore,
+    SignupStore,
+    BounceStore,
+    LedgerStore,
+    RetryStore,
+    SourceStateStore,
+    WatchStore,
+    AccountStore,
 ):
     """All persistence. One instance per process; connections are short-lived. Opening one
     creates a new store at the code's schema revision, and refuses a store at another
