@@ -116,7 +116,7 @@ def test_a_readers_timeline_has_sign_up_status_deliveries_events_and_suppression
     assert kinds[0] == "signed-up"
     assert "delivery" in kinds and "hard" in kinds and "suppressed" in kinds
     delivery_entry = next(e for e in entries if e.kind == "delivery")
-    assert delivery_entry.text == "digest w1: sent" and delivery_entry.digest_id == digest_id
+    assert delivery_entry.text == "w1: sent" and delivery_entry.digest_id == digest_id
     assert [e.at for e in entries] == sorted(e.at for e in entries)
 
 
