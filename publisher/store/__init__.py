@@ -1,7 +1,8 @@
 """The store: SQLAlchemy 2 Core tables and the queries services need. Returns model objects.
 
 One Store, composed of one class per aggregate (articles.py, subscribers.py, signups.py,
-bounces.py, ledger.py, retries.py, sources.py, people.py) over one engine; the tables are in schema.py.
+bounces.py, ledger.py, retries.py, sources.py, accounts.py, people.py) over one engine; the tables
+are in schema.py.
 Import everything from here: `from publisher.store import Store`.
 """
 
@@ -17,6 +18,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError
 
 from ..errors import StoreError, StoreSchemaError
 from ..private_files import create_private, private_folder
+from .accounts import Account, AccountExists, AccountStore, AdminSession, AuditEntry
 from .articles import ArticleStore, Known
 from .bounces import BounceStore, DeliveryRef, NewMailEvent, Recorded, StoredEvent, Suppression
 from .ledger import DigestRow, Ledger, LedgerStore
@@ -30,6 +32,7 @@ from .subscribers import SubscriberStore
 from .writer import StoreWriter, sqlite_datetime
 
 __all__ = [
+    "Account", "AccountExists", "AdminSession", "AuditEntry",
     "GAVE_UP", "SITE_SCOPE", "WHOLE_SOURCE", "Budget", "DeliveryProblem", "DeliveryRef", "DigestRow", "Known",
     "Ledger", "NewMailEvent", "PeopleStore", "ReaderDelivery", "Recorded", "ScopeHealth", "SignupRequest",
     "SourceHealth", "Store", "StoreWriter", "StoredEvent", "SubscriberPage", "Suppression", "metadata",
@@ -38,7 +41,8 @@ __all__ = [
 
 
 class Store(
-    ArticleStore, SubscriberStore, SignupStore, BounceStore, LedgerStore, RetryStore, SourceStateStore, PeopleStore
+    ArticleStore, SubscriberStore, SignupStore, BounceStore, LedgerStore, RetryStore, SourceStateStore, AccountStore,
+    PeopleStore,
 ):
     """All persistence. One instance per process; connections are short-lived. Opening one
     creates a new store at the code's schema revision, and refuses a store at another
