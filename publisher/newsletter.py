@@ -244,7 +244,7 @@ class Newsletter:
         """The operator's pause: a digest being sent stops after the message in hand, wherever
         it is sent from (every send reads the ledger once a second, see `send`), and stays
         paused until `send` (resume) continues it. False when it was not sending."""
-        if self.store.digest(digest.id).status not in ("planning", "sending"):
+        if self.store.digest(digest.id).status != "sending":
             return False
         self.store.set_digest_status(digest.id, "paused")
         log.info("digest %s paused by the operator", digest.key)

@@ -41,7 +41,14 @@ __all__ = [
 
 
 class Store(
-    ArticleStore, SubscriberStore, SignupStore, BounceStore, LedgerStore, RetryStore, SourceStateStore, AccountStore,
+    ArticleStore,
+    SubscriberStore,
+    SignupStore,
+    BounceStore,
+    LedgerStore,
+    RetryStore,
+    SourceStateStore,
+    AccountStore,
     PeopleStore,
 ):
     """All persistence. One instance per process; connections are short-lived. Opening one

@@ -127,7 +127,9 @@ def change_subscriber(subscriber_id: int) -> Response:
             return _reader_page(reader, 400, error=w["not_pending"].format(email=reader.email, status=status))
         sent, problems = _mail_confirmations([reader.email.lower()])
         audit("subscriber.confirmation", reader.email, "sent" if sent else "; ".join(problems))
-        return _reader_page(reader, notice=w["resent"]) if sent else _reader_page(reader, 400, error="; ".join(problems))
+        return (
+            _reader_page(reader, notice=w["resent"]) if sent else _reader_page(reader, 400, error="; ".join(problems))
+        )
     if action == "unsubscribe":
         remove(store, reader.email, now(), via="console")
         audit("subscriber.unsubscribe", reader.email)
@@ -161,8 +163,7 @@ def erase(subscriber_id: int) -> Response:
         return render_admin("subscriber_erase.html.j2", 400, reader=reader, error=w["erase_mismatch"])
     remove(current().app.store, reader.email, now(), erase=True)
     audit("subscriber.erase", f"subscriber #{subscriber_id}")  # the address goes with them
-    return render_admin("message.html.j2", title=w["title"], message=w["erased"].format(id=subscriber_id),
-                        back="/admin/subscribers")  # fmt: skip
+    return render_admin("message.html.j2", title=w["title"], body=w["erased"].format(id=subscriber_id))
 
 
 @admin.get("/subscribers/export.csv")
@@ -223,7 +224,7 @@ def import_file() -> Response:
             failure = str(exc).replace(str(path), name)
     if report is None:
         return render_admin("subscribers_import.html.j2", 400, name=name, report=None, failure=failure)
-    sent, unsent = 0, []
+    sent, unsent = 0, list[str]()
     if request.form.get("send_confirmation") == "yes" and report.pending:
         sent, unsent = _mail_confirmations(report.pending)
     problems = [p.replace(str(path), name) for p in report.problems]
