@@ -37,9 +37,7 @@ def reader_timeline(
     if subscriber.status is not SubscriberStatus.PENDING or subscriber.status_at != subscriber.created_at:
         entries.append(TimelineEntry(subscriber.status_at, subscriber.status.value, detail=subscriber.status_via))
     for d in deliveries:
-        tries = f"{d.attempts} tr{'y' if d.attempts == 1 else 'ies'}"
-        entries.append(TimelineEntry(d.updated_at, "delivery", f"{d.digest_key}: {d.status}",
-                                     f"{tries}; {d.error}" if d.error else tries, d.digest_id))  # fmt: skip
+        entries.append(TimelineEntry(d.updated_at, "delivery", f"{d.digest_key}: {d.status}", d.error, d.digest_id))
     for e in events:
         entries.append(TimelineEntry(e.occurred, e.kind.value, e.source, f"{e.reason} ({e.outcome})", e.digest_id))
     if suppression is not None:
