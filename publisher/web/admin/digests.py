@@ -171,7 +171,7 @@ def _digest_page(row: DigestRow, status: int = 200, notice: str = "", error: str
     ]  # fmt: skip
     row = state.app.store.digest(row.id)
     return render_admin(
-        "digest.html.j2", status, row=row, progress=send_runs().progress(row), failures=failures,
+        "digest_detail.html.j2", status, row=row, progress=send_runs().progress(row), failures=failures,
         editor=may_edit(), notice=notice, error=error,
     )  # fmt: skip
 
