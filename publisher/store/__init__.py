@@ -1,7 +1,8 @@
 """The store: SQLAlchemy 2 Core tables and the queries services need. Returns model objects.
 
 One Store, composed of one class per aggregate (articles.py, subscribers.py, signups.py,
-bounces.py, ledger.py, retries.py, sources.py, accounts.py) over one engine; the tables are in schema.py.
+bounces.py, ledger.py, retries.py, sources.py, accounts.py, people.py) over one engine; the tables
+are in schema.py.
 Import everything from here: `from publisher.store import Store`.
 """
 
@@ -21,6 +22,7 @@ from .accounts import Account, AccountExists, AccountStore, AdminSession, AuditE
 from .articles import ArticleStore, Known
 from .bounces import BounceStore, DeliveryRef, NewMailEvent, Recorded, StoredEvent, Suppression
 from .ledger import DigestRow, Ledger, LedgerStore
+from .people import PeopleStore, ReaderDelivery, SubscriberPage
 from .retries import GAVE_UP, DeliveryProblem, RetryStore, next_try_at
 from .revision import HEAD, create_at_head, read_state
 from .schema import SITE_SCOPE, meta_table, metadata
@@ -33,9 +35,9 @@ from .writer import StoreWriter, sqlite_datetime
 __all__ = [
     "Account", "AccountExists", "AdminSession", "AuditEntry",
     "GAVE_UP", "SITE_SCOPE", "WHOLE_SOURCE", "Budget", "DeliveryProblem", "DeliveryRef", "DigestRates", "DigestRow",
-    "Known", "Ledger", "NewMailEvent", "Recorded", "ScopeHealth", "SignupRequest", "SourceHealth", "Store",
-    "StoreWriter", "StoredEvent", "Suppression", "metadata", "next_try_at", "prepare_sqlite_file", "sqlite_datetime",
-    "store_failure",
+    "Known", "Ledger", "NewMailEvent", "PeopleStore", "ReaderDelivery", "Recorded", "ScopeHealth", "SignupRequest",
+    "SourceHealth", "Store", "StoreWriter", "StoredEvent", "SubscriberPage", "Suppression", "metadata",
+    "next_try_at", "prepare_sqlite_file", "sqlite_datetime", "store_failure",
 ]  # fmt: skip
 
 
@@ -49,6 +51,7 @@ class Store(
     SourceStateStore,
     WatchStore,
     AccountStore,
+    PeopleStore,
 ):
     """All persistence. One instance per process; connections are short-lived. Opening one
     creates a new store at the code's schema revision, and refuses a store at another
