@@ -1,7 +1,7 @@
 """The store: SQLAlchemy 2 Core tables and the queries services need. Returns model objects.
 
 One Store, composed of one class per aggregate (articles.py, subscribers.py, signups.py,
-bounces.py, ledger.py, retries.py, sources.py) over one engine; the tables are in schema.py.
+bounces.py, ledger.py, retries.py, sources.py, reports.py) over one engine; the tables are in schema.py.
 Import everything from here: `from publisher.store import Store`.
 """
 
@@ -20,6 +20,7 @@ from ..private_files import create_private, private_folder
 from .articles import ArticleStore, Known
 from .bounces import BounceStore, DeliveryRef, NewMailEvent, Recorded, StoredEvent, Suppression
 from .ledger import DigestRow, Ledger, LedgerStore
+from .reports import CategoryWeeks, DigestReport, ReportStore, SubscriberWeek, Week, weeks_ending
 from .retries import GAVE_UP, DeliveryProblem, RetryStore, next_try_at
 from .revision import HEAD, create_at_head, read_state
 from .schema import SITE_SCOPE, meta_table, metadata
@@ -29,13 +30,16 @@ from .subscribers import SubscriberStore
 from .writer import StoreWriter, sqlite_datetime
 
 __all__ = [
-    "GAVE_UP", "SITE_SCOPE", "WHOLE_SOURCE", "Budget", "DeliveryProblem", "DeliveryRef", "DigestRow", "Known",
-    "Ledger", "NewMailEvent", "Recorded", "ScopeHealth", "SignupRequest", "SourceHealth", "Store", "StoreWriter",
-    "StoredEvent", "Suppression", "metadata", "next_try_at", "prepare_sqlite_file", "sqlite_datetime", "store_failure",
+    "Budget", "CategoryWeeks", "DeliveryProblem", "DeliveryRef", "DigestReport", "DigestRow", "GAVE_UP",
+    "Known", "Ledger", "NewMailEvent", "Recorded", "SITE_SCOPE", "ScopeHealth", "SignupRequest", "SourceHealth",
+    "Store", "StoreWriter", "StoredEvent", "SubscriberWeek", "Suppression", "WHOLE_SOURCE", "Week", "metadata",
+    "next_try_at", "prepare_sqlite_file", "sqlite_datetime", "store_failure", "weeks_ending",
 ]  # fmt: skip
 
 
-class Store(ArticleStore, SubscriberStore, SignupStore, BounceStore, LedgerStore, RetryStore, SourceStateStore):
+class Store(
+    ArticleStore, SubscriberStore, SignupStore, BounceStore, LedgerStore, RetryStore, SourceStateStore, ReportStore
+):
     """All persistence. One instance per process; connections are short-lived. Opening one
     creates a new store at the code's schema revision, and refuses a store at another
     (StoreSchemaError: behind needs `publisher db upgrade`, ahead a newer publisher)."""
