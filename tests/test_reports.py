@@ -131,3 +131,5 @@ def test_articles_per_category_by_week_of_publication(store: Store) -> None:
             writer.insert(article, f"tag:x,2026:{n}", None, None, NOW)
     report = store.category_weeks(weeks_ending(NOW, SHANGHAI, 3))
     assert [(c.slug, c.counts, c.total) for c in report] == [("news", (2, 0, 1), 3), ("policy", (1, 1, 0), 2)]
+    assert store.live_article_counts() == {"": 5, "news": 4, "policy": 2}
+    assert store.live_articles_by_source() == {"s": 5}

@@ -21,6 +21,7 @@ from sqlalchemy.engine import Engine
 
 from .schema import (
     article_categories_table,
+    articles_table,
     aware_utc,
     deliveries_table,
     digests_table,
@@ -197,3 +198,18 @@ class ReportStore:
                         row[n] += 1
                         break
         return [CategoryWeeks(slug, tuple(row)) for slug, row in sorted(counts.items())]
+
+    def live_article_counts(self) -> dict[str, int]:
+        """Live articles per category slug, and under "" every live article of the site."""
+        c, a = article_categories_table.c, articles_table.c
+        with self.engine.connect() as conn:
+            counts = dict(conn.execute(select(c.category_slug, func.count()).group_by(c.category_slug)).all())
+            counts[""] = conn.execute(select(func.count()).where(a.withdrawn.is_(False))).scalar_one()
+        return counts
+
+    def live_articles_by_source(self) -> dict[str, int]:
+        """Live articles per source name."""
+        a = articles_table.c
+        query = select(a.source, func.count()).where(a.withdrawn.is_(False)).group_by(a.source)
+        with self.engine.connect() as conn:
+            return dict(conn.execute(query).all())
