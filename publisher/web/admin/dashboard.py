@@ -44,7 +44,12 @@ class DashboardView:
 
     def local(self, moment: datetime | None) -> str:
         """A moment in the site's zone, to the minute ("" for none)."""
-        return moment.astimezone(self.zone).strftime("%Y-%m-%d %H:%M") if moment else ""
+        return local_minute(moment, self.zone)
+
+
+def local_minute(moment: datetime | None, zone: ZoneInfo) -> str:
+    """A moment in the site's zone, to the minute ("" for none)."""
+    return moment.astimezone(zone).strftime("%Y-%m-%d %H:%M") if moment else ""
 
 
 def dashboard_view(app: App, now: datetime, words: Mapping[str, str]) -> DashboardView:

@@ -17,9 +17,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo
 
 from ...model import BuildReport, Category, FeedFormat, FeedSpec
 from ...store import SourceHealth
+from .dashboard import local_minute
 
 if TYPE_CHECKING:
     from ...app import App
@@ -48,6 +50,11 @@ class SourcesView:
     sources: list[SourceRow]
     categories: list[tuple[Category, int]]  # each configured category and its live articles
     feeds: list[FeedRow]
+    zone: ZoneInfo
+
+    def local(self, moment: datetime | None) -> str:
+        """A moment in the site's zone, to the minute ("" for none)."""
+        return local_minute(moment, self.zone)
 
 
 def sources_view(app: App) -> SourcesView:
@@ -67,7 +74,7 @@ def sources_view(app: App) -> SourcesView:
             spec = FeedSpec(fmt, scope)
             items = min(counts.get(scope.slug if scope else "", 0), most)
             feeds.append(FeedRow(spec.path, app.links.of(spec.path), items, _changed(app.out_dir / spec.path)))
-    return SourcesView(sources, categories, feeds)
+    return SourcesView(sources, categories, feeds, ZoneInfo(app.settings.site.timezone))
 
 
 def _changed(path: Path) -> datetime | None:
