@@ -43,6 +43,8 @@ def test_ingest_now_builds_in_the_background_once_at_a_time_and_the_view_counts_
         assert [(c.slug, n) for c, n in after.categories] == [("gao-xin-yuan-xin-wen", 1), ("policy", 2), ("tech", 1)]
         (source,) = after.sources
         assert source.articles == 3 and source.health.parts[0].last_success is not None
+        busy = IngestNow(app, runner.clock, elsewhere=lambda: True)  # the scheduler's ingest is running
+        assert not busy.start() and busy.last.started is None
         assert runner.start()  # over: the next press starts another
         assert runner.wait(60) and runner.last.report is not None and runner.last.report.new == 0
     finally:

@@ -102,17 +102,18 @@ class IngestRun:
 
 
 class IngestNow:
-    """Starts a build (ingest, then write what changed) in a daemon thread unless one started here is still running."""
+    """Starts a build (ingest, then write what changed) in a daemon thread unless one started
+    here is still running, or `elsewhere()` says another ingest is (the scheduler's)."""
 
-    def __init__(self, app: App, clock: Callable[[], datetime]) -> None:
-        self.app, self.clock = app, clock
+    def __init__(self, app: App, clock: Callable[[], datetime], elsewhere: Callable[[], bool] = lambda: False) -> None:
+        self.app, self.clock, self.elsewhere = app, clock, elsewhere
         self.last = IngestRun()
         self._lock = threading.Lock()
 
     def start(self) -> bool:
         """True when a run started now; False when one is already running."""
         with self._lock:
-            if self.last.running:
+            if self.last.running or self.elsewhere():
                 return False
             self.last = IngestRun(started=self.clock())
         threading.Thread(target=self._run, name="publisher-console-ingest", daemon=True).start()
