@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
+from ..app import App
 from ..errors import PublisherError
 from .base import config_path, err, fail, load_app, main, open_store, out
 from .db import upgrade_store
@@ -40,7 +42,7 @@ def _serve(ctx: click.Context, host: str | None, port: int | None, schedule: boo
     from .. import jobs
     from ..scheduler import Scheduler
     from ..web import create_app
-    from ..web.server import create_server
+    from ..web.server import create_server, serve_in_thread
 
     def stop(signum: int, _frame: object) -> None:
         # Once: a second signal during the stop must not cut it short.
@@ -79,6 +81,7 @@ def _serve(ctx: click.Context, host: str | None, port: int | None, schedule: boo
             server = create_server(
                 web, settings.web, host or settings.web.host, settings.web.port if port is None else port
             )
+            console = _console(app, create_server, serve_in_thread)
         except (PublisherError, OSError) as exc:
             fail(exc)
         base = f"http://{server.effective_host}:{server.effective_port}"
@@ -86,6 +89,8 @@ def _serve(ctx: click.Context, host: str | None, port: int | None, schedule: boo
             f"serving {base}/ (feeds: {base}/rss.xml), subscribe: {base}/subscribe, health: {base}/healthz",
             highlight=False,
         )
+        if settings.admin.enabled:
+            out.print(f"console: {console or base}/admin/", highlight=False)
         if settings.mail.transport == "outbox":
             out.print(f"mail goes to {settings.mail.outbox.dir}/ as .eml files (transport = outbox)", highlight=False)
         sys.stdout.flush()
@@ -97,3 +102,19 @@ def _serve(ctx: click.Context, host: str | None, port: int | None, schedule: boo
         if scheduler is not None:
             scheduler.stop()
         app.close()
+
+
+def _console(app: App, create_server: Any, serve_in_thread: Any) -> str | None:
+    """The console on its own address (`[admin] listen`), served by a second waitress in a
+    thread of this process; its base URL, or None when it is on the public server (or off)."""
+    from ..config.checks import listen_address
+    from ..web import create_admin_app
+
+    admin = app.settings.admin
+    if not (admin.enabled and admin.listen):
+        return None
+    host, port = listen_address(admin.listen)
+    server = create_server(create_admin_app(app), app.settings.web, host, port)
+    serve_in_thread(server, "publisher-console")
+    shown = f"[{server.effective_host}]" if ":" in str(server.effective_host) else server.effective_host
+    return f"http://{shown}:{server.effective_port}"

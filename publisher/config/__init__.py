@@ -10,6 +10,7 @@ from .load import DEFAULT_PATHS, find_config, load_settings, optional_secret, se
 from .settings import (
     SOURCE_TYPES,
     TRANSPORTS,
+    AdminConfig,
     ApiConfig,
     BounceMailboxConfig,
     BounceRuleConfig,
@@ -43,8 +44,8 @@ from .settings import (
 )
 
 __all__ = [
-    "DEFAULT_PATHS", "SOURCE_TYPES", "TRANSPORTS", "ApiConfig", "BounceMailboxConfig", "BounceRuleConfig",
-    "BounceRulesConfig", "BouncesConfig", "CategoryConfig", "DigestConfig", "FeedSourceConfig",
+    "DEFAULT_PATHS", "SOURCE_TYPES", "TRANSPORTS", "AdminConfig", "ApiConfig", "BounceMailboxConfig",
+    "BounceRuleConfig", "BounceRulesConfig", "BouncesConfig", "CategoryConfig", "DigestConfig", "FeedSourceConfig",
     "FeedsConfig", "FilesSourceConfig", "HtmlArticleConfig", "HtmlListConfig", "HtmlSourceConfig", "JsonFieldsConfig",
     "JsonPagingConfig", "JsonSourceConfig", "MailConfig", "OutboxConfig", "OutputConfig", "ScheduleConfig", "Settings",
     "SiteConfig", "SmtpConfig", "SourceConfig", "StoreConfig", "TextConfig", "ThemeConfig", "WebConfig",

@@ -18,6 +18,7 @@ from pydantic import TypeAdapter, ValidationError
 from pydantic_core import PydanticUndefined
 
 from .settings import (
+    AdminConfig,
     BouncesConfig,
     CategoryConfig,
     DigestConfig,
@@ -55,13 +56,14 @@ class ValidParts:
     unchecked_labels: frozenset[str] = frozenset()  # names and slugs of categories that did not validate
     bounces: BouncesConfig | None = None
     hooks: HooksConfig | None = None
+    admin: AdminConfig | None = None
 
     @classmethod
     def of(cls, settings: Settings) -> ValidParts:
         return cls(
             settings.site, settings.output, settings.store, list(enumerate(settings.categories)),
             list(enumerate(settings.sources)), settings.mail, settings.digest, settings.web, settings.theme,
-            bounces=settings.bounces, hooks=settings.hooks,
+            bounces=settings.bounces, hooks=settings.hooks, admin=settings.admin,
         )  # fmt: skip
 
     @classmethod
@@ -70,7 +72,7 @@ class ValidParts:
         fields = Settings.model_fields
         sections = {
             name: _valid_or_none(fields[name].annotation, raw[name]) if name in raw else fields[name].default
-            for name in ("site", "output", "store", "mail", "digest", "web", "theme", "bounces", "hooks")
+            for name in ("site", "output", "store", "mail", "digest", "web", "theme", "bounces", "hooks", "admin")
         }
         sections = {name: None if value is PydanticUndefined else value for name, value in sections.items()}
         categories, sources, unchecked = [], [], set()
@@ -170,6 +172,9 @@ def check_meaning(valid: ValidParts) -> list[tuple[str, str, str]]:
         except ValueError:
             fix = "the IP address your proxy connects from, such as 127.0.0.1 for nginx on this machine"
             problems.append(("web.trusted_proxy", f"{web.trusted_proxy!r} is not an IP address", fix))
+
+    if valid.admin is not None:
+        problems += _check_admin(valid.admin)
 
     known = {value for _key, value in labels} | valid.unchecked_labels
     for i, source in valid.sources:
@@ -336,6 +341,32 @@ def _check_theme(theme: ThemeConfig) -> list[tuple[str, str, str]]:
     if len(theme.intro) > 300:
         problems.append(("theme.intro", "longer than 300 characters", "keep it to one line; the footer takes more"))
     return problems
+
+
+def _check_admin(admin: AdminConfig) -> list[tuple[str, str, str]]:
+    problems = []
+    if admin.listen:
+        try:
+            listen_address(admin.listen)
+        except ValueError as exc:
+            problems.append(("admin.listen", str(exc), 'write it as "127.0.0.1:8081" or "[::1]:8081"'))
+    if admin.public_url:
+        problems += _http_url("admin.public_url", admin.public_url, "https://admin.example.org")
+        if not admin.public_url.startswith("https://") and not is_loopback(admin.public_url):
+            fix = "the console's cookie is sent over https only (http only for 127.0.0.1 or localhost)"
+            problems.append(("admin.public_url", "is not https", fix))
+    return problems
+
+
+def listen_address(text: str) -> tuple[str, int]:
+    """(host, port) of `host:port` or `[v6]:port`; ValueError saying what is wrong."""
+    host, colon, port = text.rpartition(":")
+    if not colon or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"{text!r} is not host:port")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not host or any(c in host for c in "/[] "):
+        raise ValueError(f"{text!r} has no host")
+    return host, int(port)
 
 
 def is_loopback(url: str) -> bool:

@@ -359,6 +359,18 @@ class WebConfig(_Section):
     confirmation_mails_per_day: int = Field(default=5, ge=1)  # sign-up e-mails per mailbox per day
 
 
+class AdminConfig(_Section):
+    """The operator's console at /admin (docs/operations.md, "The console")."""
+
+    enabled: bool = True  # /admin is served; it answers 404 until `publisher admin add` made an account
+    listen: str = ""  # "127.0.0.1:8081": the console on its own address, not on the public server
+    public_url: str = ""  # where the console is reached, for set-password links; empty: web.public_url
+    idle_minutes: int = Field(default=30, ge=1, le=1440)  # a session unused this long ends
+    session_hours: int = Field(default=12, ge=1, le=720)  # a session ends this long after sign-in
+    lockout_minutes: int = Field(default=15, ge=1, le=10080)  # how long 10 bad passwords lock an account
+    failed_logins_per_client: int = Field(default=30, ge=1)  # failed sign-ins per client network an hour
+
+
 class MailgunHookConfig(_Section):
     signing_key_env: str = Field(default="MAILGUN_WEBHOOK_SIGNING_KEY", pattern=_ENV_NAME)
 
@@ -478,6 +490,7 @@ class Settings(_Section):
     mail: MailConfig = MailConfig()
     digest: DigestConfig = DigestConfig()
     web: WebConfig = WebConfig()
+    admin: AdminConfig = AdminConfig()
     hooks: HooksConfig = HooksConfig()
     schedule: ScheduleConfig = ScheduleConfig()
     theme: ThemeConfig = ThemeConfig()

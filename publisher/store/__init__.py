@@ -1,7 +1,8 @@
 """The store: SQLAlchemy 2 Core tables and the queries services need. Returns model objects.
 
 One Store, composed of one class per aggregate (articles.py, subscribers.py, signups.py,
-bounces.py, ledger.py, retries.py, sources.py, reports.py) over one engine; the tables are in schema.py.
+bounces.py, ledger.py, retries.py, sources.py, accounts.py, reports.py) over one engine; the tables are in
+schema.py.
 Import everything from here: `from publisher.store import Store`.
 """
 
@@ -17,6 +18,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError
 
 from ..errors import StoreError, StoreSchemaError
 from ..private_files import create_private, private_folder
+from .accounts import Account, AccountExists, AccountStore, AdminSession, AuditEntry
 from .articles import ArticleStore, Known
 from .bounces import BounceStore, DeliveryRef, NewMailEvent, Recorded, StoredEvent, Suppression
 from .ledger import DigestRow, Ledger, LedgerStore
@@ -30,15 +32,24 @@ from .subscribers import SubscriberStore
 from .writer import StoreWriter, sqlite_datetime
 
 __all__ = [
-    "Budget", "CategoryWeeks", "DeliveryProblem", "DeliveryRef", "DigestReport", "DigestRow", "GAVE_UP",
-    "Known", "Ledger", "NewMailEvent", "Recorded", "SITE_SCOPE", "ScopeHealth", "SignupRequest", "SourceHealth",
-    "Store", "StoreWriter", "StoredEvent", "SubscriberWeek", "Suppression", "WHOLE_SOURCE", "Week", "metadata",
-    "next_try_at", "prepare_sqlite_file", "sqlite_datetime", "store_failure", "weeks_ending",
+    "Account", "AccountExists", "AdminSession", "AuditEntry",
+    "GAVE_UP", "SITE_SCOPE", "WHOLE_SOURCE", "Budget", "DeliveryProblem", "DeliveryRef", "DigestRow", "Known",
+    "Ledger", "NewMailEvent", "Recorded", "ScopeHealth", "SignupRequest", "SourceHealth", "Store", "StoreWriter",
+    "StoredEvent", "Suppression", "metadata", "next_try_at", "prepare_sqlite_file", "sqlite_datetime", "store_failure",
+    "CategoryWeeks", "DigestReport", "SubscriberWeek", "Week", "weeks_ending",
 ]  # fmt: skip
 
 
 class Store(
-    ArticleStore, SubscriberStore, SignupStore, BounceStore, LedgerStore, RetryStore, SourceStateStore, ReportStore
+    ArticleStore,
+    SubscriberStore,
+    SignupStore,
+    BounceStore,
+    LedgerStore,
+    RetryStore,
+    SourceStateStore,
+    AccountStore,
+    ReportStore,
 ):
     """All persistence. One instance per process; connections are short-lived. Opening one
     creates a new store at the code's schema revision, and refuses a store at another

@@ -1,7 +1,8 @@
 """The web side: the feeds folder, the subscription pages, /healthz. A Flask app, one per process.
 
 `create_app` builds the app and registers one blueprint a module: `feeds` (the output folder),
-`account` (the reader's pages), `health` (/healthz), `hooks` (the mail providers' events). What
+`account` (the reader's pages), `health` (/healthz), `hooks` (the mail providers' events),
+`admin` (the operator's console, a package; `create_admin_app` serves it on its own address). What
 they share per app (the App, the words, the sign-up limits) is a `WebState` on the Flask app
 (`shared.py`), never a module global; the hooks' doors and replay guard a `HookState` beside it.
 """
@@ -20,6 +21,7 @@ from ..config import optional_secret
 from ..newsletter import Newsletter
 from ..signup import SignupLimits
 from .account import PAGE_TEMPLATES, account
+from .admin import install_admin
 from .feeds import feeds
 from .health import ProblemLog, TemplateCheck
 from .health import health as health_pages
@@ -30,7 +32,7 @@ from .unsubscribes import Unsubscribes, queue_file_for, store_applier
 if TYPE_CHECKING:
     from ..app import App
 
-__all__ = ["create_app"]
+__all__ = ["create_admin_app", "create_app"]
 
 # What the rest of the service renders through the theme: the index page of every build
 # (pages.py), the digest and the sign-up e-mails (digest.py).
@@ -38,7 +40,34 @@ SERVICE_TEMPLATES = ("index.html.j2", "digest.html.j2", "digest.txt.j2", "accoun
 
 
 def create_app(app: App, health: Callable[[], dict[str, Any]] | None = None) -> Flask:
-    """The WSGI app for `app`'s settings. `health` adds the scheduler's state to /healthz."""
+    """The WSGI app for `app`'s settings. `health` adds the scheduler's state to /healthz.
+    The console is at /admin unless `[admin] enabled` is false or `[admin] listen` gives it
+    an address of its own (create_admin_app)."""
+    web = _flask_app(app, health)
+    # The providers' webhooks: their secrets are read now, so a missing one stops the start.
+    install_hooks(web, HookState(app.hook_doors(), app.record_mail_events, app.settings.hooks.body_limit))
+    web.register_blueprint(health_pages)
+    web.register_blueprint(hooks)
+    web.register_blueprint(account)
+    admin = app.settings.admin
+    if admin.enabled and not admin.listen:
+        install_admin(web, app)
+    web.register_blueprint(feeds)
+    return web
+
+
+def create_admin_app(app: App) -> Flask:
+    """The console alone (`[admin] listen`): /admin, and / sending there."""
+    from flask import redirect
+
+    web = _flask_app(app, None)
+    install_admin(web, app)
+    web.add_url_rule("/", "to_console", lambda: redirect("/admin/", 303))
+    return web
+
+
+def _flask_app(app: App, health: Callable[[], dict[str, Any]] | None) -> Flask:
+    """A Flask app with the per-app state every blueprint shares (shared.WebState)."""
     settings = app.settings
     letters = Newsletter(app)
     # Pages render through the theme's environment (shared.page), not Flask's own.
@@ -74,10 +103,4 @@ def create_app(app: App, health: Callable[[], dict[str, Any]] | None = None) -> 
             health_token=optional_secret(settings.web.health_token_env),
         ),
     )
-    # The providers' webhooks: their secrets are read now, so a missing one stops the start.
-    install_hooks(web, HookState(app.hook_doors(), app.record_mail_events, settings.hooks.body_limit))
-    web.register_blueprint(health_pages)
-    web.register_blueprint(hooks)
-    web.register_blueprint(account)
-    web.register_blueprint(feeds)
     return web

@@ -57,6 +57,14 @@ def create_server(web: Flask, settings: WebConfig, host: str, port: int) -> Base
     return waitress.create_server(web, host=host, port=port, **options)
 
 
+def serve_in_thread(server: BaseWSGIServer | MultiSocketServer, name: str) -> threading.Thread:
+    """Run a second server (the console's own address) beside the main one, in a daemon
+    thread: it ends with the process, whose main thread runs the first server's loop."""
+    thread = threading.Thread(target=server.run, name=name, daemon=True)
+    thread.start()
+    return thread
+
+
 def allow_open_files(wanted: int) -> None:
     """Raise this process's soft limit on open files to `wanted` (up to the hard limit), so
     the connection limit, not EMFILE, decides who waits."""

@@ -4,7 +4,8 @@ A Chart is the numbers (a label per column, one or more named series); `bar_svg`
 draw it, and the page shows the same Chart as a table beside the drawing, so a screen reader
 and a reader without images get the numbers. The SVG has a viewBox and no width, so it scales
 to the page (readable at 400 px); colours and fonts come from classes in the console's CSS
-(`series-0` … `series-7`), never inline styles, which the console's CSP forbids.
+(`series-0` … `series-7`, in publisher/web/admin/static/admin.css), never inline styles, which
+the console's CSP forbids.
 """
 
 from __future__ import annotations
@@ -14,9 +15,9 @@ from dataclasses import dataclass
 
 from markupsafe import Markup, escape
 
-WIDTH, HEIGHT = 640, 260  # the viewBox; the page scales it
+WIDTH, HEIGHT = 480, 240  # the viewBox; the page scales it
 SMALL_WIDTH, SMALL_HEIGHT = 320, 140  # a small multiple
-LEFT, RIGHT, TOP, BOTTOM = 44, 8, 10, 46  # room for the axis labels and the legend
+LEFT, RIGHT, TOP, BOTTOM = 40, 8, 10, 46  # room for the axis labels and the legend
 COLOURS = 8  # series-0 .. series-7 in the CSS; more series reuse them in turn
 
 
@@ -124,18 +125,18 @@ def _svg(chart: Chart, frame: _Frame, shapes: list[str], small: bool) -> Markup:
     parts.extend(shapes)
     columns = len(chart.labels)
     slot = frame.plot_width / max(columns, 1)
-    every = max(1, math.ceil(columns / (4 if small else 8)))  # labels that fit at 400 px
+    every = max(1, math.ceil(columns / (4 if small else 6)))  # labels that fit at 400 px
     for n, label in enumerate(chart.labels):
         if n % every == 0 or n == columns - 1:
             x = frame.left + (n + 0.5) * slot
             parts.append(
-                f'<text class="label" x="{x:.1f}" y="{frame.bottom + 14}" text-anchor="middle">{escape(label)}</text>'
+                f'<text class="label" x="{x:.1f}" y="{frame.bottom + 16}" text-anchor="middle">{escape(label)}</text>'
             )
     if not small and len(chart.series) > 1:
         x = frame.left
         for k, series in enumerate(chart.series):
             parts.append(f'<rect class="series-{k % COLOURS}" x="{x}" y="{frame.height - 14}" width="10" height="10"/>')
             parts.append(f'<text class="legend" x="{x + 14}" y="{frame.height - 5}">{escape(series.name)}</text>')
-            x += 22 + 8 * len(series.name) + (6 * sum(1 for c in series.name if ord(c) > 0x2E80))
+            x += 24 + 8 * len(series.name) + (6 * sum(1 for c in series.name if ord(c) > 0x2E80))
     parts.append("</svg>")
     return Markup("\n".join(parts))

@@ -13,14 +13,27 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
+from flask import Response
+
 from ...store import DigestReport, SourceHealth, SubscriberWeek, weeks_ending
+from ..shared import current
+from . import admin
 from .charts import Chart, Series, bar_svg, line_svg
+from .layout import render_admin
 
 if TYPE_CHECKING:
     from ...app import App
 
 WEEKS = 12  # the weeks the charts show, up to and including this one
 DIGESTS = 10  # the last digests shown
+
+
+@admin.get("/")
+def dashboard() -> Response:
+    """Every signed-in account (viewers included) sees the dashboard."""
+    app = current().app
+    words = app.messages["admin"]["dashboard"]
+    return render_admin("dashboard.html.j2", view=dashboard_view(app, app.clock(), words), w=words)
 
 
 @dataclass(frozen=True, slots=True)

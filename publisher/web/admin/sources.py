@@ -19,14 +19,65 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
+from flask import Response, current_app, request
+
 from ...model import BuildReport, Category, FeedFormat, FeedSpec
 from ...store import SourceHealth
+from ..shared import current
+from . import admin
+from .auth import audit, current_account, requires, see_other
 from .dashboard import local_minute
+from .layout import render_admin
 
 if TYPE_CHECKING:
     from ...app import App
 
 log = logging.getLogger(__name__)
+
+
+INGEST_EXTENSION = "publisher.console-ingest"
+
+
+@admin.get("/sources")
+def sources_page() -> Response:
+    from ...accounts import role_at_least
+
+    app = current().app
+    account = current_account()
+    return render_admin(
+        "sources.html.j2",
+        view=sources_view(app),
+        w=app.messages["admin"]["sources"],
+        ingest=console_ingest(),
+        can_ingest=account is not None and role_at_least(account.role, "editor"),
+        busy=request.args.get("ingest") == "busy",
+    )
+
+
+@admin.post("/sources/ingest")
+@requires("editor")
+def ingest_now() -> Response:
+    """Start a build in the background (see IngestNow); the page shows how it goes."""
+    if not console_ingest().start():
+        return see_other("/admin/sources?ingest=busy")
+    audit("source.ingest", "every source", "ingest now, from the console")
+    return see_other("/admin/sources")
+
+
+def console_ingest() -> IngestNow:
+    """This web app's one runner, made at its first use; it asks the scheduler of `publisher
+    run` (when this process has one) whether its own ingest is running."""
+    runner: IngestNow | None = current_app.extensions.get(INGEST_EXTENSION)
+    if runner is None:
+        state = current()
+        health = state.health
+
+        def scheduler_ingesting() -> bool:
+            return health is not None and str(health().get("ingest", "idle")) != "idle"
+
+        made = IngestNow(state.app, state.app.clock, scheduler_ingesting)
+        runner = current_app.extensions.setdefault(INGEST_EXTENSION, made)
+    return runner
 
 
 @dataclass(frozen=True, slots=True)

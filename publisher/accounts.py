@@ -1,0 +1,226 @@
+"""The console's accounts: roles, passwords (argon2), set-password links, sign-in with its
+lockout and rate limits, the TOTP second factor and its recovery codes. The web door
+(web/admin) and the CLI (`publisher admin`) call these; the store keeps hashes only.
+
+A sign-in is refused, saying only "wrong address or password", for a wrong password, an
+unknown or disabled address, or an account without a password yet; 10 bad passwords (or
+codes) in a row lock the account for `[admin] lockout_minutes`, and a client network (IPv4
+/24, IPv6 /64) with `[admin] failed_logins_per_client` failures in the hour is refused before
+any password is checked.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import Enum
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+
+from .signup import client_network
+from .store import Account, Store
+
+ROLES = ("viewer", "editor", "admin")  # each may do what the ones before it may
+LOCK_AFTER = 10  # bad passwords or codes in a row that lock an account
+PASSWORD_LINK_LIFETIME = timedelta(hours=24)
+MIN_PASSWORD = 10  # characters
+MAX_PASSWORD = 1024
+RECOVERY_CODES = 10
+FAILURES_KEPT = timedelta(days=1)
+
+# argon2-cffi's defaults (RFC 9106's second recommendation); a hash made with other parameters
+# is made again at the next sign-in (check_needs_rehash).
+HASHER = PasswordHasher()
+# Verified when the address is unknown, so a wrong address costs as long as a wrong password.
+_DUMMY_HASH = HASHER.hash("not a password of anyone's")
+
+
+def role_at_least(role: str, wanted: str) -> bool:
+    return ROLES.index(role) >= ROLES.index(wanted)
+
+
+def sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def password_problem(password: str, email: str) -> str | None:
+    """Why a new password will not do, or None."""
+    if len(password) < MIN_PASSWORD:
+        return f"at least {MIN_PASSWORD} characters"
+    if len(password) > MAX_PASSWORD:
+        return f"at most {MAX_PASSWORD} characters"
+    if password.strip().lower() == email.lower():
+        return "not the address itself"
+    return None
+
+
+def open_password_link(store: Store, account: Account, now: datetime) -> str:
+    """A new one-time set-password token for `account` (voiding the one before), valid
+    PASSWORD_LINK_LIFETIME; only its hash is kept."""
+    token = secrets.token_urlsafe(32)
+    store.set_password_token(account.id, sha256(token), now + PASSWORD_LINK_LIFETIME)
+    return token
+
+
+def account_for_link(store: Store, token: str, now: datetime) -> Account | None:
+    """The account a set-password token opens, if it is the open one and unexpired."""
+    if not token or len(token) > 100:
+        return None
+    found = store.account_by_password_token(sha256(token), now)
+    return found if found is not None and not found.disabled else None
+
+
+def set_password_by_link(store: Store, token: str, password: str, now: datetime) -> Account | None:
+    """Keep `password` for the link's account, closing the link and ending its sessions; None
+    when the link is not open (used, expired, replaced). ValueError: the password will not do."""
+    account = account_for_link(store, token, now)
+    if account is None:
+        return None
+    problem = password_problem(password, account.email)
+    if problem:
+        raise ValueError(problem)
+    if not store.set_password(account.id, HASHER.hash(password), sha256(token)):
+        return None
+    store.end_sessions(account.id)
+    return account
+
+
+def change_password(store: Store, account: Account, current: str, new: str) -> bool:
+    """An account's own change: False when `current` is wrong. ValueError: `new` will not do."""
+    if not password_matches(account.password_hash, current):
+        return False
+    problem = password_problem(new, account.email)
+    if problem:
+        raise ValueError(problem)
+    store.set_password(account.id, HASHER.hash(new))
+    return True
+
+
+def password_matches(stored: str | None, password: str) -> bool:
+    try:
+        return HASHER.verify(stored or _DUMMY_HASH, password[:MAX_PASSWORD]) and stored is not None
+    except (VerifyMismatchError, VerificationError, InvalidHashError):
+        return False
+
+
+class Outcome(Enum):
+    SIGNED_IN = "signed in"  # the password was right and no second factor is set
+    NEEDS_CODE = "needs code"  # the password was right; the TOTP code or a recovery code next
+    REFUSED = "refused"  # wrong address or password (which, never said)
+    LOCKED = "locked"  # the account is locked (now, or by this attempt)
+    THROTTLED = "throttled"  # too many failures from the client's network
+
+
+@dataclass(frozen=True, slots=True)
+class SignIn:
+    outcome: Outcome
+    account: Account | None = None
+    locked_now: bool = False  # this attempt locked the account (the audit log says so)
+
+
+@dataclass(frozen=True, slots=True)
+class LoginLimits:
+    """`[admin]`'s lockout and per-network budget."""
+
+    lockout: timedelta
+    per_client_hour: int
+
+
+def check_password(store: Store, email: str, password: str, client: str, limits: LoginLimits, now: datetime) -> SignIn:
+    """The first step of a sign-in."""
+    network = client_network(client)
+    if store.login_failures(network=network, since=now - timedelta(hours=1)) >= limits.per_client_hour:
+        return SignIn(Outcome.THROTTLED)
+    account = store.account_by_email(email.strip())
+    if account is not None and account.locked(now):
+        store.record_login_failure(email.strip(), network, now, FAILURES_KEPT)
+        return SignIn(Outcome.LOCKED, account)
+    usable = account is not None and not account.disabled
+    if not (password_matches(account.password_hash if usable and account else None, password) and usable):
+        store.record_login_failure(email.strip()[:320], network, now, FAILURES_KEPT)
+        if account is not None and usable:
+            locked = store.count_bad_password(account.id, LOCK_AFTER, limits.lockout, now)
+            if locked:
+                return SignIn(Outcome.LOCKED, account, locked_now=True)
+        return SignIn(Outcome.REFUSED, account if usable else None)
+    assert account is not None and account.password_hash is not None
+    if HASHER.check_needs_rehash(account.password_hash):
+        store.update_account(account.id, password_hash=HASHER.hash(password))
+    store.update_account(account.id, failed_logins=0)
+    return SignIn(Outcome.NEEDS_CODE if account.totp_enabled else Outcome.SIGNED_IN, account)
+
+
+def check_code(store: Store, account: Account, code: str, client: str, limits: LoginLimits, now: datetime) -> SignIn:
+    """The second step: a TOTP code (each used once) or an unused recovery code."""
+    network = client_network(client)
+    if store.login_failures(network=network, since=now - timedelta(hours=1)) >= limits.per_client_hour:
+        return SignIn(Outcome.THROTTLED)
+    fresh = store.account(account.id)
+    if fresh is None or fresh.disabled:
+        return SignIn(Outcome.REFUSED)
+    if fresh.locked(now):
+        return SignIn(Outcome.LOCKED, fresh)
+    if code_matches(store, fresh, code, now):
+        store.update_account(fresh.id, failed_logins=0)
+        return SignIn(Outcome.SIGNED_IN, fresh)
+    store.record_login_failure(fresh.email, network, now, FAILURES_KEPT)
+    locked = store.count_bad_password(fresh.id, LOCK_AFTER, limits.lockout, now)
+    return SignIn(Outcome.LOCKED if locked else Outcome.REFUSED, fresh, locked_now=locked)
+
+
+def code_matches(store: Store, account: Account, code: str, now: datetime) -> bool:
+    """`code` is the account's current TOTP code (not used before) or one of its unused
+    recovery codes (spent now)."""
+    import pyotp
+
+    typed = "".join(code.split())
+    if typed.isdigit() and len(typed) == 6 and account.totp_secret:
+        totp = pyotp.TOTP(account.totp_secret)
+        for drift in (0, -1, 1):  # one step either way: a phone's clock a little off
+            at = now + timedelta(seconds=30 * drift)
+            if secrets.compare_digest(totp.at(at), typed):
+                return store.use_totp_step(account.id, totp.timecode(at))
+        return False
+    if len(typed) > 40:
+        return False
+    return store.use_recovery_code(account.id, sha256(normal_recovery_code(typed)), now)
+
+
+def normal_recovery_code(code: str) -> str:
+    return code.replace("-", "").lower()
+
+
+def new_totp_secret() -> str:
+    import pyotp
+
+    return pyotp.random_base32()
+
+
+def totp_uri(secret: str, email: str, issuer: str) -> str:
+    """The otpauth:// URI an authenticator app takes (typed in, or as a QR code)."""
+    import pyotp
+
+    return pyotp.TOTP(secret).provisioning_uri(name=email, issuer_name=issuer)
+
+
+def enable_totp(store: Store, account: Account, secret: str, code: str, now: datetime) -> list[str] | None:
+    """Turn the second factor on once `code` shows the app has `secret`: the ten recovery
+    codes (shown once, kept hashed). None when the code is wrong."""
+    import pyotp
+
+    totp = pyotp.TOTP(secret)
+    typed = "".join(code.split())
+    if not any(secrets.compare_digest(totp.at(now + timedelta(seconds=30 * d)), typed) for d in (0, -1, 1)):
+        return None
+    codes = [secrets.token_hex(5) for _ in range(RECOVERY_CODES)]  # 40 bits each, as "1a2b3-c4d5e"
+    store.update_account(account.id, totp_secret=secret, totp_enabled=True, totp_last_step=totp.timecode(now))
+    store.set_recovery_codes(account.id, [sha256(c) for c in codes])
+    return [f"{c[:5]}-{c[5:]}" for c in codes]
+
+
+def disable_totp(store: Store, account: Account) -> None:
+    store.update_account(account.id, totp_secret=None, totp_enabled=False, totp_last_step=None)
+    store.set_recovery_codes(account.id, [])

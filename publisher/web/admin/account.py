@@ -1,0 +1,90 @@
+"""The signed-in account's own page: its password and its second factor (TOTP)."""
+
+from __future__ import annotations
+
+from flask import Response, request
+
+from ...accounts import change_password, disable_totp, enable_totp, new_totp_secret, password_matches, totp_uri
+from ..shared import current
+from . import admin
+from .auth import audit, current_account, now, own_account
+from .layout import admin_words, render_admin
+
+
+def _page(status: int = 200, **context: object) -> Response:
+    account = current_account()
+    assert account is not None
+    fresh = current().app.store.account(account.id) or account
+    defaults: dict[str, object] = {"error": "", "notice": "", "enrol": None, "codes": None}
+    left = current().app.store.recovery_codes_left(fresh.id) if fresh.totp_enabled else 0
+    return render_admin("account.html.j2", status, me=fresh, codes_left=left, **(defaults | context))
+
+
+@admin.get("/account")
+def account_page() -> Response:
+    return _page()
+
+
+@admin.post("/account/password")
+@own_account
+def account_password() -> Response:
+    account = current_account()
+    assert account is not None
+    words = admin_words()["account"]
+    new = request.form.get("password", "")
+    if new != request.form.get("again", ""):
+        return _page(400, error=admin_words()["password"]["mismatch"])
+    try:
+        changed = change_password(current().app.store, account, request.form.get("current", ""), new)
+    except ValueError as exc:
+        return _page(400, error=admin_words()["password"]["weak"].format(reason=str(exc)))
+    if not changed:
+        return _page(403, error=words["wrong_password"])
+    audit("account.password", account.email)
+    return _page(notice=words["password_changed"])
+
+
+@admin.post("/account/totp")
+@own_account
+def account_totp_start() -> Response:
+    """A new secret to enrol (kept, not yet in force, until a code from it is typed)."""
+    account = current_account()
+    assert account is not None
+    if account.totp_enabled:
+        return _page()
+    secret = new_totp_secret()
+    current().app.store.update_account(account.id, totp_secret=secret)
+    issuer = f"{current().app.settings.site.title} publisher"
+    return _page(enrol={"secret": secret, "uri": totp_uri(secret, account.email, issuer)})
+
+
+@admin.post("/account/totp/confirm")
+@own_account
+def account_totp_confirm() -> Response:
+    account = current_account()
+    assert account is not None
+    store = current().app.store
+    fresh = store.account(account.id)
+    if fresh is None or fresh.totp_enabled or not fresh.totp_secret:
+        return _page()
+    codes = enable_totp(store, fresh, fresh.totp_secret, request.form.get("code", ""), now())
+    if codes is None:
+        issuer = f"{current().app.settings.site.title} publisher"
+        enrol = {"secret": fresh.totp_secret, "uri": totp_uri(fresh.totp_secret, fresh.email, issuer)}
+        return _page(400, error=admin_words()["login"]["bad_code"], enrol=enrol)
+    audit("account.totp_on", account.email)
+    return _page(codes=codes)
+
+
+@admin.post("/account/totp/off")
+@own_account
+def account_totp_off() -> Response:
+    """Turning the second factor off needs the password again."""
+
+    account = current_account()
+    assert account is not None
+    if not password_matches(account.password_hash, request.form.get("current", "")):
+        return _page(403, error=admin_words()["account"]["wrong_password"])
+    disable_totp(current().app.store, account)
+    audit("account.totp_off", account.email)
+    return _page(notice=admin_words()["account"]["totp_off_done"])

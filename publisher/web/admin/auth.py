@@ -1,0 +1,242 @@
+"""Who is signed in to the console, and what they may do: sessions, CSRF, roles, the audit log.
+
+- **Sessions** are random 256-bit ids in the `publisher_admin` cookie (HttpOnly, SameSite=Strict,
+  Path=/admin, Secure unless the console's URL is plain http on a loopback address), kept in the
+  store as their SHA-256 only. Server-side rather than a signed cookie, so an admin can end
+  anyone's sessions (and a disabled account or a new password ends them at once). A session ends
+  after `[admin] idle_minutes` unused and `[admin] session_hours` after sign-in, whichever is first.
+- **Every request** to the blueprint passes `guard` first: a route needs a signed-in account
+  (the second factor given, when it is set) unless marked `@public`; a POST needs the form's
+  `csrf` token (bound to the session: an HMAC of its id under the site's signing key; before
+  sign-in, the token in Flask's signed session cookie) and an editor or admin unless marked
+  `@own_account` (what any account may do to itself: sign out, its password, its second factor).
+  So a page added later is closed to strangers and read-only to viewers without doing anything.
+- `requires(role)` raises the bar per route; `audit(...)` records a change.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+from flask import Response, current_app, g, request
+from markupsafe import Markup
+
+from ...accounts import LoginLimits, role_at_least, sha256
+from ...store import Account, AdminSession
+from ..shared import client_address, csrf_valid, current
+from ..shared import csrf_token as pre_session_csrf_token
+
+COOKIE = "publisher_admin"
+COOKIE_PATH = "/admin"
+TOUCH_EVERY = timedelta(minutes=1)  # last_seen is written at most this often
+ADMIN_EXTENSION = "publisher_admin"
+
+View = TypeVar("View", bound=Callable[..., Any])
+
+
+@dataclass(frozen=True)
+class AdminState:
+    """The console's settings for one Flask app."""
+
+    idle: timedelta
+    lifetime: timedelta
+    secure_cookie: bool
+    limits: LoginLimits
+    base_url: str  # where the console is reached (links printed by `publisher admin`)
+
+
+def admin_state() -> AdminState:
+    state: AdminState = current_app.extensions[ADMIN_EXTENSION]
+    return state
+
+
+def now() -> datetime:
+    return current().app.clock()
+
+
+# --- marking views
+
+
+def public(view: View) -> View:
+    """Open without a session (sign-in, set-password): CSRF still applies to its POST."""
+    view._admin_public = True  # type: ignore[attr-defined]
+    return view
+
+
+def own_account(view: View) -> View:
+    """A POST any signed-in account may make, viewers too: it changes only that account."""
+    view._admin_own_account = True  # type: ignore[attr-defined]
+    return view
+
+
+def requires(role: str) -> Callable[[View], View]:
+    """The route needs an account of `role` or above ("viewer" < "editor" < "admin"); 403 else."""
+
+    def decorate(view: View) -> View:
+        view._admin_role = role  # type: ignore[attr-defined]
+        return view
+
+    return decorate
+
+
+def _marked(name: str) -> Any:
+    view = current_app.view_functions.get(request.endpoint or "")
+    return getattr(view, name, None)
+
+
+# --- the session
+
+
+def current_account() -> Account | None:
+    """The signed-in account (second factor given), or None."""
+    account: Account | None = g.get("admin_account")
+    return account if g.get("admin_verified") else None
+
+
+def pending_account() -> Account | None:
+    """An account whose password was right and whose second factor is awaited."""
+    account: Account | None = g.get("admin_account")
+    return account if account is not None and not g.get("admin_verified") else None
+
+
+def _load_session() -> None:
+    g.admin_account, g.admin_session, g.admin_verified = None, None, False
+    cookie = request.cookies.get(COOKIE, "")
+    if not cookie or len(cookie) > 100:
+        return
+    store, state, moment = current().app.store, admin_state(), now()
+    id_hash = sha256(cookie)
+    found = store.admin_session(id_hash)
+    if found is None:
+        return
+    if moment - found.last_seen > state.idle or moment - found.created_at > state.lifetime:
+        store.end_session(id_hash)
+        return
+    account = store.account(found.account_id)
+    if account is None or account.disabled or account.password_hash is None:
+        store.end_session(id_hash)
+        return
+    if moment - found.last_seen > TOUCH_EVERY:
+        store.touch_session(id_hash, moment)
+    g.admin_account, g.admin_session, g.admin_verified = account, found, found.verified
+
+
+def start_session(response: Response, account: Account, verified: bool) -> None:
+    """A new session for `account` (any session this browser had is ended), as a cookie on
+    `response`."""
+    old: AdminSession | None = g.get("admin_session")
+    store = current().app.store
+    if old is not None:
+        store.end_session(old.id_hash)
+    session_id = secrets.token_urlsafe(32)
+    store.add_session(sha256(session_id), account.id, now(), verified, client_address())
+    state = admin_state()
+    response.set_cookie(
+        COOKIE, session_id, max_age=int(state.lifetime.total_seconds()), path=COOKIE_PATH,
+        secure=state.secure_cookie, httponly=True, samesite="Strict",
+    )  # fmt: skip
+
+
+def end_session(response: Response) -> None:
+    found: AdminSession | None = g.get("admin_session")
+    if found is not None:
+        current().app.store.end_session(found.id_hash)
+    state = admin_state()
+    response.delete_cookie(COOKIE, path=COOKIE_PATH, secure=state.secure_cookie, httponly=True, samesite="Strict")
+
+
+# --- CSRF
+
+
+def csrf_token() -> str:
+    """The token every form of this browser carries: bound to its session once signed in."""
+    found: AdminSession | None = g.get("admin_session")
+    if found is None:
+        return pre_session_csrf_token()
+    key = current().letters.signing_key
+    return hmac.new(key, f"admin csrf {found.id_hash}".encode(), hashlib.sha256).hexdigest()
+
+
+def csrf_field() -> Markup:
+    """The hidden input every console form needs."""
+    return Markup('<input type="hidden" name="csrf" value="{}">').format(csrf_token())
+
+
+def _csrf_ok() -> bool:
+    if g.get("admin_session") is None:
+        return csrf_valid()
+    sent = request.form.get("csrf", "")
+    return hmac.compare_digest(sent.encode(), csrf_token().encode())
+
+
+# --- the guard every request passes
+
+
+def see_other(path: str) -> Response:
+    """A 303 to a path of the console (after a POST, or to the sign-in page)."""
+    return Response("", 303, headers={"Location": path})
+
+
+def refused(status: int = 403) -> Response:
+    """A plain refusal: nothing about the console shown."""
+    return Response("Forbidden\n" if status == 403 else "Not Found\n", status, mimetype="text/plain")
+
+
+def guard() -> Response | None:
+    """The blueprint's before_request (see the module's docstring)."""
+    if request.endpoint == "admin.static":
+        return None
+    if not current().app.store.has_accounts():
+        return Response(
+            "Not Found: the console has no account yet; run `publisher admin add EMAIL --role admin`\n",
+            404,
+            mimetype="text/plain",
+        )
+    _load_session()
+    posting = request.method not in ("GET", "HEAD", "OPTIONS")
+    if not _marked("_admin_public"):
+        account = current_account()
+        if account is None:
+            if posting:
+                return refused()
+            return see_other(_login_url())
+        if posting and not _marked("_admin_own_account") and not role_at_least(account.role, "editor"):
+            return refused()
+        wanted = _marked("_admin_role")
+        if wanted and not role_at_least(account.role, wanted):
+            return refused()
+    if posting and not _csrf_ok():
+        return refused()
+    return None
+
+
+def _login_url() -> str:
+    path = request.full_path.rstrip("?")
+    return "/admin/login" + (f"?next={path}" if path.startswith("/admin/") and path != "/admin/login" else "")
+
+
+def safe_next(target: str | None) -> str:
+    """Where to go after sign-in: a path under /admin only, never another site."""
+    if target and target.startswith("/admin/") and not target.startswith("//") and not urlsplit(target).netloc:
+        return target
+    return "/admin/"
+
+
+# --- the audit log
+
+
+def audit(action: str, target: str = "", detail: str = "", actor: str | None = None) -> None:
+    """Record a change made by the signed-in account: `action` as "thing.verb" ("account.add",
+    "subscriber.erase"), `target` what it changed (an address, a digest id), `detail` anything
+    more (the new role). `actor`: who, when nobody is signed in yet (a sign-in, a lockout)."""
+    account: Account | None = g.get("admin_account")
+    if actor is None:
+        actor = account.email if account is not None else "(not signed in)"
+    current().app.store.add_audit(now(), actor, action, target, detail, client_address())

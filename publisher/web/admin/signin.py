@@ -1,0 +1,124 @@
+"""Signing in and out of the console, and the set-password link `publisher admin add` prints.
+
+Sign-in is two steps when the account has a second factor: the password opens a session that
+is not yet verified (it reaches only the code page), the TOTP code or a recovery code verifies
+it, under a new session id. Every failure says the same thing; see publisher.accounts.
+"""
+
+from __future__ import annotations
+
+from flask import Response, request
+
+from ...accounts import Outcome, account_for_link, check_code, check_password, set_password_by_link
+from ..shared import client_address, current
+from . import admin
+from .auth import (
+    admin_state,
+    audit,
+    current_account,
+    end_session,
+    now,
+    own_account,
+    pending_account,
+    public,
+    safe_next,
+    see_other,
+    start_session,
+)
+from .layout import admin_words, render_admin
+
+
+def _login_page(status: int = 200, error: str = "", email: str = "") -> Response:
+    return render_admin("login.html.j2", status, error=error, email=email, next=request.args.get("next", ""))
+
+
+@admin.get("/login")
+@public
+def login_form() -> Response:
+    if current_account() is not None:
+        return see_other("/admin/")
+    return _login_page()
+
+
+@admin.post("/login")
+@public
+def login() -> Response:
+    words = admin_words()
+    email = request.form.get("email", "").strip()[:320]
+    result = check_password(
+        current().app.store, email, request.form.get("password", ""), client_address(), admin_state().limits, now()
+    )
+    if result.locked_now:
+        audit("account.locked", email, "10 bad passwords in a row", actor=email)
+    if result.outcome is Outcome.THROTTLED:
+        return _login_page(429, words["login"]["throttled"], email)
+    if result.outcome is Outcome.LOCKED:
+        return _login_page(403, words["login"]["locked"], email)
+    if result.outcome is Outcome.REFUSED or result.account is None:
+        return _login_page(403, words["login"]["refused"], email)
+    verified = result.outcome is Outcome.SIGNED_IN
+    target = safe_next(request.form.get("next"))
+    response = see_other(target if verified else "/admin/login/code?next=" + target)
+    start_session(response, result.account, verified)
+    if verified:
+        audit("account.sign_in", email, actor=result.account.email)
+    return response
+
+
+@admin.route("/login/code", methods=["GET", "POST"])
+@public
+def login_code() -> Response:
+    """The second step: the authenticator's code, or a recovery code."""
+    account = pending_account()
+    if account is None:
+        return see_other("/admin/login")
+    words = admin_words()
+    if request.method == "GET":
+        return render_admin("code.html.j2", error="", next=request.args.get("next", ""))
+    result = check_code(
+        current().app.store, account, request.form.get("code", ""), client_address(), admin_state().limits, now()
+    )
+    if result.locked_now:
+        audit("account.locked", account.email, "10 bad codes in a row", actor=account.email)
+    if result.outcome is not Outcome.SIGNED_IN:
+        key = {Outcome.THROTTLED: "throttled", Outcome.LOCKED: "locked"}.get(result.outcome, "bad_code")
+        status = 429 if result.outcome is Outcome.THROTTLED else 403
+        return render_admin("code.html.j2", status, error=words["login"][key], next=request.form.get("next", ""))
+    response = see_other(safe_next(request.form.get("next")))
+    start_session(response, account, verified=True)  # a new id once verified
+    audit("account.sign_in", account.email, "with a second factor", actor=account.email)
+    return response
+
+
+@admin.post("/logout")
+@own_account
+def logout() -> Response:
+    response = see_other("/admin/login")
+    end_session(response)
+    return response
+
+
+@admin.route("/password/<token>", methods=["GET", "POST"])
+@public
+def set_password(token: str) -> Response:
+    """The one-time link `publisher admin add` and the accounts page give: choose a password.
+    A GET changes nothing; the POST uses the link up and signs nobody in."""
+    words = admin_words()
+    store = current().app.store
+    account = account_for_link(store, token, now())
+    if account is None:
+        return render_admin("message.html.j2", 404, title=words["password"]["expired"], body="")
+    if request.method == "GET":
+        return render_admin("password.html.j2", email=account.email, error="")
+    password = request.form.get("password", "")
+    if password != request.form.get("again", ""):
+        return render_admin("password.html.j2", 400, email=account.email, error=words["password"]["mismatch"])
+    try:
+        done = set_password_by_link(store, token, password, now())
+    except ValueError as exc:
+        error = words["password"]["weak"].format(reason=str(exc))
+        return render_admin("password.html.j2", 400, email=account.email, error=error)
+    if done is None:
+        return render_admin("message.html.j2", 404, title=words["password"]["expired"], body="")
+    audit("account.set_password", done.email, "by the set-password link", actor=done.email)
+    return render_admin("message.html.j2", title=words["password"]["done"], body="", sign_in=True)
