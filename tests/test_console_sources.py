@@ -5,7 +5,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from lxml import html
+
 from conftest import Site
+from publisher.store import Store
 from publisher.store.schema import take_turnstile
 from publisher.web.admin.dashboard import dashboard_view
 from publisher.web.admin.sources import IngestNow, sources_view
@@ -65,3 +68,68 @@ def test_the_dashboard_view_has_a_chart_per_category_and_the_sources_health(site
         assert [h.name for h in view.sources] == [s.source_name for s in app.settings.sources]
     finally:
         app.close()
+
+
+def test_the_dashboard_page_shows_the_stores_numbers_in_its_tables_and_charts(site: Site) -> None:
+    from admin_session import admin_config, signed_in_client
+
+    site.write_config(site.mail_to_outbox() + admin_config("http://127.0.0.1:9"))
+    site.article("policy/a.md", "政策一", date="2026-11-17 14:00")
+    site.article("policy/b.md", "政策二", date="2026-11-18 14:00", categories="[policy, tech]")
+    site.build()
+    client = signed_in_client(site, role="viewer")
+    answer = client.get("/admin/")
+    assert answer.status_code == 200 and "default-src 'none'" in answer.headers["Content-Security-Policy"]
+    page = html.fromstring(answer.get_data(as_text=True))
+    assert not page.xpath("//*[@style]") and not page.xpath("//script[not(@src)]")  # the CSP forbids both
+    app = site.app()
+    try:
+        words = app.messages["admin"]["dashboard"]
+        view = dashboard_view(app, app.clock(), words)
+    finally:
+        app.close()
+    rows = [
+        [cell.text_content() for cell in row.xpath("th|td")]
+        for row in page.xpath("//table[@id='category-weeks']/tbody/tr")
+    ]
+    assert rows == [[name, *map(str, chart.series[0].values)] for name, chart in view.categories]
+    assert rows[1][0] == "政策解读" and sum(map(int, rows[1][1:])) == 2 and sum(map(int, rows[2][1:])) == 1
+    charts = page.xpath("//svg[@role='img']")
+    assert len(charts) == 2 + 3  # the list's size and changes, a chart per category (no digest yet)
+    tech = [c for c in charts if c.xpath("string(title)") == "科技创新"][0]
+    assert [r.xpath("string(title)") for r in tech.xpath("rect[title]")] == ["11-16: 文章 1"]
+
+
+def test_an_editor_starts_an_ingest_from_the_sources_page_and_the_audit_log_says_so(site: Site) -> None:
+    from admin_session import admin_config, csrf_of, signed_in_client
+
+    site.write_config(site.mail_to_outbox() + admin_config("http://127.0.0.1:9"))
+    site.article("news.md", "新闻", date="2026-11-17 14:00")
+    client = signed_in_client(site, email="editor@example.org", role="editor")
+    page = html.fromstring(client.get("/admin/sources").get_data(as_text=True))
+    assert (
+        page.xpath("//button[@id='ingest-now']") and page.xpath("string(//table[@id='feeds']/tbody/tr[1]/td[1])") == "0"
+    )
+    answer = client.post("/admin/sources/ingest", data={"csrf": csrf_of(client)})
+    assert answer.status_code == 303 and answer.headers["Location"] == "/admin/sources"
+    runner = client.application.extensions["publisher.console-ingest"]
+    assert runner.wait(60) and runner.last.report.new == 1
+    page = html.fromstring(client.get("/admin/sources").get_data(as_text=True))
+    assert "新增 1" in page.xpath("string(//p[@id='ingest-state'])")
+    feeds = {row.xpath("string(th)"): row.xpath("string(td[1])") for row in page.xpath("//table[@id='feeds']/tbody/tr")}
+    assert feeds["rss.xml"] == "1" and feeds["policy/rss.xml"] == "0"
+    store = Store(f"sqlite:///{site.db}")
+    try:
+        (entry,) = [e for e in store.audit_entries() if e.action == "source.ingest"]
+        assert entry.actor == "editor@example.org"
+    finally:
+        store.close()
+
+
+def test_a_viewer_sees_the_sources_page_without_the_button(site: Site) -> None:
+    from admin_session import admin_config, signed_in_client
+
+    site.write_config(site.mail_to_outbox() + admin_config("http://127.0.0.1:9"))
+    client = signed_in_client(site, email="viewer@example.org", role="viewer")
+    page = html.fromstring(client.get("/admin/sources").get_data(as_text=True))
+    assert page.xpath("//table[@id='feeds']") and not page.xpath("//button[@id='ingest-now']")
