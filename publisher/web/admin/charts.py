@@ -127,10 +127,12 @@ def _svg(chart: Chart, frame: _Frame, shapes: list[str], small: bool) -> Markup:
     slot = frame.plot_width / max(columns, 1)
     every = max(1, math.ceil(columns / (4 if small else 6)))  # labels that fit at 400 px
     for n, label in enumerate(chart.labels):
-        if n % every == 0 or n == columns - 1:
-            x = frame.left + (n + 0.5) * slot
+        if (columns - 1 - n) % every == 0:  # counted from the newest, which is always labelled
+            x, anchor = frame.left + (n + 0.5) * slot, "middle"
+            if n == columns - 1:  # the newest ends at the plot's edge rather than past it
+                x, anchor = min(x + slot / 2, frame.width - RIGHT), "end"
             parts.append(
-                f'<text class="label" x="{x:.1f}" y="{frame.bottom + 16}" text-anchor="middle">{escape(label)}</text>'
+                f'<text class="label" x="{x:.1f}" y="{frame.bottom + 16}" text-anchor="{anchor}">{escape(label)}</text>'
             )
     if not small and len(chart.series) > 1:
         x = frame.left
