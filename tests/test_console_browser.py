@@ -15,12 +15,12 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from admin_session import PASSWORD, admin_config, make_account
 from aiosmtpd.controller import Controller
 from test_browser import CHROMIUM_ARGS, chromium_path
 from test_newsletter import Inbox, add_readers, mailing_site
 from test_smtp import free_port
 
+from admin_session import PASSWORD, admin_config, make_account
 from conftest import ROOT, Service, Site, days_ago
 from publisher.store import Store, weeks_ending
 
