@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
@@ -36,7 +37,7 @@ from .digest import (
 from .mail import Envelope, Message, build_message
 from .model import Delivery, Subscriber, SubscriberStatus
 from .private_files import private_folder, write_private
-from .store import DigestRow, SignupRequest
+from .store import DigestRow, SignupRequest, Store
 from .tokens import make_token
 
 if TYPE_CHECKING:
@@ -223,6 +224,7 @@ class Newsletter:
         d = self.settings.digest
         if digest.status == "paused":
             self.store.set_digest_status(digest.id, "sending")
+        paused = _PauseWatch(self.store, digest.id)
         sender = Sender(
             self.store,
             transport,
@@ -233,7 +235,20 @@ class Newsletter:
             refused=self.record_refusal,
         )
         with self.store.send_lock():
-            return sender.run(digest.id, self.builder(digest), tick, should_stop=should_stop)
+            report = sender.run(digest.id, self.builder(digest), tick, should_stop=lambda: should_stop() or paused())
+        if paused.seen:  # the operator's pause: the digest stays paused until resumed
+            report.paused, report.stopped = True, False
+        return report
+
+    def pause(self, digest: DigestRow) -> bool:
+        """The operator's pause: a digest being sent stops after the message in hand, wherever
+        it is sent from (every send reads the ledger once a second, see `send`), and stays
+        paused until `send` (resume) continues it. False when it was not sending."""
+        if self.store.digest(digest.id).status != "sending":
+            return False
+        self.store.set_digest_status(digest.id, "paused")
+        log.info("digest %s paused by the operator", digest.key)
+        return True
 
     def record_refusal(self, delivery: Delivery, reason: str) -> None:
         """The receiver refused the address as we sent (550 to RCPT, an API's invalid address):
@@ -356,6 +371,23 @@ class Newsletter:
             for article in self.store.latest(category.slug, limit):
                 seen.setdefault(article.guid, article)
         return Renderer(self.look, self.app.categories, list(seen.values()), end)  # type: ignore[arg-type]
+
+
+class _PauseWatch:
+    """True once the digest is `paused` in the ledger (the operator's pause, from any process),
+    read at most once a second: the send loop asks before every message."""
+
+    def __init__(self, store: Store, digest_id: int) -> None:
+        self.store, self.digest_id = store, digest_id
+        self.seen = False
+        self._next_read = 0.0
+
+    def __call__(self) -> bool:
+        now = time.monotonic()
+        if not self.seen and now >= self._next_read:
+            self._next_read = now + 1.0
+            self.seen = self.store.digest(self.digest_id).status == "paused"
+        return self.seen
 
 
 def preview_files(message: Message, out: Path) -> list[Path]:

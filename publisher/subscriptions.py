@@ -232,8 +232,9 @@ def add(
     return merged, existing is None
 
 
-def remove(store: Store, email: str, now: datetime, erase: bool = False) -> Subscriber | None:
-    """Unsubscribe (kept, so no import signs them up again), or erase every trace of them."""
+def remove(store: Store, email: str, now: datetime, erase: bool = False, via: str = "cli") -> Subscriber | None:
+    """Unsubscribe (kept, so no import signs them up again), or erase every trace of them;
+    `via` says who did it ("cli", "console")."""
     key = email.strip().lower()
     existing = store.subscriber(key)
     if existing is None:
@@ -241,18 +242,34 @@ def remove(store: Store, email: str, now: datetime, erase: bool = False) -> Subs
     if erase:
         store.delete_subscriber(key)
     elif existing.status is not SubscriberStatus.UNSUBSCRIBED:
-        store.save_subscribers(
-            [replace(existing, status=SubscriberStatus.UNSUBSCRIBED, status_at=now, status_via="cli")]
-        )
+        store.save_subscribers([replace(existing, status=SubscriberStatus.UNSUBSCRIBED, status_at=now, status_via=via)])
     return existing
 
 
 def export_csv(subscribers: Iterable[Subscriber], index: CategoryIndex, out: TextIO) -> int:
     """Every subscriber as CSV (categories by name), in a shape `import` reads back."""
+    count = -1  # the header is not a subscriber
+    for line in export_lines(subscribers, index):
+        out.write(line)
+        count += 1
+    return count
+
+
+def export_lines(subscribers: Iterable[Subscriber], index: CategoryIndex) -> Iterator[str]:
+    """`export_csv`'s CSV a line at a time, the header first: the console streams it while
+    `subscribers` is read page by page."""
     names = {c.slug: c.name for c in index.categories}
-    writer = SafeCsvWriter(out)
+    buffer = io.StringIO()
+    writer = SafeCsvWriter(buffer)
+
+    def drained() -> str:
+        line = buffer.getvalue()
+        buffer.seek(0)
+        buffer.truncate()
+        return line
+
     writer.writerow(EXPORT_COLUMNS)
-    count = 0
+    yield drained()
     for s in subscribers:
         writer.writerow(
             [
@@ -265,8 +282,7 @@ def export_csv(subscribers: Iterable[Subscriber], index: CategoryIndex, out: Tex
                 s.created_at.isoformat(),
             ]
         )
-        count += 1
-    return count
+        yield drained()
 
 
 # --- what readers do on the web pages (the subscribe form itself: signup.py) -------------------

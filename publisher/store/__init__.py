@@ -1,8 +1,8 @@
 """The store: SQLAlchemy 2 Core tables and the queries services need. Returns model objects.
 
 One Store, composed of one class per aggregate (articles.py, subscribers.py, signups.py,
-bounces.py, ledger.py, retries.py, sources.py, accounts.py, reports.py) over one engine; the tables are in
-schema.py.
+bounces.py, ledger.py, retries.py, sources.py, accounts.py, people.py, reports.py) over one engine;
+the tables are in schema.py.
 Import everything from here: `from publisher.store import Store`.
 """
 
@@ -22,6 +22,7 @@ from .accounts import Account, AccountExists, AccountStore, AdminSession, AuditE
 from .articles import ArticleStore, Known
 from .bounces import BounceStore, DeliveryRef, NewMailEvent, Recorded, StoredEvent, Suppression
 from .ledger import DigestRow, Ledger, LedgerStore
+from .people import PeopleStore, ReaderDelivery, SubscriberPage
 from .reports import CategoryWeeks, DigestReport, ReportStore, SubscriberWeek, Week, weeks_ending
 from .retries import GAVE_UP, DeliveryProblem, RetryStore, next_try_at
 from .revision import HEAD, create_at_head, read_state
@@ -34,8 +35,9 @@ from .writer import StoreWriter, sqlite_datetime
 __all__ = [
     "Account", "AccountExists", "AdminSession", "AuditEntry",
     "GAVE_UP", "SITE_SCOPE", "WHOLE_SOURCE", "Budget", "DeliveryProblem", "DeliveryRef", "DigestRow", "Known",
-    "Ledger", "NewMailEvent", "Recorded", "ScopeHealth", "SignupRequest", "SourceHealth", "Store", "StoreWriter",
-    "StoredEvent", "Suppression", "metadata", "next_try_at", "prepare_sqlite_file", "sqlite_datetime", "store_failure",
+    "Ledger", "NewMailEvent", "PeopleStore", "ReaderDelivery", "Recorded", "ScopeHealth", "SignupRequest",
+    "SourceHealth", "Store", "StoreWriter", "StoredEvent", "SubscriberPage", "Suppression", "metadata",
+    "next_try_at", "prepare_sqlite_file", "sqlite_datetime", "store_failure",
     "CategoryWeeks", "DigestReport", "SubscriberWeek", "Week", "weeks_ending",
 ]  # fmt: skip
 
@@ -49,6 +51,7 @@ class Store(
     RetryStore,
     SourceStateStore,
     AccountStore,
+    PeopleStore,
     ReportStore,
 ):
     """All persistence. One instance per process; connections are short-lived. Opening one
