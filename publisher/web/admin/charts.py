@@ -18,6 +18,7 @@ from markupsafe import Markup, escape
 WIDTH, HEIGHT = 480, 240  # the viewBox; the page scales it
 SMALL_WIDTH, SMALL_HEIGHT = 320, 140  # a small multiple
 LEFT, RIGHT, TOP, BOTTOM = 40, 8, 10, 46  # room for the axis labels and the legend
+MAX_BAR = 48  # a bar no wider than this, however few the columns
 COLOURS = 8  # series-0 .. series-7 in the CSS; more series reuse them in turn
 
 
@@ -60,13 +61,14 @@ def bar_svg(chart: Chart, stacked: bool = True, small: bool = False) -> Markup:
     top = max(totals if stacked else [max(s.values, default=0) for s in chart.series], default=0)
     frame = _Frame(width, height, nice_ticks(top), small)
     slot = frame.plot_width / max(columns, 1)
-    bar = slot * 0.7 if stacked else slot * 0.8 / max(len(chart.series), 1)
+    bar = min(slot * 0.7 if stacked else slot * 0.8 / max(len(chart.series), 1), MAX_BAR)
+    inset = (slot - bar * (1 if stacked else len(chart.series))) / 2  # the bars centred in their slot
     shapes = []
     for n, label in enumerate(chart.labels):
         base = 0
         for k, series in enumerate(chart.series):
             value = max(series.values[n], 0)
-            x = frame.left + n * slot + (slot * 0.15 if stacked else slot * 0.1 + k * bar)
+            x = frame.left + n * slot + inset + (0 if stacked else k * bar)
             low, high = (base, base + value) if stacked else (0, value)
             if value:
                 y, h = frame.y(high), frame.y(low) - frame.y(high)
