@@ -22,6 +22,8 @@ from ..newsletter import Newsletter
 from ..signup import SignupLimits
 from .account import PAGE_TEMPLATES, account
 from .admin import install_admin
+from .admin.auth import ADMIN_EXTENSION
+from .admin.layout import admin_templates
 from .feeds import feeds
 from .health import ProblemLog, TemplateCheck
 from .health import health as health_pages
@@ -62,6 +64,8 @@ def create_admin_app(app: App) -> Flask:
 
     web = _flask_app(app, None)
     install_admin(web, app)
+    # The sign-in form's CSRF token lives in Flask's session cookie: Secure as the console's own.
+    web.config["SESSION_COOKIE_SECURE"] = web.extensions[ADMIN_EXTENSION].secure_cookie
     web.add_url_rule("/", "to_console", lambda: redirect("/admin/", 303))
     return web
 
@@ -70,6 +74,7 @@ def _flask_app(app: App, health: Callable[[], dict[str, Any]] | None) -> Flask:
     """A Flask app with the per-app state every blueprint shares (shared.WebState)."""
     settings = app.settings
     letters = Newsletter(app)
+    console_templates = admin_templates() if settings.admin.enabled else []
     # Pages render through the theme's environment (shared.page), not Flask's own.
     web = Flask(__name__, template_folder=None, static_folder=None)
     web.config.update(
@@ -96,7 +101,12 @@ def _flask_app(app: App, health: Callable[[], dict[str, Any]] | None) -> Flask:
             # Every template in the environment that renders them all, the theme's (its
             # overrides, then the bundled files); shared.page renders `web/<page>`.
             templates=TemplateCheck(
-                lambda: [(app.theme.environment, [*(f"web/{name}" for name in PAGE_TEMPLATES), *SERVICE_TEMPLATES])]
+                lambda: [
+                    (
+                        app.theme.environment,
+                        [*(f"web/{name}" for name in PAGE_TEMPLATES), *SERVICE_TEMPLATES, *console_templates],
+                    )
+                ]
             ),
             problems=ProblemLog(),
             unsubscribes=Unsubscribes(queue_file_for(settings.store.url), store_applier(app.store)),

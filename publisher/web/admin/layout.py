@@ -32,6 +32,13 @@ CSP = (
 )
 
 
+def admin_templates() -> list[str]:
+    """Every bundled console template (`admin/<name>`), for /healthz's check."""
+    from ...templating import TEMPLATES
+
+    return sorted(f"admin/{path.name}" for path in (TEMPLATES / "admin").glob("*.j2"))
+
+
 def admin_words() -> dict[str, Any]:
     """The `[admin]` catalogue entries of the site's language (theme overrides laid over)."""
     words: dict[str, Any] = current().app.messages["admin"]
@@ -58,7 +65,7 @@ def render_admin(template: str, status: int = 200, **context: Any) -> Response:
     words = admin_words()
     path = request.path
     nav = [
-        (words["nav"][key], href, path == href or (href != "/admin/" and path.startswith(href + "/")) or path == href)
+        (words["nav"][key], href, path == href or (href != "/admin/" and path.startswith(href + "/")))
         for key, href, role in NAV
         if account is not None and role_at_least(account.role, role)
     ]

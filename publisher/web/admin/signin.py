@@ -107,7 +107,7 @@ def set_password(token: str) -> Response:
     store = current().app.store
     account = account_for_link(store, token, now())
     if account is None:
-        return render_admin("message.html.j2", 404, title=words["password"]["expired"], body="")
+        return render_admin("notice.html.j2", 404, title=words["password"]["expired"], body="")
     if request.method == "GET":
         return render_admin("password.html.j2", email=account.email, error="")
     password = request.form.get("password", "")
@@ -119,6 +119,6 @@ def set_password(token: str) -> Response:
         error = words["password"]["weak"].format(reason=str(exc))
         return render_admin("password.html.j2", 400, email=account.email, error=error)
     if done is None:
-        return render_admin("message.html.j2", 404, title=words["password"]["expired"], body="")
+        return render_admin("notice.html.j2", 404, title=words["password"]["expired"], body="")
     audit("account.set_password", done.email, "by the set-password link", actor=done.email)
-    return render_admin("message.html.j2", title=words["password"]["done"], body="", sign_in=True)
+    return render_admin("notice.html.j2", title=words["password"]["done"], body="", sign_in=True)
