@@ -163,7 +163,7 @@ def erase(subscriber_id: int) -> Response:
         return render_admin("subscriber_erase.html.j2", 400, reader=reader, error=w["erase_mismatch"])
     remove(current().app.store, reader.email, now(), erase=True)
     audit("subscriber.erase", f"subscriber #{subscriber_id}")  # the address goes with them
-    return render_admin("message.html.j2", title=w["title"], body=w["erased"].format(id=subscriber_id))
+    return render_admin("notice.html.j2", title=w["title"], body=w["erased"].format(id=subscriber_id))
 
 
 @admin.get("/subscribers/export.csv")
