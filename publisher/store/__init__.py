@@ -1,8 +1,8 @@
 """The store: SQLAlchemy 2 Core tables and the queries services need. Returns model objects.
 
 One Store, composed of one class per aggregate (articles.py, subscribers.py, signups.py,
-bounces.py, ledger.py, retries.py, sources.py, accounts.py, people.py) over one engine; the tables
-are in schema.py.
+bounces.py, ledger.py, retries.py, sources.py, accounts.py, people.py, reports.py) over one engine;
+the tables are in schema.py.
 Import everything from here: `from publisher.store import Store`.
 """
 
@@ -23,6 +23,7 @@ from .articles import ArticleStore, Known
 from .bounces import BounceStore, DeliveryRef, NewMailEvent, Recorded, StoredEvent, Suppression
 from .ledger import DigestRow, Ledger, LedgerStore
 from .people import PeopleStore, ReaderDelivery, SubscriberPage
+from .reports import CategoryWeeks, DigestReport, ReportStore, SubscriberWeek, Week, weeks_ending
 from .retries import GAVE_UP, DeliveryProblem, RetryStore, next_try_at
 from .revision import HEAD, create_at_head, read_state
 from .schema import SITE_SCOPE, meta_table, metadata
@@ -38,6 +39,7 @@ __all__ = [
     "Known", "Ledger", "NewMailEvent", "PeopleStore", "ReaderDelivery", "Recorded", "ScopeHealth", "SignupRequest",
     "SourceHealth", "Store", "StoreWriter", "StoredEvent", "SubscriberPage", "Suppression", "metadata",
     "next_try_at", "prepare_sqlite_file", "sqlite_datetime", "store_failure",
+    "CategoryWeeks", "DigestReport", "SubscriberWeek", "Week", "weeks_ending",
 ]  # fmt: skip
 
 
@@ -52,6 +54,7 @@ class Store(
     WatchStore,
     AccountStore,
     PeopleStore,
+    ReportStore,
 ):
     """All persistence. One instance per process; connections are short-lived. Opening one
     creates a new store at the code's schema revision, and refuses a store at another

@@ -28,7 +28,7 @@ admin = Blueprint("admin", __name__, url_prefix="/admin", static_folder="static"
 admin.before_request(guard)
 
 # The page modules, each adding its routes to `admin`; a new page is one more name here.
-PAGES = ("signin", "account", "accounts", "audit", "dashboard", "subscribers", "digests")
+PAGES = ("signin", "account", "accounts", "audit", "dashboard", "subscribers", "digests", "sources")
 for _page in PAGES:
     importlib.import_module(f"{__name__}.{_page}")
 
