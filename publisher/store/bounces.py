@@ -24,6 +24,8 @@ from .schema import (
 )
 
 UNKNOWN = "unknown"  # linked_by of an event naming nobody of ours: kept, never counted
+UNLINKED = "unlinked"  # linked_by of a mailbox event without our token or Message-ID, or a forged token: the same
+NOT_COUNTED = (UNKNOWN, UNLINKED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +48,7 @@ class NewMailEvent:
     occurred: datetime
     received_at: datetime
     delivery: DeliveryRef | None
-    linked_by: str  # token | message_id | provider_id | address | unknown
+    linked_by: str  # token | message_id | provider_id | address | unlinked | unknown
     event_id: str | None
     raw: str
 
@@ -158,6 +160,8 @@ class BounceStore:
     def _apply(self, conn: Connection, event: NewMailEvent, rule: Rule, event_id: int) -> Recorded:
         if event.linked_by == UNKNOWN:
             return Recorded(event_id, "kept: not a reader of ours")
+        if event.linked_by == UNLINKED:
+            return Recorded(event_id, "kept: not linked to a delivery of ours, changes nobody")
         s, e, p = subscribers_table.c, mail_events_table.c, suppressions_table.c
         key = event.email_key
         reader = conn.execute(
@@ -168,7 +172,7 @@ class BounceStore:
         start, end = window_start(rule, event.occurred, lifted_at), window_end(rule, event.occurred)
         times = conn.execute(
             select(e.occurred).where(
-                e.email_key == key, e.kind == event.kind.value, e.linked_by != UNKNOWN,
+                e.email_key == key, e.kind == event.kind.value, e.linked_by.not_in(NOT_COUNTED),
                 e.occurred >= naive_utc(start), e.occurred <= naive_utc(end),
             )
         ).scalars()  # fmt: skip
