@@ -295,6 +295,33 @@ def test_an_event_finds_its_delivery_by_token_message_id_or_provider_id(site: Si
         app.close()
 
 
+def test_one_message_counts_once_however_often_it_is_reported(site: Site, store_url: str) -> None:
+    """Mailgun reports a temporary failure at each retry, and one DSN may name several
+    recipients of one message (one token): a soft bounce counts per delivery, not per report."""
+    app, mails = sent_digest(site, store_url, "a@example.com", "b@example.com")
+    try:
+        token = str(message_from_bytes(mails["a@example.com"], policy=policy.default)[DELIVERY_HEADER])
+        retries = [
+            event(EventKind.SOFT_BOUNCE, "a@example.com", T0 + timedelta(hours=n), delivery_token=token,
+                  event_id=f"mailgun-retry-{n}", reason="421 4.7.0 try again later")
+            for n in range(3)
+        ]  # fmt: skip
+        dsn_recipients = [
+            event(EventKind.SOFT_BOUNCE, address, T0 + timedelta(hours=4), delivery_token=token, source="imap",
+                  event_id=f"dsn-1/{address}")
+            for address in ("a@example.com", "forwarded@elsewhere.example")
+        ]  # fmt: skip
+        report = app.record_mail_events(retries + dsn_recipients)
+        assert report.recorded == 5 and report.suppressed == []
+        assert {o.outcome for o in report.outcomes} == {"counted: 1 of 3 within 30 days"}
+        assert status(app, "a@example.com") is SubscriberStatus.CONFIRMED
+        # Events of no delivery (a provider that names only the address) still count one by one.
+        alone = [event(EventKind.SOFT_BOUNCE, "b@example.com", T0 + timedelta(days=n)) for n in range(3)]
+        assert app.record_mail_events(alone).suppressed == ["b@example.com"]
+    finally:
+        app.close()
+
+
 def test_a_forged_token_links_nothing_and_changes_nobody(
     site: Site, store_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -263,10 +263,15 @@ def test_aliyun_reads_eventbridge_events_with_the_token_in_the_header_or_the_que
         aliyun_event("bye@example.com", NOW - 30, kind="dm:Feedback:UnSubscribe"),
         aliyun_event("ok@example.com", NOW - 30, kind="dm:Deliver:Succeed"),
     ]
+    # A 550 is hard only when it says the address is bad; a policy refusal (5.7.1) is soft.
+    batch.append(aliyun_event("gone@example.com", NOW - 30, failed_type="SmtpOther", err_code="550"))
+    batch.append(aliyun_event("policy@example.com", NOW - 30, failed_type="SmtpOther", err_code="550"))
+    batch[-1]["data"]["err_msg"] = "550 5.7.1 Message rejected by the recipient's policy"
     got = door.receive(aliyun_request(token, batch)).events
     assert [(e.email, e.kind) for e in got] == [
         ("nx@example.com", EventKind.HARD_BOUNCE), ("full@example.com", EventKind.SOFT_BOUNCE),
         ("spam@example.com", EventKind.COMPLAINT), ("bye@example.com", EventKind.UNSUBSCRIBE),
+        ("gone@example.com", EventKind.HARD_BOUNCE), ("policy@example.com", EventKind.SOFT_BOUNCE),
     ]  # fmt: skip
     assert got[0].provider_id == batch[0]["data"]["env_id"] and got[0].event_id == batch[0]["id"]
     assert "SmtpNxBox" in got[0].reason and got[0].occurred.utcoffset() is not None and got[0].delivery_token == "t6"

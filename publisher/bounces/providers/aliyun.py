@@ -21,6 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..events import DELIVERY_HEADER, EventKind, MailEvent
+from ..status import address_refused
 from .base import (
     HookRequest,
     Malformed,
@@ -45,10 +46,10 @@ TOKEN_HEADER = "X-Publisher-Token"
 NOTIFY_DELIVERY_HEADER = "X-User-Notify-" + DELIVERY_HEADER.removeprefix("X-")
 
 # A failure is hard when DirectMail says the mailbox or domain does not exist (failed_type
-# SmtpNxBox, SmtpNxDomain) or the receiving server answered 550, 551 or 553, as the SMTP
-# transport treats them; the rest (a full mailbox, a refusal as spam, a timeout) is soft.
+# SmtpNxBox, SmtpNxDomain) or the receiving server's answer says the address is bad, as the
+# SMTP transport reads it (bounces.status: 5.1.1, a 550 "user unknown"); the rest (a full
+# mailbox, a refusal as spam or by policy, a timeout) is soft.
 _HARD_TYPES = {"smtpnxbox", "smtpnxdomain"}
-_HARD_CODES = {"550", "551", "553"}
 
 
 class Aliyun:
@@ -87,7 +88,10 @@ def read_event(item: dict[str, Any]) -> MailEvent | None:
     kind_name = text(item.get("type"))
     data = obj(item.get("data"))
     if kind_name == "dm:Deliver:Fail":
-        hard = text(data.get("failed_type")).lower() in _HARD_TYPES or text(data.get("err_code")) in _HARD_CODES
+        code, message = text(data.get("err_code")), text(data.get("err_msg"))
+        hard = text(data.get("failed_type")).lower() in _HARD_TYPES or address_refused(
+            int(code) if code.isdigit() else None, message
+        )
         kind = EventKind.HARD_BOUNCE if hard else EventKind.SOFT_BOUNCE
     elif kind_name == "dm:Feedback:FblReport":
         kind = EventKind.COMPLAINT
