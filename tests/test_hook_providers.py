@@ -10,6 +10,7 @@ import time
 from dataclasses import replace
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature, encode_dss_signature
 
 from hook_signing import (
     aliyun_event,
@@ -37,7 +38,9 @@ from publisher.bounces.providers import (
     Resend,
     Sendgrid,
 )
-from publisher.bounces.providers.sendgrid import load_public_key
+from publisher.bounces.providers.sendgrid import SIGNATURE_HEADER, load_public_key
+
+P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551  # n of NIST P-256 (SEC 2)
 
 NOW = time.time()
 KEY = "key-" + secrets.token_hex(16)
@@ -152,6 +155,22 @@ def test_sendgrid_refuses_another_key_a_changed_body_a_stale_timestamp_and_no_si
         door.receive(sendgrid_request(private, events, NOW - 400))
     with pytest.raises(Refused, match="missing"):
         door.receive(HookRequest(good.body))
+
+
+def test_a_sendgrid_request_replayed_with_a_malleated_signature_has_the_same_replay_key() -> None:
+    """ECDSA signatures are malleable: (r, n - s) verifies as (r, s) does, so the replay guard
+    cannot key on the signature; it keys on what was signed."""
+    private, public = sendgrid_keys()
+    door = Sendgrid(public, clock=lambda: NOW)
+    good = sendgrid_request(private, [sendgrid_event("a@example.com", when=NOW)], NOW)
+    r, s_value = decode_dss_signature(base64.b64decode(good.header(SIGNATURE_HEADER)))
+    malleated = base64.b64encode(encode_dss_signature(r, P256_ORDER - s_value)).decode()
+    assert malleated != good.header(SIGNATURE_HEADER)
+    again = replace(good, headers={**good.headers, SIGNATURE_HEADER.lower(): malleated})
+    first, second = door.receive(good), door.receive(again)  # both verify
+    assert first.replay_key == second.replay_key
+    guard = ReplayGuard(clock=lambda: NOW)
+    assert guard.claim(first.replay_key, first.seen_until) and not guard.claim(second.replay_key, second.seen_until)
 
 
 def test_sendgrid_public_key_must_be_a_p256_key_in_base64_der() -> None:
