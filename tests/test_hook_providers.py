@@ -312,6 +312,19 @@ def test_aliyun_refuses_a_wrong_or_missing_token_and_a_stale_event() -> None:
     assert door.receive(request).replay_key == door.receive(request).replay_key
 
 
+def test_one_stale_event_in_an_aliyun_batch_is_skipped_and_the_others_kept(caplog: pytest.LogCaptureFixture) -> None:
+    token = secrets.token_urlsafe(24)
+    door = Aliyun(token, clock=lambda: NOW)
+    batch = [
+        aliyun_event("fresh@example.com", NOW - 60),
+        aliyun_event("old@example.com", NOW - 49 * 3600),
+        aliyun_event("later@example.com", NOW - 30),
+    ]
+    got = door.receive(aliyun_request(token, batch)).events
+    assert [e.email for e in got] == ["fresh@example.com", "later@example.com"]
+    assert f"skipped event {batch[1]['id']}" in caplog.text and "stale" in caplog.text
+
+
 def test_a_verified_body_that_is_not_json_is_malformed() -> None:
     token = "t" * 20
     with pytest.raises(Malformed):

@@ -6,7 +6,8 @@ target batches), to `/hooks/aliyun` (alibabacloud.com/help/en/eventbridge/user-g
 EventBridge signs nothing, so the target carries a secret token, in the header
 `X-Publisher-Token` (preferred: a query string lands in access logs) or the query parameter
 `token`, compared in constant time. An event's `time` must be within `MAX_AGE` (EventBridge
-retries for up to a day) and a request's ids are accepted once. Types: `dm:Deliver:Fail`
+retries for up to a day): a stale one is skipped and logged, the batch's others kept (a
+request of stale events only is refused); a request's ids are accepted once. Types: `dm:Deliver:Fail`
 (`failed_type`, `err_code`, `err_msg`), `dm:Feedback:FblReport` (a complaint) and
 `dm:Feedback:UnSubscribe`. The delivery token comes back under `data.header` as
 `X-User-Notify-Publisher-Delivery`, the provider id is `data.env_id` (SingleSendMail's EnvId).
@@ -68,18 +69,29 @@ class Aliyun:
         items = payload if isinstance(payload, list) else [payload]
         if not items or not all(isinstance(item, dict) for item in items):
             raise Malformed("the body is not a CloudEvent or an array of them")
-        now, events, newest = self.clock(), [], 0.0
+        now, events, newest, stale = self.clock(), [], 0.0, []
         for item in items:
-            moment = parse_time(item.get("time"), "time")
-            check_fresh(moment.timestamp(), now, MAX_AGE, f"event {text(item.get('id'))[:60]}'s time")
+            name = text(item.get("id"))[:60]
+            try:
+                moment = parse_time(item.get("time"), "time")
+                check_fresh(moment.timestamp(), now, MAX_AGE, f"event {name}'s time")
+            except Refused as exc:  # one stale event does not lose the batch; a batch of nothing else is refused
+                stale.append(exc)
+                log.warning("hooks/aliyun: skipped event %s: %s", name, exc)
+                continue
+            except Malformed as exc:
+                log.warning("hooks/aliyun: skipped event %s: %s", name, exc)
+                continue
             newest = max(newest, moment.timestamp())
             try:
                 event = read_event(item)
             except Malformed as exc:  # one unreadable event does not lose the batch
-                log.warning("hooks/aliyun: skipped event %s: %s", text(item.get("id"))[:60], exc)
+                log.warning("hooks/aliyun: skipped event %s: %s", name, exc)
                 continue
             if event is not None:
                 events.append(event)
+        if stale and len(stale) == len(items):
+            raise stale[0]
         ids = hashlib.sha256("\n".join(text(item.get("id")) for item in items).encode()).hexdigest()
         return Verified(events, f"aliyun:{ids}", newest + MAX_AGE)
 
