@@ -84,6 +84,25 @@ def test_mailgun_kinds(name: str, severity: str, kind: EventKind) -> None:
     assert event.kind is kind
 
 
+@pytest.mark.parametrize(
+    ("reason", "code", "message", "kind"),
+    [
+        ("suppress-bounce", 605, "Not delivering to previously bounced address", EventKind.HARD_BOUNCE),
+        ("suppress-complaint", 607, "Not delivering to a user who marked your messages as spam", EventKind.COMPLAINT),
+        ("suppress-unsubscribe", 606, "Not delivering to unsubscribed address", EventKind.UNSUBSCRIBE),
+        ("old", 0, "Too old", EventKind.SOFT_BOUNCE),  # Mailgun gave up retrying
+        ("bounce", 550, "5.1.1 The email account that you tried to reach does not exist", EventKind.HARD_BOUNCE),
+        ("bounce", 550, "5.7.26 Unauthenticated email from example.org is not accepted", EventKind.SOFT_BOUNCE),
+        ("generic", 554, "5.7.1 Service unavailable; client host blocked", EventKind.SOFT_BOUNCE),
+    ],
+)
+def test_mailgun_permanent_failures_by_reason_and_status(reason: str, code: int, message: str, kind: EventKind) -> None:
+    data = mailgun_event("a@example.com", when=NOW)
+    data["reason"], data["delivery-status"] = reason, {"code": code, "message": message, "description": ""}
+    [event] = Mailgun(KEY, clock=lambda: NOW).receive(mailgun_request(KEY, data, NOW)).events
+    assert event.kind is kind and reason in event.reason
+
+
 def test_mailgun_ignores_events_that_say_nothing_about_the_address() -> None:
     door = Mailgun(KEY, clock=lambda: NOW)
     assert door.receive(mailgun_request(KEY, mailgun_event("a@example.com", "delivered", when=NOW), NOW)).events == []
