@@ -8,7 +8,7 @@ from email import message_from_bytes, policy
 import pytest
 from bounce_mail import WHEN, arf, dsn, exim, ordinary, qmail
 
-from publisher.bounces.events import DELIVERY_HEADER, EventKind
+from publisher.bounces.events import DELIVERY_HEADER, RAW_LIMIT, EventKind
 from publisher.bounces.links import make_delivery_token
 from publisher.bounces.reports import read_report
 
@@ -36,7 +36,7 @@ def test_a_dsn_with_a_permanent_status_is_a_hard_bounce_linked_to_our_message(se
     assert event.reason.startswith("failed 5.1.1; smtp; 550 5.1.1") and "User unknown" in event.reason
     assert event.occurred == WHEN and event.occurred.tzinfo is not None
     assert event.event_id and event.event_id.endswith("/" + rcpt)
-    assert "Reporting-MTA: dns; mx.example.com" in event.raw and len(event.raw) <= 4000
+    assert "Reporting-MTA: dns; mx.example.com" in event.raw and len(event.raw) <= RAW_LIMIT
 
 
 def test_a_temporary_dsn_is_a_soft_bounce_and_a_delayed_one_says_nothing(sent: dict[str, bytes]) -> None:

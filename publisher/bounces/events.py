@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 DELIVERY_HEADER = "X-Publisher-Delivery"
+RAW_LIMIT = 8000  # characters of an event as received (JSON, a report's headers) kept with it: every door cuts to it
 MAILBOX_SOURCES = frozenset({"imap", "pop3"})  # the bounce mailbox's sources: their sender is nobody we verified
 
 
@@ -39,4 +40,4 @@ class MailEvent:
     message_id: str | None = None  # our Message-ID, as quoted in a DSN or ARF report
     provider_id: str | None = None  # the provider's id of the message sent
     event_id: str | None = None  # the provider's id of the event itself: the same event twice is kept once
-    raw: str = ""  # the event as received (JSON, or a message's headers), cut to a few kilobytes
+    raw: str = ""  # the event as received (JSON, or a message's headers), cut to RAW_LIMIT characters

@@ -19,13 +19,12 @@ from datetime import UTC, datetime
 
 from ..store import DeliveryRef, NewMailEvent, Recorded, Store
 from ..store.bounces import UNKNOWN, UNLINKED
-from .events import MAILBOX_SOURCES, EventKind, MailEvent
+from .events import MAILBOX_SOURCES, RAW_LIMIT, EventKind, MailEvent
 from .links import delivery_token_valid, token_delivery_id
 from .rules import Action, Rule
 
 log = logging.getLogger(__name__)
 
-RAW_LIMIT = 8000  # characters of an event's raw text kept
 REASON_LIMIT = 2000
 
 

@@ -32,12 +32,11 @@ from email.message import Message
 from email.parser import HeaderParser
 from email.utils import collapse_rfc2231_value, getaddresses, parsedate_to_datetime
 
-from .events import DELIVERY_HEADER, EventKind, MailEvent
+from .events import DELIVERY_HEADER, RAW_LIMIT, EventKind, MailEvent
 from .links import token_from_address
 from .status import ENHANCED_STATUS as _STATUS
 from .status import address_refused, reply_code
 
-RAW_LIMIT = 4000  # characters of a report kept with each event
 _ADDRESS = r"[^\s<>\"@:;,]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}"
 _QMAIL = re.compile(r"^<(" + _ADDRESS + r")>:\s*$", re.M)
 _EXIM = re.compile(r"following address(?:\(es\))? failed:\s*\n+\s*<?(" + _ADDRESS + r")>?", re.I)
