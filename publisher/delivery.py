@@ -46,6 +46,7 @@ class SendReport:
     skipped: int = 0
     retried: int = 0
     paused: bool = False
+    pause_reason: str = ""  # why it paused itself, for the operator (and the alert)
     stopped: bool = False  # asked to stop (SIGTERM): unfinished, resumed at the next start
     waiting: int = 0  # deliveries left for a later try (the digest stays `sending`)
     next_try: datetime | None = None  # when the first of them is due
@@ -71,6 +72,7 @@ class Sender:
         refused: Refused | None = None,
         sleep: Callable[[float], None] = time.sleep,
         monotonic: Callable[[], float] = time.monotonic,
+        counted: Callable[[str], None] = lambda _outcome: None,
     ) -> None:
         self.store, self.transport, self.clock = store, transport, clock
         self.interval = 1.0 / messages_per_second if messages_per_second > 0 else 0.0
@@ -82,6 +84,7 @@ class Sender:
         # newsletter records it as a mail event; without one, the reader is marked bounced.
         self.refused = refused or (lambda delivery, why: store.mark_bounced(delivery.email_key, clock(), why))
         self.sleep, self.monotonic = sleep, monotonic
+        self.counted = counted  # each delivery's outcome as it happens (metrics)
 
     def run(
         self,
@@ -98,7 +101,13 @@ class Sender:
         errors_in_a_row = 0
         next_slot = self.monotonic()
         ledger = self.store.ledger()
-        mark = ledger.mark
+        counted = self.counted
+
+        def mark(delivery_id: int, status: str, now: datetime, *, error: str | None = None,
+                 provider_id: str | None = None) -> None:  # fmt: skip
+            ledger.mark(delivery_id, status, now, error=error, provider_id=provider_id)
+            counted("retried" if status in ("pending", "sending") else status)
+
         rechecks = 0
         try:
             while True:
@@ -149,7 +158,7 @@ class Sender:
                         if exc.broken:  # nothing can go: give the delivery back and stop
                             ledger.unclaim(delivery, str(exc))
                             self.store.set_digest_status(digest_id, "paused")
-                            report.paused = True
+                            report.paused, report.pause_reason = True, f"{exc} ({exc.hint})" if exc.hint else str(exc)
                             log.error("paused: %s (%s); fix it, then `publisher digest resume`", exc, exc.hint)
                             return report
                         errors_in_a_row += 1
@@ -186,7 +195,7 @@ class Sender:
 
     def _pause(self, digest_id: int, report: SendReport, errors_in_a_row: int) -> SendReport:
         self.store.set_digest_status(digest_id, "paused")
-        report.paused = True
+        report.paused, report.pause_reason = True, f"{errors_in_a_row} errors in a row"
         log.error("paused after %d errors in a row; `digest resume` continues", errors_in_a_row)
         return report
 

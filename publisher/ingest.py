@@ -33,6 +33,8 @@ class IngestContext:
     strict: bool = False
     # source name -> hash of the settings that shape its articles; a change re-reads everything
     signatures: Mapping[str, str] = field(default_factory=dict)
+    # told of each failed read: (source, part); part "" is the source as a whole (metrics)
+    failed: Callable[[str, str], None] = lambda _source, _part: None
 
 
 def ingest(
@@ -55,6 +57,7 @@ def ingest(
             # Its batch in progress was rolled back: the counts claim none of the pass (the next
             # build finds the committed batches unchanged and finishes the rest).
             report.new, report.changed, report.unchanged, report.withdrawn = counts
+            context.failed(source.name, WHOLE_SOURCE)
             _record_health(store, source.name, [ScopeRead(WHOLE_SOURCE, exc.url, exc.message, exc.hint)], context)
             if context.strict:
                 raise
@@ -65,6 +68,7 @@ def ingest(
         for read in source_pass.scopes:
             if read.error is not None:
                 failed = _failed_part(source.name, read)
+                context.failed(source.name, read.scope)
                 log.warning("%s", failed)
                 report.failed_parts.append(failed)
         reads = [*source_pass.scopes, ScopeRead(WHOLE_SOURCE, "")]

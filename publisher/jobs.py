@@ -18,12 +18,29 @@ from typing import TYPE_CHECKING
 
 from .app import App
 from .config import load_settings
+from .metrics import Metrics
 from .model import BuildReport
 
 if TYPE_CHECKING:
     from .newsletter import Newsletter
 
 log = logging.getLogger(__name__)
+
+# The Metrics of the App that `publisher run` serves, by configuration file: the jobs count
+# into it, so its /metrics shows their work (a job run elsewhere counts into a throwaway one).
+_SHARED_METRICS: dict[str, Metrics] = {}
+
+
+def share_metrics(config_path: str, metrics: Metrics) -> None:
+    """The jobs of `config_path` count into `metrics` from now on."""
+    _SHARED_METRICS[config_path] = metrics
+
+
+def _app(config_path: str) -> App:
+    metrics = _SHARED_METRICS.get(config_path)
+    settings = load_settings(Path(config_path))
+    return App(settings, metrics=metrics) if metrics is not None else App(settings)
+
 
 # Set on SIGTERM/SIGINT: a digest being sent stops after the message in flight (its ledger is
 # consistent at every step) and the next start finishes it.
@@ -45,7 +62,7 @@ def _explained(app: App) -> Iterator[None]:
 
 
 def ingest_and_build(config_path: str) -> None:
-    app = App(load_settings(Path(config_path)))
+    app = _app(config_path)
     try:
         with _explained(app):
             report = BuildReport()
@@ -65,7 +82,7 @@ def ingest_and_build(config_path: str) -> None:
 def poll_bounce_mailbox(config_path: str) -> None:
     """Read the bounce mailbox once. A mailbox that cannot be reached fails the job (logged as
     one line, `bounce-mailbox failed: …`, and shown by /healthz); the next interval tries again."""
-    app = App(load_settings(Path(config_path)))
+    app = _app(config_path)
     try:
         if app.settings.bounces.mailbox is None:
             return  # removed from the config since this job was stored; the next start drops it
@@ -88,7 +105,7 @@ def send_digest(config_path: str) -> datetime | None:
     delivery left waiting for another try is due (the scheduler runs `resume_digests` then)."""
     from .newsletter import Newsletter
 
-    app = App(load_settings(Path(config_path)))
+    app = _app(config_path)
     try:
         with _explained(app):
             letters = Newsletter(app)
@@ -112,7 +129,7 @@ def resume_digests(config_path: str) -> datetime | None:
     every unfinished digest. Returns when the next delivery left waiting is due, if any."""
     from .newsletter import Newsletter
 
-    app = App(load_settings(Path(config_path)))
+    app = _app(config_path)
     try:
         with _explained(app):
             return _resume(Newsletter(app), app)

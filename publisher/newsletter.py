@@ -221,8 +221,11 @@ class Newsletter:
         """Send what is due of `digest` (see delivery.Sender.run): what waits for another try
         is left for later, and the report says when."""
         d = self.settings.digest
+        alerts = self.app.alerts
         if digest.status == "paused":
             self.store.set_digest_status(digest.id, "sending")
+            if alerts is not None:
+                alerts.digest_resumed(digest.key)
         sender = Sender(
             self.store,
             transport,
@@ -231,9 +234,13 @@ class Newsletter:
             retry_after=d.retry_delays,
             pause_after=d.pause_after,
             refused=self.record_refusal,
+            counted=self.app.metrics.delivered,
         )
         with self.store.send_lock():
-            return sender.run(digest.id, self.builder(digest), tick, should_stop=should_stop)
+            report = sender.run(digest.id, self.builder(digest), tick, should_stop=should_stop)
+        if report.paused and alerts is not None:
+            alerts.digest_paused(digest.key, report.pause_reason)
+        return report
 
     def record_refusal(self, delivery: Delivery, reason: str) -> None:
         """The receiver refused the address as we sent (550 to RCPT, an API's invalid address):

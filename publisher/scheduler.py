@@ -26,7 +26,14 @@ from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 from typing import Any
 
-from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED, EVENT_JOB_MISSED, JobExecutionEvent
+from apscheduler.events import (
+    EVENT_JOB_ERROR,
+    EVENT_JOB_EXECUTED,
+    EVENT_JOB_MISSED,
+    EVENT_JOB_SUBMITTED,
+    JobExecutionEvent,
+    JobSubmissionEvent,
+)
 from apscheduler.executors.base import BaseExecutor, run_job
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.job import Job
@@ -38,6 +45,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from .config import Settings
 from .errors import PublisherError
+from .metrics import Metrics
 from .store import Store
 
 log = logging.getLogger(__name__)
@@ -138,8 +146,9 @@ def _last_fire(trigger: CronTrigger, now: datetime, grace_minutes: int) -> datet
 class Scheduler:
     """Owns the scheduler lock and the BackgroundScheduler of this process, if it can."""
 
-    def __init__(self, settings: Settings, config_path: str, store: Store) -> None:
+    def __init__(self, settings: Settings, config_path: str, store: Store, metrics: Metrics | None = None) -> None:
         self.settings, self.config_path, self.store = settings, config_path, store
+        self.metrics = metrics or Metrics()  # job runs and lateness (`publisher run` passes its App's)
         self._lock: AbstractContextManager[bool] | None = None
         self.scheduler: BackgroundScheduler | None = None
         self.ingests = IngestExecutor()
@@ -164,6 +173,7 @@ class Scheduler:
             timezone=self.settings.site.timezone,
         )
         scheduler.add_listener(self._record, EVENT_JOB_EXECUTED | EVENT_JOB_ERROR | EVENT_JOB_MISSED)
+        scheduler.add_listener(self._started, EVENT_JOB_SUBMITTED)
         for alias in ("default", INGEST_EXECUTOR):  # APScheduler logs a job's error with its traceback
             logging.getLogger(f"apscheduler.executors.{alias}").addFilter(_explained_elsewhere)
         scheduler.start(paused=True)  # load the stored jobs before touching them
@@ -211,8 +221,20 @@ class Scheduler:
                 TARGETS[RESUME_JOB], id=RESUME_JOB, args=[self.config_path], replace_existing=True, next_run_time=now
             )
 
+    def _started(self, event: JobSubmissionEvent) -> None:
+        """A job handed to its executor: how late it starts, against the first run it stands
+        for (coalesced runs after a stop are one run, as late as the oldest)."""
+        if event.scheduled_run_times:
+            first = min(event.scheduled_run_times)
+            self.metrics.job_late(event.job_id, (datetime.now(first.tzinfo) - first).total_seconds())
+
     def _record(self, event: JobExecutionEvent) -> None:
         what = {EVENT_JOB_EXECUTED: "ran", EVENT_JOB_ERROR: "failed", EVENT_JOB_MISSED: "missed"}[event.code]
+        outcome = {EVENT_JOB_EXECUTED: "ok", EVENT_JOB_ERROR: "error", EVENT_JOB_MISSED: "missed"}[event.code]
+        self.metrics.job_ran(event.job_id, outcome)
+        if event.code == EVENT_JOB_MISSED:  # given up: as late as it was when the scheduler saw it
+            late = datetime.now(event.scheduled_run_time.tzinfo) - event.scheduled_run_time
+            self.metrics.job_late(event.job_id, late.total_seconds())
         self.last_event[event.job_id] = f"{what} {event.scheduled_run_time:%Y-%m-%dT%H:%M:%S%z}"
         if event.code == EVENT_JOB_EXECUTED and isinstance(event.retval, datetime):
             self._resume_at(event.retval)  # a digest job left deliveries waiting for another try

@@ -207,7 +207,8 @@ def test_plain_front_matter_means_what_yaml_means(front: str) -> None:
     """The fast path for `key: text` lines agrees with YAML on every value we use."""
     import yaml
 
-    from publisher.sources.files import _plain_front_matter, _split_front_matter
+    from publisher.sources.file_formats import _plain_front_matter
+    from publisher.sources.file_formats import split_front_matter as _split_front_matter
 
     meta, body = _split_front_matter(f"---\n{front}\n---\n正文\n")
     expected = yaml.safe_load(front)

@@ -126,7 +126,7 @@ def test_mailgun_refuses_a_wrong_key_a_changed_token_a_stale_or_a_future_timesta
 
 
 def test_mailgun_a_replayed_token_has_the_same_key() -> None:
-    door, guard = Mailgun(KEY, clock=lambda: NOW), ReplayGuard()
+    door, guard = Mailgun(KEY, clock=lambda: NOW), ReplayGuard(clock=lambda: NOW)
     request = mailgun_request(KEY, mailgun_event("a@example.com", when=NOW), NOW)
     first, again = door.receive(request), door.receive(request)
     assert guard.claim(first.replay_key, first.seen_until) and not guard.claim(again.replay_key, again.seen_until)

@@ -18,6 +18,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from ..config import Settings
 from ..feeds import FeedLinks
 from ..ingest import Clock, Tick, ingest
+from ..metrics import Metrics
 from ..model import BuildReport, Category, Site
 from ..normalize import TextRules
 from ..store import Store
@@ -25,8 +26,10 @@ from ..text import slugify
 from ..theme import Messages, Theme, check_theme, make_theme
 from .mail import MailServices
 from .sources import SourceServices, make_source
+from .watch import WatchServices
 
 if TYPE_CHECKING:
+    from ..alerts import Alerts
     from ..digest import Look
 
 __all__ = ["App", "make_source", "utc_now"]
@@ -49,13 +52,16 @@ def _folder_state(folder: Path | None) -> list[tuple[str, int, int]]:
 
 
 @dataclass
-class App(SourceServices, MailServices):
+class App(SourceServices, MailServices, WatchServices):
     settings: Settings
     clock: Clock = utc_now
+    metrics: Metrics = field(default_factory=Metrics)  # this App's counters (`/metrics`)
     _store: Store | None = field(default=None, init=False)
     _categories: list[Category] | None = field(default=None, init=False)
     _theme: Theme | None = field(default=None, init=False)
     _signing_key: bytes | None = field(default=None, init=False)
+    _alerts: Alerts | None = field(default=None, init=False)
+    _alerts_made: bool = field(default=False, init=False)
 
     @property
     def site(self) -> Site:
@@ -176,6 +182,7 @@ class App(SourceServices, MailServices):
         return TextRules(t.convert, t.summary_length, t.remove_glosses)
 
     def close(self) -> None:
+        self.close_watch()
         if self._store is not None:
             self._store.close()
 
@@ -201,7 +208,15 @@ class App(SourceServices, MailServices):
         import json
 
         sources = self.sources
-        ingest(self.store, sources, self.context(strict), report, tick)
+        before = (report.new, report.changed, report.withdrawn)
+        try:
+            ingest(self.store, sources, self.context(strict), report, tick)
+        except Exception:
+            self.metrics.ingest_runs.labels("error").inc()
+            raise
+        outcome = "partial" if report.failed_sources or report.failed_parts else "ok"
+        new, changed, withdrawn = report.new - before[0], report.changed - before[1], report.withdrawn - before[2]
+        self.metrics.ingest_ran(outcome, new, changed, withdrawn)
         try:
             self.store.forget_sources_except([source.name for source in sources])
         except SQLAlchemyError as exc:
@@ -216,6 +231,7 @@ class App(SourceServices, MailServices):
             "failed_parts": len(report.failed_parts),
         }
         self.store.set_meta("last_ingest", json.dumps(summary))  # for /healthz
+        self.alert_on_sources()
 
     def render_signature(self) -> str:
         """Everything besides articles that shapes the output; when it changes, all is rewritten."""
@@ -273,6 +289,7 @@ class App(SourceServices, MailServices):
         if reshaped:
             store.set_meta("render_signature", signature)
         report.feeds_written += len(written)
+        self.metrics.feeds_written(len(written))
         report.feeds_unchanged += (len(categories) + 1) * len(FeedFormat) + len(pages) - len(written)
         report.written_paths = written
 

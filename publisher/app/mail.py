@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from ..config import Settings
 from ..errors import ConfigError
 from ..ingest import Clock
+from ..metrics import Metrics
 from ..store import Store
 
 if TYPE_CHECKING:
@@ -29,6 +30,7 @@ class MailServices:
 
     settings: Settings
     clock: Clock
+    metrics: Metrics
 
     if TYPE_CHECKING:
 
@@ -36,6 +38,7 @@ class MailServices:
         def store(self) -> Store: ...
         @property
         def signing_key(self) -> bytes: ...
+        def alert_on_digests(self, digest_ids: set[int]) -> None: ...
 
     def transport(self) -> Transport:
         """The configured transport; its secret is read from the environment now."""
@@ -123,7 +126,13 @@ class MailServices:
         delivery, kept once, and its rule applied (bounces.recorder)."""
         from ..bounces.recorder import record_events
 
-        return record_events(self.store, self.signing_key, self.bounce_rules, events, self.clock)
+        events = list(events)
+        report = record_events(self.store, self.signing_key, self.bounce_rules, events, self.clock)
+        for event, recorded in zip(events, report.outcomes, strict=True):
+            if recorded.id is not None:
+                self.metrics.mail_event(event.kind.value, event.source[:40])
+        self.alert_on_digests(report.digests)
+        return report
 
     def poll_bounce_mailbox(self) -> PollReport:
         """Read `[bounces.mailbox]` once: its bounces and complaints recorded (and their rules

@@ -20,6 +20,7 @@ from ..config import (
 )
 from ..errors import SourceError
 from ..ingest import Clock, IngestContext, Tick
+from ..metrics import Metrics
 from ..model import BuildReport, Category, Folder, ItemProblem, ScopeRead, Site, Unchanged
 from ..normalize import CategoryIndex, NormalizeError, TextRules
 from ..sources import Source
@@ -104,6 +105,7 @@ class SourceServices:
 
     settings: Settings
     clock: Clock
+    metrics: Metrics
 
     if TYPE_CHECKING:
 
@@ -198,6 +200,7 @@ class SourceServices:
             clock=self.clock,
             strict=strict,
             signatures={s.source_name: self.reading_signature(s) for s in self.settings.sources},
+            failed=self.metrics.source_failed,
         )
 
     def reading_signature(self, source: SourceConfig) -> str:

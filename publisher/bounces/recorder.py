@@ -40,6 +40,7 @@ class RecordReport:
     suppressed: list[str] = field(default_factory=list)  # addresses put on the suppression list now
     unsubscribed: list[str] = field(default_factory=list)  # readers unsubscribed now
     outcomes: list[Recorded] = field(default_factory=list)  # one per event, in order
+    digests: set[int] = field(default_factory=set)  # the digests whose deliveries the events kept now name
 
 
 def record_events(
@@ -76,6 +77,8 @@ def record_events(
         report.recorded += 1
         report.strangers += linked_by == UNKNOWN
         report.unlinked += linked_by == UNLINKED
+        if delivery is not None:
+            report.digests.add(delivery.digest_id)
         if recorded.suppressed:
             report.suppressed.append(email_key)
         if recorded.action is Action.UNSUBSCRIBE and recorded.status is not None:

@@ -91,6 +91,7 @@ def check(ctx: click.Context, strict: bool) -> None:
     try:
         app.transport().close()  # the secrets it names are in the environment
         app.hook_doors()  # and those of the provider webhooks
+        app.alert_webhook()  # and the [alerts] webhook's
     except ConfigError as exc:
         err.print(str(exc), highlight=False)
         sys.exit(EXIT_CONFIG)

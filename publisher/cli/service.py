@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from ..errors import PublisherError
+from ..errors import ConfigError, PublisherError
 from .base import config_path, err, fail, load_app, main, open_store, out
 from .db import upgrade_store
 
@@ -57,7 +57,13 @@ def _serve(ctx: click.Context, host: str | None, port: int | None, schedule: boo
     open_store(ctx, app)
     config_file = str(config_path(ctx).resolve())
     settings = app.settings
-    scheduler = Scheduler(settings, config_file, app.store) if schedule else None
+    scheduler = Scheduler(settings, config_file, app.store, app.metrics) if schedule else None
+    if schedule:
+        jobs.share_metrics(config_file, app.metrics)  # the jobs' work shows on this process's /metrics
+    try:
+        app.alert_webhook()  # its variables are in the environment, and its URL is https
+    except ConfigError as exc:
+        fail(exc)
     try:
         if scheduler is not None:
             # Served at once, whatever the sources do: the existing output, the subscription

@@ -10,6 +10,7 @@ from .load import DEFAULT_PATHS, find_config, load_settings, optional_secret, se
 from .settings import (
     SOURCE_TYPES,
     TRANSPORTS,
+    AlertsConfig,
     ApiConfig,
     BounceMailboxConfig,
     BounceRuleConfig,
@@ -27,6 +28,7 @@ from .settings import (
     JsonPagingConfig,
     JsonSourceConfig,
     MailConfig,
+    MetricsConfig,
     OutboxConfig,
     OutputConfig,
     ScheduleConfig,
@@ -43,11 +45,11 @@ from .settings import (
 )
 
 __all__ = [
-    "DEFAULT_PATHS", "SOURCE_TYPES", "TRANSPORTS", "ApiConfig", "BounceMailboxConfig", "BounceRuleConfig",
-    "BounceRulesConfig", "BouncesConfig", "CategoryConfig", "DigestConfig", "FeedSourceConfig",
+    "DEFAULT_PATHS", "SOURCE_TYPES", "TRANSPORTS", "AlertsConfig", "ApiConfig", "BounceMailboxConfig",
+    "BounceRuleConfig", "BounceRulesConfig", "BouncesConfig", "CategoryConfig", "DigestConfig", "FeedSourceConfig",
     "FeedsConfig", "FilesSourceConfig", "HtmlArticleConfig", "HtmlListConfig", "HtmlSourceConfig", "JsonFieldsConfig",
-    "JsonPagingConfig", "JsonSourceConfig", "MailConfig", "OutboxConfig", "OutputConfig", "ScheduleConfig", "Settings",
-    "SiteConfig", "SmtpConfig", "SourceConfig", "StoreConfig", "TextConfig", "ThemeConfig", "WebConfig",
-    "WebSourceConfig", "WordPressSourceConfig", "find_config", "is_loopback", "load_settings", "mailbox",
-    "optional_secret", "secret", "validate",
+    "JsonPagingConfig", "JsonSourceConfig", "MailConfig", "MetricsConfig", "OutboxConfig", "OutputConfig",
+    "ScheduleConfig", "Settings", "SiteConfig", "SmtpConfig", "SourceConfig", "StoreConfig", "TextConfig",
+    "ThemeConfig", "WebConfig", "WebSourceConfig", "WordPressSourceConfig", "find_config", "is_loopback",
+    "load_settings", "mailbox", "optional_secret", "secret", "validate",
 ]  # fmt: skip

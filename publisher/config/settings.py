@@ -467,6 +467,27 @@ class BouncesConfig(_Section):
     mailbox: BounceMailboxConfig | None = None  # the bounce mailbox, read over IMAP or POP3
 
 
+class MetricsConfig(_Section):
+    """`/metrics` (docs/operations.md, "Metrics")."""
+
+    enabled: bool = True  # served by `publisher run` and `serve`
+    public: bool = False  # anyone may read it; else only the health token's bearer or this machine
+
+
+class AlertsConfig(_Section):
+    """A webhook told when something needs the operator (docs/operations.md, "Alerts")."""
+
+    url_env: str = Field(pattern=_ENV_NAME)  # the variable holding the webhook's URL (a robot's token is in it)
+    format: Literal["generic", "dingtalk", "wecom"] = "generic"
+    msgtype: Literal["markdown", "text"] = "markdown"  # dingtalk and wecom: the robot message's type
+    secret_env: str = Field(default="", pattern=_OPTIONAL_ENV_NAME)  # dingtalk: the signing secret; generic: HMAC
+    timeout: float = Field(default=5.0, gt=0, le=30)  # seconds for the webhook's answer
+    source_failures: int = Field(default=3, ge=1, le=1000)  # runs in a row a source or part fails before an alert
+    bounce_rate: float = Field(default=0.05, gt=0, le=1)  # hard-bounced share of a digest's sent deliveries
+    complaint_rate: float = Field(default=0.003, gt=0, le=1)  # complaints' share (Gmail's bulk-sender limit: 0.3 %)
+    min_sent: int = Field(default=100, ge=1)  # a digest's rates are judged once this many went out
+
+
 class Settings(_Section):
     site: SiteConfig
     output: OutputConfig = OutputConfig()
@@ -482,3 +503,5 @@ class Settings(_Section):
     schedule: ScheduleConfig = ScheduleConfig()
     theme: ThemeConfig = ThemeConfig()
     bounces: BouncesConfig = BouncesConfig()
+    metrics: MetricsConfig = MetricsConfig()
+    alerts: AlertsConfig | None = None

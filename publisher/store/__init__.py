@@ -26,16 +26,20 @@ from .schema import SITE_SCOPE, meta_table, metadata
 from .signups import Budget, SignupRequest, SignupStore
 from .sources import WHOLE_SOURCE, ScopeHealth, SourceHealth, SourceStateStore
 from .subscribers import SubscriberStore
+from .watch import DigestRates, WatchStore
 from .writer import StoreWriter, sqlite_datetime
 
 __all__ = [
-    "GAVE_UP", "SITE_SCOPE", "WHOLE_SOURCE", "Budget", "DeliveryProblem", "DeliveryRef", "DigestRow", "Known",
-    "Ledger", "NewMailEvent", "Recorded", "ScopeHealth", "SignupRequest", "SourceHealth", "Store", "StoreWriter",
-    "StoredEvent", "Suppression", "metadata", "next_try_at", "prepare_sqlite_file", "sqlite_datetime", "store_failure",
+    "GAVE_UP", "SITE_SCOPE", "WHOLE_SOURCE", "Budget", "DeliveryProblem", "DeliveryRef", "DigestRates", "DigestRow",
+    "Known", "Ledger", "NewMailEvent", "Recorded", "ScopeHealth", "SignupRequest", "SourceHealth", "Store",
+    "StoreWriter", "StoredEvent", "Suppression", "metadata", "next_try_at", "prepare_sqlite_file", "sqlite_datetime",
+    "store_failure",
 ]  # fmt: skip
 
 
-class Store(ArticleStore, SubscriberStore, SignupStore, BounceStore, LedgerStore, RetryStore, SourceStateStore):
+class Store(
+    ArticleStore, SubscriberStore, SignupStore, BounceStore, LedgerStore, RetryStore, SourceStateStore, WatchStore
+):
     """All persistence. One instance per process; connections are short-lived. Opening one
     creates a new store at the code's schema revision, and refuses a store at another
     (StoreSchemaError: behind needs `publisher db upgrade`, ahead a newer publisher)."""

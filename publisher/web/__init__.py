@@ -1,7 +1,8 @@
 """The web side: the feeds folder, the subscription pages, /healthz. A Flask app, one per process.
 
 `create_app` builds the app and registers one blueprint a module: `feeds` (the output folder),
-`account` (the reader's pages), `health` (/healthz), `hooks` (the mail providers' events). What
+`account` (the reader's pages), `health` (/healthz), `hooks` (the mail providers' events),
+`metrics` (/metrics, and the count of every request). What
 they share per app (the App, the words, the sign-up limits) is a `WebState` on the Flask app
 (`shared.py`), never a module global; the hooks' doors and replay guard a `HookState` beside it.
 """
@@ -24,6 +25,7 @@ from .feeds import feeds
 from .health import ProblemLog, TemplateCheck
 from .health import health as health_pages
 from .hooks import HookState, hooks, install_hooks
+from .metrics import MetricsAccess, install_metrics
 from .shared import WebState, install
 from .unsubscribes import Unsubscribes, queue_file_for, store_applier
 
@@ -76,6 +78,9 @@ def create_app(app: App, health: Callable[[], dict[str, Any]] | None = None) -> 
     )
     # The providers' webhooks: their secrets are read now, so a missing one stops the start.
     install_hooks(web, HookState(app.hook_doors(), app.record_mail_events, settings.hooks.body_limit))
+    if settings.metrics.enabled:
+        app.watch_store()
+        install_metrics(web, MetricsAccess(settings.metrics.public, optional_secret(settings.web.health_token_env)))
     web.register_blueprint(health_pages)
     web.register_blueprint(hooks)
     web.register_blueprint(account)
