@@ -30,7 +30,8 @@ class TokenError(ValueError):
     """The token is malformed, forged, made for another purpose, or expired."""
 
 
-def _b36(number: int) -> str:
+def base36(number: int) -> str:
+    """`number` (not negative) in lower-case base 36: the ids in our tokens."""
     out = ""
     while True:
         number, digit = divmod(number, 36)
@@ -55,7 +56,7 @@ def make_token(key: bytes, purpose: str, subscriber: int, email_key: str, expire
     if subscriber < 0:
         raise ValueError("subscriber ids are not negative")
     letter, until = PURPOSES[purpose], int(expires.astimezone(UTC).timestamp())
-    return f"{letter}{_b36(subscriber)}.{_b36(until)}.{_signature(key, letter, subscriber, until, email_key)}"
+    return f"{letter}{base36(subscriber)}.{base36(until)}.{_signature(key, letter, subscriber, until, email_key)}"
 
 
 def expiry(token: str) -> datetime:
@@ -74,7 +75,7 @@ def read_token(key: bytes, token: str, purpose: str, now: datetime, email_of: Ca
     if not _SHAPE.fullmatch(token):
         raise TokenError("malformed token")
     letter, subscriber, until = head[:1], int(head[1:], 36), int(until_text, 36)
-    if head[1:] != _b36(subscriber) or until_text != _b36(until):  # one spelling per token
+    if head[1:] != base36(subscriber) or until_text != base36(until):  # one spelling per token
         raise TokenError("malformed token")
     if letter not in _NAMES:
         raise TokenError("malformed token")

@@ -22,6 +22,7 @@ from conftest import Service, Site
 from publisher.bounces.mailbox import MailboxError
 from publisher.config import load_settings
 from publisher.jobs import poll_bounce_mailbox
+from publisher.model import SubscriberStatus
 from publisher.scheduler import BOUNCES_JOB, INGEST_EXECUTOR, Scheduler
 from publisher.store import Store
 
@@ -135,6 +136,59 @@ def test_polling_suppresses_the_right_readers_and_the_next_digest_skips_them(
     site.build()
     assert site.cli("digest", "send").exit_code == 0
     assert {rcpt for _from, rcpt, _raw in handler.sent} == set(readers) - suppressed
+
+
+def forged_original(reader: str) -> bytes:
+    """What anyone can write: a message that looks like our digest to `reader`, but was never
+    sent by us (no token, a Message-ID of the forger's)."""
+    return (
+        f"From: news@example.org\r\nTo: {reader}\r\nSubject: digest\r\n"
+        f"Message-ID: <forged.{reader.split('@')[0]}@attacker.example>\r\n\r\nhello\r\n"
+    ).encode()
+
+
+def test_forged_bounces_and_complaints_in_the_mailbox_change_nobody(
+    site: Site, relay: tuple[Relay, int], dovecot: Dovecot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Anyone can mail the bounce address. A DSN naming a reader without our token or Message-ID,
+    one sent to a VERP address whose token's signature is wrong, and an ARF complaint about a
+    made-up message are read, kept as `unlinked`, moved out of the way, and change nobody."""
+    handler, port = relay
+    monkeypatch.setenv("TEST_BOUNCE_MAILBOX_PASSWORD", PASSWORD)
+    mailing_site(site, port, mailbox_config(dovecot))
+    sent = send_digest(site, handler, 3)
+    readers = sorted(sent)
+    verp1 = sent[readers[1]][0]
+    local, _at, domain = verp1.rpartition("@")
+    bad_token = local[:-1] + ("a" if local[-1] != "a" else "b") + "@" + domain  # the signature's last letter changed
+    dovecot.append(dsn(forged_original(readers[0]), readers[0], to=RETURN_PATH))
+    dovecot.append(dsn(forged_original(readers[1]), readers[1], to=bad_token))
+    dovecot.append(arf(forged_original(readers[2]), readers[2]))
+
+    result = site.cli("bounces", "poll")
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0].startswith("WARNING: imap event for reader0001@example.com: delivery token ")  # the forged one
+    assert lines[1] == f"imap://127.0.0.1:{dovecot.imap_port}/INBOX: 3 read and moved to Processed, 0 left"
+    assert "  not linked to a delivery of ours, changing nobody: 3" in lines
+    assert not [line for line in lines if line.startswith("  suppressed: ")]
+    assert len(dovecot.messages("Processed")) == 3 and dovecot.messages("INBOX") == []
+
+    store = Store(f"sqlite:///{site.db}")
+    try:
+        for reader in readers:
+            found = store.subscriber(reader)
+            assert found is not None and found.status is SubscriberStatus.CONFIRMED, reader
+            assert not store.is_suppressed(reader)
+        events = store.mail_events()
+        assert sorted((e.email_key, e.kind.value, e.linked_by) for e in events) == [
+            (readers[0], "hard", "unlinked"), (readers[1], "hard", "unlinked"), (readers[2], "complaint", "unlinked"),
+        ]  # fmt: skip
+        assert all(e.delivery_id is None for e in events)
+    finally:
+        store.close()
+    listed = site.cli("bounces", "list", "--format", "json")
+    assert listed.exit_code == 0 and listed.output.count('"unlinked"') == 3, listed.output
 
 
 def test_pop3_polls_from_the_command_line_delete_and_remember_what_they_left(

@@ -8,7 +8,7 @@ from email import message_from_bytes, policy
 import pytest
 from bounce_mail import WHEN, arf, dsn, exim, ordinary, qmail
 
-from publisher.bounces.events import DELIVERY_HEADER, EventKind
+from publisher.bounces.events import DELIVERY_HEADER, RAW_LIMIT, EventKind
 from publisher.bounces.links import make_delivery_token
 from publisher.bounces.reports import read_report
 
@@ -36,17 +36,52 @@ def test_a_dsn_with_a_permanent_status_is_a_hard_bounce_linked_to_our_message(se
     assert event.reason.startswith("failed 5.1.1; smtp; 550 5.1.1") and "User unknown" in event.reason
     assert event.occurred == WHEN and event.occurred.tzinfo is not None
     assert event.event_id and event.event_id.endswith("/" + rcpt)
-    assert "Reporting-MTA: dns; mx.example.com" in event.raw and len(event.raw) <= 4000
+    assert "Reporting-MTA: dns; mx.example.com" in event.raw and len(event.raw) <= RAW_LIMIT
 
 
-def test_a_temporary_or_delayed_dsn_is_a_soft_bounce(sent: dict[str, bytes]) -> None:
+def test_a_temporary_dsn_is_a_soft_bounce_and_a_delayed_one_says_nothing(sent: dict[str, bytes]) -> None:
     rcpt, original = next(iter(sent.items()))
-    full = dsn(original, rcpt, status="4.2.2", diagnostic="smtp; 452 4.2.2 Mailbox full")
+    full = read_report(dsn(original, rcpt, status="4.2.2", diagnostic="smtp; 452 4.2.2 Mailbox full"), "imap", NOW)
+    assert full is not None and [e.kind for e in full.events] == [EventKind.SOFT_BOUNCE]
+    # RFC 3464: "delayed" means the server is still trying; the message may yet arrive.
     delayed = dsn(original, rcpt, action="delayed", status="4.4.1", diagnostic="X-Postfix; connect timed out")
-    for raw in (full, delayed):
-        reading = read_report(raw, "imap", NOW)
-        assert reading is not None
-        assert [e.kind for e in reading.events] == [EventKind.SOFT_BOUNCE]
+    reading = read_report(delayed, "imap", NOW)
+    assert reading is not None and reading.shape == "dsn" and reading.events == ()
+
+
+@pytest.mark.parametrize(
+    ("status", "diagnostic", "kind"),
+    [
+        ("5.1.1", "smtp; 550 5.1.1 <{rcpt}>: Recipient address rejected: User unknown", EventKind.HARD_BOUNCE),
+        ("5.1.2", "smtp; 550 5.1.2 Host unknown (Name server: example.net: host not found)", EventKind.HARD_BOUNCE),
+        ("5.1.10", "smtp; 550 5.1.10 RESOLVER.ADR.RecipientNotFound; Recipient not found", EventKind.HARD_BOUNCE),
+        ("5.2.1", "smtp; 550 5.2.1 The email account that you tried to reach is disabled", EventKind.HARD_BOUNCE),
+        ("5.0.0", "smtp; 550 Requested action not taken: mailbox unavailable", EventKind.HARD_BOUNCE),
+        # Policy, not the address: Gmail's unauthenticated mail, a blocklist, relaying denied.
+        ("5.7.26", "smtp; 550 5.7.26 Unauthenticated email from example.org is not accepted", EventKind.SOFT_BOUNCE),
+        (
+            "5.7.1",
+            "smtp; 554 5.7.1 Service unavailable; Client host blocked using zen.spamhaus.org",
+            EventKind.SOFT_BOUNCE,
+        ),  # fmt: skip
+        ("5.7.1", "smtp; 550 5.7.1 <{rcpt}>: Relay access denied", EventKind.SOFT_BOUNCE),
+        ("5.4.4", "smtp; 550 5.4.4 Unable to route", EventKind.SOFT_BOUNCE),
+        ("5.0.0", "smtp; 554 rejected", EventKind.SOFT_BOUNCE),
+    ],
+)
+def test_only_a_bad_address_is_a_hard_bounce(
+    sent: dict[str, bytes], status: str, diagnostic: str, kind: EventKind
+) -> None:
+    rcpt, original = next(iter(sent.items()))
+    reading = read_report(dsn(original, rcpt, status=status, diagnostic=diagnostic), "imap", NOW)
+    assert reading is not None and [e.kind for e in reading.events] == [kind]
+
+
+def test_a_plain_text_bounce_for_a_policy_refusal_is_soft(sent: dict[str, bytes]) -> None:
+    rcpt, original = next(iter(sent.items()))
+    blocked = qmail(original, rcpt).replace(b"550 5.1.1", b"550 5.7.1")
+    reading = read_report(blocked, "imap", NOW)
+    assert reading is not None and [e.kind for e in reading.events] == [EventKind.SOFT_BOUNCE]
 
 
 def test_a_dsn_with_only_the_headers_still_finds_our_message_id(sent: dict[str, bytes]) -> None:

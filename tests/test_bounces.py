@@ -59,7 +59,9 @@ def readers(app: App, *emails: str) -> None:
 
 
 def event(kind: EventKind, email: str, at: datetime = T0, **more: str) -> MailEvent:
-    return MailEvent(kind, email, more.pop("source", "imap"), more.pop("reason", "550 5.1.1 user unknown"), at, **more)
+    """An event from a provider's (verified) webhook by default: those may name a reader by address."""
+    source, reason = more.pop("source", "mailgun"), more.pop("reason", "550 5.1.1 user unknown")
+    return MailEvent(kind, email, source, reason, at, **more)
 
 
 def status(app: App, email: str) -> SubscriberStatus:
@@ -293,25 +295,93 @@ def test_an_event_finds_its_delivery_by_token_message_id_or_provider_id(site: Si
         app.close()
 
 
-def test_a_forged_token_is_ignored(site: Site, store_url: str, caplog: pytest.LogCaptureFixture) -> None:
+def test_one_message_counts_once_however_often_it_is_reported(site: Site, store_url: str) -> None:
+    """Mailgun reports a temporary failure at each retry, and one DSN may name several
+    recipients of one message (one token): a soft bounce counts per delivery, not per report."""
     app, mails = sent_digest(site, store_url, "a@example.com", "b@example.com")
     try:
         token = str(message_from_bytes(mails["a@example.com"], policy=policy.default)[DELIVERY_HEADER])
+        retries = [
+            event(EventKind.SOFT_BOUNCE, "a@example.com", T0 + timedelta(hours=n), delivery_token=token,
+                  event_id=f"mailgun-retry-{n}", reason="421 4.7.0 try again later")
+            for n in range(3)
+        ]  # fmt: skip
+        dsn_recipients = [
+            event(EventKind.SOFT_BOUNCE, address, T0 + timedelta(hours=4), delivery_token=token, source="imap",
+                  event_id=f"dsn-1/{address}")
+            for address in ("a@example.com", "forwarded@elsewhere.example")
+        ]  # fmt: skip
+        report = app.record_mail_events(retries + dsn_recipients)
+        assert report.recorded == 5 and report.suppressed == []
+        assert {o.outcome for o in report.outcomes} == {"counted: 1 of 3 within 30 days"}
+        assert status(app, "a@example.com") is SubscriberStatus.CONFIRMED
+        # Events of no delivery (a provider that names only the address) still count one by one.
+        alone = [event(EventKind.SOFT_BOUNCE, "b@example.com", T0 + timedelta(days=n)) for n in range(3)]
+        assert app.record_mail_events(alone).suppressed == ["b@example.com"]
+    finally:
+        app.close()
+
+
+def test_a_forged_token_links_nothing_and_changes_nobody(
+    site: Site, store_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    app, mails = sent_digest(site, store_url, "a@example.com", "b@example.com")
+    try:
+        token = str(message_from_bytes(mails["a@example.com"], policy=policy.default)[DELIVERY_HEADER])
+        b_message_id = str(message_from_bytes(mails["b@example.com"], policy=policy.default)["Message-ID"])
         forged = token[:-1] + ("a" if token[-1] != "a" else "b")
         other = make_delivery_token(b"somebody-elses-key-0123456789", token_delivery_id(token) or 0, "a@example.com")
         report = app.record_mail_events(
             [
                 event(EventKind.HARD_BOUNCE, "victim@example.net", delivery_token=forged),  # nobody of ours
                 event(EventKind.HARD_BOUNCE, "victim@example.net", delivery_token=other),
-                event(EventKind.HARD_BOUNCE, "b@example.com", delivery_token=forged),  # a reader: by address
+                event(EventKind.HARD_BOUNCE, "b@example.com", delivery_token=forged),  # a reader: not by address either
+                event(EventKind.COMPLAINT, "b@example.com", delivery_token=forged, message_id=b_message_id,
+                      source="imap"),  # nor by the Message-ID beside the forged token
+            ]
+        )  # fmt: skip
+        assert report.forged_tokens == 4 and report.unlinked == 4 and report.strangers == 0
+        assert report.suppressed == [] and not app.store.suppressed_keys()
+        assert status(app, "a@example.com") is SubscriberStatus.CONFIRMED
+        assert status(app, "b@example.com") is SubscriberStatus.CONFIRMED
+        kept = app.store.mail_events()
+        assert [e.linked_by for e in kept] == ["unlinked"] * 4 and all(e.delivery_id is None for e in kept)
+        assert {e.outcome for e in kept} == {"kept: not linked to a delivery of ours, changes nobody"}
+        assert "is not one of ours" in caplog.text
+    finally:
+        app.close()
+
+
+def test_a_mailbox_event_acts_only_through_our_token_or_message_id(site: Site, store_url: str) -> None:
+    """Anyone can mail the bounce address: a DSN or ARF report naming a reader, without our
+    token or one of our Message-IDs, is kept and changes nobody. A provider's webhook, whose
+    sender is verified, may still name a reader by address."""
+    app, mails = sent_digest(site, store_url, "a@example.com", "b@example.com", "c@example.com")
+    try:
+        a_message_id = str(message_from_bytes(mails["a@example.com"], policy=policy.default)["Message-ID"])
+        report = app.record_mail_events(
+            [
+                event(EventKind.HARD_BOUNCE, "b@example.com", source="imap"),
+                event(EventKind.COMPLAINT, "b@example.com", source="pop3", message_id="<forged.1@example.org>"),
+                event(EventKind.HARD_BOUNCE, "a@example.com", source="imap", message_id=a_message_id),
+                event(EventKind.COMPLAINT, "c@example.com", source="sendgrid"),
             ]
         )
-        assert report.forged_tokens == 3 and report.strangers == 2
-        assert report.suppressed == ["b@example.com"]  # counted as b's own, never as a's
-        assert status(app, "a@example.com") is SubscriberStatus.CONFIRMED
-        assert [e.linked_by for e in app.store.mail_events()] == ["address", "unknown", "unknown"]
-        assert all(e.delivery_id is None for e in app.store.mail_events())
-        assert "is not one of ours" in caplog.text
+        assert report.unlinked == 2 and report.strangers == 0 and report.forged_tokens == 0
+        assert sorted(report.suppressed) == ["a@example.com", "c@example.com"]
+        assert status(app, "b@example.com") is SubscriberStatus.CONFIRMED
+        assert not app.store.is_suppressed("b@example.com")
+        assert status(app, "a@example.com") is SubscriberStatus.BOUNCED
+        assert status(app, "c@example.com") is SubscriberStatus.UNSUBSCRIBED
+        linked = [(e.email_key, e.source, e.linked_by) for e in reversed(app.store.mail_events())]
+        assert linked == [
+            ("b@example.com", "imap", "unlinked"), ("b@example.com", "pop3", "unlinked"),
+            ("a@example.com", "imap", "message_id"), ("c@example.com", "sendgrid", "address"),
+        ]  # fmt: skip
+        # Unlinked events never count later either: three more soft ones by address alone suppress nobody.
+        later = [event(EventKind.SOFT_BOUNCE, "b@example.com", T0 + timedelta(n), source="imap") for n in (1, 2, 3)]
+        assert app.record_mail_events(later).suppressed == []
+        assert status(app, "b@example.com") is SubscriberStatus.CONFIRMED
     finally:
         app.close()
 

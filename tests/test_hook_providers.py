@@ -10,6 +10,7 @@ import time
 from dataclasses import replace
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature, encode_dss_signature
 
 from hook_signing import (
     aliyun_event,
@@ -37,7 +38,9 @@ from publisher.bounces.providers import (
     Resend,
     Sendgrid,
 )
-from publisher.bounces.providers.sendgrid import load_public_key
+from publisher.bounces.providers.sendgrid import SIGNATURE_HEADER, load_public_key
+
+P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551  # n of NIST P-256 (SEC 2)
 
 NOW = time.time()
 KEY = "key-" + secrets.token_hex(16)
@@ -79,6 +82,25 @@ def test_mailgun_kinds(name: str, severity: str, kind: EventKind) -> None:
     door = Mailgun(KEY, clock=lambda: NOW)
     [event] = door.receive(mailgun_request(KEY, mailgun_event("a@example.com", name, severity, NOW), NOW)).events
     assert event.kind is kind
+
+
+@pytest.mark.parametrize(
+    ("reason", "code", "message", "kind"),
+    [
+        ("suppress-bounce", 605, "Not delivering to previously bounced address", EventKind.HARD_BOUNCE),
+        ("suppress-complaint", 607, "Not delivering to a user who marked your messages as spam", EventKind.COMPLAINT),
+        ("suppress-unsubscribe", 606, "Not delivering to unsubscribed address", EventKind.UNSUBSCRIBE),
+        ("old", 0, "Too old", EventKind.SOFT_BOUNCE),  # Mailgun gave up retrying
+        ("bounce", 550, "5.1.1 The email account that you tried to reach does not exist", EventKind.HARD_BOUNCE),
+        ("bounce", 550, "5.7.26 Unauthenticated email from example.org is not accepted", EventKind.SOFT_BOUNCE),
+        ("generic", 554, "5.7.1 Service unavailable; client host blocked", EventKind.SOFT_BOUNCE),
+    ],
+)
+def test_mailgun_permanent_failures_by_reason_and_status(reason: str, code: int, message: str, kind: EventKind) -> None:
+    data = mailgun_event("a@example.com", when=NOW)
+    data["reason"], data["delivery-status"] = reason, {"code": code, "message": message, "description": ""}
+    [event] = Mailgun(KEY, clock=lambda: NOW).receive(mailgun_request(KEY, data, NOW)).events
+    assert event.kind is kind and reason in event.reason
 
 
 def test_mailgun_ignores_events_that_say_nothing_about_the_address() -> None:
@@ -152,6 +174,22 @@ def test_sendgrid_refuses_another_key_a_changed_body_a_stale_timestamp_and_no_si
         door.receive(sendgrid_request(private, events, NOW - 400))
     with pytest.raises(Refused, match="missing"):
         door.receive(HookRequest(good.body))
+
+
+def test_a_sendgrid_request_replayed_with_a_malleated_signature_has_the_same_replay_key() -> None:
+    """ECDSA signatures are malleable: (r, n - s) verifies as (r, s) does, so the replay guard
+    cannot key on the signature; it keys on what was signed."""
+    private, public = sendgrid_keys()
+    door = Sendgrid(public, clock=lambda: NOW)
+    good = sendgrid_request(private, [sendgrid_event("a@example.com", when=NOW)], NOW)
+    r, s_value = decode_dss_signature(base64.b64decode(good.header(SIGNATURE_HEADER)))
+    malleated = base64.b64encode(encode_dss_signature(r, P256_ORDER - s_value)).decode()
+    assert malleated != good.header(SIGNATURE_HEADER)
+    again = replace(good, headers={**good.headers, SIGNATURE_HEADER.lower(): malleated})
+    first, second = door.receive(good), door.receive(again)  # both verify
+    assert first.replay_key == second.replay_key
+    guard = ReplayGuard(clock=lambda: NOW)
+    assert guard.claim(first.replay_key, first.seen_until) and not guard.claim(second.replay_key, second.seen_until)
 
 
 def test_sendgrid_public_key_must_be_a_p256_key_in_base64_der() -> None:
@@ -263,10 +301,15 @@ def test_aliyun_reads_eventbridge_events_with_the_token_in_the_header_or_the_que
         aliyun_event("bye@example.com", NOW - 30, kind="dm:Feedback:UnSubscribe"),
         aliyun_event("ok@example.com", NOW - 30, kind="dm:Deliver:Succeed"),
     ]
+    # A 550 is hard only when it says the address is bad; a policy refusal (5.7.1) is soft.
+    batch.append(aliyun_event("gone@example.com", NOW - 30, failed_type="SmtpOther", err_code="550"))
+    batch.append(aliyun_event("policy@example.com", NOW - 30, failed_type="SmtpOther", err_code="550"))
+    batch[-1]["data"]["err_msg"] = "550 5.7.1 Message rejected by the recipient's policy"
     got = door.receive(aliyun_request(token, batch)).events
     assert [(e.email, e.kind) for e in got] == [
         ("nx@example.com", EventKind.HARD_BOUNCE), ("full@example.com", EventKind.SOFT_BOUNCE),
         ("spam@example.com", EventKind.COMPLAINT), ("bye@example.com", EventKind.UNSUBSCRIBE),
+        ("gone@example.com", EventKind.HARD_BOUNCE), ("policy@example.com", EventKind.SOFT_BOUNCE),
     ]  # fmt: skip
     assert got[0].provider_id == batch[0]["data"]["env_id"] and got[0].event_id == batch[0]["id"]
     assert "SmtpNxBox" in got[0].reason and got[0].occurred.utcoffset() is not None and got[0].delivery_token == "t6"
@@ -286,6 +329,19 @@ def test_aliyun_refuses_a_wrong_or_missing_token_and_a_stale_event() -> None:
         door.receive(aliyun_request(token, aliyun_event("a@example.com", NOW - 49 * 3600)))
     request = aliyun_request(token, event)
     assert door.receive(request).replay_key == door.receive(request).replay_key
+
+
+def test_one_stale_event_in_an_aliyun_batch_is_skipped_and_the_others_kept(caplog: pytest.LogCaptureFixture) -> None:
+    token = secrets.token_urlsafe(24)
+    door = Aliyun(token, clock=lambda: NOW)
+    batch = [
+        aliyun_event("fresh@example.com", NOW - 60),
+        aliyun_event("old@example.com", NOW - 49 * 3600),
+        aliyun_event("later@example.com", NOW - 30),
+    ]
+    got = door.receive(aliyun_request(token, batch)).events
+    assert [e.email for e in got] == ["fresh@example.com", "later@example.com"]
+    assert f"skipped event {batch[1]['id']}" in caplog.text and "stale" in caplog.text
 
 
 def test_a_verified_body_that_is_not_json_is_malformed() -> None:

@@ -125,6 +125,13 @@ def test_wrongly_signed_altered_stale_or_foreign_messages_are_refused(
         "https://user@sns.us-east-1.amazonaws.com/SimpleNotificationService-abc.pem",
         "https://sns.us-east-1.amazonaws.com:8443/SimpleNotificationService-abc.pem",
         "https://s3.us-east-1.amazonaws.com/SimpleNotificationService-abc.pem",
+        # S3 buckets named `sns`, which anyone may create and fill: not SNS hosts.
+        "https://sns.s3.amazonaws.com/SimpleNotificationService-abc.pem",
+        "https://sns.s3-ap-southeast-2.amazonaws.com/SimpleNotificationService-abc.pem",
+        "https://sns.s3-external-1.amazonaws.com/SimpleNotificationService-abc.pem",
+        "https://sns.s3-website-us-east-1.amazonaws.com/SimpleNotificationService-abc.pem",
+        "https://sns.s3.us-east-1.amazonaws.com/SimpleNotificationService-abc.pem",
+        "https://sns.s3.cn-north-1.amazonaws.com.cn/SimpleNotificationService-abc.pem",
         "https://127.0.0.1/SimpleNotificationService-abc.pem",
         "https://sns.us-east-1.amazonaws.com/other.pem",
         "https://sns.us-east-1.amazonaws.com/SimpleNotificationService-abc.pem/../../x",
@@ -143,7 +150,10 @@ def test_a_certificate_off_amazons_sns_hosts_is_never_fetched(signer: SnsSigner,
 
 def test_the_host_rule_admits_amazons_regions_and_china() -> None:
     for url in (CERT_URL, "https://sns.cn-north-1.amazonaws.com.cn/SimpleNotificationService-abc.pem",
-                "https://sns.us-gov-west-1.amazonaws.com/SimpleNotificationService-abc.pem"):  # fmt: skip
+                "https://sns.us-gov-west-1.amazonaws.com/SimpleNotificationService-abc.pem",
+                "https://sns.us-iso-east-1.amazonaws.com/SimpleNotificationService-abc.pem",
+                "https://sns.ap-southeast-2.amazonaws.com/SimpleNotificationService-abc.pem",
+                "https://sns.il-central-1.amazonaws.com/SimpleNotificationService-abc.pem"):  # fmt: skip
         assert check_sns_url(url, "SigningCertURL", certificate=True) == url
     with pytest.raises(Refused):
         confirm_subscription("https://evil.example/?Action=ConfirmSubscription")

@@ -320,10 +320,19 @@ def test_nothing_new_sends_nothing_unless_configured(site: Site, inbox: tuple[In
 
 
 def test_an_address_the_server_says_does_not_exist_is_marked_bounced(site: Site) -> None:
+    """Only a refusal that says the address is bad bounces it: a policy refusal (Gmail's 5.7.26,
+    relaying denied) fails that delivery and marks nobody."""
+    refusals = {
+        "reader0001@example.com": "550 5.1.1 no such user",
+        "reader0002@example.com": "550 5.7.26 Unauthenticated email from example.org is not accepted",
+        "reader0003@example.com": "550 Relaying denied",
+        "reader0004@example.com": "550 Requested action not taken: mailbox unavailable",  # no enhanced code
+    }
+
     class Refusing(Inbox):
         async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, options: Any) -> str:
-            if address == "reader0001@example.com":
-                return "550 5.1.1 no such user"
+            if address in refusals:
+                return refusals[address]
             envelope.rcpt_tos.append(address)
             return "250 OK"
 
@@ -332,19 +341,24 @@ def test_an_address_the_server_says_does_not_exist_is_marked_bounced(site: Site)
     controller.start()
     try:
         mailing_site(site, port)
-        add_readers(site, 3)
+        add_readers(site, 5)
         result = site.cli("digest", "send")
     finally:
         controller.stop()
-    assert result.exit_code == 1  # a delivery failed
-    assert sorted(r for r, _m in box.received) == ["reader0000@example.com", "reader0002@example.com"]
+    assert result.exit_code == 1  # deliveries failed
+    assert sorted(r for r, _m in box.received) == ["reader0000@example.com"]
     store = Store(f"sqlite:///{site.db}")
     try:
         gone = store.subscriber("reader0001@example.com")
-        [event] = store.mail_events()  # a hard bounce of the delivery, kept as any other
+        events = {e.email_key: e for e in store.mail_events()}  # hard bounces of the deliveries, kept as any other
         held = store.suppression("reader0001@example.com")
+        statuses = {r: found.status for r in refusals if (found := store.subscriber(r)) is not None}
+        suppressed = store.suppressed_keys()
     finally:
         store.close()
     assert gone is not None and gone.status is SubscriberStatus.BOUNCED and gone.status_via == "hard bounce: smtp"
+    event = events["reader0001@example.com"]
     assert event.linked_by == "token" and event.delivery_id is not None and "550 5.1.1 no such user" in event.reason
     assert held is not None and held.active and held.mail_event_id == event.id
+    assert set(events) == suppressed == {"reader0001@example.com", "reader0004@example.com"}
+    assert statuses["reader0002@example.com"] is statuses["reader0003@example.com"] is SubscriberStatus.CONFIRMED

@@ -6,8 +6,9 @@ keeps it with its raw reason, and applies the rules. An event finds its delivery
 our per-delivery token (the VERP Return-Path `local+<token>@domain` or the
 `X-Publisher-Delivery` header, echoed by providers as custom variables or headers), our
 Message-ID (DSNs and ARF reports quote the original headers), or the provider's own message
-id (stored as the delivery's `provider_id` when it was sent). Without any of them, the
-address alone is used.
+id (stored as the delivery's `provider_id` when it was sent). Without any of them, only a
+provider's verified webhook may fall back to the address alone: anyone can mail the bounce
+mailbox, so its events (MAILBOX_SOURCES) act only when our token or Message-ID links them.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 DELIVERY_HEADER = "X-Publisher-Delivery"
+RAW_LIMIT = 8000  # characters of an event as received (JSON, a report's headers) kept with it: every door cuts to it
+MAILBOX_SOURCES = frozenset({"imap", "pop3"})  # the bounce mailbox's sources: their sender is nobody we verified
 
 
 class EventKind(enum.Enum):
@@ -37,4 +40,4 @@ class MailEvent:
     message_id: str | None = None  # our Message-ID, as quoted in a DSN or ARF report
     provider_id: str | None = None  # the provider's id of the message sent
     event_id: str | None = None  # the provider's id of the event itself: the same event twice is kept once
-    raw: str = ""  # the event as received (JSON, or a message's headers), cut to a few kilobytes
+    raw: str = ""  # the event as received (JSON, or a message's headers), cut to RAW_LIMIT characters

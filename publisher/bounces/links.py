@@ -19,17 +19,9 @@ import hashlib
 import hmac
 import re
 
-_DIGITS = "0123456789abcdefghijklmnopqrstuvwxyz"
+from ..tokens import base36
+
 _SHAPE = re.compile(r"d([0-9a-z]{1,12})-([a-z2-7]{16})")
-
-
-def _b36(number: int) -> str:
-    out = ""
-    while True:
-        number, digit = divmod(number, 36)
-        out = _DIGITS[digit] + out
-        if not number:
-            return out
 
 
 def _signature(key: bytes, delivery_id: int, email_key: str) -> str:
@@ -43,7 +35,7 @@ def make_delivery_token(key: bytes, delivery_id: int, email_key: str) -> str:
         raise ValueError("the signing key must have at least 16 bytes")
     if delivery_id < 0:
         raise ValueError("delivery ids are not negative")
-    return f"d{_b36(delivery_id)}-{_signature(key, delivery_id, email_key)}"
+    return f"d{base36(delivery_id)}-{_signature(key, delivery_id, email_key)}"
 
 
 def token_delivery_id(token: str) -> int | None:
@@ -53,7 +45,7 @@ def token_delivery_id(token: str) -> int | None:
     if found is None:
         return None
     number = int(found.group(1), 36)
-    return number if _b36(number) == found.group(1) else None  # one spelling per token
+    return number if base36(number) == found.group(1) else None  # one spelling per token
 
 
 def delivery_token_valid(key: bytes, token: str, email_key: str) -> bool:

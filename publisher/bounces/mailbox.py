@@ -72,6 +72,7 @@ class PollReport:
     by_shape: Counter[str] = field(default_factory=Counter)  # messages: dsn, arf, qmail, exim
     duplicates: int = 0  # events recorded by an earlier poll (a message read again)
     strangers: int = 0  # events naming nobody of ours
+    unlinked: int = 0  # events without our token or Message-ID (or with a forged token): kept, changing nobody
     suppressed: list[str] = field(default_factory=list)  # addresses the rules suppressed now
     unsubscribed: list[str] = field(default_factory=list)  # readers the rules unsubscribed now
 
@@ -111,6 +112,7 @@ def poll(
         mailbox.done(key)
         report.duplicates += recorded.duplicates
         report.strangers += recorded.strangers
+        report.unlinked += recorded.unlinked
         report.suppressed += recorded.suppressed
         report.unsubscribed += recorded.unsubscribed
         report.processed += 1

@@ -1,11 +1,13 @@
 """The one service every bounce door calls: link each MailEvent to its delivery, keep it, and
 apply the rules (`App.record_mail_events`).
 
-An event finds its delivery by our signed token (a token whose signature fails is ignored
-and logged), else our Message-ID, else the provider's id for the message; then the address
-counted is the delivery's (a forwarded mailbox's bounce names the address we sent to).
-Without a delivery, the event's own address counts only when it is a subscriber's; an event
-naming nobody of ours is kept and counted nowhere.
+An event finds its delivery by our signed token, else our Message-ID, else the provider's id
+for the message; then the address counted is the delivery's (a forwarded mailbox's bounce
+names the address we sent to). A token whose signature fails links nothing, and nothing else
+is tried: the event is kept `unlinked` and logged. Without a delivery, a provider's event
+(its webhook verified) counts for its own address when that is a subscriber's; a bounce
+mailbox's event (anyone can mail that address) is kept `unlinked`. Unlinked events, and those
+naming nobody of ours (`unknown`), are kept and change nobody.
 """
 
 from __future__ import annotations
@@ -16,14 +18,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from ..store import DeliveryRef, NewMailEvent, Recorded, Store
-from ..store.bounces import UNKNOWN
-from .events import EventKind, MailEvent
+from ..store.bounces import UNKNOWN, UNLINKED
+from .events import MAILBOX_SOURCES, RAW_LIMIT, EventKind, MailEvent
 from .links import delivery_token_valid, token_delivery_id
 from .rules import Action, Rule
 
 log = logging.getLogger(__name__)
 
-RAW_LIMIT = 8000  # characters of an event's raw text kept
 REASON_LIMIT = 2000
 
 
@@ -34,7 +35,8 @@ class RecordReport:
     recorded: int = 0  # kept now
     duplicates: int = 0  # kept before (a provider sending an event again): nothing changed
     strangers: int = 0  # naming nobody of ours: kept, counted for no rule
-    forged_tokens: int = 0  # a delivery token whose signature failed: ignored
+    unlinked: int = 0  # a mailbox event without our token or Message-ID, or a forged token: kept, changes nobody
+    forged_tokens: int = 0  # a delivery token whose signature failed: links nothing
     suppressed: list[str] = field(default_factory=list)  # addresses put on the suppression list now
     unsubscribed: list[str] = field(default_factory=list)  # readers unsubscribed now
     outcomes: list[Recorded] = field(default_factory=list)  # one per event, in order
@@ -74,6 +76,7 @@ def record_events(
             continue
         report.recorded += 1
         report.strangers += linked_by == UNKNOWN
+        report.unlinked += linked_by == UNLINKED
         if delivery is not None:
             report.digests.add(delivery.digest_id)
         if recorded.suppressed:
@@ -87,24 +90,26 @@ def record_events(
 
 def link(store: Store, signing_key: bytes, event: MailEvent) -> tuple[DeliveryRef | None, str, bool]:
     """(the delivery, how it was found, whether a forged token was seen) for one event."""
-    forged = False
     if event.delivery_token:
         delivery_id = token_delivery_id(event.delivery_token)
         ref = store.delivery_ref(delivery_id) if delivery_id is not None else None
         if ref is not None and delivery_token_valid(signing_key, event.delivery_token, ref.email_key):
             return ref, "token", False
-        forged = True
         log.warning(
-            "%s event for %s: delivery token %r is not one of ours (a bad signature or no such delivery); ignored",
+            "%s event for %s: delivery token %r is not one of ours (a bad signature or no such delivery); "
+            "kept unlinked, it changes nobody",
             event.source, event.email, event.delivery_token[:40],
         )  # fmt: skip
+        return None, UNLINKED, True  # never the Message-ID or the address instead: the event is forged
     if event.message_id:
         ref = store.delivery_by_message_id(event.message_id)
         if ref is not None:
-            return ref, "message_id", forged
+            return ref, "message_id", False
     if event.provider_id:
         ref = store.delivery_by_provider_id(event.provider_id)
         if ref is not None:
-            return ref, "provider_id", forged
+            return ref, "provider_id", False
+    if event.source in MAILBOX_SOURCES:
+        return None, UNLINKED, False  # anyone can mail the bounce address: its word alone acts on nobody
     is_reader = store.subscriber(event.email.strip().lower()) is not None
-    return None, "address" if is_reader else UNKNOWN, forged
+    return None, "address" if is_reader else UNKNOWN, False

@@ -3,12 +3,15 @@
 Three shapes are read:
 
 - a DSN (RFC 3464: multipart/report; report-type=delivery-status): each recipient block whose
-  Action is "failed" or "delayed" is an event, hard for a 5.x.x Status, soft for a 4.x.x one,
-  with the Diagnostic-Code as its reason; "delivered", "relayed" and "expanded" say nothing;
+  Action is "failed" is an event, hard when its Status (or, for X.0.0, its Diagnostic-Code)
+  says the address is bad (`status.address_refused`: 5.1.1, 5.1.2, 5.1.3, 5.1.10, 5.2.1),
+  soft otherwise (4.x.x, and 5.7.x policy refusals and other 5.x.x), with the Diagnostic-Code
+  as its reason; "delayed" (the server is still trying), "delivered", "relayed" and
+  "expanded" say nothing;
 - an ARF feedback report (RFC 5965: multipart/report; report-type=feedback-report): a
   complaint, unless its Feedback-Type is "not-spam";
 - the plain-text bounces of qmail and Exim, only when they carry a 5.x.x status and name the
-  address that failed.
+  address that failed: hard or soft by the same rule.
 
 The link to the delivery: a VERP token in the address the bounce was sent to
 (`[bounces] return_path` as `bounces+<token>@example.org` in Delivered-To, X-Original-To,
@@ -29,11 +32,11 @@ from email.message import Message
 from email.parser import HeaderParser
 from email.utils import collapse_rfc2231_value, getaddresses, parsedate_to_datetime
 
-from .events import DELIVERY_HEADER, EventKind, MailEvent
+from .events import DELIVERY_HEADER, RAW_LIMIT, EventKind, MailEvent
 from .links import token_from_address
+from .status import ENHANCED_STATUS as _STATUS
+from .status import address_refused, reply_code
 
-RAW_LIMIT = 4000  # characters of a report kept with each event
-_STATUS = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
 _ADDRESS = r"[^\s<>\"@:;,]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}"
 _QMAIL = re.compile(r"^<(" + _ADDRESS + r")>:\s*$", re.M)
 _EXIM = re.compile(r"following address(?:\(es\))? failed:\s*\n+\s*<?(" + _ADDRESS + r")>?", re.I)
@@ -85,13 +88,14 @@ def _read_dsn(message: Message, source: str, now: datetime, token: str | None) -
         address = _recipient(block.get("Original-Recipient")) or _recipient(block.get("Final-Recipient"))
         if address is None:
             continue
-        if action not in ("failed", "delayed"):
-            continue  # delivered, relayed, expanded: nothing to act on
+        if action != "failed":
+            continue  # delayed (still trying: RFC 3464), delivered, relayed, expanded: nothing to act on
         status = (block.get("Status") or "").strip()
-        found = _STATUS.search(status)
-        permanent = found is not None and found.group(1) == "5" and action == "failed"
-        kind = EventKind.HARD_BOUNCE if permanent else EventKind.SOFT_BOUNCE
         diagnostic = _unfold(block.get("Diagnostic-Code") or "")
+        found = _STATUS.search(status)
+        permanent = found is not None and found.group(1) == "5"
+        hard = permanent and address_refused(reply_code(diagnostic), diagnostic, status)
+        kind = EventKind.HARD_BOUNCE if hard else EventKind.SOFT_BOUNCE
         reason = "; ".join(part for part in (f"{action} {status}".strip(), diagnostic) if part)
         when = _date(block.get("Last-Attempt-Date")) or occurred
         events.append(_event(kind, address, source, reason, when, link, message, raw))
@@ -140,10 +144,12 @@ def _read_plain(message: Message, raw: bytes, source: str, now: datetime, token:
         return None
     line_start, line_end = body.rfind("\n", 0, status.start()) + 1, body.find("\n", status.start())
     reason = body[line_start : line_end if line_end >= 0 else None].strip()
+    hard = address_refused(reply_code(reason), reason, status.group(0))
+    kind = EventKind.HARD_BOUNCE if hard else EventKind.SOFT_BOUNCE
     quoted_token, message_id = _quoted_link(body)
     occurred = _date(message.get("Date")) or now
     event = _event(
-        EventKind.HARD_BOUNCE, found.group(1), source, reason, occurred, (token or quoted_token, message_id), message,
+        kind, found.group(1), source, reason, occurred, (token or quoted_token, message_id), message,
         _raw(message, body),
     )  # fmt: skip
     return Reading(shape, (event,))

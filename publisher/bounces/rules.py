@@ -3,7 +3,9 @@
 One rule per event kind, as listmonk's, but counted over a window: the rule acts when an
 address has had `count` events of that kind within `within_days` of each other, this one among
 them (by the events' own dates, so events that arrive out of order count as they happened;
-none from before the address's suppression was last lifted). Its action:
+none from before the address's suppression was last lifted; the events of one delivery count
+once: a message reported at each retry, or by a DSN naming it for several recipients, is one
+failure). Its action:
 
 - `none`: the event is only kept;
 - `unsubscribe`: the reader is unsubscribed, as if they had followed the unsubscribe link;

@@ -39,6 +39,8 @@ def bounces_poll(ctx: click.Context) -> None:
         out.print(f"  recorded before: {report.duplicates}", highlight=False)
     if report.strangers:
         out.print(f"  naming no reader of ours: {report.strangers}", highlight=False)
+    if report.unlinked:
+        out.print(f"  not linked to a delivery of ours, changing nobody: {report.unlinked}", highlight=False)
     for label, addresses in (("suppressed", report.suppressed), ("unsubscribed", report.unsubscribed)):
         if addresses:
             out.print(f"  {label}: {', '.join(addresses)}", highlight=False)

@@ -24,6 +24,8 @@ from .schema import (
 )
 
 UNKNOWN = "unknown"  # linked_by of an event naming nobody of ours: kept, never counted
+UNLINKED = "unlinked"  # linked_by of a mailbox event without our token or Message-ID, or a forged token: the same
+NOT_COUNTED = (UNKNOWN, UNLINKED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +48,7 @@ class NewMailEvent:
     occurred: datetime
     received_at: datetime
     delivery: DeliveryRef | None
-    linked_by: str  # token | message_id | provider_id | address | unknown
+    linked_by: str  # token | message_id | provider_id | address | unlinked | unknown
     event_id: str | None
     raw: str
 
@@ -158,6 +160,8 @@ class BounceStore:
     def _apply(self, conn: Connection, event: NewMailEvent, rule: Rule, event_id: int) -> Recorded:
         if event.linked_by == UNKNOWN:
             return Recorded(event_id, "kept: not a reader of ours")
+        if event.linked_by == UNLINKED:
+            return Recorded(event_id, "kept: not linked to a delivery of ours, changes nobody")
         s, e, p = subscribers_table.c, mail_events_table.c, suppressions_table.c
         key = event.email_key
         reader = conn.execute(
@@ -166,13 +170,13 @@ class BounceStore:
         held = conn.execute(select(p.lifted_at).where(p.email_key == key)).first()
         lifted_at = aware_utc(held.lifted_at) if held is not None and held.lifted_at is not None else None
         start, end = window_start(rule, event.occurred, lifted_at), window_end(rule, event.occurred)
-        times = conn.execute(
-            select(e.occurred).where(
-                e.email_key == key, e.kind == event.kind.value, e.linked_by != UNKNOWN,
+        rows = conn.execute(
+            select(e.id, e.delivery_id, e.occurred).where(
+                e.email_key == key, e.kind == event.kind.value, e.linked_by.not_in(NOT_COUNTED),
                 e.occurred >= naive_utc(start), e.occurred <= naive_utc(end),
             )
-        ).scalars()  # fmt: skip
-        count = count_in_window(rule, event.occurred, [aware_utc(t) for t in times])
+        ).all()  # fmt: skip
+        count = count_in_window(rule, event.occurred, once_per_delivery(rows))
         action = decide(rule, count)
         counted = f"{count} of {rule.count} within {rule.within_days} days"
         if action is Action.NONE:
@@ -260,6 +264,18 @@ def lift_suppression(conn: Connection, email_key: str, now: datetime, by: str) -
         .values(lifted_at=naive_utc(now), lifted_by=by[:100])
     )
     return bool(lifted.rowcount)
+
+
+def once_per_delivery(rows: Any) -> list[datetime]:
+    """The dates to count of (id, delivery_id, occurred) rows: one per delivery, its first,
+    so one message counts once however often it is reported (a provider's report of each
+    retry, a DSN naming several recipients for one token); an event of no delivery counts alone."""
+    first: dict[tuple[str, int], datetime] = {}
+    for row in rows:
+        key = ("delivery", row.delivery_id) if row.delivery_id is not None else ("event", row.id)
+        at = aware_utc(row.occurred)
+        first[key] = min(first.get(key, at), at)
+    return list(first.values())
 
 
 def _suppression(r: Any) -> Suppression:

@@ -248,7 +248,7 @@ mail_events_table = Table(
     Column("received_at", DateTime, nullable=False),
     Column("delivery_id", Integer, ForeignKey("deliveries.id", ondelete="SET NULL")),
     Column("digest_id", Integer, ForeignKey("digests.id", ondelete="SET NULL")),
-    Column("linked_by", String(20), nullable=False),  # token | message_id | provider_id | address
+    Column("linked_by", String(20), nullable=False),  # token | message_id | provider_id | address | unlinked | unknown
     Column("event_id", String(300)),  # the provider's id of the event
     Column("outcome", String(200), nullable=False),  # what the rules did, for `bounces list`
     Column("raw", Text, nullable=False),

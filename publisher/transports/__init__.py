@@ -40,8 +40,8 @@ class TransportError(PublisherError):
         super().__init__(message, hint)
         self.retryable = retryable
         self.uncertain = uncertain
-        # The receiving system says the address does not exist (SMTP 550/551/553 to RCPT): the
-        # subscriber is marked bounced and gets no more digests.
+        # The receiving system says the address does not exist (at RCPT, 5.1.1 or a 550 "user
+        # unknown": bounces.status): recorded as a hard bounce of the delivery.
         self.bounced = bounced
         # The transport itself cannot send (login refused, bad certificate, sender refused, an
         # API key rejected): no message can go, so the digest pauses rather than failing readers.

@@ -7,6 +7,7 @@ import socket
 import ssl
 from typing import Literal
 
+from ..bounces.status import address_refused
 from ..mail import Message
 from . import Sent, TransportError
 
@@ -56,7 +57,9 @@ class SmtpTransport:
         except smtplib.SMTPRecipientsRefused as exc:  # the connection stays good for the next one
             code, reply = next(iter(exc.recipients.values()))
             error = self._reply_error("recipient refused", code, reply)
-            error.bounced = code in (550, 551, 553)
+            # A hard bounce only when the reply says the address is bad (5.1.1, "user unknown"):
+            # a policy refusal (5.7.x) fails this delivery and marks nobody.
+            error.bounced = address_refused(code, _text(reply))
             raise error from exc
         except TransportError:
             self._drop()

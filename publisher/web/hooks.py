@@ -82,8 +82,9 @@ def receive(provider: str) -> Response:
         return _answer(503, "try again later")
     if verified.events:
         log.info(
-            "hooks/%s: %d event(s): %d new, %d already known, %d about nobody of ours; suppressed %d, unsubscribed %d",
-            provider, len(verified.events), report.recorded, report.duplicates, report.strangers,
+            "hooks/%s: %d event(s): %d new, %d already known, %d about nobody of ours, %d unlinked; suppressed %d, "
+            "unsubscribed %d",
+            provider, len(verified.events), report.recorded, report.duplicates, report.strangers, report.unlinked,
             len(report.suppressed), len(report.unsubscribed),
         )  # fmt: skip
     return _answer(200, "ok")

@@ -6,7 +6,8 @@ target batches), to `/hooks/aliyun` (alibabacloud.com/help/en/eventbridge/user-g
 EventBridge signs nothing, so the target carries a secret token, in the header
 `X-Publisher-Token` (preferred: a query string lands in access logs) or the query parameter
 `token`, compared in constant time. An event's `time` must be within `MAX_AGE` (EventBridge
-retries for up to a day) and a request's ids are accepted once. Types: `dm:Deliver:Fail`
+retries for up to a day): a stale one is skipped and logged, the batch's others kept (a
+request of stale events only is refused); a request's ids are accepted once. Types: `dm:Deliver:Fail`
 (`failed_type`, `err_code`, `err_msg`), `dm:Feedback:FblReport` (a complaint) and
 `dm:Feedback:UnSubscribe`. The delivery token comes back under `data.header` as
 `X-User-Notify-Publisher-Delivery`, the provider id is `data.env_id` (SingleSendMail's EnvId).
@@ -21,6 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..events import DELIVERY_HEADER, EventKind, MailEvent
+from ..status import address_refused
 from .base import (
     HookRequest,
     Malformed,
@@ -45,10 +47,10 @@ TOKEN_HEADER = "X-Publisher-Token"
 NOTIFY_DELIVERY_HEADER = "X-User-Notify-" + DELIVERY_HEADER.removeprefix("X-")
 
 # A failure is hard when DirectMail says the mailbox or domain does not exist (failed_type
-# SmtpNxBox, SmtpNxDomain) or the receiving server answered 550, 551 or 553, as the SMTP
-# transport treats them; the rest (a full mailbox, a refusal as spam, a timeout) is soft.
+# SmtpNxBox, SmtpNxDomain) or the receiving server's answer says the address is bad, as the
+# SMTP transport reads it (bounces.status: 5.1.1, a 550 "user unknown"); the rest (a full
+# mailbox, a refusal as spam or by policy, a timeout) is soft.
 _HARD_TYPES = {"smtpnxbox", "smtpnxdomain"}
-_HARD_CODES = {"550", "551", "553"}
 
 
 class Aliyun:
@@ -67,18 +69,29 @@ class Aliyun:
         items = payload if isinstance(payload, list) else [payload]
         if not items or not all(isinstance(item, dict) for item in items):
             raise Malformed("the body is not a CloudEvent or an array of them")
-        now, events, newest = self.clock(), [], 0.0
+        now, events, newest, stale = self.clock(), [], 0.0, []
         for item in items:
-            moment = parse_time(item.get("time"), "time")
-            check_fresh(moment.timestamp(), now, MAX_AGE, f"event {text(item.get('id'))[:60]}'s time")
+            name = text(item.get("id"))[:60]
+            try:
+                moment = parse_time(item.get("time"), "time")
+                check_fresh(moment.timestamp(), now, MAX_AGE, f"event {name}'s time")
+            except Refused as exc:  # one stale event does not lose the batch; a batch of nothing else is refused
+                stale.append(exc)
+                log.warning("hooks/aliyun: skipped event %s: %s", name, exc)
+                continue
+            except Malformed as exc:
+                log.warning("hooks/aliyun: skipped event %s: %s", name, exc)
+                continue
             newest = max(newest, moment.timestamp())
             try:
                 event = read_event(item)
             except Malformed as exc:  # one unreadable event does not lose the batch
-                log.warning("hooks/aliyun: skipped event %s: %s", text(item.get("id"))[:60], exc)
+                log.warning("hooks/aliyun: skipped event %s: %s", name, exc)
                 continue
             if event is not None:
                 events.append(event)
+        if stale and len(stale) == len(items):
+            raise stale[0]
         ids = hashlib.sha256("\n".join(text(item.get("id")) for item in items).encode()).hexdigest()
         return Verified(events, f"aliyun:{ids}", newest + MAX_AGE)
 
@@ -87,7 +100,10 @@ def read_event(item: dict[str, Any]) -> MailEvent | None:
     kind_name = text(item.get("type"))
     data = obj(item.get("data"))
     if kind_name == "dm:Deliver:Fail":
-        hard = text(data.get("failed_type")).lower() in _HARD_TYPES or text(data.get("err_code")) in _HARD_CODES
+        code, message = text(data.get("err_code")), text(data.get("err_msg"))
+        hard = text(data.get("failed_type")).lower() in _HARD_TYPES or address_refused(
+            int(code) if code.isdigit() else None, message
+        )
         kind = EventKind.HARD_BOUNCE if hard else EventKind.SOFT_BOUNCE
     elif kind_name == "dm:Feedback:FblReport":
         kind = EventKind.COMPLAINT

@@ -20,14 +20,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from ..events import MailEvent
+from ..events import RAW_LIMIT, MailEvent
 
-# The custom variable (Mailgun `v:`, SendGrid custom_args, Postmark Metadata, Resend tags, SES
-# message tags) that carries a delivery's token, for the providers that echo those and not headers.
+# The custom variable (Mailgun `v:`, SendGrid custom_args, Postmark Metadata, Resend tags) that
+# carries a delivery's token, for the providers that echo those and not headers. SES echoes the
+# original's X-Publisher-Delivery header instead ("Include original headers"), DirectMail the
+# X-User-Notify-Publisher-Delivery header its transport sends.
 DELIVERY_VARIABLE = "publisher_delivery"
 
 FUTURE_SKEW = 300.0  # seconds a timestamp may lie ahead of our clock (the two clocks differ)
-RAW_LIMIT = 4096  # characters of an event kept as received
 
 
 class Refused(Exception):

@@ -5,6 +5,13 @@ signing key over `timestamp + token`, hex, equal to `signature`. The signature d
 the body, so a token is accepted once (the replay guard) and a timestamp only within
 `MAX_AGE`. `event-data.event`: `failed` (`severity` permanent or temporary), `complained`,
 `unsubscribed`; the others (delivered, opened, ...) say nothing about the address.
+
+A permanent failure is read by its `reason`: Mailgun's own suppressions (`suppress-bounce`,
+the address bounced before: hard; `suppress-complaint`: a complaint; `suppress-unsubscribe`:
+an unsubscribe, the delivery-status codes 605, 607 and 606), `old` (Mailgun gave up retrying:
+soft), and any other (`bounce`, `generic`, ...) by its `delivery-status` code and message, as
+an SMTP refusal is read (bounces.status: hard only when the address is bad). A temporary
+failure, reported at each retry, is soft.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..events import EventKind, MailEvent
+from ..status import address_refused
 from .base import (
     DELIVERY_VARIABLE,
     HookRequest,
@@ -34,6 +42,12 @@ from .base import (
 )
 
 MAX_AGE = 300.0  # seconds
+_PERMANENT = {
+    "suppress-bounce": EventKind.HARD_BOUNCE,
+    "suppress-complaint": EventKind.COMPLAINT,
+    "suppress-unsubscribe": EventKind.UNSUBSCRIBE,
+    "old": EventKind.SOFT_BOUNCE,
+}
 
 
 class Mailgun:
@@ -63,10 +77,20 @@ class Mailgun:
         return Verified([event] if event else [], f"mailgun:{token}", moment + MAX_AGE)
 
 
+def _by_status(status: dict[str, Any]) -> EventKind:
+    code = text(status.get("code"))
+    words = " ".join(text(status.get(k)) for k in ("message", "description"))
+    refused = address_refused(int(code) if code.isdigit() else None, words)
+    return EventKind.HARD_BOUNCE if refused else EventKind.SOFT_BOUNCE
+
+
 def read_event(data: dict[str, Any]) -> MailEvent | None:
     name, severity = text(data.get("event")), text(data.get("severity"))
-    if name == "failed":
-        kind = EventKind.HARD_BOUNCE if severity == "permanent" else EventKind.SOFT_BOUNCE
+    status = obj(data.get("delivery-status"))
+    if name == "failed" and severity == "permanent":
+        kind = _PERMANENT.get(text(data.get("reason")).lower()) or _by_status(status)
+    elif name == "failed":
+        kind = EventKind.SOFT_BOUNCE
     elif name == "complained":
         kind = EventKind.COMPLAINT
     elif name == "unsubscribed":
@@ -76,7 +100,6 @@ def read_event(data: dict[str, Any]) -> MailEvent | None:
     recipient = text(data.get("recipient"))
     if not recipient:
         raise Malformed(f"event-data.recipient is missing from a {name!r} event")
-    status = obj(data.get("delivery-status"))
     message = obj(data.get("message"))
     headers = obj(message.get("headers"))
     variables = obj(data.get("user-variables"))

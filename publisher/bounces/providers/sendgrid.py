@@ -4,7 +4,7 @@ Verification (twilio.com/docs/sendgrid, "Event Webhook security features"): the 
 Webhook's ECDSA P-256 signature, base64 DER in `X-Twilio-Email-Event-Webhook-Signature`, over
 the bytes of `X-Twilio-Email-Event-Webhook-Timestamp` followed by the raw body, checked with
 the public key SendGrid shows (base64 DER). A timestamp older than `MAX_AGE` is refused, and
-a signature is accepted once. Events: `bounce` (`type` bounce or blocked, with a
+a signed request (its timestamp and body) is accepted once. Events: `bounce` (`type` bounce or blocked, with a
 `bounce_classification`), `dropped` (SendGrid kept it back: a known bad, complaining or
 unsubscribed address), `spamreport`, `unsubscribe` and `group_unsubscribe`; custom_args
 arrive as top-level fields.
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import logging
 import time
 from collections.abc import Callable
@@ -102,7 +103,10 @@ class Sendgrid:
                 continue
             if event is not None:
                 events.append(event)
-        return Verified(events, f"sendgrid:{timestamp}:{signature}", moment + MAX_AGE)
+        # Keyed on what was signed, not on the signature: ECDSA's is malleable ((r, n - s) verifies
+        # too), so a replay with the other signature would pass a guard keyed on it.
+        signed = hashlib.sha256(timestamp.encode() + b"\n" + request.body).hexdigest()
+        return Verified(events, f"sendgrid:{signed}", moment + MAX_AGE)
 
 
 def read_event(data: dict[str, Any]) -> MailEvent | None:

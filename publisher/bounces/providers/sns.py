@@ -2,8 +2,10 @@
 
 As docs.aws.amazon.com/sns/latest/dg/sns-verify-signature-of-message.html says: the
 certificate is fetched only from `https://sns.<region>.amazonaws.com(.cn)/SimpleNotificationService-….pem`
-(checked here, whatever fetches it), the signature is RSA PKCS#1 v1.5 over the message's
-fields as `name\\nvalue\\n` in a fixed order, SHA1 for SignatureVersion 1 and SHA256 for 2.
+(checked here, whatever fetches it; the region must look like one, so no S3 bucket passes);
+the certificate's own names are not checked (what SNS's carries is not documented: see
+`SNS_HOST`); the signature is RSA PKCS#1 v1.5 over the message's fields as `name\\nvalue\\n` in a
+fixed order, SHA1 for SignatureVersion 1 and SHA256 for 2.
 A subscription is confirmed by a GET of its SubscribeURL, again only on an SNS host.
 
 Fetching is a callable (`fetch(url) -> bytes`), by default `download` over verified TLS, so
@@ -31,7 +33,13 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from .base import Refused, Unavailable, text
 
-SNS_HOST = re.compile(r"sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?")
+# `sns.<region>.amazonaws.com(.cn)`, the region shaped as AWS names them (us-east-1,
+# us-gov-west-1, us-iso-east-1, cn-north-1): a looser label would admit an S3 bucket named
+# `sns` (sns.s3.amazonaws.com, sns.s3-external-1.amazonaws.com), which anyone can fill. The
+# certificate's subject or SAN is not checked: AWS's guide once gave its SAN as the regional
+# host, and users report it without the region (awsdocs/amazon-sns-developer-guide#7); the host
+# rule and verified TLS to that host are what vouch for it.
+SNS_HOST = re.compile(r"sns\.[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d+\.amazonaws\.com(\.cn)?")
 CERTIFICATE_LIMIT = 64 * 1024  # bytes; SNS's certificates are about 2 KB
 _FIELDS = {
     "Notification": ("Message", "MessageId", "Subject", "Timestamp", "TopicArn", "Type"),
