@@ -113,7 +113,7 @@ def _serve(ctx: click.Context, host: str | None, port: int | None, schedule: boo
 def _console(app: App, create_server: Any, serve_in_thread: Any) -> str | None:
     """The console on its own address (`[admin] listen`), served by a second waitress in a
     thread of this process; its base URL, or None when it is on the public server (or off)."""
-    from ..config.checks import listen_address
+    from ..config import listen_address
     from ..web import create_admin_app
 
     admin = app.settings.admin

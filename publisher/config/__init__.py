@@ -1,25 +1,44 @@
 """The configuration: the only reader of TOML and the environment. Validates once and reports
 every problem at once, each with its key path and the fix.
 
-`settings` holds the shape (one pydantic model per table), `checks` what types cannot say,
-`load` where the file is, reading it and the secrets it names.
+The shape, one pydantic model per table: `settings` (`Settings`, the site's and the service's
+tables), `sources` (`[[sources]]`), `mail` (`[mail]`, `[digest]`, `[hooks]`, `[bounces]`), on
+`section`'s base. What types cannot say: `checks` (`check_meaning`), `source_checks`,
+`mail_checks`, `addresses` (one URL or address). `load`: where the file is, reading it and the
+secrets it names. Everything public is imported from here, `from publisher.config import ...`.
 """
 
-from .checks import is_loopback, mailbox
+from .addresses import is_loopback, listen_address, mailbox
 from .load import DEFAULT_PATHS, find_config, load_settings, optional_secret, secret, validate
-from .settings import (
-    SOURCE_TYPES,
+from .mail import (
     TRANSPORTS,
-    AdminConfig,
-    AlertsConfig,
     ApiConfig,
     BounceMailboxConfig,
     BounceRuleConfig,
     BounceRulesConfig,
     BouncesConfig,
-    CategoryConfig,
     DigestConfig,
+    MailConfig,
+    OutboxConfig,
+    SmtpConfig,
+)
+from .settings import (
+    AdminConfig,
+    AlertsConfig,
+    CategoryConfig,
     FeedsConfig,
+    MetricsConfig,
+    OutputConfig,
+    ScheduleConfig,
+    Settings,
+    SiteConfig,
+    StoreConfig,
+    TextConfig,
+    ThemeConfig,
+    WebConfig,
+)
+from .sources import (
+    SOURCE_TYPES,
     FeedSourceConfig,
     FilesSourceConfig,
     HtmlArticleConfig,
@@ -28,19 +47,7 @@ from .settings import (
     JsonFieldsConfig,
     JsonPagingConfig,
     JsonSourceConfig,
-    MailConfig,
-    MetricsConfig,
-    OutboxConfig,
-    OutputConfig,
-    ScheduleConfig,
-    Settings,
-    SiteConfig,
-    SmtpConfig,
     SourceConfig,
-    StoreConfig,
-    TextConfig,
-    ThemeConfig,
-    WebConfig,
     WebSourceConfig,
     WordPressSourceConfig,
 )
@@ -52,5 +59,5 @@ __all__ = [
     "JsonPagingConfig", "JsonSourceConfig", "MailConfig", "MetricsConfig", "OutboxConfig", "OutputConfig",
     "ScheduleConfig", "Settings", "SiteConfig", "SmtpConfig", "SourceConfig", "StoreConfig", "TextConfig",
     "ThemeConfig", "WebConfig", "WebSourceConfig", "WordPressSourceConfig", "find_config", "is_loopback",
-    "load_settings", "mailbox", "optional_secret", "secret", "validate",
+    "listen_address", "load_settings", "mailbox", "optional_secret", "secret", "validate",
 ]  # fmt: skip

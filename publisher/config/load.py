@@ -12,7 +12,8 @@ from pydantic import ValidationError
 
 from ..errors import ConfigError
 from .checks import ValidParts, check_meaning
-from .settings import SOURCE_TYPES, Settings
+from .settings import Settings
+from .sources import SOURCE_TYPES
 
 # Where the configuration is looked for when neither --config nor $PUBLISHER_CONFIG names it: a
 # site made by `publisher init` (run from its folder), then the project's demo.

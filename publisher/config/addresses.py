@@ -1,0 +1,61 @@
+"""The addresses a configuration holds, each checked on its own: absolute http(s) URLs, URLs
+on this machine, mailboxes, listen addresses. `is_loopback`, `mailbox` and `listen_address`
+serve the code that uses those values too."""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any
+from urllib.parse import urlsplit
+
+
+def http_url(key: str, value: str, example: str) -> list[tuple[str, str, str]]:
+    """The problem at `key` when `value` is not an absolute http(s) URL, with `example` as the fix."""
+    parts = urlsplit(value)
+    if parts.scheme in ("http", "https") and parts.hostname:
+        return []
+    return [(key, f"{value!r} is not an absolute http(s) URL", f'write it like "{example}"')]
+
+
+def listen_address(text: str) -> tuple[str, int]:
+    """(host, port) of `host:port` or `[v6]:port`; ValueError saying what is wrong."""
+    host, colon, port = text.rpartition(":")
+    if not colon or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"{text!r} is not host:port")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not host or any(c in host for c in "/[] "):
+        raise ValueError(f"{text!r} has no host")
+    return host, int(port)
+
+
+def is_loopback(url: str) -> bool:
+    """http://127.0.0.1:8080 and the like: a trial on one machine, where https is not needed.
+    The host must be a loopback IP address or exactly `localhost`: a name such as
+    `127.0.0.1.nip.io` resolves wherever its owner likes."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+    except ValueError:  # an unbalanced [ in the host
+        return False
+    if parts.scheme not in ("http", "https"):
+        return False
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def mailbox(text: str) -> Any:
+    """`Name <addr>` or `addr` as an email.headerregistry.Address, None when it is not one."""
+    from email.headerregistry import Address
+    from email.utils import parseaddr
+
+    name, addr = parseaddr(text)
+    if "\r" in text or "\n" in text or not addr or addr.count("@") != 1:
+        return None
+    try:
+        return Address(name, addr_spec=addr)
+    except (ValueError, IndexError):
+        return None
