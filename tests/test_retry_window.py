@@ -308,6 +308,9 @@ def test_an_unanswered_message_is_uncertain_and_only_retry_all_sends_it_again(si
         sent = site.cli("digest", "send")
         assert sent.exit_code == 0, sent.output
         assert "uncertain 1" in sent.output and box.delivered(GREYLISTED) == 1
+        assert "1 uncertain: the message may have reached the reader, so it is not sent again by itself" in " ".join(
+            sent.output.split()
+        )
         assert deliveries(site)[GREYLISTED] == ("uncertain", 1)
         assert "nothing to resume" in site.cli("digest", "resume").output
         assert "nothing to retry" in site.cli("digest", "retry", "1").output

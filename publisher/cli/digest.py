@@ -163,6 +163,12 @@ def _send(
                       "`publisher digest resume` continues)", highlight=False)  # fmt: skip
             time.sleep(max(0.0, (report.next_try - letters.clock()).total_seconds()))
             report = _send_due(letters, row, transport, planned)
+        if report.uncertain:
+            out.print(
+                f"{row.key}: {report.uncertain} uncertain: the message may have reached the reader, so it is not sent "
+                f"again by itself; `publisher digest failures {row.id}` lists them",
+                highlight=False,
+            )
         if report.paused:
             advice = "after too many errors in a row; fix the cause, then `publisher digest resume`"
             err.print(labelled("paused", "bold red", advice))
