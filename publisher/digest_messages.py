@@ -6,7 +6,7 @@ sender. `Newsletter` (newsletter.py) adds the use cases on top.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from email.headerregistry import Address
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
@@ -63,8 +63,12 @@ class DigestMessages:
         """The key that signs links (App.signing_key)."""
         return self.app.signing_key
 
-    def personal(self, subscriber: Subscriber) -> Personal:
-        sid, now = subscriber.id or 0, self.clock()
+    def personal(self, subscriber: Subscriber, issued: datetime | None = None) -> Personal:
+        """The reader's signed links, valid for their lifetimes from `issued` (default: now). A
+        digest's deliveries count from the digest's opening, so every try of one delivery
+        carries the same links and the same bytes: an API's idempotency key (Resend's) then
+        meets the same request and answers it as the first, instead of refusing it."""
+        sid, now = subscriber.id or 0, issued or self.clock()
         key, email_key = self.signing_key, subscriber.email.lower()
         unsubscribe = make_token(key, "unsubscribe", sid, email_key, now + UNSUBSCRIBE_LIFETIME)
         preferences = make_token(key, "preferences", sid, email_key, now + PREFERENCES_LIFETIME)
@@ -88,10 +92,11 @@ class DigestMessages:
         message_id: str | None,
         test: bool = False,
         delivery: Delivery | None = None,
+        issued: datetime | None = None,
     ) -> Message:
         """A reader's digest; with its `delivery`, carrying the delivery's token (bounces.links)
         in the X-Publisher-Delivery header and, with `[bounces] return_path`, the envelope sender."""
-        who = self.personal(subscriber)
+        who = self.personal(subscriber, issued)
         text, html = renderer.personal(draft, who)
         words = self.look.words
         headers: tuple[tuple[str, str], ...] = (("X-Publisher-Test", "yes"),) if test else ()
@@ -135,7 +140,9 @@ class DigestMessages:
             if draft is None:
                 return None
             try:
-                message = self.message(renderer, draft, subscriber, message_id, delivery=delivery)
+                message = self.message(
+                    renderer, draft, subscriber, message_id, delivery=delivery, issued=digest.created_at
+                )
                 message.as_bytes()  # written now (and kept): an address IDNA refuses fails here
             except ValueError as exc:  # this subscriber's data (a name no header can carry)
                 raise BuildProblem(str(exc)) from exc

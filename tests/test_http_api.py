@@ -298,3 +298,67 @@ def test_one_reading_of_a_status_for_every_provider() -> None:
     assert Refusal.from_status(502, idempotent=True) == Refusal("", retryable=True)
     assert Refusal.from_status(401).broken and Refusal.from_status(403).broken
     assert Refusal.from_status(422, "validation_error") == Refusal("validation_error", retryable=False)
+
+
+class ResendContract:
+    """Resend's documented idempotency: a key seen with the same payload within 24 hours gets
+    the first answer and sends nothing; with another payload, 409 invalid_idempotent_request."""
+
+    def __init__(self) -> None:
+        self.first: dict[str, tuple[bytes, str]] = {}  # key: (payload, email id)
+        self.emails: list[str] = []  # what was sent
+
+    def __call__(self, request: Request) -> Response:
+        key, payload = request.headers["Idempotency-Key"], request.get_data()
+        if key in self.first:
+            if self.first[key][0] != payload:
+                body = {"statusCode": 409, "name": "invalid_idempotent_request", "message": "key used"}
+                return Response(json.dumps(body), status=409)
+            return Response(json.dumps({"id": self.first[key][1]}))
+        self.emails.append(f"rs-{len(self.emails) + 1}")
+        self.first[key] = (payload, self.emails[-1])
+        return Response(json.dumps({"id": self.emails[-1]}))
+
+
+def test_a_later_try_of_a_resend_delivery_meets_its_first_request(
+    httpserver: HTTPServer, site: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first request was taken but its answer lost; the try an hour later, from a new
+    process, rebuilds the message: the same bytes and key, so Resend answers with the first
+    e-mail's id and sends nothing (before, its links were signed anew: 409, uncertain)."""
+    from datetime import timedelta
+
+    from test_newsletter import add_readers, mailing_site
+
+    from publisher.newsletter import Newsletter
+
+    contract = ResendContract()
+    httpserver.expect_request("/emails", method="POST").respond_with_handler(contract)
+    monkeypatch.setenv("RESEND_KEY", KEY)
+    mailing_site(site, 25)
+    config = site.config.read_text(encoding="utf-8").replace('transport = "smtp"', 'transport = "resend"')
+    site.config.write_text(
+        config + f'[mail.resend]\napi_key_env = "RESEND_KEY"\nbase_url = "{httpserver.url_for("")}"\n'
+    )
+    add_readers(site, 1)
+    site.clock_now = datetime.now(UTC)
+
+    def send_first_delivery() -> str | None:
+        app = site.app()
+        try:
+            letters = Newsletter(app)
+            [digest] = app.store.digests() or [letters.plan_scheduled().digest]
+            [delivery] = app.store.next_deliveries(digest.id, 10)
+            message = letters.builder(digest)(delivery)
+            assert message is not None
+            transport = app.transport()
+            try:
+                return transport.send(message).provider_id
+            finally:
+                transport.close()
+        finally:
+            app.close()
+
+    assert send_first_delivery() == "rs-1"
+    site.clock_now += timedelta(hours=1)
+    assert send_first_delivery() == "rs-1" and contract.emails == ["rs-1"]

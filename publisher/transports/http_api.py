@@ -186,8 +186,8 @@ def _resend(message: Message, key: str, options: dict[str, str]) -> Request:
 def _resend_refusal(response: requests.Response) -> Refusal | None:
     """Resend's idempotency answers (409): `concurrent_idempotent_requests`, the first request
     with this key is still running (safe to try again); `invalid_idempotent_request`, the key
-    was used by an earlier request whose payload differs (the message rebuilt for a later try:
-    its links are signed anew), so that earlier one reached Resend and may have been sent."""
+    was used by an earlier request whose payload differs (the message rebuilt for a later try
+    after an article changed), so that earlier one reached Resend and may have been sent."""
     if response.status_code != 409:
         return None
     try:
