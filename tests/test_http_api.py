@@ -362,3 +362,14 @@ def test_a_later_try_of_a_resend_delivery_meets_its_first_request(
     assert send_first_delivery() == "rs-1"
     site.clock_now += timedelta(hours=1)
     assert send_first_delivery() == "rs-1" and contract.emails == ["rs-1"]
+
+
+def test_a_request_that_cannot_be_made_is_not_uncertain(httpserver: HTTPServer) -> None:
+    """A key with a line break in it (a stray newline in the environment) fails before anything
+    is sent: the provider cannot have the message."""
+    script = Script(check_postmark, [])
+    httpserver.expect_request("", method="POST").respond_with_handler(script)
+    api = HttpApiTransport("postmark", "key\nX-Injected: 1", base_url=httpserver.url_for(""), sleep=lambda _s: None)
+    with pytest.raises(TransportError) as caught:
+        api.send(message())
+    assert not caught.value.uncertain and script.seen == 0

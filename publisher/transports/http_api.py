@@ -334,9 +334,15 @@ _HINTS = {  # (uncertain, retryable)
 
 def _unsent(exc: requests.RequestException) -> bool:
     """True when the request cannot have reached the provider: no connection was made (refused,
-    DNS, a connect timeout) or TLS failed. A read timeout or a dropped connection is not."""
+    DNS, a connect timeout), TLS failed, or the request could not be made at all (an invalid
+    URL or header). A read timeout, or a connection dropped once it was made (a reset, the
+    server closing without an answer, a broken answer), may come after the provider took it."""
     if isinstance(exc, (requests.exceptions.ConnectTimeout, requests.exceptions.SSLError)):
         return True
-    reason = exc.args[0] if exc.args else None
-    reason = getattr(reason, "reason", reason)  # requests wraps urllib3's MaxRetryError
-    return isinstance(reason, urllib3.exceptions.NewConnectionError)  # refused, DNS (NameResolutionError)
+    if isinstance(exc, (requests.exceptions.ReadTimeout, requests.exceptions.ChunkedEncodingError)):
+        return False
+    if isinstance(exc, requests.exceptions.ConnectionError):
+        reason = exc.args[0] if exc.args else None
+        reason = getattr(reason, "reason", reason)  # requests wraps urllib3's MaxRetryError
+        return isinstance(reason, urllib3.exceptions.NewConnectionError)  # refused, DNS (NameResolutionError)
+    return True
