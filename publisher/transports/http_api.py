@@ -313,7 +313,7 @@ class HttpApiTransport:
         hint = refusal.hint or {
             401: "check the API key's environment variable",
             403: "check the API key's permissions and the sending domain",
-        }.get(status, _HINTS[refusal.uncertain, refusal.retryable])
+        }.get(status, _HINTS.get((refusal.uncertain, refusal.retryable), "the provider may try it later"))
         code = f" {refusal.code}" if refusal.code else ""
         return TransportError(
             f"{self.provider.name}: HTTP {status}{code} from {response.url}: {detail}",
