@@ -1,16 +1,19 @@
 """The send engine: one delivery row per digest and subscriber, marked before and after each send.
 
 A row is `sending` from the moment before the transport is called until its answer is
-recorded, each in its own transaction. After a crash, a `sending` row is sent once more and
-recorded as `uncertain` (the first try may have gone out too; the Message-ID is the same, so a
-duplicate is recognisable); a `sent` row is never sent again. Retryable errors put the delivery
-back in the queue with its error, due again after the next wait of `retry_after` (1, 5, 15,
-60 minutes, 4 hours: greylisting and a server that is down for hours): as `pending`, or as
-`sending` when the error says the message may have gone out (a timeout after DATA), so that its
-eventual success is recorded as `uncertain` too. A run sends what is due and returns, saying
-when the next try is (`SendReport.next_try`); the digest stays `sending`, so whoever runs next
-(the scheduler at that time, `digest resume`, a restart) picks it up. After the last wait, a
-temporary error fails the delivery (`GAVE_UP`: `digest retry` may try it again).
+recorded, each in its own transaction; a `sent` row is never sent again. A message that may
+have gone out is never sent again by itself: an error that says so (no answer after the
+message was handed over: a timeout after the final "." of DATA, an HTTP API that took the
+request and did not answer) makes the delivery `uncertain`, and so does a `sending` row found
+by the next run (its process stopped mid-send). Only `digest retry --all` sends those again,
+and whatever that retry ends in keeps the doubt (store.retries: UNANSWERED, EARLIER,
+SENT_AGAIN). Retryable errors (the receiver cannot have taken the message) put the delivery
+back in the queue as `pending` with its error, due again after the next wait of `retry_after`
+(1, 5, 15, 60 minutes, 4 hours: greylisting and a server that is down for hours). A run sends
+what is due and returns, saying when the next try is (`SendReport.next_try`); the digest stays
+`sending`, so whoever runs next (the scheduler at that time, `digest resume`, a restart) picks
+it up. After the last wait, a temporary error fails the delivery (`GAVE_UP`: `digest retry`
+may try it again).
 
 Permanent errors are `failed`; an error that says the transport cannot send at all (a refused
 login) pauses the digest without using up anybody's attempts. A message that cannot be made for
@@ -29,7 +32,7 @@ from datetime import datetime, timedelta
 
 from .mail import Message
 from .model import Delivery
-from .store import GAVE_UP, Store
+from .store import EARLIER, GAVE_UP, SENT_AGAIN, UNANSWERED, Store
 from .transports import Transport, TransportError
 
 log = logging.getLogger(__name__)
@@ -108,6 +111,15 @@ class Sender:
             ledger.mark(delivery_id, status, now, error=error, provider_id=provider_id)
             counted("retried" if status in ("pending", "sending") else status)
 
+        def give_up(delivery: Delivery, reason: str) -> None:
+            """Failed; or, when an earlier try may have been delivered, uncertain still."""
+            if delivery.doubtful:
+                mark(delivery.id, "uncertain", self.clock(), error=f"{UNANSWERED}by an earlier try; then {reason}")
+                report.uncertain += 1
+            else:
+                mark(delivery.id, "failed", self.clock(), error=reason)
+                report.failed += 1
+
         rechecks = 0
         try:
             while True:
@@ -124,17 +136,20 @@ class Sender:
                     if should_stop():  # a clean stop: the digest stays `sending` for the next start
                         report.stopped = True
                         return report
-                    if delivery.attempts >= self.max_tries:
-                        maybe = "; an earlier try may have been delivered" if delivery.status == "sending" else ""
-                        reason = f"{GAVE_UP}{delivery.attempts} tries{maybe}"
-                        mark(delivery.id, "failed", self.clock(), error=reason)
-                        report.failed += 1
+                    if delivery.status == "sending":  # claimed, never answered: stopped mid-send
+                        why = f"{UNANSWERED}the sending process stopped before its answer was recorded"
+                        if ledger.settle_unanswered(delivery, self.clock(), why):
+                            counted("uncertain")
+                            report.uncertain += 1
+                            log.warning("delivery to %s is uncertain: %s", delivery.email_key, why)
+                        continue
+                    if delivery.attempts >= self.max_tries:  # the waits were shortened since
+                        give_up(delivery, f"{GAVE_UP}{delivery.attempts} tries")
                         continue
                     try:
                         message = build(delivery)
                     except BuildProblem as exc:
-                        mark(delivery.id, "failed", self.clock(), error=f"cannot build the message: {exc}")
-                        report.failed += 1
+                        give_up(delivery, f"cannot build the message: {exc}")
                         log.warning("delivery to %s failed: cannot build the message: %s", delivery.email_key, exc)
                         # One reader's data fails one delivery; every message failing means
                         # something all share is broken: pause for the operator, never `done`.
@@ -149,9 +164,6 @@ class Sender:
                     next_slot = self._pace(next_slot)
                     if not ledger.claim(delivery, self.clock()):
                         continue  # another sender has it
-                    # A `sending` row was tried and not answered (a crash, or an error after
-                    # which the message may have gone out): whatever happens now is uncertain.
-                    unsure = delivery.status == "sending"
                     try:
                         sent = self.transport.send(message)
                     except TransportError as exc:
@@ -163,15 +175,18 @@ class Sender:
                             return report
                         errors_in_a_row += 1
                         tries = delivery.attempts + 1
-                        if exc.retryable and tries < self.max_tries:
-                            # Back in the queue; `sending` keeps the doubt of an unanswered try.
-                            again = "sending" if exc.uncertain or unsure else "pending"
-                            mark(delivery.id, again, self.clock(), error=exc.message)  # the reply, one line
+                        if exc.uncertain:  # it may have gone out: never sent again by itself
+                            mark(delivery.id, "uncertain", self.clock(), error=UNANSWERED + exc.message)
+                            report.uncertain += 1
+                            log.warning("delivery to %s is uncertain: %s", delivery.email_key, exc)
+                        elif exc.retryable and tries < self.max_tries:  # back in the queue
+                            error = EARLIER + exc.message if delivery.doubtful else exc.message  # the reply
+                            mark(delivery.id, "pending", self.clock(), error=error)
                             report.retried += 1
                         else:
-                            reason = f"{GAVE_UP}{tries} tries: {exc.message}" if exc.retryable else exc.message
-                            mark(delivery.id, "failed", self.clock(), error=reason)
-                            report.failed += 1
+                            give_up(
+                                delivery, f"{GAVE_UP}{tries} tries: {exc.message}" if exc.retryable else exc.message
+                            )
                             log.warning("delivery to %s failed: %s", delivery.email_key, exc)
                             if exc.bounced:
                                 self.refused(delivery, str(exc))
@@ -179,9 +194,12 @@ class Sender:
                             return self._pause(digest_id, report, errors_in_a_row)
                         continue
                     errors_in_a_row = 0
-                    mark(delivery.id, "uncertain" if unsure else "sent", self.clock(), provider_id=sent.provider_id)
-                    report.uncertain += unsure
-                    report.sent += not unsure
+                    if delivery.doubtful:  # sent again on request: the earlier try may have arrived too
+                        mark(delivery.id, "uncertain", self.clock(), error=SENT_AGAIN, provider_id=sent.provider_id)
+                        report.uncertain += 1
+                    else:
+                        mark(delivery.id, "sent", self.clock(), provider_id=sent.provider_id)
+                        report.sent += 1
                     tick(1)
             if report.waiting:
                 when = f"{report.next_try:%Y-%m-%d %H:%M:%S} UTC" if report.next_try else "?"

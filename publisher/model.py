@@ -233,3 +233,6 @@ class Delivery:
     subscriber: Subscriber | None  # None: erased since the plan
     updated_at: datetime | None = None  # UTC: when its state last changed
     retrying: bool = False  # an attempt ended in an error (not a crash): wait before the next
+    # An earlier try may have been delivered (it was uncertain, and the operator sent it again):
+    # a success now may be a second copy, and is recorded as uncertain (store.retries.EARLIER).
+    doubtful: bool = False

@@ -188,24 +188,87 @@ def test_a_waiting_delivery_is_counted_and_listed_with_its_next_try(planned: tup
     assert waiting.last_try == NOW + timedelta(minutes=10)
 
 
-def test_a_timeout_that_may_have_delivered_makes_the_later_success_uncertain(planned: tuple[Store, int]) -> None:
+def confirmed(store: Store, emails: list[str]) -> None:
+    from publisher.model import Subscriber, SubscriberStatus
+
+    store.save_subscribers([Subscriber(r, "", (), SubscriberStatus.CONFIRMED, NOW, "import", NOW) for r in emails])
+
+
+def test_a_timeout_that_may_have_delivered_is_uncertain_and_never_sent_again_by_itself(
+    planned: tuple[Store, int],
+) -> None:
     store, digest_id = planned
-    timeout = TransportError("timed out after DATA", retryable=True, uncertain=True)
-    flaky = Flaky({"r2@example.com": [timeout], "r4@example.com": [timeout, timeout, timeout]})
+    confirmed(store, READERS)
+    timeout = TransportError("no answer after the message was handed over", uncertain=True, retryable=False)
+    flaky = Flaky({"r2@example.com": [timeout], "r4@example.com": [timeout]})
     clocked = Clocked(store, flaky, retry_after=[timedelta(minutes=1), timedelta(minutes=5)])
     reports = clocked.until_done(digest_id)
-    assert sum(r.sent for r in reports) == 3 and sum(r.uncertain for r in reports) == 1
-    assert store.delivery_counts(digest_id) == {"sent": 3, "uncertain": 1, "failed": 1}
+    assert len(reports) == 1 and (reports[0].sent, reports[0].uncertain, reports[0].waiting) == (3, 2, 0)
+    assert store.delivery_counts(digest_id) == {"sent": 3, "uncertain": 2}
+    assert store.digest(digest_id).status == "done"  # nothing waits: the scheduler has nothing to resume
+    clocked.time.now += timedelta(hours=5)
+    assert clocked.run(digest_id).sent == 0 and sorted(flaky.delivered) == ["r0@example.com", "r1@example.com",
+                                                                          "r3@example.com"]  # fmt: skip
+    assert store.retry_deliveries(digest_id, clocked.time.now) == 0  # `digest retry` leaves them alone
+    problems = store.delivery_problems(digest_id)
+    assert [(p.email_key, p.status, p.unanswered, p.retry_with) for p in problems] == [
+        ("r2@example.com", "uncertain", True, "retry --all (may arrive twice)"),
+        ("r4@example.com", "uncertain", True, "retry --all (may arrive twice)"),
+    ]
+    assert problems[0].error == "may have been delivered: no answer after the message was handed over"
 
 
-def test_a_crash_mid_send_resends_once_and_marks_it_uncertain(planned: tuple[Store, int]) -> None:
+def test_retry_all_sends_an_uncertain_one_again_and_it_stays_uncertain(planned: tuple[Store, int]) -> None:
     store, digest_id = planned
+    confirmed(store, READERS)
+    timeout = TransportError("no answer after the message was handed over", uncertain=True, retryable=False)
+    greylisted = TransportError("451 greylisted", retryable=True)
+    # r2: unanswered, then on the operator's retry greylisted once, then taken.
+    flaky = Flaky({"r2@example.com": [timeout, greylisted], "r4@example.com": [timeout]})
+    clocked = Clocked(store, flaky, retry_after=[timedelta(minutes=1)])
+    clocked.until_done(digest_id)
+    assert store.retry_deliveries(digest_id, clocked.time.now, everything=True) == 2
+    reports = clocked.until_done(digest_id)
+    assert [(r.sent, r.uncertain, r.retried) for r in reports] == [(0, 1, 1), (0, 1, 0)]
+    assert flaky.delivered.count("r2@example.com") == 1 and flaky.delivered.count("r4@example.com") == 1
+    # The second success does not erase the doubt: the first try may have arrived too.
+    assert store.delivery_counts(digest_id) == {"sent": 3, "uncertain": 2}
+    problems = store.delivery_problems(digest_id)
+    assert {(p.email_key, p.error, p.unanswered, p.retry_with) for p in problems} == {
+        (r, "sent again on request after a try that may have been delivered: it may have arrived twice", False, "")
+        for r in ("r2@example.com", "r4@example.com")
+    }
+    assert store.retry_deliveries(digest_id, clocked.time.now, everything=True) == 0  # never a third copy
+
+
+def test_a_retried_uncertain_one_that_fails_stays_uncertain(planned: tuple[Store, int]) -> None:
+    store, digest_id = planned
+    confirmed(store, READERS)
+    timeout = TransportError("no answer after the message was handed over", uncertain=True, retryable=False)
+    flaky = Flaky({"r2@example.com": [timeout, TransportError("552 mailbox full", retryable=False)]})
+    clocked = Clocked(store, flaky)
+    clocked.until_done(digest_id)
+    assert store.retry_deliveries(digest_id, clocked.time.now, everything=True) == 1
+    assert clocked.run(digest_id).uncertain == 1
+    [problem] = store.delivery_problems(digest_id)
+    assert problem.status == "uncertain" and problem.unanswered  # the first try may still have arrived
+    assert problem.error == "may have been delivered: by an earlier try; then 552 mailbox full"
+
+
+def test_a_crash_mid_send_is_uncertain_and_not_sent_again_by_itself(planned: tuple[Store, int]) -> None:
+    store, digest_id = planned
+    confirmed(store, READERS)
     first = store.open_deliveries(digest_id)[0][0]
     store.mark_delivery(first, "sending", NOW, tried=True)  # killed after marking, before the answer
     memory = MemoryTransport()
     report = sender(store, memory).run(digest_id, build)
-    assert (report.sent, report.uncertain) == (4, 1) and len(memory.sent) == 5
+    assert (report.sent, report.uncertain) == (4, 1) and len(memory.sent) == 4
     assert store.delivery_counts(digest_id) == {"sent": 4, "uncertain": 1}
+    assert "r0@example.com" not in [m.recipient for m in memory.sent]
+    [problem] = store.delivery_problems(digest_id)
+    assert problem.unanswered and "stopped before its answer was recorded" in problem.error
+    assert store.retry_deliveries(digest_id, NOW, everything=True) == 1  # the operator asks
+    assert sender(store, memory).run(digest_id, build).uncertain == 1
     resent = [m for m in memory.sent if m.recipient == "r0@example.com"]
     assert [m.message_id for m in resent] == ["<d1.0@example.org>"]  # the same id as the lost try
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import json
+import socket
+import threading
 import time
 from datetime import UTC, datetime
 from email import message_from_bytes, policy
@@ -157,19 +159,35 @@ def test_retry_after_is_capped(httpserver: HTTPServer) -> None:
 
 
 @pytest.mark.parametrize("name", PROVIDERS)
-def test_500_is_retried_with_backoff_then_gives_up_as_retryable(httpserver: HTTPServer, name: str) -> None:
+def test_503_is_not_taken_so_it_is_retried_with_backoff_then_gives_up_as_retryable(
+    httpserver: HTTPServer, name: str
+) -> None:
     check, _ok, _ = PROVIDERS[name]
-    script = Script(check, [Response("oops", status=500)] * 3)
+    script = Script(check, [Response("down for maintenance", status=503)] * 3)
     httpserver.expect_request("", method="POST").respond_with_handler(script)
     waits: list[float] = []
     with pytest.raises(TransportError) as caught:
         transport(httpserver, name, waits, attempts=3).send(message())
-    assert caught.value.retryable and script.seen == 3 and waits == [0.5, 1.0]
-    assert caught.value.uncertain is (name != "resend")  # only Resend dedupes a retried request
+    assert caught.value.retryable and not caught.value.uncertain and script.seen == 3 and waits == [0.5, 1.0]
 
 
 @pytest.mark.parametrize("name", PROVIDERS)
-def test_a_timeout_is_retried_and_then_retryable(name: str) -> None:
+def test_another_5xx_may_have_been_taken_so_only_resend_tries_again(httpserver: HTTPServer, name: str) -> None:
+    check, ok, _ = PROVIDERS[name]
+    script = Script(check, [Response("oops", status=500), ok])
+    httpserver.expect_request("", method="POST").respond_with_handler(script)
+    waits: list[float] = []
+    if name == "resend":  # the same Idempotency-Key: Resend sends it once whatever happened
+        assert transport(httpserver, name, waits).send(message()).provider_id == IDS[name]
+        assert script.seen == 2 and waits == [0.5]
+        return
+    with pytest.raises(TransportError) as caught:
+        transport(httpserver, name, waits).send(message())
+    assert caught.value.uncertain and not caught.value.retryable and script.seen == 1 and waits == []
+
+
+@pytest.mark.parametrize("name", PROVIDERS)
+def test_a_timeout_after_the_request_went_is_uncertain_but_resend_tries_again(name: str) -> None:
     check, ok, _ = PROVIDERS[name]
 
     def slow() -> Response:
@@ -182,14 +200,176 @@ def test_a_timeout_is_retried_and_then_retryable(name: str) -> None:
         script = Script(check, [slow, ok])
         server.expect_request("", method="POST").respond_with_handler(script)
         waits: list[float] = []
-        assert transport(server, name, waits, timeout=0.2).send(message()).provider_id == IDS[name]
-        assert waits == [0.5]
-        server.clear()
-        server.expect_request("", method="POST").respond_with_handler(Script(check, [slow, slow]))
+        if name == "resend":
+            assert transport(server, name, waits, timeout=0.2).send(message()).provider_id == IDS[name]
+            assert waits == [0.5] and script.seen == 2
+            return
         with pytest.raises(TransportError) as caught:
-            transport(server, name, [], timeout=0.2, attempts=2).send(message())
-        assert caught.value.retryable and "no answer" in str(caught.value)
-        assert caught.value.uncertain is (name != "resend")
+            transport(server, name, waits, timeout=0.2).send(message())
+        assert (
+            caught.value.uncertain and not caught.value.retryable and "after the request was sent" in str(caught.value)
+        )
+        assert script.seen == 1 and waits == []  # never sent twice
     finally:
         server.clear()
         server.stop()
+
+
+def _dropping_server() -> tuple[socket.socket, list[bytes]]:
+    """Reads each request whole, then closes the connection without a word."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    requests_seen: list[bytes] = []
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            with conn:
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    data += conn.recv(65536)
+                head, _, body = data.partition(b"\r\n\r\n")
+                length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
+                                  if line.lower().startswith(b"content-length")))  # fmt: skip
+                while len(body) < length:
+                    body += conn.recv(65536)
+                requests_seen.append(head)
+
+    threading.Thread(target=serve, daemon=True).start()
+    return listener, requests_seen
+
+
+@pytest.mark.parametrize("name", PROVIDERS)
+def test_a_dropped_connection_after_the_request_went_is_uncertain_but_resend_tries_again(name: str) -> None:
+    listener, seen = _dropping_server()
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+    try:
+        api = HttpApiTransport(name, KEY, base_url=url, options=PROVIDERS[name][2], sleep=lambda _s: None, attempts=2)
+        with pytest.raises(TransportError) as caught:
+            api.send(message())
+    finally:
+        listener.close()
+    if name == "resend":
+        assert caught.value.retryable and not caught.value.uncertain and len(seen) == 2
+    else:
+        assert caught.value.uncertain and not caught.value.retryable and len(seen) == 1
+
+
+@pytest.mark.parametrize("name", PROVIDERS)
+def test_a_refused_connection_or_a_tls_failure_is_certain_and_retryable(httpserver: HTTPServer, name: str) -> None:
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{unused.getsockname()[1]}"  # nothing listens there
+    plain = httpserver.url_for("").replace("http://", "https://")  # TLS to a server that speaks HTTP
+    httpserver.expect_request("", method="POST").respond_with_data("not TLS")
+    for url in (closed, plain):
+        waits: list[float] = []
+        api = HttpApiTransport(name, KEY, base_url=url, options=PROVIDERS[name][2], sleep=waits.append, attempts=2)
+        with pytest.raises(TransportError) as caught:
+            api.send(message())
+        assert caught.value.retryable and not caught.value.uncertain, url
+        assert waits == [0.5]  # tried again at once: it cannot have been sent
+
+
+def test_resend_409_answers_by_their_name(httpserver: HTTPServer) -> None:
+    check, ok, _ = PROVIDERS["resend"]
+    busy = Response(json.dumps({"name": "concurrent_idempotent_requests", "statusCode": 409}), status=409)
+    used = Response(json.dumps({"name": "invalid_idempotent_request", "statusCode": 409}), status=409)
+    script = Script(check, [busy, ok, used])
+    httpserver.expect_request("", method="POST").respond_with_handler(script)
+    waits: list[float] = []
+    assert transport(httpserver, "resend", waits).send(message()).provider_id == IDS["resend"]  # still running
+    with pytest.raises(TransportError) as caught:  # an earlier try with another payload had this key
+        transport(httpserver, "resend", waits).send(message())
+    assert caught.value.uncertain and not caught.value.retryable and "invalid_idempotent_request" in str(caught.value)
+    assert script.seen == 3
+
+
+def test_one_reading_of_a_status_for_every_provider() -> None:
+    from publisher.transports.http_api import Refusal
+
+    assert Refusal.from_status(429) == Refusal("", retryable=True, throttled=True)
+    assert Refusal.from_status(503).retryable and not Refusal.from_status(503).uncertain
+    assert Refusal.from_status(500).uncertain and not Refusal.from_status(500).retryable
+    assert Refusal.from_status(502, idempotent=True) == Refusal("", retryable=True)
+    assert Refusal.from_status(401).broken and Refusal.from_status(403).broken
+    assert Refusal.from_status(422, "validation_error") == Refusal("validation_error", retryable=False)
+
+
+class ResendContract:
+    """Resend's documented idempotency: a key seen with the same payload within 24 hours gets
+    the first answer and sends nothing; with another payload, 409 invalid_idempotent_request."""
+
+    def __init__(self) -> None:
+        self.first: dict[str, tuple[bytes, str]] = {}  # key: (payload, email id)
+        self.emails: list[str] = []  # what was sent
+
+    def __call__(self, request: Request) -> Response:
+        key, payload = request.headers["Idempotency-Key"], request.get_data()
+        if key in self.first:
+            if self.first[key][0] != payload:
+                body = {"statusCode": 409, "name": "invalid_idempotent_request", "message": "key used"}
+                return Response(json.dumps(body), status=409)
+            return Response(json.dumps({"id": self.first[key][1]}))
+        self.emails.append(f"rs-{len(self.emails) + 1}")
+        self.first[key] = (payload, self.emails[-1])
+        return Response(json.dumps({"id": self.emails[-1]}))
+
+
+def test_a_later_try_of_a_resend_delivery_meets_its_first_request(
+    httpserver: HTTPServer, site: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first request was taken but its answer lost; the try an hour later, from a new
+    process, rebuilds the message: the same bytes and key, so Resend answers with the first
+    e-mail's id and sends nothing (before, its links were signed anew: 409, uncertain)."""
+    from datetime import timedelta
+
+    from test_newsletter import add_readers, mailing_site
+
+    from publisher.newsletter import Newsletter
+
+    contract = ResendContract()
+    httpserver.expect_request("/emails", method="POST").respond_with_handler(contract)
+    monkeypatch.setenv("RESEND_KEY", KEY)
+    mailing_site(site, 25)
+    config = site.config.read_text(encoding="utf-8").replace('transport = "smtp"', 'transport = "resend"')
+    site.config.write_text(
+        config + f'[mail.resend]\napi_key_env = "RESEND_KEY"\nbase_url = "{httpserver.url_for("")}"\n'
+    )
+    add_readers(site, 1)
+    site.clock_now = datetime.now(UTC)
+
+    def send_first_delivery() -> str | None:
+        app = site.app()
+        try:
+            letters = Newsletter(app)
+            [digest] = app.store.digests() or [letters.plan_scheduled().digest]
+            [delivery] = app.store.next_deliveries(digest.id, 10)
+            message = letters.builder(digest)(delivery)
+            assert message is not None
+            transport = app.transport()
+            try:
+                return transport.send(message).provider_id
+            finally:
+                transport.close()
+        finally:
+            app.close()
+
+    assert send_first_delivery() == "rs-1"
+    site.clock_now += timedelta(hours=1)
+    assert send_first_delivery() == "rs-1" and contract.emails == ["rs-1"]
+
+
+def test_a_request_that_cannot_be_made_is_not_uncertain(httpserver: HTTPServer) -> None:
+    """A key with a line break in it (a stray newline in the environment) fails before anything
+    is sent: the provider cannot have the message."""
+    script = Script(check_postmark, [])
+    httpserver.expect_request("", method="POST").respond_with_handler(script)
+    api = HttpApiTransport("postmark", "key\nX-Injected: 1", base_url=httpserver.url_for(""), sleep=lambda _s: None)
+    with pytest.raises(TransportError) as caught:
+        api.send(message())
+    assert not caught.value.uncertain and script.seen == 0

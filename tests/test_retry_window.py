@@ -4,6 +4,7 @@ try, across a restart, whether the next process is a new App, the CLI again or `
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import json
@@ -275,3 +276,70 @@ def test_send_with_wait_stays_until_the_greylisted_reader_has_it(
     assert box.delivered(GREYLISTED) == 1 and deliveries(site)[GREYLISTED] == ("sent", 3)
     first, second, third = box.rcpt_at[GREYLISTED]
     assert second - first >= 0.9 and third - second >= 1.9
+
+
+class Unanswering(Greylisting):
+    """Takes every message; to the addresses in `silent` the first time it never answers the
+    final "." (past the client's timeout), as a server that crashed after queueing it would."""
+
+    def __init__(self, silent: set[str]) -> None:
+        super().__init__({})
+        self.silent = silent
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        answer = await super().handle_DATA(server, session, envelope)
+        if envelope.rcpt_tos[0] in self.silent:
+            self.silent.discard(envelope.rcpt_tos[0])
+            await asyncio.sleep(3)  # far past the client's 0.5 s
+        return answer
+
+
+def test_an_unanswered_message_is_uncertain_and_only_retry_all_sends_it_again(site: Site) -> None:
+    """M4: the message may have gone out, so neither `digest resume` nor `digest retry` sends it
+    again; `digest failures` says what retrying risks; `retry --all` sends it, and the row keeps
+    saying it may have arrived twice."""
+    box, port = Unanswering({GREYLISTED}), free_port()
+    controller = Controller(box, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        mailing_site(site, port)
+        site.config.write_text(site.config.read_text(encoding="utf-8").replace("timeout = 10", "timeout = 0.5"))
+        add_readers(site, 3)
+        sent = site.cli("digest", "send")
+        assert sent.exit_code == 0, sent.output
+        assert "uncertain 1" in sent.output and box.delivered(GREYLISTED) == 1
+        assert "1 uncertain: the message may have reached the reader, so it is not sent again by itself" in " ".join(
+            sent.output.split()
+        )
+        assert deliveries(site)[GREYLISTED] == ("uncertain", 1)
+        assert "nothing to resume" in site.cli("digest", "resume").output
+        assert "nothing to retry" in site.cli("digest", "retry", "1").output
+        assert box.delivered(GREYLISTED) == 1
+
+        table = site.cli("digest", "failures", "1")
+        assert table.exit_code == 0, table.output
+        assert "0 failed, 1 uncertain, 0 waiting" in table.output
+        assert "`publisher digest retry 1 --all` does, and a reader who has it then gets it twice" in " ".join(
+            table.output.split()
+        )
+        [row] = list(csv.DictReader(io.StringIO(site.cli("digest", "failures", "--format", "csv").output)))
+        assert (row["address"], row["state"], row["retry"]) == (
+            GREYLISTED,
+            "uncertain",
+            "retry --all (may arrive twice)",
+        )
+        assert row["reason"].startswith("may have been delivered: ") and row["reason"].endswith("timed out")
+
+        again = site.cli("digest", "retry", "1", "--all")
+        assert again.exit_code == 0, again.output
+        assert box.delivered(GREYLISTED) == 2  # the operator asked
+        [row] = list(csv.DictReader(io.StringIO(site.cli("digest", "failures", "--format", "csv").output)))
+        assert (row["state"], row["retry"]) == ("uncertain", "")
+        assert (
+            row["reason"] == "sent again on request after a try that may have been delivered: it may have arrived twice"
+        )
+        assert "nothing to retry" in site.cli("digest", "retry", "1", "--all").output
+    finally:
+        controller.stop()
+    assert deliveries(site)[GREYLISTED] == ("uncertain", 1)
+    assert box.delivered("reader0000@example.com") == 1 and box.delivered(REFUSED) == 1

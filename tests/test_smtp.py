@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import ssl
 import threading
@@ -197,7 +198,8 @@ def test_a_server_that_never_answers_times_out_as_retryable() -> None:
         smtp = SmtpTransport("127.0.0.1", listener.getsockname()[1], security="none", timeout=0.5)
         with pytest.raises(TransportError) as caught:
             smtp.send(message())
-        assert caught.value.retryable and caught.value.uncertain
+        # No greeting: nothing was handed over, so the message is certainly not delivered.
+        assert caught.value.retryable and not caught.value.uncertain
     finally:
         for conn in accepted:
             conn.close()
@@ -216,3 +218,67 @@ def test_outbox_writes_parseable_eml_files(tmp_path: Path) -> None:
     assert [f.name for f in files] == [s.provider_id for s in sent]
     parsed = message_from_bytes(files[0].read_bytes(), policy=policy.default)
     assert parsed["Subject"] == SUBJECT and b"\r\n" in files[0].read_bytes()
+
+
+class Dropping(Recorder):
+    """Drops the connection at `when` ("RCPT": before DATA; "DATA": after the final "."), or at
+    "SILENT" reads the whole message and never answers it."""
+
+    def __init__(self, when: str) -> None:
+        super().__init__()
+        self.when = when
+        self.rcpts = 0
+
+    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, options: Any) -> str:
+        self.rcpts += 1
+        if self.when == "RCPT":
+            server.transport.close()
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.messages.append(envelope)  # the server has the whole message now
+        if self.when == "DATA":
+            server.transport.close()
+        elif self.when == "SILENT":
+            await asyncio.sleep(3)  # far past the client's 0.5 s
+        return "250 OK"
+
+
+@pytest.fixture
+def dropping() -> Iterator[Any]:
+    started: list[Controller] = []
+
+    def start(when: str) -> tuple[Dropping, SmtpTransport]:
+        handler = Dropping(when)
+        controller = Controller(handler, hostname="127.0.0.1", port=free_port())
+        controller.start()
+        started.append(controller)
+        return handler, SmtpTransport("127.0.0.1", controller.port, security="none", timeout=0.5)
+
+    yield start
+    for controller in started:
+        controller.stop()
+
+
+def test_a_drop_before_data_is_complete_is_a_certain_retryable_failure(dropping: Any) -> None:
+    handler, smtp = dropping("RCPT")
+    with pytest.raises(TransportError) as caught:
+        smtp.send(message())
+    # Tried on a fresh connection once, dropped again; the server never had the message.
+    assert handler.rcpts == 2 and handler.messages == []
+    assert (
+        caught.value.retryable
+        and not caught.value.uncertain
+        and "before the message was handed over" in str(caught.value)
+    )
+
+
+@pytest.mark.parametrize("when", ["DATA", "SILENT"])
+def test_a_drop_or_silence_after_the_final_dot_is_uncertain_and_not_sent_again(dropping: Any, when: str) -> None:
+    handler, smtp = dropping(when)
+    with pytest.raises(TransportError) as caught:
+        smtp.send(message())
+    assert len(handler.messages) == 1 and handler.rcpts == 1  # not sent again on a fresh connection
+    assert caught.value.uncertain and not caught.value.retryable
+    assert "no answer after the message was handed over" in str(caught.value)

@@ -163,6 +163,12 @@ def _send(
                       "`publisher digest resume` continues)", highlight=False)  # fmt: skip
             time.sleep(max(0.0, (report.next_try - letters.clock()).total_seconds()))
             report = _send_due(letters, row, transport, planned)
+        if report.uncertain:
+            out.print(
+                f"{row.key}: {report.uncertain} uncertain: the message may have reached the reader, so it is not sent "
+                f"again by itself; `publisher digest failures {row.id}` lists them",
+                highlight=False,
+            )
         if report.paused:
             advice = "after too many errors in a row; fix the cause, then `publisher digest resume`"
             err.print(labelled("paused", "bold red", advice))
@@ -249,8 +255,9 @@ FAILURE_COLUMNS = (
 @FORMAT
 @click.pass_context
 def digest_failures(ctx: click.Context, digest_ref: str | None, output_format: str) -> None:
-    """Deliveries that failed, that may have arrived twice (uncertain), or that wait for another
-    try, of DIGEST (its # or key, as `digest status` shows them) or of every digest."""
+    """Deliveries that failed, that wait for another try, or that are uncertain (no answer came
+    after the message was handed over: the reader may have it, or have it twice), of DIGEST (its
+    # or key, as `digest status` shows them) or of every digest, with what would try each again."""
     from ..store import next_try_at
 
     app = load_app(ctx)
@@ -258,11 +265,12 @@ def digest_failures(ctx: click.Context, digest_ref: str | None, output_format: s
         digest_id = _digest_row(app.store, digest_ref).id if digest_ref else None
         delays = app.settings.digest.retry_delays
         rows: list[tuple[Cell, ...]] = []
-        for p in app.store.delivery_problems(digest_id):
+        problems = app.store.delivery_problems(digest_id)
+        for p in problems:
             state = "waiting" if p.waiting else p.status
             next_try: Cell = next_try_at(p.attempts, p.last_try, delays) if p.waiting else ""
-            retry = "" if p.status == "uncertain" else "retry" if p.temporary else "retry --all"
-            rows.append((p.digest_id, p.email_key, state, p.attempts, p.last_try, next_try, retry, p.error))
+            rows.append((p.digest_id, p.email_key, state, p.attempts, p.last_try, next_try, p.retry_with, p.error))
+        unanswered = sum(p.unanswered for p in problems)
     except (PublisherError, ValueError) as exc:
         fail(exc)
     finally:
@@ -271,12 +279,21 @@ def digest_failures(ctx: click.Context, digest_ref: str | None, output_format: s
     if output_format == "table":
         counts = {state: sum(1 for r in rows if r[2] == state) for state in ("failed", "uncertain", "waiting")}
         out.print(", ".join(f"{n} {state}" for state, n in counts.items()), highlight=False)
+        if unanswered:
+            which = digest_ref or "DIGEST"
+            out.print(
+                f"{unanswered} uncertain deliver{'y' if unanswered == 1 else 'ies'} never confirmed: the message was "
+                "handed over and no answer came, so the reader may have it. Nothing sends it again by itself; "
+                f"`publisher digest retry {which} --all` does, and a reader who has it then gets it twice.",
+                highlight=False,
+            )
 
 
 @digest.command("retry")
 @click.argument("digest_ref", metavar="DIGEST")
 @click.option("--all", "everything", is_flag=True,
-              help="Also those that failed for good (a 5xx refusal, a message that could not be made).")  # fmt: skip
+              help="Also those that failed for good (a 5xx refusal, a message that could not be made), and the "
+                   "uncertain ones never confirmed: a reader who has one gets it twice.")  # fmt: skip
 @WAIT
 @click.pass_context
 def digest_retry(ctx: click.Context, digest_ref: str, everything: bool, wait: bool) -> None:

@@ -24,7 +24,7 @@ from .bounces import BounceStore, DeliveryRef, NewMailEvent, Recorded, StoredEve
 from .ledger import DigestRow, Ledger, LedgerStore
 from .people import PeopleStore, ReaderDelivery, SubscriberPage
 from .reports import CategoryWeeks, DigestReport, ReportStore, SubscriberWeek, Week, weeks_ending
-from .retries import GAVE_UP, DeliveryProblem, RetryStore, next_try_at
+from .retries import EARLIER, GAVE_UP, SENT_AGAIN, UNANSWERED, DeliveryProblem, RetryStore, next_try_at
 from .revision import HEAD, create_at_head, read_state
 from .schema import SITE_SCOPE, meta_table, metadata
 from .signups import Budget, SignupRequest, SignupStore
@@ -35,7 +35,8 @@ from .writer import StoreWriter, sqlite_datetime
 
 __all__ = [
     "Account", "AccountExists", "AdminSession", "AuditEntry",
-    "GAVE_UP", "SITE_SCOPE", "WHOLE_SOURCE", "Budget", "DeliveryProblem", "DeliveryRef", "DigestRates", "DigestRow",
+    "EARLIER", "GAVE_UP", "SENT_AGAIN", "UNANSWERED", "SITE_SCOPE", "WHOLE_SOURCE",
+    "Budget", "DeliveryProblem", "DeliveryRef", "DigestRates", "DigestRow",
     "Known", "Ledger", "NewMailEvent", "PeopleStore", "ReaderDelivery", "Recorded", "ScopeHealth", "SignupRequest",
     "SourceHealth", "Store", "StoreWriter", "StoredEvent", "SubscriberPage", "Suppression", "metadata",
     "next_try_at", "prepare_sqlite_file", "sqlite_datetime", "store_failure",

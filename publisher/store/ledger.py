@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 
 from ..errors import StoreError
 from ..model import Delivery, Subscriber
-from .retries import due_clause
+from .retries import EARLIER, due_clause
 from .schema import aware_utc, deliveries_table, digests_table, naive_utc, subscribers_table, take_turnstile
 from .subscribers import subscriber_from_row
 
@@ -138,6 +138,7 @@ class LedgerStore:
                 subscriber_from_row(r) if r.email else None,
                 aware_utc(r.d_updated_at),
                 r.d_last_error is not None,
+                (r.d_last_error or "").startswith(EARLIER),
             )  # fmt: skip
             for r in rows
         ]
@@ -275,6 +276,11 @@ _CLAIM = (
     .where(_d.id == bindparam("b_id"), _d.status == bindparam("b_was"), _d.attempts == bindparam("b_attempts"))
     .values(status="sending", updated_at=bindparam("b_at"), attempts=_d.attempts + 1)
 )
+_SETTLE = (
+    update(deliveries_table)
+    .where(_d.id == bindparam("b_id"), _d.status == "sending", _d.attempts == bindparam("b_attempts"))
+    .values(status="uncertain", updated_at=bindparam("b_at"), last_error=bindparam("b_error", type_=Text))
+)
 _UNCLAIM = (
     update(deliveries_table)
     .where(_d.id == bindparam("b_id"))
@@ -314,6 +320,13 @@ class Ledger:
         with self.conn.begin():
             claimed = self.conn.execute(_CLAIM, params | {"b_at": naive_utc(now)}).rowcount
         return claimed == 1
+
+    def settle_unanswered(self, delivery: Delivery, now: datetime, error: str) -> bool:
+        """Mark a `sending` delivery whose try was never answered (its process stopped mid-send)
+        `uncertain`, if it is still as it was read: it may have gone out, so it is not sent again."""
+        params = {"b_id": delivery.id, "b_attempts": delivery.attempts, "b_at": naive_utc(now), "b_error": error[:2000]}
+        with self.conn.begin():
+            return bool(self.conn.execute(_SETTLE, params).rowcount == 1)
 
     def unclaim(self, delivery: Delivery, error: str) -> None:
         """Give a claimed delivery back as it was (the attempt did not count): the transport

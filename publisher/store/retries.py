@@ -1,11 +1,18 @@
 """Deliveries that wait for another try, and those that failed: when each is due, the list an
 operator reads (`digest failures`), and putting them back in the queue (`digest retry`).
 
-A delivery whose last try ended in a temporary error is `pending` (or `sending`, when the
-message may have gone out) with its error kept in `last_error`; it is due `retry_after[n-1]`
-after that try (its `updated_at`), n being its attempts so far. No column holds the due time:
-it follows from the attempts, the time of the last try and the configured waits, so a changed
-`retry_after` applies to deliveries already waiting.
+A delivery whose last try ended in a temporary error is `pending` with its error kept in
+`last_error`; it is due `retry_after[n-1]` after that try (its `updated_at`), n being its
+attempts so far. No column holds the due time: it follows from the attempts, the time of the
+last try and the configured waits, so a changed `retry_after` applies to deliveries already
+waiting.
+
+An `uncertain` delivery may have reached the reader (no answer came after the message was
+handed over, or the process stopped mid-send): nothing sends it again by itself, only `digest
+retry --all`, because the operator asked. Its `last_error` says which kind it is: starting with
+UNANSWERED it was never confirmed (`--all` takes it); SENT_AGAIN, it was confirmed on such a
+retry and may have arrived twice (nothing takes it). While it waits for that retry, its error
+starts with EARLIER, and whatever the retry ends in keeps the doubt.
 """
 
 from __future__ import annotations
@@ -25,6 +32,12 @@ OPEN = ("pending", "sending")
 # How the error of a delivery that ran out of tries after temporary errors starts: `digest
 # retry` tries those again, and leaves permanent failures to `--all`.
 GAVE_UP = "gave up after "
+# How an uncertain delivery's error starts when no answer confirmed it: `--all` sends it again.
+UNANSWERED = "may have been delivered: "
+# How the error of a delivery put back by `--all` after such a doubt starts (while it is open).
+EARLIER = "an earlier try may have been delivered; "
+# The error of an uncertain delivery that such a retry delivered.
+SENT_AGAIN = "sent again on request after a try that may have been delivered: it may have arrived twice"
 
 _x = deliveries_table.c
 
@@ -65,6 +78,20 @@ class DeliveryProblem:
     def temporary(self) -> bool:
         """Waiting, or failed only because the tries ran out: `digest retry` takes it."""
         return self.waiting or self.error.startswith(GAVE_UP)
+
+    @property
+    def unanswered(self) -> bool:
+        """Uncertain and never confirmed: the reader may or may not have it."""
+        return self.status == "uncertain" and self.error.startswith(UNANSWERED)
+
+    @property
+    def retry_with(self) -> str:
+        """The command that tries it again, and its risk; "" when none does (sent, maybe twice)."""
+        if self.unanswered:
+            return "retry --all (may arrive twice)"
+        if self.status == "uncertain":
+            return ""
+        return "retry" if self.temporary else "retry --all"
 
 
 class RetryStore:
@@ -120,27 +147,34 @@ class RetryStore:
         ]  # fmt: skip
 
     def retry_deliveries(self, digest_id: int, now: datetime, everything: bool = False) -> int:
-        """Put a digest's waiting deliveries, and those failed after temporary errors (with
-        `everything`, every failed one), back in the queue, due now with all their tries again;
-        a reader who no longer gets mail (unsubscribed, bounced, suppressed) is left alone. The
-        digest is sending again when any was. Returns how many."""
+        """Put a digest's waiting deliveries, and those failed after temporary errors, back in
+        the queue, due now with all their tries again. With `everything`, every failed one too,
+        and the uncertain ones never confirmed (the operator asked: they may arrive twice, and
+        keep saying so). A reader who no longer gets mail (unsubscribed, bounced, suppressed) is
+        left alone; a `sending` row (its process stopped mid-send) is left for the next send,
+        which records it uncertain. The digest is sending again when any was. Returns how many."""
         s = subscribers_table.c
         receiving = [status.value for status in SubscriberStatus if status.receives_mail]
         failed = _x.status == "failed"
         if not everything:
             failed = and_(failed, _x.last_error.like(GAVE_UP + "%"))
+        unanswered = and_(_x.status == "uncertain", _x.last_error.like(UNANSWERED + "%"))
+        kinds = [and_(_x.status == "pending", _x.last_error.is_not(None)), failed]
         chosen = and_(
             _x.digest_id == digest_id,
             _x.email_key.in_(select(s.email_key).where(s.status.in_(receiving))),
-            or_(and_(_x.status.in_(OPEN), _x.last_error.is_not(None)), failed),
+            or_(*kinds, unanswered) if everything else or_(*kinds),
         )
-        # A `sending` row keeps its doubt: its eventual success is recorded `uncertain`.
-        again = case((_x.status == "sending", "sending"), else_="pending")
+        doubt = case(
+            (_x.status == "uncertain", EARLIER + "sent again on request"),
+            (_x.last_error.like(EARLIER + "%"), _x.last_error),  # waiting again after such a retry
+            else_=None,
+        )
         with self.engine.begin() as conn:
             count = conn.execute(
                 update(deliveries_table)
                 .where(chosen)
-                .values(status=again, attempts=0, last_error=None, updated_at=naive_utc(now))
+                .values(status="pending", attempts=0, last_error=doubt, updated_at=naive_utc(now))
             ).rowcount
             if count:
                 d = digests_table.c

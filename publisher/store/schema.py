@@ -218,7 +218,8 @@ deliveries_table = Table(
     Column("email_key", String(320), nullable=False),
     Column("message_id", String(300), nullable=False),  # the same on every attempt
     # pending | sending (the transport was called, no answer recorded) | sent | failed | skipped
-    # | uncertain (sent after a crash mid-send: the first try may have gone out as well)
+    # | uncertain (it may have reached the reader: no answer after it was handed over, or a crash
+    # mid-send; never sent again by itself, store.retries says how `last_error` tells the kinds)
     Column("status", String(20), nullable=False),
     Column("attempts", Integer, nullable=False, default=0),
     Column("last_error", Text),

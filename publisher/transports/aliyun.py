@@ -156,8 +156,7 @@ def _refusal(response: requests.Response) -> Refusal | None:
         return Refusal(code, retryable=False, broken=True, hint=_BROKEN[code])
     if code == "InvalidToAddress.Spam":  # the address is on DirectMail's list of invalid ones
         return Refusal(code, retryable=False, bounced=True, hint="DirectMail knows this address as invalid")
-    status = response.status_code  # another code: judged by its status, and named in the error
-    return Refusal(code, retryable=status == 429 or status >= 500, throttled=status == 429, broken=status in (401, 403))
+    return Refusal.from_status(response.status_code, code)  # another code: by its status, named in the error
 
 
 def _env_id(response: requests.Response) -> str | None:

@@ -2,12 +2,16 @@
 DirectMail in aliyun.py): one mapper per provider, one sender.
 
 A mapper turns a Message into the provider's documented request and reads its
-message id from the answer. The sender posts it with a timeout, waits out 429 (Retry-After,
-capped), retries 5xx and timeouts with backoff, and sends an idempotency key where the provider
-has one (Resend), so a retried request cannot send twice there. A provider that signs its
-requests (SES, DirectMail) signs each attempt afresh, as a signature carries a time and a
-nonce; one whose error answers say more than their status (a throttling code under HTTP 400)
-reads them itself into a Refusal.
+message id from the answer. The sender posts it with a timeout and tries again only when the
+provider cannot have taken the message: the connection was refused, DNS or TLS failed before
+the request went, a 429 (waiting out Retry-After, capped) or a 503. A timeout or a dropped
+connection after the request went, or another 5xx, may come after the provider took it: that
+is `uncertain` (never sent again by itself), unless the provider honours an idempotency key
+(Resend's Idempotency-Key, the delivery's Message-ID, kept 24 hours), where trying again is
+safe. A provider that signs its requests (SES, DirectMail) signs each attempt afresh, as a
+signature carries a time and a nonce; one whose error answers say more than their status (a
+throttling code under HTTP 400) reads them itself into a Refusal, and `Refusal.from_status`
+reads the rest, for every provider alike.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 import requests
+import urllib3.exceptions
 
 from ..bounces.events import DELIVERY_HEADER
 from ..bounces.providers.base import DELIVERY_VARIABLE
@@ -38,10 +43,17 @@ class Request:
     body: bytes | None = None  # sent as these exact bytes (a signed request's payload)
 
 
+# 5xx statuses that say the request was not taken: 503 Service Unavailable (RFC 9110: "currently
+# unable to handle the request"; Postmark documents it as maintenance, SES and DirectMail as
+# ServiceUnavailable). Any other 5xx can come after the message was queued.
+NOT_TAKEN = frozenset({503})
+
+
 @dataclass(frozen=True)
 class Refusal:
     """What an error answer means: wait and try again (`throttled`: as after a 429), stop every
-    message (`broken`: credentials, account, sender), or the address is known to be dead."""
+    message (`broken`: credentials, account, sender), the address is known to be dead, or the
+    provider may have taken the message although it answered an error (`uncertain`)."""
 
     code: str  # the provider's error code, "" when it gives none
     retryable: bool
@@ -49,6 +61,19 @@ class Refusal:
     broken: bool = False
     bounced: bool = False
     hint: str = ""
+    uncertain: bool = False
+
+    @classmethod
+    def from_status(cls, status: int, code: str = "", *, idempotent: bool = False) -> Refusal:
+        """An HTTP status's meaning, for every provider (their readers ask it for the codes they
+        do not know): 429 and NOT_TAKEN wait and try again; another 5xx may have been taken, so
+        it is uncertain, unless the request carries an idempotency key the provider honours;
+        401 and 403 stop every message (the key or the domain); another 4xx refuses this one."""
+        if status == 429 or status in NOT_TAKEN:
+            return cls(code, retryable=True, throttled=status == 429)
+        if status >= 500:
+            return cls(code, retryable=idempotent, uncertain=not idempotent)
+        return cls(code, retryable=False, broken=status in (401, 403))
 
 
 @dataclass(frozen=True)
@@ -158,6 +183,26 @@ def _resend(message: Message, key: str, options: dict[str, str]) -> Request:
     return Request(path="/emails", headers=headers, json=body)
 
 
+def _resend_refusal(response: requests.Response) -> Refusal | None:
+    """Resend's idempotency answers (409): `concurrent_idempotent_requests`, the first request
+    with this key is still running (safe to try again); `invalid_idempotent_request`, the key
+    was used by an earlier request whose payload differs (the message rebuilt for a later try
+    after an article changed), so that earlier one reached Resend and may have been sent."""
+    if response.status_code != 409:
+        return None
+    try:
+        body = response.json()
+    except ValueError:
+        body = {}
+    name = str(body.get("name") or "") if isinstance(body, dict) else ""
+    if name == "concurrent_idempotent_requests":
+        return Refusal(name, retryable=True, hint="Resend is still sending the first request with this key")
+    if name == "invalid_idempotent_request":
+        hint = "an earlier try with this delivery's key reached Resend within 24 hours: it may have been sent"
+        return Refusal(name, retryable=False, uncertain=True, hint=hint)
+    return None
+
+
 def _json_field(name: str) -> Callable[[requests.Response], str | None]:
     def read(response: requests.Response) -> str | None:
         try:
@@ -173,7 +218,9 @@ PROVIDERS = {
     "mailgun": Provider("mailgun", "https://api.mailgun.net", _mailgun, _json_field("id")),
     "sendgrid": Provider("sendgrid", "https://api.sendgrid.com", _sendgrid, lambda r: r.headers.get("X-Message-Id")),
     "postmark": Provider("postmark", "https://api.postmarkapp.com", _postmark, _json_field("MessageID")),
-    "resend": Provider("resend", "https://api.resend.com", _resend, _json_field("id"), idempotent=True),
+    "resend": Provider(
+        "resend", "https://api.resend.com", _resend, _json_field("id"), idempotent=True, refusal=_resend_refusal
+    ),
 }
 
 
@@ -217,10 +264,15 @@ class HttpApiTransport:
                     timeout=self.timeout,
                 )  # fmt: skip
             except requests.RequestException as exc:
-                if last:
+                if not _unsent(exc) and not self.provider.idempotent:  # it may have been taken
                     raise TransportError(
-                        f"{name}: no answer from {url}: {exc}", retryable=True, uncertain=not self.provider.idempotent
+                        f"{name}: no answer from {url} after the request was sent: {exc}",
+                        "it may have been sent: `digest failures` lists it, `digest retry --all` sends it again",
+                        retryable=False,
+                        uncertain=True,
                     ) from exc
+                if last:
+                    raise TransportError(f"{name}: no answer from {url}: {exc}", retryable=True) from exc
                 self.sleep(min(2.0 ** (attempt - 1) / 2, self.retry_after_cap))
                 continue
             if response.ok:
@@ -249,15 +301,11 @@ class HttpApiTransport:
         return max(0.0, min(seconds, self.retry_after_cap))
 
     def _refusal(self, response: requests.Response) -> Refusal:
-        """The provider's reading of an error answer, else its HTTP status's: 429 and 5xx are
-        temporary, 401 and 403 stop everything (the key or the domain), the rest refuse one message."""
+        """The provider's reading of an error answer, else its HTTP status's (Refusal.from_status)."""
         read = self.provider.refusal(response) if self.provider.refusal is not None else None
         if read is not None:
             return read
-        status = response.status_code
-        return Refusal(
-            "", retryable=status == 429 or status >= 500, throttled=status == 429, broken=status in (401, 403)
-        )
+        return Refusal.from_status(response.status_code, idempotent=self.provider.idempotent)
 
     def _error(self, response: requests.Response, refusal: Refusal) -> TransportError:
         status = response.status_code
@@ -265,15 +313,36 @@ class HttpApiTransport:
         hint = refusal.hint or {
             401: "check the API key's environment variable",
             403: "check the API key's permissions and the sending domain",
-        }.get(
-            status, "the provider asks to try later" if refusal.retryable else "the provider will not take this message"
-        )
+        }.get(status, _HINTS.get((refusal.uncertain, refusal.retryable), "the provider may try it later"))
         code = f" {refusal.code}" if refusal.code else ""
         return TransportError(
             f"{self.provider.name}: HTTP {status}{code} from {response.url}: {detail}",
             hint,
             retryable=refusal.retryable,
-            uncertain=refusal.retryable and status >= 500 and not self.provider.idempotent,
+            uncertain=refusal.uncertain,
             broken=refusal.broken,
             bounced=refusal.bounced,
         )
+
+
+_HINTS = {  # (uncertain, retryable)
+    (True, False): "the provider may have taken it: `digest retry --all` sends it again, perhaps a second copy",
+    (False, True): "the provider asks to try later",
+    (False, False): "the provider will not take this message",
+}
+
+
+def _unsent(exc: requests.RequestException) -> bool:
+    """True when the request cannot have reached the provider: no connection was made (refused,
+    DNS, a connect timeout), TLS failed, or the request could not be made at all (an invalid
+    URL or header). A read timeout, or a connection dropped once it was made (a reset, the
+    server closing without an answer, a broken answer), may come after the provider took it."""
+    if isinstance(exc, (requests.exceptions.ConnectTimeout, requests.exceptions.SSLError)):
+        return True
+    if isinstance(exc, (requests.exceptions.ReadTimeout, requests.exceptions.ChunkedEncodingError)):
+        return False
+    if isinstance(exc, requests.exceptions.ConnectionError):
+        reason = exc.args[0] if exc.args else None
+        reason = getattr(reason, "reason", reason)  # requests wraps urllib3's MaxRetryError
+        return isinstance(reason, urllib3.exceptions.NewConnectionError)  # refused, DNS (NameResolutionError)
+    return True

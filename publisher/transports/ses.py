@@ -178,10 +178,7 @@ def _refusal(response: requests.Response) -> Refusal | None:
         hint = "SES refused this message (in the SES sandbox, every recipient must be a verified address)"
         return Refusal(code, retryable=False, hint=hint)
     if code:  # another code: judged by its status, and named in the error
-        status = response.status_code
-        return Refusal(
-            code, retryable=status == 429 or status >= 500, throttled=status == 429, broken=status in (401, 403)
-        )
+        return Refusal.from_status(response.status_code, code)
     return None
 
 

@@ -50,8 +50,9 @@ class SmtpTransport:
             try:
                 _transmit(connection, message)
             except smtplib.SMTPServerDisconnected:
-                # Dropped before the message went: an idle connection the server closed. One
-                # fresh connection, one more try. (A drop after it went is raised as uncertain.)
+                # Dropped before the message was handed over (an idle connection the server
+                # closed, say): one fresh connection, one more try. (A drop or silence after the
+                # final "." of DATA is raised by _transmit as uncertain and never tried again here.)
                 self._drop()
                 _transmit(self._connect(), message)
         except smtplib.SMTPRecipientsRefused as exc:  # the connection stays good for the next one
@@ -90,7 +91,9 @@ class SmtpTransport:
         if isinstance(exc, smtplib.SMTPResponseException):
             return self._reply_error("message refused", exc.smtp_code, exc.smtp_error)
         if isinstance(exc, smtplib.SMTPServerDisconnected):
-            return TransportError(f"{where} closed the connection: {exc}", retryable=True, uncertain=True)
+            # Never after the final "." (that is _transmit's uncertain error): nothing went out.
+            return TransportError(f"{where} closed the connection before the message was handed over: {exc}",
+                                  "the server's trouble; the message is tried again later", retryable=True)  # fmt: skip
         if isinstance(exc, ssl.SSLCertVerificationError):
             return TransportError(
                 f"{where}: the server's TLS certificate did not verify: {exc.verify_message}",
@@ -106,9 +109,10 @@ class SmtpTransport:
                 broken=True,
             )
         if isinstance(exc, (ConnectionRefusedError, socket.gaierror)) or not connected:
-            # Nothing was handed over: certain that nothing went out.
             return TransportError(f"cannot connect to {where}: {exc}", "is the mail server up?", retryable=True)
-        return TransportError(f"{where}: {exc}", retryable=True, uncertain=True)  # timeouts, resets
+        # A timeout or a reset before DATA was complete: the server cannot have taken the message
+        # (only silence or a drop after the final "." is uncertain, raised by _transmit).
+        return TransportError(f"{where}: {exc}", "the message is tried again later", retryable=True)
 
     def close(self) -> None:
         if self._connection is not None:
@@ -174,7 +178,7 @@ def _transmit(connection: smtplib.SMTP, message: Message) -> None:
         _reset(connection, code)
         raise smtplib.SMTPRecipientsRefused({recipient: (code, reply)})
     if b"\n." in data or not data.endswith(b"\r\n"):  # never with our serialiser
-        try:
+        try:  # smtplib sends and reads the reply in one call: a drop in it counts as uncertain
             connection.data(data)  # smtplib's own stuffing; it raises SMTPDataError itself
         except smtplib.SMTPServerDisconnected as exc:
             raise _gone(connection, exc) from exc
@@ -183,9 +187,9 @@ def _transmit(connection: smtplib.SMTP, message: Message) -> None:
     if code != 354:
         _reset(connection, code)
         raise smtplib.SMTPDataError(code, reply)
+    connection.send(data + b".\r\n")  # a drop while sending: not all went, nothing was taken
     try:
-        connection.send(data + b".\r\n")
-        code, reply = connection.getreply()
+        code, reply = connection.getreply()  # silence or a drop now: it may have been taken
     except smtplib.SMTPServerDisconnected as exc:
         raise _gone(connection, exc) from exc
     if code != 250:
@@ -194,10 +198,16 @@ def _transmit(connection: smtplib.SMTP, message: Message) -> None:
 
 
 def _gone(connection: smtplib.SMTP, exc: Exception) -> TransportError:
-    """The connection dropped after the message was handed over: it may have been delivered,
-    so it is not sent again on a fresh connection; the send engine records the doubt."""
+    """No answer after the final "." of DATA (silence past the timeout, or a drop): the server
+    may have taken the message, so it is never sent again by itself; the send engine records
+    the delivery as uncertain."""
     connection.close()
-    return TransportError(f"the connection dropped after the message was sent: {exc}", retryable=True, uncertain=True)
+    return TransportError(
+        f"no answer after the message was handed over: {exc}",
+        "it may have been delivered: `publisher digest failures` lists it, `digest retry --all` sends it again",
+        retryable=False,
+        uncertain=True,
+    )
 
 
 def _reset(connection: smtplib.SMTP, code: int) -> None:

@@ -166,7 +166,7 @@ def _digest_page(row: DigestRow, status: int = 200, notice: str = "", error: str
     failures = [
         {"email": p.email_key, "state": "waiting" if p.waiting else p.status, "tries": p.attempts,
          "last_try": p.last_try, "next_try": next_try_at(p.attempts, p.last_try, delays) if p.waiting else None,
-         "retry": "" if p.status == "uncertain" else "retry" if p.temporary else "retry --all", "reason": p.error}
+         "retry": p.retry_with, "reason": p.error}
         for p in state.app.store.delivery_problems(row.id)
     ]  # fmt: skip
     row = state.app.store.digest(row.id)

@@ -1,0 +1,151 @@
+"""How a reader's digest message is made: the sender and reply-to, the personal links (signed
+tokens), the list headers, the delivery's token in X-Publisher-Delivery and the VERP envelope
+sender. `Newsletter` (newsletter.py) adds the use cases on top.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from email.headerregistry import Address
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+from .bounces.events import DELIVERY_HEADER
+from .bounces.links import make_delivery_token, verp_address
+from .config import is_loopback, mailbox
+from .delivery import BuildProblem
+from .digest import DigestWindow, Draft, Personal, Renderer
+from .mail import Envelope, Message, build_message
+from .model import Delivery, Subscriber
+from .store import DigestRow
+from .tokens import make_token
+
+if TYPE_CHECKING:
+    from .app import App
+
+# Links in a digest: unsubscribing from an old e-mail must keep working (laws ask for at least
+# 30 days; readers dig up mail from years ago), preferences links may age out sooner.
+UNSUBSCRIBE_LIFETIME = timedelta(days=5 * 365)
+PREFERENCES_LIFETIME = timedelta(days=365)
+
+
+class DigestMessages:
+    """The digest's messages for one App: `message` for a reader, `builder` for the send engine."""
+
+    def __init__(self, app: App) -> None:
+        self.app = app
+        self.settings = app.settings
+        self.store = app.store
+        self.clock = app.clock
+        site = app.site
+        self.host = urlsplit(site.url).hostname or "localhost"
+        digest = self.settings.digest
+        self.look = app.look
+        self.list_name = self.look.list_name
+        bare_host = self.host.removeprefix("www.")
+        self.sender = mailbox(digest.sender) if digest.sender else Address(site.title, "newsletter", bare_host)
+        self.reply_to = mailbox(digest.reply_to) if digest.reply_to else None
+        self.mailto = f"mailto:{mailbox(digest.unsubscribe_mailto).addr_spec}" if digest.unsubscribe_mailto else None
+        self.public_url = (self.settings.web.public_url or site.url).rstrip("/")
+        if not self.public_url.startswith("https://") and not is_loopback(self.public_url):
+            from .errors import ConfigError
+
+            key = "web.public_url" if self.settings.web.public_url else "site.url"
+            fix = 'set [web] public_url = "https://..." where the subscription pages are served'
+            raise ConfigError("(digest)", [(key, "one-click unsubscribe (RFC 8058) needs an https URL", fix)])
+        self._renderers: dict[int, Renderer] = {}  # digest id -> the renderer that planned it
+
+    # --- keys and links --------------------------------------------------------------------
+
+    @property
+    def signing_key(self) -> bytes:
+        """The key that signs links (App.signing_key)."""
+        return self.app.signing_key
+
+    def personal(self, subscriber: Subscriber, issued: datetime | None = None) -> Personal:
+        """The reader's signed links, valid for their lifetimes from `issued` (default: now). A
+        digest's deliveries count from the digest's opening, so every try of one delivery
+        carries the same links and the same bytes: an API's idempotency key (Resend's) then
+        meets the same request and answers it as the first, instead of refusing it."""
+        sid, now = subscriber.id or 0, issued or self.clock()
+        key, email_key = self.signing_key, subscriber.email.lower()
+        unsubscribe = make_token(key, "unsubscribe", sid, email_key, now + UNSUBSCRIBE_LIFETIME)
+        preferences = make_token(key, "preferences", sid, email_key, now + PREFERENCES_LIFETIME)
+        return Personal(
+            name=subscriber.name,
+            unsubscribe_url=f"{self.public_url}/unsubscribe/{unsubscribe}",
+            preferences_url=f"{self.public_url}/preferences/{preferences}",
+        )
+
+    # --- messages --------------------------------------------------------------------------
+
+    def renderer(self, window: DigestWindow | DigestRow) -> Renderer:
+        articles = self.store.articles_between(window.start, window.end, window.by)
+        return Renderer(self.look, self.app.categories, articles, window.end)
+
+    def message(
+        self,
+        renderer: Renderer,
+        draft: Draft,
+        subscriber: Subscriber,
+        message_id: str | None,
+        test: bool = False,
+        delivery: Delivery | None = None,
+        issued: datetime | None = None,
+    ) -> Message:
+        """A reader's digest; with its `delivery`, carrying the delivery's token (bounces.links)
+        in the X-Publisher-Delivery header and, with `[bounces] return_path`, the envelope sender."""
+        who = self.personal(subscriber, issued)
+        text, html = renderer.personal(draft, who)
+        words = self.look.words
+        headers: tuple[tuple[str, str], ...] = (("X-Publisher-Test", "yes"),) if test else ()
+        token = None
+        if delivery is not None:
+            token = make_delivery_token(self.signing_key, delivery.id, delivery.email_key)
+            headers += ((DELIVERY_HEADER, token),)
+        envelope = Envelope(
+            sender=self.sender,
+            to=Address(subscriber.name, *subscriber.email.rsplit("@", 1)),  # no re-parsing: it was validated
+            subject=(words["test"] if test else "") + draft.subject,
+            date=self.clock(),
+            message_id_domain=self.host,
+            list_id=f"{self.list_name} <digest.{self.host}>",
+            unsubscribe_url=who.unsubscribe_url,
+            unsubscribe_mailto=self.mailto,
+            reply_to=self.reply_to,
+            message_id=message_id,
+            extra_headers=headers,
+            return_path=self.return_path(token),
+        )
+        return build_message(envelope, text, html)
+
+    def return_path(self, token: str | None) -> str | None:
+        """The envelope sender: `[bounces] return_path`, with the delivery's token when there
+        is one (VERP: bounces+<token>@example.org); None when it is not set (the From address)."""
+        configured = self.settings.bounces.return_path
+        if not configured:
+            return None
+        return verp_address(configured, token) if token else configured
+
+    def builder(self, digest: DigestRow) -> Callable[[Delivery], Message | None]:
+        """The send engine's callback: a subscriber's message, None when they no longer get one."""
+        renderer = self._renderers.get(digest.id) or self.renderer(digest)
+
+        def build(delivery: Delivery) -> Message | None:
+            subscriber, message_id = delivery.subscriber, delivery.message_id
+            if subscriber is None or not subscriber.status.receives_mail:
+                return None
+            draft = renderer.draft(subscriber.categories)  # a broken template raises: the run stops
+            if draft is None:
+                return None
+            try:
+                message = self.message(
+                    renderer, draft, subscriber, message_id, delivery=delivery, issued=digest.created_at
+                )
+                message.as_bytes()  # written now (and kept): an address IDNA refuses fails here
+            except ValueError as exc:  # this subscriber's data (a name no header can carry)
+                raise BuildProblem(str(exc)) from exc
+            return message
+
+        return build
