@@ -16,8 +16,9 @@ from conftest import Site
 from feedcheck import parse_with_feedparser
 from publisher.model import ScopeRead, SourceItem
 from publisher.sources.addresses import AddressGuard
-from publisher.sources.http import Fetcher, RobotsCache, Validators
+from publisher.sources.http import Fetcher, Validators
 from publisher.sources.json_api import Fields, JsonSource, Paging
+from publisher.sources.robots import RobotsCache
 
 LOOPBACK = AddressGuard(allow_private=True)
 

@@ -16,7 +16,8 @@ from feedcheck import parse_with_feedparser
 from publisher.errors import SourceError
 from publisher.model import ScopeRead
 from publisher.sources.addresses import AddressGuard
-from publisher.sources.http import Fetcher, Validators, decode_html
+from publisher.sources.charsets import decode_html
+from publisher.sources.http import Fetcher, Validators
 
 # The test servers are on loopback, which web sources refuse unless told (`allow_private`).
 LOOPBACK = AddressGuard(allow_private=True)

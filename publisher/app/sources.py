@@ -31,7 +31,8 @@ from ..store import SourceHealth, Store
 if TYPE_CHECKING:
     from ..parallel import Prepared
     from ..sources.html import ListRules
-    from ..sources.http import Fetcher, RobotsCache
+    from ..sources.http import Fetcher
+    from ..sources.robots import RobotsCache
 
 
 def make_source(
@@ -159,7 +160,7 @@ class SourceServices:
         shared: list[RobotsCache] = []
 
         def fetcher(config: WebSourceConfig) -> Fetcher:
-            from ..sources.http import RobotsCache
+            from ..sources.robots import RobotsCache
 
             if not shared:
                 shared.append(RobotsCache())
