@@ -249,3 +249,16 @@ def test_an_override_may_name_the_category_by_its_slug(site: Site, cms: CmsSite)
     site.append_config(cms.categories_toml() + cms.source_toml(extra_list=override))
     assert site.build().new == 13 * 4
     assert len(parse_with_feedparser(site.feed("tech/rss.xml")).entries) == 4
+
+
+def test_a_changed_template_keeps_failing_on_the_next_poll_not_hidden_by_a_304(cms: CmsSite) -> None:
+    """Its list page answers 200 with no link the selector matches: the category fails, and the
+    next poll reads the page in full again (no validators kept) and fails again, instead of
+    taking a 304 for "nothing new" and showing the category as read."""
+    cms.changed_template.add(ZONE_NEWS)
+    poller = Poller(cms, [NEWS, ZONE_NEWS])  # 高新院新闻's articles stored: the second poll is conditional
+    for after in (timedelta(0), timedelta(minutes=15)):
+        cms.requests.clear()
+        [read] = [r for r in poller.poll(after) if isinstance(r, ScopeRead) and r.scope == ZONE_NEWS]
+        assert read.url == cms.list_url(ZONE_NEWS) and read.error == "no article links match `ul.list li a`", read
+        assert [(r.path, r.status) for r in cms.requests if "gxqxw" in r.path] == [("/a/gxqxw/list_1.html", 200)]

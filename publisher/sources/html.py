@@ -187,6 +187,7 @@ class HtmlSource:
             if page is None:  # 304: nothing new on this page, so nothing on older ones either
                 return None
             if not page.links and number == 1:
+                self._forget(visited)  # a 304 next run must not pass this page off as read
                 return ScopeRead(
                     category, url, f"no article links match `{walk.links}`",
                     "check [sources.list] links (a CSS selector of the <a> elements on the list page), "
