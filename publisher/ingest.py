@@ -12,7 +12,17 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from .errors import ContentError, SourceError
 from .ingest_lookups import GuidCheck, StoredFingerprints
-from .model import Article, BuildReport, Deferred, Folder, ItemProblem, ScopeRead, SourceItem, Unchanged
+from .model import (
+    Article,
+    BuildReport,
+    Deferred,
+    Folder,
+    ItemProblem,
+    ScopeRead,
+    SourceItem,
+    SourceWarning,
+    Unchanged,
+)
 from .normalize import CategoryIndex, NormalizeError, TextRules, make_guid
 from .parallel import CHUNK, Normalized, Prepared, prepare_in_order
 from .sources import Fetched, Source
@@ -158,6 +168,10 @@ class _SourcePass:
                 for result in batch:
                     if isinstance(result, ScopeRead):
                         self._scope_read(result)
+                        continue
+                    if isinstance(result, SourceWarning):
+                        log.warning("%s", result)
+                        self.report.warnings.append(str(result))
                         continue
                     if isinstance(result, (Folder, Unchanged)):
                         keys = result.unchanged if isinstance(result, Folder) else result.keys

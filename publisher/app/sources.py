@@ -21,7 +21,7 @@ from ..config import (
 from ..errors import SourceError
 from ..ingest import Clock, IngestContext, Tick
 from ..metrics import Metrics
-from ..model import BuildReport, Category, Folder, ItemProblem, ScopeRead, Site, Unchanged
+from ..model import BuildReport, Category, Folder, ItemProblem, ScopeRead, Site, SourceWarning, Unchanged
 from ..normalize import CategoryIndex, NormalizeError, TextRules
 from ..sources import Source
 from ..sources.failed_items import FailedItems
@@ -256,6 +256,9 @@ class SourceServices:
                     continue
                 for fetched in source.fetch({}):
                     if isinstance(fetched, (Folder, Unchanged, ScopeRead)):  # unchanged never (no fingerprints)
+                        continue
+                    if isinstance(fetched, SourceWarning):
+                        report.warnings.append(str(fetched))
                         continue
                     tick(1)
                     if isinstance(fetched, ItemProblem):

@@ -107,6 +107,8 @@ def check(ctx: click.Context, strict: bool) -> None:
         out.print(f"source {note}", highlight=False)
     for problem in report.problems:  # an item a build would skip, or a selector that matches nothing
         err.print(labelled("problem:", "yellow", problem), highlight=False)
+    for warning in report.warnings:  # what a source noticed that costs no item (a next page not found)
+        err.print(labelled("warning:", "yellow", warning), highlight=False)
     for source in report.failed_sources:
         err.print(labelled("source failed:", "bold red", source), highlight=False)
     out.print(

@@ -6,9 +6,9 @@ from abc import abstractmethod
 from collections.abc import Iterator, Mapping
 from typing import Protocol
 
-from ..model import Deferred, Folder, ItemProblem, ScopeRead, SourceItem, Unchanged
+from ..model import Deferred, Folder, ItemProblem, ScopeRead, SourceItem, SourceWarning, Unchanged
 
-Fetched = SourceItem | Deferred | Unchanged | ItemProblem | Folder | ScopeRead
+Fetched = SourceItem | Deferred | Unchanged | ItemProblem | Folder | ScopeRead | SourceWarning
 
 
 class FolderFingerprints(Mapping[str, str]):
@@ -29,9 +29,10 @@ class Source(Protocol):
     `fetch` yields a result for every item it knows: the item (or a `Deferred` read of it,
     which ingest may run on another core), `Unchanged` (for many keys at once) when their
     fingerprints equal those in `fingerprints` (key -> fingerprint from the last ingest), or
-    an `ItemProblem`. A source that lists folders yields a `Folder` for each, and, when
-    `fingerprints` is a `FolderFingerprints`, may take a folder whose digest is unchanged as
-    unchanged as a whole. `complete` says whether the scan saw every item, so that items missing
+    an `ItemProblem`; a `SourceWarning` says what it noticed that costs no item. A source that
+    lists folders yields a `Folder` for each, and, when `fingerprints` is a
+    `FolderFingerprints`, may take a folder whose digest is unchanged as unchanged as a whole.
+    `complete` says whether the scan saw every item, so that items missing
     from it may be withdrawn. `remote`: its items come over the network, so reading them may
     take minutes (or hang until a timeout); ingest reads them all before it writes (its
     page limits keep them few). A source that cannot be read at all raises SourceError. A

@@ -28,7 +28,7 @@ from urllib.parse import urljoin
 from zoneinfo import ZoneInfo
 
 from ..errors import SourceError
-from ..model import ItemProblem, ScopeRead, SourceItem, Unchanged
+from ..model import ItemProblem, ScopeRead, SourceItem, SourceWarning, Unchanged
 from . import Fetched
 from .failed_items import FailedItems
 from .html_article import ArticleRead, ArticleRules, clean_url, parse_html, read_article
@@ -96,7 +96,7 @@ class HtmlSource:
         self.zone, self.recheck_days = ZoneInfo(timezone), recheck_days
         self.today = today or datetime.now(self.zone).date()
         self.convert, self.failed = convert, failed
-        self.warnings: list[ItemProblem] = []  # found while walking list pages
+        self.warnings: list[SourceWarning] = []  # found while walking list pages
 
     @property
     def url(self) -> str:
@@ -170,9 +170,7 @@ class HtmlSource:
             if url is None:
                 return None
             if url in visited:  # a "next" link back to a page already read: a loop, not more news
-                self.warnings.append(
-                    ItemProblem(url, url, "the next-page links loop back", "check [sources.list] next")
-                )
+                self.warnings.append(SourceWarning(url, "the next-page links loop back", "check [sources.list] next"))
                 return None
             visited.add(url)
             try:
@@ -203,8 +201,8 @@ class HtmlSource:
             url = page.next_url
         if url is not None:  # still new links and a next page: an endless chain, or a long absence
             self.warnings.append(
-                ItemProblem(
-                    first, first, f"stopped after {walk.max_pages} list pages that were all new (next: {url})",
+                SourceWarning(
+                    first, f"stopped after {walk.max_pages} list pages that were all new (next: {url})",
                     "raise [sources.list] max_pages to read further back once, or check the next-page selector",
                 )
             )  # fmt: skip
@@ -297,10 +295,10 @@ def _pager_link(tree: Any, number: int) -> str | None:
     )
 
 
-def wrong_next(url: str, walk: Walk, pager: str) -> ItemProblem:
+def wrong_next(url: str, walk: Walk, pager: str) -> SourceWarning:
     """The warning for a `next` selector that found no link on a page that has a pager."""
-    return ItemProblem(
-        url, url,
+    return SourceWarning(
+        url,
         f"the next-page selector `{walk.next}` matched no link, but the page links to a next page "
         f"(“{pager}”): older list pages are not read",
         f"set [sources.list] next to a selector of that link, e.g. 'a:contains(\"{pager}\")'; see docs/sources.md"
