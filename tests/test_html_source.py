@@ -188,34 +188,48 @@ def test_a_404_article_waits_and_is_not_new_for_the_walk(cms: CmsSite) -> None:
     poller = Poller(cms, [NEWS])
     first = poller.poll(timedelta(0))
     assert [r.key for r in first if isinstance(r, ItemProblem)] == [cms.article_url(103)]
-    assert poller.failed_store[cms.article_url(103)].failures == 1
+    failed = poller.failed_store[cms.article_url(103)]
+    assert failed.failures == 1 and failed.next_try == poller.now + timedelta(hours=1)  # a 404: an hour first
 
     cms.requests.clear()
     assert poller.poll(timedelta(minutes=15)) == [ScopeRead(NEWS, cms.list_url(NEWS))]  # a 304
     assert [(r.path, r.status) for r in cms.requests] == [("/robots.txt", 200), ("/a/gxyxw/list_1.html", 304)]
 
     cms.requests.clear()
-    cms.publish(NEWS)  # the list page changes: the failed article is due (the next run), tried again
+    cms.publish(NEWS)  # the list page changes, but the failed article's hour is not over
     second = poller.poll(timedelta(minutes=15))
-    assert [r.key for r in second if isinstance(r, ItemProblem)] == [cms.article_url(103)]
-    assert poller.failed_store[cms.article_url(103)].failures == 2  # now it waits an hour
-    assert "/a/gxyxw/103.html" in cms.paths()
+    assert "/a/gxyxw/103.html" not in cms.paths()  # within its hour: not asked for
+    assert not any(isinstance(r, ItemProblem) for r in second)  # and not warned about again
+    # Page 1 now lists 105, 104 (stored), 103 (failed): one new link; page 2 (102, 101 stored)
+    # brings nothing new, and the walk ends there.
+    assert [p for p in cms.paths() if "list_" in p] == ["/a/gxyxw/list_1.html", "/a/gxyxw/list_2.html"]
 
     cms.requests.clear()
     cms.publish(NEWS)
-    third = poller.poll(timedelta(minutes=15))
-    assert "/a/gxyxw/103.html" not in cms.paths()  # within its hour: not asked for
-    assert not any(isinstance(r, ItemProblem) for r in third)  # and not warned about again
-    # Page 1 now lists 106, 105 (stored), 104 (stored): one new link; page 2 (103 failed, 102,
-    # 101 stored) brings nothing new, and the walk ends there.
-    assert [p for p in cms.paths() if "list_" in p] == ["/a/gxyxw/list_1.html", "/a/gxyxw/list_2.html"]
+    third = poller.poll(timedelta(minutes=45))  # its hour is over: asked again, fails again
+    assert [r.key for r in third if isinstance(r, ItemProblem)] == [cms.article_url(103)]
+    assert poller.failed_store[cms.article_url(103)].failures == 2  # now it waits 6 hours
+    assert "/a/gxyxw/103.html" in cms.paths()
 
     cms.missing_articles.clear()
     cms.requests.clear()
     cms.publish(NEWS)
-    fourth = poller.poll(timedelta(hours=2))  # past its wait, and back: read, and forgotten as failed
+    fourth = poller.poll(timedelta(hours=7))  # past its wait, and back: read, and forgotten as failed
     assert cms.article_url(103) in {r.key for r in fourth if isinstance(r, SourceItem)}
     assert cms.article_url(103) not in poller.failed_store
+
+
+def test_a_404_waits_an_hour_first_other_failures_the_next_run() -> None:
+    now = datetime(2026, 11, 20, 8, 0, tzinfo=UTC)
+    items = FailedItems({}, lambda: now)
+    gone = items.failed("https://a/1.html", "https://a/1.html", "https://a/1.html: HTTP 404 NOT FOUND", gone=True)
+    other = items.failed("https://a/2.html", "https://a/2.html", "no date found")
+    assert (gone.next_try, other.next_try) == (now + timedelta(hours=1), now)
+    again = items.failed("https://a/1.html", "https://a/1.html", "https://a/1.html: HTTP 410 GONE", gone=True)
+    assert again.next_try == now + timedelta(hours=6)  # then on along the same steps, to weekly
+    for _ in range(5):
+        again = items.failed("https://a/1.html", "https://a/1.html", "HTTP 404", gone=True)
+    assert again.next_try == now + timedelta(days=7)
 
 
 def test_meta_regexes_match_the_converted_text_and_the_page_text(cms: CmsSite) -> None:

@@ -1,7 +1,8 @@
 """A web source's memory of the items it could not read (a 404 article, a page without a date).
 
 An item that failed is not asked for again on every ingest: it waits, longer each time it
-fails again (the next run, then 1 hour, 6 hours, a day, then weekly), and a link that failed
+fails again (the next run, then 1 hour, 6 hours, a day, then weekly; an item that is gone, a
+404 or 410, starts at the hour, as it seldom comes back within minutes), and a link that failed
 no longer counts as new when a source decides whether to walk on to the next list page.
 Like HTTP validators, what a run learnt is kept only once the ingest that used it committed
 (`FailedItems.commit`), through the `load` and `save` the composition root gives.
@@ -28,8 +29,10 @@ class FailedItem:
     reason: str
 
 
-def next_try(failures: int, at: datetime) -> datetime:
-    return at + BACKOFF[min(failures, len(BACKOFF)) - 1]
+def next_try(failures: int, at: datetime, gone: bool = False) -> datetime:
+    """When an item that failed `failures` times in a row, the last at `at`, is asked for again;
+    `gone` (it answered 404 or 410) skips the first step, the next run."""
+    return at + BACKOFF[min(failures + gone, len(BACKOFF)) - 1]
 
 
 @dataclass
@@ -54,15 +57,16 @@ class FailedItems:
         item = self._current(key)
         return item is not None and item.next_try > self.clock()
 
-    def failed(self, key: str, url: str, reason: str) -> FailedItem:
+    def failed(self, key: str, url: str, reason: str, gone: bool = False) -> FailedItem:
+        """The item failed again (`gone`: it answered 404 or 410); when it is next due."""
         now = self.clock()
         before = self._current(key)
         if before is None:
-            item = FailedItem(key, url, 1, now, now, next_try(1, now), reason)
+            item = FailedItem(key, url, 1, now, now, next_try(1, now, gone), reason)
         else:
             failures = before.failures + 1
-            item = replace(before, url=url, failures=failures, last_failed=now, next_try=next_try(failures, now),
-                           reason=reason)  # fmt: skip
+            item = replace(before, url=url, failures=failures, last_failed=now,
+                           next_try=next_try(failures, now, gone), reason=reason)  # fmt: skip
         self.changed[key] = item
         return item
 

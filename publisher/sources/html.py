@@ -12,7 +12,8 @@ categories ingest. Only running out of the source's time stops the whole source.
 Incremental and polite: list pages are asked for with their validators, and a 304 ends the
 category's walk (nothing new there); an article already stored is not fetched again (unless
 `recheck_days` says it is time, and then with a conditional GET); an article that failed waits
-(`FailedItems`: the next run, then 1 h, 6 h, a day, weekly) and no longer counts as new; the
+(`FailedItems`: the next run, then 1 h, 6 h, a day, weekly; a 404 or 410 an hour first) and no
+longer counts as new; the
 walk stops at the first list page that brings nothing new. List pages show recent articles
 only, so the source is never `complete`: an article that drops off the lists is not withdrawn.
 """
@@ -232,7 +233,7 @@ class HtmlSource:
         result = self.article(url, category, conditional=fingerprint is not None)
         if self.failed is not None:
             if isinstance(result, ItemProblem):
-                self.failed.failed(url, url, result.reason)
+                self.failed.failed(url, url, result.reason, gone=_GONE.search(result.reason) is not None)
             else:
                 self.failed.succeeded(url)
         yield result
