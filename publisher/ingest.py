@@ -25,7 +25,7 @@ from .model import (
 )
 from .normalize import CategoryIndex, NormalizeError, TextRules, make_guid
 from .parallel import CHUNK, Normalized, Prepared, prepare_in_order
-from .sources import Fetched, Source
+from .sources import Fetched, Source, failed_part_message
 from .store import WHOLE_SOURCE, Known, Store, StoreWriter
 from .text import is_utf8
 
@@ -78,7 +78,7 @@ def ingest(
         _committed(source)
         for read in source_pass.scopes:
             if read.error is not None:
-                failed = _failed_part(source.name, read)
+                failed = failed_part_message(source.name, read)
                 context.failed(source.name, read.scope)
                 log.warning("%s", failed)
                 report.failed_parts.append(failed)
@@ -98,15 +98,6 @@ def _committed(source: Source) -> None:
     except SQLAlchemyError as exc:
         log.warning("source %r: could not keep what this run learnt of its pages (asked again next run): %s",
                     source.name, exc)  # fmt: skip
-
-
-def _failed_part(source: str, read: ScopeRead) -> str:
-    """How a part that failed is reported: `site (政策解读) <URL>: <error>` and its hint (the
-    part is not repeated when it is the URL, as a json source's list URL is)."""
-    error = read.error or ""
-    where = "" if error.startswith(read.url) else f"{read.url}: "
-    part = f"{source} ({read.scope}) " if read.scope != read.url else f"{source} "
-    return str(SourceError(f"{part}{where}{error}", read.hint))
 
 
 def _record_health(

@@ -278,3 +278,21 @@ def test_a_changed_template_keeps_failing_on_the_next_poll_not_hidden_by_a_304(c
         [read] = [r for r in poller.poll(after) if isinstance(r, ScopeRead) and r.scope == ZONE_NEWS]
         assert read.url == cms.list_url(ZONE_NEWS) and read.error == "no article links match `ul.list li a`", read
         assert [(r.path, r.status) for r in cms.requests if "gxqxw" in r.path] == [("/a/gxqxw/list_1.html", 200)]
+
+
+def test_check_and_build_word_a_failing_category_the_same_way(site: Site, cms: CmsSite) -> None:
+    cms.missing_lists.add(POLICY)
+    cms.changed_template.add(ZONE_NEWS)
+    site.append_config(cms.categories_toml() + cms.source_toml())
+
+    def failures(output: str) -> list[str]:
+        """Each `part failed:` report with its hint line."""
+        lines = output.splitlines()
+        return [f"{line}\n{lines[n + 1]}" for n, line in enumerate(lines) if line.startswith("part failed:")]
+
+    checked, built = site.cli("check"), site.cli("build")
+    assert checked.exit_code == built.exit_code == 1
+    said = failures(built.stderr)
+    assert len(said) == 2 and said == failures(checked.stderr), (checked.stderr, built.stderr)
+    assert said[0].startswith(f"part failed: cms ({POLICY}) {cms.list_url(POLICY)}: HTTP 404")
+    assert said[1].startswith(f"part failed: cms ({ZONE_NEWS}) {cms.list_url(ZONE_NEWS)}: no article links match")

@@ -242,7 +242,7 @@ class SourceServices:
                     seen = inspect()
                     report.source_notes.append(seen.note)
                     report.problems.extend(seen.problems)
-                    report.failed_sources.extend(seen.failed)
+                    report.failed_parts.extend(seen.failed)
                     report.checked += seen.readable
                     report.skipped += seen.skipped
                     continue

@@ -111,12 +111,14 @@ def check(ctx: click.Context, strict: bool) -> None:
         err.print(labelled("warning:", "yellow", warning), highlight=False)
     for source in report.failed_sources:
         err.print(labelled("source failed:", "bold red", source), highlight=False)
+    for part in report.failed_parts:  # worded as `build` words them
+        err.print(labelled("part failed:", "bold red", part), highlight=False)
     out.print(
         f"configuration OK; {report.checked} item(s) readable, {report.skipped} skipped, "
-        f"{len(report.failed_sources)} failed (sources, or categories of one)",
+        f"{len(report.failed_sources) + len(report.failed_parts)} failed (sources, or categories of one)",
         highlight=False,
     )
-    if report.failed_sources or look_problems or (strict and report.problems):
+    if report.failed_sources or report.failed_parts or look_problems or (strict and report.problems):
         sys.exit(EXIT_PROBLEMS)
 
 

@@ -6,9 +6,20 @@ from abc import abstractmethod
 from collections.abc import Iterator, Mapping
 from typing import Protocol
 
+from ..errors import SourceError
 from ..model import Deferred, Folder, ItemProblem, ScopeRead, SourceItem, SourceWarning, Unchanged
 
 Fetched = SourceItem | Deferred | Unchanged | ItemProblem | Folder | ScopeRead | SourceWarning
+
+
+def failed_part_message(source: str, read: ScopeRead) -> str:
+    """How a part that failed is worded, by `build` and `check` alike: `site (政策解读) <URL>:
+    <error>` and its hint (the part is not repeated when it is the URL, as a json source's list
+    URL is; nor the URL when the error starts with it)."""
+    error = read.error or ""
+    where = "" if error.startswith(read.url) else f"{read.url}: "
+    part = f"{source} ({read.scope}) " if read.scope != read.url else f"{source} "
+    return str(SourceError(f"{part}{where}{error}", read.hint))
 
 
 class FolderFingerprints(Mapping[str, str]):

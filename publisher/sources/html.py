@@ -38,7 +38,7 @@ from .http import Fetcher, RunOutOfTime
 if TYPE_CHECKING:
     from .html_probe import Inspection
 
-__all__ = ["ArticleRules", "HtmlSource", "ListRules", "Walk"]
+__all__ = ["ArticleRules", "HtmlSource", "ListRules", "Walk", "no_links", "wrong_next"]
 
 # The text of a link to the next list page, on sites whose pager has no class to select by.
 NEXT_TEXT = re.compile(r"^\s*(?:下一?[页頁]|next(?:\s*page)?)\s*[>›»]*\s*$|^\s*[>›»]{1,2}\s*$", re.I)
@@ -187,11 +187,7 @@ class HtmlSource:
                 return None
             if not page.links and number == 1:
                 self._forget(visited)  # a 304 next run must not pass this page off as read
-                return ScopeRead(
-                    category, url, f"no article links match `{walk.links}`",
-                    "check [sources.list] links (a CSS selector of the <a> elements on the list page), "
-                    "or give this category its own in [sources.list.overrides]",
-                )  # fmt: skip
+                return no_links(category, url, walk)
             fresh = [link for link in page.links if not self._old(link, known, seen)]
             for link in page.links:
                 yield from self._item(link, category, known, seen)
@@ -294,6 +290,15 @@ def _pager_link(tree: Any, number: int) -> str | None:
     return next((t for t in texts if NEXT_TEXT.match(t)), None) or next(
         (t for t in texts if t == str(number + 1)), None
     )
+
+
+def no_links(category: str, url: str, walk: Walk) -> ScopeRead:
+    """The category's failure when its first list page has no link the `links` selector matches."""
+    return ScopeRead(
+        category, url, f"no article links match `{walk.links}`",
+        "check [sources.list] links (a CSS selector of the <a> elements on the list page), "
+        "or give this category its own in [sources.list.overrides]",
+    )  # fmt: skip
 
 
 def wrong_next(url: str, walk: Walk, pager: str) -> SourceWarning:
