@@ -80,6 +80,7 @@ class CmsSite:
     missing_lists: set[str] = field(default_factory=set)  # category names whose list pages 404
     changed_template: set[str] = field(default_factory=set)  # category names with another list layout
     missing_articles: set[int] = field(default_factory=set)  # article ids that 404
+    foreign_origin: str = ""  # when set, 高新院新闻's first list page also links its top article there
 
     def __post_init__(self) -> None:
         self.categories = [
@@ -182,6 +183,9 @@ source = '来源[:：]\\s*(\\S+)'
             template.format(href=f"/a/{folder}/{i}.html", id=i, title=self._title(category, i), day=i % 28 + 1)
             for i in chunk
         )
+        if self.foreign_origin and number == 1 and category is self.categories[0]:
+            href = f"{self.foreign_origin}/a/{folder}/{chunk[0]}.html"
+            items += template.format(href=href, id=chunk[0], title="轉載", day=1)
         items = f"<ul class='list'>{items}</ul>" if template is ITEM else f"<div class='news'>{items}</div>"
         pages = -(-len(category.articles) // self.per_page)
         pager = "".join(

@@ -296,3 +296,34 @@ def test_check_and_build_word_a_failing_category_the_same_way(site: Site, cms: C
     assert len(said) == 2 and said == failures(checked.stderr), (checked.stderr, built.stderr)
     assert said[0].startswith(f"part failed: cms ({POLICY}) {cms.list_url(POLICY)}: HTTP 404")
     assert said[1].startswith(f"part failed: cms ({ZONE_NEWS}) {cms.list_url(ZONE_NEWS)}: no article links match")
+
+
+def test_links_to_other_hosts_are_left_out_and_counted_unless_the_host_is_allowed(site: Site, cms: CmsSite) -> None:
+    """A list page's link to another host (here `localhost`, the same server by another name) is
+    not followed, not a problem and not a failed item; `check` counts it and names the host;
+    with the host in `hosts` it is read."""
+    port = cms.origin.rsplit(":", 1)[1]
+    cms.foreign_origin = f"http://localhost:{port}"
+    foreign = f"http://localhost:{port}/a/gxyxw/104.html"
+    site.append_config(cms.categories_toml() + cms.source_toml())
+    checked = site.cli("check")
+    assert "1 link to other hosts left out (localhost): add the host to `hosts` on this source to follow it" in (
+        checked.output
+    ), checked.output
+    report = site.build()
+    assert report.new == 13 * 4 and not report.problems and report.skipped == 0, report.problems
+    app = site.app()
+    try:
+        assert app.store.failed_items("cms") == {}
+    finally:
+        app.close()
+
+    allowed = site.config.read_text(encoding="utf-8").replace(
+        "delay = 0\n[sources.list]", 'delay = 0\nhosts = ["localhost"]\n[sources.list]'
+    )
+    site.config.write_text(allowed, encoding="utf-8")
+    cms.requests.clear()
+    again = site.build()
+    assert again.new == 1 and not again.problems, again.problems  # the settings changed: read again, and the host's
+    feed = site.feed("gao-xin-yuan-xin-wen/rss.xml").decode()
+    assert foreign in feed

@@ -25,7 +25,7 @@ from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit
 from zoneinfo import ZoneInfo
 
 from ..errors import SourceError
@@ -33,7 +33,7 @@ from ..model import ItemProblem, ScopeRead, SourceItem, SourceWarning, Unchanged
 from . import Fetched
 from .failed_items import FailedItems
 from .html_article import ArticleRead, ArticleRules, clean_url, parse_html, read_article
-from .http import Fetcher, RunOutOfTime
+from .http import Fetcher, RunOutOfTime, host_allowed
 
 if TYPE_CHECKING:
     from .html_probe import Inspection
@@ -75,6 +75,7 @@ class ListPage:
     next_url: str | None
     next_matched: int  # elements the next selector matched (0 without one)
     pager: str | None  # a link that looks like "next page" (its text), when `next` found none
+    other_hosts: list[str] = field(default_factory=list)  # article links left out: their host is not the source's
 
 
 class HtmlSource:
@@ -147,6 +148,9 @@ class HtmlSource:
         found = tree.cssselect(walk.links)
         links = [clean_url(urljoin(page.url, a.get("href") or "")) for a in found]
         links = list(dict.fromkeys(link for link in links if link.startswith(("http://", "https://"))))
+        hosts = self.fetcher.hosts
+        other_hosts = [link for link in links if hosts is not None and not host_allowed(_host(link), hosts)]
+        links = [link for link in links if link not in other_hosts]
         next_url, next_matched, pager = None, 0, None
         if walk.url_pattern:  # relative to the category's list page, so one pattern serves all
             next_url = urljoin(page.url, walk.url_pattern.replace("{page}", str(number + 1)))
@@ -158,7 +162,7 @@ class HtmlSource:
                 next_url = clean_url(urljoin(page.url, href))
             else:
                 pager = _pager_link(tree, number)
-        return ListPage(url, len(found), links, next_url, next_matched, pager)
+        return ListPage(url, len(found), links, next_url, next_matched, pager, other_hosts)
 
     def _walk(
         self, category: str, first: str, known: Mapping[str, str], seen: set[str], conditional: bool
@@ -277,6 +281,10 @@ class HtmlSource:
         if page.not_modified:
             return Unchanged((url,))
         return read_article(page.text(), page.url, self.rules, self.zone, self.convert)
+
+
+def _host(url: str) -> str:
+    return urlsplit(url).hostname or ""
 
 
 def _pager_link(tree: Any, number: int) -> str | None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from ..errors import SourceError
 from ..model import ItemProblem, ScopeRead, Unchanged
@@ -80,6 +81,13 @@ def inspect(source: HtmlSource) -> Inspection:
 def _list_lines(page: ListPage, walk: Walk) -> list[str]:
     pad = INDENT * 2
     lines = [f"{pad}links {_quoted(walk.links)} matched {_elements(page.matched)}: {len(page.links)} distinct articles"]
+    if page.other_hosts:
+        hosts = ", ".join(dict.fromkeys(urlsplit(link).hostname or "" for link in page.other_hosts))
+        count = len(page.other_hosts)
+        lines.append(
+            f"{pad}{count} link{'s' if count > 1 else ''} to other hosts left out ({hosts}): "
+            f"add the host to `hosts` on this source to follow {'them' if count > 1 else 'it'}"
+        )
     if walk.url_pattern:
         lines.append(f"{pad}next page by url_pattern: {page.next_url}")
     elif not walk.next:
