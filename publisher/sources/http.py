@@ -24,7 +24,6 @@ from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from urllib.parse import urljoin, urlsplit
-from urllib.robotparser import RobotFileParser
 
 import requests
 from urllib3.util.retry import Retry
@@ -33,7 +32,7 @@ from .. import __version__
 from ..errors import SourceError
 from .addresses import PUBLIC_ONLY, AddressGuard, AddressRefused, GuardedAdapter, OutOfTime
 from .charsets import decode_html
-from .robots import RobotsCache, parse_robots
+from .robots import MAX_REDIRECTS, NO_RULES, Robots, RobotsCache, robots_answer
 
 MAX_BYTES = 10 * 1024 * 1024
 DEADLINE = 120.0  # seconds for one request, retries and redirects included
@@ -155,12 +154,15 @@ class Fetcher:
             retry_after_max=60,
             raise_on_status=False,
         )
-        self.session = _Session(self._check_host)
-        self.session.trust_env = False  # no proxy from the environment: the guard must see the address
         self.adapter = GuardedAdapter(guard, max_retries=retry)
-        self.session.mount("http://", self.adapter)
-        self.session.mount("https://", self.adapter)
-        self.session.headers["User-Agent"] = user_agent
+        self.session = _Session(self._check_host)
+        # robots.txt's redirects are followed one by one to any host (RFC 9309), the guard still checking
+        self.robots_session = requests.Session()
+        for session in (self.session, self.robots_session):
+            session.trust_env = False  # no proxy from the environment: the guard must see the address
+            session.mount("http://", self.adapter)
+            session.mount("https://", self.adapter)
+            session.headers["User-Agent"] = user_agent
         self._last: dict[str, float] = {}
         self.robots_cache = robots_cache if robots_cache is not None else RobotsCache()
         self._lock = threading.Lock()
@@ -289,6 +291,7 @@ class Fetcher:
 
     def close(self) -> None:
         self.session.close()
+        self.robots_session.close()
 
     def _read(self, url: str, response: requests.Response) -> bytes:
         declared = response.headers.get("Content-Length", "")
@@ -314,24 +317,35 @@ class Fetcher:
     def _allowed(self, url: str) -> bool:
         parts = urlsplit(url)
         origin = f"{parts.scheme}://{parts.netloc}"
-        rules = self.robots_cache.rules(url, lambda: self._load_robots(origin))
-        return rules is None or rules.can_fetch(self.user_agent.split("/")[0], url)
+        robots = self.robots_cache.rules(url, lambda: self._load_robots(origin))
+        if robots.unreachable:
+            raise SourceError(
+                f"{url}: the site's robots.txt could not be read ({robots.unreachable}), and until it can "
+                "nothing is read from the site (RFC 9309)",
+                "the next run asks again; check that the site is up, the last good feeds stay",
+            )
+        return robots.allows(self.user_agent.split("/")[0], url)
 
-    def _load_robots(self, origin: str) -> tuple[RobotFileParser | None, bool]:
-        """(rules, shared). None: no rules (no robots.txt, or an error: RFC 9309 says 4xx means
-        allowed). Not shared: what this fetcher's own limits made of it (a redirect to a host
-        or address this source may not read, its run out of time); another source may do better."""
-        self._wait_turn(origin + "/")
-        try:
-            with self._timed(origin + "/robots.txt"):
-                response = self.session.get(origin + "/robots.txt", timeout=self.timeout)
-        except (HostNotAllowed, OutOfTime):
-            return None, False
-        except requests.RequestException:
-            return None, True  # the site cannot be reached: its pages will say so
-        if response.status_code >= 400:
-            return None, True
-        return parse_robots(response.content, response.headers.get("Content-Type", "")), True
+    def _load_robots(self, origin: str) -> tuple[Robots, bool]:
+        """(robots, shared), following up to five redirects to any host (RFC 9309; the address
+        guard still applies). Not shared: what this fetcher's own limits made of it (its run
+        out of time); another source may do better."""
+        url = origin + "/robots.txt"
+        for _hop in range(MAX_REDIRECTS + 1):
+            self._wait_turn(url)
+            try:
+                with self._timed(url):
+                    response = self.robots_session.get(url, timeout=self.timeout, allow_redirects=False)
+                    content = response.content
+            except OutOfTime:
+                return NO_RULES, False
+            except requests.RequestException as exc:
+                return Robots(unreachable=_reason(exc)), True
+            target = response.headers.get("Location") if response.is_redirect else None
+            if target is None:
+                return robots_answer(response.status_code, content, response.headers.get("Content-Type", "")), True
+            url = urljoin(url, target)
+        return NO_RULES, True  # more than five redirects: unavailable, as a 4xx
 
 
 def user_agent(site_url: str) -> str:
