@@ -80,6 +80,7 @@ class CmsSite:
     missing_lists: set[str] = field(default_factory=set)  # category names whose list pages 404
     changed_template: set[str] = field(default_factory=set)  # category names with another list layout
     missing_articles: set[int] = field(default_factory=set)  # article ids that 404
+    broken_paths: set[str] = field(default_factory=set)  # paths answered 503
     foreign_origin: str = ""  # when set, 高新院新闻's first list page also links its top article there
 
     def __post_init__(self) -> None:
@@ -226,6 +227,9 @@ def _handler(cms: CmsSite) -> type[BaseHTTPRequestHandler]:
             asked = self.headers.get("If-None-Match"), self.headers.get("If-Modified-Since")
             if path == "/robots.txt":
                 self._answer(path, 200, b"User-agent: *\nAllow: /\n", "text/plain", asked)
+                return
+            if path in cms.broken_paths:
+                self._answer(path, 503, b"busy", "text/plain", asked)
                 return
             body = cms.page(path)
             if body is None:

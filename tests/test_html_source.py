@@ -175,7 +175,7 @@ class Poller:
         pages = {c: [self.cms.list_url(c)] for c in self.categories}
         lists = ListRules(pages, Walk("ul.list li a", 'a:contains("下一頁")'))
         rules = ArticleRules("div.article h1", "div.content", "div.info", source="来源[:：]\\s*(\\S+)")
-        fetcher = Fetcher("publisher/test", self.validators, delay=0, guard=AddressGuard(allow_private=True))
+        fetcher = Fetcher("publisher/test", self.validators, delay=0, guard=AddressGuard(allow_private=True), retries=0)
         source = HtmlSource("cms", lists, rules, fetcher, "Asia/Shanghai", convert=str, failed=failed)
         results = list(source.fetch(self.fingerprints))
         self.fingerprints.update({r.key: r.fingerprint for r in results if isinstance(r, SourceItem)})
@@ -327,3 +327,30 @@ def test_links_to_other_hosts_are_left_out_and_counted_unless_the_host_is_allowe
     assert again.new == 1 and not again.problems, again.problems  # the settings changed: read again, and the host's
     feed = site.feed("gao-xin-yuan-xin-wen/rss.xml").decode()
     assert foreign in feed
+
+
+def test_a_list_page_that_failed_mid_walk_is_read_again_at_the_next_run(cms: CmsSite) -> None:
+    """Page 2 fails after page 1 brought new links: the next run walks to page 2 again although
+    page 1 brings nothing new by then, and finds the article that was only there."""
+    poller = Poller(cms, [NEWS])
+    poller.poll(timedelta(0))  # 104, 103, 102 on page 1; 101 on page 2
+    new = [cms.publish(NEWS) for _ in range(4)]  # 108, 107, 106 on page 1; 105, 104, 103 on page 2
+    cms.broken_paths.add("/a/gxyxw/list_2.html")
+    second = poller.poll(timedelta(minutes=15))
+    [failed] = [r for r in second if isinstance(r, ScopeRead)]
+    assert failed.url == cms.list_url(NEWS, 2) and failed.error is not None and "HTTP 503" in failed.error
+    assert {r.key for r in second if isinstance(r, SourceItem)} == {cms.article_url(n) for n in new[1:]}
+
+    cms.broken_paths.clear()
+    cms.requests.clear()
+    third = poller.poll(timedelta(minutes=15))
+    assert {r.key for r in third if isinstance(r, SourceItem)} == {cms.article_url(new[0])}  # 105, page 2's
+    assert [r for r in third if isinstance(r, ScopeRead)] == [ScopeRead(NEWS, cms.list_url(NEWS))]
+    assert [p for p in cms.paths() if "list_" in p][:2] == ["/a/gxyxw/list_1.html", "/a/gxyxw/list_2.html"]
+    assert not any(key.startswith("list-walk:") for key in poller.failed_store)  # the walk went through: forgotten
+
+    cms.requests.clear()
+    cms.publish(NEWS)
+    fourth = poller.poll(timedelta(minutes=15))  # back to the usual: page 1 only brings the new one
+    assert len([r for r in fourth if isinstance(r, SourceItem)]) == 1
+    assert [p for p in cms.paths() if "list_" in p] == ["/a/gxyxw/list_1.html", "/a/gxyxw/list_2.html"]

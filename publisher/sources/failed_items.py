@@ -48,6 +48,10 @@ class FailedItems:
     def _current(self, key: str) -> FailedItem | None:
         return self.changed[key] if key in self.changed else self.stored.get(key)
 
+    def item(self, key: str) -> FailedItem | None:
+        """The item as this run left it so far (None: it has not failed, or read since)."""
+        return self._current(key)
+
     def known(self, key: str) -> bool:
         """The item failed before and has not been read since: not new for a walk."""
         return self._current(key) is not None

@@ -13,9 +13,10 @@ Incremental and polite: list pages are asked for with their validators, and a 30
 category's walk (nothing new there); an article already stored is not fetched again (unless
 `recheck_days` says it is time, and then with a conditional GET); an article that failed waits
 (`FailedItems`: the next run, then 1 h, 6 h, a day, weekly; a 404 or 410 an hour first) and no
-longer counts as new; the
-walk stops at the first list page that brings nothing new. List pages show recent articles
-only, so the source is never `complete`: an article that drops off the lists is not withdrawn.
+longer counts as new; the walk stops at the first list page that brings nothing new, but a walk
+that failed past its first page reads on to that page at the next run. List pages show recent
+articles only, so the source is never `complete`: an article that drops off the lists is not
+withdrawn.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ __all__ = ["ArticleRules", "HtmlSource", "ListRules", "Walk", "no_links", "wrong
 # The text of a link to the next list page, on sites whose pager has no class to select by.
 NEXT_TEXT = re.compile(r"^\s*(?:下一?[页頁]|next(?:\s*page)?)\s*[>›»]*\s*$|^\s*[>›»]{1,2}\s*$", re.I)
 _GONE = re.compile(r": HTTP (?:404|410) ")
+WALK = "list-walk:"  # a FailedItems key: the walk from this first list page failed past it
 
 
 @dataclass(frozen=True)
@@ -167,7 +169,30 @@ class HtmlSource:
     def _walk(
         self, category: str, first: str, known: Mapping[str, str], seen: set[str], conditional: bool
     ) -> Generator[Fetched, None, ScopeRead | None]:
-        """Yield the articles of one list URL's pages; return the category's error, if any."""
+        """Yield the articles of one list URL's pages; return the category's error, if any. A
+        walk that failed past its first page is remembered (`FailedItems`, under `WALK` and
+        the first page), and the next run reads on to the page that failed, whatever the pages
+        before it say (a 304, nothing new), so what that page held is not skipped for good."""
+        key = WALK + first
+        cut = self.failed.item(key) if self.failed is not None else None
+        error = yield from self._walk_pages(category, first, known, seen, conditional, cut.url if cut else None)
+        if self.failed is not None:
+            if error is None:
+                self.failed.succeeded(key)
+            elif error.url != first:
+                self.failed.failed(key, error.url, error.error or "")
+        return error
+
+    def _walk_pages(
+        self,
+        category: str,
+        first: str,
+        known: Mapping[str, str],
+        seen: set[str],
+        conditional: bool,
+        resume: str | None,
+    ) -> Generator[Fetched, None, ScopeRead | None]:
+        """The walk itself; `resume`: the page where the last run's walk failed, read again."""
         walk = self.lists.walk_for(category)
         url: str | None = first
         visited: set[str] = set()
@@ -179,7 +204,7 @@ class HtmlSource:
                 return None
             visited.add(url)
             try:
-                page = self.read_list_page(url, walk, number, conditional)
+                page = self.read_list_page(url, walk, number, conditional and resume is None)
             except RunOutOfTime:  # the whole source stops
                 raise
             except SourceError as exc:
@@ -195,7 +220,8 @@ class HtmlSource:
             fresh = [link for link in page.links if not self._old(link, known, seen)]
             for link in page.links:
                 yield from self._item(link, category, known, seen)
-            if not fresh:  # nothing new on this page: older pages hold nothing new either
+            resume = None if url == resume else resume
+            if not fresh and resume is None:  # nothing new on this page: older pages hold nothing new either
                 return None
             if page.pager is not None and number < walk.max_pages:
                 self.warnings.append(wrong_next(url, walk, page.pager))
