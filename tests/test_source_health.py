@@ -272,3 +272,42 @@ def test_a_json_sources_failing_list_url_is_a_failed_part(site: Site, httpserver
         assert part.items == 2 and part.failures == 0 and part.last_error_url == template.replace("{page}", "1")
     finally:
         app.close()
+
+
+def failed_json(site: Site) -> list[dict[str, Any]]:
+    result = site.cli("status", "--failed", "--format", "json")
+    assert result.exit_code == 0, result.output
+    rows: list[dict[str, Any]] = json.loads(result.stdout)
+    return rows
+
+
+def test_failed_items_are_listed_retried_on_demand_and_forgotten_once_no_list_shows_them(
+    site: Site, fixture_site: FixtureSite
+) -> None:
+    """`publisher status --failed` lists each failed item (source, URL, error, attempts, next
+    try); `publisher ingest --retry-failed` asks for every one now, walking the list pages in
+    full, and forgets those no list page shows any more (nothing else would ever retry them)."""
+    fixture_site.down.discard("/policy/list.html")
+    assert site.cli("build").exit_code == 0
+    [row] = failed_json(site)
+    news_2 = fixture_site.url("/news/2.html")
+    assert (row["source"], row["what"], row["url"], row["attempts"]) == ("site", "article", news_2, 1)
+    assert "HTTP 404" in row["error"] and row["next_try"] > row["last_failed"]  # a 404 waits an hour
+    table = site.cli("status", "--failed")
+    assert news_2 in table.stdout and table.stdout.splitlines()[-1] == "1 failed item(s) waiting"
+
+    fixture_site.requests.clear()
+    assert site.cli("ingest").exit_code == 0
+    assert "/news/2.html" not in fixture_site.requests  # within its hour
+    retried = site.cli("ingest", "--retry-failed")
+    assert retried.exit_code == 0, retried.output
+    assert "/news/2.html" in fixture_site.requests and "/news/list.html" in fixture_site.requests
+    [row] = failed_json(site)
+    assert row["attempts"] == 2
+
+    fixture_site.lists["/news/list.html"] = [1]  # 2 dropped off the list: no run would ask for it again
+    fixture_site.requests.clear()
+    assert site.cli("ingest", "--retry-failed").exit_code == 0
+    assert "/news/2.html" not in fixture_site.requests and failed_json(site) == []  # forgotten
+    code, rows = status_json(site)
+    assert code == 0 and next(r for r in rows if (r["source"], r["part"]) == ("site", ""))["failed_items"] == 0

@@ -24,7 +24,7 @@ from ..metrics import Metrics
 from ..model import BuildReport, Category, Folder, ItemProblem, ScopeRead, Site, SourceWarning, Unchanged
 from ..normalize import CategoryIndex, NormalizeError, TextRules
 from ..sources import Source
-from ..sources.failed_items import FailedItems
+from ..sources.failed_items import FailedItem, FailedItems
 from ..sources.files import FilesSource
 from ..store import SourceHealth, Store
 
@@ -124,12 +124,16 @@ class SourceServices:
     @property
     def sources(self) -> list[Source]:
         """One run's sources (their web sources share the run's robots.txt cache)."""
+        return self.run_sources()
+
+    def run_sources(self, retry_failed: bool = False) -> list[Source]:
+        """One run's sources; `retry_failed`: their failed items are all due now."""
         categories = self.categories
         known = frozenset(name for c in categories for name in (c.name, c.slug))
         tz, fetchers = self.settings.site.timezone, self.run_fetchers()
+        failed = partial(self.failed_items, retry_now=retry_failed)
         return [
-            make_source(s, tz, fetchers, known, categories, self.convert, failed=self.failed_items)
-            for s in self.settings.sources
+            make_source(s, tz, fetchers, known, categories, self.convert, failed=failed) for s in self.settings.sources
         ]
 
     @property
@@ -144,15 +148,25 @@ class SourceServices:
         status`, `/healthz`)."""
         return self.store.health_of_sources([s.source_name for s in self.settings.sources])
 
-    def failed_items(self, source: str) -> FailedItems:
-        """`source`'s items that failed, as the store keeps them, for one run; what the run
-        learns is written when the source's `committed()` calls `commit()`."""
+    def failed_items(self, source: str, retry_now: bool = False) -> FailedItems:
+        """`source`'s items that failed, as the store keeps them, for one run (`retry_now`:
+        all due at once); what the run learns is written when the source's `committed()`
+        calls `commit()`."""
         store = self.store
         return FailedItems(
             stored=store.failed_items(source),
             clock=self.clock,
             save=lambda upserts, cleared: store.save_failed_items(source, upserts, cleared),
+            retry_now=retry_now,
         )
+
+    def failed_items_waiting(self) -> list[tuple[str, FailedItem]]:
+        """(source, item) of every configured source's failed items, by source, the next due first."""
+        return [
+            (s.source_name, item)
+            for s in self.settings.sources
+            for item in sorted(self.store.failed_items(s.source_name).values(), key=lambda i: (i.next_try, i.key))
+        ]
 
     def run_fetchers(self, conditional: bool = True) -> Callable[[WebSourceConfig], Fetcher]:
         """The fetchers of one run's web sources: they share one robots.txt cache, so a site is

@@ -124,10 +124,15 @@ def check(ctx: click.Context, strict: bool) -> None:
 
 @main.command()
 @STRICT
+@click.option(
+    "--retry-failed", is_flag=True,
+    help="Ask now for every failed item (`publisher status --failed`), whatever its wait: list pages are read "
+    "in full, and an item no list page shows any more is forgotten.",
+)  # fmt: skip
 @click.pass_context
-def ingest(ctx: click.Context, strict: bool) -> None:
+def ingest(ctx: click.Context, strict: bool, retry_failed: bool) -> None:
     """Read the sources into the store (new, changed and withdrawn articles)."""
-    _run(ctx, "ingest", strict, lambda app, report, tick: app.ingest(report, strict, tick), feeds=False)
+    _run(ctx, "ingest", strict, lambda app, report, tick: app.ingest(report, strict, tick, retry_failed), feeds=False)
 
 
 @main.command()

@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
+WALK = "list-walk:"  # a key's prefix: the walk of list pages from the URL after it failed past that page
 # The wait after the 1st, 2nd, ... failure; the last one repeats.
 BACKOFF = (timedelta(0), timedelta(hours=1), timedelta(hours=6), timedelta(days=1), timedelta(days=7))
 
@@ -43,6 +44,7 @@ class FailedItems:
     stored: Mapping[str, FailedItem]
     clock: Callable[[], datetime]
     save: Callable[[list[FailedItem], list[str]], None] = lambda _u, _c: None
+    retry_now: bool = False  # `ingest --retry-failed`: every item is due, whatever its wait
     changed: dict[str, FailedItem | None] = field(default_factory=dict)  # None: cleared
 
     def _current(self, key: str) -> FailedItem | None:
@@ -59,7 +61,16 @@ class FailedItems:
     def waiting(self, key: str) -> bool:
         """The item failed and its next try is not due yet: do not ask for it now."""
         item = self._current(key)
-        return item is not None and item.next_try > self.clock()
+        return item is not None and not self.retry_now and item.next_try > self.clock()
+
+    def keys(self) -> list[str]:
+        """The keys of the items failed as this run left them so far."""
+        return [key for key in {**self.stored, **self.changed} if self._current(key) is not None]
+
+    def forget(self, key: str) -> None:
+        """Forget the item as failed (read at last, or no longer listed anywhere)."""
+        if self._current(key) is not None:
+            self.changed[key] = None
 
     def failed(self, key: str, url: str, reason: str, gone: bool = False) -> FailedItem:
         """The item failed again (`gone`: it answered 404 or 410); when it is next due."""
@@ -75,8 +86,7 @@ class FailedItems:
         return item
 
     def succeeded(self, key: str) -> None:
-        if self._current(key) is not None:
-            self.changed[key] = None
+        self.forget(key)
 
     def commit(self) -> None:
         upserts = [item for item in self.changed.values() if item is not None]

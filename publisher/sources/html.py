@@ -32,7 +32,7 @@ from zoneinfo import ZoneInfo
 from ..errors import SourceError
 from ..model import ItemProblem, ScopeRead, SourceItem, SourceWarning, Unchanged
 from . import Fetched
-from .failed_items import FailedItems
+from .failed_items import WALK, FailedItems
 from .html_article import ArticleRead, ArticleRules, clean_url, parse_html, read_article
 from .http import Fetcher, RunOutOfTime, host_allowed
 
@@ -44,7 +44,6 @@ __all__ = ["ArticleRules", "HtmlSource", "ListRules", "Walk", "no_links", "wrong
 # The text of a link to the next list page, on sites whose pager has no class to select by.
 NEXT_TEXT = re.compile(r"^\s*(?:下一?[页頁]|next(?:\s*page)?)\s*[>›»]*\s*$|^\s*[>›»]{1,2}\s*$", re.I)
 _GONE = re.compile(r": HTTP (?:404|410) ")
-WALK = "list-walk:"  # a FailedItems key: the walk from this first list page failed past it
 
 
 @dataclass(frozen=True)
@@ -108,9 +107,10 @@ class HtmlSource:
 
     def fetch(self, fingerprints: Mapping[str, str]) -> Iterator[Fetched]:
         seen: set[str] = set()
-        # Nothing stored (a first run, or settings changed and every article is read again):
-        # list pages are read in full, not answered by a 304.
-        conditional = bool(fingerprints)
+        # Nothing stored (a first run, or settings changed and every article is read again), or
+        # failed items retried now: list pages are read in full, not answered by a 304.
+        conditional = bool(fingerprints) and not self.retrying
+        every_category_read = True
         for category, first_pages in self.lists.pages.items():
             errors: list[ScopeRead] = []
             for first in first_pages:
@@ -122,8 +122,20 @@ class HtmlSource:
             if not errors:
                 yield ScopeRead(category, first_pages[0] if first_pages else "")
             else:
+                every_category_read = False
                 also = "".join(f"; also {e.url}: {e.error}" for e in errors[1:])
                 yield ScopeRead(category, errors[0].url, f"{errors[0].error}{also}", errors[0].hint)
+        if self.retrying and every_category_read and self.failed is not None:
+            # Every list page read in full shows none of these: no run would ask for them again.
+            for key in self.failed.keys():
+                if key not in seen and not key.startswith(WALK):
+                    self.failed.forget(key)
+
+    @property
+    def retrying(self) -> bool:
+        """Failed items are retried now (`ingest --retry-failed`): every walk reads its list
+        pages in full, up to `max_pages`, to find them."""
+        return self.failed is not None and self.failed.retry_now
 
     def inspect(self) -> Inspection:
         """For `publisher check`: what each category's first list page and one article show."""
@@ -196,6 +208,7 @@ class HtmlSource:
         walk = self.lists.walk_for(category)
         url: str | None = first
         visited: set[str] = set()
+        every_page_new = True
         for number in range(1, walk.max_pages + 1):
             if url is None:
                 return None
@@ -221,12 +234,13 @@ class HtmlSource:
             for link in page.links:
                 yield from self._item(link, category, known, seen)
             resume = None if url == resume else resume
-            if not fresh and resume is None:  # nothing new on this page: older pages hold nothing new either
+            every_page_new = every_page_new and bool(fresh)
+            if not fresh and resume is None and not self.retrying:  # older pages hold nothing new either
                 return None
             if page.pager is not None and number < walk.max_pages:
                 self.warnings.append(wrong_next(url, walk, page.pager))
             url = page.next_url
-        if url is not None:  # still new links and a next page: an endless chain, or a long absence
+        if url is not None and every_page_new:  # still a next page: an endless chain, or a long absence
             self.warnings.append(
                 SourceWarning(
                     first, f"stopped after {walk.max_pages} list pages that were all new (next: {url})",
