@@ -354,3 +354,25 @@ def test_a_list_page_that_failed_mid_walk_is_read_again_at_the_next_run(cms: Cms
     fourth = poller.poll(timedelta(minutes=15))  # back to the usual: page 1 only brings the new one
     assert len([r for r in fourth if isinstance(r, SourceItem)]) == 1
     assert [p for p in cms.paths() if "list_" in p] == ["/a/gxyxw/list_1.html", "/a/gxyxw/list_2.html"]
+
+
+def test_the_dedecms_example_in_docs_sources_md_passes_check_against_the_fixture_site(site: Site, cms: CmsSite) -> None:
+    """docs/sources.md's html example, as written but for the site's address (and, the fixture
+    being on loopback, allow_private and no delay), reads the DedeCMS-like site: its override
+    serves the category whose template changed."""
+    docs = (Path(__file__).parent.parent / "docs" / "sources.md").read_text(encoding="utf-8")
+    section = docs[docs.index("## `html`") :]
+    example = section[section.index("```toml\n") + len("```toml\n") : section.index("```\n", section.index("```toml"))]
+    assert '[sources.list.overrides."高新区新闻"]' in example and "[text]" in example
+    example = example.replace("https://www.example.org", cms.origin)
+    example = example.replace('name = "site"\n', 'name = "site"\nallow_private = true\ndelay = 0\n')
+    example = example.replace('[text]\nconvert = "t2s"', "")  # the site's config has the same [text] already
+    cms.changed_template.add(ZONE_NEWS)
+    site.append_config(f'\n[[categories]]\nname = "{ZONE_NEWS}"\n' + example)
+    checked = site.cli("check")
+    assert checked.exit_code == 0, checked.output
+    said = " ".join(checked.output.split())
+    assert 'links "div.news dt a" matched 3 elements: 3 distinct articles' in said, said  # the override
+    assert "next page by url_pattern: " + cms.list_url(ZONE_NEWS, 2) in said
+    assert "problem:" not in said and "failed" not in said.replace("0 failed", "")
+    assert site.build().new == 3 * 4
