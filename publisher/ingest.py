@@ -75,7 +75,7 @@ def ingest(
             log.warning("%s", exc)
             report.failed_sources.append(str(exc))
             continue
-        _committed(source)
+        _tell_committed(source)
         for read in source_pass.scopes:
             if read.error is not None:
                 failed = failed_part_message(source.name, read)
@@ -87,7 +87,7 @@ def ingest(
         _record_health(store, source.name, reads, context, items, every_part=True)
 
 
-def _committed(source: Source) -> None:
+def _tell_committed(source: Source) -> None:
     """Tell a source its pass is stored (web sources then keep their HTTP validators and failed
     items). Those only save requests: a store error here is logged, the ingest stands."""
     committed = getattr(source, "committed", None)

@@ -91,14 +91,15 @@ def _list_rules(config: HtmlSourceConfig, categories: Sequence[Category]) -> Lis
     """An html source's list rules, each category's override laid over the source's own."""
     from ..sources.html import ListRules, Walk
 
-    l = config.list  # noqa: E741
-    walk = Walk(l.links, l.next, l.url_pattern, l.max_pages)
+    lists = config.list
+    walk = Walk(lists.links, lists.next, lists.url_pattern, lists.max_pages)
     category_of = {label: c.name for c in categories for label in (c.name, c.slug)}
     overrides = {}
-    for page_key, o in l.matched_overrides(category_of)[0].items():
-        paging = (o.next, o.url_pattern) if o.next or o.url_pattern else (l.next, l.url_pattern)
-        overrides[page_key] = Walk(o.links or l.links, *paging, o.max_pages or l.max_pages)
-    return ListRules(l.pages, walk, overrides)
+    for page_key, override in lists.matched_overrides(category_of)[0].items():
+        own_paging = override.next or override.url_pattern
+        paging = (override.next, override.url_pattern) if own_paging else (lists.next, lists.url_pattern)
+        overrides[page_key] = Walk(override.links or lists.links, *paging, override.max_pages or lists.max_pages)
+    return ListRules(lists.pages, walk, overrides)
 
 
 class SourceServices:

@@ -43,7 +43,7 @@ __all__ = ["ArticleRules", "HtmlSource", "ListRules", "Walk", "no_links", "wrong
 
 # The text of a link to the next list page, on sites whose pager has no class to select by.
 NEXT_TEXT = re.compile(r"^\s*(?:下一?[页頁]|next(?:\s*page)?)\s*[>›»]*\s*$|^\s*[>›»]{1,2}\s*$", re.I)
-_GONE = re.compile(r": HTTP (?:404|410) ")
+_GONE_STATUS = re.compile(r": HTTP (?:404|410) ")
 
 
 @dataclass(frozen=True)
@@ -221,7 +221,7 @@ class HtmlSource:
             except RunOutOfTime:  # the whole source stops
                 raise
             except SourceError as exc:
-                if number > 1 and _GONE.search(exc.message):  # past the last page (url_pattern)
+                if number > 1 and _GONE_STATUS.search(exc.message):  # past the last page (url_pattern)
                     return None
                 self._forget(visited)  # the next run reads these pages in full, to get further
                 return ScopeRead(category, url, exc.message, exc.hint)
@@ -230,9 +230,9 @@ class HtmlSource:
             if not page.links and number == 1:
                 self._forget(visited)  # a 304 next run must not pass this page off as read
                 return no_links(category, url, walk)
-            fresh = [link for link in page.links if not self._old(link, known, seen)]
+            fresh = [link for link in page.links if not self._not_new(link, known, seen)]
             for link in page.links:
-                yield from self._item(link, category, known, seen)
+                yield from self._link_result(link, category, known, seen)
             resume = None if url == resume else resume
             every_page_new = every_page_new and bool(fresh)
             if not fresh and resume is None and not self.retrying:  # older pages hold nothing new either
@@ -256,16 +256,18 @@ class HtmlSource:
             for url in urls:
                 self.fetcher.validators.pending.pop(url, None)
 
-    def _old(self, link: str, known: Mapping[str, str], seen: set[str]) -> bool:
+    def _not_new(self, link: str, known: Mapping[str, str], seen: set[str]) -> bool:
         """Stored, read in this run, or failed before: not a reason to read older list pages."""
         return link in known or link in seen or (self.failed is not None and self.failed.known(link))
 
-    def _item(self, url: str, category: str, known: Mapping[str, str], seen: set[str]) -> Iterator[Fetched]:
+    def _link_result(self, url: str, category: str, known: Mapping[str, str], seen: set[str]) -> Iterator[Fetched]:
+        """What one article link gives: Unchanged (stored), nothing (failed lately, or listed
+        before in this run), or the article read (an item, or the problem that kept it out)."""
         if url in seen:  # listed twice, or under two categories: the first one keeps it
             return
         seen.add(url)
         fingerprint = known.get(url)
-        if fingerprint is not None and not self._due(fingerprint):
+        if fingerprint is not None and not self._recheck_due(fingerprint):
             yield Unchanged((url,))
             return
         if self.failed is not None and self.failed.waiting(url):  # failed lately: not asked again yet
@@ -273,14 +275,14 @@ class HtmlSource:
         result = self.article(url, category, conditional=fingerprint is not None)
         if self.failed is not None:
             if isinstance(result, ItemProblem):
-                self.failed.failed(url, url, result.reason, gone=_GONE.search(result.reason) is not None)
+                self.failed.failed(url, url, result.reason, gone=_GONE_STATUS.search(result.reason) is not None)
             else:
                 self.failed.succeeded(url)
         yield result
 
     # --- article pages ---------------------------------------------------------------------
 
-    def _due(self, fingerprint: str) -> bool:
+    def _recheck_due(self, fingerprint: str) -> bool:
         """Stored articles are read again every `recheck_days` days (0: never)."""
         if not self.recheck_days:
             return False
