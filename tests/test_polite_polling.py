@@ -217,10 +217,17 @@ def test_a_failing_later_page_keeps_the_earlier_pages_and_the_other_sources(site
     policy = parse_with_feedparser(site.feed("policy/rss.xml")).entries
     assert len(policy) == 6
 
-    # A failed walk keeps no validators: the next run reads its page 1 again instead of a 304.
+    # A failed walk keeps no validators: the next run reads its page 1 again instead of a 304,
+    # and walks on to the page that failed although page 1 brings nothing new by then.
     api.broken.clear()
-    site.build()
+    api.requests.clear()
+    again = site.build()
     assert api.not_modified == ["/api/policy?page=1"]
+    assert again.new == 3 + 1 and not again.failed_parts, again  # news page 2's three, the blog's second post
+    assert "/api/news?page=2" in api.requests and "wp page 2" in api.requests
+    api.requests.clear()
+    assert site.build().new == 0  # then back to the usual: each walk stops at its first page
+    assert "/api/news?page=2" not in api.requests and "wp page 2" not in api.requests
 
 
 def test_a_failing_first_page_is_the_part_failing_with_its_url(httpserver: HTTPServer) -> None:

@@ -48,15 +48,17 @@ def make_source(
     `known`: our category names and slugs (a WordPress site's categories are matched to them);
     `categories`: ours (an html source's overrides name them); `convert`: text converted as
     the content will be (`[text] convert`: an html source's meta-line regexes read it too);
-    `failed`: a source's memory of its failed items, by its name (None: none, as for `check`).
+    `failed`: a web source's memory of its failed items and walks, by its name (None: none, as
+    for `check`).
     Web sources are imported only when configured: they bring requests and lxml.html, a tenth
     of a second of every build of a site that reads only files."""
     if isinstance(config, WordPressSourceConfig):
         from ..sources.wordpress import WordPressSource
 
         return WordPressSource(
-            config.source_name, config.url, config.categories, config.category, fetcher(config), known, config.max_pages
-        )
+            config.source_name, config.url, config.categories, config.category, fetcher(config), known,
+            config.max_pages, failed=failed(config.source_name) if failed is not None else None,
+        )  # fmt: skip
     if isinstance(config, FeedSourceConfig):
         from ..sources.feed import FeedSource
 
@@ -68,7 +70,10 @@ def make_source(
         fields = Fields(f.list, f.id, f.title, f.date, f.body, f.url or None, f.category or None, f.author or None,
                         f.summary or None)  # fmt: skip
         paging = Paging(p.kind, p.page_size, p.next or None, p.max_pages)
-        return JsonSource(config.source_name, config.url, fields, paging, config.category, fetcher(config), timezone)
+        return JsonSource(
+            config.source_name, config.url, fields, paging, config.category, fetcher(config), timezone,
+            failed=failed(config.source_name) if failed is not None else None,
+        )  # fmt: skip
     if isinstance(config, HtmlSourceConfig):
         from ..sources.html import ArticleRules, HtmlSource
 

@@ -50,10 +50,6 @@ class FailedItems:
     def _current(self, key: str) -> FailedItem | None:
         return self.changed[key] if key in self.changed else self.stored.get(key)
 
-    def item(self, key: str) -> FailedItem | None:
-        """The item as this run left it so far (None: it has not failed, or read since)."""
-        return self._current(key)
-
     def known(self, key: str) -> bool:
         """The item failed before and has not been read since: not new for a walk."""
         return self._current(key) is not None
@@ -87,6 +83,24 @@ class FailedItems:
 
     def succeeded(self, key: str) -> None:
         self.forget(key)
+
+    # A walk of list or API pages that failed past its first page is kept as an item too (its
+    # key WALK + the first page's URL, its url the page that failed): the next run reads on to
+    # that page whatever the pages before it say (a 304, nothing new), so what it held is not
+    # skipped for good.
+
+    def walk_resume(self, first: str) -> str | None:
+        """The page where the last walk from `first` failed, to be read again; None: none failed."""
+        item = self._current(WALK + first)
+        return item.url if item is not None else None
+
+    def walk_ended(self, first: str, failed_at: str | None = None, reason: str = "") -> None:
+        """The walk from `first` went through (`failed_at` None), or failed at that page; a
+        failure of the first page itself is no cut walk (the next run starts there anyway)."""
+        if failed_at is None:
+            self.forget(WALK + first)
+        elif failed_at != first:
+            self.failed(WALK + first, failed_at, reason)
 
     def commit(self) -> None:
         upserts = [item for item in self.changed.values() if item is not None]

@@ -185,14 +185,10 @@ class HtmlSource:
         walk that failed past its first page is remembered (`FailedItems`, under `WALK` and
         the first page), and the next run reads on to the page that failed, whatever the pages
         before it say (a 304, nothing new), so what that page held is not skipped for good."""
-        key = WALK + first
-        cut = self.failed.item(key) if self.failed is not None else None
-        error = yield from self._walk_pages(category, first, known, seen, conditional, cut.url if cut else None)
+        resume = self.failed.walk_resume(first) if self.failed is not None else None
+        error = yield from self._walk_pages(category, first, known, seen, conditional, resume)
         if self.failed is not None:
-            if error is None:
-                self.failed.succeeded(key)
-            elif error.url != first:
-                self.failed.failed(key, error.url, error.error or "")
+            self.failed.walk_ended(first, error.url if error else None, error.error or "" if error else "")
         return error
 
     def _walk_pages(
