@@ -311,3 +311,33 @@ def test_failed_items_are_listed_retried_on_demand_and_forgotten_once_no_list_sh
     assert "/news/2.html" not in fixture_site.requests and failed_json(site) == []  # forgotten
     code, rows = status_json(site)
     assert code == 0 and next(r for r in rows if (r["source"], r["part"]) == ("site", ""))["failed_items"] == 0
+
+
+def test_check_and_build_word_a_failing_json_list_url_and_wordpress_page_the_same_way(
+    site: Site, httpserver: HTTPServer
+) -> None:
+    from test_web_sources import cms_toml
+
+    httpserver.expect_request("/robots.txt").respond_with_data("", status=404)
+    httpserver.expect_request("/api").respond_with_data("down for maintenance", status=500)
+    httpserver.expect_request("/wp-json/wp/v2/posts").respond_with_json(
+        {"code": "rest_no_route", "message": "没有路由"}, status=404
+    )
+    template = httpserver.url_for("/api") + "?page={page}"
+    wordpress = (
+        f'\n[[sources]]\ntype = "wordpress"\nallow_private = true\nname = "blog"\nurl = "{httpserver.url_for("/")}"\n'
+        'category = "tech"\ndelay = 0\n'
+    )
+    site.append_config("\n" + cms_toml(template) + "\n" + wordpress)
+
+    def failures(output: str) -> list[str]:
+        lines = output.splitlines()
+        return [f"{line}\n{lines[n + 1]}" for n, line in enumerate(lines) if line.startswith("part failed:")]
+
+    checked, built = site.cli("check"), site.cli("build")
+    assert checked.exit_code == built.exit_code == 1
+    said = failures(built.stderr)
+    assert len(said) == 2 and said == failures(checked.stderr), (checked.stderr, built.stderr)
+    assert said[0].startswith(f"part failed: cms ({template}) {template.replace('{page}', '1')}: HTTP 500")
+    assert said[1].startswith("part failed: blog ") and "没有路由" in said[1]
+    assert "source failed" not in checked.stderr

@@ -23,7 +23,7 @@ from ..ingest import Clock, IngestContext, Tick
 from ..metrics import Metrics
 from ..model import BuildReport, Category, Folder, ItemProblem, ScopeRead, Site, SourceWarning, Unchanged
 from ..normalize import CategoryIndex, NormalizeError, TextRules
-from ..sources import Source
+from ..sources import PartFailed, Source, failed_part_message
 from ..sources.failed_items import FailedItem, FailedItems
 from ..sources.files import FilesSource
 from ..store import SourceHealth, Store
@@ -294,6 +294,8 @@ class SourceServices:
                         report.problems.append(str(outcome))
                     elif outcome is not None:
                         report.checked += 1
+            except PartFailed as exc:  # a part of the source: worded as `build` words it
+                report.failed_parts.append(failed_part_message(source.name, exc.read))
             except SourceError as exc:
                 report.failed_sources.append(str(exc))
             finally:

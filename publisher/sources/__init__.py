@@ -12,6 +12,15 @@ from ..model import Deferred, Folder, ItemProblem, ScopeRead, SourceItem, Source
 Fetched = SourceItem | Deferred | Unchanged | ItemProblem | Folder | ScopeRead | SourceWarning
 
 
+class PartFailed(SourceError):
+    """A part of a web source could not be read where `check` reached it (a `json` list URL's
+    first page, a WordPress site's): `read` says which, to be worded as `build` words it."""
+
+    def __init__(self, read: ScopeRead) -> None:
+        super().__init__(read.error or "", read.hint)
+        self.read = read
+
+
 def failed_part_message(source: str, read: ScopeRead) -> str:
     """How a part that failed is worded, by `build` and `check` alike: `site (政策解读) <URL>:
     <error>` and its hint (the part is not repeated when it is the URL, as a json source's list

@@ -25,7 +25,7 @@ from zoneinfo import ZoneInfo
 
 from ..errors import SourceError
 from ..model import ItemProblem, ScopeRead, SourceItem, Unchanged
-from . import Fetched
+from . import Fetched, PartFailed
 from .failed_items import FailedItems
 from .http import Fetcher, Page, RunOutOfTime
 
@@ -112,7 +112,12 @@ class JsonSource:
     def probe(self) -> tuple[int, str | None, list[ItemProblem]]:
         """For `publisher check`: the first page only; (items, the first title, problems)."""
         url = self._page_url(1)
-        items = self._items(url, self._answer(url, self.fetcher.get(url, conditional=False)))
+        try:
+            items = self._items(url, self._answer(url, self.fetcher.get(url, conditional=False)))
+        except RunOutOfTime:
+            raise
+        except SourceError as exc:  # the list URL fails, as a build would say
+            raise PartFailed(ScopeRead(self.url, url, exc.message, exc.hint)) from exc
         results = [self._item(item, f"{url} item {n + 1}", {}, set()) for n, item in enumerate(items)]
         return len(items), self.first_title, [r for r in results if isinstance(r, ItemProblem)]
 

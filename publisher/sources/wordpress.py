@@ -22,7 +22,7 @@ from requests.utils import parse_header_links
 
 from ..errors import SourceError
 from ..model import ItemProblem, ScopeRead, SourceItem, Unchanged
-from . import Fetched
+from . import Fetched, PartFailed
 from .failed_items import FailedItems
 from .http import Fetcher, Page, RunOutOfTime, status_hint
 from .json_api import parse_date, pick
@@ -141,7 +141,7 @@ class WordPressSource:
         results = list(self._walk({}, 1))
         for result in results:
             if isinstance(result, ScopeRead) and result.error is not None:
-                raise SourceError(result.error, result.hint)
+                raise PartFailed(result)  # the site's page fails, as a build would say
         return self.count, self.first_title, [r for r in results if isinstance(r, ItemProblem)]
 
     def committed(self) -> None:
