@@ -187,8 +187,10 @@ class HtmlSource:
         before it say (a 304, nothing new), so what that page held is not skipped for good."""
         resume = self.failed.walk_resume(first) if self.failed is not None else None
         error = yield from self._walk_pages(category, first, known, seen, conditional, resume)
-        if self.failed is not None:
-            self.failed.walk_ended(first, error.url if error else None, error.error or "" if error else "")
+        if self.failed is not None and error is None:
+            self.failed.walk_ended(first)
+        elif self.failed is not None and error is not None:
+            self.failed.walk_ended(first, error.url, error.error or "")
         return error
 
     def _walk_pages(
