@@ -11,10 +11,21 @@ from datetime import datetime
 from sqlalchemy.exc import SQLAlchemyError
 
 from .errors import ContentError, SourceError
-from .model import Article, BuildReport, Deferred, Folder, ItemProblem, ScopeRead, SourceItem, Unchanged
+from .ingest_lookups import GuidCheck, StoredFingerprints
+from .model import (
+    Article,
+    BuildReport,
+    Deferred,
+    Folder,
+    ItemProblem,
+    ScopeRead,
+    SourceItem,
+    SourceWarning,
+    Unchanged,
+)
 from .normalize import CategoryIndex, NormalizeError, TextRules, make_guid
 from .parallel import CHUNK, Normalized, Prepared, prepare_in_order
-from .sources import Fetched, FolderFingerprints, Source
+from .sources import Fetched, Source, failed_part_message
 from .store import WHOLE_SOURCE, Known, Store, StoreWriter
 from .text import is_utf8
 
@@ -64,10 +75,10 @@ def ingest(
             log.warning("%s", exc)
             report.failed_sources.append(str(exc))
             continue
-        _committed(source)
+        _tell_committed(source)
         for read in source_pass.scopes:
             if read.error is not None:
-                failed = _failed_part(source.name, read)
+                failed = failed_part_message(source.name, read)
                 context.failed(source.name, read.scope)
                 log.warning("%s", failed)
                 report.failed_parts.append(failed)
@@ -76,7 +87,7 @@ def ingest(
         _record_health(store, source.name, reads, context, items, every_part=True)
 
 
-def _committed(source: Source) -> None:
+def _tell_committed(source: Source) -> None:
     """Tell a source its pass is stored (web sources then keep their HTTP validators and failed
     items). Those only save requests: a store error here is logged, the ingest stands."""
     committed = getattr(source, "committed", None)
@@ -87,15 +98,6 @@ def _committed(source: Source) -> None:
     except SQLAlchemyError as exc:
         log.warning("source %r: could not keep what this run learnt of its pages (asked again next run): %s",
                     source.name, exc)  # fmt: skip
-
-
-def _failed_part(source: str, read: ScopeRead) -> str:
-    """How a part that failed is reported: `site (政策解读) <URL>: <error>` and its hint (the
-    part is not repeated when it is the URL, as a json source's list URL is)."""
-    error = read.error or ""
-    where = "" if error.startswith(read.url) else f"{read.url}: "
-    part = f"{source} ({read.scope}) " if read.scope != read.url else f"{source} "
-    return str(SourceError(f"{part}{where}{error}", read.hint))
 
 
 def _record_health(
@@ -129,7 +131,7 @@ class _SourcePass:
         self.folders: list[tuple[str, str, int, int]] = []  # (name, digest, listed, unchanged)
         self.moved_from: set[str] = set()
         self.explicit_ids: dict[str, str] = {}
-        self.guids = _GuidCheck(store)
+        self.guids = GuidCheck(store)
         self.moved: list[tuple[int, str, SourceItem, Article]] = []
         self.id_lost: list[tuple[Known, SourceItem, Article]] = []
         self.scopes: list[ScopeRead] = []  # what a web source said of each of its parts
@@ -143,7 +145,7 @@ class _SourcePass:
         reread = self.store.get_meta(signature_key) != signature
         # After a settings change every item is read again; the content hash then tells which
         # articles really changed.
-        fingerprints: Mapping[str, str] = {} if reread else _StoredFingerprints(self.store, self.source.name)
+        fingerprints: Mapping[str, str] = {} if reread else StoredFingerprints(self.store, self.source.name)
         fetched = self.source.fetch(fingerprints)
         if self.source.remote:
             # Read to the end before writing: a site that fails half-way (a page that never
@@ -157,6 +159,10 @@ class _SourcePass:
                 for result in batch:
                     if isinstance(result, ScopeRead):
                         self._scope_read(result)
+                        continue
+                    if isinstance(result, SourceWarning):
+                        log.warning("%s", result)
+                        self.report.warnings.append(str(result))
                         continue
                     if isinstance(result, (Folder, Unchanged)):
                         keys = result.unchanged if isinstance(result, Folder) else result.keys
@@ -192,7 +198,7 @@ class _SourcePass:
                     for name, digest, listed, unchanged in self.folders
                     if unchanged + written[name] == listed
                 }
-                stored = fingerprints.digests() if isinstance(fingerprints, _StoredFingerprints) else None
+                stored = fingerprints.digests() if isinstance(fingerprints, StoredFingerprints) else None
                 if writer.batches_committed or settled != stored:  # a batch dropped them; else no write
                     writer.set_folder_digests(self.source.name, settled)
         if reread:
@@ -363,69 +369,3 @@ class _SourcePass:
             log.info("withdrawn (gone from %s): %s", self.source.name, ", ".join(missing))
             writer.withdraw(gone)
             self.report.withdrawn += len(gone)
-
-
-class _StoredFingerprints(FolderFingerprints):
-    """The fingerprints of a source's live items, read from the store only as asked: all at
-    once (as a mapping, for web sources), or folder by folder once folder digests exist, so
-    an incremental build of a large tree reads only the fingerprints of the folders that
-    changed."""
-
-    def __init__(self, store: Store, source: str) -> None:
-        self.store, self.source = store, source
-        self._all: dict[str, str] | None = None
-        self._digests: dict[str, str] | None = None
-
-    def _everything(self) -> dict[str, str]:
-        if self._all is None:
-            self._all = {key: fp for key, fp in self.store.fingerprints(self.source).items() if fp}
-        return self._all
-
-    def __getitem__(self, key: str) -> str:
-        return self._everything()[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._everything())
-
-    def __len__(self) -> int:
-        return len(self._everything())
-
-    def digests(self) -> dict[str, str]:
-        """folder -> the digest stored for it."""
-        if self._digests is None:
-            self._digests = self.store.folder_digests(self.source)
-        return self._digests
-
-    def digest(self, folder: str) -> str | None:
-        return self.digests().get(folder)
-
-    def in_folder(self, folder: str) -> Mapping[str, str]:
-        if self._all is not None or not self._digests:  # no digests yet: one query for all
-            return self._everything()
-        return {key: fp for key, fp in self.store.fingerprints(self.source, folder).items() if fp}
-
-
-class _GuidCheck:
-    """Is a new guid free? A few look-ups one by one (an incremental build), the whole set once
-    many new articles arrive (a cold build)."""
-
-    LOOKUPS = 64
-
-    def __init__(self, store: Store) -> None:
-        self.store = store
-        self.everything: set[str] | None = None
-        self.new: set[str] = set()
-        self.lookups = 0
-
-    def taken(self, guid: str) -> bool:
-        if guid in self.new:
-            return True
-        if self.everything is None:
-            self.lookups += 1
-            if self.lookups <= self.LOOKUPS:
-                return self.store.guid_exists(guid)
-            self.everything = self.store.guids()
-        return guid in self.everything
-
-    def add(self, guid: str) -> None:
-        self.new.add(guid)

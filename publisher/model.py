@@ -94,6 +94,19 @@ class ItemProblem:
 
 
 @dataclass(frozen=True, slots=True)
+class SourceWarning:
+    """What a source noticed that costs no item but may cost articles (a next-page selector that
+    matched nothing on a page with a pager): logged and reported, never counted as skipped."""
+
+    location: str
+    reason: str
+    hint: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.location}: {self.reason}" + (f" ({self.hint})" if self.hint else "")
+
+
+@dataclass(frozen=True, slots=True)
 class ScopeRead:
     """A web source's word on one part of it (a category's list pages, a list URL, an API
     page): read (`error` None), or not, with the URL that failed and what to do. A failing
@@ -189,7 +202,8 @@ class BuildReport:
     withdrawn: int = 0
     feeds_written: int = 0
     feeds_unchanged: int = 0
-    problems: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)  # items skipped
+    warnings: list[str] = field(default_factory=list)  # what sources noticed (SourceWarning), no item lost
     failed_sources: list[str] = field(default_factory=list)
     failed_parts: list[str] = field(default_factory=list)  # a source's part (a category) that failed, and its hint
     written_paths: list[str] = field(default_factory=list)

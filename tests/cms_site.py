@@ -80,6 +80,8 @@ class CmsSite:
     missing_lists: set[str] = field(default_factory=set)  # category names whose list pages 404
     changed_template: set[str] = field(default_factory=set)  # category names with another list layout
     missing_articles: set[int] = field(default_factory=set)  # article ids that 404
+    broken_paths: set[str] = field(default_factory=set)  # paths answered 503
+    foreign_origin: str = ""  # when set, 高新院新闻's first list page also links its top article there
 
     def __post_init__(self) -> None:
         self.categories = [
@@ -182,6 +184,9 @@ source = '来源[:：]\\s*(\\S+)'
             template.format(href=f"/a/{folder}/{i}.html", id=i, title=self._title(category, i), day=i % 28 + 1)
             for i in chunk
         )
+        if self.foreign_origin and number == 1 and category is self.categories[0]:
+            href = f"{self.foreign_origin}/a/{folder}/{chunk[0]}.html"
+            items += template.format(href=href, id=chunk[0], title="轉載", day=1)
         items = f"<ul class='list'>{items}</ul>" if template is ITEM else f"<div class='news'>{items}</div>"
         pages = -(-len(category.articles) // self.per_page)
         pager = "".join(
@@ -222,6 +227,9 @@ def _handler(cms: CmsSite) -> type[BaseHTTPRequestHandler]:
             asked = self.headers.get("If-None-Match"), self.headers.get("If-Modified-Since")
             if path == "/robots.txt":
                 self._answer(path, 200, b"User-agent: *\nAllow: /\n", "text/plain", asked)
+                return
+            if path in cms.broken_paths:
+                self._answer(path, 503, b"busy", "text/plain", asked)
                 return
             body = cms.page(path)
             if body is None:

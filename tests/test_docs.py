@@ -16,18 +16,23 @@ README = (ROOT / "README.md").read_text(encoding="utf-8")
 CONFIG_DOC = (ROOT / "docs" / "configuration.md").read_text(encoding="utf-8")
 
 
-def config_keys(model: type[BaseModel], prefix: str = "") -> set[str]:
-    keys = set()
+def ordered_config_keys(model: type[BaseModel], prefix: str = "") -> list[str]:
+    """The model's keys, dotted, in the order its fields are declared (and so read and checked)."""
+    keys = []
     for name, field in model.model_fields.items():
         annotation = field.annotation
         args = [a for a in getattr(annotation, "__args__", ()) if a is not type(None)]
         inner = args[0] if args else annotation
         if isinstance(inner, type) and issubclass(inner, BaseModel):
             suffix = "[]" if getattr(annotation, "__origin__", None) is list else ""
-            keys |= config_keys(inner, f"{prefix}{name}{suffix}.")
+            keys += ordered_config_keys(inner, f"{prefix}{name}{suffix}.")
         else:
-            keys.add(f"{prefix}{name}")
+            keys.append(f"{prefix}{name}")
     return keys
+
+
+def config_keys(model: type[BaseModel], prefix: str = "") -> set[str]:
+    return set(ordered_config_keys(model, prefix))
 
 
 def test_readme_starts_with_the_two_commands() -> None:
@@ -111,3 +116,32 @@ def test_every_web_source_key_is_in_sources_md() -> None:
         keys |= {k for k in config_keys(model) if k != "type" and k not in ("delay", "timeout", "robots")}
     missing = sorted(k for k in keys if f"`sources[].{k}`" not in doc)
     assert not missing, f"undocumented web source keys: {missing}"
+
+
+def out_of_order(documented: list[str], code: list[str]) -> list[tuple[str, str]]:
+    """Neighbours among the documented keys the code has whose order is not the code's."""
+    position = {key: n for n, key in enumerate(code)}
+    known = [key for key in documented if key in position]
+    return [(a, b) for a, b in zip(known, known[1:], strict=False) if position[a] > position[b]]
+
+
+def test_config_keys_are_documented_in_the_order_the_code_reads_them() -> None:
+    """docs/configuration.md in the order of the settings' fields, and each web source's own
+    keys in docs/sources.md in the order of its model's (the keys every web source shares
+    follow them there, once)."""
+    from publisher.config import HtmlSourceConfig, JsonSourceConfig, WordPressSourceConfig
+
+    documented = re.findall(r"^\| `([a-z_\[\].]+)` \|", CONFIG_DOC, re.M)
+    shared = [k for k in FeedSourceConfig.model_fields if k not in ("type", "url", "category", "name")]
+    code = ordered_config_keys(Settings)
+    at = code.index("sources")
+    code[at : at + 1] = [f"sources[].{k}" for k in [*shared, *FilesSourceConfig.model_fields]]
+    assert not out_of_order(documented, code)
+
+    sections = re.split(r"^## ", (ROOT / "docs" / "sources.md").read_text(encoding="utf-8"), flags=re.M)
+    for model in (FeedSourceConfig, HtmlSourceConfig, JsonSourceConfig, WordPressSourceConfig):
+        kind = model.model_fields["type"].annotation.__args__[0]  # type: ignore[union-attr]
+        section = next(s for s in sections if s.startswith(f"`{kind}`"))
+        documented = re.findall(r"^\| `sources\[\]\.([a-z_.]+)` \|", section, re.M)
+        own = [k for k in ordered_config_keys(model) if k not in shared]
+        assert not out_of_order([k for k in documented if k not in shared], own), kind

@@ -5,19 +5,23 @@ page reported with its URL while what was read before it, and the other sources,
 from __future__ import annotations
 
 import json
+import re
 import threading
 from collections import Counter
 from collections.abc import Mapping
 
+import pytest
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
 from conftest import Site
 from feedcheck import parse_with_feedparser
+from publisher.errors import SourceError
 from publisher.model import ScopeRead, SourceItem
 from publisher.sources.addresses import AddressGuard
-from publisher.sources.http import Fetcher, RobotsCache, Validators
+from publisher.sources.http import Fetcher, Validators, source_hosts
 from publisher.sources.json_api import Fields, JsonSource, Paging
+from publisher.sources.robots import NO_RULES, RobotsCache
 
 LOOPBACK = AddressGuard(allow_private=True)
 
@@ -132,8 +136,8 @@ def test_fetchers_on_many_threads_share_one_robots_txt(httpserver: HTTPServer) -
         thread.join()
     assert Counter(api.requests) == {"robots.txt": 1, "/api/news?page=1": 8}
     # The same site however its URL is spelt; another port is another site.
-    assert cache.rules("HTTP://LOCALHOST:80/x", lambda: (None, True)) is None
-    assert cache.rules("http://localhost/y", lambda: (_ for _ in ()).throw(AssertionError("asked twice"))) is None
+    assert cache.rules("HTTP://LOCALHOST:80/x", lambda: (NO_RULES, True)) is NO_RULES
+    assert cache.rules("http://localhost/y", lambda: (_ for _ in ()).throw(AssertionError("asked twice"))) is NO_RULES
 
 
 def test_wordpress_follows_total_pages_past_a_host_that_caps_per_page(site: Site, httpserver: HTTPServer) -> None:
@@ -213,10 +217,17 @@ def test_a_failing_later_page_keeps_the_earlier_pages_and_the_other_sources(site
     policy = parse_with_feedparser(site.feed("policy/rss.xml")).entries
     assert len(policy) == 6
 
-    # A failed walk keeps no validators: the next run reads its page 1 again instead of a 304.
+    # A failed walk keeps no validators: the next run reads its page 1 again instead of a 304,
+    # and walks on to the page that failed although page 1 brings nothing new by then.
     api.broken.clear()
-    site.build()
+    api.requests.clear()
+    again = site.build()
     assert api.not_modified == ["/api/policy?page=1"]
+    assert again.new == 3 + 1 and not again.failed_parts, again  # news page 2's three, the blog's second post
+    assert "/api/news?page=2" in api.requests and "wp page 2" in api.requests
+    api.requests.clear()
+    assert site.build().new == 0  # then back to the usual: each walk stops at its first page
+    assert "/api/news?page=2" not in api.requests and "wp page 2" not in api.requests
 
 
 def test_a_failing_first_page_is_the_part_failing_with_its_url(httpserver: HTTPServer) -> None:
@@ -237,3 +248,73 @@ def test_a_failing_first_page_is_the_part_failing_with_its_url(httpserver: HTTPS
     assert results[-1] == ScopeRead(url, page_one)  # read, after its items
     source.committed()
     assert sorted(kept) == [url.replace("{page}", str(n)) for n in (1, 2, 3)]
+
+
+class RobotsSite:
+    """A site whose robots.txt is behind `hops` redirects, the last one to another host name of
+    the same server (`localhost` for `127.0.0.1`), or answers `status`; every request logged."""
+
+    def __init__(self, server: HTTPServer, hops: int = 2, status: int = 200) -> None:
+        self.server, self.hops, self.status = server, hops, status
+        self.requests: list[str] = []
+        server.expect_request(re.compile(r"/.*")).respond_with_handler(self.handle)
+
+    def url(self, path: str, host: str = "127.0.0.1") -> str:
+        return f"http://{host}:{self.server.port}{path}"
+
+    def handle(self, request: Request) -> Response:
+        host = request.host.split(":")[0]
+        self.requests.append(f"{host}{request.path}")
+        if request.path == "/robots.txt" or request.path.startswith("/hop/"):
+            hop = int(request.path.removeprefix("/hop/")) if request.path.startswith("/hop/") else 0
+            if hop < self.hops:
+                target = self.url(f"/hop/{hop + 1}", "localhost" if hop + 1 == self.hops else host)
+                return Response(status=301 if hop % 2 else 302, headers={"Location": target})
+            if self.status != 200:
+                return Response("robots.txt is having a bad day", status=self.status)
+            return Response("User-agent: *\nDisallow: /private/\n", content_type="text/plain")
+        return Response("<p>正文</p>", content_type="text/html; charset=utf-8")
+
+
+def robots_fetcher(robots: RobotsSite) -> Fetcher:
+    """A fetcher whose source's host is 127.0.0.1 only: pages on localhost it may not read."""
+    hosts = source_hosts([robots.url("/")])
+    return Fetcher("publisher/test", delay=0, guard=LOOPBACK, hosts=hosts, retries=0)
+
+
+def test_robots_txt_behind_redirects_to_another_host_is_followed_and_kept_for_the_host_asked(
+    httpserver: HTTPServer,
+) -> None:
+    robots = RobotsSite(httpserver, hops=2)
+    fetcher = robots_fetcher(robots)
+    with pytest.raises(SourceError, match="robots.txt does not allow"):
+        fetcher.get(robots.url("/private/x.html"))
+    assert fetcher.get(robots.url("/news/1.html")).status == 200
+    assert robots.requests == [
+        "127.0.0.1/robots.txt",
+        "127.0.0.1/hop/1",
+        "localhost/hop/2",
+        "127.0.0.1/news/1.html",
+    ]  # fmt: skip  (once for the run, kept under 127.0.0.1: the host asked)
+
+
+def test_robots_txt_behind_more_than_five_redirects_is_taken_as_missing(httpserver: HTTPServer) -> None:
+    robots = RobotsSite(httpserver, hops=6)
+    fetcher = robots_fetcher(robots)
+    assert fetcher.get(robots.url("/private/x.html")).status == 200  # RFC 9309: unavailable, so allowed
+    assert sum(1 for r in robots.requests if "/hop/" in r or r.endswith("robots.txt")) == 6  # five hops followed
+
+
+def test_an_unreachable_robots_txt_allows_nothing_for_now_and_a_missing_one_everything(httpserver: HTTPServer) -> None:
+    robots = RobotsSite(httpserver, hops=0, status=503)
+    fetcher = robots_fetcher(robots)
+    for path in ("/news/1.html", "/news/2.html"):
+        with pytest.raises(SourceError, match=r"robots.txt could not be read \(HTTP 503") as refused:
+            fetcher.get(robots.url(path))
+        assert "next run" in refused.value.hint
+    assert robots.requests == ["127.0.0.1/robots.txt"]  # asked once in the run, no page read
+
+    robots.status, robots.requests = 404, []
+    fresh = robots_fetcher(robots)  # the next run
+    assert fresh.get(robots.url("/private/x.html")).status == 200  # a 4xx: no rules, all allowed
+    assert robots.requests == ["127.0.0.1/robots.txt", "127.0.0.1/private/x.html"]

@@ -213,9 +213,7 @@ def test_an_html_list_page_is_followed_only_to_the_sources_hosts(site: Site, ser
     html_site(site, f"http://{PUBLIC}:{public.port}/list.html")
     report = site.build()
     assert report.new == 1 and not report.failed_sources
-    assert intranet.asked == []
-    [problem] = report.problems
-    assert secret in problem and "`hosts`" in problem
+    assert intranet.asked == [] and not report.problems  # left out, not a problem of that article
     titles = [e.title for e in parse_with_feedparser(site.feed("gao-xin-yuan-xin-wen/rss.xml")).entries]
     assert titles == ["本站新闻"]
 

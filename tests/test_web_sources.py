@@ -16,7 +16,8 @@ from feedcheck import parse_with_feedparser
 from publisher.errors import SourceError
 from publisher.model import ScopeRead
 from publisher.sources.addresses import AddressGuard
-from publisher.sources.http import Fetcher, Validators, decode_html
+from publisher.sources.charsets import decode_html
+from publisher.sources.http import Fetcher, Validators
 
 # The test servers are on loopback, which web sources refuse unless told (`allow_private`).
 LOOPBACK = AddressGuard(allow_private=True)
@@ -570,7 +571,8 @@ def test_an_endless_next_chain_stops_at_max_pages_and_says_so(site: Site, httpse
     html_source(site, httpserver)
     report = site.build()
     assert report.new == 5 * 2  # max_pages = 5
-    assert any("stopped after 5 list pages" in p and "max_pages" in p for p in report.problems), report.problems
+    assert any("stopped after 5 list pages" in w and "max_pages" in w for w in report.warnings), report.warnings
+    assert report.skipped == 0 and not report.problems  # a warning, no item skipped
 
 
 def test_a_date_without_a_zone_is_the_sites_in_every_format(site: Site, httpserver: HTTPServer) -> None:

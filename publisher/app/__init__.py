@@ -204,10 +204,13 @@ class App(SourceServices, MailServices, WatchServices):
             )
         return problems, warnings
 
-    def ingest(self, report: BuildReport, strict: bool = False, tick: Tick = lambda _n: None) -> None:
+    def ingest(
+        self, report: BuildReport, strict: bool = False, tick: Tick = lambda _n: None, retry_failed: bool = False
+    ) -> None:
+        """Ingest every source (`retry_failed`: their failed items asked for now, see `run_sources`)."""
         import json
 
-        sources = self.sources
+        sources = self.run_sources(retry_failed)
         before = (report.new, report.changed, report.withdrawn)
         try:
             ingest(self.store, sources, self.context(strict), report, tick)

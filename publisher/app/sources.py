@@ -21,17 +21,18 @@ from ..config import (
 from ..errors import SourceError
 from ..ingest import Clock, IngestContext, Tick
 from ..metrics import Metrics
-from ..model import BuildReport, Category, Folder, ItemProblem, ScopeRead, Site, Unchanged
+from ..model import BuildReport, Category, Folder, ItemProblem, ScopeRead, Site, SourceWarning, Unchanged
 from ..normalize import CategoryIndex, NormalizeError, TextRules
-from ..sources import Source
-from ..sources.failed_items import FailedItems
+from ..sources import PartFailed, Source, failed_part_message
+from ..sources.failed_items import FailedItem, FailedItems
 from ..sources.files import FilesSource
 from ..store import SourceHealth, Store
 
 if TYPE_CHECKING:
     from ..parallel import Prepared
     from ..sources.html import ListRules
-    from ..sources.http import Fetcher, RobotsCache
+    from ..sources.http import Fetcher
+    from ..sources.robots import RobotsCache
 
 
 def make_source(
@@ -47,15 +48,17 @@ def make_source(
     `known`: our category names and slugs (a WordPress site's categories are matched to them);
     `categories`: ours (an html source's overrides name them); `convert`: text converted as
     the content will be (`[text] convert`: an html source's meta-line regexes read it too);
-    `failed`: a source's memory of its failed items, by its name (None: none, as for `check`).
+    `failed`: a web source's memory of its failed items and walks, by its name (None: none, as
+    for `check`).
     Web sources are imported only when configured: they bring requests and lxml.html, a tenth
     of a second of every build of a site that reads only files."""
     if isinstance(config, WordPressSourceConfig):
         from ..sources.wordpress import WordPressSource
 
         return WordPressSource(
-            config.source_name, config.url, config.categories, config.category, fetcher(config), known, config.max_pages
-        )
+            config.source_name, config.url, config.categories, config.category, fetcher(config), known,
+            config.max_pages, failed=failed(config.source_name) if failed is not None else None,
+        )  # fmt: skip
     if isinstance(config, FeedSourceConfig):
         from ..sources.feed import FeedSource
 
@@ -67,7 +70,10 @@ def make_source(
         fields = Fields(f.list, f.id, f.title, f.date, f.body, f.url or None, f.category or None, f.author or None,
                         f.summary or None)  # fmt: skip
         paging = Paging(p.kind, p.page_size, p.next or None, p.max_pages)
-        return JsonSource(config.source_name, config.url, fields, paging, config.category, fetcher(config), timezone)
+        return JsonSource(
+            config.source_name, config.url, fields, paging, config.category, fetcher(config), timezone,
+            failed=failed(config.source_name) if failed is not None else None,
+        )  # fmt: skip
     if isinstance(config, HtmlSourceConfig):
         from ..sources.html import ArticleRules, HtmlSource
 
@@ -90,14 +96,15 @@ def _list_rules(config: HtmlSourceConfig, categories: Sequence[Category]) -> Lis
     """An html source's list rules, each category's override laid over the source's own."""
     from ..sources.html import ListRules, Walk
 
-    l = config.list  # noqa: E741
-    walk = Walk(l.links, l.next, l.url_pattern, l.max_pages)
+    lists = config.list
+    walk = Walk(lists.links, lists.next, lists.url_pattern, lists.max_pages)
     category_of = {label: c.name for c in categories for label in (c.name, c.slug)}
     overrides = {}
-    for page_key, o in l.matched_overrides(category_of)[0].items():
-        paging = (o.next, o.url_pattern) if o.next or o.url_pattern else (l.next, l.url_pattern)
-        overrides[page_key] = Walk(o.links or l.links, *paging, o.max_pages or l.max_pages)
-    return ListRules(l.pages, walk, overrides)
+    for page_key, override in lists.matched_overrides(category_of)[0].items():
+        own_paging = override.next or override.url_pattern
+        paging = (override.next, override.url_pattern) if own_paging else (lists.next, lists.url_pattern)
+        overrides[page_key] = Walk(override.links or lists.links, *paging, override.max_pages or lists.max_pages)
+    return ListRules(lists.pages, walk, overrides)
 
 
 class SourceServices:
@@ -123,12 +130,16 @@ class SourceServices:
     @property
     def sources(self) -> list[Source]:
         """One run's sources (their web sources share the run's robots.txt cache)."""
+        return self.run_sources()
+
+    def run_sources(self, retry_failed: bool = False) -> list[Source]:
+        """One run's sources; `retry_failed`: their failed items are all due now."""
         categories = self.categories
         known = frozenset(name for c in categories for name in (c.name, c.slug))
         tz, fetchers = self.settings.site.timezone, self.run_fetchers()
+        failed = partial(self.failed_items, retry_now=retry_failed)
         return [
-            make_source(s, tz, fetchers, known, categories, self.convert, failed=self.failed_items)
-            for s in self.settings.sources
+            make_source(s, tz, fetchers, known, categories, self.convert, failed=failed) for s in self.settings.sources
         ]
 
     @property
@@ -143,15 +154,25 @@ class SourceServices:
         status`, `/healthz`)."""
         return self.store.health_of_sources([s.source_name for s in self.settings.sources])
 
-    def failed_items(self, source: str) -> FailedItems:
-        """`source`'s items that failed, as the store keeps them, for one run; what the run
-        learns is written when the source's `committed()` calls `commit()`."""
+    def failed_items(self, source: str, retry_now: bool = False) -> FailedItems:
+        """`source`'s items that failed, as the store keeps them, for one run (`retry_now`:
+        all due at once); what the run learns is written when the source's `committed()`
+        calls `commit()`."""
         store = self.store
         return FailedItems(
             stored=store.failed_items(source),
             clock=self.clock,
             save=lambda upserts, cleared: store.save_failed_items(source, upserts, cleared),
+            retry_now=retry_now,
         )
+
+    def failed_items_waiting(self) -> list[tuple[str, FailedItem]]:
+        """(source, item) of every configured source's failed items, by source, the next due first."""
+        return [
+            (s.source_name, item)
+            for s in self.settings.sources
+            for item in sorted(self.store.failed_items(s.source_name).values(), key=lambda i: (i.next_try, i.key))
+        ]
 
     def run_fetchers(self, conditional: bool = True) -> Callable[[WebSourceConfig], Fetcher]:
         """The fetchers of one run's web sources: they share one robots.txt cache, so a site is
@@ -159,7 +180,7 @@ class SourceServices:
         shared: list[RobotsCache] = []
 
         def fetcher(config: WebSourceConfig) -> Fetcher:
-            from ..sources.http import RobotsCache
+            from ..sources.robots import RobotsCache
 
             if not shared:
                 shared.append(RobotsCache())
@@ -241,7 +262,7 @@ class SourceServices:
                     seen = inspect()
                     report.source_notes.append(seen.note)
                     report.problems.extend(seen.problems)
-                    report.failed_sources.extend(seen.failed)
+                    report.failed_parts.extend(seen.failed)
                     report.checked += seen.readable
                     report.skipped += seen.skipped
                     continue
@@ -255,6 +276,9 @@ class SourceServices:
                     continue
                 for fetched in source.fetch({}):
                     if isinstance(fetched, (Folder, Unchanged, ScopeRead)):  # unchanged never (no fingerprints)
+                        continue
+                    if isinstance(fetched, SourceWarning):
+                        report.warnings.append(str(fetched))
                         continue
                     tick(1)
                     if isinstance(fetched, ItemProblem):
@@ -270,6 +294,8 @@ class SourceServices:
                         report.problems.append(str(outcome))
                     elif outcome is not None:
                         report.checked += 1
+            except PartFailed as exc:  # a part of the source: worded as `build` words it
+                report.failed_parts.append(failed_part_message(source.name, exc.read))
             except SourceError as exc:
                 report.failed_sources.append(str(exc))
             finally:

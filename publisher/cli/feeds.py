@@ -107,23 +107,32 @@ def check(ctx: click.Context, strict: bool) -> None:
         out.print(f"source {note}", highlight=False)
     for problem in report.problems:  # an item a build would skip, or a selector that matches nothing
         err.print(labelled("problem:", "yellow", problem), highlight=False)
+    for warning in report.warnings:  # what a source noticed that costs no item (a next page not found)
+        err.print(labelled("warning:", "yellow", warning), highlight=False)
     for source in report.failed_sources:
         err.print(labelled("source failed:", "bold red", source), highlight=False)
+    for part in report.failed_parts:  # worded as `build` words them
+        err.print(labelled("part failed:", "bold red", part), highlight=False)
     out.print(
         f"configuration OK; {report.checked} item(s) readable, {report.skipped} skipped, "
-        f"{len(report.failed_sources)} failed (sources, or categories of one)",
+        f"{len(report.failed_sources) + len(report.failed_parts)} failed (sources, or categories of one)",
         highlight=False,
     )
-    if report.failed_sources or look_problems or (strict and report.problems):
+    if report.failed_sources or report.failed_parts or look_problems or (strict and report.problems):
         sys.exit(EXIT_PROBLEMS)
 
 
 @main.command()
 @STRICT
+@click.option(
+    "--retry-failed", is_flag=True,
+    help="Ask now for every failed item (`publisher status --failed`), whatever its wait: list pages are read "
+    "in full, and an item no list page shows any more is forgotten.",
+)  # fmt: skip
 @click.pass_context
-def ingest(ctx: click.Context, strict: bool) -> None:
+def ingest(ctx: click.Context, strict: bool, retry_failed: bool) -> None:
     """Read the sources into the store (new, changed and withdrawn articles)."""
-    _run(ctx, "ingest", strict, lambda app, report, tick: app.ingest(report, strict, tick), feeds=False)
+    _run(ctx, "ingest", strict, lambda app, report, tick: app.ingest(report, strict, tick, retry_failed), feeds=False)
 
 
 @main.command()

@@ -10,6 +10,7 @@ import sys
 
 import click
 
+from ..sources.failed_items import WALK, FailedItem
 from ..store import ScopeHealth, SourceHealth
 from .base import EXIT_PROBLEMS, load_app, main, out
 from .tables import FORMAT, Cell, Column, print_records
@@ -24,6 +25,18 @@ STATUS_COLUMNS = (
     Column("url", "error URL"),
     Column("hint"),
     Column("failed_items", "failed items", right=True),
+)
+
+
+FAILED_COLUMNS = (
+    Column("source"),
+    Column("what"),
+    Column("url", "URL"),
+    Column("error"),
+    Column("attempts", right=True),
+    Column("first_failed", "first failed", time=True),
+    Column("last_failed", "last failed", time=True),
+    Column("next_try", "next try", time=True),
 )
 
 
@@ -46,17 +59,39 @@ def status_rows(sources: list[SourceHealth]) -> list[tuple[Cell, ...]]:
     return rows
 
 
+def failed_rows(items: list[tuple[str, FailedItem]]) -> list[tuple[Cell, ...]]:
+    """One row per failed item: an article, or a walk of list pages that failed past its first
+    page (its URL the page that failed, read again at the next run)."""
+    return [
+        (source, "list page" if item.key.startswith(WALK) else "article", item.url, item.reason, item.failures,
+         item.first_failed, item.last_failed, item.next_try)
+        for source, item in items
+    ]  # fmt: skip
+
+
 @main.command()
 @FORMAT
+@click.option(
+    "--failed", "show_failed", is_flag=True,
+    help="List the failed items waiting to be tried again instead (`publisher ingest --retry-failed` tries them now).",
+)  # fmt: skip
 @click.pass_context
-def status(ctx: click.Context, output_format: str) -> None:
+def status(ctx: click.Context, output_format: str, show_failed: bool) -> None:
     """Each source and part: last success, last error, its URL and hint, failed items waiting.
-    Exit 1 when a source or part failed at its last run."""
+    Exit 1 when a source or part failed at its last run. With --failed: each failed item."""
     app = load_app(ctx)
     try:
-        sources = app.source_health()
+        if show_failed:
+            items = app.failed_items_waiting()
+        else:
+            sources = app.source_health()
     finally:
         app.close()
+    if show_failed:
+        print_records(FAILED_COLUMNS, failed_rows(items), output_format, app.settings.site.timezone)
+        if output_format == "table":
+            out.print(f"{len(items)} failed item(s) waiting", highlight=False)
+        return
     print_records(STATUS_COLUMNS, status_rows(sources), output_format, app.settings.site.timezone)
     failing = [part for source in sources for part in source.parts if part.failing]
     if output_format == "table":

@@ -6,9 +6,29 @@ from abc import abstractmethod
 from collections.abc import Iterator, Mapping
 from typing import Protocol
 
-from ..model import Deferred, Folder, ItemProblem, ScopeRead, SourceItem, Unchanged
+from ..errors import SourceError
+from ..model import Deferred, Folder, ItemProblem, ScopeRead, SourceItem, SourceWarning, Unchanged
 
-Fetched = SourceItem | Deferred | Unchanged | ItemProblem | Folder | ScopeRead
+Fetched = SourceItem | Deferred | Unchanged | ItemProblem | Folder | ScopeRead | SourceWarning
+
+
+class PartFailed(SourceError):
+    """A part of a web source could not be read where `check` reached it (a `json` list URL's
+    first page, a WordPress site's): `read` says which, to be worded as `build` words it."""
+
+    def __init__(self, read: ScopeRead) -> None:
+        super().__init__(read.error or "", read.hint)
+        self.read = read
+
+
+def failed_part_message(source: str, read: ScopeRead) -> str:
+    """How a part that failed is worded, by `build` and `check` alike: `site (政策解读) <URL>:
+    <error>` and its hint (the part is not repeated when it is the URL, as a json source's list
+    URL is; nor the URL when the error starts with it)."""
+    error = read.error or ""
+    where = "" if error.startswith(read.url) else f"{read.url}: "
+    part = f"{source} ({read.scope}) " if read.scope != read.url else f"{source} "
+    return str(SourceError(f"{part}{where}{error}", read.hint))
 
 
 class FolderFingerprints(Mapping[str, str]):
@@ -29,9 +49,10 @@ class Source(Protocol):
     `fetch` yields a result for every item it knows: the item (or a `Deferred` read of it,
     which ingest may run on another core), `Unchanged` (for many keys at once) when their
     fingerprints equal those in `fingerprints` (key -> fingerprint from the last ingest), or
-    an `ItemProblem`. A source that lists folders yields a `Folder` for each, and, when
-    `fingerprints` is a `FolderFingerprints`, may take a folder whose digest is unchanged as
-    unchanged as a whole. `complete` says whether the scan saw every item, so that items missing
+    an `ItemProblem`; a `SourceWarning` says what it noticed that costs no item. A source that
+    lists folders yields a `Folder` for each, and, when `fingerprints` is a
+    `FolderFingerprints`, may take a folder whose digest is unchanged as unchanged as a whole.
+    `complete` says whether the scan saw every item, so that items missing
     from it may be withdrawn. `remote`: its items come over the network, so reading them may
     take minutes (or hang until a timeout); ingest reads them all before it writes (its
     page limits keep them few). A source that cannot be read at all raises SourceError. A

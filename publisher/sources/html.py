@@ -12,9 +12,11 @@ categories ingest. Only running out of the source's time stops the whole source.
 Incremental and polite: list pages are asked for with their validators, and a 304 ends the
 category's walk (nothing new there); an article already stored is not fetched again (unless
 `recheck_days` says it is time, and then with a conditional GET); an article that failed waits
-(`FailedItems`: the next run, then 1 h, 6 h, a day, weekly) and no longer counts as new; the
-walk stops at the first list page that brings nothing new. List pages show recent articles
-only, so the source is never `complete`: an article that drops off the lists is not withdrawn.
+(`FailedItems`: the next run, then 1 h, 6 h, a day, weekly; a 404 or 410 an hour first) and no
+longer counts as new; the walk stops at the first list page that brings nothing new, but a walk
+that failed past its first page reads on to that page at the next run. List pages show recent
+articles only, so the source is never `complete`: an article that drops off the lists is not
+withdrawn.
 """
 
 from __future__ import annotations
@@ -24,24 +26,24 @@ from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit
 from zoneinfo import ZoneInfo
 
 from ..errors import SourceError
-from ..model import ItemProblem, ScopeRead, SourceItem, Unchanged
+from ..model import ItemProblem, ScopeRead, SourceItem, SourceWarning, Unchanged
 from . import Fetched
-from .failed_items import FailedItems
+from .failed_items import WALK, FailedItems
 from .html_article import ArticleRead, ArticleRules, clean_url, parse_html, read_article
-from .http import Fetcher, RunOutOfTime
+from .http import Fetcher, RunOutOfTime, host_allowed
 
 if TYPE_CHECKING:
     from .html_probe import Inspection
 
-__all__ = ["ArticleRules", "HtmlSource", "ListRules", "Walk"]
+__all__ = ["ArticleRules", "HtmlSource", "ListRules", "Walk", "no_links", "wrong_next"]
 
 # The text of a link to the next list page, on sites whose pager has no class to select by.
 NEXT_TEXT = re.compile(r"^\s*(?:下一?[页頁]|next(?:\s*page)?)\s*[>›»]*\s*$|^\s*[>›»]{1,2}\s*$", re.I)
-_GONE = re.compile(r": HTTP (?:404|410) ")
+_GONE_STATUS = re.compile(r": HTTP (?:404|410) ")
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,7 @@ class ListPage:
     next_url: str | None
     next_matched: int  # elements the next selector matched (0 without one)
     pager: str | None  # a link that looks like "next page" (its text), when `next` found none
+    other_hosts: list[str] = field(default_factory=list)  # article links left out: their host is not the source's
 
 
 class HtmlSource:
@@ -96,7 +99,7 @@ class HtmlSource:
         self.zone, self.recheck_days = ZoneInfo(timezone), recheck_days
         self.today = today or datetime.now(self.zone).date()
         self.convert, self.failed = convert, failed
-        self.warnings: list[ItemProblem] = []  # found while walking list pages
+        self.warnings: list[SourceWarning] = []  # found while walking list pages
 
     @property
     def url(self) -> str:
@@ -104,9 +107,10 @@ class HtmlSource:
 
     def fetch(self, fingerprints: Mapping[str, str]) -> Iterator[Fetched]:
         seen: set[str] = set()
-        # Nothing stored (a first run, or settings changed and every article is read again):
-        # list pages are read in full, not answered by a 304.
-        conditional = bool(fingerprints)
+        # Nothing stored (a first run, or settings changed and every article is read again), or
+        # failed items retried now: list pages are read in full, not answered by a 304.
+        conditional = bool(fingerprints) and not self.retrying
+        every_category_read = True
         for category, first_pages in self.lists.pages.items():
             errors: list[ScopeRead] = []
             for first in first_pages:
@@ -118,8 +122,20 @@ class HtmlSource:
             if not errors:
                 yield ScopeRead(category, first_pages[0] if first_pages else "")
             else:
+                every_category_read = False
                 also = "".join(f"; also {e.url}: {e.error}" for e in errors[1:])
                 yield ScopeRead(category, errors[0].url, f"{errors[0].error}{also}", errors[0].hint)
+        if self.retrying and every_category_read and self.failed is not None:
+            # Every list page read in full shows none of these: no run would ask for them again.
+            for key in self.failed.keys():
+                if key not in seen and not key.startswith(WALK):
+                    self.failed.forget(key)
+
+    @property
+    def retrying(self) -> bool:
+        """Failed items are retried now (`ingest --retry-failed`): every walk reads its list
+        pages in full, up to `max_pages`, to find them."""
+        return self.failed is not None and self.failed.retry_now
 
     def inspect(self) -> Inspection:
         """For `publisher check`: what each category's first list page and one article show."""
@@ -146,6 +162,9 @@ class HtmlSource:
         found = tree.cssselect(walk.links)
         links = [clean_url(urljoin(page.url, a.get("href") or "")) for a in found]
         links = list(dict.fromkeys(link for link in links if link.startswith(("http://", "https://"))))
+        hosts = self.fetcher.hosts
+        other_hosts = [link for link in links if hosts is not None and not host_allowed(_host(link), hosts)]
+        links = [link for link in links if link not in other_hosts]
         next_url, next_matched, pager = None, 0, None
         if walk.url_pattern:  # relative to the category's list page, so one pattern serves all
             next_url = urljoin(page.url, walk.url_pattern.replace("{page}", str(number + 1)))
@@ -157,53 +176,72 @@ class HtmlSource:
                 next_url = clean_url(urljoin(page.url, href))
             else:
                 pager = _pager_link(tree, number)
-        return ListPage(url, len(found), links, next_url, next_matched, pager)
+        return ListPage(url, len(found), links, next_url, next_matched, pager, other_hosts)
 
     def _walk(
         self, category: str, first: str, known: Mapping[str, str], seen: set[str], conditional: bool
     ) -> Generator[Fetched, None, ScopeRead | None]:
-        """Yield the articles of one list URL's pages; return the category's error, if any."""
+        """Yield the articles of one list URL's pages; return the category's error, if any. A
+        walk that failed past its first page is remembered (`FailedItems`, under `WALK` and
+        the first page), and the next run reads on to the page that failed, whatever the pages
+        before it say (a 304, nothing new), so what that page held is not skipped for good."""
+        resume = self.failed.walk_resume(first) if self.failed is not None else None
+        error = yield from self._walk_pages(category, first, known, seen, conditional, resume)
+        if self.failed is not None and error is None:
+            self.failed.walk_ended(first)
+        elif self.failed is not None and error is not None:
+            self.failed.walk_ended(first, error.url, error.error or "")
+        return error
+
+    def _walk_pages(
+        self,
+        category: str,
+        first: str,
+        known: Mapping[str, str],
+        seen: set[str],
+        conditional: bool,
+        resume: str | None,
+    ) -> Generator[Fetched, None, ScopeRead | None]:
+        """The walk itself; `resume`: the page where the last run's walk failed, read again."""
         walk = self.lists.walk_for(category)
         url: str | None = first
         visited: set[str] = set()
+        every_page_new = True
         for number in range(1, walk.max_pages + 1):
             if url is None:
                 return None
             if url in visited:  # a "next" link back to a page already read: a loop, not more news
-                self.warnings.append(
-                    ItemProblem(url, url, "the next-page links loop back", "check [sources.list] next")
-                )
+                self.warnings.append(SourceWarning(url, "the next-page links loop back", "check [sources.list] next"))
                 return None
             visited.add(url)
             try:
-                page = self.read_list_page(url, walk, number, conditional)
+                page = self.read_list_page(url, walk, number, conditional and resume is None)
             except RunOutOfTime:  # the whole source stops
                 raise
             except SourceError as exc:
-                if number > 1 and _GONE.search(exc.message):  # past the last page (url_pattern)
+                if number > 1 and _GONE_STATUS.search(exc.message):  # past the last page (url_pattern)
                     return None
                 self._forget(visited)  # the next run reads these pages in full, to get further
                 return ScopeRead(category, url, exc.message, exc.hint)
             if page is None:  # 304: nothing new on this page, so nothing on older ones either
                 return None
             if not page.links and number == 1:
-                return ScopeRead(
-                    category, url, f"no article links match `{walk.links}`",
-                    "check [sources.list] links (a CSS selector of the <a> elements on the list page), "
-                    "or give this category its own in [sources.list.overrides]",
-                )  # fmt: skip
-            fresh = [link for link in page.links if not self._old(link, known, seen)]
+                self._forget(visited)  # a 304 next run must not pass this page off as read
+                return no_links(category, url, walk)
+            fresh = [link for link in page.links if not self._not_new(link, known, seen)]
             for link in page.links:
-                yield from self._item(link, category, known, seen)
-            if not fresh:  # nothing new on this page: older pages hold nothing new either
+                yield from self._link_result(link, category, known, seen)
+            resume = None if url == resume else resume
+            every_page_new = every_page_new and bool(fresh)
+            if not fresh and resume is None and not self.retrying:  # older pages hold nothing new either
                 return None
             if page.pager is not None and number < walk.max_pages:
                 self.warnings.append(wrong_next(url, walk, page.pager))
             url = page.next_url
-        if url is not None:  # still new links and a next page: an endless chain, or a long absence
+        if url is not None and every_page_new:  # still a next page: an endless chain, or a long absence
             self.warnings.append(
-                ItemProblem(
-                    first, first, f"stopped after {walk.max_pages} list pages that were all new (next: {url})",
+                SourceWarning(
+                    first, f"stopped after {walk.max_pages} list pages that were all new (next: {url})",
                     "raise [sources.list] max_pages to read further back once, or check the next-page selector",
                 )
             )  # fmt: skip
@@ -216,16 +254,18 @@ class HtmlSource:
             for url in urls:
                 self.fetcher.validators.pending.pop(url, None)
 
-    def _old(self, link: str, known: Mapping[str, str], seen: set[str]) -> bool:
+    def _not_new(self, link: str, known: Mapping[str, str], seen: set[str]) -> bool:
         """Stored, read in this run, or failed before: not a reason to read older list pages."""
         return link in known or link in seen or (self.failed is not None and self.failed.known(link))
 
-    def _item(self, url: str, category: str, known: Mapping[str, str], seen: set[str]) -> Iterator[Fetched]:
+    def _link_result(self, url: str, category: str, known: Mapping[str, str], seen: set[str]) -> Iterator[Fetched]:
+        """What one article link gives: Unchanged (stored), nothing (failed lately, or listed
+        before in this run), or the article read (an item, or the problem that kept it out)."""
         if url in seen:  # listed twice, or under two categories: the first one keeps it
             return
         seen.add(url)
         fingerprint = known.get(url)
-        if fingerprint is not None and not self._due(fingerprint):
+        if fingerprint is not None and not self._recheck_due(fingerprint):
             yield Unchanged((url,))
             return
         if self.failed is not None and self.failed.waiting(url):  # failed lately: not asked again yet
@@ -233,14 +273,14 @@ class HtmlSource:
         result = self.article(url, category, conditional=fingerprint is not None)
         if self.failed is not None:
             if isinstance(result, ItemProblem):
-                self.failed.failed(url, url, result.reason)
+                self.failed.failed(url, url, result.reason, gone=_GONE_STATUS.search(result.reason) is not None)
             else:
                 self.failed.succeeded(url)
         yield result
 
     # --- article pages ---------------------------------------------------------------------
 
-    def _due(self, fingerprint: str) -> bool:
+    def _recheck_due(self, fingerprint: str) -> bool:
         """Stored articles are read again every `recheck_days` days (0: never)."""
         if not self.recheck_days:
             return False
@@ -283,6 +323,10 @@ class HtmlSource:
         return read_article(page.text(), page.url, self.rules, self.zone, self.convert)
 
 
+def _host(url: str) -> str:
+    return urlsplit(url).hostname or ""
+
+
 def _pager_link(tree: Any, number: int) -> str | None:
     """The text of a link that looks like the way to the next list page ("下一頁", "next", "›",
     or the next page's number), on a page where the `next` selector found none."""
@@ -296,10 +340,19 @@ def _pager_link(tree: Any, number: int) -> str | None:
     )
 
 
-def wrong_next(url: str, walk: Walk, pager: str) -> ItemProblem:
+def no_links(category: str, url: str, walk: Walk) -> ScopeRead:
+    """The category's failure when its first list page has no link the `links` selector matches."""
+    return ScopeRead(
+        category, url, f"no article links match `{walk.links}`",
+        "check [sources.list] links (a CSS selector of the <a> elements on the list page), "
+        "or give this category its own in [sources.list.overrides]",
+    )  # fmt: skip
+
+
+def wrong_next(url: str, walk: Walk, pager: str) -> SourceWarning:
     """The warning for a `next` selector that found no link on a page that has a pager."""
-    return ItemProblem(
-        url, url,
+    return SourceWarning(
+        url,
         f"the next-page selector `{walk.next}` matched no link, but the page links to a next page "
         f"(“{pager}”): older list pages are not read",
         f"set [sources.list] next to a selector of that link, e.g. 'a:contains(\"{pager}\")'; see docs/sources.md"

@@ -13,9 +13,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from ..errors import SourceError
-from ..model import ItemProblem, Unchanged
+from ..model import ItemProblem, ScopeRead, Unchanged
+from . import failed_part_message
 from .html_article import ArticleRead, Match, body_text
 from .http import RunOutOfTime
 
@@ -28,7 +30,8 @@ INDENT = "  "
 @dataclass
 class Inspection:
     """What `check` shows of one html source: `note` to print; `problems` (each with its URL
-    and hint), `failed` (categories that could not be read), `readable` sample articles."""
+    and hint), `failed` (categories that could not be read, worded as `build` words them),
+    `readable` sample articles."""
 
     note: str = ""
     problems: list[str] = field(default_factory=list)
@@ -38,6 +41,8 @@ class Inspection:
 
 
 def inspect(source: HtmlSource) -> Inspection:
+    from .html import no_links
+
     result = Inspection()
     lines = [f"{source.name}: html, {len(source.lists.pages)} categor{'y' if len(source.lists.pages) == 1 else 'ies'}"]
     sample: tuple[str, str] | None = None  # (article URL, category)
@@ -51,16 +56,13 @@ def inspect(source: HtmlSource) -> Inspection:
                 raise
             except SourceError as exc:
                 lines.append(f"{INDENT * 2}failed: {exc.message} (see below)")
-                result.failed.append(f"{source.name}, category {category}: {exc}")
+                result.failed.append(failed_part_message(source.name, ScopeRead(category, url, exc.message, exc.hint)))
                 continue
             assert page is not None  # check asks without validators: never a 304
             lines += _list_lines(page, walk)
             if not page.links:
                 lines.append(f"{INDENT * 2}failed: no article links (see below)")
-                result.failed.append(
-                    f"{source.name}, category {category}: {url}: no article links match `{walk.links}` "
-                    "(check [sources.list] links, or give this category its own in [sources.list.overrides])"
-                )
+                result.failed.append(failed_part_message(source.name, no_links(category, url, walk)))
             elif sample is None:
                 sample = (page.links[0], category)
     if sample is not None:
@@ -79,6 +81,13 @@ def inspect(source: HtmlSource) -> Inspection:
 def _list_lines(page: ListPage, walk: Walk) -> list[str]:
     pad = INDENT * 2
     lines = [f"{pad}links {_quoted(walk.links)} matched {_elements(page.matched)}: {len(page.links)} distinct articles"]
+    if page.other_hosts:
+        hosts = ", ".join(dict.fromkeys(urlsplit(link).hostname or "" for link in page.other_hosts))
+        count = len(page.other_hosts)
+        lines.append(
+            f"{pad}{count} link{'s' if count > 1 else ''} to other hosts left out ({hosts}): "
+            f"add the host to `hosts` on this source to follow {'them' if count > 1 else 'it'}"
+        )
     if walk.url_pattern:
         lines.append(f"{pad}next page by url_pattern: {page.next_url}")
     elif not walk.next:

@@ -6,29 +6,24 @@
   back, so an unchanged page costs one 304; they are saved only after the ingest that used the
   page committed (`Fetcher.commit`), so a failed run never hides content behind a 304;
 - a per-host delay between requests, a clear User-Agent, a size cap;
-- robots.txt honoured, read once per site (scheme, host and port) and run: `RobotsCache`,
-  which the composition root shares between every source of one ingest or check;
+- robots.txt honoured, read once per site and run (robots.py's `RobotsCache`, which the
+  composition root shares between every source of one ingest or check);
 - bounded in time: `deadline` seconds for each request whole (a site that trickles its answer
   a byte at a time never holds an ingest: `timeout` caps each socket read only), `run_deadline`
   for all of a source's requests in one run;
 - bounded in reach: only the source's `hosts`, redirects included, and only public addresses
   unless `allow_private` (addresses.py checks them as the socket connects);
-- `decode_html`: the charset from the BOM, the HTTP header or the page's meta tag, with GB2312
-  and GBK read as their superset GB18030, and a check of the declared one against the bytes
-  (Chinese CMS pages often declare UTF-8 and send GBK, or the reverse).
+- pages decoded by charsets.py's `decode_html`.
 """
 
 from __future__ import annotations
 
-import codecs
-import re
 import threading
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from urllib.parse import urljoin, urlsplit
-from urllib.robotparser import RobotFileParser
 
 import requests
 from urllib3.util.retry import Retry
@@ -36,14 +31,12 @@ from urllib3.util.retry import Retry
 from .. import __version__
 from ..errors import SourceError
 from .addresses import PUBLIC_ONLY, AddressGuard, AddressRefused, GuardedAdapter, OutOfTime
+from .charsets import decode_html
+from .robots import MAX_REDIRECTS, NO_RULES, Robots, RobotsCache, robots_answer
 
 MAX_BYTES = 10 * 1024 * 1024
 DEADLINE = 120.0  # seconds for one request, retries and redirects included
 RUN_DEADLINE = 900.0  # seconds for all of a source's requests in one run
-_META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]+)""", re.I)
-# GB2312 and GBK pages use characters of the superset anyway (and browsers read them so).
-_SUPERSETS = {"gb2312": "gb18030", "gbk": "gb18030", "x-gbk": "gb18030", "gb_2312-80": "gb18030",
-              "iso-8859-1": "cp1252", "latin-1": "cp1252", "ascii": "utf-8", "us-ascii": "utf-8"}  # fmt: skip
 
 
 @dataclass
@@ -82,41 +75,6 @@ class Validators:
         if self.pending:
             self.save(dict(self.pending))
         self.pending.clear()
-
-
-class RobotsCache:
-    """The robots.txt rules of each site (scheme, host, port) for one run, shared by the
-    fetchers of every source the run reads, so a site several sources read is asked once.
-    Thread-safe: a fetcher asking for a site whose rules another is loading waits for them."""
-
-    def __init__(self) -> None:
-        self._rules: dict[tuple[str, str, int], RobotFileParser | None] = {}
-        self._loading: dict[tuple[str, str, int], threading.Lock] = {}
-        self._lock = threading.Lock()
-
-    def rules(self, url: str, load: Callable[[], tuple[RobotFileParser | None, bool]]) -> RobotFileParser | None:
-        """The rules for `url`'s site; `load` gives (rules, shared): an answer that says
-        something about the site only (not about the asking source's limits) is kept."""
-        site = _site(url)
-        with self._lock:
-            loading = self._loading.setdefault(site, threading.Lock())
-        with loading:
-            if site in self._rules:
-                return self._rules[site]
-            rules, shared = load()
-            if shared:
-                self._rules[site] = rules
-            return rules
-
-
-def _site(url: str) -> tuple[str, str, int]:
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    try:
-        port = parts.port
-    except ValueError:
-        port = None
-    return scheme, (parts.hostname or "").rstrip("."), port or (443 if scheme == "https" else 80)
 
 
 class HostNotAllowed(SourceError):
@@ -196,12 +154,15 @@ class Fetcher:
             retry_after_max=60,
             raise_on_status=False,
         )
-        self.session = _Session(self._check_host)
-        self.session.trust_env = False  # no proxy from the environment: the guard must see the address
         self.adapter = GuardedAdapter(guard, max_retries=retry)
-        self.session.mount("http://", self.adapter)
-        self.session.mount("https://", self.adapter)
-        self.session.headers["User-Agent"] = user_agent
+        self.session = _Session(self._check_host)
+        # robots.txt's redirects are followed one by one to any host (RFC 9309), the guard still checking
+        self.robots_session = requests.Session()
+        for session in (self.session, self.robots_session):
+            session.trust_env = False  # no proxy from the environment: the guard must see the address
+            session.mount("http://", self.adapter)
+            session.mount("https://", self.adapter)
+            session.headers["User-Agent"] = user_agent
         self._last: dict[str, float] = {}
         self.robots_cache = robots_cache if robots_cache is not None else RobotsCache()
         self._lock = threading.Lock()
@@ -330,6 +291,7 @@ class Fetcher:
 
     def close(self) -> None:
         self.session.close()
+        self.robots_session.close()
 
     def _read(self, url: str, response: requests.Response) -> bytes:
         declared = response.headers.get("Content-Length", "")
@@ -355,68 +317,39 @@ class Fetcher:
     def _allowed(self, url: str) -> bool:
         parts = urlsplit(url)
         origin = f"{parts.scheme}://{parts.netloc}"
-        rules = self.robots_cache.rules(url, lambda: self._load_robots(origin))
-        return rules is None or rules.can_fetch(self.user_agent.split("/")[0], url)
+        robots = self.robots_cache.rules(url, lambda: self._load_robots(origin))
+        if robots.unreachable:
+            raise SourceError(
+                f"{url}: the site's robots.txt could not be read ({robots.unreachable}), and until it can "
+                "nothing is read from the site (RFC 9309)",
+                "the next run asks again; check that the site is up, the last good feeds stay",
+            )
+        return robots.allows(self.user_agent.split("/")[0], url)
 
-    def _load_robots(self, origin: str) -> tuple[RobotFileParser | None, bool]:
-        """(rules, shared). None: no rules (no robots.txt, or an error: RFC 9309 says 4xx means
-        allowed). Not shared: what this fetcher's own limits made of it (a redirect to a host
-        or address this source may not read, its run out of time); another source may do better."""
-        self._wait_turn(origin + "/")
-        try:
-            with self._timed(origin + "/robots.txt"):
-                response = self.session.get(origin + "/robots.txt", timeout=self.timeout)
-        except (HostNotAllowed, OutOfTime):
-            return None, False
-        except requests.RequestException:
-            return None, True  # the site cannot be reached: its pages will say so
-        if response.status_code >= 400:
-            return None, True
-        rules = RobotFileParser()
-        rules.parse(decode_html(response.content[:500_000], response.headers.get("Content-Type", "")).splitlines())
-        return rules, True
+    def _load_robots(self, origin: str) -> tuple[Robots, bool]:
+        """(robots, shared), following up to five redirects to any host (RFC 9309; the address
+        guard still applies). Not shared: what this fetcher's own limits made of it (its run
+        out of time); another source may do better."""
+        url = origin + "/robots.txt"
+        for _hop in range(MAX_REDIRECTS + 1):
+            self._wait_turn(url)
+            try:
+                with self._timed(url):
+                    response = self.robots_session.get(url, timeout=self.timeout, allow_redirects=False)
+                    content = response.content
+            except OutOfTime:
+                return NO_RULES, False
+            except requests.RequestException as exc:
+                return Robots(unreachable=_reason(exc)), True
+            target = response.headers.get("Location") if response.is_redirect else None
+            if target is None:
+                return robots_answer(response.status_code, content, response.headers.get("Content-Type", "")), True
+            url = urljoin(url, target)
+        return NO_RULES, True  # more than five redirects: unavailable, as a 4xx
 
 
 def user_agent(site_url: str) -> str:
     return f"publisher/{__version__} (+{site_url}; feed and newsletter publisher)"
-
-
-def decode_html(data: bytes, content_type: str = "") -> str:
-    """The page as text. A BOM decides; then bytes that are valid UTF-8 are UTF-8 whatever the
-    page says (GBK text is almost never valid UTF-8, while GB18030 accepts nearly any bytes, so
-    a page declared GBK but sent as UTF-8 is caught only this way); then the HTTP charset and
-    <meta charset>, each only if the bytes decode with it, GB2312/GBK as GB18030; then GB18030;
-    then a best guess."""
-    for bom, name in ((codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16")):
-        if data.startswith(bom):
-            return data.decode(name, errors="replace")
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        pass
-    declared = []
-    match = re.search(r"charset\s*=\s*[\"']?([A-Za-z0-9_.:-]+)", content_type, re.I)
-    # A Latin-1 or ASCII header on non-ASCII bytes is a server default, not the page's word.
-    if match and match.group(1).lower() not in ("iso-8859-1", "latin-1", "latin1", "us-ascii", "ascii"):
-        declared.append(match.group(1))
-    meta = _META_CHARSET.search(data[:4096])
-    if meta:
-        declared.append(meta.group(1).decode("ascii", "replace"))
-    if any(name.lower().replace("_", "-") in ("utf-8", "utf8") for name in declared):
-        # Declared UTF-8 and nearly so (a truncated character or two): keep it, mark the damage.
-        text = data.decode("utf-8", errors="replace")
-        if text.count("\ufffd") <= max(2, len(text) // 1000):
-            return text
-    for name in [*declared, "gb18030"]:
-        encoding = _SUPERSETS.get(name.lower(), name.lower())
-        try:
-            return data.decode(encoding)
-        except (LookupError, UnicodeDecodeError):
-            continue
-    from charset_normalizer import from_bytes
-
-    best = from_bytes(data).best()
-    return str(best) if best is not None else data.decode("utf-8", errors="replace")
 
 
 def status_hint(status: int) -> str:

@@ -6,7 +6,9 @@ each answer) or `none`. The walk stops at `max_pages`, at an empty page, at the 
 with nothing new or changed, or at a page that answers 304 to its stored ETag/Last-Modified
 (kept for every page of a `page` or `offset` walk, for the first of a `next` chain, and only
 when the walk ended well), so a run costs one page when nothing happened. A page that fails
-ends the walk, reported as a `ScopeRead` with its URL; the pages before it are kept. An API
+ends the walk, reported as a `ScopeRead` with its URL; the pages before it are kept, and the next
+run reads on to the page that failed (`FailedItems.walk_resume`), whatever the pages before it
+say. An API
 shows its recent items, so the source is never `complete`.
 """
 
@@ -23,7 +25,8 @@ from zoneinfo import ZoneInfo
 
 from ..errors import SourceError
 from ..model import ItemProblem, ScopeRead, SourceItem, Unchanged
-from . import Fetched
+from . import Fetched, PartFailed
+from .failed_items import FailedItems
 from .http import Fetcher, Page, RunOutOfTime
 
 
@@ -53,10 +56,12 @@ class JsonSource:
     remote = True
 
     def __init__(
-        self, name: str, url: str, fields: Fields, paging: Paging, category: str | None, fetcher: Fetcher, timezone: str
-    ) -> None:
+        self, name: str, url: str, fields: Fields, paging: Paging, category: str | None, fetcher: Fetcher,
+        timezone: str, failed: FailedItems | None = None,
+    ) -> None:  # fmt: skip
         self.name, self.url, self.fields, self.paging = name, url, fields, paging
         self.category, self.fetcher, self.zone = category, fetcher, ZoneInfo(timezone)
+        self.failed = failed  # only its walks that failed past page 1 are kept there
         self.first_title: str | None = None
         self.count = 0
 
@@ -65,14 +70,15 @@ class JsonSource:
         the walk there and is reported with its URL; the items of the pages before it are kept
         (they were read whole, and storing them loses nothing)."""
         first = url = self._page_url(1)
+        resume = self.failed.walk_resume(first) if self.failed is not None else None  # read on to it
         seen: set[str] = set()
         read: list[tuple[str, Mapping[str, str]]] = []  # (URL, headers) of each page read
         stable = self.paging.kind != "next"  # a `next` chain's later URLs are the server's cursors
         for number in range(1, self.paging.max_pages + 1):
             try:
                 # With nothing stored (a new source, changed settings) every page is read in full.
-                page = self.fetcher.get(url, conditional=bool(fingerprints) and (stable or number == 1),
-                                        remember=False)  # fmt: skip
+                page = self.fetcher.get(url, conditional=bool(fingerprints) and (stable or number == 1)
+                                        and resume is None, remember=False)  # fmt: skip
                 if page.not_modified:  # this page is as it was when its items were stored: stop
                     break
                 answer = self._answer(url, page)
@@ -80,6 +86,8 @@ class JsonSource:
             except RunOutOfTime:
                 raise
             except SourceError as exc:
+                if self.failed is not None:
+                    self.failed.walk_ended(first, url, exc.message)
                 yield ScopeRead(self.url, url, exc.message, exc.hint)
                 return
             if stable or number == 1:
@@ -91,22 +99,32 @@ class JsonSource:
                 if result is not None:
                     yield result
             following = self._next(answer, url, number)
-            if not items or not anything_new or following is None:
+            resume = None if url == resume else resume
+            if not items or (not anything_new and resume is None) or following is None:
                 break
             url = following
         for page_url, headers in read:  # the walk ended well: these may answer 304 next time
             self.fetcher.remember(page_url, headers)
+        if self.failed is not None:
+            self.failed.walk_ended(first)
         yield ScopeRead(self.url, first)
 
     def probe(self) -> tuple[int, str | None, list[ItemProblem]]:
         """For `publisher check`: the first page only; (items, the first title, problems)."""
         url = self._page_url(1)
-        items = self._items(url, self._answer(url, self.fetcher.get(url, conditional=False)))
+        try:
+            items = self._items(url, self._answer(url, self.fetcher.get(url, conditional=False)))
+        except RunOutOfTime:
+            raise
+        except SourceError as exc:  # the list URL fails, as a build would say
+            raise PartFailed(ScopeRead(self.url, url, exc.message, exc.hint)) from exc
         results = [self._item(item, f"{url} item {n + 1}", {}, set()) for n, item in enumerate(items)]
         return len(items), self.first_title, [r for r in results if isinstance(r, ItemProblem)]
 
     def committed(self) -> None:
         self.fetcher.commit()
+        if self.failed is not None:
+            self.failed.commit()
 
     def _answer(self, url: str, page: Page) -> Any:
         try:

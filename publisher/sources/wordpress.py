@@ -16,13 +16,14 @@ import json
 from collections.abc import Iterator, Mapping
 from datetime import UTC, timedelta
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 from requests.utils import parse_header_links
 
 from ..errors import SourceError
 from ..model import ItemProblem, ScopeRead, SourceItem, Unchanged
-from . import Fetched
+from . import Fetched, PartFailed
+from .failed_items import FailedItems
 from .http import Fetcher, Page, RunOutOfTime, status_hint
 from .json_api import parse_date, pick
 
@@ -44,10 +45,12 @@ class WordPressSource:
         fetcher: Fetcher,
         known: frozenset[str] = frozenset(),
         max_pages: int = 10,
+        failed: FailedItems | None = None,
     ) -> None:
         self.known = known  # our category names and slugs
         self.name, self.base = name, url.rstrip("/")
         self.mapping, self.category, self.fetcher, self.max_pages = dict(mapping), category, fetcher, max_pages
+        self.failed = failed  # only its walks that failed past page 1 are kept there
         self.first_title: str | None = None
         self.count = 0
 
@@ -62,7 +65,9 @@ class WordPressSource:
         """The posts page by page, then one `ScopeRead` for the site: a page that fails ends
         the walk there, reported with its URL, and what the pages before it gave is kept."""
         query: dict[str, str | int] = {"per_page": PER_PAGE, "_embed": 1, "orderby": "modified", "order": "desc"}
-        newest = max(fingerprints.values(), default="")
+        # The last walk failed at this page: read on to it, from the newest post, whatever comes before.
+        resume = _page_number(self.failed.walk_resume(self.url)) if self.failed is not None else None
+        newest = max(fingerprints.values(), default="") if resume is None else ""
         if newest:
             # WordPress compares modified_after with the site's local time, we store GMT: a day's
             # margin covers every zone; what comes twice is Unchanged.
@@ -77,12 +82,14 @@ class WordPressSource:
             try:
                 # Only the first page is asked for conditionally (with nothing stored, all is read):
                 # a 304 there means no post was modified since, and its URL is the one asked again.
-                answer = self.fetcher.get(url, conditional=number == 1 and bool(fingerprints), remember=False,
-                                          accept=_SAYS_WHY)  # fmt: skip
+                answer = self.fetcher.get(url, conditional=number == 1 and bool(fingerprints) and resume is None,
+                                          remember=False, accept=_SAYS_WHY)  # fmt: skip
                 posts = None if answer.not_modified else self._posts(url, answer)
             except RunOutOfTime:
                 raise
             except SourceError as exc:
+                if self.failed is not None and number > 1:
+                    self.failed.walk_ended(self.url, url, exc.message)
                 yield ScopeRead(self.base, url, exc.message, exc.hint)
                 return
             if posts is None:  # not modified, or past the last page
@@ -98,9 +105,12 @@ class WordPressSource:
                 result = self._post(post, url, fingerprints)
                 anything_new |= not isinstance(result, Unchanged)
                 yield result
-            if not posts or not anything_new or not _more(answer, number, len(posts)):
+            reading_on = resume is not None and number < resume
+            if not posts or not (anything_new or reading_on) or not _more(answer, number, len(posts)):
                 break
         self.fetcher.remember(first, validators)  # the walk ended well; kept once its posts are stored
+        if self.failed is not None:
+            self.failed.walk_ended(self.url)
         yield ScopeRead(self.base, first)
 
     def _page_url(self, query: Mapping[str, str | int], number: int) -> str:
@@ -131,11 +141,13 @@ class WordPressSource:
         results = list(self._walk({}, 1))
         for result in results:
             if isinstance(result, ScopeRead) and result.error is not None:
-                raise SourceError(result.error, result.hint)
+                raise PartFailed(result)  # the site's page fails, as a build would say
         return self.count, self.first_title, [r for r in results if isinstance(r, ItemProblem)]
 
     def committed(self) -> None:
         self.fetcher.commit()
+        if self.failed is not None:
+            self.failed.commit()
 
     def _post(self, post: Any, where: str, fingerprints: Mapping[str, str]) -> Fetched:
         key = str(pick(post, "id") or "")
@@ -182,6 +194,14 @@ class WordPressSource:
             elif slug in self.known or name in self.known:
                 ours.append(slug if slug in self.known else name)
         return tuple(dict.fromkeys(ours))
+
+
+def _page_number(url: str | None) -> int | None:
+    """The `page` a posts URL asks for (None: no URL)."""
+    if url is None:
+        return None
+    pages = parse_qs(urlsplit(url).query).get("page", ["1"])
+    return int(pages[0]) if pages[0].isdigit() else 1
 
 
 def _more(answer: Page, number: int, count: int) -> bool:
