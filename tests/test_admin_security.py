@@ -154,10 +154,13 @@ def login(client: FlaskClient, email: str, password: str) -> Any:
     )
 
 
-def audit_actions(site: Site) -> list[tuple[str, str, str, str]]:
+def audit_actions(site: Site, detail: bool = False) -> list[tuple[str, str, str, str]]:
+    """(actor, action, target, address) of each audit row, oldest first; `detail`: the detail
+    instead of the address."""
     store = Store(f"sqlite:///{site.db}")
     try:
-        return [(e.actor, e.action, e.target, e.address) for e in reversed(store.audit_entries(1000))]
+        return [(e.actor, e.action, e.target, e.detail if detail else e.address)
+                for e in reversed(store.audit_entries(1000))]  # fmt: skip
     finally:
         store.close()
 

@@ -50,10 +50,10 @@ def login() -> Response:
     result = check_password(
         current().app.store, email, request.form.get("password", ""), client_address(), admin_state().limits, now()
     )
-    if result.locked_now:
-        audit("account.locked", email, "10 bad passwords in a row", actor=email)
-    if result.outcome is Outcome.THROTTLED:
+    if result.outcome is Outcome.THROTTLED:  # not audited: its network's failures were, up to the limit
         return _login_page(429, words["login"]["throttled"], email)
+    if result.outcome in (Outcome.LOCKED, Outcome.REFUSED):
+        _failed_sign_in(email, "wrong address or password", result.outcome is Outcome.LOCKED, result.locked_now)
     if result.outcome is Outcome.LOCKED:
         return _login_page(403, words["login"]["locked"], email)
     if result.outcome is Outcome.REFUSED or result.account is None:
@@ -80,8 +80,8 @@ def login_code() -> Response:
     result = check_code(
         current().app.store, account, request.form.get("code", ""), client_address(), admin_state().limits, now()
     )
-    if result.locked_now:
-        audit("account.locked", account.email, "10 bad codes in a row", actor=account.email)
+    if result.outcome in (Outcome.LOCKED, Outcome.REFUSED):
+        _failed_sign_in(account.email, "wrong second-factor code", result.outcome is Outcome.LOCKED, result.locked_now)
     if result.outcome is not Outcome.SIGNED_IN:
         key = {Outcome.THROTTLED: "throttled", Outcome.LOCKED: "locked"}.get(result.outcome, "bad_code")
         status = 429 if result.outcome is Outcome.THROTTLED else 403
@@ -90,6 +90,14 @@ def login_code() -> Response:
     start_session(response, account, verified=True)  # a new id once verified
     audit("account.sign_in", account.email, "with a second factor", actor=account.email)
     return response
+
+
+def _failed_sign_in(email: str, what: str, locked: bool, locked_now: bool) -> None:
+    """A refused sign-in in the audit log (by whoever typed `email`), and a lockout it caused."""
+    detail = "the account is locked" if locked and not locked_now else what
+    audit("account.sign_in_failed", email, detail, actor="(not signed in)")
+    if locked_now:
+        audit("account.locked", email, "10 bad passwords or codes in a row", actor=email)
 
 
 @admin.post("/logout")
