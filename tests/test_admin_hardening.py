@@ -4,9 +4,13 @@ every admin, and what the pages show of secrets and stored URLs."""
 
 from __future__ import annotations
 
-import pyotp
+import re
+from datetime import timedelta
 
-from admin_session import PASSWORD, csrf_of, make_account, signed_in_client
+import pyotp
+from flask.testing import FlaskClient
+
+from admin_session import COOKIE, PASSWORD, csrf_of, make_account, signed_in_client
 from conftest import Site
 from publisher.web import create_app
 from test_admin_security import audit_actions, console_site, login
@@ -31,3 +35,42 @@ def test_failed_sign_ins_are_in_the_audit_log(console_site: Site) -> None:
         ("(not signed in)", "nobody@example.org", "wrong address or password"),
         ("(not signed in)", "two@example.org", "wrong second-factor code"),
     ]
+
+
+def test_turning_the_second_factor_on_or_off_gives_a_new_session_and_signs_out_the_others(
+    console_site: Site,
+) -> None:
+    here = signed_in_client(console_site)
+    there = create_app(console_site.app()).test_client()
+    assert login(there, "admin@example.org", PASSWORD).status_code == 303
+    old_cookie = cookie_of(here)
+    token = csrf_of(here)
+    enrol = here.post("/admin/account/totp", data={"csrf": token}).get_data(as_text=True)
+    secret = re.search(r'id="totp-secret">([A-Z2-7]+)<', enrol)
+    assert secret
+    code = pyotp.TOTP(secret.group(1)).at(console_site.clock_now)
+    on = here.post("/admin/account/totp/confirm", data={"csrf": token, "code": code})
+    assert on.status_code == 200 and "<code>" in on.get_data(as_text=True)
+    assert cookie_of(here) != old_cookie and here.get("/admin/").status_code == 200
+    assert there.get("/admin/").status_code == 303  # signed in with the password alone: out now
+    stale = create_app(console_site.app()).test_client()
+    stale.set_cookie(COOKIE, old_cookie, path="/admin")
+    assert stale.get("/admin/").status_code == 303  # the id from before the change is void
+
+    assert login(there, "admin@example.org", PASSWORD).status_code == 303
+    console_site.clock_now += timedelta(seconds=30)
+    code_token = csrf_of(there, "/admin/login/code")
+    code = pyotp.TOTP(secret.group(1)).at(console_site.clock_now)
+    assert there.post("/admin/login/code", data={"csrf": code_token, "code": code}).status_code == 303
+    before_off = cookie_of(here)
+    off = here.post("/admin/account/totp/off", data={"csrf": csrf_of(here), "current": PASSWORD})
+    assert off.status_code == 200 and cookie_of(here) != before_off
+    assert there.get("/admin/").status_code == 303 and here.get("/admin/").status_code == 200
+    stale.set_cookie(COOKIE, before_off, path="/admin")
+    assert stale.get("/admin/").status_code == 303
+
+
+def cookie_of(client: FlaskClient) -> str:
+    cookie = client.get_cookie(COOKIE, path="/admin")
+    assert cookie is not None
+    return cookie.value

@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Response, request
 
 from ...accounts import change_password, disable_totp, enable_totp, new_totp_secret, password_matches, totp_uri
+from ...store import Account
 from ..shared import current
 from . import admin
 from .auth import audit, current_account, now, open_session, own_account, set_session_cookie
@@ -40,11 +41,20 @@ def account_password() -> Response:
         return _page(400, error=admin_words()["password"]["weak"].format(reason=str(exc)))
     if not changed:
         return _page(403, error=words["wrong_password"])
-    # Every other browser signed in as this account is signed out; this one goes on, anew.
-    ended = current().app.store.end_sessions(account.id)
+    ended, session_id = _sign_in_anew(account)
     audit("account.password", account.email, f"{ended} session(s) ended")
-    session_id = open_session(account, verified=True)
-    response = _page(notice=words["password_changed"])
+    return _with_session(_page(notice=words["password_changed"]), session_id)
+
+
+def _sign_in_anew(account: Account) -> tuple[int, str]:
+    """After a change of the account's password or second factor: every browser signed in as
+    it is signed out, and this one goes on under a new session id (a session id someone else
+    learnt before the change is worth nothing after it). (sessions ended, the new id)"""
+    ended = current().app.store.end_sessions(account.id)
+    return ended, open_session(account, verified=True)
+
+
+def _with_session(response: Response, session_id: str) -> Response:
     set_session_cookie(response, session_id)
     return response
 
@@ -77,8 +87,9 @@ def account_totp_confirm() -> Response:
         issuer = f"{current().app.settings.site.title} publisher"
         enrol = {"secret": fresh.totp_secret, "uri": totp_uri(fresh.totp_secret, fresh.email, issuer)}
         return _page(400, error=admin_words()["login"]["bad_code"], enrol=enrol)
-    audit("account.totp_on", account.email)
-    return _page(codes=codes)
+    ended, session_id = _sign_in_anew(account)
+    audit("account.totp_on", account.email, f"{ended} session(s) ended")
+    return _with_session(_page(codes=codes), session_id)
 
 
 @admin.post("/account/totp/off")
@@ -91,5 +102,6 @@ def account_totp_off() -> Response:
     if not password_matches(account.password_hash, request.form.get("current", "")):
         return _page(403, error=admin_words()["account"]["wrong_password"])
     disable_totp(current().app.store, account)
-    audit("account.totp_off", account.email)
-    return _page(notice=admin_words()["account"]["totp_off_done"])
+    ended, session_id = _sign_in_anew(account)
+    audit("account.totp_off", account.email, f"{ended} session(s) ended")
+    return _with_session(_page(notice=admin_words()["account"]["totp_off_done"]), session_id)
