@@ -254,7 +254,7 @@ def test_totp_sign_in_with_a_real_code_and_a_recovery_code_used_once(console_sit
     codes = re.findall(r"<code>([0-9a-f]{5}-[0-9a-f]{5})</code>", confirmed)
     assert len(codes) == 10 and len(set(codes)) == 10
     assert client.get("/admin/account").get_data(as_text=True).count("<code>") == 0  # shown once
-    client.post("/admin/logout", data={"csrf": token})
+    client.post("/admin/logout", data={"csrf": csrf_of(client)})  # a new session since the second factor
     assert client.get("/admin/").status_code == 303
 
     # The password alone reaches only the code page.
