@@ -7,6 +7,9 @@ unknown or disabled address, or an account without a password yet; 10 bad passwo
 codes) in a row lock the account for `[admin] lockout_minutes`, and a client network (IPv4
 /24, IPv6 /64) with `[admin] failed_logins_per_client` failures in the hour is refused before
 any password is checked.
+
+An address without an account says "locked" after 10 failures in the lockout's time too, so
+the lockout does not tell which addresses have accounts.
 """
 
 from __future__ import annotations
@@ -134,17 +137,23 @@ def check_password(store: Store, email: str, password: str, client: str, limits:
     network = client_network(client)
     if store.login_failures(network=network, since=now - timedelta(hours=1)) >= limits.per_client_hour:
         return SignIn(Outcome.THROTTLED)
-    account = store.account_by_email(email.strip())
-    if account is not None and account.locked(now):
-        store.record_login_failure(email.strip(), network, now, FAILURES_KEPT)
-        return SignIn(Outcome.LOCKED, account)
+    typed = email.strip()[:320]
+    account = store.account_by_email(typed)
     usable = account is not None and not account.disabled
+    if account is not None and usable and account.locked(now):
+        store.record_login_failure(typed, network, now, FAILURES_KEPT)
+        return SignIn(Outcome.LOCKED, account)
+    if not usable and store.login_failures(email=typed, since=now - limits.lockout) >= LOCK_AFTER:
+        store.record_login_failure(typed, network, now, FAILURES_KEPT)
+        return SignIn(Outcome.LOCKED)  # as an account would be: no telling which addresses have one
     if not (password_matches(account.password_hash if usable and account else None, password) and usable):
-        store.record_login_failure(email.strip()[:320], network, now, FAILURES_KEPT)
+        store.record_login_failure(typed, network, now, FAILURES_KEPT)
         if account is not None and usable:
             locked = store.count_bad_password(account.id, LOCK_AFTER, limits.lockout, now)
             if locked:
                 return SignIn(Outcome.LOCKED, account, locked_now=True)
+        elif store.login_failures(email=typed, since=now - limits.lockout) >= LOCK_AFTER:
+            return SignIn(Outcome.LOCKED)
         return SignIn(Outcome.REFUSED, account if usable else None)
     assert account is not None and account.password_hash is not None
     if HASHER.check_needs_rehash(account.password_hash):

@@ -9,11 +9,11 @@ from datetime import timedelta
 
 import pyotp
 from flask.testing import FlaskClient
+from test_admin_security import audit_actions, console_site, login
 
 from admin_session import COOKIE, PASSWORD, csrf_of, make_account, signed_in_client
 from conftest import Site
 from publisher.web import create_app
-from test_admin_security import audit_actions, console_site, login
 
 __all__ = ["console_site"]  # the fixture, used by name
 
@@ -74,3 +74,17 @@ def cookie_of(client: FlaskClient) -> str:
     cookie = client.get_cookie(COOKIE, path="/admin")
     assert cookie is not None
     return cookie.value
+
+
+def test_the_lockout_does_not_tell_which_addresses_have_an_account(console_site: Site) -> None:
+    make_account(console_site, "admin@example.org")
+    client = create_app(console_site.app()).test_client()
+    answers = {}
+    for email in ("admin@example.org", "nobody@example.org"):
+        for _ in range(10):
+            last = login(client, email, "wrong password!")
+        answers[email] = (last.status_code, re.sub(r'value="[^"]*"', "", last.get_data(as_text=True)))
+    assert answers["admin@example.org"] == answers["nobody@example.org"]
+    assert answers["nobody@example.org"][0] == 403 and "已暂时锁定" in answers["nobody@example.org"][1]
+    console_site.clock_now += timedelta(minutes=16)
+    assert "已暂时锁定" not in login(client, "nobody@example.org", "wrong password!").get_data(as_text=True)

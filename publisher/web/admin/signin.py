@@ -47,13 +47,13 @@ def login_form() -> Response:
 def login() -> Response:
     words = admin_words()
     email = request.form.get("email", "").strip()[:320]
-    result = check_password(
-        current().app.store, email, request.form.get("password", ""), client_address(), admin_state().limits, now()
-    )
+    password, limits = request.form.get("password", ""), admin_state().limits
+    result = check_password(current().app.store, email, password, client_address(), limits, now())
     if result.outcome is Outcome.THROTTLED:  # not audited: its network's failures were, up to the limit
         return _login_page(429, words["login"]["throttled"], email)
     if result.outcome in (Outcome.LOCKED, Outcome.REFUSED):
-        _failed_sign_in(email, "wrong address or password", result.outcome is Outcome.LOCKED, result.locked_now)
+        locked = result.outcome is Outcome.LOCKED and result.account is not None
+        _failed_sign_in(email, "wrong address or password", locked, result.locked_now)
     if result.outcome is Outcome.LOCKED:
         return _login_page(403, words["login"]["locked"], email)
     if result.outcome is Outcome.REFUSED or result.account is None:
@@ -77,9 +77,8 @@ def login_code() -> Response:
     words = admin_words()
     if request.method == "GET":
         return render_admin("code.html.j2", error="", next=request.args.get("next", ""))
-    result = check_code(
-        current().app.store, account, request.form.get("code", ""), client_address(), admin_state().limits, now()
-    )
+    code, limits = request.form.get("code", ""), admin_state().limits
+    result = check_code(current().app.store, account, code, client_address(), limits, now())
     if result.outcome in (Outcome.LOCKED, Outcome.REFUSED):
         _failed_sign_in(account.email, "wrong second-factor code", result.outcome is Outcome.LOCKED, result.locked_now)
     if result.outcome is not Outcome.SIGNED_IN:
