@@ -9,7 +9,9 @@ codes) in a row lock the account for `[admin] lockout_minutes`, and a client net
 any password is checked.
 
 An address without an account says "locked" after 10 failures in the lockout's time too, so
-the lockout does not tell which addresses have accounts.
+the lockout does not tell which addresses have accounts. And the lockout does not hold for a
+browser the account signed in from before (`trusted`: the web door's device cookie), so
+someone guessing from elsewhere can lock the account for strangers, never for its owner.
 """
 
 from __future__ import annotations
@@ -132,15 +134,18 @@ class LoginLimits:
     per_client_hour: int
 
 
-def check_password(store: Store, email: str, password: str, client: str, limits: LoginLimits, now: datetime) -> SignIn:
-    """The first step of a sign-in."""
+def check_password(
+    store: Store, email: str, password: str, client: str, limits: LoginLimits, now: datetime, trusted: int | None = None
+) -> SignIn:
+    """The first step of a sign-in. `trusted`: the id of the account this browser signed in to
+    before (whose lockout it passes)."""
     network = client_network(client)
     if store.login_failures(network=network, since=now - timedelta(hours=1)) >= limits.per_client_hour:
         return SignIn(Outcome.THROTTLED)
     typed = email.strip()[:320]
     account = store.account_by_email(typed)
     usable = account is not None and not account.disabled
-    if account is not None and usable and account.locked(now):
+    if account is not None and usable and account.locked(now) and account.id != trusted:
         store.record_login_failure(typed, network, now, FAILURES_KEPT)
         return SignIn(Outcome.LOCKED, account)
     if not usable and store.login_failures(email=typed, since=now - limits.lockout) >= LOCK_AFTER:
@@ -162,15 +167,24 @@ def check_password(store: Store, email: str, password: str, client: str, limits:
     return SignIn(Outcome.NEEDS_CODE if account.totp_enabled else Outcome.SIGNED_IN, account)
 
 
-def check_code(store: Store, account: Account, code: str, client: str, limits: LoginLimits, now: datetime) -> SignIn:
-    """The second step: a TOTP code (each used once) or an unused recovery code."""
+def check_code(
+    store: Store,
+    account: Account,
+    code: str,
+    client: str,
+    limits: LoginLimits,
+    now: datetime,
+    trusted: int | None = None,
+) -> SignIn:
+    """The second step: a TOTP code (each used once) or an unused recovery code. `trusted`: as
+    for check_password."""
     network = client_network(client)
     if store.login_failures(network=network, since=now - timedelta(hours=1)) >= limits.per_client_hour:
         return SignIn(Outcome.THROTTLED)
     fresh = store.account(account.id)
     if fresh is None or fresh.disabled:
         return SignIn(Outcome.REFUSED)
-    if fresh.locked(now):
+    if fresh.locked(now) and fresh.id != trusted:
         return SignIn(Outcome.LOCKED, fresh)
     if code_matches(store, fresh, code, now):
         store.update_account(fresh.id, failed_logins=0)

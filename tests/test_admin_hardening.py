@@ -14,6 +14,7 @@ from test_admin_security import audit_actions, console_site, login
 from admin_session import COOKIE, PASSWORD, csrf_of, make_account, signed_in_client
 from conftest import Site
 from publisher.web import create_app
+from publisher.web.admin.auth import DEVICE_COOKIE
 
 __all__ = ["console_site"]  # the fixture, used by name
 
@@ -74,6 +75,32 @@ def cookie_of(client: FlaskClient) -> str:
     cookie = client.get_cookie(COOKIE, path="/admin")
     assert cookie is not None
     return cookie.value
+
+
+STRANGER = {"REMOTE_ADDR": "198.51.100.7"}  # another network than the owner's 127.0.0.1
+
+
+def test_someone_elses_wrong_passwords_never_lock_the_owner_out(console_site: Site) -> None:
+    owner = signed_in_client(console_site)  # signed in here before: a trusted browser
+    owner.post("/admin/logout", data={"csrf": csrf_of(owner)})
+    attacker = create_app(console_site.app()).test_client()
+    token = csrf_of(attacker, "/admin/login")
+    for _ in range(10):
+        wrong = {"csrf": token, "email": "admin@example.org", "password": "a guess of theirs"}
+        assert attacker.post("/admin/login", data=wrong, environ_base=STRANGER).status_code == 403
+    right = {"csrf": token, "email": "admin@example.org", "password": PASSWORD}
+    assert attacker.post("/admin/login", data=right, environ_base=STRANGER).status_code == 403  # locked
+    newcomer = create_app(console_site.app()).test_client()
+    assert login(newcomer, "admin@example.org", PASSWORD).status_code == 403  # locked for a new browser too
+    assert login(owner, "admin@example.org", PASSWORD).status_code == 303  # not for the owner's
+    assert owner.get("/admin/").status_code == 200
+    # The device cookie is the account's own, signed: altered or another's, it passes nothing.
+    device = owner.get_cookie(DEVICE_COOKIE, path="/admin/login")
+    assert device is not None
+    account_id, issued, mac = device.value.split(".")
+    for forged in (f"{account_id}.{int(issued) + 1}.{mac}", f"{account_id}.{issued}.{'0' * 64}", "1.2.3"):
+        newcomer.set_cookie(DEVICE_COOKIE, forged, path="/admin/login")
+        assert login(newcomer, "admin@example.org", PASSWORD).status_code == 403, forged
 
 
 def test_the_lockout_does_not_tell_which_addresses_have_an_account(console_site: Site) -> None:

@@ -25,7 +25,9 @@ from .auth import (
     public,
     safe_next,
     see_other,
+    set_device_cookie,
     start_session,
+    trusted_account,
 )
 from .layout import admin_words, render_admin
 
@@ -48,7 +50,7 @@ def login() -> Response:
     words = admin_words()
     email = request.form.get("email", "").strip()[:320]
     password, limits = request.form.get("password", ""), admin_state().limits
-    result = check_password(current().app.store, email, password, client_address(), limits, now())
+    result = check_password(current().app.store, email, password, client_address(), limits, now(), trusted_account())
     if result.outcome is Outcome.THROTTLED:  # not audited: its network's failures were, up to the limit
         return _login_page(429, words["login"]["throttled"], email)
     if result.outcome in (Outcome.LOCKED, Outcome.REFUSED):
@@ -63,6 +65,7 @@ def login() -> Response:
     response = see_other(target if verified else "/admin/login/code?" + urlencode({"next": target}))
     start_session(response, result.account, verified)
     if verified:
+        set_device_cookie(response, result.account)
         audit("account.sign_in", email, actor=result.account.email)
     return response
 
@@ -78,7 +81,7 @@ def login_code() -> Response:
     if request.method == "GET":
         return render_admin("code.html.j2", error="", next=request.args.get("next", ""))
     code, limits = request.form.get("code", ""), admin_state().limits
-    result = check_code(current().app.store, account, code, client_address(), limits, now())
+    result = check_code(current().app.store, account, code, client_address(), limits, now(), trusted_account())
     if result.outcome in (Outcome.LOCKED, Outcome.REFUSED):
         _failed_sign_in(account.email, "wrong second-factor code", result.outcome is Outcome.LOCKED, result.locked_now)
     if result.outcome is not Outcome.SIGNED_IN:
@@ -87,6 +90,7 @@ def login_code() -> Response:
         return render_admin("code.html.j2", status, error=words["login"][key], next=request.form.get("next", ""))
     response = see_other(safe_next(request.form.get("next")))
     start_session(response, account, verified=True)  # a new id once verified
+    set_device_cookie(response, account)
     audit("account.sign_in", account.email, "with a second factor", actor=account.email)
     return response
 
