@@ -8,7 +8,9 @@ import re
 from datetime import timedelta
 
 import pyotp
+import pytest
 from flask.testing import FlaskClient
+from sqlalchemy import make_url
 from test_admin_security import audit_actions, console_site, login
 
 from admin_session import COOKIE, PASSWORD, csrf_of, make_account, signed_in_client
@@ -115,3 +117,28 @@ def test_the_lockout_does_not_tell_which_addresses_have_an_account(console_site:
     assert answers["nobody@example.org"][0] == 403 and "已暂时锁定" in answers["nobody@example.org"][1]
     console_site.clock_now += timedelta(minutes=16)
     assert "已暂时锁定" not in login(client, "nobody@example.org", "wrong password!").get_data(as_text=True)
+
+
+def test_the_settings_page_shows_no_password_of_the_stores_url(console_site: Site) -> None:
+    from test_migrations import _postgres_admin, _throwaway_database
+
+    from publisher.accounts import HASHER
+    from publisher.store import Store
+
+    admin = _postgres_admin()
+    if admin is None:
+        pytest.skip("PostgreSQL: neither $PUBLISHER_TEST_POSTGRES nor 127.0.0.1:5432 answers")
+    for url in _throwaway_database(admin):
+        # The local server trusts 127.0.0.1, so the password is not checked, only carried.
+        with_password = make_url(url).set(password="s3cret-Db-pass").render_as_string(hide_password=False)
+        text = console_site.config.read_text(encoding="utf-8")
+        console_site.config.write_text(text.replace(f'url = "sqlite:///{console_site.db}"', f'url = "{with_password}"'))
+        store = Store(with_password)
+        account = store.add_account("admin@example.org", "admin", console_site.clock_now)
+        store.update_account(account.id, password_hash=HASHER.hash(PASSWORD))
+        store.close()
+        client = create_app(console_site.app()).test_client()
+        assert login(client, "admin@example.org", PASSWORD).status_code == 303
+        page = client.get("/admin/settings").get_data(as_text=True)
+        assert "s3cret-Db-pass" not in page
+        assert make_url(with_password).render_as_string(hide_password=True) in page  # the rest is shown
