@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
+from pathlib import Path
 
 import pyotp
 import pytest
@@ -142,3 +143,30 @@ def test_the_settings_page_shows_no_password_of_the_stores_url(console_site: Sit
         page = client.get("/admin/settings").get_data(as_text=True)
         assert "s3cret-Db-pass" not in page
         assert make_url(with_password).render_as_string(hide_password=True) in page  # the rest is shown
+
+
+def test_what_a_site_put_in_a_failed_url_or_error_never_runs_in_the_console(console_site: Site) -> None:
+    from lxml import html
+
+    from publisher.model import ScopeRead
+    from publisher.store import Store
+
+    client = signed_in_client(console_site, "viewer@example.org", "viewer")
+    store = Store(f"sqlite:///{console_site.db}")
+    store.record_health(
+        Path(console_site.content).name,
+        [
+            ScopeRead(
+                "", "javascript:alert(document.cookie)", '<script>alert("error")</script>', "<img src=x onerror=x>"
+            )
+        ],
+        console_site.clock_now,
+    )
+    store.close()
+    for path in ("/admin/sources", "/admin/"):
+        text = client.get(path).get_data(as_text=True)
+        page = html.fromstring(text)
+        assert "javascript:alert(document.cookie)" in page.text_content(), path  # shown, as text
+        assert not page.xpath("//a[starts-with(normalize-space(@href), 'javascript:')]"), path
+        assert not page.xpath("//script[not(@src)]") and not page.xpath("//img[@onerror]"), path
+        assert "&lt;script&gt;" in text, path
