@@ -170,3 +170,26 @@ def test_what_a_site_put_in_a_failed_url_or_error_never_runs_in_the_console(cons
         assert not page.xpath("//a[starts-with(normalize-space(@href), 'javascript:')]"), path
         assert not page.xpath("//script[not(@src)]") and not page.xpath("//img[@onerror]"), path
         assert "&lt;script&gt;" in text, path
+
+
+def test_a_session_left_open_is_no_way_to_guess_the_password(console_site: Site) -> None:
+    """ "My account" asks for the password again before a change: ten wrong ones lock the
+    account and sign it out everywhere, as at the sign-in form."""
+    client = signed_in_client(console_site)
+    other = create_app(console_site.app()).test_client()
+    assert login(other, "admin@example.org", PASSWORD).status_code == 303
+    token = csrf_of(client)
+    for n in range(10):
+        guess = {
+            "csrf": token,
+            "current": f"guess number {n}",
+            "password": "a new passphrase",
+            "again": "a new passphrase",
+        }
+        path = "/admin/account/password" if n % 2 else "/admin/account/totp/off"
+        answer = client.post(path, data=guess)
+        assert answer.status_code == (303 if n == 9 else 403), n
+    assert client.get("/admin/").status_code == 303 and other.get("/admin/").status_code == 303
+    assert login(create_app(console_site.app()).test_client(), "admin@example.org", PASSWORD).status_code == 403
+    actions = [what for _who, what, _target, _detail in audit_actions(console_site, detail=True)]
+    assert actions.count("account.password_check_failed") == 10 and "account.locked" in actions

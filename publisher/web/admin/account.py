@@ -4,11 +4,29 @@ from __future__ import annotations
 
 from flask import Response, request
 
-from ...accounts import change_password, disable_totp, enable_totp, new_totp_secret, password_matches, totp_uri
+from ...accounts import (
+    LOCK_AFTER,
+    change_password,
+    disable_totp,
+    enable_totp,
+    new_totp_secret,
+    password_matches,
+    totp_uri,
+)
 from ...store import Account
 from ..shared import current
 from . import admin
-from .auth import audit, current_account, now, open_session, own_account, set_session_cookie
+from .auth import (
+    admin_state,
+    audit,
+    current_account,
+    end_session,
+    now,
+    open_session,
+    own_account,
+    see_other,
+    set_session_cookie,
+)
 from .layout import admin_words, render_admin
 
 
@@ -40,10 +58,25 @@ def account_password() -> Response:
     except ValueError as exc:
         return _page(400, error=admin_words()["password"]["weak"].format(reason=str(exc)))
     if not changed:
-        return _page(403, error=words["wrong_password"])
+        return _wrong_password(account)
     ended, session_id = _sign_in_anew(account)
     audit("account.password", account.email, f"{ended} session(s) ended")
     return _with_session(_page(notice=words["password_changed"]), session_id)
+
+
+def _wrong_password(account: Account) -> Response:
+    """A wrong password typed to confirm a change counts as a sign-in's does: 10 in a row lock
+    the account and sign all its browsers out, so a session left open (or stolen) is no way to
+    guess the password without limit."""
+    store = current().app.store
+    audit("account.password_check_failed", account.email, "wrong password")
+    if store.count_bad_password(account.id, LOCK_AFTER, admin_state().limits.lockout, now()):
+        ended = store.end_sessions(account.id)
+        audit("account.locked", account.email, f"10 bad passwords in a row; {ended} session(s) ended")
+        response = see_other("/admin/login")
+        end_session(response)
+        return response
+    return _page(403, error=admin_words()["account"]["wrong_password"])
 
 
 def _sign_in_anew(account: Account) -> tuple[int, str]:
@@ -100,7 +133,7 @@ def account_totp_off() -> Response:
     account = current_account()
     assert account is not None
     if not password_matches(account.password_hash, request.form.get("current", "")):
-        return _page(403, error=admin_words()["account"]["wrong_password"])
+        return _wrong_password(account)
     disable_totp(current().app.store, account)
     ended, session_id = _sign_in_anew(account)
     audit("account.totp_off", account.email, f"{ended} session(s) ended")
