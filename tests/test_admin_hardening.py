@@ -5,7 +5,7 @@ every admin, and what the pages show of secrets and stored URLs."""
 from __future__ import annotations
 
 import re
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
 
 import pyotp
@@ -193,3 +193,47 @@ def test_a_session_left_open_is_no_way_to_guess_the_password(console_site: Site)
     assert login(create_app(console_site.app()).test_client(), "admin@example.org", PASSWORD).status_code == 403
     actions = [what for _who, what, _target, _detail in audit_actions(console_site, detail=True)]
     assert actions.count("account.password_check_failed") == 10 and "account.locked" in actions
+
+
+def test_every_page_renders_in_chinese_and_in_english(console_site: Site) -> None:
+    """Issue 13, item 7: each GET page of the blueprint, with a reader and a digest to show, in
+    both languages (a word missing from a catalogue is an error, never a blank)."""
+    from test_admin_security import admin_routes
+
+    from publisher.model import Subscriber, SubscriberStatus
+    from publisher.newsletter import Newsletter
+
+    console_site.article("policy/a.md", "《人才十条》政策要点解读", date="2026-11-10 09:00")
+    console_site.build()
+    app = console_site.app()
+    try:
+        now = app.clock()
+        app.store.save_subscribers([Subscriber("r@example.com", "读者", (), SubscriberStatus.CONFIRMED, now, "t", now)])
+        letters = Newsletter(app)
+        digest = letters.plan(letters.window(date(2026, 11, 1), date(2026, 11, 19))).digest
+        reader = app.store.subscriber("r@example.com")
+        assert reader is not None
+        ids = {"subscriber_id": reader.id, "digest_id": digest.id}
+    finally:
+        app.close()
+    client = signed_in_client(console_site)
+    skipped = {"admin.preview_html", "admin.export", "admin.digest_progress", "admin.set_password", "admin.login_code"}
+    for language, nav in (("zh-CN", "订阅者"), ("en", "Subscribers")):
+        text = console_site.config.read_text(encoding="utf-8")
+        console_site.config.write_text(re.sub(r'language = "[^"]+"', f'language = "{language}"', text, count=1))
+        web = create_app(console_site.app())
+        client.application = web  # the same browser (its session is in the store) on the new app
+        pages = 0
+        for endpoint, method, _url in admin_routes(web):
+            if method != "GET" or endpoint in skipped:
+                continue
+            rule = next(r for r in web.url_map.iter_rules() if r.endpoint == endpoint)
+            url = web.url_map.bind("localhost").build(endpoint, {name: ids[name] for name in rule.arguments})
+            answer = client.get(url)
+            if endpoint == "admin.login_form":
+                assert answer.status_code == 303, url  # signed in already
+                continue
+            page = answer.get_data(as_text=True)
+            assert answer.status_code == 200 and f'<html lang="{language}">' in page and nav in page, (language, url)
+            pages += 1
+        assert pages >= 12
