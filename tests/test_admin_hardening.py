@@ -266,3 +266,26 @@ def test_the_import_takes_a_large_file_refuses_a_huge_one_and_the_export_holds_n
     assert not any(
         cell[:1] in ("=", "+", "-", "@", "\t", "\r") for r in csv.reader(io.StringIO(exported)) for cell in r
     )
+
+
+def test_the_next_page_of_a_search_searches_the_same_text(console_site: Site) -> None:
+    from urllib.parse import parse_qs, urlsplit
+
+    from lxml import html
+
+    from publisher.model import Subscriber, SubscriberStatus
+    from publisher.store import Store
+
+    client = signed_in_client(console_site)
+    store = Store(f"sqlite:///{console_site.db}")
+    now = console_site.clock_now
+    store.save_subscribers(
+        Subscriber(f"r{n}@example.com", f"A&B #{n} 1+1", (), SubscriberStatus.CONFIRMED, now, "t", now)
+        for n in range(60)
+    )
+    store.close()
+    page = html.fromstring(client.get("/admin/subscribers", query_string={"q": "A&B #"}).get_data(as_text=True))
+    [link] = page.xpath("//a[@id='next-page']/@href")
+    assert parse_qs(urlsplit(link).query)["q"] == ["A&B #"]
+    second = html.fromstring(client.get(link).get_data(as_text=True))
+    assert second.xpath("//a[contains(@href, '/admin/subscribers/')]")  # the rest of the 60 found again
