@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from datetime import date, timedelta
+from html import unescape as html_unescape
 from pathlib import Path
 
 import pyotp
@@ -289,3 +290,22 @@ def test_the_next_page_of_a_search_searches_the_same_text(console_site: Site) ->
     assert parse_qs(urlsplit(link).query)["q"] == ["A&B #"]
     second = html.fromstring(client.get(link).get_data(as_text=True))
     assert second.xpath("//a[contains(@href, '/admin/subscribers/')]")  # the rest of the 60 found again
+
+
+def test_sign_in_goes_back_to_the_page_asked_for_with_its_query(console_site: Site) -> None:
+    make_account(console_site)
+    client = create_app(console_site.app()).test_client()
+    asked = client.get("/admin/subscribers?q=a&status=confirmed")
+    assert asked.status_code == 303
+    form = client.get(asked.headers["Location"]).get_data(as_text=True)
+    token = re.search(r'name="csrf" value="([^"]+)"', form)
+    nxt = re.search(r'name="next" value="([^"]*)"', form)
+    assert token and nxt
+    data = {
+        "csrf": token.group(1),
+        "email": "admin@example.org",
+        "password": PASSWORD,
+        "next": html_unescape(nxt.group(1)),
+    }
+    signed_in = client.post("/admin/login", data=data)
+    assert signed_in.status_code == 303 and signed_in.headers["Location"] == "/admin/subscribers?q=a&status=confirmed"

@@ -28,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from flask import Response, current_app, g, request
 from markupsafe import Markup
@@ -276,7 +276,8 @@ def guard() -> Response | None:
 
 def _login_url() -> str:
     path = request.full_path.rstrip("?")
-    return "/admin/login" + (f"?next={path}" if path.startswith("/admin/") and path != "/admin/login" else "")
+    wanted = path.startswith("/admin/") and path != "/admin/login"
+    return "/admin/login" + (f"?next={quote(path, safe='/')}" if wanted else "")  # its own ? and & kept
 
 
 def safe_next(target: str | None) -> str:
