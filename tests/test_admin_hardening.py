@@ -36,10 +36,21 @@ def test_failed_sign_ins_are_in_the_audit_log(console_site: Site) -> None:
     failed = [(who, target, detail) for who, what, target, detail in audit_actions(console_site, detail=True)
               if what == "account.sign_in_failed"]  # fmt: skip
     assert failed == [
-        ("(not signed in)", "admin@example.org", "wrong address or password"),
-        ("(not signed in)", "nobody@example.org", "wrong address or password"),
+        ("(not signed in)", "admin@example.org", "wrong password"),
         ("(not signed in)", "two@example.org", "wrong second-factor code"),
-    ]
+    ]  # not an address without an account: anyone may type any number of those
+
+
+def test_a_locked_account_adds_no_row_per_try(console_site: Site) -> None:
+    """However many networks keep guessing, the log grows by 10 failures and the lockout."""
+    make_account(console_site, "admin@example.org")
+    client = create_app(console_site.app()).test_client()
+    token = csrf_of(client, "/admin/login")
+    for n in range(25):
+        guess = {"csrf": token, "email": "admin@example.org", "password": "a guess of theirs"}
+        assert client.post("/admin/login", data=guess, environ_base={"REMOTE_ADDR": f"198.51.{n}.7"}).status_code == 403
+    actions = [what for _who, what, _target, _address in audit_actions(console_site)]
+    assert actions == ["account.sign_in_failed"] * 10 + ["account.locked"]
 
 
 def test_turning_the_second_factor_on_or_off_gives_a_new_session_and_signs_out_the_others(

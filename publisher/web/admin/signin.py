@@ -11,7 +11,7 @@ from urllib.parse import urlencode
 
 from flask import Response, request
 
-from ...accounts import Outcome, account_for_link, check_code, check_password, set_password_by_link
+from ...accounts import Outcome, SignIn, account_for_link, check_code, check_password, set_password_by_link
 from ..shared import client_address, current
 from . import admin
 from .auth import (
@@ -53,9 +53,7 @@ def login() -> Response:
     result = check_password(current().app.store, email, password, client_address(), limits, now(), trusted_account())
     if result.outcome is Outcome.THROTTLED:  # not audited: its network's failures were, up to the limit
         return _login_page(429, words["login"]["throttled"], email)
-    if result.outcome in (Outcome.LOCKED, Outcome.REFUSED):
-        locked = result.outcome is Outcome.LOCKED and result.account is not None
-        _failed_sign_in(email, "wrong address or password", locked, result.locked_now)
+    _failed_sign_in(result, email, "wrong password")
     if result.outcome is Outcome.LOCKED:
         return _login_page(403, words["login"]["locked"], email)
     if result.outcome is Outcome.REFUSED or result.account is None:
@@ -82,8 +80,7 @@ def login_code() -> Response:
         return render_admin("code.html.j2", error="", next=request.args.get("next", ""))
     code, limits = request.form.get("code", ""), admin_state().limits
     result = check_code(current().app.store, account, code, client_address(), limits, now(), trusted_account())
-    if result.outcome in (Outcome.LOCKED, Outcome.REFUSED):
-        _failed_sign_in(account.email, "wrong second-factor code", result.outcome is Outcome.LOCKED, result.locked_now)
+    _failed_sign_in(result, account.email, "wrong second-factor code")
     if result.outcome is not Outcome.SIGNED_IN:
         key = {Outcome.THROTTLED: "throttled", Outcome.LOCKED: "locked"}.get(result.outcome, "bad_code")
         status = 429 if result.outcome is Outcome.THROTTLED else 403
@@ -95,11 +92,17 @@ def login_code() -> Response:
     return response
 
 
-def _failed_sign_in(email: str, what: str, locked: bool, locked_now: bool) -> None:
-    """A refused sign-in in the audit log (by whoever typed `email`), and a lockout it caused."""
-    detail = "the account is locked" if locked and not locked_now else what
-    audit("account.sign_in_failed", email, detail, actor="(not signed in)")
-    if locked_now:
+def _failed_sign_in(result: SignIn, email: str, what: str) -> None:
+    """A refused sign-in to an account in the audit log (by whoever typed `email`), and a
+    lockout it caused. Not an address without an account (any number of them can be typed, so
+    they are only counted for the limits, in admin_login_failures), nor a try while the account
+    is locked (its lockout is the row): so the log grows by at most 11 rows per account per
+    lockout, however many networks are guessing."""
+    refused = result.outcome is Outcome.REFUSED or result.locked_now
+    if result.account is None or not refused:
+        return
+    audit("account.sign_in_failed", email, what, actor="(not signed in)")
+    if result.locked_now:
         audit("account.locked", email, "10 bad passwords or codes in a row", actor=email)
 
 
