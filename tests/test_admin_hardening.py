@@ -320,3 +320,14 @@ def test_sign_in_goes_back_to_the_page_asked_for_with_its_query(console_site: Si
     }
     signed_in = client.post("/admin/login", data=data)
     assert signed_in.status_code == 303 and signed_in.headers["Location"] == "/admin/subscribers?q=a&status=confirmed"
+
+
+def test_signing_out_ends_the_session_on_the_server(console_site: Site) -> None:
+    """The old cookie, sent again after sign-out (a copy kept by someone else), opens nothing."""
+    client = signed_in_client(console_site)
+    kept = cookie_of(client)
+    assert client.post("/admin/logout", data={"csrf": csrf_of(client)}).status_code == 303
+    replay = create_app(console_site.app()).test_client()
+    replay.set_cookie(COOKIE, kept, path="/admin")
+    assert replay.get("/admin/").status_code == 303
+    assert replay.post("/admin/logout", data={"csrf": "x"}).status_code == 403
