@@ -236,10 +236,14 @@ def enable_totp(store: Store, account: Account, secret: str, code: str, now: dat
 
     totp = pyotp.TOTP(secret)
     typed = "".join(code.split())
-    if not any(secrets.compare_digest(totp.at(now + timedelta(seconds=30 * d)), typed) for d in (0, -1, 1)):
+    steps = [now + timedelta(seconds=30 * d) for d in (0, -1, 1)]
+    matched = next((at for at in steps if secrets.compare_digest(totp.at(at), typed)), None)
+    if matched is None:
         return None
     codes = [secrets.token_hex(5) for _ in range(RECOVERY_CODES)]  # 40 bits each, as "1a2b3-c4d5e"
-    store.update_account(account.id, totp_secret=secret, totp_enabled=True, totp_last_step=totp.timecode(now))
+    # The step of the code typed is used up (it may be the next one, from a phone a little ahead).
+    last_step = max(totp.timecode(now), totp.timecode(matched))
+    store.update_account(account.id, totp_secret=secret, totp_enabled=True, totp_last_step=last_step)
     store.set_recovery_codes(account.id, [sha256(c) for c in codes])
     return [f"{c[:5]}-{c[5:]}" for c in codes]
 

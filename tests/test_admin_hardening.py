@@ -331,3 +331,22 @@ def test_signing_out_ends_the_session_on_the_server(console_site: Site) -> None:
     replay.set_cookie(COOKIE, kept, path="/admin")
     assert replay.get("/admin/").status_code == 303
     assert replay.post("/admin/logout", data={"csrf": "x"}).status_code == 403
+
+
+def test_the_code_that_turned_the_second_factor_on_is_used_up(console_site: Site) -> None:
+    """A phone a step ahead gives the next step's code; it must not sign in a second time."""
+    client = signed_in_client(console_site)
+    token = csrf_of(client)
+    enrol = client.post("/admin/account/totp", data={"csrf": token}).get_data(as_text=True)
+    secret = re.search(r'id="totp-secret">([A-Z2-7]+)<', enrol)
+    assert secret
+    totp = pyotp.TOTP(secret.group(1))
+    ahead = totp.at(console_site.clock_now + timedelta(seconds=30))
+    assert ahead != totp.at(console_site.clock_now)
+    on = client.post("/admin/account/totp/confirm", data={"csrf": token, "code": ahead})
+    assert on.status_code == 200 and "<code>" in on.get_data(as_text=True)
+    client.post("/admin/logout", data={"csrf": csrf_of(client)})
+    console_site.clock_now += timedelta(seconds=30)  # the step that code belongs to
+    assert login(client, "admin@example.org", PASSWORD).status_code == 303
+    code_token = csrf_of(client, "/admin/login/code")
+    assert client.post("/admin/login/code", data={"csrf": code_token, "code": ahead}).status_code == 403
