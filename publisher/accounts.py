@@ -8,8 +8,9 @@ codes) in a row lock the account for `[admin] lockout_minutes`, and a client net
 /24, IPv6 /64) with `[admin] failed_logins_per_client` failures in the hour is refused before
 any password is checked.
 
-An address without an account says "locked" after 10 failures in the lockout's time too, so
-the lockout does not tell which addresses have accounts. And the lockout does not hold for a
+The web door answers a locked account's sign-in as it answers a wrong password (the same words,
+a password checked all the same), so the lockout does not tell which addresses have accounts.
+And the lockout does not hold for a
 browser the account signed in from before (`trusted`: the web door's device cookie), so
 someone guessing from elsewhere can lock the account for strangers, never for its owner.
 """
@@ -145,20 +146,17 @@ def check_password(
     typed = email.strip()[:320]
     account = store.account_by_email(typed)
     usable = account is not None and not account.disabled
+    # Checked even when the account is locked, so a lock answers as slowly as a wrong password.
+    matches = password_matches(account.password_hash if usable and account else None, password)
     if account is not None and usable and account.locked(now) and account.id != trusted:
         store.record_login_failure(typed, network, now, FAILURES_KEPT)
         return SignIn(Outcome.LOCKED, account)
-    if not usable and store.login_failures(email=typed, since=now - limits.lockout) >= LOCK_AFTER:
-        store.record_login_failure(typed, network, now, FAILURES_KEPT)
-        return SignIn(Outcome.LOCKED)  # as an account would be: no telling which addresses have one
-    if not (password_matches(account.password_hash if usable and account else None, password) and usable):
+    if not (matches and usable):
         store.record_login_failure(typed, network, now, FAILURES_KEPT)
         if account is not None and usable:
             locked = store.count_bad_password(account.id, LOCK_AFTER, limits.lockout, now)
             if locked:
                 return SignIn(Outcome.LOCKED, account, locked_now=True)
-        elif store.login_failures(email=typed, since=now - limits.lockout) >= LOCK_AFTER:
-            return SignIn(Outcome.LOCKED)
         return SignIn(Outcome.REFUSED, account if usable else None)
     assert account is not None and account.password_hash is not None
     if HASHER.check_needs_rehash(account.password_hash):

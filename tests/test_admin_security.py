@@ -171,7 +171,7 @@ def test_ten_bad_passwords_lock_the_account_for_a_while(console_site: Site) -> N
     for _ in range(9):
         assert login(client, "admin@example.org", "wrong password!").status_code == 403
     tenth = login(client, "admin@example.org", "wrong password!")
-    assert tenth.status_code == 403 and "已暂时锁定" in tenth.get_data(as_text=True)
+    assert tenth.status_code == 403 and "连续输错 10 次后账号会暂时锁定" in tenth.get_data(as_text=True)
     refused = login(client, "admin@example.org", PASSWORD)  # the right password, while locked
     assert refused.status_code == 403 and COOKIE not in refused.headers.get("Set-Cookie", "")
     assert ("admin@example.org", "account.locked", "admin@example.org", "127.0.0.1") in audit_actions(console_site)

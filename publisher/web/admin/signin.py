@@ -54,9 +54,9 @@ def login() -> Response:
     if result.outcome is Outcome.THROTTLED:  # not audited: its network's failures were, up to the limit
         return _login_page(429, words["login"]["throttled"], email)
     _failed_sign_in(result, email, "wrong password")
-    if result.outcome is Outcome.LOCKED:
-        return _login_page(403, words["login"]["locked"], email)
-    if result.outcome is Outcome.REFUSED or result.account is None:
+    if result.outcome in (Outcome.LOCKED, Outcome.REFUSED) or result.account is None:
+        # A lock says what a wrong password says, or 10 tries would tell which addresses have
+        # an account; the words say that 10 wrong passwords lock one.
         return _login_page(403, words["login"]["refused"], email)
     verified = result.outcome is Outcome.SIGNED_IN
     target = safe_next(request.form.get("next"))
