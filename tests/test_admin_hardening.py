@@ -363,3 +363,29 @@ def test_the_code_that_turned_the_second_factor_on_is_used_up(console_site: Site
     assert login(client, "admin@example.org", PASSWORD).status_code == 303
     code_token = csrf_of(client, "/admin/login/code")
     assert client.post("/admin/login/code", data={"csrf": code_token, "code": ahead}).status_code == 403
+
+
+def test_a_new_password_keeps_the_browser_trusted_and_the_link_makes_it_so(console_site: Site) -> None:
+    """Nobody can lock out an owner who just chose a password (by the link, or on My account)."""
+    from publisher.accounts import open_password_link
+    from publisher.store import Store
+
+    here = signed_in_client(console_site)
+    new = {"csrf": csrf_of(here), "current": PASSWORD, "password": "a new passphrase", "again": "a new passphrase"}
+    assert here.post("/admin/account/password", data=new).status_code == 200
+    store = Store(f"sqlite:///{console_site.db}")
+    added = store.add_account("new@example.org", "editor", console_site.clock_now)
+    token = open_password_link(store, added, console_site.clock_now)
+    store.close()
+    newcomer = create_app(console_site.app()).test_client()
+    path = f"/admin/password/{token}"
+    chosen = {"csrf": csrf_of(newcomer, path), "password": "their own passphrase", "again": "their own passphrase"}
+    assert newcomer.post(path, data=chosen).status_code == 200
+    attacker = create_app(console_site.app()).test_client()
+    for email in ("admin@example.org", "new@example.org"):
+        for _ in range(10):
+            guess = {"csrf": csrf_of(attacker, "/admin/login"), "email": email, "password": "a guess of theirs"}
+            attacker.post("/admin/login", data=guess, environ_base=STRANGER)
+    here.post("/admin/logout", data={"csrf": csrf_of(here)})
+    assert login(here, "admin@example.org", "a new passphrase").status_code == 303
+    assert login(newcomer, "new@example.org", "their own passphrase").status_code == 303

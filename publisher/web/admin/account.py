@@ -25,6 +25,7 @@ from .auth import (
     open_session,
     own_account,
     see_other,
+    set_device_cookie,
     set_session_cookie,
 )
 from .layout import admin_words, render_admin
@@ -61,7 +62,9 @@ def account_password() -> Response:
         return _wrong_password(account)
     ended, session_id = _sign_in_anew(account)
     audit("account.password", account.email, f"{ended} session(s) ended")
-    return _with_session(_page(notice=words["password_changed"]), session_id)
+    response = _with_session(_page(notice=words["password_changed"]), session_id)
+    set_device_cookie(response, account)  # still a trusted browser: the old cookie named the old hash
+    return response
 
 
 def _wrong_password(account: Account) -> Response:

@@ -11,7 +11,8 @@
   sign-in, the token in Flask's signed session cookie) and an editor or admin unless marked
   `@own_account` (what any account may do to itself: sign out, its password, its second factor).
   So a page added later is closed to strangers and read-only to viewers without doing anything.
-- **A trusted browser**: a full sign-in also sets `publisher_admin_device` (Path=/admin/login,
+- **A trusted browser**: a full sign-in (or a password chosen by the one-time link or on "My
+  account") also sets `publisher_admin_device` (Path=/admin/login,
   90 days): the account's id and the time, signed with the site's key over the account's
   password hash (a new password voids it). A browser carrying it passes its account's lockout
   (not the per-network limit), so 10 wrong passwords typed by someone else lock strangers out,

@@ -137,4 +137,8 @@ def set_password(token: str) -> Response:
     if done is None:
         return render_admin("notice.html.j2", 404, title=words["password"]["expired"], body="")
     audit("account.set_password", done.email, "by the set-password link", actor=done.email)
-    return render_admin("notice.html.j2", title=words["password"]["done"], body="", sign_in=True)
+    response = render_admin("notice.html.j2", title=words["password"]["done"], body="", sign_in=True)
+    # Whoever held the one-time link is the account's owner: this browser passes its lockout
+    # from now on, so nobody can keep a new (or reset) account locked before its first sign-in.
+    set_device_cookie(response, done)
+    return response
