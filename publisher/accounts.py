@@ -7,6 +7,12 @@ unknown or disabled address, or an account without a password yet; 10 bad passwo
 codes) in a row lock the account for `[admin] lockout_minutes`, and a client network (IPv4
 /24, IPv6 /64) with `[admin] failed_logins_per_client` failures in the hour is refused before
 any password is checked.
+
+The web door answers a locked account's sign-in as it answers a wrong password (the same words,
+a password checked all the same), so the lockout does not tell which addresses have accounts.
+And the lockout does not hold for a
+browser the account signed in from before (`trusted`: the web door's device cookie), so
+someone guessing from elsewhere can lock the account for strangers, never for its owner.
 """
 
 from __future__ import annotations
@@ -129,18 +135,24 @@ class LoginLimits:
     per_client_hour: int
 
 
-def check_password(store: Store, email: str, password: str, client: str, limits: LoginLimits, now: datetime) -> SignIn:
-    """The first step of a sign-in."""
+def check_password(
+    store: Store, email: str, password: str, client: str, limits: LoginLimits, now: datetime, trusted: int | None = None
+) -> SignIn:
+    """The first step of a sign-in. `trusted`: the id of the account this browser signed in to
+    before (whose lockout it passes)."""
     network = client_network(client)
     if store.login_failures(network=network, since=now - timedelta(hours=1)) >= limits.per_client_hour:
         return SignIn(Outcome.THROTTLED)
-    account = store.account_by_email(email.strip())
-    if account is not None and account.locked(now):
-        store.record_login_failure(email.strip(), network, now, FAILURES_KEPT)
-        return SignIn(Outcome.LOCKED, account)
+    typed = email.strip()[:320]
+    account = store.account_by_email(typed)
     usable = account is not None and not account.disabled
-    if not (password_matches(account.password_hash if usable and account else None, password) and usable):
-        store.record_login_failure(email.strip()[:320], network, now, FAILURES_KEPT)
+    # Checked even when the account is locked, so a lock answers as slowly as a wrong password.
+    matches = password_matches(account.password_hash if usable and account else None, password)
+    if account is not None and usable and account.locked(now) and account.id != trusted:
+        store.record_login_failure(typed, network, now, FAILURES_KEPT)
+        return SignIn(Outcome.LOCKED, account)
+    if not (matches and usable):
+        store.record_login_failure(typed, network, now, FAILURES_KEPT)
         if account is not None and usable:
             locked = store.count_bad_password(account.id, LOCK_AFTER, limits.lockout, now)
             if locked:
@@ -153,15 +165,24 @@ def check_password(store: Store, email: str, password: str, client: str, limits:
     return SignIn(Outcome.NEEDS_CODE if account.totp_enabled else Outcome.SIGNED_IN, account)
 
 
-def check_code(store: Store, account: Account, code: str, client: str, limits: LoginLimits, now: datetime) -> SignIn:
-    """The second step: a TOTP code (each used once) or an unused recovery code."""
+def check_code(
+    store: Store,
+    account: Account,
+    code: str,
+    client: str,
+    limits: LoginLimits,
+    now: datetime,
+    trusted: int | None = None,
+) -> SignIn:
+    """The second step: a TOTP code (each used once) or an unused recovery code. `trusted`: as
+    for check_password."""
     network = client_network(client)
     if store.login_failures(network=network, since=now - timedelta(hours=1)) >= limits.per_client_hour:
         return SignIn(Outcome.THROTTLED)
     fresh = store.account(account.id)
     if fresh is None or fresh.disabled:
         return SignIn(Outcome.REFUSED)
-    if fresh.locked(now):
+    if fresh.locked(now) and fresh.id != trusted:
         return SignIn(Outcome.LOCKED, fresh)
     if code_matches(store, fresh, code, now):
         store.update_account(fresh.id, failed_logins=0)
@@ -213,10 +234,14 @@ def enable_totp(store: Store, account: Account, secret: str, code: str, now: dat
 
     totp = pyotp.TOTP(secret)
     typed = "".join(code.split())
-    if not any(secrets.compare_digest(totp.at(now + timedelta(seconds=30 * d)), typed) for d in (0, -1, 1)):
+    steps = [now + timedelta(seconds=30 * d) for d in (0, -1, 1)]
+    matched = next((at for at in steps if secrets.compare_digest(totp.at(at), typed)), None)
+    if matched is None:
         return None
     codes = [secrets.token_hex(5) for _ in range(RECOVERY_CODES)]  # 40 bits each, as "1a2b3-c4d5e"
-    store.update_account(account.id, totp_secret=secret, totp_enabled=True, totp_last_step=totp.timecode(now))
+    # The step of the code typed is used up (it may be the next one, from a phone a little ahead).
+    last_step = max(totp.timecode(now), totp.timecode(matched))
+    store.update_account(account.id, totp_secret=secret, totp_enabled=True, totp_last_step=last_step)
     store.set_recovery_codes(account.id, [sha256(c) for c in codes])
     return [f"{c[:5]}-{c[5:]}" for c in codes]
 

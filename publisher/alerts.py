@@ -12,9 +12,11 @@ so the next check tries again. `close()` waits for the posts in flight (at most 
 
 Formats: `generic` (JSON, optionally signed with an HMAC header), `dingtalk` (a DingTalk group
 robot: markdown or text, the optional "加签" signature as DingTalk documents it) and `wecom` (a
-WeCom group robot). The URL comes from the environment (a robot's URL carries its token); it
-must be https unless it is on this machine. Private addresses are allowed: an intranet robot
-is plausible, and the URL is the operator's own configuration, not something read from a site.
+WeCom group robot). The URL comes from the environment (a robot's URL carries its token, so no
+message we log shows its query); it must be https unless it is on this machine. As for a web
+source, a loopback or private address is reached only with `allow_private = true` (checked
+as the socket connects, so no DNS answer slips past), TLS certificates are verified, and a
+post has `timeout` seconds in all, however slowly the webhook answers.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import ipaddress
 import json
 import logging
 import threading
@@ -35,6 +38,7 @@ from urllib.parse import quote_plus, urlsplit
 
 import requests
 
+from .sources.addresses import AddressGuard, AddressRefused, GuardedAdapter, OutOfTime, why_refused
 from .store import WHOLE_SOURCE, DigestRates, SourceHealth, Store
 
 log = logging.getLogger(__name__)
@@ -70,6 +74,8 @@ class Webhook:
     timeout: float = 5.0
     site: str = ""
     clock: Callable[[], float] = time.time
+    allow_private: bool = False  # `[alerts] allow_private`
+    guard: AddressGuard | None = None  # tests: another guard than AddressGuard(allow_private)
 
     def request(self, alert: Alert) -> tuple[str, bytes, dict[str, str]]:
         """(URL, body, headers) of the POST for `alert`."""
@@ -102,20 +108,52 @@ class Webhook:
     def post(self, alert: Alert) -> None:
         """Send `alert`; AlertError when the webhook does not take it."""
         url, body, headers = self.request(alert)
-        where = urlsplit(self.url).netloc
+        parts = urlsplit(self.url)
+        where = f"{parts.hostname}:{parts.port}" if parts.port else str(parts.hostname)  # no user:password@
+        adapter = GuardedAdapter(self.guard or AddressGuard(allow_private=self.allow_private))
+        timer = threading.Timer(self.timeout, adapter.cut)  # the whole post, not each read
+        timer.daemon = True
         try:
-            answer = requests.post(url, data=body, headers=headers, timeout=self.timeout, allow_redirects=False)
-        except requests.RequestException as exc:
-            raise AlertError(f"{where}: {exc.__class__.__name__}: {exc}") from exc
+            with requests.Session() as session:
+                session.mount("http://", adapter)
+                session.mount("https://", adapter)
+                timer.start()
+                answer = session.post(url, data=body, headers=headers, timeout=self.timeout, allow_redirects=False)
+                text = answer.text[:200]
+        except AddressRefused as exc:
+            raise AlertError(f"{where}: {exc}; set [alerts] allow_private = true for a webhook of yours") from exc
+        except (requests.RequestException, OutOfTime, OSError) as exc:
+            if adapter.expired:
+                raise AlertError(f"{where}: no complete answer within {self.timeout:g} s") from exc
+            query = urlsplit(url).query  # the robot's token: never in a log
+            reason = str(exc).replace(query, "…") if query else str(exc)
+            raise AlertError(f"{where}: {exc.__class__.__name__}: {reason}") from exc
+        finally:
+            timer.cancel()
+        if adapter.expired:
+            raise AlertError(f"{where}: no complete answer within {self.timeout:g} s")
         if answer.status_code // 100 != 2:
-            raise AlertError(f"{where} answered HTTP {answer.status_code}: {answer.text[:200]}")
+            raise AlertError(f"{where} answered HTTP {answer.status_code}: {text}")
         if self.format in ("dingtalk", "wecom"):  # both answer 200 with {"errcode": 0} when they took it
             try:
                 said = answer.json()
             except ValueError:
                 said = {}
             if not isinstance(said, dict) or said.get("errcode") != 0:
-                raise AlertError(f"{where} refused the message: {answer.text[:200]}")
+                raise AlertError(f"{where} refused the message: {text}")
+
+
+def private_host(url: str) -> str | None:
+    """What the URL's host is when it is a non-public IP address or `localhost` ("a loopback
+    address" ...); None for a name or a public address (names are checked as they connect)."""
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return "a loopback address"
+    try:
+        kind = why_refused(ipaddress.ip_address(host))
+    except ValueError:
+        return None
+    return f"a {kind} address" if kind else None
 
 
 def dingtalk_signature(secret: str, timestamp_ms: int) -> str:

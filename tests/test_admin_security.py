@@ -154,10 +154,13 @@ def login(client: FlaskClient, email: str, password: str) -> Any:
     )
 
 
-def audit_actions(site: Site) -> list[tuple[str, str, str, str]]:
+def audit_actions(site: Site, detail: bool = False) -> list[tuple[str, str, str, str]]:
+    """(actor, action, target, address) of each audit row, oldest first; `detail`: the detail
+    instead of the address."""
     store = Store(f"sqlite:///{site.db}")
     try:
-        return [(e.actor, e.action, e.target, e.address) for e in reversed(store.audit_entries(1000))]
+        return [(e.actor, e.action, e.target, e.detail if detail else e.address)
+                for e in reversed(store.audit_entries(1000))]  # fmt: skip
     finally:
         store.close()
 
@@ -168,7 +171,7 @@ def test_ten_bad_passwords_lock_the_account_for_a_while(console_site: Site) -> N
     for _ in range(9):
         assert login(client, "admin@example.org", "wrong password!").status_code == 403
     tenth = login(client, "admin@example.org", "wrong password!")
-    assert tenth.status_code == 403 and "已暂时锁定" in tenth.get_data(as_text=True)
+    assert tenth.status_code == 403 and "连续输错 10 次后账号会暂时锁定" in tenth.get_data(as_text=True)
     refused = login(client, "admin@example.org", PASSWORD)  # the right password, while locked
     assert refused.status_code == 403 and COOKIE not in refused.headers.get("Set-Cookie", "")
     assert ("admin@example.org", "account.locked", "admin@example.org", "127.0.0.1") in audit_actions(console_site)
@@ -251,7 +254,7 @@ def test_totp_sign_in_with_a_real_code_and_a_recovery_code_used_once(console_sit
     codes = re.findall(r"<code>([0-9a-f]{5}-[0-9a-f]{5})</code>", confirmed)
     assert len(codes) == 10 and len(set(codes)) == 10
     assert client.get("/admin/account").get_data(as_text=True).count("<code>") == 0  # shown once
-    client.post("/admin/logout", data={"csrf": token})
+    client.post("/admin/logout", data={"csrf": csrf_of(client)})  # a new session since the second factor
     assert client.get("/admin/").status_code == 303
 
     # The password alone reaches only the code page.

@@ -10,6 +10,8 @@ import base64
 import hashlib
 import hmac
 import json
+import socket
+import threading
 import time
 from collections.abc import Iterator
 from datetime import date
@@ -21,6 +23,7 @@ from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
 from conftest import Site
+from publisher.alerts import Alert, AlertError, Webhook
 from publisher.errors import ConfigError
 from publisher.mail import Message
 from publisher.model import Subscriber, SubscriberStatus
@@ -80,6 +83,7 @@ category = "tech"
 
 [alerts]
 url_env = "TEST_ALERT_URL"
+allow_private = true
 format = "dingtalk"
 secret_env = "TEST_ALERT_SECRET"
 source_failures = 3
@@ -258,3 +262,65 @@ def test_a_digest_whose_bounces_cross_the_rate_alerts_once(
     [(_, body, _)] = robot.received
     assert body["markdown"]["title"] == f"publisher alert (高新院): digest {plan.digest.key}: hard bounces at 33.33%"
     assert "1 hard bounces of 3 sent (33.33%; the limit is 5.00%)" in body["markdown"]["text"]
+
+
+def test_a_private_webhook_needs_allow_private(
+    site: Site, robot: Robot, feed_site: dict[str, bool], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = site.config.read_text(encoding="utf-8")
+    site.config.write_text(config.replace("allow_private = true\nformat", "format"), encoding="utf-8")
+    checked = site.cli("check")
+    assert checked.exit_code == 2 and "alerts.allow_private" in checked.stderr and "loopback" in checked.stderr
+    # A name is judged as it connects: the loopback robot, reached without allow_private, is not.
+    url = robot.server.url_for("/robot/send") + "?access_token=robot-token"
+    with pytest.raises(AlertError, match="loopback address.*allow_private"):
+        Webhook(url, "dingtalk").post(ALERT)
+    assert robot.received == []
+    Webhook(url, "dingtalk", allow_private=True).post(ALERT)
+    assert len(robot.received) == 1
+
+
+ALERT = Alert("source_failing", "source x failing", ("x failed 3 runs in a row",))
+
+
+def test_a_failed_post_names_the_host_never_the_robots_token() -> None:
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]  # closed once the with ends: nothing listens there
+    webhook = Webhook(f"http://127.0.0.1:{port}/robot/send?access_token=TOKEN-abc123", "dingtalk", allow_private=True)
+    with pytest.raises(AlertError) as failed:
+        webhook.post(ALERT)
+    assert f"127.0.0.1:{port}" in str(failed.value) and "TOKEN-abc123" not in str(failed.value)
+
+
+def test_a_webhook_answering_a_little_at_a_time_is_cut_at_the_timeout() -> None:
+    """Each byte comes well within the timeout, the whole answer far after it."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    stop = threading.Event()
+
+    def drip() -> None:
+        conn, _ = server.accept()
+        with conn:
+            conn.recv(65536)
+            body = b'{"errcode": 0}' + b" " * 100
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body))
+            for byte in body:
+                if stop.wait(0.05):
+                    return
+                try:
+                    conn.sendall(bytes([byte]))
+                except OSError:
+                    return
+
+    thread = threading.Thread(target=drip, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.getsockname()[1]}/robot/send"
+        with pytest.raises(AlertError, match="no complete answer within 0.5 s"):
+            Webhook(url, "dingtalk", timeout=0.5, allow_private=True).post(ALERT)
+    finally:
+        stop.set()
+        thread.join(10)
+        server.close()

@@ -186,12 +186,19 @@ def test_a_csv_goes_in_with_the_clis_report_and_comes_back_out(console: Console)
 
 def test_the_preview_is_the_readers_message_in_a_sandbox(console: Console) -> None:
     reader(console.app, "one@example.com", name="读者一")
-    page = console.viewer.get("/admin/digests/preview?subscriber=one@example.com")
+    page = console.editor.get("/admin/digests/preview?subscriber=one@example.com")
     assert page.status_code == 200 and "frame-src 'self'" in page.headers["Content-Security-Policy"]
     assert 'sandbox src="/admin/digests/preview.html?subscriber=one%40example.com"' in page.get_data(as_text=True)
-    html = console.viewer.get("/admin/digests/preview.html?subscriber=one@example.com")
+    html = console.editor.get("/admin/digests/preview.html?subscriber=one@example.com")
     assert html.headers["Content-Security-Policy"].startswith("sandbox;")
     assert "《人才十条》政策要点解读" in html.get_data(as_text=True) and "读者一" in html.get_data(as_text=True)
+    # A viewer sees the digest as a reader of every category, never as a reader whose links
+    # (unsubscribe, preferences) would let them change that reader on the public pages.
+    for path in ("/admin/digests/preview", "/admin/digests/preview.html"):
+        assert console.viewer.get(f"{path}?subscriber=one@example.com").status_code == 403
+        generic = console.viewer.get(path)
+        assert generic.status_code == 200 and "读者一" not in generic.get_data(as_text=True)
+    assert 'id="preview-reader"' not in console.viewer.get("/admin/digests/preview").get_data(as_text=True)
 
 
 def test_a_test_send_then_send_now_paused_and_resumed(console: Console) -> None:

@@ -34,7 +34,7 @@ class WatchServices:
     def alert_webhook(self) -> Webhook | None:
         """The `[alerts]` webhook, its URL and secret read from the environment now (None: no
         [alerts]). ConfigError when a variable is missing or the URL is not https."""
-        from ..alerts import Webhook
+        from ..alerts import Webhook, private_host
         from ..config import is_loopback, secret
 
         config = self.settings.alerts
@@ -44,8 +44,13 @@ class WatchServices:
         if not url.startswith("https://") and not (url.startswith("http://") and is_loopback(url)):
             fix = "the robot's or receiver's https:// URL (http:// only for one on this machine)"
             raise ConfigError("(environment)", [("alerts.url_env", f"{config.url_env} is not an https URL", fix)])
+        private = private_host(url)
+        if private and not config.allow_private:
+            fix = "set alerts.allow_private = true if the robot or receiver is yours on this network"
+            raise ConfigError("(environment)", [("alerts.url_env", f"{config.url_env}'s host is {private}", fix)])
         key = secret(config.secret_env, "alerts.secret_env") if config.secret_env else ""
-        return Webhook(url, config.format, config.msgtype, key, config.timeout, self.settings.site.title)
+        return Webhook(url, config.format, config.msgtype, key, config.timeout, self.settings.site.title,
+                       allow_private=config.allow_private)  # fmt: skip
 
     @property
     def alerts(self) -> Alerts | None:

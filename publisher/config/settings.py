@@ -111,7 +111,8 @@ class AlertsConfig(Section):
     format: Literal["generic", "dingtalk", "wecom"] = "generic"
     msgtype: Literal["markdown", "text"] = "markdown"  # dingtalk and wecom: the robot message's type
     secret_env: str = Field(default="", pattern=OPTIONAL_ENV_NAME)  # dingtalk: the signing secret; generic: HMAC
-    timeout: float = Field(default=5.0, gt=0, le=30)  # seconds for the webhook's answer
+    timeout: float = Field(default=5.0, gt=0, le=30)  # seconds for the webhook's whole answer
+    allow_private: bool = False  # may post to a loopback or private address (a robot on the intranet)
     source_failures: int = Field(default=3, ge=1, le=1000)  # runs in a row a source or part fails before an alert
     bounce_rate: float = Field(default=0.05, gt=0, le=1)  # hard-bounced share of a digest's sent deliveries
     complaint_rate: float = Field(default=0.003, gt=0, le=1)  # complaints' share (Gmail's bulk-sender limit: 0.3 %)

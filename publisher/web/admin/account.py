@@ -4,10 +4,30 @@ from __future__ import annotations
 
 from flask import Response, request
 
-from ...accounts import change_password, disable_totp, enable_totp, new_totp_secret, password_matches, totp_uri
+from ...accounts import (
+    LOCK_AFTER,
+    change_password,
+    disable_totp,
+    enable_totp,
+    new_totp_secret,
+    password_matches,
+    totp_uri,
+)
+from ...store import Account
 from ..shared import current
 from . import admin
-from .auth import audit, current_account, now, open_session, own_account, set_session_cookie
+from .auth import (
+    admin_state,
+    audit,
+    current_account,
+    end_session,
+    now,
+    open_session,
+    own_account,
+    see_other,
+    set_device_cookie,
+    set_session_cookie,
+)
 from .layout import admin_words, render_admin
 
 
@@ -39,12 +59,38 @@ def account_password() -> Response:
     except ValueError as exc:
         return _page(400, error=admin_words()["password"]["weak"].format(reason=str(exc)))
     if not changed:
-        return _page(403, error=words["wrong_password"])
-    # Every other browser signed in as this account is signed out; this one goes on, anew.
-    ended = current().app.store.end_sessions(account.id)
+        return _wrong_password(account)
+    ended, session_id = _sign_in_anew(account)
     audit("account.password", account.email, f"{ended} session(s) ended")
-    session_id = open_session(account, verified=True)
-    response = _page(notice=words["password_changed"])
+    response = _with_session(_page(notice=words["password_changed"]), session_id)
+    set_device_cookie(response, account)  # still a trusted browser: the old cookie named the old hash
+    return response
+
+
+def _wrong_password(account: Account) -> Response:
+    """A wrong password typed to confirm a change counts as a sign-in's does: 10 in a row lock
+    the account and sign all its browsers out, so a session left open (or stolen) is no way to
+    guess the password without limit."""
+    store = current().app.store
+    audit("account.password_check_failed", account.email, "wrong password")
+    if store.count_bad_password(account.id, LOCK_AFTER, admin_state().limits.lockout, now()):
+        ended = store.end_sessions(account.id)
+        audit("account.locked", account.email, f"10 bad passwords in a row; {ended} session(s) ended")
+        response = see_other("/admin/login")
+        end_session(response)
+        return response
+    return _page(403, error=admin_words()["account"]["wrong_password"])
+
+
+def _sign_in_anew(account: Account) -> tuple[int, str]:
+    """After a change of the account's password or second factor: every browser signed in as
+    it is signed out, and this one goes on under a new session id (a session id someone else
+    learnt before the change is worth nothing after it). (sessions ended, the new id)"""
+    ended = current().app.store.end_sessions(account.id)
+    return ended, open_session(account, verified=True)
+
+
+def _with_session(response: Response, session_id: str) -> Response:
     set_session_cookie(response, session_id)
     return response
 
@@ -77,8 +123,9 @@ def account_totp_confirm() -> Response:
         issuer = f"{current().app.settings.site.title} publisher"
         enrol = {"secret": fresh.totp_secret, "uri": totp_uri(fresh.totp_secret, fresh.email, issuer)}
         return _page(400, error=admin_words()["login"]["bad_code"], enrol=enrol)
-    audit("account.totp_on", account.email)
-    return _page(codes=codes)
+    ended, session_id = _sign_in_anew(account)
+    audit("account.totp_on", account.email, f"{ended} session(s) ended")
+    return _with_session(_page(codes=codes), session_id)
 
 
 @admin.post("/account/totp/off")
@@ -89,7 +136,8 @@ def account_totp_off() -> Response:
     account = current_account()
     assert account is not None
     if not password_matches(account.password_hash, request.form.get("current", "")):
-        return _page(403, error=admin_words()["account"]["wrong_password"])
+        return _wrong_password(account)
     disable_totp(current().app.store, account)
-    audit("account.totp_off", account.email)
-    return _page(notice=admin_words()["account"]["totp_off_done"])
+    ended, session_id = _sign_in_anew(account)
+    audit("account.totp_off", account.email, f"{ended} session(s) ended")
+    return _with_session(_page(notice=admin_words()["account"]["totp_off_done"]), session_id)

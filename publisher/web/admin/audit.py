@@ -4,6 +4,8 @@ read-only: the file is the one place settings change)."""
 from __future__ import annotations
 
 import json
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from flask import Response, request
 
@@ -27,8 +29,27 @@ def audit_page() -> Response:
 @admin.get("/settings")
 @requires("admin")
 def settings_page() -> Response:
-    """The configuration in force, as TOML-like sections. It holds no secret: secrets are only
-    named (`*_env`) and read from the environment."""
-    dumped = current().app.settings.model_dump(mode="json")
+    """The configuration in force, as TOML-like sections. Secrets are only named (`*_env`) and
+    read from the environment, but a URL may carry a password (`store.url`'s PostgreSQL user):
+    shown as `***`."""
+    dumped = without_passwords(current().app.settings.model_dump(mode="json"))
     sections = [(name, json.dumps(value, ensure_ascii=False, indent=2)) for name, value in dumped.items()]
     return render_admin("settings.html.j2", sections=sections)
+
+
+def without_passwords(value: Any) -> Any:
+    """`value` (the settings as JSON) with the password of every URL in it replaced by `***`."""
+    if isinstance(value, dict):
+        return {key: without_passwords(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [without_passwords(item) for item in value]
+    if isinstance(value, str) and "://" in value and "@" in value:
+        try:
+            parts = urlsplit(value)
+            hidden = parts.password is not None
+        except ValueError:
+            return value
+        if hidden:
+            user, host = parts.netloc.rsplit("@", 1)
+            return urlunsplit(parts._replace(netloc=f"{user.split(':', 1)[0]}:***@{host}"))
+    return value

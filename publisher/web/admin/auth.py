@@ -11,6 +11,12 @@
   sign-in, the token in Flask's signed session cookie) and an editor or admin unless marked
   `@own_account` (what any account may do to itself: sign out, its password, its second factor).
   So a page added later is closed to strangers and read-only to viewers without doing anything.
+- **A trusted browser**: a full sign-in (or a password chosen by the one-time link or on "My
+  account") also sets `publisher_admin_device` (Path=/admin/login,
+  90 days): the account's id and the time, signed with the site's key over the account's
+  password hash (a new password voids it). A browser carrying it passes its account's lockout
+  (not the per-network limit), so 10 wrong passwords typed by someone else lock strangers out,
+  never the account's owner (OWASP's device cookies).
 - `requires(role)` raises the bar per route; `audit(...)` records a change.
 """
 
@@ -23,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from flask import Response, current_app, g, request
 from markupsafe import Markup
@@ -35,6 +41,9 @@ from ..shared import csrf_token as pre_session_csrf_token
 
 COOKIE = "publisher_admin"
 COOKIE_PATH = "/admin"
+DEVICE_COOKIE = "publisher_admin_device"
+DEVICE_COOKIE_PATH = "/admin/login"  # the sign-in form and its second step
+DEVICE_LIFETIME = timedelta(days=90)
 TOUCH_EVERY = timedelta(minutes=1)  # last_seen is written at most this often
 ADMIN_EXTENSION = "publisher_admin"
 
@@ -167,6 +176,40 @@ def end_session(response: Response) -> None:
     response.delete_cookie(COOKIE, path=COOKIE_PATH, secure=state.secure_cookie, httponly=True, samesite="Strict")
 
 
+# --- the trusted browser
+
+
+def _device_mac(account: Account, issued: int) -> str:
+    key = current().letters.signing_key
+    message = f"admin device {account.id} {issued} {account.password_hash}".encode()
+    return hmac.new(key, message, hashlib.sha256).hexdigest()
+
+
+def set_device_cookie(response: Response, account: Account) -> None:
+    """This browser signed in fully as `account`: it passes the account's lockout from now on."""
+    account = current().app.store.account(account.id) or account  # its hash as this sign-in left it
+    issued = int(now().timestamp())
+    state = admin_state()
+    response.set_cookie(
+        DEVICE_COOKIE, f"{account.id}.{issued}.{_device_mac(account, issued)}",
+        max_age=int(DEVICE_LIFETIME.total_seconds()), path=DEVICE_COOKIE_PATH, secure=state.secure_cookie,
+        httponly=True, samesite="Strict",
+    )  # fmt: skip
+
+
+def trusted_account() -> int | None:
+    """The id of the account this browser's device cookie vouches for (signed, not older than
+    DEVICE_LIFETIME, made under the account's present password), or None."""
+    parts = request.cookies.get(DEVICE_COOKIE, "")[:200].split(".")
+    if len(parts) != 3 or not parts[0].isdigit() or not parts[1].isdigit():
+        return None
+    account = current().app.store.account(int(parts[0]))
+    issued = int(parts[1])
+    if account is None or account.password_hash is None or now().timestamp() - issued > DEVICE_LIFETIME.total_seconds():
+        return None
+    return account.id if hmac.compare_digest(parts[2], _device_mac(account, issued)) else None
+
+
 # --- CSRF
 
 
@@ -234,7 +277,8 @@ def guard() -> Response | None:
 
 def _login_url() -> str:
     path = request.full_path.rstrip("?")
-    return "/admin/login" + (f"?next={path}" if path.startswith("/admin/") and path != "/admin/login" else "")
+    wanted = path.startswith("/admin/") and path != "/admin/login"
+    return "/admin/login" + (f"?next={quote(path, safe='/')}" if wanted else "")  # its own ? and & kept
 
 
 def safe_next(target: str | None) -> str:

@@ -82,10 +82,14 @@ def digests() -> Response:
 
 
 def _reader() -> tuple[Subscriber | None, str]:
-    """The reader named by `?subscriber=` (an address), or None for a reader of every category."""
+    """The reader named by `?subscriber=` (an address), or None for a reader of every category.
+    Editors only: a reader's message carries their own unsubscribe and preferences links, which
+    would let a viewer change the reader on the public pages (a viewer changes nothing)."""
     email = request.args.get("subscriber", "").strip()[:320]
     if not email:
         return None, ""
+    if not may_edit():
+        abort(403)
     found = current().app.store.subscriber(email.lower())
     return found, "" if found is not None else words()["not_listed"].format(email=email)
 
@@ -107,6 +111,7 @@ def preview() -> Response:
         window=window,
         size_kb=round(len(message.html.encode("utf-8")) / 1000, 1),
         frame_url=frame,
+        editor=may_edit(),
     )
     # This page alone may frame one of ours: the sandboxed message (preview_html).
     response.headers["Content-Security-Policy"] += "; frame-src 'self'"

@@ -11,7 +11,7 @@ from urllib.parse import urlencode
 
 from flask import Response, request
 
-from ...accounts import Outcome, account_for_link, check_code, check_password, set_password_by_link
+from ...accounts import Outcome, SignIn, account_for_link, check_code, check_password, set_password_by_link
 from ..shared import client_address, current
 from . import admin
 from .auth import (
@@ -25,7 +25,9 @@ from .auth import (
     public,
     safe_next,
     see_other,
+    set_device_cookie,
     start_session,
+    trusted_account,
 )
 from .layout import admin_words, render_admin
 
@@ -47,22 +49,21 @@ def login_form() -> Response:
 def login() -> Response:
     words = admin_words()
     email = request.form.get("email", "").strip()[:320]
-    result = check_password(
-        current().app.store, email, request.form.get("password", ""), client_address(), admin_state().limits, now()
-    )
-    if result.locked_now:
-        audit("account.locked", email, "10 bad passwords in a row", actor=email)
-    if result.outcome is Outcome.THROTTLED:
+    password, limits = request.form.get("password", ""), admin_state().limits
+    result = check_password(current().app.store, email, password, client_address(), limits, now(), trusted_account())
+    if result.outcome is Outcome.THROTTLED:  # not audited: its network's failures were, up to the limit
         return _login_page(429, words["login"]["throttled"], email)
-    if result.outcome is Outcome.LOCKED:
-        return _login_page(403, words["login"]["locked"], email)
-    if result.outcome is Outcome.REFUSED or result.account is None:
+    _failed_sign_in(result, email, "wrong password")
+    if result.outcome in (Outcome.LOCKED, Outcome.REFUSED) or result.account is None:
+        # A lock says what a wrong password says, or 10 tries would tell which addresses have
+        # an account; the words say that 10 wrong passwords lock one.
         return _login_page(403, words["login"]["refused"], email)
     verified = result.outcome is Outcome.SIGNED_IN
     target = safe_next(request.form.get("next"))
     response = see_other(target if verified else "/admin/login/code?" + urlencode({"next": target}))
     start_session(response, result.account, verified)
     if verified:
+        set_device_cookie(response, result.account)
         audit("account.sign_in", email, actor=result.account.email)
     return response
 
@@ -77,19 +78,32 @@ def login_code() -> Response:
     words = admin_words()
     if request.method == "GET":
         return render_admin("code.html.j2", error="", next=request.args.get("next", ""))
-    result = check_code(
-        current().app.store, account, request.form.get("code", ""), client_address(), admin_state().limits, now()
-    )
-    if result.locked_now:
-        audit("account.locked", account.email, "10 bad codes in a row", actor=account.email)
+    code, limits = request.form.get("code", ""), admin_state().limits
+    result = check_code(current().app.store, account, code, client_address(), limits, now(), trusted_account())
+    _failed_sign_in(result, account.email, "wrong second-factor code")
     if result.outcome is not Outcome.SIGNED_IN:
         key = {Outcome.THROTTLED: "throttled", Outcome.LOCKED: "locked"}.get(result.outcome, "bad_code")
         status = 429 if result.outcome is Outcome.THROTTLED else 403
         return render_admin("code.html.j2", status, error=words["login"][key], next=request.form.get("next", ""))
     response = see_other(safe_next(request.form.get("next")))
     start_session(response, account, verified=True)  # a new id once verified
+    set_device_cookie(response, account)
     audit("account.sign_in", account.email, "with a second factor", actor=account.email)
     return response
+
+
+def _failed_sign_in(result: SignIn, email: str, what: str) -> None:
+    """A refused sign-in to an account in the audit log (by whoever typed `email`), and a
+    lockout it caused. Not an address without an account (any number of them can be typed, so
+    they are only counted for the limits, in admin_login_failures), nor a try while the account
+    is locked (its lockout is the row): so the log grows by at most 11 rows per account per
+    lockout, however many networks are guessing."""
+    refused = result.outcome is Outcome.REFUSED or result.locked_now
+    if result.account is None or not refused:
+        return
+    audit("account.sign_in_failed", email, what, actor="(not signed in)")
+    if result.locked_now:
+        audit("account.locked", email, "10 bad passwords or codes in a row", actor=email)
 
 
 @admin.post("/logout")
@@ -123,4 +137,8 @@ def set_password(token: str) -> Response:
     if done is None:
         return render_admin("notice.html.j2", 404, title=words["password"]["expired"], body="")
     audit("account.set_password", done.email, "by the set-password link", actor=done.email)
-    return render_admin("notice.html.j2", title=words["password"]["done"], body="", sign_in=True)
+    response = render_admin("notice.html.j2", title=words["password"]["done"], body="", sign_in=True)
+    # Whoever held the one-time link is the account's owner: this browser passes its lockout
+    # from now on, so nobody can keep a new (or reset) account locked before its first sign-in.
+    set_device_cookie(response, done)
+    return response

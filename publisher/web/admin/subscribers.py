@@ -11,6 +11,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 from flask import Response, abort, request, stream_with_context
 
@@ -76,7 +77,7 @@ def subscribers() -> Response:
         statuses=STATUSES,
         categories=current().app.categories,
         query=query,
-        more="&".join(f"{k}={v}" for k, v in query.items() if v),
+        more=urlencode({k: v for k, v in query.items() if v}),  # the next page's link: `q` may hold & # + %
         import_limit_mb=IMPORT_LIMIT_MB,
         editor=may_edit(),
     )
