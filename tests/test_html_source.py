@@ -259,6 +259,15 @@ def test_an_override_must_name_a_category_of_pages(site: Site, cms: CmsSite) -> 
     assert "区域经济研究" not in re.sub(r"name one of.*", "", result.output)  # its slug or name both count
 
 
+def test_a_category_with_no_list_page_is_refused_at_check(site: Site, cms: CmsSite) -> None:
+    """`"政策解读" = []` would read nothing and show the category as ok at every run."""
+    toml = cms.source_toml().replace(f'"{NEWS}" = ["{cms.list_url(NEWS)}"]', f'"{NEWS}" = []')
+    site.append_config(cms.categories_toml() + toml)
+    result = site.cli("check")
+    assert result.exit_code == 2
+    assert f"sources[1].list.pages.{NEWS}" in result.output and "no list page" in result.output
+
+
 def test_an_override_may_name_the_category_by_its_slug(site: Site, cms: CmsSite) -> None:
     cms.changed_template.add("科技创新")
     override = '[sources.list.overrides."tech"]\nlinks = "div.news dt a"\n'

@@ -62,6 +62,10 @@ def _check_html(
         if category not in known:
             fix = "use the name or slug of one of the [[categories]]"
             problems.append((f"sources[{i}].list.pages", f"{category!r} is not a configured category", fix))
+        if not urls:
+            fix = "give its first list page's URL, or take the category out of list.pages"
+            problem = "no list page: the category would read nothing"
+            problems.append((f"sources[{i}].list.pages.{category}", problem, fix))
         for url in urls:
             problems += http_url(f"sources[{i}].list.pages.{category}", url, "https://www.example.org/news/list_1.html")
     selectors = [("list.links", source.list.links), ("list.next", source.list.next)]
