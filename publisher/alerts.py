@@ -115,6 +115,7 @@ class Webhook:
         timer.daemon = True
         try:
             with requests.Session() as session:
+                session.trust_env = False  # no HTTP(S)_PROXY: the guard must see the address it connects to
                 session.mount("http://", adapter)
                 session.mount("https://", adapter)
                 timer.start()
@@ -125,8 +126,9 @@ class Webhook:
         except (requests.RequestException, OutOfTime, OSError) as exc:
             if adapter.expired:
                 raise AlertError(f"{where}: no complete answer within {self.timeout:g} s") from exc
-            query = urlsplit(url).query  # the robot's token: never in a log
-            reason = str(exc).replace(query, "…") if query else str(exc)
+            reason = str(exc)
+            for secret in _secret_parts(url):  # a robot's token, in the query or the path: never in a log
+                reason = reason.replace(secret, "…")
             raise AlertError(f"{where}: {exc.__class__.__name__}: {reason}") from exc
         finally:
             timer.cancel()
@@ -269,3 +271,12 @@ class Alerts:
         wait(pending, timeout=self.webhook.timeout * 2 + 1)
         if posts is not None:
             posts.shutdown(wait=False)
+
+
+def _secret_parts(url: str) -> list[str]:
+    """The parts of `url` beyond its host that may carry a token (DingTalk's and WeCom's in the
+    query, Slack's or Feishu's in the path), longest first so a whole is replaced before a part."""
+    parts = urlsplit(url)
+    path_and_query = parts.path + (f"?{parts.query}" if parts.query else "")
+    found = [path_and_query, parts.query, parts.path] + [p for p in parts.path.split("/") if len(p) >= 8]
+    return sorted({p for p in found if p and p != "/"}, key=len, reverse=True)

@@ -293,6 +293,37 @@ def test_a_failed_post_names_the_host_never_the_robots_token() -> None:
     assert f"127.0.0.1:{port}" in str(failed.value) and "TOKEN-abc123" not in str(failed.value)
 
 
+def test_a_failed_post_never_logs_a_token_in_the_path() -> None:
+    """Slack- and Feishu-style webhooks carry their secret in the path, not the query."""
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]
+    webhook = Webhook(
+        f"http://127.0.0.1:{port}/open-apis/bot/v2/hook/PATHTOKEN-0123456789", "generic", allow_private=True
+    )
+    with pytest.raises(AlertError) as failed:
+        webhook.post(ALERT)
+    assert f"127.0.0.1:{port}" in str(failed.value) and "PATHTOKEN" not in str(failed.value)
+
+
+def test_a_proxy_in_the_environment_does_not_take_the_post_past_the_guard(
+    httpserver: HTTPServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With HTTP_PROXY set, requests would hand the post to the proxy, whose connection the
+    address guard never sees: a webhook on a private address went through. The proxy here is a
+    loopback server that would take anything; the webhook's address is never connected to."""
+    proxied: list[str] = []
+    httpserver.expect_request("").respond_with_handler(lambda r: proxied.append(r.url) or Response("{}"))
+    monkeypatch.setenv("HTTP_PROXY", httpserver.url_for("/"))
+    monkeypatch.setenv("http_proxy", httpserver.url_for("/"))
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    webhook = Webhook("http://10.0.0.1/latest/meta-data/", "generic")
+    with pytest.raises(AlertError, match="allow_private"):
+        webhook.post(ALERT)
+    assert proxied == []
+
+
 def test_a_webhook_answering_a_little_at_a_time_is_cut_at_the_timeout() -> None:
     """Each byte comes well within the timeout, the whole answer far after it."""
     server = socket.socket()
