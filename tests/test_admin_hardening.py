@@ -389,3 +389,24 @@ def test_a_new_password_keeps_the_browser_trusted_and_the_link_makes_it_so(conso
     here.post("/admin/logout", data={"csrf": csrf_of(here)})
     assert login(here, "admin@example.org", "a new passphrase").status_code == 303
     assert login(newcomer, "new@example.org", "their own passphrase").status_code == 303
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("postgresql+psycopg://news:s3cret@db.internal/news", "postgresql+psycopg://news:***@db.internal/news"),
+        ("postgresql+psycopg://news@db/news?password=s3cret&sslmode=require",
+         "postgresql+psycopg://news@db/news?password=***&sslmode=require"),
+        ("https://cms.example.org/api/articles?page={page}&api_key=s3cret",
+         "https://cms.example.org/api/articles?page={page}&api_key=***"),
+        ("https://oapi.dingtalk.com/robot/send?Access_Token=s3cret", "https://oapi.dingtalk.com/robot/send?Access_Token=***"),
+        ("sqlite:///var/publisher.db", "sqlite:///var/publisher.db"),
+        ("https://www.example.org/news/?tokenized=1", "https://www.example.org/news/?tokenized=1"),
+    ],
+)  # fmt: skip
+def test_the_settings_page_hides_every_secret_a_url_carries(url: str, shown: str) -> None:
+    """A password in `user:password@` or in a query parameter named as a secret (psycopg takes
+    `?password=` as the password); other parameters and URLs stay as they are."""
+    from publisher.web.admin.audit import without_passwords
+
+    assert without_passwords({"store": {"url": url}, "list": [url]}) == {"store": {"url": shown}, "list": [shown]}

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote_plus, urlsplit, urlunsplit
 
 from flask import Response, request
 
@@ -37,19 +37,32 @@ def settings_page() -> Response:
     return render_admin("settings.html.j2", sections=sections)
 
 
+SECRET_PARAMETERS = frozenset(
+    {"password", "passwd", "pass", "pwd", "sslpassword", "token", "access_token", "key", "api_key", "apikey",
+     "secret", "client_secret", "signature", "sig"}
+)  # fmt: skip
+
+
 def without_passwords(value: Any) -> Any:
-    """`value` (the settings as JSON) with the password of every URL in it replaced by `***`."""
+    """`value` (the settings as JSON) with the secrets in every URL in it replaced by `***`: the
+    password of `user:password@`, and query parameters named as secrets are (`?password=`, which
+    psycopg takes as the password too, `?api_key=`, `?access_token=` ...)."""
     if isinstance(value, dict):
         return {key: without_passwords(item) for key, item in value.items()}
     if isinstance(value, list):
         return [without_passwords(item) for item in value]
-    if isinstance(value, str) and "://" in value and "@" in value:
-        try:
-            parts = urlsplit(value)
-            hidden = parts.password is not None
-        except ValueError:
-            return value
-        if hidden:
-            user, host = parts.netloc.rsplit("@", 1)
-            return urlunsplit(parts._replace(netloc=f"{user.split(':', 1)[0]}:***@{host}"))
-    return value
+    if not isinstance(value, str) or "://" not in value:
+        return value
+    try:
+        parts = urlsplit(value)
+        password = parts.password
+    except ValueError:
+        return value
+    if password is not None:
+        user, host = parts.netloc.rsplit("@", 1)
+        parts = parts._replace(netloc=f"{user.split(':', 1)[0]}:***@{host}")
+    if parts.query:
+        pairs = [pair.partition("=") for pair in parts.query.split("&")]
+        hidden = [(k, eq, "***" if eq and unquote_plus(k).lower() in SECRET_PARAMETERS else v) for k, eq, v in pairs]
+        parts = parts._replace(query="&".join(k + eq + v for k, eq, v in hidden))
+    return urlunsplit(parts) if parts != urlsplit(value) else value  # sqlite:/// keeps its slashes
