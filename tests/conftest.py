@@ -152,6 +152,12 @@ def touch_later(path: Path) -> None:
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 2_000_000_000))
 
 
+def part_failures(output: str) -> list[str]:
+    """Each `part failed:` report in a command's output, with its hint line."""
+    lines = output.splitlines()
+    return [f"{line}\n{lines[n + 1]}" for n, line in enumerate(lines) if line.startswith("part failed:")]
+
+
 def days_ago(days: int) -> str:
     """A front-matter date `days` before now, in the site's zone (the CLI runs on the real clock)."""
     return f"{datetime.now(ZoneInfo('Asia/Shanghai')) - timedelta(days=days):%Y-%m-%d %H:%M}"

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from cms_site import CATEGORIES, CmsSite
 
-from conftest import Site
+from conftest import Site, part_failures
 from feedcheck import parse_with_feedparser
 from publisher.model import ItemProblem, ScopeRead, SourceItem
 from publisher.sources import Fetched
@@ -294,15 +294,10 @@ def test_check_and_build_word_a_failing_category_the_same_way(site: Site, cms: C
     cms.changed_template.add(ZONE_NEWS)
     site.append_config(cms.categories_toml() + cms.source_toml())
 
-    def failures(output: str) -> list[str]:
-        """Each `part failed:` report with its hint line."""
-        lines = output.splitlines()
-        return [f"{line}\n{lines[n + 1]}" for n, line in enumerate(lines) if line.startswith("part failed:")]
-
     checked, built = site.cli("check"), site.cli("build")
     assert checked.exit_code == built.exit_code == 1
-    said = failures(built.stderr)
-    assert len(said) == 2 and said == failures(checked.stderr), (checked.stderr, built.stderr)
+    said = part_failures(built.stderr)
+    assert len(said) == 2 and said == part_failures(checked.stderr), (checked.stderr, built.stderr)
     assert said[0].startswith(f"part failed: cms ({POLICY}) {cms.list_url(POLICY)}: HTTP 404")
     assert said[1].startswith(f"part failed: cms ({ZONE_NEWS}) {cms.list_url(ZONE_NEWS)}: no article links match")
 

@@ -17,7 +17,7 @@ import pytest
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
-from conftest import HEALTH_HEADERS, HEALTH_TOKEN, Site
+from conftest import HEALTH_HEADERS, HEALTH_TOKEN, Site, part_failures
 from publisher.web import create_app
 
 NEWS, POLICY, TECH = "高新院新闻", "政策解读", "科技创新"
@@ -330,14 +330,10 @@ def test_check_and_build_word_a_failing_json_list_url_and_wordpress_page_the_sam
     )
     site.append_config("\n" + cms_toml(template) + "\n" + wordpress)
 
-    def failures(output: str) -> list[str]:
-        lines = output.splitlines()
-        return [f"{line}\n{lines[n + 1]}" for n, line in enumerate(lines) if line.startswith("part failed:")]
-
     checked, built = site.cli("check"), site.cli("build")
     assert checked.exit_code == built.exit_code == 1
-    said = failures(built.stderr)
-    assert len(said) == 2 and said == failures(checked.stderr), (checked.stderr, built.stderr)
+    said = part_failures(built.stderr)
+    assert len(said) == 2 and said == part_failures(checked.stderr), (checked.stderr, built.stderr)
     assert said[0].startswith(f"part failed: cms ({template}) {template.replace('{page}', '1')}: HTTP 500")
     assert said[1].startswith("part failed: blog ") and "没有路由" in said[1]
     assert "source failed" not in checked.stderr
