@@ -328,10 +328,11 @@ class Fetcher:
 
     def _load_robots(self, origin: str) -> tuple[Robots, bool]:
         """(robots, shared), following up to five redirects to any host (RFC 9309; the address
-        guard still applies). Not shared: what this fetcher's own limits made of it (its run
-        out of time); another source may do better."""
+        guard still applies: a redirect to an address it refuses makes robots.txt unreachable,
+        not the page's request refused). Not shared: what this fetcher's own limits made of it
+        (its run out of time); another source may do better."""
         url = origin + "/robots.txt"
-        for _hop in range(MAX_REDIRECTS + 1):
+        for hop in range(MAX_REDIRECTS + 1):
             self._wait_turn(url)
             try:
                 with self._timed(url):
@@ -341,6 +342,10 @@ class Fetcher:
                 return NO_RULES, False
             except requests.RequestException as exc:
                 return Robots(unreachable=_reason(exc)), True
+            except AddressRefused as exc:
+                if hop == 0:  # the site's own host: its pages are refused as well, and say so
+                    raise
+                return Robots(unreachable=f"robots.txt redirected to {exc.host}, a {exc.kind} address"), True
             target = response.headers.get("Location") if response.is_redirect else None
             if target is None:
                 return robots_answer(response.status_code, content, response.headers.get("Content-Type", "")), True
