@@ -8,7 +8,7 @@ import json
 import re
 import threading
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 
 import pytest
 from pytest_httpserver import HTTPServer
@@ -345,3 +345,22 @@ def test_robots_txt_redirected_to_a_refused_address_allows_nothing_from_the_site
         ), refused.value.message
         assert "allow_private" not in refused.value.hint
     assert robots.requests == ["127.0.0.1/robots.txt", "127.0.0.1/hop/1"]  # once in the run, no page read
+
+
+def test_robots_txt_is_read_up_to_500_kib_and_no_further(httpserver: HTTPServer) -> None:
+    """RFC 9309 asks parsers to read at least 500 KiB: a robots.txt that never ends is read that
+    far and its rules kept, not until the request's deadline."""
+
+    def endless() -> Iterator[bytes]:
+        yield b"User-agent: *\nDisallow: /private/\n"
+        while True:
+            yield b"# " + b"-" * 1021 + b"\n"
+
+    httpserver.expect_request("/robots.txt").respond_with_handler(
+        lambda _request: Response(endless(), content_type="text/plain")
+    )
+    httpserver.expect_request("/news/1.html").respond_with_data("<p>正文</p>", content_type="text/html")
+    fetcher = Fetcher("publisher/test", delay=0, guard=LOOPBACK, retries=0, deadline=10)
+    assert fetcher.get(httpserver.url_for("/news/1.html")).status == 200
+    with pytest.raises(SourceError, match="robots.txt does not allow"):
+        fetcher.get(httpserver.url_for("/private/x.html"))

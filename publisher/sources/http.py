@@ -32,7 +32,7 @@ from .. import __version__
 from ..errors import SourceError
 from .addresses import PUBLIC_ONLY, AddressGuard, AddressRefused, GuardedAdapter, OutOfTime
 from .charsets import decode_html
-from .robots import MAX_REDIRECTS, NO_RULES, Robots, RobotsCache, robots_answer
+from .robots import MAX_REDIRECTS, NO_RULES, Robots, RobotsCache, read_start, robots_answer
 
 MAX_BYTES = 10 * 1024 * 1024
 DEADLINE = 120.0  # seconds for one request, retries and redirects included
@@ -335,9 +335,11 @@ class Fetcher:
         for hop in range(MAX_REDIRECTS + 1):
             self._wait_turn(url)
             try:
-                with self._timed(url):
-                    response = self.robots_session.get(url, timeout=self.timeout, allow_redirects=False)
-                    content = response.content
+                with (
+                    self._timed(url),
+                    self.robots_session.get(url, timeout=self.timeout, allow_redirects=False, stream=True) as response,
+                ):
+                    content = b"" if response.is_redirect else read_start(response.iter_content(64 * 1024))
             except OutOfTime:
                 return NO_RULES, False
             except requests.RequestException as exc:
