@@ -339,10 +339,12 @@ def test_check_and_build_word_a_failing_json_list_url_and_wordpress_page_the_sam
     assert "source failed" not in checked.stderr
 
 
-def test_failed_walks_whose_url_left_the_config_are_forgotten(site: Site, httpserver: HTTPServer) -> None:
-    """A json or wordpress walk that failed past page 1 waits for a walk from the same first
-    page; once the source's URL changes (the site moved to https, say), its run forgets it, or
-    it would be counted as waiting for good."""
+def test_failed_walks_wait_for_the_next_run_and_are_forgotten_once_their_url_left_the_config(
+    site: Site, httpserver: HTTPServer
+) -> None:
+    """A json or wordpress walk that failed past page 1 resumes at the next run (`status
+    --failed` says so, not a backoff time) from the same first page; once the source's URL
+    changes (the site moved to https, say), its run forgets it, or it would wait for good."""
     from test_polite_polling import Api, json_toml, wordpress_toml
 
     api = Api(httpserver, cap=1)
@@ -350,10 +352,9 @@ def test_failed_walks_whose_url_left_the_config_are_forgotten(site: Site, httpse
     news, blog = json_toml(httpserver, "news", NEWS), wordpress_toml(httpserver)
     site.append_config(news + blog)
     assert site.cli("build").exit_code == 1
-    assert sorted((row["source"], row["what"]) for row in failed_json(site)) == [
-        ("blog", "list page"),
-        ("news", "list page"),
-    ]
+    walks = sorted((row["source"], row["what"], row["next_try"]) for row in failed_json(site))
+    assert walks == [("blog", "list page", "next run"), ("news", "list page", "next run")]  # not a backoff time
+    assert site.cli("status", "--failed").stdout.count("next run") == 2
 
     moved = blog.replace(httpserver.url_for("/"), httpserver.url_for("/").replace("localhost", "127.0.0.1"))
     assert moved != blog
