@@ -360,6 +360,21 @@ def test_a_list_page_that_failed_mid_walk_is_read_again_at_the_next_run(cms: Cms
     assert [p for p in cms.paths() if "list_" in p] == ["/a/gxyxw/list_1.html", "/a/gxyxw/list_2.html"]
 
 
+def test_a_failed_walk_whose_category_left_the_config_is_forgotten_at_the_next_run(cms: CmsSite) -> None:
+    """Only a walk from the same first page clears a failed walk: once its category (or list
+    URL) leaves the config, the source's next run forgets it, or it would wait for good."""
+    poller = Poller(cms, [NEWS, POLICY])
+    poller.poll(timedelta(0))
+    for _ in range(4):
+        cms.publish(NEWS)  # page 1 all new: the walk goes on to page 2, which fails
+    cms.broken_paths.add("/a/gxyxw/list_2.html")
+    poller.poll(timedelta(minutes=15))
+    assert [key for key in poller.failed_store if key.startswith("list-walk:")] == [f"list-walk:{cms.list_url(NEWS)}"]
+    poller.categories = [POLICY]
+    poller.poll(timedelta(minutes=15))
+    assert not any(key.startswith("list-walk:") for key in poller.failed_store)
+
+
 def test_the_dedecms_example_in_docs_sources_md_passes_check_against_the_fixture_site(site: Site, cms: CmsSite) -> None:
     """docs/sources.md's html example, as written but for the site's address (and, the fixture
     being on loopback, allow_private and no delay), reads the DedeCMS-like site: its override

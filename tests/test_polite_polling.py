@@ -8,7 +8,7 @@ import json
 import re
 import threading
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 
 import pytest
 from pytest_httpserver import HTTPServer
@@ -18,7 +18,7 @@ from conftest import Site
 from feedcheck import parse_with_feedparser
 from publisher.errors import SourceError
 from publisher.model import ScopeRead, SourceItem
-from publisher.sources.addresses import AddressGuard
+from publisher.sources.addresses import AddressGuard, IPAddress, SocketAddress, resolve_host
 from publisher.sources.http import Fetcher, Validators, source_hosts
 from publisher.sources.json_api import Fields, JsonSource, Paging
 from publisher.sources.robots import NO_RULES, RobotsCache
@@ -318,3 +318,49 @@ def test_an_unreachable_robots_txt_allows_nothing_for_now_and_a_missing_one_ever
     fresh = robots_fetcher(robots)  # the next run
     assert fresh.get(robots.url("/private/x.html")).status == 200  # a 4xx: no rules, all allowed
     assert robots.requests == ["127.0.0.1/robots.txt", "127.0.0.1/private/x.html"]
+
+
+def test_robots_txt_redirected_to_a_refused_address_allows_nothing_from_the_site_for_the_run(
+    httpserver: HTTPServer,
+) -> None:
+    """The guard refuses the redirect's host: robots.txt cannot be had, so nothing is read from
+    the site for the run (RFC 9309), asked once, and each page's error says so (not that the
+    page's host is private, nor to set allow_private)."""
+    robots = RobotsSite(httpserver, hops=2)  # the last hop to localhost, an intranet host here
+
+    def resolve(host: str, port: int) -> list[tuple[int, SocketAddress]]:
+        return resolve_host("127.0.0.2" if host == "localhost" else host, port)
+
+    def refuse(address: IPAddress) -> str | None:
+        return "private" if str(address) == "127.0.0.2" else None
+
+    guard = AddressGuard(refuse=refuse, resolve=resolve)
+    fetcher = Fetcher("publisher/test", delay=0, guard=guard, hosts=source_hosts([robots.url("/")]), retries=0)
+    for path in ("/news/1.html", "/news/2.html"):
+        with pytest.raises(SourceError) as refused:
+            fetcher.get(robots.url(path))
+        assert refused.value.message.startswith(
+            f"{robots.url(path)}: the site's robots.txt could not be read "
+            "(robots.txt redirected to localhost, a private address)"
+        ), refused.value.message
+        assert "allow_private" not in refused.value.hint
+    assert robots.requests == ["127.0.0.1/robots.txt", "127.0.0.1/hop/1"]  # once in the run, no page read
+
+
+def test_robots_txt_is_read_up_to_500_kib_and_no_further(httpserver: HTTPServer) -> None:
+    """RFC 9309 asks parsers to read at least 500 KiB: a robots.txt that never ends is read that
+    far and its rules kept, not until the request's deadline."""
+
+    def endless() -> Iterator[bytes]:
+        yield b"User-agent: *\nDisallow: /private/\n"
+        while True:
+            yield b"# " + b"-" * 1021 + b"\n"
+
+    httpserver.expect_request("/robots.txt").respond_with_handler(
+        lambda _request: Response(endless(), content_type="text/plain")
+    )
+    httpserver.expect_request("/news/1.html").respond_with_data("<p>正文</p>", content_type="text/html")
+    fetcher = Fetcher("publisher/test", delay=0, guard=LOOPBACK, retries=0, deadline=10)
+    assert fetcher.get(httpserver.url_for("/news/1.html")).status == 200
+    with pytest.raises(SourceError, match="robots.txt does not allow"):
+        fetcher.get(httpserver.url_for("/private/x.html"))

@@ -337,3 +337,31 @@ def test_check_and_build_word_a_failing_json_list_url_and_wordpress_page_the_sam
     assert said[0].startswith(f"part failed: cms ({template}) {template.replace('{page}', '1')}: HTTP 500")
     assert said[1].startswith("part failed: blog ") and "没有路由" in said[1]
     assert "source failed" not in checked.stderr
+
+
+def test_failed_walks_wait_for_the_next_run_and_are_forgotten_once_their_url_left_the_config(
+    site: Site, httpserver: HTTPServer
+) -> None:
+    """A json or wordpress walk that failed past page 1 resumes at the next run (`status
+    --failed` says so, not a backoff time) from the same first page; once the source's URL
+    changes (the site moved to https, say), its run forgets it, or it would wait for good."""
+    from test_polite_polling import Api, json_toml, wordpress_toml
+
+    api = Api(httpserver, cap=1)
+    api.broken = {"/api/news?page=2", "wp page 2"}
+    news, blog = json_toml(httpserver, "news", NEWS), wordpress_toml(httpserver)
+    site.append_config(news + blog)
+    assert site.cli("build").exit_code == 1
+    walks = sorted((row["source"], row["what"], row["next_try"]) for row in failed_json(site))
+    assert walks == [("blog", "list page", "next run"), ("news", "list page", "next run")]  # not a backoff time
+    assert site.cli("status", "--failed").stdout.count("next run") == 2
+
+    moved = blog.replace(httpserver.url_for("/"), httpserver.url_for("/").replace("localhost", "127.0.0.1"))
+    assert moved != blog
+    site.write_config(news.replace("/api/news", "/api/policy") + moved)
+    api.broken.clear()
+    rebuilt = site.cli("build")
+    assert rebuilt.exit_code == 0, rebuilt.output
+    assert failed_json(site) == []
+    code, rows = status_json(site)
+    assert code == 0 and all(row["failed_items"] in (0, None) for row in rows), rows

@@ -61,12 +61,16 @@ def status_rows(sources: list[SourceHealth]) -> list[tuple[Cell, ...]]:
 
 def failed_rows(items: list[tuple[str, FailedItem]]) -> list[tuple[Cell, ...]]:
     """One row per failed item: an article, or a walk of list pages that failed past its first
-    page (its URL the page that failed, read again at the next run)."""
-    return [
-        (source, "list page" if item.key.startswith(WALK) else "article", item.url, item.reason, item.failures,
-         item.first_failed, item.last_failed, item.next_try)
-        for source, item in items
-    ]  # fmt: skip
+    page (its URL the page that failed, read again at the next run whatever its attempts: its
+    next try says `next run`, not a backoff time)."""
+    rows: list[tuple[Cell, ...]] = []
+    for source, item in items:
+        walk = item.key.startswith(WALK)
+        rows.append(
+            (source, "list page" if walk else "article", item.url, item.reason, item.failures,
+             item.first_failed, item.last_failed, "next run" if walk else item.next_try)
+        )  # fmt: skip
+    return rows
 
 
 @main.command()

@@ -10,7 +10,7 @@ Like HTTP validators, what a run learnt is kept only once the ingest that used i
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
@@ -93,6 +93,13 @@ class FailedItems:
         """The page where the last walk from `first` failed, to be read again; None: none failed."""
         item = self._current(WALK + first)
         return item.url if item is not None else None
+
+    def keep_walks_from(self, firsts: Collection[str]) -> None:
+        """Forget the walks whose first page is none of `firsts` (the source's first pages as
+        configured now): their category or URL left the config, and no run would resume them."""
+        for key in self.keys():
+            if key.startswith(WALK) and key.removeprefix(WALK) not in firsts:
+                self.forget(key)
 
     def walk_ended(self, first: str, failed_at: str | None = None, reason: str = "") -> None:
         """The walk from `first` went through (`failed_at` None), or failed at that page; a

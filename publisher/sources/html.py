@@ -111,6 +111,8 @@ class HtmlSource:
         # failed items retried now: list pages are read in full, not answered by a 304.
         conditional = bool(fingerprints) and not self.retrying
         every_category_read = True
+        if self.failed is not None:
+            self.failed.keep_walks_from({first for firsts in self.lists.pages.values() for first in firsts})
         for category, first_pages in self.lists.pages.items():
             errors: list[ScopeRead] = []
             for first in first_pages:

@@ -32,7 +32,7 @@ from .. import __version__
 from ..errors import SourceError
 from .addresses import PUBLIC_ONLY, AddressGuard, AddressRefused, GuardedAdapter, OutOfTime
 from .charsets import decode_html
-from .robots import MAX_REDIRECTS, NO_RULES, Robots, RobotsCache, robots_answer
+from .robots import MAX_REDIRECTS, NO_RULES, Robots, RobotsCache, read_start, robots_answer
 
 MAX_BYTES = 10 * 1024 * 1024
 DEADLINE = 120.0  # seconds for one request, retries and redirects included
@@ -328,19 +328,26 @@ class Fetcher:
 
     def _load_robots(self, origin: str) -> tuple[Robots, bool]:
         """(robots, shared), following up to five redirects to any host (RFC 9309; the address
-        guard still applies). Not shared: what this fetcher's own limits made of it (its run
-        out of time); another source may do better."""
+        guard still applies: a redirect to an address it refuses makes robots.txt unreachable,
+        not the page's request refused). Not shared: what this fetcher's own limits made of it
+        (its run out of time); another source may do better."""
         url = origin + "/robots.txt"
-        for _hop in range(MAX_REDIRECTS + 1):
+        for hop in range(MAX_REDIRECTS + 1):
             self._wait_turn(url)
             try:
-                with self._timed(url):
-                    response = self.robots_session.get(url, timeout=self.timeout, allow_redirects=False)
-                    content = response.content
+                with (
+                    self._timed(url),
+                    self.robots_session.get(url, timeout=self.timeout, allow_redirects=False, stream=True) as response,
+                ):
+                    content = b"" if response.is_redirect else read_start(response.iter_content(64 * 1024))
             except OutOfTime:
                 return NO_RULES, False
             except requests.RequestException as exc:
                 return Robots(unreachable=_reason(exc)), True
+            except AddressRefused as exc:
+                if hop == 0:  # the site's own host: its pages are refused as well, and say so
+                    raise
+                return Robots(unreachable=f"robots.txt redirected to {exc.host}, a {exc.kind} address"), True
             target = response.headers.get("Location") if response.is_redirect else None
             if target is None:
                 return robots_answer(response.status_code, content, response.headers.get("Content-Type", "")), True

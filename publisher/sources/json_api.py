@@ -70,6 +70,8 @@ class JsonSource:
         the walk there and is reported with its URL; the items of the pages before it are kept
         (they were read whole, and storing them loses nothing)."""
         first = url = self._page_url(1)
+        if self.failed is not None:
+            self.failed.keep_walks_from({first})  # a walk from another list URL would never resume
         resume = self.failed.walk_resume(first) if self.failed is not None else None  # read on to it
         seen: set[str] = set()
         read: list[tuple[str, Mapping[str, str]]] = []  # (URL, headers) of each page read

@@ -7,7 +7,7 @@ a 5xx or no answer at all means nothing may be read from the site for now (this 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 from urllib.robotparser import RobotFileParser
@@ -15,6 +15,7 @@ from urllib.robotparser import RobotFileParser
 from .charsets import decode_html
 
 MAX_REDIRECTS = 5  # RFC 9309 2.3.1.2: follow at least five; past them, robots.txt is unavailable
+MAX_BYTES = 500 * 1024  # RFC 9309 2.5: parse at least 500 KiB; what follows is never read
 
 
 @dataclass(frozen=True)
@@ -71,11 +72,23 @@ def _site(url: str) -> tuple[str, str, int]:
 
 
 def robots_answer(status: int, content: bytes, content_type: str) -> Robots:
-    """What a final (not redirected) answer to a robots.txt request means (its first 500 KB read)."""
+    """What a final (not redirected) answer to a robots.txt request means; `content`: its first
+    `MAX_BYTES` at most (`read_start`)."""
     if status >= 500:
         return Robots(unreachable=f"HTTP {status}")
     if status >= 400:
         return NO_RULES
     rules = RobotFileParser()
-    rules.parse(decode_html(content[:500_000], content_type).splitlines())
+    rules.parse(decode_html(content, content_type).splitlines())
     return Robots(rules)
+
+
+def read_start(chunks: Iterable[bytes]) -> bytes:
+    """The first `MAX_BYTES` of a robots.txt answer read in `chunks`; the rest is never read,
+    so a robots.txt (or a redirect's target) that never ends cannot hold the run."""
+    start = bytearray()
+    for chunk in chunks:
+        start += chunk
+        if len(start) >= MAX_BYTES:
+            break
+    return bytes(start[:MAX_BYTES])

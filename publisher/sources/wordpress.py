@@ -65,6 +65,8 @@ class WordPressSource:
         """The posts page by page, then one `ScopeRead` for the site: a page that fails ends
         the walk there, reported with its URL, and what the pages before it gave is kept."""
         query: dict[str, str | int] = {"per_page": PER_PAGE, "_embed": 1, "orderby": "modified", "order": "desc"}
+        if self.failed is not None:
+            self.failed.keep_walks_from({self.url})  # a walk from another site's URL would never resume
         # The last walk failed at this page: read on to it, from the newest post, whatever comes before.
         resume = _page_number(self.failed.walk_resume(self.url)) if self.failed is not None else None
         newest = max(fingerprints.values(), default="") if resume is None else ""
