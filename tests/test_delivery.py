@@ -255,6 +255,26 @@ def test_a_retried_uncertain_one_that_fails_stays_uncertain(planned: tuple[Store
     assert problem.error == "may have been delivered: by an earlier try; then 552 mailbox full"
 
 
+def test_a_retried_uncertain_one_keeps_its_doubt_through_a_pause(planned: tuple[Store, int]) -> None:
+    """Giving the delivery back at a refused login erased the prefix that says an earlier try may
+    have arrived, so the success after `digest resume` was recorded `sent`."""
+    store, digest_id = planned
+    confirmed(store, READERS)
+    timeout = TransportError("no answer after the message was handed over", uncertain=True, retryable=False)
+    refused = TransportError("535 login refused", retryable=False, broken=True)
+    flaky = Flaky({"r2@example.com": [timeout, refused]})
+    clocked = Clocked(store, flaky)
+    clocked.until_done(digest_id)
+    assert store.retry_deliveries(digest_id, clocked.time.now, everything=True) == 1
+    assert clocked.run(digest_id).paused
+    [waiting] = store.delivery_problems(digest_id)
+    assert waiting.error.startswith("an earlier try may have been delivered; 535 login refused"), waiting.error
+    assert clocked.run(digest_id).uncertain == 1  # resumed once the login is fixed
+    assert store.delivery_counts(digest_id) == {"sent": 4, "uncertain": 1}
+    [problem] = store.delivery_problems(digest_id)
+    assert "it may have arrived twice" in problem.error
+
+
 def test_a_crash_mid_send_is_uncertain_and_not_sent_again_by_itself(planned: tuple[Store, int]) -> None:
     store, digest_id = planned
     confirmed(store, READERS)
