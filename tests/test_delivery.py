@@ -293,6 +293,27 @@ def test_a_crash_mid_send_is_uncertain_and_not_sent_again_by_itself(planned: tup
     assert [m.message_id for m in resent] == ["<d1.0@example.org>"]  # the same id as the lost try
 
 
+def test_a_crash_on_a_later_try_is_uncertain_at_the_next_run_not_after_its_wait(planned: tuple[Store, int]) -> None:
+    """A `sending` row that already had an error was due only after its retry wait (up to hours),
+    listed as waiting for `retry`, which skips `sending` rows."""
+    store, digest_id = planned
+    confirmed(store, READERS)
+    waits = [timedelta(hours=4), timedelta(hours=4)]
+    clocked = Clocked(store, Flaky({"r0@example.com": [TransportError("451 greylisted", retryable=True)]}),
+                      retry_after=waits)  # fmt: skip
+    assert clocked.run(digest_id).retried == 1
+    clocked.time.now += waits[0]
+    [r0] = store.next_deliveries(digest_id, 10)
+    store.mark_delivery(r0.id, "sending", clocked.time.now, tried=True)  # killed on its second try
+    clocked.time.now += timedelta(minutes=1)
+    assert store.waiting(digest_id, waits) == (1, clocked.time.now - timedelta(minutes=1))  # due: the next run
+    [problem] = store.delivery_problems(digest_id)
+    assert (problem.status, problem.waiting, problem.retry_with) == ("sending", False, "")
+    report = clocked.run(digest_id)
+    assert (report.uncertain, report.next_try) == (1, None)
+    assert store.delivery_counts(digest_id) == {"sent": 4, "uncertain": 1}
+
+
 def test_too_many_errors_in_a_row_pause_the_digest_and_resume_continues(planned: tuple[Store, int]) -> None:
     store, digest_id = planned
     down = TransportError("connection refused", retryable=True)
