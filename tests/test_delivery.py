@@ -255,6 +255,26 @@ def test_a_retried_uncertain_one_that_fails_stays_uncertain(planned: tuple[Store
     assert problem.error == "may have been delivered: by an earlier try; then 552 mailbox full"
 
 
+def test_a_retried_uncertain_one_keeps_its_doubt_through_a_pause(planned: tuple[Store, int]) -> None:
+    """Giving the delivery back at a refused login erased the prefix that says an earlier try may
+    have arrived, so the success after `digest resume` was recorded `sent`."""
+    store, digest_id = planned
+    confirmed(store, READERS)
+    timeout = TransportError("no answer after the message was handed over", uncertain=True, retryable=False)
+    refused = TransportError("535 login refused", retryable=False, broken=True)
+    flaky = Flaky({"r2@example.com": [timeout, refused]})
+    clocked = Clocked(store, flaky)
+    clocked.until_done(digest_id)
+    assert store.retry_deliveries(digest_id, clocked.time.now, everything=True) == 1
+    assert clocked.run(digest_id).paused
+    [waiting] = store.delivery_problems(digest_id)
+    assert waiting.error.startswith("an earlier try may have been delivered; 535 login refused"), waiting.error
+    assert clocked.run(digest_id).uncertain == 1  # resumed once the login is fixed
+    assert store.delivery_counts(digest_id) == {"sent": 4, "uncertain": 1}
+    [problem] = store.delivery_problems(digest_id)
+    assert "it may have arrived twice" in problem.error
+
+
 def test_a_crash_mid_send_is_uncertain_and_not_sent_again_by_itself(planned: tuple[Store, int]) -> None:
     store, digest_id = planned
     confirmed(store, READERS)
@@ -271,6 +291,27 @@ def test_a_crash_mid_send_is_uncertain_and_not_sent_again_by_itself(planned: tup
     assert sender(store, memory).run(digest_id, build).uncertain == 1
     resent = [m for m in memory.sent if m.recipient == "r0@example.com"]
     assert [m.message_id for m in resent] == ["<d1.0@example.org>"]  # the same id as the lost try
+
+
+def test_a_crash_on_a_later_try_is_uncertain_at_the_next_run_not_after_its_wait(planned: tuple[Store, int]) -> None:
+    """A `sending` row that already had an error was due only after its retry wait (up to hours),
+    listed as waiting for `retry`, which skips `sending` rows."""
+    store, digest_id = planned
+    confirmed(store, READERS)
+    waits = [timedelta(hours=4), timedelta(hours=4)]
+    clocked = Clocked(store, Flaky({"r0@example.com": [TransportError("451 greylisted", retryable=True)]}),
+                      retry_after=waits)  # fmt: skip
+    assert clocked.run(digest_id).retried == 1
+    clocked.time.now += waits[0]
+    [r0] = store.next_deliveries(digest_id, 10)
+    store.mark_delivery(r0.id, "sending", clocked.time.now, tried=True)  # killed on its second try
+    clocked.time.now += timedelta(minutes=1)
+    assert store.waiting(digest_id, waits) == (1, clocked.time.now - timedelta(minutes=1))  # due: the next run
+    [problem] = store.delivery_problems(digest_id)
+    assert (problem.status, problem.waiting, problem.retry_with) == ("sending", False, "")
+    report = clocked.run(digest_id)
+    assert (report.uncertain, report.next_try) == (1, None)
+    assert store.delivery_counts(digest_id) == {"sent": 4, "uncertain": 1}
 
 
 def test_too_many_errors_in_a_row_pause_the_digest_and_resume_continues(planned: tuple[Store, int]) -> None:

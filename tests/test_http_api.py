@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import socket
+import ssl
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from email import message_from_bytes, policy
 from email.headerregistry import Address
 from typing import Any
 
 import pytest
+import trustme
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
@@ -215,8 +219,11 @@ def test_a_timeout_after_the_request_went_is_uncertain_but_resend_tries_again(na
         server.stop()
 
 
-def _dropping_server() -> tuple[socket.socket, list[bytes]]:
-    """Reads each request whole, then closes the connection without a word."""
+def _dropping_server(
+    tls: ssl.SSLContext | None = None, answer: Callable[[socket.socket], None] = lambda _conn: None
+) -> tuple[socket.socket, list[bytes]]:
+    """Reads each request whole (over TLS with `tls`), then gives `answer` the connection and
+    closes it: by default without a word."""
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen()
@@ -226,6 +233,7 @@ def _dropping_server() -> tuple[socket.socket, list[bytes]]:
         while True:
             try:
                 conn, _ = listener.accept()
+                conn = tls.wrap_socket(conn, server_side=True) if tls is not None else conn
             except OSError:
                 return
             with conn:
@@ -238,6 +246,7 @@ def _dropping_server() -> tuple[socket.socket, list[bytes]]:
                 while len(body) < length:
                     body += conn.recv(65536)
                 requests_seen.append(head)
+                answer(conn)
 
     threading.Thread(target=serve, daemon=True).start()
     return listener, requests_seen
@@ -373,3 +382,37 @@ def test_a_request_that_cannot_be_made_is_not_uncertain(httpserver: HTTPServer) 
     with pytest.raises(TransportError) as caught:
         api.send(message())
     assert not caught.value.uncertain and script.seen == 0
+
+
+def test_a_200_whose_body_cannot_be_read_is_uncertain_and_posted_once(httpserver: HTTPServer) -> None:
+    """Postmark answering 200 with a broken gzip body took the message: it was posted 4 times in
+    one try (a ContentDecodingError counted as unsent), then re-queued."""
+    garbled = Response(b"not gzip at all", status=200, headers={"Content-Encoding": "gzip"})
+    script = Script(check_postmark, [garbled] * 4)
+    httpserver.expect_request("", method="POST").respond_with_handler(script)
+    with pytest.raises(TransportError) as caught:
+        transport(httpserver, "postmark", []).send(message())
+    error = str(caught.value)
+    assert caught.value.uncertain and not caught.value.retryable and script.seen == 1
+    assert "HTTP 200" in error and "could not be read" in error and "no answer" not in error
+
+
+def test_a_tls_error_once_the_request_went_is_uncertain_and_posted_once(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A TLS error while reading the answer (here: bytes that are not TLS) may follow the provider
+    taking the message; a failed handshake (the test above) cannot."""
+    ca = trustme.CA()
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server_tls)
+    listener, seen = _dropping_server(server_tls, lambda conn: os.write(conn.fileno(), b"HTTP/1.1 200 OK\r\n\r\n"))
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tmp_path / "ca.pem"))  # it wins over session.verify
+    try:
+        url = f"https://127.0.0.1:{listener.getsockname()[1]}"
+        api = HttpApiTransport("postmark", KEY, base_url=url, sleep=lambda _s: None)
+        with pytest.raises(TransportError) as caught:
+            api.send(message())
+    finally:
+        listener.close()
+    assert caught.value.uncertain and not caught.value.retryable and len(seen) == 1, caught.value

@@ -303,7 +303,8 @@ def test_an_unanswered_message_is_uncertain_and_only_retry_all_sends_it_again(si
     controller.start()
     try:
         mailing_site(site, port)
-        site.config.write_text(site.config.read_text(encoding="utf-8").replace("timeout = 10", "timeout = 0.5"))
+        quick = site.config.read_text(encoding="utf-8").replace("timeout = 10", "timeout = 0.5\ndata_timeout = 0.5")
+        site.config.write_text(quick)
         add_readers(site, 3)
         sent = site.cli("digest", "send")
         assert sent.exit_code == 0, sent.output

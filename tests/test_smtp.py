@@ -222,7 +222,8 @@ def test_outbox_writes_parseable_eml_files(tmp_path: Path) -> None:
 
 class Dropping(Recorder):
     """Drops the connection at `when` ("RCPT": before DATA; "DATA": after the final "."), or at
-    "SILENT" reads the whole message and never answers it."""
+    "SILENT" reads the whole message and never answers it (answers in 3 s, past the client's
+    0.5 s), at "SLOW" answers it in 1 s, as a relay that scans the message does."""
 
     def __init__(self, when: str) -> None:
         super().__init__()
@@ -242,6 +243,8 @@ class Dropping(Recorder):
             server.transport.close()
         elif self.when == "SILENT":
             await asyncio.sleep(3)  # far past the client's 0.5 s
+        elif self.when == "SLOW":
+            await asyncio.sleep(1)
         return "250 OK"
 
 
@@ -254,7 +257,10 @@ def dropping() -> Iterator[Any]:
         controller = Controller(handler, hostname="127.0.0.1", port=free_port())
         controller.start()
         started.append(controller)
-        return handler, SmtpTransport("127.0.0.1", controller.port, security="none", timeout=0.5)
+        data_timeout = 5 if when == "SLOW" else 0.5
+        return handler, SmtpTransport(
+            "127.0.0.1", controller.port, security="none", timeout=0.5, data_timeout=data_timeout
+        )
 
     yield start
     for controller in started:
@@ -282,3 +288,12 @@ def test_a_drop_or_silence_after_the_final_dot_is_uncertain_and_not_sent_again(d
     assert len(handler.messages) == 1 and handler.rcpts == 1  # not sent again on a fresh connection
     assert caught.value.uncertain and not caught.value.retryable
     assert "no answer after the message was handed over" in str(caught.value)
+
+
+def test_the_reply_after_the_final_dot_waits_data_timeout_not_timeout(dropping: Any) -> None:
+    """A relay that scans the message before it answers the final "." (RFC 5321 4.5.3.2.6 gives
+    it 10 minutes) took longer than `timeout`, so its delivery was made uncertain."""
+    handler, smtp = dropping("SLOW")
+    slow = message()
+    assert smtp.send(slow).provider_id == slow.message_id
+    assert len(handler.messages) == 1

@@ -55,8 +55,9 @@ class MailServices:
             assert smtp is not None  # validated
             password = secret(smtp.password_env, "mail.smtp.password_env") if smtp.password_env else None
             return SmtpTransport(
-                smtp.host, smtp.port, smtp.security, smtp.username or None, password, timeout=smtp.timeout
-            )
+                smtp.host, smtp.port, smtp.security, smtp.username or None, password, timeout=smtp.timeout,
+                data_timeout=smtp.data_timeout,
+            )  # fmt: skip
         if mail.transport == "ses" and mail.ses is not None:
             from ..transports import ses
 

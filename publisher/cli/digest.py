@@ -256,8 +256,9 @@ FAILURE_COLUMNS = (
 @click.pass_context
 def digest_failures(ctx: click.Context, digest_ref: str | None, output_format: str) -> None:
     """Deliveries that failed, that wait for another try, or that are uncertain (no answer came
-    after the message was handed over: the reader may have it, or have it twice), of DIGEST (its
-    # or key, as `digest status` shows them) or of every digest, with what would try each again."""
+    after the message was handed over: the reader may have it, or not; twice once `retry --all`
+    sent it again), of DIGEST (its # or key, as `digest status` shows them) or of every digest,
+    with what would try each again."""
     from ..store import next_try_at
 
     app = load_app(ctx)

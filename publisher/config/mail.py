@@ -19,6 +19,9 @@ class SmtpConfig(Section):
     username: str = ""
     password_env: str = Field(default="", pattern=OPTIONAL_ENV_NAME)
     timeout: float = Field(default=30.0, gt=0, le=600)
+    # seconds for the reply to the final "." of DATA, when a relay scans the message (RFC 5321
+    # 4.5.3.2.6: 10 minutes); silence past it makes the delivery uncertain
+    data_timeout: float = Field(default=600.0, gt=0, le=3600)
 
 
 class ApiConfig(Section):

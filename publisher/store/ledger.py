@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import String, Text, bindparam, func, insert, select, text, update
+from sqlalchemy import String, Text, bindparam, case, func, insert, literal, select, text, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
@@ -281,10 +281,17 @@ _SETTLE = (
     .where(_d.id == bindparam("b_id"), _d.status == "sending", _d.attempts == bindparam("b_attempts"))
     .values(status="uncertain", updated_at=bindparam("b_at"), last_error=bindparam("b_error", type_=Text))
 )
-_UNCLAIM = (
+_UNCLAIM = (  # keeps EARLIER, which says a success now may be a second copy
     update(deliveries_table)
     .where(_d.id == bindparam("b_id"))
-    .values(status=bindparam("b_status"), attempts=_d.attempts - 1, last_error=bindparam("b_error", type_=Text))
+    .values(
+        status=bindparam("b_status"),
+        attempts=_d.attempts - 1,
+        last_error=case(
+            (_d.last_error.like(EARLIER + "%"), literal(EARLIER, Text) + bindparam("b_error", type_=Text)),
+            else_=bindparam("b_error", type_=Text),
+        ),
+    )
 )
 _SUBSCRIBER_BY_KEY = select(subscribers_table).where(subscribers_table.c.email_key == bindparam("b_key"))
 
@@ -330,7 +337,7 @@ class Ledger:
 
     def unclaim(self, delivery: Delivery, error: str) -> None:
         """Give a claimed delivery back as it was (the attempt did not count): the transport
-        could not send anything at all."""
+        could not send anything at all. A delivery put back after a doubt keeps saying so."""
         with self.conn.begin():
             self.conn.execute(_UNCLAIM, {"b_id": delivery.id, "b_status": delivery.status, "b_error": error[:2000]})
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, case, func, or_, select, update
+from sqlalchemy import and_, case, func, literal_column, or_, select, update
 from sqlalchemy.engine import Engine
 
 from ..model import SubscriberStatus
@@ -40,6 +40,9 @@ EARLIER = "an earlier try may have been delivered; "
 SENT_AGAIN = "sent again on request after a try that may have been delivered: it may have arrived twice"
 
 _x = deliveries_table.c
+# Due at once: never tried after an error, or left `sending` (the next run records it uncertain).
+# No parameters, so that a GROUP BY can repeat it as it is.
+_SETTLE_NOW = or_(_x.last_error.is_(None), _x.status == literal_column("'sending'"))
 
 
 def next_try_at(attempts: int, last_try: datetime, delays: Sequence[timedelta]) -> datetime:
@@ -51,11 +54,12 @@ def next_try_at(attempts: int, last_try: datetime, delays: Sequence[timedelta]) 
 
 
 def due_clause(now: datetime, delays: Sequence[timedelta]) -> Any:
-    """The SQL condition for an open delivery that may be tried at `now`: never tried after an
-    error (new, or left `sending` by a crash), or its wait over; `next_try_at` in SQL."""
+    """The SQL condition for an open delivery that may be taken at `now`: never tried after an
+    error, left `sending` by a process that stopped (due at once, to be recorded uncertain,
+    whatever error an earlier try left), or its wait over; `next_try_at` in SQL."""
     at = naive_utc(now)
     waited = [and_(_x.attempts == n, _x.updated_at <= at - delay) for n, delay in enumerate(delays, start=1)]
-    return or_(_x.last_error.is_(None), _x.attempts <= 0, _x.attempts > len(delays), *waited)
+    return or_(_SETTLE_NOW, _x.attempts <= 0, _x.attempts > len(delays), *waited)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,14 +69,15 @@ class DeliveryProblem:
     digest_id: int
     digest_key: str
     email_key: str
-    status: str  # failed | uncertain | pending | sending (the last two: waiting)
+    status: str  # failed | uncertain | pending (waiting) | sending (its process stopped, or runs)
     attempts: int
     last_try: datetime  # UTC
     error: str
 
     @property
     def waiting(self) -> bool:
-        return self.status in OPEN
+        """Waiting for its next try; not a `sending` one, which the next send records uncertain."""
+        return self.status == "pending"
 
     @property
     def temporary(self) -> bool:
@@ -89,7 +94,7 @@ class DeliveryProblem:
         """The command that tries it again, and its risk; "" when none does (sent, maybe twice)."""
         if self.unanswered:
             return "retry --all (may arrive twice)"
-        if self.status == "uncertain":
+        if self.status in ("uncertain", "sending"):
             return ""
         return "retry" if self.temporary else "retry --all"
 
@@ -101,7 +106,7 @@ class RetryStore:
 
     def waiting(self, digest_id: int, delays: Sequence[timedelta]) -> tuple[int, datetime | None]:
         """(open deliveries, when the first of them is due), or (0, None) when none is open."""
-        fresh = _x.last_error.is_(None)  # no parameters: the GROUP BY repeats it as it is
+        fresh = _SETTLE_NOW
         query = (
             select(_x.attempts, fresh, func.count(), func.min(_x.updated_at))
             .where(_x.digest_id == digest_id, _x.status.in_(OPEN))

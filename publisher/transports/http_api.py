@@ -1,17 +1,16 @@
 """HTTP mail APIs (Mailgun, SendGrid, Postmark, Resend; Amazon SES in ses.py, Alibaba Cloud
 DirectMail in aliyun.py): one mapper per provider, one sender.
 
-A mapper turns a Message into the provider's documented request and reads its
-message id from the answer. The sender posts it with a timeout and tries again only when the
-provider cannot have taken the message: the connection was refused, DNS or TLS failed before
-the request went, a 429 (waiting out Retry-After, capped) or a 503. A timeout or a dropped
-connection after the request went, or another 5xx, may come after the provider took it: that
-is `uncertain` (never sent again by itself), unless the provider honours an idempotency key
-(Resend's Idempotency-Key, the delivery's Message-ID, kept 24 hours), where trying again is
-safe. A provider that signs its requests (SES, DirectMail) signs each attempt afresh, as a
-signature carries a time and a nonce; one whose error answers say more than their status (a
-throttling code under HTTP 400) reads them itself into a Refusal, and `Refusal.from_status`
-reads the rest, for every provider alike.
+A mapper turns a Message into the provider's documented request and reads its message id from
+the answer. The sender posts it with a timeout and tries again only when the provider cannot
+have taken the message (`_unsent`: the request could not be made, or no connection: refused,
+DNS, a connect timeout, a failed TLS handshake), a 429 (waiting out Retry-After, capped) or a
+503. Anything else may come after the provider took it (a timeout or a drop once the request
+went, an answer that cannot be read, another 5xx): that is `uncertain` (never sent again by
+itself), unless the provider honours an idempotency key (Resend's Idempotency-Key, the
+delivery's Message-ID, kept 24 hours), where trying again is safe. A provider that signs its
+requests (SES, DirectMail) signs each attempt afresh; one whose error answers say more than
+their status reads them itself into a Refusal, and `Refusal.from_status` reads the rest.
 """
 
 from __future__ import annotations
@@ -24,6 +23,9 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 import requests
+import requests.adapters
+import urllib3
+import urllib3.connection
 import urllib3.exceptions
 
 from ..bounces.events import DELIVERY_HEADER
@@ -248,33 +250,31 @@ class HttpApiTransport:
         self.timeout, self.attempts, self.retry_after_cap, self.sleep = timeout, attempts, retry_after_cap, sleep
         self.session = requests.Session()
         self.session.headers["User-Agent"] = "publisher (+https://github.com/publisher-feeds/publisher)"
+        self.session.mount("https://", _TellingAdapter())
 
     def send(self, message: Message) -> Sent:
         request = self.provider.build(message, self.api_key, self.options)
         url = f"{self.base_url}{request.path}"
-        name = self.provider.name
         for attempt in range(1, self.attempts + 1):
             last = attempt == self.attempts
             sign = self.provider.sign
             signed = request if sign is None else sign(request, url, self.api_key, self.options)
             data = signed.body if signed.body is not None else signed.data
+            response: requests.Response | None = None
             try:
                 response = self.session.post(
                     url, headers=signed.headers, json=signed.json, data=data, files=signed.files, auth=signed.auth,
-                    timeout=self.timeout,
+                    timeout=self.timeout, stream=True,
                 )  # fmt: skip
+                response.content  # noqa: B018  read whole here: a broken answer is still an answer
             except requests.RequestException as exc:
-                if not _unsent(exc) and not self.provider.idempotent:  # it may have been taken
-                    raise TransportError(
-                        f"{name}: no answer from {url} after the request was sent: {exc}",
-                        "it may have been sent: `digest failures` lists it, `digest retry --all` sends it again",
-                        retryable=False,
-                        uncertain=True,
-                    ) from exc
-                if last:
-                    raise TransportError(f"{name}: no answer from {url}: {exc}", retryable=True) from exc
-                self.sleep(min(2.0 ** (attempt - 1) / 2, self.retry_after_cap))
-                continue
+                if response is not None:
+                    response.close()
+                failure = self._failure(url, exc, response)
+                if failure.retryable and not last:
+                    self.sleep(min(2.0 ** (attempt - 1) / 2, self.retry_after_cap))
+                    continue
+                raise failure from exc
             if response.ok:
                 return Sent(provider_id=self.provider.message_id(response))
             refusal = self._refusal(response)
@@ -284,6 +284,26 @@ class HttpApiTransport:
                 continue
             raise self._error(response, refusal)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _failure(self, url: str, exc: requests.RequestException, response: requests.Response | None) -> TransportError:
+        """A request that raised: certainly unsent (retryable) only by `_unsent` and before an
+        answer; else uncertain, or retryable where the provider honours an idempotency key."""
+        name = self.provider.name
+        if response is None and _unsent(exc):
+            return TransportError(f"{name}: could not send to {url}: {exc}", "nothing was sent", retryable=True)
+        if response is None:
+            what = f"no answer from {url} after the request was sent"
+        else:
+            what = f"HTTP {response.status_code} from {url}, but its answer could not be read"
+        if self.provider.idempotent:
+            hint = "the delivery's idempotency key makes another try safe"
+            return TransportError(f"{name}: {what}: {exc}", hint, retryable=True)
+        return TransportError(
+            f"{name}: {what}: {exc}",
+            "it may have been sent: `digest failures` lists it, `digest retry --all` sends it again",
+            retryable=False,
+            uncertain=True,
+        )
 
     def close(self) -> None:
         self.session.close()
@@ -332,17 +352,46 @@ _HINTS = {  # (uncertain, retryable)
 }
 
 
+_e = requests.exceptions  # raised before a request is made at all, or before it connected:
+_NOT_MADE = (_e.MissingSchema, _e.InvalidSchema, _e.InvalidURL, _e.InvalidHeader, _e.URLRequired, _e.InvalidJSONError)
+
+
 def _unsent(exc: requests.RequestException) -> bool:
-    """True when the request cannot have reached the provider: no connection was made (refused,
-    DNS, a connect timeout), TLS failed, or the request could not be made at all (an invalid
-    URL or header). A read timeout, or a connection dropped once it was made (a reset, the
-    server closing without an answer, a broken answer), may come after the provider took it."""
-    if isinstance(exc, (requests.exceptions.ConnectTimeout, requests.exceptions.SSLError)):
+    """True only when the request cannot have reached the provider: it could not be made (an
+    invalid URL or header) or connected (refused, DNS, a connect timeout, a failed TLS handshake:
+    HandshakeFailed). Anything else (a read timeout, a reset, a TLS error once connected) may
+    come after the provider took it."""
+    if isinstance(exc, (*_NOT_MADE, _e.ConnectTimeout)):
         return True
-    if isinstance(exc, (requests.exceptions.ReadTimeout, requests.exceptions.ChunkedEncodingError)):
-        return False
-    if isinstance(exc, requests.exceptions.ConnectionError):
+    if isinstance(exc, _e.ConnectionError):  # SSLError is one too
         reason = exc.args[0] if exc.args else None
         reason = getattr(reason, "reason", reason)  # requests wraps urllib3's MaxRetryError
-        return isinstance(reason, urllib3.exceptions.NewConnectionError)  # refused, DNS (NameResolutionError)
-    return True
+        return isinstance(reason, (urllib3.exceptions.NewConnectionError, HandshakeFailed))  # DNS is NewConnection
+    return False
+
+
+class HandshakeFailed(urllib3.exceptions.SSLError):
+    """A TLS connection that was never made (the handshake failed or timed out), told apart from
+    a TLS error while the request or its answer went, which urllib3 reports alike."""
+
+
+class _TellingHTTPSConnection(urllib3.connection.HTTPSConnection):
+    def connect(self) -> None:
+        try:
+            super().connect()
+        except (urllib3.exceptions.NewConnectionError, urllib3.exceptions.ConnectTimeoutError):
+            raise
+        except Exception as exc:  # nothing of the request was written yet
+            raise HandshakeFailed(f"TLS connection to {self.host} failed: {exc}") from exc
+
+
+class _TellingHTTPSPool(urllib3.HTTPSConnectionPool):
+    ConnectionCls = _TellingHTTPSConnection
+
+
+class _TellingAdapter(requests.adapters.HTTPAdapter):
+    """requests' adapter whose HTTPS connections raise HandshakeFailed when they cannot be made."""
+
+    def init_poolmanager(self, connections: int, maxsize: int, block: bool = False, **pool_kwargs: Any) -> None:
+        super().init_poolmanager(connections, maxsize, block, **pool_kwargs)
+        self.poolmanager.pool_classes_by_scheme = {"http": urllib3.HTTPConnectionPool, "https": _TellingHTTPSPool}

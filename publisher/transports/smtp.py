@@ -5,6 +5,8 @@ from __future__ import annotations
 import smtplib
 import socket
 import ssl
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Literal
 
 from ..bounces.status import address_refused
@@ -19,7 +21,10 @@ class SmtpTransport:
 
     `security`: "starttls" (port 587), "tls" (implicit TLS, port 465) or "none" (a local relay
     only). Certificates are verified by default (Python's smtplib does not verify without a
-    context); `ssl_context` replaces the default, e.g. to trust a private CA.
+    context); `ssl_context` replaces the default, e.g. to trust a private CA. `timeout` bounds
+    the connection and each reply but one: the reply to the final "." of DATA, which a relay may
+    give only once it has scanned the message, waits `data_timeout` (RFC 5321 4.5.3.2.6: 10
+    minutes), as silence there makes the delivery uncertain.
     """
 
     def __init__(
@@ -31,6 +36,7 @@ class SmtpTransport:
         password: str | None = None,
         timeout: float = 30.0,
         ssl_context: ssl.SSLContext | None = None,
+        data_timeout: float = 600.0,
     ) -> None:
         if password is not None and not password.isascii():
             # smtplib encodes AUTH as ASCII (cpython #73936): fail at start-up, not mid-batch
@@ -41,6 +47,7 @@ class SmtpTransport:
             )
         self.host, self.port, self.security = host, port, security
         self.username, self.password, self.timeout = username, password, timeout
+        self.data_timeout = data_timeout
         self.context = ssl_context or ssl.create_default_context()
         self._connection: smtplib.SMTP | None = None
 
@@ -48,13 +55,13 @@ class SmtpTransport:
         try:
             connection = self._connect()
             try:
-                _transmit(connection, message)
+                _transmit(connection, message, self.data_timeout)
             except smtplib.SMTPServerDisconnected:
                 # Dropped before the message was handed over (an idle connection the server
                 # closed, say): one fresh connection, one more try. (A drop or silence after the
                 # final "." of DATA is raised by _transmit as uncertain and never tried again here.)
                 self._drop()
-                _transmit(self._connect(), message)
+                _transmit(self._connect(), message, self.data_timeout)
         except smtplib.SMTPRecipientsRefused as exc:  # the connection stays good for the next one
             code, reply = next(iter(exc.recipients.values()))
             error = self._reply_error("recipient refused", code, reply)
@@ -154,7 +161,7 @@ class SmtpTransport:
         return TransportError(f"{self.host}:{self.port} {what}: {code} {_text(reply)}", hint, retryable=retryable)
 
 
-def _transmit(connection: smtplib.SMTP, message: Message) -> None:
+def _transmit(connection: smtplib.SMTP, message: Message, data_timeout: float) -> None:
     """MAIL, RCPT, DATA for one message.
 
     smtplib's `data()` runs two regular expressions over every message (line endings, then
@@ -162,7 +169,7 @@ def _transmit(connection: smtplib.SMTP, message: Message) -> None:
     dot-safe by construction (header lines start with a letter or a space, base64 lines never
     with "."), so when one C-speed search confirms no line starts with "." the bytes go out as
     they are; otherwise smtplib's own path does the stuffing. Replies are mapped to smtplib's
-    exceptions exactly as `sendmail` maps them.
+    exceptions exactly as `sendmail` maps them. The reply to the final "." waits `data_timeout`.
     """
     data = message.as_bytes()
     options = ["SMTPUTF8"] if message.needs_smtputf8 else []
@@ -179,7 +186,8 @@ def _transmit(connection: smtplib.SMTP, message: Message) -> None:
         raise smtplib.SMTPRecipientsRefused({recipient: (code, reply)})
     if b"\n." in data or not data.endswith(b"\r\n"):  # never with our serialiser
         try:  # smtplib sends and reads the reply in one call: a drop in it counts as uncertain
-            connection.data(data)  # smtplib's own stuffing; it raises SMTPDataError itself
+            with _waiting(connection, data_timeout):  # for the whole call, the "." reply in it
+                connection.data(data)  # smtplib's own stuffing; it raises SMTPDataError itself
         except smtplib.SMTPServerDisconnected as exc:
             raise _gone(connection, exc) from exc
         return
@@ -189,12 +197,27 @@ def _transmit(connection: smtplib.SMTP, message: Message) -> None:
         raise smtplib.SMTPDataError(code, reply)
     connection.send(data + b".\r\n")  # a drop while sending: not all went, nothing was taken
     try:
-        code, reply = connection.getreply()  # silence or a drop now: it may have been taken
+        with _waiting(connection, data_timeout):
+            code, reply = connection.getreply()  # silence or a drop now: it may have been taken
     except smtplib.SMTPServerDisconnected as exc:
         raise _gone(connection, exc) from exc
     if code != 250:
         _reset(connection, code)
         raise smtplib.SMTPDataError(code, reply)
+
+
+@contextmanager
+def _waiting(connection: smtplib.SMTP, seconds: float) -> Iterator[None]:
+    """The connection's socket waits `seconds` for each read within, then as long as before."""
+    sock = connection.sock
+    before = sock.gettimeout() if sock is not None else None
+    if sock is not None:
+        sock.settimeout(seconds)
+    try:
+        yield
+    finally:
+        if sock is not None and connection.sock is sock:  # still open
+            sock.settimeout(before)
 
 
 def _gone(connection: smtplib.SMTP, exc: Exception) -> TransportError:
