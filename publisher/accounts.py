@@ -161,8 +161,12 @@ def check_password(
     assert account is not None and account.password_hash is not None
     if HASHER.check_needs_rehash(account.password_hash):
         store.update_account(account.id, password_hash=HASHER.hash(password))
+    if account.totp_enabled:
+        # The count of bad passwords and codes runs on until the code is right too: were it
+        # cleared here, whoever has the password could guess codes without ever being locked.
+        return SignIn(Outcome.NEEDS_CODE, account)
     store.update_account(account.id, failed_logins=0)
-    return SignIn(Outcome.NEEDS_CODE if account.totp_enabled else Outcome.SIGNED_IN, account)
+    return SignIn(Outcome.SIGNED_IN, account)
 
 
 def check_code(

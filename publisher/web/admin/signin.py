@@ -84,7 +84,10 @@ def login_code() -> Response:
     if result.outcome is not Outcome.SIGNED_IN:
         key = {Outcome.THROTTLED: "throttled", Outcome.LOCKED: "locked"}.get(result.outcome, "bad_code")
         status = 429 if result.outcome is Outcome.THROTTLED else 403
-        return render_admin("code.html.j2", status, error=words["login"][key], next=request.form.get("next", ""))
+        page = render_admin("code.html.j2", status, error=words["login"][key], next=request.form.get("next", ""))
+        if result.outcome is Outcome.LOCKED:  # the half-signed-in session ends with the lock
+            end_session(page)
+        return page
     response = see_other(safe_next(request.form.get("next")))
     start_session(response, account, verified=True)  # a new id once verified
     set_device_cookie(response, account)
