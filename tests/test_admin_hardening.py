@@ -112,8 +112,13 @@ def test_someone_elses_wrong_passwords_never_lock_the_owner_out(console_site: Si
     # The device cookie is the account's own, signed: altered or another's, it passes nothing.
     device = owner.get_cookie(DEVICE_COOKIE, path="/admin/login")
     assert device is not None
-    account_id, issued, mac = device.value.split(".")
-    for forged in (f"{account_id}.{int(issued) + 1}.{mac}", f"{account_id}.{issued}.{'0' * 64}", "1.2.3"):
+    account_id, issued, nonce, mac = device.value.split(".")
+    for forged in (
+        f"{account_id}.{int(issued) + 1}.{nonce}.{mac}",
+        f"{account_id}.{issued}.{nonce}.{'0' * 64}",
+        f"{account_id}.{issued}.{'0' * 16}.{mac}",
+        "1.2.3.4",
+    ):
         newcomer.set_cookie(DEVICE_COOKIE, forged, path="/admin/login")
         assert login(newcomer, "admin@example.org", PASSWORD).status_code == 403, forged
 

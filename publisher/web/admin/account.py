@@ -62,9 +62,7 @@ def account_password() -> Response:
         return _wrong_password(account)
     ended, session_id = _sign_in_anew(account)
     audit("account.password", account.email, f"{ended} session(s) ended")
-    response = _with_session(_page(notice=words["password_changed"]), session_id)
-    set_device_cookie(response, account)  # still a trusted browser: the old cookie named the old hash
-    return response
+    return _with_session(_page(notice=words["password_changed"]), session_id)
 
 
 def _wrong_password(account: Account) -> Response:
@@ -84,14 +82,20 @@ def _wrong_password(account: Account) -> Response:
 
 def _sign_in_anew(account: Account) -> tuple[int, str]:
     """After a change of the account's password or second factor: every browser signed in as
-    it is signed out, and this one goes on under a new session id (a session id someone else
-    learnt before the change is worth nothing after it). (sessions ended, the new id)"""
+    it is signed out and trusted no more, and this one goes on under a new session id (a
+    session id someone else learnt before the change is worth nothing after it). (sessions
+    ended, the new id)"""
     ended = current().app.store.end_sessions(account.id)
     return ended, open_session(account, verified=True)
 
 
 def _with_session(response: Response, session_id: str) -> Response:
+    """`response` with the new session's cookie, and this browser trusted again (the change
+    voided every trusted-browser cookie of the account, its own too)."""
+    account = current_account()
+    assert account is not None
     set_session_cookie(response, session_id)
+    set_device_cookie(response, account)
     return response
 
 
