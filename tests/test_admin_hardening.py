@@ -65,7 +65,7 @@ def test_turning_the_second_factor_on_or_off_gives_a_new_session_and_signs_out_t
     secret = re.search(r'id="totp-secret">([A-Z2-7]+)<', enrol)
     assert secret
     code = pyotp.TOTP(secret.group(1)).at(console_site.clock_now)
-    on = here.post("/admin/account/totp/confirm", data={"csrf": token, "code": code})
+    on = here.post("/admin/account/totp/confirm", data={"csrf": token, "current": PASSWORD, "code": code})
     assert on.status_code == 200 and "<code>" in on.get_data(as_text=True)
     assert cookie_of(here) != old_cookie and here.get("/admin/").status_code == 200
     assert there.get("/admin/").status_code == 303  # signed in with the password alone: out now
@@ -361,7 +361,7 @@ def test_the_code_that_turned_the_second_factor_on_is_used_up(console_site: Site
     totp = pyotp.TOTP(secret.group(1))
     ahead = totp.at(console_site.clock_now + timedelta(seconds=30))
     assert ahead != totp.at(console_site.clock_now)
-    on = client.post("/admin/account/totp/confirm", data={"csrf": token, "code": ahead})
+    on = client.post("/admin/account/totp/confirm", data={"csrf": token, "current": PASSWORD, "code": ahead})
     assert on.status_code == 200 and "<code>" in on.get_data(as_text=True)
     client.post("/admin/logout", data={"csrf": csrf_of(client)})
     console_site.clock_now += timedelta(seconds=30)  # the step that code belongs to

@@ -139,3 +139,25 @@ def test_a_trusted_browsers_own_wrong_passwords_use_up_its_pass(console_site: Si
         assert login(stolen, "admin@example.org", "a guess of theirs").status_code == 403
     assert login(stolen, "admin@example.org", PASSWORD).status_code == 403
     assert login(owners, "admin@example.org", PASSWORD).status_code == 303
+
+
+def test_turning_the_second_factor_on_needs_the_password(console_site: Site) -> None:
+    """A session left open (or stolen) cannot enrol its own authenticator and lock the owner
+    out: the confirm step asks for the password, and wrong ones count as at the sign-in form."""
+    client = signed_in_client(console_site)
+    token = csrf_of(client)
+    enrol = client.post("/admin/account/totp", data={"csrf": token}).get_data(as_text=True)
+    secret = re.search(r'id="totp-secret">([A-Z2-7]+)<', enrol)
+    assert secret and 'id="totp-confirm-current" name="current"' in enrol
+    code = pyotp.TOTP(secret.group(1)).at(console_site.clock_now)
+    for guess in ("", "a guess of theirs"):
+        refused = client.post("/admin/account/totp/confirm", data={"csrf": token, "current": guess, "code": code})
+        assert refused.status_code == 403 and secret.group(1) in refused.get_data(as_text=True)  # to try again
+    store = Store(f"sqlite:///{console_site.db}")
+    account = store.account_by_email("admin@example.org")
+    store.close()
+    assert account is not None and not account.totp_enabled and account.failed_logins == 2
+    actions = [what for _who, what, _target, _detail in audit_actions(console_site, detail=True)]
+    assert actions.count("account.password_check_failed") == 2 and "account.totp_on" not in actions
+    on = client.post("/admin/account/totp/confirm", data={"csrf": token, "current": PASSWORD, "code": code})
+    assert on.status_code == 200 and "<code>" in on.get_data(as_text=True)
