@@ -391,6 +391,8 @@ def test_a_new_password_keeps_the_browser_trusted_and_the_link_makes_it_so(conso
         for _ in range(10):
             guess = {"csrf": csrf_of(attacker, "/admin/login"), "email": email, "password": "a guess of theirs"}
             attacker.post("/admin/login", data=guess, environ_base=STRANGER)
+    for email, password in (("admin@example.org", "a new passphrase"), ("new@example.org", "their own passphrase")):
+        assert login(create_app(console_site.app()).test_client(), email, password).status_code == 403  # locked
     here.post("/admin/logout", data={"csrf": csrf_of(here)})
     assert login(here, "admin@example.org", "a new passphrase").status_code == 303
     assert login(newcomer, "new@example.org", "their own passphrase").status_code == 303
