@@ -10,9 +10,13 @@ any password is checked.
 
 The web door answers a locked account's sign-in as it answers a wrong password (the same words,
 a password checked all the same), so the lockout does not tell which addresses have accounts.
-And the lockout does not hold for a
-browser the account signed in from before (`trusted`: the web door's device cookie), so
-someone guessing from elsewhere can lock the account for strangers, never for its owner.
+A right password does not clear the count while the second factor is still due: only a full
+sign-in does, so whoever has the password cannot guess codes without end.
+
+The lockout does not hold for a browser the account signed in from before (`TrustedDevice`: the
+web door's device cookie), so someone guessing from elsewhere can lock the account for
+strangers, never for its owner; but only until that browser has typed 10 wrong passwords or
+codes itself within the lockout's span (its failures are counted under its cookie's hash).
 """
 
 from __future__ import annotations
@@ -134,12 +138,40 @@ class LoginLimits:
     lockout: timedelta
     per_client_hour: int
 
+    @property
+    def failures_kept(self) -> timedelta:
+        return max(FAILURES_KEPT, self.lockout)
+
+
+@dataclass(frozen=True, slots=True)
+class TrustedDevice:
+    """A browser that signed in fully to `account_id` before (the web door's device cookie,
+    checked there). It passes that account's lockout until it has itself typed LOCK_AFTER
+    wrong passwords or codes within the lockout's span: a stolen cookie buys ten guesses."""
+
+    account_id: int
+    key: str  # the SHA-256 of its cookie, under which its own failures are counted
+
+
+def passes_lockout(
+    store: Store, account: Account, trusted: TrustedDevice | None, limits: LoginLimits, now: datetime
+) -> bool:
+    """Whether `trusted` may sign in to `account` although it is locked."""
+    if trusted is None or trusted.account_id != account.id:
+        return False
+    return store.login_failures(device=trusted.key, since=now - limits.lockout) < LOCK_AFTER
+
 
 def check_password(
-    store: Store, email: str, password: str, client: str, limits: LoginLimits, now: datetime, trusted: int | None = None
+    store: Store,
+    email: str,
+    password: str,
+    client: str,
+    limits: LoginLimits,
+    now: datetime,
+    trusted: TrustedDevice | None = None,
 ) -> SignIn:
-    """The first step of a sign-in. `trusted`: the id of the account this browser signed in to
-    before (whose lockout it passes)."""
+    """The first step of a sign-in. `trusted`: the browser's device cookie, if it has one."""
     network = client_network(client)
     if store.login_failures(network=network, since=now - timedelta(hours=1)) >= limits.per_client_hour:
         return SignIn(Outcome.THROTTLED)
@@ -148,11 +180,17 @@ def check_password(
     usable = account is not None and not account.disabled
     # Checked even when the account is locked, so a lock answers as slowly as a wrong password.
     matches = password_matches(account.password_hash if usable and account else None, password)
-    if account is not None and usable and account.locked(now) and account.id != trusted:
-        store.record_login_failure(typed, network, now, FAILURES_KEPT)
+    device = trusted.key if trusted is not None else None
+    if (
+        account is not None
+        and usable
+        and account.locked(now)
+        and not passes_lockout(store, account, trusted, limits, now)
+    ):
+        store.record_login_failure(typed, network, now, limits.failures_kept, device)
         return SignIn(Outcome.LOCKED, account)
     if not (matches and usable):
-        store.record_login_failure(typed, network, now, FAILURES_KEPT)
+        store.record_login_failure(typed, network, now, limits.failures_kept, device)
         if account is not None and usable:
             locked = store.count_bad_password(account.id, LOCK_AFTER, limits.lockout, now)
             if locked:
@@ -161,8 +199,12 @@ def check_password(
     assert account is not None and account.password_hash is not None
     if HASHER.check_needs_rehash(account.password_hash):
         store.update_account(account.id, password_hash=HASHER.hash(password))
+    if account.totp_enabled:
+        # The count of bad passwords and codes runs on until the code is right too: were it
+        # cleared here, whoever has the password could guess codes without ever being locked.
+        return SignIn(Outcome.NEEDS_CODE, account)
     store.update_account(account.id, failed_logins=0)
-    return SignIn(Outcome.NEEDS_CODE if account.totp_enabled else Outcome.SIGNED_IN, account)
+    return SignIn(Outcome.SIGNED_IN, account)
 
 
 def check_code(
@@ -172,7 +214,7 @@ def check_code(
     client: str,
     limits: LoginLimits,
     now: datetime,
-    trusted: int | None = None,
+    trusted: TrustedDevice | None = None,
 ) -> SignIn:
     """The second step: a TOTP code (each used once) or an unused recovery code. `trusted`: as
     for check_password."""
@@ -182,12 +224,13 @@ def check_code(
     fresh = store.account(account.id)
     if fresh is None or fresh.disabled:
         return SignIn(Outcome.REFUSED)
-    if fresh.locked(now) and fresh.id != trusted:
+    if fresh.locked(now) and not passes_lockout(store, fresh, trusted, limits, now):
         return SignIn(Outcome.LOCKED, fresh)
     if code_matches(store, fresh, code, now):
         store.update_account(fresh.id, failed_logins=0)
         return SignIn(Outcome.SIGNED_IN, fresh)
-    store.record_login_failure(fresh.email, network, now, FAILURES_KEPT)
+    device = trusted.key if trusted is not None else None
+    store.record_login_failure(fresh.email, network, now, limits.failures_kept, device)
     locked = store.count_bad_password(fresh.id, LOCK_AFTER, limits.lockout, now)
     return SignIn(Outcome.LOCKED if locked else Outcome.REFUSED, fresh, locked_now=locked)
 

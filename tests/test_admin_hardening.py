@@ -65,7 +65,7 @@ def test_turning_the_second_factor_on_or_off_gives_a_new_session_and_signs_out_t
     secret = re.search(r'id="totp-secret">([A-Z2-7]+)<', enrol)
     assert secret
     code = pyotp.TOTP(secret.group(1)).at(console_site.clock_now)
-    on = here.post("/admin/account/totp/confirm", data={"csrf": token, "code": code})
+    on = here.post("/admin/account/totp/confirm", data={"csrf": token, "current": PASSWORD, "code": code})
     assert on.status_code == 200 and "<code>" in on.get_data(as_text=True)
     assert cookie_of(here) != old_cookie and here.get("/admin/").status_code == 200
     assert there.get("/admin/").status_code == 303  # signed in with the password alone: out now
@@ -112,8 +112,13 @@ def test_someone_elses_wrong_passwords_never_lock_the_owner_out(console_site: Si
     # The device cookie is the account's own, signed: altered or another's, it passes nothing.
     device = owner.get_cookie(DEVICE_COOKIE, path="/admin/login")
     assert device is not None
-    account_id, issued, mac = device.value.split(".")
-    for forged in (f"{account_id}.{int(issued) + 1}.{mac}", f"{account_id}.{issued}.{'0' * 64}", "1.2.3"):
+    account_id, issued, nonce, mac = device.value.split(".")
+    for forged in (
+        f"{account_id}.{int(issued) + 1}.{nonce}.{mac}",
+        f"{account_id}.{issued}.{nonce}.{'0' * 64}",
+        f"{account_id}.{issued}.{'0' * 16}.{mac}",
+        "1.2.3.4",
+    ):
         newcomer.set_cookie(DEVICE_COOKIE, forged, path="/admin/login")
         assert login(newcomer, "admin@example.org", PASSWORD).status_code == 403, forged
 
@@ -356,7 +361,7 @@ def test_the_code_that_turned_the_second_factor_on_is_used_up(console_site: Site
     totp = pyotp.TOTP(secret.group(1))
     ahead = totp.at(console_site.clock_now + timedelta(seconds=30))
     assert ahead != totp.at(console_site.clock_now)
-    on = client.post("/admin/account/totp/confirm", data={"csrf": token, "code": ahead})
+    on = client.post("/admin/account/totp/confirm", data={"csrf": token, "current": PASSWORD, "code": ahead})
     assert on.status_code == 200 and "<code>" in on.get_data(as_text=True)
     client.post("/admin/logout", data={"csrf": csrf_of(client)})
     console_site.clock_now += timedelta(seconds=30)  # the step that code belongs to
@@ -386,6 +391,8 @@ def test_a_new_password_keeps_the_browser_trusted_and_the_link_makes_it_so(conso
         for _ in range(10):
             guess = {"csrf": csrf_of(attacker, "/admin/login"), "email": email, "password": "a guess of theirs"}
             attacker.post("/admin/login", data=guess, environ_base=STRANGER)
+    for email, password in (("admin@example.org", "a new passphrase"), ("new@example.org", "their own passphrase")):
+        assert login(create_app(console_site.app()).test_client(), email, password).status_code == 403  # locked
     here.post("/admin/logout", data={"csrf": csrf_of(here)})
     assert login(here, "admin@example.org", "a new passphrase").status_code == 303
     assert login(newcomer, "new@example.org", "their own passphrase").status_code == 303

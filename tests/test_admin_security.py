@@ -246,10 +246,11 @@ def test_totp_sign_in_with_a_real_code_and_a_recovery_code_used_once(console_sit
     secret = re.search(r'id="totp-secret">([A-Z2-7]+)<', enrol)
     assert secret and "otpauth://totp/" in enrol
     totp = pyotp.TOTP(secret.group(1))
-    wrong = client.post("/admin/account/totp/confirm", data={"csrf": token, "code": "000000"})
+    wrong = client.post("/admin/account/totp/confirm", data={"csrf": token, "current": PASSWORD, "code": "000000"})
     assert wrong.status_code == 400
     confirmed = client.post(
-        "/admin/account/totp/confirm", data={"csrf": token, "code": totp.at(console_site.clock_now)}
+        "/admin/account/totp/confirm",
+        data={"csrf": token, "current": PASSWORD, "code": totp.at(console_site.clock_now)},
     ).get_data(as_text=True)
     codes = re.findall(r"<code>([0-9a-f]{5}-[0-9a-f]{5})</code>", confirmed)
     assert len(codes) == 10 and len(set(codes)) == 10

@@ -467,3 +467,35 @@ def test_0004_moves_the_http_validators_out_of_meta(two_empty_databases: tuple[s
         assert store.http_validators("site", news) == {"ETag": '"a1"', "Last-Modified": "Tue, 24 Nov 2026 08:00:00 GMT"}
     finally:
         store.close()
+
+
+def test_0007_keeps_the_consoles_accounts_and_starts_their_trust_at_zero(two_empty_databases: tuple[str, str]) -> None:
+    url, _unused = two_empty_databases
+    engine = migrate.migration_engine(url)
+    with engine.begin() as conn:
+        command.upgrade(migrate.alembic_config(conn), "0006_admin")
+        conn.execute(
+            text(
+                "INSERT INTO admin_accounts (email, role, password_hash, totp_enabled, disabled, failed_logins,"
+                " created_at) VALUES ('admin@example.org', 'admin', 'a hash', false, false, 3, '2026-12-01 08:00:00')"
+            )
+        )
+        conn.execute(
+            text(
+                "INSERT INTO admin_login_failures (email, network, at)"
+                " VALUES ('admin@example.org', '198.51.100.0/24', '2026-12-01 08:00:00')"
+            )
+        )
+        command.upgrade(migrate.alembic_config(conn), "head")
+    engine.dispose()
+    store = Store(url)
+    try:
+        account = store.account_by_email("admin@example.org")
+        assert account is not None and (account.failed_logins, account.trust_generation) == (3, 0)
+        store.end_sessions(account.id)
+        assert store.account(account.id).trust_generation == 1  # type: ignore[union-attr]
+        since = datetime(2026, 12, 1, tzinfo=UTC)
+        assert store.login_failures(network="198.51.100.0/24", since=since) == 1
+        assert store.login_failures(device="0" * 64, since=since) == 0
+    finally:
+        store.close()

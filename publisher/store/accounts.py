@@ -39,6 +39,7 @@ class Account:
     failed_logins: int
     locked_until: datetime | None
     created_at: datetime
+    trust_generation: int  # one more each time all its sessions end; trusted browsers are signed over it
 
     def locked(self, now: datetime) -> bool:
         return self.locked_until is not None and now < self.locked_until
@@ -73,6 +74,7 @@ def _account(row: Row[tuple[object, ...]]) -> Account:
     return Account(
         r["id"], r["email"], r["role"], r["password_hash"], r["totp_secret"], bool(r["totp_enabled"]),
         bool(r["disabled"]), r["failed_logins"], aware_utc(locked) if locked else None, aware_utc(r["created_at"]),
+        r["trust_generation"],
     )  # fmt: skip
 
 
@@ -93,7 +95,7 @@ class AccountStore:
                 conn.execute(
                     insert(admin_accounts_table).values(
                         email=email.lower(), role=role, totp_enabled=False, disabled=False, failed_logins=0,
-                        created_at=naive_utc(now),
+                        created_at=naive_utc(now), trust_generation=0,
                     )
                 )  # fmt: skip
         except IntegrityError as exc:
@@ -147,14 +149,15 @@ class AccountStore:
         return _account(row) if row else None
 
     def set_password(self, account_id: int, password_hash: str, token_hash: str | None = None) -> bool:
-        """Keep a new password hash, closing the set-password link and unlocking the account;
-        with `token_hash`, only while that link is still the open one (False: used already)."""
+        """Keep a new password hash, closing the set-password link, unlocking the account and
+        voiding its trusted browsers; with `token_hash`, only while that link is still the open
+        one (False: used already)."""
         a = admin_accounts_table.c
         query = update(admin_accounts_table).where(a.id == account_id)
         if token_hash is not None:
             query = query.where(a.password_token_hash == token_hash)
         values = {"password_hash": password_hash, "password_token_hash": None, "password_token_expires": None,
-                  "failed_logins": 0, "locked_until": None}  # fmt: skip
+                  "failed_logins": 0, "locked_until": None, "trust_generation": a.trust_generation + 1}  # fmt: skip
         with self.engine.begin() as conn:
             return bool(conn.execute(query.values(**values)).rowcount)
 
@@ -221,19 +224,33 @@ class AccountStore:
 
     # --- sign-in failures (the rate limits)
 
-    def record_login_failure(self, email: str, network: str, now: datetime, keep: timedelta) -> None:
+    def record_login_failure(
+        self, email: str, network: str, now: datetime, keep: timedelta, device: str | None = None
+    ) -> None:
+        """A failed sign-in: the address typed, the client's network and the trusted-browser
+        cookie's hash (`device`), if one came; rows older than `keep` go."""
         f = admin_login_failures_table.c
         with self.engine.begin() as conn:
             conn.execute(delete(admin_login_failures_table).where(f.at < naive_utc(now - keep)))
             conn.execute(
-                insert(admin_login_failures_table).values(email=email.lower(), network=network, at=naive_utc(now))
+                insert(admin_login_failures_table).values(
+                    email=email.lower(), network=network, at=naive_utc(now), device=device
+                )
             )
 
-    def login_failures(self, *, email: str | None = None, network: str | None = None, since: datetime) -> int:
-        """Failed sign-ins since `since` for an address typed, or from a client network."""
+    def login_failures(
+        self, *, email: str | None = None, network: str | None = None, device: str | None = None, since: datetime
+    ) -> int:
+        """Failed sign-ins since `since` for an address typed, from a client network, or by a
+        trusted browser (its cookie's hash)."""
         f = admin_login_failures_table.c
         where = [f.at > naive_utc(since)]
-        where.append(f.email == email.lower() if email is not None else f.network == network)
+        if email is not None:
+            where.append(f.email == email.lower())
+        elif device is not None:
+            where.append(f.device == device)
+        else:
+            where.append(f.network == network)
         with self.engine.connect() as conn:
             return conn.execute(
                 select(func.count()).select_from(admin_login_failures_table).where(and_(*where))
@@ -273,9 +290,15 @@ class AccountStore:
             conn.execute(delete(admin_sessions_table).where(admin_sessions_table.c.id_hash == id_hash))
 
     def end_sessions(self, account_id: int) -> int:
-        """End every session of an account (revoked, disabled, a new password); how many."""
+        """End every session of an account (revoked, disabled, reset, a new password, the second
+        factor on or off), and every browser's trust with them (a new trust generation); how
+        many sessions."""
+        a = admin_accounts_table.c
         query = delete(admin_sessions_table).where(admin_sessions_table.c.account_id == account_id)
         with self.engine.begin() as conn:
+            conn.execute(
+                update(admin_accounts_table).where(a.id == account_id).values(trust_generation=a.trust_generation + 1)
+            )
             return conn.execute(query).rowcount
 
     def session_count(self, account_id: int) -> int:

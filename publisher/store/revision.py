@@ -12,7 +12,7 @@ from sqlalchemy.exc import DBAPIError
 from .schema import metadata
 
 # Every revision in migrations/versions, oldest first (a test holds them together).
-REVISIONS = ("0001", "0002", "0003", "0004_deliverability", "0005_source_state", "0006_admin")
+REVISIONS = ("0001", "0002", "0003", "0004_deliverability", "0005_source_state", "0006_admin", "0007_device_trust")
 HEAD = REVISIONS[-1]
 BEFORE_MIGRATIONS = "0.1.0 (before migrations)"  # our tables, but no alembic_version
 

@@ -276,7 +276,9 @@ suppressions_table = Table(
 # The console's accounts (web/admin): a role, an argon2 password hash (None until the account's
 # set-password link is followed), an optional TOTP secret, and the one set-password link that
 # is open (its token's SHA-256, never the token). `failed_logins` counts bad passwords in a row;
-# at the lockout threshold the account is locked until `locked_until`.
+# at the lockout threshold the account is locked until `locked_until`. `trust_generation` grows
+# by one each time all the account's sessions end (a new password, the second factor on or off,
+# a reset, an admin's "end sessions"): the trusted-browser cookie is signed over it.
 admin_accounts_table = Table(
     "admin_accounts",
     metadata,
@@ -293,6 +295,7 @@ admin_accounts_table = Table(
     Column("password_token_hash", String(64)),
     Column("password_token_expires", DateTime),
     Column("created_at", DateTime, nullable=False),
+    Column("trust_generation", Integer, nullable=False, default=0, server_default="0"),
     sqlite_autoincrement=True,  # an id is never reused: an old audit row names one account only
 )
 
@@ -320,8 +323,9 @@ admin_sessions_table = Table(
     Index("ix_admin_sessions_account_id", "account_id"),
 )
 
-# Every sign-in attempt that failed, by the address typed and the client's network (IPv4 /24,
-# IPv6 /64), for the console's rate limits; pruned after a day.
+# Every sign-in attempt that failed, by the address typed, the client's network (IPv4 /24,
+# IPv6 /64) and the trusted-browser cookie it carried (its SHA-256), for the console's rate
+# limits; pruned after a day (or the lockout's span, if longer).
 admin_login_failures_table = Table(
     "admin_login_failures",
     metadata,
@@ -329,8 +333,10 @@ admin_login_failures_table = Table(
     Column("email", String(320), nullable=False),
     Column("network", String(100), nullable=False),
     Column("at", DateTime, nullable=False),
+    Column("device", String(64)),
     Index("ix_admin_login_failures_email", "email", "at"),
     Index("ix_admin_login_failures_network", "network", "at"),
+    Index("ix_admin_login_failures_device", "device", "at"),
 )
 
 # Every change made through the console or `publisher admin`: who (the account's address, kept

@@ -62,15 +62,13 @@ def account_password() -> Response:
         return _wrong_password(account)
     ended, session_id = _sign_in_anew(account)
     audit("account.password", account.email, f"{ended} session(s) ended")
-    response = _with_session(_page(notice=words["password_changed"]), session_id)
-    set_device_cookie(response, account)  # still a trusted browser: the old cookie named the old hash
-    return response
+    return _with_session(_page(notice=words["password_changed"]), session_id)
 
 
-def _wrong_password(account: Account) -> Response:
+def _wrong_password(account: Account, **context: object) -> Response:
     """A wrong password typed to confirm a change counts as a sign-in's does: 10 in a row lock
     the account and sign all its browsers out, so a session left open (or stolen) is no way to
-    guess the password without limit."""
+    guess the password without limit. `context`: more for the page shown again."""
     store = current().app.store
     audit("account.password_check_failed", account.email, "wrong password")
     if store.count_bad_password(account.id, LOCK_AFTER, admin_state().limits.lockout, now()):
@@ -79,19 +77,25 @@ def _wrong_password(account: Account) -> Response:
         response = see_other("/admin/login")
         end_session(response)
         return response
-    return _page(403, error=admin_words()["account"]["wrong_password"])
+    return _page(403, error=admin_words()["account"]["wrong_password"], **context)
 
 
 def _sign_in_anew(account: Account) -> tuple[int, str]:
     """After a change of the account's password or second factor: every browser signed in as
-    it is signed out, and this one goes on under a new session id (a session id someone else
-    learnt before the change is worth nothing after it). (sessions ended, the new id)"""
+    it is signed out and trusted no more, and this one goes on under a new session id (a
+    session id someone else learnt before the change is worth nothing after it). (sessions
+    ended, the new id)"""
     ended = current().app.store.end_sessions(account.id)
     return ended, open_session(account, verified=True)
 
 
 def _with_session(response: Response, session_id: str) -> Response:
+    """`response` with the new session's cookie, and this browser trusted again (the change
+    voided every trusted-browser cookie of the account, its own too)."""
+    account = current_account()
+    assert account is not None
     set_session_cookie(response, session_id)
+    set_device_cookie(response, account)
     return response
 
 
@@ -105,23 +109,31 @@ def account_totp_start() -> Response:
         return _page()
     secret = new_totp_secret()
     current().app.store.update_account(account.id, totp_secret=secret)
+    return _page(enrol=_enrolment(secret, account.email))
+
+
+def _enrolment(secret: str, email: str) -> dict[str, str]:
+    """The secret to enrol, as typed into an authenticator app and as its otpauth:// URI."""
     issuer = f"{current().app.settings.site.title} publisher"
-    return _page(enrol={"secret": secret, "uri": totp_uri(secret, account.email, issuer)})
+    return {"secret": secret, "uri": totp_uri(secret, email, issuer)}
 
 
 @admin.post("/account/totp/confirm")
 @own_account
 def account_totp_confirm() -> Response:
+    """Turning the second factor on needs the password and a code from the app: a session left
+    open (or stolen) cannot enrol an authenticator of its own and lock the owner out."""
     account = current_account()
     assert account is not None
     store = current().app.store
     fresh = store.account(account.id)
     if fresh is None or fresh.totp_enabled or not fresh.totp_secret:
         return _page()
+    enrol = _enrolment(fresh.totp_secret, fresh.email)
+    if not password_matches(fresh.password_hash, request.form.get("current", "")):
+        return _wrong_password(fresh, enrol=enrol)
     codes = enable_totp(store, fresh, fresh.totp_secret, request.form.get("code", ""), now())
     if codes is None:
-        issuer = f"{current().app.settings.site.title} publisher"
-        enrol = {"secret": fresh.totp_secret, "uri": totp_uri(fresh.totp_secret, fresh.email, issuer)}
         return _page(400, error=admin_words()["login"]["bad_code"], enrol=enrol)
     ended, session_id = _sign_in_anew(account)
     audit("account.totp_on", account.email, f"{ended} session(s) ended")

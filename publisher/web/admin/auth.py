@@ -11,12 +11,16 @@
   sign-in, the token in Flask's signed session cookie) and an editor or admin unless marked
   `@own_account` (what any account may do to itself: sign out, its password, its second factor).
   So a page added later is closed to strangers and read-only to viewers without doing anything.
-- **A trusted browser**: a full sign-in (or a password chosen by the one-time link or on "My
-  account") also sets `publisher_admin_device` (Path=/admin/login,
-  90 days): the account's id and the time, signed with the site's key over the account's
-  password hash (a new password voids it). A browser carrying it passes its account's lockout
-  (not the per-network limit), so 10 wrong passwords typed by someone else lock strangers out,
-  never the account's owner (OWASP's device cookies).
+- **A trusted browser**: a full sign-in (or a password chosen by the one-time link, or a change
+  of password or second factor on "My account") also sets `publisher_admin_device`
+  (Path=/admin/login, 90 days): the account's id, the time and a random nonce (each browser's
+  cookie its own), signed with the site's key over the account's trust generation. That grows
+  each time all the account's sessions end (a new password, the second factor on or off,
+  `publisher admin reset`, an admin's "end sessions"), voiding every such cookie; a rehash of
+  the same password does not. A browser carrying it passes its account's lockout (not the
+  per-network limit) until it has typed 10 wrong passwords or codes itself within the
+  lockout's span: 10 wrong passwords typed by someone else lock strangers out, never the
+  account's owner (OWASP's device cookies), and a stolen cookie buys 10 guesses, not more.
 - `requires(role)` raises the bar per route; `audit(...)` records a change.
 """
 
@@ -34,7 +38,7 @@ from urllib.parse import quote, urlsplit
 from flask import Response, current_app, g, request
 from markupsafe import Markup
 
-from ...accounts import LoginLimits, role_at_least, sha256
+from ...accounts import LoginLimits, TrustedDevice, role_at_least, sha256
 from ...store import Account, AdminSession
 from ..shared import client_address, csrf_valid, current
 from ..shared import csrf_token as pre_session_csrf_token
@@ -179,35 +183,38 @@ def end_session(response: Response) -> None:
 # --- the trusted browser
 
 
-def _device_mac(account: Account, issued: int) -> str:
+def _device_mac(account: Account, issued: int, nonce: str) -> str:
     key = current().letters.signing_key
-    message = f"admin device {account.id} {issued} {account.password_hash}".encode()
+    message = f"admin device {account.id} {issued} {nonce} {account.trust_generation}".encode()
     return hmac.new(key, message, hashlib.sha256).hexdigest()
 
 
 def set_device_cookie(response: Response, account: Account) -> None:
     """This browser signed in fully as `account`: it passes the account's lockout from now on."""
-    account = current().app.store.account(account.id) or account  # its hash as this sign-in left it
-    issued = int(now().timestamp())
+    account = current().app.store.account(account.id) or account  # its generation as this request left it
+    issued, nonce = int(now().timestamp()), secrets.token_hex(8)
     state = admin_state()
     response.set_cookie(
-        DEVICE_COOKIE, f"{account.id}.{issued}.{_device_mac(account, issued)}",
+        DEVICE_COOKIE, f"{account.id}.{issued}.{nonce}.{_device_mac(account, issued, nonce)}",
         max_age=int(DEVICE_LIFETIME.total_seconds()), path=DEVICE_COOKIE_PATH, secure=state.secure_cookie,
         httponly=True, samesite="Strict",
     )  # fmt: skip
 
 
-def trusted_account() -> int | None:
-    """The id of the account this browser's device cookie vouches for (signed, not older than
-    DEVICE_LIFETIME, made under the account's present password), or None."""
-    parts = request.cookies.get(DEVICE_COOKIE, "")[:200].split(".")
-    if len(parts) != 3 or not parts[0].isdigit() or not parts[1].isdigit():
+def trusted_device() -> TrustedDevice | None:
+    """The browser's device cookie if it vouches for an account (signed, not older than
+    DEVICE_LIFETIME, made under the account's present trust generation), or None."""
+    cookie = request.cookies.get(DEVICE_COOKIE, "")[:200]
+    parts = cookie.split(".")
+    if len(parts) != 4 or not parts[0].isdigit() or not parts[1].isdigit():
         return None
     account = current().app.store.account(int(parts[0]))
     issued = int(parts[1])
     if account is None or account.password_hash is None or now().timestamp() - issued > DEVICE_LIFETIME.total_seconds():
         return None
-    return account.id if hmac.compare_digest(parts[2], _device_mac(account, issued)) else None
+    if not hmac.compare_digest(parts[3], _device_mac(account, issued, parts[2])):
+        return None
+    return TrustedDevice(account.id, sha256(cookie))
 
 
 # --- CSRF

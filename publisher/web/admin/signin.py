@@ -27,7 +27,7 @@ from .auth import (
     see_other,
     set_device_cookie,
     start_session,
-    trusted_account,
+    trusted_device,
 )
 from .layout import admin_words, render_admin
 
@@ -50,7 +50,7 @@ def login() -> Response:
     words = admin_words()
     email = request.form.get("email", "").strip()[:320]
     password, limits = request.form.get("password", ""), admin_state().limits
-    result = check_password(current().app.store, email, password, client_address(), limits, now(), trusted_account())
+    result = check_password(current().app.store, email, password, client_address(), limits, now(), trusted_device())
     if result.outcome is Outcome.THROTTLED:  # not audited: its network's failures were, up to the limit
         return _login_page(429, words["login"]["throttled"], email)
     _failed_sign_in(result, email, "wrong password")
@@ -79,12 +79,15 @@ def login_code() -> Response:
     if request.method == "GET":
         return render_admin("code.html.j2", error="", next=request.args.get("next", ""))
     code, limits = request.form.get("code", ""), admin_state().limits
-    result = check_code(current().app.store, account, code, client_address(), limits, now(), trusted_account())
+    result = check_code(current().app.store, account, code, client_address(), limits, now(), trusted_device())
     _failed_sign_in(result, account.email, "wrong second-factor code")
     if result.outcome is not Outcome.SIGNED_IN:
         key = {Outcome.THROTTLED: "throttled", Outcome.LOCKED: "locked"}.get(result.outcome, "bad_code")
         status = 429 if result.outcome is Outcome.THROTTLED else 403
-        return render_admin("code.html.j2", status, error=words["login"][key], next=request.form.get("next", ""))
+        page = render_admin("code.html.j2", status, error=words["login"][key], next=request.form.get("next", ""))
+        if result.outcome is Outcome.LOCKED:  # the half-signed-in session ends with the lock
+            end_session(page)
+        return page
     response = see_other(safe_next(request.form.get("next")))
     start_session(response, account, verified=True)  # a new id once verified
     set_device_cookie(response, account)
