@@ -338,3 +338,20 @@ def test_an_old_hash_is_made_again_with_todays_parameters(console_site: Site) ->
     renewed = store.account(account.id)
     store.close()
     assert renewed is not None and renewed.password_hash != old and "m=65536" in (renewed.password_hash or "")
+
+
+def test_a_form_sent_over_http_to_an_https_console_says_why_it_is_refused(site: Site) -> None:
+    """A trial over http of a console whose address is https: the browser keeps the Secure
+    cookie the form's token is bound to, and a bare 'Forbidden' left the operator guessing."""
+    site.write_config(site.mail_to_outbox() + admin_config("https://news.example.org"))
+    make_account(site)
+    client = create_app(site.app()).test_client()
+    token = csrf_of(client, "/admin/login")
+    client.delete_cookie("session")  # what a browser does with a Secure cookie over http: never sends it
+    answer = client.post("/admin/login", data={"csrf": token, "email": "admin@example.org", "password": PASSWORD})
+    assert answer.status_code == 403
+    assert "Secure" in answer.get_data(as_text=True) and "admin.public_url" in answer.get_data(as_text=True)
+    over_https = client.post(
+        "/admin/login", data={"csrf": token, "email": "admin@example.org"}, base_url="https://news.example.org"
+    )
+    assert over_https.status_code == 403 and over_https.get_data(as_text=True) == "Forbidden\n"  # nothing more

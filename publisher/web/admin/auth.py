@@ -278,8 +278,23 @@ def guard() -> Response | None:
         if wanted and not role_at_least(account.role, wanted):
             return refused()
     if posting and not _csrf_ok():
-        return refused()
+        return _form_refused()
     return None
+
+
+def _form_refused() -> Response:
+    """A form without its token: when it came over plain http to a console whose cookies are
+    Secure, the browser kept the cookie the token is bound to, so say so (nothing is revealed:
+    the sign-in page is public and sets that cookie itself)."""
+    if not admin_state().secure_cookie or request.is_secure:
+        return refused()
+    words = (
+        "Forbidden: the form's cookie did not come back. The console's cookies are Secure (sent over "
+        "https only) because its address (admin.public_url, else web.public_url) is https: open the "
+        "console at that https address, or for a trial on this machine over http set "
+        'admin.public_url = "http://127.0.0.1:PORT".\n'
+    )
+    return Response(words, 403, mimetype="text/plain")
 
 
 def _login_url() -> str:
