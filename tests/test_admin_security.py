@@ -347,7 +347,7 @@ def test_a_form_sent_over_http_to_an_https_console_says_why_it_is_refused(site: 
     make_account(site)
     client = create_app(site.app()).test_client()
     token = csrf_of(client, "/admin/login")
-    client.delete_cookie("session")  # what a browser does with a Secure cookie over http: never sends it
+    client.delete_cookie("publisher_admin_form", path="/admin")  # a Secure cookie is never sent over http
     answer = client.post("/admin/login", data={"csrf": token, "email": "admin@example.org", "password": PASSWORD})
     assert answer.status_code == 403
     assert "Secure" in answer.get_data(as_text=True) and "admin.public_url" in answer.get_data(as_text=True)
@@ -355,3 +355,19 @@ def test_a_form_sent_over_http_to_an_https_console_says_why_it_is_refused(site: 
         "/admin/login", data={"csrf": token, "email": "admin@example.org"}, base_url="https://news.example.org"
     )
     assert over_https.status_code == 403 and over_https.get_data(as_text=True) == "Forbidden\n"  # nothing more
+
+
+def test_a_console_on_loopback_http_beside_https_reader_pages_signs_in(site: Site) -> None:
+    """The readers' pages at https (web.public_url), the console reached over an SSH tunnel at
+    http://127.0.0.1 (admin.public_url): the sign-in form's token was kept in the readers'
+    session cookie, Secure for their https pages, so a browser never sent it back to the
+    console over http and every sign-in was refused."""
+    site.write_config(site.mail_to_outbox() + '\n[web]\npublic_url = "https://news.example.org"\n' + admin_config(
+        "http://127.0.0.1:9"
+    ))  # fmt: skip
+    make_account(site)
+    client = create_app(site.app()).test_client()
+    token = csrf_of(client, "/admin/login")
+    client.delete_cookie("session")  # the readers' Secure cookie: a browser keeps it from http
+    answer = client.post("/admin/login", data={"csrf": token, "email": "admin@example.org", "password": PASSWORD})
+    assert answer.status_code == 303 and client.get("/admin/").status_code == 200

@@ -23,7 +23,6 @@ from ..newsletter import Newsletter
 from ..signup import SignupLimits
 from .account import PAGE_TEMPLATES, account
 from .admin import install_admin
-from .admin.auth import ADMIN_EXTENSION
 from .admin.layout import admin_templates
 from .feeds import feeds
 from .health import ProblemLog, TemplateCheck
@@ -69,8 +68,6 @@ def create_admin_app(app: App) -> Flask:
 
     web = _flask_app(app, None)
     install_admin(web, app)
-    # The sign-in form's CSRF token lives in Flask's session cookie: Secure as the console's own.
-    web.config["SESSION_COOKIE_SECURE"] = web.extensions[ADMIN_EXTENSION].secure_cookie
     web.add_url_rule("/", "to_console", lambda: redirect("/admin/", 303))
     return web
 

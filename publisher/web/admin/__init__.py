@@ -17,7 +17,7 @@ from flask import Blueprint
 
 from ...accounts import LoginLimits
 from ...config import is_loopback
-from .auth import ADMIN_EXTENSION, AdminState, guard
+from .auth import ADMIN_EXTENSION, AdminState, guard, set_form_cookie
 
 if TYPE_CHECKING:
     from flask import Flask
@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
 admin = Blueprint("admin", __name__, url_prefix="/admin", static_folder="static", static_url_path="/static")
 admin.before_request(guard)
+admin.after_request(set_form_cookie)
 
 # The page modules, each adding its routes to `admin`; a new page is one more name here.
 PAGES = ("signin", "account", "accounts", "audit", "dashboard", "subscribers", "digests", "sources")

@@ -8,7 +8,9 @@
 - **Every request** to the blueprint passes `guard` first: a route needs a signed-in account
   (the second factor given, when it is set) unless marked `@public`; a POST needs the form's
   `csrf` token (bound to the session: an HMAC of its id under the site's signing key; before
-  sign-in, the token in Flask's signed session cookie) and an editor or admin unless marked
+  sign-in, an HMAC of the random value in the console's own `publisher_admin_form` cookie, Secure
+  as the session's, so a console reached over an SSH tunnel beside https reader pages works) and
+  an editor or admin unless marked
   `@own_account` (what any account may do to itself: sign out, its password, its second factor).
   So a page added later is closed to strangers and read-only to viewers without doing anything.
 - **A trusted browser**: a full sign-in (or a password chosen by the one-time link, or a change
@@ -40,11 +42,11 @@ from markupsafe import Markup
 
 from ...accounts import LoginLimits, TrustedDevice, role_at_least, sha256
 from ...store import Account, AdminSession
-from ..shared import client_address, csrf_valid, current
-from ..shared import csrf_token as pre_session_csrf_token
+from ..shared import client_address, current
 
 COOKIE = "publisher_admin"
 COOKIE_PATH = "/admin"
+FORM_COOKIE = "publisher_admin_form"  # before sign-in: what the forms' CSRF token is bound to
 DEVICE_COOKIE = "publisher_admin_device"
 DEVICE_COOKIE_PATH = "/admin/login"  # the sign-in form and its second step
 DEVICE_LIFETIME = timedelta(days=90)
@@ -221,12 +223,30 @@ def trusted_device() -> TrustedDevice | None:
 
 
 def csrf_token() -> str:
-    """The token every form of this browser carries: bound to its session once signed in."""
+    """The token every form of this browser carries: bound to its session once signed in, to
+    its `publisher_admin_form` cookie before (made here when the browser has none)."""
     found: AdminSession | None = g.get("admin_session")
-    if found is None:
-        return pre_session_csrf_token()
-    key = current().letters.signing_key
-    return hmac.new(key, f"admin csrf {found.id_hash}".encode(), hashlib.sha256).hexdigest()
+    if found is not None:
+        return _mac(f"admin csrf {found.id_hash}")
+    if "admin_form_cookie" not in g:
+        sent = request.cookies.get(FORM_COOKIE, "")
+        g.admin_form_cookie = sent if 32 <= len(sent) <= 64 else secrets.token_urlsafe(32)
+        g.admin_form_cookie_new = g.admin_form_cookie != sent
+    return _mac(f"admin form {g.admin_form_cookie}")
+
+
+def set_form_cookie(response: Response) -> Response:
+    """The blueprint's after_request: leaves the cookie a form's token was made for."""
+    if g.get("admin_form_cookie_new"):
+        response.set_cookie(
+            FORM_COOKIE, g.admin_form_cookie, path=COOKIE_PATH,
+            secure=admin_state().secure_cookie, httponly=True, samesite="Strict",
+        )  # fmt: skip
+    return response
+
+
+def _mac(text: str) -> str:
+    return hmac.new(current().letters.signing_key, text.encode(), hashlib.sha256).hexdigest()
 
 
 def csrf_field() -> Markup:
@@ -235,8 +255,8 @@ def csrf_field() -> Markup:
 
 
 def _csrf_ok() -> bool:
-    if g.get("admin_session") is None:
-        return csrf_valid()
+    if g.get("admin_session") is None and not request.cookies.get(FORM_COOKIE):
+        return False  # no cookie: a token from another browser proves nothing
     sent = request.form.get("csrf", "")
     return hmac.compare_digest(sent.encode(), csrf_token().encode())
 
