@@ -17,6 +17,8 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
+import pyotp
+
 from publisher.accounts import HASHER
 from publisher.store import Store
 from publisher.web.admin.auth import COOKIE
@@ -26,7 +28,8 @@ if TYPE_CHECKING:
 
     from conftest import Site
 
-__all__ = ["COOKIE", "PASSWORD", "admin_config", "csrf_of", "make_account", "signed_in_client", "signed_in_cookie"]
+__all__ = ["COOKIE", "PASSWORD", "admin_config", "csrf_of", "make_account", "signed_in_client", "signed_in_cookie",
+           "turn_second_factor_on"]  # fmt: skip
 
 PASSWORD = "correct horse battery staple"
 _CSRF = re.compile(r'name="csrf" value="([^"]+)"')
@@ -87,3 +90,16 @@ def signed_in_cookie(base: str, site: Site, email: str = "admin@example.org", ro
     cookie = answer.cookies.get(COOKIE)
     assert cookie, answer.headers
     return cookie
+
+
+def turn_second_factor_on(site: Site, browser: FlaskClient) -> str:
+    """As its owner does on My account: enrol, then confirm with a code and the password; the
+    TOTP secret."""
+    token = csrf_of(browser)
+    enrol = browser.post("/admin/account/totp", data={"csrf": token}).get_data(as_text=True)
+    secret = re.search(r'id="totp-secret">([A-Z2-7]+)<', enrol)
+    assert secret
+    code = pyotp.TOTP(secret.group(1)).at(site.clock_now)
+    on = browser.post("/admin/account/totp/confirm", data={"csrf": token, "current": PASSWORD, "code": code})
+    assert on.status_code == 200 and "<code>" in on.get_data(as_text=True)
+    return secret.group(1)

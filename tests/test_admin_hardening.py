@@ -15,7 +15,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import make_url
 from test_admin_security import audit_actions, console_site, login
 
-from admin_session import COOKIE, PASSWORD, csrf_of, make_account, signed_in_client
+from admin_session import COOKIE, PASSWORD, csrf_of, make_account, signed_in_client, turn_second_factor_on
 from conftest import Site
 from publisher.web import create_app
 from publisher.web.admin.auth import DEVICE_COOKIE
@@ -60,13 +60,7 @@ def test_turning_the_second_factor_on_or_off_gives_a_new_session_and_signs_out_t
     there = create_app(console_site.app()).test_client()
     assert login(there, "admin@example.org", PASSWORD).status_code == 303
     old_cookie = cookie_of(here)
-    token = csrf_of(here)
-    enrol = here.post("/admin/account/totp", data={"csrf": token}).get_data(as_text=True)
-    secret = re.search(r'id="totp-secret">([A-Z2-7]+)<', enrol)
-    assert secret
-    code = pyotp.TOTP(secret.group(1)).at(console_site.clock_now)
-    on = here.post("/admin/account/totp/confirm", data={"csrf": token, "current": PASSWORD, "code": code})
-    assert on.status_code == 200 and "<code>" in on.get_data(as_text=True)
+    secret = turn_second_factor_on(console_site, here)
     assert cookie_of(here) != old_cookie and here.get("/admin/").status_code == 200
     assert there.get("/admin/").status_code == 303  # signed in with the password alone: out now
     stale = create_app(console_site.app()).test_client()
@@ -76,7 +70,7 @@ def test_turning_the_second_factor_on_or_off_gives_a_new_session_and_signs_out_t
     assert login(there, "admin@example.org", PASSWORD).status_code == 303
     console_site.clock_now += timedelta(seconds=30)
     code_token = csrf_of(there, "/admin/login/code")
-    code = pyotp.TOTP(secret.group(1)).at(console_site.clock_now)
+    code = pyotp.TOTP(secret).at(console_site.clock_now)
     assert there.post("/admin/login/code", data={"csrf": code_token, "code": code}).status_code == 303
     before_off = cookie_of(here)
     off = here.post("/admin/account/totp/off", data={"csrf": csrf_of(here), "current": PASSWORD})

@@ -12,7 +12,7 @@ import pyotp
 from flask.testing import FlaskClient
 from test_admin_security import audit_actions, console_site, login
 
-from admin_session import PASSWORD, csrf_of, make_account, signed_in_client
+from admin_session import PASSWORD, csrf_of, make_account, signed_in_client, turn_second_factor_on
 from conftest import Site
 from publisher.store import Store
 from publisher.web import create_app
@@ -69,16 +69,6 @@ def lock_from_elsewhere(site: Site, email: str = "admin@example.org") -> None:
         guess = {"csrf": csrf_of(stranger, "/admin/login"), "email": email, "password": "a guess of theirs"}
         assert stranger.post("/admin/login", data=guess, environ_base=STRANGER).status_code == 403
     assert login(create_app(site.app()).test_client(), email, PASSWORD).status_code == 403
-
-
-def turn_second_factor_on(site: Site, browser: FlaskClient) -> None:
-    token = csrf_of(browser)
-    enrol = browser.post("/admin/account/totp", data={"csrf": token}).get_data(as_text=True)
-    secret = re.search(r'id="totp-secret">([A-Z2-7]+)<', enrol)
-    assert secret
-    code = pyotp.TOTP(secret.group(1)).at(site.clock_now)
-    on = browser.post("/admin/account/totp/confirm", data={"csrf": token, "current": PASSWORD, "code": code})
-    assert on.status_code == 200 and "<code>" in on.get_data(as_text=True)
 
 
 def test_turning_the_second_factor_on_ends_the_other_browsers_trust(console_site: Site) -> None:
