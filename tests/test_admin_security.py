@@ -351,6 +351,9 @@ def test_a_form_sent_over_http_to_an_https_console_says_why_it_is_refused(site: 
     answer = client.post("/admin/login", data={"csrf": token, "email": "admin@example.org", "password": PASSWORD})
     assert answer.status_code == 403
     assert "Secure" in answer.get_data(as_text=True) and "admin.public_url" in answer.get_data(as_text=True)
+    client.get("/admin/login")  # the cookie back, with a token that is not its own: a plain refusal
+    forged = client.post("/admin/login", data={"csrf": "0" * 64, "email": "admin@example.org"})
+    assert forged.status_code == 403 and forged.get_data(as_text=True) == "Forbidden\n"
     over_https = client.post(
         "/admin/login", data={"csrf": token, "email": "admin@example.org"}, base_url="https://news.example.org"
     )
@@ -369,5 +372,26 @@ def test_a_console_on_loopback_http_beside_https_reader_pages_signs_in(site: Sit
     client = create_app(site.app()).test_client()
     token = csrf_of(client, "/admin/login")
     client.delete_cookie("session")  # the readers' Secure cookie: a browser keeps it from http
+    form_cookie = client.get_cookie("publisher_admin_form", path="/admin")
+    assert form_cookie is not None and not form_cookie.secure  # the console's own, for its http address
     answer = client.post("/admin/login", data={"csrf": token, "email": "admin@example.org", "password": PASSWORD})
     assert answer.status_code == 303 and client.get("/admin/").status_code == 200
+
+
+def test_a_form_from_another_origin_is_refused_even_with_our_cookie_and_token(console_site: Site) -> None:
+    """A sibling subdomain is same-site: SameSite=Strict lets its posts carry our cookies, and it
+    can plant a form cookie for the parent domain with a token it made for it (login CSRF)."""
+    make_account(console_site)
+    client = create_app(console_site.app()).test_client()
+    token = csrf_of(client, "/admin/login")
+    data = {"csrf": token, "email": "admin@example.org", "password": PASSWORD}
+    for headers in ({"Origin": "https://evil.example.org"}, {"Sec-Fetch-Site": "same-site"},
+                    {"Sec-Fetch-Site": "cross-site", "Origin": "http://localhost"}):  # fmt: skip
+        assert client.post("/admin/login", data=data, headers=headers).status_code == 403, headers
+    client.set_cookie("publisher_admin_form", "planted;by|a-sibling", path="/admin")
+    assert client.post("/admin/login", data=data).status_code == 403  # not a value we make
+    client.delete_cookie("publisher_admin_form", path="/admin")
+    token = csrf_of(client, "/admin/login")
+    same = {"Origin": "http://localhost", "Sec-Fetch-Site": "same-origin"}
+    answer = client.post("/admin/login", data=data | {"csrf": token}, headers=same)
+    assert answer.status_code == 303

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -47,6 +48,7 @@ from ..shared import client_address, current
 COOKIE = "publisher_admin"
 COOKIE_PATH = "/admin"
 FORM_COOKIE = "publisher_admin_form"  # before sign-in: what the forms' CSRF token is bound to
+FORM_COOKIE_VALUE = re.compile(r"[A-Za-z0-9_-]{43}")  # secrets.token_urlsafe(32), nothing else
 DEVICE_COOKIE = "publisher_admin_device"
 DEVICE_COOKIE_PATH = "/admin/login"  # the sign-in form and its second step
 DEVICE_LIFETIME = timedelta(days=90)
@@ -230,7 +232,7 @@ def csrf_token() -> str:
         return _mac(f"admin csrf {found.id_hash}")
     if "admin_form_cookie" not in g:
         sent = request.cookies.get(FORM_COOKIE, "")
-        g.admin_form_cookie = sent if 32 <= len(sent) <= 64 else secrets.token_urlsafe(32)
+        g.admin_form_cookie = sent if FORM_COOKIE_VALUE.fullmatch(sent) else secrets.token_urlsafe(32)
         g.admin_form_cookie_new = g.admin_form_cookie != sent
     return _mac(f"admin form {g.admin_form_cookie}")
 
@@ -255,10 +257,26 @@ def csrf_field() -> Markup:
 
 
 def _csrf_ok() -> bool:
-    if g.get("admin_session") is None and not request.cookies.get(FORM_COOKIE):
-        return False  # no cookie: a token from another browser proves nothing
+    if not _same_origin():
+        return False
+    if g.get("admin_session") is None and not FORM_COOKIE_VALUE.fullmatch(request.cookies.get(FORM_COOKIE, "")):
+        return False  # no cookie of ours: a token from another browser proves nothing
     sent = request.form.get("csrf", "")
     return hmac.compare_digest(sent.encode(), csrf_token().encode())
+
+
+def _same_origin() -> bool:
+    """The browser says the form came from this console's own pages. A sibling subdomain is
+    same-site (SameSite=Strict lets its requests carry our cookies, and it can plant a form
+    cookie of its own for the parent domain), so it is refused here: by `Sec-Fetch-Site` when
+    the browser sends it (every current one does), else by `Origin` against the Host asked for
+    (what nginx passes on). The console's pages are sent with `Referrer-Policy: no-referrer`,
+    under which a browser's own forms say `Origin: null`: that alone proves nothing either way."""
+    fetched_from = request.headers.get("Sec-Fetch-Site")
+    if fetched_from is not None:
+        return fetched_from in ("same-origin", "none")
+    origin = request.headers.get("Origin", "null")
+    return origin == "null" or urlsplit(origin).netloc == request.host
 
 
 # --- the guard every request passes
@@ -303,10 +321,12 @@ def guard() -> Response | None:
 
 
 def _form_refused() -> Response:
-    """A form without its token: when it came over plain http to a console whose cookies are
-    Secure, the browser kept the cookie the token is bound to, so say so (nothing is revealed:
-    the sign-in page is public and sets that cookie itself)."""
-    if not admin_state().secure_cookie or request.is_secure:
+    """A form without its token. When no cookie of the console's came back, over plain http,
+    from a page of its own, to a console whose cookies are Secure, the browser kept them (https
+    only): say so. Any other refusal (a wrong or stale token, another site's form) is bare."""
+    cookies = request.cookies
+    came_back = FORM_COOKIE in cookies or COOKIE in cookies or g.get("admin_session") is not None
+    if came_back or not admin_state().secure_cookie or request.is_secure or not _same_origin():
         return refused()
     words = (
         "Forbidden: the form's cookie did not come back. The console's cookies are Secure (sent over "
