@@ -27,6 +27,7 @@ import hmac
 import ipaddress
 import json
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -126,9 +127,7 @@ class Webhook:
         except (requests.RequestException, OutOfTime, OSError) as exc:
             if adapter.expired:
                 raise AlertError(f"{where}: no complete answer within {self.timeout:g} s") from exc
-            reason = str(exc)
-            for secret in _secret_parts(url):  # a robot's token, in the query or the path: never in a log
-                reason = reason.replace(secret, "…")
+            reason = _without_url(str(exc), url)
             raise AlertError(f"{where}: {exc.__class__.__name__}: {reason}") from exc
         finally:
             timer.cancel()
@@ -273,10 +272,18 @@ class Alerts:
             posts.shutdown(wait=False)
 
 
-def _secret_parts(url: str) -> list[str]:
-    """The parts of `url` beyond its host that may carry a token (DingTalk's and WeCom's in the
-    query, Slack's or Feishu's in the path), longest first so a whole is replaced before a part."""
+def _without_url(reason: str, url: str) -> str:
+    """`reason` with every trace of the webhook's path and query cut out: a robot's token is in
+    one of them (DingTalk's and WeCom's query, Slack's or Feishu's path), and requests' messages
+    quote the URL as sent, percent-encoded (`url: /robot/send?access_token=…`)."""
+    reason = re.sub(r"url: \S+", "url: …", reason)
     parts = urlsplit(url)
-    path_and_query = parts.path + (f"?{parts.query}" if parts.query else "")
-    found = [path_and_query, parts.query, parts.path] + [p for p in parts.path.split("/") if len(p) >= 8]
-    return sorted({p for p in found if p and p != "/"}, key=len, reverse=True)
+    try:
+        sent = urlsplit(requests.Request("POST", url).prepare().path_url)
+    except requests.RequestException:
+        sent = parts
+    pieces = {parts.path, parts.query, sent.path, sent.query, *parts.path.split("/"), *sent.path.split("/")}
+    for secret in sorted(pieces, key=len, reverse=True):
+        if len(secret) >= 8:
+            reason = reason.replace(secret, "…")
+    return reason

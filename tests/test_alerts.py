@@ -16,7 +16,7 @@ import time
 from collections.abc import Iterator
 from datetime import date
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, quote
 
 import pytest
 from pytest_httpserver import HTTPServer
@@ -293,17 +293,27 @@ def test_a_failed_post_names_the_host_never_the_robots_token() -> None:
     assert f"127.0.0.1:{port}" in str(failed.value) and "TOKEN-abc123" not in str(failed.value)
 
 
-def test_a_failed_post_never_logs_a_token_in_the_path() -> None:
-    """Slack- and Feishu-style webhooks carry their secret in the path, not the query."""
+@pytest.mark.parametrize(
+    ("path", "token"),
+    [
+        ("/open-apis/bot/v2/hook/PATHTOKEN-0123456789", "PATHTOKEN"),  # the token is the path's last segment
+        ("/hook/TOK|EN^abc-0123456789", "EN^abc"),  # requests sends it percent-encoded: TOK%7CEN%5Eabc
+        ("/hook/令牌TOKEN0123456789", "TOKEN0123"),
+        ("/robot/send?access_token=TOK EN|x-0123456789", "EN|x"),
+    ],
+)
+def test_a_failed_post_never_logs_a_token_in_the_path_or_query(path: str, token: str) -> None:
+    """Slack- and Feishu-style webhooks carry their secret in the path, DingTalk's in the query;
+    requests' messages quote the URL as sent, percent-encoded."""
     with socket.socket() as unused:
         unused.bind(("127.0.0.1", 0))
         port = unused.getsockname()[1]
-    webhook = Webhook(
-        f"http://127.0.0.1:{port}/open-apis/bot/v2/hook/PATHTOKEN-0123456789", "generic", allow_private=True
-    )
+    webhook = Webhook(f"http://127.0.0.1:{port}{path}", "generic", allow_private=True)
     with pytest.raises(AlertError) as failed:
         webhook.post(ALERT)
-    assert f"127.0.0.1:{port}" in str(failed.value) and "PATHTOKEN" not in str(failed.value)
+    said = str(failed.value)
+    assert f"127.0.0.1:{port}" in said
+    assert token not in said and quote(token) not in said and "0123456789" not in said, said
 
 
 def test_a_proxy_in_the_environment_does_not_take_the_post_past_the_guard(
