@@ -402,7 +402,12 @@ def test_a_new_password_keeps_the_browser_trusted_and_the_link_makes_it_so(conso
          "https://cms.example.org/api/articles?page={page}&api_key=***"),
         ("https://oapi.dingtalk.com/robot/send?Access_Token=s3cret", "https://oapi.dingtalk.com/robot/send?Access_Token=***"),
         ("sqlite:///var/publisher.db", "sqlite:///var/publisher.db"),
-        ("https://www.example.org/news/?tokenized=1", "https://www.example.org/news/?tokenized=1"),
+        ("https://gitlab.example.org/news.atom?feed_token=s3cret&x-api-key=s3cret",
+         "https://gitlab.example.org/news.atom?feed_token=***&x-api-key=***"),
+        ("https://s3cret@cms.example.org/api", "https://***@cms.example.org/api"),
+        ("https://cms.example.org/cb#access_token=s3cret", "https://cms.example.org/cb#access_token=***"),
+        ("postgresql://news:s3cret@[bad/news", "***"),
+        ("https://www.example.org/news/?page=2&category=news", "https://www.example.org/news/?page=2&category=news"),
     ],
 )  # fmt: skip
 def test_the_settings_page_hides_every_secret_a_url_carries(url: str, shown: str) -> None:

@@ -4,6 +4,7 @@ read-only: the file is the one place settings change)."""
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 from urllib.parse import unquote_plus, urlsplit, urlunsplit
 
@@ -37,16 +38,15 @@ def settings_page() -> Response:
     return render_admin("settings.html.j2", sections=sections)
 
 
-SECRET_PARAMETERS = frozenset(
-    {"password", "passwd", "pass", "pwd", "sslpassword", "token", "access_token", "key", "api_key", "apikey",
-     "secret", "client_secret", "signature", "sig"}
-)  # fmt: skip
+SECRET_NAME = re.compile(r"token|secret|pass|pwd|key|sig|auth|credential", re.IGNORECASE)
 
 
 def without_passwords(value: Any) -> Any:
     """`value` (the settings as JSON) with the secrets in every URL in it replaced by `***`: the
-    password of `user:password@`, and query parameters named as secrets are (`?password=`, which
-    psycopg takes as the password too, `?api_key=`, `?access_token=` ...)."""
+    user information before `@` (a password, or a token given as the user name) but a database
+    URL's user name, query and fragment parameters whose names say secret (`password`, which
+    psycopg takes as the password too, `api_key`, `access_token`, `private_token` ...). A URL
+    that cannot be read is hidden whole."""
     if isinstance(value, dict):
         return {key: without_passwords(item) for key, item in value.items()}
     if isinstance(value, list):
@@ -55,14 +55,22 @@ def without_passwords(value: Any) -> Any:
         return value
     try:
         parts = urlsplit(value)
-        password = parts.password
+        password, user = parts.password, parts.username
     except ValueError:
-        return value
-    if password is not None:
-        user, host = parts.netloc.rsplit("@", 1)
-        parts = parts._replace(netloc=f"{user.split(':', 1)[0]}:***@{host}")
-    if parts.query:
-        pairs = [pair.partition("=") for pair in parts.query.split("&")]
-        hidden = [(k, eq, "***" if eq and unquote_plus(k).lower() in SECRET_PARAMETERS else v) for k, eq, v in pairs]
-        parts = parts._replace(query="&".join(k + eq + v for k, eq, v in hidden))
+        return "***"
+    if user is not None:
+        host = parts.netloc.rsplit("@", 1)[1]
+        if parts.scheme.startswith(("http", "ftp", "ws")):  # a user name there may be a token
+            parts = parts._replace(netloc=f"***@{host}")
+        elif password is not None:  # a database's user name is no secret; its password is
+            parts = parts._replace(netloc=f"{user}:***@{host}")
+    parts = parts._replace(query=_hidden(parts.query), fragment=_hidden(parts.fragment))
     return urlunsplit(parts) if parts != urlsplit(value) else value  # sqlite:/// keeps its slashes
+
+
+def _hidden(pairs: str) -> str:
+    """`a=1&api_key=s3cret` as `a=1&api_key=***`."""
+    if "=" not in pairs:
+        return pairs
+    split = [pair.partition("=") for pair in pairs.split("&")]
+    return "&".join(k + eq + ("***" if eq and SECRET_NAME.search(unquote_plus(k)) else v) for k, eq, v in split)
