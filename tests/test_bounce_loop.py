@@ -12,11 +12,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
 from bounce_mail import arf, dsn, exim, ordinary
 from dovecot import PASSWORD, USER, Dovecot
 from test_newsletter import add_readers, mailing_site
-from test_smtp import free_port
+from test_smtp import free_port, smtp_on_loopback
 
 from conftest import Service, Site
 from publisher.bounces.mailbox import MailboxError
@@ -42,13 +41,9 @@ class Relay:
 
 @pytest.fixture
 def relay() -> Iterator[tuple[Relay, int]]:
-    handler, port = Relay(), free_port()
-    controller = Controller(handler, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
+    handler = Relay()
+    with smtp_on_loopback(handler) as port:
         yield handler, port
-    finally:
-        controller.stop()
 
 
 def mailbox_config(server: Dovecot, protocol: str = "imap") -> str:

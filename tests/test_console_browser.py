@@ -17,10 +17,9 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from aiosmtpd.controller import Controller
 from test_browser import CHROMIUM_ARGS, chromium_path
 from test_newsletter import Inbox, add_readers, mailing_site
-from test_smtp import free_port
+from test_smtp import free_port, smtp_on_loopback
 
 from admin_session import PASSWORD, admin_config, make_account
 from conftest import ROOT, Service, Site, days_ago
@@ -54,13 +53,9 @@ def chromium() -> Iterator[Any]:
 def smtp_sink() -> Iterator[tuple[Inbox, int]]:
     """An SMTP server on loopback that takes a quarter of a second per message, so a digest to a
     few dozen readers is being sent for long enough to pause it."""
-    box, port = Inbox(delay=0.25), free_port()
-    controller = Controller(box, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
+    box = Inbox(delay=0.25)
+    with smtp_on_loopback(box) as port:
         yield box, port
-    finally:
-        controller.stop()
 
 
 class Camera:

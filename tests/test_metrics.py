@@ -16,11 +16,10 @@ from typing import Any
 
 import pytest
 import requests
-from aiosmtpd.controller import Controller
 from prometheus_client.parser import text_string_to_metric_families
 from pytest_httpserver import HTTPServer
 from test_newsletter import Inbox
-from test_smtp import free_port
+from test_smtp import free_port, smtp_on_loopback
 
 from conftest import HEALTH_HEADERS, HEALTH_TOKEN, Service, Site, days_ago
 from hook_signing import mailgun_event, mailgun_request
@@ -74,13 +73,9 @@ def upstream(httpserver: HTTPServer) -> HTTPServer:
 
 @pytest.fixture
 def inbox() -> Iterator[tuple[Inbox, int]]:
-    box, port = Inbox(), free_port()
-    controller = Controller(box, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
+    box = Inbox()
+    with smtp_on_loopback(box) as port:
         yield box, port
-    finally:
-        controller.stop()
 
 
 def configure(site: Site, upstream: HTTPServer, smtp_port: int) -> None:

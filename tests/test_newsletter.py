@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from aiosmtpd.controller import Controller
-from test_smtp import free_port
+from test_smtp import free_port, smtp_on_loopback
 
 from conftest import Site, days_ago
 from publisher.model import Subscriber, SubscriberStatus
@@ -48,13 +48,9 @@ class Inbox:
 
 @pytest.fixture
 def inbox() -> Iterator[tuple[Inbox, int]]:
-    box, port = Inbox(), free_port()
-    controller = Controller(box, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
+    box = Inbox()
+    with smtp_on_loopback(box) as port:
         yield box, port
-    finally:
-        controller.stop()
 
 
 def mailing_site(site: Site, port: int, extra: str = "") -> Site:

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 from test_newsletter import Inbox, add_readers, mailing_site, run_cli
-from test_smtp import free_port
+from test_smtp import free_port, smtp_on_loopback
 
 from conftest import Service, Site
 from publisher.model import SubscriberStatus
@@ -57,13 +57,9 @@ class Greylisting(Inbox):
 
 @pytest.fixture
 def greylisting() -> Iterator[tuple[Greylisting, int]]:
-    box, port = Greylisting({GREYLISTED: ["451 4.7.1 greylisted, try again later"]}), free_port()
-    controller = Controller(box, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
+    box = Greylisting({GREYLISTED: ["451 4.7.1 greylisted, try again later"]})
+    with smtp_on_loopback(box) as port:
         yield box, port
-    finally:
-        controller.stop()
 
 
 def deliveries(site: Site) -> dict[str, tuple[str, int]]:

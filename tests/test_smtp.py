@@ -7,6 +7,7 @@ import socket
 import ssl
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email import message_from_bytes, policy
@@ -34,6 +35,18 @@ def free_port() -> int:  # Controller(port=0) does not work (aiosmtpd #276)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+@contextmanager
+def smtp_on_loopback(handler: Any) -> Iterator[int]:
+    """An aiosmtpd server on 127.0.0.1 answering with `handler` for the block: its port."""
+    port = free_port()
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield port
+    finally:
+        controller.stop()
 
 
 @dataclass

@@ -15,9 +15,8 @@ from email import message_from_bytes, policy
 from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
 from test_signup import KEY, Service, confirm_link
-from test_smtp import free_port
+from test_smtp import smtp_on_loopback
 
 from conftest import Site, days_ago
 from publisher.bounces.events import DELIVERY_HEADER, EventKind, MailEvent
@@ -178,13 +177,9 @@ class Envelopes:
 
 @pytest.fixture
 def smtp_server() -> Iterator[tuple[Envelopes, int]]:
-    box, port = Envelopes(), free_port()
-    controller = Controller(box, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
+    box = Envelopes()
+    with smtp_on_loopback(box) as port:
         yield box, port
-    finally:
-        controller.stop()
 
 
 def test_the_envelope_sender_carries_the_delivery_token(
