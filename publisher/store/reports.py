@@ -14,6 +14,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import and_, func, select
@@ -118,6 +119,10 @@ class ReportStore:
 
     engine: Engine
 
+    if TYPE_CHECKING:
+
+        def digest_counts(self, digest_ids: Sequence[int]) -> dict[int, dict[str, int]]: ...  # PeopleStore
+
     def subscriber_weeks(self, weeks: Sequence[Week]) -> list[SubscriberWeek]:
         """The list by week (see SubscriberWeek). Reads three columns of every subscriber."""
         s = subscribers_table.c
@@ -148,11 +153,7 @@ class ReportStore:
         with self.engine.connect() as conn:
             digests = conn.execute(select(digests_table).order_by(d.id.desc()).limit(last)).all()
             ids = [row.id for row in digests]
-            by_status: dict[int, Counter[str]] = {i: Counter() for i in ids}
-            for digest_id, status, count in conn.execute(
-                select(x.digest_id, x.status, func.count()).where(x.digest_id.in_(ids)).group_by(x.digest_id, x.status)
-            ):
-                by_status[digest_id][status] = count
+            by_status = {i: Counter(counts) for i, counts in self.digest_counts(ids).items()}
             last_change = dict(
                 conn.execute(
                     select(x.digest_id, func.max(x.updated_at)).where(x.digest_id.in_(ids)).group_by(x.digest_id)
