@@ -63,6 +63,13 @@ class Metrics:
                                     ["route", "method", "status"], registry=r)  # fmt: skip
         self.alerts = Counter("publisher_alerts", "Alerts posted to the [alerts] webhook, by event and outcome",
                               ["event", "outcome"], registry=r)  # fmt: skip
+        # Each outcome's series exists from the start at 0, so a rate over it starts from a sample.
+        for outcome in ("ok", "partial", "error"):
+            self.ingest_runs.labels(outcome)
+        for change in ("new", "changed", "withdrawn"):
+            self.articles.labels(change)
+        for outcome in ("sent", "uncertain", "failed", "skipped", "retried"):
+            self.deliveries.labels(outcome)
         Gauge("publisher_build_info", "The running version", ["version"], registry=r).labels(__version__).set(1)
         rate = Gauge("publisher_send_rate_messages_per_second",
                      f"Digest messages sent per second over the last {SEND_RATE_WINDOW:.0f} s", registry=r)  # fmt: skip

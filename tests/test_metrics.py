@@ -45,7 +45,8 @@ def parse(text: str) -> Samples:
 
 
 def value(samples: Samples, name: str, **labels: str) -> float:
-    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+    """The sample's value; a KeyError when there is no such sample (so `== 0` means a zero)."""
+    return samples[(name, tuple(sorted(labels.items())))]
 
 
 def scrape(app: App) -> Samples:

@@ -12,6 +12,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
 from ..metrics import StoreCounts
+from ..model import SubscriberStatus
 from .schema import (
     articles_table,
     deliveries_table,
@@ -23,6 +24,7 @@ from .schema import (
     suppressions_table,
 )
 
+UNFINISHED = ("planning", "sending", "paused")  # a digest's states before done: a gauge each, 0 too
 ALERT_PREFIX = "alert:"  # meta rows of the alerts raised, by a hash of their condition
 
 
@@ -48,7 +50,7 @@ class WatchStore:
 
     def store_counts(self) -> StoreCounts:
         s, a, d, h = subscribers_table.c, articles_table.c, digests_table.c, source_health_table.c
-        unfinished = d.status.in_(("planning", "sending", "paused"))
+        unfinished = d.status.in_(UNFINISHED)
         with self.engine.connect() as conn:
             subscribers = conn.execute(select(s.status, func.count()).group_by(s.status)).all()
             articles = {bool(w): n for w, n in conn.execute(select(a.withdrawn, func.count()).group_by(a.withdrawn))}
@@ -58,9 +60,9 @@ class WatchStore:
             ).scalar_one()
             failing = conn.execute(select(h.source, h.scope, h.failures).where(h.failures > 0)).all()
         return StoreCounts(
-            subscribers={str(status): count for status, count in subscribers},
+            subscribers=dict.fromkeys((e.value for e in SubscriberStatus), 0) | {str(k): n for k, n in subscribers},
             articles={"live": articles.get(False, 0), "withdrawn": articles.get(True, 0)},
-            unfinished_digests={str(status): count for status, count in digests},
+            unfinished_digests=dict.fromkeys(UNFINISHED, 0) | {str(status): count for status, count in digests},
             suppressed=suppressed,
             failing_parts=sorted((row.source, row.scope, row.failures) for row in failing),
         )
