@@ -8,7 +8,7 @@ import json
 import re
 import threading
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 
 import pytest
 from pytest_httpserver import HTTPServer
@@ -21,7 +21,7 @@ from publisher.model import ScopeRead, SourceItem
 from publisher.sources.addresses import AddressGuard, IPAddress, SocketAddress, resolve_host
 from publisher.sources.http import Fetcher, Validators, source_hosts
 from publisher.sources.json_api import Fields, JsonSource, Paging
-from publisher.sources.robots import NO_RULES, RobotsCache
+from publisher.sources.robots import NO_RULES, Robots, RobotsCache
 
 LOOPBACK = AddressGuard(allow_private=True)
 
@@ -136,8 +136,15 @@ def test_fetchers_on_many_threads_share_one_robots_txt(httpserver: HTTPServer) -
         thread.join()
     assert Counter(api.requests) == {"robots.txt": 1, "/api/news?page=1": 8}
     # The same site however its URL is spelt; another port is another site.
-    assert cache.rules("HTTP://LOCALHOST:80/x", lambda: (NO_RULES, True)) is NO_RULES
-    assert cache.rules("http://localhost/y", lambda: (_ for _ in ()).throw(AssertionError("asked twice"))) is NO_RULES
+    loaded: list[str] = []
+
+    def load(site: str) -> Callable[[], tuple[Robots, bool]]:
+        return lambda: (loaded.append(site), (NO_RULES, True))[1]
+
+    assert cache.rules("HTTP://LOCALHOST:80/x", load("first")) is NO_RULES
+    assert cache.rules("http://localhost/y", load("again")) is NO_RULES
+    assert cache.rules("http://localhost:8081/z", load("other port")) is NO_RULES
+    assert loaded == ["first", "other port"]
 
 
 def test_wordpress_follows_total_pages_past_a_host_that_caps_per_page(site: Site, httpserver: HTTPServer) -> None:
