@@ -10,14 +10,15 @@ import sys
 
 import click
 
+from ..metrics import WHOLE_SOURCE_LABEL
 from ..sources.failed_items import WALK, FailedItem
-from ..store import ScopeHealth, SourceHealth
+from ..store import WHOLE_SOURCE, ScopeHealth, SourceHealth
 from .base import EXIT_PROBLEMS, load_app, main, out
 from .tables import FORMAT, Cell, Column, print_records
 
 STATUS_COLUMNS = (
     Column("source"),
-    Column("part", empty="(the source)"),
+    Column("part", empty=WHOLE_SOURCE_LABEL),
     Column("state"),
     Column("last_success", "last success", time=True, empty="never"),
     Column("last_error_at", "last error", time=True, empty="-"),
@@ -51,7 +52,7 @@ def status_rows(sources: list[SourceHealth]) -> list[tuple[Cell, ...]]:
         if not source.parts:
             rows.append((source.name, "", "not read yet", None, None, None, None, None, source.failed_items))
         for part in source.parts:
-            waiting = source.failed_items if part.scope == "" else None
+            waiting = source.failed_items if part.scope == WHOLE_SOURCE else None
             rows.append(
                 (source.name, part.scope, _state(part), part.last_success, part.last_error_at, part.last_error,
                  part.last_error_url, part.last_hint, waiting)
