@@ -296,13 +296,13 @@ def guard() -> Response | None:
     """The blueprint's before_request (see the module's docstring)."""
     if request.endpoint == "admin.static":
         return None
-    if not current().app.store.has_accounts():
+    _load_session()
+    if current_account() is None and not current().app.store.has_accounts():  # a session proves one
         return Response(
             "Not Found: the console has no account yet; run `publisher admin add EMAIL --role admin`\n",
             404,
             mimetype="text/plain",
         )
-    _load_session()
     posting = request.method not in ("GET", "HEAD", "OPTIONS")
     if not _marked("_admin_public"):
         account = current_account()
