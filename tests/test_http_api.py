@@ -416,3 +416,12 @@ def test_a_tls_error_once_the_request_went_is_uncertain_and_posted_once(
     finally:
         listener.close()
     assert caught.value.uncertain and not caught.value.retryable and len(seen) == 1, caught.value
+
+
+@pytest.mark.parametrize("name", ["mailgun", "postmark", "resend"])
+def test_a_2xx_whose_json_is_not_an_object_is_sent_without_an_id(httpserver: HTTPServer, name: str) -> None:
+    """The provider took the message; an answer that is a JSON list has no id to read. It raised
+    AttributeError out of send, after the message had gone, and ended the send run."""
+    httpserver.expect_request("", method="POST").respond_with_json(["queued"])
+    sent = transport(httpserver, name, []).send(message())
+    assert sent.provider_id is None

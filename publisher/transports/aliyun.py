@@ -27,7 +27,7 @@ from urllib.parse import quote, urlsplit
 import requests
 
 from ..mail import Message, addr_spec
-from .http_api import Provider, Refusal, Request
+from .http_api import Provider, Refusal, Request, json_field, json_object
 
 ALGORITHM = "ACS3-HMAC-SHA256"
 ACTION, VERSION = "SingleSendMail", "2015-11-23"
@@ -143,11 +143,7 @@ _THROTTLED = {"Throttling", "Throttling.User", "Throttling.Api", "SignatureNonce
 
 
 def _refusal(response: requests.Response) -> Refusal | None:
-    try:
-        body = response.json()
-    except ValueError:
-        return None
-    code = str(body.get("Code") or "") if isinstance(body, dict) else ""
+    code = str(json_object(response).get("Code") or "")
     if not code:
         return None
     if code in _THROTTLED:
@@ -159,14 +155,11 @@ def _refusal(response: requests.Response) -> Refusal | None:
     return Refusal.from_status(response.status_code, code)  # another code: by its status, named in the error
 
 
-def _env_id(response: requests.Response) -> str | None:
-    """EnvId, which DirectMail's events carry as env_id; else the RequestId."""
-    try:
-        body = response.json()
-    except ValueError:
-        return None
-    value = body.get("EnvId") or body.get("RequestId") if isinstance(body, dict) else None
-    return str(value) if value else None
-
-
-PROVIDER = Provider("aliyun", endpoint("cn-hangzhou"), _build, _env_id, sign=_sign, refusal=_refusal)
+PROVIDER = Provider(
+    "aliyun",
+    endpoint("cn-hangzhou"),
+    _build,
+    json_field("EnvId", "RequestId"),  # EnvId: what its events carry
+    sign=_sign,
+    refusal=_refusal,
+)

@@ -8,9 +8,8 @@ DNS, a connect timeout, a failed TLS handshake), a 429 (waiting out Retry-After,
 503. Anything else may come after the provider took it (a timeout or a drop once the request
 went, an answer that cannot be read, another 5xx): that is `uncertain` (never sent again by
 itself), unless the provider honours an idempotency key (Resend's Idempotency-Key, the
-delivery's Message-ID, kept 24 hours), where trying again is safe. A provider that signs its
-requests (SES, DirectMail) signs each attempt afresh; one whose error answers say more than
-their status reads them itself into a Refusal, and `Refusal.from_status` reads the rest.
+delivery's Message-ID, kept 24 hours), where trying again is safe. SES and DirectMail sign
+each attempt afresh and read their own error codes; `Refusal.from_status` reads the rest.
 """
 
 from __future__ import annotations
@@ -192,11 +191,7 @@ def _resend_refusal(response: requests.Response) -> Refusal | None:
     after an article changed), so that earlier one reached Resend and may have been sent."""
     if response.status_code != 409:
         return None
-    try:
-        body = response.json()
-    except ValueError:
-        body = {}
-    name = str(body.get("name") or "") if isinstance(body, dict) else ""
+    name = str(json_object(response).get("name") or "")
     if name == "concurrent_idempotent_requests":
         return Refusal(name, retryable=True, hint="Resend is still sending the first request with this key")
     if name == "invalid_idempotent_request":
@@ -205,23 +200,31 @@ def _resend_refusal(response: requests.Response) -> Refusal | None:
     return None
 
 
-def _json_field(name: str) -> Callable[[requests.Response], str | None]:
+def json_object(response: requests.Response) -> dict[str, Any]:
+    """The answer's JSON object; {} when it is not JSON or not an object (a list, a string)."""
+    try:
+        body = response.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def json_field(*names: str) -> Callable[[requests.Response], str | None]:
+    """A provider's message id: the first of `names` the answer's JSON object has."""
+
     def read(response: requests.Response) -> str | None:
-        try:
-            value = response.json().get(name)
-        except ValueError:
-            return None
-        return str(value) if value is not None else None
+        body = json_object(response)
+        return next((str(body[name]) for name in names if body.get(name)), None)
 
     return read
 
 
 PROVIDERS = {
-    "mailgun": Provider("mailgun", "https://api.mailgun.net", _mailgun, _json_field("id")),
+    "mailgun": Provider("mailgun", "https://api.mailgun.net", _mailgun, json_field("id")),
     "sendgrid": Provider("sendgrid", "https://api.sendgrid.com", _sendgrid, lambda r: r.headers.get("X-Message-Id")),
-    "postmark": Provider("postmark", "https://api.postmarkapp.com", _postmark, _json_field("MessageID")),
+    "postmark": Provider("postmark", "https://api.postmarkapp.com", _postmark, json_field("MessageID")),
     "resend": Provider(
-        "resend", "https://api.resend.com", _resend, _json_field("id"), idempotent=True, refusal=_resend_refusal
+        "resend", "https://api.resend.com", _resend, json_field("id"), idempotent=True, refusal=_resend_refusal
     ),
 }
 

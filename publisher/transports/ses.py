@@ -23,7 +23,7 @@ from urllib.parse import quote, urlsplit
 import requests
 
 from ..mail import Message, addr_spec
-from .http_api import Provider, Refusal, Request
+from .http_api import Provider, Refusal, Request, json_field, json_object
 
 ALGORITHM = "AWS4-HMAC-SHA256"
 SERVICE = "ses"  # the signing name of SES v2's endpoint, email.<region>.amazonaws.com
@@ -135,12 +135,7 @@ def _sign(request: Request, url: str, secret: str, options: dict[str, str]) -> R
 def error_code(response: requests.Response) -> tuple[str, str]:
     """(code, message) of an SES v2 error: the code in x-amzn-ErrorType (`Code:namespace`),
     else in the body's `__type` or `code`; the message in its `message`."""
-    try:
-        body = response.json()
-    except ValueError:
-        body = {}
-    if not isinstance(body, dict):
-        body = {}
+    body = json_object(response)
     code = response.headers.get("x-amzn-ErrorType", "") or str(body.get("__type") or body.get("code") or "")
     code = code.split(":")[0].rsplit("#", 1)[-1]
     return code, str(body.get("message") or body.get("Message") or "")
@@ -182,14 +177,6 @@ def _refusal(response: requests.Response) -> Refusal | None:
     return None
 
 
-def _message_id(response: requests.Response) -> str | None:
-    try:
-        value = response.json().get("MessageId")
-    except (ValueError, AttributeError):
-        return None
-    return str(value) if value else None
-
-
 PROVIDER = Provider(
-    "ses", endpoint("us-east-1"), _build, _message_id, sign=_sign, refusal=_refusal
+    "ses", endpoint("us-east-1"), _build, json_field("MessageId"), sign=_sign, refusal=_refusal
 )  # fmt: skip
