@@ -35,7 +35,7 @@ from email.utils import collapse_rfc2231_value, getaddresses, parsedate_to_datet
 from .events import DELIVERY_HEADER, RAW_LIMIT, EventKind, MailEvent
 from .links import token_from_address
 from .status import ENHANCED_STATUS as _STATUS
-from .status import address_refused, reply_code
+from .status import bounce_kind, reply_code
 
 _ADDRESS = r"[^\s<>\"@:;,]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}"
 _QMAIL = re.compile(r"^<(" + _ADDRESS + r")>:\s*$", re.M)
@@ -94,8 +94,7 @@ def _read_dsn(message: Message, source: str, now: datetime, token: str | None) -
         diagnostic = _unfold(block.get("Diagnostic-Code") or "")
         found = _STATUS.search(status)
         permanent = found is not None and found.group(1) == "5"
-        hard = permanent and address_refused(reply_code(diagnostic), diagnostic, status)
-        kind = EventKind.HARD_BOUNCE if hard else EventKind.SOFT_BOUNCE
+        kind = bounce_kind(reply_code(diagnostic), diagnostic, status) if permanent else EventKind.SOFT_BOUNCE
         reason = "; ".join(part for part in (f"{action} {status}".strip(), diagnostic) if part)
         when = _date(block.get("Last-Attempt-Date")) or occurred
         events.append(_event(kind, address, source, reason, when, link, message, raw))
@@ -144,8 +143,7 @@ def _read_plain(message: Message, raw: bytes, source: str, now: datetime, token:
         return None
     line_start, line_end = body.rfind("\n", 0, status.start()) + 1, body.find("\n", status.start())
     reason = body[line_start : line_end if line_end >= 0 else None].strip()
-    hard = address_refused(reply_code(reason), reason, status.group(0))
-    kind = EventKind.HARD_BOUNCE if hard else EventKind.SOFT_BOUNCE
+    kind = bounce_kind(reply_code(reason), reason, status.group(0))
     quoted_token, message_id = _quoted_link(body)
     occurred = _date(message.get("Date")) or now
     event = _event(

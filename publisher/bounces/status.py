@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import re
 
+from .events import EventKind
+
 ENHANCED_STATUS = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
 ADDRESS_STATUSES = frozenset({"5.1.1", "5.1.2", "5.1.3", "5.1.10", "5.2.1"})
 ADDRESS_CODES = frozenset({550, 551, 553})
@@ -52,3 +54,11 @@ def address_refused(code: int | None, text: str, status: str | None = None) -> b
     if found and not found[0].startswith("5."):
         return False  # 4.0.0: temporary
     return code in ADDRESS_CODES and _NO_SUCH_ADDRESS.search(text) is not None
+
+
+def bounce_kind(code: int | str | None, text: str, status: str | None = None) -> EventKind:
+    """A permanent refusal's kind: a hard bounce when `address_refused` says so, else soft.
+    `code` may come as a reporter's text (`"550"`; anything not digits is none)."""
+    if isinstance(code, str):
+        code = int(code) if code.isdigit() else None
+    return EventKind.HARD_BOUNCE if address_refused(code, text, status) else EventKind.SOFT_BOUNCE

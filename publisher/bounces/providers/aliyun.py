@@ -22,7 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..events import DELIVERY_HEADER, EventKind, MailEvent
-from ..status import address_refused
+from ..status import bounce_kind
 from .base import (
     HookRequest,
     Malformed,
@@ -101,10 +101,8 @@ def read_event(item: dict[str, Any]) -> MailEvent | None:
     data = obj(item.get("data"))
     if kind_name == "dm:Deliver:Fail":
         code, message = text(data.get("err_code")), text(data.get("err_msg"))
-        hard = text(data.get("failed_type")).lower() in _HARD_TYPES or address_refused(
-            int(code) if code.isdigit() else None, message
-        )
-        kind = EventKind.HARD_BOUNCE if hard else EventKind.SOFT_BOUNCE
+        by_type = text(data.get("failed_type")).lower() in _HARD_TYPES
+        kind = EventKind.HARD_BOUNCE if by_type else bounce_kind(code, message)
     elif kind_name == "dm:Feedback:FblReport":
         kind = EventKind.COMPLAINT
     elif kind_name == "dm:Feedback:UnSubscribe":

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..events import EventKind, MailEvent
-from ..status import address_refused
+from ..status import bounce_kind
 from .base import (
     DELIVERY_VARIABLE,
     HookRequest,
@@ -80,8 +80,7 @@ class Mailgun:
 def _by_status(status: dict[str, Any]) -> EventKind:
     code = text(status.get("code"))
     words = " ".join(text(status.get(k)) for k in ("message", "description"))
-    refused = address_refused(int(code) if code.isdigit() else None, words)
-    return EventKind.HARD_BOUNCE if refused else EventKind.SOFT_BOUNCE
+    return bounce_kind(code, words)
 
 
 def read_event(data: dict[str, Any]) -> MailEvent | None:
