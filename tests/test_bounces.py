@@ -107,7 +107,11 @@ def test_the_rules_count_within_their_window_and_change_only_receiving_readers()
     assert status_after(EventKind.HARD_BOUNCE, Action.UNSUBSCRIBE, confirmed) is SubscriberStatus.UNSUBSCRIBED
     assert status_after(EventKind.HARD_BOUNCE, Action.SUPPRESS, SubscriberStatus.UNSUBSCRIBED) is None
     assert status_after(EventKind.COMPLAINT, Action.NONE, confirmed) is None
-    assert Rule(1, 1, Action.NONE) != DEFAULT_RULES[EventKind.HARD_BOUNCE]
+    # The defaults: hard 1 -> suppress; soft 3 in 30 days; complaint 1; unsubscribe 1.
+    assert DEFAULT_RULES[EventKind.HARD_BOUNCE] == Rule(1, 365, Action.SUPPRESS)
+    assert DEFAULT_RULES[EventKind.SOFT_BOUNCE] == Rule(3, 30, Action.SUPPRESS)
+    assert DEFAULT_RULES[EventKind.COMPLAINT] == Rule(1, 365, Action.SUPPRESS)
+    assert DEFAULT_RULES[EventKind.UNSUBSCRIBE] == Rule(1, 365, Action.UNSUBSCRIBE)
 
 
 def test_events_count_by_their_own_dates_whatever_order_they_arrive_in() -> None:
