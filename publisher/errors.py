@@ -44,12 +44,14 @@ class ContentError(PublisherError):
 class SourceError(PublisherError):
     """A whole source failed (folder missing, server down); its last good articles stay.
     `url`: the address that failed, for `publisher status` and `/healthz`; by default the URL
-    the message starts with (`https://…/list_1.html: HTTP 404 Not Found`), else ""."""
+    the message starts with (`https://…/list_1.html: HTTP 404 Not Found`), else "". `status`:
+    the HTTP status when the failure was the server's answer."""
 
-    def __init__(self, message: str, hint: str = "", url: str = "") -> None:
+    def __init__(self, message: str, hint: str = "", url: str = "", status: int | None = None) -> None:
         super().__init__(message, hint)
         found = _LEADING_URL.match(message)
         self.url = url or (found.group(1) if found else "")
+        self.status = status
 
 
 _LEADING_URL = re.compile(r"(https?://\S+?):(?:\s|$)")

@@ -88,6 +88,7 @@ class ItemProblem:
     location: str
     reason: str
     hint: str = ""
+    gone: bool = False  # its page answered 404 or 410: gone, which seldom heals within minutes
 
     def __str__(self) -> str:
         return f"{self.location}: {self.reason}" + (f" ({self.hint})" if self.hint else "")

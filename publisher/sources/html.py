@@ -43,7 +43,7 @@ __all__ = ["ArticleRules", "HtmlSource", "ListRules", "Walk", "no_links", "wrong
 
 # The text of a link to the next list page, on sites whose pager has no class to select by.
 NEXT_TEXT = re.compile(r"^\s*(?:下一?[页頁]|next(?:\s*page)?)\s*[>›»]*\s*$|^\s*[>›»]{1,2}\s*$", re.I)
-_GONE_STATUS = re.compile(r": HTTP (?:404|410) ")
+GONE = frozenset({404, 410})  # a page that is not there (past the last list page; an article removed)
 
 
 @dataclass(frozen=True)
@@ -221,7 +221,7 @@ class HtmlSource:
             except RunOutOfTime:  # the whole source stops
                 raise
             except SourceError as exc:
-                if number > 1 and _GONE_STATUS.search(exc.message):  # past the last page (url_pattern)
+                if number > 1 and exc.status in GONE:  # past the last page (url_pattern)
                     return None
                 self._forget(visited)  # the next run reads these pages in full, to get further
                 return ScopeRead(category, url, exc.message, exc.hint)
@@ -275,7 +275,7 @@ class HtmlSource:
         result = self.article(url, category, conditional=fingerprint is not None)
         if self.failed is not None:
             if isinstance(result, ItemProblem):
-                self.failed.failed(url, url, result.reason, gone=_GONE_STATUS.search(result.reason) is not None)
+                self.failed.failed(url, url, result.reason, gone=result.gone)
             else:
                 self.failed.succeeded(url)
         yield result
@@ -319,7 +319,7 @@ class HtmlSource:
         except RunOutOfTime:  # the whole source stops
             raise
         except SourceError as exc:  # one broken article (or on a host not allowed): skipped, the others go on
-            return ItemProblem(url, url, exc.message, exc.hint)
+            return ItemProblem(url, url, exc.message, exc.hint, gone=exc.status in GONE)
         if page.not_modified:
             return Unchanged((url,))
         return read_article(page.text(), page.url, self.rules, self.zone, self.convert)

@@ -208,7 +208,9 @@ class Fetcher:
                     return Page(response.url, 304, b"", response.headers)
                 if response.status_code >= 400 and response.status_code not in accept:
                     raise SourceError(
-                        f"{url}: HTTP {response.status_code} {response.reason}", status_hint(response.status_code)
+                        f"{url}: HTTP {response.status_code} {response.reason}",
+                        status_hint(response.status_code),
+                        status=response.status_code,
                     )
                 content = self._read(url, response)
                 if (conditional if remember is None else remember) and response.status_code < 400:
