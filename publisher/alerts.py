@@ -39,7 +39,7 @@ from urllib.parse import quote_plus, urlsplit
 
 import requests
 
-from .sources.addresses import AddressGuard, AddressRefused, GuardedAdapter, OutOfTime, why_refused
+from .sources.addresses import AddressGuard, AddressRefused, GuardedAdapter, OutOfTime, guarded, why_refused
 from .store import WHOLE_SOURCE, DigestRates, SourceHealth, Store
 
 log = logging.getLogger(__name__)
@@ -112,14 +112,8 @@ class Webhook:
         parts = urlsplit(self.url)
         where = f"{parts.hostname}:{parts.port}" if parts.port else str(parts.hostname)  # no user:password@
         adapter = GuardedAdapter(self.guard or AddressGuard(allow_private=self.allow_private))
-        timer = threading.Timer(self.timeout, adapter.cut)  # the whole post, not each read
-        timer.daemon = True
         try:
-            with requests.Session() as session:
-                session.trust_env = False  # no HTTP(S)_PROXY: the guard must see the address it connects to
-                session.mount("http://", adapter)
-                session.mount("https://", adapter)
-                timer.start()
+            with guarded(requests.Session(), adapter) as session, adapter.cut_after(self.timeout):  # the whole post
                 answer = session.post(url, data=body, headers=headers, timeout=self.timeout, allow_redirects=False)
                 text = answer.text[:200]
         except AddressRefused as exc:
@@ -129,8 +123,6 @@ class Webhook:
                 raise AlertError(f"{where}: no complete answer within {self.timeout:g} s") from exc
             reason = _without_url(str(exc), url)
             raise AlertError(f"{where}: {exc.__class__.__name__}: {reason}") from exc
-        finally:
-            timer.cancel()
         if adapter.expired:
             raise AlertError(f"{where}: no complete answer within {self.timeout:g} s")
         if answer.status_code // 100 != 2:

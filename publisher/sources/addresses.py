@@ -14,11 +14,14 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+import threading
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
+import requests
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
@@ -193,6 +196,9 @@ class _PoolManager(PoolManager):
         return pool
 
 
+_S = TypeVar("_S", bound=requests.Session)
+
+
 class GuardedAdapter(HTTPAdapter):
     """requests' adapter whose connections go through `guard`, and can be cut at a deadline."""
 
@@ -216,3 +222,24 @@ class GuardedAdapter(HTTPAdapter):
                 sock.shutdown(socket.SHUT_RDWR)
             except OSError:  # closed already
                 pass
+
+    @contextmanager
+    def cut_after(self, seconds: float) -> Iterator[None]:
+        """The block's requests through this adapter, their connections cut after `seconds` in
+        all (not per read); `expired` then says so."""
+        timer = threading.Timer(seconds, self.cut)
+        timer.daemon = True
+        timer.start()
+        try:
+            yield
+        finally:
+            timer.cancel()
+
+
+def guarded(session: _S, adapter: GuardedAdapter) -> _S:
+    """`session` with every connection through `adapter`'s guard, and nothing from the
+    environment (a proxy's connection, `HTTP(S)_PROXY`, would pass the guard unseen)."""
+    session.trust_env = False
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session

@@ -30,7 +30,7 @@ from urllib3.util.retry import Retry
 
 from .. import __version__
 from ..errors import SourceError
-from .addresses import PUBLIC_ONLY, AddressGuard, AddressRefused, GuardedAdapter, OutOfTime
+from .addresses import PUBLIC_ONLY, AddressGuard, AddressRefused, GuardedAdapter, OutOfTime, guarded
 from .charsets import decode_html
 from .robots import MAX_REDIRECTS, NO_RULES, Robots, RobotsCache, read_start, robots_answer
 
@@ -159,10 +159,7 @@ class Fetcher:
         # robots.txt's redirects are followed one by one to any host (RFC 9309), the guard still checking
         self.robots_session = requests.Session()
         for session in (self.session, self.robots_session):
-            session.trust_env = False  # no proxy from the environment: the guard must see the address
-            session.mount("http://", self.adapter)
-            session.mount("https://", self.adapter)
-            session.headers["User-Agent"] = user_agent
+            guarded(session, self.adapter).headers["User-Agent"] = user_agent
         self._last: dict[str, float] = {}
         self.robots_cache = robots_cache if robots_cache is not None else RobotsCache()
         self._lock = threading.Lock()
@@ -232,19 +229,15 @@ class Fetcher:
         if budget <= 0:
             raise self._late(url, budget, left)
         self.adapter.reset()
-        timer = threading.Timer(budget, self.adapter.cut)
-        timer.daemon = True
-        timer.start()
         try:
-            yield
+            with self.adapter.cut_after(budget):
+                yield
         except SourceError:
             raise
         except Exception as exc:  # a cut connection shows as any of requests', urllib3's or ssl's errors
             if self.adapter.expired:
                 raise self._late(url, budget, left) from exc
             raise
-        finally:
-            timer.cancel()
         if self.adapter.expired:  # an answer without a length just ends where it was cut
             raise self._late(url, budget, left)
 
