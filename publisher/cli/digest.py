@@ -259,7 +259,6 @@ def digest_failures(ctx: click.Context, digest_ref: str | None, output_format: s
     after the message was handed over: the reader may have it, or not; twice once `retry --all`
     sent it again), of DIGEST (its # or key, as `digest status` shows them) or of every digest,
     with what would try each again."""
-    from ..store import next_try_at
 
     app = load_app(ctx)
     try:
@@ -268,9 +267,8 @@ def digest_failures(ctx: click.Context, digest_ref: str | None, output_format: s
         rows: list[tuple[Cell, ...]] = []
         problems = app.store.delivery_problems(digest_id)
         for p in problems:
-            state = "waiting" if p.waiting else p.status
-            next_try: Cell = next_try_at(p.attempts, p.last_try, delays) if p.waiting else ""
-            rows.append((p.digest_id, p.email_key, state, p.attempts, p.last_try, next_try, p.retry_with, p.error))
+            next_try: Cell = p.next_try(delays) or ""
+            rows.append((p.digest_id, p.email_key, p.state, p.attempts, p.last_try, next_try, p.retry_with, p.error))
         unanswered = sum(p.unanswered for p in problems)
     except (PublisherError, ValueError) as exc:
         fail(exc)

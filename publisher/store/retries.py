@@ -80,6 +80,15 @@ class DeliveryProblem:
         return self.status == "pending"
 
     @property
+    def state(self) -> str:
+        """As `digest failures` and the console show it: `waiting` for a pending one."""
+        return "waiting" if self.waiting else self.status
+
+    def next_try(self, delays: Sequence[timedelta]) -> datetime | None:
+        """When a waiting one is tried again (`next_try_at`); None for the others."""
+        return next_try_at(self.attempts, self.last_try, delays) if self.waiting else None
+
+    @property
     def temporary(self) -> bool:
         """Waiting, or failed only because the tries ran out: `digest retry` takes it."""
         return self.waiting or self.error.startswith(GAVE_UP)

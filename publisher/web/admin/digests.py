@@ -18,7 +18,7 @@ from sqlalchemy.exc import NoResultFound
 from ...errors import PublisherError
 from ...model import Subscriber
 from ...send_runs import NEXT, SendBusy, SendRuns
-from ...store import DigestRow, next_try_at
+from ...store import DigestRow
 from ..shared import current
 from . import admin
 from .auth import audit, now, requires
@@ -169,9 +169,8 @@ def _digest_page(row: DigestRow, status: int = 200, notice: str = "", error: str
     state = current()
     delays = state.app.settings.digest.retry_delays
     failures = [
-        {"email": p.email_key, "state": "waiting" if p.waiting else p.status, "tries": p.attempts,
-         "last_try": p.last_try, "next_try": next_try_at(p.attempts, p.last_try, delays) if p.waiting else None,
-         "retry": p.retry_with, "reason": p.error}
+        {"email": p.email_key, "state": p.state, "tries": p.attempts, "last_try": p.last_try,
+         "next_try": p.next_try(delays), "retry": p.retry_with, "reason": p.error}
         for p in state.app.store.delivery_problems(row.id)
     ]  # fmt: skip
     row = state.app.store.digest(row.id)
@@ -194,8 +193,8 @@ def digest_progress(digest_id: int) -> Response:
     row = _digest(digest_id)
     body: dict[str, Any] = send_runs().progress(row).as_json()
     newest = current().app.store.delivery_problems(digest_id)[-20:][::-1]
-    body["failures"] = [{"email": p.email_key, "state": "waiting" if p.waiting else p.status, "tries": p.attempts,
-                         "reason": p.error} for p in newest]  # fmt: skip
+    body["failures"] = [{"email": p.email_key, "state": p.state, "tries": p.attempts, "reason": p.error}
+                        for p in newest]  # fmt: skip
     response = jsonify(body)
     response.headers["Cache-Control"] = "no-store"
     return response
