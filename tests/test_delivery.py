@@ -216,6 +216,7 @@ def test_a_timeout_that_may_have_delivered_is_uncertain_and_never_sent_again_by_
         ("r4@example.com", "uncertain", True, "retry --all (may arrive twice)"),
     ]
     assert problems[0].error == "may have been delivered: no answer after the message was handed over"
+    assert [p.email_key for p in store.delivery_problems(digest_id, newest=1)] == ["r4@example.com"]  # the poll's
 
 
 def test_retry_all_sends_an_uncertain_one_again_and_it_stays_uncertain(planned: tuple[Store, int]) -> None:

@@ -137,8 +137,9 @@ class RetryStore:
         with self.engine.connect() as conn:
             return int(conn.execute(query).scalar_one())
 
-    def delivery_problems(self, digest_id: int | None = None) -> list[DeliveryProblem]:
-        """Failed and uncertain deliveries and those waiting after an error, oldest digest first."""
+    def delivery_problems(self, digest_id: int | None = None, newest: int | None = None) -> list[DeliveryProblem]:
+        """Failed and uncertain deliveries and those waiting after an error, oldest digest first;
+        with `newest`, only that many of the latest, latest first (a live page's poll)."""
         d = digests_table.c
         query = (
             select(d.id, d.key, _x.email_key, _x.status, _x.attempts, _x.updated_at, _x.last_error)
@@ -153,6 +154,8 @@ class RetryStore:
         )
         if digest_id is not None:
             query = query.where(_x.digest_id == digest_id)
+        if newest is not None:
+            query = query.order_by(None).order_by(d.id.desc(), _x.id.desc()).limit(newest)
         with self.engine.connect() as conn:
             rows = conn.execute(query).all()
         return [

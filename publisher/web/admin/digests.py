@@ -192,7 +192,7 @@ def digest_progress(digest_id: int) -> Response:
     """What the digest page's script polls every 2 s: counts, rate, ETA, the newest failures."""
     row = _digest(digest_id)
     body: dict[str, Any] = send_runs().progress(row).as_json()
-    newest = current().app.store.delivery_problems(digest_id)[-20:][::-1]
+    newest = current().app.store.delivery_problems(digest_id, newest=20)
     body["failures"] = [{"email": p.email_key, "state": p.state, "tries": p.attempts, "reason": p.error}
                         for p in newest]  # fmt: skip
     response = jsonify(body)
