@@ -19,7 +19,7 @@ from ...store import DigestReport, SourceHealth, SubscriberWeek, weeks_ending
 from ..shared import current
 from . import admin
 from .charts import Chart, Series, bar_svg, line_svg
-from .layout import render_admin
+from .layout import in_zone, render_admin
 
 if TYPE_CHECKING:
     from ...app import App
@@ -57,12 +57,7 @@ class DashboardView:
 
     def local(self, moment: datetime | None) -> str:
         """A moment in the site's zone, to the minute ("" for none)."""
-        return local_minute(moment, self.zone)
-
-
-def local_minute(moment: datetime | None, zone: ZoneInfo) -> str:
-    """A moment in the site's zone, to the minute ("" for none)."""
-    return moment.astimezone(zone).strftime("%Y-%m-%d %H:%M") if moment else ""
+        return in_zone(moment, self.zone)
 
 
 def dashboard_view(app: App, now: datetime, words: Mapping[str, str]) -> DashboardView:

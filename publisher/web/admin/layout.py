@@ -47,9 +47,13 @@ def admin_words() -> dict[str, Any]:
 
 def local_time(moment: datetime | None, seconds: bool = False) -> str:
     """A stored moment in the site's zone, as the pages show it ("" for None)."""
+    return in_zone(moment, ZoneInfo(current().app.settings.site.timezone), seconds)
+
+
+def in_zone(moment: datetime | None, zone: ZoneInfo, seconds: bool = False) -> str:
+    """`moment` in `zone`, to the minute (or the second); "" for None."""
     if moment is None:
         return ""
-    zone = ZoneInfo(current().app.settings.site.timezone)
     return moment.astimezone(zone).strftime("%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M")
 
 

@@ -26,8 +26,7 @@ from ...store import SourceHealth
 from ..shared import current
 from . import admin
 from .auth import audit, current_account, requires, see_other
-from .dashboard import local_minute
-from .layout import render_admin
+from .layout import in_zone, render_admin
 
 if TYPE_CHECKING:
     from ...app import App
@@ -105,7 +104,7 @@ class SourcesView:
 
     def local(self, moment: datetime | None) -> str:
         """A moment in the site's zone, to the minute ("" for none)."""
-        return local_minute(moment, self.zone)
+        return in_zone(moment, self.zone)
 
 
 def sources_view(app: App) -> SourcesView:
