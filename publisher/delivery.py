@@ -72,7 +72,7 @@ class Sender:
         messages_per_second: float = 10.0,
         retry_after: Sequence[timedelta] = DEFAULT_RETRY_AFTER,
         pause_after: int = 20,
-        refused: Refused | None = None,
+        refused: Refused,
         sleep: Callable[[float], None] = time.sleep,
         monotonic: Callable[[], float] = time.monotonic,
         counted: Callable[[str], None] = lambda _outcome: None,
@@ -84,8 +84,8 @@ class Sender:
         self.retry_after, self.pause_after = tuple(retry_after), pause_after
         self.max_tries = len(self.retry_after) + 1
         # A hard bounce at sending time (SMTP 550 to RCPT, an API's invalid address): the
-        # newsletter records it as a mail event; without one, the reader is marked bounced.
-        self.refused = refused or (lambda delivery, why: store.mark_bounced(delivery.email_key, clock(), why))
+        # newsletter records it as a mail event, and its rules mark the reader.
+        self.refused = refused
         self.sleep, self.monotonic = sleep, monotonic
         self.counted = counted  # each delivery's outcome as it happens (metrics)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from email.headerregistry import Address
 
@@ -87,9 +87,15 @@ class FakeTime:
         return (self.now - NOW).total_seconds()
 
 
+def refused_at_sending(store: Store) -> Callable[[Delivery, str], None]:
+    """What the newsletter's recorder comes to for a refused address: the reader marked bounced."""
+    return lambda delivery, why: store.mark_bounced(delivery.email_key, NOW, why)
+
+
 def sender(store: Store, transport: object, waits: list[float] | None = None, **options: object) -> Sender:
     fake = FakeTime(waits if waits is not None else [])
-    return Sender(store, transport, lambda: fake.now, sleep=fake.sleep, monotonic=fake.monotonic, **options)  # type: ignore[arg-type]
+    return Sender(store, transport, lambda: fake.now, sleep=fake.sleep, monotonic=fake.monotonic,  # type: ignore[arg-type]
+                  refused=refused_at_sending(store), **options)  # fmt: skip
 
 
 class Clocked:
@@ -108,7 +114,7 @@ class Clocked:
 
         fake = self.time
         engine = Sender(self.store, self.transport, lambda: fake.now, sleep=fake.sleep, monotonic=fake.monotonic,
-                        messages_per_second=0, **self.options)  # type: ignore[arg-type]  # fmt: skip
+                        messages_per_second=0, refused=refused_at_sending(self.store), **self.options)  # type: ignore[arg-type]  # fmt: skip
         return engine.run(digest_id, timed)
 
     def until_done(self, digest_id: int) -> list[SendReport]:
@@ -382,7 +388,7 @@ def test_pacing_keeps_to_messages_per_second(planned: tuple[Store, int]) -> None
 
     fake = FakeTime()
     Sender(store, MemoryTransport(), lambda: NOW, messages_per_second=2, sleep=fake.sleep,
-           monotonic=fake.monotonic).run(digest_id, build)  # fmt: skip
+           monotonic=fake.monotonic, refused=refused_at_sending(store)).run(digest_id, build)  # fmt: skip
     assert fake.waits == pytest.approx([0.5, 0.5, 0.5, 0.5]) and fake.now == pytest.approx(2.0)
 
 
