@@ -27,9 +27,9 @@ def admin() -> None:
 
 
 def _link(app: object, token: str) -> str:
-    from ..web.admin import console_url
+    from ..web.admin import console_url, password_url
 
-    return f"{console_url(app)}/admin/password/{token}"  # type: ignore[arg-type]
+    return password_url(console_url(app), token)  # type: ignore[arg-type]
 
 
 @admin.command("add")

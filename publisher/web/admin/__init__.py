@@ -28,6 +28,12 @@ admin = Blueprint("admin", __name__, url_prefix="/admin", static_folder="static"
 admin.before_request(guard)
 admin.after_request(set_form_cookie)
 
+
+def password_url(base: str, token: str) -> str:
+    """The one-time set-password page for `token` on the console at `base` (signin.py's route)."""
+    return f"{base}/admin/password/{token}"
+
+
 # The page modules, each adding its routes to `admin`; a new page is one more name here.
 PAGES = ("signin", "account", "accounts", "audit", "dashboard", "subscribers", "digests", "sources")
 for _page in PAGES:

@@ -9,7 +9,7 @@ from ...accounts import ROLES, open_password_link
 from ...store import Account, AccountExists
 from ...subscriptions import normalize_email
 from ..shared import current
-from . import admin
+from . import admin, password_url
 from .auth import admin_state, audit, current_account, now, requires
 from .layout import admin_words, render_admin
 
@@ -24,7 +24,7 @@ def _page(status: int = 200, error: str = "", notice: str = "", link: str = "") 
 
 def password_link(account: Account) -> str:
     token = open_password_link(current().app.store, account, now())
-    return f"{admin_state().base_url}/admin/password/{token}"
+    return password_url(admin_state().base_url, token)
 
 
 @admin.get("/accounts")
