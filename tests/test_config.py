@@ -100,6 +100,30 @@ def test_every_problem_is_reported_with_its_key_path(tmp_path: Path) -> None:
     assert "unknown key" in text and "unknown source type 'ftp'" in text and "fix:" in text
 
 
+def test_an_env_key_that_is_not_a_variable_name_says_what_it_wants(tmp_path: Path) -> None:
+    """`*_env` keys name an environment variable; pydantic's own words were only its regex."""
+    path = write(
+        tmp_path,
+        """
+        [site]
+        title = "高新院"
+        url = "https://www.example.org"
+        [[categories]]
+        name = "政策解读"
+        [[sources]]
+        type = "files"
+        path = "content"
+        [alerts]
+        url_env = "https://oapi.dingtalk.com/robot/send?access_token=x"
+        """,
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path)
+    [(key, message, fix)] = caught.value.problems
+    assert key == "alerts.url_env" and "is not an environment variable's name" in message
+    assert "PUBLISHER_ALERT_URL" in fix and "pattern" not in message
+
+
 def test_meaning_checks_after_types_pass(tmp_path: Path) -> None:
     path = write(
         tmp_path,
