@@ -121,7 +121,7 @@ def test_an_env_key_that_is_not_a_variable_name_says_what_it_wants(tmp_path: Pat
         load_settings(path)
     [(key, message, fix)] = caught.value.problems
     assert key == "alerts.url_env" and "is not an environment variable's name" in message
-    assert "PUBLISHER_ALERT_URL" in fix and "pattern" not in message
+    assert "ALERT_WEBHOOK_URL" in fix and "pattern" not in message
 
 
 def test_meaning_checks_after_types_pass(tmp_path: Path) -> None:

@@ -116,7 +116,7 @@ def _explain(error: Any) -> tuple[str, str, str]:
         hint = 'the ARN of the SNS topic, as its page shows it: "arn:aws:sns:us-east-1:123456789012:ses-bounces"'
         return key, f"{error['input']!r} is not an SNS topic ARN", hint
     if kind == "string_pattern_mismatch" and key.endswith("_env"):
-        hint = 'the name of the environment variable that holds the secret, e.g. "PUBLISHER_ALERT_URL"'
+        hint = 'the name of the environment variable that holds the secret, e.g. "ALERT_WEBHOOK_URL"'
         return key, f"{error['input']!r} is not an environment variable's name (letters, digits, _)", hint
     if kind == "string_pattern_mismatch" and key.endswith("slug"):
         return key, f"{error['input']!r} is not a slug", "use lowercase ASCII letters, digits and -"
