@@ -26,7 +26,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from click.testing import CliRunner, Result
-from sqlalchemy import create_engine, inspect, select, text
+from sqlalchemy import Column, create_engine, inspect, select, text
 from sqlalchemy.engine import Connection, make_url
 from test_smtp import free_port
 
@@ -126,11 +126,13 @@ def test_the_0_1_0_store_upgrades_with_nothing_lost(old_store: Path) -> None:
     assert snapshot(backup) == before  # the backup is the store as it was
 
     after = snapshot(db)
-    # Every row: ids, guids, statuses, categories, timestamps, the key; later tables are new and empty.
-    assert {t: rows for t, rows in after.items() if t in before} == before
+    # Every row: ids, guids, statuses, categories, timestamps, the key (later columns come after
+    # the old ones, with their defaults); later tables are new and empty.
+    assert {t: [row[: len(rows[0])] for row in after[t]] if rows else after[t] for t, rows in before.items()} == before
+    assert {row[9:] for row in after["subscribers"]} == {(None, "weekly", None, None, None)}
     new_tables = ["signup_events", "signup_requests", "mail_events", "suppressions", "source_health",
                   "source_failures", "http_validators", "admin_accounts", "admin_recovery_codes", "admin_sessions",
-                  "admin_login_failures", "admin_audit"]  # fmt: skip
+                  "admin_login_failures", "admin_audit", "used_form_tokens"]  # fmt: skip
     assert {t: rows for t, rows in after.items() if t not in before} == {t: [] for t in new_tables}
     conn = sqlite3.connect(db)
     sql = dict(conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'table'").fetchall())
@@ -382,10 +384,14 @@ def test_a_0_1_0_store_on_postgresql_upgrades_with_nothing_lost(postgres_databas
         assert ("categories", "pk", "categories_pkey") in constraint_names(conn)
     source = create_engine(f"sqlite:///file:{FIXTURE / 'publisher.db'}?mode=ro&uri=true")
     rows: dict[str, list[dict[str, Any]]] = {}
+    columns: dict[str, list[Column[Any]]] = {}
     old_tables = [table for table in metadata.sorted_tables if table.name in migrate.BASELINE]
     with source.connect() as src, engine.begin() as dst:
         for table in old_tables:
-            rows[table.name] = [dict(r._mapping) for r in src.execute(select(table).order_by(*table.primary_key))]
+            had = {column["name"] for column in inspect(src).get_columns(table.name)}  # 0.1.0's, not today's
+            columns[table.name] = [c for c in table.c if c.name in had]
+            query = select(*columns[table.name]).order_by(*table.primary_key)
+            rows[table.name] = [dict(r._mapping) for r in src.execute(query)]
             if rows[table.name]:
                 dst.execute(table.insert(), rows[table.name])
     source.dispose()
@@ -407,7 +413,8 @@ def test_a_0_1_0_store_on_postgresql_upgrades_with_nothing_lost(postgres_databas
     check = create_engine(postgres_database)
     with check.connect() as conn:
         for table in old_tables:
-            now = [dict(r._mapping) for r in conn.execute(select(table).order_by(*table.primary_key))]
+            query = select(*columns[table.name]).order_by(*table.primary_key)
+            now = [dict(r._mapping) for r in conn.execute(query)]
             assert now == rows[table.name], table.name
         assert schema_differences(conn) == []
         names = constraint_names(conn)
@@ -499,3 +506,31 @@ def test_0007_keeps_the_consoles_accounts_and_starts_their_trust_at_zero(two_emp
         assert store.login_failures(device="0" * 64, since=since) == 0
     finally:
         store.close()
+
+
+def test_0008_keeps_every_reader_on_the_weekly_digest_in_the_sites_script(two_empty_databases: tuple[str, str]) -> None:
+    url, _unused = two_empty_databases
+    engine = migrate.migration_engine(url)
+    with engine.begin() as conn:
+        command.upgrade(migrate.alembic_config(conn), "0007_device_trust")
+        conn.execute(
+            text(
+                "INSERT INTO subscribers (email, email_key, name, categories, status, status_at, status_via,"
+                " created_at) VALUES ('Li@example.org', 'li@example.org', '李', '[]', 'active',"
+                " '2026-12-01 08:00:00', 'form', '2026-12-01 08:00:00')"
+            )
+        )
+        conn.execute(
+            text(
+                "INSERT INTO digests (key, window_start, window_end, status, created_at)"
+                " VALUES ('2026-11-23/2026-11-30', '2026-11-23 00:00:00', '2026-11-30 00:00:00', 'done',"
+                " '2026-11-30 00:00:00')"
+            )
+        )
+        command.upgrade(migrate.alembic_config(conn), "head")
+    with engine.connect() as conn:
+        reader = conn.execute(text("SELECT script, cadence, consent_text, consent_at FROM subscribers")).one()
+        digest = conn.execute(text("SELECT cadence FROM digests")).one()
+    engine.dispose()
+    assert tuple(reader) == (None, "weekly", None, None)  # no consent was recorded before: none is made up
+    assert tuple(digest) == ("weekly",)

@@ -12,7 +12,16 @@ from sqlalchemy.exc import DBAPIError
 from .schema import metadata
 
 # Every revision in migrations/versions, oldest first (a test holds them together).
-REVISIONS = ("0001", "0002", "0003", "0004_deliverability", "0005_source_state", "0006_admin", "0007_device_trust")
+REVISIONS = (
+    "0001",
+    "0002",
+    "0003",
+    "0004_deliverability",
+    "0005_source_state",
+    "0006_admin",
+    "0007_device_trust",
+    "0008_readers_choices",
+)
 HEAD = REVISIONS[-1]
 BEFORE_MIGRATIONS = "0.1.0 (before migrations)"  # our tables, but no alembic_version
 

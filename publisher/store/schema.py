@@ -164,6 +164,16 @@ subscribers_table = Table(
     Column("status_at", DateTime, nullable=False),
     Column("status_via", String(100), nullable=False),
     Column("created_at", DateTime, nullable=False),
+    # What the reader chose to receive: a script ("zh-Hans", "zh-Hant"; NULL is the site's own)
+    # and a cadence (a name in `[digest] cadences`).
+    Column("script", String(20)),
+    Column("cadence", String(20), nullable=False, server_default="weekly"),
+    # The proof of consent: the words the reader was shown, when the link was followed and from
+    # which network (IPv4 /24, IPv6 /64; never the whole address). NULL for readers added by
+    # the operator, who answers for their consent.
+    Column("consent_text", Text),
+    Column("consent_at", DateTime),
+    Column("consent_network", String(100)),
 )
 
 # The subscribe form's budgets, shared by every process and kept over a restart: one row per
@@ -193,9 +203,22 @@ signup_requests_table = Table(
     Column("name", String(200), nullable=False),
     Column("categories", Text, nullable=False),  # JSON list of slugs; [] = all
     Column("created_at", DateTime, nullable=False),
+    Column("script", String(20)),  # as on subscribers
+    Column("cadence", String(20), nullable=False, server_default="weekly"),
+    Column("consent_text", Text),  # the words beside the form the reader sent
     Index("ix_signup_requests_email_key", "email_key"),
     Index("ix_signup_requests_created_at", "created_at"),
     sqlite_autoincrement=True,  # ids are never reused: an old link must not name a new request
+)
+
+# The embeddable sign-up form's tokens that were used: a token is signed and expires, and one
+# seen here is refused again until it would have expired anyway (then the row is pruned).
+used_form_tokens_table = Table(
+    "used_form_tokens",
+    metadata,
+    Column("digest", String(64), primary_key=True),  # SHA-256 of the token
+    Column("expires", DateTime, nullable=False),
+    Index("ix_used_form_tokens_expires", "expires"),
 )
 
 # The delivery ledger: one digest per window key, one delivery per digest and subscriber.
@@ -208,6 +231,8 @@ digests_table = Table(
     Column("window_end", DateTime, nullable=False),
     Column("status", String(20), nullable=False),  # planning | sending | paused | done
     Column("created_at", DateTime, nullable=False),
+    # Which `[digest] cadences` entry this digest is for; its readers are those of that cadence.
+    Column("cadence", String(20), nullable=False, server_default="weekly"),
 )
 
 deliveries_table = Table(
