@@ -21,6 +21,7 @@ from ..ingest import Clock, Tick, ingest
 from ..metrics import Metrics
 from ..model import BuildReport, Category, Site
 from ..normalize import TextRules
+from ..scripts import ScriptConversion, site_script
 from ..store import Store
 from ..text import slugify
 from ..theme import Messages, Theme, check_theme, make_theme
@@ -74,6 +75,12 @@ class App(SourceServices, MailServices, WatchServices):
             description=s.description,
             author=s.author,
         )
+
+    @property
+    def scripts(self) -> ScriptConversion:
+        """The site's script and how a reader's other one is made (publisher.scripts)."""
+        t = self.settings.text
+        return ScriptConversion(site_script(self.settings.site.language, t.convert), t.traditional, t.simplified)
 
     @property
     def theme(self) -> Theme:

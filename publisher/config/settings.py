@@ -42,6 +42,8 @@ class TextConfig(Section):
     convert: Literal[CONVERSIONS] = "none"  # type: ignore[valid-type]
     summary_length: int = Field(default=120, ge=10, le=2000)
     remove_glosses: bool = True
+    traditional: Literal["s2t", "s2tw", "s2twp", "s2hk"] = "s2t"  # how Simplified becomes a reader's 繁體
+    simplified: Literal["t2s", "tw2s", "tw2sp", "hk2s"] = "t2s"  # how Traditional becomes a reader's 简体
 
 
 class FeedsConfig(Section):
