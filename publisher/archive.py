@@ -168,7 +168,7 @@ def render_page(
     return look.theme.environment.get_template("digest_archive.html.j2").render(context).encode("utf-8")
 
 
-def render_index(look: Look, links: ArchiveLinks, entries: Sequence[ArchiveEntry]) -> bytes:
+def render_archive_index(look: Look, links: ArchiveLinks, entries: Sequence[ArchiveEntry]) -> bytes:
     """`digests/index.html`: every archived digest, newest first."""
     rows = [
         {"title": _date_label(look, e.end), "url": links.page_url(e.slug), "slug": e.slug}

@@ -28,7 +28,7 @@ from .archive import (
     assign_slugs,
     base_slug,
     render_archive_feed,
-    render_index,
+    render_archive_index,
     render_page,
     render_stylesheet,
 )
@@ -93,7 +93,7 @@ class Archive:
             for e in newest
         ]
         files = {
-            "index.html": render_index(self.look, self.links, entries),
+            "index.html": render_archive_index(self.look, self.links, entries),
             FEED_FILE: render_archive_feed(self.look, self.links, in_feed),
             STYLESHEET: render_stylesheet(self.look),
         }

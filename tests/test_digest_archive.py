@@ -268,3 +268,15 @@ def test_the_page_passes_its_csp_in_chromium(served: tuple[Site, str], browser_p
     # The same check sees a violation when there is one: an inline style in the served folder.
     (site.out / "digests" / "control.html").write_text('<!DOCTYPE html><p style="color: red">x</p>', "utf-8")
     assert any("style-src" in v or "style" in v for v in csp_violations(browser_page, f"{base}/digests/control.html"))
+
+
+def test_check_renders_an_archive_override_and_names_its_file_and_line(site: Site) -> None:
+    folder = site.root / "theme"
+    assert site.cli("theme", "export", str(folder)).exit_code == 0
+    page = folder / "digest_archive.html.j2"
+    edited = page.read_text("utf-8").replace("<h1>{{ date_label }}</h1>", "<h1>{{ issue_number }}</h1>")
+    page.write_text(edited, "utf-8")
+    site.append_config(f'[theme]\ntemplates = "{folder}"\n')
+    result = site.cli("check")
+    assert result.exit_code == 1, result.output
+    assert "theme (digest archive)" in result.output and "'issue_number' is undefined" in result.output
