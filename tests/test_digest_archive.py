@@ -5,12 +5,14 @@ reaches; the index and the Atom feed list it; `[digest] archive = false` makes n
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
 from email.message import EmailMessage
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,6 +20,7 @@ import requests
 import waitress
 from lxml import html as lxml_html
 from test_browser import browser_page  # noqa: F401  (a fixture)
+from test_digest_render import mailing  # noqa: F401  (a fixture)
 from test_smtp import free_port
 from waitress import wasyncore
 
@@ -26,6 +29,7 @@ from feedcheck import assert_matches_atom_schema, atom_schema, parse_with_feedpa
 from publisher.archive import assign_slugs, base_slug
 from publisher.digest import explicit_window
 from publisher.model import Subscriber, SubscriberStatus
+from publisher.newsletter import Newsletter
 from publisher.store import Store
 from publisher.web import create_app
 
@@ -280,3 +284,30 @@ def test_check_renders_an_archive_override_and_names_its_file_and_line(site: Sit
     result = site.cli("check")
     assert result.exit_code == 1, result.output
     assert "theme (digest archive)" in result.output and "'issue_number' is undefined" in result.output
+
+
+GOLDEN = Path(__file__).parent / "golden" / "archive"
+
+
+def test_golden_archive_files(mailing: Site) -> None:  # noqa: F811
+    """The page, index, feed and stylesheet of a planned digest as readers see them;
+    UPDATE_GOLDEN=1 rewrites tests/golden/archive/ after a deliberate change."""
+    app = mailing.app()
+    try:
+        now = app.clock()
+        reader = Subscriber("zhang@example.com", "张三", ("policy",), SubscriberStatus.CONFIRMED, now, "cli", now)
+        app.store.save_subscribers([reader])
+        plan = Newsletter(app).plan_scheduled()
+        assert plan.planned == 1
+    finally:
+        app.close()
+    folder = mailing.out / "digests"
+    actual = {p.relative_to(folder).as_posix(): p.read_text("utf-8") for p in folder.rglob("*") if p.is_file()}
+    assert sorted(actual) == ["2026-w49/index.html", "archive.css", "atom.xml", "index.html"]
+    assert "张三" not in actual["2026-w49/index.html"]  # the reader's name is theirs alone
+    if os.environ.get("UPDATE_GOLDEN"):
+        for name, text in actual.items():
+            (GOLDEN / name).parent.mkdir(parents=True, exist_ok=True)
+            (GOLDEN / name).write_text(text, encoding="utf-8", newline="")
+    for name, text in actual.items():
+        assert text == (GOLDEN / name).read_text("utf-8"), f"archive/{name} differs (UPDATE_GOLDEN=1 to accept)"
