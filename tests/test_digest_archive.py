@@ -19,6 +19,7 @@ import pytest
 import requests
 import waitress
 from lxml import html as lxml_html
+from test_bounces import app_on, readers, store_url  # noqa: F401  (store_url: a fixture)
 from test_browser import browser_page  # noqa: F401  (a fixture)
 from test_digest_render import mailing  # noqa: F401  (a fixture)
 from test_smtp import free_port
@@ -28,7 +29,7 @@ from conftest import Site, days_ago
 from feedcheck import assert_matches_atom_schema, atom_schema, parse_with_feedparser
 from publisher.archive import assign_slugs, base_slug
 from publisher.digest import explicit_window
-from publisher.model import Subscriber, SubscriberStatus
+from publisher.model import BuildReport, Subscriber, SubscriberStatus
 from publisher.newsletter import Newsletter
 from publisher.store import Store
 from publisher.web import create_app
@@ -311,3 +312,39 @@ def test_golden_archive_files(mailing: Site) -> None:  # noqa: F811
             (GOLDEN / name).write_text(text, encoding="utf-8", newline="")
     for name, text in actual.items():
         assert text == (GOLDEN / name).read_text("utf-8"), f"archive/{name} differs (UPDATE_GOLDEN=1 to accept)"
+
+
+def test_digests_of_one_week_are_numbered_in_opening_order_on_both_stores(
+    site: Site,
+    store_url: str,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("PUBLISHER_SECRET_KEY", KEY)
+    site.clock_now = datetime(2026, 11, 20, 8, 0, tzinfo=UTC)  # Friday 16:00 in Shanghai, ISO week 47
+    site.article("policy/a.md", TITLES[0], date="2026-11-18 09:00")
+    app = app_on(site, store_url, site.mail_to_outbox())
+    try:
+        app.build(BuildReport())
+        readers(app, "reader@example.com")
+        letters = Newsletter(app)
+        assert letters.plan_scheduled().planned == 1
+        site.clock_now += timedelta(hours=2)
+        site.article("tech/b.md", TITLES[3], date="2026-11-20 09:00")
+        app.build(BuildReport())
+        assert letters.plan_scheduled().planned == 1
+        site.clock_now += timedelta(hours=1)
+        empty = letters.plan_scheduled()  # nothing new: nobody is mailed, so no page
+        assert empty.planned == 0
+        archive = app.archive
+        assert archive is not None
+        assert [e.slug for e in archive.entries()] == ["2026-w47", "2026-w47-2"]
+        assert letters.archive_url(empty.digest) == "https://www.example.org/digests/2026-w47-3/"  # kept for it
+        site.clock_now += timedelta(hours=1)
+        upcoming = letters.scheduled_window(app.clock())  # not opened: the address it would get
+        assert letters.archive_url(upcoming) == "https://www.example.org/digests/2026-w47-4/"
+    finally:
+        app.close()
+    pages = sorted(p.parent.name for p in (site.out / "digests").glob("*/index.html"))
+    assert pages == ["2026-w47", "2026-w47-2"]
+    second = (site.out / "digests" / "2026-w47-2" / "index.html").read_text("utf-8")
+    assert TITLES[3] in second and TITLES[0] not in second  # each page holds its own window
