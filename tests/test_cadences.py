@@ -1,0 +1,179 @@
+"""Readers' own script and cadence: a week of simulated days (a clock fixture, no sleeping),
+the digest jobs run at each cron time, every reader's mail read back from the outbox."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+from sqlalchemy import func, select
+
+from conftest import Site
+from publisher.config import load_settings
+from publisher.jobs import run_digest
+from publisher.model import Subscriber, SubscriberStatus
+from publisher.scheduler import DIGEST_JOBS, triggers
+from publisher.store import Store
+from publisher.store.schema import deliveries_table, digests_table
+
+ZONE = ZoneInfo("Asia/Shanghai")
+MONDAY = datetime(2026, 11, 23, 0, 0, tzinfo=ZONE)  # day 0 of the simulated week
+DAYS = 7  # articles on days 0..6; the week's digests go out up to day 7
+CADENCE_CONFIG = """
+[digest]
+cadences = ["weekly", "daily"]
+schedule = "0 8 * * mon"
+daily_schedule = "0 7 * * *"
+scripts = ["zh-Hans", "zh-Hant"]
+messages_per_second = 0
+postal_address = "云川市创新大道 1 号"
+"""
+HANT_DAILY = "hant-daily@example.com"  # 繁體, daily, tech
+HANS_WEEKLY = "hans-weekly@example.com"  # 简体, weekly, policy
+DEFAULT = "default@example.com"  # nothing chosen: the site's script, weekly, every category
+
+
+@pytest.fixture
+def week_site(site: Site) -> Site:
+    site.write_config(site.mail_to_outbox() + CADENCE_CONFIG)
+    site.clock_now = MONDAY.astimezone(UTC)
+    site.build()  # the categories, before any reader names them
+    now = site.clock_now
+    readers = [
+        Subscriber(HANT_DAILY, "陈先生", ("tech",), SubscriberStatus.CONFIRMED, now, "cli", now,
+                   script="zh-Hant", cadence="daily"),
+        Subscriber(HANS_WEEKLY, "李女士", ("policy",), SubscriberStatus.CONFIRMED, now, "cli", now,
+                   script="zh-Hans", cadence="weekly"),
+        Subscriber(DEFAULT, "", (), SubscriberStatus.CONFIRMED, now, "cli", now),
+    ]  # fmt: skip
+    store = Store(f"sqlite:///{site.db}")
+    try:
+        store.save_subscribers(readers)
+    finally:
+        store.close()
+    return site
+
+
+def fire_times(site: Site, start: datetime, end: datetime) -> list[tuple[datetime, str]]:
+    """(when, cadence) of every digest job the scheduler's triggers fire in [start, end]."""
+    wanted = triggers(load_settings(site.config))
+    fired = []
+    for cadence, job_id in DIGEST_JOBS.items():
+        trigger = wanted[job_id]
+        when = trigger.get_next_fire_time(None, start)
+        while when is not None and when <= end:
+            fired.append((when, cadence))
+            when = trigger.get_next_fire_time(when, when + timedelta(seconds=1))
+    return sorted(fired)
+
+
+def run_job_at(site: Site, when: datetime, cadence: str) -> None:
+    site.clock_now = when.astimezone(UTC)
+    app = site.app()
+    try:
+        assert run_digest(app, cadence) is None  # nothing left waiting
+    finally:
+        app.close()
+
+
+def outbox_mail(site: Site) -> dict[str, list[EmailMessage]]:
+    """Every message in the outbox by recipient, in sending order."""
+    mail: dict[str, list[EmailMessage]] = defaultdict(list)
+    for path in sorted(site.outbox.glob("*.eml")):
+        message = message_from_bytes(path.read_bytes(), policy=policy.default)
+        assert isinstance(message, EmailMessage)
+        mail[message["To"].addresses[0].addr_spec].append(message)
+    return mail
+
+
+def body(message: EmailMessage, subtype: str) -> str:
+    part = message.get_body((subtype,))
+    assert part is not None
+    return str(part.get_content())  # type: ignore[attr-defined]
+
+
+def delivery_rows(db: Path) -> dict[tuple[str, str], int]:
+    """(email key, digest key) -> delivery rows."""
+    store = Store(f"sqlite:///{db}")
+    try:
+        x, d = deliveries_table.c, digests_table.c
+        query = (
+            select(x.email_key, d.key, func.count())
+            .select_from(deliveries_table.join(digests_table, d.id == x.digest_id))
+            .group_by(x.email_key, d.key)
+        )
+        with store.engine.connect() as conn:
+            return {(email, key): count for email, key, count in conn.execute(query).all()}
+    finally:
+        store.close()
+
+
+def test_a_week_of_daily_and_weekly_digests_in_each_readers_script(week_site: Site) -> None:
+    site = week_site
+    events: list[tuple[datetime, str, int | str]] = []
+    for day in range(DAYS):
+        events.append((MONDAY + timedelta(days=day, hours=10), "ingest", day))
+    for when, cadence in fire_times(site, MONDAY, MONDAY + timedelta(days=DAYS, hours=9)):
+        events.append((when, "digest", cadence))
+    for when, what, arg in sorted(events, key=lambda e: e[0]):
+        if what == "ingest":
+            day = int(arg)
+            date = f"{(MONDAY + timedelta(days=day, hours=9)):%Y-%m-%d %H:%M}"
+            # Simplified text (the site converts to 简体): 区 and 发 become 區 and 發 for 繁體 readers.
+            site.article(f"tech/day{day}.md", f"高新区发布科技简讯第{day}号", date=date, categories="[tech]")
+            site.article(f"policy/day{day}.md", f"开发区政策解读第{day}号", date=date, categories="[policy]")
+            site.article(f"news/day{day}.md", f"院内新闻第{day}号", date=date)
+            site.clock_now = when.astimezone(UTC)
+            site.build()
+        else:
+            run_job_at(site, when, str(arg))
+            run_job_at(site, when, str(arg))  # the same run again (a doubled job): nothing more
+            run_job_at(site, when + timedelta(minutes=30), str(arg))  # a late one: an empty window
+
+    mail = outbox_mail(site)
+    assert set(mail) == {HANT_DAILY, HANS_WEEKLY, DEFAULT}
+
+    # 繁體, daily, tech: one digest a day from day 1, each with the day before's tech article.
+    daily = mail[HANT_DAILY]
+    assert len(daily) == DAYS
+    for day, message in enumerate(daily):
+        text, html = body(message, "plain"), body(message, "html")
+        title = f"高新區發佈科技簡訊第{day}號"
+        assert title in text and title in html and title in str(message["Subject"])
+        assert "第" + str(day - 1) + "號" not in text  # yesterday's is in yesterday's digest only
+        assert "政策" not in text and "院內新聞" not in text  # not their categories
+        assert "区" not in text + html and "发" not in text + html  # every word converted
+        assert "您收到這封郵件" in text and "今日" in text and "陈先生，" in text  # the words too; the name as written
+        assert 'lang="zh-Hant"' in html
+        unsubscribe = message["List-Unsubscribe"].split("<", 1)[1].split(">", 1)[0]
+        assert unsubscribe in text and unsubscribe in html  # the personal link, never converted
+
+    # 简体, weekly, policy: one digest on Monday with the week's seven policy articles.
+    (weekly,) = mail[HANS_WEEKLY]
+    text = body(weekly, "plain")
+    assert [f"开发区政策解读第{day}号" in text for day in range(DAYS)] == [True] * DAYS
+    assert "科技简讯" not in text and "區" not in text and "這封郵件" not in text and "这封邮件" in text
+    assert "本期" in text and "今日" not in text  # the weekly words
+
+    # The default reader: the site's script, weekly, every category.
+    (default,) = mail[DEFAULT]
+    text = body(default, "plain")
+    for day in range(DAYS):
+        assert f"高新区发布科技简讯第{day}号" in text and f"院内新闻第{day}号" in text and f"第{day}号" in text
+
+    # The ledger: one delivery per reader per digest they got, none for the digests of the other
+    # cadence; the weekly keys are as they were before cadences, the daily ones carry theirs.
+    rows = delivery_rows(site.db)
+    assert set(rows.values()) == {1}
+    assert sorted(key for email, key in rows if email == HANT_DAILY) == sorted(
+        f"daily/scheduled:{(MONDAY + timedelta(days=d, hours=7)).astimezone(UTC):%Y-%m-%dT%H:%M:%SZ}"
+        for d in range(1, DAYS + 1)
+    )
+    weekly_key = f"scheduled:{(MONDAY + timedelta(days=DAYS, hours=8)).astimezone(UTC):%Y-%m-%dT%H:%M:%SZ}"
+    assert {key for email, key in rows if email != HANT_DAILY} == {weekly_key}
+    assert len(rows) == DAYS + 2
