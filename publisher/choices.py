@@ -34,11 +34,12 @@ class Offered:
 
     scripts: tuple[str, ...]  # () : only the site's, no choice shown
     cadences: tuple[str, ...]
+    site: str = HANS  # the site's own script (App.scripts.site), always allowed
 
     @classmethod
-    def of(cls, scripts: Sequence[str], cadences: Sequence[str]) -> Offered:
-        """From `[digest] scripts` and `[digest] cadences` (`settings.digest`)."""
-        return cls(tuple(scripts), tuple(cadences))
+    def of(cls, scripts: Sequence[str], cadences: Sequence[str], site: str) -> Offered:
+        """From `[digest] scripts` and `[digest] cadences` (`settings.digest`) and the site's script."""
+        return cls(tuple(scripts), tuple(cadences), site)
 
     @property
     def default(self) -> Choices:
@@ -59,10 +60,10 @@ class Offered:
         if not text.strip():
             return None
         found = _SCRIPT_NAMES.get(text.strip().lower()) or _SCRIPT_NAMES.get(text.strip())
-        if found is None or found not in self.scripts:
-            offered = ", ".join(self.scripts) or "none: [digest] scripts is empty, every reader gets the site's"
+        if found is None or found not in (*self.scripts, self.site):
+            offered = ", ".join(self.scripts) or f"{self.site} only: [digest] scripts is empty"
             raise ValueError(f"unknown script {text.strip()!r} (offered: {offered})")
-        return found
+        return found if found in self.scripts else None  # the site's, with no choice offered
 
     def cadence(self, text: str) -> str:
         """A cadence as written (`daily`, `每日`; empty: the default); ValueError when it is not

@@ -3,6 +3,7 @@ the digest jobs run at each cron time, every reader's mail read back from the ou
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
@@ -15,9 +16,11 @@ from sqlalchemy import func, select
 
 from conftest import Site
 from publisher.config import load_settings
+from publisher.digest import DigestWindow
 from publisher.jobs import run_digest
 from publisher.model import Subscriber, SubscriberStatus
-from publisher.scheduler import DIGEST_JOBS, triggers
+from publisher.newsletter import Newsletter
+from publisher.scheduler import DIGEST_JOBS, Scheduler, triggers
 from publisher.store import Store
 from publisher.store.schema import deliveries_table, digests_table
 
@@ -177,3 +180,69 @@ def test_a_week_of_daily_and_weekly_digests_in_each_readers_script(week_site: Si
     weekly_key = f"scheduled:{(MONDAY + timedelta(days=DAYS, hours=8)).astimezone(UTC):%Y-%m-%dT%H:%M:%SZ}"
     assert {key for email, key in rows if email != HANT_DAILY} == {weekly_key}
     assert len(rows) == DAYS + 2
+
+
+def test_the_weekly_ledger_of_before_cadences_chains_on_and_the_daily_starts_its_own(week_site: Site) -> None:
+    """A store whose weekly digests were opened before cadences existed: its next weekly digest
+    starts where the last ended (nothing sent again), and the first daily one looks back a day."""
+    site = week_site
+    app = site.app()
+    try:
+        before = MONDAY.astimezone(UTC) - timedelta(days=7)
+        old_id, _ = app.store.open_digest(f"scheduled:{before:%Y-%m-%dT%H:%M:%SZ}", before - timedelta(days=7),
+                                          before, before)  # fmt: skip
+        app.store.set_digest_status(old_id, "done")
+        letters = Newsletter(app)
+        weekly = letters.plan_scheduled("weekly").digest
+        daily = letters.plan_scheduled("daily").digest
+        assert (weekly.key, weekly.start, weekly.by) == (f"scheduled:{MONDAY.astimezone(UTC):%Y-%m-%dT%H:%M:%SZ}",
+                                                         before, "ingested")  # fmt: skip
+        assert daily.key.startswith("daily/scheduled-first:") and daily.by == "first"
+        assert daily.start == MONDAY.astimezone(UTC) - timedelta(days=1) and daily.cadence == "daily"
+        same = DigestWindow(daily.key, daily.start, daily.end, "first", "daily")
+        assert letters.plan(same).created is False  # the same window again: nothing new
+    finally:
+        app.close()
+
+
+def test_each_cadence_has_its_own_job_and_its_missed_run_is_caught_up(site: Site) -> None:
+    due = datetime.now(UTC) - timedelta(hours=1)
+    local = due.astimezone(ZONE)
+    site.write_config(
+        site.mail_to_outbox() + CADENCE_CONFIG.replace('"0 7 * * *"', f'"{local.minute} {local.hour} * * *"')
+    )
+    site.clock_now = datetime.now(UTC) - timedelta(hours=2)
+    site.article("tech/a.md", "今日科技新闻", date=f"{datetime.now(ZONE) - timedelta(hours=3):%Y-%m-%d %H:%M}")
+    site.build()
+    store = Store(f"sqlite:///{site.db}")
+    try:
+        now = datetime.now(UTC)
+        store.save_subscribers([Subscriber("d@example.com", "", (), SubscriberStatus.CONFIRMED, now, "cli", now,
+                                           script="zh-Hant", cadence="daily")])  # fmt: skip
+        yesterday, _ = store.open_scheduled_digest(lambda: due - timedelta(days=1), 1, "daily")
+        store.plan_deliveries(yesterday.id, [], due - timedelta(days=1))
+        store.set_digest_status(yesterday.id, "done")
+        service = Scheduler(load_settings(site.config), str(site.config), store)
+        assert service.start()
+        try:
+            job = service.scheduler.get_job(DIGEST_JOBS["daily"])  # type: ignore[union-attr]
+            assert list(job.args) == [str(site.config), "daily"]
+            assert list(service.scheduler.get_job(DIGEST_JOBS["weekly"]).args) == [str(site.config)]  # type: ignore[union-attr]
+            deadline = datetime.now(UTC) + timedelta(seconds=15)
+            while len(list(site.outbox.glob("*.eml"))) < 1 and datetime.now(UTC) < deadline:
+                time.sleep(0.1)
+        finally:
+            service.stop()
+        ((reader, (mail,)),) = outbox_mail(site).items()
+        assert reader == "d@example.com" and "今日科技新聞" in body(mail, "plain")  # caught up, in 繁體
+        assert [d.key.split(":")[0] for d in store.digests()] == ["daily/scheduled-first", "daily/scheduled"]
+        # Without "daily" in [digest] cadences, its job is gone at the next start.
+        site.write_config(site.mail_to_outbox())
+        again = Scheduler(load_settings(site.config), str(site.config), store)
+        assert again.start()
+        try:
+            assert again.scheduler.get_job(DIGEST_JOBS["daily"]) is None  # type: ignore[union-attr]
+        finally:
+            again.stop()
+    finally:
+        store.close()

@@ -30,7 +30,7 @@ def _subscriber_app(ctx: click.Context) -> tuple[App, CategoryIndex]:
 
 def _offered(app: App) -> Offered:
     """The scripts and cadences `[digest]` lets readers choose."""
-    return Offered.of(app.settings.digest.scripts, app.settings.digest.cadences)
+    return Offered.of(app.settings.digest.scripts, app.settings.digest.cadences, app.scripts.site)
 
 
 @subscribers.command("import")

@@ -100,7 +100,7 @@ def reader_form(current_choices: Choices | None = None) -> ReaderForm:
 def offered_choices() -> Offered:
     """The scripts and cadences this site offers its readers (`[digest] scripts`, `cadences`)."""
     digest = current().app.settings.digest
-    return Offered.of(digest.scripts, digest.cadences)
+    return Offered.of(digest.scripts, digest.cadences, current().app.scripts.site)
 
 
 def request_for(token: str) -> SignupRequest | None:

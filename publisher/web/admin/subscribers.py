@@ -55,7 +55,7 @@ def _index() -> CategoryIndex:
 def _offered() -> Offered:
     """The scripts and cadences `[digest]` lets readers choose."""
     digest = current().app.settings.digest
-    return Offered.of(digest.scripts, digest.cadences)
+    return Offered.of(digest.scripts, digest.cadences, current().app.scripts.site)
 
 
 def _subscriber(subscriber_id: int) -> Subscriber:
@@ -132,7 +132,7 @@ def change_subscriber(subscriber_id: int) -> Response:
         slugs = tuple(dict.fromkeys(c.slug for c in chosen if c is not None))
         offered = _offered()
         try:  # the page offers every script (a reader keeps one the site no longer offers) and cadence
-            script = Offered.of(SCRIPTS, ()).script(request.form.get("script", reader.script or ""))
+            script = Offered.of(SCRIPTS, (), offered.site).script(request.form.get("script", reader.script or ""))
             cadence = offered.cadence(request.form.get("cadence", ""))  # empty: the first offered
         except ValueError as exc:
             return _reader_page(reader, 400, error=str(exc))
