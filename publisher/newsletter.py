@@ -58,14 +58,18 @@ class Newsletter(DigestMessages):
 
     # --- use cases -------------------------------------------------------------------------
 
-    def scheduled_window(self, now: datetime, cadence: str = WEEKLY) -> DigestWindow:
+    def scheduled_window(self, now: datetime, cadence: str | None = None) -> DigestWindow:
+        """The window of the cadence's scheduled digest due at `now` (default: the first cadence)."""
+        cadence = cadence or self.settings.digest.cadences[0]
         return scheduled_window(self.store.last_scheduled_end(cadence), now, cadence)
 
     def window(self, since: date, until: date, cadence: str = WEEKLY) -> DigestWindow:
         return explicit_window(since, until, self.settings.site.timezone, cadence)
 
-    def plan_scheduled(self, cadence: str = WEEKLY) -> Plan:
-        """Open the cadence's scheduled digest ending now (see Store.open_scheduled_digest) and plan it."""
+    def plan_scheduled(self, cadence: str | None = None) -> Plan:
+        """Open the cadence's scheduled digest ending now (see Store.open_scheduled_digest) and
+        plan it (default: the first of `[digest] cadences`, as the console's "send now")."""
+        cadence = cadence or self.settings.digest.cadences[0]
         with self.store.send_lock():
             digest, created = self.store.open_scheduled_digest(self.clock, CADENCE_DAYS[cadence], cadence)
             return self._plan(digest, created)

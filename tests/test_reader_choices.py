@@ -68,7 +68,10 @@ def test_a_reader_chooses_script_and_cadence_on_the_form_and_changes_them_later(
     asked = [("email", "hk@example.com"), ("script", "zh-Hant"), ("cadence", "daily"), ("category", "tech")]
     assert post_form(pages.browser, asked) == 200
     assert pages.reader("hk@example.com").cadence == "weekly"  # nothing the form said before the link
-    done = pages.browser.post(confirm_link(pages.mail()))  # type: ignore[arg-type]
+    link = confirm_link(pages.mail())  # type: ignore[arg-type]
+    shown = pages.browser.get(link).get_data(as_text=True)
+    assert "繁體" in shown and "每天一封" in shown  # what confirming saves
+    done = pages.browser.post(link)
     reader = pages.reader("hk@example.com")
     assert (reader.script, reader.cadence, reader.categories) == ("zh-Hant", "daily", ("tech",))
 

@@ -185,6 +185,11 @@ def confirm_page(token: str) -> Response:
         chosen = [names[slug] for slug in signup.categories if slug in names] or [words["all"]]
         details = [(words["email"], [signup.email]), (words["confirm_name"], [signup.name or "—"])]
         details.append((words["confirm_sections"], chosen))
+        offered = offered_choices()
+        if offered.choose_script:
+            details.append((words["script"], [LABELS[signup.script or state.app.scripts.site]]))
+        if offered.choose_cadence:
+            details.append((words["cadence"], [words[signup.cadence]]))
         body = words["confirm_body"].format(email=signup.email, list_name=state.letters.list_name)
         return page("action.html.j2", title=words["confirm"], body=body, button=words["confirm"], details=details)
     subscriber = subscriber_for(token, "confirm")
