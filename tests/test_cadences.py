@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
 from email.message import EmailMessage
@@ -13,6 +14,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import func, select
+from test_migrations import _postgres_admin, _throwaway_database
 
 from conftest import Site
 from publisher.config import load_settings
@@ -244,5 +246,44 @@ def test_each_cadence_has_its_own_job_and_its_missed_run_is_caught_up(site: Site
             assert again.scheduler.get_job(DIGEST_JOBS["daily"]) is None  # type: ignore[union-attr]
         finally:
             again.stop()
+    finally:
+        store.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A new store's URL on each backend (PostgreSQL skipped when none answers)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'p.db'}"
+        return
+    admin = _postgres_admin()
+    if admin is None:
+        pytest.skip("PostgreSQL: neither $PUBLISHER_TEST_POSTGRES nor 127.0.0.1:5432 answers")
+    yield from _throwaway_database(admin)
+
+
+def test_choices_and_each_cadences_windows_on_each_database(database: str) -> None:
+    """The store's side on SQLite and PostgreSQL: a reader's and a request's script and cadence
+    read back, and each cadence's scheduled windows chained on its own."""
+    now = datetime(2026, 11, 30, 0, 0, tzinfo=UTC)
+    store = Store(database)
+    try:
+        store.save_subscribers([Subscriber("a@example.com", "甲", (), SubscriberStatus.CONFIRMED, now, "cli", now,
+                                           script="zh-Hant", cadence="daily")])  # fmt: skip
+        found = store.subscriber("a@example.com")
+        assert found is not None and (found.script, found.cadence) == ("zh-Hant", "daily")
+        request = store.add_signup_request("b@example.com", "乙", (), now, timedelta(days=7), "zh-Hans", "daily")
+        assert store.signup_request(request.id) == request
+        weekly, _ = store.open_scheduled_digest(lambda: now, 7)
+        daily, _ = store.open_scheduled_digest(lambda: now, 1, "daily")
+        next_daily, created = store.open_scheduled_digest(lambda: now + timedelta(days=1), 1, "daily")
+        assert (weekly.cadence, weekly.start, weekly.key) == ("weekly", now - timedelta(days=7),
+                                                              "scheduled-first:2026-11-30T00:00:00Z")  # fmt: skip
+        assert (daily.cadence, daily.start, daily.by) == ("daily", now - timedelta(days=1), "first")
+        assert created and (next_daily.start, next_daily.by) == (now, "ingested")
+        assert next_daily.key == "daily/scheduled:2026-12-01T00:00:00Z"
+        assert store.last_scheduled_end() == now and store.last_scheduled_end("daily") == now + timedelta(days=1)
+        next_weekly, _ = store.open_scheduled_digest(lambda: now + timedelta(days=7), 7)
+        assert next_weekly.start == now  # the daily digests do not move the weekly window
     finally:
         store.close()
