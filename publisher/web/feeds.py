@@ -2,7 +2,9 @@
 
 Each file gets its media type, an `ETag` and `Last-Modified` from the file, a 304 on
 `If-None-Match` / `If-Modified-Since`, and gzip when the client accepts it. Dotfiles (the
-writer's temporary files) and anything outside the folder, via a symlink too, are a 404.
+writer's temporary files) and anything outside the folder, via a symlink too, are a 404. A
+feed, with `[websub] hubs`, also says where it is announced: `Link` headers naming each hub
+(`rel="hub"`) and the feed's own public URL (`rel="self"`), as WebSub asks of a publisher.
 """
 
 from __future__ import annotations
@@ -12,10 +14,12 @@ import time
 from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
+from urllib.parse import quote
 
 from flask import Blueprint, Response, abort, request
 from werkzeug.security import safe_join
 
+from ..feeds import FEED_FILES
 from .shared import current
 
 MEDIA_TYPES = {
@@ -66,6 +70,10 @@ def output_file(path: str) -> Response:
     response.headers["Cache-Control"] = "public, max-age=300"
     response.headers["Vary"] = "Accept-Encoding"
     response.headers["X-Content-Type-Options"] = "nosniff"
+    if target.name in FEED_FILES and (links := current().app.links).hubs:
+        self_url = links.of(quote(target.relative_to(out_dir).as_posix()))
+        announced = [*(f'<{hub}>; rel="hub"' for hub in links.hubs), f'<{self_url}>; rel="self"']
+        response.headers["Link"] = ", ".join(announced)
     if _not_modified(etag, int(stat.st_mtime)):
         response.status_code = 304
         return response
