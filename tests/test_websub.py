@@ -8,9 +8,11 @@ exit code and files owe nothing to the hub."""
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from urllib.parse import parse_qs
 
@@ -19,7 +21,7 @@ from flask import Flask
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
-from conftest import HEALTH_HEADERS, HEALTH_TOKEN, Site
+from conftest import HEALTH_HEADERS, HEALTH_TOKEN, ROOT, Service, Site
 from feedcheck import assert_json_feed, assert_matches_atom_schema, atom_schema, parse_with_feedparser, parse_xml
 from publisher import websub
 from publisher.app import App
@@ -342,3 +344,44 @@ def test_hubs_are_checked_with_their_key(hubs: list[str], allow_private: bool, e
 def test_a_private_hub_with_allow_private_is_fine() -> None:
     settings = validate(BASE | {"websub": {"hubs": ["http://127.0.0.1:8000/hub"], "allow_private": True}})
     assert App(settings).links.hubs == ("http://127.0.0.1:8000/hub",)
+
+
+def run_until_built(site: Site, hub: Hub, pings: int) -> dict[str, object]:
+    """`publisher run` (this checkout's) until its first build ended and the hub got `pings` in
+    all; its /healthz then."""
+    from test_smtp import free_port
+
+    service = Service(site.config, site.root, free_port(), env={**os.environ, "PYTHONPATH": str(ROOT)})
+    try:
+        service.wait_until_serving()
+        service.wait_until_built()
+        hub.wait_for(pings)
+        time.sleep(0.3)  # and no more
+        report: dict[str, object] = service.health().json()
+    finally:
+        assert service.stop() == 0, service.output()
+    return report
+
+
+def test_publisher_run_pings_after_its_builds_and_sends_what_waited_at_its_start(site: Site, hub: Hub) -> None:
+    with_hub(site, hub.url)
+    run_until_built(site, hub, 1)
+    assert len(hub.pings) == 1 and set(hub.pings[0]) == urls(*FEEDS)  # its first build's, from its job
+
+    hub.answers = [(503, "down")]
+    site.article("tech/a.md", "科技新闻", date="2026-11-18 09:00")
+    assert site.cli("build").exit_code == 0 and len(hub.pings) == 2  # the six URLs wait in the store
+    store = Store(f"sqlite:///{site.db}")
+    try:  # the hub's next try is due now (as if its 30 s had passed)
+        store.set_hub_state(replace(store.hub_state(hub.url), next_try=None))
+    finally:
+        store.close()
+    hub.answers = [(204, "")]
+    report = run_until_built(site, hub, 3)
+    written = urls("rss.xml", "atom.xml", "feed.json", "tech/rss.xml", "tech/atom.xml", "tech/feed.json")
+    assert len(hub.pings) == 3 and set(hub.pings[2]) == written and hub.problems == []
+    assert report["websub"] == {
+        "status": "ok",
+        "hubs": {hub.url: {**report["websub"]["hubs"][hub.url], "status": "ok"}},
+    }
+    assert waiting(site) == {}
