@@ -295,19 +295,37 @@ def test_a_failing_hub_shows_in_healthz(web: Flask, site: Site, hub: Hub, quick_
     assert report["status"] == "ok" and report["websub"]["hubs"][hub.url]["status"] == "ok"
 
 
-def test_a_url_published_again_during_a_ping_keeps_waiting(tmp_path: Path) -> None:
-    store = Store(f"sqlite:///{tmp_path / 'store.db'}")
-    try:
-        hub = "https://hub.example/"
-        store.publish_to_hubs([hub], ["https://a.example/rss.xml", "https://a.example/atom.xml"])
-        sent = store.waiting_for_hubs()[hub]
-        store.publish_to_hubs([hub], ["https://a.example/rss.xml"])  # changed again while in flight
-        store.delivered_to_hub(sent)
-        assert [w.url for w in store.waiting_for_hubs()[hub]] == ["https://a.example/rss.xml"]
-        store.publish_to_hubs(["https://other.example/"], ["https://a.example/rss.xml"])  # the hub was replaced
-        assert list(store.waiting_for_hubs()) == ["https://other.example/"]
-    finally:
-        store.close()
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    if request.param == "sqlite":
+        opened = Store(f"sqlite:///{tmp_path / 'store.db'}")
+        yield opened
+        opened.close()
+        return
+    from test_migrations import _postgres_admin, _throwaway_database
+
+    admin = _postgres_admin()
+    if admin is None:
+        pytest.skip("PostgreSQL: neither $PUBLISHER_TEST_POSTGRES nor 127.0.0.1:5432 answers")
+    for url in _throwaway_database(admin):
+        opened = Store(url)
+        yield opened
+        opened.close()
+
+
+def test_a_url_published_again_during_a_ping_keeps_waiting(store: Store) -> None:
+    hub = "https://hub.example/"
+    store.publish_to_hubs([hub], ["https://a.example/rss.xml", "https://a.example/atom.xml"])
+    sent = store.waiting_for_hubs()[hub]
+    assert [w.url for w in sent] == ["https://a.example/atom.xml", "https://a.example/rss.xml"]
+    store.publish_to_hubs([hub], ["https://a.example/rss.xml"])  # changed again while the ping is in flight
+    store.delivered_to_hub(sent)
+    assert [w.url for w in store.waiting_for_hubs()[hub]] == ["https://a.example/rss.xml"]
+    store.set_hub_state(replace(store.hub_state(hub), attempts=2, last_error="HTTP 503"))
+    assert store.hub_state(hub).attempts == 2
+    store.publish_to_hubs(["https://other.example/"], ["https://a.example/rss.xml"])  # the hub was replaced
+    assert list(store.waiting_for_hubs()) == ["https://other.example/"]
+    assert store.hub_state(hub).attempts == 0  # forgotten with it
 
 
 def test_a_hub_at_a_loopback_address_is_reached_only_with_allow_private(hub: Hub) -> None:

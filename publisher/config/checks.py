@@ -241,7 +241,7 @@ def _check_websub(websub: WebSubConfig) -> list[tuple[str, str, str]]:
         key = f"websub.hubs[{i}]"
         found = http_url(key, hub, "https://pubsubhubbub.appspot.com/")
         if not found and quote(hub, safe=_URL_CHARACTERS) != hub:
-            fix = "percent-encode it (%20 for a space); no <, >, quotes, spaces or control characters"
+            fix = "percent-encode it (%20 for a space; an IDN host in its xn-- form); no <, >, quotes or spaces"
             found = [(key, f"{hub!r} has characters a URL may not hold", fix)]
         if not found and not websub.allow_private and (private := private_host(hub)):
             fix = "set websub.allow_private = true if the hub is yours on this network or machine"
