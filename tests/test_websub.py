@@ -178,6 +178,13 @@ def test_the_feed_server_links_each_feed_to_the_hubs_and_itself(web: Flask, hub:
     assert "Link" not in client.get("/feeds.opml").headers
 
 
+def test_the_digest_archives_feed_names_no_hub(web: Flask, site: Site) -> None:
+    (site.out / "digests").mkdir()
+    (site.out / "digests" / "atom.xml").write_bytes(site.feed("atom.xml"))  # not pinged: no hub for it
+    answer = web.test_client().get("/digests/atom.xml")
+    assert answer.status_code == 200 and "Link" not in answer.headers
+
+
 def test_no_link_header_without_hubs(site: Site) -> None:
     site.build()
     app = site.app()

@@ -33,6 +33,7 @@ from .websub import WebSubServices
 
 if TYPE_CHECKING:
     from ..alerts import Alerts
+    from ..archive_output import Archive
     from ..digest import Look
     from ..websub import HubPings
 
@@ -122,6 +123,17 @@ class App(SourceServices, MailServices, WatchServices, WebSubServices):
             theme=self.theme,
             send_when_empty=digest.send_when_empty,
         )
+
+    @property
+    def archive(self) -> Archive | None:
+        """The digest archive (publisher.archive_output); None when `[digest] archive = false`."""
+        if not self.settings.digest.archive:
+            return None
+        from ..archive import ArchiveLinks
+        from ..archive_output import Archive
+
+        links = ArchiveLinks(self.links.base_url, self.subscribe_url)
+        return Archive(self.store, self.look, self.categories, links, self.out_dir)
 
     @property
     def links(self) -> FeedLinks:
@@ -305,6 +317,9 @@ class App(SourceServices, MailServices, WatchServices, WebSubServices):
         for name, render in pages:
             if reshaped or not (out / name).is_file():
                 (written if write_if_changed(out / name, render()) else unchanged).append(name)
+        archive = self.archive
+        if archive is not None:  # a sent digest's page, when missing; all of them when reshaped
+            archive.write(everything=reshaped)
         store.clear_dirty(dirty)
         if reshaped:
             store.set_meta("render_signature", signature)
