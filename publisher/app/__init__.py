@@ -2,7 +2,8 @@
 
 `App` is composed like `Store`: this module holds what every door needs (the site, its theme,
 the store, the signing key, the categories) and the build; `sources.py` the sources and
-`check`, `mail.py` the transport and the bounce loop, each a mixin over the same settings."""
+`check`, `mail.py` the transport and the bounce loop, `watch.py` metrics and alerts, `websub.py`
+the hub pings, each a mixin over the same settings."""
 
 from __future__ import annotations
 
@@ -28,11 +29,13 @@ from ..theme import Messages, Theme, check_theme, make_theme
 from .mail import MailServices
 from .sources import SourceServices, make_source
 from .watch import WatchServices
+from .websub import WebSubServices
 
 if TYPE_CHECKING:
     from ..alerts import Alerts
     from ..archive_output import Archive
     from ..digest import Look
+    from ..websub import HubPings
 
 __all__ = ["App", "make_source", "utc_now"]
 
@@ -54,16 +57,18 @@ def _folder_state(folder: Path | None) -> list[tuple[str, int, int]]:
 
 
 @dataclass
-class App(SourceServices, MailServices, WatchServices):
+class App(SourceServices, MailServices, WatchServices, WebSubServices):
     settings: Settings
     clock: Clock = utc_now
     metrics: Metrics = field(default_factory=Metrics)  # this App's counters (`/metrics`)
+    hub_pings: HubPings | None = None  # `publisher run`'s, shared with its jobs; else made when hubs are set
     _store: Store | None = field(default=None, init=False)
     _categories: list[Category] | None = field(default=None, init=False)
     _theme: Theme | None = field(default=None, init=False)
     _signing_key: bytes | None = field(default=None, init=False)
     _alerts: Alerts | None = field(default=None, init=False)
     _alerts_made: bool = field(default=False, init=False)
+    _owns_hub_pings: bool = field(default=False, init=False)
 
     @property
     def site(self) -> Site:
@@ -133,7 +138,9 @@ class App(SourceServices, MailServices, WatchServices):
 
     @property
     def links(self) -> FeedLinks:
-        return FeedLinks((self.settings.output.base_url or self.settings.site.url).rstrip("/"))
+        return FeedLinks(
+            (self.settings.output.base_url or self.settings.site.url).rstrip("/"), tuple(self.settings.websub.hubs)
+        )
 
     @property
     def subscribe_url(self) -> str:
@@ -202,6 +209,7 @@ class App(SourceServices, MailServices, WatchServices):
         return TextRules(t.convert, t.summary_length, t.remove_glosses)
 
     def close(self) -> None:
+        self.close_websub()
         self.close_watch()
         if self._store is not None:
             self._store.close()
@@ -272,6 +280,8 @@ class App(SourceServices, MailServices, WatchServices):
             "categories": [(c.name, c.slug, c.description, c.url) for c in self.categories],
             "theme": [self.settings.theme.model_dump(), _folder_state(self.theme.templates)],
         }
+        if self.links.hubs:  # only then: a site without hubs keeps the signature it had
+            shape["websub"] = list(self.links.hubs)
         return hashlib.sha256(json.dumps(shape, ensure_ascii=False, sort_keys=True).encode()).hexdigest()
 
     def write_output(self, report: BuildReport) -> None:
@@ -318,6 +328,7 @@ class App(SourceServices, MailServices, WatchServices):
         self.metrics.feeds_written(len(written))
         report.feeds_unchanged += (len(categories) + 1) * len(FeedFormat) + len(pages) - len(written)
         report.written_paths = written
+        self.announce_feeds(written)
 
     def build(self, report: BuildReport, strict: bool = False, tick: Tick = lambda _n: None) -> None:
         self.ingest(report, strict, tick)
