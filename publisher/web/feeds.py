@@ -1,22 +1,28 @@
-"""The output folder over HTTP: feeds, index.html, feeds.opml, with validators and gzip.
+"""The output folder over HTTP: feeds, index.html, feeds.opml, category pages, with validators
+and gzip.
 
 Each file gets its media type, an `ETag` and `Last-Modified` from the file, a 304 on
-`If-None-Match` / `If-Modified-Since`, and gzip when the client accepts it. Dotfiles (the
-writer's temporary files) and anything outside the folder, via a symlink too, are a 404.
+`If-None-Match` / `If-Modified-Since`, and gzip when the client accepts it. A folder is served
+as its index.html (`/policy/`; `/policy` redirects there), an HTML page under a strict
+Content-Security-Policy. Dotfiles (the writer's temporary files) and anything outside the
+folder, via a symlink too, are a 404.
 """
 
 from __future__ import annotations
 
+import base64
 import gzip
+import hashlib
+import re
 import time
 from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
 
-from flask import Blueprint, Response, abort, request
+from flask import Blueprint, Response, abort, redirect, request
 from werkzeug.security import safe_join
 
-from .shared import current
+from .shared import _origin, current
 
 MEDIA_TYPES = {
     "rss.xml": "application/rss+xml; charset=utf-8",
@@ -49,6 +55,9 @@ def output_file(path: str) -> Response:
     try:
         target = Path(full)
         if target.is_dir():
+            if not path.endswith("index.html") and target.resolve().is_relative_to(out_dir):
+                # `/policy` -> `/policy/`, so the page's address is its folder's, as on any static host
+                return redirect(f"{request.script_root}/{path.strip('/')}/", 301)  # type: ignore[return-value]
             target = target / "index.html"
         if not target.resolve().is_relative_to(out_dir) or not target.is_file():
             abort(404)
@@ -66,6 +75,13 @@ def output_file(path: str) -> Response:
     response.headers["Cache-Control"] = "public, max-age=300"
     response.headers["Vary"] = "Accept-Encoding"
     response.headers["X-Content-Type-Options"] = "nosniff"
+    if media_type.startswith("text/html"):
+        try:
+            response.headers["Content-Security-Policy"] = html_policy(
+                _read(str(target), stat.st_mtime_ns, stat.st_size), current().app.theme.logo_url
+            )
+        except OSError:
+            abort(404)
     if _not_modified(etag, int(stat.st_mtime)):
         response.status_code = 304
         return response
@@ -79,6 +95,21 @@ def output_file(path: str) -> Response:
         response.set_data(data)
     response.headers["Content-Length"] = str(len(data))
     return response
+
+
+_STYLE = re.compile(rb"<style\b[^>]*>(.*?)</style>", re.DOTALL | re.IGNORECASE)
+
+
+def html_policy(page: bytes, logo_url: str) -> str:
+    """The Content-Security-Policy of an HTML page of the output folder: no script, form or
+    framing; its own `<style>` elements allowed by their hashes (each page is one file, so any
+    static host serves it whole), images from here and the theme's logo server."""
+    digests = [base64.b64encode(hashlib.sha256(css).digest()).decode() for css in _STYLE.findall(page)]
+    styles = " ".join(f"'sha256-{digest}'" for digest in digests) or "'none'"
+    return (
+        f"default-src 'none'; style-src {styles}; img-src 'self'{_origin(logo_url)}; "
+        "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+    )
 
 
 def media_type_of(name: str) -> str:
