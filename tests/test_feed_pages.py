@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,6 +27,7 @@ from feedcheck import parse_with_feedparser
 
 ARTICLE_URL = "https://www.example.org/zcjd/2026/a.html"
 ARTIFACTS = ROOT / "tests" / "artifacts" / "feed-pages"
+GOLDEN = ROOT / "tests" / "golden" / "pages" / "category.html"
 
 
 def with_articles(site: Site) -> None:
@@ -69,6 +71,16 @@ def test_a_category_page_lists_its_latest_articles_and_its_feeds(site: Site) -> 
     # what the page lists is what the feed holds
     feed = parse_with_feedparser(site.feed("policy/atom.xml"))
     assert [e.title for e in feed.entries] == [li.find(".//h3").text_content() for li in items]
+
+
+def test_golden_default_look_of_a_category_page(site: Site) -> None:
+    """UPDATE_GOLDEN=1 rewrites tests/golden/pages/category.html after a deliberate change."""
+    with_articles(site)
+    site.build()
+    actual = (site.out / "policy" / "index.html").read_text(encoding="utf-8")
+    if os.environ.get("UPDATE_GOLDEN"):
+        GOLDEN.write_text(actual, encoding="utf-8", newline="")
+    assert actual == GOLDEN.read_text(encoding="utf-8"), "the category page differs from its golden file"
 
 
 def test_an_empty_category_has_a_page_saying_so(site: Site) -> None:
