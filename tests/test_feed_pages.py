@@ -202,10 +202,16 @@ def chromium() -> Iterator[Any]:
             browser.close()
 
 
+@pytest.mark.parametrize("scripts", [False, True])
 def test_a_category_page_in_chromium_has_no_policy_violation_and_fits_a_phone(
-    site: Site, chromium: Any, monkeypatch: pytest.MonkeyPatch
+    site: Site, chromium: Any, monkeypatch: pytest.MonkeyPatch, scripts: bool
 ) -> None:
     monkeypatch.setenv("PUBLISHER_SECRET_KEY", "feed-pages-test-key-0123456789")
+    paths = ["/policy/", "/"]
+    if scripts:  # the 简体/繁體 switch too
+        text = site.config.read_text(encoding="utf-8")
+        site.config.write_text(text.replace("max_items = 50\n", 'max_items = 50\nscripts = ["zh-Hant"]\n'), "utf-8")
+        paths = ["/zh-hant/policy/", "/zh-hant/"]
     site.article("policy/long.md", "长标题" * 40, date="2026-05-08 09:00", url=ARTICLE_URL + "?" + "x" * 200)
     with_articles(site)
     site.build()
@@ -221,16 +227,16 @@ def test_a_category_page_in_chromium_has_no_policy_violation_and_fits_a_phone(
 
         browser_page.on("console", heard)
         browser_page.on("pageerror", lambda e: problems.append(str(e)))
-        for path in ("/policy/", "/"):
+        for path in paths:
             browser_page.goto(base + path)
             browser_page.wait_for_load_state("load")
             # a style the policy refused would leave the page unstyled: the list loses its bullets only by CSS
-            if path == "/policy/":
+            if path.endswith("/policy/"):
                 assert browser_page.evaluate("getComputedStyle(document.querySelector('ol.items')).listStyleType")\
                     == "none"  # fmt: skip
             widths = browser_page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
             assert widths[0] <= widths[1], f"{path} is {widths[0]} px wide on a {widths[1]} px screen"
-            name = path.strip("/") or "index"
+            name = path.strip("/").replace("/", "-") or "index"
             browser_page.screenshot(path=str(ARTIFACTS / f"{name}-400.png"), full_page=True)
         assert problems == [], problems  # a Content-Security-Policy violation is logged as an error
         context.close()
