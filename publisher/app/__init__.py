@@ -30,6 +30,7 @@ from .watch import WatchServices
 
 if TYPE_CHECKING:
     from ..alerts import Alerts
+    from ..archive_output import Archive
     from ..digest import Look
     from ..editions import Edition
     from ..output import Output
@@ -117,7 +118,19 @@ class App(SourceServices, MailServices, WatchServices):
             max_per_category=digest.max_items_per_category,
             theme=self.theme,
             send_when_empty=digest.send_when_empty,
+            scripts=self.scripts,
         )
+
+    @property
+    def archive(self) -> Archive | None:
+        """The digest archive (publisher.archive_output); None when `[digest] archive = false`."""
+        if not self.settings.digest.archive:
+            return None
+        from ..archive import ArchiveLinks
+        from ..archive_output import Archive
+
+        links = ArchiveLinks(self.links.base_url, self.subscribe_url)
+        return Archive(self.store, self.look, self.categories, links, self.out_dir)
 
     @property
     def links(self) -> FeedLinks:
@@ -301,6 +314,9 @@ class App(SourceServices, MailServices, WatchServices):
         written, _unchanged = output.write_scopes(scopes, lambda c: store.latest(c.slug if c else None, limit))
         more, _same = output.write_site_pages(lambda path: reshaped or not (out / path).is_file())
         written += more
+        archive = self.archive
+        if archive is not None:  # a sent digest's page, when missing; all of them when reshaped
+            archive.write(everything=reshaped)
         store.clear_dirty(dirty)
         if reshaped:
             store.set_meta("render_signature", signature)

@@ -1,4 +1,4 @@
-"""Subscribers: who gets the digest, with which categories, in which status."""
+"""Subscribers: who gets the digest, with which categories, script and cadence, in which status."""
 
 from __future__ import annotations
 
@@ -70,6 +70,8 @@ def write_subscribers(conn: Connection, subscribers: Iterable[Subscriber]) -> No
             "status": sub.status.value,
             "status_at": naive_utc(sub.status_at),
             "status_via": sub.status_via,
+            "script": sub.script,
+            "cadence": sub.cadence,
         }
         key = sub.email.lower()
         done = conn.execute(update(s).where(s.c.email_key == key).values(**values)).rowcount
@@ -88,4 +90,6 @@ def subscriber_from_row(row: Any) -> Subscriber:
         status_via=row.status_via,
         created_at=aware_utc(row.created_at),
         id=row.id,
+        script=row.script,
+        cadence=row.cadence,
     )

@@ -13,11 +13,14 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 from flask import Blueprint, Response, request
 
+from ..choices import Choices, Offered
 from ..model import Subscriber, SubscriberStatus
 from ..newsletter import CONFIRM_LIFETIME
+from ..scripts import LABELS
 from ..signup import allow_signup, confirm_request, request_subscription
 from ..store import SignupRequest
 from ..subscriptions import choose_categories, confirm, normalize_email
@@ -74,6 +77,32 @@ def categories_from_form() -> tuple[str, ...]:
     return tuple(c.slug for c in current().app.categories if c.slug in asked)
 
 
+@dataclass(frozen=True, slots=True)
+class ReaderForm:
+    """What a subscribe or preferences form asks for."""
+
+    email: str  # as typed, stripped (not yet validated)
+    name: str
+    categories: tuple[str, ...]
+    choices: Choices  # script and cadence (choices.Offered.from_form)
+
+
+def reader_form(current_choices: Choices | None = None) -> ReaderForm:
+    """The one reading of a reader's form (the subscribe page, the preferences page, any other
+    form posting the same fields): `email`, `name`, `category` (repeated), `script`,
+    `cadence`. A choice the page did not offer keeps `current_choices` (default: the default)."""
+    form = request.form
+    offered = offered_choices()
+    choices = offered.from_form(form.get, current_choices)
+    return ReaderForm(form.get("email", "").strip(), form.get("name", ""), categories_from_form(), choices)
+
+
+def offered_choices() -> Offered:
+    """The scripts and cadences this site offers its readers (`[digest] scripts`, `cadences`)."""
+    digest = current().app.settings.digest
+    return Offered.of(digest.scripts, digest.cadences, current().app.scripts.site)
+
+
 def request_for(token: str) -> SignupRequest | None:
     """The sign-up request a confirmation link names, if the link is genuine and unexpired."""
     state = current()
@@ -91,10 +120,12 @@ def request_for(token: str) -> SignupRequest | None:
 
 
 def subscribe_page(status: int = 200, error: str | None = None, email: str = "", name: str = "") -> Response:
-    categories = current().app.categories
+    categories, offered = current().app.categories, offered_choices()
     return page(
-        "subscribe.html.j2", status, categories=categories, csrf=csrf_token(), error=error, email=email, name=name
-    )
+        "subscribe.html.j2", status, categories=categories, csrf=csrf_token(), error=error, email=email, name=name,
+        offered=offered.on_page(), script_labels=LABELS, chosen_script=current().app.scripts.site,
+        chosen_cadence=offered.cadences[0],
+    )  # fmt: skip
 
 
 @account.get("/subscribe")
@@ -106,8 +137,8 @@ def subscribe_form() -> Response:
 def subscribe() -> Response:
     state = current()
     words = state.words
-    form = request.form
-    email, name = form.get("email", "").strip(), form.get("name", "")
+    asked = reader_form()
+    email, name = asked.email, asked.name
     if not csrf_valid():
         return subscribe_page(400, words["csrf"], email, name)
     try:
@@ -119,7 +150,7 @@ def subscribe() -> Response:
         limited.headers["Retry-After"] = "3600"
         return limited
     app = state.app
-    subscriber, signup = request_subscription(app.store, address, name, categories_from_form(), app.clock())
+    subscriber, signup = request_subscription(app.store, address, name, asked.categories, app.clock(), asked.choices)
     # Sent by one background thread: a slow mail server never holds a web thread, and the
     # answer takes as long whether or not the address was on the list.
     state.mailer.submit(send_account_mail, state, subscriber, signup)
@@ -154,6 +185,11 @@ def confirm_page(token: str) -> Response:
         chosen = [names[slug] for slug in signup.categories if slug in names] or [words["all"]]
         details = [(words["email"], [signup.email]), (words["confirm_name"], [signup.name or "—"])]
         details.append((words["confirm_sections"], chosen))
+        offered = offered_choices()
+        if offered.choose_script:
+            details.append((words["script"], [LABELS[signup.script or state.app.scripts.site]]))
+        if offered.choose_cadence:
+            details.append((words["cadence"], [words[signup.cadence]]))
         body = words["confirm_body"].format(email=signup.email, list_name=state.letters.list_name)
         return page("action.html.j2", title=words["confirm"], body=body, button=words["confirm"], details=details)
     subscriber = subscriber_for(token, "confirm")
@@ -189,14 +225,20 @@ def preferences_page(token: str) -> Response:
     if request.method == "POST":
         if request.form.get("action") == "unsubscribe":
             return unsubscribed(subscriber, "web preferences")
-        changed = choose_categories(state.app.store, subscriber.id, categories_from_form())
+        asked = reader_form(Choices(subscriber.script, subscriber.cadence))
+        changed = choose_categories(state.app.store, subscriber.id, asked.categories, asked.choices)
         subscriber, saved = changed or subscriber, True
+    offered = offered_choices()
     return page(
         "preferences.html.j2",
         title=state.words["preferences"],
         body=state.words["preferences_body"].format(email=subscriber.email),
         categories=state.app.categories,
         chosen=set(subscriber.categories),
+        offered=offered.on_page(),
+        script_labels=LABELS,
+        chosen_script=subscriber.script or state.app.scripts.site,
+        chosen_cadence=state.letters.cadence_of(subscriber),
         saved=saved,
         subscribed=subscriber.status is SubscriberStatus.CONFIRMED,
     )

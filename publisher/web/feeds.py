@@ -1,11 +1,13 @@
-"""The output folder over HTTP: feeds, index.html, feeds.opml, category pages, with validators
-and gzip.
+"""The output folder over HTTP: feeds, index.html, feeds.opml, category pages, the digest
+archive, with validators and gzip.
 
 Each file gets its media type, an `ETag` and `Last-Modified` from the file, a 304 on
 `If-None-Match` / `If-Modified-Since`, and gzip when the client accepts it. A folder is served
-as its index.html (`/policy/`; `/policy` redirects there), an HTML page under a strict
-Content-Security-Policy. Dotfiles (the writer's temporary files) and anything outside the
-folder, via a symlink too, are a 404.
+as its index.html (`/policy/`; `/policy` redirects there, so the page's address is its
+folder's, as on any static host). Dotfiles (the writer's temporary files) and anything outside
+the folder, via a symlink too, are a 404. An HTML file gets a strict Content-Security-Policy
+(`CSP`): no script at all, styles from the folder or from the file's own `<style>` elements,
+allowed by their hashes.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from pathlib import Path
 from flask import Blueprint, Response, abort, redirect, request
 from werkzeug.security import safe_join
 
-from .shared import _origin, current
+from .shared import current
 
 MEDIA_TYPES = {
     "rss.xml": "application/rss+xml; charset=utf-8",
@@ -36,6 +38,13 @@ MEDIA_TYPES = {
     ".txt": "text/plain; charset=utf-8",
 }
 COMPRESSIBLE = ("xml", "json", "html", "opml", "css", "text/plain")
+# The pages in the output folder (index.html, the digest archive) are static and public: they
+# run nothing, so nothing may run in them, whatever an article's markup or a theme tries.
+CSP = (
+    "default-src 'none'; img-src 'self' https: data:; style-src 'self'{styles}; form-action 'self'; "
+    "base-uri 'none'; frame-ancestors 'none'"
+)
+_STYLE_ELEMENT = re.compile(rb"<style\b[^>]*>(.*?)</style\s*>", re.IGNORECASE | re.DOTALL)
 
 feeds = Blueprint("feeds", __name__)
 
@@ -56,7 +65,6 @@ def output_file(path: str) -> Response:
         target = Path(full)
         if target.is_dir():
             if not path.endswith("index.html") and target.resolve().is_relative_to(out_dir):
-                # `/policy` -> `/policy/`, so the page's address is its folder's, as on any static host
                 return redirect(f"{request.script_root}/{path.strip('/')}/", 301)  # type: ignore[return-value]
             target = target / "index.html"
         if not target.resolve().is_relative_to(out_dir) or not target.is_file():
@@ -75,13 +83,6 @@ def output_file(path: str) -> Response:
     response.headers["Cache-Control"] = "public, max-age=300"
     response.headers["Vary"] = "Accept-Encoding"
     response.headers["X-Content-Type-Options"] = "nosniff"
-    if media_type.startswith("text/html"):
-        try:
-            response.headers["Content-Security-Policy"] = html_policy(
-                _read(str(target), stat.st_mtime_ns, stat.st_size), current().app.theme.logo_url
-            )
-        except OSError:
-            abort(404)
     if _not_modified(etag, int(stat.st_mtime)):
         response.status_code = 304
         return response
@@ -89,27 +90,14 @@ def output_file(path: str) -> Response:
         data = (_gzipped if gzipped else _read)(str(target), stat.st_mtime_ns, stat.st_size)
     except OSError:
         abort(404)
+    if media_type.startswith("text/html"):
+        response.headers["Content-Security-Policy"] = _policy(str(target), stat.st_mtime_ns, stat.st_size)
     if gzipped:
         response.headers["Content-Encoding"] = "gzip"
     if request.method != "HEAD":
         response.set_data(data)
     response.headers["Content-Length"] = str(len(data))
     return response
-
-
-_STYLE = re.compile(rb"<style\b[^>]*>(.*?)</style>", re.DOTALL | re.IGNORECASE)
-
-
-def html_policy(page: bytes, logo_url: str) -> str:
-    """The Content-Security-Policy of an HTML page of the output folder: no script, form or
-    framing; its own `<style>` elements allowed by their hashes (each page is one file, so any
-    static host serves it whole), images from here and the theme's logo server."""
-    digests = [base64.b64encode(hashlib.sha256(css).digest()).decode() for css in _STYLE.findall(page)]
-    styles = " ".join(f"'sha256-{digest}'" for digest in digests) or "'none'"
-    return (
-        f"default-src 'none'; style-src {styles}; img-src 'self'{_origin(logo_url)}; "
-        "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
-    )
 
 
 def media_type_of(name: str) -> str:
@@ -130,6 +118,13 @@ def _not_modified(etag: str, mtime: int) -> bool:
     if since is None or since.timestamp() > time.time():  # a date in the future is ignored
         return False
     return mtime <= int(since.timestamp())
+
+
+@lru_cache(maxsize=256)
+def _policy(path: str, mtime_ns: int, size: int) -> str:
+    """CSP for one HTML file: its `<style>` elements allowed by their SHA-256, nothing else inline."""
+    hashes = [hashlib.sha256(css).digest() for css in _STYLE_ELEMENT.findall(_read(path, mtime_ns, size))]
+    return CSP.format(styles="".join(f" 'sha256-{base64.b64encode(h).decode()}'" for h in hashes))
 
 
 @lru_cache(maxsize=256)
