@@ -43,7 +43,8 @@ class Edition:
         return out / self.folder if self.folder else out
 
     def links(self, links: FeedLinks) -> FeedLinks:
-        return FeedLinks(f"{links.base_url}/{self.folder}") if self.folder else links
+        """The links of this edition's files: under its folder, anything else `links` holds kept."""
+        return replace(links, base_url=f"{links.base_url}/{self.folder}") if self.folder else links
 
     def site(self, site: Site) -> Site:
         if not self.folder:
