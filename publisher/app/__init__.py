@@ -8,7 +8,6 @@ the hub pings, each a mixin over the same settings."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -35,6 +34,8 @@ if TYPE_CHECKING:
     from ..alerts import Alerts
     from ..archive_output import Archive
     from ..digest import Look
+    from ..editions import Edition
+    from ..output import Output
     from ..websub import HubPings
 
 __all__ = ["App", "make_source", "utc_now"]
@@ -277,6 +278,7 @@ class App(SourceServices, MailServices, WatchServices, WebSubServices):
             "links": self.links.base_url,
             "subscribe": self.subscribe_url,
             "max_items": self.settings.feeds.max_items,
+            "editions": [(e.script, e.folder, e.language, e.conversion.mode(e.script)) for e in self.editions],
             "categories": [(c.name, c.slug, c.description, c.url) for c in self.categories],
             "theme": [self.settings.theme.model_dump(), _folder_state(self.theme.templates)],
         }
@@ -284,40 +286,44 @@ class App(SourceServices, MailServices, WatchServices, WebSubServices):
             shape["websub"] = list(self.links.hubs)
         return hashlib.sha256(json.dumps(shape, ensure_ascii=False, sort_keys=True).encode()).hexdigest()
 
+    @property
+    def editions(self) -> list[Edition]:
+        """The scripts the output is published in (`[feeds] scripts`): the site's own first."""
+        from ..editions import editions
+
+        return editions(self.scripts, self.settings.feeds.scripts, self.site.language)
+
+    def output(self) -> Output:
+        """What the output folder is rendered from (publisher.output)."""
+        from ..output import Output
+
+        return Output(self.out_dir, self.site, self.links, self.categories, self.theme, self.subscribe_url,
+                      self.editions)  # fmt: skip
+
     def write_output(self, report: BuildReport) -> None:
-        """Feeds whose articles changed (or whose files are missing), and index.html and
-        feeds.opml when the site's shape changed; only changed bytes reach the disk."""
+        """Feeds and category pages whose articles changed (or whose files are missing), in
+        every edition, and index.html and feeds.opml when the site's shape changed; only
+        changed bytes reach the disk."""
         from ..atomic import remove_stale_temporaries
-        from ..feeds import write_feeds, write_if_changed
-        from ..model import FeedFormat
-        from ..pages import render_index, render_opml
         from ..store import SITE_SCOPE
 
         store, out = self.store, self.out_dir
         for stale in remove_stale_temporaries(out, recursive=True):
             log.info("removed %s, left by a write that was killed", stale)
-        categories = self.categories
+        output = self.output()
         signature = self.render_signature()
         reshaped = store.get_meta("render_signature") != signature
         dirty = store.dirty_scopes()
 
         def needed(scope: Category | None) -> bool:
-            prefix = out / scope.slug if scope else out
-            missing = any(not (prefix / fmt.value).is_file() for fmt in FeedFormat)
+            missing = any(not (out / path).is_file() for path in output.scope_files(scope))
             return reshaped or missing or (scope.slug if scope else SITE_SCOPE) in dirty
 
-        scopes: list[Category | None] = [s for s in [None, *categories] if needed(s)]
+        scopes: list[Category | None] = [s for s in [None, *output.categories] if needed(s)]
         limit = self.settings.feeds.max_items
-        written, unchanged = write_feeds(
-            out, self.site, self.links, categories, lambda c: store.latest(c.slug if c else None, limit), scopes
-        )
-        pages: list[tuple[str, Callable[[], bytes]]] = [
-            ("index.html", lambda: render_index(self.site, self.links, categories, self.theme, self.subscribe_url)),
-            ("feeds.opml", lambda: render_opml(self.site, self.links, categories)),
-        ]
-        for name, render in pages:
-            if reshaped or not (out / name).is_file():
-                (written if write_if_changed(out / name, render()) else unchanged).append(name)
+        written, _unchanged = output.write_scopes(scopes, lambda c: store.latest(c.slug if c else None, limit))
+        more, _same = output.write_site_pages(lambda path: reshaped or not (out / path).is_file())
+        written += more
         archive = self.archive
         if archive is not None:  # a sent digest's page, when missing; all of them when reshaped
             archive.write(everything=reshaped)
@@ -326,7 +332,7 @@ class App(SourceServices, MailServices, WatchServices, WebSubServices):
             store.set_meta("render_signature", signature)
         report.feeds_written += len(written)
         self.metrics.feeds_written(len(written))
-        report.feeds_unchanged += (len(categories) + 1) * len(FeedFormat) + len(pages) - len(written)
+        report.feeds_unchanged += output.file_count() - len(written)
         report.written_paths = written
         self.announce_feeds(written)
 

@@ -48,6 +48,9 @@ class TextConfig(Section):
 
 class FeedsConfig(Section):
     max_items: int = Field(default=50, ge=1, le=1000)
+    # the scripts the feeds and pages are published in: the site's own at the root, the other
+    # under /zh-hant/ or /zh-hans/ (publisher.scripts); empty: the site's own only
+    scripts: list[Literal["zh-Hans", "zh-Hant"]] = Field(default=[], max_length=2)
 
 
 class CategoryConfig(Section):
