@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from .errors import PublisherError
-from .model import Subscriber, SubscriberStatus
+from .model import Consent, Subscriber, SubscriberStatus
 from .store import Budget, SignupRequest, Store
 from .subscriptions import clean_name, normalize_email
 
@@ -74,7 +74,7 @@ def allow_signup(store: Store, address: str, client: str, limits: SignupLimits, 
 
 
 def request_subscription(
-    store: Store, email: str, name: str, categories: tuple[str, ...], now: datetime
+    store: Store, email: str, name: str, categories: tuple[str, ...], now: datetime, consent_text: str = ""
 ) -> tuple[Subscriber, SignupRequest | None]:
     """A sign-up from the subscribe form: (subscriber, the request to confirm, or None).
 
@@ -83,7 +83,8 @@ def request_subscription(
     as any other address does. Any other address gets a request holding what was typed; a new
     address also gets a pending row with nothing of the form's in it but the address. A
     pending, unsubscribed or bounced row is not touched. The form's page says the same in
-    every case. ValueError: not an address."""
+    every case. `consent_text` is the words the form showed beside its button, kept with the
+    request as the reader's consent once they confirm. ValueError: not an address."""
     address = normalize_email(email)
     existing = store.subscriber(address.lower())
     if existing is not None and existing.status is SubscriberStatus.CONFIRMED:
@@ -93,17 +94,20 @@ def request_subscription(
         store.save_subscribers([Subscriber(address, "", (), SubscriberStatus.PENDING, now, "web", now)])
         existing = store.subscriber(address.lower())
         assert existing is not None
-    request = store.add_signup_request(address, clean_name(name), categories, now, keep=REQUEST_LIFETIME)
+    request = store.add_signup_request(
+        address, clean_name(name), categories, now, keep=REQUEST_LIFETIME, consent_text=consent_text
+    )
     return existing, request
 
 
-def confirm_request(store: Store, request: SignupRequest, now: datetime) -> Subscriber | None:
+def confirm_request(store: Store, request: SignupRequest, now: datetime, client: str = "") -> Subscriber | None:
     """The owner followed a request's link: the subscriber becomes what the request asked for,
     confirmed, and every other request for the address is void; an address on the suppression
     list comes off it (the link reached them: mail gets through again), logged. None when the
     link may not confirm: the request is gone (followed already, or expired), or the address
     unsubscribed or bounced after the request was made (an old link cannot undo an opt-out). A
-    reader confirmed meanwhile keeps their own choices."""
+    reader confirmed meanwhile keeps their own choices. The confirmation is the consent: the
+    request's consent text is kept on the subscriber with the time and `client`'s network."""
     key = request.email.lower()
     existing = store.subscriber(key)
     suppressed = store.is_suppressed(key)
@@ -121,6 +125,7 @@ def confirm_request(store: Store, request: SignupRequest, now: datetime) -> Subs
         status=SubscriberStatus.CONFIRMED,
         status_at=now,
         status_via="web",
+        consent=Consent(request.consent_text, now, client_network(client) if client else ""),
     )
     if not store.confirm_signup(request.id, confirmed):
         found = store.subscriber(key)

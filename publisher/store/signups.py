@@ -39,6 +39,7 @@ class SignupRequest:
     name: str
     categories: tuple[str, ...]
     created_at: datetime
+    consent_text: str = ""  # the words beside the form the reader sent
 
 
 class SignupStore:
@@ -73,7 +74,13 @@ class SignupStore:
         return True
 
     def add_signup_request(
-        self, email: str, name: str, categories: tuple[str, ...], now: datetime, keep: timedelta
+        self,
+        email: str,
+        name: str,
+        categories: tuple[str, ...],
+        now: datetime,
+        keep: timedelta,
+        consent_text: str = "",
     ) -> SignupRequest:
         """Keep a sign-up's data until its link is followed; requests older than `keep` go."""
         r = signup_requests_table.c
@@ -86,9 +93,10 @@ class SignupStore:
                     name=name,
                     categories=json.dumps(list(categories), ensure_ascii=False),
                     created_at=naive_utc(now),
+                    consent_text=consent_text or None,
                 )
             ).inserted_primary_key[0]  # type: ignore[index]
-        return SignupRequest(int(request_id), email, name, categories, now)
+        return SignupRequest(int(request_id), email, name, categories, now, consent_text)
 
     def signup_request(self, request_id: int) -> SignupRequest | None:
         with self.engine.connect() as conn:
@@ -96,7 +104,8 @@ class SignupStore:
         if row is None:
             return None
         categories = tuple(dict.fromkeys(json.loads(row.categories)))
-        return SignupRequest(row.id, row.email, row.name, categories, aware_utc(row.created_at))
+        created = aware_utc(row.created_at)
+        return SignupRequest(row.id, row.email, row.name, categories, created, row.consent_text or "")
 
     def signup_request_email_key(self, request_id: int) -> str | None:
         """The address key a request was made for (what its link's signature covers)."""

@@ -39,7 +39,10 @@ __all__ = ["create_admin_app", "create_app"]
 
 # What the rest of the service renders through the theme: the index page of every build
 # (pages.py), the digest and the sign-up e-mails (digest.py).
-SERVICE_TEMPLATES = ("index.html.j2", "digest.html.j2", "digest.txt.j2", "account.html.j2", "account.txt.j2")
+SERVICE_TEMPLATES = (
+    "index.html.j2", "digest.html.j2", "digest.txt.j2", "account.html.j2", "account.txt.j2",
+    "welcome.html.j2", "welcome.txt.j2",
+)  # fmt: skip
 
 
 def create_app(app: App, health: Callable[[], dict[str, Any]] | None = None) -> Flask:
