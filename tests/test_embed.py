@@ -27,6 +27,7 @@ from test_signup import store_url  # noqa: F401 - the fixture: SQLite and Postgr
 from test_smtp import free_port
 from waitress import wasyncore
 
+from admin_session import COOKIE, signed_in_cookie
 from conftest import Site
 from publisher.model import SubscriberStatus
 from publisher.store import Store
@@ -321,6 +322,12 @@ def test_confirming_sends_the_welcome_and_records_the_consent(
         site.clock_now.isoformat(),
         "127.0.0.0/24",
     )
+    # The console's page of the reader shows it.
+    cookie = signed_in_cookie(ours.base, site, role="viewer")
+    console = requests.get(f"{ours.base}/admin/subscribers/{reader.id}", cookies={COOKIE: cookie}, timeout=10)
+    shown = re.search(r'<dd id="subscriber-consent">(.*?)</dd>', console.text, re.DOTALL)
+    assert console.status_code == 200 and shown, console.text
+    assert "127.0.0.0/24" in shown.group(1) and CONSENT in shown.group(1)
     # Following the link again sends no second welcome.
     assert requests.post(link_in(confirmation_mail, ours.base, "confirm"), timeout=10).status_code in (200, 404)
     assert len(ours.mails(settle=0.3)) == 2
