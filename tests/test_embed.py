@@ -238,8 +238,9 @@ def test_the_answer_goes_back_only_to_a_configured_origin(ours: Ours, cms: tuple
         answer = cross_site_post(ours, origin, fields | {"token": ours.token(), "return_to": elsewhere})
         assert answer.status_code in (200, 429) and "Location" not in answer.headers
         assert "evil" not in answer.text
-    answer = cross_site_post(ours, origin, fields | {"token": ours.token(), "return_to": f"{origin}/\r\nX: y"})
-    assert "Location" not in answer.headers
+    for broken in (f"{origin}/\r\nX: y", f"{origin}/新闻/"):
+        answer = cross_site_post(ours, origin, fields | {"token": ours.token(), "return_to": broken})
+        assert answer.status_code in (200, 429) and "Location" not in answer.headers
 
 
 def test_the_json_endpoint_answers_configured_origins_with_cors(ours: Ours, cms: tuple[HTTPServer, str]) -> None:

@@ -105,8 +105,9 @@ def allowed_origins() -> set[str]:
 
 
 def trusted(url: str) -> bool:
-    """Whether `url` is a page we may send a reader back to: on a configured origin, one line."""
-    if not url or len(url) > 2000 or not url.isprintable() or " " in url:
+    """Whether `url` is a page we may send a reader back to: on a configured origin, one line of
+    ASCII (as a browser's `location.href` is: a header can carry nothing else)."""
+    if not url or len(url) > 2000 or not url.isascii() or not url.isprintable() or " " in url:
         return False
     return web_origin(url) in allowed_origins()
 
