@@ -148,8 +148,10 @@ class Renderer:
         articles: Sequence[Article],
         end: datetime,
         cache_size: int = 512,
+        archive_url: str | None = None,
     ) -> None:
         self.look, self.categories, self.articles, self.end = look, list(categories), list(articles), end
+        self.archive_url = archive_url  # the digest's public page ("View in browser"); None: no link
         self.env = look.theme.environment
         self.words = look.words
         nonce = secrets.token_hex(8)
@@ -219,6 +221,7 @@ class Renderer:
             "list_name": look.list_name,
             "site_url": look.site.url,
             "feeds_url": look.feeds_url,
+            "archive_url": self.archive_url,
             "postal_address": look.postal_address,
             "date_label": date_label,
             "count": len(items),

@@ -82,7 +82,17 @@ class DigestMessages:
 
     def renderer(self, window: DigestWindow | DigestRow) -> Renderer:
         articles = self.store.articles_between(window.start, window.end, window.by)
-        return Renderer(self.look, self.app.categories, articles, window.end)
+        archive_url = self.archive_url(window)
+        return Renderer(self.look, self.app.categories, articles, window.end, archive_url=archive_url)
+
+    def archive_url(self, window: DigestWindow | DigestRow) -> str | None:
+        """The digest's public page, its mails' "View in browser" link (publisher.archive);
+        a preview's window gets the address it would have if sent now. None: archive off."""
+        archive = self.app.archive
+        if archive is None:
+            return None
+        cadence = str(getattr(window, "cadence", "weekly"))  # a digest's stored cadence wins (url_for)
+        return archive.url_for(window.key, window.start, window.end, window.by, cadence)
 
     def message(
         self,

@@ -32,6 +32,7 @@ from .digest import (
     scheduled_window,
 )
 from .digest_messages import DigestMessages
+from .errors import PublisherError
 from .mail import Envelope, Message, build_message
 from .model import Delivery, Subscriber, SubscriberStatus
 from .private_files import private_folder, write_private
@@ -93,6 +94,7 @@ class Newsletter(DigestMessages):
                 continue  # nothing new in their categories: no e-mail
             planned.append((subscriber.email.lower(), self._message_id(digest_id, subscriber)))
         self.store.plan_deliveries(digest_id, planned, now)
+        self._archive(digest)
         if left_out:
             log.info("digest %s: %d suppressed reader(s) left out", digest.key, left_out)
         return Plan(self.store.digest(digest_id), created, len(planned), left_out)
@@ -270,6 +272,17 @@ class Newsletter(DigestMessages):
         return count
 
     # --- helpers ---------------------------------------------------------------------------
+
+    def _archive(self, digest: DigestRow) -> None:
+        """The digest's public page, written before its first mail (which links to it). A
+        failure to write is logged and the sending goes on: the next build writes the page."""
+        archive = self.app.archive
+        if archive is None:
+            return
+        try:
+            archive.publish(digest.key)
+        except PublisherError as exc:
+            log.error("digest %s: its archive page was not written (%s); the next build writes it", digest.key, exc)
 
     def _message_id(self, digest_id: int, subscriber: Subscriber) -> str:
         # Fixed at planning: every attempt carries it, so a duplicate is recognisable.

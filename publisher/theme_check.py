@@ -30,6 +30,7 @@ def theme_problems(look: Look, categories: Sequence[Category], links: FeedLinks,
         ("sign-up e-mails", lambda: _account(look)),
         ("index.html", lambda: _index(look, categories, links, subscribe_url)),
         ("subscription pages", lambda: _pages(look, categories)),
+        ("digest archive", lambda: _archive(look, categories, links, subscribe_url)),
     ]
     problems = []
     for surface, render in surfaces:
@@ -66,7 +67,8 @@ def sample_articles(categories: Sequence[Category]) -> list[Article]:
 
 
 def _digest(look: Look, categories: Sequence[Category]) -> None:
-    renderer = Renderer(look, categories, sample_articles(categories), SAMPLE_NOW)
+    archive_url = "https://www.example.org/digests/2026-w50/"
+    renderer = Renderer(look, categories, sample_articles(categories), SAMPLE_NOW, archive_url=archive_url)
     draft = renderer.draft(())
     assert draft is not None
     renderer.personal(draft, Personal("示例读者", "https://example.org/unsubscribe/x", "https://example.org/p/x"))
@@ -85,6 +87,26 @@ def _account(look: Look) -> None:
 
 def _index(look: Look, categories: Sequence[Category], links: FeedLinks, subscribe_url: str) -> None:
     render_index(look.site, links, categories, look.theme, subscribe_url)
+
+
+def _archive(look: Look, categories: Sequence[Category], links: FeedLinks, subscribe_url: str) -> None:
+    from .archive import (
+        ArchiveEntry,
+        ArchiveLinks,
+        archive_sections,
+        render_archive_feed,
+        render_archive_index,
+        render_page,
+        render_stylesheet,
+    )
+
+    where = ArchiveLinks(links.base_url, subscribe_url)
+    entry = ArchiveEntry("sample", "2026-w50", SAMPLE_NOW - timedelta(days=7), SAMPLE_NOW, "ingested", SAMPLE_NOW)
+    articles = sample_articles(categories)
+    render_page(look, where, entry, categories, articles)
+    render_archive_index(look, where, [entry])
+    render_stylesheet(look)
+    render_archive_feed(look, where, [(entry, archive_sections(look, categories, articles))])
 
 
 def _pages(look: Look, categories: Sequence[Category]) -> None:

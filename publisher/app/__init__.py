@@ -31,6 +31,7 @@ from .watch import WatchServices
 
 if TYPE_CHECKING:
     from ..alerts import Alerts
+    from ..archive_output import Archive
     from ..digest import Look
 
 __all__ = ["App", "make_source", "utc_now"]
@@ -119,6 +120,17 @@ class App(SourceServices, MailServices, WatchServices):
             theme=self.theme,
             send_when_empty=digest.send_when_empty,
         )
+
+    @property
+    def archive(self) -> Archive | None:
+        """The digest archive (publisher.archive_output); None when `[digest] archive = false`."""
+        if not self.settings.digest.archive:
+            return None
+        from ..archive import ArchiveLinks
+        from ..archive_output import Archive
+
+        links = ArchiveLinks(self.links.base_url, self.subscribe_url)
+        return Archive(self.store, self.look, self.categories, links, self.out_dir)
 
     @property
     def links(self) -> FeedLinks:
@@ -297,6 +309,9 @@ class App(SourceServices, MailServices, WatchServices):
         for name, render in pages:
             if reshaped or not (out / name).is_file():
                 (written if write_if_changed(out / name, render()) else unchanged).append(name)
+        archive = self.archive
+        if archive is not None:  # a sent digest's page, when missing; all of them when reshaped
+            archive.write(everything=reshaped)
         store.clear_dirty(dirty)
         if reshaped:
             store.set_meta("render_signature", signature)

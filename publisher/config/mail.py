@@ -99,6 +99,9 @@ class DigestConfig(Section):
     retry_after: list[str] = Field(default=["1m", "5m", "15m", "1h", "4h"], max_length=20)
     pause_after: int = Field(default=20, ge=1)  # errors in a row before the digest pauses
     unsubscribe_mailto: str = ""  # an address whose mail you process; adds mailto: to List-Unsubscribe
+    # Each sent digest's public page under <output>/digests/, its index and Atom feed, and the
+    # "View in browser" link in every mail (docs/digest.md); false: no pages and no link.
+    archive: bool = True
 
     @property
     def retry_delays(self) -> tuple[timedelta, ...]:

@@ -19,6 +19,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError
 from ..errors import StoreError, StoreSchemaError
 from ..private_files import create_private, private_folder
 from .accounts import Account, AccountExists, AccountStore, AdminSession, AuditEntry
+from .archive import ArchivedDigest, ArchiveStore
 from .articles import ArticleStore, Known
 from .bounces import BounceStore, DeliveryRef, NewMailEvent, Recorded, StoredEvent, Suppression
 from .form_tokens import FormTokenStore
@@ -42,6 +43,7 @@ __all__ = [
     "SourceHealth", "Store", "StoreWriter", "StoredEvent", "SubscriberPage", "Suppression", "metadata",
     "next_try_at", "prepare_sqlite_file", "sqlite_datetime", "store_failure",
     "CategoryWeeks", "DigestReport", "SubscriberWeek", "Week", "weeks_ending",
+    "ArchivedDigest",
 ]  # fmt: skip
 
 
@@ -58,6 +60,7 @@ class Store(
     AccountStore,
     PeopleStore,
     ReportStore,
+    ArchiveStore,
 ):
     """All persistence. One instance per process; connections are short-lived. Opening one
     creates a new store at the code's schema revision, and refuses a store at another

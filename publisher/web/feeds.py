@@ -3,11 +3,16 @@
 Each file gets its media type, an `ETag` and `Last-Modified` from the file, a 304 on
 `If-None-Match` / `If-Modified-Since`, and gzip when the client accepts it. Dotfiles (the
 writer's temporary files) and anything outside the folder, via a symlink too, are a 404.
+An HTML file gets a strict Content-Security-Policy (`CSP`): no script at all, styles from
+the folder or from the file's own `<style>` elements, allowed by their hashes.
 """
 
 from __future__ import annotations
 
+import base64
 import gzip
+import hashlib
+import re
 import time
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -30,6 +35,13 @@ MEDIA_TYPES = {
     ".txt": "text/plain; charset=utf-8",
 }
 COMPRESSIBLE = ("xml", "json", "html", "opml", "css", "text/plain")
+# The pages in the output folder (index.html, the digest archive) are static and public: they
+# run nothing, so nothing may run in them, whatever an article's markup or a theme tries.
+CSP = (
+    "default-src 'none'; img-src 'self' https: data:; style-src 'self'{styles}; form-action 'self'; "
+    "base-uri 'none'; frame-ancestors 'none'"
+)
+_STYLE_ELEMENT = re.compile(rb"<style\b[^>]*>(.*?)</style\s*>", re.IGNORECASE | re.DOTALL)
 
 feeds = Blueprint("feeds", __name__)
 
@@ -73,6 +85,8 @@ def output_file(path: str) -> Response:
         data = (_gzipped if gzipped else _read)(str(target), stat.st_mtime_ns, stat.st_size)
     except OSError:
         abort(404)
+    if media_type.startswith("text/html"):
+        response.headers["Content-Security-Policy"] = _policy(str(target), stat.st_mtime_ns, stat.st_size)
     if gzipped:
         response.headers["Content-Encoding"] = "gzip"
     if request.method != "HEAD":
@@ -99,6 +113,13 @@ def _not_modified(etag: str, mtime: int) -> bool:
     if since is None or since.timestamp() > time.time():  # a date in the future is ignored
         return False
     return mtime <= int(since.timestamp())
+
+
+@lru_cache(maxsize=256)
+def _policy(path: str, mtime_ns: int, size: int) -> str:
+    """CSP for one HTML file: its `<style>` elements allowed by their SHA-256, nothing else inline."""
+    hashes = [hashlib.sha256(css).digest() for css in _STYLE_ELEMENT.findall(_read(path, mtime_ns, size))]
+    return CSP.format(styles="".join(f" 'sha256-{base64.b64encode(h).decode()}'" for h in hashes))
 
 
 @lru_cache(maxsize=256)

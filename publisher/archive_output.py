@@ -1,0 +1,110 @@
+"""The digest archive in the output folder: `digests/<slug>/index.html` per sent digest, the
+index `digests/index.html`, the feed `digests/atom.xml` and `digests/archive.css`, rendered
+from the store by publisher.archive and written only when their bytes differ (as the feeds).
+
+A digest is archived once its sending started and reached the ledger: its status is past
+`planning` (sending, paused or done; a paused one stays, its first mails link to it) and at
+least one reader's delivery was planned. `Newsletter` writes a digest's page as it plans it,
+before the first mail that links to it goes out; every build writes the pages that are
+missing (all of them when the output's shape changed), the index, the feed and the stylesheet,
+so `publisher build` can always make the archive again from the store.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+
+from .archive import (
+    ARCHIVE_DIR,
+    FEED_ENTRIES,
+    FEED_FILE,
+    STYLESHEET,
+    ArchiveEntry,
+    ArchiveLinks,
+    archive_sections,
+    assign_slugs,
+    base_slug,
+    render_archive_feed,
+    render_archive_index,
+    render_page,
+    render_stylesheet,
+)
+from .digest import Look
+from .feeds import write_if_changed
+from .model import Category
+from .store import ArchivedDigest, Store
+
+log = logging.getLogger(__name__)
+
+PUBLISHED = frozenset({"sending", "paused", "done"})
+
+
+class Archive:
+    """The archive of one App: the addresses of digests and the files of the sent ones."""
+
+    def __init__(
+        self, store: Store, look: Look, categories: Sequence[Category], links: ArchiveLinks, out_dir: Path
+    ) -> None:
+        self.store, self.look, self.categories, self.links = store, look, list(categories), links
+        self.folder = out_dir / ARCHIVE_DIR
+
+    def url_for(self, key: str, start: datetime, end: datetime, by: str, cadence: str) -> str:
+        """The page address of the digest with this key; for a window not opened yet (a
+        preview), the address it would get if it were opened now."""
+        named = self._named(self.store.archive_digests())
+        if all(k != key for k, _base in named):
+            named.append((key, base_slug(start, end, by, cadence, self.look.site.timezone)))
+        return self.links.page_url(assign_slugs(named)[key])
+
+    def entries(self) -> list[ArchiveEntry]:
+        """The archived digests, oldest first."""
+        rows = self.store.archive_digests()
+        slugs = assign_slugs(self._named(rows))
+        return [
+            ArchiveEntry(r.digest.key, slugs[r.digest.key], r.digest.start, r.digest.end, r.digest.by,
+                         r.digest.created_at)
+            for r in rows if r.mailed and r.digest.status in PUBLISHED
+        ]  # fmt: skip
+
+    def publish(self, key: str) -> list[str]:
+        """As a digest is planned: its page (when it is archived), the index and the feed."""
+        return self.write(only=key)
+
+    def write(self, everything: bool = False, only: str | None = None) -> list[str]:
+        """The archive's files that changed, as paths under the output folder: the page of
+        `only`, of every digest with `everything`, else the pages that are missing; then the
+        index, the feed and the stylesheet (none before the first archived digest)."""
+        entries = self.entries()
+        if not entries:
+            return []
+        written = []
+        for entry in entries:
+            path = self.folder / entry.slug / "index.html"
+            if everything or entry.key == only or not path.is_file():
+                articles = self.store.articles_between(entry.start, entry.end, entry.by)
+                if write_if_changed(path, render_page(self.look, self.links, entry, self.categories, articles)):
+                    written.append(f"{ARCHIVE_DIR}/{entry.slug}/index.html")
+        newest = sorted(entries, key=lambda e: (e.sent, e.slug), reverse=True)[:FEED_ENTRIES]
+        in_feed = [
+            (e, archive_sections(self.look, self.categories, self.store.articles_between(e.start, e.end, e.by)))
+            for e in newest
+        ]
+        files = {
+            "index.html": render_archive_index(self.look, self.links, entries),
+            FEED_FILE: render_archive_feed(self.look, self.links, in_feed),
+            STYLESHEET: render_stylesheet(self.look),
+        }
+        for name, data in files.items():
+            if write_if_changed(self.folder / name, data):
+                written.append(f"{ARCHIVE_DIR}/{name}")
+        if written:
+            log.info("digest archive: wrote %s", ", ".join(written))
+        return written
+
+    def _named(self, rows: Sequence[ArchivedDigest]) -> list[tuple[str, str]]:
+        zone = self.look.site.timezone
+        return [(r.digest.key, base_slug(r.digest.start, r.digest.end, r.digest.by, r.cadence, zone))
+                for r in rows]  # fmt: skip
