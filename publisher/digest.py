@@ -1,11 +1,11 @@
-"""The weekly digest's content, as pure functions: which window, which articles, for whom.
+"""The digest's content, as pure functions: which window, which articles, for whom, in which script.
 
-Windows: a scheduled digest takes what was *ingested* since the previous scheduled digest
-(the very first one takes the last 7 days), so every article lands in exactly one digest
-whatever its publication date says: a backdated or late article is not lost, a re-published
-one is not sent twice. An explicit `--since/--until` window picks by *publication* date
-instead, for a one-off or a re-send; its key is the window itself, so sending the same window
-twice sends nothing.
+Windows: a scheduled digest takes what was *ingested* since the previous scheduled digest of
+its cadence (the very first one takes the last 7 days, or 1 for the daily one), so every
+article lands in exactly one digest of each cadence whatever its publication date says: a
+backdated or late article is not lost, a re-published one is not sent twice. An explicit
+`--since/--until` window picks by *publication* date instead, for a one-off or a re-send; its
+key is the window itself (and its cadence), so sending the same window twice sends nothing.
 """
 
 from __future__ import annotations
@@ -18,11 +18,12 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
-from .model import Article, Category, Site, Subscriber
+from .model import CADENCE_DAYS, WEEKLY, Article, Category, Site, Subscriber, cadence_key
+from .scripts import ScriptConversion
 from .text import clean_line
 from .theme import Theme
 
-FIRST_DIGEST_DAYS = 7
+FIRST_DIGEST_DAYS = CADENCE_DAYS[WEEKLY]
 # Gmail clips an HTML part past 102 KB behind "[Message clipped]"; the footer with the
 # unsubscribe link would be what disappears. Budget below that, with room for personal parts.
 HTML_BUDGET = 100_000 - 2_000
@@ -36,6 +37,7 @@ class DigestWindow:
     start: datetime  # aware, UTC
     end: datetime  # aware, UTC
     by: Literal["ingested", "published", "first"]  # first: ingested and published in the window
+    cadence: str = WEEKLY  # whose digest: the readers of this cadence
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,27 +47,40 @@ class DigestSection:
     more: int = 0  # the category's other new articles, left out by max_per_category
 
 
-def scheduled_window(previous_end: datetime | None, now: datetime) -> DigestWindow:
-    """The window of the scheduled digest due at `now`, after the one that ended at `previous_end`.
-    The end keeps its microseconds, as articles' first_seen does: cut to the second, an article
-    stored in the same second before the digest opened would wait for the next one."""
+def scheduled_window(previous_end: datetime | None, now: datetime, cadence: str = WEEKLY) -> DigestWindow:
+    """The window of the cadence's scheduled digest due at `now`, after its one that ended at
+    `previous_end`. The end keeps its microseconds, as articles' first_seen does: cut to the
+    second, an article stored in the same second before the digest opened would wait for the next."""
     end = now.astimezone(UTC)
-    if previous_end is None:  # a new install: the last week's news, not its whole archive
-        start = end - timedelta(days=FIRST_DIGEST_DAYS)
-        return DigestWindow(f"scheduled-first:{end:%Y-%m-%dT%H:%M:%SZ}", start, end, "first")
-    return DigestWindow(f"scheduled:{end:%Y-%m-%dT%H:%M:%SZ}", previous_end.astimezone(UTC), end, "ingested")
+    if previous_end is None:  # a new install: the last week's (day's) news, not its whole archive
+        start = end - timedelta(days=CADENCE_DAYS[cadence])
+        key = cadence_key(cadence, f"scheduled-first:{end:%Y-%m-%dT%H:%M:%SZ}")
+        return DigestWindow(key, start, end, "first", cadence)
+    key = cadence_key(cadence, f"scheduled:{end:%Y-%m-%dT%H:%M:%SZ}")
+    return DigestWindow(key, previous_end.astimezone(UTC), end, "ingested", cadence)
 
 
-def explicit_window(since: date, until: date, timezone: str) -> DigestWindow:
+def explicit_window(since: date, until: date, timezone: str, cadence: str = WEEKLY) -> DigestWindow:
     """Publication dates from `since` to `until`, both days included, in the site's zone."""
     if until < since:
         raise ValueError(f"--until {until} is before --since {since}")
     zone = ZoneInfo(timezone)
     start = datetime.combine(since, time(0, 0), tzinfo=zone) - timedelta(microseconds=1)
     end = datetime.combine(until + timedelta(days=1), time(0, 0), tzinfo=zone) - timedelta(microseconds=1)
-    return DigestWindow(
-        f"window:{since.isoformat()}..{until.isoformat()}", start.astimezone(UTC), end.astimezone(UTC), "published"
-    )
+    key = cadence_key(cadence, f"window:{since.isoformat()}..{until.isoformat()}")
+    return DigestWindow(key, start.astimezone(UTC), end.astimezone(UTC), "published", cadence)
+
+
+def reader_cadence(subscriber: Subscriber, cadences: Sequence[str]) -> str:
+    """The cadence whose digest `subscriber` gets: theirs while it is offered, else the first
+    offered (a cadence taken out of `[digest] cadences` leaves no reader without a digest)."""
+    return subscriber.cadence if subscriber.cadence in cadences else cadences[0]
+
+
+def reader_script(subscriber: Subscriber, scripts: Sequence[str]) -> str | None:
+    """The script `subscriber` reads their digest in: theirs while `[digest] scripts` offers
+    it, else None (the site's own)."""
+    return subscriber.script if subscriber.script in scripts else None
 
 
 def sections_for(
@@ -103,10 +118,18 @@ class Look:
     max_per_category: int
     theme: Theme
     send_when_empty: bool = False
+    scripts: ScriptConversion = ScriptConversion("zh-Hans", "s2t", "t2s")  # App.scripts: the site's and the other
 
     @property
     def words(self) -> dict[str, Any]:
         return self.theme.messages(self.site.language)["digest"]
+
+    def words_for(self, cadence: str) -> dict[str, Any]:
+        """The digest's words for a cadence: the catalogue's `[digest]`, with its table of the
+        cadence's own words (`[digest.daily]`: the subject, the greeting) laid over."""
+        words = self.words
+        own = words.get(cadence)
+        return {**words, **own} if isinstance(own, dict) else words
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +145,7 @@ class Draft:
     text: tuple[str, str, str]
     html: tuple[str, str, str]
     count: int
+    script: str | None = None  # the script it was converted to (None: the site's own)
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,13 +156,16 @@ class Personal:
 
 
 class Renderer:
-    """Renders a window's digest once per set of chosen categories, then personalises copies.
+    """Renders a window's digest once per (set of chosen categories, script), then personalises copies.
 
     Rendering and CSS inlining take milliseconds; a digest goes to thousands of readers who
     chose a few dozen different category sets. So a set is rendered once with markers where
-    the greeting and the two links go (random per renderer, so no article can contain one),
-    and each reader's copy is a few string replacements. The cache is bounded (512 sets, each
-    one digest: tens of MB at most), so memory does not grow with the number of subscribers.
+    the greeting and the two links go (random per renderer, so no article can contain one, and
+    ASCII, so no conversion changes one), converted to the reader's script as a whole (the
+    links in it are ASCII: the sanitiser percent-encodes them), and each reader's copy is a
+    few string replacements. The cache is bounded (512 sets, each one digest: tens of MB at
+    most), so memory does not grow with the number of subscribers. One renderer serves one
+    digest, so one cadence, whose words (`Look.words_for`) it uses.
     """
 
     def __init__(
@@ -149,11 +176,12 @@ class Renderer:
         end: datetime,
         cache_size: int = 512,
         archive_url: str | None = None,
+        cadence: str = WEEKLY,
     ) -> None:
         self.look, self.categories, self.articles, self.end = look, list(categories), list(articles), end
         self.archive_url = archive_url  # the digest's public page ("View in browser"); None: no link
         self.env = look.theme.environment
-        self.words = look.words
+        self.words = look.words_for(cadence)
         nonce = secrets.token_hex(8)
         self.markers = {k: f"pub{nonce}{k}" for k in ("hello", "unsubscribe", "preferences", "split")}
         from jinja2 import StrictUndefined
@@ -162,16 +190,19 @@ class Renderer:
         # The subject template is the operator's: sandboxed, and never autoescaped.
         subject_env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
         self._subject = subject_env.from_string(look.subject_template or self.words["subject"])
-        self._cache: OrderedDict[tuple[str, ...], Draft | None] = OrderedDict()
+        self._cache: OrderedDict[tuple[tuple[str, ...], str | None], Draft | None] = OrderedDict()
         self._cache_size = cache_size
 
-    def draft(self, chosen: Sequence[str]) -> Draft | None:
-        """The digest for readers of these category slugs (empty: all); None: send nothing."""
-        key = tuple(sorted(chosen))
+    def draft(self, chosen: Sequence[str], script: str | None = None) -> Draft | None:
+        """The digest for readers of these category slugs (empty: all) in `script` (None: the
+        site's own); None: send nothing."""
+        if self.look.scripts.mode(script) == "none":
+            script = None
+        key = (tuple(sorted(chosen)), script)
         if key in self._cache:
             self._cache.move_to_end(key)
             return self._cache[key]
-        draft = self._render(key)
+        draft = self._render(*key)
         self._cache[key] = draft
         if len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
@@ -183,7 +214,8 @@ class Renderer:
         from markupsafe import escape
 
         w, m = self.words, self.markers
-        hello = w["hello_named"].format(name=who.name) if who.name else w["hello"]
+        hello_named, hello = (self.look.scripts.convert(w[k], draft.script) for k in ("hello_named", "hello"))
+        hello = hello_named.format(name=who.name) if who.name else hello  # their name as they wrote it
         (text_head, text_middle, text_foot), (html_head, html_middle, html_foot) = draft.text, draft.html
         text_head = _aligned(text_head.replace(m["hello"], hello), "\n")
         html_head = _aligned(html_head.replace(m["hello"], str(escape(hello))), "")
@@ -192,21 +224,21 @@ class Renderer:
             html_foot = html_foot.replace(marker, str(escape(value)))
         return (text_head, text_middle, text_foot), (html_head, html_middle, html_foot)
 
-    def _render(self, chosen: tuple[str, ...]) -> Draft | None:
+    def _render(self, chosen: tuple[str, ...], script: str | None) -> Draft | None:
         probe = Subscriber("", "", chosen, None, self.end, "", self.end)  # type: ignore[arg-type]
         limit = self.look.max_per_category
         while True:
             sections = sections_for(probe, self.articles, self.categories, limit)
             if not sections and not self.look.send_when_empty:
                 return None
-            draft = self._render_sections(sections, chosen)
+            draft = self._render_sections(sections, chosen, script)
             size = sum(len(part.encode("utf-8")) for part in draft.html)
             if size <= HTML_BUDGET or limit == 1:
                 return draft
             # Too big for Gmail: fewer articles per category, the rest behind "more on the site".
             limit = max(1, min(limit - 1, int(limit * HTML_BUDGET / size)))
 
-    def _render_sections(self, sections: list[DigestSection], chosen: tuple[str, ...]) -> Draft:
+    def _render_sections(self, sections: list[DigestSection], chosen: tuple[str, ...], script: str | None) -> Draft:
         look, w, zone = self.look, self.words, ZoneInfo(self.look.site.timezone)
         end = self.end.astimezone(zone)
         date_label = w["date"].format(d=end, month=w["months"][end.month - 1])
@@ -216,7 +248,7 @@ class Renderer:
         split = self.markers["split"]
         context = {
             "split": split,
-            "language": look.site.language,
+            "language": script or look.site.language,  # a converted digest says which script it is in
             "title": look.list_name,
             "list_name": look.list_name,
             "site_url": look.site.url,
@@ -262,13 +294,17 @@ class Renderer:
             categories=w["join"].join(s.category.name for s in sections),
         )
         subject = clean_line(subject) or look.list_name  # titles stored before cleaning too
+        # The reader's script, converted before the parts are aligned (a conversion may change
+        # a part's length): every word, title and summary; the markers and links are ASCII.
+        convert = look.scripts.convert
+        subject, html, text = convert(subject, script), convert(html, script), convert(text, script)
         html_parts = html.split(f"<!--{split}-->")
         text_parts = text.split(f"{split}\n")
         assert len(html_parts) == 3 and len(text_parts) == 3, "a digest template lost its split markers"
         # The middle starts where the (padded) head ends: on a 57-byte boundary. Pad its end too.
         html_parts[1] = _aligned(html_parts[1], "")
         text_parts[1] = _aligned(text_parts[1], "\n")
-        return Draft(subject, tuple(text_parts), tuple(html_parts), len(items))  # type: ignore[arg-type]
+        return Draft(subject, tuple(text_parts), tuple(html_parts), len(items), script)  # type: ignore[arg-type]
 
 
 def render_account(look: Look, confirming: bool, link: str) -> tuple[str, str, str]:

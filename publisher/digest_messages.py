@@ -15,7 +15,7 @@ from .bounces.events import DELIVERY_HEADER
 from .bounces.links import make_delivery_token, verp_address
 from .config import is_loopback, mailbox
 from .delivery import BuildProblem
-from .digest import DigestWindow, Draft, Personal, Renderer
+from .digest import DigestWindow, Draft, Personal, Renderer, reader_cadence, reader_script
 from .mail import Envelope, Message, build_message
 from .model import Delivery, Subscriber
 from .store import DigestRow
@@ -83,7 +83,9 @@ class DigestMessages:
     def renderer(self, window: DigestWindow | DigestRow) -> Renderer:
         articles = self.store.articles_between(window.start, window.end, window.by)
         archive_url = self.archive_url(window)
-        return Renderer(self.look, self.app.categories, articles, window.end, archive_url=archive_url)
+        return Renderer(
+            self.look, self.app.categories, articles, window.end, archive_url=archive_url, cadence=window.cadence
+        )
 
     def archive_url(self, window: DigestWindow | DigestRow) -> str | None:
         """The digest's public page, its mails' "View in browser" link (publisher.archive);
@@ -91,8 +93,15 @@ class DigestMessages:
         archive = self.app.archive
         if archive is None:
             return None
-        cadence = str(getattr(window, "cadence", "weekly"))  # a digest's stored cadence wins (url_for)
-        return archive.url_for(window.key, window.start, window.end, window.by, cadence)
+        return archive.url_for(window.key, window.start, window.end, window.by, window.cadence)
+
+    def cadence_of(self, subscriber: Subscriber) -> str:
+        """The cadence whose digests `subscriber` gets (digest.reader_cadence)."""
+        return reader_cadence(subscriber, self.settings.digest.cadences)
+
+    def script_of(self, subscriber: Subscriber) -> str | None:
+        """The script `subscriber`'s digest is rendered in (digest.reader_script)."""
+        return reader_script(subscriber, self.settings.digest.scripts)
 
     def message(
         self,
@@ -146,7 +155,7 @@ class DigestMessages:
             subscriber, message_id = delivery.subscriber, delivery.message_id
             if subscriber is None or not subscriber.status.receives_mail:
                 return None
-            draft = renderer.draft(subscriber.categories)  # a broken template raises: the run stops
+            draft = renderer.draft(subscriber.categories, self.script_of(subscriber))  # a broken template raises
             if draft is None:
                 return None
             try:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from .app import App
 from .config import load_settings
 from .metrics import Metrics
-from .model import BuildReport
+from .model import WEEKLY, BuildReport
 
 if TYPE_CHECKING:
     from .newsletter import Newsletter
@@ -99,29 +99,39 @@ def poll_bounce_mailbox(config_path: str) -> None:
         app.close()
 
 
-def send_digest(config_path: str) -> datetime | None:
-    """Finish any unfinished digest, then open and send the one due now. However many runs
-    were missed, this opens one digest with everything since the last. Returns when the first
-    delivery left waiting for another try is due (the scheduler runs `resume_digests` then)."""
-    from .newsletter import Newsletter
-
+def send_digest(config_path: str, cadence: str = WEEKLY) -> datetime | None:
+    """The digest job of a cadence (`run_digest` on the configuration's App). The weekly job is
+    stored without its cadence, as it was before cadences existed."""
     app = _app(config_path)
     try:
+        if cadence not in app.settings.digest.cadences:
+            log.info("no %s digest: it is not in [digest] cadences any more", cadence)
+            return None
         with _explained(app):
-            letters = Newsletter(app)
-            next_try = _resume(letters, app)
-            if STOP.is_set():
-                return next_try
-            plan = letters.plan_scheduled()
-            log.info("digest %s: %d deliveries planned", plan.digest.key, plan.planned)
-            report = letters.send(plan.digest, app.transport(), should_stop=STOP.is_set)
-            log.info(
-                "digest %s: sent %d, failed %d, skipped %d, waiting %d",
-                plan.digest.key, report.sent, report.failed, report.skipped, report.waiting,
-            )  # fmt: skip
-            return _first(next_try, report.next_try)
+            return run_digest(app, cadence)
     finally:
         app.close()
+
+
+def run_digest(app: App, cadence: str) -> datetime | None:
+    """Finish any unfinished digest, then open and send the cadence's one due now (by `app`'s
+    clock). However many runs were missed, this opens one digest with everything since the
+    cadence's last. Returns when the first delivery left waiting for another try is due (the
+    scheduler runs `resume_digests` then)."""
+    from .newsletter import Newsletter
+
+    letters = Newsletter(app)
+    next_try = _resume(letters, app)
+    if STOP.is_set():
+        return next_try
+    plan = letters.plan_scheduled(cadence)
+    log.info("digest %s: %d deliveries planned", plan.digest.key, plan.planned)
+    report = letters.send(plan.digest, app.transport(), should_stop=STOP.is_set)
+    log.info(
+        "digest %s: sent %d, failed %d, skipped %d, waiting %d",
+        plan.digest.key, report.sent, report.failed, report.skipped, report.waiting,
+    )  # fmt: skip
+    return _first(next_try, report.next_try)
 
 
 def resume_digests(config_path: str) -> datetime | None:

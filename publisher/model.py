@@ -211,6 +211,18 @@ class BuildReport:
     source_notes: list[str] = field(default_factory=list)  # `check`: what each web source showed
 
 
+# How often a reader gets the digest: each cadence has its own schedule, windows and ledger rows.
+WEEKLY, DAILY = "weekly", "daily"
+CADENCES = (WEEKLY, DAILY)
+CADENCE_DAYS = {WEEKLY: 7, DAILY: 1}  # what a cadence's very first digest looks back over
+
+
+def cadence_key(cadence: str, key: str) -> str:
+    """A digest's key in the ledger: the weekly cadence's as before cadences existed (so no
+    stored digest is sent again), another's prefixed with its name (`daily/scheduled:…`)."""
+    return key if cadence == WEEKLY else f"{cadence}/{key}"
+
+
 class SubscriberStatus(enum.Enum):
     PENDING = "pending"  # signed up, not yet confirmed (double opt-in)
     CONFIRMED = "confirmed"
@@ -224,7 +236,9 @@ class SubscriberStatus(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class Subscriber:
-    """A mailing-list reader. `categories` holds slugs; empty means every category."""
+    """A mailing-list reader. `categories` holds slugs; empty means every category. `script`
+    is the one they read ("zh-Hans", "zh-Hant"; None: the site's own), `cadence` how often
+    their digest comes (`CADENCES`)."""
 
     email: str
     name: str
@@ -234,6 +248,8 @@ class Subscriber:
     status_via: str  # how: "import", "cli", "web", "unsubscribe link", ...
     created_at: datetime  # UTC
     id: int | None = None  # the store's id, once stored: what tokens name
+    script: str | None = None
+    cadence: str = WEEKLY
     consent: Consent | None = None  # the proof of their consent, when they confirmed a sign-up
 
 

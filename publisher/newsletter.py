@@ -1,8 +1,9 @@
 """The digest's use cases, composed from the store, the renderer, the send engine and a transport.
 
-`plan_scheduled()` then `send()` is what the scheduler runs (publisher.jobs) and what
-`publisher digest send` runs without dates: open the digest of the window ending now, plan
-one delivery per confirmed subscriber who has something to read, and send. Every step is
+`plan_scheduled(cadence)` then `send()` is what the scheduler runs (publisher.jobs, one job
+per cadence) and what `publisher digest send` runs without dates: open the cadence's digest of
+the window ending now, plan one delivery per confirmed subscriber of that cadence who has
+something to read, and send. Every step is
 recorded first, so a resume after a crash, a kill or a pause continues where it stopped and
 never sends a `sent` delivery again.
 """
@@ -23,7 +24,6 @@ from .bounces.events import EventKind, MailEvent
 from .bounces.links import make_delivery_token
 from .delivery import Sender, SendReport
 from .digest import (
-    FIRST_DIGEST_DAYS,
     DigestWindow,
     Renderer,
     explicit_window,
@@ -34,7 +34,7 @@ from .digest import (
 from .digest_messages import DigestMessages
 from .errors import PublisherError
 from .mail import Envelope, Message, build_message
-from .model import Delivery, Subscriber, SubscriberStatus
+from .model import CADENCE_DAYS, WEEKLY, Article, Delivery, Subscriber, SubscriberStatus
 from .private_files import private_folder, write_private
 from .store import DigestRow, SignupRequest, Store
 from .tokens import make_token
@@ -60,23 +60,29 @@ class Newsletter(DigestMessages):
 
     # --- use cases -------------------------------------------------------------------------
 
-    def scheduled_window(self, now: datetime) -> DigestWindow:
-        return scheduled_window(self.store.last_scheduled_end(), now)
+    def scheduled_window(self, now: datetime, cadence: str | None = None) -> DigestWindow:
+        """The window of the cadence's scheduled digest due at `now` (default: the first cadence)."""
+        cadence = cadence or self.settings.digest.cadences[0]
+        return scheduled_window(self.store.last_scheduled_end(cadence), now, cadence)
 
-    def window(self, since: date, until: date) -> DigestWindow:
-        return explicit_window(since, until, self.settings.site.timezone)
+    def window(self, since: date, until: date, cadence: str = WEEKLY) -> DigestWindow:
+        return explicit_window(since, until, self.settings.site.timezone, cadence)
 
-    def plan_scheduled(self) -> Plan:
-        """Open the scheduled digest ending now (see Store.open_scheduled_digest) and plan it."""
+    def plan_scheduled(self, cadence: str | None = None) -> Plan:
+        """Open the cadence's scheduled digest ending now (see Store.open_scheduled_digest) and
+        plan it (default: the first of `[digest] cadences`, as the console's "send now")."""
+        cadence = cadence or self.settings.digest.cadences[0]
         with self.store.send_lock():
-            digest, created = self.store.open_scheduled_digest(self.clock, FIRST_DIGEST_DAYS)
+            digest, created = self.store.open_scheduled_digest(self.clock, CADENCE_DAYS[cadence], cadence)
             return self._plan(digest, created)
 
     def plan(self, window: DigestWindow) -> Plan:
         """Open the window's digest and plan its deliveries; a window opened before plans nothing
         new (unless a crash stopped it while planning)."""
         with self.store.send_lock():
-            digest_id, created = self.store.open_digest(window.key, window.start, window.end, self.clock())
+            digest_id, created = self.store.open_digest(
+                window.key, window.start, window.end, self.clock(), window.cadence
+            )
             return self._plan(self.store.digest(digest_id), created)
 
     def _plan(self, digest: DigestRow, created: bool) -> Plan:
@@ -87,10 +93,12 @@ class Newsletter(DigestMessages):
         planned, suppressed = [], self.store.suppressed_keys()
         left_out = 0
         for subscriber in self.store.subscribers(SubscriberStatus.CONFIRMED):
+            if self.cadence_of(subscriber) != digest.cadence:
+                continue  # another cadence's reader: that cadence's digest is theirs
             if subscriber.email.lower() in suppressed:
                 left_out += 1
                 continue
-            if renderer.draft(subscriber.categories) is None:
+            if renderer.draft(subscriber.categories, self.script_of(subscriber)) is None:
                 continue  # nothing new in their categories: no e-mail
             planned.append((subscriber.email.lower(), self._message_id(digest_id, subscriber)))
         self.store.plan_deliveries(digest_id, planned, now)
@@ -167,7 +175,8 @@ class Newsletter(DigestMessages):
         rows = []
         for row in self.store.digests(unfinished_only=True):
             if row.status == "planning":
-                row = self.plan(DigestWindow(row.key, row.start, row.end, row.by)).digest  # type: ignore[arg-type]
+                window = DigestWindow(row.key, row.start, row.end, row.by, row.cadence)  # type: ignore[arg-type]
+                row = self.plan(window).digest
             rows.append(row)
         return rows
 
@@ -175,15 +184,16 @@ class Newsletter(DigestMessages):
         """The message `subscriber` (default: a reader of every category) would get for the
         window; (message, True) when the window is empty and the newest articles stand in."""
         reader = subscriber or self.sample_reader("reader@" + self.host.removeprefix("www."))
-        renderer = self.renderer(window)
-        draft = renderer.draft(reader.categories)
+        renderer, script = self.renderer(window), self.script_of(reader)
+        draft = renderer.draft(reader.categories, script)
         stand_in = draft is None
         if draft is None:
-            renderer = self._newest_renderer(window.end)
-            draft = renderer.draft(reader.categories)
+            renderer = self._newest_renderer(window.end, window.cadence)
+            draft = renderer.draft(reader.categories, script)
         if draft is None:  # no articles at all: show the empty digest
-            renderer = Renderer(replace(self.look, send_when_empty=True), self.app.categories, [], window.end)
-            draft = renderer.draft(reader.categories)
+            look = replace(self.look, send_when_empty=True)
+            renderer = Renderer(look, self.app.categories, [], window.end, cadence=window.cadence)
+            draft = renderer.draft(reader.categories, script)
         assert draft is not None
         return self.message(renderer, draft, reader, None, test=test), stand_in
 
@@ -194,7 +204,8 @@ class Newsletter(DigestMessages):
 
         email = normalize_email(to)
         reader = self.store.subscriber(email.lower()) or self.sample_reader(email)
-        message, _stand_in = self.preview(self.scheduled_window(self.clock()), reader, test=True)
+        window = self.scheduled_window(self.clock(), self.cadence_of(reader))
+        message, _stand_in = self.preview(window, reader, test=True)
         return message
 
     def account_message(
@@ -254,18 +265,18 @@ class Newsletter(DigestMessages):
         )
         return build_message(envelope, text, html)
 
-    def sample_reader(self, email: str) -> Subscriber:
-        now = self.clock()
-        return Subscriber(email, "", (), SubscriberStatus.CONFIRMED, now, "preview", now, id=0)
+    def sample_reader(self, email: str, cadence: str | None = None) -> Subscriber:
+        now, cadence = self.clock(), cadence or self.settings.digest.cadences[0]
+        return Subscriber(email, "", (), SubscriberStatus.CONFIRMED, now, "preview", now, id=0, cadence=cadence)
 
     def dry_run(self, window: DigestWindow, deliver: Callable[[Message], Sent]) -> int:
         """Every message the window would send, handed to `deliver` (an outbox); no ledger rows."""
         renderer = self.renderer(window)
         count, suppressed = 0, self.store.suppressed_keys()
         for subscriber in self.store.subscribers(SubscriberStatus.CONFIRMED):
-            if subscriber.email.lower() in suppressed:
+            if subscriber.email.lower() in suppressed or self.cadence_of(subscriber) != window.cadence:
                 continue
-            draft = renderer.draft(subscriber.categories)
+            draft = renderer.draft(subscriber.categories, self.script_of(subscriber))
             if draft is not None:
                 deliver(self.message(renderer, draft, subscriber, None))
                 count += 1
@@ -288,13 +299,13 @@ class Newsletter(DigestMessages):
         # Fixed at planning: every attempt carries it, so a duplicate is recognisable.
         return f"<digest{digest_id}.{subscriber.id}.{secrets.token_hex(6)}@{self.host}>"
 
-    def _newest_renderer(self, end: datetime) -> Renderer:
+    def _newest_renderer(self, end: datetime, cadence: str) -> Renderer:
         limit = self.settings.digest.max_items_per_category
-        seen: dict[str, object] = {}
+        seen: dict[str, Article] = {}
         for category in self.app.categories:
             for article in self.store.latest(category.slug, limit):
                 seen.setdefault(article.guid, article)
-        return Renderer(self.look, self.app.categories, list(seen.values()), end)  # type: ignore[arg-type]
+        return Renderer(self.look, self.app.categories, list(seen.values()), end, cadence=cadence)
 
 
 class _PauseWatch:

@@ -46,22 +46,26 @@ from apscheduler.triggers.interval import IntervalTrigger
 from .config import Settings
 from .errors import PublisherError
 from .metrics import Metrics
+from .model import DAILY, WEEKLY
 from .store import Store
 
 log = logging.getLogger(__name__)
 
 INGEST_JOB, DIGEST_JOB, RESUME_JOB, BOUNCES_JOB = "ingest", "digest", "resume", "bounce-mailbox"
+# One digest job per cadence; the weekly one keeps the id it had before cadences existed.
+DIGEST_JOBS = {WEEKLY: DIGEST_JOB, DAILY: f"{DIGEST_JOB}-{DAILY}"}
 TARGETS = {
     INGEST_JOB: "publisher.jobs:ingest_and_build",
-    DIGEST_JOB: "publisher.jobs:send_digest",
     RESUME_JOB: "publisher.jobs:resume_digests",
     BOUNCES_JOB: "publisher.jobs:poll_bounce_mailbox",
-}
+} | {job_id: "publisher.jobs:send_digest" for job_id in DIGEST_JOBS.values()}
 JOBS_TABLE = "apscheduler_jobs"
 INGEST_EXECUTOR = "ingest"
 # The mailbox poll, like the ingest, may wait on a network read: a stop leaves it (nothing in
 # the mailbox changes before a poll ends), so it runs in the executor that can be left.
-EXECUTORS = {INGEST_JOB: INGEST_EXECUTOR, DIGEST_JOB: "default", RESUME_JOB: "default", BOUNCES_JOB: INGEST_EXECUTOR}
+EXECUTORS = {INGEST_JOB: INGEST_EXECUTOR, RESUME_JOB: "default", BOUNCES_JOB: INGEST_EXECUTOR} | {
+    job_id: "default" for job_id in DIGEST_JOBS.values()
+}
 STOP_WAITS_FOR_INGEST = 5.0  # seconds; then the process ends without it
 RESUME_AT_THE_EARLIEST = 2.0  # seconds from now: a resume that finds nothing due never spins
 
@@ -123,12 +127,12 @@ def _explained_elsewhere(record: logging.LogRecord) -> bool:
 
 
 def triggers(settings: Settings) -> dict[str, Any]:
-    """The recurring jobs this configuration wants (the bounce mailbox's only when it has one)."""
+    """The recurring jobs this configuration wants: the ingest, one digest job per cadence, the
+    bounce mailbox's only when it has one."""
     zone = settings.site.timezone
-    wanted = {
-        INGEST_JOB: IntervalTrigger(minutes=settings.schedule.ingest_every, timezone=zone),
-        DIGEST_JOB: CronTrigger.from_crontab(settings.digest.schedule, timezone=zone),
-    }
+    wanted: dict[str, Any] = {INGEST_JOB: IntervalTrigger(minutes=settings.schedule.ingest_every, timezone=zone)}
+    for cadence in settings.digest.cadences:
+        wanted[DIGEST_JOBS[cadence]] = CronTrigger.from_crontab(settings.digest.schedule_of(cadence), timezone=zone)
     if settings.bounces.mailbox is not None:
         wanted[BOUNCES_JOB] = IntervalTrigger(minutes=settings.bounces.mailbox.interval, timezone=zone)
     return wanted
@@ -184,37 +188,48 @@ class Scheduler:
         scheduler.resume()
         return True
 
+    def _job_args(self, job_id: str) -> list[str]:
+        """The config path, and a digest job's cadence unless weekly (its job as it always was)."""
+        cadence = next((c for c, j in DIGEST_JOBS.items() if j == job_id), WEEKLY)
+        return [self.config_path] if cadence == WEEKLY else [self.config_path, cadence]
+
     def _ensure_jobs(self, scheduler: BackgroundScheduler) -> None:
         grace = self.settings.schedule.misfire_grace * 60
         wanted = triggers(self.settings)
         if BOUNCES_JOB not in wanted and scheduler.get_job(BOUNCES_JOB) is not None:
             log.info("%s: no [bounces.mailbox] any more, so no more polls", BOUNCES_JOB)
             scheduler.remove_job(BOUNCES_JOB)
+        for cadence, job_id in DIGEST_JOBS.items():
+            if job_id not in wanted and scheduler.get_job(job_id) is not None:
+                log.info("%s: %r is not in [digest] cadences any more, so no more of its digests", job_id, cadence)
+                scheduler.remove_job(job_id)
         for job_id, trigger in wanted.items():
             job = scheduler.get_job(job_id)
-            executor = EXECUTORS[job_id]
+            executor, args = EXECUTORS[job_id], self._job_args(job_id)
             if job is None:
-                scheduler.add_job(
-                    TARGETS[job_id], trigger, id=job_id, args=[self.config_path], name=job_id, executor=executor
-                )
+                scheduler.add_job(TARGETS[job_id], trigger, id=job_id, args=args, name=job_id, executor=executor)
                 continue
-            if (list(job.args), job.misfire_grace_time, job.executor) != ([self.config_path], grace, executor):
-                scheduler.modify_job(job_id, args=[self.config_path], misfire_grace_time=grace, executor=executor)
+            if (list(job.args), job.misfire_grace_time, job.executor) != (args, grace, executor):
+                scheduler.modify_job(job_id, args=args, misfire_grace_time=grace, executor=executor)
             if (str(job.trigger), str(job.trigger.timezone)) != (str(trigger), str(trigger.timezone)):
                 # The schedule was changed in the config: that, and only that, moves the next run.
                 log.info("%s: schedule changed from %s to %s", job_id, job.trigger, trigger)
                 scheduler.reschedule_job(job_id, trigger=trigger)
         # A run APScheduler itself will not make up: a fire time within the grace that no
-        # scheduled digest covers (its shutdown race can consume a due run, research 2.4).
-        digest = scheduler.get_job(DIGEST_JOB)
-        now = datetime.now(scheduler.timezone)
-        last_end = self.store.last_scheduled_end()
-        missed = _last_fire(triggers(self.settings)[DIGEST_JOB], now, self.settings.schedule.misfire_grace)
-        stored_will_run = digest is not None and digest.next_run_time is not None and digest.next_run_time <= now
-        if missed is not None and last_end is not None and last_end < missed and not stored_will_run:
-            log.info("the digest due at %s was not sent: sending it now", missed)
-            scheduler.modify_job(DIGEST_JOB, next_run_time=now)
-        elif self.store.digests(unfinished_only=True) and not stored_will_run:
+        # scheduled digest of its cadence covers (its shutdown race can consume a due run, research 2.4).
+        now, any_will_run = datetime.now(scheduler.timezone), False
+        for cadence in self.settings.digest.cadences:
+            job_id = DIGEST_JOBS[cadence]
+            digest = scheduler.get_job(job_id)
+            last_end = self.store.last_scheduled_end(cadence)
+            missed = _last_fire(wanted[job_id], now, self.settings.schedule.misfire_grace)
+            will_run = digest is not None and digest.next_run_time is not None and digest.next_run_time <= now
+            if missed is not None and last_end is not None and last_end < missed and not will_run:
+                log.info("the %s digest due at %s was not sent: sending it now", cadence, missed)
+                scheduler.modify_job(job_id, next_run_time=now)
+                will_run = True
+            any_will_run = any_will_run or will_run
+        if self.store.digests(unfinished_only=True) and not any_will_run:
             # Finish at once what a stop or a crash left unfinished (a one-off job; the send
             # lock makes it and a digest job wait for each other).
             scheduler.add_job(

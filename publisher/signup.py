@@ -15,8 +15,9 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
+from .choices import Choices
 from .errors import PublisherError
-from .model import Consent, Subscriber, SubscriberStatus
+from .model import WEEKLY, Consent, Subscriber, SubscriberStatus
 from .store import Budget, SignupRequest, Store
 from .subscriptions import clean_name, normalize_email
 
@@ -73,8 +74,17 @@ def allow_signup(store: Store, address: str, client: str, limits: SignupLimits, 
     return store.spend_budgets(budgets, now, keep=DAY)
 
 
+NO_CHOICE = Choices(None, WEEKLY)  # a form that offers no script or cadence: the site's, weekly
+
+
 def request_subscription(
-    store: Store, email: str, name: str, categories: tuple[str, ...], now: datetime, consent_text: str = ""
+    store: Store,
+    email: str,
+    name: str,
+    categories: tuple[str, ...],
+    now: datetime,
+    choices: Choices = NO_CHOICE,
+    consent_text: str = "",
 ) -> tuple[Subscriber, SignupRequest | None]:
     """A sign-up from the subscribe form: (subscriber, the request to confirm, or None).
 
@@ -83,8 +93,9 @@ def request_subscription(
     as any other address does. Any other address gets a request holding what was typed; a new
     address also gets a pending row with nothing of the form's in it but the address. A
     pending, unsubscribed or bounced row is not touched. The form's page says the same in
-    every case. `consent_text` is the words the form showed beside its button, kept with the
-    request as the reader's consent once they confirm. ValueError: not an address."""
+    every case. `choices`: the script and cadence asked for, kept with the request.
+    `consent_text` is the words the form showed beside its button, kept with the request as
+    the reader's consent once they confirm. ValueError: not an address."""
     address = normalize_email(email)
     existing = store.subscriber(address.lower())
     if existing is not None and existing.status is SubscriberStatus.CONFIRMED:
@@ -95,7 +106,14 @@ def request_subscription(
         existing = store.subscriber(address.lower())
         assert existing is not None
     request = store.add_signup_request(
-        address, clean_name(name), categories, now, keep=REQUEST_LIFETIME, consent_text=consent_text
+        address,
+        clean_name(name),
+        categories,
+        now,
+        REQUEST_LIFETIME,
+        choices.script,
+        choices.cadence,
+        consent_text=consent_text,
     )
     return existing, request
 
@@ -122,6 +140,8 @@ def confirm_request(store: Store, request: SignupRequest, now: datetime, client:
         email=request.email,
         name=request.name,
         categories=request.categories,
+        script=request.script,
+        cadence=request.cadence,
         status=SubscriberStatus.CONFIRMED,
         status_at=now,
         status_via="web",

@@ -13,20 +13,22 @@ from pathlib import Path
 from typing import TextIO
 
 from .bounces.rules import KIND_NAMES
+from .choices import Choices, Offered
 from .csv_cells import SafeCsvWriter, from_csv_cell
 from .errors import PublisherError
-from .model import Subscriber, SubscriberStatus
+from .model import WEEKLY, Subscriber, SubscriberStatus
 from .normalize import CategoryIndex
 from .store import Store
 from .text import clean_line
 
 log = logging.getLogger(__name__)
 
-CSV_COLUMNS = ("email", "name", "categories")
-EXPORT_COLUMNS = ("email", "name", "categories", "status", "status_at", "status_via", "created_at")
+CSV_COLUMNS = ("email", "name", "categories", "script", "cadence")
+EXPORT_COLUMNS = ("email", "name", "categories", "script", "cadence", "status", "status_at", "status_via", "created_at")
 # The proof of consent of a reader who confirmed a sign-up (model.Consent); `import` ignores it.
 CONSENT_COLUMNS = ("consent_text", "consent_at", "consent_network")
 _STOPPED = (SubscriberStatus.UNSUBSCRIBED, SubscriberStatus.BOUNCED)
+ONLY_WEEKLY = Offered((), (WEEKLY,))  # `[digest]`'s defaults: the site's script, the weekly digest
 
 
 class SubscriberError(PublisherError):
@@ -88,17 +90,31 @@ def merge(existing: Subscriber | None, wanted: Subscriber) -> Subscriber | None:
     status = existing.status
     if wanted.status is SubscriberStatus.CONFIRMED and status is SubscriberStatus.PENDING:
         status = SubscriberStatus.CONFIRMED
-    changed = replace(existing, name=wanted.name or existing.name, categories=wanted.categories, status=status)
+    changed = replace(
+        existing,
+        name=wanted.name or existing.name,
+        categories=wanted.categories,
+        status=status,
+        script=wanted.script,
+        cadence=wanted.cadence,
+    )
     if status is not existing.status:
         changed = replace(changed, status_at=wanted.status_at, status_via=wanted.status_via)
     return changed
 
 
-def updated_by_import(existing: Subscriber, wanted: Subscriber, has_categories: bool) -> Subscriber:
+def updated_by_import(existing: Subscriber, wanted: Subscriber, columns: Iterable[str]) -> Subscriber:
     """A reader already on the list as a row of the file would have them: its name (when the
-    row has one) and categories (when the file has the column); never their status."""
-    categories = wanted.categories if has_categories else existing.categories
-    return replace(existing, name=wanted.name or existing.name, categories=categories)
+    row has one), categories, script and cadence (each when the file has its column); never
+    their status."""
+    has = set(columns)
+    return replace(
+        existing,
+        name=wanted.name or existing.name,
+        categories=wanted.categories if "categories" in has else existing.categories,
+        script=wanted.script if "script" in has else existing.script,
+        cadence=wanted.cadence if "cadence" in has else existing.cadence,
+    )
 
 
 def import_csv(
@@ -108,8 +124,10 @@ def import_csv(
     status: SubscriberStatus,
     now: datetime,
     update: bool = False,
+    offered: Offered = ONLY_WEEKLY,
 ) -> ImportReport:
-    """Import `email,name,categories` rows. Bad rows are reported by line number and skipped;
+    """Import `email,name,categories,script,cadence` rows (script and cadence as `offered`
+    by `[digest]`; empty: the site's script, the first cadence). Bad rows are reported by line number and skipped;
     the good ones are written together in one transaction, so nothing is half-written.
 
     New people are added with `status`; a `status` column (as `export` writes it) is honoured
@@ -125,6 +143,7 @@ def import_csv(
         try:
             email = normalize_email(row.get("email") or "")
             categories = parse_categories(row.get("categories") or "", index)
+            script, cadence = offered.script(row.get("script") or ""), offered.cadence(row.get("cadence") or "")
         except ValueError as exc:
             report.problems.append(f"{path}:{line}: {exc}")
             continue
@@ -140,7 +159,8 @@ def import_csv(
         if row_status is None:
             report.problems.append(f"{path}:{line}: unknown status {row.get('status')!r} (use {_STATUS_NAMES})")
             continue
-        wanted = Subscriber(email, clean_name(row.get("name") or ""), categories, row_status, now, "import", now)
+        name = clean_name(row.get("name") or "")
+        wanted = Subscriber(email, name, categories, row_status, now, "import", now, script=script, cadence=cadence)
         existing = store.subscriber(key)
         if existing is None:
             if row_status in _STOPPED:  # recorded as they left, so nobody re-adds them
@@ -156,7 +176,7 @@ def import_csv(
             continue
         if existing.status is SubscriberStatus.PENDING:
             report.pending.append(key)
-        changed = updated_by_import(existing, wanted, "categories" in row)
+        changed = updated_by_import(existing, wanted, row)
         if changed == existing:
             report.unchanged += 1
         elif not update:
@@ -208,11 +228,21 @@ def read_rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
 
 
 def add(
-    store: Store, email: str, name: str, categories: tuple[str, ...], status: SubscriberStatus, now: datetime
+    store: Store,
+    email: str,
+    name: str,
+    categories: tuple[str, ...],
+    status: SubscriberStatus,
+    now: datetime,
+    script: str | None = None,
+    cadence: str | None = None,
+    offered: Offered = ONLY_WEEKLY,
 ) -> tuple[Subscriber, bool]:
     """Add or update one subscriber from the command line; returns (subscriber, was it new).
-    ValueError for an invalid address; SubscriberError when they may not be signed up (they
-    left, or their address is on the suppression list)."""
+    `script` and `cadence` as written (`offered` reads them; None: not given, so a new reader
+    gets the defaults and one on the list keeps theirs). ValueError for an invalid address or
+    choice; SubscriberError when they may not be signed up (they left, or their address is on
+    the suppression list)."""
     address = normalize_email(email)
     held = store.suppression(address.lower())
     if held is not None and held.active:
@@ -223,7 +253,11 @@ def add(
             "first (or let them sign up again on the subscribe page, which asks them to confirm)",
         )
     existing = store.subscriber(address.lower())
-    merged = merge(existing, Subscriber(address, clean_name(name), categories, status, now, "cli", now))
+    kept = Choices(existing.script, existing.cadence) if existing else offered.default
+    chosen_script = offered.script(script) if script is not None else kept.script
+    chosen_cadence = offered.cadence(cadence) if cadence is not None else kept.cadence
+    wanted = Subscriber(address, clean_name(name), categories, status, now, "cli", now)
+    merged = merge(existing, replace(wanted, script=chosen_script, cadence=chosen_cadence))
     if merged is None:
         assert existing is not None
         raise SubscriberError(
@@ -278,6 +312,8 @@ def export_lines(subscribers: Iterable[Subscriber], index: CategoryIndex) -> Ite
                 s.email,
                 s.name,
                 ";".join(names.get(slug, slug) for slug in s.categories),
+                s.script or "",
+                s.cadence,
                 s.status.value,
                 s.status_at.isoformat(),
                 s.status_via,
@@ -325,5 +361,10 @@ def unsubscribe(store: Store, subscriber_id: int, now: datetime, via: str) -> Su
     return _change(store, subscriber_id, status=SubscriberStatus.UNSUBSCRIBED, status_at=now, status_via=via)
 
 
-def choose_categories(store: Store, subscriber_id: int, slugs: tuple[str, ...]) -> Subscriber | None:
-    return _change(store, subscriber_id, categories=slugs)
+def choose_categories(
+    store: Store, subscriber_id: int, slugs: tuple[str, ...], choices: Choices | None = None
+) -> Subscriber | None:
+    """The preferences page saved: the reader's categories, and their script and cadence."""
+    if choices is None:
+        return _change(store, subscriber_id, categories=slugs)
+    return _change(store, subscriber_id, categories=slugs, script=choices.script, cadence=choices.cadence)

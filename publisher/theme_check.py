@@ -14,8 +14,9 @@ from pathlib import Path
 
 from .digest import Look, Personal, Renderer, render_account, render_welcome
 from .feeds import FeedLinks
-from .model import Article, Category
+from .model import CADENCES, DAILY, Article, Category
 from .pages import render_index
+from .scripts import LABELS, SCRIPTS
 
 SAMPLE_NOW = datetime(2026, 12, 7, 0, 0, tzinfo=UTC)
 
@@ -68,13 +69,16 @@ def sample_articles(categories: Sequence[Category]) -> list[Article]:
 
 def _digest(look: Look, categories: Sequence[Category]) -> None:
     archive_url = "https://www.example.org/digests/2026-w50/"
-    renderer = Renderer(look, categories, sample_articles(categories), SAMPLE_NOW, archive_url=archive_url)
-    draft = renderer.draft(())
-    assert draft is not None
-    renderer.personal(draft, Personal("示例读者", "https://example.org/unsubscribe/x", "https://example.org/p/x"))
-    for part, name in ((draft.html[2], "digest.html.j2"), (draft.text[2], "digest.txt.j2")):
-        if renderer.markers["unsubscribe"] not in part:
-            raise ValueError(f"{name} has no unsubscribe_url after its second split marker: every digest needs one")
+    for cadence in CADENCES:  # each cadence's words (the daily subject is the catalogue's own)
+        articles = sample_articles(categories)
+        renderer = Renderer(look, categories, articles, SAMPLE_NOW, archive_url=archive_url, cadence=cadence)
+        other = next(s for s in SCRIPTS if s != look.scripts.site)
+        draft = renderer.draft((), other if cadence == DAILY else None)  # a converted one too
+        assert draft is not None
+        renderer.personal(draft, Personal("示例读者", "https://example.org/unsubscribe/x", "https://example.org/p/x"))
+        for part, name in ((draft.html[2], "digest.html.j2"), (draft.text[2], "digest.txt.j2")):
+            if renderer.markers["unsubscribe"] not in part:
+                raise ValueError(f"{name} has no unsubscribe_url after its second split marker: every digest needs one")
 
 
 def _account(look: Look) -> None:
@@ -117,15 +121,22 @@ def _pages(look: Look, categories: Sequence[Category]) -> None:
         "site_title": look.site.title, "site_url": look.site.url, "feeds_url": "/",
     }  # fmt: skip
     chosen = {categories[0].slug} if categories else set()
+    choices = {
+        "offered": {"scripts": list(SCRIPTS), "cadences": list(CADENCES)},
+        "script_labels": LABELS,
+        "chosen_script": SCRIPTS[0],
+        "chosen_cadence": CADENCES[0],
+    }  # every choice shown, as it can be
     pages = {
         "subscribe.html.j2": {"csrf": "token", "email": "reader@example.org", "name": "示例读者", "error": "示例",
-                              "categories": categories},
+                              "categories": categories, **choices},
         "action.html.j2": {"title": words["confirm"], "body": words["confirm_body"], "button": words["confirm"],
                            "details": [(words["email"], ["reader@example.org"]), (words["confirm_name"], ["—"])]},
         "message.html.j2": {"title": words["confirmed"], "body": words["confirmed_body"], "manage": "/p/x",
                             "again": True},
         "preferences.html.j2": {"title": words["preferences"], "body": words["preferences_body"],
-                                "categories": categories, "chosen": chosen, "saved": True, "subscribed": True},
+                                "categories": categories, "chosen": chosen, "saved": True, "subscribed": True,
+                                **choices},
     }  # fmt: skip
     for name, context in pages.items():
         env.get_template(f"web/{name}").render(**base, **context)

@@ -290,6 +290,29 @@ def test_the_json_endpoint_answers_configured_origins_with_cors(ours: Ours, cms:
     assert json.loads(sent.text)["message"] == "请查收邮件，按邮件中的链接完成订阅。"
 
 
+def test_the_embedded_form_carries_the_readers_script_and_cadence(
+    site: Site, cms: tuple[HTTPServer, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The snippet offers what /subscribe offers, and the embedded form's choices reach the
+    reader as the subscribe page's do (one reading, account.reader_form)."""
+    monkeypatch.setenv("PUBLISHER_SECRET_KEY", KEY)
+    _httpserver, origin = cms
+    offer = '\n[digest]\ncadences = ["weekly", "daily"]\nscripts = ["zh-Hans", "zh-Hant"]\n'
+    running = Ours(site, origin, offer)
+    try:
+        snippet = site.cli("embed").output
+        assert 'name="script" value="zh-Hant"' in snippet and 'name="cadence" value="daily"' in snippet
+        fields = {"email": "hk@example.com", "script": "zh-Hant", "cadence": "daily", "website": ""}
+        answer = cross_site_post(running, origin, fields | {"token": running.token(), "return_to": f"{origin}/"})
+        assert answer_flag(answer) == "sent"
+        [confirmation] = running.mails(at_least=1)
+        assert requests.post(link_in(confirmation, running.base, "confirm"), timeout=10).status_code == 200
+        reader = running.subscriber("hk@example.com")
+        assert (reader.script, reader.cadence, reader.status) == ("zh-Hant", "daily", SubscriberStatus.CONFIRMED)
+    finally:
+        running.stop()
+
+
 # --- welcome and consent -------------------------------------------------------------------
 
 
@@ -347,7 +370,9 @@ def test_a_failed_welcome_leaves_the_confirmation(
                       'security = "none"\n[web]\npublic_url = "http://127.0.0.1:8080"\n')  # fmt: skip
     app = site.app()
     try:
-        _reader, request = request_subscription(app.store, "late@example.com", "", (), site.clock_now, "我同意")
+        _reader, request = request_subscription(
+            app.store, "late@example.com", "", (), site.clock_now, consent_text="我同意"
+        )
         assert request is not None
         token = make_token(KEY.encode(), "signup", request.id, "late@example.com", site.clock_now + timedelta(days=7))
         with caplog.at_level(logging.ERROR, logger="publisher.web.account"):

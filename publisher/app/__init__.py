@@ -119,6 +119,7 @@ class App(SourceServices, MailServices, WatchServices):
             max_per_category=digest.max_items_per_category,
             theme=self.theme,
             send_when_empty=digest.send_when_empty,
+            scripts=self.scripts,
         )
 
     @property

@@ -12,10 +12,12 @@ from zoneinfo import ZoneInfo
 import click
 
 from ..errors import PublisherError
+from ..model import CADENCES
 from .base import EXIT_CONFIG, EXIT_PROBLEMS, err, fail, labelled, load_app, main, out, progress
 from .tables import FORMAT, Cell, Column, print_records
 
 if TYPE_CHECKING:
+    from ..app import App
     from ..delivery import SendReport
     from ..newsletter import Newsletter
     from ..store import DigestRow, Store
@@ -24,7 +26,21 @@ if TYPE_CHECKING:
 
 @main.group()
 def digest() -> None:
-    """The weekly e-mail digest: preview, send, status, resume, failures, retry, test."""
+    """The e-mail digest (weekly, daily): preview, send, status, resume, failures, retry, test."""
+
+
+CADENCE = click.option(
+    "--cadence", type=click.Choice(CADENCES), default=None,
+    help="Whose digest: the readers of this cadence (default: the first of [digest] cadences).",
+)  # fmt: skip
+
+
+def _cadence(app: App, cadence: str | None) -> str:
+    """The --cadence asked for, if `[digest] cadences` offers it; else the first it offers."""
+    offered = app.settings.digest.cadences
+    if cadence is not None and cadence not in offered:
+        raise ValueError(f"--cadence {cadence}: not in [digest] cadences ({', '.join(offered)}); add it there first")
+    return cadence or offered[0]
 
 
 WAIT = click.option(
@@ -44,11 +60,13 @@ def _date(_ctx: click.Context, _param: click.Parameter, value: str | None) -> da
 
 @digest.command("preview")
 @click.option("--subscriber", "email", help="Render the digest this subscriber would get (default: all categories).")
+@CADENCE
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("var/preview"),
               show_default=True, help="Folder for digest.html, digest.txt and digest.eml.")  # fmt: skip
 @click.pass_context
-def digest_preview(ctx: click.Context, email: str | None, out_dir: Path) -> None:
-    """Write the next digest as HTML, text and .eml, sending nothing and opening nothing."""
+def digest_preview(ctx: click.Context, email: str | None, cadence: str | None, out_dir: Path) -> None:
+    """Write the next digest as HTML, text and .eml, sending nothing and opening nothing: the
+    subscriber's (their cadence and script) or --cadence's."""
     from ..newsletter import Newsletter, preview_files
 
     app = load_app(ctx)
@@ -59,7 +77,9 @@ def digest_preview(ctx: click.Context, email: str | None, out_dir: Path) -> None
             subscriber = app.store.subscriber(email.strip().lower())
             if subscriber is None:
                 fail(ValueError(f"{email} is not on the list (see `publisher subscribers list`)"))
-        window = letters.scheduled_window(app.clock())
+        if cadence is None and subscriber is not None:
+            cadence = letters.cadence_of(subscriber)
+        window = letters.scheduled_window(app.clock(), _cadence(app, cadence))
         message, stand_in = letters.preview(window, subscriber)
         paths = preview_files(message, out_dir)
     except (PublisherError, ValueError) as exc:
@@ -81,16 +101,23 @@ def digest_preview(ctx: click.Context, email: str | None, out_dir: Path) -> None
 @digest.command("send")
 @click.option("--since", callback=_date, help="First publication day of a one-off window (YYYY-MM-DD).")
 @click.option("--until", callback=_date, help="Last publication day of that window (YYYY-MM-DD).")
+@CADENCE
 @click.option("--dry-run", is_flag=True, help="Render every message into --out as .eml; no ledger, no mail.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("var/dry-run"),
               show_default=True, help="Where --dry-run writes.")  # fmt: skip
 @WAIT
 @click.pass_context
 def digest_send(
-    ctx: click.Context, since: date | None, until: date | None, dry_run: bool, out_dir: Path, wait: bool
+    ctx: click.Context,
+    since: date | None,
+    until: date | None,
+    cadence: str | None,
+    dry_run: bool,
+    out_dir: Path,
+    wait: bool,
 ) -> None:
-    """Send the digest of everything ingested since the last one (or of --since/--until).
-    What a temporary error holds back waits for its next try: see --wait."""
+    """Send a cadence's digest of everything ingested since its last one (or of --since/--until)
+    to that cadence's readers. What a temporary error holds back waits for its next try: see --wait."""
     from ..newsletter import Newsletter
     from ..transports.outbox import OutboxTransport
 
@@ -100,18 +127,18 @@ def digest_send(
         fail(click.UsageError(f"--until {until} is before --since {since}"), EXIT_CONFIG)
     app = load_app(ctx)
     try:
-        letters = Newsletter(app)
+        letters, chosen = Newsletter(app), _cadence(app, cadence)
         if since is not None and until is not None:
-            window = letters.window(since, until)
+            window = letters.window(since, until, chosen)
         else:
-            window = letters.scheduled_window(app.clock())
+            window = letters.scheduled_window(app.clock(), chosen)
         if dry_run:
             outbox = OutboxTransport(out_dir)
             count = letters.dry_run(window, outbox.send)
             out.print(f"dry run of {window.key}: {count} message(s) written to {out_dir}", highlight=False)
             return
         transport = app.transport()
-        plan = letters.plan(window) if since is not None else letters.plan_scheduled()
+        plan = letters.plan(window) if since is not None else letters.plan_scheduled(chosen)
         if plan.suppressed:
             note = f"{plan.suppressed} confirmed reader(s) left out: on the suppression list"
             out.print(f"{note} (`publisher bounces suppressed`)", highlight=False)

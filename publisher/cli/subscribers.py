@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from ..app import App
+from ..choices import Offered
 from ..errors import PublisherError
 from ..model import SubscriberStatus
 from ..normalize import CategoryIndex
@@ -27,6 +28,11 @@ def _subscriber_app(ctx: click.Context) -> tuple[App, CategoryIndex]:
     return app, CategoryIndex(app.categories)
 
 
+def _offered(app: App) -> Offered:
+    """The scripts and cadences `[digest]` lets readers choose."""
+    return Offered.of(app.settings.digest.scripts, app.settings.digest.cadences, app.scripts.site)
+
+
 @subscribers.command("import")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--pending", is_flag=True, help="Import new people as pending (they must confirm) instead of confirmed.")
@@ -36,14 +42,16 @@ def _subscriber_app(ctx: click.Context) -> tuple[App, CategoryIndex]:
 @click.option("--send-confirmation", is_flag=True, help="Mail every pending reader in FILE their confirmation link.")
 @click.pass_context
 def subscribers_import(ctx: click.Context, file: Path, pending: bool, update: bool, send_confirmation: bool) -> None:
-    """Import FILE.csv with the columns email, name, categories (names or slugs, `;` between).
-    New people are added; readers already on the list keep their own choices (and status)."""
+    """Import FILE.csv with the columns email, name, categories (names or slugs, `;` between),
+    script (zh-Hans, zh-Hant; empty: the site's) and cadence (weekly, daily; empty: the first
+    of [digest] cadences). New people are added; readers already on the list keep their own
+    choices (and status)."""
     from ..subscriptions import import_csv
 
     app, index = _subscriber_app(ctx)
     status = SubscriberStatus.PENDING if pending else SubscriberStatus.CONFIRMED
     try:
-        report = import_csv(app.store, file, index, status, app.clock(), update=update)
+        report = import_csv(app.store, file, index, status, app.clock(), update=update, offered=_offered(app))
         sent, unsent = _send_confirmations(app, report.pending) if send_confirmation else (0, [])
     except PublisherError as exc:
         err.print(labelled("error:", "bold red", str(exc)), highlight=False)
@@ -88,17 +96,28 @@ def _send_confirmations(app: App, keys: list[str]) -> tuple[int, list[str]]:
 @click.argument("email")
 @click.option("--name", default="", help="The subscriber's name.")
 @click.option("--category", "categories", multiple=True, help="A category name or slug; repeat it. None: all.")
+@click.option("--script", help="zh-Hans or zh-Hant, as [digest] scripts offers (empty: the site's).")
+@click.option("--cadence", help="weekly or daily, as [digest] cadences offers (default: the first).")
 @click.option("--pending", is_flag=True, help="Add as pending (they must confirm) instead of confirmed.")
 @click.pass_context
-def subscribers_add(ctx: click.Context, email: str, name: str, categories: tuple[str, ...], pending: bool) -> None:
-    """Add EMAIL, or change their name and categories if they are on the list."""
+def subscribers_add(
+    ctx: click.Context,
+    email: str,
+    name: str,
+    categories: tuple[str, ...],
+    script: str | None,
+    cadence: str | None,
+    pending: bool,
+) -> None:
+    """Add EMAIL, or change their name and categories (and, when given, script and cadence) if
+    they are on the list."""
     from ..subscriptions import add, parse_categories
 
     app, index = _subscriber_app(ctx)
     try:
         slugs = parse_categories(";".join(categories), index)
         status = SubscriberStatus.PENDING if pending else SubscriberStatus.CONFIRMED
-        subscriber, new = add(app.store, email, name, slugs, status, app.clock())
+        subscriber, new = add(app.store, email, name, slugs, status, app.clock(), script, cadence, _offered(app))
     except ValueError as exc:
         err.print(labelled("error:", "bold red", str(exc)), highlight=False)
         sys.exit(EXIT_CONFIG)

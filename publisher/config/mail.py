@@ -83,9 +83,14 @@ def duration_seconds(text: str) -> int | None:
 
 
 class DigestConfig(Section):
-    """The weekly digest. Empty strings mean "derive from [site]" (docs/configuration.md)."""
+    """The digest, weekly and/or daily. Empty strings mean "derive from [site]" (docs/configuration.md)."""
 
-    schedule: str = "0 8 * * mon"  # cron in the site's zone; day names, never numbers
+    # The cadences readers may choose, the first one theirs unless they chose (docs/digest.md).
+    cadences: list[Literal["weekly", "daily"]] = Field(default=["weekly"], min_length=1)
+    schedule: str = "0 8 * * mon"  # the weekly digest's cron in the site's zone; day names, never numbers
+    daily_schedule: str = "0 7 * * *"  # the daily digest's, when "daily" is one of `cadences`
+    # The scripts readers may choose: [] (only the site's, no choice shown) or both, zh-Hans and zh-Hant.
+    scripts: list[Literal["zh-Hans", "zh-Hant"]] = Field(default=[], max_length=2)
     subject: str = ""  # Jinja template; empty: the default of the site's language
     sender: str = ""  # "高新院 <newsletter@example.org>"; empty: site title <newsletter@site host>
     reply_to: str = ""
@@ -102,6 +107,10 @@ class DigestConfig(Section):
     # Each sent digest's public page under <output>/digests/, its index and Atom feed, and the
     # "View in browser" link in every mail (docs/digest.md); false: no pages and no link.
     archive: bool = True
+
+    def schedule_of(self, cadence: str) -> str:
+        """The cron line of a cadence's digest."""
+        return self.daily_schedule if cadence == "daily" else self.schedule
 
     @property
     def retry_delays(self) -> tuple[timedelta, ...]:

@@ -25,22 +25,13 @@ def check_mail(mail: MailConfig) -> list[tuple[str, str, str]]:
 
 
 def check_digest(digest: DigestConfig) -> list[tuple[str, str, str]]:
-    problems: list[tuple[str, str, str]] = []
-    fields = digest.schedule.split()
-    if len(fields) != 5:
-        problems.append(
-            ("digest.schedule", f"{digest.schedule!r} is not a 5-field cron line", 'write it like "0 8 * * mon"')
-        )
-    elif re.search(r"\d", fields[4]):
-        # APScheduler counts day_of_week from Monday = 0, cron from Sunday = 0: names are unambiguous.
-        problems.append(("digest.schedule", f"day of week {fields[4]!r} uses numbers", 'use names: "mon", "mon-fri"'))
-    else:
-        from apscheduler.triggers.cron import CronTrigger
-
-        try:  # in UTC: a bad site.timezone is reported on its own
-            CronTrigger.from_crontab(digest.schedule, timezone="UTC")
-        except (ValueError, LookupError) as exc:
-            problems.append(("digest.schedule", f"{digest.schedule!r}: {exc}", 'write it like "0 8 * * mon"'))
+    problems = _cron("digest.schedule", digest.schedule, '"0 8 * * mon"')
+    problems += _cron("digest.daily_schedule", digest.daily_schedule, '"0 7 * * *"')
+    if len(set(digest.cadences)) != len(digest.cadences):
+        problems.append(("digest.cadences", "names a cadence twice", 'write each once, like ["weekly", "daily"]'))
+    if len(digest.scripts) == 1 or len(set(digest.scripts)) != len(digest.scripts):
+        fix = 'leave it empty (every reader gets the site\'s script) or offer both: ["zh-Hans", "zh-Hant"]'
+        problems.append(("digest.scripts", f"{digest.scripts!r} offers no choice", fix))
     for key in ("sender", "reply_to"):
         value = getattr(digest, key)
         if value and mailbox(value) is None:
@@ -57,6 +48,23 @@ def check_digest(digest: DigestConfig) -> list[tuple[str, str, str]]:
         if problem:
             problems.append(("digest.subject", problem, f"variables: {', '.join(SUBJECT_VARIABLES)}"))
     return problems
+
+
+def _cron(key: str, line: str, example: str) -> list[tuple[str, str, str]]:
+    """A 5-field cron line APScheduler reads, its day of week in names."""
+    fields = line.split()
+    if len(fields) != 5:
+        return [(key, f"{line!r} is not a 5-field cron line", f"write it like {example}")]
+    if re.search(r"\d", fields[4]):
+        # APScheduler counts day_of_week from Monday = 0, cron from Sunday = 0: names are unambiguous.
+        return [(key, f"day of week {fields[4]!r} uses numbers", 'use names: "mon", "mon-fri"')]
+    from apscheduler.triggers.cron import CronTrigger
+
+    try:  # in UTC: a bad site.timezone is reported on its own
+        CronTrigger.from_crontab(line, timezone="UTC")
+    except (ValueError, LookupError) as exc:
+        return [(key, f"{line!r}: {exc}", f"write it like {example}")]
+    return []
 
 
 def check_bounces(bounces: BouncesConfig) -> list[tuple[str, str, str]]:

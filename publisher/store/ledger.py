@@ -1,4 +1,4 @@
-"""The delivery ledger: one digest per window, one delivery per digest and subscriber."""
+"""The delivery ledger: one digest per cadence and window, one delivery per digest and subscriber."""
 
 from __future__ import annotations
 
@@ -10,12 +10,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import String, Text, bindparam, case, func, insert, literal, select, text, update
+from sqlalchemy import Select, String, Text, bindparam, case, func, insert, literal, select, text, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
 from ..errors import StoreError
-from ..model import Delivery, Subscriber
+from ..model import WEEKLY, Delivery, Subscriber, cadence_key
 from .retries import EARLIER, due_clause
 from .schema import aware_utc, deliveries_table, digests_table, naive_utc, subscribers_table, take_turnstile
 from .subscribers import subscriber_from_row
@@ -29,14 +29,16 @@ class DigestRow:
     end: datetime
     status: str  # planning | sending | paused | done
     created_at: datetime
+    cadence: str = WEEKLY  # whose digest: the readers of this cadence
 
     @property
     def by(self) -> str:
         """Scheduled digests pick by first ingest, explicit windows by publication date; the very
         first scheduled one by both (a new install does not mail its whole archive)."""
-        if self.key.startswith("scheduled-first:"):
+        key = self.key.removeprefix(cadence_key(self.cadence, ""))
+        if key.startswith("scheduled-first:"):
             return "first"
-        return "ingested" if self.key.startswith("scheduled:") else "published"
+        return "ingested" if key.startswith("scheduled:") else "published"
 
 
 class LedgerStore:
@@ -44,13 +46,18 @@ class LedgerStore:
 
     engine: Engine
 
-    def open_digest(self, key: str, start: datetime, end: datetime, now: datetime) -> tuple[int, bool]:
+    def open_digest(
+        self, key: str, start: datetime, end: datetime, now: datetime, cadence: str = WEEKLY
+    ) -> tuple[int, bool]:
         """(digest id, created now?) for a window key; the unique key makes a re-run create nothing."""
         with self.engine.begin() as conn:
-            return _open_digest(conn, key, start, end, now)
+            return _open_digest(conn, key, start, end, now, cadence)
 
-    def open_scheduled_digest(self, clock: Callable[[], datetime], first_days: int) -> tuple[DigestRow, bool]:
-        """Open the scheduled digest that ends now, after the previous scheduled one.
+    def open_scheduled_digest(
+        self, clock: Callable[[], datetime], first_days: int, cadence: str = WEEKLY
+    ) -> tuple[DigestRow, bool]:
+        """Open the scheduled digest of `cadence` that ends now, after its previous one (each
+        cadence's windows chain on their own).
 
         `now` is read while holding the turnstile row that every ingest takes before its first
         new article and holds to its commit, stamping them with the time it took it: an
@@ -62,12 +69,12 @@ class LedgerStore:
         with self.engine.begin() as conn:
             take_turnstile(conn)
             end = clock().astimezone(UTC)  # to the microsecond, as first_seen (see digest.scheduled_window)
-            previous = conn.execute(select(func.max(d.window_end)).where(d.key.like("scheduled%"))).scalar_one()
+            previous = conn.execute(_last_scheduled_end(cadence)).scalar_one()
             if previous is None:  # the very first: what was published and first seen in the last days
                 key, start = f"scheduled-first:{end:%Y-%m-%dT%H:%M:%SZ}", end - timedelta(days=first_days)
             else:
                 key, start = f"scheduled:{end:%Y-%m-%dT%H:%M:%SZ}", aware_utc(previous)
-            digest_id, created = _open_digest(conn, key, start, end, clock())
+            digest_id, created = _open_digest(conn, cadence_key(cadence, key), start, end, clock(), cadence)
             row = conn.execute(select(digests_table).where(d.id == digest_id)).one()
         return _digest_row(row), created
 
@@ -194,11 +201,10 @@ class LedgerStore:
         """One connection for a send run: the marks and look-ups of the hot path."""
         return Ledger(self.engine)
 
-    def last_scheduled_end(self) -> datetime | None:
-        """Where the next scheduled digest's window starts: the end of the last one."""
-        d = digests_table.c
+    def last_scheduled_end(self, cadence: str = WEEKLY) -> datetime | None:
+        """Where the next scheduled digest of `cadence` starts: the end of its last one."""
         with self.engine.connect() as conn:
-            value = conn.execute(select(func.max(d.window_end)).where(d.key.like("scheduled%"))).scalar_one()
+            value = conn.execute(_last_scheduled_end(cadence)).scalar_one()
         return aware_utc(value) if value is not None else None
 
     def digest(self, digest_id: int) -> DigestRow:
@@ -235,12 +241,21 @@ class LedgerStore:
 _SEND_THREADS = threading.RLock()
 
 
-def _open_digest(conn: Connection, key: str, start: datetime, end: datetime, now: datetime) -> tuple[int, bool]:
+def _last_scheduled_end(cadence: str) -> Select[Any]:
+    """The end of the cadence's last scheduled digest (None before its first)."""
+    d = digests_table.c
+    scheduled = d.key.like(cadence_key(cadence, "scheduled") + "%")
+    return select(func.max(d.window_end)).where(scheduled, d.cadence == cadence)
+
+
+def _open_digest(
+    conn: Connection, key: str, start: datetime, end: datetime, now: datetime, cadence: str
+) -> tuple[int, bool]:
     d = digests_table.c
     row = conn.execute(select(d.id).where(d.key == key)).first()
     if row is not None:
         return row.id, False
-    values = {"key": key, "window_start": naive_utc(start), "window_end": naive_utc(end)}
+    values = {"key": key, "window_start": naive_utc(start), "window_end": naive_utc(end), "cadence": cadence}
     try:
         with conn.begin_nested():
             conn.execute(insert(digests_table).values(status="planning", created_at=naive_utc(now), **values))
@@ -250,7 +265,8 @@ def _open_digest(conn: Connection, key: str, start: datetime, end: datetime, now
 
 
 def _digest_row(r: Any) -> DigestRow:
-    return DigestRow(r.id, r.key, aware_utc(r.window_start), aware_utc(r.window_end), r.status, aware_utc(r.created_at))
+    start, end, created = aware_utc(r.window_start), aware_utc(r.window_end), aware_utc(r.created_at)
+    return DigestRow(r.id, r.key, start, end, r.status, created, r.cadence)
 
 
 _d = deliveries_table.c

@@ -11,7 +11,7 @@ from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
-from ..model import Subscriber
+from ..model import WEEKLY, Subscriber
 from .bounces import lift_suppression
 from .schema import aware_utc, meta_table, naive_utc, signup_events_table, signup_requests_table
 from .subscribers import write_subscribers
@@ -31,14 +31,16 @@ class Budget:
 
 @dataclass(frozen=True, slots=True)
 class SignupRequest:
-    """What one sign-up asked for, unconfirmed: the address as typed (normalised), a name and
-    categories (slugs; empty means all)."""
+    """What one sign-up asked for, unconfirmed: the address as typed (normalised), a name,
+    categories (slugs; empty means all), a script (None: the site's) and a cadence."""
 
     id: int
     email: str
     name: str
     categories: tuple[str, ...]
     created_at: datetime
+    script: str | None = None
+    cadence: str = WEEKLY
     consent_text: str = ""  # the words beside the form the reader sent
 
 
@@ -80,6 +82,8 @@ class SignupStore:
         categories: tuple[str, ...],
         now: datetime,
         keep: timedelta,
+        script: str | None = None,
+        cadence: str = WEEKLY,
         consent_text: str = "",
     ) -> SignupRequest:
         """Keep a sign-up's data until its link is followed; requests older than `keep` go."""
@@ -93,10 +97,12 @@ class SignupStore:
                     name=name,
                     categories=json.dumps(list(categories), ensure_ascii=False),
                     created_at=naive_utc(now),
+                    script=script,
+                    cadence=cadence,
                     consent_text=consent_text or None,
                 )
             ).inserted_primary_key[0]  # type: ignore[index]
-        return SignupRequest(int(request_id), email, name, categories, now, consent_text)
+        return SignupRequest(int(request_id), email, name, categories, now, script, cadence, consent_text)
 
     def signup_request(self, request_id: int) -> SignupRequest | None:
         with self.engine.connect() as conn:
@@ -105,7 +111,8 @@ class SignupStore:
             return None
         categories = tuple(dict.fromkeys(json.loads(row.categories)))
         created = aware_utc(row.created_at)
-        return SignupRequest(row.id, row.email, row.name, categories, created, row.consent_text or "")
+        consent = row.consent_text or ""
+        return SignupRequest(row.id, row.email, row.name, categories, created, row.script, row.cadence, consent)
 
     def signup_request_email_key(self, request_id: int) -> str | None:
         """The address key a request was made for (what its link's signature covers)."""

@@ -1,4 +1,4 @@
-"""Subscribers: who gets the digest, with which categories, in which status."""
+"""Subscribers: who gets the digest, with which categories, script and cadence, in which status."""
 
 from __future__ import annotations
 
@@ -70,6 +70,8 @@ def write_subscribers(conn: Connection, subscribers: Iterable[Subscriber]) -> No
             "status": sub.status.value,
             "status_at": naive_utc(sub.status_at),
             "status_via": sub.status_via,
+            "script": sub.script,
+            "cadence": sub.cadence,
         }
         if sub.consent is not None:  # kept as recorded when a later change carries none
             values.update(consent_text=sub.consent.text, consent_at=naive_utc(sub.consent.at))
@@ -91,6 +93,8 @@ def subscriber_from_row(row: Any) -> Subscriber:
         status_via=row.status_via,
         created_at=aware_utc(row.created_at),
         id=row.id,
+        script=row.script,
+        cadence=row.cadence,
         consent=_consent(row),
     )
 

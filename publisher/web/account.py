@@ -4,7 +4,7 @@
   cookie); requests are limited per mailbox and per client network, and the mails per mailbox
   and day, counted in the store (signup.allow_signup); the answer is the same page
   whether or not the address was subscribed before, and the e-mail does the telling. Its
-  form is read and signed up by `read_signup_form` and `sign_up`, which the embeddable form
+  form is read and signed up by `reader_form` and `sign_up`, which the embeddable form
   and the JSON endpoint (embed.py) share.
 - A confirmation keeps the consent (the words the form showed, the time, the client's network)
   and queues the welcome e-mail, whose failure is logged and undoes nothing.
@@ -22,8 +22,10 @@ from dataclasses import dataclass
 from flask import Blueprint, Response, request
 from werkzeug.datastructures import MultiDict
 
+from ..choices import Choices, Offered
 from ..model import Subscriber, SubscriberStatus
 from ..newsletter import CONFIRM_LIFETIME
+from ..scripts import LABELS
 from ..signup import allow_signup, confirm_request, request_subscription
 from ..store import SignupRequest
 from ..subscriptions import choose_categories, confirm, normalize_email
@@ -80,6 +82,33 @@ def categories_from_form(values: MultiDict[str, str] | None = None) -> tuple[str
     return tuple(c.slug for c in current().app.categories if c.slug in asked)
 
 
+@dataclass(frozen=True, slots=True)
+class ReaderForm:
+    """What a subscribe or preferences form asks for."""
+
+    email: str  # as typed, stripped (not yet validated)
+    name: str
+    categories: tuple[str, ...]
+    choices: Choices  # script and cadence (choices.Offered.from_form)
+
+
+def reader_form(current_choices: Choices | None = None, values: MultiDict[str, str] | None = None) -> ReaderForm:
+    """The one reading of a reader's form (the subscribe page, the preferences page, the
+    embedded form and the JSON endpoint, whose fields come as `values`): `email`, `name`,
+    `category` (repeated), `script`, `cadence`. A choice the page did not offer keeps
+    `current_choices` (default: the default)."""
+    form = request.form if values is None else values
+    offered = offered_choices()
+    choices = offered.from_form(form.get, current_choices)
+    return ReaderForm(form.get("email", "").strip(), form.get("name", ""), categories_from_form(form), choices)
+
+
+def offered_choices() -> Offered:
+    """The scripts and cadences this site offers its readers (`[digest] scripts`, `cadences`)."""
+    digest = current().app.settings.digest
+    return Offered.of(digest.scripts, digest.cadences, current().app.scripts.site)
+
+
 def request_for(token: str) -> SignupRequest | None:
     """The sign-up request a confirmation link names, if the link is genuine and unexpired."""
     state = current()
@@ -97,19 +126,12 @@ def request_for(token: str) -> SignupRequest | None:
 
 
 def subscribe_page(status: int = 200, error: str | None = None, email: str = "", name: str = "") -> Response:
-    categories = current().app.categories
+    categories, offered = current().app.categories, offered_choices()
     return page(
-        "subscribe.html.j2", status, categories=categories, csrf=csrf_token(), error=error, email=email, name=name
-    )
-
-
-@dataclass(frozen=True, slots=True)
-class SignupForm:
-    """What a sign-up form sent: the subscribe page's, the embedded snippet's, the JSON endpoint's."""
-
-    email: str
-    name: str
-    categories: tuple[str, ...]
+        "subscribe.html.j2", status, categories=categories, csrf=csrf_token(), error=error, email=email, name=name,
+        offered=offered.on_page(), script_labels=LABELS, chosen_script=current().app.scripts.site,
+        chosen_cadence=offered.cadences[0],
+    )  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,12 +143,7 @@ class SignupAnswer:
     detail: str = ""
 
 
-def read_signup_form(values: MultiDict[str, str]) -> SignupForm:
-    """The one reading of a sign-up form's fields, whichever door it came through."""
-    return SignupForm(values.get("email", "").strip(), values.get("name", ""), categories_from_form(values))
-
-
-def sign_up(entry: SignupForm) -> SignupAnswer:
+def sign_up(entry: ReaderForm) -> SignupAnswer:
     """The one sign-up path: the address checked, the limits spent, the request stored with the
     consent words the forms show beside their button (`[theme] consent`), the mail queued."""
     state = current()
@@ -138,7 +155,9 @@ def sign_up(entry: SignupForm) -> SignupAnswer:
     if not allow_signup(app.store, address, client_address(), state.limits, app.clock()):
         return SignupAnswer("limited")
     consent = app.theme.consent
-    subscriber, signup = request_subscription(app.store, address, entry.name, entry.categories, app.clock(), consent)
+    subscriber, signup = request_subscription(
+        app.store, address, entry.name, entry.categories, app.clock(), entry.choices, consent_text=consent
+    )
     # Sent by one background thread: a slow mail server never holds a web thread, and the
     # answer takes as long whether or not the address was on the list.
     state.mailer.submit(send_account_mail, state, subscriber, signup)
@@ -159,7 +178,7 @@ def subscribe_form() -> Response:
 @account.post("/subscribe")
 def subscribe() -> Response:
     words = current().words
-    entry = read_signup_form(request.form)
+    entry = reader_form()
     if not csrf_valid():
         return subscribe_page(400, words["csrf"], entry.email, entry.name)
     answer = sign_up(entry)
@@ -202,6 +221,11 @@ def confirm_page(token: str) -> Response:
         chosen = [names[slug] for slug in signup.categories if slug in names] or [words["all"]]
         details = [(words["email"], [signup.email]), (words["confirm_name"], [signup.name or "—"])]
         details.append((words["confirm_sections"], chosen))
+        offered = offered_choices()
+        if offered.choose_script:
+            details.append((words["script"], [LABELS[signup.script or state.app.scripts.site]]))
+        if offered.choose_cadence:
+            details.append((words["cadence"], [words[signup.cadence]]))
         body = words["confirm_body"].format(email=signup.email, list_name=state.letters.list_name)
         return page("action.html.j2", title=words["confirm"], body=body, button=words["confirm"], details=details)
     subscriber = subscriber_for(token, "confirm")
@@ -259,14 +283,20 @@ def preferences_page(token: str) -> Response:
     if request.method == "POST":
         if request.form.get("action") == "unsubscribe":
             return unsubscribed(subscriber, "web preferences")
-        changed = choose_categories(state.app.store, subscriber.id, categories_from_form())
+        asked = reader_form(Choices(subscriber.script, subscriber.cadence))
+        changed = choose_categories(state.app.store, subscriber.id, asked.categories, asked.choices)
         subscriber, saved = changed or subscriber, True
+    offered = offered_choices()
     return page(
         "preferences.html.j2",
         title=state.words["preferences"],
         body=state.words["preferences_body"].format(email=subscriber.email),
         categories=state.app.categories,
         chosen=set(subscriber.categories),
+        offered=offered.on_page(),
+        script_labels=LABELS,
+        chosen_script=subscriber.script or state.app.scripts.site,
+        chosen_cadence=state.letters.cadence_of(subscriber),
         saved=saved,
         subscribed=subscriber.status is SubscriberStatus.CONFIRMED,
     )

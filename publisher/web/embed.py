@@ -8,7 +8,7 @@ hours and one sign-up (`tokens.py`'s `form` purpose; spent ones kept as SHA-256 
 store until they expire), the page's address to return to, and the consent words. A hidden
 `website` field is the honeypot: a person never fills it, a form-filling bot does. The
 sign-up limits per mailbox and client network (signup.allow_signup) apply as on /subscribe,
-and the sign-up itself is /subscribe's (`account.read_signup_form`, `account.sign_up`).
+and the sign-up itself is /subscribe's (`account.reader_form`, `account.sign_up`).
 
 The answer goes back to the page the form was on, with `publisher_signup=<status>` added to
 its address, when that page is on an origin of `[web] embed_origins`; any other address gets
@@ -30,7 +30,7 @@ from werkzeug.datastructures import MultiDict
 
 from ..config import web_origin
 from ..tokens import TokenError, expiry, make_token, read_token
-from .account import read_signup_form, sign_up
+from .account import reader_form, sign_up
 from .shared import current, page
 
 if TYPE_CHECKING:
@@ -59,11 +59,15 @@ OUTCOMES = {
 
 def render_snippet(app: App) -> str:
     """The HTML an operator pastes into the CMS page (`publisher embed`): the form, posting to
-    `[web] public_url`, with every category, the consent words and the script that fills it in
-    (`templates/embed.html.j2`, themeable)."""
+    `[web] public_url`, with every category, the scripts and cadences offered (as on
+    /subscribe), the consent words and the script that fills it in (`templates/embed.html.j2`,
+    themeable)."""
+    from ..choices import Offered
     from ..newsletter import Newsletter
+    from ..scripts import LABELS
 
     letters, words = Newsletter(app), app.messages["pages"]
+    offered = Offered.of(app.settings.digest.scripts, app.settings.digest.cadences, app.scripts.site)
     return app.theme.environment.get_template("embed.html.j2").render(
         t=words,
         theme=app.theme.context(),
@@ -71,6 +75,10 @@ def render_snippet(app: App) -> str:
         categories=app.categories,
         list_name=letters.list_name,
         subscribe_title=words["subscribe"].format(list_name=letters.list_name),
+        offered=offered.on_page(),
+        script_labels=LABELS,
+        chosen_script=app.scripts.site,
+        chosen_cadence=offered.cadences[0],
     )
 
 
@@ -96,7 +104,7 @@ def embedded_sign_up(values: MultiDict[str, str]) -> tuple[str, str]:
         return "refused", ""
     if not store.spend_form_token(token, expiry(token), now):
         return "used", ""
-    answer = sign_up(read_signup_form(values))
+    answer = sign_up(reader_form(values=values))
     return answer.status, answer.detail
 
 

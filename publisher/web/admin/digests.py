@@ -99,7 +99,7 @@ def _reader() -> tuple[Subscriber | None, str]:
 def preview() -> Response:
     state = current()
     reader, problem = _reader()
-    window = state.letters.scheduled_window(now())
+    window = state.letters.scheduled_window(now(), state.letters.cadence_of(reader) if reader else None)
     message, stand_in = state.letters.preview(window, reader)
     frame = "/admin/digests/preview.html" + (f"?subscriber={quote(reader.email)}" if reader else "")
     response = render_admin(
@@ -124,7 +124,8 @@ def preview_html() -> Response:
     """The message's HTML exactly as the reader's client gets it, sandboxed by its own CSP."""
     state = current()
     reader, _problem = _reader()
-    message, _stand_in = state.letters.preview(state.letters.scheduled_window(now()), reader)
+    window = state.letters.scheduled_window(now(), state.letters.cadence_of(reader) if reader else None)
+    message, _stand_in = state.letters.preview(window, reader)
     response = Response(message.html, mimetype="text/html")
     response.headers["Content-Security-Policy"] = PREVIEW_CSP
     response.headers["X-Frame-Options"] = "SAMEORIGIN"
