@@ -247,11 +247,13 @@ class Newsletter(DigestMessages):
 
     def welcome_message(self, subscriber: Subscriber) -> Message:
         """The welcome e-mail a reader gets once they confirmed: what they chose, their
-        preferences and unsubscribe links, the privacy line. Never recorded in the ledger."""
+        preferences and unsubscribe links, the privacy line, in their script. Never recorded in
+        the ledger."""
         who = self.personal(subscriber)
         names = {c.slug: c.name for c in self.app.categories}
         chosen = [names[slug] for slug in subscriber.categories if slug in names]
-        subject, text, html = render_welcome(self.look, chosen, who.preferences_url, who.unsubscribe_url)
+        links = (who.preferences_url, who.unsubscribe_url)
+        subject, text, html = render_welcome(self.look, chosen, *links, script=subscriber.script)
         envelope = Envelope(
             sender=self.sender,
             to=Address(subscriber.name, *subscriber.email.rsplit("@", 1)),

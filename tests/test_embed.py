@@ -309,6 +309,9 @@ def test_the_embedded_form_carries_the_readers_script_and_cadence(
         assert requests.post(link_in(confirmation, running.base, "confirm"), timeout=10).status_code == 200
         reader = running.subscriber("hk@example.com")
         assert (reader.script, reader.cadence, reader.status) == ("zh-Hant", "daily", SubscriberStatus.CONFIRMED)
+        _confirmation, welcome = running.mails(at_least=2)
+        assert welcome["Subject"] == "歡迎訂閱高新院週報"  # in the reader's script, as their digests are
+        assert "歡迎訂閱" in text_of(welcome) and f"{running.base}/unsubscribe/" in text_of(welcome)
     finally:
         running.stop()
 
