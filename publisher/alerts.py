@@ -24,7 +24,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import ipaddress
 import json
 import logging
 import re
@@ -39,7 +38,7 @@ from urllib.parse import quote_plus, urlsplit
 
 import requests
 
-from .sources.addresses import AddressGuard, AddressRefused, GuardedAdapter, OutOfTime, guarded, why_refused
+from .sources.addresses import AddressGuard, AddressRefused, GuardedAdapter, OutOfTime, guarded
 from .store import WHOLE_SOURCE, DigestRates, SourceHealth, Store
 
 log = logging.getLogger(__name__)
@@ -134,19 +133,6 @@ class Webhook:
                 said = {}
             if not isinstance(said, dict) or said.get("errcode") != 0:
                 raise AlertError(f"{where} refused the message: {text}")
-
-
-def private_host(url: str) -> str | None:
-    """What the URL's host is when it is a non-public IP address or `localhost` ("a loopback
-    address" ...); None for a name or a public address (names are checked as they connect)."""
-    host = urlsplit(url).hostname or ""
-    if host == "localhost":
-        return "a loopback address"
-    try:
-        kind = why_refused(ipaddress.ip_address(host))
-    except ValueError:
-        return None
-    return f"a {kind} address" if kind else None
 
 
 def dingtalk_signature(secret: str, timestamp_ms: int) -> str:

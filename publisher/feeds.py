@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from . import __version__
@@ -17,15 +18,17 @@ from .model import Article, Category, FeedFormat, FeedSpec, Site
 
 GENERATOR = "publisher"
 GENERATOR_URI = "https://github.com/publisher-feeds/publisher"
+FEED_FILES = frozenset(fmt.value for fmt in FeedFormat)  # a feed's file name, in any folder of the output
 # An empty feed still needs an `updated`; a fixed instant keeps its bytes stable.
 EMPTY_FEED_UPDATED = datetime(2000, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True, slots=True)
 class FeedLinks:
-    """Where the output folder is served, and the site pages feeds point back to."""
+    """Where the output folder is served, and the WebSub hubs its feeds name (`[websub] hubs`)."""
 
     base_url: str  # the URL of the output folder, no trailing slash
+    hubs: tuple[str, ...] = ()  # each feed carries a `rel="hub"` link to each (publisher.websub pings them)
 
     def of(self, path: str) -> str:
         return f"{self.base_url}/{path}"
@@ -90,6 +93,12 @@ def _xml_feed(
         fg.subtitle(_description(spec, site))
     # self first: feedgen's RSS <link> is the last link added, and it must be the site
     fg.link(href=self_url, rel="self", type=spec.format.media_type)
+    if links.hubs:
+        if spec.format is FeedFormat.ATOM:
+            fg.link([{"href": hub, "rel": "hub"} for hub in links.hubs])
+        else:  # feedgen writes only the self atom:link into RSS: the extension adds the hubs'
+            fg.register_extension("websub", _HubLinks, atom=False, rss=True)
+            fg.websub.hubs = links.hubs
     fg.link(href=feed_home(spec, site), rel="alternate", type="text/html")
     fg.language(site.language)
     fg.author(name=site.author or site.title)
@@ -123,6 +132,27 @@ def _xml_feed(
     return fg.rss_str(pretty=True, encoding="UTF-8", xml_declaration=True)  # type: ignore[no-any-return]
 
 
+class _HubLinks:
+    """A feedgen extension: RSS 2.0's `<atom:link rel="hub">`s, after the self link (the W3C
+    validator and WebSub read them in the atom namespace, as they read the self link)."""
+
+    hubs: tuple[str, ...] = ()
+
+    def extend_ns(self) -> dict[str, str]:
+        return {}
+
+    def extend_rss(self, feed: Any) -> Any:
+        atom_link = "{http://www.w3.org/2005/Atom}link"
+        after = next(link for link in feed[0].iter(atom_link) if link.get("rel") == "self")
+        for hub in reversed(self.hubs):
+            link = after.makeelement(atom_link, {"href": hub, "rel": "hub"})
+            after.addnext(link)
+        return feed
+
+    def extend_atom(self, feed: Any) -> Any:
+        return feed
+
+
 def _json_feed(
     spec: FeedSpec, site: Site, links: FeedLinks, articles: Sequence[Article], names: dict[str, str]
 ) -> bytes:
@@ -151,6 +181,7 @@ def _json_feed(
         "title": feed_title(spec, site),
         "home_page_url": feed_home(spec, site),
         "feed_url": links.of(spec.path),
+        **({"hubs": [{"type": "WebSub", "url": hub} for hub in links.hubs]} if links.hubs else {}),
         "description": _description(spec, site),
         "language": site.language,
         "authors": [{"name": site.author or site.title}],

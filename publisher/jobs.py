@@ -23,12 +23,15 @@ from .model import WEEKLY, BuildReport
 
 if TYPE_CHECKING:
     from .newsletter import Newsletter
+    from .websub import HubPings
 
 log = logging.getLogger(__name__)
 
 # The Metrics of the App that `publisher run` serves, by configuration file: the jobs count
 # into it, so its /metrics shows their work (a job run elsewhere counts into a throwaway one).
 _SHARED_METRICS: dict[str, Metrics] = {}
+# Its WebSub pings likewise: one thread per process retries a hub, beyond the job that built.
+_SHARED_PINGS: dict[str, HubPings] = {}
 
 
 def share_metrics(config_path: str, metrics: Metrics) -> None:
@@ -36,10 +39,18 @@ def share_metrics(config_path: str, metrics: Metrics) -> None:
     _SHARED_METRICS[config_path] = metrics
 
 
+def share_hub_pings(config_path: str, pings: HubPings) -> None:
+    """The jobs of `config_path` hand their WebSub pings to `pings` from now on."""
+    _SHARED_PINGS[config_path] = pings
+
+
 def _app(config_path: str) -> App:
     metrics = _SHARED_METRICS.get(config_path)
     settings = load_settings(Path(config_path))
-    return App(settings, metrics=metrics) if metrics is not None else App(settings)
+    app = App(settings, metrics=metrics) if metrics is not None else App(settings)
+    shared = _SHARED_PINGS.get(config_path)
+    app.hub_pings = shared if shared is not None and not shared.closed else None
+    return app
 
 
 # Set on SIGTERM/SIGINT: a digest being sent stops after the message in flight (its ledger is

@@ -19,6 +19,12 @@ LABELS = {HANS: "简体", HANT: "繁體"}  # how a reader is offered each, in it
 TO_TRADITIONAL = ("s2t", "s2tw", "s2twp", "s2hk")
 TO_SIMPLIFIED = ("t2s", "tw2s", "tw2sp", "hk2s")
 _TRADITIONAL_LANGUAGES = ("zh-tw", "zh-hk", "zh-mo", "zh-hant")
+# The language tag of text a conversion made: Taiwan's and Hong Kong's forms name their region,
+# the plain conversions only the script (tw2sp also turns Taiwan's phrases into the mainland's).
+LANGUAGES = {
+    "s2t": "zh-Hant", "s2tw": "zh-TW", "s2twp": "zh-TW", "s2hk": "zh-HK",
+    "t2s": "zh-Hans", "tw2s": "zh-Hans", "tw2sp": "zh-CN", "hk2s": "zh-Hans",
+}  # fmt: skip
 
 
 def site_script(language: str, convert: str) -> str:
@@ -49,6 +55,12 @@ class ScriptConversion:
         if script is None or script == self.site:
             return "none"
         return self.traditional if script == HANT else self.simplified
+
+    def language(self, script: str, site_language: str) -> str:
+        """The language tag of text in `script`: the site's own for its script, else the tag of
+        the conversion that makes it (`zh-Hant`, `zh-TW`, `zh-HK`, `zh-Hans`, `zh-CN`)."""
+        mode = self.mode(script)
+        return site_language if mode == "none" else LANGUAGES[mode]
 
     def convert(self, text: str, script: str | None) -> str:
         """`text` (plain or sanitised HTML) in `script`."""

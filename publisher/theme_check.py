@@ -15,7 +15,7 @@ from pathlib import Path
 from .digest import Look, Personal, Renderer, render_account, render_welcome
 from .feeds import FeedLinks
 from .model import CADENCES, DAILY, Article, Category
-from .pages import render_index
+from .pages import render_category, render_index
 from .scripts import LABELS, SCRIPTS
 
 SAMPLE_NOW = datetime(2026, 12, 7, 0, 0, tzinfo=UTC)
@@ -30,6 +30,7 @@ def theme_problems(look: Look, categories: Sequence[Category], links: FeedLinks,
         ("digest", lambda: _digest(look, categories)),
         ("sign-up e-mails", lambda: _account(look)),
         ("index.html", lambda: _index(look, categories, links, subscribe_url)),
+        ("category pages", lambda: _category(look, categories, links, subscribe_url)),
         ("subscription pages", lambda: _pages(look, categories)),
         ("digest archive", lambda: _archive(look, categories, links, subscribe_url)),
     ]
@@ -91,6 +92,14 @@ def _account(look: Look) -> None:
 
 def _index(look: Look, categories: Sequence[Category], links: FeedLinks, subscribe_url: str) -> None:
     render_index(look.site, links, categories, look.theme, subscribe_url)
+
+
+def _category(look: Look, categories: Sequence[Category], links: FeedLinks, subscribe_url: str) -> None:
+    articles = sample_articles(categories)
+    for category in categories[:1]:
+        render_category(look.site, links, category, articles, look.theme, subscribe_url)
+    if categories:
+        render_category(look.site, links, categories[0], [], look.theme)  # no articles yet, no sign-up page
 
 
 def _archive(look: Look, categories: Sequence[Category], links: FeedLinks, subscribe_url: str) -> None:

@@ -2,12 +2,12 @@
 
 `App` is composed like `Store`: this module holds what every door needs (the site, its theme,
 the store, the signing key, the categories) and the build; `sources.py` the sources and
-`check`, `mail.py` the transport and the bounce loop, each a mixin over the same settings."""
+`check`, `mail.py` the transport and the bounce loop, `watch.py` metrics and alerts, `websub.py`
+the hub pings, each a mixin over the same settings."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,11 +28,15 @@ from ..theme import Messages, Theme, check_theme, make_theme
 from .mail import MailServices
 from .sources import SourceServices, make_source
 from .watch import WatchServices
+from .websub import WebSubServices
 
 if TYPE_CHECKING:
     from ..alerts import Alerts
     from ..archive_output import Archive
     from ..digest import Look
+    from ..editions import Edition
+    from ..output import Output
+    from ..websub import HubPings
 
 __all__ = ["App", "make_source", "utc_now"]
 
@@ -54,16 +58,18 @@ def _folder_state(folder: Path | None) -> list[tuple[str, int, int]]:
 
 
 @dataclass
-class App(SourceServices, MailServices, WatchServices):
+class App(SourceServices, MailServices, WatchServices, WebSubServices):
     settings: Settings
     clock: Clock = utc_now
     metrics: Metrics = field(default_factory=Metrics)  # this App's counters (`/metrics`)
+    hub_pings: HubPings | None = None  # `publisher run`'s, shared with its jobs; else made when hubs are set
     _store: Store | None = field(default=None, init=False)
     _categories: list[Category] | None = field(default=None, init=False)
     _theme: Theme | None = field(default=None, init=False)
     _signing_key: bytes | None = field(default=None, init=False)
     _alerts: Alerts | None = field(default=None, init=False)
     _alerts_made: bool = field(default=False, init=False)
+    _owns_hub_pings: bool = field(default=False, init=False)
 
     @property
     def site(self) -> Site:
@@ -135,7 +141,9 @@ class App(SourceServices, MailServices, WatchServices):
 
     @property
     def links(self) -> FeedLinks:
-        return FeedLinks((self.settings.output.base_url or self.settings.site.url).rstrip("/"))
+        return FeedLinks(
+            (self.settings.output.base_url or self.settings.site.url).rstrip("/"), tuple(self.settings.websub.hubs)
+        )
 
     @property
     def subscribe_url(self) -> str:
@@ -204,6 +212,7 @@ class App(SourceServices, MailServices, WatchServices):
         return TextRules(t.convert, t.summary_length, t.remove_glosses)
 
     def close(self) -> None:
+        self.close_websub()
         self.close_watch()
         if self._store is not None:
             self._store.close()
@@ -271,45 +280,52 @@ class App(SourceServices, MailServices, WatchServices):
             "links": self.links.base_url,
             "subscribe": self.subscribe_url,
             "max_items": self.settings.feeds.max_items,
+            "editions": [(e.script, e.folder, e.language, e.conversion.mode(e.script)) for e in self.editions],
             "categories": [(c.name, c.slug, c.description, c.url) for c in self.categories],
             "theme": [self.settings.theme.model_dump(), _folder_state(self.theme.templates)],
         }
+        if self.links.hubs:  # only then: a site without hubs keeps the signature it had
+            shape["websub"] = list(self.links.hubs)
         return hashlib.sha256(json.dumps(shape, ensure_ascii=False, sort_keys=True).encode()).hexdigest()
 
+    @property
+    def editions(self) -> list[Edition]:
+        """The scripts the output is published in (`[feeds] scripts`): the site's own first."""
+        from ..editions import editions
+
+        return editions(self.scripts, self.settings.feeds.scripts, self.site.language)
+
+    def output(self) -> Output:
+        """What the output folder is rendered from (publisher.output)."""
+        from ..output import Output
+
+        return Output(self.out_dir, self.site, self.links, self.categories, self.theme, self.subscribe_url,
+                      self.editions)  # fmt: skip
+
     def write_output(self, report: BuildReport) -> None:
-        """Feeds whose articles changed (or whose files are missing), and index.html and
-        feeds.opml when the site's shape changed; only changed bytes reach the disk."""
+        """Feeds and category pages whose articles changed (or whose files are missing), in
+        every edition, and index.html and feeds.opml when the site's shape changed; only
+        changed bytes reach the disk."""
         from ..atomic import remove_stale_temporaries
-        from ..feeds import write_feeds, write_if_changed
-        from ..model import FeedFormat
-        from ..pages import render_index, render_opml
         from ..store import SITE_SCOPE
 
         store, out = self.store, self.out_dir
         for stale in remove_stale_temporaries(out, recursive=True):
             log.info("removed %s, left by a write that was killed", stale)
-        categories = self.categories
+        output = self.output()
         signature = self.render_signature()
         reshaped = store.get_meta("render_signature") != signature
         dirty = store.dirty_scopes()
 
         def needed(scope: Category | None) -> bool:
-            prefix = out / scope.slug if scope else out
-            missing = any(not (prefix / fmt.value).is_file() for fmt in FeedFormat)
+            missing = any(not (out / path).is_file() for path in output.scope_files(scope))
             return reshaped or missing or (scope.slug if scope else SITE_SCOPE) in dirty
 
-        scopes: list[Category | None] = [s for s in [None, *categories] if needed(s)]
+        scopes: list[Category | None] = [s for s in [None, *output.categories] if needed(s)]
         limit = self.settings.feeds.max_items
-        written, unchanged = write_feeds(
-            out, self.site, self.links, categories, lambda c: store.latest(c.slug if c else None, limit), scopes
-        )
-        pages: list[tuple[str, Callable[[], bytes]]] = [
-            ("index.html", lambda: render_index(self.site, self.links, categories, self.theme, self.subscribe_url)),
-            ("feeds.opml", lambda: render_opml(self.site, self.links, categories)),
-        ]
-        for name, render in pages:
-            if reshaped or not (out / name).is_file():
-                (written if write_if_changed(out / name, render()) else unchanged).append(name)
+        written, _unchanged = output.write_scopes(scopes, lambda c: store.latest(c.slug if c else None, limit))
+        more, _same = output.write_site_pages(lambda path: reshaped or not (out / path).is_file())
+        written += more
         archive = self.archive
         if archive is not None:  # a sent digest's page, when missing; all of them when reshaped
             archive.write(everything=reshaped)
@@ -318,8 +334,9 @@ class App(SourceServices, MailServices, WatchServices):
             store.set_meta("render_signature", signature)
         report.feeds_written += len(written)
         self.metrics.feeds_written(len(written))
-        report.feeds_unchanged += (len(categories) + 1) * len(FeedFormat) + len(pages) - len(written)
+        report.feeds_unchanged += output.file_count() - len(written)
         report.written_paths = written
+        self.announce_feeds(written)
 
     def build(self, report: BuildReport, strict: bool = False, tick: Tick = lambda _n: None) -> None:
         self.ingest(report, strict, tick)

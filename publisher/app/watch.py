@@ -34,8 +34,9 @@ class WatchServices:
     def alert_webhook(self) -> Webhook | None:
         """The `[alerts]` webhook, its URL and secret read from the environment now (None: no
         [alerts]). ConfigError when a variable is missing or the URL is not https."""
-        from ..alerts import Webhook, private_host
+        from ..alerts import Webhook
         from ..config import is_loopback, secret
+        from ..sources.addresses import private_host
 
         config = self.settings.alerts
         if config is None:

@@ -62,6 +62,9 @@ def _serve(ctx: click.Context, host: str | None, port: int | None, schedule: boo
     scheduler = Scheduler(settings, config_file, app.store, app.metrics) if schedule else None
     if schedule:
         jobs.share_metrics(config_file, app.metrics)  # the jobs' work shows on this process's /metrics
+        if app.websub is not None:  # its thread outlives each build's job, and sends what waited
+            jobs.share_hub_pings(config_file, app.websub)
+            app.websub.wake()
     try:
         app.alert_webhook()  # its variables are in the environment, and its URL is https
     except ConfigError as exc:

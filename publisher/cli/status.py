@@ -1,12 +1,14 @@
 """`publisher status`: each source and each of its parts, as their last runs left them.
 
-Exit code 0 when every source and part was read at its last run, 1 when one failed (so cron
-and monitoring can act on it), 2 for a configuration or store problem as elsewhere.
+Exit code 0 when every source and part was read at its last run, 1 when one failed or a
+WebSub hub's last ping failed (so cron and monitoring can act on it), 2 for a configuration or
+store problem as elsewhere. The hubs are shown under the table (`--format table`).
 """
 
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import click
 
@@ -74,6 +76,21 @@ def failed_rows(items: list[tuple[str, FailedItem]]) -> list[tuple[Cell, ...]]:
     return rows
 
 
+def hub_lines(hubs: dict[str, Any] | None) -> list[str]:
+    """One line per WebSub hub: ok, or its URLs waiting and its last error."""
+    lines = []
+    for hub, view in (hubs or {"hubs": {}})["hubs"].items():
+        said = f"WebSub hub {hub}: {view['status']}"
+        if view["waiting"]:
+            later = f" (next try {view['next_try']})" if view["next_try"] else ""
+            said += f", {view['waiting']} feed URL(s) waiting{later}"
+        if view["status"] == "degraded" and view["last_error"]:
+            error = view["last_error"]
+            said += f"; {'refused' if error['refused'] else 'failed'} at {error['at']}: {error['error']}"
+        lines.append(said)
+    return lines
+
+
 @main.command()
 @FORMAT
 @click.option(
@@ -90,6 +107,7 @@ def status(ctx: click.Context, output_format: str, show_failed: bool) -> None:
             items = app.failed_items_waiting()
         else:
             sources = app.source_health()
+            hubs = app.websub_view()
     finally:
         app.close()
     if show_failed:
@@ -103,5 +121,7 @@ def status(ctx: click.Context, output_format: str, show_failed: bool) -> None:
         waiting = sum(source.failed_items for source in sources)
         said = f"{len(sources)} source(s); {len(failing)} part(s) failed at their last run"
         out.print(f"{said}; {waiting} failed item(s) waiting", highlight=False)
-    if failing:
+        for line in hub_lines(hubs):
+            out.print(line, highlight=False)
+    if failing or (hubs is not None and hubs["status"] == "degraded"):
         sys.exit(EXIT_PROBLEMS)

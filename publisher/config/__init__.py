@@ -36,6 +36,7 @@ from .settings import (
     TextConfig,
     ThemeConfig,
     WebConfig,
+    WebSubConfig,
 )
 from .sources import (
     SOURCE_TYPES,
@@ -58,6 +59,7 @@ __all__ = [
     "FeedsConfig", "FilesSourceConfig", "HtmlArticleConfig", "HtmlListConfig", "HtmlSourceConfig", "JsonFieldsConfig",
     "JsonPagingConfig", "JsonSourceConfig", "MailConfig", "MetricsConfig", "OutboxConfig", "OutputConfig",
     "ScheduleConfig", "Settings", "SiteConfig", "SmtpConfig", "SourceConfig", "StoreConfig", "TextConfig",
-    "ThemeConfig", "WebConfig", "WebSourceConfig", "WordPressSourceConfig", "find_config", "is_loopback",
-    "listen_address", "web_origin", "load_settings", "mailbox", "optional_secret", "secret", "validate",
+    "ThemeConfig", "WebConfig", "WebSourceConfig", "WebSubConfig", "WordPressSourceConfig", "find_config",
+    "is_loopback", "listen_address", "web_origin", "load_settings", "mailbox", "optional_secret", "secret",
+    "validate",
 ]  # fmt: skip

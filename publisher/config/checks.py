@@ -12,7 +12,7 @@ import ipaddress
 import re
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import TypeAdapter, ValidationError
@@ -30,9 +30,12 @@ from .settings import (
     StoreConfig,
     ThemeConfig,
     WebConfig,
+    WebSubConfig,
 )
 from .source_checks import check_sources
 from .sources import SourceConfig
+
+_URL_CHARACTERS = "%:/?#[]@!$&'()*+,;=~"  # RFC 3986's, besides letters, digits and -._ (quote's own)
 
 
 @dataclass(frozen=True)
@@ -53,22 +56,24 @@ class ValidParts:
     bounces: BouncesConfig | None = None
     hooks: HooksConfig | None = None
     admin: AdminConfig | None = None
+    websub: WebSubConfig | None = None
 
     @classmethod
     def of(cls, settings: Settings) -> ValidParts:
         return cls(
             settings.site, settings.output, settings.store, list(enumerate(settings.categories)),
             list(enumerate(settings.sources)), settings.mail, settings.digest, settings.web, settings.theme,
-            bounces=settings.bounces, hooks=settings.hooks, admin=settings.admin,
+            bounces=settings.bounces, hooks=settings.hooks, admin=settings.admin, websub=settings.websub,
         )  # fmt: skip
 
     @classmethod
     def salvage(cls, raw: dict[str, Any]) -> ValidParts:
         """Each section of `raw` validated on its own; a missing one with defaults takes them."""
         fields = Settings.model_fields
+        names = ("site", "output", "store", "mail", "digest", "web", "theme", "bounces", "hooks", "admin", "websub")
         sections = {
             name: _valid_or_none(fields[name].annotation, raw[name]) if name in raw else fields[name].default
-            for name in ("site", "output", "store", "mail", "digest", "web", "theme", "bounces", "hooks", "admin")
+            for name in names
         }
         sections = {name: None if value is PydanticUndefined else value for name, value in sections.items()}
         categories, sources, unchecked = [], [], set()
@@ -170,6 +175,8 @@ def check_meaning(valid: ValidParts) -> list[tuple[str, str, str]]:
 
     if valid.admin is not None:
         problems += _check_admin(valid.admin)
+    if valid.websub is not None:
+        problems += _check_websub(valid.websub)
 
     known = {value for _key, value in labels} | valid.unchecked_labels
     problems += check_sources(valid.sources, known, [c for _i, c in valid.categories])
@@ -228,6 +235,25 @@ def _check_admin(admin: AdminConfig) -> list[tuple[str, str, str]]:
         if not admin.public_url.startswith("https://") and not is_loopback(admin.public_url):
             fix = "the console's cookie is sent over https only (http only for 127.0.0.1 or localhost)"
             problems.append(("admin.public_url", "is not https", fix))
+    return problems
+
+
+def _check_websub(websub: WebSubConfig) -> list[tuple[str, str, str]]:
+    """Each hub an absolute http(s) URL of plain URL characters (it goes into every feed and a
+    `Link` header), named once, and public unless `allow_private` (checked again as it connects)."""
+    from ..sources.addresses import private_host
+
+    problems = _unique([(f"websub.hubs[{i}]", hub) for i, hub in enumerate(websub.hubs)], "name each hub once")
+    for i, hub in enumerate(websub.hubs):
+        key = f"websub.hubs[{i}]"
+        found = http_url(key, hub, "https://pubsubhubbub.appspot.com/")
+        if not found and quote(hub, safe=_URL_CHARACTERS) != hub:
+            fix = "percent-encode it (%20 for a space; an IDN host in its xn-- form); no <, >, quotes or spaces"
+            found = [(key, f"{hub!r} has characters a URL may not hold", fix)]
+        if not found and not websub.allow_private and (private := private_host(hub)):
+            fix = "set websub.allow_private = true if the hub is yours on this network or machine"
+            found = [(key, f"{hub!r}: its host is {private}", fix)]
+        problems += found
     return problems
 
 

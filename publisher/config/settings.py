@@ -1,6 +1,6 @@
 """The configuration's shape: `Settings`, one pydantic model per table with its defaults and
 limits. Here the site's own tables and the service's (`[web]`, `[admin]`, `[metrics]`,
-`[alerts]`); the sources' tables are in `config.sources`, the mail tables in `config.mail`.
+`[websub]`, `[alerts]`); the sources' tables are in `config.sources`, the mail tables in `config.mail`.
 
 Validated once by `config.load`; the checks pydantic's types cannot express are in
 `config.checks`. docs/configuration.md documents every key.
@@ -48,6 +48,9 @@ class TextConfig(Section):
 
 class FeedsConfig(Section):
     max_items: int = Field(default=50, ge=1, le=1000)
+    # the scripts the feeds and pages are published in: the site's own at the root, the other
+    # under /zh-hant/ or /zh-hans/ (publisher.scripts); empty: the site's own only
+    scripts: list[Literal["zh-Hans", "zh-Hant"]] = Field(default=[], max_length=2)
 
 
 class CategoryConfig(Section):
@@ -112,6 +115,14 @@ class MetricsConfig(Section):
     public: bool = False  # anyone may read it; else only the health token's bearer or this machine
 
 
+class WebSubConfig(Section):
+    """WebSub: the hubs every feed names, pinged after a build that changed feeds (docs/feeds.md, "WebSub")."""
+
+    hubs: list[str] = []  # absolute http(s) URLs of the hubs; empty: no hub links, no pings
+    timeout: float = Field(default=10.0, gt=0, le=60)  # seconds for a hub's whole answer to one ping
+    allow_private: bool = False  # may ping a hub on a loopback or private address (one on your own network)
+
+
 class AlertsConfig(Section):
     """A webhook told when something needs the operator (docs/operations.md, "Alerts")."""
 
@@ -144,4 +155,5 @@ class Settings(Section):
     theme: ThemeConfig = ThemeConfig()
     bounces: BouncesConfig = BouncesConfig()
     metrics: MetricsConfig = MetricsConfig()
+    websub: WebSubConfig = WebSubConfig()
     alerts: AlertsConfig | None = None

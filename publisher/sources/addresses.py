@@ -59,6 +59,22 @@ def why_refused(address: IPAddress) -> str | None:
     return next((kind for kind, hit in checks if hit), None)
 
 
+def private_host(url: str) -> str | None:
+    """What the URL's host is when it is a non-public IP address or `localhost` ("a loopback
+    address" ...); None for a name or a public address (names are checked as they connect).
+    For a URL the configuration names (a webhook, a WebSub hub), checked before any request."""
+    from urllib.parse import urlsplit
+
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return "a loopback address"
+    try:
+        kind = why_refused(ipaddress.ip_address(host))
+    except ValueError:
+        return None
+    return f"a {kind} address" if kind else None
+
+
 def resolve_host(host: str, port: int) -> list[tuple[int, SocketAddress]]:
     return [(family, address) for family, _, _, _, address in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)]
 

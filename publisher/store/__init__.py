@@ -1,8 +1,8 @@
 """The store: SQLAlchemy 2 Core tables and the queries services need. Returns model objects.
 
-One Store, composed of one class per aggregate (articles.py, subscribers.py, signups.py, form_tokens.py,
-bounces.py, ledger.py, retries.py, sources.py, accounts.py, people.py, reports.py) over one engine;
-the tables are in schema.py.
+One Store, composed of one class per aggregate (articles.py, subscribers.py, signups.py,
+form_tokens.py, bounces.py, ledger.py, retries.py, sources.py, accounts.py, people.py, reports.py,
+websub.py) over one engine; the tables are in schema.py.
 Import everything from here: `from publisher.store import Store`.
 """
 
@@ -33,6 +33,7 @@ from .signups import Budget, SignupRequest, SignupStore
 from .sources import WHOLE_SOURCE, ScopeHealth, SourceHealth, SourceStateStore
 from .subscribers import SubscriberStore
 from .watch import DigestRates, WatchStore
+from .websub import HubState, Waiting, WebSubStore
 from .writer import StoreWriter, sqlite_datetime
 
 __all__ = [
@@ -43,7 +44,7 @@ __all__ = [
     "SourceHealth", "Store", "StoreWriter", "StoredEvent", "SubscriberPage", "Suppression", "metadata",
     "next_try_at", "prepare_sqlite_file", "sqlite_datetime", "store_failure",
     "CategoryWeeks", "DigestReport", "SubscriberWeek", "Week", "weeks_ending",
-    "ArchivedDigest",
+    "ArchivedDigest", "HubState", "Waiting",
 ]  # fmt: skip
 
 
@@ -61,6 +62,7 @@ class Store(
     PeopleStore,
     ReportStore,
     ArchiveStore,
+    WebSubStore,
 ):
     """All persistence. One instance per process; connections are short-lived. Opening one
     creates a new store at the code's schema revision, and refuses a store at another

@@ -39,11 +39,11 @@ if TYPE_CHECKING:
 
 __all__ = ["create_admin_app", "create_app"]
 
-# What the rest of the service renders through the theme: the index page of every build
-# (pages.py), the digest, the sign-up and welcome e-mails (digest.py), the digest archive
-# (archive.py), the embedded sign-up form (web/embed.py).
+# What the rest of the service renders through the theme: the index page and the category
+# pages of every build (pages.py), the digest, the sign-up and welcome e-mails (digest.py), the
+# digest archive (archive.py), the embedded sign-up form (web/embed.py).
 SERVICE_TEMPLATES = (
-    "index.html.j2", "digest.html.j2", "digest.txt.j2", "account.html.j2", "account.txt.j2",
+    "index.html.j2", "category.html.j2", "digest.html.j2", "digest.txt.j2", "account.html.j2", "account.txt.j2",
     "welcome.html.j2", "welcome.txt.j2", "embed.html.j2",
     "digest_archive.html.j2", "digest_archive_index.html.j2", "digest_archive.css.j2",
 )  # fmt: skip

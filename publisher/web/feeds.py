@@ -1,10 +1,15 @@
-"""The output folder over HTTP: feeds, index.html, feeds.opml, with validators and gzip.
+"""The output folder over HTTP: feeds, index.html, feeds.opml, category pages, the digest
+archive, with validators and gzip.
 
 Each file gets its media type, an `ETag` and `Last-Modified` from the file, a 304 on
-`If-None-Match` / `If-Modified-Since`, and gzip when the client accepts it. Dotfiles (the
-writer's temporary files) and anything outside the folder, via a symlink too, are a 404.
-An HTML file gets a strict Content-Security-Policy (`CSP`): no script at all, styles from
-the folder or from the file's own `<style>` elements, allowed by their hashes.
+`If-None-Match` / `If-Modified-Since`, and gzip when the client accepts it. A folder is served
+as its index.html (`/policy/`; `/policy` redirects there, so the page's address is its
+folder's, as on any static host). Dotfiles (the writer's temporary files) and anything outside
+the folder, via a symlink too, are a 404. An HTML file gets a strict Content-Security-Policy
+(`CSP`): no script at all, styles from the folder or from the file's own `<style>` elements,
+allowed by their hashes.
+A feed, with `[websub] hubs`, also says where it is announced: `Link` headers naming each hub
+(`rel="hub"`) and the feed's own public URL (`rel="self"`), as WebSub asks of a publisher.
 """
 
 from __future__ import annotations
@@ -17,10 +22,13 @@ import time
 from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
+from urllib.parse import quote
 
-from flask import Blueprint, Response, abort, request
+from flask import Blueprint, Response, abort, redirect, request
 from werkzeug.security import safe_join
 
+from ..archive import ARCHIVE_DIR
+from ..feeds import FEED_FILES
 from .shared import current
 
 MEDIA_TYPES = {
@@ -61,6 +69,8 @@ def output_file(path: str) -> Response:
     try:
         target = Path(full)
         if target.is_dir():
+            if not path.endswith("index.html") and target.resolve().is_relative_to(out_dir):
+                return redirect(f"{request.script_root}/{path.strip('/')}/", 301)  # type: ignore[return-value]
             target = target / "index.html"
         if not target.resolve().is_relative_to(out_dir) or not target.is_file():
             abort(404)
@@ -78,6 +88,12 @@ def output_file(path: str) -> Response:
     response.headers["Cache-Control"] = "public, max-age=300"
     response.headers["Vary"] = "Accept-Encoding"
     response.headers["X-Content-Type-Options"] = "nosniff"
+    inside = target.relative_to(out_dir).as_posix()
+    # The digest archive's feed is written outside the builds that ping the hubs: no hub for it.
+    if target.name in FEED_FILES and not inside.startswith(f"{ARCHIVE_DIR}/") and (links := current().app.links).hubs:
+        self_url = links.of(quote(inside))
+        announced = [*(f'<{hub}>; rel="hub"' for hub in links.hubs), f'<{self_url}>; rel="self"']
+        response.headers["Link"] = ", ".join(announced)
     if _not_modified(etag, int(stat.st_mtime)):
         response.status_code = 304
         return response

@@ -10,7 +10,8 @@ the jobs and what failed in a source (its parts, errors, URLs and hints) only a 
 so it stays cheap: the templates' answer is kept for `TEMPLATES_TTL` seconds.
 
 A source or part whose last run failed makes the answer `"status": "degraded"`, still 200:
-the site it reads is down or changed, not this service, and restarting it would not help.
+the site it reads is down or changed, not this service, and restarting it would not help. So
+does a WebSub hub whose last ping failed (`websub`, with `[websub] hubs`), until one succeeds.
 """
 
 from __future__ import annotations
@@ -131,6 +132,9 @@ def database_problem(app: App) -> tuple[str | None, dict[str, Any]]:
             ),
             "sources": sources_view(app.source_health()),
         }
+        websub = app.websub_view()
+        if websub is not None:
+            facts["websub"] = websub
     except Exception as exc:  # noqa: BLE001 - a health check reports, it does not raise
         reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()
         return f"{exc.__class__.__name__}: {reason[0][:200] if reason else ''}".rstrip(": "), {}
@@ -181,6 +185,15 @@ def _public_sources(sources: dict[str, Any]) -> dict[str, Any]:
     return view
 
 
+def _public_websub(websub: dict[str, Any]) -> dict[str, Any]:
+    """Each hub's status and times, for anyone (the hubs are named in every feed); its error and
+    the URLs waiting are for the operator's token."""
+    hubs = {hub: {"status": view["status"], "last_success": view["last_success"],
+                  "last_error_at": view["last_error"]["at"] if view["last_error"] else None}
+            for hub, view in websub["hubs"].items()}  # fmt: skip
+    return {"status": websub["status"], "hubs": hubs}
+
+
 def output_problem(folder: Path) -> str | None:
     """The output folder exists and this process may create and replace files in it."""
     if not folder.exists():
@@ -206,6 +219,8 @@ def public_view(report: dict[str, Any]) -> dict[str, Any]:
     if str(view["scheduler"].get("state", "")).startswith("error"):
         view["scheduler"]["state"] = "error"
     view["sources"] = _public_sources(report["sources"]) if isinstance(report.get("sources"), dict) else None
+    if isinstance(report.get("websub"), dict):
+        view["websub"] = _public_websub(report["websub"])
     view["status"] = report["status"]
     return view
 
@@ -238,6 +253,7 @@ def healthz() -> Response:
         report["scheduler"] = {"state": f"error: {exc.__class__.__name__}"}
         problems["scheduler"] = exc.__class__.__name__
     degraded = any(source["status"] == "degraded" for source in facts.get("sources", {}).values())
+    degraded = degraded or facts.get("websub", {}).get("status") == "degraded"
     report["status"] = "error" if problems else "degraded" if degraded else "ok"
     state.problems.report(problems)
     shown = report if shows_details(state.health_token) else public_view(report)
