@@ -8,17 +8,16 @@ as a static file under a strict Content-Security-Policy (web/feeds.py): no scrip
 inline style, so its look comes from one stylesheet beside it (`digests/archive.css`).
 
 Addresses (docs/digest.md): a weekly digest is named after the ISO week it was sent in
-(`2026-w48`), a daily one after its day (`2026-12-03`), another cadence `<cadence>-<day>`, an
-explicit window after its first and last days (`2026-11-01-to-2026-11-30`); all in the site's
-zone. Two digests with one name (a second send in the same week) are told apart by a number,
-`2026-w48-2`, counted in the order the digests were opened, so a later digest never renames
-an earlier one.
+(`2026-w48`), a daily one after its day (`2026-12-03`), an explicit window after its first
+and last days (`2026-11-01-to-2026-11-30`); all in the site's zone as the address is given. A
+name already taken gets the first free number, `2026-w48-2`. The address is given once, as the
+digest is planned, and kept in the ledger (`digests.archive_slug`): a later digest, another
+zone or a renumbering never moves a page a sent mail links to.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
@@ -27,7 +26,7 @@ from zoneinfo import ZoneInfo
 
 from .digest import DigestSection, Look, sections_for
 from .feeds import EMPTY_FEED_UPDATED
-from .model import Article, Category, Subscriber, SubscriberStatus
+from .model import DAILY, Article, Category, Subscriber, SubscriberStatus
 
 ARCHIVE_DIR = "digests"  # under the output folder
 FEED_FILE = "atom.xml"  # served as application/atom+xml by its name
@@ -49,29 +48,26 @@ class ArchiveEntry:
 
 
 def base_slug(start: datetime, end: datetime, by: str, cadence: str, timezone: str) -> str:
-    """The name a digest's window and cadence give it, before collisions are numbered."""
+    """The name a digest's window and cadence (model.CADENCES: weekly or daily) give it,
+    before a taken name is numbered."""
     zone = ZoneInfo(timezone)
     last = end.astimezone(zone)
     if by == "published":  # an explicit window: (since 00:00 - 1 µs, until + 1 day - 1 µs]
         first = (start + timedelta(microseconds=1)).astimezone(zone)
         return f"{first.date().isoformat()}-to-{last.date().isoformat()}"
-    if cadence == "weekly":
-        year, week, _day = last.isocalendar()
-        return f"{year}-w{week:02d}"
-    if cadence == "daily":
+    if cadence == DAILY:
         return last.date().isoformat()
-    return f"{re.sub(r'[^a-z0-9]+', '-', cadence.lower()).strip('-') or 'digest'}-{last.date().isoformat()}"
+    year, week, _day = last.isocalendar()
+    return f"{year}-w{week:02d}"
 
 
-def assign_slugs(named: Sequence[tuple[str, str]]) -> dict[str, str]:
-    """{key: slug} for (key, base slug) pairs in the order their digests were opened: the
-    first of a name keeps it, the next ones get `-2`, `-3`, ..."""
-    seen: dict[str, int] = {}
-    slugs = {}
-    for key, base in named:
-        seen[base] = seen.get(base, 0) + 1
-        slugs[key] = base if seen[base] == 1 else f"{base}-{seen[base]}"
-    return slugs
+def free_slug(base: str, taken: Collection[str]) -> str:
+    """`base` when no digest holds it, else the first free `base-2`, `base-3`, ..."""
+    slug, number = base, 1
+    while slug in taken:
+        number += 1
+        slug = f"{base}-{number}"
+    return slug
 
 
 @dataclass(frozen=True, slots=True)

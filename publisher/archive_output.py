@@ -25,8 +25,8 @@ from .archive import (
     ArchiveEntry,
     ArchiveLinks,
     archive_sections,
-    assign_slugs,
     base_slug,
+    free_slug,
     render_archive_feed,
     render_archive_index,
     render_page,
@@ -52,19 +52,23 @@ class Archive:
         self.folder = out_dir / ARCHIVE_DIR
 
     def url_for(self, key: str, start: datetime, end: datetime, by: str, cadence: str) -> str:
-        """The page address of the digest with this key; for a window not opened yet (a
-        preview), the address it would get if it were opened now."""
-        named = self._named(self.store.archive_digests())
-        if all(k != key for k, _base in named):
-            named.append((key, base_slug(start, end, by, cadence, self.look.site.timezone)))
-        return self.links.page_url(assign_slugs(named)[key])
+        """The page address of the digest with this key: given (and stored) the first time it
+        is asked for, as the digest is planned, and read from the ledger ever after; for a
+        window not opened yet (a preview) the address it would get now, not stored."""
+        rows = self.store.archive_digests()
+        taken = {r.slug for r in rows if r.slug}
+        for row in rows:
+            if row.digest.key == key:
+                return self.links.page_url(row.slug or self._name(row, taken))
+        return self.links.page_url(free_slug(base_slug(start, end, by, cadence, self.look.site.timezone), taken))
 
     def entries(self) -> list[ArchiveEntry]:
-        """The archived digests, oldest first."""
+        """The archived digests, oldest first; one sent before the addresses were stored (an
+        upgrade) is given its address now, once, in the order the digests were opened."""
         rows = self.store.archive_digests()
-        slugs = assign_slugs(self._named(rows))
+        taken = {r.slug for r in rows if r.slug}
         return [
-            ArchiveEntry(r.digest.key, slugs[r.digest.key], r.digest.start, r.digest.end, r.digest.by,
+            ArchiveEntry(r.digest.key, r.slug or self._name(r, taken), r.digest.start, r.digest.end, r.digest.by,
                          r.digest.created_at)
             for r in rows if r.mailed and r.digest.status in PUBLISHED
         ]  # fmt: skip
@@ -104,7 +108,13 @@ class Archive:
             log.info("digest archive: wrote %s", ", ".join(written))
         return written
 
-    def _named(self, rows: Sequence[ArchivedDigest]) -> list[tuple[str, str]]:
-        zone = self.look.site.timezone
-        return [(r.digest.key, base_slug(r.digest.start, r.digest.end, r.digest.by, r.cadence, zone))
-                for r in rows]  # fmt: skip
+    def _name(self, row: ArchivedDigest, taken: set[str]) -> str:
+        """Give `row`'s digest its address: the first free one of its window's name."""
+        base = base_slug(row.digest.start, row.digest.end, row.digest.by, row.cadence, self.look.site.timezone)
+        while True:
+            slug = free_slug(base, taken)
+            kept = self.store.name_digest(row.digest.id, slug)
+            taken.add(slug)
+            if kept is not None:
+                taken.add(kept)
+                return kept

@@ -27,7 +27,7 @@ from waitress import wasyncore
 
 from conftest import Site, days_ago
 from feedcheck import assert_matches_atom_schema, atom_schema, parse_with_feedparser
-from publisher.archive import assign_slugs, base_slug
+from publisher.archive import base_slug, free_slug
 from publisher.digest import explicit_window
 from publisher.model import BuildReport, Subscriber, SubscriberStatus
 from publisher.newsletter import Newsletter
@@ -224,14 +224,12 @@ def test_slugs_name_the_week_the_day_or_the_window_and_number_a_second_of_one_na
     zone = "Asia/Shanghai"
     assert base_slug(monday - timedelta(days=7), monday, "ingested", "weekly", zone) == "2026-w48"
     assert base_slug(monday - timedelta(days=1), monday, "ingested", "daily", zone) == "2026-11-23"
-    assert base_slug(monday - timedelta(days=1), monday, "ingested", "Monthly", zone) == "monthly-2026-11-23"
     late = datetime(2026, 11, 29, 17, 0, tzinfo=UTC)  # Monday 01:00 in Shanghai: week 49 there
     assert base_slug(monday, late, "ingested", "weekly", zone) == "2026-w49"
     window = explicit_window(datetime(2026, 11, 1).date(), datetime(2026, 11, 30).date(), zone)
     assert base_slug(window.start, window.end, "published", "weekly", zone) == "2026-11-01-to-2026-11-30"
-    assert assign_slugs([("a", "2026-w48"), ("b", "2026-w48"), ("c", "2026-w49"), ("d", "2026-w48")]) == {
-        "a": "2026-w48", "b": "2026-w48-2", "c": "2026-w49", "d": "2026-w48-3",
-    }  # fmt: skip
+    assert free_slug("2026-w48", {"2026-w47"}) == "2026-w48"
+    assert free_slug("2026-w48", {"2026-w48", "2026-w48-2", "2026-w48-4"}) == "2026-w48-3"
 
 
 def test_an_explicit_window_digest_links_its_own_page(site: Site, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -348,3 +346,49 @@ def test_digests_of_one_week_are_numbered_in_opening_order_on_both_stores(
     assert pages == ["2026-w47", "2026-w47-2"]
     second = (site.out / "digests" / "2026-w47-2" / "index.html").read_text("utf-8")
     assert TITLES[3] in second and TITLES[0] not in second  # each page holds its own window
+
+
+def test_a_given_address_is_kept_when_the_zone_changes_and_an_old_digest_is_named_once(
+    site: Site,
+    store_url: str,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The page a mail links to never moves: its slug is stored as the digest is planned and
+    read from the ledger after, whatever `[site] timezone` says later; a digest sent before
+    addresses were stored gets one, once, and keeps it."""
+    monkeypatch.setenv("PUBLISHER_SECRET_KEY", KEY)
+    site.clock_now = datetime(2026, 11, 22, 20, 0, tzinfo=UTC)  # Monday 04:00 in Shanghai: week 48 there, 47 in UTC
+    site.article("policy/a.md", TITLES[0], date="2026-11-20 09:00")
+    app = app_on(site, store_url, site.mail_to_outbox())
+    try:
+        app.build(BuildReport())
+        readers(app, "reader@example.com")
+        plan = Newsletter(app).plan_scheduled()
+        assert plan.planned == 1
+        assert Newsletter(app).archive_url(plan.digest) == "https://www.example.org/digests/2026-w48/"
+        assert [r.slug for r in app.store.archive_digests()] == ["2026-w48"]
+    finally:
+        app.close()
+    text = site.config.read_text(encoding="utf-8")
+    site.config.write_text(text.replace('timezone = "Asia/Shanghai"', 'timezone = "UTC"'), encoding="utf-8")
+    app = site.app()
+    try:
+        assert app.settings.site.timezone == "UTC"
+        archive = app.archive
+        assert archive is not None
+        assert Newsletter(app).archive_url(plan.digest) == "https://www.example.org/digests/2026-w48/"
+        assert [e.slug for e in archive.entries()] == ["2026-w48"]
+        with app.store.engine.begin() as conn:  # as a digest sent before the upgrade: no address yet
+            conn.exec_driver_sql("UPDATE digests SET archive_slug = NULL")
+        assert [e.slug for e in archive.entries()] == ["2026-w47"]  # named now, in the zone of now
+        text = site.config.read_text(encoding="utf-8")
+        site.config.write_text(text.replace('timezone = "UTC"', 'timezone = "Asia/Shanghai"'), encoding="utf-8")
+    finally:
+        app.close()
+    app = site.app()
+    try:
+        archive = app.archive
+        assert archive is not None
+        assert [e.slug for e in archive.entries()] == ["2026-w47"]  # once given, kept
+    finally:
+        app.close()
