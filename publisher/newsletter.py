@@ -264,15 +264,23 @@ class Newsletter(DigestMessages):
     # --- helpers ---------------------------------------------------------------------------
 
     def _archive(self, digest: DigestRow) -> None:
-        """The digest's public page, written before its first mail (which links to it). A
-        failure to write is logged and the sending goes on: the next build writes the page."""
+        """The digest's public page, written before its first mail (which links to it). The
+        deliveries are planned already: whatever writing the page raises (a full disk, a folder
+        it may not write or read, a theme template's error) is logged and the sending goes on;
+        the next build writes the page."""
+        from jinja2 import TemplateError
+
         archive = self.app.archive
         if archive is None:
             return
         try:
             archive.publish(digest.key)
-        except PublisherError as exc:
-            log.error("digest %s: its archive page was not written (%s); the next build writes it", digest.key, exc)
+        except (PublisherError, OSError, TemplateError) as exc:
+            log.error(
+                "digest %s: its archive page was not written under %s (%s: %s); the mails go out and link to it: "
+                "fix the folder (or the theme's archive template) and run `publisher build` to write it",
+                digest.key, archive.folder, type(exc).__name__, exc,
+            )  # fmt: skip
 
     def _message_id(self, digest_id: int, subscriber: Subscriber) -> str:
         # Fixed at planning: every attempt carries it, so a duplicate is recognisable.

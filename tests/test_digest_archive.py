@@ -392,3 +392,24 @@ def test_a_given_address_is_kept_when_the_zone_changes_and_an_old_digest_is_name
         assert [e.slug for e in archive.entries()] == ["2026-w47"]  # once given, kept
     finally:
         app.close()
+
+
+def test_a_page_that_cannot_be_written_stops_no_mail_and_the_next_build_writes_it(
+    site: Site, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The output's digests/ is a file, not a folder: looking for the page raises
+    NotADirectoryError (no PublisherError); the deliveries were planned, so the mails go out."""
+    monkeypatch.setenv("PUBLISHER_SECRET_KEY", KEY)
+    archive_site(site, free_port())
+    (site.out / "digests").write_text("in the way", encoding="utf-8")
+    result = site.cli("digest", "send")
+    assert result.exit_code == 0, result.output
+    sent = mails(site)
+    assert len(sent) == 2
+    (link,) = {link for mail in sent for link in view_links(mail)}
+    logged = caplog.text + result.output
+    assert "its archive page was not written under" in logged and "publisher build" in logged, result.output
+    (site.out / "digests").unlink()
+    site.build()
+    slug = link.rstrip("/").rsplit("/", 1)[1]
+    assert (site.out / "digests" / slug / "index.html").is_file()
