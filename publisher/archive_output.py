@@ -4,8 +4,11 @@ from the store by publisher.archive and written only when their bytes differ (as
 
 A digest is archived once its sending started and reached the ledger: its status is past
 `planning` (sending, paused or done; a paused one stays, its first mails link to it) and at
-least one reader's delivery was planned. `Newsletter` writes a digest's page as it plans it,
-before the first mail that links to it goes out; every build writes the pages that are
+least one reader's delivery was planned; and it was opened once the archive was on: the meta
+row `archive_since` holds the moment a build or a plan first ran with the archive on, so an
+upgrade or turning the archive on later publishes no digest sent before (`publisher digest
+archive --all` or `--since DAY` moves that moment back, deliberately). `Newsletter` writes a
+digest's page as it plans it, before the first mail that links to it goes out; every build writes the pages that are
 missing (all of them when the output's shape changed), the index, the feed and the stylesheet,
 so `publisher build` can always make the archive again from the store.
 """
@@ -13,7 +16,7 @@ so `publisher build` can always make the archive again from the store.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 
@@ -40,37 +43,64 @@ from .store import ArchivedDigest, Store
 log = logging.getLogger(__name__)
 
 PUBLISHED = frozenset({"sending", "paused", "done"})
+ARCHIVE_SINCE = "archive_since"  # the meta row: digests opened from then on are archived
 
 
 class Archive:
     """The archive of one App: the addresses of digests and the files of the sent ones."""
 
     def __init__(
-        self, store: Store, look: Look, categories: Sequence[Category], links: ArchiveLinks, out_dir: Path
+        self,
+        store: Store,
+        look: Look,
+        categories: Sequence[Category],
+        links: ArchiveLinks,
+        out_dir: Path,
+        clock: Callable[[], datetime],
     ) -> None:
         self.store, self.look, self.categories, self.links = store, look, list(categories), links
-        self.folder = out_dir / ARCHIVE_DIR
+        self.folder, self.clock = out_dir / ARCHIVE_DIR, clock
 
-    def url_for(self, key: str, start: datetime, end: datetime, by: str, cadence: str) -> str:
+    def since(self) -> datetime:
+        """The moment from which opened digests are archived: the first build or plan with the
+        archive on sets it (`archive_since` in `meta`), later ones read it."""
+        kept = self.store.get_meta(ARCHIVE_SINCE) or self.store.setdefault_meta(ARCHIVE_SINCE, self.clock().isoformat())
+        return datetime.fromisoformat(kept)
+
+    def publish_since(self, moment: datetime) -> list[str]:
+        """Archive the digests opened from `moment` on as well (`digest archive --all/--since`):
+        the operator's deliberate choice. Pages already written stay where they are."""
+        self.store.set_meta(ARCHIVE_SINCE, moment.isoformat())
+        return self.write(everything=True)
+
+    def _archived(self, row: ArchivedDigest, since: datetime | None) -> bool:
+        published = row.mailed and row.digest.status in PUBLISHED
+        return published and (since is None or row.digest.created_at >= since)
+
+    def url_for(self, key: str, start: datetime, end: datetime, by: str, cadence: str) -> str | None:
         """The page address of the digest with this key: given (and stored) the first time it
         is asked for, as the digest is planned, and read from the ledger ever after; for a
-        window not opened yet (a preview) the address it would get now, not stored."""
+        window not opened yet (a preview) the address it would get now, not stored. None for a
+        digest opened before the archive was on (resumed after the upgrade): it gets no page."""
         rows = self.store.archive_digests()
         taken = {r.slug for r in rows if r.slug}
+        since = self.store.get_meta(ARCHIVE_SINCE)
         for row in rows:
             if row.digest.key == key:
+                if since is not None and row.digest.created_at < datetime.fromisoformat(since):
+                    return None
                 return self.links.page_url(row.slug or self._name(row, taken))
         return self.links.page_url(free_slug(base_slug(start, end, by, cadence, self.look.site.timezone), taken))
 
     def entries(self) -> list[ArchiveEntry]:
         """The archived digests, oldest first; one sent before the addresses were stored (an
         upgrade) is given its address now, once, in the order the digests were opened."""
-        rows = self.store.archive_digests()
+        since, rows = self.since(), self.store.archive_digests()
         taken = {r.slug for r in rows if r.slug}
         return [
             ArchiveEntry(r.digest.key, r.slug or self._name(r, taken), r.digest.start, r.digest.end, r.digest.by,
                          r.digest.created_at)
-            for r in rows if r.mailed and r.digest.status in PUBLISHED
+            for r in rows if self._archived(r, since)
         ]  # fmt: skip
 
     def publish(self, key: str) -> list[str]:

@@ -71,6 +71,7 @@ class Newsletter(DigestMessages):
         """Open the cadence's scheduled digest ending now (see Store.open_scheduled_digest) and
         plan it (default: the first of `[digest] cadences`, as the console's "send now")."""
         cadence = cadence or self.settings.digest.cadences[0]
+        self._archive_on()
         with self.store.send_lock():
             digest, created = self.store.open_scheduled_digest(self.clock, CADENCE_DAYS[cadence], cadence)
             return self._plan(digest, created)
@@ -78,6 +79,7 @@ class Newsletter(DigestMessages):
     def plan(self, window: DigestWindow) -> Plan:
         """Open the window's digest and plan its deliveries; a window opened before plans nothing
         new (unless a crash stopped it while planning)."""
+        self._archive_on()
         with self.store.send_lock():
             digest_id, created = self.store.open_digest(
                 window.key, window.start, window.end, self.clock(), window.cadence
@@ -262,6 +264,13 @@ class Newsletter(DigestMessages):
         return count
 
     # --- helpers ---------------------------------------------------------------------------
+
+    def _archive_on(self) -> None:
+        """Before a digest is opened: the archive's `archive_since`, set the first time, so the
+        first digest opened with the archive on is archived and none opened before."""
+        archive = self.app.archive
+        if archive is not None:
+            archive.since()
 
     def _archive(self, digest: DigestRow) -> None:
         """The digest's public page, written before its first mail (which links to it). The

@@ -413,3 +413,30 @@ def test_a_page_that_cannot_be_written_stops_no_mail_and_the_next_build_writes_i
     site.build()
     slug = link.rstrip("/").rsplit("/", 1)[1]
     assert (site.out / "digests" / slug / "index.html").is_file()
+
+
+def test_turning_the_archive_on_later_publishes_no_digest_sent_before_until_asked(
+    site: Site, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What an upgrade does too (`archive` defaults to true): digests opened before the archive
+    was first on stay unpublished; `digest archive --all` publishes them deliberately."""
+    monkeypatch.setenv("PUBLISHER_SECRET_KEY", KEY)
+    archive_site(site, free_port(), archive=False)
+    assert site.cli("digest", "send").exit_code == 0
+    text = site.config.read_text(encoding="utf-8")
+    site.config.write_text(text.replace("archive = false", "archive = true"), encoding="utf-8")
+    site.clock_now = datetime.now(UTC)  # the build's clock: after the digest was sent
+    site.build()
+    assert not list((site.out / "digests").glob("*/index.html"))
+    result = site.cli("digest", "archive")
+    assert result.exit_code == 0, result.output
+    assert "the archive holds the digests opened since" in result.output
+    assert not list((site.out / "digests").glob("*/index.html"))
+    result = site.cli("digest", "archive", "--all")
+    assert result.exit_code == 0, result.output
+    assert "1970-01-01" in result.output
+    (page,) = (site.out / "digests").glob("*/index.html")
+    assert all(title in page.read_text("utf-8") for title in TITLES)
+    assert page.parent.name in (site.out / "digests" / "index.html").read_text("utf-8")
+    result = site.cli("digest", "archive", "--all", "--since", "2026-01-01")
+    assert result.exit_code != 0 and "not both" in result.output

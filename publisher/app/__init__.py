@@ -135,7 +135,7 @@ class App(SourceServices, MailServices, WatchServices, WebSubServices):
         from ..archive_output import Archive
 
         links = ArchiveLinks(self.links.base_url, self.subscribe_url)
-        return Archive(self.store, self.look, self.categories, links, self.out_dir)
+        return Archive(self.store, self.look, self.categories, links, self.out_dir, self.clock)
 
     @property
     def links(self) -> FeedLinks:
