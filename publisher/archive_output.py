@@ -8,13 +8,16 @@ least one reader's delivery was planned; and it was opened once the archive was 
 row `archive_since` holds the moment a build or a plan first ran with the archive on, so an
 upgrade or turning the archive on later publishes no digest sent before (`publisher digest
 archive --all` or `--since DAY` moves that moment back, deliberately). `Newsletter` writes a
-digest's page as it plans it, before the first mail that links to it goes out; every build writes the pages that are
-missing (all of them when the output's shape changed), the index, the feed and the stylesheet,
-so `publisher build` can always make the archive again from the store.
+digest's page as it plans it, before the first mail that links to it goes out; a build writes
+what is missing (all of it when the output's shape changed), and renders nothing when the
+archived digests are those its files were last written for (`archive_signature`), so
+`publisher build` can always make the archive again from the store, at no cost when idle.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from collections.abc import Callable, Sequence
 from datetime import datetime
@@ -44,6 +47,7 @@ log = logging.getLogger(__name__)
 
 PUBLISHED = frozenset({"sending", "paused", "done"})
 ARCHIVE_SINCE = "archive_since"  # the meta row: digests opened from then on are archived
+ARCHIVE_SIGNATURE = "archive_signature"  # the meta row: the archived digests the files were written for
 
 
 class Archive:
@@ -110,10 +114,16 @@ class Archive:
     def write(self, everything: bool = False, only: str | None = None) -> list[str]:
         """The archive's files that changed, as paths under the output folder: the page of
         `only`, of every digest with `everything`, else the pages that are missing; then the
-        index, the feed and the stylesheet (none before the first archived digest)."""
+        index, the feed and the stylesheet (none before the first archived digest). A build
+        (neither) whose archived digests are those the files were last written for, with none
+        of the files missing, renders nothing: a changed look or setting is `everything`."""
         entries = self.entries()
         if not entries:
             return []
+        signature = _signature(entries)
+        if not everything and only is None and self.store.get_meta(ARCHIVE_SIGNATURE) == signature:
+            if all((self.folder / path).is_file() for path in self._paths(entries)):
+                return []
         written = []
         for entry in entries:
             path = self.folder / entry.slug / "index.html"
@@ -134,9 +144,14 @@ class Archive:
         for name, data in files.items():
             if write_if_changed(self.folder / name, data):
                 written.append(f"{ARCHIVE_DIR}/{name}")
+        self.store.set_meta(ARCHIVE_SIGNATURE, signature)
         if written:
             log.info("digest archive: wrote %s", ", ".join(written))
         return written
+
+    @staticmethod
+    def _paths(entries: Sequence[ArchiveEntry]) -> list[str]:
+        return [*(f"{e.slug}/index.html" for e in entries), "index.html", FEED_FILE, STYLESHEET]
 
     def _name(self, row: ArchivedDigest, taken: set[str]) -> str:
         """Give `row`'s digest its address: the first free one of its window's name."""
@@ -148,3 +163,9 @@ class Archive:
             if kept is not None:
                 taken.add(kept)
                 return kept
+
+
+def _signature(entries: Sequence[ArchiveEntry]) -> str:
+    """What the archive's files were written for: each archived digest's address and window."""
+    shape = [(e.key, e.slug, e.start.isoformat(), e.end.isoformat(), e.by, e.sent.isoformat()) for e in entries]
+    return hashlib.sha256(json.dumps(shape).encode()).hexdigest()

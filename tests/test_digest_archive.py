@@ -440,3 +440,24 @@ def test_turning_the_archive_on_later_publishes_no_digest_sent_before_until_aske
     assert page.parent.name in (site.out / "digests" / "index.html").read_text("utf-8")
     result = site.cli("digest", "archive", "--all", "--since", "2026-01-01")
     assert result.exit_code != 0 and "not both" in result.output
+
+
+def test_a_build_with_no_new_digest_renders_no_archive_file_and_reads_no_window(
+    served: tuple[Site, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The index, the feed and the stylesheet are rendered again only when a digest was added or
+    changed, a file is missing, or the site's shape changed: not at every build."""
+    site, _base = served
+    windows: list[object] = []
+    between = Store.articles_between
+
+    def counted(self: Store, *args: Any) -> Any:
+        windows.append(args)
+        return between(self, *args)
+
+    monkeypatch.setattr(Store, "articles_between", counted)
+    site.build()
+    assert windows == []
+    (site.out / "digests" / "atom.xml").unlink()
+    site.build()
+    assert (site.out / "digests" / "atom.xml").is_file() and len(windows) == 1  # the one digest, for the feed
