@@ -30,6 +30,7 @@ from .archive import (
     STYLESHEET,
     ArchiveEntry,
     ArchiveLinks,
+    ArchiveNames,
     archive_sections,
     base_slug,
     free_slug,
@@ -61,9 +62,10 @@ class Archive:
         links: ArchiveLinks,
         out_dir: Path,
         clock: Callable[[], datetime],
+        names: ArchiveNames,
     ) -> None:
         self.store, self.look, self.categories, self.links = store, look, list(categories), links
-        self.folder, self.clock = out_dir / ARCHIVE_DIR, clock
+        self.folder, self.clock, self.names = out_dir / ARCHIVE_DIR, clock, names
 
     def since(self) -> datetime:
         """The moment from which opened digests are archived: the first build or plan with the
@@ -103,7 +105,7 @@ class Archive:
         taken = {r.slug for r in rows if r.slug}
         return [
             ArchiveEntry(r.digest.key, r.slug or self._name(r, taken), r.digest.start, r.digest.end, r.digest.by,
-                         r.digest.created_at)
+                         r.digest.created_at, r.cadence)
             for r in rows if self._archived(r, since)
         ]  # fmt: skip
 
@@ -129,7 +131,8 @@ class Archive:
             path = self.folder / entry.slug / "index.html"
             if everything or entry.key == only or not path.is_file():
                 articles = self.store.articles_between(entry.start, entry.end, entry.by)
-                if write_if_changed(path, render_page(self.look, self.links, entry, self.categories, articles)):
+                page = render_page(self.look, self.links, entry, self.categories, articles, self.names)
+                if write_if_changed(path, page):
                     written.append(f"{ARCHIVE_DIR}/{entry.slug}/index.html")
         newest = sorted(entries, key=lambda e: (e.sent, e.slug), reverse=True)[:FEED_ENTRIES]
         in_feed = [
@@ -137,8 +140,8 @@ class Archive:
             for e in newest
         ]
         files = {
-            "index.html": render_archive_index(self.look, self.links, entries),
-            FEED_FILE: render_archive_feed(self.look, self.links, in_feed),
+            "index.html": render_archive_index(self.look, self.links, entries, self.names),
+            FEED_FILE: render_archive_feed(self.look, self.links, in_feed, self.names),
             STYLESHEET: render_stylesheet(self.look),
         }
         for name, data in files.items():

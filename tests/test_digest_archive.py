@@ -461,3 +461,36 @@ def test_a_build_with_no_new_digest_renders_no_archive_file_and_reads_no_window(
     (site.out / "digests" / "atom.xml").unlink()
     site.build()
     assert (site.out / "digests" / "atom.xml").is_file() and len(windows) == 1  # the one digest, for the feed
+
+
+def test_a_daily_and_a_weekly_digest_of_one_day_are_titled_by_their_cadence(
+    site: Site, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PUBLISHER_SECRET_KEY", KEY)
+    site.write_config(site.mail_to_outbox() + '[digest]\ncadences = ["weekly", "daily"]\nmessages_per_second = 0\n')
+    site.clock_now = datetime(2026, 12, 3, 1, 0, tzinfo=UTC)  # Thursday 09:00 in Shanghai
+    site.article("policy/a.md", TITLES[0], date="2026-12-02 18:00")
+    app = site.app()
+    try:
+        app.build(BuildReport())
+        now = app.clock()
+        app.store.save_subscribers([
+            Subscriber("weekly@example.com", "", (), SubscriberStatus.CONFIRMED, now, "cli", now, cadence="weekly"),
+            Subscriber("daily@example.com", "", (), SubscriberStatus.CONFIRMED, now, "cli", now, cadence="daily"),
+        ])  # fmt: skip
+        letters = Newsletter(app)
+        assert letters.plan_scheduled("weekly").planned == 1
+        assert letters.plan_scheduled("daily").planned == 1
+    finally:
+        app.close()
+    folder = site.out / "digests"
+    index = lxml_html.fromstring((folder / "index.html").read_bytes())
+    rows = [a.text_content() for a in index.cssselect("ul.issues a")]
+    assert sorted(rows) == ["高新院周报 · 2026年12月3日", "高新院日报 · 2026年12月3日"], rows
+    assert "往期高新院简报" in index.findtext(".//h1")  # both cadences: the whole list's name
+    daily = lxml_html.fromstring((folder / "2026-12-03" / "index.html").read_bytes())
+    assert daily.findtext(".//title") == "高新院日报 · 2026年12月3日"
+    assert [a.text_content() for a in daily.cssselect("p.signup a")] == ["订阅高新院日报"]
+    assert "周报" not in (folder / "2026-12-03" / "index.html").read_text("utf-8")
+    feed = parse_with_feedparser((folder / "atom.xml").read_bytes())
+    assert sorted(e.title for e in feed.entries) == sorted(rows)

@@ -131,11 +131,12 @@ class App(SourceServices, MailServices, WatchServices, WebSubServices):
         """The digest archive (publisher.archive_output); None when `[digest] archive = false`."""
         if not self.settings.digest.archive:
             return None
-        from ..archive import ArchiveLinks
+        from ..archive import ArchiveLinks, archive_names
         from ..archive_output import Archive
 
-        links = ArchiveLinks(self.links.base_url, self.subscribe_url)
-        return Archive(self.store, self.look, self.categories, links, self.out_dir, self.clock)
+        links, look, digest = ArchiveLinks(self.links.base_url, self.subscribe_url), self.look, self.settings.digest
+        names = archive_names(look, look.list_name if digest.list_name else "", digest.cadences)
+        return Archive(self.store, look, self.categories, links, self.out_dir, self.clock, names)
 
     @property
     def links(self) -> FeedLinks:
