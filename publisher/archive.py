@@ -101,8 +101,9 @@ def free_slug(base: str, taken: Collection[str]) -> str:
 class ArchiveLinks:
     """Where the archive is served (the output folder's URL) and where readers sign up."""
 
-    base_url: str  # the output folder's URL, no trailing slash
+    base_url: str  # the output folder's URL (an edition's: its folder's), no trailing slash
     signup_url: str
+    folder: str = ""  # the edition's folder (`zh-hant`), in the feed's entry ids; "": the site's own
 
     @property
     def index_url(self) -> str:
@@ -227,8 +228,8 @@ def render_archive_feed(
     names: ArchiveNames | None = None,
 ) -> bytes:
     """Atom 1.0 of the newest digests (each with its sections' article links as its content);
-    ids are tag URIs of the site's host, the day the digest was sent and its slug, so they
-    survive a move of the output folder."""
+    ids are tag URIs of the site's host, the day the digest was sent, the edition's folder and
+    its slug, so they survive a move of the output folder."""
     t, names = look.theme.messages(look.site.language)["archive"], _names(look, names)
     site = look.site
     ET.register_namespace("", ATOM)
@@ -251,7 +252,8 @@ def render_archive_feed(
     host = urlsplit(site.url).hostname or "localhost"
     for entry, sections in newest:
         item = sub(feed, "entry")
-        sub(item, "id", f"tag:{host},{entry.sent:%Y-%m-%d}:{ARCHIVE_DIR}/{entry.slug}")
+        where = f"{links.folder}/{ARCHIVE_DIR}" if links.folder else ARCHIVE_DIR
+        sub(item, "id", f"tag:{host},{entry.sent:%Y-%m-%d}:{where}/{entry.slug}")
         sub(item, "title", _title(look, entry, names))
         sub(item, "updated", _rfc3339(entry.sent))
         sub(item, "published", _rfc3339(entry.sent))

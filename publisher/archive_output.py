@@ -20,6 +20,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
@@ -40,8 +41,9 @@ from .archive import (
     render_stylesheet,
 )
 from .digest import Look
+from .editions import Edition
 from .feeds import write_if_changed
-from .model import Category
+from .model import Article, Category
 from .store import ArchivedDigest, Store
 
 log = logging.getLogger(__name__)
@@ -63,9 +65,21 @@ class Archive:
         out_dir: Path,
         clock: Callable[[], datetime],
         names: ArchiveNames,
+        editions: Sequence[Edition] = (),
     ) -> None:
         self.store, self.look, self.categories, self.links = store, look, list(categories), links
-        self.folder, self.clock, self.names = out_dir / ARCHIVE_DIR, clock, names
+        self.out, self.folder, self.clock, self.names = out_dir, out_dir / ARCHIVE_DIR, clock, names
+        self.editions = [e for e in editions if e.folder]  # the other script's copy, if any
+
+    def _copies(self) -> list[tuple[Edition | None, Look, ArchiveLinks]]:
+        """The archive in the site's script (None), then in each other edition's: the same pages
+        rendered with that edition's language and links, and converted as a whole."""
+        copies: list[tuple[Edition | None, Look, ArchiveLinks]] = [(None, self.look, self.links)]
+        for edition in self.editions:
+            look = replace(self.look, site=replace(self.look.site, language=edition.language))
+            links = ArchiveLinks(f"{self.links.base_url}/{edition.folder}", self.links.signup_url, edition.folder)
+            copies.append((edition, look, links))
+        return copies
 
     def since(self) -> datetime:
         """The moment from which opened digests are archived: the first build or plan with the
@@ -88,6 +102,18 @@ class Archive:
         is asked for, as the digest is planned, and read from the ledger ever after; for a
         window not opened yet (a preview) the address it would get now, not stored. None for a
         digest opened before the archive was on (resumed after the upgrade): it gets no page."""
+        slug = self._slug_for(key, start, end, by, cadence)
+        return None if slug is None else self.links.page_url(slug)
+
+    def urls_for(self, key: str, start: datetime, end: datetime, by: str, cadence: str) -> dict[str | None, str]:
+        """The digest's page in every script it is published in: None the site's own, then each
+        other edition's script (`zh-Hant`); {} when it gets no page (see url_for)."""
+        slug = self._slug_for(key, start, end, by, cadence)
+        if slug is None:
+            return {}
+        return {edition.script if edition else None: links.page_url(slug) for edition, _look, links in self._copies()}
+
+    def _slug_for(self, key: str, start: datetime, end: datetime, by: str, cadence: str) -> str | None:
         rows = self.store.archive_digests()
         taken = {r.slug for r in rows if r.slug}
         since = self.store.get_meta(ARCHIVE_SINCE)
@@ -95,8 +121,8 @@ class Archive:
             if row.digest.key == key:
                 if since is not None and row.digest.created_at < datetime.fromisoformat(since):
                     return None
-                return self.links.page_url(row.slug or self._name(row, taken))
-        return self.links.page_url(free_slug(base_slug(start, end, by, cadence, self.look.site.timezone), taken))
+                return row.slug or self._name(row, taken)
+        return free_slug(base_slug(start, end, by, cadence, self.look.site.timezone), taken)
 
     def entries(self) -> list[ArchiveEntry]:
         """The archived digests, oldest first; one sent before the addresses were stored (an
@@ -114,47 +140,73 @@ class Archive:
         return self.write(only=key)
 
     def write(self, everything: bool = False, only: str | None = None) -> list[str]:
-        """The archive's files that changed, as paths under the output folder: the page of
-        `only`, of every digest with `everything`, else the pages that are missing; then the
-        index, the feed and the stylesheet (none before the first archived digest). A build
-        (neither) whose archived digests are those the files were last written for, with none
-        of the files missing, renders nothing: a changed look or setting is `everything`."""
+        """The archive's files that changed, in every script, as paths under the output folder:
+        the page of `only`, of every digest with `everything`, else the pages that are missing;
+        then the index, the feed and the stylesheet (none before the first archived digest). A
+        build (neither) whose archived digests are those the files were last written for, with
+        none of the files missing, renders nothing: a changed look or setting is `everything`."""
         entries = self.entries()
         if not entries:
             return []
-        signature = _signature(entries)
+        signature = _signature(entries, [e.script for e in self.editions])
         if not everything and only is None and self.store.get_meta(ARCHIVE_SIGNATURE) == signature:
-            if all((self.folder / path).is_file() for path in self._paths(entries)):
+            if all((self.out / path).is_file() for path in self._paths(entries)):
                 return []
+        windows: dict[str, Sequence[Article]] = {}  # each digest's articles, read once for every copy
+
+        def articles(entry: ArchiveEntry) -> Sequence[Article]:
+            if entry.key not in windows:
+                windows[entry.key] = self.store.articles_between(entry.start, entry.end, entry.by)
+            return windows[entry.key]
+
         written = []
-        for entry in entries:
-            path = self.folder / entry.slug / "index.html"
-            if everything or entry.key == only or not path.is_file():
-                articles = self.store.articles_between(entry.start, entry.end, entry.by)
-                page = render_page(self.look, self.links, entry, self.categories, articles, self.names)
-                if write_if_changed(path, page):
-                    written.append(f"{ARCHIVE_DIR}/{entry.slug}/index.html")
-        newest = sorted(entries, key=lambda e: (e.sent, e.slug), reverse=True)[:FEED_ENTRIES]
-        in_feed = [
-            (e, archive_sections(self.look, self.categories, self.store.articles_between(e.start, e.end, e.by)))
-            for e in newest
-        ]
-        files = {
-            "index.html": render_archive_index(self.look, self.links, entries, self.names),
-            FEED_FILE: render_archive_feed(self.look, self.links, in_feed, self.names),
-            STYLESHEET: render_stylesheet(self.look),
-        }
-        for name, data in files.items():
-            if write_if_changed(self.folder / name, data):
-                written.append(f"{ARCHIVE_DIR}/{name}")
+        for edition, look, links in self._copies():
+            written += self._write_copy(edition, look, links, entries, articles, everything, only)
         self.store.set_meta(ARCHIVE_SIGNATURE, signature)
         if written:
             log.info("digest archive: wrote %s", ", ".join(written))
         return written
 
-    @staticmethod
-    def _paths(entries: Sequence[ArchiveEntry]) -> list[str]:
-        return [*(f"{e.slug}/index.html" for e in entries), "index.html", FEED_FILE, STYLESHEET]
+    def _write_copy(
+        self,
+        edition: Edition | None,
+        look: Look,
+        links: ArchiveLinks,
+        entries: Sequence[ArchiveEntry],
+        articles: Callable[[ArchiveEntry], Sequence[Article]],
+        everything: bool,
+        only: str | None,
+    ) -> list[str]:
+        def converted(data: bytes) -> bytes:
+            return data if edition is None else edition.text(data.decode("utf-8")).encode("utf-8")
+
+        def where(name: str) -> str:
+            return f"{ARCHIVE_DIR}/{name}" if edition is None else edition.path(f"{ARCHIVE_DIR}/{name}")
+
+        written = []
+        for entry in entries:
+            path = self.out / where(f"{entry.slug}/index.html")
+            if everything or entry.key == only or not path.is_file():
+                page = render_page(look, links, entry, self.categories, articles(entry), self.names)
+                if write_if_changed(path, converted(page)):
+                    written.append(where(f"{entry.slug}/index.html"))
+        newest = sorted(entries, key=lambda e: (e.sent, e.slug), reverse=True)[:FEED_ENTRIES]
+        in_feed = [(e, archive_sections(look, self.categories, articles(e))) for e in newest]
+        files = {
+            "index.html": converted(render_archive_index(look, links, entries, self.names)),
+            FEED_FILE: converted(render_archive_feed(look, links, in_feed, self.names)),
+            STYLESHEET: render_stylesheet(look),
+        }
+        for name, data in files.items():
+            if write_if_changed(self.out / where(name), data):
+                written.append(where(name))
+        return written
+
+    def _paths(self, entries: Sequence[ArchiveEntry]) -> list[str]:
+        """Every file of the archive, in every script, under the output folder."""
+        names = [*(f"{e.slug}/index.html" for e in entries), "index.html", FEED_FILE, STYLESHEET]
+        own = [f"{ARCHIVE_DIR}/{n}" for n in names]
+        return own + [e.path(path) for e in self.editions for path in own]
 
     def _name(self, row: ArchivedDigest, taken: set[str]) -> str:
         """Give `row`'s digest its address: the first free one of its window's name."""
@@ -168,7 +220,8 @@ class Archive:
                 return kept
 
 
-def _signature(entries: Sequence[ArchiveEntry]) -> str:
-    """What the archive's files were written for: each archived digest's address and window."""
+def _signature(entries: Sequence[ArchiveEntry], scripts: Sequence[str]) -> str:
+    """What the archive's files were written for: each archived digest's address and window,
+    and the other scripts it is copied in."""
     shape = [(e.key, e.slug, e.start.isoformat(), e.end.isoformat(), e.by, e.sent.isoformat()) for e in entries]
-    return hashlib.sha256(json.dumps(shape).encode()).hexdigest()
+    return hashlib.sha256(json.dumps([shape, list(scripts)]).encode()).hexdigest()

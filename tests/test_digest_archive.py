@@ -494,3 +494,51 @@ def test_a_daily_and_a_weekly_digest_of_one_day_are_titled_by_their_cadence(
     assert "周报" not in (folder / "2026-12-03" / "index.html").read_text("utf-8")
     feed = parse_with_feedparser((folder / "atom.xml").read_bytes())
     assert sorted(e.title for e in feed.entries) == sorted(rows)
+
+
+def test_a_traditional_reader_is_linked_to_the_page_in_traditional(site: Site, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`[digest] scripts` offers both: the archive is written in the other script too, under
+    `zh-hant/digests/`, and each mail links to the page in its reader's script."""
+    monkeypatch.setenv("PUBLISHER_SECRET_KEY", KEY)
+    port = free_port()
+    archive_site(site, port)
+    text = site.config.read_text(encoding="utf-8")
+    site.config.write_text(text.replace("[digest]\n", '[digest]\nscripts = ["zh-Hans", "zh-Hant"]\n', 1), "utf-8")
+    now = datetime.now(UTC)
+    store = Store(f"sqlite:///{site.db}")
+    try:
+        store.save_subscribers([
+            Subscriber("hant@example.com", "", (), SubscriberStatus.CONFIRMED, now, "cli", now, script="zh-Hant"),
+        ])  # fmt: skip
+    finally:
+        store.close()
+    result = site.cli("digest", "send")
+    assert result.exit_code == 0, result.output
+    links = {}
+    for mail in mails(site):
+        text_part, html_part = parts(mail)
+        hrefs = {str(a.get("href")) for a in lxml_html.fromstring(html_part).iter("a")}
+        (link,) = [h for h in hrefs if "/digests/" in h]
+        assert link in text_part
+        links[mail["To"].addresses[0].addr_spec] = link
+    base = f"http://127.0.0.1:{port}"
+    slug = links["all@example.com"].removeprefix(f"{base}/digests/").strip("/")
+    assert links["policy@example.com"] == f"{base}/digests/{slug}/"
+    assert links["hant@example.com"] == f"{base}/zh-hant/digests/{slug}/"
+    hant = site.app().scripts.convert(TITLES[0], "zh-Hant")
+    assert hant != TITLES[0]
+    server = FeedServer(site, port)
+    try:
+        page = requests.get(links["hant@example.com"], timeout=10)
+        assert page.status_code == 200, page.text
+        tree = lxml_html.fromstring(page.content)
+        assert tree.get("lang") == "zh-Hant" and hant in page.text and TITLES[0] not in page.text
+        assert all(f"{base}/zh-hant/digests/" in str(a.get("href")) for a in tree.cssselect("footer a")[:2])
+        feed = requests.get(f"{base}/zh-hant/digests/atom.xml", timeout=10)
+        assert feed.status_code == 200
+        own = parse_with_feedparser(requests.get(f"{base}/digests/atom.xml", timeout=10).content)
+        other = parse_with_feedparser(feed.content)
+        assert {e.id for e in own.entries}.isdisjoint(e.id for e in other.entries)
+        assert other.entries[0].link == links["hant@example.com"]
+    finally:
+        server.stop()
