@@ -133,11 +133,16 @@ class App(SourceServices, MailServices, WatchServices, WebSubServices):
         """The digest archive (publisher.archive_output); None when `[digest] archive = false`."""
         if not self.settings.digest.archive:
             return None
-        from ..archive import ArchiveLinks
+        from ..archive import ArchiveLinks, archive_names
         from ..archive_output import Archive
+        from ..editions import editions
 
-        links = ArchiveLinks(self.links.base_url, self.subscribe_url)
-        return Archive(self.store, self.look, self.categories, links, self.out_dir)
+        links, look, digest = ArchiveLinks(self.links.base_url, self.subscribe_url), self.look, self.settings.digest
+        names = archive_names(look, look.list_name if digest.list_name else "", digest.cadences)
+        # A copy in the other script when readers may choose it, or the feeds are published in it.
+        scripts = [*digest.scripts, *self.settings.feeds.scripts]
+        copies = editions(self.scripts, scripts, self.site.language)
+        return Archive(self.store, look, self.categories, links, self.out_dir, self.clock, names, copies)
 
     @property
     def links(self) -> FeedLinks:
