@@ -10,13 +10,22 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from .archive import ARCHIVE_DIR
 from .editions import Edition, script_links
 from .feeds import ArticlesFor, FeedLinks, write_feeds, write_if_changed
 from .model import Article, Category, FeedFormat, FeedSpec, Site
 from .pages import category_page, render_category, render_index, render_opml
+from .scripts import HANS, HANT, path_segment
 from .theme import Theme
 
 SITE_PAGES = ("index.html", "feeds.opml")
+# The output folder's own folders, which no category's page and feeds may take (`<slug>/`):
+# what each holds, for the config error that refuses such a slug.
+RESERVED_SLUGS = {
+    path_segment(HANT): "the folder of the feeds and pages in 繁體 (`[feeds] scripts`)",
+    path_segment(HANS): "the folder of the feeds and pages in 简体 (`[feeds] scripts`)",
+    ARCHIVE_DIR: "the folder of the digest archive (`[digest] archive`)",
+}
 
 
 @dataclass(frozen=True, slots=True)

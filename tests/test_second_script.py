@@ -13,6 +13,7 @@ from lxml import html as lxml_html
 
 from conftest import Site
 from feedcheck import assert_json_feed, assert_matches_atom_schema, atom_schema, parse_with_feedparser, parse_xml
+from publisher.text import slugify
 
 BASE = "https://www.example.org"
 ARTICLE_URL = "https://www.example.org/qyjj/区域-a.html?x=1&y=区"
@@ -160,3 +161,28 @@ def test_an_unknown_script_is_a_config_error(site: Site) -> None:
     site.config.write_text(text.replace("max_items = 50\n", 'max_items = 50\nscripts = ["zh-TW"]\n'), "utf-8")
     result = site.cli("check")
     assert result.exit_code == 2 and "feeds.scripts" in result.output
+
+
+def test_a_slug_made_from_a_name_never_takes_a_folder_of_the_output(site: Site) -> None:
+    two_scripts(site)
+    site.append_config('[[categories]]\nname = "ZH Hant"\n[[categories]]\nname = "Digests"\n')
+    site.article("ZH Hant/a.md", "港澳动态", date="2026-05-07 01:00")
+    site.article("Digests/b.md", "摘要汇编", date="2026-05-06 01:00")
+    site.build()
+    assert parse_with_feedparser(site.feed("zh-hant-2/rss.xml")).feed.title == "ZH Hant - 高新院"
+    assert parse_with_feedparser(site.feed("digests-2/rss.xml")).entries[0].title == "摘要汇编"
+    whole_site = parse_with_feedparser(site.feed("zh-hant/rss.xml"))  # the 繁體 edition's, not overwritten
+    assert whole_site.feed.title == "高新院" and len(whole_site.entries) == 2
+    assert whole_site.entries[0].title == "港澳動態"
+    assert not (site.out / "digests").exists()
+
+
+def test_a_stored_slug_that_is_a_folder_of_the_output_moves_aside(site: Site) -> None:
+    site.append_config('[[categories]]\nname = "Digests"\n')
+    app = site.app()
+    try:  # as an earlier version stored it, before the output had its own folders
+        wanted = [(c.name, c.slug, c.description) for c in app.settings.categories]
+        assert app.store.sync_categories(wanted, slugify, site.clock_now)[-1].slug == "digests"
+        assert app.categories[-1].slug == "digests-2"
+    finally:
+        app.close()

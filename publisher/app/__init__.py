@@ -192,9 +192,11 @@ class App(SourceServices, MailServices, WatchServices, WebSubServices):
     def categories(self) -> list[Category]:
         """Configured categories with the slugs the store fixed at first sight."""
         if self._categories is None:
+            from ..output import RESERVED_SLUGS
+
             wanted = [(c.name, c.slug, c.description) for c in self.settings.categories]
             pages = {c.name: c.url for c in self.settings.categories}
-            synced = self.store.sync_categories(wanted, slugify, self.clock())
+            synced = self.store.sync_categories(wanted, slugify, self.clock(), RESERVED_SLUGS)
             self._categories = [replace(c, url=pages[c.name]) for c in synced]
         return self._categories
 
