@@ -1,7 +1,8 @@
 """The output folder a build writes: in each edition (publisher.editions), the feeds and the
 category pages of the scopes that need it, and index.html and feeds.opml when the site's shape
-changed. One query per scope serves every format, page and edition; only changed bytes reach
-the disk (feeds.write_if_changed), so an unchanged build writes nothing.
+changed. One query per scope serves every format, page and edition, and each article is
+converted to an edition's script once, whichever feeds and pages show it; only changed bytes
+reach the disk (feeds.write_if_changed), so an unchanged build writes nothing.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .archive import ARCHIVE_DIR
-from .editions import Edition, script_links
+from .editions import Converted, Edition, script_links
 from .feeds import ArticlesFor, FeedLinks, write_feeds, write_if_changed
 from .model import Article, Category, FeedFormat, FeedSpec, Site
 from .pages import category_page, render_category, render_index, render_opml
@@ -70,9 +71,12 @@ class Output:
             site, links = edition.site(self.site), edition.links(self.links)
             categories = edition.categories(self.categories)
             converted = {c.slug: c for c in categories}
+            once: Converted = {}  # each article converted once in this edition, for its feeds and pages
 
-            def articles(scope: Category | None, edition: Edition = edition) -> Sequence[Article]:
-                return edition.articles(latest(by_slug[scope.slug] if scope else None))
+            def articles(
+                scope: Category | None, edition: Edition = edition, once: Converted = once
+            ) -> Sequence[Article]:
+                return edition.articles(latest(by_slug[scope.slug] if scope else None), once)
 
             out = edition.out_dir(self.out)
             in_edition = [converted[s.slug] if s else None for s in scopes]

@@ -13,6 +13,7 @@ from lxml import html as lxml_html
 
 from conftest import Site
 from feedcheck import assert_json_feed, assert_matches_atom_schema, atom_schema, parse_with_feedparser, parse_xml
+from publisher.scripts import ScriptConversion
 from publisher.text import slugify
 
 BASE = "https://www.example.org"
@@ -186,3 +187,26 @@ def test_a_stored_slug_that_is_a_folder_of_the_output_moves_aside(site: Site) ->
         assert app.categories[-1].slug == "digests-2"
     finally:
         app.close()
+
+
+def test_a_build_converts_each_article_once_in_the_second_script(site: Site, monkeypatch: pytest.MonkeyPatch) -> None:
+    two_scripts(site)
+    with_articles(site)  # a: the site's feeds, policy's feeds and policy's page show it
+    converted: list[str] = []
+    convert = ScriptConversion.convert
+
+    def counted(self: ScriptConversion, text: str, script: str | None) -> str:
+        converted.append(text)
+        return convert(self, text, script)
+
+    monkeypatch.setattr(ScriptConversion, "convert", counted)
+    site.build()
+    assert (
+        "區域發展" in site.feed("zh-hant/policy/atom.xml").decode()
+        and "區域經濟" in site.feed("zh-hant/policy/index.html").decode()
+    )
+    assert converted.count("区域经济发展报告") == 1 and converted.count("科技创新与产业") == 1
+    assert len([text for text in converted if "区域发展" in text]) == 1  # the content, whatever its markup
+    converted.clear()
+    site.build()  # nothing changed: no feed or page rendered, no article converted
+    assert not [text for text in converted if "区域" in text or "科技创新与" in text]
