@@ -40,6 +40,14 @@ class Output:
     theme: Theme
     subscribe_url: str | None
     editions: Sequence[Edition]
+    subscribe_scripts: Sequence[str] = ()  # the scripts the sign-up page lets a reader choose
+
+    def subscribe_link(self, edition: Edition) -> str | None:
+        """The sign-up page as an edition links it: from the other script's pages with that
+        script chosen (`?script=zh-Hant`), when the page offers it (web/account.py reads it)."""
+        if self.subscribe_url and edition.folder and edition.script in self.subscribe_scripts:
+            return f"{self.subscribe_url}?script={edition.script}"
+        return self.subscribe_url
 
     def scope_files(self, scope: Category | None) -> list[str]:
         """The paths a scope has in every edition: its feeds, and a category's page."""
@@ -86,8 +94,8 @@ class Output:
                     continue
                 page = category_page(scope)
                 switch = script_links(self.editions, edition, self.links, page)
-                html = render_category(site, links, scope, articles(scope), self.theme, self.subscribe_url, edition,
-                                       switch)  # fmt: skip
+                html = render_category(site, links, scope, articles(scope), self.theme, self.subscribe_link(edition),
+                                       edition, switch)  # fmt: skip
                 path = page + "index.html"
                 (done if write_if_changed(out / path, html) else same).append(path)
             written += [edition.path(p) for p in done]
@@ -107,7 +115,8 @@ class Output:
                 if not needed(path):
                     continue
                 if name == "index.html":
-                    data = render_index(site, links, categories, self.theme, self.subscribe_url, edition, switch)
+                    subscribe = self.subscribe_link(edition)
+                    data = render_index(site, links, categories, self.theme, subscribe, edition, switch)
                 else:
                     data = render_opml(site, links, categories)
                 (written if write_if_changed(self.out / path, data) else unchanged).append(path)

@@ -210,3 +210,39 @@ def test_a_build_converts_each_article_once_in_the_second_script(site: Site, mon
     converted.clear()
     site.build()  # nothing changed: no feed or page rendered, no article converted
     assert not [text for text in converted if "区域" in text or "科技创新与" in text]
+
+
+def test_the_second_scripts_pages_link_the_sign_up_page_with_their_script_chosen(site: Site) -> None:
+    two_scripts(site)
+    with_articles(site)
+    site.build()
+
+    def sign_up_links() -> dict[str, str]:
+        found = {}
+        for path in ("index.html", "policy/index.html", "zh-hant/index.html", "zh-hant/policy/index.html"):
+            doc = lxml_html.fromstring(site.feed(path))
+            [link] = [a.get("href") for a in doc.iter("a") if "/subscribe" in a.get("href", "")]
+            found[path] = link
+        return found
+
+    plain = f"{BASE}/subscribe"
+    assert set(sign_up_links().values()) == {plain}  # the digest offers no choice of script
+    site.append_config('\n[digest]\nscripts = ["zh-Hans", "zh-Hant"]\n')
+    site.build()  # the offer changed: the pages are written again
+    assert sign_up_links() == {
+        "index.html": plain,
+        "policy/index.html": plain,
+        "zh-hant/index.html": f"{plain}?script=zh-Hant",
+        "zh-hant/policy/index.html": f"{plain}?script=zh-Hant",
+    }
+
+
+def test_the_pages_offer_the_digest_without_naming_a_cadence(site: Site) -> None:
+    two_scripts(site)
+    site.append_config('\n[digest]\ncadences = ["weekly", "daily"]\n')
+    with_articles(site)
+    site.build()
+    for path in ("index.html", "policy/index.html", "zh-hant/index.html", "zh-hant/policy/index.html"):
+        words = lxml_html.fromstring(site.feed(path)).text_content()
+        assert "邮件订阅" in words or "郵件訂閱" in words, path
+        assert "每周" not in words and "每週" not in words, path

@@ -99,8 +99,7 @@ def reader_form(current_choices: Choices | None = None) -> ReaderForm:
 
 def offered_choices() -> Offered:
     """The scripts and cadences this site offers its readers (`[digest] scripts`, `cadences`)."""
-    digest = current().app.settings.digest
-    return Offered.of(digest.scripts, digest.cadences, current().app.scripts.site)
+    return current().app.offered
 
 
 def request_for(token: str) -> SignupRequest | None:
@@ -119,18 +118,24 @@ def request_for(token: str) -> SignupRequest | None:
     return found
 
 
-def subscribe_page(status: int = 200, error: str | None = None, email: str = "", name: str = "") -> Response:
+def subscribe_page(
+    status: int = 200, error: str | None = None, email: str = "", name: str = "", chosen: Choices | None = None
+) -> Response:
+    """The sign-up form, `chosen` (default: the default choices) checked."""
     categories, offered = current().app.categories, offered_choices()
+    chosen = chosen or offered.default
     return page(
         "subscribe.html.j2", status, categories=categories, csrf=csrf_token(), error=error, email=email, name=name,
-        offered=offered.on_page(), script_labels=LABELS, chosen_script=current().app.scripts.site,
-        chosen_cadence=offered.cadences[0],
+        offered=offered.on_page(), script_labels=LABELS, chosen_script=chosen.script or offered.site,
+        chosen_cadence=chosen.cadence,
     )  # fmt: skip
 
 
 @account.get("/subscribe")
 def subscribe_form() -> Response:
-    return subscribe_page()
+    """The form; `?script=zh-Hant` or `?cadence=daily` (as the other script's pages link it)
+    checks that choice, when the page offers it, as the form's own fields would."""
+    return subscribe_page(chosen=offered_choices().from_form(request.args.get))
 
 
 @account.post("/subscribe")
@@ -140,11 +145,12 @@ def subscribe() -> Response:
     asked = reader_form()
     email, name = asked.email, asked.name
     if not csrf_valid():
-        return subscribe_page(400, words["csrf"], email, name)
+        return subscribe_page(400, words["csrf"], email, name, asked.choices)
     try:
         address = normalize_email(email)
     except ValueError as exc:
-        return subscribe_page(400, words["bad_email"].format(reason=str(exc).split(": ", 1)[-1]), email, name)
+        reason = str(exc).split(": ", 1)[-1]
+        return subscribe_page(400, words["bad_email"].format(reason=reason), email, name, asked.choices)
     if not allow_signup(state.app.store, address, client_address(), state.limits, state.app.clock()):
         limited = page("message.html.j2", 429, title=words["too_many"], body="")
         limited.headers["Retry-After"] = "3600"
