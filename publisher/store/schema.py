@@ -233,6 +233,9 @@ digests_table = Table(
     Column("created_at", DateTime, nullable=False),
     # Which `[digest] cadences` entry this digest is for; its readers are those of that cadence.
     Column("cadence", String(20), nullable=False, server_default="weekly"),
+    # The address of its public page (`/digests/<slug>/`), fixed when it is first given, so a
+    # link in a sent mail never moves; NULL until the archive names it (or with the archive off).
+    Column("archive_slug", String(100), unique=True),
 )
 
 deliveries_table = Table(

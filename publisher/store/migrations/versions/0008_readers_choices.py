@@ -3,7 +3,8 @@
 proof of consent (`consent_text`, `consent_at`, `consent_network`, empty for readers who signed
 up before: nothing was recorded then, and nothing is made up), the same choices on
 `signup_requests` until the link is followed, `digests.cadence` (every digest so far was the
-weekly one), and `used_form_tokens`, the embeddable form's tokens already spent.
+weekly one), `digests.archive_slug` (the public page's address, fixed once given; digests
+sent before have none until the archive names them), and `used_form_tokens`, the embeddable form's tokens already spent.
 
 Revision ID: 0008_readers_choices
 Revises: 0007_device_trust
@@ -31,6 +32,9 @@ def upgrade() -> None:
     op.add_column("signup_requests", sa.Column("cadence", sa.String(20), nullable=False, server_default="weekly"))
     op.add_column("signup_requests", sa.Column("consent_text", sa.Text(), nullable=True))
     op.add_column("digests", sa.Column("cadence", sa.String(20), nullable=False, server_default="weekly"))
+    with op.batch_alter_table("digests") as batch:
+        batch.add_column(sa.Column("archive_slug", sa.String(100), nullable=True))
+        batch.create_unique_constraint("uq_digests_archive_slug", ["archive_slug"])
     op.create_table(
         "used_form_tokens",
         sa.Column("digest", sa.String(64), nullable=False),
@@ -44,6 +48,8 @@ def downgrade() -> None:
     op.drop_index("ix_used_form_tokens_expires", "used_form_tokens")
     op.drop_table("used_form_tokens")
     with op.batch_alter_table("digests") as batch:
+        batch.drop_constraint("uq_digests_archive_slug", type_="unique")
+        batch.drop_column("archive_slug")
         batch.drop_column("cadence")
     with op.batch_alter_table("signup_requests") as batch:
         for name in ("consent_text", "cadence", "script"):
