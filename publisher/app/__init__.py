@@ -33,6 +33,7 @@ from .websub import WebSubServices
 if TYPE_CHECKING:
     from ..alerts import Alerts
     from ..archive_output import Archive
+    from ..choices import Offered
     from ..digest import Look
     from ..editions import Edition
     from ..output import Output
@@ -199,9 +200,11 @@ class App(SourceServices, MailServices, WatchServices, WebSubServices):
     def categories(self) -> list[Category]:
         """Configured categories with the slugs the store fixed at first sight."""
         if self._categories is None:
+            from ..output import RESERVED_SLUGS
+
             wanted = [(c.name, c.slug, c.description) for c in self.settings.categories]
             pages = {c.name: c.url for c in self.settings.categories}
-            synced = self.store.sync_categories(wanted, slugify, self.clock())
+            synced = self.store.sync_categories(wanted, slugify, self.clock(), RESERVED_SLUGS)
             self._categories = [replace(c, url=pages[c.name]) for c in synced]
         return self._categories
 
@@ -289,6 +292,8 @@ class App(SourceServices, MailServices, WatchServices, WebSubServices):
             "categories": [(c.name, c.slug, c.description, c.url) for c in self.categories],
             "theme": [self.settings.theme.model_dump(), _folder_state(self.theme.templates)],
         }
+        if len(self.editions) > 1:  # the other script's sign-up links preselect it when offered
+            shape["subscribe_scripts"] = self.offered.on_page()["scripts"]
         if self.links.hubs:  # only then: a site without hubs keeps the signature it had
             shape["websub"] = list(self.links.hubs)
         return hashlib.sha256(json.dumps(shape, ensure_ascii=False, sort_keys=True).encode()).hexdigest()
@@ -305,7 +310,15 @@ class App(SourceServices, MailServices, WatchServices, WebSubServices):
         from ..output import Output
 
         return Output(self.out_dir, self.site, self.links, self.categories, self.theme, self.subscribe_url,
-                      self.editions)  # fmt: skip
+                      self.editions, self.offered.on_page()["scripts"])  # fmt: skip
+
+    @property
+    def offered(self) -> Offered:
+        """The scripts and cadences readers may choose (`[digest] scripts`, `cadences`)."""
+        from ..choices import Offered
+
+        digest = self.settings.digest
+        return Offered.of(digest.scripts, digest.cadences, self.scripts.site)
 
     def write_output(self, report: BuildReport) -> None:
         """Feeds and category pages whose articles changed (or whose files are missing), in
