@@ -109,11 +109,10 @@ class HubPings:
         self._thread: threading.Thread | None = None
         self._round = 1  # hubs in the round in flight: how long `close` may wait
 
-    def publish(self, hubs: Sequence[str], urls: Sequence[str]) -> None:
-        """Every URL waits for every hub (hubs not in `hubs` are forgotten), then the thread
-        tells them. A store error is raised: the caller logs it."""
+    def keep_waiting(self, hubs: Sequence[str], urls: Sequence[str]) -> None:
+        """Every URL waits for every hub in the store (hubs not in `hubs` are forgotten); `wake`
+        sends them. A store error is raised: the caller keeps its own marks of what changed."""
         self.store.publish_to_hubs(hubs, urls)
-        self.wake()
 
     def wake(self) -> None:
         """Send what waits and is due, in the background (a build that changed nothing, or

@@ -218,6 +218,39 @@ def test_one_ping_per_build_that_changed_feeds_with_every_changed_url(site: Site
     assert hub.problems == [] and waiting(site) == {}
 
 
+@pytest.mark.parametrize("failing", ["clear_dirty", "publish_to_hubs"])
+def test_a_build_cut_after_its_writes_leaves_the_ping_to_the_next(
+    site: Site, hub: Hub, failing: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The feeds are on disk when the build dies before its marks go (`clear_dirty` raising,
+    as a process killed there) or the store fails to keep the pings ("database is locked"):
+    the next build finds the bytes unchanged and still pings the feeds of the scopes marked."""
+    with_hub(site, hub.url)
+    site.build()
+    hub.wait_for(1)
+    site.article("policy/b.md", "政策解读", date="2026-11-19 09:00")
+    original = getattr(Store, failing)
+
+    def fails_once(self: Store, *args: object) -> None:
+        monkeypatch.setattr(Store, failing, original)
+        raise RuntimeError("database is locked")
+
+    monkeypatch.setattr(Store, failing, fails_once)
+    try:
+        site.build()
+    except RuntimeError:
+        assert failing == "clear_dirty"
+    assert site.feed("policy/rss.xml").count("政策解读".encode()) >= 1
+    report = site.build()  # nothing new on disk
+    assert not [p for p in report.written_paths if p.rsplit("/", 1)[-1] in FEED_FILES]
+    hub.wait_for(2)
+    changed = urls("rss.xml", "atom.xml", "feed.json", "policy/rss.xml", "policy/atom.xml", "policy/feed.json")
+    assert sorted(hub.pings[-1]) == sorted(changed) and waiting(site) == {}
+    site.build()  # the marks are gone now: no more pings
+    time.sleep(0.3)
+    assert len(hub.pings) == 2 and hub.problems == []
+
+
 def test_each_hub_gets_its_own_ping(site: Site, httpserver: HTTPServer) -> None:
     first, second = Hub(httpserver, "/one"), Hub(httpserver, "/two")
     with_hub(site, first.url, second.url)
