@@ -4,8 +4,8 @@ Every feed names each `[websub] hubs` hub in a `rel="hub"` link beside its `rel=
 (publisher.feeds), and the feed server sends both as `Link` headers (publisher.web.feeds).
 After a build wrote feeds, `HubPings.publish` keeps each changed feed's URL waiting for each
 hub in the store, and a thread of its own POSTs one `hub.mode=publish` per hub with every URL
-waiting for it (`hub.url` repeated, the form Google's hub and websubhub.com take). The hub's
-answer decides:
+waiting for it (`hub.url` repeated, the form Google's hub and websubhub.com take; at most
+`PING_BATCH` of them, several POSTs in turn when more wait). The hub's answer to each decides:
 
 - 2xx: taken; those URLs stop waiting;
 - 429, 5xx, no answer in `timeout` seconds, a connection that fails: tried again after a
@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 
 FIRST_RETRY = 30.0  # seconds after a first failure; doubled after each one
 LAST_RETRY = 3600.0  # seconds at most between two tries
+PING_BATCH = 100  # hub.url values in one POST at most: more wait for the next POST
 USER_AGENT = f"publisher/{__version__} (WebSub publisher; +https://github.com/publisher-feeds/publisher)"
 
 
@@ -140,15 +141,20 @@ class HubPings:
             self._wake.wait(wait)
 
     def deliver_due(self) -> float | None:
-        """Ping each hub whose next try is due with all that waits for it. Returns the seconds
-        until the next hub is due, None when nothing waits."""
+        """Ping each hub whose next try is due with all that waits for it, `PING_BATCH` URLs a
+        POST (the next POST once the hub took one). Returns the seconds until the next hub is
+        due, None when nothing waits."""
         waiting = self.store.waiting_for_hubs()
         now = self.clock()
-        self._round = max(1, len(waiting))
-        for hub, items in waiting.items():
-            state = self.store.hub_state(hub)
-            if state.next_try is None or state.next_try <= now:
-                self._deliver(hub, items, state)
+        due = {hub: self.store.hub_state(hub) for hub in waiting}
+        due = {hub: state for hub, state in due.items() if state.next_try is None or state.next_try <= now}
+        self._round = sum(-(-len(waiting[hub]) // PING_BATCH) for hub in due)
+        for hub, state in due.items():
+            items = waiting[hub]
+            for start in range(0, len(items), PING_BATCH):
+                if not self._deliver(hub, items[start : start + PING_BATCH], state):
+                    break  # tried again after the backoff, with the rest
+                state = self.store.hub_state(hub)
         left = self.store.waiting_for_hubs()  # a build may have added some meanwhile
         if not left:
             return None
@@ -156,7 +162,8 @@ class HubPings:
         tries = [self.store.hub_state(hub).next_try for hub in left]
         return min(max(0.0, (due - now).total_seconds()) if due else 0.0 for due in tries)
 
-    def _deliver(self, hub: str, items: list[Waiting], state: HubState) -> None:
+    def _deliver(self, hub: str, items: list[Waiting], state: HubState) -> bool:
+        """One POST of `items`; False when the hub is to be asked again later."""
         urls = [item.url for item in items]
         answer = ping(hub, urls, self.timeout, self.guard)
         now = self.clock()
@@ -164,13 +171,13 @@ class HubPings:
             self.store.delivered_to_hub(items)
             self.store.set_hub_state(replace(state, attempts=0, next_try=None, last_success=now))
             log.info("WebSub: %s took %d feed URL(s)", hub, len(urls))
-            return
+            return True
         if not answer.retry:
             self.store.delivered_to_hub(items)  # dropped: asking again would be refused again
             self.store.set_hub_state(replace(state, attempts=0, next_try=None, last_error=answer.reason,
                                              last_error_at=now, refused=True))  # fmt: skip
             log.warning("WebSub: %s refused the ping of %d feed URL(s): %s", hub, len(urls), answer.reason)
-            return
+            return True  # the next part is a request of its own
         attempts = state.attempts + 1
         first, longest = self.retry
         wait = min(first * 2 ** (attempts - 1), longest)
@@ -180,6 +187,7 @@ class HubPings:
                                          last_error=answer.reason, last_error_at=now, refused=False))  # fmt: skip
         log.warning("WebSub: %s did not take %d feed URL(s) (%s); trying again in %g s", hub, len(urls),
                     answer.reason, wait)  # fmt: skip
+        return False
 
     @property
     def closed(self) -> bool:

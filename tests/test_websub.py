@@ -369,6 +369,25 @@ def test_a_url_published_again_during_a_ping_keeps_waiting(store: Store) -> None
     assert store.hub_state(hub).attempts == 0  # forgotten with it
 
 
+def test_1100_urls_go_in_posts_of_100_and_stop_waiting(store: Store, hub: Hub) -> None:
+    many = [f"https://www.example.org/c{i:04}/atom.xml" for i in range(1100)]
+    store.publish_to_hubs([hub.url], many)
+    pings = HubPings(store, timeout=5, guard=AddressGuard(allow_private=True))
+    try:
+        assert pings.deliver_due() is None
+    finally:
+        pings.close()
+    assert [len(sent) for sent in hub.pings] == [100] * 11 and sorted(sum(hub.pings, [])) == many
+    assert store.waiting_for_hubs() == {} and hub.problems == []
+
+
+def test_1100_urls_taken_at_once_stop_waiting(store: Store) -> None:
+    many = [f"https://www.example.org/c{i:04}/atom.xml" for i in range(1100)]
+    store.publish_to_hubs(["https://hub.example/"], many)
+    store.delivered_to_hub(store.waiting_for_hubs()["https://hub.example/"])
+    assert store.waiting_for_hubs() == {}
+
+
 def test_a_hub_at_a_loopback_address_is_reached_only_with_allow_private(hub: Hub) -> None:
     answer = websub.ping(hub.url, ["https://www.example.org/rss.xml"], 5, AddressGuard())
     assert not answer.taken and not answer.retry and "loopback" in answer.reason and "allow_private" in answer.reason

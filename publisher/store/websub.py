@@ -24,6 +24,7 @@ from .schema import meta_table
 
 PENDING_PREFIX = "websub:pending:"  # + hub hash + ":" + URL hash; value {"hub", "url", "token"}
 HUB_PREFIX = "websub:hub:"  # + hub hash; value: HubState as JSON
+DELETE_BATCH = 100  # rows one DELETE names at most
 
 
 def _hash(text: str) -> str:
@@ -118,8 +119,9 @@ class WebSubStore:
             return
         m = meta_table.c
         sent = [and_(m.key == w.key, m.value == _waiting_json(w)) for w in taken]
-        with self.engine.begin() as conn:
-            conn.execute(delete(meta_table).where(or_(*sent)))
+        with self.engine.begin() as conn:  # in parts: SQLite refuses an expression 1,000 deep
+            for start in range(0, len(sent), DELETE_BATCH):
+                conn.execute(delete(meta_table).where(or_(*sent[start : start + DELETE_BATCH])))
 
     def hub_state(self, hub: str) -> HubState:
         with self.engine.connect() as conn:
