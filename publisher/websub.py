@@ -34,13 +34,14 @@ import requests
 
 from . import __version__
 from .sources.addresses import AddressGuard, AddressRefused, GuardedAdapter, OutOfTime, guarded
-from .store import HubState, Store, Waiting
+from .store import HubState, Store
 
 log = logging.getLogger(__name__)
 
 FIRST_RETRY = 30.0  # seconds after a first failure; doubled after each one
 LAST_RETRY = 3600.0  # seconds at most between two tries
 PING_BATCH = 100  # hub.url values in one POST at most: more wait for the next POST
+CLAIM_MARGIN = 10.0  # seconds a claim on a hub outlasts the ping's `timeout`
 USER_AGENT = f"publisher/{__version__} (WebSub publisher; +https://github.com/publisher-feeds/publisher)"
 
 
@@ -142,49 +143,62 @@ class HubPings:
 
     def deliver_due(self) -> float | None:
         """Ping each hub whose next try is due with all that waits for it, `PING_BATCH` URLs a
-        POST (the next POST once the hub took one). Returns the seconds until the next hub is
-        due, None when nothing waits."""
+        POST (the next POST once the hub took one). A hub is claimed in the store before each
+        POST and what waits read only then, so another process on the store never sends the
+        same URLs too. Returns the seconds until the next hub is due (or let go by another
+        process), None when nothing waits."""
         waiting = self.store.waiting_for_hubs()
-        now = self.clock()
-        due = {hub: self.store.hub_state(hub) for hub in waiting}
-        due = {hub: state for hub, state in due.items() if state.next_try is None or state.next_try <= now}
-        self._round = sum(-(-len(waiting[hub]) // PING_BATCH) for hub in due)
-        for hub, state in due.items():
-            items = waiting[hub]
-            for start in range(0, len(items), PING_BATCH):
-                if not self._deliver(hub, items[start : start + PING_BATCH], state):
-                    break  # tried again after the backoff, with the rest
-                state = self.store.hub_state(hub)
+        self._round = sum(-(-len(items) // PING_BATCH) for items in waiting.values())
+        for hub in waiting:
+            while self._deliver(hub):
+                pass
         left = self.store.waiting_for_hubs()  # a build may have added some meanwhile
         if not left:
             return None
         now = self.clock()
-        tries = [self.store.hub_state(hub).next_try for hub in left]
-        return min(max(0.0, (due - now).total_seconds()) if due else 0.0 for due in tries)
+        states = [self.store.hub_state(hub) for hub in left]
+        tries = [max((m for m in (s.next_try, s.in_flight_until) if m is not None), default=now) for s in states]
+        return min(max(0.0, (due - now).total_seconds()) for due in tries)
 
-    def _deliver(self, hub: str, items: list[Waiting], state: HubState) -> bool:
-        """One POST of `items`; False when the hub is to be asked again later."""
-        urls = [item.url for item in items]
-        answer = ping(hub, urls, self.timeout, self.guard)
+    def _deliver(self, hub: str) -> bool:
+        """One POST of what waits for `hub`, if it is due and no other process holds it; True
+        when more may be sent to it now."""
+        now = self.clock()
+        if self.store.claim_hub(hub, now, now + timedelta(seconds=self.timeout + CLAIM_MARGIN)) is None:
+            return False
+        try:
+            items = self.store.waiting_for(hub)[:PING_BATCH]
+            if not items:
+                self.store.release_hub(hub)
+                return False
+            urls = [item.url for item in items]
+            answer = ping(hub, urls, self.timeout, self.guard)
+        except BaseException:
+            self.store.release_hub(hub)
+            raise
         now = self.clock()
         if answer.taken:
             self.store.delivered_to_hub(items)
-            self.store.set_hub_state(replace(state, attempts=0, next_try=None, last_success=now))
+            self.store.release_hub(hub, lambda state: replace(state, attempts=0, next_try=None, last_success=now))
             log.info("WebSub: %s took %d feed URL(s)", hub, len(urls))
             return True
         if not answer.retry:
             self.store.delivered_to_hub(items)  # dropped: asking again would be refused again
-            self.store.set_hub_state(replace(state, attempts=0, next_try=None, last_error=answer.reason,
-                                             last_error_at=now, refused=True))  # fmt: skip
+            self.store.release_hub(hub, lambda state: replace(state, attempts=0, next_try=None,
+                                   last_error=answer.reason, last_error_at=now, refused=True))  # fmt: skip
             log.warning("WebSub: %s refused the ping of %d feed URL(s): %s", hub, len(urls), answer.reason)
             return True  # the next part is a request of its own
-        attempts = state.attempts + 1
         first, longest = self.retry
-        wait = min(first * 2 ** (attempts - 1), longest)
-        if answer.retry_after is not None:
-            wait = max(wait, min(answer.retry_after, longest))
-        self.store.set_hub_state(replace(state, attempts=attempts, next_try=now + timedelta(seconds=wait),
-                                         last_error=answer.reason, last_error_at=now, refused=False))  # fmt: skip
+
+        def failed(state: HubState) -> HubState:
+            wait = min(first * 2**state.attempts, longest)
+            if answer.retry_after is not None:
+                wait = max(wait, min(answer.retry_after, longest))
+            return replace(state, attempts=state.attempts + 1, next_try=now + timedelta(seconds=wait),
+                           last_error=answer.reason, last_error_at=now, refused=False)  # fmt: skip
+
+        state = self.store.release_hub(hub, failed)
+        wait = (state.next_try - now).total_seconds() if state.next_try else 0.0
         log.warning("WebSub: %s did not take %d feed URL(s) (%s); trying again in %g s", hub, len(urls),
                     answer.reason, wait)  # fmt: skip
         return False

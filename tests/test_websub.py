@@ -48,6 +48,7 @@ class Hub:
         self.pings: list[list[str]] = []  # the hub.url values of each request
         self.problems: list[str] = []
         self.answers: list[tuple[int, str]] = [(204, "")]
+        self.delay = 0.0  # seconds before each answer
         self.lock = threading.Lock()
         server.expect_request(path).respond_with_handler(self.handle)
 
@@ -59,6 +60,7 @@ class Hub:
             self.problems.append(f"content type {request.headers.get('Content-Type')}")
         if form.get("hub.mode") != ["publish"] or set(form) != {"hub.mode", "hub.url"}:
             self.problems.append(f"form {form}")
+        time.sleep(self.delay)
         with self.lock:
             self.pings.append(form.get("hub.url", []))
             status, body = self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
@@ -386,6 +388,36 @@ def test_1100_urls_taken_at_once_stop_waiting(store: Store) -> None:
     store.publish_to_hubs(["https://hub.example/"], many)
     store.delivered_to_hub(store.waiting_for_hubs()["https://hub.example/"])
     assert store.waiting_for_hubs() == {}
+
+
+def test_two_processes_on_one_store_ping_a_hub_once(store: Store, hub: Hub) -> None:
+    """`publisher run` and a `publisher build` waking at once: the one that claims the hub
+    pings it; the other finds the hub held, then nothing waiting."""
+    hub.delay = 0.5
+    store.publish_to_hubs([hub.url], [f"https://www.example.org/{path}" for path in FEEDS])
+    other = Store(store.engine.url.render_as_string(hide_password=False))
+    both = [HubPings(opened, timeout=5, guard=AddressGuard(allow_private=True)) for opened in (store, other)]
+    start = threading.Barrier(2)
+    left: list[float | None] = []
+
+    def deliver(pings: HubPings) -> None:
+        start.wait()
+        left.append(pings.deliver_due())
+
+    threads = [threading.Thread(target=deliver, args=(pings,)) for pings in both]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(10)
+        assert all(pings.deliver_due() is None for pings in both)  # and again, after
+    finally:
+        for pings in both:
+            pings.close()
+        other.close()
+    assert len(hub.pings) == 1 and sorted(hub.pings[0]) == sorted(urls(*FEEDS)) and hub.problems == []
+    assert store.waiting_for_hubs() == {} and store.hub_state(hub.url).in_flight_until is None
+    assert None in left
 
 
 def test_a_hub_at_a_loopback_address_is_reached_only_with_allow_private(hub: Hub) -> None:
