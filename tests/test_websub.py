@@ -420,6 +420,36 @@ def test_two_processes_on_one_store_ping_a_hub_once(store: Store, hub: Hub) -> N
     assert None in left
 
 
+def test_two_builds_keeping_the_same_urls_at_once_both_succeed(store: Store) -> None:
+    """Each build keeps its URLs waiting in one statement per part (an upsert): on PostgreSQL,
+    a DELETE then an INSERT of the same keys by two transactions at once fails one of them."""
+    hubs, feeds = ["https://hub.example/", "https://other.example/"], [f"https://www.example.org/{p}" for p in FEEDS]
+    other = Store(store.engine.url.render_as_string(hide_password=False))
+    start, failed = threading.Barrier(2), []
+
+    def keep(opened: Store) -> None:
+        start.wait()
+        for _ in range(30):
+            try:
+                opened.publish_to_hubs(hubs, feeds)
+                opened.set_hub_state(replace(opened.hub_state(hubs[0]), attempts=1))
+            except Exception as exc:  # noqa: BLE001 - what the test counts
+                failed.append(exc)
+
+    threads = [threading.Thread(target=keep, args=(opened,)) for opened in (store, other)]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+    finally:
+        other.close()
+    assert failed == []
+    assert {hub: [w.url for w in items] for hub, items in store.waiting_for_hubs().items()} == {
+        hub: sorted(feeds) for hub in hubs
+    }
+
+
 def test_a_hub_at_a_loopback_address_is_reached_only_with_allow_private(hub: Hub) -> None:
     answer = websub.ping(hub.url, ["https://www.example.org/rss.xml"], 5, AddressGuard())
     assert not answer.taken and not answer.retry and "loopback" in answer.reason and "allow_private" in answer.reason

@@ -27,12 +27,14 @@ from sqlalchemy import and_, delete, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.sql import Executable
 
 from .schema import meta_table
 
 PENDING_PREFIX = "websub:pending:"  # + hub hash + ":" + URL hash; value {"hub", "url", "token"}
 HUB_PREFIX = "websub:hub:"  # + hub hash; value: HubState as JSON
 DELETE_BATCH = 100  # rows one DELETE names at most
+UPSERT_BATCH = 500  # rows one INSERT holds at most (SQLite takes 32,766 parameters)
 
 
 def _hash(text: str) -> str:
@@ -114,9 +116,9 @@ class WebSubStore:
                 others = and_(m.key.startswith(prefix, autoescape=True),
                               *(~m.key.startswith(prefix + h, autoescape=True) for h in kept))  # fmt: skip
                 conn.execute(delete(meta_table).where(others))
-            if rows:
-                conn.execute(delete(meta_table).where(m.key.in_([row.key for row in rows])))
-                conn.execute(insert(meta_table), [{"key": row.key, "value": _waiting_json(row)} for row in rows])
+            for start in range(0, len(rows), UPSERT_BATCH):  # one statement: no DELETE then INSERT to race
+                values = [{"key": row.key, "value": _waiting_json(row)} for row in rows[start : start + UPSERT_BATCH]]
+                conn.execute(_meta_upsert(conn, values))
 
     def waiting_for(self, hub: str) -> list[Waiting]:
         """The URLs waiting for `hub`, in URL order."""
@@ -191,16 +193,17 @@ class WebSubStore:
         return HubState.from_json(text) if text else HubState(hub)
 
     def set_hub_state(self, state: HubState) -> None:
-        key = HUB_PREFIX + _hash(state.hub)
         with self.engine.begin() as conn:
-            conn.execute(delete(meta_table).where(meta_table.c.key == key))
-            conn.execute(insert(meta_table).values(key=key, value=state.as_json()))
+            conn.execute(_meta_upsert(conn, [{"key": HUB_PREFIX + _hash(state.hub), "value": state.as_json()}]))
 
 
 def _waiting_json(waiting: Waiting) -> str:
     return json.dumps({"hub": waiting.hub, "url": waiting.url, "token": waiting.token}, sort_keys=True)
 
 
-def _meta_insert(conn: Connection) -> sqlite.Insert | postgresql.Insert:
-    """An INSERT into `meta` that can be told what to do on a key already there."""
-    return postgresql.insert(meta_table) if conn.dialect.name == "postgresql" else sqlite.insert(meta_table)
+def _meta_upsert(conn: Connection, values: list[dict[str, str]]) -> Executable:
+    """INSERT these `meta` rows, a key already there taking the new value (two processes writing
+    one key at once: the later value stands, neither fails)."""
+    added = postgresql.insert(meta_table) if conn.dialect.name == "postgresql" else sqlite.insert(meta_table)
+    added = added.values(values)
+    return added.on_conflict_do_update(index_elements=[meta_table.c.key], set_={"value": added.excluded.value})
