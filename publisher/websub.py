@@ -34,7 +34,7 @@ import requests
 
 from . import __version__
 from .sources.addresses import AddressGuard, AddressRefused, GuardedAdapter, OutOfTime, guarded
-from .store import HubState, Store
+from .store import HubState, Store, Waiting
 
 log = logging.getLogger(__name__)
 
@@ -96,13 +96,14 @@ class HubPings:
     def __init__(
         self,
         store: Store,
+        hubs: Sequence[str],  # the configured ones: rows left for another are not sent
         timeout: float = 10.0,
         allow_private: bool = False,
         guard: AddressGuard | None = None,  # tests: another guard than AddressGuard(allow_private)
         retry: tuple[float, float] | None = None,  # the first wait and the longest (FIRST_RETRY, LAST_RETRY)
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
-        self.store, self.timeout, self.clock = store, timeout, clock
+        self.store, self.hubs, self.timeout, self.clock = store, tuple(hubs), timeout, clock
         self.retry = retry or (FIRST_RETRY, LAST_RETRY)
         self.guard = guard or AddressGuard(allow_private=allow_private)
         self._lock = threading.Lock()
@@ -147,18 +148,23 @@ class HubPings:
         POST and what waits read only then, so another process on the store never sends the
         same URLs too. Returns the seconds until the next hub is due (or let go by another
         process), None when nothing waits."""
-        waiting = self.store.waiting_for_hubs()
+        waiting = self._waiting()
         self._round = sum(-(-len(items) // PING_BATCH) for items in waiting.values())
         for hub in waiting:
             while self._deliver(hub):
                 pass
-        left = self.store.waiting_for_hubs()  # a build may have added some meanwhile
+        left = self._waiting()  # a build may have added some meanwhile
         if not left:
             return None
         now = self.clock()
         states = [self.store.hub_state(hub) for hub in left]
         tries = [max((m for m in (s.next_try, s.in_flight_until) if m is not None), default=now) for s in states]
         return min(max(0.0, (due - now).total_seconds()) for due in tries)
+
+    def _waiting(self) -> dict[str, list[Waiting]]:
+        """What waits for the configured hubs (a hub removed from the config is not pinged; its
+        rows go at the next build that keeps URLs waiting)."""
+        return {hub: items for hub, items in self.store.waiting_for_hubs().items() if hub in self.hubs}
 
     def _deliver(self, hub: str) -> bool:
         """One POST of what waits for `hub`, if it is due and no other process holds it; True

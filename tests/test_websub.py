@@ -289,7 +289,7 @@ def test_a_hub_that_is_down_fails_no_build_and_gets_the_urls_at_the_next(site: S
 
     hub.answers = [(204, "")]
     store = Store(f"sqlite:///{site.db}")
-    pings = HubPings(store, timeout=5, guard=AddressGuard(allow_private=True))
+    pings = HubPings(store, [hub.url], timeout=5, guard=AddressGuard(allow_private=True))
     try:  # as the next build or `publisher run`'s start does, once the hub's next try is due
         assert pings.deliver_due() is not None and len(hub.pings) == 1  # not due yet: 30 s after the failure
         pings.clock = lambda: websub.datetime.now(websub.UTC) + websub.timedelta(seconds=31)
@@ -374,7 +374,7 @@ def test_a_url_published_again_during_a_ping_keeps_waiting(store: Store) -> None
 def test_1100_urls_go_in_posts_of_100_and_stop_waiting(store: Store, hub: Hub) -> None:
     many = [f"https://www.example.org/c{i:04}/atom.xml" for i in range(1100)]
     store.publish_to_hubs([hub.url], many)
-    pings = HubPings(store, timeout=5, guard=AddressGuard(allow_private=True))
+    pings = HubPings(store, [hub.url], timeout=5, guard=AddressGuard(allow_private=True))
     try:
         assert pings.deliver_due() is None
     finally:
@@ -396,7 +396,7 @@ def test_two_processes_on_one_store_ping_a_hub_once(store: Store, hub: Hub) -> N
     hub.delay = 0.5
     store.publish_to_hubs([hub.url], [f"https://www.example.org/{path}" for path in FEEDS])
     other = Store(store.engine.url.render_as_string(hide_password=False))
-    both = [HubPings(opened, timeout=5, guard=AddressGuard(allow_private=True)) for opened in (store, other)]
+    both = [HubPings(opened, [hub.url], timeout=5, guard=AddressGuard(allow_private=True)) for opened in (store, other)]
     start = threading.Barrier(2)
     left: list[float | None] = []
 
@@ -448,6 +448,18 @@ def test_two_builds_keeping_the_same_urls_at_once_both_succeed(store: Store) -> 
     assert {hub: [w.url for w in items] for hub, items in store.waiting_for_hubs().items()} == {
         hub: sorted(feeds) for hub in hubs
     }
+
+
+def test_a_hub_no_longer_configured_is_not_pinged(store: Store, httpserver: HTTPServer) -> None:
+    """`publisher run`'s start sends what waited: not to a hub removed from the config since."""
+    removed, kept = Hub(httpserver, "/removed"), Hub(httpserver, "/kept")
+    store.publish_to_hubs([removed.url, kept.url], ["https://www.example.org/rss.xml"])
+    pings = HubPings(store, [kept.url], timeout=5, guard=AddressGuard(allow_private=True))
+    try:
+        assert pings.deliver_due() is None
+    finally:
+        pings.close()
+    assert removed.pings == [] and kept.pings == [["https://www.example.org/rss.xml"]]
 
 
 def test_a_hub_at_a_loopback_address_is_reached_only_with_allow_private(hub: Hub) -> None:

@@ -39,7 +39,7 @@ class WebSubServices:
             from ..websub import HubPings
 
             config = self.settings.websub
-            self.hub_pings = HubPings(self.store, config.timeout, config.allow_private)
+            self.hub_pings = HubPings(self.store, config.hubs, config.timeout, config.allow_private)
             self._owns_hub_pings = True
         return self.hub_pings
 
