@@ -110,7 +110,7 @@ class HubPings:
         self._wake = threading.Event()
         self._closing = threading.Event()
         self._thread: threading.Thread | None = None
-        self._round = 1  # hubs in the round in flight: how long `close` may wait
+        self._round = 0  # POSTs in the round in flight (none before the first): how long `close` may wait
 
     def keep_waiting(self, hubs: Sequence[str], urls: Sequence[str]) -> None:
         """Every URL waits for every hub in the store (hubs not in `hubs` are forgotten); `wake`
@@ -141,6 +141,10 @@ class HubPings:
                     self._thread = None
                     return
             self._wake.wait(wait)
+            with self._lock:
+                if self._closing.is_set():  # woken by `close`: no new round
+                    self._thread = None
+                    return
 
     def deliver_due(self) -> float | None:
         """Ping each hub whose next try is due with all that waits for it, `PING_BATCH` URLs a
@@ -150,9 +154,12 @@ class HubPings:
         process), None when nothing waits."""
         waiting = self._waiting()
         self._round = sum(-(-len(items) // PING_BATCH) for items in waiting.values())
-        for hub in waiting:
-            while self._deliver(hub):
-                pass
+        try:
+            for hub in waiting:
+                while self._deliver(hub):
+                    pass
+        finally:
+            self._round = 0
         left = self._waiting()  # a build may have added some meanwhile
         if not left:
             return None
@@ -215,7 +222,7 @@ class HubPings:
 
     def close(self) -> None:
         """Let the round in flight end (each ping is cut at `timeout`), then stop; what waits
-        stays in the store."""
+        stays in the store. Waiting between rounds, the thread stops at once."""
         with self._lock:
             self._closing.set()
             self._wake.set()

@@ -462,6 +462,26 @@ def test_a_hub_no_longer_configured_is_not_pinged(store: Store, httpserver: HTTP
     assert removed.pings == [] and kept.pings == [["https://www.example.org/rss.xml"]]
 
 
+def test_close_waits_for_pings_in_flight_only(tmp_path: Path, hub: Hub, quick_retries: None) -> None:
+    """`close` waits `timeout` per POST of the round in flight, and only a couple of seconds
+    for a thread with none (here one held up in the store)."""
+
+    class SlowStore(Store):
+        def waiting_for_hubs(self) -> dict[str, list[websub.Waiting]]:
+            time.sleep(3.5)
+            return super().waiting_for_hubs()
+
+    store = SlowStore(f"sqlite:///{tmp_path / 'store.db'}")
+    pings = HubPings(store, [hub.url], timeout=5, guard=AddressGuard(allow_private=True))
+    pings.wake()
+    started = time.monotonic()
+    pings.close()
+    assert time.monotonic() - started < 3
+    while pings._thread is not None and time.monotonic() - started < 10:  # let it end before the store goes
+        time.sleep(0.05)
+    store.close()
+
+
 def test_a_hub_at_a_loopback_address_is_reached_only_with_allow_private(hub: Hub) -> None:
     answer = websub.ping(hub.url, ["https://www.example.org/rss.xml"], 5, AddressGuard())
     assert not answer.taken and not answer.retry and "loopback" in answer.reason and "allow_private" in answer.reason
