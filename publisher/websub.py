@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 FIRST_RETRY = 30.0  # seconds after a first failure; doubled after each one
 LAST_RETRY = 3600.0  # seconds at most between two tries
 PING_BATCH = 100  # hub.url values in one POST at most: more wait for the next POST
+ANSWER_LIMIT = 4096  # bytes of a hub's answer read at most
 CLAIM_MARGIN = 10.0  # seconds a claim on a hub outlasts the ping's `timeout`
 USER_AGENT = f"publisher/{__version__} (WebSub publisher; +https://github.com/publisher-feeds/publisher)"
 
@@ -67,8 +68,11 @@ def ping(hub: str, urls: Sequence[str], timeout: float, guard: AddressGuard) -> 
     adapter = GuardedAdapter(guard)
     try:
         with guarded(requests.Session(), adapter) as session, adapter.cut_after(timeout):
-            answer = session.post(hub, data=publish_body(urls), headers=headers, timeout=timeout, allow_redirects=False)
-            text = answer.text
+            answer = session.post(hub, data=publish_body(urls), headers=headers, timeout=timeout,
+                                  allow_redirects=False, stream=True)  # fmt: skip
+            with answer:  # its first KiBs: enough for the line logged, and a hub may send no end
+                head = answer.raw.read(ANSWER_LIMIT, decode_content=True)
+            text = head.decode(answer.encoding or "utf-8", errors="replace")
     except AddressRefused as exc:
         return Answer(False, reason=f"{exc}; set [websub] allow_private = true for a hub of yours")
     except (requests.RequestException, OutOfTime, OSError) as exc:

@@ -482,6 +482,23 @@ def test_close_waits_for_pings_in_flight_only(tmp_path: Path, hub: Hub, quick_re
     store.close()
 
 
+def test_a_hub_answer_without_end_is_read_only_as_far_as_its_first_kib(httpserver: HTTPServer) -> None:
+    def endless(_request: Request) -> Response:
+        def body() -> Iterator[bytes]:
+            yield b"topic not allowed\n" + b"x" * 8192
+            for _ in range(200):
+                time.sleep(0.05)
+                yield b"x" * 65536
+
+        return Response(body(), status=403)
+
+    httpserver.expect_request("/hub").respond_with_handler(endless)
+    started = time.monotonic()
+    answer = websub.ping(httpserver.url_for("/hub"), ["https://www.example.org/rss.xml"], 3, AddressGuard(True))
+    assert (answer.taken, answer.retry) == (False, False) and answer.reason == "HTTP 403: topic not allowed"
+    assert time.monotonic() - started < 2
+
+
 def test_a_hub_at_a_loopback_address_is_reached_only_with_allow_private(hub: Hub) -> None:
     answer = websub.ping(hub.url, ["https://www.example.org/rss.xml"], 5, AddressGuard())
     assert not answer.taken and not answer.retry and "loopback" in answer.reason and "allow_private" in answer.reason
