@@ -522,12 +522,15 @@ BASE = {"site": {"title": "t", "url": "https://www.example.org"}, "categories": 
          "websub.hubs[1]: 'https://hub.example.org/' is already websub.hubs[0]"),
         (["http://127.0.0.1:8000/hub"], False, "its host is a loopback address"),
         (["http://192.168.1.5/hub"], False, "its host is a private address"),
+        (["https://pubsubhubbub.appspot.com/", "https://me:s3cret@hub.example.org/"], False,
+         "websub.hubs[1]: holds a user name or password, which every feed would publish"),
+        (["https://token@hub.example.org/"], False, "websub.hubs[0]: holds a user name or password"),
     ],
 )  # fmt: skip
 def test_hubs_are_checked_with_their_key(hubs: list[str], allow_private: bool, expected: str) -> None:
     with pytest.raises(ConfigError) as raised:
         validate(BASE | {"websub": {"hubs": hubs, "allow_private": allow_private}})
-    assert expected in str(raised.value)
+    assert expected in str(raised.value) and "s3cret" not in str(raised.value)
 
 
 def test_a_private_hub_with_allow_private_is_fine() -> None:
