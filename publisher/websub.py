@@ -2,19 +2,22 @@
 
 Every feed names each `[websub] hubs` hub in a `rel="hub"` link beside its `rel="self"`
 (publisher.feeds), and the feed server sends both as `Link` headers (publisher.web.feeds).
-After a build wrote feeds, `HubPings.publish` keeps each changed feed's URL waiting for each
-hub in the store, and a thread of its own POSTs one `hub.mode=publish` per hub with every URL
-waiting for it (`hub.url` repeated, the form Google's hub and websubhub.com take; at most
-`PING_BATCH` of them, several POSTs in turn when more wait). The hub's answer to each decides:
+A build keeps each changed feed's URL waiting for each hub in the store (`keep_waiting`, before
+it forgets what changed), and a thread of its own (`wake`) POSTs `hub.mode=publish` to each
+configured hub with the URLs waiting for it (`hub.url` repeated, the form Google's hub and
+websubhub.com take; at most `PING_BATCH` of them, several POSTs in turn when more wait), each
+after claiming the hub in the store, so that two processes on one store never send the same
+URLs. The hub's answer to each POST decides:
 
 - 2xx: taken; those URLs stop waiting;
 - 429, 5xx, no answer in `timeout` seconds, a connection that fails: tried again after a
   backoff (30 s, doubling, at most an hour; a `Retry-After` in seconds is honoured), by the
   thread while its process lives, else by the next build or `publisher run`'s start;
 - anything else (a 4xx, a redirect): refused; logged with the first line of the hub's answer
-  and the URLs dropped, since asking again would be refused again.
+  (of its first `ANSWER_LIMIT` bytes) and the URLs dropped, since asking again would be
+  refused again.
 
-The build never waits for a hub. `close` lets the round in flight end (each ping is cut at
+The build never waits for a hub. `close` lets the round in flight end (each POST is cut at
 `timeout`) and stops, so `publisher build` still tells the hubs before it exits; whatever a
 hub did not take stays waiting in the store. As for a web source, a hub is reached only at a
 public address unless `allow_private`, checked as the socket connects, without proxies.
