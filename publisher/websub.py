@@ -2,19 +2,22 @@
 
 Every feed names each `[websub] hubs` hub in a `rel="hub"` link beside its `rel="self"`
 (publisher.feeds), and the feed server sends both as `Link` headers (publisher.web.feeds).
-After a build wrote feeds, `HubPings.publish` keeps each changed feed's URL waiting for each
-hub in the store, and a thread of its own POSTs one `hub.mode=publish` per hub with every URL
-waiting for it (`hub.url` repeated, the form Google's hub and websubhub.com take). The hub's
-answer decides:
+A build keeps each changed feed's URL waiting for each hub in the store (`keep_waiting`, before
+it forgets what changed), and a thread of its own (`wake`) POSTs `hub.mode=publish` to each
+configured hub with the URLs waiting for it (`hub.url` repeated, the form Google's hub and
+websubhub.com take; at most `PING_BATCH` of them, several POSTs in turn when more wait), each
+after claiming the hub in the store, so that two processes on one store never send the same
+URLs. The hub's answer to each POST decides:
 
 - 2xx: taken; those URLs stop waiting;
 - 429, 5xx, no answer in `timeout` seconds, a connection that fails: tried again after a
   backoff (30 s, doubling, at most an hour; a `Retry-After` in seconds is honoured), by the
   thread while its process lives, else by the next build or `publisher run`'s start;
 - anything else (a 4xx, a redirect): refused; logged with the first line of the hub's answer
-  and the URLs dropped, since asking again would be refused again.
+  (of its first `ANSWER_LIMIT` bytes) and the URLs dropped, since asking again would be
+  refused again.
 
-The build never waits for a hub. `close` lets the round in flight end (each ping is cut at
+The build never waits for a hub. `close` lets the round in flight end (each POST is cut at
 `timeout`) and stops, so `publisher build` still tells the hubs before it exits; whatever a
 hub did not take stays waiting in the store. As for a web source, a hub is reached only at a
 public address unless `allow_private`, checked as the socket connects, without proxies.
@@ -40,6 +43,9 @@ log = logging.getLogger(__name__)
 
 FIRST_RETRY = 30.0  # seconds after a first failure; doubled after each one
 LAST_RETRY = 3600.0  # seconds at most between two tries
+PING_BATCH = 100  # hub.url values in one POST at most: more wait for the next POST
+ANSWER_LIMIT = 4096  # bytes of a hub's answer read at most
+CLAIM_MARGIN = 10.0  # seconds a claim on a hub outlasts the ping's `timeout`
 USER_AGENT = f"publisher/{__version__} (WebSub publisher; +https://github.com/publisher-feeds/publisher)"
 
 
@@ -65,8 +71,11 @@ def ping(hub: str, urls: Sequence[str], timeout: float, guard: AddressGuard) -> 
     adapter = GuardedAdapter(guard)
     try:
         with guarded(requests.Session(), adapter) as session, adapter.cut_after(timeout):
-            answer = session.post(hub, data=publish_body(urls), headers=headers, timeout=timeout, allow_redirects=False)
-            text = answer.text
+            answer = session.post(hub, data=publish_body(urls), headers=headers, timeout=timeout,
+                                  allow_redirects=False, stream=True)  # fmt: skip
+            with answer:  # its first KiBs: enough for the line logged, and a hub may send no end
+                head = answer.raw.read(ANSWER_LIMIT, decode_content=True)
+            text = head.decode(answer.encoding or "utf-8", errors="replace")
     except AddressRefused as exc:
         return Answer(False, reason=f"{exc}; set [websub] allow_private = true for a hub of yours")
     except (requests.RequestException, OutOfTime, OSError) as exc:
@@ -94,26 +103,26 @@ class HubPings:
     def __init__(
         self,
         store: Store,
+        hubs: Sequence[str],  # the configured ones: rows left for another are not sent
         timeout: float = 10.0,
         allow_private: bool = False,
         guard: AddressGuard | None = None,  # tests: another guard than AddressGuard(allow_private)
         retry: tuple[float, float] | None = None,  # the first wait and the longest (FIRST_RETRY, LAST_RETRY)
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
-        self.store, self.timeout, self.clock = store, timeout, clock
+        self.store, self.hubs, self.timeout, self.clock = store, tuple(hubs), timeout, clock
         self.retry = retry or (FIRST_RETRY, LAST_RETRY)
         self.guard = guard or AddressGuard(allow_private=allow_private)
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._closing = threading.Event()
         self._thread: threading.Thread | None = None
-        self._round = 1  # hubs in the round in flight: how long `close` may wait
+        self._round = 0  # POSTs in the round in flight (none before the first): how long `close` may wait
 
-    def publish(self, hubs: Sequence[str], urls: Sequence[str]) -> None:
-        """Every URL waits for every hub (hubs not in `hubs` are forgotten), then the thread
-        tells them. A store error is raised: the caller logs it."""
+    def keep_waiting(self, hubs: Sequence[str], urls: Sequence[str]) -> None:
+        """Every URL waits for every hub in the store (hubs not in `hubs` are forgotten); `wake`
+        sends them. A store error is raised: the caller keeps its own marks of what changed."""
         self.store.publish_to_hubs(hubs, urls)
-        self.wake()
 
     def wake(self) -> None:
         """Send what waits and is due, in the background (a build that changed nothing, or
@@ -139,48 +148,80 @@ class HubPings:
                     self._thread = None
                     return
             self._wake.wait(wait)
+            with self._lock:
+                if self._closing.is_set():  # woken by `close`: no new round
+                    self._thread = None
+                    return
 
     def deliver_due(self) -> float | None:
-        """Ping each hub whose next try is due with all that waits for it. Returns the seconds
-        until the next hub is due, None when nothing waits."""
-        waiting = self.store.waiting_for_hubs()
-        now = self.clock()
-        self._round = max(1, len(waiting))
-        for hub, items in waiting.items():
-            state = self.store.hub_state(hub)
-            if state.next_try is None or state.next_try <= now:
-                self._deliver(hub, items, state)
-        left = self.store.waiting_for_hubs()  # a build may have added some meanwhile
+        """Ping each hub whose next try is due with all that waits for it, `PING_BATCH` URLs a
+        POST (the next POST once the hub took one). A hub is claimed in the store before each
+        POST and what waits read only then, so another process on the store never sends the
+        same URLs too. Returns the seconds until the next hub is due (or let go by another
+        process), None when nothing waits."""
+        waiting = self._waiting()
+        self._round = sum(-(-len(items) // PING_BATCH) for items in waiting.values())
+        try:
+            for hub in waiting:
+                while self._deliver(hub):
+                    pass
+        finally:
+            self._round = 0
+        left = self._waiting()  # a build may have added some meanwhile
         if not left:
             return None
         now = self.clock()
-        tries = [self.store.hub_state(hub).next_try for hub in left]
-        return min(max(0.0, (due - now).total_seconds()) if due else 0.0 for due in tries)
+        states = [self.store.hub_state(hub) for hub in left]
+        tries = [max((m for m in (s.next_try, s.in_flight_until) if m is not None), default=now) for s in states]
+        return min(max(0.0, (due - now).total_seconds()) for due in tries)
 
-    def _deliver(self, hub: str, items: list[Waiting], state: HubState) -> None:
-        urls = [item.url for item in items]
-        answer = ping(hub, urls, self.timeout, self.guard)
+    def _waiting(self) -> dict[str, list[Waiting]]:
+        """What waits for the configured hubs (a hub removed from the config is not pinged; its
+        rows go at the next build that keeps URLs waiting)."""
+        return {hub: items for hub, items in self.store.waiting_for_hubs().items() if hub in self.hubs}
+
+    def _deliver(self, hub: str) -> bool:
+        """One POST of what waits for `hub`, if it is due and no other process holds it; True
+        when more may be sent to it now."""
+        now = self.clock()
+        if self.store.claim_hub(hub, now, now + timedelta(seconds=self.timeout + CLAIM_MARGIN)) is None:
+            return False
+        try:
+            items = self.store.waiting_for(hub)[:PING_BATCH]
+            if not items:
+                self.store.release_hub(hub)
+                return False
+            urls = [item.url for item in items]
+            answer = ping(hub, urls, self.timeout, self.guard)
+        except BaseException:
+            self.store.release_hub(hub)
+            raise
         now = self.clock()
         if answer.taken:
             self.store.delivered_to_hub(items)
-            self.store.set_hub_state(replace(state, attempts=0, next_try=None, last_success=now))
+            self.store.release_hub(hub, lambda state: replace(state, attempts=0, next_try=None, last_success=now))
             log.info("WebSub: %s took %d feed URL(s)", hub, len(urls))
-            return
+            return True
         if not answer.retry:
             self.store.delivered_to_hub(items)  # dropped: asking again would be refused again
-            self.store.set_hub_state(replace(state, attempts=0, next_try=None, last_error=answer.reason,
-                                             last_error_at=now, refused=True))  # fmt: skip
+            self.store.release_hub(hub, lambda state: replace(state, attempts=0, next_try=None,
+                                   last_error=answer.reason, last_error_at=now, refused=True))  # fmt: skip
             log.warning("WebSub: %s refused the ping of %d feed URL(s): %s", hub, len(urls), answer.reason)
-            return
-        attempts = state.attempts + 1
+            return True  # the next part is a request of its own
         first, longest = self.retry
-        wait = min(first * 2 ** (attempts - 1), longest)
-        if answer.retry_after is not None:
-            wait = max(wait, min(answer.retry_after, longest))
-        self.store.set_hub_state(replace(state, attempts=attempts, next_try=now + timedelta(seconds=wait),
-                                         last_error=answer.reason, last_error_at=now, refused=False))  # fmt: skip
+
+        def failed(state: HubState) -> HubState:
+            wait = min(first * 2**state.attempts, longest)
+            if answer.retry_after is not None:
+                wait = max(wait, min(answer.retry_after, longest))
+            return replace(state, attempts=state.attempts + 1, next_try=now + timedelta(seconds=wait),
+                           last_error=answer.reason, last_error_at=now, refused=False)  # fmt: skip
+
+        state = self.store.release_hub(hub, failed)
+        wait = (state.next_try - now).total_seconds() if state.next_try else 0.0
         log.warning("WebSub: %s did not take %d feed URL(s) (%s); trying again in %g s", hub, len(urls),
                     answer.reason, wait)  # fmt: skip
+        return False
 
     @property
     def closed(self) -> bool:
@@ -188,7 +229,7 @@ class HubPings:
 
     def close(self) -> None:
         """Let the round in flight end (each ping is cut at `timeout`), then stop; what waits
-        stays in the store."""
+        stays in the store. Waiting between rounds, the thread stops at once."""
         with self._lock:
             self._closing.set()
             self._wake.set()

@@ -48,6 +48,7 @@ class Hub:
         self.pings: list[list[str]] = []  # the hub.url values of each request
         self.problems: list[str] = []
         self.answers: list[tuple[int, str]] = [(204, "")]
+        self.delay = 0.0  # seconds before each answer
         self.lock = threading.Lock()
         server.expect_request(path).respond_with_handler(self.handle)
 
@@ -59,6 +60,7 @@ class Hub:
             self.problems.append(f"content type {request.headers.get('Content-Type')}")
         if form.get("hub.mode") != ["publish"] or set(form) != {"hub.mode", "hub.url"}:
             self.problems.append(f"form {form}")
+        time.sleep(self.delay)
         with self.lock:
             self.pings.append(form.get("hub.url", []))
             status, body = self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
@@ -218,6 +220,39 @@ def test_one_ping_per_build_that_changed_feeds_with_every_changed_url(site: Site
     assert hub.problems == [] and waiting(site) == {}
 
 
+@pytest.mark.parametrize("failing", ["clear_dirty", "publish_to_hubs"])
+def test_a_build_cut_after_its_writes_leaves_the_ping_to_the_next(
+    site: Site, hub: Hub, failing: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The feeds are on disk when the build dies before its marks go (`clear_dirty` raising,
+    as a process killed there) or the store fails to keep the pings ("database is locked"):
+    the next build finds the bytes unchanged and still pings the feeds of the scopes marked."""
+    with_hub(site, hub.url)
+    site.build()
+    hub.wait_for(1)
+    site.article("policy/b.md", "政策解读", date="2026-11-19 09:00")
+    original = getattr(Store, failing)
+
+    def fails_once(self: Store, *args: object) -> None:
+        monkeypatch.setattr(Store, failing, original)
+        raise RuntimeError("database is locked")
+
+    monkeypatch.setattr(Store, failing, fails_once)
+    try:
+        site.build()
+    except RuntimeError:
+        assert failing == "clear_dirty"
+    assert site.feed("policy/rss.xml").count("政策解读".encode()) >= 1
+    report = site.build()  # nothing new on disk
+    assert not [p for p in report.written_paths if p.rsplit("/", 1)[-1] in FEED_FILES]
+    hub.wait_for(2)
+    changed = urls("rss.xml", "atom.xml", "feed.json", "policy/rss.xml", "policy/atom.xml", "policy/feed.json")
+    assert sorted(hub.pings[-1]) == sorted(changed) and waiting(site) == {}
+    site.build()  # the marks are gone now: no more pings
+    time.sleep(0.3)
+    assert len(hub.pings) == 2 and hub.problems == []
+
+
 def test_each_hub_gets_its_own_ping(site: Site, httpserver: HTTPServer) -> None:
     first, second = Hub(httpserver, "/one"), Hub(httpserver, "/two")
     with_hub(site, first.url, second.url)
@@ -254,7 +289,7 @@ def test_a_hub_that_is_down_fails_no_build_and_gets_the_urls_at_the_next(site: S
 
     hub.answers = [(204, "")]
     store = Store(f"sqlite:///{site.db}")
-    pings = HubPings(store, timeout=5, guard=AddressGuard(allow_private=True))
+    pings = HubPings(store, [hub.url], timeout=5, guard=AddressGuard(allow_private=True))
     try:  # as the next build or `publisher run`'s start does, once the hub's next try is due
         assert pings.deliver_due() is not None and len(hub.pings) == 1  # not due yet: 30 s after the failure
         pings.clock = lambda: websub.datetime.now(websub.UTC) + websub.timedelta(seconds=31)
@@ -336,6 +371,134 @@ def test_a_url_published_again_during_a_ping_keeps_waiting(store: Store) -> None
     assert store.hub_state(hub).attempts == 0  # forgotten with it
 
 
+def test_1100_urls_go_in_posts_of_100_and_stop_waiting(store: Store, hub: Hub) -> None:
+    many = [f"https://www.example.org/c{i:04}/atom.xml" for i in range(1100)]
+    store.publish_to_hubs([hub.url], many)
+    pings = HubPings(store, [hub.url], timeout=5, guard=AddressGuard(allow_private=True))
+    try:
+        assert pings.deliver_due() is None
+    finally:
+        pings.close()
+    assert [len(sent) for sent in hub.pings] == [100] * 11 and sorted(sum(hub.pings, [])) == many
+    assert store.waiting_for_hubs() == {} and hub.problems == []
+
+
+def test_1100_urls_taken_at_once_stop_waiting(store: Store) -> None:
+    many = [f"https://www.example.org/c{i:04}/atom.xml" for i in range(1100)]
+    store.publish_to_hubs(["https://hub.example/"], many)
+    store.delivered_to_hub(store.waiting_for_hubs()["https://hub.example/"])
+    assert store.waiting_for_hubs() == {}
+
+
+def test_two_processes_on_one_store_ping_a_hub_once(store: Store, hub: Hub) -> None:
+    """`publisher run` and a `publisher build` waking at once: the one that claims the hub
+    pings it; the other finds the hub held, then nothing waiting."""
+    hub.delay = 0.5
+    store.publish_to_hubs([hub.url], [f"https://www.example.org/{path}" for path in FEEDS])
+    other = Store(store.engine.url.render_as_string(hide_password=False))
+    both = [HubPings(opened, [hub.url], timeout=5, guard=AddressGuard(allow_private=True)) for opened in (store, other)]
+    start = threading.Barrier(2)
+    left: list[float | None] = []
+
+    def deliver(pings: HubPings) -> None:
+        start.wait()
+        left.append(pings.deliver_due())
+
+    threads = [threading.Thread(target=deliver, args=(pings,)) for pings in both]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(10)
+        assert all(pings.deliver_due() is None for pings in both)  # and again, after
+    finally:
+        for pings in both:
+            pings.close()
+        other.close()
+    assert len(hub.pings) == 1 and sorted(hub.pings[0]) == sorted(urls(*FEEDS)) and hub.problems == []
+    assert store.waiting_for_hubs() == {} and store.hub_state(hub.url).in_flight_until is None
+    assert None in left
+
+
+def test_two_builds_keeping_the_same_urls_at_once_both_succeed(store: Store) -> None:
+    """Each build keeps its URLs waiting in one statement per part (an upsert): on PostgreSQL,
+    a DELETE then an INSERT of the same keys by two transactions at once fails one of them."""
+    hubs, feeds = ["https://hub.example/", "https://other.example/"], [f"https://www.example.org/{p}" for p in FEEDS]
+    other = Store(store.engine.url.render_as_string(hide_password=False))
+    start, failed = threading.Barrier(2), []
+
+    def keep(opened: Store) -> None:
+        start.wait()
+        for _ in range(30):
+            try:
+                opened.publish_to_hubs(hubs, feeds)
+                opened.set_hub_state(replace(opened.hub_state(hubs[0]), attempts=1))
+            except Exception as exc:  # noqa: BLE001 - what the test counts
+                failed.append(exc)
+
+    threads = [threading.Thread(target=keep, args=(opened,)) for opened in (store, other)]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+    finally:
+        other.close()
+    assert failed == []
+    assert {hub: [w.url for w in items] for hub, items in store.waiting_for_hubs().items()} == {
+        hub: sorted(feeds) for hub in hubs
+    }
+
+
+def test_a_hub_no_longer_configured_is_not_pinged(store: Store, httpserver: HTTPServer) -> None:
+    """`publisher run`'s start sends what waited: not to a hub removed from the config since."""
+    removed, kept = Hub(httpserver, "/removed"), Hub(httpserver, "/kept")
+    store.publish_to_hubs([removed.url, kept.url], ["https://www.example.org/rss.xml"])
+    pings = HubPings(store, [kept.url], timeout=5, guard=AddressGuard(allow_private=True))
+    try:
+        assert pings.deliver_due() is None
+    finally:
+        pings.close()
+    assert removed.pings == [] and kept.pings == [["https://www.example.org/rss.xml"]]
+
+
+def test_close_waits_for_pings_in_flight_only(tmp_path: Path, hub: Hub, quick_retries: None) -> None:
+    """`close` waits `timeout` per POST of the round in flight, and only a couple of seconds
+    for a thread with none (here one held up in the store)."""
+
+    class SlowStore(Store):
+        def waiting_for_hubs(self) -> dict[str, list[websub.Waiting]]:
+            time.sleep(3.5)
+            return super().waiting_for_hubs()
+
+    store = SlowStore(f"sqlite:///{tmp_path / 'store.db'}")
+    pings = HubPings(store, [hub.url], timeout=5, guard=AddressGuard(allow_private=True))
+    pings.wake()
+    started = time.monotonic()
+    pings.close()
+    assert time.monotonic() - started < 3
+    while pings._thread is not None and time.monotonic() - started < 10:  # let it end before the store goes
+        time.sleep(0.05)
+    store.close()
+
+
+def test_a_hub_answer_without_end_is_read_only_as_far_as_its_first_kib(httpserver: HTTPServer) -> None:
+    def endless(_request: Request) -> Response:
+        def body() -> Iterator[bytes]:
+            yield b"topic not allowed\n" + b"x" * 8192
+            for _ in range(200):
+                time.sleep(0.05)
+                yield b"x" * 65536
+
+        return Response(body(), status=403)
+
+    httpserver.expect_request("/hub").respond_with_handler(endless)
+    started = time.monotonic()
+    answer = websub.ping(httpserver.url_for("/hub"), ["https://www.example.org/rss.xml"], 3, AddressGuard(True))
+    assert (answer.taken, answer.retry) == (False, False) and answer.reason == "HTTP 403: topic not allowed"
+    assert time.monotonic() - started < 2
+
+
 def test_a_hub_at_a_loopback_address_is_reached_only_with_allow_private(hub: Hub) -> None:
     answer = websub.ping(hub.url, ["https://www.example.org/rss.xml"], 5, AddressGuard())
     assert not answer.taken and not answer.retry and "loopback" in answer.reason and "allow_private" in answer.reason
@@ -359,12 +522,15 @@ BASE = {"site": {"title": "t", "url": "https://www.example.org"}, "categories": 
          "websub.hubs[1]: 'https://hub.example.org/' is already websub.hubs[0]"),
         (["http://127.0.0.1:8000/hub"], False, "its host is a loopback address"),
         (["http://192.168.1.5/hub"], False, "its host is a private address"),
+        (["https://pubsubhubbub.appspot.com/", "https://me:s3cret@hub.example.org/"], False,
+         "websub.hubs[1]: holds a user name or password, which every feed would publish"),
+        (["https://token@hub.example.org/"], False, "websub.hubs[0]: holds a user name or password"),
     ],
 )  # fmt: skip
 def test_hubs_are_checked_with_their_key(hubs: list[str], allow_private: bool, expected: str) -> None:
     with pytest.raises(ConfigError) as raised:
         validate(BASE | {"websub": {"hubs": hubs, "allow_private": allow_private}})
-    assert expected in str(raised.value)
+    assert expected in str(raised.value) and "s3cret" not in str(raised.value)
 
 
 def test_a_private_hub_with_allow_private_is_fine() -> None:

@@ -347,14 +347,20 @@ class App(SourceServices, MailServices, WatchServices, WebSubServices):
         archive = self.archive
         if archive is not None:  # a sent digest's page, when missing; all of them when reshaped
             archive.write(everything=reshaped)
-        store.clear_dirty(dirty)
-        if reshaped:
-            store.set_meta("render_signature", signature)
+        # The pings wait in the store before the marks of what changed go: a build killed in
+        # between, or a store that failed, leaves the marks, and the next build pings again
+        # (every feed of a scope still marked, even when its bytes are on disk already).
+        changed = [s for s in scopes if reshaped or (s.slug if s else SITE_SCOPE) in dirty]
+        announced = sorted({*written, *(path for scope in changed for path in output.scope_files(scope))})
+        if self.keep_pings(announced):
+            store.clear_dirty(dirty)
+            if reshaped:
+                store.set_meta("render_signature", signature)
         report.feeds_written += len(written)
         self.metrics.feeds_written(len(written))
         report.feeds_unchanged += output.file_count() - len(written)
         report.written_paths = written
-        self.announce_feeds(written)
+        self.announce_feeds()
 
     def build(self, report: BuildReport, strict: bool = False, tick: Tick = lambda _n: None) -> None:
         self.ingest(report, strict, tick)

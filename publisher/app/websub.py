@@ -39,24 +39,30 @@ class WebSubServices:
             from ..websub import HubPings
 
             config = self.settings.websub
-            self.hub_pings = HubPings(self.store, config.timeout, config.allow_private)
+            self.hub_pings = HubPings(self.store, config.hubs, config.timeout, config.allow_private)
             self._owns_hub_pings = True
         return self.hub_pings
 
-    def announce_feeds(self, written: Sequence[str]) -> None:
-        """After a build: the feeds it wrote (paths in the output folder) wait for each hub, and
-        what waited before is tried again if due. Never fails the build."""
+    def keep_pings(self, feeds: Sequence[str]) -> bool:
+        """Before a build forgets what it changed (its dirty marks, the site's signature): each
+        of `feeds` (paths in the output folder; other files are skipped) waits for each hub in
+        the store. False when the store failed: the caller keeps its marks, so the next build
+        announces these feeds again (a repeated ping is harmless, a lost one is not)."""
         pings = self.websub
-        if pings is None:
-            return
-        urls = [self.links.of(path) for path in written if path.rsplit("/", 1)[-1] in FEED_FILES]
+        urls = [self.links.of(path) for path in feeds if path.rsplit("/", 1)[-1] in FEED_FILES]
+        if pings is None or not urls:
+            return True
         try:
-            if urls:
-                pings.publish(self.settings.websub.hubs, urls)
-            else:
-                pings.wake()
-        except Exception as exc:  # noqa: BLE001 - the hubs are told later or not at all, the feeds stand
+            pings.keep_waiting(self.settings.websub.hubs, urls)
+        except Exception as exc:  # noqa: BLE001 - the feeds stand; the next build keeps them waiting
             log.warning("WebSub: could not keep the pings of %d feed(s) for the hubs: %s", len(urls), exc)
+            return False
+        return True
+
+    def announce_feeds(self) -> None:
+        """After a build: what waits for the hubs is sent if due, in the background."""
+        if self.websub is not None:
+            self.websub.wake()
 
     def websub_view(self) -> dict[str, Any] | None:
         """The configured hubs' health (`/healthz`, `publisher status`); None without hubs."""

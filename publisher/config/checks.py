@@ -254,12 +254,18 @@ def _check_admin(admin: AdminConfig) -> list[tuple[str, str, str]]:
 
 def _check_websub(websub: WebSubConfig) -> list[tuple[str, str, str]]:
     """Each hub an absolute http(s) URL of plain URL characters (it goes into every feed and a
-    `Link` header), named once, and public unless `allow_private` (checked again as it connects)."""
+    `Link` header), with no user name or password (they would be published there too; the
+    message does not repeat them), named once, and public unless `allow_private` (checked again
+    as it connects)."""
     from ..sources.addresses import private_host
 
     problems = _unique([(f"websub.hubs[{i}]", hub) for i, hub in enumerate(websub.hubs)], "name each hub once")
     for i, hub in enumerate(websub.hubs):
         key = f"websub.hubs[{i}]"
+        if "@" in urlsplit(hub).netloc:
+            fix = "remove them: a hub is named in every public feed, and a publish ping needs no account"
+            problems.append((key, "holds a user name or password, which every feed would publish", fix))
+            continue
         found = http_url(key, hub, "https://pubsubhubbub.appspot.com/")
         if not found and quote(hub, safe=_URL_CHARACTERS) != hub:
             fix = "percent-encode it (%20 for a space; an IDN host in its xn-- form); no <, >, quotes or spaces"

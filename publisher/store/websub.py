@@ -6,6 +6,12 @@ write the same row: a URL published again while a ping carrying it is in flight 
 token, and the ping's delivery removes only the rows whose token it sent. One row per hub for
 its state (attempts, the next try, the last error and success), written by the pings alone.
 Nothing here is lost when a process stops: a URL stays waiting until a hub took it.
+
+Two processes on one store (`publisher run` and a `publisher build`) ping a hub one at a time:
+a process claims the hub first (`claim_hub`: `in_flight_until` set in its state row by an
+UPDATE that names the value it read, so of two claiming at once one wins), reads what waits
+only then, and lets the claim go with the hub's new state (`release_hub`). A claim left by a
+process that died ends at its `in_flight_until`.
 """
 
 from __future__ import annotations
@@ -13,17 +19,22 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime
 
-from sqlalchemy import and_, delete, insert, or_, select
-from sqlalchemy.engine import Engine
+from sqlalchemy import and_, delete, insert, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.sql import Executable
 
 from .schema import meta_table
 
 PENDING_PREFIX = "websub:pending:"  # + hub hash + ":" + URL hash; value {"hub", "url", "token"}
 HUB_PREFIX = "websub:hub:"  # + hub hash; value: HubState as JSON
+DELETE_BATCH = 100  # rows one DELETE names at most
+UPSERT_BATCH = 500  # rows one INSERT holds at most (SQLite takes 32,766 parameters)
 
 
 def _hash(text: str) -> str:
@@ -46,7 +57,8 @@ class Waiting:
 @dataclass(frozen=True, slots=True)
 class HubState:
     """How a hub's pings went: `attempts` failed in a row, when the next may go, the last error
-    (`refused`: the hub said no, a 4xx; the URLs were dropped) and the last ping it took."""
+    (`refused`: the hub said no, a 4xx; the URLs were dropped), the last ping it took, and
+    until when a process pinging it holds it (`in_flight_until`)."""
 
     hub: str
     attempts: int = 0
@@ -55,6 +67,11 @@ class HubState:
     last_error_at: datetime | None = None
     refused: bool = False
     last_success: datetime | None = None
+    in_flight_until: datetime | None = None
+
+    def free(self, now: datetime) -> bool:
+        """Its next try is due and no process holds it."""
+        return all(moment is None or moment <= now for moment in (self.next_try, self.in_flight_until))
 
     @property
     def failing(self) -> bool:
@@ -67,7 +84,8 @@ class HubState:
 
         return json.dumps({"hub": self.hub, "attempts": self.attempts, "next_try": moment(self.next_try),
                            "last_error": self.last_error, "last_error_at": moment(self.last_error_at),
-                           "refused": self.refused, "last_success": moment(self.last_success)})  # fmt: skip
+                           "refused": self.refused, "last_success": moment(self.last_success),
+                           "in_flight_until": moment(self.in_flight_until)})  # fmt: skip
 
     @classmethod
     def from_json(cls, text: str) -> HubState:
@@ -77,7 +95,8 @@ class HubState:
             return datetime.fromisoformat(raw[key]) if raw.get(key) else None
 
         return cls(raw["hub"], int(raw.get("attempts", 0)), moment("next_try"), raw.get("last_error"),
-                   moment("last_error_at"), bool(raw.get("refused")), moment("last_success"))  # fmt: skip
+                   moment("last_error_at"), bool(raw.get("refused")), moment("last_success"),
+                   moment("in_flight_until"))  # fmt: skip
 
 
 class WebSubStore:
@@ -97,9 +116,54 @@ class WebSubStore:
                 others = and_(m.key.startswith(prefix, autoescape=True),
                               *(~m.key.startswith(prefix + h, autoescape=True) for h in kept))  # fmt: skip
                 conn.execute(delete(meta_table).where(others))
-            if rows:
-                conn.execute(delete(meta_table).where(m.key.in_([row.key for row in rows])))
-                conn.execute(insert(meta_table), [{"key": row.key, "value": _waiting_json(row)} for row in rows])
+            for start in range(0, len(rows), UPSERT_BATCH):  # one statement: no DELETE then INSERT to race
+                values = [{"key": row.key, "value": _waiting_json(row)} for row in rows[start : start + UPSERT_BATCH]]
+                conn.execute(_meta_upsert(conn, values))
+
+    def waiting_for(self, hub: str) -> list[Waiting]:
+        """The URLs waiting for `hub`, in URL order."""
+        m = meta_table.c
+        prefix = f"{PENDING_PREFIX}{_hash(hub)}:"
+        with self.engine.connect() as conn:
+            values = conn.execute(select(m.value).where(m.key.startswith(prefix, autoescape=True))).scalars()
+            return sorted((Waiting(**json.loads(value)) for value in values), key=lambda w: w.url)
+
+    def claim_hub(self, hub: str, now: datetime, until: datetime) -> HubState | None:
+        """The hub's state, now held by this process until `until`; None when its next try is
+        not due or another process holds it (the one whose UPDATE came first)."""
+        key = HUB_PREFIX + _hash(hub)
+        with self.engine.connect() as conn:
+            text = conn.execute(select(meta_table.c.value).where(meta_table.c.key == key)).scalar_one_or_none()
+        state = HubState.from_json(text) if text else HubState(hub)
+        if not state.free(now):
+            return None
+        claimed = replace(state, in_flight_until=until)
+        return claimed if self._swap_hub_state(key, text, claimed) else None
+
+    def release_hub(self, hub: str, change: Callable[[HubState], HubState] = lambda state: state) -> HubState:
+        """Let this process's claim on `hub` go, its state as `change` makes it of the state
+        read now (not of the one claimed: whatever else wrote it meanwhile stands)."""
+        key = HUB_PREFIX + _hash(hub)
+        while True:
+            with self.engine.connect() as conn:
+                text = conn.execute(select(meta_table.c.value).where(meta_table.c.key == key)).scalar_one_or_none()
+            state = replace(change(HubState.from_json(text) if text else HubState(hub)), in_flight_until=None)
+            if self._swap_hub_state(key, text, state):
+                return state
+
+    def _swap_hub_state(self, key: str, was: str | None, state: HubState) -> bool:
+        """Write `state` if the row still holds `was` (None: no row); False if it changed."""
+        m = meta_table.c
+        if was is None:
+            try:
+                with self.engine.begin() as conn:
+                    conn.execute(insert(meta_table).values(key=key, value=state.as_json()))
+            except IntegrityError:
+                return False  # made meanwhile
+            return True
+        with self.engine.begin() as conn:
+            changed = update(meta_table).where(m.key == key, m.value == was).values(value=state.as_json())
+            return conn.execute(changed).rowcount == 1
 
     def waiting_for_hubs(self) -> dict[str, list[Waiting]]:
         """Every URL waiting, by hub, in URL order."""
@@ -118,8 +182,9 @@ class WebSubStore:
             return
         m = meta_table.c
         sent = [and_(m.key == w.key, m.value == _waiting_json(w)) for w in taken]
-        with self.engine.begin() as conn:
-            conn.execute(delete(meta_table).where(or_(*sent)))
+        with self.engine.begin() as conn:  # in parts: SQLite refuses an expression 1,000 deep
+            for start in range(0, len(sent), DELETE_BATCH):
+                conn.execute(delete(meta_table).where(or_(*sent[start : start + DELETE_BATCH])))
 
     def hub_state(self, hub: str) -> HubState:
         with self.engine.connect() as conn:
@@ -128,11 +193,17 @@ class WebSubStore:
         return HubState.from_json(text) if text else HubState(hub)
 
     def set_hub_state(self, state: HubState) -> None:
-        key = HUB_PREFIX + _hash(state.hub)
         with self.engine.begin() as conn:
-            conn.execute(delete(meta_table).where(meta_table.c.key == key))
-            conn.execute(insert(meta_table).values(key=key, value=state.as_json()))
+            conn.execute(_meta_upsert(conn, [{"key": HUB_PREFIX + _hash(state.hub), "value": state.as_json()}]))
 
 
 def _waiting_json(waiting: Waiting) -> str:
     return json.dumps({"hub": waiting.hub, "url": waiting.url, "token": waiting.token}, sort_keys=True)
+
+
+def _meta_upsert(conn: Connection, values: list[dict[str, str]]) -> Executable:
+    """INSERT these `meta` rows, a key already there taking the new value (two processes writing
+    one key at once: the later value stands, neither fails)."""
+    added = postgresql.insert(meta_table) if conn.dialect.name == "postgresql" else sqlite.insert(meta_table)
+    added = added.values(values)
+    return added.on_conflict_do_update(index_elements=[meta_table.c.key], set_={"value": added.excluded.value})
