@@ -184,6 +184,29 @@ def test_a_week_of_daily_and_weekly_digests_in_each_readers_script(week_site: Si
     assert len(rows) == DAYS + 2
 
 
+def test_configured_urls_in_chinese_survive_a_readers_script(week_site: Site) -> None:
+    """Every configured URL is percent-encoded as the config is read: converting a 繁體 reader's
+    digest (OpenCC runs over the whole mail) must not turn 新闻动态 in a link into 新聞動態."""
+    site = week_site
+    config = site.config.read_text(encoding="utf-8").replace(
+        'slug = "tech"\n', 'slug = "tech"\nurl = "https://www.example.org/新闻动态/"\n'
+    )
+    config = config.replace("messages_per_second = 0", "messages_per_second = 0\nmax_items_per_category = 1")
+    site.config.write_text(config + '[theme]\nlogo_url = "https://www.example.org/图标/标志.png"\n', encoding="utf-8")
+    site.article("tech/one.md", "高新区发布科技简讯", date=f"{MONDAY:%Y-%m-%d} 09:00", categories="[tech]")
+    site.article("tech/two.md", "开发区科技动态", date=f"{MONDAY:%Y-%m-%d} 08:00", categories="[tech]")
+    site.clock_now = (MONDAY + timedelta(hours=10)).astimezone(UTC)
+    site.build()
+    site.clock_now += timedelta(hours=1)
+    run_job_at(site, site.clock_now.astimezone(ZONE), "daily")
+    (message,) = outbox_mail(site)[HANT_DAILY]
+    text, html = body(message, "plain"), body(message, "html")
+    encoded = "https://www.example.org/%E6%96%B0%E9%97%BB%E5%8A%A8%E6%80%81/"
+    assert encoded in html and "%E5%9B%BE%E6%A0%87/%E6%A0%87%E5%BF%97.png" in html
+    assert "新聞動態" not in text + html and "新闻动态" not in text + html and "高新區發佈科技簡訊" in text
+    assert load_settings(site.config).categories[2].url == encoded
+
+
 def test_the_weekly_ledger_of_before_cadences_chains_on_and_the_daily_starts_its_own(week_site: Site) -> None:
     """A store whose weekly digests were opened before cadences existed: its next weekly digest
     starts where the last ended (nothing sent again), and the first daily one looks back a day."""
