@@ -148,12 +148,16 @@ class DigestMessages:
         return verp_address(configured, token) if token else configured
 
     def builder(self, digest: DigestRow) -> Callable[[Delivery], Message | None]:
-        """The send engine's callback: a subscriber's message, None when they no longer get one."""
+        """The send engine's callback: a subscriber's message, None when they no longer get one
+        (unsubscribed, or now reading another cadence's digest: a reader who switched from
+        weekly to daily while the weekly was paused or retrying gets the daily ones only)."""
         renderer = self._renderers.get(digest.id) or self.renderer(digest)
 
         def build(delivery: Delivery) -> Message | None:
             subscriber, message_id = delivery.subscriber, delivery.message_id
             if subscriber is None or not subscriber.status.receives_mail:
+                return None
+            if self.cadence_of(subscriber) != digest.cadence:
                 return None
             draft = renderer.draft(subscriber.categories, self.script_of(subscriber))  # a broken template raises
             if draft is None:

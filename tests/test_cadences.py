@@ -17,6 +17,7 @@ from sqlalchemy import func, select
 from test_migrations import _postgres_admin, _throwaway_database
 
 from conftest import Site
+from publisher.choices import Choices
 from publisher.config import load_settings
 from publisher.digest import DigestWindow
 from publisher.jobs import run_digest
@@ -25,6 +26,7 @@ from publisher.newsletter import Newsletter
 from publisher.scheduler import DIGEST_JOBS, Scheduler, triggers
 from publisher.store import Store
 from publisher.store.schema import deliveries_table, digests_table
+from publisher.subscriptions import choose_categories
 
 ZONE = ZoneInfo("Asia/Shanghai")
 MONDAY = datetime(2026, 11, 23, 0, 0, tzinfo=ZONE)  # day 0 of the simulated week
@@ -205,6 +207,28 @@ def test_configured_urls_in_chinese_survive_a_readers_script(week_site: Site) ->
     assert encoded in html and "%E5%9B%BE%E6%A0%87/%E6%A0%87%E5%BF%97.png" in html
     assert "新聞動態" not in text + html and "新闻动态" not in text + html and "高新區發佈科技簡訊" in text
     assert load_settings(site.config).categories[2].url == encoded
+
+
+def test_a_reader_who_changed_cadence_after_the_plan_is_skipped_by_that_digest(week_site: Site) -> None:
+    """Planned for the weekly digest, switched to daily before it was sent (a paused or retrying
+    digest): the weekly delivery is skipped, as an unsubscribed reader's, so only the daily comes."""
+    site = week_site
+    site.article("policy/one.md", "开发区政策解读", date=f"{MONDAY:%Y-%m-%d} 09:00", categories="[policy]")
+    site.clock_now = (MONDAY + timedelta(hours=10)).astimezone(UTC)
+    site.build()
+    app = site.app()
+    try:
+        letters = Newsletter(app)
+        plan = letters.plan_scheduled("weekly")
+        assert plan.planned == 2  # the weekly reader and the default one
+        reader = app.store.subscriber(HANS_WEEKLY)
+        assert reader is not None and reader.id is not None
+        choose_categories(app.store, reader.id, reader.categories, Choices(reader.script, "daily"))
+        report = letters.send(plan.digest, app.transport())
+        assert (report.sent, report.skipped) == (1, 1)
+    finally:
+        app.close()
+    assert set(outbox_mail(site)) == {DEFAULT}
 
 
 def test_the_weekly_ledger_of_before_cadences_chains_on_and_the_daily_starts_its_own(week_site: Site) -> None:
