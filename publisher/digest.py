@@ -1,7 +1,8 @@
 """The digest's content, as pure functions: which window, which articles, for whom, in which script.
 
 Windows: a scheduled digest takes what was *ingested* since the previous scheduled digest of
-its cadence (the very first one takes the last 7 days, or 1 for the daily one), so every
+its cadence (its very first one: since another cadence's last, or on a new install the last 7
+days, or 1 for the daily one; see model.first_scheduled), so every
 article lands in exactly one digest of each cadence whatever its publication date says: a
 backdated or late article is not lost, a re-published one is not sent twice. An explicit
 `--since/--until` window picks by *publication* date instead, for a one-off or a re-send; its
@@ -18,7 +19,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
-from .model import CADENCE_DAYS, WEEKLY, Article, Category, Site, Subscriber, cadence_key
+from .model import CADENCE_DAYS, WEEKLY, Article, Category, Site, Subscriber, cadence_key, first_scheduled
 from .scripts import ScriptConversion
 from .text import clean_line
 from .theme import Theme
@@ -47,15 +48,17 @@ class DigestSection:
     more: int = 0  # the category's other new articles, left out by max_per_category
 
 
-def scheduled_window(previous_end: datetime | None, now: datetime, cadence: str = WEEKLY) -> DigestWindow:
+def scheduled_window(
+    previous_end: datetime | None, now: datetime, cadence: str = WEEKLY, other_end: datetime | None = None
+) -> DigestWindow:
     """The window of the cadence's scheduled digest due at `now`, after its one that ended at
-    `previous_end`. The end keeps its microseconds, as articles' first_seen does: cut to the
-    second, an article stored in the same second before the digest opened would wait for the next."""
+    `previous_end`; its first one after another cadence's last (`other_end`) or on a new install
+    as model.first_scheduled says. The end keeps its microseconds, as articles' first_seen does:
+    cut to the second, an article stored in the same second before the digest opened would wait for the next."""
     end = now.astimezone(UTC)
-    if previous_end is None:  # a new install: the last week's (day's) news, not its whole archive
-        start = end - timedelta(days=CADENCE_DAYS[cadence])
-        key = cadence_key(cadence, f"scheduled-first:{end:%Y-%m-%dT%H:%M:%SZ}")
-        return DigestWindow(key, start, end, "first", cadence)
+    if previous_end is None:
+        key, start = first_scheduled(end, cadence, CADENCE_DAYS[cadence], other_end)
+        return DigestWindow(key, start, end, "ingested" if other_end is not None else "first", cadence)
     key = cadence_key(cadence, f"scheduled:{end:%Y-%m-%dT%H:%M:%SZ}")
     return DigestWindow(key, previous_end.astimezone(UTC), end, "ingested", cadence)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
-from datetime import datetime
+from datetime import datetime, timedelta
 from operator import attrgetter
 
 
@@ -214,13 +214,30 @@ class BuildReport:
 # How often a reader gets the digest: each cadence has its own schedule, windows and ledger rows.
 WEEKLY, DAILY = "weekly", "daily"
 CADENCES = (WEEKLY, DAILY)
-CADENCE_DAYS = {WEEKLY: 7, DAILY: 1}  # what a cadence's very first digest looks back over
+CADENCE_DAYS = {WEEKLY: 7, DAILY: 1}  # what a cadence's very first digest looks back over on a new install
+FIRST_AFTER_OTHER_MAX_DAYS = 7  # how far a cadence's first digest reaches back to another cadence's last
 
 
 def cadence_key(cadence: str, key: str) -> str:
     """A digest's key in the ledger: the weekly cadence's as before cadences existed (so no
     stored digest is sent again), another's prefixed with its name (`daily/scheduled:…`)."""
     return key if cadence == WEEKLY else f"{cadence}/{key}"
+
+
+def first_scheduled(end: datetime, cadence: str, first_days: int, other_end: datetime | None) -> tuple[str, datetime]:
+    """(key, start) of a cadence's first scheduled digest, ending at `end`.
+
+    `other_end` is the latest end of any other cadence's scheduled digest. When there is one
+    (a site that sent weekly digests now offers, or only offers, the daily one), the window
+    starts there, at most FIRST_AFTER_OTHER_MAX_DAYS back, and picks by first ingest as every
+    later digest does: readers moved from weekly to daily miss none of the days since their
+    last weekly. On a new install it looks back `first_days` (CADENCE_DAYS), picking what was
+    both ingested and published then (`scheduled-first:`), not the site's whole archive."""
+    stamp = f"{end:%Y-%m-%dT%H:%M:%SZ}"
+    if other_end is None:
+        return cadence_key(cadence, f"scheduled-first:{stamp}"), end - timedelta(days=first_days)
+    start = min(end, max(other_end, end - timedelta(days=FIRST_AFTER_OTHER_MAX_DAYS)))
+    return cadence_key(cadence, f"scheduled:{stamp}"), start
 
 
 class SubscriberStatus(enum.Enum):

@@ -62,7 +62,9 @@ class Newsletter(DigestMessages):
     def scheduled_window(self, now: datetime, cadence: str | None = None) -> DigestWindow:
         """The window of the cadence's scheduled digest due at `now` (default: the first cadence)."""
         cadence = cadence or self.settings.digest.cadences[0]
-        return scheduled_window(self.store.last_scheduled_end(cadence), now, cadence)
+        previous = self.store.last_scheduled_end(cadence)
+        other = self.store.last_scheduled_end(None) if previous is None else None
+        return scheduled_window(previous, now, cadence, other)
 
     def window(self, since: date, until: date, cadence: str = WEEKLY) -> DigestWindow:
         return explicit_window(since, until, self.settings.site.timezone, cadence)

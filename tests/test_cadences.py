@@ -231,9 +231,29 @@ def test_a_reader_who_changed_cadence_after_the_plan_is_skipped_by_that_digest(w
     assert set(outbox_mail(site)) == {DEFAULT}
 
 
+def test_switching_every_reader_to_daily_loses_no_day_since_the_last_weekly(week_site: Site) -> None:
+    """`cadences = ["daily"]` after weekly digests: the first daily one starts where the last
+    weekly ended (at most 7 days back), so the days between reach the readers moved to daily."""
+    site = week_site
+    run_job_at(site, MONDAY, "weekly")  # the last weekly digest (nothing new yet): it ends now
+    for day in range(4):
+        when = MONDAY + timedelta(days=day, hours=9)
+        site.article(
+            f"policy/day{day}.md", f"开发区政策解读第{day}号", date=f"{when:%Y-%m-%d %H:%M}", categories="[policy]"
+        )
+        site.clock_now = (when + timedelta(hours=1)).astimezone(UTC)
+        site.build()
+    site.write_config(site.mail_to_outbox() + CADENCE_CONFIG.replace('["weekly", "daily"]', '["daily"]'))
+    run_job_at(site, MONDAY + timedelta(days=4, hours=7), "daily")
+    (message,) = outbox_mail(site)[HANS_WEEKLY]  # a weekly reader, now sent the daily digest
+    text = body(message, "plain")
+    assert [f"开发区政策解读第{day}号" in text for day in range(4)] == [True] * 4
+    assert "今日" in text  # the daily digest's words
+
+
 def test_the_weekly_ledger_of_before_cadences_chains_on_and_the_daily_starts_its_own(week_site: Site) -> None:
     """A store whose weekly digests were opened before cadences existed: its next weekly digest
-    starts where the last ended (nothing sent again), and the first daily one looks back a day."""
+    starts where the last ended (nothing sent again), and the first daily one starts there too."""
     site = week_site
     app = site.app()
     try:
@@ -246,9 +266,10 @@ def test_the_weekly_ledger_of_before_cadences_chains_on_and_the_daily_starts_its
         daily = letters.plan_scheduled("daily").digest
         assert (weekly.key, weekly.start, weekly.by) == (f"scheduled:{MONDAY.astimezone(UTC):%Y-%m-%dT%H:%M:%SZ}",
                                                          before, "ingested")  # fmt: skip
-        assert daily.key.startswith("daily/scheduled-first:") and daily.by == "first"
-        assert daily.start == MONDAY.astimezone(UTC) - timedelta(days=1) and daily.cadence == "daily"
-        same = DigestWindow(daily.key, daily.start, daily.end, "first", "daily")
+        # The daily's first starts where the latest weekly ended (here: now), by first ingest.
+        assert daily.key.startswith("daily/scheduled:") and daily.by == "ingested"
+        assert daily.start == MONDAY.astimezone(UTC) and daily.cadence == "daily"
+        same = DigestWindow(daily.key, daily.start, daily.end, "ingested", "daily")
         assert letters.plan(same).created is False  # the same window again: nothing new
     finally:
         app.close()
@@ -326,7 +347,7 @@ def test_choices_and_each_cadences_windows_on_each_database(database: str) -> No
         next_daily, created = store.open_scheduled_digest(lambda: now + timedelta(days=1), 1, "daily")
         assert (weekly.cadence, weekly.start, weekly.key) == ("weekly", now - timedelta(days=7),
                                                               "scheduled-first:2026-11-30T00:00:00Z")  # fmt: skip
-        assert (daily.cadence, daily.start, daily.by) == ("daily", now - timedelta(days=1), "first")
+        assert (daily.cadence, daily.start, daily.by) == ("daily", now, "ingested")  # after the weekly's end
         assert created and (next_daily.start, next_daily.by) == (now, "ingested")
         assert next_daily.key == "daily/scheduled:2026-12-01T00:00:00Z"
         assert store.last_scheduled_end() == now and store.last_scheduled_end("daily") == now + timedelta(days=1)
