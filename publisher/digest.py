@@ -14,7 +14,7 @@ from __future__ import annotations
 import secrets
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
@@ -114,7 +114,7 @@ class Look:
     """What every digest of the list shows besides articles."""
 
     site: Site
-    list_name: str
+    list_name: str  # the default cadence's (the first of `[digest] cadences`): the pages and sign-up mails say it
     feeds_url: str  # the feeds' index page
     postal_address: str
     subject_template: str  # Jinja; empty: the language's default
@@ -122,6 +122,7 @@ class Look:
     theme: Theme
     send_when_empty: bool = False
     scripts: ScriptConversion = ScriptConversion("zh-Hans", "s2t", "t2s")  # App.scripts: the site's and the other
+    list_names: dict[str, str] = field(default_factory=dict)  # each cadence's list name (App.look)
 
     @property
     def words(self) -> dict[str, Any]:
@@ -130,9 +131,18 @@ class Look:
     def words_for(self, cadence: str) -> dict[str, Any]:
         """The digest's words for a cadence: the catalogue's `[digest]`, with its table of the
         cadence's own words (`[digest.daily]`: the subject, the greeting) laid over."""
-        words = self.words
-        own = words.get(cadence)
-        return {**words, **own} if isinstance(own, dict) else words
+        return cadence_words(self.words, cadence)
+
+    def list_name_for(self, cadence: str) -> str:
+        """The name of the cadence's list: its masthead, List-Id and default subject (a daily
+        reader's mail says 每日要闻, not 周报); `list_name` for a cadence not named."""
+        return self.list_names.get(cadence, self.list_name)
+
+
+def cadence_words(words: dict[str, Any], cadence: str) -> dict[str, Any]:
+    """A catalogue's `[digest]` words with the cadence's own table (`[digest.daily]`) laid over."""
+    own = words.get(cadence)
+    return {**words, **own} if isinstance(own, dict) else words
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,6 +195,7 @@ class Renderer:
         self.archive_url = archive_url  # the digest's public page ("View in browser"); None: no link
         self.env = look.theme.environment
         self.words = look.words_for(cadence)
+        self.cadence, self.list_name = cadence, look.list_name_for(cadence)
         nonce = secrets.token_hex(8)
         self.markers = {k: f"pub{nonce}{k}" for k in ("hello", "unsubscribe", "preferences", "split")}
         from jinja2 import StrictUndefined
@@ -252,8 +263,8 @@ class Renderer:
         context = {
             "split": split,
             "language": script or look.site.language,  # a converted digest says which script it is in
-            "title": look.list_name,
-            "list_name": look.list_name,
+            "title": self.list_name,
+            "list_name": self.list_name,
             "site_url": look.site.url,
             "feeds_url": look.feeds_url,
             "archive_url": self.archive_url,
@@ -290,13 +301,13 @@ class Renderer:
         text = self.env.get_template("digest.txt.j2").render(context)
         subject = self._subject.render(
             site=look.site.title,
-            list_name=look.list_name,
+            list_name=self.list_name,
             date=date_label,
             count=len(items),
             first_title=items[0].title if items else w["empty"],
             categories=w["join"].join(s.category.name for s in sections),
         )
-        subject = clean_line(subject) or look.list_name  # titles stored before cleaning too
+        subject = clean_line(subject) or self.list_name  # titles stored before cleaning too
         # The reader's script, converted before the parts are aligned (a conversion may change
         # a part's length): every word, title and summary; the markers and links are ASCII.
         convert = look.scripts.convert

@@ -17,7 +17,7 @@ from .config import is_loopback, mailbox
 from .delivery import BuildProblem
 from .digest import DigestWindow, Draft, Personal, Renderer, reader_cadence, reader_script
 from .mail import Envelope, Message, build_message
-from .model import Delivery, Subscriber
+from .model import WEEKLY, Delivery, Subscriber
 from .store import DigestRow
 from .tokens import make_token
 
@@ -95,6 +95,18 @@ class DigestMessages:
             return None
         return archive.url_for(window.key, window.start, window.end, window.by, window.cadence)
 
+    def list_id(self, cadence: str) -> str:
+        """The List-Id of a cadence's mail (RFC 2919). Two cadences are two lists: each has its
+        own name and id, so a reader's filter, or a provider's per-list complaint figures, tell
+        them apart. The weekly keeps the id it had before cadences (`digest.<host>`, so no
+        reader's filter breaks); another's is `<cadence>.digest.<host>`."""
+        ident = "digest" if cadence == WEEKLY else f"{cadence}.digest"
+        return f"{self.look.list_name_for(cadence)} <{ident}.{self.host}>"
+
+    def list_name_of(self, subscriber: Subscriber) -> str:
+        """The name of the list `subscriber` gets (their cadence's), as the pages say it."""
+        return self.look.list_name_for(self.cadence_of(subscriber))
+
     def cadence_of(self, subscriber: Subscriber) -> str:
         """The cadence whose digests `subscriber` gets (digest.reader_cadence)."""
         return reader_cadence(subscriber, self.settings.digest.cadences)
@@ -129,7 +141,7 @@ class DigestMessages:
             subject=(words["test"] if test else "") + draft.subject,
             date=self.clock(),
             message_id_domain=self.host,
-            list_id=f"{self.list_name} <digest.{self.host}>",
+            list_id=self.list_id(renderer.cadence),
             unsubscribe_url=who.unsubscribe_url,
             unsubscribe_mailto=self.mailto,
             reply_to=self.reply_to,

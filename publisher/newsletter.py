@@ -239,7 +239,7 @@ class Newsletter(DigestMessages):
             subject=subject,
             date=now,
             message_id_domain=self.host,
-            list_id=f"{self.list_name} <digest.{self.host}>",
+            list_id=self.list_id(request.cadence if request is not None else self.cadence_of(subscriber)),
             unsubscribe_url=who.unsubscribe_url,
             reply_to=self.reply_to,
             return_path=self.return_path(None),

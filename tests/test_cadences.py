@@ -157,6 +157,10 @@ def test_a_week_of_daily_and_weekly_digests_in_each_readers_script(week_site: Si
         assert "区" not in text + html and "发" not in text + html  # every word converted
         assert "您收到這封郵件" in text and "今日" in text and "陈先生，" in text  # the words too; the name as written
         assert 'lang="zh-Hant"' in html
+        # The daily list's own name: masthead, footer, subject and List-Id (週報 is the weekly's).
+        assert "週報" not in text + html + str(message["Subject"]) and "高新院每日要聞" in text + html
+        assert str(message["Subject"]).startswith("高新院每日要聞（")
+        assert message["List-Id"] == "高新院每日要闻 <daily.digest.www.example.org>"
         unsubscribe = message["List-Unsubscribe"].split("<", 1)[1].split(">", 1)[0]
         assert unsubscribe in text and unsubscribe in html  # the personal link, never converted
 
@@ -166,6 +170,7 @@ def test_a_week_of_daily_and_weekly_digests_in_each_readers_script(week_site: Si
     assert [f"开发区政策解读第{day}号" in text for day in range(DAYS)] == [True] * DAYS
     assert "科技简讯" not in text and "區" not in text and "這封郵件" not in text and "这封邮件" in text
     assert "本期" in text and "今日" not in text  # the weekly words
+    assert "高新院周报" in text and weekly["List-Id"] == "高新院周报 <digest.www.example.org>"
 
     # The default reader: the site's script, weekly, every category.
     (default,) = mail[DEFAULT]

@@ -88,6 +88,20 @@ def test_a_reader_chooses_script_and_cadence_on_the_form_and_changes_them_later(
     assert (pages.reader("hk@example.com").script, pages.reader("hk@example.com").cadence) == ("zh-Hans", "weekly")
 
 
+def test_a_daily_readers_pages_name_the_daily_list_and_leaving_says_no_more_mail(pages: Pages) -> None:
+    now = datetime.now(UTC)
+    pages.app.store.save_subscribers([Subscriber("daily@example.com", "", (), SubscriberStatus.CONFIRMED, now,
+                                                 "cli", now, cadence="daily")])  # fmt: skip
+    from publisher.newsletter import Newsletter
+
+    link = Newsletter(pages.app).personal(pages.reader("daily@example.com")).unsubscribe_url
+    path = link.removeprefix("http://127.0.0.1:8080")
+    asked = pages.browser.get(path).get_data(as_text=True)
+    assert "将不再收到高新院每日要闻" in asked  # the page's own title names the first cadence's list
+    left = pages.browser.post(path).get_data(as_text=True)
+    assert "已退订高新院每日要闻，不会再收到我们的邮件" in left
+
+
 def test_a_site_that_offers_no_choice_shows_none_and_takes_none(site: Site, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PUBLISHER_SECRET_KEY", "choices-test-signing-key-0123456789")
     pages = Pages(site, "")

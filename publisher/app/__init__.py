@@ -109,14 +109,20 @@ class App(SourceServices, MailServices, WatchServices, WebSubServices):
     @property
     def look(self) -> Look:
         """What every digest and sign-up e-mail shows besides articles."""
-        from ..digest import Look
+        from ..digest import Look, cadence_words
+        from ..model import CADENCES
 
         digest = self.settings.digest
         words = self.messages["digest"]
-        list_name = (digest.list_name or words["list"].format(site=self.site.title)).replace("<", "").replace(">", "")
+
+        def list_name(cadence: str) -> str:  # `[digest] list_name` names them all; else the catalogue's per cadence
+            name = digest.list_name or cadence_words(words, cadence)["list"].format(site=self.site.title)
+            return name.replace("<", "").replace(">", "")
+
         return Look(
             site=self.site,
-            list_name=list_name,
+            list_name=list_name(digest.cadences[0]),
+            list_names={cadence: list_name(cadence) for cadence in CADENCES},
             feeds_url=self.links.base_url + "/",
             postal_address=digest.postal_address,
             subject_template=digest.subject,

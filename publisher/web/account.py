@@ -50,7 +50,8 @@ def unsubscribed(subscriber: Subscriber, how: str) -> Response:
         busy = page("message.html.j2", 503, title=state.words["busy"], body=state.words["busy_body"])
         busy.headers["Retry-After"] = "60"
         return busy
-    body = state.words["unsubscribed_body"].format(email=subscriber.email, list_name=state.letters.list_name)
+    list_name = state.letters.list_name_of(subscriber)
+    body = state.words["unsubscribed_body"].format(email=subscriber.email, list_name=list_name)
     return page("message.html.j2", title=state.words["unsubscribed"], body=body, again=True)
 
 
@@ -209,7 +210,7 @@ def confirmed(done: Subscriber | None) -> Response:
     if done is None or done.status is not SubscriberStatus.CONFIRMED:
         return expired()
     state = current()
-    body = state.words["confirmed_body"].format(email=done.email, list_name=state.letters.list_name)
+    body = state.words["confirmed_body"].format(email=done.email, list_name=state.letters.list_name_of(done))
     manage = state.letters.personal(done).preferences_url
     return page("message.html.j2", title=state.words["confirmed"], body=body, manage=manage)
 
@@ -255,5 +256,5 @@ def unsubscribe_page(token: str) -> Response:
         one_click = request.form.get("List-Unsubscribe") == "One-Click"
         return unsubscribed(subscriber, "one-click" if one_click else "web")
     words = state.words
-    body = words["unsubscribe_body"].format(email=subscriber.email, list_name=state.letters.list_name)
+    body = words["unsubscribe_body"].format(email=subscriber.email, list_name=state.letters.list_name_of(subscriber))
     return page("action.html.j2", title=words["unsubscribe"], body=body, button=words["unsubscribe"])
