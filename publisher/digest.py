@@ -326,7 +326,7 @@ def render_account(look: Look, confirming: bool, link: str) -> tuple[str, str, s
     or, for an address already subscribed, manage it (`link` is its preferences page)."""
     words = look.theme.messages(look.site.language)["account"]
     t = {k: v.format(list_name=look.list_name) for k, v in words["confirm" if confirming else "manage"].items()}
-    t["ignore"] = words["ignore"]
+    t.update(ignore=words["ignore"], privacy_link=words["privacy_link"], colon=words["colon"])
     context = {
         "t": t, "link": link, "list_name": look.list_name, "site_url": look.site.url,
         "postal_address": look.postal_address, "language": look.site.language, "theme": look.theme.context(),
@@ -334,6 +334,28 @@ def render_account(look: Look, confirming: bool, link: str) -> tuple[str, str, s
     env = look.theme.environment
     text = env.get_template("account.txt.j2").render(context)
     return t["subject"], text, env.get_template("account.html.j2").render(context)
+
+
+def render_welcome(
+    look: Look, chosen: list[str], preferences_url: str, unsubscribe_url: str, script: str | None = None
+) -> tuple[str, str, str]:
+    """(subject, text, html) of the welcome e-mail a reader gets once they confirmed: what they
+    chose (category names; empty: every category), their preferences and unsubscribe links; in
+    the reader's `script` (None: the site's), converted as their digests are."""
+    words = look.theme.messages(look.site.language)["account"]
+    t = {k: v.format(list_name=look.list_name) for k, v in words["welcome"].items()}
+    t.update(privacy_link=words["privacy_link"], colon=words["colon"])
+    every = look.words["all"]
+    context = {
+        "t": t, "link": preferences_url, "unsubscribe_url": unsubscribe_url, "list_name": look.list_name,
+        "chosen": look.words["join"].join(chosen) if chosen else every, "site_url": look.site.url,
+        "feeds_url": look.feeds_url, "postal_address": look.postal_address,
+        "language": script or look.site.language, "theme": look.theme.context(),
+    }  # fmt: skip
+    env = look.theme.environment
+    text, html = env.get_template("welcome.txt.j2").render(context), env.get_template("welcome.html.j2").render(context)
+    convert = look.scripts.convert  # links and tokens are ASCII: no conversion changes them
+    return convert(t["subject"], script), convert(text, script), convert(html, script)
 
 
 def _aligned(part: str, before: str) -> str:

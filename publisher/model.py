@@ -267,6 +267,18 @@ class Subscriber:
     id: int | None = None  # the store's id, once stored: what tokens name
     script: str | None = None
     cadence: str = WEEKLY
+    consent: Consent | None = None  # the proof of their consent, when they confirmed a sign-up
+
+
+@dataclass(frozen=True, slots=True)
+class Consent:
+    """What a reader agreed to and when (PIPL and GDPR ask the operator to prove consent): the
+    words shown beside the form they sent, when they followed the confirmation link, and the
+    network that link was followed from (IPv4 /24, IPv6 /64: enough to show, not to track)."""
+
+    text: str
+    at: datetime  # UTC
+    network: str
 
 
 @dataclass(frozen=True, slots=True)

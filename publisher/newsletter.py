@@ -28,6 +28,7 @@ from .digest import (
     Renderer,
     explicit_window,
     render_account,
+    render_welcome,
     scheduled_window,
 )
 from .digest_messages import DigestMessages
@@ -240,6 +241,28 @@ class Newsletter(DigestMessages):
             date=now,
             message_id_domain=self.host,
             list_id=self.list_id(request.cadence if request is not None else self.cadence_of(subscriber)),
+            unsubscribe_url=who.unsubscribe_url,
+            reply_to=self.reply_to,
+            return_path=self.return_path(None),
+        )
+        return build_message(envelope, text, html)
+
+    def welcome_message(self, subscriber: Subscriber) -> Message:
+        """The welcome e-mail a reader gets once they confirmed: what they chose, their
+        preferences and unsubscribe links, the privacy line, in their script. Never recorded in
+        the ledger."""
+        who = self.personal(subscriber)
+        names = {c.slug: c.name for c in self.app.categories}
+        chosen = [names[slug] for slug in subscriber.categories if slug in names]
+        links = (who.preferences_url, who.unsubscribe_url)
+        subject, text, html = render_welcome(self.look, chosen, *links, script=subscriber.script)
+        envelope = Envelope(
+            sender=self.sender,
+            to=Address(subscriber.name, *subscriber.email.rsplit("@", 1)),
+            subject=subject,
+            date=self.clock(),
+            message_id_domain=self.host,
+            list_id=f"{self.list_name} <digest.{self.host}>",
             unsubscribe_url=who.unsubscribe_url,
             reply_to=self.reply_to,
             return_path=self.return_path(None),

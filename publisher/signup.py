@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from .choices import Choices
 from .errors import PublisherError
-from .model import WEEKLY, Subscriber, SubscriberStatus
+from .model import WEEKLY, Consent, Subscriber, SubscriberStatus
 from .store import Budget, SignupRequest, Store
 from .subscriptions import clean_name, normalize_email
 
@@ -84,6 +84,7 @@ def request_subscription(
     categories: tuple[str, ...],
     now: datetime,
     choices: Choices = NO_CHOICE,
+    consent_text: str = "",
 ) -> tuple[Subscriber, SignupRequest | None]:
     """A sign-up from the subscribe form: (subscriber, the request to confirm, or None).
 
@@ -92,8 +93,9 @@ def request_subscription(
     as any other address does. Any other address gets a request holding what was typed; a new
     address also gets a pending row with nothing of the form's in it but the address. A
     pending, unsubscribed or bounced row is not touched. The form's page says the same in
-    every case. `choices`: the script and cadence asked for, kept with the request. ValueError:
-    not an address."""
+    every case. `choices`: the script and cadence asked for, kept with the request.
+    `consent_text` is the words the form showed beside its button, kept with the request as
+    the reader's consent once they confirm. ValueError: not an address."""
     address = normalize_email(email)
     existing = store.subscriber(address.lower())
     if existing is not None and existing.status is SubscriberStatus.CONFIRMED:
@@ -104,18 +106,26 @@ def request_subscription(
         existing = store.subscriber(address.lower())
         assert existing is not None
     request = store.add_signup_request(
-        address, clean_name(name), categories, now, REQUEST_LIFETIME, choices.script, choices.cadence
+        address,
+        clean_name(name),
+        categories,
+        now,
+        REQUEST_LIFETIME,
+        choices.script,
+        choices.cadence,
+        consent_text=consent_text,
     )
     return existing, request
 
 
-def confirm_request(store: Store, request: SignupRequest, now: datetime) -> Subscriber | None:
+def confirm_request(store: Store, request: SignupRequest, now: datetime, client: str = "") -> Subscriber | None:
     """The owner followed a request's link: the subscriber becomes what the request asked for,
     confirmed, and every other request for the address is void; an address on the suppression
     list comes off it (the link reached them: mail gets through again), logged. None when the
     link may not confirm: the request is gone (followed already, or expired), or the address
     unsubscribed or bounced after the request was made (an old link cannot undo an opt-out). A
-    reader confirmed meanwhile keeps their own choices."""
+    reader confirmed meanwhile keeps their own choices. The confirmation is the consent: the
+    request's consent text is kept on the subscriber with the time and `client`'s network."""
     key = request.email.lower()
     existing = store.subscriber(key)
     suppressed = store.is_suppressed(key)
@@ -135,6 +145,7 @@ def confirm_request(store: Store, request: SignupRequest, now: datetime) -> Subs
         status=SubscriberStatus.CONFIRMED,
         status_at=now,
         status_via="web",
+        consent=Consent(request.consent_text, now, client_network(client) if client else ""),
     )
     if not store.confirm_signup(request.id, confirmed):
         found = store.subscriber(key)

@@ -25,6 +25,8 @@ log = logging.getLogger(__name__)
 
 CSV_COLUMNS = ("email", "name", "categories", "script", "cadence")
 EXPORT_COLUMNS = ("email", "name", "categories", "script", "cadence", "status", "status_at", "status_via", "created_at")
+# The proof of consent of a reader who confirmed a sign-up (model.Consent); `import` ignores it.
+CONSENT_COLUMNS = ("consent_text", "consent_at", "consent_network")
 _STOPPED = (SubscriberStatus.UNSUBSCRIBED, SubscriberStatus.BOUNCED)
 ONLY_WEEKLY = Offered((), (WEEKLY,))  # `[digest]`'s defaults: the site's script, the weekly digest
 
@@ -302,7 +304,7 @@ def export_lines(subscribers: Iterable[Subscriber], index: CategoryIndex) -> Ite
         buffer.truncate()
         return line
 
-    writer.writerow(EXPORT_COLUMNS)
+    writer.writerow(EXPORT_COLUMNS + CONSENT_COLUMNS)
     yield drained()
     for s in subscribers:
         writer.writerow(
@@ -316,6 +318,7 @@ def export_lines(subscribers: Iterable[Subscriber], index: CategoryIndex) -> Ite
                 s.status_at.isoformat(),
                 s.status_via,
                 s.created_at.isoformat(),
+                *((s.consent.text, s.consent.at.isoformat(), s.consent.network) if s.consent else ("", "", "")),
             ]
         )
         yield drained()

@@ -39,6 +39,9 @@ class Theme:
     intro: str = ""  # one line under the digest's masthead
     footer_html: str = ""  # sanitised
     footer_text: str = ""  # the same, as plain text for text/plain mail
+    consent: str = ""  # the words beside every sign-up form, kept with each sign-up as its consent
+    privacy: str = ""  # the privacy line of every mail and page
+    privacy_url: str = ""  # the privacy policy that line links to
 
     @property
     def accent_dark(self) -> str:
@@ -61,6 +64,9 @@ class Theme:
             "intro": self.intro,
             "footer_html": self.footer_html,
             "footer_text": self.footer_text,
+            "consent": self.consent,
+            "privacy": self.privacy,
+            "privacy_url": self.privacy_url,
         }
 
 
@@ -68,11 +74,19 @@ _LINK = re.compile(r'<a\b[^>]*\bhref="([^"]*)"[^>]*>(.*?)</a>', re.IGNORECASE | 
 
 
 def make_theme(
-    templates: Path | None, logo_url: str, accent_color: str, intro: str, footer: str, site_url: str
+    templates: Path | None,
+    logo_url: str,
+    accent_color: str,
+    intro: str,
+    footer: str,
+    site_url: str,
+    reader_notes: tuple[str, str, str] = ("", "", ""),
+    language: str = "zh-CN",
 ) -> Theme:
     """A Theme from the [theme] table: the footer is text unless it holds a tag, then sanitised
     HTML with links made absolute against the site (a mail has no base); its text version keeps
-    each link as "text (url)"."""
+    each link as "text (url)". `reader_notes` is (consent, privacy, privacy_url) as configured;
+    an empty consent or privacy text is the catalogue's (`pages.consent`, `pages.privacy`)."""
     from .text import html_to_text, sanitize_html
 
     if "<" in footer:
@@ -80,7 +94,19 @@ def make_theme(
         footer_text = html_to_text(_LINK.sub(lambda m: f"{m.group(2)} ({html.unescape(m.group(1))})", footer_html))
     else:
         footer_html, footer_text = html.escape(footer, quote=False), footer
-    return Theme(templates, logo_url, accent_color.lower(), " ".join(intro.split()), footer_html, footer_text)
+    consent, privacy, privacy_url = reader_notes
+    pages = catalogue(catalogue_name(language), templates)["pages"] if not (consent and privacy) else {}
+    return Theme(
+        templates,
+        logo_url,
+        accent_color.lower(),
+        " ".join(intro.split()),
+        footer_html,
+        footer_text,
+        " ".join((consent or pages["consent"]).split()),
+        " ".join((privacy or pages["privacy"]).split()),
+        privacy_url,
+    )
 
 
 def catalogue_name(language: str) -> str:

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from .digest import Look, Personal, Renderer, render_account
+from .digest import Look, Personal, Renderer, render_account, render_welcome
 from .feeds import FeedLinks
 from .model import CADENCES, DAILY, Article, Category
 from .pages import render_category, render_index
@@ -85,6 +85,9 @@ def _digest(look: Look, categories: Sequence[Category]) -> None:
 def _account(look: Look) -> None:
     for confirming in (True, False):
         render_account(look, confirming, "https://example.org/confirm/sample-token")
+    render_welcome(
+        look, ["政策解读"], "https://example.org/preferences/sample", "https://example.org/unsubscribe/sample"
+    )
 
 
 def _index(look: Look, categories: Sequence[Category], links: FeedLinks, subscribe_url: str) -> None:

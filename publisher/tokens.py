@@ -1,4 +1,5 @@
-"""Signed, expiring tokens for the links in mail: confirm, unsubscribe, preferences. Pure.
+"""Signed, expiring tokens for the links in mail (confirm, unsubscribe, preferences) and for the
+embeddable sign-up form. Pure.
 
 A token is `<purpose><subscriber id>.<expiry>.<signature>`, e.g. `u2s.tgb3k0.Zk3…` (35 or so
 characters, so that `List-Unsubscribe: <https://…/unsubscribe/TOKEN>` fits a 78-column
@@ -7,7 +8,8 @@ purpose, id, expiry *and the subscriber's address*, base64url. So a token names 
 subscriber without revealing the address, works only while that id still belongs to that
 address, and a token made for one purpose is refused for another: an unsubscribe link
 cannot confirm anybody. A `signup` token names a sign-up request (store.signups) instead of a
-subscriber, signed over the address the request was made for.
+subscriber, signed over the address the request was made for. A `form` token names a random
+number instead: the embeddable sign-up form's (web/embed.py), good for one sign-up.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import re
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-PURPOSES = {"confirm": "c", "signup": "s", "unsubscribe": "u", "preferences": "p"}
+PURPOSES = {"confirm": "c", "signup": "s", "unsubscribe": "u", "preferences": "p", "form": "f"}
 _NAMES = {letter: name for name, letter in PURPOSES.items()}
 _DIGITS = "0123456789abcdefghijklmnopqrstuvwxyz"
 # Checked before any number is parsed: int() of a long or signed string is never reached.

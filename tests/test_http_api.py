@@ -52,6 +52,7 @@ def check_mailgun(request: Request) -> None:
     mime = message_from_bytes(request.files["message"].read(), policy=policy.default)
     assert mime["Subject"] == SUBJECT and mime["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     assert request.form["v:publisher_delivery"] == TOKEN and mime["X-Publisher-Delivery"] == TOKEN
+    assert request.form["o:tracking"] == "no"  # no pixel, no rewritten link (docs/signup.md)
 
 
 def check_sendgrid(request: Request) -> None:
@@ -64,6 +65,8 @@ def check_sendgrid(request: Request) -> None:
     assert [c["type"] for c in body["content"]] == ["text/plain", "text/html"]
     assert body["headers"]["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     assert body["custom_args"] == {"publisher_delivery": TOKEN}
+    tracking = body["tracking_settings"]
+    assert not tracking["click_tracking"]["enable"] and not tracking["open_tracking"]["enable"]
 
 
 def check_postmark(request: Request) -> None:
@@ -73,6 +76,7 @@ def check_postmark(request: Request) -> None:
     assert body["Subject"] == SUBJECT and body["TextBody"].startswith("纯文本正文") and "HTML" in body["HtmlBody"]
     assert {"Name": "List-Unsubscribe-Post", "Value": "List-Unsubscribe=One-Click"} in body["Headers"]
     assert body["MessageStream"] == "broadcast" and body["Metadata"] == {"publisher_delivery": TOKEN}
+    assert body["TrackOpens"] is False and body["TrackLinks"] == "None"
 
 
 def check_resend(request: Request) -> None:

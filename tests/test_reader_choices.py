@@ -140,7 +140,9 @@ def test_subscribers_add_import_and_export_carry_script_and_cadence(site: Site, 
     exported = tmp_path / "out.csv"
     assert site.cli("subscribers", "export", str(exported)).exit_code == 0
     lines = exported.read_text(encoding="utf-8").splitlines()
-    assert lines[0] == "email,name,categories,script,cadence,status,status_at,status_via,created_at"
+    assert lines[0] == "email,name,categories,script,cadence,status,status_at,status_via,created_at," + (
+        "consent_text,consent_at,consent_network"
+    )
     rows = {line.split(",")[0]: line.split(",")[3:5] for line in lines[1:]}
     assert rows == {"a@example.com": ["zh-Hant", "daily"], "c@example.com": ["zh-Hans", "weekly"],
                     "d@example.com": ["zh-Hant", "weekly"]}  # fmt: skip

@@ -96,7 +96,9 @@ class App(SourceServices, MailServices, WatchServices, WebSubServices):
         if self._theme is None:
             t = self.settings.theme
             folder = Path(t.templates) if t.templates else None
-            theme = make_theme(folder, t.logo_url, t.accent_color, t.intro, t.footer, self.site.url)
+            notes = (t.consent, t.privacy, t.privacy_url)
+            language = self.settings.site.language
+            theme = make_theme(folder, t.logo_url, t.accent_color, t.intro, t.footer, self.site.url, notes, language)
             check_theme(theme)
             self._theme = theme
         return self._theme

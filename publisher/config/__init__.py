@@ -8,7 +8,7 @@ tables), `sources` (`[[sources]]`), `mail` (`[mail]`, `[digest]`, `[hooks]`, `[b
 secrets it names. Everything public is imported from here, `from publisher.config import ...`.
 """
 
-from .addresses import is_loopback, listen_address, mailbox
+from .addresses import is_loopback, listen_address, mailbox, web_origin
 from .load import DEFAULT_PATHS, find_config, load_settings, optional_secret, secret, validate
 from .mail import (
     TRANSPORTS,
@@ -60,5 +60,6 @@ __all__ = [
     "JsonPagingConfig", "JsonSourceConfig", "MailConfig", "MetricsConfig", "OutboxConfig", "OutputConfig",
     "ScheduleConfig", "Settings", "SiteConfig", "SmtpConfig", "SourceConfig", "StoreConfig", "TextConfig",
     "ThemeConfig", "WebConfig", "WebSourceConfig", "WebSubConfig", "WordPressSourceConfig", "find_config",
-    "is_loopback", "listen_address", "load_settings", "mailbox", "optional_secret", "secret", "validate",
+    "is_loopback", "listen_address", "web_origin", "load_settings", "mailbox", "optional_secret", "secret",
+    "validate",
 ]  # fmt: skip

@@ -45,6 +45,24 @@ def ascii_url(value: str) -> str:
 ConfiguredUrl = Annotated[str, AfterValidator(ascii_url)]  # a settings field holding a URL readers see
 
 
+def web_origin(url: str) -> str | None:
+    """The origin (`scheme://host[:port]`, lower case, default port dropped) of an absolute
+    http(s) URL; None for anything else. What browsers send as `Origin`, so the two compare."""
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError:
+        return None
+    scheme, host = parts.scheme.lower(), (parts.hostname or "").lower()
+    if scheme not in ("http", "https") or not host or parts.username is not None or parts.password is not None:
+        return None
+    if any(c in host for c in " /\\@"):
+        return None
+    host = f"[{host}]" if ":" in host else host
+    shown = f":{port}" if port is not None and port != {"http": 80, "https": 443}[scheme] else ""
+    return f"{scheme}://{host}{shown}"
+
+
 def listen_address(text: str) -> tuple[str, int]:
     """(host, port) of `host:port` or `[v6]:port`; ValueError saying what is wrong."""
     host, colon, port = text.rpartition(":")

@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import TypeAdapter, ValidationError
 from pydantic_core import PydanticUndefined
 
-from .addresses import http_url, is_loopback, listen_address
+from .addresses import http_url, is_loopback, listen_address, web_origin
 from .mail import BouncesConfig, DigestConfig, HooksConfig, MailConfig
 from .mail_checks import check_bounces, check_digest, check_hooks, check_mail
 from .settings import (
@@ -167,6 +167,11 @@ def check_meaning(valid: ValidParts) -> list[tuple[str, str, str]]:
         except ValueError:
             fix = "the IP address your proxy connects from, such as 127.0.0.1 for nginx on this machine"
             problems.append(("web.trusted_proxy", f"{web.trusted_proxy!r} is not an IP address", fix))
+        for i, entry in enumerate(web.embed_origins):
+            origin = web_origin(entry)
+            if origin is None or entry.rstrip("/").lower() != origin:
+                fix = 'an origin alone, scheme and host (and port): "https://www.example.org"'
+                problems.append((f"web.embed_origins[{i}]", f"{entry!r} is not an origin", fix))
 
     if valid.admin is not None:
         problems += _check_admin(valid.admin)
@@ -211,6 +216,8 @@ def _check_theme(theme: ThemeConfig) -> list[tuple[str, str, str]]:
             problems.append(("theme.logo_url", problem, fix))
     if not re.fullmatch(r"#(?:[0-9a-fA-F]{3}){1,2}", theme.accent_color):
         problems.append(("theme.accent_color", f"{theme.accent_color!r} is not a colour", 'write it like "#b4232a"'))
+    if theme.privacy_url:
+        problems += http_url("theme.privacy_url", theme.privacy_url, "https://www.example.org/privacy")
     if len(theme.intro) > 300:
         problems.append(("theme.intro", "longer than 300 characters", "keep it to one line; the footer takes more"))
     return problems

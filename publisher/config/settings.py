@@ -74,6 +74,9 @@ class ThemeConfig(Section):
     accent_color: str = "#b4232a"  # links, section headings, buttons
     intro: str = ""  # one line under the digest's masthead
     footer: str = ""  # text, or HTML (sanitised), at the foot of the digest and the pages
+    consent: str = ""  # the words beside every sign-up form; empty: the catalogue's pages.consent
+    privacy: str = ""  # the privacy line of every mail and page; empty: the catalogue's pages.privacy
+    privacy_url: str = ""  # the privacy policy, linked from that line
 
 
 class WebConfig(Section):
@@ -89,6 +92,9 @@ class WebConfig(Section):
     subscribe_per_address: int = Field(default=3, ge=1)  # sign-up requests per address per hour
     subscribe_per_client: int = Field(default=20, ge=1)  # per client network (IPv4 /24, IPv6 /64) per hour
     confirmation_mails_per_day: int = Field(default=5, ge=1)  # sign-up e-mails per mailbox per day
+    # Sites whose pages hold the sign-up snippet (`publisher embed`), as origins
+    # ("https://www.example.org"): the form returns to their pages, the JSON endpoint answers them.
+    embed_origins: list[str] = []
 
 
 class AdminConfig(Section):

@@ -1,8 +1,8 @@
 """The store: SQLAlchemy 2 Core tables and the queries services need. Returns model objects.
 
 One Store, composed of one class per aggregate (articles.py, subscribers.py, signups.py,
-bounces.py, ledger.py, retries.py, sources.py, accounts.py, people.py, reports.py, websub.py) over
-one engine; the tables are in schema.py.
+form_tokens.py, bounces.py, ledger.py, retries.py, sources.py, accounts.py, people.py, reports.py,
+websub.py) over one engine; the tables are in schema.py.
 Import everything from here: `from publisher.store import Store`.
 """
 
@@ -22,6 +22,7 @@ from .accounts import Account, AccountExists, AccountStore, AdminSession, AuditE
 from .archive import ArchivedDigest, ArchiveStore
 from .articles import ArticleStore, Known
 from .bounces import BounceStore, DeliveryRef, NewMailEvent, Recorded, StoredEvent, Suppression
+from .form_tokens import FormTokenStore
 from .ledger import DigestRow, Ledger, LedgerStore
 from .people import PeopleStore, ReaderDelivery, SubscriberPage
 from .reports import CategoryWeeks, DigestReport, ReportStore, SubscriberWeek, Week, weeks_ending
@@ -51,6 +52,7 @@ class Store(
     ArticleStore,
     SubscriberStore,
     SignupStore,
+    FormTokenStore,
     BounceStore,
     LedgerStore,
     RetryStore,

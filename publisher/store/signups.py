@@ -41,6 +41,7 @@ class SignupRequest:
     created_at: datetime
     script: str | None = None
     cadence: str = WEEKLY
+    consent_text: str = ""  # the words beside the form the reader sent
 
 
 class SignupStore:
@@ -83,6 +84,7 @@ class SignupStore:
         keep: timedelta,
         script: str | None = None,
         cadence: str = WEEKLY,
+        consent_text: str = "",
     ) -> SignupRequest:
         """Keep a sign-up's data until its link is followed; requests older than `keep` go."""
         r = signup_requests_table.c
@@ -97,9 +99,10 @@ class SignupStore:
                     created_at=naive_utc(now),
                     script=script,
                     cadence=cadence,
+                    consent_text=consent_text or None,
                 )
             ).inserted_primary_key[0]  # type: ignore[index]
-        return SignupRequest(int(request_id), email, name, categories, now, script, cadence)
+        return SignupRequest(int(request_id), email, name, categories, now, script, cadence, consent_text)
 
     def signup_request(self, request_id: int) -> SignupRequest | None:
         with self.engine.connect() as conn:
@@ -108,7 +111,8 @@ class SignupStore:
             return None
         categories = tuple(dict.fromkeys(json.loads(row.categories)))
         created = aware_utc(row.created_at)
-        return SignupRequest(row.id, row.email, row.name, categories, created, row.script, row.cadence)
+        consent = row.consent_text or ""
+        return SignupRequest(row.id, row.email, row.name, categories, created, row.script, row.cadence, consent)
 
     def signup_request_email_key(self, request_id: int) -> str | None:
         """The address key a request was made for (what its link's signature covers)."""

@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.engine import Connection, Engine
 
-from ..model import Subscriber, SubscriberStatus
+from ..model import Consent, Subscriber, SubscriberStatus
 from .schema import aware_utc, naive_utc, signup_requests_table, subscribers_table
 
 
@@ -73,6 +73,9 @@ def write_subscribers(conn: Connection, subscribers: Iterable[Subscriber]) -> No
             "script": sub.script,
             "cadence": sub.cadence,
         }
+        if sub.consent is not None:  # kept as recorded when a later change carries none
+            values.update(consent_text=sub.consent.text, consent_at=naive_utc(sub.consent.at))
+            values.update(consent_network=sub.consent.network)
         key = sub.email.lower()
         done = conn.execute(update(s).where(s.c.email_key == key).values(**values)).rowcount
         if not done:
@@ -92,4 +95,11 @@ def subscriber_from_row(row: Any) -> Subscriber:
         id=row.id,
         script=row.script,
         cadence=row.cadence,
+        consent=_consent(row),
     )
+
+
+def _consent(row: Any) -> Consent | None:
+    if row.consent_at is None:
+        return None
+    return Consent(row.consent_text or "", aware_utc(row.consent_at), row.consent_network or "")

@@ -118,18 +118,21 @@ def _delivery_token(message: Message) -> str | None:
 
 def _mailgun(message: Message, key: str, options: dict[str, str]) -> Request:
     """POST /v3/{domain}/messages.mime, HTTP Basic api:KEY, form field `to` and the MIME file;
-    the delivery token as `v:` variable (echoed in webhooks' user-variables)."""
+    the delivery token as `v:` variable (echoed in webhooks' user-variables); no open or click
+    tracking, whatever the domain's setting (docs/signup.md, the privacy line)."""
     token = _delivery_token(message)
+    fields = {"to": message.recipient, "o:tracking": "no"}
     return Request(
         path=f"/v3/{options['domain']}/messages.mime",
         auth=("api", key),
-        data={"to": message.recipient} | ({f"v:{DELIVERY_VARIABLE}": token} if token else {}),
+        data=fields | ({f"v:{DELIVERY_VARIABLE}": token} if token else {}),
         files={"message": ("message.mime", message.as_bytes(), "message/rfc822")},
     )
 
 
 def _sendgrid(message: Message, key: str, options: dict[str, str]) -> Request:
-    """POST /v3/mail/send with a Bearer key; JSON personalizations, content, headers."""
+    """POST /v3/mail/send with a Bearer key; JSON personalizations, content, headers; no open
+    or click tracking, whatever the account's setting."""
     e = message.envelope
     body: dict[str, Any] = {
         "personalizations": [{"to": [_pair(e.to)]}],
@@ -137,6 +140,10 @@ def _sendgrid(message: Message, key: str, options: dict[str, str]) -> Request:
         "subject": e.subject,
         "content": [{"type": "text/plain", "value": message.text}, {"type": "text/html", "value": message.html}],
         "headers": message.list_headers,
+        "tracking_settings": {
+            "click_tracking": {"enable": False, "enable_text": False},
+            "open_tracking": {"enable": False},
+        },
     }
     if e.reply_to is not None:
         body["reply_to"] = _pair(e.reply_to)
@@ -146,7 +153,8 @@ def _sendgrid(message: Message, key: str, options: dict[str, str]) -> Request:
 
 
 def _postmark(message: Message, key: str, options: dict[str, str]) -> Request:
-    """POST /email with X-Postmark-Server-Token; broadcast stream unless configured otherwise."""
+    """POST /email with X-Postmark-Server-Token; broadcast stream unless configured otherwise;
+    no open or link tracking asked (a server whose own tracking is on overrides that)."""
     e = message.envelope
     body: dict[str, Any] = {
         "From": _formatted(e.sender),
@@ -156,6 +164,8 @@ def _postmark(message: Message, key: str, options: dict[str, str]) -> Request:
         "HtmlBody": message.html,
         "Headers": [{"Name": k, "Value": v} for k, v in message.list_headers.items()],
         "MessageStream": options.get("message_stream", "broadcast"),
+        "TrackOpens": False,
+        "TrackLinks": "None",
     }
     if e.reply_to is not None:
         body["ReplyTo"] = _formatted(e.reply_to)

@@ -1,7 +1,8 @@
 """The web side: the feeds folder, the subscription pages, /healthz. A Flask app, one per process.
 
 `create_app` builds the app and registers one blueprint a module: `feeds` (the output folder),
-`account` (the reader's pages), `health` (/healthz), `hooks` (the mail providers' events),
+`account` (the reader's pages), `embed` (the sign-up form on other sites' pages), `health`
+(/healthz), `hooks` (the mail providers' events),
 `metrics` (/metrics, and the count of every request), `admin` (the operator's console, a package;
 `create_admin_app` serves it on its own address). What
 they share per app (the App, the words, the sign-up limits) is a `WebState` on the Flask app
@@ -24,6 +25,7 @@ from ..signup import SignupLimits
 from .account import PAGE_TEMPLATES, account
 from .admin import install_admin
 from .admin.layout import admin_templates
+from .embed import embed
 from .feeds import feeds
 from .health import ProblemLog, TemplateCheck
 from .health import health as health_pages
@@ -38,10 +40,11 @@ if TYPE_CHECKING:
 __all__ = ["create_admin_app", "create_app"]
 
 # What the rest of the service renders through the theme: the index page and the category
-# pages of every build (pages.py), the digest and the sign-up e-mails (digest.py), the digest
-# archive (archive.py).
+# pages of every build (pages.py), the digest, the sign-up and welcome e-mails (digest.py), the
+# digest archive (archive.py), the embedded sign-up form (web/embed.py).
 SERVICE_TEMPLATES = (
     "index.html.j2", "category.html.j2", "digest.html.j2", "digest.txt.j2", "account.html.j2", "account.txt.j2",
+    "welcome.html.j2", "welcome.txt.j2", "embed.html.j2",
     "digest_archive.html.j2", "digest_archive_index.html.j2", "digest_archive.css.j2",
 )  # fmt: skip
 
@@ -59,6 +62,7 @@ def create_app(app: App, health: Callable[[], dict[str, Any]] | None = None) -> 
     web.register_blueprint(health_pages)
     web.register_blueprint(hooks)
     web.register_blueprint(account)
+    web.register_blueprint(embed)
     admin = settings.admin
     if admin.enabled and not admin.listen:
         install_admin(web, app)

@@ -3,7 +3,11 @@
 - `/subscribe`: double opt-in. The form carries a CSRF token (kept in Flask's signed session
   cookie); requests are limited per mailbox and per client network, and the mails per mailbox
   and day, counted in the store (signup.allow_signup); the answer is the same page
-  whether or not the address was subscribed before, and the e-mail does the telling.
+  whether or not the address was subscribed before, and the e-mail does the telling. Its
+  form is read and signed up by `reader_form` and `sign_up`, which the embeddable form
+  and the JSON endpoint (embed.py) share.
+- A confirmation keeps the consent (the words the form showed, the time, the client's network)
+  and queues the welcome e-mail, whose failure is logged and undoes nothing.
 - `/confirm/<token>`, `/preferences/<token>`, `/unsubscribe/<token>`: a GET shows a page with
   a button and changes nothing (mail scanners follow links); a POST acts. The unsubscribe POST
   is RFC 8058's one-click target: no cookie, no CSRF token, idempotent, the token is the
@@ -16,6 +20,7 @@ import logging
 from dataclasses import dataclass
 
 from flask import Blueprint, Response, request
+from werkzeug.datastructures import MultiDict
 
 from ..choices import Choices, Offered
 from ..model import Subscriber, SubscriberStatus
@@ -71,10 +76,10 @@ def subscriber_for(token: str, purpose: str) -> Subscriber | None:
     return store.subscriber_by_id(subscriber_id)
 
 
-def categories_from_form() -> tuple[str, ...]:
+def categories_from_form(values: MultiDict[str, str] | None = None) -> tuple[str, ...]:
     """The form's categories: configured slugs only, each once, in the configured order (so
     at most one of each, however many the form repeats)."""
-    asked = set(request.form.getlist("category"))
+    asked = set((request.form if values is None else values).getlist("category"))
     return tuple(c.slug for c in current().app.categories if c.slug in asked)
 
 
@@ -88,14 +93,15 @@ class ReaderForm:
     choices: Choices  # script and cadence (choices.Offered.from_form)
 
 
-def reader_form(current_choices: Choices | None = None) -> ReaderForm:
-    """The one reading of a reader's form (the subscribe page, the preferences page, any other
-    form posting the same fields): `email`, `name`, `category` (repeated), `script`,
-    `cadence`. A choice the page did not offer keeps `current_choices` (default: the default)."""
-    form = request.form
+def reader_form(current_choices: Choices | None = None, values: MultiDict[str, str] | None = None) -> ReaderForm:
+    """The one reading of a reader's form (the subscribe page, the preferences page, the
+    embedded form and the JSON endpoint, whose fields come as `values`): `email`, `name`,
+    `category` (repeated), `script`, `cadence`. A choice the page did not offer keeps
+    `current_choices` (default: the default)."""
+    form = request.form if values is None else values
     offered = offered_choices()
     choices = offered.from_form(form.get, current_choices)
-    return ReaderForm(form.get("email", "").strip(), form.get("name", ""), categories_from_form(), choices)
+    return ReaderForm(form.get("email", "").strip(), form.get("name", ""), categories_from_form(form), choices)
 
 
 def offered_choices() -> Offered:
@@ -129,6 +135,42 @@ def subscribe_page(status: int = 200, error: str | None = None, email: str = "",
     )  # fmt: skip
 
 
+@dataclass(frozen=True, slots=True)
+class SignupAnswer:
+    """What became of a sign-up: `sent` (the address, normalised, in `detail`), `bad_email`
+    (why, in `detail`) or `limited`."""
+
+    status: str
+    detail: str = ""
+
+
+def sign_up(entry: ReaderForm) -> SignupAnswer:
+    """The one sign-up path: the address checked, the limits spent, the request stored with the
+    consent words the forms show beside their button (`[theme] consent`), the mail queued."""
+    state = current()
+    app = state.app
+    try:
+        address = normalize_email(entry.email)
+    except ValueError as exc:
+        return SignupAnswer("bad_email", str(exc).split(": ", 1)[-1])
+    if not allow_signup(app.store, address, client_address(), state.limits, app.clock()):
+        return SignupAnswer("limited")
+    consent = app.theme.consent
+    subscriber, signup = request_subscription(
+        app.store, address, entry.name, entry.categories, app.clock(), entry.choices, consent_text=consent
+    )
+    # Sent by one background thread: a slow mail server never holds a web thread, and the
+    # answer takes as long whether or not the address was on the list.
+    state.mailer.submit(send_account_mail, state, subscriber, signup)
+    return SignupAnswer("sent", address)
+
+
+def too_many() -> Response:
+    limited = page("message.html.j2", 429, title=current().words["too_many"], body="")
+    limited.headers["Retry-After"] = "3600"
+    return limited
+
+
 @account.get("/subscribe")
 def subscribe_form() -> Response:
     return subscribe_page()
@@ -136,26 +178,16 @@ def subscribe_form() -> Response:
 
 @account.post("/subscribe")
 def subscribe() -> Response:
-    state = current()
-    words = state.words
-    asked = reader_form()
-    email, name = asked.email, asked.name
+    words = current().words
+    entry = reader_form()
     if not csrf_valid():
-        return subscribe_page(400, words["csrf"], email, name)
-    try:
-        address = normalize_email(email)
-    except ValueError as exc:
-        return subscribe_page(400, words["bad_email"].format(reason=str(exc).split(": ", 1)[-1]), email, name)
-    if not allow_signup(state.app.store, address, client_address(), state.limits, state.app.clock()):
-        limited = page("message.html.j2", 429, title=words["too_many"], body="")
-        limited.headers["Retry-After"] = "3600"
-        return limited
-    app = state.app
-    subscriber, signup = request_subscription(app.store, address, name, asked.categories, app.clock(), asked.choices)
-    # Sent by one background thread: a slow mail server never holds a web thread, and the
-    # answer takes as long whether or not the address was on the list.
-    state.mailer.submit(send_account_mail, state, subscriber, signup)
-    return page("message.html.j2", title=words["sent"], body=words["sent_body"].format(email=address))
+        return subscribe_page(400, words["csrf"], entry.email, entry.name)
+    answer = sign_up(entry)
+    if answer.status == "bad_email":
+        return subscribe_page(400, words["bad_email"].format(reason=answer.detail), entry.email, entry.name)
+    if answer.status == "limited":
+        return too_many()
+    return page("message.html.j2", title=words["sent"], body=words["sent_body"].format(email=answer.detail))
 
 
 def send_account_mail(state: WebState, subscriber: Subscriber, signup: SignupRequest | None) -> None:
@@ -181,7 +213,11 @@ def confirm_page(token: str) -> Response:
     signup = request_for(token)
     if signup is not None:
         if request.method == "POST":
-            return confirmed(confirm_request(state.app.store, signup, state.app.clock()))
+            before = state.app.store.subscriber(signup.email.lower())
+            done = confirm_request(state.app.store, signup, state.app.clock(), client_address())
+            if before is None or before.status is not SubscriberStatus.CONFIRMED:
+                welcome(done)
+            return confirmed(done)
         names = {c.slug: c.name for c in state.app.categories}
         chosen = [names[slug] for slug in signup.categories if slug in names] or [words["all"]]
         details = [(words["email"], [signup.email]), (words["confirm_name"], [signup.name or "—"])]
@@ -199,9 +235,31 @@ def confirm_page(token: str) -> Response:
     if request.method == "POST" or subscriber.status is SubscriberStatus.CONFIRMED:
         assert subscriber.id is not None
         issued = expiry(token) - CONFIRM_LIFETIME
-        return confirmed(confirm(state.app.store, subscriber.id, state.app.clock(), issued))
+        done = confirm(state.app.store, subscriber.id, state.app.clock(), issued)
+        if subscriber.status is not SubscriberStatus.CONFIRMED:
+            welcome(done)
+        return confirmed(done)
     body = words["confirm_body"].format(email=subscriber.email, list_name=state.letters.list_name)
     return page("action.html.j2", title=words["confirm"], body=body, button=words["confirm"])
+
+
+def welcome(done: Subscriber | None) -> None:
+    """Queue the welcome e-mail of a reader who just confirmed."""
+    if done is not None and done.status is SubscriberStatus.CONFIRMED:
+        state = current()
+        state.mailer.submit(send_welcome, state, done)
+
+
+def send_welcome(state: WebState, subscriber: Subscriber) -> None:
+    """The welcome e-mail; a failure is logged and leaves the confirmation as it is."""
+    try:
+        transport = state.app.transport()
+        try:
+            transport.send(state.letters.welcome_message(subscriber))
+        finally:
+            transport.close()
+    except Exception as exc:  # noqa: BLE001 - the reader is subscribed either way; the operator sees this
+        log.error("could not send the welcome e-mail to subscriber #%s: %s", subscriber.id, exc)
 
 
 def confirmed(done: Subscriber | None) -> Response:
