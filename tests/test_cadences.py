@@ -199,7 +199,11 @@ def test_configured_urls_in_chinese_survive_a_readers_script(week_site: Site) ->
         'slug = "tech"\n', 'slug = "tech"\nurl = "https://www.example.org/新闻动态/"\n'
     )
     config = config.replace("messages_per_second = 0", "messages_per_second = 0\nmax_items_per_category = 1")
-    site.config.write_text(config + '[theme]\nlogo_url = "https://www.example.org/图标/标志.png"\n', encoding="utf-8")
+    site.config.write_text(
+        config
+        + '[theme]\nlogo_url = "https://www.example.org/图标/标志.png"\nprivacy_url = "https://www.example.org/隐私/"\n',
+        encoding="utf-8",
+    )
     site.article("tech/one.md", "高新区发布科技简讯", date=f"{MONDAY:%Y-%m-%d} 09:00", categories="[tech]")
     site.article("tech/two.md", "开发区科技动态", date=f"{MONDAY:%Y-%m-%d} 08:00", categories="[tech]")
     site.clock_now = (MONDAY + timedelta(hours=10)).astimezone(UTC)
@@ -210,6 +214,7 @@ def test_configured_urls_in_chinese_survive_a_readers_script(week_site: Site) ->
     text, html = body(message, "plain"), body(message, "html")
     encoded = "https://www.example.org/%E6%96%B0%E9%97%BB%E5%8A%A8%E6%80%81/"
     assert encoded in html and "%E5%9B%BE%E6%A0%87/%E6%A0%87%E5%BF%97.png" in html
+    assert "https://www.example.org/%E9%9A%90%E7%A7%81/" in html  # 隐私 would become 隱私
     assert "新聞動態" not in text + html and "新闻动态" not in text + html and "高新區發佈科技簡訊" in text
     assert load_settings(site.config).categories[2].url == encoded
 

@@ -76,7 +76,7 @@ class ThemeConfig(Section):
     footer: str = ""  # text, or HTML (sanitised), at the foot of the digest and the pages
     consent: str = ""  # the words beside every sign-up form; empty: the catalogue's pages.consent
     privacy: str = ""  # the privacy line of every mail and page; empty: the catalogue's pages.privacy
-    privacy_url: str = ""  # the privacy policy, linked from that line
+    privacy_url: ConfiguredUrl = ""  # the privacy policy, linked from that line
 
 
 class WebConfig(Section):
