@@ -21,7 +21,7 @@ from ...errors import PublisherError
 from ...model import Subscriber, SubscriberStatus
 from ...normalize import CategoryIndex
 from ...private_files import private_folder
-from ...scripts import LABELS, SCRIPTS
+from ...scripts import LABELS
 from ...signup import mail_confirmations
 from ...subscriptions import ImportReport, choose_categories, export_lines, import_csv, remove
 from ...timeline import reader_timeline
@@ -131,9 +131,9 @@ def change_subscriber(subscriber_id: int) -> Response:
         chosen = (index.find(slug) for slug in request.form.getlist("category"))
         slugs = tuple(dict.fromkeys(c.slug for c in chosen if c is not None))
         offered = _offered()
-        try:  # the page offers every script (a reader keeps one the site no longer offers) and cadence
-            script = Offered.of(SCRIPTS, (), offered.site).script(request.form.get("script", reader.script or ""))
-            cadence = offered.cadence(request.form.get("cadence", ""))  # empty: the first offered
+        try:  # any known script and cadence: a reader keeps one the site no longer offers
+            script = offered.script(request.form.get("script", reader.script or ""))
+            cadence = offered.cadence(request.form.get("cadence", reader.cadence))  # empty: the first offered
         except ValueError as exc:
             return _reader_page(reader, 400, error=str(exc))
         choose_categories(store, subscriber_id, slugs, Choices(script, cadence))
