@@ -164,8 +164,16 @@ def subscribed(site: Site) -> None:
     app = site.app()
     try:
         status = SubscriberStatus.CONFIRMED
-        add(app.store, LONG_EMAIL, "欧阳·很长的名字也要完整地显示出来", ("policy", "tech"), status, site.clock_now)
-        add(app.store, "b@example.cn", "", (), SubscriberStatus.PENDING, site.clock_now)
+        add(
+            app.store,
+            LONG_EMAIL,
+            "欧阳·很长的名字也要完整地显示出来",
+            ("policy", "tech"),
+            status,
+            site.clock_now,
+            app.offered,
+        )
+        add(app.store, "b@example.cn", "", (), SubscriberStatus.PENDING, site.clock_now, app.offered)
     finally:
         app.close()
 

@@ -33,6 +33,7 @@ from .websub import WebSubServices
 if TYPE_CHECKING:
     from ..alerts import Alerts
     from ..archive_output import Archive
+    from ..choices import Offered
     from ..digest import Look
     from ..editions import Edition
     from ..output import Output
@@ -88,6 +89,15 @@ class App(SourceServices, MailServices, WatchServices, WebSubServices):
         """The site's script and how a reader's other one is made (publisher.scripts)."""
         t = self.settings.text
         return ScriptConversion(site_script(self.settings.site.language, t.convert), t.traditional, t.simplified)
+
+    @property
+    def offered(self) -> Offered:
+        """The scripts and cadences readers may choose (`[digest] scripts`, `cadences`) and the
+        site's own script: what every door (pages, embed, CLI, CSV, console) reads choices by."""
+        from ..choices import Offered
+
+        digest = self.settings.digest
+        return Offered.of(digest.scripts, digest.cadences, self.scripts.site)
 
     @property
     def theme(self) -> Theme:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from flask import Blueprint, Response, request
 from werkzeug.datastructures import MultiDict
 
-from ..choices import Choices, Offered
+from ..choices import Choices
 from ..model import Subscriber, SubscriberStatus
 from ..newsletter import CONFIRM_LIFETIME
 from ..scripts import LABELS
@@ -99,15 +99,8 @@ def reader_form(current_choices: Choices | None = None, values: MultiDict[str, s
     `category` (repeated), `script`, `cadence`. A choice the page did not offer keeps
     `current_choices` (default: the default)."""
     form = request.form if values is None else values
-    offered = offered_choices()
-    choices = offered.from_form(form.get, current_choices)
+    choices = current().app.offered.from_form(form.get, current_choices)
     return ReaderForm(form.get("email", "").strip(), form.get("name", ""), categories_from_form(form), choices)
-
-
-def offered_choices() -> Offered:
-    """The scripts and cadences this site offers its readers (`[digest] scripts`, `cadences`)."""
-    digest = current().app.settings.digest
-    return Offered.of(digest.scripts, digest.cadences, current().app.scripts.site)
 
 
 def request_for(token: str) -> SignupRequest | None:
@@ -127,7 +120,7 @@ def request_for(token: str) -> SignupRequest | None:
 
 
 def subscribe_page(status: int = 200, error: str | None = None, email: str = "", name: str = "") -> Response:
-    categories, offered = current().app.categories, offered_choices()
+    categories, offered = current().app.categories, current().app.offered
     return page(
         "subscribe.html.j2", status, categories=categories, csrf=csrf_token(), error=error, email=email, name=name,
         offered=offered.on_page(), script_labels=LABELS, chosen_script=current().app.scripts.site,
@@ -222,7 +215,7 @@ def confirm_page(token: str) -> Response:
         chosen = [names[slug] for slug in signup.categories if slug in names] or [words["all"]]
         details = [(words["email"], [signup.email]), (words["confirm_name"], [signup.name or "—"])]
         details.append((words["confirm_sections"], chosen))
-        offered = offered_choices()
+        offered = current().app.offered
         if offered.choose_script:
             details.append((words["script"], [LABELS[signup.script or state.app.scripts.site]]))
         if offered.choose_cadence:
@@ -287,7 +280,7 @@ def preferences_page(token: str) -> Response:
         asked = reader_form(Choices(subscriber.script, subscriber.cadence))
         changed = choose_categories(state.app.store, subscriber.id, asked.categories, asked.choices)
         subscriber, saved = changed or subscriber, True
-    offered = offered_choices()
+    offered = current().app.offered
     return page(
         "preferences.html.j2",
         title=state.words["preferences"],
