@@ -58,7 +58,7 @@ def scheduled_window(
     end = now.astimezone(UTC)
     if previous_end is None:
         key, start = first_scheduled(end, cadence, CADENCE_DAYS[cadence], other_end)
-        return DigestWindow(key, start, end, "ingested" if other_end is not None else "first", cadence)
+        return DigestWindow(key, start, end, "first" if "scheduled-first:" in key else "ingested", cadence)
     key = cadence_key(cadence, f"scheduled:{end:%Y-%m-%dT%H:%M:%SZ}")
     return DigestWindow(key, previous_end.astimezone(UTC), end, "ingested", cadence)
 

@@ -227,17 +227,21 @@ def cadence_key(cadence: str, key: str) -> str:
 def first_scheduled(end: datetime, cadence: str, first_days: int, other_end: datetime | None) -> tuple[str, datetime]:
     """(key, start) of a cadence's first scheduled digest, ending at `end`.
 
-    `other_end` is the latest end of any other cadence's scheduled digest. When there is one
-    (a site that sent weekly digests now offers, or only offers, the daily one), the window
-    starts there, at most FIRST_AFTER_OTHER_MAX_DAYS back, and picks by first ingest as every
-    later digest does: readers moved from weekly to daily miss none of the days since their
-    last weekly. On a new install it looks back `first_days` (CADENCE_DAYS), picking what was
-    both ingested and published then (`scheduled-first:`), not the site's whole archive."""
+    It looks back `first_days` (CADENCE_DAYS), picking what was both ingested and published
+    then (`scheduled-first:`), not the site's whole archive; or, when another cadence's last
+    scheduled digest ended earlier than that (`other_end`: a site that sent weekly digests now
+    offers, or only offers, the daily one), from there, at most FIRST_AFTER_OTHER_MAX_DAYS back,
+    by first ingest as every later digest (`scheduled:`): readers moved from weekly to daily
+    miss none of the days since their last weekly. Another cadence's digest that ended within
+    the look-back changes nothing: a weekly digest's first week is a week, even when the first
+    daily ones went out on a new install before it."""
     stamp = f"{end:%Y-%m-%dT%H:%M:%SZ}"
-    if other_end is None:
-        return cadence_key(cadence, f"scheduled-first:{stamp}"), end - timedelta(days=first_days)
-    start = min(end, max(other_end, end - timedelta(days=FIRST_AFTER_OTHER_MAX_DAYS)))
-    return cadence_key(cadence, f"scheduled:{stamp}"), start
+    start, cap = end - timedelta(days=first_days), end - timedelta(days=FIRST_AFTER_OTHER_MAX_DAYS)
+    if other_end is not None and other_end < start:
+        if other_end >= cap:
+            return cadence_key(cadence, f"scheduled:{stamp}"), other_end
+        start = cap  # a longer gap: the cap's days, picked as on a new install
+    return cadence_key(cadence, f"scheduled-first:{stamp}"), start
 
 
 class SubscriberStatus(enum.Enum):

@@ -261,9 +261,27 @@ def test_switching_every_reader_to_daily_loses_no_day_since_the_last_weekly(week
     assert "今日" in text  # the daily digest's words
 
 
+def test_on_a_new_install_the_first_weekly_takes_its_week_though_daily_ones_went_out_before(
+    week_site: Site,
+) -> None:
+    """Only another cadence's digest that ended *before* a first digest's look-back moves its
+    start: daily digests sent on a new install's first days leave the first weekly its week."""
+    site = week_site
+    for day in (1, 4):
+        when = MONDAY + timedelta(days=day, hours=9)
+        site.article(f"news/day{day}.md", f"院内新闻第{day}号", date=f"{when:%Y-%m-%d %H:%M}")
+        site.clock_now = (when + timedelta(hours=1)).astimezone(UTC)
+        site.build()
+        run_job_at(site, when + timedelta(hours=22), "daily")
+    run_job_at(site, MONDAY + timedelta(days=7, hours=8), "weekly")
+    (weekly,) = outbox_mail(site)[DEFAULT]
+    text = body(weekly, "plain")
+    assert "院内新闻第1号" in text and "院内新闻第4号" in text
+
+
 def test_the_weekly_ledger_of_before_cadences_chains_on_and_the_daily_starts_its_own(week_site: Site) -> None:
     """A store whose weekly digests were opened before cadences existed: its next weekly digest
-    starts where the last ended (nothing sent again), and the first daily one starts there too."""
+    starts where the last ended (nothing sent again), and the first daily one looks back a day."""
     site = week_site
     app = site.app()
     try:
@@ -276,10 +294,10 @@ def test_the_weekly_ledger_of_before_cadences_chains_on_and_the_daily_starts_its
         daily = letters.plan_scheduled("daily").digest
         assert (weekly.key, weekly.start, weekly.by) == (f"scheduled:{MONDAY.astimezone(UTC):%Y-%m-%dT%H:%M:%SZ}",
                                                          before, "ingested")  # fmt: skip
-        # The daily's first starts where the latest weekly ended (here: now), by first ingest.
-        assert daily.key.startswith("daily/scheduled:") and daily.by == "ingested"
-        assert daily.start == MONDAY.astimezone(UTC) and daily.cadence == "daily"
-        same = DigestWindow(daily.key, daily.start, daily.end, "ingested", "daily")
+        # The weekly that just ended is within the daily's day: the daily's first looks back its day.
+        assert daily.key.startswith("daily/scheduled-first:") and daily.by == "first"
+        assert daily.start == MONDAY.astimezone(UTC) - timedelta(days=1) and daily.cadence == "daily"
+        same = DigestWindow(daily.key, daily.start, daily.end, "first", "daily")
         assert letters.plan(same).created is False  # the same window again: nothing new
     finally:
         app.close()
@@ -357,7 +375,7 @@ def test_choices_and_each_cadences_windows_on_each_database(database: str) -> No
         next_daily, created = store.open_scheduled_digest(lambda: now + timedelta(days=1), 1, "daily")
         assert (weekly.cadence, weekly.start, weekly.key) == ("weekly", now - timedelta(days=7),
                                                               "scheduled-first:2026-11-30T00:00:00Z")  # fmt: skip
-        assert (daily.cadence, daily.start, daily.by) == ("daily", now, "ingested")  # after the weekly's end
+        assert (daily.cadence, daily.start, daily.by) == ("daily", now - timedelta(days=1), "first")
         assert created and (next_daily.start, next_daily.by) == (now, "ingested")
         assert next_daily.key == "daily/scheduled:2026-12-01T00:00:00Z"
         assert store.last_scheduled_end() == now and store.last_scheduled_end("daily") == now + timedelta(days=1)
