@@ -133,6 +133,14 @@ class Look:
         cadence's own words (`[digest.daily]`: the subject, the greeting) laid over."""
         return cadence_words(self.words, cadence)
 
+    def language_of(self, script: str | None) -> str:
+        """The `lang` of mail in `script` (None: the site's): the tag of the conversion that made
+        it (ScriptConversion.language: `zh-TW` for s2tw, `zh-HK`, `zh-Hant`), as the feeds in that
+        script say. Only a Chinese site's mail has another script; any other keeps the site's."""
+        if script is None or not self.site.language.lower().startswith("zh"):
+            return self.site.language
+        return self.scripts.language(script, self.site.language)
+
     def list_name_for(self, cadence: str) -> str:
         """The name of the cadence's list: its masthead, List-Id and default subject (a daily
         reader's mail says 每日要闻, not 周报); `list_name` for a cadence not named."""
@@ -262,7 +270,7 @@ class Renderer:
         split = self.markers["split"]
         context = {
             "split": split,
-            "language": script or look.site.language,  # a converted digest says which script it is in
+            "language": look.language_of(script),  # a converted digest says which script it is in
             "title": self.list_name,
             "list_name": self.list_name,
             "site_url": look.site.url,
@@ -350,7 +358,7 @@ def render_welcome(
         "t": t, "link": preferences_url, "unsubscribe_url": unsubscribe_url, "list_name": look.list_name,
         "chosen": look.words["join"].join(chosen) if chosen else every, "site_url": look.site.url,
         "feeds_url": look.feeds_url, "postal_address": look.postal_address,
-        "language": script or look.site.language, "theme": look.theme.context(),
+        "language": look.language_of(script), "theme": look.theme.context(),
     }  # fmt: skip
     env = look.theme.environment
     text, html = env.get_template("welcome.txt.j2").render(context), env.get_template("welcome.html.j2").render(context)

@@ -219,6 +219,24 @@ def test_configured_urls_in_chinese_survive_a_readers_script(week_site: Site) ->
     assert load_settings(site.config).categories[2].url == encoded
 
 
+def test_a_converted_digest_says_the_conversions_language(week_site: Site) -> None:
+    """`lang` names what the conversion made (ScriptConversion.language), as the feeds do: Taiwan's
+    forms (s2tw) are zh-TW, not just zh-Hant; the site's own script keeps the site's zh-CN."""
+    site = week_site
+    config = site.config.read_text(encoding="utf-8").replace(
+        'convert = "t2s"\n', 'convert = "t2s"\ntraditional = "s2tw"\n'
+    )
+    site.config.write_text(config, encoding="utf-8")
+    site.article("tech/one.md", "高新区发布科技简讯", date=f"{MONDAY:%Y-%m-%d} 09:00", categories="[tech]")
+    site.clock_now = (MONDAY + timedelta(hours=10)).astimezone(UTC)
+    site.build()
+    run_job_at(site, MONDAY + timedelta(hours=11), "daily")
+    run_job_at(site, MONDAY + timedelta(hours=11), "weekly")
+    mail = outbox_mail(site)
+    assert '<html lang="zh-TW"' in body(mail[HANT_DAILY][0], "html")
+    assert '<html lang="zh-CN"' in body(mail[DEFAULT][0], "html")
+
+
 def test_a_reader_who_changed_cadence_after_the_plan_is_skipped_by_that_digest(week_site: Site) -> None:
     """Planned for the weekly digest, switched to daily before it was sent (a paused or retrying
     digest): the weekly delivery is skipped, as an unsubscribed reader's, so only the daily comes."""
