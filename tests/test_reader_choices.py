@@ -256,6 +256,7 @@ def test_digest_send_takes_a_cadence_and_sends_only_to_its_readers(site: Site) -
         ('scripts = ["zh-TW", "zh-Hans"]', "digest.scripts", ""),
         ('daily_schedule = "0 7 * * 1"', "digest.daily_schedule", "uses numbers"),
         ('daily_schedule = "every day"', "digest.daily_schedule", "not a 5-field cron line"),
+        ('daily_schedule = "0 6 * * *"', "digest.daily_schedule", 'no daily digest: "daily" is not in digest.cadences'),
     ],
 )
 def test_bad_choices_in_the_config_are_named_by_key(site: Site, digest: str, key: str, words: str) -> None:
