@@ -127,6 +127,8 @@ SUBSCRIBER_COLUMNS = (
     Column("email"),
     Column("name"),
     Column("categories", empty="(all)"),
+    Column("script", empty="(site's)"),  # as `export` writes it: empty for the site's own
+    Column("cadence"),
     Column("status"),
     Column("status_at", "since", time=True),
     Column("status_via", "via"),
@@ -138,7 +140,7 @@ SUBSCRIBER_COLUMNS = (
 @FORMAT
 @click.pass_context
 def subscribers_list(ctx: click.Context, status: str | None, output_format: str) -> None:
-    """Subscribers: address, name, categories, status and since when (in the site's zone)."""
+    """Subscribers: address, name, categories, script, cadence, status and since when (in the site's zone)."""
     app, index = _subscriber_app(ctx)
     try:
         found = app.store.subscribers(SubscriberStatus(status) if status else None)
@@ -146,8 +148,8 @@ def subscribers_list(ctx: click.Context, status: str | None, output_format: str)
         app.close()
     names = {c.slug: c.name for c in index.categories}
     rows = [
-        (s.email, s.name, tuple(names.get(slug, slug) for slug in s.categories), s.status.value, s.status_at,
-         s.status_via)
+        (s.email, s.name, tuple(names.get(slug, slug) for slug in s.categories), s.script or "", s.cadence,
+         s.status.value, s.status_at, s.status_via)
         for s in found
     ]  # fmt: skip
     print_records(SUBSCRIBER_COLUMNS, rows, output_format, app.settings.site.timezone)
