@@ -8,17 +8,16 @@ as a static file under a strict Content-Security-Policy (web/feeds.py): no scrip
 inline style, so its look comes from one stylesheet beside it (`digests/archive.css`).
 
 Addresses (docs/digest.md): a weekly digest is named after the ISO week it was sent in
-(`2026-w48`), a daily one after its day (`2026-12-03`), another cadence `<cadence>-<day>`, an
-explicit window after its first and last days (`2026-11-01-to-2026-11-30`); all in the site's
-zone. Two digests with one name (a second send in the same week) are told apart by a number,
-`2026-w48-2`, counted in the order the digests were opened, so a later digest never renames
-an earlier one.
+(`2026-w48`), a daily one after its day (`2026-12-03`), an explicit window after its first
+and last days (`2026-11-01-to-2026-11-30`); all in the site's zone as the address is given. A
+name already taken gets the first free number, `2026-w48-2`. The address is given once, as the
+digest is planned, and kept in the ledger (`digests.archive_slug`): a later digest, another
+zone or a renumbering never moves a page a sent mail links to.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
@@ -27,7 +26,7 @@ from zoneinfo import ZoneInfo
 
 from .digest import DigestSection, Look, sections_for
 from .feeds import EMPTY_FEED_UPDATED
-from .model import Article, Category, Subscriber, SubscriberStatus
+from .model import CADENCES, DAILY, WEEKLY, Article, Category, Subscriber, SubscriberStatus
 
 ARCHIVE_DIR = "digests"  # under the output folder
 FEED_FILE = "atom.xml"  # served as application/atom+xml by its name
@@ -46,40 +45,65 @@ class ArchiveEntry:
     end: datetime  # aware, UTC
     by: str  # how the window picks articles (DigestRow.by)
     sent: datetime  # aware, UTC: when the digest was opened and its sending began
+    cadence: str = WEEKLY  # model.CADENCES: what its title calls it (ArchiveNames)
+
+
+@dataclass(frozen=True, slots=True)
+class ArchiveNames:
+    """What the archive calls the list as a whole (the index, the feed) and each cadence's
+    digest (its page, its title in the index and the feed), so a daily and a weekly digest of
+    one day are told apart and a daily page never says 周报."""
+
+    whole: str
+    cadences: Mapping[str, str]
+
+    def of(self, cadence: str) -> str:
+        return self.cadences.get(cadence, self.whole)
+
+
+def archive_names(look: Look, configured: str, offered: Sequence[str]) -> ArchiveNames:
+    """`[digest] list_name` (`configured`) names everything, with the cadence added when
+    `[digest] cadences` offers two; without it, the catalogue's `[archive]` words name each
+    cadence's digest (`list_weekly`, `list_daily`) and the whole (`list`, or the one cadence's)."""
+    t, site = look.theme.messages(look.site.language)["archive"], look.site.title
+    if configured:
+        if len(offered) < 2:
+            return ArchiveNames(configured, {})
+        return ArchiveNames(configured, {c: t["named"].format(list_name=configured, cadence=t[c]) for c in CADENCES})
+    own = {c: str(t[f"list_{c}"].format(site=site)) for c in CADENCES}
+    return ArchiveNames(own[offered[0]] if len(offered) == 1 else t["list"].format(site=site), own)
 
 
 def base_slug(start: datetime, end: datetime, by: str, cadence: str, timezone: str) -> str:
-    """The name a digest's window and cadence give it, before collisions are numbered."""
+    """The name a digest's window and cadence (model.CADENCES: weekly or daily) give it,
+    before a taken name is numbered."""
     zone = ZoneInfo(timezone)
     last = end.astimezone(zone)
     if by == "published":  # an explicit window: (since 00:00 - 1 µs, until + 1 day - 1 µs]
         first = (start + timedelta(microseconds=1)).astimezone(zone)
         return f"{first.date().isoformat()}-to-{last.date().isoformat()}"
-    if cadence == "weekly":
-        year, week, _day = last.isocalendar()
-        return f"{year}-w{week:02d}"
-    if cadence == "daily":
+    if cadence == DAILY:
         return last.date().isoformat()
-    return f"{re.sub(r'[^a-z0-9]+', '-', cadence.lower()).strip('-') or 'digest'}-{last.date().isoformat()}"
+    year, week, _day = last.isocalendar()
+    return f"{year}-w{week:02d}"
 
 
-def assign_slugs(named: Sequence[tuple[str, str]]) -> dict[str, str]:
-    """{key: slug} for (key, base slug) pairs in the order their digests were opened: the
-    first of a name keeps it, the next ones get `-2`, `-3`, ..."""
-    seen: dict[str, int] = {}
-    slugs = {}
-    for key, base in named:
-        seen[base] = seen.get(base, 0) + 1
-        slugs[key] = base if seen[base] == 1 else f"{base}-{seen[base]}"
-    return slugs
+def free_slug(base: str, taken: Collection[str]) -> str:
+    """`base` when no digest holds it, else the first free `base-2`, `base-3`, ..."""
+    slug, number = base, 1
+    while slug in taken:
+        number += 1
+        slug = f"{base}-{number}"
+    return slug
 
 
 @dataclass(frozen=True, slots=True)
 class ArchiveLinks:
     """Where the archive is served (the output folder's URL) and where readers sign up."""
 
-    base_url: str  # the output folder's URL, no trailing slash
+    base_url: str  # the output folder's URL (an edition's: its folder's), no trailing slash
     signup_url: str
+    folder: str = ""  # the edition's folder (`zh-hant`), in the feed's entry ids; "": the site's own
 
     @property
     def index_url(self) -> str:
@@ -113,14 +137,19 @@ def _window(look: Look, entry: ArchiveEntry) -> str:
     return str(t["window"].format(start=f"{first:%Y-%m-%d}", end=f"{last:%Y-%m-%d}"))
 
 
-def _title(look: Look, entry: ArchiveEntry) -> str:
-    return f"{look.list_name} · {_date_label(look, entry.end)}"
+def _title(look: Look, entry: ArchiveEntry, names: ArchiveNames) -> str:
+    return f"{names.of(entry.cadence)} · {_date_label(look, entry.end)}"
 
 
-def _common(look: Look, links: ArchiveLinks) -> dict[str, object]:
+def _names(look: Look, names: ArchiveNames | None) -> ArchiveNames:
+    return names or ArchiveNames(look.list_name, {})
+
+
+def _common(look: Look, links: ArchiveLinks, names: ArchiveNames) -> dict[str, object]:
     return {
         "language": look.site.language,
-        "list_name": look.list_name,
+        "list_name": names.whole,
+        "archive_name": names.whole,
         "site_url": look.site.url,
         "feeds_url": look.feeds_url,
         "postal_address": look.postal_address,
@@ -133,13 +162,19 @@ def _common(look: Look, links: ArchiveLinks) -> dict[str, object]:
 
 
 def render_page(
-    look: Look, links: ArchiveLinks, entry: ArchiveEntry, categories: Sequence[Category], articles: Sequence[Article]
+    look: Look,
+    links: ArchiveLinks,
+    entry: ArchiveEntry,
+    categories: Sequence[Category],
+    articles: Sequence[Article],
+    names: ArchiveNames | None = None,
 ) -> bytes:
-    """The digest's public page (`digests/<slug>/index.html`)."""
-    zone = ZoneInfo(look.site.timezone)
+    """The digest's public page (`digests/<slug>/index.html`), named after its cadence's list."""
+    zone, names = ZoneInfo(look.site.timezone), _names(look, names)
     sections = archive_sections(look, categories, articles)
-    context = _common(look, links) | {
-        "title": _title(look, entry),
+    context = _common(look, links, names) | {
+        "list_name": names.of(entry.cadence),
+        "title": _title(look, entry, names),
         "url": links.page_url(entry.slug),
         "stylesheet": f"../{STYLESHEET}",
         "date_label": _date_label(look, entry.end),
@@ -168,13 +203,16 @@ def render_page(
     return look.theme.environment.get_template("digest_archive.html.j2").render(context).encode("utf-8")
 
 
-def render_archive_index(look: Look, links: ArchiveLinks, entries: Sequence[ArchiveEntry]) -> bytes:
-    """`digests/index.html`: every archived digest, newest first."""
+def render_archive_index(
+    look: Look, links: ArchiveLinks, entries: Sequence[ArchiveEntry], names: ArchiveNames | None = None
+) -> bytes:
+    """`digests/index.html`: every archived digest, newest first, each titled by its cadence."""
+    names = _names(look, names)
     rows = [
-        {"title": _date_label(look, e.end), "url": links.page_url(e.slug), "slug": e.slug}
+        {"title": _title(look, e, names), "url": links.page_url(e.slug), "slug": e.slug}
         for e in sorted(entries, key=lambda e: (e.sent, e.slug), reverse=True)
     ]
-    context = _common(look, links) | {"stylesheet": STYLESHEET, "rows": rows}
+    context = _common(look, links, names) | {"stylesheet": STYLESHEET, "rows": rows}
     return look.theme.environment.get_template("digest_archive_index.html.j2").render(context).encode("utf-8")
 
 
@@ -187,11 +225,12 @@ def render_archive_feed(
     look: Look,
     links: ArchiveLinks,
     entries: Sequence[tuple[ArchiveEntry, Sequence[DigestSection]]],
+    names: ArchiveNames | None = None,
 ) -> bytes:
     """Atom 1.0 of the newest digests (each with its sections' article links as its content);
-    ids are tag URIs of the site's host, the day the digest was sent and its slug, so they
-    survive a move of the output folder."""
-    t = look.theme.messages(look.site.language)["archive"]
+    ids are tag URIs of the site's host, the day the digest was sent, the edition's folder and
+    its slug, so they survive a move of the output folder."""
+    t, names = look.theme.messages(look.site.language)["archive"], _names(look, names)
     site = look.site
     ET.register_namespace("", ATOM)
 
@@ -203,7 +242,7 @@ def render_archive_feed(
     newest = sorted(entries, key=lambda pair: (pair[0].sent, pair[0].slug), reverse=True)
     feed = ET.Element(f"{{{ATOM}}}feed", {"{http://www.w3.org/XML/1998/namespace}lang": site.language})
     sub(feed, "id", links.feed_url)
-    sub(feed, "title", t["feed_title"].format(list_name=look.list_name))
+    sub(feed, "title", t["feed_title"].format(list_name=names.whole))
     sub(feed, "updated", _rfc3339(newest[0][0].sent if newest else EMPTY_FEED_UPDATED))
     sub(feed, "link", rel="self", type="application/atom+xml", href=links.feed_url)
     sub(feed, "link", rel="alternate", type="text/html", href=links.index_url)
@@ -213,8 +252,9 @@ def render_archive_feed(
     host = urlsplit(site.url).hostname or "localhost"
     for entry, sections in newest:
         item = sub(feed, "entry")
-        sub(item, "id", f"tag:{host},{entry.sent:%Y-%m-%d}:{ARCHIVE_DIR}/{entry.slug}")
-        sub(item, "title", _title(look, entry))
+        where = f"{links.folder}/{ARCHIVE_DIR}" if links.folder else ARCHIVE_DIR
+        sub(item, "id", f"tag:{host},{entry.sent:%Y-%m-%d}:{where}/{entry.slug}")
+        sub(item, "title", _title(look, entry, names))
         sub(item, "updated", _rfc3339(entry.sent))
         sub(item, "published", _rfc3339(entry.sent))
         sub(item, "link", rel="alternate", type="text/html", href=links.page_url(entry.slug))

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import secrets
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Literal
@@ -198,9 +198,12 @@ class Renderer:
         cache_size: int = 512,
         archive_url: str | None = None,
         cadence: str = WEEKLY,
+        script_archive_urls: Mapping[str, str] | None = None,
     ) -> None:
         self.look, self.categories, self.articles, self.end = look, list(categories), list(articles), end
         self.archive_url = archive_url  # the digest's public page ("View in browser"); None: no link
+        # The same page in another script (`zh-Hant`: `/zh-hant/digests/…`), linked from that script's drafts.
+        self.script_archive_urls = dict(script_archive_urls or {})
         self.env = look.theme.environment
         self.words = look.words_for(cadence)
         self.cadence, self.list_name = cadence, look.list_name_for(cadence)
@@ -275,7 +278,7 @@ class Renderer:
             "list_name": self.list_name,
             "site_url": look.site.url,
             "feeds_url": look.feeds_url,
-            "archive_url": self.archive_url,
+            "archive_url": self.script_archive_urls.get(script, self.archive_url) if script else self.archive_url,
             "postal_address": look.postal_address,
             "date_label": date_label,
             "count": len(items),

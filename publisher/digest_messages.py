@@ -82,18 +82,24 @@ class DigestMessages:
 
     def renderer(self, window: DigestWindow | DigestRow) -> Renderer:
         articles = self.store.articles_between(window.start, window.end, window.by)
-        archive_url = self.archive_url(window)
+        urls = self.archive_urls(window)
         return Renderer(
-            self.look, self.app.categories, articles, window.end, archive_url=archive_url, cadence=window.cadence
-        )
+            self.look, self.app.categories, articles, window.end, archive_url=urls.get(None), cadence=window.cadence,
+            script_archive_urls={script: url for script, url in urls.items() if script is not None},
+        )  # fmt: skip
 
-    def archive_url(self, window: DigestWindow | DigestRow) -> str | None:
-        """The digest's public page, its mails' "View in browser" link (publisher.archive);
-        a preview's window gets the address it would have if sent now. None: archive off."""
+    def archive_urls(self, window: DigestWindow | DigestRow) -> dict[str | None, str]:
+        """The digest's public page in each script it is published in (None: the site's own),
+        its mails' "View in browser" link in the reader's script (publisher.archive_output); a
+        preview's window gets the address it would have if sent now. {}: no page (archive off)."""
         archive = self.app.archive
         if archive is None:
-            return None
-        return archive.url_for(window.key, window.start, window.end, window.by, window.cadence)
+            return {}
+        return archive.urls_for(window.key, window.start, window.end, window.by, window.cadence)
+
+    def archive_url(self, window: DigestWindow | DigestRow) -> str | None:
+        """The digest's public page in the site's script (see archive_urls); None: no page."""
+        return self.archive_urls(window).get(None)
 
     def list_id(self, cadence: str) -> str:
         """The List-Id of a cadence's mail (RFC 2919). Two cadences are two lists: each has its

@@ -17,6 +17,8 @@ from .feeds import FeedLinks
 from .model import Article, Category, Site
 from .scripts import LABELS, ScriptConversion, path_segment
 
+Converted = dict[Article, Article]  # an article as stored -> the same article in an edition's script
+
 
 @dataclass(frozen=True, slots=True)
 class Edition:
@@ -59,22 +61,28 @@ class Edition:
             return list(categories)
         return [replace(c, name=self.text(c.name), description=self.text(c.description)) for c in categories]
 
-    def articles(self, articles: Sequence[Article]) -> Sequence[Article]:
-        """Titles, summaries, content, author and tags converted; guid, URLs and dates kept (the
-        same article in another script: docs/feeds.md, "Feeds in a second script")."""
+    def articles(self, articles: Sequence[Article], converted: Converted | None = None) -> Sequence[Article]:
+        """`articles` in this script; `converted` remembers the ones converted before, so an
+        article that several scopes hold, or that a scope's feeds and its page both show, is
+        converted once (`Output.write_scopes` keeps one per edition and build)."""
         if not self.folder:
             return articles
-        return [
-            replace(
-                a,
-                title=self.text(a.title),
-                summary=self.text(a.summary),
-                content_html=self.text(a.content_html),
-                author=self.text(a.author) if a.author else a.author,
-                tags=tuple(self.text(t) for t in a.tags),
-            )  # fmt: skip
-            for a in articles
-        ]
+        done = {} if converted is None else converted
+        return [done[a] if a in done else done.setdefault(a, self.article(a)) for a in articles]
+
+    def article(self, a: Article) -> Article:
+        """Title, summary, content, author and tags converted; guid, URLs and dates kept (the
+        same article in another script: docs/feeds.md, "Feeds in a second script")."""
+        if not self.folder:
+            return a
+        return replace(
+            a,
+            title=self.text(a.title),
+            summary=self.text(a.summary),
+            content_html=self.text(a.content_html),
+            author=self.text(a.author) if a.author else a.author,
+            tags=tuple(self.text(t) for t in a.tags),
+        )  # fmt: skip
 
     def words(self, words: Mapping[str, str]) -> dict[str, str]:
         """A section of the message catalogue in this script."""

@@ -75,6 +75,7 @@ class Newsletter(DigestMessages):
         """Open the cadence's scheduled digest ending now (see Store.open_scheduled_digest) and
         plan it (default: the first of `[digest] cadences`, as the console's "send now")."""
         cadence = cadence or self.settings.digest.cadences[0]
+        self._archive_on()
         with self.store.send_lock():
             digest, created = self.store.open_scheduled_digest(self.clock, CADENCE_DAYS[cadence], cadence)
             return self._plan(digest, created)
@@ -82,6 +83,7 @@ class Newsletter(DigestMessages):
     def plan(self, window: DigestWindow) -> Plan:
         """Open the window's digest and plan its deliveries; a window opened before plans nothing
         new (unless a crash stopped it while planning)."""
+        self._archive_on()
         with self.store.send_lock():
             digest_id, created = self.store.open_digest(
                 window.key, window.start, window.end, self.clock(), window.cadence
@@ -292,16 +294,31 @@ class Newsletter(DigestMessages):
 
     # --- helpers ---------------------------------------------------------------------------
 
+    def _archive_on(self) -> None:
+        """Before a digest is opened: the archive's `archive_since`, set the first time, so the
+        first digest opened with the archive on is archived and none opened before."""
+        archive = self.app.archive
+        if archive is not None:
+            archive.since()
+
     def _archive(self, digest: DigestRow) -> None:
-        """The digest's public page, written before its first mail (which links to it). A
-        failure to write is logged and the sending goes on: the next build writes the page."""
+        """The digest's public page, written before its first mail (which links to it). The
+        deliveries are planned already: whatever writing the page raises (a full disk, a folder
+        it may not write or read, a theme template's error) is logged and the sending goes on;
+        the next build writes the page."""
+        from jinja2 import TemplateError
+
         archive = self.app.archive
         if archive is None:
             return
         try:
             archive.publish(digest.key)
-        except PublisherError as exc:
-            log.error("digest %s: its archive page was not written (%s); the next build writes it", digest.key, exc)
+        except (PublisherError, OSError, TemplateError) as exc:
+            log.error(
+                "digest %s: its archive page was not written under %s (%s: %s); the mails go out and link to it: "
+                "fix the folder (or the theme's archive template) and run `publisher build` to write it",
+                digest.key, archive.folder, type(exc).__name__, exc,
+            )  # fmt: skip
 
     def _message_id(self, digest_id: int, subscriber: Subscriber) -> str:
         # Fixed at planning: every attempt carries it, so a duplicate is recognisable.

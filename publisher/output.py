@@ -1,7 +1,8 @@
 """The output folder a build writes: in each edition (publisher.editions), the feeds and the
 category pages of the scopes that need it, and index.html and feeds.opml when the site's shape
-changed. One query per scope serves every format, page and edition; only changed bytes reach
-the disk (feeds.write_if_changed), so an unchanged build writes nothing.
+changed. One query per scope serves every format, page and edition, and each article is
+converted to an edition's script once, whichever feeds and pages show it; only changed bytes
+reach the disk (feeds.write_if_changed), so an unchanged build writes nothing.
 """
 
 from __future__ import annotations
@@ -10,13 +11,22 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .editions import Edition, script_links
+from .archive import ARCHIVE_DIR
+from .editions import Converted, Edition, script_links
 from .feeds import ArticlesFor, FeedLinks, write_feeds, write_if_changed
 from .model import Article, Category, FeedFormat, FeedSpec, Site
 from .pages import category_page, render_category, render_index, render_opml
+from .scripts import HANS, HANT, path_segment
 from .theme import Theme
 
 SITE_PAGES = ("index.html", "feeds.opml")
+# The output folder's own folders, which no category's page and feeds may take (`<slug>/`):
+# what each holds, for the config error that refuses such a slug.
+RESERVED_SLUGS = {
+    path_segment(HANT): "the folder of the feeds and pages in 繁體 (`[feeds] scripts`)",
+    path_segment(HANS): "the folder of the feeds and pages in 简体 (`[feeds] scripts`)",
+    ARCHIVE_DIR: "the folder of the digest archive (`[digest] archive`)",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +40,14 @@ class Output:
     theme: Theme
     subscribe_url: str | None
     editions: Sequence[Edition]
+    subscribe_scripts: Sequence[str] = ()  # the scripts the sign-up page lets a reader choose
+
+    def subscribe_link(self, edition: Edition) -> str | None:
+        """The sign-up page as an edition links it: from the other script's pages with that
+        script chosen (`?script=zh-Hant`), when the page offers it (web/account.py reads it)."""
+        if self.subscribe_url and edition.folder and edition.script in self.subscribe_scripts:
+            return f"{self.subscribe_url}?script={edition.script}"
+        return self.subscribe_url
 
     def scope_files(self, scope: Category | None) -> list[str]:
         """The paths a scope has in every edition: its feeds, and a category's page."""
@@ -61,9 +79,12 @@ class Output:
             site, links = edition.site(self.site), edition.links(self.links)
             categories = edition.categories(self.categories)
             converted = {c.slug: c for c in categories}
+            once: Converted = {}  # each article converted once in this edition, for its feeds and pages
 
-            def articles(scope: Category | None, edition: Edition = edition) -> Sequence[Article]:
-                return edition.articles(latest(by_slug[scope.slug] if scope else None))
+            def articles(
+                scope: Category | None, edition: Edition = edition, once: Converted = once
+            ) -> Sequence[Article]:
+                return edition.articles(latest(by_slug[scope.slug] if scope else None), once)
 
             out = edition.out_dir(self.out)
             in_edition = [converted[s.slug] if s else None for s in scopes]
@@ -73,8 +94,8 @@ class Output:
                     continue
                 page = category_page(scope)
                 switch = script_links(self.editions, edition, self.links, page)
-                html = render_category(site, links, scope, articles(scope), self.theme, self.subscribe_url, edition,
-                                       switch)  # fmt: skip
+                html = render_category(site, links, scope, articles(scope), self.theme, self.subscribe_link(edition),
+                                       edition, switch)  # fmt: skip
                 path = page + "index.html"
                 (done if write_if_changed(out / path, html) else same).append(path)
             written += [edition.path(p) for p in done]
@@ -94,7 +115,8 @@ class Output:
                 if not needed(path):
                     continue
                 if name == "index.html":
-                    data = render_index(site, links, categories, self.theme, self.subscribe_url, edition, switch)
+                    subscribe = self.subscribe_link(edition)
+                    data = render_index(site, links, categories, self.theme, subscribe, edition, switch)
                 else:
                     data = render_opml(site, links, categories)
                 (written if write_if_changed(self.out / path, data) else unchanged).append(path)

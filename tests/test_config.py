@@ -385,3 +385,31 @@ def test_retry_after_takes_durations_within_a_week_and_max_attempts_is_retired()
         validate(tomllib.loads(MINIMAL) | {"digest": {"retry_after": ["4d", "4d"]}})
     with pytest.raises(ConfigError, match="retry_after"):
         validate(tomllib.loads(MINIMAL) | {"digest": {"retry_after": ["1m"] * 21}})
+
+
+@pytest.mark.parametrize(
+    ("slug", "holds"),
+    [("zh-hant", "feeds and pages in 繁體"), ("zh-hans", "feeds and pages in 简体"), ("digests", "digest archive")],
+)
+def test_a_slug_may_not_be_a_folder_the_output_keeps_for_itself(tmp_path: Path, slug: str, holds: str) -> None:
+    path = write(
+        tmp_path,
+        f"""
+        [site]
+        title = "t"
+        url = "https://x.org"
+        [[categories]]
+        name = "港澳新闻"
+        slug = "{slug}"
+        [[sources]]
+        type = "files"
+        path = "c"
+        """,
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path)
+    [(key, problem, fix)] = caught.value.problems
+    assert key == "categories[0].slug" and slug in problem and holds in problem
+    assert f'"{slug}-news"' in fix and "zh-hant, zh-hans, digests" in fix
+    result = CliRunner().invoke(main, ["--config", str(path), "check"])
+    assert result.exit_code == 2 and "categories[0].slug" in result.output

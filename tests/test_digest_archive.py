@@ -27,7 +27,7 @@ from waitress import wasyncore
 
 from conftest import Site, days_ago
 from feedcheck import assert_matches_atom_schema, atom_schema, parse_with_feedparser
-from publisher.archive import assign_slugs, base_slug
+from publisher.archive import base_slug, free_slug
 from publisher.digest import explicit_window
 from publisher.model import BuildReport, Subscriber, SubscriberStatus
 from publisher.newsletter import Newsletter
@@ -224,14 +224,12 @@ def test_slugs_name_the_week_the_day_or_the_window_and_number_a_second_of_one_na
     zone = "Asia/Shanghai"
     assert base_slug(monday - timedelta(days=7), monday, "ingested", "weekly", zone) == "2026-w48"
     assert base_slug(monday - timedelta(days=1), monday, "ingested", "daily", zone) == "2026-11-23"
-    assert base_slug(monday - timedelta(days=1), monday, "ingested", "Monthly", zone) == "monthly-2026-11-23"
     late = datetime(2026, 11, 29, 17, 0, tzinfo=UTC)  # Monday 01:00 in Shanghai: week 49 there
     assert base_slug(monday, late, "ingested", "weekly", zone) == "2026-w49"
     window = explicit_window(datetime(2026, 11, 1).date(), datetime(2026, 11, 30).date(), zone)
     assert base_slug(window.start, window.end, "published", "weekly", zone) == "2026-11-01-to-2026-11-30"
-    assert assign_slugs([("a", "2026-w48"), ("b", "2026-w48"), ("c", "2026-w49"), ("d", "2026-w48")]) == {
-        "a": "2026-w48", "b": "2026-w48-2", "c": "2026-w49", "d": "2026-w48-3",
-    }  # fmt: skip
+    assert free_slug("2026-w48", {"2026-w47"}) == "2026-w48"
+    assert free_slug("2026-w48", {"2026-w48", "2026-w48-2", "2026-w48-4"}) == "2026-w48-3"
 
 
 def test_an_explicit_window_digest_links_its_own_page(site: Site, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -348,3 +346,199 @@ def test_digests_of_one_week_are_numbered_in_opening_order_on_both_stores(
     assert pages == ["2026-w47", "2026-w47-2"]
     second = (site.out / "digests" / "2026-w47-2" / "index.html").read_text("utf-8")
     assert TITLES[3] in second and TITLES[0] not in second  # each page holds its own window
+
+
+def test_a_given_address_is_kept_when_the_zone_changes_and_an_old_digest_is_named_once(
+    site: Site,
+    store_url: str,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The page a mail links to never moves: its slug is stored as the digest is planned and
+    read from the ledger after, whatever `[site] timezone` says later; a digest sent before
+    addresses were stored gets one, once, and keeps it."""
+    monkeypatch.setenv("PUBLISHER_SECRET_KEY", KEY)
+    site.clock_now = datetime(2026, 11, 22, 20, 0, tzinfo=UTC)  # Monday 04:00 in Shanghai: week 48 there, 47 in UTC
+    site.article("policy/a.md", TITLES[0], date="2026-11-20 09:00")
+    app = app_on(site, store_url, site.mail_to_outbox())
+    try:
+        app.build(BuildReport())
+        readers(app, "reader@example.com")
+        plan = Newsletter(app).plan_scheduled()
+        assert plan.planned == 1
+        assert Newsletter(app).archive_url(plan.digest) == "https://www.example.org/digests/2026-w48/"
+        assert [r.slug for r in app.store.archive_digests()] == ["2026-w48"]
+    finally:
+        app.close()
+    text = site.config.read_text(encoding="utf-8")
+    site.config.write_text(text.replace('timezone = "Asia/Shanghai"', 'timezone = "UTC"'), encoding="utf-8")
+    app = site.app()
+    try:
+        assert app.settings.site.timezone == "UTC"
+        archive = app.archive
+        assert archive is not None
+        assert Newsletter(app).archive_url(plan.digest) == "https://www.example.org/digests/2026-w48/"
+        assert [e.slug for e in archive.entries()] == ["2026-w48"]
+        with app.store.engine.begin() as conn:  # as a digest sent before the upgrade: no address yet
+            conn.exec_driver_sql("UPDATE digests SET archive_slug = NULL")
+        assert [e.slug for e in archive.entries()] == ["2026-w47"]  # named now, in the zone of now
+        text = site.config.read_text(encoding="utf-8")
+        site.config.write_text(text.replace('timezone = "UTC"', 'timezone = "Asia/Shanghai"'), encoding="utf-8")
+    finally:
+        app.close()
+    app = site.app()
+    try:
+        archive = app.archive
+        assert archive is not None
+        assert [e.slug for e in archive.entries()] == ["2026-w47"]  # once given, kept
+    finally:
+        app.close()
+
+
+def test_a_page_that_cannot_be_written_stops_no_mail_and_the_next_build_writes_it(
+    site: Site, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The output's digests/ is a file, not a folder: looking for the page raises
+    NotADirectoryError (no PublisherError); the deliveries were planned, so the mails go out."""
+    monkeypatch.setenv("PUBLISHER_SECRET_KEY", KEY)
+    archive_site(site, free_port())
+    (site.out / "digests").write_text("in the way", encoding="utf-8")
+    result = site.cli("digest", "send")
+    assert result.exit_code == 0, result.output
+    sent = mails(site)
+    assert len(sent) == 2
+    (link,) = {link for mail in sent for link in view_links(mail)}
+    logged = caplog.text + result.output
+    assert "its archive page was not written under" in logged and "publisher build" in logged, result.output
+    (site.out / "digests").unlink()
+    site.build()
+    slug = link.rstrip("/").rsplit("/", 1)[1]
+    assert (site.out / "digests" / slug / "index.html").is_file()
+
+
+def test_turning_the_archive_on_later_publishes_no_digest_sent_before_until_asked(
+    site: Site, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What an upgrade does too (`archive` defaults to true): digests opened before the archive
+    was first on stay unpublished; `digest archive --all` publishes them deliberately."""
+    monkeypatch.setenv("PUBLISHER_SECRET_KEY", KEY)
+    archive_site(site, free_port(), archive=False)
+    assert site.cli("digest", "send").exit_code == 0
+    text = site.config.read_text(encoding="utf-8")
+    site.config.write_text(text.replace("archive = false", "archive = true"), encoding="utf-8")
+    site.clock_now = datetime.now(UTC)  # the build's clock: after the digest was sent
+    site.build()
+    assert not list((site.out / "digests").glob("*/index.html"))
+    result = site.cli("digest", "archive")
+    assert result.exit_code == 0, result.output
+    assert "the archive holds the digests opened since" in result.output
+    assert not list((site.out / "digests").glob("*/index.html"))
+    result = site.cli("digest", "archive", "--all")
+    assert result.exit_code == 0, result.output
+    assert "1970-01-01" in result.output
+    (page,) = (site.out / "digests").glob("*/index.html")
+    assert all(title in page.read_text("utf-8") for title in TITLES)
+    assert page.parent.name in (site.out / "digests" / "index.html").read_text("utf-8")
+    result = site.cli("digest", "archive", "--all", "--since", "2026-01-01")
+    assert result.exit_code != 0 and "not both" in result.output
+
+
+def test_a_build_with_no_new_digest_renders_no_archive_file_and_reads_no_window(
+    served: tuple[Site, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The index, the feed and the stylesheet are rendered again only when a digest was added or
+    changed, a file is missing, or the site's shape changed: not at every build."""
+    site, _base = served
+    windows: list[object] = []
+    between = Store.articles_between
+
+    def counted(self: Store, *args: Any) -> Any:
+        windows.append(args)
+        return between(self, *args)
+
+    monkeypatch.setattr(Store, "articles_between", counted)
+    site.build()
+    assert windows == []
+    (site.out / "digests" / "atom.xml").unlink()
+    site.build()
+    assert (site.out / "digests" / "atom.xml").is_file() and len(windows) == 1  # the one digest, for the feed
+
+
+def test_a_daily_and_a_weekly_digest_of_one_day_are_titled_by_their_cadence(
+    site: Site, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PUBLISHER_SECRET_KEY", KEY)
+    site.write_config(site.mail_to_outbox() + '[digest]\ncadences = ["weekly", "daily"]\nmessages_per_second = 0\n')
+    site.clock_now = datetime(2026, 12, 3, 1, 0, tzinfo=UTC)  # Thursday 09:00 in Shanghai
+    site.article("policy/a.md", TITLES[0], date="2026-12-02 18:00")
+    app = site.app()
+    try:
+        app.build(BuildReport())
+        now = app.clock()
+        app.store.save_subscribers([
+            Subscriber("weekly@example.com", "", (), SubscriberStatus.CONFIRMED, now, "cli", now, cadence="weekly"),
+            Subscriber("daily@example.com", "", (), SubscriberStatus.CONFIRMED, now, "cli", now, cadence="daily"),
+        ])  # fmt: skip
+        letters = Newsletter(app)
+        assert letters.plan_scheduled("weekly").planned == 1
+        assert letters.plan_scheduled("daily").planned == 1
+    finally:
+        app.close()
+    folder = site.out / "digests"
+    index = lxml_html.fromstring((folder / "index.html").read_bytes())
+    rows = [a.text_content() for a in index.cssselect("ul.issues a")]
+    assert sorted(rows) == ["高新院周报 · 2026年12月3日", "高新院日报 · 2026年12月3日"], rows
+    assert "往期高新院简报" in index.findtext(".//h1")  # both cadences: the whole list's name
+    daily = lxml_html.fromstring((folder / "2026-12-03" / "index.html").read_bytes())
+    assert daily.findtext(".//title") == "高新院日报 · 2026年12月3日"
+    assert [a.text_content() for a in daily.cssselect("p.signup a")] == ["订阅高新院日报"]
+    assert "周报" not in (folder / "2026-12-03" / "index.html").read_text("utf-8")
+    feed = parse_with_feedparser((folder / "atom.xml").read_bytes())
+    assert sorted(e.title for e in feed.entries) == sorted(rows)
+
+
+def test_a_traditional_reader_is_linked_to_the_page_in_traditional(site: Site, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`[digest] scripts` offers both: the archive is written in the other script too, under
+    `zh-hant/digests/`, and each mail links to the page in its reader's script."""
+    monkeypatch.setenv("PUBLISHER_SECRET_KEY", KEY)
+    port = free_port()
+    archive_site(site, port)
+    text = site.config.read_text(encoding="utf-8")
+    site.config.write_text(text.replace("[digest]\n", '[digest]\nscripts = ["zh-Hans", "zh-Hant"]\n', 1), "utf-8")
+    now = datetime.now(UTC)
+    store = Store(f"sqlite:///{site.db}")
+    try:
+        store.save_subscribers([
+            Subscriber("hant@example.com", "", (), SubscriberStatus.CONFIRMED, now, "cli", now, script="zh-Hant"),
+        ])  # fmt: skip
+    finally:
+        store.close()
+    result = site.cli("digest", "send")
+    assert result.exit_code == 0, result.output
+    links = {}
+    for mail in mails(site):
+        text_part, html_part = parts(mail)
+        hrefs = {str(a.get("href")) for a in lxml_html.fromstring(html_part).iter("a")}
+        (link,) = [h for h in hrefs if "/digests/" in h]
+        assert link in text_part
+        links[mail["To"].addresses[0].addr_spec] = link
+    base = f"http://127.0.0.1:{port}"
+    slug = links["all@example.com"].removeprefix(f"{base}/digests/").strip("/")
+    assert links["policy@example.com"] == f"{base}/digests/{slug}/"
+    assert links["hant@example.com"] == f"{base}/zh-hant/digests/{slug}/"
+    hant = site.app().scripts.convert(TITLES[0], "zh-Hant")
+    assert hant != TITLES[0]
+    server = FeedServer(site, port)
+    try:
+        page = requests.get(links["hant@example.com"], timeout=10)
+        assert page.status_code == 200, page.text
+        tree = lxml_html.fromstring(page.content)
+        assert tree.get("lang") == "zh-Hant" and hant in page.text and TITLES[0] not in page.text
+        assert all(f"{base}/zh-hant/digests/" in str(a.get("href")) for a in tree.cssselect("footer a")[:2])
+        feed = requests.get(f"{base}/zh-hant/digests/atom.xml", timeout=10)
+        assert feed.status_code == 200
+        own = parse_with_feedparser(requests.get(f"{base}/digests/atom.xml", timeout=10).content)
+        other = parse_with_feedparser(feed.content)
+        assert {e.id for e in own.entries}.isdisjoint(e.id for e in other.entries)
+        assert other.entries[0].link == links["hant@example.com"]
+    finally:
+        server.stop()

@@ -102,11 +102,26 @@ def test_a_daily_readers_pages_name_the_daily_list_and_leaving_says_no_more_mail
     assert "已退订高新院每日要闻，不会再收到我们的邮件" in left
 
 
+def test_the_form_checks_the_script_and_cadence_a_link_asks_for_when_offered(pages: Pages) -> None:
+    def checked(query: str) -> list[str]:
+        form = pages.browser.get(f"/subscribe{query}").get_data(as_text=True)
+        return re.findall(r'value="([^"]+)" checked', form)
+
+    assert checked("") == ["zh-Hans", "weekly"]
+    assert checked("?script=zh-Hant") == ["zh-Hant", "weekly"]  # as the 繁體 pages link it
+    assert checked("?script=%E7%B9%81%E9%AB%94&cadence=daily") == ["zh-Hant", "daily"]
+    assert checked("?script=zh-TW&cadence=hourly") == ["zh-Hans", "weekly"]  # not offered: ignored
+    # a form sent back (here: no CSRF token) keeps what the reader chose
+    again = pages.browser.post("/subscribe", data={"email": "a@example.com", "script": "zh-Hant", "cadence": "daily"})
+    assert again.status_code == 400
+    assert re.findall(r'value="([^"]+)" checked', again.get_data(as_text=True)) == ["zh-Hant", "daily"]
+
+
 def test_a_site_that_offers_no_choice_shows_none_and_takes_none(site: Site, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PUBLISHER_SECRET_KEY", "choices-test-signing-key-0123456789")
     pages = Pages(site, "")
     try:
-        form = pages.browser.get("/subscribe").get_data(as_text=True)
+        form = pages.browser.get("/subscribe?script=zh-Hant&cadence=daily").get_data(as_text=True)
         assert 'name="script"' not in form and 'name="cadence"' not in form
         asked = [("email", "plain@example.com"), ("script", "zh-Hant"), ("cadence", "daily")]
         assert post_form(pages.browser, asked) == 200

@@ -13,6 +13,8 @@ from lxml import html as lxml_html
 
 from conftest import Site
 from feedcheck import assert_json_feed, assert_matches_atom_schema, atom_schema, parse_with_feedparser, parse_xml
+from publisher.scripts import ScriptConversion
+from publisher.text import slugify
 
 BASE = "https://www.example.org"
 ARTICLE_URL = "https://www.example.org/qyjj/区域-a.html?x=1&y=区"
@@ -160,3 +162,87 @@ def test_an_unknown_script_is_a_config_error(site: Site) -> None:
     site.config.write_text(text.replace("max_items = 50\n", 'max_items = 50\nscripts = ["zh-TW"]\n'), "utf-8")
     result = site.cli("check")
     assert result.exit_code == 2 and "feeds.scripts" in result.output
+
+
+def test_a_slug_made_from_a_name_never_takes_a_folder_of_the_output(site: Site) -> None:
+    two_scripts(site)
+    site.append_config('[[categories]]\nname = "ZH Hant"\n[[categories]]\nname = "Digests"\n')
+    site.article("ZH Hant/a.md", "港澳动态", date="2026-05-07 01:00")
+    site.article("Digests/b.md", "摘要汇编", date="2026-05-06 01:00")
+    site.build()
+    assert parse_with_feedparser(site.feed("zh-hant-2/rss.xml")).feed.title == "ZH Hant - 高新院"
+    assert parse_with_feedparser(site.feed("digests-2/rss.xml")).entries[0].title == "摘要汇编"
+    whole_site = parse_with_feedparser(site.feed("zh-hant/rss.xml"))  # the 繁體 edition's, not overwritten
+    assert whole_site.feed.title == "高新院" and len(whole_site.entries) == 2
+    assert whole_site.entries[0].title == "港澳動態"
+    assert not (site.out / "digests").exists()
+
+
+def test_a_stored_slug_that_is_a_folder_of_the_output_moves_aside(site: Site) -> None:
+    site.append_config('[[categories]]\nname = "Digests"\n')
+    app = site.app()
+    try:  # as an earlier version stored it, before the output had its own folders
+        wanted = [(c.name, c.slug, c.description) for c in app.settings.categories]
+        assert app.store.sync_categories(wanted, slugify, site.clock_now)[-1].slug == "digests"
+        assert app.categories[-1].slug == "digests-2"
+    finally:
+        app.close()
+
+
+def test_a_build_converts_each_article_once_in_the_second_script(site: Site, monkeypatch: pytest.MonkeyPatch) -> None:
+    two_scripts(site)
+    with_articles(site)  # a: the site's feeds, policy's feeds and policy's page show it
+    converted: list[str] = []
+    convert = ScriptConversion.convert
+
+    def counted(self: ScriptConversion, text: str, script: str | None) -> str:
+        converted.append(text)
+        return convert(self, text, script)
+
+    monkeypatch.setattr(ScriptConversion, "convert", counted)
+    site.build()
+    assert (
+        "區域發展" in site.feed("zh-hant/policy/atom.xml").decode()
+        and "區域經濟" in site.feed("zh-hant/policy/index.html").decode()
+    )
+    assert converted.count("区域经济发展报告") == 1 and converted.count("科技创新与产业") == 1
+    assert len([text for text in converted if "区域发展" in text]) == 1  # the content, whatever its markup
+    converted.clear()
+    site.build()  # nothing changed: no feed or page rendered, no article converted
+    assert not [text for text in converted if "区域" in text or "科技创新与" in text]
+
+
+def test_the_second_scripts_pages_link_the_sign_up_page_with_their_script_chosen(site: Site) -> None:
+    two_scripts(site)
+    with_articles(site)
+    site.build()
+
+    def sign_up_links() -> dict[str, str]:
+        found = {}
+        for path in ("index.html", "policy/index.html", "zh-hant/index.html", "zh-hant/policy/index.html"):
+            doc = lxml_html.fromstring(site.feed(path))
+            [link] = [a.get("href") for a in doc.iter("a") if "/subscribe" in a.get("href", "")]
+            found[path] = link
+        return found
+
+    plain = f"{BASE}/subscribe"
+    assert set(sign_up_links().values()) == {plain}  # the digest offers no choice of script
+    site.append_config('\n[digest]\nscripts = ["zh-Hans", "zh-Hant"]\n')
+    site.build()  # the offer changed: the pages are written again
+    assert sign_up_links() == {
+        "index.html": plain,
+        "policy/index.html": plain,
+        "zh-hant/index.html": f"{plain}?script=zh-Hant",
+        "zh-hant/policy/index.html": f"{plain}?script=zh-Hant",
+    }
+
+
+def test_the_pages_offer_the_digest_without_naming_a_cadence(site: Site) -> None:
+    two_scripts(site)
+    site.append_config('\n[digest]\ncadences = ["weekly", "daily"]\n')
+    with_articles(site)
+    site.build()
+    for path in ("index.html", "policy/index.html", "zh-hant/index.html", "zh-hant/policy/index.html"):
+        words = lxml_html.fromstring(site.feed(path)).text_content()
+        assert "邮件订阅" in words or "郵件訂閱" in words, path
+        assert "每周" not in words and "每週" not in words, path

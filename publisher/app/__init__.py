@@ -149,11 +149,16 @@ class App(SourceServices, MailServices, WatchServices, WebSubServices):
         """The digest archive (publisher.archive_output); None when `[digest] archive = false`."""
         if not self.settings.digest.archive:
             return None
-        from ..archive import ArchiveLinks
+        from ..archive import ArchiveLinks, archive_names
         from ..archive_output import Archive
+        from ..editions import editions
 
-        links = ArchiveLinks(self.links.base_url, self.subscribe_url)
-        return Archive(self.store, self.look, self.categories, links, self.out_dir)
+        links, look, digest = ArchiveLinks(self.links.base_url, self.subscribe_url), self.look, self.settings.digest
+        names = archive_names(look, look.list_name if digest.list_name else "", digest.cadences)
+        # A copy in the other script when readers may choose it, or the feeds are published in it.
+        scripts = [*digest.scripts, *self.settings.feeds.scripts]
+        copies = editions(self.scripts, scripts, self.site.language)
+        return Archive(self.store, look, self.categories, links, self.out_dir, self.clock, names, copies)
 
     @property
     def links(self) -> FeedLinks:
@@ -210,9 +215,11 @@ class App(SourceServices, MailServices, WatchServices, WebSubServices):
     def categories(self) -> list[Category]:
         """Configured categories with the slugs the store fixed at first sight."""
         if self._categories is None:
+            from ..output import RESERVED_SLUGS
+
             wanted = [(c.name, c.slug, c.description) for c in self.settings.categories]
             pages = {c.name: c.url for c in self.settings.categories}
-            synced = self.store.sync_categories(wanted, slugify, self.clock())
+            synced = self.store.sync_categories(wanted, slugify, self.clock(), RESERVED_SLUGS)
             self._categories = [replace(c, url=pages[c.name]) for c in synced]
         return self._categories
 
@@ -300,6 +307,8 @@ class App(SourceServices, MailServices, WatchServices, WebSubServices):
             "categories": [(c.name, c.slug, c.description, c.url) for c in self.categories],
             "theme": [self.settings.theme.model_dump(), _folder_state(self.theme.templates)],
         }
+        if len(self.editions) > 1:  # the other script's sign-up links preselect it when offered
+            shape["subscribe_scripts"] = self.offered.on_page()["scripts"]
         if self.links.hubs:  # only then: a site without hubs keeps the signature it had
             shape["websub"] = list(self.links.hubs)
         return hashlib.sha256(json.dumps(shape, ensure_ascii=False, sort_keys=True).encode()).hexdigest()
@@ -316,7 +325,7 @@ class App(SourceServices, MailServices, WatchServices, WebSubServices):
         from ..output import Output
 
         return Output(self.out_dir, self.site, self.links, self.categories, self.theme, self.subscribe_url,
-                      self.editions)  # fmt: skip
+                      self.editions, self.offered.on_page()["scripts"])  # fmt: skip
 
     def write_output(self, report: BuildReport) -> None:
         """Feeds and category pages whose articles changed (or whose files are missing), in

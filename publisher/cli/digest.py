@@ -1,4 +1,4 @@
-"""`publisher digest`: preview, send, resume, status and test the e-mail digest."""
+"""`publisher digest`: preview, send, resume, status, test and archive the e-mail digest."""
 
 from __future__ import annotations
 
@@ -372,3 +372,34 @@ def digest_test(ctx: click.Context, to: str) -> None:
     finally:
         app.close()
     out.print(f"sent a test to {message.recipient} ({sent.provider_id or 'no provider id'})", highlight=False)
+
+
+@digest.command("archive")
+@click.option("--all", "everything", is_flag=True, help="Publish every digest ever sent, however old.")
+@click.option("--since", "since", callback=_date, help="Publish the digests opened from this day on (YYYY-MM-DD).")
+@click.pass_context
+def digest_archive(ctx: click.Context, everything: bool, since: date | None) -> None:
+    """Publish older digests in the archive: by itself it archives only digests opened after it
+    was first on (docs/digest.md, "Which digests"); without an option, say from when."""
+    from datetime import UTC
+
+    app = load_app(ctx)
+    try:
+        archive = app.archive
+        if archive is None:
+            raise ValueError("[digest] archive is false: turn it on first")
+        if everything and since is not None:
+            raise ValueError("give --all or --since, not both")
+        if everything or since is not None:
+            zone = ZoneInfo(app.settings.site.timezone)
+            start = datetime(1970, 1, 1, tzinfo=UTC)
+            if since is not None:
+                start = datetime.combine(since, datetime.min.time(), zone)
+            written = archive.publish_since(start)
+            out.print(f"wrote {len(written)} file(s) under {archive.folder}", highlight=False)
+        moment = archive.since().astimezone(ZoneInfo(app.settings.site.timezone))
+        out.print(f"the archive holds the digests opened since {moment:%Y-%m-%d %H:%M %Z}", highlight=False)
+    except (PublisherError, ValueError, OSError) as exc:
+        fail(exc)
+    finally:
+        app.close()

@@ -137,6 +137,7 @@ def check_meaning(valid: ValidParts) -> list[tuple[str, str, str]]:
     labels = [(f"categories[{i}].name", c.name) for i, c in valid.categories]
     labels += [(f"categories[{i}].slug", c.slug) for i, c in valid.categories if c.slug and c.slug != c.name]
     problems += _unique(labels, "give each category its own name and slug")
+    problems += _reserved_slugs(valid.categories)
     for i, category in valid.categories:
         if category.url:
             problems += http_url(f"categories[{i}].url", category.url, "https://www.example.org/news/")
@@ -181,6 +182,19 @@ def check_meaning(valid: ValidParts) -> list[tuple[str, str, str]]:
     known = {value for _key, value in labels} | valid.unchecked_labels
     problems += check_sources(valid.sources, known, [c for _i, c in valid.categories])
     return problems
+
+
+def _reserved_slugs(categories: list[tuple[int, CategoryConfig]]) -> list[tuple[str, str, str]]:
+    """A configured slug that is one of the output folder's own folders (`zh-hant/`, `zh-hans/`,
+    `digests/`): its feeds and page would overwrite theirs, or theirs its. A slug made from the
+    name never is one (the store adds `-2`)."""
+    from ..output import RESERVED_SLUGS
+
+    return [
+        (f"categories[{i}].slug", f"{c.slug!r} is {RESERVED_SLUGS[c.slug]}",
+         f'give the category another slug, such as "{c.slug}-news"; {", ".join(RESERVED_SLUGS)} are publisher\'s own')
+        for i, c in categories if c.slug in RESERVED_SLUGS
+    ]  # fmt: skip
 
 
 def _store_url(url: str) -> list[tuple[str, str, str]]:

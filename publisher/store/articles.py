@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -48,10 +48,16 @@ class ArticleStore:
     # --- categories --------------------------------------------------------------------------
 
     def sync_categories(
-        self, wanted: Sequence[tuple[str, str | None, str]], slugify: Callable[[str], str], now: datetime
+        self,
+        wanted: Sequence[tuple[str, str | None, str]],
+        slugify: Callable[[str], str],
+        now: datetime,
+        reserved: Collection[str] = (),
     ) -> list[Category]:
         """Categories in config order, each with its slug: a configured slug wins, else the one
-        stored at first sight, else a new pinyin slug (made unique with -2, -3 ...).
+        stored at first sight, else a new pinyin slug (made unique with -2, -3 ...). A slug
+        made from the name is never one of `reserved` (the output folder's own folders: a
+        category named "Digests" gets `digests-2`), nor stays one if it was stored before.
 
         Slugs change in two steps (through temporary ones), so swapping two configured slugs
         swaps the categories instead of merging them; a category no longer configured that
@@ -62,7 +68,7 @@ class ArticleStore:
             stored = {r.name: (r.id, r.slug) for r in rows}
             names = {name for name, _slug, _d in wanted}
             desired = {name: slug for name, slug, _d in wanted if slug}
-            used = set(desired.values()) | {r.slug for r in rows if r.name not in names}
+            used = set(desired.values()) | {r.slug for r in rows if r.name not in names} | set(reserved)
             for name, _configured, _d in wanted:
                 if name in desired:
                     continue

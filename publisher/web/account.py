@@ -119,12 +119,16 @@ def request_for(token: str) -> SignupRequest | None:
     return found
 
 
-def subscribe_page(status: int = 200, error: str | None = None, email: str = "", name: str = "") -> Response:
+def subscribe_page(
+    status: int = 200, error: str | None = None, email: str = "", name: str = "", chosen: Choices | None = None
+) -> Response:
+    """The sign-up form, `chosen` (default: the default choices) checked."""
     categories, offered = current().app.categories, current().app.offered
+    chosen = chosen or offered.default
     return page(
         "subscribe.html.j2", status, categories=categories, csrf=csrf_token(), error=error, email=email, name=name,
-        offered=offered.on_page(), script_labels=LABELS, chosen_script=current().app.scripts.site,
-        chosen_cadence=offered.cadences[0],
+        offered=offered.on_page(), script_labels=LABELS, chosen_script=chosen.script or offered.site,
+        chosen_cadence=chosen.cadence,
     )  # fmt: skip
 
 
@@ -166,7 +170,9 @@ def too_many() -> Response:
 
 @account.get("/subscribe")
 def subscribe_form() -> Response:
-    return subscribe_page()
+    """The form; `?script=zh-Hant` or `?cadence=daily` (as the other script's pages link it)
+    checks that choice, when the page offers it, as the form's own fields would."""
+    return subscribe_page(chosen=current().app.offered.from_form(request.args.get))
 
 
 @account.post("/subscribe")
@@ -174,10 +180,11 @@ def subscribe() -> Response:
     words = current().words
     entry = reader_form()
     if not csrf_valid():
-        return subscribe_page(400, words["csrf"], entry.email, entry.name)
+        return subscribe_page(400, words["csrf"], entry.email, entry.name, entry.choices)
     answer = sign_up(entry)
     if answer.status == "bad_email":
-        return subscribe_page(400, words["bad_email"].format(reason=answer.detail), entry.email, entry.name)
+        reason = words["bad_email"].format(reason=answer.detail)
+        return subscribe_page(400, reason, entry.email, entry.name, entry.choices)
     if answer.status == "limited":
         return too_many()
     return page("message.html.j2", title=words["sent"], body=words["sent_body"].format(email=answer.detail))

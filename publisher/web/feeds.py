@@ -29,7 +29,10 @@ from werkzeug.security import safe_join
 
 from ..archive import ARCHIVE_DIR
 from ..feeds import FEED_FILES
+from ..scripts import SCRIPTS, path_segment
 from .shared import current
+
+ARCHIVES = (f"{ARCHIVE_DIR}/", *(f"{path_segment(s)}/{ARCHIVE_DIR}/" for s in SCRIPTS))  # the archive in each script
 
 MEDIA_TYPES = {
     "rss.xml": "application/rss+xml; charset=utf-8",
@@ -89,8 +92,8 @@ def output_file(path: str) -> Response:
     response.headers["Vary"] = "Accept-Encoding"
     response.headers["X-Content-Type-Options"] = "nosniff"
     inside = target.relative_to(out_dir).as_posix()
-    # The digest archive's feed is written outside the builds that ping the hubs: no hub for it.
-    if target.name in FEED_FILES and not inside.startswith(f"{ARCHIVE_DIR}/") and (links := current().app.links).hubs:
+    # The digest archive's feeds (each script's) are written outside the builds that ping the hubs: no hub for them.
+    if target.name in FEED_FILES and not inside.startswith(ARCHIVES) and (links := current().app.links).hubs:
         self_url = links.of(quote(inside))
         announced = [*(f'<{hub}>; rel="hub"' for hub in links.hubs), f'<{self_url}>; rel="self"']
         response.headers["Link"] = ", ".join(announced)
