@@ -143,7 +143,7 @@ class Look:
 
     def list_name_for(self, cadence: str) -> str:
         """The name of the cadence's list: its masthead, List-Id and default subject (a daily
-        reader's mail says 每日要闻, not 周报); `list_name` for a cadence not named."""
+        reader's mail says 日报, not 周报); `list_name` for a cadence not named."""
         return self.list_names.get(cadence, self.list_name)
 
 

@@ -158,9 +158,9 @@ def test_a_week_of_daily_and_weekly_digests_in_each_readers_script(week_site: Si
         assert "您收到這封郵件" in text and "今日" in text and "陈先生，" in text  # the words too; the name as written
         assert 'lang="zh-Hant"' in html
         # The daily list's own name: masthead, footer, subject and List-Id (週報 is the weekly's).
-        assert "週報" not in text + html + str(message["Subject"]) and "高新院每日要聞" in text + html
-        assert str(message["Subject"]).startswith("高新院每日要聞（")
-        assert message["List-Id"] == "高新院每日要闻 <daily.digest.www.example.org>"
+        assert "週報" not in text + html + str(message["Subject"]) and "高新院日報" in text + html
+        assert str(message["Subject"]).startswith("高新院日報（")
+        assert message["List-Id"] == "高新院日报 <daily.digest.www.example.org>"
         unsubscribe = message["List-Unsubscribe"].split("<", 1)[1].split(">", 1)[0]
         assert unsubscribe in text and unsubscribe in html  # the personal link, never converted
 

@@ -97,9 +97,9 @@ def test_a_daily_readers_pages_name_the_daily_list_and_leaving_says_no_more_mail
     link = Newsletter(pages.app).personal(pages.reader("daily@example.com")).unsubscribe_url
     path = link.removeprefix("http://127.0.0.1:8080")
     asked = pages.browser.get(path).get_data(as_text=True)
-    assert "将不再收到高新院每日要闻" in asked  # the page's own title names the first cadence's list
+    assert "将不再收到高新院日报" in asked  # the page's own title names the first cadence's list
     left = pages.browser.post(path).get_data(as_text=True)
-    assert "已退订高新院每日要闻，不会再收到我们的邮件" in left
+    assert "已退订高新院日报，不会再收到我们的邮件" in left
 
 
 def test_the_form_checks_the_script_and_cadence_a_link_asks_for_when_offered(pages: Pages) -> None:
