@@ -2,8 +2,11 @@
 or daily) of their digest, as `[digest] scripts` and `[digest] cadences` offer them.
 
 One reading for every door: the subscribe and preferences forms (`from_form`, lenient: a value
-the page did not offer is the default, as an unknown category is ignored), a CSV cell and a
-command-line option (`script`/`cadence`, strict: a bad value is an error naming what is offered).
+the page did not offer is the default, as an unknown category is ignored), a CSV cell, a
+command-line option and the console (`script`/`cadence`: any *known* script or cadence, even one
+`[digest]` no longer offers, so an exported reader imports back with their choice and the
+console saves a reader without resetting it; digest.reader_script and reader_cadence map a
+choice not offered at send time. Only an unknown name is an error, naming the known ones).
 """
 
 from __future__ import annotations
@@ -55,24 +58,25 @@ class Offered:
         return len(self.cadences) > 1
 
     def script(self, text: str) -> str | None:
-        """A script as written (`zh-Hant`, `繁體`; empty: the site's, None); ValueError when it is
-        not one, or not offered."""
+        """A script as written (`zh-Hant`, `繁體`; empty: the site's, None), offered or not;
+        ValueError when it is no script at all."""
         if not text.strip():
             return None
         found = _SCRIPT_NAMES.get(text.strip().lower()) or _SCRIPT_NAMES.get(text.strip())
-        if found is None or found not in (*self.scripts, self.site):
+        if found is None:
             offered = ", ".join(self.scripts) or f"{self.site} only: [digest] scripts is empty"
-            raise ValueError(f"unknown script {text.strip()!r} (offered: {offered})")
-        return found if found in self.scripts else None  # the site's, with no choice offered
+            raise ValueError(f"unknown script {text.strip()!r} (known: {', '.join(SCRIPTS)}; offered: {offered})")
+        return found
 
     def cadence(self, text: str) -> str:
-        """A cadence as written (`daily`, `每日`; empty: the default); ValueError when it is not
-        one, or not in `[digest] cadences`."""
+        """A cadence as written (`daily`, `每日`; empty: the default), offered or not;
+        ValueError when it is no cadence at all."""
         if not text.strip():
             return self.cadences[0]
         found = _CADENCE_NAMES.get(text.strip().lower())
-        if found is None or found not in self.cadences:
-            raise ValueError(f"unknown cadence {text.strip()!r} (offered: {', '.join(self.cadences)})")
+        if found is None:
+            known, offered = ", ".join(CADENCES), ", ".join(self.cadences)
+            raise ValueError(f"unknown cadence {text.strip()!r} (known: {known}; offered: {offered})")
         return found
 
     def from_form(self, get: Callable[[str], str | None], current: Choices | None = None) -> Choices:
@@ -83,12 +87,14 @@ class Offered:
         script, cadence = kept.script, kept.cadence
         if self.choose_script and get("script") is not None:
             try:
-                script = self.script(get("script") or "")
+                asked = self.script(get("script") or "")
+                script = asked if asked is None or asked in self.scripts else script
             except ValueError:
                 pass
         if self.choose_cadence and get("cadence") is not None:
             try:
-                cadence = self.cadence(get("cadence") or "")
+                asked_cadence = self.cadence(get("cadence") or "")
+                cadence = asked_cadence if asked_cadence in self.cadences else cadence
             except ValueError:
                 pass
         return Choices(script, cadence)

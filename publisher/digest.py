@@ -1,7 +1,8 @@
 """The digest's content, as pure functions: which window, which articles, for whom, in which script.
 
 Windows: a scheduled digest takes what was *ingested* since the previous scheduled digest of
-its cadence (the very first one takes the last 7 days, or 1 for the daily one), so every
+its cadence (its very first one: since another cadence's last, or on a new install the last 7
+days, or 1 for the daily one; see model.first_scheduled), so every
 article lands in exactly one digest of each cadence whatever its publication date says: a
 backdated or late article is not lost, a re-published one is not sent twice. An explicit
 `--since/--until` window picks by *publication* date instead, for a one-off or a re-send; its
@@ -13,12 +14,12 @@ from __future__ import annotations
 import secrets
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
-from .model import CADENCE_DAYS, WEEKLY, Article, Category, Site, Subscriber, cadence_key
+from .model import CADENCE_DAYS, WEEKLY, Article, Category, Site, Subscriber, cadence_key, first_scheduled
 from .scripts import ScriptConversion
 from .text import clean_line
 from .theme import Theme
@@ -47,15 +48,17 @@ class DigestSection:
     more: int = 0  # the category's other new articles, left out by max_per_category
 
 
-def scheduled_window(previous_end: datetime | None, now: datetime, cadence: str = WEEKLY) -> DigestWindow:
+def scheduled_window(
+    previous_end: datetime | None, now: datetime, cadence: str = WEEKLY, other_end: datetime | None = None
+) -> DigestWindow:
     """The window of the cadence's scheduled digest due at `now`, after its one that ended at
-    `previous_end`. The end keeps its microseconds, as articles' first_seen does: cut to the
-    second, an article stored in the same second before the digest opened would wait for the next."""
+    `previous_end`; its first one after another cadence's last (`other_end`) or on a new install
+    as model.first_scheduled says. The end keeps its microseconds, as articles' first_seen does:
+    cut to the second, an article stored in the same second before the digest opened would wait for the next."""
     end = now.astimezone(UTC)
-    if previous_end is None:  # a new install: the last week's (day's) news, not its whole archive
-        start = end - timedelta(days=CADENCE_DAYS[cadence])
-        key = cadence_key(cadence, f"scheduled-first:{end:%Y-%m-%dT%H:%M:%SZ}")
-        return DigestWindow(key, start, end, "first", cadence)
+    if previous_end is None:
+        key, start = first_scheduled(end, cadence, CADENCE_DAYS[cadence], other_end)
+        return DigestWindow(key, start, end, "first" if "scheduled-first:" in key else "ingested", cadence)
     key = cadence_key(cadence, f"scheduled:{end:%Y-%m-%dT%H:%M:%SZ}")
     return DigestWindow(key, previous_end.astimezone(UTC), end, "ingested", cadence)
 
@@ -111,7 +114,7 @@ class Look:
     """What every digest of the list shows besides articles."""
 
     site: Site
-    list_name: str
+    list_name: str  # the default cadence's (the first of `[digest] cadences`): the pages and sign-up mails say it
     feeds_url: str  # the feeds' index page
     postal_address: str
     subject_template: str  # Jinja; empty: the language's default
@@ -119,6 +122,7 @@ class Look:
     theme: Theme
     send_when_empty: bool = False
     scripts: ScriptConversion = ScriptConversion("zh-Hans", "s2t", "t2s")  # App.scripts: the site's and the other
+    list_names: dict[str, str] = field(default_factory=dict)  # each cadence's list name (App.look)
 
     @property
     def words(self) -> dict[str, Any]:
@@ -127,9 +131,26 @@ class Look:
     def words_for(self, cadence: str) -> dict[str, Any]:
         """The digest's words for a cadence: the catalogue's `[digest]`, with its table of the
         cadence's own words (`[digest.daily]`: the subject, the greeting) laid over."""
-        words = self.words
-        own = words.get(cadence)
-        return {**words, **own} if isinstance(own, dict) else words
+        return cadence_words(self.words, cadence)
+
+    def language_of(self, script: str | None) -> str:
+        """The `lang` of mail in `script` (None: the site's): the tag of the conversion that made
+        it (ScriptConversion.language: `zh-TW` for s2tw, `zh-HK`, `zh-Hant`), as the feeds in that
+        script say. Only a Chinese site's mail has another script; any other keeps the site's."""
+        if script is None or not self.site.language.lower().startswith("zh"):
+            return self.site.language
+        return self.scripts.language(script, self.site.language)
+
+    def list_name_for(self, cadence: str) -> str:
+        """The name of the cadence's list: its masthead, List-Id and default subject (a daily
+        reader's mail says 日报, not 周报); `list_name` for a cadence not named."""
+        return self.list_names.get(cadence, self.list_name)
+
+
+def cadence_words(words: dict[str, Any], cadence: str) -> dict[str, Any]:
+    """A catalogue's `[digest]` words with the cadence's own table (`[digest.daily]`) laid over."""
+    own = words.get(cadence)
+    return {**words, **own} if isinstance(own, dict) else words
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,6 +206,7 @@ class Renderer:
         self.script_archive_urls = dict(script_archive_urls or {})
         self.env = look.theme.environment
         self.words = look.words_for(cadence)
+        self.cadence, self.list_name = cadence, look.list_name_for(cadence)
         nonce = secrets.token_hex(8)
         self.markers = {k: f"pub{nonce}{k}" for k in ("hello", "unsubscribe", "preferences", "split")}
         from jinja2 import StrictUndefined
@@ -251,9 +273,9 @@ class Renderer:
         split = self.markers["split"]
         context = {
             "split": split,
-            "language": script or look.site.language,  # a converted digest says which script it is in
-            "title": look.list_name,
-            "list_name": look.list_name,
+            "language": look.language_of(script),  # a converted digest says which script it is in
+            "title": self.list_name,
+            "list_name": self.list_name,
             "site_url": look.site.url,
             "feeds_url": look.feeds_url,
             "archive_url": self.script_archive_urls.get(script, self.archive_url) if script else self.archive_url,
@@ -290,13 +312,13 @@ class Renderer:
         text = self.env.get_template("digest.txt.j2").render(context)
         subject = self._subject.render(
             site=look.site.title,
-            list_name=look.list_name,
+            list_name=self.list_name,
             date=date_label,
             count=len(items),
             first_title=items[0].title if items else w["empty"],
             categories=w["join"].join(s.category.name for s in sections),
         )
-        subject = clean_line(subject) or look.list_name  # titles stored before cleaning too
+        subject = clean_line(subject) or self.list_name  # titles stored before cleaning too
         # The reader's script, converted before the parts are aligned (a conversion may change
         # a part's length): every word, title and summary; the markers and links are ASCII.
         convert = look.scripts.convert
@@ -339,7 +361,7 @@ def render_welcome(
         "t": t, "link": preferences_url, "unsubscribe_url": unsubscribe_url, "list_name": look.list_name,
         "chosen": look.words["join"].join(chosen) if chosen else every, "site_url": look.site.url,
         "feeds_url": look.feeds_url, "postal_address": look.postal_address,
-        "language": script or look.site.language, "theme": look.theme.context(),
+        "language": look.language_of(script), "theme": look.theme.context(),
     }  # fmt: skip
     env = look.theme.environment
     text, html = env.get_template("welcome.txt.j2").render(context), env.get_template("welcome.html.j2").render(context)

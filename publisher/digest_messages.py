@@ -17,7 +17,7 @@ from .config import is_loopback, mailbox
 from .delivery import BuildProblem
 from .digest import DigestWindow, Draft, Personal, Renderer, reader_cadence, reader_script
 from .mail import Envelope, Message, build_message
-from .model import Delivery, Subscriber
+from .model import WEEKLY, Delivery, Subscriber
 from .store import DigestRow
 from .tokens import make_token
 
@@ -101,6 +101,18 @@ class DigestMessages:
         """The digest's public page in the site's script (see archive_urls); None: no page."""
         return self.archive_urls(window).get(None)
 
+    def list_id(self, cadence: str) -> str:
+        """The List-Id of a cadence's mail (RFC 2919). Two cadences are two lists: each has its
+        own name and id, so a reader's filter, or a provider's per-list complaint figures, tell
+        them apart. The weekly keeps the id it had before cadences (`digest.<host>`, so no
+        reader's filter breaks); another's is `<cadence>.digest.<host>`."""
+        ident = "digest" if cadence == WEEKLY else f"{cadence}.digest"
+        return f"{self.look.list_name_for(cadence)} <{ident}.{self.host}>"
+
+    def list_name_of(self, subscriber: Subscriber) -> str:
+        """The name of the list `subscriber` gets (their cadence's), as the pages say it."""
+        return self.look.list_name_for(self.cadence_of(subscriber))
+
     def cadence_of(self, subscriber: Subscriber) -> str:
         """The cadence whose digests `subscriber` gets (digest.reader_cadence)."""
         return reader_cadence(subscriber, self.settings.digest.cadences)
@@ -135,7 +147,7 @@ class DigestMessages:
             subject=(words["test"] if test else "") + draft.subject,
             date=self.clock(),
             message_id_domain=self.host,
-            list_id=f"{self.list_name} <digest.{self.host}>",
+            list_id=self.list_id(renderer.cadence),
             unsubscribe_url=who.unsubscribe_url,
             unsubscribe_mailto=self.mailto,
             reply_to=self.reply_to,
@@ -154,12 +166,16 @@ class DigestMessages:
         return verp_address(configured, token) if token else configured
 
     def builder(self, digest: DigestRow) -> Callable[[Delivery], Message | None]:
-        """The send engine's callback: a subscriber's message, None when they no longer get one."""
+        """The send engine's callback: a subscriber's message, None when they no longer get one
+        (unsubscribed, or now reading another cadence's digest: a reader who switched from
+        weekly to daily while the weekly was paused or retrying gets the daily ones only)."""
         renderer = self._renderers.get(digest.id) or self.renderer(digest)
 
         def build(delivery: Delivery) -> Message | None:
             subscriber, message_id = delivery.subscriber, delivery.message_id
             if subscriber is None or not subscriber.status.receives_mail:
+                return None
+            if self.cadence_of(subscriber) != digest.cadence:
                 return None
             draft = renderer.draft(subscriber.categories, self.script_of(subscriber))  # a broken template raises
             if draft is None:

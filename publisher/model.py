@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
-from datetime import datetime
+from datetime import datetime, timedelta
 from operator import attrgetter
 
 
@@ -214,13 +214,34 @@ class BuildReport:
 # How often a reader gets the digest: each cadence has its own schedule, windows and ledger rows.
 WEEKLY, DAILY = "weekly", "daily"
 CADENCES = (WEEKLY, DAILY)
-CADENCE_DAYS = {WEEKLY: 7, DAILY: 1}  # what a cadence's very first digest looks back over
+CADENCE_DAYS = {WEEKLY: 7, DAILY: 1}  # what a cadence's very first digest looks back over on a new install
+FIRST_AFTER_OTHER_MAX_DAYS = 7  # how far a cadence's first digest reaches back to another cadence's last
 
 
 def cadence_key(cadence: str, key: str) -> str:
     """A digest's key in the ledger: the weekly cadence's as before cadences existed (so no
     stored digest is sent again), another's prefixed with its name (`daily/scheduled:…`)."""
     return key if cadence == WEEKLY else f"{cadence}/{key}"
+
+
+def first_scheduled(end: datetime, cadence: str, first_days: int, other_end: datetime | None) -> tuple[str, datetime]:
+    """(key, start) of a cadence's first scheduled digest, ending at `end`.
+
+    It looks back `first_days` (CADENCE_DAYS), picking what was both ingested and published
+    then (`scheduled-first:`), not the site's whole archive; or, when another cadence's last
+    scheduled digest ended earlier than that (`other_end`: a site that sent weekly digests now
+    offers, or only offers, the daily one), from there, at most FIRST_AFTER_OTHER_MAX_DAYS back,
+    by first ingest as every later digest (`scheduled:`): readers moved from weekly to daily
+    miss none of the days since their last weekly. Another cadence's digest that ended within
+    the look-back changes nothing: a weekly digest's first week is a week, even when the first
+    daily ones went out on a new install before it."""
+    stamp = f"{end:%Y-%m-%dT%H:%M:%SZ}"
+    start, cap = end - timedelta(days=first_days), end - timedelta(days=FIRST_AFTER_OTHER_MAX_DAYS)
+    if other_end is not None and other_end < start:
+        if other_end >= cap:
+            return cadence_key(cadence, f"scheduled:{stamp}"), other_end
+        start = cap  # a longer gap: the cap's days, picked as on a new install
+    return cadence_key(cadence, f"scheduled-first:{stamp}"), start
 
 
 class SubscriberStatus(enum.Enum):

@@ -25,6 +25,7 @@ from .bounces.links import make_delivery_token
 from .delivery import Sender, SendReport
 from .digest import (
     DigestWindow,
+    Draft,
     Renderer,
     explicit_window,
     render_account,
@@ -63,7 +64,9 @@ class Newsletter(DigestMessages):
     def scheduled_window(self, now: datetime, cadence: str | None = None) -> DigestWindow:
         """The window of the cadence's scheduled digest due at `now` (default: the first cadence)."""
         cadence = cadence or self.settings.digest.cadences[0]
-        return scheduled_window(self.store.last_scheduled_end(cadence), now, cadence)
+        previous = self.store.last_scheduled_end(cadence)
+        other = self.store.last_scheduled_end(None) if previous is None else None
+        return scheduled_window(previous, now, cadence, other)
 
     def window(self, since: date, until: date, cadence: str = WEEKLY) -> DigestWindow:
         return explicit_window(since, until, self.settings.site.timezone, cadence)
@@ -92,17 +95,8 @@ class Newsletter(DigestMessages):
         if digest.status != "planning":
             return Plan(digest, created, 0)
         renderer = self._renderers[digest_id] = self.renderer(digest)  # sending reuses its drafts
-        planned, suppressed = [], self.store.suppressed_keys()
-        left_out = 0
-        for subscriber in self.store.subscribers(SubscriberStatus.CONFIRMED):
-            if self.cadence_of(subscriber) != digest.cadence:
-                continue  # another cadence's reader: that cadence's digest is theirs
-            if subscriber.email.lower() in suppressed:
-                left_out += 1
-                continue
-            if renderer.draft(subscriber.categories, self.script_of(subscriber)) is None:
-                continue  # nothing new in their categories: no e-mail
-            planned.append((subscriber.email.lower(), self._message_id(digest_id, subscriber)))
+        readers, left_out = self.recipients(digest.cadence, renderer)
+        planned = [(subscriber.email.lower(), self._message_id(digest_id, subscriber)) for subscriber, _ in readers]
         self.store.plan_deliveries(digest_id, planned, now)
         self._archive(digest)
         if left_out:
@@ -240,7 +234,7 @@ class Newsletter(DigestMessages):
             subject=subject,
             date=now,
             message_id_domain=self.host,
-            list_id=f"{self.list_name} <digest.{self.host}>",
+            list_id=self.list_id(request.cadence if request is not None else self.cadence_of(subscriber)),
             unsubscribe_url=who.unsubscribe_url,
             reply_to=self.reply_to,
             return_path=self.return_path(None),
@@ -276,15 +270,27 @@ class Newsletter(DigestMessages):
     def dry_run(self, window: DigestWindow, deliver: Callable[[Message], Sent]) -> int:
         """Every message the window would send, handed to `deliver` (an outbox); no ledger rows."""
         renderer = self.renderer(window)
-        count, suppressed = 0, self.store.suppressed_keys()
+        readers, _left_out = self.recipients(window.cadence, renderer)
+        for subscriber, draft in readers:
+            deliver(self.message(renderer, draft, subscriber, None))
+        return len(readers)
+
+    def recipients(self, cadence: str, renderer: Renderer) -> tuple[list[tuple[Subscriber, Draft]], int]:
+        """Who gets the cadence's digest, each with their draft, and how many suppressed readers
+        were left out: the confirmed readers whose cadence it is (digest.reader_cadence), not on
+        the suppression list, with something new in their categories. The one answer planning
+        and a dry run share."""
+        readers, left_out, suppressed = [], 0, self.store.suppressed_keys()
         for subscriber in self.store.subscribers(SubscriberStatus.CONFIRMED):
-            if subscriber.email.lower() in suppressed or self.cadence_of(subscriber) != window.cadence:
+            if self.cadence_of(subscriber) != cadence:
+                continue  # another cadence's reader: that cadence's digest is theirs
+            if subscriber.email.lower() in suppressed:
+                left_out += 1
                 continue
             draft = renderer.draft(subscriber.categories, self.script_of(subscriber))
-            if draft is not None:
-                deliver(self.message(renderer, draft, subscriber, None))
-                count += 1
-        return count
+            if draft is not None:  # None: nothing new in their categories, no e-mail
+                readers.append((subscriber, draft))
+        return readers, left_out
 
     # --- helpers ---------------------------------------------------------------------------
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from .choices import Choices
 from .errors import PublisherError
-from .model import WEEKLY, Consent, Subscriber, SubscriberStatus
+from .model import Consent, Subscriber, SubscriberStatus
 from .store import Budget, SignupRequest, Store
 from .subscriptions import clean_name, normalize_email
 
@@ -74,16 +74,13 @@ def allow_signup(store: Store, address: str, client: str, limits: SignupLimits, 
     return store.spend_budgets(budgets, now, keep=DAY)
 
 
-NO_CHOICE = Choices(None, WEEKLY)  # a form that offers no script or cadence: the site's, weekly
-
-
 def request_subscription(
     store: Store,
     email: str,
     name: str,
     categories: tuple[str, ...],
     now: datetime,
-    choices: Choices = NO_CHOICE,
+    choices: Choices,  # App.offered.from_form: required, so no door silently signs a reader up as weekly
     consent_text: str = "",
 ) -> tuple[Subscriber, SignupRequest | None]:
     """A sign-up from the subscribe form: (subscriber, the request to confirm, or None).

@@ -16,7 +16,7 @@ from .bounces.rules import KIND_NAMES
 from .choices import Choices, Offered
 from .csv_cells import SafeCsvWriter, from_csv_cell
 from .errors import PublisherError
-from .model import WEEKLY, Subscriber, SubscriberStatus
+from .model import Subscriber, SubscriberStatus
 from .normalize import CategoryIndex
 from .store import Store
 from .text import clean_line
@@ -28,7 +28,6 @@ EXPORT_COLUMNS = ("email", "name", "categories", "script", "cadence", "status", 
 # The proof of consent of a reader who confirmed a sign-up (model.Consent); `import` ignores it.
 CONSENT_COLUMNS = ("consent_text", "consent_at", "consent_network")
 _STOPPED = (SubscriberStatus.UNSUBSCRIBED, SubscriberStatus.BOUNCED)
-ONLY_WEEKLY = Offered((), (WEEKLY,))  # `[digest]`'s defaults: the site's script, the weekly digest
 
 
 class SubscriberError(PublisherError):
@@ -123,8 +122,8 @@ def import_csv(
     index: CategoryIndex,
     status: SubscriberStatus,
     now: datetime,
+    offered: Offered,
     update: bool = False,
-    offered: Offered = ONLY_WEEKLY,
 ) -> ImportReport:
     """Import `email,name,categories,script,cadence` rows (script and cadence as `offered`
     by `[digest]`; empty: the site's script, the first cadence). Bad rows are reported by line number and skipped;
@@ -234,9 +233,9 @@ def add(
     categories: tuple[str, ...],
     status: SubscriberStatus,
     now: datetime,
+    offered: Offered,  # App.offered: required, so a caller never silently reads choices as weekly-only
     script: str | None = None,
     cadence: str | None = None,
-    offered: Offered = ONLY_WEEKLY,
 ) -> tuple[Subscriber, bool]:
     """Add or update one subscriber from the command line; returns (subscriber, was it new).
     `script` and `cadence` as written (`offered` reads them; None: not given, so a new reader

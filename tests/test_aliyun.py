@@ -328,7 +328,7 @@ def test_a_digest_through_directmail_end_to_end(
     app = site.app()
     try:
         for i in range(3):
-            add(app.store, f"r{i}@example.org", "", (), SubscriberStatus.CONFIRMED, site.clock_now)
+            add(app.store, f"r{i}@example.org", "", (), SubscriberStatus.CONFIRMED, site.clock_now, app.offered)
     finally:
         app.close()
     result = site.cli("digest", "send", "--since", "2026-01-01", "--until", "2026-12-31")

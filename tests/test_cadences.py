@@ -17,6 +17,7 @@ from sqlalchemy import func, select
 from test_migrations import _postgres_admin, _throwaway_database
 
 from conftest import Site
+from publisher.choices import Choices
 from publisher.config import load_settings
 from publisher.digest import DigestWindow
 from publisher.jobs import run_digest
@@ -25,6 +26,7 @@ from publisher.newsletter import Newsletter
 from publisher.scheduler import DIGEST_JOBS, Scheduler, triggers
 from publisher.store import Store
 from publisher.store.schema import deliveries_table, digests_table
+from publisher.subscriptions import choose_categories
 
 ZONE = ZoneInfo("Asia/Shanghai")
 MONDAY = datetime(2026, 11, 23, 0, 0, tzinfo=ZONE)  # day 0 of the simulated week
@@ -155,6 +157,10 @@ def test_a_week_of_daily_and_weekly_digests_in_each_readers_script(week_site: Si
         assert "区" not in text + html and "发" not in text + html  # every word converted
         assert "您收到這封郵件" in text and "今日" in text and "陈先生，" in text  # the words too; the name as written
         assert 'lang="zh-Hant"' in html
+        # The daily list's own name: masthead, footer, subject and List-Id (週報 is the weekly's).
+        assert "週報" not in text + html + str(message["Subject"]) and "高新院日報" in text + html
+        assert str(message["Subject"]).startswith("高新院日報（")
+        assert message["List-Id"] == "高新院日报 <daily.digest.www.example.org>"
         unsubscribe = message["List-Unsubscribe"].split("<", 1)[1].split(">", 1)[0]
         assert unsubscribe in text and unsubscribe in html  # the personal link, never converted
 
@@ -164,6 +170,7 @@ def test_a_week_of_daily_and_weekly_digests_in_each_readers_script(week_site: Si
     assert [f"开发区政策解读第{day}号" in text for day in range(DAYS)] == [True] * DAYS
     assert "科技简讯" not in text and "區" not in text and "這封郵件" not in text and "这封邮件" in text
     assert "本期" in text and "今日" not in text  # the weekly words
+    assert "高新院周报" in text and weekly["List-Id"] == "高新院周报 <digest.www.example.org>"
 
     # The default reader: the site's script, weekly, every category.
     (default,) = mail[DEFAULT]
@@ -184,6 +191,112 @@ def test_a_week_of_daily_and_weekly_digests_in_each_readers_script(week_site: Si
     assert len(rows) == DAYS + 2
 
 
+def test_configured_urls_in_chinese_survive_a_readers_script(week_site: Site) -> None:
+    """Every configured URL is percent-encoded as the config is read: converting a 繁體 reader's
+    digest (OpenCC runs over the whole mail) must not turn 新闻动态 in a link into 新聞動態."""
+    site = week_site
+    config = site.config.read_text(encoding="utf-8").replace(
+        'slug = "tech"\n', 'slug = "tech"\nurl = "https://www.example.org/新闻动态/"\n'
+    )
+    config = config.replace("messages_per_second = 0", "messages_per_second = 0\nmax_items_per_category = 1")
+    site.config.write_text(
+        config
+        + '[theme]\nlogo_url = "https://www.example.org/图标/标志.png"\nprivacy_url = "https://www.example.org/隐私/"\n',
+        encoding="utf-8",
+    )
+    site.article("tech/one.md", "高新区发布科技简讯", date=f"{MONDAY:%Y-%m-%d} 09:00", categories="[tech]")
+    site.article("tech/two.md", "开发区科技动态", date=f"{MONDAY:%Y-%m-%d} 08:00", categories="[tech]")
+    site.clock_now = (MONDAY + timedelta(hours=10)).astimezone(UTC)
+    site.build()
+    site.clock_now += timedelta(hours=1)
+    run_job_at(site, site.clock_now.astimezone(ZONE), "daily")
+    (message,) = outbox_mail(site)[HANT_DAILY]
+    text, html = body(message, "plain"), body(message, "html")
+    encoded = "https://www.example.org/%E6%96%B0%E9%97%BB%E5%8A%A8%E6%80%81/"
+    assert encoded in html and "%E5%9B%BE%E6%A0%87/%E6%A0%87%E5%BF%97.png" in html
+    assert "https://www.example.org/%E9%9A%90%E7%A7%81/" in html  # 隐私 would become 隱私
+    assert "新聞動態" not in text + html and "新闻动态" not in text + html and "高新區發佈科技簡訊" in text
+    assert load_settings(site.config).categories[2].url == encoded
+
+
+def test_a_converted_digest_says_the_conversions_language(week_site: Site) -> None:
+    """`lang` names what the conversion made (ScriptConversion.language), as the feeds do: Taiwan's
+    forms (s2tw) are zh-TW, not just zh-Hant; the site's own script keeps the site's zh-CN."""
+    site = week_site
+    config = site.config.read_text(encoding="utf-8").replace(
+        'convert = "t2s"\n', 'convert = "t2s"\ntraditional = "s2tw"\n'
+    )
+    site.config.write_text(config, encoding="utf-8")
+    site.article("tech/one.md", "高新区发布科技简讯", date=f"{MONDAY:%Y-%m-%d} 09:00", categories="[tech]")
+    site.clock_now = (MONDAY + timedelta(hours=10)).astimezone(UTC)
+    site.build()
+    run_job_at(site, MONDAY + timedelta(hours=11), "daily")
+    run_job_at(site, MONDAY + timedelta(hours=11), "weekly")
+    mail = outbox_mail(site)
+    assert '<html lang="zh-TW"' in body(mail[HANT_DAILY][0], "html")
+    assert '<html lang="zh-CN"' in body(mail[DEFAULT][0], "html")
+
+
+def test_a_reader_who_changed_cadence_after_the_plan_is_skipped_by_that_digest(week_site: Site) -> None:
+    """Planned for the weekly digest, switched to daily before it was sent (a paused or retrying
+    digest): the weekly delivery is skipped, as an unsubscribed reader's, so only the daily comes."""
+    site = week_site
+    site.article("policy/one.md", "开发区政策解读", date=f"{MONDAY:%Y-%m-%d} 09:00", categories="[policy]")
+    site.clock_now = (MONDAY + timedelta(hours=10)).astimezone(UTC)
+    site.build()
+    app = site.app()
+    try:
+        letters = Newsletter(app)
+        plan = letters.plan_scheduled("weekly")
+        assert plan.planned == 2  # the weekly reader and the default one
+        reader = app.store.subscriber(HANS_WEEKLY)
+        assert reader is not None and reader.id is not None
+        choose_categories(app.store, reader.id, reader.categories, Choices(reader.script, "daily"))
+        report = letters.send(plan.digest, app.transport())
+        assert (report.sent, report.skipped) == (1, 1)
+    finally:
+        app.close()
+    assert set(outbox_mail(site)) == {DEFAULT}
+
+
+def test_switching_every_reader_to_daily_loses_no_day_since_the_last_weekly(week_site: Site) -> None:
+    """`cadences = ["daily"]` after weekly digests: the first daily one starts where the last
+    weekly ended (at most 7 days back), so the days between reach the readers moved to daily."""
+    site = week_site
+    run_job_at(site, MONDAY, "weekly")  # the last weekly digest (nothing new yet): it ends now
+    for day in range(4):
+        when = MONDAY + timedelta(days=day, hours=9)
+        site.article(
+            f"policy/day{day}.md", f"开发区政策解读第{day}号", date=f"{when:%Y-%m-%d %H:%M}", categories="[policy]"
+        )
+        site.clock_now = (when + timedelta(hours=1)).astimezone(UTC)
+        site.build()
+    site.write_config(site.mail_to_outbox() + CADENCE_CONFIG.replace('["weekly", "daily"]', '["daily"]'))
+    run_job_at(site, MONDAY + timedelta(days=4, hours=7), "daily")
+    (message,) = outbox_mail(site)[HANS_WEEKLY]  # a weekly reader, now sent the daily digest
+    text = body(message, "plain")
+    assert [f"开发区政策解读第{day}号" in text for day in range(4)] == [True] * 4
+    assert "今日" in text  # the daily digest's words
+
+
+def test_on_a_new_install_the_first_weekly_takes_its_week_though_daily_ones_went_out_before(
+    week_site: Site,
+) -> None:
+    """Only another cadence's digest that ended *before* a first digest's look-back moves its
+    start: daily digests sent on a new install's first days leave the first weekly its week."""
+    site = week_site
+    for day in (1, 4):
+        when = MONDAY + timedelta(days=day, hours=9)
+        site.article(f"news/day{day}.md", f"院内新闻第{day}号", date=f"{when:%Y-%m-%d %H:%M}")
+        site.clock_now = (when + timedelta(hours=1)).astimezone(UTC)
+        site.build()
+        run_job_at(site, when + timedelta(hours=22), "daily")
+    run_job_at(site, MONDAY + timedelta(days=7, hours=8), "weekly")
+    (weekly,) = outbox_mail(site)[DEFAULT]
+    text = body(weekly, "plain")
+    assert "院内新闻第1号" in text and "院内新闻第4号" in text
+
+
 def test_the_weekly_ledger_of_before_cadences_chains_on_and_the_daily_starts_its_own(week_site: Site) -> None:
     """A store whose weekly digests were opened before cadences existed: its next weekly digest
     starts where the last ended (nothing sent again), and the first daily one looks back a day."""
@@ -199,6 +312,7 @@ def test_the_weekly_ledger_of_before_cadences_chains_on_and_the_daily_starts_its
         daily = letters.plan_scheduled("daily").digest
         assert (weekly.key, weekly.start, weekly.by) == (f"scheduled:{MONDAY.astimezone(UTC):%Y-%m-%dT%H:%M:%SZ}",
                                                          before, "ingested")  # fmt: skip
+        # The weekly that just ended is within the daily's day: the daily's first looks back its day.
         assert daily.key.startswith("daily/scheduled-first:") and daily.by == "first"
         assert daily.start == MONDAY.astimezone(UTC) - timedelta(days=1) and daily.cadence == "daily"
         same = DigestWindow(daily.key, daily.start, daily.end, "first", "daily")

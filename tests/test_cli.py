@@ -164,8 +164,16 @@ def subscribed(site: Site) -> None:
     app = site.app()
     try:
         status = SubscriberStatus.CONFIRMED
-        add(app.store, LONG_EMAIL, "欧阳·很长的名字也要完整地显示出来", ("policy", "tech"), status, site.clock_now)
-        add(app.store, "b@example.cn", "", (), SubscriberStatus.PENDING, site.clock_now)
+        add(
+            app.store,
+            LONG_EMAIL,
+            "欧阳·很长的名字也要完整地显示出来",
+            ("policy", "tech"),
+            status,
+            site.clock_now,
+            app.offered,
+        )
+        add(app.store, "b@example.cn", "", (), SubscriberStatus.PENDING, site.clock_now, app.offered)
     finally:
         app.close()
 
@@ -175,12 +183,14 @@ def test_subscribers_list_off_a_terminal_prints_whole_values_with_the_zone_named
     result = site.cli("subscribers", "list")
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
-    assert lines[0].split() == ["email", "name", "categories", "status", "since", "(Asia/Shanghai)", "via"]
+    header = ["email", "name", "categories", "script", "cadence", "status", "since", "(Asia/Shanghai)", "via"]
+    assert lines[0].split() == header
     assert "…" not in result.stdout
     first = next(line for line in lines if line.startswith(LONG_EMAIL + " "))
     assert "欧阳·很长的名字也要完整地显示出来" in first and "政策解读、科技创新" in first
     assert "2026-11-20 16:00" in first  # 08:00 UTC, shown in the site's zone
     assert "(all)" in next(line for line in lines if line.startswith("b@example.cn"))
+    assert "(site's)" in first and " weekly " in first
     assert lines[-1] == "2 subscriber(s)"
 
 
@@ -202,6 +212,8 @@ def test_subscribers_list_as_csv_and_json(site: Site) -> None:
             "email": LONG_EMAIL,
             "name": "欧阳·很长的名字也要完整地显示出来",
             "categories": ["政策解读", "科技创新"],
+            "script": "",
+            "cadence": "weekly",
             "status": "confirmed",
             "status_at": "2026-11-20T16:00:00+08:00",
             "status_via": "cli",
@@ -218,7 +230,7 @@ def test_subscribers_list_on_a_narrow_terminal_folds_instead_of_cutting(
 
     subscribed(site)
     screen = io.StringIO()
-    terminal = Console(file=screen, force_terminal=True, width=60, color_system=None, soft_wrap=True)
+    terminal = Console(file=screen, force_terminal=True, width=100, color_system=None, soft_wrap=True)
     monkeypatch.setattr(tables, "out", terminal)
     assert site.cli("subscribers", "list").exit_code == 0
     shown = screen.getvalue()

@@ -137,7 +137,7 @@ def test_the_streamed_export_is_the_files_export_and_imports_back(site: Site, tm
     other = Site(tmp_path / "other")
     app = other.app()
     try:
-        report = import_csv(app.store, path, CategoryIndex(app.categories), SubscriberStatus.CONFIRMED, T0)
+        report = import_csv(app.store, path, CategoryIndex(app.categories), SubscriberStatus.CONFIRMED, T0, app.offered)
         assert report.problems == [] and report.added == 20 and report.kept_stopped == 20
         again = {s.email.lower(): (s.name, s.status, s.categories) for s in app.store.subscribers()}
     finally:

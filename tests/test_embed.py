@@ -374,7 +374,7 @@ def test_a_failed_welcome_leaves_the_confirmation(
     app = site.app()
     try:
         _reader, request = request_subscription(
-            app.store, "late@example.com", "", (), site.clock_now, consent_text="我同意"
+            app.store, "late@example.com", "", (), site.clock_now, app.offered.default, consent_text="我同意"
         )
         assert request is not None
         token = make_token(KEY.encode(), "signup", request.id, "late@example.com", site.clock_now + timedelta(days=7))

@@ -119,7 +119,7 @@ def subscribed(site: Site) -> None:
     app = site.app()
     try:
         for i in range(3):
-            add(app.store, f"r{i}@example.org", "", (), SubscriberStatus.CONFIRMED, site.clock_now)
+            add(app.store, f"r{i}@example.org", "", (), SubscriberStatus.CONFIRMED, site.clock_now, app.offered)
     finally:
         app.close()
 

@@ -33,7 +33,7 @@ def subscribed(site: Site) -> None:
     site.build()
     app = site.app()
     try:
-        add(app.store, "reader@example.org", "读者", (), SubscriberStatus.CONFIRMED, site.clock_now)
+        add(app.store, "reader@example.org", "读者", (), SubscriberStatus.CONFIRMED, site.clock_now, app.offered)
     finally:
         app.close()
 

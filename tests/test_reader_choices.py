@@ -88,6 +88,20 @@ def test_a_reader_chooses_script_and_cadence_on_the_form_and_changes_them_later(
     assert (pages.reader("hk@example.com").script, pages.reader("hk@example.com").cadence) == ("zh-Hans", "weekly")
 
 
+def test_a_daily_readers_pages_name_the_daily_list_and_leaving_says_no_more_mail(pages: Pages) -> None:
+    now = datetime.now(UTC)
+    pages.app.store.save_subscribers([Subscriber("daily@example.com", "", (), SubscriberStatus.CONFIRMED, now,
+                                                 "cli", now, cadence="daily")])  # fmt: skip
+    from publisher.newsletter import Newsletter
+
+    link = Newsletter(pages.app).personal(pages.reader("daily@example.com")).unsubscribe_url
+    path = link.removeprefix("http://127.0.0.1:8080")
+    asked = pages.browser.get(path).get_data(as_text=True)
+    assert "将不再收到高新院日报" in asked  # the page's own title names the first cadence's list
+    left = pages.browser.post(path).get_data(as_text=True)
+    assert "已退订高新院日报，不会再收到我们的邮件" in left
+
+
 def test_the_form_checks_the_script_and_cadence_a_link_asks_for_when_offered(pages: Pages) -> None:
     def checked(query: str) -> list[str]:
         form = pages.browser.get(f"/subscribe{query}").get_data(as_text=True)
@@ -123,7 +137,7 @@ def test_subscribers_add_import_and_export_carry_script_and_cadence(site: Site, 
     assert site.cli("subscribers", "add", "a@example.com", "--script", "繁體", "--cadence", "daily").exit_code == 0
     assert site.cli("subscribers", "add", "a@example.com", "--name", "甲").exit_code == 0  # keeps their choices
     refused = site.cli("subscribers", "add", "b@example.com", "--cadence", "hourly")
-    assert refused.exit_code != 0 and "unknown cadence 'hourly' (offered: weekly, daily)" in refused.output
+    assert refused.exit_code != 0 and "unknown cadence 'hourly' (known: weekly, daily;" in refused.output
     upload = tmp_path / "readers.csv"
     upload.write_text(
         "email,name,categories,script,cadence\n"
@@ -155,12 +169,16 @@ def test_subscribers_add_import_and_export_carry_script_and_cadence(site: Site, 
     assert fresh.cli("subscribers", "export", str(tmp_path / "again.csv")).exit_code == 0
     again = (tmp_path / "again.csv").read_text(encoding="utf-8").splitlines()
     assert {line.split(",")[0]: line.split(",")[3:5] for line in again[1:]} == rows
-    # A site that offers no choice takes its own script, and refuses the other, naming the line.
+    # A site that no longer offers the choices keeps them (docs/digest.md: "their choice is
+    # kept"; the digest maps them at send time), and refuses only names it does not know.
     plain = Site(tmp_path / "plain")
     plain.build()
-    refused = plain.cli("subscribers", "import", str(exported))
-    assert f"{exported}:2: unknown script 'zh-Hant' (offered: zh-Hans only" in refused.output
-    assert "added 1," in refused.output
+    taken = plain.cli("subscribers", "import", str(exported))
+    assert taken.exit_code == 0 and "added 3," in taken.output, taken.output
+    assert plain.cli("subscribers", "export", str(tmp_path / "plain.csv")).exit_code == 0
+    kept = (tmp_path / "plain.csv").read_text(encoding="utf-8").splitlines()
+    assert {line.split(",")[0]: line.split(",")[3:5] for line in kept[1:]} == rows
+    assert plain.cli("subscribers", "add", "g@example.com", "--cadence", "daily").exit_code == 0
 
 
 def test_the_console_shows_and_edits_a_readers_script_and_cadence(site: Site) -> None:
@@ -193,6 +211,25 @@ def test_the_console_shows_and_edits_a_readers_script_and_cadence(site: Site) ->
         assert re.search(r'id="subscriber-script">繁體', page) and re.search(r'id="subscriber-cadence">每天', page)
         bad = editor.post(path, data=form | {"cadence": "hourly"})
         assert bad.status_code == 400 and "unknown cadence" in bad.get_data(as_text=True)
+    finally:
+        app.close()
+    # The site stops offering the daily digest: the reader's choice shows, selected, with a
+    # note, and saving their categories keeps it (digest.reader_cadence maps it at send time).
+    site.write_config(site.mail_to_outbox())
+    app = site.app()
+    try:
+        web = create_app(app)
+        web.config["TESTING"] = True
+        editor = signed_in(web, site, app, "ed2@example.org", "editor")
+        page = editor.get(path).get_data(as_text=True)
+        assert re.search(r'<option value="daily" selected>每天 （\[digest\] cadences 已不提供', page), page
+        csrf = re.search(r'name="csrf" value="([^"]+)"', page)
+        assert csrf
+        form = {"csrf": csrf.group(1), "action": "categories", "category": ["policy"], "script": "zh-Hant",
+                "cadence": "daily"}  # fmt: skip
+        assert editor.post(path, data=form).status_code == 200
+        reader = app.store.subscriber("r@example.com")
+        assert reader is not None and (reader.cadence, reader.categories) == ("daily", ("policy",))
     finally:
         app.close()
 
@@ -234,6 +271,7 @@ def test_digest_send_takes_a_cadence_and_sends_only_to_its_readers(site: Site) -
         ('scripts = ["zh-TW", "zh-Hans"]', "digest.scripts", ""),
         ('daily_schedule = "0 7 * * 1"', "digest.daily_schedule", "uses numbers"),
         ('daily_schedule = "every day"', "digest.daily_schedule", "not a 5-field cron line"),
+        ('daily_schedule = "0 6 * * *"', "digest.daily_schedule", 'no daily digest: "daily" is not in digest.cadences'),
     ],
 )
 def test_bad_choices_in_the_config_are_named_by_key(site: Site, digest: str, key: str, words: str) -> None:

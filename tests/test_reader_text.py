@@ -35,7 +35,7 @@ def subscribed(site: Site) -> None:
     app = site.app()
     try:
         for name, email in READERS.items():
-            add(app.store, email, name, (), SubscriberStatus.CONFIRMED, site.clock_now)
+            add(app.store, email, name, (), SubscriberStatus.CONFIRMED, site.clock_now, app.offered)
     finally:
         app.close()
 
@@ -105,7 +105,7 @@ def test_a_control_character_in_a_name_is_shown_not_sent_to_the_terminal(
 
     app = site.app()
     try:  # as a store written before names were cleaned may hold it
-        add(app.store, "esc@example.org", "x", (), SubscriberStatus.CONFIRMED, site.clock_now)
+        add(app.store, "esc@example.org", "x", (), SubscriberStatus.CONFIRMED, site.clock_now, app.offered)
         stored = app.store.subscriber("esc@example.org")
         assert stored is not None
         from dataclasses import replace

@@ -131,6 +131,7 @@ def test_names_with_line_breaks_or_control_characters_are_cleaned() -> None:
 def test_an_exported_list_imports_back_with_its_unsubscribed_and_pending_readers(tmp_path: Path) -> None:
     from datetime import UTC, datetime
 
+    from publisher.choices import Offered
     from publisher.model import SubscriberStatus
     from publisher.normalize import CategoryIndex
     from publisher.store import Store
@@ -148,7 +149,7 @@ def test_an_exported_list_imports_back_with_its_unsubscribed_and_pending_readers
         encoding="utf-8",
     )
     now = datetime(2026, 11, 30, tzinfo=UTC)
-    report = import_csv(store, csv, CategoryIndex([]), SubscriberStatus.CONFIRMED, now)
+    report = import_csv(store, csv, CategoryIndex([]), SubscriberStatus.CONFIRMED, now, Offered((), ("weekly",)))
     got = {s.email: s.status.value for s in store.subscribers()}
     store.close()
     assert got == {"a@example.com": "confirmed", "b@example.com": "unsubscribed", "c@example.com": "pending",

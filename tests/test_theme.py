@@ -188,7 +188,9 @@ def test_golden_default_look_of_the_pages(site: Site, name: str) -> None:
             from publisher.newsletter import Newsletter
             from publisher.signup import request_subscription
 
-            subscriber, signup = request_subscription(app.store, "reader@example.org", "读者", (), app.clock())
+            subscriber, signup = request_subscription(
+                app.store, "reader@example.org", "读者", (), app.clock(), app.offered.default
+            )
             message = Newsletter(app).account_message(subscriber, True, signup)
         finally:
             app.close()

@@ -91,6 +91,15 @@ class App(SourceServices, MailServices, WatchServices, WebSubServices):
         return ScriptConversion(site_script(self.settings.site.language, t.convert), t.traditional, t.simplified)
 
     @property
+    def offered(self) -> Offered:
+        """The scripts and cadences readers may choose (`[digest] scripts`, `cadences`) and the
+        site's own script: what every door (pages, embed, CLI, CSV, console) reads choices by."""
+        from ..choices import Offered
+
+        digest = self.settings.digest
+        return Offered.of(digest.scripts, digest.cadences, self.scripts.site)
+
+    @property
     def theme(self) -> Theme:
         """The [theme] table, its overrides compiled once: a broken one fails here (ThemeError,
         with file and line), before any page or e-mail is rendered."""
@@ -112,14 +121,20 @@ class App(SourceServices, MailServices, WatchServices, WebSubServices):
     @property
     def look(self) -> Look:
         """What every digest and sign-up e-mail shows besides articles."""
-        from ..digest import Look
+        from ..digest import Look, cadence_words
+        from ..model import CADENCES
 
         digest = self.settings.digest
         words = self.messages["digest"]
-        list_name = (digest.list_name or words["list"].format(site=self.site.title)).replace("<", "").replace(">", "")
+
+        def list_name(cadence: str) -> str:  # `[digest] list_name` names them all; else the catalogue's per cadence
+            name = digest.list_name or cadence_words(words, cadence)["list"].format(site=self.site.title)
+            return name.replace("<", "").replace(">", "")
+
         return Look(
             site=self.site,
-            list_name=list_name,
+            list_name=list_name(digest.cadences[0]),
+            list_names={cadence: list_name(cadence) for cadence in CADENCES},
             feeds_url=self.links.base_url + "/",
             postal_address=digest.postal_address,
             subject_template=digest.subject,
@@ -311,14 +326,6 @@ class App(SourceServices, MailServices, WatchServices, WebSubServices):
 
         return Output(self.out_dir, self.site, self.links, self.categories, self.theme, self.subscribe_url,
                       self.editions, self.offered.on_page()["scripts"])  # fmt: skip
-
-    @property
-    def offered(self) -> Offered:
-        """The scripts and cadences readers may choose (`[digest] scripts`, `cadences`)."""
-        from ..choices import Offered
-
-        digest = self.settings.digest
-        return Offered.of(digest.scripts, digest.cadences, self.scripts.site)
 
     def write_output(self, report: BuildReport) -> None:
         """Feeds and category pages whose articles changed (or whose files are missing), in

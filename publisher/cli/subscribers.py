@@ -8,7 +8,6 @@ from pathlib import Path
 import click
 
 from ..app import App
-from ..choices import Offered
 from ..errors import PublisherError
 from ..model import SubscriberStatus
 from ..normalize import CategoryIndex
@@ -26,11 +25,6 @@ def subscribers() -> None:
 def _subscriber_app(ctx: click.Context) -> tuple[App, CategoryIndex]:
     app = load_app(ctx)
     return app, CategoryIndex(app.categories)
-
-
-def _offered(app: App) -> Offered:
-    """The scripts and cadences `[digest]` lets readers choose."""
-    return Offered.of(app.settings.digest.scripts, app.settings.digest.cadences, app.scripts.site)
 
 
 @subscribers.command("import")
@@ -51,7 +45,7 @@ def subscribers_import(ctx: click.Context, file: Path, pending: bool, update: bo
     app, index = _subscriber_app(ctx)
     status = SubscriberStatus.PENDING if pending else SubscriberStatus.CONFIRMED
     try:
-        report = import_csv(app.store, file, index, status, app.clock(), update=update, offered=_offered(app))
+        report = import_csv(app.store, file, index, status, app.clock(), app.offered, update=update)
         sent, unsent = _send_confirmations(app, report.pending) if send_confirmation else (0, [])
     except PublisherError as exc:
         err.print(labelled("error:", "bold red", str(exc)), highlight=False)
@@ -117,7 +111,7 @@ def subscribers_add(
     try:
         slugs = parse_categories(";".join(categories), index)
         status = SubscriberStatus.PENDING if pending else SubscriberStatus.CONFIRMED
-        subscriber, new = add(app.store, email, name, slugs, status, app.clock(), script, cadence, _offered(app))
+        subscriber, new = add(app.store, email, name, slugs, status, app.clock(), app.offered, script, cadence)
     except ValueError as exc:
         err.print(labelled("error:", "bold red", str(exc)), highlight=False)
         sys.exit(EXIT_CONFIG)
@@ -133,6 +127,8 @@ SUBSCRIBER_COLUMNS = (
     Column("email"),
     Column("name"),
     Column("categories", empty="(all)"),
+    Column("script", empty="(site's)"),  # as `export` writes it: empty for the site's own
+    Column("cadence"),
     Column("status"),
     Column("status_at", "since", time=True),
     Column("status_via", "via"),
@@ -144,7 +140,7 @@ SUBSCRIBER_COLUMNS = (
 @FORMAT
 @click.pass_context
 def subscribers_list(ctx: click.Context, status: str | None, output_format: str) -> None:
-    """Subscribers: address, name, categories, status and since when (in the site's zone)."""
+    """Subscribers: address, name, categories, script, cadence, status and since when (in the site's zone)."""
     app, index = _subscriber_app(ctx)
     try:
         found = app.store.subscribers(SubscriberStatus(status) if status else None)
@@ -152,8 +148,8 @@ def subscribers_list(ctx: click.Context, status: str | None, output_format: str)
         app.close()
     names = {c.slug: c.name for c in index.categories}
     rows = [
-        (s.email, s.name, tuple(names.get(slug, slug) for slug in s.categories), s.status.value, s.status_at,
-         s.status_via)
+        (s.email, s.name, tuple(names.get(slug, slug) for slug in s.categories), s.script or "", s.cadence,
+         s.status.value, s.status_at, s.status_via)
         for s in found
     ]  # fmt: skip
     print_records(SUBSCRIBER_COLUMNS, rows, output_format, app.settings.site.timezone)

@@ -5,8 +5,12 @@ serve the code that uses those values too."""
 from __future__ import annotations
 
 import ipaddress
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import urlsplit
+
+from pydantic import AfterValidator
+
+from ..text import absolute_url
 
 
 def http_url(key: str, value: str, example: str) -> list[tuple[str, str, str]]:
@@ -15,6 +19,30 @@ def http_url(key: str, value: str, example: str) -> list[tuple[str, str, str]]:
     if parts.scheme in ("http", "https") and parts.hostname:
         return []
     return [(key, f"{value!r} is not an absolute http(s) URL", f'write it like "{example}"')]
+
+
+def ascii_url(value: str) -> str:
+    """A configured URL as every page and mail carries it: non-ASCII percent-encoded once, as
+    the sanitiser encodes an article's links (text.absolute_url), so that converting a digest
+    to the reader's script (OpenCC runs over the whole rendered mail) can never change a
+    link: `https://www.example.org/新闻动态/` would become `.../新聞動態/`, a page that is not
+    there. A host name in Chinese becomes its IDNA (punycode) form. A value that is no http(s)
+    URL is left as written for the checks to name."""
+    parts = urlsplit(value.strip())
+    if value.isascii() or parts.scheme not in ("http", "https"):
+        return value
+    host = parts.hostname or ""
+    if not host.isascii():
+        try:
+            ascii_host = host.encode("idna").decode("ascii")
+        except UnicodeError:
+            return value
+        parts = parts._replace(netloc=parts.netloc.replace(host, ascii_host))
+    encoded = absolute_url(parts.geturl(), None)
+    return encoded if encoded is not None and encoded.isascii() else value
+
+
+ConfiguredUrl = Annotated[str, AfterValidator(ascii_url)]  # a settings field holding a URL readers see
 
 
 def web_origin(url: str) -> str | None:

@@ -95,7 +95,7 @@ class DigestConfig(Section):
     sender: str = ""  # "高新院 <newsletter@example.org>"; empty: site title <newsletter@site host>
     reply_to: str = ""
     postal_address: str = ""  # the operator's postal address, in every footer (CAN-SPAM)
-    list_name: str = ""  # empty: "<site title>周报" / "<site title> weekly"
+    list_name: str = ""  # every cadence's list; empty: the catalogue's per cadence, "<site title>周报" / "…日报"
     max_items_per_category: int = Field(default=10, ge=1, le=100)
     send_when_empty: bool = False
     messages_per_second: float = Field(default=10.0, ge=0)  # 0: as fast as the transport goes

@@ -27,6 +27,11 @@ def check_mail(mail: MailConfig) -> list[tuple[str, str, str]]:
 def check_digest(digest: DigestConfig) -> list[tuple[str, str, str]]:
     problems = _cron("digest.schedule", digest.schedule, '"0 8 * * mon"')
     problems += _cron("digest.daily_schedule", digest.daily_schedule, '"0 7 * * *"')
+    if "daily_schedule" in digest.model_fields_set and "daily" not in digest.cadences:
+        # Set for a digest that is never sent: most likely "daily" was meant to be offered.
+        unused = 'is set, but there is no daily digest: "daily" is not in digest.cadences'
+        fix = 'add "daily" to digest.cadences (e.g. ["weekly", "daily"]), or remove daily_schedule'
+        problems.append(("digest.daily_schedule", unused, fix))
     if len(set(digest.cadences)) != len(digest.cadences):
         problems.append(("digest.cadences", "names a cadence twice", 'write each once, like ["weekly", "daily"]'))
     if len(digest.scripts) == 1 or len(set(digest.scripts)) != len(digest.scripts):

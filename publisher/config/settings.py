@@ -13,6 +13,7 @@ from typing import Literal
 from pydantic import Field
 
 from ..text import CONVERSIONS
+from .addresses import ConfiguredUrl
 from .mail import BouncesConfig, DigestConfig, HooksConfig, MailConfig
 from .section import ENV_NAME, OPTIONAL_ENV_NAME, Section
 from .sources import SourceConfig
@@ -22,7 +23,7 @@ _SLUG = r"^[a-z0-9]+(?:-[a-z0-9]+)*$"
 
 class SiteConfig(Section):
     title: str = Field(min_length=1)
-    url: str
+    url: ConfiguredUrl
     language: str = "zh-CN"
     timezone: str = "Asia/Shanghai"
     description: str = ""
@@ -31,7 +32,7 @@ class SiteConfig(Section):
 
 class OutputConfig(Section):
     dir: str = "public"
-    base_url: str = ""  # where `dir` is served; empty: the site's URL
+    base_url: ConfiguredUrl = ""  # where `dir` is served; empty: the site's URL
 
 
 class StoreConfig(Section):
@@ -57,7 +58,7 @@ class CategoryConfig(Section):
     name: str = Field(min_length=1)
     slug: str | None = Field(default=None, pattern=_SLUG)
     description: str = ""
-    url: str = ""  # the category's page on the site (checks.py: absolute http(s))
+    url: ConfiguredUrl = ""  # the category's page on the site (checks.py: absolute http(s))
 
 
 class ScheduleConfig(Section):
@@ -69,17 +70,17 @@ class ThemeConfig(Section):
     """The operator's look (docs/themes.md); every key optional."""
 
     templates: str = ""  # a folder whose files override the bundled templates by name
-    logo_url: str = ""  # an absolute https URL, shown atop the digest and the pages
+    logo_url: ConfiguredUrl = ""  # an absolute https URL, shown atop the digest and the pages
     accent_color: str = "#b4232a"  # links, section headings, buttons
     intro: str = ""  # one line under the digest's masthead
     footer: str = ""  # text, or HTML (sanitised), at the foot of the digest and the pages
     consent: str = ""  # the words beside every sign-up form; empty: the catalogue's pages.consent
     privacy: str = ""  # the privacy line of every mail and page; empty: the catalogue's pages.privacy
-    privacy_url: str = ""  # the privacy policy, linked from that line
+    privacy_url: ConfiguredUrl = ""  # the privacy policy, linked from that line
 
 
 class WebConfig(Section):
-    public_url: str = ""  # where the subscription pages are reached; empty: the site's URL
+    public_url: ConfiguredUrl = ""  # where the subscription pages are reached; empty: the site's URL
     secret_key_env: str = Field(default="PUBLISHER_SECRET_KEY", pattern=ENV_NAME)
     host: str = "127.0.0.1"  # `publisher run` / `serve` listen here
     port: int = Field(default=8080, ge=0, le=65535)
@@ -101,7 +102,7 @@ class AdminConfig(Section):
 
     enabled: bool = True  # /admin is served; it answers 404 until `publisher admin add` made an account
     listen: str = ""  # "127.0.0.1:8081": the console on its own address, not on the public server
-    public_url: str = ""  # where the console is reached, for set-password links; empty: web.public_url
+    public_url: ConfiguredUrl = ""  # where the console is reached, for set-password links; empty: web.public_url
     idle_minutes: int = Field(default=30, ge=1, le=1440)  # a session unused this long ends
     session_hours: int = Field(default=12, ge=1, le=720)  # a session ends this long after sign-in
     lockout_minutes: int = Field(default=15, ge=1, le=10080)  # how long 10 bad passwords lock an account

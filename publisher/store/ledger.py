@@ -10,12 +10,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Select, String, Text, bindparam, case, func, insert, literal, select, text, update
+from sqlalchemy import Select, String, Text, and_, bindparam, case, func, insert, literal, or_, select, text, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
 from ..errors import StoreError
-from ..model import WEEKLY, Delivery, Subscriber, cadence_key
+from ..model import CADENCES, WEEKLY, Delivery, Subscriber, cadence_key, first_scheduled
 from .retries import EARLIER, due_clause
 from .schema import aware_utc, deliveries_table, digests_table, naive_utc, subscribers_table, take_turnstile
 from .subscribers import subscriber_from_row
@@ -70,11 +70,12 @@ class LedgerStore:
             take_turnstile(conn)
             end = clock().astimezone(UTC)  # to the microsecond, as first_seen (see digest.scheduled_window)
             previous = conn.execute(_last_scheduled_end(cadence)).scalar_one()
-            if previous is None:  # the very first: what was published and first seen in the last days
-                key, start = f"scheduled-first:{end:%Y-%m-%dT%H:%M:%SZ}", end - timedelta(days=first_days)
+            if previous is None:  # the cadence's first: after another's last, or a new install's
+                other = conn.execute(_last_scheduled_end(None)).scalar_one()
+                key, start = first_scheduled(end, cadence, first_days, aware_utc(other) if other else None)
             else:
-                key, start = f"scheduled:{end:%Y-%m-%dT%H:%M:%SZ}", aware_utc(previous)
-            digest_id, created = _open_digest(conn, cadence_key(cadence, key), start, end, clock(), cadence)
+                key, start = cadence_key(cadence, f"scheduled:{end:%Y-%m-%dT%H:%M:%SZ}"), aware_utc(previous)
+            digest_id, created = _open_digest(conn, key, start, end, clock(), cadence)
             row = conn.execute(select(digests_table).where(d.id == digest_id)).one()
         return _digest_row(row), created
 
@@ -201,8 +202,9 @@ class LedgerStore:
         """One connection for a send run: the marks and look-ups of the hot path."""
         return Ledger(self.engine)
 
-    def last_scheduled_end(self, cadence: str = WEEKLY) -> datetime | None:
-        """Where the next scheduled digest of `cadence` starts: the end of its last one."""
+    def last_scheduled_end(self, cadence: str | None = WEEKLY) -> datetime | None:
+        """Where the next scheduled digest of `cadence` starts: the end of its last one
+        (`None`: the latest end of any cadence's, where a cadence's first digest starts)."""
         with self.engine.connect() as conn:
             value = conn.execute(_last_scheduled_end(cadence)).scalar_one()
         return aware_utc(value) if value is not None else None
@@ -241,9 +243,12 @@ class LedgerStore:
 _SEND_THREADS = threading.RLock()
 
 
-def _last_scheduled_end(cadence: str) -> Select[Any]:
-    """The end of the cadence's last scheduled digest (None before its first)."""
+def _last_scheduled_end(cadence: str | None) -> Select[Any]:
+    """The end of the cadence's last scheduled digest (None before its first); `None`: of any cadence's."""
     d = digests_table.c
+    if cadence is None:
+        each = [and_(d.key.like(cadence_key(c, "scheduled") + "%"), d.cadence == c) for c in CADENCES]
+        return select(func.max(d.window_end)).where(or_(*each))
     scheduled = d.key.like(cadence_key(cadence, "scheduled") + "%")
     return select(func.max(d.window_end)).where(scheduled, d.cadence == cadence)
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from flask import Blueprint, Response, request
 from werkzeug.datastructures import MultiDict
 
-from ..choices import Choices, Offered
+from ..choices import Choices
 from ..model import Subscriber, SubscriberStatus
 from ..newsletter import CONFIRM_LIFETIME
 from ..scripts import LABELS
@@ -55,7 +55,8 @@ def unsubscribed(subscriber: Subscriber, how: str) -> Response:
         busy = page("message.html.j2", 503, title=state.words["busy"], body=state.words["busy_body"])
         busy.headers["Retry-After"] = "60"
         return busy
-    body = state.words["unsubscribed_body"].format(email=subscriber.email, list_name=state.letters.list_name)
+    list_name = state.letters.list_name_of(subscriber)
+    body = state.words["unsubscribed_body"].format(email=subscriber.email, list_name=list_name)
     return page("message.html.j2", title=state.words["unsubscribed"], body=body, again=True)
 
 
@@ -98,14 +99,8 @@ def reader_form(current_choices: Choices | None = None, values: MultiDict[str, s
     `category` (repeated), `script`, `cadence`. A choice the page did not offer keeps
     `current_choices` (default: the default)."""
     form = request.form if values is None else values
-    offered = offered_choices()
-    choices = offered.from_form(form.get, current_choices)
+    choices = current().app.offered.from_form(form.get, current_choices)
     return ReaderForm(form.get("email", "").strip(), form.get("name", ""), categories_from_form(form), choices)
-
-
-def offered_choices() -> Offered:
-    """The scripts and cadences this site offers its readers (`[digest] scripts`, `cadences`)."""
-    return current().app.offered
 
 
 def request_for(token: str) -> SignupRequest | None:
@@ -128,7 +123,7 @@ def subscribe_page(
     status: int = 200, error: str | None = None, email: str = "", name: str = "", chosen: Choices | None = None
 ) -> Response:
     """The sign-up form, `chosen` (default: the default choices) checked."""
-    categories, offered = current().app.categories, offered_choices()
+    categories, offered = current().app.categories, current().app.offered
     chosen = chosen or offered.default
     return page(
         "subscribe.html.j2", status, categories=categories, csrf=csrf_token(), error=error, email=email, name=name,
@@ -177,7 +172,7 @@ def too_many() -> Response:
 def subscribe_form() -> Response:
     """The form; `?script=zh-Hant` or `?cadence=daily` (as the other script's pages link it)
     checks that choice, when the page offers it, as the form's own fields would."""
-    return subscribe_page(chosen=offered_choices().from_form(request.args.get))
+    return subscribe_page(chosen=current().app.offered.from_form(request.args.get))
 
 
 @account.post("/subscribe")
@@ -227,7 +222,7 @@ def confirm_page(token: str) -> Response:
         chosen = [names[slug] for slug in signup.categories if slug in names] or [words["all"]]
         details = [(words["email"], [signup.email]), (words["confirm_name"], [signup.name or "—"])]
         details.append((words["confirm_sections"], chosen))
-        offered = offered_choices()
+        offered = current().app.offered
         if offered.choose_script:
             details.append((words["script"], [LABELS[signup.script or state.app.scripts.site]]))
         if offered.choose_cadence:
@@ -273,7 +268,7 @@ def confirmed(done: Subscriber | None) -> Response:
     if done is None or done.status is not SubscriberStatus.CONFIRMED:
         return expired()
     state = current()
-    body = state.words["confirmed_body"].format(email=done.email, list_name=state.letters.list_name)
+    body = state.words["confirmed_body"].format(email=done.email, list_name=state.letters.list_name_of(done))
     manage = state.letters.personal(done).preferences_url
     return page("message.html.j2", title=state.words["confirmed"], body=body, manage=manage)
 
@@ -292,7 +287,7 @@ def preferences_page(token: str) -> Response:
         asked = reader_form(Choices(subscriber.script, subscriber.cadence))
         changed = choose_categories(state.app.store, subscriber.id, asked.categories, asked.choices)
         subscriber, saved = changed or subscriber, True
-    offered = offered_choices()
+    offered = current().app.offered
     return page(
         "preferences.html.j2",
         title=state.words["preferences"],
@@ -319,5 +314,5 @@ def unsubscribe_page(token: str) -> Response:
         one_click = request.form.get("List-Unsubscribe") == "One-Click"
         return unsubscribed(subscriber, "one-click" if one_click else "web")
     words = state.words
-    body = words["unsubscribe_body"].format(email=subscriber.email, list_name=state.letters.list_name)
+    body = words["unsubscribe_body"].format(email=subscriber.email, list_name=state.letters.list_name_of(subscriber))
     return page("action.html.j2", title=words["unsubscribe"], body=body, button=words["unsubscribe"])

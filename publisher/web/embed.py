@@ -62,12 +62,11 @@ def render_snippet(app: App) -> str:
     `[web] public_url`, with every category, the scripts and cadences offered (as on
     /subscribe), the consent words and the script that fills it in (`templates/embed.html.j2`,
     themeable)."""
-    from ..choices import Offered
     from ..newsletter import Newsletter
     from ..scripts import LABELS
 
     letters, words = Newsletter(app), app.messages["pages"]
-    offered = Offered.of(app.settings.digest.scripts, app.settings.digest.cadences, app.scripts.site)
+    offered = app.offered
     return app.theme.environment.get_template("embed.html.j2").render(
         t=words,
         theme=app.theme.context(),

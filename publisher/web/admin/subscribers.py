@@ -16,12 +16,12 @@ from urllib.parse import urlencode
 from flask import Response, abort, request, stream_with_context
 
 from ...accounts import role_at_least
-from ...choices import Choices, Offered
+from ...choices import Choices
 from ...errors import PublisherError
 from ...model import Subscriber, SubscriberStatus
 from ...normalize import CategoryIndex
 from ...private_files import private_folder
-from ...scripts import LABELS, SCRIPTS
+from ...scripts import LABELS
 from ...signup import mail_confirmations
 from ...subscriptions import ImportReport, choose_categories, export_lines, import_csv, remove
 from ...timeline import reader_timeline
@@ -50,12 +50,6 @@ def words() -> dict[str, Any]:
 
 def _index() -> CategoryIndex:
     return CategoryIndex(current().app.categories)
-
-
-def _offered() -> Offered:
-    """The scripts and cadences `[digest]` lets readers choose."""
-    digest = current().app.settings.digest
-    return Offered.of(digest.scripts, digest.cadences, current().app.scripts.site)
 
 
 def _subscriber(subscriber_id: int) -> Subscriber:
@@ -103,7 +97,7 @@ def _reader_page(reader: Subscriber, status: int = 200, notice: str = "", error:
         suppression=suppression,
         categories=current().app.categories,
         chosen=set(reader.categories),
-        offered=_offered(),
+        offered=current().app.offered,
         script_labels=LABELS,
         site_script=current().app.scripts.site,
         editor=may_edit(),
@@ -130,10 +124,10 @@ def change_subscriber(subscriber_id: int) -> Response:
         index = _index()
         chosen = (index.find(slug) for slug in request.form.getlist("category"))
         slugs = tuple(dict.fromkeys(c.slug for c in chosen if c is not None))
-        offered = _offered()
-        try:  # the page offers every script (a reader keeps one the site no longer offers) and cadence
-            script = Offered.of(SCRIPTS, (), offered.site).script(request.form.get("script", reader.script or ""))
-            cadence = offered.cadence(request.form.get("cadence", ""))  # empty: the first offered
+        offered = current().app.offered
+        try:  # any known script and cadence: a reader keeps one the site no longer offers
+            script = offered.script(request.form.get("script", reader.script or ""))
+            cadence = offered.cadence(request.form.get("cadence", reader.cadence))  # empty: the first offered
         except ValueError as exc:
             return _reader_page(reader, 400, error=str(exc))
         choose_categories(store, subscriber_id, slugs, Choices(script, cadence))
@@ -237,7 +231,7 @@ def import_file() -> Response:
         upload.save(path)
         try:
             update = request.form.get("update") == "yes"
-            report = import_csv(state.app.store, path, _index(), status, now(), update=update, offered=_offered())
+            report = import_csv(state.app.store, path, _index(), status, now(), state.app.offered, update=update)
         except PublisherError as exc:
             failure = str(exc).replace(str(path), name)
     if report is None:
