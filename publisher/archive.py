@@ -63,14 +63,15 @@ class ArchiveNames:
 
 def archive_names(look: Look, configured: str, offered: Sequence[str]) -> ArchiveNames:
     """`[digest] list_name` (`configured`) names everything, with the cadence added when
-    `[digest] cadences` offers two; without it, the catalogue's `[archive]` words name each
-    cadence's digest (`list_weekly`, `list_daily`) and the whole (`list`, or the one cadence's)."""
+    `[digest] cadences` offers two; without it, each cadence's digest is called what its mails
+    call it (`Look.list_name_for`: the catalogue's `[digest]` and `[digest.daily]` `list`), and
+    the whole is the `[archive]` words' `list`, or the one cadence's name."""
     t, site = look.theme.messages(look.site.language)["archive"], look.site.title
     if configured:
         if len(offered) < 2:
             return ArchiveNames(configured, {})
         return ArchiveNames(configured, {c: t["named"].format(list_name=configured, cadence=t[c]) for c in CADENCES})
-    own = {c: str(t[f"list_{c}"].format(site=site)) for c in CADENCES}
+    own = {c: look.list_name_for(c) for c in CADENCES}
     return ArchiveNames(own[offered[0]] if len(offered) == 1 else t["list"].format(site=site), own)
 
 
