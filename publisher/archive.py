@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 from xml.etree import ElementTree as ET
 from zoneinfo import ZoneInfo
 
-from .digest import DigestSection, Look, sections_for
+from .digest import DigestSection, Look, section_context, sections_for
 from .feeds import EMPTY_FEED_UPDATED
 from .model import CADENCES, DAILY, WEEKLY, Article, Category, Subscriber, SubscriberStatus
 
@@ -171,7 +171,7 @@ def render_page(
     names: ArchiveNames | None = None,
 ) -> bytes:
     """The digest's public page (`digests/<slug>/index.html`), named after its cadence's list."""
-    zone, names = ZoneInfo(look.site.timezone), _names(look, names)
+    names = _names(look, names)
     sections = archive_sections(look, categories, articles)
     context = _common(look, links, names) | {
         "list_name": names.of(entry.cadence),
@@ -182,24 +182,7 @@ def render_page(
         "window": _window(look, entry),
         "count": sum(len(s.articles) for s in sections),
         "words": look.words,
-        "sections": [
-            {
-                "name": s.category.name,
-                "url": s.category.url or look.site.url,
-                "more": s.more,
-                "articles": [
-                    {
-                        "title": a.title,
-                        "url": a.url or look.site.url,
-                        "summary": a.summary,
-                        "date": a.published.astimezone(zone).strftime("%Y-%m-%d"),
-                        "author": a.author or "",
-                    }
-                    for a in s.articles
-                ],
-            }
-            for s in sections
-        ],
+        "sections": section_context(look, sections),
     }
     return look.theme.environment.get_template("digest_archive.html.j2").render(context).encode("utf-8")
 

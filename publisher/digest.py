@@ -147,6 +147,29 @@ class Look:
         return self.list_names.get(cadence, self.list_name)
 
 
+def section_context(look: Look, sections: Sequence[DigestSection]) -> list[dict[str, Any]]:
+    """The sections as the digest's templates and the archive's page read them."""
+    zone = ZoneInfo(look.site.timezone)
+    return [
+        {
+            "name": s.category.name,
+            "url": s.category.url or look.site.url,
+            "more": s.more,
+            "articles": [
+                {
+                    "title": a.title,
+                    "url": a.url or look.site.url,
+                    "summary": a.summary,
+                    "date": a.published.astimezone(zone).strftime("%Y-%m-%d"),
+                    "author": a.author or "",
+                }
+                for a in s.articles
+            ],
+        }
+        for s in sections
+    ]
+
+
 def cadence_words(words: dict[str, Any], cadence: str) -> dict[str, Any]:
     """A catalogue's `[digest]` words with the cadence's own table (`[digest.daily]`) laid over."""
     own = words.get(cadence)
@@ -289,24 +312,7 @@ class Renderer:
             "t": w,
             "theme": look.theme.context(),
             "preheader": w["join"].join(a.title for a in items[:3])[:140],
-            "sections": [
-                {
-                    "name": s.category.name,
-                    "url": s.category.url or look.site.url,
-                    "more": s.more,
-                    "articles": [
-                        {
-                            "title": a.title,
-                            "url": a.url or look.site.url,
-                            "summary": a.summary,
-                            "date": a.published.astimezone(zone).strftime("%Y-%m-%d"),
-                            "author": a.author or "",
-                        }
-                        for a in s.articles
-                    ],
-                }
-                for s in sections
-            ],
+            "sections": section_context(look, sections),
         }
         html = _inline(self.env.get_template("digest.html.j2").render(context))
         text = self.env.get_template("digest.txt.j2").render(context)
