@@ -49,6 +49,7 @@ def test_init_then_build_there_writes_a_valid_feed_per_category(site_dir: Path) 
         assert len(parsed.entries) == 1, slug  # its example article
     site = parse_with_feedparser((site_dir / "public" / "atom.xml").read_bytes())
     assert len(site.entries) == len(settings.categories)
+    assert len({e.updated for e in site.entries}) == len(site.entries)  # one atom:updated twice: a W3C warning
     assert (site_dir / "public" / "index.html").is_file()
     assert (site_dir / "templates" / "README.md").is_file()
     assert list((site_dir / "templates").iterdir()) == [site_dir / "templates" / "README.md"]
