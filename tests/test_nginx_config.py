@@ -121,16 +121,18 @@ def test_nginx_answers_a_feed_as_publisher_does(nginx_and_publisher: tuple[str, 
         theirs = requests.get(nginx + path, headers={"Accept-Encoding": "gzip"}, timeout=10)
         assert theirs.status_code == 200 and theirs.content == ours.content == site.feed(path.lstrip("/"))
         for name in ("Content-Type", "Link", "Cache-Control", "Vary", "X-Content-Type-Options", "Content-Encoding"):
-            assert (theirs.headers.get(name) or "").replace(" ", "") == (ours.headers.get(name) or "").replace(
-                " ", ""
-            ), (path, name)
+            same = (theirs.headers.get(name) or "").replace(" ", "") == (ours.headers.get(name) or "").replace(" ", "")
+            assert same, (path, name, theirs.headers.get(name), ours.headers.get(name))
         again = requests.get(nginx + path, headers={"If-None-Match": theirs.headers["ETag"]}, timeout=10)
         assert again.status_code == 304
-    assert (
-        requests.get(nginx + "/tech/rss.xml")
-        .headers["Link"]
-        .endswith('<https://news.example.org/tech/rss.xml>; rel="self"')
-    )
+    link = requests.get(nginx + "/tech/rss.xml", timeout=10).headers["Link"]
+    assert link.endswith('<https://news.example.org/tech/rss.xml>; rel="self"')
+    for script in ("", "zh-hant/"):  # the digest archive's feeds are announced to no hub, by either server
+        (site.out / script / "digests").mkdir(parents=True)
+        (site.out / script / "digests" / "atom.xml").write_bytes(site.feed("atom.xml"))
+        for server in (nginx, publisher):
+            archived = requests.get(f"{server}/{script}digests/atom.xml", timeout=10)
+            assert archived.status_code == 200 and "Link" not in archived.headers, (server, script)
 
 
 def test_nginx_passes_pages_and_routes_to_publisher_and_hides_what_publisher_hides(
