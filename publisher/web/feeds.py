@@ -103,10 +103,10 @@ def output_file(path: str) -> Response:
         return Response(status=304, headers=headers)
     try:  # a rebuild may have replaced or removed it since the stat
         data = served_files().payload(entry, gzipped)
+        if entry.html and entry.policy is None:
+            entry.policy = _policy(served_files().payload(entry, False))
     except OSError:
         abort(404)
-    if entry.html and entry.policy is None:
-        entry.policy = _policy(served_files().payload(entry, False))
     answer = Response(data, 200, headers=headers)
     if entry.policy is not None:
         answer.headers["Content-Security-Policy"] = entry.policy
