@@ -81,6 +81,7 @@ test: $(VENV)/.installed $(VENV)/.browser $(VENV)/.mailbox
 bench: $(VENV)/.bench
 	$(PY) bench/run.py
 	$(PY) bench/mail.py
+	$(PY) bench/serving.py
 
 lint: $(VENV)/.installed
 	$(PY) -m pip install --quiet -e '.[dev]'
