@@ -16,41 +16,41 @@ $(VENV)/.bench: $(VENV)/.installed
 	$(PY) -m pip install --quiet -e '.[test,bench]'
 	touch $@
 
-# The browser test (tests/test_browser.py) drives Debian's chromium, with a Chinese font for
-# its screenshots. Installed here when missing and apt-get is usable (root or passwordless
-# sudo); never fails the build: where it cannot install, it says so and the test skips.
-$(VENV)/.browser: | $(VENV)/.installed
-	@missing=""; \
-	command -v chromium >/dev/null 2>&1 || missing="chromium"; \
-	fc-list :lang=zh 2>/dev/null | grep -q . || missing="$${missing:+$$missing }fonts-wqy-microhei"; \
-	if [ -z "$$missing" ]; then touch $@; exit 0; fi; \
-	effect="without chromium tests/test_browser.py skips; without a Chinese font its screenshots show boxes"; \
+# Debian packages some tests drive (a browser, a mail server, nginx): each is installed when
+# missing and apt-get is usable (root or passwordless sudo); never fails the build: where it
+# cannot install, it says so and those tests skip, saying why. $(1): what for, $(2): the
+# packages missing (empty: nothing to do), $(3): what missing them costs, $(4): the stamp.
+define apt_install
+	@missing="$(strip $(2))"; \
+	if [ -z "$$missing" ]; then touch $(4); exit 0; fi; \
 	if [ "$$(id -u)" = 0 ]; then sudo=""; \
 	elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then sudo="sudo -n"; \
-	else echo "browser test: cannot install $$missing (apt-get needs root or passwordless sudo): $$effect"; exit 0; fi; \
-	if ! command -v apt-get >/dev/null 2>&1; then echo "browser test: no apt-get to install $$missing: $$effect"; exit 0; fi; \
-	echo "browser test: installing $$missing with apt-get (log: $(VENV)/browser-install.log)"; \
+	else echo "$(1): cannot install $$missing (apt-get needs root or passwordless sudo): $(strip $(3))"; exit 0; fi; \
+	if ! command -v apt-get >/dev/null 2>&1; then echo "$(1): no apt-get to install $$missing: $(strip $(3))"; exit 0; fi; \
+	log=$(4)-install.log; echo "$(1): installing $$missing with apt-get (log: $$log)"; \
 	if { $$sudo env DEBIAN_FRONTEND=noninteractive apt-get update -q && \
 	     $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; } \
-	     >$(VENV)/browser-install.log 2>&1; then touch $@; \
-	else echo "browser test: apt-get could not install $$missing (see $(VENV)/browser-install.log): $$effect"; fi
+	     >$$log 2>&1; then touch $(4); \
+	else echo "$(1): apt-get could not install $$missing (see $$log): $(strip $(3))"; fi
+endef
+
+# The browser tests drive Debian's chromium, with a Chinese font for their screenshots.
+$(VENV)/.browser: | $(VENV)/.installed
+	$(call apt_install,browser tests,$(shell command -v chromium >/dev/null 2>&1 || echo chromium) \
+	  $(shell fc-list :lang=zh 2>/dev/null | grep -q . || echo fonts-wqy-microhei),\
+	  without chromium the browser tests skip; without a Chinese font their screenshots show boxes,$@)
 
 # The bounce-mailbox tests (tests/test_bounce_mailbox.py, test_bounce_loop.py) start their own
-# throwaway Dovecot on loopback (tests/dovecot.py). Installed here like the browser: when
-# missing and apt-get is usable; never fails the build, and where it cannot, those tests skip.
+# throwaway Dovecot on loopback (tests/dovecot.py).
 $(VENV)/.mailbox: | $(VENV)/.installed
-	@if command -v dovecot >/dev/null 2>&1 || [ -x /usr/sbin/dovecot ]; then touch $@; exit 0; fi; \
-	missing="dovecot-imapd dovecot-pop3d"; \
-	effect="without dovecot the bounce-mailbox tests skip"; \
-	if [ "$$(id -u)" = 0 ]; then sudo=""; \
-	elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then sudo="sudo -n"; \
-	else echo "mailbox tests: cannot install $$missing (apt-get needs root or passwordless sudo): $$effect"; exit 0; fi; \
-	if ! command -v apt-get >/dev/null 2>&1; then echo "mailbox tests: no apt-get to install $$missing: $$effect"; exit 0; fi; \
-	echo "mailbox tests: installing $$missing with apt-get (log: $(VENV)/mailbox-install.log)"; \
-	if { $$sudo env DEBIAN_FRONTEND=noninteractive apt-get update -q && \
-	     $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; } \
-	     >$(VENV)/mailbox-install.log 2>&1; then touch $@; \
-	else echo "mailbox tests: apt-get could not install $$missing (see $(VENV)/mailbox-install.log): $$effect"; fi
+	$(call apt_install,mailbox tests,$(shell command -v dovecot >/dev/null 2>&1 || [ -x /usr/sbin/dovecot ] \
+	  || echo dovecot-imapd dovecot-pop3d),without dovecot the bounce-mailbox tests skip,$@)
+
+# tests/test_nginx_config.py runs nginx with config/nginx.conf, the settings docs/operations.md
+# puts in front of the feed server.
+$(VENV)/.nginx: | $(VENV)/.installed
+	$(call apt_install,nginx test,$(shell command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] \
+	  || echo nginx-light),without nginx tests/test_nginx_config.py skips,$@)
 
 # `make run PORT=9000 HOST=0.0.0.0`: from the command line only (a login shell may export HOST).
 # On another port the demo's own links (output.base_url, web.public_url: http://127.0.0.1:8080)
@@ -75,7 +75,7 @@ run: $(VENV)/.installed
 	fi; \
 	exec $(VENV)/bin/publisher --config "$$config" run --upgrade $(if $(HOST),--host '$(HOST)') $(if $(PORT),--port '$(PORT)')
 
-test: $(VENV)/.installed $(VENV)/.browser $(VENV)/.mailbox
+test: $(VENV)/.installed $(VENV)/.browser $(VENV)/.mailbox $(VENV)/.nginx
 	$(PY) -m pytest -q
 
 bench: $(VENV)/.bench
