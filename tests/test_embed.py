@@ -243,6 +243,28 @@ def test_the_answer_goes_back_only_to_a_configured_origin(ours: Ours, cms: tuple
         assert answer.status_code in (200, 429) and "Location" not in answer.headers
 
 
+def test_the_form_posted_from_a_foreign_origin_is_refused(ours: Ours, cms: tuple[HTTPServer, str]) -> None:
+    """With embed_origins set, a browser's post from any other page does nothing: no mail, the
+    token not spent (it can still sign up from the configured page), our own 403 page."""
+    _httpserver, origin = cms
+    token = ours.token()
+    fields = {"email": "victim@example.com", "website": "", "token": token, "return_to": f"{origin}/news/"}
+    for stranger in ("http://evil.example", "null"):
+        answer = cross_site_post(ours, stranger, fields)
+        assert answer.status_code == 403 and "Location" not in answer.headers
+    assert ours.subscriber("victim@example.com") is None and ours.mails(settle=0.3) == []
+    assert answer_flag(cross_site_post(ours, origin, fields)) == "sent"  # the configured page still works
+    # Our own origin (the form on our own site) and a client with no Origin at all are let through.
+    own = requests.post(
+        f"{ours.base}/embed/subscribe",
+        data=fields | {"email": "own@example.com", "token": ours.token()},
+        headers={"Origin": ours.base},
+        allow_redirects=False,
+        timeout=10,
+    )
+    assert answer_flag(own) == "sent"
+
+
 def test_the_json_endpoint_answers_configured_origins_with_cors(ours: Ours, cms: tuple[HTTPServer, str]) -> None:
     _httpserver, origin = cms
     api, other = f"{ours.base}/embed/api/subscribe", "http://127.0.0.2:8000"

@@ -127,9 +127,26 @@ def flagged(url: str, outcome: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(query), ""))
 
 
+def foreign_origin() -> str | None:
+    """The request's `Origin` header when a browser sent it from a page that is neither on an
+    origin of `[web] embed_origins` nor on our own public origin; None when it is one of those
+    or there is none (a client that is not a browser, or an old one, sends none)."""
+    origin = request.headers.get("Origin", "")
+    own = web_origin(current().letters.public_url)
+    if origin and web_origin(origin) not in allowed_origins() | {own}:
+        return origin
+    return None
+
+
 @embed.post("/embed/subscribe")
 def embedded_form() -> Response:
-    """The snippet's form, posted from another site without our cookie."""
+    """The snippet's form, posted from another site without our cookie. With `[web]
+    embed_origins` set, a browser's post from a page on any other origin is refused before
+    anything is done: else any site could sign addresses up through its visitors' browsers."""
+    stranger = foreign_origin() if current().app.settings.web.embed_origins else None
+    if stranger is not None:
+        log.info("an embedded sign-up from %r was refused: not an origin of [web] embed_origins", stranger[:200])
+        return page("message.html.j2", 403, title=current().words["refused"], body="")  # our page: no redirect
     outcome, detail = embedded_sign_up(request.form)
     back = request.form.get("return_to", "")
     if trusted(back):
@@ -224,10 +241,9 @@ def json_endpoint() -> Response:
             response.headers["Access-Control-Allow-Headers"] = "Content-Type"
             response.headers["Access-Control-Max-Age"] = "600"
         return response
-    origin = request.headers.get("Origin", "")
-    own = web_origin(current().letters.public_url)
-    if origin and web_origin(origin) not in allowed_origins() | {own}:
-        log.info("a JSON sign-up from %r was refused: not an origin of [web] embed_origins", origin[:200])
+    stranger = foreign_origin()
+    if stranger is not None:
+        log.info("a JSON sign-up from %r was refused: not an origin of [web] embed_origins", stranger[:200])
         return json_answer("origin")
     values = json_values() if request.is_json else request.form
     if values is None:
