@@ -226,6 +226,35 @@ def test_the_embedded_form_signs_up_once_per_token_and_returns_to_the_page(
         assert answer_flag(cross_site_post(ours, origin, fresh)) == expected
 
 
+def test_a_limited_post_leaves_its_token_unspent(site: Site, ours: Ours, cms: tuple[HTTPServer, str]) -> None:
+    """The limits come before the token is spent: posts answered `limited` write no row into
+    used_form_tokens (a flood cannot fill it), and the token stays good for one sign-up."""
+    from sqlalchemy import func, select
+
+    from publisher.store.schema import used_form_tokens_table
+
+    _httpserver, origin = cms
+    page = f"{origin}/news/"
+    fields = {"email": "same@example.com", "website": "", "return_to": page}
+    assert [answer_flag(cross_site_post(ours, origin, fields | {"token": ours.token()})) for _ in range(2)] == [
+        "sent",
+        "sent",
+    ]
+    kept = ours.token()
+    for _ in range(5):
+        assert answer_flag(cross_site_post(ours, origin, fields | {"token": ours.token()})) == "limited"
+    assert answer_flag(cross_site_post(ours, origin, fields | {"token": kept})) == "limited"
+    store = Store(f"sqlite:///{site.db}")
+    try:
+        with store.engine.connect() as conn:
+            assert conn.execute(select(func.count()).select_from(used_form_tokens_table)).scalar() == 2
+    finally:
+        store.close()
+    site.clock_now += timedelta(minutes=61)  # the mailbox's hour is over: the kept token works once
+    assert answer_flag(cross_site_post(ours, origin, fields | {"token": kept})) == "sent"
+    assert answer_flag(cross_site_post(ours, origin, fields | {"token": kept})) == "used"
+
+
 def test_the_answer_goes_back_only_to_a_configured_origin(ours: Ours, cms: tuple[HTTPServer, str]) -> None:
     _httpserver, origin = cms
     fields = {"email": "x@example.com", "website": ""}

@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from flask import Blueprint, Response, request
@@ -135,15 +136,17 @@ def subscribe_page(
 @dataclass(frozen=True, slots=True)
 class SignupAnswer:
     """What became of a sign-up: `sent` (the address, normalised, in `detail`), `bad_email`
-    (why, in `detail`) or `limited`."""
+    (why, in `detail`), `limited` or `used` (the embedded form's token was spent before)."""
 
     status: str
     detail: str = ""
 
 
-def sign_up(entry: ReaderForm) -> SignupAnswer:
+def sign_up(entry: ReaderForm, admit: Callable[[], bool] | None = None) -> SignupAnswer:
     """The one sign-up path: the address checked, the limits spent, the request stored with the
-    consent words the forms show beside their button (`[theme] consent`), the mail queued."""
+    consent words the forms show beside their button (`[theme] consent`), the mail queued.
+    `admit` (the embedded form's: spend its single-use token) is asked only once the limits let
+    the sign-up through, so a post answered `limited` leaves nothing behind; False: `used`."""
     state = current()
     app = state.app
     try:
@@ -152,6 +155,8 @@ def sign_up(entry: ReaderForm) -> SignupAnswer:
         return SignupAnswer("bad_email", str(exc).split(": ", 1)[-1])
     if not allow_signup(app.store, address, client_address(), state.limits, app.clock()):
         return SignupAnswer("limited")
+    if admit is not None and not admit():
+        return SignupAnswer("used")
     consent = app.theme.consent
     subscriber, signup = request_subscription(
         app.store, address, entry.name, entry.categories, app.clock(), entry.choices, consent_text=consent

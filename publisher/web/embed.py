@@ -89,8 +89,9 @@ def new_form_token(now: datetime) -> str:
 
 def embedded_sign_up(values: MultiDict[str, str]) -> tuple[str, str]:
     """(outcome, detail) of a sign-up through the embedded form or the JSON endpoint: the token
-    checked and spent (any POST carrying a good one spends it), the honeypot, then /subscribe's
-    own path."""
+    checked, the honeypot, then /subscribe's own path, which spends the token only once the
+    limits let the sign-up through (a flood answered `limited` writes no spent-token rows; a
+    token is still good for one sign-up that goes through)."""
     state = current()
     store, now = state.app.store, state.app.clock()
     token = values.get("token", "")
@@ -101,9 +102,7 @@ def embedded_sign_up(values: MultiDict[str, str]) -> tuple[str, str]:
     if values.get(HONEYPOT, ""):
         log.info("an embedded sign-up was refused: its honeypot field was filled in, as a bot does")
         return "refused", ""
-    if not store.spend_form_token(token, expiry(token), now):
-        return "used", ""
-    answer = sign_up(reader_form(values=values))
+    answer = sign_up(reader_form(values=values), lambda: store.spend_form_token(token, expiry(token), now))
     return answer.status, answer.detail
 
 
