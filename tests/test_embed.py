@@ -411,6 +411,63 @@ def test_confirming_sends_the_welcome_and_records_the_consent(
     assert len(ours.mails(settle=0.3)) == 2
 
 
+def slowed(store: Store, name: str, seconds: float = 0.3) -> None:
+    """The real store's `name` method, answering `seconds` late: two requests at once both read
+    the reader before either writes, as they may under load."""
+    real = getattr(store, name)
+
+    def late(*args: Any) -> Any:
+        found = real(*args)
+        time.sleep(seconds)
+        return found
+
+    setattr(store, name, late)
+
+
+def test_two_clicks_at_once_on_a_confirm_link_send_one_welcome(ours: Ours, cms: tuple[HTTPServer, str]) -> None:
+    _httpserver, origin = cms
+    fields = {"email": "twice@example.com", "category": "tech", "website": "", "token": ours.token()}
+    assert answer_flag(cross_site_post(ours, origin, fields | {"return_to": f"{origin}/"})) == "sent"
+    [confirmation] = ours.mails(at_least=1)
+    link = link_in(confirmation, ours.base, "confirm")
+    slowed(ours.app.store, "subscriber")
+    answers: list[int] = []
+    clicks = [
+        threading.Thread(target=lambda: answers.append(requests.post(link, timeout=10).status_code)) for _ in "12"
+    ]
+    for click in clicks:
+        click.start()
+    for click in clicks:
+        click.join()
+    assert answers == [200, 200]
+    assert [m["Subject"] for m in ours.mails(at_least=2, settle=0.5)][1:] == ["欢迎订阅高新院周报"]
+
+
+def test_two_confirmations_at_once_of_an_imported_reader_are_one(store_url: str) -> None:  # noqa: F811
+    """subscriptions.confirm (the import's link): of two at once, only one is told it confirmed."""
+    from publisher.model import Subscriber
+    from publisher.subscriptions import confirm
+
+    now = datetime(2026, 11, 20, 8, 0, tzinfo=UTC)
+    store = Store(store_url)
+    try:
+        store.save_subscribers([Subscriber("imp@example.com", "", (), SubscriberStatus.PENDING, now, "import", now)])
+        found = store.subscriber("imp@example.com")
+        assert found is not None and found.id is not None
+        slowed(store, "subscriber_by_id")
+        told: list[bool] = []
+        runs = [threading.Thread(target=lambda: told.append(confirm(store, found.id, now, now)[1])) for _ in "12"]
+        for run in runs:
+            run.start()
+        for run in runs:
+            run.join()
+        assert sorted(told) == [False, True]
+        again = store.subscriber("imp@example.com")
+        assert again is not None and again.status is SubscriberStatus.CONFIRMED
+    finally:
+        store.close()
+
+
 def test_a_failed_welcome_leaves_the_confirmation(
     site: Site, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:

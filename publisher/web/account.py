@@ -218,9 +218,8 @@ def confirm_page(token: str) -> Response:
     signup = request_for(token)
     if signup is not None:
         if request.method == "POST":
-            before = state.app.store.subscriber(signup.email.lower())
-            done = confirm_request(state.app.store, signup, state.app.clock(), client_address())
-            if before is None or before.status is not SubscriberStatus.CONFIRMED:
+            done, newly = confirm_request(state.app.store, signup, state.app.clock(), client_address())
+            if newly:
                 welcome(done)
             return confirmed(done)
         names = {c.slug: c.name for c in state.app.categories}
@@ -240,8 +239,8 @@ def confirm_page(token: str) -> Response:
     if request.method == "POST" or subscriber.status is SubscriberStatus.CONFIRMED:
         assert subscriber.id is not None
         issued = expiry(token) - CONFIRM_LIFETIME
-        done = confirm(state.app.store, subscriber.id, state.app.clock(), issued)
-        if subscriber.status is not SubscriberStatus.CONFIRMED:
+        done, newly = confirm(state.app.store, subscriber.id, state.app.clock(), issued)
+        if newly:
             welcome(done)
         return confirmed(done)
     body = words["confirm_body"].format(email=subscriber.email, list_name=state.letters.list_name)
