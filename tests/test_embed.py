@@ -255,6 +255,21 @@ def test_a_limited_post_leaves_its_token_unspent(site: Site, ours: Ours, cms: tu
     assert answer_flag(cross_site_post(ours, origin, fields | {"token": kept})) == "used"
 
 
+def test_the_answer_keeps_the_pages_own_query_as_it_is(ours: Ours, cms: tuple[HTTPServer, str]) -> None:
+    """A CMS's address is returned to byte for byte: only an older flag comes out."""
+    _httpserver, origin = cms
+    fields = {"email": "", "website": ""}  # bad_email: nothing is spent, each post is answered at once
+    for page, back in (
+        ("/page.php?/news/12", "/page.php?/news/12&publisher_signup=bad_email"),
+        ("/news/", "/news/?publisher_signup=bad_email"),
+        ("/a?x=%E6%96%B0&publisher_signup=sent&y=a+b#top", "/a?x=%E6%96%B0&y=a+b&publisher_signup=bad_email"),
+        ("/a?publisher_signup=used", "/a?publisher_signup=bad_email"),
+        ("/a?my_publisher_signup=1", "/a?my_publisher_signup=1&publisher_signup=bad_email"),
+    ):
+        answer = cross_site_post(ours, origin, fields | {"token": ours.token(), "return_to": origin + page})
+        assert answer.status_code == 303 and answer.headers["Location"] == origin + back
+
+
 def test_the_answer_goes_back_only_to_a_configured_origin(ours: Ours, cms: tuple[HTTPServer, str]) -> None:
     _httpserver, origin = cms
     fields = {"email": "x@example.com", "website": ""}

@@ -20,10 +20,10 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import secrets
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from flask import Blueprint, Response, request
 from werkzeug.datastructures import MultiDict
@@ -118,12 +118,17 @@ def trusted(url: str) -> bool:
     return web_origin(url) in allowed_origins()
 
 
+OLD_FLAG = re.compile(rf"(?:^|&){STATUS_FLAG}=[^&]*")
+
+
 def flagged(url: str, outcome: str) -> str:
-    """`url` with `publisher_signup=<outcome>` in its query (an older flag replaced), no fragment."""
-    parts = urlsplit(url)
-    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != STATUS_FLAG]
-    query.append((STATUS_FLAG, outcome))
-    return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(query), ""))
+    """`url` with `&publisher_signup=<outcome>` after its query (`?` when it has none), an older
+    flag taken out, no fragment. The rest of the query is kept byte for byte: a CMS's
+    `page.php?/news/12` is not a list of key=value pairs, and re-encoding it breaks the page."""
+    base, _hash, _fragment = url.partition("#")
+    path, _question, query = base.partition("?")
+    query = OLD_FLAG.sub("", query).strip("&")
+    return f"{path}?{query}{'&' if query else ''}{STATUS_FLAG}={outcome}"
 
 
 def foreign_origin() -> str | None:
