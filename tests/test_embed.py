@@ -149,6 +149,7 @@ def test_a_form_on_another_origin_signs_a_reader_up_in_a_browser(
     snippet = site.cli("embed")
     assert snippet.exit_code == 0, snippet.output
     assert f'action="{ours.base}/embed/subscribe"' in snippet.output and 'name="website"' in snippet.output
+    assert "<span data-publisher-privacy>您的邮箱地址只用于发送这份简报" in snippet.output
     head = "<!DOCTYPE html><html><head><meta charset='utf-8'><title>新闻</title></head>"
     page_html = f"{head}<body><article>正文</article>{snippet.output}</body></html>"
     # The CMS's own CSP, as docs/signup.md tells its operators to write it.
@@ -169,6 +170,7 @@ def test_a_form_on_another_origin_signs_a_reader_up_in_a_browser(
             page.wait_for_function("document.querySelector('input[name=token]').value !== ''")
             assert page.input_value("input[name=return_to]") == f"{origin}/news/"
             assert page.text_content("[data-publisher-consent]") == CONSENT
+            assert "您的邮箱地址只用于发送这份简报" in (page.text_content("[data-publisher-privacy]") or "")
             page.fill("input[name=email]", "reader@example.com")
             page.check("input[name=category][value=tech]")
             page.click("button[type=submit]")
@@ -323,6 +325,11 @@ def test_the_json_endpoint_answers_configured_origins_with_cors(ours: Ours, cms:
     token_answer = requests.get(f"{ours.base}/embed/token", headers={"Origin": origin}, timeout=10)
     assert token_answer.headers["Access-Control-Allow-Origin"] == origin
     token = token_answer.json()["token"]
+    # The words a JSON integrator's form must show verbatim, as the embedded form shows them.
+    assert token_answer.json()["consent"] == CONSENT
+    assert "您的邮箱地址只用于发送这份简报" in token_answer.json()["privacy"]
+    script = requests.get(f"{ours.base}/embed.js", timeout=10).text
+    assert json.dumps(token_answer.json()["privacy"]) in script  # embed.js fills the form's privacy line
     elsewhere = requests.get(f"{ours.base}/embed/token", headers={"Origin": other}, timeout=10)
     assert "Access-Control-Allow-Origin" not in elsewhere.headers
 

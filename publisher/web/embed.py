@@ -171,10 +171,11 @@ def embedded_form() -> Response:
 @embed.get("/embed.js")
 def embed_script() -> Response:
     """The snippet's script: a fresh form token, the page's address to return to, the consent
-    words, and the answer's words shown where the form returned to."""
+    words and the privacy line (as configured now, not as when the snippet was pasted), and
+    the answer's words shown where the form returned to."""
     state = current()
     words = {outcome: state.words[key] for outcome, (_status, key) in OUTCOMES.items()}
-    values = {"token": new_form_token(state.app.clock()), "consent": state.app.theme.consent, "words": words}
+    values = {"token": new_form_token(state.app.clock()), **reader_notes(), "words": words}
     script = SCRIPT.replace("VALUES", json.dumps(values, ensure_ascii=True).replace("</", "<\\/"))
     response = Response(script, mimetype="text/javascript")
     response.headers["Cache-Control"] = "no-store"  # one token per page view
@@ -193,6 +194,8 @@ SCRIPT = """(function () {
     if (form.elements.return_to) form.elements.return_to.value = here;
     var consent = form.querySelector("[data-publisher-consent]");
     if (consent) consent.textContent = v.consent;
+    var privacy = form.querySelector("[data-publisher-privacy]");
+    if (privacy) privacy.textContent = v.privacy;
     var status = form.querySelector("[data-publisher-status]");
     if (status && flag && Object.prototype.hasOwnProperty.call(v.words, flag)) status.textContent = v.words[flag];
   });
@@ -225,11 +228,19 @@ def json_answer(outcome: str, detail: str = "") -> Response:
     return cors(response)
 
 
+def reader_notes() -> dict[str, str]:
+    """The words a form must show beside its button, verbatim (`consent`: a confirmed reader's
+    consent is these words, kept with them), and the privacy line with its link."""
+    theme = current().app.theme
+    return {"consent": theme.consent, "privacy": theme.privacy, "privacy_url": theme.privacy_url}
+
+
 @embed.get("/embed/token")
 def token_endpoint() -> Response:
-    """A form token for a page's own script: `{"token": ..., "expires": ...}`."""
+    """A form token for a page's own script, with the words its form must show:
+    `{"token": ..., "expires": ..., "consent": ..., "privacy": ..., "privacy_url": ...}`."""
     token = new_form_token(current().app.clock())
-    body = json.dumps({"token": token, "expires": expiry(token).isoformat()})
+    body = json.dumps({"token": token, "expires": expiry(token).isoformat(), **reader_notes()}, ensure_ascii=False)
     response = Response(body, mimetype="application/json")
     response.headers["Cache-Control"] = "no-store"
     return cors(response)
