@@ -30,8 +30,8 @@ from werkzeug.datastructures import MultiDict
 
 from ..config import web_origin
 from ..tokens import TokenError, expiry, make_token, read_token
-from .account import reader_form, sign_up
-from .shared import current, page
+from .account import reader_form, sign_up, too_many
+from .shared import current, page, retry_after_limits
 
 if TYPE_CHECKING:
     from ..app import App
@@ -162,10 +162,9 @@ def embedded_form() -> Response:
     status, key = OUTCOMES[outcome]
     if outcome == "sent":
         return page("message.html.j2", title=words["sent"], body=words["sent_body"].format(email=detail))
-    answer = page("message.html.j2", status, title=words[key], body="")
     if outcome == "limited":
-        answer.headers["Retry-After"] = "3600"
-    return answer
+        return too_many()
+    return page("message.html.j2", status, title=words[key], body="")
 
 
 @embed.get("/embed.js")
@@ -223,9 +222,7 @@ def json_answer(outcome: str, detail: str = "") -> Response:
         body["detail"] = detail
     response = Response(json.dumps(body, ensure_ascii=False), status, mimetype="application/json")
     response.headers["Cache-Control"] = "no-store"
-    if outcome == "limited":
-        response.headers["Retry-After"] = "3600"
-    return cors(response)
+    return cors(retry_after_limits(response) if outcome == "limited" else response)
 
 
 def reader_notes() -> dict[str, str]:
