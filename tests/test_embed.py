@@ -280,6 +280,14 @@ def test_the_answer_goes_back_only_to_a_configured_origin(ours: Ours, cms: tuple
         f"{origin}.evil.example/",
         "javascript:alert(1)",
         "//evil.example/",
+        # userinfo and backslash tricks: URL parsers and browsers disagree on where the host is
+        f"{origin}@evil.example/",
+        f"http://user@{origin.split('//', 1)[1]}/",
+        f"http://evil.example\\@{origin.split('//', 1)[1]}/",
+        f"{origin}\\@evil.example/",
+        f"http://evil.example\\.{origin.split('//', 1)[1]}/",
+        f"{origin}\\evil.example/",
+        "/\\evil.example/",
     ):
         answer = cross_site_post(ours, origin, fields | {"token": ours.token(), "return_to": elsewhere})
         assert answer.status_code in (200, 429) and "Location" not in answer.headers
