@@ -115,22 +115,26 @@ def request_subscription(
     return existing, request
 
 
-def confirm_request(store: Store, request: SignupRequest, now: datetime, client: str = "") -> Subscriber | None:
+def confirm_request(
+    store: Store, request: SignupRequest, now: datetime, client: str = ""
+) -> tuple[Subscriber | None, bool]:
     """The owner followed a request's link: the subscriber becomes what the request asked for,
     confirmed, and every other request for the address is void; an address on the suppression
     list comes off it (the link reached them: mail gets through again), logged. None when the
     link may not confirm: the request is gone (followed already, or expired), or the address
     unsubscribed or bounced after the request was made (an old link cannot undo an opt-out). A
     reader confirmed meanwhile keeps their own choices. The confirmation is the consent: the
-    request's consent text is kept on the subscriber with the time and `client`'s network."""
+    request's consent text is kept on the subscriber with the time and `client`'s network.
+    With it, whether THIS call made the address confirmed (store.confirm_signup decides, so of
+    two clicks at once only one is told so, and one welcome e-mail goes out)."""
     key = request.email.lower()
     existing = store.subscriber(key)
     suppressed = store.is_suppressed(key)
     if existing is not None and existing.status is SubscriberStatus.CONFIRMED and not suppressed:
         store.forget_signup_requests(key)
-        return existing
+        return existing, False
     if existing is not None and existing.status in _STOPPED and request.created_at < existing.status_at:
-        return None
+        return None, False
     base = existing or Subscriber(request.email, "", (), SubscriberStatus.PENDING, now, "web", now)
     confirmed = replace(
         base,
@@ -144,13 +148,14 @@ def confirm_request(store: Store, request: SignupRequest, now: datetime, client:
         status_via="web",
         consent=Consent(request.consent_text, now, client_network(client) if client else ""),
     )
-    if not store.confirm_signup(request.id, confirmed):
+    newly = store.confirm_signup(request.id, confirmed)
+    if newly is None:
         found = store.subscriber(key)
-        return found if found is not None and found.status is SubscriberStatus.CONFIRMED else None
+        return (found if found is not None and found.status is SubscriberStatus.CONFIRMED else None), False
     done = store.subscriber(key)
     if suppressed and done is not None:
         log.info("subscriber #%s signed up again and confirmed: their address is off the suppression list", done.id)
-    return done
+    return done, newly
 
 
 def mail_confirmations(

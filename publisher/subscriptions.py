@@ -336,20 +336,23 @@ def _change(store: Store, subscriber_id: int, **changes: object) -> Subscriber |
     return changed
 
 
-def confirm(store: Store, subscriber_id: int, now: datetime, issued: datetime) -> Subscriber | None:
+def confirm(store: Store, subscriber_id: int, now: datetime, issued: datetime) -> tuple[Subscriber | None, bool]:
     """A confirmation link naming the subscriber (as `subscribers import --send-confirmation`
     mails them, and sign-ups did before signup.py's requests), issued at `issued`, was
     followed: the row as it is becomes confirmed; an unsubscribed or bounced address only by a
-    link issued after it stopped (an old link cannot undo an opt-out). Idempotent."""
+    link issued after it stopped (an old link cannot undo an opt-out). Idempotent. With it,
+    whether THIS call confirmed the row (a conditional UPDATE: of two clicks at once, one)."""
     existing = store.subscriber_by_id(subscriber_id)
     if existing is None or existing.status is SubscriberStatus.CONFIRMED:
-        return existing
+        return existing, False
     if existing.status in _STOPPED and issued < existing.status_at.replace(microsecond=0):
-        return existing
-    changed = _change(store, subscriber_id, status=SubscriberStatus.CONFIRMED, status_at=now, status_via="web")
-    if changed is not None and store.lift_suppression(changed.email.lower(), now, "re-subscribed"):
+        return existing, False
+    key = existing.email.lower()
+    if not store.confirm_subscriber(key, now, "web"):
+        return store.subscriber_by_id(subscriber_id), False  # another click confirmed it meanwhile
+    if store.lift_suppression(key, now, "re-subscribed"):
         log.info("subscriber #%s confirmed again: their address is off the suppression list", subscriber_id)
-    return changed
+    return store.subscriber_by_id(subscriber_id), True
 
 
 def unsubscribe(store: Store, subscriber_id: int, now: datetime, via: str) -> Subscriber | None:

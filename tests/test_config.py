@@ -413,3 +413,14 @@ def test_a_slug_may_not_be_a_folder_the_output_keeps_for_itself(tmp_path: Path, 
     assert f'"{slug}-news"' in fix and "zh-hant, zh-hans, digests" in fix
     result = CliRunner().invoke(main, ["--config", str(path), "check"])
     assert result.exit_code == 2 and "categories[0].slug" in result.output
+
+
+def test_web_origin_spells_an_idn_host_as_browsers_send_it() -> None:
+    """`[web] embed_origins = ["https://新闻.中国"]` must match the punycode `Origin` a browser sends."""
+    from publisher.config import web_origin
+
+    assert web_origin("https://新闻.中国/news/") == "https://xn--efvy88h.xn--fiqs8s"
+    assert web_origin("https://新闻.中国") == web_origin("https://xn--efvy88h.xn--fiqs8s")
+    assert web_origin("http://Bücher.Example:8080/x") == "http://xn--bcher-kva.example:8080"
+    assert web_origin("https://www.example.org:443/") == "https://www.example.org"
+    assert web_origin("https://a\u200b\u0000b.example/") is None  # not a host IDNA can spell

@@ -149,6 +149,7 @@ def test_a_form_on_another_origin_signs_a_reader_up_in_a_browser(
     snippet = site.cli("embed")
     assert snippet.exit_code == 0, snippet.output
     assert f'action="{ours.base}/embed/subscribe"' in snippet.output and 'name="website"' in snippet.output
+    assert "<span data-publisher-privacy>您的邮箱地址只用于发送这份简报" in snippet.output
     head = "<!DOCTYPE html><html><head><meta charset='utf-8'><title>新闻</title></head>"
     page_html = f"{head}<body><article>正文</article>{snippet.output}</body></html>"
     # The CMS's own CSP, as docs/signup.md tells its operators to write it.
@@ -169,6 +170,7 @@ def test_a_form_on_another_origin_signs_a_reader_up_in_a_browser(
             page.wait_for_function("document.querySelector('input[name=token]').value !== ''")
             assert page.input_value("input[name=return_to]") == f"{origin}/news/"
             assert page.text_content("[data-publisher-consent]") == CONSENT
+            assert "您的邮箱地址只用于发送这份简报" in (page.text_content("[data-publisher-privacy]") or "")
             page.fill("input[name=email]", "reader@example.com")
             page.check("input[name=category][value=tech]")
             page.click("button[type=submit]")
@@ -226,6 +228,50 @@ def test_the_embedded_form_signs_up_once_per_token_and_returns_to_the_page(
         assert answer_flag(cross_site_post(ours, origin, fresh)) == expected
 
 
+def test_a_limited_post_leaves_its_token_unspent(site: Site, ours: Ours, cms: tuple[HTTPServer, str]) -> None:
+    """The limits come before the token is spent: posts answered `limited` write no row into
+    used_form_tokens (a flood cannot fill it), and the token stays good for one sign-up."""
+    from sqlalchemy import func, select
+
+    from publisher.store.schema import used_form_tokens_table
+
+    _httpserver, origin = cms
+    page = f"{origin}/news/"
+    fields = {"email": "same@example.com", "website": "", "return_to": page}
+    assert [answer_flag(cross_site_post(ours, origin, fields | {"token": ours.token()})) for _ in range(2)] == [
+        "sent",
+        "sent",
+    ]
+    kept = ours.token()
+    for _ in range(5):
+        assert answer_flag(cross_site_post(ours, origin, fields | {"token": ours.token()})) == "limited"
+    assert answer_flag(cross_site_post(ours, origin, fields | {"token": kept})) == "limited"
+    store = Store(f"sqlite:///{site.db}")
+    try:
+        with store.engine.connect() as conn:
+            assert conn.execute(select(func.count()).select_from(used_form_tokens_table)).scalar() == 2
+    finally:
+        store.close()
+    site.clock_now += timedelta(minutes=61)  # the mailbox's hour is over: the kept token works once
+    assert answer_flag(cross_site_post(ours, origin, fields | {"token": kept})) == "sent"
+    assert answer_flag(cross_site_post(ours, origin, fields | {"token": kept})) == "used"
+
+
+def test_the_answer_keeps_the_pages_own_query_as_it_is(ours: Ours, cms: tuple[HTTPServer, str]) -> None:
+    """A CMS's address is returned to byte for byte: only an older flag comes out."""
+    _httpserver, origin = cms
+    fields = {"email": "", "website": ""}  # bad_email: nothing is spent, each post is answered at once
+    for page, back in (
+        ("/page.php?/news/12", "/page.php?/news/12&publisher_signup=bad_email"),
+        ("/news/", "/news/?publisher_signup=bad_email"),
+        ("/a?x=%E6%96%B0&publisher_signup=sent&y=a+b#top", "/a?x=%E6%96%B0&y=a+b&publisher_signup=bad_email"),
+        ("/a?publisher_signup=used", "/a?publisher_signup=bad_email"),
+        ("/a?my_publisher_signup=1", "/a?my_publisher_signup=1&publisher_signup=bad_email"),
+    ):
+        answer = cross_site_post(ours, origin, fields | {"token": ours.token(), "return_to": origin + page})
+        assert answer.status_code == 303 and answer.headers["Location"] == origin + back
+
+
 def test_the_answer_goes_back_only_to_a_configured_origin(ours: Ours, cms: tuple[HTTPServer, str]) -> None:
     _httpserver, origin = cms
     fields = {"email": "x@example.com", "website": ""}
@@ -234,6 +280,14 @@ def test_the_answer_goes_back_only_to_a_configured_origin(ours: Ours, cms: tuple
         f"{origin}.evil.example/",
         "javascript:alert(1)",
         "//evil.example/",
+        # userinfo and backslash tricks: URL parsers and browsers disagree on where the host is
+        f"{origin}@evil.example/",
+        f"http://user@{origin.split('//', 1)[1]}/",
+        f"http://evil.example\\@{origin.split('//', 1)[1]}/",
+        f"{origin}\\@evil.example/",
+        f"http://evil.example\\.{origin.split('//', 1)[1]}/",
+        f"{origin}\\evil.example/",
+        "/\\evil.example/",
     ):
         answer = cross_site_post(ours, origin, fields | {"token": ours.token(), "return_to": elsewhere})
         assert answer.status_code in (200, 429) and "Location" not in answer.headers
@@ -241,6 +295,28 @@ def test_the_answer_goes_back_only_to_a_configured_origin(ours: Ours, cms: tuple
     for broken in (f"{origin}/\r\nX: y", f"{origin}/新闻/"):
         answer = cross_site_post(ours, origin, fields | {"token": ours.token(), "return_to": broken})
         assert answer.status_code in (200, 429) and "Location" not in answer.headers
+
+
+def test_the_form_posted_from_a_foreign_origin_is_refused(ours: Ours, cms: tuple[HTTPServer, str]) -> None:
+    """With embed_origins set, a browser's post from any other page does nothing: no mail, the
+    token not spent (it can still sign up from the configured page), our own 403 page."""
+    _httpserver, origin = cms
+    token = ours.token()
+    fields = {"email": "victim@example.com", "website": "", "token": token, "return_to": f"{origin}/news/"}
+    for stranger in ("http://evil.example", "null"):
+        answer = cross_site_post(ours, stranger, fields)
+        assert answer.status_code == 403 and "Location" not in answer.headers
+    assert ours.subscriber("victim@example.com") is None and ours.mails(settle=0.3) == []
+    assert answer_flag(cross_site_post(ours, origin, fields)) == "sent"  # the configured page still works
+    # Our own origin (the form on our own site) and a client with no Origin at all are let through.
+    own = requests.post(
+        f"{ours.base}/embed/subscribe",
+        data=fields | {"email": "own@example.com", "token": ours.token()},
+        headers={"Origin": ours.base},
+        allow_redirects=False,
+        timeout=10,
+    )
+    assert answer_flag(own) == "sent"
 
 
 def test_the_json_endpoint_answers_configured_origins_with_cors(ours: Ours, cms: tuple[HTTPServer, str]) -> None:
@@ -257,6 +333,11 @@ def test_the_json_endpoint_answers_configured_origins_with_cors(ours: Ours, cms:
     token_answer = requests.get(f"{ours.base}/embed/token", headers={"Origin": origin}, timeout=10)
     assert token_answer.headers["Access-Control-Allow-Origin"] == origin
     token = token_answer.json()["token"]
+    # The words a JSON integrator's form must show verbatim, as the embedded form shows them.
+    assert token_answer.json()["consent"] == CONSENT
+    assert "您的邮箱地址只用于发送这份简报" in token_answer.json()["privacy"]
+    script = requests.get(f"{ours.base}/embed.js", timeout=10).text
+    assert json.dumps(token_answer.json()["privacy"]) in script  # embed.js fills the form's privacy line
     elsewhere = requests.get(f"{ours.base}/embed/token", headers={"Origin": other}, timeout=10)
     assert "Access-Control-Allow-Origin" not in elsewhere.headers
 
@@ -358,6 +439,63 @@ def test_confirming_sends_the_welcome_and_records_the_consent(
     # Following the link again sends no second welcome.
     assert requests.post(link_in(confirmation_mail, ours.base, "confirm"), timeout=10).status_code in (200, 404)
     assert len(ours.mails(settle=0.3)) == 2
+
+
+def slowed(store: Store, name: str, seconds: float = 0.3) -> None:
+    """The real store's `name` method, answering `seconds` late: two requests at once both read
+    the reader before either writes, as they may under load."""
+    real = getattr(store, name)
+
+    def late(*args: Any) -> Any:
+        found = real(*args)
+        time.sleep(seconds)
+        return found
+
+    setattr(store, name, late)
+
+
+def test_two_clicks_at_once_on_a_confirm_link_send_one_welcome(ours: Ours, cms: tuple[HTTPServer, str]) -> None:
+    _httpserver, origin = cms
+    fields = {"email": "twice@example.com", "category": "tech", "website": "", "token": ours.token()}
+    assert answer_flag(cross_site_post(ours, origin, fields | {"return_to": f"{origin}/"})) == "sent"
+    [confirmation] = ours.mails(at_least=1)
+    link = link_in(confirmation, ours.base, "confirm")
+    slowed(ours.app.store, "subscriber")
+    answers: list[int] = []
+    clicks = [
+        threading.Thread(target=lambda: answers.append(requests.post(link, timeout=10).status_code)) for _ in "12"
+    ]
+    for click in clicks:
+        click.start()
+    for click in clicks:
+        click.join()
+    assert answers == [200, 200]
+    assert [m["Subject"] for m in ours.mails(at_least=2, settle=0.5)][1:] == ["欢迎订阅高新院周报"]
+
+
+def test_two_confirmations_at_once_of_an_imported_reader_are_one(store_url: str) -> None:  # noqa: F811
+    """subscriptions.confirm (the import's link): of two at once, only one is told it confirmed."""
+    from publisher.model import Subscriber
+    from publisher.subscriptions import confirm
+
+    now = datetime(2026, 11, 20, 8, 0, tzinfo=UTC)
+    store = Store(store_url)
+    try:
+        store.save_subscribers([Subscriber("imp@example.com", "", (), SubscriberStatus.PENDING, now, "import", now)])
+        found = store.subscriber("imp@example.com")
+        assert found is not None and found.id is not None
+        slowed(store, "subscriber_by_id")
+        told: list[bool] = []
+        runs = [threading.Thread(target=lambda: told.append(confirm(store, found.id, now, now)[1])) for _ in "12"]
+        for run in runs:
+            run.start()
+        for run in runs:
+            run.join()
+        assert sorted(told) == [False, True]
+        again = store.subscriber("imp@example.com")
+        assert again is not None and again.status is SubscriberStatus.CONFIRMED
+    finally:
+        store.close()
 
 
 def test_a_failed_welcome_leaves_the_confirmation(

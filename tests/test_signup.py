@@ -275,7 +275,7 @@ def test_budgets_and_requests_on_each_database(store_url: str) -> None:
         confirmed = Subscriber("A@example.com", "甲", ("tech",), SubscriberStatus.CONFIRMED, now, "web", now)
         assert store.confirm_signup(first.id, confirmed)
         assert store.signup_request(second.id) is None  # the other requests' links are void
-        assert not store.confirm_signup(first.id, confirmed)  # once
+        assert store.confirm_signup(first.id, confirmed) is None  # once
         third = store.add_signup_request("a@example.com", "丙", (), now, keep=timedelta(days=7))
         assert third.id > second.id  # ids are never reused
         found = store.subscriber("a@example.com")

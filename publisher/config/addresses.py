@@ -8,6 +8,7 @@ import ipaddress
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
+import idna
 from pydantic import AfterValidator
 
 from ..text import absolute_url
@@ -46,8 +47,9 @@ ConfiguredUrl = Annotated[str, AfterValidator(ascii_url)]  # a settings field ho
 
 
 def web_origin(url: str) -> str | None:
-    """The origin (`scheme://host[:port]`, lower case, default port dropped) of an absolute
-    http(s) URL; None for anything else. What browsers send as `Origin`, so the two compare."""
+    """The origin (`scheme://host[:port]`, lower case, an IDN host in punycode, default port
+    dropped) of an absolute http(s) URL; None for anything else. What browsers send as
+    `Origin`, so the two compare."""
     try:
         parts = urlsplit(url.strip())
         port = parts.port
@@ -58,6 +60,11 @@ def web_origin(url: str) -> str | None:
         return None
     if any(c in host for c in " /\\@"):
         return None
+    if not host.isascii():  # browsers send an IDN host as punycode: `新闻.中国` is `xn--efvy88h.xn--fiqs8s`
+        try:
+            host = idna.encode(host, uts46=True).decode("ascii")
+        except idna.IDNAError:
+            return None
     host = f"[{host}]" if ":" in host else host
     shown = f":{port}" if port is not None and port != {"http": 80, "https": 443}[scheme] else ""
     return f"{scheme}://{host}{shown}"

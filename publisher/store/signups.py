@@ -13,8 +13,15 @@ from sqlalchemy.exc import IntegrityError
 
 from ..model import WEEKLY, Subscriber
 from .bounces import lift_suppression
-from .schema import aware_utc, meta_table, naive_utc, signup_events_table, signup_requests_table
-from .subscribers import write_subscribers
+from .schema import (
+    aware_utc,
+    meta_table,
+    naive_utc,
+    signup_events_table,
+    signup_requests_table,
+    subscribers_table,
+)
+from .subscribers import newly_confirmed, write_subscribers
 
 SIGNUP_LOCK = "signup_budget"  # the meta row that orders budget checks across processes
 
@@ -121,18 +128,22 @@ class SignupStore:
                 select(signup_requests_table.c.email_key).where(signup_requests_table.c.id == request_id)
             ).scalar_one_or_none()
 
-    def confirm_signup(self, request_id: int, subscriber: Subscriber) -> bool:
+    def confirm_signup(self, request_id: int, subscriber: Subscriber) -> bool | None:
         """Save `subscriber` (what the request asked for, confirmed), void every request for
-        the address and lift its suppression, in one transaction; False, saving nothing, when
-        the request is gone (its link was followed already, or it expired)."""
-        r = signup_requests_table.c
+        the address and lift its suppression, in one transaction: whether this changed the
+        address from not confirmed (or absent) to confirmed, so that only one of two
+        confirmations at once sends the welcome. None, saving nothing, when the request is gone
+        (its link was followed already, or it expired)."""
+        r, key = signup_requests_table.c, subscriber.email.lower()
         with self.engine.begin() as conn:
             if not conn.execute(delete(signup_requests_table).where(r.id == request_id)).rowcount:
-                return False
-            conn.execute(delete(signup_requests_table).where(r.email_key == subscriber.email.lower()))
+                return None
+            conn.execute(delete(signup_requests_table).where(r.email_key == key))
+            absent = conn.execute(select(subscribers_table.c.id).where(subscribers_table.c.email_key == key)).first()
+            newly = absent is None or newly_confirmed(conn, key, subscriber.status_at, subscriber.status_via)
             write_subscribers(conn, [subscriber])
-            lift_suppression(conn, subscriber.email.lower(), subscriber.status_at, "re-subscribed")
-        return True
+            lift_suppression(conn, key, subscriber.status_at, "re-subscribed")
+        return newly
 
     def forget_signup_requests(self, email_key: str) -> None:
         """Every request for an address, whose links are then void."""

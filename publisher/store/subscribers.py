@@ -42,6 +42,12 @@ class SubscriberStore:
         with self.engine.begin() as conn:
             write_subscribers(conn, subscribers)
 
+    def confirm_subscriber(self, email_key: str, now: datetime, via: str) -> bool:
+        """The address's row becomes confirmed as it is; True only when this call changed it (a
+        conditional UPDATE: of two confirmations at once, one sees True and sends the welcome)."""
+        with self.engine.begin() as conn:
+            return newly_confirmed(conn, email_key, now, via)
+
     def mark_bounced(self, email_key: str, now: datetime, reason: str) -> None:
         """The address does not exist: no more digests (an import never signs it up again)."""
         s = subscribers_table.c
@@ -80,6 +86,15 @@ def write_subscribers(conn: Connection, subscribers: Iterable[Subscriber]) -> No
         done = conn.execute(update(s).where(s.c.email_key == key).values(**values)).rowcount
         if not done:
             conn.execute(insert(s).values(email_key=key, created_at=naive_utc(sub.created_at), **values))
+
+
+def newly_confirmed(conn: Connection, email_key: str, now: datetime, via: str) -> bool:
+    """Confirm the address's row in `conn`'s transaction unless it is confirmed already; whether
+    this changed it (UPDATE ... WHERE status <> 'confirmed': the database decides the race)."""
+    s = subscribers_table.c
+    changed = update(subscribers_table).where(s.email_key == email_key, s.status != SubscriberStatus.CONFIRMED.value)
+    values = {"status": SubscriberStatus.CONFIRMED.value, "status_at": naive_utc(now), "status_via": via}
+    return bool(conn.execute(changed.values(**values)).rowcount)
 
 
 def subscriber_from_row(row: Any) -> Subscriber:

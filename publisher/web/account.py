@@ -17,12 +17,15 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 from flask import Blueprint, Response, request
 from werkzeug.datastructures import MultiDict
 
 from ..choices import Choices
+from ..mail import Message
 from ..model import Subscriber, SubscriberStatus
 from ..newsletter import CONFIRM_LIFETIME
 from ..scripts import LABELS
@@ -30,7 +33,7 @@ from ..signup import allow_signup, confirm_request, request_subscription
 from ..store import SignupRequest
 from ..subscriptions import choose_categories, confirm, normalize_email
 from ..tokens import TokenError, expiry, read_token
-from .shared import WebState, client_address, csrf_token, csrf_valid, current, page
+from .shared import WebState, client_address, csrf_token, csrf_valid, current, page, retry_after_limits
 
 log = logging.getLogger(__name__)
 
@@ -135,15 +138,17 @@ def subscribe_page(
 @dataclass(frozen=True, slots=True)
 class SignupAnswer:
     """What became of a sign-up: `sent` (the address, normalised, in `detail`), `bad_email`
-    (why, in `detail`) or `limited`."""
+    (why, in `detail`), `limited` or `used` (the embedded form's token was spent before)."""
 
     status: str
     detail: str = ""
 
 
-def sign_up(entry: ReaderForm) -> SignupAnswer:
+def sign_up(entry: ReaderForm, admit: Callable[[], bool] | None = None) -> SignupAnswer:
     """The one sign-up path: the address checked, the limits spent, the request stored with the
-    consent words the forms show beside their button (`[theme] consent`), the mail queued."""
+    consent words the forms show beside their button (`[theme] consent`), the mail queued.
+    `admit` (the embedded form's: spend its single-use token) is asked only once the limits let
+    the sign-up through, so a post answered `limited` leaves nothing behind; False: `used`."""
     state = current()
     app = state.app
     try:
@@ -152,20 +157,23 @@ def sign_up(entry: ReaderForm) -> SignupAnswer:
         return SignupAnswer("bad_email", str(exc).split(": ", 1)[-1])
     if not allow_signup(app.store, address, client_address(), state.limits, app.clock()):
         return SignupAnswer("limited")
+    if admit is not None and not admit():
+        return SignupAnswer("used")
     consent = app.theme.consent
     subscriber, signup = request_subscription(
         app.store, address, entry.name, entry.categories, app.clock(), entry.choices, consent_text=consent
     )
     # Sent by one background thread: a slow mail server never holds a web thread, and the
     # answer takes as long whether or not the address was on the list.
-    state.mailer.submit(send_account_mail, state, subscriber, signup)
+    kind = "confirmation" if signup is not None else "preferences"
+    compose = partial(state.letters.account_message, subscriber, signup is not None, signup)
+    state.mailer.submit(send_reader_mail, state, subscriber, kind, compose)
     return SignupAnswer("sent", address)
 
 
 def too_many() -> Response:
-    limited = page("message.html.j2", 429, title=current().words["too_many"], body="")
-    limited.headers["Retry-After"] = "3600"
-    return limited
+    """The page of a sign-up the limits turned away (/subscribe's and the embedded form's)."""
+    return retry_after_limits(page("message.html.j2", 429, title=current().words["too_many"], body=""))
 
 
 @account.get("/subscribe")
@@ -190,17 +198,18 @@ def subscribe() -> Response:
     return page("message.html.j2", title=words["sent"], body=words["sent_body"].format(email=answer.detail))
 
 
-def send_account_mail(state: WebState, subscriber: Subscriber, signup: SignupRequest | None) -> None:
-    """The confirmation link of a sign-up request, or a subscribed reader's preferences link."""
-    confirming = signup is not None
+def send_reader_mail(state: WebState, subscriber: Subscriber, kind: str, compose: Callable[[], Message]) -> None:
+    """Send one e-mail to a reader from the mail thread: the `confirmation` link of a sign-up
+    request, a subscribed reader's `preferences` link, or the `welcome`. A failure is logged
+    (`could not send the <kind> e-mail to subscriber #N`) and undoes nothing: the reader saw
+    the same page, and a confirmation stays a confirmation."""
     try:
         transport = state.app.transport()
         try:
-            transport.send(state.letters.account_message(subscriber, confirming, signup))
+            transport.send(compose())
         finally:
             transport.close()
-    except Exception as exc:  # noqa: BLE001 - the reader saw the same page; the operator sees this
-        kind = "confirmation" if confirming else "preferences"
+    except Exception as exc:  # noqa: BLE001 - the operator sees this; the reader's page was already answered
         log.error("could not send the %s e-mail to subscriber #%s: %s", kind, subscriber.id, exc)
 
 
@@ -213,9 +222,8 @@ def confirm_page(token: str) -> Response:
     signup = request_for(token)
     if signup is not None:
         if request.method == "POST":
-            before = state.app.store.subscriber(signup.email.lower())
-            done = confirm_request(state.app.store, signup, state.app.clock(), client_address())
-            if before is None or before.status is not SubscriberStatus.CONFIRMED:
+            done, newly = confirm_request(state.app.store, signup, state.app.clock(), client_address())
+            if newly:
                 welcome(done)
             return confirmed(done)
         names = {c.slug: c.name for c in state.app.categories}
@@ -235,8 +243,8 @@ def confirm_page(token: str) -> Response:
     if request.method == "POST" or subscriber.status is SubscriberStatus.CONFIRMED:
         assert subscriber.id is not None
         issued = expiry(token) - CONFIRM_LIFETIME
-        done = confirm(state.app.store, subscriber.id, state.app.clock(), issued)
-        if subscriber.status is not SubscriberStatus.CONFIRMED:
+        done, newly = confirm(state.app.store, subscriber.id, state.app.clock(), issued)
+        if newly:
             welcome(done)
         return confirmed(done)
     body = words["confirm_body"].format(email=subscriber.email, list_name=state.letters.list_name)
@@ -247,19 +255,7 @@ def welcome(done: Subscriber | None) -> None:
     """Queue the welcome e-mail of a reader who just confirmed."""
     if done is not None and done.status is SubscriberStatus.CONFIRMED:
         state = current()
-        state.mailer.submit(send_welcome, state, done)
-
-
-def send_welcome(state: WebState, subscriber: Subscriber) -> None:
-    """The welcome e-mail; a failure is logged and leaves the confirmation as it is."""
-    try:
-        transport = state.app.transport()
-        try:
-            transport.send(state.letters.welcome_message(subscriber))
-        finally:
-            transport.close()
-    except Exception as exc:  # noqa: BLE001 - the reader is subscribed either way; the operator sees this
-        log.error("could not send the welcome e-mail to subscriber #%s: %s", subscriber.id, exc)
+        state.mailer.submit(send_reader_mail, state, done, "welcome", partial(state.letters.welcome_message, done))
 
 
 def confirmed(done: Subscriber | None) -> Response:

@@ -20,18 +20,18 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import secrets
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from flask import Blueprint, Response, request
 from werkzeug.datastructures import MultiDict
 
 from ..config import web_origin
 from ..tokens import TokenError, expiry, make_token, read_token
-from .account import reader_form, sign_up
-from .shared import current, page
+from .account import reader_form, sign_up, too_many
+from .shared import current, page, retry_after_limits
 
 if TYPE_CHECKING:
     from ..app import App
@@ -89,8 +89,9 @@ def new_form_token(now: datetime) -> str:
 
 def embedded_sign_up(values: MultiDict[str, str]) -> tuple[str, str]:
     """(outcome, detail) of a sign-up through the embedded form or the JSON endpoint: the token
-    checked and spent (any POST carrying a good one spends it), the honeypot, then /subscribe's
-    own path."""
+    checked, the honeypot, then /subscribe's own path, which spends the token only once the
+    limits let the sign-up through (a flood answered `limited` writes no spent-token rows; a
+    token is still good for one sign-up that goes through)."""
     state = current()
     store, now = state.app.store, state.app.clock()
     token = values.get("token", "")
@@ -101,9 +102,7 @@ def embedded_sign_up(values: MultiDict[str, str]) -> tuple[str, str]:
     if values.get(HONEYPOT, ""):
         log.info("an embedded sign-up was refused: its honeypot field was filled in, as a bot does")
         return "refused", ""
-    if not store.spend_form_token(token, expiry(token), now):
-        return "used", ""
-    answer = sign_up(reader_form(values=values))
+    answer = sign_up(reader_form(values=values), lambda: store.spend_form_token(token, expiry(token), now))
     return answer.status, answer.detail
 
 
@@ -119,17 +118,39 @@ def trusted(url: str) -> bool:
     return web_origin(url) in allowed_origins()
 
 
+OLD_FLAG = re.compile(rf"(?:^|&){STATUS_FLAG}=[^&]*")
+
+
 def flagged(url: str, outcome: str) -> str:
-    """`url` with `publisher_signup=<outcome>` in its query (an older flag replaced), no fragment."""
-    parts = urlsplit(url)
-    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != STATUS_FLAG]
-    query.append((STATUS_FLAG, outcome))
-    return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(query), ""))
+    """`url` with `&publisher_signup=<outcome>` after its query (`?` when it has none), an older
+    flag taken out, no fragment. The rest of the query is kept byte for byte: a CMS's
+    `page.php?/news/12` is not a list of key=value pairs, and re-encoding it breaks the page."""
+    base, _hash, _fragment = url.partition("#")
+    path, _question, query = base.partition("?")
+    query = OLD_FLAG.sub("", query).strip("&")
+    return f"{path}?{query}{'&' if query else ''}{STATUS_FLAG}={outcome}"
+
+
+def foreign_origin() -> str | None:
+    """The request's `Origin` header when a browser sent it from a page that is neither on an
+    origin of `[web] embed_origins` nor on our own public origin; None when it is one of those
+    or there is none (a client that is not a browser, or an old one, sends none)."""
+    origin = request.headers.get("Origin", "")
+    own = web_origin(current().letters.public_url)
+    if origin and web_origin(origin) not in allowed_origins() | {own}:
+        return origin
+    return None
 
 
 @embed.post("/embed/subscribe")
 def embedded_form() -> Response:
-    """The snippet's form, posted from another site without our cookie."""
+    """The snippet's form, posted from another site without our cookie. With `[web]
+    embed_origins` set, a browser's post from a page on any other origin is refused before
+    anything is done: else any site could sign addresses up through its visitors' browsers."""
+    stranger = foreign_origin() if current().app.settings.web.embed_origins else None
+    if stranger is not None:
+        log.info("an embedded sign-up from %r was refused: not an origin of [web] embed_origins", stranger[:200])
+        return page("message.html.j2", 403, title=current().words["refused"], body="")  # our page: no redirect
     outcome, detail = embedded_sign_up(request.form)
     back = request.form.get("return_to", "")
     if trusted(back):
@@ -141,19 +162,19 @@ def embedded_form() -> Response:
     status, key = OUTCOMES[outcome]
     if outcome == "sent":
         return page("message.html.j2", title=words["sent"], body=words["sent_body"].format(email=detail))
-    answer = page("message.html.j2", status, title=words[key], body="")
     if outcome == "limited":
-        answer.headers["Retry-After"] = "3600"
-    return answer
+        return too_many()
+    return page("message.html.j2", status, title=words[key], body="")
 
 
 @embed.get("/embed.js")
 def embed_script() -> Response:
     """The snippet's script: a fresh form token, the page's address to return to, the consent
-    words, and the answer's words shown where the form returned to."""
+    words and the privacy line (as configured now, not as when the snippet was pasted), and
+    the answer's words shown where the form returned to."""
     state = current()
     words = {outcome: state.words[key] for outcome, (_status, key) in OUTCOMES.items()}
-    values = {"token": new_form_token(state.app.clock()), "consent": state.app.theme.consent, "words": words}
+    values = {"token": new_form_token(state.app.clock()), **reader_notes(), "words": words}
     script = SCRIPT.replace("VALUES", json.dumps(values, ensure_ascii=True).replace("</", "<\\/"))
     response = Response(script, mimetype="text/javascript")
     response.headers["Cache-Control"] = "no-store"  # one token per page view
@@ -172,6 +193,8 @@ SCRIPT = """(function () {
     if (form.elements.return_to) form.elements.return_to.value = here;
     var consent = form.querySelector("[data-publisher-consent]");
     if (consent) consent.textContent = v.consent;
+    var privacy = form.querySelector("[data-publisher-privacy]");
+    if (privacy) privacy.textContent = v.privacy;
     var status = form.querySelector("[data-publisher-status]");
     if (status && flag && Object.prototype.hasOwnProperty.call(v.words, flag)) status.textContent = v.words[flag];
   });
@@ -199,16 +222,22 @@ def json_answer(outcome: str, detail: str = "") -> Response:
         body["detail"] = detail
     response = Response(json.dumps(body, ensure_ascii=False), status, mimetype="application/json")
     response.headers["Cache-Control"] = "no-store"
-    if outcome == "limited":
-        response.headers["Retry-After"] = "3600"
-    return cors(response)
+    return cors(retry_after_limits(response) if outcome == "limited" else response)
+
+
+def reader_notes() -> dict[str, str]:
+    """The words a form must show beside its button, verbatim (`consent`: a confirmed reader's
+    consent is these words, kept with them), and the privacy line with its link."""
+    theme = current().app.theme
+    return {"consent": theme.consent, "privacy": theme.privacy, "privacy_url": theme.privacy_url}
 
 
 @embed.get("/embed/token")
 def token_endpoint() -> Response:
-    """A form token for a page's own script: `{"token": ..., "expires": ...}`."""
+    """A form token for a page's own script, with the words its form must show:
+    `{"token": ..., "expires": ..., "consent": ..., "privacy": ..., "privacy_url": ...}`."""
     token = new_form_token(current().app.clock())
-    body = json.dumps({"token": token, "expires": expiry(token).isoformat()})
+    body = json.dumps({"token": token, "expires": expiry(token).isoformat(), **reader_notes()}, ensure_ascii=False)
     response = Response(body, mimetype="application/json")
     response.headers["Cache-Control"] = "no-store"
     return cors(response)
@@ -224,10 +253,9 @@ def json_endpoint() -> Response:
             response.headers["Access-Control-Allow-Headers"] = "Content-Type"
             response.headers["Access-Control-Max-Age"] = "600"
         return response
-    origin = request.headers.get("Origin", "")
-    own = web_origin(current().letters.public_url)
-    if origin and web_origin(origin) not in allowed_origins() | {own}:
-        log.info("a JSON sign-up from %r was refused: not an origin of [web] embed_origins", origin[:200])
+    stranger = foreign_origin()
+    if stranger is not None:
+        log.info("a JSON sign-up from %r was refused: not an origin of [web] embed_origins", stranger[:200])
         return json_answer("origin")
     values = json_values() if request.is_json else request.form
     if values is None:

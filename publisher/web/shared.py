@@ -56,6 +56,15 @@ def current() -> WebState:
     return state
 
 
+LIMITS_RETRY_AFTER = "3600"  # seconds: the sign-up limits count by the hour (signup.allow_signup)
+
+
+def retry_after_limits(response: Response) -> Response:
+    """`response` (a 429 of the sign-up limits, a page's or JSON) with its Retry-After."""
+    response.headers["Retry-After"] = LIMITS_RETRY_AFTER
+    return response
+
+
 def page(template: str, status: int = 200, **context: Any) -> Response:
     """A reader's HTML page (`templates/web/<template>`, through the theme): the site's words and
     names, no caching, no framing, no referrer."""
