@@ -125,6 +125,11 @@ def test_queue_warnings_are_summarised_once_a_minute() -> None:
 
     clock = [0.0]
     logger = logging.getLogger("waitress.queue")
+    # A server an earlier test started in this process installed the summary on its real
+    # clock: it would hold back every line within its minute before this one saw them.
+    installed = [f for f in logger.filters if isinstance(f, QueueWarningSummary)]
+    for earlier in installed:
+        logger.removeFilter(earlier)
     summary, keep = QueueWarningSummary(clock=lambda: clock[0]), Keep(logging.WARNING)
     logger.addFilter(summary)
     logger.addHandler(keep)
@@ -152,6 +157,8 @@ def test_queue_warnings_are_summarised_once_a_minute() -> None:
         dispatcher.shutdown()
         logger.removeFilter(summary)
         logger.removeHandler(keep)
+        for earlier in installed:
+            logger.addFilter(earlier)
     lines = [record.getMessage() for record in records]
     assert len(lines) == 2, lines
     held = re.search(r"; (\d+) such lines held back", lines[1])
