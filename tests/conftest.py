@@ -22,6 +22,7 @@ from publisher.app import App
 from publisher.cli import main
 from publisher.config import load_settings
 from publisher.model import BuildReport
+from publisher.store import Store
 
 if TYPE_CHECKING:
     import trustme
@@ -295,3 +296,27 @@ def sent(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
         by_recipient[parsed["To"].addresses[0].addr_spec] = raw
     assert len(by_recipient) == 4
     return by_recipient
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A new store's URL on each backend: SQLite in tmp_path, and a throwaway PostgreSQL
+    database (test_migrations: $PUBLISHER_TEST_POSTGRES, else 127.0.0.1:5432), skipped,
+    saying why, where none answers."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'var' / 'store.db'}"
+        return
+    from test_migrations import _postgres_admin, _throwaway_database
+
+    admin = _postgres_admin()
+    if admin is None:
+        pytest.skip("PostgreSQL: neither $PUBLISHER_TEST_POSTGRES nor 127.0.0.1:5432 answers")
+    yield from _throwaway_database(admin)
+
+
+@pytest.fixture
+def store(store_url: str) -> Iterator[Store]:
+    """A new Store on each backend (store_url)."""
+    opened = Store(store_url)
+    yield opened
+    opened.close()

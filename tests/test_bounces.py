@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from email import message_from_bytes, policy
-from pathlib import Path
 
 import pytest
 from sqlalchemy import text
@@ -30,19 +28,6 @@ from publisher.transports.outbox import OutboxTransport
 
 KEY = b"bounce-test-signing-key-0123456789"
 T0 = datetime(2026, 11, 20, 8, 0, tzinfo=UTC)
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'var' / 'bounces.db'}"
-        return
-    from test_migrations import _postgres_admin, _throwaway_database
-
-    admin = _postgres_admin()
-    if admin is None:
-        pytest.skip("PostgreSQL: neither $PUBLISHER_TEST_POSTGRES nor 127.0.0.1:5432 answers")
-    yield from _throwaway_database(admin)
 
 
 def app_on(site: Site, store_url: str, extra: str = "") -> App:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
 from email.message import EmailMessage
@@ -14,7 +13,6 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import func, select
-from test_migrations import _postgres_admin, _throwaway_database
 
 from conftest import Site
 from publisher.choices import Choices
@@ -364,23 +362,11 @@ def test_each_cadence_has_its_own_job_and_its_missed_run_is_caught_up(site: Site
         store.close()
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A new store's URL on each backend (PostgreSQL skipped when none answers)."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'p.db'}"
-        return
-    admin = _postgres_admin()
-    if admin is None:
-        pytest.skip("PostgreSQL: neither $PUBLISHER_TEST_POSTGRES nor 127.0.0.1:5432 answers")
-    yield from _throwaway_database(admin)
-
-
-def test_choices_and_each_cadences_windows_on_each_database(database: str) -> None:
+def test_choices_and_each_cadences_windows_on_each_database(store_url: str) -> None:
     """The store's side on SQLite and PostgreSQL: a reader's and a request's script and cadence
     read back, and each cadence's scheduled windows chained on its own."""
     now = datetime(2026, 11, 30, 0, 0, tzinfo=UTC)
-    store = Store(database)
+    store = Store(store_url)
     try:
         store.save_subscribers([Subscriber("a@example.com", "甲", (), SubscriberStatus.CONFIRMED, now, "cli", now,
                                            script="zh-Hant", cadence="daily")])  # fmt: skip

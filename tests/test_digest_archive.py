@@ -19,7 +19,7 @@ import pytest
 import requests
 import waitress
 from lxml import html as lxml_html
-from test_bounces import app_on, readers, store_url  # noqa: F401  (store_url: a fixture)
+from test_bounces import app_on, readers
 from test_browser import browser_page  # noqa: F401  (a fixture)
 from test_digest_render import mailing  # noqa: F401  (a fixture)
 from test_smtp import free_port
@@ -314,7 +314,7 @@ def test_golden_archive_files(mailing: Site) -> None:  # noqa: F811
 
 def test_digests_of_one_week_are_numbered_in_opening_order_on_both_stores(
     site: Site,
-    store_url: str,  # noqa: F811
+    store_url: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("PUBLISHER_SECRET_KEY", KEY)
@@ -350,7 +350,7 @@ def test_digests_of_one_week_are_numbered_in_opening_order_on_both_stores(
 
 def test_a_given_address_is_kept_when_the_zone_changes_and_an_old_digest_is_named_once(
     site: Site,
-    store_url: str,  # noqa: F811
+    store_url: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The page a mail links to never moves: its slug is stored as the digest is planned and

@@ -23,7 +23,6 @@ import pytest
 import requests
 import waitress
 from pytest_httpserver import HTTPServer
-from test_signup import store_url  # noqa: F401 - the fixture: SQLite and PostgreSQL
 from test_smtp import free_port
 from waitress import wasyncore
 
@@ -473,7 +472,7 @@ def test_two_clicks_at_once_on_a_confirm_link_send_one_welcome(ours: Ours, cms: 
     assert [m["Subject"] for m in ours.mails(at_least=2, settle=0.5)][1:] == ["欢迎订阅高新院周报"]
 
 
-def test_two_confirmations_at_once_of_an_imported_reader_are_one(store_url: str) -> None:  # noqa: F811
+def test_two_confirmations_at_once_of_an_imported_reader_are_one(store_url: str) -> None:
     """subscriptions.confirm (the import's link): of two at once, only one is told it confirmed."""
     from publisher.model import Subscriber
     from publisher.subscriptions import confirm
@@ -564,7 +563,7 @@ def test_the_subscribe_page_shows_the_configured_consent_and_privacy(
 # --- the store ------------------------------------------------------------------------------
 
 
-def test_a_form_token_is_spent_once_and_forgotten_after_it_expires(store_url: str) -> None:  # noqa: F811
+def test_a_form_token_is_spent_once_and_forgotten_after_it_expires(store_url: str) -> None:
     from sqlalchemy import select
 
     from publisher.store.schema import used_form_tokens_table

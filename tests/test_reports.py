@@ -3,12 +3,9 @@ whose every number can be counted by hand."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
-import pytest
 from sqlalchemy import insert
 
 from publisher.model import Article, Subscriber, SubscriberStatus
@@ -18,24 +15,6 @@ from publisher.store.schema import mail_events_table, naive_utc
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 # Thursday 2026-12-03 12:00 in Shanghai: the weeks start on Mondays 11-16, 11-23, 11-30.
 NOW = datetime(2026, 12, 3, 4, 0, tzinfo=UTC)
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    if request.param == "sqlite":
-        opened = Store(f"sqlite:///{tmp_path / 'store.db'}")
-        yield opened
-        opened.close()
-        return
-    from test_migrations import _postgres_admin, _throwaway_database
-
-    admin = _postgres_admin()
-    if admin is None:
-        pytest.skip("PostgreSQL: neither $PUBLISHER_TEST_POSTGRES nor 127.0.0.1:5432 answers")
-    for url in _throwaway_database(admin):
-        opened = Store(url)
-        yield opened
-        opened.close()
 
 
 def local(day: str, hour: int = 12) -> datetime:

@@ -11,7 +11,6 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
 from email.message import EmailMessage
-from pathlib import Path
 
 import pytest
 from flask import Flask
@@ -245,19 +244,6 @@ def test_the_confirmation_mail_greets_nobody(service: Service) -> None:
     assert str(mail["To"]) == "greet@example.com"  # no display name from an anonymous form
     text = mail.get_body(("plain",)).get_content()  # type: ignore[union-attr]
     assert "Someone Else" not in text and "Someone Else" not in mail.as_string()
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'p.db'}"
-        return
-    from test_migrations import _postgres_admin, _throwaway_database
-
-    admin = _postgres_admin()
-    if admin is None:
-        pytest.skip("PostgreSQL: neither $PUBLISHER_TEST_POSTGRES nor 127.0.0.1:5432 answers")
-    yield from _throwaway_database(admin)
 
 
 def test_budgets_and_requests_on_each_database(store_url: str) -> None:

@@ -3,11 +3,8 @@ health, failed items waiting with backoff, and HTTP validators, long URLs includ
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
-import pytest
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
@@ -18,25 +15,6 @@ from publisher.sources.http import Fetcher, Validators
 from publisher.store import Store
 
 T0 = datetime(2026, 11, 20, 8, 0, 0, 123456, tzinfo=UTC)
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'p.db'}"
-        opened = Store(url)
-        yield opened
-        opened.close()
-        return
-    from test_migrations import _postgres_admin, _throwaway_database
-
-    admin = _postgres_admin()
-    if admin is None:
-        pytest.skip("PostgreSQL: neither $PUBLISHER_TEST_POSTGRES nor 127.0.0.1:5432 answers")
-    for url in _throwaway_database(admin):
-        opened = Store(url)
-        yield opened
-        opened.close()
 
 
 def parts(store: Store, source: str) -> dict[str, tuple[object, ...]]:

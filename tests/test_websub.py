@@ -338,24 +338,6 @@ def test_a_failing_hub_shows_in_healthz(web: Flask, site: Site, hub: Hub, quick_
     assert report["status"] == "ok" and report["websub"]["hubs"][hub.url]["status"] == "ok"
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    if request.param == "sqlite":
-        opened = Store(f"sqlite:///{tmp_path / 'store.db'}")
-        yield opened
-        opened.close()
-        return
-    from test_migrations import _postgres_admin, _throwaway_database
-
-    admin = _postgres_admin()
-    if admin is None:
-        pytest.skip("PostgreSQL: neither $PUBLISHER_TEST_POSTGRES nor 127.0.0.1:5432 answers")
-    for url in _throwaway_database(admin):
-        opened = Store(url)
-        yield opened
-        opened.close()
-
-
 def test_a_url_published_again_during_a_ping_keeps_waiting(store: Store) -> None:
     hub = "https://hub.example/"
     store.publish_to_hubs([hub], ["https://a.example/rss.xml", "https://a.example/atom.xml"])
