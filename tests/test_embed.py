@@ -21,10 +21,9 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
-import waitress
 from pytest_httpserver import HTTPServer
 from test_smtp import free_port
-from waitress import wasyncore
+from test_web import Server
 
 from admin_session import COOKIE, signed_in_cookie
 from conftest import Site
@@ -36,38 +35,13 @@ KEY = "embed-test-signing-key-0123456789"
 CONSENT = "提交即表示您同意我们用这个邮箱地址给您发送所选栏目的新闻简报。每封邮件都有退订链接，您可以随时退订。"
 
 
-class Ours:
-    """Our service (create_app under waitress) on one loopback port, mail to the outbox."""
+class Ours(Server):
+    """Our service, its embedded form allowed on `cms_origin`."""
 
     def __init__(self, site: Site, cms_origin: str, extra: str = "") -> None:
-        self.site = site
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        site.write_config(
-            site.mail_to_outbox()
-            + f"""
-[web]
-public_url = "{self.base}"
-subscribe_per_address = 2
-embed_origins = ["{cms_origin}"]
-{extra}"""
-        )
-        site.article("tech/a.md", "科技新闻", date="2026-11-18 09:00")
-        site.build()
-        from publisher.web import create_app
+        super().__init__(site, f'subscribe_per_address = 2\nembed_origins = ["{cms_origin}"]\n{extra}')
 
-        self.app = site.app()
-        self.server = waitress.create_server(create_app(self.app), host="127.0.0.1", port=self.port, threads=4)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.server.trigger.pull_trigger(lambda: wasyncore.close_all(self.server._map))
-        self.thread.join(timeout=10)
-        self.server.task_dispatcher.shutdown()
-        self.app.close()
-
-    def mails(self, at_least: int = 0, settle: float = 0.0) -> list[EmailMessage]:
+    def messages(self, at_least: int = 0, settle: float = 0.0) -> list[EmailMessage]:
         """Every mail in the outbox, oldest first, waiting (a little) for `at_least`; `settle`
         seconds more to be sure no other is on its way."""
         deadline = time.monotonic() + 5
@@ -180,7 +154,7 @@ def test_a_form_on_another_origin_signs_a_reader_up_in_a_browser(
         finally:
             browser.close()
 
-    [confirmation] = ours.mails(at_least=1)
+    [confirmation] = ours.messages(at_least=1)
     assert str(confirmation["To"]) == "reader@example.com"
     done = requests.post(link_in(confirmation, ours.base, "confirm"), timeout=10)
     assert done.status_code == 200 and ours.subscriber("reader@example.com").status is SubscriberStatus.CONFIRMED
@@ -199,7 +173,7 @@ def test_the_embedded_form_signs_up_once_per_token_and_returns_to_the_page(
     answer = cross_site_post(ours, origin, fields | {"return_to": page})
     assert answer_flag(answer) == "sent" and "Set-Cookie" not in answer.headers
     assert answer.headers["Location"] == f"{origin}/news/a.html?id=7&publisher_signup=sent"
-    [confirmation] = ours.mails(at_least=1)
+    [confirmation] = ours.messages(at_least=1)
     assert confirmation["Subject"].startswith("请确认订阅")
 
     # The same token again (a replayed form, or a bot that kept it): refused, and no mail.
@@ -217,7 +191,7 @@ def test_the_embedded_form_signs_up_once_per_token_and_returns_to_the_page(
     # The honeypot: a bot fills in every field.
     bot = fields | {"email": "bot@example.com", "website": "http://spam.example", "token": ours.token()}
     assert answer_flag(cross_site_post(ours, origin, bot | {"return_to": page})) == "refused"
-    assert len(ours.mails(settle=0.3)) == 1  # only the first sign-up was mailed
+    assert len(ours.messages(settle=0.3)) == 1  # only the first sign-up was mailed
     assert ours.subscriber("two@example.com") is None and ours.subscriber("bot@example.com") is None
 
     # The limits of /subscribe hold here too: 2 an hour per mailbox in this config (the first
@@ -305,7 +279,7 @@ def test_the_form_posted_from_a_foreign_origin_is_refused(ours: Ours, cms: tuple
     for stranger in ("http://evil.example", "null"):
         answer = cross_site_post(ours, stranger, fields)
         assert answer.status_code == 403 and "Location" not in answer.headers
-    assert ours.subscriber("victim@example.com") is None and ours.mails(settle=0.3) == []
+    assert ours.subscriber("victim@example.com") is None and ours.messages(settle=0.3) == []
     assert answer_flag(cross_site_post(ours, origin, fields)) == "sent"  # the configured page still works
     # Our own origin (the form on our own site) and a client with no Origin at all are let through.
     own = requests.post(
@@ -365,7 +339,7 @@ def test_the_json_endpoint_answers_configured_origins_with_cors(ours: Ours, cms:
         api, data="[1, 2]", headers={"Origin": origin, "Content-Type": "application/json"}, timeout=10
     )
     assert shapeless.status_code == 400 and shapeless.json()["status"] == "bad_request"
-    [mail] = ours.mails(at_least=1, settle=0.3)
+    [mail] = ours.messages(at_least=1, settle=0.3)
     assert str(mail["To"]) == "json@example.com"
     assert json.loads(sent.text)["message"] == "请查收邮件，按邮件中的链接完成订阅。"
 
@@ -385,11 +359,11 @@ def test_the_embedded_form_carries_the_readers_script_and_cadence(
         fields = {"email": "hk@example.com", "script": "zh-Hant", "cadence": "daily", "website": ""}
         answer = cross_site_post(running, origin, fields | {"token": running.token(), "return_to": f"{origin}/"})
         assert answer_flag(answer) == "sent"
-        [confirmation] = running.mails(at_least=1)
+        [confirmation] = running.messages(at_least=1)
         assert requests.post(link_in(confirmation, running.base, "confirm"), timeout=10).status_code == 200
         reader = running.subscriber("hk@example.com")
         assert (reader.script, reader.cadence, reader.status) == ("zh-Hant", "daily", SubscriberStatus.CONFIRMED)
-        _confirmation, welcome = running.mails(at_least=2)
+        _confirmation, welcome = running.messages(at_least=2)
         assert welcome["Subject"] == "歡迎訂閱高新院週報"  # in the reader's script, as their digests are
         assert "歡迎訂閱" in text_of(welcome) and f"{running.base}/unsubscribe/" in text_of(welcome)
     finally:
@@ -405,11 +379,11 @@ def test_confirming_sends_the_welcome_and_records_the_consent(
     _httpserver, origin = cms
     fields = {"email": "Welcome@Example.com", "category": "tech", "website": "", "token": ours.token()}
     assert answer_flag(cross_site_post(ours, origin, fields | {"return_to": f"{origin}/"})) == "sent"
-    [confirmation] = ours.mails(at_least=1)
+    [confirmation] = ours.messages(at_least=1)
     assert "您的邮箱地址只用于发送这份简报" in text_of(confirmation)  # the privacy line in every mail
     site.clock_now += timedelta(minutes=3)
     assert requests.post(link_in(confirmation, ours.base, "confirm"), timeout=10).status_code == 200
-    confirmation_mail, welcome = ours.mails(at_least=2)
+    confirmation_mail, welcome = ours.messages(at_least=2)
     assert welcome["Subject"] == "欢迎订阅高新院周报" and str(welcome["To"]) == "Welcome@example.com"
     text = text_of(welcome)
     assert "科技创新" in text and f"{ours.base}/unsubscribe/" in text and f"{ours.base}/preferences/" in text
@@ -437,7 +411,7 @@ def test_confirming_sends_the_welcome_and_records_the_consent(
     assert "127.0.0.0/24" in shown.group(1) and CONSENT in shown.group(1)
     # Following the link again sends no second welcome.
     assert requests.post(link_in(confirmation_mail, ours.base, "confirm"), timeout=10).status_code in (200, 404)
-    assert len(ours.mails(settle=0.3)) == 2
+    assert len(ours.messages(settle=0.3)) == 2
 
 
 def slowed(store: Store, name: str, seconds: float = 0.3) -> None:
@@ -457,7 +431,7 @@ def test_two_clicks_at_once_on_a_confirm_link_send_one_welcome(ours: Ours, cms: 
     _httpserver, origin = cms
     fields = {"email": "twice@example.com", "category": "tech", "website": "", "token": ours.token()}
     assert answer_flag(cross_site_post(ours, origin, fields | {"return_to": f"{origin}/"})) == "sent"
-    [confirmation] = ours.mails(at_least=1)
+    [confirmation] = ours.messages(at_least=1)
     link = link_in(confirmation, ours.base, "confirm")
     slowed(ours.app.store, "subscriber")
     answers: list[int] = []
@@ -469,7 +443,7 @@ def test_two_clicks_at_once_on_a_confirm_link_send_one_welcome(ours: Ours, cms: 
     for click in clicks:
         click.join()
     assert answers == [200, 200]
-    assert [m["Subject"] for m in ours.mails(at_least=2, settle=0.5)][1:] == ["欢迎订阅高新院周报"]
+    assert [m["Subject"] for m in ours.messages(at_least=2, settle=0.5)][1:] == ["欢迎订阅高新院周报"]
 
 
 def test_two_confirmations_at_once_of_an_imported_reader_are_one(store_url: str) -> None:

@@ -27,7 +27,10 @@ KEY = "web-test-signing-key-0123456789"
 
 
 class Server:
-    def __init__(self, site: Site) -> None:
+    """The service (create_app under waitress) on one loopback port, mail to the outbox; `web`:
+    the `[web]` keys besides public_url."""
+
+    def __init__(self, site: Site, web: str = "subscribe_per_address = 3") -> None:
         self.site = site
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
@@ -36,7 +39,7 @@ class Server:
             + f"""
 [web]
 public_url = "{self.base}"
-subscribe_per_address = 3
+{web}
 """
         )
         site.article("tech/a.md", "科技新闻", date="2026-11-18 09:00")
