@@ -26,6 +26,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import Enum
+from functools import cache
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
@@ -44,8 +45,14 @@ FAILURES_KEPT = timedelta(days=1)
 # argon2-cffi's defaults (RFC 9106's second recommendation); a hash made with other parameters
 # is made again at the next sign-in (check_needs_rehash).
 HASHER = PasswordHasher()
-# Verified when the address is unknown, so a wrong address costs as long as a wrong password.
-_DUMMY_HASH = HASHER.hash("not a password of anyone's")
+
+
+@cache
+def _dummy_hash() -> str:
+    """Verified when the address is unknown, so a wrong address costs as long as a wrong
+    password. Made at first use, not at import: hashing takes a tenth of a second, which every
+    command (a build too) paid when it was made as the module loaded."""
+    return HASHER.hash("not a password of anyone's")
 
 
 def role_at_least(role: str, wanted: str) -> bool:
@@ -111,7 +118,7 @@ def change_password(store: Store, account: Account, current: str, new: str) -> b
 
 def password_matches(stored: str | None, password: str) -> bool:
     try:
-        return HASHER.verify(stored or _DUMMY_HASH, password[:MAX_PASSWORD]) and stored is not None
+        return HASHER.verify(stored or _dummy_hash(), password[:MAX_PASSWORD]) and stored is not None
     except (VerifyMismatchError, VerificationError, InvalidHashError):
         return False
 
