@@ -1,5 +1,5 @@
 """A long ingest and the store's one write lock (issue 17, item 13): a pass of thousands of
-changes commits 500 at a time, so another writer (an unsubscribe, a digest) waits for a batch,
+changes commits a batch (StoreWriter.BATCH, 5,000) at a time, so another writer (an unsubscribe, a digest) waits for a batch,
 not for the pass; a pass killed between batches leaves a correct store that the next build
 finishes.
 
@@ -27,8 +27,9 @@ from test_smtp import free_port
 
 from conftest import PUBLISHER_MAIN, Service, Site
 from publisher.model import SubscriberStatus
+from publisher.store import StoreWriter
 
-FILES = 4000
+FILES = 2 * StoreWriter.BATCH + 1000  # three batches
 BODY = "正文内容，科技创新与产业政策联动。\n\n" * 40
 
 
@@ -117,7 +118,7 @@ def test_a_pass_killed_between_batches_leaves_a_store_the_next_build_finishes(si
     many_articles(site)
     build = build_process(site)
     deadline = time.monotonic() + 120
-    while articles_in(site.db) < 1000 and build.poll() is None and time.monotonic() < deadline:
+    while articles_in(site.db) < StoreWriter.BATCH and build.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
     build.send_signal(signal.SIGKILL)
     build.wait(timeout=30)
