@@ -1,5 +1,5 @@
 """A long ingest and the store's one write lock (issue 17, item 13): a pass of thousands of
-changes commits a batch (StoreWriter.BATCH, 5,000) at a time, so another writer (an unsubscribe, a digest) waits for a batch,
+changes commits a batch (StoreWriter.BATCH, 2,000) at a time, so another writer (an unsubscribe, a digest) waits for a batch,
 not for the pass; a pass killed between batches leaves a correct store that the next build
 finishes.
 

@@ -23,7 +23,7 @@ from .schema import (
 
 class StoreWriter:
     """Writes of one ingest pass. New and changed articles wait here and are written and
-    committed 5,000 at a time (`commit_batch`), the rest, the withdrawals and the folder digests
+    committed 2,000 at a time (`commit_batch`), the rest, the withdrawals and the folder digests
     at the end: SQLite has one write lock for the whole file, taken at a transaction's first
     write and held to its commit, so a pass of thousands of changes holds it for one batch's
     writes at a time, and a reader's unsubscribe waits a batch, not the whole pass.
@@ -35,7 +35,7 @@ class StoreWriter:
     committed; the next build finds the batches' files unchanged by their fingerprints and
     compares the folders file by file, so it finishes the work."""
 
-    BATCH = 5000
+    BATCH = 2000
 
     def __init__(self, engine: Engine, clock: Callable[[], datetime] | None = None, source: str | None = None) -> None:
         self.engine = engine
