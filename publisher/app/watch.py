@@ -34,13 +34,13 @@ class WatchServices:
     def alert_webhook(self) -> Webhook | None:
         """The `[alerts]` webhook, its URL and secret read from the environment now (None: no
         [alerts]). ConfigError when a variable is missing or the URL is not https."""
+        config = self.settings.alerts
+        if config is None:
+            return None  # and nothing imported: alerts bring requests, which a build without them never needs
         from ..alerts import Webhook
         from ..config import is_loopback, secret
         from ..sources.addresses import private_host
 
-        config = self.settings.alerts
-        if config is None:
-            return None
         url = secret(config.url_env, "alerts.url_env").strip()
         if not url.startswith("https://") and not (url.startswith("http://") and is_loopback(url)):
             fix = "the robot's or receiver's https:// URL (http:// only for one on this machine)"
@@ -58,9 +58,11 @@ class WatchServices:
         """The alerts service, or None without [alerts]. A webhook that cannot be made (its
         variable unset since the start) is logged once and no alert is sent: the work goes on."""
         if not self._alerts_made:
+            self._alerts_made = True
+            if self.settings.alerts is None:
+                return None
             from ..alerts import Alerts, Thresholds
 
-            self._alerts_made = True
             try:
                 webhook = self.alert_webhook()
             except ConfigError as exc:

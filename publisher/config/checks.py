@@ -257,6 +257,8 @@ def _check_websub(websub: WebSubConfig) -> list[tuple[str, str, str]]:
     `Link` header), with no user name or password (they would be published there too; the
     message does not repeat them), named once, and public unless `allow_private` (checked again
     as it connects)."""
+    if not websub.hubs:
+        return []  # and no import of the address guard (it brings requests: a build without hubs needs neither)
     from ..sources.addresses import private_host
 
     problems = _unique([(f"websub.hubs[{i}]", hub) for i, hub in enumerate(websub.hubs)], "name each hub once")
