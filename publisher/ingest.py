@@ -231,7 +231,9 @@ class _SourcePass:
             yield work
 
         c = self.context
-        for prepared in prepare_in_order(chunks(), c.index, c.rules, c.site_url):
+        # A source that can read an item again (files) has its bodies rendered when shown.
+        render = getattr(self.source, "read_again", None) is None
+        for prepared in prepare_in_order(chunks(), c.index, c.rules, c.site_url, render):
             yield batches.popleft(), prepared
 
     def _fetch_known(self, keys: Iterable[str]) -> None:
@@ -268,7 +270,10 @@ class _SourcePass:
             # the whole folder is seen (that id may have moved to another file with its article).
             self.id_lost.append((known, item, article))
         elif (
-            known.content_hash == article.content_hash and not known.withdrawn and known.explicit_id == item.explicit_id
+            known.content_hash == article.content_hash
+            and known.body_hash == article.body_hash
+            and not known.withdrawn
+            and known.explicit_id == item.explicit_id
         ):
             if known.fingerprint != item.fingerprint:
                 writer.set_fingerprint(known.id, item.fingerprint)
@@ -300,7 +305,8 @@ class _SourcePass:
 
     def _changed(self, writer: StoreWriter, known: Known, item: SourceItem, article: Article) -> None:
         if known.content_hash == article.content_hash:
-            updated = known.updated  # back after a withdrawal, unchanged: no "updated" noise
+            # Back after a withdrawal, or only rendered anew ([text] rules): no "updated" noise
+            updated = known.updated
         elif item.updated is not None:
             updated = article.updated
         else:

@@ -121,6 +121,14 @@ class ScopeRead:
 
 
 @dataclass(frozen=True, slots=True)
+class Rendition:
+    """An article's body as the feeds show it: sanitised, converted HTML and its summary."""
+
+    content_html: str
+    summary: str
+
+
+@dataclass(frozen=True, slots=True)
 class Article:
     """A normalised article as the store keeps it and the feeds show it."""
 
@@ -138,6 +146,12 @@ class Article:
     author: str | None = None
     image: str | None = None
     tags: tuple[str, ...] = ()
+    # The key of the body's rendition (content_html and summary): the raw body and everything its
+    # rendering depends on. An article read from a source that can read it again (a file) is
+    # stored unrendered (`rendered` False, content_html and summary empty) and rendered when a
+    # feed, page or digest first shows it (docs/architecture.md, "Bodies rendered when shown").
+    body_hash: str = ""
+    rendered: bool = True
 
     def __reduce__(self) -> tuple[type[Article], tuple[object, ...]]:
         return Article, _article_fields(self)

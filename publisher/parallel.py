@@ -1,10 +1,11 @@
 """Reading and normalising many items on every core, in order, with bounded memory.
 
-A cold build of 10,000 articles spends most of its time reading files and in normalize
-(Markdown, sanitising, OpenCC, summaries). The main process walks the source and writes the
-store; worker processes read and normalize chunks of items. Results come back in the order
-the items went in, so guids, row ids and every tie-break are the same as in a serial run.
-Small batches (an incremental build) never start a pool.
+A cold build of 10,000 articles spends most of its time reading files and in normalize. The
+main process walks the source and writes the store; worker processes read and normalize
+chunks of items (a file's body is only checked and hashed then, and rendered, on this pool
+too, when a feed first shows it: docs/architecture.md). Results come back in the order the
+items went in, so guids, row ids and every tie-break are the same as in a serial run. Small
+batches (an incremental build) never start a pool.
 """
 
 from __future__ import annotations
@@ -32,15 +33,17 @@ CHUNK = 32  # items per task: large enough to amortise pickling, small enough to
 SERIAL_CHUNKS = 2  # this many chunks are done in-process before a pool is worth starting
 PARENT_POLL = 0.5  # seconds between a worker's checks that the build that started it lives
 
-_worker_context: tuple[CategoryIndex, TextRules, str] | None = None
+Context = tuple[CategoryIndex, TextRules, str, bool]  # index, rules, site URL, render the bodies
+
+_worker_context: Context | None = None
 
 
-def _init_worker(index: CategoryIndex, rules: TextRules, site_url: str) -> None:
+def _init_worker(index: CategoryIndex, rules: TextRules, site_url: str, render: bool) -> None:
     """A worker's context, and its ties to the build: Ctrl-C is the parent's to handle (it stops
     the pool), and when the parent dies, however it dies (SIGTERM, SIGKILL, a crash), the
     worker exits instead of waiting for work forever."""
     global _worker_context
-    _worker_context = (index, rules, site_url)
+    _worker_context = (index, rules, site_url, render)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     threading.Thread(target=_exit_with_parent, args=(os.getppid(),), name="exit-with-parent", daemon=True).start()
 
@@ -53,9 +56,10 @@ def _exit_with_parent(parent: int) -> None:
 
 
 def prepare_all(
-    work: list[Deferred | SourceItem], index: CategoryIndex, rules: TextRules, site_url: str
+    work: list[Deferred | SourceItem], index: CategoryIndex, rules: TextRules, site_url: str, render: bool = True
 ) -> list[Prepared]:
-    """Read (if deferred) and normalize each item; errors come back as values."""
+    """Read (if deferred) and normalize each item (`render`: its body too, see normalize);
+    errors come back as values."""
     out: list[Prepared] = []
     for unit in work:
         item = unit.read() if isinstance(unit, Deferred) else unit
@@ -63,7 +67,7 @@ def prepare_all(
             out.append(item)
             continue
         try:
-            article: Normalized = normalize(item, index, rules, site_url)
+            article: Normalized = normalize(item, index, rules, site_url, render)
         except NormalizeError as exc:
             article = exc
         out.append((item, article))
@@ -100,7 +104,7 @@ def workers() -> int:
 class _Pool:
     """Worker processes, started on first use and started anew after one died."""
 
-    def __init__(self, size: int, context: tuple[CategoryIndex, TextRules, str]) -> None:
+    def __init__(self, size: int, context: Context) -> None:
         self.size, self.context = size, context
         self.executor: ProcessPoolExecutor | None = None
 
@@ -136,7 +140,7 @@ def _result(queued: Queued, window: deque[Queued], pool: _Pool) -> list[Prepared
         return _one_by_one(chunk, pool.context)
 
 
-def _one_by_one(chunk: list[Deferred | SourceItem], context: tuple[CategoryIndex, TextRules, str]) -> list[Prepared]:
+def _one_by_one(chunk: list[Deferred | SourceItem], context: Context) -> list[Prepared]:
     out: list[Prepared] = []
     alone = _Pool(1, context)
     try:
@@ -165,11 +169,15 @@ def _done(result: list[Prepared]) -> Future[list[Prepared]]:
 
 
 def prepare_in_order(
-    chunks: Iterable[list[Deferred | SourceItem]], index: CategoryIndex, rules: TextRules, site_url: str
+    chunks: Iterable[list[Deferred | SourceItem]],
+    index: CategoryIndex,
+    rules: TextRules,
+    site_url: str,
+    render: bool = True,
 ) -> Iterator[list[Prepared]]:
     """Yield prepared items chunk by chunk, in input order; a pool starts only for big inputs.
     An item that kills its worker process comes back as an ItemProblem naming it."""
-    pool = _Pool(workers(), (index, rules, site_url))
+    pool = _Pool(workers(), (index, rules, site_url, render))
     window: deque[Queued] = deque()
     try:
         n = 0
@@ -184,7 +192,7 @@ def prepare_in_order(
             if n <= SERIAL_CHUNKS or workers() == 1:
                 while window:  # keep order: never overtake queued work
                     yield _result(window.popleft(), window, pool)
-                yield prepare_all(chunk, index, rules, site_url)
+                yield prepare_all(chunk, index, rules, site_url, render)
                 continue
             window.append((chunk, pool.submit(chunk)))
             if len(window) >= 2 * workers():  # bounded: at most this many chunks in memory

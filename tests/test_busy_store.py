@@ -1,7 +1,7 @@
 """A long ingest and the store's one write lock (issue 17, item 13): a pass of thousands of
-changes commits a batch (StoreWriter.BATCH, 2,000) at a time, so another writer (an unsubscribe, a digest) waits for a batch,
-not for the pass; a pass killed between batches leaves a correct store that the next build
-finishes.
+changes commits a batch (StoreWriter.BATCH, 2,000) at a time, so another writer (an
+unsubscribe, a digest) waits for a batch, not for the pass; a pass killed between batches
+leaves a correct store that the next build finishes.
 
 `publisher build` runs as its own process, as the scheduler's ingest runs beside the web; the
 other writer is a plain SQLite connection in this process, like the web's.

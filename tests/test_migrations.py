@@ -26,7 +26,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from click.testing import CliRunner, Result
-from sqlalchemy import Column, create_engine, inspect, select, text
+from sqlalchemy import Column, MetaData, Table, column, create_engine, inspect, select, text
 from sqlalchemy.engine import Connection, make_url
 from test_smtp import free_port
 
@@ -36,7 +36,7 @@ from publisher.config import load_settings
 from publisher.model import SubscriberStatus
 from publisher.store import Store, migrate
 from publisher.store.revision import HEAD, REVISIONS
-from publisher.store.schema import metadata
+from publisher.store.schema import article_renditions_table, metadata
 
 FIXTURE = Path(__file__).parent / "fixtures" / "store-0.1.0"
 
@@ -76,6 +76,17 @@ def snapshot(db: Path) -> dict[str, list[tuple[Any, ...]]]:
     try:
         present = {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         return {t: sorted(conn.execute(f'SELECT * FROM "{t}"').fetchall(), key=repr) for t in TABLES if t in present}
+    finally:
+        conn.close()
+
+
+def renditions(db: Path) -> list[tuple[Any, ...]]:
+    """The article_renditions rows in the order `snapshot` gives the articles."""
+    conn = sqlite3.connect(db)
+    try:
+        ids = [row[0] for row in sorted(conn.execute("SELECT * FROM articles").fetchall(), key=repr)]
+        found = {row[0]: row for row in conn.execute("SELECT * FROM article_renditions")}
+        return [found[i] for i in ids]
     finally:
         conn.close()
 
@@ -126,6 +137,15 @@ def test_the_0_1_0_store_upgrades_with_nothing_lost(old_store: Path) -> None:
     assert snapshot(backup) == before  # the backup is the store as it was
 
     after = snapshot(db)
+    # An article's body and summary moved to its rendition (0009), under its old content hash.
+    assert after.pop("article_renditions") == sorted(
+        [(row[0], row[7], row[-2], row[-1]) for row in before["articles"]], key=repr
+    )
+    assert [row[-1] for row in after["articles"]] == [row[7] for row in after["articles"]]
+    after["articles"] = sorted(
+        [(*row[:-1], *rendition[2:]) for row, rendition in zip(after["articles"], renditions(db), strict=True)],
+        key=repr,
+    )
     # Every row: ids, guids, statuses, categories, timestamps, the key (later columns come after
     # the old ones, with their defaults); later tables are new and empty.
     assert {t: [row[: len(rows[0])] for row in after[t]] if rows else after[t] for t, rows in before.items()} == before
@@ -388,12 +408,13 @@ def test_a_0_1_0_store_on_postgresql_upgrades_with_nothing_lost(postgres_databas
     old_tables = [table for table in metadata.sorted_tables if table.name in migrate.BASELINE]
     with source.connect() as src, engine.begin() as dst:
         for table in old_tables:
-            had = {column["name"] for column in inspect(src).get_columns(table.name)}  # 0.1.0's, not today's
-            columns[table.name] = [c for c in table.c if c.name in had]
-            query = select(*columns[table.name]).order_by(*table.primary_key)
+            old = Table(table.name, MetaData(), autoload_with=dst)  # 0.1.0's columns, not today's
+            columns[table.name] = [c for c in table.c if c.name in old.c]
+            typed = [table.c[c.name] if c.name in table.c else column(c.name) for c in old.c]
+            query = select(*typed).select_from(table).order_by(*table.primary_key)
             rows[table.name] = [dict(r._mapping) for r in src.execute(query)]
             if rows[table.name]:
-                dst.execute(table.insert(), rows[table.name])
+                dst.execute(old.insert(), rows[table.name])
     source.dispose()
     engine.dispose()
 
@@ -415,7 +436,14 @@ def test_a_0_1_0_store_on_postgresql_upgrades_with_nothing_lost(postgres_databas
         for table in old_tables:
             query = select(*columns[table.name]).order_by(*table.primary_key)
             now = [dict(r._mapping) for r in conn.execute(query)]
-            assert now == rows[table.name], table.name
+            kept = [{c.name: row[c.name] for c in columns[table.name]} for row in rows[table.name]]
+            assert now == kept, table.name
+        # An article's body and summary moved to its rendition (0009), under its old content hash.
+        r = article_renditions_table.c
+        moved = conn.execute(select(r.article_id, r.body_hash, r.summary, r.content_html).order_by(r.article_id))
+        assert [tuple(row) for row in moved] == [
+            (a["id"], a["content_hash"], a["summary"], a["content_html"]) for a in rows["articles"]
+        ]
         assert schema_differences(conn) == []
         names = constraint_names(conn)
     check.dispose()

@@ -11,6 +11,7 @@ from conftest import Site
 from publisher import parallel
 from publisher.model import Category, SourceItem
 from publisher.normalize import CategoryIndex, TextRules
+from publisher.store import Store
 
 INDEX = CategoryIndex([Category("科技创新", "tech")])
 
@@ -43,26 +44,35 @@ def test_a_worker_that_dies_is_named_by_its_file_and_the_build_goes_on(
 ) -> None:
     """Issue 17, item 12: a crash in native code (here markdown-it-pyrs overflowing its stack on
     deep nesting, with the limits that now prevent it switched off) broke the pool, and the
-    build failed with BrokenProcessPool and no file name."""
+    build failed with BrokenProcessPool and no file name. Bodies are rendered when a feed first
+    shows them (issue 16), on the same pool: the file is stored, then left out of the feeds,
+    named in the report, and its feeds stay marked so that they are written again."""
     import resource
 
-    from publisher import markdown
+    from publisher import markdown, normalize
 
     monkeypatch.setenv("PUBLISHER_WORKERS", "2")
     monkeypatch.setattr(markdown, "check_limits", lambda text: None)  # the workers fork with it
+    monkeypatch.setattr(normalize, "check_limits", lambda text: None)
     # fork, not forkserver (chosen when an earlier test left a thread running): the workers
     # must inherit the switched-off limits and the small stack below.
     monkeypatch.setattr(parallel, "_context", lambda: multiprocessing.get_context("fork"))
-    for n in range(70):  # more than SERIAL_CHUNKS * CHUNK: the pool starts
+    site.write_config(max_items=100)  # one feed shows all 71: more than SERIAL_CHUNKS * CHUNK to render
+    for n in range(70):
         site.article(f"tech/a{n:03d}.md", f"文章{n}")
-    deep = site.add("tech/zz-deep.md", "---\ntitle: 深\ndate: 2026-05-06 14:00\n---\n" + "1. " * 20_000 + "x\n")
+    # The oldest, so the last to render, past the chunks rendered in-process
+    deep = site.add("tech/zz-deep.md", "---\ntitle: 深\ndate: 2026-05-01 14:00\n---\n" + "1. " * 20_000 + "x\n")
     soft, hard = resource.getrlimit(resource.RLIMIT_STACK)
     resource.setrlimit(resource.RLIMIT_STACK, (1 << 20, hard))  # 1 MB: the worker dies at once
     try:
         report = site.build()
     finally:
         resource.setrlimit(resource.RLIMIT_STACK, (soft, hard))
-    assert (report.new, report.skipped, report.failed_sources) == (70, 1, [])
+    assert (report.new, report.skipped, report.failed_sources) == (71, 0, [])
     [problem] = report.problems
     assert problem.startswith(f"{deep}: reading it crashed the worker process"), problem
-    assert "文章69" in site.feed("tech/rss.xml").decode()
+    feed = site.feed("tech/rss.xml").decode()
+    assert "文章69" in feed and "文章0<" in feed and "<title>深</title>" not in feed
+    store = Store(f"sqlite:///{site.db}")
+    assert store.dirty_scopes() == {"", "tech"}
+    store.close()

@@ -66,6 +66,7 @@ class App(SourceServices, MailServices, WatchServices, WebSubServices):
     hub_pings: HubPings | None = None  # `publisher run`'s, shared with its jobs; else made when hubs are set
     _store: Store | None = field(default=None, init=False)
     _categories: list[Category] | None = field(default=None, init=False)
+    render_problems: dict[tuple[str, str], str] = field(default_factory=dict, init=False)
     _theme: Theme | None = field(default=None, init=False)
     _signing_key: bytes | None = field(default=None, init=False)
     _alerts: Alerts | None = field(default=None, init=False)
@@ -179,6 +180,7 @@ class App(SourceServices, MailServices, WatchServices, WebSubServices):
     def store(self) -> Store:
         if self._store is None:
             self._store = Store(self.settings.store.url)
+            self._store.render_bodies = self.render_bodies
         return self._store
 
     @property
@@ -348,6 +350,7 @@ class App(SourceServices, MailServices, WatchServices, WebSubServices):
 
         scopes: list[Category | None] = [s for s in [None, *output.categories] if needed(s)]
         limit = self.settings.feeds.max_items
+        self.render_problems.clear()
         written, _unchanged = output.write_scopes(scopes, lambda c: store.latest(c.slug if c else None, limit))
         more, _same = output.write_site_pages(lambda path: reshaped or not (out / path).is_file())
         written += more
@@ -359,7 +362,10 @@ class App(SourceServices, MailServices, WatchServices, WebSubServices):
         # (every feed of a scope still marked, even when its bytes are on disk already).
         changed = [s for s in scopes if reshaped or (s.slug if s else SITE_SCOPE) in dirty]
         announced = sorted({*written, *(path for scope in changed for path in output.scope_files(scope))})
-        if self.keep_pings(announced):
+        # An article left out (its body could not be rendered) keeps its feeds marked: they are
+        # written again, with it, once it can be shown.
+        report.problems.extend(self.render_problems.values())
+        if self.keep_pings(announced) and not self.render_problems:
             store.clear_dirty(dirty)
             if reshaped:
                 store.set_meta("render_signature", signature)

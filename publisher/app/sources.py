@@ -4,6 +4,7 @@ context, and `check`'s reading of every source."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from ..config import (
     FeedSourceConfig,
+    FilesSourceConfig,
     HtmlSourceConfig,
     JsonSourceConfig,
     Settings,
@@ -21,12 +23,27 @@ from ..config import (
 from ..errors import SourceError
 from ..ingest import Clock, IngestContext, Tick
 from ..metrics import Metrics
-from ..model import BuildReport, Category, Folder, ItemProblem, ScopeRead, Site, SourceWarning, Unchanged
+from ..model import (
+    Article,
+    BuildReport,
+    Category,
+    Deferred,
+    Folder,
+    ItemProblem,
+    Rendition,
+    ScopeRead,
+    Site,
+    SourceItem,
+    SourceWarning,
+    Unchanged,
+)
 from ..normalize import CategoryIndex, NormalizeError, TextRules
 from ..sources import PartFailed, Source, failed_part_message
 from ..sources.failed_items import FailedItem, FailedItems
 from ..sources.files import FilesSource
 from ..store import SourceHealth, Store
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from ..parallel import Prepared
@@ -113,6 +130,7 @@ class SourceServices:
     settings: Settings
     clock: Clock
     metrics: Metrics
+    render_problems: dict[tuple[str, str], str]  # (source, key) -> why it was left out (render_bodies)
 
     if TYPE_CHECKING:
 
@@ -148,6 +166,53 @@ class SourceServices:
         from ..text import convert_script
 
         return partial(convert_script, mode=self.settings.text.convert)
+
+    def render_bodies(self, articles: Sequence[Article]) -> dict[tuple[str, str], tuple[Rendition, str]]:
+        """The bodies of articles stored unrendered (files), read again from their sources and
+        rendered as normalize renders them (the store keeps them: `ArticleStore.render_bodies`),
+        with the body hash of what was read; many at once on every core, as ingest reads them,
+        so a file that crashes the renderer is named and the rest rendered. A file changed
+        since the last ingest is shown as it is now (the next ingest stores its new fields); one
+        gone, unreadable or unrenderable is left out of what is written now, logged and kept in
+        `render_problems` for the build's report (and not tried again by the build's other
+        feeds; the next ingest withdraws it or reads it again)."""
+        from ..parallel import CHUNK, prepare_in_order
+
+        configs = {s.source_name: s for s in self.settings.sources if isinstance(s, FilesSourceConfig)}
+        sources: dict[str, Source] = {}
+        work: list[Deferred | SourceItem] = []
+        shown: list[Article] = []  # the article of each unit of work
+        for article in articles:
+            config = configs.get(article.source)
+            if (article.source, article.key) in self.render_problems:
+                continue
+            if config is None:
+                self._left_out(article, f"{article.key}: its source {article.source!r} is no longer configured")
+                continue
+            source = sources.get(article.source)
+            if source is None:
+                source = sources[article.source] = make_source(config, self.settings.site.timezone, self.run_fetchers())
+            work.append(source.read_again(article.key))  # type: ignore[attr-defined]
+            shown.append(article)
+        chunks = [work[start : start + CHUNK] for start in range(0, len(work), CHUNK)]
+        made: dict[tuple[str, str], tuple[Rendition, str]] = {}
+        rendered = (r for chunk in prepare_in_order(chunks, CategoryIndex(self.categories), self.rules, self.site.url)
+                    for r in chunk)  # fmt: skip
+        for article, result in zip(shown, rendered, strict=True):
+            if result is None or isinstance(result, ItemProblem):
+                self._left_out(article, str(result) if result is not None else f"{article.key}: it is a draft now")
+                continue
+            item, normalized = result
+            if isinstance(normalized, NormalizeError):
+                self._left_out(article, f"{item.location}: {normalized.reason}")
+                continue
+            rendition = Rendition(normalized.content_html, normalized.summary)
+            made[(item.source, item.key)] = (rendition, normalized.body_hash)
+        return made
+
+    def _left_out(self, article: Article, problem: str) -> None:
+        log.warning("left out of the feeds until it can be shown: %s", problem)
+        self.render_problems[(article.source, article.key)] = problem
 
     def source_health(self) -> list[SourceHealth]:
         """Every configured source and its parts as their last runs left them (`publisher

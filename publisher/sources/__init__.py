@@ -55,7 +55,10 @@ class Source(Protocol):
     `complete` says whether the scan saw every item, so that items missing
     from it may be withdrawn. `remote`: its items come over the network, so reading them may
     take minutes (or hang until a timeout); ingest reads them all before it writes (its
-    page limits keep them few). A source that cannot be read at all raises SourceError. A
+    page limits keep them few). A source that can read one item again by its key, cheaply
+    (files), has `read_again(key)`, a `Deferred` read: its articles are stored with their bodies unrendered and
+    rendered when a feed, page or digest first shows them (`app.sources.render_bodies`); the
+    others' are rendered as they are read. A source that cannot be read at all raises SourceError. A
     source may also have `committed()`, called once what it yielded is stored (web sources
     keep their HTTP validators only then).
     """

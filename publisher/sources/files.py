@@ -107,6 +107,11 @@ class FilesSource:
         except (ValueError, KeyError, TypeError, IndexError) as exc:  # a file odd in a way not foreseen
             return ItemProblem(key, path, f"cannot be read: {exc!r}", "check the file; report it if it looks fine")
 
+    def read_again(self, key: str) -> Deferred:
+        """The item under `key`, to read again: its body is rendered when a feed first shows it."""
+        path = os.path.join(self.root, *key.split("/"))
+        return Deferred(key, partial(self.read_or_problem, path, key, None), path)
+
     def _walk(self) -> Iterator[tuple[str, str, list[tuple[str, str]] | OSError]]:
         """(folder, key prefix, [(name, fingerprint)]) for every folder under the root, each
         folder's content files in name order, folders depth first in name order; hidden files

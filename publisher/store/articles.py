@@ -5,16 +5,19 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, insert, select, update
+from sqlalchemy import Select, and_, delete, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.sql import Executable
 
-from ..model import Article, Category
+from ..model import Article, Category, Rendition
 from .schema import (
     article_categories_table,
+    article_renditions_table,
     articles_table,
     aware_utc,
     categories_table,
@@ -34,6 +37,7 @@ class Known:
     id: int
     fingerprint: str | None
     content_hash: str
+    body_hash: str
     guid: str
     updated: datetime
     withdrawn: bool
@@ -184,12 +188,21 @@ class ArticleStore:
         with self.engine.connect() as conn:
             for start in range(0, len(wanted), 500):
                 query = select(
-                    a.key, a.id, a.fingerprint, a.content_hash, a.guid, a.updated, a.withdrawn, a.explicit_id
+                    a.key,
+                    a.id,
+                    a.fingerprint,
+                    a.content_hash,
+                    a.body_hash,
+                    a.guid,
+                    a.updated,
+                    a.withdrawn,
+                    a.explicit_id,
                 ).where(a.source == source, a.key.in_(wanted[start : start + 500]))
                 for r in conn.execute(query).all():
                     out[r.key] = Known(
-                        r.id, r.fingerprint, r.content_hash, r.guid, aware_utc(r.updated), r.withdrawn, r.explicit_id
-                    )
+                        r.id, r.fingerprint, r.content_hash, r.body_hash, r.guid, aware_utc(r.updated), r.withdrawn,
+                        r.explicit_id,
+                    )  # fmt: skip
         return out
 
     def find_explicit(self, source: str, explicit_id: str) -> tuple[int, str] | None:
@@ -228,20 +241,29 @@ class ArticleStore:
 
     # --- feeds -------------------------------------------------------------------------------
 
+    # Renders the bodies of articles stored unrendered (see model.Article.body_hash): given
+    # them, it answers each one's rendition by (source, key), with the body hash it rendered
+    # (the file's body now, which may be newer than the stored one). The composition root sets
+    # it (app.renditions); without it, or for an article it cannot render (its file gone since
+    # the last ingest), the article is left out, and the next ingest brings it back or withdraws it.
+    render_bodies: BodyRenderer | None = None
+
     def articles_between(self, start: datetime, end: datetime, by: str) -> list[Article]:
         """Live articles first ingested (`by="ingested"`) or published (`"published"`) in
         (start, end], newest first: a digest window's candidates."""
         a = articles_table
         column = a.c.published if by == "published" else a.c.first_seen
         query = (
-            select(a)
+            _with_rendition(select(a))
             .where(a.c.withdrawn.is_(False), column > naive_utc(start), column <= naive_utc(end))
             .order_by(a.c.published.desc(), a.c.id.desc())
         )
         if by == "first":
             query = query.where(a.c.published > naive_utc(start))
         with self.engine.connect() as conn:
-            return self._with_categories(conn, conn.execute(query).all())
+            rows = conn.execute(query).all()
+            articles = self._with_categories(conn, rows)
+        return self._rendered(rows, articles)
 
     def latest(self, category_slug: str | None, limit: int) -> list[Article]:
         """The newest live articles, of one category or of the whole site, newest first."""
@@ -257,9 +279,39 @@ class ArticleStore:
                 .where(ac.c.category_slug == category_slug)
                 .order_by(ac.c.published.desc(), ac.c.article_id.desc())
             )
-        query = query.limit(limit)
+        query = _with_rendition(query.limit(limit))
         with self.engine.connect() as conn:
-            return self._with_categories(conn, conn.execute(query).all())
+            rows = conn.execute(query).all()
+            articles = self._with_categories(conn, rows)
+        return self._rendered(rows, articles)
+
+    def _rendered(self, rows: Sequence[Any], articles: list[Article]) -> list[Article]:
+        """`articles` with their renditions: the stored ones, and for the others the ones
+        `render_bodies` makes, stored for next time (an upsert: two processes rendering one
+        body at once both succeed). Articles it cannot render are left out."""
+        missing = [article for row, article in zip(rows, articles, strict=True) if row.rendition_hash is None]
+        if not missing:
+            return articles
+        made = self.render_bodies(missing) if self.render_bodies is not None else {}
+        ids = {(row.source, row.key): row.id for row in rows}
+        if made:
+            values = [
+                {"article_id": ids[key], "body_hash": body_hash,
+                 "summary": rendition.summary, "content_html": rendition.content_html}
+                for key, (rendition, body_hash) in made.items()
+            ]  # fmt: skip
+            with self.engine.begin() as conn:
+                for start in range(0, len(values), 500):
+                    conn.execute(_rendition_upsert(conn, values[start : start + 500]))
+        out = []
+        for article in articles:
+            if article.rendered:
+                out.append(article)
+            elif (article.source, article.key) in made:
+                rendition, _hash = made[(article.source, article.key)]
+                out.append(replace(article, content_html=rendition.content_html, summary=rendition.summary,
+                                   rendered=True))  # fmt: skip
+        return out
 
     @staticmethod
     def _with_categories(conn: Connection, rows: Sequence[Any]) -> list[Article]:
@@ -277,15 +329,39 @@ class ArticleStore:
         return [_article(r, tuple(cats[r.id])) for r in rows]
 
 
+BodyRenderer = Callable[[Sequence[Article]], Mapping[tuple[str, str], tuple[Rendition, str]]]
+
+
+def _with_rendition(query: Select[Any]) -> Select[Any]:
+    """`query` on articles with each one's rendition when it is current (NULLs when not)."""
+    a, r = articles_table, article_renditions_table
+    current = and_(r.c.article_id == a.c.id, r.c.body_hash == a.c.body_hash)
+    return query.outerjoin(r, current).add_columns(
+        r.c.body_hash.label("rendition_hash"), r.c.summary.label("summary"), r.c.content_html.label("content_html")
+    )
+
+
+def _rendition_upsert(conn: Connection, values: list[dict[str, object]]) -> Executable:
+    table = article_renditions_table
+    added = postgresql.insert(table) if conn.dialect.name == "postgresql" else sqlite.insert(table)
+    added = added.values(values)
+    return added.on_conflict_do_update(
+        index_elements=[table.c.article_id],
+        set_={"body_hash": added.excluded.body_hash, "summary": added.excluded.summary,
+              "content_html": added.excluded.content_html},
+    )  # fmt: skip
+
+
 def _article(row: object, categories: tuple[str, ...]) -> Article:
     r = row  # a Row; attribute access by column name
+    rendered = r.rendition_hash is not None  # type: ignore[attr-defined]
     return Article(
         source=r.source,  # type: ignore[attr-defined]
         key=r.key,  # type: ignore[attr-defined]
         guid=r.guid,  # type: ignore[attr-defined]
         title=r.title,  # type: ignore[attr-defined]
-        content_html=r.content_html,  # type: ignore[attr-defined]
-        summary=r.summary,  # type: ignore[attr-defined]
+        content_html=r.content_html if rendered else "",  # type: ignore[attr-defined]
+        summary=r.summary if rendered else "",  # type: ignore[attr-defined]
         published=aware_utc(r.published),  # type: ignore[attr-defined]
         updated=aware_utc(r.updated),  # type: ignore[attr-defined]
         categories=categories,
@@ -294,4 +370,6 @@ def _article(row: object, categories: tuple[str, ...]) -> Article:
         author=r.author,  # type: ignore[attr-defined]
         image=r.image,  # type: ignore[attr-defined]
         tags=tuple(json.loads(r.tags)),  # type: ignore[attr-defined]
+        body_hash=r.body_hash,  # type: ignore[attr-defined]
+        rendered=rendered,
     )

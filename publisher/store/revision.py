@@ -21,6 +21,7 @@ REVISIONS = (
     "0006_admin",
     "0007_device_trust",
     "0008_readers_choices",
+    "0009_renditions",
 )
 HEAD = REVISIONS[-1]
 BEFORE_MIGRATIONS = "0.1.0 (before migrations)"  # our tables, but no alembic_version

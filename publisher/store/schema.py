@@ -57,6 +57,7 @@ articles_table = Table(
     Column("explicit_id", String(500)),
     Column("guid", String(600), nullable=False, unique=True),
     Column("content_hash", String(64), nullable=False),
+    Column("body_hash", String(64), nullable=False),  # its rendition's key (model.Article.body_hash)
     Column("published", DateTime, nullable=False),
     Column("updated", DateTime, nullable=False),
     Column("first_seen", DateTime, nullable=False),
@@ -65,13 +66,24 @@ articles_table = Table(
     Column("author", Text),
     Column("image", Text),
     Column("tags", Text, nullable=False, default="[]"),
-    Column("summary", Text, nullable=False),
-    Column("content_html", Text, nullable=False),
     UniqueConstraint("source", "key", name="uq_articles_source_key"),
     Index("ix_articles_published", "published"),
     # Covers fingerprints() and live_ids(): an unchanged build reads this index, never the
     # articles' text.
     Index("ix_articles_state", "source", "key", "fingerprint", "withdrawn"),
+)
+
+# An article's body as the feeds show it, once rendered: valid while `body_hash` is the
+# article's own (an edit or a change of the [text] rules gives the article a new one). A web
+# source's articles get theirs as they are stored; a file's when a feed, page or digest first
+# shows it, so a cold build of 100,000 files renders only the bodies its feeds show.
+article_renditions_table = Table(
+    "article_renditions",
+    metadata,
+    Column("article_id", Integer, ForeignKey("articles.id", ondelete="CASCADE"), primary_key=True),
+    Column("body_hash", String(64), nullable=False),
+    Column("summary", Text, nullable=False),
+    Column("content_html", Text, nullable=False),
 )
 
 # One row per article and category while the article is live; `published` is copied here so

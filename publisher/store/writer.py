@@ -13,6 +13,7 @@ from ..model import Article
 from .schema import (
     SITE_SCOPE,
     article_categories_table,
+    article_renditions_table,
     articles_table,
     dirty_table,
     folder_digests_table,
@@ -23,7 +24,7 @@ from .schema import (
 
 class StoreWriter:
     """Writes of one ingest pass. New and changed articles wait here and are written and
-    committed 2,000 at a time (`commit_batch`), the rest, the withdrawals and the folder digests
+    committed 500 at a time (`commit_batch`), the rest, the withdrawals and the folder digests
     at the end: SQLite has one write lock for the whole file, taken at a transaction's first
     write and held to its commit, so a pass of thousands of changes holds it for one batch's
     writes at a time, and a reader's unsubscribe waits a batch, not the whole pass.
@@ -83,12 +84,19 @@ class StoreWriter:
         and their category links. Changes go first: a renamed article frees its old key for a
         new article there."""
         assert self.conn is not None
+        renditions: list[dict[str, object]] = []
         for row_id, values, linked in self._updates:
             self.conn.execute(update(articles_table).where(articles_table.c.id == row_id).values(**values))
             if linked is not None:
                 self._unlink([row_id])
                 self._link(row_id, linked)
+                self.conn.execute(
+                    delete(article_renditions_table).where(article_renditions_table.c.article_id == row_id)
+                )
+                renditions.extend(_rendition(row_id, linked))
         self._updates.clear()
+        if renditions:
+            _insert_many(self.conn, article_renditions_table, renditions)
         if not self._pending:
             return
         stamp = self._stamp()
@@ -110,6 +118,9 @@ class StoreWriter:
         ]
         if links:
             _insert_many(self.conn, article_categories_table, links)
+        renditions = [row for _values, article in self._pending for row in _rendition(ids[article.key], article)]
+        if renditions:
+            _insert_many(self.conn, article_renditions_table, renditions)
         self._pending.clear()
 
     def replace(self, row_id: int, article: Article, explicit_id: str | None, fingerprint: str | None) -> None:
@@ -250,11 +261,20 @@ def _row(article: Article) -> dict[str, object]:
         "title": article.title,
         "url": article.url,
         "author": article.author,
-        "summary": article.summary,
-        "content_html": article.content_html,
         "image": article.image,
         "tags": json.dumps(list(article.tags), ensure_ascii=False),
         "published": naive_utc(article.published),
         "updated": naive_utc(article.updated),
         "content_hash": article.content_hash,
+        "body_hash": article.body_hash,
     }
+
+
+def _rendition(row_id: int, article: Article) -> list[dict[str, object]]:
+    """The rendition row of an article rendered as it was read (a web source's), else none."""
+    if not article.rendered:
+        return []
+    return [
+        {"article_id": row_id, "body_hash": article.body_hash,
+         "summary": article.summary, "content_html": article.content_html}
+    ]  # fmt: skip
