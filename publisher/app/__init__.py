@@ -351,7 +351,7 @@ class App(SourceServices, MailServices, WatchServices, WebSubServices):
         scopes: list[Category | None] = [s for s in [None, *output.categories] if needed(s)]
         limit = self.settings.feeds.max_items
         self.render_problems.clear()
-        written, _unchanged = output.write_scopes(scopes, lambda c: store.latest(c.slug if c else None, limit))
+        written, _unchanged = output.write_scopes(scopes, lambda wanted: store.latest_of(wanted, limit))
         more, _same = output.write_site_pages(lambda path: reshaped or not (out / path).is_file())
         written += more
         archive = self.archive

@@ -267,23 +267,34 @@ class ArticleStore:
 
     def latest(self, category_slug: str | None, limit: int) -> list[Article]:
         """The newest live articles, of one category or of the whole site, newest first."""
+        return self.latest_of([category_slug], limit)[category_slug]
+
+    def latest_of(self, scopes: Sequence[str | None], limit: int) -> dict[str | None, list[Article]]:
+        """`latest` of several scopes (category slugs, None for the whole site), one query each,
+        and the bodies missing from all of them rendered at once (on every core when many)."""
         a, ac = articles_table, article_categories_table
-        if category_slug is None:
-            query = select(a).where(a.c.withdrawn.is_(False)).order_by(a.c.published.desc(), a.c.id.desc())
-        else:
-            # Order by the link table's copy of `published`, so the index gives the order and
-            # only `limit` articles are read (ordering by the article's columns read them all).
-            query = (
-                select(a)
-                .join(ac, ac.c.article_id == a.c.id)
-                .where(ac.c.category_slug == category_slug)
-                .order_by(ac.c.published.desc(), ac.c.article_id.desc())
-            )
-        query = _with_rendition(query.limit(limit))
+        found: dict[str | None, Sequence[Any]] = {}
+        rows: dict[int, Any] = {}
         with self.engine.connect() as conn:
-            rows = conn.execute(query).all()
-            articles = self._with_categories(conn, rows)
-        return self._rendered(rows, articles)
+            for scope in dict.fromkeys(scopes):
+                if scope is None:
+                    query = select(a).where(a.c.withdrawn.is_(False)).order_by(a.c.published.desc(), a.c.id.desc())
+                else:
+                    # Order by the link table's copy of `published`, so the index gives the order
+                    # and only `limit` articles are read (ordering by the article's columns read them all).
+                    query = (
+                        select(a)
+                        .join(ac, ac.c.article_id == a.c.id)
+                        .where(ac.c.category_slug == scope)
+                        .order_by(ac.c.published.desc(), ac.c.article_id.desc())
+                    )
+                found[scope] = conn.execute(_with_rendition(query.limit(limit))).all()
+                rows.update((row.id, row) for row in found[scope])
+            every = list(rows.values())
+            articles = self._with_categories(conn, every)
+        keys = {row.id: (row.source, row.key) for row in every}
+        rendered = {(a.source, a.key): a for a in self._rendered(every, articles)}
+        return {scope: [rendered[keys[r.id]] for r in found[scope] if keys[r.id] in rendered] for scope in found}
 
     def _rendered(self, rows: Sequence[Any], articles: list[Article]) -> list[Article]:
         """`articles` with their renditions: the stored ones, and for the others the ones
