@@ -177,7 +177,8 @@ def prepare_in_order(
 ) -> Iterator[list[Prepared]]:
     """Yield prepared items chunk by chunk, in input order; a pool starts only for big inputs.
     An item that kills its worker process comes back as an ItemProblem naming it."""
-    pool = _Pool(workers(), (index, rules, site_url, render))
+    size = workers()  # once: os.cpu_count() reads /sys each time
+    pool = _Pool(size, (index, rules, site_url, render))
     window: deque[Queued] = deque()
     try:
         n = 0
@@ -189,13 +190,13 @@ def prepare_in_order(
                     yield []
                 continue
             n += 1
-            if n <= SERIAL_CHUNKS or workers() == 1:
+            if n <= SERIAL_CHUNKS or size == 1:
                 while window:  # keep order: never overtake queued work
                     yield _result(window.popleft(), window, pool)
                 yield prepare_all(chunk, index, rules, site_url, render)
                 continue
             window.append((chunk, pool.submit(chunk)))
-            if len(window) >= 2 * workers():  # bounded: at most this many chunks in memory
+            if len(window) >= 2 * size:  # bounded: at most this many chunks in memory
                 yield _result(window.popleft(), window, pool)
         while window:
             yield _result(window.popleft(), window, pool)

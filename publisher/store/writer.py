@@ -262,7 +262,7 @@ def _row(article: Article) -> dict[str, object]:
         "url": article.url,
         "author": article.author,
         "image": article.image,
-        "tags": json.dumps(list(article.tags), ensure_ascii=False),
+        "tags": json.dumps(list(article.tags), ensure_ascii=False) if article.tags else "[]",
         "published": naive_utc(article.published),
         "updated": naive_utc(article.updated),
         "content_hash": article.content_hash,
