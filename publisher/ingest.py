@@ -23,7 +23,7 @@ from .model import (
     SourceWarning,
     Unchanged,
 )
-from .normalize import CategoryIndex, NormalizeError, TextRules, make_guid
+from .normalize import CategoryIndex, NormalizeError, TextRules, hash_before_0009, make_guid
 from .parallel import CHUNK, Normalized, Prepared, prepare_in_order
 from .sources import Fetched, Source, failed_part_message
 from .store import WHOLE_SOURCE, Known, Store, StoreWriter
@@ -133,6 +133,7 @@ class _SourcePass:
         self.explicit_ids: dict[str, str] = {}
         self.guids = GuidCheck(store)
         self.moved: list[tuple[int, str, SourceItem, Article]] = []
+        self.stored_before_0009: list[tuple[Known, SourceItem, Article]] = []
         self.id_lost: list[tuple[Known, SourceItem, Article]] = []
         self.scopes: list[ScopeRead] = []  # what a web source said of each of its parts
         self.listed = 0  # items, unchanged ones and problems the source gave
@@ -186,6 +187,9 @@ class _SourcePass:
                         self.read.discard(result.key)
                     else:
                         self._item(writer, *outcome)
+                if len(self.stored_before_0009) >= 8 * CHUNK:
+                    self._compare_before_0009(writer)
+            self._compare_before_0009(writer)
             self._finish_moves(writer)
             self._withdraw_missing(writer)
             if self.folders:
@@ -279,7 +283,44 @@ class _SourcePass:
                 writer.set_fingerprint(known.id, item.fingerprint)
             self.written.add(item.key)
             self.report.unchanged += 1
+        elif known.body_hash == known.content_hash:  # stored before 0009 (new hashes never match)
+            self.stored_before_0009.append((known, item, article))
         else:
+            self._changed(writer, known, item, article)
+
+    def _compare_before_0009(self, writer: StoreWriter) -> None:
+        """Articles stored before revision 0009 met again (the first build after the upgrade
+        reads every file): compared by the hash they were stored with, of their rendered body,
+        so one unchanged takes the new hashes and keeps its updated stamp and its rendition
+        instead of counting as changed. Their bodies are rendered for this once (files are read
+        again for it, on the worker pool)."""
+        waiting, self.stored_before_0009 = self.stored_before_0009, []
+        if not waiting:
+            return
+        read_again = getattr(self.source, "read_again", None)
+        results: Iterable[Prepared]
+        if read_again is None:  # a web source's: rendered as read
+            results = [(item, article) for _known, item, article in waiting]
+        else:
+            c = self.context
+            units: list[Deferred | SourceItem] = [read_again(item.key) for _known, item, _article in waiting]
+            chunks = [units[start : start + CHUNK] for start in range(0, len(units), CHUNK)]
+            results = (r for chunk in prepare_in_order(chunks, c.index, c.rules, c.site_url, True, 0) for r in chunk)
+        for (known, item, article), result in zip(waiting, results, strict=True):
+            if isinstance(result, tuple):
+                again, now = result
+                if (
+                    isinstance(now, Article)
+                    and not known.withdrawn
+                    and known.explicit_id == item.explicit_id
+                    and now.body_hash == article.body_hash
+                    and hash_before_0009(again, now) == known.content_hash
+                ):
+                    updated = replace(now, guid=known.guid, updated=known.updated)
+                    writer.replace(known.id, updated, item.explicit_id, item.fingerprint)
+                    self.written.add(item.key)
+                    self.report.unchanged += 1
+                    continue
             self._changed(writer, known, item, article)
 
     def _new(self, writer: StoreWriter, item: SourceItem, article: Article) -> None:

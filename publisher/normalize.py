@@ -170,6 +170,18 @@ def content_hash(visible: tuple[str, ...]) -> str:
     return hashlib.sha256("\x1f".join(visible).encode("utf-8")).hexdigest()
 
 
+def hash_before_0009(item: SourceItem, article: Article) -> str:
+    """The content hash a store kept before revision 0009 (of the rendered body and summary),
+    of a rendered `article` of `item`: how the first ingest after the upgrade tells an article
+    unchanged since (its updated stamp kept) from one edited."""
+    visible = (
+        article.title, article.content_html, article.summary, article.url or "", article.author or "",
+        article.image or "", "\x1e".join(article.tags), "\x1e".join(article.categories),
+        article.published.isoformat(), article.updated.isoformat() if item.updated else "",
+    )  # fmt: skip
+    return content_hash(visible)
+
+
 def _leading_text(content: str, limit: int) -> str:
     """Plain text of the start of `content`: enough for a summary without converting the whole
     article. The HTML is cut after a tag, so no tag or entity is split; a first cut of 4x the

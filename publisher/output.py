@@ -7,13 +7,13 @@ reach the disk (feeds.write_if_changed), so an unchanged build writes nothing.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from .archive import ARCHIVE_DIR
 from .editions import Converted, Edition, script_links
-from .feeds import ArticlesFor, FeedLinks, write_feeds, write_if_changed
+from .feeds import FeedLinks, write_feeds, write_if_changed
 from .model import Article, Category, FeedFormat, FeedSpec, Site
 from .pages import category_page, render_category, render_index, render_opml
 from .scripts import HANS, HANT, path_segment
@@ -27,6 +27,9 @@ RESERVED_SLUGS = {
     path_segment(HANS): "the folder of the feeds and pages in 简体 (`[feeds] scripts`)",
     ARCHIVE_DIR: "the folder of the digest archive (`[digest] archive`)",
 }
+
+# The articles of each scope (a category's slug, None for the whole site), newest first
+ScopesArticles = Callable[[Sequence[str | None]], Mapping[str | None, Sequence[Article]]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,15 +65,15 @@ class Output:
     def file_count(self) -> int:
         return sum(len(self.scope_files(s)) for s in [None, *self.categories]) + len(self.site_files())
 
-    def write_scopes(self, scopes: Sequence[Category | None], articles_for: ArticlesFor) -> tuple[list[str], list[str]]:
+    def write_scopes(
+        self, scopes: Sequence[Category | None], articles_for: ScopesArticles
+    ) -> tuple[list[str], list[str]]:
         """The feeds of `scopes` and their categories' pages, in every edition; (written, unchanged)."""
-        cache: dict[str | None, Sequence[Article]] = {}
+        # Every scope's articles at once: the bodies still to render are rendered together
+        cache = articles_for([scope.slug if scope else None for scope in scopes])
 
         def latest(scope: Category | None) -> Sequence[Article]:
-            key = scope.slug if scope else None
-            if key not in cache:
-                cache[key] = articles_for(scope)
-            return cache[key]
+            return cache[scope.slug if scope else None]
 
         by_slug = {c.slug: c for c in self.categories}
         written: list[str] = []

@@ -174,10 +174,13 @@ def prepare_in_order(
     rules: TextRules,
     site_url: str,
     render: bool = True,
+    in_process: int = SERIAL_CHUNKS,
 ) -> Iterator[list[Prepared]]:
-    """Yield prepared items chunk by chunk, in input order; a pool starts only for big inputs.
-    An item that kills its worker process comes back as an ItemProblem naming it."""
-    pool = _Pool(workers(), (index, rules, site_url, render))
+    """Yield prepared items chunk by chunk, in input order; a pool starts only after
+    `in_process` chunks were done here (0: every chunk in a worker, however few). An item that
+    kills its worker process comes back as an ItemProblem naming it."""
+    size = workers()  # once: os.cpu_count() reads /sys each time
+    pool = _Pool(size, (index, rules, site_url, render))
     window: deque[Queued] = deque()
     try:
         n = 0
@@ -189,13 +192,13 @@ def prepare_in_order(
                     yield []
                 continue
             n += 1
-            if n <= SERIAL_CHUNKS or workers() == 1:
+            if n <= in_process or size == 1:
                 while window:  # keep order: never overtake queued work
                     yield _result(window.popleft(), window, pool)
                 yield prepare_all(chunk, index, rules, site_url, render)
                 continue
             window.append((chunk, pool.submit(chunk)))
-            if len(window) >= 2 * workers():  # bounded: at most this many chunks in memory
+            if len(window) >= 2 * size:  # bounded: at most this many chunks in memory
                 yield _result(window.popleft(), window, pool)
         while window:
             yield _result(window.popleft(), window, pool)

@@ -94,11 +94,59 @@ def test_a_rebuild_reads_no_body_twice_and_an_edit_is_rendered_anew(site: Site) 
     assert "改过的正文" in site.feed("tech/rss.xml").decode()
 
 
+def test_a_feed_still_shows_max_items_when_one_is_left_out(site: Site) -> None:
+    site.write_config(max_items=2)
+    for n, day in enumerate(("05", "06", "07")):
+        site.article(f"tech/a{n}.md", f"第{n}篇", date=f"2026-05-{day} 09:00")
+    app = site.app()
+    from publisher.model import BuildReport
+
+    report = BuildReport()
+    app.ingest(report)
+    (site.content / "tech" / "a2.md").unlink()  # the newest, gone before it is shown
+    app.write_output(report)
+    app.close()
+    feed = site.feed("tech/rss.xml").decode()
+    assert feed.count("<item>") == 2 and "第1篇" in feed and "第0篇" in feed
+
+
+def test_a_body_left_out_outside_a_build_is_shown_once_its_file_is_back(site: Site) -> None:
+    """The web process keeps one App for hours: an article left out of a digest preview while its
+    file was away is shown again as soon as the file is back."""
+    path = site.article("tech/a.md", "标题", body="正文。")
+    app = site.app()
+    from publisher.model import BuildReport
+
+    app.ingest(BuildReport())
+    text = path.read_text(encoding="utf-8")
+    path.unlink()
+    assert app.store.latest("tech", 10) == []
+    path.write_text(text, encoding="utf-8")
+    assert [a.title for a in app.store.latest("tech", 10)] == ["标题"]
+    app.close()
+
+
+def test_a_body_rendered_when_shown_after_an_edit_is_kept_by_the_next_ingest(site: Site) -> None:
+    path = site.article("tech/a.md", "标题", body="旧的正文。")
+    app = site.app()
+    from publisher.model import BuildReport
+
+    app.ingest(BuildReport())  # stored, not rendered yet
+    site.article("tech/a.md", "标题", body="新的正文。")
+    [shown] = app.store.latest("tech", 10)  # rendered from the file as it is now
+    app.ingest(BuildReport())  # stores the edit: the rendition made above is current
+    path.unlink()  # so nothing needs the file any more
+    [again] = app.store.latest("tech", 10)
+    app.close()
+    assert "新的正文" in shown.content_html and again.content_html == shown.content_html
+
+
 def test_a_body_that_cannot_be_read_when_shown_is_left_out_named_and_its_feeds_written_again(
     site: Site, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     site.article("tech/keep.md", "留下的", body="留下。")
     site.article("tech/gone.md", "消失的", date="2026-05-07 09:00", body="会消失。")
+    site.article("policy/other.md", "别的", body="别的类。")
     app = site.app()
     from publisher.model import BuildReport
 
@@ -112,8 +160,9 @@ def test_a_body_that_cannot_be_read_when_shown_is_left_out_named_and_its_feeds_w
     assert problem.startswith(f"{gone}: cannot read"), problem
     feed = site.feed("tech/rss.xml").decode()
     assert "留下的" in feed and "消失的" not in feed
-    with sqlite3.connect(site.db) as conn:
+    with sqlite3.connect(site.db) as conn:  # only the feeds that would show it stay marked
         assert {row[0] for row in conn.execute("SELECT scope FROM dirty_feeds")} == {"", "tech"}
+        assert conn.execute("SELECT value FROM meta WHERE key = 'render_signature'").fetchone() is not None
 
     after = site.build()  # the next ingest withdraws it, and the marks go
     assert (after.withdrawn, after.problems) == (1, [])

@@ -197,6 +197,35 @@ def test_the_0_1_0_store_upgrades_with_nothing_lost(old_store: Path) -> None:
         app.close()
 
 
+def test_the_first_build_after_the_upgrade_keeps_the_updated_stamp_of_every_article_left_as_it_was(
+    old_store: Path,
+) -> None:
+    """Revision 0009 changed what an article's content hash is of (its body as the file gives it,
+    no longer as rendered); the first build after an upgrade reads every file again (the version
+    is in the reading signature). An article whose rendered body is what the old store holds is
+    unchanged: it keeps its updated stamp and its rendition, under the new hashes."""
+    db = old_store.parent / "publisher.db"
+    assert cli(old_store, "db", "upgrade").exit_code == 0
+    with sqlite3.connect(db) as conn:
+        before = dict(conn.execute("SELECT key, updated FROM articles").fetchall())
+    built = cli(old_store, "build")
+    assert built.exit_code == 0, built.output
+    changed = int(re.search(r"changed\s+(\d+)", built.output).group(1))  # type: ignore[union-attr]
+    unchanged = int(re.search(r"unchanged\s+(\d+)", built.output).group(1))  # type: ignore[union-attr]
+    with sqlite3.connect(db) as conn:
+        after = dict(conn.execute("SELECT key, updated FROM articles").fetchall())
+        hashes = conn.execute("SELECT count(*) FROM articles WHERE body_hash = content_hash").fetchone()[0]
+        current = conn.execute(
+            "SELECT count(*) FROM articles AS a JOIN article_renditions AS r"
+            " ON r.article_id = a.id AND r.body_hash = a.body_hash"
+        ).fetchone()[0]
+    # Most demo files render as 0.1.0 rendered them; the few that 0.2.0 renders otherwise
+    # (its GBK text pages) count as changed, as 0.2.0 itself counted them.
+    assert changed + unchanged == len(before) and unchanged > 30
+    assert sum(1 for key in before if before[key] != after[key]) == changed
+    assert hashes == 0 and current == len(before)  # every article on the new hashes, shown as rendered
+
+
 def test_a_store_behind_is_refused_and_left_alone(old_store: Path) -> None:
     db = old_store.parent / "publisher.db"
     before = snapshot(db)

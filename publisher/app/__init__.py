@@ -19,7 +19,7 @@ from ..config import Settings
 from ..feeds import FeedLinks
 from ..ingest import Clock, Tick, ingest
 from ..metrics import Metrics
-from ..model import BuildReport, Category, Site
+from ..model import Article, BuildReport, Category, Site
 from ..normalize import TextRules
 from ..scripts import ScriptConversion, site_script
 from ..store import Store
@@ -66,7 +66,7 @@ class App(SourceServices, MailServices, WatchServices, WebSubServices):
     hub_pings: HubPings | None = None  # `publisher run`'s, shared with its jobs; else made when hubs are set
     _store: Store | None = field(default=None, init=False)
     _categories: list[Category] | None = field(default=None, init=False)
-    render_problems: dict[tuple[str, str], str] = field(default_factory=dict, init=False)
+    rendering: dict[tuple[str, str], tuple[str, Article]] | None = field(default=None, init=False)
     _theme: Theme | None = field(default=None, init=False)
     _signing_key: bytes | None = field(default=None, init=False)
     _alerts: Alerts | None = field(default=None, init=False)
@@ -350,8 +350,12 @@ class App(SourceServices, MailServices, WatchServices, WebSubServices):
 
         scopes: list[Category | None] = [s for s in [None, *output.categories] if needed(s)]
         limit = self.settings.feeds.max_items
-        self.render_problems.clear()
-        written, _unchanged = output.write_scopes(scopes, lambda c: store.latest(c.slug if c else None, limit))
+        left_out: dict[tuple[str, str], tuple[str, Article]] = {}
+        self.rendering = left_out
+        try:
+            written, _unchanged = output.write_scopes(scopes, lambda wanted: store.latest_of(wanted, limit))
+        finally:
+            self.rendering = None
         more, _same = output.write_site_pages(lambda path: reshaped or not (out / path).is_file())
         written += more
         archive = self.archive
@@ -364,9 +368,10 @@ class App(SourceServices, MailServices, WatchServices, WebSubServices):
         announced = sorted({*written, *(path for scope in changed for path in output.scope_files(scope))})
         # An article left out (its body could not be rendered) keeps its feeds marked: they are
         # written again, with it, once it can be shown.
-        report.problems.extend(self.render_problems.values())
-        if self.keep_pings(announced) and not self.render_problems:
-            store.clear_dirty(dirty)
+        report.problems.extend(problem for problem, _article in left_out.values())
+        kept = {scope for _problem, article in left_out.values() for scope in (SITE_SCOPE, *article.categories)}
+        if self.keep_pings(announced):
+            store.clear_dirty(dirty - kept)
             if reshaped:
                 store.set_meta("render_signature", signature)
         report.feeds_written += len(written)

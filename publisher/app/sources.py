@@ -130,7 +130,8 @@ class SourceServices:
     settings: Settings
     clock: Clock
     metrics: Metrics
-    render_problems: dict[tuple[str, str], str]  # (source, key) -> why it was left out (render_bodies)
+    # During a build's writes: (source, key) -> (why, article) of each article left out (render_bodies)
+    rendering: dict[tuple[str, str], tuple[str, Article]] | None
 
     if TYPE_CHECKING:
 
@@ -171,11 +172,12 @@ class SourceServices:
         """The bodies of articles stored unrendered (files), read again from their sources and
         rendered as normalize renders them (the store keeps them: `ArticleStore.render_bodies`),
         with the body hash of what was read; many at once on every core, as ingest reads them,
-        so a file that crashes the renderer is named and the rest rendered. A file changed
-        since the last ingest is shown as it is now (the next ingest stores its new fields); one
-        gone, unreadable or unrenderable is left out of what is written now, logged and kept in
-        `render_problems` for the build's report (and not tried again by the build's other
-        feeds; the next ingest withdraws it or reads it again)."""
+        so a file that crashes the renderer is named and the rest rendered (always in a worker,
+        even one body: a crash in native code never takes the build or the service down). A file
+        changed since the last ingest is shown as it is now (the next ingest stores its new
+        fields). One gone, unreadable or unrenderable is left out and logged; during a build
+        (`rendering`, set by write_output) it is also kept in `render_problems`, for the report
+        and the feeds that stay marked, and not tried again by the build's other feeds."""
         from ..parallel import CHUNK, prepare_in_order
 
         configs = {s.source_name: s for s in self.settings.sources if isinstance(s, FilesSourceConfig)}
@@ -184,7 +186,7 @@ class SourceServices:
         shown: list[Article] = []  # the article of each unit of work
         for article in articles:
             config = configs.get(article.source)
-            if (article.source, article.key) in self.render_problems:
+            if self.rendering is not None and (article.source, article.key) in self.rendering:
                 continue
             if config is None:
                 self._left_out(article, f"{article.key}: its source {article.source!r} is no longer configured")
@@ -196,8 +198,8 @@ class SourceServices:
             shown.append(article)
         chunks = [work[start : start + CHUNK] for start in range(0, len(work), CHUNK)]
         made: dict[tuple[str, str], tuple[Rendition, str]] = {}
-        rendered = (r for chunk in prepare_in_order(chunks, CategoryIndex(self.categories), self.rules, self.site.url)
-                    for r in chunk)  # fmt: skip
+        index, site_url = CategoryIndex(self.categories), self.site.url
+        rendered = (r for chunk in prepare_in_order(chunks, index, self.rules, site_url, in_process=0) for r in chunk)
         for article, result in zip(shown, rendered, strict=True):
             if result is None or isinstance(result, ItemProblem):
                 self._left_out(article, str(result) if result is not None else f"{article.key}: it is a draft now")
@@ -211,8 +213,9 @@ class SourceServices:
         return made
 
     def _left_out(self, article: Article, problem: str) -> None:
-        log.warning("left out of the feeds until it can be shown: %s", problem)
-        self.render_problems[(article.source, article.key)] = problem
+        log.warning("left out until it can be shown: %s", problem)
+        if self.rendering is not None:
+            self.rendering[(article.source, article.key)] = (problem, article)
 
     def source_health(self) -> list[SourceHealth]:
         """Every configured source and its parts as their last runs left them (`publisher

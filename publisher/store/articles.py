@@ -10,9 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Select, and_, delete, insert, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.sql import Executable
 
 from ..model import Article, Category, Rendition
 from .schema import (
@@ -25,7 +23,7 @@ from .schema import (
     folder_digests_table,
     naive_utc,
 )
-from .writer import StoreWriter
+from .writer import StoreWriter, upsert_renditions
 
 _PARAMETER = re.compile(r"(?<![:\w]):(\w+)")
 
@@ -267,23 +265,54 @@ class ArticleStore:
 
     def latest(self, category_slug: str | None, limit: int) -> list[Article]:
         """The newest live articles, of one category or of the whole site, newest first."""
+        return self.latest_of([category_slug], limit)[category_slug]
+
+    def latest_of(self, scopes: Sequence[str | None], limit: int) -> dict[str | None, list[Article]]:
+        """`latest` of several scopes (category slugs, None for the whole site), one query each,
+        and the bodies missing from all of them rendered at once (on every core when many). A
+        scope with articles left out (a body that could not be rendered) is read again further
+        back, so a feed still shows `limit` articles when the store has them."""
+        out: dict[str | None, list[Article]] = {}
+        wanted = dict.fromkeys(scopes, limit)
+        while wanted:
+            found, shown = self._latest_once(wanted)
+            further = {}
+            for scope, asked in wanted.items():
+                if len(shown[scope]) >= limit or len(found[scope]) < asked:  # full, or nothing older
+                    out[scope] = shown[scope][:limit]
+                else:
+                    further[scope] = asked + limit - len(shown[scope])
+            wanted = further
+        return out
+
+    def _latest_once(
+        self, wanted: Mapping[str | None, int]
+    ) -> tuple[dict[str | None, Sequence[Any]], dict[str | None, list[Article]]]:
+        """The rows of each scope's newest `wanted[scope]`, and its articles that could be shown."""
         a, ac = articles_table, article_categories_table
-        if category_slug is None:
-            query = select(a).where(a.c.withdrawn.is_(False)).order_by(a.c.published.desc(), a.c.id.desc())
-        else:
-            # Order by the link table's copy of `published`, so the index gives the order and
-            # only `limit` articles are read (ordering by the article's columns read them all).
-            query = (
-                select(a)
-                .join(ac, ac.c.article_id == a.c.id)
-                .where(ac.c.category_slug == category_slug)
-                .order_by(ac.c.published.desc(), ac.c.article_id.desc())
-            )
-        query = _with_rendition(query.limit(limit))
+        found: dict[str | None, Sequence[Any]] = {}
+        rows: dict[int, Any] = {}
         with self.engine.connect() as conn:
-            rows = conn.execute(query).all()
-            articles = self._with_categories(conn, rows)
-        return self._rendered(rows, articles)
+            for scope, limit in wanted.items():
+                if scope is None:
+                    query = select(a).where(a.c.withdrawn.is_(False)).order_by(a.c.published.desc(), a.c.id.desc())
+                else:
+                    # Order by the link table's copy of `published`, so the index gives the order
+                    # and only `limit` articles are read (ordering by the article's columns read them all).
+                    query = (
+                        select(a)
+                        .join(ac, ac.c.article_id == a.c.id)
+                        .where(ac.c.category_slug == scope)
+                        .order_by(ac.c.published.desc(), ac.c.article_id.desc())
+                    )
+                found[scope] = conn.execute(_with_rendition(query.limit(limit))).all()
+                rows.update((row.id, row) for row in found[scope])
+            every = list(rows.values())
+            articles = self._with_categories(conn, every)
+        keys = {row.id: (row.source, row.key) for row in every}
+        rendered = {(a.source, a.key): a for a in self._rendered(every, articles)}
+        shown = {scope: [rendered[keys[r.id]] for r in found[scope] if keys[r.id] in rendered] for scope in found}
+        return found, shown
 
     def _rendered(self, rows: Sequence[Any], articles: list[Article]) -> list[Article]:
         """`articles` with their renditions: the stored ones, and for the others the ones
@@ -301,8 +330,7 @@ class ArticleStore:
                 for key, (rendition, body_hash) in made.items()
             ]  # fmt: skip
             with self.engine.begin() as conn:
-                for start in range(0, len(values), 500):
-                    conn.execute(_rendition_upsert(conn, values[start : start + 500]))
+                upsert_renditions(conn, values)
         out = []
         for article in articles:
             if article.rendered:
@@ -339,17 +367,6 @@ def _with_rendition(query: Select[Any]) -> Select[Any]:
     return query.outerjoin(r, current).add_columns(
         r.c.body_hash.label("rendition_hash"), r.c.summary.label("summary"), r.c.content_html.label("content_html")
     )
-
-
-def _rendition_upsert(conn: Connection, values: list[dict[str, object]]) -> Executable:
-    table = article_renditions_table
-    added = postgresql.insert(table) if conn.dialect.name == "postgresql" else sqlite.insert(table)
-    added = added.values(values)
-    return added.on_conflict_do_update(
-        index_elements=[table.c.article_id],
-        set_={"body_hash": added.excluded.body_hash, "summary": added.excluded.summary,
-              "content_html": added.excluded.content_html},
-    )  # fmt: skip
 
 
 def _article(row: object, categories: tuple[str, ...]) -> Article:

@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 
 from sqlalchemy import Boolean, DateTime, Table, delete, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
 from ..model import Article
@@ -24,7 +25,7 @@ from .schema import (
 
 class StoreWriter:
     """Writes of one ingest pass. New and changed articles wait here and are written and
-    committed 500 at a time (`commit_batch`), the rest, the withdrawals and the folder digests
+    committed 2,000 at a time (`commit_batch`), the rest, the withdrawals and the folder digests
     at the end: SQLite has one write lock for the whole file, taken at a transaction's first
     write and held to its commit, so a pass of thousands of changes holds it for one batch's
     writes at a time, and a reader's unsubscribe waits a batch, not the whole pass.
@@ -90,13 +91,12 @@ class StoreWriter:
             if linked is not None:
                 self._unlink([row_id])
                 self._link(row_id, linked)
-                self.conn.execute(
-                    delete(article_renditions_table).where(article_renditions_table.c.article_id == row_id)
-                )
+                # A rendition stays until another replaces it: the join on the body hash tells
+                # whether it is current (an edit rendered when shown, before this ingest, is kept)
                 renditions.extend(_rendition(row_id, linked))
         self._updates.clear()
         if renditions:
-            _insert_many(self.conn, article_renditions_table, renditions)
+            upsert_renditions(self.conn, renditions)
         if not self._pending:
             return
         stamp = self._stamp()
@@ -262,12 +262,32 @@ def _row(article: Article) -> dict[str, object]:
         "url": article.url,
         "author": article.author,
         "image": article.image,
-        "tags": json.dumps(list(article.tags), ensure_ascii=False),
+        "tags": json.dumps(list(article.tags), ensure_ascii=False) if article.tags else "[]",
         "published": naive_utc(article.published),
         "updated": naive_utc(article.updated),
         "content_hash": article.content_hash,
         "body_hash": article.body_hash,
     }
+
+
+def upsert_renditions(conn: Connection, values: list[dict[str, object]]) -> None:
+    """Store these renditions, each replacing its article's (two processes rendering one body at
+    once both succeed: the later stands)."""
+    table = article_renditions_table
+    for start in range(0, len(values), 500):
+        added = postgresql.insert(table) if conn.dialect.name == "postgresql" else sqlite.insert(table)
+        added = added.values(values[start : start + 500])
+        excluded = added.excluded
+        conn.execute(
+            added.on_conflict_do_update(
+                index_elements=[table.c.article_id],
+                set_={
+                    "body_hash": excluded.body_hash,
+                    "summary": excluded.summary,
+                    "content_html": excluded.content_html,
+                },
+            )  # fmt: skip
+        )
 
 
 def _rendition(row_id: int, article: Article) -> list[dict[str, object]]:
