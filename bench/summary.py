@@ -94,7 +94,7 @@ def four_aims(since: float | None) -> tuple[list[dict[str, Any]], bool]:
     return [
         combine("1", feed),
         combine("2", plus),
-        combine("3", [aims.digest_aim(mail, why_mail)]),
+        combine("3", aims.digest_aims(mail, why_mail)),
         combine("4", aims.serving_aims(serving, why_serving)),
     ], run is not None
 
