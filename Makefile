@@ -46,11 +46,25 @@ $(VENV)/.mailbox: | $(VENV)/.installed
 	$(call apt_install,mailbox tests,$(shell command -v dovecot >/dev/null 2>&1 || [ -x /usr/sbin/dovecot ] \
 	  || echo dovecot-imapd dovecot-pop3d),without dovecot the bounce-mailbox tests skip,$@)
 
-# tests/test_nginx_config.py runs nginx with config/nginx.conf, the settings docs/operations.md
-# puts in front of the feed server.
+# tests/test_nginx_config.py and the serving bench run nginx with config/nginx.conf, the settings
+# docs/operations.md puts in front of the feed server.
 $(VENV)/.nginx: | $(VENV)/.installed
-	$(call apt_install,nginx test,$(shell command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] \
-	  || echo nginx-light),without nginx tests/test_nginx_config.py skips,$@)
+	$(call apt_install,nginx,$(shell command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] \
+	  || echo nginx-light),without nginx tests/test_nginx_config.py skips and the serving bench has no ratio,$@)
+
+# The benches' other peers and tools (docs/performance.md): Hugo for the cold build, Postfix's
+# smtp-sink for the mail bench, wrk for the serving bench.
+$(VENV)/.hugo: | $(VENV)/.installed
+	$(call apt_install,build bench,$(shell command -v hugo >/dev/null 2>&1 || echo hugo),\
+	  without hugo the build bench skips its aims against Hugo,$@)
+
+$(VENV)/.smtp-sink: | $(VENV)/.installed
+	$(call apt_install,mail bench,$(shell command -v smtp-sink >/dev/null 2>&1 || [ -x /usr/sbin/smtp-sink ] \
+	  || echo postfix),without smtp-sink the mail bench skips,$@)
+
+$(VENV)/.wrk: | $(VENV)/.installed
+	$(call apt_install,serving bench,$(shell command -v wrk >/dev/null 2>&1 || echo wrk),\
+	  without wrk the serving bench skips,$@)
 
 # `make run PORT=9000 HOST=0.0.0.0`: from the command line only (a login shell may export HOST).
 # On another port the demo's own links (output.base_url, web.public_url: http://127.0.0.1:8080)
@@ -78,10 +92,16 @@ run: $(VENV)/.installed
 test: $(VENV)/.installed $(VENV)/.browser $(VENV)/.mailbox $(VENV)/.nginx
 	$(PY) -m pytest -q
 
-bench: $(VENV)/.bench
-	$(PY) bench/run.py
-	$(PY) bench/mail.py
-	$(PY) bench/serving.py
+# The four benches of issue 16, then one summary of their aims (bench/summary.py). A bench whose
+# tool is missing says so and skips (mail.py exits 2); the target fails only when one crashed.
+bench: $(VENV)/.bench $(VENV)/.hugo $(VENV)/.smtp-sink $(VENV)/.wrk $(VENV)/.nginx
+	@$(PY) bench/summary.py --start
+	@status=0; \
+	$(PY) bench/run.py || status=1; \
+	$(PY) bench/mail.py; rc=$$?; [ $$rc = 0 ] || [ $$rc = 2 ] || status=1; \
+	$(PY) bench/serving.py || status=1; \
+	$(PY) bench/summary.py || status=1; \
+	exit $$status
 
 lint: $(VENV)/.installed
 	$(PY) -m pip install --quiet -e '.[dev]'

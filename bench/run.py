@@ -1,4 +1,4 @@
-"""Benchmark: publisher against a bare feedgen floor and against Pelican.
+"""Benchmark: publisher against Hugo's feeds-only build and a bare feedgen floor.
 
 For each corpus size (default 1k, 10k, 100k articles) this runs, each as its own
 process so wall time and peak RSS are the whole process's:
@@ -6,18 +6,22 @@ process so wall time and peak RSS are the whole process's:
 * publisher: a cold build (fresh store and output), a rebuild with nothing
   changed, and a rebuild after one new article was added;
 * the floor (bench/floor.py): front matter + feedgen, no store, no rendering;
-* Pelican with only its site and category feeds on (1k and 10k only).
+* Hugo (bench/hugo_ref.py): the site's and each category's RSS feed, cold, when
+  `hugo` is installed (without it the output says so and its aims are skipped);
+* with --pelican, Pelican with only its site and category feeds on (1k and 10k only).
 
-It prints one table and the aims with PASS/FAIL and writes the same as
-Markdown to bench/out/results.md. Exit status: 0 when every tool ran (even if
-an aim failed: this is a report), 1 when a tool crashed, 2 on a setup error.
+It prints one table and issue 16's aims 1 and 2 (bench/aims.py) with PASS/FAIL
+and their ratios, and writes the same to bench/out/results.md and results.json.
+Exit status: 0 when every tool ran (even if an aim failed: this is a report),
+1 when a tool crashed or Hugo's feeds were wrong, 2 on a setup error.
 
-Usage: python bench/run.py [--sizes 1000,10000,100000] [--skip-pelican]
+Usage: python bench/run.py [--sizes 1000,10000,100000] [--pelican]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import importlib.metadata
 import json
@@ -35,7 +39,9 @@ from pathlib import Path
 BENCH_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH_DIR))
 
-import corpus  # noqa: E402  (bench/ is not a package)
+import aims  # noqa: E402  (bench/ is not a package)
+import corpus  # noqa: E402
+import hugo_ref  # noqa: E402
 import pelican_ref  # noqa: E402
 
 OUT_DIR = BENCH_DIR / "out"
@@ -48,12 +54,6 @@ TIMEZONE = "Asia/Shanghai"
 MAX_ITEMS = 50
 WARMUP_SIZE = 50
 CONTENDED = 0.3  # cores used by other processes during a run, above which it is flagged
-
-# Aims from the issue.
-AIM_PELICAN_SPEEDUP = 5.0  # cold 10k build at least 5x faster than Pelican
-AIM_PLUS_ONE_SECONDS = 2.0  # one-article rebuild at 100k under 2 s ...
-AIM_PLUS_ONE_GROWTH = 2.0  # ... and no more than 2x its 1k figure
-AIM_PEAK_MB = 500.0  # peak memory at 100k
 
 
 # --------------------------------------------------------------------------
@@ -393,15 +393,16 @@ def fmt_s(value: float | None) -> str:
     return "—" if value is None else f"{value:.2f}"
 
 
-def fmt_ratio(num: float | None, den: float | None) -> str:
+def fmt_ratio(num: float | None, den: float | None, digits: int = 1) -> str:
     if num is None or not den:
         return "—"
-    return f"{num / den:.1f}×"
+    return f"{num / den:.{digits}f}×"
 
 
 def table(rows: list[Row]) -> tuple[list[str], list[list[str]]]:
-    header = ["size", "tool", "cold s", "unchanged s", "+1 article s", "peak MB", "cold/floor", "+1/floor"]
+    header = ["size", "tool", "cold s", "unchanged s", "+1 article s", "peak MB", "cold/hugo", "cold/floor", "+1/floor"]
     floors = {r.size: r.cold_s for r in rows if r.tool == "floor"}
+    hugos = {r.size: r.cold_s for r in rows if r.tool == "hugo"}
     body = []
     for r in rows:
         floor = floors.get(r.size)
@@ -413,6 +414,7 @@ def table(rows: list[Row]) -> tuple[list[str], list[list[str]]]:
                 fmt_s(r.unchanged_s),
                 fmt_s(r.plus_one_s),
                 "—" if r.peak_mb is None else f"{r.peak_mb:.0f}",
+                fmt_ratio(r.cold_s, hugos.get(r.size), 2),
                 fmt_ratio(r.cold_s, floor),
                 fmt_ratio(r.plus_one_s, floor),
             ]
@@ -440,55 +442,29 @@ def render_md(header: list[str], body: list[list[str]]) -> str:
     return "\n".join(out)
 
 
-def evaluate_aims(rows: list[Row]) -> list[tuple[str, str, str]]:
-    """(aim, verdict PASS/FAIL/n/a, detail)."""
+def row_dict(r: Row) -> dict[str, object]:
+    """One row as results.json keeps it (and as aims.feed_aims reads it)."""
+    return {
+        "size": r.size,
+        "tool": r.tool,
+        "crashed": r.crashed,
+        "cold_s": r.cold_s,
+        "unchanged_s": r.unchanged_s,
+        "plus_one_s": r.plus_one_s,
+        "cold_runs_s": [x.seconds for x in r.colds],
+        "unchanged_runs_s": [x.seconds for x in r.unchanged],
+        "plus_one_runs_s": [x.seconds for x in r.plus_one],
+        "peak_mb": r.peak_mb,
+        "peak_pss_mb": r.peak_pss_mb,
+        "max_processes": r.max_processes,
+        "cpu_s": [x.cpu_s for x in r.runs()],
+        "other_load": [x.other_load for x in r.runs()],
+        "notes": r.notes,
+    }
 
-    def get(size: int, tool: str) -> Row | None:
-        return next((r for r in rows if r.size == size and r.tool == tool), None)
 
-    aims: list[tuple[str, str, str]] = []
-
-    pub, pel = get(10_000, "publisher"), get(10_000, "pelican")
-    name = f"cold 10k build ≥ {AIM_PELICAN_SPEEDUP:g}× faster than Pelican"
-    if pub and pel and pub.cold_s and pel.cold_s:
-        speedup = pel.cold_s / pub.cold_s
-        aims.append(
-            (
-                name,
-                "PASS" if speedup >= AIM_PELICAN_SPEEDUP else "FAIL",
-                f"Pelican {pel.cold_s:.2f} s / publisher {pub.cold_s:.2f} s = {speedup:.1f}×",
-            )
-        )
-    else:
-        aims.append((name, "n/a", "needs publisher and Pelican at 10,000"))
-
-    big, small = get(100_000, "publisher"), get(1_000, "publisher")
-    name = f"+1 article rebuild at 100k < {AIM_PLUS_ONE_SECONDS:g} s and ≤ {AIM_PLUS_ONE_GROWTH:g}× the 1k figure"
-    if big and small and big.plus_one_s is not None and small.plus_one_s is not None:
-        growth = big.plus_one_s / small.plus_one_s
-        ok = big.plus_one_s < AIM_PLUS_ONE_SECONDS and growth <= AIM_PLUS_ONE_GROWTH
-        aims.append(
-            (
-                name,
-                "PASS" if ok else "FAIL",
-                (f"100k {big.plus_one_s:.2f} s, 1k {small.plus_one_s:.2f} s, growth {growth:.1f}×"),
-            )
-        )
-    else:
-        aims.append((name, "n/a", "needs publisher at 1,000 and 100,000"))
-
-    name = f"peak memory at 100k < {AIM_PEAK_MB:g} MB"
-    if big and big.peak_mb is not None and not big.crashed:
-        aims.append(
-            (
-                name,
-                "PASS" if big.peak_mb < AIM_PEAK_MB else "FAIL",
-                f"{big.peak_mb:.0f} MB (largest of the cold and rebuild runs)",
-            )
-        )
-    else:
-        aims.append((name, "n/a", "needs publisher at 100,000"))
-    return aims
+def fmt_aim_ratio(ratio: float | None) -> str:
+    return "—" if ratio is None else f"{ratio:.2f}"
 
 
 def publisher_source_mtime() -> float | None:
@@ -629,6 +605,38 @@ def floor_cold(row: Row, content: Path, work: Path) -> None:
         log(f"  floor failed (exit {r.returncode}):\n" + tail(r.log))
 
 
+def hugo_cold(row: Row, hugo: str, content: Path, work: Path) -> None:
+    """One cold Hugo build (fresh output and cache folders), then a check of its feeds against
+    the corpus and the floor's feeds of this round (bench/hugo_ref.py)."""
+    hdir = work / "hugo"
+    site = hugo_ref.write_site(
+        hdir / "site", site_title=SITE_TITLE, site_url=SITE_URL, timezone=TIMEZONE, max_items=MAX_ITEMS
+    )
+    for folder in (hdir / "public", hdir / "cache"):
+        shutil.rmtree(folder, ignore_errors=True)
+    cmd = hugo_ref.command(hugo, site, content, hdir / "public", hdir / "cache")
+    r = measure(cmd, cwd=hdir, log=hdir / f"cold-{len(row.colds) + 1}.log")
+    log_run("hugo", "cold", r)
+    row.colds.append(r)
+    if not r.ok:
+        row.crashed = True
+        log(f"  hugo failed (exit {r.returncode}):\n" + tail(r.log))
+        return
+    problems = hugo_ref.check_output(
+        hdir / "public", content, timezone=TIMEZONE, max_items=MAX_ITEMS, floor=work / "floor" / "public"
+    )
+    if problems:
+        row.crashed = True
+        row.notes += [f"wrong feeds: {p}" for p in problems]
+        log("  hugo's feeds are wrong:\n    " + "\n    ".join(problems))
+    elif len(row.colds) == 1:
+        feeds = sorted(p.relative_to(hdir / "public").as_posix() for p in (hdir / "public").rglob("*.xml"))
+        row.notes.append(
+            f"wrote {len(feeds)} RSS feeds, checked: item counts, newest first, rendered HTML, "
+            "front-matter dates in Asia/Shanghai, the same articles as the floor's feeds"
+        )
+
+
 def pelican_cold(row: Row, content: Path, work: Path) -> None:
     pdir = work / "pelican"
     settings = pelican_ref.write_settings(
@@ -651,24 +659,28 @@ def pelican_cold(row: Row, content: Path, work: Path) -> None:
 
 
 def bench_size(
-    cli: str, size: int, content: Path, work: Path, cold_n: int, repeat: int, with_pelican: bool
+    cli: str, size: int, content: Path, work: Path, cold_n: int, repeat: int, hugo: str | None, with_pelican: bool
 ) -> list[Row]:
-    """Every tool at one size. Cold runs interleave the tools, so drift in the machine's speed
-    hits them alike; then the publisher's unchanged and +1 rebuilds."""
+    """Every tool at one size. Cold runs interleave the tools (publisher, floor, Hugo, Pelican),
+    so drift in the machine's speed hits them alike; then the publisher's unchanged and +1
+    rebuilds."""
     publisher, floor = Row(size, "publisher"), Row(size, "floor")
+    hugo_row = Row(size, "hugo") if hugo else None
     pelican = Row(size, "pelican") if with_pelican else None
     for _ in range(cold_n):
         if not publisher.crashed:
             publisher_cold(publisher, cli, content, work)
         if not floor.crashed:
             floor_cold(floor, content, work)
+        if hugo and hugo_row is not None and not hugo_row.crashed:
+            hugo_cold(hugo_row, hugo, content, work)
         if pelican is not None and not pelican.crashed:
             pelican_cold(pelican, content, work)
     if not publisher.crashed:
         publisher_rebuilds(publisher, cli, content, work, repeat)
     if pelican is not None and not pelican.crashed:
         pelican.notes.append(f"wrote {count_files(work / 'pelican' / 'public')} feed files")
-    return [r for r in (publisher, floor, pelican) if r is not None]
+    return [r for r in (publisher, floor, hugo_row, pelican) if r is not None]
 
 
 def profile_cold(cli: str, size: int) -> int:
@@ -697,7 +709,7 @@ def main(argv: list[str] | None = None) -> int:
     global QUIET_WAIT
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="1000,10000,100000", help="comma-separated corpus sizes (default: %(default)s)")
-    ap.add_argument("--skip-pelican", action="store_true", help="do not run the Pelican reference")
+    ap.add_argument("--pelican", action="store_true", help="also run the Pelican reference (1k and 10k)")
     ap.add_argument(
         "--pelican-max", type=int, default=10_000, help="largest size Pelican is run at (default: %(default)s)"
     )
@@ -745,13 +757,24 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.profile:
         return profile_cold(cli, args.profile)
-    run_pelican = not args.skip_pelican
+    run_pelican = args.pelican
     if run_pelican and subprocess.call([sys.executable, "-c", "import pelican"], stderr=subprocess.DEVNULL) != 0:
         log(
             "Pelican is not installed for this Python; install the bench extra "
-            "(`pip install -e '.[test,bench]'`) or pass --skip-pelican"
+            "(`pip install -e '.[test,bench]'`) or leave out --pelican"
         )
         return 2
+    hugo = hugo_ref.find_hugo()
+    hugo_missing = None if hugo else "hugo is not installed (Debian: apt-get install hugo): its aims are skipped"
+    hugo_info: dict[str, object] = {"installed": False, "skipped": hugo_missing}
+    if hugo:
+        work = OUT_DIR / "run-SIZE" / "hugo"
+        sample = hugo_ref.command(hugo, work / "site", OUT_DIR / "corpus-SIZE" / "content", work / "public",
+                                  work / "cache")  # fmt: skip
+        hugo_info = {"installed": True, "version": hugo_ref.version(hugo), "command": " ".join(sample)}
+        log(f"Hugo: {hugo_info['version']}\n  command: {hugo_info['command']}")
+    else:
+        log(hugo_missing or "")
 
     OUT_DIR.mkdir(parents=True, exist_ok=True)
     # Warm-up, not measured: every tool once on a tiny corpus, which fills the byte-code
@@ -760,7 +783,7 @@ def main(argv: list[str] | None = None) -> int:
     warm = OUT_DIR / "warmup"
     shutil.rmtree(warm, ignore_errors=True)
     warm_content = corpus.ensure_corpus(WARMUP_SIZE)
-    warm_rows = bench_size(cli, WARMUP_SIZE, warm_content, warm, 1, 1, run_pelican)
+    warm_rows = bench_size(cli, WARMUP_SIZE, warm_content, warm, 1, 1, hugo, run_pelican)
     if any(r.crashed for r in warm_rows):
         log("a tool failed on the warm-up corpus; see the logs above")
 
@@ -778,16 +801,18 @@ def main(argv: list[str] | None = None) -> int:
         work.mkdir(parents=True)
         # above 10k one cold run each keeps the whole benchmark near ten minutes
         cold_n = args.cold_repeat if size <= 10_000 else 1
-        rows += bench_size(cli, size, content, work, cold_n, args.repeat, run_pelican and size <= args.pelican_max)
+        with_pelican = run_pelican and size <= args.pelican_max
+        rows += bench_size(cli, size, content, work, cold_n, args.repeat, hugo, with_pelican)
 
     header, body = table(rows)
-    aims = evaluate_aims(rows)
-    text_table = render_text(header, body)
+    row_dicts = [row_dict(r) for r in rows]
+    verdicts = aims.feed_aims(row_dicts, hugo_missing)
     print()
-    print(text_table)
+    print(render_text(header, body))
     print()
-    for name, verdict, detail in aims:
-        print(f"{verdict:<4}  {name}: {detail}")
+    print(f"Hugo: {hugo_info['version']}; {hugo_info['command']}" if hugo else f"Hugo: {hugo_missing}")
+    for v in verdicts:
+        print(v.line())
     code_note = []
     if code_mtime is not None:
         stamp = dt.datetime.fromtimestamp(code_mtime).astimezone()
@@ -807,6 +832,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"note  {n}")
 
     vers = versions()
+    vers["hugo"] = str(hugo_info.get("version", "not installed"))
     md = [
         "# Benchmark results",
         "",
@@ -816,17 +842,18 @@ def main(argv: list[str] | None = None) -> int:
         (
             f"Every time is the fastest of its runs ({args.cold_repeat} cold runs per tool up to 10k, "
             f"interleaved; {args.repeat} unchanged and +1 runs); peak MB is the "
-            "largest peak RSS of any run of that tool at that size. Ratios are against the "
-            "floor's cold build at the same size, measured in the same run."
+            "largest peak RSS of any run of that tool at that size. Ratios are against Hugo's "
+            "and the floor's cold builds at the same size, measured in the same run."
         ),
+        f"Hugo: `{hugo_info['command']}` ({hugo_info['version']})." if hugo else f"Hugo: {hugo_missing}.",
         "",
         render_md(header, body),
         "",
         "## Aims",
         "",
-        "| aim | result | detail |",
-        "|---|---|---|",
-        *[f"| {name} | **{verdict}** | {detail} |" for name, verdict, detail in aims],
+        "| aim | result | ratio | detail |",
+        "|---|---|---:|---|",
+        *[f"| {v.name} | **{v.result}** | {fmt_aim_ratio(v.ratio)} | {v.detail} |" for v in verdicts],
         "",
     ]
     if notes:
@@ -839,26 +866,10 @@ def main(argv: list[str] | None = None) -> int:
                 "machine": machine(),
                 "versions": vers,
                 "repeat": args.repeat,
-                "rows": [
-                    {
-                        "size": r.size,
-                        "tool": r.tool,
-                        "crashed": r.crashed,
-                        "cold_s": r.cold_s,
-                        "unchanged_s": r.unchanged_s,
-                        "plus_one_s": r.plus_one_s,
-                        "unchanged_runs_s": [x.seconds for x in r.unchanged],
-                        "plus_one_runs_s": [x.seconds for x in r.plus_one],
-                        "peak_mb": r.peak_mb,
-                        "peak_pss_mb": r.peak_pss_mb,
-                        "max_processes": r.max_processes,
-                        "cpu_s": [x.cpu_s for x in r.runs()],
-                        "other_load": [x.other_load for x in r.runs()],
-                        "notes": r.notes,
-                    }
-                    for r in rows
-                ],
-                "aims": [{"aim": a, "result": v, "detail": d} for a, v, d in aims],
+                "hugo": hugo_info,
+                "pelican": run_pelican,
+                "rows": row_dicts,
+                "aims": [dataclasses.asdict(v) for v in verdicts],
             },
             ensure_ascii=False,
             indent=2,

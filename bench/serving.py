@@ -14,7 +14,8 @@ ratio publisher/nginx (aim: 0.5 or more), and how much CPU the rest of the machi
 
 When wrk or nginx is missing the script says so and skips that part (exit 0): this is a report.
 Usage: python bench/serving.py [--articles 1000] [--seconds 10] [--threads 2] [--connections 50]
-Writes bench/out/serving.md. Exit: 0 (also when an aim is missed or a peer is missing),
+Writes bench/out/serving.md, and serving.json for bench/summary.py (the two ratios, whether nginx
+was there, or why the bench was skipped). Exit: 0 (also when an aim is missed or a peer is missing),
 1 when a server did not start or answered wrongly.
 """
 
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import http.client
+import json
 import os
 import pwd
 import re
@@ -44,6 +46,7 @@ import run as build_bench  # noqa: E402
 OUT_DIR = BENCH_DIR / "out"
 WORK = OUT_DIR / "serving"
 RESULTS_MD = OUT_DIR / "serving.md"
+RESULTS_JSON = OUT_DIR / "serving.json"
 NGINX_CONF = BENCH_DIR.parent / "config" / "nginx.conf"
 HUB = "https://pubsubhubbub.appspot.com/"
 PUBLIC = "https://news.example.org"
@@ -220,6 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     wrk_found, nginx_found = shutil.which("wrk"), shutil.which("nginx") or shutil.which("/usr/sbin/nginx")
     if wrk_found is None:
         print("serving bench skipped: wrk is missing (Debian: apt-get install wrk)", file=sys.stderr)
+        write_json({"skipped": "wrk is missing (Debian: apt-get install wrk)", "nginx": nginx_found is not None})
         return 0
     if nginx_found is None:
         print("serving bench: nginx is missing (Debian: apt-get install nginx-light): publisher alone, no ratio",
@@ -327,6 +331,7 @@ def report(results: dict[tuple[str, str], list[tuple[float, float | None, str]]]
         "|---|---:|---:|---:|---|",
     ]
     verdicts = []
+    ratios: dict[str, float] = {}
     for case in ("304", "200 gzip"):
         ours, theirs = best.get(("publisher", case)), best.get(("nginx", case))
         loads = [r[1] for key, runs in results.items() if key[1] == case for r in runs if r[1] is not None]
@@ -338,6 +343,7 @@ def report(results: dict[tuple[str, str], list[tuple[float, float | None, str]]]
             continue
         ratio = ours[0] / theirs[0]
         lines.append(f"| {case} | {ours[0]:.0f} | {theirs[0]:.0f} | {ratio:.2f}x | {load} |")
+        ratios[case] = ratio
         verdict = "PASS" if ratio >= AIM_RATIO else "FAIL: put nginx in front (docs/operations.md)"
         verdicts.append(f"- {case}: publisher {ratio:.2f}x nginx (aim >= {AIM_RATIO}): {verdict}")
     errors = sorted({f"{key[0]} {key[1]}: {r[2]}" for key, runs in results.items() for r in runs if r[2]})
@@ -345,7 +351,23 @@ def report(results: dict[tuple[str, str], list[tuple[float, float | None, str]]]
     lines += [f"- header differences: {d}" for d in differences] or ["- same feed headers from both servers"]
     OUT_DIR.mkdir(parents=True, exist_ok=True)
     RESULTS_MD.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    write_json(
+        {
+            "nginx": any(key[0] == "nginx" for key in best),
+            "ratio_304": ratios.get("304"),
+            "ratio_200_gzip": ratios.get("200 gzip"),
+            "requests_per_second": {f"{key[0]} {key[1]}": [r[0] for r in runs] for key, runs in results.items()},
+            "other_load": {f"{key[0]} {key[1]}": [r[1] for r in runs] for key, runs in results.items()},
+        }
+    )
     print("\n".join(lines))
+
+
+def write_json(figures: dict[str, object]) -> None:
+    """serving.json, read by bench/summary.py: the ratios publisher/nginx (None without nginx)."""
+    OUT_DIR.mkdir(parents=True, exist_ok=True)
+    figures = {"finished": datetime.now(UTC).isoformat(timespec="seconds"), **figures}
+    RESULTS_JSON.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":
