@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 # Bump whenever the generated text changes, so cached corpora are rebuilt.
-CORPUS_VERSION = 3
+CORPUS_VERSION = 4  # 4: dates with seconds, which Hugo 0.111 reads (it cannot read "09:30")
 SEED = 20260304
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -387,7 +387,7 @@ def make_article(i: int, target_chars: int = 1620) -> tuple[str, str]:
     text = (
         "---\n"
         f"title: {title}\n"
-        f"date: {date:%Y-%m-%d %H:%M}\n"
+        f"date: {date:%Y-%m-%d %H:%M:%S}\n"
         f"category: {category}\n"
         f"slug: a{i:06d}\n"
         "---\n\n" + "\n\n".join(blocks) + "\n"
@@ -456,7 +456,7 @@ def write_extra_article(content: Path, k: int) -> tuple[Path, str]:
     text = (
         "---\n"
         f"title: {title}\n"
-        f"date: {date:%Y-%m-%d %H:%M}\n"
+        f"date: {date:%Y-%m-%d %H:%M:%S}\n"
         f"category: {category}\n"
         f"slug: extra{k:03d}\n"
         "---\n\n" + body + "\n"

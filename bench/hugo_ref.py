@@ -13,13 +13,11 @@ Every other kind (taxonomies, terms, sitemap, robots.txt, 404) is disabled, the 
 sections have only the RSS output, and articles are built with ``render = "link"``: listed and
 rendered into the feeds, never written as pages.
 
-Dates: Hugo 0.111 cannot parse the corpus's ``date: 2026-03-04 09:30`` (no seconds): it sets
-the date to 0001-01-01 without a word and drops the value. So the config points Hugo's own date
-fields at a key the corpus does not have, which leaves ``date`` as a plain string parameter;
-the layout sorts by it (``sort $pages "Params.date" "desc"``: fixed-width, so it sorts like the
-time; cheaper than ``.ByParam``, which looks the key up at every comparison) and parses
-the shown items' dates with ``time.AsTime`` in the site's time zone (Asia/Shanghai).
-``check_output`` verifies the feeds after each build.
+Dates: the corpus writes them with seconds (``2026-03-04 09:30:00``), which Hugo reads as front
+matter dates in the site's time zone (Asia/Shanghai); Hugo 0.111 cannot read ``09:30`` without
+seconds (it dates such an article 0001-01-01 without a word), which is why the corpus has them.
+The layout lists pages by date, newest first, as Hugo's own RSS layout does. ``check_output``
+verifies the feeds after each build.
 
 run.py writes the site with ``write_site`` and runs ``command(...)`` as a subprocess.
 Usage: python bench/hugo_ref.py CONTENT_DIR OUTPUT_DIR   (for a manual run)
@@ -56,13 +54,6 @@ page = []
 [services.rss]
 limit = {max_items}
 
-# Hugo cannot parse "2026-03-04 09:30": keep "date" a plain parameter (see the layout).
-[frontmatter]
-date = ["hugodate"]
-publishDate = ["hugodate"]
-lastmod = ["hugodate"]
-expiryDate = ["hugodate"]
-
 # Articles are listed (and their Markdown rendered into the feeds) but never written as pages.
 [[cascade]]
 [cascade._build]
@@ -74,7 +65,7 @@ kind = "page"
 
 RSS_LAYOUT = """\
 {{- $pages := cond .IsHome .Site.RegularPages .RegularPages -}}
-{{- $pages = sort $pages "Params.date" "desc" | first .Site.Config.Services.RSS.Limit -}}
+{{- $pages = $pages.ByDate.Reverse | first .Site.Config.Services.RSS.Limit -}}
 {{- printf "<?xml version=\\"1.0\\" encoding=\\"utf-8\\" standalone=\\"yes\\"?>" | safeHTML }}
 <rss version="2.0"><channel>
 <title>{{ .Site.Title }}{{ if not .IsHome }} - {{ .Title }}{{ end }}</title>
@@ -83,7 +74,7 @@ RSS_LAYOUT = """\
 <language>{{ .Site.LanguageCode }}</language>
 {{- range $pages }}
 <item><title>{{ .Title }}</title><link>{{ .Permalink }}</link><guid>{{ .Permalink }}</guid>
-<pubDate>{{ (time.AsTime (printf "%s:00" .Params.date)).Format "Mon, 02 Jan 2006 15:04:05 -0700" | safeHTML }}</pubDate>
+<pubDate>{{ .Date.Format "Mon, 02 Jan 2006 15:04:05 -0700" | safeHTML }}</pubDate>
 <category>{{ .Section }}</category><description>{{ .Content | html }}</description></item>
 {{- end }}
 </channel></rss>
@@ -205,7 +196,7 @@ def check_output(
             if path is None:
                 problems.append(f"{feed}: no file in {content / section} has slug {slug}")
                 continue
-            written = dt.datetime.strptime(_front_matter(path)["date"], "%Y-%m-%d %H:%M").replace(tzinfo=tz)
+            written = dt.datetime.strptime(_front_matter(path)["date"], "%Y-%m-%d %H:%M:%S").replace(tzinfo=tz)
             checked += 1
             if date != written:
                 problems.append(f"{feed}: {slug} pubDate {date.isoformat()}, front matter {written.isoformat()}")
