@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -79,24 +79,32 @@ class LedgerStore:
             row = conn.execute(select(digests_table).where(d.id == digest_id)).one()
         return _digest_row(row), created
 
-    def plan_deliveries(self, digest_id: int, planned: Sequence[tuple[str, str]], now: datetime) -> None:
-        """A pending delivery per (email key, message id) not yet planned for this digest, and
-        the digest from `planning` to `sending`, in one transaction: a crash before it leaves a
-        digest that is planned again, a crash after it one that is resumed."""
-        x = deliveries_table.c
+    def plan_deliveries(self, digest_id: int, planned: Iterable[tuple[str, str]], now: datetime) -> None:
+        """A pending delivery per (email key, message id) not yet planned for this digest, then
+        the digest from `planning` to `sending`. `planned` is read lazily, `PLAN_BATCH` at a
+        time, each batch written in its own short transaction (the write lock is not held while
+        the next batch is read and rendered; memory holds one batch, however many readers):
+        a crash before the last commit leaves a digest still `planning`, planned again by the
+        next run (the rows written stay, with their Message-IDs, and the rest are added); a
+        crash after it leaves one that is resumed."""
+        x, d = deliveries_table.c, digests_table.c
+        at = naive_utc(now)
+        for batch in _batches(planned, PLAN_BATCH):
+            with self.engine.begin() as conn:
+                keys = [key for key, _mid in batch]
+                planned_before = select(x.email_key).where(x.digest_id == digest_id, x.email_key.in_(keys))
+                have = set(conn.execute(planned_before).scalars())
+                rows = [
+                    {"digest_id": digest_id, "email_key": key, "message_id": mid, "status": "pending",
+                     "attempts": 0, "updated_at": at}
+                    for key, mid in batch if key not in have
+                ]  # fmt: skip
+                if rows:
+                    conn.execute(insert(deliveries_table), rows)
         with self.engine.begin() as conn:
-            d = digests_table.c
             conn.execute(
                 update(digests_table).where(d.id == digest_id, d.status == "planning").values(status="sending")
             )
-            have = set(conn.execute(select(x.email_key).where(x.digest_id == digest_id)).scalars())
-            rows = [
-                {"digest_id": digest_id, "email_key": key, "message_id": mid, "status": "pending",
-                 "attempts": 0, "updated_at": naive_utc(now)}
-                for key, mid in planned if key not in have
-            ]  # fmt: skip
-            if rows:
-                conn.execute(insert(deliveries_table), rows)
 
     def open_deliveries(self, digest_id: int) -> list[tuple[int, str, str, str, int]]:
         """(id, email key, message id, status, attempts) of deliveries still to send, in plan order."""
@@ -241,6 +249,18 @@ class LedgerStore:
 
 
 _SEND_THREADS = threading.RLock()
+PLAN_BATCH = 1000  # deliveries written per transaction while planning (and subscribers read per query)
+
+
+def _batches(items: Iterable[tuple[str, str]], size: int) -> Iterator[list[tuple[str, str]]]:
+    batch: list[tuple[str, str]] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 def _last_scheduled_end(cadence: str | None) -> Select[Any]:
