@@ -1,7 +1,8 @@
 """The send engine: one delivery row per digest and subscriber, marked before and after each send.
 
 A row is `sending` from the moment before the transport is called until its answer is
-recorded, each in its own transaction; a `sent` row is never sent again. A message that may
+recorded, each committed (a success with the next delivery's claim, see `Sender.run`); a
+`sent` row is never sent again. A message that may
 have gone out is never sent again by itself: an error that says so (no answer after the
 message was handed over: a timeout after the final "." of DATA, an HTTP API that took the
 request and did not answer) makes the delivery `uncertain`, and so does a `sending` row found
@@ -32,10 +33,11 @@ from datetime import datetime, timedelta
 
 from .mail import Message
 from .model import Delivery
-from .store import EARLIER, GAVE_UP, SENT_AGAIN, UNANSWERED, Store
-from .transports import Transport, TransportError
+from .store import EARLIER, GAVE_UP, SENT_AGAIN, UNANSWERED, Ledger, Store
+from .transports import Sent, Transport, TransportError
 
 log = logging.getLogger(__name__)
+
 
 Build = Callable[[Delivery], Message | None]  # None: skip (unsubscribed since the plan, say)
 Refused = Callable[[Delivery, str], None]  # the receiver says the address does not exist: why
@@ -99,31 +101,21 @@ class Sender:
         """Send every delivery of the digest that is due; the digest is `done` when none is left
         open, else the report says how many wait and when the first is due. Safe to call again
         after any interruption, and safe beside another sender (each delivery is claimed before
-        it is sent). It never sleeps longer than the pacing between two messages."""
+        it is sent). It never sleeps longer than the pacing between two messages.
+
+        A success's answer is recorded in the transaction of the next delivery's claim (one
+        commit per message), or on its own before any wait, any other answer and the next
+        chunk's read: a delivery is still claimed before its send and marked after its answer,
+        and a crash leaves at most one unanswered (`sending`), the one in flight or the one
+        whose answer was not committed yet."""
         report = SendReport()
-        errors_in_a_row = 0
-        next_slot = self.monotonic()
         ledger = self.store.ledger()
-        counted = self.counted
-
-        def mark(delivery_id: int, status: str, now: datetime, *, error: str | None = None,
-                 provider_id: str | None = None) -> None:  # fmt: skip
-            ledger.mark(delivery_id, status, now, error=error, provider_id=provider_id)
-            counted("retried" if status in ("pending", "sending") else status)
-
-        def give_up(delivery: Delivery, reason: str) -> None:
-            """Failed; or, when an earlier try may have been delivered, uncertain still."""
-            if delivery.doubtful:
-                mark(delivery.id, "uncertain", self.clock(), error=f"{UNANSWERED}by an earlier try; then {reason}")
-                report.uncertain += 1
-            else:
-                mark(delivery.id, "failed", self.clock(), error=reason)
-                report.failed += 1
-
+        run = _Run(self, digest_id, ledger, report, tick)
         rechecks = 0
         try:
             while True:
                 # Subscribers are read with each chunk: an unsubscribe counts within seconds.
+                ledger.flush()  # the chunk must see every answer
                 due = self.store.next_deliveries(digest_id, self.chunk, (self.clock(), self.retry_after))
                 if not due:
                     report.waiting, report.next_try = self.store.waiting(digest_id, self.retry_after)
@@ -136,71 +128,20 @@ class Sender:
                     if should_stop():  # a clean stop: the digest stays `sending` for the next start
                         report.stopped = True
                         return report
-                    if delivery.status == "sending":  # claimed, never answered: stopped mid-send
-                        why = f"{UNANSWERED}the sending process stopped before its answer was recorded"
-                        if ledger.settle_unanswered(delivery, self.clock(), why):
-                            counted("uncertain")
-                            report.uncertain += 1
-                            log.warning("delivery to %s is uncertain: %s", delivery.email_key, why)
+                    message = run.prepare(delivery, build)
+                    if message is None:
+                        if run.stopped:
+                            return report
                         continue
-                    if delivery.attempts >= self.max_tries:  # the waits were shortened since
-                        give_up(delivery, f"{GAVE_UP}{delivery.attempts} tries")
-                        continue
-                    try:
-                        message = build(delivery)
-                    except BuildProblem as exc:
-                        give_up(delivery, f"cannot build the message: {exc}")
-                        log.warning("delivery to %s failed: cannot build the message: %s", delivery.email_key, exc)
-                        # One reader's data fails one delivery; every message failing means
-                        # something all share is broken: pause for the operator, never `done`.
-                        errors_in_a_row += 1
-                        if errors_in_a_row >= self.pause_after:
-                            return self._pause(digest_id, report, errors_in_a_row)
-                        continue
-                    if message is None:  # unsubscribed since the plan, or nothing for them
-                        mark(delivery.id, "skipped", self.clock())
-                        report.skipped += 1
-                        continue
-                    next_slot = self._pace(next_slot)
+                    run.next_slot = self._pace(run.next_slot, ledger)
                     if not ledger.claim(delivery, self.clock()):
                         continue  # another sender has it
                     try:
-                        sent = self.transport.send(message)
+                        answer: Sent | TransportError = self.transport.send(message)
                     except TransportError as exc:
-                        if exc.broken:  # nothing can go: give the delivery back and stop
-                            ledger.unclaim(delivery, str(exc))
-                            self.store.set_digest_status(digest_id, "paused")
-                            report.paused, report.pause_reason = True, f"{exc} ({exc.hint})" if exc.hint else str(exc)
-                            log.error("paused: %s (%s); fix it, then `publisher digest resume`", exc, exc.hint)
-                            return report
-                        errors_in_a_row += 1
-                        tries = delivery.attempts + 1
-                        if exc.uncertain:  # it may have gone out: never sent again by itself
-                            mark(delivery.id, "uncertain", self.clock(), error=UNANSWERED + exc.message)
-                            report.uncertain += 1
-                            log.warning("delivery to %s is uncertain: %s", delivery.email_key, exc)
-                        elif exc.retryable and tries < self.max_tries:  # back in the queue
-                            error = EARLIER + exc.message if delivery.doubtful else exc.message  # the reply
-                            mark(delivery.id, "pending", self.clock(), error=error)
-                            report.retried += 1
-                        else:
-                            give_up(
-                                delivery, f"{GAVE_UP}{tries} tries: {exc.message}" if exc.retryable else exc.message
-                            )
-                            log.warning("delivery to %s failed: %s", delivery.email_key, exc)
-                            if exc.bounced:
-                                self.refused(delivery, str(exc))
-                        if errors_in_a_row >= self.pause_after:
-                            return self._pause(digest_id, report, errors_in_a_row)
-                        continue
-                    errors_in_a_row = 0
-                    if delivery.doubtful:  # sent again on request: the earlier try may have arrived too
-                        mark(delivery.id, "uncertain", self.clock(), error=SENT_AGAIN, provider_id=sent.provider_id)
-                        report.uncertain += 1
-                    else:
-                        mark(delivery.id, "sent", self.clock(), provider_id=sent.provider_id)
-                        report.sent += 1
-                    tick(1)
+                        answer = exc
+                    if run.answered(delivery, answer) is not None:
+                        return report
             if report.waiting:
                 when = f"{report.next_try:%Y-%m-%d %H:%M:%S} UTC" if report.next_try else "?"
                 log.info("%d deliveries wait for another try, the first at %s", report.waiting, when)
@@ -208,6 +149,7 @@ class Sender:
                 self.store.set_digest_status(digest_id, "done")
             return report
         finally:
+            ledger.flush()
             ledger.close()
             self.transport.close()
 
@@ -217,10 +159,113 @@ class Sender:
         log.error("paused after %d errors in a row; `digest resume` continues", errors_in_a_row)
         return report
 
-    def _pace(self, next_slot: float) -> float:
-        """Wait for the next send slot: `messages_per_second` at most."""
+    def _pace(self, next_slot: float, ledger: Ledger) -> float:
+        """Wait for the next send slot: `messages_per_second` at most. An answer still to be
+        recorded is recorded before any wait."""
         now = self.monotonic()
         if next_slot > now:
+            ledger.flush()
             self.sleep(next_slot - now)
             now = next_slot
         return now + self.interval
+
+
+class _Run:
+    """One run's state (errors in a row, the pacing, the report): what happens to each
+    delivery before its send, and with the transport's answer."""
+
+    def __init__(self, sender: Sender, digest_id: int, ledger: Ledger, report: SendReport,
+                 tick: Callable[[int], None]) -> None:  # fmt: skip
+        self.sender, self.digest_id, self.ledger, self.report, self.tick = sender, digest_id, ledger, report, tick
+        self.clock, self.counted = sender.clock, sender.counted
+        self.errors_in_a_row = 0
+        self.next_slot = sender.monotonic()
+        self.stopped = False  # paused by errors in a row while building: the run returns its report
+
+    def mark(self, delivery_id: int, status: str, *, error: str | None = None, provider_id: str | None = None,
+             later: bool = False) -> None:  # fmt: skip
+        """Record an answer; `later`: with the next claim, or at the latest before any wait."""
+        self.ledger.mark(delivery_id, status, self.clock(), error=error, provider_id=provider_id, later=later)
+        self.counted("retried" if status in ("pending", "sending") else status)
+
+    def give_up(self, delivery: Delivery, reason: str) -> None:
+        """Failed; or, when an earlier try may have been delivered, uncertain still."""
+        if delivery.doubtful:
+            self.mark(delivery.id, "uncertain", error=f"{UNANSWERED}by an earlier try; then {reason}")
+            self.report.uncertain += 1
+        else:
+            self.mark(delivery.id, "failed", error=reason)
+            self.report.failed += 1
+
+    def prepare(self, delivery: Delivery, build: Build) -> Message | None:
+        """The delivery's message; None when there is nothing to send (settled, given up,
+        skipped; `stopped` when errors in a row paused the digest)."""
+        report = self.report
+        if delivery.status == "sending":  # claimed, never answered: stopped mid-send
+            why = f"{UNANSWERED}the sending process stopped before its answer was recorded"
+            if self.ledger.settle_unanswered(delivery, self.clock(), why):
+                self.counted("uncertain")
+                report.uncertain += 1
+                log.warning("delivery to %s is uncertain: %s", delivery.email_key, why)
+            return None
+        if delivery.attempts >= self.sender.max_tries:  # the waits were shortened since
+            self.give_up(delivery, f"{GAVE_UP}{delivery.attempts} tries")
+            return None
+        try:
+            message = build(delivery)
+        except BuildProblem as exc:
+            self.give_up(delivery, f"cannot build the message: {exc}")
+            log.warning("delivery to %s failed: cannot build the message: %s", delivery.email_key, exc)
+            # One reader's data fails one delivery; every message failing means
+            # something all share is broken: pause for the operator, never `done`.
+            self.errors_in_a_row += 1
+            if self.errors_in_a_row >= self.sender.pause_after:
+                self.sender._pause(self.digest_id, report, self.errors_in_a_row)
+                self.stopped = True
+            return None
+        if message is None:  # unsubscribed since the plan, or nothing for them
+            self.mark(delivery.id, "skipped")
+            report.skipped += 1
+        return message
+
+    def answered(self, delivery: Delivery, answer: Sent | TransportError) -> SendReport | None:
+        """Record the transport's answer (a success with the next claim, see Ledger.mark); the
+        report when the digest paused and the run must end."""
+        report, sender = self.report, self.sender
+        if isinstance(answer, TransportError):
+            exc = answer
+            if exc.broken:  # nothing can go: give the delivery back and stop
+                self.ledger.unclaim(delivery, str(exc))
+                sender.store.set_digest_status(self.digest_id, "paused")
+                report.paused, report.pause_reason = True, f"{exc} ({exc.hint})" if exc.hint else str(exc)
+                log.error("paused: %s (%s); fix it, then `publisher digest resume`", exc, exc.hint)
+                return report
+            self.errors_in_a_row += 1
+            tries = delivery.attempts + 1
+            if exc.uncertain:  # it may have gone out: never sent again by itself
+                self.mark(delivery.id, "uncertain", error=UNANSWERED + exc.message)
+                report.uncertain += 1
+                log.warning("delivery to %s is uncertain: %s", delivery.email_key, exc)
+            elif exc.retryable and tries < sender.max_tries:  # back in the queue
+                error = EARLIER + exc.message if delivery.doubtful else exc.message  # the reply
+                self.mark(delivery.id, "pending", error=error)
+                report.retried += 1
+            else:
+                self.give_up(delivery, f"{GAVE_UP}{tries} tries: {exc.message}" if exc.retryable else exc.message)
+                log.warning("delivery to %s failed: %s", delivery.email_key, exc)
+                if exc.bounced:
+                    self.ledger.flush()
+                    sender.refused(delivery, str(exc))
+            if self.errors_in_a_row >= sender.pause_after:
+                return sender._pause(self.digest_id, report, self.errors_in_a_row)
+            return None
+        self.errors_in_a_row = 0
+        sent = answer
+        if delivery.doubtful:  # sent again on request: the earlier try may have arrived too
+            self.mark(delivery.id, "uncertain", error=SENT_AGAIN, provider_id=sent.provider_id)
+            report.uncertain += 1
+        else:
+            self.mark(delivery.id, "sent", provider_id=sent.provider_id, later=True)
+            report.sent += 1
+        self.tick(1)
+        return None

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from email.headerregistry import Address
@@ -95,13 +95,13 @@ class Newsletter(DigestMessages):
         if digest.status != "planning":
             return Plan(digest, created, 0)
         renderer = self._renderers[digest_id] = self.renderer(digest)  # sending reuses its drafts
-        readers, left_out = self.recipients(digest.cadence, renderer)
-        planned = [(subscriber.email.lower(), self._message_id(digest_id, subscriber)) for subscriber, _ in readers]
-        self.store.plan_deliveries(digest_id, planned, now)
+        readers = self.recipients(digest.cadence, renderer)
+        planned = ((subscriber.email.lower(), self._message_id(digest_id, subscriber)) for subscriber, _ in readers)
+        self.store.plan_deliveries(digest_id, planned, now)  # read lazily: one batch in memory
         self._archive(digest)
-        if left_out:
-            log.info("digest %s: %d suppressed reader(s) left out", digest.key, left_out)
-        return Plan(self.store.digest(digest_id), created, len(planned), left_out)
+        if readers.left_out:
+            log.info("digest %s: %d suppressed reader(s) left out", digest.key, readers.left_out)
+        return Plan(self.store.digest(digest_id), created, readers.count, readers.left_out)
 
     def send(
         self,
@@ -270,27 +270,17 @@ class Newsletter(DigestMessages):
     def dry_run(self, window: DigestWindow, deliver: Callable[[Message], Sent]) -> int:
         """Every message the window would send, handed to `deliver` (an outbox); no ledger rows."""
         renderer = self.renderer(window)
-        readers, _left_out = self.recipients(window.cadence, renderer)
+        readers = self.recipients(window.cadence, renderer)
         for subscriber, draft in readers:
             deliver(self.message(renderer, draft, subscriber, None))
-        return len(readers)
+        return readers.count
 
-    def recipients(self, cadence: str, renderer: Renderer) -> tuple[list[tuple[Subscriber, Draft]], int]:
-        """Who gets the cadence's digest, each with their draft, and how many suppressed readers
-        were left out: the confirmed readers whose cadence it is (digest.reader_cadence), not on
-        the suppression list, with something new in their categories. The one answer planning
-        and a dry run share."""
-        readers, left_out, suppressed = [], 0, self.store.suppressed_keys()
-        for subscriber in self.store.subscribers(SubscriberStatus.CONFIRMED):
-            if self.cadence_of(subscriber) != cadence:
-                continue  # another cadence's reader: that cadence's digest is theirs
-            if subscriber.email.lower() in suppressed:
-                left_out += 1
-                continue
-            draft = renderer.draft(subscriber.categories, self.script_of(subscriber))
-            if draft is not None:  # None: nothing new in their categories, no e-mail
-                readers.append((subscriber, draft))
-        return readers, left_out
+    def recipients(self, cadence: str, renderer: Renderer) -> Recipients:
+        """Who gets the cadence's digest, each with their draft, read as it is iterated: the
+        confirmed readers whose cadence it is (digest.reader_cadence), not on the suppression
+        list, with something new in their categories. The one answer planning and a dry run
+        share."""
+        return Recipients(self, cadence, renderer)
 
     # --- helpers ---------------------------------------------------------------------------
 
@@ -331,6 +321,30 @@ class Newsletter(DigestMessages):
             for article in self.store.latest(category.slug, limit):
                 seen.setdefault(article.guid, article)
         return Renderer(self.look, self.app.categories, list(seen.values()), end, cadence=cadence)
+
+
+class Recipients:
+    """The readers of one digest with their drafts, streamed from the store (see
+    Newsletter.recipients); once iterated, `count` says how many there were and `left_out` how
+    many confirmed readers of the cadence were left out for being on the suppression list."""
+
+    def __init__(self, letters: Newsletter, cadence: str, renderer: Renderer) -> None:
+        self.letters, self.cadence, self.renderer = letters, cadence, renderer
+        self.count = self.left_out = 0
+
+    def __iter__(self) -> Iterator[tuple[Subscriber, Draft]]:
+        letters, renderer = self.letters, self.renderer
+        suppressed = letters.store.suppressed_keys()
+        for subscriber in letters.store.each_subscriber(SubscriberStatus.CONFIRMED):
+            if letters.cadence_of(subscriber) != self.cadence:
+                continue  # another cadence's reader: that cadence's digest is theirs
+            if subscriber.email.lower() in suppressed:
+                self.left_out += 1
+                continue
+            draft = renderer.draft(subscriber.categories, letters.script_of(subscriber))
+            if draft is not None:  # None: nothing new in their categories, no e-mail
+                self.count += 1
+                yield subscriber, draft
 
 
 class _PauseWatch:

@@ -23,7 +23,8 @@ from .archive import ArchivedDigest, ArchiveStore
 from .articles import ArticleStore, Known
 from .bounces import BounceStore, DeliveryRef, NewMailEvent, Recorded, StoredEvent, Suppression
 from .form_tokens import FormTokenStore
-from .ledger import DigestRow, Ledger, LedgerStore
+from .ledger import DigestRow, LedgerStore
+from .ledger_connection import Ledger
 from .people import PeopleStore, ReaderDelivery, SubscriberPage
 from .reports import CategoryWeeks, DigestReport, ReportStore, SubscriberWeek, Week, weeks_ending
 from .retries import EARLIER, GAVE_UP, SENT_AGAIN, UNANSWERED, DeliveryProblem, RetryStore, next_try_at

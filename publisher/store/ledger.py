@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Select, String, Text, and_, bindparam, case, func, insert, literal, or_, select, text, update
+from sqlalchemy import Select, and_, func, insert, or_, select, text, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
 from ..errors import StoreError
-from ..model import CADENCES, WEEKLY, Delivery, Subscriber, cadence_key, first_scheduled
+from ..model import CADENCES, WEEKLY, Delivery, cadence_key, first_scheduled
+from .ledger_connection import Ledger
 from .retries import EARLIER, due_clause
 from .schema import aware_utc, deliveries_table, digests_table, naive_utc, subscribers_table, take_turnstile
 from .subscribers import subscriber_from_row
@@ -79,24 +80,32 @@ class LedgerStore:
             row = conn.execute(select(digests_table).where(d.id == digest_id)).one()
         return _digest_row(row), created
 
-    def plan_deliveries(self, digest_id: int, planned: Sequence[tuple[str, str]], now: datetime) -> None:
-        """A pending delivery per (email key, message id) not yet planned for this digest, and
-        the digest from `planning` to `sending`, in one transaction: a crash before it leaves a
-        digest that is planned again, a crash after it one that is resumed."""
-        x = deliveries_table.c
+    def plan_deliveries(self, digest_id: int, planned: Iterable[tuple[str, str]], now: datetime) -> None:
+        """A pending delivery per (email key, message id) not yet planned for this digest, then
+        the digest from `planning` to `sending`. `planned` is read lazily, `PLAN_BATCH` at a
+        time, each batch written in its own short transaction (the write lock is not held while
+        the next batch is read and rendered; memory holds one batch, however many readers):
+        a crash before the last commit leaves a digest still `planning`, planned again by the
+        next run (the rows written stay, with their Message-IDs, and the rest are added); a
+        crash after it leaves one that is resumed."""
+        x, d = deliveries_table.c, digests_table.c
+        at = naive_utc(now)
+        for batch in _batches(planned, PLAN_BATCH):
+            with self.engine.begin() as conn:
+                keys = [key for key, _mid in batch]
+                planned_before = select(x.email_key).where(x.digest_id == digest_id, x.email_key.in_(keys))
+                have = set(conn.execute(planned_before).scalars())
+                rows = [
+                    {"digest_id": digest_id, "email_key": key, "message_id": mid, "status": "pending",
+                     "attempts": 0, "updated_at": at}
+                    for key, mid in batch if key not in have
+                ]  # fmt: skip
+                if rows:
+                    conn.execute(insert(deliveries_table), rows)
         with self.engine.begin() as conn:
-            d = digests_table.c
             conn.execute(
                 update(digests_table).where(d.id == digest_id, d.status == "planning").values(status="sending")
             )
-            have = set(conn.execute(select(x.email_key).where(x.digest_id == digest_id)).scalars())
-            rows = [
-                {"digest_id": digest_id, "email_key": key, "message_id": mid, "status": "pending",
-                 "attempts": 0, "updated_at": naive_utc(now)}
-                for key, mid in planned if key not in have
-            ]  # fmt: skip
-            if rows:
-                conn.execute(insert(deliveries_table), rows)
 
     def open_deliveries(self, digest_id: int) -> list[tuple[int, str, str, str, int]]:
         """(id, email key, message id, status, attempts) of deliveries still to send, in plan order."""
@@ -241,6 +250,18 @@ class LedgerStore:
 
 
 _SEND_THREADS = threading.RLock()
+PLAN_BATCH = 1000  # deliveries written per transaction while planning (and subscribers read per query)
+
+
+def _batches(items: Iterable[tuple[str, str]], size: int) -> Iterator[list[tuple[str, str]]]:
+    batch: list[tuple[str, str]] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 def _last_scheduled_end(cadence: str | None) -> Select[Any]:
@@ -272,100 +293,3 @@ def _open_digest(
 def _digest_row(r: Any) -> DigestRow:
     start, end, created = aware_utc(r.window_start), aware_utc(r.window_end), aware_utc(r.created_at)
     return DigestRow(r.id, r.key, start, end, r.status, created, r.cadence)
-
-
-_d = deliveries_table.c
-# Built once: the send loop runs these twice per message, and building a statement costs more
-# than SQLite takes to commit it.
-_MARK_TRIED = (
-    update(deliveries_table)
-    .where(_d.id == bindparam("b_id"))
-    .values(status=bindparam("b_status"), updated_at=bindparam("b_at"), attempts=_d.attempts + 1)
-)
-_MARK_ANSWER = (
-    update(deliveries_table)
-    .where(_d.id == bindparam("b_id"))
-    .values(
-        status=bindparam("b_status"),
-        updated_at=bindparam("b_at"),
-        last_error=func.coalesce(bindparam("b_error", type_=Text), _d.last_error),
-        provider_id=func.coalesce(bindparam("b_provider", type_=String), _d.provider_id),
-    )
-)
-_CLAIM = (
-    update(deliveries_table)
-    .where(_d.id == bindparam("b_id"), _d.status == bindparam("b_was"), _d.attempts == bindparam("b_attempts"))
-    .values(status="sending", updated_at=bindparam("b_at"), attempts=_d.attempts + 1)
-)
-_SETTLE = (
-    update(deliveries_table)
-    .where(_d.id == bindparam("b_id"), _d.status == "sending", _d.attempts == bindparam("b_attempts"))
-    .values(status="uncertain", updated_at=bindparam("b_at"), last_error=bindparam("b_error", type_=Text))
-)
-_UNCLAIM = (  # keeps EARLIER, which says a success now may be a second copy
-    update(deliveries_table)
-    .where(_d.id == bindparam("b_id"))
-    .values(
-        status=bindparam("b_status"),
-        attempts=_d.attempts - 1,
-        last_error=case(
-            (_d.last_error.like(EARLIER + "%"), literal(EARLIER, Text) + bindparam("b_error", type_=Text)),
-            else_=bindparam("b_error", type_=Text),
-        ),
-    )
-)
-_SUBSCRIBER_BY_KEY = select(subscribers_table).where(subscribers_table.c.email_key == bindparam("b_key"))
-
-
-class Ledger:
-    """A kept connection; every call is its own short transaction, so each mark is durable
-    when it returns and no read holds a snapshot between calls."""
-
-    def __init__(self, engine: Engine) -> None:
-        self.conn = engine.connect()
-
-    def __enter__(self) -> Ledger:
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self.close()
-
-    def mark(self, delivery_id: int, status: str, now: datetime, *, tried: bool = False,
-             error: str | None = None, provider_id: str | None = None) -> None:  # fmt: skip
-        at = naive_utc(now)
-        with self.conn.begin():
-            if tried:
-                self.conn.execute(_MARK_TRIED, {"b_id": delivery_id, "b_status": status, "b_at": at})
-            if not tried or error is not None or provider_id is not None:
-                cut = error[:2000] if error is not None else None
-                params = {"b_id": delivery_id, "b_status": status, "b_at": at, "b_error": cut}
-                self.conn.execute(_MARK_ANSWER, params | {"b_provider": provider_id})
-
-    def claim(self, delivery: Delivery, now: datetime) -> bool:
-        """Mark `delivery` sending, one more attempt, if it is still as it was read: False when
-        another sender took it first, so no two processes ever send the same delivery."""
-        params = {"b_id": delivery.id, "b_was": delivery.status, "b_attempts": delivery.attempts}
-        with self.conn.begin():
-            claimed = self.conn.execute(_CLAIM, params | {"b_at": naive_utc(now)}).rowcount
-        return claimed == 1
-
-    def settle_unanswered(self, delivery: Delivery, now: datetime, error: str) -> bool:
-        """Mark a `sending` delivery whose try was never answered (its process stopped mid-send)
-        `uncertain`, if it is still as it was read: it may have gone out, so it is not sent again."""
-        params = {"b_id": delivery.id, "b_attempts": delivery.attempts, "b_at": naive_utc(now), "b_error": error[:2000]}
-        with self.conn.begin():
-            return bool(self.conn.execute(_SETTLE, params).rowcount == 1)
-
-    def unclaim(self, delivery: Delivery, error: str) -> None:
-        """Give a claimed delivery back as it was (the attempt did not count): the transport
-        could not send anything at all. A delivery put back after a doubt keeps saying so."""
-        with self.conn.begin():
-            self.conn.execute(_UNCLAIM, {"b_id": delivery.id, "b_status": delivery.status, "b_error": error[:2000]})
-
-    def subscriber(self, email_key: str) -> Subscriber | None:
-        with self.conn.begin():
-            row = self.conn.execute(_SUBSCRIBER_BY_KEY, {"b_key": email_key}).first()
-        return subscriber_from_row(row) if row else None
-
-    def close(self) -> None:
-        self.conn.close()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 from typing import Any
 
@@ -36,6 +36,21 @@ class SubscriberStore:
             query = query.where(subscribers_table.c.status == status.value)
         with self.engine.connect() as conn:
             return [subscriber_from_row(row) for row in conn.execute(query).all()]
+
+    def each_subscriber(self, status: SubscriberStatus, batch: int = 1000) -> Iterator[Subscriber]:
+        """Subscribers with `status` in sign-up order, read `batch` at a time (by id, one short
+        query each, no snapshot held between them): memory holds one batch however long the
+        list (a digest's plan)."""
+        s = subscribers_table.c
+        after = 0
+        while True:
+            query = select(subscribers_table).where(s.status == status.value, s.id > after).order_by(s.id).limit(batch)
+            with self.engine.connect() as conn:
+                rows = conn.execute(query).all()
+            yield from (subscriber_from_row(row) for row in rows)
+            if len(rows) < batch:
+                return
+            after = rows[-1].id
 
     def save_subscribers(self, subscribers: Iterable[Subscriber]) -> None:
         """Insert or update each subscriber (by address), all in one transaction."""

@@ -1,0 +1,186 @@
+"""The send loop's connection to the delivery ledger: `Ledger`, one kept connection whose marks,
+claims and settles run as statements compiled once, on the driver's own cursor."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import String, Text, bindparam, case, func, literal, select, update
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DBAPIError
+
+from ..model import Delivery, Subscriber
+from .retries import EARLIER
+from .schema import deliveries_table, naive_utc, subscribers_table
+from .subscribers import subscriber_from_row
+
+_d = deliveries_table.c
+
+
+class _Prepared:
+    """A statement of the send loop, compiled once per dialect to its SQL text and run on the
+    driver's own cursor: SQLAlchemy's execution path (parameters, result, events) costs more
+    per message than SQLite takes to commit it. Only the marks, claims and settles go this way;
+    their datetimes are converted as SQLAlchemy would (`_Driver.at`)."""
+
+    def __init__(self, statement: Any) -> None:
+        self.statement = statement
+        self._compiled: dict[str, tuple[str, dict[str, Any], tuple[str, ...] | None]] = {}
+
+    def compiled(self, dialect: Any) -> tuple[str, dict[str, Any], tuple[str, ...] | None]:
+        """(SQL, the statement's own values, the order of positional parameters or None)."""
+        if dialect.name not in self._compiled:
+            compiled = self.statement.compile(dialect=dialect)
+            order = tuple(compiled.positiontup) if compiled.positional else None
+            self._compiled[dialect.name] = (compiled.string, dict(compiled.params), order)
+        return self._compiled[dialect.name]
+
+
+class _Driver:
+    """The kept connection's driver (sqlite3, psycopg): prepared statements in one transaction,
+    its errors raised as SQLAlchemy's (what `store_failure` reads)."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.dialect = conn.dialect
+        self.raw: Any = conn.connection.driver_connection
+        self.error: type[Exception] = self.dialect.loaded_dbapi.Error
+        self.datetime = deliveries_table.c.updated_at.type.dialect_impl(self.dialect).bind_processor(self.dialect)
+
+    def at(self, now: datetime) -> Any:
+        """`now` as the driver takes an `updated_at` (SQLite: the text SQLAlchemy writes)."""
+        value = naive_utc(now)
+        return self.datetime(value) if self.datetime is not None else value
+
+    def commit(self, statements: Sequence[tuple[_Prepared, dict[str, Any]]]) -> int:
+        """Run `statements` and commit: the last one's rowcount (0 with none)."""
+        count = 0
+        cursor = self.raw.cursor()
+        sql, values = "", None
+        try:
+            for prepared, params in statements:
+                sql, fixed, order = prepared.compiled(self.dialect)
+                merged = fixed | params
+                values = tuple(merged[name] for name in order) if order is not None else merged
+                cursor.execute(sql, values)
+                count = cursor.rowcount
+            self.raw.commit()
+        except self.error as exc:
+            self.raw.rollback()
+            raise DBAPIError.instance(sql, values, exc, self.error) from exc
+        finally:
+            cursor.close()
+        return count
+
+
+# Built once: the send loop runs these twice per message.
+_MARK_TRIED = _Prepared(
+    update(deliveries_table)
+    .where(_d.id == bindparam("b_id"))
+    .values(status=bindparam("b_status"), updated_at=bindparam("b_at"), attempts=_d.attempts + 1)
+)
+_MARK_ANSWER = _Prepared(
+    update(deliveries_table)
+    .where(_d.id == bindparam("b_id"))
+    .values(
+        status=bindparam("b_status"),
+        updated_at=bindparam("b_at"),
+        last_error=func.coalesce(bindparam("b_error", type_=Text), _d.last_error),
+        provider_id=func.coalesce(bindparam("b_provider", type_=String), _d.provider_id),
+    )
+)
+_CLAIM = _Prepared(
+    update(deliveries_table)
+    .where(_d.id == bindparam("b_id"), _d.status == bindparam("b_was"), _d.attempts == bindparam("b_attempts"))
+    .values(status="sending", updated_at=bindparam("b_at"), attempts=_d.attempts + 1)
+)
+_SETTLE = _Prepared(
+    update(deliveries_table)
+    .where(_d.id == bindparam("b_id"), _d.status == "sending", _d.attempts == bindparam("b_attempts"))
+    .values(status="uncertain", updated_at=bindparam("b_at"), last_error=bindparam("b_error", type_=Text))
+)
+_UNCLAIM = _Prepared(  # keeps EARLIER, which says a success now may be a second copy
+    update(deliveries_table)
+    .where(_d.id == bindparam("b_id"))
+    .values(
+        status=bindparam("b_status"),
+        attempts=_d.attempts - 1,
+        last_error=case(
+            (_d.last_error.like(EARLIER + "%"), literal(EARLIER, Text) + bindparam("b_error", type_=Text)),
+            else_=bindparam("b_error", type_=Text),
+        ),
+    )
+)
+_SUBSCRIBER_BY_KEY = select(subscribers_table).where(subscribers_table.c.email_key == bindparam("b_key"))
+
+
+class Ledger:
+    """A kept connection; every call is its own short transaction, so each mark is durable
+    when it returns and no read holds a snapshot between calls; but a mark made `later` (a
+    success, in the send loop) waits for the next call and is committed in its transaction:
+    one commit per message instead of two (see delivery.Sender.run). `flush` commits it alone."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.conn = engine.connect()
+        self._driver = _Driver(self.conn)
+        self._later: list[tuple[_Prepared, dict[str, Any]]] = []  # statements for the next transaction
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def mark(self, delivery_id: int, status: str, now: datetime, *, tried: bool = False,
+             error: str | None = None, provider_id: str | None = None, later: bool = False) -> None:  # fmt: skip
+        """Record a delivery's state; `later`: in the transaction of the next call (the next
+        claim), or of `flush`, whichever comes first."""
+        at = self._driver.at(now)
+        if tried:
+            self._later.append((_MARK_TRIED, {"b_id": delivery_id, "b_status": status, "b_at": at}))
+        if not tried or error is not None or provider_id is not None:
+            cut = error[:2000] if error is not None else None
+            params = {"b_id": delivery_id, "b_status": status, "b_at": at, "b_error": cut, "b_provider": provider_id}
+            self._later.append((_MARK_ANSWER, params))
+        if not later:
+            self.flush()
+
+    def flush(self) -> None:
+        """Commit the marks made `later`, if any."""
+        if self._later:
+            self._commit(None, {})
+
+    def _commit(self, statement: _Prepared | None, params: dict[str, Any]) -> int:
+        """The marks made `later`, then `statement`, in one transaction: `statement`'s rowcount."""
+        later, self._later = self._later, []
+        if statement is not None:
+            later.append((statement, params))
+        return self._driver.commit(later)
+
+    def claim(self, delivery: Delivery, now: datetime) -> bool:
+        """Mark `delivery` sending, one more attempt, if it is still as it was read: False when
+        another sender took it first, so no two processes ever send the same delivery."""
+        params = {"b_id": delivery.id, "b_was": delivery.status, "b_attempts": delivery.attempts}
+        return self._commit(_CLAIM, params | {"b_at": self._driver.at(now)}) == 1
+
+    def settle_unanswered(self, delivery: Delivery, now: datetime, error: str) -> bool:
+        """Mark a `sending` delivery whose try was never answered (its process stopped mid-send)
+        `uncertain`, if it is still as it was read: it may have gone out, so it is not sent again."""
+        at = self._driver.at(now)
+        return self._commit(_SETTLE, {"b_id": delivery.id, "b_attempts": delivery.attempts, "b_at": at,
+                                      "b_error": error[:2000]}) == 1  # fmt: skip
+
+    def unclaim(self, delivery: Delivery, error: str) -> None:
+        """Give a claimed delivery back as it was (the attempt did not count): the transport
+        could not send anything at all. A delivery put back after a doubt keeps saying so."""
+        self._commit(_UNCLAIM, {"b_id": delivery.id, "b_status": delivery.status, "b_error": error[:2000]})
+
+    def subscriber(self, email_key: str) -> Subscriber | None:
+        self.flush()
+        with self.conn.begin():
+            row = self.conn.execute(_SUBSCRIBER_BY_KEY, {"b_key": email_key}).first()
+        return subscriber_from_row(row) if row else None
+
+    def close(self) -> None:
+        self.conn.close()
