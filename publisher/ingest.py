@@ -23,8 +23,8 @@ from .model import (
     SourceWarning,
     Unchanged,
 )
-from .normalize import CategoryIndex, NormalizeError, TextRules, hash_before_0009, make_guid
-from .parallel import CHUNK, Normalized, Prepared, prepare_in_order
+from .normalize import CategoryIndex, NormalizeError, TextRules, hash_before_0009
+from .parallel import CHUNK, Normalized, Prepared, Workers, prepare_in_order
 from .sources import Fetched, Source, failed_part_message
 from .store import WHOLE_SOURCE, Known, Store, StoreWriter
 from .text import is_utf8
@@ -46,6 +46,7 @@ class IngestContext:
     signatures: Mapping[str, str] = field(default_factory=dict)
     # told of each failed read: (source, part); part "" is the source as a whole (metrics)
     failed: Callable[[str, str], None] = lambda _source, _part: None
+    workers: Workers | None = None  # the build's pool (made with index, rules and site_url)
 
 
 def ingest(
@@ -237,7 +238,7 @@ class _SourcePass:
         c = self.context
         # A source that can read an item again (files) has its bodies rendered when shown.
         render = getattr(self.source, "read_again", None) is None
-        for prepared in prepare_in_order(chunks(), c.index, c.rules, c.site_url, render):
+        for prepared in prepare_in_order(chunks(), c.index, c.rules, c.site_url, render, shared=c.workers):
             yield batches.popleft(), prepared
 
     def _fetch_known(self, keys: Iterable[str]) -> None:
@@ -305,7 +306,8 @@ class _SourcePass:
             c = self.context
             units: list[Deferred | SourceItem] = [read_again(item.key) for _known, item, _article in waiting]
             chunks = [units[start : start + CHUNK] for start in range(0, len(units), CHUNK)]
-            results = (r for chunk in prepare_in_order(chunks, c.index, c.rules, c.site_url, True, 0) for r in chunk)
+            prepared = prepare_in_order(chunks, c.index, c.rules, c.site_url, True, 0, shared=c.workers)
+            results = (r for chunk in prepared for r in chunk)
         for (known, item, article), result in zip(waiting, results, strict=True):
             if isinstance(result, tuple):
                 again, now = result
@@ -330,7 +332,7 @@ class _SourcePass:
                 # Same id under a new path: a rename, once we know the old path is gone.
                 self.moved.append((found[0], found[1], item, article))
                 return
-        guid = make_guid(self.context.site_url, article.published, item.source, item.key, item.explicit_id)
+        guid = article.guid  # made by normalize, on a worker: a cold build's main process writes
         if self.guids.taken(guid):
             self._problem(
                 ItemProblem(

@@ -86,7 +86,7 @@ def normalize(item: SourceItem, index: CategoryIndex, rules: TextRules, site_url
     return Article(
         source=item.source,
         key=item.key,
-        guid="",
+        guid=make_guid(site_url, published, item.source, item.key, item.explicit_id),  # a new article's
         title=title,
         content_html=rendition.content_html,
         summary=rendition.summary,

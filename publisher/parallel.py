@@ -33,17 +33,17 @@ CHUNK = 32  # items per task: large enough to amortise pickling, small enough to
 SERIAL_CHUNKS = 2  # this many chunks are done in-process before a pool is worth starting
 PARENT_POLL = 0.5  # seconds between a worker's checks that the build that started it lives
 
-Context = tuple[CategoryIndex, TextRules, str, bool]  # index, rules, site URL, render the bodies
+Context = tuple[CategoryIndex, TextRules, str]  # index, rules, site URL
 
 _worker_context: Context | None = None
 
 
-def _init_worker(index: CategoryIndex, rules: TextRules, site_url: str, render: bool) -> None:
+def _init_worker(index: CategoryIndex, rules: TextRules, site_url: str) -> None:
     """A worker's context, and its ties to the build: Ctrl-C is the parent's to handle (it stops
     the pool), and when the parent dies, however it dies (SIGTERM, SIGKILL, a crash), the
     worker exits instead of waiting for work forever."""
     global _worker_context
-    _worker_context = (index, rules, site_url, render)
+    _worker_context = (index, rules, site_url)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     threading.Thread(target=_exit_with_parent, args=(os.getppid(),), name="exit-with-parent", daemon=True).start()
 
@@ -74,13 +74,13 @@ def prepare_all(
     return out
 
 
-def _prepare_chunk(work: list[Deferred | SourceItem]) -> list[Prepared]:
+def _prepare_chunk(work: list[Deferred | SourceItem], render: bool) -> list[Prepared]:
     assert _worker_context is not None
     # The item's raw content is not needed once normalized: leaving it here halves what
     # goes back through the pipe.
     return [
         (replace(result[0], content=""), result[1]) if isinstance(result, tuple) else result
-        for result in prepare_all(work, *_worker_context)
+        for result in prepare_all(work, *_worker_context, render)
     ]
 
 
@@ -108,12 +108,12 @@ class _Pool:
         self.size, self.context = size, context
         self.executor: ProcessPoolExecutor | None = None
 
-    def submit(self, chunk: list[Deferred | SourceItem]) -> Future[list[Prepared]]:
+    def submit(self, chunk: list[Deferred | SourceItem], render: bool) -> Future[list[Prepared]]:
         if self.executor is None:
             self.executor = ProcessPoolExecutor(
                 self.size, mp_context=_context(), initializer=_init_worker, initargs=self.context
             )
-        return self.executor.submit(_prepare_chunk, chunk)
+        return self.executor.submit(_prepare_chunk, chunk, render)
 
     def close(self) -> None:
         if self.executor is not None:
@@ -121,10 +121,25 @@ class _Pool:
             self.executor = None
 
 
+class Workers:
+    """The worker processes of one build, shared by its ingest and the bodies its feeds render
+    when shown (`prepare_in_order(..., shared=...)`), started at first use and closed with the
+    build. One pool, forked while the build's process is still small: a pool started for the
+    renders at the end of a cold build of 100,000 articles forked the grown process, and each
+    worker's share of its pages counted again in the memory of the process tree."""
+
+    def __init__(self, index: CategoryIndex, rules: TextRules, site_url: str) -> None:
+        self.context: Context = (index, rules, site_url)
+        self.pool = _Pool(workers(), self.context)
+
+    def close(self) -> None:
+        self.pool.close()
+
+
 Queued = tuple[list[Deferred | SourceItem], Future[list[Prepared]]]
 
 
-def _result(queued: Queued, window: deque[Queued], pool: _Pool) -> list[Prepared]:
+def _result(queued: Queued, window: deque[Queued], pool: _Pool, render: bool) -> list[Prepared]:
     """A chunk's results. When a worker died (a crash in a native library: a segfault leaves
     nothing to catch), every chunk in flight is lost: this one is done again item by item, each
     in a worker of its own, so the item that kills its worker is named and the rest is kept;
@@ -136,17 +151,17 @@ def _result(queued: Queued, window: deque[Queued], pool: _Pool) -> list[Prepared
         pool.close()
         for i, (waiting, earlier) in enumerate(window):
             if not (earlier.done() and earlier.exception() is None):  # lost with the pool
-                window[i] = (waiting, pool.submit(waiting))
-        return _one_by_one(chunk, pool.context)
+                window[i] = (waiting, pool.submit(waiting, render))
+        return _one_by_one(chunk, pool.context, render)
 
 
-def _one_by_one(chunk: list[Deferred | SourceItem], context: Context) -> list[Prepared]:
+def _one_by_one(chunk: list[Deferred | SourceItem], context: Context, render: bool) -> list[Prepared]:
     out: list[Prepared] = []
     alone = _Pool(1, context)
     try:
         for unit in chunk:
             try:
-                out.extend(alone.submit([unit]).result())
+                out.extend(alone.submit([unit], render).result())
             except BrokenProcessPool:
                 alone.close()
                 out.append(
@@ -175,12 +190,16 @@ def prepare_in_order(
     site_url: str,
     render: bool = True,
     in_process: int = SERIAL_CHUNKS,
+    shared: Workers | None = None,
 ) -> Iterator[list[Prepared]]:
     """Yield prepared items chunk by chunk, in input order; a pool starts only after
     `in_process` chunks were done here (0: every chunk in a worker, however few). An item that
-    kills its worker process comes back as an ItemProblem naming it."""
-    size = workers()  # once: os.cpu_count() reads /sys each time
-    pool = _Pool(size, (index, rules, site_url, render))
+    kills its worker process comes back as an ItemProblem naming it. With `shared` (made with
+    the same index, rules and site URL), its pool is used and left running."""
+    if shared is not None:
+        assert shared.context == (index, rules, site_url), "the shared workers were made for another build"
+    pool = shared.pool if shared is not None else _Pool(workers(), (index, rules, site_url))
+    size = pool.size
     window: deque[Queued] = deque()
     try:
         n = 0
@@ -194,13 +213,14 @@ def prepare_in_order(
             n += 1
             if n <= in_process or size == 1:
                 while window:  # keep order: never overtake queued work
-                    yield _result(window.popleft(), window, pool)
+                    yield _result(window.popleft(), window, pool, render)
                 yield prepare_all(chunk, index, rules, site_url, render)
                 continue
-            window.append((chunk, pool.submit(chunk)))
+            window.append((chunk, pool.submit(chunk, render)))
             if len(window) >= 2 * size:  # bounded: at most this many chunks in memory
-                yield _result(window.popleft(), window, pool)
+                yield _result(window.popleft(), window, pool, render)
         while window:
-            yield _result(window.popleft(), window, pool)
+            yield _result(window.popleft(), window, pool, render)
     finally:
-        pool.close()
+        if shared is None:
+            pool.close()

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from ..digest import Look
     from ..editions import Edition
     from ..output import Output
+    from ..parallel import Workers
     from ..websub import HubPings
 
 __all__ = ["App", "make_source", "utc_now"]
@@ -67,6 +68,7 @@ class App(SourceServices, MailServices, WatchServices, WebSubServices):
     _store: Store | None = field(default=None, init=False)
     _categories: list[Category] | None = field(default=None, init=False)
     rendering: dict[tuple[str, str], tuple[str, Article]] | None = field(default=None, init=False)
+    workers: Workers | None = field(default=None, init=False)  # a build's, shared by its ingest and renders
     _theme: Theme | None = field(default=None, init=False)
     _signing_key: bytes | None = field(default=None, init=False)
     _alerts: Alerts | None = field(default=None, init=False)
@@ -381,5 +383,15 @@ class App(SourceServices, MailServices, WatchServices, WebSubServices):
         self.announce_feeds()
 
     def build(self, report: BuildReport, strict: bool = False, tick: Tick = lambda _n: None) -> None:
-        self.ingest(report, strict, tick)
-        self.write_output(report)
+        """Ingest, then write what changed; one pool of worker processes for both (see
+        parallel.Workers), closed at the end."""
+        from ..normalize import CategoryIndex
+        from ..parallel import Workers
+
+        self.workers = Workers(CategoryIndex(self.categories), self.rules, self.site.url)
+        try:
+            self.ingest(report, strict, tick)
+            self.write_output(report)
+        finally:
+            self.workers.close()
+            self.workers = None

@@ -46,7 +46,7 @@ from ..store import SourceHealth, Store
 log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
-    from ..parallel import Prepared
+    from ..parallel import Prepared, Workers
     from ..sources.html import ListRules
     from ..sources.http import Fetcher
     from ..sources.robots import RobotsCache
@@ -130,6 +130,7 @@ class SourceServices:
     settings: Settings
     clock: Clock
     metrics: Metrics
+    workers: Workers | None  # a build's worker processes (App.build), shared by its ingest and renders
     # During a build's writes: (source, key) -> (why, article) of each article left out (render_bodies)
     rendering: dict[tuple[str, str], tuple[str, Article]] | None
 
@@ -198,8 +199,10 @@ class SourceServices:
             shown.append(article)
         chunks = [work[start : start + CHUNK] for start in range(0, len(work), CHUNK)]
         made: dict[tuple[str, str], tuple[Rendition, str]] = {}
-        index, site_url = CategoryIndex(self.categories), self.site.url
-        rendered = (r for chunk in prepare_in_order(chunks, index, self.rules, site_url, in_process=0) for r in chunk)
+        shared = self.workers  # the build's, when this is one: forked while its process was small
+        index = shared.context[0] if shared is not None else CategoryIndex(self.categories)
+        results = prepare_in_order(chunks, index, self.rules, self.site.url, in_process=0, shared=shared)
+        rendered = (r for chunk in results for r in chunk)
         for article, result in zip(shown, rendered, strict=True):
             if result is None or isinstance(result, ItemProblem):
                 self._left_out(article, str(result) if result is not None else f"{article.key}: it is a draft now")
@@ -283,13 +286,14 @@ class SourceServices:
 
     def context(self, strict: bool) -> IngestContext:
         return IngestContext(
-            index=CategoryIndex(self.categories),
+            index=self.workers.context[0] if self.workers is not None else CategoryIndex(self.categories),
             rules=self.rules,
             site_url=self.site.url,
             clock=self.clock,
             strict=strict,
             signatures={s.source_name: self.reading_signature(s) for s in self.settings.sources},
             failed=self.metrics.source_failed,
+            workers=self.workers,
         )
 
     def reading_signature(self, source: SourceConfig) -> str:

@@ -415,6 +415,8 @@ def take_turnstile(conn: Connection) -> None:
 
 def naive_utc(moment: datetime) -> datetime:
     """How the store keeps a moment: naive, in UTC."""
+    if moment.tzinfo is UTC:  # an article's dates: a cold build of 100,000 stores 300,000 of them
+        return moment.replace(tzinfo=None)
     return moment.astimezone(UTC).replace(tzinfo=None)
 
 
