@@ -306,7 +306,8 @@ class _SourcePass:
             c = self.context
             units: list[Deferred | SourceItem] = [read_again(item.key) for _known, item, _article in waiting]
             chunks = [units[start : start + CHUNK] for start in range(0, len(units), CHUNK)]
-            prepared = prepare_in_order(chunks, c.index, c.rules, c.site_url, True, 0, shared=c.workers)
+            # A pool of its own: the pass's reads may still have chunks in flight on the build's
+            prepared = prepare_in_order(chunks, c.index, c.rules, c.site_url, True, 0)
             results = (r for chunk in prepared for r in chunk)
         for (known, item, article), result in zip(waiting, results, strict=True):
             if isinstance(result, tuple):
