@@ -148,10 +148,14 @@ class Sender:
             else:
                 self.store.set_digest_status(digest_id, "done")
             return report
-        finally:
-            ledger.flush()
-            ledger.close()
-            self.transport.close()
+        finally:  # each runs even when the one before raises (a lost database connection)
+            try:
+                ledger.flush()
+            finally:
+                try:
+                    ledger.close()
+                finally:
+                    self.transport.close()
 
     def _pause(self, digest_id: int, report: SendReport, errors_in_a_row: int) -> SendReport:
         self.store.set_digest_status(digest_id, "paused")
