@@ -148,8 +148,8 @@ class Sender:
                 log.info("%d deliveries wait for another try, the first at %s", report.waiting, when)
             elif not self.store.set_digest_status(digest_id, "done", was="sending"):
                 # Never `done` from `planning` (its readers not all planned: Newsletter.send
-                # plans the rest first) nor from `paused` (the operator resumes it).
-                log.warning("digest #%d: nothing left to send, but it is not `sending`: left as it is", digest_id)
+                # plans the rest first) nor from `paused` (the operator's, at the last message).
+                log.info("digest #%d: nothing due; left %s", digest_id, self.store.digest(digest_id).status)
             return report
         finally:  # each runs even when the one before raises (a lost database connection)
             try:
