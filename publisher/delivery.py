@@ -98,8 +98,9 @@ class Sender:
         tick: Callable[[int], None] = lambda _n: None,
         should_stop: Callable[[], bool] = lambda: False,
     ) -> SendReport:
-        """Send every delivery of the digest that is due; the digest is `done` when none is left
-        open, else the report says how many wait and when the first is due. Safe to call again
+        """Send every delivery of the digest that is due; the digest, if `sending`, is `done`
+        when none is left open (one still `planning` never is: Newsletter.send plans the rest
+        first), else the report says how many wait and when the first is due. Safe to call again
         after any interruption, and safe beside another sender (each delivery is claimed before
         it is sent). It never sleeps longer than the pacing between two messages.
 
@@ -145,13 +146,19 @@ class Sender:
             if report.waiting:
                 when = f"{report.next_try:%Y-%m-%d %H:%M:%S} UTC" if report.next_try else "?"
                 log.info("%d deliveries wait for another try, the first at %s", report.waiting, when)
-            else:
-                self.store.set_digest_status(digest_id, "done")
+            elif not self.store.set_digest_status(digest_id, "done", was="sending"):
+                # Never `done` from `planning` (its readers not all planned: Newsletter.send
+                # plans the rest first) nor from `paused` (the operator's, at the last message).
+                log.info("digest #%d: nothing due; left %s", digest_id, self.store.digest(digest_id).status)
             return report
-        finally:
-            ledger.flush()
-            ledger.close()
-            self.transport.close()
+        finally:  # each runs even when the one before raises (a lost database connection)
+            try:
+                ledger.flush()
+            finally:
+                try:
+                    ledger.close()
+                finally:
+                    self.transport.close()
 
     def _pause(self, digest_id: int, report: SendReport, errors_in_a_row: int) -> SendReport:
         self.store.set_digest_status(digest_id, "paused")

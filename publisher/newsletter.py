@@ -38,6 +38,7 @@ from .mail import Envelope, Message, build_message
 from .model import CADENCE_DAYS, WEEKLY, Article, Delivery, Subscriber, SubscriberStatus
 from .private_files import private_folder, write_private
 from .store import DigestRow, SignupRequest, Store
+from .store.backup import resume_paused
 from .tokens import make_token
 
 if TYPE_CHECKING:
@@ -114,10 +115,6 @@ class Newsletter(DigestMessages):
         is left for later, and the report says when."""
         d = self.settings.digest
         alerts = self.app.alerts
-        if digest.status == "paused":
-            self.store.set_digest_status(digest.id, "sending")
-            if alerts is not None:
-                alerts.digest_resumed(digest.key)
         paused = _PauseWatch(self.store, digest.id)
         sender = Sender(
             self.store,
@@ -130,12 +127,29 @@ class Newsletter(DigestMessages):
             counted=self.app.metrics.delivered,
         )
         with self.store.send_lock():
+            digest = self._planned_whole(digest)
             report = sender.run(digest.id, self.builder(digest), tick, should_stop=lambda: should_stop() or paused())
         if paused.seen:  # the operator's pause: the digest stays paused until resumed
             report.paused, report.stopped = True, False
         elif report.paused and alerts is not None:  # it paused itself: the operator hears of it
             alerts.digest_paused(digest.key, report.pause_reason)
         return report
+
+    def _planned_whole(self, digest: DigestRow) -> DigestRow:
+        """`digest` as the ledger has it now (under the send lock), resumed if paused, and
+        planned to the end: one left `planning` (a crash, a kill, a backup's copy paused it
+        while planning) gets the rest of its readers first, as the scheduler's resume does;
+        sent as it was, the readers never planned would never get it once it is `done`."""
+        digest = self.store.digest(digest.id)
+        if digest.status == "paused":
+            resume_paused(self.store, digest.id, digest.key)
+            if self.app.alerts is not None:
+                self.app.alerts.digest_resumed(digest.key)
+            digest = self.store.digest(digest.id)
+        if digest.status == "planning":
+            self._archive_on()
+            digest = self._plan(digest, created=False).digest
+        return digest
 
     def pause(self, digest: DigestRow) -> bool:
         """The operator's pause: a digest being sent stops after the message in hand, wherever

@@ -18,10 +18,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import StoreError
 
+if TYPE_CHECKING:
+    from . import Store
+
 BACKUP_META = "backup"  # the meta row a copy carries: when it was taken, the digests it paused
+PLANNING = "planning"  # in that row: the digests it paused while they were planning
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,7 +88,8 @@ def _copy(database: Path, partial: Path) -> None:
 
 def _pause_in_flight(partial: Path, taken_at: datetime) -> list[PausedDigest]:
     """In the copy: every digest still planning or sending becomes paused, and the copy's
-    `meta` says when it was taken and which digests it paused."""
+    `meta` says when it was taken, which digests it paused, and which of them were still
+    planning (their plan is not whole: resuming one plans the rest first, see `resume_paused`)."""
     from . import Store
 
     copy = Store(f"sqlite:///{partial}")
@@ -93,11 +99,29 @@ def _pause_in_flight(partial: Path, taken_at: datetime) -> list[PausedDigest]:
             if digest.status in ("planning", "sending"):
                 copy.set_digest_status(digest.id, "paused")
                 paused.append(PausedDigest(digest.key, digest.status, copy.delivery_counts(digest.id)))
-        note = {"taken_at": taken_at.astimezone(UTC).isoformat(), "paused": [d.key for d in paused]}
+        note = {
+            "taken_at": taken_at.astimezone(UTC).isoformat(),
+            "paused": [d.key for d in paused],
+            PLANNING: [d.key for d in paused if d.was == "planning"],
+        }
         copy.set_meta(BACKUP_META, json.dumps(note))
     finally:
         copy.close()
     return paused
+
+
+def resume_paused(store: Store, digest_id: int, key: str) -> str:
+    """Set a paused digest going again, and say to what: `sending`, or `planning` when this
+    store is a backup's copy that paused it while it was planning (its plan is not whole; the
+    note forgets it once it is back in `planning`, where a crash leaves it to be planned again)."""
+    raw = store.get_meta(BACKUP_META)
+    note = json.loads(raw) if raw else {}
+    status = "planning" if key in note.get(PLANNING, []) else "sending"
+    store.set_digest_status(digest_id, status)
+    if status == "planning":
+        note[PLANNING] = [k for k in note[PLANNING] if k != key]
+        store.set_meta(BACKUP_META, json.dumps(note))
+    return status
 
 
 def _settle(partial: Path, database: Path) -> None:

@@ -237,9 +237,14 @@ class LedgerStore:
             row = conn.execute(select(digests_table).order_by(digests_table.c.id.desc()).limit(1)).first()
         return _digest_row(row) if row is not None else None
 
-    def set_digest_status(self, digest_id: int, status: str) -> None:
+    def set_digest_status(self, digest_id: int, status: str, *, was: str | None = None) -> bool:
+        """Set the digest's status (`was`: only if it is that now); False when it was not."""
+        d = digests_table.c
+        query = update(digests_table).where(d.id == digest_id).values(status=status)
+        if was is not None:
+            query = query.where(d.status == was)
         with self.engine.begin() as conn:
-            conn.execute(update(digests_table).where(digests_table.c.id == digest_id).values(status=status))
+            return conn.execute(query).rowcount == 1
 
     def delivery_counts(self, digest_id: int) -> dict[str, int]:
 

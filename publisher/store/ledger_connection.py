@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import String, Text, bindparam, case, func, literal, select, update
 from sqlalchemy.engine import Connection, Engine
@@ -40,11 +40,11 @@ class _Prepared:
 
 class _Driver:
     """The kept connection's driver (sqlite3, psycopg): prepared statements in one transaction,
-    its errors raised as SQLAlchemy's (what `store_failure` reads)."""
+    its errors raised as SQLAlchemy's (what `store_failure` reads). A lost connection (a
+    PostgreSQL restart) is invalidated, and the next call runs on a fresh one."""
 
     def __init__(self, conn: Connection) -> None:
-        self.dialect = conn.dialect
-        self.raw: Any = conn.connection.driver_connection
+        self.conn, self.dialect = conn, conn.dialect
         self.error: type[Exception] = self.dialect.loaded_dbapi.Error
         self.datetime = deliveries_table.c.updated_at.type.dialect_impl(self.dialect).bind_processor(self.dialect)
 
@@ -56,22 +56,41 @@ class _Driver:
     def commit(self, statements: Sequence[tuple[_Prepared, dict[str, Any]]]) -> int:
         """Run `statements` and commit: the last one's rowcount (0 with none)."""
         count = 0
-        cursor = self.raw.cursor()
+        raw: Any = None
+        cursor: Any = None
         sql, values = "", None
         try:
+            raw = self.conn.connection.driver_connection  # a fresh one after an invalidation
+            cursor = raw.cursor()
             for prepared, params in statements:
                 sql, fixed, order = prepared.compiled(self.dialect)
                 merged = fixed | params
                 values = tuple(merged[name] for name in order) if order is not None else merged
                 cursor.execute(sql, values)
                 count = cursor.rowcount
-            self.raw.commit()
+            raw.commit()
         except self.error as exc:
-            self.raw.rollback()
-            raise DBAPIError.instance(sql, values, exc, self.error) from exc
+            lost = self._rolled_back(exc, raw, cursor)
+            raise DBAPIError.instance(sql, values, exc, self.error, connection_invalidated=lost) from exc
         finally:
-            cursor.close()
+            if cursor is not None:
+                try:
+                    cursor.close()
+                except self.error:
+                    pass  # a lost connection: invalidated already
         return count
+
+    def _rolled_back(self, exc: Exception, raw: Any, cursor: Any) -> bool:
+        """Roll back after `exc`; True when the connection is lost (then invalidated)."""
+        lost = raw is None or self.dialect.is_disconnect(cast(Any, exc), raw, cursor)
+        if not lost:
+            try:
+                raw.rollback()
+            except self.error:
+                lost = True
+        if lost:
+            self.conn.invalidate(exc)
+        return lost
 
 
 # Built once: the send loop runs these twice per message.
@@ -152,11 +171,15 @@ class Ledger:
             self._commit(None, {})
 
     def _commit(self, statement: _Prepared | None, params: dict[str, Any]) -> int:
-        """The marks made `later`, then `statement`, in one transaction: `statement`'s rowcount."""
+        """The marks made `later`, then `statement`, in one transaction: `statement`'s rowcount.
+        When it fails, the marks wait again for the next call (`statement` is not kept)."""
         later, self._later = self._later, []
-        if statement is not None:
-            later.append((statement, params))
-        return self._driver.commit(later)
+        statements = later + [(statement, params)] if statement is not None else later
+        try:
+            return self._driver.commit(statements)
+        except DBAPIError:
+            self._later = later + self._later  # rolled back: the next call, or the last flush, commits them
+            raise
 
     def claim(self, delivery: Delivery, now: datetime) -> bool:
         """Mark `delivery` sending, one more attempt, if it is still as it was read: False when

@@ -213,29 +213,51 @@ def _transmit(connection: smtplib.SMTP, message: Message, data_timeout: float) -
 
 
 def _pipelined_envelope(connection: smtplib.SMTP, sender: str, recipient: str) -> None:
-    """MAIL, RCPT and DATA in one write, then their three replies (RFC 2920), raising as the
-    unpipelined path does for the first refusal. The addresses are ASCII and checked already
-    (no parsing as smtplib's `mail` does). A server that says 354 to DATA although it refused
-    the sender or the recipient gets an empty message ended at once, which it cannot deliver."""
+    """MAIL, RCPT and DATA in one write, then their three replies (RFC 2920), read in order and
+    each acted on as the unpipelined path does: the first refusal is what is raised. The replies
+    after a refusal are still read, to keep the connection in step for the next message; but a
+    421 (the server is closing), or a drop after a refusal was read, closes the connection and
+    raises that refusal, as the unpipelined path would have (no reconnect, no second try). The
+    addresses are ASCII and checked already (no parsing as smtplib's `mail` does). A server that
+    says 354 to DATA although it refused the sender or the recipient gets an empty message ended
+    at once, which it cannot deliver."""
     connection.send(f"MAIL FROM:<{sender}>\r\nRCPT TO:<{recipient}>\r\nDATA\r\n")
-    (mail_code, mail_reply), (rcpt_code, rcpt_reply), (data_code, data_reply) = (
-        connection.getreply(),
-        connection.getreply(),
-        connection.getreply(),
-    )
-    if mail_code == 250 and rcpt_code in (250, 251) and data_code == 354:
+    refusal: smtplib.SMTPException | None = None
+    code = 0
+    for verb in ("MAIL", "RCPT", "DATA"):
+        code, reply = _next_reply(connection, refusal)
+        refusal = refusal or _refusal(verb, code, reply, sender, recipient)
+        if code == 421 and refusal is not None:  # closing: what it refused first is the answer
+            connection.close()
+            raise refusal
+    if refusal is None:
         return
-    if data_code == 354:  # nobody to take it: end the empty message, then refuse
+    if code == 354:  # nobody to take it: end the empty message, then refuse
         connection.send(b".\r\n")
-        data_code, data_reply = connection.getreply()
-    if mail_code != 250:
-        _reset(connection, mail_code)
-        raise smtplib.SMTPSenderRefused(mail_code, mail_reply, sender)
-    if rcpt_code not in (250, 251):
-        _reset(connection, rcpt_code)
-        raise smtplib.SMTPRecipientsRefused({recipient: (rcpt_code, rcpt_reply)})
-    _reset(connection, data_code)
-    raise smtplib.SMTPDataError(data_code, data_reply)
+        code, _reply = _next_reply(connection, refusal)
+    _reset(connection, code)
+    raise refusal
+
+
+def _next_reply(connection: smtplib.SMTP, refusal: smtplib.SMTPException | None) -> tuple[int, bytes]:
+    """The next reply of a pipelined envelope. A drop after a refusal was read closes the
+    connection and raises that refusal; before any, the drop is raised (send() reconnects)."""
+    try:
+        return connection.getreply()
+    except smtplib.SMTPServerDisconnected:
+        if refusal is None:
+            raise
+        connection.close()
+        raise refusal from None
+
+
+def _refusal(verb: str, code: int, reply: bytes, sender: str, recipient: str) -> smtplib.SMTPException | None:
+    """The exception the unpipelined path raises for this reply to `verb`; None when accepted."""
+    if verb == "MAIL":
+        return smtplib.SMTPSenderRefused(code, reply, sender) if code != 250 else None
+    if verb == "RCPT":
+        return smtplib.SMTPRecipientsRefused({recipient: (code, reply)}) if code not in (250, 251) else None
+    return smtplib.SMTPDataError(code, reply) if code != 354 else None
 
 
 @contextmanager
