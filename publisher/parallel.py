@@ -113,7 +113,12 @@ class _Pool:
             self.executor = ProcessPoolExecutor(
                 self.size, mp_context=_context(), initializer=_init_worker, initargs=self.context
             )
-        return self.executor.submit(_prepare_chunk, chunk, render)
+        try:
+            return self.executor.submit(_prepare_chunk, chunk, render)
+        except BrokenProcessPool as exc:  # a worker died since: the chunk's result says so (_result)
+            broken: Future[list[Prepared]] = Future()
+            broken.set_exception(exc)
+            return broken
 
     def close(self) -> None:
         if self.executor is not None:
@@ -224,3 +229,6 @@ def prepare_in_order(
     finally:
         if shared is None:
             pool.close()
+        else:  # left running for the build: chunks of this call not started yet are not wanted
+            for _chunk, future in window:
+                future.cancel()

@@ -127,3 +127,31 @@ def test_resuming_a_digest_a_backup_paused_while_planning_plans_the_rest_first(
     assert report.sent == READERS and len(box.received) == READERS
     assert delivered(site) == ("done", {"sent": READERS})
     assert note["planning"] == [] and note["paused"] == [half_planned.key]  # planned once, not at each resume
+
+
+def test_a_backup_made_before_copies_noted_planning_digests_still_plans_the_rest_first(
+    site: Site,
+    inbox: tuple[Inbox, int],  # noqa: F811
+    half_planned: DigestRow,
+    tmp_path: Path,
+) -> None:
+    """A copy made by an older version notes only which digests it paused: any of them may be
+    half-planned, so resuming plans the rest first (planning again adds only readers not planned)."""
+    box, _port = inbox
+    copy = tmp_path / "publisher.db"
+    backup_sqlite(site.db, copy)
+    for leftover in site.db.parent.glob(site.db.name + "-*"):
+        leftover.unlink()
+    shutil.copy(copy, site.db)
+    app: App = site.app()
+    try:
+        note = json.loads(app.store.get_meta("backup") or "{}")
+        del note["planning"]  # as the older version wrote it
+        app.store.set_meta("backup", json.dumps(note))
+        letters = Newsletter(app)
+        [row] = letters.unfinished()
+        report = letters.send(row, app.transport())
+    finally:
+        app.close()
+    assert report.sent == READERS and len(box.received) == READERS
+    assert delivered(site) == ("done", {"sent": READERS})

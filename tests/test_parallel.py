@@ -77,3 +77,39 @@ def test_a_worker_that_dies_is_named_by_its_file_and_the_build_goes_on(
     store = Store(f"sqlite:///{site.db}")
     assert store.dirty_scopes() == {"", "tech"}
     store.close()
+
+
+def test_a_worker_that_dies_while_the_main_process_is_busy_is_named_and_the_next_chunks_go_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A worker that dies while the main process is still busy with the previous results breaks
+    the pool before the next chunk is handed over: that submit raised BrokenProcessPool out of
+    the build (review of issue 16). On the build's shared pool, as ingest and renders use it."""
+    import functools
+    import os
+    import time
+
+    from publisher.model import Deferred
+
+    monkeypatch.setattr(parallel, "workers", lambda: 2)
+    monkeypatch.setattr(parallel, "_context", lambda: multiprocessing.get_context("fork"))
+    dies = Deferred("dies", functools.partial(os._exit, 1), "dies.md")
+
+    def chunks() -> list[list[Deferred | SourceItem]]:
+        yield [dies]
+        time.sleep(0.5)  # the main process busy: the pool is broken before the next submit
+        yield [item(2), item(3)]
+        yield [item(4)]
+
+    shared = parallel.Workers(INDEX, TextRules(), "https://x.org")
+    try:
+        out = list(
+            parallel.prepare_in_order(chunks(), INDEX, TextRules(), "https://x.org", in_process=0, shared=shared)
+        )
+        again = list(parallel.prepare_in_order(iter([[item(5)]]), INDEX, TextRules(), "https://x.org", shared=shared))
+    finally:
+        shared.close()
+    [[problem], second, third] = out
+    assert str(problem).startswith("dies.md: reading it crashed the worker process")
+    assert [a.title for _i, a in second + third] == ["标题2", "标题3", "标题4"]  # type: ignore[union-attr,misc]
+    assert [a.title for _i, a in again[0]] == ["标题5"]  # type: ignore[union-attr,misc]

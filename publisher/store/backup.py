@@ -116,9 +116,13 @@ def resume_paused(store: Store, digest_id: int, key: str) -> str:
     note forgets it once it is back in `planning`, where a crash leaves it to be planned again)."""
     raw = store.get_meta(BACKUP_META)
     note = json.loads(raw) if raw else {}
-    status = "planning" if key in note.get(PLANNING, []) else "sending"
+    # A copy made before backups noted which digests were planning (no such list): any digest
+    # it paused may be half-planned. Planning again is safe: only readers not yet planned are added.
+    planning = note[PLANNING] if PLANNING in note else note.get("paused", [])
+    status = "planning" if key in planning else "sending"
     store.set_digest_status(digest_id, status)
     if status == "planning":
+        note[PLANNING] = planning
         note[PLANNING] = [k for k in note[PLANNING] if k != key]
         store.set_meta(BACKUP_META, json.dumps(note))
     return status

@@ -177,7 +177,7 @@ class Ledger:
         statements = later + [(statement, params)] if statement is not None else later
         try:
             return self._driver.commit(statements)
-        except DBAPIError:
+        except BaseException:  # a database error, or Ctrl-C between execute and commit
             self._later = later + self._later  # rolled back: the next call, or the last flush, commits them
             raise
 
