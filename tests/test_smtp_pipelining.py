@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from email import message_from_bytes, policy
 
 import pytest
@@ -18,11 +18,13 @@ from publisher.transports import TransportError
 from publisher.transports.smtp import SmtpTransport
 
 
-class PipeliningServer:
-    """One connection at a time on loopback; refuses the addresses in `unknown` (550 5.1.1)."""
+class LineServer:
+    """A scripted SMTP server on loopback, one connection at a time: greets, then hands each
+    connection's `readline` to `_session` (a dropped connection ends the session quietly).
+    `connections` counts them. Also the base of test_smtp_refusals.Scripted."""
 
-    def __init__(self, unknown: set[str]) -> None:
-        self.unknown, self.messages, self.commands = unknown, list[tuple[str, bytes]](), list[str]()
+    def __init__(self) -> None:
+        self.connections = 0
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
         threading.Thread(target=self._serve, daemon=True).start()
@@ -33,12 +35,29 @@ class PipeliningServer:
                 conn, _ = self.listener.accept()
             except OSError:
                 return
+            self.connections += 1
             with conn, conn.makefile("rb") as lines:
-                conn.sendall(b"220 pipelining test\r\n")
-                self._session(conn, lines)
+                conn.sendall(b"220 test\r\n")
+                try:
+                    self._session(conn, lines.readline)
+                except OSError:
+                    pass
 
-    def _session(self, conn: socket.socket, lines: object) -> None:
-        read = lines.readline  # type: ignore[attr-defined]
+    def _session(self, conn: socket.socket, read: Callable[[], bytes]) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+class PipeliningServer(LineServer):
+    """Refuses the addresses in `unknown` (550 5.1.1); answers MAIL, RCPT and DATA only once it has all three."""
+
+    def __init__(self, unknown: set[str]) -> None:
+        self.unknown, self.messages, self.commands = unknown, list[tuple[str, bytes]](), list[str]()
+        super().__init__()
+
+    def _session(self, conn: socket.socket, read: Callable[[], bytes]) -> None:
         while line := read().decode().rstrip("\r\n"):
             verb = line.split(":")[0].split(" ")[0].upper()
             self.commands.append(verb)
@@ -62,9 +81,6 @@ class PipeliningServer:
                     body += read()
                 self.messages.append((recipient, body[: -len(b".\r\n")]))
                 conn.sendall(b"250 queued\r\n")
-
-    def close(self) -> None:
-        self.listener.close()
 
 
 @pytest.fixture

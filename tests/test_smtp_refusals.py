@@ -8,46 +8,31 @@ close the connection right after one of its replies."""
 from __future__ import annotations
 
 import socket
-import threading
+from collections.abc import Callable
 
 import pytest
 from test_smtp import message
+from test_smtp_pipelining import LineServer
 
 from publisher.transports import TransportError
 from publisher.transports.smtp import SmtpTransport
 
 
-class Scripted:
+class Scripted(LineServer):
     """Answers MAIL/RCPT/DATA from `replies`; closes right after the reply to `close_after`.
     With `pipelining`, it advertises PIPELINING and reads the three commands before answering."""
 
     def __init__(self, replies: dict[str, bytes], close_after: str | None, pipelining: bool) -> None:
         self.replies, self.close_after, self.pipelining = replies, close_after, pipelining
-        self.connections, self.delivered, self.commands = 0, 0, []
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.listener.accept()
-            except OSError:
-                return
-            self.connections += 1
-            with conn, conn.makefile("rb") as lines:
-                conn.sendall(b"220 test\r\n")
-                try:
-                    self._session(conn, lines.readline)
-                except OSError:
-                    pass
+        self.delivered, self.commands = 0, list[str]()
+        super().__init__()
 
     def _answer(self, conn: socket.socket, verb: str) -> bool:
         default = {"MAIL": b"250 ok", "RCPT": b"250 ok", "DATA": b"354 go"}[verb]
         conn.sendall(self.replies.get(verb, default) + b"\r\n")
         return verb == self.close_after
 
-    def _session(self, conn: socket.socket, read) -> None:  # type: ignore[no-untyped-def]
+    def _session(self, conn: socket.socket, read: Callable[[], bytes]) -> None:
         while line := read().decode().rstrip("\r\n"):
             verb = line.split(":")[0].split(" ")[0].upper()
             self.commands.append(verb)
