@@ -70,7 +70,7 @@ def normalize(item: SourceItem, index: CategoryIndex, rules: TextRules, site_url
         raise NormalizeError("the title is empty", "give the article a title")
     categories = resolve_categories(item, index)
     url = _absolute_url(item.url, site_url)
-    if item.markdown:
+    if item.markdown and not render:  # rendering checks them itself
         _check_markdown(item.content)  # a body beyond the limits is refused now, naming its file
     source_digest = _source_digest(item)
     published = item.published.astimezone(UTC)
