@@ -177,7 +177,7 @@ class SourceServices:
         even one body: a crash in native code never takes the build or the service down). A file
         changed since the last ingest is shown as it is now (the next ingest stores its new
         fields). One gone, unreadable or unrenderable is left out and logged; during a build
-        (`rendering`, set by write_output) it is also kept in `render_problems`, for the report
+        (set by write_output) it is also kept in `rendering`, for the report
         and the feeds that stay marked, and not tried again by the build's other feeds."""
         from ..parallel import CHUNK, prepare_in_order
 
