@@ -56,7 +56,7 @@ $(VENV)/.nginx: | $(VENV)/.installed
 # smtp-sink for the mail bench, wrk for the serving bench.
 $(VENV)/.hugo: | $(VENV)/.installed
 	$(call apt_install,build bench,$(shell command -v hugo >/dev/null 2>&1 || echo hugo),\
-	  without hugo the build bench skips its aims against Hugo,$@)
+	  without hugo the build bench skips its aims against Hugo and tests/test_bench_aims.py its Hugo check,$@)
 
 $(VENV)/.smtp-sink: | $(VENV)/.installed
 	$(call apt_install,mail bench,$(shell command -v smtp-sink >/dev/null 2>&1 || [ -x /usr/sbin/smtp-sink ] \
@@ -89,7 +89,7 @@ run: $(VENV)/.installed
 	fi; \
 	exec $(VENV)/bin/publisher --config "$$config" run --upgrade $(if $(HOST),--host '$(HOST)') $(if $(PORT),--port '$(PORT)')
 
-test: $(VENV)/.installed $(VENV)/.browser $(VENV)/.mailbox $(VENV)/.nginx
+test: $(VENV)/.installed $(VENV)/.browser $(VENV)/.mailbox $(VENV)/.nginx $(VENV)/.hugo
 	$(PY) -m pytest -q
 
 # The four benches of issue 16, then one summary of their aims (bench/summary.py). A bench whose
