@@ -9,17 +9,13 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 from rich.console import Console
-from rich.logging import RichHandler
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.text import Text
 
 from .. import __version__
-from ..app import App
-from ..config import find_config, load_settings
 from ..errors import (
     FILE_REFUSED,
     ConfigError,
@@ -29,6 +25,9 @@ from ..errors import (
     StoreSchemaError,
     ThemeError,
 )
+
+if TYPE_CHECKING:  # imported where used: `publisher --help` and every command start without them
+    from ..app import App
 
 # No hard wrapping: paths in logs must stay whole. No markup: what is printed holds readers'
 # names, titles and paths, and `[/bold]` in one must not crash a command nor `[link=…]` make a
@@ -59,6 +58,8 @@ def _options(ctx: click.Context) -> GlobalOptions:
 def _configure_logging(verbose: bool) -> None:
     handler: logging.Handler
     if err.is_terminal:
+        from rich.logging import RichHandler
+
         handler = RichHandler(console=err, show_time=False, show_path=False)
         handler.setFormatter(logging.Formatter("%(message)s"))
     else:  # cron and CI logs: one plain line per message
@@ -150,6 +151,9 @@ def load_app(ctx: click.Context, store: bool = True) -> App:
     theme has a broken override (named with file and line now, not when a digest renders).
     With `store`, its store is opened now, so a store this publisher must not use (one that
     needs `publisher db upgrade`, or one made by a newer publisher) is refused before any work."""
+    from ..app import App
+    from ..config import load_settings
+
     try:
         app = App(load_settings(config_path(ctx)))
         app.theme  # noqa: B018 - compiles the theme's overrides
@@ -180,6 +184,8 @@ def open_store(ctx: click.Context, app: App) -> None:
 def config_path(ctx: click.Context) -> Path:
     """The configuration file the command was given (before or after its name), else the one
     found where config.find_config looks; exit 2 when there is none."""
+    from ..config import find_config
+
     try:
         return find_config(_options(ctx).config)
     except ConfigError as exc:
@@ -193,6 +199,8 @@ def progress(label: str, total: int | None = None) -> Iterator[Callable[[int], N
     if not err.is_terminal:
         yield lambda _n: None
         return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
     columns = (SpinnerColumn(), TextColumn(label, markup=False), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=err, transient=True) as bar:
         task = bar.add_task(label, total=total)
