@@ -6,9 +6,17 @@ commands that need no store, web or mail start without them (docs/performance.md
 
 from __future__ import annotations
 
+import gc
 import json
 import subprocess
 import sys
+
+import click
+import pytest
+
+from conftest import Site
+from publisher.app import App
+from publisher.cli import base, run
 
 # Imported only by the commands that use them, never by `import publisher.cli`.
 HEAVY = ("sqlalchemy", "pydantic", "jinja2", "prometheus_client", "argon2", "flask", "requests", "apscheduler",
@@ -25,3 +33,30 @@ def imported_by(code: str) -> set[str]:
 def test_the_command_line_starts_without_the_heavy_libraries() -> None:
     loaded = imported_by("import publisher.cli")
     assert sorted(name for name in HEAVY if name in loaded) == []
+
+
+def test_the_program_starts_without_the_collector_and_then_collects(
+    site: Site, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`publisher` (base.run) loads the app with the cyclic collector off, then turns it on with
+    what the start made frozen: `publisher run` serves for weeks, and must collect."""
+    site.article("tech/a.md", "科技新闻")
+    opening = base.open_store
+    while_opening: list[bool] = []
+
+    def open_store(ctx: click.Context, app: App) -> None:
+        while_opening.append(gc.isenabled())
+        opening(ctx, app)
+
+    monkeypatch.setattr(base, "open_store", open_store)
+    monkeypatch.setattr(sys, "argv", ["publisher", "--config", str(site.config), "build"])
+    try:
+        with pytest.raises(SystemExit) as done:
+            run()
+        assert done.value.code == 0
+        assert while_opening == [False]
+        assert gc.isenabled() and gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+        gc.enable()
+    assert "new articles" in capsys.readouterr().out

@@ -8,7 +8,7 @@ import sys
 import click
 
 from ..errors import ConfigError, StoreError, StoreSchemaError
-from .base import EXIT_CONFIG, EXIT_PROBLEMS, config_path, fail, main, out
+from .base import EXIT_CONFIG, EXIT_PROBLEMS, config_path, fail, main, out, started
 
 
 @main.group()
@@ -56,9 +56,11 @@ def _store_url(ctx: click.Context) -> str:
     from ..config import load_settings
 
     try:
-        return load_settings(config_path(ctx)).store.url
+        url = load_settings(config_path(ctx)).store.url
     except ConfigError as exc:
         fail(exc)
+    started()  # an upgrade of a large store runs with the collector on
+    return url
 
 
 def upgrade_store(url: str, backup: bool = True, command: str = "publisher db upgrade") -> None:
