@@ -24,8 +24,8 @@ HEAVY = ("sqlalchemy", "pydantic", "jinja2", "prometheus_client", "argon2", "fla
 
 
 def imported_by(code: str) -> set[str]:
-    """The modules a fresh interpreter holds after running `code`."""
-    shown = f"{code}\nimport sys, json\nprint(json.dumps(sorted(sys.modules)))"
+    """The modules a fresh interpreter holds after running `code` (which may end in SystemExit)."""
+    shown = f"import atexit, json, sys\natexit.register(lambda: print(json.dumps(sorted(sys.modules))))\n{code}"
     done = subprocess.run([sys.executable, "-c", shown], capture_output=True, text=True, check=True)
     return set(json.loads(done.stdout.splitlines()[-1]))
 
@@ -60,3 +60,13 @@ def test_the_program_starts_without_the_collector_and_then_collects(
         gc.unfreeze()
         gc.enable()
     assert "new articles" in capsys.readouterr().out
+
+
+def test_check_without_http_mail_or_webhooks_imports_neither_requests_nor_cryptography(site: Site) -> None:
+    """The transports of the HTTP APIs and the providers' webhooks are imported only when the
+    configuration names them."""
+    site.append_config(site.mail_to_outbox())
+    site.article("tech/a.md", "科技新闻")
+    loaded = imported_by(f"from publisher.cli import main\nmain(['--config', {str(site.config)!r}, 'check'])")
+    assert "publisher.transports.outbox" in loaded  # checked: the transport was made
+    assert sorted(name for name in ("requests", "cryptography", "publisher.bounces.providers") if name in loaded) == []
