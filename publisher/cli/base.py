@@ -32,9 +32,10 @@ if TYPE_CHECKING:  # imported where used: `publisher --help` and every command s
 
 # No hard wrapping: paths in logs must stay whole. No markup: what is printed holds readers'
 # names, titles and paths, and `[/bold]` in one must not crash a command nor `[link=…]` make a
-# link; styles come from `labelled` (rich Text), never from markup in a string.
-out = Console(soft_wrap=True, markup=False)
-err = Console(stderr=True, soft_wrap=True, markup=False)
+# link; styles come from `labelled` (rich Text), never from markup in a string. No emoji codes
+# either: `:smile:` in a value is printed as written (and rich's table of them is not loaded).
+out = Console(soft_wrap=True, markup=False, emoji=False)
+err = Console(stderr=True, soft_wrap=True, markup=False, emoji=False)
 
 EXIT_PROBLEMS = 1  # a source failed, or --strict found a bad item
 EXIT_CONFIG = 2  # the configuration is invalid, or the store's schema is not this code's
