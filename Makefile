@@ -12,22 +12,27 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $@
 
-$(VENV)/.bench: $(VENV)/.installed
-	$(PY) -m pip install --quiet -e '.[test,bench]'
-	touch $@
-
 # The benches measure the package as a user installs it: built and installed non-editable in a
 # venv of its own, with its runtime dependencies and the benches' peers only. Not the test venv:
 # lxml imports rnc2rng (a test tool) when it is there, which adds 0.15 s to every process.
-# Reinstalled whenever the package's files change.
+# Reinstalled whenever a shipped file changes, is added or is removed (a folder's time changes
+# then); built from a clean build/ folder, so a removed file is not shipped from the last build.
 BENCH_VENV := .venv-bench
 BENCH_PY   := $(BENCH_VENV)/bin/python
-$(BENCH_VENV)/.installed: pyproject.toml setup.py $(shell find publisher templates config -type f -not -name '*.pyc' 2>/dev/null)
+SHIPPED    := publisher templates config demo
+$(BENCH_VENV)/.installed: pyproject.toml setup.py README.md $(shell find $(SHIPPED) -not -name '*.pyc' -not -path '*/__pycache__*' 2>/dev/null)
 	test -x $(BENCH_PY) || $(PYTHON) -m venv $(BENCH_VENV)
 	$(BENCH_PY) -m pip install --quiet --upgrade pip
 	$(BENCH_PY) -m pip install --quiet '.[bench]'
+	rm -rf build
 	$(BENCH_PY) -m pip install --quiet --no-deps --force-reinstall .
 	touch $@
+
+# What the Debian tools below were checked or installed for: a folder of its own, so that
+# `make bench` needs no test venv.
+STAMPS := .stamps
+$(STAMPS):
+	mkdir -p $@
 
 # Debian packages some tests drive (a browser, a mail server, nginx): each is installed when
 # missing and apt-get is usable (root or passwordless sudo); never fails the build: where it
@@ -48,34 +53,34 @@ define apt_install
 endef
 
 # The browser tests drive Debian's chromium, with a Chinese font for their screenshots.
-$(VENV)/.browser: | $(VENV)/.installed
+$(STAMPS)/browser: | $(STAMPS)
 	$(call apt_install,browser tests,$(shell command -v chromium >/dev/null 2>&1 || echo chromium) \
 	  $(shell fc-list :lang=zh 2>/dev/null | grep -q . || echo fonts-wqy-microhei),\
 	  without chromium the browser tests skip; without a Chinese font their screenshots show boxes,$@)
 
 # The bounce-mailbox tests (tests/test_bounce_mailbox.py, test_bounce_loop.py) start their own
 # throwaway Dovecot on loopback (tests/dovecot.py).
-$(VENV)/.mailbox: | $(VENV)/.installed
+$(STAMPS)/mailbox: | $(STAMPS)
 	$(call apt_install,mailbox tests,$(shell command -v dovecot >/dev/null 2>&1 || [ -x /usr/sbin/dovecot ] \
 	  || echo dovecot-imapd dovecot-pop3d),without dovecot the bounce-mailbox tests skip,$@)
 
 # tests/test_nginx_config.py and the serving bench run nginx with config/nginx.conf, the settings
 # docs/operations.md puts in front of the feed server.
-$(VENV)/.nginx: | $(VENV)/.installed
+$(STAMPS)/nginx: | $(STAMPS)
 	$(call apt_install,nginx,$(shell command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] \
 	  || echo nginx-light),without nginx tests/test_nginx_config.py skips and the serving bench has no ratio,$@)
 
 # The benches' other peers and tools (docs/performance.md): Hugo for the cold build, Postfix's
 # smtp-sink for the mail bench, wrk for the serving bench.
-$(VENV)/.hugo: | $(VENV)/.installed
+$(STAMPS)/hugo: | $(STAMPS)
 	$(call apt_install,build bench,$(shell command -v hugo >/dev/null 2>&1 || echo hugo),\
 	  without hugo the build bench skips its aims against Hugo and tests/test_bench_aims.py its Hugo check,$@)
 
-$(VENV)/.smtp-sink: | $(VENV)/.installed
+$(STAMPS)/smtp-sink: | $(STAMPS)
 	$(call apt_install,mail bench,$(shell command -v smtp-sink >/dev/null 2>&1 || [ -x /usr/sbin/smtp-sink ] \
 	  || echo postfix),without smtp-sink the mail bench skips,$@)
 
-$(VENV)/.wrk: | $(VENV)/.installed
+$(STAMPS)/wrk: | $(STAMPS)
 	$(call apt_install,serving bench,$(shell command -v wrk >/dev/null 2>&1 || echo wrk),\
 	  without wrk the serving bench skips,$@)
 
@@ -102,12 +107,12 @@ run: $(VENV)/.installed
 	fi; \
 	exec $(VENV)/bin/publisher --config "$$config" run --upgrade $(if $(HOST),--host '$(HOST)') $(if $(PORT),--port '$(PORT)')
 
-test: $(VENV)/.installed $(VENV)/.browser $(VENV)/.mailbox $(VENV)/.nginx $(VENV)/.hugo
+test: $(VENV)/.installed $(STAMPS)/browser $(STAMPS)/mailbox $(STAMPS)/nginx $(STAMPS)/hugo
 	$(PY) -m pytest -q
 
 # The four benches of issue 16, then one summary of their aims (bench/summary.py). A bench whose
 # tool is missing says so and skips (mail.py exits 2); the target fails only when one crashed.
-bench: $(BENCH_VENV)/.installed $(VENV)/.hugo $(VENV)/.smtp-sink $(VENV)/.wrk $(VENV)/.nginx
+bench: $(BENCH_VENV)/.installed $(STAMPS)/hugo $(STAMPS)/smtp-sink $(STAMPS)/wrk $(STAMPS)/nginx
 	@$(BENCH_PY) bench/summary.py --start
 	@status=0; \
 	$(BENCH_PY) bench/run.py || status=1; \

@@ -484,6 +484,19 @@ def publisher_source_mtime() -> float | None:
     return newest
 
 
+def checkout_commit() -> str | None:
+    """The commit of the checkout the bench runs from (`make bench` installs it into
+    .venv-bench), with -dirty when it has uncommitted changes; None outside a git checkout."""
+    try:
+        done = subprocess.run(
+            ["git", "-C", str(BENCH_DIR.parent), "describe", "--always", "--dirty"],
+            capture_output=True, text=True, timeout=10, check=True,
+        )  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout.strip() or None
+
+
 def versions() -> dict[str, str]:
     out = {"python": platform.python_version()}
     for dist in ("publisher", "pelican", "markdown", "feedgen", "PyYAML", "SQLAlchemy"):
@@ -816,7 +829,9 @@ def main(argv: list[str] | None = None) -> int:
     code_note = []
     if code_mtime is not None:
         stamp = dt.datetime.fromtimestamp(code_mtime).astimezone()
-        code_note.append(f"publisher source as of {stamp:%Y-%m-%d %H:%M:%S %Z} (newest file in the package).")
+        commit = checkout_commit()
+        at = f"; the checkout at {commit}" if commit else ""
+        code_note.append(f"publisher installed {stamp:%Y-%m-%d %H:%M:%S %Z} (newest file in the package){at}.")
         after = publisher_source_mtime()
         if after is not None and after > code_mtime:
             code_note.append("WARNING: the publisher's source changed during this run; the figures mix versions.")

@@ -10,6 +10,7 @@ import gc
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import click
 import pytest
@@ -33,6 +34,16 @@ def imported_by(code: str) -> set[str]:
 def test_the_command_line_starts_without_the_heavy_libraries() -> None:
     loaded = imported_by("import publisher.cli")
     assert sorted(name for name in HEAVY if name in loaded) == []
+
+
+@pytest.mark.parametrize("command", [["init", "{dir}/site"], ["theme", "export", "{dir}/theme"]])
+def test_commands_that_use_no_store_run_without_its_libraries(command: list[str], tmp_path: Path) -> None:
+    """`init` and `theme export` never open a store: they do not import SQLAlchemy or it (the
+    root group's handling of a store's errors does not import them either)."""
+    args = [part.format(dir=tmp_path) for part in command]
+    loaded = imported_by(f"from publisher.cli import main\nmain({args!r})")
+    assert any(tmp_path.iterdir())  # the command did its work
+    assert sorted(name for name in ("sqlalchemy", "publisher.store") if name in loaded) == []
 
 
 def test_the_program_starts_without_the_collector_and_then_collects(
@@ -70,3 +81,27 @@ def test_check_without_http_mail_or_webhooks_imports_neither_requests_nor_crypto
     loaded = imported_by(f"from publisher.cli import main\nmain(['--config', {str(site.config)!r}, 'check'])")
     assert "publisher.transports.outbox" in loaded  # checked: the transport was made
     assert sorted(name for name in ("requests", "cryptography", "publisher.bounces.providers") if name in loaded) == []
+
+
+def test_db_upgrade_collects_as_it_upgrades(site: Site, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`publisher db upgrade` reads no app (`load_app` is what turns the collector on for the
+    others): it turns it on itself before migrating, which can take long on a large store."""
+    from publisher.store import migrate
+
+    upgrading = migrate.upgrade
+    while_upgrading: list[bool] = []
+
+    def upgrade(*args: object, **kwargs: object) -> object:
+        while_upgrading.append(gc.isenabled())
+        return upgrading(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(migrate, "upgrade", upgrade)
+    monkeypatch.setattr(sys, "argv", ["publisher", "--config", str(site.config), "db", "upgrade", "--no-backup"])
+    try:
+        with pytest.raises(SystemExit) as done:
+            run()
+        assert done.value.code == 0
+        assert while_upgrading == [True]
+    finally:
+        gc.unfreeze()
+        gc.enable()

@@ -89,8 +89,10 @@ class MailServices:
         """The webhooks of the providers configured under [hooks], by name; their secrets are
         read from the environment now (ConfigError naming the key when one is missing)."""
         hooks = self.settings.hooks
-        if not hooks.model_fields_set - {"body_limit"}:
-            return {}  # no provider's table: their modules (requests, cryptography) are not imported
+        # No provider's table: their modules (requests, cryptography) are not imported. A key
+        # that is not a provider and is set would only turn this shortcut off, never skip one.
+        if all(getattr(hooks, name) is None for name in type(hooks).model_fields if name != "body_limit"):
+            return {}
         from ..bounces.providers import Aliyun, Mailgun, Postmark, Resend, Sendgrid, Ses
         from ..config import secret
 

@@ -121,20 +121,23 @@ class RootGroup(click.Group):
     group_class = Group
 
     def invoke(self, ctx: click.Context) -> Any:
-        from sqlalchemy.exc import DBAPIError
-
-        from ..store import store_failure
-
         try:
             return super().invoke(ctx)
         except PublisherError as exc:  # explained already, and not caught by its command
             fail(exc)
-        except DBAPIError as exc:
-            fail(store_failure(exc, _options(ctx).store_url))
         except OSError as exc:
             if exc.errno not in FILE_REFUSED:
                 raise
             fail(OutputError(exc.filename or "a file", exc))
+        except Exception as exc:
+            # a store's error can only come from a command that imported SQLAlchemy: a command
+            # that uses no store (`init`, `theme export`) does not import it to be told so
+            dbapi = sys.modules.get("sqlalchemy.exc")
+            if dbapi is None or not isinstance(exc, dbapi.DBAPIError):
+                raise
+            from ..store import store_failure
+
+            fail(store_failure(exc, _options(ctx).store_url))
 
 
 @click.group(cls=RootGroup, context_settings={"help_option_names": ["-h", "--help"]})

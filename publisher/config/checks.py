@@ -198,7 +198,11 @@ def _reserved_slugs(categories: list[tuple[int, CategoryConfig]]) -> list[tuple[
 
 
 def _store_url(url: str) -> list[tuple[str, str, str]]:
-    """A URL SQLAlchemy has a dialect for, whose driver is installed: checked without connecting."""
+    """A URL SQLAlchemy has a dialect for, whose driver is installed: checked without connecting.
+    A file's SQLite URL always is (the driver is Python's own): checked without SQLAlchemy, which
+    a command that opens no store (`init`) then does not import."""
+    if url.startswith("sqlite:///"):
+        return []
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
