@@ -342,7 +342,7 @@ class _SourcePass:
             )
             return
         self.guids.add(guid)
-        writer.insert(article, guid, item.explicit_id, item.fingerprint, self.context.clock())
+        writer.insert(article, guid, item.explicit_id, item.fingerprint)  # first seen: the batch's stamp
         self.written.add(item.key)
         log.info("new %s", item.location or item.key)
         self.report.new += 1
