@@ -295,13 +295,23 @@ def sqlite_datetime(moment: datetime) -> str:
 
 def sqlite_datetime_utc(moment: datetime) -> str:
     """A moment as the store keeps it (naive_utc) and SQLAlchemy writes that in SQLite. An
-    article's dates are UTC already: formatted as they are, the offset cut off (isoformat
-    without a timespec takes half the time, and leaves out microseconds that are 0)."""
+    article's dates are UTC already: formatted from their fields, in SQLAlchemy's own format,
+    without a naive copy (a cold build of 100,000 articles formats 100,000 of them; this takes
+    half the time of isoformat's on an aware datetime)."""
     if moment.tzinfo is not UTC:
-        return sqlite_datetime(naive_utc(moment))
-    if moment.microsecond:
-        return moment.isoformat(" ")[:-6]
-    return moment.isoformat(" ")[:-6] + ".000000"
+        moment = naive_utc(moment)
+    return _SQLITE_DATETIME % (
+        moment.year,
+        moment.month,
+        moment.day,
+        moment.hour,
+        moment.minute,
+        moment.second,
+        moment.microsecond,
+    )
+
+
+_SQLITE_DATETIME = "%04d-%02d-%02d %02d:%02d:%02d.%06d"
 
 
 def _row(article: Article) -> dict[str, object]:
