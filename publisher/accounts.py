@@ -31,10 +31,10 @@ from functools import cache
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
+from .model import ROLES
 from .signup import client_network
 from .store import Account, Store
 
-ROLES = ("viewer", "editor", "admin")  # each may do what the ones before it may
 LOCK_AFTER = 10  # bad passwords or codes in a row that lock an account
 PASSWORD_LINK_LIFETIME = timedelta(hours=24)
 MIN_PASSWORD = 10  # characters

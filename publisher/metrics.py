@@ -26,10 +26,10 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from . import __version__
+from .model import WHOLE_SOURCE_LABEL
 
 log = logging.getLogger(__name__)
 
-WHOLE_SOURCE_LABEL = "(the source)"  # the part label of a source that failed as a whole
 UNMATCHED_ROUTE = "(unmatched)"  # a request no route matched (a 404 of a random path)
 SEND_RATE_WINDOW = 60.0  # seconds over which the send rate is measured
 LATENESS_BUCKETS = (1, 5, 15, 60, 300, 900, 3600, 4 * 3600, 24 * 3600)

@@ -136,6 +136,9 @@ class SourceWarning:
         return f"{self.location}: {self.reason}" + (f" ({self.hint})" if self.hint else "")
 
 
+WHOLE_SOURCE_LABEL = "(the source)"  # the part shown for a source that failed as a whole (status, /metrics)
+
+
 @dataclass(frozen=True, slots=True)
 class ScopeRead:
     """A web source's word on one part of it (a category's list pages, a list URL, an API
@@ -288,6 +291,9 @@ def first_scheduled(end: datetime, cadence: str, first_days: int, other_end: dat
             return cadence_key(cadence, f"scheduled:{stamp}"), other_end
         start = cap  # a longer gap: the cap's days, picked as on a new install
     return cadence_key(cadence, f"scheduled-first:{stamp}"), start
+
+
+ROLES = ("viewer", "editor", "admin")  # of a console account: each may do what the ones before it may
 
 
 class SubscriberStatus(enum.Enum):

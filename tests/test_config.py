@@ -170,6 +170,13 @@ def test_cli_exits_2_on_bad_config(tmp_path: Path) -> None:
     assert "site.url" in result.output and "categories" in result.output
 
 
+def test_a_problem_quotes_the_value_as_written_never_as_an_emoji(tmp_path: Path) -> None:
+    path = write(tmp_path, '[site]\ntitle = "x"\nurl = "https://x.example"\ntimezone = "Asia/:smile:"\n')
+    result = CliRunner().invoke(main, ["--config", str(path), "check"])
+    assert result.exit_code == 2
+    assert "unknown time zone 'Asia/:smile:'" in result.output
+
+
 def test_missing_config_file(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["--config", str(tmp_path / "none.toml"), "build"])
     assert result.exit_code == 2

@@ -43,14 +43,15 @@ class MailServices:
     def transport(self) -> Transport:
         """The configured transport; its secret is read from the environment now."""
         from ..config import secret
-        from ..transports.http_api import HttpApiTransport
-        from ..transports.outbox import OutboxTransport
-        from ..transports.smtp import SmtpTransport
 
         mail = self.settings.mail
         if mail.transport == "outbox":
+            from ..transports.outbox import OutboxTransport
+
             return OutboxTransport(Path(mail.outbox.dir))
         if mail.transport == "smtp":
+            from ..transports.smtp import SmtpTransport
+
             smtp = mail.smtp
             assert smtp is not None  # validated
             password = secret(smtp.password_env, "mail.smtp.password_env") if smtp.password_env else None
@@ -58,6 +59,8 @@ class MailServices:
                 smtp.host, smtp.port, smtp.security, smtp.username or None, password, timeout=smtp.timeout,
                 data_timeout=smtp.data_timeout,
             )  # fmt: skip
+        from ..transports.http_api import HttpApiTransport  # with requests: only the HTTP APIs import it
+
         if mail.transport == "ses" and mail.ses is not None:
             from ..transports import ses
 
@@ -85,10 +88,12 @@ class MailServices:
     def hook_doors(self) -> dict[str, Door]:
         """The webhooks of the providers configured under [hooks], by name; their secrets are
         read from the environment now (ConfigError naming the key when one is missing)."""
+        hooks = self.settings.hooks
+        if not hooks.model_fields_set - {"body_limit"}:
+            return {}  # no provider's table: their modules (requests, cryptography) are not imported
         from ..bounces.providers import Aliyun, Mailgun, Postmark, Resend, Sendgrid, Ses
         from ..config import secret
 
-        hooks = self.settings.hooks
         doors: dict[str, Door] = {}
         if hooks.mailgun is not None:
             doors["mailgun"] = Mailgun(secret(hooks.mailgun.signing_key_env, "hooks.mailgun.signing_key_env"))

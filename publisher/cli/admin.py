@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import click
 
-from ..accounts import ROLES, disable_totp, open_password_link
-from ..store import AccountExists
-from ..subscriptions import normalize_email
+from ..model import ROLES
 from .base import EXIT_PROBLEMS, err, load_app, main, out
 from .tables import FORMAT, Column, print_records
 
@@ -39,6 +37,10 @@ def _link(app: object, token: str) -> str:
 @click.pass_context
 def admin_add(ctx: click.Context, email: str, role: str) -> None:
     """Add a console account and print its one-time set-password link (valid 24 hours)."""
+    from ..accounts import open_password_link
+    from ..store import AccountExists
+    from ..subscriptions import normalize_email
+
     app = load_app(ctx)
     try:
         try:
@@ -68,6 +70,8 @@ def admin_add(ctx: click.Context, email: str, role: str) -> None:
 def admin_reset(ctx: click.Context, email: str, drop_totp: bool) -> None:
     """Print a new one-time set-password link for an account, voiding the one before; the
     account is enabled and unlocked, and its sessions end."""
+    from ..accounts import disable_totp, open_password_link
+
     app = load_app(ctx)
     try:
         account = app.store.account_by_email(email.strip())

@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-from sqlalchemy.engine import make_url
 
 from ..errors import StoreError
 from .base import EXIT_CONFIG, err, fail, load_app, main, open_store, out
@@ -17,6 +16,8 @@ from .base import EXIT_CONFIG, err, fail, load_app, main, open_store, out
 @click.pass_context
 def backup(ctx: click.Context, file: Path) -> None:
     """Copy the SQLite store to a new FILE (mode 0600) while the service runs; a digest in flight is paused there."""
+    from sqlalchemy.engine import make_url
+
     from ..store.backup import backup_sqlite
     from ..store.migrate import shown_url
 

@@ -7,10 +7,8 @@ import sys
 
 import click
 
-from ..config import load_settings
 from ..errors import ConfigError, StoreError, StoreSchemaError
-from ..store.revision import SchemaState
-from .base import EXIT_CONFIG, EXIT_PROBLEMS, config_path, fail, main, out
+from .base import EXIT_CONFIG, EXIT_PROBLEMS, config_path, fail, main, out, started
 
 
 @main.group()
@@ -55,10 +53,14 @@ def db_upgrade(ctx: click.Context, no_backup: bool) -> None:
 
 def _store_url(ctx: click.Context) -> str:
     """[store] url of the configuration (exit 2 when it is invalid); the theme is not needed."""
+    from ..config import load_settings
+
     try:
-        return load_settings(config_path(ctx)).store.url
+        url = load_settings(config_path(ctx)).store.url
     except ConfigError as exc:
         fail(exc)
+    started()  # an upgrade of a large store runs with the collector on
+    return url
 
 
 def upgrade_store(url: str, backup: bool = True, command: str = "publisher db upgrade") -> None:
@@ -66,6 +68,7 @@ def upgrade_store(url: str, backup: bool = True, command: str = "publisher db up
     it (the refusal names `command`), 1 when it cannot be upgraded. Shared with `publisher run
     --upgrade`."""
     from ..store.migrate import shown_url, upgrade
+    from ..store.revision import SchemaState
 
     try:
         done = upgrade(url, backup=backup)

@@ -5,19 +5,23 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import click
-from rich.table import Table
 
-from ..app import App
 from ..errors import ConfigError, PublisherError, StoreError, StoreSchemaError
-from ..model import BuildReport
 from .base import EXIT_CONFIG, EXIT_PROBLEMS, err, fail, labelled, load_app, main, out, progress
+
+if TYPE_CHECKING:
+    from ..app import App
+    from ..model import BuildReport
 
 STRICT = click.option("--strict", is_flag=True, help="Any unreadable item is an error (for CI).")
 
 
 def _summary(title: str, report: BuildReport, seconds: float, feeds: bool, verbose: bool = False) -> None:
+    from rich.table import Table
+
     table = Table(title=f"publisher {title}", title_justify="left", show_header=False, box=None, padding=(0, 2))
     table.add_column("what")
     table.add_column("count", justify="right")
@@ -51,6 +55,8 @@ def _run(
     action: Callable[[App, BuildReport, Callable[[int], None]], None],
     feeds: bool,
 ) -> None:
+    from ..model import BuildReport
+
     app = load_app(ctx)
     report = BuildReport()
     started = time.perf_counter()

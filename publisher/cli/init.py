@@ -9,7 +9,6 @@ from pathlib import Path
 import click
 
 from ..errors import PublisherError
-from ..scaffold import CONFIG_NAME, SiteSpec, init_site
 from .base import EXIT_PROBLEMS, err, fail, main, out
 
 
@@ -26,6 +25,8 @@ def init(
     directory: Path, site_title: str, url: str, categories: tuple[str, ...], language: str, timezone: str, demo: bool
 ) -> None:
     """Make a site in DIR: publisher.toml, an example article per category, templates/. Never overwrites."""
+    from ..scaffold import CONFIG_NAME, SiteSpec, init_site
+
     title = site_title or directory.resolve().name or "publisher"
     spec = None if demo else SiteSpec(title, url, language, timezone, tuple(categories))
     try:

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from ..app import App
 from ..errors import ConfigError, PublisherError
 from .base import config_path, err, fail, load_app, main, open_store, out
 from .db import upgrade_store
+
+if TYPE_CHECKING:
+    from ..app import App
 
 HOST = click.option("--host", help="Listen on this address (default: [web] host).")
 PORT = click.option("--port", type=int, help="Listen on this port; 0 picks a free one (default: [web] port).")

@@ -8,15 +8,17 @@ store problem as elsewhere. The hubs are shown under the table (`--format table`
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from ..metrics import WHOLE_SOURCE_LABEL
-from ..sources.failed_items import WALK, FailedItem
-from ..store import WHOLE_SOURCE, ScopeHealth, SourceHealth
+from ..model import WHOLE_SOURCE_LABEL
 from .base import EXIT_PROBLEMS, load_app, main, out
 from .tables import FORMAT, Cell, Column, print_records
+
+if TYPE_CHECKING:
+    from ..sources.failed_items import FailedItem
+    from ..store import ScopeHealth, SourceHealth
 
 STATUS_COLUMNS = (
     Column("source"),
@@ -49,6 +51,8 @@ def _state(part: ScopeHealth) -> str:
 
 def status_rows(sources: list[SourceHealth]) -> list[tuple[Cell, ...]]:
     """One row per source and part; the source's row carries its failed items waiting."""
+    from ..store import WHOLE_SOURCE
+
     rows: list[tuple[Cell, ...]] = []
     for source in sources:
         if not source.parts:
@@ -66,6 +70,8 @@ def failed_rows(items: list[tuple[str, FailedItem]]) -> list[tuple[Cell, ...]]:
     """One row per failed item: an article, or a walk of list pages that failed past its first
     page (its URL the page that failed, read again at the next run whatever its attempts: its
     next try says `next run`, not a backoff time)."""
+    from ..sources.failed_items import WALK
+
     rows: list[tuple[Cell, ...]] = []
     for source, item in items:
         walk = item.key.startswith(WALK)

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from ..app import App
 from ..errors import PublisherError
 from ..model import SubscriberStatus
-from ..normalize import CategoryIndex
 from .base import EXIT_CONFIG, EXIT_PROBLEMS, err, labelled, load_app, main, out, print_problems
 from .tables import FORMAT, Column, print_records
+
+if TYPE_CHECKING:
+    from ..app import App
+    from ..normalize import CategoryIndex
 
 STATUS_CHOICE = click.Choice([s.value for s in SubscriberStatus])
 
@@ -23,6 +26,8 @@ def subscribers() -> None:
 
 
 def _subscriber_app(ctx: click.Context) -> tuple[App, CategoryIndex]:
+    from ..normalize import CategoryIndex
+
     app = load_app(ctx)
     return app, CategoryIndex(app.categories)
 

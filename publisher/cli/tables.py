@@ -18,10 +18,8 @@ from zoneinfo import ZoneInfo
 
 import click
 from rich.cells import cell_len
-from rich.table import Table
 from rich.text import Text
 
-from ..csv_cells import SafeCsvWriter
 from .base import out
 
 Cell = str | int | datetime | tuple[str, ...] | None  # None: nothing (null in JSON)
@@ -49,6 +47,8 @@ def print_records(columns: Sequence[Column], rows: Sequence[Sequence[Cell]], out
         records = [{c.key: _data(value, site_zone) for c, value in zip(columns, row, strict=True)} for row in rows]
         sys.stdout.write(json.dumps(records, ensure_ascii=False, indent=2) + "\n")
     elif output_format == "csv":
+        from ..csv_cells import SafeCsvWriter
+
         writer = SafeCsvWriter(sys.stdout)
         writer.writerow([c.key for c in columns])
         writer.writerows([_csv(value, site_zone) for value in row] for row in rows)
@@ -89,6 +89,8 @@ _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 
 def _table(columns: Sequence[Column], headers: list[str], cells: list[list[str]]) -> None:
     if out.is_terminal:
+        from rich.table import Table
+
         table = Table(show_header=True, header_style="bold", box=None, padding=(0, 2))
         for column, header in zip(columns, headers, strict=True):
             justify: Literal["left", "right"] = "right" if column.right else "left"

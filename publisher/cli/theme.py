@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import shutil
 import sys
 from pathlib import Path
 
 import click
 
-from ..templating import TEMPLATES
 from .base import EXIT_PROBLEMS, err, main, out
 
 
@@ -22,6 +20,10 @@ def theme() -> None:
 def theme_export(folder: Path) -> None:
     """Copy the bundled templates and message catalogues into FOLDER, never overwriting a file.
     Keep only the files you change, and name FOLDER in [theme] templates."""
+    import shutil
+
+    from ..templating import TEMPLATES
+
     written: list[str] = []
     kept: list[str] = []
     for source in sorted(TEMPLATES.rglob("*")):

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from flask import Response, request
 
-from ...accounts import ROLES, open_password_link
+from ...accounts import open_password_link
+from ...model import ROLES
 from ...store import Account, AccountExists
 from ...subscriptions import normalize_email
 from ..shared import current

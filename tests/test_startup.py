@@ -1,0 +1,72 @@
+"""What every `publisher` command pays before it does anything: the modules it imports.
+
+Each command imports the heavy libraries it uses when it runs, so `publisher --help` and the
+commands that need no store, web or mail start without them (docs/performance.md).
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import subprocess
+import sys
+
+import click
+import pytest
+
+from conftest import Site
+from publisher.app import App
+from publisher.cli import base, run
+
+# Imported only by the commands that use them, never by `import publisher.cli`.
+HEAVY = ("sqlalchemy", "pydantic", "jinja2", "prometheus_client", "argon2", "flask", "requests", "apscheduler",
+         "rich.table", "rich.progress", "publisher.app", "publisher.config", "publisher.store")  # fmt: skip
+
+
+def imported_by(code: str) -> set[str]:
+    """The modules a fresh interpreter holds after running `code` (which may end in SystemExit)."""
+    shown = f"import atexit, json, sys\natexit.register(lambda: print(json.dumps(sorted(sys.modules))))\n{code}"
+    done = subprocess.run([sys.executable, "-c", shown], capture_output=True, text=True, check=True)
+    return set(json.loads(done.stdout.splitlines()[-1]))
+
+
+def test_the_command_line_starts_without_the_heavy_libraries() -> None:
+    loaded = imported_by("import publisher.cli")
+    assert sorted(name for name in HEAVY if name in loaded) == []
+
+
+def test_the_program_starts_without_the_collector_and_then_collects(
+    site: Site, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`publisher` (base.run) loads the app with the cyclic collector off, then turns it on with
+    what the start made frozen: `publisher run` serves for weeks, and must collect."""
+    site.article("tech/a.md", "科技新闻")
+    opening = base.open_store
+    while_opening: list[bool] = []
+
+    def open_store(ctx: click.Context, app: App) -> None:
+        while_opening.append(gc.isenabled())
+        opening(ctx, app)
+
+    monkeypatch.setattr(base, "open_store", open_store)
+    monkeypatch.setattr(sys, "argv", ["publisher", "--config", str(site.config), "build"])
+    try:
+        with pytest.raises(SystemExit) as done:
+            run()
+        assert done.value.code == 0
+        assert while_opening == [False]
+        assert gc.isenabled() and gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+        gc.enable()
+    assert "new articles" in capsys.readouterr().out
+
+
+def test_check_without_http_mail_or_webhooks_imports_neither_requests_nor_cryptography(site: Site) -> None:
+    """The transports of the HTTP APIs and the providers' webhooks are imported only when the
+    configuration names them."""
+    site.append_config(site.mail_to_outbox())
+    site.article("tech/a.md", "科技新闻")
+    loaded = imported_by(f"from publisher.cli import main\nmain(['--config', {str(site.config)!r}, 'check'])")
+    assert "publisher.transports.outbox" in loaded  # checked: the transport was made
+    assert sorted(name for name in ("requests", "cryptography", "publisher.bounces.providers") if name in loaded) == []
