@@ -18,6 +18,7 @@ from .model import (
     Deferred,
     Folder,
     ItemProblem,
+    ReadItem,
     ScopeRead,
     SourceItem,
     SourceWarning,
@@ -133,9 +134,9 @@ class _SourcePass:
         self.moved_from: set[str] = set()
         self.explicit_ids: dict[str, str] = {}
         self.guids = GuidCheck(store)
-        self.moved: list[tuple[int, str, SourceItem, Article]] = []
-        self.stored_before_0009: list[tuple[Known, SourceItem, Article]] = []
-        self.id_lost: list[tuple[Known, SourceItem, Article]] = []
+        self.moved: list[tuple[int, str, ReadItem, Article]] = []
+        self.stored_before_0009: list[tuple[Known, ReadItem, Article]] = []
+        self.id_lost: list[tuple[Known, ReadItem, Article]] = []
         self.scopes: list[ScopeRead] = []  # what a web source said of each of its parts
         self.listed = 0  # items, unchanged ones and problems the source gave
         self.part_items: dict[str, int] = {}  # of those, the ones given before each part read
@@ -256,7 +257,7 @@ class _SourcePass:
         self.report.skipped += 1
         self.report.problems.append(str(problem))
 
-    def _item(self, writer: StoreWriter, item: SourceItem, article: Normalized) -> None:
+    def _item(self, writer: StoreWriter, item: ReadItem, article: Normalized) -> None:
         for warning in item.warnings:
             log.warning("%s: %s", item.location or item.key, warning)
         if isinstance(article, NormalizeError):
@@ -326,7 +327,7 @@ class _SourcePass:
                     continue
             self._changed(writer, known, item, article)
 
-    def _new(self, writer: StoreWriter, item: SourceItem, article: Article) -> None:
+    def _new(self, writer: StoreWriter, item: ReadItem, article: Article) -> None:
         if item.explicit_id:
             found = self.store.find_explicit(self.source.name, item.explicit_id)
             if found is not None and found[1] != item.key:
@@ -342,16 +343,16 @@ class _SourcePass:
             )
             return
         self.guids.add(guid)
-        writer.insert(article, guid, item.explicit_id, item.fingerprint, self.context.clock())
+        writer.insert(article, guid, item.explicit_id, item.fingerprint)  # first seen: the batch's stamp
         self.written.add(item.key)
         log.info("new %s", item.location or item.key)
         self.report.new += 1
 
-    def _changed(self, writer: StoreWriter, known: Known, item: SourceItem, article: Article) -> None:
+    def _changed(self, writer: StoreWriter, known: Known, item: ReadItem, article: Article) -> None:
         if known.content_hash == article.content_hash:
             # Back after a withdrawal, or only rendered anew ([text] rules): no "updated" noise
             updated = known.updated
-        elif item.updated is not None:
+        elif item.dated:
             updated = article.updated
         else:
             updated = max(self.context.clock(), article.published)
@@ -392,7 +393,7 @@ class _SourcePass:
             self._changed(writer, self.known.pop(old_key), item, article)
             self.moved_from.add(old_key)
 
-    def _duplicate_id(self, item: SourceItem, other: str) -> ItemProblem:
+    def _duplicate_id(self, item: ReadItem, other: str) -> ItemProblem:
         return ItemProblem(
             item.key,
             item.location,

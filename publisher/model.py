@@ -48,6 +48,32 @@ class SourceItem:
 
 
 @dataclass(frozen=True, slots=True)
+class ReadItem:
+    """What ingest keeps of an item once it is normalized, beside its article (which holds its
+    text, dates and categories now): which item it is, where it came from, and what was noticed
+    reading it. The worker pool sends this back instead of the whole item: a cold build of
+    100,000 files loads every result on the main process, and the whole item took half of it."""
+
+    source: str
+    key: str
+    location: str = ""
+    explicit_id: str | None = None
+    fingerprint: str | None = None
+    dated: bool = False  # the source gave an `updated` date: it stands over a change's own
+    warnings: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, item: SourceItem) -> ReadItem:
+        return cls(
+            item.source, item.key, item.location, item.explicit_id, item.fingerprint,
+            item.updated is not None, item.warnings,
+        )  # fmt: skip
+
+    def __reduce__(self) -> tuple[type[ReadItem], tuple[object, ...]]:
+        return ReadItem, _read_item_fields(self)
+
+
+@dataclass(frozen=True, slots=True)
 class Unchanged:
     """A source's word that the items under `keys` are as they were (same fingerprints).
     One object for many keys: an unchanged build of 100,000 files should cost next to nothing."""
@@ -78,6 +104,9 @@ class Deferred:
     key: str
     read: Callable[[], SourceItem | ItemProblem | None]
     location: str = ""  # the file's path, for messages
+
+    def __reduce__(self) -> tuple[type[Deferred], tuple[object, ...]]:
+        return Deferred, _deferred_fields(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,8 +189,11 @@ class Article:
         return Article, _article_fields(self)
 
 
-# The worker pool sends every item and article back pickled: as constructor arguments they
-# pickle and load a third faster than through a slotted dataclass's generated __getstate__.
+# The worker pool is sent every item to read and sends every item and article back, pickled:
+# as constructor arguments they pickle and load a third faster (a Deferred pickles in half the
+# time) than through a slotted dataclass's generated __getstate__.
+_deferred_fields = attrgetter(*(f.name for f in fields(Deferred)))
+_read_item_fields = attrgetter(*(f.name for f in fields(ReadItem)))
 _source_item_fields = attrgetter(*(f.name for f in fields(SourceItem)))
 _article_fields = attrgetter(*(f.name for f in fields(Article)))
 

@@ -11,7 +11,7 @@ from functools import lru_cache
 from urllib.parse import urlsplit
 
 from .markdown import MarkdownLimitError, as_sanitised, check_limits, is_own_markup, render_markdown
-from .model import Article, Category, Rendition, SourceItem
+from .model import Article, Category, ReadItem, Rendition, SourceItem
 from .text import (
     absolute_url,
     clean_line,
@@ -170,14 +170,14 @@ def content_hash(visible: tuple[str, ...]) -> str:
     return hashlib.sha256("\x1f".join(visible).encode("utf-8")).hexdigest()
 
 
-def hash_before_0009(item: SourceItem, article: Article) -> str:
+def hash_before_0009(item: ReadItem, article: Article) -> str:
     """The content hash a store kept before revision 0009 (of the rendered body and summary),
     of a rendered `article` of `item`: how the first ingest after the upgrade tells an article
     unchanged since (its updated stamp kept) from one edited."""
     visible = (
         article.title, article.content_html, article.summary, article.url or "", article.author or "",
         article.image or "", "\x1e".join(article.tags), "\x1e".join(article.categories),
-        article.published.isoformat(), article.updated.isoformat() if item.updated else "",
+        article.published.isoformat(), article.updated.isoformat() if item.dated else "",
     )  # fmt: skip
     return content_hash(visible)
 

@@ -19,15 +19,14 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import replace
 
-from .model import Article, Deferred, ItemProblem, SourceItem
+from .model import Article, Deferred, ItemProblem, ReadItem, SourceItem
 from .normalize import CategoryIndex, NormalizeError, TextRules, normalize
 
 Normalized = Article | NormalizeError
-# Per input: the problem reading it, None for a draft, or the item with its article or the
-# reason it has none.
-Prepared = ItemProblem | None | tuple[SourceItem, Normalized]
+# Per input: the problem reading it, None for a draft, or the item (what ingest keeps of it)
+# with its article or the reason it has none.
+Prepared = ItemProblem | None | tuple[ReadItem, Normalized]
 
 CHUNK = 32  # items per task: large enough to amortise pickling, small enough to balance
 SERIAL_CHUNKS = 2  # this many chunks are done in-process before a pool is worth starting
@@ -70,18 +69,13 @@ def prepare_all(
             article: Normalized = normalize(item, index, rules, site_url, render)
         except NormalizeError as exc:
             article = exc
-        out.append((item, article))
+        out.append((ReadItem.of(item), article))
     return out
 
 
 def _prepare_chunk(work: list[Deferred | SourceItem], render: bool) -> list[Prepared]:
     assert _worker_context is not None
-    # The item's raw content is not needed once normalized: leaving it here halves what
-    # goes back through the pipe.
-    return [
-        (replace(result[0], content=""), result[1]) if isinstance(result, tuple) else result
-        for result in prepare_all(work, *_worker_context, render)
-    ]
+    return prepare_all(work, *_worker_context, render)
 
 
 def _context() -> multiprocessing.context.BaseContext:

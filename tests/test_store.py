@@ -3,14 +3,16 @@ exactly as SQLAlchemy's own writes do."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from sqlalchemy import DateTime
+from sqlalchemy import DateTime, insert, select
 
 from publisher.model import Article
 from publisher.store import Store, sqlite_datetime
+from publisher.store.schema import article_categories_table, article_renditions_table, articles_table
+from publisher.store.writer import SQLITE_MAX_ROWID, StoreWriter, sqlite_datetime_utc
 
 
 @pytest.mark.parametrize(
@@ -22,6 +24,10 @@ def test_bulk_insert_writes_datetimes_in_sqlalchemys_sqlite_format(tmp_path: Pat
         dialect = store.engine.dialect
         sqlalchemys = DateTime().dialect_impl(dialect).bind_processor(dialect)
         assert sqlalchemys is not None and sqlite_datetime(moment) == sqlalchemys(moment)
+        # An article's moments, aware, as the writer encodes them: the same text
+        aware = moment.replace(tzinfo=UTC)
+        assert sqlite_datetime_utc(aware) == sqlalchemys(moment)
+        assert sqlite_datetime_utc(aware.astimezone(timezone(timedelta(hours=8)))) == sqlalchemys(moment)
     finally:
         store.close()
 
@@ -75,3 +81,42 @@ def test_a_pass_holds_the_write_lock_only_while_it_writes(tmp_path: Path) -> Non
         assert store.fingerprints("s") == {"k0": "3:4", "k1": "5:6", "k2": "7:8"}
     finally:
         store.close()
+
+
+@pytest.mark.parametrize("largest", [1000, SQLITE_MAX_ROWID])
+def test_new_articles_are_linked_and_rendered_under_their_own_ids(
+    store: Store, largest: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The writer learns its new rows' ids without asking for them where it can (SQLite:
+    one more than the largest, see writer._insert_new): each article's category links and
+    rendition land on its own row, batch after batch, after another source's row, and where
+    the largest id is the largest possible (SQLite then picks free ids at random)."""
+    if largest > 2**31 - 1 and store.engine.dialect.name != "sqlite":
+        pytest.skip("an id past PostgreSQL's integer range")
+    when = datetime(2026, 5, 6, tzinfo=UTC)
+    with store.engine.begin() as conn:
+        conn.execute(
+            insert(articles_table).values(
+                id=largest,
+                source="other",
+                key="k",
+                guid="tag:x,2026:other",
+                content_hash="h",
+                body_hash="h",
+                published=when.replace(tzinfo=None),
+                updated=when.replace(tzinfo=None),
+                first_seen=when.replace(tzinfo=None),
+                title="其他",
+            )  # fmt: skip
+        )
+    monkeypatch.setattr(StoreWriter, "BATCH", 3)
+    with store.writer(lambda: when, "s") as writer:
+        for n in range(7):
+            article = Article("s", f"k{n}", "", f"标题{n}", f"<p>{n}</p>", f"摘要{n}", when, when, (f"c{n}",), f"h{n}")
+            writer.insert(article, f"tag:x,2026:{n}", None, "1:2")
+    a, ac, ar = articles_table.c, article_categories_table.c, article_renditions_table.c
+    with store.engine.connect() as conn:
+        links = conn.execute(select(a.key, ac.category_slug).join_from(articles_table, article_categories_table))
+        shown = conn.execute(select(a.key, ar.content_html).join_from(articles_table, article_renditions_table))
+        assert sorted(links) == [(f"k{n}", f"c{n}") for n in range(7)]
+        assert sorted(shown) == [(f"k{n}", f"<p>{n}</p>") for n in range(7)]
