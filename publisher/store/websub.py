@@ -22,18 +22,13 @@ import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import TYPE_CHECKING
 
 from sqlalchemy import and_, delete, insert, or_, select, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql import Executable
 
-from .schema import meta_table
-
-if TYPE_CHECKING:
-    from sqlalchemy.dialects.postgresql import Insert as PostgresInsert
-    from sqlalchemy.dialects.sqlite import Insert as SqliteInsert
+from .schema import meta_table, upsert_into
 
 PENDING_PREFIX = "websub:pending:"  # + hub hash + ":" + URL hash; value {"hub", "url", "token"}
 HUB_PREFIX = "websub:hub:"  # + hub hash; value: HubState as JSON
@@ -208,14 +203,6 @@ def _waiting_json(waiting: Waiting) -> str:
 def _meta_upsert(conn: Connection, values: list[dict[str, str]]) -> Executable:
     """INSERT these `meta` rows, a key already there taking the new value (two processes writing
     one key at once: the later value stands, neither fails)."""
-    added: PostgresInsert | SqliteInsert
-    if conn.dialect.name == "postgresql":  # only the dialect in use is imported: PostgreSQL's costs every start
-        from sqlalchemy.dialects.postgresql import insert as postgres_insert
-
-        added = postgres_insert(meta_table)
-    else:
-        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-        added = sqlite_insert(meta_table)
+    added = upsert_into(conn, meta_table)
     added = added.values(values)
     return added.on_conflict_do_update(index_elements=[meta_table.c.key], set_={"value": added.excluded.value})

@@ -7,7 +7,6 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 
 from sqlalchemy import Table, delete, insert, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
 from ..model import Article
@@ -20,6 +19,7 @@ from .schema import (
     folder_digests_table,
     naive_utc,
     take_turnstile,
+    upsert_into,
 )
 
 # SQLite copies the write-ahead log into the database (a checkpoint, with an fsync of each) at
@@ -345,8 +345,7 @@ def upsert_renditions(conn: Connection, values: list[dict[str, object]]) -> None
     once both succeed: the later stands)."""
     table = article_renditions_table
     for start in range(0, len(values), 500):
-        added = postgresql.insert(table) if conn.dialect.name == "postgresql" else sqlite.insert(table)
-        added = added.values(values[start : start + 500])
+        added = upsert_into(conn, table).values(values[start : start + 500])
         excluded = added.excluded
         conn.execute(
             added.on_conflict_do_update(
