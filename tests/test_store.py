@@ -3,11 +3,14 @@ exactly as SQLAlchemy's own writes do."""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 from sqlalchemy import DateTime, insert, select
+from sqlalchemy.exc import IntegrityError
 
 from publisher.model import Article
 from publisher.store import Store, sqlite_datetime
@@ -120,3 +123,61 @@ def test_new_articles_are_linked_and_rendered_under_their_own_ids(
         shown = conn.execute(select(a.key, ar.content_html).join_from(articles_table, article_renditions_table))
         assert sorted(links) == [(f"k{n}", f"c{n}") for n in range(7)]
         assert sorted(shown) == [(f"k{n}", f"<p>{n}</p>") for n in range(7)]
+
+
+@pytest.fixture
+def shanghai_time(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The process's local time zone is Asia/Shanghai (the reference site's servers'), not UTC."""
+    monkeypatch.setenv("TZ", "Asia/Shanghai")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+def test_new_articles_are_first_seen_at_the_clocks_moment_whatever_the_local_zone(
+    store: Store, shanghai_time: None
+) -> None:
+    """A batch's stamp is the clock's moment, stored in UTC, on a server whose local time is not
+    UTC: a scheduled digest picks articles by it (eight hours early, they fell in a window that was
+    sent already, and were never mailed)."""
+    assert time.localtime(0).tm_hour == 8  # the zone took
+    when = datetime(2026, 5, 6, 12, 0, tzinfo=UTC)
+    with store.writer(lambda: when, "s") as writer:
+        writer.insert(
+            Article("s", "k", "", "标题", "<p>x</p>", "摘要", when, when, ("tech",), "h"), "tag:x,2026:k", None, "1:2"
+        )
+    with store.engine.connect() as conn:
+        assert conn.execute(select(articles_table.c.first_seen)).scalar_one() == datetime(2026, 5, 6, 12, 0)
+
+
+def test_a_writer_returns_its_connection_checkpointing_as_usual_even_after_a_failure(tmp_path: Path) -> None:
+    """The writer lets SQLite's log grow between its own commits; its last commit checkpoints
+    what it wrote, and the connection goes back to the pool at the usual setting, also when the
+    pass failed at its end (here: the same guid twice, refused at the final flush)."""
+    store = Store(f"sqlite:///{tmp_path / 'store.db'}")
+    when = datetime(2026, 5, 6, tzinfo=UTC)
+    try:
+        with store.writer(lambda: when, "s") as writer:
+            for n in range(50):
+                writer.insert(
+                    Article("s", f"k{n}", "", "标题", "<p>x</p>", "摘要", when, when, ("tech",), "h"),
+                    f"g{n}",
+                    None,
+                    "1:2",
+                )
+        wal = tmp_path / "store.db-wal"
+        with store.engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar_one() == 1000
+            busy, logged, copied = conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)").one()
+            assert (busy, logged - copied) == (0, 0) and wal.exists()
+        with pytest.raises(IntegrityError), store.writer(lambda: when, "s") as writer:
+            for key in ("x", "y"):  # two new articles under one guid
+                writer.insert(
+                    Article("s", key, "", "标题", "<p>x</p>", "摘要", when, when, ("tech",), "h"), "g-same", None, "1:2"
+                )
+        for _ in range(3):  # every pooled connection, the writer's included
+            with store.engine.connect() as conn:
+                assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar_one() == 1000
+    finally:
+        store.close()

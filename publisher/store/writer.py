@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import Table, delete, insert, select, update
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from ..model import Article
 from .schema import (
@@ -76,13 +77,24 @@ class StoreWriter:
             if kind is None:
                 self.flush()
                 self._mark_dirty()
+                # the last commit checkpoints what the pass wrote, at the pass's own cost: left
+                # to the next commit, a reader's sign-up would wait for 40 MB to be copied
+                self._checkpoint_as_usual()
                 self.conn.commit()
-            else:
-                self.conn.rollback()
-            if self.conn.dialect.name == "sqlite":  # the pool's other users checkpoint as usual
-                self.conn.exec_driver_sql(f"PRAGMA wal_autocheckpoint={SQLITE_CHECKPOINT_PAGES}")
         finally:
-            self.conn.close()
+            try:  # whatever failed above: the connection goes back to the pool as it came
+                if self.conn.in_transaction():
+                    self.conn.rollback()
+                self._checkpoint_as_usual()
+            except SQLAlchemyError:
+                self.conn.invalidate()  # not reused in an unknown state
+            finally:
+                self.conn.close()
+
+    def _checkpoint_as_usual(self) -> None:
+        assert self.conn is not None
+        if self.conn.dialect.name == "sqlite":
+            self.conn.exec_driver_sql(f"PRAGMA wal_autocheckpoint={SQLITE_CHECKPOINT_PAGES}")
 
     def insert(
         self, article: Article, guid: str, explicit_id: str | None, fingerprint: str | None, now: datetime | None = None
@@ -225,7 +237,7 @@ class StoreWriter:
         if self._first_seen is None:
             assert self.conn is not None
             take_turnstile(self.conn)
-            self._first_seen = naive_utc(self.clock())
+            self._first_seen = self.clock().astimezone(UTC)  # aware: encoded as every date is
         return self._first_seen
 
     def _mark_dirty(self) -> None:
