@@ -58,6 +58,12 @@ $(STAMPS)/browser: | $(STAMPS)
 	  $(shell fc-list :lang=zh 2>/dev/null | grep -q . || echo fonts-wqy-microhei),\
 	  without chromium the browser tests skip; without a Chinese font their screenshots show boxes,$@)
 
+# The suite's PostgreSQL run (tests/backends.py) uses $PUBLISHER_TEST_POSTGRES, else the server on
+# 127.0.0.1:5432, else starts a throwaway one from Debian's binaries: installed here when missing.
+$(STAMPS)/postgres: | $(STAMPS)
+	$(call apt_install,PostgreSQL tests,$(shell ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || echo postgresql),\
+	  without them the PostgreSQL run's store tests skip where no server answers at 127.0.0.1:5432,$@)
+
 # The bounce-mailbox tests (tests/test_bounce_mailbox.py, test_bounce_loop.py) start their own
 # throwaway Dovecot on loopback (tests/dovecot.py).
 $(STAMPS)/mailbox: | $(STAMPS)
@@ -107,8 +113,10 @@ run: $(VENV)/.installed
 	fi; \
 	exec $(VENV)/bin/publisher --config "$$config" run --upgrade $(if $(HOST),--host '$(HOST)') $(if $(PORT),--port '$(PORT)')
 
-test: $(VENV)/.installed $(STAMPS)/browser $(STAMPS)/mailbox $(STAMPS)/nginx $(STAMPS)/hugo
-	$(PY) -m pytest -q
+# The suite runs twice, on each store backend (tests/backends.py), each run on every core.
+test: $(VENV)/.installed $(STAMPS)/browser $(STAMPS)/mailbox $(STAMPS)/nginx $(STAMPS)/hugo $(STAMPS)/postgres
+	$(PY) -m pytest -q -n auto --backend sqlite
+	$(PY) -m pytest -q -n auto --backend postgresql
 
 # The four benches of issue 16, then one summary of their aims (bench/summary.py). A bench whose
 # tool is missing says so and skips (mail.py exits 2); the target fails only when one crashed.

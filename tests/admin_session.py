@@ -43,7 +43,7 @@ def admin_config(base: str) -> str:
 def make_account(site: Site, email: str = "admin@example.org", role: str = "admin", **columns: Any) -> int:
     """An account with PASSWORD (and any other columns, e.g. totp_secret=..., totp_enabled=True);
     its id."""
-    store = Store(f"sqlite:///{site.db}")
+    store = Store(site.store_url)
     try:
         account = store.add_account(email, role, site.clock_now)
         store.update_account(account.id, password_hash=HASHER.hash(PASSWORD), **columns)

@@ -30,6 +30,16 @@ if TYPE_CHECKING:
 
 ROOT = Path(__file__).resolve().parent.parent
 
+pytest_plugins = ["backends"]  # --backend: the store every test runs on
+
+
+def backends() -> Any:
+    """tests/backends.py, imported by pytest as a plugin (so not at this module's top)."""
+    import backends
+
+    return backends
+
+
 # CI runs the property tests on fixed examples, so a landing never hangs on a lucky draw;
 # `make test` elsewhere draws new ones each time, to keep finding bugs (two were found so).
 settings.register_profile("ci", derandomize=True, print_blob=True)
@@ -45,7 +55,7 @@ timezone = "Asia/Shanghai"
 [output]
 dir = "{out}"
 [store]
-url = "sqlite:///{db}"
+url = "{store_url}"
 [text]
 convert = "t2s"
 [feeds]
@@ -74,6 +84,7 @@ class Site:
         self.out = root / "public"
         self.db = root / "var" / "publisher.db"
         self.config = root / "publisher.toml"
+        self.store_url = backends().new_store_url(self.db)  # the run's backend
         self.content.mkdir(parents=True, exist_ok=True)
         self.write_config(max_items=max_items)
         self.clock_now = datetime(2026, 11, 20, 8, 0, tzinfo=UTC)
@@ -87,7 +98,7 @@ class Site:
         return f'\n[mail]\ntransport = "outbox"\n[mail.outbox]\ndir = "{self.outbox}"\n'
 
     def write_config(self, extra: str = "", max_items: int = 50) -> None:
-        text = CONFIG.format(out=self.out, db=self.db, content=self.content, max_items=max_items)
+        text = CONFIG.format(out=self.out, store_url=self.store_url, content=self.content, max_items=max_items)
         self.config.write_text(text + extra, encoding="utf-8")
 
     def append_config(self, extra: str) -> None:
@@ -127,6 +138,19 @@ class Site:
 
     def feed(self, path: str) -> bytes:
         return (self.out / path).read_bytes()
+
+    def sql(self, statement: str, **params: Any) -> list[tuple[Any, ...]]:
+        """Run one SQL statement on the site's store, whatever its backend, and commit: its rows."""
+        from sqlalchemy import create_engine, text
+        from sqlalchemy.pool import NullPool
+
+        engine = create_engine(self.store_url, poolclass=NullPool)
+        try:
+            with engine.begin() as conn:
+                result = conn.execute(text(statement), params)
+                return [tuple(row) for row in result] if result.returns_rows else []
+        finally:
+            engine.dispose()
 
     def mtimes(self) -> dict[str, int]:
         return {p.relative_to(self.out).as_posix(): p.stat().st_mtime_ns for p in self.out.rglob("*") if p.is_file()}
@@ -298,25 +322,16 @@ def sent(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
     return by_recipient
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A new store's URL on each backend: SQLite in tmp_path, and a throwaway PostgreSQL
-    database (test_migrations: $PUBLISHER_TEST_POSTGRES, else 127.0.0.1:5432), skipped,
-    saying why, where none answers."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'var' / 'store.db'}"
-        return
-    from test_migrations import _postgres_admin, _throwaway_database
-
-    admin = _postgres_admin()
-    if admin is None:
-        pytest.skip("PostgreSQL: neither $PUBLISHER_TEST_POSTGRES nor 127.0.0.1:5432 answers")
-    yield from _throwaway_database(admin)
+@pytest.fixture
+def store_url(tmp_path: Path) -> str:
+    """A new store's URL on the run's backend: SQLite in tmp_path, or a PostgreSQL database of
+    the test's own (tests/backends.py)."""
+    return backends().new_store_url(tmp_path / "var" / "store.db")
 
 
 @pytest.fixture
 def store(store_url: str) -> Iterator[Store]:
-    """A new Store on each backend (store_url)."""
+    """A new Store on the run's backend (store_url)."""
     opened = Store(store_url)
     yield opened
     opened.close()

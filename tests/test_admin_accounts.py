@@ -47,7 +47,7 @@ def test_admin_add_prints_a_one_time_link_that_sets_the_password(site: Site) -> 
 
     listed = site.cli("admin", "list", "--format", "csv")
     assert listed.exit_code == 0 and "boss@example.org,admin,active,off," in listed.output
-    store = Store(f"sqlite:///{site.db}")
+    store = Store(site.store_url)
     entries = [(e.actor, e.action, e.target) for e in reversed(store.audit_entries())]
     store.close()
     assert entries[:2] == [("cli", "account.add", "boss@example.org"),

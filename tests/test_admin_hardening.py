@@ -144,29 +144,26 @@ def test_the_lockout_does_not_tell_which_addresses_have_an_account(console_site:
     ][0]
 
 
+@pytest.mark.postgresql_only("a PostgreSQL URL with a password")
 def test_the_settings_page_shows_no_password_of_the_stores_url(console_site: Site) -> None:
-    from test_migrations import _postgres_admin, _throwaway_database
-
+    from backends import new_postgres_url
     from publisher.accounts import HASHER
     from publisher.store import Store
 
-    admin = _postgres_admin()
-    if admin is None:
-        pytest.skip("PostgreSQL: neither $PUBLISHER_TEST_POSTGRES nor 127.0.0.1:5432 answers")
-    for url in _throwaway_database(admin):
-        # The local server trusts 127.0.0.1, so the password is not checked, only carried.
-        with_password = make_url(url).set(password="s3cret-Db-pass").render_as_string(hide_password=False)
-        text = console_site.config.read_text(encoding="utf-8")
-        console_site.config.write_text(text.replace(f'url = "sqlite:///{console_site.db}"', f'url = "{with_password}"'))
-        store = Store(with_password)
-        account = store.add_account("admin@example.org", "admin", console_site.clock_now)
-        store.update_account(account.id, password_hash=HASHER.hash(PASSWORD))
-        store.close()
-        client = create_app(console_site.app()).test_client()
-        assert login(client, "admin@example.org", PASSWORD).status_code == 303
-        page = client.get("/admin/settings").get_data(as_text=True)
-        assert "s3cret-Db-pass" not in page
-        assert make_url(with_password).render_as_string(hide_password=True) in page  # the rest is shown
+    url = new_postgres_url()
+    # The local server trusts 127.0.0.1, so the password is not checked, only carried.
+    with_password = make_url(url).set(password="s3cret-Db-pass").render_as_string(hide_password=False)
+    text = console_site.config.read_text(encoding="utf-8")
+    console_site.config.write_text(text.replace(f'url = "{console_site.store_url}"', f'url = "{with_password}"'))
+    store = Store(with_password)
+    account = store.add_account("admin@example.org", "admin", console_site.clock_now)
+    store.update_account(account.id, password_hash=HASHER.hash(PASSWORD))
+    store.close()
+    client = create_app(console_site.app()).test_client()
+    assert login(client, "admin@example.org", PASSWORD).status_code == 303
+    page = client.get("/admin/settings").get_data(as_text=True)
+    assert "s3cret-Db-pass" not in page
+    assert make_url(with_password).render_as_string(hide_password=True) in page  # the rest is shown
 
 
 def test_what_a_site_put_in_a_failed_url_or_error_never_runs_in_the_console(console_site: Site) -> None:
@@ -176,7 +173,7 @@ def test_what_a_site_put_in_a_failed_url_or_error_never_runs_in_the_console(cons
     from publisher.store import Store
 
     client = signed_in_client(console_site, "viewer@example.org", "viewer")
-    store = Store(f"sqlite:///{console_site.db}")
+    store = Store(console_site.store_url)
     store.record_health(
         Path(console_site.content).name,
         [
@@ -301,7 +298,7 @@ def test_the_next_page_of_a_search_searches_the_same_text(console_site: Site) ->
     from publisher.store import Store
 
     client = signed_in_client(console_site)
-    store = Store(f"sqlite:///{console_site.db}")
+    store = Store(console_site.store_url)
     now = console_site.clock_now
     store.save_subscribers(
         Subscriber(f"r{n}@example.com", f"A&B #{n} 1+1", (), SubscriberStatus.CONFIRMED, now, "t", now)
@@ -372,7 +369,7 @@ def test_a_new_password_keeps_the_browser_trusted_and_the_link_makes_it_so(conso
     here = signed_in_client(console_site)
     new = {"csrf": csrf_of(here), "current": PASSWORD, "password": "a new passphrase", "again": "a new passphrase"}
     assert here.post("/admin/account/password", data=new).status_code == 200
-    store = Store(f"sqlite:///{console_site.db}")
+    store = Store(console_site.store_url)
     added = store.add_account("new@example.org", "editor", console_site.clock_now)
     token = open_password_link(store, added, console_site.clock_now)
     store.close()

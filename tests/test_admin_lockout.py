@@ -109,7 +109,7 @@ def test_a_rehash_of_the_password_keeps_every_browsers_trust(console_site: Site)
 
     account_id = make_account(console_site)
     laptop = trusted_browser(console_site)
-    store = Store(f"sqlite:///{console_site.db}")
+    store = Store(console_site.store_url)
     store.update_account(account_id, password_hash=PasswordHasher(time_cost=1, memory_cost=8192).hash(PASSWORD))
     trusted_browser(console_site)  # the next sign-in, elsewhere, makes the hash again
     account = store.account(account_id)
@@ -143,7 +143,7 @@ def test_turning_the_second_factor_on_needs_the_password(console_site: Site) -> 
     for guess in ("", "a guess of theirs"):
         refused = client.post("/admin/account/totp/confirm", data={"csrf": token, "current": guess, "code": code})
         assert refused.status_code == 403 and secret.group(1) in refused.get_data(as_text=True)  # to try again
-    store = Store(f"sqlite:///{console_site.db}")
+    store = Store(console_site.store_url)
     account = store.account_by_email("admin@example.org")
     store.close()
     assert account is not None and not account.totp_enabled and account.failed_logins == 2

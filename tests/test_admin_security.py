@@ -48,7 +48,7 @@ def marked(web: Flask, endpoint: str, mark: str) -> bool:
 
 def store_state(site: Site) -> tuple[Any, ...]:
     """Everything a console POST could change: accounts, sessions, audit rows, subscribers."""
-    store = Store(f"sqlite:///{site.db}")
+    store = Store(site.store_url)
     try:
         with store.engine.connect() as conn:
             tables = ("admin_accounts", "admin_sessions", "admin_audit", "admin_recovery_codes", "subscribers",
@@ -162,7 +162,7 @@ def login(client: FlaskClient, email: str, password: str) -> Any:
 def audit_actions(site: Site, detail: bool = False) -> list[tuple[str, str, str, str]]:
     """(actor, action, target, address) of each audit row, oldest first; `detail`: the detail
     instead of the address."""
-    store = Store(f"sqlite:///{site.db}")
+    store = Store(site.store_url)
     try:
         return [(e.actor, e.action, e.target, e.detail if detail else e.address)
                 for e in reversed(store.audit_entries(1000))]  # fmt: skip
@@ -216,7 +216,7 @@ def test_the_audit_log_records_each_change(console_site: Site) -> None:
     assert added.status_code == 200
     link = re.search(r'id="password-link">(http://127\.0\.0\.1:9/admin/password/[^<]+)<', added.get_data(as_text=True))
     assert link
-    store = Store(f"sqlite:///{console_site.db}")
+    store = Store(console_site.store_url)
     new = store.account_by_email("new@example.org")
     store.close()
     assert new is not None and new.role == "viewer" and new.password_hash is None
@@ -319,7 +319,7 @@ def test_the_console_can_be_turned_off(console_site: Site) -> None:
 def test_a_disabled_account_is_signed_out_at_once(console_site: Site) -> None:
     editor = signed_in_client(console_site, "editor@example.org", "editor")
     admin = signed_in_client(console_site, "admin@example.org", "admin")
-    store = Store(f"sqlite:///{console_site.db}")
+    store = Store(console_site.store_url)
     target = store.account_by_email("editor@example.org")
     store.close()
     assert target is not None and editor.get("/admin/").status_code == 200
@@ -334,7 +334,7 @@ def test_an_old_hash_is_made_again_with_todays_parameters(console_site: Site) ->
 
     old = PasswordHasher(time_cost=1, memory_cost=8192, parallelism=1).hash(PASSWORD)
     make_account(console_site)
-    store = Store(f"sqlite:///{console_site.db}")
+    store = Store(console_site.store_url)
     account = store.account_by_email("admin@example.org")
     assert account is not None
     store.update_account(account.id, password_hash=old)

@@ -14,6 +14,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import pytest
 from aiosmtpd.controller import Controller
 from test_newsletter import Inbox, add_readers, mailing_site, sending
 from test_smtp import free_port
@@ -32,6 +33,7 @@ def ledger_of(path: Path) -> tuple[str, dict[str, int]]:
         store.close()
 
 
+@pytest.mark.sqlite_only("publisher backup copies a SQLite store (PostgreSQL's is pg_dump)")
 def test_a_backup_taken_mid_send_and_restored_resends_nothing_by_itself(site: Site, tmp_path: Path) -> None:
     box, port = Inbox(delay=0.004), free_port()
     controller = Controller(box, hostname="127.0.0.1", port=port)
@@ -87,6 +89,7 @@ def ledger_key(path: Path) -> str:
         store.close()
 
 
+@pytest.mark.sqlite_only("publisher backup copies a SQLite store (PostgreSQL's is pg_dump)")
 def test_a_backup_of_an_idle_store_is_the_store(site: Site, tmp_path: Path) -> None:
     site.article("tech/a.md", "科技新闻", date="2026-11-18 09:00")
     site.build()
@@ -105,12 +108,13 @@ def test_a_postgresql_store_is_pointed_to_pg_dump(site: Site) -> None:
     site.write_config()
     text = site.config.read_text(encoding="utf-8")
     pg = "postgresql+psycopg://publisher@127.0.0.1:5432/publisher_backup_test"
-    site.config.write_text(text.replace(f"sqlite:///{site.db}", pg), encoding="utf-8")
+    site.config.write_text(text.replace(site.store_url, pg), encoding="utf-8")
     result = site.cli("backup", str(site.root / "x.db"))
     assert result.exit_code == 2 and "pg_dump" in result.output, result.output
     assert not (site.root / "x.db").exists()
 
 
+@pytest.mark.sqlite_only("publisher backup copies a SQLite store (PostgreSQL's is pg_dump)")
 def test_a_killed_backup_leaves_no_file_under_the_name(site: Site, tmp_path: Path) -> None:
     site.article("tech/a.md", "科技新闻", date="2026-11-18 09:00")
     site.build()

@@ -107,7 +107,7 @@ def test_polling_suppresses_the_right_readers_and_the_next_digest_skips_them(
     [left] = dovecot.messages("INBOX")
     assert b"out of the office" in left and len(dovecot.messages("Processed")) == 5
 
-    store = Store(f"sqlite:///{site.db}")
+    store = Store(site.store_url)
     try:
         assert {r for r in readers if store.is_suppressed(r)} == suppressed
         events = {e.email_key: e for e in store.mail_events(limit=100)}
@@ -169,7 +169,7 @@ def test_forged_bounces_and_complaints_in_the_mailbox_change_nobody(
     assert not [line for line in lines if line.startswith("  suppressed: ")]
     assert len(dovecot.messages("Processed")) == 3 and dovecot.messages("INBOX") == []
 
-    store = Store(f"sqlite:///{site.db}")
+    store = Store(site.store_url)
     try:
         for reader in readers:
             found = store.subscriber(reader)
@@ -199,7 +199,7 @@ def test_pop3_polls_from_the_command_line_delete_and_remember_what_they_left(
     assert len(dovecot.messages("INBOX")) == 1
     again = site.cli("bounces", "poll")
     assert "0 read and deleted, 0 left (1 left by earlier polls)" in again.output
-    store = Store(f"sqlite:///{site.db}")
+    store = Store(site.store_url)
     try:
         assert store.is_suppressed(readers[0]) and not store.is_suppressed(readers[2])
     finally:
@@ -227,7 +227,7 @@ def test_publisher_run_polls_the_mailbox_on_its_interval_and_drops_the_job_with_
     monkeypatch.setenv("TEST_BOUNCE_MAILBOX_PASSWORD", PASSWORD)
     mailing_site(site, port, mailbox_config(dovecot))
     answer_as_mail_systems_would(dovecot, send_digest(site, handler, 5))
-    store = Store(f"sqlite:///{site.db}")
+    store = Store(site.store_url)
     try:
         service = Scheduler(load_settings(site.config), str(site.config), store)
         assert service.start()

@@ -33,7 +33,7 @@ T0 = datetime(2026, 11, 20, 8, 0, tzinfo=UTC)
 def app_on(site: Site, store_url: str, extra: str = "") -> App:
     """The site's App over `store_url` (SQLite or PostgreSQL), on the site's clock."""
     site.write_config(extra)
-    text = site.config.read_text(encoding="utf-8").replace(f"sqlite:///{site.db}", store_url)
+    text = site.config.read_text(encoding="utf-8").replace(site.store_url, store_url)
     site.config.write_text(text, encoding="utf-8")
     return site.app()
 

@@ -69,7 +69,7 @@ def browser_page() -> Iterator[Any]:
 
 
 def stored(site: Site, email: str) -> Subscriber:
-    store = Store(f"sqlite:///{site.db}")
+    store = Store(site.store_url)
     try:
         subscriber = store.subscriber(email.lower())
     finally:

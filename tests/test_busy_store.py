@@ -33,6 +33,11 @@ FILES = 2 * StoreWriter.BATCH + 1000  # three batches
 BODY = "正文内容，科技创新与产业政策联动。\n\n" * 40
 
 
+pytestmark = pytest.mark.sqlite_only(
+    "SQLite's one write lock per file, and the unsubscribe queue kept beside the file while it is locked"
+)
+
+
 def many_articles(site: Site, count: int = FILES) -> None:
     """`count` articles in the folders of two categories, written straight to disk (fast)."""
     for folder in (site.content / "tech", site.content / "policy"):

@@ -8,7 +8,6 @@ from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
 from email.message import EmailMessage
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -56,7 +55,7 @@ def week_site(site: Site) -> Site:
                    script="zh-Hans", cadence="weekly"),
         Subscriber(DEFAULT, "", (), SubscriberStatus.CONFIRMED, now, "cli", now),
     ]  # fmt: skip
-    store = Store(f"sqlite:///{site.db}")
+    store = Store(site.store_url)
     try:
         store.save_subscribers(readers)
     finally:
@@ -102,9 +101,9 @@ def body(message: EmailMessage, subtype: str) -> str:
     return str(part.get_content())  # type: ignore[attr-defined]
 
 
-def delivery_rows(db: Path) -> dict[tuple[str, str], int]:
+def delivery_rows(site: Site) -> dict[tuple[str, str], int]:
     """(email key, digest key) -> delivery rows."""
-    store = Store(f"sqlite:///{db}")
+    store = Store(site.store_url)
     try:
         x, d = deliveries_table.c, digests_table.c
         query = (
@@ -178,7 +177,7 @@ def test_a_week_of_daily_and_weekly_digests_in_each_readers_script(week_site: Si
 
     # The ledger: one delivery per reader per digest they got, none for the digests of the other
     # cadence; the weekly keys are as they were before cadences, the daily ones carry theirs.
-    rows = delivery_rows(site.db)
+    rows = delivery_rows(site)
     assert set(rows.values()) == {1}
     assert sorted(key for email, key in rows if email == HANT_DAILY) == sorted(
         f"daily/scheduled:{(MONDAY + timedelta(days=d, hours=7)).astimezone(UTC):%Y-%m-%dT%H:%M:%SZ}"
@@ -328,7 +327,7 @@ def test_each_cadence_has_its_own_job_and_its_missed_run_is_caught_up(site: Site
     site.clock_now = datetime.now(UTC) - timedelta(hours=2)
     site.article("tech/a.md", "今日科技新闻", date=f"{datetime.now(ZONE) - timedelta(hours=3):%Y-%m-%d %H:%M}")
     site.build()
-    store = Store(f"sqlite:///{site.db}")
+    store = Store(site.store_url)
     try:
         now = datetime.now(UTC)
         store.save_subscribers([Subscriber("d@example.com", "", (), SubscriberStatus.CONFIRMED, now, "cli", now,

@@ -101,7 +101,7 @@ def wait_for(
     """The newest digest and its deliveries by status, once `done` says so."""
     deadline = time.monotonic() + timeout
     while True:
-        store = Store(f"sqlite:///{site.db}")
+        store = Store(site.store_url)
         try:
             row = store.last_digest()
             seen = (row, store.delivery_counts(row.id)) if row is not None else None
@@ -146,7 +146,7 @@ def test_an_operator_signs_in_with_totp_and_reads_the_stores_numbers_on_the_dash
         sign_in(page, base, secret)
 
         # The dashboard's tables say what the store says, read here directly.
-        store = Store(f"sqlite:///{site.db}")
+        store = Store(site.store_url)
         try:
             weeks = weeks_ending(datetime.now(UTC), ZoneInfo("Asia/Shanghai"), 12)
             subscribers = store.subscriber_weeks(weeks)
@@ -205,7 +205,7 @@ def test_an_operator_signs_in_with_totp_and_reads_the_stores_numbers_on_the_dash
 
         # The dashboard's digest row is the store's report of it.
         page.goto(f"{base}/admin/")
-        store = Store(f"sqlite:///{site.db}")
+        store = Store(site.store_url)
         try:
             (report,) = store.digest_reports(1)
         finally:
@@ -231,7 +231,7 @@ def test_an_operator_signs_in_with_totp_and_reads_the_stores_numbers_on_the_dash
         camera.shoot(page, "dashboard-after-digest")
 
         # Edit a reader: tick one category only.
-        store = Store(f"sqlite:///{site.db}")
+        store = Store(site.store_url)
         try:
             reader = store.subscriber("reader0000@example.com")
         finally:
@@ -243,7 +243,7 @@ def test_an_operator_signs_in_with_totp_and_reads_the_stores_numbers_on_the_dash
         page.wait_for_load_state()
         assert page.locator("[role=status]").count() == 1
         camera.shoot(page, "subscriber-edited")
-        store = Store(f"sqlite:///{site.db}")
+        store = Store(site.store_url)
         try:
             edited = store.subscriber("reader0000@example.com")
         finally:

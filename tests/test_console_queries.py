@@ -79,7 +79,7 @@ def test_the_search_pages_filters_and_escapes_on_both_stores(store_url: str) -> 
 
 
 def test_a_readers_timeline_has_sign_up_status_deliveries_events_and_suppression(site: Site) -> None:
-    app = app_on(site, f"sqlite:///{site.db}")
+    app = app_on(site, site.store_url)
     try:
         store = app.store
         store.save_subscribers(

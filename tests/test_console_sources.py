@@ -118,7 +118,7 @@ def test_an_editor_starts_an_ingest_from_the_sources_page_and_the_audit_log_says
     assert "新增 1" in page.xpath("string(//p[@id='ingest-state'])")
     feeds = {row.xpath("string(th)"): row.xpath("string(td[1])") for row in page.xpath("//table[@id='feeds']/tbody/tr")}
     assert feeds["rss.xml"] == "1" and feeds["policy/rss.xml"] == "0"
-    store = Store(f"sqlite:///{site.db}")
+    store = Store(site.store_url)
     try:
         (entry,) = [e for e in store.audit_entries() if e.action == "source.ingest"]
         assert entry.actor == "editor@example.org"

@@ -47,19 +47,10 @@ class Flaky:
         pass
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def planned(request: pytest.FixtureRequest, site: Site) -> Iterator[tuple[Store, int]]:
-    """A digest planned for READERS, on SQLite and on a throwaway PostgreSQL database."""
-    if request.param == "sqlite":
-        yield from _planned(f"sqlite:///{site.db}")
-        return
-    from test_migrations import _postgres_admin, _throwaway_database
-
-    admin = _postgres_admin()
-    if admin is None:
-        pytest.skip("PostgreSQL: neither $PUBLISHER_TEST_POSTGRES nor 127.0.0.1:5432 answers")
-    for url in _throwaway_database(admin):
-        yield from _planned(url)
+@pytest.fixture
+def planned(site: Site) -> Iterator[tuple[Store, int]]:
+    """A digest planned for READERS, on the run's backend."""
+    yield from _planned(site.store_url)
 
 
 def _planned(url: str) -> Iterator[tuple[Store, int]]:

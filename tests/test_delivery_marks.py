@@ -108,13 +108,12 @@ def test_marks_that_cannot_be_recorded_raise_the_stores_error_and_the_transport_
     assert statuses(store, digest_id)[READERS[0]] == "sending"  # the next run settles it uncertain
 
 
+@pytest.mark.postgresql_only("a PostgreSQL server's connection dropped")
 def test_a_postgresql_connection_lost_between_two_messages(planned: tuple[Store, int]) -> None:  # noqa: F811
     """The claim after the drop raises SQLAlchemy's DBAPIError (what the CLI and the jobs
     explain), the ledger's connection is invalidated, and the success before it is recorded on
     a fresh connection."""
     store, digest_id = planned
-    if store.engine.dialect.name != "postgresql":
-        pytest.skip("PostgreSQL only")
     confirmed(store, READERS)
     memory = MemoryTransport()
 

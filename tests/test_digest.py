@@ -97,7 +97,7 @@ def test_an_article_ingested_while_a_digest_opens_is_in_exactly_one_digest(site:
 
     from publisher.store import Store
 
-    store = Store(f"sqlite:///{site.db}")
+    store = Store(site.store_url)
     store.sync_categories([("科技创新", "tech", "")], lambda name: name, NOW)
     first, _ = store.open_scheduled_digest(lambda: NOW - timedelta(days=1), FIRST_DIGEST_DAYS)
     clock = {"now": NOW}
@@ -125,7 +125,7 @@ def test_an_article_read_before_a_digest_but_stored_after_it_is_in_the_next_one(
     digest that ended (and went out) in between cannot have had it, so the next one does."""
     from publisher.store import Store
 
-    store = Store(f"sqlite:///{site.db}")
+    store = Store(site.store_url)
     store.sync_categories([("科技创新", "tech", "")], lambda name: name, NOW)
     store.open_scheduled_digest(lambda: NOW - timedelta(days=1), FIRST_DIGEST_DAYS)
     with store.writer(lambda: NOW) as writer:
@@ -148,7 +148,7 @@ def test_an_ingest_that_stores_while_a_digest_reads_its_end_stamps_after_that_en
 
     from publisher.store import Store
 
-    store = Store(f"sqlite:///{site.db}")
+    store = Store(site.store_url)
     store.sync_categories([("科技创新", "tech", "")], lambda name: name, NOW)
     store.open_scheduled_digest(lambda: NOW - timedelta(days=1), FIRST_DIGEST_DAYS)
     reading, release = threading.Event(), threading.Event()
@@ -194,7 +194,7 @@ def test_an_article_stored_in_the_same_second_before_a_digest_opens_is_in_that_d
     12:00:00.3 missed the digest that opened at 12:00:00.7 and went out a week late."""
     from publisher.store import Store
 
-    store = Store(f"sqlite:///{site.db}")
+    store = Store(site.store_url)
     try:
         store.sync_categories([("科技创新", "tech", "")], lambda name: name, NOW)
         first, _ = store.open_scheduled_digest(lambda: NOW - timedelta(days=1), FIRST_DIGEST_DAYS)

@@ -75,7 +75,7 @@ def archive_site(site: Site, port: int, archive: bool = True) -> Site:
         Subscriber("policy@example.com", "政策读者", ("policy",), SubscriberStatus.CONFIRMED, now, "cli", now),
         Subscriber("all@example.com", "全部读者", (), SubscriberStatus.CONFIRMED, now, "cli", now),
     ]
-    store = Store(f"sqlite:///{site.db}")
+    store = Store(site.store_url)
     try:
         store.save_subscribers(readers)
     finally:
@@ -505,7 +505,7 @@ def test_a_traditional_reader_is_linked_to_the_page_in_traditional(site: Site, m
     text = site.config.read_text(encoding="utf-8")
     site.config.write_text(text.replace("[digest]\n", '[digest]\nscripts = ["zh-Hans", "zh-Hant"]\n', 1), "utf-8")
     now = datetime.now(UTC)
-    store = Store(f"sqlite:///{site.db}")
+    store = Store(site.store_url)
     try:
         store.save_subscribers([
             Subscriber("hant@example.com", "", (), SubscriberStatus.CONFIRMED, now, "cli", now, script="zh-Hant"),

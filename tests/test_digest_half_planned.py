@@ -99,6 +99,7 @@ def test_the_consoles_buttons_plan_the_rest_of_a_half_planned_digest_first(
     assert delivered(site) == ("done", {"sent": READERS})
 
 
+@pytest.mark.sqlite_only("restores a SQLite backup")
 def test_resuming_a_digest_a_backup_paused_while_planning_plans_the_rest_first(
     site: Site,
     inbox: tuple[Inbox, int],  # noqa: F811
@@ -129,6 +130,7 @@ def test_resuming_a_digest_a_backup_paused_while_planning_plans_the_rest_first(
     assert note["planning"] == [] and note["paused"] == [half_planned.key]  # planned once, not at each resume
 
 
+@pytest.mark.sqlite_only("restores a SQLite backup")
 def test_a_backup_made_before_copies_noted_planning_digests_still_plans_the_rest_first(
     site: Site,
     inbox: tuple[Inbox, int],  # noqa: F811

@@ -61,7 +61,7 @@ class Ours(Server):
         return found.group(1)
 
     def subscriber(self, email: str) -> Any:
-        store = Store(f"sqlite:///{self.site.db}")
+        store = Store(self.site.store_url)
         try:
             return store.subscriber(email)
         finally:
@@ -219,7 +219,7 @@ def test_a_limited_post_leaves_its_token_unspent(site: Site, ours: Ours, cms: tu
     for _ in range(5):
         assert answer_flag(cross_site_post(ours, origin, fields | {"token": ours.token()})) == "limited"
     assert answer_flag(cross_site_post(ours, origin, fields | {"token": kept})) == "limited"
-    store = Store(f"sqlite:///{site.db}")
+    store = Store(site.store_url)
     try:
         with store.engine.connect() as conn:
             assert conn.execute(select(func.count()).select_from(used_form_tokens_table)).scalar() == 2

@@ -104,10 +104,12 @@ except OutputError as exc:
     assert temporaries(tmp_path) == []
 
 
+@pytest.mark.sqlite_only("a SQLite file that is full, locked or damaged")
 def test_a_full_store_disk_is_one_message(site: Site, small_disk: SmallDisk) -> None:
     # A new store at head is 252 KiB, and its WAL as much while it is made: the disk must hold
     # that, so that it fills up with the articles, not while the tables are made.
     db = site.db = small_disk("768k") / "publisher.db"
+    site.store_url = f"sqlite:///{db}"
     output = failed_build(site, 30)
     assert f"the store {db}" in output and "disk is full" in output
     assert "free space on the disk that holds it" in output
@@ -175,6 +177,7 @@ except TransportError as exc:
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.sqlite_only("a SQLite file that is full, locked or damaged")
 def test_a_store_locked_too_long_is_one_message(site: Site, monkeypatch: pytest.MonkeyPatch) -> None:
     from publisher import store
 
@@ -194,6 +197,7 @@ def test_a_store_locked_too_long_is_one_message(site: Site, monkeypatch: pytest.
     assert "database is locked" in result.output and "run the command again" in result.output
 
 
+@pytest.mark.sqlite_only("a SQLite file that is full, locked or damaged")
 @pytest.mark.parametrize("garbage", [b"this is not a database at all\n" * 200, b"SQLite format 3\x00" + b"\xff" * 4000])
 def test_a_damaged_store_is_one_message(site: Site, garbage: bytes) -> None:
     site.db.parent.mkdir(parents=True)
@@ -328,6 +332,7 @@ def test_a_preview_or_an_export_on_a_full_disk_names_its_file(site: Site, small_
     assert f"cannot write {disk}/list.csv: No space left on device" in export.output
 
 
+@pytest.mark.sqlite_only("upgrades the 0.1.0 SQLite store on a full disk")
 def test_db_upgrade_on_a_full_disk_changes_nothing(
     tmp_path: Path, small_disk: SmallDisk, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -351,6 +356,7 @@ def test_db_upgrade_on_a_full_disk_changes_nothing(
     assert (disk / "publisher.db").read_bytes() == before
 
 
+@pytest.mark.sqlite_only("a SQLite file that is full, locked or damaged")
 def test_a_scheduled_job_that_meets_a_locked_store_logs_one_line(
     site: Site, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -38,6 +38,7 @@ def subscribed(site: Site) -> None:
         app.close()
 
 
+@pytest.mark.sqlite_only("the modes of SQLite's files")
 def test_a_new_store_and_its_folder_are_private(site: Site) -> None:
     site.build()
     assert mode(site.db.parent) == 0o700
@@ -48,6 +49,7 @@ def test_a_new_store_and_its_folder_are_private(site: Site) -> None:
             assert mode(path) == 0o600, path
 
 
+@pytest.mark.sqlite_only("the modes of SQLite's files")
 def test_the_wal_and_shm_of_a_new_store_are_private(site: Site) -> None:
     app = site.app()
     try:
@@ -59,6 +61,7 @@ def test_the_wal_and_shm_of_a_new_store_are_private(site: Site) -> None:
         app.close()
 
 
+@pytest.mark.sqlite_only("the modes of SQLite's files")
 def test_a_folder_that_exists_keeps_its_mode(site: Site) -> None:
     site.db.parent.mkdir(mode=0o755)
     site.build()
@@ -114,6 +117,7 @@ def test_a_subscriber_export_is_private(site: Site) -> None:
     assert mode(target) == 0o600  # written over: private again
 
 
+@pytest.mark.sqlite_only("the modes of SQLite's files")
 def test_the_backup_db_upgrade_makes_is_private(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from test_migrations import FIXTURE, cli, fixture_config
 
@@ -126,6 +130,7 @@ def test_the_backup_db_upgrade_makes_is_private(tmp_path: Path, monkeypatch: pyt
     assert mode(backup) == 0o600
 
 
+@pytest.mark.sqlite_only("the modes of SQLite's files")
 def test_db_upgrade_makes_a_new_store_in_a_new_private_folder(site: Site) -> None:
     """`make run` upgrades first: on a new site that is where var/ and the store are made."""
     result = site.cli("db", "upgrade")

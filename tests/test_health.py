@@ -124,6 +124,7 @@ def test_the_checked_templates_are_every_template_the_code_renders() -> None:
 # --- the store --------------------------------------------------------------------------------
 
 
+@pytest.mark.sqlite_only("overwrites the SQLite file")
 def test_a_store_that_cannot_be_read_is_503(site: Site, web: Flask) -> None:
     assert health_of(web)[0] == 200
     for path in site.db.parent.glob(site.db.name + "*"):  # the database and its WAL files, overwritten

@@ -5,7 +5,6 @@ body is rendered as it is read, and what cannot be rendered then must never cost
 from __future__ import annotations
 
 import shutil
-import sqlite3
 from pathlib import Path
 
 import pytest
@@ -52,17 +51,15 @@ def test_bodies_rendered_when_shown_give_the_bytes_of_bodies_rendered_as_read(
     lazy = site_with_content(tmp_path / "lazy")
     report = lazy.build()
     assert report.new >= 11 and not report.problems, report.problems
-    with sqlite3.connect(lazy.db) as conn:
-        rendered = conn.execute("SELECT count(*) FROM article_renditions").fetchone()[0]
-        stored = conn.execute("SELECT count(*) FROM articles").fetchone()[0]
+    [(rendered,)] = lazy.sql("SELECT count(*) FROM article_renditions")
+    [(stored,)] = lazy.sql("SELECT count(*) FROM articles")
     assert 0 < rendered <= stored
 
     # The same content with every body rendered as it is read, as a web source's are
     eager = site_with_content(tmp_path / "eager")
     monkeypatch.delattr(FilesSource, "read_again")
     assert eager.build().new == report.new
-    with sqlite3.connect(eager.db) as conn:
-        assert conn.execute("SELECT count(*) FROM article_renditions").fetchone()[0] == stored
+    assert eager.sql("SELECT count(*) FROM article_renditions") == [(stored,)]
 
     lazy_files, eager_files = every_file(lazy.out), every_file(eager.out)
     assert lazy_files.keys() == eager_files.keys() and len(lazy_files) > 10
@@ -78,8 +75,7 @@ def test_a_rebuild_reads_no_body_twice_and_an_edit_is_rendered_anew(site: Site) 
     site.article("tech/a.md", "第一篇", body="最初的正文。")
     site.article("tech/b.md", "第二篇", date="2026-05-07 09:00", body="另一篇。")
     site.build()
-    with sqlite3.connect(site.db) as conn:
-        first = conn.execute("SELECT article_id, body_hash FROM article_renditions ORDER BY article_id").fetchall()
+    first = site.sql("SELECT article_id, body_hash FROM article_renditions ORDER BY article_id")
     assert len(first) == 2
 
     (site.content / "tech" / "b.md").unlink()  # gone: an unchanged article keeps its rendition
@@ -88,8 +84,7 @@ def test_a_rebuild_reads_no_body_twice_and_an_edit_is_rendered_anew(site: Site) 
     site.article("tech/a.md", "第一篇", body="改过的正文。")  # an edit: a new body hash, rendered anew
     edited = site.build()
     assert edited.changed == 1
-    with sqlite3.connect(site.db) as conn:
-        now = conn.execute("SELECT article_id, body_hash FROM article_renditions ORDER BY article_id").fetchall()
+    now = site.sql("SELECT article_id, body_hash FROM article_renditions ORDER BY article_id")
     assert now[0][0] == first[0][0] and now[0][1] != first[0][1]
     assert "改过的正文" in site.feed("tech/rss.xml").decode()
 
@@ -160,14 +155,13 @@ def test_a_body_that_cannot_be_read_when_shown_is_left_out_named_and_its_feeds_w
     assert problem.startswith(f"{gone}: cannot read"), problem
     feed = site.feed("tech/rss.xml").decode()
     assert "留下的" in feed and "消失的" not in feed
-    with sqlite3.connect(site.db) as conn:  # only the feeds that would show it stay marked
-        assert {row[0] for row in conn.execute("SELECT scope FROM dirty_feeds")} == {"", "tech"}
-        assert conn.execute("SELECT value FROM meta WHERE key = 'render_signature'").fetchone() is not None
+    # only the feeds that would show it stay marked
+    assert {row[0] for row in site.sql("SELECT scope FROM dirty_feeds")} == {"", "tech"}
+    assert site.sql("SELECT value FROM meta WHERE key = 'render_signature'") != []
 
     after = site.build()  # the next ingest withdraws it, and the marks go
     assert (after.withdrawn, after.problems) == (1, [])
-    with sqlite3.connect(site.db) as conn:
-        assert conn.execute("SELECT count(*) FROM dirty_feeds").fetchone()[0] == 0
+    assert site.sql("SELECT count(*) FROM dirty_feeds") == [(0,)]
 
 
 def test_a_file_edited_after_its_ingest_is_shown_as_it_is_now(site: Site) -> None:

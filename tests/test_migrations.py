@@ -12,8 +12,6 @@ import sqlite3
 import subprocess
 import sys
 import time
-import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -27,9 +25,10 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from click.testing import CliRunner, Result
 from sqlalchemy import Column, MetaData, Table, column, create_engine, inspect, select, text
-from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.engine import Connection
 from test_smtp import free_port
 
+from backends import new_postgres_url
 from publisher.app import App
 from publisher.cli import main
 from publisher.config import load_settings
@@ -122,6 +121,7 @@ def test_the_code_names_every_revision_in_order() -> None:
     assert scripts.get_current_head() == HEAD
 
 
+@pytest.mark.sqlite_only("the 0.1.0 store, a SQLite file")
 def test_the_0_1_0_store_upgrades_with_nothing_lost(old_store: Path) -> None:
     db = old_store.parent / "publisher.db"
     before = snapshot(db)
@@ -197,6 +197,7 @@ def test_the_0_1_0_store_upgrades_with_nothing_lost(old_store: Path) -> None:
         app.close()
 
 
+@pytest.mark.sqlite_only("the 0.1.0 store, a SQLite file")
 def test_the_first_build_after_the_upgrade_keeps_the_updated_stamp_of_every_article_left_as_it_was(
     old_store: Path,
 ) -> None:
@@ -226,6 +227,7 @@ def test_the_first_build_after_the_upgrade_keeps_the_updated_stamp_of_every_arti
     assert hashes == 0 and current == len(before)  # every article on the new hashes, shown as rendered
 
 
+@pytest.mark.sqlite_only("the 0.1.0 store, a SQLite file")
 def test_a_store_behind_is_refused_and_left_alone(old_store: Path) -> None:
     db = old_store.parent / "publisher.db"
     before = snapshot(db)
@@ -247,6 +249,7 @@ def test_a_store_behind_is_refused_and_left_alone(old_store: Path) -> None:
     assert "upgrade needed" in status.output
 
 
+@pytest.mark.sqlite_only("SQLite files made by the test")
 def test_a_store_ahead_is_refused(tmp_path: Path) -> None:
     db = tmp_path / "publisher.db"
     config = tmp_path / "publisher.toml"
@@ -267,6 +270,7 @@ def test_a_store_ahead_is_refused(tmp_path: Path) -> None:
     assert status.exit_code == 1 and "the store is ahead" in status.output
 
 
+@pytest.mark.sqlite_only("SQLite files made by the test")
 def test_a_store_that_is_not_0_1_0_is_not_stamped(tmp_path: Path) -> None:
     db = tmp_path / "publisher.db"
     config = tmp_path / "publisher.toml"
@@ -282,6 +286,7 @@ def test_a_store_that_is_not_0_1_0_is_not_stamped(tmp_path: Path) -> None:
     assert not inspect(create_engine(f"sqlite:///{db}")).has_table("alembic_version")
 
 
+@pytest.mark.sqlite_only("SQLite files made by the test")
 def test_a_new_store_is_made_at_head_and_db_status_says_so(tmp_path: Path) -> None:
     db = tmp_path / "var" / "publisher.db"
     config = tmp_path / "publisher.toml"
@@ -296,6 +301,7 @@ def test_a_new_store_is_made_at_head_and_db_status_says_so(tmp_path: Path) -> No
         assert schema_differences(conn) == []
 
 
+@pytest.mark.sqlite_only("SQLite files made by the test")
 def test_upgrading_a_store_that_is_not_there_yet_makes_it_folder_and_all(tmp_path: Path) -> None:
     db = tmp_path / "var" / "publisher.db"  # `make run --upgrade` in a new checkout: no var/ yet
     done = migrate.upgrade(f"sqlite:///{db}")
@@ -304,6 +310,7 @@ def test_upgrading_a_store_that_is_not_there_yet_makes_it_folder_and_all(tmp_pat
         assert schema_differences(conn) == []
 
 
+@pytest.mark.sqlite_only("SQLite files made by the test")
 def test_db_upgrade_of_a_new_store_says_it_created_it(tmp_path: Path) -> None:
     db = tmp_path / "var" / "publisher.db"
     config = tmp_path / "publisher.toml"
@@ -313,6 +320,7 @@ def test_db_upgrade_of_a_new_store_says_it_created_it(tmp_path: Path) -> None:
     assert "upgraded" not in result.output
 
 
+@pytest.mark.sqlite_only("the 0.1.0 store, a SQLite file")
 def test_run_upgrade_upgrades_then_serves_old_links(old_store: Path) -> None:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "PUBLISHER_SECRET_KEY"}
@@ -350,52 +358,17 @@ def test_run_upgrade_upgrades_then_serves_old_links(old_store: Path) -> None:
 # --- every revision from nothing, on SQLite and PostgreSQL --------------------------------------
 
 
-def _postgres_admin() -> str | None:
-    """The PostgreSQL server to test on: $PUBLISHER_TEST_POSTGRES, else 127.0.0.1:5432 if it answers."""
-    url = os.environ.get("PUBLISHER_TEST_POSTGRES") or "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-    try:
-        with create_engine(url).connect() as conn:
-            conn.execute(text("select 1"))
-    except Exception as exc:  # noqa: BLE001 (any failure means: no server to test on)
-        reason = f"no PostgreSQL server at {make_url(url).render_as_string(hide_password=True)} ({type(exc).__name__})"
-        print(reason)
-        return None
-    return url
-
-
-def _throwaway_database(admin: str) -> Iterator[str]:
-    name = f"publisher_test_{uuid.uuid4().hex[:12]}"
-    engine = create_engine(admin, isolation_level="AUTOCOMMIT")
-    with engine.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(admin).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with engine.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        engine.dispose()
-
-
 @pytest.fixture(params=["sqlite", "postgresql"])
-def two_empty_databases(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, str]]:
-    """URLs of two empty databases: SQLite files, or throwaway PostgreSQL databases."""
+def two_empty_databases(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, str]:
+    """URLs of two empty databases: SQLite files, or PostgreSQL databases (conftest)."""
     if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'migrated.db'}", f"sqlite:///{tmp_path / 'created.db'}"
-        return
-    admin = _postgres_admin()
-    if admin is None:
-        pytest.skip("PostgreSQL: neither $PUBLISHER_TEST_POSTGRES nor 127.0.0.1:5432 answers")
-    for first in _throwaway_database(admin):
-        for second in _throwaway_database(admin):
-            yield first, second
+        return f"sqlite:///{tmp_path / 'migrated.db'}", f"sqlite:///{tmp_path / 'created.db'}"
+    return new_postgres_url(), new_postgres_url()
 
 
 @pytest.fixture
-def postgres_database() -> Iterator[str]:
-    admin = _postgres_admin()
-    if admin is None:
-        pytest.skip("PostgreSQL: neither $PUBLISHER_TEST_POSTGRES nor 127.0.0.1:5432 answers")
-    yield from _throwaway_database(admin)
+def postgres_database() -> str:
+    return new_postgres_url()
 
 
 def test_every_revision_from_nothing_gives_the_codes_schema(two_empty_databases: tuple[str, str]) -> None:
@@ -423,6 +396,7 @@ def test_every_revision_from_nothing_gives_the_codes_schema(two_empty_databases:
     assert ("subscribers", "uq", "uq_subscribers_email_key") in migrated_names
 
 
+@pytest.mark.postgresql_only("copies the 0.1.0 store into PostgreSQL")
 def test_a_0_1_0_store_on_postgresql_upgrades_with_nothing_lost(postgres_database: str, tmp_path: Path) -> None:
     # 0.1.0's schema as 0.1.0 made it on PostgreSQL (its own constraint names), with the
     # fixture's rows in it, and no alembic_version.
@@ -482,6 +456,7 @@ def test_a_0_1_0_store_on_postgresql_upgrades_with_nothing_lost(postgres_databas
     assert again.exit_code == 0 and "nothing to send" in again.output, again.output
 
 
+@pytest.mark.sqlite_only("SQLite files made by the test")
 def test_opening_a_store_imports_no_alembic(tmp_path: Path) -> None:
     code = (
         "import sys; from publisher.store import Store; "
@@ -492,6 +467,7 @@ def test_opening_a_store_imports_no_alembic(tmp_path: Path) -> None:
     assert done.stdout.strip() == "False"
 
 
+@pytest.mark.sqlite_only("the 0.1.0 store, a SQLite file")
 def test_upgrading_a_0_1_0_store_made_readable_by_all_makes_it_private(old_store: Path) -> None:
     """0.1.0 made its store 0644, the signing key inside: the upgrade closes it."""
     db = old_store.parent / "publisher.db"

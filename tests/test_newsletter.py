@@ -96,7 +96,7 @@ def add_readers(site: Site, count: int) -> list[str]:
         )  # fmt: skip
         for n in range(count)
     ]
-    store = Store(f"sqlite:///{site.db}")
+    store = Store(site.store_url)
     try:
         store.save_subscribers(readers)
     finally:
@@ -124,7 +124,7 @@ def sending(site: Site, box: Inbox, received: int) -> subprocess.Popen[bytes]:
 
 
 def ledger(site: Site) -> dict[str, int]:
-    store = Store(f"sqlite:///{site.db}")
+    store = Store(site.store_url)
     try:
         [digest] = store.digests()
         return store.delivery_counts(digest.id)
@@ -133,10 +133,7 @@ def ledger(site: Site) -> dict[str, int]:
 
 
 def uncertain_addresses(site: Site) -> set[str]:
-    import sqlite3
-
-    with sqlite3.connect(site.db) as db:
-        return {row[0] for row in db.execute("select email_key from deliveries where status = 'uncertain'")}
+    return {row[0] for row in site.sql("select email_key from deliveries where status = 'uncertain'")}
 
 
 def test_killed_mid_send_then_resumed_sends_nobody_two_and_retry_all_sends_the_doubtful(site: Site) -> None:
@@ -239,7 +236,7 @@ def test_an_article_in_two_chosen_categories_is_mailed_once(site: Site, inbox: t
     box, port = inbox
     mailing_site(site, port)
     now = datetime.now(UTC)
-    store = Store(f"sqlite:///{site.db}")
+    store = Store(site.store_url)
     store.save_subscribers(
         [Subscriber("both@example.com", "", ("policy", "tech"), SubscriberStatus.CONFIRMED, now, "cli", now)]
     )
@@ -355,7 +352,7 @@ def test_an_address_the_server_says_does_not_exist_is_marked_bounced(site: Site)
         controller.stop()
     assert result.exit_code == 1  # deliveries failed
     assert sorted(r for r, _m in box.received) == ["reader0000@example.com"]
-    store = Store(f"sqlite:///{site.db}")
+    store = Store(site.store_url)
     try:
         gone = store.subscriber("reader0001@example.com")
         events = {e.email_key: e for e in store.mail_events()}  # hard bounces of the deliveries, kept as any other

@@ -74,7 +74,7 @@ def test_a_worker_that_dies_is_named_by_its_file_and_the_build_goes_on(
         assert problem.startswith(f"{deep}: reading it crashed the worker process"), problem
     feed = site.feed("tech/rss.xml").decode()
     assert feed.count("<item>") == 50 and "文章69" in feed and "<title>深</title>" not in feed
-    store = Store(f"sqlite:///{site.db}")
+    store = Store(site.store_url)
     assert store.dirty_scopes() == {"", "tech"}
     store.close()
 

@@ -64,10 +64,7 @@ def greylisting() -> Iterator[tuple[Greylisting, int]]:
 
 def deliveries(site: Site) -> dict[str, tuple[str, int]]:
     """(status, attempts) per address, of the one digest."""
-    import sqlite3
-
-    with sqlite3.connect(site.db) as db:
-        return {key: (status, n) for key, status, n in db.execute("select email_key, status, attempts from deliveries")}
+    return {key: (status, n) for key, status, n in site.sql("select email_key, status, attempts from deliveries")}
 
 
 def finished(process: Any, timeout: float = 60) -> str:
@@ -105,7 +102,7 @@ def test_a_new_app_on_the_same_store_delivers_at_the_next_try(site: Site, greyli
             again.close()
         assert box.delivered(GREYLISTED) == expected
     assert box.rcpt[GREYLISTED] == 2 and deliveries(site)[GREYLISTED] == ("sent", 2)
-    store = Store(f"sqlite:///{site.db}")
+    store = Store(site.store_url)
     try:
         assert [d.status for d in store.digests()] == ["done"]
     finally:
@@ -247,7 +244,7 @@ def test_failures_and_retry_a_refusal_is_not_retried_and_a_bounce_never(site: Si
     finally:
         controller.stop()
     assert deliveries(site)[REFUSED] == ("failed", 1)
-    store = Store(f"sqlite:///{site.db}")
+    store = Store(site.store_url)
     try:
         bounced = store.subscriber(REFUSED)
         assert bounced is not None and bounced.status is SubscriberStatus.BOUNCED

@@ -47,7 +47,7 @@ misfire_grace = {grace_minutes}
     recent = datetime.now(ZONE) - timedelta(days=1)
     site.article("tech/a.md", "本周科技新闻", date=f"{recent:%Y-%m-%d %H:%M}")
     site.build()
-    store = Store(f"sqlite:///{site.db}")
+    store = Store(site.store_url)
     now = datetime.now(UTC)
     store.save_subscribers([Subscriber("r@example.com", "", (), SubscriberStatus.CONFIRMED, now, "cli", now)])
     return store

@@ -63,7 +63,7 @@ def unsubscribe_link(site: Site, base: str, monkeypatch: pytest.MonkeyPatch) -> 
     """A subscriber added with the CLI, and their unsubscribe link as a digest would carry it."""
     monkeypatch.setenv("PUBLISHER_SECRET_KEY", KEY)
     assert site.cli("subscribers", "add", "reader@example.com").exit_code == 0
-    store = Store(f"sqlite:///{site.db}")
+    store = Store(site.store_url)
     try:
         reader = store.subscriber("reader@example.com")
     finally:
@@ -74,7 +74,7 @@ def unsubscribe_link(site: Site, base: str, monkeypatch: pytest.MonkeyPatch) -> 
 
 
 def status_of(site: Site, email: str) -> SubscriberStatus:
-    store = Store(f"sqlite:///{site.db}")
+    store = Store(site.store_url)
     try:
         found = store.subscriber(email)
     finally:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import re
-import sqlite3
 from typing import Any
 
 import pytest
@@ -223,9 +222,7 @@ def test_healthz_is_degraded_while_a_part_fails_and_tells_why_only_with_the_toke
 def test_health_writes_never_fail_an_ingest(site: Site, caplog: pytest.LogCaptureFixture) -> None:
     site.article("tech/a.md", "科技新闻", date="2026-11-18 09:00")
     site.build()
-    connection = sqlite3.connect(site.db)
-    connection.execute("DROP TABLE source_health")  # every health write now fails
-    connection.close()
+    site.sql("DROP TABLE source_health")  # every health write now fails
     site.article("tech/b.md", "又一条", date="2026-11-19 09:00")
     with caplog.at_level(logging.WARNING):
         report = site.build()

@@ -107,6 +107,7 @@ def test_db_upgrade_collects_as_it_upgrades(site: Site, monkeypatch: pytest.Monk
         gc.enable()
 
 
+@pytest.mark.sqlite_only("what a SQLite store imports")
 def test_a_sqlite_store_is_opened_and_written_without_the_postgresql_dialect(site: Site) -> None:
     """Only the dialect in use is imported (store.schema.upsert_into): PostgreSQL's costs every
     command on SQLite 30 to 60 ms."""

@@ -21,6 +21,7 @@ from publisher.store.writer import SQLITE_MAX_ROWID, StoreWriter, sqlite_datetim
 @pytest.mark.parametrize(
     "moment", [datetime(2026, 5, 6, 7, 8, 9, 123456), datetime(2026, 5, 6), datetime(999, 1, 2, 3, 4, 5, 6)]
 )
+@pytest.mark.sqlite_only("SQLite's datetime text and its WAL")
 def test_bulk_insert_writes_datetimes_in_sqlalchemys_sqlite_format(tmp_path: Path, moment: datetime) -> None:
     store = Store(f"sqlite:///{tmp_path / 'store.db'}")
     try:
@@ -35,8 +36,8 @@ def test_bulk_insert_writes_datetimes_in_sqlalchemys_sqlite_format(tmp_path: Pat
         store.close()
 
 
-def test_bulk_inserted_articles_read_back_and_sort_as_written(tmp_path: Path) -> None:
-    store = Store(f"sqlite:///{tmp_path / 'store.db'}")
+def test_bulk_inserted_articles_read_back_and_sort_as_written(store_url: str) -> None:
+    store = Store(store_url)
     base = datetime(2026, 5, 6, 7, 8, 9, tzinfo=UTC)
     whens = [base, base + timedelta(microseconds=1), base - timedelta(days=400), base + timedelta(seconds=1)]
     try:
@@ -57,12 +58,12 @@ def test_bulk_inserted_articles_read_back_and_sort_as_written(tmp_path: Path) ->
         store.close()
 
 
-def test_a_pass_holds_the_write_lock_only_while_it_writes(tmp_path: Path) -> None:
+def test_a_pass_holds_the_write_lock_only_while_it_writes(store_url: str) -> None:
     """Changes and new articles wait in the writer until 500 are due or it commits: a slow
     pass (a web crawl) does not keep digests and subscribers out of the database meanwhile."""
     import threading
 
-    store = Store(f"sqlite:///{tmp_path / 'store.db'}")
+    store = Store(store_url)
     when = datetime(2026, 5, 6, tzinfo=UTC)
     try:
         with store.writer(lambda: when) as writer:
@@ -86,7 +87,9 @@ def test_a_pass_holds_the_write_lock_only_while_it_writes(tmp_path: Path) -> Non
         store.close()
 
 
-@pytest.mark.parametrize("largest", [1000, SQLITE_MAX_ROWID])
+@pytest.mark.parametrize(
+    "largest", [1000, pytest.param(SQLITE_MAX_ROWID, marks=pytest.mark.sqlite_only("past PostgreSQL's integer range"))]
+)
 def test_new_articles_are_linked_and_rendered_under_their_own_ids(
     store: Store, largest: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -94,8 +97,6 @@ def test_new_articles_are_linked_and_rendered_under_their_own_ids(
     one more than the largest, see writer._insert_new): each article's category links and
     rendition land on its own row, batch after batch, after another source's row, and where
     the largest id is the largest possible (SQLite then picks free ids at random)."""
-    if largest > 2**31 - 1 and store.engine.dialect.name != "sqlite":
-        pytest.skip("an id past PostgreSQL's integer range")
     when = datetime(2026, 5, 6, tzinfo=UTC)
     with store.engine.begin() as conn:
         conn.execute(
@@ -151,6 +152,7 @@ def test_new_articles_are_first_seen_at_the_clocks_moment_whatever_the_local_zon
         assert conn.execute(select(articles_table.c.first_seen)).scalar_one() == datetime(2026, 5, 6, 12, 0)
 
 
+@pytest.mark.sqlite_only("SQLite's datetime text and its WAL")
 def test_a_writer_returns_its_connection_checkpointing_as_usual_even_after_a_failure(tmp_path: Path) -> None:
     """The writer lets SQLite's log grow between its own commits; its last commit checkpoints
     what it wrote, and the connection goes back to the pool at the usual setting, also when the

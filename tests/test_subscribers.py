@@ -128,7 +128,9 @@ def test_names_with_line_breaks_or_control_characters_are_cleaned() -> None:
     assert clean_name("a\u2028b\u200bc") == "a b c"
 
 
-def test_an_exported_list_imports_back_with_its_unsubscribed_and_pending_readers(tmp_path: Path) -> None:
+def test_an_exported_list_imports_back_with_its_unsubscribed_and_pending_readers(
+    tmp_path: Path, store_url: str
+) -> None:
     from datetime import UTC, datetime
 
     from publisher.choices import Offered
@@ -137,7 +139,7 @@ def test_an_exported_list_imports_back_with_its_unsubscribed_and_pending_readers
     from publisher.store import Store
     from publisher.subscriptions import import_csv
 
-    store = Store(f"sqlite:///{tmp_path / 'p.db'}")
+    store = Store(store_url)
     csv = tmp_path / "export.csv"
     csv.write_text(
         "email,name,categories,status,status_at,status_via,created_at\n"

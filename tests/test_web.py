@@ -77,7 +77,7 @@ public_url = "{self.base}"
         return match.group(0)
 
     def status(self, email: str) -> SubscriberStatus:
-        store = Store(f"sqlite:///{self.site.db}")
+        store = Store(self.site.store_url)
         try:
             found = store.subscriber(email)
             assert found is not None
@@ -154,7 +154,7 @@ def test_subscribe_confirm_preferences_unsubscribe(server: Server) -> None:
         preferences.group(1).replace("&amp;", "&"), data={"category": ["tech"], "action": "save"}, timeout=10
     )
     assert saved.status_code == 200 and "已保存" in saved.text
-    store = Store(f"sqlite:///{server.site.db}")
+    store = Store(server.site.store_url)
     try:
         reader = store.subscriber("reader@example.com")
         assert reader is not None and reader.categories == ("tech",)
@@ -176,7 +176,7 @@ def test_the_answer_reveals_nothing_about_who_is_subscribed(server: Server) -> N
 def test_one_click_unsubscribe_needs_no_cookie_and_is_idempotent(server: Server) -> None:
     subscribe(server, "one@example.com")
     requests.post(server.link("confirm"), timeout=10)
-    store = Store(f"sqlite:///{server.site.db}")
+    store = Store(server.site.store_url)
     try:
         reader = store.subscriber("one@example.com")
         assert reader is not None and reader.id is not None
@@ -227,7 +227,7 @@ def test_a_stranger_cannot_undo_an_unsubscribe(server: Server) -> None:
     subscribe(server, "left@example.com", "tech")
     old_link = server.link("confirm")
     requests.post(old_link, timeout=10)
-    store = Store(f"sqlite:///{server.site.db}")
+    store = Store(server.site.store_url)
     try:
         reader = store.subscriber("left@example.com")
         assert reader is not None and reader.id is not None

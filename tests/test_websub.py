@@ -13,7 +13,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
-from pathlib import Path
 from urllib.parse import parse_qs
 
 import pytest
@@ -95,7 +94,7 @@ def quick_retries(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def waiting(site: Site) -> dict[str, list[str]]:
-    store = Store(f"sqlite:///{site.db}")
+    store = Store(site.store_url)
     try:
         return {hub: [w.url for w in items] for hub, items in store.waiting_for_hubs().items()}
     finally:
@@ -271,7 +270,7 @@ def test_a_hub_answering_503_then_204_gets_the_urls_again(site: Site, hub: Hub, 
         app.close()
     assert hub.pings[0] == hub.pings[1] == sorted(urls(*FEEDS)) and hub.problems == []
     assert waiting(site) == {}
-    state = Store(f"sqlite:///{site.db}").hub_state(hub.url)
+    state = Store(site.store_url).hub_state(hub.url)
     assert state.last_success is not None and state.attempts == 0 and not state.failing
 
 
@@ -288,7 +287,7 @@ def test_a_hub_that_is_down_fails_no_build_and_gets_the_urls_at_the_next(site: S
     assert "HTTP 500: down" in status.output
 
     hub.answers = [(204, "")]
-    store = Store(f"sqlite:///{site.db}")
+    store = Store(site.store_url)
     pings = HubPings(store, [hub.url], timeout=5, guard=AddressGuard(allow_private=True))
     try:  # as the next build or `publisher run`'s start does, once the hub's next try is due
         assert pings.deliver_due() is not None and len(hub.pings) == 1  # not due yet: 30 s after the failure
@@ -444,7 +443,7 @@ def test_a_hub_no_longer_configured_is_not_pinged(store: Store, httpserver: HTTP
     assert removed.pings == [] and kept.pings == [["https://www.example.org/rss.xml"]]
 
 
-def test_close_waits_for_pings_in_flight_only(tmp_path: Path, hub: Hub, quick_retries: None) -> None:
+def test_close_waits_for_pings_in_flight_only(store_url: str, hub: Hub, quick_retries: None) -> None:
     """`close` waits `timeout` per POST of the round in flight, and only a couple of seconds
     for a thread with none (here one held up in the store)."""
 
@@ -453,7 +452,7 @@ def test_close_waits_for_pings_in_flight_only(tmp_path: Path, hub: Hub, quick_re
             time.sleep(3.5)
             return super().waiting_for_hubs()
 
-    store = SlowStore(f"sqlite:///{tmp_path / 'store.db'}")
+    store = SlowStore(store_url)
     pings = HubPings(store, [hub.url], timeout=5, guard=AddressGuard(allow_private=True))
     pings.wake()
     started = time.monotonic()
@@ -545,7 +544,7 @@ def test_publisher_run_pings_after_its_builds_and_sends_what_waited_at_its_start
     hub.answers = [(503, "down")]
     site.article("tech/a.md", "科技新闻", date="2026-11-18 09:00")
     assert site.cli("build").exit_code == 0 and len(hub.pings) == 2  # the six URLs wait in the store
-    store = Store(f"sqlite:///{site.db}")
+    store = Store(site.store_url)
     try:  # the hub's next try is due now (as if its 30 s had passed)
         store.set_hub_state(replace(store.hub_state(hub.url), next_try=None))
     finally:

@@ -1,0 +1,50 @@
+"""The suite's PostgreSQL run finds a server, or starts one, or says why it cannot (tests/backends.py)."""
+
+from __future__ import annotations
+
+import glob
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+ONE_TEST = "tests/test_store.py::test_bulk_inserted_articles_read_back_and_sort_as_written"
+
+pytestmark = pytest.mark.postgresql_only("how the PostgreSQL run finds its server")
+
+
+def run_on_postgresql(server: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """One store test in a pytest of its own on PostgreSQL, with $PUBLISHER_TEST_POSTGRES=`server`."""
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("PUBLISHER_TEST_")}
+    environment |= {"PUBLISHER_TEST_POSTGRES": server, **env}
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:xdist", "--backend", "postgresql",
+         ONE_TEST, "-rs"],
+        cwd=ROOT, env=environment, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+
+
+def test_with_no_server_answering_a_throwaway_one_is_started_and_removed() -> None:
+    if not glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"):
+        pytest.skip("no PostgreSQL binaries (/usr/lib/postgresql/*/bin/pg_ctl): `make test` installs them")
+    before = set(glob.glob("/tmp/publisher-tests-pg-*"))
+    run = run_on_postgresql("throwaway")
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "1 passed" in run.stdout and "PostgreSQL: a throwaway server (" in run.stdout, run.stdout
+    assert set(glob.glob("/tmp/publisher-tests-pg-*")) == before  # its folder removed, the server stopped
+
+
+def test_a_server_that_does_not_answer_skips_saying_why_or_fails_where_required() -> None:
+    nowhere = "postgresql+psycopg://postgres@127.0.0.1:9/postgres"  # the discard port: refused
+    skipped = run_on_postgresql(nowhere)
+    assert skipped.returncode == 0, skipped.stdout + skipped.stderr
+    assert "1 skipped" in skipped.stdout
+    assert "$PUBLISHER_TEST_POSTGRES (postgresql+psycopg://postgres@127.0.0.1:9/postgres) does not answer" in (
+        skipped.stdout
+    )
+    required = run_on_postgresql(nowhere, PUBLISHER_TEST_REQUIRE_POSTGRES="1")
+    assert required.returncode == 1 and "1 error" in required.stdout, required.stdout  # failed in its setup
+    assert "PostgreSQL is required here (PUBLISHER_TEST_REQUIRE_POSTGRES=1)" in required.stdout
