@@ -42,6 +42,7 @@ from .store.backup import resume_paused
 from .tokens import make_token
 
 if TYPE_CHECKING:
+    from .fanout import ChunkQueue
     from .transports import Sent, Transport
 
 log = logging.getLogger(__name__)
@@ -98,7 +99,12 @@ class Newsletter(DigestMessages):
         renderer = self._renderers[digest_id] = self.renderer(digest)  # sending reuses its drafts
         readers = self.recipients(digest.cadence, renderer)
         planned = ((subscriber.email.lower(), self._message_id(digest_id, subscriber)) for subscriber, _ in readers)
-        self.store.plan_deliveries(digest_id, planned, now)  # read lazily: one batch in memory
+        fanout = self.settings.fanout
+        if fanout.enabled:  # each chunk's rows with its job, which a worker sends
+            queue = self._chunk_queue().for_digest(digest_id)
+            self.store.plan_deliveries(digest_id, planned, now, chunk_size=fanout.chunk, queue=queue)
+        else:
+            self.store.plan_deliveries(digest_id, planned, now)  # read lazily: one batch in memory
         self._archive(digest)
         if readers.left_out:
             log.info("digest %s: %d suppressed reader(s) left out", digest.key, readers.left_out)
@@ -112,28 +118,67 @@ class Newsletter(DigestMessages):
         should_stop: Callable[[], bool] = lambda: False,
     ) -> SendReport:
         """Send what is due of `digest` (see delivery.Sender.run): what waits for another try
-        is left for later, and the report says when."""
-        d = self.settings.digest
-        alerts = self.app.alerts
+        is left for later, and the report says when. With fan-out, hand it to the workers
+        instead: a job for every chunk with an open delivery (`SendReport.queued`)."""
+        if self.settings.fanout.enabled:
+            with self.store.send_lock():
+                digest = self._planned_whole(digest)
+                queue = self._chunk_queue().for_digest(digest.id)
+                queued = self.store.hand_over(digest.id, self.settings.fanout.chunk, queue)
+            self.store.finish_digest(digest.id)  # nothing open: done
+            return SendReport(queued=queued)
         paused = _PauseWatch(self.store, digest.id)
-        sender = Sender(
+        sender = self._sender(transport)
+        with self.store.send_lock():
+            digest = self._planned_whole(digest)
+            report = sender.run(digest.id, self.builder(digest), tick, should_stop=lambda: should_stop() or paused())
+        return self._told(digest, report, paused)
+
+    def send_chunk(
+        self, digest_id: int, chunk: int, transport: Transport, should_stop: Callable[[], bool], share: int = 1
+    ) -> SendReport:
+        """A fan-out job: send what is due of the digest's chunk, at `1 / share` of
+        `messages_per_second` (a worker running `share` chunks at once keeps the rate). A digest
+        neither planning nor sending (paused, done) sends nothing: `paused` says a resume
+        hands the chunk over again. No send lock: Procrastinate's lock keeps each chunk to one job."""
+        digest = self.store.digest(digest_id)
+        if digest.status not in ("planning", "sending"):
+            transport.close()
+            log.info("digest %s is %s: chunk %d waits", digest.key, digest.status, chunk)
+            return SendReport(paused=digest.status == "paused")
+        if digest_id not in self._renderers:  # one digest's renderer kept: its drafts serve every chunk
+            self._renderers = {digest_id: self.renderer(digest)}
+        paused = _PauseWatch(self.store, digest_id)
+        sender = self._sender(transport, share)
+        stop = lambda: should_stop() or paused()  # noqa: E731
+        return self._told(digest, sender.run(digest_id, self.builder(digest), should_stop=stop, chunk=chunk), paused)
+
+    def _sender(self, transport: Transport, share: int = 1) -> Sender:
+        d = self.settings.digest
+        return Sender(
             self.store,
             transport,
             self.clock,
-            messages_per_second=d.messages_per_second,
+            messages_per_second=d.messages_per_second / share,
             retry_after=d.retry_delays,
             pause_after=d.pause_after,
             refused=self.record_refusal,
             counted=self.app.metrics.delivered,
         )
-        with self.store.send_lock():
-            digest = self._planned_whole(digest)
-            report = sender.run(digest.id, self.builder(digest), tick, should_stop=lambda: should_stop() or paused())
+
+    def _told(self, digest: DigestRow, report: SendReport, paused: _PauseWatch) -> SendReport:
+        """The report, the operator's pause kept as a pause, and the operator told when the
+        digest paused itself."""
         if paused.seen:  # the operator's pause: the digest stays paused until resumed
             report.paused, report.stopped = True, False
-        elif report.paused and alerts is not None:  # it paused itself: the operator hears of it
-            alerts.digest_paused(digest.key, report.pause_reason)
+        elif report.paused and self.app.alerts is not None:  # it paused itself: the operator hears of it
+            self.app.alerts.digest_paused(digest.key, report.pause_reason)
         return report
+
+    def _chunk_queue(self) -> ChunkQueue:
+        from .fanout import ChunkQueue
+
+        return ChunkQueue()
 
     def _planned_whole(self, digest: DigestRow) -> DigestRow:
         """`digest` as the ledger has it now (under the send lock), resumed if paused, and
@@ -348,17 +393,30 @@ class Recipients:
 
     def __iter__(self) -> Iterator[tuple[Subscriber, Draft]]:
         letters, renderer = self.letters, self.renderer
-        suppressed = letters.store.suppressed_keys()
-        for subscriber in letters.store.each_subscriber(SubscriberStatus.CONFIRMED):
-            if letters.cadence_of(subscriber) != self.cadence:
+        for batch in self._batches():
+            suppressed = letters.store.suppressed_among([subscriber.email.lower() for subscriber in batch])
+            for subscriber in batch:
+                if subscriber.email.lower() in suppressed:
+                    self.left_out += 1
+                    continue
+                draft = renderer.draft(subscriber.categories, letters.script_of(subscriber))
+                if draft is not None:  # None: nothing new in their categories, no e-mail
+                    self.count += 1
+                    yield subscriber, draft
+
+    def _batches(self, size: int = 1000) -> Iterator[list[Subscriber]]:
+        """The cadence's confirmed readers in sign-up order, `size` at a time: memory holds a
+        batch (and the suppression list is asked about a batch), however long the list."""
+        batch: list[Subscriber] = []
+        for subscriber in self.letters.store.each_subscriber(SubscriberStatus.CONFIRMED, size):
+            if self.letters.cadence_of(subscriber) != self.cadence:
                 continue  # another cadence's reader: that cadence's digest is theirs
-            if subscriber.email.lower() in suppressed:
-                self.left_out += 1
-                continue
-            draft = renderer.draft(subscriber.categories, letters.script_of(subscriber))
-            if draft is not None:  # None: nothing new in their categories, no e-mail
-                self.count += 1
-                yield subscriber, draft
+            batch.append(subscriber)
+            if len(batch) == size:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
 
 
 class _PauseWatch:
