@@ -1,0 +1,152 @@
+"""Digest fan-out on Procrastinate workers, end to end: a PostgreSQL store, real `publisher
+worker` processes (one SIGKILLed mid-run), a real SMTP server on loopback, and the ledger."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import create_engine, text
+from test_migrations import _postgres_admin, _throwaway_database
+from test_newsletter import CATEGORY_SLUGS, Inbox, this_month
+from test_smtp import smtp_on_loopback
+
+from conftest import Site, days_ago
+from publisher.model import Subscriber, SubscriberStatus
+from publisher.store import Store
+
+READERS = 5000
+FANOUT = """
+[fanout]
+enabled = true
+chunk = 250
+heartbeat = "1s"
+stalled_after = "3s"
+"""
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    admin = _postgres_admin()
+    if admin is None:
+        pytest.skip("fan-out needs PostgreSQL: neither $PUBLISHER_TEST_POSTGRES nor 127.0.0.1:5432 answers")
+    yield from _throwaway_database(admin)
+
+
+def fanning_site(site: Site, url: str, port: int) -> None:
+    """The site on the PostgreSQL store `url`, with fan-out, mailing through the SMTP server
+    on `port` as fast as it takes them, and three articles built."""
+    site.write_config(
+        f"""
+[mail]
+transport = "smtp"
+[mail.smtp]
+host = "127.0.0.1"
+port = {port}
+security = "none"
+timeout = 10
+[digest]
+messages_per_second = 0
+postal_address = "云川市高新区创新大道 1 号"
+{FANOUT}"""
+    )
+    config = site.config.read_text(encoding="utf-8")
+    site.config.write_text(config.replace(f'url = "sqlite:///{site.db}"', f'url = "{url}"'), encoding="utf-8")
+    site.clock_now = datetime.now(UTC)  # the CLI runs on the real clock
+    site.article("policy/a.md", "《人才十条》政策要点解读", date=days_ago(2))
+    site.article("tech/shared.md", "科技成果转化与产业政策联动", date=days_ago(3), categories="[policy, tech]")
+    site.article("news.md", "高新院开放日", date=days_ago(5))
+    site.build()
+
+
+def add_readers(url: str, count: int) -> list[str]:
+    now = datetime.now(UTC)
+    readers = [
+        Subscriber(f"reader{n:05d}@example.com", f"读者{n}", CATEGORY_SLUGS[n % 3 : n % 3 + 1] if n % 4 else (),
+                   SubscriberStatus.CONFIRMED, now, "import", now)
+        for n in range(count)
+    ]  # fmt: skip
+    store = Store(url)
+    try:
+        store.save_subscribers(readers)
+    finally:
+        store.close()
+    return [r.email for r in readers]
+
+
+def cli(site: Site, *args: str) -> subprocess.Popen[bytes]:
+    code = "import sys; from publisher.cli import main; sys.exit(main())"
+    env = {**os.environ, "PUBLISHER_SECRET_KEY": "fan-out-test-signing-key-0123456789"}
+    return subprocess.Popen(
+        [sys.executable, "-c", code, "--config", str(site.config), *args],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+
+
+def ledger(url: str) -> tuple[str, dict[str, int], set[str]]:
+    """The only digest's status, its deliveries by status, and the uncertain addresses."""
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            status = conn.execute(text("select status from digests")).scalar_one()
+            counts = dict(conn.execute(text("select status, count(*) from deliveries group by status")).all())
+            uncertain = set(conn.execute(text("select email_key from deliveries where status = 'uncertain'")).scalars())
+    finally:
+        engine.dispose()
+    return status, counts, uncertain
+
+
+def wait_for(condition: object, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if callable(condition) and condition():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_two_workers_one_killed_mid_run_every_reader_gets_one_message(site: Site, postgres_url: str) -> None:
+    """5,000 readers in chunks of 250 over two workers; one is SIGKILLed mid-send. Its chunk
+    goes back to the queue once its heartbeat is stale, the other worker finishes it, and the
+    message it had in flight is uncertain (its reader has it or not: never twice)."""
+    box = Inbox()
+    with smtp_on_loopback(box) as port:
+        fanning_site(site, postgres_url, port)
+        readers = add_readers(postgres_url, READERS)
+        since, until = this_month()
+        plan = cli(site, "digest", "send", "--since", since, "--until", until)
+        output, errors = plan.communicate(timeout=60)
+        assert plan.returncode == 0, errors.decode()
+        assert b"handed to the workers" in output and box.received == []  # the planner sends nothing
+
+        killed, survivor = cli(site, "worker", "--name", "killed"), cli(site, "worker", "--name", "survivor")
+        try:
+            assert wait_for(lambda: len(box.received) >= READERS // 4, 40), "the workers sent too little"
+            killed.send_signal(signal.SIGKILL)
+            killed.wait(timeout=10)
+            at_kill = len(box.received)
+            assert at_kill < READERS, "the run ended before the kill: make the test bigger"
+            assert wait_for(lambda: ledger(postgres_url)[0] == "done", 60), ledger(postgres_url)
+        finally:
+            for worker in (killed, survivor):
+                if worker.poll() is None:
+                    worker.send_signal(signal.SIGTERM)
+            _out, survivor_errors = survivor.communicate(timeout=30)
+            killed.communicate(timeout=10)
+        assert survivor.returncode == 0, survivor_errors.decode()
+
+    status, counts, uncertain = ledger(postgres_url)
+    per_reader = Counter(rcpt for rcpt, _mid in box.received)
+    assert max(per_reader.values()) == 1  # nobody got two
+    assert len(uncertain) <= 1  # the killed worker's one message in flight, at most
+    assert set(readers) - set(per_reader) <= uncertain  # a reader left out is never silent
+    assert counts == {"sent": READERS - len(uncertain), **({"uncertain": 1} if uncertain else {})}
+    sent_keys = set(per_reader) - uncertain
+    assert len(sent_keys) == READERS - len(uncertain)
