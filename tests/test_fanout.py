@@ -7,10 +7,12 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -20,6 +22,7 @@ from test_smtp import smtp_on_loopback
 
 from conftest import Site, days_ago
 from publisher.model import Subscriber, SubscriberStatus
+from publisher.newsletter import Newsletter
 from publisher.store import Store
 
 READERS = 5000
@@ -40,7 +43,7 @@ def postgres_url() -> Iterator[str]:
     yield from _throwaway_database(admin)
 
 
-def fanning_site(site: Site, url: str, port: int) -> None:
+def fanning_site(site: Site, url: str, port: int, extra: str = "") -> None:
     """The site on the PostgreSQL store `url`, with fan-out, mailing through the SMTP server
     on `port` as fast as it takes them, and three articles built."""
     site.write_config(
@@ -55,6 +58,7 @@ timeout = 10
 [digest]
 messages_per_second = 0
 postal_address = "云川市高新区创新大道 1 号"
+{extra}
 {FANOUT}"""
     )
     config = site.config.read_text(encoding="utf-8")
@@ -150,3 +154,65 @@ def test_two_workers_one_killed_mid_run_every_reader_gets_one_message(site: Site
     assert counts == {"sent": READERS - len(uncertain), **({"uncertain": 1} if uncertain else {})}
     sent_keys = set(per_reader) - uncertain
     assert len(sent_keys) == READERS - len(uncertain)
+
+
+class Greylist:
+    """An SMTP server that answers every recipient's first message with 451 (greylisting), and
+    takes the next: `accepted` the recipients of the messages it took, in order."""
+
+    def __init__(self) -> None:
+        self.seen: set[str] = set()
+        self.accepted: list[str] = []
+        self.lock = threading.Lock()
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        rcpt = envelope.rcpt_tos[0]
+        with self.lock:
+            if rcpt not in self.seen:
+                self.seen.add(rcpt)
+                return "451 4.7.1 greylisted, try again later"
+            self.accepted.append(rcpt)
+        return "250 OK"
+
+
+def test_a_worker_waits_out_retries_as_jobs_and_stops_at_the_operators_pause_until_resumed(
+    site: Site, postgres_url: str
+) -> None:
+    """Every first try is greylisted: each chunk's job defers the chunk again for its retry
+    (`retry_after`), and the worker sends it then. The operator's pause stops the worker's
+    chunks; `digest resume` hands them over again, and the digest ends done, once per reader."""
+    box, readers_count = Greylist(), 300
+    with smtp_on_loopback(box) as port:
+        fanning_site(site, postgres_url, port, 'retry_after = ["1s"]\npause_after = 10000')
+        readers = add_readers(postgres_url, readers_count)
+        since, until = this_month()
+        plan = cli(site, "digest", "send", "--since", since, "--until", until)
+        _output, errors = plan.communicate(timeout=60)
+        assert plan.returncode == 0, errors.decode()
+        worker = cli(site, "worker", "--name", "only")
+        try:
+            assert wait_for(lambda: len(box.accepted) >= 50, 40), "no retried delivery was sent"
+            app = site.app()
+            try:
+                letters = Newsletter(app)
+                [digest] = app.store.digests()
+                assert letters.pause(digest)
+            finally:
+                app.close()
+            time.sleep(2.5)  # the worker's chunks read the pause within a second
+            at_pause = len(box.accepted)
+            time.sleep(1.5)
+            assert len(box.accepted) == at_pause < readers_count  # nothing goes out while paused
+            assert ledger(postgres_url)[0] == "paused"
+            resume = cli(site, "digest", "resume")
+            output, errors = resume.communicate(timeout=60)
+            assert resume.returncode == 0, errors.decode()
+            assert b"handed to the workers" in output
+            assert wait_for(lambda: ledger(postgres_url)[0] == "done", 60), ledger(postgres_url)
+        finally:
+            worker.send_signal(signal.SIGTERM)
+            _out, worker_errors = worker.communicate(timeout=30)
+        assert worker.returncode == 0, worker_errors.decode()
+
+    assert sorted(box.accepted) == sorted(readers)  # each reader's second try, once
+    assert ledger(postgres_url)[1:] == ({"sent": readers_count}, set())
