@@ -27,7 +27,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from procrastinate import App as JobApp
-from procrastinate import JobContext, PsycopgConnector, SyncPsycopgConnector
+from procrastinate import JobContext, PsycopgConnector, RetryStrategy, SyncPsycopgConnector
 from procrastinate.exceptions import AlreadyEnqueued
 from sqlalchemy.engine import Connection, make_url
 
@@ -50,10 +50,16 @@ def send_chunk(context: JobContext, digest_id: int, chunk: int) -> None:
     sender.send(digest_id, chunk, should_stop=context.should_abort)
 
 
+# A job that raised (the store unreachable a moment, a bug) runs again after 4, 16, 64, 256 and
+# 1024 s (Procrastinate's retry); past that its chunk waits for the next hand-over (`digest
+# resume`, `publisher run`'s start or its next digest), as its deliveries are still open.
+_RETRY = RetryStrategy(max_attempts=5, exponential_wait=4)
+
+
 def _job_app(connector: Any) -> JobApp:
     """A Procrastinate app with our task, over `connector`."""
     jobs = JobApp(connector=connector)
-    jobs.task(name=SEND_CHUNK, queue=QUEUE, pass_context=True)(send_chunk)
+    jobs.task(name=SEND_CHUNK, queue=QUEUE, pass_context=True, retry=_RETRY)(send_chunk)
     return jobs
 
 

@@ -216,3 +216,36 @@ def test_a_worker_waits_out_retries_as_jobs_and_stops_at_the_operators_pause_unt
 
     assert sorted(box.accepted) == sorted(readers)  # each reader's second try, once
     assert ledger(postgres_url)[1:] == ({"sent": readers_count}, set())
+
+
+def test_a_stopped_worker_puts_its_chunk_back_after_the_message_in_flight(site: Site, postgres_url: str) -> None:
+    """SIGTERM: the worker's chunk stops after the message in flight (answered and recorded),
+    goes back to the queue, and the next worker sends the rest: nothing twice, nothing uncertain."""
+    box, readers_count = Inbox(delay=0.005), 600
+    with smtp_on_loopback(box) as port:
+        fanning_site(site, postgres_url, port)
+        readers = add_readers(postgres_url, readers_count)
+        since, until = this_month()
+        plan = cli(site, "digest", "send", "--since", since, "--until", until)
+        _output, errors = plan.communicate(timeout=60)
+        assert plan.returncode == 0, errors.decode()
+        first = cli(site, "worker", "--name", "first")
+        second = None
+        try:
+            assert wait_for(lambda: len(box.received) >= 100, 40), "the worker sent too little"
+            first.send_signal(signal.SIGTERM)
+            _out, first_errors = first.communicate(timeout=20)
+            assert first.returncode == 0, first_errors.decode()
+            assert len(box.received) < readers_count, "the run ended before the stop: make the server slower"
+            assert ledger(postgres_url)[:2] == ("sending", {"sent": len(box.received), "pending": readers_count
+                                                            - len(box.received)})  # fmt: skip
+            second = cli(site, "worker", "--name", "second")
+            assert wait_for(lambda: ledger(postgres_url)[0] == "done", 60), ledger(postgres_url)
+        finally:
+            for worker in (first, second):
+                if worker is not None and worker.poll() is None:
+                    worker.send_signal(signal.SIGTERM)
+                    worker.communicate(timeout=30)
+
+    assert sorted(rcpt for rcpt, _mid in box.received) == sorted(readers)
+    assert ledger(postgres_url)[1:] == ({"sent": readers_count}, set())

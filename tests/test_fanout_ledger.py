@@ -129,3 +129,30 @@ def test_a_worker_refuses_a_sqlite_store_and_a_store_without_fan_out(site: Site,
     site.config.write_text(config.replace(f'url = "sqlite:///{site.db}"', f'url = "{url}"'), encoding="utf-8")
     result = site.cli("worker")
     assert result.exit_code == 2 and "[fanout] enabled is false" in result.output
+
+
+def test_the_schedulers_digest_job_plans_in_chunks_and_leaves_the_sending_to_workers(
+    site: Site, pg_store: Store
+) -> None:
+    from publisher import jobs as scheduled
+    from publisher.model import Subscriber, SubscriberStatus
+
+    url = pg_store.engine.url.render_as_string(hide_password=False)
+    site.write_config(site.mail_to_outbox() + "\n[fanout]\nenabled = true\nchunk = 3\n")
+    config = site.config.read_text(encoding="utf-8")
+    site.config.write_text(config.replace(f'url = "sqlite:///{site.db}"', f'url = "{url}"'), encoding="utf-8")
+    site.clock_now = NOW
+    site.article("policy/a.md", "《人才十条》政策要点解读", date="2026-11-27 10:00")
+    site.build()
+    pg_store.save_subscribers(
+        Subscriber(f"r{n}@example.com", "", (), SubscriberStatus.CONFIRMED, NOW, "import", NOW) for n in range(7)
+    )
+    app = site.app()
+    try:
+        assert scheduled.run_digest(app, "weekly") is None  # no retry for the scheduler to wait for
+    finally:
+        app.close()
+    [digest] = pg_store.digests()
+    assert digest.status == "sending" and chunks(pg_store, digest.id) == {0: 3, 1: 3, 2: 1}
+    assert [(chunk, status) for chunk, status, _lock in jobs(pg_store)] == [(0, "todo"), (1, "todo"), (2, "todo")]
+    assert not site.outbox.exists() or not list(site.outbox.iterdir())  # the workers send, not the scheduler
