@@ -15,8 +15,7 @@ import secrets
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
-from datetime import date, datetime, timedelta
-from email.headerregistry import Address
+from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -28,26 +27,21 @@ from .digest import (
     Draft,
     Renderer,
     explicit_window,
-    render_account,
-    render_welcome,
     scheduled_window,
 )
 from .digest_messages import DigestMessages
 from .errors import PublisherError
-from .mail import Envelope, Message, build_message
+from .mail import Message
 from .model import CADENCE_DAYS, WEEKLY, Article, Delivery, Subscriber, SubscriberStatus
 from .private_files import private_folder, write_private
-from .store import DigestRow, SignupRequest, Store
+from .store import DigestRow, Store
 from .store.backup import resume_paused
-from .tokens import make_token
 
 if TYPE_CHECKING:
     from .fanout import ChunkQueue
     from .transports import Sent, Transport
 
 log = logging.getLogger(__name__)
-
-CONFIRM_LIFETIME = timedelta(days=7)
 
 
 @dataclass(frozen=True, slots=True)
@@ -262,65 +256,6 @@ class Newsletter(DigestMessages):
         window = self.scheduled_window(self.clock(), self.cadence_of(reader))
         message, _stand_in = self.preview(window, reader, test=True)
         return message
-
-    def account_message(
-        self, subscriber: Subscriber, confirming: bool, request: SignupRequest | None = None
-    ) -> Message:
-        """The e-mail a sign-up sends: the confirmation link (double opt-in), or, for an address
-        that is subscribed already, its preferences link. Never recorded in the ledger.
-
-        The confirmation link names the sign-up `request` (only following it saves what the
-        form asked for), or without one the subscriber's row as it is (an operator's import).
-        A confirmation mail carries no name: until the owner confirms, a name is only what an
-        anonymous form said, and it must not greet a stranger's mailbox."""
-        now, sid, key = self.clock(), subscriber.id or 0, self.signing_key
-        email_key = subscriber.email.lower()
-        who = self.personal(subscriber)
-        if confirming:
-            expires = now + CONFIRM_LIFETIME
-            if request is not None:
-                token = make_token(key, "signup", request.id, request.email.lower(), expires)
-            else:
-                token = make_token(key, "confirm", sid, email_key, expires)
-            link, name = f"{self.public_url}/confirm/{token}", ""
-        else:
-            link, name = who.preferences_url, subscriber.name
-        address = request.email if request is not None else subscriber.email
-        subject, text, html = render_account(self.look, confirming, link)
-        envelope = Envelope(
-            sender=self.sender,
-            to=Address(name, *address.rsplit("@", 1)),
-            subject=subject,
-            date=now,
-            message_id_domain=self.host,
-            list_id=self.list_id(request.cadence if request is not None else self.cadence_of(subscriber)),
-            unsubscribe_url=who.unsubscribe_url,
-            reply_to=self.reply_to,
-            return_path=self.return_path(None),
-        )
-        return build_message(envelope, text, html)
-
-    def welcome_message(self, subscriber: Subscriber) -> Message:
-        """The welcome e-mail a reader gets once they confirmed: what they chose, their
-        preferences and unsubscribe links, the privacy line, in their script. Never recorded in
-        the ledger."""
-        who = self.personal(subscriber)
-        names = {c.slug: c.name for c in self.app.categories}
-        chosen = [names[slug] for slug in subscriber.categories if slug in names]
-        links = (who.preferences_url, who.unsubscribe_url)
-        subject, text, html = render_welcome(self.look, chosen, *links, script=subscriber.script)
-        envelope = Envelope(
-            sender=self.sender,
-            to=Address(subscriber.name, *subscriber.email.rsplit("@", 1)),
-            subject=subject,
-            date=self.clock(),
-            message_id_domain=self.host,
-            list_id=f"{self.list_name} <digest.{self.host}>",
-            unsubscribe_url=who.unsubscribe_url,
-            reply_to=self.reply_to,
-            return_path=self.return_path(None),
-        )
-        return build_message(envelope, text, html)
 
     def sample_reader(self, email: str, cadence: str | None = None) -> Subscriber:
         now, cadence = self.clock(), cadence or self.settings.digest.cadences[0]
