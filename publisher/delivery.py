@@ -55,6 +55,7 @@ class SendReport:
     stopped: bool = False  # asked to stop (SIGTERM): unfinished, resumed at the next start
     waiting: int = 0  # deliveries left for a later try (the digest stays `sending`)
     next_try: datetime | None = None  # when the first of them is due
+    queued: int = 0  # fan-out: chunks handed to the workers, which send them
 
 
 class BuildProblem(Exception):
@@ -81,8 +82,8 @@ class Sender:
     ) -> None:
         self.store, self.transport, self.clock = store, transport, clock
         self.interval = 1.0 / messages_per_second if messages_per_second > 0 else 0.0
-        # About two seconds of sending per chunk (200 at full speed).
-        self.chunk = max(5, min(200, int(2 * messages_per_second))) if messages_per_second > 0 else 200
+        # Deliveries read at a time: about two seconds of sending (200 at full speed).
+        self.batch = max(5, min(200, int(2 * messages_per_second))) if messages_per_second > 0 else 200
         self.retry_after, self.pause_after = tuple(retry_after), pause_after
         self.max_tries = len(self.retry_after) + 1
         # A hard bounce at sending time (SMTP 550 to RCPT, an API's invalid address): the
@@ -97,16 +98,18 @@ class Sender:
         build: Build,
         tick: Callable[[int], None] = lambda _n: None,
         should_stop: Callable[[], bool] = lambda: False,
+        chunk: int | None = None,
     ) -> SendReport:
-        """Send every delivery of the digest that is due; the digest, if `sending`, is `done`
-        when none is left open (one still `planning` never is: Newsletter.send plans the rest
-        first), else the report says how many wait and when the first is due. Safe to call again
+        """Send every delivery of the digest that is due (`chunk`: of that chunk only, one
+        fan-out job's share); the digest, if `sending`, is `done` when none is left open (one
+        still `planning` never is: Newsletter.send plans the rest first), else the report says
+        how many wait and when the first is due. Safe to call again
         after any interruption, and safe beside another sender (each delivery is claimed before
         it is sent). It never sleeps longer than the pacing between two messages.
 
         A success's answer is recorded in the transaction of the next delivery's claim (one
         commit per message), or on its own before any wait, any other answer and the next
-        chunk's read: a delivery is still claimed before its send and marked after its answer,
+        batch's read: a delivery is still claimed before its send and marked after its answer,
         and a crash leaves at most one unanswered (`sending`), the one in flight or the one
         whose answer was not committed yet."""
         report = SendReport()
@@ -115,11 +118,11 @@ class Sender:
         rechecks = 0
         try:
             while True:
-                # Subscribers are read with each chunk: an unsubscribe counts within seconds.
-                ledger.flush()  # the chunk must see every answer
-                due = self.store.next_deliveries(digest_id, self.chunk, (self.clock(), self.retry_after))
+                # Subscribers are read with each batch: an unsubscribe counts within seconds.
+                ledger.flush()  # the batch must see every answer
+                due = self.store.next_deliveries(digest_id, self.batch, (self.clock(), self.retry_after), chunk)
                 if not due:
-                    report.waiting, report.next_try = self.store.waiting(digest_id, self.retry_after)
+                    report.waiting, report.next_try = self.store.waiting(digest_id, self.retry_after, chunk)
                     if report.next_try is not None and report.next_try <= self.clock() and rechecks < 3:
                         rechecks += 1
                         continue  # became due since the query
@@ -146,9 +149,10 @@ class Sender:
             if report.waiting:
                 when = f"{report.next_try:%Y-%m-%d %H:%M:%S} UTC" if report.next_try else "?"
                 log.info("%d deliveries wait for another try, the first at %s", report.waiting, when)
-            elif not self.store.set_digest_status(digest_id, "done", was="sending"):
+            elif not self.store.finish_digest(digest_id):
                 # Never `done` from `planning` (its readers not all planned: Newsletter.send
-                # plans the rest first) nor from `paused` (the operator's, at the last message).
+                # plans the rest first) nor from `paused` (the operator's, at the last message),
+                # nor while another chunk has open deliveries (its job finishes the digest).
                 log.info("digest #%d: nothing due; left %s", digest_id, self.store.digest(digest_id).status)
             return report
         finally:  # each runs even when the one before raises (a lost database connection)

@@ -1,6 +1,7 @@
 """How a reader's digest message is made: the sender and reply-to, the personal links (signed
 tokens), the list headers, the delivery's token in X-Publisher-Delivery and the VERP envelope
-sender. `Newsletter` (newsletter.py) adds the use cases on top.
+sender; and the sign-up and welcome e-mails, made alike. `Newsletter` (newsletter.py) adds the
+use cases on top.
 """
 
 from __future__ import annotations
@@ -15,10 +16,19 @@ from .bounces.events import DELIVERY_HEADER
 from .bounces.links import make_delivery_token, verp_address
 from .config import is_loopback, mailbox
 from .delivery import BuildProblem
-from .digest import DigestWindow, Draft, Personal, Renderer, reader_cadence, reader_script
+from .digest import (
+    DigestWindow,
+    Draft,
+    Personal,
+    Renderer,
+    reader_cadence,
+    reader_script,
+    render_account,
+    render_welcome,
+)
 from .mail import Envelope, Message, build_message
 from .model import WEEKLY, Delivery, Subscriber
-from .store import DigestRow
+from .store import DigestRow, SignupRequest
 from .tokens import make_token
 
 if TYPE_CHECKING:
@@ -28,6 +38,7 @@ if TYPE_CHECKING:
 # 30 days; readers dig up mail from years ago), preferences links may age out sooner.
 UNSUBSCRIBE_LIFETIME = timedelta(days=5 * 365)
 PREFERENCES_LIFETIME = timedelta(days=365)
+CONFIRM_LIFETIME = timedelta(days=7)  # a sign-up's confirmation link
 
 
 class DigestMessages:
@@ -190,3 +201,62 @@ class DigestMessages:
             return message
 
         return build
+
+    def account_message(
+        self, subscriber: Subscriber, confirming: bool, request: SignupRequest | None = None
+    ) -> Message:
+        """The e-mail a sign-up sends: the confirmation link (double opt-in), or, for an address
+        that is subscribed already, its preferences link. Never recorded in the ledger.
+
+        The confirmation link names the sign-up `request` (only following it saves what the
+        form asked for), or without one the subscriber's row as it is (an operator's import).
+        A confirmation mail carries no name: until the owner confirms, a name is only what an
+        anonymous form said, and it must not greet a stranger's mailbox."""
+        now, sid, key = self.clock(), subscriber.id or 0, self.signing_key
+        email_key = subscriber.email.lower()
+        who = self.personal(subscriber)
+        if confirming:
+            expires = now + CONFIRM_LIFETIME
+            if request is not None:
+                token = make_token(key, "signup", request.id, request.email.lower(), expires)
+            else:
+                token = make_token(key, "confirm", sid, email_key, expires)
+            link, name = f"{self.public_url}/confirm/{token}", ""
+        else:
+            link, name = who.preferences_url, subscriber.name
+        address = request.email if request is not None else subscriber.email
+        subject, text, html = render_account(self.look, confirming, link)
+        envelope = Envelope(
+            sender=self.sender,
+            to=Address(name, *address.rsplit("@", 1)),
+            subject=subject,
+            date=now,
+            message_id_domain=self.host,
+            list_id=self.list_id(request.cadence if request is not None else self.cadence_of(subscriber)),
+            unsubscribe_url=who.unsubscribe_url,
+            reply_to=self.reply_to,
+            return_path=self.return_path(None),
+        )
+        return build_message(envelope, text, html)
+
+    def welcome_message(self, subscriber: Subscriber) -> Message:
+        """The welcome e-mail a reader gets once they confirmed: what they chose, their
+        preferences and unsubscribe links, the privacy line, in their script. Never recorded in
+        the ledger."""
+        who = self.personal(subscriber)
+        names = {c.slug: c.name for c in self.app.categories}
+        chosen = [names[slug] for slug in subscriber.categories if slug in names]
+        links = (who.preferences_url, who.unsubscribe_url)
+        subject, text, html = render_welcome(self.look, chosen, *links, script=subscriber.script)
+        envelope = Envelope(
+            sender=self.sender,
+            to=Address(subscriber.name, *subscriber.email.rsplit("@", 1)),
+            subject=subject,
+            date=self.clock(),
+            message_id_domain=self.host,
+            list_id=f"{self.list_name} <digest.{self.host}>",
+            unsubscribe_url=who.unsubscribe_url,
+            reply_to=self.reply_to,
+            return_path=self.return_path(None),
+        )
+        return build_message(envelope, text, html)

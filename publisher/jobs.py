@@ -139,8 +139,8 @@ def run_digest(app: App, cadence: str) -> datetime | None:
     log.info("digest %s: %d deliveries planned", plan.digest.key, plan.planned)
     report = letters.send(plan.digest, app.transport(), should_stop=STOP.is_set)
     log.info(
-        "digest %s: sent %d, failed %d, skipped %d, waiting %d",
-        plan.digest.key, report.sent, report.failed, report.skipped, report.waiting,
+        "digest %s: sent %d, failed %d, skipped %d, waiting %d; %d chunk(s) handed to the workers",
+        plan.digest.key, report.sent, report.failed, report.skipped, report.waiting, report.queued,
     )  # fmt: skip
     return _first(next_try, report.next_try)
 

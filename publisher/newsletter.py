@@ -15,8 +15,7 @@ import secrets
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
-from datetime import date, datetime, timedelta
-from email.headerregistry import Address
+from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -28,25 +27,21 @@ from .digest import (
     Draft,
     Renderer,
     explicit_window,
-    render_account,
-    render_welcome,
     scheduled_window,
 )
 from .digest_messages import DigestMessages
 from .errors import PublisherError
-from .mail import Envelope, Message, build_message
+from .mail import Message
 from .model import CADENCE_DAYS, WEEKLY, Article, Delivery, Subscriber, SubscriberStatus
 from .private_files import private_folder, write_private
-from .store import DigestRow, SignupRequest, Store
+from .store import DigestRow, Store
 from .store.backup import resume_paused
-from .tokens import make_token
 
 if TYPE_CHECKING:
+    from .fanout import ChunkQueue
     from .transports import Sent, Transport
 
 log = logging.getLogger(__name__)
-
-CONFIRM_LIFETIME = timedelta(days=7)
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +93,12 @@ class Newsletter(DigestMessages):
         renderer = self._renderers[digest_id] = self.renderer(digest)  # sending reuses its drafts
         readers = self.recipients(digest.cadence, renderer)
         planned = ((subscriber.email.lower(), self._message_id(digest_id, subscriber)) for subscriber, _ in readers)
-        self.store.plan_deliveries(digest_id, planned, now)  # read lazily: one batch in memory
+        fanout = self.settings.fanout
+        if fanout.enabled:  # each chunk's rows with its job, which a worker sends
+            queue = self._chunk_queue().for_digest(digest_id)
+            self.store.plan_deliveries(digest_id, planned, now, chunk_size=fanout.chunk, queue=queue)
+        else:
+            self.store.plan_deliveries(digest_id, planned, now)  # read lazily: one batch in memory
         self._archive(digest)
         if readers.left_out:
             log.info("digest %s: %d suppressed reader(s) left out", digest.key, readers.left_out)
@@ -112,28 +112,67 @@ class Newsletter(DigestMessages):
         should_stop: Callable[[], bool] = lambda: False,
     ) -> SendReport:
         """Send what is due of `digest` (see delivery.Sender.run): what waits for another try
-        is left for later, and the report says when."""
-        d = self.settings.digest
-        alerts = self.app.alerts
+        is left for later, and the report says when. With fan-out, hand it to the workers
+        instead: a job for every chunk with an open delivery (`SendReport.queued`)."""
+        if self.settings.fanout.enabled:
+            with self.store.send_lock():
+                digest = self._planned_whole(digest)
+                queue = self._chunk_queue().for_digest(digest.id)
+                queued = self.store.hand_over(digest.id, self.settings.fanout.chunk, queue)
+            self.store.finish_digest(digest.id)  # nothing open: done
+            return SendReport(queued=queued)
         paused = _PauseWatch(self.store, digest.id)
-        sender = Sender(
+        sender = self._sender(transport)
+        with self.store.send_lock():
+            digest = self._planned_whole(digest)
+            report = sender.run(digest.id, self.builder(digest), tick, should_stop=lambda: should_stop() or paused())
+        return self._told(digest, report, paused)
+
+    def send_chunk(
+        self, digest_id: int, chunk: int, transport: Transport, should_stop: Callable[[], bool], share: int = 1
+    ) -> SendReport:
+        """A fan-out job: send what is due of the digest's chunk, at `1 / share` of
+        `messages_per_second` (a worker running `share` chunks at once keeps the rate). A digest
+        neither planning nor sending (paused, done) sends nothing: `paused` says a resume
+        hands the chunk over again. No send lock: Procrastinate's lock keeps each chunk to one job."""
+        digest = self.store.digest(digest_id)
+        if digest.status not in ("planning", "sending"):
+            transport.close()
+            log.info("digest %s is %s: chunk %d waits", digest.key, digest.status, chunk)
+            return SendReport(paused=digest.status == "paused")
+        if digest_id not in self._renderers:  # one digest's renderer kept: its drafts serve every chunk
+            self._renderers = {digest_id: self.renderer(digest)}
+        paused = _PauseWatch(self.store, digest_id)
+        sender = self._sender(transport, share)
+        stop = lambda: should_stop() or paused()  # noqa: E731
+        return self._told(digest, sender.run(digest_id, self.builder(digest), should_stop=stop, chunk=chunk), paused)
+
+    def _sender(self, transport: Transport, share: int = 1) -> Sender:
+        d = self.settings.digest
+        return Sender(
             self.store,
             transport,
             self.clock,
-            messages_per_second=d.messages_per_second,
+            messages_per_second=d.messages_per_second / share,
             retry_after=d.retry_delays,
             pause_after=d.pause_after,
             refused=self.record_refusal,
             counted=self.app.metrics.delivered,
         )
-        with self.store.send_lock():
-            digest = self._planned_whole(digest)
-            report = sender.run(digest.id, self.builder(digest), tick, should_stop=lambda: should_stop() or paused())
+
+    def _told(self, digest: DigestRow, report: SendReport, paused: _PauseWatch) -> SendReport:
+        """The report, the operator's pause kept as a pause, and the operator told when the
+        digest paused itself."""
         if paused.seen:  # the operator's pause: the digest stays paused until resumed
             report.paused, report.stopped = True, False
-        elif report.paused and alerts is not None:  # it paused itself: the operator hears of it
-            alerts.digest_paused(digest.key, report.pause_reason)
+        elif report.paused and self.app.alerts is not None:  # it paused itself: the operator hears of it
+            self.app.alerts.digest_paused(digest.key, report.pause_reason)
         return report
+
+    def _chunk_queue(self) -> ChunkQueue:
+        from .fanout import ChunkQueue
+
+        return ChunkQueue()
 
     def _planned_whole(self, digest: DigestRow) -> DigestRow:
         """`digest` as the ledger has it now (under the send lock), resumed if paused, and
@@ -218,65 +257,6 @@ class Newsletter(DigestMessages):
         message, _stand_in = self.preview(window, reader, test=True)
         return message
 
-    def account_message(
-        self, subscriber: Subscriber, confirming: bool, request: SignupRequest | None = None
-    ) -> Message:
-        """The e-mail a sign-up sends: the confirmation link (double opt-in), or, for an address
-        that is subscribed already, its preferences link. Never recorded in the ledger.
-
-        The confirmation link names the sign-up `request` (only following it saves what the
-        form asked for), or without one the subscriber's row as it is (an operator's import).
-        A confirmation mail carries no name: until the owner confirms, a name is only what an
-        anonymous form said, and it must not greet a stranger's mailbox."""
-        now, sid, key = self.clock(), subscriber.id or 0, self.signing_key
-        email_key = subscriber.email.lower()
-        who = self.personal(subscriber)
-        if confirming:
-            expires = now + CONFIRM_LIFETIME
-            if request is not None:
-                token = make_token(key, "signup", request.id, request.email.lower(), expires)
-            else:
-                token = make_token(key, "confirm", sid, email_key, expires)
-            link, name = f"{self.public_url}/confirm/{token}", ""
-        else:
-            link, name = who.preferences_url, subscriber.name
-        address = request.email if request is not None else subscriber.email
-        subject, text, html = render_account(self.look, confirming, link)
-        envelope = Envelope(
-            sender=self.sender,
-            to=Address(name, *address.rsplit("@", 1)),
-            subject=subject,
-            date=now,
-            message_id_domain=self.host,
-            list_id=self.list_id(request.cadence if request is not None else self.cadence_of(subscriber)),
-            unsubscribe_url=who.unsubscribe_url,
-            reply_to=self.reply_to,
-            return_path=self.return_path(None),
-        )
-        return build_message(envelope, text, html)
-
-    def welcome_message(self, subscriber: Subscriber) -> Message:
-        """The welcome e-mail a reader gets once they confirmed: what they chose, their
-        preferences and unsubscribe links, the privacy line, in their script. Never recorded in
-        the ledger."""
-        who = self.personal(subscriber)
-        names = {c.slug: c.name for c in self.app.categories}
-        chosen = [names[slug] for slug in subscriber.categories if slug in names]
-        links = (who.preferences_url, who.unsubscribe_url)
-        subject, text, html = render_welcome(self.look, chosen, *links, script=subscriber.script)
-        envelope = Envelope(
-            sender=self.sender,
-            to=Address(subscriber.name, *subscriber.email.rsplit("@", 1)),
-            subject=subject,
-            date=self.clock(),
-            message_id_domain=self.host,
-            list_id=f"{self.list_name} <digest.{self.host}>",
-            unsubscribe_url=who.unsubscribe_url,
-            reply_to=self.reply_to,
-            return_path=self.return_path(None),
-        )
-        return build_message(envelope, text, html)
-
     def sample_reader(self, email: str, cadence: str | None = None) -> Subscriber:
         now, cadence = self.clock(), cadence or self.settings.digest.cadences[0]
         return Subscriber(email, "", (), SubscriberStatus.CONFIRMED, now, "preview", now, id=0, cadence=cadence)
@@ -348,17 +328,30 @@ class Recipients:
 
     def __iter__(self) -> Iterator[tuple[Subscriber, Draft]]:
         letters, renderer = self.letters, self.renderer
-        suppressed = letters.store.suppressed_keys()
-        for subscriber in letters.store.each_subscriber(SubscriberStatus.CONFIRMED):
-            if letters.cadence_of(subscriber) != self.cadence:
+        for batch in self._batches():
+            suppressed = letters.store.suppressed_among([subscriber.email.lower() for subscriber in batch])
+            for subscriber in batch:
+                if subscriber.email.lower() in suppressed:
+                    self.left_out += 1
+                    continue
+                draft = renderer.draft(subscriber.categories, letters.script_of(subscriber))
+                if draft is not None:  # None: nothing new in their categories, no e-mail
+                    self.count += 1
+                    yield subscriber, draft
+
+    def _batches(self, size: int = 1000) -> Iterator[list[Subscriber]]:
+        """The cadence's confirmed readers in sign-up order, `size` at a time: memory holds a
+        batch (and the suppression list is asked about a batch), however long the list."""
+        batch: list[Subscriber] = []
+        for subscriber in self.letters.store.each_subscriber(SubscriberStatus.CONFIRMED, size):
+            if self.letters.cadence_of(subscriber) != self.cadence:
                 continue  # another cadence's reader: that cadence's digest is theirs
-            if subscriber.email.lower() in suppressed:
-                self.left_out += 1
-                continue
-            draft = renderer.draft(subscriber.categories, letters.script_of(subscriber))
-            if draft is not None:  # None: nothing new in their categories, no e-mail
-                self.count += 1
-                yield subscriber, draft
+            batch.append(subscriber)
+            if len(batch) == size:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
 
 
 class _PauseWatch:

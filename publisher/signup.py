@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 HOUR, DAY = timedelta(hours=1), timedelta(days=1)
-REQUEST_LIFETIME = timedelta(days=7)  # as long as a confirmation link works (newsletter.CONFIRM_LIFETIME)
+REQUEST_LIFETIME = timedelta(days=7)  # as long as a confirmation link works (digest_messages.CONFIRM_LIFETIME)
 _STOPPED = (SubscriberStatus.UNSUBSCRIBED, SubscriberStatus.BOUNCED)
 
 

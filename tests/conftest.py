@@ -105,6 +105,12 @@ class Site:
         """More TOML after what the config holds now (a source, a table)."""
         self.config.write_text(self.config.read_text(encoding="utf-8") + extra, encoding="utf-8")
 
+    def use_store(self, url: str) -> None:
+        """The site's store is `url` from now on (the config as it is, and as written again)."""
+        text = self.config.read_text(encoding="utf-8").replace(f'url = "{self.store_url}"', f'url = "{url}"')
+        self.config.write_text(text, encoding="utf-8")
+        self.store_url = url
+
     def add(self, relative: str, text: str, encoding: str = "utf-8") -> Path:
         path = self.content / relative
         path.parent.mkdir(parents=True, exist_ok=True)

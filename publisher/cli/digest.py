@@ -213,7 +213,17 @@ def _send(
 
 
 def _send_due(letters: Newsletter, row: DigestRow, transport: Transport, planned: int) -> SendReport:
-    """One pass over what is due of `row`, with a progress bar and the summary line."""
+    """One pass over what is due of `row`, with a progress bar and the summary line; with
+    fan-out, its hand-over to the workers."""
+    if letters.settings.fanout.enabled:
+        report = letters.send(row, transport)
+        counts = letters.store.delivery_counts(row.id)
+        out.print(
+            f"{row.key}: planned {planned or sum(counts.values())}; {report.queued} chunk(s) handed to the workers "
+            "(`publisher worker` sends them; `publisher digest status` shows how far they are)",
+            highlight=False,
+        )
+        return report
     total = letters.due_count(row)
     with progress(f"sending {row.key}", total) as tick:
         report = letters.send(row, transport, tick)

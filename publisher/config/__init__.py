@@ -18,6 +18,7 @@ from .mail import (
     BounceRulesConfig,
     BouncesConfig,
     DigestConfig,
+    FanoutConfig,
     MailConfig,
     OutboxConfig,
     SmtpConfig,
@@ -55,11 +56,11 @@ from .sources import (
 
 __all__ = [
     "DEFAULT_PATHS", "SOURCE_TYPES", "TRANSPORTS", "AdminConfig", "AlertsConfig", "ApiConfig", "BounceMailboxConfig",
-    "BounceRuleConfig", "BounceRulesConfig", "BouncesConfig", "CategoryConfig", "DigestConfig", "FeedSourceConfig",
-    "FeedsConfig", "FilesSourceConfig", "HtmlArticleConfig", "HtmlListConfig", "HtmlSourceConfig", "JsonFieldsConfig",
-    "JsonPagingConfig", "JsonSourceConfig", "MailConfig", "MetricsConfig", "OutboxConfig", "OutputConfig",
-    "ScheduleConfig", "Settings", "SiteConfig", "SmtpConfig", "SourceConfig", "StoreConfig", "TextConfig",
-    "ThemeConfig", "WebConfig", "WebSourceConfig", "WebSubConfig", "WordPressSourceConfig", "find_config",
+    "BounceRuleConfig", "BounceRulesConfig", "BouncesConfig", "CategoryConfig", "DigestConfig", "FanoutConfig",
+    "FeedSourceConfig", "FeedsConfig", "FilesSourceConfig", "HtmlArticleConfig", "HtmlListConfig", "HtmlSourceConfig",
+    "JsonFieldsConfig", "JsonPagingConfig", "JsonSourceConfig", "MailConfig", "MetricsConfig", "OutboxConfig",
+    "OutputConfig", "ScheduleConfig", "Settings", "SiteConfig", "SmtpConfig", "SourceConfig", "StoreConfig",
+    "TextConfig", "ThemeConfig", "WebConfig", "WebSourceConfig", "WebSubConfig", "WordPressSourceConfig", "find_config",
     "is_loopback", "listen_address", "web_origin", "load_settings", "mailbox", "optional_secret", "secret",
     "validate",
 ]  # fmt: skip

@@ -19,8 +19,8 @@ from pydantic import TypeAdapter, ValidationError
 from pydantic_core import PydanticUndefined
 
 from .addresses import http_url, is_loopback, listen_address, web_origin
-from .mail import BouncesConfig, DigestConfig, HooksConfig, MailConfig
-from .mail_checks import check_bounces, check_digest, check_hooks, check_mail
+from .mail import BouncesConfig, DigestConfig, FanoutConfig, HooksConfig, MailConfig
+from .mail_checks import check_bounces, check_digest, check_fanout, check_hooks, check_mail
 from .settings import (
     AdminConfig,
     CategoryConfig,
@@ -57,6 +57,7 @@ class ValidParts:
     hooks: HooksConfig | None = None
     admin: AdminConfig | None = None
     websub: WebSubConfig | None = None
+    fanout: FanoutConfig | None = None
 
     @classmethod
     def of(cls, settings: Settings) -> ValidParts:
@@ -64,13 +65,14 @@ class ValidParts:
             settings.site, settings.output, settings.store, list(enumerate(settings.categories)),
             list(enumerate(settings.sources)), settings.mail, settings.digest, settings.web, settings.theme,
             bounces=settings.bounces, hooks=settings.hooks, admin=settings.admin, websub=settings.websub,
+            fanout=settings.fanout,
         )  # fmt: skip
 
     @classmethod
     def salvage(cls, raw: dict[str, Any]) -> ValidParts:
         """Each section of `raw` validated on its own; a missing one with defaults takes them."""
         fields = Settings.model_fields
-        names = ("site", "output", "store", "mail", "digest", "web", "theme", "bounces", "hooks", "admin", "websub")
+        names = "site output store mail digest fanout web theme bounces hooks admin websub".split()
         sections = {
             name: _valid_or_none(fields[name].annotation, raw[name]) if name in raw else fields[name].default
             for name in names
@@ -149,6 +151,8 @@ def check_meaning(valid: ValidParts) -> list[tuple[str, str, str]]:
         problems += check_mail(valid.mail)
     if valid.digest is not None:
         problems += check_digest(valid.digest)
+    if valid.fanout is not None:
+        problems += check_fanout(valid.fanout, valid.store.url if valid.store is not None else None)
     if valid.theme is not None:
         problems += _check_theme(valid.theme)
     if valid.hooks is not None:

@@ -118,6 +118,28 @@ class DigestConfig(Section):
         return tuple(timedelta(seconds=duration_seconds(t) or 0) for t in self.retry_after)
 
 
+class FanoutConfig(Section):
+    """Digest fan-out on Procrastinate workers, PostgreSQL stores only (docs/scale.md)."""
+
+    # True: planning defers one job per chunk of readers (in the transaction of its delivery
+    # rows) and `publisher worker` processes send them; false: one process sends (`publisher run`).
+    enabled: bool = False
+    chunk: int = Field(default=1000, ge=1, le=100_000)  # readers per chunk (one job), by subscriber id
+    concurrency: int = Field(default=1, ge=1, le=64)  # chunks a worker sends at once; together at messages_per_second
+    heartbeat: str = "10s"  # how often a worker tells the store it is alive
+    # A worker silent this long is taken for dead: its chunks go to another worker, and the
+    # message it had in flight is recorded uncertain (never sent twice by itself).
+    stalled_after: str = "30s"
+
+    @property
+    def heartbeat_seconds(self) -> int:
+        return duration_seconds(self.heartbeat) or 10
+
+    @property
+    def stalled_seconds(self) -> int:
+        return duration_seconds(self.stalled_after) or 30
+
+
 class MailgunHookConfig(Section):
     signing_key_env: str = Field(default="MAILGUN_WEBHOOK_SIGNING_KEY", pattern=ENV_NAME)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 
 from .addresses import http_url, is_loopback, mailbox
-from .mail import BouncesConfig, DigestConfig, HooksConfig, MailConfig, duration_seconds
+from .mail import BouncesConfig, DigestConfig, FanoutConfig, HooksConfig, MailConfig, duration_seconds
 
 
 def check_mail(mail: MailConfig) -> list[tuple[str, str, str]]:
@@ -52,6 +52,22 @@ def check_digest(digest: DigestConfig) -> list[tuple[str, str, str]]:
         problem = subject_problem(digest.subject)
         if problem:
             problems.append(("digest.subject", problem, f"variables: {', '.join(SUBJECT_VARIABLES)}"))
+    return problems
+
+
+def check_fanout(fanout: FanoutConfig, store_url: str | None) -> list[tuple[str, str, str]]:
+    """Fan-out's store (PostgreSQL: the jobs live in it) and its worker timings."""
+    problems: list[tuple[str, str, str]] = []
+    if fanout.enabled and store_url is not None and not store_url.startswith("postgresql"):
+        why = "fan-out needs a PostgreSQL store: the workers' jobs are written in its database with the deliveries"
+        fix = 'set store.url = "postgresql+psycopg://user@host/db" (docs/scale.md), or fanout.enabled = false'
+        problems.append(("fanout.enabled", why, fix + ": with SQLite one process sends (`publisher run`)"))
+    for key in ("heartbeat", "stalled_after"):
+        if duration_seconds(getattr(fanout, key)) in (None, 0):
+            problems.append((f"fanout.{key}", f"{getattr(fanout, key)!r} is not a duration", 'write it like "30s"'))
+    if not problems and fanout.stalled_seconds < 2 * fanout.heartbeat_seconds:
+        fix = f"make it at least twice fanout.heartbeat ({fanout.heartbeat}): a live worker must not look dead"
+        problems.append(("fanout.stalled_after", f"{fanout.stalled_after!r} is too short", fix))
     return problems
 
 

@@ -14,7 +14,7 @@ from pydantic import Field
 
 from ..text import CONVERSIONS
 from .addresses import ConfiguredUrl
-from .mail import BouncesConfig, DigestConfig, HooksConfig, MailConfig
+from .mail import BouncesConfig, DigestConfig, FanoutConfig, HooksConfig, MailConfig
 from .section import ENV_NAME, OPTIONAL_ENV_NAME, Section
 from .sources import SourceConfig
 
@@ -149,6 +149,7 @@ class Settings(Section):
     sources: list[SourceConfig] = Field(min_length=1)
     mail: MailConfig = MailConfig()
     digest: DigestConfig = DigestConfig()
+    fanout: FanoutConfig = FanoutConfig()
     web: WebConfig = WebConfig()
     admin: AdminConfig = AdminConfig()
     hooks: HooksConfig = HooksConfig()

@@ -23,7 +23,7 @@ from .archive import ArchivedDigest, ArchiveStore
 from .articles import ArticleStore, Known
 from .bounces import BounceStore, DeliveryRef, NewMailEvent, Recorded, StoredEvent, Suppression
 from .form_tokens import FormTokenStore
-from .ledger import DigestRow, LedgerStore
+from .ledger import DigestRow, LedgerStore, QueueChunk
 from .ledger_connection import Ledger
 from .people import PeopleStore, ReaderDelivery, SubscriberPage
 from .reports import CategoryWeeks, DigestReport, ReportStore, SubscriberWeek, Week, weeks_ending
@@ -45,7 +45,7 @@ __all__ = [
     "SourceHealth", "Store", "StoreWriter", "StoredEvent", "SubscriberPage", "Suppression", "metadata",
     "next_try_at", "prepare_sqlite_file", "sqlite_datetime", "store_failure",
     "CategoryWeeks", "DigestReport", "SubscriberWeek", "Week", "weeks_ending",
-    "ArchivedDigest", "HubState", "Waiting",
+    "ArchivedDigest", "HubState", "Waiting", "QueueChunk",
 ]  # fmt: skip
 
 

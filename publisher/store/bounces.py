@@ -3,6 +3,7 @@ and the suppression list. One event is recorded, and its rule applied, in one tr
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -219,6 +220,16 @@ class BounceStore:
         p = suppressions_table.c
         with self.engine.connect() as conn:
             return set(conn.execute(select(p.email_key).where(p.lifted_at.is_(None))).scalars())
+
+    def suppressed_among(self, email_keys: Collection[str]) -> set[str]:
+        """Which of these addresses are on the suppression list now (a digest's plan asks a
+        batch of readers at a time: memory holds a batch, however long the list)."""
+        p = suppressions_table.c
+        if not email_keys:
+            return set()
+        query = select(p.email_key).where(p.email_key.in_(list(email_keys)), p.lifted_at.is_(None))
+        with self.engine.connect() as conn:
+            return set(conn.execute(query).scalars())
 
     def suppression(self, email_key: str) -> Suppression | None:
         """The address's suppression, active or lifted; None when it never had one."""

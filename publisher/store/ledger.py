@@ -17,9 +17,13 @@ from sqlalchemy.exc import IntegrityError
 from ..errors import StoreError
 from ..model import CADENCES, WEEKLY, Delivery, cadence_key, first_scheduled
 from .ledger_connection import Ledger
-from .retries import EARLIER, due_clause
+from .retries import EARLIER, OPEN, due_clause
 from .schema import aware_utc, deliveries_table, digests_table, naive_utc, subscribers_table, take_turnstile
 from .subscribers import subscriber_from_row
+
+# Defers the job of a digest's chunk (its number) in the connection's transaction (publisher.fanout).
+QueueChunk = Callable[[Connection, int], None]
+PLAN_BATCH = 1000  # deliveries written per transaction while planning (and subscribers read per query)
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,32 +84,85 @@ class LedgerStore:
             row = conn.execute(select(digests_table).where(d.id == digest_id)).one()
         return _digest_row(row), created
 
-    def plan_deliveries(self, digest_id: int, planned: Iterable[tuple[str, str]], now: datetime) -> None:
+    def plan_deliveries(
+        self,
+        digest_id: int,
+        planned: Iterable[tuple[str, str]],
+        now: datetime,
+        *,
+        chunk_size: int = PLAN_BATCH,
+        queue: QueueChunk | None = None,
+    ) -> None:
         """A pending delivery per (email key, message id) not yet planned for this digest, then
-        the digest from `planning` to `sending`. `planned` is read lazily, `PLAN_BATCH` at a
-        time, each batch written in its own short transaction (the write lock is not held while
-        the next batch is read and rendered; memory holds one batch, however many readers):
+        the digest from `planning` to `sending`. `planned` is read lazily, `chunk_size` at a
+        time, each chunk written in its own short transaction (the write lock is not held while
+        the next chunk is read and rendered; memory holds one chunk, however many readers):
         a crash before the last commit leaves a digest still `planning`, planned again by the
         next run (the rows written stay, with their Message-IDs, and the rest are added); a
-        crash after it leaves one that is resumed."""
+        crash after it leaves one that is resumed.
+
+        With `queue` (fan-out), each chunk's rows carry its number, the next of the digest's,
+        and `queue(conn, number)` defers its job in the same transaction: a chunk's rows and
+        its job exist together or not at all. A digest whose every delivery was sent before
+        its planning ended (fast workers) is `done` at once."""
         x, d = deliveries_table.c, digests_table.c
         at = naive_utc(now)
-        for batch in _batches(planned, PLAN_BATCH):
+        number = None
+        if queue is not None:
+            with self.engine.connect() as conn:
+                last = conn.execute(select(func.max(x.chunk)).where(x.digest_id == digest_id)).scalar_one()
+            number = -1 if last is None else last
+        for batch in _batches(planned, chunk_size):
             with self.engine.begin() as conn:
                 keys = [key for key, _mid in batch]
                 planned_before = select(x.email_key).where(x.digest_id == digest_id, x.email_key.in_(keys))
                 have = set(conn.execute(planned_before).scalars())
+                if number is not None and len(have) < len(batch):
+                    number += 1
                 rows = [
                     {"digest_id": digest_id, "email_key": key, "message_id": mid, "status": "pending",
-                     "attempts": 0, "updated_at": at}
+                     "attempts": 0, "updated_at": at, "chunk": number}
                     for key, mid in batch if key not in have
                 ]  # fmt: skip
                 if rows:
                     conn.execute(insert(deliveries_table), rows)
+                    if queue is not None and number is not None:
+                        queue(conn, number)
         with self.engine.begin() as conn:
             conn.execute(
                 update(digests_table).where(d.id == digest_id, d.status == "planning").values(status="sending")
             )
+        if queue is not None:
+            self.finish_digest(digest_id)
+
+    def finish_digest(self, digest_id: int) -> bool:
+        """The digest, if `sending`, is `done` when none of its deliveries is open; True when this
+        call finished it. One statement: of two senders ending their last chunks at once, the
+        one committing last sees the other's marks and finishes it."""
+        x, d = deliveries_table.c, digests_table.c
+        still_open = select(x.id).where(x.digest_id == digest_id, x.status.in_(OPEN)).exists()
+        query = update(digests_table).where(d.id == digest_id, d.status == "sending", ~still_open)
+        with self.engine.begin() as conn:
+            return conn.execute(query.values(status="done")).rowcount == 1
+
+    def hand_over(self, digest_id: int, chunk_size: int, queue: QueueChunk) -> int:
+        """Defer a job for every chunk of the digest with an open delivery (fan-out resumes a
+        digest this way), in one transaction; open deliveries planned for one process (no
+        chunk: planned before fan-out was on) get chunks first, by id. How many chunks."""
+        x = deliveries_table.c
+        unchunked = and_(x.digest_id == digest_id, x.status.in_(OPEN), x.chunk.is_(None))
+        with self.engine.begin() as conn:
+            first = conn.execute(select(func.min(x.id)).where(unchunked)).scalar_one()
+            if first is not None:
+                last = conn.execute(select(func.max(x.chunk)).where(x.digest_id == digest_id)).scalar_one()
+                base = 0 if last is None else last + 1
+                numbered = base + (x.id - first) // chunk_size
+                conn.execute(update(deliveries_table).where(unchunked).values(chunk=numbered))
+            query = select(x.chunk).where(x.digest_id == digest_id, x.status.in_(OPEN)).distinct().order_by(x.chunk)
+            chunks = list(conn.execute(query).scalars())
+            for chunk in chunks:
+                queue(conn, chunk)
+        return len(chunks)
 
     def open_deliveries(self, digest_id: int) -> list[tuple[int, str, str, str, int]]:
         """(id, email key, message id, status, attempts) of deliveries still to send, in plan order."""
@@ -119,11 +176,16 @@ class LedgerStore:
             return [tuple(r) for r in conn.execute(query).all()]
 
     def next_deliveries(
-        self, digest_id: int, limit: int, due: tuple[datetime, Sequence[timedelta]] | None = None
+        self,
+        digest_id: int,
+        limit: int,
+        due: tuple[datetime, Sequence[timedelta]] | None = None,
+        chunk: int | None = None,
     ) -> list[Delivery]:
         """Up to `limit` open deliveries, fewest attempts first (a retried one waits behind
         the rest), each with its subscriber read now, in one query. `due` (now, the waits of
-        `retry_after`): only those whose wait after an error is over (see store.retries)."""
+        `retry_after`): only those whose wait after an error is over (see store.retries);
+        `chunk`: of that chunk only (fan-out)."""
         x, s = deliveries_table.c, subscribers_table
         query = (
             select(
@@ -143,6 +205,8 @@ class LedgerStore:
         )
         if due is not None:
             query = query.where(due_clause(*due))
+        if chunk is not None:
+            query = query.where(x.chunk == chunk)
         with self.engine.connect() as conn:
             rows = conn.execute(query).all()
         return [
@@ -255,7 +319,6 @@ class LedgerStore:
 
 
 _SEND_THREADS = threading.RLock()
-PLAN_BATCH = 1000  # deliveries written per transaction while planning (and subscribers read per query)
 
 
 def _batches(items: Iterable[tuple[str, str]], size: int) -> Iterator[list[tuple[str, str]]]:

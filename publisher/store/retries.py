@@ -113,14 +113,19 @@ class RetryStore:
 
     engine: Engine
 
-    def waiting(self, digest_id: int, delays: Sequence[timedelta]) -> tuple[int, datetime | None]:
-        """(open deliveries, when the first of them is due), or (0, None) when none is open."""
+    def waiting(
+        self, digest_id: int, delays: Sequence[timedelta], chunk: int | None = None
+    ) -> tuple[int, datetime | None]:
+        """(open deliveries, when the first of them is due), or (0, None) when none is open;
+        `chunk`: of that chunk only (fan-out)."""
         fresh = _SETTLE_NOW
         query = (
             select(_x.attempts, fresh, func.count(), func.min(_x.updated_at))
             .where(_x.digest_id == digest_id, _x.status.in_(OPEN))
             .group_by(_x.attempts, fresh)
         )
+        if chunk is not None:
+            query = query.where(_x.chunk == chunk)
         with self.engine.connect() as conn:
             groups = conn.execute(query).all()
         if not groups:

@@ -9,6 +9,7 @@ from sqlalchemy import Column, MetaData, PrimaryKeyConstraint, String, Table, de
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
+from .job_queue import create_job_queue
 from .schema import metadata
 
 # Every revision in migrations/versions, oldest first (a test holds them together).
@@ -22,6 +23,7 @@ REVISIONS = (
     "0007_device_trust",
     "0008_readers_choices",
     "0009_renditions",
+    "0010_fan_out",
 )
 HEAD = REVISIONS[-1]
 BEFORE_MIGRATIONS = "0.1.0 (before migrations)"  # our tables, but no alembic_version
@@ -92,6 +94,7 @@ def create_at_head(engine: Engine) -> SchemaState:
         with engine.begin() as conn:
             metadata.create_all(conn)
             if not inspect(conn).has_table(version_table.name):
+                create_job_queue(conn)  # PostgreSQL: Procrastinate's tables, as revision 0010 makes them
                 stamp(conn, HEAD)
     except DBAPIError:
         state = read_state(engine)

@@ -270,8 +270,12 @@ deliveries_table = Table(
     Column("last_error", Text),
     Column("provider_id", String(300)),
     Column("updated_at", DateTime, nullable=False),
+    # The digest's chunk this delivery was planned in when fan-out is on (one Procrastinate job
+    # sends a chunk, publisher.fanout); None: planned for one process.
+    Column("chunk", Integer),
     UniqueConstraint("digest_id", "email_key", name="uq_deliveries_digest_subscriber"),
     Index("ix_deliveries_status", "digest_id", "status"),
+    Index("ix_deliveries_chunk", "digest_id", "chunk"),
 )
 
 # How an event finds its delivery by our Message-ID (a DSN or ARF report quotes it) or the

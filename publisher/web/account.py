@@ -25,9 +25,9 @@ from flask import Blueprint, Response, request
 from werkzeug.datastructures import MultiDict
 
 from ..choices import Choices
+from ..digest_messages import CONFIRM_LIFETIME
 from ..mail import Message
 from ..model import Subscriber, SubscriberStatus
-from ..newsletter import CONFIRM_LIFETIME
 from ..scripts import LABELS
 from ..signup import allow_signup, confirm_request, request_subscription
 from ..store import SignupRequest

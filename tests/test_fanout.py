@@ -1,0 +1,249 @@
+"""Digest fan-out on Procrastinate workers, end to end: a PostgreSQL store, real `publisher
+worker` processes (one SIGKILLed mid-run), a real SMTP server on loopback, and the ledger."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from sqlalchemy import create_engine, text
+from test_newsletter import CATEGORY_SLUGS, Inbox, this_month
+from test_smtp import smtp_on_loopback
+
+from backends import new_postgres_url
+from conftest import Site, days_ago
+from publisher.model import Subscriber, SubscriberStatus
+from publisher.newsletter import Newsletter
+from publisher.store import Store
+
+READERS = 5000
+FANOUT = """
+[fanout]
+enabled = true
+chunk = 250
+heartbeat = "1s"
+stalled_after = "3s"
+"""
+
+
+pytestmark = pytest.mark.postgresql_only("digest fan-out runs on a PostgreSQL store")
+
+
+@pytest.fixture
+def postgres_url() -> str:
+    return new_postgres_url()
+
+
+def fanning_site(site: Site, url: str, port: int, extra: str = "") -> None:
+    """The site on the PostgreSQL store `url`, with fan-out, mailing through the SMTP server
+    on `port` as fast as it takes them, and three articles built."""
+    site.write_config(
+        f"""
+[mail]
+transport = "smtp"
+[mail.smtp]
+host = "127.0.0.1"
+port = {port}
+security = "none"
+timeout = 10
+[digest]
+messages_per_second = 0
+postal_address = "云川市高新区创新大道 1 号"
+{extra}
+{FANOUT}"""
+    )
+    site.use_store(url)
+    site.clock_now = datetime.now(UTC)  # the CLI runs on the real clock
+    site.article("policy/a.md", "《人才十条》政策要点解读", date=days_ago(2))
+    site.article("tech/shared.md", "科技成果转化与产业政策联动", date=days_ago(3), categories="[policy, tech]")
+    site.article("news.md", "高新院开放日", date=days_ago(5))
+    site.build()
+
+
+def add_readers(url: str, count: int) -> list[str]:
+    now = datetime.now(UTC)
+    readers = [
+        Subscriber(f"reader{n:05d}@example.com", f"读者{n}", CATEGORY_SLUGS[n % 3 : n % 3 + 1] if n % 4 else (),
+                   SubscriberStatus.CONFIRMED, now, "import", now)
+        for n in range(count)
+    ]  # fmt: skip
+    store = Store(url)
+    try:
+        store.save_subscribers(readers)
+    finally:
+        store.close()
+    return [r.email for r in readers]
+
+
+def cli(site: Site, *args: str) -> subprocess.Popen[bytes]:
+    code = "import sys; from publisher.cli import main; sys.exit(main())"
+    env = {**os.environ, "PUBLISHER_SECRET_KEY": "fan-out-test-signing-key-0123456789"}
+    return subprocess.Popen(
+        [sys.executable, "-c", code, "--config", str(site.config), *args],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+
+
+def ledger(url: str) -> tuple[str, dict[str, int], set[str]]:
+    """The only digest's status, its deliveries by status, and the uncertain addresses."""
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            status = conn.execute(text("select status from digests")).scalar_one()
+            counts = dict(conn.execute(text("select status, count(*) from deliveries group by status")).all())
+            uncertain = set(conn.execute(text("select email_key from deliveries where status = 'uncertain'")).scalars())
+    finally:
+        engine.dispose()
+    return status, counts, uncertain
+
+
+def wait_for(condition: object, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if callable(condition) and condition():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_two_workers_one_killed_mid_run_every_reader_gets_one_message(site: Site, postgres_url: str) -> None:
+    """5,000 readers in chunks of 250 over two workers; one is SIGKILLed mid-send. Its chunk
+    goes back to the queue once its heartbeat is stale, the other worker finishes it, and the
+    message it had in flight is uncertain (its reader has it or not: never twice)."""
+    box = Inbox()
+    with smtp_on_loopback(box) as port:
+        fanning_site(site, postgres_url, port)
+        readers = add_readers(postgres_url, READERS)
+        since, until = this_month()
+        plan = cli(site, "digest", "send", "--since", since, "--until", until)
+        output, errors = plan.communicate(timeout=60)
+        assert plan.returncode == 0, errors.decode()
+        assert b"handed to the workers" in output and box.received == []  # the planner sends nothing
+
+        killed, survivor = cli(site, "worker", "--name", "killed"), cli(site, "worker", "--name", "survivor")
+        try:
+            assert wait_for(lambda: len(box.received) >= READERS // 4, 40), "the workers sent too little"
+            killed.send_signal(signal.SIGKILL)
+            killed.wait(timeout=10)
+            at_kill = len(box.received)
+            assert at_kill < READERS, "the run ended before the kill: make the test bigger"
+            assert wait_for(lambda: ledger(postgres_url)[0] == "done", 60), ledger(postgres_url)
+        finally:
+            for worker in (killed, survivor):
+                if worker.poll() is None:
+                    worker.send_signal(signal.SIGTERM)
+            _out, survivor_errors = survivor.communicate(timeout=30)
+            killed.communicate(timeout=10)
+        assert survivor.returncode == 0, survivor_errors.decode()
+
+    status, counts, uncertain = ledger(postgres_url)
+    per_reader = Counter(rcpt for rcpt, _mid in box.received)
+    assert max(per_reader.values()) == 1  # nobody got two
+    assert len(uncertain) <= 1  # the killed worker's one message in flight, at most
+    assert set(readers) - set(per_reader) <= uncertain  # a reader left out is never silent
+    assert counts == {"sent": READERS - len(uncertain), **({"uncertain": 1} if uncertain else {})}
+    sent_keys = set(per_reader) - uncertain
+    assert len(sent_keys) == READERS - len(uncertain)
+
+
+class Greylist:
+    """An SMTP server that answers every recipient's first message with 451 (greylisting), and
+    takes the next: `accepted` the recipients of the messages it took, in order."""
+
+    def __init__(self) -> None:
+        self.seen: set[str] = set()
+        self.accepted: list[str] = []
+        self.lock = threading.Lock()
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        rcpt = envelope.rcpt_tos[0]
+        with self.lock:
+            if rcpt not in self.seen:
+                self.seen.add(rcpt)
+                return "451 4.7.1 greylisted, try again later"
+            self.accepted.append(rcpt)
+        return "250 OK"
+
+
+def test_a_worker_waits_out_retries_as_jobs_and_stops_at_the_operators_pause_until_resumed(
+    site: Site, postgres_url: str
+) -> None:
+    """Every first try is greylisted: each chunk's job defers the chunk again for its retry
+    (`retry_after`), and the worker sends it then. The operator's pause stops the worker's
+    chunks; `digest resume` hands them over again, and the digest ends done, once per reader."""
+    box, readers_count = Greylist(), 300
+    with smtp_on_loopback(box) as port:
+        fanning_site(site, postgres_url, port, 'retry_after = ["1s"]\npause_after = 10000')
+        readers = add_readers(postgres_url, readers_count)
+        since, until = this_month()
+        plan = cli(site, "digest", "send", "--since", since, "--until", until)
+        _output, errors = plan.communicate(timeout=60)
+        assert plan.returncode == 0, errors.decode()
+        worker = cli(site, "worker", "--name", "only")
+        try:
+            assert wait_for(lambda: len(box.accepted) >= 50, 40), "no retried delivery was sent"
+            app = site.app()
+            try:
+                letters = Newsletter(app)
+                [digest] = app.store.digests()
+                assert letters.pause(digest)
+            finally:
+                app.close()
+            time.sleep(2.5)  # the worker's chunks read the pause within a second
+            at_pause = len(box.accepted)
+            time.sleep(1.5)
+            assert len(box.accepted) == at_pause < readers_count  # nothing goes out while paused
+            assert ledger(postgres_url)[0] == "paused"
+            resume = cli(site, "digest", "resume")
+            output, errors = resume.communicate(timeout=60)
+            assert resume.returncode == 0, errors.decode()
+            assert b"handed to the workers" in output
+            assert wait_for(lambda: ledger(postgres_url)[0] == "done", 60), ledger(postgres_url)
+        finally:
+            worker.send_signal(signal.SIGTERM)
+            _out, worker_errors = worker.communicate(timeout=30)
+        assert worker.returncode == 0, worker_errors.decode()
+
+    assert sorted(box.accepted) == sorted(readers)  # each reader's second try, once
+    assert ledger(postgres_url)[1:] == ({"sent": readers_count}, set())
+
+
+def test_a_stopped_worker_puts_its_chunk_back_after_the_message_in_flight(site: Site, postgres_url: str) -> None:
+    """SIGTERM: the worker's chunk stops after the message in flight (answered and recorded),
+    goes back to the queue, and the next worker sends the rest: nothing twice, nothing uncertain."""
+    box, readers_count = Inbox(delay=0.005), 600
+    with smtp_on_loopback(box) as port:
+        fanning_site(site, postgres_url, port)
+        readers = add_readers(postgres_url, readers_count)
+        since, until = this_month()
+        plan = cli(site, "digest", "send", "--since", since, "--until", until)
+        _output, errors = plan.communicate(timeout=60)
+        assert plan.returncode == 0, errors.decode()
+        first = cli(site, "worker", "--name", "first")
+        second = None
+        try:
+            assert wait_for(lambda: len(box.received) >= 100, 40), "the worker sent too little"
+            first.send_signal(signal.SIGTERM)
+            _out, first_errors = first.communicate(timeout=20)
+            assert first.returncode == 0, first_errors.decode()
+            assert len(box.received) < readers_count, "the run ended before the stop: make the server slower"
+            assert ledger(postgres_url)[:2] == ("sending", {"sent": len(box.received), "pending": readers_count
+                                                            - len(box.received)})  # fmt: skip
+            second = cli(site, "worker", "--name", "second")
+            assert wait_for(lambda: ledger(postgres_url)[0] == "done", 60), ledger(postgres_url)
+        finally:
+            for worker in (first, second):
+                if worker is not None and worker.poll() is None:
+                    worker.send_signal(signal.SIGTERM)
+                    worker.communicate(timeout=30)
+
+    assert sorted(rcpt for rcpt, _mid in box.received) == sorted(readers)
+    assert ledger(postgres_url)[1:] == ({"sent": readers_count}, set())
