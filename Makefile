@@ -113,10 +113,13 @@ run: $(VENV)/.installed
 	fi; \
 	exec $(VENV)/bin/publisher --config "$$config" run --upgrade $(if $(HOST),--host '$(HOST)') $(if $(PORT),--port '$(PORT)')
 
-# The suite runs twice, on each store backend (tests/backends.py), each run on every core.
+# The suite runs twice, on each store backend (tests/backends.py), each run on every core; the
+# second runs even when the first failed, and the target fails if either did.
 test: $(VENV)/.installed $(STAMPS)/browser $(STAMPS)/mailbox $(STAMPS)/nginx $(STAMPS)/hugo $(STAMPS)/postgres
-	$(PY) -m pytest -q -n auto --backend sqlite
-	$(PY) -m pytest -q -n auto --backend postgresql
+	@status=0; \
+	$(PY) -m pytest -q -n auto --backend sqlite || status=1; \
+	$(PY) -m pytest -q -n auto --backend postgresql || status=1; \
+	exit $$status
 
 # The four benches of issue 16, then one summary of their aims (bench/summary.py). A bench whose
 # tool is missing says so and skips (mail.py exits 2); the target fails only when one crashed.
