@@ -110,7 +110,10 @@ def test_a_burst_of_requests_logs_one_line_not_one_per_request(running: tuple[Se
     log = service.stderr.read_text(errors="replace")
     assert codes == [200] * 640
     assert "Task queue depth" not in log
-    assert log.count("requests waiting for one of the 8 threads") == 1, log  # 64 clients, 8 threads: they queue
+    # 64 clients on 8 threads queue, unless the answers come faster than they ask (a loaded
+    # machine's scheduling decides): at most one summary line, never one per request. That the
+    # summary is written once a minute is test_queue_warnings_are_summarised_once_a_minute's.
+    assert log.count("requests waiting for one of the 8 threads") <= 1, log
 
 
 def test_queue_warnings_are_summarised_once_a_minute() -> None:
