@@ -73,9 +73,14 @@ def _explained(app: App) -> Iterator[None]:
 
 
 def ingest_and_build(config_path: str) -> None:
+    """Ingest and build, unless a build started from the console (in any web process on the
+    store) is running: then this run is skipped, and the next interval builds."""
     app = _app(config_path)
     try:
-        with _explained(app):
+        with _explained(app), app.store.build_lock() as got:
+            if not got:
+                log.info("ingest skipped: another build of this store is running (the console's ingest now)")
+                return
             report = BuildReport()
             app.build(report)
             log.info(

@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime
 
+import pytest
 from lxml import html
 
 from conftest import Site
@@ -46,12 +48,38 @@ def test_ingest_now_builds_in_the_background_once_at_a_time_and_the_view_counts_
         assert [(c.slug, n) for c, n in after.categories] == [("gao-xin-yuan-xin-wen", 1), ("policy", 2), ("tech", 1)]
         (source,) = after.sources
         assert source.articles == 3 and source.health.parts[0].last_success is not None
-        busy = IngestNow(app, runner.clock, elsewhere=lambda: True)  # the scheduler's ingest is running
-        assert not busy.start() and busy.last.started is None
+        elsewhere = site.app()  # another process builds (the scheduler's ingest job): its build lock
+        try:
+            with elsewhere.store.build_lock() as got:
+                assert got and not runner.start() and not runner.last.running
+        finally:
+            elsewhere.close()
         assert runner.start()  # over: the next press starts another
         assert runner.wait(60) and runner.last.report is not None and runner.last.report.new == 0
     finally:
         app.close()
+
+
+def test_the_scheduler_s_ingest_skips_its_run_while_a_console_build_holds_the_store_s_build_lock(
+    site: Site, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Two builds of one store at once would only repeat each other's work (and race on new
+    articles): the scheduler's job, in whatever process, waits for the next interval instead."""
+    from publisher.jobs import ingest_and_build
+
+    site.article("policy/a.md", "政策一", date="2026-05-06 14:00")
+    console = site.app()  # the console of a `publisher serve` pressed "ingest now": its build holds the lock
+    try:
+        with console.store.build_lock() as got, caplog.at_level(logging.INFO, logger="publisher.jobs"):
+            assert got and console.store.build_running()
+            ingest_and_build(str(site.config))
+            assert console.store.live_count("content") == 0 and not (site.out / "rss.xml").exists()
+        assert "ingest skipped: another build of this store is running" in caplog.text
+        assert not console.store.build_running()
+        ingest_and_build(str(site.config))
+        assert console.store.live_count("content") == 1 and (site.out / "rss.xml").exists()
+    finally:
+        console.close()
 
 
 def test_the_dashboard_view_has_a_chart_per_category_and_the_sources_health(site: Site) -> None:

@@ -545,10 +545,10 @@ def test_a_form_token_is_spent_once_and_forgotten_after_it_expires(store_url: st
     now = datetime(2026, 11, 20, 8, 0, tzinfo=UTC)
     store = Store(store_url)
     try:
-        assert store.spend_form_token("f1.abc.token", now + timedelta(hours=2), now)
-        assert not store.spend_form_token("f1.abc.token", now + timedelta(hours=2), now + timedelta(minutes=5))
-        assert store.spend_form_token("f2.abc.token", now + timedelta(hours=2), now)
-        store.spend_form_token("f3.abc.token", now + timedelta(hours=5), now + timedelta(hours=3))  # prunes 1 and 2
+        assert store.spend_once("f1.abc.token", now + timedelta(hours=2), now)
+        assert not store.spend_once("f1.abc.token", now + timedelta(hours=2), now + timedelta(minutes=5))
+        assert store.spend_once("f2.abc.token", now + timedelta(hours=2), now)
+        store.spend_once("f3.abc.token", now + timedelta(hours=5), now + timedelta(hours=3))  # prunes 1 and 2
         with store.engine.connect() as conn:
             kept = conn.execute(select(used_form_tokens_table.c.digest)).scalars().all()
         assert kept == [token_digest("f3.abc.token")] and len(kept[0]) == 64  # the digest, never the token

@@ -39,6 +39,7 @@ from publisher.bounces.providers import (
     Sendgrid,
 )
 from publisher.bounces.providers.sendgrid import SIGNATURE_HEADER, load_public_key
+from publisher.store import Store
 
 P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551  # n of NIST P-256 (SEC 2)
 
@@ -46,17 +47,20 @@ NOW = time.time()
 KEY = "key-" + secrets.token_hex(16)
 
 
-def test_replay_guard_accepts_a_key_once_until_it_expires_and_forgets_a_released_one() -> None:
+def test_replay_guard_accepts_a_key_once_until_it_expires_and_forgets_a_released_one(store: Store) -> None:
     clock = [1000.0]
-    guard = ReplayGuard(capacity=3, clock=lambda: clock[0])
+    guard = ReplayGuard(store, clock=lambda: clock[0])
     assert guard.claim("a", until=1300.0) and not guard.claim("a", until=1300.0)
     guard.release("a")
     assert guard.claim("a", until=1300.0)  # a request whose events could not be recorded may come again
+    # Kept in the store: a guard of another process (another Store on it) refuses the replay too.
+    other = Store(store.engine.url.render_as_string(hide_password=False))
+    try:
+        assert not ReplayGuard(other, clock=lambda: clock[0]).claim("a", until=1300.0)
+    finally:
+        other.close()
     clock[0] = 1301.0  # past its staleness, a request with that key is refused as stale anyway
     assert guard.claim("a", until=1600.0)
-    for key in "bcd":
-        assert guard.claim(key, until=1600.0)
-    assert guard.claim("a", until=1600.0)  # at capacity the oldest goes first
 
 
 # --- Mailgun -----------------------------------------------------------------------------------
@@ -125,8 +129,8 @@ def test_mailgun_refuses_a_wrong_key_a_changed_token_a_stale_or_a_future_timesta
         door.receive(HookRequest(b"event=failed&recipient=a%40example.com"))
 
 
-def test_mailgun_a_replayed_token_has_the_same_key() -> None:
-    door, guard = Mailgun(KEY, clock=lambda: NOW), ReplayGuard(clock=lambda: NOW)
+def test_mailgun_a_replayed_token_has_the_same_key(store: Store) -> None:
+    door, guard = Mailgun(KEY, clock=lambda: NOW), ReplayGuard(store, clock=lambda: NOW)
     request = mailgun_request(KEY, mailgun_event("a@example.com", when=NOW), NOW)
     first, again = door.receive(request), door.receive(request)
     assert guard.claim(first.replay_key, first.seen_until) and not guard.claim(again.replay_key, again.seen_until)
@@ -176,7 +180,7 @@ def test_sendgrid_refuses_another_key_a_changed_body_a_stale_timestamp_and_no_si
         door.receive(HookRequest(good.body))
 
 
-def test_a_sendgrid_request_replayed_with_a_malleated_signature_has_the_same_replay_key() -> None:
+def test_a_sendgrid_request_replayed_with_a_malleated_signature_has_the_same_replay_key(store: Store) -> None:
     """ECDSA signatures are malleable: (r, n - s) verifies as (r, s) does, so the replay guard
     cannot key on the signature; it keys on what was signed."""
     private, public = sendgrid_keys()
@@ -188,7 +192,7 @@ def test_a_sendgrid_request_replayed_with_a_malleated_signature_has_the_same_rep
     again = replace(good, headers={**good.headers, SIGNATURE_HEADER.lower(): malleated})
     first, second = door.receive(good), door.receive(again)  # both verify
     assert first.replay_key == second.replay_key
-    guard = ReplayGuard(clock=lambda: NOW)
+    guard = ReplayGuard(store, clock=lambda: NOW)
     assert guard.claim(first.replay_key, first.seen_until) and not guard.claim(second.replay_key, second.seen_until)
 
 

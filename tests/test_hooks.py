@@ -216,7 +216,7 @@ def post(web: Flask, provider: str, request: HookRequest) -> int:
 @pytest.mark.parametrize("provider", PROVIDERS, ids=[p.name for p in PROVIDERS])
 def test_only_the_good_request_changes_the_reader_and_the_next_digest_skips_them(
     service: tuple[App, Flask, dict[str, Sent]], provider: Provider, caplog: pytest.LogCaptureFixture,
-    tmp_path: Path,
+    tmp_path: Path, site: Site,
 ) -> None:  # fmt: skip
     app, web, sent = service
     a = sent["a@example.com"]
@@ -242,6 +242,13 @@ def test_only_the_good_request_changes_the_reader_and_the_next_digest_skips_them
     with caplog.at_level(logging.WARNING, logger="publisher.web.hooks"):
         assert post(web, provider.name, good) == 401  # the same request again
     assert "replayed" in caplog.records[-1].getMessage()
+    elsewhere = site.app()  # another web process on the same store: the replay is refused there too
+    try:
+        twin = create_app(elsewhere)
+        twin.extensions[EXTENSION] = replace(twin.extensions[EXTENSION], doors=web.extensions[EXTENSION].doors)
+        assert post(twin, provider.name, good) == 401
+    finally:
+        elsewhere.close()
     assert len(app.store.mail_events()) == 1
 
     app.store.save_subscribers(  # even confirmed again by hand, a suppressed address gets no digest

@@ -37,6 +37,10 @@ from .watch import DigestRates, WatchStore
 from .websub import HubState, Waiting, WebSubStore
 from .writer import StoreWriter, sqlite_datetime
 
+# PostgreSQL advisory locks (one number each, in the store's database): the send lock is
+# ledger.py's 7202611.
+SCHEDULER_LOCK, BUILD_LOCK = 7202612, 7202613
+
 __all__ = [
     "Account", "AccountExists", "AdminSession", "AuditEntry",
     "EARLIER", "GAVE_UP", "SENT_AGAIN", "UNANSWERED", "SITE_SCOPE", "WHOLE_SOURCE",
@@ -118,14 +122,34 @@ class Store(
 
     @contextmanager
     def scheduler_lock(self) -> Iterator[bool]:
-        """Held for the life of the scheduling process: True if this process got it. SQLite: an
-        exclusive lock on `<database>.scheduler-lock` (released by the kernel when the process
-        ends, however it ends); PostgreSQL: a session advisory lock."""
+        """Held for the life of the scheduling process: True if this process got it (see
+        `held_lock`), so one `publisher run` schedules a store however many serve it."""
+        with self.held_lock("scheduler-lock", SCHEDULER_LOCK) as got:
+            yield got
+
+    @contextmanager
+    def build_lock(self) -> Iterator[bool]:
+        """Held while the service builds (the scheduler's ingest job, the console's "ingest
+        now", in whichever process): True if this build got it; False, another one runs."""
+        with self.held_lock("build-lock", BUILD_LOCK) as got:
+            yield got
+
+    def build_running(self) -> bool:
+        """Whether a build holds `build_lock` now, in any process (asked, then let go)."""
+        with self.build_lock() as got:
+            return not got
+
+    @contextmanager
+    def held_lock(self, suffix: str, key: int) -> Iterator[bool]:
+        """A lock every process on the store sees, taken without waiting: True if this one got
+        it. SQLite: an exclusive flock on `<database>.<suffix>` (released by the kernel when the
+        process ends, however it ends); PostgreSQL: the session advisory lock `key`, on a
+        connection kept while it is held (the server lets it go when the connection ends)."""
         url = self.engine.url
         if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
             import fcntl
 
-            with open(f"{url.database}.scheduler-lock", "a+b") as handle:
+            with open(f"{url.database}.{suffix}", "a+b") as handle:
                 try:
                     fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 except BlockingIOError:
@@ -138,12 +162,12 @@ class Store(
             return
         if url.get_backend_name() == "postgresql":
             with self.engine.connect() as conn:
-                got = bool(conn.execute(text("select pg_try_advisory_lock(7202612)")).scalar_one())
+                got = bool(conn.execute(text("select pg_try_advisory_lock(:key)"), {"key": key}).scalar_one())
                 try:
                     yield got
                 finally:
                     if got:
-                        conn.execute(text("select pg_advisory_unlock(7202612)"))
+                        conn.execute(text("select pg_advisory_unlock(:key)"), {"key": key})
             return
         yield True
 

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from flask import Flask
 
+from ..bounces.providers import ReplayGuard
 from ..config import optional_secret
 from ..newsletter import Newsletter
 from ..signup import SignupLimits
@@ -55,7 +56,9 @@ def create_app(app: App, health: Callable[[], dict[str, Any]] | None = None) -> 
     an address of its own (create_admin_app)."""
     web, settings = _flask_app(app, health), app.settings
     # The providers' webhooks: their secrets are read now, so a missing one stops the start.
-    install_hooks(web, HookState(app.hook_doors(), app.record_mail_events, settings.hooks.body_limit))
+    install_hooks(
+        web, HookState(app.hook_doors(), app.record_mail_events, settings.hooks.body_limit, ReplayGuard(app.store))
+    )
     if settings.metrics.enabled:
         app.watch_store()
         install_metrics(web, MetricsAccess(settings.metrics.public, optional_secret(settings.web.health_token_env)))

@@ -102,7 +102,7 @@ def embedded_sign_up(values: MultiDict[str, str]) -> tuple[str, str]:
     if values.get(HONEYPOT, ""):
         log.info("an embedded sign-up was refused: its honeypot field was filled in, as a bot does")
         return "refused", ""
-    answer = sign_up(reader_form(values=values), lambda: store.spend_form_token(token, expiry(token), now))
+    answer = sign_up(reader_form(values=values), lambda: store.spend_once(token, expiry(token), now))
     return answer.status, answer.detail
 
 

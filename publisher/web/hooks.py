@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from flask import Blueprint, Flask, Response, current_app, request
 
@@ -31,12 +31,13 @@ hooks = Blueprint("hooks", __name__)
 
 @dataclass(frozen=True)
 class HookState:
-    """One app's doors (by provider name), where verified events go, and the replay guard."""
+    """One app's doors (by provider name), where verified events go, and the replay guard (its
+    keys in the store, so a replay is refused by every process serving it)."""
 
     doors: Mapping[str, Door]
     record: Callable[[list[MailEvent]], RecordReport]
     body_limit: int
-    guard: ReplayGuard = field(default_factory=ReplayGuard)
+    guard: ReplayGuard
 
 
 def install_hooks(web: Flask, state: HookState) -> None:
@@ -70,7 +71,12 @@ def receive(provider: str) -> Response:
     except Unavailable as exc:
         log.warning("hooks/%s: cannot verify a request now: %s", provider, exc)
         return _answer(503, "try again later")
-    if not state.guard.claim(verified.replay_key, verified.seen_until):
+    try:
+        fresh = state.guard.claim(verified.replay_key, verified.seen_until)
+    except Exception as exc:  # noqa: BLE001 - the store is busy or down: the provider must try again
+        log.error("hooks/%s: could not check a request for a replay: %s: %s", provider, exc.__class__.__name__, exc)
+        return _answer(503, "try again later")
+    if not fresh:
         log.warning("hooks/%s: refused a request from %s: replayed (accepted once already)", provider, client_address())
         return _answer(401, "refused")
     try:

@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import hmac
 import json
-import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -75,37 +73,35 @@ class Door(Protocol):
     def receive(self, request: HookRequest) -> Verified: ...
 
 
-class ReplayGuard:
-    """The replay keys accepted lately, each until its request would be stale anyway; at most
-    `capacity` (the oldest go first). One per process: a restart forgets them, and the store
-    then keeps an event whose id it already holds once (events.MailEvent.event_id)."""
+class SpentKeys(Protocol):
+    """Where accepted replay keys are kept: the store (`FormTokenStore`), shared by every process."""
 
-    def __init__(self, capacity: int = 100_000, clock: Callable[[], float] = time.time) -> None:
-        self.capacity, self.clock = capacity, clock
-        self._lock = threading.Lock()
-        self._until: OrderedDict[str, float] = OrderedDict()
-        self._next_sweep = 0.0
+    def spend_once(self, key: str, expires: datetime, now: datetime) -> bool: ...
+
+    def unspend(self, key: str) -> None: ...
+
+
+class ReplayGuard:
+    """The replay keys accepted lately, each kept until its request would be stale anyway, in
+    the store: a replay is refused whichever of several web processes it reaches, and after a
+    restart. (The store also keeps an event whose id it already holds only once,
+    events.MailEvent.event_id.)"""
+
+    PREFIX = "webhook "  # beside the embedded form's tokens in one table; those hold no space
+
+    def __init__(self, kept: SpentKeys, clock: Callable[[], float] = time.time) -> None:
+        self.kept, self.clock = kept, clock
 
     def claim(self, key: str, until: float) -> bool:
-        """True the first time `key` is offered (it is then remembered); False for a replay."""
-        now = self.clock()
-        with self._lock:
-            if now >= self._next_sweep:  # the expired ones go once a minute, not at every request
-                for old in [k for k, expiry in self._until.items() if expiry < now]:
-                    del self._until[old]
-                self._next_sweep = now + 60.0
-            if self._until.get(key, -1.0) >= now:
-                return False
-            self._until[key] = until
-            self._until.move_to_end(key)
-            while len(self._until) > self.capacity:
-                self._until.popitem(last=False)
-            return True
+        """True the first time `key` is offered (it is then kept until `until`, epoch seconds);
+        False for a replay."""
+        now = datetime.fromtimestamp(self.clock(), UTC)
+        expires = datetime.fromtimestamp(max(until, self.clock()), UTC)
+        return self.kept.spend_once(self.PREFIX + key, expires, now)
 
     def release(self, key: str) -> None:
         """Forget `key`: its events could not be recorded, so the provider's retry must pass."""
-        with self._lock:
-            self._until.pop(key, None)
+        self.kept.unspend(self.PREFIX + key)
 
 
 def same(given: str | bytes, expected: str | bytes) -> bool:

@@ -4,8 +4,9 @@ each category with its articles, each feed file with its items, last change and 
 
 "Ingest now" runs `App.build` (ingest, then write what changed), as the scheduler's ingest job
 does, in one background thread of the web process: the page answers at once and shows the run
-as running; a second press while one runs starts nothing. The result (or the error) stays on
-the page until the next run.
+as running; a press while a build runs starts nothing, whichever process runs it (the store's
+build lock, which the scheduler's ingest job takes too). The result (or the error) stays on
+the page of the process that ran it until its next run.
 """
 
 from __future__ import annotations
@@ -64,18 +65,11 @@ def ingest_now() -> Response:
 
 
 def console_ingest() -> IngestNow:
-    """This web app's one runner, made at its first use; it asks the scheduler of `publisher
-    run` (when this process has one) whether its own ingest is running."""
+    """This web app's one runner, made at its first use."""
     runner: IngestNow | None = current_app.extensions.get(INGEST_EXTENSION)
     if runner is None:
         state = current()
-        health = state.health
-
-        def scheduler_ingesting() -> bool:
-            return health is not None and str(health().get("ingest", "idle")) != "idle"
-
-        made = IngestNow(state.app, state.app.clock, scheduler_ingesting)
-        runner = current_app.extensions.setdefault(INGEST_EXTENSION, made)
+        runner = current_app.extensions.setdefault(INGEST_EXTENSION, IngestNow(state.app, state.app.clock))
     return runner
 
 
@@ -153,17 +147,18 @@ class IngestRun:
 
 class IngestNow:
     """Starts a build (ingest, then write what changed) in a daemon thread unless one started
-    here is still running, or `elsewhere()` says another ingest is (the scheduler's)."""
+    here is still running, or another holds the store's build lock (the scheduler's ingest, or
+    the console's of another web process)."""
 
-    def __init__(self, app: App, clock: Callable[[], datetime], elsewhere: Callable[[], bool] = lambda: False) -> None:
-        self.app, self.clock, self.elsewhere = app, clock, elsewhere
+    def __init__(self, app: App, clock: Callable[[], datetime]) -> None:
+        self.app, self.clock = app, clock
         self.last = IngestRun()
         self._lock = threading.Lock()
 
     def start(self) -> bool:
         """True when a run started now; False when one is already running."""
         with self._lock:
-            if self.last.running or self.elsewhere():
+            if self.last.running or self.app.store.build_running():
                 return False
             self.last = IngestRun(started=self.clock())
         threading.Thread(target=self._run, name="publisher-console-ingest", daemon=True).start()
@@ -185,7 +180,11 @@ class IngestNow:
         error = None
         run = App(self.app.settings, self.app.clock)  # its own store connections, as a scheduler job has
         try:
-            run.build(report)
+            with run.store.build_lock() as got:
+                if got:
+                    run.build(report)
+                else:  # another process's build began since the press: this one would only repeat it
+                    error = "another build of this site started meanwhile (the scheduler's); it builds what changed"
         except Exception as exc:  # noqa: BLE001 (shown on the page and logged; the web process goes on)
             log.exception("ingest started from the console failed")
             error = str(exc) or type(exc).__name__
