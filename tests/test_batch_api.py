@@ -31,7 +31,10 @@ OPTIONS = {"domain": "mg.example.org", "message_stream": "broadcast"}
 def reader(n: int, name: str | None = None) -> Message:
     """Reader n's digest: their name in the greeting, their own links and delivery token."""
     name = NAMES[n % len(NAMES)] if name is None else name
-    unsubscribe, preferences = f"https://www.example.org/unsubscribe/u{n}tok", f"https://www.example.org/preferences/p{n}"
+    unsubscribe, preferences = (
+        f"https://www.example.org/unsubscribe/u{n}tok",
+        f"https://www.example.org/preferences/p{n}",
+    )
     hello = f"{name}，您好" if name else "您好"
     envelope = Envelope(
         sender=Address("高新院新闻中心", addr_spec="news@example.org"),
@@ -170,7 +173,9 @@ def test_postmark_outcomes_per_message_an_inactive_address_is_a_hard_bounce(http
 
 def test_resend_refuses_the_invalid_ones_by_index_and_sends_the_rest(httpserver: HTTPServer) -> None:
     answer = {"data": [{"id": "rs-0"}, {"id": "rs-2"}], "errors": [{"index": 1, "message": "Invalid `to` field."}]}
-    httpserver.expect_request("", method="POST").respond_with_handler(Script(check_resend, [Response(json.dumps(answer))]))
+    httpserver.expect_request("", method="POST").respond_with_handler(
+        Script(check_resend, [Response(json.dumps(answer))])
+    )
     first, refused, third = batch(httpserver, "resend", []).send_batch([reader(n) for n in range(3)])
     assert first == Sent("rs-0") and third == Sent("rs-2")
     assert isinstance(refused, TransportError) and "Invalid `to` field" in str(refused) and not refused.retryable
@@ -181,7 +186,10 @@ def test_a_call_refused_whole_is_sent_one_at_a_time_so_one_bad_address_fails_alo
     httpserver: HTTPServer, name: str
 ) -> None:
     messages = [reader(n) for n in (0, 1, 3)]
-    single = {"mailgun": Response(json.dumps({"id": "<one@mg>"})), "sendgrid": Response("", 202, {"X-Message-Id": "one"})}
+    single = {
+        "mailgun": Response(json.dumps({"id": "<one@mg>"})),
+        "sendgrid": Response("", 202, {"X-Message-Id": "one"}),
+    }
     refused = Response(json.dumps({"message": "'to' parameter is not a valid address"}), status=400)
     answers = [refused, single[name], Response('{"message": "bad address"}', status=400), single[name]]
     script = Script(lambda _request: None, answers)
@@ -248,8 +256,10 @@ def test_ses_sends_each_reader_in_a_call_of_its_own_at_once_with_its_own_outcome
     server = HTTPServer(threaded=True)
     server.start()
     fake = FakeSes([])
-    answers = {"r2@example.com": aws_error(400, "MessageRejected", "Email address is not verified."),
-               "r4@example.com": aws_error(429, "TooManyRequestsException", "Maximum sending rate exceeded.")}  # fmt: skip
+    answers = {
+        "r2@example.com": aws_error(400, "MessageRejected", "Email address is not verified."),
+        "r4@example.com": aws_error(429, "TooManyRequestsException", "Maximum sending rate exceeded."),
+    }
 
     def answer(request: Request) -> Response:
         refusal = fake._verify(request)  # the SigV4 check, made by botocore

@@ -107,6 +107,8 @@ def _provider_ids(url: str) -> int:
     engine = create_engine(url)
     try:
         with engine.connect() as conn:
-            return int(conn.execute(text("select count(provider_id) from deliveries where status = 'sent'")).scalar_one())
+            return int(
+                conn.execute(text("select count(provider_id) from deliveries where status = 'sent'")).scalar_one()
+            )
     finally:
         engine.dispose()
