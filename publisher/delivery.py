@@ -21,6 +21,17 @@ login) pauses the digest without using up anybody's attempts. A message that can
 one reader (a header their data cannot carry) fails that delivery, with the reason. After
 `pause_after` consecutive errors of either kind the digest is paused, as listmonk does, for the
 operator.
+
+A transport that takes many messages in one call (a `BatchTransport`: the providers' batch
+APIs) goes through the same loop: the batch read is built, split into the transport's calls,
+and each call's deliveries are claimed in one transaction, sent in one call and marked each
+with its own outcome (a refused address as a hard bounce, a retry, a success with its provider
+id). A call whose answer was lost makes every delivery of it uncertain, so a crash leaves at
+most one call's deliveries unanswered. A call that failed as a whole counts as one error in a
+row. The operator's pause and a stop are read between calls.
+
+`messages_per_second` is kept here, in this process, unless a `rate` is given: a bucket every
+sender shares (store.take_send_tokens, on PostgreSQL), so the rate is the fleet's.
 """
 
 from __future__ import annotations
@@ -34,13 +45,15 @@ from datetime import datetime, timedelta
 from .mail import Message
 from .model import Delivery
 from .store import EARLIER, GAVE_UP, SENT_AGAIN, UNANSWERED, Ledger, Store
-from .transports import Sent, Transport, TransportError
+from .transports import BatchTransport, Sent, Transport, TransportError
 
 log = logging.getLogger(__name__)
 
 
 Build = Callable[[Delivery], Message | None]  # None: skip (unsubscribed since the plan, say)
 Refused = Callable[[Delivery, str], None]  # the receiver says the address does not exist: why
+# Take n send tokens from a bucket every sender shares: the seconds to wait before sending them.
+SharedRate = Callable[[int], float]
 
 
 @dataclass
@@ -79,11 +92,15 @@ class Sender:
         sleep: Callable[[float], None] = time.sleep,
         monotonic: Callable[[], float] = time.monotonic,
         counted: Callable[[str], None] = lambda _outcome: None,
+        rate: SharedRate | None = None,
     ) -> None:
         self.store, self.transport, self.clock = store, transport, clock
         self.interval = 1.0 / messages_per_second if messages_per_second > 0 else 0.0
-        # Deliveries read at a time: about two seconds of sending (200 at full speed).
-        self.batch = max(5, min(200, int(2 * messages_per_second))) if messages_per_second > 0 else 200
+        self.rate = rate if messages_per_second > 0 else None
+        # Deliveries read at a time: about two seconds of sending (200 at full speed), or what
+        # a batch API takes in one call.
+        most = transport.limit if isinstance(transport, BatchTransport) else 200
+        self.batch = max(5, min(most, int(2 * messages_per_second))) if messages_per_second > 0 else most
         self.retry_after, self.pause_after = tuple(retry_after), pause_after
         self.max_tries = len(self.retry_after) + 1
         # A hard bounce at sending time (SMTP 550 to RCPT, an API's invalid address): the
@@ -128,6 +145,10 @@ class Sender:
                         continue  # became due since the query
                     break
                 # Every delivery seen changes state (or another sender took it), so this ends.
+                if isinstance(self.transport, BatchTransport):
+                    if run.send_calls(self.transport, due, build, should_stop):
+                        return report
+                    continue
                 for delivery in due:
                     if should_stop():  # a clean stop: the digest stays `sending` for the next start
                         report.stopped = True
@@ -137,7 +158,7 @@ class Sender:
                         if run.stopped:
                             return report
                         continue
-                    run.next_slot = self._pace(run.next_slot, ledger)
+                    run.pace(1)
                     if not ledger.claim(delivery, self.clock()):
                         continue  # another sender has it
                     try:
@@ -170,16 +191,6 @@ class Sender:
         log.error("paused after %d errors in a row; `digest resume` continues", errors_in_a_row)
         return report
 
-    def _pace(self, next_slot: float, ledger: Ledger) -> float:
-        """Wait for the next send slot: `messages_per_second` at most. An answer still to be
-        recorded is recorded before any wait."""
-        now = self.monotonic()
-        if next_slot > now:
-            ledger.flush()
-            self.sleep(next_slot - now)
-            now = next_slot
-        return now + self.interval
-
 
 class _Run:
     """One run's state (errors in a row, the pacing, the report): what happens to each
@@ -193,19 +204,34 @@ class _Run:
         self.next_slot = sender.monotonic()
         self.stopped = False  # paused by errors in a row while building: the run returns its report
 
+    def pace(self, count: int) -> None:
+        """Wait for the slot of the next `count` messages: `messages_per_second` at most, in
+        this process or (`rate`) in every process sharing the bucket. An answer still to be
+        recorded is recorded before any wait."""
+        sender = self.sender
+        if sender.rate is not None:
+            wait = sender.rate(count)
+        else:
+            now = sender.monotonic()
+            start = max(self.next_slot, now)
+            self.next_slot, wait = start + count * sender.interval, start - now
+        if wait > 0:
+            self.ledger.flush()
+            sender.sleep(wait)
+
     def mark(self, delivery_id: int, status: str, *, error: str | None = None, provider_id: str | None = None,
              later: bool = False) -> None:  # fmt: skip
         """Record an answer; `later`: with the next claim, or at the latest before any wait."""
         self.ledger.mark(delivery_id, status, self.clock(), error=error, provider_id=provider_id, later=later)
         self.counted("retried" if status in ("pending", "sending") else status)
 
-    def give_up(self, delivery: Delivery, reason: str) -> None:
+    def give_up(self, delivery: Delivery, reason: str, later: bool = False) -> None:
         """Failed; or, when an earlier try may have been delivered, uncertain still."""
         if delivery.doubtful:
-            self.mark(delivery.id, "uncertain", error=f"{UNANSWERED}by an earlier try; then {reason}")
+            self.mark(delivery.id, "uncertain", error=f"{UNANSWERED}by an earlier try; then {reason}", later=later)
             self.report.uncertain += 1
         else:
-            self.mark(delivery.id, "failed", error=reason)
+            self.mark(delivery.id, "failed", error=reason, later=later)
             self.report.failed += 1
 
     def prepare(self, delivery: Delivery, build: Build) -> Message | None:
@@ -242,41 +268,109 @@ class _Run:
     def answered(self, delivery: Delivery, answer: Sent | TransportError) -> SendReport | None:
         """Record the transport's answer (a success with the next claim, see Ledger.mark); the
         report when the digest paused and the run must end."""
+        if isinstance(answer, TransportError) and answer.broken:  # nothing can go: give it back, stop
+            self.ledger.unclaim(delivery, str(answer))
+            return self.broken(answer)
+        if self.record(delivery, answer, later=isinstance(answer, Sent)):
+            self.errors_in_a_row += 1
+            if self.errors_in_a_row >= self.sender.pause_after:
+                return self.sender._pause(self.digest_id, self.report, self.errors_in_a_row)
+        else:
+            self.errors_in_a_row = 0
+        return None
+
+    def broken(self, exc: TransportError) -> SendReport:
+        """The transport cannot send at all: the digest pauses for the operator."""
+        report = self.report
+        self.sender.store.set_digest_status(self.digest_id, "paused")
+        report.paused, report.pause_reason = True, f"{exc} ({exc.hint})" if exc.hint else str(exc)
+        log.error("paused: %s (%s); fix it, then `publisher digest resume`", exc, exc.hint)
+        return report
+
+    def record(self, delivery: Delivery, answer: Sent | TransportError, later: bool) -> bool:
+        """Mark a claimed delivery with its answer (not a `broken` one); True for an error."""
         report, sender = self.report, self.sender
         if isinstance(answer, TransportError):
             exc = answer
-            if exc.broken:  # nothing can go: give the delivery back and stop
-                self.ledger.unclaim(delivery, str(exc))
-                sender.store.set_digest_status(self.digest_id, "paused")
-                report.paused, report.pause_reason = True, f"{exc} ({exc.hint})" if exc.hint else str(exc)
-                log.error("paused: %s (%s); fix it, then `publisher digest resume`", exc, exc.hint)
-                return report
-            self.errors_in_a_row += 1
             tries = delivery.attempts + 1
             if exc.uncertain:  # it may have gone out: never sent again by itself
-                self.mark(delivery.id, "uncertain", error=UNANSWERED + exc.message)
+                self.mark(delivery.id, "uncertain", error=UNANSWERED + exc.message, later=later)
                 report.uncertain += 1
                 log.warning("delivery to %s is uncertain: %s", delivery.email_key, exc)
             elif exc.retryable and tries < sender.max_tries:  # back in the queue
                 error = EARLIER + exc.message if delivery.doubtful else exc.message  # the reply
-                self.mark(delivery.id, "pending", error=error)
+                self.mark(delivery.id, "pending", error=error, later=later)
                 report.retried += 1
             else:
-                self.give_up(delivery, f"{GAVE_UP}{tries} tries: {exc.message}" if exc.retryable else exc.message)
+                reason = f"{GAVE_UP}{tries} tries: {exc.message}" if exc.retryable else exc.message
+                self.give_up(delivery, reason, later=later)
                 log.warning("delivery to %s failed: %s", delivery.email_key, exc)
                 if exc.bounced:
                     self.ledger.flush()
                     sender.refused(delivery, str(exc))
-            if self.errors_in_a_row >= sender.pause_after:
-                return sender._pause(self.digest_id, report, self.errors_in_a_row)
-            return None
-        self.errors_in_a_row = 0
+            return True
         sent = answer
         if delivery.doubtful:  # sent again on request: the earlier try may have arrived too
-            self.mark(delivery.id, "uncertain", error=SENT_AGAIN, provider_id=sent.provider_id)
+            self.mark(delivery.id, "uncertain", error=SENT_AGAIN, provider_id=sent.provider_id, later=later)
             report.uncertain += 1
         else:
             self.mark(delivery.id, "sent", provider_id=sent.provider_id, later=True)
             report.sent += 1
         self.tick(1)
-        return None
+        return False
+
+    def send_calls(self, transport: BatchTransport, due: list[Delivery], build: Build,
+                   should_stop: Callable[[], bool]) -> bool:  # fmt: skip
+        """Send `due` through a batch API, one call at a time (claimed together, each delivery
+        marked with its own outcome); True when the run must end (stopped or paused)."""
+        ready: list[tuple[Delivery, Message]] = []
+        for delivery in due:
+            if should_stop():
+                self.report.stopped = True
+                return True
+            message = self.prepare(delivery, build)
+            if message is not None:
+                ready.append((delivery, message))
+            elif self.stopped:
+                return True
+        for call in transport.calls([message for _, message in ready]):
+            if should_stop():  # a clean stop: what was not claimed stays pending
+                self.report.stopped = True
+                return True
+            self.pace(len(call))
+            group = [ready[i] for i in call]
+            claimed = self.ledger.claim_all([delivery for delivery, _ in group], self.clock())
+            group = [pair for pair, mine in zip(group, claimed, strict=True) if mine]  # else another sender's
+            if not group:
+                continue
+            whole: TransportError | None = None
+            try:
+                outcomes: list[Sent | TransportError] = transport.send_batch([message for _, message in group])
+            except TransportError as exc:
+                whole, outcomes = exc, [exc] * len(group)
+            if self.answered_call([delivery for delivery, _ in group], outcomes, whole):
+                return True
+        return False
+
+    def answered_call(self, deliveries: list[Delivery], outcomes: list[Sent | TransportError],
+                      whole: TransportError | None) -> bool:  # fmt: skip
+        """Record one call's outcomes, committed together; True when the digest paused. A call
+        that failed as a whole (`whole`) counts as one error in a row."""
+        broken: TransportError | None = None
+        for delivery, outcome in zip(deliveries, outcomes, strict=True):
+            if isinstance(outcome, TransportError) and outcome.broken:
+                self.ledger.unclaim(delivery, str(outcome))
+                broken = outcome
+                continue
+            error = self.record(delivery, outcome, later=True)
+            if whole is None:
+                self.errors_in_a_row = self.errors_in_a_row + 1 if error else 0
+        self.errors_in_a_row += whole is not None
+        self.ledger.flush()
+        if broken is not None:
+            self.broken(broken)
+            return True
+        if self.errors_in_a_row >= self.sender.pause_after:
+            self.sender._pause(self.digest_id, self.report, self.errors_in_a_row)
+            return True
+        return False

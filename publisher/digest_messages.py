@@ -165,6 +165,7 @@ class DigestMessages:
             message_id=message_id,
             extra_headers=headers,
             return_path=self.return_path(token),
+            personal=(("name", who.name), ("unsubscribe", who.unsubscribe_url), ("preferences", who.preferences_url)),
         )
         return build_message(envelope, text, html)
 

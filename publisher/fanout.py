@@ -100,12 +100,11 @@ class ChunkQueue:
 
 class ChunkSender:
     """A worker's side of `send_chunk`: one Newsletter per thread (Procrastinate runs a sync job
-    on a thread; a Renderer's cache is not shared between threads), the worker's share of
-    `messages_per_second`, and what happens to a chunk after its run."""
+    on a thread; a Renderer's cache is not shared between threads), and what happens to a chunk
+    after its run. The rate is the fleet's: every chunk takes its tokens from the store's bucket."""
 
     def __init__(self, app: App) -> None:
         self.app, self.queue = app, ChunkQueue()
-        self.share = app.settings.fanout.concurrency  # jobs at once: each sends at rate / share
         self._local = threading.local()
 
     def letters(self) -> Newsletter:
@@ -118,7 +117,7 @@ class ChunkSender:
 
     def send(self, digest_id: int, chunk: int, should_stop: Callable[[], bool]) -> None:
         letters = self.letters()
-        report = letters.send_chunk(digest_id, chunk, self.app.transport(), should_stop, self.share)
+        report = letters.send_chunk(digest_id, chunk, self.app.transport(), should_stop)
         if report.paused:
             return  # the operator's or errors in a row: `digest resume` hands the chunks over again
         if report.stopped:  # the worker stops: another one takes the chunk

@@ -138,6 +138,9 @@ class Envelope:
     # The envelope sender (SMTP's MAIL FROM, where bounces go; the receiver's Return-Path),
     # e.g. "bounces+<token>@example.org" ([bounces] return_path); None: the From address.
     return_path: str | None = None
+    # The reader's own strings in the bodies, named (their name, their links): a batch API that
+    # substitutes per recipient (transports/batch.py) sends one body with placeholders for them.
+    personal: tuple[tuple[str, str], ...] = ()
 
 
 Parts = tuple[str, str, str]  # (head, middle, foot): see build_message

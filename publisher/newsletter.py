@@ -129,10 +129,10 @@ class Newsletter(DigestMessages):
         return self._told(digest, report, paused)
 
     def send_chunk(
-        self, digest_id: int, chunk: int, transport: Transport, should_stop: Callable[[], bool], share: int = 1
+        self, digest_id: int, chunk: int, transport: Transport, should_stop: Callable[[], bool]
     ) -> SendReport:
-        """A fan-out job: send what is due of the digest's chunk, at `1 / share` of
-        `messages_per_second` (a worker running `share` chunks at once keeps the rate). A digest
+        """A fan-out job: send what is due of the digest's chunk, its tokens taken from the
+        fleet's bucket (`_sender`: `messages_per_second` is every worker's together). A digest
         neither planning nor sending (paused, done) sends nothing: `paused` says a resume
         hands the chunk over again. No send lock: Procrastinate's lock keeps each chunk to one job."""
         digest = self.store.digest(digest_id)
@@ -143,17 +143,23 @@ class Newsletter(DigestMessages):
         if digest_id not in self._renderers:  # one digest's renderer kept: its drafts serve every chunk
             self._renderers = {digest_id: self.renderer(digest)}
         paused = _PauseWatch(self.store, digest_id)
-        sender = self._sender(transport, share)
+        sender = self._sender(transport)
         stop = lambda: should_stop() or paused()  # noqa: E731
         return self._told(digest, sender.run(digest_id, self.builder(digest), should_stop=stop, chunk=chunk), paused)
 
-    def _sender(self, transport: Transport, share: int = 1) -> Sender:
+    def _sender(self, transport: Transport) -> Sender:
+        """The send engine for `transport`. On PostgreSQL every sender takes its tokens from
+        the transport's bucket in the store (`send_rates`): `messages_per_second` is the rate of
+        every process and fan-out chunk together. On SQLite one process sends, paced in it."""
         d = self.settings.digest
+        per_second, name, store = d.messages_per_second, self.settings.mail.transport, self.store
+        shared = store.engine.dialect.name == "postgresql" and per_second > 0
         return Sender(
             self.store,
             transport,
             self.clock,
-            messages_per_second=d.messages_per_second / share,
+            messages_per_second=per_second,
+            rate=(lambda count: store.take_send_tokens(name, count, per_second)) if shared else None,
             retry_after=d.retry_delays,
             pause_after=d.pause_after,
             refused=self.record_refusal,

@@ -269,6 +269,7 @@ def test_mail_tables_are_checked(tmp_path: Path) -> None:
 
 def test_secrets_come_only_from_the_named_environment_variable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from publisher.app import App
+    from publisher.transports.batch import BatchApiTransport
     from publisher.transports.http_api import HttpApiTransport
     from publisher.transports.smtp import SmtpTransport
 
@@ -289,7 +290,9 @@ def test_secrets_come_only_from_the_named_environment_variable(tmp_path: Path, m
     assert isinstance(smtp, SmtpTransport) and smtp.password == "s3cret" and smtp.security == "starttls"
     resend = App(load_settings(write(tmp_path, text.replace('transport = "smtp"', 'transport = "resend"'))))
     monkeypatch.setenv("PUBLISHER_TEST_RESEND_KEY", "re_123")
-    api = resend.transport()
+    batch = resend.transport()
+    assert isinstance(batch, BatchApiTransport) and batch.limit == 100  # Resend's batch API
+    api = batch.single
     assert isinstance(api, HttpApiTransport) and api.api_key == "re_123" and api.base_url == "https://api.example.net"
 
 
@@ -323,6 +326,7 @@ def test_ses_and_directmail_read_their_keys_from_the_named_variables(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from publisher.app import App
+    from publisher.transports.batch import ConcurrentTransport
     from publisher.transports.http_api import HttpApiTransport
 
     text = MAIL_BASE + (
@@ -341,7 +345,9 @@ def test_ses_and_directmail_read_their_keys_from_the_named_variables(
         caught.value
     )
     monkeypatch.setenv("PUBLISHER_TEST_AWS_TOKEN", "aws_token")
-    api = ses.transport()
+    concurrent = ses.transport()
+    assert isinstance(concurrent, ConcurrentTransport) and concurrent.limit == 8  # SES: 8 calls at once
+    api = concurrent.make()
     assert isinstance(api, HttpApiTransport) and api.base_url == "https://email.eu-west-1.amazonaws.com"
     assert (api.api_key, api.options["access_key_id"], api.options["session_token"]) == (
         "aws_secret",

@@ -152,7 +152,7 @@ def test_the_0_1_0_store_upgrades_with_nothing_lost(old_store: Path) -> None:
     assert {row[9:] for row in after["subscribers"]} == {(None, "weekly", None, None, None)}
     new_tables = ["signup_events", "signup_requests", "mail_events", "suppressions", "source_health",
                   "source_failures", "http_validators", "admin_accounts", "admin_recovery_codes", "admin_sessions",
-                  "admin_login_failures", "admin_audit", "used_form_tokens"]  # fmt: skip
+                  "admin_login_failures", "admin_audit", "used_form_tokens", "send_rates"]  # fmt: skip
     assert {t: rows for t, rows in after.items() if t not in before} == {t: [] for t in new_tables}
     conn = sqlite3.connect(db)
     sql = dict(conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'table'").fetchall())

@@ -70,7 +70,12 @@ class MailServices:
             options = {"region": c.region, "access_key_id": key_id, "session_token": token}
             options["configuration_set"] = c.configuration_set
             key = secret(c.secret_access_key_env, "mail.ses.secret_access_key_env")
-            return HttpApiTransport(ses.PROVIDER, key, c.base_url or ses.endpoint(c.region), options)
+            url = c.base_url or ses.endpoint(c.region)
+            if mail.batch_size == 1:
+                return HttpApiTransport(ses.PROVIDER, key, url, options)
+            from ..transports.batch import ConcurrentTransport
+
+            return ConcurrentTransport(lambda: HttpApiTransport(ses.PROVIDER, key, url, options), mail.batch_size or 8)
         if mail.transport == "aliyun" and mail.aliyun is not None:
             from ..transports import aliyun
 
@@ -83,7 +88,12 @@ class MailServices:
         api = getattr(mail, mail.transport)
         key = secret(api.api_key_env, f"mail.{mail.transport}.api_key_env")
         options = {"domain": api.domain, "message_stream": api.message_stream}
-        return HttpApiTransport(mail.transport, key, base_url=api.base_url or None, options=options)
+        single = HttpApiTransport(mail.transport, key, base_url=api.base_url or None, options=options)
+        if mail.batch_size == 1:
+            return single
+        from ..transports.batch import BATCH_APIS, BatchApiTransport
+
+        return BatchApiTransport(single, BATCH_APIS[mail.transport], mail.batch_size or None)
 
     def hook_doors(self) -> dict[str, Door]:
         """The webhooks of the providers configured under [hooks], by name; their secrets are

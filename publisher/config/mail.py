@@ -63,6 +63,9 @@ TRANSPORTS = ("outbox", "smtp", "mailgun", "sendgrid", "postmark", "resend", "se
 
 class MailConfig(Section):
     transport: Literal[TRANSPORTS] = "outbox"  # type: ignore[valid-type]
+    # Messages per call of a provider's batch API (mailgun, sendgrid, postmark, resend; ses: calls
+    # made at once): 0 the provider's own limit (1,000, 1,000, 500, 100; 8), 1 one message a call.
+    batch_size: int = Field(default=0, ge=0, le=1000)
     smtp: SmtpConfig | None = None
     mailgun: ApiConfig | None = None
     sendgrid: ApiConfig | None = None

@@ -30,6 +30,7 @@ from .reports import CategoryWeeks, DigestReport, ReportStore, SubscriberWeek, W
 from .retries import EARLIER, GAVE_UP, SENT_AGAIN, UNANSWERED, DeliveryProblem, RetryStore, next_try_at
 from .revision import HEAD, create_at_head, read_state
 from .schema import SITE_SCOPE, meta_table, metadata
+from .send_rates import SendRateStore
 from .signups import Budget, SignupRequest, SignupStore
 from .sources import WHOLE_SOURCE, ScopeHealth, SourceHealth, SourceStateStore
 from .subscribers import SubscriberStore
@@ -68,6 +69,7 @@ class Store(
     ReportStore,
     ArchiveStore,
     WebSubStore,
+    SendRateStore,
 ):
     """All persistence. One instance per process; connections are short-lived. Opening one
     creates a new store at the code's schema revision, and refuses a store at another

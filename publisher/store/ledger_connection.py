@@ -53,9 +53,9 @@ class _Driver:
         value = naive_utc(now)
         return self.datetime(value) if self.datetime is not None else value
 
-    def commit(self, statements: Sequence[tuple[_Prepared, dict[str, Any]]]) -> int:
-        """Run `statements` and commit: the last one's rowcount (0 with none)."""
-        count = 0
+    def commit(self, statements: Sequence[tuple[_Prepared, dict[str, Any]]]) -> list[int]:
+        """Run `statements` and commit: each one's rowcount."""
+        counts: list[int] = []
         raw: Any = None
         cursor: Any = None
         sql, values = "", None
@@ -67,7 +67,7 @@ class _Driver:
                 merged = fixed | params
                 values = tuple(merged[name] for name in order) if order is not None else merged
                 cursor.execute(sql, values)
-                count = cursor.rowcount
+                counts.append(cursor.rowcount)
             raw.commit()
         except self.error as exc:
             lost = self._rolled_back(exc, raw, cursor)
@@ -78,7 +78,7 @@ class _Driver:
                     cursor.close()
                 except self.error:
                     pass  # a lost connection: invalidated already
-        return count
+        return counts
 
     def _rolled_back(self, exc: Exception, raw: Any, cursor: Any) -> bool:
         """Roll back after `exc`; True when the connection is lost (then invalidated)."""
@@ -171,12 +171,17 @@ class Ledger:
             self._commit(None, {})
 
     def _commit(self, statement: _Prepared | None, params: dict[str, Any]) -> int:
-        """The marks made `later`, then `statement`, in one transaction: `statement`'s rowcount.
-        When it fails, the marks wait again for the next call (`statement` is not kept)."""
+        """The marks made `later`, then `statement`, in one transaction: `statement`'s rowcount."""
+        counts = self._commit_all([(statement, params)] if statement is not None else [])
+        return counts[-1] if counts else 0
+
+    def _commit_all(self, statements: list[tuple[_Prepared, dict[str, Any]]]) -> list[int]:
+        """The marks made `later`, then `statements`, in one transaction: the rowcount of each
+        of `statements`. When it fails, the marks wait again for the next call (`statements`
+        are not kept)."""
         later, self._later = self._later, []
-        statements = later + [(statement, params)] if statement is not None else later
         try:
-            return self._driver.commit(statements)
+            return self._driver.commit(later + statements)[len(later) :]
         except BaseException:  # a database error, or Ctrl-C between execute and commit
             self._later = later + self._later  # rolled back: the next call, or the last flush, commits them
             raise
@@ -186,6 +191,13 @@ class Ledger:
         another sender took it first, so no two processes ever send the same delivery."""
         params = {"b_id": delivery.id, "b_was": delivery.status, "b_attempts": delivery.attempts}
         return self._commit(_CLAIM, params | {"b_at": self._driver.at(now)}) == 1
+
+    def claim_all(self, deliveries: Sequence[Delivery], now: datetime) -> list[bool]:
+        """`claim` for each of `deliveries`, in one transaction (one provider call's messages):
+        whether each was still as it was read, so it is this sender's to send."""
+        at = self._driver.at(now)
+        claims = [(_CLAIM, {"b_id": d.id, "b_was": d.status, "b_attempts": d.attempts, "b_at": at}) for d in deliveries]
+        return [count == 1 for count in self._commit_all(claims)]
 
     def settle_unanswered(self, delivery: Delivery, now: datetime, error: str) -> bool:
         """Mark a `sending` delivery whose try was never answered (its process stopped mid-send)

@@ -24,6 +24,7 @@ REVISIONS = (
     "0008_readers_choices",
     "0009_renditions",
     "0010_fan_out",
+    "0011_send_rates",
 )
 HEAD = REVISIONS[-1]
 BEFORE_MIGRATIONS = "0.1.0 (before migrations)"  # our tables, but no alembic_version

@@ -12,6 +12,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -401,6 +402,15 @@ admin_audit_table = Table(
     Column("detail", Text, nullable=False),
     Column("address", String(100), nullable=False),  # the client's address; "" from the CLI
     Index("ix_admin_audit_at", "at"),
+)
+
+# The fleet's send rate (store/send_rates.py): one token bucket per transport, PostgreSQL only.
+send_rates_table = Table(
+    "send_rates",
+    metadata,
+    Column("transport", String(40), primary_key=True),
+    Column("tokens", Float, nullable=False),  # below 0: taken ahead, paid back as time passes
+    Column("refilled_at", Float, nullable=False),  # the database's clock, in seconds since the epoch
 )
 
 META_KEY_LENGTH = 300  # "reading-signature:" and a source's name of up to 200 characters

@@ -6,12 +6,19 @@ once the receiving system has taken responsibility for the message, or raises Tr
 connection); `uncertain` says the message may have been delivered although no answer came,
 so a retry could duplicate it; `broken` says no message can go until the operator fixes
 something (credentials, certificates, the sending domain). `close()` ends a batch (one SMTP connection, say).
+
+A `BatchTransport` (transports/batch.py: the HTTP APIs that take many messages in one call)
+adds two methods: `calls(messages)` says how the messages go out, as the indices of each
+call's messages (every call within the provider's limit), and `send_batch(messages)` makes one
+such call and returns each message's own outcome, a `Sent` or a `TransportError`, in order; it
+raises TransportError when the call as a whole failed (then that error is every message's).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from ..errors import PublisherError
 
@@ -49,6 +56,19 @@ class TransportError(PublisherError):
 
 
 class Transport(Protocol):
+    def send(self, message: Message) -> Sent: ...
+
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class BatchTransport(Protocol):
+    limit: int  # messages one call takes at most
+
+    def calls(self, messages: Sequence[Message]) -> list[list[int]]: ...
+
+    def send_batch(self, messages: Sequence[Message]) -> list[Sent | TransportError]: ...
+
     def send(self, message: Message) -> Sent: ...
 
     def close(self) -> None: ...

@@ -37,8 +37,8 @@ from . import Sent, TransportError
 class Request:
     path: str
     headers: dict[str, str] = field(default_factory=dict)
-    json: dict[str, Any] | None = None
-    data: dict[str, Any] | None = None
+    json: dict[str, Any] | list[dict[str, Any]] | None = None
+    data: dict[str, Any] | list[tuple[str, str]] | None = None  # a list: a form field given more than once
     files: dict[str, Any] | None = None
     auth: tuple[str, str] | None = None
     body: bytes | None = None  # sent as these exact bytes (a signed request's payload)
@@ -155,6 +155,12 @@ def _sendgrid(message: Message, key: str, options: dict[str, str]) -> Request:
 def _postmark(message: Message, key: str, options: dict[str, str]) -> Request:
     """POST /email with X-Postmark-Server-Token; broadcast stream unless configured otherwise;
     no open or link tracking asked (a server whose own tracking is on overrides that)."""
+    headers = {"X-Postmark-Server-Token": key, "Accept": "application/json"}
+    return Request(path="/email", headers=headers, json=postmark_body(message, options))
+
+
+def postmark_body(message: Message, options: dict[str, str]) -> dict[str, Any]:
+    """One message as Postmark's /email takes it (and /email/batch, an array of them)."""
     e = message.envelope
     body: dict[str, Any] = {
         "From": _formatted(e.sender),
@@ -171,12 +177,17 @@ def _postmark(message: Message, key: str, options: dict[str, str]) -> Request:
         body["ReplyTo"] = _formatted(e.reply_to)
     if token := _delivery_token(message):
         body["Metadata"] = {DELIVERY_VARIABLE: token}  # echoed in bounce and complaint webhooks
-    headers = {"X-Postmark-Server-Token": key, "Accept": "application/json"}
-    return Request(path="/email", headers=headers, json=body)
+    return body
 
 
 def _resend(message: Message, key: str, options: dict[str, str]) -> Request:
     """POST /emails with a Bearer key and an Idempotency-Key (the Message-ID)."""
+    headers = {"Authorization": f"Bearer {key}", "Idempotency-Key": message.message_id[:256]}
+    return Request(path="/emails", headers=headers, json=resend_body(message))
+
+
+def resend_body(message: Message) -> dict[str, Any]:
+    """One message as Resend's /emails takes it (and /emails/batch, an array of them)."""
     e = message.envelope
     body: dict[str, Any] = {
         "from": _formatted(e.sender),
@@ -190,8 +201,7 @@ def _resend(message: Message, key: str, options: dict[str, str]) -> Request:
         body["reply_to"] = _formatted(e.reply_to)
     if token := _delivery_token(message):
         body["tags"] = [{"name": DELIVERY_VARIABLE, "value": token}]  # echoed in webhooks' data.tags
-    headers = {"Authorization": f"Bearer {key}", "Idempotency-Key": message.message_id[:256]}
-    return Request(path="/emails", headers=headers, json=body)
+    return body
 
 
 def _resend_refusal(response: requests.Response) -> Refusal | None:
@@ -266,7 +276,13 @@ class HttpApiTransport:
         self.session.mount("https://", _TellingAdapter())
 
     def send(self, message: Message) -> Sent:
-        request = self.provider.build(message, self.api_key, self.options)
+        response = self.post(self.provider.build(message, self.api_key, self.options))
+        return Sent(provider_id=self.provider.message_id(response))
+
+    def post(self, request: Request) -> requests.Response:
+        """Post `request` (signed afresh for each attempt), trying again only where the
+        provider cannot have taken it (see the module's docstring): its 2xx answer, read whole,
+        or TransportError."""
         url = f"{self.base_url}{request.path}"
         for attempt in range(1, self.attempts + 1):
             last = attempt == self.attempts
@@ -289,7 +305,7 @@ class HttpApiTransport:
                     continue
                 raise failure from exc
             if response.ok:
-                return Sent(provider_id=self.provider.message_id(response))
+                return response
             refusal = self._refusal(response)
             if refusal.retryable and not last:
                 backoff = min(2.0 ** (attempt - 1) / 2, self.retry_after_cap)

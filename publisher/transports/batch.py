@@ -1,0 +1,395 @@
+"""The providers' batch APIs: many messages in one call, each with its own outcome.
+
+Every reader's digest differs (their name, their signed links, their delivery token), so a
+batch goes out in one of two ways:
+
+- whole messages, each rendered for its reader, where the API takes a list of messages:
+  Postmark's `/email/batch` (500, an outcome per message in order), Resend's `/emails/batch`
+  (100, permissive validation: the invalid ones are named by index, the others go), and SES,
+  which has no batch call for raw messages: one call per reader, made at once from a few
+  threads;
+- one template and per-recipient values, where the API substitutes them: Mailgun's
+  `recipient-variables` (1,000, `%recipient.x%`) and SendGrid's personalizations (1,000, each
+  with its `substitutions`, headers and custom args). `personalised` turns a rendered message
+  back into its template by putting a placeholder where each of the reader's own strings is
+  (`Envelope.personal`: their name, their links); messages whose templates are equal go in
+  one call, so a call holds readers of one draft (categories and script). A message whose
+  strings cannot be put back exactly goes alone, through the single-message API.
+
+A call refused as a whole (a 4xx but 401, 403 and 429: nothing was sent) of several messages
+is made again one message at a time, so one bad address fails only its own delivery. The HTTP
+rules are the single-message sender's (http_api.HttpApiTransport.post): a call whose answer was
+lost is `uncertain` for every message in it, unless the provider honours an idempotency key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+from markupsafe import escape
+
+from ..bounces.events import DELIVERY_HEADER
+from ..bounces.providers.base import DELIVERY_VARIABLE
+from ..mail import Message, Parts, addr_spec
+from . import Sent, TransportError
+from .http_api import HttpApiTransport, Request, json_field, json_object, postmark_body, resend_body
+
+Outcome = Sent | TransportError
+
+
+def _uncertain(name: str, what: str) -> TransportError:
+    return TransportError(
+        f"{name}: {what}",
+        "it may have been sent: `digest failures` lists it, `digest retry --all` sends it again",
+        retryable=False,
+        uncertain=True,
+    )
+
+
+# --- whole messages: Postmark, Resend ---------------------------------------------------------
+
+
+def _postmark_batch(messages: Sequence[Message], key: str, options: dict[str, str]) -> Request:
+    """POST /email/batch: a JSON array of /email's messages."""
+    headers = {"X-Postmark-Server-Token": key, "Accept": "application/json"}
+    return Request(path="/email/batch", headers=headers, json=[postmark_body(m, options) for m in messages])
+
+
+# Postmark's per-message error codes that say what the API's status would: the recipient is
+# inactive (it hard-bounced, complained or was suppressed: the address is dead to us too), the
+# server may not send at all (out of credits, a sender signature missing).
+_POSTMARK_DEAD = {406}
+_POSTMARK_INACTIVE = "Postmark marks the address inactive (a hard bounce, a complaint or its suppression)"
+_POSTMARK_BROKEN = {
+    400: "the sender signature is not confirmed in Postmark",
+    405: "Postmark does not let this server send (out of credits?): see the account",
+    412: "Postmark's account is pending approval: only its own domain's addresses may be sent to",
+}
+
+
+def _postmark_read(response: requests.Response, messages: Sequence[Message]) -> list[Outcome]:
+    """One result per message, in order: ErrorCode 0 with its MessageID, else its refusal."""
+    try:
+        results = response.json()
+    except ValueError:
+        results = None
+    if not isinstance(results, list) or len(results) != len(messages):
+        what = f"HTTP {response.status_code} from {response.url}: an answer that is not one result per message"
+        raise _uncertain("postmark", what)
+    outcomes: list[Outcome] = []
+    for result in results:
+        result = result if isinstance(result, dict) else {}
+        code, said = result.get("ErrorCode"), str(result.get("Message") or "")[:300]
+        if code == 0:
+            outcomes.append(Sent(provider_id=str(result.get("MessageID") or "") or None))
+        elif code in _POSTMARK_BROKEN:
+            hint = _POSTMARK_BROKEN[code]
+            outcomes.append(TransportError(f"postmark: ErrorCode {code}: {said}", hint, retryable=False, broken=True))
+        else:
+            dead = code in _POSTMARK_DEAD
+            hint = _POSTMARK_INACTIVE if dead else "Postmark will not take this message"
+            outcomes.append(TransportError(f"postmark: ErrorCode {code}: {said}", hint, retryable=False, bounced=dead))
+    return outcomes
+
+
+def _resend_batch(messages: Sequence[Message], key: str, options: dict[str, str]) -> Request:
+    """POST /emails/batch, permissive (each invalid message refused alone), with an
+    Idempotency-Key of the batch's Message-IDs: a retried call sends nothing twice."""
+    ids = hashlib.sha256("\n".join(m.message_id for m in messages).encode("utf-8")).hexdigest()
+    headers = {"Authorization": f"Bearer {key}", "Idempotency-Key": f"batch-{ids}", "x-batch-validation": "permissive"}
+    return Request(path="/emails/batch", headers=headers, json=[resend_body(m) for m in messages])
+
+
+def _resend_read(response: requests.Response, messages: Sequence[Message]) -> list[Outcome]:
+    """`data`: the ids of the messages taken, in order; `errors`: the others, by index."""
+    body = json_object(response)
+    data, errors = body.get("data"), body.get("errors") or []
+    refused = {e.get("index"): str(e.get("message") or "")[:300] for e in errors if isinstance(e, dict)}
+    if not isinstance(data, list) or len(data) + len(refused) != len(messages):
+        what = f"HTTP {response.status_code} from {response.url}: an answer that does not account for every message"
+        raise _uncertain("resend", what)
+    taken = iter(data)
+    outcomes: list[Outcome] = []
+    for index in range(len(messages)):
+        if index in refused:
+            hint = "Resend will not take this message"
+            outcomes.append(TransportError(f"resend: refused: {refused[index]}", hint, retryable=False))
+        else:
+            item = next(taken)
+            outcomes.append(Sent(provider_id=str(item.get("id") or "") or None if isinstance(item, dict) else None))
+    return outcomes
+
+
+# --- one template, per-recipient values: Mailgun, SendGrid -------------------------------------
+
+
+@dataclass(frozen=True)
+class Personalised:
+    """A message as a template (`key`: what every message of one call shares) and its reader's values."""
+
+    key: tuple[str, ...]
+    subject: str
+    text: str
+    html: str
+    values: dict[str, str]  # placeholder name -> this reader's value
+
+
+def placeholder(name: str) -> str:
+    return f"%recipient.{name}%"
+
+
+def _unpadded(text: str, parts: Parts | None, before: str) -> str:
+    """The body without the spaces that align its shared middle for base64 (digest._aligned):
+    an API that encodes the message itself has no use for them, and they differ per reader."""
+    if parts is None:
+        return text
+    head, middle, foot = parts
+    if before and head.endswith(before):
+        head = head[: -len(before)].rstrip(" ") + before
+    elif not before:
+        head = head.rstrip(" ")
+    return head + middle + foot
+
+
+def personalised(message: Message) -> Personalised | None:
+    """`message` as a template and its reader's values (see the module's docstring); None when
+    it cannot be one: a string of theirs that HTML escapes, or placeholder syntax in the
+    message itself (a substitution would change it)."""
+    e = message.envelope
+    text = _unpadded(message.text, message.text_parts, "\n")
+    html = _unpadded(message.html, message.html_parts, "")
+    if "%recipient." in text + html + e.subject:
+        return None
+    values = {name: value for name, value in e.personal if value}
+    if any(str(escape(value)) != value for value in values.values()):
+        return None
+    names = {value: name for name, value in values.items()}
+    if names:
+        found = re.compile("|".join(re.escape(v) for v in sorted(names, key=len, reverse=True)))
+        text = found.sub(lambda m: placeholder(names[m.group()]), text)
+        html = found.sub(lambda m: placeholder(names[m.group()]), html)
+    key = (e.subject, text, html, _from(message), e.reply_to.addr_spec if e.reply_to else "", e.list_id)
+    return Personalised(key, e.subject, text, html, values)
+
+
+def _from(message: Message) -> str:
+    sender = message.envelope.sender
+    return f'"{sender.display_name}" <{addr_spec(sender)}>' if sender.display_name else addr_spec(sender)
+
+
+def by_template(messages: Sequence[Message], limit: int) -> list[list[int]]:
+    """The messages' calls: those of one template together, `limit` at most; the rest alone."""
+    groups: dict[tuple[str, ...], list[int]] = {}
+    calls: list[list[int]] = []
+    for index, message in enumerate(messages):
+        template = personalised(message)
+        if template is None:
+            calls.append([index])
+            continue
+        group = groups.setdefault(template.key, [])
+        group.append(index)
+        if len(group) == limit:
+            calls.append(groups.pop(template.key))
+    return calls + list(groups.values())
+
+
+def _per_reader(message: Message) -> dict[str, str]:
+    """The headers that differ per reader besides the body's strings: the one-click link, the
+    delivery token."""
+    headers = message.list_headers
+    return {"list_unsubscribe": headers["List-Unsubscribe"], "delivery": headers.get(DELIVERY_HEADER, "")}
+
+
+def _mailgun_batch(messages: Sequence[Message], key: str, options: dict[str, str]) -> Request:
+    """POST /v3/{domain}/messages: every `to`, the template, `recipient-variables` keyed by
+    address, the per-reader headers and the delivery variable as placeholders; no tracking."""
+    first = personalised(messages[0])
+    assert first is not None  # by_template put only templates in a call of several
+    variables = {}
+    for message in messages:
+        template = personalised(message)
+        assert template is not None
+        variables[message.recipient] = template.values | _per_reader(message)
+    e = messages[0].envelope
+    fields: list[tuple[str, str]] = [("from", _from(messages[0]))]
+    fields += [("to", _formatted_to(m)) for m in messages]
+    fields += [("subject", first.subject), ("text", first.text), ("html", first.html), ("o:tracking", "no")]
+    if e.reply_to is not None:
+        fields.append(("h:Reply-To", addr_spec(e.reply_to)))
+    fields += [
+        ("h:List-Id", e.list_id),
+        ("h:List-Unsubscribe", placeholder("list_unsubscribe")),
+        ("h:List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),
+        (f"h:{DELIVERY_HEADER}", placeholder("delivery")),
+        (f"v:{DELIVERY_VARIABLE}", placeholder("delivery")),
+        ("recipient-variables", json.dumps(variables, ensure_ascii=False)),
+    ]
+    return Request(path=f"/v3/{options['domain']}/messages", auth=("api", key), data=fields)
+
+
+def _formatted_to(message: Message) -> str:
+    to = message.envelope.to
+    name = to.display_name.replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{name}" <{addr_spec(to)}>' if name else addr_spec(to)
+
+
+def _sendgrid_batch(messages: Sequence[Message], key: str, options: dict[str, str]) -> Request:
+    """POST /v3/mail/send: one personalization per reader (their address, substitutions,
+    one-click link and delivery token), the template as the content; no tracking."""
+    first = personalised(messages[0])
+    assert first is not None
+    personalizations = []
+    for message in messages:
+        template = personalised(message)
+        assert template is not None
+        reader = _per_reader(message)
+        name = message.envelope.to.display_name
+        to = {"email": message.recipient} | ({"name": name} if name else {})
+        entry: dict[str, Any] = {
+            "to": [to],
+            "headers": {"List-Unsubscribe": reader["list_unsubscribe"]},
+            "substitutions": {placeholder(name): value for name, value in template.values.items()},
+        }
+        if reader["delivery"]:
+            entry["headers"][DELIVERY_HEADER] = reader["delivery"]
+            entry["custom_args"] = {DELIVERY_VARIABLE: reader["delivery"]}
+        personalizations.append(entry)
+    e = messages[0].envelope
+    sender = {"email": addr_spec(e.sender)} | ({"name": e.sender.display_name} if e.sender.display_name else {})
+    body: dict[str, Any] = {
+        "personalizations": personalizations,
+        "from": sender,
+        "subject": first.subject,
+        "content": [{"type": "text/plain", "value": first.text}, {"type": "text/html", "value": first.html}],
+        "headers": {"List-Id": e.list_id, "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"},
+        "tracking_settings": {
+            "click_tracking": {"enable": False, "enable_text": False},
+            "open_tracking": {"enable": False},
+        },
+    }
+    if e.reply_to is not None:
+        body["reply_to"] = {"email": addr_spec(e.reply_to)}
+    return Request(path="/v3/mail/send", headers={"Authorization": f"Bearer {key}"}, json=body)
+
+
+Read = Callable[[requests.Response, Sequence[Message]], list[Outcome]]
+
+
+def _one_id(read: Callable[[requests.Response], str | None]) -> Read:
+    """An answer that takes the whole call: every message sent, under the call's one id."""
+
+    def outcomes(response: requests.Response, messages: Sequence[Message]) -> list[Outcome]:
+        return [Sent(provider_id=read(response))] * len(messages)
+
+    return outcomes
+
+
+# --- the transport ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BatchApi:
+    limit: int  # messages a call takes
+    build: Callable[[Sequence[Message], str, dict[str, str]], Request]
+    read: Callable[[requests.Response, Sequence[Message]], list[Outcome]]
+    templated: bool = False  # one template per call (by_template), else any messages together
+
+
+BATCH_APIS = {
+    "postmark": BatchApi(500, _postmark_batch, _postmark_read),
+    "resend": BatchApi(100, _resend_batch, _resend_read),
+    "mailgun": BatchApi(1000, _mailgun_batch, _one_id(json_field("id")), templated=True),
+    "sendgrid": BatchApi(1000, _sendgrid_batch, _one_id(lambda r: r.headers.get("X-Message-Id")), templated=True),
+}
+
+
+class BatchApiTransport:
+    """A provider's batch API (a BatchTransport) over its single-message sender, which makes
+    the HTTP calls, sends a call of one message, and the one-by-one retry of a refused call."""
+
+    def __init__(self, single: HttpApiTransport, api: BatchApi, limit: int | None = None) -> None:
+        self.single, self.api = single, api
+        self.limit = min(limit or api.limit, api.limit)
+
+    def calls(self, messages: Sequence[Message]) -> list[list[int]]:
+        if self.api.templated:
+            return by_template(messages, self.limit)
+        return [list(range(i, min(i + self.limit, len(messages)))) for i in range(0, len(messages), self.limit)]
+
+    def send_batch(self, messages: Sequence[Message]) -> list[Outcome]:
+        if len(messages) == 1:
+            return [self.single.send(messages[0])]
+        try:
+            response = self.single.post(self.api.build(messages, self.single.api_key, self.single.options))
+        except TransportError as exc:
+            if exc.retryable or exc.uncertain or exc.broken:
+                raise
+            return [self._alone(message) for message in messages]  # refused whole: nothing went
+        return self.api.read(response, messages)
+
+    def _alone(self, message: Message) -> Outcome:
+        try:
+            return self.single.send(message)
+        except TransportError as exc:
+            return exc
+
+    def send(self, message: Message) -> Sent:
+        return self.single.send(message)
+
+    def close(self) -> None:
+        self.single.close()
+
+
+class ConcurrentTransport:
+    """A batch of single calls made at once from `threads` threads (SES: its API has no batch
+    of raw messages), each message with its own outcome; each thread has its own sender."""
+
+    def __init__(self, make: Callable[[], HttpApiTransport], threads: int = 8) -> None:
+        self.make, self.limit = make, threads
+        self._local = threading.local()
+        self._made: list[HttpApiTransport] = []
+        self._lock = threading.Lock()
+        self._pool: ThreadPoolExecutor | None = None
+
+    def calls(self, messages: Sequence[Message]) -> list[list[int]]:
+        return [list(range(i, min(i + self.limit, len(messages)))) for i in range(0, len(messages), self.limit)]
+
+    def _sender(self) -> HttpApiTransport:
+        sender: HttpApiTransport | None = getattr(self._local, "sender", None)
+        if sender is None:
+            sender = self._local.sender = self.make()
+            with self._lock:
+                self._made.append(sender)
+        return sender
+
+    def send(self, message: Message) -> Sent:
+        return self._sender().send(message)
+
+    def _outcome(self, message: Message) -> Outcome:
+        try:
+            return self.send(message)
+        except TransportError as exc:
+            return exc
+
+    def send_batch(self, messages: Sequence[Message]) -> list[Outcome]:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.limit, thread_name_prefix="publisher-send")
+        return list(self._pool.map(self._outcome, messages))
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
+        with self._lock:
+            made, self._made = self._made, []
+        self._local = threading.local()
+        for sender in made:
+            sender.close()
