@@ -52,10 +52,13 @@ def create_job_queue(conn: Connection) -> None:
 
 
 def drop_job_queue(conn: Connection) -> None:
-    """Every object of Procrastinate's (revision 0010's downgrade): tables, functions, types."""
+    """Revision 0010's downgrade: every table, function and type of the current schema whose
+    name starts `procrastinate_`. Procrastinate names all its objects so and publisher's own
+    tables never are; a table an operator made with that prefix would go too. Like the create
+    path, the block goes to the driver as it is: its `%` signs are format()'s, not parameters."""
     if conn.dialect.name != "postgresql":
         return
-    conn.exec_driver_sql(
+    conn.connection.driver_connection.execute(  # type: ignore[union-attr]
         "DO $$ DECLARE r record; BEGIN "
         "FOR r IN SELECT tablename FROM pg_tables WHERE schemaname = current_schema() "
         "AND tablename LIKE 'procrastinate\\_%' LOOP "
