@@ -14,6 +14,7 @@ applying its migration, and until one exists it is refused here, naming what to 
 from __future__ import annotations
 
 from importlib import resources
+from importlib.abc import Traversable
 
 from sqlalchemy.engine import Connection
 
@@ -26,8 +27,10 @@ REQUIREMENT = "procrastinate>=3.10,<3.11"
 _INSTALL = f"install publisher's `postgres` extra (pip install 'publisher[postgres]', which has {REQUIREMENT})"
 
 
-def procrastinate_schema() -> str:
-    """Procrastinate's schema.sql, checked to be the schema this code knows."""
+def check_procrastinate() -> Traversable:
+    """The installed Procrastinate's SQL folder, refused (naming what to install) when it is
+    missing or its schema is not the one this code knows: `db upgrade` (through
+    `procrastinate_schema`) and `publisher worker` check it before touching the queue."""
     try:
         sql = resources.files("procrastinate.sql")
         newest = max(p.name for p in sql.joinpath("migrations").iterdir() if p.name.endswith(".sql"))
@@ -39,7 +42,12 @@ def procrastinate_schema() -> str:
             f"({SCHEMA_MIGRATION})",
             _INSTALL,
         )
-    return sql.joinpath("schema.sql").read_text(encoding="utf-8")
+    return sql
+
+
+def procrastinate_schema() -> str:
+    """Procrastinate's schema.sql, checked to be the schema this code knows."""
+    return check_procrastinate().joinpath("schema.sql").read_text(encoding="utf-8")
 
 
 def create_job_queue(conn: Connection) -> None:
