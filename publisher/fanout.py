@@ -244,7 +244,11 @@ def run_worker(app: App, name: str) -> None:
                 continue
             log.warning("job %s of a worker that stopped beating: taken back", job.call_string)
 
-    stalled_task = jobs.task(name=RETRY_STALLED, queue=QUEUE, queueing_lock=RETRY_STALLED, pass_context=True)
+    # Priority 2: a worker whose every slot is sending runs the look when a slot frees, before
+    # another chunk (it shares the `digest` queue and the slots with the chunks' jobs).
+    stalled_task = jobs.task(
+        name=RETRY_STALLED, queue=QUEUE, queueing_lock=RETRY_STALLED, pass_context=True, priority=2
+    )
     jobs.periodic(cron=every(stalled_after // 2))(stalled_task(retry_stalled))
     jobs.run_worker(
         name=name,
