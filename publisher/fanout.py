@@ -8,28 +8,36 @@ runs Procrastinate's worker: a job sends its chunk through the one send engine
 (`Newsletter.send_chunk`, `delivery.Sender.run` bounded to the chunk), which claims each
 delivery before its send and marks it after, as in one process.
 
-Two jobs of one chunk never run at once (Procrastinate's `lock`, one per chunk): a `sending`
-row found by a chunk's job is the in-flight message of a killed worker, recorded uncertain. A
-killed worker's jobs stay `doing`; every worker runs `retry_stalled` periodically, which puts
-back the jobs of workers whose heartbeat stopped (`get_stalled_jobs`). A chunk whose deliveries
-wait for another try defers its job again for when the first is due; a stop (SIGTERM) defers it
-at once, for another worker. Two queueing locks per chunk, `now` and `later`, keep at most one
-job of each kind waiting; a `now` job goes first (priority 1: Procrastinate runs a lock's jobs
-by priority, then in order).
+Two jobs of one chunk never run at once (Procrastinate's `lock`, one per chunk). Two queueing
+locks per chunk, `now` and `later`, keep at most one job of each kind waiting; a `now` job goes
+first (priority 1: Procrastinate runs a lock's jobs by priority, then in order). A chunk job is
+never put back to `todo` (Procrastinate's `retry_job`): a `now` job may wait beside it, and the
+queueing lock's unique index would refuse the second. Instead a job that ends early defers a
+new job: a chunk whose deliveries wait for another try, for when the first is due; a stop
+(SIGTERM), at once, for another worker; a job that raised, after a backoff. A killed worker's
+jobs stay `doing`: every worker runs `retry_stalled` periodically, which ends each job of a
+worker whose heartbeat stopped and defers its chunk at once, in one transaction. While a chunk
+job runs, its worker's heartbeat is beaten from the job's side too (`_beating`), so a stopping
+worker (whose own heartbeat Procrastinate ends first) does not look dead while its last message
+is in flight.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
-from collections.abc import Callable
-from datetime import datetime
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from procrastinate import App as JobApp
-from procrastinate import JobContext, PsycopgConnector, RetryStrategy, SyncPsycopgConnector
+from procrastinate import JobContext, PsycopgConnector, SyncPsycopgConnector
+from procrastinate import sql as job_sql
 from procrastinate.exceptions import AlreadyEnqueued
-from sqlalchemy.engine import Connection, make_url
+from procrastinate.jobs import Job, Status
+from sqlalchemy.engine import Connection, Engine, make_url
 
 from .store import QueueChunk
 
@@ -43,24 +51,35 @@ SEND_CHUNK = "publisher.send_chunk"
 RETRY_STALLED = "publisher.retry_stalled"
 QUEUE = "digest"
 
+# A chunk job that raised (the store unreachable a moment, a bug) is deferred again after 4, 16,
+# 64, 256 and 1024 s; past that its chunk waits for the next hand-over (`digest resume`,
+# `publisher run`'s start or its next digest), as its deliveries are still open.
+FAILURE_WAIT, FAILURES_RETRIED = 4, 5
 
-def send_chunk(context: JobContext, digest_id: int, chunk: int) -> None:
-    """The job of one chunk: its worker's `ChunkSender` sends it."""
+
+def send_chunk(context: JobContext, digest_id: int, chunk: int, failures: int = 0) -> None:
+    """The job of one chunk: its worker's `ChunkSender` sends it. `failures`: how many jobs of
+    this chunk raised in a row before this one."""
     sender: ChunkSender = context.additional_context["chunks"]
-    sender.send(digest_id, chunk, should_stop=context.should_abort)
-
-
-# A job that raised (the store unreachable a moment, a bug) runs again after 4, 16, 64, 256 and
-# 1024 s (Procrastinate's retry); past that its chunk waits for the next hand-over (`digest
-# resume`, `publisher run`'s start or its next digest), as its deliveries are still open.
-_RETRY = RetryStrategy(max_attempts=5, exponential_wait=4)
+    sender.send(digest_id, chunk, should_stop=context.should_abort, worker_id=context.job.worker_id,
+                failures=failures)  # fmt: skip
 
 
 def _job_app(connector: Any) -> JobApp:
-    """A Procrastinate app with our task, over `connector`."""
+    """A Procrastinate app with our task, over `connector`. No Procrastinate retry: see the
+    module's docstring (`ChunkSender.send` defers a new job instead)."""
     jobs = JobApp(connector=connector)
-    jobs.task(name=SEND_CHUNK, queue=QUEUE, pass_context=True, retry=_RETRY)(send_chunk)
+    jobs.task(name=SEND_CHUNK, queue=QUEUE, pass_context=True, retry=False)(send_chunk)
     return jobs
+
+
+# A `later` job refused by its queueing lock (one waits already) moves the waiting one's time
+# to the earlier of the two, so a new try due sooner is not kept waiting for an older, later one.
+# Procrastinate has no call for this; `scheduled_at` is the column its fetch reads.
+_EARLIER = (
+    "UPDATE procrastinate_jobs SET scheduled_at = LEAST(scheduled_at, %(at)s) "
+    "WHERE queueing_lock = %(queueing_lock)s AND status = 'todo'"
+)
 
 
 class ChunkQueue:
@@ -78,24 +97,39 @@ class ChunkQueue:
 
         return queue
 
-    def defer(self, conn: Connection, digest_id: int, chunk: int, at: datetime | None = None) -> bool:
+    def defer(
+        self, conn: Connection, digest_id: int, chunk: int, at: datetime | None = None, failures: int = 0
+    ) -> bool:
         """The chunk's job, due now or `at`, in `conn`'s transaction; False when one of that kind
-        waits already (its queueing lock: then the transaction goes on without it)."""
+        waits already (its queueing lock: then the transaction goes on without it, and a waiting
+        `later` job becomes due at `at` if that is earlier)."""
         name = f"digest{digest_id}.chunk{chunk}"
-        kind = "now" if at is None else "later"
+        queueing_lock = f"{name}.{'now' if at is None else 'later'}"
         deferrer = self._task.configure(
             lock=name,
-            queueing_lock=f"{name}.{kind}",
+            queueing_lock=queueing_lock,
             priority=1 if at is None else 0,
             schedule_at=at,
             connection=conn.connection.driver_connection,
         )
         try:
             with conn.begin_nested():  # a refused insert must not end the transaction
-                deferrer.defer(digest_id=digest_id, chunk=chunk)
+                deferrer.defer(digest_id=digest_id, chunk=chunk, failures=failures)
         except AlreadyEnqueued:
+            if at is not None:
+                conn.exec_driver_sql(_EARLIER, {"at": at, "queueing_lock": queueing_lock})
             return False
         return True
+
+    def take_back(self, conn: Connection, job: Job) -> None:
+        """End the chunk job `job` of a dead worker (`aborted`, kept as a record) and defer its
+        chunk at once, in `conn`'s transaction: a `now` job waiting already is enough."""
+        conn.exec_driver_sql(
+            job_sql.queries["finish_job"], {"job_id": job.id, "status": Status.ABORTED.value, "delete_job": False}
+        )
+        digest_id, chunk = job.task_kwargs["digest_id"], job.task_kwargs["chunk"]
+        assert isinstance(digest_id, int) and isinstance(chunk, int), job.task_kwargs
+        self.defer(conn, digest_id, chunk)
 
 
 class ChunkSender:
@@ -103,8 +137,8 @@ class ChunkSender:
     on a thread; a Renderer's cache is not shared between threads), and what happens to a chunk
     after its run. The rate is the fleet's: every chunk takes its tokens from the store's bucket."""
 
-    def __init__(self, app: App) -> None:
-        self.app, self.queue = app, ChunkQueue()
+    def __init__(self, app: App, heartbeat_seconds: float = 10.0) -> None:
+        self.app, self.queue, self.heartbeat_seconds = app, ChunkQueue(), heartbeat_seconds
         self._local = threading.local()
 
     def letters(self) -> Newsletter:
@@ -115,9 +149,19 @@ class ChunkSender:
             letters = self._local.letters = Newsletter(self.app)
         return letters
 
-    def send(self, digest_id: int, chunk: int, should_stop: Callable[[], bool]) -> None:
+    def send(
+        self, digest_id: int, chunk: int, should_stop: Callable[[], bool], worker_id: int | None = None,
+        failures: int = 0,
+    ) -> None:  # fmt: skip
         letters = self.letters()
-        report = letters.send_chunk(digest_id, chunk, self.app.transport(), should_stop)
+        try:
+            with _beating(self.app.store.engine, worker_id, self.heartbeat_seconds):
+                report = letters.send_chunk(digest_id, chunk, self.app.transport(), should_stop)
+        except Exception:
+            if failures < FAILURES_RETRIED:
+                wait = timedelta(seconds=FAILURE_WAIT ** (failures + 1))
+                self._again(digest_id, chunk, datetime.now(UTC) + wait, failures + 1)
+            raise  # Procrastinate logs it and records the job failed
         if report.paused:
             return  # the operator's or errors in a row: `digest resume` hands the chunks over again
         if report.stopped:  # the worker stops: another one takes the chunk
@@ -125,11 +169,37 @@ class ChunkSender:
         elif report.next_try is not None:
             self._again(digest_id, chunk, report.next_try)
 
-    def _again(self, digest_id: int, chunk: int, at: datetime | None) -> None:
+    def _again(self, digest_id: int, chunk: int, at: datetime | None, failures: int = 0) -> None:
         with self.app.store.engine.begin() as conn:
-            self.queue.defer(conn, digest_id, chunk, at)
+            self.queue.defer(conn, digest_id, chunk, at, failures)
         when = f"at {at:%Y-%m-%d %H:%M:%S} UTC" if at is not None else "now"
         log.info("digest #%d chunk %d: deferred again, %s", digest_id, chunk, when)
+
+
+@contextmanager
+def _beating(engine: Engine, worker_id: int | None, seconds: float) -> Iterator[None]:
+    """Beat worker `worker_id`'s heartbeat every `seconds` while the block runs, from a thread
+    of its own. Procrastinate's worker stops its heartbeat when asked to stop, before its
+    running jobs end; a chunk's message in flight can take the transport's whole timeout."""
+    done = threading.Event()
+
+    def beat() -> None:
+        while not done.wait(seconds):
+            try:
+                with engine.begin() as conn:
+                    conn.exec_driver_sql(job_sql.queries["update_heartbeat"], {"worker_id": worker_id})
+            except Exception:  # the store a moment away: the next beat tries again
+                log.warning("worker %s: heartbeat not recorded", worker_id, exc_info=True)
+
+    thread = threading.Thread(target=beat, name=f"heartbeat-{worker_id}", daemon=True)
+    if worker_id is not None:
+        thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        if thread.is_alive():
+            thread.join()
 
 
 def conninfo(store_url: str) -> str:
@@ -146,21 +216,39 @@ def every(seconds: int) -> str:
 
 def run_worker(app: App, name: str) -> None:
     """Run Procrastinate's worker on the store's database until SIGTERM or SIGINT: it sends
-    chunks (`send_chunk`), beats its heartbeat, and retries the jobs of stalled workers. A stop
-    ends each running chunk after its message in flight and defers it again for another worker."""
+    chunks (`send_chunk`), beats its heartbeat, and takes back the jobs of stalled workers. A
+    stop ends each running chunk after its message in flight and defers it again for another worker."""
     fanout = app.settings.fanout
     connector = PsycopgConnector(conninfo=conninfo(app.settings.store.url), min_size=1, max_size=fanout.concurrency + 3)
     jobs = _job_app(connector)
     stalled_after = fanout.stalled_seconds
+    queue = ChunkQueue()
+
+    def take_back(job: Job) -> None:
+        with app.store.engine.begin() as conn:
+            queue.take_back(conn, job)
 
     async def retry_stalled(context: JobContext, timestamp: int) -> None:
-        """Put back the jobs of workers whose heartbeat stopped `stalled_after` ago."""
+        """Take back the jobs of workers whose heartbeat stopped `stalled_after` ago: a chunk's
+        job is ended and its chunk deferred anew; a look like this one is ended (the periodic
+        deferrer makes the next). Never `retry_job`: a job of the same queueing lock may wait."""
         manager = jobs.job_manager
         for job in await manager.get_stalled_jobs(seconds_since_heartbeat=stalled_after):
-            log.warning("job %s of a worker that stopped beating: retried", job.call_string)
-            await manager.retry_job(job)
+            try:
+                if job.task_name == SEND_CHUNK:
+                    await asyncio.to_thread(take_back, job)
+                else:
+                    await manager.finish_job(job, Status.ABORTED, delete_job=False)
+            except Exception:  # one job refused (already ended by its worker, the store a moment away)
+                log.warning("job %s of a worker that stopped beating: not taken back", job.call_string, exc_info=True)
+                continue
+            log.warning("job %s of a worker that stopped beating: taken back", job.call_string)
 
-    stalled_task = jobs.task(name=RETRY_STALLED, queue=QUEUE, queueing_lock=RETRY_STALLED, pass_context=True)
+    # Priority 2: a worker whose every slot is sending runs the look when a slot frees, before
+    # another chunk (it shares the `digest` queue and the slots with the chunks' jobs).
+    stalled_task = jobs.task(
+        name=RETRY_STALLED, queue=QUEUE, queueing_lock=RETRY_STALLED, pass_context=True, priority=2
+    )
     jobs.periodic(cron=every(stalled_after // 2))(stalled_task(retry_stalled))
     jobs.run_worker(
         name=name,
@@ -169,6 +257,6 @@ def run_worker(app: App, name: str) -> None:
         update_heartbeat_interval=float(fanout.heartbeat_seconds),
         stalled_worker_timeout=float(stalled_after),
         shutdown_graceful_timeout=0.0,  # a stop asks the running chunks to stop after their message in flight
-        additional_context={"chunks": ChunkSender(app)},
+        additional_context={"chunks": ChunkSender(app, float(fanout.heartbeat_seconds))},
         delete_jobs="successful",
     )

@@ -199,7 +199,11 @@ class Newsletter(DigestMessages):
     def pause(self, digest: DigestRow) -> bool:
         """The operator's pause: a digest being sent stops after the message in hand, wherever
         it is sent from (every send reads the ledger once a second, see `send`), and stays
-        paused until `send` (resume) continues it. False when it was not sending."""
+        paused until `send` (resume) continues it. False when it was not sending. A digest still
+        `planning` is refused even with fan-out, where workers send while it plans: a resume sets
+        a paused digest `sending` (`_planned_whole`), and the planner's own hand-over at its end
+        would resume it, so a digest paused mid-plan could be sent, and `done`, without the
+        readers not planned yet (docs/scale.md, Pausing)."""
         if self.store.digest(digest.id).status != "sending":
             return False
         self.store.set_digest_status(digest.id, "paused")

@@ -60,7 +60,7 @@ class Postgres:
 
     def __str__(self) -> str:
         if self.executor is not None:
-            return f"a throwaway server ({self.executor.executable}, {_shown(self.admin_url)})"
+            return f"a throwaway server ({self.executor.executable}, {_shown(self.admin_url)}, in {self.folder})"
         return _shown(self.admin_url)
 
     def new_database(self, *, schema: bool = True) -> str:

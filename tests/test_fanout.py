@@ -105,6 +105,18 @@ def ledger(url: str) -> tuple[str, dict[str, int], set[str]]:
     return status, counts, uncertain
 
 
+def stopped_sending(url: str) -> bool:
+    """No chunk job running and no delivery claimed (`sending`)."""
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            running = "select count(*) from procrastinate_jobs where status = 'doing' and lock is not null"
+            sending = "select count(*) from deliveries where status = 'sending'"
+            return conn.execute(text(running)).scalar_one() == conn.execute(text(sending)).scalar_one() == 0
+    finally:
+        engine.dispose()
+
+
 def wait_for(condition: object, seconds: float) -> bool:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -144,6 +156,7 @@ def test_two_workers_one_killed_mid_run_every_reader_gets_one_message(site: Site
             killed.communicate(timeout=10)
         assert survivor.returncode == 0, survivor_errors.decode()
 
+    assert b"of a worker that stopped beating: taken back" in survivor_errors  # the killed one's chunk
     status, counts, uncertain = ledger(postgres_url)
     per_reader = Counter(rcpt for rcpt, _mid in box.received)
     assert max(per_reader.values()) == 1  # nobody got two
@@ -156,9 +169,10 @@ def test_two_workers_one_killed_mid_run_every_reader_gets_one_message(site: Site
 
 class Greylist:
     """An SMTP server that answers every recipient's first message with 451 (greylisting), and
-    takes the next: `accepted` the recipients of the messages it took, in order."""
+    takes the next after `delay`: `accepted` the recipients of the messages it took, in order."""
 
-    def __init__(self) -> None:
+    def __init__(self, delay: float = 0.0) -> None:
+        self.delay = delay
         self.seen: set[str] = set()
         self.accepted: list[str] = []
         self.lock = threading.Lock()
@@ -169,6 +183,8 @@ class Greylist:
             if rcpt not in self.seen:
                 self.seen.add(rcpt)
                 return "451 4.7.1 greylisted, try again later"
+        time.sleep(self.delay)  # blocks aiosmtpd's loop: a chunk's second pass takes a while
+        with self.lock:
             self.accepted.append(rcpt)
         return "250 OK"
 
@@ -179,7 +195,7 @@ def test_a_worker_waits_out_retries_as_jobs_and_stops_at_the_operators_pause_unt
     """Every first try is greylisted: each chunk's job defers the chunk again for its retry
     (`retry_after`), and the worker sends it then. The operator's pause stops the worker's
     chunks; `digest resume` hands them over again, and the digest ends done, once per reader."""
-    box, readers_count = Greylist(), 300
+    box, readers_count = Greylist(delay=0.03), 300
     with smtp_on_loopback(box) as port:
         fanning_site(site, postgres_url, port, 'retry_after = ["1s"]\npause_after = 10000')
         readers = add_readers(postgres_url, readers_count)
@@ -197,10 +213,15 @@ def test_a_worker_waits_out_retries_as_jobs_and_stops_at_the_operators_pause_unt
                 assert letters.pause(digest)
             finally:
                 app.close()
-            time.sleep(2.5)  # the worker's chunks read the pause within a second
+            # The worker's chunks read the pause after their message in flight and end: then no
+            # chunk job runs, no delivery is in flight, and nothing more is accepted for a while.
+            assert wait_for(lambda: stopped_sending(postgres_url), 20), ledger(postgres_url)
             at_pause = len(box.accepted)
-            time.sleep(1.5)
-            assert len(box.accepted) == at_pause < readers_count  # nothing goes out while paused
+            # (a chunk's `later` job may still start when due: it finds the digest paused and ends)
+            assert not wait_for(lambda: len(box.accepted) > at_pause or "sending" in ledger(postgres_url)[1], 1.5)
+            # nothing goes out while paused, and the chunk sending at the pause stopped mid-way
+            # (both chunks, 250 and 50 readers, would be 300; the bigger alone 250)
+            assert len(box.accepted) == at_pause < 250
             assert ledger(postgres_url)[0] == "paused"
             resume = cli(site, "digest", "resume")
             output, errors = resume.communicate(timeout=60)

@@ -17,7 +17,7 @@ from conftest import Site
 from publisher.config import load_settings
 from publisher.errors import ConfigError
 from publisher.fanout import SEND_CHUNK, ChunkQueue
-from publisher.store import Store
+from publisher.store import Store, job_queue
 
 NOW = datetime(2026, 11, 30, tzinfo=UTC)
 
@@ -128,6 +128,18 @@ def test_a_worker_refuses_a_sqlite_store_and_a_store_without_fan_out(site: Site,
     site.use_store(url)
     result = site.cli("worker")
     assert result.exit_code == 2 and "[fanout] enabled is false" in result.output
+
+
+def test_a_worker_refuses_a_procrastinate_whose_schema_this_code_does_not_know(
+    site: Site, pg_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    site.use_store(pg_store.engine.url.render_as_string(hide_password=False))
+    site.append_config("\n[fanout]\nenabled = true\n")
+    monkeypatch.setattr(job_queue, "SCHEMA_MIGRATION", "03.00.00_01_pre_cancel_notification.sql")
+    result = site.cli("worker")
+    assert result.exit_code == 2, result.output
+    assert "the installed Procrastinate's schema (up to 03.04.00_50" in result.output
+    assert "publisher[postgres]" in result.output and "procrastinate>=3.10,<3.11" in result.output
 
 
 def test_the_schedulers_digest_job_plans_in_chunks_and_leaves_the_sending_to_workers(

@@ -567,3 +567,36 @@ def test_0008_keeps_every_reader_on_the_weekly_digest_in_the_sites_script(two_em
     engine.dispose()
     assert tuple(reader) == (None, "weekly", None, None)  # no consent was recorded before: none is made up
     assert tuple(digest) == ("weekly",)
+
+
+def test_0010_downgrades_and_upgrades_again_with_the_deliveries_kept(two_empty_databases: tuple[str, str]) -> None:
+    """Fan-out's revision both ways with a digest's deliveries in the store: the downgrade drops
+    the chunk column and, on PostgreSQL, Procrastinate's tables; the upgrade brings both back."""
+    url, _unused = two_empty_databases
+    engine = migrate.migration_engine(url)
+    postgres = engine.dialect.name == "postgresql"
+    with engine.begin() as conn:
+        command.upgrade(migrate.alembic_config(conn), "0010_fan_out")
+        conn.execute(
+            text(
+                "INSERT INTO digests (key, window_start, window_end, status, created_at, cadence)"
+                " VALUES ('2026-11-23/2026-11-30', '2026-11-23 00:00:00', '2026-11-30 00:00:00', 'sending',"
+                " '2026-11-30 00:00:00', 'weekly')"
+            )
+        )
+        conn.execute(
+            text(
+                "INSERT INTO deliveries (digest_id, email_key, message_id, status, attempts, updated_at, chunk)"
+                " SELECT id, 'li@example.org', '<1@example.org>', 'pending', 0, '2026-11-30 00:00:00', 0"
+                " FROM digests"
+            )
+        )
+        command.downgrade(migrate.alembic_config(conn), "0009_renditions")
+        assert "chunk" not in {c["name"] for c in inspect(conn).get_columns("deliveries")}
+        assert not [t for t in inspect(conn).get_table_names() if t.startswith("procrastinate_")]
+        command.upgrade(migrate.alembic_config(conn), "head")
+        jobs_table = [t for t in inspect(conn).get_table_names() if t == "procrastinate_jobs"]
+        delivery = conn.execute(text("SELECT email_key, status, chunk FROM deliveries")).one()
+    engine.dispose()
+    assert jobs_table == (["procrastinate_jobs"] if postgres else [])
+    assert tuple(delivery) == ("li@example.org", "pending", None)

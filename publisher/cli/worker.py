@@ -8,7 +8,7 @@ import sys
 
 import click
 
-from ..errors import PublisherError
+from ..errors import PublisherError, StoreError
 from .base import EXIT_CONFIG, config_path, fail, load_app, main, open_store, out
 
 
@@ -43,6 +43,12 @@ def worker(ctx: click.Context, name: str | None) -> None:
             ),
             EXIT_CONFIG,
         )
+    from ..store.job_queue import check_procrastinate
+
+    try:  # before Procrastinate is imported: a missing or mismatched one is named, not a SQL error
+        check_procrastinate()
+    except StoreError as exc:
+        fail(exc, EXIT_CONFIG)
     open_store(ctx, app)
     name = name or f"worker-{socket.gethostname()}-{os.getpid()}"
     fanout, rate = settings.fanout, settings.digest.messages_per_second

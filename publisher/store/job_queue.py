@@ -14,6 +14,7 @@ applying its migration, and until one exists it is refused here, naming what to 
 from __future__ import annotations
 
 from importlib import resources
+from importlib.abc import Traversable
 
 from sqlalchemy.engine import Connection
 
@@ -26,8 +27,10 @@ REQUIREMENT = "procrastinate>=3.10,<3.11"
 _INSTALL = f"install publisher's `postgres` extra (pip install 'publisher[postgres]', which has {REQUIREMENT})"
 
 
-def procrastinate_schema() -> str:
-    """Procrastinate's schema.sql, checked to be the schema this code knows."""
+def check_procrastinate() -> Traversable:
+    """The installed Procrastinate's SQL folder, refused (naming what to install) when it is
+    missing or its schema is not the one this code knows: `db upgrade` (through
+    `procrastinate_schema`) and `publisher worker` check it before touching the queue."""
     try:
         sql = resources.files("procrastinate.sql")
         newest = max(p.name for p in sql.joinpath("migrations").iterdir() if p.name.endswith(".sql"))
@@ -39,7 +42,12 @@ def procrastinate_schema() -> str:
             f"({SCHEMA_MIGRATION})",
             _INSTALL,
         )
-    return sql.joinpath("schema.sql").read_text(encoding="utf-8")
+    return sql
+
+
+def procrastinate_schema() -> str:
+    """Procrastinate's schema.sql, checked to be the schema this code knows."""
+    return check_procrastinate().joinpath("schema.sql").read_text(encoding="utf-8")
 
 
 def create_job_queue(conn: Connection) -> None:
@@ -52,10 +60,13 @@ def create_job_queue(conn: Connection) -> None:
 
 
 def drop_job_queue(conn: Connection) -> None:
-    """Every object of Procrastinate's (revision 0010's downgrade): tables, functions, types."""
+    """Revision 0010's downgrade: every table, function and type of the current schema whose
+    name starts `procrastinate_`. Procrastinate names all its objects so and publisher's own
+    tables never are; a table an operator made with that prefix would go too. Like the create
+    path, the block goes to the driver as it is: its `%` signs are format()'s, not parameters."""
     if conn.dialect.name != "postgresql":
         return
-    conn.exec_driver_sql(
+    conn.connection.driver_connection.execute(  # type: ignore[union-attr]
         "DO $$ DECLARE r record; BEGIN "
         "FOR r IN SELECT tablename FROM pg_tables WHERE schemaname = current_schema() "
         "AND tablename LIKE 'procrastinate\\_%' LOOP "
