@@ -4,10 +4,8 @@ answers some calls with 429 and 503, the fleet's shared send rate, and the ledge
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 import time
 from collections import Counter
 from datetime import UTC, datetime
@@ -15,8 +13,8 @@ from datetime import UTC, datetime
 import pytest
 from provider_double import TOKEN, PostmarkDouble
 from sqlalchemy import create_engine, text
-from test_fanout import FANOUT, add_readers, ledger, wait_for
-from test_newsletter import this_month
+from test_fanout import FANOUT, ledger, wait_for
+from test_newsletter import add_readers, run_cli, this_month
 
 from backends import new_postgres_url
 from conftest import Site, days_ago
@@ -49,12 +47,7 @@ postal_address = "云川市高新区创新大道 1 号"
 
 
 def cli(site: Site, *args: str) -> subprocess.Popen[bytes]:
-    code = "import sys; from publisher.cli import main; sys.exit(main())"
-    env = {**os.environ, "PUBLISHER_SECRET_KEY": "batch-test-signing-key-0123456789", "POSTMARK_TOKEN": TOKEN}
-    return subprocess.Popen(
-        [sys.executable, "-c", code, "--config", str(site.config), *args],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-    )  # fmt: skip
+    return run_cli(site, *args, POSTMARK_TOKEN=TOKEN)
 
 
 def test_two_workers_one_killed_mid_call_every_reader_gets_one_message(site: Site) -> None:
@@ -64,7 +57,7 @@ def test_two_workers_one_killed_mid_call_every_reader_gets_one_message(site: Sit
     url = new_postgres_url()
     with PostmarkDouble(throttle_every=7, unavailable_every=11, delay=0.05) as api:
         batching_site(site, url, api.url)
-        readers = add_readers(url, READERS)
+        readers = add_readers(site, READERS)
         since, until = this_month()
         plan = cli(site, "digest", "send", "--since", since, "--until", until)
         output, errors = plan.communicate(timeout=60)

@@ -3,10 +3,7 @@ worker` processes (one SIGKILLed mid-run), a real SMTP server on loopback, and t
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -15,14 +12,13 @@ from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, text
-from test_newsletter import CATEGORY_SLUGS, Inbox, this_month
+from test_newsletter import Inbox, add_readers, this_month
+from test_newsletter import run_cli as cli
 from test_smtp import smtp_on_loopback
 
 from backends import new_postgres_url
 from conftest import Site, days_ago
-from publisher.model import Subscriber, SubscriberStatus
 from publisher.newsletter import Newsletter
-from publisher.store import Store
 
 READERS = 5000
 FANOUT = """
@@ -68,30 +64,6 @@ postal_address = "云川市高新区创新大道 1 号"
     site.build()
 
 
-def add_readers(url: str, count: int) -> list[str]:
-    now = datetime.now(UTC)
-    readers = [
-        Subscriber(f"reader{n:05d}@example.com", f"读者{n}", CATEGORY_SLUGS[n % 3 : n % 3 + 1] if n % 4 else (),
-                   SubscriberStatus.CONFIRMED, now, "import", now)
-        for n in range(count)
-    ]  # fmt: skip
-    store = Store(url)
-    try:
-        store.save_subscribers(readers)
-    finally:
-        store.close()
-    return [r.email for r in readers]
-
-
-def cli(site: Site, *args: str) -> subprocess.Popen[bytes]:
-    code = "import sys; from publisher.cli import main; sys.exit(main())"
-    env = {**os.environ, "PUBLISHER_SECRET_KEY": "fan-out-test-signing-key-0123456789"}
-    return subprocess.Popen(
-        [sys.executable, "-c", code, "--config", str(site.config), *args],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-    )  # fmt: skip
-
-
 def ledger(url: str) -> tuple[str, dict[str, int], set[str]]:
     """The only digest's status, its deliveries by status, and the uncertain addresses."""
     engine = create_engine(url)
@@ -133,7 +105,7 @@ def test_two_workers_one_killed_mid_run_every_reader_gets_one_message(site: Site
     box = Inbox()
     with smtp_on_loopback(box) as port:
         fanning_site(site, postgres_url, port)
-        readers = add_readers(postgres_url, READERS)
+        readers = add_readers(site, READERS)
         since, until = this_month()
         plan = cli(site, "digest", "send", "--since", since, "--until", until)
         output, errors = plan.communicate(timeout=60)
@@ -198,7 +170,7 @@ def test_a_worker_waits_out_retries_as_jobs_and_stops_at_the_operators_pause_unt
     box, readers_count = Greylist(delay=0.03), 300
     with smtp_on_loopback(box) as port:
         fanning_site(site, postgres_url, port, 'retry_after = ["1s"]\npause_after = 10000')
-        readers = add_readers(postgres_url, readers_count)
+        readers = add_readers(site, readers_count)
         since, until = this_month()
         plan = cli(site, "digest", "send", "--since", since, "--until", until)
         _output, errors = plan.communicate(timeout=60)
@@ -243,7 +215,7 @@ def test_a_stopped_worker_puts_its_chunk_back_after_the_message_in_flight(site: 
     box, readers_count = Inbox(delay=0.005), 600
     with smtp_on_loopback(box) as port:
         fanning_site(site, postgres_url, port)
-        readers = add_readers(postgres_url, readers_count)
+        readers = add_readers(site, readers_count)
         since, until = this_month()
         plan = cli(site, "digest", "send", "--since", since, "--until", until)
         _output, errors = plan.communicate(timeout=60)

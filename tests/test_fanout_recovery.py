@@ -82,7 +82,7 @@ def test_a_worker_killed_while_its_chunk_was_handed_over_again_is_taken_back(sit
     box, readers_count = Inbox(delay=0.005), 600
     with smtp_on_loopback(box) as port:
         fanning_site(site, postgres_url, port)
-        readers = add_readers(postgres_url, readers_count)
+        readers = add_readers(site, readers_count)
         plan(site)
         first = cli(site, "worker", "--name", "first")
         second = None
@@ -121,7 +121,7 @@ def test_a_stopping_worker_keeps_beating_until_its_message_in_flight_is_answered
     box, readers_count = SlowOnce(number=50, seconds=6.0), 250
     with smtp_on_loopback(box) as port:
         fanning_site(site, postgres_url, port)
-        readers = add_readers(postgres_url, readers_count)
+        readers = add_readers(site, readers_count)
         plan(site)
         first = cli(site, "worker", "--name", "first")
         second = None
@@ -167,7 +167,7 @@ def test_a_chunk_job_that_raises_defers_its_chunk_again_after_a_backoff_and_give
     on, then 16, 64, 256, 1024; the sixth failure in a row leaves the chunk to the next hand-over."""
     with smtp_on_loopback(Inbox()) as port:
         fanning_site(site, postgres_url, port)
-        add_readers(postgres_url, 10)
+        add_readers(site, 10)
         plan(site)
         app = site.app()
 

@@ -104,9 +104,10 @@ def add_readers(site: Site, count: int) -> list[str]:
     return [r.email for r in readers]
 
 
-def run_cli(site: Site, *args: str) -> subprocess.Popen[bytes]:
+def run_cli(site: Site, *args: str, **environment: str) -> subprocess.Popen[bytes]:
+    """`publisher --config <site's> args...` as a process of its own, with `environment` added."""
     code = "import sys; from publisher.cli import main; sys.exit(main())"
-    env = {**os.environ, "PUBLISHER_SECRET_KEY": "crash-test-signing-key-0123456789"}
+    env = {**os.environ, "PUBLISHER_SECRET_KEY": "crash-test-signing-key-0123456789", **environment}
     return subprocess.Popen(
         [sys.executable, "-c", code, "--config", str(site.config), *args],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
