@@ -55,7 +55,8 @@ def worker(ctx: click.Context, name: str | None) -> None:
     pace = f"{rate:g} messages a second" if rate > 0 else "no rate limit"
     out.print(
         f"{name}: sending digest chunks from {url.render_as_string(hide_password=True)}, {fanout.concurrency} at a "
-        f"time, {pace} (this worker's own); SIGTERM or Ctrl-C stops it after the messages in flight",
+        f"time, {pace} for every sender of this store together; SIGTERM or Ctrl-C stops it after the messages "
+        "in flight",
         highlight=False,
     )
     sys.stdout.flush()
