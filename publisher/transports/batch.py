@@ -19,7 +19,9 @@ batch goes out in one of two ways:
 A call refused as a whole (a 4xx but 401, 403 and 429: nothing was sent) of several messages
 is made again one message at a time, so one bad address fails only its own delivery. The HTTP
 rules are the single-message sender's (http_api.HttpApiTransport.post): a call whose answer was
-lost is `uncertain` for every message in it, unless the provider honours an idempotency key.
+lost is `uncertain` for every message in it. Resend's batch key is tried again within the one
+`post` (same key, same bytes); once those attempts run out the call is `uncertain` too, because
+the next call is made up of other members under another key.
 """
 
 from __future__ import annotations
@@ -102,7 +104,8 @@ def _postmark_read(response: requests.Response, messages: Sequence[Message]) -> 
 
 def _resend_batch(messages: Sequence[Message], key: str, options: dict[str, str]) -> Request:
     """POST /emails/batch, permissive (each invalid message refused alone), with an
-    Idempotency-Key of the batch's Message-IDs: a retried call sends nothing twice."""
+    Idempotency-Key of the batch's Message-IDs: an attempt made again within the one `post`
+    sends nothing twice (a later call has other members and another key: see post)."""
     ids = hashlib.sha256("\n".join(m.message_id for m in messages).encode("utf-8")).hexdigest()
     headers = {"Authorization": f"Bearer {key}", "Idempotency-Key": f"batch-{ids}", "x-batch-validation": "permissive"}
     return Request(path="/emails/batch", headers=headers, json=[resend_body(m) for m in messages])
@@ -328,7 +331,8 @@ class BatchApiTransport:
         if len(messages) == 1:
             return [self.single.send(messages[0])]
         try:
-            response = self.single.post(self.api.build(messages, self.single.api_key, self.single.options))
+            request = self.api.build(messages, self.single.api_key, self.single.options)
+            response = self.single.post(request, key_outlives=False)  # the next call's members differ
         except TransportError as exc:
             if exc.retryable or exc.uncertain or exc.broken:
                 raise
