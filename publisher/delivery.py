@@ -41,6 +41,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Protocol
 
 from .mail import Message
 from .model import Delivery
@@ -52,8 +53,15 @@ log = logging.getLogger(__name__)
 
 Build = Callable[[Delivery], Message | None]  # None: skip (unsubscribed since the plan, say)
 Refused = Callable[[Delivery, str], None]  # the receiver says the address does not exist: why
-# Take n send tokens from a bucket every sender shares: the seconds to wait before sending them.
-SharedRate = Callable[[int], float]
+
+
+class SharedRate(Protocol):
+    """A bucket every sender shares (store.SendTokens): take n tokens, the seconds to wait
+    before sending them; `give_back` what was taken and not spent when the run ends."""
+
+    def __call__(self, count: int) -> float: ...
+
+    def give_back(self) -> None: ...
 
 
 @dataclass
@@ -183,7 +191,11 @@ class Sender:
                 try:
                     ledger.close()
                 finally:
-                    self.transport.close()
+                    try:
+                        self.transport.close()
+                    finally:
+                        if self.rate is not None:
+                            self.rate.give_back()  # the tokens taken and not spent
 
     def _pause(self, digest_id: int, report: SendReport, errors_in_a_row: int) -> SendReport:
         self.store.set_digest_status(digest_id, "paused")
