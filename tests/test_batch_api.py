@@ -171,6 +171,35 @@ def test_postmark_outcomes_per_message_an_inactive_address_is_a_hard_bounce(http
     assert isinstance(bad, TransportError) and not bad.bounced and not bad.retryable
 
 
+@pytest.mark.parametrize(
+    ("code", "message", "meaning"),
+    [
+        (400, "Sender signature not found", "broken"),
+        (401, "Sender signature not confirmed", "broken"),
+        (413, "Account may not send", "broken"),
+        (10, "Bad or missing API token", "broken"),
+        (100, "Maintenance", "retryable"),
+        (429, "Rate limit exceeded", "retryable"),
+        (406, "You tried to send to recipient(s) that have been marked as inactive.", "bounced"),
+        (300, "Invalid email request", "refused"),
+    ],
+)
+def test_postmark_error_codes_per_message_mean_what_its_table_says(
+    httpserver: HTTPServer, code: int, message: str, meaning: str
+) -> None:
+    """Postmark's API error codes: the account's (the call handed back, the digest paused),
+    try later, the address dead, or this message refused."""
+    answers = [{"ErrorCode": 0, "Message": "OK", "MessageID": "pm-0"}, {"ErrorCode": code, "Message": message}]
+    httpserver.expect_request("", method="POST").respond_with_handler(
+        Script(check_postmark, [Response(json.dumps(answers))])
+    )
+    sent, failed = batch(httpserver, "postmark", []).send_batch([reader(0), reader(1)])
+    assert sent == Sent("pm-0") and isinstance(failed, TransportError) and str(code) in str(failed)
+    flags = {"broken": failed.broken, "retryable": failed.retryable, "bounced": failed.bounced}
+    assert [name for name, on in flags.items() if on] == ([] if meaning == "refused" else [meaning])
+    assert not failed.uncertain
+
+
 def test_resend_refuses_the_invalid_ones_by_index_and_sends_the_rest(httpserver: HTTPServer) -> None:
     answer = {"data": [{"id": "rs-0"}, {"id": "rs-2"}], "errors": [{"index": 1, "message": "Invalid `to` field."}]}
     httpserver.expect_request("", method="POST").respond_with_handler(

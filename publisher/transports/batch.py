@@ -65,16 +65,21 @@ def _postmark_batch(messages: Sequence[Message], key: str, options: dict[str, st
     return Request(path="/email/batch", headers=headers, json=[postmark_body(m, options) for m in messages])
 
 
-# Postmark's per-message error codes that say what the API's status would: the recipient is
-# inactive (it hard-bounced, complained or was suppressed: the address is dead to us too), the
-# server may not send at all (out of credits, a sender signature missing).
+# Postmark's per-message error codes (its API error codes table) that say more than "this
+# message is refused": the recipient is inactive (it hard-bounced, complained or was suppressed:
+# the address is dead to us too); the server or account may not send at all (every message of
+# the call is handed back and the digest pauses: `broken`); Postmark asks to try later.
 _POSTMARK_DEAD = {406}
 _POSTMARK_INACTIVE = "Postmark marks the address inactive (a hard bounce, a complaint or its suppression)"
 _POSTMARK_BROKEN = {
-    400: "the sender signature is not confirmed in Postmark",
+    10: "Postmark refuses the server token: check the API key's environment variable",
+    400: "the From address has no sender signature in Postmark: add it (or its domain) to the server",
+    401: "the sender signature is not confirmed in Postmark: confirm it",
     405: "Postmark does not let this server send (out of credits?): see the account",
     412: "Postmark's account is pending approval: only its own domain's addresses may be sent to",
+    413: "Postmark says the account may not send: see the account's status",
 }
+_POSTMARK_LATER = {100: "Postmark is in maintenance", 429: "Postmark's rate limit was exceeded"}
 
 
 def _postmark_read(response: requests.Response, messages: Sequence[Message]) -> list[Outcome]:
@@ -95,6 +100,9 @@ def _postmark_read(response: requests.Response, messages: Sequence[Message]) -> 
         elif code in _POSTMARK_BROKEN:
             hint = _POSTMARK_BROKEN[code]
             outcomes.append(TransportError(f"postmark: ErrorCode {code}: {said}", hint, retryable=False, broken=True))
+        elif code in _POSTMARK_LATER:
+            hint = f"{_POSTMARK_LATER[code]}: tried again later"
+            outcomes.append(TransportError(f"postmark: ErrorCode {code}: {said}", hint, retryable=True))
         else:
             dead = code in _POSTMARK_DEAD
             hint = _POSTMARK_INACTIVE if dead else "Postmark will not take this message"
