@@ -105,8 +105,9 @@ class Sender:
         self.store, self.transport, self.clock = store, transport, clock
         self.interval = 1.0 / messages_per_second if messages_per_second > 0 else 0.0
         self.rate = rate if messages_per_second > 0 else None
-        # Deliveries read at a time: about two seconds of sending (200 at full speed), or what
-        # a batch API takes in one call.
+        # Deliveries read at a time, and so the most a batch call holds: about two seconds of
+        # sending (5 at least), or a batch API's limit when that is less. A call's messages
+        # leave at once, so a bigger one would send faster than the rate (docs/scale.md).
         most = transport.limit if isinstance(transport, BatchTransport) else 200
         self.batch = max(5, min(most, int(2 * messages_per_second))) if messages_per_second > 0 else most
         self.retry_after, self.pause_after = tuple(retry_after), pause_after
