@@ -168,6 +168,9 @@ class Sender:
                             return report
                         continue
                     run.pace(1)
+                    if should_stop():  # asked during the wait: nothing claimed yet
+                        report.stopped = True
+                        return report
                     if not ledger.claim(delivery, self.clock()):
                         continue  # another sender has it
                     try:
@@ -351,6 +354,9 @@ class _Run:
                 self.report.stopped = True
                 return True
             self.pace(len(call))
+            if should_stop():  # asked during the wait: nothing claimed yet
+                self.report.stopped = True
+                return True
             group = [ready[i] for i in call]
             claimed = self.ledger.claim_all([delivery for delivery, _ in group], self.clock())
             group = [pair for pair, mine in zip(group, claimed, strict=True) if mine]  # else another sender's

@@ -289,6 +289,14 @@ def test_an_answer_lost_after_the_call_went_is_uncertain_for_the_whole_call(name
         assert caught.value.uncertain and not caught.value.retryable and len(seen) == 1
 
 
+def test_resend_answer_naming_a_message_it_was_not_sent_is_uncertain(httpserver: HTTPServer) -> None:
+    answer = {"data": [{"id": "rs-0"}], "errors": [{"index": 5, "message": "Invalid `to` field."}]}
+    httpserver.expect_request("", method="POST").respond_with_json(answer)
+    with pytest.raises(TransportError) as caught:
+        batch(httpserver, "resend", []).send_batch([reader(0), reader(1)])
+    assert caught.value.uncertain and not caught.value.retryable
+
+
 def test_postmark_answer_that_is_not_one_result_per_message_is_uncertain(httpserver: HTTPServer) -> None:
     httpserver.expect_request("", method="POST").respond_with_json([{"ErrorCode": 0, "MessageID": "pm-0"}])
     with pytest.raises(TransportError) as caught:

@@ -124,7 +124,8 @@ def _resend_read(response: requests.Response, messages: Sequence[Message]) -> li
     body = json_object(response)
     data, errors = body.get("data"), body.get("errors") or []
     refused = {e.get("index"): str(e.get("message") or "")[:300] for e in errors if isinstance(e, dict)}
-    if not isinstance(data, list) or len(data) + len(refused) != len(messages):
+    in_range = all(isinstance(i, int) and 0 <= i < len(messages) for i in refused)
+    if not isinstance(data, list) or not in_range or len(data) + len(refused) != len(messages):
         what = f"HTTP {response.status_code} from {response.url}: an answer that does not account for every message"
         raise _uncertain("resend", what)
     taken = iter(data)
