@@ -167,8 +167,7 @@ class Sender:
                         if run.stopped:
                             return report
                         continue
-                    run.pace(1)
-                    if should_stop():  # asked during the wait: nothing claimed yet
+                    if run.pace(1) and should_stop():  # asked during the wait: nothing claimed yet
                         report.stopped = True
                         return report
                     if not ledger.claim(delivery, self.clock()):
@@ -220,10 +219,10 @@ class _Run:
         self.next_slot = sender.monotonic()
         self.stopped = False  # paused by errors in a row while building: the run returns its report
 
-    def pace(self, count: int) -> None:
+    def pace(self, count: int) -> bool:
         """Wait for the slot of the next `count` messages: `messages_per_second` at most, in
-        this process or (`rate`) in every process sharing the bucket. An answer still to be
-        recorded is recorded before any wait."""
+        this process or (`rate`) in every process sharing the bucket; True when it waited (a
+        stop may have come meanwhile). An answer still to be recorded is recorded before any wait."""
         sender = self.sender
         if sender.rate is not None:
             wait = sender.rate(count)
@@ -231,9 +230,11 @@ class _Run:
             now = sender.monotonic()
             start = max(self.next_slot, now)
             self.next_slot, wait = start + count * sender.interval, start - now
-        if wait > 0:
-            self.ledger.flush()
-            sender.sleep(wait)
+        if wait <= 0:
+            return False
+        self.ledger.flush()
+        sender.sleep(wait)
+        return True
 
     def mark(self, delivery_id: int, status: str, *, error: str | None = None, provider_id: str | None = None,
              later: bool = False) -> None:  # fmt: skip
@@ -353,8 +354,7 @@ class _Run:
             if should_stop():  # a clean stop: what was not claimed stays pending
                 self.report.stopped = True
                 return True
-            self.pace(len(call))
-            if should_stop():  # asked during the wait: nothing claimed yet
+            if self.pace(len(call)) and should_stop():  # asked during the wait: nothing claimed yet
                 self.report.stopped = True
                 return True
             group = [ready[i] for i in call]
