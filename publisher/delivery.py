@@ -41,6 +41,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Protocol
 
 from .mail import Message
 from .model import Delivery
@@ -52,8 +53,15 @@ log = logging.getLogger(__name__)
 
 Build = Callable[[Delivery], Message | None]  # None: skip (unsubscribed since the plan, say)
 Refused = Callable[[Delivery, str], None]  # the receiver says the address does not exist: why
-# Take n send tokens from a bucket every sender shares: the seconds to wait before sending them.
-SharedRate = Callable[[int], float]
+
+
+class SharedRate(Protocol):
+    """A bucket every sender shares (store.SendTokens): take n tokens, the seconds to wait
+    before sending them; `give_back` what was taken and not spent when the run ends."""
+
+    def __call__(self, count: int) -> float: ...
+
+    def give_back(self) -> None: ...
 
 
 @dataclass
@@ -97,8 +105,9 @@ class Sender:
         self.store, self.transport, self.clock = store, transport, clock
         self.interval = 1.0 / messages_per_second if messages_per_second > 0 else 0.0
         self.rate = rate if messages_per_second > 0 else None
-        # Deliveries read at a time: about two seconds of sending (200 at full speed), or what
-        # a batch API takes in one call.
+        # Deliveries read at a time, and so the most a batch call holds: about two seconds of
+        # sending (5 at least), or a batch API's limit when that is less. A call's messages
+        # leave at once, so a bigger one would send faster than the rate (docs/scale.md).
         most = transport.limit if isinstance(transport, BatchTransport) else 200
         self.batch = max(5, min(most, int(2 * messages_per_second))) if messages_per_second > 0 else most
         self.retry_after, self.pause_after = tuple(retry_after), pause_after
@@ -158,7 +167,9 @@ class Sender:
                         if run.stopped:
                             return report
                         continue
-                    run.pace(1)
+                    if run.pace(1) and should_stop():  # asked during the wait: nothing claimed yet
+                        report.stopped = True
+                        return report
                     if not ledger.claim(delivery, self.clock()):
                         continue  # another sender has it
                     try:
@@ -183,7 +194,11 @@ class Sender:
                 try:
                     ledger.close()
                 finally:
-                    self.transport.close()
+                    try:
+                        self.transport.close()
+                    finally:
+                        if self.rate is not None:
+                            self.rate.give_back()  # the tokens taken and not spent
 
     def _pause(self, digest_id: int, report: SendReport, errors_in_a_row: int) -> SendReport:
         self.store.set_digest_status(digest_id, "paused")
@@ -204,10 +219,10 @@ class _Run:
         self.next_slot = sender.monotonic()
         self.stopped = False  # paused by errors in a row while building: the run returns its report
 
-    def pace(self, count: int) -> None:
+    def pace(self, count: int) -> bool:
         """Wait for the slot of the next `count` messages: `messages_per_second` at most, in
-        this process or (`rate`) in every process sharing the bucket. An answer still to be
-        recorded is recorded before any wait."""
+        this process or (`rate`) in every process sharing the bucket; True when it waited (a
+        stop may have come meanwhile). An answer still to be recorded is recorded before any wait."""
         sender = self.sender
         if sender.rate is not None:
             wait = sender.rate(count)
@@ -215,9 +230,11 @@ class _Run:
             now = sender.monotonic()
             start = max(self.next_slot, now)
             self.next_slot, wait = start + count * sender.interval, start - now
-        if wait > 0:
-            self.ledger.flush()
-            sender.sleep(wait)
+        if wait <= 0:
+            return False
+        self.ledger.flush()
+        sender.sleep(wait)
+        return True
 
     def mark(self, delivery_id: int, status: str, *, error: str | None = None, provider_id: str | None = None,
              later: bool = False) -> None:  # fmt: skip
@@ -337,7 +354,9 @@ class _Run:
             if should_stop():  # a clean stop: what was not claimed stays pending
                 self.report.stopped = True
                 return True
-            self.pace(len(call))
+            if self.pace(len(call)) and should_stop():  # asked during the wait: nothing claimed yet
+                self.report.stopped = True
+                return True
             group = [ready[i] for i in call]
             claimed = self.ledger.claim_all([delivery for delivery, _ in group], self.clock())
             group = [pair for pair, mine in zip(group, claimed, strict=True) if mine]  # else another sender's

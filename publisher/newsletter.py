@@ -159,7 +159,7 @@ class Newsletter(DigestMessages):
             transport,
             self.clock,
             messages_per_second=per_second,
-            rate=(lambda count: store.take_send_tokens(name, count, per_second)) if shared else None,
+            rate=store.send_tokens(name, per_second) if shared else None,
             retry_after=d.retry_delays,
             pause_after=d.pause_after,
             refused=self.record_refusal,

@@ -171,6 +171,35 @@ def test_postmark_outcomes_per_message_an_inactive_address_is_a_hard_bounce(http
     assert isinstance(bad, TransportError) and not bad.bounced and not bad.retryable
 
 
+@pytest.mark.parametrize(
+    ("code", "message", "meaning"),
+    [
+        (400, "Sender signature not found", "broken"),
+        (401, "Sender signature not confirmed", "broken"),
+        (413, "Account may not send", "broken"),
+        (10, "Bad or missing API token", "broken"),
+        (100, "Maintenance", "retryable"),
+        (429, "Rate limit exceeded", "retryable"),
+        (406, "You tried to send to recipient(s) that have been marked as inactive.", "bounced"),
+        (300, "Invalid email request", "refused"),
+    ],
+)
+def test_postmark_error_codes_per_message_mean_what_its_table_says(
+    httpserver: HTTPServer, code: int, message: str, meaning: str
+) -> None:
+    """Postmark's API error codes: the account's (the call handed back, the digest paused),
+    try later, the address dead, or this message refused."""
+    answers = [{"ErrorCode": 0, "Message": "OK", "MessageID": "pm-0"}, {"ErrorCode": code, "Message": message}]
+    httpserver.expect_request("", method="POST").respond_with_handler(
+        Script(check_postmark, [Response(json.dumps(answers))])
+    )
+    sent, failed = batch(httpserver, "postmark", []).send_batch([reader(0), reader(1)])
+    assert sent == Sent("pm-0") and isinstance(failed, TransportError) and str(code) in str(failed)
+    flags = {"broken": failed.broken, "retryable": failed.retryable, "bounced": failed.bounced}
+    assert [name for name, on in flags.items() if on] == ([] if meaning == "refused" else [meaning])
+    assert not failed.uncertain
+
+
 def test_resend_refuses_the_invalid_ones_by_index_and_sends_the_rest(httpserver: HTTPServer) -> None:
     answer = {"data": [{"id": "rs-0"}, {"id": "rs-2"}], "errors": [{"index": 1, "message": "Invalid `to` field."}]}
     httpserver.expect_request("", method="POST").respond_with_handler(
@@ -226,6 +255,23 @@ def test_a_5xx_may_have_been_taken_so_the_call_is_uncertain_but_resend_tries_aga
     assert caught.value.uncertain and not caught.value.retryable and script.seen == 1
 
 
+def test_resend_5xx_until_the_attempts_run_out_is_uncertain_not_left_for_another_key(httpserver: HTTPServer) -> None:
+    messages = [reader(n) for n in (0, 1)]
+    script = Script(check_resend, [Response("oops", status=500)] * 2 + [Response("{}", status=429)])
+    httpserver.expect_request("", method="POST").respond_with_handler(script)
+    single = HttpApiTransport("resend", KEY, base_url=httpserver.url_for(""), sleep=lambda _s: None, attempts=3)
+    with pytest.raises(TransportError) as caught:
+        BatchApiTransport(single, BATCH_APIS["resend"]).send_batch(messages)
+    assert caught.value.uncertain and not caught.value.retryable and script.seen == 3
+    # a single message's key is its Message-ID, which a later call carries again: retryable
+    script = Script(lambda _r: None, [Response("oops", status=500)] * 3)
+    httpserver.clear()
+    httpserver.expect_request("", method="POST").respond_with_handler(script)
+    with pytest.raises(TransportError) as caught:
+        single.send(messages[0])
+    assert caught.value.retryable and not caught.value.uncertain
+
+
 @pytest.mark.parametrize("name", CHECKS)
 def test_an_answer_lost_after_the_call_went_is_uncertain_for_the_whole_call(name: str) -> None:
     listener, seen = _dropping_server()
@@ -236,10 +282,19 @@ def test_an_answer_lost_after_the_call_went_is_uncertain_for_the_whole_call(name
             BatchApiTransport(single, BATCH_APIS[name]).send_batch([reader(n) for n in (0, 1)])
     finally:
         listener.close()
-    if name == "resend":  # tried again under its key, then left for a later try
-        assert caught.value.retryable and not caught.value.uncertain and len(seen) == 2
+    if name == "resend":  # tried again under its key within the call, then uncertain: the next
+        # call would carry other members under another key, so a retry could send it twice
+        assert caught.value.uncertain and not caught.value.retryable and len(seen) == 2
     else:
         assert caught.value.uncertain and not caught.value.retryable and len(seen) == 1
+
+
+def test_resend_answer_naming_a_message_it_was_not_sent_is_uncertain(httpserver: HTTPServer) -> None:
+    answer = {"data": [{"id": "rs-0"}], "errors": [{"index": 5, "message": "Invalid `to` field."}]}
+    httpserver.expect_request("", method="POST").respond_with_json(answer)
+    with pytest.raises(TransportError) as caught:
+        batch(httpserver, "resend", []).send_batch([reader(0), reader(1)])
+    assert caught.value.uncertain and not caught.value.retryable
 
 
 def test_postmark_answer_that_is_not_one_result_per_message_is_uncertain(httpserver: HTTPServer) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from provider_double import TOKEN, PostmarkDouble
-from sqlalchemy import text
+from sqlalchemy import event, text
 from test_delivery import NOW, READERS, _planned, build
 from test_http_api import _dropping_server
 
@@ -20,6 +20,7 @@ from conftest import Site
 from publisher.delivery import Sender
 from publisher.model import Delivery
 from publisher.store import Store
+from publisher.store.send_rates import SendTokens
 from publisher.transports.batch import BATCH_APIS, BatchApiTransport
 from publisher.transports.http_api import HttpApiTransport
 
@@ -134,5 +135,44 @@ def test_the_send_rate_is_shared_by_every_sender() -> None:
         assert len(taken) == 400 and elapsed >= (400 - 200) / 200 * 0.95  # the burst, then 200 a second
         assert elapsed < 4.0  # and not much slower
         assert store.take_send_tokens("resend", 1, 200.0) == 0.0  # each transport its own bucket
+    finally:
+        store.close()
+
+
+def test_tokens_taken_in_blocks_wait_as_one_take_a_message_would() -> None:
+    """At 10 a second a sender takes 10 tokens a take, not one, and each message still waits
+    for its own token's time: the rate is kept, at a tenth of the takes."""
+    now = [0.0]
+    takes: list[int] = []
+    tokens = [10.0]  # a bucket as store/send_rates.py keeps it, on a clock of our own
+
+    def take(n: int) -> float:
+        takes.append(n)
+        tokens[0] -= n
+        return max(0.0, -tokens[0]) / 10
+
+    taker = SendTokens(take, 10.0, monotonic=lambda: now[0])
+    waits = [taker(1) for _ in range(30)]  # no time passes: the burst, then a debt
+    assert takes == [10, 10, 10]
+    assert waits == pytest.approx([0.0] * 10 + [n / 10 for n in range(1, 21)])
+    assert taker(3) == pytest.approx(2.3)  # more than the reserve: the rest taken, the last's wait
+    assert taker.reserve == 7
+    taker.give_back()
+    assert takes[-1] == -7 and taker.reserve == 0
+
+
+@pytest.mark.postgresql_only("the fleet's bucket lives in a PostgreSQL store")
+def test_tokens_not_spent_go_back_to_the_bucket_never_above_its_burst() -> None:
+    store = Store(new_postgres_url())
+    try:
+        statements: list[str] = []
+        event.listen(store.engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
+        taker = store.send_tokens("postmark", 50.0)
+        assert taker(1) == 0.0 and taker.reserve == 49  # a block of 50: the bucket is empty
+        assert any("synchronous_commit = off" in s for s in statements)  # a crash loses nothing that matters
+        taker.give_back()
+        assert store.take_send_tokens("postmark", 49, 50.0) < 0.05  # the 49 came back
+        store.take_send_tokens("postmark", -500, 50.0)  # more than the burst given back
+        assert store.take_send_tokens("postmark", 100, 50.0) > 0.9  # holds one second's worth at most
     finally:
         store.close()

@@ -284,6 +284,30 @@ def test_an_event_finds_its_delivery_by_token_message_id_or_provider_id(site: Si
         app.close()
 
 
+def test_a_batch_calls_one_provider_id_links_only_the_reader_the_event_names(site: Site, store_url: str) -> None:
+    """SendGrid's and Mailgun's batch call gives one id to every reader in it: a complaint
+    naming reader B by that id alone must not link (and suppress) reader A."""
+    app, _mails = sent_digest(site, store_url, "a@example.com", "b@example.com")
+    try:
+        with app.store.engine.begin() as conn:  # what a batch call of the two records
+            conn.execute(text("update deliveries set provider_id = 'sg-batch-1'"))
+            ids = dict(conn.execute(text("select email_key, id from deliveries")).all())
+        report = app.record_mail_events(
+            [
+                event(EventKind.COMPLAINT, "B@example.com", provider_id="sg-batch-1", source="sendgrid"),
+                event(EventKind.SOFT_BOUNCE, "other@example.com", provider_id="sg-batch-1", source="sendgrid"),
+            ]
+        )
+        assert report.suppressed == ["b@example.com"]
+        assert status(app, "a@example.com") is SubscriberStatus.CONFIRMED
+        by_key = {e.email_key: e for e in app.store.mail_events()}
+        assert by_key["b@example.com"].delivery_id == ids["b@example.com"]
+        assert by_key["b@example.com"].linked_by == "provider_id"
+        assert by_key["other@example.com"].delivery_id is None  # naming neither reader: linked to none
+    finally:
+        app.close()
+
+
 def test_one_message_counts_once_however_often_it_is_reported(site: Site, store_url: str) -> None:
     """Mailgun reports a temporary failure at each retry, and one DSN may name several
     recipients of one message (one token): a soft bounce counts per delivery, not per report."""

@@ -354,6 +354,10 @@ def test_ses_and_directmail_read_their_keys_from_the_named_variables(
         "aws_id",
         "aws_token",
     )
+    thousand = text.replace('transport = "ses"', 'transport = "ses"\nbatch_size = 1000')
+    many = App(load_settings(write(tmp_path, thousand)))
+    capped = many.transport()  # a thread per call at once: 16 at most, whatever batch_size says
+    assert isinstance(capped, ConcurrentTransport) and capped.limit == 16
     aliyun = App(load_settings(write(tmp_path, text.replace('transport = "ses"', 'transport = "aliyun"'))))
     api = aliyun.transport()
     assert isinstance(api, HttpApiTransport) and api.base_url == "https://dm.ap-southeast-1.aliyuncs.com"

@@ -416,6 +416,22 @@ def test_a_broken_transport_pauses_without_using_up_attempts(planned: tuple[Stor
     assert report.sent == 5 and not report.paused
 
 
+def test_a_stop_asked_during_the_pacing_wait_claims_nothing_more(planned: tuple[Store, int]) -> None:
+    store, digest_id = planned
+    transport, stop = MemoryTransport(), []
+    fake = FakeTime([])
+
+    def sleep_then_asked_to_stop(seconds: float) -> None:
+        fake.sleep(seconds)
+        stop.append(True)  # the worker's shutdown came while it waited
+
+    paced = Sender(store, transport, lambda: fake.now, messages_per_second=1, sleep=sleep_then_asked_to_stop,
+                   monotonic=fake.monotonic, refused=refused_at_sending(store))  # fmt: skip
+    report = paced.run(digest_id, build, should_stop=lambda: bool(stop))
+    assert report.stopped and len(transport.sent) == 1  # the first needed no wait; the second was not sent
+    assert store.delivery_counts(digest_id) == {"sent": 1, "pending": 4}
+
+
 def test_one_process_sends_from_a_store_at_a_time(planned: tuple[Store, int]) -> None:
     from publisher.errors import StoreError
 

@@ -24,6 +24,8 @@ if TYPE_CHECKING:
 
 LEFT_IN_POP3_META = "bounce_mailbox_left"  # the UIDLs of POP3 messages the bounce mailbox could not read
 
+SES_THREADS_MOST = 16  # SES calls made at once (`[mail] batch_size`), each from a thread of its own
+
 
 class MailServices:
     """`App`'s part that sends and hears back about mail (a mixin: App provides what is declared here)."""
@@ -75,7 +77,8 @@ class MailServices:
                 return HttpApiTransport(ses.PROVIDER, key, url, options)
             from ..transports.batch import ConcurrentTransport
 
-            return ConcurrentTransport(lambda: HttpApiTransport(ses.PROVIDER, key, url, options), mail.batch_size or 8)
+            threads = min(mail.batch_size or 8, SES_THREADS_MOST)  # a thread each: not 1,000
+            return ConcurrentTransport(lambda: HttpApiTransport(ses.PROVIDER, key, url, options), threads)
         if mail.transport == "aliyun" and mail.aliyun is not None:
             from ..transports import aliyun
 

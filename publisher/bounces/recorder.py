@@ -106,7 +106,7 @@ def link(store: Store, signing_key: bytes, event: MailEvent) -> tuple[DeliveryRe
         if ref is not None:
             return ref, "message_id", False
     if event.provider_id:
-        ref = store.delivery_by_provider_id(event.provider_id)
+        ref = store.delivery_by_provider_id(event.provider_id, event.email.strip().lower())
         if ref is not None:
             return ref, "provider_id", False
     if event.source in MAILBOX_SOURCES:

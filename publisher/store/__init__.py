@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import create_engine, delete, event, insert, select, text
+from sqlalchemy import create_engine, delete, event, insert, select
 from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError
 
@@ -25,6 +25,7 @@ from .bounces import BounceStore, DeliveryRef, NewMailEvent, Recorded, StoredEve
 from .form_tokens import FormTokenStore
 from .ledger import DigestRow, LedgerStore, QueueChunk
 from .ledger_connection import Ledger
+from .locks import BUILD_LOCK, SCHEDULER_LOCK, held_lock
 from .people import PeopleStore, ReaderDelivery, SubscriberPage
 from .reports import CategoryWeeks, DigestReport, ReportStore, SubscriberWeek, Week, weeks_ending
 from .retries import EARLIER, GAVE_UP, SENT_AGAIN, UNANSWERED, DeliveryProblem, RetryStore, next_try_at
@@ -37,10 +38,6 @@ from .subscribers import SubscriberStore
 from .watch import DigestRates, WatchStore
 from .websub import HubState, Waiting, WebSubStore
 from .writer import StoreWriter, sqlite_datetime
-
-# PostgreSQL advisory locks (one number each, in the store's database): the send lock is
-# ledger.py's 7202611.
-SCHEDULER_LOCK, BUILD_LOCK = 7202612, 7202613
 
 __all__ = [
     "Account", "AccountExists", "AdminSession", "AuditEntry",
@@ -144,34 +141,9 @@ class Store(
     @contextmanager
     def held_lock(self, suffix: str, key: int) -> Iterator[bool]:
         """A lock every process on the store sees, taken without waiting: True if this one got
-        it. SQLite: an exclusive flock on `<database>.<suffix>` (released by the kernel when the
-        process ends, however it ends); PostgreSQL: the session advisory lock `key`, on a
-        connection kept while it is held (the server lets it go when the connection ends)."""
-        url = self.engine.url
-        if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
-            import fcntl
-
-            with open(f"{url.database}.{suffix}", "a+b") as handle:
-                try:
-                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:
-                    yield False
-                    return
-                try:
-                    yield True
-                finally:
-                    fcntl.flock(handle, fcntl.LOCK_UN)
-            return
-        if url.get_backend_name() == "postgresql":
-            with self.engine.connect() as conn:
-                got = bool(conn.execute(text("select pg_try_advisory_lock(:key)"), {"key": key}).scalar_one())
-                try:
-                    yield got
-                finally:
-                    if got:
-                        conn.execute(text("select pg_advisory_unlock(:key)"), {"key": key})
-            return
-        yield True
+        it (locks.held_lock)."""
+        with held_lock(self.engine, suffix, key) as got:
+            yield got
 
 
 def prepare_sqlite_file(url: URL) -> None:

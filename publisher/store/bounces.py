@@ -113,12 +113,22 @@ class BounceStore:
             return None
         return self._delivery_where(deliveries_table.c.message_id.in_((f"<{bare}>", bare)))
 
-    def delivery_by_provider_id(self, provider_id: str) -> DeliveryRef | None:
-        """By the provider's id of the message, as its answer gave it (brackets or not)."""
+    def delivery_by_provider_id(self, provider_id: str, email_key: str) -> DeliveryRef | None:
+        """By the provider's id of the message, as its answer gave it (brackets or not). A batch
+        call (Mailgun, SendGrid) gives one id to all its readers' deliveries: when the id names
+        several readers, only a delivery to `email_key` (the event's address) is it, and an
+        event naming none of them links nothing (another reader's delivery would apply the
+        event's rule to the wrong person)."""
         bare = provider_id.strip().strip("<>")
         if not bare:
             return None
-        return self._delivery_where(deliveries_table.c.provider_id.in_((f"<{bare}>", bare)))
+        x = deliveries_table.c
+        same_id = x.provider_id.in_((f"<{bare}>", bare))
+        with self.engine.connect() as conn:
+            readers = conn.execute(select(x.email_key).where(same_id).distinct().limit(2)).scalars().all()
+        if len(readers) < 2:
+            return self._delivery_where(same_id)
+        return self._delivery_where(same_id & (x.email_key == email_key))
 
     def _delivery_where(self, condition: Any) -> DeliveryRef | None:
         x = deliveries_table.c

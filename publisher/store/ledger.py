@@ -7,16 +7,16 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Select, and_, func, insert, or_, select, text, update
+from sqlalchemy import Select, and_, func, insert, or_, select, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
 from ..errors import StoreError
 from ..model import CADENCES, WEEKLY, Delivery, cadence_key, first_scheduled
 from .ledger_connection import Ledger
+from .locks import SEND_LOCK, held_lock
 from .retries import EARLIER, OPEN, due_clause
 from .schema import aware_utc, deliveries_table, digests_table, naive_utc, subscribers_table, take_turnstile
 from .subscribers import subscriber_from_row
@@ -236,40 +236,13 @@ class LedgerStore:
         lock on `<database>.send-lock` (the kernel drops it when the process dies, so a killed
         sender never blocks `digest resume`); PostgreSQL: a session advisory lock. Threads of
         one process (the scheduler's jobs) wait for each other instead."""
-        with _SEND_THREADS:
-            with self._process_send_lock():
-                yield
-
-    @contextmanager
-    def _process_send_lock(self) -> Iterator[None]:
-        url = self.engine.url
-        if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
-            import fcntl
-
-            path = Path(f"{url.database}.send-lock")
-            with open(path, "a+b") as handle:
-                try:
-                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:
-                    raise StoreError(
-                        f"another process is sending a digest from this store ({path} is locked)",
-                        "wait for it to finish, or stop it; then `publisher digest resume`",
-                    ) from None
-                try:
-                    yield
-                finally:
-                    fcntl.flock(handle, fcntl.LOCK_UN)
-            return
-        if url.get_backend_name() == "postgresql":
-            with self.engine.connect() as conn:
-                if not conn.execute(text("select pg_try_advisory_lock(7202611)")).scalar_one():
-                    raise StoreError("another process is sending a digest from this store", "wait for it to finish")
-                try:
-                    yield
-                finally:
-                    conn.execute(text("select pg_advisory_unlock(7202611)"))
-            return
-        yield
+        with _SEND_THREADS, held_lock(self.engine, "send-lock", SEND_LOCK) as got:
+            if not got:
+                raise StoreError(
+                    f"another process is sending a digest from this store ({_send_lock_name(self.engine)})",
+                    "wait for it to finish, or stop it; then `publisher digest resume`",
+                )
+            yield
 
     def ledger(self) -> Ledger:
         """One connection for a send run: the marks and look-ups of the hot path."""
@@ -319,6 +292,13 @@ class LedgerStore:
 
 
 _SEND_THREADS = threading.RLock()
+
+
+def _send_lock_name(engine: Engine) -> str:
+    url = engine.url
+    if url.get_backend_name() == "sqlite":
+        return f"{url.database}.send-lock is locked"
+    return f"it holds advisory lock {SEND_LOCK}"
 
 
 def _batches(items: Iterable[tuple[str, str]], size: int) -> Iterator[list[tuple[str, str]]]:

@@ -19,7 +19,9 @@ batch goes out in one of two ways:
 A call refused as a whole (a 4xx but 401, 403 and 429: nothing was sent) of several messages
 is made again one message at a time, so one bad address fails only its own delivery. The HTTP
 rules are the single-message sender's (http_api.HttpApiTransport.post): a call whose answer was
-lost is `uncertain` for every message in it, unless the provider honours an idempotency key.
+lost is `uncertain` for every message in it. Resend's batch key is tried again within the one
+`post` (same key, same bytes); once those attempts run out the call is `uncertain` too, because
+the next call is made up of other members under another key.
 """
 
 from __future__ import annotations
@@ -63,16 +65,21 @@ def _postmark_batch(messages: Sequence[Message], key: str, options: dict[str, st
     return Request(path="/email/batch", headers=headers, json=[postmark_body(m, options) for m in messages])
 
 
-# Postmark's per-message error codes that say what the API's status would: the recipient is
-# inactive (it hard-bounced, complained or was suppressed: the address is dead to us too), the
-# server may not send at all (out of credits, a sender signature missing).
+# Postmark's per-message error codes (its API error codes table) that say more than "this
+# message is refused": the recipient is inactive (it hard-bounced, complained or was suppressed:
+# the address is dead to us too); the server or account may not send at all (every message of
+# the call is handed back and the digest pauses: `broken`); Postmark asks to try later.
 _POSTMARK_DEAD = {406}
 _POSTMARK_INACTIVE = "Postmark marks the address inactive (a hard bounce, a complaint or its suppression)"
 _POSTMARK_BROKEN = {
-    400: "the sender signature is not confirmed in Postmark",
+    10: "Postmark refuses the server token: check the API key's environment variable",
+    400: "the From address has no sender signature in Postmark: add it (or its domain) to the server",
+    401: "the sender signature is not confirmed in Postmark: confirm it",
     405: "Postmark does not let this server send (out of credits?): see the account",
     412: "Postmark's account is pending approval: only its own domain's addresses may be sent to",
+    413: "Postmark says the account may not send: see the account's status",
 }
+_POSTMARK_LATER = {100: "Postmark is in maintenance", 429: "Postmark's rate limit was exceeded"}
 
 
 def _postmark_read(response: requests.Response, messages: Sequence[Message]) -> list[Outcome]:
@@ -93,6 +100,9 @@ def _postmark_read(response: requests.Response, messages: Sequence[Message]) -> 
         elif code in _POSTMARK_BROKEN:
             hint = _POSTMARK_BROKEN[code]
             outcomes.append(TransportError(f"postmark: ErrorCode {code}: {said}", hint, retryable=False, broken=True))
+        elif code in _POSTMARK_LATER:
+            hint = f"{_POSTMARK_LATER[code]}: tried again later"
+            outcomes.append(TransportError(f"postmark: ErrorCode {code}: {said}", hint, retryable=True))
         else:
             dead = code in _POSTMARK_DEAD
             hint = _POSTMARK_INACTIVE if dead else "Postmark will not take this message"
@@ -102,7 +112,8 @@ def _postmark_read(response: requests.Response, messages: Sequence[Message]) -> 
 
 def _resend_batch(messages: Sequence[Message], key: str, options: dict[str, str]) -> Request:
     """POST /emails/batch, permissive (each invalid message refused alone), with an
-    Idempotency-Key of the batch's Message-IDs: a retried call sends nothing twice."""
+    Idempotency-Key of the batch's Message-IDs: an attempt made again within the one `post`
+    sends nothing twice (a later call has other members and another key: see post)."""
     ids = hashlib.sha256("\n".join(m.message_id for m in messages).encode("utf-8")).hexdigest()
     headers = {"Authorization": f"Bearer {key}", "Idempotency-Key": f"batch-{ids}", "x-batch-validation": "permissive"}
     return Request(path="/emails/batch", headers=headers, json=[resend_body(m) for m in messages])
@@ -113,7 +124,8 @@ def _resend_read(response: requests.Response, messages: Sequence[Message]) -> li
     body = json_object(response)
     data, errors = body.get("data"), body.get("errors") or []
     refused = {e.get("index"): str(e.get("message") or "")[:300] for e in errors if isinstance(e, dict)}
-    if not isinstance(data, list) or len(data) + len(refused) != len(messages):
+    in_range = all(isinstance(i, int) and 0 <= i < len(messages) for i in refused)
+    if not isinstance(data, list) or not in_range or len(data) + len(refused) != len(messages):
         what = f"HTTP {response.status_code} from {response.url}: an answer that does not account for every message"
         raise _uncertain("resend", what)
     taken = iter(data)
@@ -328,7 +340,8 @@ class BatchApiTransport:
         if len(messages) == 1:
             return [self.single.send(messages[0])]
         try:
-            response = self.single.post(self.api.build(messages, self.single.api_key, self.single.options))
+            request = self.api.build(messages, self.single.api_key, self.single.options)
+            response = self.single.post(request, key_outlives=False)  # the next call's members differ
         except TransportError as exc:
             if exc.retryable or exc.uncertain or exc.broken:
                 raise

@@ -279,11 +279,15 @@ class HttpApiTransport:
         response = self.post(self.provider.build(message, self.api_key, self.options))
         return Sent(provider_id=self.provider.message_id(response))
 
-    def post(self, request: Request) -> requests.Response:
+    def post(self, request: Request, *, key_outlives: bool = True) -> requests.Response:
         """Post `request` (signed afresh for each attempt), trying again only where the
         provider cannot have taken it (see the module's docstring): its 2xx answer, read whole,
-        or TransportError."""
+        or TransportError. `key_outlives`: a later call for the same messages carries the same
+        idempotency key (a single message's Message-ID); False for a batch's key, which the next
+        call makes up anew from other members: then a call that an attempt may have delivered
+        ends `uncertain` once its attempts run out, never retryable."""
         url = f"{self.base_url}{request.path}"
+        maybe_taken = False  # an attempt may have reached the provider (retried under its key)
         for attempt in range(1, self.attempts + 1):
             last = attempt == self.attempts
             sign = self.provider.sign
@@ -300,19 +304,34 @@ class HttpApiTransport:
                 if response is not None:
                     response.close()
                 failure = self._failure(url, exc, response)
+                maybe_taken = maybe_taken or not (response is None and _unsent(exc))
                 if failure.retryable and not last:
                     self.sleep(min(2.0 ** (attempt - 1) / 2, self.retry_after_cap))
                     continue
-                raise failure from exc
+                raise self._lost_key(failure, maybe_taken and not key_outlives) from exc
             if response.ok:
                 return response
             refusal = self._refusal(response)
+            taken_here = refusal.retryable and not refusal.throttled and response.status_code not in NOT_TAKEN
+            maybe_taken = maybe_taken or taken_here or refusal.uncertain
             if refusal.retryable and not last:
                 backoff = min(2.0 ** (attempt - 1) / 2, self.retry_after_cap)
                 self.sleep(self._retry_after(response, attempt) if refusal.throttled else backoff)
                 continue
-            raise self._error(response, refusal)
+            raise self._lost_key(self._error(response, refusal), maybe_taken and not key_outlives)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _lost_key(self, error: TransportError, lost: bool) -> TransportError:
+        """`error` as uncertain when an attempt may have been taken and its idempotency key
+        dies with this call (`post`'s key_outlives): another call would send it again."""
+        if not lost or error.uncertain:
+            return error
+        return TransportError(
+            f"{error.message}; an earlier attempt may have been taken under this call's idempotency key",
+            "it may have been sent: `digest failures` lists it, `digest retry --all` sends it again",
+            retryable=False,
+            uncertain=True,
+        )
 
     def _failure(self, url: str, exc: requests.RequestException, response: requests.Response | None) -> TransportError:
         """A request that raised: certainly unsent (retryable) only by `_unsent` and before an

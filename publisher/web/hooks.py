@@ -7,6 +7,12 @@ not verifiably the provider's (signature, credentials, token, a stale or replaye
 answered 401 and logged in one line, and nothing changes; a verified one's events go to the
 App (`record_mail_events`), and 200 tells the provider not to send it again. When they cannot
 be recorded (the store is busy or down) the answer is 503 and the request may come again.
+
+The replay key is spent before the events are recorded (each event in its own transaction).
+A request whose every event carries the provider's event id, which the store keeps once, is
+recorded again when it comes again and answered 200: a crash between the key and the events
+loses nothing, and a replay changes nothing. Only a replay with an event the store cannot
+tell apart (no id) is refused.
 """
 
 from __future__ import annotations
@@ -76,13 +82,16 @@ def receive(provider: str) -> Response:
     except Exception as exc:  # noqa: BLE001 - the store is busy or down: the provider must try again
         log.error("hooks/%s: could not check a request for a replay: %s: %s", provider, exc.__class__.__name__, exc)
         return _answer(503, "try again later")
-    if not fresh:
+    if not fresh and not all(event.event_id for event in verified.events):
         log.warning("hooks/%s: refused a request from %s: replayed (accepted once already)", provider, client_address())
         return _answer(401, "refused")
+    if not fresh:  # every event has its id, which the store keeps once: recording again changes nothing
+        log.info("hooks/%s: a request accepted once came again: its events are recorded once, by their ids", provider)
     try:
         report = state.record(verified.events)
     except Exception as exc:  # noqa: BLE001 - the provider must try again, whatever failed
-        state.guard.release(verified.replay_key)
+        if fresh:
+            state.guard.release(verified.replay_key)
         log.error("hooks/%s: could not record %d event(s): %s: %s", provider, len(verified.events),
                   exc.__class__.__name__, exc)  # fmt: skip
         return _answer(503, "try again later")
