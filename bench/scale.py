@@ -273,8 +273,8 @@ def report(results: list[dict[str, object]], args: argparse.Namespace, prepare_s
     lines = [
         f"# Scale-out: {args.readers:,} readers ({datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores)", "",
         f"Set: messages_per_second = {args.rate:,} (above the fleet's speed), [mail] batch_size = {BATCH_LIMIT}, "
-        f"[fanout] chunk = {args.chunk}, concurrency = {args.concurrency}; the doubles answer every "
-        f"{args.throttle_every}th call 429 (Retry-After 1) and every {args.unavailable_every}th 503. "
+        f"[fanout] chunk = {args.chunk}, concurrency = {args.concurrency}; the doubles answer one call in "
+        f"{args.throttle_every} with 429 (Retry-After 1) and one in {args.unavailable_every} with 503. "
         f"Set-up (ingest, {args.readers:,} readers inserted): {prepare_s:.0f} s.", "",
         "| workers | plan s | planner MB | send s (to 1st message) | msg/s | per worker: msg/s (peak MB, CPU ms/msg) "
         "| calls (429, 503) | uncertain (received) | database MB (deliveries) "
