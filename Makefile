@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 CONFIG ?= config/publisher.toml
 
-.PHONY: run test bench build lint clean
+.PHONY: run test bench bench-scale build lint clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -131,6 +131,19 @@ bench: $(BENCH_VENV)/.installed $(STAMPS)/hugo $(STAMPS)/smtp-sink $(STAMPS)/wrk
 	$(BENCH_PY) bench/serving.py || status=1; \
 	$(BENCH_PY) bench/summary.py || status=1; \
 	exit $$status
+
+# bench/scale.py: a digest to a million generated readers by 1, 2 and 4 `publisher worker`
+# processes through a loopback double of Postmark's batch API (docs/performance.md: about an hour
+# on 2 cores; `make bench-scale SCALE_ARGS=--quick` is a smoke run of 20,000 readers). Not part of
+# `make bench`. It needs a PostgreSQL server ($PUBLISHER_TEST_POSTGRES, else 127.0.0.1:5432; it
+# says so and skips without one) and the `postgres` extra in the bench venv.
+SCALE_ARGS ?=
+$(BENCH_VENV)/.postgres: $(BENCH_VENV)/.installed
+	$(BENCH_PY) -m pip install --quiet '.[postgres]'
+	touch $@
+
+bench-scale: $(BENCH_VENV)/.postgres
+	@$(BENCH_PY) bench/scale.py $(SCALE_ARGS); rc=$$?; [ $$rc = 0 ] || [ $$rc = 2 ]
 
 lint: $(VENV)/.installed
 	$(PY) -m pip install --quiet -e '.[dev]'

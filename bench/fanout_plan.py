@@ -22,54 +22,33 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
 import time
-import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 BENCH_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH_DIR))
 
-import corpus  # noqa: E402  (bench/ is not a package)
-from mail import add_subscribers, own_peak_mb  # noqa: E402
+from mail import add_subscribers, own_peak_mb  # noqa: E402  (bench/ is not a package)
+from postgres_site import drop, no_postgres, site_lines, throwaway_database, write_content  # noqa: E402
 
 OUT_DIR = BENCH_DIR / "out"
 WORK = OUT_DIR / "fanout_plan"
 AIM_MB = 200.0  # issue 14: the planning process under 200 MB at 200,000 readers
-ADMIN = os.environ.get("PUBLISHER_TEST_POSTGRES") or "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 
 
 def write_config(folder: Path, url: str, chunk: int) -> Path:
-    lines = [
-        "[site]", 'title = "高新院"', 'url = "https://www.example.org"', 'timezone = "Asia/Shanghai"',
-        "[output]", f'dir = "{folder / "public"}"',
-        "[store]", f'url = "{url}"',
-        "[text]", 'convert = "t2s"',
+    lines = site_lines(folder, url, WORK / "content") + [
         "[mail]", 'transport = "outbox"', "[mail.outbox]", f'dir = "{folder / "outbox"}"',
         "[digest]", 'postal_address = "云川市高新区创新大道 1 号 高新技术产业研究院"',
         "[fanout]", "enabled = true", f"chunk = {chunk}",
     ]  # fmt: skip
-    for name in corpus.CATEGORIES:
-        lines += ["[[categories]]", f'name = "{name}"']
-    lines += ["[[sources]]", 'type = "files"', f'path = "{WORK / "content"}"', 'name = "week"']
     path = folder / "publisher.toml"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
-
-
-def write_content(articles: int) -> None:
-    content = WORK / "content"
-    week_start = datetime.now(UTC) - timedelta(days=6)
-    for i in range(articles):
-        category, text = corpus.make_article(i)
-        published = week_start + timedelta(minutes=i * 6 * 24 * 60 // max(articles, 1))
-        text = re.sub(r"^date: .*$", f"date: {published:%Y-%m-%d %H:%M}", text, count=1, flags=re.M)
-        (content / category).mkdir(parents=True, exist_ok=True)
-        (content / category / f"{i:05d}.md").write_text(text, encoding="utf-8")
 
 
 def prepare(url: str, count: int, chunk: int) -> Path:
@@ -123,26 +102,6 @@ def measured(config: Path) -> dict[str, float]:
     return dict(json.loads(proc.stdout.decode().strip().splitlines()[-1]))
 
 
-def throwaway_database() -> tuple[str, object]:
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
-
-    name = f"publisher_bench_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(ADMIN, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    return make_url(ADMIN).set(database=name).render_as_string(hide_password=False), admin
-
-
-def drop(url: str, admin: object) -> None:
-    from sqlalchemy import text
-    from sqlalchemy.engine import Engine, make_url
-
-    assert isinstance(admin, Engine)
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)'))
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--subscribers", default="20000,200000")
@@ -153,18 +112,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.child is not None:
         print(json.dumps(child_plan(args.child) | {"peak_mb": own_peak_mb()}))
         return 0
-    try:
-        from sqlalchemy import create_engine, text
-
-        with create_engine(ADMIN).connect() as conn:
-            conn.execute(text("select 1"))
-    except Exception as exc:  # noqa: BLE001 (any failure: no server to bench on)
-        print(f"no PostgreSQL at {ADMIN.split('@')[-1]} ({type(exc).__name__}): set $PUBLISHER_TEST_POSTGRES",
-              file=sys.stderr)  # fmt: skip
+    missing = no_postgres()
+    if missing:
+        print(missing, file=sys.stderr)
         return 2
     if WORK.exists():
         shutil.rmtree(WORK)
-    write_content(args.articles)
+    write_content(WORK / "content", args.articles)
     results = {}
     for count in [int(n) for n in args.subscribers.split(",")]:
         url, admin = throwaway_database()
