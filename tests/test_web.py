@@ -52,8 +52,12 @@ public_url = "{self.base}"
     def stop(self) -> None:
         # Close every socket from inside waitress's own loop (closing them from this thread
         # would pull a descriptor out from under its select()); an empty loop then returns.
-        self.server.trigger.pull_trigger(lambda: wasyncore.close_all(self.server._map))
+        try:
+            self.server.trigger.pull_trigger(lambda: wasyncore.close_all(self.server._map))
+        except OSError:  # the trigger's descriptor is gone (seen once in CI, EBADF): close from here
+            wasyncore.close_all(self.server._map)
         self.thread.join(timeout=10)
+        assert not self.thread.is_alive(), "waitress's loop did not end"
         self.server.task_dispatcher.shutdown()
         self.app.close()
 
