@@ -7,17 +7,16 @@ import signal
 import threading
 import time
 from collections import Counter
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, text
-from test_newsletter import Inbox, add_readers, this_month
+from test_newsletter import Inbox, add_readers, mailing_site, this_month
 from test_newsletter import run_cli as cli
 from test_smtp import smtp_on_loopback
 
 from backends import new_postgres_url
-from conftest import Site, days_ago
+from conftest import Site
 from publisher.newsletter import Newsletter
 
 READERS = 5000
@@ -40,28 +39,9 @@ def postgres_url() -> str:
 
 def fanning_site(site: Site, url: str, port: int, extra: str = "") -> None:
     """The site on the PostgreSQL store `url`, with fan-out, mailing through the SMTP server
-    on `port` as fast as it takes them, and three articles built."""
-    site.write_config(
-        f"""
-[mail]
-transport = "smtp"
-[mail.smtp]
-host = "127.0.0.1"
-port = {port}
-security = "none"
-timeout = 10
-[digest]
-messages_per_second = 0
-postal_address = "云川市高新区创新大道 1 号"
-{extra}
-{FANOUT}"""
-    )
+    on `port` as fast as it takes them, and three articles built (test_newsletter's site)."""
     site.use_store(url)
-    site.clock_now = datetime.now(UTC)  # the CLI runs on the real clock
-    site.article("policy/a.md", "《人才十条》政策要点解读", date=days_ago(2))
-    site.article("tech/shared.md", "科技成果转化与产业政策联动", date=days_ago(3), categories="[policy, tech]")
-    site.article("news.md", "高新院开放日", date=days_ago(5))
-    site.build()
+    mailing_site(site, port, f"{extra}\n{FANOUT}")
 
 
 def ledger(url: str) -> tuple[str, dict[str, int], set[str]]:
