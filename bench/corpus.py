@@ -488,3 +488,17 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+def write_week(content: Path, articles: int) -> None:
+    """`articles` articles spread over the last six days (this week's news, as a first digest
+    expects), one folder a category: the mail benches' content."""
+    import re
+
+    week_start = dt.datetime.now(dt.UTC) - dt.timedelta(days=6)
+    for i in range(articles):
+        category, text = make_article(i)
+        published = week_start + dt.timedelta(minutes=i * 6 * 24 * 60 // max(articles, 1))
+        text = re.sub(r"^date: .*$", f"date: {published:%Y-%m-%d %H:%M}", text, count=1, flags=re.M)
+        (content / category).mkdir(parents=True, exist_ok=True)
+        (content / category / f"{i:05d}.md").write_text(text, encoding="utf-8")

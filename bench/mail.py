@@ -31,14 +31,13 @@ import itertools
 import json
 import os
 import random
-import re
 import shutil
 import smtplib
 import socket
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -110,14 +109,7 @@ def prepare(articles: int, counts: list[int], port: int) -> dict[int, Path]:
     if WORK.exists():
         shutil.rmtree(WORK)
     content = WORK / "content"
-    week_start = datetime.now(UTC) - timedelta(days=6)
-    for i in range(articles):
-        category, text = corpus.make_article(i)
-        # This week's news: published in the last days, as a first digest expects.
-        published = week_start + timedelta(minutes=i * 6 * 24 * 60 // max(articles, 1))
-        text = re.sub(r"^date: .*$", f"date: {published:%Y-%m-%d %H:%M}", text, count=1, flags=re.M)
-        (content / category).mkdir(parents=True, exist_ok=True)
-        (content / category / f"{i:05d}.md").write_text(text, encoding="utf-8")
+    corpus.write_week(content, articles)
     templates = {}
     for count in counts:
         folder = WORK / f"template-{count}"

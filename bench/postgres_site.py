@@ -10,10 +10,8 @@ the server on 127.0.0.1:5432 (trust auth).
 from __future__ import annotations
 
 import os
-import re
 import sys
 import uuid
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -66,13 +64,7 @@ def drop(url: str, admin: Any) -> None:
 
 def write_content(content: Path, articles: int) -> None:
     """`articles` articles of bench/corpus.py spread over the last six days, one folder a category."""
-    week_start = datetime.now(UTC) - timedelta(days=6)
-    for i in range(articles):
-        category, text = corpus.make_article(i)
-        published = week_start + timedelta(minutes=i * 6 * 24 * 60 // max(articles, 1))
-        text = re.sub(r"^date: .*$", f"date: {published:%Y-%m-%d %H:%M}", text, count=1, flags=re.M)
-        (content / category).mkdir(parents=True, exist_ok=True)
-        (content / category / f"{i:05d}.md").write_text(text, encoding="utf-8")
+    corpus.write_week(content, articles)
 
 
 def site_lines(folder: Path, url: str, content: Path) -> list[str]:
