@@ -10,7 +10,14 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from urllib.parse import urlsplit
 
-from .markdown import MarkdownLimitError, as_sanitised, check_limits, is_own_markup, render_markdown
+from .markdown import (
+    MarkdownLimitError,
+    as_sanitised,
+    check_limits,
+    is_own_markup,
+    render_markdown,
+    within_limits_however_cleaned,
+)
 from .model import Article, Category, ReadItem, Rendition, SourceItem
 from .text import (
     absolute_url,
@@ -135,6 +142,10 @@ _LIMITS_HINT = "split it, or flatten its quotes and lists: docs/content.md gives
 
 
 def _check_markdown(text: str) -> None:
+    """The limits checked as rendering will check them, on the cleaned text; cleaning (a scan of
+    every character) is skipped when the text is within them however it is cleaned."""
+    if within_limits_however_cleaned(text):
+        return
     try:
         check_limits(clean_text(text))
     except MarkdownLimitError as exc:
