@@ -161,8 +161,10 @@ def _clean(text: str, rules: TextRules) -> str:
 def _source_digest(item: SourceItem) -> str:
     """SHA-256 of the body as the source gave it: its text, its kind and its given summary."""
     kind = "markdown" if item.markdown else "html"
-    raw = f"{kind}\x1f{item.summary or ''}\x1f{item.content}"
-    return hashlib.sha256(raw.encode("utf-8", "surrogatepass")).hexdigest()
+    digest = hashlib.sha256(f"{kind}\x1f{item.summary or ''}\x1f".encode("utf-8", "surrogatepass"))
+    body = item.content_utf8
+    digest.update(item.content.encode("utf-8", "surrogatepass") if body is None else body)
+    return digest.hexdigest()
 
 
 def _body_hash(source_digest: str, url: str | None, rules: TextRules, site_url: str) -> str:

@@ -4,8 +4,10 @@ site (`来源:… 日期:…` lines)."""
 
 from __future__ import annotations
 
+import os
 import re
 from datetime import date, datetime, time
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -19,16 +21,43 @@ class Problem(Exception):
         self.hint = hint
 
 
-def decode_text(data: bytes) -> str:
-    """UTF-8 (with or without BOM), else GB18030, which covers GBK and GB2312."""
+def read_bytes(path: str | Path) -> bytes:
+    """A file's bytes, read through the OS: open() would add a buffered reader and five system
+    calls (two fstat, an ioctl, two lseek) to each of 10,000 files a cold build reads."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        chunks = []
+        while chunk := os.read(fd, _READ_SIZE):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+_READ_SIZE = 1 << 16  # most articles in one read, then the empty read that says the file ended
+
+_BOM = b"\xef\xbb\xbf"
+
+
+def decode_text(data: bytes) -> tuple[str, bool]:
+    """The text of a file, and whether it was UTF-8 (with or without BOM); else GB18030, which
+    covers GBK and GB2312."""
     try:  # the utf-8-sig codec is Python code; this is the same in C
-        return (data[3:] if data.startswith(b"\xef\xbb\xbf") else data).decode("utf-8")
+        return (data[3:] if data.startswith(_BOM) else data).decode("utf-8"), True
     except UnicodeDecodeError:
         pass
     try:
-        return data.decode("gb18030").removeprefix("\ufeff")
+        return data.decode("gb18030").removeprefix("\ufeff"), False
     except UnicodeDecodeError:
         raise Problem("neither UTF-8 nor GB18030 text", "save the file as UTF-8") from None
+
+
+def utf8_tail(data: bytes, text: str, tail: str) -> bytes:
+    """The UTF-8 bytes of `tail`, the end of `text` decoded from UTF-8 `data`: sliced from the
+    file's bytes after the encoded length of what comes before it (a front matter's few hundred
+    bytes), rather than the whole body encoded again to be hashed."""
+    head = text[: len(text) - len(tail)]
+    return data[(len(_BOM) if data.startswith(_BOM) else 0) + len(head.encode("utf-8")) :]
 
 
 _OPENING = re.compile(r"---[ \t]*\r?\n")
