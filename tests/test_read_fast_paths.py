@@ -19,7 +19,14 @@ from hypothesis import strategies as st
 from publisher.markdown import MarkdownLimitError, check_limits, within_limits_however_cleaned
 from publisher.model import Category, SourceItem
 from publisher.normalize import CategoryIndex, TextRules, make_guid, normalize
-from publisher.sources.file_formats import _date_text, _plain_front_matter, parse_date, read_bytes
+from publisher.sources.file_formats import (
+    Problem,
+    _date_text,
+    _plain_front_matter,
+    parse_date,
+    read_bytes,
+    split_front_matter,
+)
 from publisher.sources.files import FilesSource
 from publisher.text import clean_text
 
@@ -68,6 +75,22 @@ def test_plain_front_matter_is_the_line_by_line_reading(lines: list[str], end: s
     assert _plain_front_matter(block) == plain_front_matter_line_by_line(block)
     for line in lines:  # most blocks hold a line neither reads: each line on its own too
         assert _plain_front_matter(line + end) == plain_front_matter_line_by_line(line + end)
+
+
+_CLOSING_LINE = re.compile(r"^(?:---|\.\.\.)[ \t]*\r?$\n?", re.MULTILINE)  # as before issue 16
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.lists(st.sampled_from(["---", "...", "--", "\n", "\r\n", "\r", " ", "\t", "a: b", "x", "-", "."])))
+def test_front_matter_closes_where_it_closed_before(pieces: list[str]) -> None:
+    text = "---\n" + "".join(pieces)
+    closing = _CLOSING_LINE.search(text, 4)
+    try:
+        _meta, body = split_front_matter(text)
+    except Problem as problem:  # not closed, or a block YAML refuses
+        assert (closing is None) == (problem.reason == "front matter is not closed"), problem.reason
+        return
+    assert closing is not None and body == text[closing.end() :]
 
 
 # --- dates -------------------------------------------------------------------------------------

@@ -61,7 +61,9 @@ def utf8_tail(data: bytes, text: str, tail: str) -> bytes:
 
 
 _OPENING = re.compile(r"---[ \t]*\r?\n")
-_CLOSING = re.compile(r"^(?:---|\.\.\.)[ \t]*\r?$\n?", re.MULTILINE)
+# A line of its own, found from the newline before it: a search for a literal skips from one
+# newline to the next, where `^` is tried at every character.
+_CLOSING = re.compile(r"\n(?:---|\.\.\.)[ \t]*\r?$\n?", re.MULTILINE)
 
 
 # What YAML refuses to read ("special characters are not allowed"): C0 controls but tab and the
@@ -90,10 +92,10 @@ def split_front_matter(text: str, notes: list[str] | None = None) -> tuple[dict[
     opening = _OPENING.match(text)
     if opening is None:
         raise Problem("no front matter", "start the file with a --- line, the YAML keys, and ---")
-    closing = _CLOSING.search(text, opening.end())
+    closing = _CLOSING.search(text, opening.end() - 1)  # from the opening line's newline
     if closing is None:
         raise Problem("front matter is not closed", "end the YAML block with a --- line")
-    block, body = text[opening.end() : closing.start()], text[closing.end() :]
+    block, body = text[opening.end() : closing.start() + 1], text[closing.end() :]
     block = _without_controls(block, notes if notes is not None else [])
     simple = _plain_front_matter(block.replace("\r\n", "\n"))
     if simple is not None:
@@ -120,8 +122,9 @@ def split_front_matter(text: str, notes: list[str] | None = None) -> tuple[dict[
 
 # One `key: text` line. The value is left to YAML when it starts like YAML's other syntax
 # (quotes, flow, comments, anchors, tags, block scalars, directives, lists) or holds a tab.
+# Greedy, then its trailing spaces stripped: a lazy value tried the line's end at every character.
 _PLAIN_LINE = re.compile(
-    r"^([A-Za-z_][A-Za-z0-9_-]*):[ \t]+([^\s\"'\[\]{}&*!|>%@`#,?:~-][^\t\n]*?)[ \t]*$", re.MULTILINE
+    r"^([A-Za-z_][A-Za-z0-9_-]*):[ \t]+([^\s\"'\[\]{}&*!|>%@`#,?:~-][^\t\n]*)[ \t]*$", re.MULTILINE
 )
 
 
@@ -146,7 +149,8 @@ def _plain_front_matter(block: str) -> dict[str, Any] | None:
     if len(pairs) != block.count("\n") + (not block.endswith("\n") and block != ""):
         return None  # a line that is not `key: text` (a blank one too)
     meta: dict[str, Any] = {}
-    for key, value in pairs:
+    for key, spaced in pairs:
+        value = spaced.rstrip(" ")
         if ": " in value or " #" in value or key in meta:
             return None  # a mapping in the value, a comment, or a duplicate
         if value[0] in _TYPED_FIRST and _YAML_TYPED.fullmatch(value):
