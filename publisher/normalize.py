@@ -214,11 +214,15 @@ def _leading_text(content: str, limit: int) -> str:
     return html_to_text(content)
 
 
+# A category name as written, cleaned: a site's few names come again in every file's front matter.
+_category_name = lru_cache(maxsize=1024)(clean_line)
+
+
 def resolve_categories(item: SourceItem, index: CategoryIndex) -> tuple[str, ...]:
     """Front matter categories (all must exist), else the folder, else the source default."""
     if item.categories:
         slugs = []
-        for name in map(clean_line, item.categories):
+        for name in map(_category_name, item.categories):
             category = index.find(name)
             if category is None:
                 raise NormalizeError(
