@@ -251,9 +251,12 @@ def _mailbox(name: str, address: Address) -> str:
     )
 
 
-@lru_cache(maxsize=64)
-def _line_slices(length: int) -> list[slice]:
-    return [slice(i, i + 76) for i in range(0, length, 76)]
+@lru_cache(maxsize=256)
+def _line_slices(lines: int) -> list[slice]:
+    """The slices of `lines` 76-column lines; the last one may run past the end (slicing stops
+    there), so every length with that many lines shares one list: a reader's own parts vary in
+    length by a few bytes, and a cache by length missed for most of them."""
+    return [slice(i, i + 76) for i in range(0, 76 * lines, 76)]
 
 
 def _base64_lines(data: bytes) -> bytes:
@@ -261,7 +264,7 @@ def _base64_lines(data: bytes) -> bytes:
     if not data:
         return b""
     encoded = binascii.b2a_base64(data, newline=False)
-    return b"\r\n".join(map(encoded.__getitem__, _line_slices(len(encoded)))) + b"\r\n"
+    return b"\r\n".join(map(encoded.__getitem__, _line_slices((len(encoded) + 75) // 76))) + b"\r\n"
 
 
 @lru_cache(maxsize=512)
