@@ -46,7 +46,7 @@ from typing import Protocol
 from .mail import Message
 from .model import Delivery
 from .store import EARLIER, GAVE_UP, SENT_AGAIN, UNANSWERED, Ledger, Store
-from .transports import BatchTransport, Sent, Transport, TransportError
+from .transports import BatchTransport, Sent, Transport, TransportError, split
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +103,7 @@ class Sender:
         rate: SharedRate | None = None,
     ) -> None:
         self.store, self.transport, self.clock = store, transport, clock
+        self.steps = split(transport)  # start, then finish: the next message is built between
         self.interval = 1.0 / messages_per_second if messages_per_second > 0 else 0.0
         self.rate = rate if messages_per_second > 0 else None
         # Deliveries read at a time, and so the most a batch call holds: about two seconds of
@@ -160,9 +161,13 @@ class Sender:
                     continue
                 for delivery in due:
                     if should_stop():  # a clean stop: the digest stays `sending` for the next start
-                        report.stopped = True
+                        report.stopped = run.answer_in_flight() is None  # else it paused the digest
                         return report
-                    message = run.prepare(delivery, build)
+                    # Built while the last message's answer is on its way, used once it is recorded.
+                    make = run.build_ahead(delivery, build) if run.in_flight is not None else build
+                    if run.answer_in_flight() is not None:
+                        return report
+                    message = run.prepare(delivery, make)
                     if message is None:
                         if run.stopped:
                             return report
@@ -172,12 +177,10 @@ class Sender:
                         return report
                     if not ledger.claim(delivery, self.clock()):
                         continue  # another sender has it
-                    try:
-                        answer: Sent | TransportError = self.transport.send(message)
-                    except TransportError as exc:
-                        answer = exc
-                    if run.answered(delivery, answer) is not None:
+                    if run.hand_over(delivery, message) is not None:
                         return report
+                if run.answer_in_flight() is not None:
+                    return report
             if report.waiting:
                 when = f"{report.next_try:%Y-%m-%d %H:%M:%S} UTC" if report.next_try else "?"
                 log.info("%d deliveries wait for another try, the first at %s", report.waiting, when)
@@ -189,16 +192,19 @@ class Sender:
             return report
         finally:  # each runs even when the one before raises (a lost database connection)
             try:
-                ledger.flush()
+                run.answer_in_flight()  # a message handed over before an error: its answer recorded
             finally:
                 try:
-                    ledger.close()
+                    ledger.flush()
                 finally:
                     try:
-                        self.transport.close()
+                        ledger.close()
                     finally:
-                        if self.rate is not None:
-                            self.rate.give_back()  # the tokens taken and not spent
+                        try:
+                            self.transport.close()
+                        finally:
+                            if self.rate is not None:
+                                self.rate.give_back()  # the tokens taken and not spent
 
     def _pause(self, digest_id: int, report: SendReport, errors_in_a_row: int) -> SendReport:
         self.store.set_digest_status(digest_id, "paused")
@@ -217,6 +223,7 @@ class _Run:
         self.clock, self.counted = sender.clock, sender.counted
         self.errors_in_a_row = 0
         self.next_slot = sender.monotonic()
+        self.in_flight: Delivery | None = None  # handed over, its answer not read yet
         self.stopped = False  # paused by errors in a row while building: the run returns its report
 
     def pace(self, count: int) -> bool:
@@ -281,6 +288,46 @@ class _Run:
             self.mark(delivery.id, "skipped")
             report.skipped += 1
         return message
+
+    def build_ahead(self, delivery: Delivery, build: Build) -> Build:
+        """`build` run now, when `prepare` will ask for the message (while the last message's
+        answer is on its way), and its outcome given back to `prepare` then: a BuildProblem is
+        counted after the last answer is, as when built in turn."""
+        if delivery.status == "sending" or delivery.attempts >= self.sender.max_tries:
+            return build  # prepare builds nothing
+        try:
+            message = build(delivery)
+        except BuildProblem as exc:
+            problem = exc
+
+            def refused(_delivery: Delivery) -> Message | None:
+                raise problem
+
+            return refused
+        return lambda _delivery: message
+
+    def hand_over(self, delivery: Delivery, message: Message) -> SendReport | None:
+        """Start sending a claimed delivery's message; `answer_in_flight` reads its answer. An
+        error raised at once (nothing was handed over) is recorded at once: the report when the
+        digest paused."""
+        try:
+            self.sender.steps.start(message)
+        except TransportError as exc:
+            return self.answered(delivery, exc)
+        self.in_flight = delivery
+        return None
+
+    def answer_in_flight(self) -> SendReport | None:
+        """Wait for the answer to the message handed over, if any, and record it (a success
+        with the next claim, see Ledger.mark); the report when the digest paused."""
+        delivery, self.in_flight = self.in_flight, None
+        if delivery is None:
+            return None
+        try:
+            answer: Sent | TransportError = self.sender.steps.finish()
+        except TransportError as exc:
+            answer = exc
+        return self.answered(delivery, answer)
 
     def answered(self, delivery: Delivery, answer: Sent | TransportError) -> SendReport | None:
         """Record the transport's answer (a success with the next claim, see Ledger.mark); the

@@ -50,33 +50,63 @@ class SmtpTransport:
         self.data_timeout = data_timeout
         self.context = ssl_context or ssl.create_default_context()
         self._connection: smtplib.SMTP | None = None
+        self._in_flight: tuple[Message, bool] | None = None  # started, its answer not read yet
 
     def send(self, message: Message) -> Sent:
+        """Hand `message` over and wait for the server's answer: `start`, then `finish`."""
+        self.start(message)
+        return self.finish()
+
+    def start(self, message: Message) -> None:
+        """Hand `message` over, up to the final "." of DATA, without waiting for the answer:
+        `finish` reads it, so the send engine builds the next message while the server reads
+        this one. Raises TransportError when it could not be handed over (nothing went out)."""
         try:
             connection = self._connect()
             try:
-                _transmit(connection, message, self.data_timeout)
+                answered = _hand_over(connection, message, self.data_timeout)
             except smtplib.SMTPServerDisconnected:
                 # Dropped before the message was handed over (an idle connection the server
                 # closed, say): one fresh connection, one more try. (A drop or silence after the
-                # final "." of DATA is raised by _transmit as uncertain and never tried again here.)
+                # final "." of DATA is raised by `finish` as uncertain and never tried again.)
                 self._drop()
-                _transmit(self._connect(), message, self.data_timeout)
-        except smtplib.SMTPRecipientsRefused as exc:  # the connection stays good for the next one
+                answered = _hand_over(self._connect(), message, self.data_timeout)
+        except TransportError:
+            self._drop()
+            raise
+        except (smtplib.SMTPException, OSError) as exc:
+            raise self._failed(exc) from exc
+        self._in_flight = (message, answered)
+
+    def finish(self) -> Sent:
+        """The server's answer to the message `start` handed over: Sent, or TransportError
+        (uncertain when no answer came: the server may have taken it)."""
+        assert self._in_flight is not None, "finish() without start()"
+        (message, answered), self._in_flight = self._in_flight, None
+        if not answered:
+            try:
+                assert self._connection is not None
+                _final_reply(self._connection, self.data_timeout)
+            except TransportError:
+                self._drop()
+                raise
+            except (smtplib.SMTPException, OSError) as exc:
+                raise self._failed(exc) from exc
+        return Sent(provider_id=message.message_id)
+
+    def _failed(self, exc: smtplib.SMTPException | OSError) -> TransportError:
+        """The TransportError for `exc`; the connection dropped unless only the recipient was
+        refused (then it stays good for the next message)."""
+        if isinstance(exc, smtplib.SMTPRecipientsRefused):
             code, reply = next(iter(exc.recipients.values()))
             error = self._reply_error("recipient refused", code, reply)
             # A hard bounce only when the reply says the address is bad (5.1.1, "user unknown"):
             # a policy refusal (5.7.x) fails this delivery and marks nobody.
             error.bounced = address_refused(code, _text(reply))
-            raise error from exc
-        except TransportError:
-            self._drop()
-            raise
-        except (smtplib.SMTPException, OSError) as exc:
-            connected = self._connection is not None
-            self._drop()
-            raise self._translate(exc, connected) from exc
-        return Sent(provider_id=message.message_id)
+            return error
+        connected = self._connection is not None
+        self._drop()
+        return self._translate(exc, connected)
 
     def _translate(self, exc: Exception, connected: bool) -> TransportError:
         """smtplib's and the socket's exceptions as what the send engine needs to know."""
@@ -98,7 +128,7 @@ class SmtpTransport:
         if isinstance(exc, smtplib.SMTPResponseException):
             return self._reply_error("message refused", exc.smtp_code, exc.smtp_error)
         if isinstance(exc, smtplib.SMTPServerDisconnected):
-            # Never after the final "." (that is _transmit's uncertain error): nothing went out.
+            # Never after the final "." (that is finish()'s uncertain error): nothing went out.
             return TransportError(f"{where} closed the connection before the message was handed over: {exc}",
                                   "the server's trouble; the message is tried again later", retryable=True)  # fmt: skip
         if isinstance(exc, ssl.SSLCertVerificationError):
@@ -118,10 +148,13 @@ class SmtpTransport:
         if isinstance(exc, (ConnectionRefusedError, socket.gaierror)) or not connected:
             return TransportError(f"cannot connect to {where}: {exc}", "is the mail server up?", retryable=True)
         # A timeout or a reset before DATA was complete: the server cannot have taken the message
-        # (only silence or a drop after the final "." is uncertain, raised by _transmit).
+        # (only silence or a drop after the final "." is uncertain, raised by finish()).
         return TransportError(f"{where}: {exc}", "the message is tried again later", retryable=True)
 
     def close(self) -> None:
+        if self._in_flight is not None:  # never answered: no QUIT (its reply would be the answer's)
+            self._in_flight = None
+            self._drop()
         if self._connection is not None:
             try:
                 self._connection.quit()
@@ -161,8 +194,10 @@ class SmtpTransport:
         return TransportError(f"{self.host}:{self.port} {what}: {code} {_text(reply)}", hint, retryable=retryable)
 
 
-def _transmit(connection: smtplib.SMTP, message: Message, data_timeout: float) -> None:
-    """MAIL, RCPT, DATA for one message.
+def _hand_over(connection: smtplib.SMTP, message: Message, data_timeout: float) -> bool:
+    """MAIL, RCPT, DATA and the message, up to its final "."; True when the answer to it was
+    read too (smtplib's own path, for a message that needs dot-stuffing), else `_final_reply`
+    reads it.
 
     A server that offers PIPELINING (RFC 2920) gets MAIL, RCPT and DATA in one write and
     answers them together: one round trip instead of three. smtplib's `data()` runs two
@@ -196,15 +231,21 @@ def _transmit(connection: smtplib.SMTP, message: Message, data_timeout: float) -
                     connection.data(data)  # smtplib's own stuffing; it raises SMTPDataError itself
             except smtplib.SMTPServerDisconnected as exc:
                 raise _gone(connection, exc) from exc
-            return
+            return True
         code, reply = connection.docmd("data")
         if code != 354:
             _reset(connection, code)
             raise smtplib.SMTPDataError(code, reply)
     connection.send(data + b".\r\n")  # a drop while sending: not all went, nothing was taken
+    return False
+
+
+def _final_reply(connection: smtplib.SMTP, data_timeout: float) -> None:
+    """The answer to a message's final ".", waiting `data_timeout`: silence or a drop now is
+    uncertain (it may have been taken), a refusal is raised as smtplib's SMTPDataError."""
     try:
         with _waiting(connection, data_timeout):
-            code, reply = connection.getreply()  # silence or a drop now: it may have been taken
+            code, reply = connection.getreply()
     except smtplib.SMTPServerDisconnected as exc:
         raise _gone(connection, exc) from exc
     if code != 250:
