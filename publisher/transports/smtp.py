@@ -206,14 +206,14 @@ def _hand_over(connection: smtplib.SMTP, message: Message, data_timeout: float) 
     lines start with a letter or a space, base64 lines never with "."), so when one C-speed
     search confirms no line starts with "." the bytes go out as they are; otherwise smtplib's
     own path does the stuffing. Replies are mapped to smtplib's exceptions exactly as
-    `sendmail` maps them. The reply to the final "." waits `data_timeout`.
+    `sendmail` maps them. The reply to the final "." waits `data_timeout`. The message goes
+    out in its pieces (`Message.as_chunks`), gathered by the kernel: not joined, not copied.
     """
-    data = message.as_bytes()
     options = ["SMTPUTF8"] if message.needs_smtputf8 else []
     sender, recipient = message.envelope_sender, message.recipient
     if options and not connection.has_extn("smtputf8"):
         raise smtplib.SMTPNotSupportedError("SMTPUTF8, needed for a non-ASCII address")
-    dot_safe = b"\n." not in data and data.endswith(b"\r\n")  # always with our serialiser
+    dot_safe = message.dot_safe  # always with our serialiser
     if dot_safe and not options and connection.has_extn("pipelining"):
         _pipelined_envelope(connection, sender, recipient)
     else:
@@ -228,7 +228,7 @@ def _hand_over(connection: smtplib.SMTP, message: Message, data_timeout: float) 
         if not dot_safe:
             try:  # smtplib sends and reads the reply in one call: a drop in it counts as uncertain
                 with _waiting(connection, data_timeout):  # for the whole call, the "." reply in it
-                    connection.data(data)  # smtplib's own stuffing; it raises SMTPDataError itself
+                    connection.data(message.as_bytes())  # smtplib's own stuffing; it raises SMTPDataError itself
             except smtplib.SMTPServerDisconnected as exc:
                 raise _gone(connection, exc) from exc
             return True
@@ -236,8 +236,31 @@ def _hand_over(connection: smtplib.SMTP, message: Message, data_timeout: float) 
         if code != 354:
             _reset(connection, code)
             raise smtplib.SMTPDataError(code, reply)
-    connection.send(data + b".\r\n")  # a drop while sending: not all went, nothing was taken
+    _send_pieces(connection, (*message.as_chunks(), b".\r\n"))  # a drop: not all went, nothing was taken
     return False
+
+
+def _send_pieces(connection: smtplib.SMTP, pieces: tuple[bytes, ...]) -> None:
+    """`pieces` written in order, as smtplib's `send` writes one (its errors too): gathered by
+    one `sendmsg` call while the socket takes them all, else as many calls as it needs; over
+    TLS (whose socket has no `sendmsg`) joined and written at once."""
+    sock = connection.sock
+    if sock is None:
+        raise smtplib.SMTPServerDisconnected("please run connect() first")
+    try:
+        if isinstance(sock, ssl.SSLSocket):
+            sock.sendall(b"".join(pieces))
+            return
+        left: list[bytes | memoryview] = list(pieces)
+        while left:
+            sent = sock.sendmsg(left)
+            while left and sent >= len(left[0]):
+                sent -= len(left.pop(0))
+            if sent:
+                left[0] = memoryview(left[0])[sent:]
+    except OSError:
+        connection.close()
+        raise smtplib.SMTPServerDisconnected("Server not connected")  # noqa: B904  (as smtplib raises it)
 
 
 def _final_reply(connection: smtplib.SMTP, data_timeout: float) -> None:
