@@ -159,15 +159,18 @@ class Sender:
                     if run.send_calls(self.transport, due, build, should_stop):
                         return report
                     continue
-                for delivery in due:
+                ahead: dict[int, tuple[Build, Message | None]] = {}  # built ahead, by position in `due`
+                for i, delivery in enumerate(due):
                     if should_stop():  # a clean stop: the digest stays `sending` for the next start
                         report.stopped = run.answer_in_flight() is None  # else it paused the digest
                         return report
-                    # Built while the last message's answer is on its way, used once it is recorded.
-                    make = run.build_ahead(delivery, build) if run.in_flight is not None else build
+                    if run.in_flight is not None:  # built while its answer is on its way: this one, the next
+                        for j in range(i, min(i + 2, len(due))):
+                            if j not in ahead:
+                                ahead[j] = run.build_ahead(due[j], build)
                     if run.answer_in_flight() is not None:
                         return report
-                    message = run.prepare(delivery, make)
+                    message = run.prepare(delivery, ahead.pop(i, (build, None))[0])
                     if message is None:
                         if run.stopped:
                             return report
@@ -177,7 +180,7 @@ class Sender:
                         return report
                     if not ledger.claim(delivery, self.clock()):
                         continue  # another sender has it
-                    if run.hand_over(delivery, message) is not None:
+                    if run.hand_over(delivery, message, ahead.get(i + 1, (build, None))[1]) is not None:
                         return report
                 if run.answer_in_flight() is not None:
                     return report
@@ -289,12 +292,13 @@ class _Run:
             report.skipped += 1
         return message
 
-    def build_ahead(self, delivery: Delivery, build: Build) -> Build:
+    def build_ahead(self, delivery: Delivery, build: Build) -> tuple[Build, Message | None]:
         """`build` run now, when `prepare` will ask for the message (while the last message's
-        answer is on its way), and its outcome given back to `prepare` then: a BuildProblem is
-        counted after the last answer is, as when built in turn."""
+        answer is on its way): (what `prepare` then gets instead of `build`, the message if one
+        was made). A BuildProblem is given back to `prepare`, so it is counted after the last
+        answer is, as when built in turn."""
         if delivery.status == "sending" or delivery.attempts >= self.sender.max_tries:
-            return build  # prepare builds nothing
+            return build, None  # prepare builds nothing
         try:
             message = build(delivery)
         except BuildProblem as exc:
@@ -303,15 +307,15 @@ class _Run:
             def refused(_delivery: Delivery) -> Message | None:
                 raise problem
 
-            return refused
-        return lambda _delivery: message
+            return refused, None
+        return (lambda _delivery: message), message
 
-    def hand_over(self, delivery: Delivery, message: Message) -> SendReport | None:
-        """Start sending a claimed delivery's message; `answer_in_flight` reads its answer. An
-        error raised at once (nothing was handed over) is recorded at once: the report when the
-        digest paused."""
+    def hand_over(self, delivery: Delivery, message: Message, following: Message | None) -> SendReport | None:
+        """Start sending a claimed delivery's message (`following`: the next one's, when it was
+        built ahead); `answer_in_flight` reads its answer. An error raised at once (nothing was
+        handed over) is recorded at once: the report when the digest paused."""
         try:
-            self.sender.steps.start(message)
+            self.sender.steps.start(message, following)
         except TransportError as exc:
             return self.answered(delivery, exc)
         self.in_flight = delivery

@@ -26,10 +26,10 @@ class TwoSteps:
         self.started: Message | None = None
         self.delivered: list[str] = []
 
-    def start(self, message: Message) -> None:
+    def start(self, message: Message, following: Message | None = None) -> None:
         assert self.started is None, "one message at a time"
         self.started = message
-        self.events.append(f"start {message.recipient}")
+        self.events.append(f"start {message.recipient}" + (f" then {following.recipient}" if following else ""))
 
     def finish(self) -> Sent:
         message, self.started = self.started, None
@@ -68,8 +68,16 @@ def test_the_next_message_is_built_while_the_last_ones_answer_is_on_its_way(plan
     transport = TwoSteps(events)
     report = sender(store, transport, messages_per_second=0).run(digest_id, logged(events, store, digest_id))  # type: ignore[arg-type]
     assert report.sent == len(READERS) and transport.delivered == READERS
-    r0, r1 = READERS[0], READERS[1]
-    assert events[:5] == [f"build {r0}", f"start {r0}", f"build {r1}", f"finish {r0}", f"start {r1}"]
+    r0, r1, r2, r3, r4 = READERS
+    # r1 and r2 built while r0's answer is on its way; from then on each message is started
+    # naming the next (built already), and the one after is built during its answer.
+    assert events == [
+        f"build {r0}", f"start {r0}",
+        f"build {r1}", f"build {r2}", f"finish {r0}", f"start {r1} then {r2}",
+        f"build {r3}", f"finish {r1}", f"start {r2} then {r3}",
+        f"build {r4}", f"finish {r2}", f"start {r3} then {r4}",
+        f"finish {r3}", f"start {r4}", f"finish {r4}", "close",
+    ]  # fmt: skip
     assert set(statuses(store, digest_id).values()) == {"sent"}
 
 
@@ -131,5 +139,5 @@ def test_a_stop_while_a_message_is_in_flight_records_its_answer(planned: tuple[S
     )
     assert report.stopped and report.sent == 2
     assert [statuses(store, digest_id)[r] for r in READERS[:3]] == ["sent", "sent", "pending"]
-    assert events == [f"start {READERS[0]}", f"finish {READERS[0]}", f"start {READERS[1]}", f"finish {READERS[1]}",
-                      "close"]  # fmt: skip
+    r0, r1, r2 = READERS[:3]
+    assert events == [f"start {r0}", f"finish {r0}", f"start {r1} then {r2}", f"finish {r1}", "close"]

@@ -1,6 +1,7 @@
 """The SMTP transport's two steps and its gathered writes: `start` hands a message over in the
 pieces it is made of (`Message.as_chunks`, one `sendmsg` while the socket takes them), `finish`
-reads the server's answer to it."""
+reads the server's answer to it; with `following`, a server that offers PIPELINING gets the next
+message's envelope right after this one's final ".", and answers it with this one's answer."""
 
 from __future__ import annotations
 
@@ -8,10 +9,12 @@ import smtplib
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from test_smtp import Recorder, message, smtp_on_loopback
+from test_smtp_pipelining import PipeliningServer
 
 from publisher.transports import TransportError
 from publisher.transports.smtp import SmtpTransport, _send_pieces
@@ -97,3 +100,77 @@ def test_closing_with_a_message_in_flight_sends_no_quit() -> None:
         smtp.finish()
         smtp.close()
     assert len(recorder.sessions) == 2
+
+
+@pytest.fixture
+def pipelining() -> Iterator[PipeliningServer]:
+    running = PipeliningServer({"reader1@example.com"})
+    yield running
+    running.close()
+
+
+def received(server: PipeliningServer) -> list[str]:
+    return [recipient for recipient, _body in server.messages]
+
+
+def test_the_next_envelope_goes_with_the_last_message_and_its_replies_come_with_its_answer(
+    pipelining: PipeliningServer,
+) -> None:
+    smtp = SmtpTransport("127.0.0.1", pipelining.port, "none", timeout=3)
+    first, second, third = message(0), message(2), message(3)
+    smtp.start(first, following=second)
+    assert smtp.finish().provider_id == first.message_id
+    assert pipelining.commands[-3:] == ["MAIL", "RCPT TO", "DATA"]  # answered already: read with first's answer
+    smtp.start(second, following=third)  # its DATA was answered: the body goes at once
+    smtp.finish()
+    smtp.start(third)
+    smtp.finish()
+    smtp.close()
+    assert received(pipelining) == ["reader0@example.com", "reader2@example.com", "reader3@example.com"]
+    assert pipelining.commands.count("EHLO") == 1 and pipelining.commands.count("MAIL") == 3
+
+
+def test_a_refusal_of_the_envelope_sent_ahead_is_the_next_starts_error(pipelining: PipeliningServer) -> None:
+    smtp = SmtpTransport("127.0.0.1", pipelining.port, "none", timeout=3)
+    unknown = message(1)
+    smtp.start(message(0), following=unknown)
+    smtp.finish()  # the first is sent; the refusal is the next message's
+    with pytest.raises(TransportError) as refused:
+        smtp.start(unknown)
+    assert refused.value.bounced and "550 5.1.1" in str(refused.value)
+    smtp.send(message(2))  # the connection goes on
+    smtp.close()
+    assert received(pipelining) == ["reader0@example.com", "reader2@example.com"]
+    assert pipelining.commands.count("EHLO") == 1
+
+
+def test_another_message_than_the_one_announced_goes_on_a_new_connection(pipelining: PipeliningServer) -> None:
+    """The announced one was not sent after all (another sender claimed it): its DATA is open,
+    so the connection is dropped, and nothing reaches its reader."""
+    smtp = SmtpTransport("127.0.0.1", pipelining.port, "none", timeout=3)
+    smtp.start(message(0), following=message(2))
+    smtp.finish()
+    smtp.send(message(3))
+    smtp.start(message(4), following=message(5))
+    smtp.finish()
+    smtp.close()  # with a DATA open: no QUIT (the server would take it for the message's text)
+    assert received(pipelining) == ["reader0@example.com", "reader3@example.com", "reader4@example.com"]
+    assert pipelining.commands.count("EHLO") == 2 and "QUIT" not in pipelining.commands
+
+
+def test_a_refused_message_with_an_envelope_ahead_sends_no_rset_and_the_next_goes_anew() -> None:
+    server = PipeliningServer(set(), refused=frozenset({"reader0@example.com"}))
+    try:
+        smtp = SmtpTransport("127.0.0.1", server.port, "none", timeout=3)
+        following = message(2)
+        smtp.start(message(0), following=following)
+        with pytest.raises(TransportError) as refused:
+            smtp.finish()
+        assert not refused.value.retryable and "554 5.7.1" in str(refused.value)
+        smtp.start(following)
+        smtp.finish()
+        smtp.close()
+        assert received(server) == ["reader2@example.com"] and "RSET" not in server.commands
+        assert server.commands.count("EHLO") == 2
+    finally:
+        server.close()

@@ -15,8 +15,9 @@ raises TransportError when the call as a whole failed (then that error is every 
 
 A `SplitTransport` (SMTP) sends in two steps: `start(message)` hands it over and `finish()`
 waits for the receiver's answer, so the send engine builds the next message while the receiver
-reads this one. `split(transport)` gives any transport those two steps (`Answered`: it sends
-in `start`, and `finish` gives its answer).
+reads this one (and SMTP sends the next one's envelope with this one's end: `following`).
+`split(transport)` gives any transport those two steps (`Answered`: it sends in `start`, and
+`finish` gives its answer).
 """
 
 from __future__ import annotations
@@ -82,9 +83,11 @@ class BatchTransport(Protocol):
 @runtime_checkable
 class SplitTransport(Protocol):
     """`send` in two steps: `start` hands the message over (raising TransportError when it
-    could not), `finish` waits for the receiver's answer to it. One message at a time."""
+    could not), `finish` waits for the receiver's answer to it. One message at a time;
+    `following` names the message the caller means to start next, when it knows it (SMTP
+    announces its envelope ahead), and is only a hint: the next `start` may be another's."""
 
-    def start(self, message: Message) -> None: ...
+    def start(self, message: Message, following: Message | None = None) -> None: ...
 
     def finish(self) -> Sent: ...
 
@@ -101,7 +104,7 @@ class Answered:
         self.transport = transport
         self._answer: Sent | TransportError | None = None
 
-    def start(self, message: Message) -> None:
+    def start(self, message: Message, following: Message | None = None) -> None:
         try:
             self._answer = self.transport.send(message)
         except TransportError as exc:

@@ -51,47 +51,79 @@ class SmtpTransport:
         self.context = ssl_context or ssl.create_default_context()
         self._connection: smtplib.SMTP | None = None
         self._in_flight: tuple[Message, bool] | None = None  # started, its answer not read yet
+        # The next message's MAIL, RCPT and DATA, written after this one's final "." (RFC 2920):
+        # `_announced` until `finish` reads their replies, then `_ready` with its refusal if any.
+        self._announced: Message | None = None
+        self._ready: tuple[Message, smtplib.SMTPException | None] | None = None
 
     def send(self, message: Message) -> Sent:
         """Hand `message` over and wait for the server's answer: `start`, then `finish`."""
         self.start(message)
         return self.finish()
 
-    def start(self, message: Message) -> None:
+    def start(self, message: Message, following: Message | None = None) -> None:
         """Hand `message` over, up to the final "." of DATA, without waiting for the answer:
         `finish` reads it, so the send engine builds the next message while the server reads
-        this one. Raises TransportError when it could not be handed over (nothing went out)."""
+        this one. With `following` (the message the caller means to start next), a server that
+        offers PIPELINING gets its MAIL, RCPT and DATA right after this one's final ".", and
+        answers them with it: one round trip a message. Raises TransportError when `message`
+        could not be handed over (nothing went out)."""
         try:
-            connection = self._connect()
-            try:
-                answered = _hand_over(connection, message, self.data_timeout)
-            except smtplib.SMTPServerDisconnected:
-                # Dropped before the message was handed over (an idle connection the server
-                # closed, say): one fresh connection, one more try. (A drop or silence after the
-                # final "." of DATA is raised by `finish` as uncertain and never tried again.)
-                self._drop()
-                answered = _hand_over(self._connect(), message, self.data_timeout)
+            ready, self._ready = self._ready, None
+            mine = ready is not None and ready[0] is message  # its envelope went ahead
+            refusal = ready[1] if ready is not None else None
+            if mine and refusal is None:  # its DATA was answered 354
+                assert self._connection is not None
+                answered, announced = False, _send_body(self._connection, message, following)
+            elif mine and refusal is not None and not isinstance(refusal, smtplib.SMTPServerDisconnected):
+                raise refusal  # its envelope was refused: the error it had in turn
+            else:
+                if ready is not None:  # another message's DATA is open (or the connection dropped)
+                    self._drop()
+                connection = self._connect()
+                try:
+                    answered, announced = _hand_over(connection, message, self.data_timeout, following)
+                except smtplib.SMTPServerDisconnected:
+                    # Dropped before the message was handed over (an idle connection the server
+                    # closed, say): one fresh connection, one more try. (A drop or silence after
+                    # the final "." of DATA is raised by `finish` as uncertain, never tried again.)
+                    self._drop()
+                    answered, announced = _hand_over(self._connect(), message, self.data_timeout, following)
         except TransportError:
             self._drop()
             raise
         except (smtplib.SMTPException, OSError) as exc:
             raise self._failed(exc) from exc
         self._in_flight = (message, answered)
+        self._announced = following if announced else None
 
     def finish(self) -> Sent:
         """The server's answer to the message `start` handed over: Sent, or TransportError
-        (uncertain when no answer came: the server may have taken it)."""
+        (uncertain when no answer came: the server may have taken it). The replies to the
+        following message's envelope, if it was written, are read after it and kept for its
+        `start`: they are that message's, not this one's."""
         assert self._in_flight is not None, "finish() without start()"
         (message, answered), self._in_flight = self._in_flight, None
+        following, self._announced = self._announced, None
         if not answered:
+            connection = self._connection
             try:
-                assert self._connection is not None
-                _final_reply(self._connection, self.data_timeout)
+                assert connection is not None
+                # No RSET after a refusal while an envelope follows (the server would read it
+                # as that message's text): the connection is dropped after a refusal anyway.
+                _final_reply(connection, self.data_timeout, reset=following is None)
             except TransportError:
                 self._drop()
                 raise
             except (smtplib.SMTPException, OSError) as exc:
                 raise self._failed(exc) from exc
+            if following is not None:
+                try:
+                    _envelope_replies(connection, following.envelope_sender, following.recipient)
+                except smtplib.SMTPException as exc:  # a drop too: `start` reconnects then
+                    self._ready = (following, exc)
+                else:
+                    self._ready = (following, None)
         return Sent(provider_id=message.message_id)
 
     def _failed(self, exc: smtplib.SMTPException | OSError) -> TransportError:
@@ -152,9 +184,9 @@ class SmtpTransport:
         return TransportError(f"{where}: {exc}", "the message is tried again later", retryable=True)
 
     def close(self) -> None:
-        if self._in_flight is not None:  # never answered: no QUIT (its reply would be the answer's)
-            self._in_flight = None
-            self._drop()
+        open_data = self._ready is not None and self._ready[1] is None  # a DATA answered 354: QUIT would be text
+        if self._in_flight is not None or self._announced is not None or open_data:
+            self._drop()  # an answer not read: no QUIT, whose reply it would take for its own
         if self._connection is not None:
             try:
                 self._connection.quit()
@@ -184,6 +216,7 @@ class SmtpTransport:
         return connection
 
     def _drop(self) -> None:
+        self._in_flight = self._announced = self._ready = None  # the connection's, gone with it
         if self._connection is not None:
             self._connection.close()
             self._connection = None
@@ -194,10 +227,12 @@ class SmtpTransport:
         return TransportError(f"{self.host}:{self.port} {what}: {code} {_text(reply)}", hint, retryable=retryable)
 
 
-def _hand_over(connection: smtplib.SMTP, message: Message, data_timeout: float) -> bool:
-    """MAIL, RCPT, DATA and the message, up to its final "."; True when the answer to it was
-    read too (smtplib's own path, for a message that needs dot-stuffing), else `_final_reply`
-    reads it.
+def _hand_over(
+    connection: smtplib.SMTP, message: Message, data_timeout: float, following: Message | None = None
+) -> tuple[bool, bool]:
+    """MAIL, RCPT, DATA and the message, up to its final "." (then `following`'s envelope, see
+    `_send_body`): (whether the answer to it was read too, by smtplib's own path for a message
+    that needs dot-stuffing, else `_final_reply` reads it; whether `following`'s envelope went).
 
     A server that offers PIPELINING (RFC 2920) gets MAIL, RCPT and DATA in one write and
     answers them together: one round trip instead of three. smtplib's `data()` runs two
@@ -231,13 +266,28 @@ def _hand_over(connection: smtplib.SMTP, message: Message, data_timeout: float) 
                     connection.data(message.as_bytes())  # smtplib's own stuffing; it raises SMTPDataError itself
             except smtplib.SMTPServerDisconnected as exc:
                 raise _gone(connection, exc) from exc
-            return True
+            return True, False
         code, reply = connection.docmd("data")
         if code != 354:
             _reset(connection, code)
             raise smtplib.SMTPDataError(code, reply)
-    _send_pieces(connection, (*message.as_chunks(), b".\r\n"))  # a drop: not all went, nothing was taken
-    return False
+    return False, _send_body(connection, message, following)
+
+
+def _send_body(connection: smtplib.SMTP, message: Message, following: Message | None) -> bool:
+    """The message and its final "." (a drop: not all went, nothing was taken); then, to a
+    server that offers PIPELINING, `following`'s MAIL, RCPT and DATA in the same write (RFC
+    2920 lets a message's content start a group of commands), when it can go that way (ASCII
+    addresses, no dot-stuffing): True when they went."""
+    ahead = (
+        following is not None
+        and following.dot_safe
+        and not following.needs_smtputf8
+        and connection.has_extn("pipelining")
+    )
+    envelope = (_envelope(following.envelope_sender, following.recipient),) if ahead and following else ()
+    _send_pieces(connection, (*message.as_chunks(), b".\r\n", *envelope))
+    return ahead
 
 
 def _send_pieces(connection: smtplib.SMTP, pieces: tuple[bytes, ...]) -> None:
@@ -263,16 +313,18 @@ def _send_pieces(connection: smtplib.SMTP, pieces: tuple[bytes, ...]) -> None:
         raise smtplib.SMTPServerDisconnected("Server not connected")  # noqa: B904  (as smtplib raises it)
 
 
-def _final_reply(connection: smtplib.SMTP, data_timeout: float) -> None:
+def _final_reply(connection: smtplib.SMTP, data_timeout: float, reset: bool = True) -> None:
     """The answer to a message's final ".", waiting `data_timeout`: silence or a drop now is
-    uncertain (it may have been taken), a refusal is raised as smtplib's SMTPDataError."""
+    uncertain (it may have been taken), a refusal is raised as smtplib's SMTPDataError (after
+    an RSET unless not `reset`)."""
     try:
         with _waiting(connection, data_timeout):
             code, reply = connection.getreply()
     except smtplib.SMTPServerDisconnected as exc:
         raise _gone(connection, exc) from exc
     if code != 250:
-        _reset(connection, code)
+        if reset:
+            _reset(connection, code)
         raise smtplib.SMTPDataError(code, reply)
 
 
@@ -285,7 +337,16 @@ def _pipelined_envelope(connection: smtplib.SMTP, sender: str, recipient: str) -
     addresses are ASCII and checked already (no parsing as smtplib's `mail` does). A server that
     says 354 to DATA although it refused the sender or the recipient gets an empty message ended
     at once, which it cannot deliver."""
-    connection.send(f"MAIL FROM:<{sender}>\r\nRCPT TO:<{recipient}>\r\nDATA\r\n")
+    connection.send(_envelope(sender, recipient))
+    _envelope_replies(connection, sender, recipient)
+
+
+def _envelope(sender: str, recipient: str) -> bytes:
+    return f"MAIL FROM:<{sender}>\r\nRCPT TO:<{recipient}>\r\nDATA\r\n".encode("ascii")
+
+
+def _envelope_replies(connection: smtplib.SMTP, sender: str, recipient: str) -> None:
+    """The replies to a pipelined MAIL, RCPT and DATA, as `_pipelined_envelope` says."""
     refusal: smtplib.SMTPException | None = None
     code = 0
     for verb in ("MAIL", "RCPT", "DATA"):
