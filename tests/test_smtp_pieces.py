@@ -17,7 +17,8 @@ from test_smtp import Recorder, message, smtp_on_loopback
 from test_smtp_pipelining import PipeliningServer
 
 from publisher.transports import TransportError
-from publisher.transports.smtp import SmtpTransport, _send_pieces
+from publisher.transports.smtp import SmtpTransport
+from publisher.transports.smtp_wire import send_pieces
 
 
 def test_pieces_arrive_whole_and_in_order_through_partial_writes() -> None:
@@ -51,7 +52,7 @@ def test_pieces_arrive_whole_and_in_order_through_partial_writes() -> None:
             return real_sendmsg(buffers)
 
     connection.sock = Counting()  # type: ignore[assignment]
-    _send_pieces(connection, pieces)
+    send_pieces(connection, pieces)
     ours.shutdown(socket.SHUT_WR)
     reader.join(10)
     ours.close()
@@ -66,7 +67,7 @@ def test_a_lost_socket_while_writing_is_smtplibs_disconnection() -> None:
     connection = smtplib.SMTP()
     connection.sock = ours
     with pytest.raises(smtplib.SMTPServerDisconnected):
-        _send_pieces(connection, (b"x" * 100_000, b".\r\n"))
+        send_pieces(connection, (b"x" * 100_000, b".\r\n"))
     assert connection.sock is None  # closed, as smtplib's send closes it
 
 
