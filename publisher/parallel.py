@@ -16,9 +16,10 @@ import signal
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from typing import TypeVar
 
 from .model import Article, Deferred, ItemProblem, ReadItem, SourceItem
 from .normalize import CategoryIndex, NormalizeError, TextRules, normalize
@@ -35,6 +36,8 @@ PARENT_POLL = 0.5  # seconds between a worker's checks that the build that start
 Context = tuple[CategoryIndex, TextRules, str]  # index, rules, site URL
 
 _worker_context: Context | None = None
+
+T = TypeVar("T")
 
 
 def _init_worker(index: CategoryIndex, rules: TextRules, site_url: str) -> None:
@@ -103,14 +106,19 @@ class _Pool:
         self.executor: ProcessPoolExecutor | None = None
 
     def submit(self, chunk: list[Deferred | SourceItem], render: bool) -> Future[list[Prepared]]:
+        return self.run(_prepare_chunk, chunk, render)
+
+    def run(self, function: Callable[..., T], /, *args: object) -> Future[T]:
+        """`function(*args)` in a worker; a pool broken since its last use gives a future that
+        raises BrokenProcessPool (the caller's result says so)."""
         if self.executor is None:
             self.executor = ProcessPoolExecutor(
                 self.size, mp_context=_context(), initializer=_init_worker, initargs=self.context
             )
         try:
-            return self.executor.submit(_prepare_chunk, chunk, render)
-        except BrokenProcessPool as exc:  # a worker died since: the chunk's result says so (_result)
-            broken: Future[list[Prepared]] = Future()
+            return self.executor.submit(function, *args)
+        except BrokenProcessPool as exc:  # a worker died since
+            broken: Future[T] = Future()
             broken.set_exception(exc)
             return broken
 
@@ -130,6 +138,18 @@ class Workers:
     def __init__(self, index: CategoryIndex, rules: TextRules, site_url: str) -> None:
         self.context: Context = (index, rules, site_url)
         self.pool = _Pool(workers(), self.context)
+
+    @property
+    def size(self) -> int:
+        """Worker processes (1: the pool is off, work is done in the build's process)."""
+        return self.pool.size
+
+    def submit(self, function: Callable[..., T], /, *args: object) -> Future[T]:
+        """Any other work of the build on its pool (a module-level function, its arguments and
+        result pickled), queued in turn with the chunks of `prepare_in_order`; the pool starts
+        if it has not yet. A worker that died fails the future with BrokenProcessPool: the
+        caller does the work itself (see sources/walk.py)."""
+        return self.pool.run(function, *args)
 
     def close(self) -> None:
         self.pool.close()
