@@ -20,7 +20,7 @@ from concurrent.futures import CancelledError, Future
 from concurrent.futures.process import BrokenProcessPool
 from typing import Protocol, TypeVar
 
-PARALLEL_FROM = 2048  # a folder of this many files is stat'ed on the workers, in chunks of half as many
+PARALLEL_FROM = 2048  # a folder of this many files is stat'ed on the workers, in chunks of as many
 WINDOW = 4  # chunks in flight per worker: this process lists the next folders meanwhile
 
 BY_FD = os.scandir in os.supports_fd and os.stat in os.supports_dir_fd
@@ -204,7 +204,7 @@ def walk(
     skipped, and a link to a folder is not followed (a link to a parent would loop).
 
     With a pool of more than one worker, a folder of `parallel_from` files or more is stat'ed
-    there in chunks of half that, while this process lists (and stats the small folders)
+    there in chunks of that many, while this process lists (and stats the small folders)
     ahead, up to `WINDOW` chunks or folders a worker; the listings still come in walk order."""
     workers = pool if pool is not None and pool.size > 1 and BY_FD else None
     ahead = WINDOW * workers.size if workers is not None else 0
@@ -215,7 +215,7 @@ def walk(
             waiting.append((folder, prefix, listed))
             if isinstance(listed, _Folder):
                 if workers is not None and len(listed.names) >= parallel_from:
-                    listed.submit(workers, max(1, parallel_from // 2))
+                    listed.submit(workers, parallel_from)
                 else:
                     listed.stat_here()
             units += _units(listed)
