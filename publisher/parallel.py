@@ -37,7 +37,7 @@ Context = tuple[CategoryIndex, TextRules, str]  # index, rules, site URL
 
 _worker_context: Context | None = None
 
-T = TypeVar("T")
+Done = TypeVar("Done")
 
 
 def _init_worker(index: CategoryIndex, rules: TextRules, site_url: str) -> None:
@@ -105,20 +105,16 @@ class _Pool:
         self.size, self.context = size, context
         self.executor: ProcessPoolExecutor | None = None
 
-    def submit(self, chunk: list[Deferred | SourceItem], render: bool) -> Future[list[Prepared]]:
-        return self.run(_prepare_chunk, chunk, render)
-
-    def run(self, function: Callable[..., T], /, *args: object) -> Future[T]:
-        """`function(*args)` in a worker; a pool broken since its last use gives a future that
-        raises BrokenProcessPool (the caller's result says so)."""
+    def submit(self, task: Callable[..., Done], *args: object) -> Future[Done]:
+        """`task(*args)` on a worker, the pool started if it is not running."""
         if self.executor is None:
             self.executor = ProcessPoolExecutor(
                 self.size, mp_context=_context(), initializer=_init_worker, initargs=self.context
             )
         try:
-            return self.executor.submit(function, *args)
-        except BrokenProcessPool as exc:  # a worker died since
-            broken: Future[T] = Future()
+            return self.executor.submit(task, *args)
+        except BrokenProcessPool as exc:  # a worker died since: the task's result says so (_result)
+            broken: Future[Done] = Future()
             broken.set_exception(exc)
             return broken
 
@@ -139,18 +135,6 @@ class Workers:
         self.context: Context = (index, rules, site_url)
         self.pool = _Pool(workers(), self.context)
 
-    @property
-    def size(self) -> int:
-        """Worker processes (1: the pool is off, work is done in the build's process)."""
-        return self.pool.size
-
-    def submit(self, function: Callable[..., T], /, *args: object) -> Future[T]:
-        """Any other work of the build on its pool (a module-level function, its arguments and
-        result pickled), queued in turn with the chunks of `prepare_in_order`; the pool starts
-        if it has not yet. A worker that died fails the future with BrokenProcessPool: the
-        caller does the work itself (see sources/walk.py)."""
-        return self.pool.run(function, *args)
-
     def close(self) -> None:
         self.pool.close()
 
@@ -170,7 +154,7 @@ def _result(queued: Queued, window: deque[Queued], pool: _Pool, render: bool) ->
         pool.close()
         for i, (waiting, earlier) in enumerate(window):
             if not (earlier.done() and earlier.exception() is None):  # lost with the pool
-                window[i] = (waiting, pool.submit(waiting, render))
+                window[i] = (waiting, pool.submit(_prepare_chunk, waiting, render))
         return _one_by_one(chunk, pool.context, render)
 
 
@@ -180,7 +164,7 @@ def _one_by_one(chunk: list[Deferred | SourceItem], context: Context, render: bo
     try:
         for unit in chunk:
             try:
-                out.extend(alone.submit([unit], render).result())
+                out.extend(alone.submit(_prepare_chunk, [unit], render).result())
             except BrokenProcessPool:
                 alone.close()
                 out.append(
@@ -235,7 +219,7 @@ def prepare_in_order(
                     yield _result(window.popleft(), window, pool, render)
                 yield prepare_all(chunk, index, rules, site_url, render)
                 continue
-            window.append((chunk, pool.submit(chunk, render)))
+            window.append((chunk, pool.submit(_prepare_chunk, chunk, render)))
             if len(window) >= 2 * size:  # bounded: at most this many chunks in memory
                 yield _result(window.popleft(), window, pool, render)
         while window:

@@ -17,7 +17,7 @@ from publisher.normalize import CategoryIndex, TextRules
 from publisher.parallel import Workers
 from publisher.sources import Fetched, FolderFingerprints
 from publisher.sources.files import _SUFFIX_TUPLE, FilesSource
-from publisher.sources.walk import Listing, stat_in_worker, stat_names, walk
+from publisher.sources.walk import Listing, WalkPool, stat_in_worker, stat_names, walk
 from publisher.text import is_utf8
 
 LINUX = sys.platform == "linux"  # a file system that takes any bytes (tabs, newlines, GBK) in names
@@ -64,7 +64,7 @@ def odd_tree(root: Path) -> Path:
     return content
 
 
-def listings(root: Path, pool: Workers | None = None, parallel_from: int = 4) -> list[tuple[object, ...]]:
+def listings(root: Path, pool: WalkPool | None = None, parallel_from: int = 4) -> list[tuple[object, ...]]:
     out: list[tuple[object, ...]] = []
     for folder, prefix, listing in walk(str(root), _SUFFIX_TUPLE, pool, parallel_from):
         assert isinstance(listing, Listing)
@@ -117,7 +117,7 @@ def test_the_workers_list_every_folder_as_this_process_does(tmp_path: Path, work
     content = odd_tree(tmp_path)
     here = listings(content)
     assert workers.pool.executor is None  # nothing was asked of the workers
-    assert listings(content, workers) == here
+    assert listings(content, workers.pool) == here
     assert workers.pool.executor is not None  # the folders of 4 files and more went to the workers
     tech = next(files for _folder, prefix, _digest, files in here if prefix == "tech/")
     names = [name for name, _fingerprint in tech]
@@ -129,7 +129,7 @@ def test_the_workers_list_every_folder_as_this_process_does(tmp_path: Path, work
 
 def test_a_small_tree_starts_no_pool(tmp_path: Path, workers: Workers) -> None:
     content = odd_tree(tmp_path)
-    assert listings(content, workers, parallel_from=1000) == listings(content)
+    assert listings(content, workers.pool, parallel_from=1000) == listings(content)
     assert workers.pool.executor is None
 
 
@@ -141,10 +141,10 @@ def test_a_worker_that_dies_loses_nothing_of_the_walk(tmp_path: Path, workers: W
 
     content = odd_tree(tmp_path)
     here = listings(content)
-    assert isinstance(workers.submit(os._exit, 1).exception(), BrokenProcessPool)
-    assert listings(content, workers) == here
+    assert isinstance(workers.pool.submit(os._exit, 1).exception(), BrokenProcessPool)
+    assert listings(content, workers.pool) == here
     workers.pool.close()
-    assert listings(content, workers) == here
+    assert listings(content, workers.pool) == here
     assert workers.pool.executor is not None
 
 
@@ -199,7 +199,7 @@ def fetched(source: FilesSource, fingerprints: Mapping[str, str]) -> list[tuple[
 def test_the_source_gives_the_same_items_digests_and_problems_either_way(tmp_path: Path, workers: Workers) -> None:
     content = odd_tree(tmp_path)
     here = FilesSource("s", content, "Asia/Shanghai")
-    there = FilesSource("s", content, "Asia/Shanghai", workers=workers, parallel_from=4)
+    there = FilesSource("s", content, "Asia/Shanghai", workers=workers.pool, parallel_from=4)
     cold = fetched(here, {})
     assert fetched(there, {}) == cold and workers.pool.executor is not None
     if LINUX:
@@ -220,7 +220,7 @@ def test_the_source_gives_the_same_items_digests_and_problems_either_way(tmp_pat
 def test_a_source_with_its_pool_still_pickles_for_the_workers(workers: Workers, tmp_path: Path) -> None:
     import pickle
 
-    source = FilesSource("s", tmp_path, "Asia/Shanghai", workers=workers)
+    source = FilesSource("s", tmp_path, "Asia/Shanghai", workers=workers.pool)
     copy = pickle.loads(pickle.dumps(source))
     assert copy.workers is None and (copy.name, copy.root) == ("s", tmp_path)
 

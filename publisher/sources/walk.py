@@ -30,12 +30,14 @@ Stats = tuple[bytes, tuple[str, ...]]  # a chunk's listing text and the names th
 
 
 class WalkPool(Protocol):
-    """The build's worker processes, as the walk uses them (parallel.Workers)."""
+    """The build's worker processes, as the walk uses them (parallel.Workers' pool): how many
+    (1: none, the work is done here), and a task handed to one of them; a pool broken since
+    its last use gives a future that raises BrokenProcessPool."""
 
     @property
     def size(self) -> int: ...
 
-    def submit(self, function: Callable[..., T], /, *args: object) -> Future[T]: ...
+    def submit(self, task: Callable[..., T], /, *args: object) -> Future[T]: ...
 
 
 class Listing:
