@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter, deque
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
@@ -126,9 +126,13 @@ class _SourcePass:
         self.live_count = store.live_count(source.name)
         self.any_rows = bool(self.live_count) or store.has_items(source.name)
         self.known: dict[str, Known] = {}  # details, fetched only for items that were read
-        self.seen: set[str] = set()
-        self.unchanged = 0  # seen keys that matched live fingerprints
-        self.read: set[str] = set()  # the other seen keys: read, or reported as problems
+        # The keys the source listed: those that matched live fingerprints, as it gave them (not
+        # copied: an unchanged build of 100,000 files never makes them), and the others (read,
+        # or reported as problems); gathered in one set only if a rename or withdrawal asks.
+        self.matched: list[Collection[str]] = []
+        self.unchanged = 0  # keys in `matched`
+        self.read: set[str] = set()
+        self._seen: set[str] | None = None
         self.written: set[str] = set()  # read keys now stored as listed (new, changed or the same)
         self.folders: list[tuple[str, str, int, int]] = []  # (name, digest, listed, unchanged)
         self.moved_from: set[str] = set()
@@ -170,14 +174,13 @@ class _SourcePass:
                     if isinstance(result, (Folder, Unchanged)):
                         keys = result.unchanged if isinstance(result, Folder) else result.keys
                         self.listed += len(keys)
-                        self.seen.update(keys)  # they matched live fingerprints: all are live
+                        self.matched.append(keys)  # they matched live fingerprints: all are live
                         self.unchanged += len(keys)
                         self.report.unchanged += len(keys)
                         self.tick(len(keys))
                         if isinstance(result, Folder):
                             self.folders.append((result.name, result.digest, result.listed, len(keys)))
                         continue
-                    self.seen.add(result.key)
                     self.read.add(result.key)
                     self.listed += 1
                     self.tick(1)
@@ -185,7 +188,6 @@ class _SourcePass:
                     if isinstance(outcome, ItemProblem):
                         self._problem(outcome)
                     elif outcome is None:  # a draft: as if the file were not there
-                        self.seen.discard(result.key)
                         self.read.discard(result.key)
                     else:
                         self._item(writer, *outcome)
@@ -376,7 +378,7 @@ class _SourcePass:
     def _apply_moves(self, writer: StoreWriter, lost_at: set[str]) -> None:
         while self.moved:
             _row_id, old_key, item, article = self.moved.pop(0)
-            if old_key in self.seen and old_key not in lost_at:
+            if old_key in self.seen() and old_key not in lost_at:
                 self._problem(self._duplicate_id(item, old_key))
                 continue
             if old_key in self.written:  # that row already took its file's new content
@@ -401,10 +403,17 @@ class _SourcePass:
             "give each article its own `id`",
         )
 
+    def seen(self) -> set[str]:
+        """Every key the source listed (unchanged, read or reported, drafts aside), once it
+        listed them all."""
+        if self._seen is None:
+            self._seen = self.read.union(*self.matched)
+        return self._seen
+
     def _withdraw_missing(self, writer: StoreWriter) -> None:
         if not self.source.complete:
             return
-        if self.live_count and not self.seen:
+        if self.live_count and not self.unchanged and not self.read:
             raise SourceError(
                 f"source {self.source.name!r} has no items now but had {self.live_count}",
                 "if the folder really is empty on purpose, remove the source from the config",
@@ -414,7 +423,8 @@ class _SourcePass:
         if seen_live == self.live_count:
             return  # every live item was seen: nothing to withdraw, and no need to load their ids
         live_ids = self.store.live_ids(self.source.name)
-        missing = [key for key in live_ids if key not in self.seen and key not in self.moved_from]
+        seen = self.seen()
+        missing = [key for key in live_ids if key not in seen and key not in self.moved_from]
         gone = [live_ids[key] for key in missing]
         if gone:
             log.info("withdrawn (gone from %s): %s", self.source.name, ", ".join(missing))

@@ -16,9 +16,10 @@ import signal
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from typing import TypeVar
 
 from .model import Article, Deferred, ItemProblem, ReadItem, SourceItem
 from .normalize import CategoryIndex, NormalizeError, TextRules, normalize
@@ -35,6 +36,8 @@ PARENT_POLL = 0.5  # seconds between a worker's checks that the build that start
 Context = tuple[CategoryIndex, TextRules, str]  # index, rules, site URL
 
 _worker_context: Context | None = None
+
+Done = TypeVar("Done")
 
 
 def _init_worker(index: CategoryIndex, rules: TextRules, site_url: str) -> None:
@@ -102,15 +105,16 @@ class _Pool:
         self.size, self.context = size, context
         self.executor: ProcessPoolExecutor | None = None
 
-    def submit(self, chunk: list[Deferred | SourceItem], render: bool) -> Future[list[Prepared]]:
+    def submit(self, task: Callable[..., Done], *args: object) -> Future[Done]:
+        """`task(*args)` on a worker, the pool started if it is not running."""
         if self.executor is None:
             self.executor = ProcessPoolExecutor(
                 self.size, mp_context=_context(), initializer=_init_worker, initargs=self.context
             )
         try:
-            return self.executor.submit(_prepare_chunk, chunk, render)
-        except BrokenProcessPool as exc:  # a worker died since: the chunk's result says so (_result)
-            broken: Future[list[Prepared]] = Future()
+            return self.executor.submit(task, *args)
+        except BrokenProcessPool as exc:  # a worker died since: the task's result says so (_result)
+            broken: Future[Done] = Future()
             broken.set_exception(exc)
             return broken
 
@@ -150,7 +154,7 @@ def _result(queued: Queued, window: deque[Queued], pool: _Pool, render: bool) ->
         pool.close()
         for i, (waiting, earlier) in enumerate(window):
             if not (earlier.done() and earlier.exception() is None):  # lost with the pool
-                window[i] = (waiting, pool.submit(waiting, render))
+                window[i] = (waiting, pool.submit(_prepare_chunk, waiting, render))
         return _one_by_one(chunk, pool.context, render)
 
 
@@ -160,7 +164,7 @@ def _one_by_one(chunk: list[Deferred | SourceItem], context: Context, render: bo
     try:
         for unit in chunk:
             try:
-                out.extend(alone.submit([unit], render).result())
+                out.extend(alone.submit(_prepare_chunk, [unit], render).result())
             except BrokenProcessPool:
                 alone.close()
                 out.append(
@@ -215,7 +219,7 @@ def prepare_in_order(
                     yield _result(window.popleft(), window, pool, render)
                 yield prepare_all(chunk, index, rules, site_url, render)
                 continue
-            window.append((chunk, pool.submit(chunk, render)))
+            window.append((chunk, pool.submit(_prepare_chunk, chunk, render)))
             if len(window) >= 2 * size:  # bounded: at most this many chunks in memory
                 yield _result(window.popleft(), window, pool, render)
         while window:

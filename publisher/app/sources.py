@@ -50,6 +50,7 @@ if TYPE_CHECKING:
     from ..sources.html import ListRules
     from ..sources.http import Fetcher
     from ..sources.robots import RobotsCache
+    from ..sources.walk import WalkPool
 
 
 def make_source(
@@ -60,13 +61,14 @@ def make_source(
     categories: Sequence[Category] = (),
     convert: Callable[[str], str] = str,
     failed: Callable[[str], FailedItems] | None = None,
+    walk_pool: WalkPool | None = None,
 ) -> Source:
     """The registry from a config `type` to a source; config validation rejects unknown types.
     `known`: our category names and slugs (a WordPress site's categories are matched to them);
     `categories`: ours (an html source's overrides name them); `convert`: text converted as
     the content will be (`[text] convert`: an html source's meta-line regexes read it too);
     `failed`: a web source's memory of its failed items and walks, by its name (None: none, as
-    for `check`).
+    for `check`); `walk_pool`: a build's worker processes (a files source stats its big folders there).
     Web sources are imported only when configured: they bring requests and lxml.html, a tenth
     of a second of every build of a site that reads only files."""
     if isinstance(config, WordPressSourceConfig):
@@ -106,6 +108,7 @@ def make_source(
         timezone=timezone,
         default_category=config.default_category,
         url_template=config.url_template,
+        workers=walk_pool,
     )
 
 
@@ -158,8 +161,10 @@ class SourceServices:
         known = frozenset(name for c in categories for name in (c.name, c.slug))
         tz, fetchers = self.settings.site.timezone, self.run_fetchers()
         failed = partial(self.failed_items, retry_now=retry_failed)
+        pool = self.workers.pool if self.workers is not None else None  # a build's
         return [
-            make_source(s, tz, fetchers, known, categories, self.convert, failed=failed) for s in self.settings.sources
+            make_source(s, tz, fetchers, known, categories, self.convert, failed=failed, walk_pool=pool)
+            for s in self.settings.sources
         ]
 
     @property

@@ -1,11 +1,10 @@
 """The `files` source: Markdown and HTML with YAML front matter, and text pages saved from the site.
 
-This module walks the folders; `file_formats.py` reads one file."""
+This module turns the folders walked (`walk.py`) into items; `file_formats.py` reads one file."""
 
 from __future__ import annotations
 
 import errno
-import hashlib
 import os
 from collections.abc import Iterator, Mapping
 from datetime import datetime
@@ -32,6 +31,7 @@ from .file_formats import (
     text_field,
     utf8_tail,
 )
+from .walk import PARALLEL_FROM, WalkPool, walk
 
 SUFFIXES = {".md": "markdown", ".markdown": "markdown", ".html": "html", ".htm": "html", ".txt": "text"}
 _SUFFIX_TUPLE = tuple(SUFFIXES)
@@ -54,12 +54,20 @@ class FilesSource:
         timezone: str,
         default_category: str | None = None,
         url_template: str | None = None,
+        workers: WalkPool | None = None,
+        parallel_from: int = PARALLEL_FROM,
     ) -> None:
         self.name = name
         self.root = root
         self.zone = ZoneInfo(timezone)
         self.default_category = default_category
         self.url_template = url_template
+        self.workers = workers  # the build's pool: big folders are stat'ed there (walk.py)
+        self.parallel_from = parallel_from
+
+    def __getstate__(self) -> dict[str, Any]:
+        """What a worker needs to read a file (each `Deferred` read carries its source): not the pool."""
+        return {**self.__dict__, "workers": None}
 
     def fetch(self, fingerprints: Mapping[str, str]) -> Iterator[Fetched]:
         if not self.root.is_dir():
@@ -68,25 +76,27 @@ class FilesSource:
                 "create it or fix `path` in [[sources]]",
             )
         by_folder = fingerprints if isinstance(fingerprints, FolderFingerprints) else None
-        for folder, prefix, files in self._walk():
-            if isinstance(files, OSError):  # a sub-folder that cannot be listed: report it, keep what it held
-                reason = f"cannot list this folder: {files.strerror or files}"
+        for folder, prefix, listing in walk(str(self.root), _SUFFIX_TUPLE, self.workers, self.parallel_from):
+            if isinstance(listing, OSError):  # a sub-folder that cannot be listed: report it, keep what it held
+                if not prefix:
+                    raise SourceError(f"source {self.name!r}: cannot list {folder}: {listing}") from listing
+                reason = f"cannot list this folder: {listing.strerror or listing}"
                 yield ItemProblem(prefix, folder, reason, "check its permissions; its articles stay as they were")
                 kept = tuple(key for key in fingerprints if key.startswith(prefix))
                 if kept:
                     yield Unchanged(kept)
                 continue
             if not is_utf8(prefix):  # nothing in here can be stored (or asked about): say so
-                for name, _fingerprint in files:
+                for name, _fingerprint in listing.files():
                     yield _undecodable(folder, prefix, name, "folder")
                 continue
-            digest = _digest(files)
+            digest = listing.digest()
             if by_folder is not None and by_folder.digest(prefix) == digest:
-                yield Folder(prefix, digest, len(files), tuple([prefix + name for name, _fingerprint in files]))
+                yield Folder(prefix, digest, len(listing), listing.keys(prefix))
                 continue
             known = by_folder.in_folder(prefix) if by_folder is not None else fingerprints
             unchanged: list[str] = []
-            for name, fingerprint in files:
+            for name, fingerprint in listing.files():
                 key = prefix + name
                 if known.get(key) == fingerprint:
                     unchanged.append(key)
@@ -95,7 +105,7 @@ class FilesSource:
                 else:
                     path = os.path.join(folder, name)
                     yield Deferred(key, partial(self.read_or_problem, path, key, fingerprint), path)
-            yield Folder(prefix, digest, len(files), tuple(unchanged))
+            yield Folder(prefix, digest, len(listing), tuple(unchanged))
 
     def read_or_problem(self, path: str, key: str, fingerprint: str | None) -> SourceItem | ItemProblem | None:
         """`read`, with a file's problems as a value (this runs in worker processes)."""
@@ -113,29 +123,6 @@ class FilesSource:
         """The item under `key`, to read again: its body is rendered when a feed first shows it."""
         path = os.path.join(self.root, *key.split("/"))
         return Deferred(key, partial(self.read_or_problem, path, key, None), path)
-
-    def _walk(self) -> Iterator[tuple[str, str, list[tuple[str, str]] | OSError]]:
-        """(folder, key prefix, [(name, fingerprint)]) for every folder under the root, each
-        folder's content files in name order, folders depth first in name order; hidden files
-        and folders skipped. A fingerprint is the file's mtime and size. A sub-folder that
-        cannot be listed comes with the error instead of its files (only the root fails the source).
-
-        At 100,000 files every microsecond spent per file here is a tenth of a second of every
-        build, and one stat per file is the least an incremental build can do. So: plain
-        strings, one tuple per folder, and stat() by name through the open directory (an
-        fstatat, no path resolution), which costs a third less than DirEntry.stat()."""
-        stack = [(str(self.root), "")]
-        while stack:
-            folder, prefix = stack.pop()
-            try:
-                files, folders = _list_folder(folder)
-            except OSError as exc:
-                if not prefix:
-                    raise SourceError(f"source {self.name!r}: cannot list {folder}: {exc}") from exc
-                yield folder, prefix, exc
-                continue
-            yield folder, prefix, files
-            stack.extend((os.path.join(folder, name), f"{prefix}{name}/") for name in reversed(folders))
 
     def read(self, path: str | Path, key: str, fingerprint: str | None = None) -> SourceItem | None:
         """Parse one file; None for a draft. Raises Problem for a file that cannot be used."""
@@ -217,58 +204,9 @@ class FilesSource:
         )
 
 
-def _list_folder(folder: str) -> tuple[list[tuple[str, str]], list[str]]:
-    """A folder's content files with their fingerprints, and its subfolders, each in name
-    order. Names starting with . or _ are skipped, a link to a folder is not followed (a link
-    to a parent would loop), a file that vanishes between listing and stat is gone, and one that
-    cannot be looked at (a link to itself) is listed, so that reading it reports it."""
-    by_fd = os.scandir in os.supports_fd and os.stat in os.supports_dir_fd
-    fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0)) if by_fd else -1
-    try:
-        names: list[str] = []
-        folders: list[str] = []
-        with os.scandir(fd if by_fd else folder) as entries:
-            for entry in entries:
-                name = entry.name
-                if name[0] in "._":
-                    continue
-                if name.lower().endswith(_SUFFIX_TUPLE):
-                    try:
-                        is_file = entry.is_file()  # from the listing's file type: no system call
-                    except OSError:  # a link to itself, a loop of links: reading it says what
-                        is_file = True
-                    if is_file:
-                        names.append(name)
-                elif entry.is_dir(follow_symlinks=False):
-                    folders.append(name)
-        names.sort()
-        folders.sort()
-        stat = os.stat
-        files: list[tuple[str, str]] = []
-        for name in names:
-            try:
-                st = stat(name, dir_fd=fd) if by_fd else stat(os.path.join(folder, name))
-            except FileNotFoundError:
-                continue
-            except OSError as exc:  # never matches a stored fingerprint: read, and reported
-                files.append((name, f"unreadable:{exc.errno}"))
-                continue
-            files.append((name, f"{st.st_mtime_ns}:{st.st_size}"))
-        return files, folders
-    finally:
-        if by_fd:
-            os.close(fd)
-
-
 def _undecodable(folder: str, prefix: str, name: str, part: str) -> ItemProblem:
     shown = os.path.join(folder, name).encode("utf-8", "backslashreplace").decode()
     return ItemProblem(prefix + name, shown, f"the {part} name is not valid UTF-8", f"rename the {part}")
-
-
-def _digest(files: list[tuple[str, str]]) -> str:
-    """What a folder's listing sums up to: its names and fingerprints, in order."""
-    listing = "\n".join([f"{name}\t{fingerprint}" for name, fingerprint in files])
-    return hashlib.blake2b(listing.encode("utf-8", "surrogateescape"), digest_size=16).hexdigest()
 
 
 __all__ = ["FilesSource", "parse_date", "parse_text_page"]
