@@ -324,13 +324,12 @@ class ArticleStore:
         made = self.render_bodies(missing) if self.render_bodies is not None else {}
         ids = {(row.source, row.key): row.id for row in rows}
         if made:
-            values = [
-                {"article_id": ids[key], "body_hash": body_hash,
-                 "summary": rendition.summary, "content_html": rendition.content_html}
+            rows = [
+                (ids[key], body_hash, rendition.summary, rendition.content_html)
                 for key, (rendition, body_hash) in made.items()
-            ]  # fmt: skip
+            ]  # RENDITION_COLUMNS
             with self.engine.begin() as conn:
-                upsert_renditions(conn, values)
+                upsert_renditions(conn, rows)
         out = []
         for article in articles:
             if article.rendered:
