@@ -5,7 +5,8 @@ main process walks the source and writes the store; worker processes read and no
 chunks of items (a file's body is only checked and hashed then, and rendered, on this pool
 too, when a feed first shows it: docs/architecture.md). Results come back in the order the
 items went in, so guids, row ids and every tie-break are the same as in a serial run. Small
-batches (an incremental build) never start a pool.
+batches (an incremental build) never start a pool. A build's pool then renders and writes its
+feeds (`Workers.run_in_order`), the main process being idle by then.
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ import signal
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from typing import Any, TypeVar
 
 from .model import Article, Deferred, ItemProblem, ReadItem, SourceItem
 from .normalize import CategoryIndex, NormalizeError, TextRules, normalize
@@ -35,6 +37,9 @@ PARENT_POLL = 0.5  # seconds between a worker's checks that the build that start
 Context = tuple[CategoryIndex, TextRules, str]  # index, rules, site URL
 
 _worker_context: Context | None = None
+
+Task = TypeVar("Task")
+Done = TypeVar("Done")
 
 
 def _init_worker(index: CategoryIndex, rules: TextRules, site_url: str) -> None:
@@ -102,15 +107,16 @@ class _Pool:
         self.size, self.context = size, context
         self.executor: ProcessPoolExecutor | None = None
 
-    def submit(self, chunk: list[Deferred | SourceItem], render: bool) -> Future[list[Prepared]]:
+    def submit(self, task: Callable[..., Done], *args: object) -> Future[Done]:
+        """`task(*args)` on a worker, the pool started if it is not running."""
         if self.executor is None:
             self.executor = ProcessPoolExecutor(
                 self.size, mp_context=_context(), initializer=_init_worker, initargs=self.context
             )
         try:
-            return self.executor.submit(_prepare_chunk, chunk, render)
-        except BrokenProcessPool as exc:  # a worker died since: the chunk's result says so (_result)
-            broken: Future[list[Prepared]] = Future()
+            return self.executor.submit(task, *args)
+        except BrokenProcessPool as exc:  # a worker died since: the task's result says so (_result)
+            broken: Future[Done] = Future()
             broken.set_exception(exc)
             return broken
 
@@ -122,17 +128,56 @@ class _Pool:
 
 class Workers:
     """The worker processes of one build, shared by its ingest and the bodies its feeds render
-    when shown (`prepare_in_order(..., shared=...)`), started at first use and closed with the
-    build. One pool, forked while the build's process is still small: a pool started for the
-    renders at the end of a cold build of 100,000 articles forked the grown process, and each
-    worker's share of its pages counted again in the memory of the process tree."""
+    when shown (`prepare_in_order(..., shared=...)`), then by the feeds themselves
+    (`run_in_order`, publisher.output), started at first use and closed with the build. One
+    pool, forked while the build's process is still small: a pool started for the renders at
+    the end of a cold build of 100,000 articles forked the grown process, and each worker's
+    share of its pages counted again in the memory of the process tree."""
 
     def __init__(self, index: CategoryIndex, rules: TextRules, site_url: str) -> None:
         self.context: Context = (index, rules, site_url)
         self.pool = _Pool(workers(), self.context)
+        self.preparations: list[tuple[Callable[[Any], object], object]] = []
 
     def close(self) -> None:
         self.pool.close()
+
+    def prepare(self, task: Callable[[Task], object], argument: Task) -> None:
+        """Have each worker run `task(argument)` once it has read what it was given: what the
+        tasks of a later `run_in_order` need loaded (imports, compiled templates), loaded while
+        the workers would idle and the main process stores what they read. Handed over after
+        the last chunk of a `prepare_in_order` on these workers, once, when the pool runs; its
+        result is not awaited (one worker may take two and another none: that costs time only)."""
+        self.preparations.append((task, argument))
+
+    def _handed_over(self) -> None:
+        """Every chunk of a `prepare_in_order` is with the workers: the preparations follow."""
+        if self.preparations and self.pool.size > 1 and self.pool.executor is not None:
+            for task, argument in self.preparations:
+                for _ in range(self.pool.size):
+                    self.pool.submit(task, argument)
+            self.preparations.clear()
+
+    def run_in_order(self, task: Callable[[Task], Done], tasks: Iterable[Task]) -> Iterator[Done]:
+        """`task(t)` of each of `tasks`, in order: on the workers while they run (started by the
+        build's reads or renders) and are more than one, else here as they are asked for. Every
+        task is handed over now, so the caller's work until it asks overlaps the workers'. A
+        pool is never started for this: one forked at the end of a large build copies the grown
+        process (above). `task` is a module-level function; it, its tasks and their results
+        are pickled. A task whose worker died is done again here, and the pool starts anew at
+        its next use."""
+        pool = self.pool
+        if pool.size == 1 or pool.executor is None:
+            return map(task, tasks)
+        return self._in_order(task, [(t, pool.submit(task, t)) for t in tasks])
+
+    def _in_order(self, task: Callable[[Task], Done], queued: list[tuple[Task, Future[Done]]]) -> Iterator[Done]:
+        for t, future in queued:
+            try:
+                yield future.result()
+            except BrokenProcessPool:
+                self.pool.close()
+                yield task(t)
 
 
 Queued = tuple[list[Deferred | SourceItem], Future[list[Prepared]]]
@@ -150,7 +195,7 @@ def _result(queued: Queued, window: deque[Queued], pool: _Pool, render: bool) ->
         pool.close()
         for i, (waiting, earlier) in enumerate(window):
             if not (earlier.done() and earlier.exception() is None):  # lost with the pool
-                window[i] = (waiting, pool.submit(waiting, render))
+                window[i] = (waiting, pool.submit(_prepare_chunk, waiting, render))
         return _one_by_one(chunk, pool.context, render)
 
 
@@ -160,7 +205,7 @@ def _one_by_one(chunk: list[Deferred | SourceItem], context: Context, render: bo
     try:
         for unit in chunk:
             try:
-                out.extend(alone.submit([unit], render).result())
+                out.extend(alone.submit(_prepare_chunk, [unit], render).result())
             except BrokenProcessPool:
                 alone.close()
                 out.append(
@@ -215,9 +260,11 @@ def prepare_in_order(
                     yield _result(window.popleft(), window, pool, render)
                 yield prepare_all(chunk, index, rules, site_url, render)
                 continue
-            window.append((chunk, pool.submit(chunk, render)))
+            window.append((chunk, pool.submit(_prepare_chunk, chunk, render)))
             if len(window) >= 2 * size:  # bounded: at most this many chunks in memory
                 yield _result(window.popleft(), window, pool, render)
+        if shared is not None:
+            shared._handed_over()
         while window:
             yield _result(window.popleft(), window, pool, render)
     finally:
