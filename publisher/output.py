@@ -7,7 +7,7 @@ reach the disk (feeds.write_if_changed), so an unchanged build writes nothing.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -33,8 +33,9 @@ RESERVED_SLUGS = {
     ARCHIVE_DIR: "the folder of the digest archive (`[digest] archive`)",
 }
 
-# The articles of each scope (a category's slug, None for the whole site), newest first
-ScopesArticles = Callable[[Sequence[str | None]], Mapping[str | None, Sequence[Article]]]
+# The articles of each scope (a category's slug, None for the whole site), newest first, each
+# scope as soon as they are known (store.latest_each)
+ScopesArticles = Callable[[Sequence[str | None]], Iterable[tuple[str | None, Sequence[Article]]]]
 Files = list[tuple[str, bytes]]  # (path under the output folder, bytes)
 Done = TypeVar("Done")
 
@@ -83,15 +84,15 @@ class Output:
         feeds.opml for which `site_page_needed(path)`, in every edition; (written, unchanged).
 
         With the build's `workers`, while they run, the files are rendered there: the site's
-        pages while this process queries the articles, the scopes' files once their bodies are
-        rendered (the workers are idle then), each written by the worker that rendered it. The
-        site's pages are written last, so that index.html never links a feed not written yet."""
+        pages while this process queries the articles, each scope's files as soon as its
+        articles are known (the bodies of the scopes after it rendering meanwhile), each
+        written by the worker that rendered it. The site's pages are written last, so that
+        index.html never links a feed not written yet."""
         pages = _run(workers, render_files, self._site_jobs(site_page_needed))
-        # Every scope's articles at once: the bodies still to render are rendered together
-        cache = articles_for([scope.slug if scope else None for scope in scopes]) if scopes else {}
-        written: list[str] = []  # each scope's feeds and page, then the site's pages
+        known = articles_for([scope.slug if scope else None for scope in scopes]) if scopes else ()
+        written: list[str] = []  # each scope's feeds and page in every edition, then the site's pages
         unchanged: list[str] = []
-        for done, same in _run(workers, partial(write_files, self.out), self._scope_jobs(scopes, cache)):
+        for done, same in _run(workers, partial(write_files, self.out), self._scope_jobs(known)):
             written += done
             unchanged += same
         for files in pages:
@@ -99,22 +100,20 @@ class Output:
                 (written if write_if_changed(self.out / path, data) else unchanged).append(path)
         return written, unchanged
 
-    def _scope_jobs(
-        self, scopes: Sequence[Category | None], cache: Mapping[str | None, Sequence[Article]]
-    ) -> Iterator[ScopeFiles]:
-        """What each scope's files are rendered from, edition by edition; each article converted
-        to an edition's script once, whichever of its scopes show it."""
+    def _scope_jobs(self, known: Iterable[tuple[str | None, Sequence[Article]]]) -> Iterator[ScopeFiles]:
+        """What each scope's files in every edition are rendered from, as soon as its articles
+        are known; each article converted to an edition's script once, whichever scopes show it."""
+        editions = []
         for edition in self.editions:
-            site, links = edition.site(self.site), edition.links(self.links)
             categories = edition.categories(self.categories)
-            converted = {c.slug: c for c in categories}
-            once: Converted = {}  # each article converted once in this edition, for its feeds and pages
-            subscribe = self.subscribe_link(edition)
-            for scope in scopes:
-                articles = edition.articles(cache[scope.slug if scope else None], once)
-                own = converted[scope.slug] if scope else None
+            converted: Converted = {}  # each article once in this edition, for its feeds and pages
+            editions.append((edition, edition.site(self.site), edition.links(self.links), categories, converted))
+        for slug, articles in known:
+            for edition, site, links, categories, converted in editions:
+                own = next(c for c in categories if c.slug == slug) if slug is not None else None
                 switch = script_links(self.editions, edition, self.links, category_page(own)) if own else []
-                yield ScopeFiles(edition, site, links, categories, own, articles, self.theme, subscribe, switch)
+                yield ScopeFiles(edition, site, links, categories, own, edition.articles(articles, converted),
+                                 self.theme, self.subscribe_link(edition), switch)  # fmt: skip
 
     def _site_jobs(self, needed: Callable[[str], bool]) -> Iterator[SitePages]:
         """index.html and feeds.opml of every edition for which `needed(path)`."""

@@ -159,20 +159,25 @@ class Workers:
             self.preparations.clear()
 
     def run_in_order(self, task: Callable[[Task], Done], tasks: Iterable[Task]) -> Iterator[Done]:
-        """`task(t)` of each of `tasks`, in order: on the workers while they run (started by the
-        build's reads or renders) and are more than one, else here as they are asked for. Every
-        task is handed over now, so the caller's work until it asks overlaps the workers'. A
-        pool is never started for this: one forked at the end of a large build copies the grown
-        process (above). `task` is a module-level function; it, its tasks and their results
-        are pickled. A task whose worker died is done again here, and the pool starts anew at
-        its next use."""
+        """`task(t)` of each of `tasks`, in order. Each is handed over as `tasks` gives it, before
+        the first result is awaited, to the workers while they run (started by the build's reads
+        or renders) and are more than one, so the caller's work until it asks overlaps theirs;
+        else it is done here when its result is asked for. A pool is never started for this:
+        one forked at the end of a large build copies the grown process (above). `task` is a
+        module-level function; it, its tasks and their results are pickled. A task whose worker
+        died is done again here, and the pool starts anew at its next use."""
         pool = self.pool
-        if pool.size == 1 or pool.executor is None:
-            return map(task, tasks)
-        return self._in_order(task, [(t, pool.submit(task, t)) for t in tasks])
+        queued: list[tuple[Task, Future[Done] | None]] = []
+        for t in tasks:
+            running = pool.size > 1 and pool.executor is not None
+            queued.append((t, pool.submit(task, t) if running else None))
+        return self._in_order(task, queued)
 
-    def _in_order(self, task: Callable[[Task], Done], queued: list[tuple[Task, Future[Done]]]) -> Iterator[Done]:
+    def _in_order(self, task: Callable[[Task], Done], queued: list[tuple[Task, Future[Done] | None]]) -> Iterator[Done]:
         for t, future in queued:
+            if future is None:
+                yield task(t)
+                continue
             try:
                 yield future.result()
             except BrokenProcessPool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -153,6 +154,28 @@ def test_tasks_run_in_order_on_the_running_workers_and_here_when_none_run(monkey
         shared.close()
     assert [n for n, _pid in done] == list(range(12))
     assert MAIN_PID not in {pid for _n, pid in done}
+
+
+def test_tasks_go_to_the_workers_from_when_they_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A build's first feeds may be known before its pool runs (the bodies' renders start it):
+    each task goes where it can when it is given."""
+    monkeypatch.setattr(parallel, "workers", lambda: 2)
+    monkeypatch.setattr(parallel, "_context", lambda: multiprocessing.get_context("fork"))
+    shared = parallel.Workers(INDEX, TextRules(), "https://x.org")
+
+    def tasks() -> Iterator[int]:
+        yield 0
+        yield 1
+        list(parallel.prepare_in_order(iter([[item(1)]]), INDEX, TextRules(), "https://x.org", in_process=0,
+                                       shared=shared))  # fmt: skip
+        yield from range(2, 8)
+
+    try:
+        done = list(shared.run_in_order(pid_and, tasks()))
+    finally:
+        shared.close()
+    assert [n for n, _pid in done] == list(range(8))
+    assert [pid == MAIN_PID for _n, pid in done] == [True, True] + [False] * 6
 
 
 def test_a_task_whose_worker_dies_is_done_here_and_the_pool_starts_anew(monkeypatch: pytest.MonkeyPatch) -> None:

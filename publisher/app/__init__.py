@@ -359,7 +359,7 @@ class App(SourceServices, MailServices, WatchServices, WebSubServices):
         left_out: dict[tuple[str, str], tuple[str, Article]] = {}
         self.rendering = left_out
         try:
-            latest = partial(store.latest_of, limit=limit)
+            latest = partial(store.latest_each, limit=limit)
             written, _unchanged = output.write(scopes, latest, site_page_needed, self.workers)
         finally:
             self.rendering = None
