@@ -167,21 +167,24 @@ class Workers:
         module-level function; it, its tasks and their results are pickled. A task whose worker
         died is done again here, and the pool starts anew at its next use."""
         pool = self.pool
-        queued: list[tuple[Task, Future[Done] | None]] = []
+        queued: list[tuple[Task, Future[Done] | None, ProcessPoolExecutor | None]] = []
         for t in tasks:
             running = pool.size > 1 and pool.executor is not None
-            queued.append((t, pool.submit(task, t) if running else None))
+            queued.append((t, pool.submit(task, t) if running else None, pool.executor))
         return self._in_order(task, queued)
 
-    def _in_order(self, task: Callable[[Task], Done], queued: list[tuple[Task, Future[Done] | None]]) -> Iterator[Done]:
-        for t, future in queued:
+    def _in_order(
+        self, task: Callable[[Task], Done], queued: list[tuple[Task, Future[Done] | None, ProcessPoolExecutor | None]]
+    ) -> Iterator[Done]:
+        for t, future, executor in queued:
             if future is None:
                 yield task(t)
                 continue
             try:
                 yield future.result()
             except BrokenProcessPool:
-                self.pool.close()
+                if self.pool.executor is executor:  # not the pool a read started anew since
+                    self.pool.close()
                 yield task(t)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -190,6 +191,39 @@ def test_a_task_whose_worker_dies_is_done_here_and_the_pool_starts_anew(monkeypa
     finally:
         shared.close()
     assert [a.title for _i, a in again[0]] == ["标题7"]  # type: ignore[union-attr,misc]
+
+
+def slowly(n: int) -> tuple[int, int]:
+    time.sleep(0.1)
+    return n, os.getpid()
+
+
+def test_a_pool_broken_under_a_task_is_closed_only_if_no_read_started_another(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A task lost with a broken pool is met after a read has started a pool anew (the bodies
+    and the feeds share the workers): closing that one would cancel the tasks waiting on it."""
+    shared = started(monkeypatch)
+
+    def tasks() -> Iterator[int]:
+        yield 2  # its worker dies: the pool is broken
+        time.sleep(0.5)
+        reads = [[item(3)], [item(4)]]  # the first met broken, read alone; the second on a new pool
+        out = list(parallel.prepare_in_order(iter(reads), INDEX, TextRules(), "https://x.org", in_process=0,
+                                             shared=shared))  # fmt: skip
+        assert [a.title for chunk in out for _i, a in chunk] == ["标题3", "标题4"]  # type: ignore[union-attr,misc]
+        yield from range(10, 20)  # more than the new pool takes at once: some wait in it
+
+    try:
+        done = list(shared.run_in_order(_dies_or_slowly, tasks()))
+    finally:
+        shared.close()
+    assert [n for n, _pid in done] == [2, *range(10, 20)]
+    assert dict(done)[2] == MAIN_PID and MAIN_PID not in {pid for n, pid in done if n >= 10}
+
+
+def _dies_or_slowly(n: int) -> tuple[int, int]:
+    return dies_on_a_worker(n) if n == 2 else slowly(n)
 
 
 def touch_as(folder: Path) -> None:

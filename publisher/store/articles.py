@@ -278,7 +278,7 @@ class ArticleStore:
     def latest_each(self, scopes: Sequence[str | None], limit: int) -> Iterator[tuple[str | None, list[Article]]]:
         """`latest_of`, each scope as soon as its articles are known, while the bodies of the
         scopes after it may still be rendering (a build's feeds are rendered on the workers
-        between them: publisher.output). The scopes come in their order, but for one read again."""
+        meanwhile: publisher.output); the scopes in the order their articles are known."""
         wanted = dict.fromkeys(scopes, limit)
         while wanted:
             further = {}
@@ -341,13 +341,13 @@ class ArticleStore:
             if article.rendered:
                 yield article
                 continue
-            rendition = next(made, None)
-            if rendition is None:
+            made_one = next(made, None)
+            if made_one is None:
                 yield None
                 continue
-            kept.append((row.id, rendition[1], rendition[0].summary, rendition[0].content_html))
-            yield replace(article, content_html=rendition[0].content_html, summary=rendition[0].summary,
-                          rendered=True)  # fmt: skip
+            rendition, body_hash = made_one
+            kept.append((row.id, body_hash, rendition.summary, rendition.content_html))
+            yield replace(article, content_html=rendition.content_html, summary=rendition.summary, rendered=True)
         if kept:
             with self.engine.begin() as conn:
                 upsert_renditions(conn, kept)
