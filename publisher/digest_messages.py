@@ -196,7 +196,7 @@ class DigestMessages:
                 message = self.message(
                     renderer, draft, subscriber, message_id, delivery=delivery, issued=digest.created_at
                 )
-                message.as_bytes()  # written now (and kept): an address IDNA refuses fails here
+                message.as_chunks()  # written now (and kept): an address IDNA refuses fails here
             except ValueError as exc:  # this subscriber's data (a name no header can carry)
                 raise BuildProblem(str(exc)) from exc
             return message

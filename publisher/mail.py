@@ -157,6 +157,7 @@ class Message:
     text_parts: Parts | None = field(default=None, repr=False, compare=False)
     html_parts: Parts | None = field(default=None, repr=False, compare=False)
     _bytes: list[bytes] = field(default_factory=list, repr=False, compare=False)
+    _chunks: list[tuple[bytes, ...]] = field(default_factory=list, repr=False, compare=False)
 
     @property
     def envelope_sender(self) -> str:
@@ -187,8 +188,25 @@ class Message:
     def as_bytes(self) -> bytes:
         """The message as it goes on the wire: CRLF, 7-bit unless an address needs SMTPUTF8."""
         if not self._bytes:
-            self._bytes.append(_serialise(self))
+            self._bytes.append(b"".join(self.as_chunks()))
         return self._bytes[0]
+
+    def as_chunks(self) -> tuple[bytes, ...]:
+        """`as_bytes` in the pieces it is made of, not joined (written on first use, then kept):
+        the header lines first, then the bodies, whose middles are the base64 a digest's readers
+        share (kept once for all of them: a transport that writes the pieces copies nothing)."""
+        if not self._chunks:
+            self._chunks.append(_serialise(self))
+        return self._chunks[0]
+
+    @property
+    def dot_safe(self) -> bool:
+        """No line starts with "." (SMTP's DATA needs no dot-stuffing). Only a header line could:
+        every body line is base64, a boundary line starts with "--" and a part's header with
+        "Content-"; header lines start with their name or a folding space, so this holds for
+        every message made here, and the header block (the first piece) is what is checked."""
+        headers = self.as_chunks()[0]
+        return b"\n." not in headers and not headers.startswith(b".")
 
     def parsed(self) -> EmailMessage:
         """The message as Python's parser reads it (tests, previews; slow)."""
@@ -236,6 +254,7 @@ def _unsubscribe_targets(e: Envelope) -> str:
     return ", ".join(targets)
 
 
+@lru_cache(maxsize=16)
 def _list_id(list_id: str) -> str:
     phrase, _, rest = list_id.rpartition("<")
     if not rest.endswith(">") or not phrase and not list_id.startswith("<"):
@@ -244,16 +263,21 @@ def _list_id(list_id: str) -> str:
 
 
 def _mailbox(name: str, address: Address) -> str:
-    return (
-        _angle(name, address.display_name, addr_spec(address))
-        if address.display_name
-        else (f"{name}: {addr_spec(address)}\r\n")
-    )
+    return _mailbox_line(name, address.display_name, addr_spec(address))
 
 
 @lru_cache(maxsize=64)
-def _line_slices(length: int) -> list[slice]:
-    return [slice(i, i + 76) for i in range(0, length, 76)]
+def _mailbox_line(name: str, display_name: str, spec: str) -> str:
+    """`name: display name <spec>`, cached: the From and Reply-To lines are every message's."""
+    return _angle(name, display_name, spec) if display_name else f"{name}: {spec}\r\n"
+
+
+@lru_cache(maxsize=256)
+def _line_slices(lines: int) -> list[slice]:
+    """The slices of `lines` 76-column lines; the last one may run past the end (slicing stops
+    there), so every length with that many lines shares one list: a reader's own parts vary in
+    length by a few bytes, and a cache by length missed for most of them."""
+    return [slice(i, i + 76) for i in range(0, 76 * lines, 76)]
 
 
 def _base64_lines(data: bytes) -> bytes:
@@ -261,7 +285,7 @@ def _base64_lines(data: bytes) -> bytes:
     if not data:
         return b""
     encoded = binascii.b2a_base64(data, newline=False)
-    return b"\r\n".join(map(encoded.__getitem__, _line_slices(len(encoded)))) + b"\r\n"
+    return b"\r\n".join(map(encoded.__getitem__, _line_slices((len(encoded) + 75) // 76))) + b"\r\n"
 
 
 @lru_cache(maxsize=512)
@@ -273,25 +297,35 @@ def _shared_base64(middle: str) -> bytes:
     return _base64_lines(data)
 
 
-def _body(data: str, parts: Parts | None, subtype: str) -> bytes:
-    head = f'Content-Type: text/{subtype}; charset="utf-8"\r\nContent-Transfer-Encoding: base64\r\n\r\n'
+_PART_HEADS = {
+    subtype: f'Content-Type: text/{subtype}; charset="utf-8"\r\nContent-Transfer-Encoding: base64\r\n\r\n'.encode()
+    for subtype in ("plain", "html")
+}
+
+
+def _body(data: str, parts: Parts | None, subtype: str) -> list[bytes]:
+    head = _PART_HEADS[subtype]
     if parts is None:
-        return head.encode("ascii") + _base64_lines(data.encode("utf-8"))
+        return [head, _base64_lines(data.encode("utf-8"))]
     first = parts[0].encode("utf-8")
     if len(first) % 57:
         raise ValueError("a head part must be a multiple of 57 bytes")
-    return b"".join(
-        [head.encode("ascii"), _base64_lines(first), _shared_base64(parts[1]), _base64_lines(parts[2].encode())]
-    )
+    return [head, _base64_lines(first), _shared_base64(parts[1]), _base64_lines(parts[2].encode())]
 
 
-def _serialise(message: Message) -> bytes:
+@lru_cache(maxsize=64)
+def _date(date: datetime) -> str:
+    """The Date header's value; a send's messages made in the same second share one."""
+    return format_datetime(date)
+
+
+def _serialise(message: Message) -> tuple[bytes, ...]:
     e = message.envelope
     head = [_mailbox("From", e.sender), _mailbox("To", e.to)]
     if e.reply_to is not None:
         head.append(_mailbox("Reply-To", e.reply_to))
     head.append(_unstructured("Subject", e.subject))
-    head.append(f"Date: {format_datetime(e.date)}\r\n")
+    head.append(f"Date: {_date(e.date.replace(microsecond=0))}\r\n")
     head.append(f"Message-ID: {message.message_id}\r\n")
     head.append(_list_id(e.list_id))
     head.append(_fold_ascii("List-Unsubscribe", _unsubscribe_targets(e)))
@@ -304,15 +338,13 @@ def _serialise(message: Message) -> bytes:
     head.append(f'MIME-Version: 1.0\r\nContent-Type: multipart/alternative;\r\n boundary="{boundary}"\r\n\r\n')
     mark = f"--{boundary}\r\n".encode("ascii")
     header_bytes = "".join(head).encode("utf-8")  # UTF-8 only in an SMTPUTF8 address
-    return b"".join(
-        [
-            header_bytes,
-            mark,
-            _body(message.text, message.text_parts, "plain"),
-            mark,
-            _body(message.html, message.html_parts, "html"),
-            f"--{boundary}--\r\n".encode("ascii"),
-        ]
+    return (
+        header_bytes,
+        mark,
+        *_body(message.text, message.text_parts, "plain"),
+        mark,
+        *_body(message.html, message.html_parts, "html"),
+        f"--{boundary}--\r\n".encode("ascii"),
     )
 
 

@@ -42,6 +42,9 @@ class SourceItem:
     folder: str | None = None  # the containing folder's name: a category hint
     default_category: str | None = None  # the source's fallback category
     warnings: tuple[str, ...] = ()  # what was fixed on reading (the item is used), for the log
+    # `content` as UTF-8, when the source has those bytes anyway (a file read as UTF-8):
+    # normalize hashes them instead of encoding the content again. The same text, so not compared.
+    content_utf8: bytes | None = field(default=None, compare=False, repr=False)
 
     def __reduce__(self) -> tuple[type[SourceItem], tuple[object, ...]]:
         return SourceItem, _source_item_fields(self)

@@ -10,7 +10,14 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from urllib.parse import urlsplit
 
-from .markdown import MarkdownLimitError, as_sanitised, check_limits, is_own_markup, render_markdown
+from .markdown import (
+    MarkdownLimitError,
+    as_sanitised,
+    check_limits,
+    is_own_markup,
+    render_markdown,
+    within_limits_however_cleaned,
+)
 from .model import Article, Category, ReadItem, Rendition, SourceItem
 from .text import (
     absolute_url,
@@ -77,12 +84,12 @@ def normalize(item: SourceItem, index: CategoryIndex, rules: TextRules, site_url
     updated = max(item.updated.astimezone(UTC), published) if item.updated else published
     author = _clean(item.author, rules) if item.author else None
     image = _absolute_url(item.image, url or site_url + "/") if item.image else None
-    tags = tuple(dict.fromkeys(t for t in (_clean(t, rules) for t in item.tags) if t))
+    tags = tuple(dict.fromkeys(t for t in (_clean(t, rules) for t in item.tags) if t)) if item.tags else ()
     visible = (
         title, source_digest, url or "", author or "", image or "", "\x1e".join(tags), "\x1e".join(categories),
         published.isoformat(), updated.isoformat() if item.updated else "",
     )  # fmt: skip
-    rendition = render_body(item, rules, site_url) if render else Rendition("", "")
+    rendition = render_body(item, rules, site_url) if render else _UNRENDERED
     return Article(
         source=item.source,
         key=item.key,
@@ -101,6 +108,9 @@ def normalize(item: SourceItem, index: CategoryIndex, rules: TextRules, site_url
         body_hash=_body_hash(source_digest, url, rules, site_url),
         rendered=render,
     )
+
+
+_UNRENDERED = Rendition("", "")  # an article stored to be rendered when first shown
 
 
 def render_body(item: SourceItem, rules: TextRules, site_url: str) -> Rendition:
@@ -135,6 +145,10 @@ _LIMITS_HINT = "split it, or flatten its quotes and lists: docs/content.md gives
 
 
 def _check_markdown(text: str) -> None:
+    """The limits checked as rendering will check them, on the cleaned text; cleaning (a scan of
+    every character) is skipped when the text is within them however it is cleaned."""
+    if within_limits_however_cleaned(text):
+        return
     try:
         check_limits(clean_text(text))
     except MarkdownLimitError as exc:
@@ -150,8 +164,10 @@ def _clean(text: str, rules: TextRules) -> str:
 def _source_digest(item: SourceItem) -> str:
     """SHA-256 of the body as the source gave it: its text, its kind and its given summary."""
     kind = "markdown" if item.markdown else "html"
-    raw = f"{kind}\x1f{item.summary or ''}\x1f{item.content}"
-    return hashlib.sha256(raw.encode("utf-8", "surrogatepass")).hexdigest()
+    digest = hashlib.sha256(f"{kind}\x1f{item.summary or ''}\x1f".encode("utf-8", "surrogatepass"))
+    body = item.content_utf8
+    digest.update(item.content.encode("utf-8", "surrogatepass") if body is None else body)
+    return digest.hexdigest()
 
 
 def _body_hash(source_digest: str, url: str | None, rules: TextRules, site_url: str) -> str:
@@ -198,11 +214,15 @@ def _leading_text(content: str, limit: int) -> str:
     return html_to_text(content)
 
 
+# A category name as written, cleaned: a site's few names come again in every file's front matter.
+_category_name = lru_cache(maxsize=1024)(clean_line)
+
+
 def resolve_categories(item: SourceItem, index: CategoryIndex) -> tuple[str, ...]:
     """Front matter categories (all must exist), else the folder, else the source default."""
     if item.categories:
         slugs = []
-        for name in map(clean_line, item.categories):
+        for name in map(_category_name, item.categories):
             category = index.find(name)
             if category is None:
                 raise NormalizeError(
@@ -248,4 +268,11 @@ def make_guid(site_url: str, published: datetime, source: str, key: str, explici
     if not _TAG_SAFE.fullmatch(specific):
         digest = hashlib.sha1(specific.encode("utf-8", "surrogatepass")).hexdigest()[:20]
         specific = ("id/" if explicit_id else "a/") + digest
-    return f"tag:{host},{published.astimezone(UTC):%Y-%m-%d}:{specific}"
+    return f"tag:{host},{_utc_day(published)}:{specific}"
+
+
+def _utc_day(when: datetime) -> str:
+    """The UTC day of `when` as strftime's %Y-%m-%d writes it (a year before 1000 unpadded),
+    without strftime's ten times slower formatting for the common years."""
+    day = when.astimezone(UTC).date()
+    return day.isoformat() if day.year >= 1000 else f"{day:%Y-%m-%d}"

@@ -15,7 +15,6 @@ number instead: the embeddable sign-up form's (web/embed.py), good for one sign-
 from __future__ import annotations
 
 import base64
-import hashlib
 import hmac
 import re
 from collections.abc import Callable
@@ -44,7 +43,7 @@ def base36(number: int) -> str:
 
 def _signature(key: bytes, letter: str, subscriber: int, expires: int, email_key: str) -> str:
     message = f"{letter}.{subscriber}.{expires}.{email_key}".encode()
-    digest = hmac.new(key, message, hashlib.sha256).digest()[:16]
+    digest = hmac.digest(key, message, "sha256")[:16]  # one call in C: a digest signs three per message
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
 
 

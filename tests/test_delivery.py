@@ -312,6 +312,23 @@ def test_a_crash_on_a_later_try_is_uncertain_at_the_next_run_not_after_its_wait(
     assert store.delivery_counts(digest_id) == {"sent": 4, "uncertain": 1}
 
 
+def test_the_untried_go_first_in_plan_order_then_the_tried_by_attempts(planned: tuple[Store, int]) -> None:
+    """Deliveries are taken in the order of (attempts, id), however the answers are cut: the
+    untried ones are asked for alone while there are any, then the rest, sorted."""
+    store, digest_id = planned
+    ids = {d.email_key: d.id for d in store.next_deliveries(digest_id, 10)}
+    r0, r1, r2, r3, r4 = READERS
+    for reader, tries, status in ((r3, 2, "pending"), (r1, 1, "pending"), (r4, 1, "sending")):
+        for _ in range(tries):
+            store.mark_delivery(ids[reader], status, NOW, tried=True)
+    taken: list[list[str]] = []
+    while batch := store.next_deliveries(digest_id, 2):
+        taken.append([d.email_key for d in batch])
+        for d in batch:
+            store.mark_delivery(d.id, "sent", NOW)
+    assert taken == [[r0, r2], [r1, r4], [r3]]
+
+
 def test_too_many_errors_in_a_row_pause_the_digest_and_resume_continues(planned: tuple[Store, int]) -> None:
     store, digest_id = planned
     down = TransportError("connection refused", retryable=True)

@@ -51,10 +51,12 @@ class LineServer:
 
 
 class PipeliningServer(LineServer):
-    """Refuses the addresses in `unknown` (550 5.1.1); answers MAIL, RCPT and DATA only once it has all three."""
+    """Refuses the addresses in `unknown` (550 5.1.1), and the messages to `refused` after their
+    final "." (554 5.7.1); answers MAIL, RCPT and DATA only once it has all three."""
 
-    def __init__(self, unknown: set[str]) -> None:
+    def __init__(self, unknown: set[str], refused: frozenset[str] = frozenset()) -> None:
         self.unknown, self.messages, self.commands = unknown, list[tuple[str, bytes]](), list[str]()
+        self.refused = refused
         super().__init__()
 
     def _session(self, conn: socket.socket, read: Callable[[], bytes]) -> None:
@@ -78,7 +80,12 @@ class PipeliningServer(LineServer):
                 conn.sendall(b"250 ok\r\n250 ok\r\n354 go ahead\r\n")
                 body = b""
                 while not body.endswith(b"\r\n.\r\n"):
-                    body += read()
+                    if not (line_read := read()):
+                        return  # dropped mid-message: nothing delivered
+                    body += line_read
+                if recipient in self.refused:
+                    conn.sendall(b"554 5.7.1 no thanks\r\n")
+                    continue
                 self.messages.append((recipient, body[: -len(b".\r\n")]))
                 conn.sendall(b"250 queued\r\n")
 

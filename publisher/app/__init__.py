@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from ..editions import Edition
     from ..output import Output
     from ..parallel import Workers
+    from ..slugs_ahead import SlugsAhead
     from ..websub import HubPings
 
 __all__ = ["App", "make_source", "utc_now"]
@@ -75,6 +76,7 @@ class App(SourceServices, MailServices, WatchServices, WebSubServices):
     _alerts: Alerts | None = field(default=None, init=False)
     _alerts_made: bool = field(default=False, init=False)
     _owns_hub_pings: bool = field(default=False, init=False)
+    slugs_ahead: SlugsAhead | None = None  # a build's category slugs, made while it loads (slugs_ahead.py)
 
     @property
     def site(self) -> Site:
@@ -224,7 +226,8 @@ class App(SourceServices, MailServices, WatchServices, WebSubServices):
 
             wanted = [(c.name, c.slug, c.description) for c in self.settings.categories]
             pages = {c.name: c.url for c in self.settings.categories}
-            synced = self.store.sync_categories(wanted, slugify, self.clock(), RESERVED_SLUGS)
+            made = self.slugs_ahead or slugify
+            synced = self.store.sync_categories(wanted, made, self.clock(), RESERVED_SLUGS)
             self._categories = [replace(c, url=pages[c.name]) for c in synced]
         return self._categories
 
@@ -240,6 +243,8 @@ class App(SourceServices, MailServices, WatchServices, WebSubServices):
         return TextRules(t.convert, t.summary_length, t.remove_glosses)
 
     def close(self) -> None:
+        if self.slugs_ahead is not None:
+            self.slugs_ahead.close()
         self.close_websub()
         self.close_watch()
         if self._store is not None:

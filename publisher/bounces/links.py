@@ -15,7 +15,6 @@ with `[bounces] return_path` set, in the envelope sender the SMTP transport uses
 from __future__ import annotations
 
 import base64
-import hashlib
 import hmac
 import re
 
@@ -25,7 +24,7 @@ _SHAPE = re.compile(r"d([0-9a-z]{1,12})-([a-z2-7]{16})")
 
 
 def _signature(key: bytes, delivery_id: int, email_key: str) -> str:
-    digest = hmac.new(key, f"delivery.{delivery_id}.{email_key}".encode(), hashlib.sha256).digest()[:10]
+    digest = hmac.digest(key, f"delivery.{delivery_id}.{email_key}".encode(), "sha256")[:10]
     return base64.b32encode(digest).decode("ascii").lower()
 
 

@@ -170,16 +170,25 @@ def started() -> None:
         gc.enable()
 
 
-def load_app(ctx: click.Context, store: bool = True) -> App:
+def load_app(ctx: click.Context, store: bool = True, slugs_ahead: bool = False) -> App:
     """The app for the configuration the command was given; exit 2 when it is invalid or its
     theme has a broken override (named with file and line now, not when a digest renders).
     With `store`, its store is opened now, so a store this publisher must not use (one that
-    needs `publisher db upgrade`, or one made by a newer publisher) is refused before any work."""
-    from ..app import App
+    needs `publisher db upgrade`, or one made by a newer publisher) is refused before any work.
+    With `slugs_ahead` (a build), the categories' pinyin slugs are made in a forked process
+    while this one imports the app and opens the store (publisher.slugs_ahead)."""
     from ..config import load_settings
 
     try:
-        app = App(load_settings(config_path(ctx)))
+        settings = load_settings(config_path(ctx))
+        ahead = None
+        if slugs_ahead:
+            from ..slugs_ahead import SlugsAhead
+
+            ahead = SlugsAhead([c.name for c in settings.categories if not c.slug])
+        from ..app import App
+
+        app = App(settings, slugs_ahead=ahead)
         app.theme  # noqa: B018 - compiles the theme's overrides
     except ConfigError as exc:
         err.print(str(exc), highlight=False)

@@ -4,8 +4,10 @@ site (`来源:… 日期:…` lines)."""
 
 from __future__ import annotations
 
+import os
 import re
 from datetime import date, datetime, time
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -19,20 +21,49 @@ class Problem(Exception):
         self.hint = hint
 
 
-def decode_text(data: bytes) -> str:
-    """UTF-8 (with or without BOM), else GB18030, which covers GBK and GB2312."""
+def read_bytes(path: str | Path) -> bytes:
+    """A file's bytes, read through the OS: open() would add a buffered reader and five system
+    calls (two fstat, an ioctl, two lseek) to each of 10,000 files a cold build reads."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        chunks = []
+        while chunk := os.read(fd, _READ_SIZE):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+_READ_SIZE = 1 << 16  # most articles in one read, then the empty read that says the file ended
+
+_BOM = b"\xef\xbb\xbf"
+
+
+def decode_text(data: bytes) -> tuple[str, bool]:
+    """The text of a file, and whether it was UTF-8 (with or without BOM); else GB18030, which
+    covers GBK and GB2312."""
     try:  # the utf-8-sig codec is Python code; this is the same in C
-        return (data[3:] if data.startswith(b"\xef\xbb\xbf") else data).decode("utf-8")
+        return (data[3:] if data.startswith(_BOM) else data).decode("utf-8"), True
     except UnicodeDecodeError:
         pass
     try:
-        return data.decode("gb18030").removeprefix("\ufeff")
+        return data.decode("gb18030").removeprefix("\ufeff"), False
     except UnicodeDecodeError:
         raise Problem("neither UTF-8 nor GB18030 text", "save the file as UTF-8") from None
 
 
+def utf8_tail(data: bytes, text: str, tail: str) -> bytes:
+    """The UTF-8 bytes of `tail`, the end of `text` decoded from UTF-8 `data`: sliced from the
+    file's bytes after the encoded length of what comes before it (a front matter's few hundred
+    bytes), rather than the whole body encoded again to be hashed."""
+    head = text[: len(text) - len(tail)]
+    return data[(len(_BOM) if data.startswith(_BOM) else 0) + len(head.encode("utf-8")) :]
+
+
 _OPENING = re.compile(r"---[ \t]*\r?\n")
-_CLOSING = re.compile(r"^(?:---|\.\.\.)[ \t]*\r?$\n?", re.MULTILINE)
+# A line of its own, found from the newline before it: a search for a literal skips from one
+# newline to the next, where `^` is tried at every character.
+_CLOSING = re.compile(r"\n(?:---|\.\.\.)[ \t]*\r?$\n?", re.MULTILINE)
 
 
 # What YAML refuses to read ("special characters are not allowed"): C0 controls but tab and the
@@ -61,15 +92,12 @@ def split_front_matter(text: str, notes: list[str] | None = None) -> tuple[dict[
     opening = _OPENING.match(text)
     if opening is None:
         raise Problem("no front matter", "start the file with a --- line, the YAML keys, and ---")
-    closing = _CLOSING.search(text, opening.end())
+    closing = _CLOSING.search(text, opening.end() - 1)  # from the opening line's newline
     if closing is None:
         raise Problem("front matter is not closed", "end the YAML block with a --- line")
-    block, body = text[opening.end() : closing.start()], text[closing.end() :]
+    block, body = text[opening.end() : closing.start() + 1], text[closing.end() :]
     block = _without_controls(block, notes if notes is not None else [])
-    lines = block.replace("\r\n", "\n").split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()
-    simple = _plain_front_matter(lines)
+    simple = _plain_front_matter(block.replace("\r\n", "\n"))
     if simple is not None:
         return simple, body
     import yaml  # only for front matter the plain fast path declines
@@ -92,31 +120,41 @@ def split_front_matter(text: str, notes: list[str] | None = None) -> tuple[dict[
     return meta, body
 
 
-_PLAIN_LINE = re.compile(r"([A-Za-z_][A-Za-z0-9_-]*):[ \t]+([^\s\"'\[\]{}&*!|>%@`#,?:~-][^\t]*?)[ \t]*")
-
-
-# YAML 1.1 booleans and nulls, and anything that starts like a number (ints, octal, floats,
-# sexagesimal): values the fast path leaves to YAML so both agree on their meaning.
-_YAML_TYPED = re.compile(
-    r"(?i:y|n|yes|no|true|false|on|off|null|~)|[-+]?(?:\.?[0-9][0-9_:.]*(?:e[-+]?[0-9]+)?|\.inf|\.nan)"
+# One `key: text` line. The value is left to YAML when it starts like YAML's other syntax
+# (quotes, flow, comments, anchors, tags, block scalars, directives, lists) or holds a tab.
+# Greedy, then its trailing spaces stripped: a lazy value tried the line's end at every character.
+_PLAIN_LINE = re.compile(
+    r"^([A-Za-z_][A-Za-z0-9_-]*):[ \t]+([^\s\"'\[\]{}&*!|>%@`#,?:~-][^\t\n]*)[ \t]*$", re.MULTILINE
 )
 
 
-def _plain_front_matter(lines: list[str]) -> dict[str, Any] | None:
+# YAML 1.1 booleans and nulls, and anything that starts like a number (ints, octal, floats,
+# sexagesimal): values the fast path leaves to YAML so both agree on their meaning. Each starts
+# with one of _TYPED_FIRST (under IGNORECASE too: no other code point folds to these letters).
+_YAML_TYPED = re.compile(
+    r"(?i:y|n|yes|no|true|false|on|off|null|~)|[-+]?(?:\.?[0-9][0-9_:.]*(?:e[-+]?[0-9]+)?|\.inf|\.nan)"
+)
+_TYPED_FIRST = frozenset("+-.0123456789FNOTYfnoty~")
+
+
+def _plain_front_matter(block: str) -> dict[str, Any] | None:
     """The common case, `key: text` lines only, without running YAML (8x faster for 10k files).
 
     None as soon as a line uses any YAML feature (quotes, lists, flow, comments, anchors,
     empty values, duplicates): YAML then reads the block, so both paths agree on meaning.
-    Values stay text; dates, `draft` and ids are read from text anyway.
+    Values stay text; dates, `draft` and ids are read from text anyway. `block` has `\n` line
+    ends; one regex finds every line that is such a pair, and all of them must be.
     """
+    pairs = _PLAIN_LINE.findall(block)
+    if len(pairs) != block.count("\n") + (not block.endswith("\n") and block != ""):
+        return None  # a line that is not `key: text` (a blank one too)
     meta: dict[str, Any] = {}
-    for line in lines:
-        match = _PLAIN_LINE.fullmatch(line)
-        if match is None or ": " in match.group(2) or " #" in match.group(2):
-            return None
-        key, value = match.groups()
-        if key in meta or _YAML_TYPED.fullmatch(value):
-            return None  # a duplicate, or a value YAML reads as a bool, null or number
+    for key, spaced in pairs:
+        value = spaced.rstrip(" ")
+        if ": " in value or " #" in value or key in meta:
+            return None  # a mapping in the value, a comment, or a duplicate
+        if value[0] in _TYPED_FIRST and _YAML_TYPED.fullmatch(value):
+            return None  # a value YAML reads as a bool, null or number
         meta[key] = value
     return meta
 
@@ -133,7 +171,9 @@ def text_field(meta: dict[str, Any], key: str) -> str | None:
 def string_list(value: Any, key: str) -> tuple[str, ...]:
     if value is None:
         return ()
-    if isinstance(value, (str, int)):
+    if isinstance(value, str):  # one name, as most front matter gives it
+        return (value.strip(),) if value.strip() else ()
+    if isinstance(value, int):
         value = [value]
     if not isinstance(value, list) or not all(isinstance(v, (str, int)) for v in value):
         raise Problem(f"`{key}` must be a name or a list of names", f"write `{key}: [a, b]`")
@@ -157,6 +197,10 @@ _DATE = re.compile(
     r"\s*(Z|[+-]\d{2}:?\d{2})?\s*$"
 )
 
+# The shape nearly every front matter date has (`2024-05-01 09:30:00`, `2024-05-01`): a local
+# time, found by a simpler pattern and read in a third of the time.
+_LOCAL_DATE = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})(?:[ T]([0-9]{2}):([0-9]{2})(?::([0-9]{2}))?)?")
+
 
 def parse_date(value: Any, zone: ZoneInfo) -> datetime | None:
     """A front matter or page date as an aware datetime; a time without zone is in `zone`."""
@@ -166,6 +210,18 @@ def parse_date(value: Any, zone: ZoneInfo) -> datetime | None:
         return datetime.combine(value, time(0, 0), tzinfo=zone)
     if not isinstance(value, str):
         return None
+    common = _LOCAL_DATE.fullmatch(value)
+    if common is not None:  # what _date_text reads it as, without its optional parts
+        year, month, day, hour, minute, second = map(int, common.groups("0"))
+        try:
+            return datetime(year, month, day, hour, minute, second, tzinfo=zone)
+        except ValueError:
+            return None
+    return _date_text(value, zone)
+
+
+def _date_text(value: str, zone: ZoneInfo) -> datetime | None:
+    """A date as text in any of the forms _DATE allows."""
     match = _DATE.match(value)
     if not match:
         return None

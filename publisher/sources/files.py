@@ -26,9 +26,11 @@ from .file_formats import (
     front_matter_categories,
     parse_date,
     parse_text_page,
+    read_bytes,
     split_front_matter,
     string_list,
     text_field,
+    utf8_tail,
 )
 
 SUFFIXES = {".md": "markdown", ".markdown": "markdown", ".html": "html", ".htm": "html", ".txt": "text"}
@@ -137,8 +139,8 @@ class FilesSource:
 
     def read(self, path: str | Path, key: str, fingerprint: str | None = None) -> SourceItem | None:
         """Parse one file; None for a draft. Raises Problem for a file that cannot be used."""
-        with open(path, "rb") as handle:
-            text = decode_text(handle.read())
+        data = read_bytes(path)
+        text, utf8 = decode_text(data)
         kind = SUFFIXES[os.path.splitext(path)[1].lower()]
         if kind == "text":
             return self._text_page(text, path, key, fingerprint)
@@ -158,6 +160,7 @@ class FilesSource:
             key=key,
             title=title,
             content=body,
+            content_utf8=utf8_tail(data, text, body) if utf8 else None,
             markdown=kind == "markdown",
             published=published,
             updated=updated,

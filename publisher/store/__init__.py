@@ -2,7 +2,7 @@
 
 One Store, composed of one class per aggregate (articles.py, subscribers.py, signups.py,
 form_tokens.py, bounces.py, ledger.py, retries.py, sources.py, accounts.py, people.py, reports.py,
-websub.py) over one engine; the tables are in schema.py.
+websub.py) over one engine; the tables are in schema/.
 Import everything from here: `from publisher.store import Store`.
 """
 

@@ -185,7 +185,13 @@ class LedgerStore:
         """Up to `limit` open deliveries, fewest attempts first (a retried one waits behind
         the rest), each with its subscriber read now, in one query. `due` (now, the waits of
         `retry_after`): only those whose wait after an error is over (see store.retries);
-        `chunk`: of that chunk only (fan-out)."""
+        `chunk`: of that chunk only (fan-out).
+
+        The untried ones come first, in plan order, and are asked for alone while there are
+        any: the status index holds a digest's pending rows in id order, so that query reads
+        `limit` rows where the one over every open delivery sorted them all (at 100,000
+        readers, 100,000 rows sorted for every 200 sent). Either way the answer starts the
+        order of (attempts, id), so a run sends in the same order as with one query."""
         x, s = deliveries_table.c, subscribers_table
         query = (
             select(
@@ -199,16 +205,19 @@ class LedgerStore:
                 s,
             )  # fmt: skip
             .select_from(deliveries_table.outerjoin(s, s.c.email_key == x.email_key))
-            .where(x.digest_id == digest_id, x.status.in_(("pending", "sending")))
-            .order_by(x.attempts, x.id)
+            .where(x.digest_id == digest_id)
             .limit(limit)
         )
-        if due is not None:
-            query = query.where(due_clause(*due))
         if chunk is not None:
             query = query.where(x.chunk == chunk)
+        untried = query.where(x.status == "pending", x.attempts == 0).order_by(x.id)  # always due
         with self.engine.connect() as conn:
-            rows = conn.execute(query).all()
+            rows = conn.execute(untried).all()
+            if not rows:
+                query = query.where(x.status.in_(("pending", "sending"))).order_by(x.attempts, x.id)
+                if due is not None:
+                    query = query.where(due_clause(*due))
+                rows = conn.execute(query).all()
         return [
             Delivery(
                 r.d_id,

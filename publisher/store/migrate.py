@@ -157,7 +157,7 @@ def alembic_config(connection: Connection | None = None, url: str = "") -> Confi
 
 def new_revision(url: str, message: str, rev_id: str) -> None:
     """For developers: write versions/<rev_id>_....py from the difference between the store at
-    `url` (at HEAD) and schema.py's metadata. Add rev_id to revision.REVISIONS afterwards."""
+    `url` (at HEAD) and the metadata of schema/. Add rev_id to revision.REVISIONS afterwards."""
     from alembic import command
 
     config = alembic_config(url=url)

@@ -12,6 +12,12 @@ adds two methods: `calls(messages)` says how the messages go out, as the indices
 call's messages (every call within the provider's limit), and `send_batch(messages)` makes one
 such call and returns each message's own outcome, a `Sent` or a `TransportError`, in order; it
 raises TransportError when the call as a whole failed (then that error is every message's).
+
+A `SplitTransport` (SMTP) sends in two steps: `start(message)` hands it over and `finish()`
+waits for the receiver's answer, so the send engine builds the next message while the receiver
+reads this one (and SMTP sends the next one's envelope with this one's end: `following`).
+`split(transport)` gives any transport those two steps (`Answered`: it sends in `start`, and
+`finish` gives its answer).
 """
 
 from __future__ import annotations
@@ -72,3 +78,52 @@ class BatchTransport(Protocol):
     def send(self, message: Message) -> Sent: ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class SplitTransport(Protocol):
+    """`send` in two steps: `start` hands the message over (raising TransportError when it
+    could not), `finish` waits for the receiver's answer to it. One message at a time;
+    `following` names the message the caller means to start next, when it knows it (SMTP
+    announces its envelope ahead), and is only a hint: the next `start` may be another's."""
+
+    def start(self, message: Message, following: Message | None = None) -> None: ...
+
+    def finish(self) -> Sent: ...
+
+    def send(self, message: Message) -> Sent: ...
+
+    def close(self) -> None: ...
+
+
+class Answered:
+    """A transport's `send` as a SplitTransport's two steps: sent in `start`, whose answer or
+    error `finish` gives."""
+
+    def __init__(self, transport: Transport) -> None:
+        self.transport = transport
+        self._answer: Sent | TransportError | None = None
+
+    def start(self, message: Message, following: Message | None = None) -> None:
+        try:
+            self._answer = self.transport.send(message)
+        except TransportError as exc:
+            self._answer = exc
+
+    def finish(self) -> Sent:
+        answer, self._answer = self._answer, None
+        assert answer is not None, "finish() without start()"
+        if isinstance(answer, TransportError):
+            raise answer
+        return answer
+
+    def send(self, message: Message) -> Sent:
+        return self.transport.send(message)
+
+    def close(self) -> None:
+        self.transport.close()
+
+
+def split(transport: Transport) -> SplitTransport:
+    """`transport` in two steps: itself when it is a SplitTransport, else `Answered`."""
+    return transport if isinstance(transport, SplitTransport) else Answered(transport)
