@@ -64,7 +64,7 @@ class Edition:
     def articles(self, articles: Sequence[Article], converted: Converted | None = None) -> Sequence[Article]:
         """`articles` in this script; `converted` remembers the ones converted before, so an
         article that several scopes hold, or that a scope's feeds and its page both show, is
-        converted once (`Output.write_scopes` keeps one per edition and build)."""
+        converted once (`Output.write` keeps one per edition and build)."""
         if not self.folder:
             return articles
         done = {} if converted is None else converted

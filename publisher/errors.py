@@ -96,9 +96,13 @@ class OutputError(PublisherError):
 
     def __init__(self, path: object, exc: OSError, kept: str = "") -> None:
         """`kept`: what stays as it was, e.g. "the files written before keep their last content"."""
-        self.path = path
+        self.path, self.exc, self.kept = path, exc, kept
         hint = disk_advice(exc, path) + (f"; {kept}" if kept else "")
         super().__init__(f"cannot write {path}: {exc.strerror or exc}", hint)
+
+    def __reduce__(self) -> tuple[type[OutputError], tuple[object, OSError, str]]:
+        """Pickled as made: a build's worker process that writes feeds raises it to the build."""
+        return type(self), (self.path, self.exc, self.kept)
 
 
 # A full disk, a quota or a file-size limit: freeing space (not retrying sooner) is the remedy.

@@ -1,10 +1,10 @@
-"""Feeds: pure renderers (spec, site, articles -> bytes) and write_feeds() at the edge."""
+"""Feeds: pure renderers (spec, site, articles -> bytes) and write_if_changed() at the edge."""
 
 from __future__ import annotations
 
 import html
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -60,6 +60,19 @@ def render_feed(
     if spec.format is FeedFormat.JSON:
         return _json_feed(spec, site, links, articles, names)
     return _xml_feed(spec, site, links, articles, names, pages or {})
+
+
+def render_feeds(
+    site: Site, links: FeedLinks, categories: Sequence[Category], scope: Category | None, articles: Sequence[Article]
+) -> list[tuple[str, bytes]]:
+    """(path, bytes) of each format's feed of `scope` (None: the whole site), from its articles."""
+    names = {c.slug: c.name for c in categories}
+    pages = {c.slug: c.url for c in categories if c.url}
+    out = []
+    for fmt in FeedFormat:
+        spec = FeedSpec(fmt, scope)
+        out.append((spec.path, render_feed(spec, site, links, articles, names, pages)))
+    return out
 
 
 def _updated(articles: Sequence[Article]) -> datetime:
@@ -210,29 +223,3 @@ def write_if_changed(path: Path, data: bytes) -> bool:
     except OSError as exc:
         raise OutputError(path, exc, "the files written before keep their last good content") from exc
     return True
-
-
-ArticlesFor = Callable[[Category | None], Sequence[Article]]
-
-
-def write_feeds(
-    out_dir: Path,
-    site: Site,
-    links: FeedLinks,
-    categories: Sequence[Category],
-    articles_for: ArticlesFor,
-    scopes: Sequence[Category | None] | None = None,
-) -> tuple[list[str], list[str]]:
-    """Render the feeds of `scopes` (default: the site and every category) and write those
-    whose bytes changed; returns (written, unchanged) paths."""
-    names = {c.slug: c.name for c in categories}
-    pages = {c.slug: c.url for c in categories if c.url}
-    written: list[str] = []
-    unchanged: list[str] = []
-    for scope in [None, *categories] if scopes is None else scopes:
-        articles = articles_for(scope)  # one query serves all three formats
-        for fmt in FeedFormat:
-            spec = FeedSpec(fmt, scope)
-            data = render_feed(spec, site, links, articles, names, pages)
-            (written if write_if_changed(out_dir / spec.path, data) else unchanged).append(spec.path)
-    return written, unchanged

@@ -5,7 +5,8 @@ main process walks the source and writes the store; worker processes read and no
 chunks of items (a file's body is only checked and hashed then, and rendered, on this pool
 too, when a feed first shows it: docs/architecture.md). Results come back in the order the
 items went in, so guids, row ids and every tie-break are the same as in a serial run. Small
-batches (an incremental build) never start a pool.
+batches (an incremental build) never start a pool. A build's pool then renders and writes its
+feeds (`Workers.run_in_order`), the main process being idle by then.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from .model import Article, Deferred, ItemProblem, ReadItem, SourceItem
 from .normalize import CategoryIndex, NormalizeError, TextRules, normalize
@@ -37,6 +38,7 @@ Context = tuple[CategoryIndex, TextRules, str]  # index, rules, site URL
 
 _worker_context: Context | None = None
 
+Task = TypeVar("Task")
 Done = TypeVar("Done")
 
 
@@ -126,17 +128,64 @@ class _Pool:
 
 class Workers:
     """The worker processes of one build, shared by its ingest and the bodies its feeds render
-    when shown (`prepare_in_order(..., shared=...)`), started at first use and closed with the
-    build. One pool, forked while the build's process is still small: a pool started for the
-    renders at the end of a cold build of 100,000 articles forked the grown process, and each
-    worker's share of its pages counted again in the memory of the process tree."""
+    when shown (`prepare_in_order(..., shared=...)`), then by the feeds themselves
+    (`run_in_order`, publisher.output), started at first use and closed with the build. One
+    pool, forked while the build's process is still small: a pool started for the renders at
+    the end of a cold build of 100,000 articles forked the grown process, and each worker's
+    share of its pages counted again in the memory of the process tree."""
 
     def __init__(self, index: CategoryIndex, rules: TextRules, site_url: str) -> None:
         self.context: Context = (index, rules, site_url)
         self.pool = _Pool(workers(), self.context)
+        self.preparations: list[tuple[Callable[[Any], object], object]] = []
 
     def close(self) -> None:
         self.pool.close()
+
+    def prepare(self, task: Callable[[Task], object], argument: Task) -> None:
+        """Have each worker run `task(argument)` once it has read what it was given: what the
+        tasks of a later `run_in_order` need loaded (imports, compiled templates), loaded while
+        the workers would idle and the main process stores what they read. Handed over after
+        the last chunk of a `prepare_in_order` on these workers, once, when the pool runs; its
+        result is not awaited (one worker may take two and another none: that costs time only)."""
+        self.preparations.append((task, argument))
+
+    def _handed_over(self) -> None:
+        """Every chunk of a `prepare_in_order` is with the workers: the preparations follow."""
+        if self.preparations and self.pool.size > 1 and self.pool.executor is not None:
+            for task, argument in self.preparations:
+                for _ in range(self.pool.size):
+                    self.pool.submit(task, argument)
+            self.preparations.clear()
+
+    def run_in_order(self, task: Callable[[Task], Done], tasks: Iterable[Task]) -> Iterator[Done]:
+        """`task(t)` of each of `tasks`, in order. Each is handed over as `tasks` gives it, before
+        the first result is awaited, to the workers while they run (started by the build's reads
+        or renders) and are more than one, so the caller's work until it asks overlaps theirs;
+        else it is done here when its result is asked for. A pool is never started for this:
+        one forked at the end of a large build copies the grown process (above). `task` is a
+        module-level function; it, its tasks and their results are pickled. A task whose worker
+        died is done again here, and the pool starts anew at its next use."""
+        pool = self.pool
+        queued: list[tuple[Task, Future[Done] | None, ProcessPoolExecutor | None]] = []
+        for t in tasks:
+            running = pool.size > 1 and pool.executor is not None
+            queued.append((t, pool.submit(task, t) if running else None, pool.executor))
+        return self._in_order(task, queued)
+
+    def _in_order(
+        self, task: Callable[[Task], Done], queued: list[tuple[Task, Future[Done] | None, ProcessPoolExecutor | None]]
+    ) -> Iterator[Done]:
+        for t, future, executor in queued:
+            if future is None:
+                yield task(t)
+                continue
+            try:
+                yield future.result()
+            except BrokenProcessPool:
+                if self.pool.executor is executor:  # not the pool a read started anew since
+                    self.pool.close()
+                yield task(t)
 
 
 Queued = tuple[list[Deferred | SourceItem], Future[list[Prepared]]]
@@ -222,6 +271,8 @@ def prepare_in_order(
             window.append((chunk, pool.submit(_prepare_chunk, chunk, render)))
             if len(window) >= 2 * size:  # bounded: at most this many chunks in memory
                 yield _result(window.popleft(), window, pool, render)
+        if shared is not None:
+            shared._handed_over()
         while window:
             yield _result(window.popleft(), window, pool, render)
     finally:

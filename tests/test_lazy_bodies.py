@@ -5,11 +5,13 @@ body is rendered as it is read, and what cannot be rendered then must never cost
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
 
 from conftest import ROOT, Site
+from publisher.model import Article
 from publisher.sources.files import FilesSource
 
 DEMO = ROOT / "demo" / "content"
@@ -178,3 +180,36 @@ def test_a_file_edited_after_its_ingest_is_shown_as_it_is_now(site: Site) -> Non
     app.close()
     report = site.build()
     assert report.changed == 1 and "新的正文" in site.feed("tech/rss.xml").decode()
+
+
+def test_each_scope_is_given_as_soon_as_the_bodies_it_shows_are_rendered(site: Site) -> None:
+    """A build's feeds of a scope are rendered while the bodies of the scopes after it still
+    render (store.latest_each): a scope comes once its own bodies are made, before the next
+    scope's are asked for; what was made is stored once all are."""
+    from publisher.model import BuildReport, Rendition
+
+    site.write_config(max_items=2)
+    for n in range(3):
+        site.article(f"tech/t{n}.md", f"科技{n}", date=f"2026-05-0{n + 5} 09:00")
+        site.article(f"policy/p{n}.md", f"政策{n}", date=f"2026-04-0{n + 5} 09:00")
+    app = site.app()
+    app.ingest(BuildReport())
+    store = app.store
+    asked: list[str] = []
+
+    def renderer(articles: Sequence[Article]) -> Iterator[tuple[Rendition, str] | None]:
+        for article in articles:
+            asked.append(article.key)
+            yield Rendition(f"<p>{article.key}</p>", article.title), article.body_hash
+
+    store.render_bodies = renderer
+    given = []
+    for scope, articles in store.latest_each(["tech", "policy"], 2):
+        given.append((scope, [a.key for a in articles], list(asked)))
+        assert site.sql("SELECT count(*) FROM article_renditions") == [(0,)]  # stored once all are made
+    app.close()
+    assert given == [
+        ("tech", ["tech/t2.md", "tech/t1.md"], ["tech/t2.md", "tech/t1.md"]),
+        ("policy", ["policy/p2.md", "policy/p1.md"], ["tech/t2.md", "tech/t1.md", "policy/p2.md", "policy/p1.md"]),
+    ]
+    assert site.sql("SELECT count(*) FROM article_renditions") == [(4,)]

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import multiprocessing
+import os
+import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
@@ -113,3 +117,136 @@ def test_a_worker_that_dies_while_the_main_process_is_busy_is_named_and_the_next
     assert str(problem).startswith("dies.md: reading it crashed the worker process")
     assert [a.title for _i, a in second + third] == ["标题2", "标题3", "标题4"]  # type: ignore[union-attr,misc]
     assert [a.title for _i, a in again[0]] == ["标题5"]  # type: ignore[union-attr,misc]
+
+
+MAIN_PID = os.getpid()  # the test's process: a forked worker inherits the number, not the process
+
+
+def pid_and(n: int) -> tuple[int, int]:
+    return n, os.getpid()
+
+
+def dies_on_a_worker(n: int) -> tuple[int, int]:
+    if n == 2 and os.getpid() != MAIN_PID:
+        os._exit(1)  # as a crash in native code would end it
+    return n, os.getpid()
+
+
+def started(monkeypatch: pytest.MonkeyPatch) -> parallel.Workers:
+    """A build's workers of two processes, started as a build starts them: by a chunk to read."""
+    monkeypatch.setattr(parallel, "workers", lambda: 2)
+    monkeypatch.setattr(parallel, "_context", lambda: multiprocessing.get_context("fork"))
+    shared = parallel.Workers(INDEX, TextRules(), "https://x.org")
+    list(parallel.prepare_in_order(iter([[item(1)]]), INDEX, TextRules(), "https://x.org", in_process=0, shared=shared))
+    return shared
+
+
+def test_tasks_run_in_order_on_the_running_workers_and_here_when_none_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The feeds' jobs go to a build's workers only while they run: no pool is started for them
+    (one forked at the end of a large build copies the grown process)."""
+    monkeypatch.setattr(parallel, "workers", lambda: 2)
+    idle = parallel.Workers(INDEX, TextRules(), "https://x.org")
+    assert list(idle.run_in_order(pid_and, range(3))) == [(n, MAIN_PID) for n in range(3)]
+    assert idle.pool.executor is None
+    shared = started(monkeypatch)
+    try:
+        done = list(shared.run_in_order(pid_and, range(12)))
+    finally:
+        shared.close()
+    assert [n for n, _pid in done] == list(range(12))
+    assert MAIN_PID not in {pid for _n, pid in done}
+
+
+def test_tasks_go_to_the_workers_from_when_they_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A build's first feeds may be known before its pool runs (the bodies' renders start it):
+    each task goes where it can when it is given."""
+    monkeypatch.setattr(parallel, "workers", lambda: 2)
+    monkeypatch.setattr(parallel, "_context", lambda: multiprocessing.get_context("fork"))
+    shared = parallel.Workers(INDEX, TextRules(), "https://x.org")
+
+    def tasks() -> Iterator[int]:
+        yield 0
+        yield 1
+        list(parallel.prepare_in_order(iter([[item(1)]]), INDEX, TextRules(), "https://x.org", in_process=0,
+                                       shared=shared))  # fmt: skip
+        yield from range(2, 8)
+
+    try:
+        done = list(shared.run_in_order(pid_and, tasks()))
+    finally:
+        shared.close()
+    assert [n for n, _pid in done] == list(range(8))
+    assert [pid == MAIN_PID for _n, pid in done] == [True, True] + [False] * 6
+
+
+def test_a_task_whose_worker_dies_is_done_here_and_the_pool_starts_anew(monkeypatch: pytest.MonkeyPatch) -> None:
+    shared = started(monkeypatch)
+    try:
+        done = list(shared.run_in_order(dies_on_a_worker, range(6)))
+        assert [n for n, _pid in done] == list(range(6))
+        assert dict(done)[2] == MAIN_PID  # done again here
+        assert shared.pool.executor is None  # the broken pool closed: the next use starts one
+        again = list(parallel.prepare_in_order(iter([[item(7)]]), INDEX, TextRules(), "https://x.org", in_process=0,
+                                               shared=shared))  # fmt: skip
+    finally:
+        shared.close()
+    assert [a.title for _i, a in again[0]] == ["标题7"]  # type: ignore[union-attr,misc]
+
+
+def slowly(n: int) -> tuple[int, int]:
+    time.sleep(0.1)
+    return n, os.getpid()
+
+
+def test_a_pool_broken_under_a_task_is_closed_only_if_no_read_started_another(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A task lost with a broken pool is met after a read has started a pool anew (the bodies
+    and the feeds share the workers): closing that one would cancel the tasks waiting on it."""
+    shared = started(monkeypatch)
+
+    def tasks() -> Iterator[int]:
+        yield 2  # its worker dies: the pool is broken
+        time.sleep(0.5)
+        reads = [[item(3)], [item(4)]]  # the first met broken, read alone; the second on a new pool
+        out = list(parallel.prepare_in_order(iter(reads), INDEX, TextRules(), "https://x.org", in_process=0,
+                                             shared=shared))  # fmt: skip
+        assert [a.title for chunk in out for _i, a in chunk] == ["标题3", "标题4"]  # type: ignore[union-attr,misc]
+        yield from range(10, 20)  # more than the new pool takes at once: some wait in it
+
+    try:
+        done = list(shared.run_in_order(_dies_or_slowly, tasks()))
+    finally:
+        shared.close()
+    assert [n for n, _pid in done] == [2, *range(10, 20)]
+    assert dict(done)[2] == MAIN_PID and MAIN_PID not in {pid for n, pid in done if n >= 10}
+
+
+def _dies_or_slowly(n: int) -> tuple[int, int]:
+    return dies_on_a_worker(n) if n == 2 else slowly(n)
+
+
+def touch_as(folder: Path) -> None:
+    (folder / str(os.getpid())).touch()
+
+
+def test_preparations_run_on_the_workers_once_they_were_given_every_chunk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the feeds' jobs need loaded is loaded while the workers would idle: after the reads
+    were handed over, never before the pool runs, and once."""
+    monkeypatch.setattr(parallel, "workers", lambda: 2)
+    monkeypatch.setattr(parallel, "_context", lambda: multiprocessing.get_context("fork"))
+    shared = parallel.Workers(INDEX, TextRules(), "https://x.org")
+    shared.prepare(touch_as, tmp_path)
+    try:
+        chunks = [[item(n)] for n in range(3)]
+        list(parallel.prepare_in_order(iter(chunks[:1]), INDEX, TextRules(), "https://x.org", shared=shared))
+        assert list(tmp_path.iterdir()) == []  # read here: no pool to prepare
+        list(parallel.prepare_in_order(iter(chunks), INDEX, TextRules(), "https://x.org", in_process=0, shared=shared))
+        list(parallel.prepare_in_order(iter(chunks), INDEX, TextRules(), "https://x.org", in_process=0, shared=shared))
+    finally:
+        shared.close()  # waits for what was handed over
+    made = list(tmp_path.iterdir())
+    assert 1 <= len(made) <= 2 and str(MAIN_PID) not in {p.name for p in made}
+    assert shared.preparations == []

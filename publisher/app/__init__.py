@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -355,16 +356,18 @@ class App(SourceServices, MailServices, WatchServices, WebSubServices):
             missing = any(not (out / path).is_file() for path in output.scope_files(scope))
             return reshaped or missing or (scope.slug if scope else SITE_SCOPE) in dirty
 
+        def site_page_needed(path: str) -> bool:
+            return reshaped or not (out / path).is_file()
+
         scopes: list[Category | None] = [s for s in [None, *output.categories] if needed(s)]
         limit = self.settings.feeds.max_items
         left_out: dict[tuple[str, str], tuple[str, Article]] = {}
         self.rendering = left_out
         try:
-            written, _unchanged = output.write_scopes(scopes, lambda wanted: store.latest_of(wanted, limit))
+            latest = partial(store.latest_each, limit=limit)
+            written, _unchanged = output.write(scopes, latest, site_page_needed, self.workers)
         finally:
             self.rendering = None
-        more, _same = output.write_site_pages(lambda path: reshaped or not (out / path).is_file())
-        written += more
         archive = self.archive
         if archive is not None:  # a sent digest's page, when missing; all of them when reshaped
             archive.write(everything=reshaped)
@@ -391,9 +394,11 @@ class App(SourceServices, MailServices, WatchServices, WebSubServices):
         """Ingest, then write what changed; one pool of worker processes for both (see
         parallel.Workers), closed at the end."""
         from ..normalize import CategoryIndex
+        from ..output import load_renderers
         from ..parallel import Workers
 
         self.workers = Workers(CategoryIndex(self.categories), self.rules, self.site.url)
+        self.workers.prepare(load_renderers, self.theme)  # when they have read what ingest gave them
         try:
             self.ingest(report, strict, tick)
             self.write_output(report)

@@ -5,7 +5,7 @@ context, and `check`'s reading of every source."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -174,24 +174,26 @@ class SourceServices:
 
         return partial(convert_script, mode=self.settings.text.convert)
 
-    def render_bodies(self, articles: Sequence[Article]) -> dict[tuple[str, str], tuple[Rendition, str]]:
+    def render_bodies(self, articles: Sequence[Article]) -> Iterator[tuple[Rendition, str] | None]:
         """The bodies of articles stored unrendered (files), read again from their sources and
         rendered as normalize renders them (the store keeps them: `ArticleStore.render_bodies`),
-        with the body hash of what was read; many at once on every core, as ingest reads them,
-        so a file that crashes the renderer is named and the rest rendered (always in a worker,
-        even one body: a crash in native code never takes the build or the service down). A file
-        changed since the last ingest is shown as it is now (the next ingest stores its new
-        fields). One gone, unreadable or unrenderable is left out and logged; during a build
-        (set by write_output) it is also kept in `rendering`, for the report
-        and the feeds that stay marked, and not tried again by the build's other feeds."""
+        each with the body hash of what was read, in their order, each as soon as it is made;
+        many at once on every core, as ingest reads them, so a file that crashes the renderer
+        is named and the rest rendered (always in a worker, even one body: a crash in native
+        code never takes the build or the service down). A file changed since the last ingest
+        is shown as it is now (the next ingest stores its new fields). One gone, unreadable or
+        unrenderable is left out (None) and logged; during a build (set by write_output) it is
+        also kept in `rendering`, for the report and the feeds that stay marked, and not tried
+        again by the build's other feeds."""
         from ..parallel import CHUNK, prepare_in_order
 
         configs = {s.source_name: s for s in self.settings.sources if isinstance(s, FilesSourceConfig)}
         sources: dict[str, Source] = {}
         work: list[Deferred | SourceItem] = []
-        shown: list[Article] = []  # the article of each unit of work
+        read: list[bool] = []  # whether each article is read again (else it is left out)
         for article in articles:
             config = configs.get(article.source)
+            read.append(False)
             if self.rendering is not None and (article.source, article.key) in self.rendering:
                 continue
             if config is None:
@@ -201,24 +203,25 @@ class SourceServices:
             if source is None:
                 source = sources[article.source] = make_source(config, self.settings.site.timezone, self.run_fetchers())
             work.append(source.read_again(article.key))  # type: ignore[attr-defined]
-            shown.append(article)
+            read[-1] = True
         chunks = [work[start : start + CHUNK] for start in range(0, len(work), CHUNK)]
-        made: dict[tuple[str, str], tuple[Rendition, str]] = {}
         shared = self.workers  # the build's, when this is one: forked while its process was small
         index = shared.context[0] if shared is not None else CategoryIndex(self.categories)
         results = prepare_in_order(chunks, index, self.rules, self.site.url, in_process=0, shared=shared)
         rendered = (r for chunk in results for r in chunk)
-        for article, result in zip(shown, rendered, strict=True):
-            if result is None or isinstance(result, ItemProblem):
-                self._left_out(article, str(result) if result is not None else f"{article.key}: it is a draft now")
-                continue
-            item, normalized = result
-            if isinstance(normalized, NormalizeError):
-                self._left_out(article, f"{item.location}: {normalized.reason}")
-                continue
-            rendition = Rendition(normalized.content_html, normalized.summary)
-            made[(item.source, item.key)] = (rendition, normalized.body_hash)
-        return made
+        for article, again in zip(articles, read, strict=True):
+            yield self._rendition(article, next(rendered)) if again else None
+
+    def _rendition(self, article: Article, result: Prepared) -> tuple[Rendition, str] | None:
+        """What rendering `article` again gave: its rendition and body hash, or None (left out)."""
+        if result is None or isinstance(result, ItemProblem):
+            self._left_out(article, str(result) if result is not None else f"{article.key}: it is a draft now")
+            return None
+        item, normalized = result
+        if isinstance(normalized, NormalizeError):
+            self._left_out(article, f"{item.location}: {normalized.reason}")
+            return None
+        return Rendition(normalized.content_html, normalized.summary), normalized.body_hash
 
     def _left_out(self, article: Article, problem: str) -> None:
         log.warning("left out until it can be shown: %s", problem)

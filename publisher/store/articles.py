@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -240,10 +240,11 @@ class ArticleStore:
     # --- feeds -------------------------------------------------------------------------------
 
     # Renders the bodies of articles stored unrendered (see model.Article.body_hash): given
-    # them, it answers each one's rendition by (source, key), with the body hash it rendered
-    # (the file's body now, which may be newer than the stored one). The composition root sets
-    # it (app.renditions); without it, or for an article it cannot render (its file gone since
-    # the last ingest), the article is left out, and the next ingest brings it back or withdraws it.
+    # them, it answers each one's rendition in their order, as soon as it is made, with the body
+    # hash it rendered (the file's body now, which may be newer than the stored one), or None.
+    # The composition root sets it (app.sources); without it, or for an article it cannot
+    # render (its file gone since the last ingest), the article is left out, and the next
+    # ingest brings it back or withdraws it.
     render_bodies: BodyRenderer | None = None
 
     def articles_between(self, start: datetime, end: datetime, by: str) -> list[Article]:
@@ -261,7 +262,7 @@ class ArticleStore:
         with self.engine.connect() as conn:
             rows = conn.execute(query).all()
             articles = self._with_categories(conn, rows)
-        return self._rendered(rows, articles)
+        return [article for article in self._rendered(rows, articles) if article is not None]
 
     def latest(self, category_slug: str | None, limit: int) -> list[Article]:
         """The newest live articles, of one category or of the whole site, newest first."""
@@ -272,23 +273,27 @@ class ArticleStore:
         and the bodies missing from all of them rendered at once (on every core when many). A
         scope with articles left out (a body that could not be rendered) is read again further
         back, so a feed still shows `limit` articles when the store has them."""
-        out: dict[str | None, list[Article]] = {}
+        return dict(self.latest_each(scopes, limit))
+
+    def latest_each(self, scopes: Sequence[str | None], limit: int) -> Iterator[tuple[str | None, list[Article]]]:
+        """`latest_of`, each scope as soon as its articles are known, while the bodies of the
+        scopes after it may still be rendering (a build's feeds are rendered on the workers
+        meanwhile: publisher.output); the scopes in the order their articles are known."""
         wanted = dict.fromkeys(scopes, limit)
         while wanted:
-            found, shown = self._latest_once(wanted)
             further = {}
-            for scope, asked in wanted.items():
-                if len(shown[scope]) >= limit or len(found[scope]) < asked:  # full, or nothing older
-                    out[scope] = shown[scope][:limit]
+            for scope, found, shown in self._latest_once(wanted):
+                if len(shown) >= limit or len(found) < wanted[scope]:  # full, or nothing older
+                    yield scope, shown[:limit]
                 else:
-                    further[scope] = asked + limit - len(shown[scope])
+                    further[scope] = wanted[scope] + limit - len(shown)
             wanted = further
-        return out
 
     def _latest_once(
         self, wanted: Mapping[str | None, int]
-    ) -> tuple[dict[str | None, Sequence[Any]], dict[str | None, list[Article]]]:
-        """The rows of each scope's newest `wanted[scope]`, and its articles that could be shown."""
+    ) -> Iterator[tuple[str | None, Sequence[Any], list[Article]]]:
+        """Each scope's rows of its newest `wanted[scope]` and its articles that could be shown,
+        as soon as the bodies it shows were rendered."""
         a, ac = articles_table, article_categories_table
         found: dict[str | None, Sequence[Any]] = {}
         rows: dict[int, Any] = {}
@@ -309,37 +314,43 @@ class ArticleStore:
                 rows.update((row.id, row) for row in found[scope])
             every = list(rows.values())
             articles = self._with_categories(conn, every)
-        keys = {row.id: (row.source, row.key) for row in every}
-        rendered = {(a.source, a.key): a for a in self._rendered(every, articles)}
-        shown = {scope: [rendered[keys[r.id]] for r in found[scope] if keys[r.id] in rendered] for scope in found}
-        return found, shown
+        # Each scope is known once the last of its rows is, in the order of `every`
+        position = {row.id: n for n, row in enumerate(every)}
+        last = {scope: max((position[r.id] for r in found[scope]), default=-1) for scope in found}
+        waiting = sorted(found, key=last.__getitem__)
+        shown: dict[int, Article | None] = {}
 
-    def _rendered(self, rows: Sequence[Any], articles: list[Article]) -> list[Article]:
-        """`articles` with their renditions: the stored ones, and for the others the ones
-        `render_bodies` makes, stored for next time (an upsert: two processes rendering one
-        body at once both succeed). Articles it cannot render are left out."""
+        def known(upto: int) -> Iterator[tuple[str | None, Sequence[Any], list[Article]]]:
+            while waiting and last[waiting[0]] <= upto:
+                scope = waiting.pop(0)
+                yield scope, found[scope], [a for r in found[scope] if (a := shown[r.id]) is not None]
+
+        yield from known(-1)
+        for n, article in enumerate(self._rendered(every, articles)):  # to its end: it stores what it made
+            shown[every[n].id] = article
+            yield from known(n)
+
+    def _rendered(self, rows: Sequence[Any], articles: list[Article]) -> Iterator[Article | None]:
+        """Each of `articles` with its rendition, in order, as soon as it has one: the stored
+        one, or the one `render_bodies` makes (None when it cannot); those made are stored for
+        next time once all are (an upsert: two processes rendering one body both succeed)."""
         missing = [article for row, article in zip(rows, articles, strict=True) if row.rendition_hash is None]
-        if not missing:
-            return articles
-        made = self.render_bodies(missing) if self.render_bodies is not None else {}
-        ids = {(row.source, row.key): row.id for row in rows}
-        if made:
-            values = [
-                {"article_id": ids[key], "body_hash": body_hash,
-                 "summary": rendition.summary, "content_html": rendition.content_html}
-                for key, (rendition, body_hash) in made.items()
-            ]  # fmt: skip
-            with self.engine.begin() as conn:
-                upsert_renditions(conn, values)
-        out = []
-        for article in articles:
+        made = iter(self.render_bodies(missing)) if missing and self.render_bodies is not None else iter(())
+        kept = []  # RENDITION_COLUMNS
+        for row, article in zip(rows, articles, strict=True):
             if article.rendered:
-                out.append(article)
-            elif (article.source, article.key) in made:
-                rendition, _hash = made[(article.source, article.key)]
-                out.append(replace(article, content_html=rendition.content_html, summary=rendition.summary,
-                                   rendered=True))  # fmt: skip
-        return out
+                yield article
+                continue
+            made_one = next(made, None)
+            if made_one is None:
+                yield None
+                continue
+            rendition, body_hash = made_one
+            kept.append((row.id, body_hash, rendition.summary, rendition.content_html))
+            yield replace(article, content_html=rendition.content_html, summary=rendition.summary, rendered=True)
+        if kept:
+            with self.engine.begin() as conn:
+                upsert_renditions(conn, kept)
 
     @staticmethod
     def _with_categories(conn: Connection, rows: Sequence[Any]) -> list[Article]:
@@ -357,7 +368,8 @@ class ArticleStore:
         return [_article(r, tuple(cats[r.id])) for r in rows]
 
 
-BodyRenderer = Callable[[Sequence[Article]], Mapping[tuple[str, str], tuple[Rendition, str]]]
+# Each article's rendition and the body hash it was rendered from (None: left out), in order
+BodyRenderer = Callable[[Sequence[Article]], Iterable[tuple[Rendition, str] | None]]
 
 
 def _with_rendition(query: Select[Any]) -> Select[Any]:

@@ -125,7 +125,7 @@ class StoreWriter:
         and their category links. Changes go first: a renamed article frees its old key for a
         new article there."""
         assert self.conn is not None
-        changed: list[dict[str, object]] = []  # renditions
+        changed: list[tuple[object, ...]] = []  # renditions
         for row_id, values, linked in self._updates:
             self.conn.execute(update(articles_table).where(articles_table.c.id == row_id).values(**values))
             if linked is not None:
@@ -133,7 +133,7 @@ class StoreWriter:
                 self._link(row_id, linked)
                 # A rendition stays until another replaces it: the join on the body hash tells
                 # whether it is current (an edit rendered when shown, before this ingest, is kept)
-                changed.extend(dict(zip(RENDITION_COLUMNS, r, strict=True)) for r in _rendition(row_id, linked))
+                changed.extend(_rendition(row_id, linked))
         self._updates.clear()
         if changed:
             upsert_renditions(self.conn, changed)
@@ -352,23 +352,31 @@ def _row(article: Article) -> dict[str, object]:
     }
 
 
-def upsert_renditions(conn: Connection, values: list[dict[str, object]]) -> None:
-    """Store these renditions, each replacing its article's (two processes rendering one body at
-    once both succeed: the later stands)."""
+def upsert_renditions(conn: Connection, rows: Sequence[tuple[object, ...]]) -> None:
+    """Store these renditions (RENDITION_COLUMNS), each replacing its article's (two processes
+    rendering one body at once both succeed: the later stands). One statement, written once:
+    SQLAlchemy compiling a multi-row INSERT of 500 rows took 0.05 s of the 0.08 s that storing
+    the 650 bodies a cold build of 10,000 articles shows took. On SQLite through the driver, as
+    `_insert_rows`; elsewhere SQLAlchemy's upsert run once for all rows (its compiled form cached)."""
+    if not rows:
+        return
+    if conn.dialect.name == "sqlite":
+        conn.exec_driver_sql(_SQLITE_UPSERT_RENDITION, rows)
+        return
     table = article_renditions_table
-    for start in range(0, len(values), 500):
-        added = upsert_into(conn, table).values(values[start : start + 500])
-        excluded = added.excluded
-        conn.execute(
-            added.on_conflict_do_update(
-                index_elements=[table.c.article_id],
-                set_={
-                    "body_hash": excluded.body_hash,
-                    "summary": excluded.summary,
-                    "content_html": excluded.content_html,
-                },
-            )  # fmt: skip
-        )
+    added = upsert_into(conn, table)
+    excluded = added.excluded
+    statement = added.on_conflict_do_update(
+        index_elements=[table.c.article_id],
+        set_={"body_hash": excluded.body_hash, "summary": excluded.summary, "content_html": excluded.content_html},
+    )
+    conn.execute(statement, [dict(zip(RENDITION_COLUMNS, row, strict=True)) for row in rows])
+
+
+_SQLITE_UPSERT_RENDITION = (
+    f"INSERT INTO {article_renditions_table.name} ({', '.join(RENDITION_COLUMNS)}) VALUES (?, ?, ?, ?) "
+    "ON CONFLICT (article_id) DO UPDATE SET " + ", ".join(f"{name} = excluded.{name}" for name in RENDITION_COLUMNS[1:])
+)
 
 
 def _rendition(row_id: int, article: Article) -> list[tuple[object, ...]]:

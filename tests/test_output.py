@@ -1,0 +1,72 @@
+"""The output folder's files rendered and written on a build's worker processes (once they run,
+the feeds' jobs go there: publisher.output, parallel.Workers.run_in_order) are the files a
+build without workers writes, byte for byte, listed alike; a file a worker cannot write fails
+the build as one the build's own process cannot write."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from conftest import Site
+from publisher.errors import OutputError
+
+
+def with_content(site: Site) -> Site:
+    """Both scripts (`[feeds] scripts`: converted articles), every category, an article in two."""
+    text = site.config.read_text(encoding="utf-8")
+    site.config.write_text(text.replace("max_items = 50\n", 'max_items = 50\nscripts = ["zh-Hant"]\n'), "utf-8")
+    for n in range(30):
+        folder = ("tech", "policy", "高新院新闻")[n % 3]
+        site.article(f"{folder}/{n:02d}.md", f"第{n}篇 高新区", date=f"2026-05-{1 + n % 28:02d} 10:{n:02d}",
+                     body=f"区域经济**发展**第{n}段。\n\n- 一\n- 二\n")  # fmt: skip
+    site.article("policy/both.md", "两类", categories="[政策解读, 科技创新]", summary="给定的摘要")
+    return site
+
+
+def every_file(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_the_workers_write_the_bytes_a_build_without_workers_writes(
+    make_site: Callable[..., Site], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    alone, pooled = with_content(make_site()), with_content(make_site())
+    monkeypatch.setenv("PUBLISHER_WORKERS", "1")  # no pool: every file rendered in the build's process
+    here = alone.build()
+    monkeypatch.setenv("PUBLISHER_WORKERS", "2")  # the bodies' renders start the pool: the files go there
+    there = pooled.build()
+    assert not here.problems and not there.problems
+    assert there.written_paths == here.written_paths and len(here.written_paths) == 2 * (4 * 4 - 1 + 2)
+    assert (there.feeds_written, there.feeds_unchanged) == (here.feeds_written, here.feeds_unchanged)
+    assert every_file(pooled.out) == every_file(alone.out)
+    assert "兩類" in (pooled.out / "zh-hant" / "tech" / "index.html").read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_file_that_cannot_be_written_fails_the_build_naming_it(
+    site: Site, workers: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with_content(site)
+    (site.out / "tech" / "rss.xml").mkdir(parents=True)  # a folder where the feed goes
+    monkeypatch.setenv("PUBLISHER_WORKERS", workers)
+    with pytest.raises(OutputError) as raised:
+        site.build()
+    assert raised.value.path == site.out / "tech" / "rss.xml"
+    assert str(raised.value).startswith(f"cannot write {site.out / 'tech' / 'rss.xml'}: Is a directory")
+    assert "keep their last good content" in str(raised.value)
+    assert not (site.out / "index.html").exists()  # the site's pages come last
+
+
+def test_an_output_error_crosses_from_a_worker_whole() -> None:
+    """Raised on a worker, it is pickled to the build: made again from what made it (without
+    that, unpickling it broke the pool, and every job left was done again in the build)."""
+    import errno
+    import os
+    import pickle
+
+    made = OutputError(Path("/srv/public/rss.xml"), OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)), "kept")
+    again = pickle.loads(pickle.dumps(made))
+    assert (type(again), str(again), again.path, again.hint) == (OutputError, str(made), made.path, made.hint)
