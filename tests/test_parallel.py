@@ -33,6 +33,28 @@ def test_order_is_kept_across_the_pool_and_empty_chunks(monkeypatch: pytest.Monk
     assert titles == [f"标题{n}" for n in range(1, 7)]
 
 
+def test_the_workers_are_given_a_commit_s_worth_of_chunks_ahead_of_the_one_awaited(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """While the main process stores a result (a batch commit takes some 50 ms), the workers
+    read on: with two chunks a worker handed over, both sat idle through every commit."""
+    monkeypatch.setattr(parallel, "workers", lambda: 2)
+    pulled = 0
+
+    def chunks() -> Iterator[list[SourceItem]]:
+        nonlocal pulled
+        for n in range(100):
+            pulled += 1
+            yield [item(n)]
+
+    results = parallel.prepare_in_order(chunks(), INDEX, TextRules(), "https://x.org", in_process=0)
+    try:
+        next(results)  # the first pooled result: the main process would store it now
+        assert pulled >= parallel.WINDOW_ITEMS // parallel.CHUNK >= 8 * 2
+    finally:
+        results.close()
+
+
 def test_no_pool_for_chunks_without_work(monkeypatch: pytest.MonkeyPatch) -> None:
     def no_pool(*args: object, **kwargs: object) -> None:
         raise AssertionError("a pool was started for nothing")
