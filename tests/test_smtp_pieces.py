@@ -9,14 +9,14 @@ import smtplib
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 from test_smtp import Recorder, message, smtp_on_loopback
 from test_smtp_pipelining import PipeliningServer
 
-from publisher.transports import TransportError
+from publisher.transports import TransportError, smtp_wire
 from publisher.transports.smtp import SmtpTransport
 from publisher.transports.smtp_wire import send_pieces
 
@@ -173,5 +173,90 @@ def test_a_refused_message_with_an_envelope_ahead_sends_no_rset_and_the_next_goe
         smtp.close()
         assert received(server) == ["reader2@example.com"] and "RSET" not in server.commands
         assert server.commands.count("EHLO") == 2
+    finally:
+        server.close()
+
+
+class _CutAfterTheDot:
+    """A socket whose connection breaks once the kernel has taken a message up to its final
+    ".": the next envelope written after it is lost."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock, self.cut = sock, False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.sock, name)
+
+    def sendmsg(self, buffers: list[bytes | memoryview]) -> int:
+        if self.cut:
+            raise BrokenPipeError(32, "Broken pipe")
+        if len(buffers) > 1 and bytes(buffers[-1]).startswith(b"MAIL FROM"):
+            self.cut = True
+            return self.sock.sendmsg(buffers[:-1])  # up to and with ".\r\n": a partial write
+        return self.sock.sendmsg(buffers)
+
+
+def test_a_drop_after_the_final_dot_while_the_next_envelope_goes_is_uncertain_not_sent_twice(
+    pipelining: PipeliningServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    smtp = SmtpTransport("127.0.0.1", pipelining.port, "none", timeout=3)
+    connect = smtp._connect
+
+    def cut_after_the_dot() -> smtplib.SMTP:
+        connection = connect()
+        if not isinstance(connection.sock, _CutAfterTheDot):
+            connection.sock = _CutAfterTheDot(connection.sock)  # type: ignore[assignment]
+        return connection
+
+    monkeypatch.setattr(smtp, "_connect", cut_after_the_dot)
+    with pytest.raises(TransportError) as lost:
+        smtp.start(message(0), following=message(2))
+    assert lost.value.uncertain and not lost.value.retryable
+    smtp.close()
+    deadline = time.monotonic() + 3
+    while not pipelining.messages and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert received(pipelining) == ["reader0@example.com"]  # once: the server had it whole
+
+
+class _ClosesWithADataOpen(PipeliningServer):
+    """Takes the first message, answers the envelope sent ahead after it, then closes in silence
+    (a restart, an idle timeout) while the sender waits between messages."""
+
+    def _session(self, conn: socket.socket, read: Callable[[], bytes]) -> None:
+        if self.messages:  # a later connection: as usual
+            return super()._session(conn, read)
+        read()  # EHLO
+        conn.sendall(b"250-test\r\n250-PIPELINING\r\n250 8BITMIME\r\n")
+        for _ in range(3):  # MAIL, RCPT, DATA
+            read()
+        conn.sendall(b"250 ok\r\n250 ok\r\n354 go ahead\r\n")
+        body = b""
+        while not body.endswith(b"\r\n.\r\n"):
+            body += read()
+        self.messages.append(("reader0@example.com", body))
+        for _ in range(3):  # the envelope that came after the "."
+            read()
+        conn.sendall(b"250 queued\r\n250 ok\r\n250 ok\r\n354 go ahead\r\n")
+        conn.shutdown(socket.SHUT_RDWR)
+        return None
+
+
+def test_a_message_whose_open_data_the_server_closed_meanwhile_goes_on_a_new_connection() -> None:
+    server = _ClosesWithADataOpen(set())
+    try:
+        smtp = SmtpTransport("127.0.0.1", server.port, "none", timeout=3)
+        following = message(2)
+        smtp.start(message(0), following=following)
+        smtp.finish()
+        deadline = time.monotonic() + 3  # the close reaches this side (the sender paces meanwhile)
+        while smtp._connection is not None and smtp._connection.sock is not None:
+            if time.monotonic() > deadline or not smtp_wire.still_open(smtp._connection):
+                break
+            time.sleep(0.01)
+        smtp.start(following)  # not written into the closed connection, whose answer would be uncertain
+        assert smtp.finish().provider_id == following.message_id
+        smtp.close()
+        assert received(server) == ["reader0@example.com", "reader2@example.com"]
     finally:
         server.close()

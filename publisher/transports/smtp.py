@@ -10,7 +10,7 @@ from typing import Literal
 from ..bounces.status import address_refused
 from ..mail import Message
 from . import Sent, TransportError
-from .smtp_wire import envelope_replies, final_reply, hand_over, reply_text, send_body
+from .smtp_wire import envelope_replies, final_reply, hand_over, reply_text, send_body, still_open
 
 Security = Literal["starttls", "tls", "none"]
 
@@ -71,13 +71,12 @@ class SmtpTransport:
             ready, self._ready = self._ready, None
             mine = ready is not None and ready[0] is message  # its envelope went ahead
             refusal = ready[1] if ready is not None else None
-            if mine and refusal is None:  # its DATA was answered 354
-                assert self._connection is not None
-                answered, announced = False, send_body(self._connection, message, following)
+            if mine and refusal is None and self._connection is not None and still_open(self._connection):
+                answered, announced = False, send_body(self._connection, message, following)  # its DATA had 354
             elif mine and refusal is not None and not isinstance(refusal, smtplib.SMTPServerDisconnected):
                 raise refusal  # its envelope was refused: the error it had in turn
             else:
-                if ready is not None:  # another message's DATA is open (or the connection dropped)
+                if ready is not None:  # another message's DATA is open, or the connection dropped or was closed
                     self._drop()
                 connection = self._connect()
                 try:

@@ -4,6 +4,7 @@ written in its pieces, the answer to its final ".", and smtplib's exceptions for
 
 from __future__ import annotations
 
+import select
 import smtplib
 import ssl
 from collections.abc import Iterator
@@ -61,25 +62,51 @@ def hand_over(
 
 
 def send_body(connection: smtplib.SMTP, message: Message, following: Message | None) -> bool:
-    """The message and its final "." (a drop: not all went, nothing was taken); then, to a
-    server that offers PIPELINING, `following`'s MAIL, RCPT and DATA in the same write (RFC
-    2920 lets a message's content start a group of commands), when it can go that way (ASCII
-    addresses, no dot-stuffing): True when they went."""
+    """The message and its final "."; then, to a server that offers PIPELINING, `following`'s
+    MAIL, RCPT and DATA in the same write (RFC 2920 lets a message's content start a group of
+    commands), when it can go that way (ASCII addresses, no dot-stuffing): True when they went.
+    A drop before the whole "." went is smtplib's SMTPServerDisconnected (nothing was taken,
+    it may go again on a new connection); a drop after it, while the envelope went, is the
+    uncertain TransportError of `_gone` (the server may have taken the message)."""
     ahead = (
         following is not None
         and following.dot_safe
         and not following.needs_smtputf8
         and connection.has_extn("pipelining")
     )
-    envelope = (_envelope(following.envelope_sender, following.recipient),) if ahead and following else ()
-    send_pieces(connection, (*message.as_chunks(), b".\r\n", *envelope))
-    return ahead
+    pieces = (*message.as_chunks(), b".\r\n")
+    if not ahead or following is None:
+        send_pieces(connection, pieces)  # a drop: the "." went last, so did not go, nothing was taken
+        return False
+    envelope = _envelope(following.envelope_sender, following.recipient)
+    handed = sum(map(len, pieces))  # the server has the whole message once these bytes went
+    try:
+        if isinstance(connection.sock, ssl.SSLSocket):  # what went of a failed TLS write is unknown
+            send_pieces(connection, pieces)
+            send_pieces(connection, (envelope,), handed)
+        else:
+            send_pieces(connection, (*pieces, envelope))
+    except WrittenUpTo as exc:
+        if exc.written >= handed:  # the final "." went, the envelope after it did not
+            raise _gone(connection, exc) from exc  # the message may have been taken
+        raise
+    return True
 
 
-def send_pieces(connection: smtplib.SMTP, pieces: tuple[bytes, ...]) -> None:
+class WrittenUpTo(smtplib.SMTPServerDisconnected):
+    """The connection failed while `send_pieces` wrote, after `written` bytes (on TLS, those of
+    the writes before the failed one); it is closed."""
+
+    def __init__(self, written: int) -> None:
+        super().__init__(f"Server not connected (lost after {written} bytes)")
+        self.written = written
+
+
+def send_pieces(connection: smtplib.SMTP, pieces: tuple[bytes, ...], written: int = 0) -> None:
     """`pieces` written in order, as smtplib's `send` writes one (its errors too): gathered by
     one `sendmsg` call while the socket takes them all, else as many calls as it needs; over
-    TLS (whose socket has no `sendmsg`) joined and written at once."""
+    TLS (whose socket has no `sendmsg`) joined and written at once. A failure while writing is
+    WrittenUpTo, counting from `written` (the bytes written before, by the caller)."""
     sock = connection.sock
     if sock is None:
         raise smtplib.SMTPServerDisconnected("please run connect() first")
@@ -90,13 +117,28 @@ def send_pieces(connection: smtplib.SMTP, pieces: tuple[bytes, ...]) -> None:
         left: list[bytes | memoryview] = list(pieces)
         while left:
             sent = sock.sendmsg(left)
+            written += sent
             while left and sent >= len(left[0]):
                 sent -= len(left.pop(0))
             if sent:
                 left[0] = memoryview(left[0])[sent:]
-    except OSError:
+    except OSError as exc:
         connection.close()
-        raise smtplib.SMTPServerDisconnected("Server not connected")  # noqa: B904  (as smtplib raises it)
+        raise WrittenUpTo(written) from exc
+
+
+def still_open(connection: smtplib.SMTP) -> bool:
+    """Whether the server kept its side of the connection silent while this process waited
+    between messages with a DATA answered 354 (the next message's envelope sent ahead, see
+    `send_body`): a server that closed it meanwhile (a restart, an idle timeout) or said
+    anything (a 421) has not been given the message, which then goes on a new connection,
+    as it would have with no envelope sent ahead."""
+    sock = connection.sock
+    if sock is None or (isinstance(sock, ssl.SSLSocket) and sock.pending()):
+        return False
+    poller = select.poll()
+    poller.register(sock, select.POLLIN)
+    return not poller.poll(0)  # readable (an end of file, or bytes), hung up or failed: not open
 
 
 def final_reply(connection: smtplib.SMTP, data_timeout: float, reset: bool = True) -> None:
