@@ -36,8 +36,16 @@ class SlugsAhead:
             self._start(list(dict.fromkeys(names)))
 
     def _start(self, names: list[str]) -> None:
-        answer, written = os.pipe()
-        pid = os.fork()
+        try:
+            answer, written = os.pipe()
+        except OSError:  # no descriptors left: the slugs are made here
+            return
+        try:
+            pid = os.fork()
+        except OSError:  # no process to be had (EAGAIN, ENOMEM): the slugs are made here
+            os.close(answer)
+            os.close(written)
+            return
         if pid == 0:  # the forked process: compute, answer, end without running any exit handler
             code = 1
             try:

@@ -92,3 +92,20 @@ def test_no_names_forks_nothing() -> None:
         """
     )
     assert out == {"pid": 0, "slug": "zheng-ce-jie-du"}
+
+
+def test_no_process_to_be_had_leaves_the_slugs_made_here_and_no_descriptor_open() -> None:
+    out = _run(
+        """
+        def no_fork():
+            raise BlockingIOError(11, "Resource temporarily unavailable")
+        before = len(os.listdir("/proc/self/fd"))
+        os.fork = no_fork
+        ahead = SlugsAhead(names)
+        out["pid"] = ahead._pid
+        out["ahead"] = [ahead(n) for n in names]
+        out["here"] = [slugify(n) for n in names]
+        out["descriptors"] = len(os.listdir("/proc/self/fd")) - before
+        """
+    )
+    assert out["pid"] == 0 and out["ahead"] == out["here"] and out["descriptors"] == 0

@@ -188,8 +188,13 @@ def load_app(ctx: click.Context, store: bool = True, slugs_ahead: bool = False) 
             ahead = SlugsAhead([c.name for c in settings.categories if not c.slug])
         from ..app import App
 
-        app = App(settings, slugs_ahead=ahead)
-        app.theme  # noqa: B018 - compiles the theme's overrides
+        try:
+            app = App(settings, slugs_ahead=ahead)
+            app.theme  # noqa: B018 - compiles the theme's overrides
+        except BaseException:
+            if ahead is not None:
+                ahead.close()  # its process ended and reaped, not left for the exit
+            raise
     except ConfigError as exc:
         err.print(str(exc), highlight=False)
         sys.exit(EXIT_CONFIG)
