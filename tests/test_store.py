@@ -154,9 +154,10 @@ def test_new_articles_are_first_seen_at_the_clocks_moment_whatever_the_local_zon
 
 @pytest.mark.sqlite_only("SQLite's datetime text and its WAL")
 def test_a_writer_returns_its_connection_checkpointing_as_usual_even_after_a_failure(tmp_path: Path) -> None:
-    """The writer lets SQLite's log grow between its own commits; its last commit checkpoints
-    what it wrote, and the connection goes back to the pool at the usual setting, also when the
-    pass failed at its end (here: the same guid twice, refused at the final flush)."""
+    """The writer lets SQLite's log grow between its own commits; after its last commit what it
+    wrote is copied into the database on a thread of the store's (Store.checkpoint_soon), and
+    the connection goes back to the pool at the usual setting, also when the pass failed at its
+    end (here: the same guid twice, refused at the final flush)."""
     store = Store(f"sqlite:///{tmp_path / 'store.db'}")
     when = datetime(2026, 5, 6, tzinfo=UTC)
     try:
@@ -169,6 +170,8 @@ def test_a_writer_returns_its_connection_checkpointing_as_usual_even_after_a_fai
                     "1:2",
                 )
         wal = tmp_path / "store.db-wal"
+        assert store._checkpointing is not None
+        store._checkpointed()
         with store.engine.connect() as conn:
             assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar_one() == 1000
             busy, logged, copied = conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)").one()

@@ -23,7 +23,7 @@ from .schema import (
     folder_digests_table,
     naive_utc,
 )
-from .writer import StoreWriter, upsert_renditions
+from .writer import upsert_renditions
 
 _PARAMETER = re.compile(r"(?<![:\w]):(\w+)")
 
@@ -230,12 +230,6 @@ class ArticleStore:
         if scopes:
             with self.engine.begin() as conn:
                 conn.execute(delete(dirty_table).where(dirty_table.c.scope.in_(scopes)))
-
-    def writer(self, clock: Callable[[], datetime] | None = None, source: str | None = None) -> StoreWriter:
-        """The writes of one source's ingest, committed a batch at a time and at the end; an
-        error rolls back the batch in progress (see StoreWriter). With `clock`, new articles
-        are stamped first seen under the turnstile (see StoreWriter._stamp)."""
-        return StoreWriter(self.engine, clock, source)
 
     # --- feeds -------------------------------------------------------------------------------
 

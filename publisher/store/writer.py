@@ -48,10 +48,19 @@ class StoreWriter:
 
     BATCH = 2000
 
-    def __init__(self, engine: Engine, clock: Callable[[], datetime] | None = None, source: str | None = None) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        clock: Callable[[], datetime] | None = None,
+        source: str | None = None,
+        checkpoint: Callable[[], None] | None = None,
+    ) -> None:
         self.engine = engine
         self.clock = clock
         self.source = source  # whose folder digests the first batch drops
+        # SQLite: what copies the pass's log into the database after its last commit (Store.
+        # checkpoint_soon, on a thread of its own); None: that commit does (see __exit__).
+        self.checkpoint = checkpoint
         self.batches_committed = 0
         self.conn: Connection | None = None
         self._encode: Callable[[datetime], object] = (
@@ -73,14 +82,17 @@ class StoreWriter:
 
     def __exit__(self, kind: object, *rest: object) -> None:
         assert self.conn is not None
+        committed = False
         try:
             if kind is None:
                 self.flush()
                 self._mark_dirty()
-                # the last commit checkpoints what the pass wrote, at the pass's own cost: left
-                # to the next commit, a reader's sign-up would wait for 40 MB to be copied
-                self._checkpoint_as_usual()
+                if self.checkpoint is None:
+                    # the last commit checkpoints what the pass wrote, at the pass's own cost: left
+                    # to the next commit, a reader's sign-up would wait for 40 MB to be copied
+                    self._checkpoint_as_usual()
                 self.conn.commit()
+                committed = True
         finally:
             try:  # whatever failed above: the connection goes back to the pool as it came
                 if self.conn.in_transaction():
@@ -90,6 +102,8 @@ class StoreWriter:
                 self.conn.invalidate()  # not reused in an unknown state
             finally:
                 self.conn.close()
+        if committed and self.checkpoint is not None and self.conn.dialect.name == "sqlite":
+            self.checkpoint()  # copied while the build queries and renders its feeds
 
     def _checkpoint_as_usual(self) -> None:
         assert self.conn is not None
