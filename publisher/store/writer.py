@@ -58,9 +58,7 @@ class StoreWriter:
         self.engine = engine
         self.clock = clock
         self.source = source  # whose folder digests the first batch drops
-        # SQLite: what copies the pass's log into the database after its last commit (Store.
-        # checkpoint_soon, on a thread of its own); None: that commit does (see __exit__).
-        self.checkpoint = checkpoint
+        self.checkpoint = checkpoint  # SQLite: copies the log after the last commit; None: that commit does
         self.batches_committed = 0
         self.conn: Connection | None = None
         self._encode: Callable[[datetime], object] = (
