@@ -79,6 +79,7 @@ class Store(
 
     def __init__(self, url: str) -> None:
         self._checkpointing: threading.Thread | None = None
+        self._checkpoint_turn = threading.Lock()
         try:
             parsed = make_url(url)
             self.engine: Engine = create_engine(parsed)
@@ -100,7 +101,8 @@ class Store(
             raise StoreSchemaError(parsed.render_as_string(hide_password=True), state.label, HEAD, state.ahead)
 
     def close(self) -> None:
-        self._checkpointed()
+        with self._checkpoint_turn:
+            self._checkpointed()
         self.engine.dispose()
 
     def writer(self, clock: Callable[[], datetime] | None = None, source: str | None = None) -> StoreWriter:
@@ -116,10 +118,11 @@ class Store(
         50 ms at 10,000 articles, while the feeds waited for it; SQLite's checkpoint runs
         without Python's lock, beside the build's queries of its feeds. Done before the next
         one starts and before the store closes; one that fails is done by the next commit."""
-        self._checkpointed()
         begun = threading.Event()  # so that this process's next commit finds it running, and leaves it be
-        self._checkpointing = threading.Thread(target=self._checkpoint, args=(begun,), name="store-checkpoint")
-        self._checkpointing.start()
+        with self._checkpoint_turn:  # one at a time, whichever thread's ingest asks
+            self._checkpointed()
+            self._checkpointing = threading.Thread(target=self._checkpoint, args=(begun,), name="store-checkpoint")
+            self._checkpointing.start()
         begun.wait()
 
     def _checkpoint(self, begun: threading.Event) -> None:
