@@ -92,7 +92,10 @@ class Output:
         known = articles_for([scope.slug if scope else None for scope in scopes]) if scopes else ()
         written: list[str] = []  # each scope's feeds and page in every edition, then the site's pages
         unchanged: list[str] = []
-        for done, same in _run(workers, partial(write_files, self.out), self._scope_jobs(known)):
+        jobs = self._scope_jobs(known)
+        for done, same in _run(
+            workers, partial(write_files, self.out), jobs, partial(write_files, self.out, again=True)
+        ):
             written += done
             unchanged += same
         for files in pages:
@@ -185,20 +188,29 @@ def render_files(job: Job) -> Files:
     return job.render()
 
 
-def write_files(out: Path, job: Job) -> tuple[list[str], list[str]]:
+def write_files(out: Path, job: Job, again: bool = False) -> tuple[list[str], list[str]]:
     """A job's files rendered and written under `out` where their bytes changed; (written,
     unchanged). On a worker process: 13 MB of feeds at 10,000 articles never cross a pipe,
-    and the two workers write at once."""
+    and the two workers write at once. `again`: the job's worker died, perhaps after writing
+    some of its files, so that their bytes are the same now: every file counts as written
+    (a WebSub hub told of a feed that did not change fetches it for nothing, one not told of a
+    change misses it)."""
     written: list[str] = []
     unchanged: list[str] = []
     for path, data in job.render():
-        (written if write_if_changed(out / path, data) else unchanged).append(path)
+        (written if write_if_changed(out / path, data) or again else unchanged).append(path)
     return written, unchanged
 
 
-def _run(workers: Workers | None, task: Callable[[Job], Done], jobs: Iterable[Job]) -> Iterator[Done]:
-    """`task` of each job, in order: on the build's workers (Workers.run_in_order), else here."""
-    return workers.run_in_order(task, jobs) if workers is not None else map(task, jobs)
+def _run(
+    workers: Workers | None,
+    task: Callable[[Job], Done],
+    jobs: Iterable[Job],
+    again: Callable[[Job], Done] | None = None,
+) -> Iterator[Done]:
+    """`task` of each job, in order: on the build's workers (Workers.run_in_order, doing a job
+    whose worker died by `again`), else here."""
+    return workers.run_in_order(task, jobs, again) if workers is not None else map(task, jobs)
 
 
 def load_renderers(theme: Theme) -> None:

@@ -163,23 +163,29 @@ class Workers:
                     self.pool.submit(task, argument)
             self.preparations.clear()
 
-    def run_in_order(self, task: Callable[[Task], Done], tasks: Iterable[Task]) -> Iterator[Done]:
+    def run_in_order(
+        self, task: Callable[[Task], Done], tasks: Iterable[Task], again: Callable[[Task], Done] | None = None
+    ) -> Iterator[Done]:
         """`task(t)` of each of `tasks`, in order. Each is handed over as `tasks` gives it, before
         the first result is awaited, to the workers while they run (started by the build's reads
         or renders) and are more than one, so the caller's work until it asks overlaps theirs;
         else it is done here when its result is asked for. A pool is never started for this:
         one forked at the end of a large build copies the grown process (above). `task` is a
         module-level function; it, its tasks and their results are pickled. A task whose worker
-        died is done again here, and the pool starts anew at its next use."""
+        died is done again here, by `again` when given (the task may have been half done
+        there), and the pool starts anew at its next use."""
         pool = self.pool
         queued: list[tuple[Task, Future[Done] | None, ProcessPoolExecutor | None]] = []
         for t in tasks:
             running = pool.size > 1 and pool.executor is not None
             queued.append((t, pool.submit(task, t) if running else None, pool.executor))
-        return self._in_order(task, queued)
+        return self._in_order(task, again or task, queued)
 
     def _in_order(
-        self, task: Callable[[Task], Done], queued: list[tuple[Task, Future[Done] | None, ProcessPoolExecutor | None]]
+        self,
+        task: Callable[[Task], Done],
+        again: Callable[[Task], Done],
+        queued: list[tuple[Task, Future[Done] | None, ProcessPoolExecutor | None]],
     ) -> Iterator[Done]:
         for t, future, executor in queued:
             if future is None:
@@ -190,7 +196,7 @@ class Workers:
             except BrokenProcessPool:
                 if self.pool.executor is executor:  # not the pool a read started anew since
                     self.pool.close()
-                yield task(t)
+                yield again(t)
 
 
 Queued = tuple[list[Deferred | SourceItem], Future[list[Prepared]]]

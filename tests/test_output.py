@@ -70,3 +70,24 @@ def test_an_output_error_crosses_from_a_worker_whole() -> None:
     made = OutputError(Path("/srv/public/rss.xml"), OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)), "kept")
     again = pickle.loads(pickle.dumps(made))
     assert (type(again), str(again), again.path, again.hint) == (OutputError, str(made), made.path, made.hint)
+
+
+class _Files:
+    """A job of given files (write_files only asks a job for its files)."""
+
+    def __init__(self, files: list[tuple[str, bytes]]) -> None:
+        self.files = files
+
+    def render(self) -> list[tuple[str, bytes]]:
+        return self.files
+
+
+def test_a_job_done_again_after_its_worker_died_counts_every_file_written(tmp_path: Path) -> None:
+    """Its worker may have written some of its files before it died: their bytes are the same
+    now, yet they changed, and WebSub's hub must hear of them."""
+    from publisher.output import write_files
+
+    job = _Files([("a/rss.xml", b"<rss/>"), ("a/atom.xml", b"<feed/>")])
+    assert write_files(tmp_path, job) == (["a/rss.xml", "a/atom.xml"], [])  # type: ignore[arg-type]
+    assert write_files(tmp_path, job) == ([], ["a/rss.xml", "a/atom.xml"])  # type: ignore[arg-type]
+    assert write_files(tmp_path, job, again=True) == (["a/rss.xml", "a/atom.xml"], [])  # type: ignore[arg-type]

@@ -215,6 +215,21 @@ def test_a_task_whose_worker_dies_is_done_here_and_the_pool_starts_anew(monkeypa
     assert [a.title for _i, a in again[0]] == ["标题7"]  # type: ignore[union-attr,misc]
 
 
+def again_here(n: int) -> tuple[int, int]:
+    return n, -1
+
+
+def test_a_task_whose_worker_died_is_done_by_its_again_when_given(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Output's jobs write files: one done again counts them all written (publisher.output).
+    The tasks lost with it (the pool ends every worker then) are done by it too."""
+    shared = started(monkeypatch)
+    try:
+        done = dict(shared.run_in_order(dies_on_a_worker, range(6), again=again_here))
+    finally:
+        shared.close()
+    assert done[2] == -1 and sorted(done) == list(range(6))
+
+
 def slowly(n: int) -> tuple[int, int]:
     time.sleep(0.1)
     return n, os.getpid()
