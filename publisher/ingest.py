@@ -159,7 +159,9 @@ class _SourcePass:
             # comes) then fails before anything is written, and a site that hangs holds no
             # transaction open meanwhile.
             fetched = iter(list(fetched))
-        with self.store.writer(self.context.clock, self.source.name) as writer:
+        workers = self.context.workers
+        later = workers.running if workers is not None else (lambda: False)  # no fork beside the thread
+        with self.store.writer(self.context.clock, self.source.name, later) as writer:
             for batch, prepared in self._prepared(fetched):
                 self._fetch_known(r.key for r in batch if isinstance(r, (Deferred, SourceItem)))
                 results = iter(prepared)

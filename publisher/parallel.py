@@ -147,6 +147,10 @@ class Workers:
     def close(self) -> None:
         self.pool.close()
 
+    def running(self) -> bool:
+        """Whether more than one worker process runs now (what `run_in_order` hands work to)."""
+        return self.pool.size > 1 and self.pool.executor is not None
+
     def prepare(self, task: Callable[[Task], object], argument: Task) -> None:
         """Have each worker run `task(argument)` once it has read what it was given: what the
         tasks of a later `run_in_order` need loaded (imports, compiled templates), loaded while
@@ -177,8 +181,7 @@ class Workers:
         pool = self.pool
         queued: list[tuple[Task, Future[Done] | None, ProcessPoolExecutor | None]] = []
         for t in tasks:
-            running = pool.size > 1 and pool.executor is not None
-            queued.append((t, pool.submit(task, t) if running else None, pool.executor))
+            queued.append((t, pool.submit(task, t) if self.running() else None, pool.executor))
         return self._in_order(task, again or task, queued)
 
     def _in_order(

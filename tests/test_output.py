@@ -5,13 +5,17 @@ the build as one the build's own process cannot write."""
 
 from __future__ import annotations
 
+import multiprocessing
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from conftest import Site
+from publisher import parallel
 from publisher.errors import OutputError
+from publisher.store import Store
 
 
 def with_content(site: Site) -> Site:
@@ -91,3 +95,37 @@ def test_a_job_done_again_after_its_worker_died_counts_every_file_written(tmp_pa
     assert write_files(tmp_path, job) == (["a/rss.xml", "a/atom.xml"], [])  # type: ignore[arg-type]
     assert write_files(tmp_path, job) == ([], ["a/rss.xml", "a/atom.xml"])  # type: ignore[arg-type]
     assert write_files(tmp_path, job, again=True) == (["a/rss.xml", "a/atom.xml"], [])  # type: ignore[arg-type]
+
+
+@pytest.mark.sqlite_only
+@pytest.mark.parametrize(("articles", "on_a_thread"), [(31, False), (100, True)])
+def test_the_log_is_copied_on_a_thread_only_while_the_workers_run_already(
+    make_site: Callable[..., Site], monkeypatch: pytest.MonkeyPatch, articles: int, on_a_thread: bool
+) -> None:
+    """A pool started beside a running thread is not forked (parallel._context): an ingest too
+    small for the workers leaves the copy to its last commit, so that the renders of its bodies
+    fork theirs."""
+    site = make_site()
+    for n in range(articles):
+        site.article(f"tech/{n:03d}.md", f"第{n}篇", date=f"2026-05-{1 + n % 28:02d} 10:{n % 60:02d}")
+    asked: list[bool] = []
+    checkpoint_soon = Store.checkpoint_soon
+
+    def spied(store: Store) -> None:
+        asked.append(True)
+        checkpoint_soon(store)
+
+    monkeypatch.setattr(Store, "checkpoint_soon", spied)
+    threads_at_start: list[int] = []  # each time a pool starts
+    chosen = parallel._context
+
+    def counted() -> multiprocessing.context.BaseContext:
+        threads_at_start.append(threading.active_count())
+        return chosen()
+
+    monkeypatch.setattr(parallel, "_context", counted)
+    monkeypatch.setenv("PUBLISHER_WORKERS", "2")
+    before = threading.active_count()
+    assert not site.build().problems
+    assert bool(asked) is on_a_thread
+    assert threads_at_start and set(threads_at_start) == {before}  # no checkpoint beside a fork

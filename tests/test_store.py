@@ -3,8 +3,11 @@ exactly as SQLAlchemy's own writes do."""
 
 from __future__ import annotations
 
+import shutil
+import sqlite3
 import time
 from collections.abc import Iterator
+from contextlib import closing
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -154,24 +157,37 @@ def test_new_articles_are_first_seen_at_the_clocks_moment_whatever_the_local_zon
 
 @pytest.mark.sqlite_only("SQLite's datetime text and its WAL")
 def test_a_writer_returns_its_connection_checkpointing_as_usual_even_after_a_failure(tmp_path: Path) -> None:
-    """The writer lets SQLite's log grow between its own commits; after its last commit what it
-    wrote is copied into the database on a thread of the store's (Store.checkpoint_soon), and
-    the connection goes back to the pool at the usual setting, also when the pass failed at its
-    end (here: the same guid twice, refused at the final flush)."""
+    """The writer lets SQLite's log grow between its own commits; its last commit checkpoints
+    what it wrote (or, asked to, a thread of the store's copies it after the commit), and the
+    connection goes back to the pool at the usual setting, also when the pass failed at its end
+    (here: the same guid twice, refused at the final flush)."""
     store = Store(f"sqlite:///{tmp_path / 'store.db'}")
     when = datetime(2026, 5, 6, tzinfo=UTC)
+
+    def in_the_file_alone() -> int:
+        """Articles in the database file itself, its log left aside."""
+        alone = tmp_path / "alone.db"
+        shutil.copyfile(tmp_path / "store.db", alone)
+        with closing(sqlite3.connect(alone)) as raw:
+            count = raw.execute("SELECT count(*) FROM articles").fetchone()[0]
+        alone.unlink()
+        assert isinstance(count, int)
+        return count
+
     try:
-        with store.writer(lambda: when, "s") as writer:
-            for n in range(50):
-                writer.insert(
-                    Article("s", f"k{n}", "", "标题", "<p>x</p>", "摘要", when, when, ("tech",), "h"),
-                    f"g{n}",
-                    None,
-                    "1:2",
-                )
+        for later, keys in ((False, range(50)), (True, range(50, 80))):
+            with store.writer(lambda: when, "s", checkpoint_later=lambda: later) as writer:  # noqa: B023
+                for n in keys:
+                    writer.insert(
+                        Article("s", f"k{n}", "", "标题", "<p>x</p>", "摘要", when, when, ("tech",), "h"),
+                        f"g{n}",
+                        None,
+                        "1:2",
+                    )
+            assert (store._checkpointing is not None) is later  # copied on a thread only when asked
+            store._checkpointed()
+        assert in_the_file_alone() == 80  # the thread copied the whole log: the first pass's too
         wal = tmp_path / "store.db-wal"
-        assert store._checkpointing is not None
-        store._checkpointed()
         with store.engine.connect() as conn:
             assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar_one() == 1000
             busy, logged, copied = conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)").one()

@@ -105,12 +105,18 @@ class Store(
             self._checkpointed()
         self.engine.dispose()
 
-    def writer(self, clock: Callable[[], datetime] | None = None, source: str | None = None) -> StoreWriter:
+    def writer(
+        self,
+        clock: Callable[[], datetime] | None = None,
+        source: str | None = None,
+        checkpoint_later: Callable[[], bool] = lambda: False,
+    ) -> StoreWriter:
         """The writes of one source's ingest, committed a batch at a time and at the end; an
         error rolls back the batch in progress (see StoreWriter). With `clock`, new articles
-        are stamped first seen under the turnstile (see StoreWriter._stamp). On SQLite its
-        log is copied into the database after its last commit by `checkpoint_soon`."""
-        return StoreWriter(self.engine, clock, source, checkpoint=self.checkpoint_soon)
+        are stamped first seen under the turnstile (see StoreWriter._stamp). On SQLite, when
+        `checkpoint_later()` at its end (no process is to be forked while the thread runs: a
+        build whose workers run already), its log is copied by `checkpoint_soon`."""
+        return StoreWriter(self.engine, clock, source, self.checkpoint_soon, checkpoint_later)
 
     def checkpoint_soon(self) -> None:
         """Copy SQLite's write-ahead log into the database on a thread of its own. An ingest's
@@ -121,8 +127,13 @@ class Store(
         begun = threading.Event()  # so that this process's next commit finds it running, and leaves it be
         with self._checkpoint_turn:  # one at a time, whichever thread's ingest asks
             self._checkpointed()
-            self._checkpointing = threading.Thread(target=self._checkpoint, args=(begun,), name="store-checkpoint")
-            self._checkpointing.start()
+            thread = threading.Thread(target=self._checkpoint, args=(begun,), name="store-checkpoint")
+            try:
+                thread.start()
+            except RuntimeError:  # no thread to be had: copied here and now
+                self._checkpoint(begun)
+                return
+            self._checkpointing = thread
         begun.wait()
 
     def _checkpoint(self, begun: threading.Event) -> None:

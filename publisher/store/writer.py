@@ -24,10 +24,9 @@ from .schema import (
 )
 
 # SQLite copies the write-ahead log into the database (a checkpoint, with an fsync of each) at
-# the first commit that finds the log past this many pages: by default 1,000 (4 MB), which a
-# batch of 2,000 new articles passes at 100,000 articles, so every batch's commit checkpointed
-# the pages it had just written. A writer lets the log grow to 40 MB: a cold build of 100,000
-# articles takes a tenth less CPU in the writer and half the time in its commits.
+# the first commit that finds the log past this many pages: by default 1,000 (4 MB), which each
+# batch of 2,000 new articles passed at 100,000 articles. A writer lets the log grow to 40 MB:
+# a cold build of 100,000 articles takes a tenth less CPU in the writer, half the commit time.
 WRITER_CHECKPOINT_PAGES = 10_000
 SQLITE_CHECKPOINT_PAGES = 1_000
 
@@ -54,11 +53,12 @@ class StoreWriter:
         clock: Callable[[], datetime] | None = None,
         source: str | None = None,
         checkpoint: Callable[[], None] | None = None,
+        checkpoint_later: Callable[[], bool] = lambda: False,
     ) -> None:
         self.engine = engine
         self.clock = clock
         self.source = source  # whose folder digests the first batch drops
-        self.checkpoint = checkpoint  # SQLite: copies the log after the last commit; None: that commit does
+        self.checkpoint, self.checkpoint_later = checkpoint, checkpoint_later  # see __exit__
         self.batches_committed = 0
         self.conn: Connection | None = None
         self._encode: Callable[[datetime], object] = (
@@ -81,11 +81,12 @@ class StoreWriter:
     def __exit__(self, kind: object, *rest: object) -> None:
         assert self.conn is not None
         committed = False
+        later = self.checkpoint is not None and self.conn.dialect.name == "sqlite" and self.checkpoint_later()
         try:
             if kind is None:
                 self.flush()
                 self._mark_dirty()
-                if self.checkpoint is None:
+                if not later:  # SQLite: `checkpoint` copies the log after the commit when `checkpoint_later()`
                     # the last commit checkpoints what the pass wrote, at the pass's own cost: left
                     # to the next commit, a reader's sign-up would wait for 40 MB to be copied
                     self._checkpoint_as_usual()
@@ -100,7 +101,7 @@ class StoreWriter:
                 self.conn.invalidate()  # not reused in an unknown state
             finally:
                 self.conn.close()
-        if committed and self.checkpoint is not None and self.conn.dialect.name == "sqlite":
+        if committed and later and self.checkpoint is not None:
             self.checkpoint()  # copied while the build queries and renders its feeds
 
     def _checkpoint_as_usual(self) -> None:
