@@ -260,3 +260,13 @@ def test_a_message_whose_open_data_the_server_closed_meanwhile_goes_on_a_new_con
         assert received(server) == ["reader0@example.com", "reader2@example.com"]
     finally:
         server.close()
+
+
+def test_each_write_goes_at_once(pipelining: PipeliningServer) -> None:
+    """Over TLS a message and the next envelope are two writes: with Nagle's rule the envelope
+    waited for the message's end to be acknowledged, a round trip a message."""
+    smtp = SmtpTransport("127.0.0.1", pipelining.port, "none", timeout=3)
+    connection = smtp._connect()
+    assert connection.sock is not None
+    assert connection.sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+    smtp.close()

@@ -201,6 +201,10 @@ class SmtpTransport:
         else:
             connection = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
         try:
+            # Each write goes at once: over TLS a message and the next envelope are two writes,
+            # and Nagle's rule held the envelope until the message's end was acknowledged.
+            if connection.sock is not None:
+                connection.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             connection.ehlo()
             if self.security == "starttls":
                 connection.starttls(context=self.context)  # keyword: positional means certfile in 3.11
