@@ -92,10 +92,8 @@ class Output:
         known = articles_for([scope.slug if scope else None for scope in scopes]) if scopes else ()
         written: list[str] = []  # each scope's feeds and page in every edition, then the site's pages
         unchanged: list[str] = []
-        jobs = self._scope_jobs(known)
-        for done, same in _run(
-            workers, partial(write_files, self.out), jobs, partial(write_files, self.out, again=True)
-        ):
+        write, again = partial(write_files, self.out), partial(write_files, self.out, again=True)
+        for done, same in _run(workers, write, self._scope_jobs(known), again):
             written += done
             unchanged += same
         for files in pages:

@@ -161,7 +161,7 @@ class Workers:
 
     def _handed_over(self) -> None:
         """Every chunk of a `prepare_in_order` is with the workers: the preparations follow."""
-        if self.preparations and self.pool.size > 1 and self.pool.executor is not None:
+        if self.preparations and self.running():
             for task, argument in self.preparations:
                 for _ in range(self.pool.size):
                     self.pool.submit(task, argument)

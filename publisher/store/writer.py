@@ -81,14 +81,14 @@ class StoreWriter:
     def __exit__(self, kind: object, *rest: object) -> None:
         assert self.conn is not None
         committed = False
+        # SQLite: the last commit checkpoints what the pass wrote (left to the next commit, a reader's
+        # sign-up would wait for 40 MB to be copied), or `checkpoint` just after, if `checkpoint_later()`.
         later = self.checkpoint is not None and self.conn.dialect.name == "sqlite" and self.checkpoint_later()
         try:
             if kind is None:
                 self.flush()
                 self._mark_dirty()
-                if not later:  # SQLite: `checkpoint` copies the log after the commit when `checkpoint_later()`
-                    # the last commit checkpoints what the pass wrote, at the pass's own cost: left
-                    # to the next commit, a reader's sign-up would wait for 40 MB to be copied
+                if not later:
                     self._checkpoint_as_usual()
                 self.conn.commit()
                 committed = True
