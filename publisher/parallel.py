@@ -155,8 +155,10 @@ class Workers:
         """Have each worker run `task(argument)` once it has read what it was given: what the
         tasks of a later `run_in_order` need loaded (imports, compiled templates), loaded while
         the workers would idle and the main process stores what they read. Handed over after
-        the last chunk of a `prepare_in_order` on these workers, once, when the pool runs; its
-        result is not awaited (one worker may take two and another none: that costs time only)."""
+        the last chunk of a `prepare_in_order` that gave the workers any (a build that read
+        nothing has most likely nothing to render: its jobs load what they need), once, when the
+        pool runs; its result is not awaited (one worker may take two and another none: that
+        costs time only)."""
         self.preparations.append((task, argument))
 
     def _handed_over(self) -> None:
@@ -268,6 +270,7 @@ def prepare_in_order(
     size = pool.size
     ahead = max(2 * size, WINDOW_ITEMS // CHUNK)  # chunks in flight: at most this many in memory
     window: deque[Queued] = deque()
+    handed = False  # a chunk to the workers
     try:
         n = 0
         for chunk in chunks:
@@ -284,9 +287,10 @@ def prepare_in_order(
                 yield prepare_all(chunk, index, rules, site_url, render)
                 continue
             window.append((chunk, pool.submit(_prepare_chunk, chunk, render)))
+            handed = True
             if len(window) >= ahead:
                 yield _result(window.popleft(), window, pool, render)
-        if shared is not None:
+        if shared is not None and handed:  # nothing read (an unchanged build): nothing to render
             shared._handed_over()
         while window:
             yield _result(window.popleft(), window, pool, render)

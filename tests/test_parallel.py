@@ -13,7 +13,7 @@ import pytest
 
 from conftest import Site
 from publisher import parallel
-from publisher.model import Category, SourceItem
+from publisher.model import Category, Deferred, SourceItem
 from publisher.normalize import CategoryIndex, TextRules
 from publisher.store import Store
 
@@ -287,3 +287,26 @@ def test_preparations_run_on_the_workers_once_they_were_given_every_chunk(
     made = list(tmp_path.iterdir())
     assert 1 <= len(made) <= 2 and str(MAIN_PID) not in {p.name for p in made}
     assert shared.preparations == []
+
+
+def test_a_build_that_reads_nothing_hands_its_workers_no_preparation(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An unchanged build walks on the workers (a big folder's stat calls) and reads nothing:
+    loading the feeds' renderers there was 0.1 s of CPU for feeds it never writes, and the
+    build's end waited for it. A later read that gives the workers a chunk hands it over."""
+    monkeypatch.setattr(parallel, "workers", lambda: 2)
+    monkeypatch.setattr(parallel, "_context", lambda: multiprocessing.get_context("fork"))
+    shared = parallel.Workers(INDEX, TextRules(), "https://x.org")
+    shared.prepare(touch_as, tmp_path)
+    try:
+        shared.pool.submit(os.getpid).result()  # running, as after a walk's stat calls
+        empty: list[list[Deferred | SourceItem]] = [[], []]
+        read = list(parallel.prepare_in_order(iter(empty), INDEX, TextRules(), "https://x.org", shared=shared))
+        assert read == [[], []]
+        assert shared.preparations != []
+        list(parallel.prepare_in_order(iter([[item(1)]]), INDEX, TextRules(), "https://x.org", in_process=0,
+                                       shared=shared))  # fmt: skip
+    finally:
+        shared.close()
+    assert shared.preparations == [] and len(list(tmp_path.iterdir())) >= 1
