@@ -303,7 +303,7 @@ def test_resend_409_answers_by_their_name(httpserver: HTTPServer) -> None:
 
 
 def test_one_reading_of_a_status_for_every_provider() -> None:
-    from publisher.transports.http_api import Refusal
+    from publisher.transports.api_providers import Refusal
 
     assert Refusal.from_status(429) == Refusal("", retryable=True, throttled=True)
     assert Refusal.from_status(503).retryable and not Refusal.from_status(503).uncertain

@@ -27,7 +27,7 @@ from urllib.parse import quote, urlsplit
 import requests
 
 from ..mail import Message, addr_spec
-from .http_api import Provider, Refusal, Request, json_field, json_object
+from .api_providers import Provider, Refusal, Request, json_field, json_object
 
 ALGORITHM = "ACS3-HMAC-SHA256"
 ACTION, VERSION = "SingleSendMail", "2015-11-23"

@@ -23,7 +23,7 @@ from urllib.parse import quote, urlsplit
 import requests
 
 from ..mail import Message, addr_spec
-from .http_api import Provider, Refusal, Request, json_field, json_object
+from .api_providers import Provider, Refusal, Request, json_field, json_object
 
 ALGORITHM = "AWS4-HMAC-SHA256"
 SERVICE = "ses"  # the signing name of SES v2's endpoint, email.<region>.amazonaws.com
