@@ -21,7 +21,8 @@ from publisher.bounces.events import DELIVERY_HEADER
 from publisher.mail import Envelope, Message, build_message
 from publisher.transports import Sent, TransportError
 from publisher.transports import ses as ses_api
-from publisher.transports.batch import BATCH_APIS, BatchApiTransport, ConcurrentTransport, by_template
+from publisher.transports.batch import BATCH_APIS, BatchApiTransport, ConcurrentTransport
+from publisher.transports.batch_templates import by_template
 from publisher.transports.http_api import HttpApiTransport
 
 NAMES = ["张三", "李四", "", "王五"]
