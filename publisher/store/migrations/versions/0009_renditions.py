@@ -6,7 +6,7 @@ Every stored article keeps its rendition: its body hash becomes its old content 
 feeds are written from the same HTML until the article's file changes. Content hashes are now
 of the body as the source gave it (normalize.content_hash); an article still holding the old
 kind (body hash equal to content hash) is compared by it when it is next read, its body rendered
-for that once (ingest._SourcePass._compare_before_0009), so an unchanged one keeps its updated
+for that once (source_pass.SourcePass._compare_before_0009), so an unchanged one keeps its updated
 stamp.
 
 Revision ID: 0009_renditions
