@@ -117,4 +117,6 @@ def disk_advice(exc: OSError, path: object) -> str:
         return f"free space on the disk that holds {path} (or raise its quota or file-size limit), then run again"
     if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return f"let the user publisher runs as write where {path} is (owner, mode, a read-only mount)"
+    if exc.errno in (errno.EEXIST, errno.ENOTDIR):  # making its folder: a file has that name
+        return f"a file is where a folder of {path} goes: move or remove it"
     return f"check the disk and the folder that hold {path}"

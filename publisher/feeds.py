@@ -215,7 +215,7 @@ def write_if_changed(path: Path, data: bytes) -> bool:
     try:
         if path.stat().st_size == len(data) and path.read_bytes() == data:
             return False
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # not there (a file where its folder goes: said below)
         pass
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

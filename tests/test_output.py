@@ -64,6 +64,24 @@ def test_a_file_that_cannot_be_written_fails_the_build_naming_it(
     assert not (site.out / "index.html").exists()  # the site's pages come last
 
 
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_file_where_a_category_folder_goes_fails_the_build_naming_it(
+    site: Site, workers: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not a raw NotADirectoryError from the comparison with the bytes already there: the file
+    the build could not write, and what to do about the one in its way."""
+    with_content(site)
+    site.out.mkdir(parents=True)
+    (site.out / "tech").write_text("not a folder", encoding="utf-8")
+    monkeypatch.setenv("PUBLISHER_WORKERS", workers)
+    with pytest.raises(OutputError) as raised:
+        site.build()
+    assert isinstance(raised.value.path, Path) and raised.value.path.parent == site.out / "tech"
+    assert str(raised.value).startswith(f"cannot write {raised.value.path}: File exists")
+    assert f"a file is where a folder of {raised.value.path} goes: move or remove it" in str(raised.value)
+    assert (site.out / "tech").read_text(encoding="utf-8") == "not a folder"
+
+
 def test_an_output_error_crosses_from_a_worker_whole() -> None:
     """Raised on a worker, it is pickled to the build: made again from what made it (without
     that, unpickling it broke the pool, and every job left was done again in the build)."""
