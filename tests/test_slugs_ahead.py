@@ -10,6 +10,9 @@ import json
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
+
+from conftest import Site
 
 NAMES = ["高新院新闻", "政策解读", "行业洞见", "C++ & C#", "一带一路新闻"]
 
@@ -109,3 +112,41 @@ def test_no_process_to_be_had_leaves_the_slugs_made_here_and_no_descriptor_open(
         """
     )
     assert out["pid"] == 0 and out["ahead"] == out["here"] and out["descriptors"] == 0
+
+
+def test_a_theme_error_after_the_fork_ends_and_reaps_the_slugs_process(site: Site) -> None:
+    """`publisher build` forks the slugs' process before it compiles the theme: a broken
+    override then exits 2, and the process it forked is ended and reaped, not left behind."""
+    folder = site.root / "theme"
+    folder.mkdir()
+    (folder / "digest.html.j2").write_text("<p>\n{{ list_name }\n</p>\n", encoding="utf-8")
+    site.write_config(f'[theme]\ntemplates = "{folder}"\n')
+    script = textwrap.dedent(
+        """
+        import json, os, sys
+        forked, fork = [], os.fork
+        def recorded():
+            pid = fork()
+            if pid:
+                forked.append(pid)
+            return pid
+        os.fork = recorded
+        from publisher.cli import main
+        try:
+            main(["--config", sys.argv[1], "build"])
+        except SystemExit as exc:
+            code = exc.code
+        left = []
+        for pid in forked:
+            try:
+                os.waitpid(pid, os.WNOHANG)
+                left.append(pid)
+            except ChildProcessError:
+                pass
+        print(json.dumps({"code": code, "forked": len(forked), "left": left}))
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", script, str(site.config)], capture_output=True, text=True,
+                          timeout=60, check=True, cwd=Path(site.root))  # fmt: skip
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out == {"code": 2, "forked": 1, "left": []}, done.stderr
