@@ -155,9 +155,9 @@ class Workers:
         """Have each worker run `task(argument)` once it has read what it was given: what the
         tasks of a later `run_in_order` need loaded (imports, compiled templates), loaded while
         the workers would idle and the main process stores what they read. Handed over after
-        the last chunk of a `prepare_in_order` that gave the workers any (a build that read
-        nothing has most likely nothing to render: its jobs load what they need), once, when the
-        pool runs; its result is not awaited (one worker may take two and another none: that
+        the last chunk of a `prepare_in_order` that read anything, here or there (a build that
+        read nothing has most likely nothing to render: its jobs load what they need), once,
+        when the pool runs; its result is not awaited (one worker may take two and another none: that
         costs time only)."""
         self.preparations.append((task, argument))
 
@@ -270,7 +270,7 @@ def prepare_in_order(
     size = pool.size
     ahead = max(2 * size, WINDOW_ITEMS // CHUNK)  # chunks in flight: at most this many in memory
     window: deque[Queued] = deque()
-    handed = False  # a chunk to the workers
+    read = False  # any item read, here or on the workers
     try:
         n = 0
         for chunk in chunks:
@@ -281,16 +281,16 @@ def prepare_in_order(
                     yield []
                 continue
             n += 1
+            read = True
             if n <= in_process or size == 1:
                 while window:  # keep order: never overtake queued work
                     yield _result(window.popleft(), window, pool, render)
                 yield prepare_all(chunk, index, rules, site_url, render)
                 continue
             window.append((chunk, pool.submit(_prepare_chunk, chunk, render)))
-            handed = True
             if len(window) >= ahead:
                 yield _result(window.popleft(), window, pool, render)
-        if shared is not None and handed:  # nothing read (an unchanged build): nothing to render
+        if shared is not None and read:  # nothing read (an unchanged build): most likely nothing to render
             shared._handed_over()
         while window:
             yield _result(window.popleft(), window, pool, render)
