@@ -212,14 +212,17 @@ def write_if_changed(path: Path, data: bytes) -> bool:
     Unchanged files keep their mtime, so ETag and Last-Modified stay stable for readers. A
     full disk (or any refusal) is an OutputError naming the file; the file stays as it was.
     """
+    kept = "the files written before keep their last good content"
     try:
         if path.stat().st_size == len(data) and path.read_bytes() == data:
             return False
     except (FileNotFoundError, NotADirectoryError):  # not there (a file where its folder goes: said below)
         pass
+    except OSError as exc:  # a folder where the file goes, a file that cannot be read
+        raise OutputError(path, exc, kept) from exc
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         write_atomically(path, data, 0o644)  # served by nginx: readable by all
     except OSError as exc:
-        raise OutputError(path, exc, "the files written before keep their last good content") from exc
+        raise OutputError(path, exc, kept) from exc
     return True
