@@ -775,7 +775,8 @@ def main(argv: list[str] | None = None) -> int:
     QUIET_WAIT = args.quiet_wait
 
     try:
-        sizes = [int(s.replace("_", "")) for s in args.sizes.split(",") if s.strip()]
+        # each size once: its +1 rebuilds share its store and corpus with the round (publisher_plus_one)
+        sizes = list(dict.fromkeys(int(s.replace("_", "")) for s in args.sizes.split(",") if s.strip()))
     except ValueError:
         ap.error(f"--sizes must be comma-separated integers, not {args.sizes!r}")
     if not sizes or min(sizes) < 1 or args.repeat < 1:
