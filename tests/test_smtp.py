@@ -233,6 +233,20 @@ def test_outbox_writes_parseable_eml_files(tmp_path: Path) -> None:
     assert parsed["Subject"] == SUBJECT and b"\r\n" in files[0].read_bytes()
 
 
+@pytest.mark.parametrize("in_the_way", ["the folder", "a folder above it"])
+def test_an_outbox_whose_folder_is_a_file_is_a_broken_transport_saying_so(tmp_path: Path, in_the_way: str) -> None:
+    """The outbox folder, or a folder above it, is a file: the send pauses, naming it."""
+    blocker = tmp_path / "spool"
+    blocker.write_text("not a folder")
+    folder = blocker if in_the_way == "the folder" else blocker / "outbox"
+    outbox = OutboxTransport(folder)
+    with pytest.raises(TransportError) as failed:
+        outbox.send(message(0))
+    assert failed.value.broken and not failed.value.retryable
+    assert f"a file stands where a folder on the way to {folder} goes: move or remove it" in failed.value.hint
+    assert blocker.read_text() == "not a folder"
+
+
 class Dropping(Recorder):
     """Drops the connection at `when` ("RCPT": before DATA; "DATA": after the final "."), or at
     "SILENT" reads the whole message and never answers it (answers in 3 s, past the client's
