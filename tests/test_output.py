@@ -15,6 +15,7 @@ import pytest
 from conftest import Site
 from publisher import parallel
 from publisher.errors import OutputError
+from publisher.feeds import write_if_changed
 from publisher.store import Store
 
 
@@ -81,6 +82,18 @@ def test_a_file_where_a_category_folder_goes_fails_the_build_naming_it(
     hint = f"a file stands where a folder on the way to {raised.value.path} goes: move or remove it"
     assert hint in str(raised.value)
     assert (site.out / "tech").read_text(encoding="utf-8") == "not a folder"
+
+
+def test_a_folder_of_the_feeds_very_size_where_it_goes_is_an_output_error_from_the_comparison(tmp_path: Path) -> None:
+    """The comparison with the bytes already there reads what has the feed's size: a folder of
+    that size cannot be read, and says so as the write would."""
+    path = tmp_path / "rss.xml"
+    path.mkdir()
+    with pytest.raises(OutputError) as raised:
+        write_if_changed(path, b"x" * path.stat().st_size)
+    assert raised.value.path == path and "Is a directory" in str(raised.value)
+    assert f"a folder is where {path} goes: move or remove it" in str(raised.value)
+    assert path.is_dir()
 
 
 def test_an_output_error_crosses_from_a_worker_whole() -> None:
