@@ -262,6 +262,47 @@ def test_a_message_whose_open_data_the_server_closed_meanwhile_goes_on_a_new_con
         server.close()
 
 
+class _Says421WithTheEnvelopeReplies(PipeliningServer):
+    """Takes the first message, then answers the envelope sent ahead after it and, in the same
+    write, says it is closing (421), and then waits in silence: the 421 reaches the sender in
+    the segment it reads the replies from, so it sits read already in smtplib's buffer."""
+
+    def _session(self, conn: socket.socket, read: Callable[[], bytes]) -> None:
+        if self.messages:  # a later connection: as usual
+            return super()._session(conn, read)
+        read()  # EHLO
+        conn.sendall(b"250-test\r\n250-PIPELINING\r\n250 8BITMIME\r\n")
+        for _ in range(3):  # MAIL, RCPT, DATA
+            read()
+        conn.sendall(b"250 ok\r\n250 ok\r\n354 go ahead\r\n")
+        body = b""
+        while not body.endswith(b"\r\n.\r\n"):
+            body += read()
+        self.messages.append(("reader0@example.com", body))
+        for _ in range(3):  # the envelope that came after the "."
+            read()
+        conn.sendall(b"250 queued\r\n250 ok\r\n250 ok\r\n354 go ahead\r\n421 4.3.2 shutting down\r\n")
+        while read():  # whatever comes now is not taken, nor answered
+            pass
+        return None
+
+
+def test_a_421_read_with_the_envelope_replies_sends_the_message_on_a_new_connection() -> None:
+    server = _Says421WithTheEnvelopeReplies(set())
+    try:
+        smtp = SmtpTransport("127.0.0.1", server.port, "none", timeout=3)
+        following = message(2)
+        smtp.start(message(0), following=following)
+        smtp.finish()
+        smtp.start(following)  # not into the connection the server said it is closing
+        assert smtp.finish().provider_id == following.message_id
+        smtp.close()
+        assert received(server) == ["reader0@example.com", "reader2@example.com"]
+        assert server.connections == 2
+    finally:
+        server.close()
+
+
 def test_each_write_goes_at_once(pipelining: PipeliningServer) -> None:
     """Over TLS a message and the next envelope are two writes: with Nagle's rule the envelope
     waited for the message's end to be acknowledged, a round trip a message."""

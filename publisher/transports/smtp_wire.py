@@ -138,7 +138,28 @@ def still_open(connection: smtplib.SMTP) -> bool:
         return False
     poller = select.poll()
     poller.register(sock, select.POLLIN)
-    return not poller.poll(0)  # readable (an end of file, or bytes), hung up or failed: not open
+    if poller.poll(0):  # readable (an end of file, or bytes), hung up or failed: not open
+        return False
+    return not _read_already(connection)
+
+
+def _read_already(connection: smtplib.SMTP) -> bool:
+    """Whether smtplib's reader holds bytes the server sent after the replies read so far (a
+    421 that came in the segment of the envelope's replies): a look at its buffer, which reads
+    nothing from the socket, found silent (above)."""
+    reader, sock = connection.file, connection.sock
+    if reader is None or sock is None:
+        return False
+    timeout = sock.gettimeout()
+    sock.settimeout(0)  # an empty buffer is not filled by waiting
+    try:
+        return bool(reader.peek(1))
+    except (BlockingIOError, ssl.SSLWantReadError):  # empty, and nothing to read
+        return False
+    except OSError:  # failed: not open
+        return True
+    finally:
+        sock.settimeout(timeout)
 
 
 def final_reply(connection: smtplib.SMTP, data_timeout: float, reset: bool = True) -> None:
