@@ -9,7 +9,10 @@ its EHLO answer, as Postfix and Exim announce it."""
 from __future__ import annotations
 
 import errno
+import smtplib
+import socket
 import ssl
+import threading
 import time
 from collections.abc import Iterator
 from email import message_from_bytes, policy
@@ -21,13 +24,24 @@ from aiosmtpd.controller import Controller
 from test_smtp import Recorder, free_port, message, start_server, transport
 
 from publisher.transports import TransportError
+from publisher.transports.smtp_wire import still_open
 
 
 class PipeliningRecorder(Recorder):
+    """Announces PIPELINING, and keeps the client address of each message's connection."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.peers: list[Any] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.peers.append(session.peer)  # (address, port): one a connection
+        return await super().handle_DATA(server, session, envelope)
+
     async def handle_EHLO(
         self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
     ) -> list[str]:
-        session.host_name = hostname  # what aiosmtpd's own EHLO does before the hook
+        session.host_name = hostname  # what aiosmtpd's own EHLO does when no hook is given
         return [*responses[:-1], "250-PIPELINING", responses[-1]]
 
 
@@ -83,7 +97,7 @@ def test_over_starttls_the_next_envelope_follows_the_final_dot_as_a_write_of_its
         ["reader2@example.com"],
         ["reader3@example.com"],
     ]
-    assert len(recorder.sessions) == 1  # one connection for all three
+    assert len(set(recorder.peers)) == 1  # one connection for all three
     for envelope, sent in zip(recorder.messages, (first, second, third), strict=True):
         parsed = message_from_bytes(envelope.original_content, policy=policy.default)
         assert parsed["Message-ID"] == sent.message_id
@@ -103,6 +117,9 @@ def test_a_drop_while_the_envelope_goes_over_tls_leaves_the_message_taken_once_a
     wire: list[tuple[str, bytes]],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    """The envelope's TLS write fails (an OSError raised in place of it: the message's write
+    before it went whole). The server delivers the message: aiosmtpd handles its final "."
+    before the end of the connection it reads after it."""
     controller, recorder, client_ctx = server
     recording = ssl.SSLSocket.sendall
 
@@ -121,3 +138,39 @@ def test_a_drop_while_the_envelope_goes_over_tls_leaves_the_message_taken_once_a
     while not recorder.messages and time.monotonic() < deadline:
         time.sleep(0.01)
     assert [e.rcpt_tos for e in recorder.messages] == [["reader0@example.com"]]  # once: the server had it whole
+
+
+@pytest.mark.parametrize(("sent", "open_"), [(b"250 ok\r\n421 4.3.2 closing\r\n", False), (b"250 ok\r\n", True)])
+def test_over_tls_a_line_read_already_into_smtplibs_buffer_is_not_silence(
+    ca: trustme.CA, sent: bytes, open_: bool
+) -> None:
+    """A line the server sent after the reply smtplib read sits in smtplib's buffer, not in the
+    socket: the connection is not taken as silent (`still_open`), over TLS as over TCP."""
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server_ctx)
+    client_ctx = ssl.create_default_context()
+    ca.configure_trust(client_ctx)
+    listener = socket.create_server(("127.0.0.1", 0))
+    served: list[ssl.SSLSocket] = []
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        tls = server_ctx.wrap_socket(conn, server_side=True)
+        tls.sendall(sent)
+        served.append(tls)  # kept open, silent
+
+    thread = threading.Thread(target=serve)
+    thread.start()
+    connection = smtplib.SMTP()
+    raw = socket.create_connection(listener.getsockname(), timeout=5)
+    connection.sock = client_ctx.wrap_socket(raw, server_hostname="127.0.0.1")
+    try:
+        thread.join(5)
+        assert connection.getreply() == (250, b"ok")  # the 421, if sent, came with it
+        assert still_open(connection) is open_
+        assert connection.sock.gettimeout() == 5  # as it was
+    finally:
+        connection.close()
+        for tls in served:
+            tls.close()
+        listener.close()

@@ -134,27 +134,26 @@ def still_open(connection: smtplib.SMTP) -> bool:
     anything (a 421) has not been given the message, which then goes on a new connection,
     as it would have with no envelope sent ahead."""
     sock = connection.sock
-    if sock is None or (isinstance(sock, ssl.SSLSocket) and sock.pending()):
+    if sock is None or (isinstance(sock, ssl.SSLSocket) and sock.pending()) or _read_already(connection):
         return False
-    poller = select.poll()
+    poller = select.poll()  # after the buffer: an end of file it met stays readable here
     poller.register(sock, select.POLLIN)
-    if poller.poll(0):  # readable (an end of file, or bytes), hung up or failed: not open
-        return False
-    return not _read_already(connection)
+    return not poller.poll(0)  # readable (an end of file, or bytes), hung up or failed: not open
 
 
 def _read_already(connection: smtplib.SMTP) -> bool:
     """Whether smtplib's reader holds bytes the server sent after the replies read so far (a
-    421 that came in the segment of the envelope's replies): a look at its buffer, which reads
-    nothing from the socket, found silent (above)."""
+    421 that came in the segment of the envelope's replies): a look at its buffer and, when it
+    is empty, one read that never waits (an empty answer: nothing there, or an end of file,
+    which the socket then still shows)."""
     reader, sock = connection.file, connection.sock
     if reader is None or sock is None:
         return False
     timeout = sock.gettimeout()
-    sock.settimeout(0)  # an empty buffer is not filled by waiting
+    sock.settimeout(0)  # an empty buffer is not filled by waiting (a plain socket's file answers b"")
     try:
         return bool(reader.peek(1))
-    except (BlockingIOError, ssl.SSLWantReadError):  # empty, and nothing to read
+    except ssl.SSLWantReadError:  # TLS: nothing to read
         return False
     except OSError:  # failed: not open
         return True
