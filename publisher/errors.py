@@ -118,7 +118,7 @@ def disk_advice(exc: OSError, path: object) -> str:
     if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return f"let the user publisher runs as write where {path} is (owner, mode, a read-only mount)"
     if exc.errno in (errno.EEXIST, errno.ENOTDIR):  # making its folder: a file has that name
-        return f"a file stands where a folder on the way to {path} goes: move or remove it"
+        return f"a file stands at {path} or at a folder above it: move or remove it"
     if exc.errno == errno.EISDIR:
         return f"a folder is where {path} goes: move or remove it"
     return f"check the disk and the folder that hold {path}"

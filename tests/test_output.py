@@ -79,7 +79,7 @@ def test_a_file_where_a_category_folder_goes_fails_the_build_naming_it(
         site.build()
     assert isinstance(raised.value.path, Path) and raised.value.path.parent == site.out / "tech"
     assert str(raised.value).startswith(f"cannot write {raised.value.path}: File exists")
-    hint = f"a file stands where a folder on the way to {raised.value.path} goes: move or remove it"
+    hint = f"a file stands at {raised.value.path} or at a folder above it: move or remove it"
     assert hint in str(raised.value)
     assert (site.out / "tech").read_text(encoding="utf-8") == "not a folder"
 

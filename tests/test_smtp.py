@@ -243,7 +243,7 @@ def test_an_outbox_whose_folder_is_a_file_is_a_broken_transport_saying_so(tmp_pa
     with pytest.raises(TransportError) as failed:
         outbox.send(message(0))
     assert failed.value.broken and not failed.value.retryable
-    assert f"a file stands where a folder on the way to {folder} goes: move or remove it" in failed.value.hint
+    assert f"a file stands at {folder} or at a folder above it: move or remove it" in failed.value.hint
     assert blocker.read_text() == "not a folder"
 
 
