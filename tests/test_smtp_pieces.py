@@ -219,9 +219,14 @@ def test_a_drop_after_the_final_dot_while_the_next_envelope_goes_is_uncertain_no
     assert received(pipelining) == ["reader0@example.com"]  # once: the server had it whole
 
 
-class _ClosesWithADataOpen(PipeliningServer):
-    """Takes the first message, answers the envelope sent ahead after it, then closes in silence
-    (a restart, an idle timeout) while the sender waits between messages."""
+class _TakesOneThen(PipeliningServer):
+    """Takes the first message and answers the envelope sent ahead after it, adding `said` in
+    the same write; then closes in silence (`closes`: a restart, an idle timeout) or waits in
+    silence, taking nothing more, while the sender waits between messages."""
+
+    def __init__(self, said: bytes = b"", closes: bool = True) -> None:
+        self.said, self.closes = said, closes
+        super().__init__(set())
 
     def _session(self, conn: socket.socket, read: Callable[[], bytes]) -> None:
         if self.messages:  # a later connection: as usual
@@ -237,13 +242,17 @@ class _ClosesWithADataOpen(PipeliningServer):
         self.messages.append(("reader0@example.com", body))
         for _ in range(3):  # the envelope that came after the "."
             read()
-        conn.sendall(b"250 queued\r\n250 ok\r\n250 ok\r\n354 go ahead\r\n")
-        conn.shutdown(socket.SHUT_RDWR)
+        conn.sendall(b"250 queued\r\n250 ok\r\n250 ok\r\n354 go ahead\r\n" + self.said)
+        if self.closes:
+            conn.shutdown(socket.SHUT_RDWR)
+            return None
+        while read():  # whatever comes now is neither taken nor answered
+            pass
         return None
 
 
 def test_a_message_whose_open_data_the_server_closed_meanwhile_goes_on_a_new_connection() -> None:
-    server = _ClosesWithADataOpen(set())
+    server = _TakesOneThen()
     try:
         smtp = SmtpTransport("127.0.0.1", server.port, "none", timeout=3)
         following = message(2)
@@ -262,33 +271,9 @@ def test_a_message_whose_open_data_the_server_closed_meanwhile_goes_on_a_new_con
         server.close()
 
 
-class _Says421WithTheEnvelopeReplies(PipeliningServer):
-    """Takes the first message, then answers the envelope sent ahead after it and, in the same
-    write, says it is closing (421), and then waits in silence: the 421 reaches the sender in
-    the segment it reads the replies from, so it sits read already in smtplib's buffer."""
-
-    def _session(self, conn: socket.socket, read: Callable[[], bytes]) -> None:
-        if self.messages:  # a later connection: as usual
-            return super()._session(conn, read)
-        read()  # EHLO
-        conn.sendall(b"250-test\r\n250-PIPELINING\r\n250 8BITMIME\r\n")
-        for _ in range(3):  # MAIL, RCPT, DATA
-            read()
-        conn.sendall(b"250 ok\r\n250 ok\r\n354 go ahead\r\n")
-        body = b""
-        while not body.endswith(b"\r\n.\r\n"):
-            body += read()
-        self.messages.append(("reader0@example.com", body))
-        for _ in range(3):  # the envelope that came after the "."
-            read()
-        conn.sendall(b"250 queued\r\n250 ok\r\n250 ok\r\n354 go ahead\r\n421 4.3.2 shutting down\r\n")
-        while read():  # whatever comes now is not taken, nor answered
-            pass
-        return None
-
-
 def test_a_421_read_with_the_envelope_replies_sends_the_message_on_a_new_connection() -> None:
-    server = _Says421WithTheEnvelopeReplies(set())
+    """The 421 comes in the segment the replies are read from: it sits in smtplib's buffer."""
+    server = _TakesOneThen(said=b"421 4.3.2 shutting down\r\n", closes=False)
     try:
         smtp = SmtpTransport("127.0.0.1", server.port, "none", timeout=3)
         following = message(2)
