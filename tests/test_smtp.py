@@ -72,11 +72,18 @@ def ca() -> trustme.CA:
     return trustme.CA()
 
 
-def start_server(ca: trustme.CA, recorder: Recorder, port: int) -> tuple[Controller, ssl.SSLContext]:
+def tls_contexts(ca: trustme.CA) -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    """A server's context with a certificate from `ca` for 127.0.0.1 and localhost, and a
+    client's that trusts `ca`."""
     server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ca.issue_cert("127.0.0.1", "localhost").configure_cert(server_ctx)
     client_ctx = ssl.create_default_context()
     ca.configure_trust(client_ctx)
+    return server_ctx, client_ctx
+
+
+def start_server(ca: trustme.CA, recorder: Recorder, port: int) -> tuple[Controller, ssl.SSLContext]:
+    server_ctx, client_ctx = tls_contexts(ca)
     controller = Controller(
         recorder, hostname="127.0.0.1", port=port, tls_context=server_ctx, require_starttls=True,
         authenticator=authenticate, auth_required=True,
@@ -180,10 +187,7 @@ def test_reconnects_after_the_server_drops_the_connection(ca: trustme.CA) -> Non
 
 @pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS:UserWarning")
 def test_implicit_tls(ca: trustme.CA) -> None:
-    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("127.0.0.1").configure_cert(server_ctx)
-    client_ctx = ssl.create_default_context()
-    ca.configure_trust(client_ctx)
+    server_ctx, client_ctx = tls_contexts(ca)
     recorder = Recorder()
     # aiosmtpd treats only STARTTLS sessions as TLS, so AUTH over implicit TLS needs this (#281)
     controller = Controller(

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import trustme
 from aiosmtpd.controller import Controller
-from test_smtp import Recorder, free_port, message, start_server, transport
+from test_smtp import Recorder, free_port, message, start_server, tls_contexts, transport
 
 from publisher.transports import TransportError
 from publisher.transports.smtp_wire import still_open
@@ -146,10 +146,7 @@ def test_over_tls_a_line_read_already_into_smtplibs_buffer_is_not_silence(
 ) -> None:
     """A line the server sent after the reply smtplib read sits in smtplib's buffer, not in the
     socket: the connection is not taken as silent (`still_open`), over TLS as over TCP."""
-    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("127.0.0.1").configure_cert(server_ctx)
-    client_ctx = ssl.create_default_context()
-    ca.configure_trust(client_ctx)
+    server_ctx, client_ctx = tls_contexts(ca)
     listener = socket.create_server(("127.0.0.1", 0))
     served: list[ssl.SSLSocket] = []
 
