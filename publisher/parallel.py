@@ -18,12 +18,13 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, TypeVar
 
 from .model import Article, Deferred, ItemProblem, ReadItem, SourceItem
 from .normalize import CategoryIndex, NormalizeError, TextRules, normalize
+from .process_pool import ProcessPool
 
 Normalized = Article | NormalizeError
 # Per input: the problem reading it, None for a draft, or the item (what ingest keeps of it)
@@ -110,14 +111,12 @@ class _Pool:
 
     def __init__(self, size: int, context: Context) -> None:
         self.size, self.context = size, context
-        self.executor: ProcessPoolExecutor | None = None
+        self.executor: ProcessPool | None = None
 
     def submit(self, task: Callable[..., Done], *args: object) -> Future[Done]:
         """`task(*args)` on a worker, the pool started if it is not running."""
         if self.executor is None:
-            self.executor = ProcessPoolExecutor(
-                self.size, mp_context=_context(), initializer=_init_worker, initargs=self.context
-            )
+            self.executor = ProcessPool(self.size, _context(), _init_worker, self.context)
         try:
             return self.executor.submit(task, *args)
         except BrokenProcessPool as exc:  # a worker died since: the task's result says so (_result)
@@ -157,16 +156,15 @@ class Workers:
         the workers would idle and the main process stores what they read. Handed over after
         the last chunk of a `prepare_in_order` that read anything, here or there (a build that
         read nothing has most likely nothing to render: its jobs load what they need), once,
-        when the pool runs; its result is not awaited (one worker may take two and another none: that
-        costs time only)."""
+        when the pool runs, to each worker once; its result is not awaited."""
         self.preparations.append((task, argument))
 
     def _handed_over(self) -> None:
         """Every chunk of a `prepare_in_order` is with the workers: the preparations follow."""
-        if self.preparations and self.running():
+        executor = self.pool.executor
+        if self.preparations and self.running() and executor is not None:
             for task, argument in self.preparations:
-                for _ in range(self.pool.size):
-                    self.pool.submit(task, argument)
+                executor.broadcast(task, argument)
             self.preparations.clear()
 
     def run_in_order(
@@ -181,7 +179,7 @@ class Workers:
         died is done again here, by `again` when given (the task may have been half done
         there), and the pool starts anew at its next use."""
         pool = self.pool
-        queued: list[tuple[Task, Future[Done] | None, ProcessPoolExecutor | None]] = []
+        queued: list[tuple[Task, Future[Done] | None, ProcessPool | None]] = []
         for t in tasks:
             queued.append((t, pool.submit(task, t) if self.running() else None, pool.executor))
         return self._in_order(task, again or task, queued)
@@ -190,7 +188,7 @@ class Workers:
         self,
         task: Callable[[Task], Done],
         again: Callable[[Task], Done],
-        queued: list[tuple[Task, Future[Done] | None, ProcessPoolExecutor | None]],
+        queued: list[tuple[Task, Future[Done] | None, ProcessPool | None]],
     ) -> Iterator[Done]:
         for t, future, executor in queued:
             if future is None:

@@ -60,7 +60,7 @@ def test_no_pool_for_chunks_without_work(monkeypatch: pytest.MonkeyPatch) -> Non
         raise AssertionError("a pool was started for nothing")
 
     monkeypatch.setattr(parallel, "workers", lambda: 2)
-    monkeypatch.setattr(parallel, "ProcessPoolExecutor", no_pool)
+    monkeypatch.setattr(parallel, "ProcessPool", no_pool)
     out = list(parallel.prepare_in_order(iter([[]] * 10 + [[item(1)]]), INDEX, TextRules(), "https://x.org"))
     assert [len(c) for c in out] == [0] * 10 + [1]
 

@@ -1,0 +1,220 @@
+"""The build's worker processes, driven from the thread that uses them (publisher.process_pool):
+tasks and results in order, failures as the caller's exceptions, a dead worker breaking the pool,
+and neither side ever waiting on the other however large the tasks and results."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import threading
+import time
+from concurrent.futures import CancelledError, Future
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from publisher import process_pool
+from publisher.process_pool import ProcessPool
+
+FORK = multiprocessing.get_context("fork")
+
+
+def nothing() -> None:
+    return None
+
+
+def pid_and(n: int) -> tuple[int, int]:
+    return n, os.getpid()
+
+
+def sized(n: int, size: int) -> tuple[int, bytes]:
+    return n, bytes([n % 256]) * size
+
+
+def fails(n: int) -> None:
+    raise ValueError(f"no {n}")
+
+
+def unpicklable() -> object:
+    return threading.Lock()
+
+
+def dies(after: float = 0) -> None:
+    time.sleep(after)
+    os._exit(3)
+
+
+def sleeps_then_says(seconds: float, path: str) -> None:
+    time.sleep(seconds)
+    Path(path).write_text("done")
+
+
+def says_its_pid(folder: str) -> None:
+    (Path(folder) / str(os.getpid())).touch(exist_ok=False)
+
+
+def pool(size: int = 2) -> ProcessPool:
+    return ProcessPool(size, FORK, nothing, ())
+
+
+def test_results_come_back_from_the_workers_for_each_task() -> None:
+    workers = pool()
+    try:
+        futures = [workers.submit(pid_and, n) for n in range(20)]
+        done = [f.result() for f in futures]
+    finally:
+        workers.shutdown()
+    assert [n for n, _pid in done] == list(range(20))
+    pids = {pid for _n, pid in done}
+    assert len(pids) == 2 and os.getpid() not in pids  # both workers, neither of them this process
+
+
+def test_no_thread_runs_beside_the_caller() -> None:
+    """What ProcessPoolExecutor did in two threads (pickling, reading) this thread does."""
+    before = threading.active_count()
+    workers = pool()
+    try:
+        futures = [workers.submit(pid_and, n) for n in range(10)]
+        assert threading.active_count() == before
+        assert [f.result()[0] for f in futures] == list(range(10))
+    finally:
+        workers.shutdown()
+
+
+def test_a_task_that_raises_raises_in_the_caller_with_where_it_was_raised() -> None:
+    workers = pool(1)
+    try:
+        failed = workers.submit(fails, 7)
+        after = workers.submit(pid_and, 8)
+        with pytest.raises(ValueError, match="no 7") as raised:
+            failed.result()
+        assert after.result()[0] == 8  # the worker goes on
+    finally:
+        workers.shutdown()
+    [note] = raised.value.__notes__
+    assert note.startswith("in a worker process:") and "in fails" in note
+
+
+def test_a_result_that_cannot_be_pickled_fails_that_task_only() -> None:
+    workers = pool(1)
+    try:
+        bad = workers.submit(unpicklable)
+        good = workers.submit(pid_and, 1)
+        assert isinstance(bad.exception(), TypeError)  # cannot pickle '_thread.lock' object
+        assert good.result()[0] == 1
+    finally:
+        workers.shutdown()
+
+
+def test_tasks_and_results_larger_than_a_pipe_never_stall_either_side(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every task is given before any result is read, each task and result 200 KB through pipes
+    of 4 KB: this process writes what a pipe takes and keeps the rest, so it never waits on a
+    worker that waits to write its result."""
+    monkeypatch.setattr(process_pool, "PIPE_BYTES", 4096)
+    workers = pool()
+    try:
+        big = [workers.submit(sized, n, 200_000) for n in range(12)]
+        lengths = [workers.submit(len, b"x" * 200_000) for _ in range(4)]
+        results = [f.result() for f in big]
+        measured = [f.result() for f in lengths]
+    finally:
+        workers.shutdown()
+    assert [(n, len(data), data[:1]) for n, data in results] == [(n, 200_000, bytes([n])) for n in range(12)]
+    assert measured == [200_000] * 4
+
+
+def test_done_says_whether_a_result_came_without_waiting_for_it(tmp_path: Path) -> None:
+    workers = pool(1)
+    try:
+        flag = tmp_path / "flag"
+        slow = workers.submit(sleeps_then_says, 0.5, str(flag))
+        assert not slow.done()
+        assert not flag.exists()  # done() did not wait for it
+        slow.result()
+        assert slow.done() and flag.read_text() == "done"
+    finally:
+        workers.shutdown()
+
+
+def test_a_worker_that_dies_breaks_the_pool_for_every_task_not_done() -> None:
+    """As ProcessPoolExecutor: a crash in native code leaves nothing to catch, so the tasks given
+    to the pool and not read back are lost, the other worker is ended, and the pool takes no more
+    (parallel.Workers starts a new one)."""
+    workers = pool()
+    processes = [w.process for w in workers._workers]
+    try:
+        assert workers.submit(pid_and, 1).result()[0] == 1
+        dead = workers.submit(dies, 0.3)  # once all are given
+        behind = [workers.submit(pid_and, n) for n in range(2, 6)]  # two behind it, two on the other
+        with pytest.raises(BrokenProcessPool, match=r"exit code 3"):
+            dead.result()
+        assert all(isinstance(f.exception(), BrokenProcessPool) for f in behind)
+        assert not any(p.is_alive() for p in processes)
+        with pytest.raises(BrokenProcessPool):
+            workers.submit(pid_and, 9)
+    finally:
+        workers.shutdown()
+
+
+def test_a_task_written_to_a_worker_that_died_breaks_the_pool() -> None:
+    """Writing to the pipe of a worker that is gone (its death not read yet) fails that task, not
+    this process (EPIPE, not SIGPIPE)."""
+    workers = pool(1)
+    try:
+        workers.submit(dies)
+        time.sleep(0.3)  # it is dead now; nothing has read that yet
+        given = workers.submit(len, b"x" * 100_000)
+        with pytest.raises(BrokenProcessPool, match="writing its task"):
+            given.result()
+        with pytest.raises(BrokenProcessPool):
+            workers.submit(len, b"")
+    finally:
+        workers.shutdown()
+
+
+def test_broadcast_runs_once_on_every_worker(tmp_path: Path) -> None:
+    """What a build's workers load before they render (parallel.Workers.prepare): once each."""
+    workers = pool()
+    try:
+        workers.broadcast(says_its_pid, str(tmp_path))
+        workers.submit(pid_and, 1).result()  # behind a broadcast on its worker
+    finally:
+        workers.shutdown()
+    said = sorted(p.name for p in tmp_path.iterdir())
+    assert len(said) == 2 and str(os.getpid()) not in said
+
+
+def test_shutdown_ends_the_workers_once_they_did_what_they_were_given(tmp_path: Path) -> None:
+    """A build that ends early (an error in strict mode) closes its pool with tasks given: they
+    are done (a feed job writes its file whole), their results dropped, and nothing hangs."""
+    workers = pool(1)
+    flag = tmp_path / "flag"
+    given: list[Future[Any]] = [workers.submit(sleeps_then_says, 0.2, str(flag)), workers.submit(pid_and, 1)]
+    processes = [w.process for w in workers._workers]
+    workers.shutdown(wait=True, cancel_futures=True)
+    assert flag.read_text() == "done"
+    assert all(not p.is_alive() for p in processes)
+    assert all(f.cancelled() for f in given)
+    with pytest.raises(CancelledError):
+        given[1].result()
+
+
+def test_shutdown_without_waiting_ends_the_workers_now(tmp_path: Path) -> None:
+    """Even a worker that inherited a SIGTERM handler (forked from a process with one, as a test
+    run's is after the service's tests) is ended."""
+    previous = signal.signal(signal.SIGTERM, lambda _signum, _frame: None)
+    try:
+        workers = pool(1)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    flag = tmp_path / "flag"
+    given = workers.submit(sleeps_then_says, 5, str(flag))
+    processes = [w.process for w in workers._workers]
+    started = time.monotonic()
+    workers.shutdown(wait=False)
+    assert time.monotonic() - started < 3
+    assert all(not p.is_alive() for p in processes) and not flag.exists()
+    assert isinstance(given.exception(), BrokenProcessPool)
