@@ -16,8 +16,14 @@ it breaks ProcessPoolExecutor: every task not finished fails with BrokenProcessP
 workers are ended, and the pool takes no more tasks.
 
 The futures are `concurrent.futures.Future`s whose `result`, `exception` and `done` first read
-what the workers have sent. Cancelling one that a worker was given already only drops its
-result: the worker still does it.
+what the workers have sent. Where this differs from ProcessPoolExecutor (no caller relies on
+it): a task is pickled, and its pickling error raised, by `submit`; `result(timeout)` waits
+without a limit; cancelling a future only drops its result (the task is in its worker's pipe
+already), and closing the pool ends a worker that still has work at once (SIGKILL: its tasks
+only read, or write a file whole by renaming it), so an interrupted build does not wait for
+the tasks it gave. Anything that interrupts this process while it talks to the workers (a
+Ctrl-C in the middle of a result) breaks the pool, which cannot tell where the next message
+starts. POSIX only (`select.poll`, non-blocking pipes), as the `files` source's walk is.
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ import select
 import struct
 import traceback
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from concurrent.futures.process import BrokenProcessPool
 from multiprocessing.connection import Connection
@@ -40,20 +46,22 @@ T = TypeVar("T")
 
 _HEADER = struct.Struct("!i")  # multiprocessing.Connection's framing, read by the worker's recv_bytes
 _STOP = b""  # an empty task: the worker ends
+_TROUBLE = select.POLLERR | select.POLLHUP | select.POLLNVAL
 
 
 def _serve(
     tasks: Connection,
     results: Connection,
-    ours: tuple[Connection, Connection],
+    pools_ends: list[Connection],
     initializer: Callable[..., object],
     initargs: tuple[Any, ...],
 ) -> None:
     """A worker's life: its initializer, then each task in the order given, its outcome sent
     back pickled: (True, value) or (False, exception, with the worker's traceback as a note).
-    `ours` are the pool's ends of its two pipes, which a forked worker holds copies of: closed,
-    so that the pool's closing its end reads here as an end."""
-    for end in ours:
+    `pools_ends` are the pool's ends of this worker's pipes and of the workers' started before
+    it, which a forked worker holds copies of: closed, so that each worker's task pipe has one
+    writer, the pool, and its closing reads there as an end."""
+    for end in pools_ends:
         end.close()
     initializer(*initargs)
     while True:
@@ -111,23 +119,36 @@ class ProcessPool:
         self._workers: list[_Worker] = []
         try:
             for _ in range(size):
-                task_reader, task_writer = context.Pipe(duplex=False)
-                result_reader, result_writer = context.Pipe(duplex=False)
-                process = context.Process(  # type: ignore[attr-defined]
-                    target=_serve,
-                    args=(task_reader, result_writer, (task_writer, result_reader), initializer, initargs),
-                    daemon=True,
-                )
-                process.start()
-                task_reader.close()
-                result_writer.close()  # the worker holds the only writer: its death reads as an end
-                os.set_blocking(task_writer.fileno(), False)
-                for end in (task_writer, result_reader):
-                    _widen(end)
-                self._workers.append(_Worker(process, task_writer, result_reader))
+                self._workers.append(self._start(context, initializer, initargs))
         except BaseException:
             self.shutdown(wait=False)
             raise
+
+    def _start(self, context: BaseContext, initializer: Callable[..., object], initargs: tuple[Any, ...]) -> _Worker:
+        task_reader, task_writer = context.Pipe(duplex=False)
+        result_reader, result_writer = context.Pipe(duplex=False)
+        pools_ends = [end for w in self._workers for end in (w.tasks, w.results)] + [task_writer, result_reader]
+        try:
+            process = context.Process(  # type: ignore[attr-defined]
+                target=_serve, args=(task_reader, result_writer, pools_ends, initializer, initargs), daemon=True
+            )
+            process.start()
+        except BaseException:
+            task_writer.close()
+            result_reader.close()
+            raise
+        finally:
+            task_reader.close()
+            result_writer.close()  # the worker holds the only writer: its death reads as an end
+        worker = _Worker(process, task_writer, result_reader)
+        try:
+            os.set_blocking(task_writer.fileno(), False)
+            for end in (task_writer, result_reader):
+                _widen(end)
+        except BaseException:
+            _end(worker, kill=True)
+            raise
+        return worker
 
     def submit(self, task: Callable[..., T], /, *args: object) -> Future[T]:
         """`task(*args)` on the worker with the fewest tasks waiting. Raises BrokenProcessPool
@@ -136,85 +157,85 @@ class ProcessPool:
             raise BrokenProcessPool(self._broken)
         data = pickle.dumps((task, args), pickle.HIGHEST_PROTOCOL)
         worker = min(self._workers, key=lambda w: len(w.waiting))
-        future: Future[T] = _Awaited(self)
-        worker.waiting.append(future)
-        worker.unsent.append(memoryview(_frame(data)))
-        self._write(worker)
+        future: Future[T] = _Awaited(self, worker)
+        self._give(worker, future, data)
         return future
 
     def broadcast(self, task: Callable[..., object], /, *args: object) -> None:
         """`task(*args)` once on every worker, its results not awaited."""
-        for worker in self._workers:
+        data = pickle.dumps((task, args), pickle.HIGHEST_PROTOCOL)
+        for worker in list(self._workers):
             if self._broken is not None:
                 return
-            data = pickle.dumps((task, args), pickle.HIGHEST_PROTOCOL)
-            worker.waiting.append(_Awaited(self))
-            worker.unsent.append(memoryview(_frame(data)))
-            self._write(worker)
+            self._give(worker, _Awaited(self, worker), data)
 
     def shutdown(self, wait: bool = True, cancel_futures: bool = False) -> None:
-        """End the workers. `wait`: each first does the tasks it has read or been written (their
-        results dropped); else they are ended now. Futures not done are cancelled
-        (`cancel_futures`) or fail as broken; tasks not written yet are dropped."""
+        """End the workers: with `wait`, a worker whose every result was read is told to stop
+        and waited for; one that still has work, and every worker without `wait`, is killed.
+        Futures not done are cancelled (`cancel_futures`) or fail as broken."""
         workers, self._workers = self._workers, []
         if self._broken is None:
             self._broken = "the pool was shut down"
         for worker in workers:
+            idle = not worker.waiting and not worker.unsent
             for future in worker.waiting:
                 if cancel_futures:
                     future.cancel()
                 if not future.done():
                     future.set_exception(BrokenProcessPool(self._broken))
             worker.waiting.clear()
-            if wait and worker.process.is_alive():
-                _stop(worker)
-            worker.tasks.close()
-        for worker in workers:
-            if wait:
-                _drain(worker)
-            else:
-                worker.process.kill()  # SIGKILL: a SIGTERM handler inherited from this process would catch SIGTERM
-            worker.process.join()
-            worker.results.close()
+            worker.unsent.clear()
+            _end(worker, kill=not (wait and idle))
 
     # -- reading and writing, from the calling thread -------------------------------------
 
-    def _wait(self, future: Future[Any]) -> None:
+    def _give(self, worker: _Worker, future: Future[Any], data: bytes) -> None:
+        worker.waiting.append(future)
+        worker.unsent.append(memoryview(_frame(data)))
+        with self._talking():
+            self._write(worker)
+
+    def _wait(self, future: _Awaited) -> None:
         """Read and write until `future` is done (or the pool is broken)."""
-        while not Future.done(future):
-            worker = self._owner(future)
-            if worker is None:  # its worker's result was read, or the pool broke: it is done
-                break
-            self._exchange(worker, block=True)
+        with self._talking():
+            while not Future.done(future) and self._broken is None:
+                self._exchange(future.worker, block=True)
 
     def _poll(self) -> None:
         """Read every result already sent and write what waits, without blocking."""
-        for worker in list(self._workers):
-            if self._broken is not None:  # a death read: the workers are gone
-                return
-            self._exchange(worker, block=False)
+        with self._talking():
+            for worker in list(self._workers):
+                if self._broken is not None:  # a death read: the workers are gone
+                    return
+                self._exchange(worker, block=False)
 
-    def _owner(self, future: Future[Any]) -> _Worker | None:
-        for worker in self._workers:
-            if future in worker.waiting:
-                return worker
-        return None
+    @contextlib.contextmanager
+    def _talking(self) -> Iterator[None]:
+        """Whatever interrupts a read or a write (KeyboardInterrupt) may leave half a message in
+        a pipe: the pool is broken then, its workers killed."""
+        try:
+            yield
+        except BaseException:
+            if self._broken is None:
+                self._break("interrupted while it talked to its workers")
+            raise
 
     def _exchange(self, worker: _Worker, block: bool) -> None:
         """Write what waits for any worker, then read one result of `worker`: when one is there,
         or (`block`) when it comes."""
-        poller = select.poll()
-        poller.register(worker.results.fileno(), select.POLLIN)
+        results = worker.results.fileno()
         writing = {other.tasks.fileno(): other for other in self._workers if other.unsent}
+        poller = select.poll()
+        poller.register(results, select.POLLIN)
         for fd in writing:
             poller.register(fd, select.POLLOUT)
         for fd, events in poller.poll(None if block else 0):
             if self._broken is not None:
                 return
-            if fd in writing and events & (select.POLLOUT | select.POLLERR):
-                self._write(writing[fd])
-            if fd == worker.results.fileno() and events & (select.POLLIN | select.POLLHUP | select.POLLERR):
+            if fd == results and events & (select.POLLIN | _TROUBLE):
                 self._read(worker)
+            elif fd in writing and events & (select.POLLOUT | _TROUBLE):  # trouble: the write says which
+                self._write(writing[fd])
 
     def _write(self, worker: _Worker) -> None:
         """As much of the worker's waiting tasks as its pipe takes now."""
@@ -254,35 +275,29 @@ class ProcessPool:
             future.set_exception(value)
 
     def _break(self, reason: str) -> None:
-        """A worker died: every task not done fails, and the other workers are ended."""
+        """A worker died (or a message was cut): every task not done fails, the workers are killed."""
         self._broken = reason
-        for worker in self._workers:
-            for future in worker.waiting:
-                if not future.done():
-                    future.set_exception(BrokenProcessPool(reason))
-            worker.waiting.clear()
-            worker.unsent.clear()
         self.shutdown(wait=False)
 
 
 class _Awaited(Future):  # type: ignore[type-arg]
-    """A task's future: asking it reads what the pool's workers sent."""
+    """A task's future: asking it reads what its worker sent."""
 
-    def __init__(self, pool: ProcessPool) -> None:
+    def __init__(self, pool: ProcessPool, worker: _Worker) -> None:
         super().__init__()
-        self._pool = pool
+        self.pool, self.worker = pool, worker
 
     def result(self, timeout: float | None = None) -> Any:
-        self._pool._wait(self)
+        self.pool._wait(self)
         return super().result(0)
 
     def exception(self, timeout: float | None = None) -> BaseException | None:
-        self._pool._wait(self)
+        self.pool._wait(self)
         return super().exception(0)
 
     def done(self) -> bool:
         if not super().done():
-            self._pool._poll()
+            self.pool._poll()
         return super().done()
 
 
@@ -306,32 +321,32 @@ def _frame(data: bytes) -> bytes:
     return _HEADER.pack(-1) + struct.pack("!Q", len(data)) + data
 
 
-def _stop(worker: _Worker) -> None:
-    """Tell a worker to end once it has done what it has: the rest of a task half written, then
-    the stop, written while its results are read (and dropped), so that neither side waits on
-    the other."""
-    rest = bytes(worker.unsent[0]) if worker.started else b""  # never half a frame
-    view = memoryview(rest + _frame(_STOP))
-    worker.unsent.clear()
+def _end(worker: _Worker, kill: bool) -> None:
+    """A worker ended: killed, or told to stop once it has read what it was given (the stop
+    written while its results are read and dropped, so that neither side waits on the other)."""
+    if kill:
+        worker.process.kill()  # SIGKILL: a SIGTERM handler it inherited from this process would catch SIGTERM
+    else:
+        with contextlib.suppress(EOFError, OSError):  # it ended already
+            _send_stop(worker)
+            while True:  # its results, dropped, until it ends
+                worker.results.recv_bytes()
+    worker.process.join()
+    worker.tasks.close()
+    worker.results.close()
+
+
+def _send_stop(worker: _Worker) -> None:
+    view = memoryview(_frame(_STOP))
     poller = select.poll()
     poller.register(worker.tasks.fileno(), select.POLLOUT)
     poller.register(worker.results.fileno(), select.POLLIN)
-    try:
-        while view:
-            for fd, events in poller.poll():
-                if fd == worker.results.fileno():
-                    worker.results.recv_bytes()
-                elif events & select.POLLOUT:
-                    with contextlib.suppress(BlockingIOError):
-                        view = view[os.write(fd, view) :]
-                if events & (select.POLLERR | select.POLLHUP | select.POLLNVAL) and fd == worker.tasks.fileno():
-                    return
-    except (EOFError, OSError):  # it ended already
-        return
-
-
-def _drain(worker: _Worker) -> None:
-    """Read (and drop) a closing worker's results until it ends, so it is never stuck writing."""
-    with contextlib.suppress(EOFError, OSError):
-        while True:
-            worker.results.recv_bytes()
+    while view:
+        for fd, events in poller.poll():
+            if fd == worker.results.fileno():
+                worker.results.recv_bytes()
+            elif events & _TROUBLE:
+                return
+            else:
+                with contextlib.suppress(BlockingIOError):
+                    view = view[os.write(fd, view) :]

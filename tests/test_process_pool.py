@@ -187,19 +187,64 @@ def test_broadcast_runs_once_on_every_worker(tmp_path: Path) -> None:
     assert len(said) == 2 and str(os.getpid()) not in said
 
 
-def test_shutdown_ends_the_workers_once_they_did_what_they_were_given(tmp_path: Path) -> None:
-    """A build that ends early (an error in strict mode) closes its pool with tasks given: they
-    are done (a feed job writes its file whole), their results dropped, and nothing hangs."""
-    workers = pool(1)
+def test_shutdown_stops_idle_workers_and_kills_busy_ones_at_once(tmp_path: Path) -> None:
+    """At a build's end every result was read: its workers are told to stop and exit 0. A build
+    that ends early (an error in strict mode, Ctrl-C) does not wait for the tasks it gave: their
+    worker is killed (a task only reads, or writes a file whole by renaming it)."""
+    idle = pool(1)
+    idle.submit(pid_and, 1).result()
+    [quiet] = [w.process for w in idle._workers]
+    idle.shutdown(wait=True, cancel_futures=True)
+    assert quiet.exitcode == 0
+    busy = pool(1)
     flag = tmp_path / "flag"
-    given: list[Future[Any]] = [workers.submit(sleeps_then_says, 0.2, str(flag)), workers.submit(pid_and, 1)]
-    processes = [w.process for w in workers._workers]
-    workers.shutdown(wait=True, cancel_futures=True)
-    assert flag.read_text() == "done"
-    assert all(not p.is_alive() for p in processes)
+    given: list[Future[Any]] = [busy.submit(sleeps_then_says, 5, str(flag)), busy.submit(pid_and, 1)]
+    [killed] = [w.process for w in busy._workers]
+    started = time.monotonic()
+    busy.shutdown(wait=True, cancel_futures=True)
+    assert time.monotonic() - started < 3 and killed.exitcode == -signal.SIGKILL and not flag.exists()
     assert all(f.cancelled() for f in given)
     with pytest.raises(CancelledError):
         given[1].result()
+
+
+def test_a_worker_dying_while_its_tasks_wait_here_breaks_the_pool_for_the_other_worker_too(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Review of the pool: a task that its worker's pipe could not take waits here; the worker
+    dies; awaiting the other worker's result finds the dead pipe while writing, and must say
+    BrokenProcessPool (what the build recovers from), not fail on the pipes the break closed."""
+    monkeypatch.setattr(process_pool, "PIPE_BYTES", 4096)
+    workers = pool()
+    try:
+        workers.submit(dies, 0.3)  # the first worker
+        other = workers.submit(sleeps_then_says, 1, str(tmp_path / "flag"))  # the second
+        workers.submit(len, b"x" * 300_000)  # the first again: most of it waits here
+        with pytest.raises(BrokenProcessPool):
+            other.result()
+    finally:
+        workers.shutdown()
+
+
+def test_an_interrupt_while_reading_a_result_breaks_the_pool_and_nothing_hangs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Ctrl-C in the middle of a result leaves the rest of it in the pipe: the pool cannot tell
+    where the next message starts, so it is broken and its workers killed, and the build's
+    closing of it returns at once."""
+    workers = pool(1)
+    [worker] = workers._workers
+    future = workers.submit(pid_and, 1)
+
+    def interrupted() -> bytes:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(worker.results, "recv_bytes", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        future.result()
+    assert worker.process.exitcode == -signal.SIGKILL
+    assert isinstance(future.exception(), BrokenProcessPool)
+    with pytest.raises(BrokenProcessPool):
+        workers.submit(pid_and, 2)
+    workers.shutdown(wait=True, cancel_futures=True)
 
 
 def test_shutdown_without_waiting_ends_the_workers_now(tmp_path: Path) -> None:
