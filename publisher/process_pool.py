@@ -4,7 +4,7 @@
 tasks and writes them to the workers, one reads and unpickles their results. In a cold build's
 ingest of 10,000 articles those threads took 0.14 CPU seconds of the main process (0.41 s in
 all, 0.28 s in the thread that stores the articles); done here by the calling thread, when it
-submits a task and when it asks for a result, the same work costs it 0.04-0.06 s, and the
+submits a task and when it asks for a result, the same work costs it 0.03-0.06 s, and the
 process 0.31-0.34 s in all (docs/performance.md, "seventh session").
 
 Each worker has a pipe in (tasks) and a pipe out (results) and does its tasks in the order it
@@ -58,9 +58,10 @@ def _serve(
 ) -> None:
     """A worker's life: its initializer, then each task in the order given, its outcome sent
     back pickled: (True, value) or (False, exception, with the worker's traceback as a note).
-    `pools_ends` are the pool's ends of this worker's pipes and of the workers' started before
-    it, which a forked worker holds copies of: closed, so that each worker's task pipe has one
-    writer, the pool, and its closing reads there as an end."""
+    `pools_ends` are the copies a forked worker holds of the pool's ends of its pipes and of the
+    pipes of the workers started before it: closed, so that the pool's closing a task pipe
+    reads there as an end unless a process forked later holds it too (a worker's own thread
+    watches for the pool's process to end either way: parallel._init_worker)."""
     for end in pools_ends:
         end.close()
     initializer(*initargs)
@@ -99,13 +100,12 @@ def _with_traceback(exc: BaseException) -> BaseException:
 
 
 class _Worker:
-    __slots__ = ("process", "tasks", "results", "waiting", "unsent", "started")
+    __slots__ = ("process", "tasks", "results", "waiting", "unsent")
 
     def __init__(self, process: Any, tasks: Connection, results: Connection) -> None:
         self.process, self.tasks, self.results = process, tasks, results
-        self.waiting: deque[Future[Any]] = deque()  # its tasks' futures, in the order given
+        self.waiting: deque[_Awaited] = deque()  # its tasks' futures, in the order given
         self.unsent: deque[memoryview] = deque()  # framed tasks its pipe had no room for yet
-        self.started = False  # the first of them is partly written
 
 
 class ProcessPool:
@@ -127,7 +127,9 @@ class ProcessPool:
     def _start(self, context: BaseContext, initializer: Callable[..., object], initargs: tuple[Any, ...]) -> _Worker:
         task_reader, task_writer = context.Pipe(duplex=False)
         result_reader, result_writer = context.Pipe(duplex=False)
-        pools_ends = [end for w in self._workers for end in (w.tasks, w.results)] + [task_writer, result_reader]
+        pools_ends = []  # under spawn and forkserver a worker holds only what it is given
+        if context.get_start_method() == "fork":
+            pools_ends = [end for w in self._workers for end in (w.tasks, w.results)] + [task_writer, result_reader]
         try:
             process = context.Process(  # type: ignore[attr-defined]
                 target=_serve, args=(task_reader, result_writer, pools_ends, initializer, initargs), daemon=True
@@ -157,7 +159,7 @@ class ProcessPool:
             raise BrokenProcessPool(self._broken)
         data = pickle.dumps((task, args), pickle.HIGHEST_PROTOCOL)
         worker = min(self._workers, key=lambda w: len(w.waiting))
-        future: Future[T] = _Awaited(self, worker)
+        future = _Awaited(self, worker)
         self._give(worker, future, data)
         return future
 
@@ -167,7 +169,7 @@ class ProcessPool:
         for worker in list(self._workers):
             if self._broken is not None:
                 return
-            self._give(worker, _Awaited(self, worker), data)
+            self._give(worker, _Awaited(self, worker, awaited=False), data)
 
     def shutdown(self, wait: bool = True, cancel_futures: bool = False) -> None:
         """End the workers: with `wait`, a worker whose every result was read is told to stop
@@ -177,7 +179,7 @@ class ProcessPool:
         if self._broken is None:
             self._broken = "the pool was shut down"
         for worker in workers:
-            idle = not worker.waiting and not worker.unsent
+            idle = not worker.unsent and not any(f.awaited for f in worker.waiting)
             for future in worker.waiting:
                 if cancel_futures:
                     future.cancel()
@@ -189,10 +191,10 @@ class ProcessPool:
 
     # -- reading and writing, from the calling thread -------------------------------------
 
-    def _give(self, worker: _Worker, future: Future[Any], data: bytes) -> None:
-        worker.waiting.append(future)
-        worker.unsent.append(memoryview(_frame(data)))
+    def _give(self, worker: _Worker, future: _Awaited, data: bytes) -> None:
         with self._talking():
+            worker.waiting.append(future)
+            worker.unsent.append(memoryview(_frame(data)))
             self._write(worker)
 
     def _wait(self, future: _Awaited) -> None:
@@ -200,6 +202,8 @@ class ProcessPool:
         with self._talking():
             while not Future.done(future) and self._broken is None:
                 self._exchange(future.worker, block=True)
+        if not Future.done(future):  # broken: shutdown failed every future it still held
+            future.set_exception(BrokenProcessPool(self._broken))
 
     def _poll(self) -> None:
         """Read every result already sent and write what waits, without blocking."""
@@ -250,10 +254,8 @@ class ProcessPool:
                 return
             if written == len(unsent[0]):
                 unsent.popleft()
-                worker.started = False
             else:
                 unsent[0] = unsent[0][written:]
-                worker.started = True
 
     def _read(self, worker: _Worker) -> None:
         try:
@@ -262,11 +264,11 @@ class ProcessPool:
             worker.process.join(1)
             self._break(f"a worker process ended abruptly (exit code {worker.process.exitcode})")
             return
-        future = worker.waiting.popleft()
         try:
             ok, value = pickle.loads(data)
         except Exception as exc:  # noqa: BLE001 - e.g. an exception class this process cannot import
             ok, value = False, exc
+        future = worker.waiting.popleft()  # only now: an interrupt before leaves it to the break
         if future.cancelled():
             return
         if ok:
@@ -283,9 +285,10 @@ class ProcessPool:
 class _Awaited(Future):  # type: ignore[type-arg]
     """A task's future: asking it reads what its worker sent."""
 
-    def __init__(self, pool: ProcessPool, worker: _Worker) -> None:
+    def __init__(self, pool: ProcessPool, worker: _Worker, awaited: bool = True) -> None:
         super().__init__()
         self.pool, self.worker = pool, worker
+        self.awaited = awaited  # False: a broadcast's, whose result nobody asks for
 
     def result(self, timeout: float | None = None) -> Any:
         self.pool._wait(self)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import pickle
 import signal
 import threading
 import time
@@ -165,7 +166,7 @@ def test_a_task_written_to_a_worker_that_died_breaks_the_pool() -> None:
     workers = pool(1)
     try:
         workers.submit(dies)
-        time.sleep(0.3)  # it is dead now; nothing has read that yet
+        workers._workers[0].process.join(10)  # it is dead now; nothing has read that yet
         given = workers.submit(len, b"x" * 100_000)
         with pytest.raises(BrokenProcessPool, match="writing its task"):
             given.result()
@@ -178,13 +179,15 @@ def test_a_task_written_to_a_worker_that_died_breaks_the_pool() -> None:
 def test_broadcast_runs_once_on_every_worker(tmp_path: Path) -> None:
     """What a build's workers load before they render (parallel.Workers.prepare): once each."""
     workers = pool()
+    processes = [w.process for w in workers._workers]
     try:
         workers.broadcast(says_its_pid, str(tmp_path))
         workers.submit(pid_and, 1).result()  # behind a broadcast on its worker
     finally:
-        workers.shutdown()
+        workers.shutdown(wait=True, cancel_futures=True)
     said = sorted(p.name for p in tmp_path.iterdir())
     assert len(said) == 2 and str(os.getpid()) not in said
+    assert [p.exitcode for p in processes] == [0, 0]  # a result nobody asks for is no work left: stopped
 
 
 def test_shutdown_stops_idle_workers_and_kills_busy_ones_at_once(tmp_path: Path) -> None:
@@ -218,7 +221,7 @@ def test_a_worker_dying_while_its_tasks_wait_here_breaks_the_pool_for_the_other_
     workers = pool()
     try:
         workers.submit(dies, 0.3)  # the first worker
-        other = workers.submit(sleeps_then_says, 1, str(tmp_path / "flag"))  # the second
+        other = workers.submit(sleeps_then_says, 30, str(tmp_path / "flag"))  # the second: killed by the break
         workers.submit(len, b"x" * 300_000)  # the first again: most of it waits here
         with pytest.raises(BrokenProcessPool):
             other.result()
@@ -263,3 +266,21 @@ def test_shutdown_without_waiting_ends_the_workers_now(tmp_path: Path) -> None:
     assert time.monotonic() - started < 3
     assert all(not p.is_alive() for p in processes) and not flag.exists()
     assert isinstance(given.exception(), BrokenProcessPool)
+
+
+def test_an_interrupt_while_a_result_is_unpickled_fails_its_future_as_broken(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The result read whole, the interrupt in unpickling it (milliseconds for a chunk of 32
+    articles): its future must not be lost between its worker's queue and its outcome."""
+    workers = pool(1)
+    future = workers.submit(pid_and, 1)
+    real_loads = pickle.loads
+
+    def interrupted(data: bytes) -> object:
+        monkeypatch.setattr(pickle, "loads", real_loads)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pickle, "loads", interrupted)  # the module process_pool reads it from
+    with pytest.raises(KeyboardInterrupt):
+        future.result()
+    assert future.done() and isinstance(future.exception(), BrokenProcessPool)
+    workers.shutdown(wait=True, cancel_futures=True)
