@@ -10,8 +10,10 @@ import pickle
 import signal
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import CancelledError, Future
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +57,34 @@ def sleeps_then_says(seconds: float, path: str) -> None:
 
 def says_its_pid(folder: str) -> None:
     (Path(folder) / str(os.getpid())).touch(exist_ok=False)
+
+
+class Stuck(Exception):
+    pass
+
+
+@contextmanager
+def deadline(seconds: float) -> Iterator[None]:
+    """Raise Stuck in this thread if the block has not ended after `seconds` (SIGALRM)."""
+
+    def stuck(_signum: int, _frame: object) -> None:
+        raise Stuck(f"still waiting after {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, stuck)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+@pytest.fixture(autouse=True)
+def no_hang() -> Iterator[None]:
+    """Every test here waits on other processes: one stuck (a deadlock, a death not seen) fails
+    with Stuck instead of hanging the run."""
+    with deadline(60):
+        yield
 
 
 def pool(size: int = 2) -> ProcessPool:
