@@ -291,7 +291,7 @@ _PLAIN_CJK = re.compile(r"[^\x20-\x7e\u3000-\u3029\u3030-\u303f\u4e00-\u9fff\uff
 
 
 @cache
-def _grapheme_patterns() -> tuple[Any, Any]:
+def grapheme_patterns() -> tuple[Any, Any]:
     """(one grapheme cluster, a code point that joins a neighbour into one cluster: marks,
     joiners, selectors, emoji modifiers and flags, Hangul jamo, CR). Compiled on first use."""
     import regex
@@ -315,7 +315,7 @@ def summarize(text: str, limit: int, ellipsis: str = "…") -> str:
     """
     if _PLAIN_CJK.search(text, 0, limit + 1) is None:
         return _cut_chars(text, limit, ellipsis)  # ASCII and common CJK only: one grapheme each
-    grapheme, clustering = _grapheme_patterns()
+    grapheme, clustering = grapheme_patterns()
     if clustering.search(text, 0, limit * 2 + 2) is None:
         return _cut_chars(text, limit, ellipsis)  # no joining code point: one grapheme each
     return _cut_clusters(text, [m.group() for m in islice(grapheme.finditer(text), limit + 1)], limit, ellipsis)
