@@ -212,13 +212,9 @@ def _run(
 
 
 def load_renderers(theme: Theme) -> None:
-    """Import the feeds' modules, compile the category page's template and the summaries'
-    grapheme patterns in a worker process before the output's first jobs (the bodies its feeds
-    show, then its ScopeFiles), while it would idle (Workers.prepare, App.build): 0.05 s of CPU
-    that was its first ScopeFiles', and 16-18 ms (importing `regex`) that was its first bodies'."""
+    """Import the feeds' modules and compile the category page's template in a worker process
+    before its first ScopeFiles, while it would idle (Workers.prepare, App.build): 0.05 s of
+    CPU that was its first job's."""
     from feedgen.feed import FeedGenerator  # noqa: F401 - imported when first used, see feeds._xml_feed
 
-    from .text import grapheme_patterns
-
     theme.environment.get_template("category.html.j2")
-    grapheme_patterns()

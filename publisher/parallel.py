@@ -20,7 +20,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
 from concurrent.futures.process import BrokenProcessPool
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from .model import Article, Deferred, ItemProblem, ReadItem, SourceItem
 from .normalize import CategoryIndex, NormalizeError, TextRules, normalize
@@ -141,7 +141,7 @@ class Workers:
     def __init__(self, index: CategoryIndex, rules: TextRules, site_url: str) -> None:
         self.context: Context = (index, rules, site_url)
         self.pool = _Pool(workers(), self.context)
-        self.preparations: list[tuple[Callable[[Any], object], object]] = []
+        self.preparations: list[tuple[Callable[..., object], tuple[object, ...], bool]] = []
 
     def close(self) -> None:
         self.pool.close()
@@ -150,21 +150,27 @@ class Workers:
         """Whether more than one worker process runs now (what `run_in_order` hands work to)."""
         return self.pool.size > 1 and self.pool.executor is not None
 
-    def prepare(self, task: Callable[[Task], object], argument: Task) -> None:
-        """Have each worker run `task(argument)` once it has read what it was given: what the
+    def prepare(self, task: Callable[..., object], *arguments: object, bodies: bool = False) -> None:
+        """Have each worker run `task(*arguments)` once it has read what it was given: what the
         tasks of a later `run_in_order` need loaded (imports, compiled templates), loaded while
         the workers would idle and the main process stores what they read. Handed over after
         the last chunk of a `prepare_in_order` that read anything, here or there (a build that
         read nothing has most likely nothing to render: its jobs load what they need), once,
-        when the pool runs, to each worker once; its result is not awaited."""
-        self.preparations.append((task, argument))
+        when the pool runs, to each worker once; its result is not awaited. With `bodies`, it
+        is what rendering a body needs, worth loading only ahead of the bodies a build's feeds
+        show: handed over after chunks read without their bodies rendered (files), dropped
+        after chunks that rendered theirs (a web source's ingest; the bodies themselves, when
+        the pool started for them)."""
+        self.preparations.append((task, arguments, bodies))
 
-    def _handed_over(self) -> None:
-        """Every chunk of a `prepare_in_order` is with the workers: the preparations follow."""
+    def _handed_over(self, rendered: bool) -> None:
+        """Every chunk of a `prepare_in_order` is with the workers (`rendered`: with their
+        bodies rendered): the preparations follow."""
         executor = self.pool.executor
         if self.preparations and self.running() and executor is not None:
-            for task, argument in self.preparations:
-                executor.broadcast(task, argument)
+            for task, arguments, bodies in self.preparations:
+                if not (bodies and rendered):
+                    executor.broadcast(task, *arguments)
             self.preparations.clear()
 
     def run_in_order(
@@ -289,7 +295,7 @@ def prepare_in_order(
             if len(window) >= ahead:
                 yield _result(window.popleft(), window, pool, render)
         if shared is not None and read:  # nothing read (an unchanged build): most likely nothing to render
-            shared._handed_over()
+            shared._handed_over(render)
         while window:
             yield _result(window.popleft(), window, pool, render)
     finally:

@@ -161,18 +161,3 @@ def test_the_log_is_copied_on_a_thread_only_while_the_workers_run_already(
     assert not site.build().problems
     assert bool(asked) is on_a_thread
     assert threads_at_start and set(threads_at_start) == {before}  # no checkpoint beside a fork
-
-
-def test_the_renderers_preparation_leaves_a_body_summary_nothing_to_compile() -> None:
-    """A worker's preparation (Workers.prepare, before the output's jobs) loads what the bodies
-    the feeds show need, so that the first of them does not import `regex` and compile the
-    summaries' grapheme patterns while the build waits for it."""
-    from publisher.output import load_renderers
-    from publisher.text import grapheme_patterns, summarize
-    from publisher.theme import Theme
-
-    grapheme_patterns.cache_clear()
-    load_renderers(Theme())
-    prepared = grapheme_patterns.cache_info()
-    assert summarize("“高新区”发布了第一批👍🏽名单。" * 20, 30).endswith("…")  # needs grapheme segmentation
-    assert grapheme_patterns.cache_info().misses == prepared.misses == 1

@@ -289,6 +289,32 @@ def test_preparations_run_on_the_workers_once_they_were_given_every_chunk(
     assert shared.preparations == []
 
 
+@pytest.mark.parametrize("rendered", [False, True])
+def test_a_preparation_for_bodies_follows_only_chunks_read_without_their_bodies(
+    rendered: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What rendering a body needs (the summaries' grapheme patterns: importing `regex`) is
+    loaded ahead of the bodies a build's feeds show, after an ingest that left them unrendered
+    (files); after chunks that rendered theirs (a web source's ingest, or the bodies themselves
+    when the pool started for them) it could only delay the feeds' jobs, and is dropped."""
+    monkeypatch.setattr(parallel, "workers", lambda: 2)
+    monkeypatch.setattr(parallel, "_context", lambda: multiprocessing.get_context("fork"))
+    plain, bodies = tmp_path / "plain", tmp_path / "bodies"
+    plain.mkdir()
+    bodies.mkdir()
+    shared = parallel.Workers(INDEX, TextRules(), "https://x.org")
+    shared.prepare(touch_as, plain)
+    shared.prepare(touch_as, bodies, bodies=True)
+    try:
+        chunks = [[item(n)] for n in range(3)]
+        list(parallel.prepare_in_order(iter(chunks), INDEX, TextRules(), "https://x.org", rendered, 0, shared))
+    finally:
+        shared.close()  # waits for what was handed over
+    assert len(list(plain.iterdir())) == 2  # each worker once
+    assert len(list(bodies.iterdir())) == (0 if rendered else 2)
+    assert shared.preparations == []
+
+
 def test_a_build_that_reads_nothing_hands_its_workers_no_preparation(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -296,9 +296,11 @@ class App(SourceServices, MailServices, OutputServices, WatchServices, WebSubSer
         from ..normalize import CategoryIndex
         from ..output import load_renderers
         from ..parallel import Workers
+        from ..text import grapheme_patterns
 
         self.workers = Workers(CategoryIndex(self.categories), self.rules, self.site.url)
         self.workers.prepare(load_renderers, self.theme)  # when they have read what ingest gave them
+        self.workers.prepare(grapheme_patterns, bodies=True)  # the summaries' (importing `regex`)
         try:
             self.ingest(report, strict, tick)
             self.write_output(report)
