@@ -87,6 +87,11 @@ def _serve(
             return
 
 
+def _without_value(task: Callable[..., object], *args: object) -> None:
+    """A broadcast's task, run for what it leaves loaded in the worker."""
+    task(*args)
+
+
 def _with_traceback(exc: BaseException) -> BaseException:
     """`exc` with where it was raised in the worker as a note, or a RuntimeError saying it when
     `exc` itself cannot be pickled."""
@@ -164,8 +169,9 @@ class ProcessPool:
         return future
 
     def broadcast(self, task: Callable[..., object], /, *args: object) -> None:
-        """`task(*args)` once on every worker, its results not awaited."""
-        data = pickle.dumps((task, args), pickle.HIGHEST_PROTOCOL)
+        """`task(*args)` once on every worker, its results not awaited: not even sent back
+        (unpickled here, a value could import what this process never uses)."""
+        data = pickle.dumps((_without_value, (task, *args)), pickle.HIGHEST_PROTOCOL)
         for worker in list(self._workers):
             if self._broken is not None:
                 return

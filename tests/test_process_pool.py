@@ -55,6 +55,25 @@ def sleeps_then_says(seconds: float, path: str) -> None:
     Path(path).write_text("done")
 
 
+UNPICKLED_HERE: list[int] = []
+
+
+def _unpickled() -> None:
+    UNPICKLED_HERE.append(os.getpid())
+
+
+class NoticedWhenUnpickled:
+    """A value whose unpickling in a process is noted there (as unpickling a compiled `regex`
+    pattern imports `regex`)."""
+
+    def __reduce__(self) -> tuple[Any, tuple[()]]:
+        return _unpickled, ()
+
+
+def makes_a_value() -> NoticedWhenUnpickled:
+    return NoticedWhenUnpickled()
+
+
 def says_its_pid(folder: str) -> None:
     (Path(folder) / str(os.getpid())).touch(exist_ok=False)
 
@@ -218,6 +237,21 @@ def test_broadcast_runs_once_on_every_worker(tmp_path: Path) -> None:
     said = sorted(p.name for p in tmp_path.iterdir())
     assert len(said) == 2 and str(os.getpid()) not in said
     assert [p.exitcode for p in processes] == [0, 0]  # a result nobody asks for is no work left: stopped
+
+
+def test_a_broadcasts_value_never_comes_back() -> None:
+    """Nobody awaits a broadcast's value (a preparation's): unpickled here, it could import what
+    this process never uses, as the summaries' compiled grapheme patterns import `regex`."""
+    workers = pool()
+    try:
+        workers.broadcast(makes_a_value)
+        assert [workers.submit(pid_and, n).result()[0] for n in range(4)] == [0, 1, 2, 3]  # read past it
+        assert UNPICKLED_HERE == []
+        pickle.loads(pickle.dumps(makes_a_value()))  # the probe works: unpickled here, it is noted
+        assert UNPICKLED_HERE == [os.getpid()]
+    finally:
+        UNPICKLED_HERE.clear()
+        workers.shutdown(wait=True, cancel_futures=True)
 
 
 def test_shutdown_stops_idle_workers_and_kills_busy_ones_at_once(tmp_path: Path) -> None:
