@@ -157,21 +157,23 @@ class Workers:
         the last chunk of a `prepare_in_order` that read anything, here or there (a build that
         read nothing has most likely nothing to render: its jobs load what they need), once,
         when the pool runs, to each worker once; its result is not awaited. With `bodies`, it
-        is what rendering a body needs, worth loading only ahead of the bodies a build's feeds
-        show: handed over after chunks read without their bodies rendered (files), dropped
-        after chunks that rendered theirs (a web source's ingest; the bodies themselves, when
-        the pool started for them)."""
+        is what rendering a body needs, worth loading ahead only of the many bodies a large
+        ingest's feeds then show: handed over after chunks read on the workers without their
+        bodies rendered (the files source's), kept after any other reading (a few files read
+        here, a web source's ingest that rendered its bodies, the bodies themselves), where
+        a worker that renders no body would load it for nothing ahead of its feeds."""
         self.preparations.append((task, arguments, bodies))
 
-    def _handed_over(self, rendered: bool) -> None:
-        """Every chunk of a `prepare_in_order` is with the workers (`rendered`: with their
-        bodies rendered): the preparations follow."""
+    def _handed_over(self, bodies_ahead: bool) -> None:
+        """Every chunk of a `prepare_in_order` is with the workers (`bodies_ahead`: chunks read
+        there without their bodies rendered): the preparations follow, those for bodies only
+        then (see `prepare`)."""
         executor = self.pool.executor
         if self.preparations and self.running() and executor is not None:
             for task, arguments, bodies in self.preparations:
-                if not (bodies and rendered):
+                if bodies_ahead or not bodies:
                     executor.broadcast(task, *arguments)
-            self.preparations.clear()
+            self.preparations = [p for p in self.preparations if p[2] and not bodies_ahead]
 
     def run_in_order(
         self, task: Callable[[Task], Done], tasks: Iterable[Task], again: Callable[[Task], Done] | None = None
@@ -275,6 +277,7 @@ def prepare_in_order(
     ahead = max(2 * size, WINDOW_ITEMS // CHUNK)  # chunks in flight: at most this many in memory
     window: deque[Queued] = deque()
     read = False  # any item read, here or on the workers
+    pooled = False  # any chunk read on the workers
     try:
         n = 0
         for chunk in chunks:
@@ -292,10 +295,11 @@ def prepare_in_order(
                 yield prepare_all(chunk, index, rules, site_url, render)
                 continue
             window.append((chunk, pool.submit(_prepare_chunk, chunk, render)))
+            pooled = True
             if len(window) >= ahead:
                 yield _result(window.popleft(), window, pool, render)
         if shared is not None and read:  # nothing read (an unchanged build): most likely nothing to render
-            shared._handed_over(render)
+            shared._handed_over(pooled and not render)
         while window:
             yield _result(window.popleft(), window, pool, render)
     finally:

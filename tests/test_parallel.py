@@ -289,14 +289,25 @@ def test_preparations_run_on_the_workers_once_they_were_given_every_chunk(
     assert shared.preparations == []
 
 
-@pytest.mark.parametrize("rendered", [False, True])
-def test_a_preparation_for_bodies_follows_only_chunks_read_without_their_bodies(
-    rendered: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+# Each reading a build may do before its feeds: (render, chunks read here first) of each call
+FILES_INGEST = [(False, 0)]  # many files, read on the workers, bodies left unrendered
+WEB_INGEST = [(True, 0)]  # a web source's items, their bodies rendered as read
+A_FEW_FILES = [(False, 10)]  # a +1 rebuild: its file read here, while the pool runs (a big folder's walk)
+WEB_THEN_FILES = [(True, 0), (False, 0)]
+
+
+@pytest.mark.parametrize(
+    ("readings", "prepared_for_bodies"),
+    [(FILES_INGEST, True), (WEB_INGEST, False), (A_FEW_FILES, False), (WEB_THEN_FILES, True)],
+)
+def test_a_preparation_for_bodies_follows_only_many_files_read_without_their_bodies(
+    readings: list[tuple[bool, int]], prepared_for_bodies: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """What rendering a body needs (the summaries' grapheme patterns: importing `regex`) is
-    loaded ahead of the bodies a build's feeds show, after an ingest that left them unrendered
-    (files); after chunks that rendered theirs (a web source's ingest, or the bodies themselves
-    when the pool started for them) it could only delay the feeds' jobs, and is dropped."""
+    loaded ahead of the many bodies the feeds show after an ingest of many files (read on the
+    workers, bodies left unrendered). After any other reading a worker that renders no body
+    would load it for nothing ahead of its feeds: it waits for such an ingest, the other
+    preparations go at once."""
     monkeypatch.setattr(parallel, "workers", lambda: 2)
     monkeypatch.setattr(parallel, "_context", lambda: multiprocessing.get_context("fork"))
     plain, bodies = tmp_path / "plain", tmp_path / "bodies"
@@ -306,13 +317,15 @@ def test_a_preparation_for_bodies_follows_only_chunks_read_without_their_bodies(
     shared.prepare(touch_as, plain)
     shared.prepare(touch_as, bodies, bodies=True)
     try:
-        chunks = [[item(n)] for n in range(3)]
-        list(parallel.prepare_in_order(iter(chunks), INDEX, TextRules(), "https://x.org", rendered, 0, shared))
+        shared.pool.submit(os.getpid).result()  # running, as after a big folder's stat calls
+        for render, here in readings:
+            chunks = [[item(n)] for n in range(3)]
+            list(parallel.prepare_in_order(iter(chunks), INDEX, TextRules(), "https://x.org", render, here, shared))
     finally:
         shared.close()  # waits for what was handed over
     assert len(list(plain.iterdir())) == 2  # each worker once
-    assert len(list(bodies.iterdir())) == (0 if rendered else 2)
-    assert shared.preparations == []
+    assert len(list(bodies.iterdir())) == (2 if prepared_for_bodies else 0)
+    assert len(shared.preparations) == (0 if prepared_for_bodies else 1)
 
 
 def test_a_build_that_reads_nothing_hands_its_workers_no_preparation(
