@@ -96,14 +96,12 @@ def _serve(ctx: click.Context, host: str | None, port: int | None, schedule: boo
         except (PublisherError, OSError) as exc:
             fail(exc)
         base = f"http://{server.effective_host}:{server.effective_port}"
-        out.print(
-            f"serving {base}/ (feeds: {base}/rss.xml), subscribe: {base}/subscribe, health: {base}/healthz",
-            highlight=False,
-        )
+        banner = [f"serving {base}/ (feeds: {base}/rss.xml), subscribe: {base}/subscribe, health: {base}/healthz"]
         if settings.admin.enabled:
-            out.print(f"console: {console or base}/admin/", highlight=False)
+            banner.append(f"console: {console or base}/admin/")
         if settings.mail.transport == "outbox":
-            out.print(f"mail goes to {settings.mail.outbox.dir}/ as .eml files (transport = outbox)", highlight=False)
+            banner.append(f"mail goes to {settings.mail.outbox.dir}/ as .eml files (transport = outbox)")
+        out.print("\n".join(banner), highlight=False)  # one write: a reader that sees its first line sees it all
         sys.stdout.flush()
         server.run()  # until SIGTERM/SIGINT
     finally:
