@@ -11,7 +11,7 @@ from email import message_from_bytes, policy
 from zoneinfo import ZoneInfo
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import text
 from test_delivery import NOW, READERS, build, planned, sender  # noqa: F401  (planned is a fixture)
@@ -103,8 +103,10 @@ def test_whatever_a_stored_title_or_a_name_holds_the_digest_reaches_every_reader
     newsletter: Newsletter, title: str, names: list[str]
 ) -> None:
     """The title goes into the store as it is (a store written before cleaning may hold any),
-    the names as every way in cleans them; the digest is planned and sent through the ledger."""
+    the names as every way in cleans them; the digest is planned and sent through the ledger.
+    PostgreSQL's text holds no NUL (it refuses the row), so no store there holds one to send."""
     store = newsletter.store
+    assume(store.engine.dialect.name == "sqlite" or "\x00" not in title)
     [placeholder] = store.latest("gao-xin-yuan-xin-wen", 1)
     n = len(store.digests())
     at = NOW + timedelta(minutes=n)
