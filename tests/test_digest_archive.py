@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import re
-import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
@@ -23,7 +22,7 @@ from test_bounces import app_on, readers
 from test_browser import browser_page  # noqa: F401  (a fixture)
 from test_digest_render import mailing  # noqa: F401  (a fixture)
 from test_smtp import free_port
-from waitress import wasyncore
+from waitress_thread import ServerThread
 
 from conftest import Site, days_ago
 from feedcheck import assert_matches_atom_schema, atom_schema, parse_with_feedparser
@@ -43,14 +42,10 @@ class FeedServer:
 
     def __init__(self, site: Site, port: int) -> None:
         self.app = site.app()
-        self.server = waitress.create_server(create_app(self.app), host="127.0.0.1", port=port, threads=2)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.thread.start()
+        self.served = ServerThread(waitress.create_server(create_app(self.app), host="127.0.0.1", port=port, threads=2))
 
     def stop(self) -> None:
-        self.server.trigger.pull_trigger(lambda: wasyncore.close_all(self.server._map))
-        self.thread.join(timeout=10)
-        self.server.task_dispatcher.shutdown()
+        self.served.stop()
         self.app.close()
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,7 +19,7 @@ import waitress
 from lxml import html as lxml_html
 from test_browser import CHROMIUM_ARGS, chromium_path
 from test_smtp import free_port
-from waitress import wasyncore
+from waitress_thread import ServerThread
 
 from conftest import ROOT, Site
 from feedcheck import parse_with_feedparser
@@ -146,15 +145,11 @@ def serving(site: Site) -> Iterator[str]:
 
     app = site.app()
     port = free_port()
-    server = waitress.create_server(create_app(app), host="127.0.0.1", port=port, threads=2)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
+    served = ServerThread(waitress.create_server(create_app(app), host="127.0.0.1", port=port, threads=2))
     try:
         yield f"http://127.0.0.1:{port}"
     finally:
-        server.trigger.pull_trigger(lambda: wasyncore.close_all(server._map))
-        thread.join(timeout=10)
-        server.task_dispatcher.shutdown()
+        served.stop()
         app.close()
 
 

@@ -7,13 +7,12 @@ from __future__ import annotations
 import gzip
 import http.client
 import os
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from flask import Flask
-from waitress import wasyncore
+from waitress_thread import ServerThread
 
 from conftest import Site
 from publisher.config import WebConfig
@@ -86,8 +85,7 @@ def test_a_304_keeps_the_connection_open(site: Site) -> None:
     site.build()
     app = site.app()
     server = create_server(create_app(app), WebConfig(), "127.0.0.1", 0)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
+    served = ServerThread(server)
     try:
         connection = http.client.HTTPConnection("127.0.0.1", server.effective_port, timeout=10)
         connection.request("GET", "/tech/atom.xml")
@@ -107,7 +105,5 @@ def test_a_304_keeps_the_connection_open(site: Site) -> None:
         assert closing.status == 200 and closing.getheader("Connection") == "close"
         connection.close()
     finally:
-        server.trigger.pull_trigger(lambda: wasyncore.close_all(server._map))
-        thread.join(timeout=10)
-        server.task_dispatcher.shutdown()
+        served.stop()
         app.close()

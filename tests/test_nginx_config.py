@@ -10,7 +10,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +17,7 @@ from types import ModuleType
 
 import pytest
 import requests
-from waitress import wasyncore
+from waitress_thread import ServerThread
 
 from conftest import Site
 from publisher.config import WebConfig
@@ -86,8 +85,7 @@ def nginx_and_publisher(site: Site, tmp_path: Path) -> Iterator[tuple[str, str]]
     site.config.write_text(text)
     app = site.app()
     server = create_server(create_app(app), WebConfig(), "127.0.0.1", 0)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
+    served = ServerThread(server)
     work, port = tmp_path / "nginx", free_port()
     work.mkdir()
     conf = work / "nginx.conf"
@@ -108,9 +106,7 @@ def nginx_and_publisher(site: Site, tmp_path: Path) -> Iterator[tuple[str, str]]
     finally:
         proc.terminate()
         proc.wait(timeout=10)
-        server.trigger.pull_trigger(lambda: wasyncore.close_all(server._map))
-        thread.join(timeout=10)
-        server.task_dispatcher.shutdown()
+        served.stop()
         app.close()
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gzip
 import re
-import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -15,7 +14,7 @@ import pytest
 import requests
 import waitress
 from test_smtp import free_port
-from waitress import wasyncore
+from waitress_thread import ServerThread
 
 from conftest import HEALTH_HEADERS, HEALTH_TOKEN, Site
 from publisher.model import SubscriberStatus
@@ -45,20 +44,12 @@ public_url = "{self.base}"
         site.article("tech/a.md", "科技新闻", date="2026-11-18 09:00")
         site.build()
         self.app = site.app()
-        self.server = waitress.create_server(create_app(self.app), host="127.0.0.1", port=self.port, threads=4)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.thread.start()
+        self.served = ServerThread(
+            waitress.create_server(create_app(self.app), host="127.0.0.1", port=self.port, threads=4)
+        )
 
     def stop(self) -> None:
-        # Close every socket from inside waitress's own loop (closing them from this thread
-        # would pull a descriptor out from under its select()); an empty loop then returns.
-        try:
-            self.server.trigger.pull_trigger(lambda: wasyncore.close_all(self.server._map))
-        except OSError:  # the trigger's descriptor is gone (seen once in CI, EBADF): close from here
-            wasyncore.close_all(self.server._map)
-        self.thread.join(timeout=10)
-        assert not self.thread.is_alive(), "waitress's loop did not end"
-        self.server.task_dispatcher.shutdown()
+        self.served.stop()
         self.app.close()
 
     def mails(self, at_least: int = 0) -> list[tuple[str, str]]:
