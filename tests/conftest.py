@@ -44,7 +44,8 @@ def backends() -> Any:
 # `make test` elsewhere draws new ones each time, to keep finding bugs (two were found so).
 # No deadline and no "too slow" check in either: an example's time is the machine's load, not
 # a property of the code (a first example that loads OpenCC took 290 ms on a busy machine and
-# failed as "flaky"). Speed is bench/'s to measure.
+# failed as "flaky"). Speed is bench/'s to measure. A test's own `suppress_health_check`
+# replaces the profile's list: it names too_slow again.
 _UNTIMED = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile("ci", _UNTIMED, derandomize=True, print_blob=True)
 settings.register_profile("dev", _UNTIMED, print_blob=True)

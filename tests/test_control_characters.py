@@ -97,7 +97,9 @@ def newsletter(site: Site, monkeypatch: pytest.MonkeyPatch) -> Iterator[Newslett
         app.close()
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
 @given(title=TITLES, names=st.lists(TITLES, min_size=3, max_size=3))
 def test_whatever_a_stored_title_or_a_name_holds_the_digest_reaches_every_reader_with_valid_headers(
     newsletter: Newsletter, title: str, names: list[str]

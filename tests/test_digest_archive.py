@@ -42,11 +42,12 @@ class FeedServer:
 
     def __init__(self, site: Site, port: int) -> None:
         self.app = site.app()
-        self.served = ServerThread(waitress.create_server(create_app(self.app), host="127.0.0.1", port=port, threads=2))
+        self.served = ServerThread(
+            waitress.create_server(create_app(self.app), host="127.0.0.1", port=port, threads=2), self.app.close
+        )
 
     def stop(self) -> None:
         self.served.stop()
-        self.app.close()
 
 
 def archive_site(site: Site, port: int, archive: bool = True) -> Site:

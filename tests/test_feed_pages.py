@@ -145,12 +145,11 @@ def serving(site: Site) -> Iterator[str]:
 
     app = site.app()
     port = free_port()
-    served = ServerThread(waitress.create_server(create_app(app), host="127.0.0.1", port=port, threads=2))
+    served = ServerThread(waitress.create_server(create_app(app), host="127.0.0.1", port=port, threads=2), app.close)
     try:
         yield f"http://127.0.0.1:{port}"
     finally:
         served.stop()
-        app.close()
 
 
 def test_the_feed_server_serves_a_category_page_under_a_strict_policy(

@@ -85,7 +85,7 @@ def test_a_304_keeps_the_connection_open(site: Site) -> None:
     site.build()
     app = site.app()
     server = create_server(create_app(app), WebConfig(), "127.0.0.1", 0)
-    served = ServerThread(server)
+    served = ServerThread(server, app.close)
     try:
         connection = http.client.HTTPConnection("127.0.0.1", server.effective_port, timeout=10)
         connection.request("GET", "/tech/atom.xml")
@@ -106,4 +106,3 @@ def test_a_304_keeps_the_connection_open(site: Site) -> None:
         connection.close()
     finally:
         served.stop()
-        app.close()

@@ -85,7 +85,7 @@ def nginx_and_publisher(site: Site, tmp_path: Path) -> Iterator[tuple[str, str]]
     site.config.write_text(text)
     app = site.app()
     server = create_server(create_app(app), WebConfig(), "127.0.0.1", 0)
-    served = ServerThread(server)
+    served = ServerThread(server, app.close)
     work, port = tmp_path / "nginx", free_port()
     work.mkdir()
     conf = work / "nginx.conf"
@@ -107,7 +107,6 @@ def nginx_and_publisher(site: Site, tmp_path: Path) -> Iterator[tuple[str, str]]
         proc.terminate()
         proc.wait(timeout=10)
         served.stop()
-        app.close()
 
 
 def test_nginx_answers_a_feed_as_publisher_does(nginx_and_publisher: tuple[str, str], site: Site) -> None:

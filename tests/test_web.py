@@ -45,12 +45,11 @@ public_url = "{self.base}"
         site.build()
         self.app = site.app()
         self.served = ServerThread(
-            waitress.create_server(create_app(self.app), host="127.0.0.1", port=self.port, threads=4)
+            waitress.create_server(create_app(self.app), host="127.0.0.1", port=self.port, threads=4), self.app.close
         )
 
     def stop(self) -> None:
         self.served.stop()
-        self.app.close()
 
     def mails(self, at_least: int = 0) -> list[tuple[str, str]]:
         """(subject, text) of every mail in the outbox, oldest first; sign-up mail is sent in
