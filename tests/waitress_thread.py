@@ -33,15 +33,9 @@ class ServerThread:
         load, each time in a test that had passed, never in a test run alone), the sockets are
         closed from here and the loop ends, at the latest when its current wait times out
         (1 s); a warning says so, for a descriptor was closed by code that did not own it."""
-        trigger = self.server.trigger
-        try:
-            if trigger._closed:  # waitress closed it (a hang-up on its pipe): nothing to pull
-                raise OSError(errno.EBADF, "the trigger was closed by waitress")
-            trigger.pull_trigger(lambda: wasyncore.close_all(self.server._map))
-        except OSError as exc:
-            if exc.errno != errno.EBADF:
-                raise
-            warnings.warn(f"waitress's trigger is gone ({exc}); closing its sockets from the test", stacklevel=2)
+        gone = "closed by waitress" if self.server.trigger._closed else self._pull()
+        if gone:
+            warnings.warn(f"waitress's trigger is gone ({gone}); closing its sockets from the test", stacklevel=2)
             wasyncore.close_all(self.server._map)
         try:
             self.thread.join(timeout=10)
@@ -51,3 +45,13 @@ class ServerThread:
                 self.server.task_dispatcher.shutdown()
             finally:
                 self.then()
+
+    def _pull(self) -> str:
+        """Ask the loop to close every socket: "" when asked, else why it could not be (EBADF)."""
+        try:
+            self.server.trigger.pull_trigger(lambda: wasyncore.close_all(self.server._map))
+        except OSError as exc:
+            if exc.errno != errno.EBADF:
+                raise
+            return str(exc)
+        return ""
