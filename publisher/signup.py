@@ -119,19 +119,24 @@ def confirm_request(
     store: Store, request: SignupRequest, now: datetime, client: str = ""
 ) -> tuple[Subscriber | None, bool]:
     """The owner followed a request's link: the subscriber becomes what the request asked for,
-    confirmed, and every other request for the address is void; an address on the suppression
-    list comes off it (the link reached them: mail gets through again), logged. None when the
-    link may not confirm: the request is gone (followed already, or expired), or the address
-    unsubscribed or bounced after the request was made (an old link cannot undo an opt-out). A
-    reader confirmed meanwhile keeps their own choices. The confirmation is the consent: the
-    request's consent text is kept on the subscriber with the time and `client`'s network.
-    With it, whether THIS call made the address confirmed (store.confirm_signup decides, so of
-    two clicks at once only one is told so, and one welcome e-mail goes out)."""
+    confirmed, and the address's requests are marked confirmed, so their links confirm nothing
+    any more; an address on the suppression list comes off it (the link reached them: mail gets
+    through again), logged. The link of a request marked so changes nothing: it gives the
+    subscriber if still confirmed (a second click, a reload, or an earlier sign-up mail's link
+    shows that they are subscribed), else None. None too when the link may not confirm: the
+    request is gone (expired), or the address unsubscribed or bounced after the request was
+    made (an old link cannot undo an opt-out). A reader confirmed meanwhile keeps their own
+    choices. The confirmation is the consent: the request's consent text is kept on the
+    subscriber with the time and `client`'s network. With it, whether THIS call made the
+    address confirmed (store.confirm_signup decides, so of two clicks at once only one is told
+    so, and one welcome e-mail goes out)."""
     key = request.email.lower()
     existing = store.subscriber(key)
+    if request.confirmed_at is not None:
+        return _if_confirmed(existing), False
     suppressed = store.is_suppressed(key)
     if existing is not None and existing.status is SubscriberStatus.CONFIRMED and not suppressed:
-        store.forget_signup_requests(key)
+        store.settle_signup_requests(request.id, key, now)
         return existing, False
     if existing is not None and existing.status in _STOPPED and request.created_at < existing.status_at:
         return None, False
@@ -149,13 +154,16 @@ def confirm_request(
         consent=Consent(request.consent_text, now, client_network(client) if client else ""),
     )
     newly = store.confirm_signup(request.id, confirmed)
-    if newly is None:
-        found = store.subscriber(key)
-        return (found if found is not None and found.status is SubscriberStatus.CONFIRMED else None), False
+    if newly is None:  # another click confirmed it meanwhile
+        return _if_confirmed(store.subscriber(key)), False
     done = store.subscriber(key)
     if suppressed and done is not None:
         log.info("subscriber #%s signed up again and confirmed: their address is off the suppression list", done.id)
     return done, newly
+
+
+def _if_confirmed(subscriber: Subscriber | None) -> Subscriber | None:
+    return subscriber if subscriber is not None and subscriber.status is SubscriberStatus.CONFIRMED else None
 
 
 def mail_confirmations(

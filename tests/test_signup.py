@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
 from email.message import EmailMessage
@@ -24,6 +25,7 @@ from publisher.model import Subscriber, SubscriberStatus
 from publisher.signup import client_network, mailbox_key
 from publisher.store import Budget, Store
 from publisher.store.schema import signup_events_table, subscribers_table
+from publisher.subscriptions import choose_categories, unsubscribe
 from publisher.web import create_app
 
 KEY = "signup-test-signing-key-0123456789"
@@ -220,8 +222,11 @@ def test_a_second_request_changes_nothing_before_the_owner_confirms(service: Ser
     after = stored(service, "reader@example.com")
     assert (after.email, after.name, after.categories, after.status) == (
         "Reader@example.com", "王小明", ("policy",), SubscriberStatus.CONFIRMED)  # fmt: skip
-    # The stranger's request died with the confirmation: its link confirms nothing now.
-    assert stranger.post(confirm_link(second)).status_code == 404
+    # The stranger's request (its mail went to the owner too) confirms nothing now: its link
+    # shows the owner that they are subscribed, and the stranger's words nowhere.
+    for answer in (stranger.get(confirm_link(second)), stranger.post(confirm_link(second))):
+        page = answer.get_data(as_text=True)
+        assert answer.status_code == 200 and "/preferences/" in page and "HYPERLINK" not in page, page
     assert stored(service, "reader@example.com") == after
 
 
@@ -235,6 +240,29 @@ def test_a_request_link_confirms_only_its_own_request(service: Service) -> None:
     assert stored(service, "one@example.com").status is SubscriberStatus.PENDING
     token = confirm_link(one).rsplit("/", 1)[1]
     assert browser.post(f"/confirm/{token[:-2]}{'AA' if not token.endswith('AA') else 'BB'}").status_code == 404
+
+
+def test_a_link_followed_again_shows_the_reader_subscribed_and_changes_nothing(service: Service) -> None:
+    first_process, second_process = service.start(), service.start()
+    assert post_form(first_process, [("email", "Twice@example.com"), ("name", "再点"), ("category", "tech")]) == 200
+    link = confirm_link(service.mails(1)[0])
+    assert first_process.post(link).status_code == 200
+    confirmed = stored(service, "twice@example.com")
+    assert confirmed.id is not None and confirmed.categories == ("tech",)
+    choose_categories(service.apps[-1].store, confirmed.id, ("policy",))  # the reader chose again since
+    after = stored(service, "twice@example.com")
+
+    # A reload, a second click on another process, the link opened again: subscribed, no form.
+    for answer in (first_process.post(link), second_process.post(link), second_process.get(link)):
+        page = answer.get_data(as_text=True)
+        assert answer.status_code == 200 and "/preferences/" in page and "<form" not in page, page
+    assert stored(service, "twice@example.com") == after != confirmed  # the request's sections stay gone
+    assert len(service.mails(3)) == 2  # the confirmation and one welcome
+
+    # After an opt-out the link cannot undo it, nor say they are subscribed.
+    unsubscribe(service.apps[-1].store, confirmed.id, datetime.now(UTC), "web")
+    assert second_process.get(link).status_code == second_process.post(link).status_code == 404
+    assert stored(service, "twice@example.com").status is SubscriberStatus.UNSUBSCRIBED
 
 
 def test_the_confirmation_mail_greets_nobody(service: Service) -> None:
@@ -260,8 +288,11 @@ def test_budgets_and_requests_on_each_database(store_url: str) -> None:
         assert store.signup_request_email_key(first.id) == "a@example.com"
         confirmed = Subscriber("A@example.com", "甲", ("tech",), SubscriberStatus.CONFIRMED, now, "web", now)
         assert store.confirm_signup(first.id, confirmed)
-        assert store.signup_request(second.id) is None  # the other requests' links are void
+        # Kept until their links expire, every request for the address marked: none confirms again.
+        assert [store.signup_request(r.id) for r in (first, second)] == [
+            replace(first, confirmed_at=now), replace(second, confirmed_at=now)]  # fmt: skip
         assert store.confirm_signup(first.id, confirmed) is None  # once
+        assert store.confirm_signup(second.id, confirmed) is None
         third = store.add_signup_request("a@example.com", "丙", (), now, keep=timedelta(days=7))
         assert third.id > second.id  # ids are never reused
         found = store.subscriber("a@example.com")

@@ -25,6 +25,7 @@ REVISIONS = (
     "0009_renditions",
     "0010_fan_out",
     "0011_send_rates",
+    "0012_confirmed_requests",
 )
 HEAD = REVISIONS[-1]
 BEFORE_MIGRATIONS = "0.1.0 (before migrations)"  # our tables, but no alembic_version

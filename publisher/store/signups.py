@@ -1,5 +1,5 @@
 """The subscribe form's records: the sign-up budgets every process shares, and sign-up requests
-kept unconfirmed until their link is followed."""
+kept until their link expires, marked once the address is confirmed."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete, func, insert, select, update
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
 from ..model import WEEKLY, Subscriber
@@ -39,7 +39,8 @@ class Budget:
 @dataclass(frozen=True, slots=True)
 class SignupRequest:
     """What one sign-up asked for, unconfirmed: the address as typed (normalised), a name,
-    categories (slugs; empty means all), a script (None: the site's) and a cadence."""
+    categories (slugs; empty means all), a script (None: the site's) and a cadence; and when
+    the address was confirmed, through this request's link or another's (None: not yet)."""
 
     id: int
     email: str
@@ -49,6 +50,7 @@ class SignupRequest:
     script: str | None = None
     cadence: str = WEEKLY
     consent_text: str = ""  # the words beside the form the reader sent
+    confirmed_at: datetime | None = None
 
 
 class SignupStore:
@@ -93,7 +95,7 @@ class SignupStore:
         cadence: str = WEEKLY,
         consent_text: str = "",
     ) -> SignupRequest:
-        """Keep a sign-up's data until its link is followed; requests older than `keep` go."""
+        """Keep a sign-up's data for its link; requests older than `keep` go."""
         r = signup_requests_table.c
         with self.engine.begin() as conn:
             conn.execute(delete(signup_requests_table).where(r.created_at < naive_utc(now - keep)))
@@ -119,7 +121,10 @@ class SignupStore:
         categories = tuple(dict.fromkeys(json.loads(row.categories)))
         created = aware_utc(row.created_at)
         consent = row.consent_text or ""
-        return SignupRequest(row.id, row.email, row.name, categories, created, row.script, row.cadence, consent)
+        confirmed = aware_utc(row.confirmed_at) if row.confirmed_at is not None else None
+        return SignupRequest(
+            row.id, row.email, row.name, categories, created, row.script, row.cadence, consent, confirmed
+        )
 
     def signup_request_email_key(self, request_id: int) -> str | None:
         """The address key a request was made for (what its link's signature covers)."""
@@ -129,23 +134,36 @@ class SignupStore:
             ).scalar_one_or_none()
 
     def confirm_signup(self, request_id: int, subscriber: Subscriber) -> bool | None:
-        """Save `subscriber` (what the request asked for, confirmed), void every request for
-        the address and lift its suppression, in one transaction: whether this changed the
-        address from not confirmed (or absent) to confirmed, so that only one of two
-        confirmations at once sends the welcome. None, saving nothing, when the request is gone
-        (its link was followed already, or it expired)."""
-        r, key = signup_requests_table.c, subscriber.email.lower()
+        """Save `subscriber` (what the request asked for, confirmed), mark the address's
+        requests confirmed and lift its suppression, in one transaction: whether this changed
+        the address from not confirmed (or absent) to confirmed, so that only one of two
+        confirmations at once sends the welcome. None, saving nothing, when the request was
+        confirmed already or is gone (it expired)."""
+        key = subscriber.email.lower()
         with self.engine.begin() as conn:
-            if not conn.execute(delete(signup_requests_table).where(r.id == request_id)).rowcount:
+            if not settle(conn, request_id, key, subscriber.status_at):
                 return None
-            conn.execute(delete(signup_requests_table).where(r.email_key == key))
             absent = conn.execute(select(subscribers_table.c.id).where(subscribers_table.c.email_key == key)).first()
             newly = absent is None or newly_confirmed(conn, key, subscriber.status_at, subscriber.status_via)
             write_subscribers(conn, [subscriber])
             lift_suppression(conn, key, subscriber.status_at, "re-subscribed")
         return newly
 
-    def forget_signup_requests(self, email_key: str) -> None:
-        """Every request for an address, whose links are then void."""
+    def settle_signup_requests(self, request_id: int, email_key: str, now: datetime) -> None:
+        """Mark the address's requests confirmed, saving nothing else (it was confirmed already)."""
         with self.engine.begin() as conn:
-            conn.execute(delete(signup_requests_table).where(signup_requests_table.c.email_key == email_key))
+            settle(conn, request_id, email_key, now)
+
+
+def settle(conn: Connection, request_id: int, email_key: str, now: datetime) -> bool:
+    """In `conn`'s transaction: mark the request, then the address's other requests, confirmed
+    at `now`, after which their links confirm nothing; False, changing nothing, when the request
+    was confirmed already or is gone. A conditional UPDATE: of two processes following one link
+    at once, one is told True."""
+    r, at = signup_requests_table.c, naive_utc(now)
+    marked = update(signup_requests_table).where(r.id == request_id, r.confirmed_at.is_(None))
+    if not conn.execute(marked.values(confirmed_at=at)).rowcount:
+        return False
+    others = update(signup_requests_table).where(r.email_key == email_key, r.confirmed_at.is_(None))
+    conn.execute(others.values(confirmed_at=at))
+    return True

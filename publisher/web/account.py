@@ -221,7 +221,7 @@ def confirm_page(token: str) -> Response:
     words = state.words
     signup = request_for(token)
     if signup is not None:
-        if request.method == "POST":
+        if request.method == "POST" or signup.confirmed_at is not None:  # confirmed: shows, changes nothing
             done, newly = confirm_request(state.app.store, signup, state.app.clock(), client_address())
             if newly:
                 welcome(done)

@@ -48,8 +48,9 @@ signup_events_table = Table(
 
 # What a sign-up asked for (the address as typed, a name, categories), unconfirmed: the
 # confirmation link names the request, and only following it writes this into `subscribers`.
-# Until then a second request, by anyone, changes nothing a reader sees. Pruned after the
-# link's lifetime.
+# Until then a second request, by anyone, changes nothing a reader sees. Following it marks it
+# and the address's other requests `confirmed_at`: their links then only show the reader that
+# they are subscribed. Pruned after the link's lifetime.
 signup_requests_table = Table(
     "signup_requests",
     metadata,
@@ -62,6 +63,7 @@ signup_requests_table = Table(
     Column("script", String(20)),  # as on subscribers
     Column("cadence", String(20), nullable=False, server_default="weekly"),
     Column("consent_text", Text),  # the words beside the form the reader sent
+    Column("confirmed_at", DateTime),  # when the address was confirmed, by this link or another's
     Index("ix_signup_requests_email_key", "email_key"),
     Index("ix_signup_requests_created_at", "created_at"),
     sqlite_autoincrement=True,  # ids are never reused: an old link must not name a new request
