@@ -600,3 +600,33 @@ def test_0010_downgrades_and_upgrades_again_with_the_deliveries_kept(two_empty_d
     engine.dispose()
     assert jobs_table == (["procrastinate_jobs"] if postgres else [])
     assert tuple(delivery) == ("li@example.org", "pending", None)
+
+
+def test_0012_and_0008_downgrade_without_giving_a_request_id_again(two_empty_databases: tuple[str, str]) -> None:
+    """A confirmation link names its request by id. 0012's downgrade deletes the requests whose
+    address was confirmed (older code would let their links confirm again, with the request's
+    choices), and SQLite drops a column by copying the table: the copy still never gives an id
+    that was given before, even the newest's, pruned."""
+    url, _unused = two_empty_databases
+    engine = migrate.migration_engine(url)
+    columns = "(email_key, email, name, categories, created_at)"
+    request = f"INSERT INTO signup_requests {columns} VALUES ('a@example.org', 'a@example.org', '', '[]', '2026-12-01')"
+    with engine.begin() as conn:
+        command.upgrade(migrate.alembic_config(conn), "head")
+        for _ in range(3):
+            conn.execute(text(request))
+        conn.execute(text("UPDATE signup_requests SET confirmed_at = '2026-12-02' WHERE id = 2"))
+        conn.execute(text("DELETE FROM signup_requests WHERE id = 3"))  # pruned
+        command.downgrade(migrate.alembic_config(conn), "0011_send_rates")
+        assert "confirmed_at" not in {c["name"] for c in inspect(conn).get_columns("signup_requests")}
+        kept = list(conn.execute(text("SELECT id FROM signup_requests")).scalars())
+        conn.execute(text(request))
+        after_0012 = conn.execute(text("SELECT max(id) FROM signup_requests")).scalar_one()
+        conn.execute(text("DELETE FROM signup_requests WHERE id = 4"))
+        command.downgrade(migrate.alembic_config(conn), "0007_device_trust")
+        conn.execute(text(request))
+        after_0008 = conn.execute(text("SELECT max(id) FROM signup_requests")).scalar_one()
+        command.upgrade(migrate.alembic_config(conn), "head")
+        differences = schema_differences(conn)
+    engine.dispose()
+    assert (kept, after_0012, after_0008, differences) == ([1], 4, 5, [])

@@ -16,6 +16,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
+from publisher.store.migrations.signup_ids import drop_signup_request_columns
+
 revision = "0008_readers_choices"
 down_revision = "0007_device_trust"
 branch_labels = None
@@ -51,9 +53,7 @@ def downgrade() -> None:
         batch.drop_constraint("uq_digests_archive_slug", type_="unique")
         batch.drop_column("archive_slug")
         batch.drop_column("cadence")
-    with op.batch_alter_table("signup_requests") as batch:
-        for name in ("consent_text", "cadence", "script"):
-            batch.drop_column(name)
+    drop_signup_request_columns("consent_text", "cadence", "script")
     with op.batch_alter_table("subscribers") as batch:
         for name in ("consent_network", "consent_at", "consent_text", "cadence", "script"):
             batch.drop_column(name)

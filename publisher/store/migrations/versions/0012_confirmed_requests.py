@@ -15,6 +15,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
+from publisher.store.migrations.signup_ids import drop_signup_request_columns
+
 revision = "0012_confirmed_requests"
 down_revision = "0011_send_rates"
 branch_labels = None
@@ -28,5 +30,4 @@ def upgrade() -> None:
 def downgrade() -> None:
     # The code before this revision would let such a link confirm again, with the request's choices.
     op.execute(sa.text("DELETE FROM signup_requests WHERE confirmed_at IS NOT NULL"))
-    with op.batch_alter_table("signup_requests") as batch:
-        batch.drop_column("confirmed_at")
+    drop_signup_request_columns("confirmed_at")
