@@ -123,20 +123,20 @@ def confirm_request(
     any more; an address on the suppression list comes off it (the link reached them: mail gets
     through again), logged. The link of a request marked so changes nothing: it gives the
     subscriber if still confirmed (a second click, a reload, or an earlier sign-up mail's link
-    shows that they are subscribed), else None. None too when the link may not confirm: the
-    request is gone (expired), or the address unsubscribed or bounced after the request was
-    made (an old link cannot undo an opt-out). A reader confirmed meanwhile keeps their own
-    choices. The confirmation is the consent: the request's consent text is kept on the
-    subscriber with the time and `client`'s network. With it, whether THIS call made the
-    address confirmed (store.confirm_signup decides, so of two clicks at once only one is told
-    so, and one welcome e-mail goes out)."""
+    shows that they are subscribed), else None (unsubscribed, bounced or suppressed since: the
+    form signs them up again). None too when the link may not confirm: the request is gone
+    (expired), or the address unsubscribed or bounced after the request was made (an old link
+    cannot undo an opt-out). A reader confirmed meanwhile keeps their own choices. The
+    confirmation is the consent: the request's consent text is kept on the subscriber with the
+    time and `client`'s network. With it, whether THIS call made the address confirmed
+    (store.confirm_signup decides, so of two clicks at once only one is told so, and one
+    welcome e-mail goes out)."""
     key = request.email.lower()
-    existing = store.subscriber(key)
-    if request.confirmed_at is not None:
-        return _if_confirmed(existing), False
-    suppressed = store.is_suppressed(key)
+    existing, suppressed = store.subscriber(key), store.is_suppressed(key)
+    if request.confirmed_at is not None:  # saves nothing: what the address is now
+        return (None if suppressed else _if_confirmed(existing)), False
     if existing is not None and existing.status is SubscriberStatus.CONFIRMED and not suppressed:
-        store.settle_signup_requests(request.id, key, now)
+        store.settle_signup_requests(request.id, key, now, REQUEST_LIFETIME)
         return existing, False
     if existing is not None and existing.status in _STOPPED and request.created_at < existing.status_at:
         return None, False
@@ -153,7 +153,7 @@ def confirm_request(
         status_via="web",
         consent=Consent(request.consent_text, now, client_network(client) if client else ""),
     )
-    newly = store.confirm_signup(request.id, confirmed)
+    newly = store.confirm_signup(request.id, confirmed, REQUEST_LIFETIME)
     if newly is None:  # another click confirmed it meanwhile
         return _if_confirmed(store.subscriber(key)), False
     done = store.subscriber(key)

@@ -6,6 +6,7 @@ unconfirmed until the owner follows the link. Real apps over one real SQLite sto
 from __future__ import annotations
 
 import re
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -16,15 +17,15 @@ from email.message import EmailMessage
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import select, update
+from sqlalchemy import delete, insert, select, update
 from werkzeug.datastructures import MultiDict
 
 from conftest import Site
 from publisher.app import App
 from publisher.model import Subscriber, SubscriberStatus
 from publisher.signup import client_network, mailbox_key
-from publisher.store import Budget, Store
-from publisher.store.schema import signup_events_table, subscribers_table
+from publisher.store import Budget, SignupRequest, Store
+from publisher.store.schema import signup_events_table, subscribers_table, suppressions_table
 from publisher.subscriptions import choose_categories, unsubscribe
 from publisher.web import create_app
 
@@ -223,10 +224,11 @@ def test_a_second_request_changes_nothing_before_the_owner_confirms(service: Ser
     assert (after.email, after.name, after.categories, after.status) == (
         "Reader@example.com", "王小明", ("policy",), SubscriberStatus.CONFIRMED)  # fmt: skip
     # The stranger's request (its mail went to the owner too) confirms nothing now: its link
-    # shows the owner that they are subscribed, and the stranger's words nowhere.
+    # shows the owner that they are subscribed, as they spelt their address, not as it asked.
     for answer in (stranger.get(confirm_link(second)), stranger.post(confirm_link(second))):
         page = answer.get_data(as_text=True)
-        assert answer.status_code == 200 and "/preferences/" in page and "HYPERLINK" not in page, page
+        assert answer.status_code == 200 and "/preferences/" in page, page
+        assert "Reader@example.com" in page and "READER@example.com" not in page and "HYPERLINK" not in page
     assert stored(service, "reader@example.com") == after
 
 
@@ -259,6 +261,16 @@ def test_a_link_followed_again_shows_the_reader_subscribed_and_changes_nothing(s
     assert stored(service, "twice@example.com") == after != confirmed  # the request's sections stay gone
     assert len(service.mails(3)) == 2  # the confirmation and one welcome
 
+    # While the address is suppressed (a complaint, bounces) it does not say they are subscribed,
+    # and changes nothing: the form signs them up again.
+    suppressed = {"email_key": "twice@example.com", "kind": "complaint", "reason": "test", "since": datetime.now()}
+    with service.apps[-1].store.engine.begin() as conn:
+        conn.execute(insert(suppressions_table).values(**suppressed))
+    assert second_process.get(link).status_code == second_process.post(link).status_code == 404
+    assert service.apps[-1].store.is_suppressed("twice@example.com")
+    with service.apps[-1].store.engine.begin() as conn:
+        conn.execute(delete(suppressions_table))
+
     # After an opt-out the link cannot undo it, nor say they are subscribed.
     unsubscribe(service.apps[-1].store, confirmed.id, datetime.now(UTC), "web")
     assert second_process.get(link).status_code == second_process.post(link).status_code == 404
@@ -287,18 +299,53 @@ def test_budgets_and_requests_on_each_database(store_url: str) -> None:
         assert store.signup_request(first.id) == first and second.id > first.id
         assert store.signup_request_email_key(first.id) == "a@example.com"
         confirmed = Subscriber("A@example.com", "甲", ("tech",), SubscriberStatus.CONFIRMED, now, "web", now)
-        assert store.confirm_signup(first.id, confirmed)
+        assert store.confirm_signup(first.id, confirmed, timedelta(days=7))
         # Kept until their links expire, every request for the address marked: none confirms again.
         assert [store.signup_request(r.id) for r in (first, second)] == [
             replace(first, confirmed_at=now), replace(second, confirmed_at=now)]  # fmt: skip
-        assert store.confirm_signup(first.id, confirmed) is None  # once
-        assert store.confirm_signup(second.id, confirmed) is None
+        assert store.confirm_signup(first.id, confirmed, timedelta(days=7)) is None  # once
+        assert store.confirm_signup(second.id, confirmed, timedelta(days=7)) is None
         third = store.add_signup_request("a@example.com", "丙", (), now, keep=timedelta(days=7))
         assert third.id > second.id  # ids are never reused
         found = store.subscriber("a@example.com")
         assert found is not None and (found.name, found.status) == ("甲", SubscriberStatus.CONFIRMED)
     finally:
         store.close()
+
+
+def test_two_requests_for_one_address_confirmed_at_once_confirm_it_once(store_url: str) -> None:
+    """Two sign-up mails' links (two requests for one address) followed at the same moment, 20
+    times over: each pair confirms the address once and neither click fails (on PostgreSQL each
+    marked its own request, then waited for the other's: a deadlock, before they were locked in
+    order)."""
+    now = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
+    store = Store(store_url)
+    try:
+        answers, week = [], timedelta(days=7)
+        for n in range(20):
+            pair = [store.add_signup_request(f"pair{n}@example.com", name, (), now, week) for name in "甲乙"]
+            answers.append(sorted(confirmed_at_once(store, pair, now), key=str))
+        assert answers == [[None, True]] * 20  # the other's request was marked by the first: it saves nothing
+    finally:
+        store.close()
+
+
+def confirmed_at_once(store: Store, requests: list[SignupRequest], now: datetime) -> list[bool | None]:
+    """store.confirm_signup of each request, each in its own thread, all let go at once."""
+    together = threading.Barrier(len(requests))
+    answers: list[bool | None] = []
+
+    def follow(request: SignupRequest) -> None:
+        confirmed = Subscriber(request.email, request.name, (), SubscriberStatus.CONFIRMED, now, "web", now)
+        together.wait()
+        answers.append(store.confirm_signup(request.id, confirmed, timedelta(days=7)))
+
+    clicks = [threading.Thread(target=follow, args=(request,)) for request in requests]
+    for click in clicks:
+        click.start()
+    for click in clicks:
+        click.join()
+    return answers
 
 
 def test_a_confirmed_readers_entry_never_changes_through_the_form(service: Service) -> None:

@@ -38,7 +38,7 @@ class Budget:
 
 @dataclass(frozen=True, slots=True)
 class SignupRequest:
-    """What one sign-up asked for, unconfirmed: the address as typed (normalised), a name,
+    """What one sign-up asked for: the address as typed (normalised), a name,
     categories (slugs; empty means all), a script (None: the site's) and a cadence; and when
     the address was confirmed, through this request's link or another's (None: not yet)."""
 
@@ -54,7 +54,7 @@ class SignupRequest:
 
 
 class SignupStore:
-    """The Store's sign-up budgets and unconfirmed requests."""
+    """The Store's sign-up budgets and requests."""
 
     engine: Engine
 
@@ -96,9 +96,8 @@ class SignupStore:
         consent_text: str = "",
     ) -> SignupRequest:
         """Keep a sign-up's data for its link; requests older than `keep` go."""
-        r = signup_requests_table.c
+        self._forget_requests_before(now - keep)
         with self.engine.begin() as conn:
-            conn.execute(delete(signup_requests_table).where(r.created_at < naive_utc(now - keep)))
             request_id = conn.execute(
                 insert(signup_requests_table).values(
                     email_key=email.lower(),
@@ -133,12 +132,12 @@ class SignupStore:
                 select(signup_requests_table.c.email_key).where(signup_requests_table.c.id == request_id)
             ).scalar_one_or_none()
 
-    def confirm_signup(self, request_id: int, subscriber: Subscriber) -> bool | None:
+    def confirm_signup(self, request_id: int, subscriber: Subscriber, keep: timedelta) -> bool | None:
         """Save `subscriber` (what the request asked for, confirmed), mark the address's
         requests confirmed and lift its suppression, in one transaction: whether this changed
         the address from not confirmed (or absent) to confirmed, so that only one of two
         confirmations at once sends the welcome. None, saving nothing, when the request was
-        confirmed already or is gone (it expired)."""
+        confirmed already or is gone (it expired). Requests older than `keep` go."""
         key = subscriber.email.lower()
         with self.engine.begin() as conn:
             if not settle(conn, request_id, key, subscriber.status_at):
@@ -147,20 +146,31 @@ class SignupStore:
             newly = absent is None or newly_confirmed(conn, key, subscriber.status_at, subscriber.status_via)
             write_subscribers(conn, [subscriber])
             lift_suppression(conn, key, subscriber.status_at, "re-subscribed")
+        self._forget_requests_before(subscriber.status_at - keep)
         return newly
 
-    def settle_signup_requests(self, request_id: int, email_key: str, now: datetime) -> None:
-        """Mark the address's requests confirmed, saving nothing else (it was confirmed already)."""
+    def settle_signup_requests(self, request_id: int, email_key: str, now: datetime, keep: timedelta) -> None:
+        """Mark the address's requests confirmed, saving nothing else (it was confirmed already);
+        requests older than `keep` go."""
         with self.engine.begin() as conn:
             settle(conn, request_id, email_key, now)
+        self._forget_requests_before(now - keep)
+
+    def _forget_requests_before(self, moment: datetime) -> None:
+        """The requests made before `moment`, in a transaction of its own: it locks rows of any
+        address, which a confirmation's transaction, locking one address's, must not wait for."""
+        with self.engine.begin() as conn:
+            conn.execute(delete(signup_requests_table).where(signup_requests_table.c.created_at < naive_utc(moment)))
 
 
 def settle(conn: Connection, request_id: int, email_key: str, now: datetime) -> bool:
     """In `conn`'s transaction: mark the request, then the address's other requests, confirmed
     at `now`, after which their links confirm nothing; False, changing nothing, when the request
     was confirmed already or is gone. A conditional UPDATE: of two processes following one link
-    at once, one is told True."""
+    at once, one is told True. The address's requests are locked first, in id order, so that
+    two of them confirmed at once wait for each other in turn rather than deadlock."""
     r, at = signup_requests_table.c, naive_utc(now)
+    conn.execute(select(r.id).where(r.email_key == email_key).order_by(r.id).with_for_update()).all()
     marked = update(signup_requests_table).where(r.id == request_id, r.confirmed_at.is_(None))
     if not conn.execute(marked.values(confirmed_at=at)).rowcount:
         return False

@@ -216,7 +216,7 @@ def send_reader_mail(state: WebState, subscriber: Subscriber, kind: str, compose
 @account.route("/confirm/<token>", methods=["GET", "POST"])
 def confirm_page(token: str) -> Response:
     """A sign-up request's link (or an import's, naming the subscriber): the GET shows what
-    confirming saves, the POST confirms."""
+    confirming saves, the POST confirms; once the address is confirmed, both show that."""
     state = current()
     words = state.words
     signup = request_for(token)

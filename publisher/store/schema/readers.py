@@ -46,7 +46,7 @@ signup_events_table = Table(
     Index("ix_signup_events_at", "at"),
 )
 
-# What a sign-up asked for (the address as typed, a name, categories), unconfirmed: the
+# What a sign-up asked for (the address as typed, a name, categories), kept apart: the
 # confirmation link names the request, and only following it writes this into `subscribers`.
 # Until then a second request, by anyone, changes nothing a reader sees. Following it marks it
 # and the address's other requests `confirmed_at`: their links then only show the reader that
