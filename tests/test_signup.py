@@ -8,11 +8,12 @@ from __future__ import annotations
 import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
 from email.message import EmailMessage
+from functools import partial
 
 import pytest
 from flask import Flask
@@ -298,8 +299,11 @@ def test_budgets_and_requests_on_each_database(store_url: str) -> None:
         second = store.add_signup_request("a@example.com", "乙", (), now, keep=timedelta(days=7))
         assert store.signup_request(first.id) == first and second.id > first.id
         assert store.signup_request_email_key(first.id) == "a@example.com"
+        expired = store.add_signup_request("b@example.com", "乙", (), now - timedelta(days=8), keep=timedelta(days=7))
+        assert store.signup_request(expired.id) == expired
         confirmed = Subscriber("A@example.com", "甲", ("tech",), SubscriberStatus.CONFIRMED, now, "web", now)
         assert store.confirm_signup(first.id, confirmed, timedelta(days=7))
+        assert store.signup_request(expired.id) is None  # a confirmation prunes too, not only a sign-up
         # Kept until their links expire, every request for the address marked: none confirms again.
         assert [store.signup_request(r.id) for r in (first, second)] == [
             replace(first, confirmed_at=now), replace(second, confirmed_at=now)]  # fmt: skip
@@ -324,27 +328,56 @@ def test_two_requests_for_one_address_confirmed_at_once_confirm_it_once(store_ur
         answers, week = [], timedelta(days=7)
         for n in range(20):
             pair = [store.add_signup_request(f"pair{n}@example.com", name, (), now, week) for name in "甲乙"]
-            answers.append(sorted(confirmed_at_once(store, pair, now), key=str))
+            answers.append(sorted(at_once(*(partial(follow, store, request, now) for request in pair)), key=str))
         assert answers == [[None, True]] * 20  # the other's request was marked by the first: it saves nothing
     finally:
         store.close()
 
 
-def confirmed_at_once(store: Store, requests: list[SignupRequest], now: datetime) -> list[bool | None]:
-    """store.confirm_signup of each request, each in its own thread, all let go at once."""
-    together = threading.Barrier(len(requests))
-    answers: list[bool | None] = []
+def test_an_erasure_and_a_confirmation_at_once_both_go_through(store_url: str) -> None:
+    """The operator erases an address while its owner follows the link, 20 times over: neither
+    fails (on PostgreSQL the erasure locked the subscriber, then the requests, and the
+    confirmation the other way round: a deadlock, before both locked the requests first)."""
+    now = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
+    store = Store(store_url)
+    try:
+        for n in range(20):
+            email = f"erased{n}@example.com"
+            store.save_subscribers([Subscriber(email, "", (), SubscriberStatus.PENDING, now, "web", now)])
+            request = store.add_signup_request(email, "甲", (), now, timedelta(days=7))
+            confirmed, erased = at_once(partial(follow, store, request, now), partial(store.delete_subscriber, email))
+            assert confirmed in (True, None) and isinstance(erased, bool)
+    finally:
+        store.close()
 
-    def follow(request: SignupRequest) -> None:
-        confirmed = Subscriber(request.email, request.name, (), SubscriberStatus.CONFIRMED, now, "web", now)
+
+def follow(store: Store, request: SignupRequest, now: datetime) -> bool | None:
+    """store.confirm_signup as following the request's link calls it."""
+    confirmed = Subscriber(request.email, request.name, (), SubscriberStatus.CONFIRMED, now, "web", now)
+    return store.confirm_signup(request.id, confirmed, timedelta(days=7))
+
+
+def at_once(*calls: Callable[[], object]) -> list[object]:
+    """Each call in its own thread, all let go at the same moment: their answers, in the calls'
+    order; an exception in one is raised here."""
+    together = threading.Barrier(len(calls))
+    answers: list[object] = [None] * len(calls)
+    failures: list[BaseException] = []
+
+    def run(at: int, call: Callable[[], object]) -> None:
         together.wait()
-        answers.append(store.confirm_signup(request.id, confirmed, timedelta(days=7)))
+        try:
+            answers[at] = call()
+        except BaseException as exc:  # noqa: BLE001 - raised again below, in the test's thread
+            failures.append(exc)
 
-    clicks = [threading.Thread(target=follow, args=(request,)) for request in requests]
-    for click in clicks:
-        click.start()
-    for click in clicks:
-        click.join()
+    threads = [threading.Thread(target=run, args=(at, call)) for at, call in enumerate(calls)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if failures:
+        raise failures[0]
     return answers
 
 

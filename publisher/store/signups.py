@@ -21,7 +21,7 @@ from .schema import (
     signup_requests_table,
     subscribers_table,
 )
-from .subscribers import newly_confirmed, write_subscribers
+from .subscribers import lock_signup_requests, newly_confirmed, write_subscribers
 
 SIGNUP_LOCK = "signup_budget"  # the meta row that orders budget checks across processes
 
@@ -157,20 +157,23 @@ class SignupStore:
         self._forget_requests_before(now - keep)
 
     def _forget_requests_before(self, moment: datetime) -> None:
-        """The requests made before `moment`, in a transaction of its own: it locks rows of any
-        address, which a confirmation's transaction, locking one address's, must not wait for."""
+        """The requests made before `moment`, in a transaction of its own, but those another
+        transaction holds (a confirmation's, an erasure's): the prune never waits for a lock,
+        so it takes part in no deadlock, and what it skips goes at the next one."""
+        r = signup_requests_table.c
+        expired = select(r.id).where(r.created_at < naive_utc(moment)).with_for_update(skip_locked=True)
         with self.engine.begin() as conn:
-            conn.execute(delete(signup_requests_table).where(signup_requests_table.c.created_at < naive_utc(moment)))
+            conn.execute(delete(signup_requests_table).where(r.id.in_(expired)))
 
 
 def settle(conn: Connection, request_id: int, email_key: str, now: datetime) -> bool:
     """In `conn`'s transaction: mark the request, then the address's other requests, confirmed
     at `now`, after which their links confirm nothing; False, changing nothing, when the request
     was confirmed already or is gone. A conditional UPDATE: of two processes following one link
-    at once, one is told True. The address's requests are locked first, in id order, so that
-    two of them confirmed at once wait for each other in turn rather than deadlock."""
+    at once, one is told True. The address's requests are locked first (lock_signup_requests),
+    so that two of them confirmed at once wait for each other in turn rather than deadlock."""
     r, at = signup_requests_table.c, naive_utc(now)
-    conn.execute(select(r.id).where(r.email_key == email_key).order_by(r.id).with_for_update()).all()
+    lock_signup_requests(conn, email_key)
     marked = update(signup_requests_table).where(r.id == request_id, r.confirmed_at.is_(None))
     if not conn.execute(marked.values(confirmed_at=at)).rowcount:
         return False
