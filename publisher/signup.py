@@ -136,7 +136,7 @@ def confirm_request(
     if request.confirmed_at is not None:  # saves nothing: what the address is now
         return (None if suppressed else _if_confirmed(existing)), False
     if existing is not None and existing.status is SubscriberStatus.CONFIRMED and not suppressed:
-        store.settle_signup_requests(request.id, key, now, REQUEST_LIFETIME)
+        store.mark_signup_requests_confirmed(request.id, key, now, REQUEST_LIFETIME)
         return existing, False
     if existing is not None and existing.status in _STOPPED and request.created_at < existing.status_at:
         return None, False

@@ -38,9 +38,9 @@ class Budget:
 
 @dataclass(frozen=True, slots=True)
 class SignupRequest:
-    """What one sign-up asked for: the address as typed (normalised), a name,
-    categories (slugs; empty means all), a script (None: the site's) and a cadence; and when
-    the address was confirmed, through this request's link or another's (None: not yet)."""
+    """What one sign-up asked for: the address as typed (normalised), a name, categories
+    (slugs; empty means all), a script (None: the site's) and a cadence; and when the address
+    was confirmed, through this request's link or another's (None: not yet)."""
 
     id: int
     email: str
@@ -140,7 +140,7 @@ class SignupStore:
         confirmed already or is gone (it expired). Requests older than `keep` go."""
         key = subscriber.email.lower()
         with self.engine.begin() as conn:
-            if not settle(conn, request_id, key, subscriber.status_at):
+            if not mark_confirmed(conn, request_id, key, subscriber.status_at):
                 return None
             absent = conn.execute(select(subscribers_table.c.id).where(subscribers_table.c.email_key == key)).first()
             newly = absent is None or newly_confirmed(conn, key, subscriber.status_at, subscriber.status_via)
@@ -149,11 +149,11 @@ class SignupStore:
         self._forget_requests_before(subscriber.status_at - keep)
         return newly
 
-    def settle_signup_requests(self, request_id: int, email_key: str, now: datetime, keep: timedelta) -> None:
+    def mark_signup_requests_confirmed(self, request_id: int, email_key: str, now: datetime, keep: timedelta) -> None:
         """Mark the address's requests confirmed, saving nothing else (it was confirmed already);
         requests older than `keep` go."""
         with self.engine.begin() as conn:
-            settle(conn, request_id, email_key, now)
+            mark_confirmed(conn, request_id, email_key, now)
         self._forget_requests_before(now - keep)
 
     def _forget_requests_before(self, moment: datetime) -> None:
@@ -166,7 +166,7 @@ class SignupStore:
             conn.execute(delete(signup_requests_table).where(r.id.in_(expired)))
 
 
-def settle(conn: Connection, request_id: int, email_key: str, now: datetime) -> bool:
+def mark_confirmed(conn: Connection, request_id: int, email_key: str, now: datetime) -> bool:
     """In `conn`'s transaction: mark the request, then the address's other requests, confirmed
     at `now`, after which their links confirm nothing; False, changing nothing, when the request
     was confirmed already or is gone. A conditional UPDATE: of two processes following one link
