@@ -497,6 +497,26 @@ def checkout_commit() -> str | None:
     return done.stdout.strip() or None
 
 
+def interpreter() -> str:
+    """The interpreter the publisher runs on (this one: `make bench` runs both from .venv-bench),
+    and how it was built, which moves every figure by a tenth (docs/performance.md, "Which
+    Python"): its libpython linked in or shared, and the optimisations its configure was asked for."""
+    import sysconfig
+
+    args = sysconfig.get_config_var("CONFIG_ARGS") or ""
+    asked = [flag for flag in ("--enable-optimizations", "--with-lto") if flag in args]
+    linked = "libpython shared" if _maps_libpython() else "libpython linked in"
+    flags = ", ".join(asked) or "neither --enable-optimizations nor --with-lto"
+    return f"{sys.executable} -> {os.path.realpath(sys.executable)} ({linked}; its configure arguments: {flags})"
+
+
+def _maps_libpython() -> bool:
+    try:
+        return "/libpython" in Path("/proc/self/maps").read_text()
+    except OSError:
+        return False
+
+
 def versions() -> dict[str, str]:
     out = {"python": platform.python_version()}
     for dist in ("publisher", "pelican", "markdown", "feedgen", "PyYAML", "SQLAlchemy"):
@@ -880,6 +900,7 @@ def main(argv: list[str] | None = None) -> int:
         "",
         f"Run {started:%Y-%m-%d %H:%M %Z} on {machine()}.",
         "Versions: " + ", ".join(f"{k} {v}" for k, v in vers.items()) + ".",
+        f"Python: {interpreter()}.",
         *code_note,
         (
             f"Every time is the fastest of its runs ({args.cold_repeat} cold runs per tool up to 10k, "
@@ -907,6 +928,7 @@ def main(argv: list[str] | None = None) -> int:
                 "started": started.isoformat(),
                 "machine": machine(),
                 "versions": vers,
+                "interpreter": interpreter(),
                 "repeat": args.repeat,
                 "hugo": hugo_info,
                 "pelican": run_pelican,
