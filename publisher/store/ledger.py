@@ -17,7 +17,7 @@ from ..errors import StoreError
 from ..model import CADENCES, WEEKLY, Delivery, cadence_key, first_scheduled
 from .ledger_connection import Ledger
 from .locks import SEND_LOCK, held_lock
-from .retries import EARLIER, OPEN, due_clause
+from .retries import EARLIER, OPEN, due_clause, lock_deliveries
 from .schema import aware_utc, deliveries_table, digests_table, naive_utc, subscribers_table, take_turnstile
 from .subscribers import subscriber_from_row
 
@@ -157,6 +157,7 @@ class LedgerStore:
                 last = conn.execute(select(func.max(x.chunk)).where(x.digest_id == digest_id)).scalar_one()
                 base = 0 if last is None else last + 1
                 numbered = base + (x.id - first) // chunk_size
+                lock_deliveries(conn, unchunked)
                 conn.execute(update(deliveries_table).where(unchunked).values(chunk=numbered))
             query = select(x.chunk).where(x.digest_id == digest_id, x.status.in_(OPEN)).distinct().order_by(x.chunk)
             chunks = list(conn.execute(query).scalars())

@@ -177,14 +177,23 @@ class Ledger:
 
     def _commit_all(self, statements: list[tuple[_Prepared, dict[str, Any]]]) -> list[int]:
         """The marks made `later`, then `statements`, in one transaction: the rowcount of each
-        of `statements`. When it fails, the marks wait again for the next call (`statements`
-        are not kept)."""
+        of `statements`. They run in delivery id order (those of one delivery in the order
+        given), the order every transaction that changes several deliveries locks them in
+        (retries.lock_deliveries): a batch's claims come fewest attempts first, and `digest
+        retry` beside them deadlocked. When it fails, the marks wait again for the next call
+        (`statements` are not kept)."""
         later, self._later = self._later, []
+        every = later + statements
+        order = sorted(range(len(every)), key=lambda n: every[n][1]["b_id"])
         try:
-            return self._driver.commit(later + statements)[len(later) :]
+            done = self._driver.commit([every[n] for n in order])
         except BaseException:  # a database error, or Ctrl-C between execute and commit
             self._later = later + self._later  # rolled back: the next call, or the last flush, commits them
             raise
+        counts = [0] * len(every)
+        for n, count in zip(order, done, strict=True):
+            counts[n] = count
+        return counts[len(later) :]
 
     def claim(self, delivery: Delivery, now: datetime) -> bool:
         """Mark `delivery` sending, one more attempt, if it is still as it was read: False when

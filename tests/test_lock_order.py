@@ -1,0 +1,158 @@
+"""Two PostgreSQL transactions that change the same rows take their locks in one order, so one
+waits for the other instead of both failing with a deadlock (SQLSTATE 40P01).
+
+Each test stops one transaction at a chosen row, with a trigger that waits on an advisory lock
+this test holds (test scaffolding in the test's own database: the code under test is not
+touched), lets the other transaction run into its locks, then lets the first go on. Before the
+locks were ordered, each of these pairs deadlocked every time."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.pool import NullPool
+
+from publisher.model import Subscriber, SubscriberStatus
+from publisher.store import Store
+
+pytestmark = pytest.mark.postgresql_only("row locks and their order are PostgreSQL's (SQLite has one writer)")
+
+NOW = datetime(2026, 11, 30, tzinfo=UTC)
+GATE = 160_516  # the advisory lock a stopped transaction waits on
+
+_PAUSE = """
+CREATE FUNCTION publisher_test_pause() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    seen integer := coalesce(nullif(current_setting('publisher_test.rows', true), ''), '0')::integer + 1;
+BEGIN
+    IF TG_ARGV[0] = 'any' OR pg_backend_pid() = TG_ARGV[0]::integer THEN
+        PERFORM set_config('publisher_test.rows', seen::text, true);
+        IF seen = TG_ARGV[1]::integer THEN
+            PERFORM pg_advisory_xact_lock(TG_ARGV[2]::bigint);
+        END IF;
+    END IF;
+    RETURN NEW;
+END $$
+"""
+
+
+@contextmanager
+def stopped(url: str, table: str, when: str, backend: int | None, at_row: int) -> Iterator[Callable[[], None]]:
+    """The transactions of `backend` (None: of any) wait at their `at_row`th row of `table`
+    (`when`: "AFTER UPDATE", that row locked; "BEFORE INSERT", the rows before it; "BEFORE
+    DELETE", that row locked) until the returned call lets them go. The trigger is dropped again
+    on the way out."""
+    control = create_engine(url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
+    conn = control.connect()
+    try:
+        conn.execute(text(_PAUSE))
+        conn.execute(
+            text(
+                f"CREATE TRIGGER publisher_test_pause {when} ON {table} FOR EACH ROW "
+                f"EXECUTE FUNCTION publisher_test_pause('{backend or 'any'}', '{at_row}', '{GATE}')"
+            )
+        )
+        conn.execute(text("SELECT pg_advisory_lock(:gate)"), {"gate": GATE})
+        held = [True]
+
+        def release() -> None:
+            if held[0]:
+                conn.execute(text("SELECT pg_advisory_unlock(:gate)"), {"gate": GATE})
+                held[0] = False
+
+        try:
+            yield release
+        finally:
+            release()
+            conn.execute(text(f"DROP TRIGGER publisher_test_pause ON {table}"))
+            conn.execute(text("DROP FUNCTION publisher_test_pause()"))
+    finally:
+        conn.close()
+        control.dispose()
+
+
+def waits(url: str, where: str, timeout: float = 15.0, **params: Any) -> None:
+    """Until a backend of this database waits as `where` (on pg_stat_activity) says."""
+    engine = create_engine(url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
+    sql = text(f"SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND {where}")
+    try:
+        with engine.connect() as conn:
+            deadline = time.monotonic() + timeout
+            while conn.execute(sql, params).scalar_one() == 0:
+                assert time.monotonic() < deadline, f"no backend waits where {where} {params}"
+                time.sleep(0.01)
+    finally:
+        engine.dispose()
+
+
+class Running:
+    """A call in a thread of its own: its answer, or what it raised, once joined."""
+
+    def __init__(self, call: Callable[[], object]) -> None:
+        self.answer: object = None
+        self.failure: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, args=(call,), daemon=True)
+        self.thread.start()
+
+    def _run(self, call: Callable[[], object]) -> None:
+        try:
+            self.answer = call()
+        except BaseException as exc:  # noqa: BLE001 - the test reads it
+            self.failure = exc
+
+    def result(self) -> object:
+        self.thread.join(30)
+        assert not self.thread.is_alive(), "still waiting after 30 s"
+        if self.failure is not None:
+            raise self.failure
+        return self.answer
+
+
+def backend_of(conn: Connection) -> int:
+    return int(conn.connection.driver_connection.info.backend_pid)  # type: ignore[union-attr]
+
+
+def test_a_retry_beside_a_sender_claiming_a_batch_waits_its_turn(store_url: str) -> None:
+    """`digest retry` while a sender claims a batch of waiting deliveries (a mail API's batch,
+    fewest attempts first, so not in id order): the retry waits for the claims and finds
+    nothing left to put back; neither fails. Before, the retry's UPDATE locked the rows in the
+    order it met them, and the two deadlocked."""
+    store = Store(store_url)
+    ledger = store.ledger()
+    try:
+        # Planned b before a: ids follow the plan, while an UPDATE alone meets the rows in the
+        # order of the ledger's (digest, address) index, a before b (so a sender that claimed
+        # in id order deadlocked with that too).
+        readers = ["b@example.com", "a@example.com"]
+        store.save_subscribers([Subscriber(r, "", (), SubscriberStatus.CONFIRMED, NOW, "import", NOW) for r in readers])
+        digest_id, _ = store.open_digest("scheduled:2026-11-30T00:00:00Z", NOW, NOW, NOW)
+        store.plan_deliveries(digest_id, [(r, f"<{n}@example.org>") for n, r in enumerate(readers)], NOW)
+        engine: Engine = store.engine
+        with engine.begin() as conn:  # both waiting after temporary errors, the first tried more
+            first, second = conn.execute(text("SELECT id FROM deliveries ORDER BY id")).scalars()
+            for row, attempts in ((first, 2), (second, 1)):
+                conn.execute(text("UPDATE deliveries SET attempts = :n, last_error = '421 try later' WHERE id = :id"),
+                             {"n": attempts, "id": row})  # fmt: skip
+        batch = store.next_deliveries(digest_id, 10)
+        assert [d.id for d in batch] == [second, first]  # fewest attempts first
+        sender = backend_of(ledger.conn)
+        with stopped(store_url, "deliveries", "AFTER UPDATE", sender, at_row=1) as release:
+            claiming = Running(lambda: ledger.claim_all(batch, NOW))
+            waits(store_url, "pid = :pid AND wait_event = 'advisory'", pid=sender)  # one row claimed
+            retrying = Running(lambda: store.retry_deliveries(digest_id, NOW))
+            waits(store_url, "pid <> :pid AND wait_event_type = 'Lock' AND wait_event <> 'advisory'", pid=sender)
+            release()
+            assert claiming.result() == [True, True]
+            assert retrying.result() == 0  # both are being sent: nothing to put back
+        assert store.delivery_counts(digest_id) == {"sending": 2}
+    finally:
+        ledger.close()
+        store.close()
