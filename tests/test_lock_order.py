@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -20,8 +20,11 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import NullPool
 
+from conftest import Site
 from publisher.model import Subscriber, SubscriberStatus
 from publisher.store import Store
+from publisher.store.websub import Waiting
+from publisher.store.writer import upsert_renditions
 
 pytestmark = pytest.mark.postgresql_only("row locks and their order are PostgreSQL's (SQLite has one writer)")
 
@@ -156,3 +159,77 @@ def test_a_retry_beside_a_sender_claiming_a_batch_waits_its_turn(store_url: str)
     finally:
         ledger.close()
         store.close()
+
+
+def test_two_stores_of_the_same_bodies_in_different_orders_wait_their_turn(site: Site) -> None:
+    """A build and a digest's plan store renditions of the same articles, each in its own order:
+    the second waits for the first; neither fails. Before, each locked one row the other
+    wanted, and they deadlocked."""
+    site.article("a.md", "甲", "2026-05-06 14:00")
+    site.article("b.md", "乙", "2026-05-07 14:00")
+    site.build()
+    store = Store(site.store_url)
+    try:
+        engine: Engine = store.engine
+        with engine.connect() as conn:
+            ids = list(conn.execute(text("SELECT article_id FROM article_renditions ORDER BY article_id")).scalars())
+        assert len(ids) == 2
+        rows = [(row, "h" * 64, f"summary {row}", f"<p>{row}</p>") for row in ids]
+        one, other = engine.connect(), engine.connect()
+        try:
+            stopper = backend_of(one)
+
+            def store_rows(conn: Connection, rows: Sequence[tuple[object, ...]]) -> None:
+                with conn.begin():
+                    upsert_renditions(conn, rows)
+
+            with stopped(site.store_url, "article_renditions", "BEFORE INSERT", stopper, at_row=2) as release:
+                first = Running(lambda: store_rows(one, rows))
+                waits(site.store_url, "pid = :pid AND wait_event = 'advisory'", pid=stopper)  # one row stored
+                second = Running(lambda: store_rows(other, rows[::-1]))
+                waits(site.store_url, "pid <> :pid AND wait_event_type = 'Lock' AND wait_event <> 'advisory'",
+                      pid=stopper)  # fmt: skip
+                release()
+                first.result()
+                second.result()
+        finally:
+            one.close()
+            other.close()
+        with engine.connect() as conn:
+            stored = conn.execute(text("SELECT article_id, summary FROM article_renditions ORDER BY article_id"))
+            assert [tuple(r) for r in stored] == [(row, f"summary {row}") for row in ids]
+    finally:
+        store.close()
+
+
+def test_a_ping_delivered_and_a_build_publishing_the_same_feeds_wait_their_turn(store_url: str) -> None:
+    """The WebSub ping thread forgets what a hub took while a build publishes the same feeds
+    again: the build waits, and its new pings stand; neither fails. Before, the build wrote
+    them in URL order and the ping thread deleted them in the order the table held them, and
+    the two deadlocked."""
+    hub = "https://hub.example/"
+    urls = next(
+        pair
+        for n in range(100)
+        if (pair := (f"https://a.example/{n}/rss.xml", f"https://a.example/{n}/s.xml"))
+        and Waiting(hub, pair[0], "").key > Waiting(hub, pair[1], "").key
+    )  # the URLs' order is not their rows' keys' order
+    build, pinger = Store(store_url), Store(store_url)
+    try:
+        build.publish_to_hubs([hub], [urls[1]])  # published one after the other: the table holds
+        build.publish_to_hubs([hub], [urls[0]])  # the second URL's row first
+        taken = pinger.waiting_for(hub)
+        assert [w.url for w in taken] == list(urls)
+        with stopped(store_url, "meta", "BEFORE DELETE", None, at_row=1) as release:
+            delivering = Running(lambda: pinger.delivered_to_hub(taken))
+            waits(store_url, "wait_event = 'advisory'")  # one row of the two deleted
+            publishing = Running(lambda: build.publish_to_hubs([hub], list(urls)))
+            waits(store_url, "wait_event_type = 'Lock' AND wait_event <> 'advisory'")
+            release()
+            delivering.result()
+            publishing.result()
+        again = pinger.waiting_for(hub)
+        assert [w.url for w in again] == list(urls) and not {w.token for w in again} & {w.token for w in taken}
+    finally:
+        build.close()
+        pinger.close()

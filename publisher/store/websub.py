@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from sqlalchemy import and_, delete, insert, or_, select, update
+from sqlalchemy import ColumnElement, and_, delete, insert, or_, select, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql import Executable
@@ -107,13 +107,14 @@ class WebSubStore:
         """Each of `urls` waits for each of `hubs` (a fresh token each); hubs no longer in
         `hubs` are forgotten with what waited for them."""
         urls = sorted(set(urls))
-        rows = [Waiting(hub, url, uuid.uuid4().hex) for hub in hubs for url in urls]
+        rows = sorted((Waiting(hub, url, uuid.uuid4().hex) for hub in hubs for url in urls), key=lambda w: w.key)
         kept = [_hash(hub) for hub in hubs]
         m = meta_table.c
         with self.engine.begin() as conn:
             for prefix in (PENDING_PREFIX, HUB_PREFIX):
                 others = and_(m.key.startswith(prefix, autoescape=True),
                               *(~m.key.startswith(prefix + h, autoescape=True) for h in kept))  # fmt: skip
+                _lock_meta(conn, others)
                 conn.execute(delete(meta_table).where(others))
             for start in range(0, len(rows), UPSERT_BATCH):  # one statement: no DELETE then INSERT to race
                 values = [{"key": row.key, "value": _waiting_json(row)} for row in rows[start : start + UPSERT_BATCH]]
@@ -183,7 +184,9 @@ class WebSubStore:
         sent = [and_(m.key == w.key, m.value == _waiting_json(w)) for w in taken]
         with self.engine.begin() as conn:  # in parts: SQLite refuses an expression 1,000 deep
             for start in range(0, len(sent), DELETE_BATCH):
-                conn.execute(delete(meta_table).where(or_(*sent[start : start + DELETE_BATCH])))
+                part = or_(*sent[start : start + DELETE_BATCH])
+                _lock_meta(conn, part)
+                conn.execute(delete(meta_table).where(part))
 
     def hub_state(self, hub: str) -> HubState:
         with self.engine.connect() as conn:
@@ -194,6 +197,15 @@ class WebSubStore:
     def set_hub_state(self, state: HubState) -> None:
         with self.engine.begin() as conn:
             conn.execute(_meta_upsert(conn, [{"key": HUB_PREFIX + _hash(state.hub), "value": state.as_json()}]))
+
+
+def _lock_meta(conn: Connection, where: ColumnElement[bool]) -> None:
+    """On PostgreSQL, lock the `meta` rows `where` picks in key order before a DELETE of them
+    all: the build's upsert of the waiting URLs writes them in key order too, and a DELETE alone
+    locks rows in the order it meets them (the ping thread's could deadlock with a build's).
+    SQLite has one writer at a time: nothing to do."""
+    if conn.dialect.name != "sqlite":
+        conn.execute(select(meta_table.c.key).where(where).order_by(meta_table.c.key).with_for_update()).all()
 
 
 def _waiting_json(waiting: Waiting) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
+from typing import cast
 
 from sqlalchemy import Table, delete, insert, select, update
 from sqlalchemy.engine import Connection, Engine
@@ -370,9 +371,12 @@ def upsert_renditions(conn: Connection, rows: Sequence[tuple[object, ...]]) -> N
     rendering one body at once both succeed: the later stands). One statement, written once:
     SQLAlchemy compiling a multi-row INSERT of 500 rows took 0.05 s of the 0.08 s that storing
     the 650 bodies a cold build of 10,000 articles shows took. On SQLite through the driver, as
-    `_insert_rows`; elsewhere SQLAlchemy's upsert run once for all rows (its compiled form cached)."""
+    `_insert_rows`; elsewhere SQLAlchemy's upsert run once for all rows (its compiled form cached).
+    The rows go in article order: a build and a digest's plan storing the same bodies in
+    different orders deadlocked on PostgreSQL, each holding a row the other wanted."""
     if not rows:
         return
+    rows = sorted(rows, key=lambda row: cast(int, row[0]))  # by article: two upserts lock rows in one order
     if conn.dialect.name == "sqlite":
         conn.exec_driver_sql(_SQLITE_UPSERT_RENDITION, rows)
         return
