@@ -48,18 +48,22 @@ END $$
 
 
 @contextmanager
-def stopped(url: str, table: str, when: str, backend: int | None, at_row: int) -> Iterator[Callable[[], None]]:
-    """The transactions of `backend` (None: of any) wait at their `at_row`th row of `table`
-    (`when`: "AFTER UPDATE", that row locked; "BEFORE INSERT", the rows before it; "BEFORE
-    DELETE", that row locked) until the returned call lets them go. The trigger is dropped again
-    on the way out."""
+def stopped(
+    url: str, table: str, when: str, backend: int | None, at_row: int, only: str = "true"
+) -> Iterator[Callable[[], None]]:
+    """The transactions of `backend` (None: of any) wait at their `at_row`th row of `table` that
+    `only` holds for (SQL over OLD and NEW), until the returned call lets them go. `when`: "AFTER
+    UPDATE", that row locked and changed; "BEFORE UPDATE" and "BEFORE DELETE", that row locked;
+    "BEFORE INSERT", the rows before it written. The trigger is dropped again on the way out,
+    waiting at most 10 s for a transaction a failed test left holding the table."""
     control = create_engine(url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
     conn = control.connect()
     try:
+        conn.execute(text("SET lock_timeout = '10s'"))
         conn.execute(text(_PAUSE))
         conn.execute(
             text(
-                f"CREATE TRIGGER publisher_test_pause {when} ON {table} FOR EACH ROW "
+                f"CREATE TRIGGER publisher_test_pause {when} ON {table} FOR EACH ROW WHEN ({only}) "
                 f"EXECUTE FUNCTION publisher_test_pause('{backend or 'any'}', '{at_row}', '{GATE}')"
             )
         )
@@ -119,11 +123,41 @@ class Running:
         return self.answer
 
 
+def results(*running: Running) -> list[object]:
+    """Each call's answer, once every one has ended (or waited 30 s): the first failure raised."""
+    for r in running:
+        r.thread.join(30)
+    return [r.result() for r in running]
+
+
 def backend_of(conn: Connection) -> int:
     return int(conn.connection.driver_connection.info.backend_pid)  # type: ignore[union-attr]
 
 
-def test_a_retry_beside_a_sender_claiming_a_batch_waits_its_turn(store_url: str) -> None:
+def waiting_deliveries(store: Store, readers: list[str]) -> tuple[int, int, int]:
+    """A digest planned for `readers` (ids in that order), both deliveries waiting after
+    temporary errors, the first tried more: (digest, first id, second id)."""
+    store.save_subscribers([Subscriber(r, "", (), SubscriberStatus.CONFIRMED, NOW, "import", NOW) for r in readers])
+    digest_id, _ = store.open_digest("scheduled:2026-11-30T00:00:00Z", NOW, NOW, NOW)
+    store.plan_deliveries(digest_id, [(r, f"<{n}@example.org>") for n, r in enumerate(readers)], NOW)
+    with store.engine.begin() as conn:
+        first, second = conn.execute(text("SELECT id FROM deliveries ORDER BY id")).scalars()
+        for row, attempts in ((first, 2), (second, 1)):
+            conn.execute(text("UPDATE deliveries SET attempts = :n, last_error = '421 try later' WHERE id = :id"),
+                         {"n": attempts, "id": row})  # fmt: skip
+    return digest_id, first, second
+
+
+# An UPDATE alone meets a digest's deliveries in the order of the ledger's (digest, address)
+# index: planned a before b, in id order; b before a, not. Each order deadlocked with one half of
+# the fix missing (the send loop's statements in id order, or retry's locks in id order).
+READER_ORDERS = pytest.mark.parametrize(
+    "readers", [["a@example.com", "b@example.com"], ["b@example.com", "a@example.com"]], ids=["ab", "ba"]
+)
+
+
+@READER_ORDERS
+def test_a_retry_beside_a_sender_claiming_a_batch_waits_its_turn(store_url: str, readers: list[str]) -> None:
     """`digest retry` while a sender claims a batch of waiting deliveries (a mail API's batch,
     fewest attempts first, so not in id order): the retry waits for the claims and finds
     nothing left to put back; neither fails. Before, the retry's UPDATE locked the rows in the
@@ -131,19 +165,7 @@ def test_a_retry_beside_a_sender_claiming_a_batch_waits_its_turn(store_url: str)
     store = Store(store_url)
     ledger = store.ledger()
     try:
-        # Planned b before a: ids follow the plan, while an UPDATE alone meets the rows in the
-        # order of the ledger's (digest, address) index, a before b (so a sender that claimed
-        # in id order deadlocked with that too).
-        readers = ["b@example.com", "a@example.com"]
-        store.save_subscribers([Subscriber(r, "", (), SubscriberStatus.CONFIRMED, NOW, "import", NOW) for r in readers])
-        digest_id, _ = store.open_digest("scheduled:2026-11-30T00:00:00Z", NOW, NOW, NOW)
-        store.plan_deliveries(digest_id, [(r, f"<{n}@example.org>") for n, r in enumerate(readers)], NOW)
-        engine: Engine = store.engine
-        with engine.begin() as conn:  # both waiting after temporary errors, the first tried more
-            first, second = conn.execute(text("SELECT id FROM deliveries ORDER BY id")).scalars()
-            for row, attempts in ((first, 2), (second, 1)):
-                conn.execute(text("UPDATE deliveries SET attempts = :n, last_error = '421 try later' WHERE id = :id"),
-                             {"n": attempts, "id": row})  # fmt: skip
+        digest_id, first, second = waiting_deliveries(store, readers)
         batch = store.next_deliveries(digest_id, 10)
         assert [d.id for d in batch] == [second, first]  # fewest attempts first
         sender = backend_of(ledger.conn)
@@ -153,11 +175,36 @@ def test_a_retry_beside_a_sender_claiming_a_batch_waits_its_turn(store_url: str)
             retrying = Running(lambda: store.retry_deliveries(digest_id, NOW))
             waits(store_url, "pid <> :pid AND wait_event_type = 'Lock' AND wait_event <> 'advisory'", pid=sender)
             release()
-            assert claiming.result() == [True, True]
-            assert retrying.result() == 0  # both are being sent: nothing to put back
+            # Both are being sent: nothing to put back
+            assert results(claiming, retrying) == [[True, True], 0]
         assert store.delivery_counts(digest_id) == {"sending": 2}
     finally:
         ledger.close()
+        store.close()
+
+
+@READER_ORDERS
+def test_a_retry_beside_a_hand_over_to_the_workers_waits_its_turn(store_url: str, readers: list[str]) -> None:
+    """`digest retry` while fan-out hands the digest over to its workers (numbering the chunks of
+    deliveries planned for one process): one waits for the other; neither fails. Before, each
+    UPDATE locked the rows in the order its own plan met them, and the two deadlocked."""
+    from publisher.fanout import ChunkQueue
+
+    store = Store(store_url)
+    try:
+        digest_id, _first, _second = waiting_deliveries(store, readers)
+        numbering = "OLD.chunk IS NULL AND NEW.chunk IS NOT NULL"  # the hand-over's UPDATE, not retry's
+        with stopped(store_url, "deliveries", "BEFORE UPDATE", None, at_row=1, only=numbering) as release:
+            handing = Running(lambda: store.hand_over(digest_id, 10, ChunkQueue().for_digest(digest_id)))
+            waits(store_url, "wait_event = 'advisory'")  # one row locked
+            retrying = Running(lambda: store.retry_deliveries(digest_id, NOW))
+            waits(store_url, "wait_event_type = 'Lock' AND wait_event <> 'advisory'")
+            release()
+            assert results(handing, retrying) == [1, 2]  # one chunk; both put back with their tries
+        with store.engine.connect() as conn:
+            rows = conn.execute(text("SELECT chunk, attempts, status FROM deliveries ORDER BY id")).all()
+        assert [tuple(r) for r in rows] == [(0, 0, "pending"), (0, 0, "pending")]
+    finally:
         store.close()
 
 
@@ -190,8 +237,7 @@ def test_two_stores_of_the_same_bodies_in_different_orders_wait_their_turn(site:
                 waits(site.store_url, "pid <> :pid AND wait_event_type = 'Lock' AND wait_event <> 'advisory'",
                       pid=stopper)  # fmt: skip
                 release()
-                first.result()
-                second.result()
+                results(first, second)
         finally:
             one.close()
             other.close()
@@ -226,9 +272,38 @@ def test_a_ping_delivered_and_a_build_publishing_the_same_feeds_wait_their_turn(
             publishing = Running(lambda: build.publish_to_hubs([hub], list(urls)))
             waits(store_url, "wait_event_type = 'Lock' AND wait_event <> 'advisory'")
             release()
-            delivering.result()
-            publishing.result()
+            results(delivering, publishing)
         again = pinger.waiting_for(hub)
+        assert [w.url for w in again] == list(urls) and not {w.token for w in again} & {w.token for w in taken}
+    finally:
+        build.close()
+        pinger.close()
+
+
+def test_a_build_publishing_and_a_ping_delivered_the_other_way_round_wait_their_turn(store_url: str) -> None:
+    """As above, the build first: it stops after writing one of the two rows, and the ping
+    thread, deleting both, waits for it; neither fails. (Both WebSub changes are needed here:
+    the build's rows in key order, and the deletes' locks taken in key order first.)"""
+    hub = "https://hub.example/"
+    urls = next(
+        pair
+        for n in range(100)
+        if (pair := (f"https://a.example/{n}/rss.xml", f"https://a.example/{n}/s.xml"))
+        and Waiting(hub, pair[0], "").key > Waiting(hub, pair[1], "").key
+    )
+    build, pinger = Store(store_url), Store(store_url)
+    try:
+        build.publish_to_hubs([hub], [urls[0]])  # the table holds the first URL's row first
+        build.publish_to_hubs([hub], [urls[1]])
+        taken = pinger.waiting_for(hub)
+        with stopped(store_url, "meta", "BEFORE INSERT", None, at_row=2) as release:
+            publishing = Running(lambda: build.publish_to_hubs([hub], list(urls)))
+            waits(store_url, "wait_event = 'advisory'")  # one row of the two written
+            delivering = Running(lambda: pinger.delivered_to_hub(taken))
+            waits(store_url, "wait_event_type = 'Lock' AND wait_event <> 'advisory'")
+            release()
+            results(publishing, delivering)
+        again = pinger.waiting_for(hub)  # published again, then delivered: the new rows stand
         assert [w.url for w in again] == list(urls) and not {w.token for w in again} & {w.token for w in taken}
     finally:
         build.close()

@@ -16,8 +16,8 @@ from sqlalchemy.exc import IntegrityError
 from ..errors import StoreError
 from ..model import CADENCES, WEEKLY, Delivery, cadence_key, first_scheduled
 from .ledger_connection import Ledger
-from .locks import SEND_LOCK, held_lock
-from .retries import EARLIER, OPEN, due_clause, lock_deliveries
+from .locks import SEND_LOCK, held_lock, in_key_order
+from .retries import EARLIER, OPEN, due_clause
 from .schema import aware_utc, deliveries_table, digests_table, naive_utc, subscribers_table, take_turnstile
 from .subscribers import subscriber_from_row
 
@@ -157,8 +157,8 @@ class LedgerStore:
                 last = conn.execute(select(func.max(x.chunk)).where(x.digest_id == digest_id)).scalar_one()
                 base = 0 if last is None else last + 1
                 numbered = base + (x.id - first) // chunk_size
-                lock_deliveries(conn, unchunked)
-                conn.execute(update(deliveries_table).where(unchunked).values(chunk=numbered))
+                chunking = update(deliveries_table).where(in_key_order(conn, x.id, unchunked))
+                conn.execute(chunking.values(chunk=numbered))
             query = select(x.chunk).where(x.digest_id == digest_id, x.status.in_(OPEN)).distinct().order_by(x.chunk)
             chunks = list(conn.execute(query).scalars())
             for chunk in chunks:

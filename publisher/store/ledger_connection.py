@@ -179,7 +179,7 @@ class Ledger:
         """The marks made `later`, then `statements`, in one transaction: the rowcount of each
         of `statements`. They run in delivery id order (those of one delivery in the order
         given), the order every transaction that changes several deliveries locks them in
-        (retries.lock_deliveries): a batch's claims come fewest attempts first, and `digest
+        (locks.in_key_order): a batch's claims come fewest attempts first, and `digest
         retry` beside them deadlocked. When it fails, the marks wait again for the next call
         (`statements` are not kept)."""
         later, self._later = self._later, []

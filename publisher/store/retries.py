@@ -23,9 +23,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, case, func, literal_column, or_, select, update
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Engine
 
 from ..model import SubscriberStatus
+from .locks import in_key_order
 from .schema import aware_utc, deliveries_table, digests_table, naive_utc, subscribers_table
 
 OPEN = ("pending", "sending")
@@ -193,10 +194,9 @@ class RetryStore:
             else_=None,
         )
         with self.engine.begin() as conn:
-            lock_deliveries(conn, chosen)
             count = conn.execute(
                 update(deliveries_table)
-                .where(chosen)
+                .where(in_key_order(conn, _x.id, chosen))
                 .values(status="pending", attempts=0, last_error=doubt, updated_at=naive_utc(now))
             ).rowcount
             if count:
@@ -205,14 +205,3 @@ class RetryStore:
                     update(digests_table).where(d.id == digest_id, d.status == "done").values(status="sending")
                 )
         return int(count)
-
-
-def lock_deliveries(conn: Connection, where: Any) -> None:
-    """In `conn`'s transaction on PostgreSQL, lock the deliveries `where` picks, in id order,
-    before an UPDATE changes them all. Every transaction that changes several deliveries takes
-    their locks in id order (the send loop's marks and claims too: Ledger), so two of them wait
-    in turn; an UPDATE alone locks its rows in the order it meets them, and `digest retry` beside
-    a sender claiming a batch deadlocked. SQLite has one writer at a time (and SQLAlchemy leaves
-    FOR UPDATE out there): nothing to do."""
-    if conn.dialect.name != "sqlite":
-        conn.execute(select(_x.id).where(where).order_by(_x.id).with_for_update(of=deliveries_table)).all()

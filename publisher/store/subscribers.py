@@ -11,6 +11,7 @@ from sqlalchemy import delete, insert, select, update
 from sqlalchemy.engine import Connection, Engine
 
 from ..model import Consent, Subscriber, SubscriberStatus
+from .locks import lock_in_key_order
 from .schema import aware_utc, naive_utc, signup_requests_table, subscribers_table
 
 
@@ -84,13 +85,10 @@ class SubscriberStore:
 
 
 def lock_signup_requests(conn: Connection, email_key: str) -> None:
-    """In `conn`'s transaction on PostgreSQL, lock an address's sign-up requests in id order:
-    every transaction that changes them and its subscriber takes these locks first, and in one
-    order, so two of them wait in turn rather than deadlock. SQLite has one writer at a time
-    (and SQLAlchemy leaves FOR UPDATE out there): nothing to do."""
-    if conn.dialect.name != "sqlite":
-        r = signup_requests_table.c
-        conn.execute(select(r.id).where(r.email_key == email_key).order_by(r.id).with_for_update()).all()
+    """Lock an address's sign-up requests in id order, in `conn`'s transaction: every
+    transaction that changes them and its subscriber takes these locks first (docs/scale.md)."""
+    r = signup_requests_table.c
+    lock_in_key_order(conn, r.id, r.email_key == email_key)
 
 
 def write_subscribers(conn: Connection, subscribers: Iterable[Subscriber]) -> None:

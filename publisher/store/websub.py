@@ -23,11 +23,12 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, and_, delete, insert, or_, select, update
+from sqlalchemy import and_, delete, insert, or_, select, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql import Executable
 
+from .locks import in_key_order
 from .schema import meta_table, upsert_into
 
 PENDING_PREFIX = "websub:pending:"  # + hub hash + ":" + URL hash; value {"hub", "url", "token"}
@@ -114,8 +115,7 @@ class WebSubStore:
             for prefix in (PENDING_PREFIX, HUB_PREFIX):
                 others = and_(m.key.startswith(prefix, autoescape=True),
                               *(~m.key.startswith(prefix + h, autoescape=True) for h in kept))  # fmt: skip
-                _lock_meta(conn, others)
-                conn.execute(delete(meta_table).where(others))
+                conn.execute(delete(meta_table).where(in_key_order(conn, m.key, others)))
             for start in range(0, len(rows), UPSERT_BATCH):  # one statement: no DELETE then INSERT to race
                 values = [{"key": row.key, "value": _waiting_json(row)} for row in rows[start : start + UPSERT_BATCH]]
                 conn.execute(_meta_upsert(conn, values))
@@ -181,12 +181,12 @@ class WebSubStore:
         if not taken:
             return
         m = meta_table.c
-        sent = [and_(m.key == w.key, m.value == _waiting_json(w)) for w in taken]
+        # In key order, part after part, as a build writes them: the two wait in turn
+        sent = [and_(m.key == w.key, m.value == _waiting_json(w)) for w in sorted(taken, key=lambda w: w.key)]
         with self.engine.begin() as conn:  # in parts: SQLite refuses an expression 1,000 deep
             for start in range(0, len(sent), DELETE_BATCH):
                 part = or_(*sent[start : start + DELETE_BATCH])
-                _lock_meta(conn, part)
-                conn.execute(delete(meta_table).where(part))
+                conn.execute(delete(meta_table).where(in_key_order(conn, m.key, part)))
 
     def hub_state(self, hub: str) -> HubState:
         with self.engine.connect() as conn:
@@ -197,15 +197,6 @@ class WebSubStore:
     def set_hub_state(self, state: HubState) -> None:
         with self.engine.begin() as conn:
             conn.execute(_meta_upsert(conn, [{"key": HUB_PREFIX + _hash(state.hub), "value": state.as_json()}]))
-
-
-def _lock_meta(conn: Connection, where: ColumnElement[bool]) -> None:
-    """On PostgreSQL, lock the `meta` rows `where` picks in key order before a DELETE of them
-    all: the build's upsert of the waiting URLs writes them in key order too, and a DELETE alone
-    locks rows in the order it meets them (the ping thread's could deadlock with a build's).
-    SQLite has one writer at a time: nothing to do."""
-    if conn.dialect.name != "sqlite":
-        conn.execute(select(meta_table.c.key).where(where).order_by(meta_table.c.key).with_for_update()).all()
 
 
 def _waiting_json(waiting: Waiting) -> str:
