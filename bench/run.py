@@ -498,23 +498,17 @@ def checkout_commit() -> str | None:
 
 
 def interpreter() -> str:
-    """The interpreter the publisher runs on (this one: `make bench` runs both from .venv-bench),
-    and how it was built, which moves every figure by a tenth (docs/performance.md, "Which
-    Python"): its libpython linked in or shared, and the optimisations its configure was asked for."""
-    import sysconfig
-
-    args = sysconfig.get_config_var("CONFIG_ARGS") or ""
-    asked = [flag for flag in ("--enable-optimizations", "--with-lto") if flag in args]
-    linked = "libpython shared" if _maps_libpython() else "libpython linked in"
-    flags = ", ".join(asked) or "neither --enable-optimizations nor --with-lto"
-    return f"{sys.executable} -> {os.path.realpath(sys.executable)} ({linked}; its configure arguments: {flags})"
-
-
-def _maps_libpython() -> bool:
+    """The interpreter the publisher runs on (this one: `make bench` runs both from .venv-bench)
+    and whether its libpython is a shared library, which moves every figure by about a tenth
+    (docs/performance.md, "Which Python"). Its sysconfig's configure arguments are not given: a
+    distribution's describe its shared library's build, not the executable's."""
     try:
-        return "/libpython" in Path("/proc/self/maps").read_text()
+        maps = Path("/proc/self/maps").read_text()
     except OSError:
-        return False
+        linked = "libpython: unknown"
+    else:
+        linked = "libpython shared" if "/libpython" in maps else "libpython linked in"
+    return f"{sys.executable} -> {os.path.realpath(sys.executable)}, Python {platform.python_version()} ({linked})"
 
 
 def versions() -> dict[str, str]:
