@@ -248,18 +248,25 @@ def test_two_stores_of_the_same_bodies_in_different_orders_wait_their_turn(site:
         store.close()
 
 
+HUB = "https://hub.example/"
+
+
+def urls_against_their_keys(hub: str) -> tuple[str, str]:
+    """Two feed URLs in URL order whose waiting rows' keys (hashes) sort the other way round."""
+    return next(
+        pair
+        for n in range(100)
+        if (pair := (f"https://a.example/{n}/rss.xml", f"https://a.example/{n}/s.xml"))
+        and Waiting(hub, pair[0], "").key > Waiting(hub, pair[1], "").key
+    )
+
+
 def test_a_ping_delivered_and_a_build_publishing_the_same_feeds_wait_their_turn(store_url: str) -> None:
     """The WebSub ping thread forgets what a hub took while a build publishes the same feeds
     again: the build waits, and its new pings stand; neither fails. Before, the build wrote
     them in URL order and the ping thread deleted them in the order the table held them, and
     the two deadlocked."""
-    hub = "https://hub.example/"
-    urls = next(
-        pair
-        for n in range(100)
-        if (pair := (f"https://a.example/{n}/rss.xml", f"https://a.example/{n}/s.xml"))
-        and Waiting(hub, pair[0], "").key > Waiting(hub, pair[1], "").key
-    )  # the URLs' order is not their rows' keys' order
+    hub, urls = HUB, urls_against_their_keys(HUB)
     build, pinger = Store(store_url), Store(store_url)
     try:
         build.publish_to_hubs([hub], [urls[1]])  # published one after the other: the table holds
@@ -284,13 +291,7 @@ def test_a_build_publishing_and_a_ping_delivered_the_other_way_round_wait_their_
     """As above, the build first: it stops after writing one of the two rows, and the ping
     thread, deleting both, waits for it; neither fails. (Both WebSub changes are needed here:
     the build's rows in key order, and the deletes' locks taken in key order first.)"""
-    hub = "https://hub.example/"
-    urls = next(
-        pair
-        for n in range(100)
-        if (pair := (f"https://a.example/{n}/rss.xml", f"https://a.example/{n}/s.xml"))
-        and Waiting(hub, pair[0], "").key > Waiting(hub, pair[1], "").key
-    )
+    hub, urls = HUB, urls_against_their_keys(HUB)
     build, pinger = Store(store_url), Store(store_url)
     try:
         build.publish_to_hubs([hub], [urls[0]])  # the table holds the first URL's row first
