@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import os
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import pytest
@@ -16,8 +16,8 @@ from publisher.model import Deferred, Folder, ItemProblem, Unchanged
 from publisher.normalize import CategoryIndex, TextRules
 from publisher.parallel import Workers
 from publisher.sources import Fetched, FolderFingerprints
-from publisher.sources.files import _SUFFIX_TUPLE, FilesSource
-from publisher.sources.walk import Listing, WalkPool, stat_in_worker, stat_names, walk
+from publisher.sources.files import CONTENT_SUFFIXES, FilesSource
+from publisher.sources.walk import Listing, Walked, WalkPool, stat_in_worker, stat_names, walk, walk_ahead
 from publisher.text import is_utf8
 
 LINUX = sys.platform == "linux"  # a file system that takes any bytes (tabs, newlines, GBK) in names
@@ -64,9 +64,11 @@ def odd_tree(root: Path) -> Path:
     return content
 
 
-def listings(root: Path, pool: WalkPool | None = None, parallel_from: int = 4) -> list[tuple[object, ...]]:
+def listings(
+    root: Path, pool: WalkPool | None = None, parallel_from: int = 4, walked: Sequence[Walked] = ()
+) -> list[tuple[object, ...]]:
     out: list[tuple[object, ...]] = []
-    for folder, prefix, listing in walk(str(root), _SUFFIX_TUPLE, pool, parallel_from):
+    for folder, prefix, listing in walk(str(root), CONTENT_SUFFIXES, pool, parallel_from, walked):
         assert isinstance(listing, Listing)
         files = listing.files()
         assert listing.digest() == digest_as_stored_before(files)
@@ -125,6 +127,42 @@ def test_the_workers_list_every_folder_as_this_process_does(tmp_path: Path, work
     assert "linked.md" in names and "UPPER.MD" in names and "index.HTML" in names
     assert not {".hidden.md", "_partial.md", "notes.docx", "loop"} & set(names)
     assert [prefix for _folder, prefix, _digest, _files in here][:3] == ["", "archive/", "empty/"]
+
+
+def test_a_walk_goes_on_from_the_folders_walked_ahead_and_lists_every_folder_as_before(
+    tmp_path: Path, workers: Workers
+) -> None:
+    """A build takes the folders its forked process walked before it was ended (build_ahead.py)
+    and walks the rest: whatever number it finished, the walk gives what it gives alone."""
+    content = odd_tree(tmp_path)
+    here = listings(content)
+    ahead = list(walk_ahead(str(content), CONTENT_SUFFIXES))
+    assert [(folder, prefix) for folder, prefix, *_rest in ahead] == [(f, p) for f, p, *_rest in here]
+    for finished in range(len(ahead) + 1):
+        assert listings(content, walked=ahead[:finished]) == here, finished
+    assert listings(content, workers.pool, walked=ahead[:2]) == here  # the rest on the workers
+    assert workers.pool.executor is not None
+
+
+def test_folders_walked_ahead_that_are_not_this_walks_next_are_not_taken(tmp_path: Path) -> None:
+    """Folders of another root, or out of step, are never taken for this walk's: from the first
+    folder that differs, everything is listed here."""
+    content = odd_tree(tmp_path)
+    here = listings(content)
+    other = tmp_path / "other"
+    (other / "tech").mkdir(parents=True)
+    (other / "tech" / "x.md").write_text("other", encoding="utf-8")
+    assert listings(content, walked=list(walk_ahead(str(other), CONTENT_SUFFIXES))) == here
+    ahead = list(walk_ahead(str(content), CONTENT_SUFFIXES))
+    assert listings(content, walked=ahead[1:]) == here  # the root's own record missing
+    assert listings(content, walked=[ahead[0], ahead[2], ahead[1]]) == here  # out of order
+
+
+def test_a_walk_ahead_of_a_root_that_cannot_be_listed_gives_nothing(tmp_path: Path) -> None:
+    """The walk then lists the root itself, and says why it cannot."""
+    assert list(walk_ahead(str(tmp_path / "missing"), CONTENT_SUFFIXES)) == []
+    (tmp_path / "file").write_text("not a folder", encoding="utf-8")
+    assert list(walk_ahead(str(tmp_path / "file"), CONTENT_SUFFIXES)) == []
 
 
 def test_a_small_tree_starts_no_pool(tmp_path: Path, workers: Workers) -> None:

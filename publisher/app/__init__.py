@@ -34,10 +34,10 @@ from .websub import WebSubServices
 if TYPE_CHECKING:
     from ..alerts import Alerts
     from ..archive_output import Archive
+    from ..build_ahead import BuildAhead
     from ..choices import Offered
     from ..digest import Look
     from ..parallel import Workers
-    from ..slugs_ahead import SlugsAhead
     from ..websub import HubPings
 
 __all__ = ["App", "make_source", "utc_now"]
@@ -66,7 +66,7 @@ class App(SourceServices, MailServices, OutputServices, WatchServices, WebSubSer
     _alerts: Alerts | None = field(default=None, init=False)
     _alerts_made: bool = field(default=False, init=False)
     _owns_hub_pings: bool = field(default=False, init=False)
-    slugs_ahead: SlugsAhead | None = None  # a build's category slugs, made while it loads (slugs_ahead.py)
+    ahead: BuildAhead | None = None  # a build's category slugs and walk, done while it loads (build_ahead.py)
 
     @property
     def site(self) -> Site:
@@ -216,7 +216,7 @@ class App(SourceServices, MailServices, OutputServices, WatchServices, WebSubSer
 
             wanted = [(c.name, c.slug, c.description) for c in self.settings.categories]
             pages = {c.name: c.url for c in self.settings.categories}
-            made = self.slugs_ahead or slugify
+            made = self.ahead or slugify
             synced = self.store.sync_categories(wanted, made, self.clock(), RESERVED_SLUGS)
             self._categories = [replace(c, url=pages[c.name]) for c in synced]
         return self._categories
@@ -233,8 +233,8 @@ class App(SourceServices, MailServices, OutputServices, WatchServices, WebSubSer
         return TextRules(t.convert, t.summary_length, t.remove_glosses)
 
     def close(self) -> None:
-        if self.slugs_ahead is not None:
-            self.slugs_ahead.close()
+        if self.ahead is not None:
+            self.ahead.close()
         self.close_websub()
         self.close_watch()
         if self._store is not None:

@@ -46,11 +46,12 @@ from ..store import SourceHealth, Store
 log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
+    from ..build_ahead import BuildAhead
     from ..parallel import Prepared, Workers
     from ..sources.html import ListRules
     from ..sources.http import Fetcher
     from ..sources.robots import RobotsCache
-    from ..sources.walk import WalkPool
+    from ..sources.walk import Walked, WalkPool
 
 
 def make_source(
@@ -62,13 +63,15 @@ def make_source(
     convert: Callable[[str], str] = str,
     failed: Callable[[str], FailedItems] | None = None,
     walk_pool: WalkPool | None = None,
+    walked: Callable[[str], Sequence[Walked]] | None = None,
 ) -> Source:
     """The registry from a config `type` to a source; config validation rejects unknown types.
     `known`: our category names and slugs (a WordPress site's categories are matched to them);
     `categories`: ours (an html source's overrides name them); `convert`: text converted as
     the content will be (`[text] convert`: an html source's meta-line regexes read it too);
     `failed`: a web source's memory of its failed items and walks, by its name (None: none, as
-    for `check`); `walk_pool`: a build's worker processes (a files source stats its big folders there).
+    for `check`); `walk_pool`: a build's worker processes (a files source stats its big folders there);
+    `walked`: a build's folders walked ahead, by root (build_ahead.py).
     Web sources are imported only when configured: they bring requests and lxml.html, a tenth
     of a second of every build of a site that reads only files."""
     if isinstance(config, WordPressSourceConfig):
@@ -109,6 +112,7 @@ def make_source(
         default_category=config.default_category,
         url_template=config.url_template,
         workers=walk_pool,
+        walked=walked,
     )
 
 
@@ -134,6 +138,7 @@ class SourceServices:
     clock: Clock
     metrics: Metrics
     workers: Workers | None  # a build's worker processes (App.build), shared by its ingest and renders
+    ahead: BuildAhead | None  # a build's slugs and walk, done while it loads (build_ahead.py)
     # During a build's writes: (source, key) -> (why, article) of each article left out (render_bodies)
     rendering: dict[tuple[str, str], tuple[str, Article]] | None
 
@@ -162,8 +167,9 @@ class SourceServices:
         tz, fetchers = self.settings.site.timezone, self.run_fetchers()
         failed = partial(self.failed_items, retry_now=retry_failed)
         pool = self.workers.pool if self.workers is not None else None  # a build's
+        walked = self.ahead.walked if self.ahead is not None else None  # a build's
         return [
-            make_source(s, tz, fetchers, known, categories, self.convert, failed=failed, walk_pool=pool)
+            make_source(s, tz, fetchers, known, categories, self.convert, failed=failed, walk_pool=pool, walked=walked)
             for s in self.settings.sources
         ]
 

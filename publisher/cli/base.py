@@ -170,30 +170,30 @@ def started() -> None:
         gc.enable()
 
 
-def load_app(ctx: click.Context, store: bool = True, slugs_ahead: bool = False) -> App:
+def load_app(ctx: click.Context, store: bool = True, ahead: bool = False) -> App:
     """The app for the configuration the command was given; exit 2 when it is invalid or its
     theme has a broken override (named with file and line now, not when a digest renders).
     With `store`, its store is opened now, so a store this publisher must not use (one that
     needs `publisher db upgrade`, or one made by a newer publisher) is refused before any work.
-    With `slugs_ahead` (a build), the categories' pinyin slugs are made in a forked process
-    while this one imports the app and opens the store (publisher.slugs_ahead)."""
+    With `ahead` (a build), the categories' pinyin slugs are made and the files sources walked
+    in a forked process while this one imports the app and opens the store (build_ahead.py)."""
     from ..config import load_settings
 
     try:
         settings = load_settings(config_path(ctx))
-        ahead = None
-        if slugs_ahead:
-            from ..slugs_ahead import SlugsAhead
+        working = None
+        if ahead:
+            from ..build_ahead import build_ahead
 
-            ahead = SlugsAhead([c.name for c in settings.categories if not c.slug])
+            working = build_ahead(settings)
         from ..app import App
 
         try:
-            app = App(settings, slugs_ahead=ahead)
+            app = App(settings, ahead=working)
             app.theme  # noqa: B018 - compiles the theme's overrides
         except BaseException:
-            if ahead is not None:
-                ahead.close()  # its process ended and reaped, not left for the exit
+            if working is not None:
+                working.close()  # its process ended and reaped, not left for the exit
             raise
     except ConfigError as exc:
         err.print(str(exc), highlight=False)

@@ -57,7 +57,7 @@ def _run(
 ) -> None:
     from ..model import BuildReport
 
-    app = load_app(ctx, slugs_ahead=True)
+    app = load_app(ctx, ahead=True)
     report = BuildReport()
     started = time.perf_counter()
     try:

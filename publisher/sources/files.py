@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import errno
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
 from functools import partial
 from pathlib import Path
@@ -31,10 +31,10 @@ from .file_formats import (
     text_field,
     utf8_tail,
 )
-from .walk import PARALLEL_FROM, WalkPool, walk
+from .walk import PARALLEL_FROM, Walked, WalkPool, walk
 
 SUFFIXES = {".md": "markdown", ".markdown": "markdown", ".html": "html", ".htm": "html", ".txt": "text"}
-_SUFFIX_TUPLE = tuple(SUFFIXES)
+CONTENT_SUFFIXES = tuple(SUFFIXES)  # what the walk lists (walk.py)
 FRONT_MATTER_KEYS = (
     "title", "date", "category", "categories", "id", "author", "summary", "url", "image", "tags",
     "updated", "draft",
@@ -56,6 +56,7 @@ class FilesSource:
         url_template: str | None = None,
         workers: WalkPool | None = None,
         parallel_from: int = PARALLEL_FROM,
+        walked: Callable[[str], Sequence[Walked]] | None = None,
     ) -> None:
         self.name = name
         self.root = root
@@ -64,10 +65,12 @@ class FilesSource:
         self.url_template = url_template
         self.workers = workers  # the build's pool: big folders are stat'ed there (walk.py)
         self.parallel_from = parallel_from
+        self.walked = walked  # a build's: the folders of a root walked ahead (build_ahead.py)
 
     def __getstate__(self) -> dict[str, Any]:
-        """What a worker needs to read a file (each `Deferred` read carries its source): not the pool."""
-        return {**self.__dict__, "workers": None}
+        """What a worker needs to read a file (each `Deferred` read carries its source): not the
+        pool, nor the folders walked ahead."""
+        return {**self.__dict__, "workers": None, "walked": None}
 
     def fetch(self, fingerprints: Mapping[str, str]) -> Iterator[Fetched]:
         if not self.root.is_dir():
@@ -76,7 +79,9 @@ class FilesSource:
                 "create it or fix `path` in [[sources]]",
             )
         by_folder = fingerprints if isinstance(fingerprints, FolderFingerprints) else None
-        for folder, prefix, listing in walk(str(self.root), _SUFFIX_TUPLE, self.workers, self.parallel_from):
+        root = str(self.root)
+        walked = self.walked(root) if self.walked is not None else ()
+        for folder, prefix, listing in walk(root, CONTENT_SUFFIXES, self.workers, self.parallel_from, walked):
             if isinstance(listing, OSError):  # a sub-folder that cannot be listed: report it, keep what it held
                 if not prefix:
                     raise SourceError(f"source {self.name!r}: cannot list {folder}: {listing}") from listing

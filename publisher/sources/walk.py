@@ -15,7 +15,7 @@ import hashlib
 import os
 from bisect import bisect_left
 from collections import deque
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterator, Sequence
 from concurrent.futures import CancelledError, Future
 from concurrent.futures.process import BrokenProcessPool
 from typing import Protocol, TypeVar
@@ -27,6 +27,8 @@ BY_FD = os.scandir in os.supports_fd and os.stat in os.supports_dir_fd
 
 T = TypeVar("T")
 Stats = tuple[bytes, tuple[str, ...]]  # a chunk's listing text and the names that vanished from it
+# A folder walked ahead (walk_ahead): folder, key prefix, sub-folders, names, its Stats' two parts
+Walked = tuple[str, str, tuple[str, ...], list[str], bytes, tuple[str, ...]]
 
 
 class WalkPool(Protocol):
@@ -154,9 +156,9 @@ def stat_in_worker(folder: str, identity: tuple[int, int], names: list[str]) -> 
 class _Folder:
     """A folder listed, its files stat'ed here or being stat'ed in chunks on the workers."""
 
-    def __init__(self, folder: str, fd: int | None, names: list[str]) -> None:
+    def __init__(self, folder: str, fd: int | None, names: list[str], parts: list[Stats] | None = None) -> None:
         self.folder, self.fd, self.names = folder, fd, names
-        self.parts: list[Stats] = []
+        self.parts: list[Stats] = parts or []  # given: stat'ed ahead (walk_ahead)
         self.chunks: list[tuple[list[str], Future[Stats]]] = []
 
     def stat_here(self) -> None:
@@ -198,7 +200,11 @@ class _Folder:
 
 
 def walk(
-    root: str, suffixes: tuple[str, ...], pool: WalkPool | None = None, parallel_from: int = PARALLEL_FROM
+    root: str,
+    suffixes: tuple[str, ...],
+    pool: WalkPool | None = None,
+    parallel_from: int = PARALLEL_FROM,
+    walked: Sequence[Walked] = (),
 ) -> Iterator[tuple[str, str, Listing | OSError]]:
     """(folder, key prefix, listing) for every folder under `root`, folders depth first in
     name order; a folder that cannot be listed comes with the error instead (the root's too:
@@ -206,17 +212,20 @@ def walk(
     starting with . or _ are skipped, and a link to a folder is not followed (a link to a
     parent would loop).
 
-    With a pool of more than one worker, a folder of `parallel_from` files or more is stat'ed
-    there in chunks of that many, while this process lists (and stats the small folders)
-    ahead, up to `WINDOW` chunks or folders a worker; the listings still come in walk order."""
+    `walked`: the first folders of this walk, listed and stat'ed already by `walk_ahead` (in
+    a build's process forked while it loads: build_ahead.py), taken as they are; the walk goes
+    on from where they end. With a pool of more than one worker, a folder of `parallel_from`
+    files or more is stat'ed there in chunks of that many, while this process lists (and stats
+    the small folders) ahead, up to `WINDOW` chunks or folders a worker; the listings still
+    come in walk order."""
     workers = pool if pool is not None and pool.size > 1 and BY_FD else None
     ahead = WINDOW * workers.size if workers is not None else 0
     waiting: deque[tuple[str, str, _Folder | OSError]] = deque()
     units = 0  # chunks on the workers and folders stat'ed here, in `waiting`
     try:
-        for folder, prefix, listed in _folders(root, suffixes):
+        for folder, prefix, listed, _subfolders in _folders(root, suffixes, walked):
             waiting.append((folder, prefix, listed))
-            if isinstance(listed, _Folder):
+            if isinstance(listed, _Folder) and not listed.parts:  # not stat'ed ahead
                 if workers is not None and len(listed.names) >= parallel_from:
                     listed.submit(workers, parallel_from)
                 else:
@@ -243,18 +252,40 @@ def _ready(listed: _Folder | OSError) -> bool:
     return not isinstance(listed, _Folder) or listed.ready()
 
 
-def _folders(root: str, suffixes: tuple[str, ...]) -> Iterator[tuple[str, str, _Folder | OSError]]:
-    """Every folder listed (open, its files not stat'ed yet), depth first in name order."""
+def walk_ahead(root: str, suffixes: tuple[str, ...]) -> Iterator[Walked]:
+    """`root`'s folders listed and stat'ed here, in walk order, each with its sub-folders: what
+    `walk` takes as `walked`. It ends before the first folder that cannot be listed, which the
+    walk then lists, and reports, itself."""
+    for folder, prefix, listed, folders in _folders(root, suffixes):
+        if not isinstance(listed, _Folder):
+            return
+        listed.stat_here()
+        [(text, vanished)] = listed.parts
+        yield folder, prefix, tuple(folders), listed.names, text, vanished
+
+
+def _folders(
+    root: str, suffixes: tuple[str, ...], walked: Sequence[Walked] = ()
+) -> Iterator[tuple[str, str, _Folder | OSError, list[str]]]:
+    """Every folder listed (open, its files not stat'ed yet, unless `walked` has it), with its
+    sub-folders, depth first in name order."""
     stack = [(root, "")]
+    given = deque(walked)
     while stack:
         folder, prefix = stack.pop()
-        try:
-            listed, folders = _list(folder, suffixes)
-        except OSError as exc:
-            yield folder, prefix, exc
-            continue
+        if given and given[0][:2] == (folder, prefix):
+            _folder, _prefix, subfolders, names, text, vanished = given.popleft()
+            listed: _Folder | OSError = _Folder(folder, None, names, [(text, vanished)])
+            folders = list(subfolders)
+        else:
+            given.clear()  # not this walk's next folder: what follows is listed here
+            try:
+                listed, folders = _list(folder, suffixes)
+            except OSError as exc:
+                yield folder, prefix, exc, []
+                continue
         stack.extend((os.path.join(folder, name), f"{prefix}{name}/") for name in reversed(folders))
-        yield folder, prefix, listed
+        yield folder, prefix, listed, folders
 
 
 def _list(folder: str, suffixes: tuple[str, ...]) -> tuple[_Folder, list[str]]:

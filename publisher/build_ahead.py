@@ -1,0 +1,193 @@
+"""What a build does ahead, in one forked process, while it imports SQLAlchemy and opens the store.
+
+A build's start (SQLAlchemy and the store, about a third of a cold build of 10,000 articles) runs
+on one core. Right after the configuration is read, a build forks one process that works on the
+other core meanwhile:
+
+1. the slugs of its categories (`text.slugify`: pypinyin reads a 2.5 MB phrase dictionary whole
+   the first time it is used, 0.1-0.2 s), unless the store is a SQLite file that exists, which
+   has them already;
+2. the walk of each `files` source's folders (`walk.walk_ahead`): each folder listed and each
+   file stat'ed, folder after folder, into a memory file. At 100,000 files the walk is what an
+   incremental build spends most of its time on (docs/architecture.md).
+
+The build asks for the slugs when it syncs its categories, and for a source's folders when that
+source's ingest begins: it then ends the process, takes the folders it finished, and walks the
+rest itself (`walk.walk(..., walked=...)`). A folder walked ahead is what the build's own walk
+would have found a few tenths of a second earlier; a file changed since is read with the
+fingerprint it had then, so the next build sees the change and reads it again.
+
+The forked process only computes; it writes its slugs to a pipe and its folders to the memory
+file, and ends with `os._exit`. Whatever goes wrong with it (no fork on this platform, another
+thread running, the process killed, an answer cut short or that does not parse), the slugs are
+made and the folders walked here, as before: the outcome is the same either way, only the time
+differs."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import pickle
+import signal
+import struct
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .text import slugify
+
+if TYPE_CHECKING:
+    from .config import Settings
+    from .sources.walk import Walked
+
+_FRAME = struct.Struct("!Q")  # the length of one folder's record in the memory file
+
+
+def build_ahead(settings: Settings) -> BuildAhead:
+    """A build's work ahead: the slugs of its categories without one, unless its store is a
+    SQLite file that exists already, and the walk of its files sources."""
+    from .config import FilesSourceConfig
+
+    names = [c.name for c in settings.categories if not c.slug]
+    url = settings.store.url
+    if url.startswith("sqlite:///"):
+        with contextlib.suppress(OSError):
+            if os.path.getsize(url.removeprefix("sqlite:///")) > 0:
+                names = []  # a store made before: its categories have their slugs, and a new one is made here
+    roots = [str(Path(s.path)) for s in settings.sources if isinstance(s, FilesSourceConfig)]
+    return BuildAhead(names, roots)
+
+
+class BuildAhead:
+    """`slugify` and the folders of a files source, answered from a forked process started with
+    the names and roots most likely asked for."""
+
+    def __init__(self, names: Sequence[str], roots: Sequence[str] = ()) -> None:
+        self._made: dict[str, str] | None = None
+        self._walked: dict[str, list[Walked]] | None = None
+        self._pid = 0
+        self._answer = -1  # the pipe the slugs come in
+        self._folders = -1  # the memory file the folders walked are written to
+        names, roots = list(dict.fromkeys(names)), list(dict.fromkeys(roots))
+        # fork is unsafe beside other threads (a lock held by one stays held in the child)
+        if (names or roots) and hasattr(os, "fork") and threading.active_count() == 1:
+            self._start(names, roots)
+
+    def _start(self, names: list[str], roots: list[str]) -> None:
+        opened: list[int] = []
+        try:
+            answer, written = os.pipe()
+            opened += [answer, written]
+            folders = _memory_file()
+            opened.append(folders)
+            pid = os.fork()
+        except OSError:  # no descriptors or no process to be had (EAGAIN, ENOMEM): all is done here
+            for fd in opened:
+                os.close(fd)
+            return
+        if pid == 0:  # the forked process: compute, answer, end without running any exit handler
+            code = 1
+            try:
+                os.close(answer)
+                data = json.dumps({name: slugify(name) for name in names}).encode()
+                with open(written, "wb") as pipe:
+                    pipe.write(data)
+                _walk_into(folders, roots)
+                code = 0
+            finally:
+                os._exit(code)
+        os.close(written)
+        self._pid, self._answer, self._folders = pid, answer, folders
+
+    def __call__(self, name: str) -> str:
+        made = self._collect()
+        slug = made.get(name)
+        return slug if isinstance(slug, str) else slugify(name)
+
+    def walked(self, root: str) -> list[Walked]:
+        """The first folders of `root` in walk order, listed and stat'ed ahead, for `walk.walk`;
+        none when they were not asked for. The process is ended first: the walk does what it
+        had not finished, and each root's folders are given once."""
+        if self._walked is None:
+            self._collect()  # its slugs, before it is ended
+            self._walked = {}
+            if self._folders >= 0:
+                self._end()
+                try:
+                    self._walked = _read_folders(self._folders)
+                finally:
+                    os.close(self._folders)
+                    self._folders = -1
+        return self._walked.pop(root, [])
+
+    def _collect(self) -> dict[str, str]:
+        if self._made is None:
+            self._made = {}
+            if self._answer >= 0:
+                with open(self._answer, "rb") as pipe:
+                    data = pipe.read()  # to its end: the process closes the pipe before it walks
+                self._answer = -1
+                with contextlib.suppress(ValueError):
+                    made = json.loads(data)
+                    if isinstance(made, dict):
+                        self._made = made
+        return self._made
+
+    def close(self) -> None:
+        """End the forked process, whatever was asked of it, and let go of what it wrote."""
+        if self._answer >= 0:
+            os.close(self._answer)
+            self._answer = -1
+        if self._folders >= 0:
+            os.close(self._folders)
+            self._folders = -1
+        self._end()
+
+    def _end(self) -> None:
+        if self._pid:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self._pid, signal.SIGKILL)
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(self._pid, 0)
+            self._pid = 0
+
+
+def _memory_file() -> int:
+    """An anonymous file for the folders walked: in memory where the system has memfd_create."""
+    if hasattr(os, "memfd_create"):
+        return os.memfd_create("publisher-walk", os.MFD_CLOEXEC)
+    import tempfile
+
+    with tempfile.TemporaryFile() as file:  # created 0600 and unlinked at once
+        return os.dup(file.fileno())
+
+
+def _walk_into(fd: int, roots: list[str]) -> None:
+    """Each folder of each root, as `walk_ahead` gives it, one record after the other."""
+    from .sources.files import CONTENT_SUFFIXES
+    from .sources.walk import walk_ahead
+
+    for root in roots:
+        for folder in walk_ahead(root, CONTENT_SUFFIXES):
+            data = pickle.dumps((root, folder), pickle.HIGHEST_PROTOCOL)
+            view = memoryview(_FRAME.pack(len(data)) + data)
+            while view:
+                view = view[os.write(fd, view) :]
+
+
+def _read_folders(fd: int) -> dict[str, list[Walked]]:
+    """The records written whole, by root, in order; one cut short (the process was ended while it
+    wrote it) and what follows it are left out."""
+    data = os.pread(fd, os.fstat(fd).st_size, 0)
+    walked: dict[str, list[Walked]] = {}
+    at = 0
+    while at + _FRAME.size <= len(data):
+        (size,) = _FRAME.unpack_from(data, at)
+        start, at = at + _FRAME.size, at + _FRAME.size + size
+        if at > len(data):
+            break
+        root, folder = pickle.loads(data[start:at])
+        walked.setdefault(root, []).append(folder)
+    return walked

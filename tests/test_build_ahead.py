@@ -1,0 +1,279 @@
+"""A build's work done ahead in a forked process (publisher.build_ahead): the same slugs as
+`slugify` and the same walk as the build's own, from another process, and no process left
+behind whatever happens to it.
+
+Each case runs in a fresh Python, where the fork is taken as in `publisher build` (a test
+process may run threads, beside which the slugs are made in-process instead)."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from conftest import Site
+
+NAMES = ["高新院新闻", "政策解读", "行业洞见", "C++ & C#", "一带一路新闻"]
+
+
+def _run(body: str, *args: str) -> dict[str, object]:
+    script = textwrap.dedent(
+        """
+        import json, os, signal, sys
+        from publisher.build_ahead import BuildAhead
+        from publisher.text import slugify
+        names = json.loads(sys.argv[1])
+        out = {}
+        """
+    ) + textwrap.dedent(body)
+    script += "\nprint(json.dumps(out, ensure_ascii=False))\n"
+    done = subprocess.run(
+        [sys.executable, "-c", script, json.dumps(NAMES), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    result = json.loads(done.stdout)
+    assert isinstance(result, dict)
+    return result
+
+
+def test_slugs_come_from_the_forked_process_and_equal_slugify() -> None:
+    out = _run(
+        """
+        ahead = BuildAhead(names)
+        out["forked"] = ahead._pid != 0 and ahead._pid != os.getpid()
+        out["ahead"] = [ahead(n) for n in names]
+        out["here"] = [slugify(n) for n in names]
+        out["other"] = ahead("科技创新")  # not asked ahead: made here
+        out["other_here"] = slugify("科技创新")
+        ahead.close()
+        out["reaped"] = ahead._pid == 0
+        """
+    )
+    assert out["forked"] is True
+    assert out["ahead"] == out["here"]
+    assert out["ahead"][0] == "gao-xin-yuan-xin-wen"
+    assert out["other"] == out["other_here"] == "ke-ji-chuang-xin"
+    assert out["reaped"] is True
+
+
+def test_a_killed_process_leaves_the_slugs_made_here() -> None:
+    out = _run(
+        """
+        ahead = BuildAhead(names)
+        os.kill(ahead._pid, signal.SIGKILL)
+        out["ahead"] = [ahead(n) for n in names]
+        out["here"] = [slugify(n) for n in names]
+        """
+    )
+    assert out["ahead"] == out["here"]
+
+
+def test_closing_unasked_ends_and_reaps_the_process() -> None:
+    out = _run(
+        """
+        ahead = BuildAhead(names)
+        pid = ahead._pid
+        ahead.close()
+        try:
+            os.waitpid(pid, os.WNOHANG)
+            out["left"] = True
+        except ChildProcessError:
+            out["left"] = False
+        out["after"] = ahead(names[1])  # still answers, made here
+        """
+    )
+    assert out["left"] is False
+    assert out["after"] == "zheng-ce-jie-du"
+
+
+def test_no_names_forks_nothing() -> None:
+    out = _run(
+        """
+        ahead = BuildAhead([])
+        out["pid"] = ahead._pid
+        out["slug"] = ahead(names[1])
+        """
+    )
+    assert out == {"pid": 0, "slug": "zheng-ce-jie-du"}
+
+
+def test_no_process_to_be_had_leaves_the_slugs_made_here_and_no_descriptor_open() -> None:
+    out = _run(
+        """
+        def no_fork():
+            raise BlockingIOError(11, "Resource temporarily unavailable")
+        before = len(os.listdir("/proc/self/fd"))
+        os.fork = no_fork
+        ahead = BuildAhead(names)
+        out["pid"] = ahead._pid
+        out["ahead"] = [ahead(n) for n in names]
+        out["here"] = [slugify(n) for n in names]
+        out["descriptors"] = len(os.listdir("/proc/self/fd")) - before
+        """
+    )
+    assert out["pid"] == 0 and out["ahead"] == out["here"] and out["descriptors"] == 0
+
+
+def test_a_theme_error_after_the_fork_ends_and_reaps_the_slugs_process(site: Site) -> None:
+    """`publisher build` forks the slugs' process before it compiles the theme: a broken
+    override then exits 2, and the process it forked is ended and reaped, not left behind."""
+    folder = site.root / "theme"
+    folder.mkdir()
+    (folder / "digest.html.j2").write_text("<p>\n{{ list_name }\n</p>\n", encoding="utf-8")
+    site.write_config(f'[theme]\ntemplates = "{folder}"\n')
+    script = textwrap.dedent(
+        """
+        import json, os, sys
+        forked, fork = [], os.fork
+        def recorded():
+            pid = fork()
+            if pid:
+                forked.append(pid)
+            return pid
+        os.fork = recorded
+        from publisher.cli import main
+        try:
+            main(["--config", sys.argv[1], "build"])
+        except SystemExit as exc:
+            code = exc.code
+        left = []
+        for pid in forked:
+            try:
+                os.waitpid(pid, os.WNOHANG)
+                left.append(pid)
+            except ChildProcessError:
+                pass
+        print(json.dumps({"code": code, "forked": len(forked), "left": left}))
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", script, str(site.config)], capture_output=True, text=True,
+                          timeout=60, check=True, cwd=Path(site.root))  # fmt: skip
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out == {"code": 2, "forked": 1, "left": []}, done.stderr
+
+
+def test_the_folders_walked_ahead_are_the_walks_own_each_given_once(tmp_path: Path) -> None:
+    for folder, count in (("tech", 3), ("tech/sub", 2), ("policy", 2), ("empty", 0)):
+        (tmp_path / folder).mkdir(parents=True, exist_ok=True)
+        for n in range(count):
+            (tmp_path / folder / f"{n}.md").write_text("x" * n, encoding="utf-8")
+    out = _run(
+        """
+        import time
+        from publisher.sources.files import CONTENT_SUFFIXES
+        from publisher.sources.walk import walk_ahead
+        root = sys.argv[2]
+        ahead = BuildAhead([], [root])
+        out["forked"] = ahead._pid != 0
+        time.sleep(0.5)  # long enough to walk five folders: all of them are taken
+        walked = ahead.walked(root)
+        out["folders"] = [prefix for _folder, prefix, *_rest in walked]
+        out["same"] = walked == list(walk_ahead(root, CONTENT_SUFFIXES))
+        out["again"] = ahead.walked(root)
+        out["reaped"] = ahead._pid == 0
+        out["slug"] = ahead(names[1])  # none asked ahead: made here
+        ahead.close()
+        """,
+        str(tmp_path),
+    )
+    assert out == {"forked": True, "folders": ["", "empty/", "policy/", "tech/", "tech/sub/"], "same": True,
+                   "again": [], "reaped": True, "slug": "zheng-ce-jie-du"}  # fmt: skip
+
+
+def test_a_record_cut_short_when_the_process_was_ended_is_left_out(tmp_path: Path) -> None:
+    """The build ends the process whatever it is doing: a folder it was writing is walked again."""
+    from publisher.build_ahead import _FRAME, _read_folders
+    from publisher.sources.files import CONTENT_SUFFIXES
+    from publisher.sources.walk import walk_ahead
+
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "1.md").write_text(folder, encoding="utf-8")
+    records = [pickle.dumps((str(tmp_path), w)) for w in walk_ahead(str(tmp_path), CONTENT_SUFFIXES)]
+    data = b"".join(_FRAME.pack(len(r)) + r for r in records)
+    fd = os.memfd_create("test") if hasattr(os, "memfd_create") else os.open(tmp_path / "f", os.O_RDWR | os.O_CREAT)
+    try:
+        os.write(fd, data[:-5])  # the last folder's record cut short
+        walked = _read_folders(fd)[str(tmp_path)]
+    finally:
+        os.close(fd)
+    assert [prefix for _folder, prefix, *_rest in walked] == ["", "a/"]
+
+
+def test_a_store_made_before_has_its_slugs_and_none_are_made_ahead(site: Site) -> None:
+    """A SQLite store that exists has the slugs of its categories (a new one's slug is made in
+    the build's process): the process forked ahead only walks. Other stores may be new."""
+    body = """
+        from pathlib import Path
+        from publisher.build_ahead import build_ahead
+        from publisher.config import load_settings
+        ahead = build_ahead(load_settings(Path(sys.argv[2])))
+        out["slug"] = ahead("高新院新闻")
+        out["made_ahead"] = sorted(ahead._made)
+        ahead.close()
+        """
+    configured = ["高新院新闻"]  # the one category without a slug of its own
+    assert _run(body, str(site.config)) == {"slug": "gao-xin-yuan-xin-wen", "made_ahead": configured}
+    site.build()
+    again = _run(body, str(site.config))
+    assert again == {"slug": "gao-xin-yuan-xin-wen",
+                     "made_ahead": [] if site.store_url.startswith("sqlite:///") else configured}  # fmt: skip
+
+
+def test_a_build_with_its_walk_ahead_stores_and_writes_what_a_build_without_it_does(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """`publisher build` in a fresh process takes the folders walked ahead; a build that forks
+    no process ahead walks them itself: the same store, the same files, byte for byte."""
+    sites = [Site(tmp_path_factory.mktemp(name)) for name in ("ahead", "here")]
+    for site in sites:
+        for n in range(40):
+            folder, day = "tech" if n % 3 else "policy", n % 28 + 1
+            path = site.article(f"{folder}/{n:02d}.md", f"文章{n}", date=f"2026-05-{day:02d} 09:00")
+            os.utime(path, ns=(1_780_000_000_000_000_000 + n, 1_780_000_000_000_000_000 + n))  # the same fingerprints
+    script = textwrap.dedent(
+        """
+        import json, os, sys
+        from publisher import build_ahead
+        taken, walked = [], build_ahead.BuildAhead.walked
+        def recorded(self, root):
+            if self._pid:  # let it end its walk (on a slow machine the build would end it part-way)
+                os.waitpid(self._pid, 0)
+                self._pid = 0
+            folders = walked(self, root)
+            taken.append(len(folders))
+            return folders
+        build_ahead.BuildAhead.walked = recorded
+        if sys.argv[2] == "here":  # no process forked ahead: the slugs made and the folders walked here
+            build_ahead.BuildAhead._start = lambda self, names, roots: None
+        from publisher.cli import main
+        try:
+            main(["--config", sys.argv[1], "build"])
+        except SystemExit as exc:
+            assert not exc.code, exc.code
+        print(json.dumps(taken))
+        """
+    )
+    taken = {}
+    for site, how in zip(sites, ("ahead", "here"), strict=True):
+        done = subprocess.run([sys.executable, "-c", script, str(site.config), how], capture_output=True, text=True,
+                              timeout=120, check=True, cwd=site.root)  # fmt: skip
+        taken[how] = json.loads(done.stdout.strip().splitlines()[-1])
+    assert taken["here"] == [0] and taken["ahead"] == [3]  # the root, policy/ and tech/
+    ahead, here = sites
+    files = sorted(p.relative_to(ahead.out) for p in ahead.out.rglob("*") if p.is_file())
+    assert files and files == sorted(p.relative_to(here.out) for p in here.out.rglob("*") if p.is_file())
+    for path in files:
+        mine, theirs = (ahead.out / path).read_bytes(), (here.out / path).read_bytes()
+        assert mine.replace(str(ahead.root).encode(), b"") == theirs.replace(str(here.root).encode(), b""), path
+    query = "SELECT key, fingerprint, content_hash, body_hash, guid FROM articles ORDER BY id"
+    assert ahead.sql(query) == here.sql(query)
