@@ -126,9 +126,9 @@ class BuildAhead:
         if self._made is None:
             self._made = {}
             if self._answer >= 0:
-                with open(self._answer, "rb") as pipe:
+                answer, self._answer = self._answer, -1  # closed below, whatever happens: never twice
+                with open(answer, "rb") as pipe:
                     data = pipe.read()  # to its end: the process closes the pipe before it walks
-                self._answer = -1
                 with contextlib.suppress(ValueError):
                     made = json.loads(data)
                     if isinstance(made, dict):
