@@ -115,11 +115,11 @@ class BuildAhead:
             self._walked = {}
             if self._folders >= 0:
                 self._end()
+                folders, self._folders = self._folders, -1  # closed below, whatever happens: never twice
                 try:
-                    self._walked = _read_folders(self._folders)
+                    self._walked = _read_folders(folders)
                 finally:
-                    os.close(self._folders)
-                    self._folders = -1
+                    os.close(folders)
         return self._walked.pop(root, [])
 
     def _collect(self) -> dict[str, str]:
@@ -137,12 +137,10 @@ class BuildAhead:
 
     def close(self) -> None:
         """End the forked process, whatever was asked of it, and let go of what it wrote."""
-        if self._answer >= 0:
-            os.close(self._answer)
-            self._answer = -1
-        if self._folders >= 0:
-            os.close(self._folders)
-            self._folders = -1
+        given_up, self._answer, self._folders = (self._answer, self._folders), -1, -1  # first: never closed twice
+        for fd in given_up:
+            if fd >= 0:
+                os.close(fd)
         self._end()
 
     def _end(self) -> None:

@@ -1,18 +1,41 @@
 """A waitress server run in a daemon thread of the test's process, and its stop: the one way the
 tests serve `create_app` in-process (`publisher serve` itself runs the loop in its main thread
-and never stops it: the process ends)."""
+and never stops it: the process ends).
+
+While a server runs, its trigger's descriptors are watched: a close of either number from
+Python code other than waitress's own (`os.close`, whoever calls it) is recorded with its
+stack, so that the warning below names the code that closed a descriptor it did not own. A
+close made in C is not seen."""
 
 from __future__ import annotations
 
 import errno
+import os
+import sys
 import threading
+import traceback
 import warnings
 from collections.abc import Callable
 from typing import Any
 
+from waitress import trigger as waitress_trigger
 from waitress import wasyncore
 
 Server = Any  # a single-listener server from waitress.create_server (a MultiSocketServer has no trigger)
+
+_watched: set[int] = set()  # the descriptors of the triggers of the servers running
+_closed_by: dict[int, str] = {}  # a watched descriptor -> the stack of a close not waitress's own
+_os_close = os.close
+_TRIGGER_CLOSE = waitress_trigger.trigger._close.__code__
+
+
+def _watching_close(fd: int) -> None:
+    if fd in _watched and sys._getframe(1).f_code is not _TRIGGER_CLOSE:
+        _closed_by[fd] = "".join(traceback.format_stack(limit=30)[:-1])
+    _os_close(fd)
+
+
+os.close = _watching_close
 
 
 class ServerThread:
@@ -21,6 +44,8 @@ class ServerThread:
 
     def __init__(self, server: Server, then: Callable[[], object]) -> None:
         self.server, self.then = server, then
+        self.watched = list(server.trigger._fds)
+        _watched.update(self.watched)
         self.thread = threading.Thread(target=server.run, name="test-waitress", daemon=True)
         self.thread.start()
 
@@ -33,14 +58,24 @@ class ServerThread:
         load, each time in a test that had passed, never in a test run alone), the sockets are
         closed from here and the loop ends, at the latest when its current wait times out
         (1 s); a warning says so, for a descriptor was closed by code that did not own it."""
-        gone = "closed by waitress" if self.server.trigger._closed else self._pull()
+        trigger = self.server.trigger
+        gone = "closed by waitress" if trigger._closed else self._pull()
         if gone:
-            warnings.warn(f"waitress's trigger is gone ({gone}); closing its sockets from the test", stacklevel=2)
+            closers = [f"descriptor {fd} closed by:\n{_closed_by[fd]}" for fd in self.watched if fd in _closed_by]
+            why = "\n".join(closers) or "no Python code of this process closed it (C code, or before the watch)"
+            message = f"waitress's trigger is gone ({gone}); closing its sockets from the test\n{why}"
+            warnings.warn(message, stacklevel=2)
+            # Its write end's number is not the trigger's any more (it may be another file's
+            # now): closing its sockets must not close that number again.
+            trigger._fds = [fd for fd in trigger._fds if fd != trigger.trigger]
             wasyncore.close_all(self.server._map)
         try:
             self.thread.join(timeout=10)
             assert not self.thread.is_alive(), "waitress's loop did not end"
         finally:
+            _watched.difference_update(self.watched)
+            for fd in self.watched:
+                _closed_by.pop(fd, None)
             try:
                 self.server.task_dispatcher.shutdown()
             finally:

@@ -194,9 +194,9 @@ class _Folder:
             self.close()
 
     def close(self) -> None:
-        if self.fd is not None:
-            os.close(self.fd)
-            self.fd = None
+        fd, self.fd = self.fd, None  # given up before it is closed: an interrupt never closes it twice
+        if fd is not None:
+            os.close(fd)
 
 
 def walk(
