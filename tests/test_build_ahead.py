@@ -209,6 +209,23 @@ def test_a_record_cut_short_when_the_process_was_ended_is_left_out(tmp_path: Pat
     assert [prefix for _folder, prefix, *_rest in walked] == ["", "a/"]
 
 
+def test_the_walk_ahead_stops_after_the_folder_that_reaches_its_most_files(tmp_path: Path) -> None:
+    """A build slow to start never finds more than so many files walked ahead in memory."""
+    from publisher.build_ahead import _read_folders, _walk_into
+
+    for folder in ("a", "b", "c"):
+        (tmp_path / folder).mkdir()
+        for n in range(2):
+            (tmp_path / folder / f"{n}.md").write_text(folder, encoding="utf-8")
+    fd = os.memfd_create("test") if hasattr(os, "memfd_create") else os.open(tmp_path / "f", os.O_RDWR | os.O_CREAT)
+    try:
+        _walk_into(fd, [str(tmp_path)], most=3)  # the root (no file), a/ (2), b/ (4 >= 3): then no more
+        walked = _read_folders(fd)[str(tmp_path)]
+    finally:
+        os.close(fd)
+    assert [prefix for _folder, prefix, *_rest in walked] == ["", "a/", "b/"]
+
+
 def test_a_store_made_before_has_its_slugs_and_none_are_made_ahead(site: Site) -> None:
     """A SQLite store that exists has the slugs of its categories (a new one's slug is made in
     the build's process): the process forked ahead only walks. Other stores may be new."""
