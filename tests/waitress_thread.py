@@ -2,10 +2,11 @@
 tests serve `create_app` in-process (`publisher serve` itself runs the loop in its main thread
 and never stops it: the process ends).
 
-While a server runs, its trigger's descriptors are watched: a close of either number from
-Python code other than waitress's own (`os.close`, whoever calls it) is recorded with its
-stack, so that the warning below names the code that closed a descriptor it did not own. A
-close made in C is not seen."""
+While a server runs, its trigger's descriptors are watched: a call of `os.close` on either
+number from code other than waitress's own trigger is recorded with its stack, so that the
+warning below names the code that closed a descriptor it did not own. (`os.close` is wrapped
+for the whole test process once this module is imported.) A close made in C (a file object's
+or a socket's close, `dup2`) is not seen."""
 
 from __future__ import annotations
 
@@ -26,7 +27,8 @@ Server = Any  # a single-listener server from waitress.create_server (a MultiSoc
 _watched: set[int] = set()  # the descriptors of the triggers of the servers running
 _closed_by: dict[int, str] = {}  # a watched descriptor -> the stack of a close not waitress's own
 _os_close = os.close
-_TRIGGER_CLOSE = waitress_trigger.trigger._close.__code__
+# waitress's own close of its trigger (None, should waitress rename it: every close is then recorded)
+_TRIGGER_CLOSE = getattr(getattr(waitress_trigger.trigger, "_close", None), "__code__", None)
 
 
 def _watching_close(fd: int) -> None:
@@ -45,6 +47,8 @@ class ServerThread:
     def __init__(self, server: Server, then: Callable[[], object]) -> None:
         self.server, self.then = server, then
         self.watched = list(server.trigger._fds)
+        for fd in self.watched:  # a number closed by someone for an earlier server is this one's now
+            _closed_by.pop(fd, None)
         _watched.update(self.watched)
         self.thread = threading.Thread(target=server.run, name="test-waitress", daemon=True)
         self.thread.start()
@@ -62,13 +66,14 @@ class ServerThread:
         gone = "closed by waitress" if trigger._closed else self._pull()
         if gone:
             closers = [f"descriptor {fd} closed by:\n{_closed_by[fd]}" for fd in self.watched if fd in _closed_by]
-            why = "\n".join(closers) or "no Python code of this process closed it (C code, or before the watch)"
+            why = "\n".join(closers) or "no os.close call closed it (a close made in C, or before the watch)"
             message = f"waitress's trigger is gone ({gone}); closing its sockets from the test\n{why}"
             warnings.warn(message, stacklevel=2)
             # Its write end's number is not the trigger's any more (it may be another file's
             # now): closing its sockets must not close that number again.
             trigger._fds = [fd for fd in trigger._fds if fd != trigger.trigger]
             wasyncore.close_all(self.server._map)
+            trigger.socket.close()  # its copy of the read end, left open when waitress's close failed
         try:
             self.thread.join(timeout=10)
             assert not self.thread.is_alive(), "waitress's loop did not end"
