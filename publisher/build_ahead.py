@@ -11,17 +11,20 @@ other core meanwhile:
    file stat'ed, folder after folder, into a memory file. At 100,000 files the walk is what an
    incremental build spends most of its time on (docs/architecture.md).
 
-The build asks for the slugs when it syncs its categories, and for a source's folders when that
-source's ingest begins: it then ends the process, takes the folders it finished, and walks the
-rest itself (`walk.walk(..., walked=...)`). A folder walked ahead is what the build's own walk
-would have found a few tenths of a second earlier; a file changed since is read with the
-fingerprint it had then, so the next build sees the change and reads it again.
+The build asks for the slugs when it syncs its categories, and for a source's folders when the
+ingest of its first files source begins: it then ends the process, takes the folders it
+finished, and walks the rest itself (`walk.walk(..., ahead=...)`). A folder walked ahead is what
+the build's own walk would have found a little earlier, at most `FRESH_FOR` seconds (a build that
+gets to a files source later, after a web source or another files source, walks it itself). A
+file changed in between is read as it is now under the fingerprint it had then, so the next
+build sees the change and reads it again; one removed in between is reported as unreadable, as
+one removed between the stat and the read of any walk is.
 
 The forked process only computes; it writes its slugs to a pipe and its folders to the memory
-file, and ends with `os._exit`. Whatever goes wrong with it (no fork on this platform, another
-thread running, the process killed, an answer cut short or that does not parse), the slugs are
-made and the folders walked here, as before: the outcome is the same either way, only the time
-differs."""
+file, and ends with `os._exit` (when the build's process is gone, after the folder it is on).
+Whatever goes wrong with it (no fork on this platform, another thread running, the process
+killed, an answer cut short or that does not parse), the slugs are made and the folders walked
+here, as before: the outcome is the same either way, only the time differs."""
 
 from __future__ import annotations
 
@@ -32,6 +35,7 @@ import pickle
 import signal
 import struct
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -40,13 +44,15 @@ from .text import slugify
 
 if TYPE_CHECKING:
     from .config import Settings
-    from .sources.walk import Walked
+    from .sources.walk import WalkedFolder
 
-_FRAME = struct.Struct("!Q")  # the length of one folder's record in the memory file
-# The build ends the walk ahead when its ingest begins, a few tenths of a second in: some
-# 100,000 files on the machine we measure on. A build whose start takes much longer (a slow
-# machine, a remote store) finds at most this many walked, some 50 bytes each in memory.
+FRESH_FOR = 2.0  # seconds from the fork: folders walked ahead are given no later than this
+# The build ends the walk ahead when its ingest begins, about a third of a second in: some 50,000
+# files on the machine we measure on. A build whose start takes much longer (a slow machine, a
+# remote store) finds at most this many walked, some 50 bytes each in the memory file.
 MOST_FILES = 300_000
+_FRAME = struct.Struct("!Q")  # the length of one folder's record in the memory file
+_STOPPING = {signal.SIGINT, signal.SIGTERM}  # blocked across the fork: see _start
 
 
 def build_ahead(settings: Settings) -> BuildAhead:
@@ -70,10 +76,11 @@ class BuildAhead:
 
     def __init__(self, names: Sequence[str], roots: Sequence[str] = ()) -> None:
         self._made: dict[str, str] | None = None
-        self._walked: dict[str, list[Walked]] | None = None
+        self._folders: dict[str, list[WalkedFolder]] | None = None
         self._pid = 0
+        self._forked_at = 0.0
         self._answer = -1  # the pipe the slugs come in
-        self._folders = -1  # the memory file the folders walked are written to
+        self._written = -1  # the memory file the folders walked are written to
         names, roots = list(dict.fromkeys(names)), list(dict.fromkeys(roots))
         # fork is unsafe beside other threads (a lock held by one stays held in the child)
         if (names or roots) and hasattr(os, "fork") and threading.active_count() == 1:
@@ -81,6 +88,11 @@ class BuildAhead:
 
     def _start(self, names: list[str], roots: list[str]) -> None:
         opened: list[int] = []
+        parent = os.getpid()
+        # A Ctrl-C landing in the forked process before its `try` would unwind the build's own
+        # stack there (its exit handlers, its output): it waits, blocked, until the process has
+        # made it end at once instead.
+        masked = signal.pthread_sigmask(signal.SIG_BLOCK, _STOPPING)
         try:
             answer, written = os.pipe()
             opened += [answer, written]
@@ -90,41 +102,47 @@ class BuildAhead:
         except OSError:  # no descriptors or no process to be had (EAGAIN, ENOMEM): all is done here
             for fd in opened:
                 os.close(fd)
+            signal.pthread_sigmask(signal.SIG_SETMASK, masked)
             return
         if pid == 0:  # the forked process: compute, answer, end without running any exit handler
             code = 1
             try:
+                for signum in _STOPPING:
+                    signal.signal(signum, signal.SIG_DFL)
+                signal.pthread_sigmask(signal.SIG_SETMASK, masked)
                 os.close(answer)
                 data = json.dumps({name: slugify(name) for name in names}).encode()
                 with open(written, "wb") as pipe:
                     pipe.write(data)
-                _walk_into(folders, roots)
+                _walk_into(folders, roots, parent)
                 code = 0
             finally:
                 os._exit(code)
+        signal.pthread_sigmask(signal.SIG_SETMASK, masked)
         os.close(written)
-        self._pid, self._answer, self._folders = pid, answer, folders
+        self._pid, self._forked_at, self._answer, self._written = pid, time.monotonic(), answer, folders
 
     def __call__(self, name: str) -> str:
         made = self._collect()
         slug = made.get(name)
         return slug if isinstance(slug, str) else slugify(name)
 
-    def walked(self, root: str) -> list[Walked]:
+    def folders_of(self, root: str) -> list[WalkedFolder]:
         """The first folders of `root` in walk order, listed and stat'ed ahead, for `walk.walk`;
-        none when they were not asked for. The process is ended first: the walk does what it
-        had not finished, and each root's folders are given once."""
-        if self._walked is None:
+        none when they were not asked for or are older than `FRESH_FOR`. The process is ended
+        first: the walk does what it had not finished, and each root's folders are given once."""
+        if self._folders is None:
             self._collect()  # its slugs, before it is ended
-            self._walked = {}
-            if self._folders >= 0:
+            self._folders = {}
+            if self._written >= 0:
                 self._end()
-                folders, self._folders = self._folders, -1  # closed below, whatever happens: never twice
+                written, self._written = self._written, -1  # closed below, whatever happens: never twice
                 try:
-                    self._walked = _read_folders(folders)
+                    self._folders = _read_folders(written)
                 finally:
-                    os.close(folders)
-        return self._walked.pop(root, [])
+                    os.close(written)
+        folders = self._folders.pop(root, [])
+        return folders if time.monotonic() - self._forked_at <= FRESH_FOR else []
 
     def _collect(self) -> dict[str, str]:
         if self._made is None:
@@ -141,24 +159,26 @@ class BuildAhead:
 
     def close(self) -> None:
         """End the forked process, whatever was asked of it, and let go of what it wrote."""
-        given_up, self._answer, self._folders = (self._answer, self._folders), -1, -1  # first: never closed twice
-        for fd in given_up:
-            if fd >= 0:
-                os.close(fd)
-        self._end()
+        given_up, self._answer, self._written = (self._answer, self._written), -1, -1  # first: never closed twice
+        try:
+            for fd in given_up:
+                if fd >= 0:
+                    os.close(fd)
+        finally:
+            self._end()
 
     def _end(self) -> None:
         if self._pid:
+            pid, self._pid = self._pid, 0
             with contextlib.suppress(ProcessLookupError):
-                os.kill(self._pid, signal.SIGKILL)
+                os.kill(pid, signal.SIGKILL)
             with contextlib.suppress(ChildProcessError):
-                os.waitpid(self._pid, 0)
-            self._pid = 0
+                os.waitpid(pid, 0)
 
 
 def _memory_file() -> int:
     """An anonymous file for the folders walked: in memory where the system has memfd_create."""
-    if hasattr(os, "memfd_create"):
+    with contextlib.suppress(AttributeError, OSError):  # none here, or refused (an old kernel, a sandbox)
         return os.memfd_create("publisher-walk", os.MFD_CLOEXEC)
     import tempfile
 
@@ -166,9 +186,9 @@ def _memory_file() -> int:
         return os.dup(file.fileno())
 
 
-def _walk_into(fd: int, roots: list[str], most: int = MOST_FILES) -> None:
-    """Each folder of each root, as `walk_ahead` gives it, one record after the other, until
-    the folders written hold `most` files."""
+def _walk_into(fd: int, roots: list[str], parent: int, most: int = MOST_FILES) -> None:
+    """Each folder of each root, as `walk_ahead` gives it, one record after the other, until the
+    folders written hold `most` files or the build's process (`parent`) is gone."""
     from .sources.files import CONTENT_SUFFIXES
     from .sources.walk import walk_ahead
 
@@ -176,25 +196,27 @@ def _walk_into(fd: int, roots: list[str], most: int = MOST_FILES) -> None:
     for root in roots:
         for folder in walk_ahead(root, CONTENT_SUFFIXES):
             data = pickle.dumps((root, folder), pickle.HIGHEST_PROTOCOL)
-            view = memoryview(_FRAME.pack(len(data)) + data)
-            while view:
-                view = view[os.write(fd, view) :]
-            files += len(folder[3])
-            if files >= most:
+            if os.writev(fd, [_FRAME.pack(len(data)), data]) != _FRAME.size + len(data):
+                return  # a full disk: the record cut short ends what is read (a kill cuts the last one so)
+            files += len(folder.names)
+            if files >= most or os.getppid() != parent:
                 return
 
 
-def _read_folders(fd: int) -> dict[str, list[Walked]]:
+def _read_folders(fd: int) -> dict[str, list[WalkedFolder]]:
     """The records written whole, by root, in order; one cut short (the process was ended while it
-    wrote it) and what follows it are left out."""
-    data = os.pread(fd, os.fstat(fd).st_size, 0)
-    walked: dict[str, list[Walked]] = {}
+    wrote it), one that does not read, and what follows them are left out."""
+    data = memoryview(os.pread(fd, os.fstat(fd).st_size, 0))
+    folders: dict[str, list[WalkedFolder]] = {}
     at = 0
     while at + _FRAME.size <= len(data):
         (size,) = _FRAME.unpack_from(data, at)
         start, at = at + _FRAME.size, at + _FRAME.size + size
         if at > len(data):
             break
-        root, folder = pickle.loads(data[start:at])
-        walked.setdefault(root, []).append(folder)
-    return walked
+        try:
+            root, folder = pickle.loads(data[start:at])
+        except Exception:  # noqa: BLE001 - whatever it is, the walk does that folder itself
+            break
+        folders.setdefault(root, []).append(folder)
+    return folders

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import pickle
 import subprocess
 import sys
 import textwrap
@@ -123,13 +122,9 @@ def test_no_process_to_be_had_leaves_the_slugs_made_here_and_no_descriptor_open(
     assert out["pid"] == 0 and out["ahead"] == out["here"] and out["descriptors"] == 0
 
 
-def test_a_theme_error_after_the_fork_ends_and_reaps_the_slugs_process(site: Site) -> None:
-    """`publisher build` forks the slugs' process before it compiles the theme: a broken
-    override then exits 2, and the process it forked is ended and reaped, not left behind."""
-    folder = site.root / "theme"
-    folder.mkdir()
-    (folder / "digest.html.j2").write_text("<p>\n{{ list_name }\n</p>\n", encoding="utf-8")
-    site.write_config(f'[theme]\ntemplates = "{folder}"\n')
+def _build_leaving(site: Site) -> dict[str, object]:
+    """`publisher build` in a fresh process: its exit code, how many processes it forked and
+    which of them were left behind (not reaped) when it returned."""
     script = textwrap.dedent(
         """
         import json, os, sys
@@ -158,7 +153,27 @@ def test_a_theme_error_after_the_fork_ends_and_reaps_the_slugs_process(site: Sit
     done = subprocess.run([sys.executable, "-c", script, str(site.config)], capture_output=True, text=True,
                           timeout=60, check=True, cwd=Path(site.root))  # fmt: skip
     out = json.loads(done.stdout.strip().splitlines()[-1])
-    assert out == {"code": 2, "forked": 1, "left": []}, done.stderr
+    assert isinstance(out, dict), done.stderr
+    return out
+
+
+def test_a_theme_error_after_the_fork_ends_and_reaps_the_process_forked_ahead(site: Site) -> None:
+    """`publisher build` forks its process ahead before it compiles the theme: a broken
+    override then exits 2, and the process it forked is ended and reaped, not left behind."""
+    folder = site.root / "theme"
+    folder.mkdir()
+    (folder / "digest.html.j2").write_text("<p>\n{{ list_name }\n</p>\n", encoding="utf-8")
+    site.write_config(f'[theme]\ntemplates = "{folder}"\n')
+    assert _build_leaving(site) == {"code": 2, "forked": 1, "left": []}
+
+
+def test_a_store_refused_after_the_fork_ends_and_reaps_the_process_forked_ahead(site: Site) -> None:
+    """A store made by a newer publisher is refused once the app is loaded, after the fork:
+    exit 2, and the process walking ahead is ended, not left to walk on alone."""
+    site.article("tech/a.md", "一篇")
+    site.build()
+    site.sql("UPDATE alembic_version SET version_num = '0099'")
+    assert _build_leaving(site) == {"code": 2, "forked": 1, "left": []}
 
 
 def test_the_folders_walked_ahead_are_the_walks_own_each_given_once(tmp_path: Path) -> None:
@@ -168,45 +183,64 @@ def test_the_folders_walked_ahead_are_the_walks_own_each_given_once(tmp_path: Pa
             (tmp_path / folder / f"{n}.md").write_text("x" * n, encoding="utf-8")
     out = _run(
         """
-        import time
         from publisher.sources.files import CONTENT_SUFFIXES
         from publisher.sources.walk import walk_ahead
         root = sys.argv[2]
         ahead = BuildAhead([], [root])
         out["forked"] = ahead._pid != 0
-        time.sleep(0.5)  # long enough to walk five folders: all of them are taken
-        walked = ahead.walked(root)
-        out["folders"] = [prefix for _folder, prefix, *_rest in walked]
+        os.waitpid(ahead._pid, 0)  # its walk ended: all of it is taken
+        ahead._pid = 0
+        walked = ahead.folders_of(root)
+        out["folders"] = [folder.prefix for folder in walked]
         out["same"] = walked == list(walk_ahead(root, CONTENT_SUFFIXES))
-        out["again"] = ahead.walked(root)
-        out["reaped"] = ahead._pid == 0
+        out["again"] = ahead.folders_of(root)
         out["slug"] = ahead(names[1])  # none asked ahead: made here
         ahead.close()
         """,
         str(tmp_path),
     )
     assert out == {"forked": True, "folders": ["", "empty/", "policy/", "tech/", "tech/sub/"], "same": True,
-                   "again": [], "reaped": True, "slug": "zheng-ce-jie-du"}  # fmt: skip
+                   "again": [], "slug": "zheng-ce-jie-du"}  # fmt: skip
 
 
 def test_a_record_cut_short_when_the_process_was_ended_is_left_out(tmp_path: Path) -> None:
     """The build ends the process whatever it is doing: a folder it was writing is walked again."""
-    from publisher.build_ahead import _FRAME, _read_folders
-    from publisher.sources.files import CONTENT_SUFFIXES
-    from publisher.sources.walk import walk_ahead
+    from publisher.build_ahead import _read_folders, _walk_into
 
     for folder in ("a", "b"):
         (tmp_path / folder).mkdir()
         (tmp_path / folder / "1.md").write_text(folder, encoding="utf-8")
-    records = [pickle.dumps((str(tmp_path), w)) for w in walk_ahead(str(tmp_path), CONTENT_SUFFIXES)]
-    data = b"".join(_FRAME.pack(len(r)) + r for r in records)
     fd = os.memfd_create("test") if hasattr(os, "memfd_create") else os.open(tmp_path / "f", os.O_RDWR | os.O_CREAT)
     try:
-        os.write(fd, data[:-5])  # the last folder's record cut short
-        walked = _read_folders(fd)[str(tmp_path)]
+        _walk_into(fd, [str(tmp_path)], os.getppid())
+        whole = _read_folders(fd)[str(tmp_path)]
+        os.ftruncate(fd, os.fstat(fd).st_size - 5)  # the last folder's record cut short
+        cut = _read_folders(fd)[str(tmp_path)]
     finally:
         os.close(fd)
-    assert [prefix for _folder, prefix, *_rest in walked] == ["", "a/"]
+    assert [f.prefix for f in whole] == ["", "a/", "b/"] and cut == whole[:2]
+
+
+def test_folders_walked_longer_ago_than_fresh_for_are_not_given(tmp_path: Path) -> None:
+    """A files source whose ingest begins late (after a web source, or another files source)
+    walks itself: a listing is never older than FRESH_FOR."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "1.md").write_text("a", encoding="utf-8")
+    out = _run(
+        """
+        from publisher.build_ahead import FRESH_FOR
+        root = sys.argv[2]
+        ahead = BuildAhead([], [root, root + "/a"])
+        os.waitpid(ahead._pid, 0)
+        ahead._pid = 0
+        out["first"] = [folder.prefix for folder in ahead.folders_of(root)]
+        ahead._forked_at -= FRESH_FOR  # the second source's ingest begins that much later
+        out["later"] = ahead.folders_of(root + "/a")
+        ahead.close()
+        """,
+        str(tmp_path),
+    )
+    assert out == {"first": ["", "a/"], "later": []}
 
 
 def test_the_walk_ahead_stops_after_the_folder_that_reaches_its_most_files(tmp_path: Path) -> None:
@@ -219,11 +253,11 @@ def test_the_walk_ahead_stops_after_the_folder_that_reaches_its_most_files(tmp_p
             (tmp_path / folder / f"{n}.md").write_text(folder, encoding="utf-8")
     fd = os.memfd_create("test") if hasattr(os, "memfd_create") else os.open(tmp_path / "f", os.O_RDWR | os.O_CREAT)
     try:
-        _walk_into(fd, [str(tmp_path)], most=3)  # the root (no file), a/ (2), b/ (4 >= 3): then no more
+        _walk_into(fd, [str(tmp_path)], os.getppid(), most=3)  # the root (no file), a/ (2), b/ (4 >= 3): no more
         walked = _read_folders(fd)[str(tmp_path)]
     finally:
         os.close(fd)
-    assert [prefix for _folder, prefix, *_rest in walked] == ["", "a/", "b/"]
+    assert [folder.prefix for folder in walked] == ["", "a/", "b/"]
 
 
 def test_a_store_made_before_has_its_slugs_and_none_are_made_ahead(site: Site) -> None:
@@ -261,15 +295,15 @@ def test_a_build_with_its_walk_ahead_stores_and_writes_what_a_build_without_it_d
         """
         import json, os, sys
         from publisher import build_ahead
-        taken, walked = [], build_ahead.BuildAhead.walked
+        taken, folders_of = [], build_ahead.BuildAhead.folders_of
         def recorded(self, root):
             if self._pid:  # let it end its walk (on a slow machine the build would end it part-way)
                 os.waitpid(self._pid, 0)
                 self._pid = 0
-            folders = walked(self, root)
+            folders = folders_of(self, root)
             taken.append(len(folders))
             return folders
-        build_ahead.BuildAhead.walked = recorded
+        build_ahead.BuildAhead.folders_of = recorded
         if sys.argv[2] == "here":  # no process forked ahead: the slugs made and the folders walked here
             build_ahead.BuildAhead._start = lambda self, names, roots: None
         from publisher.cli import main

@@ -17,7 +17,15 @@ from publisher.normalize import CategoryIndex, TextRules
 from publisher.parallel import Workers
 from publisher.sources import Fetched, FolderFingerprints
 from publisher.sources.files import CONTENT_SUFFIXES, FilesSource
-from publisher.sources.walk import Listing, Walked, WalkPool, stat_in_worker, stat_names, walk, walk_ahead
+from publisher.sources.walk import (
+    Listing,
+    WalkedFolder,
+    WalkPool,
+    stat_in_worker,
+    stat_names,
+    walk,
+    walk_ahead,
+)
 from publisher.text import is_utf8
 
 LINUX = sys.platform == "linux"  # a file system that takes any bytes (tabs, newlines, GBK) in names
@@ -65,10 +73,10 @@ def odd_tree(root: Path) -> Path:
 
 
 def listings(
-    root: Path, pool: WalkPool | None = None, parallel_from: int = 4, walked: Sequence[Walked] = ()
+    root: Path, pool: WalkPool | None = None, parallel_from: int = 4, ahead: Sequence[WalkedFolder] = ()
 ) -> list[tuple[object, ...]]:
     out: list[tuple[object, ...]] = []
-    for folder, prefix, listing in walk(str(root), CONTENT_SUFFIXES, pool, parallel_from, walked):
+    for folder, prefix, listing in walk(str(root), CONTENT_SUFFIXES, pool, parallel_from, ahead):
         assert isinstance(listing, Listing)
         files = listing.files()
         assert listing.digest() == digest_as_stored_before(files)
@@ -139,9 +147,38 @@ def test_a_walk_goes_on_from_the_folders_walked_ahead_and_lists_every_folder_as_
     ahead = list(walk_ahead(str(content), CONTENT_SUFFIXES))
     assert [(folder, prefix) for folder, prefix, *_rest in ahead] == [(f, p) for f, p, *_rest in here]
     for finished in range(len(ahead) + 1):
-        assert listings(content, walked=ahead[:finished]) == here, finished
-    assert listings(content, workers.pool, walked=ahead[:2]) == here  # the rest on the workers
+        assert listings(content, ahead=ahead[:finished]) == here, finished
+    assert listings(content, workers.pool, ahead=ahead[:2]) == here  # the rest on the workers
     assert workers.pool.executor is not None
+
+
+def test_the_folders_walked_ahead_are_taken_as_they_were_then_and_the_rest_as_they_are_now(tmp_path: Path) -> None:
+    """What a walk ahead found is what the walk gives for those folders (a file added since is
+    seen by the next build, whose listing differs); the folders after them are listed now."""
+    content = odd_tree(tmp_path)
+    ahead = list(walk_ahead(str(content), CONTENT_SUFFIXES))
+    first, last = ahead[1].prefix, ahead[-1].prefix
+    for prefix in ("", first, last):
+        (content / prefix / "added.md").write_text("new", encoding="utf-8")
+    found = {prefix: dict(files) for _folder, prefix, _digest, files in listings(content, ahead=ahead[:2])}
+    assert "added.md" not in found[""] and "added.md" not in found[first]  # as walked ahead
+    assert "added.md" in found[last]  # listed now
+    now = {prefix: dict(files) for _folder, prefix, _digest, files in listings(content)}
+    assert all("added.md" in now[prefix] for prefix in ("", first, last))  # walked now: as they are
+
+
+def test_folders_walked_ahead_go_through_the_memory_file_as_they_are(tmp_path: Path) -> None:
+    """Every kind of name (tabs, newlines, bytes that are not UTF-8) comes back from the build's
+    forked process as its walk gave it."""
+    from publisher.build_ahead import _read_folders, _walk_into
+
+    content = odd_tree(tmp_path)
+    fd = os.memfd_create("test") if hasattr(os, "memfd_create") else os.open(tmp_path / "f", os.O_RDWR | os.O_CREAT)
+    try:
+        _walk_into(fd, [str(content)], os.getppid())
+        assert _read_folders(fd) == {str(content): list(walk_ahead(str(content), CONTENT_SUFFIXES))}
+    finally:
+        os.close(fd)
 
 
 def test_folders_walked_ahead_that_are_not_this_walks_next_are_not_taken(tmp_path: Path) -> None:
@@ -152,10 +189,10 @@ def test_folders_walked_ahead_that_are_not_this_walks_next_are_not_taken(tmp_pat
     other = tmp_path / "other"
     (other / "tech").mkdir(parents=True)
     (other / "tech" / "x.md").write_text("other", encoding="utf-8")
-    assert listings(content, walked=list(walk_ahead(str(other), CONTENT_SUFFIXES))) == here
+    assert listings(content, ahead=list(walk_ahead(str(other), CONTENT_SUFFIXES))) == here
     ahead = list(walk_ahead(str(content), CONTENT_SUFFIXES))
-    assert listings(content, walked=ahead[1:]) == here  # the root's own record missing
-    assert listings(content, walked=[ahead[0], ahead[2], ahead[1]]) == here  # out of order
+    assert listings(content, ahead=ahead[1:]) == here  # the root's own record missing
+    assert listings(content, ahead=[ahead[0], ahead[2], ahead[1]]) == here  # out of order
 
 
 def test_a_walk_ahead_of_a_root_that_cannot_be_listed_gives_nothing(tmp_path: Path) -> None:
@@ -258,9 +295,9 @@ def test_the_source_gives_the_same_items_digests_and_problems_either_way(tmp_pat
 def test_a_source_with_its_pool_still_pickles_for_the_workers(workers: Workers, tmp_path: Path) -> None:
     import pickle
 
-    source = FilesSource("s", tmp_path, "Asia/Shanghai", workers=workers.pool)
+    source = FilesSource("s", tmp_path, "Asia/Shanghai", workers=workers.pool, walked_ahead=lambda _root: [])
     copy = pickle.loads(pickle.dumps(source))
-    assert copy.workers is None and (copy.name, copy.root) == ("s", tmp_path)
+    assert copy.workers is None and copy.walked_ahead is None and (copy.name, copy.root) == ("s", tmp_path)
 
 
 def test_an_id_copied_from_a_folder_taken_whole_is_a_duplicate_not_a_rename(site: Site) -> None:

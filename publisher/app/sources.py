@@ -51,7 +51,7 @@ if TYPE_CHECKING:
     from ..sources.html import ListRules
     from ..sources.http import Fetcher
     from ..sources.robots import RobotsCache
-    from ..sources.walk import Walked, WalkPool
+    from ..sources.walk import WalkedFolder, WalkPool
 
 
 def make_source(
@@ -63,7 +63,7 @@ def make_source(
     convert: Callable[[str], str] = str,
     failed: Callable[[str], FailedItems] | None = None,
     walk_pool: WalkPool | None = None,
-    walked: Callable[[str], Sequence[Walked]] | None = None,
+    walked_ahead: Callable[[str], Sequence[WalkedFolder]] | None = None,
 ) -> Source:
     """The registry from a config `type` to a source; config validation rejects unknown types.
     `known`: our category names and slugs (a WordPress site's categories are matched to them);
@@ -71,7 +71,7 @@ def make_source(
     the content will be (`[text] convert`: an html source's meta-line regexes read it too);
     `failed`: a web source's memory of its failed items and walks, by its name (None: none, as
     for `check`); `walk_pool`: a build's worker processes (a files source stats its big folders there);
-    `walked`: a build's folders walked ahead, by root (build_ahead.py).
+    `walked_ahead`: a build's folders walked ahead, by root (build_ahead.py).
     Web sources are imported only when configured: they bring requests and lxml.html, a tenth
     of a second of every build of a site that reads only files."""
     if isinstance(config, WordPressSourceConfig):
@@ -112,7 +112,7 @@ def make_source(
         default_category=config.default_category,
         url_template=config.url_template,
         workers=walk_pool,
-        walked=walked,
+        walked_ahead=walked_ahead,
     )
 
 
@@ -167,9 +167,11 @@ class SourceServices:
         tz, fetchers = self.settings.site.timezone, self.run_fetchers()
         failed = partial(self.failed_items, retry_now=retry_failed)
         pool = self.workers.pool if self.workers is not None else None  # a build's
-        walked = self.ahead.walked if self.ahead is not None else None  # a build's
+        ahead = self.ahead.folders_of if self.ahead is not None else None  # a build's
         return [
-            make_source(s, tz, fetchers, known, categories, self.convert, failed=failed, walk_pool=pool, walked=walked)
+            make_source(
+                s, tz, fetchers, known, categories, self.convert, failed=failed, walk_pool=pool, walked_ahead=ahead
+            )
             for s in self.settings.sources
         ]
 

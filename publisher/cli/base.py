@@ -181,19 +181,19 @@ def load_app(ctx: click.Context, store: bool = True, ahead: bool = False) -> App
 
     try:
         settings = load_settings(config_path(ctx))
-        working = None
+        ahead_work = None
         if ahead:
             from ..build_ahead import build_ahead
 
-            working = build_ahead(settings)
-        from ..app import App
-
+            ahead_work = build_ahead(settings)
         try:
-            app = App(settings, ahead=working)
+            from ..app import App
+
+            app = App(settings, ahead=ahead_work)
             app.theme  # noqa: B018 - compiles the theme's overrides
         except BaseException:
-            if working is not None:
-                working.close()  # its process ended and reaped, not left for the exit
+            if ahead_work is not None:
+                ahead_work.close()  # its process ended and reaped, not left for the exit
             raise
     except ConfigError as exc:
         err.print(str(exc), highlight=False)
@@ -203,7 +203,11 @@ def load_app(ctx: click.Context, store: bool = True, ahead: bool = False) -> App
         sys.exit(EXIT_CONFIG)
     _options(ctx).store_url = app.settings.store.url
     if store:
-        open_store(ctx, app)
+        try:
+            open_store(ctx, app)
+        except BaseException:  # a store refused or not opened: exit 2 or 1, after closing
+            app.close()  # the build's forked process too (build_ahead.py)
+            raise
     started()
     return app
 

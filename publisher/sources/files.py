@@ -31,7 +31,7 @@ from .file_formats import (
     text_field,
     utf8_tail,
 )
-from .walk import PARALLEL_FROM, Walked, WalkPool, walk
+from .walk import PARALLEL_FROM, WalkedFolder, WalkPool, walk
 
 SUFFIXES = {".md": "markdown", ".markdown": "markdown", ".html": "html", ".htm": "html", ".txt": "text"}
 CONTENT_SUFFIXES = tuple(SUFFIXES)  # what the walk lists (walk.py)
@@ -56,7 +56,7 @@ class FilesSource:
         url_template: str | None = None,
         workers: WalkPool | None = None,
         parallel_from: int = PARALLEL_FROM,
-        walked: Callable[[str], Sequence[Walked]] | None = None,
+        walked_ahead: Callable[[str], Sequence[WalkedFolder]] | None = None,
     ) -> None:
         self.name = name
         self.root = root
@@ -65,12 +65,12 @@ class FilesSource:
         self.url_template = url_template
         self.workers = workers  # the build's pool: big folders are stat'ed there (walk.py)
         self.parallel_from = parallel_from
-        self.walked = walked  # a build's: the folders of a root walked ahead (build_ahead.py)
+        self.walked_ahead = walked_ahead  # a build's: the folders of a root walked ahead (build_ahead.py)
 
     def __getstate__(self) -> dict[str, Any]:
         """What a worker needs to read a file (each `Deferred` read carries its source): not the
         pool, nor the folders walked ahead."""
-        return {**self.__dict__, "workers": None, "walked": None}
+        return {**self.__dict__, "workers": None, "walked_ahead": None}
 
     def fetch(self, fingerprints: Mapping[str, str]) -> Iterator[Fetched]:
         if not self.root.is_dir():
@@ -80,8 +80,8 @@ class FilesSource:
             )
         by_folder = fingerprints if isinstance(fingerprints, FolderFingerprints) else None
         root = str(self.root)
-        walked = self.walked(root) if self.walked is not None else ()
-        for folder, prefix, listing in walk(root, CONTENT_SUFFIXES, self.workers, self.parallel_from, walked):
+        ahead = self.walked_ahead(root) if self.walked_ahead is not None else ()
+        for folder, prefix, listing in walk(root, CONTENT_SUFFIXES, self.workers, self.parallel_from, ahead):
             if isinstance(listing, OSError):  # a sub-folder that cannot be listed: report it, keep what it held
                 if not prefix:
                     raise SourceError(f"source {self.name!r}: cannot list {folder}: {listing}") from listing

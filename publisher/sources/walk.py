@@ -18,7 +18,7 @@ from collections import deque
 from collections.abc import Callable, Collection, Iterator, Sequence
 from concurrent.futures import CancelledError, Future
 from concurrent.futures.process import BrokenProcessPool
-from typing import Protocol, TypeVar
+from typing import NamedTuple, Protocol, TypeVar
 
 PARALLEL_FROM = 2048  # a folder of this many files is stat'ed on the workers, in chunks of as many
 WINDOW = 4  # chunks in flight per worker: this process lists the next folders meanwhile
@@ -27,8 +27,17 @@ BY_FD = os.scandir in os.supports_fd and os.stat in os.supports_dir_fd
 
 T = TypeVar("T")
 Stats = tuple[bytes, tuple[str, ...]]  # a chunk's listing text and the names that vanished from it
-# A folder walked ahead (walk_ahead): folder, key prefix, sub-folders, names, its Stats' two parts
-Walked = tuple[str, str, tuple[str, ...], list[str], bytes, tuple[str, ...]]
+
+
+class WalkedFolder(NamedTuple):
+    """A folder listed and stat'ed ahead (`walk_ahead`), as `walk` takes it up."""
+
+    folder: str
+    prefix: str  # its files' key prefix
+    subfolders: tuple[str, ...]  # in name order
+    names: list[str]  # its content files, in name order
+    text: bytes  # the listing text of `stat_names`
+    vanished: tuple[str, ...]  # names gone before their stat
 
 
 class WalkPool(Protocol):
@@ -204,7 +213,7 @@ def walk(
     suffixes: tuple[str, ...],
     pool: WalkPool | None = None,
     parallel_from: int = PARALLEL_FROM,
-    walked: Sequence[Walked] = (),
+    ahead: Sequence[WalkedFolder] = (),
 ) -> Iterator[tuple[str, str, Listing | OSError]]:
     """(folder, key prefix, listing) for every folder under `root`, folders depth first in
     name order; a folder that cannot be listed comes with the error instead (the root's too:
@@ -212,18 +221,18 @@ def walk(
     starting with . or _ are skipped, and a link to a folder is not followed (a link to a
     parent would loop).
 
-    `walked`: the first folders of this walk, listed and stat'ed already by `walk_ahead` (in
-    a build's process forked while it loads: build_ahead.py), taken as they are; the walk goes
-    on from where they end. With a pool of more than one worker, a folder of `parallel_from`
-    files or more is stat'ed there in chunks of that many, while this process lists (and stats
-    the small folders) ahead, up to `WINDOW` chunks or folders a worker; the listings still
-    come in walk order."""
+    `ahead`: the first folders of this walk, listed and stat'ed already by `walk_ahead` (in a
+    build's process forked while it loads: build_ahead.py), taken as they are while they are
+    this walk's next; the walk goes on from where they end. With a pool of more than one
+    worker, a folder of `parallel_from` files or more is stat'ed there in chunks of that many,
+    while this process lists (and stats the small folders) ahead, up to `WINDOW` chunks or
+    folders a worker; the listings still come in walk order."""
     workers = pool if pool is not None and pool.size > 1 and BY_FD else None
-    ahead = WINDOW * workers.size if workers is not None else 0
+    window = WINDOW * workers.size if workers is not None else 0
     waiting: deque[tuple[str, str, _Folder | OSError]] = deque()
     units = 0  # chunks on the workers and folders stat'ed here, in `waiting`
     try:
-        for folder, prefix, listed, _subfolders in _folders(root, suffixes, walked):
+        for folder, prefix, listed, _subfolders in _folders(root, suffixes, ahead):
             waiting.append((folder, prefix, listed))
             if isinstance(listed, _Folder) and not listed.parts:  # not stat'ed ahead
                 if workers is not None and len(listed.names) >= parallel_from:
@@ -231,7 +240,7 @@ def walk(
                 else:
                     listed.stat_here()
             units += _units(listed)
-            while waiting and (units > ahead or _ready(waiting[0][2])):
+            while waiting and (units > window or _ready(waiting[0][2])):
                 folder, prefix, first = waiting.popleft()
                 units -= _units(first)
                 yield folder, prefix, first.listing() if isinstance(first, _Folder) else first
@@ -252,31 +261,31 @@ def _ready(listed: _Folder | OSError) -> bool:
     return not isinstance(listed, _Folder) or listed.ready()
 
 
-def walk_ahead(root: str, suffixes: tuple[str, ...]) -> Iterator[Walked]:
+def walk_ahead(root: str, suffixes: tuple[str, ...]) -> Iterator[WalkedFolder]:
     """`root`'s folders listed and stat'ed here, in walk order, each with its sub-folders: what
-    `walk` takes as `walked`. It ends before the first folder that cannot be listed, which the
+    `walk` takes as `ahead`. It ends before the first folder that cannot be listed, which the
     walk then lists, and reports, itself."""
     for folder, prefix, listed, folders in _folders(root, suffixes):
         if not isinstance(listed, _Folder):
             return
         listed.stat_here()
         [(text, vanished)] = listed.parts
-        yield folder, prefix, tuple(folders), listed.names, text, vanished
+        yield WalkedFolder(folder, prefix, tuple(folders), listed.names, text, vanished)
 
 
 def _folders(
-    root: str, suffixes: tuple[str, ...], walked: Sequence[Walked] = ()
+    root: str, suffixes: tuple[str, ...], ahead: Sequence[WalkedFolder] = ()
 ) -> Iterator[tuple[str, str, _Folder | OSError, list[str]]]:
-    """Every folder listed (open, its files not stat'ed yet, unless `walked` has it), with its
+    """Every folder listed (open, its files not stat'ed yet, unless walked `ahead`), with its
     sub-folders, depth first in name order."""
     stack = [(root, "")]
-    given = deque(walked)
+    given = deque(ahead)
     while stack:
         folder, prefix = stack.pop()
-        if given and given[0][:2] == (folder, prefix):
-            _folder, _prefix, subfolders, names, text, vanished = given.popleft()
-            listed: _Folder | OSError = _Folder(folder, None, names, [(text, vanished)])
-            folders = list(subfolders)
+        if given and (given[0].folder, given[0].prefix) == (folder, prefix):
+            walked = given.popleft()
+            listed: _Folder | OSError = _Folder(folder, None, walked.names, [(walked.text, walked.vanished)])
+            folders = list(walked.subfolders)
         else:
             given.clear()  # not this walk's next folder: what follows is listed here
             try:
