@@ -37,15 +37,29 @@ def test_a_stop_as_usual_warns_of_nothing(recwarn: pytest.WarningsRecorder) -> N
     assert not [w for w in recwarn if "trigger is gone" in str(w.message)]
 
 
-def test_a_trigger_closed_by_other_code_is_named_and_the_loop_still_ends() -> None:
+@pytest.mark.parametrize("noticed", [True, False], ids=["waitress-noticed", "waitress-did-not-notice"])
+def test_a_trigger_closed_by_other_code_is_named_and_the_loop_still_ends(noticed: bool) -> None:
+    """Both ways it was seen in CI: waitress read its trigger's end and closed it itself, or it
+    did not (another copy of the write end, in a forked process, kept the pipe open) and the
+    stop's pull fails with EBADF."""
     thread, closed = _serving()
     trigger = thread.server.trigger
     write_end = trigger.trigger
-    close_a_descriptor_it_does_not_own(write_end)
-    time.sleep(0.05)  # waitress may see its read end at its end first: either way the stop names the closer
-    with pytest.warns(UserWarning, match="trigger is gone") as caught:
-        thread.stop()
+    kept = None if noticed else os.dup(write_end)  # as a forked process's copy would
+    try:
+        close_a_descriptor_it_does_not_own(write_end)
+        deadline = time.monotonic() + 5
+        while noticed and not trigger._closed and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert trigger._closed is noticed
+        with pytest.warns(UserWarning, match="trigger is gone") as caught:
+            thread.stop()
+    finally:
+        if kept is not None:
+            os.close(kept)
     message = str(caught[0].message)
+    assert ("closed by waitress" in message) is noticed
     assert f"descriptor {write_end} closed by:" in message
     assert "close_a_descriptor_it_does_not_own" in message
     assert not thread.thread.is_alive() and closed == ["then"]
+    assert trigger.socket is None or trigger.socket.fd < 0  # its copy of the read end closed too

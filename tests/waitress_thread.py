@@ -73,7 +73,8 @@ class ServerThread:
             # now): closing its sockets must not close that number again.
             trigger._fds = [fd for fd in trigger._fds if fd != trigger.trigger]
             wasyncore.close_all(self.server._map)
-            trigger.socket.close()  # its copy of the read end, left open when waitress's close failed
+            if trigger.socket is not None:  # its copy of the read end, left open when waitress's close failed
+                trigger.socket.close()
         try:
             self.thread.join(timeout=10)
             assert not self.thread.is_alive(), "waitress's loop did not end"
