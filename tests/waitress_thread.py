@@ -5,12 +5,14 @@ and never stops it: the process ends).
 While a server runs, its trigger's descriptors are watched: a call of `os.close` on either
 number from code other than waitress's own trigger is recorded with its stack, so that the
 warning below names the code that closed a descriptor it did not own. (`os.close` is wrapped
-for the whole test process once this module is imported.) A close made in C (a file object's
-or a socket's close, `dup2`) is not seen."""
+for the whole test process once this module is imported, and so is multiprocessing's
+`Connection._close`, which holds the `os.close` of its import.) A close made in C (a file
+object's or a socket's close, SQLite's, `dup2`) is not seen."""
 
 from __future__ import annotations
 
 import errno
+import multiprocessing.connection
 import os
 import sys
 import threading
@@ -38,6 +40,8 @@ def _watching_close(fd: int) -> None:
 
 
 os.close = _watching_close
+if hasattr(multiprocessing.connection, "Connection") and hasattr(multiprocessing.connection.Connection, "_close"):
+    multiprocessing.connection.Connection._close = lambda self, _close=None: _watching_close(self._handle)
 
 
 class ServerThread:
