@@ -14,8 +14,9 @@ other core meanwhile:
 The build asks for the slugs when it syncs its categories, and for a source's folders when the
 ingest of its first files source begins: it then ends the process, takes the folders it
 finished, and walks the rest itself (`walk.walk(..., ahead=...)`). A folder walked ahead is what
-the build's own walk would have found a little earlier, at most `FRESH_FOR` seconds (a build that
-gets to a files source later, after a web source or another files source, walks it itself). A
+the build's own walk would have found a little earlier, at most `FRESH_FOR` seconds (a files
+source whose ingest begins later, after a web source or another files source, is walked by the
+build itself). A
 file changed in between is read as it is now under the fingerprint it had then, so the next
 build sees the change and reads it again; one removed in between is reported as unreadable, as
 one removed between the stat and the read of any walk is.

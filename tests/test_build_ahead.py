@@ -19,6 +19,7 @@ import pytest
 from conftest import Site
 
 NAMES = ["高新院新闻", "政策解读", "行业洞见", "C++ & C#", "一带一路新闻"]
+PARENT = os.getppid()  # the "build's process" a walk run here watches: this one's parent, alive throughout
 
 
 def _run(body: str, *args: str) -> dict[str, object]:
@@ -205,14 +206,14 @@ def test_the_folders_walked_ahead_are_the_walks_own_each_given_once(tmp_path: Pa
 
 def test_a_record_cut_short_when_the_process_was_ended_is_left_out(tmp_path: Path) -> None:
     """The build ends the process whatever it is doing: a folder it was writing is walked again."""
-    from publisher.build_ahead import _read_folders, _walk_into
+    from publisher.build_ahead import _memory_file, _read_folders, _walk_into
 
     for folder in ("a", "b"):
         (tmp_path / folder).mkdir()
         (tmp_path / folder / "1.md").write_text(folder, encoding="utf-8")
-    fd = os.memfd_create("test") if hasattr(os, "memfd_create") else os.open(tmp_path / "f", os.O_RDWR | os.O_CREAT)
+    fd = _memory_file()
     try:
-        _walk_into(fd, [str(tmp_path)], os.getppid())
+        _walk_into(fd, [str(tmp_path)], PARENT)
         whole = _read_folders(fd)[str(tmp_path)]
         os.ftruncate(fd, os.fstat(fd).st_size - 5)  # the last folder's record cut short
         cut = _read_folders(fd)[str(tmp_path)]
@@ -245,15 +246,15 @@ def test_folders_walked_longer_ago_than_fresh_for_are_not_given(tmp_path: Path) 
 
 def test_the_walk_ahead_stops_after_the_folder_that_reaches_its_most_files(tmp_path: Path) -> None:
     """A build slow to start never finds more than so many files walked ahead in memory."""
-    from publisher.build_ahead import _read_folders, _walk_into
+    from publisher.build_ahead import _memory_file, _read_folders, _walk_into
 
     for folder in ("a", "b", "c"):
         (tmp_path / folder).mkdir()
         for n in range(2):
             (tmp_path / folder / f"{n}.md").write_text(folder, encoding="utf-8")
-    fd = os.memfd_create("test") if hasattr(os, "memfd_create") else os.open(tmp_path / "f", os.O_RDWR | os.O_CREAT)
+    fd = _memory_file()
     try:
-        _walk_into(fd, [str(tmp_path)], os.getppid(), most=3)  # the root (no file), a/ (2), b/ (4 >= 3): no more
+        _walk_into(fd, [str(tmp_path)], PARENT, most=3)  # the root (no file), a/ (2), b/ (4 >= 3): no more
         walked = _read_folders(fd)[str(tmp_path)]
     finally:
         os.close(fd)

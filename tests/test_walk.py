@@ -28,6 +28,7 @@ from publisher.sources.walk import (
 )
 from publisher.text import is_utf8
 
+PARENT = os.getppid()  # the "build's process" a walk run here watches: this one's parent, alive throughout
 LINUX = sys.platform == "linux"  # a file system that takes any bytes (tabs, newlines, GBK) in names
 
 
@@ -170,12 +171,12 @@ def test_the_folders_walked_ahead_are_taken_as_they_were_then_and_the_rest_as_th
 def test_folders_walked_ahead_go_through_the_memory_file_as_they_are(tmp_path: Path) -> None:
     """Every kind of name (tabs, newlines, bytes that are not UTF-8) comes back from the build's
     forked process as its walk gave it."""
-    from publisher.build_ahead import _read_folders, _walk_into
+    from publisher.build_ahead import _memory_file, _read_folders, _walk_into
 
     content = odd_tree(tmp_path)
-    fd = os.memfd_create("test") if hasattr(os, "memfd_create") else os.open(tmp_path / "f", os.O_RDWR | os.O_CREAT)
+    fd = _memory_file()
     try:
-        _walk_into(fd, [str(content)], os.getppid())
+        _walk_into(fd, [str(content)], PARENT)
         assert _read_folders(fd) == {str(content): list(walk_ahead(str(content), CONTENT_SUFFIXES))}
     finally:
         os.close(fd)
