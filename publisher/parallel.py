@@ -39,6 +39,10 @@ SERIAL_CHUNKS = 2  # this many chunks are done in-process before a pool is worth
 # workers sat idle through each commit: a third of a cold build's reading time.
 WINDOW_ITEMS = 1024
 PARENT_POLL = 0.5  # seconds between a worker's checks that the build that started it lives
+# How much lower a worker's priority is than its build's process (nice(2)). That process feeds
+# the workers and stores what they read: when the three want the two cores of a small server,
+# it goes first, and a build that `publisher run` starts leaves its web requests theirs.
+WORKER_NICENESS = 10
 
 Context = tuple[CategoryIndex, TextRules, str]  # index, rules, site URL
 
@@ -49,11 +53,13 @@ Done = TypeVar("Done")
 
 
 def _init_worker(index: CategoryIndex, rules: TextRules, site_url: str) -> None:
-    """A worker's context, and its ties to the build: Ctrl-C is the parent's to handle (it stops
-    the pool), and when the parent dies, however it dies (SIGTERM, SIGKILL, a crash), the
-    worker exits instead of waiting for work forever."""
+    """A worker's context, its priority (WORKER_NICENESS below the build's), and its ties to
+    the build: Ctrl-C is the parent's to handle (it stops the pool), and when the parent dies,
+    however it dies (SIGTERM, SIGKILL, a crash), the worker exits instead of waiting for work
+    forever."""
     global _worker_context
     _worker_context = (index, rules, site_url)
+    os.nice(WORKER_NICENESS)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     threading.Thread(target=_exit_with_parent, args=(os.getppid(),), name="exit-with-parent", daemon=True).start()
 

@@ -179,6 +179,21 @@ def test_tasks_run_in_order_on_the_running_workers_and_here_when_none_run(monkey
     assert MAIN_PID not in {pid for _n, pid in done}
 
 
+def niceness(_n: int) -> int:
+    return os.nice(0)
+
+
+def test_the_workers_yield_the_cores_to_the_build_s_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The build's process feeds the workers and stores what they read: when they all want the
+    cores, it goes first (and a service's web requests, in that process, too)."""
+    shared = started(monkeypatch)
+    try:
+        seen = set(shared.run_in_order(niceness, range(4)))
+    finally:
+        shared.close()
+    assert seen == {min(os.nice(0) + parallel.WORKER_NICENESS, 19)}
+
+
 def test_tasks_go_to_the_workers_from_when_they_run(monkeypatch: pytest.MonkeyPatch) -> None:
     """A build's first feeds may be known before its pool runs (the bodies' renders start it):
     each task goes where it can when it is given."""
