@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
+import click
 import pytest
 from click.testing import CliRunner, Result
 from hypothesis import HealthCheck, settings
@@ -165,6 +166,14 @@ class Site:
 
     def mtimes(self) -> dict[str, int]:
         return {p.relative_to(self.out).as_posix(): p.stat().st_mtime_ns for p in self.out.rglob("*") if p.is_file()}
+
+
+def every_subcommand(group: click.Group) -> list[tuple[str, click.Command]]:
+    """(name, command) of each command right under `group`, as click finds them: the root group
+    defines each when it is asked for (publisher.cli.base.COMMAND_MODULES)."""
+    ctx = click.Context(group)
+    found = [(name, group.get_command(ctx, name)) for name in group.list_commands(ctx)]
+    return [(name, command) for name, command in found if command is not None]
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import tomllib
 import click
 from pydantic import BaseModel
 
-from conftest import ROOT
+from conftest import ROOT, every_subcommand
 from publisher.cli import main
 from publisher.config import FeedSourceConfig, FilesSourceConfig, Settings
 
@@ -48,7 +48,7 @@ def test_readme_starts_with_the_two_commands() -> None:
 def commands(group: click.Group, prefix: str = "publisher") -> list[tuple[str, click.Command]]:
     """Every leaf command under `group`, with its full name (`publisher subscribers import`)."""
     out: list[tuple[str, click.Command]] = []
-    for name, command in group.commands.items():
+    for name, command in every_subcommand(group):
         if isinstance(command, click.Group):
             out += commands(command, f"{prefix} {name}")
         else:
