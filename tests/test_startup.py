@@ -50,7 +50,8 @@ def test_the_program_starts_without_the_collector_and_then_collects(
     site: Site, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """`publisher` (base.run) loads the app with the cyclic collector off, then turns it on with
-    what the start made frozen: `publisher run` serves for weeks, and must collect."""
+    what the start made frozen, its youngest generation collected after YOUNG_COLLECTION new
+    objects: `publisher run` serves for weeks, and must collect."""
     site.article("tech/a.md", "科技新闻")
     opening = base.open_store
     while_opening: list[bool] = []
@@ -61,14 +62,17 @@ def test_the_program_starts_without_the_collector_and_then_collects(
 
     monkeypatch.setattr(base, "open_store", open_store)
     monkeypatch.setattr(sys, "argv", ["publisher", "--config", str(site.config), "build"])
+    threshold = gc.get_threshold()
     try:
         with pytest.raises(SystemExit) as done:
             run()
         assert done.value.code == 0
         assert while_opening == [False]
         assert gc.isenabled() and gc.get_freeze_count() > 0
+        assert gc.get_threshold()[0] == base.YOUNG_COLLECTION
     finally:
         gc.unfreeze()
+        gc.set_threshold(*threshold)
         gc.enable()
     assert "new articles" in capsys.readouterr().out
 
@@ -97,6 +101,7 @@ def test_db_upgrade_collects_as_it_upgrades(site: Site, monkeypatch: pytest.Monk
 
     monkeypatch.setattr(migrate, "upgrade", upgrade)
     monkeypatch.setattr(sys, "argv", ["publisher", "--config", str(site.config), "db", "upgrade", "--no-backup"])
+    threshold = gc.get_threshold()
     try:
         with pytest.raises(SystemExit) as done:
             run()
@@ -104,6 +109,7 @@ def test_db_upgrade_collects_as_it_upgrades(site: Site, monkeypatch: pytest.Monk
         assert while_upgrading == [True]
     finally:
         gc.unfreeze()
+        gc.set_threshold(*threshold)
         gc.enable()
 
 

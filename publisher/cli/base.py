@@ -195,11 +195,20 @@ def run() -> None:
     main()
 
 
+# Objects made (less those freed) between two collections of the youngest generation: 700 by
+# default. A build's articles and rows make no cycles: in a cold build of 10,000 articles 95
+# such collections found 247 objects to free, in 18 ms of its main process's CPU; at 50,000,
+# 34 collections took 4 ms. A service's garbage waits longer for it, in pauses of a few ms.
+YOUNG_COLLECTION = 50_000
+
+
 def started() -> None:
     """The command's start is over (see `run`): what it made is frozen, and the collector runs
-    again (`publisher run` serves for weeks). Nothing when the collector runs already."""
+    again (`publisher run` serves for weeks), its youngest generation collected less often
+    (YOUNG_COLLECTION). Nothing when the collector runs already."""
     if not gc.isenabled():
         gc.freeze()
+        gc.set_threshold(YOUNG_COLLECTION, *gc.get_threshold()[1:])
         gc.enable()
 
 
