@@ -19,7 +19,7 @@ from conftest import Site
 from publisher.app import App
 from publisher.cli import base, run
 
-# Imported only by the commands that use them, never by `import publisher.cli`.
+# Imported only by the commands that use them, never by `publisher --help`.
 HEAVY = ("sqlalchemy", "pydantic", "jinja2", "prometheus_client", "argon2", "flask", "requests", "apscheduler",
          "rich.table", "rich.progress", "publisher.app", "publisher.config", "publisher.store")  # fmt: skip
 
@@ -32,8 +32,28 @@ def imported_by(code: str) -> set[str]:
 
 
 def test_the_command_line_starts_without_the_heavy_libraries() -> None:
-    loaded = imported_by("import publisher.cli")
+    """`publisher --help` imports every command's module (base.COMMAND_MODULES): none of them
+    imports a heavy library at its top."""
+    loaded = imported_by("from publisher.cli import main\nmain(['--help'])")
+    assert {"publisher.cli.digest", "publisher.cli.service"} <= loaded  # every command was defined
     assert sorted(name for name in HEAVY if name in loaded) == []
+
+
+def test_a_command_imports_only_its_own_modules(tmp_path: Path) -> None:
+    """`publisher init` defines no other command: their modules stay unread."""
+    loaded = imported_by(f"from publisher.cli import main\nmain(['init', {str(tmp_path / 'site')!r}])")
+    assert sorted(name for name in loaded if name.startswith("publisher.cli.")) == [
+        "publisher.cli.base",
+        "publisher.cli.init",
+    ]
+
+
+def test_a_mistyped_command_is_told_the_one_meant() -> None:
+    """An unknown name has every command defined first, so click can say which was meant."""
+    code = "from publisher.cli import main\nmain(['biuld'])"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 2
+    assert "No such command 'biuld'" in done.stderr and "Did you mean 'build'?" in done.stderr
 
 
 @pytest.mark.parametrize("command", [["init", "{dir}/site"], ["theme", "export", "{dir}/theme"]])
