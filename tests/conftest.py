@@ -168,12 +168,20 @@ class Site:
         return {p.relative_to(self.out).as_posix(): p.stat().st_mtime_ns for p in self.out.rglob("*") if p.is_file()}
 
 
-def every_subcommand(group: click.Group) -> list[tuple[str, click.Command]]:
-    """(name, command) of each command right under `group`, as click finds them: the root group
-    defines each when it is asked for (publisher.cli.base.COMMAND_MODULES)."""
+def every_command(group: click.Group, prefix: str = "publisher") -> list[tuple[str, click.Command]]:
+    """Every command and group under `group` (not `group` itself), with its full name
+    (`publisher subscribers import`), as click finds them: the root group defines each when it
+    is asked for (publisher.cli.base.COMMAND_MODULES)."""
     ctx = click.Context(group)
-    found = [(name, group.get_command(ctx, name)) for name in group.list_commands(ctx)]
-    return [(name, command) for name, command in found if command is not None]
+    found: list[tuple[str, click.Command]] = []
+    for name in group.list_commands(ctx):
+        command = group.get_command(ctx, name)
+        if command is None:
+            continue
+        found.append((f"{prefix} {name}", command))
+        if isinstance(command, click.Group):
+            found += every_command(command, f"{prefix} {name}")
+    return found
 
 
 @pytest.fixture

@@ -20,20 +20,10 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from conftest import ROOT, Site, every_subcommand
+from conftest import ROOT, Site, every_command
 from publisher import cli
 from publisher.cli import main
 from publisher.cli.base import COMMAND_MODULES
-
-
-def leaf_and_group_commands(group: click.Group, prefix: str = "publisher") -> list[tuple[str, click.Command]]:
-    """Every command and group under `group` (not `group` itself), with its full name."""
-    found: list[tuple[str, click.Command]] = []
-    for name, command in every_subcommand(group):
-        found.append((f"{prefix} {name}", command))
-        if isinstance(command, click.Group):
-            found += leaf_and_group_commands(command, f"{prefix} {name}")
-    return found
 
 
 def test_each_command_is_defined_by_the_modules_its_name_imports() -> None:
@@ -43,13 +33,13 @@ def test_each_command_is_defined_by_the_modules_its_name_imports() -> None:
         importlib.import_module(f"publisher.cli.{found.name}")
     assert sorted(main.commands) == sorted(COMMAND_MODULES)
     for name, command in main.commands.items():
-        under = leaf_and_group_commands(command) if isinstance(command, click.Group) else []
+        under = every_command(command) if isinstance(command, click.Group) else []
         defining = {c.callback.__module__ for c in [command, *(c for _n, c in under)] if c.callback is not None}
         assert defining == {f"publisher.cli.{module}" for module in COMMAND_MODULES[name]}, name
 
 
 def test_every_command_takes_the_global_options_after_its_name() -> None:
-    for name, command in leaf_and_group_commands(main):
+    for name, command in every_command(main):
         flags = {flag for param in command.params for flag in param.opts}
         assert {"--config", "-v", "--verbose"} <= flags, name
 
