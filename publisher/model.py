@@ -7,6 +7,10 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from operator import attrgetter
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .config import SiteConfig
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,6 +234,11 @@ class Site:
     timezone: str
     description: str
     author: str
+
+    @classmethod
+    def of(cls, site: SiteConfig) -> Site:
+        """The `[site]` table's."""
+        return cls(site.title, site.url.rstrip("/"), site.language, site.timezone, site.description, site.author)
 
 
 @dataclass(frozen=True, slots=True)

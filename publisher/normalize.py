@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from .markdown import (
@@ -31,6 +32,9 @@ from .text import (
     xml_safe,
 )
 
+if TYPE_CHECKING:
+    from .config import TextConfig
+
 
 class NormalizeError(ValueError):
     """The item cannot become an article; `hint` says what to change in it."""
@@ -48,6 +52,10 @@ class TextRules:
     convert: str = "none"
     summary_length: int = 120
     remove_glosses: bool = True
+
+    @classmethod
+    def of(cls, text: TextConfig) -> TextRules:
+        return cls(text.convert, text.summary_length, text.remove_glosses)
 
 
 class CategoryIndex:

@@ -70,15 +70,7 @@ class App(SourceServices, MailServices, OutputServices, WatchServices, WebSubSer
 
     @property
     def site(self) -> Site:
-        s = self.settings.site
-        return Site(
-            title=s.title,
-            url=s.url.rstrip("/"),
-            language=s.language,
-            timezone=s.timezone,
-            description=s.description,
-            author=s.author,
-        )
+        return Site.of(self.settings.site)
 
     @property
     def scripts(self) -> ScriptConversion:
@@ -229,8 +221,7 @@ class App(SourceServices, MailServices, OutputServices, WatchServices, WebSubSer
 
     @property
     def rules(self) -> TextRules:
-        t = self.settings.text
-        return TextRules(t.convert, t.summary_length, t.remove_glosses)
+        return TextRules.of(self.settings.text)
 
     def close(self) -> None:
         if self.ahead is not None:

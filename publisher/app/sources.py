@@ -7,7 +7,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from functools import partial
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..config import (
@@ -40,7 +39,7 @@ from ..model import (
 from ..normalize import CategoryIndex, NormalizeError, TextRules
 from ..sources import PartFailed, Source, failed_part_message
 from ..sources.failed_items import FailedItem, FailedItems
-from ..sources.files import FilesSource
+from ..sources.files import files_source
 from ..store import SourceHealth, Store
 
 log = logging.getLogger(__name__)
@@ -105,15 +104,7 @@ def make_source(
             config.source_name, lists, article, fetcher(config), timezone, config.recheck_days, convert=convert,
             failed=failed(config.source_name) if failed is not None else None,
         )  # fmt: skip
-    return FilesSource(
-        name=config.source_name,
-        root=Path(config.path),
-        timezone=timezone,
-        default_category=config.default_category,
-        url_template=config.url_template,
-        workers=walk_pool,
-        walked_ahead=walked_ahead,
-    )
+    return files_source(config, timezone, walk_pool, walked_ahead)
 
 
 def _list_rules(config: HtmlSourceConfig, categories: Sequence[Category]) -> ListRules:

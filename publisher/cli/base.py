@@ -47,7 +47,7 @@ class GlobalOptions:
     """The options every command takes, wherever they were typed: `publisher -v build` and
     `publisher build -v` mean the same; the last one given wins."""
 
-    config: Path | None  # None: config.find_config looks in the usual places
+    config: Path | None  # None: config_file.find_config looks in the usual places
     verbose: bool = False
     store_url: str = ""  # of the loaded configuration, to name the store in errors
 
@@ -274,8 +274,8 @@ def open_store(ctx: click.Context, app: App) -> None:
 
 def config_path(ctx: click.Context) -> Path:
     """The configuration file the command was given (before or after its name), else the one
-    found where config.find_config looks; exit 2 when there is none."""
-    from ..config import find_config
+    found where config_file.find_config looks; exit 2 when there is none."""
+    from ..config_file import find_config
 
     try:
         return find_config(_options(ctx).config)

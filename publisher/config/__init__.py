@@ -1,15 +1,17 @@
-"""The configuration: the only reader of TOML and the environment. Validates once and reports
+"""The configuration: the only reader of TOML and the environment (with `config_file`). Validates once and reports
 every problem at once, each with its key path and the fix.
 
 The shape, one pydantic model per table: `settings` (`Settings`, the site's and the service's
 tables), `sources` (`[[sources]]`), `mail` (`[mail]`, `[digest]`, `[hooks]`, `[bounces]`), on
 `section`'s base. What types cannot say: `checks` (`check_meaning`), `source_checks`,
-`mail_checks`, `addresses` (one URL or address). `load`: where the file is, reading it and the
-secrets it names. Everything public is imported from here, `from publisher.config import ...`.
+`mail_checks`, `addresses` (one URL or address). `load`: reading the file (found by
+`publisher.config_file`) and the secrets it names. Everything public is imported from here,
+`from publisher.config import ...`.
 """
 
+from ..config_file import DEFAULT_PATHS, find_config
 from .addresses import is_loopback, listen_address, mailbox, web_origin
-from .load import DEFAULT_PATHS, find_config, load_settings, optional_secret, secret, validate
+from .load import load_settings, optional_secret, secret, validate
 from .mail import (
     TRANSPORTS,
     ApiConfig,

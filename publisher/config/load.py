@@ -1,5 +1,6 @@
-"""Reading the configuration: where it is, TOML, validation into Settings with every problem at
-once, and the secrets its `*_env` keys name. The only reader of TOML and the environment."""
+"""Reading the configuration: TOML, validation into Settings with every problem at once, and the
+secrets its `*_env` keys name. The only reader of TOML and the environment, with `config_file`
+(where the file is, and what a build forks its work ahead on before this validates it)."""
 
 from __future__ import annotations
 
@@ -14,27 +15,6 @@ from ..errors import ConfigError
 from .checks import ValidParts, check_meaning
 from .settings import Settings
 from .sources import SOURCE_TYPES
-
-# Where the configuration is looked for when neither --config nor $PUBLISHER_CONFIG names it: a
-# site made by `publisher init` (run from its folder), then the project's demo.
-DEFAULT_PATHS = (Path("publisher.toml"), Path("config/publisher.toml"))
-
-
-def find_config(given: Path | None) -> Path:
-    """The configuration file to read: `given` (--config), else $PUBLISHER_CONFIG, else the first
-    of DEFAULT_PATHS that exists. A file that is named but missing is reported when it is read."""
-    if given is not None:
-        return given
-    from_env = os.environ.get("PUBLISHER_CONFIG", "")
-    if from_env:
-        return Path(from_env)
-    for path in DEFAULT_PATHS:
-        if path.is_file():
-            return path
-    tried = " nor ".join(f"./{path}" for path in DEFAULT_PATHS)
-    problem = f"no configuration file: --config not given, $PUBLISHER_CONFIG not set, and neither {tried} exists"
-    fix = "run `publisher init DIR` to make a site, then run publisher in DIR; or pass --config FILE"
-    raise ConfigError(f"(in {Path.cwd()})", [("(file)", problem, fix)])
 
 
 def load_settings(path: Path) -> Settings:

@@ -12,6 +12,7 @@ from typing import Literal
 
 from pydantic import Field
 
+from ..config_file import DEFAULT_STORE_URL
 from ..text import CONVERSIONS
 from .addresses import ConfiguredUrl
 from .mail import BouncesConfig, DigestConfig, FanoutConfig, HooksConfig, MailConfig
@@ -36,7 +37,7 @@ class OutputConfig(Section):
 
 
 class StoreConfig(Section):
-    url: str = "sqlite:///var/publisher.db"
+    url: str = DEFAULT_STORE_URL
 
 
 class TextConfig(Section):

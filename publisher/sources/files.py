@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
@@ -33,12 +33,33 @@ from .file_formats import (
 )
 from .walk import PARALLEL_FROM, WalkedFolder, WalkPool, walk
 
+if TYPE_CHECKING:
+    from ..config import FilesSourceConfig
+
 SUFFIXES = {".md": "markdown", ".markdown": "markdown", ".html": "html", ".htm": "html", ".txt": "text"}
 CONTENT_SUFFIXES = tuple(SUFFIXES)  # what the walk lists (walk.py)
 FRONT_MATTER_KEYS = (
     "title", "date", "category", "categories", "id", "author", "summary", "url", "image", "tags",
     "updated", "draft",
 )  # fmt: skip
+
+
+def files_source(
+    config: FilesSourceConfig,
+    timezone: str,
+    workers: WalkPool | None = None,
+    walked_ahead: Callable[[str], Sequence[WalkedFolder]] | None = None,
+) -> FilesSource:
+    """The source a `[[sources]]` table of type `files` configures."""
+    return FilesSource(
+        name=config.source_name,
+        root=Path(config.path),
+        timezone=timezone,
+        default_category=config.default_category,
+        url_template=config.url_template,
+        workers=workers,
+        walked_ahead=walked_ahead,
+    )
 
 
 class FilesSource:
