@@ -1,31 +1,44 @@
-"""What a build does ahead, in one forked process, while it imports SQLAlchemy and opens the store.
+"""What a build does ahead, in one forked process, while it validates its configuration, imports
+SQLAlchemy and opens the store.
 
-A build's start (SQLAlchemy and the store, about a third of a cold build of 10,000 articles) runs
-on one core. Right after the configuration is read, a build forks one process that works on the
-other core meanwhile:
+A build's start (pydantic and the settings, SQLAlchemy and the store: a third of a cold build of
+10,000 articles) runs on one core. As soon as it knows which file its configuration is, before
+validating it, a build forks one process on what the file most likely says
+(`config_file.hints`), which works on the other core meanwhile:
 
-1. the slugs of its categories (`text.slugify`: pypinyin reads a 2.5 MB phrase dictionary whole
-   the first time it is used, 0.1-0.2 s), unless the store is a SQLite file that exists, which
-   has them already;
-2. the walk of each `files` source's folders (`walk.walk_ahead`): each folder listed and each
+1. the walk of each `files` source's folders (`walk.walk_ahead`): each folder listed and each
    file stat'ed, folder after folder, into a memory file. At 100,000 files the walk is what an
-   incremental build spends most of its time on (docs/architecture.md).
+   incremental build spends most of its time on (docs/architecture.md);
+2. the slugs of its categories (`text.slugify`: pypinyin reads a 2.5 MB phrase dictionary whole
+   the first time it is used, 0.1-0.2 s), unless the store is a SQLite file that exists, which
+   has them already; pypinyin is loaded before the walk when the hints say slugs will be made;
+3. for a store not made yet (a SQLite file that does not exist), whose build reads every file:
+   the first files source's files, read as the build's workers read them (bodies unrendered)
+   in the order its walk gives them, into a second memory file, a chunk to a record.
 
-The build asks for the slugs when it syncs its categories, and for a source's folders when the
-ingest of its first files source begins: it then ends the process, takes the folders it
-finished, and walks the rest itself (`walk.walk(..., ahead=...)`). A folder walked ahead is what
-the build's own walk would have found a little earlier, at most `FRESH_FOR` seconds (a files
-source whose ingest begins later, after a web source or another files source, is walked by the
-build itself). A
-file changed in between is read as it is now under the fingerprint it had then, so the next
-build sees the change and reads it again; one removed in between is reported as unreadable, as
-one removed between the stat and the read of any walk is.
+The build tells it (`told`) what the validated settings say: the slugs to make, and what to
+read the files with (the source, the categories, the `[text]` rules, the site's URL). It asks
+for the slugs when it syncs its categories, and for a source's folders and files read when the
+ingest of its first files source begins: it then ends the process, takes what it finished, and
+does the rest itself (`walk.walk(..., ahead=...)`, `parallel.prepare_in_order(..., ahead=...)`).
+A file read ahead stands for the build's own read only when the build lists it under the same
+fingerprint and path, and only when it was read with what the build reads with (the source's
+settings, the categories with the slugs the store gave them, the rules, the URL): a slug the
+store made otherwise (one taken already) leaves every file to the workers.
 
-The forked process only computes; it writes its slugs to a pipe and its folders to the memory
-file, and ends with `os._exit` (when the build's process is gone, after the folder it is on).
-Whatever goes wrong with it (no fork on this platform, another thread running, the process
-killed, an answer cut short or that does not parse), the slugs are made and the folders walked
-here, as before: the outcome is the same either way, only the time differs."""
+A folder walked ahead, or a file read, is what the build's own walk or read would have found a
+little earlier, at most `FRESH_FOR` seconds (a files source whose ingest begins later, after a
+web source or another files source, is walked and read by the build itself). A file changed in
+between is read as it is now under the fingerprint it had then, so the next build sees the
+change and reads it again; one removed in between is reported as unreadable, as one removed
+between the stat and the read of any walk is.
+
+The forked process only computes; it writes its slugs to a pipe and its folders and reads to
+the memory files, and ends with `os._exit` (when the build's process is gone, after the folder
+or chunk it is on). Whatever goes wrong with it (no fork on this platform, another thread
+running, hints that were wrong, the process killed, an answer cut short or that does not
+parse), the slugs are made, the folders walked and the files read by the build, as before: the
+outcome is the same either way, only the time differs."""
 
 from __future__ import annotations
 
@@ -34,60 +47,59 @@ import json
 import os
 import pickle
 import signal
-import struct
 import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .ahead_work import memory_file, read_folders, read_reads, work_ahead
 from .text import slugify
 
 if TYPE_CHECKING:
     from .config import Settings
+    from .normalize import CategoryIndex, TextRules
+    from .parallel import ReadAhead
     from .sources.walk import WalkedFolder
 
 FRESH_FOR = 2.0  # seconds from the fork: folders walked ahead are given no later than this
-# The build ends the walk ahead when its ingest begins, about a third of a second in: some 50,000
-# files on the machine we measure on. A build whose start takes much longer (a slow machine, a
-# remote store) finds at most this many walked, some 50 bytes each in the memory file.
-MOST_FILES = 300_000
-_FRAME = struct.Struct("!Q")  # the length of one folder's record in the memory file
 _STOPPING = {signal.SIGINT, signal.SIGTERM}  # blocked across the fork: see _start
 
 
-def build_ahead(settings: Settings) -> BuildAhead:
-    """A build's work ahead: the slugs of its categories without one, unless its store is a
-    SQLite file that exists already, and the walk of its files sources."""
-    from .config import FilesSourceConfig
+def build_ahead(config: Path) -> BuildAhead:
+    """A build's work ahead, forked before its configuration is validated (`config_file.hints`: the
+    files sources' folders and whether its categories lack slugs); `BuildAhead.told` then
+    gives it what the validated settings say."""
+    from .config_file import hints
 
-    names = [c.name for c in settings.categories if not c.slug]
-    url = settings.store.url
-    if url.startswith("sqlite:///"):
-        with contextlib.suppress(OSError):
-            if os.path.getsize(url.removeprefix("sqlite:///")) > 0:
-                names = []  # a store made before: its categories have their slugs, and a new one is made here
-    roots = [str(Path(s.path)) for s in settings.sources if isinstance(s, FilesSourceConfig)]
-    return BuildAhead(names, roots)
+    said = hints(config)
+    return BuildAhead(None, said.roots, slugs_likely=said.unslugged and not made_before(said.store_url))
 
 
 class BuildAhead:
-    """`slugify` and the folders of a files source, answered from a forked process started with
-    the names and roots most likely asked for."""
+    """`slugify`, the folders of a files source and the first files it reads, answered from a
+    forked process started with the roots (and names) most likely asked for."""
 
-    def __init__(self, names: Sequence[str], roots: Sequence[str] = ()) -> None:
+    def __init__(self, names: Sequence[str] | None, roots: Sequence[str] = (), *, slugs_likely: bool = True) -> None:
         self._made: dict[str, str] | None = None
         self._folders: dict[str, list[WalkedFolder]] | None = None
+        self._reads: dict[str, ReadAhead] = {}
+        self._read_with: object = None  # what the reads were made with: (source, categories, rules, site URL)
         self._pid = 0
         self._forked_at = 0.0
         self._answer = -1  # the pipe the slugs come in
+        self._word = -1  # the pipe the build tells it what to do beyond the walk (`told`)
         self._written = -1  # the memory file the folders walked are written to
-        names, roots = list(dict.fromkeys(names)), list(dict.fromkeys(roots))
+        self._read = -1  # the memory file the files read are written to
+        roots = list(dict.fromkeys(roots))
         # fork is unsafe beside other threads (a lock held by one stays held in the child)
-        if (names or roots) and hasattr(os, "fork") and threading.active_count() == 1:
-            self._start(names, roots)
+        wanted = names or roots or (names is None and slugs_likely)
+        if wanted and hasattr(os, "fork") and threading.active_count() == 1:
+            self._start(roots, slugs_likely and names is None)
+        if names is not None:
+            self._tell(list(dict.fromkeys(names)), None)
 
-    def _start(self, names: list[str], roots: list[str]) -> None:
+    def _start(self, roots: list[str], slugs_likely: bool) -> None:
         opened: list[int] = []
         parent = os.getpid()
         # A Ctrl-C landing in the forked process before its `try` would unwind the build's own
@@ -97,8 +109,12 @@ class BuildAhead:
         try:
             answer, written = os.pipe()
             opened += [answer, written]
-            folders = _memory_file()
+            heard, word = os.pipe()
+            opened += [heard, word]
+            folders = memory_file()
             opened.append(folders)
+            reads = memory_file()
+            opened.append(reads)
             pid = os.fork()
         except OSError:  # no descriptors or no process to be had (EAGAIN, ENOMEM): all is done here
             for fd in opened:
@@ -112,16 +128,50 @@ class BuildAhead:
                     signal.signal(signum, signal.SIG_DFL)
                 signal.pthread_sigmask(signal.SIG_SETMASK, masked)
                 os.close(answer)
-                data = json.dumps({name: slugify(name) for name in names}).encode()
-                with open(written, "wb") as pipe:
-                    pipe.write(data)
-                _walk_into(folders, roots, parent)
+                os.close(word)
+                work_ahead(written, heard, folders, reads, roots, parent, slugs_likely)
                 code = 0
             finally:
                 os._exit(code)
         signal.pthread_sigmask(signal.SIG_SETMASK, masked)
         os.close(written)
-        self._pid, self._forked_at, self._answer, self._written = pid, time.monotonic(), answer, folders
+        os.close(heard)
+        self._pid, self._forked_at = pid, time.monotonic()
+        self._answer, self._word, self._written, self._read = answer, word, folders, reads
+
+    def told(self, settings: Settings) -> None:
+        """What the validated settings say: the slugs to make (none when the store is a SQLite
+        file that exists, which has them; another store may be new) and, for a SQLite store
+        not made yet, whose every file the build reads, what to read its first files source's
+        files with."""
+        from .config import FilesSourceConfig
+
+        url = settings.store.url
+        made = made_before(url)
+        names = [] if made else [c.name for c in settings.categories if not c.slug]
+        new = url.startswith("sqlite:///") and not made  # another store may be new or not
+        files = [s for s in settings.sources if isinstance(s, FilesSourceConfig)]
+        reading = None
+        if new and files and self._read >= 0:
+            from .model import Category, Site
+            from .normalize import TextRules
+            from .sources.files import files_source
+
+            categories = [Category(c.name, c.slug or "", c.description, c.url) for c in settings.categories]
+            source = files_source(files[0], settings.site.timezone)
+            reading = (source, categories, TextRules.of(settings.text), Site.of(settings.site).url)
+        self._tell(names, reading)
+
+    def _tell(self, names: list[str], reading: object) -> None:
+        if self._word < 0:
+            return
+        word, self._word = self._word, -1
+        try:
+            os.write(word, pickle.dumps((names, reading), pickle.HIGHEST_PROTOCOL))  # a few kB: the pipe holds it
+        except OSError:  # the process is gone: whatever it was to do is done here
+            pass
+        finally:
+            os.close(word)
 
     def __call__(self, name: str) -> str:
         made = self._collect()
@@ -132,26 +182,49 @@ class BuildAhead:
         """The first folders of `root` in walk order, listed and stat'ed ahead, for `walk.walk`;
         none when they were not asked for or are older than `FRESH_FOR`. The process is ended
         first: the walk does what it had not finished, and each root's folders are given once."""
-        if self._folders is None:
-            self._collect()  # its slugs, before it is ended
-            self._folders = {}
-            if self._written >= 0:
-                self._end()
-                written, self._written = self._written, -1  # closed below, whatever happens: never twice
-                try:
-                    self._folders = _read_folders(written)
-                finally:
-                    os.close(written)
+        self._take()
+        assert self._folders is not None
         folders = self._folders.pop(root, [])
         return folders if time.monotonic() - self._forked_at <= FRESH_FOR else []
+
+    def reads_for(self, source: object, index: CategoryIndex, rules: TextRules, site_url: str) -> dict[str, ReadAhead]:
+        """The files read ahead, by key, each with the (fingerprint, path) it was read under,
+        when they were read by `source` in this context (given once); else none. The process is
+        ended first (`folders_of`)."""
+        self._take()
+        reads, self._reads = self._reads, {}
+        state = getattr(source, "__getstate__", None)
+        if not reads or state is None or self._read_with != (state(), index.categories, rules, site_url):
+            return {}
+        return reads if time.monotonic() - self._forked_at <= FRESH_FOR else {}
+
+    def _take(self) -> None:
+        """End the process and take what it finished: its slugs, its folders and its reads."""
+        if self._folders is not None:
+            return
+        self._collect()  # its slugs, before it is ended
+        self._folders = {}
+        self._end()
+        written, self._written = self._written, -1  # closed below, whatever happens: never twice
+        read, self._read = self._read, -1
+        try:
+            if written >= 0:
+                self._folders = read_folders(written)
+            if read >= 0:
+                self._read_with, self._reads = read_reads(read)
+        finally:
+            for fd in (written, read):
+                if fd >= 0:
+                    os.close(fd)
 
     def _collect(self) -> dict[str, str]:
         if self._made is None:
             self._made = {}
+            self._tell([], None)  # never told (a test, a failed start): it need not wait
             if self._answer >= 0:
                 answer, self._answer = self._answer, -1  # closed below, whatever happens: never twice
                 with open(answer, "rb") as pipe:
-                    data = pipe.read()  # to its end: the process closes the pipe before it walks
+                    data = pipe.read()  # to its end: the process closes the pipe before it reads
                 with contextlib.suppress(ValueError):
                     made = json.loads(data)
                     if isinstance(made, dict):
@@ -160,7 +233,8 @@ class BuildAhead:
 
     def close(self) -> None:
         """End the forked process, whatever was asked of it, and let go of what it wrote."""
-        given_up, self._answer, self._written = (self._answer, self._written), -1, -1  # first: never closed twice
+        given_up = (self._answer, self._word, self._written, self._read)
+        self._answer = self._word = self._written = self._read = -1  # first: never closed twice
         try:
             for fd in given_up:
                 if fd >= 0:
@@ -177,47 +251,12 @@ class BuildAhead:
                 os.waitpid(pid, 0)
 
 
-def _memory_file() -> int:
-    """An anonymous file for the folders walked: in memory where the system has memfd_create."""
-    with contextlib.suppress(AttributeError, OSError):  # none here, or refused (an old kernel, a sandbox)
-        return os.memfd_create("publisher-walk", os.MFD_CLOEXEC)
-    import tempfile
-
-    with tempfile.TemporaryFile() as file:  # created 0600 and unlinked at once
-        return os.dup(file.fileno())
-
-
-def _walk_into(fd: int, roots: list[str], parent: int, most: int = MOST_FILES) -> None:
-    """Each folder of each root, as `walk_ahead` gives it, one record after the other, until the
-    folders written hold `most` files or the build's process (`parent`) is gone."""
-    from .sources.files import CONTENT_SUFFIXES
-    from .sources.walk import walk_ahead
-
-    files = 0
-    for root in roots:
-        for folder in walk_ahead(root, CONTENT_SUFFIXES):
-            data = pickle.dumps((root, folder), pickle.HIGHEST_PROTOCOL)
-            if os.writev(fd, [_FRAME.pack(len(data)), data]) != _FRAME.size + len(data):
-                return  # a full disk: the record cut short ends what is read (a kill cuts the last one so)
-            files += len(folder.names)
-            if files >= most or os.getppid() != parent:
-                return
-
-
-def _read_folders(fd: int) -> dict[str, list[WalkedFolder]]:
-    """The records written whole, by root, in order; one cut short (the process was ended while it
-    wrote it), one that does not read, and what follows them are left out."""
-    data = memoryview(os.pread(fd, os.fstat(fd).st_size, 0))
-    folders: dict[str, list[WalkedFolder]] = {}
-    at = 0
-    while at + _FRAME.size <= len(data):
-        (size,) = _FRAME.unpack_from(data, at)
-        start, at = at + _FRAME.size, at + _FRAME.size + size
-        if at > len(data):
-            break
-        try:
-            root, folder = pickle.loads(data[start:at])
-        except Exception:  # noqa: BLE001 - whatever it is, the walk does that folder itself
-            break
-        folders.setdefault(root, []).append(folder)
-    return folders
+def made_before(store_url: str) -> bool:
+    """Whether the store is a SQLite file made before, which has its categories' slugs (the
+    slug of one configured since is made in the build's process); another store may be new."""
+    if not store_url.startswith("sqlite:///"):
+        return False
+    try:
+        return os.path.getsize(store_url.removeprefix("sqlite:///")) > 0
+    except OSError:
+        return False

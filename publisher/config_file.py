@@ -1,11 +1,16 @@
-"""The configuration's file: where it is (`find_config`) and the defaults a command may need
-before it validates the file. Importing this costs no pydantic (the settings' models are a
-fifth of a cold build's start); `config.load_settings` reads and validates the file."""
+"""The configuration's file: where it is (`find_config`), and what it most likely says, read
+before it is validated (`hints`). Importing this costs no pydantic: a build forks its work ahead
+on the hints (build_ahead.py) while it validates the file (pydantic and the models are a fifth
+of a cold build's start). Whatever the hints get wrong only costs that work, as `BuildAhead` is
+then told what the validated settings say; anything odd (no file, TOML that does not parse, a
+value of the wrong type) says nothing, and the validation (`config.load_settings`) reports it."""
 
 from __future__ import annotations
 
 import os
+import tomllib
 from pathlib import Path
+from typing import Any, NamedTuple
 
 from .errors import ConfigError
 
@@ -30,3 +35,26 @@ def find_config(given: Path | None) -> Path:
     problem = f"no configuration file: --config not given, $PUBLISHER_CONFIG not set, and neither {tried} exists"
     fix = "run `publisher init DIR` to make a site, then run publisher in DIR; or pass --config FILE"
     raise ConfigError(f"(in {Path.cwd()})", [("(file)", problem, fix)])
+
+
+class Hints(NamedTuple):
+    roots: list[str]  # the `path` of each files source, as `build_ahead` walks it
+    unslugged: bool  # a category has no `slug` of its own
+    store_url: str
+
+
+def hints(config: Path) -> Hints:
+    try:
+        raw = tomllib.loads(config.read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # ValueError: TOMLDecodeError and UnicodeDecodeError
+        return Hints([], False, "")
+    sources, categories = _tables(raw, "sources"), _tables(raw, "categories")
+    roots = [str(Path(s["path"])) for s in sources if s.get("type") == "files" and isinstance(s.get("path"), str)]
+    store = raw.get("store")
+    url = store.get("url", DEFAULT_STORE_URL) if isinstance(store, dict) else DEFAULT_STORE_URL
+    return Hints(roots, any(not c.get("slug") for c in categories), url if isinstance(url, str) else "")
+
+
+def _tables(raw: dict[str, Any], key: str) -> list[dict[str, Any]]:
+    value = raw.get(key)
+    return [t for t in value if isinstance(t, dict)] if isinstance(value, list) else []

@@ -16,7 +16,7 @@ from .model import (
     ScopeRead,
 )
 from .normalize import CategoryIndex, TextRules
-from .parallel import Workers
+from .parallel import ReadAhead, Workers
 from .source_pass import SourcePass
 from .sources import Source, failed_part_message
 from .store import WHOLE_SOURCE, Store
@@ -39,6 +39,9 @@ class IngestContext:
     # told of each failed read: (source, part); part "" is the source as a whole (metrics)
     failed: Callable[[str, str], None] = lambda _source, _part: None
     workers: Workers | None = None  # the build's pool (made with index, rules and site_url)
+    # A build's files read ahead (build_ahead.py), by key, when read by this source as it reads
+    # now: (source, index, rules, site_url) -> {key: ((fingerprint, path), prepared)}.
+    read_ahead: Callable[[Source, CategoryIndex, TextRules, str], Mapping[str, ReadAhead]] | None = None
 
 
 def ingest(

@@ -113,6 +113,7 @@ class Deferred:
     key: str
     read: Callable[[], SourceItem | ItemProblem | None]
     location: str = ""  # the file's path, for messages
+    fingerprint: str | None = None  # what it was listed with: a read done ahead stands for it only under the same
 
     def __reduce__(self) -> tuple[type[Deferred], tuple[object, ...]]:
         return Deferred, _deferred_fields(self)

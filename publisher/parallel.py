@@ -18,7 +18,7 @@ import signal
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future
 from concurrent.futures.process import BrokenProcessPool
 from typing import TypeVar
@@ -31,6 +31,9 @@ Normalized = Article | NormalizeError
 # Per input: the problem reading it, None for a draft, or the item (what ingest keeps of it)
 # with its article or the reason it has none.
 Prepared = ItemProblem | None | tuple[ReadItem, Normalized]
+# An item read ahead (build_ahead.py): the (fingerprint, path) it was listed and read under, and
+# what it gave; it stands for a read of the same item under the same fingerprint and path.
+ReadAhead = tuple[tuple[str | None, str], Prepared]
 
 CHUNK = 32  # items per task: large enough to amortise pickling, small enough to balance
 SERIAL_CHUNKS = 2  # this many chunks are done in-process before a pool is worth starting
@@ -260,10 +263,25 @@ def _one_by_one(chunk: list[Deferred | SourceItem], context: Context, render: bo
     return out
 
 
+class _Done(Future[list[Prepared]]):
+    """The results of a chunk done without the workers (read ahead, or nothing to read)."""
+
+
 def _done(result: list[Prepared]) -> Future[list[Prepared]]:
-    done: Future[list[Prepared]] = Future()
+    done = _Done()
     done.set_result(result)
     return done
+
+
+def _read_ahead(chunk: list[Deferred | SourceItem], ahead: Mapping[str, ReadAhead]) -> list[Prepared] | None:
+    """The chunk's results read ahead, when every item of it was, under its fingerprint and path."""
+    taken: list[Prepared] = []
+    for unit in chunk:
+        found = ahead.get(unit.key) if isinstance(unit, Deferred) else None
+        if found is None or found[0] != (unit.fingerprint, unit.location):
+            return None
+        taken.append(found[1])
+    return taken
 
 
 def prepare_in_order(
@@ -274,18 +292,25 @@ def prepare_in_order(
     render: bool = True,
     in_process: int = SERIAL_CHUNKS,
     shared: Workers | None = None,
+    ahead: Mapping[str, ReadAhead] | None = None,
 ) -> Iterator[list[Prepared]]:
     """Yield prepared items chunk by chunk, in input order; a pool starts only after
     `in_process` chunks were done here (0: every chunk in a worker, however few). An item that
     kills its worker process comes back as an ItemProblem naming it. With `shared` (made with
-    the same index, rules and site URL), its pool is used and left running."""
+    the same index, rules and site URL), its pool is used and left running.
+
+    `ahead`: items read already, with their bodies unrendered (`render` False), by key (a cold
+    build's first files, read while it started: build_ahead.py). A chunk whose every item is
+    there under the same fingerprint and path takes those results; the chunks after it go to
+    the pool meanwhile, so the workers read while this process stores what was read ahead."""
     if shared is not None:
         assert shared.context == (index, rules, site_url), "the shared workers were made for another build"
     pool = shared.pool if shared is not None else _Pool(workers(), (index, rules, site_url))
     size = pool.size
-    ahead = max(2 * size, WINDOW_ITEMS // CHUNK)  # chunks in flight: at most this many in memory
+    in_flight = max(2 * size, WINDOW_ITEMS // CHUNK)  # chunks on the workers: at most this many in memory
     window: deque[Queued] = deque()
-    read = False  # any item read, here or on the workers
+    pending = 0  # chunks of `window` on the workers
+    read = False  # any item read, here, on the workers or ahead
     pooled = False  # any chunk read on the workers
     try:
         n = 0
@@ -296,8 +321,13 @@ def prepare_in_order(
                 else:
                     yield []
                 continue
-            n += 1
             read = True
+            taken = _read_ahead(chunk, ahead) if ahead and not render else None
+            if taken is not None:
+                window.append((chunk, _done(taken)))  # yielded once the chunks after it are on the workers
+                in_process = 0  # a cold build: what was not read ahead is the pool's
+                continue
+            n += 1
             if n <= in_process or size == 1:
                 while window:  # keep order: never overtake queued work
                     yield _result(window.popleft(), window, pool, render)
@@ -305,8 +335,12 @@ def prepare_in_order(
                 continue
             window.append((chunk, pool.submit(_prepare_chunk, chunk, render)))
             pooled = True
-            if len(window) >= ahead:
-                yield _result(window.popleft(), window, pool, render)
+            pending += 1
+            while pending >= in_flight:
+                queued = window.popleft()
+                if not isinstance(queued[1], _Done):
+                    pending -= 1
+                yield _result(queued, window, pool, render)
         if shared is not None and read:  # nothing read (an unchanged build): most likely nothing to render
             shared._handed_over(pooled and not render)
         while window:

@@ -161,7 +161,8 @@ class SourcePass:
         c = self.context
         # A source that can read an item again (files) has its bodies rendered when shown.
         render = getattr(self.source, "read_again", None) is None
-        for prepared in prepare_in_order(chunks(), c.index, c.rules, c.site_url, render, shared=c.workers):
+        ahead = c.read_ahead(self.source, c.index, c.rules, c.site_url) if c.read_ahead and not render else None
+        for prepared in prepare_in_order(chunks(), c.index, c.rules, c.site_url, render, shared=c.workers, ahead=ahead):
             yield batches.popleft(), prepared
 
     def _fetch_known(self, keys: Iterable[str]) -> None:

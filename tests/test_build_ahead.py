@@ -206,17 +206,17 @@ def test_the_folders_walked_ahead_are_the_walks_own_each_given_once(tmp_path: Pa
 
 def test_a_record_cut_short_when_the_process_was_ended_is_left_out(tmp_path: Path) -> None:
     """The build ends the process whatever it is doing: a folder it was writing is walked again."""
-    from publisher.build_ahead import _memory_file, _read_folders, _walk_into
+    from publisher.ahead_work import memory_file, read_folders, walk_into
 
     for folder in ("a", "b"):
         (tmp_path / folder).mkdir()
         (tmp_path / folder / "1.md").write_text(folder, encoding="utf-8")
-    fd = _memory_file()
+    fd = memory_file()
     try:
-        _walk_into(fd, [str(tmp_path)], PARENT)
-        whole = _read_folders(fd)[str(tmp_path)]
+        walk_into(fd, [str(tmp_path)], PARENT)
+        whole = read_folders(fd)[str(tmp_path)]
         os.ftruncate(fd, os.fstat(fd).st_size - 5)  # the last folder's record cut short
-        cut = _read_folders(fd)[str(tmp_path)]
+        cut = read_folders(fd)[str(tmp_path)]
     finally:
         os.close(fd)
     assert [f.prefix for f in whole] == ["", "a/", "b/"] and cut == whole[:2]
@@ -246,16 +246,16 @@ def test_folders_walked_longer_ago_than_fresh_for_are_not_given(tmp_path: Path) 
 
 def test_the_walk_ahead_stops_after_the_folder_that_reaches_its_most_files(tmp_path: Path) -> None:
     """A build slow to start never finds more than so many files walked ahead in memory."""
-    from publisher.build_ahead import _memory_file, _read_folders, _walk_into
+    from publisher.ahead_work import memory_file, read_folders, walk_into
 
     for folder in ("a", "b", "c"):
         (tmp_path / folder).mkdir()
         for n in range(2):
             (tmp_path / folder / f"{n}.md").write_text(folder, encoding="utf-8")
-    fd = _memory_file()
+    fd = memory_file()
     try:
-        _walk_into(fd, [str(tmp_path)], PARENT, most=3)  # the root (no file), a/ (2), b/ (4 >= 3): no more
-        walked = _read_folders(fd)[str(tmp_path)]
+        walk_into(fd, [str(tmp_path)], PARENT, most=3)  # the root (no file), a/ (2), b/ (4 >= 3): no more
+        walked = read_folders(fd)[str(tmp_path)]
     finally:
         os.close(fd)
     assert [folder.prefix for folder in walked] == ["", "a/", "b/"]
@@ -268,7 +268,8 @@ def test_a_store_made_before_has_its_slugs_and_none_are_made_ahead(site: Site) -
         from pathlib import Path
         from publisher.build_ahead import build_ahead
         from publisher.config import load_settings
-        ahead = build_ahead(load_settings(Path(sys.argv[2])))
+        ahead = build_ahead(Path(sys.argv[2]))
+        ahead.told(load_settings(Path(sys.argv[2])))
         out["slug"] = ahead("高新院新闻")
         out["made_ahead"] = sorted(ahead._made)
         ahead.close()
@@ -284,8 +285,9 @@ def test_a_store_made_before_has_its_slugs_and_none_are_made_ahead(site: Site) -
 def test_a_build_with_its_walk_ahead_stores_and_writes_what_a_build_without_it_does(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
-    """`publisher build` in a fresh process takes the folders walked ahead; a build that forks
-    no process ahead walks them itself: the same store, the same files, byte for byte."""
+    """`publisher build` in a fresh process takes the folders walked ahead and, into a new
+    SQLite store, the files read ahead; a build that forks no process ahead walks and reads
+    them itself: the same store, the same files, byte for byte."""
     sites = [Site(tmp_path_factory.mktemp(name)) for name in ("ahead", "here")]
     for site in sites:
         for n in range(40):
@@ -296,17 +298,25 @@ def test_a_build_with_its_walk_ahead_stores_and_writes_what_a_build_without_it_d
         """
         import json, os, sys
         from publisher import build_ahead
-        taken, folders_of = [], build_ahead.BuildAhead.folders_of
-        def recorded(self, root):
-            if self._pid:  # let it end its walk (on a slow machine the build would end it part-way)
+        taken, folders_of, reads_for = [], build_ahead.BuildAhead.folders_of, build_ahead.BuildAhead.reads_for
+        def finished(self):
+            if self._pid:  # let it end its work (on a slow machine the build would end it part-way)
                 os.waitpid(self._pid, 0)
                 self._pid = 0
+        def recorded(self, root):
+            finished(self)
             folders = folders_of(self, root)
             taken.append(len(folders))
             return folders
+        def recorded_reads(self, *context):
+            finished(self)
+            reads = reads_for(self, *context)
+            taken.append(len(reads))
+            return reads
         build_ahead.BuildAhead.folders_of = recorded
+        build_ahead.BuildAhead.reads_for = recorded_reads
         if sys.argv[2] == "here":  # no process forked ahead: the slugs made and the folders walked here
-            build_ahead.BuildAhead._start = lambda self, names, roots: None
+            build_ahead.BuildAhead._start = lambda self, roots, slugs_likely: None
         from publisher.cli import main
         try:
             main(["--config", sys.argv[1], "build"])
@@ -320,8 +330,9 @@ def test_a_build_with_its_walk_ahead_stores_and_writes_what_a_build_without_it_d
         done = subprocess.run([sys.executable, "-c", script, str(site.config), how], capture_output=True, text=True,
                               timeout=120, check=True, cwd=site.root)  # fmt: skip
         taken[how] = json.loads(done.stdout.strip().splitlines()[-1])
-    assert taken["here"] == [0] and taken["ahead"] == [3]  # the root, policy/ and tech/
     ahead, here = sites
+    read = 40 if here.store_url.startswith("sqlite:///") else 0  # another store may not be new: none read
+    assert taken["here"] == [0, 0] and taken["ahead"] == [read, 3]  # the files; the root, policy/ and tech/
     files = sorted(p.relative_to(ahead.out) for p in ahead.out.rglob("*") if p.is_file())
     assert files and files == sorted(p.relative_to(here.out) for p in here.out.rglob("*") if p.is_file())
     for path in files:
@@ -329,3 +340,58 @@ def test_a_build_with_its_walk_ahead_stores_and_writes_what_a_build_without_it_d
         assert mine.replace(str(ahead.root).encode(), b"") == theirs.replace(str(here.root).encode(), b""), path
     query = "SELECT key, fingerprint, content_hash, body_hash, guid FROM articles ORDER BY id"
     assert ahead.sql(query) == here.sql(query)
+
+
+_READS = """
+    from pathlib import Path
+    from publisher.app import App
+    from publisher.build_ahead import build_ahead
+    from publisher.config import load_settings
+    from publisher.model import Deferred
+    from publisher.normalize import CategoryIndex, TextRules
+    from publisher.parallel import prepare_all
+    path = Path(sys.argv[2])
+    ahead = build_ahead(path)
+    settings = load_settings(path)
+    ahead.told(settings)
+    os.waitpid(ahead._pid, 0)  # let it read every file
+    ahead._pid = 0
+    app = App(settings, ahead=ahead)
+    [source] = app.sources
+    index, rules, url = CategoryIndex(app.categories), app.rules, app.site.url
+    if sys.argv[3] == "other":  # the rules the build reads with are not those it read ahead with
+        rules = TextRules("none", rules.summary_length, rules.remove_glosses)
+    reads = ahead.reads_for(source, index, rules, url)
+    units = [u for u in source.fetch({}) if isinstance(u, Deferred)]
+    own = prepare_all(units, index, rules, url, render=False)
+    out["count"] = len(reads)
+    out["same"] = [reads.get(u.key) for u in units] == [((u.fingerprint, u.location), p) for u, p in zip(units, own)]
+    out["again"] = len(ahead.reads_for(source, index, rules, url))
+    app.close()
+    """
+
+
+def test_the_files_read_ahead_into_a_new_store_are_read_as_the_workers_read_them_and_given_once(site: Site) -> None:
+    site.use_store(f"sqlite:///{site.root / 'var' / 'new.db'}")  # a SQLite store not made yet
+    for n in range(5):
+        site.article(f"tech/{n}.md", f"文章{n}", body=f"正文{n}，繁體字。")
+    site.add("tech/broken.md", "no front matter\n")
+    out = _run(_READS, str(site.config), "same")
+    assert out == {"count": 6, "same": True, "again": 0}
+
+
+def test_files_read_ahead_in_another_context_than_the_build_s_are_not_taken(site: Site) -> None:
+    """The build reads with what the store and settings say; anything the process ahead read
+    with otherwise (here the `[text]` rules) leaves every file to the build."""
+    site.use_store(f"sqlite:///{site.root / 'var' / 'new.db'}")
+    site.article("tech/a.md", "文章")
+    assert _run(_READS, str(site.config), "other") == {"count": 0, "same": False, "again": 0}
+
+
+def test_nothing_is_read_ahead_for_a_store_made_before(site: Site) -> None:
+    """A store that exists has most files already: its build reads only what changed."""
+    site.use_store(f"sqlite:///{site.root / 'var' / 'new.db'}")
+    site.article("tech/a.md", "文章")
+    site.build()
+    site.article("tech/b.md", "又一篇")
+    assert _run(_READS, str(site.config), "same")["count"] == 0

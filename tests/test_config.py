@@ -441,3 +441,53 @@ def test_web_origin_spells_an_idn_host_as_browsers_send_it() -> None:
     assert web_origin("http://Bücher.Example:8080/x") == "http://xn--bcher-kva.example:8080"
     assert web_origin("https://www.example.org:443/") == "https://www.example.org"
     assert web_origin("https://a\u200b\u0000b.example/") is None  # not a host IDNA can spell
+
+
+def test_the_hints_a_build_forks_on_are_what_the_validated_settings_say(tmp_path: Path) -> None:
+    """`config_file.hints` reads the TOML before it is validated (build_ahead.py): the files
+    sources' folders, whether a category lacks a slug, the store's URL with its default."""
+    from publisher.config_file import DEFAULT_STORE_URL, hints
+
+    path = tmp_path / "publisher.toml"
+    path.write_text(
+        textwrap.dedent(
+            """
+            [site]
+            title = "t"
+            url = "https://x.org"
+            [[categories]]
+            name = "科技创新"
+            slug = "tech"
+            [[sources]]
+            type = "files"
+            path = "content//news/"
+            [[sources]]
+            type = "feed"
+            url = "https://x.org/feed"
+            category = "科技创新"
+            """
+        ),
+        encoding="utf-8",
+    )
+    said = hints(path)
+    settings = load_settings(path)
+    assert said.roots == [str(Path(s.path)) for s in settings.sources if s.type == "files"] == ["content/news"]
+    assert said.unslugged is False and said.store_url == settings.store.url == DEFAULT_STORE_URL
+    path.write_text(
+        path.read_text(encoding="utf-8") + '[[categories]]\nname = "政策解读"\n[store]\nurl = "sqlite:///x.db"\n'
+    )
+    assert hints(path)[1:] == (True, "sqlite:///x.db")
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["", "[site\n", "sources = 3\ncategories = 'x'\n", "[[sources]]\ntype = 'files'\npath = 7\n", "[store]\nurl = 1\n"],
+)
+def test_a_file_the_hints_cannot_read_says_nothing_and_the_validation_reports_it(text: str, tmp_path: Path) -> None:
+    from publisher.config_file import hints
+
+    path = tmp_path / "publisher.toml"
+    path.write_text(text, encoding="utf-8")
+    said = hints(path)
+    assert said.roots == [] and said.unslugged is False
+    assert hints(tmp_path / "missing.toml") == ([], False, "")

@@ -369,3 +369,67 @@ def test_a_build_that_reads_nothing_hands_its_workers_no_preparation(
         shared.close()
     made = list(tmp_path.iterdir())
     assert 1 <= len(made) <= 2 and str(MAIN_PID) not in {p.name for p in made}
+
+
+def _files(site: Site, count: int) -> list[Deferred]:
+    """`count` articles of a files source, listed as a build lists them."""
+    from publisher.sources.files import FilesSource
+
+    for n in range(count):
+        site.article(f"tech/{n:03d}.md", f"文章{n}")
+    source = FilesSource("content", site.content, "Asia/Shanghai")
+    return [unit for unit in source.fetch({}) if isinstance(unit, Deferred)]
+
+
+def _read(units: list[Deferred]) -> dict[str, parallel.ReadAhead]:
+    """What a read ahead gives for `units`: each read as the workers read it, bodies unrendered."""
+    prepared = parallel.prepare_all(list(units), INDEX, TextRules(), "https://x.org", render=False)
+    return {u.key: ((u.fingerprint, u.location), p) for u, p in zip(units, prepared, strict=True)}
+
+
+def test_chunks_read_ahead_are_taken_and_the_rest_read_by_the_workers_meanwhile(
+    site: Site, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cold build's first files, read while it started (build_ahead.py): their chunks come
+    back as read, in order among the chunks the workers read, and the workers get the chunks
+    after them before the first of them is given back (the main process stores it meanwhile)."""
+    monkeypatch.setattr(parallel, "workers", lambda: 2)
+    units = _files(site, 6 * parallel.CHUNK)
+    chunks = [units[i : i + parallel.CHUNK] for i in range(0, len(units), parallel.CHUNK)]
+    ahead = _read(units[: 3 * parallel.CHUNK])
+    sent: list[object] = []
+    submit = parallel._Pool.submit
+
+    def recorded(pool: parallel._Pool, task: object, chunk: list[Deferred], render: bool) -> object:
+        sent.append(chunk[0].key)
+        return submit(pool, task, chunk, render)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(parallel._Pool, "submit", recorded)
+    given = parallel.prepare_in_order(iter(chunks), INDEX, TextRules(), "https://x.org", render=False, ahead=ahead)
+    first = next(given)
+    assert sent == [chunk[0].key for chunk in chunks[3:]]  # every chunk not read ahead is on the workers
+    out = [first, *given]
+    assert out == [parallel.prepare_all(c, INDEX, TextRules(), "https://x.org", render=False) for c in chunks]
+    assert all(out[i] == [ahead[u.key][1] for u in chunks[i]] for i in range(3))
+
+
+def test_a_file_read_ahead_under_another_fingerprint_is_read_again(site: Site) -> None:
+    """A file changed between the read ahead and the build's own listing is listed under a new
+    fingerprint: what was read ahead does not stand for it, and its chunk is read now."""
+    units = _files(site, 3)
+    ahead = _read(units)
+    changed = units[1]
+    site.article(changed.key, "改过的标题")
+    stale = {**ahead, changed.key: (("0:0", changed.location), ahead[changed.key][1])}
+    out = list(parallel.prepare_in_order(iter([units]), INDEX, TextRules(), "https://x.org", render=False, ahead=stale))
+    titles = [a.title for chunk in out for (_item, a) in chunk]  # type: ignore[misc]
+    assert titles == ["文章0", "改过的标题", "文章2"]
+
+
+def test_reads_ahead_stand_only_for_bodies_left_unrendered(site: Site) -> None:
+    """A source whose bodies are rendered as they are read (a web source) takes nothing read
+    ahead: the files were read without their bodies."""
+    units = _files(site, 2)
+    ahead = _read(units)
+    out = list(parallel.prepare_in_order(iter([units]), INDEX, TextRules(), "https://x.org", render=True, ahead=ahead))
+    assert [a.rendered for chunk in out for (_item, a) in chunk] == [True, True]  # type: ignore[misc]

@@ -301,6 +301,7 @@ class SourceServices:
             signatures={s.source_name: self.reading_signature(s) for s in self.settings.sources},
             failed=self.metrics.source_failed,
             workers=self.workers,
+            read_ahead=self.ahead.reads_for if self.ahead is not None else None,
         )
 
     def reading_signature(self, source: SourceConfig) -> str:

@@ -225,16 +225,19 @@ def load_app(ctx: click.Context, store: bool = True, ahead: bool = False) -> App
     needs `publisher db upgrade`, or one made by a newer publisher) is refused before any work.
     With `ahead` (a build), the categories' pinyin slugs are made and the files sources walked
     in a forked process while this one imports the app and opens the store (build_ahead.py)."""
-    from ..config import load_settings
-
+    ahead_work = None
     try:
-        settings = load_settings(config_path(ctx))
-        ahead_work = None
-        if ahead:
+        path = config_path(ctx)
+        if ahead:  # forked before the settings are validated: that is a fifth of the start
             from ..build_ahead import build_ahead
 
-            ahead_work = build_ahead(settings)
+            ahead_work = build_ahead(path)
         try:
+            from ..config import load_settings
+
+            settings = load_settings(path)
+            if ahead_work is not None:
+                ahead_work.told(settings)
             from ..app import App
 
             app = App(settings, ahead=ahead_work)

@@ -50,7 +50,8 @@ def files_source(
     workers: WalkPool | None = None,
     walked_ahead: Callable[[str], Sequence[WalkedFolder]] | None = None,
 ) -> FilesSource:
-    """The source a `[[sources]]` table of type `files` configures."""
+    """The source a `[[sources]]` table of type `files` configures (a build's reads ahead make
+    the same, build_ahead.py)."""
     return FilesSource(
         name=config.source_name,
         root=Path(config.path),
@@ -130,7 +131,7 @@ class FilesSource:
                     yield _undecodable(folder, prefix, name, "file")
                 else:
                     path = os.path.join(folder, name)
-                    yield Deferred(key, partial(self.read_or_problem, path, key, fingerprint), path)
+                    yield Deferred(key, partial(self.read_or_problem, path, key, fingerprint), path, fingerprint)
             yield Folder(prefix, digest, len(listing), tuple(unchanged))
 
     def read_or_problem(self, path: str, key: str, fingerprint: str | None) -> SourceItem | ItemProblem | None:
