@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import closing
@@ -64,8 +65,6 @@ def test_bulk_inserted_articles_read_back_and_sort_as_written(store_url: str) ->
 def test_a_pass_holds_the_write_lock_only_while_it_writes(store_url: str) -> None:
     """Changes and new articles wait in the writer until 500 are due or it commits: a slow
     pass (a web crawl) does not keep digests and subscribers out of the database meanwhile."""
-    import threading
-
     store = Store(store_url)
     when = datetime(2026, 5, 6, tzinfo=UTC)
     try:
@@ -153,6 +152,44 @@ def test_new_articles_are_first_seen_at_the_clocks_moment_whatever_the_local_zon
         )
     with store.engine.connect() as conn:
         assert conn.execute(select(articles_table.c.first_seen)).scalar_one() == datetime(2026, 5, 6, 12, 0)
+
+
+@pytest.mark.sqlite_only("SQLite's WAL")
+def test_while_the_thread_copies_the_log_the_other_connections_leave_it_to_the_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A small write just after an ingest (its reading signature, its health) committed past
+    1,000 pages of log: it copied them itself, the build waiting, whenever it got there before
+    `checkpoint_soon`'s thread. A connection taken meanwhile leaves the copy to the thread, and
+    copies as usual once given back."""
+    store = Store(f"sqlite:///{tmp_path / 'store.db'}")
+    copying, done = threading.Event(), threading.Event()
+    copy = Store._checkpoint
+
+    def slow(self: Store, begun: threading.Event) -> None:
+        copying.set()
+        done.wait(10)
+        copy(self, begun)
+
+    monkeypatch.setattr(Store, "_checkpoint", slow)
+
+    def setting() -> int:
+        with store.engine.connect() as conn:
+            value = conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar_one()
+            assert isinstance(value, int)
+            return value
+
+    try:
+        assert setting() == 1000
+        store.checkpoint_soon()
+        assert copying.wait(10)
+        assert [setting() for _ in range(3)] == [0, 0, 0]  # the pool's connections, one after the other
+        done.set()
+        store._checkpointed()
+        assert [setting() for _ in range(3)] == [1000, 1000, 1000]
+    finally:
+        done.set()
+        store.close()
 
 
 @pytest.mark.sqlite_only("SQLite's datetime text and its WAL")

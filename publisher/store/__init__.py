@@ -9,11 +9,13 @@ Import everything from here: `from publisher.store import Store`.
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import create_engine, delete, event, insert, select
 from sqlalchemy.engine import URL, Engine, make_url
@@ -40,7 +42,7 @@ from .sources import WHOLE_SOURCE, ScopeHealth, SourceHealth, SourceStateStore
 from .subscribers import SubscriberStore
 from .watch import DigestRates, WatchStore
 from .websub import HubState, Waiting, WebSubStore
-from .writer import StoreWriter, sqlite_datetime
+from .writer import SQLITE_CHECKPOINT_PAGES, StoreWriter, sqlite_datetime
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +91,8 @@ class Store(
         prepare_sqlite_file(parsed)
         if parsed.get_backend_name() == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
+            event.listen(self.engine, "checkout", self._leave_the_log)
+            event.listen(self.engine, "checkin", _copy_the_log_again)
         try:
             state = read_state(self.engine)
             if state.empty:
@@ -145,6 +149,17 @@ class Store(
             log.warning("the store's log was not copied into it now (its next commit does): %s", exc)
         finally:
             begun.set()
+
+    def _leave_the_log(self, dbapi_connection: Any, record: Any, _proxy: object) -> None:
+        """A connection taken while `checkpoint_soon`'s thread copies the log leaves the copy to
+        it: a commit that found more than 1,000 pages in the log would copy them itself, its
+        caller waiting, whenever it got there before the thread (26-33 ms of a cold build of
+        10,000 articles, in the first small write after its ingest). Given back, the
+        connection copies as usual again (`_copy_the_log_again`)."""
+        thread = self._checkpointing
+        if thread is not None and thread.is_alive() and thread is not threading.current_thread():
+            dbapi_connection.execute("PRAGMA wal_autocheckpoint=0")
+            record.info[_LEAVING_THE_LOG] = True
 
     def _checkpointed(self) -> None:
         if self._checkpointing is not None:
@@ -257,6 +272,13 @@ def store_failure(exc: DBAPIError, url: str) -> StoreError:
 
 
 CACHE_KB = 8 * 1024  # SQLite's page cache per connection
+_LEAVING_THE_LOG = "publisher.leaving-the-log"  # a pooled connection's mark: see Store._leave_the_log
+
+
+def _copy_the_log_again(dbapi_connection: Any, record: Any) -> None:
+    if record.info.pop(_LEAVING_THE_LOG, False):
+        with suppress(sqlite3.Error):  # a connection closed under it is not pooled again
+            dbapi_connection.execute(f"PRAGMA wal_autocheckpoint={SQLITE_CHECKPOINT_PAGES}")
 
 
 def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:
