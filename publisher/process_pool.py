@@ -158,11 +158,17 @@ class ProcessPool:
         return worker
 
     def submit(self, task: Callable[..., T], /, *args: object) -> Future[T]:
-        """`task(*args)` on the worker with the fewest tasks waiting. Raises BrokenProcessPool
-        once a worker died."""
+        """`task(*args)` on the worker with the fewest tasks not done, the results already sent
+        read first: a worker whose results wait to be asked for has finished those tasks (a
+        build's feeds, given as their bodies are rendered and read once all were given, went
+        one after the other to the worker that rendered the slowest while the other sat idle).
+        Raises BrokenProcessPool once a worker died."""
         if self._broken is not None:
             raise BrokenProcessPool(self._broken)
         data = pickle.dumps((task, args), pickle.HIGHEST_PROTOCOL)
+        self._read_sent()
+        if self._broken is not None:
+            raise BrokenProcessPool(self._broken)
         worker = min(self._workers, key=lambda w: len(w.waiting))
         future = _Awaited(self, worker)
         self._give(worker, future, data)
@@ -218,6 +224,21 @@ class ProcessPool:
                 if self._broken is not None:  # a death read: the workers are gone
                     return
                 self._exchange(worker, block=False)
+
+    def _read_sent(self) -> None:
+        """Read every result the workers have sent, without waiting for more."""
+        with self._talking():
+            while self._broken is None:
+                ready = {worker.results.fileno(): worker for worker in self._workers if worker.waiting}
+                poller = select.poll()
+                for fd in ready:
+                    poller.register(fd, select.POLLIN)
+                events = poller.poll(0) if ready else []
+                if not events:
+                    return
+                for fd, _event in events:
+                    if self._broken is None:
+                        self._read(ready[fd])
 
     @contextlib.contextmanager
     def _talking(self) -> Iterator[None]:

@@ -122,6 +122,26 @@ def test_results_come_back_from_the_workers_for_each_task() -> None:
     assert len(pids) == 2 and os.getpid() not in pids  # both workers, neither of them this process
 
 
+def sleeps_and_says_its_pid(seconds: float) -> int:
+    time.sleep(seconds)
+    return os.getpid()
+
+
+def test_a_task_goes_to_a_worker_that_finished_its_tasks_though_their_results_were_not_asked_for() -> None:
+    """A build hands its feeds over as their bodies are rendered and asks for their results
+    once all are given: a worker that finished its feeds counts as free, not as busy with them
+    (the feeds after them went to the other worker, busy with a slow one, while it sat idle)."""
+    workers = pool()
+    try:
+        slow = workers.submit(sleeps_and_says_its_pid, 1.0)  # the first worker, busy for a second
+        quick = workers.submit(pid_and, 0)  # the second
+        time.sleep(0.3)  # done there; its result is not asked for yet
+        later = workers.submit(pid_and, 1)
+        assert later.result()[1] == quick.result()[1] != slow.result()
+    finally:
+        workers.shutdown()
+
+
 def test_no_thread_runs_beside_the_caller() -> None:
     """What ProcessPoolExecutor did in two threads (pickling, reading) this thread does."""
     before = threading.active_count()
@@ -189,6 +209,17 @@ def test_done_says_whether_a_result_came_without_waiting_for_it(tmp_path: Path) 
         workers.shutdown()
 
 
+def test_a_death_read_before_a_task_is_given_breaks_the_pool_at_once() -> None:
+    workers = pool(1)
+    try:
+        workers.submit(dies)
+        workers._workers[0].process.join(10)
+        with pytest.raises(BrokenProcessPool, match="ended abruptly"):
+            workers.submit(len, b"")
+    finally:
+        workers.shutdown()
+
+
 def test_a_worker_that_dies_breaks_the_pool_for_every_task_not_done() -> None:
     """As ProcessPoolExecutor: a crash in native code leaves nothing to catch, so the tasks given
     to the pool and not read back are lost, the other worker is ended, and the pool takes no more
@@ -211,11 +242,13 @@ def test_a_worker_that_dies_breaks_the_pool_for_every_task_not_done() -> None:
 
 def test_a_task_written_to_a_worker_that_died_breaks_the_pool() -> None:
     """Writing to the pipe of a worker that is gone (its death not read yet) fails that task, not
-    this process (EPIPE, not SIGPIPE)."""
+    this process (EPIPE, not SIGPIPE). (A death already there to read is read by `submit`, which
+    then raises: here it dies between that read and the write.)"""
     workers = pool(1)
     try:
         workers.submit(dies)
         workers._workers[0].process.join(10)  # it is dead now; nothing has read that yet
+        workers._read_sent = lambda: None  # type: ignore[method-assign]
         given = workers.submit(len, b"x" * 100_000)
         with pytest.raises(BrokenProcessPool, match="writing its task"):
             given.result()
