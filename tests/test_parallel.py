@@ -304,6 +304,47 @@ def test_preparations_run_on_the_workers_once_they_were_given_every_chunk(
     assert shared.preparations == []
 
 
+def test_preparations_loaded_here_before_the_pool_is_forked_are_inherited_not_run_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A build into a store without articles renders every article it reads: what the feeds
+    need is loaded in its process before the workers are forked, and they inherit it."""
+    monkeypatch.setattr(parallel, "workers", lambda: 2)
+    monkeypatch.setattr(parallel, "_context", lambda: multiprocessing.get_context("fork"))
+    shared = parallel.Workers(INDEX, TextRules(), "https://x.org")
+    shared.prepare(touch_as, tmp_path)
+    shared.prepare(touch_as, tmp_path / "bodies", bodies=True)
+    (tmp_path / "bodies").mkdir()
+    try:
+        shared.load_here()
+        chunks = [[item(n)] for n in range(3)]
+        list(parallel.prepare_in_order(iter(chunks), INDEX, TextRules(), "https://x.org", in_process=0, shared=shared))
+        shared.load_here()  # the pool runs: nothing more here
+    finally:
+        shared.close()
+    assert [p.name for p in tmp_path.iterdir() if p.is_file()] == [str(MAIN_PID)]
+    assert [p.name for p in (tmp_path / "bodies").iterdir()] == [str(MAIN_PID)]
+    assert shared.preparations == []
+
+
+def test_a_build_loads_the_renderers_before_its_workers_only_into_a_store_without_articles(
+    site: Site, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    loaded: list[bool] = []
+    load_here = parallel.Workers.load_here
+
+    def recorded(self: parallel.Workers) -> None:
+        loaded.append(self.pool.executor is None)
+        load_here(self)
+
+    monkeypatch.setattr(parallel.Workers, "load_here", recorded)
+    site.article("tech/a.md", "一篇")
+    site.build()
+    site.article("tech/b.md", "又一篇")
+    site.build()
+    assert loaded == [True]  # the first build's, before any worker ran; none in the second
+
+
 # Each reading a build may do before its feeds: (render, chunks read here first) of each call
 FILES_INGEST = [(False, 0)]  # many files, read on the workers, bodies left unrendered
 WEB_INGEST = [(True, 0)]  # a web source's items, their bodies rendered as read

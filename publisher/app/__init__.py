@@ -292,6 +292,8 @@ class App(SourceServices, MailServices, OutputServices, WatchServices, WebSubSer
         self.workers = Workers(CategoryIndex(self.categories), self.rules, self.site.url)
         self.workers.prepare(load_renderers, self.theme)  # when they have read what ingest gave them
         self.workers.prepare(grapheme_patterns, bodies=True)  # the summaries' (importing `regex`)
+        if not self.store.has_articles():  # every article read will render: loaded once, here
+            self.workers.load_here()
         try:
             self.ingest(report, strict, tick)
             self.write_output(report)

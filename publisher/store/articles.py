@@ -172,6 +172,11 @@ class ArticleStore:
             self._raw_rows("SELECT key, id FROM articles WHERE source = :source AND NOT withdrawn", source=source)
         )
 
+    def has_articles(self) -> bool:
+        """Whether the store holds any article, of any source, live or withdrawn."""
+        with self.engine.connect() as conn:
+            return conn.execute(select(articles_table.c.id).limit(1)).first() is not None
+
     def has_items(self, source: str) -> bool:
         """Whether the store knows any item of this source, live or withdrawn."""
         with self.engine.connect() as conn:
