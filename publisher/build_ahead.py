@@ -16,9 +16,11 @@ validating it, a build forks one process on what the file most likely says
    the first files source's files, read as the build's workers read them (bodies unrendered)
    in the order its walk gives them, into a second memory file, a chunk to a record.
 
-The build tells it (`told`) what the validated settings say: the slugs to make, and what to
-read the files with (the source, the categories, the `[text]` rules, the site's URL). It asks
-for the slugs when it syncs its categories, and for a source's folders and files read when the
+The build tells it (`told`) what the validated settings say: the slugs to make (answered
+between two folders as soon as it is told), and, when the first source is a files source, what
+to read its files with (the source, the categories, the `[text]` rules, the site's URL); it
+reads no longer than `FRESH_FOR` from the fork. The build asks for the slugs when it syncs its
+categories, and for a source's folders and files read when the
 ingest of its first files source begins: it then ends the process, takes what it finished, and
 does the rest itself (`walk.walk(..., ahead=...)`, `parallel.prepare_in_order(..., ahead=...)`).
 A file read ahead stands for the build's own read only when the build lists it under the same
@@ -53,7 +55,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .ahead_work import memory_file, read_folders, read_reads, work_ahead
+from .ahead_process import memory_file, read_folders, read_reads, work_ahead
 from .text import slugify
 
 if TYPE_CHECKING:
@@ -88,7 +90,7 @@ class BuildAhead:
         self._pid = 0
         self._forked_at = 0.0
         self._answer = -1  # the pipe the slugs come in
-        self._word = -1  # the pipe the build tells it what to do beyond the walk (`told`)
+        self._orders = -1  # the pipe the build tells it what to do beyond the walk (`told`)
         self._written = -1  # the memory file the folders walked are written to
         self._read = -1  # the memory file the files read are written to
         roots = list(dict.fromkeys(roots))
@@ -109,12 +111,13 @@ class BuildAhead:
         try:
             answer, written = os.pipe()
             opened += [answer, written]
-            heard, word = os.pipe()
-            opened += [heard, word]
-            folders = memory_file()
+            orders_in, orders = os.pipe()
+            opened += [orders_in, orders]
+            folders = memory_file("walk")
             opened.append(folders)
-            reads = memory_file()
+            reads = memory_file("reads")
             opened.append(reads)
+            forked_at = time.monotonic()
             pid = os.fork()
         except OSError:  # no descriptors or no process to be had (EAGAIN, ENOMEM): all is done here
             for fd in opened:
@@ -128,50 +131,57 @@ class BuildAhead:
                     signal.signal(signum, signal.SIG_DFL)
                 signal.pthread_sigmask(signal.SIG_SETMASK, masked)
                 os.close(answer)
-                os.close(word)
-                work_ahead(written, heard, folders, reads, roots, parent, slugs_likely)
+                os.close(orders)
+                work_ahead(written, orders_in, folders, reads, roots, parent, slugs_likely, forked_at + FRESH_FOR)
                 code = 0
             finally:
                 os._exit(code)
         signal.pthread_sigmask(signal.SIG_SETMASK, masked)
         os.close(written)
-        os.close(heard)
-        self._pid, self._forked_at = pid, time.monotonic()
-        self._answer, self._word, self._written, self._read = answer, word, folders, reads
+        os.close(orders_in)
+        from .process_pool import widen_pipe  # imported here after the fork: it is the build's anyway
+
+        widen_pipe(orders)
+        os.set_blocking(orders, False)  # see `_tell`
+        self._pid, self._forked_at = pid, forked_at
+        self._answer, self._orders, self._written, self._read = answer, orders, folders, reads
 
     def told(self, settings: Settings) -> None:
         """What the validated settings say: the slugs to make (none when the store is a SQLite
         file that exists, which has them; another store may be new) and, for a SQLite store
-        not made yet, whose every file the build reads, what to read its first files source's
-        files with."""
+        not made yet, whose every file the build reads, what to read its files with when its
+        first source is a files source (one after a web source begins its ingest too late)."""
         from .config import FilesSourceConfig
 
         url = settings.store.url
         made = made_before(url)
         names = [] if made else [c.name for c in settings.categories if not c.slug]
         new = url.startswith("sqlite:///") and not made  # another store may be new or not
-        files = [s for s in settings.sources if isinstance(s, FilesSourceConfig)]
+        first = settings.sources[0] if settings.sources else None
         reading = None
-        if new and files and self._read >= 0:
+        if new and isinstance(first, FilesSourceConfig) and self._read >= 0:
             from .model import Category, Site
             from .normalize import TextRules
             from .sources.files import files_source
 
             categories = [Category(c.name, c.slug or "", c.description, c.url) for c in settings.categories]
-            source = files_source(files[0], settings.site.timezone)
+            source = files_source(first, settings.site.timezone)
             reading = (source, categories, TextRules.of(settings.text), Site.of(settings.site).url)
         self._tell(names, reading)
 
     def _tell(self, names: list[str], reading: object) -> None:
-        if self._word < 0:
+        """Write the orders whole, never waiting for the process to read them: what the pipe
+        does not take at once (a thousand categories with long descriptions) is cut short, and
+        the process, which cannot read a cut pickle, is ordered nothing (all is done here)."""
+        if self._orders < 0:
             return
-        word, self._word = self._word, -1
+        orders, self._orders = self._orders, -1
         try:
-            os.write(word, pickle.dumps((names, reading), pickle.HIGHEST_PROTOCOL))  # a few kB: the pipe holds it
-        except OSError:  # the process is gone: whatever it was to do is done here
+            os.write(orders, pickle.dumps((names, reading), pickle.HIGHEST_PROTOCOL))
+        except OSError:  # full (EAGAIN), or the process is gone: whatever it was to do is done here
             pass
         finally:
-            os.close(word)
+            os.close(orders)
 
     def __call__(self, name: str) -> str:
         made = self._collect()
@@ -191,10 +201,13 @@ class BuildAhead:
         """The files read ahead, by key, each with the (fingerprint, path) it was read under,
         when they were read by `source` in this context (given once); else none. The process is
         ended first (`folders_of`)."""
+        from .sources.files import FilesSource
+
         self._take()
         reads, self._reads = self._reads, {}
-        state = getattr(source, "__getstate__", None)
-        if not reads or state is None or self._read_with != (state(), index.categories, rules, site_url):
+        if not reads or not isinstance(source, FilesSource):
+            return {}
+        if self._read_with != (source.__getstate__(), index.categories, rules, site_url):
             return {}
         return reads if time.monotonic() - self._forked_at <= FRESH_FOR else {}
 
@@ -233,8 +246,8 @@ class BuildAhead:
 
     def close(self) -> None:
         """End the forked process, whatever was asked of it, and let go of what it wrote."""
-        given_up = (self._answer, self._word, self._written, self._read)
-        self._answer = self._word = self._written = self._read = -1  # first: never closed twice
+        given_up = (self._answer, self._orders, self._written, self._read)
+        self._answer = self._orders = self._written = self._read = -1  # first: never closed twice
         try:
             for fd in given_up:
                 if fd >= 0:
@@ -257,6 +270,6 @@ def made_before(store_url: str) -> bool:
     if not store_url.startswith("sqlite:///"):
         return False
     try:
-        return os.path.getsize(store_url.removeprefix("sqlite:///")) > 0
+        return os.path.getsize(store_url.removeprefix("sqlite:///").partition("?")[0]) > 0
     except OSError:
         return False

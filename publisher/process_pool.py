@@ -8,7 +8,8 @@ submits a task and when it asks for a result, the same work costs it 0.03-0.06 s
 process 0.31-0.34 s in all (docs/performance.md, "seventh session").
 
 Each worker has a pipe in (tasks) and a pipe out (results) and does its tasks in the order it
-was given them; a task goes to the worker with the fewest waiting. Tasks are written without
+was given them; a task goes to the worker with the fewest not done (the results already sent
+are read first). Tasks are written without
 blocking, the rest kept here and written while a result is awaited, so neither side can block
 the other: a worker whose results pipe is full waits for this process to read, and this
 process never waits to write. A worker that dies (a crash in native code) breaks the pool, as
@@ -338,10 +339,15 @@ def _widen(end: Connection) -> None:
     """A pipe that holds PIPE_BYTES, where the system allows: a worker whose results are not read
     yet (this process is busy storing the ones before) goes on until it is that far ahead, not
     64 KB (4 chunks of articles) ahead, and a window of tasks is written at once."""
+    widen_pipe(end.fileno())
+
+
+def widen_pipe(fd: int) -> None:
+    """The pipe holds PIPE_BYTES from now on, where the system allows (Linux)."""
     with contextlib.suppress(ImportError, AttributeError, OSError):  # not Linux, or not allowed
         import fcntl
 
-        fcntl.fcntl(end.fileno(), fcntl.F_SETPIPE_SZ, PIPE_BYTES)
+        fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
 
 
 def _frame(data: bytes) -> bytes:

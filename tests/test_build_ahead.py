@@ -12,11 +12,13 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
 
 from conftest import Site
+from publisher.normalize import TextRules
 
 NAMES = ["高新院新闻", "政策解读", "行业洞见", "C++ & C#", "一带一路新闻"]
 PARENT = os.getppid()  # the "build's process" a walk run here watches: this one's parent, alive throughout
@@ -206,12 +208,12 @@ def test_the_folders_walked_ahead_are_the_walks_own_each_given_once(tmp_path: Pa
 
 def test_a_record_cut_short_when_the_process_was_ended_is_left_out(tmp_path: Path) -> None:
     """The build ends the process whatever it is doing: a folder it was writing is walked again."""
-    from publisher.ahead_work import memory_file, read_folders, walk_into
+    from publisher.ahead_process import memory_file, read_folders, walk_into
 
     for folder in ("a", "b"):
         (tmp_path / folder).mkdir()
         (tmp_path / folder / "1.md").write_text(folder, encoding="utf-8")
-    fd = memory_file()
+    fd = memory_file("walk")
     try:
         walk_into(fd, [str(tmp_path)], PARENT)
         whole = read_folders(fd)[str(tmp_path)]
@@ -246,13 +248,13 @@ def test_folders_walked_longer_ago_than_fresh_for_are_not_given(tmp_path: Path) 
 
 def test_the_walk_ahead_stops_after_the_folder_that_reaches_its_most_files(tmp_path: Path) -> None:
     """A build slow to start never finds more than so many files walked ahead in memory."""
-    from publisher.ahead_work import memory_file, read_folders, walk_into
+    from publisher.ahead_process import memory_file, read_folders, walk_into
 
     for folder in ("a", "b", "c"):
         (tmp_path / folder).mkdir()
         for n in range(2):
             (tmp_path / folder / f"{n}.md").write_text(folder, encoding="utf-8")
-    fd = memory_file()
+    fd = memory_file("walk")
     try:
         walk_into(fd, [str(tmp_path)], PARENT, most=3)  # the root (no file), a/ (2), b/ (4 >= 3): no more
         walked = read_folders(fd)[str(tmp_path)]
@@ -395,3 +397,46 @@ def test_nothing_is_read_ahead_for_a_store_made_before(site: Site) -> None:
     site.build()
     site.article("tech/b.md", "又一篇")
     assert _run(_READS, str(site.config), "same")["count"] == 0
+
+
+def test_a_chunk_read_ahead_cut_short_when_the_process_was_ended_is_left_out(site: Site) -> None:
+    """The build ends the process whatever it is doing: a chunk of files it was writing is read
+    by the workers, and so is every file after a record that does not read."""
+    from publisher.ahead_process import memory_file, read_into, read_reads
+    from publisher.model import Category
+    from publisher.normalize import CategoryIndex
+    from publisher.sources.files import FilesSource
+
+    for n in range(70):  # three chunks: 32, 32 and 6
+        site.article(f"tech/{n:02d}.md", f"文章{n}")
+    source = FilesSource("content", site.content, "Asia/Shanghai")
+    index, rules = CategoryIndex([Category("科技创新", "tech")]), TextRules()
+    fd = memory_file("reads")
+    try:
+        read_into(fd, source, index, rules, "https://x.org", {}, PARENT, time.monotonic() + 60)
+        context, whole = read_reads(fd)
+        os.ftruncate(fd, os.fstat(fd).st_size - 5)  # the last chunk's record cut short
+        _context, cut = read_reads(fd)
+    finally:
+        os.close(fd)
+    assert context == (source.__getstate__(), index.categories, rules, "https://x.org")
+    assert len(whole) == 70 and sorted(cut) == sorted(whole)[:64]
+    assert all(cut[key] == whole[key] and isinstance(cut[key][1], tuple) for key in cut)  # (item, article) each
+
+
+def test_the_process_ahead_stops_reading_once_the_build_would_no_longer_take_what_it_reads(site: Site) -> None:
+    from publisher.ahead_process import memory_file, read_into, read_reads
+    from publisher.normalize import CategoryIndex
+
+    for n in range(70):
+        site.article(f"tech/{n:02d}.md", f"文章{n}")
+    fd = memory_file("reads")
+    try:
+        from publisher.sources.files import FilesSource
+
+        source = FilesSource("content", site.content, "Asia/Shanghai")
+        read_into(fd, source, CategoryIndex([]), TextRules(), "https://x.org", {}, PARENT, time.monotonic() - 1)
+        _context, reads = read_reads(fd)
+    finally:
+        os.close(fd)
+    assert len(reads) == 32  # the chunk it was on, then no more

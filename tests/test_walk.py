@@ -171,10 +171,10 @@ def test_the_folders_walked_ahead_are_taken_as_they_were_then_and_the_rest_as_th
 def test_folders_walked_ahead_go_through_the_memory_file_as_they_are(tmp_path: Path) -> None:
     """Every kind of name (tabs, newlines, bytes that are not UTF-8) comes back from the build's
     forked process as its walk gave it."""
-    from publisher.ahead_work import memory_file, read_folders, walk_into
+    from publisher.ahead_process import memory_file, read_folders, walk_into
 
     content = odd_tree(tmp_path)
-    fd = memory_file()
+    fd = memory_file("walk")
     try:
         walk_into(fd, [str(content)], PARENT)
         assert read_folders(fd) == {str(content): list(walk_ahead(str(content), CONTENT_SUFFIXES))}

@@ -223,28 +223,30 @@ def load_app(ctx: click.Context, store: bool = True, ahead: bool = False) -> App
     theme has a broken override (named with file and line now, not when a digest renders).
     With `store`, its store is opened now, so a store this publisher must not use (one that
     needs `publisher db upgrade`, or one made by a newer publisher) is refused before any work.
-    With `ahead` (a build), the categories' pinyin slugs are made and the files sources walked
-    in a forked process while this one imports the app and opens the store (build_ahead.py)."""
-    ahead_work = None
+    With `ahead` (a build), a process is forked as soon as the configuration file is known,
+    before it is validated, which walks the files sources, makes the categories' pinyin slugs
+    and, into a new SQLite store, reads the first files while this one validates the settings,
+    imports the app and opens the store (build_ahead.py)."""
+    helper = None
     try:
         path = config_path(ctx)
         if ahead:  # forked before the settings are validated: that is a fifth of the start
             from ..build_ahead import build_ahead
 
-            ahead_work = build_ahead(path)
+            helper = build_ahead(path)
         try:
             from ..config import load_settings
 
             settings = load_settings(path)
-            if ahead_work is not None:
-                ahead_work.told(settings)
+            if helper is not None:
+                helper.told(settings)
             from ..app import App
 
-            app = App(settings, ahead=ahead_work)
+            app = App(settings, ahead=helper)
             app.theme  # noqa: B018 - compiles the theme's overrides
         except BaseException:
-            if ahead_work is not None:
-                ahead_work.close()  # its process ended and reaped, not left for the exit
+            if helper is not None:
+                helper.close()  # its process ended and reaped, not left for the exit
             raise
     except ConfigError as exc:
         err.print(str(exc), highlight=False)

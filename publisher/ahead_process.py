@@ -10,12 +10,15 @@ import os
 import pickle
 import select
 import struct
+import time
+from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from .text import slugify
 
 if TYPE_CHECKING:
+    from .model import Category
     from .normalize import CategoryIndex, TextRules
     from .parallel import ReadAhead
     from .sources.files import FilesSource
@@ -30,44 +33,81 @@ _FRAME = struct.Struct("!Q")  # the length of one folder's record in the memory 
 
 
 def work_ahead(
-    answer: int, heard: int, folders: int, reads: int, roots: list[str], parent: int, slugs_likely: bool
+    answer: int, orders: int, folders: int, reads: int, roots: list[str], parent: int, slugs_likely: bool, until: float
 ) -> None:
-    """The forked process's work: the walk, the slugs it is told to make, the files it is told
-    to read. While it waits to be told, it loads what that work takes (pypinyin's dictionaries
-    when some category is likely to need a slug, the modules that read a file)."""
+    """The forked process's work: the walk, the slugs it is told to make (answered as soon as
+    it is told, between two folders), the files it is told to read (until the build ends it,
+    or `until`, a monotonic time past which the build would not take them). While it waits
+    to be told, it loads what that work takes (pypinyin's dictionaries when some category is
+    likely to need a slug, the modules that read a file)."""
     if slugs_likely:
         slugify("一")  # what makes a slug: most of it is loading pypinyin's dictionaries
-    walked = walk_into(folders, roots, parent)
-    if not select.select([heard], [], [], 0)[0]:  # not told yet: the build is still validating
-        from . import parallel  # noqa: F401 - what reading files takes
-        from .sources import files  # noqa: F401
-    with open(heard, "rb") as pipe:
-        said = pipe.read()
-    names, reading = pickle.loads(said) if said else ([], None)
-    made = {name: slugify(name) for name in names}
-    with open(answer, "wb") as pipe:
-        pipe.write(json.dumps(made).encode())
-    if reading is not None:
+    told = _Orders(orders, answer)
+    walked = walk_into(folders, roots, parent, between=told.answer_if_given)
+    if not told.answered:
+        if not told.given():  # the build is still validating its settings
+            from . import parallel  # noqa: F401 - what reading files takes
+            from .sources import files  # noqa: F401
+        told.answer()
+    if told.reading is not None:
         from .normalize import CategoryIndex
 
-        source, categories, rules, site_url = reading
+        source, categories, rules, site_url = told.reading
+        made = told.made
         index = CategoryIndex([replace(c, slug=c.slug or made.get(c.name) or slugify(c.name)) for c in categories])
-        read_into(reads, source, index, rules, site_url, walked, parent)
+        read_into(reads, source, index, rules, site_url, walked, parent, until)
 
 
-def memory_file() -> int:
-    """An anonymous file for the folders walked or the files read: in memory where the system has memfd_create."""
+class _Orders:
+    """What the build tells the process (`BuildAhead.told`): the names to make slugs of, and
+    what to read the files with (or None), pickled and written whole before the build closes
+    its end; anything that does not unpickle (the build's end closed early) orders nothing."""
+
+    def __init__(self, orders: int, answer: int) -> None:
+        self.orders, self.answer_to = orders, answer
+        self.answered = False
+        self.made: dict[str, str] = {}
+        self.reading: tuple[FilesSource, list[Category], TextRules, str] | None = None
+
+    def given(self) -> bool:
+        return bool(select.select([self.orders], [], [], 0)[0])
+
+    def answer_if_given(self) -> None:
+        if not self.answered and self.given():
+            self.answer()
+
+    def answer(self) -> None:
+        """Read the orders (waiting for them) and answer the slugs at once."""
+        self.answered = True
+        with open(self.orders, "rb") as pipe:
+            given = pipe.read()  # to its end: the build closes its end once it has written them
+        names: list[str] = []
+        try:
+            names, self.reading = pickle.loads(given) if given else ([], None)
+        except Exception:  # noqa: BLE001 - cut short: nothing ordered, the build does it all itself
+            names, self.reading = [], None
+        self.made = {name: slugify(name) for name in names}
+        with open(self.answer_to, "wb") as pipe:
+            pipe.write(json.dumps(self.made).encode())
+
+
+def memory_file(name: str) -> int:
+    """An anonymous file for the folders walked or the files read: in memory where the system
+    has memfd_create."""
     with contextlib.suppress(AttributeError, OSError):  # none here, or refused (an old kernel, a sandbox)
-        return os.memfd_create("publisher-walk", os.MFD_CLOEXEC)
+        return os.memfd_create(f"publisher-{name}", os.MFD_CLOEXEC)
     import tempfile
 
     with tempfile.TemporaryFile() as file:  # created 0600 and unlinked at once
         return os.dup(file.fileno())
 
 
-def walk_into(fd: int, roots: list[str], parent: int, most: int = MOST_FILES) -> dict[str, list[WalkedFolder]]:
+def walk_into(
+    fd: int, roots: list[str], parent: int, most: int = MOST_FILES, between: Callable[[], None] = lambda: None
+) -> dict[str, list[WalkedFolder]]:
     """Each folder of each root, as `walk_ahead` gives it, one record after the other, until the
-    folders written hold `most` files or the build's process (`parent`) is gone; returned too."""
+    folders written hold `most` files or the build's process (`parent`) is gone; returned too.
+    `between` runs after each folder."""
     from .sources.files import CONTENT_SUFFIXES
     from .sources.walk import walk_ahead
 
@@ -79,6 +119,7 @@ def walk_into(fd: int, roots: list[str], parent: int, most: int = MOST_FILES) ->
             if not _write(fd, data):
                 return walked
             walked.setdefault(root, []).append(folder)
+            between()
             files += len(folder.names)
             if files >= most or os.getppid() != parent:
                 return walked
@@ -99,11 +140,13 @@ def read_into(
     site_url: str,
     walked: dict[str, list[WalkedFolder]],
     parent: int,
+    until: float,
     most: int = MOST_READ,
 ) -> None:
     """The source's files read as the build's workers read them (`prepare_all`, bodies left
     unrendered), in the order its walk gives them, a chunk to a record, after a first record
-    that says what they were read with; until `most` are read or the build's process is gone."""
+    that says what they were read with; until `most` are read, the build's process is gone or
+    `until` has passed."""
     from .model import Deferred, SourceItem
     from .parallel import CHUNK, prepare_all
 
@@ -127,7 +170,7 @@ def read_into(
                 return
             done += len(chunk)
             chunk = []
-            if done >= most or os.getppid() != parent:
+            if done >= most or os.getppid() != parent or time.monotonic() > until:
                 return
     if chunk:
         written(chunk)
