@@ -183,9 +183,10 @@ class Workers:
         without articles, whose feeds render every article it reads: 0.04 s of this process's
         CPU, spent while the process ahead reads its files (build_ahead.py), spares each
         worker's, which came at the ingest's end, where the feeds waited for it (a cold build
-        of 10,000 articles 6-7 % faster). Nothing once the pool runs."""
-        if self.pool.executor is not None:
-            return
+        of 10,000 articles 6-7 % faster). Nothing once the pool runs, nor when it would not be
+        forked (another thread runs: `_context`), where the workers load them as before."""
+        if self.pool.executor is not None or _context().get_start_method() != "fork":
+            return  # running, or to be started afresh (beside a thread: a progress bar's), not forked
         for task, arguments, _bodies in self.preparations:
             task(*arguments)
         self.preparations = []
@@ -277,14 +278,20 @@ def _one_by_one(chunk: list[Deferred | SourceItem], context: Context, render: bo
     return out
 
 
-class _Done(Future[list[Prepared]]):
-    """The results of a chunk done without the workers (read ahead, or nothing to read)."""
-
-
 def _done(result: list[Prepared]) -> Future[list[Prepared]]:
-    done = _Done()
+    done: Future[list[Prepared]] = Future()
     done.set_result(result)
     return done
+
+
+class _Taken(Future[list[Prepared]]):
+    """The results of a chunk read ahead (build_ahead.py): in the window, it holds no worker."""
+
+    @classmethod
+    def of(cls, result: list[Prepared]) -> _Taken:
+        taken = cls()
+        taken.set_result(result)
+        return taken
 
 
 def _read_ahead(chunk: list[Deferred | SourceItem], ahead: Mapping[str, ReadAhead]) -> list[Prepared] | None:
@@ -323,7 +330,7 @@ def prepare_in_order(
     size = pool.size
     in_flight = max(2 * size, WINDOW_ITEMS // CHUNK)  # chunks on the workers: at most this many in memory
     window: deque[Queued] = deque()
-    pending = 0  # chunks of `window` on the workers
+    taken_ahead = 0  # chunks of `window` read ahead: they hold no worker
     read = False  # any item read, here, on the workers or ahead
     pooled = False  # any chunk read on the workers
     try:
@@ -338,7 +345,8 @@ def prepare_in_order(
             read = True
             taken = _read_ahead(chunk, ahead) if ahead and not render else None
             if taken is not None:
-                window.append((chunk, _done(taken)))  # yielded once the chunks after it are on the workers
+                window.append((chunk, _Taken.of(taken)))  # yielded once the chunks after it are on the workers
+                taken_ahead += 1
                 in_process = 0  # a cold build: what was not read ahead is the pool's
                 continue
             n += 1
@@ -349,11 +357,10 @@ def prepare_in_order(
                 continue
             window.append((chunk, pool.submit(_prepare_chunk, chunk, render)))
             pooled = True
-            pending += 1
-            while pending >= in_flight:
+            while len(window) - taken_ahead >= in_flight:
                 queued = window.popleft()
-                if not isinstance(queued[1], _Done):
-                    pending -= 1
+                if isinstance(queued[1], _Taken):
+                    taken_ahead -= 1
                 yield _result(queued, window, pool, render)
         if shared is not None and read:  # nothing read (an unchanged build): most likely nothing to render
             shared._handed_over(pooled and not render)

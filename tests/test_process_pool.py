@@ -7,6 +7,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import pickle
+import select
 import signal
 import threading
 import time
@@ -133,9 +134,10 @@ def test_a_task_goes_to_a_worker_that_finished_its_tasks_though_their_results_we
     (the feeds after them went to the other worker, busy with a slow one, while it sat idle)."""
     workers = pool()
     try:
-        slow = workers.submit(sleeps_and_says_its_pid, 1.0)  # the first worker, busy for a second
+        slow = workers.submit(sleeps_and_says_its_pid, 2.0)  # the first worker, busy for a while
         quick = workers.submit(pid_and, 0)  # the second
-        time.sleep(0.3)  # done there; its result is not asked for yet
+        second = workers._workers[1].results
+        assert select.select([second], [], [], 10)[0]  # done there: its result waits to be asked for
         later = workers.submit(pid_and, 1)
         assert later.result()[1] == quick.result()[1] != slow.result()
     finally:

@@ -167,9 +167,10 @@ def test_while_the_thread_copies_the_log_the_other_connections_leave_it_to_the_t
     copy = Store._checkpoint
 
     def slow(self: Store, begun: threading.Event) -> None:
+        begun.set()  # checkpoint_soon goes on: the copy runs from now until `done`
         copying.set()
         done.wait(10)
-        copy(self, begun)
+        copy(self, threading.Event())
 
     monkeypatch.setattr(Store, "_checkpoint", slow)
 

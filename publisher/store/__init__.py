@@ -9,7 +9,6 @@ Import everything from here: `from publisher.store import Store`.
 from __future__ import annotations
 
 import logging
-import sqlite3
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
@@ -276,8 +275,8 @@ _LEAVING_THE_LOG = "publisher.leaving-the-log"  # a pooled connection's mark: se
 
 
 def _copy_the_log_again(dbapi_connection: Any, record: Any) -> None:
-    if record.info.pop(_LEAVING_THE_LOG, False):
-        with suppress(sqlite3.Error):  # a connection closed under it is not pooled again
+    if record.info.pop(_LEAVING_THE_LOG, False) and dbapi_connection is not None:  # None: invalidated
+        with suppress(Exception):  # noqa: BLE001 - a connection that fails here is not pooled again
             dbapi_connection.execute(f"PRAGMA wal_autocheckpoint={SQLITE_CHECKPOINT_PAGES}")
 
 
