@@ -8,10 +8,9 @@ import contextlib
 import json
 import os
 import pickle
-import select
 import struct
+import threading
 import time
-from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -36,19 +35,22 @@ def work_ahead(
     answer: int, orders: int, folders: int, reads: int, roots: list[str], parent: int, slugs_likely: bool, until: float
 ) -> None:
     """The forked process's work: the walk, the slugs it is told to make (answered as soon as
-    it is told, between two folders), the files it is told to read (until the build ends it,
+    it is told), the files it is told to read (until the build ends it,
     or `until`, a monotonic time past which the build would not take them). While it waits
     to be told, it loads what that work takes (pypinyin's dictionaries when some category is
     likely to need a slug, the modules that read a file)."""
     if slugs_likely:
         slugify("一")  # what makes a slug: most of it is loading pypinyin's dictionaries
     told = _Orders(orders, answer)
-    walked = walk_into(folders, roots, parent, between=told.answer_if_given)
-    if not told.answered:
-        if not told.given():  # the build is still validating its settings
-            from . import parallel  # noqa: F401 - what reading files takes
-            from .sources import files  # noqa: F401
-        told.answer()
+    # Answered on a thread of its own as soon as told, even in the middle of a folder of
+    # 100,000 files: the build may be waiting for the slugs (the stat calls let it run).
+    answering = threading.Thread(target=told.answer, name="answer-orders", daemon=True)
+    answering.start()
+    walked = walk_into(folders, roots, parent)
+    if answering.is_alive():  # the build is still validating its settings
+        from . import parallel  # noqa: F401 - what reading files takes
+        from .sources import files  # noqa: F401
+    answering.join()
     if told.reading is not None:
         from .normalize import CategoryIndex
 
@@ -65,20 +67,11 @@ class _Orders:
 
     def __init__(self, orders: int, answer: int) -> None:
         self.orders, self.answer_to = orders, answer
-        self.answered = False
         self.made: dict[str, str] = {}
         self.reading: tuple[FilesSource, list[Category], TextRules, str] | None = None
 
-    def given(self) -> bool:
-        return bool(select.select([self.orders], [], [], 0)[0])
-
-    def answer_if_given(self) -> None:
-        if not self.answered and self.given():
-            self.answer()
-
     def answer(self) -> None:
         """Read the orders (waiting for them) and answer the slugs at once."""
-        self.answered = True
         with open(self.orders, "rb") as pipe:
             given = pipe.read()  # to its end: the build closes its end once it has written them
         names: list[str] = []
@@ -102,12 +95,9 @@ def memory_file(name: str) -> int:
         return os.dup(file.fileno())
 
 
-def walk_into(
-    fd: int, roots: list[str], parent: int, most: int = MOST_FILES, between: Callable[[], None] = lambda: None
-) -> dict[str, list[WalkedFolder]]:
+def walk_into(fd: int, roots: list[str], parent: int, most: int = MOST_FILES) -> dict[str, list[WalkedFolder]]:
     """Each folder of each root, as `walk_ahead` gives it, one record after the other, until the
-    folders written hold `most` files or the build's process (`parent`) is gone; returned too.
-    `between` runs after each folder."""
+    folders written hold `most` files or the build's process (`parent`) is gone; returned too."""
     from .sources.files import CONTENT_SUFFIXES
     from .sources.walk import walk_ahead
 
@@ -119,7 +109,6 @@ def walk_into(
             if not _write(fd, data):
                 return walked
             walked.setdefault(root, []).append(folder)
-            between()
             files += len(folder.names)
             if files >= most or os.getppid() != parent:
                 return walked

@@ -16,13 +16,13 @@ validating it, a build forks one process on what the file most likely says
    the first files source's files, read as the build's workers read them (bodies unrendered)
    in the order its walk gives them, into a second memory file, a chunk to a record.
 
-The build tells it (`told`) what the validated settings say: the slugs to make (answered
-between two folders as soon as it is told), and, when the first source is a files source, what
-to read its files with (the source, the categories, the `[text]` rules, the site's URL); it
-reads no longer than `FRESH_FOR` from the fork. The build asks for the slugs when it syncs its
-categories, and for a source's folders and files read when the
-ingest of its first files source begins: it then ends the process, takes what it finished, and
-does the rest itself (`walk.walk(..., ahead=...)`, `parallel.prepare_in_order(..., ahead=...)`).
+The build tells it (`told`) what the validated settings say: the slugs to make (answered on
+a thread of the process as soon as it is told, whatever folder it is walking), and, when the
+first source is a files source, what to read its files with (the source, the categories, the
+`[text]` rules, the site's URL); it reads no longer than `FRESH_FOR` from the fork. The build
+asks for the slugs when it syncs its categories, and for a source's folders and files read when
+the ingest of its first files source begins: it then ends the process, takes what it finished,
+and does the rest itself (`walk.walk(..., ahead=...)`, `parallel.prepare_in_order(..., ahead=...)`).
 A file read ahead stands for the build's own read only when the build lists it under the same
 fingerprint and path, and only when it was read with what the build reads with (the source's
 settings, the categories with the slugs the store gave them, the rules, the URL): a slug the

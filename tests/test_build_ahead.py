@@ -440,3 +440,26 @@ def test_the_process_ahead_stops_reading_once_the_build_would_no_longer_take_wha
     finally:
         os.close(fd)
     assert len(reads) == 32  # the chunk it was on, then no more
+
+
+def test_the_slugs_are_answered_as_soon_as_asked_for_even_in_the_middle_of_a_long_walk(tmp_path: Path) -> None:
+    """A new store's build waits for its slugs when it syncs its categories: the process ahead
+    answers them at once, whatever folder of 100,000 files it is walking (here: one that never
+    ends before the test does)."""
+    out = _run(
+        """
+        import time
+        from publisher import ahead_process
+        ahead_process.walk_into = lambda *args, **kwargs: time.sleep(30) or {}  # a walk that takes long
+        ahead = BuildAhead(None, [sys.argv[2]], slugs_likely=True)
+        ahead._tell(names, None)
+        started = time.monotonic()
+        out["ahead"] = [ahead(n) for n in names]
+        out["quick"] = time.monotonic() - started < 10
+        out["made_ahead"] = sorted(ahead._made) == sorted(names)
+        out["here"] = [slugify(n) for n in names]
+        ahead.close()
+        """,
+        str(tmp_path),
+    )
+    assert out["quick"] is True and out["made_ahead"] is True and out["ahead"] == out["here"]
