@@ -353,6 +353,7 @@ def prepare_in_order(
             if n <= in_process or size == 1:
                 while window:  # keep order: never overtake queued work
                     yield _result(window.popleft(), window, pool, render)
+                taken_ahead = 0
                 yield prepare_all(chunk, index, rules, site_url, render)
                 continue
             window.append((chunk, pool.submit(_prepare_chunk, chunk, render)))

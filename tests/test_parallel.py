@@ -474,3 +474,16 @@ def test_reads_ahead_stand_only_for_bodies_left_unrendered(site: Site) -> None:
     ahead = _read(units)
     out = list(parallel.prepare_in_order(iter([units]), INDEX, TextRules(), "https://x.org", render=True, ahead=ahead))
     assert [a.rendered for chunk in out for (_item, a) in chunk] == [True, True]  # type: ignore[misc]
+
+
+def test_with_one_worker_the_chunks_read_ahead_come_first_and_the_rest_is_read_here(
+    site: Site, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PUBLISHER_WORKERS=1: no pool; what was read ahead is taken, the rest read in this process."""
+    monkeypatch.setattr(parallel, "workers", lambda: 1)
+    monkeypatch.setattr(parallel, "ProcessPool", lambda *a, **k: pytest.fail("a pool was started"))
+    units = _files(site, 4 * parallel.CHUNK)
+    chunks = [units[i : i + parallel.CHUNK] for i in range(0, len(units), parallel.CHUNK)]
+    ahead = _read(units[: 2 * parallel.CHUNK])
+    out = list(parallel.prepare_in_order(iter(chunks), INDEX, TextRules(), "https://x.org", render=False, ahead=ahead))
+    assert out == [parallel.prepare_all(c, INDEX, TextRules(), "https://x.org", render=False) for c in chunks]
