@@ -34,6 +34,12 @@ def pid_and(n: int) -> tuple[int, int]:
     return n, os.getpid()
 
 
+def pid_after(n: int, seconds: float = 0.05) -> tuple[int, int]:
+    """`pid_and`, done only after a while: a task still running when the next one is given."""
+    time.sleep(seconds)
+    return n, os.getpid()
+
+
 def sized(n: int, size: int) -> tuple[int, bytes]:
     return n, bytes([n % 256]) * size
 
@@ -114,7 +120,7 @@ def pool(size: int = 2) -> ProcessPool:
 def test_results_come_back_from_the_workers_for_each_task() -> None:
     workers = pool()
     try:
-        futures = [workers.submit(pid_and, n) for n in range(20)]
+        futures = [workers.submit(pid_after, n) for n in range(20)]  # each still running as the next is given
         done = [f.result() for f in futures]
     finally:
         workers.shutdown()
@@ -231,7 +237,9 @@ def test_a_worker_that_dies_breaks_the_pool_for_every_task_not_done() -> None:
     try:
         assert workers.submit(pid_and, 1).result()[0] == 1
         dead = workers.submit(dies, 0.3)  # once all are given
-        behind = [workers.submit(pid_and, n) for n in range(2, 6)]  # two behind it, two on the other
+        # two behind it, two on the other, none done when the death is read (one done and read
+        # before would have its result: `submit` reads what was sent)
+        behind = [workers.submit(pid_after, n, 5.0) for n in range(2, 6)]
         with pytest.raises(BrokenProcessPool, match=r"exit code 3"):
             dead.result()
         assert all(isinstance(f.exception(), BrokenProcessPool) for f in behind)
