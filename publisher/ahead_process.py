@@ -28,17 +28,17 @@ if TYPE_CHECKING:
 # remote store) finds at most this many walked, some 50 bytes each in the memory file.
 MOST_FILES = 300_000
 MOST_READ = 20_000  # files read ahead at most: a build that starts in time reads a few thousand
-_FRAME = struct.Struct("!Q")  # the length of one folder's record in the memory file
+_FRAME = struct.Struct("!Q")  # the length of one record (a folder, or a chunk of files read)
 
 
 def work_ahead(
     answer: int, orders: int, folders: int, reads: int, roots: list[str], parent: int, slugs_likely: bool, until: float
 ) -> None:
     """The forked process's work: the walk, the slugs it is told to make (answered as soon as
-    it is told), the files it is told to read (until the build ends it,
-    or `until`, a monotonic time past which the build would not take them). While it waits
-    to be told, it loads what that work takes (pypinyin's dictionaries when some category is
-    likely to need a slug, the modules that read a file)."""
+    it is told), the files it is told to read (until the build ends it, or `until`, a
+    monotonic time past which the build would not take them). While it waits to be told, it
+    loads what that work takes (pypinyin's dictionaries when some category is likely to need
+    a slug, the modules that read a file)."""
     if slugs_likely:
         slugify("一")  # what makes a slug: most of it is loading pypinyin's dictionaries
     told = _Orders(orders, answer)

@@ -183,7 +183,7 @@ class Workers:
         without articles, whose feeds render every article it reads: 0.04 s of this process's
         CPU, spent while the process ahead reads its files (build_ahead.py), spares each
         worker's, which came at the ingest's end, where the feeds waited for it (a cold build
-        of 10,000 articles 6-7 % faster). Nothing once the pool runs, nor when it would not be
+        of 10,000 articles 5-10 % faster, docs/performance.md). Nothing once the pool runs, nor when it would not be
         forked (another thread runs: `_context`), where the workers load them as before."""
         if self.pool.executor is not None or _context().get_start_method() != "fork":
             return  # running, or to be started afresh (beside a thread: a progress bar's), not forked
