@@ -164,3 +164,45 @@ def test_a_build_forks_its_work_ahead_before_it_validates_its_configuration(site
     assert done.returncode == 0, done.stderr
     forks = [line.removeprefix("forked with ") for line in done.stderr.splitlines() if line.startswith("forked with ")]
     assert forks and json.loads(forks[0]) == []  # the first: the process ahead (the workers come later)
+
+
+def _program(code: str) -> subprocess.CompletedProcess[str]:
+    """`code` run in a fresh interpreter, where the console script's `program` may end it."""
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+
+
+def test_the_program_leaves_with_its_exit_code_after_the_exit_handlers(tmp_path: Path) -> None:
+    """`program` (the console script) ends as SystemExit would: the exit handlers run, and what
+    was printed but not yet written reaches the pipe, before the process exits with the code;
+    a message for a code is said on stderr with status 1."""
+    code = (
+        "import atexit, sys\n"
+        "from publisher.cli.base import leave\n"
+        "atexit.register(lambda: print('handler ran'))\n"
+        "print('buffered', end=' ')\n"
+        "leave(int(sys.argv[1]) if sys.argv[1].isdigit() else sys.argv[1])\n"
+    )
+    for given, status in (("0", 0), ("3", 3), ("cannot go on", 1)):
+        done = subprocess.run([sys.executable, "-c", code, given], capture_output=True, text=True, timeout=60)
+        assert done.returncode == status
+        assert done.stdout == "buffered handler ran\n"
+        assert done.stderr == ("cannot go on\n" if status == 1 else "")
+    # A command's SystemExit becomes the program's status: a configuration that is not there
+    missing = tmp_path / "missing.toml"
+    done = _program(f"import sys\nsys.argv = ['publisher', '--config', {str(missing)!r}, 'build']\n"
+                    "from publisher.cli import program\nprogram()")  # fmt: skip
+    assert done.returncode == base.EXIT_CONFIG and str(missing) in done.stderr
+
+
+def test_the_program_waits_for_a_thread_the_interpreter_would_wait_for() -> None:
+    """A thread that is not a daemon still running at the end: the program leaves the usual
+    way, and the thread finishes its work first."""
+    code = (
+        "import threading, time\n"
+        "from publisher.cli.base import leave\n"
+        "threading.Thread(target=lambda: (time.sleep(0.3), print('thread done'))).start()\n"
+        "leave(4)\n"
+    )
+    done = _program(code)
+    assert done.returncode == 4
+    assert done.stdout == "thread done\n"
