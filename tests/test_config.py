@@ -322,6 +322,38 @@ def test_numeric_days_of_week_are_refused_in_the_schedule() -> None:
         validate(raw)
 
 
+def test_the_default_schedules_are_lines_apscheduler_reads_and_a_bad_one_given_is_refused() -> None:
+    """A schedule the file does not give is not parsed at all (check_digest): the defaults must
+    then be good lines; one the file gives is parsed, and one APScheduler refuses is an error."""
+    from apscheduler.triggers.cron import CronTrigger
+
+    from publisher.config.mail import DigestConfig
+
+    for key in ("schedule", "daily_schedule"):
+        default = DigestConfig.model_fields[key].default
+        CronTrigger.from_crontab(default, timezone="UTC")  # raises if it is not
+        raw = tomllib.loads(MINIMAL) | {"digest": {key: "0 25 * * mon"}}
+        with pytest.raises(ConfigError, match=f"digest.{key}"):
+            validate(raw)
+
+
+def test_settings_without_schedules_are_read_without_apscheduler(tmp_path: Path) -> None:
+    """APScheduler's cron parser (and asyncio, which it imports) costs every command's start 15
+    ms: reading settings that give no schedule does not import it."""
+    import json
+    import subprocess
+    import sys
+
+    path = write(tmp_path, MINIMAL)
+    code = "import json, sys\nfrom pathlib import Path\nfrom publisher.config import load_settings\n"
+    code += f"load_settings(Path({str(path)!r}))\n"
+    code += "print(json.dumps(sorted(sys.modules)))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    loaded = set(json.loads(done.stdout.splitlines()[-1]))
+    assert "publisher.config.mail_checks" in loaded  # the digest's checks ran
+    assert sorted(name for name in loaded if name.startswith(("apscheduler", "asyncio"))) == []
+
+
 def test_ses_and_directmail_read_their_keys_from_the_named_variables(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
