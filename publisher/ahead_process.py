@@ -11,10 +11,7 @@ import pickle
 import struct
 import threading
 import time
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any
-
-from .text import slugify
 
 if TYPE_CHECKING:
     from .model import Category
@@ -38,7 +35,10 @@ def work_ahead(
     it is told), the files it is told to read (until the build ends it, or `until`, a
     monotonic time past which the build would not take them). While it waits to be told, it
     loads what that work takes (pypinyin's dictionaries when some category is likely to need
-    a slug, the modules that read a file)."""
+    a slug, the modules that read a file). It imports what makes a slug itself, after the fork:
+    the build then forks 20 ms sooner (the regular expressions of `text`)."""
+    from .text import slugify
+
     if slugs_likely:
         slugify("一")  # what makes a slug: most of it is loading pypinyin's dictionaries
     told = _Orders(orders, answer)
@@ -52,6 +52,8 @@ def work_ahead(
         from .sources import files  # noqa: F401
     answering.join()
     if told.reading is not None:
+        from dataclasses import replace
+
         from .normalize import CategoryIndex
 
         source, categories, rules, site_url = told.reading
@@ -72,6 +74,8 @@ class _Orders:
 
     def answer(self) -> None:
         """Read the orders (waiting for them) and answer the slugs at once."""
+        from .text import slugify  # imported already by `work_ahead`
+
         with open(self.orders, "rb") as pipe:
             given = pipe.read()  # to its end: the build closes its end once it has written them
         names: list[str] = []

@@ -56,7 +56,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .ahead_process import memory_file, read_folders, read_reads, work_ahead
-from .text import slugify
 
 if TYPE_CHECKING:
     from .config import Settings
@@ -184,6 +183,8 @@ class BuildAhead:
             os.close(orders)
 
     def __call__(self, name: str) -> str:
+        from .text import slugify  # imported by the build before it asks: not before the fork
+
         made = self._collect()
         slug = made.get(name)
         return slug if isinstance(slug, str) else slugify(name)
