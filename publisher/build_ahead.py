@@ -67,21 +67,53 @@ FRESH_FOR = 2.0  # seconds from the fork: folders walked ahead are given no late
 _STOPPING = {signal.SIGINT, signal.SIGTERM}  # blocked across the fork: see _start
 
 
+_early: BuildAhead | None = None  # forked by the program before its command line was read
+
+
+def fork_early(config: Path) -> None:
+    """Fork the work ahead of a build of `config` now, for the build's `build_ahead` to take
+    (cli.entry: before click and the command's modules are read)."""
+    global _early
+    if _early is not None:
+        _early.close()
+    _early = _forked(config)
+
+
 def build_ahead(config: Path) -> BuildAhead:
     """A build's work ahead, forked before its configuration is validated (`config_file.hints`: the
     files sources' folders and whether its categories lack slugs); `BuildAhead.told` then
-    gives it what the validated settings say."""
+    gives it what the validated settings say. The one `fork_early` forked for `config`, when
+    there is one; one forked for another file is ended."""
+    global _early
+    early, _early = _early, None
+    if early is not None and early.config == config:
+        return early
+    if early is not None:
+        early.close()
+    return _forked(config)
+
+
+def _forked(config: Path) -> BuildAhead:
     from .config_file import hints
 
     said = hints(config)
-    return BuildAhead(None, said.roots, slugs_likely=said.unslugged and not made_before(said.store_url))
+    slugs_likely = said.unslugged and not made_before(said.store_url)
+    return BuildAhead(None, said.roots, slugs_likely=slugs_likely, config=config)
 
 
 class BuildAhead:
     """`slugify`, the folders of a files source and the first files it reads, answered from a
     forked process started with the roots (and names) most likely asked for."""
 
-    def __init__(self, names: Sequence[str] | None, roots: Sequence[str] = (), *, slugs_likely: bool = True) -> None:
+    def __init__(
+        self,
+        names: Sequence[str] | None,
+        roots: Sequence[str] = (),
+        *,
+        slugs_likely: bool = True,
+        config: Path | None = None,
+    ) -> None:
+        self.config = config  # the configuration file whose hints it was forked on
         self._made: dict[str, str] | None = None
         self._folders: dict[str, list[WalkedFolder]] | None = None
         self._reads: dict[str, ReadAhead] = {}

@@ -463,3 +463,106 @@ def test_the_slugs_are_answered_as_soon_as_asked_for_even_in_the_middle_of_a_lon
         str(tmp_path),
     )
     assert out["quick"] is True and out["made_ahead"] is True and out["ahead"] == out["here"]
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--config", "site.toml", "build"], ("build", "site.toml")),
+        (["-v", "build", "--config=other.toml", "--strict"], ("build", "other.toml")),
+        (["--config", "build", "ingest"], ("ingest", "build")),  # a file named build
+        (["--config", "a.toml", "build", "--config", "b.toml"], ("build", "b.toml")),  # the last one, as click
+        (["build"], ("build", None)),
+        (["build", "--help"], (None, None)),
+        (["--version"], (None, None)),
+        (["digest", "send", "build"], ("digest", None)),
+        (["--", "build"], (None, None)),
+        ([], (None, None)),
+    ],
+)
+def test_the_program_reads_the_command_and_its_configuration_as_click_does(
+    args: list[str], expected: tuple[str | None, str | None]
+) -> None:
+    from publisher.cli.entry import command_and_config
+
+    assert command_and_config(args) == expected
+
+
+def test_the_program_forks_a_build_s_process_ahead_before_it_reads_its_command_line(site: Site) -> None:
+    """`publisher build` (cli.entry.program) forks its process ahead before click is imported,
+    and the build takes that one (no second one is forked): every process forked is ended and
+    reaped, and the build's output is written; `publisher check` forks none ahead."""
+    site.article("tech/a.md", "一篇")
+    script = textwrap.dedent(
+        """
+        import json, os, sys
+        forked, fork = [], os.fork
+        def recorded():
+            click_read = "click" in sys.modules
+            pid = fork()
+            if pid:
+                forked.append((pid, click_read))
+            return pid
+        os.fork = recorded
+        import atexit
+        def report():
+            left = []
+            for pid, _ in forked:
+                try:
+                    os.waitpid(pid, os.WNOHANG)
+                    left.append(pid)
+                except ChildProcessError:
+                    pass
+            print(json.dumps({"click_read": [c for _, c in forked], "left": left}))
+        atexit.register(report)
+        sys.argv = ["publisher", "--config", sys.argv[1], sys.argv[2]]
+        from publisher.cli import program
+        program()
+        """
+    )
+    for command, ahead in (("build", 1), ("check", 0)):
+        done = subprocess.run([sys.executable, "-c", script, str(site.config), command], capture_output=True,
+                              text=True, timeout=60, cwd=Path(site.root))  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        out = json.loads(done.stdout.strip().splitlines()[-1])
+        # the process ahead first, then only the workers that render the body (forked once click was read)
+        assert out["click_read"][:ahead] == [False] * ahead and all(out["click_read"][ahead:]), out
+        assert out["left"] == []
+    assert "一篇" in site.feed("tech/rss.xml").decode()
+
+
+def test_a_process_forked_early_for_another_file_is_ended_and_the_build_forks_its_own(tmp_path: Path) -> None:
+    """The build takes the process the program forked only when it was forked for the file the
+    build reads; one forked for another file is ended and reaped."""
+    root = tmp_path / "content"
+    (root / "tech").mkdir(parents=True)
+    first, second = tmp_path / "first.toml", tmp_path / "second.toml"
+    for path in (first, second):
+        path.write_text(f'[[sources]]\ntype = "files"\npath = "{root}"\n', encoding="utf-8")
+    out = _run(
+        """
+        from pathlib import Path
+        from publisher import build_ahead
+        first, second = Path(sys.argv[2]), Path(sys.argv[3])
+        build_ahead.fork_early(first)
+        early = build_ahead._early
+        taken = build_ahead.build_ahead(first)
+        out["same_taken"] = taken is early and taken.config == first
+        build_ahead.fork_early(first)
+        early = build_ahead._early
+        early_pid = early._pid
+        other = build_ahead.build_ahead(second)
+        out["other_is_new"] = other is not early and other.config == second and other._pid not in (0, early_pid)
+        out["early_ended"] = early._pid == 0
+        try:
+            os.waitpid(early_pid, os.WNOHANG)
+            out["early_reaped"] = False
+        except ChildProcessError:
+            out["early_reaped"] = True
+        for ahead in (taken, other):
+            ahead.close()
+        """,
+        str(first),
+        str(second),
+    )
+    assert out == {"same_taken": True, "other_is_new": True, "early_ended": True, "early_reaped": True}

@@ -177,7 +177,7 @@ def test_the_program_leaves_with_its_exit_code_after_the_exit_handlers(tmp_path:
     a message for a code is said on stderr with status 1."""
     code = (
         "import atexit, sys\n"
-        "from publisher.cli.base import leave\n"
+        "from publisher.cli.entry import leave\n"
         "atexit.register(lambda: print('handler ran'))\n"
         "print('buffered', end=' ')\n"
         "leave(int(sys.argv[1]) if sys.argv[1].isdigit() else sys.argv[1])\n"
@@ -199,7 +199,7 @@ def test_the_program_waits_for_a_thread_the_interpreter_would_wait_for() -> None
     way, and the thread finishes its work first."""
     code = (
         "import threading, time\n"
-        "from publisher.cli.base import leave\n"
+        "from publisher.cli.entry import leave\n"
         "threading.Thread(target=lambda: (time.sleep(0.3), print('thread done'))).start()\n"
         "leave(4)\n"
     )

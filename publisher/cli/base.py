@@ -3,13 +3,10 @@ reporting errors and progress."""
 
 from __future__ import annotations
 
-import atexit
 import gc
 import importlib
 import logging
-import os
 import sys
-import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -192,7 +189,7 @@ def main(ctx: click.Context, config: Path | None, verbose: bool) -> None:
 
 
 def run() -> None:
-    """The `publisher` program (the console script `program` calls it): `main`, started without
+    """The `publisher` program (the console script, cli.entry, calls it): `main`, started without
     the cyclic garbage collector. A start makes some 80,000 objects that live as long as the process (modules, the
     configuration's models, the store's tables); collecting among them while they were made, and
     again at exit, took a third of an unchanged build. `started` turns it on again, with them
@@ -200,41 +197,6 @@ def run() -> None:
     Tests call `main` in-process, where the collector stays as it is."""
     gc.disable()
     main()
-
-
-def program() -> NoReturn:
-    """The `publisher` program (the console script): `run`, then `leave`."""
-    try:
-        run()  # click ends every command, error or not, by SystemExit
-    except SystemExit as done:
-        leave(done.code)
-    leave(0)  # not reached: click's standalone mode always exits
-
-
-def leave(code: int | str | None) -> NoReturn:
-    """End the program with `code` as SystemExit would, without tearing the interpreter down:
-    the exit handlers run (logging's, multiprocessing's, weakref finalizers such as temporary
-    folders'), the standard streams are flushed, and the process exits. Tearing down every
-    module and object one by one, which only frees memory the exit frees anyway, took 25 to 35
-    ms of a build (docs/performance.md). Every file and the store are closed by the commands
-    themselves before this. A thread the interpreter would wait for (not a daemon) leaves the
-    usual way, waited for."""
-    if any(not t.daemon for t in threading.enumerate() if t is not threading.main_thread()):
-        raise SystemExit(code)
-    atexit._run_exitfuncs()
-    if code is None:
-        status = 0
-    elif isinstance(code, int):
-        status = code
-    else:  # as SystemExit says a message
-        print(code, file=sys.stderr)
-        status = 1
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (OSError, ValueError):  # a closed pipe: Python's own exit says 120
-            status = status or 120
-    os._exit(status & 0xFF)
 
 
 # Objects made (less those freed) between two collections of the youngest generation: 700 by
