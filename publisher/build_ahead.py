@@ -44,6 +44,7 @@ outcome is the same either way, only the time differs."""
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import os
@@ -72,11 +73,20 @@ _early: BuildAhead | None = None  # forked by the program before its command lin
 
 def fork_early(config: Path) -> None:
     """Fork the work ahead of a build of `config` now, for the build's `build_ahead` to take
-    (cli.entry: before click and the command's modules are read)."""
+    (cli.entry: before click and the command's modules are read). One never taken (the
+    command line refused, `--help` asked for) is ended at exit."""
     global _early
     if _early is not None:
         _early.close()
     _early = _forked(config)
+    atexit.register(_end_untaken)
+
+
+def _end_untaken() -> None:
+    global _early
+    early, _early = _early, None
+    if early is not None:
+        early.close()
 
 
 def build_ahead(config: Path) -> BuildAhead:

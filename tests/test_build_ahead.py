@@ -474,6 +474,7 @@ def test_the_slugs_are_answered_as_soon_as_asked_for_even_in_the_middle_of_a_lon
         (["--config", "a.toml", "build", "--config", "b.toml"], ("build", "b.toml")),  # the last one, as click
         (["build"], ("build", None)),
         (["build", "--help"], (None, None)),
+        (["-vh", "build"], (None, None)),  # help, in a cluster of short flags
         (["--version"], (None, None)),
         (["digest", "send", "build"], ("digest", None)),
         (["--", "build"], (None, None)),
@@ -491,7 +492,8 @@ def test_the_program_reads_the_command_and_its_configuration_as_click_does(
 def test_the_program_forks_a_build_s_process_ahead_before_it_reads_its_command_line(site: Site) -> None:
     """`publisher build` (cli.entry.program) forks its process ahead before click is imported,
     and the build takes that one (no second one is forked): every process forked is ended and
-    reaped, and the build's output is written; `publisher check` forks none ahead."""
+    reaped, and the build's output is written; `publisher check` forks none ahead, and one
+    forked for arguments click then refuses is ended at exit."""
     site.article("tech/a.md", "一篇")
     script = textwrap.dedent(
         """
@@ -505,6 +507,12 @@ def test_the_program_forks_a_build_s_process_ahead_before_it_reads_its_command_l
             return pid
         os.fork = recorded
         import atexit
+        from publisher import build_ahead
+        started, start = [], build_ahead.BuildAhead._start
+        def counted(self, *args):
+            started.append(1)
+            return start(self, *args)
+        build_ahead.BuildAhead._start = counted
         def report():
             left = []
             for pid, _ in forked:
@@ -513,9 +521,9 @@ def test_the_program_forks_a_build_s_process_ahead_before_it_reads_its_command_l
                     left.append(pid)
                 except ChildProcessError:
                     pass
-            print(json.dumps({"click_read": [c for _, c in forked], "left": left}))
+            print(json.dumps({"click_read": [c for _, c in forked], "left": left, "ahead": len(started)}))
         atexit.register(report)
-        sys.argv = ["publisher", "--config", sys.argv[1], sys.argv[2]]
+        sys.argv = ["publisher", "--config", sys.argv[1], *sys.argv[2:]]
         from publisher.cli import program
         program()
         """
@@ -526,9 +534,16 @@ def test_the_program_forks_a_build_s_process_ahead_before_it_reads_its_command_l
         assert done.returncode == 0, done.stderr
         out = json.loads(done.stdout.strip().splitlines()[-1])
         # the process ahead first, then only the workers that render the body (forked once click was read)
-        assert out["click_read"][:ahead] == [False] * ahead and all(out["click_read"][ahead:]), out
-        assert out["left"] == []
+        assert out["ahead"] == ahead and out["click_read"][:ahead] == [False] * ahead, out
+        assert all(out["click_read"][ahead:]) and out["left"] == []
     assert "一篇" in site.feed("tech/rss.xml").decode()
+    # Arguments click refuses: the process forked for them is ended at exit, quietly
+    done = subprocess.run([sys.executable, "-c", script, str(site.config), "build", "--stict"], capture_output=True,
+                          text=True, timeout=60, cwd=Path(site.root))  # fmt: skip
+    assert done.returncode == 2 and "No such option '--stict'" in done.stderr
+    assert "Traceback" not in done.stderr and "Exception" not in done.stderr, done.stderr
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out == {"click_read": [False], "left": [], "ahead": 1}
 
 
 def test_a_process_forked_early_for_another_file_is_ended_and_the_build_forks_its_own(tmp_path: Path) -> None:

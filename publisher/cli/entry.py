@@ -5,9 +5,9 @@ arguments name the command and its configuration file, before the command line's
 are read: click and rich, and the command's module, are 60 ms of a build's start on one core,
 where the forked process walks the files sources and makes the slugs on the other. The build's
 `load_app` then takes that process when it was forked for the file the command line reads
-(`build_ahead.build_ahead`); anything else (another file, odd arguments, no fork) ends it, and
-the build forks its own as before. The program ends without the interpreter's teardown
-(`leave`)."""
+(`build_ahead.build_ahead`); one forked for another file is ended and the build forks its own,
+and one never taken (arguments click refuses) is ended at exit. The program ends without the
+interpreter's teardown (`leave`)."""
 
 from __future__ import annotations
 
@@ -52,8 +52,8 @@ def command_and_config(args: list[str]) -> tuple[str | None, str | None]:
         arg = args[at]
         if arg == "--":
             break
-        if arg in ("-h", "--help", "--version"):
-            return None, config
+        if arg in ("--help", "--version") or (arg.startswith("-") and not arg.startswith("--") and "h" in arg):
+            return None, config  # -h, or a cluster of short flags with it (-vh)
         if arg in _WITH_VALUE:
             config = args[at + 1] if at + 1 < len(args) else None
             at += 2
@@ -93,17 +93,18 @@ def leave(code: int | str | None) -> NoReturn:
     usual way, waited for."""
     if any(not t.daemon for t in threading.enumerate() if t is not threading.main_thread()):
         raise SystemExit(code)
-    atexit._run_exitfuncs()
     if code is None:
         status = 0
     elif isinstance(code, int):
         status = code
-    else:  # as SystemExit says a message
+    else:  # a message, said before the exit handlers run, as Python says it
         print(code, file=sys.stderr)
         status = 1
+    atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
         try:
-            stream.flush()
-        except (OSError, ValueError):  # a closed pipe: Python's own exit says 120
-            status = status or 120
+            if stream is not None:
+                stream.flush()
+        except (OSError, ValueError):  # a closed pipe: Python's own exit then says 120
+            status = 120
     os._exit(status & 0xFF)
