@@ -489,6 +489,29 @@ def test_the_program_reads_the_command_and_its_configuration_as_click_does(
     assert command_and_config(args) == expected
 
 
+def test_the_program_knows_every_option_of_a_build_that_takes_a_value() -> None:
+    """`command_and_config` tells an option's value from the command by `_WITH_VALUE`: it must
+    name every option the root group and the commands it forks for take with a value, or a
+    value could be read as the command (or a command as a value)."""
+    import click
+
+    from publisher.cli import main
+    from publisher.cli.base import COMMAND_MODULES
+    from publisher.cli.entry import _WITH_VALUE, AHEAD
+
+    assert AHEAD <= set(COMMAND_MODULES)
+    ctx = click.Context(main)
+    commands = [main.get_command(ctx, name) for name in sorted(AHEAD)]
+    taking = {
+        name
+        for command in (main, *commands)
+        for param in command.params  # type: ignore[union-attr]
+        if isinstance(param, click.Option) and not param.is_flag and not param.count
+        for name in param.opts + param.secondary_opts
+    }
+    assert taking == set(_WITH_VALUE)
+
+
 def test_the_program_forks_a_build_s_process_ahead_before_it_reads_its_command_line(site: Site) -> None:
     """`publisher build` (cli.entry.program) forks its process ahead before click is imported,
     and the build takes that one (no second one is forked): every process forked is ended and
