@@ -48,6 +48,7 @@ def test_a_stop_as_usual_warns_of_nothing(recwarn: pytest.WarningsRecorder) -> N
 
 @pytest.mark.parametrize("closer", CLOSERS, ids=["os.close", "Connection.close"])
 @pytest.mark.parametrize("noticed", [True, False], ids=["waitress-noticed", "waitress-did-not-notice"])
+@pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning")  # the loop ends, not dies
 def test_a_trigger_closed_by_other_code_is_named_and_the_loop_still_ends(
     noticed: bool, closer: Callable[[int], None]
 ) -> None:

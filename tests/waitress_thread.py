@@ -63,11 +63,14 @@ class ServerThread:
         task threads are shut down, and `then` runs, even when the loop did not end.
 
         When the trigger's write descriptor is gone (EBADF: seen in two CI runs and once under
-        load, each time in a test that had passed, never in a test run alone), the sockets are
-        closed from here and the loop ends, at the latest when its current wait times out
-        (1 s); a warning says so, for a descriptor was closed by code that did not own it."""
+        load, each time in a test that had passed, never in a test run alone), the loop is
+        given an empty map, which ends it when its current wait times out (1 s), and the
+        sockets are closed from here once it has: closed while it waited, its next wait
+        failed with EBADF in its own thread. A warning says so, for a descriptor was closed by
+        code that did not own it."""
         trigger = self.server.trigger
         gone = "closed by waitress" if trigger._closed else self._pull()
+        channels = {}
         if gone:
             closers = [f"descriptor {fd} closed by:\n{_closed_by[fd]}" for fd in self.watched if fd in _closed_by]
             why = "\n".join(closers) or "no os.close call closed it (a close made in C, or before the watch)"
@@ -76,13 +79,15 @@ class ServerThread:
             # Its write end's number is not the trigger's any more (it may be another file's
             # now): closing its sockets must not close that number again.
             trigger._fds = [fd for fd in trigger._fds if fd != trigger.trigger]
-            wasyncore.close_all(self.server._map)
-            if trigger.socket is not None:  # its copy of the read end, left open when waitress's close failed
-                trigger.socket.close()
+            channels = dict(self.server._map)
+            self.server._map.clear()  # the loop copies it before each wait, and skips what left it
         try:
             self.thread.join(timeout=10)
             assert not self.thread.is_alive(), "waitress's loop did not end"
         finally:
+            wasyncore.close_all(channels)
+            if gone and trigger.socket is not None:  # its copy of the read end, left open when waitress's close failed
+                trigger.socket.close()
             _watched.difference_update(self.watched)
             for fd in self.watched:
                 _closed_by.pop(fd, None)
