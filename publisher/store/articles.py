@@ -355,16 +355,24 @@ class ArticleStore:
     def _with_categories(conn: Connection, rows: Sequence[Any]) -> list[Article]:
         ids = [r.id for r in rows]
         cats: dict[int, list[str]] = {i: [] for i in ids}
-        ac = article_categories_table
         for start in range(0, len(ids), 500):
-            query = (
-                select(ac.c.article_id, ac.c.category_slug)
-                .where(ac.c.article_id.in_(ids[start : start + 500]))
-                .order_by(ac.c.article_id, ac.c.category_slug)
-            )
-            for r in conn.execute(query):
-                cats[r.article_id].append(r.category_slug)
+            for article_id, slug in _links_of(conn, ids[start : start + 500]):
+                cats[article_id].append(slug)
         return [_article(r, tuple(cats[r.id])) for r in rows]
+
+
+def _links_of(conn: Connection, ids: Sequence[int]) -> Sequence[Any]:
+    """(article id, category slug) of each link of `ids`, by article then slug. On SQLite
+    through the driver, the statement written once: SQLAlchemy compiling its list of 500
+    bound ids took 12 ms of a cold build's first feeds, while the workers waited for their
+    renders; the query itself takes 1."""
+    if conn.dialect.name == "sqlite":
+        marks = ", ".join("?" * len(ids))
+        statement = f"SELECT article_id, category_slug FROM {article_categories_table.name} WHERE article_id IN"
+        return conn.exec_driver_sql(f"{statement} ({marks}) ORDER BY article_id, category_slug", tuple(ids)).all()
+    ac = article_categories_table.c
+    query = select(ac.article_id, ac.category_slug).where(ac.article_id.in_(ids))
+    return conn.execute(query.order_by(ac.article_id, ac.category_slug)).all()
 
 
 # Each article's rendition and the body hash it was rendered from (None: left out), in order
