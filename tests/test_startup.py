@@ -206,3 +206,16 @@ def test_the_program_waits_for_a_thread_the_interpreter_would_wait_for() -> None
     done = _program(code)
     assert done.returncode == 4
     assert done.stdout == "thread done\n"
+
+
+def test_the_program_returns_to_a_profiler_that_runs_it(tmp_path: Path) -> None:
+    """Under `python -m cProfile` (as `bench/run.py --profile` runs a build) the program leaves
+    the usual way, so the profiler gets to write what it measured; the status is the same."""
+    script = tmp_path / "publisher_script.py"
+    script.write_text("import sys\nsys.argv[1:] = ['--version']\nfrom publisher.cli import program\nprogram()\n")
+    profile = tmp_path / "build.prof"
+    done = subprocess.run([sys.executable, "-m", "cProfile", "-o", str(profile), str(script)],
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "publisher, version" in done.stdout
+    assert profile.is_file() and profile.stat().st_size > 0

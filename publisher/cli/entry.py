@@ -89,9 +89,11 @@ def leave(code: int | str | None) -> NoReturn:
     folders'), the standard streams are flushed, and the process exits. Tearing down every
     module and object one by one, which only frees memory the exit frees anyway, took 25 to 35
     ms of a build (docs/performance.md). Every file and the store are closed by the commands
-    themselves before this. A thread the interpreter would wait for (not a daemon) leaves the
-    usual way, waited for."""
-    if any(not t.daemon for t in threading.enumerate() if t is not threading.main_thread()):
+    themselves before this. It leaves the usual way when a thread the interpreter would wait for
+    (not a daemon) still runs, and when a profiler, a debugger or a coverage tracer runs it
+    (`python -m cProfile`): they report after the program returns to them."""
+    watched = sys.getprofile() is not None or sys.gettrace() is not None
+    if watched or any(not t.daemon for t in threading.enumerate() if t is not threading.main_thread()):
         raise SystemExit(code)
     if code is None:
         status = 0
