@@ -16,6 +16,7 @@ import multiprocessing.connection
 import os
 import sys
 import threading
+import time
 import traceback
 import warnings
 from collections.abc import Callable
@@ -70,7 +71,7 @@ class ServerThread:
         code that did not own it."""
         trigger = self.server.trigger
         gone = "closed by waitress" if trigger._closed else self._pull()
-        channels = {}
+        channels: dict[int, Any] = {}
         if gone:
             closers = [f"descriptor {fd} closed by:\n{_closed_by[fd]}" for fd in self.watched if fd in _closed_by]
             why = "\n".join(closers) or "no os.close call closed it (a close made in C, or before the watch)"
@@ -79,15 +80,21 @@ class ServerThread:
             # Its write end's number is not the trigger's any more (it may be another file's
             # now): closing its sockets must not close that number again.
             trigger._fds = [fd for fd in trigger._fds if fd != trigger.trigger]
-            channels = dict(self.server._map)
-            self.server._map.clear()  # the loop copies it before each wait, and skips what left it
         try:
-            self.thread.join(timeout=10)
+            deadline = time.monotonic() + 10
+            while gone and self.thread.is_alive() and time.monotonic() < deadline:
+                # The loop copies the map before each wait and skips what left it; one accepted
+                # meanwhile is put back, so this repeats until the loop has ended
+                channels.update(self.server._map)
+                self.server._map.clear()
+                self.thread.join(timeout=0.5)
+            self.thread.join(timeout=max(0.0, deadline - time.monotonic()))
             assert not self.thread.is_alive(), "waitress's loop did not end"
         finally:
-            wasyncore.close_all(channels)
-            if gone and trigger.socket is not None:  # its copy of the read end, left open when waitress's close failed
-                trigger.socket.close()
+            if gone:
+                wasyncore.close_all({**channels, **self.server._map}, ignore_all=True)
+                if trigger.socket is not None:  # its copy of the read end, left open when waitress's close failed
+                    trigger.socket.close()
             _watched.difference_update(self.watched)
             for fd in self.watched:
                 _closed_by.pop(fd, None)
