@@ -78,8 +78,9 @@ def fork_early(config: Path) -> None:
     global _early
     if _early is not None:
         _early.close()
+    else:
+        atexit.register(_end_untaken)  # once: it ends whichever is left then
     _early = _forked(config)
-    atexit.register(_end_untaken)
 
 
 def _end_untaken() -> None:

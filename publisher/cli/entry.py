@@ -83,6 +83,15 @@ def _fork_ahead(args: list[str]) -> None:
     fork_early(config)
 
 
+def _watched() -> bool:
+    """Whether a profiler, a debugger or a coverage tracer runs the program: through
+    sys.setprofile or sys.settrace, or (cProfile from Python 3.12) sys.monitoring."""
+    if sys.getprofile() is not None or sys.gettrace() is not None:
+        return True
+    monitoring = getattr(sys, "monitoring", None)
+    return monitoring is not None and any(monitoring.get_tool(tool) is not None for tool in range(6))
+
+
 def leave(code: int | str | None) -> NoReturn:
     """End the program with `code` as SystemExit would, without tearing the interpreter down:
     the exit handlers run (logging's, multiprocessing's, weakref finalizers such as temporary
@@ -92,8 +101,7 @@ def leave(code: int | str | None) -> NoReturn:
     themselves before this. It leaves the usual way when a thread the interpreter would wait for
     (not a daemon) still runs, and when a profiler, a debugger or a coverage tracer runs it
     (`python -m cProfile`): they report after the program returns to them."""
-    watched = sys.getprofile() is not None or sys.gettrace() is not None
-    if watched or any(not t.daemon for t in threading.enumerate() if t is not threading.main_thread()):
+    if _watched() or any(not t.daemon for t in threading.enumerate() if t is not threading.main_thread()):
         raise SystemExit(code)
     if code is None:
         status = 0
