@@ -183,8 +183,9 @@ class Workers:
         without articles, whose feeds render every article it reads: 0.04 s of this process's
         CPU, spent while the process ahead reads its files (build_ahead.py), spares each
         worker's, which came at the ingest's end, where the feeds waited for it (a cold build
-        of 10,000 articles 5-10 % faster, docs/performance.md). Nothing once the pool runs, nor when it would not be
-        forked (another thread runs: `_context`), where the workers load them as before."""
+        of 10,000 articles 5-10 % faster, docs/performance.md). Nothing once the pool runs, nor
+        when it would not be forked (another thread runs: `_context`), where the workers load
+        them as before."""
         if self.pool.executor is not None or _context().get_start_method() != "fork":
             return  # running, or to be started afresh (beside a thread: a progress bar's), not forked
         for task, arguments, _bodies in self.preparations:
@@ -278,20 +279,15 @@ def _one_by_one(chunk: list[Deferred | SourceItem], context: Context, render: bo
     return out
 
 
-def _done(result: list[Prepared]) -> Future[list[Prepared]]:
-    done: Future[list[Prepared]] = Future()
-    done.set_result(result)
-    return done
-
-
 class _Taken(Future[list[Prepared]]):
     """The results of a chunk read ahead (build_ahead.py): in the window, it holds no worker."""
 
-    @classmethod
-    def of(cls, result: list[Prepared]) -> _Taken:
-        taken = cls()
-        taken.set_result(result)
-        return taken
+
+def _done(result: list[Prepared], kind: type[Future[list[Prepared]]] = Future) -> Future[list[Prepared]]:
+    """A chunk's results known already: a `kind` of future that holds them."""
+    done = kind()
+    done.set_result(result)
+    return done
 
 
 def _read_ahead(chunk: list[Deferred | SourceItem], ahead: Mapping[str, ReadAhead]) -> list[Prepared] | None:
@@ -345,7 +341,7 @@ def prepare_in_order(
             read = True
             taken = _read_ahead(chunk, ahead) if ahead and not render else None
             if taken is not None:
-                window.append((chunk, _Taken.of(taken)))  # yielded once the chunks after it are on the workers
+                window.append((chunk, _done(taken, _Taken)))  # yielded once the chunks after it are on the workers
                 taken_ahead += 1
                 in_process = 0  # a cold build: what was not read ahead is the pool's
                 continue

@@ -152,7 +152,7 @@ class ProcessPool:
         try:
             os.set_blocking(task_writer.fileno(), False)
             for end in (task_writer, result_reader):
-                _widen(end)
+                widen_pipe(end.fileno())
         except BaseException:
             _end(worker, kill=True)
             raise
@@ -335,15 +335,11 @@ class _Awaited(Future):  # type: ignore[type-arg]
 PIPE_BYTES = 1 << 20  # what a pipe holds (Linux: 64 KB unless asked; 1 MB is what anyone may ask)
 
 
-def _widen(end: Connection) -> None:
-    """A pipe that holds PIPE_BYTES, where the system allows: a worker whose results are not read
-    yet (this process is busy storing the ones before) goes on until it is that far ahead, not
-    64 KB (4 chunks of articles) ahead, and a window of tasks is written at once."""
-    widen_pipe(end.fileno())
-
-
 def widen_pipe(fd: int) -> None:
-    """The pipe holds PIPE_BYTES from now on, where the system allows (Linux)."""
+    """The pipe holds PIPE_BYTES from now on, where the system allows (Linux): a worker whose
+    results are not read yet (this process is busy storing the ones before) goes on until it is
+    that far ahead, not 64 KB (4 chunks of articles) ahead, and a window of tasks is written at
+    once (build_ahead.py: the orders to the process ahead are written whole)."""
     with contextlib.suppress(ImportError, AttributeError, OSError):  # not Linux, or not allowed
         import fcntl
 

@@ -190,9 +190,9 @@ def main(ctx: click.Context, config: Path | None, verbose: bool) -> None:
 
 def run() -> None:
     """The `publisher` program (the console script, cli.entry, calls it): `main`, started without
-    the cyclic garbage collector. A start makes some 80,000 objects that live as long as the process (modules, the
-    configuration's models, the store's tables); collecting among them while they were made, and
-    again at exit, took a third of an unchanged build. `started` turns it on again, with them
+    the cyclic garbage collector. A start makes some 80,000 objects that live as long as the
+    process (modules, the configuration's models, the store's tables); collecting among them
+    while they were made, and again at exit, took a third of an unchanged build. `started` turns it on again, with them
     frozen out of every later collection (and so never copied by a forked worker's collections).
     Tests call `main` in-process, where the collector stays as it is."""
     gc.disable()
