@@ -10,6 +10,10 @@ configured sources and their parts, job ids, Flask's route rules (never a raw pa
 `publisher run` shares its App's Metrics with the scheduler's jobs (`jobs.share_metrics`), so
 one `/metrics` shows the web, the ingests and the digests; `publisher serve` shows its web
 requests, the mail events its hooks hear, and the store's gauges.
+
+prometheus_client is imported, and the registry made, when the registry is first asked for
+(a scrape, `watch`, a job's lateness); what was counted before is counted into it then. A
+command that is never scraped (`publisher build`) never imports it: 25 ms of its start.
 """
 
 from __future__ import annotations
@@ -20,13 +24,15 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, PlatformCollector, ProcessCollector
-from prometheus_client.core import GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector
+from typing import TYPE_CHECKING, cast
 
 from . import __version__
 from .model import WHOLE_SOURCE_LABEL
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.core import GaugeMetricFamily, Metric
+    from prometheus_client.registry import Collector
 
 log = logging.getLogger(__name__)
 
@@ -36,9 +42,117 @@ LATENESS_BUCKETS = (1, 5, 15, 60, 300, 900, 3600, 4 * 3600, 24 * 3600)
 
 
 class Metrics:
-    """The counters of one App, in its own registry."""
+    """The counters of one App, in its own registry (made when first asked for: above)."""
 
     def __init__(self, monotonic: Callable[[], float] = time.monotonic) -> None:
+        self._monotonic = monotonic
+        self._sends: deque[float] = deque()
+        self._sends_lock = threading.Lock()
+        self._watching = False
+        self._lock = threading.Lock()  # the registry made once; the counts before it kept whole
+        self._made: _Registry | None = None
+        self._before: dict[tuple[str, tuple[str, ...]], float] = {}  # (counter, labels) -> amount
+        self._last_ingest: float | None = None  # Unix time
+
+    @property
+    def registry(self) -> CollectorRegistry:
+        return self._registry().registry
+
+    def _registry(self) -> _Registry:
+        with self._lock:
+            if self._made is None:
+                made = _Registry(self._send_rate)
+                for (name, labels), amount in self._before.items():
+                    made.count(name, labels, amount)
+                if self._last_ingest is not None:
+                    made.last_ingest.set(self._last_ingest)
+                self._before.clear()
+                self._made = made
+            return self._made
+
+    def _count(self, name: str, labels: tuple[str, ...] = (), amount: float = 1) -> None:
+        made = self._made
+        if made is None:
+            with self._lock:
+                made = self._made
+                if made is None:
+                    key = (name, labels)
+                    self._before[key] = self._before.get(key, 0) + amount
+                    return
+        made.count(name, labels, amount)
+
+    # --- what the services call -----------------------------------------------------------
+
+    def ingest_ran(self, outcome: str, new: int, changed: int, withdrawn: int) -> None:
+        self._count("ingest_runs", (outcome,))
+        with self._lock:
+            made = self._made
+            if made is None:
+                self._last_ingest = time.time()
+        if made is not None:
+            made.last_ingest.set_to_current_time()
+        for change, count in (("new", new), ("changed", changed), ("withdrawn", withdrawn)):
+            self._count("articles", (change,), count)
+
+    def ingest_failed(self) -> None:
+        self._count("ingest_runs", ("error",))
+
+    def source_failed(self, source: str, part: str) -> None:
+        self._count("source_errors", (source, part or WHOLE_SOURCE_LABEL))
+
+    def feeds_written(self, count: int) -> None:
+        self._count("feed_writes", (), count)
+
+    def delivered(self, outcome: str) -> None:
+        """One delivery's outcome: sent, uncertain, failed, skipped or retried."""
+        self._count("deliveries", (outcome,))
+        if outcome in ("sent", "uncertain"):
+            now = self._monotonic()
+            with self._sends_lock:
+                self._sends.append(now)
+                self._forget_sends(now)
+
+    def mail_event(self, kind: str, source: str) -> None:
+        self._count("mail_events", (kind, source))
+
+    def job_ran(self, job: str, outcome: str) -> None:
+        self._count("job_runs", (job, outcome))
+
+    def job_late(self, job: str, seconds: float) -> None:
+        """Observed into the registry, made now if it is not yet (the scheduler's, a service's)."""
+        self._registry().job_lateness.labels(job).observe(max(0.0, seconds))
+
+    def web_request(self, route: str | None, method: str, status: int) -> None:
+        self._count("web_requests", (route or UNMATCHED_ROUTE, method, str(status)))
+
+    def alert_posted(self, event: str, outcome: str) -> None:
+        self._count("alerts", (event, outcome))
+
+    def watch(self, read: Callable[[], StoreCounts]) -> None:
+        """The store's gauges, read at each scrape (added once, however many web apps ask)."""
+        if not self._watching:
+            self._watching = True
+            self.registry.register(cast("Collector", StoreGauges(read)))
+
+    # --- the send rate ----------------------------------------------------------------------
+
+    def _forget_sends(self, now: float) -> None:
+        while self._sends and self._sends[0] < now - SEND_RATE_WINDOW:
+            self._sends.popleft()
+
+    def _send_rate(self) -> float:
+        now = self._monotonic()
+        with self._sends_lock:
+            self._forget_sends(now)
+            return len(self._sends) / SEND_RATE_WINDOW
+
+
+class _Registry:
+    """The registry and its counters, made when first asked for (`Metrics._registry`)."""
+
+    def __init__(self, send_rate: Callable[[], float]) -> None:
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, PlatformCollector, ProcessCollector
+
         self.registry = CollectorRegistry()
         r = self.registry
         self.ingest_runs = Counter("publisher_ingest_runs", "Ingest runs, by outcome (ok, partial, error)",
@@ -73,69 +187,13 @@ class Metrics:
         Gauge("publisher_build_info", "The running version", ["version"], registry=r).labels(__version__).set(1)
         rate = Gauge("publisher_send_rate_messages_per_second",
                      f"Digest messages sent per second over the last {SEND_RATE_WINDOW:.0f} s", registry=r)  # fmt: skip
-        rate.set_function(self._send_rate)
+        rate.set_function(send_rate)
         ProcessCollector(registry=r)
         PlatformCollector(registry=r)
-        self._monotonic = monotonic
-        self._sends: deque[float] = deque()
-        self._sends_lock = threading.Lock()
-        self._watching = False
 
-    # --- what the services call -----------------------------------------------------------
-
-    def ingest_ran(self, outcome: str, new: int, changed: int, withdrawn: int) -> None:
-        self.ingest_runs.labels(outcome).inc()
-        self.last_ingest.set_to_current_time()
-        for change, count in (("new", new), ("changed", changed), ("withdrawn", withdrawn)):
-            self.articles.labels(change).inc(count)
-
-    def source_failed(self, source: str, part: str) -> None:
-        self.source_errors.labels(source, part or WHOLE_SOURCE_LABEL).inc()
-
-    def feeds_written(self, count: int) -> None:
-        self.feed_writes.inc(count)
-
-    def delivered(self, outcome: str) -> None:
-        """One delivery's outcome: sent, uncertain, failed, skipped or retried."""
-        self.deliveries.labels(outcome).inc()
-        if outcome in ("sent", "uncertain"):
-            now = self._monotonic()
-            with self._sends_lock:
-                self._sends.append(now)
-                self._forget_sends(now)
-
-    def mail_event(self, kind: str, source: str) -> None:
-        self.mail_events.labels(kind, source).inc()
-
-    def job_ran(self, job: str, outcome: str) -> None:
-        self.job_runs.labels(job, outcome).inc()
-
-    def job_late(self, job: str, seconds: float) -> None:
-        self.job_lateness.labels(job).observe(max(0.0, seconds))
-
-    def web_request(self, route: str | None, method: str, status: int) -> None:
-        self.web_requests.labels(route or UNMATCHED_ROUTE, method, str(status)).inc()
-
-    def alert_posted(self, event: str, outcome: str) -> None:
-        self.alerts.labels(event, outcome).inc()
-
-    def watch(self, read: Callable[[], StoreCounts]) -> None:
-        """The store's gauges, read at each scrape (added once, however many web apps ask)."""
-        if not self._watching:
-            self._watching = True
-            self.registry.register(StoreGauges(read))
-
-    # --- the send rate ----------------------------------------------------------------------
-
-    def _forget_sends(self, now: float) -> None:
-        while self._sends and self._sends[0] < now - SEND_RATE_WINDOW:
-            self._sends.popleft()
-
-    def _send_rate(self) -> float:
-        now = self._monotonic()
-        with self._sends_lock:
-            self._forget_sends(now)
-            return len(self._sends) / SEND_RATE_WINDOW
+    def count(self, name: str, labels: tuple[str, ...], amount: float) -> None:
+        counter = getattr(self, name)
+        (counter.labels(*labels) if labels else counter).inc(amount)
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,14 +207,18 @@ class StoreCounts:
     failing_parts: Iterable[tuple[str, str, int]]  # (source, part, runs in a row that failed)
 
 
-class StoreGauges(Collector):
+class StoreGauges:
     """The store's gauges, read when `/metrics` is asked; a store that cannot be read makes
-    `publisher_store_up` 0 (logged) instead of failing the scrape."""
+    `publisher_store_up` 0 (logged) instead of failing the scrape. A collector as the registry
+    takes one (`collect`, `describe`), without prometheus_client's base class: made before it
+    is imported."""
 
     def __init__(self, read: Callable[[], StoreCounts]) -> None:
         self.read = read
 
     def collect(self) -> Iterator[Metric]:
+        from prometheus_client.core import GaugeMetricFamily
+
         up = GaugeMetricFamily("publisher_store_up", "1 when the store answered this scrape's reads, else 0")
         try:
             counts = self.read()
@@ -185,6 +247,8 @@ class StoreGauges(Collector):
 
 
 def _family(name: str, documentation: str, label: str, values: Mapping[str, int]) -> GaugeMetricFamily:
+    from prometheus_client.core import GaugeMetricFamily
+
     family = GaugeMetricFamily(name, documentation, labels=[label])
     for value, count in sorted(values.items()):
         family.add_metric([value], count)

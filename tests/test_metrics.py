@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import threading
 import time
 from collections.abc import Iterator
 from email import message_from_bytes, policy
@@ -16,6 +17,7 @@ from typing import Any
 
 import pytest
 import requests
+from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from pytest_httpserver import HTTPServer
 from test_newsletter import Inbox
@@ -25,6 +27,7 @@ from conftest import HEALTH_HEADERS, HEALTH_TOKEN, Service, Site, days_ago
 from hook_signing import mailgun_event, mailgun_request
 from publisher.app import App
 from publisher.bounces.events import DELIVERY_HEADER
+from publisher.metrics import Metrics
 from publisher.model import BuildReport, Subscriber, SubscriberStatus
 from publisher.newsletter import Newsletter
 from publisher.web import create_app
@@ -242,3 +245,31 @@ def test_publisher_run_shows_its_scheduler_jobs_on_its_metrics(site: Site) -> No
         assert re.search(r"^process_resident_memory_bytes \d", answer.text, re.M)
     finally:
         assert service.stop() == 0
+
+
+def test_counts_made_before_the_registry_are_in_it_and_none_is_lost_meanwhile() -> None:
+    """The registry is made when first asked for (a scrape): what was counted before is in
+    it, and counts made by other threads while it is made are all there."""
+    metrics = Metrics()
+    metrics.ingest_ran("ok", 3, 1, 0)
+    metrics.feeds_written(5)
+    metrics.source_failed("news", "")
+    metrics.web_request(None, "GET", 404)
+    threads = [threading.Thread(target=lambda: [metrics.delivered("sent") for _ in range(2000)]) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    registry = metrics.registry  # made while the threads count
+    for thread in threads:
+        thread.join()
+    samples = parse(generate_latest(registry).decode())
+    assert value(samples, "publisher_ingest_runs_total", outcome="ok") == 1
+    assert value(samples, "publisher_article_changes_total", change="new") == 3
+    assert value(samples, "publisher_article_changes_total", change="withdrawn") == 0
+    assert value(samples, "publisher_feed_writes_total") == 5
+    assert value(samples, "publisher_source_errors_total", source="news", part="(the source)") == 1
+    assert value(samples, "publisher_web_requests_total", route="(unmatched)", method="GET", status="404") == 1
+    assert value(samples, "publisher_deliveries_total", outcome="sent") == 8000
+    assert value(samples, "publisher_last_ingest_timestamp_seconds") == pytest.approx(time.time(), abs=60)
+    metrics.ingest_failed()
+    samples = parse(generate_latest(registry).decode())
+    assert value(samples, "publisher_ingest_runs_total", outcome="error") == 1

@@ -143,6 +143,15 @@ def test_a_sqlite_store_is_opened_and_written_without_the_postgresql_dialect(sit
     assert sorted(name for name in loaded if name.startswith("sqlalchemy.dialects.postgresql")) == []
 
 
+def test_a_build_counts_without_the_metrics_library(site: Site) -> None:
+    """A build is never scraped: its counts stay in the App's Metrics, and prometheus_client
+    (25 ms of its start) is not imported (metrics.py)."""
+    site.article("tech/a.md", "科技新闻")
+    loaded = imported_by(f"from publisher.cli import main\nmain(['--config', {str(site.config)!r}, 'build'])")
+    assert "publisher.metrics" in loaded and "publisher.output" in loaded  # it counted, and wrote its feeds
+    assert sorted(name for name in loaded if name.startswith("prometheus_client")) == []
+
+
 def test_a_build_forks_its_work_ahead_before_it_validates_its_configuration(site: Site) -> None:
     """The process ahead (build_ahead.py) is forked on what the file most likely says, before
     pydantic and the settings' models load: a fifth of a cold build's start runs beside it."""

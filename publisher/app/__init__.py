@@ -260,7 +260,7 @@ class App(SourceServices, MailServices, OutputServices, WatchServices, WebSubSer
         try:
             ingest(self.store, sources, self.context(strict), report, tick)
         except Exception:
-            self.metrics.ingest_runs.labels("error").inc()
+            self.metrics.ingest_failed()
             raise
         outcome = "partial" if report.failed_sources or report.failed_parts else "ok"
         new, changed, withdrawn = report.new - before[0], report.changed - before[1], report.withdrawn - before[2]
