@@ -19,8 +19,11 @@ log = logging.getLogger(__name__)
 
 # --- XML safety --------------------------------------------------------------------------------
 
-# Everything outside the XML 1.0 Char production; this also catches lone surrogates.
-_XML_INVALID = re.compile("[^\u0009\u000a\u000d\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+# Everything outside the XML 1.0 Char production (#x9 | #xA | #xD | [#x20-#xD7FF] |
+# [#xE000-#xFFFD] | [#x10000-#x10FFFF]), lone surrogates included, written as the few ranges
+# it leaves out: `re` compiles a class range by range, code point by code point, so the class
+# negated took 4-9 ms of every command's start, and this one under 1.
+_XML_INVALID = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 
 
 def xml_safe(text: str) -> str:

@@ -76,6 +76,16 @@ def test_xml_safe_drops_only_forbidden_characters() -> None:
     assert xml_safe("中文😀\x7f") == "中文😀\x7f"
 
 
+def test_xml_safe_keeps_exactly_the_characters_of_xml_1_0() -> None:
+    """Every code point, against the Char production as the specification writes it."""
+
+    def allowed(c: int) -> bool:
+        return c in (0x9, 0xA, 0xD) or 0x20 <= c <= 0xD7FF or 0xE000 <= c <= 0xFFFD or 0x10000 <= c <= 0x10FFFF
+
+    every = "".join(map(chr, range(0x110000)))
+    assert xml_safe(every) == "".join(c for c in every if allowed(ord(c)))
+
+
 BASE = "https://www.example.org/news/2024/a.html"
 
 
