@@ -7,45 +7,69 @@ times over (read and normalised on a worker, unpickled on the main process, whic
 constructor: `Article.__reduce__`), and the setting took 2-5 us of each. `quick_init` gives
 such a class an `__init__` that sets each slot through the slot's own descriptor, written out
 field by field: half the time, the same object. The class stays as it was in every other way
-(frozen: `__setattr__` still refuses; `dataclasses.replace`, equality, the signature).
+(frozen: `__setattr__` still refuses; `dataclasses.replace`, equality, the signature and its
+type hints, which resolve in the class's module as the generated one's do).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import sys
+import types
 from typing import Any, TypeVar
 
 Cls = TypeVar("Cls", bound=type)
+
+_SELF = "__dataclass_self__"  # as dataclasses names it: no field can be called that
 
 
 def quick_init(cls: Cls) -> Cls:
     """`cls` (a frozen dataclass with slots, decorated after `dataclass`) with an `__init__`
     that takes the same arguments, positional or by name, with the same defaults, and sets
-    the same fields. Refused (TypeError, at import) for a class whose `__init__` does more
-    than set its fields: a default factory, a field left out of `__init__`, a keyword-only
-    one, a `__post_init__`."""
+    the same fields. Refused (TypeError, at import) for a class whose `__init__` is not the
+    one `dataclass` generated or does more than set its fields: one written by hand, none
+    (`init=False`), a default factory, a field left out of `__init__`, a keyword-only one, an
+    `InitVar`, a `__post_init__`."""
     params = getattr(cls, "__dataclass_params__", None)
     if not (dataclasses.is_dataclass(cls) and params is not None and params.frozen and "__slots__" in cls.__dict__):
         raise TypeError(f"quick_init: {cls.__name__} is not a frozen dataclass with slots")
+    generated = getattr(getattr(cls, "__init__", None), "__code__", None)
+    if not params.init or generated is None or generated.co_filename != "<string>":
+        raise TypeError(f"quick_init: {cls.__name__}'s __init__ is not the one dataclass generated")
     fields = dataclasses.fields(cls)
+    taken = generated.co_varnames[1 : generated.co_argcount + generated.co_kwonlyargcount]
+    if list(taken) != [f.name for f in fields]:  # an InitVar among them, or a field left out
+        raise TypeError(f"quick_init: {cls.__name__}'s __init__ takes more or less than its fields")
     for f in fields:
         if f.default_factory is not dataclasses.MISSING or not f.init or f.kw_only:
             raise TypeError(f"quick_init: {cls.__name__}.{f.name} is set by more than its argument")
     if hasattr(cls, "__post_init__"):
         raise TypeError(f"quick_init: {cls.__name__} has a __post_init__")
-    scope: dict[str, Any] = {}
-    arguments, body = [], []
+    given: list[object] = []  # the factory's arguments: each slot's setter, then each default
+    made, arguments, body = [], [], []
     for n, f in enumerate(fields):
-        scope[f"_set{n}"] = cls.__dict__[f.name].__set__  # the slot's descriptor: refuses nothing
-        if f.default is dataclasses.MISSING:
-            arguments.append(f.name)
-        else:
-            scope[f"_default{n}"] = f.default
-            arguments.append(f"{f.name}=_default{n}")
-        body.append(f"    _set{n}(self, {f.name})")
-    source = f"def __init__(self, {', '.join(arguments)}):\n" + "\n".join(body or ["    pass"]) + "\n"
-    exec(source, scope)  # noqa: S102 - code made above from the class's own field names
-    init = scope["__init__"]
+        slot = next((klass.__dict__[f.name] for klass in cls.__mro__ if f.name in klass.__dict__), None)
+        if not isinstance(slot, types.MemberDescriptorType):
+            raise TypeError(f"quick_init: {cls.__name__}.{f.name} is not a slot")
+        made.append(f"__quick_set{n}")
+        given.append(slot.__set__)
+        body.append(f"        __quick_set{n}({_SELF}, {f.name})")
+        arguments.append(f.name)
+    for n, f in enumerate(fields):
+        if f.default is not dataclasses.MISSING:
+            made.append(f"__quick_default{n}")
+            given.append(f.default)
+            arguments[n] = f"{f.name}=__quick_default{n}"
+    # Made by a factory run in the class's module, as dataclasses makes its methods: the setters
+    # and defaults are the closure's, the annotations resolve in the module's names.
+    source = (
+        f"def __quick_init_factory({', '.join(made)}):\n"
+        f"    def __init__({', '.join([_SELF, *arguments])}):\n" + "\n".join(body or ["        pass"]) + "\n"
+        "    return __init__\n"
+    )
+    scope: dict[str, Any] = {}
+    exec(source, sys.modules[cls.__module__].__dict__, scope)  # noqa: S102 - code made above from the field names
+    init = scope["__quick_init_factory"](*given)
     init.__qualname__ = f"{cls.__qualname__}.__init__"
     init.__module__ = cls.__module__
     init.__doc__ = cls.__init__.__doc__
