@@ -24,7 +24,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Literal, cast
 
 from . import __version__
 from .model import WHOLE_SOURCE_LABEL
@@ -40,6 +40,16 @@ UNMATCHED_ROUTE = "(unmatched)"  # a request no route matched (a 404 of a random
 SEND_RATE_WINDOW = 60.0  # seconds over which the send rate is measured
 LATENESS_BUCKETS = (1, 5, 15, 60, 300, 900, 3600, 4 * 3600, 24 * 3600)
 
+# Each counter the services count into (its attribute on _Registry), and how many labels it takes
+Counted = Literal[
+    "ingest_runs", "articles", "source_errors", "feed_writes", "deliveries", "mail_events", "job_runs",
+    "web_requests", "alerts",
+]  # fmt: skip
+_LABELS: dict[Counted, int] = {
+    "ingest_runs": 1, "articles": 1, "source_errors": 2, "feed_writes": 0, "deliveries": 1, "mail_events": 2,
+    "job_runs": 2, "web_requests": 3, "alerts": 2,
+}  # fmt: skip
+
 
 class Metrics:
     """The counters of one App, in its own registry (made when first asked for: above)."""
@@ -51,7 +61,7 @@ class Metrics:
         self._watching = False
         self._lock = threading.Lock()  # the registry made once; the counts before it kept whole
         self._made: _Registry | None = None
-        self._before: dict[tuple[str, tuple[str, ...]], float] = {}  # (counter, labels) -> amount
+        self._before: dict[tuple[Counted, tuple[str, ...]], float] = {}  # (counter, labels) -> amount
         self._last_ingest: float | None = None  # Unix time
 
     @property
@@ -70,7 +80,11 @@ class Metrics:
                 self._made = made
             return self._made
 
-    def _count(self, name: str, labels: tuple[str, ...] = (), amount: float = 1) -> None:
+    def _count(self, name: Counted, labels: tuple[str, ...] = (), amount: float = 1) -> None:
+        """Counted into the registry, or kept until it is made; refused here, as the registry
+        would refuse it (a count kept and refused later would fail every scrape after)."""
+        if amount < 0 or len(labels) != _LABELS[name]:
+            raise ValueError(f"metrics: {name} counts up by {amount} with {len(labels)} label(s), not {_LABELS[name]}")
         made = self._made
         if made is None:
             with self._lock:
@@ -191,7 +205,7 @@ class _Registry:
         ProcessCollector(registry=r)
         PlatformCollector(registry=r)
 
-    def count(self, name: str, labels: tuple[str, ...], amount: float) -> None:
+    def count(self, name: Counted, labels: tuple[str, ...], amount: float) -> None:
         counter = getattr(self, name)
         (counter.labels(*labels) if labels else counter).inc(amount)
 
@@ -210,8 +224,8 @@ class StoreCounts:
 class StoreGauges:
     """The store's gauges, read when `/metrics` is asked; a store that cannot be read makes
     `publisher_store_up` 0 (logged) instead of failing the scrape. A collector as the registry
-    takes one (`collect`, `describe`), without prometheus_client's base class: made before it
-    is imported."""
+    takes one (`collect`, `describe`), without prometheus_client's base class, which would
+    import the library with this module."""
 
     def __init__(self, read: Callable[[], StoreCounts]) -> None:
         self.read = read

@@ -25,6 +25,7 @@ from test_smtp import free_port, smtp_on_loopback
 
 from conftest import HEALTH_HEADERS, HEALTH_TOKEN, Service, Site, days_ago
 from hook_signing import mailgun_event, mailgun_request
+from publisher import metrics as metrics_module
 from publisher.app import App
 from publisher.bounces.events import DELIVERY_HEADER
 from publisher.metrics import Metrics
@@ -247,29 +248,64 @@ def test_publisher_run_shows_its_scheduler_jobs_on_its_metrics(site: Site) -> No
         assert service.stop() == 0
 
 
-def test_counts_made_before_the_registry_are_in_it_and_none_is_lost_meanwhile() -> None:
+def test_counts_made_before_the_registry_are_in_it_and_none_is_lost_meanwhile(monkeypatch: pytest.MonkeyPatch) -> None:
     """The registry is made when first asked for (a scrape): what was counted before is in
-    it, and counts made by other threads while it is made are all there."""
+    it, and of the counts other threads make while it is made (made slowly here, so that
+    they wait for it), none is lost and none is counted twice."""
+    made_slowly = metrics_module._Registry.__init__
+
+    def slowly(self: Any, send_rate: Any) -> None:
+        time.sleep(0.05)
+        made_slowly(self, send_rate)
+
+    monkeypatch.setattr(metrics_module._Registry, "__init__", slowly)
     metrics = Metrics()
     metrics.ingest_ran("ok", 3, 1, 0)
     metrics.feeds_written(5)
     metrics.source_failed("news", "")
     metrics.web_request(None, "GET", 404)
-    threads = [threading.Thread(target=lambda: [metrics.delivered("sent") for _ in range(2000)]) for _ in range(4)]
+    stop = threading.Event()
+    counted = [0] * 4
+
+    def count(n: int) -> None:
+        while not stop.is_set():
+            metrics.delivered("sent")
+            counted[n] += 1
+
+    threads = [threading.Thread(target=count, args=(n,)) for n in range(4)]
     for thread in threads:
         thread.start()
+    while min(counted) < 100:
+        time.sleep(0.001)
     registry = metrics.registry  # made while the threads count
+    time.sleep(0.02)
+    stop.set()
     for thread in threads:
         thread.join()
     samples = parse(generate_latest(registry).decode())
+    assert value(samples, "publisher_deliveries_total", outcome="sent") == sum(counted)
     assert value(samples, "publisher_ingest_runs_total", outcome="ok") == 1
     assert value(samples, "publisher_article_changes_total", change="new") == 3
     assert value(samples, "publisher_article_changes_total", change="withdrawn") == 0
     assert value(samples, "publisher_feed_writes_total") == 5
     assert value(samples, "publisher_source_errors_total", source="news", part="(the source)") == 1
     assert value(samples, "publisher_web_requests_total", route="(unmatched)", method="GET", status="404") == 1
-    assert value(samples, "publisher_deliveries_total", outcome="sent") == 8000
     assert value(samples, "publisher_last_ingest_timestamp_seconds") == pytest.approx(time.time(), abs=60)
+    # The series made ahead at 0 are there, made late or not
+    assert value(samples, "publisher_ingest_runs_total", outcome="partial") == 0
+    assert value(samples, "publisher_deliveries_total", outcome="failed") == 0
     metrics.ingest_failed()
     samples = parse(generate_latest(registry).decode())
     assert value(samples, "publisher_ingest_runs_total", outcome="error") == 1
+
+
+def test_a_count_the_registry_would_refuse_is_refused_when_made() -> None:
+    """Refused at the call, before the registry is made as after: kept, it would fail every
+    scrape once the registry were made."""
+    metrics = Metrics()
+    with pytest.raises(ValueError, match="feed_writes counts up by -1"):
+        metrics.feeds_written(-1)
+    samples = parse(generate_latest(metrics.registry).decode())
+    assert value(samples, "publisher_feed_writes_total") == 0
+    with pytest.raises(ValueError, match="feed_writes counts up by -2"):
+        metrics.feeds_written(-2)
