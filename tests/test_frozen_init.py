@@ -135,6 +135,27 @@ def test_classes_it_cannot_speed_up_unchanged_are_refused() -> None:
         name: str
         hint: dataclasses.InitVar[str] = ""
 
-    for cls in (Factory, After, KeywordOnly, NoSlots, NotFrozen, OwnInit, NoInit, WithInitVar):
+    scope: dict[str, object] = {"dataclasses": dataclasses}
+    exec(  # noqa: S102 - a class defined in code run from a string, as dataclass's own methods are
+        "@dataclasses.dataclass(frozen=True, slots=True)\n"
+        "class OwnInitFromString:\n"
+        "    name: str\n"
+        "    def __init__(self, name):\n"
+        "        object.__setattr__(self, 'name', name.strip())\n",
+        scope,
+    )
+    own_from_string = scope["OwnInitFromString"]
+    for cls in (Factory, After, KeywordOnly, NoSlots, NotFrozen, OwnInit, NoInit, WithInitVar, own_from_string):
         with pytest.raises(TypeError, match=f"quick_init: {cls.__name__}"):
             quick_init(cls)
+
+
+def test_a_field_named_self_is_set_as_dataclass_sets_it() -> None:
+    @quick_init
+    @dataclasses.dataclass(frozen=True, slots=True)
+    class Named:
+        self: str
+        other: int = 2
+
+    made = Named("me")
+    assert (made.self, made.other) == ("me", 2) and made == Named(self="me", other=2)
