@@ -83,8 +83,10 @@ class Metrics:
     def _count(self, name: Counted, labels: tuple[str, ...] = (), amount: float = 1) -> None:
         """Counted into the registry, or kept until it is made; refused here, as the registry
         would refuse it (a count kept and refused later would fail every scrape after)."""
-        if amount < 0 or len(labels) != _LABELS[name]:
-            raise ValueError(f"metrics: {name} counts up by {amount} with {len(labels)} label(s), not {_LABELS[name]}")
+        if amount < 0:
+            raise ValueError(f"metrics: {name} counts up, not by {amount}")
+        if len(labels) != _LABELS[name]:
+            raise ValueError(f"metrics: {name} takes {_LABELS[name]} label(s), not {len(labels)}")
         made = self._made
         if made is None:
             with self._lock:

@@ -303,9 +303,16 @@ def test_a_count_the_registry_would_refuse_is_refused_when_made() -> None:
     """Refused at the call, before the registry is made as after: kept, it would fail every
     scrape once the registry were made."""
     metrics = Metrics()
-    with pytest.raises(ValueError, match="feed_writes counts up by -1"):
+    with pytest.raises(ValueError, match="feed_writes counts up, not by -1"):
         metrics.feeds_written(-1)
+    with pytest.raises(ValueError, match="web_requests takes 3 label"):
+        metrics._count("web_requests", ("/", "GET"))
     samples = parse(generate_latest(metrics.registry).decode())
     assert value(samples, "publisher_feed_writes_total") == 0
-    with pytest.raises(ValueError, match="feed_writes counts up by -2"):
+    with pytest.raises(ValueError, match="feed_writes counts up, not by -2"):
         metrics.feeds_written(-2)
+
+
+def test_the_label_counts_checked_are_the_counters_own() -> None:
+    made = metrics_module._Registry(lambda: 0.0)
+    assert {name: len(getattr(made, name)._labelnames) for name in metrics_module._LABELS} == metrics_module._LABELS
