@@ -302,7 +302,7 @@ def test_a_build_with_its_walk_ahead_stores_and_writes_what_a_build_without_it_d
         from publisher import build_ahead
         # What is compared is the build's output, however slow the machine: on a busy one a
         # PostgreSQL store took the build past FRESH_FOR before it asked for the folders (their
-        # age has its own test, test_folders_walked_longer_ago_than_fresh_for_are_not_given)
+        # age has its own tests: test_..._longer_ago_than_fresh_for_are_not_given and _taken)
         build_ahead.FRESH_FOR = 120.0
         taken, folders_of, reads_for = [], build_ahead.BuildAhead.folders_of, build_ahead.BuildAhead.reads_for
         def finished(self):
@@ -353,7 +353,7 @@ _READS = """
     from publisher import build_ahead as ahead_module
     from publisher.app import App
     from publisher.build_ahead import build_ahead
-    ahead_module.FRESH_FOR = 120.0  # what was read, however slow the machine (the age has its own test)
+    ahead_module.FRESH_FOR = 120.0  # what was read, however slow the machine (the age: the "late" test)
     from publisher.config import load_settings
     from publisher.model import Deferred
     from publisher.normalize import CategoryIndex, TextRules
@@ -369,6 +369,8 @@ _READS = """
     index, rules, url = CategoryIndex(app.categories), app.rules, app.site.url
     if sys.argv[3] == "other":  # the rules the build reads with are not those it read ahead with
         rules = TextRules("none", rules.summary_length, rules.remove_glosses)
+    if sys.argv[3] == "late":  # asked for after FRESH_FOR
+        ahead._forked_at -= ahead_module.FRESH_FOR + 1
     reads = ahead.reads_for(source, index, rules, url)
     units = [u for u in source.fetch({}) if isinstance(u, Deferred)]
     own = prepare_all(units, index, rules, url, render=False)
@@ -394,6 +396,14 @@ def test_files_read_ahead_in_another_context_than_the_build_s_are_not_taken(site
     site.use_store(f"sqlite:///{site.root / 'var' / 'new.db'}")
     site.article("tech/a.md", "文章")
     assert _run(_READS, str(site.config), "other") == {"count": 0, "same": False, "again": 0}
+
+
+def test_files_read_ahead_longer_ago_than_fresh_for_are_not_taken(site: Site) -> None:
+    """A build asking for the files read ahead later than FRESH_FOR after the fork reads them
+    itself: a file may have changed since."""
+    site.use_store(f"sqlite:///{site.root / 'var' / 'new.db'}")
+    site.article("tech/a.md", "文章")
+    assert _run(_READS, str(site.config), "late") == {"count": 0, "same": False, "again": 0}
 
 
 def test_nothing_is_read_ahead_for_a_store_made_before(site: Site) -> None:
