@@ -21,6 +21,10 @@ from test_smtp import free_port
 
 from conftest import ROOT, Service
 
+# A new user's store is the SQLite file `publisher init` configures, in either run: the
+# PostgreSQL run would build the wheel and the venv again to repeat the same tests (40 s).
+pytestmark = pytest.mark.sqlite_only("a new user's store: the SQLite file `publisher init` configures")
+
 
 class Installed:
     """A venv holding only the built wheel and what it depends on."""
