@@ -4,7 +4,9 @@
 a store on PostgreSQL; the default is SQLite. `make test` runs the suite once on each. A test of
 one backend's own behaviour (SQLite's file locks, its files' modes, its online backup) carries
 `@pytest.mark.sqlite_only(reason)` or `postgresql_only(reason)` and runs in that backend's run
-only; a fixture parametrised over both backends (`store_url`) gives the run's own.
+only, as does a test whose stores are SQLite whatever the run's backend (the installed wheel's:
+a new user's store is the SQLite file `publisher init` configures); a fixture parametrised
+over both backends (`store_url`) gives the run's own.
 
 The PostgreSQL server: $PUBLISHER_TEST_POSTGRES when set (an admin URL), else the one on
 127.0.0.1:5432 when it answers, else a throwaway server started from Debian's PostgreSQL
@@ -270,7 +272,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     global BACKEND
     BACKEND = chosen_backend(config.getoption("--backend"))
-    config.addinivalue_line("markers", "sqlite_only(reason): tests SQLite's own behaviour; runs in the SQLite run")
+    config.addinivalue_line(
+        "markers", "sqlite_only(reason): tests SQLite's own behaviour, or SQLite whatever the backend; the SQLite run's"
+    )
     config.addinivalue_line(
         "markers", "postgresql_only(reason): tests PostgreSQL's own behaviour; runs in the PostgreSQL run"
     )

@@ -78,18 +78,25 @@ def wait_for(condition: object, seconds: float) -> bool:
     return False
 
 
-def sent_to_the_end(url: str, stalled_after: float = 30) -> bool:
-    """Whether the digest ends `done` while its workers keep sending: False only once the
-    ledger has stood still for `stalled_after` seconds short of it. A fixed deadline failed
-    a run on a slow machine that was still sending (4,757 of 5,000 sent after 60 s)."""
-    last, moved = ledger(url), time.monotonic()
+def sent_to_the_end(url: str, still_for: float = 30, at_most: float = 600) -> bool:
+    """Whether the digest ends `done` while its workers keep settling deliveries (sent,
+    uncertain or failed): False once that count and the digest's status have stood still for
+    `still_for` seconds, or after `at_most` in all. A fixed deadline failed a run on a slow
+    machine that was still sending (4,757 of 5,000 sent after 60 s)."""
+
+    def progress() -> tuple[str, int]:
+        status, counts, _uncertain = ledger(url)
+        return status, sum(n for state, n in counts.items() if state not in ("pending", "sending"))
+
+    start = moved = time.monotonic()
+    last = progress()
     while last[0] != "done":
-        if time.monotonic() - moved > stalled_after:
+        now = time.monotonic()
+        if now - moved > still_for or now - start > at_most:
             return False
         time.sleep(0.2)
-        now = ledger(url)
-        if now != last:
-            last, moved = now, time.monotonic()
+        if (seen := progress()) != last:
+            last, moved = seen, time.monotonic()
     return True
 
 
